@@ -1,0 +1,17 @@
+/* tensorwire umbrella header: everything public in one include. */
+#ifndef TENSORWIRE_H
+#define TENSORWIRE_H
+
+#include <tensorwire/status.h>
+#include <tensorwire/buf.h>
+#include <tensorwire/dlpack.h>
+#include <tensorwire/tensor.h>
+#include <tensorwire/value.h>
+#include <tensorwire/frame.h>
+#include <tensorwire/message.h>
+
+#define TW_VERSION_MAJOR 0
+#define TW_VERSION_MINOR 1
+#define TW_VERSION_PATCH 0
+
+#endif

@@ -1,0 +1,2 @@
+#include <criterion/criterion.h>
+Test(placeholder, malformed) { cr_assert(1); }
