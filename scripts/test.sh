@@ -1,0 +1,76 @@
+#!/bin/sh
+# The whole test suite, as CI runs it: installs dependencies, then
+#   1. a -Werror build and `meson test` (unit, integration, corpus replay),
+#   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
+#   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 60): it must
+#      find nothing.
+# Prints one "N passed, N failed" line at the end; exits non-zero on failure.
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/install-deps.sh
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+status=0
+summary=""
+
+setup() { # dir, meson args...
+	dir=$1; shift
+	if [ -d "$dir" ]; then
+		meson setup --reconfigure "$dir" "$@" >/dev/null
+	else
+		meson setup "$dir" "$@" >/dev/null
+	fi
+}
+
+run_suite() { # dir, label
+	if ! meson test -C "$1" --print-errorlogs --num-processes 2; then
+		status=1
+	fi
+	summary="$summary $1/meson-logs/testlog.json"
+}
+
+echo "== build: -Werror"
+setup build-test -Dwerror=true -Dtests=true
+ninja -C build-test
+run_suite build-test
+
+echo "== build: -Werror, ASan + UBSan"
+setup build-asan -Dwerror=true -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false
+ninja -C build-asan
+run_suite build-asan
+
+echo "== fuzz: frame decoder, ${FUZZ_SECONDS}s"
+CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+ninja -C build-fuzz tests/fuzz/fuzz_decode
+fuzz_work=$(mktemp -d)
+cp tests/fuzz/corpus/fuzz_decode/* "$fuzz_work"/ 2>/dev/null || true
+fuzz_passed=0
+fuzz_failed=0
+if build-fuzz/tests/fuzz/fuzz_decode "$fuzz_work" -max_total_time="$FUZZ_SECONDS" \
+	-rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	-artifact_prefix="$fuzz_work/" 2>build-fuzz/fuzz.log; then
+	fuzz_passed=1
+	grep -E '^stat::number_of_executed_units|^Done' build-fuzz/fuzz.log || true
+else
+	fuzz_failed=1
+	status=1
+	tail -n 60 build-fuzz/fuzz.log
+	ls "$fuzz_work"/crash-* "$fuzz_work"/leak-* "$fuzz_work"/timeout-* 2>/dev/null || true
+fi
+rm -rf "$fuzz_work"
+
+python3 - "$fuzz_passed" "$fuzz_failed" $summary <<'PY'
+import json, sys
+passed = int(sys.argv[1]); failed = int(sys.argv[2]); skipped = 0
+for path in sys.argv[3:]:
+    for line in open(path):
+        r = json.loads(line)
+        res = r.get("result")
+        if res in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif res == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit $status
