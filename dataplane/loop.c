@@ -1,0 +1,758 @@
+/* Run loop: owns one core's message ring, pollers, timer wheel and io_uring,
+ * the iteration that drives them, and the idle policy (spin, then sleep on
+ * the ring until a post, a completion or the next timer). */
+#include "dataplane/loop.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <liburing.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dataplane/ring.h"
+
+#define CACHE_LINE 64u
+
+#define DEFAULT_NAME "tw-loop"
+#define DEFAULT_RING_SIZE 4096u
+#define DEFAULT_BATCH 64u
+#define DEFAULT_SPIN_NS 200000u
+#define DEFAULT_TICK_NS 1000000u
+#define DEFAULT_URING_ENTRIES 512u
+
+/* CQEs handled per iteration at most, so a flood of completions cannot
+ * starve messages and timers. */
+#define MAX_CQES_PER_ITER 256u
+
+/* Longest sleep when the eventfd read could not be armed. */
+#define UNARMED_NAP_NS 1000000u
+
+/* Linux thread names hold 15 characters and the NUL. */
+#define NAME_LEN 16
+
+/*
+ * Ring setups, best first; the first the kernel accepts wins.
+ *
+ * DEFER_TASKRUN|SINGLE_ISSUER runs completion task_work only when we ask
+ * (io_uring_get_events, or a wait), so a spinning loop is never hit by the
+ * TWA_SIGNAL IPI that makes spinning on a default ring cost 27 us round
+ * trips (limits README, pitfall 3). TASKRUN_FLAG on top makes the kernel
+ * raise IORING_SQ_TASKRUN when it has deferred work for us, so an idle spin
+ * reads one shared word instead of making the get_events syscall every
+ * iteration (checked on 6.18: the flag is set under DEFER_TASKRUN and
+ * cleared when the work runs). Kernels that refuse that combination get
+ * DEFER without the flag and pay the syscall; older ones get
+ * COOP_TASKRUN|TASKRUN_FLAG, then the default ring. SUBMIT_ALL keeps one
+ * bad SQE from stranding the rest of the batch. Never SQPOLL: with more
+ * pollers than cores its thread makes things worse (pitfall 4).
+ */
+static const unsigned ring_setups[] = {
+	IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+		IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL,
+	IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+		IORING_SETUP_SUBMIT_ALL,
+	IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+		IORING_SETUP_SUBMIT_ALL,
+	IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+	IORING_SETUP_SUBMIT_ALL,
+	0,
+};
+
+enum uring_state {
+	URING_NONE,   /* not created yet: the first polling thread does it */
+	URING_READY,  /* created, bound to the owner thread */
+	URING_FAILED, /* the kernel refused every setup: sleep with ppoll */
+};
+
+/* Counters: written by the loop thread only (a relaxed load and store, no
+ * locked instruction), read by anyone through tw_loop_get_stats. */
+struct loop_counters {
+	_Atomic uint64_t iterations, busy_iterations, sleeps;
+	_Atomic uint64_t msgs, timers_fired, cqes, pin_failures;
+};
+
+struct tw_loop {
+	/* Loop thread only. */
+	uint64_t now;
+	tw_clock_fn clock;
+	void *clock_ctx;
+	tw_ring *ring;
+	void **msgs;              /* batch slots for one dequeue */
+	uint32_t batch;
+	bool in_poll;             /* guards against a nested poll */
+	bool yield;
+	int cpu;
+	uint64_t spin_ns;
+	uint32_t uring_entries;
+	struct tw_poller *pollers;
+	struct tw_poller *poller_next; /* iteration cursor (see remove) */
+
+	enum uring_state uring_state;
+	unsigned uring_flags;     /* the setup the kernel accepted */
+	bool get_events_always;   /* DEFER without TASKRUN_FLAG */
+	struct io_uring uring;
+
+	/* The eventfd read armed while sleeping; it is how a post wakes us. */
+	struct tw_uring_req efd_req;
+	uint64_t efd_val;
+	bool efd_armed;
+
+	struct tw_timer_wheel wheel;
+	struct loop_counters st;
+
+	/* The polling thread, recorded at first poll; read by any thread in
+	 * tw_loop_on_thread after the release store of owner_set. */
+	pthread_t owner;
+	_Atomic bool owner_set;
+
+	/* The thread of tw_loop_start; touched by the controlling thread. */
+	pthread_t thread;
+	bool started;
+	char name[NAME_LEN];
+
+	/* Read by every poster: on its own line so that the loop's hot
+	 * writes above do not bounce it between cores. The loop writes
+	 * sleeping only around a sleep. */
+	alignas(CACHE_LINE) _Atomic int sleeping;
+	_Atomic bool stop;
+	int efd;
+	_Atomic uint64_t wakeups_posted;
+};
+
+static inline void count(_Atomic uint64_t *c, uint64_t n)
+{
+	/* Single writer: a plain read-modify-write is exact. */
+	atomic_store_explicit(
+		c, atomic_load_explicit(c, memory_order_relaxed) + n,
+		memory_order_relaxed);
+}
+
+static inline uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+uint64_t tw_clock_monotonic(void *ctx)
+{
+	(void)ctx;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Whether field f of struct tw_loop_opts lies within the caller's size:
+ * callers built against an older, shorter struct keep working (as SPDK's
+ * opts_size). */
+#define OPT_FITS(size, f)                                                  \
+	(offsetof(struct tw_loop_opts, f) +                                \
+		 sizeof(((struct tw_loop_opts *)0)->f) <=                  \
+	 (size))
+
+void tw_loop_opts_init(struct tw_loop_opts *o, size_t opts_size)
+{
+	if (o == NULL || opts_size == 0)
+		return;
+	memset(o, 0, opts_size < sizeof(*o) ? opts_size : sizeof(*o));
+#define SET(f, v)                                                          \
+	do {                                                               \
+		if (OPT_FITS(opts_size, f))                                \
+			o->f = (v);                                        \
+	} while (0)
+	SET(opts_size, opts_size);
+	SET(name, NULL);
+	SET(cpu, -1);
+	SET(ring_size, DEFAULT_RING_SIZE);
+	SET(batch, DEFAULT_BATCH);
+	SET(spin_ns, DEFAULT_SPIN_NS);
+	SET(yield, false);
+	SET(tick_ns, DEFAULT_TICK_NS);
+	SET(uring_entries, DEFAULT_URING_ENTRIES);
+	SET(clock, NULL);
+	SET(clock_ctx, NULL);
+#undef SET
+}
+
+/* The caller's options over our defaults, reading only what fits in its
+ * opts_size. */
+static void opts_copy(struct tw_loop_opts *dst, const struct tw_loop_opts *src)
+{
+	tw_loop_opts_init(dst, sizeof(*dst));
+	if (src == NULL)
+		return;
+	size_t size = src->opts_size;
+#define GET(f)                                                             \
+	do {                                                               \
+		if (OPT_FITS(size, f))                                     \
+			dst->f = src->f;                                   \
+	} while (0)
+	GET(name);
+	GET(cpu);
+	GET(ring_size);
+	GET(batch);
+	GET(spin_ns);
+	GET(yield);
+	GET(tick_ns);
+	GET(uring_entries);
+	GET(clock);
+	GET(clock_ctx);
+#undef GET
+	dst->opts_size = sizeof(*dst);
+}
+
+static void efd_done(struct tw_uring_req *r, struct io_uring_cqe *cqe);
+
+tw_status tw_loop_create(const struct tw_loop_opts *o, tw_loop **out)
+{
+	if (out == NULL)
+		return TW_EINVAL;
+	*out = NULL;
+	if (o != NULL && o->opts_size == 0)
+		return TW_EINVAL; /* not initialised with tw_loop_opts_init */
+
+	struct tw_loop_opts opts;
+	opts_copy(&opts, o);
+	/* Zero means "default" for the sizes, as in tw_loop_opts_init. */
+	if (opts.ring_size == 0)
+		opts.ring_size = DEFAULT_RING_SIZE;
+	if (opts.batch == 0)
+		opts.batch = DEFAULT_BATCH;
+	if (opts.tick_ns == 0)
+		opts.tick_ns = DEFAULT_TICK_NS;
+	if (opts.uring_entries == 0)
+		opts.uring_entries = DEFAULT_URING_ENTRIES;
+	/* The ring takes a power of two and we do not round: the caller gets
+	 * exactly the backpressure point it asked for. */
+	if (tw_ring_memsize(opts.ring_size) == 0)
+		return TW_EINVAL;
+
+	size_t sz = (sizeof(tw_loop) + CACHE_LINE - 1) & ~(size_t)(CACHE_LINE - 1);
+	tw_loop *l = aligned_alloc(CACHE_LINE, sz);
+	if (l == NULL)
+		return TW_ENOMEM;
+	memset(l, 0, sizeof(*l));
+	l->efd = -1;
+	l->clock = opts.clock != NULL ? opts.clock : tw_clock_monotonic;
+	l->clock_ctx = opts.clock_ctx;
+	l->batch = opts.batch;
+	l->yield = opts.yield;
+	l->cpu = opts.cpu;
+	l->spin_ns = opts.spin_ns;
+	l->uring_entries = opts.uring_entries;
+	l->efd_req.fn = efd_done;
+	snprintf(l->name, sizeof(l->name), "%s",
+		 opts.name != NULL ? opts.name : DEFAULT_NAME);
+	atomic_init(&l->sleeping, 0);
+	atomic_init(&l->stop, false);
+	atomic_init(&l->owner_set, false);
+	atomic_init(&l->wakeups_posted, 0);
+	l->now = l->clock(l->clock_ctx);
+
+	tw_status st = TW_ENOMEM;
+	l->msgs = calloc(l->batch, sizeof(*l->msgs));
+	if (l->msgs == NULL)
+		goto fail;
+	st = tw_ring_create(opts.ring_size, TW_RING_F_MPSC, &l->ring);
+	if (st != TW_OK)
+		goto fail;
+	st = tw_timer_wheel_init(&l->wheel, opts.tick_ns, 0, l->now);
+	if (st != TW_OK)
+		goto fail_ring;
+	/* Blocking on purpose: io_uring honours O_NONBLOCK on a read by
+	 * completing it with -EAGAIN instead of waiting for a post. */
+	l->efd = eventfd(0, EFD_CLOEXEC);
+	if (l->efd < 0) {
+		st = errno == ENOMEM ? TW_ENOMEM : TW_EIO;
+		goto fail_wheel;
+	}
+	*out = l;
+	return TW_OK;
+
+fail_wheel:
+	tw_timer_wheel_fini(&l->wheel);
+fail_ring:
+	tw_ring_free(l->ring);
+fail:
+	free(l->msgs);
+	free(l);
+	return st;
+}
+
+/* The thread that first polls (or first uses the ring) owns the loop. */
+static inline void bind_owner(tw_loop *l)
+{
+	if (atomic_load_explicit(&l->owner_set, memory_order_relaxed))
+		return;
+	l->owner = pthread_self();
+	/* Release: pairs with the acquire in tw_loop_on_thread, so whoever
+	 * sees owner_set also sees owner. */
+	atomic_store_explicit(&l->owner_set, true, memory_order_release);
+}
+
+bool tw_loop_on_thread(const tw_loop *l)
+{
+	return atomic_load_explicit(&l->owner_set, memory_order_acquire) &&
+	       pthread_equal(l->owner, pthread_self());
+}
+
+/* Create the ring on the calling thread: DEFER_TASKRUN|SINGLE_ISSUER bind
+ * it to the task that creates it, which must be the one that polls. */
+static void uring_setup(tw_loop *l)
+{
+	bind_owner(l);
+	for (size_t i = 0; i < sizeof(ring_setups) / sizeof(ring_setups[0]);
+	     i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof(p));
+		p.flags = ring_setups[i];
+		if (io_uring_queue_init_params(l->uring_entries, &l->uring,
+					       &p) != 0)
+			continue;
+		l->uring_flags = p.flags;
+		l->get_events_always =
+			(p.flags & IORING_SETUP_DEFER_TASKRUN) &&
+			!(p.flags & IORING_SETUP_TASKRUN_FLAG);
+		/* Saves the fd table lookup on every io_uring_enter; a
+		 * refusal (old kernel, or a task out of slots) costs only
+		 * that. */
+		(void)io_uring_register_ring_fd(&l->uring);
+		l->uring_state = URING_READY;
+		return;
+	}
+	l->uring_state = URING_FAILED;
+}
+
+struct io_uring *tw_loop_uring(tw_loop *l)
+{
+	if (__builtin_expect(l->uring_state == URING_NONE, 0))
+		uring_setup(l);
+	return l->uring_state == URING_READY ? &l->uring : NULL;
+}
+
+struct io_uring_sqe *tw_loop_sqe(tw_loop *l)
+{
+	struct io_uring *r = tw_loop_uring(l);
+	if (r == NULL)
+		return NULL;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+	if (__builtin_expect(sqe == NULL, 0)) {
+		/* Full: hand what is queued to the kernel to make room. */
+		io_uring_submit(r);
+		sqe = io_uring_get_sqe(r);
+	}
+	return sqe;
+}
+
+static void efd_done(struct tw_uring_req *r, struct io_uring_cqe *cqe)
+{
+	tw_loop *l = (tw_loop *)((char *)r - offsetof(tw_loop, efd_req));
+	(void)cqe;
+	/* The read consumed the counter: that is the drain. Re-armed at the
+	 * next sleep. */
+	l->efd_armed = false;
+}
+
+/* Reap completions. Returns the number of user CQEs handled (the loop's
+ * own eventfd read is not work). */
+static int reap(tw_loop *l)
+{
+	struct io_uring *ring = &l->uring;
+
+	/* Deferred task_work becomes CQEs only when we ask. With
+	 * TASKRUN_FLAG (DEFER or COOP) the kernel tells us through sq flags
+	 * whether there is any, and an overflowed CQ must be flushed too. */
+	unsigned kflags = IO_URING_READ_ONCE(*ring->sq.kflags);
+	if (l->get_events_always ||
+	    (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+		io_uring_get_events(ring);
+
+	int work = 0;
+	unsigned head, seen = 0;
+	struct io_uring_cqe *cqe;
+	io_uring_for_each_cqe(ring, head, cqe)
+	{
+		struct tw_uring_req *req =
+			(struct tw_uring_req *)(uintptr_t)io_uring_cqe_get_data64(cqe);
+		seen++;
+		if (req != NULL) {
+			req->fn(req, cqe);
+			if (req != &l->efd_req)
+				work++;
+		}
+		if (seen == MAX_CQES_PER_ITER)
+			break;
+	}
+	if (seen != 0)
+		io_uring_cq_advance(ring, seen);
+	if (work != 0)
+		count(&l->st.cqes, (uint64_t)work);
+	return work;
+}
+
+int tw_loop_poll_once(tw_loop *l)
+{
+	if (__builtin_expect(l->in_poll, 0))
+		return 0; /* called from inside an iteration: not reentrant */
+	if (__builtin_expect(l->uring_state == URING_NONE, 0))
+		uring_setup(l);
+	l->in_poll = true;
+
+	l->now = l->clock(l->clock_ctx);
+	int work = 0;
+
+	/* Messages first: a message often prepares SQEs that the submit
+	 * below sends in this same iteration. */
+	unsigned n = tw_ring_sc_dequeue_burst(l->ring, l->msgs, l->batch, NULL);
+	for (unsigned i = 0; i < n; i++) {
+		struct tw_loop_msg *m = l->msgs[i];
+		m->fn(m);
+	}
+	if (n != 0) {
+		work += (int)n;
+		count(&l->st.msgs, n);
+	}
+
+	/* The cursor lets a poller remove itself or the next one. */
+	for (struct tw_poller *p = l->pollers; p != NULL; p = l->poller_next) {
+		l->poller_next = p->next;
+		int r = p->fn(p->arg);
+		if (r > 0)
+			work += r;
+	}
+	l->poller_next = NULL;
+
+	if (l->uring_state == URING_READY) {
+		/* One submit per iteration: SQEs prepared by messages and
+		 * pollers leave together. Those prepared by completion and
+		 * timer callbacks below leave next iteration, or with the
+		 * submit_and_wait of a sleep. */
+		if (io_uring_sq_ready(&l->uring) != 0)
+			io_uring_submit(&l->uring);
+		work += reap(l);
+	}
+
+	unsigned fired = tw_timer_wheel_advance(&l->wheel, l->now);
+	if (fired != 0) {
+		work += (int)fired;
+		count(&l->st.timers_fired, fired);
+	}
+
+	count(&l->st.iterations, 1);
+	if (work != 0)
+		count(&l->st.busy_iterations, 1);
+	l->in_poll = false;
+	return work;
+}
+
+/* Wake a loop that is (or is about to be) asleep. The eventfd counter
+ * persists, so a write that lands before the read is armed still wakes the
+ * next sleep at once: no wakeup can be lost, only a spare one spent. */
+static void wake(tw_loop *l)
+{
+	uint64_t one = 1;
+	ssize_t w;
+	do
+		w = write(l->efd, &one, sizeof(one));
+	while (w < 0 && errno == EINTR);
+	atomic_fetch_add_explicit(&l->wakeups_posted, 1, memory_order_relaxed);
+}
+
+tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m)
+{
+	void *obj = m;
+	if (tw_ring_mp_enqueue_bulk(l->ring, &obj, 1, NULL) == 0)
+		return TW_ENOSPC;
+	/*
+	 * Dekker edge, poster side (the loop side is in sleep_once): our
+	 * enqueue (the release store of prod.tail) must be ordered before
+	 * the load of sleeping. A release store and a later load may
+	 * otherwise pass each other (StoreLoad), so the fence. Paired with
+	 * the loop's seq_cst store of sleeping and its fence before it
+	 * rechecks the ring: either the loop's recheck sees our message, or
+	 * our load sees sleeping == 1 and we write the eventfd. An awake
+	 * loop costs us this fence and one shared load, never a syscall.
+	 */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst))
+		wake(l);
+	return TW_OK;
+}
+
+/* Sleep with no io_uring: ppoll on the eventfd, then drain it. */
+static void sleep_ppoll(tw_loop *l, uint64_t ns)
+{
+	struct pollfd pfd = { .fd = l->efd, .events = POLLIN };
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u),
+			       .tv_nsec = (long)(ns % 1000000000u) };
+	if (ppoll(&pfd, 1, ns == UINT64_MAX ? NULL : &ts, NULL) > 0 &&
+	    (pfd.revents & POLLIN)) {
+		uint64_t v;
+		/* POLLIN: the counter is non-zero and we are its only
+		 * reader, so this blocking read returns at once. */
+		ssize_t r = read(l->efd, &v, sizeof(v));
+		(void)r;
+	}
+}
+
+/* Sleep until a post, a completion, the next timer or max_ns (real time,
+ * UINT64_MAX = no limit), whichever comes first. Returns at once when work
+ * is already waiting. */
+static void sleep_once(tw_loop *l, uint64_t max_ns)
+{
+	uint64_t ns = tw_timer_wheel_next(&l->wheel, l->now);
+	if (max_ns < ns)
+		ns = max_ns;
+	if (ns == 0)
+		return;
+
+	/*
+	 * Dekker edge, loop side (the poster side is in tw_loop_post):
+	 * publish sleeping before looking at the ring one last time. The
+	 * fence orders the store before the ring's acquire loads
+	 * (StoreLoad). Either a poster's fence comes first in the total
+	 * order and our recheck sees its enqueue, or ours comes first and
+	 * its load of sleeping sees 1, so it writes the eventfd, which the
+	 * read armed below consumes (even if the write lands first).
+	 * tw_loop_stop writes the eventfd unconditionally.
+	 */
+	atomic_store_explicit(&l->sleeping, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!tw_ring_empty(l->ring) ||
+	    atomic_load_explicit(&l->stop, memory_order_relaxed)) {
+		atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed);
+		return;
+	}
+
+	count(&l->st.sleeps, 1);
+	if (l->uring_state != URING_READY) {
+		sleep_ppoll(l, ns);
+	} else {
+		if (!l->efd_armed) {
+			struct io_uring_sqe *sqe = tw_loop_sqe(l);
+			if (sqe != NULL) {
+				io_uring_prep_read(sqe, l->efd, &l->efd_val,
+						   sizeof(l->efd_val), 0);
+				io_uring_sqe_set_data64(
+					sqe, (uint64_t)(uintptr_t)&l->efd_req);
+				l->efd_armed = true;
+			}
+		}
+		/* No read armed (the kernel would not take one): a post
+		 * could not wake us, so only nap, then look again. */
+		if (!l->efd_armed && ns > UNARMED_NAP_NS)
+			ns = UNARMED_NAP_NS;
+		struct __kernel_timespec ts = {
+			.tv_sec = (long long)(ns / 1000000000u),
+			.tv_nsec = (long long)(ns % 1000000000u),
+		};
+		struct io_uring_cqe *cqe;
+		/* Submits whatever callbacks prepared since the last submit,
+		 * then waits for one CQE: -ETIME and -EINTR are just wakes. */
+		(void)io_uring_submit_and_wait_timeout(
+			&l->uring, &cqe, 1, ns == UINT64_MAX ? NULL : &ts,
+			NULL);
+	}
+	/* Relaxed: a poster that still sees 1 only spends a spare eventfd
+	 * write; one that sees 0 relies on our next poll, which follows. */
+	atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed);
+}
+
+/* Real time for the idle policy: a fake loop clock must not stretch or
+ * freeze a spin or a poll_wait timeout. */
+static inline uint64_t real_now(const tw_loop *l)
+{
+	return l->clock == tw_clock_monotonic ? l->now
+					      : tw_clock_monotonic(NULL);
+}
+
+/* Poll until work (returns it), timeout_ns of real time passes, or (when
+ * check_stop) a stop is requested; spin spin_ns after the last work, then
+ * sleep. */
+static int wait_for_work(tw_loop *l, uint64_t timeout_ns, bool check_stop)
+{
+	uint64_t start = 0, deadline = UINT64_MAX;
+	bool first = true;
+	for (;;) {
+		int work = tw_loop_poll_once(l);
+		if (work > 0)
+			return work;
+		if (check_stop &&
+		    atomic_load_explicit(&l->stop, memory_order_relaxed))
+			return 0;
+		uint64_t now = real_now(l);
+		if (first) {
+			start = now;
+			deadline = sat_add(now, timeout_ns);
+			first = false;
+		}
+		if (now >= deadline)
+			return 0;
+		if (now - start < l->spin_ns) {
+			/* Another poller on this core (pitfall 9) gets the
+			 * CPU now rather than at the next scheduler tick. */
+			if (l->yield)
+				sched_yield();
+			continue;
+		}
+		sleep_once(l, deadline == UINT64_MAX ? UINT64_MAX
+						     : deadline - now);
+	}
+}
+
+int tw_loop_poll_wait(tw_loop *l, uint64_t timeout_ns)
+{
+	return wait_for_work(l, timeout_ns, false);
+}
+
+static void *loop_main(void *arg)
+{
+	tw_loop *l = arg;
+	if (l->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		if (l->cpu >= CPU_SETSIZE) {
+			count(&l->st.pin_failures, 1);
+		} else {
+			CPU_SET(l->cpu, &set);
+			/* Unpinned still works, only slower and noisier:
+			 * counted, not fatal (a container may forbid it). */
+			if (pthread_setaffinity_np(pthread_self(), sizeof(set),
+						   &set) != 0)
+				count(&l->st.pin_failures, 1);
+		}
+	}
+	/* Acquire: pairs with the seq_cst store in tw_loop_stop (whatever the
+	 * stopper did before is visible to our last iteration). */
+	while (!atomic_load_explicit(&l->stop, memory_order_acquire))
+		(void)wait_for_work(l, UINT64_MAX, true);
+	/* The registration lives in this task's io_uring context and can
+	 * only be undone from here; destroy runs on another thread. */
+	if (l->uring_state == URING_READY)
+		(void)io_uring_unregister_ring_fd(&l->uring);
+	return NULL;
+}
+
+tw_status tw_loop_start(tw_loop *l)
+{
+	/* One thread polls a loop for its whole life: its ring is bound to
+	 * that thread. So no start after a stop or after embedded polling. */
+	if (l->started || atomic_load_explicit(&l->owner_set,
+					       memory_order_acquire))
+		return TW_EBUSY;
+	if (pthread_create(&l->thread, NULL, loop_main, l) != 0)
+		return TW_ENOMEM;
+	/* Best effort: the name only helps top and gdb. */
+	(void)pthread_setname_np(l->thread, l->name);
+	l->started = true;
+	return TW_OK;
+}
+
+tw_status tw_loop_stop(tw_loop *l)
+{
+	if (!l->started)
+		return TW_OK;
+	if (pthread_equal(l->thread, pthread_self()))
+		return TW_EINVAL; /* would join itself */
+	atomic_store_explicit(&l->stop, true, memory_order_seq_cst);
+	/* Unconditional: stop is rare, and the eventfd counter makes the
+	 * write count whatever the loop is doing (see wake). */
+	wake(l);
+	pthread_join(l->thread, NULL);
+	l->started = false;
+	return TW_OK;
+}
+
+void tw_loop_destroy(tw_loop *l)
+{
+	if (l == NULL)
+		return;
+	(void)tw_loop_stop(l);
+	/* Closing the ring cancels what is still in flight (the eventfd
+	 * read among it). Messages still queued are the posters'. */
+	if (l->uring_state == URING_READY)
+		io_uring_queue_exit(&l->uring);
+	if (l->efd >= 0)
+		close(l->efd);
+	tw_timer_wheel_fini(&l->wheel);
+	tw_ring_free(l->ring);
+	free(l->msgs);
+	free(l);
+}
+
+void tw_loop_add_poller(tw_loop *l, struct tw_poller *p)
+{
+	if (p->registered_)
+		return;
+	/* Appended (a walk: registration is rare), so pollers run in
+	 * registration order. One added from inside an iteration runs in
+	 * that iteration if the cursor has not yet passed the old tail. */
+	p->next = NULL;
+	struct tw_poller **pp = &l->pollers;
+	while (*pp != NULL)
+		pp = &(*pp)->next;
+	*pp = p;
+	p->registered_ = true;
+}
+
+void tw_loop_remove_poller(tw_loop *l, struct tw_poller *p)
+{
+	if (!p->registered_)
+		return;
+	for (struct tw_poller **pp = &l->pollers; *pp != NULL;
+	     pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			/* Removed while the iteration's cursor points at it:
+			 * step the cursor past it. */
+			if (l->poller_next == p)
+				l->poller_next = p->next;
+			break;
+		}
+	}
+	p->next = NULL;
+	p->registered_ = false;
+}
+
+uint64_t tw_loop_now(const tw_loop *l)
+{
+	return l->now;
+}
+
+uint64_t tw_loop_clock(const tw_loop *l)
+{
+	return l->clock(l->clock_ctx);
+}
+
+struct tw_timer_wheel *tw_loop_timers(tw_loop *l)
+{
+	return &l->wheel;
+}
+
+void tw_loop_timer_after(tw_loop *l, struct tw_timer *t, uint64_t delay_ns)
+{
+	/* Relative to the iteration's clock reading: cheap, and the same
+	 * instant for everything armed in one iteration. */
+	tw_timer_arm(&l->wheel, t, sat_add(l->now, delay_ns));
+}
+
+void tw_loop_get_stats(const tw_loop *l, struct tw_loop_stats *s)
+{
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+	s->iterations = LD(l->st.iterations);
+	s->busy_iterations = LD(l->st.busy_iterations);
+	s->sleeps = LD(l->st.sleeps);
+	s->wakeups_posted = LD(l->wakeups_posted);
+	s->msgs = LD(l->st.msgs);
+	s->timers_fired = LD(l->st.timers_fired);
+	s->cqes = LD(l->st.cqes);
+	s->pin_failures = LD(l->st.pin_failures);
+#undef LD
+}

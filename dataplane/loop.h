@@ -1,0 +1,145 @@
+/* Run loop: one per core. Polls its transport, drains its MPSC message ring,
+ * runs pollers and fires timers; sleeps on its io_uring only after an idle
+ * spin. Everything a loop owns is touched only by its thread. */
+#ifndef TW_DATAPLANE_LOOP_H
+#define TW_DATAPLANE_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tensorwire/status.h>
+
+#include "dataplane/timer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct io_uring;
+struct io_uring_cqe;
+typedef struct tw_loop tw_loop;
+
+/* Nanosecond clock. Tests pass a fake one and advance it by hand. */
+typedef uint64_t (*tw_clock_fn)(void *ctx);
+
+/* Monotonic clock (CLOCK_MONOTONIC) in ns. */
+uint64_t tw_clock_monotonic(void *ctx);
+
+struct tw_loop_opts {
+	size_t opts_size;      /* sizeof(struct tw_loop_opts) */
+	const char *name;      /* thread name (copied, 15 chars kept) */
+	int cpu;               /* pin the loop thread to this cpu; -1 = no */
+	uint32_t ring_size;    /* MPSC message ring entries (default 4096;
+				* a power of two, else TW_EINVAL) */
+	uint32_t batch;        /* messages drained per iteration (default 64) */
+	uint64_t spin_ns;      /* busy-poll this long without work before
+				* sleeping (default 200 us); UINT64_MAX never
+				* sleeps, 0 sleeps at once when idle */
+	bool yield;            /* sched_yield() between idle polls: needed
+				* when pollers outnumber cores (tests) */
+	uint64_t tick_ns;      /* timer wheel resolution (default 1 ms) */
+	uint32_t uring_entries;/* io_uring SQ entries (default 512) */
+	tw_clock_fn clock;     /* NULL = tw_clock_monotonic */
+	void *clock_ctx;
+};
+
+void tw_loop_opts_init(struct tw_loop_opts *o, size_t opts_size);
+
+/*
+ * A message to a loop: embed it in your own object (no allocation), set fn,
+ * post it; fn runs once on the loop thread with the message pointer, from
+ * which container_of recovers the object.
+ */
+struct tw_loop_msg {
+	void (*fn)(struct tw_loop_msg *m);
+};
+
+/* A function called every iteration on the loop thread; returns how much
+ * work it did (0 = idle), which drives the idle policy and statistics. */
+struct tw_poller {
+	int (*fn)(void *arg);
+	void *arg;
+	struct tw_poller *next; /* the loop's */
+	bool registered_;
+};
+
+/*
+ * io_uring completion routing: every SQE a loop user submits carries a
+ * pointer to one of these as user_data; the loop calls fn with the CQE.
+ * (For multishot requests fn runs once per CQE.)
+ */
+struct tw_uring_req {
+	void (*fn)(struct tw_uring_req *r, struct io_uring_cqe *cqe);
+};
+
+/* Create a loop (no thread yet). Its io_uring is created by the first
+ * thread that polls it, because DEFER_TASKRUN|SINGLE_ISSUER bind the ring
+ * to that thread. */
+tw_status tw_loop_create(const struct tw_loop_opts *o, tw_loop **out);
+
+/* Start a thread (pinned per opts) that polls until tw_loop_stop.
+ * TW_EBUSY if the loop already has its polling thread (started before, or
+ * polled in embedded mode): the ring is bound to one thread for life. */
+tw_status tw_loop_start(tw_loop *l);
+
+/* Ask the loop thread to stop and join it. From any other thread. */
+tw_status tw_loop_stop(tw_loop *l);
+
+/* Free the loop. Its thread must be stopped; pollers must be removed. */
+void tw_loop_destroy(tw_loop *l);
+
+/* Embedded mode: one iteration on the calling thread (which must be the
+ * same thread every time). Drains up to batch messages, runs pollers, reaps
+ * io_uring completions, fires due timers. Never sleeps. Returns work done.
+ * Not reentrant: called from inside an iteration it returns 0. */
+int tw_loop_poll_once(tw_loop *l);
+
+/* Embedded mode: poll until work arrives or timeout_ns passes, sleeping on
+ * the ring per the idle policy. Returns work done. */
+int tw_loop_poll_wait(tw_loop *l, uint64_t timeout_ns);
+
+/* Post m from any thread (multi-producer, lock-free). Wakes the loop when
+ * it sleeps. TW_ENOSPC when the ring is full: the caller keeps m and
+ * decides (backpressure). */
+tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m);
+
+/* Loop thread only. */
+void tw_loop_add_poller(tw_loop *l, struct tw_poller *p);
+void tw_loop_remove_poller(tw_loop *l, struct tw_poller *p);
+
+/* The loop's clock, read once per iteration (cheap); tw_loop_clock reads
+ * the clock now. */
+uint64_t tw_loop_now(const tw_loop *l);
+uint64_t tw_loop_clock(const tw_loop *l);
+
+/* The loop's timer wheel (loop thread only). */
+struct tw_timer_wheel *tw_loop_timers(tw_loop *l);
+
+/* Arm a timer on this loop's wheel at now + delay_ns. */
+void tw_loop_timer_after(tw_loop *l, struct tw_timer *t, uint64_t delay_ns);
+
+/* The loop's io_uring (loop thread only; created on first use). Returns
+ * NULL if the ring could not be created. */
+struct io_uring *tw_loop_uring(tw_loop *l);
+
+/* An SQE for the caller to fill (user_data must be a tw_uring_req*), or
+ * NULL when the SQ is full even after a submit. Submission happens once per
+ * iteration, so SQEs of one iteration go to the kernel together. */
+struct io_uring_sqe *tw_loop_sqe(tw_loop *l);
+
+/* True on the loop's own thread (the one that polls it). */
+bool tw_loop_on_thread(const tw_loop *l);
+
+/* Counters for tw-stat and tests. */
+struct tw_loop_stats {
+	uint64_t iterations, busy_iterations, sleeps, wakeups_posted;
+	uint64_t msgs, timers_fired, cqes;
+	uint64_t pin_failures; /* opts.cpu given but the pinning failed */
+};
+void tw_loop_get_stats(const tw_loop *l, struct tw_loop_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
