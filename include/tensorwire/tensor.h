@@ -123,8 +123,10 @@ tw_status tw_tensor_to_dlpack(const tw_tensor *t, DLManagedTensor **out);
  * DLPack import: a tensor over the managed tensor's bytes without a copy.
  * On success tensorwire owns mt and calls mt->deleter when the last buffer
  * reference goes; on failure mt is untouched and still the caller's.
- * Accepts CPU (and CUDA-host) memory, lanes 1, the dtypes above (kDLBool or
- * 8-bit kDLUInt for bool is read as uint8), NULL strides, non-negative strides.
+ * Accepts CPU (and CUDA-host) memory, lanes 1, the dtypes above (8-bit
+ * kDLBool imports as TW_BOOL, 8-bit kDLUInt as TW_UINT8), NULL strides and
+ * non-negative strides. TW_ENOTSUP for another device, dtype or lanes;
+ * TW_EINVAL for a bad ndim, shape or stride; TW_EOVERFLOW for sizes.
  */
 tw_status tw_tensor_from_dlpack(DLManagedTensor *mt, tw_tensor *out);
 
