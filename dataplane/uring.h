@@ -1,0 +1,117 @@
+/* io_uring TCP transport: the default transport, runs on any Linux box. */
+#ifndef TW_DATAPLANE_URING_H
+#define TW_DATAPLANE_URING_H
+
+#include "dataplane/transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * How it moves bytes:
+ *
+ * Addresses are "tcp://host:port" with host an IPv4 literal or "localhost";
+ * port 0 listens on an ephemeral port (listen's bound gets the real one).
+ * Every socket has TCP_NODELAY. connect() returns at once and connects with
+ * IORING_OP_CONNECT; sends queue meanwhile; on_conn(c, TW_OK) reports the
+ * connection (or on_conn(c, TW_EUNREACHABLE) its failure). Listeners accept
+ * with one multishot accept each.
+ *
+ * Receiving: one multishot recv per connection into a provided-buffer ring
+ * shared by the transport (recv_buf_count buffers of recv_buf_size). Frames
+ * up to large_frame bytes are copied out at once into pooled, pre-faulted
+ * buffers (rx_pool_count x rx_pool_buf_size; consecutive small frames share
+ * a buffer, each at a 64-byte aligned offset; a heap buffer when the pool is
+ * empty or the frame does not fit), so provided buffers go straight back to
+ * the kernel. A frame above large_frame lands once in its own 64-byte
+ * aligned buffer (2 MiB aligned and MADV_HUGEPAGE from 2 MiB on): the
+ * multishot recv is cancelled, a plain MSG_WAITALL recv reads the rest into
+ * place, then the multishot recv is re-armed. Released big buffers are kept
+ * (large_cache_bytes) so the next large frame lands in memory that is
+ * already faulted in rather than pay the kernel's zeroing again. Every header is checked with
+ * tw_frame_hdr_decode against t->limits; a bad one closes the connection
+ * with the decoder's status (TW_EPROTO, or TW_EVERSION for a newer wire
+ * version) and counts bad_frames. on_frame may retain buf; buffers must be
+ * back before destroy, or the receive pool is leaked rather than unmapped
+ * from under them.
+ *
+ * Sending and backpressure: send() only queues (it never blocks and never
+ * calls done itself). A connection holds at most max_queued requests whose
+ * done has not run yet, counting queued, in-flight and zero-copy requests
+ * awaiting their notification; beyond that send() returns TW_ENOSPC and does
+ * not take r. The caller keeps r and retries after some done has run (the
+ * RPC layer reports it to its user as backpressure). A poller flushes each
+ * connection that has queued bytes and no send in flight as ONE sendmsg
+ * whose iovecs concatenate as many queued requests as fit (IOV_MAX iovecs,
+ * 1 GiB); partial sends resume where they stopped. A request with an iovec
+ * segment of zc_threshold bytes or more goes out with SENDMSG_ZC (batched
+ * only with other such requests) and its done runs after the kernel's
+ * notification; when a notification reports that the kernel copied anyway
+ * (always so over loopback), the connection switches to plain sendmsg for
+ * good (zc_copied counts such notifications).
+ *
+ * Closing: when the peer closes or resets, or a send fails, every request
+ * not done yet gets done(r, TW_EUNREACHABLE) exactly once (requests the
+ * kernel may still read only when it has let go of them), then on_conn(c,
+ * TW_EUNREACHABLE). close() does the same with TW_ESHUTDOWN; on_conn always
+ * comes later, from the loop, never from inside close(). Connections are
+ * freed after on_conn. destroy() closes everything (on_conn(c, TW_ESHUTDOWN)
+ * for each connection still open, done for every send), runs the loop's
+ * ring itself until the kernel has finished with every request of this
+ * transport (completions of other users are dispatched to them as the loop
+ * would), then unregisters the provided buffers and frees all. So call it
+ * on the loop thread but outside io_uring completion callbacks (this
+ * transport's upcalls included): between tw_loop_poll_once calls, or from a
+ * loop message, poller or timer.
+ *
+ * Not done (yet): fixed files and a registered send buffer table; IPv6.
+ */
+
+struct tw_uring_opts {
+	size_t opts_size;          /* sizeof(struct tw_uring_opts) */
+	uint32_t recv_buf_size;    /* provided-buffer size (default 64 KiB) */
+	uint32_t recv_buf_count;   /* provided buffers per loop (default 64,
+				    * power of 2, at most 32768) */
+	uint32_t max_queued;       /* sends held per connection before
+				    * TW_ENOSPC (default 4096) */
+	uint64_t zc_threshold;     /* SEND_ZC for segments >= this (default
+				    * 16 KiB); UINT64_MAX disables */
+	uint32_t large_frame;      /* frames above this are received straight
+				    * into their own buffer (default 256 KiB) */
+	int sockbuf;               /* SO_SNDBUF/SO_RCVBUF, 0 = kernel default */
+	uint32_t rx_pool_buf_size; /* receive pool buffer size (default 64 KiB) */
+	uint32_t rx_pool_count;    /* receive pool buffers (default 128) */
+	size_t large_cache_bytes;  /* big receive buffers (2 MiB and up) kept
+				    * for reuse once released, at most 8 and
+				    * this many bytes (default 128 MiB; 0 =
+				    * always a fresh mapping) */
+};
+
+void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size);
+
+/* A transport on loop l (which must be polled by the calling thread from
+ * now on: the ring is bound to it). */
+tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *o,
+				    const struct tw_transport_cbs *cbs,
+				    tw_transport **out);
+
+struct tw_uring_stats {
+	uint64_t frames_rx, frames_tx, bytes_rx, bytes_tx;
+	uint64_t sendmsg_calls, zc_sends, zc_copied, bad_frames, conns_closed;
+	/* sendmsg_calls counts every send operation, zc_sends those of them
+	 * that were SENDMSG_ZC; zc_notifs the notifications received. */
+	uint64_t zc_notifs;
+	uint64_t recv_cqes;        /* multishot recv completions with data */
+	uint64_t recv_rearms;      /* multishot recv (re)armed */
+	uint64_t recv_nobufs;      /* provided buffers ran out (-ENOBUFS) */
+	uint64_t large_frames;     /* frames received into their own buffer */
+	uint64_t large_recvs;      /* plain recv operations for them */
+	uint64_t conns_accepted, conns_connected;
+};
+void tw_uring_get_stats(const tw_transport *t, struct tw_uring_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
