@@ -1,2 +1,371 @@
-/* placeholder: being written */
-#include <tensorwire/tensorwire.h>
+/* Messages: type names and payload shapes, the zero-copy frame encoder and
+ * the validating decoder (docs/wire.md). */
+#include <endian.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tensorwire/message.h>
+
+#include "rpc/value_wire.h"
+
+/* Defaults of tw_decode_limits (message.h). */
+#define DEF_MAX_NODES (1u << 20)
+
+/* tw_out_msg.flags_: where the iov and seg_bufs arrays live. */
+#define OUT_ARRAYS_INLINE 0x1u /* in the tw_out_msg itself */
+
+/* Pads are under 64 bytes and only read by the transport: one shared block
+ * serves every message. */
+static const uint8_t zero_block[TW_FRAME_SEG_ALIGN];
+
+static const char *const type_names[TW_MSG_TYPE_COUNT_] = {
+	[TW_MSG_CALL] = "CALL",
+	[TW_MSG_RET] = "RET",
+	[TW_MSG_EXCEPTION] = "EXCEPTION",
+	[TW_MSG_REMOTE_CALL] = "REMOTE_CALL",
+	[TW_MSG_REMOTE_RET] = "REMOTE_RET",
+	[TW_MSG_RREF_FETCH_CALL] = "RREF_FETCH_CALL",
+	[TW_MSG_RREF_FETCH_RET] = "RREF_FETCH_RET",
+	[TW_MSG_RREF_USER_DELETE] = "RREF_USER_DELETE",
+	[TW_MSG_RREF_FORK_REQUEST] = "RREF_FORK_REQUEST",
+	[TW_MSG_RREF_CHILD_ACCEPT] = "RREF_CHILD_ACCEPT",
+	[TW_MSG_ACK] = "ACK",
+	[TW_MSG_JOIN] = "JOIN",
+	[TW_MSG_SHUTDOWN] = "SHUTDOWN",
+};
+
+const char *tw_msg_type_name(unsigned type)
+{
+	if (type == 0 || type >= TW_MSG_TYPE_COUNT_)
+		return "?";
+	return type_names[type];
+}
+
+static bool is_kind(const tw_value *v, tw_kind k)
+{
+	return v->kind == k;
+}
+
+/* Tuple of n whose items have the given kinds. */
+static bool is_tuple_of(const tw_value *v, unsigned n, const tw_kind *kinds)
+{
+	if (!is_kind(v, TW_KIND_TUPLE) || v->len != n || v->u.items == NULL)
+		return false;
+	for (unsigned i = 0; i < n; i++)
+		if (!is_kind(&v->u.items[i], kinds[i]))
+			return false;
+	return true;
+}
+
+tw_status tw_msg_check_shape(unsigned type, const tw_value *p)
+{
+	static const tw_kind call[] = {TW_KIND_STRING, TW_KIND_TUPLE,
+				       TW_KIND_DICT, TW_KIND_RREF};
+	static const tw_kind fork[] = {TW_KIND_RREF, TW_KIND_INT};
+	bool ok;
+
+	if (p == NULL)
+		return TW_EINVAL;
+	switch (type) {
+	case TW_MSG_CALL:
+		ok = is_tuple_of(p, 3, call);
+		break;
+	case TW_MSG_REMOTE_CALL:
+		ok = is_tuple_of(p, 4, call);
+		break;
+	case TW_MSG_EXCEPTION:
+		ok = is_kind(p, TW_KIND_ERROR);
+		break;
+	case TW_MSG_REMOTE_RET:
+	case TW_MSG_RREF_FETCH_CALL:
+	case TW_MSG_RREF_USER_DELETE:
+	case TW_MSG_RREF_CHILD_ACCEPT:
+		ok = is_kind(p, TW_KIND_RREF);
+		break;
+	case TW_MSG_RREF_FORK_REQUEST:
+		/* The int names a worker: it must be a worker id. */
+		ok = is_tuple_of(p, 2, fork) && p->u.items[1].u.i >= 0 &&
+		     p->u.items[1].u.i <= UINT32_MAX;
+		break;
+	case TW_MSG_ACK:
+		ok = is_kind(p, TW_KIND_NONE);
+		break;
+	case TW_MSG_RET:
+	case TW_MSG_RREF_FETCH_RET:
+	case TW_MSG_JOIN:
+	case TW_MSG_SHUTDOWN:
+		ok = true;
+		break;
+	default:
+		ok = false;
+		break;
+	}
+	return ok ? TW_OK : TW_EINVAL;
+}
+
+/* ===================== encoder ===================== */
+
+static inline uint64_t align_seg(uint64_t off)
+{
+	return (off + TW_FRAME_SEG_ALIGN - 1) & ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1);
+}
+
+/* Gathers tensors as the writer meets them, in segment order. */
+struct gather {
+	tw_out_msg *m;
+	uint8_t *table; /* segment table in the head buffer */
+	uint64_t off;   /* frame offset where the next segment's pad starts */
+};
+
+static void gather_seg(void *ctx, uint32_t idx, const tw_tensor *t,
+		       uint64_t span)
+{
+	struct gather *g = ctx;
+	tw_out_msg *m = g->m;
+	uint64_t start = align_seg(g->off);
+	uint64_t le = htole64(span);
+
+	memcpy(g->table + 8u * (size_t)idx, &le, sizeof(le));
+	if (start > g->off) {
+		m->iov[m->niov].iov_base = (void *)zero_block;
+		m->iov[m->niov].iov_len = (size_t)(start - g->off);
+		m->niov++;
+	}
+	/* The tensor's own bytes, strided view and all: no copy, no
+	 * repacking (docs/wire.md, "Tensors"). */
+	if (span) {
+		m->iov[m->niov].iov_base = t->data;
+		m->iov[m->niov].iov_len = (size_t)span;
+		m->niov++;
+	}
+	m->seg_bufs[idx] = t->buf ? tw_buf_retain(t->buf) : NULL;
+	g->off = start + span;
+}
+
+static void out_clear(tw_out_msg *out)
+{
+	out->head = NULL;
+	out->iov = NULL;
+	out->niov = 0;
+	out->nseg = 0;
+	out->total_len = 0;
+	out->seg_bufs = NULL;
+	out->flags_ = 0;
+	out->reserved_ = 0;
+}
+
+tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
+			const tw_value *payload, tw_out_msg *out)
+{
+	tw_wire_plan plan;
+	tw_frame_hdr h;
+	tw_buf *b = NULL;
+	uint64_t head_len, total, need, arrays_off = 0;
+	uint8_t *f;
+	tw_status st;
+
+	if (out == NULL)
+		return TW_EINVAL;
+	out_clear(out);
+	if (hdr == NULL || payload == NULL || hdr->type == 0 ||
+	    hdr->type >= TW_MSG_TYPE_COUNT_ || hdr->flags != 0)
+		return TW_EINVAL;
+	st = tw_msg_check_shape(hdr->type, payload);
+	if (st != TW_OK)
+		return st;
+	st = tw_wire_plan_value(payload, &plan);
+	if (st != TW_OK)
+		return st;
+
+	head_len = tw_frame_head_len(plan.nseg, (uint32_t)plan.payload_len);
+	total = head_len + plan.seg_area;
+	if (total > TW_FRAME_MAX_TOTAL)
+		return TW_EINVAL;
+
+	/* Few tensors: arrays inline in out. Many: in the head buffer after
+	 * the frame head, so one buffer (pool or heap) is all we take. */
+	need = head_len;
+	if (plan.nseg > TW_OUT_MSG_INLINE_SEGS) {
+		arrays_off = (head_len + 15) & ~(uint64_t)15;
+		need = arrays_off +
+		       (1 + 2 * (uint64_t)plan.nseg) * sizeof(struct iovec) +
+		       (uint64_t)plan.nseg * sizeof(tw_buf *);
+	}
+	if (need > SIZE_MAX)
+		return TW_EINVAL;
+	if (pool != NULL && need <= tw_buf_pool_buf_size(pool)) {
+		b = tw_buf_pool_get(pool);
+		if (b == NULL)
+			return TW_ENOSPC;
+	} else {
+		st = tw_buf_alloc((size_t)need, &b);
+		if (st != TW_OK)
+			return st;
+	}
+	f = b->data;
+	if (arrays_off) {
+		out->iov = (struct iovec *)(f + arrays_off);
+		out->seg_bufs = (tw_buf **)(out->iov + 1 + 2 * (size_t)plan.nseg);
+	} else {
+		out->iov = out->iov_inline_;
+		out->seg_bufs = out->bufs_inline_;
+		out->flags_ = OUT_ARRAYS_INLINE;
+	}
+	/* NULL first so a failed write releases only what it retained. */
+	for (uint32_t i = 0; i < plan.nseg; i++)
+		out->seg_bufs[i] = NULL;
+	out->head = b;
+	out->nseg = plan.nseg;
+
+	h = *hdr;
+	h.version = TW_FRAME_VERSION;
+	h.payload_len = (uint32_t)plan.payload_len;
+	h.seg_count = plan.nseg;
+	h.total_len = total;
+	tw_frame_hdr_encode(f, &h);
+
+	uint64_t pay_off = TW_FRAME_HDR_SIZE + 8u * (uint64_t)plan.nseg;
+	uint64_t pay_end = pay_off + plan.payload_len;
+	struct gather g = {.m = out, .table = f + TW_FRAME_HDR_SIZE, .off = head_len};
+
+	memset(f + pay_end, 0, (size_t)(head_len - pay_end));
+	out->iov[0].iov_base = f;
+	out->iov[0].iov_len = (size_t)head_len;
+	out->niov = 1;
+	st = tw_wire_write_value(payload, &plan, f + pay_off, gather_seg, &g);
+	if (st == TW_OK && g.off != (plan.nseg ? total : head_len))
+		st = TW_EINVAL;
+	if (st != TW_OK) {
+		tw_out_msg_release(out);
+		return st;
+	}
+	out->total_len = total;
+	return TW_OK;
+}
+
+void tw_out_msg_copy(const tw_out_msg *m, void *dst)
+{
+	uint8_t *d = dst;
+
+	for (uint32_t i = 0; i < m->niov; i++) {
+		memcpy(d, m->iov[i].iov_base, m->iov[i].iov_len);
+		d += m->iov[i].iov_len;
+	}
+}
+
+void tw_out_msg_release(tw_out_msg *m)
+{
+	if (m == NULL)
+		return;
+	/* seg_bufs may live in the head buffer: release them first. */
+	for (uint32_t i = 0; i < m->nseg && m->seg_bufs; i++)
+		tw_buf_release(m->seg_bufs[i]);
+	tw_buf_release(m->head);
+	out_clear(m);
+}
+
+/* ===================== decoder ===================== */
+
+static tw_status proto(const char **why, const char *msg)
+{
+	if (why)
+		*why = msg;
+	return TW_EPROTO;
+}
+
+static void in_clear(tw_in_msg *m)
+{
+	m->payload = tw_value_none();
+	m->buf = NULL;
+	m->arena_ = NULL;
+	m->arena_size_ = 0;
+}
+
+tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
+			const tw_decode_limits *lim, tw_in_msg *out,
+			const char **why)
+{
+	const uint8_t *f;
+	tw_wire_layout lay;
+	tw_wire_in in;
+	tw_value v;
+	void *arena = NULL;
+	tw_status st;
+
+	if (out == NULL)
+		return TW_EINVAL;
+	in_clear(out);
+	memset(&out->hdr, 0, sizeof(out->hdr));
+	/* Our caller's mistakes, not the peer's: TW_EINVAL. */
+	if (buf == NULL || offset > buf->size || len > buf->size - offset) {
+		if (why)
+			*why = "caller: frame outside the buffer";
+		return TW_EINVAL;
+	}
+	f = (const uint8_t *)buf->data + offset;
+	if ((uintptr_t)f % 8) {
+		if (why)
+			*why = "caller: frame start not 8-byte aligned";
+		return TW_EINVAL;
+	}
+
+	if (len < TW_FRAME_HDR_SIZE)
+		return proto(why, "frame: shorter than the header");
+	st = tw_frame_hdr_decode(f, lim ? &lim->frame : NULL, &out->hdr, why);
+	if (st != TW_OK)
+		return st;
+	if (out->hdr.type >= TW_MSG_TYPE_COUNT_)
+		return proto(why, "header: unknown message type");
+	st = tw_frame_check_segments(f, len, &out->hdr, NULL, why);
+	if (st != TW_OK)
+		return st;
+
+	in.frame = f;
+	in.hdr = &out->hdr;
+	in.buf = buf;
+	in.max_depth = TW_VALUE_MAX_DEPTH;
+	in.max_nodes = DEF_MAX_NODES;
+	if (lim && lim->max_depth && lim->max_depth < TW_VALUE_MAX_DEPTH)
+		in.max_depth = lim->max_depth;
+	if (lim && lim->max_nodes)
+		in.max_nodes = lim->max_nodes;
+
+	st = tw_wire_check(&in, &lay, why);
+	if (st != TW_OK)
+		return st;
+	/* Small trees (the common call) stay in the message: no malloc. */
+	if (lay.arena_size <= sizeof(out->arena_inline_)) {
+		arena = out->arena_inline_;
+	} else {
+		arena = malloc(lay.arena_size);
+		if (arena == NULL) {
+			if (why)
+				*why = "decode arena allocation failed";
+			return TW_ENOMEM;
+		}
+	}
+	st = tw_wire_build(&in, &lay, arena, &v, why);
+	if (st == TW_OK && tw_msg_check_shape(out->hdr.type, &v) != TW_OK)
+		st = proto(why, "payload: shape does not match the message type");
+	if (st != TW_OK) {
+		if (arena != out->arena_inline_)
+			free(arena);
+		return st;
+	}
+	out->payload = v;
+	out->buf = tw_buf_retain(buf);
+	out->arena_ = arena;
+	out->arena_size_ = lay.arena_size;
+	return TW_OK;
+}
+
+void tw_in_msg_release(tw_in_msg *m)
+{
+	if (m == NULL)
+		return;
+	if (m->arena_ != NULL && m->arena_ != (void *)m->arena_inline_)
+		free(m->arena_);
+	tw_buf_release(m->buf);
+	in_clear(m);
+}

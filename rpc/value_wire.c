@@ -1,2 +1,1027 @@
-/* placeholder: being written */
-#include <tensorwire/tensorwire.h>
+/* The tw_value payload codec: sizing and writing for the encoder, and the
+ * two-pass validating decoder (docs/wire.md, "Values"). */
+#include <endian.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/utf8.h"
+#include "rpc/value_wire.h"
+
+/* Strings, bytes, keys and error messages: the u32 length of tw_value with
+ * UINT32_MAX kept free, as the value constructors do. */
+#define MAX_STR_LEN (UINT32_MAX - 1u)
+
+/* Smallest encodings, used to bound counts by the bytes left before any
+ * work or memory is spent on them. */
+#define MIN_ITEM_BYTES 1u  /* a NONE tag */
+#define MIN_ENTRY_BYTES 3u /* key length 0, its NUL, a NONE tag */
+
+#define ARENA_ALIGN 8u
+
+static inline uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+/*
+ * Depth counts nested containers, as tw_value_clone/equal do: the root
+ * container is at depth 1, scalars add nothing. A container deeper than the
+ * limit is refused; recursion in every walk below is bounded by it.
+ */
+static inline bool is_container(unsigned kind)
+{
+	return kind == TW_KIND_LIST || kind == TW_KIND_TUPLE ||
+	       kind == TW_KIND_DICT;
+}
+
+static inline uint64_t zigzag(int64_t i)
+{
+	uint64_t u = (uint64_t)i;
+	return (u << 1) ^ (0 - (u >> 63));
+}
+
+static inline int64_t unzigzag(uint64_t u)
+{
+	uint64_t v = (u >> 1) ^ (0 - (u & 1));
+	int64_t i;
+	memcpy(&i, &v, sizeof(i)); /* two's complement reinterpretation */
+	return i;
+}
+
+static inline unsigned uvarint_len(uint64_t v)
+{
+	unsigned n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* Keys order by length first: cheap, and equal keys must match there. */
+static int key_cmp(const tw_kv *a, const tw_kv *b)
+{
+	if (a->key_len != b->key_len)
+		return a->key_len < b->key_len ? -1 : 1;
+	return memcmp(a->key, b->key, a->key_len);
+}
+
+static void sift_down(const tw_kv **v, size_t root, size_t n)
+{
+	for (;;) {
+		size_t child = 2 * root + 1;
+		if (child >= n)
+			return;
+		if (child + 1 < n && key_cmp(v[child], v[child + 1]) < 0)
+			child++;
+		if (key_cmp(v[root], v[child]) >= 0)
+			return;
+		const tw_kv *t = v[root];
+		v[root] = v[child];
+		v[child] = t;
+		root = child;
+	}
+}
+
+/*
+ * True when two of the n keys pointed at are equal. A few are compared
+ * pairwise; more are heapsorted: O(n log n) comparisons whatever the keys,
+ * no allocation, unlike qsort or a hash table an attacker can aim
+ * collisions at. Reorders p.
+ */
+static bool dup_keys(const tw_kv **p, uint32_t n)
+{
+	if (n <= TW_WIRE_DICT_SMALL) {
+		for (uint32_t i = 0; i < n; i++)
+			for (uint32_t j = i + 1; j < n; j++)
+				if (key_cmp(p[i], p[j]) == 0)
+					return true;
+		return false;
+	}
+	for (size_t i = n / 2; i-- > 0;)
+		sift_down(p, i, n);
+	for (size_t end = n; end-- > 1;) {
+		const tw_kv *t = p[0];
+		p[0] = p[end];
+		p[end] = t;
+		sift_down(p, 0, end);
+	}
+	for (uint32_t i = 1; i < n; i++)
+		if (key_cmp(p[i - 1], p[i]) == 0)
+			return true;
+	return false;
+}
+
+/* ===================== encoder: sizing pass ===================== */
+
+struct plan_ctx {
+	uint64_t len;
+	uint64_t seg_area;
+	uint32_t nseg;
+};
+
+static tw_status plan_text(struct plan_ctx *c, const char *s, uint64_t n,
+			   bool key)
+{
+	if (n > MAX_STR_LEN || (n && s == NULL))
+		return TW_EINVAL;
+	/* Keys are C strings in the API (tw_value_dict_get): an embedded NUL
+	 * would make two distinct wire keys look alike. */
+	if (key && n && memchr(s, 0, n))
+		return TW_EINVAL;
+	if (n && !tw_utf8_valid(s, n))
+		return TW_EINVAL;
+	c->len += uvarint_len(n) + n + 1;
+	return TW_OK;
+}
+
+static unsigned tensor_desc_len(const tw_tensor *t, uint64_t span,
+				uint32_t idx)
+{
+	unsigned n = 2; /* dtype, ndim */
+	for (unsigned d = 0; d < t->ndim; d++)
+		n += uvarint_len((uint64_t)t->shape[d]) +
+		     uvarint_len((uint64_t)t->strides[d]);
+	return n + uvarint_len(span) + uvarint_len(idx);
+}
+
+static tw_status plan_dict(struct plan_ctx *c, const tw_value *v,
+			   unsigned depth);
+
+static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
+{
+	tw_status st = TW_OK;
+
+	if (is_container(v->kind) && depth > TW_VALUE_MAX_DEPTH)
+		return TW_EINVAL;
+	c->len += 1; /* tag */
+	switch (v->kind) {
+	case TW_KIND_NONE:
+		break;
+	case TW_KIND_BOOL:
+		c->len += 1;
+		break;
+	case TW_KIND_INT:
+		c->len += uvarint_len(zigzag(v->u.i));
+		break;
+	case TW_KIND_DOUBLE:
+		c->len += 8;
+		break;
+	case TW_KIND_STRING:
+		st = plan_text(c, v->u.str, v->len, false);
+		break;
+	case TW_KIND_BYTES:
+		if (v->len > MAX_STR_LEN || (v->len && v->u.str == NULL))
+			return TW_EINVAL;
+		c->len += uvarint_len(v->len) + v->len;
+		break;
+	case TW_KIND_TENSOR: {
+		const tw_tensor *t = v->u.tensor;
+		size_t span;
+
+		if (t == NULL || tw_tensor_span(t, &span) != TW_OK)
+			return TW_EINVAL;
+		if (c->nseg >= TW_FRAME_MAX_SEGS)
+			return TW_EINVAL;
+		c->len += tensor_desc_len(t, span, c->nseg);
+		/* Spans are < 2^63 each; the running area is checked against
+		 * the frame limit before the next one is added. */
+		c->seg_area = align_up(c->seg_area, TW_FRAME_SEG_ALIGN) + span;
+		if (c->seg_area > TW_FRAME_MAX_TOTAL)
+			return TW_EINVAL;
+		c->nseg++;
+		break;
+	}
+	case TW_KIND_LIST:
+	case TW_KIND_TUPLE:
+		if (v->len && v->u.items == NULL)
+			return TW_EINVAL;
+		c->len += uvarint_len(v->len);
+		for (uint32_t i = 0; i < v->len && st == TW_OK; i++)
+			st = plan(c, &v->u.items[i], depth + 1);
+		break;
+	case TW_KIND_DICT:
+		st = plan_dict(c, v, depth);
+		break;
+	case TW_KIND_RREF: {
+		const tw_rref_id *r = v->u.rref;
+
+		if (r == NULL)
+			return TW_EINVAL;
+		c->len += uvarint_len(r->owner) + uvarint_len(r->rref.created_on) +
+			  uvarint_len(r->rref.local_id) +
+			  uvarint_len(r->fork.created_on) +
+			  uvarint_len(r->fork.local_id);
+		break;
+	}
+	case TW_KIND_ERROR: {
+		const tw_error *e = v->u.err;
+
+		if (e == NULL || e->kind == TW_OK ||
+		    (unsigned)e->kind >= TW_STATUS_COUNT_)
+			return TW_EINVAL;
+		c->len += 1 + uvarint_len(e->origin);
+		st = plan_text(c, e->msg, e->msg_len, false);
+		break;
+	}
+	default:
+		return TW_EINVAL;
+	}
+	/* Checked as we go so a huge tree stops early, not after the walk. */
+	if (st == TW_OK && c->len > UINT32_MAX)
+		return TW_EINVAL;
+	return st;
+}
+
+static tw_status plan_dict(struct plan_ctx *c, const tw_value *v,
+			   unsigned depth)
+{
+	const tw_kv *e = v->u.entries;
+	const tw_kv *small[TW_WIRE_DICT_SMALL];
+	const tw_kv **scratch;
+	tw_status st = TW_OK;
+	uint32_t n = 0;
+	bool dup;
+
+	if (v->len && e == NULL)
+		return TW_EINVAL;
+	for (uint32_t i = 0; i < v->len && st == TW_OK; i++) {
+		/* An entry never set (tw_value_dict leaves NULL keys) holds
+		 * nothing: it is not sent. */
+		if (e[i].key == NULL)
+			continue;
+		n++;
+		st = plan_text(c, e[i].key, e[i].key_len, true);
+		if (st == TW_OK)
+			st = plan(c, &e[i].val, depth + 1);
+	}
+	if (st != TW_OK)
+		return st;
+	c->len += uvarint_len(n);
+	/* The peer rejects duplicate keys: refuse here, where it is the
+	 * caller's bug, rather than there, where it looks like a bad peer. */
+	if (n > TW_WIRE_DICT_SMALL) {
+		scratch = malloc((size_t)n * sizeof(*scratch));
+		if (scratch == NULL)
+			return TW_ENOMEM;
+	} else {
+		scratch = small;
+	}
+	n = 0;
+	for (uint32_t i = 0; i < v->len; i++)
+		if (e[i].key != NULL)
+			scratch[n++] = &e[i];
+	dup = dup_keys(scratch, n);
+	if (scratch != small)
+		free(scratch);
+	return dup ? TW_EINVAL : TW_OK;
+}
+
+tw_status tw_wire_plan_value(const tw_value *v, tw_wire_plan *out)
+{
+	struct plan_ctx c = {0};
+	tw_status st;
+
+	if (v == NULL || out == NULL)
+		return TW_EINVAL;
+	st = plan(&c, v, 1);
+	if (st != TW_OK)
+		return st;
+	out->payload_len = c.len;
+	out->nseg = c.nseg;
+	out->seg_area = c.seg_area;
+	return TW_OK;
+}
+
+/* ===================== encoder: writer ===================== */
+
+/* Every put checks room: the value may have changed since it was planned
+ * (a caller's bug), and that must not become a buffer overrun. */
+struct wr {
+	uint8_t *p;
+	uint8_t *end;
+	uint32_t nseg;
+	uint32_t max_seg;
+	tw_wire_seg_fn seg_fn;
+	void *ctx;
+};
+
+static bool put_bytes(struct wr *w, const void *src, size_t n)
+{
+	if ((size_t)(w->end - w->p) < n)
+		return false;
+	if (n)
+		memcpy(w->p, src, n);
+	w->p += n;
+	return true;
+}
+
+static bool put_u8(struct wr *w, uint8_t b)
+{
+	return put_bytes(w, &b, 1);
+}
+
+static bool put_uvarint(struct wr *w, uint64_t v)
+{
+	uint8_t b[TW_WIRE_VARINT_MAX];
+	unsigned n = 0;
+
+	while (v >= 0x80) {
+		b[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	b[n++] = (uint8_t)v;
+	return put_bytes(w, b, n);
+}
+
+static bool put_text(struct wr *w, const char *s, uint32_t n)
+{
+	return put_uvarint(w, n) && put_bytes(w, s, n) && put_u8(w, 0);
+}
+
+static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
+{
+	if ((is_container(v->kind) && depth > TW_VALUE_MAX_DEPTH) ||
+	    !put_u8(w, v->kind))
+		return false;
+	switch (v->kind) {
+	case TW_KIND_NONE:
+		return true;
+	case TW_KIND_BOOL:
+		return put_u8(w, v->u.b ? 1 : 0);
+	case TW_KIND_INT:
+		return put_uvarint(w, zigzag(v->u.i));
+	case TW_KIND_DOUBLE: {
+		uint64_t bits;
+
+		memcpy(&bits, &v->u.d, sizeof(bits));
+		bits = htole64(bits);
+		return put_bytes(w, &bits, sizeof(bits));
+	}
+	case TW_KIND_STRING:
+		return put_text(w, v->u.str, v->len);
+	case TW_KIND_BYTES:
+		return put_uvarint(w, v->len) && put_bytes(w, v->u.str, v->len);
+	case TW_KIND_TENSOR: {
+		const tw_tensor *t = v->u.tensor;
+		uint32_t idx = w->nseg;
+		size_t span;
+		bool ok;
+
+		if (t == NULL || tw_tensor_span(t, &span) != TW_OK ||
+		    idx >= w->max_seg)
+			return false;
+		ok = put_u8(w, t->dtype) && put_u8(w, t->ndim);
+		for (unsigned d = 0; ok && d < t->ndim; d++)
+			ok = put_uvarint(w, (uint64_t)t->shape[d]);
+		for (unsigned d = 0; ok && d < t->ndim; d++)
+			ok = put_uvarint(w, (uint64_t)t->strides[d]);
+		ok = ok && put_uvarint(w, span) && put_uvarint(w, idx);
+		if (!ok)
+			return false;
+		w->nseg++;
+		w->seg_fn(w->ctx, idx, t, span);
+		return true;
+	}
+	case TW_KIND_LIST:
+	case TW_KIND_TUPLE:
+		if (!put_uvarint(w, v->len))
+			return false;
+		for (uint32_t i = 0; i < v->len; i++)
+			if (!write_value(w, &v->u.items[i], depth + 1))
+				return false;
+		return true;
+	case TW_KIND_DICT: {
+		uint32_t n = 0;
+
+		for (uint32_t i = 0; i < v->len; i++)
+			n += v->u.entries[i].key != NULL;
+		if (!put_uvarint(w, n))
+			return false;
+		for (uint32_t i = 0; i < v->len; i++) {
+			const tw_kv *e = &v->u.entries[i];
+			if (e->key == NULL)
+				continue;
+			if (!put_text(w, e->key, e->key_len) ||
+			    !write_value(w, &e->val, depth + 1))
+				return false;
+		}
+		return true;
+	}
+	case TW_KIND_RREF: {
+		const tw_rref_id *r = v->u.rref;
+
+		return put_uvarint(w, r->owner) &&
+		       put_uvarint(w, r->rref.created_on) &&
+		       put_uvarint(w, r->rref.local_id) &&
+		       put_uvarint(w, r->fork.created_on) &&
+		       put_uvarint(w, r->fork.local_id);
+	}
+	case TW_KIND_ERROR: {
+		const tw_error *e = v->u.err;
+
+		return put_u8(w, (uint8_t)e->kind) && put_uvarint(w, e->origin) &&
+		       put_text(w, e->msg, e->msg_len);
+	}
+	default:
+		return false;
+	}
+}
+
+tw_status tw_wire_write_value(const tw_value *v, const tw_wire_plan *plan,
+			      uint8_t *dst, tw_wire_seg_fn seg_fn, void *ctx)
+{
+	struct wr w = {
+		.p = dst,
+		.end = dst + plan->payload_len,
+		.max_seg = plan->nseg,
+		.seg_fn = seg_fn,
+		.ctx = ctx,
+	};
+
+	if (!write_value(&w, v, 1) || w.p != w.end || w.nseg != plan->nseg)
+		return TW_EINVAL;
+	return TW_OK;
+}
+
+/* ===================== decoder ===================== */
+
+/* Read cursor shared by both passes. Every read is bounds-checked in both:
+ * pass 2 trusts pass 1's verdict, never its arithmetic. */
+struct rd {
+	const uint8_t *p;
+	const uint8_t *end;
+	const char *why;
+};
+
+static bool rd_fail(struct rd *r, const char *why)
+{
+	if (r->why == NULL)
+		r->why = why;
+	return false;
+}
+
+static inline size_t rd_left(const struct rd *r)
+{
+	return (size_t)(r->end - r->p);
+}
+
+static bool get_u8(struct rd *r, uint8_t *out)
+{
+	if (r->p == r->end)
+		return rd_fail(r, "value: truncated");
+	*out = *r->p++;
+	return true;
+}
+
+/*
+ * LEB128, canonical only: at most 10 bytes, the 10th may only carry bit 63,
+ * and the last byte is non-zero unless it is the only one. One encoding per
+ * number keeps re-encoding byte-exact and closes a covert channel.
+ */
+static bool get_uvarint(struct rd *r, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < TW_WIRE_VARINT_MAX; i++) {
+		uint8_t b;
+
+		if (r->p == r->end)
+			return rd_fail(r, "varint: truncated");
+		b = *r->p++;
+		if (i == TW_WIRE_VARINT_MAX - 1 && b > 1)
+			return rd_fail(r, "varint: overflows 64 bits");
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			if (b == 0 && i > 0)
+				return rd_fail(r, "varint: overlong encoding");
+			*out = v;
+			return true;
+		}
+	}
+	return rd_fail(r, "varint: overflows 64 bits");
+}
+
+static bool get_u32(struct rd *r, uint32_t *out, const char *why)
+{
+	uint64_t v;
+
+	if (!get_uvarint(r, &v))
+		return false;
+	if (v > UINT32_MAX)
+		return rd_fail(r, why);
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* len, bytes, NUL, UTF-8 (the STRING body, dict keys, error messages). */
+static bool get_text(struct rd *r, const char **s, uint32_t *len, bool key)
+{
+	uint64_t n;
+
+	if (!get_uvarint(r, &n))
+		return false;
+	if (n > MAX_STR_LEN)
+		return rd_fail(r, "string: length over 2^32 - 2");
+	if (n >= rd_left(r))
+		return rd_fail(r, "string: runs past the payload");
+	if (r->p[n] != 0)
+		return rd_fail(r, "string: missing NUL terminator");
+	if (key && memchr(r->p, 0, n))
+		return rd_fail(r, "dict: key contains NUL");
+	if (!tw_utf8_valid((const char *)r->p, n))
+		return rd_fail(r, "string: invalid UTF-8");
+	*s = (const char *)r->p;
+	*len = (uint32_t)n;
+	r->p += n + 1;
+	return true;
+}
+
+/* A tensor descriptor, read and checked; pass 2 reads it again. */
+struct tdesc {
+	tw_tensor t; /* data and buf left to the caller */
+	uint64_t nbytes;
+	uint32_t seg;
+};
+
+static bool get_tensor(struct rd *r, const tw_wire_in *in, struct tdesc *d)
+{
+	uint8_t dtype, ndim;
+	size_t span;
+
+	memset(&d->t, 0, sizeof(d->t));
+	if (!get_u8(r, &dtype) || !get_u8(r, &ndim))
+		return false;
+	if (tw_dtype_size((tw_dtype)dtype) == 0)
+		return rd_fail(r, "tensor: unknown dtype");
+	if (ndim > TW_TENSOR_MAX_DIMS)
+		return rd_fail(r, "tensor: ndim over 8");
+	d->t.dtype = dtype;
+	d->t.ndim = ndim;
+	for (unsigned i = 0; i < 2u * ndim; i++) {
+		uint64_t x;
+
+		if (!get_uvarint(r, &x))
+			return false;
+		if (x > INT64_MAX)
+			return rd_fail(r, "tensor: shape or stride over 2^63 - 1");
+		if (i < ndim)
+			d->t.shape[i] = (int64_t)x;
+		else
+			d->t.strides[i - ndim] = (int64_t)x;
+	}
+	if (!get_uvarint(r, &d->nbytes) || !get_u32(r, &d->seg, "tensor: segment index out of range"))
+		return false;
+	if (d->seg >= in->hdr->seg_count)
+		return rd_fail(r, "tensor: segment index out of range");
+	/* tensor.c's own rules (numel, nbytes and span fit int64), so every
+	 * decoded tensor is one the tensor API accepts. Any non-NULL data
+	 * will do for the check. */
+	d->t.data = (void *)in->frame;
+	if (tw_tensor_span(&d->t, &span) != TW_OK)
+		return rd_fail(r, "tensor: element count or span overflows");
+	if ((uint64_t)span != d->nbytes)
+		return rd_fail(r, "tensor: nbytes differs from the span of shape and strides");
+	if (d->nbytes != tw_frame_seg_len(in->frame, d->seg))
+		return rd_fail(r, "tensor: nbytes differs from its segment length");
+	return true;
+}
+
+/* ---- pass 1 ---- */
+
+struct chk {
+	struct rd r;
+	const tw_wire_in *in;
+	uint64_t nodes;
+	uint64_t arena;    /* node bytes */
+	uint32_t ntensors;
+	uint32_t max_dict; /* largest dict that needs sort scratch */
+};
+
+static bool count_nodes(struct chk *c, uint64_t n)
+{
+	c->nodes += n;
+	if (c->nodes > c->in->max_nodes)
+		return rd_fail(&c->r, "value: too many nodes");
+	return true;
+}
+
+static bool check_value(struct chk *c, unsigned depth)
+{
+	struct rd *r = &c->r;
+	uint8_t tag;
+
+	if (!count_nodes(c, 1) || !get_u8(r, &tag))
+		return false;
+	if (is_container(tag) && depth > c->in->max_depth)
+		return rd_fail(r, "value: nesting too deep");
+	switch (tag) {
+	case TW_KIND_NONE:
+		return true;
+	case TW_KIND_BOOL: {
+		uint8_t b;
+
+		if (!get_u8(r, &b))
+			return false;
+		return b <= 1 ? true : rd_fail(r, "bool: not 0 or 1");
+	}
+	case TW_KIND_INT: {
+		uint64_t u;
+		return get_uvarint(r, &u);
+	}
+	case TW_KIND_DOUBLE:
+		if (rd_left(r) < 8)
+			return rd_fail(r, "double: truncated");
+		r->p += 8;
+		return true;
+	case TW_KIND_STRING: {
+		const char *s;
+		uint32_t n;
+		return get_text(r, &s, &n, false);
+	}
+	case TW_KIND_BYTES: {
+		uint64_t n;
+
+		if (!get_uvarint(r, &n))
+			return false;
+		if (n > MAX_STR_LEN)
+			return rd_fail(r, "bytes: length over 2^32 - 2");
+		if (n > rd_left(r))
+			return rd_fail(r, "bytes: run past the payload");
+		r->p += n;
+		return true;
+	}
+	case TW_KIND_TENSOR: {
+		struct tdesc d;
+
+		if (!get_tensor(r, c->in, &d))
+			return false;
+		/* Indices are below seg_count, so one more tensor than
+		 * segments means some segment is used twice. */
+		if (++c->ntensors > c->in->hdr->seg_count)
+			return rd_fail(r, "tensor: segment referenced twice");
+		c->arena += align_up(sizeof(tw_tensor), ARENA_ALIGN);
+		return true;
+	}
+	case TW_KIND_LIST:
+	case TW_KIND_TUPLE: {
+		uint64_t n;
+
+		if (!get_uvarint(r, &n))
+			return false;
+		/* Bound the count by what the bytes left could hold before
+		 * walking or reserving anything for it. */
+		if (n > rd_left(r) / MIN_ITEM_BYTES)
+			return rd_fail(r, "list: count exceeds the bytes left");
+		if (n > UINT32_MAX)
+			return rd_fail(r, "list: count over 2^32 - 1");
+		c->arena += n * sizeof(tw_value);
+		for (uint64_t i = 0; i < n; i++)
+			if (!check_value(c, depth + 1))
+				return false;
+		return true;
+	}
+	case TW_KIND_DICT: {
+		uint64_t n;
+
+		if (!get_uvarint(r, &n))
+			return false;
+		if (n > rd_left(r) / MIN_ENTRY_BYTES)
+			return rd_fail(r, "dict: count exceeds the bytes left");
+		if (n > UINT32_MAX)
+			return rd_fail(r, "dict: count over 2^32 - 1");
+		if (!count_nodes(c, n))
+			return false;
+		c->arena += n * sizeof(tw_kv);
+		if (n > TW_WIRE_DICT_SMALL && n > c->max_dict)
+			c->max_dict = (uint32_t)n;
+		for (uint64_t i = 0; i < n; i++) {
+			const char *k;
+			uint32_t kl;
+
+			if (!get_text(r, &k, &kl, true) ||
+			    !check_value(c, depth + 1))
+				return false;
+		}
+		return true;
+	}
+	case TW_KIND_RREF: {
+		uint32_t u32;
+		uint64_t u64;
+
+		c->arena += align_up(sizeof(tw_rref_id), ARENA_ALIGN);
+		return get_u32(r, &u32, "rref: owner over 2^32 - 1") &&
+		       get_u32(r, &u32, "rref: created_on over 2^32 - 1") &&
+		       get_uvarint(r, &u64) &&
+		       get_u32(r, &u32, "rref: fork created_on over 2^32 - 1") &&
+		       get_uvarint(r, &u64);
+	}
+	case TW_KIND_ERROR: {
+		uint8_t kind;
+		uint32_t origin, n;
+		const char *s;
+
+		if (!get_u8(r, &kind))
+			return false;
+		if (kind == TW_OK || kind >= TW_STATUS_COUNT_)
+			return rd_fail(r, "error: kind is not a tw_status failure");
+		c->arena += align_up(sizeof(tw_error), ARENA_ALIGN);
+		return get_u32(r, &origin, "error: origin over 2^32 - 1") &&
+		       get_text(r, &s, &n, false);
+	}
+	default:
+		return rd_fail(r, "value: unknown tag");
+	}
+}
+
+static const uint8_t *payload_start(const tw_wire_in *in)
+{
+	return in->frame + TW_FRAME_HDR_SIZE + 8u * (size_t)in->hdr->seg_count;
+}
+
+/* Scratch regions ahead of the nodes: segment offsets, segment bitmap, dict
+ * sort pointers. */
+static size_t offsets_bytes(uint32_t nseg)
+{
+	return (size_t)nseg * sizeof(uint64_t);
+}
+
+static size_t bitmap_bytes(uint32_t nseg)
+{
+	return ((size_t)nseg + 63) / 64 * sizeof(uint64_t);
+}
+
+tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay,
+			const char **why)
+{
+	const uint8_t *p = payload_start(in);
+	uint32_t nseg = in->hdr->seg_count;
+	struct chk c = {
+		.r = {.p = p, .end = p + in->hdr->payload_len},
+		.in = in,
+	};
+	uint64_t front;
+
+	if (!check_value(&c, 1))
+		goto bad;
+	if (c.r.p != c.r.end) {
+		rd_fail(&c.r, "value: trailing bytes after the payload value");
+		goto bad;
+	}
+	if (c.ntensors != nseg) {
+		rd_fail(&c.r, "frame: segment not referenced by any tensor");
+		goto bad;
+	}
+	front = offsets_bytes(nseg) + bitmap_bytes(nseg) +
+		(uint64_t)c.max_dict * sizeof(const tw_kv *);
+	/* Nodes <= max_nodes and tensors <= 65535 keep this far below
+	 * SIZE_MAX on 64-bit; the check is for 32-bit hosts. */
+	if (front + c.arena > SIZE_MAX) {
+		rd_fail(&c.r, "value: decoded tree too large for this host");
+		goto bad;
+	}
+	lay->nodes_off = (size_t)front;
+	lay->arena_size = (size_t)(front + c.arena);
+	return TW_OK;
+bad:
+	if (why)
+		*why = c.r.why;
+	return TW_EPROTO;
+}
+
+/* ---- pass 2 ---- */
+
+struct bld {
+	struct rd r;
+	const tw_wire_in *in;
+	const uint64_t *offsets;
+	uint64_t *bitmap;
+	const tw_kv **scratch;
+	uint8_t *next;    /* node bump pointer */
+	uint8_t *end;
+	bool own_check;   /* failed one of pass 2's own checks */
+};
+
+static void *bld_alloc(struct bld *b, size_t n)
+{
+	void *p = b->next;
+
+	n = (size_t)align_up(n, ARENA_ALIGN);
+	if ((size_t)(b->end - b->next) < n) {
+		rd_fail(&b->r, "internal: decode arena overrun");
+		return NULL;
+	}
+	b->next += n;
+	return p;
+}
+
+static bool build_value(struct bld *b, tw_value *v, unsigned depth)
+{
+	struct rd *r = &b->r;
+	uint8_t tag;
+
+	memset(v, 0, sizeof(*v));
+	v->flags = TW_VALUE_BORROWED;
+	if (!get_u8(r, &tag))
+		return false;
+	if (is_container(tag) && depth > b->in->max_depth)
+		return rd_fail(r, "value: nesting too deep");
+	v->kind = tag;
+	switch (tag) {
+	case TW_KIND_NONE:
+		return true;
+	case TW_KIND_BOOL: {
+		uint8_t byte;
+
+		if (!get_u8(r, &byte))
+			return false;
+		v->u.b = byte != 0; /* pass 1 allowed only 0 and 1 */
+		return true;
+	}
+	case TW_KIND_INT: {
+		uint64_t u;
+
+		if (!get_uvarint(r, &u))
+			return false;
+		v->u.i = unzigzag(u);
+		return true;
+	}
+	case TW_KIND_DOUBLE: {
+		uint64_t bits;
+
+		if (rd_left(r) < 8)
+			return rd_fail(r, "double: truncated");
+		memcpy(&bits, r->p, 8);
+		bits = le64toh(bits);
+		memcpy(&v->u.d, &bits, 8);
+		r->p += 8;
+		return true;
+	}
+	case TW_KIND_STRING:
+		return get_text(r, &v->u.str, &v->len, false);
+	case TW_KIND_BYTES: {
+		uint64_t n;
+
+		if (!get_uvarint(r, &n))
+			return false;
+		if (n > MAX_STR_LEN || n > rd_left(r))
+			return rd_fail(r, "bytes: run past the payload");
+		v->u.str = (const char *)r->p;
+		v->len = (uint32_t)n;
+		r->p += n;
+		return true;
+	}
+	case TW_KIND_TENSOR: {
+		struct tdesc d;
+		tw_tensor *t;
+
+		if (!get_tensor(r, b->in, &d))
+			return false;
+		if (b->bitmap[d.seg / 64] & (UINT64_C(1) << (d.seg % 64))) {
+			b->own_check = true;
+			return rd_fail(r, "tensor: segment referenced twice");
+		}
+		b->bitmap[d.seg / 64] |= UINT64_C(1) << (d.seg % 64);
+		t = bld_alloc(b, sizeof(*t));
+		if (t == NULL)
+			return false;
+		*t = d.t;
+		/* Zero copy: the bytes stay in the receive buffer. No
+		 * reference: the message holds the one that keeps it alive. */
+		t->data = (void *)(b->in->frame + b->offsets[d.seg]);
+		t->buf = b->in->buf;
+		v->u.tensor = t;
+		return true;
+	}
+	case TW_KIND_LIST:
+	case TW_KIND_TUPLE: {
+		uint64_t n;
+
+		if (!get_uvarint(r, &n))
+			return false;
+		if (n > rd_left(r))
+			return rd_fail(r, "list: count exceeds the bytes left");
+		v->len = (uint32_t)n;
+		if (n == 0)
+			return true;
+		v->u.items = bld_alloc(b, (size_t)n * sizeof(tw_value));
+		if (v->u.items == NULL)
+			return false;
+		for (uint32_t i = 0; i < n; i++)
+			if (!build_value(b, &v->u.items[i], depth + 1))
+				return false;
+		return true;
+	}
+	case TW_KIND_DICT: {
+		uint64_t n;
+		tw_kv *e;
+
+		if (!get_uvarint(r, &n))
+			return false;
+		if (n > rd_left(r) / MIN_ENTRY_BYTES)
+			return rd_fail(r, "dict: count exceeds the bytes left");
+		v->len = (uint32_t)n;
+		if (n == 0)
+			return true;
+		e = bld_alloc(b, (size_t)n * sizeof(tw_kv));
+		if (e == NULL)
+			return false;
+		v->u.entries = e;
+		for (uint32_t i = 0; i < n; i++) {
+			e[i].reserved_ = 0;
+			if (!get_text(r, &e[i].key, &e[i].key_len, true) ||
+			    !build_value(b, &e[i].val, depth + 1))
+				return false;
+		}
+		const tw_kv *small[TW_WIRE_DICT_SMALL];
+		const tw_kv **p = n <= TW_WIRE_DICT_SMALL ? small : b->scratch;
+		for (uint32_t i = 0; i < n; i++)
+			p[i] = &e[i];
+		if (dup_keys(p, (uint32_t)n)) {
+			b->own_check = true;
+			return rd_fail(r, "dict: duplicate key");
+		}
+		return true;
+	}
+	case TW_KIND_RREF: {
+		tw_rref_id *id = bld_alloc(b, sizeof(*id));
+
+		if (id == NULL)
+			return false;
+		memset(id, 0, sizeof(*id));
+		v->u.rref = id;
+		return get_u32(r, &id->owner, "rref: owner over 2^32 - 1") &&
+		       get_u32(r, &id->rref.created_on, "rref: created_on over 2^32 - 1") &&
+		       get_uvarint(r, &id->rref.local_id) &&
+		       get_u32(r, &id->fork.created_on, "rref: fork created_on over 2^32 - 1") &&
+		       get_uvarint(r, &id->fork.local_id);
+	}
+	case TW_KIND_ERROR: {
+		tw_error *e = bld_alloc(b, sizeof(*e));
+		uint8_t kind;
+
+		if (e == NULL || !get_u8(r, &kind))
+			return false;
+		if (kind == TW_OK || kind >= TW_STATUS_COUNT_)
+			return rd_fail(r, "error: kind is not a tw_status failure");
+		memset(e, 0, sizeof(*e));
+		e->kind = (tw_status)kind;
+		v->u.err = e;
+		return get_u32(r, &e->origin, "error: origin over 2^32 - 1") &&
+		       get_text(r, &e->msg, &e->msg_len, false);
+	}
+	default:
+		return rd_fail(r, "value: unknown tag");
+	}
+}
+
+tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
+			void *arena, tw_value *out, const char **why)
+{
+	const uint8_t *p = payload_start(in);
+	uint32_t nseg = in->hdr->seg_count;
+	uint8_t *a = arena;
+	size_t boff = offsets_bytes(nseg);
+	size_t soff = boff + bitmap_bytes(nseg);
+	struct bld b = {
+		.r = {.p = p, .end = p + in->hdr->payload_len},
+		.in = in,
+		.offsets = (const uint64_t *)a,
+		.bitmap = (uint64_t *)(a + boff),
+		.scratch = (const tw_kv **)(a + soff),
+		.next = a + lay->nodes_off,
+		.end = a + lay->arena_size,
+	};
+
+	*out = tw_value_none();
+	if (lay->nodes_off < soff || lay->nodes_off > lay->arena_size) {
+		rd_fail(&b.r, "internal: decode arena layout");
+		goto bad;
+	}
+	if (nseg) {
+		memset(b.bitmap, 0, bitmap_bytes(nseg));
+		/* Layout was checked by the caller; this only fills offsets. */
+		if (tw_frame_check_segments(in->frame, in->hdr->total_len, in->hdr,
+					    (uint64_t *)a, NULL) != TW_OK) {
+			rd_fail(&b.r, "frame: segment layout");
+			goto bad;
+		}
+	}
+	if (!build_value(&b, out, 1))
+		goto bad;
+	if (b.r.p != b.r.end) {
+		rd_fail(&b.r, "value: trailing bytes after the payload value");
+		goto bad;
+	}
+	return TW_OK;
+bad:
+	*out = tw_value_none();
+	/* Anything but pass 2's own checks was pass 1's to find: say so, so
+	 * tests and the fuzzer notice when the two passes disagree. */
+	if (!b.own_check)
+		b.r.why = "internal: pass 2 refused what pass 1 accepted";
+	if (why)
+		*why = b.r.why;
+	return TW_EPROTO;
+}

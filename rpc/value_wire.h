@@ -1,0 +1,93 @@
+/* Internal: the tw_value payload codec (docs/wire.md, "Values"). message.c
+ * frames it; this file knows tags, varints and tensor descriptors. */
+#ifndef TW_RPC_VALUE_WIRE_H
+#define TW_RPC_VALUE_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tensorwire/buf.h>
+#include <tensorwire/frame.h>
+#include <tensorwire/status.h>
+#include <tensorwire/tensor.h>
+#include <tensorwire/value.h>
+
+/* Longest LEB128 encoding of a 64-bit value. */
+#define TW_WIRE_VARINT_MAX 10
+
+/* Dicts up to this size are checked for duplicate keys pairwise; larger
+ * ones are sorted (O(n log n)) in scratch space counted by the decoder. */
+#define TW_WIRE_DICT_SMALL 8
+
+/* ---- encoder ---- */
+
+/* What the sizing pass learns about a value. */
+typedef struct tw_wire_plan {
+	uint64_t payload_len; /* encoded bytes of the value */
+	uint32_t nseg;        /* tensors, each one segment, in encoding order */
+	uint64_t seg_area;    /* bytes of the segment area laid out from an
+			       * aligned start: sum of spans plus the pads
+			       * between them (the frame adds it to head_len) */
+} tw_wire_plan;
+
+/*
+ * Sizing pass: check that v can be encoded (kinds, depth <=
+ * TW_VALUE_MAX_DEPTH counting the root as 1, UTF-8 strings and keys without
+ * duplicates, lengths < 2^32 - 1, valid tensors, error kinds, at most
+ * TW_FRAME_MAX_SEGS tensors, payload < 2^32) and measure it. TW_EINVAL when
+ * it cannot (or TW_ENOMEM from the duplicate-key check of a large dict).
+ */
+tw_status tw_wire_plan_value(const tw_value *v, tw_wire_plan *plan);
+
+/* Called once per tensor in encoding order (index 0, 1, ...) with its byte
+ * span: the caller fills the segment table and gathers the bytes. */
+typedef void (*tw_wire_seg_fn)(void *ctx, uint32_t idx, const tw_tensor *t,
+			       uint64_t span);
+
+/*
+ * Write v (already planned) into dst, exactly plan->payload_len bytes.
+ * TW_EINVAL if v no longer matches the plan (it changed in between): the
+ * caller then drops the frame.
+ */
+tw_status tw_wire_write_value(const tw_value *v, const tw_wire_plan *plan,
+			      uint8_t *dst, tw_wire_seg_fn seg_fn, void *ctx);
+
+/* ---- decoder ---- */
+
+/* One received frame's payload, as the decoder sees it. */
+typedef struct tw_wire_in {
+	const uint8_t *frame;    /* frame start (8-byte aligned) */
+	const tw_frame_hdr *hdr; /* validated: header and segment layout */
+	tw_buf *buf;             /* stored in decoded tensors, not retained */
+	uint32_t max_depth;      /* 1 .. TW_VALUE_MAX_DEPTH */
+	uint32_t max_nodes;      /* values + dict entries */
+} tw_wire_in;
+
+/* What pass 1 measured; pass 2 lays its arena out from it. */
+typedef struct tw_wire_layout {
+	size_t arena_size; /* bytes pass 2 needs (0: scalar payload) */
+	size_t nodes_off;  /* internal: segment offsets, segment bitmap and
+			    * dict scratch come first, value nodes after */
+} tw_wire_layout;
+
+/*
+ * Pass 1: validate the payload (everything that needs no memory: tags,
+ * varints, lengths, UTF-8, depth, node count, dtypes, shapes, spans against
+ * segment lengths, trailing bytes) and count the arena bytes pass 2 needs.
+ * TW_EPROTO with *why on any fault. Work is linear in the payload size.
+ */
+tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay,
+			const char **why);
+
+/*
+ * Pass 2: build the value tree in arena (lay->arena_size bytes, 8-byte
+ * aligned) with TW_VALUE_BORROWED on every node, strings pointing into the
+ * frame, tensors into their segments. Also runs the two checks that need
+ * the arena as scratch: unique dict keys (O(n log n)) and each segment used
+ * by exactly one tensor. TW_EPROTO with *why; nothing to undo on failure,
+ * since the tree holds no references.
+ */
+tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
+			void *arena, tw_value *out, const char **why);
+
+#endif
