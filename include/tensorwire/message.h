@@ -58,6 +58,8 @@ typedef struct tw_decode_limits {
  * Nothing of a tensor is copied; the message holds a reference on each
  * tensor's buffer until tw_out_msg_release (after send completion).
  */
+/* Both tw_out_msg and tw_in_msg point into their own inline storage after
+ * encode/decode: never copy or move one; pass pointers. */
 typedef struct tw_out_msg {
 	tw_buf *head;
 	struct iovec *iov;

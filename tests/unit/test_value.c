@@ -797,3 +797,21 @@ Test(kind, names)
 	cr_assert_str_eq(tw_kind_name(TW_KIND_COUNT_), "?");
 	cr_assert_str_eq(tw_kind_name((tw_kind)-1), "?");
 }
+
+/* A dict's unset slots are not entries: the wire skips them, so a dict with
+ * spare slots must equal its decoded (compact) copy. */
+Test(value, dict_equal_ignores_unset_slots)
+{
+	tw_value a, b;
+	cr_assert_eq(tw_value_dict(&a, 4), TW_OK);
+	cr_assert_eq(tw_value_dict(&b, 2), TW_OK);
+	cr_assert_eq(tw_value_dict_set(&a, 1, "x", tw_value_int(1)), TW_OK);
+	cr_assert_eq(tw_value_dict_set(&a, 3, "y", tw_value_int(2)), TW_OK);
+	cr_assert_eq(tw_value_dict_set(&b, 0, "y", tw_value_int(2)), TW_OK);
+	cr_assert(!tw_value_equal(&a, &b), "b lacks x");
+	cr_assert_eq(tw_value_dict_set(&b, 1, "x", tw_value_int(1)), TW_OK);
+	cr_assert(tw_value_equal(&a, &b));
+	cr_assert(tw_value_equal(&b, &a));
+	tw_value_destroy(&a);
+	tw_value_destroy(&b);
+}
