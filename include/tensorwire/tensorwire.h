@@ -9,6 +9,7 @@
 #include <tensorwire/value.h>
 #include <tensorwire/frame.h>
 #include <tensorwire/message.h>
+#include <tensorwire/future.h>
 
 #define TW_VERSION_MAJOR 0
 #define TW_VERSION_MINOR 1

@@ -1,0 +1,667 @@
+/* tw_future: one-shot completion (value, error or received message), waiting
+ * (spin, then futex) and callbacks run by whichever thread completes. */
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <tensorwire/future.h>
+
+/*
+ * How long a waiter spins before sleeping on the futex. Waking a sleeping
+ * thread on the other core costs ~25 us on the target VMs (DESIGN.md,
+ * facts), so a result that arrives within about that long is cheaper to
+ * spin for than to sleep for.
+ */
+#ifndef TW_FUTURE_SPIN_NS
+#define TW_FUTURE_SPIN_NS 30000
+#endif
+
+/* Pauses between two reads of the clock while spinning: the clock costs
+ * tens of ns, a pause about as much, the state check almost nothing. */
+#define SPIN_CLOCK_EVERY 32
+
+/*
+ * The state word is also the futex word. Low bits: where completion is;
+ * WAITERS: a thread sleeps (or is about to) in FUTEX_WAIT, so the completer
+ * must make the wake syscall. It is never cleared: one wake per future at
+ * most, and none when everyone was served by spinning.
+ */
+enum {
+	ST_PENDING = 0,
+	ST_COMPLETING = 1, /* one completer won; result being stored */
+	ST_DONE = 2,       /* result published */
+	ST_MASK = 3,
+	ST_WAITERS = 4,
+};
+
+/* One registered callback. The first lives in the future itself. */
+struct cb_node {
+	struct cb_node *next;
+	tw_future_cb cb;
+	void *arg;
+};
+
+/* Swapped into the callback list by the completer: registrations that
+ * find it run their callback at once instead of pushing. Never dereferenced. */
+static struct cb_node closed_sentinel;
+#define CB_CLOSED (&closed_sentinel)
+
+struct tw_future {
+	_Atomic uint32_t state;   /* ST_*, the futex word */
+	_Atomic uint32_t refcnt;
+	_Atomic(struct cb_node *) cbs; /* Treiber stack, or CB_CLOSED */
+	_Atomic uint32_t inline_used;  /* inline_cb taken by a registration */
+	struct cb_node inline_cb;
+
+	/* Written once by the completer before ST_DONE is published; read-only
+	 * afterwards, so readers need nothing but the acquire load of state. */
+	tw_status status;
+	const tw_value *val;  /* success: &own or &msg.payload */
+	const tw_error *err;  /* failure: in own, msg or err_inline */
+	tw_value own;         /* owned value or error value */
+	tw_error err_inline;  /* failure whose message could not be stored */
+	bool has_msg;
+
+	/* tw_future_chain: the map function this future is the result of. */
+	tw_future_map_fn chain_fn;
+	void *chain_arg;
+
+	tw_in_msg msg; /* completed from a message: kept until the last release */
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static inline void cpu_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Sleep while *word == val, until woken or the absolute CLOCK_MONOTONIC
+ * deadline (NULL: none). The kernel checks the value atomically with
+ * queueing us, so a wake between our check and the sleep is not lost.
+ * Returns 0 or an errno (EAGAIN, EINTR, ETIMEDOUT). */
+static int futex_wait_until(_Atomic uint32_t *word, uint32_t val,
+			    const struct timespec *deadline)
+{
+	long r = syscall(SYS_futex, (uint32_t *)word,
+			 FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val, deadline,
+			 NULL, FUTEX_BITSET_MATCH_ANY);
+	return r == 0 ? 0 : errno;
+}
+
+static void futex_wake_all(_Atomic uint32_t *word)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG,
+		INT_MAX, NULL, NULL, 0);
+}
+
+static inline uint32_t load_state(const tw_future *f)
+{
+	/* Acquire: pairs with the release exchange in publish(), so a reader
+	 * that sees ST_DONE also sees status, val, err and what they point at. */
+	return atomic_load_explicit(&f->state, memory_order_acquire);
+}
+
+static inline bool is_done(uint32_t s)
+{
+	return (s & ST_MASK) == ST_DONE;
+}
+
+/* ---- lifetime --------------------------------------------------------- */
+
+tw_status tw_future_create(tw_future **out)
+{
+	if (out == NULL)
+		return TW_EINVAL;
+	/* Not calloc: the embedded message (its inline arena) stays untouched
+	 * unless a message completes the future. */
+	tw_future *f = malloc(sizeof *f);
+	if (f == NULL)
+		return TW_ENOMEM;
+	atomic_init(&f->state, ST_PENDING);
+	atomic_init(&f->refcnt, 1);
+	atomic_init(&f->cbs, NULL);
+	atomic_init(&f->inline_used, 0);
+	f->inline_cb = (struct cb_node){0};
+	f->status = TW_EBUSY;
+	f->val = NULL;
+	f->err = NULL;
+	f->own = tw_value_none();
+	f->err_inline = (tw_error){0};
+	f->has_msg = false;
+	f->chain_fn = NULL;
+	f->chain_arg = NULL;
+	*out = f;
+	return TW_OK;
+}
+
+tw_future *tw_future_retain(tw_future *f)
+{
+	/* Relaxed: a new reference comes from one the caller holds, which
+	 * already orders everything before it. */
+	atomic_fetch_add_explicit(&f->refcnt, 1, memory_order_relaxed);
+	return f;
+}
+
+void tw_future_release(tw_future *f)
+{
+	if (f == NULL)
+		return;
+	/* Release: this holder's uses of f happen before the free. Acquire
+	 * (for the last holder): pairs with every earlier holder's release
+	 * decrement, so the freeing thread sees all their uses done. acq_rel
+	 * on the RMW rather than a separate fence: same instruction on x86,
+	 * and visible to ThreadSanitizer. */
+	if (atomic_fetch_sub_explicit(&f->refcnt, 1, memory_order_acq_rel) != 1)
+		return;
+	/* No callback node can remain: each registration holds a reference
+	 * until its callback has run and its node is freed. */
+	tw_value_destroy(&f->own);
+	if (f->has_msg)
+		tw_in_msg_release(&f->msg);
+	free(f);
+}
+
+/* ---- completion ------------------------------------------------------- */
+
+/* Become the one completer: PENDING -> COMPLETING, keeping the waiter bit. */
+static bool claim(tw_future *f)
+{
+	/* Relaxed: the winner publishes with release in publish(); losers
+	 * touch nothing. */
+	uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+	while ((s & ST_MASK) == ST_PENDING) {
+		if (atomic_compare_exchange_weak_explicit(
+			    &f->state, &s, (s & ~(uint32_t)ST_MASK) | ST_COMPLETING,
+			    memory_order_relaxed, memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+/* Publish the stored result, wake sleepers, run the callbacks. The caller
+ * holds a reference of its own (complete() takes one), so f stays alive
+ * even if a woken waiter drops the last user reference meanwhile. */
+static void publish(tw_future *f)
+{
+	/* Release: pairs with load_state()'s acquire (waiters, readers,
+	 * tw_future_done) and with the waiter's acquire fetch_or in
+	 * tw_future_wait: the result stored above is visible to whoever sees
+	 * ST_DONE. */
+	uint32_t old = atomic_exchange_explicit(&f->state, ST_DONE,
+						memory_order_release);
+	if (old & ST_WAITERS)
+		futex_wake_all(&f->state);
+
+	/* Acquire: pairs with the release CAS in tw_future_then that pushed
+	 * each node, so cb and arg are visible here. Release: pairs with the
+	 * acquire load in tw_future_then that finds CB_CLOSED, so a callback
+	 * run there sees the result (ordered before this by the exchange). */
+	struct cb_node *n = atomic_exchange_explicit(&f->cbs, CB_CLOSED,
+						     memory_order_acq_rel);
+	/* The stack holds the newest first: reverse to registration order. */
+	struct cb_node *rev = NULL;
+	while (n != NULL) {
+		struct cb_node *next = n->next;
+		n->next = rev;
+		rev = n;
+		n = next;
+	}
+	while (rev != NULL) {
+		struct cb_node *next = rev->next;
+		tw_future_cb cb = rev->cb;
+		void *arg = rev->arg;
+		if (rev != &f->inline_cb)
+			free(rev);
+		cb(f, arg);
+		tw_future_release(f); /* the registration's reference */
+		rev = next;
+	}
+}
+
+/* The winner of claim() has stored the result: publish it, then drop the
+ * reference its completion call took before claiming. */
+static tw_status finish(tw_future *f)
+{
+	publish(f);
+	tw_future_release(f); /* taken in the caller before claim() */
+	return TW_OK;
+}
+
+static tw_status complete_with_value(tw_future *f, tw_value *v)
+{
+	tw_future_retain(f);
+	if (!claim(f)) {
+		tw_future_release(f);
+		return TW_EBUSY;
+	}
+	f->own = *v;
+	*v = tw_value_none();
+	f->status = TW_OK;
+	f->val = &f->own;
+	return finish(f);
+}
+
+tw_status tw_future_complete(tw_future *f, tw_value *v)
+{
+	if (f == NULL || v == NULL)
+		return TW_EINVAL;
+	return complete_with_value(f, v);
+}
+
+static bool error_kind_valid(tw_status k)
+{
+	return (unsigned)k != TW_OK && (unsigned)k < TW_STATUS_COUNT_;
+}
+
+/* Store a failure held in an ERROR value the future now owns. */
+static tw_status fail_owned(tw_future *f, tw_value *err)
+{
+	tw_future_retain(f);
+	if (!claim(f)) {
+		tw_future_release(f);
+		return TW_EBUSY;
+	}
+	f->own = *err;
+	*err = tw_value_none();
+	f->err = f->own.u.err;
+	f->status = f->err->kind;
+	return finish(f);
+}
+
+/* Store a failure without a message (error value could not be built). */
+static tw_status fail_bare(tw_future *f, tw_status kind, uint32_t origin)
+{
+	tw_future_retain(f);
+	if (!claim(f)) {
+		tw_future_release(f);
+		return TW_EBUSY;
+	}
+	f->err_inline = (tw_error){ .kind = kind, .origin = origin,
+				    .msg = "", .msg_len = 0 };
+	f->err = &f->err_inline;
+	f->status = kind;
+	return finish(f);
+}
+
+tw_status tw_future_fail(tw_future *f, tw_status kind, uint32_t origin,
+			 const char *msg)
+{
+	if (f == NULL || !error_kind_valid(kind))
+		return TW_EINVAL;
+	/* Build the error before claiming: the completing window stays short
+	 * and a loser only wasted a copy. */
+	tw_value e;
+	if (tw_value_error(&e, kind, origin, msg) != TW_OK)
+		return fail_bare(f, kind, origin); /* no room for msg: keep the kind */
+	tw_status st = fail_owned(f, &e);
+	if (st != TW_OK)
+		tw_value_destroy(&e);
+	return st;
+}
+
+tw_status tw_future_fail_value(tw_future *f, tw_value *err)
+{
+	if (f == NULL || err == NULL || err->kind != TW_KIND_ERROR ||
+	    err->u.err == NULL || !error_kind_valid(err->u.err->kind))
+		return TW_EINVAL;
+	return fail_owned(f, err);
+}
+
+/*
+ * The decoder may build the payload tree in the message's inline arena,
+ * which moves with the struct: every pointer into the old arena [lo, hi)
+ * must be shifted by delta to the copy. Pointers elsewhere (strings and
+ * tensor bytes in the receive buffer, a heap arena) stay as they are.
+ * Relies on message.c's layout: arena_ == arena_inline_ when the tree is
+ * inline, arena_size_ the bytes it used.
+ */
+struct rebase {
+	uintptr_t lo, hi;
+	ptrdiff_t delta;
+};
+
+static void *rebase_ptr(const struct rebase *rb, const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	if (a >= rb->lo && a < rb->hi)
+		return (void *)(a + (uintptr_t)rb->delta);
+	return (void *)(uintptr_t)p;
+}
+
+static void rebase_value(const struct rebase *rb, tw_value *v, unsigned depth)
+{
+	if (depth > TW_VALUE_MAX_DEPTH)
+		return; /* decoders refuse deeper trees */
+	switch (v->kind) {
+	case TW_KIND_STRING:
+	case TW_KIND_BYTES:
+		v->u.str = rebase_ptr(rb, v->u.str);
+		break;
+	case TW_KIND_TENSOR:
+		v->u.tensor = rebase_ptr(rb, v->u.tensor);
+		if (v->u.tensor != NULL)
+			v->u.tensor->data = rebase_ptr(rb, v->u.tensor->data);
+		break;
+	case TW_KIND_LIST:
+	case TW_KIND_TUPLE:
+		v->u.items = rebase_ptr(rb, v->u.items);
+		for (uint32_t i = 0; v->u.items != NULL && i < v->len; i++)
+			rebase_value(rb, &v->u.items[i], depth + 1);
+		break;
+	case TW_KIND_DICT:
+		v->u.entries = rebase_ptr(rb, v->u.entries);
+		for (uint32_t i = 0; v->u.entries != NULL && i < v->len; i++) {
+			tw_kv *e = &v->u.entries[i];
+			e->key = rebase_ptr(rb, e->key);
+			rebase_value(rb, &e->val, depth + 1);
+		}
+		break;
+	case TW_KIND_RREF:
+		v->u.rref = rebase_ptr(rb, v->u.rref);
+		break;
+	case TW_KIND_ERROR:
+		v->u.err = rebase_ptr(rb, v->u.err);
+		if (v->u.err != NULL)
+			v->u.err->msg = rebase_ptr(rb, v->u.err->msg);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Move *src into dst (the future's slot) and leave *src empty, so that
+ * releasing it is harmless. */
+static void move_msg(tw_in_msg *dst, tw_in_msg *src)
+{
+	const size_t head = offsetof(tw_in_msg, arena_inline_);
+	memcpy(dst, src, head);
+	if (src->arena_ == (void *)src->arena_inline_) {
+		/* arena_size_ is what the decoder used of the arena. */
+		size_t used = src->arena_size_;
+		if (used > sizeof src->arena_inline_)
+			used = sizeof src->arena_inline_;
+		memcpy(dst->arena_inline_, src->arena_inline_, used);
+		dst->arena_ = dst->arena_inline_;
+		struct rebase rb = {
+			.lo = (uintptr_t)src->arena_inline_,
+			.hi = (uintptr_t)src->arena_inline_ + sizeof src->arena_inline_,
+			.delta = (ptrdiff_t)((uintptr_t)dst->arena_inline_ -
+					     (uintptr_t)src->arena_inline_),
+		};
+		rebase_value(&rb, &dst->payload, 0);
+	}
+	/* Otherwise the tree sits in a heap arena or in payload itself, and
+	 * nothing points into the struct. */
+	memset(src, 0, head);
+	src->payload = tw_value_none();
+}
+
+tw_status tw_future_complete_msg(tw_future *f, tw_in_msg *m)
+{
+	if (f == NULL || m == NULL)
+		return TW_EINVAL;
+	tw_future_retain(f);
+	if (!claim(f)) {
+		tw_future_release(f);
+		return TW_EBUSY; /* *m untouched: still the caller's */
+	}
+	move_msg(&f->msg, m);
+	f->has_msg = true;
+	const tw_value *p = &f->msg.payload;
+	if (f->msg.hdr.type != TW_MSG_EXCEPTION) {
+		f->status = TW_OK;
+		f->val = p;
+	} else if (p->kind == TW_KIND_ERROR && p->u.err != NULL &&
+		   error_kind_valid(p->u.err->kind) &&
+		   (p->u.err->msg != NULL || p->u.err->msg_len == 0)) {
+		f->err = p->u.err;
+		f->status = f->err->kind;
+	} else {
+		/* The decoder checks shapes, but a hand-built message may not
+		 * have been: fail rather than trust it. */
+		static const char why[] = "EXCEPTION message without a valid error";
+		f->err_inline = (tw_error){ .kind = TW_EPROTO,
+					    .origin = f->msg.hdr.src,
+					    .msg = why,
+					    .msg_len = sizeof why - 1 };
+		f->err = &f->err_inline;
+		f->status = TW_EPROTO;
+	}
+	return finish(f);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+bool tw_future_done(const tw_future *f)
+{
+	return f != NULL && is_done(load_state(f));
+}
+
+tw_status tw_future_status(const tw_future *f)
+{
+	if (f == NULL)
+		return TW_EINVAL;
+	return is_done(load_state(f)) ? f->status : TW_EBUSY;
+}
+
+const tw_value *tw_future_value(const tw_future *f)
+{
+	if (f == NULL || !is_done(load_state(f)) || f->status != TW_OK)
+		return NULL;
+	return f->val;
+}
+
+const tw_error *tw_future_error(const tw_future *f)
+{
+	if (f == NULL || !is_done(load_state(f)) || f->status == TW_OK)
+		return NULL;
+	return f->err;
+}
+
+tw_status tw_future_take_value(const tw_future *f, tw_value *out)
+{
+	if (f == NULL || out == NULL)
+		return TW_EINVAL;
+	*out = tw_value_none();
+	if (!is_done(load_state(f)))
+		return TW_EBUSY;
+	if (f->status != TW_OK)
+		return f->status;
+	return tw_value_clone(out, f->val);
+}
+
+/* ---- waiting ---------------------------------------------------------- */
+
+tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
+{
+	if (f == NULL)
+		return TW_EINVAL;
+	if (is_done(load_state(f)))
+		return f->status;
+	if (timeout_ms == 0)
+		return TW_ETIMEDOUT;
+
+	int64_t now = mono_ns();
+	int64_t deadline = INT64_MAX; /* forever */
+	if (timeout_ms > 0 && timeout_ms < (INT64_MAX - now) / 1000000)
+		deadline = now + timeout_ms * 1000000;
+
+	/* Spin: a result due within the spin budget arrives sooner than a
+	 * sleeping thread could be woken. */
+	int64_t spin_end = now + TW_FUTURE_SPIN_NS;
+	if (spin_end > deadline)
+		spin_end = deadline;
+	for (;;) {
+		for (int i = 0; i < SPIN_CLOCK_EVERY; i++) {
+			cpu_pause();
+			if (is_done(load_state(f)))
+				return f->status;
+		}
+		if (mono_ns() >= spin_end)
+			break;
+	}
+
+	struct timespec ts, *tsp = NULL;
+	if (deadline != INT64_MAX) {
+		ts.tv_sec = deadline / 1000000000;
+		ts.tv_nsec = deadline % 1000000000;
+		tsp = &ts;
+	}
+	for (;;) {
+		/* Acquire: pairs with publish()'s release exchange when this
+		 * sees ST_DONE. Setting the bit by RMW puts it in the state
+		 * word's modification order: either the completer's exchange
+		 * comes later and returns it (so it wakes us), or this returns
+		 * ST_DONE. */
+		uint32_t s = atomic_fetch_or_explicit(&f->state, ST_WAITERS,
+						      memory_order_acquire);
+		if (is_done(s))
+			return f->status;
+		int e = futex_wait_until(&f->state, s | ST_WAITERS, tsp);
+		if (e == ETIMEDOUT) {
+			/* Completed just as we timed out: report it. */
+			if (is_done(load_state(f)))
+				return f->status;
+			return TW_ETIMEDOUT;
+		}
+		/* Woken, EAGAIN (state moved on) or EINTR: look again. Any
+		 * other error means the futex cannot sleep for us: poll
+		 * politely instead of spinning hot. */
+		if (e != 0 && e != EAGAIN && e != EINTR)
+			sched_yield();
+	}
+}
+
+/* ---- callbacks -------------------------------------------------------- */
+
+tw_status tw_future_then(tw_future *f, tw_future_cb cb, void *arg)
+{
+	if (f == NULL || cb == NULL)
+		return TW_EINVAL;
+	/* Acquire: pairs with publish()'s acq_rel exchange that closes the
+	 * list, so a callback run here sees the result. */
+	struct cb_node *head = atomic_load_explicit(&f->cbs, memory_order_acquire);
+	if (head == CB_CLOSED) {
+		cb(f, arg);
+		return TW_OK;
+	}
+
+	struct cb_node *n;
+	/* Relaxed: the flag only hands out the inline node once; its contents
+	 * are published by the release CAS below. */
+	if (atomic_exchange_explicit(&f->inline_used, 1, memory_order_relaxed) == 0) {
+		n = &f->inline_cb;
+	} else {
+		n = malloc(sizeof *n);
+		if (n == NULL)
+			return TW_ENOMEM;
+	}
+	n->cb = cb;
+	n->arg = arg;
+	tw_future_retain(f); /* held until the callback has run */
+
+	do {
+		if (head == CB_CLOSED) {
+			/* Completed while we prepared: the completer will not
+			 * see this node, so run it here. */
+			if (n != &f->inline_cb)
+				free(n);
+			cb(f, arg);
+			tw_future_release(f);
+			return TW_OK;
+		}
+		n->next = head;
+		/* Release on success: pairs with publish()'s acq_rel exchange,
+		 * making cb and arg visible to the completer. Acquire on
+		 * failure: pairs with that exchange when we read CB_CLOSED
+		 * (the callback then runs here and must see the result). */
+	} while (!atomic_compare_exchange_weak_explicit(
+		&f->cbs, &head, n, memory_order_release, memory_order_acquire));
+	return TW_OK;
+}
+
+/* ---- chaining --------------------------------------------------------- */
+
+static void chain_cb(tw_future *src, void *arg)
+{
+	tw_future *dst = arg;
+	tw_status st = tw_future_status(src);
+	if (st != TW_OK) {
+		const tw_error *e = tw_future_error(src);
+		tw_value ev = { .kind = TW_KIND_ERROR };
+		ev.u.err = (tw_error *)e;
+		tw_value copy;
+		if (e != NULL && tw_value_clone(&copy, &ev) == TW_OK) {
+			if (tw_future_fail_value(dst, &copy) != TW_OK)
+				tw_value_destroy(&copy);
+		} else {
+			(void)fail_bare(dst, st, e != NULL ? e->origin : 0);
+		}
+		tw_future_release(dst);
+		return;
+	}
+
+	tw_value out = tw_value_none();
+	st = dst->chain_fn(src, dst->chain_arg, &out);
+	if (st == TW_OK) {
+		if (tw_future_complete(dst, &out) != TW_OK)
+			tw_value_destroy(&out); /* someone completed dst by hand */
+	} else {
+		/* As handlers do: fn may describe its failure with an error
+		 * value (message, origin); otherwise the kind speaks alone. */
+		if (!error_kind_valid(st))
+			st = TW_ERUNTIME;
+		if (out.kind == TW_KIND_ERROR && out.u.err != NULL &&
+		    out.u.err->kind == st &&
+		    tw_future_fail_value(dst, &out) == TW_OK) {
+			/* moved */
+		} else {
+			tw_value_destroy(&out);
+			(void)tw_future_fail(dst, st, 0, "chained function failed");
+		}
+	}
+	tw_future_release(dst);
+}
+
+tw_status tw_future_chain(tw_future *f, tw_future_map_fn fn, void *arg,
+			  tw_future **out)
+{
+	if (f == NULL || fn == NULL || out == NULL)
+		return TW_EINVAL;
+	tw_future *g;
+	tw_status st = tw_future_create(&g);
+	if (st != TW_OK)
+		return st;
+	g->chain_fn = fn;
+	g->chain_arg = arg;
+	tw_future_retain(g); /* for chain_cb, which completes g */
+	st = tw_future_then(f, chain_cb, g);
+	if (st != TW_OK) {
+		tw_future_release(g);
+		tw_future_release(g);
+		return st;
+	}
+	*out = g;
+	return TW_OK;
+}
