@@ -10,6 +10,7 @@
 #include <tensorwire/frame.h>
 #include <tensorwire/message.h>
 #include <tensorwire/future.h>
+#include <tensorwire/agent.h>
 
 #define TW_VERSION_MAJOR 0
 #define TW_VERSION_MINOR 1

@@ -1,0 +1,192 @@
+/* tensorwire agent: a worker in a group — rendezvous, membership, function
+ * registry, calls to other workers, and shutdown. */
+#ifndef TENSORWIRE_AGENT_H
+#define TENSORWIRE_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tensorwire/future.h>
+#include <tensorwire/status.h>
+#include <tensorwire/value.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tw_agent tw_agent;
+
+#define TW_WORKER_NAME_MAX 128
+#define TW_ADDR_MAX 64
+
+/* torch's WorkerInfo: id is the rank. */
+typedef struct tw_worker_info {
+	uint32_t id;
+	char name[TW_WORKER_NAME_MAX];
+	char addr[TW_ADDR_MAX];  /* "tcp://127.0.0.1:port" of its first loop */
+} tw_worker_info;
+
+/* Which transport carries frames. */
+typedef enum tw_transport_kind {
+	TW_TRANSPORT_URING = 0, /* io_uring TCP, the default */
+	TW_TRANSPORT_DPDK = 1,  /* kernel bypass (needs a DPDK build) */
+} tw_transport_kind;
+
+struct tw_agent_opts {
+	size_t opts_size;            /* sizeof(struct tw_agent_opts) */
+	const char *name;            /* worker name, unique in the group */
+	uint32_t rank;               /* 0 .. world_size-1; rank 0 hosts rendezvous */
+	uint32_t world_size;
+	const char *rendezvous;      /* "tcp://host:port", as torch's TCPStore */
+	const char *listen_host;     /* address to serve on (default 127.0.0.1) */
+	uint32_t num_loops;          /* run loops (threads), default 1 */
+	int first_cpu;               /* pin loop i to first_cpu + i; -1 = no pin */
+	int64_t default_timeout_ms;  /* per-call default, 60000; 0 = none */
+	int64_t init_timeout_ms;     /* rendezvous deadline, default 60000 */
+	uint64_t spin_ns;            /* loop idle spin before sleeping */
+	bool yield;                  /* loops yield while spinning (set when
+				      * workers outnumber cores) */
+	uint32_t executor_threads;   /* for blocking handlers, default 2 */
+	tw_transport_kind transport;
+	/* Fault injection (tests), as torch's faulty agent; 0 = off. */
+	uint32_t fault_fail_type, fault_fail_count;
+	uint32_t fault_drop_type;
+	uint32_t fault_delay_type;
+	uint64_t fault_delay_ms;
+	/* Called by tw_agent_init once this worker serves and before it meets
+	 * the others at the rendezvous: register functions here, so no call
+	 * can arrive before its function exists (torch needs no such step:
+	 * its functions are Python code every worker already has). A status
+	 * other than TW_OK fails the init with it. NULL = none. */
+	tw_status (*setup)(tw_agent *a, void *arg);
+	void *setup_arg;
+	/* When tw_agent_init fails, a message saying why ("worker name 'w1'
+	 * is already taken by rank 1"), NUL-terminated. NULL = not wanted. */
+	char *err;
+	size_t err_len;
+};
+
+void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
+
+/*
+ * Join the group: start the loops, serve, and meet every other worker at the
+ * rendezvous. Returns once every worker's info is known. Errors, all within
+ * init_timeout_ms: TW_EINVAL (bad options, duplicate name, rank already
+ * taken, world size disagreeing with rank 0's), TW_ETIMEDOUT (rendezvous
+ * unreachable or a worker missing), TW_EIO.
+ */
+tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
+
+/*
+ * Leave. graceful: wait until this worker's calls have completed (their
+ * timeouts bound that; a call without one may wait forever, as in torch),
+ * then until every worker in the group has called shutdown (a barrier
+ * through rank 0; a worker whose control connection closed counts as
+ * gone), serving calls meanwhile; then stop. Not graceful: stop at once;
+ * pending futures fail with TW_ESHUTDOWN ("RPC agent is shutting down").
+ * Frees the agent either way. Returns TW_OK, or TW_EUNREACHABLE when rank
+ * 0 vanished during the barrier (the agent is freed all the same), or
+ * TW_EBUSY, changing nothing, when called from one of the agent's own
+ * threads (a handler).
+ *
+ * Values and futures that hold received tensors or messages point into
+ * the transport's receive buffers: release them before shutdown, or the
+ * transport keeps (leaks) its receive pool for them.
+ */
+tw_status tw_agent_shutdown(tw_agent *a, bool graceful);
+
+/* Worker info by name, by id, or of this worker. TW_ENOENT if unknown. */
+tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
+			       tw_worker_info *out);
+tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
+				     tw_worker_info *out);
+void tw_agent_self(const tw_agent *a, tw_worker_info *out);
+uint32_t tw_agent_world_size(const tw_agent *a);
+
+/* ---- functions this worker serves ---- */
+
+typedef struct tw_call_ctx tw_call_ctx;
+
+/*
+ * A handler gets the call's positional args (a tuple) and keyword args (a
+ * dict), both borrowed for the duration of the call, and either
+ *  - returns TW_OK with *result set (moved into the response), or
+ *  - returns an error kind and sets *result to an error value (or leaves it
+ *    NONE for a generic message), or
+ *  - calls tw_call_defer to answer later through a future.
+ * Handlers run on a run loop and must not block, unless registered with
+ * TW_FN_BLOCKING (then on an executor thread).
+ */
+typedef tw_status (*tw_handler_fn)(tw_call_ctx *ctx, const tw_value *args,
+				   const tw_value *kwargs, tw_value *result,
+				   void *arg);
+
+#define TW_FN_BLOCKING 0x1u /* run on the executor pool */
+
+/* Register name (a qualified name such as "demo::add"). TW_EBUSY if taken. */
+tw_status tw_agent_register(tw_agent *a, const char *name, tw_handler_fn fn,
+			    void *arg, unsigned flags);
+
+/* Async execution: the response is sent when f completes (the call holds a
+ * reference). The handler's return value and *result are then ignored. */
+void tw_call_defer(tw_call_ctx *ctx, tw_future *f);
+
+/* The agent serving this call, for nested calls from a handler. */
+tw_agent *tw_call_agent(const tw_call_ctx *ctx);
+
+/* Worker id of the caller. */
+uint32_t tw_call_caller(const tw_call_ctx *ctx);
+
+/* ---- calls ---- */
+
+/*
+ * Call fn on worker to (a name) with positional args (a tuple or list;
+ * NULL = none) and kwargs (a dict; NULL = none). timeout_ms follows torch:
+ * negative = the agent's default, 0 = no timeout. The args are encoded
+ * before return (tensor bytes are referenced, not copied, until sent), so
+ * the caller may destroy them at once. A call to self takes no network.
+ * Errors come through the future: TW_ENOFUNC, TW_ETIMEDOUT, TW_EUNREACHABLE,
+ * TW_ESHUTDOWN, and the handler's kinds. Immediate failures are returned
+ * directly: TW_ENOENT (unknown worker), TW_EINVAL (bad args, or called
+ * before init finished), TW_ENOSPC (the loop's queue is full:
+ * backpressure, try again), TW_ESHUTDOWN (shutdown has begun).
+ *
+ * Handlers receive args borrowed, also for calls to self (whose args are
+ * owned copies marked borrowed), so copying parts of args into *result is
+ * safe either way; the result is copied for a call to self.
+ */
+tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
+		       const tw_value *args, const tw_value *kwargs,
+		       int64_t timeout_ms, tw_future **out);
+
+/* tw_rpc_async then wait; *result gets an owned copy of the value. On a
+ * remote error, returns its kind and, if err is not NULL, an owned error
+ * value with its message and origin. Not from a handler running on a run
+ * loop (TW_EINVAL: it would block the loop that must deliver the answer);
+ * blocking handlers (executor threads) may use it. */
+tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
+		      const tw_value *args, const tw_value *kwargs,
+		      int64_t timeout_ms, tw_value *result, tw_value *err);
+
+/* Calls this worker has sent and not yet seen completed (snapshot). */
+uint64_t tw_agent_outstanding(const tw_agent *a);
+
+/* Counters, summed over the loops (snapshot). */
+struct tw_agent_stats {
+	uint64_t calls_started;  /* tw_rpc_async accepted */
+	uint64_t calls_sent;     /* CALL frames handed to a transport */
+	uint64_t calls_served;   /* calls received (network and self) */
+	uint64_t late_responses; /* responses with no pending call: dropped */
+	uint64_t bad_frames;     /* malformed or misaddressed frames */
+	uint64_t timeouts;       /* calls failed by their deadline */
+	uint64_t conns_opened, conns_closed;
+	uint64_t exec_jobs;      /* blocking calls run on the executor */
+	uint64_t exec_expired;   /* skipped: deadline passed in the queue */
+};
+void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,916 @@
+/* The agent: options, run loops and their transports, connections,
+ * rendezvous and membership, worker info, registration and shutdown. */
+#include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dataplane/uring.h"
+#include "rpc/agent_impl.h"
+
+_Thread_local struct agent_loop *agent_tls_loop;
+
+static _Atomic uint64_t agent_gen_next = 1;
+
+#define RECORD_CACHE 4096u
+#define EXEC_QUEUE 4096u
+#define LOOP_RING 16384u
+#define TX_POOL_BUF 4096u
+#define TX_POOL_COUNT 1024u
+#define TEARDOWN_WAIT_MS 5000
+
+static void sleep_us(unsigned us)
+{
+	struct timespec ts = {.tv_sec = us / 1000000u,
+			      .tv_nsec = (long)(us % 1000000u) * 1000};
+	nanosleep(&ts, NULL);
+}
+
+void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
+{
+	if (o == NULL)
+		return;
+	struct tw_agent_opts d = {0};
+	d.opts_size = opts_size;
+	d.listen_host = "127.0.0.1";
+	d.num_loops = 1;
+	d.first_cpu = -1;
+	d.default_timeout_ms = 60000;
+	d.init_timeout_ms = 60000;
+	d.spin_ns = 200000;
+	d.yield = false;
+	d.executor_threads = 2;
+	d.transport = TW_TRANSPORT_URING;
+	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
+}
+
+static void set_err(const struct tw_agent_opts *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void set_err(const struct tw_agent_opts *o, const char *fmt, ...)
+{
+	if (o->opts_size < offsetof(struct tw_agent_opts, err_len) + sizeof(size_t) ||
+	    o->err == NULL || o->err_len == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(o->err, o->err_len, fmt, ap);
+	va_end(ap);
+}
+
+const char *agent_worker_name(const tw_agent *a, uint32_t id)
+{
+	if (a->workers != NULL && id < a->world)
+		return a->workers[id].name;
+	return "?";
+}
+
+/* ---- reply records ------------------------------------------------------ */
+
+struct reply *reply_get(tw_agent *a)
+{
+	void *p = NULL;
+	struct reply *r;
+	if (tw_ring_mc_dequeue_burst(a->reply_cache, &p, 1, NULL) == 1) {
+		r = p;
+		memset(r, 0, sizeof(*r));
+	} else {
+		r = calloc(1, sizeof(*r));
+	}
+	return r;
+}
+
+void reply_put(tw_agent *a, struct reply *r)
+{
+	if (r->encoded)
+		tw_out_msg_release(&r->tx.msg);
+	r->encoded = false;
+	tw_value_destroy(&r->val);
+	void *p = r;
+	if (tw_ring_mp_enqueue_bulk(a->reply_cache, &p, 1, NULL) != 1)
+		free(r);
+}
+
+static void reply_cache_drain(tw_agent *a)
+{
+	void *p;
+	while (tw_ring_mc_dequeue_burst(a->reply_cache, &p, 1, NULL) == 1)
+		free(p);
+}
+
+static void reply_msg(struct tw_loop_msg *m)
+{
+	struct reply *r = container_of(m, struct reply, lmsg);
+	serve_deliver(r->l, r);
+}
+
+void agent_post_reply(struct agent_loop *l, struct reply *r)
+{
+	r->lmsg.fn = reply_msg;
+	for (;;) {
+		if (tw_loop_post(l->loop, &r->lmsg) == TW_OK)
+			return;
+		/* A loop must never wait for another loop (two full rings
+		 * would wait for each other): park it and retry from the
+		 * poller. Other threads may wait. */
+		struct agent_loop *me = agent_tls_loop;
+		if (me != NULL && me->a == l->a) {
+			r->retry_next = NULL;
+			if (me->retry_tail != NULL)
+				me->retry_tail->retry_next = r;
+			else
+				me->retry_head = r;
+			me->retry_tail = r;
+			return;
+		}
+		sched_yield();
+	}
+}
+
+/* ---- connections (loop thread) -------------------------------------------- */
+
+static struct conn_state *conn_new(struct agent_loop *l, tw_conn *c,
+				   bool outbound, int64_t peer)
+{
+	struct conn_state *cs = calloc(1, sizeof(*cs));
+	if (cs == NULL)
+		return NULL;
+	cs->c = c;
+	cs->l = l;
+	cs->id = c->id;
+	cs->peer = peer;
+	cs->outbound = outbound;
+	c->ctx = cs;
+	cs->next = l->conns;
+	if (l->conns != NULL)
+		l->conns->prev = cs;
+	l->conns = cs;
+	l->nconns++;
+	stat_inc(&l->stats.conns_opened);
+	return cs;
+}
+
+struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id)
+{
+	for (struct conn_state *cs = l->conns; cs != NULL; cs = cs->next)
+		if (cs->id == id)
+			return cs;
+	return NULL;
+}
+
+struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
+{
+	struct conn_state *cs = l->out[dst];
+	if (cs != NULL && !cs->closing)
+		return cs;
+	const struct rdv_member *m = &l->a->members[dst];
+	const char *addr = m->addrs[l->idx % m->nloops];
+	tw_conn *c = NULL;
+	*st = l->t->ops->connect(l->t, addr, &c);
+	if (*st != TW_OK)
+		return NULL;
+	if (c->ctx != NULL) {
+		/* The transport reported it already. */
+		cs = c->ctx;
+		cs->outbound = true;
+		cs->peer = dst;
+	} else {
+		cs = conn_new(l, c, true, dst);
+		if (cs == NULL) {
+			l->t->ops->close(l->t, c);
+			*st = TW_ENOMEM;
+			return NULL;
+		}
+	}
+	l->out[dst] = cs;
+	return cs;
+}
+
+static void tx_req_done(struct tw_send_req *r, tw_status st)
+{
+	struct tx *tx = container_of(r, struct tx, req);
+	tx->l->tx_inflight--;
+	tx->done(tx, st);
+}
+
+static void backlog_push(struct conn_state *cs, struct tx *tx, bool front)
+{
+	if (cs->bl_head == NULL)
+		cs->l->nbacklog++;
+	if (front) {
+		tx->next = cs->bl_head;
+		cs->bl_head = tx;
+		if (cs->bl_tail == NULL)
+			cs->bl_tail = tx;
+	} else {
+		tx->next = NULL;
+		if (cs->bl_tail != NULL)
+			cs->bl_tail->next = tx;
+		else
+			cs->bl_head = tx;
+		cs->bl_tail = tx;
+	}
+}
+
+static struct tx *backlog_pop(struct conn_state *cs)
+{
+	struct tx *tx = cs->bl_head;
+	if (tx == NULL)
+		return NULL;
+	cs->bl_head = tx->next;
+	if (cs->bl_head == NULL) {
+		cs->bl_tail = NULL;
+		cs->l->nbacklog--;
+	}
+	tx->next = NULL;
+	return tx;
+}
+
+/* Hand tx to the transport. false when its queue is full (tx untouched). */
+static bool try_send(struct conn_state *cs, struct tx *tx)
+{
+	struct agent_loop *l = cs->l;
+	/* Counted before: done may run inside send. */
+	l->tx_inflight++;
+	tw_status st = tw_transport_send(l->t, cs->c, &tx->req);
+	if (st == TW_OK)
+		return true;
+	l->tx_inflight--;
+	if (st == TW_ENOSPC)
+		return false;
+	tx->done(tx, st);
+	return true;
+}
+
+void conn_send(struct conn_state *cs, struct tx *tx)
+{
+	tx->l = cs->l;
+	tx->req.iov = tx->msg.iov;
+	tx->req.niov = tx->msg.niov;
+	tx->req.len = tx->msg.total_len;
+	tx->req.done = tx_req_done;
+	if (cs->closing) {
+		tx->done(tx, TW_EUNREACHABLE);
+		return;
+	}
+	/* Behind a backlog, wait in line: frames of a connection keep
+	 * their order. */
+	if (cs->bl_head != NULL || !try_send(cs, tx))
+		backlog_push(cs, tx, false);
+}
+
+static int flush_backlogs(struct agent_loop *l)
+{
+	int work = 0;
+	for (struct conn_state *cs = l->conns; cs != NULL && l->nbacklog > 0;
+	     cs = cs->next) {
+		struct tx *tx;
+		while ((tx = backlog_pop(cs)) != NULL) {
+			if (!try_send(cs, tx)) {
+				backlog_push(cs, tx, true);
+				break;
+			}
+			work++;
+		}
+	}
+	return work;
+}
+
+static int flush_retries(struct agent_loop *l)
+{
+	int work = 0;
+	while (l->retry_head != NULL) {
+		struct reply *r = l->retry_head;
+		r->lmsg.fn = reply_msg;
+		if (tw_loop_post(r->l->loop, &r->lmsg) != TW_OK)
+			break;
+		/* r now belongs to its loop: read nothing more of it. */
+		l->retry_head = l->retry_head == l->retry_tail ? NULL : l->retry_head->retry_next;
+		if (l->retry_head == NULL)
+			l->retry_tail = NULL;
+		work++;
+	}
+	return work;
+}
+
+static void conn_remove(struct agent_loop *l, struct conn_state *cs,
+			tw_status why)
+{
+	call_conn_closed(l, cs, why);
+	struct tx *tx;
+	while ((tx = backlog_pop(cs)) != NULL)
+		tx->done(tx, TW_EUNREACHABLE);
+	if (cs->prev != NULL)
+		cs->prev->next = cs->next;
+	else
+		l->conns = cs->next;
+	if (cs->next != NULL)
+		cs->next->prev = cs->prev;
+	l->nconns--;
+	if (cs->peer >= 0 && (uint64_t)cs->peer < l->a->world &&
+	    l->out[cs->peer] == cs)
+		l->out[cs->peer] = NULL;
+	cs->c->ctx = NULL;
+	stat_inc(&l->stats.conns_closed);
+	free(cs);
+}
+
+/* ---- transport upcalls ------------------------------------------------------- */
+
+static void on_frame(void *ctx, tw_conn *c, tw_buf *buf, size_t off,
+		     size_t len)
+{
+	struct agent_loop *l = ctx;
+	struct conn_state *cs = c->ctx;
+	if (cs == NULL && (cs = conn_new(l, c, false, -1)) == NULL)
+		return;
+	tw_frame_hdr h;
+	if (len < TW_FRAME_HDR_SIZE ||
+	    tw_frame_hdr_decode((const char *)buf->data + off, &l->t->limits,
+				&h, NULL) != TW_OK) {
+		stat_inc(&l->stats.bad_frames);
+		return;
+	}
+	switch (h.type) {
+	case TW_MSG_CALL:
+		serve_on_call(l, cs, &h, buf, off, len);
+		break;
+	case TW_MSG_RET:
+	case TW_MSG_EXCEPTION:
+		call_on_response(l, cs, &h, buf, off, len);
+		break;
+	case TW_MSG_REMOTE_CALL:
+	case TW_MSG_RREF_FETCH_CALL:
+	case TW_MSG_RREF_USER_DELETE:
+	case TW_MSG_RREF_FORK_REQUEST:
+	case TW_MSG_RREF_CHILD_ACCEPT: {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s is not supported by worker '%s'",
+			 tw_msg_type_name(h.type), l->a->name);
+		serve_reject(l, cs, &h, TW_ENOTSUP, msg);
+		break;
+	}
+	default:
+		stat_inc(&l->stats.bad_frames);
+		break;
+	}
+}
+
+static void on_conn(void *ctx, tw_conn *c, tw_status st)
+{
+	struct agent_loop *l = ctx;
+	struct conn_state *cs = c->ctx;
+	if (st == TW_OK) {
+		if (cs == NULL)
+			conn_new(l, c, false, -1);
+		return;
+	}
+	if (cs != NULL)
+		conn_remove(l, cs, st);
+}
+
+static int loop_poller(void *arg)
+{
+	struct agent_loop *l = arg;
+	int work = 0;
+	if (__builtin_expect(l->nbacklog > 0, 0))
+		work += flush_backlogs(l);
+	if (__builtin_expect(l->retry_head != NULL, 0))
+		work += flush_retries(l);
+	return work;
+}
+
+/* ---- running things on a loop, synchronously ---------------------------------- */
+
+struct sync_msg {
+	struct tw_loop_msg m;
+	struct agent_loop *l;
+	void (*fn)(struct sync_msg *s);
+	tw_status st;
+	int ret;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+};
+
+static void sync_msg_fn(struct tw_loop_msg *m)
+{
+	struct sync_msg *s = container_of(m, struct sync_msg, m);
+	s->fn(s);
+	pthread_mutex_lock(&s->mu);
+	s->done = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Run fn on l's thread and wait for it. */
+static tw_status run_on_loop(struct agent_loop *l, void (*fn)(struct sync_msg *s),
+			     int *ret)
+{
+	struct sync_msg s = {.l = l, .fn = fn, .st = TW_OK};
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv, NULL);
+	s.m.fn = sync_msg_fn;
+	while (tw_loop_post(l->loop, &s.m) != TW_OK)
+		sleep_us(100);
+	pthread_mutex_lock(&s.mu);
+	while (!s.done)
+		pthread_cond_wait(&s.cv, &s.mu);
+	pthread_mutex_unlock(&s.mu);
+	pthread_mutex_destroy(&s.mu);
+	pthread_cond_destroy(&s.cv);
+	if (ret != NULL)
+		*ret = s.ret;
+	return s.st;
+}
+
+static void loop_init_fn(struct sync_msg *s)
+{
+	struct agent_loop *l = s->l;
+	tw_agent *a = l->a;
+	agent_tls_loop = l;
+	struct tw_uring_opts uo;
+	tw_uring_opts_init(&uo, sizeof(uo));
+	struct tw_transport_cbs cbs = {.ctx = l, .on_frame = on_frame,
+				       .on_conn = on_conn};
+	s->st = tw_uring_transport_create(l->loop, &uo, &cbs, &l->t);
+	if (s->st != TW_OK)
+		return;
+	if (l->fault.fail_type || l->fault.drop_type || l->fault.delay_type)
+		l->t->fault = &l->fault;
+	char url[TW_ADDR_MAX + 16];
+	const char *h = a->listen_host;
+	snprintf(url, sizeof(url), strchr(h, ':') ? "tcp://[%s]:0" : "tcp://%s:0", h);
+	s->st = l->t->ops->listen(l->t, url, l->addr, sizeof(l->addr));
+	if (s->st != TW_OK) {
+		l->t->ops->destroy(l->t);
+		l->t = NULL;
+		return;
+	}
+	l->poller.fn = loop_poller;
+	l->poller.arg = l;
+	tw_loop_add_poller(l->loop, &l->poller);
+	l->ready = true;
+}
+
+static void loop_teardown_begin(struct sync_msg *s)
+{
+	struct agent_loop *l = s->l;
+	l->closing = true;
+	call_fail_all(l, TW_ESHUTDOWN, AGENT_SHUTDOWN_MSG);
+}
+
+/* Close every connection, once the fault injector holds no delayed send
+ * (it keeps the connection pointer: fault.c), and report whether all are
+ * gone and every send is back. */
+static void loop_teardown_check(struct sync_msg *s)
+{
+	struct agent_loop *l = s->l;
+	if (l->fault.delayed_ == 0) {
+		for (struct conn_state *cs = l->conns; cs != NULL; cs = cs->next) {
+			if (!cs->closing) {
+				cs->closing = true;
+				l->t->ops->close(l->t, cs->c);
+			}
+		}
+	}
+	s->ret = l->nconns == 0 && l->tx_inflight == 0;
+}
+
+static void loop_teardown_final(struct sync_msg *s)
+{
+	struct agent_loop *l = s->l;
+	tw_loop_remove_poller(l->loop, &l->poller);
+	l->t->ops->destroy(l->t);
+	l->t = NULL;
+	/* Anything the transport did not report as closed is gone now. */
+	while (l->conns != NULL)
+		conn_remove(l, l->conns, TW_ESHUTDOWN);
+	call_fail_all(l, TW_ESHUTDOWN, AGENT_SHUTDOWN_MSG);
+	while (l->retry_head != NULL) {
+		struct reply *r = l->retry_head;
+		l->retry_head = r->retry_next;
+		reply_put(l->a, r);
+	}
+	l->retry_tail = NULL;
+	l->ready = false;
+	agent_tls_loop = NULL;
+}
+
+/* ---- init and teardown -------------------------------------------------------- */
+
+static void hub_release(struct defer_hub *h)
+{
+	if (h != NULL && atomic_fetch_sub(&h->refs, 1) == 1)
+		free(h);
+}
+
+static uint64_t now_ms(void)
+{
+	return tw_clock_monotonic(NULL) / 1000000u;
+}
+
+static void agent_free(tw_agent *a)
+{
+	/* No more blocking handlers; queued ones are answered ESHUTDOWN. */
+	executor_stop(a->exec);
+	if (a->hub != NULL) {
+		atomic_store(&a->hub->dead, 1);
+		while (atomic_load(&a->hub->active) != 0)
+			sched_yield();
+	}
+	/* Fail what is pending with TW_ESHUTDOWN before anyone can notice we
+	 * are leaving (peers close their connections once the control
+	 * connection goes, and those calls would read as unreachable). */
+	for (uint32_t i = 0; a->loops != NULL && i < a->nloops; i++)
+		if (a->loops[i].ready)
+			run_on_loop(&a->loops[i], loop_teardown_begin, NULL);
+	rdv_client_close(a->rdv);
+	a->rdv = NULL;
+	rdv_server_stop(a->rdv_srv);
+	a->rdv_srv = NULL;
+	for (uint32_t i = 0; a->loops != NULL && i < a->nloops; i++) {
+		struct agent_loop *l = &a->loops[i];
+		if (!l->ready)
+			continue;
+		uint64_t until = now_ms() + TEARDOWN_WAIT_MS;
+		int done = 0;
+		while (run_on_loop(l, loop_teardown_check, &done) == TW_OK &&
+		       !done && now_ms() < until)
+			sleep_us(1000);
+		run_on_loop(l, loop_teardown_final, NULL);
+	}
+	for (uint32_t i = 0; a->loops != NULL && i < a->nloops; i++) {
+		struct agent_loop *l = &a->loops[i];
+		if (l->started)
+			tw_loop_stop(l->loop);
+		if (l->loop != NULL)
+			tw_loop_destroy(l->loop);
+		free(l->out);
+		pend_fini(&l->pend);
+	}
+	executor_destroy(a->exec);
+	if (a->call_cache != NULL) {
+		call_cache_drain(a);
+		tw_ring_free(a->call_cache);
+	}
+	if (a->reply_cache != NULL) {
+		reply_cache_drain(a);
+		tw_ring_free(a->reply_cache);
+	}
+	/* A buffer still out (a send the transport never completed) keeps the
+	 * pool: leaking it beats freeing memory the kernel may still read. */
+	if (a->txpool != NULL)
+		tw_buf_pool_destroy(a->txpool);
+	if (a->reg_ok)
+		registry_fini(&a->reg);
+	rdv_members_free(a->members, a->world);
+	free(a->workers);
+	free(a->name_idx);
+	free(a->loops);
+	hub_release(a->hub);
+	free(a->rendezvous);
+	free(a->listen_host);
+	free(a);
+}
+
+static tw_status check_opts(const struct tw_agent_opts *o)
+{
+	if (o->name == NULL || o->name[0] == '\0' ||
+	    strlen(o->name) >= TW_WORKER_NAME_MAX) {
+		set_err(o, "worker name must be 1..%d bytes", TW_WORKER_NAME_MAX - 1);
+		return TW_EINVAL;
+	}
+	if (o->world_size == 0 || o->rank >= o->world_size) {
+		set_err(o, "rank %u is out of range for world size %u", o->rank,
+			o->world_size);
+		return TW_EINVAL;
+	}
+	if (o->rendezvous == NULL) {
+		set_err(o, "no rendezvous address");
+		return TW_EINVAL;
+	}
+	if (o->num_loops == 0 || o->num_loops > RDV_MAX_LOOPS) {
+		set_err(o, "num_loops must be 1..%u", RDV_MAX_LOOPS);
+		return TW_EINVAL;
+	}
+	if (o->executor_threads == 0 || o->executor_threads > 1024) {
+		set_err(o, "executor_threads must be 1..1024");
+		return TW_EINVAL;
+	}
+	if (o->listen_host == NULL || strlen(o->listen_host) > 45) {
+		set_err(o, "bad listen_host");
+		return TW_EINVAL;
+	}
+	if (o->transport == TW_TRANSPORT_DPDK) {
+		set_err(o, "the DPDK transport is not available in this build");
+		return TW_ENOTSUP;
+	}
+	if (o->transport != TW_TRANSPORT_URING) {
+		set_err(o, "unknown transport %d", (int)o->transport);
+		return TW_EINVAL;
+	}
+	return TW_OK;
+}
+
+static uint32_t name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static tw_status build_membership(tw_agent *a)
+{
+	a->workers = calloc(a->world, sizeof(*a->workers));
+	uint32_t cap = 8;
+	while (cap < a->world * 2)
+		cap *= 2;
+	a->name_idx = calloc(cap, sizeof(*a->name_idx));
+	if (a->workers == NULL || a->name_idx == NULL)
+		return TW_ENOMEM;
+	a->name_mask = cap - 1;
+	for (uint32_t r = 0; r < a->world; r++) {
+		tw_worker_info *w = &a->workers[r];
+		w->id = r;
+		snprintf(w->name, sizeof(w->name), "%s", a->members[r].name);
+		snprintf(w->addr, sizeof(w->addr), "%s", a->members[r].addrs[0]);
+		uint32_t i = name_hash(w->name) & a->name_mask;
+		while (a->name_idx[i] != 0)
+			i = (i + 1) & a->name_mask;
+		a->name_idx[i] = r + 1;
+	}
+	return TW_OK;
+}
+
+static tw_status start_loops(tw_agent *a)
+{
+	for (uint32_t i = 0; i < a->nloops; i++) {
+		struct agent_loop *l = &a->loops[i];
+		l->a = a;
+		l->idx = i;
+		l->fault.fail_type = a->o.fault_fail_type;
+		l->fault.fail_count = a->o.fault_fail_count;
+		l->fault.drop_type = a->o.fault_drop_type;
+		l->fault.delay_type = a->o.fault_delay_type;
+		l->fault.delay_ns = a->o.fault_delay_ms * 1000000u;
+		l->out = calloc(a->world, sizeof(*l->out));
+		if (l->out == NULL || pend_init(&l->pend, 1024) != 0)
+			return TW_ENOMEM;
+		struct tw_loop_opts lo;
+		tw_loop_opts_init(&lo, sizeof(lo));
+		char name[32];
+		snprintf(name, sizeof(name), "tw%u-loop%u", a->rank, i);
+		lo.name = name;
+		lo.cpu = a->o.first_cpu >= 0 ? a->o.first_cpu + (int)i : -1;
+		lo.ring_size = LOOP_RING;
+		lo.spin_ns = a->o.spin_ns;
+		lo.yield = a->o.yield;
+		tw_status st = tw_loop_create(&lo, &l->loop);
+		if (st != TW_OK)
+			return st;
+		st = tw_loop_start(l->loop);
+		if (st != TW_OK)
+			return st;
+		l->started = true;
+		st = run_on_loop(l, loop_init_fn, NULL);
+		if (st != TW_OK)
+			return st;
+	}
+	return TW_OK;
+}
+
+tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (opts == NULL || out == NULL || opts->opts_size == 0)
+		return TW_EINVAL;
+	struct tw_agent_opts o;
+	tw_agent_opts_init(&o, sizeof(o));
+	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	o.opts_size = sizeof(o);
+	if (opts->opts_size < sizeof(o)) {
+		/* Fields the caller's struct lacks keep their defaults; the
+		 * error buffer too. */
+		o.err = NULL;
+		o.err_len = 0;
+	}
+	if (o.listen_host == NULL)
+		o.listen_host = "127.0.0.1";
+	if (o.err != NULL && o.err_len > 0)
+		o.err[0] = '\0';
+	tw_status st = check_opts(&o);
+	if (st != TW_OK)
+		return st;
+
+	tw_agent *a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return TW_ENOMEM;
+	a->o = o;
+	snprintf(a->name, sizeof(a->name), "%s", o.name);
+	a->o.name = a->name;
+	a->rendezvous = strdup(o.rendezvous);
+	a->listen_host = strdup(o.listen_host);
+	a->o.rendezvous = a->rendezvous;
+	a->o.listen_host = a->listen_host;
+	a->rank = o.rank;
+	a->world = o.world_size;
+	a->nloops = o.num_loops;
+	a->gen = atomic_fetch_add(&agent_gen_next, 1);
+	atomic_init(&a->next_req, 1);
+	atomic_init(&a->state, AGENT_STARTING);
+	a->hub = calloc(1, sizeof(*a->hub));
+	a->loops = calloc(a->nloops, sizeof(*a->loops));
+	if (a->rendezvous == NULL || a->listen_host == NULL || a->hub == NULL ||
+	    a->loops == NULL) {
+		st = TW_ENOMEM;
+		goto fail;
+	}
+	atomic_init(&a->hub->refs, 1);
+	a->hub->a = a;
+
+	st = registry_init(&a->reg);
+	if (st != TW_OK)
+		goto fail;
+	a->reg_ok = true;
+	struct tw_buf_pool_opts po;
+	tw_buf_pool_opts_init(&po, sizeof(po));
+	po.buf_size = TX_POOL_BUF;
+	po.count = TX_POOL_COUNT;
+	po.name = "tw-tx";
+	st = tw_buf_pool_create(&po, &a->txpool);
+	if (st == TW_OK)
+		st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->call_cache);
+	if (st == TW_OK)
+		st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->reply_cache);
+	if (st == TW_OK) {
+		char en[32];
+		snprintf(en, sizeof(en), "tw%u-exec", a->rank);
+		st = executor_create(o.executor_threads, EXEC_QUEUE, en, &a->exec);
+	}
+	if (st != TW_OK)
+		goto fail;
+
+	char err[512] = "";
+	if (a->rank == 0) {
+		/* Up first, so the others stop retrying as soon as possible. */
+		st = rdv_server_start(a->rendezvous, a->world, o.init_timeout_ms,
+				      &a->rdv_srv, err, sizeof(err));
+		if (st != TW_OK) {
+			set_err(&o, "%s", err);
+			goto fail;
+		}
+	}
+	st = start_loops(a);
+	if (st != TW_OK) {
+		set_err(&o, "cannot start run loops: %s", tw_strerror(st));
+		goto fail;
+	}
+	if (o.setup != NULL) {
+		st = o.setup(a, o.setup_arg);
+		if (st != TW_OK) {
+			set_err(&o, "setup callback failed: %s", tw_strerror(st));
+			goto fail;
+		}
+	}
+
+	struct rdv_member self = {.rank = a->rank, .nloops = a->nloops};
+	snprintf(self.name, sizeof(self.name), "%s", a->name);
+	self.addrs = calloc(a->nloops, sizeof(*self.addrs));
+	if (self.addrs == NULL) {
+		st = TW_ENOMEM;
+		goto fail;
+	}
+	for (uint32_t i = 0; i < a->nloops; i++)
+		snprintf(self.addrs[i], TW_ADDR_MAX, "%s", a->loops[i].addr);
+	atomic_store(&a->joining, 1);
+	st = rdv_join(a->rendezvous, &self, a->world, o.init_timeout_ms,
+		      &a->rdv, &a->members, err, sizeof(err));
+	free(self.addrs);
+	if (st != TW_OK) {
+		set_err(&o, "%s", err);
+		goto fail;
+	}
+	st = build_membership(a);
+	if (st != TW_OK)
+		goto fail;
+	/* Release: loops read members after seeing a call posted later. */
+	atomic_store(&a->state, AGENT_RUNNING);
+	*out = a;
+	return TW_OK;
+fail:
+	atomic_store(&a->state, AGENT_STOPPING);
+	while (atomic_load(&a->api_inflight) != 0)
+		sched_yield();
+	agent_free(a);
+	return st;
+}
+
+tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
+{
+	if (a == NULL)
+		return TW_EINVAL;
+	/* From one of our own threads it would wait for itself. */
+	if ((agent_tls_loop != NULL && agent_tls_loop->a == a) ||
+	    executor_on_thread(a->exec))
+		return TW_EBUSY;
+	tw_status st = TW_OK;
+	if (graceful && atomic_load(&a->state) == AGENT_RUNNING) {
+		/* Our calls first (their timeouts bound this), then the
+		 * barrier: every worker has stopped calling. */
+		while (atomic_load(&a->outstanding) != 0)
+			sleep_us(1000);
+		st = rdv_barrier(a->rdv, -1);
+	}
+	atomic_store(&a->state, AGENT_STOPPING);
+	while (atomic_load(&a->api_inflight) != 0)
+		sched_yield();
+	agent_free(a);
+	return st;
+}
+
+/* ---- worker info, registration, statistics --------------------------------------- */
+
+tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
+			       tw_worker_info *out)
+{
+	if (a == NULL || name == NULL || out == NULL || a->workers == NULL)
+		return TW_EINVAL;
+	uint32_t h = name_hash(name);
+	for (uint32_t i = h & a->name_mask;; i = (i + 1) & a->name_mask) {
+		uint32_t r = a->name_idx[i];
+		if (r == 0)
+			return TW_ENOENT;
+		if (strcmp(a->workers[r - 1].name, name) == 0) {
+			*out = a->workers[r - 1];
+			return TW_OK;
+		}
+	}
+}
+
+tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
+				     tw_worker_info *out)
+{
+	if (a == NULL || out == NULL || a->workers == NULL)
+		return TW_EINVAL;
+	if (id >= a->world)
+		return TW_ENOENT;
+	*out = a->workers[id];
+	return TW_OK;
+}
+
+void tw_agent_self(const tw_agent *a, tw_worker_info *out)
+{
+	if (a == NULL || out == NULL)
+		return;
+	if (a->workers != NULL) {
+		*out = a->workers[a->rank];
+		return;
+	}
+	memset(out, 0, sizeof(*out));
+	out->id = a->rank;
+	snprintf(out->name, sizeof(out->name), "%s", a->name);
+	snprintf(out->addr, sizeof(out->addr), "%s", a->loops[0].addr);
+}
+
+uint32_t tw_agent_world_size(const tw_agent *a)
+{
+	return a == NULL ? 0 : a->world;
+}
+
+tw_status tw_agent_register(tw_agent *a, const char *name, tw_handler_fn fn,
+			    void *arg, unsigned flags)
+{
+	if (a == NULL)
+		return TW_EINVAL;
+	return registry_add(&a->reg, name, fn, arg, flags);
+}
+
+void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
+{
+	if (a == NULL || s == NULL)
+		return;
+	memset(s, 0, sizeof(*s));
+	s->calls_started = atomic_load_explicit(&a->api_calls, memory_order_relaxed);
+	for (uint32_t i = 0; i < a->nloops; i++) {
+		const struct loop_stats *ls = &a->loops[i].stats;
+#define ADD(f) s->f += atomic_load_explicit(&ls->f, memory_order_relaxed)
+		ADD(calls_sent);
+		ADD(calls_served);
+		ADD(late_responses);
+		ADD(bad_frames);
+		ADD(timeouts);
+		ADD(conns_opened);
+		ADD(conns_closed);
+		ADD(exec_jobs);
+		ADD(exec_expired);
+#undef ADD
+	}
+}

@@ -1,0 +1,244 @@
+/* Internal: the agent's shared structures — per-loop state, connections,
+ * pending calls, reply records — used by agent.c, call.c and serve.c. */
+#ifndef TW_RPC_AGENT_IMPL_H
+#define TW_RPC_AGENT_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tensorwire/agent.h>
+#include <tensorwire/future.h>
+#include <tensorwire/message.h>
+
+#include "dataplane/loop.h"
+#include "dataplane/ring.h"
+#include "dataplane/timer.h"
+#include "dataplane/transport.h"
+#include "rpc/executor.h"
+#include "rpc/registry.h"
+#include "rpc/rendezvous.h"
+
+#define container_of(p, type, member)                                   \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* Exactly torch's timeout message. */
+#define AGENT_TIMEOUT_FMT                                               \
+	"RPC ran for more than set timeout (%lld ms) and will now be marked with an error"
+#define AGENT_SHUTDOWN_MSG "RPC agent is shutting down"
+
+/* Relaxed statistics counter: one writer (its loop), any reader. */
+typedef _Atomic uint64_t stat_t;
+static inline void stat_inc(stat_t *s)
+{
+	atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+struct agent_loop;
+struct conn_state;
+
+/* One frame on its way out. msg is encoded in place and never moved (its
+ * iov may point into itself). done is the owner's completion. */
+struct tx {
+	struct tw_send_req req;
+	struct agent_loop *l;
+	struct tx *next;           /* backlog link */
+	void (*done)(struct tx *tx, tw_status st);
+	tw_out_msg msg;
+};
+
+/* A call this worker makes, from tw_rpc_async to its future's completion.
+ * Lives in the pending table of the loop it was posted to; freed when it
+ * is neither pending nor being sent. */
+enum { CALL_PENDING = 0x1, CALL_SENDING = 0x2 };
+
+struct call {
+	struct tw_loop_msg lmsg;
+	struct tx tx;
+	struct tw_timer timer;
+	tw_agent *a;
+	struct agent_loop *l;
+	tw_future *fut;            /* the call's own reference */
+	uint64_t req_id;
+	uint64_t deadline_ns;      /* 0 = none */
+	int64_t timeout_ms;        /* effective, for the message */
+	uint32_t dst;
+	uint8_t live;              /* CALL_* (loop thread only) */
+	bool self;
+	bool has_msg;              /* tx.msg holds an encoded frame */
+	struct conn_state *conn;   /* connection the call went out on */
+	struct call *cprev, *cnext;/* that connection's pending calls */
+	/* Calls to self: no frame, owned clones and the function. */
+	const struct reg_entry *fn;
+	tw_value self_args, self_kwargs;
+	char self_fn[64];          /* name for messages (truncated) */
+};
+
+/* A connection as the agent sees it (tw_conn.ctx). */
+struct conn_state {
+	tw_conn *c;
+	struct agent_loop *l;
+	uint64_t id;
+	int64_t peer;              /* worker id; -1 while unknown (inbound) */
+	bool outbound;
+	bool closing;              /* close requested */
+	struct call *calls;        /* pending calls sent on it */
+	struct tx *bl_head, *bl_tail; /* sends waiting for queue room */
+	struct conn_state *prev, *next;
+};
+
+/* Pending calls by req_id: open addressing, linear probing, backward-shift
+ * deletion; grows, never allocates per call. */
+struct pend_table {
+	struct call **slots;
+	uint32_t mask;
+	uint32_t count;
+};
+
+struct loop_stats {
+	stat_t calls_sent, calls_served, late_responses, bad_frames;
+	stat_t conns_opened, conns_closed, timeouts, exec_jobs, exec_expired;
+};
+
+/* Where the answer to a served call goes. */
+struct reply_path {
+	tw_agent *a;
+	struct agent_loop *l;      /* loop owning the connection / pending call */
+	uint64_t conn_id;          /* 0: a call to self, answered locally */
+	uint64_t req_id;
+	uint32_t caller;
+	const struct reg_entry *fn;
+};
+
+/* A reply travelling to its loop: an encoded frame for a connection, or a
+ * value for a local (self) call. */
+struct reply {
+	struct tw_loop_msg lmsg;
+	struct tx tx;
+	struct agent_loop *l;
+	uint64_t conn_id;
+	uint64_t req_id;
+	bool local;
+	bool encoded;
+	tw_status st;              /* local */
+	tw_value val;              /* local: owned result or error value */
+	struct reply *retry_next;  /* waiting to be posted (target ring full) */
+};
+
+struct agent_loop {
+	tw_agent *a;
+	uint32_t idx;
+	tw_loop *loop;
+	tw_transport *t;
+	bool started, ready;
+	struct tw_fault_opts fault;
+	struct tw_poller poller;
+	char addr[TW_ADDR_MAX];
+	/* Loop thread only from here. */
+	struct conn_state **out;   /* world entries: our connection per worker */
+	struct conn_state *conns;  /* every live connection */
+	uint32_t nconns;
+	uint32_t nbacklog;         /* connections with a backlog */
+	struct pend_table pend;
+	struct reply *retry_head, *retry_tail;
+	bool closing;
+	int64_t tx_inflight;       /* tx records the transport holds */
+	struct loop_stats stats;
+};
+
+/* Lets deferred replies, which complete on arbitrary threads, possibly
+ * after the agent is gone, find out whether it still exists. Reference
+ * counted; outlives the agent while deferred records hold it. */
+struct defer_hub {
+	_Atomic uint32_t refs;
+	_Atomic uint32_t active;   /* callbacks using the agent right now */
+	_Atomic int dead;
+	tw_agent *a;
+};
+
+enum agent_state {
+	AGENT_STARTING = 0,
+	AGENT_RUNNING = 1,
+	AGENT_STOPPING = 2,
+};
+
+struct tw_agent {
+	struct tw_agent_opts o;    /* strings below are our copies */
+	char name[TW_WORKER_NAME_MAX];
+	char *rendezvous, *listen_host;
+	uint32_t rank, world, nloops;
+	uint64_t gen;              /* distinguishes agents in thread-locals */
+	struct agent_loop *loops;
+	struct registry reg;
+	bool reg_ok;
+	struct executor *exec;
+	tw_buf_pool *txpool;
+	tw_ring *call_cache, *reply_cache; /* free records */
+	struct rdv_server *rdv_srv;
+	struct rdv_client *rdv;
+	struct rdv_member *members;  /* world entries, after rendezvous */
+	tw_worker_info *workers;     /* world entries */
+	uint32_t *name_idx;          /* rank + 1 by name hash, 0 = empty */
+	uint32_t name_mask;
+	struct defer_hub *hub;
+	_Atomic int state;
+	_Atomic int joining;       /* rendezvous under way: calls wait */
+	_Atomic uint32_t api_inflight;  /* threads inside tw_rpc_async */
+	_Atomic uint64_t next_req;
+	_Atomic uint64_t outstanding;
+	_Atomic uint32_t rr_next;
+	stat_t api_calls;
+};
+
+/* The loop whose thread is running, or NULL (set once per loop thread). */
+extern _Thread_local struct agent_loop *agent_tls_loop;
+
+/* ---- agent.c ---- */
+const char *agent_worker_name(const tw_agent *a, uint32_t id);
+/* Post m to l from any thread, waiting out a full ring (or, from another
+ * loop's thread, parking it on that loop's retry list). */
+void agent_post_reply(struct agent_loop *l, struct reply *r);
+struct reply *reply_get(tw_agent *a);
+void reply_put(tw_agent *a, struct reply *r);
+
+/* ---- call.c (client side, loop thread unless noted) ---- */
+void call_on_response(struct agent_loop *l, struct conn_state *cs,
+		      const tw_frame_hdr *h, tw_buf *buf, size_t off,
+		      size_t len);
+/* Answer for a call to self, by req_id; v (owned) is consumed. */
+void call_local_done(struct agent_loop *l, uint64_t req_id, tw_status st,
+		     tw_value *v);
+void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
+		      tw_status why);
+void call_fail_all(struct agent_loop *l, tw_status kind, const char *msg);
+void call_cache_drain(tw_agent *a);
+/* Lend an owned tree to a handler as if borrowed (every node flagged), and
+ * take it back (flags cleared) and free it. */
+void call_value_lend(tw_value *v);
+void call_value_reclaim(tw_value *v);
+int pend_init(struct pend_table *p, uint32_t cap);
+void pend_fini(struct pend_table *p);
+
+/* ---- serve.c (server side) ---- */
+void serve_on_call(struct agent_loop *l, struct conn_state *cs,
+		   const tw_frame_hdr *h, tw_buf *buf, size_t off,
+		   size_t len);
+/* Reject a request type we do not serve. */
+void serve_reject(struct agent_loop *l, struct conn_state *cs,
+		  const tw_frame_hdr *h, tw_status kind, const char *msg);
+/* Run a call to self on l (the call is pending on l). */
+void serve_local_call(struct agent_loop *l, struct call *c);
+/* Deliver a reply record on its loop's thread. */
+void serve_deliver(struct agent_loop *l, struct reply *r);
+
+/* ---- connection helpers (agent.c, loop thread) ---- */
+struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id);
+struct conn_state *conn_get(struct agent_loop *l, uint32_t dst,
+			    tw_status *st);
+/* Send tx on cs, or queue it; tx->done runs exactly once (maybe now). */
+void conn_send(struct conn_state *cs, struct tx *tx);
+
+#endif

@@ -1,0 +1,649 @@
+/* Client side of calls: tw_rpc_async/tw_rpc_sync, the call records, each
+ * loop's pending table, response matching, timeouts and connection loss. */
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/agent_impl.h"
+
+/* ---- pending table (loop thread only) -------------------------------- */
+
+int pend_init(struct pend_table *p, uint32_t cap)
+{
+	p->slots = calloc(cap, sizeof(p->slots[0]));
+	if (p->slots == NULL)
+		return -1;
+	p->mask = cap - 1;
+	p->count = 0;
+	return 0;
+}
+
+void pend_fini(struct pend_table *p)
+{
+	free(p->slots);
+	p->slots = NULL;
+}
+
+/* Request ids come from one counter, so consecutive ids already spread
+ * over consecutive slots: the id itself is the hash. */
+static inline uint32_t pend_home(const struct pend_table *p, uint64_t id)
+{
+	return (uint32_t)id & p->mask;
+}
+
+static void pend_place(struct pend_table *p, struct call *c)
+{
+	uint32_t i = pend_home(p, c->req_id);
+	while (p->slots[i] != NULL)
+		i = (i + 1) & p->mask;
+	p->slots[i] = c;
+	p->count++;
+}
+
+/* Keeps the table at most half full; grows by doubling (amortised, never
+ * per call in steady state). */
+static int pend_insert(struct pend_table *p, struct call *c)
+{
+	if ((p->count + 1) * 2 > p->mask + 1) {
+		struct pend_table n;
+		if (pend_init(&n, (p->mask + 1) * 2) != 0)
+			return -1;
+		for (uint32_t i = 0; i <= p->mask; i++)
+			if (p->slots[i] != NULL)
+				pend_place(&n, p->slots[i]);
+		free(p->slots);
+		*p = n;
+	}
+	pend_place(p, c);
+	return 0;
+}
+
+static struct call *pend_find(const struct pend_table *p, uint64_t id)
+{
+	for (uint32_t i = pend_home(p, id);; i = (i + 1) & p->mask) {
+		struct call *c = p->slots[i];
+		if (c == NULL || c->req_id == id)
+			return c;
+	}
+}
+
+/* Backward-shift deletion: later entries of the probe run move up so
+ * lookups never need tombstones. */
+static void pend_remove(struct pend_table *p, uint64_t id)
+{
+	uint32_t i = pend_home(p, id);
+	while (p->slots[i] != NULL && p->slots[i]->req_id != id)
+		i = (i + 1) & p->mask;
+	if (p->slots[i] == NULL)
+		return;
+	p->count--;
+	for (uint32_t j = i;;) {
+		j = (j + 1) & p->mask;
+		struct call *c = p->slots[j];
+		if (c == NULL)
+			break;
+		uint32_t k = pend_home(p, c->req_id);
+		/* c may fill the hole at i unless its home lies cyclically
+		 * in (i, j]. */
+		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+		if (!stays) {
+			p->slots[i] = c;
+			i = j;
+		}
+	}
+	p->slots[i] = NULL;
+}
+
+/* ---- call records ---------------------------------------------------- */
+
+static void call_timeout(struct tw_timer *t, void *arg);
+
+static struct call *call_get(tw_agent *a)
+{
+	void *p = NULL;
+	struct call *c;
+	if (tw_ring_mc_dequeue_burst(a->call_cache, &p, 1, NULL) == 1) {
+		c = p;
+		memset(c, 0, sizeof(*c));
+	} else {
+		c = calloc(1, sizeof(*c));
+		if (c == NULL)
+			return NULL;
+	}
+	c->a = a;
+	tw_timer_init(&c->timer, call_timeout, c);
+	return c;
+}
+
+static void call_put(struct call *c)
+{
+	tw_agent *a = c->a;
+	if (c->fut != NULL)
+		tw_future_release(c->fut);
+	c->fut = NULL;
+	tw_value_destroy(&c->self_args);
+	tw_value_destroy(&c->self_kwargs);
+	if (c->has_msg)
+		tw_out_msg_release(&c->tx.msg);
+	c->has_msg = false;
+	void *p = c;
+	if (tw_ring_mp_enqueue_bulk(a->call_cache, &p, 1, NULL) != 1)
+		free(c);
+}
+
+void call_cache_drain(tw_agent *a)
+{
+	void *p;
+	while (tw_ring_mc_dequeue_burst(a->call_cache, &p, 1, NULL) == 1)
+		free(p);
+}
+
+/* Take c out of the pending table, its timer and its connection's list. */
+static void call_detach(struct agent_loop *l, struct call *c)
+{
+	pend_remove(&l->pend, c->req_id);
+	tw_timer_cancel(tw_loop_timers(l->loop), &c->timer);
+	struct conn_state *cs = c->conn;
+	if (cs != NULL) {
+		if (c->cprev != NULL)
+			c->cprev->cnext = c->cnext;
+		else
+			cs->calls = c->cnext;
+		if (c->cnext != NULL)
+			c->cnext->cprev = c->cprev;
+		c->cprev = c->cnext = NULL;
+		c->conn = NULL;
+	}
+	c->live &= (uint8_t)~CALL_PENDING;
+	/* No longer outstanding before its future completes: whoever sees
+	 * the future done sees the count without it. */
+	atomic_fetch_sub(&c->a->outstanding, 1);
+}
+
+/* After the future is completed: the record goes back once the transport
+ * is done with it too. */
+static void call_settled(struct call *c)
+{
+	if (c->live == 0)
+		call_put(c);
+}
+
+static void call_fail(struct agent_loop *l, struct call *c, tw_status kind,
+		      const char *msg)
+{
+	call_detach(l, c);
+	tw_future_fail(c->fut, kind, c->a->rank, msg);
+	call_settled(c);
+}
+
+static void call_timeout(struct tw_timer *t, void *arg)
+{
+	(void)t;
+	struct call *c = arg;
+	char msg[160];
+	snprintf(msg, sizeof(msg), AGENT_TIMEOUT_FMT, (long long)c->timeout_ms);
+	stat_inc(&c->l->stats.timeouts);
+	call_fail(c->l, c, TW_ETIMEDOUT, msg);
+}
+
+static void call_tx_done(struct tx *tx, tw_status st)
+{
+	struct call *c = container_of(tx, struct call, tx);
+	c->live &= (uint8_t)~CALL_SENDING;
+	tw_out_msg_release(&tx->msg);
+	c->has_msg = false;
+	if (st != TW_OK && (c->live & CALL_PENDING)) {
+		char msg[256];
+		snprintf(msg, sizeof(msg),
+			 "failed to send call to worker '%s': %s",
+			 agent_worker_name(c->a, c->dst), tw_strerror(st));
+		/* A closed connection means the peer is unreachable, whatever
+		 * the transport called it; other kinds (fault injection) keep
+		 * their own. */
+		tw_status kind = st;
+		if (st == TW_ESHUTDOWN || st == TW_EIO || st == TW_ENOSPC)
+			kind = TW_EUNREACHABLE;
+		call_fail(tx->l, c, kind, msg);
+		return;
+	}
+	if (c->live == 0)
+		call_put(c);
+}
+
+/* ---- on the loop: start a call ----------------------------------------- */
+
+static void call_start_msg(struct tw_loop_msg *m)
+{
+	struct call *c = container_of(m, struct call, lmsg);
+	struct agent_loop *l = c->l;
+	tw_agent *a = c->a;
+
+	if (l->closing) {
+		atomic_fetch_sub(&a->outstanding, 1);
+		tw_future_fail(c->fut, TW_ESHUTDOWN, a->rank, AGENT_SHUTDOWN_MSG);
+		call_settled(c);
+		return;
+	}
+	if (pend_insert(&l->pend, c) != 0) {
+		atomic_fetch_sub(&a->outstanding, 1);
+		tw_future_fail(c->fut, TW_ENOMEM, a->rank,
+			       "out of memory for the pending-call table");
+		call_settled(c);
+		return;
+	}
+	c->live = CALL_PENDING;
+	if (c->deadline_ns != 0)
+		tw_timer_arm(tw_loop_timers(l->loop), &c->timer, c->deadline_ns);
+	if (c->self) {
+		serve_local_call(l, c);
+		return;
+	}
+	tw_status st;
+	struct conn_state *cs = conn_get(l, c->dst, &st);
+	if (cs == NULL) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "cannot connect to worker '%s': %s",
+			 agent_worker_name(a, c->dst), tw_strerror(st));
+		call_fail(l, c, TW_EUNREACHABLE, msg);
+		return;
+	}
+	c->conn = cs;
+	c->cnext = cs->calls;
+	if (cs->calls != NULL)
+		cs->calls->cprev = c;
+	cs->calls = c;
+	c->live |= CALL_SENDING;
+	c->tx.done = call_tx_done;
+	c->tx.l = l;
+	c->tx.req.type = TW_MSG_CALL;
+	stat_inc(&l->stats.calls_sent);
+	conn_send(cs, &c->tx);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+void call_on_response(struct agent_loop *l, struct conn_state *cs,
+		      const tw_frame_hdr *h, tw_buf *buf, size_t off,
+		      size_t len)
+{
+	struct call *c = pend_find(&l->pend, h->req_id);
+	if (c == NULL || c->self) {
+		/* Late (after a timeout or a failed send) or never ours. */
+		stat_inc(&l->stats.late_responses);
+		return;
+	}
+	if (c->conn != cs || h->src != c->dst || h->dst != l->a->rank) {
+		stat_inc(&l->stats.bad_frames);
+		return;
+	}
+	call_detach(l, c);
+	/* Decoded in place: a tw_in_msg must not move after decoding. */
+	tw_in_msg m;
+	const char *why = NULL;
+	tw_status st = tw_msg_decode(buf, off, len, NULL, &m, &why);
+	if (st != TW_OK) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "malformed response from worker '%s': %s",
+			 agent_worker_name(l->a, c->dst), why ? why : tw_strerror(st));
+		stat_inc(&l->stats.bad_frames);
+		tw_future_fail(c->fut, TW_EPROTO, l->a->rank, msg);
+	} else {
+		tw_future_complete_msg(c->fut, &m);
+		tw_in_msg_release(&m);
+	}
+	call_settled(c);
+}
+
+void call_local_done(struct agent_loop *l, uint64_t req_id, tw_status st,
+		     tw_value *v)
+{
+	struct call *c = pend_find(&l->pend, req_id);
+	if (c == NULL || !c->self) {
+		stat_inc(&l->stats.late_responses);
+		tw_value_destroy(v);
+		return;
+	}
+	call_detach(l, c);
+	if (st == TW_OK)
+		tw_future_complete(c->fut, v);
+	else if (tw_future_fail_value(c->fut, v) != TW_OK)
+		/* No error value (it could not be built): the kind alone. */
+		tw_future_fail(c->fut, st, l->a->rank, NULL);
+	tw_value_destroy(v);
+	call_settled(c);
+}
+
+void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
+		      tw_status why)
+{
+	char msg[256];
+	if (cs->calls == NULL)
+		return;
+	if (l->closing)
+		snprintf(msg, sizeof(msg), "%s", AGENT_SHUTDOWN_MSG);
+	else
+		snprintf(msg, sizeof(msg),
+			 "worker '%s' is unreachable: connection closed (%s)",
+			 agent_worker_name(l->a, cs->calls->dst), tw_strerror(why));
+	tw_status kind = l->closing ? TW_ESHUTDOWN : TW_EUNREACHABLE;
+	/* Detach every call first: completing a future runs callbacks, and
+	 * they must find the tables consistent. */
+	struct call *list = cs->calls;
+	for (struct call *c = list; c != NULL; c = c->cnext) {
+		pend_remove(&l->pend, c->req_id);
+		tw_timer_cancel(tw_loop_timers(l->loop), &c->timer);
+		c->conn = NULL;
+		c->live &= (uint8_t)~CALL_PENDING;
+		atomic_fetch_sub(&l->a->outstanding, 1);
+	}
+	cs->calls = NULL;
+	while (list != NULL) {
+		struct call *c = list;
+		list = c->cnext;
+		c->cprev = c->cnext = NULL;
+		tw_future_fail(c->fut, kind, l->a->rank, msg);
+		call_settled(c);
+	}
+}
+
+void call_fail_all(struct agent_loop *l, tw_status kind, const char *msg)
+{
+	/* Collect first (completions may run callbacks), then fail. */
+	uint32_t n = l->pend.count, k = 0;
+	if (n == 0)
+		return;
+	struct call **v = malloc(n * sizeof(*v));
+	for (uint32_t i = 0; i <= l->pend.mask && v != NULL; i++)
+		if (l->pend.slots[i] != NULL)
+			v[k++] = l->pend.slots[i];
+	if (v == NULL) {
+		/* No memory for the list: fail them one by one. */
+		while (l->pend.count > 0)
+			for (uint32_t i = 0; i <= l->pend.mask; i++)
+				if (l->pend.slots[i] != NULL) {
+					call_fail(l, l->pend.slots[i], kind, msg);
+					break;
+				}
+		return;
+	}
+	for (uint32_t i = 0; i < k; i++)
+		call_detach(l, v[i]);
+	for (uint32_t i = 0; i < k; i++) {
+		tw_future_fail(v[i]->fut, kind, l->a->rank, msg);
+		call_settled(v[i]);
+	}
+	free(v);
+}
+
+/* ---- the API ------------------------------------------------------------ */
+
+static _Thread_local uint64_t tls_gen;
+static _Thread_local uint32_t tls_idx;
+
+/* A caller thread sticks to one loop (assigned round robin on its first
+ * call), so its calls stay in order and the loop's cache stays warm; a
+ * loop thread (a handler making a nested call) uses its own loop. */
+static struct agent_loop *pick_loop(tw_agent *a)
+{
+	struct agent_loop *l = agent_tls_loop;
+	if (l != NULL && l->a == a)
+		return l;
+	if (tls_gen != a->gen) {
+		tls_gen = a->gen;
+		tls_idx = atomic_fetch_add_explicit(&a->rr_next, 1,
+						    memory_order_relaxed);
+	}
+	return &a->loops[tls_idx % a->nloops];
+}
+
+static tw_status find_worker(const tw_agent *a, const char *name, uint32_t *id)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = name; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 16777619u;
+	}
+	for (uint32_t i = h & a->name_mask;; i = (i + 1) & a->name_mask) {
+		uint32_t r = a->name_idx[i];
+		if (r == 0)
+			return TW_ENOENT;
+		if (strcmp(a->workers[r - 1].name, name) == 0) {
+			*id = r - 1;
+			return TW_OK;
+		}
+	}
+}
+
+/* Mark every node of an owned tree borrowed (on) or owned again (off), so
+ * a handler sees args from a call to self exactly as it sees decoded ones:
+ * borrowed, whatever it copies out of them. */
+static void mark_borrowed(tw_value *v, bool on, unsigned depth)
+{
+	if (depth > TW_VALUE_MAX_DEPTH)
+		return;
+	if (v->kind == TW_KIND_LIST || v->kind == TW_KIND_TUPLE) {
+		for (uint32_t i = 0; i < v->len; i++)
+			mark_borrowed(&v->u.items[i], on, depth + 1);
+	} else if (v->kind == TW_KIND_DICT) {
+		for (uint32_t i = 0; i < v->len; i++)
+			mark_borrowed(&v->u.entries[i].val, on, depth + 1);
+	}
+	if (on)
+		v->flags |= TW_VALUE_BORROWED;
+	else
+		v->flags &= (uint8_t)~TW_VALUE_BORROWED;
+}
+
+void call_value_lend(tw_value *v)
+{
+	mark_borrowed(v, true, 0);
+}
+
+void call_value_reclaim(tw_value *v)
+{
+	mark_borrowed(v, false, 0);
+	tw_value_destroy(v);
+}
+
+static const tw_value empty_items[1];
+
+static tw_status prepare_self(struct call *c, const char *fn,
+			      const tw_value *args, const tw_value *kwargs)
+{
+	tw_agent *a = c->a;
+	size_t n = strlen(fn);
+	c->fn = registry_find(&a->reg, fn, n);
+	if (n < sizeof(c->self_fn)) {
+		memcpy(c->self_fn, fn, n + 1);
+	} else {
+		memcpy(c->self_fn, fn, sizeof(c->self_fn) - 4);
+		memcpy(c->self_fn + sizeof(c->self_fn) - 4, "...", 4);
+	}
+	tw_status st;
+	if (args != NULL) {
+		st = tw_value_clone(&c->self_args, args);
+		/* Handlers always see a tuple; lists and tuples share layout. */
+		if (st == TW_OK)
+			c->self_args.kind = TW_KIND_TUPLE;
+	} else {
+		st = tw_value_tuple(&c->self_args, 0);
+	}
+	if (st == TW_OK)
+		st = kwargs != NULL ? tw_value_clone(&c->self_kwargs, kwargs)
+				    : tw_value_dict(&c->self_kwargs, 0);
+	return st;
+}
+
+static tw_status encode_call(struct call *c, const char *fn,
+			     const tw_value *args, const tw_value *kwargs)
+{
+	tw_agent *a = c->a;
+	/* tuple(str fn, tuple args, dict kwargs) made of borrowed views of
+	 * the caller's values: the encoder reads them before we return. */
+	tw_value items[3];
+	items[0] = tw_value_string_borrow(fn, strlen(fn));
+	if (args != NULL) {
+		items[1] = *args;
+		items[1].kind = TW_KIND_TUPLE;
+		items[1].flags |= TW_VALUE_BORROWED;
+	} else {
+		items[1] = (tw_value){.kind = TW_KIND_TUPLE,
+				      .flags = TW_VALUE_BORROWED,
+				      .u.items = (tw_value *)empty_items};
+	}
+	if (kwargs != NULL) {
+		items[2] = *kwargs;
+		items[2].flags |= TW_VALUE_BORROWED;
+	} else {
+		items[2] = (tw_value){.kind = TW_KIND_DICT,
+				      .flags = TW_VALUE_BORROWED,
+				      .u.entries = NULL};
+	}
+	tw_value payload = {.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED,
+			    .len = 3, .u.items = items};
+	tw_frame_hdr h = {0};
+	h.version = TW_FRAME_VERSION;
+	h.type = TW_MSG_CALL;
+	h.req_id = c->req_id;
+	h.src = a->rank;
+	h.dst = c->dst;
+	h.timeout_ms = c->timeout_ms > (int64_t)UINT32_MAX ? UINT32_MAX
+							   : (uint32_t)c->timeout_ms;
+	tw_status st = tw_msg_encode(a->txpool, &h, &payload, &c->tx.msg);
+	if (st == TW_ENOSPC) /* pool empty: the heap takes over */
+		st = tw_msg_encode(NULL, &h, &payload, &c->tx.msg);
+	return st;
+}
+
+tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
+		       const tw_value *args, const tw_value *kwargs,
+		       int64_t timeout_ms, tw_future **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (a == NULL || to == NULL || fn == NULL || out == NULL || fn[0] == '\0')
+		return TW_EINVAL;
+	if (args != NULL && args->kind != TW_KIND_TUPLE &&
+	    args->kind != TW_KIND_LIST)
+		return TW_EINVAL;
+	if (kwargs != NULL && kwargs->kind != TW_KIND_DICT)
+		return TW_EINVAL;
+
+	/* Counted so shutdown can wait until no thread is between the state
+	 * check and the post. */
+	atomic_fetch_add(&a->api_inflight, 1);
+	tw_status st;
+	int state = atomic_load(&a->state);
+	if (state == AGENT_STARTING && atomic_load(&a->joining)) {
+		/* The group has formed and a peer already calls us (a nested
+		 * call from a handler) while our own init is still reading
+		 * the member list: that takes moments, wait for it. */
+		while ((state = atomic_load(&a->state)) == AGENT_STARTING)
+			sched_yield();
+	}
+	if (state != AGENT_RUNNING) {
+		st = state == AGENT_STARTING ? TW_EINVAL : TW_ESHUTDOWN;
+		goto out;
+	}
+	uint32_t dst;
+	st = find_worker(a, to, &dst);
+	if (st != TW_OK)
+		goto out;
+
+	struct call *c = call_get(a);
+	if (c == NULL) {
+		st = TW_ENOMEM;
+		goto out;
+	}
+	int64_t eff = timeout_ms < 0 ? a->o.default_timeout_ms : timeout_ms;
+	if (eff < 0)
+		eff = 0;
+	c->timeout_ms = eff;
+	c->dst = dst;
+	c->self = dst == a->rank;
+	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
+					      memory_order_relaxed);
+	/* Deadlines beyond ~100 years are no deadline. */
+	if (eff > 0 && eff < (int64_t)3153600000000)
+		c->deadline_ns = tw_clock_monotonic(NULL) + (uint64_t)eff * 1000000u;
+	st = c->self ? prepare_self(c, fn, args, kwargs)
+		     : encode_call(c, fn, args, kwargs);
+	c->has_msg = !c->self && st == TW_OK;
+	if (st != TW_OK) {
+		call_put(c);
+		goto out;
+	}
+	tw_future *f;
+	st = tw_future_create(&f);
+	if (st != TW_OK) {
+		call_put(c);
+		goto out;
+	}
+	c->fut = tw_future_retain(f);
+	struct agent_loop *l = pick_loop(a);
+	c->l = l;
+	c->lmsg.fn = call_start_msg;
+	atomic_fetch_add(&a->outstanding, 1);
+	stat_inc(&a->api_calls);
+	st = tw_loop_post(l->loop, &c->lmsg);
+	if (st != TW_OK) {
+		/* Backpressure: the loop's ring is full. */
+		atomic_fetch_sub(&a->outstanding, 1);
+		call_put(c);
+		tw_future_release(f);
+		goto out;
+	}
+	*out = f;
+out:
+	atomic_fetch_sub(&a->api_inflight, 1);
+	return st;
+}
+
+tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
+		      const tw_value *args, const tw_value *kwargs,
+		      int64_t timeout_ms, tw_value *result, tw_value *err)
+{
+	if (result != NULL)
+		*result = tw_value_none();
+	if (err != NULL)
+		*err = tw_value_none();
+	if (a != NULL && agent_tls_loop != NULL && agent_tls_loop->a == a) {
+		/* Waiting here would stop the loop that must deliver the
+		 * answer: handlers return futures instead (tw_call_defer). */
+		if (err != NULL)
+			tw_value_error(err, TW_EINVAL, a->rank,
+				       "tw_rpc_sync called on a run loop: use tw_rpc_async and tw_call_defer");
+		return TW_EINVAL;
+	}
+	tw_future *f;
+	tw_status st = tw_rpc_async(a, to, fn, args, kwargs, timeout_ms, &f);
+	if (st != TW_OK) {
+		if (err != NULL && a != NULL) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "call to '%s' on '%s' failed: %s",
+				 fn ? fn : "(null)", to ? to : "(null)",
+				 tw_strerror(st));
+			tw_value_error(err, st, a->rank, msg);
+		}
+		return st;
+	}
+	/* The call's own deadline bounds the wait. */
+	st = tw_future_wait(f, -1);
+	if (st == TW_OK) {
+		if (result != NULL)
+			st = tw_future_take_value(f, result);
+	} else if (err != NULL) {
+		const tw_error *e = tw_future_error(f);
+		if (e != NULL)
+			tw_value_error(err, e->kind, e->origin, e->msg);
+	}
+	tw_future_release(f);
+	return st;
+}
+
+uint64_t tw_agent_outstanding(const tw_agent *a)
+{
+	return a == NULL ? 0 : atomic_load(&a->outstanding);
+}

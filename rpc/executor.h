@@ -1,0 +1,38 @@
+/* Internal: the executor pool for handlers registered TW_FN_BLOCKING. A
+ * bounded MPMC ring of jobs and N threads that sleep on a condition
+ * variable when it is empty (blocking work tolerates the ~25 us wake-up;
+ * an executor spinning would steal a loop's core). */
+#ifndef TW_RPC_EXECUTOR_H
+#define TW_RPC_EXECUTOR_H
+
+#include <stdint.h>
+
+#include <tensorwire/status.h>
+
+/* Embed in the job object; run or drop is called exactly once. */
+struct exec_job {
+	void (*run)(struct exec_job *j);  /* on an executor thread */
+	void (*drop)(struct exec_job *j); /* at destroy, for jobs never run */
+};
+
+struct executor;
+
+/* nthreads >= 1; qsize a power of two. */
+tw_status executor_create(uint32_t nthreads, uint32_t qsize, const char *name,
+			  struct executor **out);
+
+/* Queue j from any thread. TW_ENOSPC when the queue is full (j is still
+ * the caller's), TW_ESHUTDOWN after executor_stop began. */
+tw_status executor_submit(struct executor *e, struct exec_job *j);
+
+/* Stop accepting, let threads finish the job they run, join them, then
+ * drop every job still queued. Idempotent. */
+void executor_stop(struct executor *e);
+
+/* Stop (if not yet) and free. NULL is ignored. */
+void executor_destroy(struct executor *e);
+
+/* True on one of e's threads. */
+int executor_on_thread(const struct executor *e);
+
+#endif

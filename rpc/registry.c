@@ -1,0 +1,179 @@
+/* Function registry: an insert-only hash table that run loops read without
+ * locks (one acquire load per probe); it grows copy-on-write behind an
+ * atomic pointer. */
+#include "rpc/registry.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* FNV-1a: names are short, and a table lookup hashes once per call. */
+static uint32_t name_hash(const char *s, size_t len)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static struct reg_table *table_new(uint32_t nslots)
+{
+	struct reg_table *t =
+		calloc(1, sizeof(*t) + (size_t)nslots * sizeof(t->slots[0]));
+	if (t == NULL)
+		return NULL;
+	t->mask = nslots - 1;
+	return t;
+}
+
+/* Insert (writer only, under the lock). Release: a reader that loads the
+ * slot sees the entry's fields. */
+static void table_put(struct reg_table *t, struct reg_entry *e)
+{
+	uint32_t i = e->hash & t->mask;
+	while (atomic_load_explicit(&t->slots[i], memory_order_relaxed) != NULL)
+		i = (i + 1) & t->mask;
+	atomic_store_explicit(&t->slots[i], e, memory_order_release);
+	atomic_store_explicit(&t->count,
+			      atomic_load_explicit(&t->count, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+tw_status registry_init(struct registry *r)
+{
+	struct reg_table *t = table_new(16);
+	if (t == NULL)
+		return TW_ENOMEM;
+	if (pthread_mutex_init(&r->lock, NULL) != 0) {
+		free(t);
+		return TW_ENOMEM;
+	}
+	atomic_init(&r->table, t);
+	r->retired = NULL;
+	r->all = NULL;
+	return TW_OK;
+}
+
+void registry_fini(struct registry *r)
+{
+	free(atomic_load_explicit(&r->table, memory_order_relaxed));
+	atomic_store_explicit(&r->table, NULL, memory_order_relaxed);
+	while (r->retired != NULL) {
+		struct reg_table *t = r->retired;
+		r->retired = t->retired_next;
+		free(t);
+	}
+	while (r->all != NULL) {
+		struct reg_entry *e = r->all;
+		r->all = e->all_next;
+		free((void *)e->name);
+		free(e);
+	}
+	pthread_mutex_destroy(&r->lock);
+}
+
+static const struct reg_entry *table_find(const struct reg_table *t,
+					  const char *name, size_t len,
+					  uint32_t h)
+{
+	for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
+		/* Acquire pairs with the release store in table_put. */
+		const struct reg_entry *e =
+			atomic_load_explicit(&t->slots[i], memory_order_acquire);
+		if (e == NULL)
+			return NULL;
+		if (e->hash == h && e->name_len == len &&
+		    memcmp(e->name, name, len) == 0)
+			return e;
+	}
+}
+
+const struct reg_entry *registry_find(const struct registry *r,
+				      const char *name, size_t len)
+{
+	if (name == NULL || len == 0 || len > REGISTRY_NAME_MAX)
+		return NULL;
+	/* Acquire pairs with the release store in registry_add: the table's
+	 * slots and the entries they point at are fully written before. */
+	const struct reg_table *t =
+		atomic_load_explicit(&r->table, memory_order_acquire);
+	return table_find(t, name, len, name_hash(name, len));
+}
+
+uint32_t registry_count(const struct registry *r)
+{
+	return atomic_load_explicit(
+		&atomic_load_explicit(&r->table, memory_order_acquire)->count,
+		memory_order_relaxed);
+}
+
+tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
+		       void *arg, unsigned flags)
+{
+	if (name == NULL || fn == NULL)
+		return TW_EINVAL;
+	size_t len = strlen(name);
+	if (len == 0 || len > REGISTRY_NAME_MAX)
+		return TW_EINVAL;
+	if (flags & ~TW_FN_BLOCKING)
+		return TW_EINVAL;
+
+	struct reg_entry *e = calloc(1, sizeof(*e));
+	char *copy = malloc(len + 1);
+	if (e == NULL || copy == NULL) {
+		free(e);
+		free(copy);
+		return TW_ENOMEM;
+	}
+	memcpy(copy, name, len + 1);
+	e->name = copy;
+	e->name_len = (uint32_t)len;
+	e->hash = name_hash(name, len);
+	e->fn = fn;
+	e->arg = arg;
+	e->flags = flags;
+
+	pthread_mutex_lock(&r->lock);
+	struct reg_table *old =
+		atomic_load_explicit(&r->table, memory_order_relaxed);
+	if (table_find(old, name, len, e->hash) != NULL) {
+		pthread_mutex_unlock(&r->lock);
+		free(copy);
+		free(e);
+		return TW_EBUSY;
+	}
+	e->all_next = r->all;
+	r->all = e;
+	uint32_t count = atomic_load_explicit(&old->count, memory_order_relaxed);
+	if ((count + 1) * 2 <= old->mask + 1) {
+		/* Room: fill a slot of the published table in place. */
+		table_put(old, e);
+		pthread_mutex_unlock(&r->lock);
+		return TW_OK;
+	}
+	/* Keep tables at most half full so probes stay short: grow. */
+	struct reg_table *t = table_new((old->mask + 1) * 2);
+	if (t == NULL) {
+		r->all = e->all_next;
+		pthread_mutex_unlock(&r->lock);
+		free(copy);
+		free(e);
+		return TW_ENOMEM;
+	}
+	for (uint32_t i = 0; i <= old->mask; i++) {
+		struct reg_entry *x =
+			atomic_load_explicit(&old->slots[i], memory_order_relaxed);
+		if (x != NULL)
+			table_put(t, x);
+	}
+	table_put(t, e);
+	/* Release pairs with the acquire in registry_find: the new table's
+	 * slots are visible to whoever sees it. The old table stays readable
+	 * until fini: a loop may be probing it right now. */
+	atomic_store_explicit(&r->table, t, memory_order_release);
+	old->retired_next = r->retired;
+	r->retired = old;
+	pthread_mutex_unlock(&r->lock);
+	return TW_OK;
+}

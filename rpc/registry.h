@@ -1,0 +1,74 @@
+/* Internal: the function registry, name -> handler. Lookups are lock-free
+ * from any thread (run loops, executors); registration may happen at any
+ * time from any thread. */
+#ifndef TW_RPC_REGISTRY_H
+#define TW_RPC_REGISTRY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tensorwire/agent.h>
+#include <tensorwire/status.h>
+
+/*
+ * One registered function. Immutable once published, and never freed before
+ * registry_fini, so a lookup may keep the pointer for as long as the agent
+ * lives (a queued executor job does). Issue 4 (schemas, overloads) hangs
+ * its data off ext and chains overloads through next_overload.
+ */
+struct reg_entry {
+	const char *name;     /* NUL-terminated, owned */
+	uint32_t name_len;
+	uint32_t hash;
+	tw_handler_fn fn;
+	void *arg;
+	unsigned flags;       /* TW_FN_* */
+	void *ext;            /* schema and overload data (later) */
+	struct reg_entry *next_overload;
+	struct reg_entry *all_next; /* every entry ever made, for fini */
+};
+
+/* A published table: open addressing, linear probing, power-of-two slots,
+ * at most half full. Entries are never removed, so a writer may fill an
+ * empty slot of the published table (a release store a reader either sees
+ * or not: probe runs only grow); growing copies into a new table, which is
+ * then published (copy on write) and the old one retired. */
+struct reg_table {
+	uint32_t mask;   /* slots - 1 */
+	_Atomic uint32_t count;
+	struct reg_table *retired_next;
+	_Atomic(struct reg_entry *) slots[];
+};
+
+struct registry {
+	_Atomic(struct reg_table *) table;
+	pthread_mutex_t lock;          /* writers */
+	struct reg_table *retired;     /* outgrown tables, freed at fini: a
+					* reader may still be probing one
+					* (O(log n) of them) */
+	struct reg_entry *all;         /* every entry, freed at fini */
+};
+
+tw_status registry_init(struct registry *r);
+
+/* Free every table and entry. No lookup may run any more. */
+void registry_fini(struct registry *r);
+
+/* Add name. TW_EBUSY when taken, TW_EINVAL for an empty or overlong name
+ * (over 1024 bytes) or a NULL fn, TW_ENOMEM. */
+tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
+		       void *arg, unsigned flags);
+
+/* The entry for name (len bytes, need not be NUL-terminated), or NULL.
+ * Lock-free; safe against concurrent registry_add. */
+const struct reg_entry *registry_find(const struct registry *r,
+				      const char *name, size_t len);
+
+/* Number of registered names (snapshot). */
+uint32_t registry_count(const struct registry *r);
+
+#define REGISTRY_NAME_MAX 1024u
+
+#endif

@@ -1,0 +1,609 @@
+/* Failure paths: timeouts and late answers, peer death, graceful and
+ * immediate shutdown with calls in flight, rendezvous refusals, and fault
+ * injection on the send path. */
+#include "harness.h"
+
+#define TIMEOUT_MSG_100 \
+	"RPC ran for more than set timeout (100 ms) and will now be marked with an error"
+
+/* ---- timeouts ---- */
+
+static int w_timeout(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	struct h_shared *sh = w->sh;
+	if (w->rank == 0) {
+		/* a handler that never answers */
+		tw_value r, e;
+		st = tw_rpc_sync(a, "w1", "never", NULL, NULL, 100, &r, &e);
+		W_CHECK(w, st == TW_ETIMEDOUT, "never: %s", tw_status_name(st));
+		W_CHECK(w, strcmp(e.u.err->msg, TIMEOUT_MSG_100) == 0, "msg '%s'", e.u.err->msg);
+		W_CHECK(w, e.u.err->kind == TW_ETIMEDOUT && e.u.err->origin == 0, "error value");
+		tw_value_destroy(&e);
+		/* several at once, through futures */
+		tw_future *fs[8];
+		for (int i = 0; i < 8; i++)
+			W_CHECK(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 100, &fs[i]) == TW_OK,
+				"async");
+		for (int i = 0; i < 8; i++) {
+			W_CHECK(w, tw_future_wait(fs[i], -1) == TW_ETIMEDOUT, "timeout %d", i);
+			W_CHECK(w, strcmp(tw_future_error(fs[i])->msg, TIMEOUT_MSG_100) == 0, "msg");
+			tw_future_release(fs[i]);
+		}
+		/* a blocking handler slower than the timeout: its answer comes
+		 * late and is dropped */
+		tw_value sa[1] = {tw_value_int(300)};
+		tw_value stup = H_TUPLE(sa);
+		st = tw_rpc_sync(a, "w1", "sleep", &stup, NULL, 100, &r, &e);
+		W_CHECK(w, st == TW_ETIMEDOUT, "slow: %s", tw_status_name(st));
+		tw_value_destroy(&e);
+		/* the default timeout applies to negative values; 0 = none */
+		int64_t v;
+		tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
+		tw_value at = H_TUPLE(aa);
+		W_CHECK(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "add");
+		st = tw_rpc_sync(a, "w1", "add", &at, NULL, 0, &r, &e);
+		W_CHECK(w, st == TW_OK && r.u.i == 3, "no timeout");
+		/* let w1 answer its "never" calls now: late answers */
+		atomic_store(&sh->flag[0], 1);
+		W_CHECK(w, h_wait_all(sh->flag, 2, 0, 20000), "w1 answered");
+		struct tw_agent_stats s;
+		uint64_t until = h_now_ms() + 20000;
+		do {
+			h_sleep_ms(10);
+			tw_agent_get_stats(a, &s);
+		} while (s.late_responses < 10 && h_now_ms() < until);
+		W_CHECK(w, s.late_responses >= 10, "late %" PRIu64, s.late_responses);
+		W_CHECK(w, s.timeouts == 10, "timeouts %" PRIu64, s.timeouts);
+		/* the connection still works */
+		W_CHECK(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "after");
+		/* blocking calls queued past their deadline are skipped on w1:
+		 * 2 executor threads, 6 calls of 300 ms with 100 ms budgets */
+		tw_future *ss[6];
+		for (int i = 0; i < 6; i++)
+			W_CHECK(w, tw_rpc_async(a, "w1", "sleep", &stup, NULL, 100, &ss[i]) == TW_OK,
+				"sleep async");
+		for (int i = 0; i < 6; i++) {
+			W_CHECK(w, tw_future_wait(ss[i], -1) == TW_ETIMEDOUT, "sleep timeout");
+			tw_future_release(ss[i]);
+		}
+		atomic_store(&sh->flag[2], 1);
+	} else {
+		W_CHECK(w, h_wait_all(sh->flag, 1, -1, 30000), "w0 timed out");
+		W_CHECK(w, h_never_count() == 9, "9 never calls, got %d", h_never_count());
+		h_never_finish();
+		atomic_store(&sh->flag[1], 1);
+		W_CHECK(w, h_wait_all(&sh->flag[2], 1, -1, 30000), "w0 done");
+		struct tw_agent_stats s;
+		uint64_t until = h_now_ms() + 20000;
+		do {
+			h_sleep_ms(10);
+			tw_agent_get_stats(a, &s);
+		} while (s.exec_jobs < 7 && h_now_ms() < until);
+		W_CHECK(w, s.exec_expired >= 1, "expired %" PRIu64, s.exec_expired);
+		/* "never" again, then answered after shutdown: dropped */
+	}
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	h_never_finish();
+	return 0;
+}
+
+Test(faults, timeouts_and_late_answers, .timeout = 120)
+{
+	h_run_group(2, w_timeout, NULL, NULL, 0);
+}
+
+/* ---- a peer killed mid-call ---- */
+
+static int w_kill(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		tw_future *fs[11];
+		for (int i = 0; i < 10; i++)
+			W_CHECK(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &fs[i]) == TW_OK,
+				"never");
+		int64_t v;
+		tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
+		tw_value at = H_TUPLE(aa);
+		W_CHECK(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "ping");
+		W_CHECK(w, tw_rpc_async(a, "w1", "die", NULL, NULL, 0, &fs[10]) == TW_OK, "die");
+		for (int i = 0; i < 11; i++) {
+			st = tw_future_wait(fs[i], 30000);
+			W_CHECK(w, st == TW_EUNREACHABLE, "call %d: %s", i, tw_status_name(st));
+			const tw_error *e = tw_future_error(fs[i]);
+			W_CHECK(w, strstr(e->msg, "'w1'") != NULL, "msg names w1: %s", e->msg);
+			tw_future_release(fs[i]);
+		}
+		W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+		/* later calls fail too (the reconnect is refused), never hang */
+		tw_value r, e;
+		st = tw_rpc_sync(a, "w1", "add", &at, NULL, -1, &r, &e);
+		W_CHECK(w, st == TW_EUNREACHABLE, "after death: %s", tw_status_name(st));
+		tw_value_destroy(&e);
+		/* graceful shutdown: the dead worker counts as gone */
+		st = tw_agent_shutdown(a, true);
+		W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+		return 0;
+	}
+	/* w1 dies inside "die" */
+	for (;;)
+		h_sleep_ms(1000);
+}
+
+Test(faults, peer_killed_mid_call, .timeout = 120)
+{
+	h_run_group(2, w_kill, NULL, NULL, 1u << 1);
+}
+
+/* ---- shutdown with calls in flight ---- */
+
+struct rec {
+	_Atomic int done;
+	tw_status st;
+	int64_t v;
+	bool shutdown_msg;
+};
+
+static void record_cb(tw_future *f, void *arg)
+{
+	struct rec *r = arg;
+	r->st = tw_future_status(f);
+	const tw_value *v = tw_future_value(f);
+	r->v = v && v->kind == TW_KIND_INT ? v->u.i : -1;
+	const tw_error *e = tw_future_error(f);
+	r->shutdown_msg = e && strcmp(e->msg, "RPC agent is shutting down") == 0;
+	atomic_store(&r->done, 1);
+}
+
+static struct rec recs[64];
+
+static int w_graceful(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 1) {
+		/* 40 blocking calls of 10 ms on w0's two executor threads */
+		for (int i = 0; i < 40; i++) {
+			tw_value sa[1] = {tw_value_int(10 + (i % 3))};
+			tw_value t = H_TUPLE(sa);
+			tw_future *f;
+			W_CHECK(w, tw_rpc_async(a, "w0", "sleep", &t, NULL, 0, &f) == TW_OK, "async");
+			W_CHECK(w, tw_future_then(f, record_cb, &recs[i]) == TW_OK, "then");
+			tw_future_release(f);
+		}
+		W_CHECK(w, tw_agent_outstanding(a) > 0, "in flight");
+	}
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	if (w->rank == 1) {
+		for (int i = 0; i < 40; i++) {
+			W_CHECK(w, atomic_load(&recs[i].done), "call %d not done", i);
+			W_CHECK(w, recs[i].st == TW_OK && recs[i].v == 10 + (i % 3),
+				"call %d: %s", i, tw_status_name(recs[i].st));
+		}
+	}
+	return 0;
+}
+
+Test(faults, graceful_shutdown_completes_calls_in_flight, .timeout = 120)
+{
+	h_run_group(2, w_graceful, NULL, NULL, 0);
+}
+
+static int w_abrupt(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 1) {
+		for (int i = 0; i < 20; i++) {
+			tw_future *f;
+			W_CHECK(w, tw_rpc_async(a, "w0", "never", NULL, NULL, 0, &f) == TW_OK,
+				"async");
+			W_CHECK(w, tw_future_then(f, record_cb, &recs[i]) == TW_OK, "then");
+			tw_future_release(f);
+		}
+		/* a call to self that never answers either */
+		tw_future *f;
+		W_CHECK(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &f) == TW_OK, "self");
+		W_CHECK(w, tw_future_then(f, record_cb, &recs[20]) == TW_OK, "then");
+		tw_future_release(f);
+		/* wait until w0 holds all 20 */
+		uint64_t until = h_now_ms() + 20000;
+		while (atomic_load(&w->sh->counter) < 20 && h_now_ms() < until)
+			h_sleep_ms(5);
+		W_CHECK(w, tw_agent_outstanding(a) == 21, "in flight %" PRIu64,
+			tw_agent_outstanding(a));
+		st = tw_agent_shutdown(a, false);
+		W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+		for (int i = 0; i <= 20; i++) {
+			W_CHECK(w, atomic_load(&recs[i].done), "call %d not done", i);
+			W_CHECK(w, recs[i].st == TW_ESHUTDOWN && recs[i].shutdown_msg,
+				"call %d: %s", i, tw_status_name(recs[i].st));
+		}
+		h_never_finish();
+		return 0;
+	}
+	/* w0: count the never calls as they arrive */
+	uint64_t until = h_now_ms() + 20000;
+	while (h_never_count() < 20 && h_now_ms() < until)
+		h_sleep_ms(5);
+	atomic_store(&w->sh->counter, h_never_count());
+	st = tw_agent_shutdown(a, true); /* w1 left at once: it counts as gone */
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	h_never_finish();
+	return 0;
+}
+
+Test(faults, immediate_shutdown_fails_pending_calls, .timeout = 120)
+{
+	h_run_group(2, w_abrupt, NULL, NULL, 0);
+}
+
+/* ---- rendezvous refusals ---- */
+
+struct rdv_case {
+	const char *names[4];
+	uint32_t ranks[4];
+	uint32_t worlds[4];
+};
+
+static int w_rdv(struct h_worker *w)
+{
+	const struct rdv_case *c = w->arg;
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.name = c->names[w->rank];
+	o.rank = c->ranks[w->rank];
+	o.world_size = c->worlds[w->rank];
+	o.init_timeout_ms = 3000;
+	o.err = w->sh->msg[w->rank];
+	o.err_len = sizeof(w->sh->msg[w->rank]);
+	tw_agent *a = NULL;
+	uint64_t t0 = h_now_ms();
+	tw_status st = tw_agent_init(&o, &a);
+	w->sh->status[w->rank] = st;
+	W_CHECK(w, h_now_ms() - t0 < 30000, "init took too long");
+	if (st == TW_OK)
+		tw_agent_shutdown(a, false);
+	return 0;
+}
+
+Test(rendezvous, duplicate_name_refused, .timeout = 60)
+{
+	static const struct rdv_case c = {.names = {"dup", "dup"}, .ranks = {0, 1},
+					  .worlds = {2, 2}};
+	struct h_shared *sh = h_shared_new();
+	h_run_group(2, w_rdv, (void *)&c, sh, 0);
+	/* Whoever joined second was refused; the other timed out waiting. */
+	int refused = sh->status[0] == TW_EINVAL ? 0 : 1;
+	cr_assert_eq(sh->status[refused], TW_EINVAL, "%s / %s", tw_status_name(sh->status[0]),
+		     tw_status_name(sh->status[1]));
+	cr_assert_eq(sh->status[1 - refused], TW_ETIMEDOUT);
+	char want[128];
+	snprintf(want, sizeof(want), "worker name 'dup' is already taken by rank %d",
+		 1 - refused);
+	cr_assert_str_eq(sh->msg[refused], want);
+	/* Timed out waiting for rank 1, or (when rank 0 was the one refused)
+	 * for a rendezvous that went away. */
+	cr_assert(strstr(sh->msg[1 - refused], "timed out") != NULL ||
+		  strstr(sh->msg[1 - refused], "unreachable") != NULL, "%s",
+		  sh->msg[1 - refused]);
+}
+
+Test(rendezvous, wrong_world_size_refused, .timeout = 60)
+{
+	static const struct rdv_case c = {.names = {"w0", "w1"}, .ranks = {0, 1},
+					  .worlds = {2, 3}};
+	struct h_shared *sh = h_shared_new();
+	h_run_group(2, w_rdv, (void *)&c, sh, 0);
+	cr_assert_eq(sh->status[1], TW_EINVAL, "%s", tw_status_name(sh->status[1]));
+	cr_assert_str_eq(sh->msg[1], "world size 3 does not match rank 0's world size 2");
+	cr_assert_eq(sh->status[0], TW_ETIMEDOUT, "%s", tw_status_name(sh->status[0]));
+	cr_assert(strstr(sh->msg[0], "missing rank 1") != NULL ||
+		  strstr(sh->msg[0], "not every worker joined") != NULL, "%s", sh->msg[0]);
+}
+
+Test(rendezvous, duplicate_rank_refused, .timeout = 60)
+{
+	static const struct rdv_case c = {.names = {"w0", "a", "b"}, .ranks = {0, 1, 1},
+					  .worlds = {3, 3, 3}};
+	struct h_shared *sh = h_shared_new();
+	h_run_group(3, w_rdv, (void *)&c, sh, 0);
+	int refused = sh->status[1] == TW_EINVAL ? 1 : 2;
+	cr_assert_eq(sh->status[refused], TW_EINVAL);
+	cr_assert_eq(sh->status[3 - refused], TW_ETIMEDOUT);
+	cr_assert_eq(sh->status[0], TW_ETIMEDOUT);
+	char want[128];
+	snprintf(want, sizeof(want), "rank 1 is already taken by worker '%s'",
+		 refused == 1 ? "b" : "a");
+	cr_assert_str_eq(sh->msg[refused], want);
+}
+
+Test(rendezvous, rank_out_of_range_and_bad_options, .timeout = 60)
+{
+	struct tw_agent_opts o;
+	char err[256];
+	tw_agent *a = (tw_agent *)1;
+	tw_agent_opts_init(&o, sizeof(o));
+	o.name = "x";
+	o.rank = 2;
+	o.world_size = 2;
+	o.rendezvous = "tcp://127.0.0.1:1";
+	o.err = err;
+	o.err_len = sizeof(err);
+	cr_assert_eq(tw_agent_init(&o, &a), TW_EINVAL);
+	cr_assert_null(a);
+	cr_assert_str_eq(err, "rank 2 is out of range for world size 2");
+	o.rank = 0;
+	o.rendezvous = NULL;
+	cr_assert_eq(tw_agent_init(&o, &a), TW_EINVAL);
+	o.rendezvous = "http://nope";
+	cr_assert_eq(tw_agent_init(&o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "bad rendezvous address") != NULL, "%s", err);
+	o.rendezvous = "tcp://127.0.0.1:1";
+	o.name = "";
+	cr_assert_eq(tw_agent_init(&o, &a), TW_EINVAL);
+	o.name = "x";
+	o.transport = TW_TRANSPORT_DPDK;
+	cr_assert_eq(tw_agent_init(&o, &a), TW_ENOTSUP);
+}
+
+static int w_unreachable(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.rank = 1;
+	o.world_size = 2;
+	o.name = "w1";
+	o.init_timeout_ms = 1000;
+	char err[256];
+	o.err = err;
+	o.err_len = sizeof(err);
+	tw_agent *a;
+	uint64_t t0 = h_now_ms();
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_ETIMEDOUT, "%s", tw_status_name(st));
+	W_CHECK(w, strstr(err, "unreachable") != NULL, "%s", err);
+	W_CHECK(w, h_now_ms() - t0 < 20000, "bounded");
+	return 0;
+}
+
+Test(rendezvous, unreachable_times_out, .timeout = 60)
+{
+	h_run_group(1, w_unreachable, NULL, NULL, 0);
+}
+
+/* ---- fault injection ---- */
+
+enum { F_FAIL = 1, F_DROP = 2, F_DELAY = 3 };
+
+static int w_fault(struct h_worker *w)
+{
+	int mode = (int)(intptr_t)w->arg;
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	if (mode == F_FAIL && w->rank == 0) {
+		o.fault_fail_type = TW_MSG_CALL;
+		o.fault_fail_count = 3;
+	}
+	if (mode == F_DROP && w->rank == 1)
+		o.fault_drop_type = TW_MSG_RET;
+	if (mode == F_DELAY && w->rank == 0) {
+		o.fault_delay_type = TW_MSG_CALL;
+		o.fault_delay_ms = 50;
+	}
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		tw_value aa[2] = {tw_value_int(20), tw_value_int(22)};
+		tw_value at = H_TUPLE(aa);
+		tw_value r, e;
+		if (mode == F_FAIL) {
+			for (int i = 0; i < 3; i++) {
+				st = tw_rpc_sync(a, "w1", "add", &at, NULL, -1, &r, &e);
+				W_CHECK(w, st == TW_EUNREACHABLE, "send %d: %s", i, tw_status_name(st));
+				W_CHECK(w, strstr(e.u.err->msg, "failed to send") != NULL, "%s",
+					e.u.err->msg);
+				tw_value_destroy(&e);
+			}
+			int64_t v;
+			W_CHECK(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 42, "4th");
+		} else if (mode == F_DROP) {
+			st = tw_rpc_sync(a, "w1", "add", &at, NULL, 200, &r, &e);
+			W_CHECK(w, st == TW_ETIMEDOUT, "dropped RET: %s", tw_status_name(st));
+			tw_value_destroy(&e);
+			/* EXCEPTION frames still travel */
+			st = tw_rpc_sync(a, "w1", "nope", NULL, NULL, 5000, &r, &e);
+			W_CHECK(w, st == TW_ENOFUNC, "exception: %s", tw_status_name(st));
+			tw_value_destroy(&e);
+		} else {
+			tw_future *fs[5];
+			for (int i = 0; i < 5; i++) {
+				tw_value ba[2] = {tw_value_int(i), tw_value_int(100)};
+				tw_value bt = H_TUPLE(ba);
+				W_CHECK(w, tw_rpc_async(a, "w1", "add", &bt, NULL, 10000, &fs[i]) == TW_OK,
+					"async");
+			}
+			for (int i = 0; i < 5; i++) {
+				W_CHECK(w, tw_future_wait(fs[i], -1) == TW_OK, "delayed %d", i);
+				W_CHECK(w, tw_future_value(fs[i])->u.i == i + 100, "value");
+				tw_future_release(fs[i]);
+			}
+		}
+	}
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(faults, fail_first_call_sends, .timeout = 60)
+{
+	h_run_group(2, w_fault, (void *)(intptr_t)F_FAIL, NULL, 0);
+}
+
+Test(faults, dropped_ret_times_out, .timeout = 60)
+{
+	h_run_group(2, w_fault, (void *)(intptr_t)F_DROP, NULL, 0);
+}
+
+Test(faults, delayed_calls_complete, .timeout = 60)
+{
+	h_run_group(2, w_fault, (void *)(intptr_t)F_DELAY, NULL, 0);
+}
+
+/* ---- frames from a raw socket: malformed calls get a reason ---- */
+
+#include <netinet/tcp.h>
+
+static int raw_connect(const char *addr)
+{
+	int port = atoi(strrchr(addr, ':') + 1);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		return -1;
+	struct timeval tv = {.tv_sec = 20};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static bool raw_full(int fd, void *p, size_t n, bool rd)
+{
+	size_t done = 0;
+	while (done < n) {
+		ssize_t k = rd ? recv(fd, (char *)p + done, n - done, 0)
+			       : send(fd, (char *)p + done, n - done, MSG_NOSIGNAL);
+		if (k <= 0)
+			return false;
+		done += (size_t)k;
+	}
+	return true;
+}
+
+/* Read one frame into a heap buffer and decode it in place into *m. */
+static tw_status raw_read(int fd, tw_in_msg *m)
+{
+	unsigned char hdr[TW_FRAME_HDR_SIZE];
+	if (!raw_full(fd, hdr, sizeof(hdr), true))
+		return TW_EIO;
+	tw_frame_hdr h;
+	if (tw_frame_hdr_decode(hdr, NULL, &h, NULL) != TW_OK)
+		return TW_EPROTO;
+	tw_buf *b;
+	if (tw_buf_alloc(h.total_len, &b) != TW_OK)
+		return TW_ENOMEM;
+	memcpy(b->data, hdr, sizeof(hdr));
+	tw_status st = TW_EIO;
+	if (raw_full(fd, (char *)b->data + sizeof(hdr), h.total_len - sizeof(hdr), true))
+		st = tw_msg_decode(b, 0, h.total_len, NULL, m, NULL);
+	tw_buf_release(b);
+	return st;
+}
+
+static int raw_send_hdr_payload(int fd, unsigned type, uint32_t src, uint32_t dst,
+				uint64_t req, const void *payload, uint32_t plen)
+{
+	unsigned char frame[256];
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION, .type = (uint8_t)type,
+			  .req_id = req, .src = src, .dst = dst,
+			  .payload_len = plen, .total_len = TW_FRAME_HDR_SIZE + plen};
+	tw_frame_hdr_encode(frame, &h);
+	memcpy(frame + TW_FRAME_HDR_SIZE, payload, plen);
+	return raw_full(fd, frame, TW_FRAME_HDR_SIZE + plen, false) ? 0 : -1;
+}
+
+static int w_raw(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	tw_worker_info me;
+	tw_agent_self(a, &me);
+	int fd = raw_connect(me.addr);
+	W_CHECK(w, fd >= 0, "connect %s", me.addr);
+	tw_in_msg m;
+
+	/* garbage payload: EXCEPTION TW_EPROTO with the decoder's reason */
+	unsigned char junk[16];
+	memset(junk, 0xff, sizeof(junk));
+	W_CHECK(w, raw_send_hdr_payload(fd, TW_MSG_CALL, 0, 0, 77, junk, sizeof(junk)) == 0, "send");
+	W_CHECK(w, raw_read(fd, &m) == TW_OK, "read");
+	W_CHECK(w, m.hdr.type == TW_MSG_EXCEPTION && m.hdr.req_id == 77, "exception");
+	W_CHECK(w, m.payload.u.err->kind == TW_EPROTO, "kind %d", m.payload.u.err->kind);
+	W_CHECK(w, strstr(m.payload.u.err->msg, "malformed CALL") != NULL, "%s",
+		m.payload.u.err->msg);
+	tw_in_msg_release(&m);
+
+	/* an unknown source worker */
+	W_CHECK(w, raw_send_hdr_payload(fd, TW_MSG_CALL, 9, 0, 78, junk, sizeof(junk)) == 0, "send");
+	W_CHECK(w, raw_read(fd, &m) == TW_OK, "read");
+	W_CHECK(w, m.hdr.req_id == 78 && m.payload.u.err->kind == TW_EPROTO, "src");
+	tw_in_msg_release(&m);
+
+	/* a request type this agent does not serve */
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION, .type = TW_MSG_RREF_FETCH_CALL,
+			  .req_id = 79};
+	tw_value rr;
+	tw_rref_id id = {.owner = 0};
+	tw_value_rref(&rr, &id);
+	tw_out_msg om;
+	W_CHECK(w, tw_msg_encode(NULL, &h, &rr, &om) == TW_OK, "encode rref");
+	unsigned char buf[512];
+	W_CHECK(w, om.total_len <= sizeof(buf), "small");
+	tw_out_msg_copy(&om, buf);
+	W_CHECK(w, raw_full(fd, buf, om.total_len, false), "send");
+	tw_out_msg_release(&om);
+	tw_value_destroy(&rr);
+	W_CHECK(w, raw_read(fd, &m) == TW_OK, "read");
+	W_CHECK(w, m.hdr.req_id == 79 && m.payload.u.err->kind == TW_ENOTSUP, "notsup");
+	tw_in_msg_release(&m);
+
+	/* a well-formed CALL from a hand-made client still works */
+	tw_value items[3], args[2] = {tw_value_int(2), tw_value_int(3)};
+	items[0] = H_STR("add");
+	items[1] = H_TUPLE(args);
+	tw_value_dict(&items[2], 0);
+	tw_value call = H_TUPLE(items);
+	h = (tw_frame_hdr){.version = TW_FRAME_VERSION, .type = TW_MSG_CALL, .req_id = 80};
+	W_CHECK(w, tw_msg_encode(NULL, &h, &call, &om) == TW_OK, "encode call");
+	tw_out_msg_copy(&om, buf);
+	W_CHECK(w, raw_full(fd, buf, om.total_len, false), "send");
+	tw_out_msg_release(&om);
+	tw_value_destroy(&items[2]);
+	W_CHECK(w, raw_read(fd, &m) == TW_OK, "read");
+	W_CHECK(w, m.hdr.type == TW_MSG_RET && m.hdr.req_id == 80 && m.payload.u.i == 5, "ret");
+	tw_in_msg_release(&m);
+
+	close(fd);
+	struct tw_agent_stats s;
+	tw_agent_get_stats(a, &s);
+	W_CHECK(w, s.bad_frames >= 2, "bad frames counted: %" PRIu64, s.bad_frames);
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(protocol, malformed_frames_get_reasons, .timeout = 60)
+{
+	h_run_group(1, w_raw, NULL, NULL, 0);
+}
