@@ -1,166 +1,218 @@
-/* tw-demo: a CALL carrying tensors is encoded zero-copy, "received" into a
- * pooled buffer, validated and decoded in place, and printed; then a remote
- * error and a corrupted frame take the same path. The transport issue turns
- * this into two workers on loopback. */
+/* tw-demo: two workers on 127.0.0.1 doing real calls — rpc_sync, 1000
+ * rpc_async in flight, a 64 MiB tensor round trip, a remote error and a
+ * timeout — printing results and round-trip latency percentiles. */
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <tensorwire/agent.h>
 #include <tensorwire/tensorwire.h>
+
+#include "demo_fns.h"
 
 #define CHECK(expr)                                                            \
 	do {                                                                   \
 		tw_status s_ = (expr);                                         \
 		if (s_ != TW_OK) {                                             \
-			fprintf(stderr, "tw-demo: %s failed: %s\n", #expr,     \
+			fprintf(stderr, "tw-demo: %s: %s\n", #expr,            \
 				tw_strerror(s_));                              \
 			exit(1);                                               \
 		}                                                              \
 	} while (0)
 
-static void hexdump(const void *p, size_t n)
+static double now_us(void)
 {
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i += 16) {
-		printf("    %04zx ", i);
-		for (size_t j = i; j < i + 16 && j < n; j++)
-			printf(" %02x", b[j]);
-		printf("\n");
-	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-/* What a transport does: land the frame bytes once, in a pooled buffer. */
-static tw_buf *receive(tw_buf_pool *rx_pool, const tw_out_msg *m)
+static int cmp_double(const void *a, const void *b)
 {
-	tw_buf *b;
-	if (m->total_len <= tw_buf_pool_buf_size(rx_pool))
-		b = tw_buf_pool_get(rx_pool);
-	else
-		CHECK(tw_buf_alloc(m->total_len, &b));
-	if (!b) {
-		fprintf(stderr, "tw-demo: receive pool empty\n");
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static tw_agent *join(const char *name, uint32_t rank, const char *rdv)
+{
+	struct tw_agent_opts o;
+	tw_agent_opts_init(&o, sizeof(o));
+	o.name = name;
+	o.rank = rank;
+	o.world_size = 2;
+	o.rendezvous = rdv;
+	o.first_cpu = (int)rank; /* one loop per worker, one core each */
+	o.setup = demo_setup;    /* functions exist before anyone can call */
+	char err[256] = "";
+	o.err = err;
+	o.err_len = sizeof(err);
+	tw_agent *a;
+	tw_status s = tw_agent_init(&o, &a);
+	if (s != TW_OK) {
+		fprintf(stderr, "tw-demo: %s could not join: %s (%s)\n", name,
+			tw_strerror(s), err);
 		exit(1);
 	}
-	tw_out_msg_copy(m, b->data);
-	return b;
+	return a;
 }
 
-static void show(const char *what, const tw_in_msg *in)
+static tw_value tuple1(tw_value v)
 {
-	char text[1024];
-	tw_value_format(&in->payload, text, sizeof(text));
-	printf("%s: %s req=%" PRIu64 " from worker %u to %u, %" PRIu64
-	       " bytes, %u tensor segment(s)\n  %s\n",
-	       what, tw_msg_type_name(in->hdr.type), in->hdr.req_id,
-	       in->hdr.src, in->hdr.dst, in->hdr.total_len, in->hdr.seg_count,
-	       text);
+	tw_value t;
+	CHECK(tw_value_tuple(&t, 1));
+	CHECK(tw_value_set_item(&t, 0, v));
+	return t;
+}
+
+static void run_caller(tw_agent *a)
+{
+	tw_worker_info wi;
+	CHECK(tw_agent_worker_info(a, "worker1", &wi));
+	printf("worker0: joined; worker1 is id %u at %s\n", wi.id, wi.addr);
+
+	/* rpc_sync */
+	tw_value args, res, err;
+	CHECK(tw_value_tuple(&args, 2));
+	tw_value_set_item(&args, 0, tw_value_int(40));
+	tw_value_set_item(&args, 1, tw_value_int(2));
+	CHECK(tw_rpc_sync(a, "worker1", "demo::add", &args, NULL, -1, &res, &err));
+	printf("rpc_sync  demo::add(40, 2) = %" PRId64 "\n", res.u.i);
+	tw_value_destroy(&res);
+
+	/* Latency: sequential small calls. */
+	enum { NLAT = 2000 };
+	static double lat[NLAT];
+	for (int i = 0; i < NLAT + 200; i++) {
+		double t0 = now_us();
+		CHECK(tw_rpc_sync(a, "worker1", "demo::add", &args, NULL, -1, &res, &err));
+		if (i >= 200)
+			lat[i - 200] = now_us() - t0;
+		tw_value_destroy(&res);
+	}
+	qsort(lat, NLAT, sizeof(lat[0]), cmp_double);
+	printf("rpc_sync  %d small calls: p50 %.1f us, p99 %.1f us\n", NLAT,
+	       lat[NLAT / 2], lat[NLAT * 99 / 100]);
+
+	/* 1000 rpc_async in flight. */
+	enum { NASYNC = 1000 };
+	static tw_future *fs[NASYNC];
+	double t0 = now_us();
+	for (int i = 0; i < NASYNC; i++) {
+		tw_value ai;
+		CHECK(tw_value_tuple(&ai, 2));
+		tw_value_set_item(&ai, 0, tw_value_int(i));
+		tw_value_set_item(&ai, 1, tw_value_int(i));
+		CHECK(tw_rpc_async(a, "worker1", "demo::add", &ai, NULL, -1, &fs[i]));
+		tw_value_destroy(&ai);
+	}
+	int ok = 0;
+	for (int i = 0; i < NASYNC; i++) {
+		if (tw_future_wait(fs[i], -1) == TW_OK &&
+		    tw_future_value(fs[i])->u.i == 2 * i)
+			ok++;
+		tw_future_release(fs[i]);
+	}
+	double dt = now_us() - t0;
+	printf("rpc_async %d calls in flight: %d correct, %.0f calls/s\n", NASYNC,
+	       ok, NASYNC / (dt / 1e6));
+	tw_value_destroy(&args);
+
+	/* 64 MiB tensor round trip. */
+	tw_tensor t;
+	int64_t shape[1] = {16 << 20};
+	CHECK(tw_tensor_alloc(&t, TW_FLOAT32, 1, shape));
+	float *p = t.data;
+	for (int64_t i = 0; i < shape[0]; i++)
+		p[i] = (float)(i % 1000003);
+	tw_value tv;
+	CHECK(tw_value_tensor(&tv, &t));
+	args = tuple1(tv);
+	t0 = now_us();
+	CHECK(tw_rpc_sync(a, "worker1", "demo::echo", &args, NULL, -1, &res, &err));
+	dt = now_us() - t0;
+	const tw_tensor *back;
+	CHECK(tw_value_get_tensor(&res, &back));
+	printf("echo      64 MiB float32 tensor: %s, %.1f ms round trip, %.2f GB/s "
+	       "(both directions)\n",
+	       tw_tensor_equal(back, &t) ? "byte-exact" : "MISMATCH", dt / 1e3,
+	       2.0 * 64 * 1048576 / (dt * 1e3));
+	tw_value_destroy(&res);
+	tw_value_destroy(&args);
+	tw_tensor_release(&t);
+
+	/* A remote error keeps kind, message and origin. */
+	args = tuple1(tw_value_int(-1));
+	tw_status s = tw_rpc_sync(a, "worker1", "demo::check_positive", &args,
+				  NULL, -1, &res, &err);
+	char text[256];
+	tw_value_format(&err, text, sizeof(text));
+	printf("error     demo::check_positive(-1) -> %s: %s\n", tw_status_name(s), text);
+	tw_value_destroy(&err);
+	tw_value_destroy(&args);
+
+	/* Unknown function. */
+	s = tw_rpc_sync(a, "worker1", "demo::nope", NULL, NULL, -1, &res, &err);
+	tw_value_format(&err, text, sizeof(text));
+	printf("error     demo::nope() -> %s: %s\n", tw_status_name(s), text);
+	tw_value_destroy(&err);
+
+	/* A timeout: 100 ms against a handler that takes 1 s. */
+	args = tuple1(tw_value_int(1000));
+	t0 = now_us();
+	s = tw_rpc_sync(a, "worker1", "demo::slow", &args, NULL, 100, &res, &err);
+	dt = now_us() - t0;
+	tw_value_format(&err, text, sizeof(text));
+	printf("timeout   demo::slow(1000) with 100 ms -> %s after %.0f ms: %s\n",
+	       tw_status_name(s), dt / 1e3, text);
+	tw_value_destroy(&err);
+	tw_value_destroy(&args);
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len)) {
+		perror("tw-demo: finding a free port");
+		exit(1);
+	}
+	close(fd);
+	return ntohs(sa.sin_port);
 }
 
 int main(void)
 {
-	struct tw_buf_pool_opts po;
-	tw_buf_pool *tx_pool, *rx_pool;
-	tw_buf_pool_opts_init(&po, sizeof(po));
-	po.buf_size = 4096;
-	po.count = 64;
-	po.name = "demo-tx";
-	CHECK(tw_buf_pool_create(&po, &tx_pool));
-	po.name = "demo-rx";
-	po.buf_size = 64 * 1024;
-	CHECK(tw_buf_pool_create(&po, &rx_pool));
-
-	/* Arguments: a 2x3 float32 tensor, its transpose (a strided view of
-	 * the same bytes), and a 1 MiB float64 tensor. */
-	tw_tensor a, at, big;
-	int64_t shape[2] = {2, 3};
-	CHECK(tw_tensor_alloc(&a, TW_FLOAT32, 2, shape));
-	for (int i = 0; i < 6; i++)
-		((float *)a.data)[i] = (float)i + 0.5f;
-	int64_t tshape[2] = {3, 2}, tstrides[2] = {1, 3};
-	CHECK(tw_tensor_init(&at, TW_FLOAT32, 2, tshape, tstrides, a.data, a.buf));
-	int64_t bshape[1] = {131072};
-	CHECK(tw_tensor_alloc(&big, TW_FLOAT64, 1, bshape));
-	for (int64_t i = 0; i < bshape[0]; i++)
-		((double *)big.data)[i] = (double)i;
-
-	tw_value call, args, kwargs, v;
-	CHECK(tw_value_tuple(&call, 3));
-	CHECK(tw_value_cstring(&v, "demo::scale_add"));
-	CHECK(tw_value_set_item(&call, 0, v));
-	CHECK(tw_value_tuple(&args, 3));
-	CHECK(tw_value_tensor(&v, &a));
-	CHECK(tw_value_set_item(&args, 0, v));
-	CHECK(tw_value_tensor(&v, &at));
-	CHECK(tw_value_set_item(&args, 1, v));
-	CHECK(tw_value_tensor(&v, &big));
-	CHECK(tw_value_set_item(&args, 2, v));
-	CHECK(tw_value_set_item(&call, 1, args));
-	CHECK(tw_value_dict(&kwargs, 2));
-	CHECK(tw_value_dict_set(&kwargs, 0, "alpha", tw_value_double(0.25)));
-	CHECK(tw_value_cstring(&v, "fast"));
-	CHECK(tw_value_dict_set(&kwargs, 1, "mode", v));
-	CHECK(tw_value_set_item(&call, 2, kwargs));
-	/* The value holds its own references now. */
-	tw_tensor_release(&a);
-	tw_tensor_release(&at);
-
-	tw_frame_hdr h = {.type = TW_MSG_CALL, .req_id = 42, .src = 0, .dst = 1,
-			  .timeout_ms = 60000};
-	tw_out_msg out;
-	CHECK(tw_msg_encode(tx_pool, &h, &call, &out));
-	printf("encoded CALL: %" PRIu64 " bytes in %u iovecs, %u segments\n",
-	       out.total_len, out.niov, out.nseg);
-	for (uint32_t i = 0; i < out.niov; i++)
-		printf("  iov[%u] %8zu bytes%s\n", i, out.iov[i].iov_len,
-		       out.iov[i].iov_base == big.data ? "  <- the 1 MiB tensor, not copied" : "");
-	printf("  header, segment table and payload:\n");
-	hexdump(out.iov[0].iov_base, out.iov[0].iov_len < 160 ? out.iov[0].iov_len : 160);
-
-	tw_buf *rx = receive(rx_pool, &out);
-	tw_in_msg in;
-	const char *why = NULL;
-	CHECK(tw_msg_decode(rx, 0, out.total_len, NULL, &in, &why));
-	tw_buf_release(rx); /* the message holds its own reference */
-	show("decoded", &in);
-
-	const tw_value *dargs, *dbig;
-	const tw_tensor *t;
-	CHECK(tw_value_get_item(&in.payload, 1, &dargs));
-	CHECK(tw_value_get_item(dargs, 2, &dbig));
-	CHECK(tw_value_get_tensor(dbig, &t));
-	printf("  the 1 MiB tensor decodes in place: data at offset %td of the "
-	       "receive buffer, 64-byte aligned: %s, equal to the original: %s\n",
-	       (char *)t->data - (char *)in.buf->data,
-	       ((uintptr_t)t->data % 64) == 0 ? "yes" : "no",
-	       tw_tensor_equal(t, &big) ? "yes" : "no");
-	tw_in_msg_release(&in);
-	tw_out_msg_release(&out);
-	tw_value_destroy(&call);
-	tw_tensor_release(&big);
-
-	/* A remote error keeps its kind, message and origin. */
-	tw_value err;
-	CHECK(tw_value_error(&err, TW_EVALUE, 1, "expected a positive alpha, got -1"));
-	h.type = TW_MSG_EXCEPTION;
-	CHECK(tw_msg_encode(tx_pool, &h, &err, &out));
-	rx = receive(rx_pool, &out);
-	CHECK(tw_msg_decode(rx, 0, out.total_len, NULL, &in, &why));
-	tw_buf_release(rx);
-	show("decoded", &in);
-	tw_in_msg_release(&in);
-
-	/* A corrupted frame is refused with a reason, and nothing leaks. */
-	rx = receive(rx_pool, &out);
-	((uint8_t *)rx->data)[TW_FRAME_HDR_SIZE] = 0x7f; /* not a value tag */
-	tw_status s = tw_msg_decode(rx, 0, out.total_len, NULL, &in, &why);
-	printf("corrupted frame: %s (%s), receive buffer refcount back to %u\n",
-	       tw_status_name(s), why ? why : "?", tw_buf_refcnt(rx));
-	tw_buf_release(rx);
-	tw_out_msg_release(&out);
-	tw_value_destroy(&err);
-
-	CHECK(tw_buf_pool_destroy(tx_pool));
-	CHECK(tw_buf_pool_destroy(rx_pool));
-	return s == TW_EPROTO ? 0 : 1;
+	char rdv[64];
+	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d", free_port());
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		return 1;
+	}
+	if (pid == 0) {
+		/* worker1 serves until everyone shuts down. */
+		tw_agent *a = join("worker1", 1, rdv);
+		CHECK(tw_agent_shutdown(a, true));
+		_exit(0);
+	}
+	tw_agent *a = join("worker0", 0, rdv);
+	run_caller(a);
+	CHECK(tw_agent_shutdown(a, true));
+	int st;
+	waitpid(pid, &st, 0);
+	printf("shutdown  graceful; worker1 exited with status %d\n",
+	       WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }

@@ -1,0 +1,99 @@
+/* tw-worker: join a group, serve the demo functions until every worker has
+ * shut down (torch's rpc.init_rpc + rpc.shutdown for a pure server). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tensorwire/agent.h>
+#include <tensorwire/tensorwire.h>
+
+#include "demo_fns.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tw-worker --name NAME --rank R --world-size N --rendezvous tcp://HOST:PORT\n"
+		"                 [--loops N] [--first-cpu C] [--timeout-ms MS] [--init-timeout-ms MS]\n"
+		"                 [--listen-host HOST] [--yield] [--nongraceful]\n"
+		"Joins the group (rank 0 hosts the rendezvous), serves demo::add, demo::echo,\n"
+		"demo::check_positive and demo::slow, and leaves when every worker has called\n"
+		"shutdown (graceful) — or at once with --nongraceful.\n");
+}
+
+static long parse_num(const char *opt, const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0') {
+		fprintf(stderr, "tw-worker: %s needs a number, got '%s'\n", opt, s);
+		exit(2);
+	}
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	struct tw_agent_opts o;
+	tw_agent_opts_init(&o, sizeof(o));
+	bool graceful = true, have_rank = false, have_world = false;
+	static const struct option longopts[] = {
+		{"name", required_argument, NULL, 'n'},
+		{"rank", required_argument, NULL, 'r'},
+		{"world-size", required_argument, NULL, 'w'},
+		{"rendezvous", required_argument, NULL, 'R'},
+		{"loops", required_argument, NULL, 'l'},
+		{"first-cpu", required_argument, NULL, 'c'},
+		{"timeout-ms", required_argument, NULL, 't'},
+		{"init-timeout-ms", required_argument, NULL, 'i'},
+		{"listen-host", required_argument, NULL, 'H'},
+		{"yield", no_argument, NULL, 'y'},
+		{"nongraceful", no_argument, NULL, 'G'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:yGh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n': o.name = optarg; break;
+		case 'r': o.rank = (uint32_t)parse_num("--rank", optarg); have_rank = true; break;
+		case 'w': o.world_size = (uint32_t)parse_num("--world-size", optarg); have_world = true; break;
+		case 'R': o.rendezvous = optarg; break;
+		case 'l': o.num_loops = (uint32_t)parse_num("--loops", optarg); break;
+		case 'c': o.first_cpu = (int)parse_num("--first-cpu", optarg); break;
+		case 't': o.default_timeout_ms = parse_num("--timeout-ms", optarg); break;
+		case 'i': o.init_timeout_ms = parse_num("--init-timeout-ms", optarg); break;
+		case 'H': o.listen_host = optarg; break;
+		case 'y': o.yield = true; break;
+		case 'G': graceful = false; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!o.name || !have_rank || !have_world || !o.rendezvous) {
+		usage(stderr);
+		return 2;
+	}
+	char err[256] = "";
+	o.setup = demo_setup;
+	o.err = err;
+	o.err_len = sizeof(err);
+	tw_agent *a;
+	tw_status s = tw_agent_init(&o, &a);
+	if (s != TW_OK) {
+		fprintf(stderr, "tw-worker %s: joining %s failed: %s: %s\n", o.name,
+			o.rendezvous, tw_strerror(s), err);
+		return 1;
+	}
+	tw_worker_info self;
+	tw_agent_self(a, &self);
+	printf("tw-worker %s: id %u serving at %s, world size %u\n", self.name,
+	       self.id, self.addr, tw_agent_world_size(a));
+	fflush(stdout);
+	s = tw_agent_shutdown(a, graceful);
+	if (s != TW_OK) {
+		fprintf(stderr, "tw-worker %s: shutdown: %s\n", o.name, tw_strerror(s));
+		return 1;
+	}
+	return 0;
+}
