@@ -15,7 +15,20 @@ struct fault_delay {
 	tw_transport *t;
 	tw_conn *c;
 	struct tw_send_req *r;
+	struct fault_delay *prev, *next; /* fault->held_ list */
 };
+
+static void held_unlink(struct tw_fault_opts *f, struct fault_delay *d)
+{
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		f->held_ = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	if (f->delayed_ > 0)
+		f->delayed_--;
+}
 
 static void delay_fire(struct tw_timer *tm, void *arg)
 {
@@ -24,8 +37,8 @@ static void delay_fire(struct tw_timer *tm, void *arg)
 	struct tw_send_req *r = d->r;
 	(void)tm;
 
-	if (t->fault != NULL && t->fault->delayed_ > 0)
-		t->fault->delayed_--;
+	if (t->fault != NULL)
+		held_unlink(t->fault, d);
 	tw_status st = t->ops->send(t, d->c, r);
 	free(d);
 	/* The caller was told TW_OK long ago and kept no r of its own, so a
@@ -48,9 +61,9 @@ static void delay_fire(struct tw_timer *tm, void *arg)
  * delay: every send of delay_type is handed to ops->send delay_ns after
  *        this call (a timer on t->loop, so a fake loop clock controls it).
  *        Delayed sends leave in the order they came (the wheel fires in
- *        tick order, FIFO within a tick). The delayed
- *        send keeps c: close c only when fault->delayed_ is 0, since the
- *        transport does not know about sends still held here. TW_ENOMEM
+ *        tick order, FIFO within a tick). When c closes first, the
+ *        transport calls tw_fault_conn_closed and held sends for c end
+ *        with the close status, never touching the freed c. TW_ENOMEM
  *        (r not taken) when the hold record cannot be allocated.
  * else:  ops->send, unchanged.
  */
@@ -79,8 +92,31 @@ tw_status tw_fault_send(tw_transport *t, tw_conn *c, struct tw_send_req *r)
 		d->r = r;
 		tw_timer_init(&d->timer, delay_fire, d);
 		tw_loop_timer_after(t->loop, &d->timer, f->delay_ns);
+		d->prev = NULL;
+		d->next = f->held_;
+		if (d->next)
+			d->next->prev = d;
+		f->held_ = d;
 		f->delayed_++;
 		return TW_OK;
 	}
 	return t->ops->send(t, c, r);
+}
+
+void tw_fault_conn_closed(tw_transport *t, tw_conn *c, tw_status st)
+{
+	struct tw_fault_opts *f = t->fault;
+	if (f == NULL)
+		return;
+	struct fault_delay *d = f->held_, *next;
+	for (; d != NULL; d = next) {
+		next = d->next;
+		if (d->c != c)
+			continue;
+		tw_timer_cancel(tw_loop_timers(t->loop), &d->timer);
+		held_unlink(f, d);
+		struct tw_send_req *r = d->r;
+		free(d);
+		r->done(r, st);
+	}
 }

@@ -89,6 +89,7 @@ struct tw_fault_opts {
 	/* fault.c's state (zero them with the rest) */
 	uint32_t failed_;        /* sends of fail_type failed so far */
 	uint32_t delayed_;       /* delayed sends not yet handed on */
+	void *held_;             /* list of those sends (fault.c's) */
 };
 
 struct tw_transport {
@@ -101,6 +102,11 @@ struct tw_transport {
 
 /* Send through the fault injector when one is configured (dataplane/fault.c). */
 tw_status tw_fault_send(tw_transport *t, tw_conn *c, struct tw_send_req *r);
+
+/* A transport calls this when c closes, before it frees c: sends the fault
+ * injector still holds for c end with done(st) instead of reaching a freed
+ * connection later. A no-op when fault injection is off. */
+void tw_fault_conn_closed(tw_transport *t, tw_conn *c, tw_status st);
 
 static inline tw_status tw_transport_send(tw_transport *t, tw_conn *c,
 					  struct tw_send_req *r)

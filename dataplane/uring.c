@@ -1338,6 +1338,9 @@ static int reap(struct ut *t)
 			dirty_unlink(t, c);
 		t->st.conns_closed++;
 		rx_release(c);
+		/* Sends the fault injector still holds must not reach c once
+		 * it is freed. */
+		tw_fault_conn_closed(&t->base, &c->base, c->close_st);
 		t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, c->close_st);
 		conn_free(c);
 		work++;

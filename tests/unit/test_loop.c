@@ -1120,6 +1120,43 @@ Test(fault, delay_on_fake_clock)
 	tw_loop_destroy(l);
 }
 
+/* A connection closing while the injector holds a delayed send for it: the
+ * send ends with the close status at once and never reaches the freed
+ * connection; another connection's delayed send is unaffected. */
+Test(fault, conn_closed_releases_held_sends)
+{
+	const uint64_t t0 = 100 * MS;
+	tw_loop *l = fake_loop(t0);
+	(void)poll_at(l, t0);
+	struct tw_fault_opts fo = { .delay_type = 7, .delay_ns = 10 * MS };
+	struct fake_tp f;
+	fake_tp_init(&f, l, &fo);
+	tw_conn c1 = { .t = &f.t, .id = 1 }, c2 = { .t = &f.t, .id = 2 };
+	struct sreq a, b, c;
+	sreq_init(&a, 7);
+	sreq_init(&b, 7);
+	sreq_init(&c, 7);
+	cr_assert_eq(tw_transport_send(&f.t, &c1, &a.r), TW_OK);
+	cr_assert_eq(tw_transport_send(&f.t, &c2, &b.r), TW_OK);
+	cr_assert_eq(tw_transport_send(&f.t, &c1, &c.r), TW_OK);
+	cr_assert_eq(fo.delayed_, 3);
+
+	tw_fault_conn_closed(&f.t, &c1, TW_EUNREACHABLE);
+	cr_assert_eq(a.done_calls, 1);
+	cr_assert_eq(a.st, TW_EUNREACHABLE);
+	cr_assert_eq(c.done_calls, 1);
+	cr_assert_eq(c.st, TW_EUNREACHABLE);
+	cr_assert_eq(b.done_calls, 0);
+	cr_assert_eq(fo.delayed_, 1);
+
+	cr_assert_eq(poll_at(l, t0 + 10 * MS), 1, "only c2's send was still held");
+	cr_assert_eq(f.nsent, 1);
+	cr_assert_eq(fo.delayed_, 0);
+	tw_fault_conn_closed(&f.t, &c2, TW_ESHUTDOWN); /* nothing held: no-op */
+	cr_assert_eq(b.done_calls, 0, "done is the transport's after a send");
+	tw_loop_destroy(l);
+}
+
 Test(fault, off_and_other_types_untouched)
 {
 	tw_loop *l = make_loop(NULL);
