@@ -11,6 +11,7 @@
 #include <tensorwire/message.h>
 #include <tensorwire/future.h>
 #include <tensorwire/agent.h>
+#include <tensorwire/schema.h>
 
 #define TW_VERSION_MAJOR 0
 #define TW_VERSION_MINOR 1
