@@ -2,8 +2,8 @@
 # The whole test suite, as CI runs it: installs dependencies, then
 #   1. a -Werror build and `meson test` (unit, integration, corpus replay),
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
-#   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 60): it must
-#      find nothing.
+#   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 60) and on
+#      the schema parser for half that: they must find nothing.
 # Prints one "N passed, N failed" line at the end; exits non-zero on failure.
 set -eu
 cd "$(dirname "$0")/.."
@@ -47,25 +47,30 @@ setup build-asan -Dwerror=true -Dtests=true -Db_sanitize=address,undefined -Db_l
 ninja -C build-asan
 run_suite build-asan
 
-echo "== fuzz: frame decoder, ${FUZZ_SECONDS}s"
-CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
-ninja -C build-fuzz tests/fuzz/fuzz_decode
-fuzz_work=$(mktemp -d)
-cp tests/fuzz/corpus/fuzz_decode/* "$fuzz_work"/ 2>/dev/null || true
 fuzz_passed=0
 fuzz_failed=0
-if build-fuzz/tests/fuzz/fuzz_decode "$fuzz_work" -max_total_time="$FUZZ_SECONDS" \
-	-rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-	-artifact_prefix="$fuzz_work/" 2>build-fuzz/fuzz.log; then
-	fuzz_passed=1
-	grep -E '^stat::number_of_executed_units|^Done' build-fuzz/fuzz.log || true
-else
-	fuzz_failed=1
-	status=1
-	tail -n 60 build-fuzz/fuzz.log
-	ls "$fuzz_work"/crash-* "$fuzz_work"/leak-* "$fuzz_work"/timeout-* 2>/dev/null || true
-fi
-rm -rf "$fuzz_work"
+CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+# target:seconds — the frame decoder faces the network, so it gets the most.
+for spec in fuzz_decode:$FUZZ_SECONDS fuzz_schema:$((FUZZ_SECONDS / 2)); do
+	target=${spec%%:*}
+	secs=${spec#*:}
+	echo "== fuzz: $target, ${secs}s"
+	ninja -C build-fuzz "tests/fuzz/$target"
+	fuzz_work=$(mktemp -d)
+	cp "tests/fuzz/corpus/$target"/* "$fuzz_work"/ 2>/dev/null || true
+	if "build-fuzz/tests/fuzz/$target" "$fuzz_work" -max_total_time="$secs" \
+		-rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+		-artifact_prefix="$fuzz_work/" 2>"build-fuzz/$target.log"; then
+		fuzz_passed=$((fuzz_passed + 1))
+		grep -E '^stat::number_of_executed_units|^Done' "build-fuzz/$target.log" || true
+	else
+		fuzz_failed=$((fuzz_failed + 1))
+		status=1
+		tail -n 60 "build-fuzz/$target.log"
+		ls "$fuzz_work"/crash-* "$fuzz_work"/leak-* "$fuzz_work"/timeout-* 2>/dev/null || true
+	fi
+	rm -rf "$fuzz_work"
+done
 
 python3 - "$fuzz_passed" "$((fuzz_failed + sanitizer_failures))" $summary <<'PY'
 import json, sys
