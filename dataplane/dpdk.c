@@ -1,0 +1,1629 @@
+/* DPDK transport: owns one queue pair of a port, its sessions, their send
+ * and receive state (packetization, credits, acks, go-back-N
+ * retransmission, reassembly) and the external buffers it lends the NIC. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include "dataplane/dpdk_impl.h"
+
+#define MAX_BURST 256u
+#define TXB_CAP 512u          /* packets built, not yet taken by the PMD */
+#define CTL_RESERVE 32u       /* of TXB_CAP kept for acks and control */
+#define MAX_RX_WINDOW 1024u
+#define EXT_REF_MAX 60000u    /* shinfo refcnt is 16 bits */
+#define THP_SIZE ((size_t)2 << 20)
+#define DESTROY_NS (2ull * 1000 * 1000 * 1000)
+#define RTO_BACKOFF_MAX 3u    /* rto doubles up to 8x without progress */
+#define FAULT_HOLD_NS 200000u
+
+_Static_assert(TWP_ERR_COUNT_ <= TW_DPDK_BAD_REASONS,
+	       "every packet error has its counter");
+
+struct dt;
+struct dsess;
+
+/* One frame being sent: the send request plus what it takes to build any
+ * of its packets again and to know when the NIC is done with its bytes. */
+struct txm {
+	struct tw_send_req *r;
+	struct dsess *s;
+	struct txm *next;           /* s->txq, t->done list or free list */
+	struct dt *t;
+	uint64_t len;
+	uint32_t first_seq, npkts, msg;
+	bool assigned;              /* first_seq/npkts/msg are set */
+	bool finished;              /* acked or failed: no more packets */
+	bool ext_used;              /* shinfo holds our reference */
+	tw_status st;
+	/* Where packetization stands: byte cur_off of the frame is byte
+	 * cur_iov_off of iov[cur_iov]. */
+	uint64_t cur_off;
+	uint32_t cur_iov;
+	size_t cur_iov_off;
+	struct rte_mbuf_ext_shared_info shinfo;
+};
+
+enum { S_CONNECTING, S_OPEN, S_CLOSED };
+
+struct ooo_slot {
+	struct rte_mbuf *m;
+	struct twp_hdr h;
+	const uint8_t *payload;
+};
+
+struct dsess {
+	tw_conn base;               /* first */
+	struct dt *t;
+	uint32_t id, peer_id;
+	struct twp_ep peer;
+	uint8_t state;
+	tw_status close_st;
+	uint32_t mss;
+	uint64_t last_rx;
+
+	/* Sending. txq: frames not finished, in order; snd_cur is the frame
+	 * holding packet snd_nxt (or the first one without numbers). */
+	struct txm *txq_head, *txq_tail, *snd_cur;
+	uint32_t una, snd_nxt, snd_max, next_msg;
+	uint32_t held;              /* send requests whose done has not run */
+	uint32_t rto_count;         /* timeouts without progress */
+	uint32_t fast_una;          /* una of the last fast retransmit */
+	bool fast_done;
+
+	/* Receiving. */
+	uint32_t rcv_next, rcv_msg;
+	tw_buf *rx_buf;
+	uint64_t rx_len, rx_have;
+	bool rx_active;
+	struct ooo_slot *ooo;       /* rx_window slots, by seq % rx_window */
+	uint32_t ooo_count;
+	uint32_t nak_for;
+	bool nak_sent;
+
+	/* What the next control pass must send. */
+	bool ack_due, nak_due, ping_due, connect_due, accept_due;
+	bool in_ctl, in_ready, in_reap;
+	struct dsess *ctl_next, *ready_next, *reap_next;
+	struct dsess *prev, *next; /* t->sessions */
+
+	struct tw_timer rto, ka;
+};
+
+struct dt {
+	tw_transport base;          /* first */
+	struct tw_dpdk_opts o;
+	tw_dpdk_env *env;
+	struct tw_dpdk_queue *dq;
+	uint16_t q, port_id;
+	uint32_t burst, win;
+	int64_t lend_max;           /* received mbufs lent up at most */
+	uint64_t ka_ns;
+	struct twp_ep self;
+	struct twp_local local;
+	struct tw_poller poller;
+	bool poller_on, listening, destroying, zc;
+	bool sw_udp_csum;
+
+	struct dsess **slots;       /* max_sessions */
+	uint16_t *gen;
+	uint32_t slot_hint;
+	struct dsess *sessions;
+	uint32_t nsess;
+	uint64_t next_conn_id;
+	struct dsess *ready_head, *ready_tail;
+	struct dsess *ctl_head, *ctl_tail;
+	struct dsess *reap_head;
+
+	struct txm *txm_free;
+	struct txm *done_head, *done_tail;
+	uint32_t ext_waiting;       /* finished frames the NIC still reads */
+
+	struct rte_mbuf **txb;
+	uint32_t txn;
+	struct rte_mbuf **rxb;
+
+	tw_buf_pool *pool;
+	struct tw_timer idle;
+	uint64_t rng;
+	struct rte_mbuf *fault_held;
+	uint64_t fault_held_at;
+	struct tw_dpdk_stats st;
+};
+
+static const struct tw_transport_ops dpdk_ops;
+
+static inline struct dt *DT(tw_transport *t)
+{
+	return (struct dt *)(void *)t;
+}
+
+static inline bool seq_lt(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
+static inline bool seq_leq(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) <= 0;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t now_ns(struct dt *t)
+{
+	return tw_loop_now(t->base.loop);
+}
+
+static uint64_t rnd(struct dt *t)
+{
+	/* xorshift64*: fault injection and session generations only. */
+	uint64_t x = t->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	t->rng = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static inline bool chance(struct dt *t, uint32_t ppm)
+{
+	return ppm != 0 && (uint32_t)(rnd(t) % 1000000u) < ppm;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lists                                                               */
+
+static void ready_add(struct dsess *s)
+{
+	struct dt *t = s->t;
+	if (s->in_ready || s->state != S_OPEN || s->snd_cur == NULL)
+		return;
+	s->in_ready = true;
+	s->ready_next = NULL;
+	if (t->ready_tail)
+		t->ready_tail->ready_next = s;
+	else
+		t->ready_head = s;
+	t->ready_tail = s;
+}
+
+static void ctl_add(struct dsess *s)
+{
+	struct dt *t = s->t;
+	if (s->in_ctl)
+		return;
+	s->in_ctl = true;
+	s->ctl_next = NULL;
+	if (t->ctl_tail)
+		t->ctl_tail->ctl_next = s;
+	else
+		t->ctl_head = s;
+	t->ctl_tail = s;
+}
+
+/* Unlink s from a singly linked list given its head/tail and next field
+ * offset (rare: only when a session goes away). */
+#define LIST_UNLINK(headp, tailp, s, field)                               \
+	do {                                                              \
+		struct dsess *prev_ = NULL, *p_ = *(headp);               \
+		while (p_ && p_ != (s)) {                                 \
+			prev_ = p_;                                       \
+			p_ = p_->field;                                   \
+		}                                                         \
+		if (p_) {                                                 \
+			if (prev_)                                        \
+				prev_->field = p_->field;                 \
+			else                                              \
+				*(headp) = p_->field;                     \
+			if ((tailp) && *(tailp) == p_)                    \
+				*(tailp) = prev_;                         \
+		}                                                         \
+	} while (0)
+
+/* ------------------------------------------------------------------ */
+/* Send completion                                                     */
+
+static void done_push(struct dt *t, struct txm *x)
+{
+	x->next = NULL;
+	if (t->done_tail)
+		t->done_tail->next = x;
+	else
+		t->done_head = x;
+	t->done_tail = x;
+}
+
+/* The PMD (or we) freed the last mbuf that pointed into the frame. Runs
+ * on the thread that frees it: ours, the queue's only user. */
+static void ext_free_cb(void *addr, void *opaque)
+{
+	(void)addr;
+	struct txm *x = opaque;
+	x->t->ext_waiting--;
+	done_push(x->t, x);
+}
+
+/* No more packets of x will be built: acked (TW_OK) or failed. done runs
+ * once the NIC has let go of its bytes too. */
+static void txm_finish(struct dt *t, struct txm *x, tw_status st)
+{
+	x->finished = true;
+	x->st = st;
+	if (x->ext_used) {
+		t->ext_waiting++;
+		if (rte_mbuf_ext_refcnt_update(&x->shinfo, -1) == 0)
+			ext_free_cb(NULL, x);
+		return;
+	}
+	done_push(t, x);
+}
+
+static void reap_add(struct dsess *s);
+
+static int run_done(struct dt *t)
+{
+	int n = 0;
+	struct txm *x;
+	while ((x = t->done_head) != NULL) {
+		t->done_head = x->next;
+		if (t->done_head == NULL)
+			t->done_tail = NULL;
+		struct dsess *s = x->s;
+		struct tw_send_req *r = x->r;
+		if (x->st == TW_OK) {
+			t->st.frames_tx++;
+			t->st.bytes_tx += x->len;
+		}
+		tw_status st = x->st;
+		x->r = NULL;
+		x->next = t->txm_free;
+		t->txm_free = x;
+		s->held--;
+		r->next_ = NULL;
+		r->done(r, st);
+		if (s->state == S_CLOSED && s->held == 0)
+			reap_add(s);
+		n++;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Building packets                                                    */
+
+static inline bool txb_room(const struct dt *t, uint32_t reserve)
+{
+	return t->txn + reserve < TXB_CAP;
+}
+
+static inline void txb_push(struct dt *t, struct rte_mbuf *m)
+{
+	t->txb[t->txn++] = m;
+}
+
+/* Headers for a packet of payload_len frame bytes, at p (88 bytes), and
+ * the mbuf's offload flags. Returns the sum of the tensorwire header for
+ * a software UDP checksum. */
+static uint32_t put_headers(struct dt *t, struct rte_mbuf *m, uint8_t *p,
+			    const struct twp_ep *dst, const struct twp_hdr *h)
+{
+	tw_dpdk_env *e = t->env;
+	twp_l2l4_build(p, &t->self, dst, TWP_HDR_LEN + h->len, e->tx_ip_csum);
+	twp_hdr_encode(p + TWP_L2L4_LEN, h);
+	if (e->tx_ip_csum || e->tx_udp_csum) {
+		m->l2_len = TWP_ETH_LEN;
+		m->l3_len = TWP_IP_LEN;
+		m->ol_flags |= RTE_MBUF_F_TX_IPV4;
+		if (e->tx_ip_csum)
+			m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
+		if (e->tx_udp_csum) {
+			m->ol_flags |= RTE_MBUF_F_TX_UDP_CKSUM;
+			twp_udp_phdr_set(p);
+		}
+	}
+	return twp_csum_add(0, p + TWP_L2L4_LEN, TWP_HDR_LEN, false);
+}
+
+/* A header-only packet (ACK, CONNECT, ACCEPT, RESET). */
+static bool send_ctl(struct dt *t, const struct twp_ep *dst,
+		     const struct twp_hdr *h)
+{
+	if (!txb_room(t, 0))
+		return false;
+	struct rte_mbuf *m = rte_pktmbuf_alloc(t->dq->tx_mp);
+	if (m == NULL) {
+		t->st.tx_nombuf++;
+		return false;
+	}
+	uint8_t *p = (uint8_t *)rte_pktmbuf_append(m, TWP_HEADERS);
+	uint32_t sum = put_headers(t, m, p, dst, h);
+	if (!t->env->tx_udp_csum && t->sw_udp_csum)
+		twp_udp_csum_set(p, sum);
+	txb_push(t, m);
+	return true;
+}
+
+static void send_reset(struct dt *t, const struct twp_ep *dst,
+		       uint32_t dst_sess, uint32_t src_sess)
+{
+	struct twp_hdr h = { .type = TWP_RESET, .dst_sess = dst_sess,
+			     .src_sess = src_sess };
+	if (send_ctl(t, dst, &h))
+		t->st.resets_tx++;
+}
+
+/* Move x's iovec cursor to frame offset off. */
+static void txm_seek(struct txm *x, uint64_t off)
+{
+	if (off == x->cur_off)
+		return;
+	const struct tw_send_req *r = x->r;
+	uint32_t i = 0;
+	uint64_t rem = off;
+	while (i < r->niov && rem >= r->iov[i].iov_len) {
+		rem -= r->iov[i].iov_len;
+		i++;
+	}
+	x->cur_iov = i;
+	x->cur_iov_off = (size_t)rem;
+	x->cur_off = off;
+}
+
+static inline rte_iova_t iova_of(const struct dt *t, const void *p)
+{
+	return t->env->iova_va ? (rte_iova_t)(uintptr_t)p
+			       : rte_mem_virt2iova(p);
+}
+
+/* Build packet seq (of frame x, which holds it) into the tx buffer. */
+static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
+		      uint32_t seq)
+{
+	uint32_t k = seq - x->first_seq;
+	uint64_t off = (uint64_t)k * s->mss;
+	uint32_t plen = (uint32_t)(x->len - off < s->mss ? x->len - off : s->mss);
+
+	struct rte_mbuf *head = rte_pktmbuf_alloc(t->dq->tx_mp);
+	if (head == NULL) {
+		t->st.tx_nombuf++;
+		return false;
+	}
+	uint8_t *p = rte_pktmbuf_mtod(head, uint8_t *);
+	head->data_len = TWP_HEADERS;
+	struct twp_hdr h = {
+		.type = TWP_DATA,
+		.dst_sess = s->peer_id,
+		.src_sess = s->id,
+		.seq = seq,
+		.ack = s->rcv_next,
+		.msg = x->msg,
+		.len = plen,
+		.frame_off = off,
+		.frame_len = x->len,
+	};
+	bool sw_csum = !t->env->tx_udp_csum && t->sw_udp_csum;
+	uint32_t sum = put_headers(t, head, p, &s->peer, &h);
+
+	txm_seek(x, off);
+	const struct iovec *iov = x->r->iov;
+	struct rte_mbuf *tail = head;
+	bool ext = false;
+	uint32_t pos = 0;
+	while (pos < plen) {
+		while (x->cur_iov_off == iov[x->cur_iov].iov_len) {
+			x->cur_iov++;
+			x->cur_iov_off = 0;
+		}
+		const struct iovec *v = &iov[x->cur_iov];
+		const uint8_t *src = (const uint8_t *)v->iov_base + x->cur_iov_off;
+		size_t avail = v->iov_len - x->cur_iov_off;
+		uint32_t n = avail < plen - pos ? (uint32_t)avail : plen - pos;
+		bool zc = t->zc && v->iov_len >= t->o.zc_threshold &&
+			  (!x->ext_used ||
+			   rte_mbuf_ext_refcnt_read(&x->shinfo) < EXT_REF_MAX);
+		struct rte_mbuf *em = zc ? rte_pktmbuf_alloc(t->dq->ext_mp) : NULL;
+		if (em != NULL) {
+			if (!x->ext_used) {
+				x->shinfo.free_cb = ext_free_cb;
+				x->shinfo.fcb_opaque = x;
+				rte_mbuf_ext_refcnt_set(&x->shinfo, 1);
+				x->ext_used = true;
+			}
+			rte_mbuf_ext_refcnt_update(&x->shinfo, 1);
+			rte_pktmbuf_attach_extbuf(em, (void *)(uintptr_t)src,
+						  iova_of(t, src), (uint16_t)n,
+						  &x->shinfo);
+			em->data_len = (uint16_t)n;
+			tail->next = em;
+			tail = em;
+			head->nb_segs++;
+			ext = true;
+			t->st.zc_segs++;
+			t->st.zc_bytes += n;
+		} else {
+			if (ext) {
+				/* Bytes after an external segment need a
+				 * segment of their own. */
+				struct rte_mbuf *cm = rte_pktmbuf_alloc(t->dq->tx_mp);
+				if (cm == NULL) {
+					rte_pktmbuf_free(head);
+					t->st.tx_nombuf++;
+					x->cur_off = UINT64_MAX; /* reseek */
+					return false;
+				}
+				tail->next = cm;
+				tail = cm;
+				head->nb_segs++;
+				ext = false;
+			}
+			memcpy(rte_pktmbuf_mtod_offset(tail, uint8_t *,
+						       tail->data_len),
+			       src, n);
+			tail->data_len = (uint16_t)(tail->data_len + n);
+			t->st.copied_bytes += n;
+		}
+		if (sw_csum)
+			sum = twp_csum_add(sum, src, n, (pos & 1) != 0);
+		pos += n;
+		x->cur_iov_off += n;
+		x->cur_off += n;
+	}
+	head->pkt_len = TWP_HEADERS + plen;
+	if (sw_csum)
+		twp_udp_csum_set(p, sum);
+
+	if (seq_lt(seq, s->snd_max))
+		t->st.retransmits++;
+	else
+		s->snd_max = seq + 1;
+	/* The packet carries rcv_next: a separate ACK is not needed. */
+	s->ack_due = false;
+	if (!tw_timer_armed(&s->rto))
+		tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns);
+	t->st.data_pkts_tx++;
+	txb_push(t, head);
+	return true;
+}
+
+/* Build the next data packet of s (snd_nxt), numbering its frame when it
+ * is the frame's first. */
+static bool build_data(struct dt *t, struct dsess *s)
+{
+	struct txm *x = s->snd_cur;
+	if (!x->assigned) {
+		x->first_seq = s->snd_nxt;
+		x->npkts = x->len == 0 ? 1
+				       : (uint32_t)((x->len + s->mss - 1) / s->mss);
+		x->msg = s->next_msg++;
+		x->assigned = true;
+	}
+	if (!build_pkt(t, s, x, s->snd_nxt))
+		return false;
+	s->snd_nxt++;
+	if (s->snd_nxt - x->first_seq == x->npkts)
+		s->snd_cur = x->next;
+	return true;
+}
+
+static inline bool can_send(const struct dt *t, const struct dsess *s)
+{
+	return s->state == S_OPEN && s->snd_cur != NULL &&
+	       seq_lt(s->snd_nxt, s->una + t->o.credits);
+}
+
+/* Data packets of ready sessions, round robin, burst at a time each. */
+static int tx_sessions(struct dt *t)
+{
+	int work = 0;
+	struct dsess *stop = t->ready_tail;
+	while (t->ready_head != NULL && txb_room(t, CTL_RESERVE)) {
+		struct dsess *s = t->ready_head;
+		t->ready_head = s->ready_next;
+		if (t->ready_head == NULL)
+			t->ready_tail = NULL;
+		s->in_ready = false;
+		uint32_t n = 0;
+		bool nombuf = false;
+		while (n < t->burst && can_send(t, s) &&
+		       txb_room(t, CTL_RESERVE)) {
+			if (!build_data(t, s)) {
+				nombuf = true;
+				break;
+			}
+			n++;
+		}
+		work += (int)n;
+		if (can_send(t, s))
+			ready_add(s); /* more: after the others */
+		if (s == stop || nombuf)
+			break;
+	}
+	return work;
+}
+
+/* ACKs, NAKs, keepalives, CONNECT, ACCEPT. */
+static void tx_ctl(struct dt *t)
+{
+	struct dsess *s = t->ctl_head;
+	t->ctl_head = t->ctl_tail = NULL;
+	while (s != NULL) {
+		struct dsess *n = s->ctl_next;
+		s->in_ctl = false;
+		s->ctl_next = NULL;
+		bool keep = false;
+		if (s->state == S_CONNECTING && s->connect_due) {
+			struct twp_hdr h = { .type = TWP_CONNECT,
+					     .src_sess = s->id,
+					     .frame_len = t->env->mss };
+			if (send_ctl(t, &s->peer, &h))
+				s->connect_due = false;
+			else
+				keep = true;
+		}
+		if (s->state == S_OPEN && s->accept_due) {
+			struct twp_hdr h = { .type = TWP_ACCEPT,
+					     .dst_sess = s->peer_id,
+					     .src_sess = s->id,
+					     .frame_len = t->env->mss };
+			if (send_ctl(t, &s->peer, &h))
+				s->accept_due = false;
+			else
+				keep = true;
+		}
+		if (s->state == S_OPEN &&
+		    (s->ack_due || s->nak_due || s->ping_due)) {
+			struct twp_hdr h = {
+				.type = TWP_ACK,
+				.flags = (uint8_t)((s->nak_due ? TWP_F_NAK : 0) |
+						   (s->ping_due ? TWP_F_ACK_REQ
+								: 0)),
+				.dst_sess = s->peer_id,
+				.src_sess = s->id,
+				.ack = s->rcv_next,
+			};
+			if (send_ctl(t, &s->peer, &h)) {
+				t->st.acks_tx++;
+				if (s->nak_due)
+					t->st.naks_tx++;
+				if (s->ping_due)
+					t->st.pings_tx++;
+				s->ack_due = s->nak_due = s->ping_due = false;
+			} else {
+				keep = true;
+			}
+		}
+		if (keep)
+			ctl_add(s);
+		s = n;
+	}
+}
+
+static int tx_flush(struct dt *t)
+{
+	if (t->txn == 0)
+		return 0;
+	uint16_t n = t->txn > UINT16_MAX ? UINT16_MAX : (uint16_t)t->txn;
+	uint16_t sent = rte_eth_tx_burst(t->port_id, t->q, t->txb, n);
+	t->st.pkts_tx += sent;
+	if (sent < t->txn) {
+		t->st.tx_full++;
+		memmove(t->txb, t->txb + sent,
+			(t->txn - sent) * sizeof(*t->txb));
+	}
+	t->txn -= sent;
+	return sent;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions                                                            */
+
+static void rto_fire(struct tw_timer *tm, void *arg);
+static void ka_fire(struct tw_timer *tm, void *arg);
+
+static struct dsess *sess_lookup(struct dt *t, uint32_t id)
+{
+	uint32_t idx = id & 0xffffu;
+	if (idx >= t->o.max_sessions)
+		return NULL;
+	struct dsess *s = t->slots[idx];
+	return s != NULL && s->id == id ? s : NULL;
+}
+
+static struct dsess *sess_new(struct dt *t)
+{
+	if (t->nsess >= t->o.max_sessions)
+		return NULL;
+	uint32_t idx = t->slot_hint;
+	while (t->slots[idx] != NULL)
+		idx = idx + 1 == t->o.max_sessions ? 0 : idx + 1;
+	struct dsess *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	if (t->win) {
+		s->ooo = calloc(t->win, sizeof(*s->ooo));
+		if (s->ooo == NULL) {
+			free(s);
+			return NULL;
+		}
+	}
+	if (++t->gen[idx] == 0)
+		t->gen[idx] = 1;
+	s->id = (uint32_t)t->gen[idx] << 16 | idx;
+	t->slots[idx] = s;
+	t->slot_hint = idx + 1 == t->o.max_sessions ? 0 : idx + 1;
+	t->nsess++;
+	s->t = t;
+	s->base.t = &t->base;
+	s->base.id = ++t->next_conn_id;
+	s->mss = t->env->mss;
+	s->last_rx = tw_loop_clock(t->base.loop);
+	tw_timer_init(&s->rto, rto_fire, s);
+	tw_timer_init(&s->ka, ka_fire, s);
+	s->next = t->sessions;
+	if (t->sessions)
+		t->sessions->prev = s;
+	t->sessions = s;
+	tw_loop_timer_after(t->base.loop, &s->ka, t->ka_ns);
+	return s;
+}
+
+static void rx_reset_state(struct dsess *s)
+{
+	for (uint32_t i = 0; s->ooo != NULL && i < s->t->win; i++)
+		if (s->ooo[i].m != NULL) {
+			rte_pktmbuf_free(s->ooo[i].m);
+			s->ooo[i].m = NULL;
+		}
+	s->ooo_count = 0;
+	tw_buf_release(s->rx_buf);
+	s->rx_buf = NULL;
+	s->rx_active = false;
+}
+
+/* End s with st: every frame not done yet fails (its done still waits for
+ * the NIC to let go of its bytes), then on_conn(st) from the poller. */
+static void sess_fail(struct dsess *s, tw_status st, bool reset)
+{
+	struct dt *t = s->t;
+	if (s->state == S_CLOSED)
+		return;
+	if (reset && s->peer_id != 0)
+		send_reset(t, &s->peer, s->peer_id, s->id);
+	s->state = S_CLOSED;
+	s->close_st = st;
+	struct tw_timer_wheel *w = tw_loop_timers(t->base.loop);
+	tw_timer_cancel(w, &s->rto);
+	tw_timer_cancel(w, &s->ka);
+	rx_reset_state(s);
+	struct txm *x = s->txq_head;
+	s->txq_head = s->txq_tail = s->snd_cur = NULL;
+	while (x != NULL) {
+		struct txm *n = x->next;
+		txm_finish(t, x, st);
+		x = n;
+	}
+	t->st.sessions_closed++;
+	if (s->held == 0)
+		reap_add(s);
+}
+
+static void reap_add(struct dsess *s)
+{
+	if (s->in_reap)
+		return;
+	s->in_reap = true;
+	s->reap_next = s->t->reap_head;
+	s->t->reap_head = s;
+}
+
+static void sess_free(struct dt *t, struct dsess *s)
+{
+	if (s->in_ready)
+		LIST_UNLINK(&t->ready_head, &t->ready_tail, s, ready_next);
+	if (s->in_ctl)
+		LIST_UNLINK(&t->ctl_head, &t->ctl_tail, s, ctl_next);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		t->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	t->slots[s->id & 0xffffu] = NULL;
+	t->nsess--;
+	free(s->ooo);
+	free(s);
+}
+
+/* Closed sessions whose sends are all done: tell the layer above, free. */
+static int reap(struct dt *t)
+{
+	int n = 0;
+	struct dsess **pp = &t->reap_head;
+	while (*pp != NULL) {
+		struct dsess *s = *pp;
+		if (s->held != 0) {
+			pp = &s->reap_next;
+			continue;
+		}
+		*pp = s->reap_next;
+		t->base.cbs.on_conn(t->base.cbs.ctx, &s->base, s->close_st);
+		sess_free(t, s);
+		n++;
+	}
+	return n;
+}
+
+/* Go back to the oldest unacked packet. */
+static void rewind_to_una(struct dsess *s)
+{
+	if (s->snd_nxt == s->una)
+		return;
+	s->snd_nxt = s->una;
+	s->snd_cur = s->txq_head;
+	ready_add(s);
+}
+
+static void rto_fire(struct tw_timer *tm, void *arg)
+{
+	(void)tm;
+	struct dsess *s = arg;
+	struct dt *t = s->t;
+	uint32_t shift = s->rto_count < RTO_BACKOFF_MAX ? s->rto_count
+							: RTO_BACKOFF_MAX;
+	if (s->state == S_CONNECTING) {
+		s->connect_due = true;
+		ctl_add(s);
+		s->rto_count++;
+		tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns << shift);
+		return;
+	}
+	if (s->state != S_OPEN || s->una == s->snd_max)
+		return;
+	t->st.rto_fires++;
+	s->rto_count++;
+	s->fast_done = false;
+	rewind_to_una(s);
+	shift = s->rto_count < RTO_BACKOFF_MAX ? s->rto_count : RTO_BACKOFF_MAX;
+	tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns << shift);
+}
+
+static void ka_fire(struct tw_timer *tm, void *arg)
+{
+	(void)tm;
+	struct dsess *s = arg;
+	struct dt *t = s->t;
+	uint64_t now = now_ns(t);
+	uint64_t quiet = now > s->last_rx ? now - s->last_rx : 0;
+	if (quiet >= t->o.dead_ns) {
+		t->st.sessions_dead++;
+		sess_fail(s, TW_EUNREACHABLE, true);
+		return;
+	}
+	if (s->state == S_OPEN && quiet >= t->ka_ns) {
+		s->ping_due = true;
+		ctl_add(s);
+	}
+	tw_loop_timer_after(t->base.loop, &s->ka, t->ka_ns);
+}
+
+/* The peer has everything before ack. */
+static void on_ack(struct dt *t, struct dsess *s, uint32_t ack, bool nak)
+{
+	if (seq_lt(s->snd_max, ack))
+		return; /* acks what we never sent: stale or bogus */
+	if (seq_lt(s->una, ack)) {
+		s->una = ack;
+		s->rto_count = 0;
+		struct txm *x;
+		while ((x = s->txq_head) != NULL && x->assigned &&
+		       seq_leq(x->first_seq + x->npkts, ack)) {
+			s->txq_head = x->next;
+			if (s->txq_head == NULL)
+				s->txq_tail = NULL;
+			if (s->snd_cur == x)
+				s->snd_cur = x->next;
+			txm_finish(t, x, TW_OK);
+		}
+		if (seq_lt(s->snd_nxt, s->una)) {
+			/* A rewind resent less than the peer already had. */
+			s->snd_nxt = s->una;
+			s->snd_cur = s->txq_head;
+		}
+		struct tw_timer_wheel *w = tw_loop_timers(t->base.loop);
+		if (s->una == s->snd_max)
+			tw_timer_cancel(w, &s->rto);
+		else
+			tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns);
+		ready_add(s);
+	}
+	if (nak && ack == s->una && seq_lt(s->una, s->snd_nxt) &&
+	    !(s->fast_done && s->fast_una == ack) && txb_room(t, 0)) {
+		/* Fast retransmit of the first hole only, once per hole:
+		 * the receiver holds what came after it (up to its window)
+		 * and acks past all of it when the hole fills. A second loss
+		 * is the timer's (go back N). */
+		if (build_pkt(t, s, s->txq_head, ack)) {
+			s->fast_done = true;
+			s->fast_una = ack;
+			t->st.fast_rexmits++;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Receiving                                                           */
+
+static void mbuf_release(void *ctx, void *data, size_t size)
+{
+	(void)data;
+	(void)size;
+	struct rte_mbuf *m = ctx;
+	struct tw_dpdk_queue *dq = *(struct tw_dpdk_queue **)rte_mbuf_to_priv(m);
+	rte_pktmbuf_free(m);
+	atomic_fetch_sub_explicit(&dq->lent, 1, memory_order_release);
+}
+
+static void big_release(void *ctx, void *data, size_t size)
+{
+	(void)size;
+	munmap(data, (size_t)(uintptr_t)ctx);
+}
+
+/* A 64-byte aligned buffer for a frame of len bytes. */
+static tw_buf *rx_alloc(struct dt *t, uint64_t len)
+{
+	if (len <= tw_buf_pool_buf_size(t->pool)) {
+		tw_buf *b = tw_buf_pool_get(t->pool);
+		if (b != NULL)
+			return b;
+	}
+	if (len >= THP_SIZE && len <= SIZE_MAX - THP_SIZE) {
+		/* Its own mapping, 2 MiB aligned with THP advice: the copy
+		 * faults in huge pages rather than 4 KiB ones. */
+		size_t ml = ((size_t)len + THP_SIZE - 1) & ~(THP_SIZE - 1);
+		size_t over = ml + THP_SIZE;
+		uint8_t *m = mmap(NULL, over, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			return NULL;
+		uintptr_t a = ((uintptr_t)m + THP_SIZE - 1) & ~(uintptr_t)(THP_SIZE - 1);
+		size_t head = a - (uintptr_t)m;
+		if (head)
+			munmap(m, head);
+		if (over - head - ml)
+			munmap((uint8_t *)a + ml, over - head - ml);
+		(void)madvise((void *)a, ml, MADV_HUGEPAGE);
+		tw_buf *b = NULL;
+		if (tw_buf_from_user((void *)a, (size_t)len, big_release,
+				     (void *)(uintptr_t)ml, &b) != TW_OK) {
+			munmap((void *)a, ml);
+			return NULL;
+		}
+		return b;
+	}
+	tw_buf *b = NULL;
+	(void)tw_buf_alloc((size_t)len, &b);
+	return b;
+}
+
+static void deliver(struct dt *t, struct dsess *s, tw_buf *b, uint64_t len)
+{
+	t->st.frames_rx++;
+	t->st.bytes_rx += len;
+	s->rcv_msg++;
+	t->base.cbs.on_frame(t->base.cbs.ctx, &s->base, b, 0, (size_t)len);
+	tw_buf_release(b);
+}
+
+/* Put the in-order packet into its frame. Takes m. Returns false when the
+ * packet could not be taken (no memory): it stays unacknowledged and comes
+ * again. The session may be closed on return (protocol error, or by the
+ * layer above from on_frame). */
+static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
+		     const struct twp_hdr *h, const uint8_t *payload)
+{
+	if (h->frame_off == 0) {
+		tw_frame_hdr fh;
+		const char *why = NULL;
+		if (s->rx_active || h->msg != s->rcv_msg ||
+		    h->len < (h->frame_len < TW_FRAME_HDR_SIZE
+				      ? h->frame_len
+				      : TW_FRAME_HDR_SIZE) ||
+		    h->frame_len < TW_FRAME_HDR_SIZE ||
+		    tw_frame_hdr_decode(payload, &t->base.limits, &fh, &why) !=
+			    TW_OK ||
+		    fh.total_len != h->frame_len) {
+			rte_pktmbuf_free(m);
+			t->st.bad_frames++;
+			sess_fail(s, TW_EPROTO, true);
+			return true;
+		}
+		if (h->len == h->frame_len) {
+			/* The whole frame is in m. */
+			tw_buf *b = NULL;
+			/* In place, unless the layer above already holds
+			 * half the receive pool: then a copy, or it would
+			 * starve the queue of buffers for acks too. */
+			if (((uintptr_t)payload & (TW_FRAME_SEG_ALIGN - 1)) == 0 &&
+			    m->priv_size >= sizeof(void *) &&
+			    atomic_load_explicit(&t->dq->lent,
+						 memory_order_relaxed) <
+				    t->lend_max &&
+			    tw_buf_from_user((void *)(uintptr_t)payload, h->len,
+					     mbuf_release, m, &b) == TW_OK) {
+				*(struct tw_dpdk_queue **)rte_mbuf_to_priv(m) =
+					t->dq;
+				atomic_fetch_add_explicit(&t->dq->lent, 1,
+							  memory_order_relaxed);
+				t->st.rx_inplace++;
+			} else {
+				b = rx_alloc(t, h->len);
+				if (b == NULL) {
+					rte_pktmbuf_free(m);
+					return false;
+				}
+				memcpy(b->data, payload, h->len);
+				rte_pktmbuf_free(m);
+				t->st.rx_copied++;
+			}
+			deliver(t, s, b, h->len);
+			return true;
+		}
+		tw_buf *b = rx_alloc(t, h->frame_len);
+		if (b == NULL) {
+			rte_pktmbuf_free(m);
+			return false;
+		}
+		memcpy(b->data, payload, h->len);
+		rte_pktmbuf_free(m);
+		s->rx_buf = b;
+		s->rx_len = h->frame_len;
+		s->rx_have = h->len;
+		s->rx_active = true;
+		return true;
+	}
+	if (!s->rx_active || h->msg != s->rcv_msg || h->frame_off != s->rx_have ||
+	    h->frame_len != s->rx_len) {
+		rte_pktmbuf_free(m);
+		t->st.bad_frames++;
+		sess_fail(s, TW_EPROTO, true);
+		return true;
+	}
+	memcpy((uint8_t *)s->rx_buf->data + s->rx_have, payload, h->len);
+	rte_pktmbuf_free(m);
+	s->rx_have += h->len;
+	if (s->rx_have == s->rx_len) {
+		tw_buf *b = s->rx_buf;
+		s->rx_buf = NULL;
+		s->rx_active = false;
+		t->st.rx_copied++;
+		deliver(t, s, b, s->rx_len);
+	}
+	return true;
+}
+
+static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
+		    const struct twp_hdr *h, const uint8_t *payload)
+{
+	uint32_t seq = h->seq;
+	ctl_add(s);
+	if (seq_lt(seq, s->rcv_next)) {
+		t->st.dup_pkts++;
+		s->ack_due = true;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (seq != s->rcv_next) {
+		uint32_t d = seq - s->rcv_next;
+		if (d >= t->win) {
+			t->st.ooo_drops++;
+			rte_pktmbuf_free(m);
+		} else {
+			struct ooo_slot *sl = &s->ooo[seq % t->win];
+			if (sl->m != NULL && sl->h.seq == seq) {
+				t->st.dup_pkts++;
+				rte_pktmbuf_free(m);
+			} else {
+				if (sl->m != NULL) {
+					/* Cannot happen (slots are cleared as
+					 * rcv_next passes them); be sure. */
+					rte_pktmbuf_free(sl->m);
+					s->ooo_count--;
+				}
+				sl->m = m;
+				sl->h = *h;
+				sl->payload = payload;
+				s->ooo_count++;
+				t->st.ooo_pkts++;
+			}
+		}
+		if (!s->nak_sent || s->nak_for != s->rcv_next) {
+			s->nak_sent = true;
+			s->nak_for = s->rcv_next;
+			s->nak_due = true;
+		}
+		s->ack_due = true;
+		return;
+	}
+	s->ack_due = true;
+	if (s->ooo_count != 0) {
+		/* A copy of this packet may be held already. */
+		struct ooo_slot *sl = &s->ooo[seq % t->win];
+		if (sl->m != NULL && sl->h.seq == seq) {
+			rte_pktmbuf_free(sl->m);
+			sl->m = NULL;
+			s->ooo_count--;
+		}
+	}
+	if (!take_pkt(t, s, m, h, payload))
+		return;
+	s->rcv_next++;
+	while (s->state == S_OPEN && s->ooo_count != 0) {
+		struct ooo_slot *sl = &s->ooo[s->rcv_next % t->win];
+		if (sl->m == NULL || sl->h.seq != s->rcv_next)
+			break;
+		struct ooo_slot c = *sl;
+		sl->m = NULL;
+		s->ooo_count--;
+		if (!take_pkt(t, s, c.m, &c.h, c.payload))
+			break;
+		s->rcv_next++;
+	}
+}
+
+static struct dsess *sess_by_peer(struct dt *t, const struct twp_ep *ep,
+				  uint32_t peer_id)
+{
+	for (struct dsess *s = t->sessions; s != NULL; s = s->next)
+		if (s->peer_id == peer_id && s->peer.ip == ep->ip &&
+		    s->peer.port == ep->port && s->state != S_CLOSED)
+			return s;
+	return NULL;
+}
+
+static void on_connect(struct dt *t, const struct twp_pkt *pk)
+{
+	if (!t->listening || t->destroying) {
+		send_reset(t, &pk->src, pk->h.src_sess, 0);
+		return;
+	}
+	struct dsess *s = sess_by_peer(t, &pk->src, pk->h.src_sess);
+	if (s != NULL) {
+		/* Our ACCEPT was lost: say it again. */
+		s->accept_due = true;
+		ctl_add(s);
+		return;
+	}
+	s = sess_new(t);
+	if (s == NULL) {
+		send_reset(t, &pk->src, pk->h.src_sess, 0);
+		return;
+	}
+	s->peer = pk->src;
+	s->peer_id = pk->h.src_sess;
+	if (pk->h.frame_len < s->mss)
+		s->mss = (uint32_t)pk->h.frame_len;
+	s->state = S_OPEN;
+	s->accept_due = true;
+	ctl_add(s);
+	t->st.sessions_accepted++;
+	t->base.cbs.on_conn(t->base.cbs.ctx, &s->base, TW_OK);
+}
+
+/* A valid packet for this queue. Takes m. */
+static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
+{
+	const struct twp_hdr *h = &pk->h;
+	t->st.pkts_rx++;
+	if (h->type == TWP_CONNECT) {
+		on_connect(t, pk);
+		rte_pktmbuf_free(m);
+		return;
+	}
+	struct dsess *s = sess_lookup(t, h->dst_sess);
+	if (s == NULL || s->state == S_CLOSED || s->peer.ip != pk->src.ip ||
+	    s->peer.port != pk->src.port) {
+		t->st.foreign_pkts++;
+		/* A session we do not know: tell the sender, so that its
+		 * side ends now rather than at its dead timeout. */
+		if (s == NULL && h->type != TWP_RESET)
+			send_reset(t, &pk->src, h->src_sess, h->dst_sess);
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (h->type == TWP_RESET) {
+		if (s->state == S_CONNECTING || h->src_sess == s->peer_id) {
+			t->st.resets_rx++;
+			sess_fail(s, TW_EUNREACHABLE, false);
+		}
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (h->type == TWP_ACCEPT) {
+		if (s->state == S_CONNECTING) {
+			s->peer_id = h->src_sess;
+			if (h->frame_len < s->mss)
+				s->mss = (uint32_t)h->frame_len;
+			s->state = S_OPEN;
+			s->last_rx = now_ns(t);
+			s->rto_count = 0;
+			tw_timer_cancel(tw_loop_timers(t->base.loop), &s->rto);
+			t->base.cbs.on_conn(t->base.cbs.ctx, &s->base, TW_OK);
+			ready_add(s);
+		}
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (s->state != S_OPEN || h->src_sess != s->peer_id) {
+		t->st.foreign_pkts++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	s->last_rx = now_ns(t);
+	on_ack(t, s, h->ack, h->type == TWP_ACK && (h->flags & TWP_F_NAK));
+	if (h->type == TWP_ACK) {
+		if (h->flags & TWP_F_ACK_REQ) {
+			s->ack_due = true;
+			ctl_add(s);
+		}
+		rte_pktmbuf_free(m);
+		return;
+	}
+	on_data(t, s, m, h, pk->payload);
+}
+
+static bool parse_mbuf(struct dt *t, struct rte_mbuf *m, struct twp_pkt *pk)
+{
+	enum twp_err e;
+	uint64_t ipf = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+	uint64_t l4f = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+	if (m->nb_segs != 1 || m->pkt_len != m->data_len)
+		e = TWP_E_LEN; /* we never send what needs scatter */
+	else if (ipf == RTE_MBUF_F_RX_IP_CKSUM_BAD)
+		e = TWP_E_IP_CSUM;
+	else if (l4f == RTE_MBUF_F_RX_L4_CKSUM_BAD)
+		e = TWP_E_UDP_CSUM;
+	else
+		e = twp_parse(rte_pktmbuf_mtod(m, const uint8_t *), m->data_len,
+			      &t->local, ipf == RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+			      l4f == RTE_MBUF_F_RX_L4_CKSUM_GOOD, pk);
+	if (e == TWP_OK)
+		return true;
+	t->st.bad_pkts++;
+	t->st.bad_by_reason[e < TW_DPDK_BAD_REASONS ? e : 0]++;
+	return false;
+}
+
+/* Test-only faults, after validation: drop, duplicate, hold back. */
+static void rx_faults(struct dt *t, struct rte_mbuf *m, struct twp_pkt *pk)
+{
+	if (chance(t, t->o.fault_drop_ppm)) {
+		t->st.fault_drops++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (chance(t, t->o.fault_dup_ppm)) {
+		struct rte_mbuf *c = rte_pktmbuf_copy(m, t->dq->mp, 0, UINT32_MAX);
+		struct twp_pkt pc;
+		if (c != NULL) {
+			t->st.fault_dups++;
+			if (parse_mbuf(t, c, &pc))
+				rx_pkt(t, c, &pc);
+			else
+				rte_pktmbuf_free(c);
+		}
+	}
+	if (t->fault_held == NULL && chance(t, t->o.fault_reorder_ppm)) {
+		t->st.fault_reorders++;
+		t->fault_held = m;
+		t->fault_held_at = now_ns(t);
+		return;
+	}
+	rx_pkt(t, m, pk);
+	if (t->fault_held != NULL && t->fault_held != m) {
+		struct rte_mbuf *hm = t->fault_held;
+		t->fault_held = NULL;
+		struct twp_pkt ph;
+		if (parse_mbuf(t, hm, &ph))
+			rx_pkt(t, hm, &ph);
+		else
+			rte_pktmbuf_free(hm);
+	}
+}
+
+static bool faults_on(const struct dt *t)
+{
+	return t->o.fault_drop_ppm | t->o.fault_dup_ppm |
+	       t->o.fault_reorder_ppm;
+}
+
+static void rx_one(struct dt *t, struct rte_mbuf *m)
+{
+	struct twp_pkt pk;
+	if (!parse_mbuf(t, m, &pk)) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (pk.queue != t->q) {
+		/* Software steering: the destination port names the loop. */
+		if (rte_ring_mp_enqueue(t->env->q[pk.queue].steer, m) != 0) {
+			t->st.steer_drops++;
+			rte_pktmbuf_free(m);
+		} else {
+			t->st.steered_out++;
+		}
+		return;
+	}
+	if (__builtin_expect(faults_on(t), 0)) {
+		rx_faults(t, m, &pk);
+		return;
+	}
+	rx_pkt(t, m, &pk);
+}
+
+/* ------------------------------------------------------------------ */
+/* The poller                                                          */
+
+static int d_poll(void *arg)
+{
+	struct dt *t = arg;
+	int work = 0;
+	uint16_t n = rte_eth_rx_burst(t->port_id, t->q, t->rxb,
+				      (uint16_t)t->burst);
+	for (uint16_t i = 0; i < n; i++)
+		rx_one(t, t->rxb[i]);
+	work += n;
+	unsigned ns = rte_ring_sc_dequeue_burst(t->dq->steer, (void **)t->rxb,
+						t->burst, NULL);
+	t->st.steered_in += ns;
+	for (unsigned i = 0; i < ns; i++)
+		rx_one(t, t->rxb[i]);
+	work += (int)ns;
+	if (t->fault_held != NULL &&
+	    now_ns(t) - t->fault_held_at > FAULT_HOLD_NS) {
+		struct rte_mbuf *hm = t->fault_held;
+		t->fault_held = NULL;
+		struct twp_pkt ph;
+		if (parse_mbuf(t, hm, &ph))
+			rx_pkt(t, hm, &ph);
+		else
+			rte_pktmbuf_free(hm);
+	}
+
+	work += run_done(t);
+	work += tx_sessions(t);
+	tx_ctl(t);
+	work += tx_flush(t);
+	/* The PMD may have freed external buffers inside tx_burst; a real
+	 * NIC frees them lazily, so ask when frames wait on it. */
+	if (t->ext_waiting != 0 && t->txn == 0)
+		(void)rte_eth_tx_done_cleanup(t->port_id, t->q, 0);
+	work += run_done(t);
+	work += reap(t);
+	return work;
+}
+
+static void idle_fire(struct tw_timer *tm, void *arg)
+{
+	struct dt *t = arg;
+	/* Nothing to do: being due is what wakes a sleeping loop. */
+	tw_loop_timer_after(t->base.loop, tm, t->o.idle_wake_ns);
+}
+
+/* ------------------------------------------------------------------ */
+/* The vtable                                                          */
+
+static tw_status d_listen(tw_transport *tt, const char *addr, char *bound,
+			  size_t bound_len)
+{
+	struct dt *t = DT(tt);
+	if (t->destroying)
+		return TW_ESHUTDOWN;
+	struct twp_ep ep;
+	bool has_mac = false;
+	if (twp_addr_parse(addr, &ep, false, &has_mac) != 0)
+		return TW_EINVAL;
+	if ((ep.ip != 0 && ep.ip != t->self.ip) ||
+	    (ep.port != 0 && ep.port != t->self.port) ||
+	    (has_mac && memcmp(ep.mac, t->self.mac, 6) != 0))
+		return TW_EINVAL;
+	t->listening = true;
+	if (bound != NULL && bound_len > 0) {
+		int n = twp_addr_format(bound, bound_len, &t->self);
+		if (n < 0 || (size_t)n >= bound_len)
+			return TW_EOVERFLOW; /* listening all the same */
+	}
+	return TW_OK;
+}
+
+static tw_status d_connect(tw_transport *tt, const char *addr, tw_conn **out)
+{
+	struct dt *t = DT(tt);
+	if (out == NULL)
+		return TW_EINVAL;
+	*out = NULL;
+	if (t->destroying)
+		return TW_ESHUTDOWN;
+	struct twp_ep ep;
+	if (twp_addr_parse(addr, &ep, true, NULL) != 0 || ep.ip == 0 ||
+	    ep.port == 0 || (ep.mac[0] & 1))
+		return TW_EINVAL;
+	struct dsess *s = sess_new(t);
+	if (s == NULL)
+		return t->nsess >= t->o.max_sessions ? TW_ENOSPC : TW_ENOMEM;
+	s->peer = ep;
+	s->state = S_CONNECTING;
+	s->connect_due = true;
+	ctl_add(s);
+	tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns);
+	t->st.sessions_opened++;
+	*out = &s->base;
+	return TW_OK;
+}
+
+static tw_status d_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
+{
+	struct dt *t = DT(tt);
+	struct dsess *s = (struct dsess *)(void *)cc;
+	if (s == NULL || r == NULL || r->done == NULL ||
+	    (r->niov != 0 && r->iov == NULL))
+		return TW_EINVAL;
+	if (s->state == S_CLOSED)
+		return TW_EUNREACHABLE;
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < r->niov; i++)
+		sum += r->iov[i].iov_len;
+	if (sum != r->len || r->len < TW_FRAME_HDR_SIZE ||
+	    r->len > TW_FRAME_MAX_TOTAL)
+		return TW_EINVAL;
+	if (s->held >= t->o.max_queued)
+		return TW_ENOSPC;
+	struct txm *x = t->txm_free;
+	if (x != NULL) {
+		t->txm_free = x->next;
+	} else {
+		x = malloc(sizeof(*x));
+		if (x == NULL)
+			return TW_ENOMEM;
+	}
+	memset(x, 0, offsetof(struct txm, shinfo));
+	x->r = r;
+	x->s = s;
+	x->t = t;
+	x->len = r->len;
+	r->next_ = NULL;
+	r->sent_ = 0;
+	r->iov_idx_ = 0;
+	r->flags_ = 0;
+	if (s->txq_tail)
+		s->txq_tail->next = x;
+	else
+		s->txq_head = x;
+	s->txq_tail = x;
+	if (s->snd_cur == NULL)
+		s->snd_cur = x;
+	s->held++;
+	ready_add(s);
+	return TW_OK;
+}
+
+static void d_close(tw_transport *tt, tw_conn *cc)
+{
+	(void)tt;
+	if (cc == NULL)
+		return;
+	sess_fail((struct dsess *)(void *)cc, TW_ESHUTDOWN, true);
+}
+
+static void free_all(struct dt *t)
+{
+	while (t->txm_free) {
+		struct txm *x = t->txm_free;
+		t->txm_free = x->next;
+		free(x);
+	}
+	free(t->slots);
+	free(t->gen);
+	free(t->txb);
+	free(t->rxb);
+	free(t);
+}
+
+static void d_destroy(tw_transport *tt)
+{
+	struct dt *t = DT(tt);
+	if (t == NULL)
+		return;
+	t->destroying = true;
+	if (t->fault_held) {
+		rte_pktmbuf_free(t->fault_held);
+		t->fault_held = NULL;
+	}
+	for (struct dsess *s = t->sessions; s != NULL; s = s->next)
+		sess_fail(s, TW_ESHUTDOWN, true);
+	/* Let the RESETs out and the NIC give back what it reads. */
+	uint64_t deadline = mono_ns() + DESTROY_NS;
+	uint32_t stalls = 0;
+	for (;;) {
+		if (tx_flush(t) == 0 && t->txn != 0 && ++stalls > 100) {
+			/* The link takes nothing (peer gone): what is
+			 * left would only wait for the deadline. */
+			for (uint32_t i = 0; i < t->txn; i++)
+				rte_pktmbuf_free(t->txb[i]);
+			t->txn = 0;
+		}
+		if (t->ext_waiting != 0)
+			(void)rte_eth_tx_done_cleanup(t->port_id, t->q, 0);
+		(void)run_done(t);
+		(void)reap(t);
+		if ((t->sessions == NULL && t->txn == 0) || mono_ns() > deadline)
+			break;
+		if (t->sessions == NULL)
+			break; /* only packets the link will not take */
+		usleep(100);
+	}
+	/* Packets the PMD never took: freeing them releases their frames. */
+	for (uint32_t i = 0; i < t->txn; i++)
+		rte_pktmbuf_free(t->txb[i]);
+	t->txn = 0;
+	(void)run_done(t);
+	(void)reap(t);
+	if (t->poller_on)
+		tw_loop_remove_poller(t->base.loop, &t->poller);
+	tw_timer_cancel(tw_loop_timers(t->base.loop), &t->idle);
+	void *m;
+	while (rte_ring_dequeue(t->dq->steer, &m) == 0)
+		rte_pktmbuf_free(m);
+	atomic_store(&t->dq->owner, NULL);
+	if (t->sessions != NULL) {
+		/* The NIC still holds external buffers of some frame: their
+		 * sessions (and done calls) stay, leaked, rather than free
+		 * what it may still read. */
+		fprintf(stderr, "tensorwire: dpdk transport destroyed while "
+				"the NIC holds frames; leaking them\n");
+		return;
+	}
+	if (tw_buf_pool_destroy(t->pool) != TW_OK)
+		fprintf(stderr, "tensorwire: dpdk transport destroyed while "
+				"receive buffers are still held; leaking the "
+				"pool\n");
+	free_all(t);
+}
+
+tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,
+				   uint16_t queue,
+				   const struct tw_dpdk_opts *in,
+				   const struct tw_transport_cbs *cbs,
+				   tw_transport **out)
+{
+	if (out == NULL)
+		return TW_EINVAL;
+	*out = NULL;
+	if (l == NULL || env == NULL || queue >= env->nq || cbs == NULL ||
+	    cbs->on_frame == NULL || cbs->on_conn == NULL)
+		return TW_EINVAL;
+	if (in != NULL && in->opts_size < sizeof(in->opts_size))
+		return TW_EINVAL;
+	struct tw_dpdk_opts o;
+	tw_dpdk_opts_get(in, &o);
+	if (o.rx_window == 0)
+		o.rx_window = o.credits;
+	if (o.credits == 0 || o.credits > (1u << 20) ||
+	    o.rx_window > MAX_RX_WINDOW || o.rto_ns == 0 ||
+	    o.dead_ns < 4 * o.rto_ns || o.max_sessions == 0 ||
+	    o.max_sessions > 65535 || o.max_queued == 0 ||
+	    o.rx_pool_buf_size < TW_FRAME_HDR_SIZE || o.rx_pool_count == 0 ||
+	    o.burst == 0 || o.burst > MAX_BURST)
+		return TW_EINVAL;
+
+	void *expect = NULL;
+	if (!atomic_compare_exchange_strong(&env->q[queue].owner, &expect,
+					    (void *)1))
+		return TW_EBUSY;
+
+	struct dt *t = calloc(1, sizeof(*t));
+	tw_status st = TW_ENOMEM;
+	if (t == NULL)
+		goto fail;
+	t->base.ops = &dpdk_ops;
+	t->base.loop = l;
+	t->base.cbs = *cbs;
+	t->o = o;
+	t->env = env;
+	t->dq = &env->q[queue];
+	t->q = queue;
+	t->port_id = env->port_id;
+	t->burst = o.burst;
+	t->win = o.rx_window;
+	t->lend_max = (int64_t)(env->o.mbufs / 2);
+	t->ka_ns = o.dead_ns / 4;
+	t->self = env->ep;
+	t->self.port = htons((uint16_t)(env->base_port + queue));
+	memcpy(t->local.mac, env->ep.mac, 6);
+	t->local.ip = env->ep.ip;
+	t->local.base_port = env->base_port;
+	t->local.nports = env->nq;
+	t->local.mss = env->mss;
+	t->zc = env->multi_seg && env->iova_va && o.zc_threshold != UINT64_MAX;
+	t->sw_udp_csum = !o.sw_udp_csum_off;
+	t->rng = mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t;
+	if (t->rng == 0)
+		t->rng = 1;
+	t->slots = calloc(o.max_sessions, sizeof(*t->slots));
+	t->gen = calloc(o.max_sessions, sizeof(*t->gen));
+	t->txb = calloc(TXB_CAP, sizeof(*t->txb));
+	t->rxb = calloc(MAX_BURST, sizeof(*t->rxb));
+	if (t->slots == NULL || t->gen == NULL || t->txb == NULL ||
+	    t->rxb == NULL)
+		goto fail;
+	/* Random generations: a restarted process does not reuse the
+	 * session numbers its previous life handed out. */
+	for (uint32_t i = 0; i < o.max_sessions; i++)
+		t->gen[i] = (uint16_t)rnd(t);
+
+	struct tw_buf_pool_opts po;
+	tw_buf_pool_opts_init(&po, sizeof(po));
+	po.buf_size = o.rx_pool_buf_size;
+	po.count = o.rx_pool_count;
+	po.prefault = 1;
+	po.name = "dpdk-rx";
+	st = tw_buf_pool_create(&po, &t->pool);
+	if (st != TW_OK)
+		goto fail;
+
+	t->poller.fn = d_poll;
+	t->poller.arg = t;
+	tw_loop_add_poller(l, &t->poller);
+	t->poller_on = true;
+	tw_timer_init(&t->idle, idle_fire, t);
+	if (o.idle_wake_ns != 0)
+		tw_loop_timer_after(l, &t->idle, o.idle_wake_ns);
+	atomic_store(&env->q[queue].owner, t);
+	*out = &t->base;
+	return TW_OK;
+fail:
+	if (t != NULL) {
+		free(t->slots);
+		free(t->gen);
+		free(t->txb);
+		free(t->rxb);
+		free(t);
+	}
+	atomic_store(&env->q[queue].owner, NULL);
+	return st;
+}
+
+void tw_dpdk_get_stats(const tw_transport *tt, struct tw_dpdk_stats *s)
+{
+	if (s == NULL)
+		return;
+	if (tt == NULL) {
+		memset(s, 0, sizeof(*s));
+		return;
+	}
+	*s = ((const struct dt *)(const void *)tt)->st;
+}
+
+static const struct tw_transport_ops dpdk_ops = {
+	.name = "dpdk",
+	.listen = d_listen,
+	.connect = d_connect,
+	.send = d_send,
+	.close = d_close,
+	.destroy = d_destroy,
+};

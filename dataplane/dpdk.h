@@ -1,0 +1,262 @@
+/* DPDK ethdev transport: frames over Ethernet/IPv4/UDP with eRPC-style
+ * reliability (sessions, credits, go-back-N retransmission). */
+#ifndef TW_DATAPLANE_DPDK_H
+#define TW_DATAPLANE_DPDK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataplane/transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Layout. One tw_dpdk_env per process and port: it initialises the EAL
+ * (once per process), configures the port with one RX/TX queue pair per
+ * run loop, creates the mempools and starts the port. Each run loop then
+ * creates one transport on its own queue pair. A transport is used only on
+ * its loop's thread; its poller calls rte_eth_rx_burst / rte_eth_tx_burst
+ * and never blocks.
+ *
+ * Addresses are "udp://IP:PORT/MAC" (MAC as aa:bb:cc:dd:ee:ff). Queue q
+ * of a port owns UDP port udp_base_port + q, so the port number of a
+ * destination selects the run loop that serves it. Peers learn each
+ * other's MAC, IP and port from the rendezvous: there is no ARP. listen()
+ * takes "udp://IP:PORT" with IP the port's local_ip (or 0.0.0.0) and PORT
+ * this queue's port (or 0); bound gets the full address, MAC included.
+ * connect() needs the MAC.
+ *
+ * Steering. A packet that lands on the wrong queue (RSS spreads flows by
+ * hash; memif delivers on the queue index the sender used; af_packet
+ * fans out by hash) is handed to the owning queue through a per-queue
+ * multi-producer ring (software steering). Ports that accept rte_flow
+ * rules "UDP dst port = base + q -> queue q" get them at env init, and
+ * then steering is done by the NIC.
+ *
+ * Packets (dataplane/dpdk_pkt.h has the byte layout): Ethernet, IPv4
+ * (IHL 5, DF, never fragmented), UDP, then a 46-byte tensorwire packet
+ * header and up to mss bytes of one frame. mss = mtu - 20 - 8 - 46 (1426
+ * for the default 1500). IPv4 and UDP checksums are offloaded when the
+ * port offers it and computed in software otherwise; on receive, every
+ * field is checked (dpdk_pkt.c) and a bad packet is dropped and counted.
+ *
+ * Reliability, after eRPC, at the frame level (this layer knows no RPC
+ * meaning):
+ * - A session is set up by a CONNECT / ACCEPT exchange that carries both
+ *   session numbers and each side's mss (the smaller one is used).
+ * - Each direction of a session numbers its packets (u32, serial
+ *   arithmetic) and its frames. A frame larger than mss is split into
+ *   ceil(len / mss) packets, each carrying its frame number, offset and
+ *   the frame's total length.
+ * - credits bounds the packets in flight (sent, not acked) per session.
+ * - Every packet carries a cumulative ack (the next packet number the
+ *   sender of the ack expects): data going the other way acknowledges
+ *   for free; otherwise one ACK packet per session per loop iteration in
+ *   which data arrived.
+ * - The receiver accepts packets strictly in order; a packet up to the
+ *   receive window ahead is held (no copy) until the gap fills, and the
+ *   first one past a gap makes it send a NAK (an ACK with the NAK flag)
+ *   once per gap. Anything older than the next expected packet is a
+ *   duplicate or stale and is dropped (then acked again).
+ * - On a NAK the sender resends the first missing packet only (fast
+ *   retransmit, once per hole): the receiver holds what followed it and
+ *   acknowledges past all of it when the hole fills. When the session's
+ *   retransmission timer (rto_ns, on the loop's timer wheel; doubling up
+ *   to 8x while nothing progresses) fires, it goes back to the oldest
+ *   unacked packet and sends everything again from there (go-back-N, as
+ *   eRPC). Packets are rebuilt from the frame's iovecs: nothing is copied
+ *   to be kept for retransmission.
+ * - A frame is delivered exactly once and in order; the send request's
+ *   done runs only when every packet of the frame has been acked (and
+ *   every external buffer the NIC held has been released, below).
+ * - An idle session sends a keepalive (an ACK asking for an ACK) every
+ *   dead_ns / 4; a session that has heard nothing valid from its peer for
+ *   dead_ns is declared dead: pending sends get done(TW_EUNREACHABLE), then
+ *   on_conn(c, TW_EUNREACHABLE). A RESET from the peer (sent on close, on
+ *   a protocol error, or in answer to a packet for a session it does not
+ *   know: a restarted peer) ends the session the same way.
+ *
+ * How this maps to eRPC's request/response scheme: eRPC keeps a response in
+ * its session slot until the client's next request on that slot
+ * acknowledges it, and a retransmitted request carrying an already-seen
+ * request number gets the stored response instead of a second execution.
+ * Here the same guarantee comes one layer down: a CALL frame is delivered
+ * to the RPC layer at most once whatever the retransmissions (duplicates
+ * are dropped by packet number), the RET frame travels back as an
+ * ordinary frame that the callee's transport keeps (the bytes, via the
+ * send request the RPC layer does not complete) and retransmits until the
+ * caller acknowledges it, and only then does done free it. The response's
+ * packets piggyback the acknowledgement of the request. Request ids stay
+ * the RPC layer's business (matching responses, timeouts); a dead session
+ * fails every call pending on it with TW_EUNREACHABLE.
+ *
+ * Zero copy. Sending: an iovec segment of zc_threshold bytes or more is
+ * attached to mbufs as an external buffer (rte_pktmbuf_attach_extbuf)
+ * instead of being copied; each frame has one rte_mbuf_ext_shared_info
+ * whose refcount holds one reference for the transport plus one per mbuf
+ * the PMD has not freed yet, and done runs only when the frame is acked
+ * and that count has dropped to zero. Needs a port that takes multi-segment
+ * packets and the EAL in IOVA-as-VA mode (or memory the NIC can read:
+ * tw_dpdk_mem_register); otherwise segments are copied. Do not use memif's
+ * zero-copy=yes mode with it: memif zero-copy reads only its own regions.
+ * Receiving: a frame that fits in one packet is handed up in place (its
+ * tw_buf wraps the mbuf, which goes back to the pool when the last
+ * reference is released, from any thread), unless the layer above already
+ * holds half of the queue's receive mbufs: then it is copied, so that a
+ * consumer that keeps frames cannot starve the queue (and with it the
+ * acks that would let its own sends complete). A multi-packet frame is
+ * copied once, packet by packet, into its final 64-byte aligned buffer
+ * (pooled up to rx_pool_buf_size, else its own mapping, 2 MiB aligned
+ * with THP advice from 2 MiB on). Packets we build come from a separate
+ * transmit pool for the same reason.
+ *
+ * Idle loops. DPDK gives no wakeup: a loop that sleeps when idle would not
+ * see packets until its next timer. The transport keeps a timer armed
+ * every idle_wake_ns (default 1 ms) so that such a loop polls the port at
+ * least that often; loops on dedicated cores should spin
+ * (spin_ns = UINT64_MAX).
+ *
+ * Not done (yet): IPv6, VLANs, jumbo frames spanning mbufs on receive,
+ * congestion control (eRPC's Timely), NIC timestamps, rx interrupts.
+ */
+
+typedef struct tw_dpdk_env tw_dpdk_env;
+
+struct tw_dpdk_opts {
+	size_t opts_size;          /* sizeof(struct tw_dpdk_opts) */
+
+	/* Environment (tw_dpdk_env_init). */
+	const char *eal_args;      /* EAL arguments, split at white space
+				    * (e.g. "-l 0 --no-huge -m 256 --no-pci
+				    * --file-prefix=x --vdev=net_memif0,...");
+				    * NULL: the application initialised the
+				    * EAL itself. Used by the first env of a
+				    * process only. */
+	const char *port;          /* PCI address or vdev name ("net_memif0",
+				    * "0000:03:00.0"); a vdev name with
+				    * arguments ("net_memif1,role=client,...")
+				    * is probed when no such port exists;
+				    * NULL = the first port */
+	const char *local_ip;      /* our IPv4 address (default 10.0.0.1) */
+	uint16_t udp_base_port;    /* queue q serves base + q (default 31850) */
+	uint16_t mtu;              /* IP MTU (default 1500, 576 .. 9000) */
+	uint16_t rx_desc, tx_desc; /* descriptors per queue (default 1024) */
+	uint32_t mbufs;            /* mbufs per queue pool (default 8191) */
+	uint32_t mbuf_cache;       /* mempool cache (default 256) */
+	uint32_t ext_mbufs;        /* data-less mbufs per queue for external
+				    * buffers (default 4095) */
+	uint32_t steer_ring;       /* software steering ring per queue
+				    * (default 4096, power of 2) */
+	bool no_offload;           /* ignore the port's checksum offloads
+				    * (tests) */
+	bool no_flow;              /* do not try rte_flow steering */
+
+	/* Transport (tw_dpdk_transport_create). */
+	uint32_t credits;          /* packets in flight per session (32) */
+	uint32_t rx_window;        /* out-of-order packets held per session
+				    * (default = credits, at most 1024) */
+	uint64_t rto_ns;           /* retransmission timeout (default 5 ms) */
+	uint64_t dead_ns;          /* peer silent this long is dead (1 s) */
+	uint64_t idle_wake_ns;     /* see "Idle loops" (default 1 ms; 0 =
+				    * none) */
+	uint32_t max_sessions;     /* per transport (default 1024, < 65536) */
+	uint32_t max_queued;       /* sends held per session before
+				    * TW_ENOSPC (default 4096) */
+	uint64_t zc_threshold;     /* attach segments of this many bytes or
+				    * more as external buffers (default 16
+				    * KiB); UINT64_MAX disables */
+	uint32_t rx_pool_buf_size; /* reassembly pool buffers (64 KiB) */
+	uint32_t rx_pool_count;    /* (default 64) */
+	uint32_t burst;            /* packets per rx/tx burst (default 32) */
+	bool sw_udp_csum_off;      /* send UDP checksum 0 when not offloaded
+				    * (saves a pass over the data; the
+				    * receiver still checks nonzero ones) */
+	/* Receive-side fault injection for tests: drop / duplicate / hold
+	 * back (reorder) this many packets per million, after validation. */
+	uint32_t fault_drop_ppm, fault_dup_ppm, fault_reorder_ppm;
+};
+
+void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size);
+
+/* Initialise the EAL (first call in the process) and the port, with
+ * nqueues queue pairs (one per run loop), and start it. TW_ENOTSUP when
+ * the EAL or the port cannot be brought up (no port, too few queues);
+ * *why (optional) then says what failed. */
+tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *o, uint16_t nqueues,
+			   tw_dpdk_env **out, const char **why);
+
+/* Stop and close the port, free its pools. Every transport must be
+ * destroyed and every received buffer released first (TW_EBUSY
+ * otherwise, and nothing is freed). */
+tw_status tw_dpdk_env_destroy(tw_dpdk_env *env);
+
+/* rte_eal_cleanup, at process end, after every env is gone. The EAL cannot
+ * be initialised again in this process. */
+void tw_dpdk_eal_fini(void);
+
+/* The port's address and facts, for rendezvous and tests. */
+struct tw_dpdk_port_info {
+	uint16_t port_id, nqueues;
+	uint8_t mac[6];
+	char driver[32];
+	bool tx_ip_csum, tx_udp_csum, rx_ip_csum, rx_udp_csum;
+	bool multi_seg;            /* chains on transmit: zero-copy possible */
+	bool iova_va;
+	bool flow_steering;        /* rte_flow rules installed */
+	uint16_t mss;              /* frame bytes per packet */
+};
+void tw_dpdk_env_info(const tw_dpdk_env *env, struct tw_dpdk_port_info *i);
+
+/* Make [base, base + len) readable by the NIC (rte_extmem_register and a
+ * DMA map on the port's device), for zero-copy from that memory on real
+ * NICs in IOVA-as-PA setups. Optional with vdevs. */
+tw_status tw_dpdk_mem_register(tw_dpdk_env *env, void *base, size_t len);
+
+/* A transport on queue pair `queue` of env (TW_EBUSY if it has one), run
+ * by loop l: create, use and destroy it on l's thread only. destroy fails
+ * every session (TW_ESHUTDOWN), flushes and waits (up to 2 s) for the NIC
+ * to release external buffers, so call it between iterations, as
+ * uring's. */
+tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,
+				   uint16_t queue,
+				   const struct tw_dpdk_opts *o,
+				   const struct tw_transport_cbs *cbs,
+				   tw_transport **out);
+
+/* Bad-packet reasons (dpdk_pkt.h's twp_err), counted separately. */
+#define TW_DPDK_BAD_REASONS 32
+
+struct tw_dpdk_stats {
+	uint64_t frames_tx, frames_rx, bytes_tx, bytes_rx;
+	uint64_t pkts_tx, pkts_rx;     /* every packet of ours */
+	uint64_t data_pkts_tx;         /* data packets, retransmits included */
+	uint64_t retransmits;          /* data packets sent again */
+	uint64_t rto_fires, fast_rexmits, naks_tx;
+	uint64_t acks_tx, pings_tx, resets_tx, resets_rx;
+	uint64_t dup_pkts;             /* data older than expected: dropped */
+	uint64_t ooo_pkts;             /* ahead of expected: held */
+	uint64_t ooo_drops;            /* ahead beyond the window: dropped */
+	uint64_t bad_pkts;             /* failed validation */
+	uint64_t bad_frames;           /* frame header or packet sequence
+					* wrong: session ended (TW_EPROTO) */
+	uint64_t bad_by_reason[TW_DPDK_BAD_REASONS];
+	uint64_t foreign_pkts;         /* valid, not for a session of ours */
+	uint64_t steered_out, steered_in, steer_drops;
+	uint64_t tx_full;              /* tx_burst took less than offered */
+	uint64_t tx_nombuf;            /* no mbuf to build a packet */
+	uint64_t zc_segs, zc_bytes;    /* external buffers attached */
+	uint64_t copied_bytes;         /* frame bytes copied into mbufs */
+	uint64_t rx_inplace;           /* frames handed up in their mbuf */
+	uint64_t rx_copied;            /* frames reassembled by copy */
+	uint64_t sessions_opened, sessions_accepted, sessions_dead;
+	uint64_t sessions_closed;
+	uint64_t fault_drops, fault_dups, fault_reorders;
+};
+void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

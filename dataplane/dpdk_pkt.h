@@ -1,0 +1,183 @@
+/* Packets of the DPDK transport: Ethernet/IPv4/UDP headers and the
+ * tensorwire packet header, built and checked on plain bytes (no EAL). */
+#ifndef TW_DATAPLANE_DPDK_PKT_H
+#define TW_DATAPLANE_DPDK_PKT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * On the wire (network order for L2-L4, little-endian for ours):
+ *
+ *   0  Ethernet: dst MAC, src MAC, type 0x0800                  14 bytes
+ *  14  IPv4: version 4, IHL 5, TOS 0, total length, id 0, DF set,
+ *      fragment offset 0, TTL 64, protocol 17, header checksum,
+ *      src, dst                                                 20 bytes
+ *  34  UDP: src port, dst port, length, checksum (0 = none)      8 bytes
+ *  42  tensorwire packet header                                 46 bytes
+ *       0 u16 magic 0x5754 ("TW")   2 u8 version 1   3 u8 type
+ *       4 u8 flags                  5 u8 reserved 0
+ *       6 u32 dst_sess    receiver's session number (0 in CONNECT)
+ *      10 u32 src_sess    sender's session number (0 in a RESET that
+ *                         answers a packet for an unknown session)
+ *      14 u32 seq         DATA: packet number in this direction
+ *      18 u32 ack         next packet number the sender expects
+ *      22 u32 msg         DATA: frame number in this direction
+ *      26 u32 len         frame bytes that follow
+ *      30 u64 frame_off   DATA: where they go in the frame
+ *      38 u64 frame_len   DATA: the frame's length; CONNECT/ACCEPT: the
+ *                         sender's mss (largest len it accepts)
+ *  88  len bytes of the frame
+ *
+ * The 40-byte mbuf private area makes the frame bytes 64-byte aligned in
+ * a received mbuf: struct rte_mbuf (128) + private area (40) + headroom
+ * (128) + headers (88) = 384 bytes from the 64-byte aligned mbuf, so a
+ * frame that fits in one packet goes up without a copy.
+ */
+#define TWP_ETH_LEN 14u
+#define TWP_IP_LEN 20u
+#define TWP_UDP_LEN 8u
+#define TWP_L2L4_LEN 42u
+#define TWP_HDR_LEN 46u
+#define TWP_HEADERS (TWP_L2L4_LEN + TWP_HDR_LEN) /* 88 */
+#define TWP_OVERHEAD_L3 (TWP_IP_LEN + TWP_UDP_LEN + TWP_HDR_LEN) /* 74 */
+#define TWP_MAGIC 0x5754u
+#define TWP_VERSION 1u
+#define TWP_MIN_MSS 64u
+#define TWP_MAX_MSS 65535u
+
+enum twp_type {
+	TWP_DATA = 1,
+	TWP_ACK = 2,     /* flags: ACK_REQ (keepalive), NAK (gap seen) */
+	TWP_CONNECT = 3,
+	TWP_ACCEPT = 4,
+	TWP_RESET = 5,
+};
+
+#define TWP_F_ACK_REQ 0x01u
+#define TWP_F_NAK 0x02u
+
+struct twp_hdr {
+	uint8_t type, flags;
+	uint32_t dst_sess, src_sess;
+	uint32_t seq, ack, msg, len;
+	uint64_t frame_off, frame_len;
+};
+
+/* One end of a flow: MAC, IPv4 and UDP port in network byte order. */
+struct twp_ep {
+	uint8_t mac[6];
+	uint32_t ip;    /* network order */
+	uint16_t port;  /* network order */
+};
+
+/* Why a packet was refused. Values index tw_dpdk_stats.bad_by_reason. */
+enum twp_err {
+	TWP_OK = 0,
+	TWP_E_SHORT,        /* shorter than the headers */
+	TWP_E_ETH_DST,      /* not our MAC */
+	TWP_E_ETH_TYPE,     /* not IPv4 (VLAN tags included) */
+	TWP_E_IP_VERSION,
+	TWP_E_IP_IHL,       /* options (IHL != 5) */
+	TWP_E_IP_LEN,       /* total length vs the frame */
+	TWP_E_IP_FRAG,      /* MF set or fragment offset != 0 */
+	TWP_E_IP_PROTO,     /* not UDP */
+	TWP_E_IP_TTL,
+	TWP_E_IP_CSUM,
+	TWP_E_IP_DST,       /* not our address */
+	TWP_E_IP_SRC,       /* multicast, broadcast, zero */
+	TWP_E_UDP_LEN,
+	TWP_E_UDP_CSUM,
+	TWP_E_UDP_PORT,     /* not one of our queues' ports */
+	TWP_E_MAGIC,
+	TWP_E_VERSION,
+	TWP_E_TYPE,
+	TWP_E_FLAGS,
+	TWP_E_RESERVED,
+	TWP_E_LEN,          /* len vs UDP length, or over mss */
+	TWP_E_FIELDS,       /* a field the type must leave zero is not */
+	TWP_E_FRAME,        /* frame_off + len > frame_len, ... */
+	TWP_E_ETH_SRC,      /* multicast source MAC */
+	TWP_ERR_COUNT_
+};
+
+/* Name of a twp_err, for logs and test messages. */
+const char *twp_err_name(enum twp_err e);
+
+/* The receiver's view of itself. */
+struct twp_local {
+	uint8_t mac[6];
+	uint32_t ip;          /* network order */
+	uint16_t base_port;   /* host order */
+	uint16_t nports;      /* ports base .. base + nports - 1 are ours */
+	uint32_t mss;         /* largest len accepted */
+};
+
+/* What a valid packet said. payload points into the packet. */
+struct twp_pkt {
+	struct twp_ep src;
+	uint16_t dst_port;    /* host order */
+	uint16_t queue;       /* dst_port - base_port */
+	struct twp_hdr h;
+	const uint8_t *payload;
+};
+
+/*
+ * Check every field of the len bytes at p against local: Ethernet (our
+ * MAC, IPv4 type, unicast source), IPv4 (version, IHL 5, total length
+ * within the frame (Ethernet padding may follow), no fragments, UDP, TTL,
+ * our address, a sane source, header checksum unless ip_csum_ok), UDP
+ * (length, one of our ports, checksum unless l4_csum_ok or 0), and the
+ * tensorwire header (magic, version, type, flags, reserved, per-type
+ * fields, len == UDP payload - header, len <= mss, frame bounds).
+ */
+enum twp_err twp_parse(const uint8_t *p, size_t len,
+		       const struct twp_local *local, bool ip_csum_ok,
+		       bool l4_csum_ok, struct twp_pkt *out);
+
+/* Encode / decode the 46-byte tensorwire header (decode checks nothing). */
+void twp_hdr_encode(uint8_t *dst, const struct twp_hdr *h);
+void twp_hdr_decode(const uint8_t *src, struct twp_hdr *h);
+
+/*
+ * Write Ethernet + IPv4 + UDP (42 bytes) at dst for a UDP payload of
+ * udp_payload bytes from src to dst_ep. The IPv4 header checksum is
+ * computed unless ip_csum_offload (then 0). The UDP checksum field is left
+ * 0: finish it with twp_udp_csum_set, or leave it 0 (none), or put the
+ * pseudo-header sum there for offload with twp_udp_phdr_set.
+ */
+void twp_l2l4_build(uint8_t *dst, const struct twp_ep *src,
+		    const struct twp_ep *dst_ep, uint32_t udp_payload,
+		    bool ip_csum_offload);
+
+/* Internet checksum pieces: a 32-bit running sum over byte ranges that
+ * may start at an odd offset of the covered data (odd = that offset is
+ * odd), then folding. */
+uint32_t twp_csum_add(uint32_t sum, const void *p, size_t len, bool odd);
+uint16_t twp_csum_fold(uint32_t sum);
+
+/* Set the UDP checksum of the packet at pkt (built by twp_l2l4_build)
+ * given the sum of the UDP payload bytes (twp_csum_add from offset 0 of
+ * the payload). */
+void twp_udp_csum_set(uint8_t *pkt, uint32_t payload_sum);
+
+/* For checksum offload: the pseudo-header sum, not inverted. */
+void twp_udp_phdr_set(uint8_t *pkt);
+
+/* Parse "udp://A.B.C.D:PORT[/aa:bb:cc:dd:ee:ff]" (port and IP in network
+ * order); need_mac makes the MAC mandatory. has_mac says if one was there. */
+int twp_addr_parse(const char *s, struct twp_ep *ep, bool need_mac,
+		   bool *has_mac);
+/* Format ep as "udp://A.B.C.D:PORT/aa:bb:cc:dd:ee:ff". Returns the length
+ * snprintf would have written. */
+int twp_addr_format(char *dst, size_t n, const struct twp_ep *ep);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

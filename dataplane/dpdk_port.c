@@ -1,0 +1,524 @@
+/* DPDK environment: the EAL (once per process), one port with a queue pair
+ * per run loop, its mempools and steering rings, and what the port offers
+ * (checksum offloads, multi-segment transmit, rte_flow steering). */
+/* rte_dev_dma_map is still experimental in 22.11. */
+#define ALLOW_EXPERIMENTAL_API 1
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_bus.h>
+#include <rte_dev.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_ethdev.h>
+#include <rte_flow.h>
+#include <rte_mbuf.h>
+#include <rte_memory.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include "dataplane/dpdk_impl.h"
+
+#define DEF_LOCAL_IP "10.0.0.1"
+#define DEF_BASE_PORT 31850
+#define DEF_MTU 1500
+#define MIN_MTU 576
+#define MAX_MTU 9000
+#define DEF_DESC 1024
+#define DEF_MBUFS 8191
+#define DEF_CACHE 256
+#define DEF_EXT_MBUFS 4095
+#define DEF_STEER 4096
+#define MAX_EAL_ARGS 128
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+
+void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size)
+{
+	if (o == NULL || opts_size < sizeof(o->opts_size))
+		return;
+	struct tw_dpdk_opts d = {
+		.opts_size = opts_size,
+		.eal_args = NULL,
+		.port = NULL,
+		.local_ip = DEF_LOCAL_IP,
+		.udp_base_port = DEF_BASE_PORT,
+		.mtu = DEF_MTU,
+		.rx_desc = DEF_DESC,
+		.tx_desc = DEF_DESC,
+		.mbufs = DEF_MBUFS,
+		.mbuf_cache = DEF_CACHE,
+		.ext_mbufs = DEF_EXT_MBUFS,
+		.steer_ring = DEF_STEER,
+		.credits = 32,
+		.rx_window = 0,
+		.rto_ns = 5000000,
+		.dead_ns = 1000000000,
+		.idle_wake_ns = 1000000,
+		.max_sessions = 1024,
+		.max_queued = 4096,
+		.zc_threshold = 16u << 10,
+		.rx_pool_buf_size = 64u << 10,
+		.rx_pool_count = 64,
+		.burst = 32,
+	};
+	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
+}
+
+/* Callers built against a shorter struct keep working. */
+void tw_dpdk_opts_get(const struct tw_dpdk_opts *in, struct tw_dpdk_opts *o)
+{
+	tw_dpdk_opts_init(o, sizeof(*o));
+	if (in == NULL)
+		return;
+	size_t n = in->opts_size < sizeof(*o) ? in->opts_size : sizeof(*o);
+	/* Fields are copied whole or not at all: the struct only grows at
+	 * its end, so a prefix of whole fields is what an old caller has. */
+	size_t keep = sizeof(o->opts_size);
+	memcpy((char *)o + keep, (const char *)in + keep,
+	       n > keep ? n - keep : 0);
+	o->opts_size = sizeof(*o);
+}
+
+/* ------------------------------------------------------------------ */
+/* EAL                                                                 */
+
+static pthread_mutex_t eal_mu = PTHREAD_MUTEX_INITIALIZER;
+static int eal_state;          /* 0 not yet, 1 up, -1 failed */
+static char **eal_argv;        /* kept: the EAL may point into it */
+static _Atomic uint32_t env_ids;
+
+static int eal_up(const char *args, const char **why)
+{
+	pthread_mutex_lock(&eal_mu);
+	if (eal_state != 0) {
+		int st = eal_state;
+		pthread_mutex_unlock(&eal_mu);
+		if (st < 0 && why)
+			*why = "EAL initialisation failed earlier in this process";
+		return st > 0 ? 0 : -1;
+	}
+	if (args == NULL) {
+		/* The application's EAL: check it is there. */
+		eal_state = rte_lcore_count() > 0 ? 1 : -1;
+		pthread_mutex_unlock(&eal_mu);
+		if (eal_state < 0 && why)
+			*why = "no eal_args and no EAL initialised";
+		return eal_state > 0 ? 0 : -1;
+	}
+	size_t len = strlen(args);
+	char *buf = malloc(len + 1 + sizeof("tensorwire"));
+	char **argv = calloc(MAX_EAL_ARGS + 2, sizeof(*argv));
+	if (buf == NULL || argv == NULL) {
+		free(buf);
+		free(argv);
+		pthread_mutex_unlock(&eal_mu);
+		if (why)
+			*why = "out of memory";
+		return -1;
+	}
+	int argc = 0;
+	strcpy(buf, "tensorwire");
+	argv[argc++] = buf;
+	char *p = buf + sizeof("tensorwire");
+	memcpy(p, args, len + 1);
+	while (*p) {
+		while (*p && isspace((unsigned char)*p))
+			*p++ = '\0';
+		if (!*p)
+			break;
+		if (argc == MAX_EAL_ARGS + 1) {
+			free(buf);
+			free(argv);
+			pthread_mutex_unlock(&eal_mu);
+			if (why)
+				*why = "too many EAL arguments";
+			return -1;
+		}
+		argv[argc++] = p;
+		while (*p && !isspace((unsigned char)*p))
+			p++;
+	}
+	argv[argc] = NULL;
+	/* rte_eal_init permutes argv: hand it a copy of the pointers. */
+	char **copy = calloc((size_t)argc + 1, sizeof(*copy));
+	if (copy == NULL) {
+		free(buf);
+		free(argv);
+		pthread_mutex_unlock(&eal_mu);
+		return -1;
+	}
+	memcpy(copy, argv, (size_t)argc * sizeof(*copy));
+	int r = rte_eal_init(argc, copy);
+	free(copy);
+	eal_argv = argv; /* the strings stay for the process's life */
+	eal_state = r < 0 ? -1 : 1;
+	pthread_mutex_unlock(&eal_mu);
+	if (r < 0 && why)
+		*why = "rte_eal_init failed (see the EAL's log)";
+	return r < 0 ? -1 : 0;
+}
+
+void tw_dpdk_eal_fini(void)
+{
+	pthread_mutex_lock(&eal_mu);
+	if (eal_state > 0 && eal_argv != NULL) {
+		(void)rte_eal_cleanup();
+		eal_state = -1; /* no second init in this process */
+	}
+	pthread_mutex_unlock(&eal_mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Port                                                                */
+
+static int port_find(const char *spec, struct tw_dpdk_env *e,
+		     const char **why)
+{
+	if (spec == NULL || *spec == '\0') {
+		uint16_t pid;
+		RTE_ETH_FOREACH_DEV(pid)
+		{
+			e->port_id = pid;
+			rte_eth_dev_get_name_by_port(pid, e->devname);
+			return 0;
+		}
+		if (why)
+			*why = "no DPDK port (vdev or PCI device) found";
+		return -1;
+	}
+	const char *comma = strchr(spec, ',');
+	size_t nl = comma ? (size_t)(comma - spec) : strlen(spec);
+	if (nl == 0 || nl >= sizeof(e->devname)) {
+		if (why)
+			*why = "bad port name";
+		return -1;
+	}
+	memcpy(e->devname, spec, nl);
+	e->devname[nl] = '\0';
+	if (rte_eth_dev_get_port_by_name(e->devname, &e->port_id) == 0)
+		return 0;
+	/* Not there yet: a device string with arguments is probed (vdev
+	 * hot-plug), the way --vdev would have. */
+	if (rte_dev_probe(spec) != 0 ||
+	    rte_eth_dev_get_port_by_name(e->devname, &e->port_id) != 0) {
+		if (why)
+			*why = "port not found and could not be probed";
+		return -1;
+	}
+	e->probed = true;
+	return 0;
+}
+
+static bool flow_install(struct tw_dpdk_env *e)
+{
+	e->flows = calloc(e->nq, sizeof(*e->flows));
+	if (e->flows == NULL)
+		return false;
+	for (uint16_t q = 0; q < e->nq; q++) {
+		struct rte_flow_attr attr = { .ingress = 1 };
+		struct rte_flow_item_ipv4 ip_spec = { .hdr.dst_addr = e->ep.ip };
+		struct rte_flow_item_ipv4 ip_mask = { .hdr.dst_addr = 0xffffffffu };
+		struct rte_flow_item_udp udp_spec = {
+			.hdr.dst_port = htons((uint16_t)(e->base_port + q))
+		};
+		struct rte_flow_item_udp udp_mask = { .hdr.dst_port = 0xffff };
+		struct rte_flow_item pat[] = {
+			{ .type = RTE_FLOW_ITEM_TYPE_ETH },
+			{ .type = RTE_FLOW_ITEM_TYPE_IPV4, .spec = &ip_spec,
+			  .mask = &ip_mask },
+			{ .type = RTE_FLOW_ITEM_TYPE_UDP, .spec = &udp_spec,
+			  .mask = &udp_mask },
+			{ .type = RTE_FLOW_ITEM_TYPE_END },
+		};
+		struct rte_flow_action_queue qa = { .index = q };
+		struct rte_flow_action act[] = {
+			{ .type = RTE_FLOW_ACTION_TYPE_QUEUE, .conf = &qa },
+			{ .type = RTE_FLOW_ACTION_TYPE_END },
+		};
+		struct rte_flow_error err;
+		if (rte_flow_validate(e->port_id, &attr, pat, act, &err) != 0)
+			goto undo;
+		e->flows[q] = rte_flow_create(e->port_id, &attr, pat, act, &err);
+		if (e->flows[q] == NULL)
+			goto undo;
+	}
+	return true;
+undo:
+	for (uint16_t q = 0; q < e->nq; q++)
+		if (e->flows[q] != NULL) {
+			struct rte_flow_error err;
+			rte_flow_destroy(e->port_id, e->flows[q], &err);
+		}
+	free(e->flows);
+	e->flows = NULL;
+	return false;
+}
+
+static void queues_free(struct tw_dpdk_env *e)
+{
+	if (e->q == NULL)
+		return;
+	for (uint16_t q = 0; q < e->nq; q++) {
+		struct tw_dpdk_queue *dq = &e->q[q];
+		if (dq->steer != NULL) {
+			void *m;
+			while (rte_ring_dequeue(dq->steer, &m) == 0)
+				rte_pktmbuf_free(m);
+			rte_ring_free(dq->steer);
+		}
+		rte_mempool_free(dq->ext_mp);
+		rte_mempool_free(dq->tx_mp);
+		rte_mempool_free(dq->mp);
+	}
+	free(e->q);
+	e->q = NULL;
+}
+
+tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
+			   tw_dpdk_env **out, const char **why)
+{
+	const char *dummy;
+	if (why == NULL)
+		why = &dummy;
+	*why = NULL;
+	if (out == NULL)
+		return TW_EINVAL;
+	*out = NULL;
+	if (nqueues == 0 || (in != NULL && in->opts_size < sizeof(in->opts_size))) {
+		*why = "bad arguments";
+		return TW_EINVAL;
+	}
+	struct tw_dpdk_opts o;
+	tw_dpdk_opts_get(in, &o);
+	if (o.mtu < MIN_MTU || o.mtu > MAX_MTU || o.mbufs == 0 ||
+	    o.ext_mbufs == 0 || o.steer_ring == 0 ||
+	    (o.steer_ring & (o.steer_ring - 1)) != 0 ||
+	    (uint32_t)o.udp_base_port + nqueues > 65536u) {
+		*why = "bad options (mtu, pool sizes, steer_ring, port range)";
+		return TW_EINVAL;
+	}
+	struct in_addr ia;
+	if (o.local_ip == NULL || inet_pton(AF_INET, o.local_ip, &ia) != 1 ||
+	    ia.s_addr == 0) {
+		*why = "bad local_ip";
+		return TW_EINVAL;
+	}
+	if (eal_up(o.eal_args, why) != 0)
+		return TW_ENOTSUP;
+
+	struct tw_dpdk_env *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return TW_ENOMEM;
+	e->id = atomic_fetch_add(&env_ids, 1);
+	e->o = o;
+	e->o.eal_args = NULL; /* not kept: the caller's strings */
+	e->o.port = NULL;
+	e->o.local_ip = NULL;
+	e->nq = nqueues;
+	e->ep.ip = ia.s_addr;
+	e->base_port = o.udp_base_port;
+	e->mtu = o.mtu;
+	e->mss = o.mtu - TWP_OVERHEAD_L3;
+	tw_status st = TW_ENOTSUP;
+
+	if (port_find(o.port, e, why) != 0)
+		goto fail;
+	struct rte_eth_dev_info di;
+	if (rte_eth_dev_info_get(e->port_id, &di) != 0) {
+		*why = "rte_eth_dev_info_get failed";
+		goto fail;
+	}
+	if (di.max_rx_queues < nqueues || di.max_tx_queues < nqueues) {
+		*why = "the port has fewer queue pairs than run loops";
+		goto fail;
+	}
+	e->dev = di.device;
+	snprintf(e->driver, sizeof(e->driver), "%s",
+		 di.driver_name ? di.driver_name : "?");
+	e->iova_va = rte_eal_iova_mode() == RTE_IOVA_VA;
+
+	struct rte_eth_conf conf;
+	memset(&conf, 0, sizeof(conf));
+	if (!o.no_offload) {
+		conf.rxmode.offloads = di.rx_offload_capa &
+				       (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM |
+					RTE_ETH_RX_OFFLOAD_UDP_CKSUM);
+		conf.txmode.offloads = di.tx_offload_capa &
+				       (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM |
+					RTE_ETH_TX_OFFLOAD_UDP_CKSUM);
+	}
+	conf.txmode.offloads |= di.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	e->rx_ip_csum = conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
+	e->rx_udp_csum = conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
+	e->tx_ip_csum = conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
+	e->tx_udp_csum = conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
+	e->multi_seg = conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	if (nqueues > 1 && (di.flow_type_rss_offloads &
+			    RTE_ETH_RSS_NONFRAG_IPV4_UDP)) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_UDP;
+	}
+	if (o.mtu >= di.min_mtu && o.mtu <= di.max_mtu)
+		conf.rxmode.mtu = o.mtu;
+	int r = rte_eth_dev_configure(e->port_id, nqueues, nqueues, &conf);
+	if (r != 0) {
+		*why = "rte_eth_dev_configure failed";
+		goto fail;
+	}
+	uint16_t nrx = o.rx_desc ? o.rx_desc : DEF_DESC;
+	uint16_t ntx = o.tx_desc ? o.tx_desc : DEF_DESC;
+	(void)rte_eth_dev_adjust_nb_rx_tx_desc(e->port_id, &nrx, &ntx);
+
+	st = TW_ENOMEM;
+	e->q = calloc(nqueues, sizeof(*e->q));
+	if (e->q == NULL)
+		goto fail;
+	/* A data room for one whole Ethernet frame of this MTU behind the
+	 * headroom (no scatter on receive). */
+	uint32_t room = RTE_PKTMBUF_HEADROOM + (uint32_t)o.mtu + 14u + 4u;
+	if (room < RTE_MBUF_DEFAULT_BUF_SIZE)
+		room = RTE_MBUF_DEFAULT_BUF_SIZE;
+	room = (room + 63u) & ~63u;
+	int sock = rte_eth_dev_socket_id(e->port_id);
+	if (sock < 0)
+		sock = (int)rte_socket_id();
+	for (uint16_t q = 0; q < nqueues; q++) {
+		struct tw_dpdk_queue *dq = &e->q[q];
+		char name[RTE_MEMPOOL_NAMESIZE];
+		atomic_init(&dq->owner, NULL);
+		atomic_init(&dq->lent, 0);
+		snprintf(name, sizeof(name), "tw%u_%u_m%u", e->id, e->port_id, q);
+		uint32_t cache = o.mbuf_cache;
+		if (cache > RTE_MEMPOOL_CACHE_MAX_SIZE)
+			cache = RTE_MEMPOOL_CACHE_MAX_SIZE;
+		if (cache * 1.5 > o.mbufs)
+			cache = 0;
+		dq->mp = rte_pktmbuf_pool_create(name, o.mbufs, cache,
+						 TW_DPDK_MBUF_PRIV,
+						 (uint16_t)room, sock);
+		snprintf(name, sizeof(name), "tw%u_%u_t%u", e->id, e->port_id, q);
+		dq->tx_mp = rte_pktmbuf_pool_create(name, o.mbufs, cache, 0,
+						    (uint16_t)room, sock);
+		snprintf(name, sizeof(name), "tw%u_%u_x%u", e->id, e->port_id, q);
+		uint32_t xcache = cache;
+		if (xcache * 1.5 > o.ext_mbufs)
+			xcache = 0;
+		dq->ext_mp = rte_pktmbuf_pool_create(name, o.ext_mbufs, xcache,
+						     0, 0, sock);
+		snprintf(name, sizeof(name), "tw%u_%u_s%u", e->id, e->port_id, q);
+		dq->steer = rte_ring_create(name, o.steer_ring, sock,
+					    RING_F_SC_DEQ);
+		if (dq->mp == NULL || dq->tx_mp == NULL || dq->ext_mp == NULL ||
+		    dq->steer == NULL) {
+			*why = "mempool or ring creation failed (EAL memory: -m?)";
+			goto fail;
+		}
+		st = TW_ENOTSUP;
+		if (rte_eth_rx_queue_setup(e->port_id, q, nrx, (unsigned)sock,
+					   NULL, dq->mp) != 0 ||
+		    rte_eth_tx_queue_setup(e->port_id, q, ntx, (unsigned)sock,
+					   NULL) != 0) {
+			*why = "queue setup failed";
+			goto fail;
+		}
+		st = TW_ENOMEM;
+	}
+	st = TW_ENOTSUP;
+	if (rte_eth_dev_start(e->port_id) != 0) {
+		*why = "rte_eth_dev_start failed";
+		goto fail;
+	}
+	struct rte_ether_addr mac;
+	if (rte_eth_macaddr_get(e->port_id, &mac) != 0) {
+		rte_eth_dev_stop(e->port_id);
+		*why = "no MAC address";
+		goto fail;
+	}
+	memcpy(e->ep.mac, mac.addr_bytes, 6);
+	if (nqueues > 1 && !o.no_flow)
+		e->flow_steering = flow_install(e);
+	*out = e;
+	return TW_OK;
+
+fail:
+	queues_free(e);
+	if (e->probed && e->dev != NULL)
+		(void)rte_dev_remove(e->dev);
+	free(e);
+	return st;
+}
+
+tw_status tw_dpdk_env_destroy(tw_dpdk_env *e)
+{
+	if (e == NULL)
+		return TW_OK;
+	for (uint16_t q = 0; q < e->nq; q++)
+		if (atomic_load(&e->q[q].owner) != NULL)
+			return TW_EBUSY;
+	for (uint16_t q = 0; q < e->nq; q++)
+		if (atomic_load(&e->q[q].lent) != 0)
+			return TW_EBUSY;
+	if (e->flows != NULL) {
+		for (uint16_t q = 0; q < e->nq; q++) {
+			struct rte_flow_error err;
+			rte_flow_destroy(e->port_id, e->flows[q], &err);
+		}
+		free(e->flows);
+	}
+	(void)rte_eth_dev_stop(e->port_id);
+	(void)rte_eth_dev_close(e->port_id);
+	if (e->probed && e->dev != NULL)
+		(void)rte_dev_remove(e->dev);
+	queues_free(e);
+	free(e);
+	return TW_OK;
+}
+
+void tw_dpdk_env_info(const tw_dpdk_env *e, struct tw_dpdk_port_info *i)
+{
+	if (i == NULL)
+		return;
+	memset(i, 0, sizeof(*i));
+	if (e == NULL)
+		return;
+	i->port_id = e->port_id;
+	i->nqueues = e->nq;
+	memcpy(i->mac, e->ep.mac, 6);
+	snprintf(i->driver, sizeof(i->driver), "%s", e->driver);
+	i->tx_ip_csum = e->tx_ip_csum;
+	i->tx_udp_csum = e->tx_udp_csum;
+	i->rx_ip_csum = e->rx_ip_csum;
+	i->rx_udp_csum = e->rx_udp_csum;
+	i->multi_seg = e->multi_seg;
+	i->iova_va = e->iova_va;
+	i->flow_steering = e->flow_steering;
+	i->mss = (uint16_t)e->mss;
+}
+
+tw_status tw_dpdk_mem_register(tw_dpdk_env *e, void *base, size_t len)
+{
+	if (e == NULL || base == NULL || len == 0)
+		return TW_EINVAL;
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	if (((uintptr_t)base & (pg - 1)) != 0 || (len & (pg - 1)) != 0)
+		return TW_EINVAL;
+	if (rte_extmem_register(base, len, NULL, 0, pg) != 0 &&
+	    rte_errno != EEXIST)
+		return TW_ENOTSUP;
+	struct rte_device *dev = e->dev;
+	rte_iova_t iova = e->iova_va ? (rte_iova_t)(uintptr_t)base
+				     : rte_mem_virt2iova(base);
+	if (dev != NULL && rte_dev_dma_map(dev, base, iova, len) != 0 &&
+	    rte_errno != ENOTSUP)
+		return TW_ENOTSUP;
+	return TW_OK;
+}

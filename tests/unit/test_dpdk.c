@@ -1,0 +1,2323 @@
+/* Unit tests for the DPDK transport: packet build/parse/validate on plain
+ * bytes (no EAL), then worker processes, each with its own EAL, over
+ * net_memif and over net_af_packet on a veth pair the test makes, with
+ * loss, reordering and duplication injected by tc (netem, or the same
+ * faults built from clsact + cBPF + mirred + ifb where netem is missing). */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <tensorwire/buf.h>
+#include <tensorwire/frame.h>
+
+#include "dataplane/dpdk.h"
+#include "dataplane/dpdk_pkt.h"
+#include "dataplane/loop.h"
+#include "dataplane/transport.h"
+
+#define container_of(p, type, member)                                    \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+static void clean_leftovers(void);
+
+/* Two busy pollers per test: tests run one at a time (see main). */
+int main(int argc, char *argv[])
+{
+	struct criterion_test_set *tests = criterion_initialize();
+	criterion_options.jobs = 1;
+	int result = 0;
+	if (criterion_handle_args(argc, argv, true))
+		result = !criterion_run_all_tests(tests);
+	criterion_finalize(tests);
+	/* Every test process is gone now: whatever one of them could not
+	 * remove (it was killed by a timeout) goes. */
+	if (geteuid() == 0)
+		clean_leftovers();
+	return result;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ================================================================== */
+/* Packets, no EAL                                                     */
+
+static const uint8_t MAC_A[6] = { 0x02, 0, 0, 0, 0x01, 0x01 };
+static const uint8_t MAC_B[6] = { 0x02, 0, 0, 0, 0x01, 0x02 };
+
+static struct twp_local local_b(void)
+{
+	struct twp_local l;
+	memset(&l, 0, sizeof(l));
+	memcpy(l.mac, MAC_B, 6);
+	l.ip = inet_addr("10.77.0.2");
+	l.base_port = 31850;
+	l.nports = 2;
+	l.mss = 1426;
+	return l;
+}
+
+static void eps(struct twp_ep *a, struct twp_ep *b)
+{
+	memset(a, 0, sizeof(*a));
+	memset(b, 0, sizeof(*b));
+	memcpy(a->mac, MAC_A, 6);
+	memcpy(b->mac, MAC_B, 6);
+	a->ip = inet_addr("10.77.0.1");
+	b->ip = inet_addr("10.77.0.2");
+	a->port = htons(31850);
+	b->port = htons(31851);
+}
+
+/* A complete packet from A to B's queue 1 with a correct UDP checksum. */
+static size_t mkpkt(uint8_t *p, const struct twp_hdr *h, const uint8_t *pl)
+{
+	struct twp_ep a, b;
+	eps(&a, &b);
+	twp_l2l4_build(p, &a, &b, TWP_HDR_LEN + h->len, false);
+	twp_hdr_encode(p + TWP_L2L4_LEN, h);
+	if (h->len)
+		memcpy(p + TWP_HEADERS, pl, h->len);
+	uint32_t sum = twp_csum_add(0, p + TWP_L2L4_LEN, TWP_HDR_LEN + h->len,
+				    false);
+	twp_udp_csum_set(p, sum);
+	return TWP_HEADERS + h->len;
+}
+
+static struct twp_hdr data_hdr(uint32_t len)
+{
+	struct twp_hdr h = { .type = TWP_DATA, .dst_sess = 0x10005,
+			     .src_sess = 0x20007, .seq = 41, .ack = 17,
+			     .msg = 3, .len = len, .frame_off = 1426,
+			     .frame_len = 1426 + len + 10 };
+	return h;
+}
+
+/* Recompute the IPv4 header and UDP checksums after a mutation, so that
+ * the check under test is the one that fires. */
+static void fix_csums(uint8_t *p, size_t len)
+{
+	uint8_t *ip = p + TWP_ETH_LEN;
+	ip[10] = ip[11] = 0;
+	uint16_t c = (uint16_t)~twp_csum_fold(twp_csum_add(0, ip, 20, false));
+	memcpy(ip + 10, &c, 2);
+	uint16_t ulen = (uint16_t)(ip[24] << 8 | ip[25]);
+	if (TWP_L2L4_LEN + (size_t)ulen - 8 <= len)
+		twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN,
+						 (size_t)ulen - 8, false));
+}
+
+Test(dpdk_pkt, roundtrip)
+{
+	uint8_t pl[300], p[2048];
+	for (size_t i = 0; i < sizeof(pl); i++)
+		pl[i] = (uint8_t)(i * 7 + 1);
+	struct twp_hdr h = data_hdr(sizeof(pl));
+	size_t n = mkpkt(p, &h, pl);
+	cr_assert_eq(n, 88 + sizeof(pl));
+	struct twp_local l = local_b();
+	struct twp_pkt pk;
+	cr_assert_eq(twp_parse(p, n, &l, false, false, &pk), TWP_OK);
+	cr_assert_eq(pk.h.type, TWP_DATA);
+	cr_assert_eq(pk.h.dst_sess, h.dst_sess);
+	cr_assert_eq(pk.h.src_sess, h.src_sess);
+	cr_assert_eq(pk.h.seq, 41);
+	cr_assert_eq(pk.h.ack, 17);
+	cr_assert_eq(pk.h.msg, 3);
+	cr_assert_eq(pk.h.len, sizeof(pl));
+	cr_assert_eq(pk.h.frame_off, 1426);
+	cr_assert_eq(pk.h.frame_len, h.frame_len);
+	cr_assert_eq(pk.queue, 1);
+	cr_assert_eq(pk.dst_port, 31851);
+	cr_assert_eq(pk.src.ip, inet_addr("10.77.0.1"));
+	cr_assert_eq(pk.src.port, htons(31850));
+	cr_assert_eq(memcmp(pk.src.mac, MAC_A, 6), 0);
+	cr_assert_eq(pk.payload, p + 88);
+	cr_assert_eq(memcmp(pk.payload, pl, sizeof(pl)), 0);
+	/* Ethernet padding after the IP packet is fine */
+	memset(p + n, 0, 20);
+	cr_assert_eq(twp_parse(p, n + 20, &l, false, false, NULL), TWP_OK);
+	/* wire bytes of the header are little-endian at fixed offsets */
+	const uint8_t *th = p + 42;
+	cr_assert_eq(th[0], 'T');
+	cr_assert_eq(th[1], 'W');
+	cr_assert_eq(th[2], 1);
+	cr_assert_eq(th[14], 41);
+	cr_assert_eq(th[26], (uint8_t)sizeof(pl));
+	/* an IPv4 header checksum of a known header (RFC 1071 style) */
+	uint8_t ip[20] = { 0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00,
+			   0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01,
+			   0xc0, 0xa8, 0x00, 0xc7 };
+	uint16_t c = (uint16_t)~twp_csum_fold(twp_csum_add(0, ip, 20, false));
+	uint8_t cb[2];
+	memcpy(cb, &c, 2);
+	cr_assert_eq(cb[0], 0xb8);
+	cr_assert_eq(cb[1], 0x61);
+}
+
+/* A sum over pieces cut at odd and even offsets equals the sum over the
+ * whole: what lets the transport checksum iovecs and external buffers. */
+Test(dpdk_pkt, checksum_pieces)
+{
+	uint8_t buf[5000];
+	uint64_t x = 88172645463325252ull;
+	for (size_t i = 0; i < sizeof(buf); i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		buf[i] = (uint8_t)x;
+	}
+	for (size_t len = 0; len < 200; len++) {
+		uint32_t whole = twp_csum_add(0, buf, len, false);
+		for (size_t cut = 0; cut <= len; cut++) {
+			uint32_t s = twp_csum_add(0, buf, cut, false);
+			s = twp_csum_add(s, buf + cut, len - cut, cut & 1);
+			cr_assert_eq(twp_csum_fold(s), twp_csum_fold(whole),
+				     "len %zu cut %zu", len, cut);
+		}
+	}
+	/* many pieces of random sizes over a big buffer */
+	for (int round = 0; round < 50; round++) {
+		size_t off = 0;
+		uint32_t s = 0;
+		while (off < sizeof(buf)) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			size_t n = 1 + x % 97;
+			if (n > sizeof(buf) - off)
+				n = sizeof(buf) - off;
+			s = twp_csum_add(s, buf + off, n, off & 1);
+			off += n;
+		}
+		cr_assert_eq(twp_csum_fold(s),
+			     twp_csum_fold(twp_csum_add(0, buf, sizeof(buf),
+							false)));
+	}
+}
+
+enum { FIX = 1, NOFIX = 0 };
+
+struct mut {
+	const char *what;
+	enum twp_err want;
+	int fix;
+	void (*fn)(uint8_t *p, size_t *len);
+};
+
+#define MUT(name, body)                                                   \
+	static void name(uint8_t *p, size_t *len)                          \
+	{                                                                  \
+		(void)p;                                                   \
+		(void)len;                                                 \
+		body;                                                      \
+	}
+
+/* Offsets: Ethernet 0, IPv4 14, UDP 34, ours 42 (see dpdk_pkt.h). */
+MUT(m_short, *len = 87)
+MUT(m_short_payload, *len -= 1)
+MUT(m_eth_dst, p[5] ^= 1)
+MUT(m_eth_src_mcast, p[6] |= 1)
+MUT(m_eth_ipv6, p[12] = 0x86; p[13] = 0xdd)
+MUT(m_eth_vlan, p[12] = 0x81; p[13] = 0x00)
+MUT(m_ip_v6, p[14] = 0x65)
+MUT(m_ip_ihl6, p[14] = 0x46)
+MUT(m_ip_ihl4, p[14] = 0x44)
+MUT(m_ip_len_big, p[16] = 0x7f)
+MUT(m_ip_len_small, p[16] = 0; p[17] = 60)
+MUT(m_ip_mf, p[20] |= 0x20)
+MUT(m_ip_off, p[21] = 1)
+MUT(m_ip_evil, p[20] |= 0x80)
+MUT(m_ip_ttl0, p[22] = 0)
+MUT(m_ip_tcp, p[23] = 6)
+MUT(m_ip_dst, p[33] ^= 1)
+MUT(m_ip_src0, memset(p + 26, 0, 4))
+MUT(m_ip_src_bcast, memset(p + 26, 0xff, 4))
+MUT(m_ip_src_mcast, p[26] = 224)
+MUT(m_ip_csum, p[24] ^= 0x40)
+MUT(m_udp_len, p[39] += 1)
+MUT(m_udp_port_low, p[36] = 0; p[37] = 80)
+MUT(m_udp_port_high, p[36] = (31852 >> 8) & 0xff; p[37] = 31852 & 0xff)
+MUT(m_udp_csum, p[40] ^= 0x11)
+MUT(m_payload_flip, p[*len - 1] ^= 0x80)
+MUT(m_magic, p[42] = 'X')
+MUT(m_version, p[44] = 2)
+MUT(m_type0, p[45] = 0)
+MUT(m_type9, p[45] = 9)
+MUT(m_flags, p[46] = 1)
+MUT(m_reserved, p[47] = 1)
+MUT(m_len_field, p[42 + 26] += 1)
+MUT(m_frame_over, p[42 + 38] = 5; p[42 + 39] = 0; memset(p + 42 + 40, 0, 6))
+MUT(m_frame_huge, p[42 + 45] = 0x01)
+MUT(m_off_past, p[42 + 30] = 0xff; p[42 + 31] = 0xff; p[42 + 32] = 0xff)
+MUT(m_dst0, memset(p + 42 + 6, 0, 4))
+MUT(m_src0, memset(p + 42 + 10, 0, 4))
+
+static const struct mut muts[] = {
+	{ "short", TWP_E_SHORT, NOFIX, m_short },
+	{ "truncated payload", TWP_E_IP_LEN, NOFIX, m_short_payload },
+	{ "eth dst", TWP_E_ETH_DST, NOFIX, m_eth_dst },
+	{ "eth src multicast", TWP_E_ETH_SRC, NOFIX, m_eth_src_mcast },
+	{ "ipv6", TWP_E_ETH_TYPE, NOFIX, m_eth_ipv6 },
+	{ "vlan", TWP_E_ETH_TYPE, NOFIX, m_eth_vlan },
+	{ "ip version", TWP_E_IP_VERSION, FIX, m_ip_v6 },
+	{ "ip options", TWP_E_IP_IHL, FIX, m_ip_ihl6 },
+	{ "ip ihl 4", TWP_E_IP_IHL, FIX, m_ip_ihl4 },
+	{ "ip len > frame", TWP_E_IP_LEN, FIX, m_ip_len_big },
+	{ "ip len < headers", TWP_E_IP_LEN, FIX, m_ip_len_small },
+	{ "fragment MF", TWP_E_IP_FRAG, FIX, m_ip_mf },
+	{ "fragment offset", TWP_E_IP_FRAG, FIX, m_ip_off },
+	{ "reserved flag", TWP_E_IP_FRAG, FIX, m_ip_evil },
+	{ "ttl 0", TWP_E_IP_TTL, FIX, m_ip_ttl0 },
+	{ "tcp", TWP_E_IP_PROTO, FIX, m_ip_tcp },
+	{ "ip dst", TWP_E_IP_DST, FIX, m_ip_dst },
+	{ "ip src 0", TWP_E_IP_SRC, FIX, m_ip_src0 },
+	{ "ip src broadcast", TWP_E_IP_SRC, FIX, m_ip_src_bcast },
+	{ "ip src multicast", TWP_E_IP_SRC, FIX, m_ip_src_mcast },
+	{ "ip checksum", TWP_E_IP_CSUM, NOFIX, m_ip_csum },
+	{ "udp len", TWP_E_UDP_LEN, FIX, m_udp_len },
+	{ "udp port below", TWP_E_UDP_PORT, FIX, m_udp_port_low },
+	{ "udp port above", TWP_E_UDP_PORT, FIX, m_udp_port_high },
+	{ "udp checksum", TWP_E_UDP_CSUM, NOFIX, m_udp_csum },
+	{ "payload bit flip", TWP_E_UDP_CSUM, NOFIX, m_payload_flip },
+	{ "magic", TWP_E_MAGIC, FIX, m_magic },
+	{ "version", TWP_E_VERSION, FIX, m_version },
+	{ "type 0", TWP_E_TYPE, FIX, m_type0 },
+	{ "type 9", TWP_E_TYPE, FIX, m_type9 },
+	{ "data flags", TWP_E_FLAGS, FIX, m_flags },
+	{ "reserved", TWP_E_RESERVED, FIX, m_reserved },
+	{ "len field", TWP_E_LEN, FIX, m_len_field },
+	{ "off + len > frame_len", TWP_E_FRAME, FIX, m_frame_over },
+	{ "frame_len > 2^40", TWP_E_FRAME, FIX, m_frame_huge },
+	{ "frame_off > frame_len", TWP_E_FRAME, FIX, m_off_past },
+	{ "dst_sess 0", TWP_E_FIELDS, FIX, m_dst0 },
+	{ "src_sess 0", TWP_E_FIELDS, FIX, m_src0 },
+};
+
+Test(dpdk_pkt, malformed_data_packets)
+{
+	uint8_t pl[100], base[2048], p[2048];
+	for (size_t i = 0; i < sizeof(pl); i++)
+		pl[i] = (uint8_t)i;
+	struct twp_hdr h = data_hdr(sizeof(pl));
+	size_t n0 = mkpkt(base, &h, pl);
+	struct twp_local l = local_b();
+	for (size_t i = 0; i < sizeof(muts) / sizeof(muts[0]); i++) {
+		size_t n = n0;
+		memcpy(p, base, n0);
+		muts[i].fn(p, &n);
+		if (muts[i].fix)
+			fix_csums(p, n);
+		enum twp_err e = twp_parse(p, n, &l, false, false, NULL);
+		cr_assert_eq(e, muts[i].want, "%s: got %s, want %s",
+			     muts[i].what, twp_err_name(e),
+			     twp_err_name(muts[i].want));
+	}
+	/* checksums the NIC verified are not checked again */
+	memcpy(p, base, n0);
+	m_ip_csum(p, NULL);
+	cr_assert_eq(twp_parse(p, n0, &l, true, false, NULL), TWP_OK);
+	memcpy(p, base, n0);
+	m_udp_csum(p, NULL);
+	cr_assert_eq(twp_parse(p, n0, &l, false, true, NULL), TWP_OK);
+	/* UDP checksum 0 = none, accepted */
+	memcpy(p, base, n0);
+	p[40] = p[41] = 0;
+	cr_assert_eq(twp_parse(p, n0, &l, false, false, NULL), TWP_OK);
+	/* over our mss */
+	struct twp_local small = l;
+	small.mss = 99;
+	cr_assert_eq(twp_parse(base, n0, &small, false, false, NULL), TWP_E_LEN);
+	/* an empty packet only for an empty frame */
+	struct twp_hdr e0 = data_hdr(0);
+	size_t n = mkpkt(p, &e0, NULL);
+	cr_assert_eq(twp_parse(p, n, &l, false, false, NULL), TWP_E_FRAME);
+	e0.frame_off = 0;
+	e0.frame_len = 0;
+	n = mkpkt(p, &e0, NULL);
+	cr_assert_eq(twp_parse(p, n, &l, false, false, NULL), TWP_OK);
+	for (enum twp_err e = TWP_OK; e < TWP_ERR_COUNT_; e++)
+		cr_assert_str_neq(twp_err_name(e), "?");
+}
+
+Test(dpdk_pkt, control_packets)
+{
+	uint8_t p[256];
+	struct twp_local l = local_b();
+	struct twp_hdr ack = { .type = TWP_ACK, .flags = TWP_F_NAK | TWP_F_ACK_REQ,
+			       .dst_sess = 5, .src_sess = 6, .ack = 99 };
+	cr_assert_eq(twp_parse(p, mkpkt(p, &ack, NULL), &l, false, false, NULL),
+		     TWP_OK);
+	struct twp_hdr bad = ack;
+	bad.flags = 4;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &bad, NULL), &l, false, false, NULL),
+		     TWP_E_FLAGS);
+	bad = ack;
+	bad.seq = 1;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &bad, NULL), &l, false, false, NULL),
+		     TWP_E_FIELDS);
+	bad = ack;
+	bad.frame_len = 1;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &bad, NULL), &l, false, false, NULL),
+		     TWP_E_FIELDS);
+	uint8_t pl[4] = { 1, 2, 3, 4 };
+	bad = ack;
+	bad.len = 4;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &bad, pl), &l, false, false, NULL),
+		     TWP_E_LEN);
+
+	struct twp_hdr con = { .type = TWP_CONNECT, .src_sess = 9,
+			       .frame_len = 1426 };
+	cr_assert_eq(twp_parse(p, mkpkt(p, &con, NULL), &l, false, false, NULL),
+		     TWP_OK);
+	bad = con;
+	bad.dst_sess = 1;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &bad, NULL), &l, false, false, NULL),
+		     TWP_E_FIELDS);
+	bad = con;
+	bad.frame_len = 63;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &bad, NULL), &l, false, false, NULL),
+		     TWP_E_FIELDS);
+	bad = con;
+	bad.ack = 1;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &bad, NULL), &l, false, false, NULL),
+		     TWP_E_FIELDS);
+	struct twp_hdr acc = con;
+	acc.type = TWP_ACCEPT;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &acc, NULL), &l, false, false, NULL),
+		     TWP_E_FIELDS); /* ACCEPT names the client's session */
+	acc.dst_sess = 3;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &acc, NULL), &l, false, false, NULL),
+		     TWP_OK);
+	struct twp_hdr rst = { .type = TWP_RESET, .dst_sess = 3 };
+	cr_assert_eq(twp_parse(p, mkpkt(p, &rst, NULL), &l, false, false, NULL),
+		     TWP_OK);
+	rst.dst_sess = 0;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &rst, NULL), &l, false, false, NULL),
+		     TWP_E_FIELDS);
+	rst.dst_sess = 3;
+	rst.flags = 1;
+	cr_assert_eq(twp_parse(p, mkpkt(p, &rst, NULL), &l, false, false, NULL),
+		     TWP_E_FLAGS);
+}
+
+/* Random corruption of a valid packet: never a crash or an out-of-bounds
+ * read (ASan), and almost never accepted. */
+Test(dpdk_pkt, random_corruption)
+{
+	uint8_t pl[64], base[512], p[512];
+	for (size_t i = 0; i < sizeof(pl); i++)
+		pl[i] = (uint8_t)(i * 3);
+	struct twp_hdr h = data_hdr(sizeof(pl));
+	h.frame_off = 0;
+	h.frame_len = sizeof(pl);
+	size_t n0 = mkpkt(base, &h, pl);
+	struct twp_local l = local_b();
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	int accepted = 0;
+	for (int round = 0; round < 20000; round++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		size_t n = n0;
+		memcpy(p, base, n0);
+		int flips = 1 + (int)(x % 4);
+		for (int k = 0; k < flips; k++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			p[x % n0] ^= (uint8_t)(1u << (x >> 32) % 8);
+		}
+		if (x & 1)
+			n = (size_t)((x >> 8) % (n0 + 1));
+		uint8_t *heap = malloc(n ? n : 1);
+		memcpy(heap, p, n);
+		struct twp_pkt pk;
+		if (twp_parse(heap, n, &l, false, false, &pk) == TWP_OK) {
+			accepted++;
+			cr_assert_leq(pk.payload + pk.h.len, heap + n);
+		}
+		free(heap);
+	}
+	/* a flip in the UDP checksum field alone, or the IP total length
+	 * shrinking onto Ethernet padding, can leave a valid packet */
+	cr_assert_lt(accepted, 200, "accepted %d", accepted);
+}
+
+Test(dpdk_pkt, addresses)
+{
+	struct twp_ep ep;
+	bool has = false;
+	cr_assert_eq(twp_addr_parse("udp://10.1.2.3:31850/02:0a:0B:cc:dd:ef",
+				    &ep, true, &has),
+		     0);
+	cr_assert(has);
+	cr_assert_eq(ep.ip, inet_addr("10.1.2.3"));
+	cr_assert_eq(ep.port, htons(31850));
+	const uint8_t mac[6] = { 2, 0x0a, 0x0b, 0xcc, 0xdd, 0xef };
+	cr_assert_eq(memcmp(ep.mac, mac, 6), 0);
+	char s[64];
+	cr_assert_eq(twp_addr_format(s, sizeof(s), &ep), 38);
+	cr_assert_str_eq(s, "udp://10.1.2.3:31850/02:0a:0b:cc:dd:ef");
+	cr_assert_eq(twp_addr_parse("udp://10.1.2.3:0", &ep, false, &has), 0);
+	cr_assert(!has);
+	static const char *bad[] = {
+		"udp://10.1.2.3:5",          /* MAC needed */
+		"tcp://10.1.2.3:5/02:00:00:00:00:01",
+		"udp://10.1.2:5/02:00:00:00:00:01",
+		"udp://10.1.2.3/02:00:00:00:00:01",
+		"udp://10.1.2.3:/02:00:00:00:00:01",
+		"udp://10.1.2.3:65536/02:00:00:00:00:01",
+		"udp://10.1.2.3:5/02:00:00:00:00",
+		"udp://10.1.2.3:5/02:00:00:00:00:01:02",
+		"udp://10.1.2.3:5/02-00-00-00-00-01",
+		"udp://10.1.2.3:5/0g:00:00:00:00:01",
+		"udp://host:5/02:00:00:00:00:01",
+		"udp://10.1.2.3:5x",
+		"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_neq(twp_addr_parse(bad[i], &ep, true, NULL), 0, "%s",
+			      bad[i]);
+	cr_assert_neq(twp_addr_parse(NULL, &ep, false, NULL), 0);
+}
+
+Test(dpdk_pkt, options)
+{
+	struct tw_dpdk_opts o;
+	tw_dpdk_opts_init(&o, sizeof(o));
+	cr_assert_eq(o.opts_size, sizeof(o));
+	cr_assert_eq(o.mtu, 1500);
+	cr_assert_eq(o.credits, 32);
+	cr_assert_eq(o.rto_ns, 5000000);
+	cr_assert_eq(o.udp_base_port, 31850);
+	cr_assert_eq(o.zc_threshold, 16u << 10);
+	/* an older caller's shorter struct is filled only as far as it goes */
+	struct tw_dpdk_opts big;
+	memset(&big, 0xab, sizeof(big));
+	tw_dpdk_opts_init(&big, offsetof(struct tw_dpdk_opts, local_ip));
+	cr_assert_eq(big.opts_size, offsetof(struct tw_dpdk_opts, local_ip));
+	unsigned char *raw = (unsigned char *)&big.local_ip;
+	cr_assert_eq(raw[0], 0xab);
+	/* bad env options fail before any EAL work */
+	tw_dpdk_env *env = NULL;
+	const char *why = NULL;
+	o.local_ip = "not-an-ip";
+	cr_assert_eq(tw_dpdk_env_init(&o, 1, &env, &why), TW_EINVAL);
+	cr_assert_not_null(why);
+	tw_dpdk_opts_init(&o, sizeof(o));
+	o.mtu = 100;
+	cr_assert_eq(tw_dpdk_env_init(&o, 1, &env, &why), TW_EINVAL);
+	tw_dpdk_opts_init(&o, sizeof(o));
+	cr_assert_eq(tw_dpdk_env_init(&o, 0, &env, &why), TW_EINVAL);
+	cr_assert_null(env);
+}
+
+/* ================================================================== */
+/* Worker processes                                                    */
+
+#define SRV_IP "10.77.0.1"
+#define CLI_IP "10.77.0.2"
+#define BASE_PORT 31850
+#define SRV_MAC "02:00:00:00:01:01"
+#define CLI_MAC "02:00:00:00:01:02"
+#define EAL_COMMON                                                         \
+	"--no-huge -m 256 --no-pci --no-telemetry --log-level=warning "
+
+enum { SRV = 0, CLI = 1 };
+
+struct result {
+	int failed, ran;
+	char msg[512];
+	uint64_t frames, bytes, dones_ok, dones_fail, dones_unreach;
+	int closes;
+	tw_status close_st;
+	uint64_t detect_ns;        /* kill test: kill -> close upcall */
+	uint64_t elapsed_ns;       /* client: all frames and echoes */
+	uint64_t big_ns;           /* client: 64 MiB echo round trip */
+	struct tw_dpdk_stats st;
+	struct tw_dpdk_port_info info;
+};
+
+struct shm {
+	_Atomic int srv_ready, srv_done, cli_done, cli_phase, killed;
+	_Atomic int srv_pid, cli_started;
+	_Atomic uint64_t kill_ns;
+	struct result r[2];
+};
+
+enum scen { SC_EXCHANGE, SC_KILL };
+
+/* What the two workers do. Set up by the parent, read by the children
+ * after fork. */
+struct work {
+	enum scen scen;
+	const uint32_t *sizes;     /* payload sizes of the first frames */
+	uint32_t nsizes;
+	uint32_t repeat;           /* the size list this many times */
+	uint32_t nsmall, small;    /* then nsmall frames of small bytes */
+	uint64_t timeout_ns;       /* for the whole exchange */
+	struct tw_dpdk_opts o;     /* transport options, both sides */
+	uint32_t fault[2][3];      /* per role: drop, dup, reorder ppm */
+	char eal[2][512];
+	char port[2][64];
+	int ifindex[2];            /* af_packet: the interfaces' indexes */
+};
+
+#define EXIT_RETRY 77
+
+/* LeakSanitizer's check, present only in sanitized builds: workers leave
+ * with _exit (no atexit check), so they ask for it before. */
+int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
+static bool leaks_found(void)
+{
+	return __lsan_do_recoverable_leak_check != NULL &&
+	       __lsan_do_recoverable_leak_check() != 0;
+}
+
+static void wfail(struct result *r, const char *fmt, ...)
+{
+	if (r->failed)
+		return;
+	r->failed = 1;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* Payload of frame id: little-endian 64-bit words W(k) = (k + 1) * odd
+ * constant ^ a per-id value. Multiplying by an odd constant is a
+ * bijection, so every 8-byte word of a frame differs from every other
+ * one: a byte out of place anywhere fails the check. */
+static inline uint64_t pat_word(uint64_t id, uint64_t k)
+{
+	return (k + 1) * 0x9e3779b97f4a7c15ull ^ (id + 1) * 0xd1b54a32d192ed03ull;
+}
+
+static void pat_fill(uint8_t *p, size_t n, uint64_t id)
+{
+	size_t k = 0;
+	for (; (k + 1) * 8 <= n; k++) {
+		uint64_t w = pat_word(id, k);
+		memcpy(p + k * 8, &w, 8);
+	}
+	uint64_t w = pat_word(id, k);
+	memcpy(p + k * 8, &w, n - k * 8);
+}
+
+static bool pat_ok(const uint8_t *p, size_t n, uint64_t id)
+{
+	size_t k = 0;
+	uint64_t diff = 0;
+	for (; (k + 1) * 8 <= n; k++) {
+		uint64_t w;
+		memcpy(&w, p + k * 8, 8);
+		diff |= w ^ pat_word(id, k);
+	}
+	uint64_t w = pat_word(id, k), got = 0;
+	memcpy(&got, p + k * 8, n - k * 8);
+	memset((uint8_t *)&w + (n - k * 8), 0, 8 - (n - k * 8));
+	return (diff | (got ^ w)) == 0;
+}
+
+/* Frame id as the header's req_id, then the pattern. */
+static void frame_fill(uint8_t *f, uint64_t id, uint32_t payload)
+{
+	tw_frame_hdr h = {
+		.version = TW_FRAME_VERSION,
+		.type = (uint8_t)(1 + id % 13),
+		.req_id = id,
+		.src = 1,
+		.dst = 2,
+		.payload_len = payload,
+		.total_len = TW_FRAME_HDR_SIZE + (uint64_t)payload,
+	};
+	tw_frame_hdr_encode(f, &h);
+	pat_fill(f + TW_FRAME_HDR_SIZE, payload, id);
+}
+
+/* "" when f is frame id, byte for byte; else what is wrong. */
+static const char *frame_check(const uint8_t *f, size_t len, uint64_t id)
+{
+	tw_frame_hdr h;
+	if (tw_frame_hdr_decode(f, NULL, &h, NULL) != TW_OK)
+		return "header";
+	if (h.req_id != id)
+		return "id (order or duplicate)";
+	if (h.total_len != len || h.payload_len + TW_FRAME_HDR_SIZE != len)
+		return "length";
+	if (h.type != 1 + id % 13)
+		return "type";
+	if (!pat_ok(f + TW_FRAME_HDR_SIZE, h.payload_len, id))
+		return "payload bytes";
+	return "";
+}
+
+struct wk;
+
+/* A frame on its way: the client's originals and the server's echoes. */
+struct sreq {
+	struct tw_send_req r;
+	struct iovec iov[3];
+	struct wk *k;
+	tw_buf *hold;              /* echo: the received buffer */
+	struct sreq *next;         /* echo backlog */
+	int ndone;
+	tw_status st;
+};
+
+struct wk {
+	struct result *res;
+	struct shm *sh;
+	const struct work *w;
+	int role;
+	tw_dpdk_env *env;
+	tw_loop *l;
+	tw_transport *t;
+	tw_conn *c;
+	uint64_t expect;           /* next frame id */
+	uint64_t total;            /* frames in the exchange */
+	uint64_t last_frame_ns;
+	uint64_t big0;             /* client: when the 64 MiB frame left */
+	int conns_ok;
+	struct sreq *backlog, *backlog_tail;
+	uint64_t echoes_queued;
+};
+
+static void on_done(struct tw_send_req *r, tw_status st)
+{
+	struct sreq *q = container_of(r, struct sreq, r);
+	struct wk *k = q->k;
+	q->ndone++;
+	q->st = st;
+	if (q->ndone != 1)
+		wfail(k->res, "done ran %d times", q->ndone);
+	if (st == TW_OK)
+		k->res->dones_ok++;
+	else if (st == TW_EUNREACHABLE)
+		k->res->dones_unreach++;
+	else
+		k->res->dones_fail++;
+	if (q->hold != NULL) {
+		tw_buf_release(q->hold);
+		q->hold = NULL;
+		free(q);
+	}
+}
+
+static void on_frame(void *ctx, tw_conn *c, tw_buf *b, size_t off, size_t len)
+{
+	struct wk *k = ctx;
+	const uint8_t *f = (const uint8_t *)b->data + off;
+	k->last_frame_ns = now_ns();
+	if (((uintptr_t)f & 63u) != 0)
+		wfail(k->res, "frame %lu not 64-byte aligned",
+		      (unsigned long)k->expect);
+	const char *why = frame_check(f, len, k->expect);
+	if (*why)
+		wfail(k->res, "frame %lu (%zu bytes): bad %s",
+		      (unsigned long)k->expect, len, why);
+	if (len >= (64u << 20) && k->big0 != 0 && k->res->big_ns == 0)
+		k->res->big_ns = k->last_frame_ns - k->big0;
+	k->expect++;
+	k->res->frames++;
+	k->res->bytes += len;
+	if (k->role != SRV || k->w->scen == SC_KILL)
+		return;
+	/* Echo it back without a copy: the received buffer is the iovec. */
+	struct sreq *q = calloc(1, sizeof(*q));
+	q->k = k;
+	q->hold = tw_buf_retain(b);
+	q->iov[0] = (struct iovec){ (void *)(uintptr_t)f, len };
+	q->r.iov = q->iov;
+	q->r.niov = 1;
+	q->r.len = len;
+	q->r.done = on_done;
+	k->echoes_queued++;
+	tw_status st = tw_transport_send(k->t, c, &q->r);
+	if (st == TW_ENOSPC) {
+		if (k->backlog_tail)
+			k->backlog_tail->next = q;
+		else
+			k->backlog = q;
+		k->backlog_tail = q;
+	} else if (st != TW_OK) {
+		wfail(k->res, "echo send: %s", tw_status_name(st));
+		tw_buf_release(q->hold);
+		free(q);
+	}
+}
+
+static void on_conn(void *ctx, tw_conn *c, tw_status st)
+{
+	struct wk *k = ctx;
+	if (st == TW_OK) {
+		k->conns_ok++;
+		if (k->role == SRV)
+			k->c = c;
+		return;
+	}
+	k->res->closes++;
+	k->res->close_st = st;
+	if (k->c == c)
+		k->c = NULL;
+	if (k->sh->killed && k->res->detect_ns == 0)
+		k->res->detect_ns = now_ns() - k->sh->kill_ns;
+}
+
+/* TWT_TRACE=<ms>: each worker prints its counters every <ms> (debugging
+ * aid). */
+static void trace(struct wk *k)
+{
+	static uint64_t last;
+	static int on = -1;
+	if (on < 0)
+		on = getenv("TWT_TRACE") != NULL;
+	if (!on || now_ns() - last < (uint64_t)atoi(getenv("TWT_TRACE")) * 1000000ull)
+		return;
+	last = now_ns();
+	struct tw_dpdk_stats s;
+	tw_dpdk_get_stats(k->t, &s);
+	fprintf(stderr,
+		"%s: frames %lu dones %lu | pkts tx %lu rx %lu data %lu "
+		"rexmit %lu rto %lu fast %lu naks %lu acks %lu dup %lu ooo %lu "
+		"ooodrop %lu txfull %lu nombuf %lu bad %lu foreign %lu "
+		"inplace %lu copied %lu\n",
+		k->role == SRV ? "srv" : "cli", (unsigned long)k->res->frames,
+		(unsigned long)k->res->dones_ok, (unsigned long)s.pkts_tx,
+		(unsigned long)s.pkts_rx, (unsigned long)s.data_pkts_tx,
+		(unsigned long)s.retransmits, (unsigned long)s.rto_fires,
+		(unsigned long)s.fast_rexmits, (unsigned long)s.naks_tx,
+		(unsigned long)s.acks_tx, (unsigned long)s.dup_pkts,
+		(unsigned long)s.ooo_pkts, (unsigned long)s.ooo_drops,
+		(unsigned long)s.tx_full, (unsigned long)s.tx_nombuf,
+		(unsigned long)s.bad_pkts, (unsigned long)s.foreign_pkts,
+		(unsigned long)s.rx_inplace, (unsigned long)s.rx_copied);
+}
+
+static void backlog_retry(struct wk *k)
+{
+	trace(k);
+	while (k->backlog != NULL && k->c != NULL) {
+		struct sreq *q = k->backlog;
+		tw_status st = tw_transport_send(k->t, k->c, &q->r);
+		if (st == TW_ENOSPC)
+			return;
+		k->backlog = q->next;
+		if (k->backlog == NULL)
+			k->backlog_tail = NULL;
+		q->next = NULL;
+		if (st != TW_OK) {
+			wfail(k->res, "echo send: %s", tw_status_name(st));
+			tw_buf_release(q->hold);
+			free(q);
+		}
+	}
+}
+
+#define PUMP_YIELD 64u             /* idle polls before yielding */
+#define PUMP_NAP_NS 5000000ull     /* idle time before napping */
+
+/* Poll until cond, or timeout. Yields when idle (the other worker and the
+ * harness share the two cores), naps after 5 ms without work. */
+#define PUMP(k, cond, ns)                                                  \
+	({                                                                 \
+		uint64_t dl_ = now_ns() + (ns), busy_ = now_ns();          \
+		unsigned idle_ = 0;                                        \
+		bool ok_ = true;                                           \
+		while (!(cond)) {                                          \
+			uint64_t t_ = now_ns();                            \
+			if (t_ > dl_) {                                    \
+				ok_ = false;                               \
+				break;                                     \
+			}                                                  \
+			int w_ = tw_loop_poll_once((k)->l);                \
+			backlog_retry(k);                                  \
+			if (w_ > 0) {                                      \
+				idle_ = 0;                                 \
+				busy_ = t_;                                \
+			} else if (t_ - busy_ > PUMP_NAP_NS) {             \
+				struct timespec ts_ = { 0, 50000 };        \
+				nanosleep(&ts_, NULL);                     \
+			} else if (++idle_ > PUMP_YIELD) {                 \
+				sched_yield();                             \
+			}                                                  \
+		}                                                          \
+		ok_;                                                       \
+	})
+
+static int wk_setup(struct wk *k, int role, const struct work *w,
+		    struct shm *sh)
+{
+	memset(k, 0, sizeof(*k));
+	k->role = role;
+	k->w = w;
+	k->sh = sh;
+	k->res = &sh->r[role];
+	k->res->ran = 1;
+	struct tw_dpdk_opts o = w->o;
+	o.eal_args = w->eal[role];
+	o.port = w->port[role];
+	o.local_ip = role == SRV ? SRV_IP : CLI_IP;
+	o.fault_drop_ppm = w->fault[role][0];
+	o.fault_dup_ppm = w->fault[role][1];
+	o.fault_reorder_ppm = w->fault[role][2];
+	const char *why = NULL;
+	tw_status st = tw_dpdk_env_init(&o, 1, &k->env, &why);
+	if (st != TW_OK) {
+		wfail(k->res, "env: %s (%s)", tw_status_name(st),
+		      why ? why : "?");
+		return -1;
+	}
+	tw_dpdk_env_info(k->env, &k->res->info);
+	struct tw_loop_opts lo;
+	tw_loop_opts_init(&lo, sizeof(lo));
+	lo.yield = true;
+	lo.tick_ns = 250000;
+	if (tw_loop_create(&lo, &k->l) != TW_OK) {
+		wfail(k->res, "loop");
+		return -1;
+	}
+	struct tw_transport_cbs cbs = { .ctx = k, .on_frame = on_frame,
+					.on_conn = on_conn };
+	st = tw_dpdk_transport_create(k->l, k->env, 0, &o, &cbs, &k->t);
+	if (st != TW_OK) {
+		wfail(k->res, "transport: %s", tw_status_name(st));
+		return -1;
+	}
+	return 0;
+}
+
+static void wk_teardown(struct wk *k)
+{
+	if (k->t) {
+		tw_dpdk_get_stats(k->t, &k->res->st);
+		k->t->ops->destroy(k->t);
+	}
+	if (k->l)
+		tw_loop_destroy(k->l);
+	if (k->env) {
+		tw_status st = tw_dpdk_env_destroy(k->env);
+		if (st != TW_OK)
+			wfail(k->res, "env destroy: %s", tw_status_name(st));
+	}
+	tw_dpdk_eal_fini();
+}
+
+static void server_main(struct wk *k)
+{
+	const struct work *w = k->w;
+	char bound[96];
+	tw_status st = k->t->ops->listen(k->t, "udp://" SRV_IP ":0", bound,
+					 sizeof(bound));
+	if (st != TW_OK) {
+		wfail(k->res, "listen: %s", tw_status_name(st));
+		return;
+	}
+	if (strcmp(bound, "udp://" SRV_IP ":31850/" SRV_MAC) != 0)
+		wfail(k->res, "bound %s", bound);
+	k->total = (uint64_t)w->nsizes * w->repeat + w->nsmall;
+	atomic_store(&k->sh->srv_ready, 1);
+	if (w->scen == SC_KILL) {
+		/* Serve until killed. */
+		PUMP(k, false, w->timeout_ns);
+		return;
+	}
+	if (!PUMP(k, k->res->frames == k->total &&
+			     k->res->dones_ok + k->res->dones_fail +
+					     k->res->dones_unreach ==
+				     k->total,
+		  w->timeout_ns)) {
+		wfail(k->res, "server: %lu of %lu frames, %lu echoes done",
+		      (unsigned long)k->res->frames, (unsigned long)k->total,
+		      (unsigned long)k->res->dones_ok);
+		return;
+	}
+	if (k->res->dones_ok != k->total)
+		wfail(k->res, "server: echo dones ok %lu",
+		      (unsigned long)k->res->dones_ok);
+	atomic_store(&k->sh->srv_done, 1);
+	/* Stay until the client has everything: it may still need acks. */
+	if (!PUMP(k, atomic_load(&k->sh->cli_done) != 0, 30000000000ull))
+		wfail(k->res, "server: client never finished");
+}
+
+/* The client's frames: sizes x repeat, then the small ones. */
+struct cframes {
+	uint64_t n;
+	struct sreq *q;
+	uint8_t **mem;
+};
+
+static int cframes_make(struct wk *k, struct cframes *cf)
+{
+	const struct work *w = k->w;
+	cf->n = (uint64_t)w->nsizes * w->repeat + w->nsmall;
+	cf->q = calloc(cf->n, sizeof(*cf->q));
+	cf->mem = calloc(cf->n, sizeof(*cf->mem));
+	if (cf->q == NULL || cf->mem == NULL)
+		return -1;
+	for (uint64_t i = 0; i < cf->n; i++) {
+		uint32_t payload = i < (uint64_t)w->nsizes * w->repeat
+					   ? w->sizes[i % w->nsizes]
+					   : w->small;
+		size_t len = TW_FRAME_HDR_SIZE + (size_t)payload;
+		cf->mem[i] = malloc(len);
+		if (cf->mem[i] == NULL)
+			return -1;
+		frame_fill(cf->mem[i], i, payload);
+		struct sreq *q = &cf->q[i];
+		q->k = k;
+		if (i % 3 == 1 && payload >= 4) {
+			/* header, then the payload in two pieces */
+			size_t a = TW_FRAME_HDR_SIZE, b = payload / 3;
+			q->iov[0] = (struct iovec){ cf->mem[i], a };
+			q->iov[1] = (struct iovec){ cf->mem[i] + a, b };
+			q->iov[2] = (struct iovec){ cf->mem[i] + a + b,
+						    len - a - b };
+			q->r.niov = 3;
+		} else {
+			q->iov[0] = (struct iovec){ cf->mem[i], len };
+			q->r.niov = 1;
+		}
+		q->r.iov = q->iov;
+		q->r.len = len;
+		q->r.type = (uint32_t)(1 + i % 13);
+		q->r.done = on_done;
+	}
+	return 0;
+}
+
+static void cframes_free(struct cframes *cf)
+{
+	for (uint64_t i = 0; cf->mem && i < cf->n; i++)
+		free(cf->mem[i]);
+	free(cf->mem);
+	free(cf->q);
+}
+
+static uint64_t client_dones(const struct wk *k)
+{
+	return k->res->dones_ok + k->res->dones_fail + k->res->dones_unreach;
+}
+
+static void client_main(struct wk *k)
+{
+	const struct work *w = k->w;
+	struct cframes cf = { 0 };
+	if (cframes_make(k, &cf) != 0) {
+		wfail(k->res, "client: out of memory");
+		cframes_free(&cf);
+		return;
+	}
+	k->total = cf.n;
+	tw_status st = k->t->ops->connect(
+		k->t, "udp://" SRV_IP ":31850/" SRV_MAC, &k->c);
+	if (st != TW_OK) {
+		wfail(k->res, "connect: %s", tw_status_name(st));
+		cframes_free(&cf);
+		return;
+	}
+	uint64_t t0 = now_ns();
+	uint64_t sent = 0;
+	uint64_t dl = now_ns() + w->timeout_ns;
+	if (w->scen == SC_KILL) {
+		/* 20 frames that complete, then the server dies under 50
+		 * more that cannot. */
+		uint64_t first = cf.n < 20 ? cf.n : 20;
+		for (; sent < first; sent++)
+			if (tw_transport_send(k->t, k->c, &cf.q[sent].r) != TW_OK)
+				wfail(k->res, "send %lu", (unsigned long)sent);
+		if (!PUMP(k, client_dones(k) == first || k->res->closes,
+			  w->timeout_ns))
+			wfail(k->res, "client: first frames not done");
+		if (k->res->dones_ok != first)
+			wfail(k->res, "client: %lu of %lu first frames ok",
+			      (unsigned long)k->res->dones_ok,
+			      (unsigned long)first);
+		atomic_store(&k->sh->cli_phase, 1);
+		PUMP(k, atomic_load(&k->sh->killed) != 0, 10000000000ull);
+		for (; sent < cf.n; sent++)
+			if (tw_transport_send(k->t, k->c, &cf.q[sent].r) != TW_OK)
+				wfail(k->res, "send %lu", (unsigned long)sent);
+		if (!PUMP(k, k->res->closes != 0, w->timeout_ns))
+			wfail(k->res, "client: dead peer never detected");
+		if (client_dones(k) != cf.n)
+			wfail(k->res, "client: %lu dones of %lu",
+			      (unsigned long)client_dones(k),
+			      (unsigned long)cf.n);
+		if (k->res->dones_unreach != cf.n - first)
+			wfail(k->res, "client: %lu sends failed unreachable",
+			      (unsigned long)k->res->dones_unreach);
+		cframes_free(&cf);
+		return;
+	}
+	while (!k->res->failed &&
+	       (k->res->frames < cf.n || client_dones(k) < cf.n)) {
+		if (now_ns() > dl) {
+			wfail(k->res, "client: %lu of %lu echoes, %lu dones, "
+				      "%lu sent",
+			      (unsigned long)k->res->frames,
+			      (unsigned long)cf.n,
+			      (unsigned long)client_dones(k),
+			      (unsigned long)sent);
+			break;
+		}
+		while (sent < cf.n && k->c != NULL) {
+			if (cf.q[sent].r.len >= (64u << 20)) {
+				/* the big one alone on the wire, timed */
+				if (k->res->frames < sent)
+					break;
+				k->big0 = now_ns();
+			}
+			st = tw_transport_send(k->t, k->c, &cf.q[sent].r);
+			if (st == TW_ENOSPC)
+				break;
+			if (st != TW_OK) {
+				wfail(k->res, "send %lu: %s",
+				      (unsigned long)sent, tw_status_name(st));
+				break;
+			}
+			sent++;
+		}
+		uint64_t before = k->res->frames;
+		PUMP(k, k->res->frames != before, 1000000ull);
+		if (k->res->closes)
+			wfail(k->res, "client: session closed (%s)",
+			      tw_status_name(k->res->close_st));
+	}
+	k->res->elapsed_ns = now_ns() - t0;
+	if (k->res->dones_ok != cf.n)
+		wfail(k->res, "client: dones ok %lu of %lu",
+		      (unsigned long)k->res->dones_ok, (unsigned long)cf.n);
+	/* Keep acking until the server has all its echoes acked. */
+	if (!PUMP(k, atomic_load(&k->sh->srv_done) != 0, 30000000000ull))
+		wfail(k->res, "client: server never finished");
+	/* A local close: the server hears a RESET. */
+	if (k->c != NULL) {
+		k->t->ops->close(k->t, k->c);
+		if (!PUMP(k, k->res->closes != 0, 5000000000ull))
+			wfail(k->res, "client: no close upcall");
+		else if (k->res->close_st != TW_ESHUTDOWN)
+			wfail(k->res, "client: close status %s",
+			      tw_status_name(k->res->close_st));
+	}
+	atomic_store(&k->sh->cli_done, 1);
+	cframes_free(&cf);
+}
+
+static void worker(int role, const struct work *w, struct shm *sh)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* af_packet names its PACKET_FANOUT group (pid ^ ifindex) & 0xffff:
+	 * two workers on the ends of one veth pair can collide (the second
+	 * socket then fails with EINVAL). Ask for another pid. */
+	if (role == CLI && w->ifindex[CLI] != 0 &&
+	    ((getpid() ^ w->ifindex[CLI]) & 0xffff) ==
+		    ((atomic_load(&sh->srv_pid) ^ w->ifindex[SRV]) & 0xffff))
+		_exit(EXIT_RETRY);
+	if (role == CLI)
+		atomic_store(&sh->cli_started, 1);
+	struct wk k;
+	if (wk_setup(&k, role, w, sh) == 0) {
+		if (role == SRV)
+			server_main(&k);
+		else
+			client_main(&k);
+	}
+	if (role == SRV)
+		atomic_store(&sh->srv_ready, 1); /* even on failure */
+	wk_teardown(&k);
+	if (leaks_found())
+		wfail(k.res, "leaks (see the LeakSanitizer report)");
+	_exit(k.res->failed ? 1 : 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Parent side: children, veth pairs, qdiscs, leftovers                */
+
+static int run(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	char full[1100];
+	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", cmd);
+	int r = system(full);
+	return r == -1 ? -1 : WEXITSTATUS(r);
+}
+
+static bool pid_alive(long pid)
+{
+	return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
+}
+
+static void rm_rf(const char *path)
+{
+	if (strncmp(path, "/var/run/dpdk/twt", 17) != 0)
+		return; /* only our own */
+	run("rm -rf '%s'", path);
+}
+
+/* What an earlier run killed mid-test may have left: veth pairs, ifbs
+ * and DPDK run directories named after a pid that is gone. */
+static void clean_leftovers(void)
+{
+	DIR *d = opendir("/sys/class/net");
+	if (d != NULL) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			const char *n = de->d_name;
+			if (strncmp(n, "twA", 3) != 0 && strncmp(n, "twB", 3) != 0 &&
+			    strncmp(n, "twI", 3) != 0)
+				continue;
+			char *end;
+			long pid = strtol(n + 3, &end, 10);
+			if (*end == '\0' && !pid_alive(pid))
+				run("ip link del %s", n);
+		}
+		closedir(d);
+	}
+	d = opendir("/var/run/dpdk");
+	if (d != NULL) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			if (strncmp(de->d_name, "twt", 3) != 0)
+				continue;
+			long pid = strtol(de->d_name + 3, NULL, 10);
+			if (!pid_alive(pid)) {
+				char p[300];
+				snprintf(p, sizeof(p), "/var/run/dpdk/%s",
+					 de->d_name);
+				rm_rf(p);
+			}
+		}
+		closedir(d);
+	}
+}
+
+static bool can_run_eal(void)
+{
+	return geteuid() == 0;
+}
+
+#define NEED_ROOT()                                                        \
+	do {                                                               \
+		if (!can_run_eal())                                        \
+			cr_skip_test("DPDK tests need root");              \
+	} while (0)
+
+static int run_seq;
+
+struct pair {
+	char prefix[2][64];
+	char sock[96];
+	int status[2];
+	bool timed_out;
+	uint64_t ms;
+};
+
+static void work_init(struct work *w, struct pair *p)
+{
+	memset(w, 0, sizeof(*w));
+	memset(p, 0, sizeof(*p));
+	tw_dpdk_opts_init(&w->o, sizeof(w->o));
+	w->o.dead_ns = 3000000000ull;
+	w->o.max_queued = 16384;
+	w->o.zc_threshold = 8192;
+	w->repeat = 1;
+	w->timeout_ns = 60000000000ull;
+	int n = ++run_seq;
+	snprintf(p->prefix[SRV], sizeof(p->prefix[SRV]), "twt%ds%d",
+		 (int)getpid(), n);
+	snprintf(p->prefix[CLI], sizeof(p->prefix[CLI]), "twt%dc%d",
+		 (int)getpid(), n);
+	snprintf(p->sock, sizeof(p->sock), "/tmp/twt-memif-%d-%d.sock",
+		 (int)getpid(), n);
+}
+
+static void work_memif(struct work *w, struct pair *p)
+{
+	snprintf(w->eal[SRV], sizeof(w->eal[SRV]),
+		 "-l 1 " EAL_COMMON "--file-prefix=%s "
+		 "--vdev=net_memif0,role=server,socket=%s,mac=" SRV_MAC,
+		 p->prefix[SRV], p->sock);
+	snprintf(w->eal[CLI], sizeof(w->eal[CLI]),
+		 "-l 0 " EAL_COMMON "--file-prefix=%s "
+		 "--vdev=net_memif0,role=client,socket=%s,mac=" CLI_MAC,
+		 p->prefix[CLI], p->sock);
+	snprintf(w->port[SRV], sizeof(w->port[SRV]), "net_memif0");
+	snprintf(w->port[CLI], sizeof(w->port[CLI]), "net_memif0");
+}
+
+struct veth {
+	char a[16], b[16], ifb[16];
+	int index[2];
+	bool made, ifb_made;
+	const char *impair;        /* "netem", "clsact" or NULL */
+};
+
+static void veth_del(struct veth *v)
+{
+	if (v->made)
+		run("ip link del %s", v->a);
+	if (v->ifb_made)
+		run("ip link del %s", v->ifb);
+	v->made = v->ifb_made = false;
+}
+
+static void no_ipv6(const char *dev)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6",
+		 dev);
+	int fd = open(path, O_WRONLY);
+	if (fd >= 0) {
+		ssize_t r = write(fd, "1", 1);
+		(void)r;
+		close(fd);
+	}
+}
+
+static int ifindex(const char *dev)
+{
+	char path[128], buf[32] = { 0 };
+	snprintf(path, sizeof(path), "/sys/class/net/%s/ifindex", dev);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? atoi(buf) : 0;
+}
+
+/* Server on A, client on B; MACs as the rendezvous would give them. */
+static bool veth_make(struct veth *v)
+{
+	memset(v, 0, sizeof(*v));
+	snprintf(v->a, sizeof(v->a), "twA%d", (int)getpid());
+	snprintf(v->b, sizeof(v->b), "twB%d", (int)getpid());
+	snprintf(v->ifb, sizeof(v->ifb), "twI%d", (int)getpid());
+	clean_leftovers();
+	if (run("ip link add %s type veth peer name %s", v->a, v->b) != 0)
+		return false;
+	v->made = true;
+	no_ipv6(v->a);
+	no_ipv6(v->b);
+	v->index[0] = ifindex(v->a);
+	v->index[1] = ifindex(v->b);
+	if (run("ip link set %s address " SRV_MAC, v->a) != 0 ||
+	    run("ip link set %s address " CLI_MAC, v->b) != 0 ||
+	    run("ip link set %s up", v->a) != 0 ||
+	    run("ip link set %s up", v->b) != 0) {
+		veth_del(v);
+		return false;
+	}
+	return true;
+}
+
+/* qdisc: the PMD's sockets bypass the qdisc layer (and so tc) unless
+ * told not to; the loss tests need tc on the path. */
+static void work_afpacket(struct work *w, struct pair *p, const struct veth *v,
+			  bool qdisc)
+{
+	const char *bp = qdisc ? ",qdisc_bypass=0" : "";
+	snprintf(w->eal[SRV], sizeof(w->eal[SRV]),
+		 "-l 1 " EAL_COMMON "--file-prefix=%s "
+		 "--vdev=net_af_packet0,iface=%s%s",
+		 p->prefix[SRV], v->a, bp);
+	snprintf(w->eal[CLI], sizeof(w->eal[CLI]),
+		 "-l 0 " EAL_COMMON "--file-prefix=%s "
+		 "--vdev=net_af_packet0,iface=%s%s",
+		 p->prefix[CLI], v->b, bp);
+	snprintf(w->port[SRV], sizeof(w->port[SRV]), "net_af_packet0");
+	snprintf(w->port[CLI], sizeof(w->port[CLI]), "net_af_packet0");
+	w->ifindex[SRV] = v->index[0];
+	w->ifindex[CLI] = v->index[1];
+}
+
+/* cBPF for cls_bpf: "drop/match with probability ppm": A = random;
+ * if A >= threshold jump to "miss" else "hit". */
+static void cbpf_rand(char *dst, size_t n, uint32_t ppm, uint32_t hit,
+		      uint32_t miss)
+{
+	uint32_t thr = (uint32_t)((uint64_t)ppm * 4294967295ull / 1000000u);
+	snprintf(dst, n, "4,32 0 0 4294963256,53 1 0 %u,6 0 0 %u,6 0 0 %u",
+		 thr, hit, miss);
+}
+
+/*
+ * Loss (and for heavy: 25% reordering with 50% correlation and 5%
+ * duplication) on the egress of both ends. netem when the kernel has it;
+ * otherwise the same faults from what this kernel has: cls_bpf on clsact
+ * drops with a random cBPF test (TC_ACT_SHOT), mirred mirrors a random 5%
+ * into the peer's ingress (a duplicate), and mirred redirects a random
+ * 25% through an ifb shaped by tbf, which delays them behind the rest (a
+ * reordering). Returns false when neither works.
+ */
+static bool veth_impair(struct veth *v, uint32_t loss_ppm, bool heavy)
+{
+	const char *devs[2] = { v->a, v->b };
+	bool ok = true;
+	for (int i = 0; i < 2 && ok; i++) {
+		if (heavy)
+			ok = run("tc qdisc add dev %s root netem delay 1ms "
+				 "reorder 25%% 50%% loss %u.%04u%% "
+				 "duplicate 5%%",
+				 devs[i], loss_ppm / 10000,
+				 loss_ppm % 10000) == 0;
+		else
+			ok = run("tc qdisc add dev %s root netem loss %u.%04u%%",
+				 devs[i], loss_ppm / 10000,
+				 loss_ppm % 10000) == 0;
+	}
+	if (ok) {
+		v->impair = "netem";
+		return true;
+	}
+	for (int i = 0; i < 2; i++)
+		run("tc qdisc del dev %s root", devs[i]);
+	if (heavy) {
+		if (run("ip link add %s type ifb", v->ifb) != 0)
+			return false;
+		v->ifb_made = true;
+		no_ipv6(v->ifb);
+		if (run("ip link set %s up", v->ifb) != 0 ||
+		    run("tc qdisc add dev %s root tbf rate 50mbit burst 1600 "
+			"limit 1000000",
+			v->ifb) != 0)
+			return false;
+	}
+	char prog[160];
+	for (int i = 0; i < 2; i++) {
+		const char *dev = devs[i], *peer = devs[1 - i];
+		if (run("tc qdisc add dev %s clsact", dev) != 0)
+			return false;
+		/* Not TC_ACT_SHOT: the PMD's TX_RING socket would hear of
+		 * the drop and send the frame again. Redirected into the
+		 * sender's own ingress the packet is gone without a word
+		 * (its own receive path drops it: not its MAC). In classic
+		 * mode -1 = match (run the action), 0 = no match. */
+		cbpf_rand(prog, sizeof(prog), loss_ppm, 4294967295u, 0);
+		if (run("tc filter add dev %s egress pref 1 bpf bytecode '%s' "
+			"action mirred ingress redirect dev %s",
+			dev, prog, dev) != 0)
+			return false;
+		if (!heavy)
+			continue;
+		cbpf_rand(prog, sizeof(prog), 50000, 4294967295u, 0);
+		if (run("tc filter add dev %s egress pref 2 bpf bytecode '%s' "
+			"action mirred ingress mirror dev %s",
+			dev, prog, peer) != 0)
+			return false;
+		cbpf_rand(prog, sizeof(prog), 250000, 4294967295u, 0);
+		if (run("tc filter add dev %s egress pref 3 bpf bytecode '%s' "
+			"action mirred egress redirect dev %s",
+			dev, prog, v->ifb) != 0)
+			return false;
+	}
+	v->impair = "clsact";
+	return true;
+}
+
+static void wait_child(pid_t pid, int *status, uint64_t deadline, bool *late)
+{
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return;
+		if (r < 0) {
+			*status = -1;
+			return;
+		}
+		if (now_ns() > deadline) {
+			*late = true;
+			kill(pid, SIGKILL);
+			waitpid(pid, status, 0);
+			return;
+		}
+		usleep(2000);
+	}
+}
+
+/* Fork the server, wait until it listens, fork the client, wait for both
+ * (SIGKILL past timeout), then remove their DPDK run directories. For the
+ * kill scenario, SIGKILL the server when the client asks. */
+static void run_pair(const struct work *w, struct pair *p, struct shm *sh)
+{
+	memset(sh, 0, sizeof(*sh));
+	uint64_t t0 = now_ns();
+	uint64_t deadline = t0 + w->timeout_ns + 40000000000ull;
+	fflush(NULL);
+	pid_t srv = fork();
+	if (srv == 0)
+		worker(SRV, w, sh);
+	atomic_store(&sh->srv_pid, (int)srv);
+	while (!atomic_load(&sh->srv_ready) && now_ns() < t0 + 20000000000ull &&
+	       waitpid(srv, &p->status[SRV], WNOHANG) == 0)
+		usleep(1000);
+	pid_t cli;
+	for (int tries = 0;; tries++) {
+		cli = fork();
+		if (cli == 0)
+			worker(CLI, w, sh);
+		int st = 0;
+		pid_t r = 0;
+		while (!atomic_load(&sh->cli_started) &&
+		       (r = waitpid(cli, &st, WNOHANG)) == 0)
+			usleep(200);
+		if (r == cli && WIFEXITED(st) && WEXITSTATUS(st) == EXIT_RETRY &&
+		    tries < 100)
+			continue;
+		if (r == cli) /* gone already: keep its status */
+			p->status[CLI] = st;
+		break;
+	}
+	bool srv_reaped = false;
+	if (w->scen == SC_KILL) {
+		while (!atomic_load(&sh->cli_phase) && now_ns() < deadline &&
+		       waitpid(cli, &p->status[CLI], WNOHANG) == 0)
+			usleep(1000);
+		kill(srv, SIGKILL);
+		waitpid(srv, &p->status[SRV], 0);
+		atomic_store(&sh->kill_ns, now_ns());
+		atomic_store(&sh->killed, 1);
+		srv_reaped = true;
+	}
+	if (atomic_load(&sh->cli_started))
+		wait_child(cli, &p->status[CLI], deadline, &p->timed_out);
+	if (!srv_reaped)
+		wait_child(srv, &p->status[SRV], deadline, &p->timed_out);
+	p->ms = (now_ns() - t0) / 1000000;
+	for (int i = 0; i < 2; i++) {
+		char d[128];
+		snprintf(d, sizeof(d), "/var/run/dpdk/%s", p->prefix[i]);
+		rm_rf(d);
+		struct stat stb;
+		cr_expect_neq(stat(d, &stb), 0, "%s left behind", d);
+	}
+}
+
+static struct shm *shm_new(void)
+{
+	struct shm *sh = mmap(NULL, sizeof(struct shm), PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(sh, MAP_FAILED);
+	return sh;
+}
+
+static void report(const char *name, const struct pair *p,
+		   const struct shm *sh)
+{
+	const struct tw_dpdk_stats *c = &sh->r[CLI].st, *s = &sh->r[SRV].st;
+	fprintf(stderr,
+		"[dpdk] %s: %lu ms; client: %lu echoes, rexmit %lu, rto %lu, "
+		"fast %lu, dup %lu, ooo %lu, zc segs %lu, inplace %lu, "
+		"copied %lu; server: rexmit %lu, rto %lu, dup %lu, ooo %lu, "
+		"bad %lu%s%s\n",
+		name, (unsigned long)p->ms, (unsigned long)sh->r[CLI].frames,
+		(unsigned long)c->retransmits, (unsigned long)c->rto_fires,
+		(unsigned long)c->fast_rexmits, (unsigned long)c->dup_pkts,
+		(unsigned long)c->ooo_pkts, (unsigned long)c->zc_segs,
+		(unsigned long)c->rx_inplace, (unsigned long)c->rx_copied,
+		(unsigned long)s->retransmits, (unsigned long)s->rto_fires,
+		(unsigned long)s->dup_pkts, (unsigned long)s->ooo_pkts,
+		(unsigned long)(s->bad_pkts + c->bad_pkts),
+		sh->r[CLI].big_ns ? ", 64 MiB echo " : "",
+		sh->r[CLI].big_ns ? "(see below)" : "");
+	for (int r = 0; r < 2; r++)
+		for (int e = 0; e < TW_DPDK_BAD_REASONS; e++)
+			if (sh->r[r].st.bad_by_reason[e])
+				fprintf(stderr, "[dpdk] %s: %s bad %s: %lu\n",
+					name, r == SRV ? "server" : "client",
+					twp_err_name((enum twp_err)e),
+					(unsigned long)sh->r[r].st.bad_by_reason[e]);
+	if (sh->r[CLI].big_ns)
+		fprintf(stderr,
+			"[dpdk] %s: 64 MiB frame echoed in %.1f ms (%.2f GB/s "
+			"each way; rough in-test figure)\n",
+			name, (double)sh->r[CLI].big_ns / 1e6,
+			2.0 * (double)(64u << 20) / (double)sh->r[CLI].big_ns);
+}
+
+/* A machine where the EAL itself cannot start (no root, no memory for
+ * it) skips; anything after rte_eal_init succeeded must work. */
+static void skip_without_eal(const struct shm *sh)
+{
+	for (int r = 0; r < 2; r++)
+		if (strstr(sh->r[r].msg, "rte_eal_init failed") != NULL)
+			cr_skip_test("the EAL cannot start here: %s", sh->r[r].msg);
+}
+
+static void expect_ok(const struct pair *p, const struct shm *sh)
+{
+	skip_without_eal(sh);
+	cr_assert(!p->timed_out, "workers timed out (server: %s | client: %s)",
+		  sh->r[SRV].msg, sh->r[CLI].msg);
+	cr_assert(sh->r[SRV].ran && sh->r[CLI].ran);
+	cr_assert_eq(sh->r[SRV].failed, 0, "server: %s", sh->r[SRV].msg);
+	cr_assert_eq(sh->r[CLI].failed, 0, "client: %s", sh->r[CLI].msg);
+	cr_assert(WIFEXITED(p->status[SRV]) && WEXITSTATUS(p->status[SRV]) == 0,
+		  "server status %d", p->status[SRV]);
+	cr_assert(WIFEXITED(p->status[CLI]) && WEXITSTATUS(p->status[CLI]) == 0,
+		  "client status %d", p->status[CLI]);
+}
+
+/* Every frame exactly once, in order, byte-exact, both ways (the workers
+ * check each frame as it comes: id = the next expected, then the bytes). */
+static void expect_exchange(const struct work *w, const struct shm *sh)
+{
+	uint64_t n = (uint64_t)w->nsizes * w->repeat + w->nsmall;
+	cr_assert_eq(sh->r[SRV].frames, n);
+	cr_assert_eq(sh->r[CLI].frames, n);
+	cr_assert_eq(sh->r[CLI].dones_ok, n);
+	cr_assert_eq(sh->r[SRV].dones_ok, n);
+	cr_assert_eq(sh->r[SRV].bytes, sh->r[CLI].bytes);
+}
+
+/* ================================================================== */
+/* Over net_memif                                                      */
+
+static const uint32_t SIZES[] = { 0, 1, 4096, 1u << 20, 64u << 20 };
+
+Test(dpdk, memif_exchange, .timeout = 120)
+{
+	NEED_ROOT();
+	struct work w;
+	struct pair p;
+	work_init(&w, &p);
+	work_memif(&w, &p);
+	w.sizes = SIZES;
+	w.nsizes = 5;
+	w.nsmall = 10000;
+	w.small = 64;
+	struct shm *sh = shm_new();
+	run_pair(&w, &p, sh);
+	report("memif", &p, sh);
+	expect_ok(&p, sh);
+	expect_exchange(&w, sh);
+	/* tensor bytes went out as external buffers, small frames came up
+	 * in their mbuf, big ones were reassembled */
+	cr_assert_gt(sh->r[CLI].st.zc_segs, 0);
+	cr_assert_gt(sh->r[SRV].st.zc_segs, 0);
+	cr_assert_gt(sh->r[SRV].st.rx_inplace, 1000);
+	cr_assert_geq(sh->r[SRV].st.rx_copied, 3);
+	cr_assert_eq(sh->r[SRV].st.rx_inplace + sh->r[SRV].st.rx_copied,
+		     10005);
+	cr_assert_gt(sh->r[CLI].st.rx_inplace, 1000);
+	cr_assert_eq(sh->r[SRV].st.bad_pkts, 0);
+	cr_assert_eq(sh->r[CLI].st.bad_pkts, 0);
+	cr_assert_str_eq(sh->r[SRV].info.driver, "net_memif");
+	cr_assert_eq(sh->r[SRV].info.mss, 1426);
+	munmap(sh, sizeof(*sh));
+}
+
+/* ================================================================== */
+/* Over net_af_packet on a veth pair                                   */
+
+Test(dpdk, afpacket_exchange, .timeout = 150)
+{
+	NEED_ROOT();
+	struct veth v;
+	cr_assert(veth_make(&v), "could not make a veth pair");
+	struct work w;
+	struct pair p;
+	work_init(&w, &p);
+	work_afpacket(&w, &p, &v, false);
+	w.sizes = SIZES;
+	w.nsizes = 5;
+	w.nsmall = 10000;
+	w.small = 64;
+	struct shm *sh = shm_new();
+	run_pair(&w, &p, sh);
+	veth_del(&v);
+	report("af_packet", &p, sh);
+	expect_ok(&p, sh);
+	expect_exchange(&w, sh);
+	cr_assert_gt(sh->r[CLI].st.zc_segs, 0);
+	cr_assert_str_eq(sh->r[CLI].info.driver, "net_af_packet");
+	munmap(sh, sizeof(*sh));
+}
+
+/* Sizes around the packet boundaries, then some that span many packets. */
+static const uint32_t LOSS_SIZES[] = { 0, 1, 700, 1426 - 48, 1426 - 47,
+				       2 * 1426 - 48, 4096, 30000, 200000 };
+
+static void loss_test(const char *name, uint32_t loss_ppm, bool heavy,
+		      uint32_t repeat)
+{
+	NEED_ROOT();
+	struct veth v;
+	cr_assert(veth_make(&v), "could not make a veth pair");
+	if (!veth_impair(&v, loss_ppm, heavy)) {
+		veth_del(&v);
+		cr_assert(false, "neither netem nor clsact/cls_bpf/mirred "
+				 "could impair the veth pair");
+	}
+	struct work w;
+	struct pair p;
+	work_init(&w, &p);
+	work_afpacket(&w, &p, &v, true);
+	w.sizes = LOSS_SIZES;
+	w.nsizes = sizeof(LOSS_SIZES) / sizeof(LOSS_SIZES[0]);
+	w.repeat = repeat;
+	w.nsmall = 2000;
+	w.small = 100;
+	struct shm *sh = shm_new();
+	run_pair(&w, &p, sh);
+	veth_del(&v);
+	char label[64];
+	snprintf(label, sizeof(label), "%s (%s)", name, v.impair);
+	report(label, &p, sh);
+	expect_ok(&p, sh);
+	expect_exchange(&w, sh);
+	/* the faults happened and were repaired */
+	cr_assert_gt(sh->r[CLI].st.retransmits + sh->r[SRV].st.retransmits, 0);
+	if (heavy)
+		cr_assert_gt(sh->r[CLI].st.dup_pkts + sh->r[SRV].st.dup_pkts +
+				     sh->r[CLI].st.ooo_pkts + sh->r[SRV].st.ooo_pkts,
+			     0);
+	munmap(sh, sizeof(*sh));
+}
+
+Test(dpdk, afpacket_loss_1pct, .timeout = 150)
+{
+	loss_test("af_packet, 1% loss", 10000, false, 40);
+}
+
+Test(dpdk, afpacket_loss_10pct_reorder_dup, .timeout = 150)
+{
+	loss_test("af_packet, 10% loss, 25% reorder, 5% dup", 100000, true, 12);
+}
+
+/* ================================================================== */
+/* Receive-side faults injected by the transport itself (any PMD)      */
+
+Test(dpdk, memif_injected_faults, .timeout = 120)
+{
+	NEED_ROOT();
+	struct work w;
+	struct pair p;
+	work_init(&w, &p);
+	work_memif(&w, &p);
+	w.sizes = LOSS_SIZES;
+	w.nsizes = sizeof(LOSS_SIZES) / sizeof(LOSS_SIZES[0]);
+	w.repeat = 20;
+	w.nsmall = 2000;
+	w.small = 100;
+	for (int r = 0; r < 2; r++) {
+		w.fault[r][0] = 50000;  /* drop 5% */
+		w.fault[r][1] = 50000;  /* duplicate 5% */
+		w.fault[r][2] = 100000; /* hold back 10% */
+	}
+	struct shm *sh = shm_new();
+	run_pair(&w, &p, sh);
+	report("memif, injected drop/dup/reorder", &p, sh);
+	expect_ok(&p, sh);
+	expect_exchange(&w, sh);
+	for (int r = 0; r < 2; r++) {
+		cr_assert_gt(sh->r[r].st.fault_drops, 0);
+		cr_assert_gt(sh->r[r].st.fault_dups, 0);
+		cr_assert_gt(sh->r[r].st.fault_reorders, 0);
+		cr_assert_gt(sh->r[r].st.dup_pkts, 0);
+		cr_assert_gt(sh->r[r].st.ooo_pkts, 0);
+		cr_assert_gt(sh->r[r].st.retransmits, 0);
+	}
+	munmap(sh, sizeof(*sh));
+}
+
+/* ================================================================== */
+/* A peer that dies                                                    */
+
+Test(dpdk, memif_peer_killed, .timeout = 60)
+{
+	NEED_ROOT();
+	struct work w;
+	struct pair p;
+	work_init(&w, &p);
+	work_memif(&w, &p);
+	w.scen = SC_KILL;
+	static const uint32_t sizes[] = { 100, 5000, 100000 };
+	w.sizes = sizes;
+	w.nsizes = 3;
+	w.repeat = 1;
+	w.nsmall = 67; /* 70 frames: 20 before the kill, 50 after */
+	w.small = 10;
+	w.o.dead_ns = 400000000;
+	w.timeout_ns = 10000000000ull;
+	struct shm *sh = shm_new();
+	run_pair(&w, &p, sh);
+	report("memif, server killed", &p, sh);
+	skip_without_eal(sh);
+	cr_assert(!p.timed_out, "client: %s", sh->r[CLI].msg);
+	cr_assert_eq(sh->r[CLI].failed, 0, "client: %s", sh->r[CLI].msg);
+	cr_assert(WIFEXITED(p.status[CLI]) && WEXITSTATUS(p.status[CLI]) == 0);
+	cr_assert(WIFSIGNALED(p.status[SRV]));
+	cr_assert_eq(sh->r[CLI].closes, 1);
+	cr_assert_eq(sh->r[CLI].close_st, TW_EUNREACHABLE);
+	cr_assert_eq(sh->r[CLI].dones_ok, 20);
+	cr_assert_eq(sh->r[CLI].dones_unreach, 50);
+	cr_assert_eq(sh->r[CLI].st.sessions_dead, 1);
+	/* Silence counts from the last packet heard, at most a keepalive
+	 * period (dead_ns / 4) before the kill; the check runs every
+	 * keepalive period. Slack for a loaded CI machine on top. */
+	cr_assert_gt(sh->r[CLI].detect_ns, 300000000ull, "%lu",
+		     (unsigned long)sh->r[CLI].detect_ns);
+	cr_assert_lt(sh->r[CLI].detect_ns, 400000000ull + 100000000ull +
+						   250000000ull,
+		     "%lu", (unsigned long)sh->r[CLI].detect_ns);
+	fprintf(stderr, "[dpdk] dead peer declared %.0f ms after SIGKILL "
+			"(dead_ns 400 ms)\n",
+		(double)sh->r[CLI].detect_ns / 1e6);
+	munmap(sh, sizeof(*sh));
+}
+
+/* ================================================================== */
+/* Both ends in one process: two memif ports on one EAL, polled by one
+ * thread. Semantics: addresses, refused and unanswered connects,
+ * backpressure, a bad frame, local close, destroy, ownership.          */
+
+struct end {
+	tw_loop *l;
+	tw_transport *t;
+	tw_conn *last_ok, *last_closed;
+	int oks, closes;
+	tw_status close_st;
+	uint64_t dones_at_close;
+	uint64_t dones, frames, bad;
+	uint64_t next[8];
+	int nconn;
+};
+
+struct ssend {
+	struct tw_send_req r;
+	struct iovec iov;
+	struct end *e;
+	int ndone;
+	tw_status st;
+};
+
+static void s_on_frame(void *ctx, tw_conn *c, tw_buf *b, size_t off,
+		       size_t len)
+{
+	struct end *e = ctx;
+	uint64_t *next = c->ctx;
+	e->frames++;
+	if (next == NULL ||
+	    *frame_check((const uint8_t *)b->data + off, len, *next) != '\0')
+		e->bad++;
+	else
+		(*next)++;
+}
+
+static void s_on_conn(void *ctx, tw_conn *c, tw_status st)
+{
+	struct end *e = ctx;
+	if (st == TW_OK) {
+		e->oks++;
+		e->last_ok = c;
+		if (e->nconn < 8) {
+			e->next[e->nconn] = 0;
+			c->ctx = &e->next[e->nconn++];
+		}
+	} else {
+		e->closes++;
+		e->last_closed = c;
+		e->close_st = st;
+		e->dones_at_close = e->dones;
+	}
+}
+
+static void s_on_done(struct tw_send_req *r, tw_status st)
+{
+	struct ssend *q = container_of(r, struct ssend, r);
+	q->ndone++;
+	q->st = st;
+	q->e->dones++;
+}
+
+static void ssend_init(struct ssend *q, struct end *e, uint8_t *mem,
+		       uint64_t id, uint32_t payload)
+{
+	memset(q, 0, sizeof(*q));
+	q->e = e;
+	frame_fill(mem, id, payload);
+	q->iov = (struct iovec){ mem, TW_FRAME_HDR_SIZE + (size_t)payload };
+	q->r.iov = &q->iov;
+	q->r.niov = 1;
+	q->r.len = q->iov.iov_len;
+	q->r.done = s_on_done;
+}
+
+static struct end *g_ends[4];
+static int g_nends;
+
+static void poll_all(void)
+{
+	int w = 0;
+	for (int i = 0; i < g_nends; i++)
+		w += tw_loop_poll_once(g_ends[i]->l);
+	if (w == 0)
+		sched_yield();
+}
+
+#define SPUMP(cond, ms)                                                    \
+	({                                                                 \
+		uint64_t dl_ = now_ns() + (uint64_t)(ms) * 1000000ull;     \
+		while (!(cond) && now_ns() < dl_)                          \
+			poll_all();                                        \
+		(bool)(cond);                                              \
+	})
+
+/* In a child: failures go to the shared result, then out. */
+#define SCHECK(res, cond, ...)                                             \
+	do {                                                               \
+		if (!(cond)) {                                             \
+			wfail(res, "line %d: %s", __LINE__, #cond);        \
+			fprintf(stderr, "[dpdk] solo: line %d: %s\n",      \
+				__LINE__, #cond);                          \
+			fprintf(stderr, "[dpdk] solo: " __VA_ARGS__);      \
+			fprintf(stderr, "\n");                             \
+			goto out;                                          \
+		}                                                          \
+	} while (0)
+
+static int end_make(struct end *e, tw_dpdk_env *env, uint16_t q,
+		    const struct tw_dpdk_opts *o)
+{
+	memset(e, 0, sizeof(*e));
+	struct tw_loop_opts lo;
+	tw_loop_opts_init(&lo, sizeof(lo));
+	lo.tick_ns = 250000;
+	if (tw_loop_create(&lo, &e->l) != TW_OK)
+		return -1;
+	struct tw_transport_cbs cbs = { .ctx = e, .on_frame = s_on_frame,
+					.on_conn = s_on_conn };
+	if (tw_dpdk_transport_create(e->l, env, q, o, &cbs, &e->t) != TW_OK)
+		return -1;
+	g_ends[g_nends++] = e;
+	return 0;
+}
+
+static void end_free(struct end *e)
+{
+	if (e->t)
+		e->t->ops->destroy(e->t);
+	e->t = NULL;
+	if (e->l)
+		tw_loop_destroy(e->l);
+	e->l = NULL;
+}
+
+static const char *eal_why = "";
+
+static tw_status solo_env(const char *eal, const char *port, const char *ip,
+			  uint16_t nq, tw_dpdk_env **env)
+{
+	struct tw_dpdk_opts o;
+	tw_dpdk_opts_init(&o, sizeof(o));
+	o.eal_args = eal;
+	o.port = port;
+	o.local_ip = ip;
+	o.mbufs = 4095;
+	o.ext_mbufs = 2047;
+	const char *why = NULL;
+	tw_status st = tw_dpdk_env_init(&o, nq, env, &why);
+	if (st != TW_OK)
+		fprintf(stderr, "[dpdk] env %s: %s\n", port, why ? why : "?");
+	eal_why = why ? why : "?";
+	return st;
+}
+
+static void solo_main(struct shm *sh, const char *prefix, const char *sock)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	struct result *res = &sh->r[SRV];
+	res->ran = 1;
+	char eal[512];
+	snprintf(eal, sizeof(eal),
+		 "-l 0 " EAL_COMMON "--file-prefix=%s "
+		 "--vdev=net_memif0,role=server,socket=%s,mac=" SRV_MAC " "
+		 "--vdev=net_memif1,role=client,socket=%s,mac=" CLI_MAC,
+		 prefix, sock, sock);
+	tw_dpdk_env *ea = NULL, *eb = NULL;
+	struct end a, b;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	uint8_t *mem = calloc(256, 4096);
+	struct ssend *q = calloc(256, sizeof(*q));
+	tw_conn *c = NULL;
+	char bound[96];
+	struct tw_dpdk_stats st;
+
+	if (solo_env(eal, "net_memif0", SRV_IP, 1, &ea) != TW_OK) {
+		wfail(res, "env: %s", eal_why);
+		goto out;
+	}
+	/* the EAL is up: a second env takes its port and ignores eal_args */
+	SCHECK(res, solo_env("--bogus", "net_memif1", CLI_IP, 1, &eb) == TW_OK, "");
+	struct tw_dpdk_port_info ia;
+	tw_dpdk_env_info(ea, &ia);
+	static const uint8_t srv_mac[6] = { 2, 0, 0, 0, 1, 1 };
+	SCHECK(res, memcmp(ia.mac, srv_mac, 6) == 0, "mac");
+	SCHECK(res, ia.mss == 1426 && ia.nqueues == 1, "mss %u", ia.mss);
+	SCHECK(res, strcmp(ia.driver, "net_memif") == 0, "%s", ia.driver);
+	/* one port by a name that is not there */
+	tw_dpdk_env *ex = NULL;
+	SCHECK(res, solo_env(NULL, "net_nothere0", SRV_IP, 1, &ex) == TW_ENOTSUP,
+	       "");
+
+	struct tw_dpdk_opts o;
+	tw_dpdk_opts_init(&o, sizeof(o));
+	o.dead_ns = 300000000;
+	o.rto_ns = 2000000;
+	o.max_queued = 64;
+	o.idle_wake_ns = 0;
+	SCHECK(res, end_make(&a, ea, 0, &o) == 0, "");
+	SCHECK(res, end_make(&b, eb, 0, &o) == 0, "");
+	/* ownership: one transport per queue, queues that exist, and the env
+	 * stays while a transport uses it */
+	tw_transport *tx = NULL;
+	struct tw_transport_cbs cbs = { .ctx = &a, .on_frame = s_on_frame,
+					.on_conn = s_on_conn };
+	SCHECK(res, tw_dpdk_transport_create(a.l, ea, 0, &o, &cbs, &tx) ==
+			    TW_EBUSY, "");
+	SCHECK(res, tw_dpdk_transport_create(a.l, ea, 1, &o, &cbs, &tx) ==
+			    TW_EINVAL, "");
+	struct tw_dpdk_opts bad = o;
+	bad.dead_ns = bad.rto_ns;
+	SCHECK(res, tw_dpdk_transport_create(a.l, ea, 0, &bad, &cbs, &tx) ==
+			    TW_EINVAL, "");
+	SCHECK(res, tw_dpdk_env_destroy(ea) == TW_EBUSY, "");
+	SCHECK(res, strcmp(a.t->ops->name, "dpdk") == 0, "");
+
+	/* addresses */
+	SCHECK(res, a.t->ops->listen(a.t, "udp://10.0.0.9:0", bound,
+				     sizeof(bound)) == TW_EINVAL, "");
+	SCHECK(res, a.t->ops->listen(a.t, "udp://" SRV_IP ":31851", bound,
+				     sizeof(bound)) == TW_EINVAL, "");
+	SCHECK(res, a.t->ops->listen(a.t, "udp://" SRV_IP ":0/02:00:00:00:00:99",
+				     bound, sizeof(bound)) == TW_EINVAL, "");
+	SCHECK(res, a.t->ops->listen(a.t, "tcp://" SRV_IP ":0", bound,
+				     sizeof(bound)) == TW_EINVAL, "");
+	SCHECK(res, b.t->ops->connect(b.t, "udp://" SRV_IP ":31850", &c) ==
+			    TW_EINVAL, "");
+	SCHECK(res, b.t->ops->connect(b.t, "udp://" SRV_IP
+				      ":31850/03:00:00:00:00:01",
+				      &c) == TW_EINVAL, "");
+
+	/* refused: nobody listens, the answer is a RESET */
+	SCHECK(res, b.t->ops->connect(b.t, "udp://" SRV_IP ":31850/" SRV_MAC,
+				      &c) == TW_OK, "");
+	ssend_init(&q[0], &b, mem, 0, 10);
+	SCHECK(res, tw_transport_send(b.t, c, &q[0].r) == TW_OK, "");
+	uint64_t t0 = now_ns();
+	SCHECK(res, SPUMP(b.closes == 1, 2000), "");
+	SCHECK(res, now_ns() - t0 < 250000000ull, "refusal took the dead timeout");
+	SCHECK(res, b.close_st == TW_EUNREACHABLE && b.last_closed == c, "");
+	SCHECK(res, q[0].ndone == 1 && q[0].st == TW_EUNREACHABLE, "");
+	SCHECK(res, b.dones_at_close == 1, "done after the close upcall");
+
+	/* unanswered: a peer that does not exist dies at dead_ns */
+	SCHECK(res, b.t->ops->connect(b.t, "udp://10.77.0.99:31850/"
+				      "02:00:00:00:09:09", &c) == TW_OK, "");
+	ssend_init(&q[1], &b, mem + 4096, 0, 10);
+	SCHECK(res, tw_transport_send(b.t, c, &q[1].r) == TW_OK, "");
+	t0 = now_ns();
+	SCHECK(res, SPUMP(b.closes == 2, 3000), "");
+	SCHECK(res, now_ns() - t0 >= 250000000ull, "died too early");
+	SCHECK(res, b.close_st == TW_EUNREACHABLE, "");
+	SCHECK(res, q[1].ndone == 1 && q[1].st == TW_EUNREACHABLE, "");
+	tw_dpdk_get_stats(a.t, &st);
+	SCHECK(res, st.bad_by_reason[TWP_E_IP_DST] +
+				    st.bad_by_reason[TWP_E_ETH_DST] >
+			    0,
+	       "a saw no misaddressed CONNECT");
+
+	/* listen, connect, frames both ways */
+	SCHECK(res, a.t->ops->listen(a.t, "udp://" SRV_IP ":31850", bound,
+				     sizeof(bound)) == TW_OK, "");
+	SCHECK(res, strcmp(bound, "udp://" SRV_IP ":31850/" SRV_MAC) == 0,
+	       "%s", bound);
+	SCHECK(res, b.t->ops->connect(b.t, bound, &c) == TW_OK, "");
+	/* backpressure: max_queued sends held, then TW_ENOSPC */
+	for (int i = 0; i < 64; i++) {
+		ssend_init(&q[i], &b, mem + 4096 * (size_t)i, (uint64_t)i,
+			   (uint32_t)(i * 37 % 3000));
+		SCHECK(res, tw_transport_send(b.t, c, &q[i].r) == TW_OK, "%d", i);
+	}
+	ssend_init(&q[64], &b, mem + 4096 * 64, 64, 10);
+	SCHECK(res, tw_transport_send(b.t, c, &q[64].r) == TW_ENOSPC, "");
+	SCHECK(res, q[64].ndone == 0, "");
+	/* a request that is not a frame */
+	struct ssend tiny;
+	ssend_init(&tiny, &b, mem + 4096 * 65, 0, 0);
+	tiny.r.len = tiny.iov.iov_len = 20;
+	SCHECK(res, tw_transport_send(b.t, c, &tiny.r) == TW_EINVAL, "");
+	SCHECK(res, SPUMP(b.oks == 1 && a.oks == 1 && b.dones == 2 + 64 &&
+				  a.frames == 64,
+			  5000),
+	       "oks %d %d dones %lu frames %lu", a.oks, b.oks,
+	       (unsigned long)b.dones, (unsigned long)a.frames);
+	SCHECK(res, a.bad == 0, "");
+	for (int i = 0; i < 64; i++)
+		SCHECK(res, q[i].st == TW_OK && q[i].ndone == 1, "%d", i);
+	SCHECK(res, tw_transport_send(b.t, c, &q[64].r) == TW_OK, "");
+	tw_conn *ac = a.last_ok;
+	for (int i = 0; i < 5; i++) {
+		ssend_init(&q[100 + i], &a, mem + 4096 * (size_t)(100 + i),
+			   (uint64_t)i, 2000);
+		SCHECK(res, tw_transport_send(a.t, ac, &q[100 + i].r) == TW_OK,
+		       "");
+	}
+	SCHECK(res, SPUMP(b.frames == 5 && a.frames == 65 &&
+				  a.dones == 5 && b.dones == 2 + 65,
+			  5000),
+	       "");
+	SCHECK(res, b.bad == 0 && a.bad == 0, "");
+
+	/* a frame whose header is garbage: the receiver ends the session
+	 * (TW_EPROTO) and tells the sender (RESET) */
+	memset(mem + 4096 * 70, 0x5a, 64);
+	ssend_init(&q[70], &b, mem + 4096 * 70, 0, 0);
+	memset(mem + 4096 * 70, 0x5a, 48);
+	q[70].iov.iov_len = q[70].r.len = 64;
+	SCHECK(res, tw_transport_send(b.t, c, &q[70].r) == TW_OK, "");
+	SCHECK(res, SPUMP(a.closes == 1 && b.closes == 3, 3000), "");
+	SCHECK(res, a.close_st == TW_EPROTO, "%s", tw_status_name(a.close_st));
+	SCHECK(res, b.close_st == TW_EUNREACHABLE, "");
+	tw_dpdk_get_stats(a.t, &st);
+	SCHECK(res, st.bad_frames == 1 && st.resets_tx >= 1, "");
+
+	/* local close with sends pending: they fail with TW_ESHUTDOWN before
+	 * the close upcall; the peer hears a RESET */
+	SCHECK(res, b.t->ops->connect(b.t, bound, &c) == TW_OK, "");
+	SCHECK(res, SPUMP(b.oks == 2 && a.oks == 2, 3000), "");
+	for (int i = 0; i < 5; i++) {
+		ssend_init(&q[110 + i], &b, mem + 4096 * (size_t)(110 + i),
+			   (uint64_t)i, 3000);
+		SCHECK(res, tw_transport_send(b.t, c, &q[110 + i].r) == TW_OK,
+		       "");
+	}
+	b.t->ops->close(b.t, c);
+	SCHECK(res, b.closes == 3, "upcall inside close()");
+	ssend_init(&q[120], &b, mem + 4096 * 120, 9, 10);
+	SCHECK(res, tw_transport_send(b.t, c, &q[120].r) == TW_EUNREACHABLE,
+	       "");
+	SCHECK(res, SPUMP(b.closes == 4 && a.closes == 2, 3000), "");
+	SCHECK(res, b.close_st == TW_ESHUTDOWN && b.dones_at_close == b.dones,
+	       "");
+	for (int i = 0; i < 5; i++)
+		SCHECK(res, q[110 + i].ndone == 1 &&
+				    q[110 + i].st == TW_ESHUTDOWN,
+		       "");
+	SCHECK(res, a.close_st == TW_EUNREACHABLE, "");
+
+	/* destroy with a session open and sends pending */
+	SCHECK(res, b.t->ops->connect(b.t, bound, &c) == TW_OK, "");
+	SCHECK(res, SPUMP(b.oks == 3 && a.oks == 3, 3000), "");
+	for (int i = 0; i < 5; i++) {
+		ssend_init(&q[130 + i], &b, mem + 4096 * (size_t)(130 + i),
+			   (uint64_t)i, 3000);
+		SCHECK(res, tw_transport_send(b.t, c, &q[130 + i].r) == TW_OK,
+		       "");
+	}
+	uint64_t before = b.dones;
+	b.t->ops->destroy(b.t);
+	b.t = NULL;
+	SCHECK(res, b.closes == 5 && b.close_st == TW_ESHUTDOWN, "");
+	SCHECK(res, b.dones == before + 5, "");
+	SCHECK(res, SPUMP(a.closes == 3, 3000), "");
+	SCHECK(res, a.close_st == TW_EUNREACHABLE, "");
+out:
+	end_free(&b);
+	end_free(&a);
+	if (eb != NULL && tw_dpdk_env_destroy(eb) != TW_OK)
+		wfail(res, "env b destroy");
+	if (ea != NULL && tw_dpdk_env_destroy(ea) != TW_OK)
+		wfail(res, "env a destroy");
+	tw_dpdk_eal_fini();
+	free(mem);
+	free(q);
+	if (leaks_found())
+		wfail(res, "leaks (see the LeakSanitizer report)");
+	_exit(res->failed ? 1 : 0);
+}
+
+static void run_solo(void (*fn)(struct shm *, const char *, const char *),
+		     struct shm *sh, char *prefix, size_t plen, int *status)
+{
+	char sock[96];
+	int n = ++run_seq;
+	snprintf(prefix, plen, "twt%do%d", (int)getpid(), n);
+	snprintf(sock, sizeof(sock), "/tmp/twt-memif-%d-%d.sock", (int)getpid(),
+		 n);
+	memset(sh, 0, sizeof(*sh));
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0)
+		fn(sh, prefix, sock);
+	bool late = false;
+	wait_child(pid, status, now_ns() + 60000000000ull, &late);
+	char d[128];
+	snprintf(d, sizeof(d), "/var/run/dpdk/%s", prefix);
+	rm_rf(d);
+	cr_assert(!late, "timed out: %s", sh->r[SRV].msg);
+}
+
+Test(dpdk, one_process_semantics, .timeout = 90)
+{
+	NEED_ROOT();
+	struct shm *sh = shm_new();
+	char prefix[64];
+	int status = 0;
+	run_solo(solo_main, sh, prefix, sizeof(prefix), &status);
+	skip_without_eal(sh);
+	cr_assert(sh->r[SRV].ran);
+	cr_assert_eq(sh->r[SRV].failed, 0, "%s", sh->r[SRV].msg);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d",
+		  status);
+	munmap(sh, sizeof(*sh));
+}
+
+/* Two queue pairs per port, a transport on each: the UDP port picks the
+ * loop. memif delivers on the queue index the sender used, so sessions
+ * between queue 1 and queue 0 arrive on the wrong queue and are steered
+ * in software. */
+static void steer_main(struct shm *sh, const char *prefix, const char *sock)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	struct result *res = &sh->r[SRV];
+	res->ran = 1;
+	char eal[512];
+	snprintf(eal, sizeof(eal),
+		 "-l 0 " EAL_COMMON "--file-prefix=%s "
+		 "--vdev=net_memif0,role=server,socket=%s,mac=" SRV_MAC " "
+		 "--vdev=net_memif1,role=client,socket=%s,mac=" CLI_MAC,
+		 prefix, sock, sock);
+	tw_dpdk_env *ea = NULL, *eb = NULL;
+	struct end e[4]; /* a0 a1 b0 b1 */
+	memset(e, 0, sizeof(e));
+	enum { N = 40 };
+	uint8_t *mem = calloc(4 * N, 8192);
+	struct ssend *q = calloc(4 * N, sizeof(*q));
+	tw_conn *c[4] = { 0 };
+	char bound[2][96];
+	struct tw_dpdk_stats st[4];
+
+	if (solo_env(eal, "net_memif0", SRV_IP, 2, &ea) != TW_OK) {
+		wfail(res, "env: %s", eal_why);
+		goto out;
+	}
+	SCHECK(res, solo_env(NULL, "net_memif1", CLI_IP, 2, &eb) == TW_OK, "");
+	struct tw_dpdk_opts o;
+	tw_dpdk_opts_init(&o, sizeof(o));
+	o.idle_wake_ns = 0;
+	for (int i = 0; i < 4; i++)
+		SCHECK(res, end_make(&e[i], i < 2 ? ea : eb, (uint16_t)(i % 2),
+				     &o) == 0,
+		       "%d", i);
+	for (int i = 0; i < 2; i++) {
+		SCHECK(res, e[i].t->ops->listen(e[i].t, "udp://0.0.0.0:0",
+						bound[i], sizeof(bound[i])) ==
+				    TW_OK,
+		       "");
+		char want[96];
+		snprintf(want, sizeof(want), "udp://" SRV_IP ":%d/" SRV_MAC,
+			 BASE_PORT + i);
+		SCHECK(res, strcmp(bound[i], want) == 0, "%s", bound[i]);
+	}
+	/* b1 -> a0 and b0 -> a1: every packet crosses queues */
+	SCHECK(res, e[3].t->ops->connect(e[3].t, bound[0], &c[3]) == TW_OK, "");
+	SCHECK(res, e[2].t->ops->connect(e[2].t, bound[1], &c[2]) == TW_OK, "");
+	SCHECK(res, SPUMP(e[0].oks == 1 && e[1].oks == 1 && e[2].oks == 1 &&
+				  e[3].oks == 1,
+			  5000),
+	       "");
+	c[0] = e[0].last_ok;
+	c[1] = e[1].last_ok;
+	for (int k = 0; k < 4; k++)
+		for (int i = 0; i < N; i++) {
+			struct ssend *s = &q[k * N + i];
+			ssend_init(s, &e[k], mem + 8192 * (size_t)(k * N + i),
+				   (uint64_t)i, (uint32_t)(i * 173 % 8000));
+			SCHECK(res, tw_transport_send(e[k].t, c[k], &s->r) ==
+					    TW_OK,
+			       "");
+		}
+	SCHECK(res, SPUMP(e[0].frames == N && e[1].frames == N &&
+				  e[2].frames == N && e[3].frames == N &&
+				  e[0].dones == N && e[1].dones == N &&
+				  e[2].dones == N && e[3].dones == N,
+			  10000),
+	       "frames %lu %lu %lu %lu", (unsigned long)e[0].frames,
+	       (unsigned long)e[1].frames, (unsigned long)e[2].frames,
+	       (unsigned long)e[3].frames);
+	for (int k = 0; k < 4; k++) {
+		SCHECK(res, e[k].bad == 0, "%d", k);
+		tw_dpdk_get_stats(e[k].t, &st[k]);
+		SCHECK(res, st[k].steered_in > 0 && st[k].steered_out > 0,
+		       "end %d in %lu out %lu", k,
+		       (unsigned long)st[k].steered_in,
+		       (unsigned long)st[k].steered_out);
+		SCHECK(res, st[k].steer_drops == 0, "");
+	}
+	fprintf(stderr, "[dpdk] steering: a0 got %lu packets from a1's queue, "
+			"b1 %lu from b0's\n",
+		(unsigned long)st[0].steered_in,
+		(unsigned long)st[3].steered_in);
+out:
+	for (int i = 3; i >= 0; i--)
+		end_free(&e[i]);
+	if (eb != NULL && tw_dpdk_env_destroy(eb) != TW_OK)
+		wfail(res, "env b destroy");
+	if (ea != NULL && tw_dpdk_env_destroy(ea) != TW_OK)
+		wfail(res, "env a destroy");
+	tw_dpdk_eal_fini();
+	free(mem);
+	free(q);
+	if (leaks_found())
+		wfail(res, "leaks (see the LeakSanitizer report)");
+	_exit(res->failed ? 1 : 0);
+}
+
+Test(dpdk, memif_two_queues_steering, .timeout = 90)
+{
+	NEED_ROOT();
+	struct shm *sh = shm_new();
+	char prefix[64];
+	int status = 0;
+	g_nends = 0;
+	run_solo(steer_main, sh, prefix, sizeof(prefix), &status);
+	skip_without_eal(sh);
+	cr_assert(sh->r[SRV].ran);
+	cr_assert_eq(sh->r[SRV].failed, 0, "%s", sh->r[SRV].msg);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d",
+		  status);
+	munmap(sh, sizeof(*sh));
+}
