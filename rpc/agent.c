@@ -11,6 +11,7 @@
 
 #include "dataplane/uring.h"
 #include "rpc/agent_impl.h"
+#include "rpc/invoke.h"
 
 _Thread_local struct agent_loop *agent_tls_loop;
 
@@ -740,6 +741,9 @@ tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
 	if (st != TW_OK)
 		goto fail;
 	a->reg_ok = true;
+	st = reg_register_builtins(&a->reg); /* aten::*, tw::list_functions */
+	if (st != TW_OK)
+		goto fail;
 	struct tw_buf_pool_opts po;
 	tw_buf_pool_opts_init(&po, sizeof(po));
 	po.buf_size = TX_POOL_BUF;

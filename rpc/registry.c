@@ -67,6 +67,9 @@ void registry_fini(struct registry *r)
 	while (r->all != NULL) {
 		struct reg_entry *e = r->all;
 		r->all = e->all_next;
+		if (e->ext_free != NULL)
+			e->ext_free(e->ext);
+		free((void *)e->overload);
 		free((void *)e->name);
 		free(e);
 	}
@@ -108,6 +111,8 @@ uint32_t registry_count(const struct registry *r)
 		memory_order_relaxed);
 }
 
+static tw_status registry_insert(struct registry *r, struct reg_entry *e);
+
 tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
 		       void *arg, unsigned flags)
 {
@@ -134,13 +139,35 @@ tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
 	e->arg = arg;
 	e->flags = flags;
 
+	tw_status st = registry_insert(r, e);
+	if (st != TW_OK) {
+		free(copy);
+		free(e);
+	}
+	return st;
+}
+
+static tw_status registry_insert_locked(struct registry *r,
+					struct reg_entry *e);
+
+/* Publish e (name, hash set) in the table. TW_EBUSY when its name is
+ * taken. Takes the lock. */
+static tw_status registry_insert(struct registry *r, struct reg_entry *e)
+{
 	pthread_mutex_lock(&r->lock);
+	tw_status st = registry_insert_locked(r, e);
+	pthread_mutex_unlock(&r->lock);
+	return st;
+}
+
+static tw_status registry_insert_locked(struct registry *r,
+					struct reg_entry *e)
+{
+	const char *name = e->name;
+	size_t len = e->name_len;
 	struct reg_table *old =
 		atomic_load_explicit(&r->table, memory_order_relaxed);
 	if (table_find(old, name, len, e->hash) != NULL) {
-		pthread_mutex_unlock(&r->lock);
-		free(copy);
-		free(e);
 		return TW_EBUSY;
 	}
 	e->all_next = r->all;
@@ -149,16 +176,12 @@ tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
 	if ((count + 1) * 2 <= old->mask + 1) {
 		/* Room: fill a slot of the published table in place. */
 		table_put(old, e);
-		pthread_mutex_unlock(&r->lock);
 		return TW_OK;
 	}
 	/* Keep tables at most half full so probes stay short: grow. */
 	struct reg_table *t = table_new((old->mask + 1) * 2);
 	if (t == NULL) {
 		r->all = e->all_next;
-		pthread_mutex_unlock(&r->lock);
-		free(copy);
-		free(e);
 		return TW_ENOMEM;
 	}
 	for (uint32_t i = 0; i <= old->mask; i++) {
@@ -174,6 +197,119 @@ tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
 	atomic_store_explicit(&r->table, t, memory_order_release);
 	old->retired_next = r->retired;
 	r->retired = old;
+	return TW_OK;
+}
+
+static struct reg_entry *entry_new(const char *name, size_t len,
+				   const char *overload)
+{
+	struct reg_entry *e = calloc(1, sizeof(*e));
+	char *copy = malloc(len + 1);
+	char *ov = strdup(overload != NULL ? overload : "");
+	if (e == NULL || copy == NULL || ov == NULL) {
+		free(e);
+		free(copy);
+		free(ov);
+		return NULL;
+	}
+	memcpy(copy, name, len + 1);
+	e->name = copy;
+	e->name_len = (uint32_t)len;
+	e->hash = name_hash(name, len);
+	e->overload = ov;
+	atomic_init(&e->next_overload, NULL);
+	return e;
+}
+
+static void entry_free(struct reg_entry *e)
+{
+	free((void *)e->overload);
+	free((void *)e->name);
+	free(e);
+}
+
+tw_status registry_add_overload(struct registry *r, const char *name,
+				const char *overload, tw_handler_fn dispatch,
+				void *ext, void (*ext_free)(void *),
+				unsigned flags)
+{
+	if (name == NULL || dispatch == NULL || ext == NULL)
+		return TW_EINVAL;
+	size_t len = strlen(name);
+	if (len == 0 || len > REGISTRY_NAME_MAX)
+		return TW_EINVAL;
+	if (flags & ~TW_FN_BLOCKING)
+		return TW_EINVAL;
+	struct reg_entry *e = entry_new(name, len, overload);
+	if (e == NULL)
+		return TW_ENOMEM;
+	e->fn = dispatch;
+	e->arg = e;
+	e->flags = flags;
+	e->ext = ext;
+
+	/* One writer at a time: the lock orders the find and the append. */
+	pthread_mutex_lock(&r->lock);
+	struct reg_table *t =
+		atomic_load_explicit(&r->table, memory_order_relaxed);
+	struct reg_entry *head =
+		(struct reg_entry *)table_find(t, name, len, e->hash);
+	if (head == NULL) {
+		tw_status st = registry_insert_locked(r, e);
+		pthread_mutex_unlock(&r->lock);
+		if (st != TW_OK) {
+			entry_free(e);
+			return st;
+		}
+		e->ext_free = ext_free;
+		return TW_OK;
+	}
+	tw_status st = TW_OK;
+	struct reg_entry *tail = head;
+	if (head->ext == NULL) {
+		st = TW_EBUSY; /* a plain function */
+	} else if (head->flags != flags) {
+		st = TW_EINVAL;
+	} else {
+		for (struct reg_entry *x = head; x != NULL;
+		     x = atomic_load_explicit(&x->next_overload,
+					      memory_order_relaxed)) {
+			if (strcmp(x->overload, e->overload) == 0)
+				st = TW_EBUSY;
+			tail = x;
+		}
+	}
+	if (st != TW_OK) {
+		pthread_mutex_unlock(&r->lock);
+		entry_free(e);
+		return st;
+	}
+	e->ext_free = ext_free;
+	e->all_next = r->all;
+	r->all = e;
+	/* Release pairs with the acquire loads of readers walking the chain. */
+	atomic_store_explicit(&tail->next_overload, e, memory_order_release);
 	pthread_mutex_unlock(&r->lock);
+	return TW_OK;
+}
+
+tw_status registry_snapshot(struct registry *r,
+			    const struct reg_entry ***out, size_t *n)
+{
+	pthread_mutex_lock(&r->lock);
+	size_t cnt = 0;
+	for (struct reg_entry *e = r->all; e != NULL; e = e->all_next)
+		cnt++;
+	const struct reg_entry **v = malloc((cnt ? cnt : 1) * sizeof(*v));
+	if (v == NULL) {
+		pthread_mutex_unlock(&r->lock);
+		return TW_ENOMEM;
+	}
+	size_t i = 0;
+	for (struct reg_entry *e = r->all; e != NULL; e = e->all_next)
+		v[i++] = e;
+	pthread_mutex_unlock(&r->lock);
+	*out = v;
+	*n = cnt;
 	return TW_OK;
 }

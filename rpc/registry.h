@@ -25,8 +25,15 @@ struct reg_entry {
 	tw_handler_fn fn;
 	void *arg;
 	unsigned flags;       /* TW_FN_* */
-	void *ext;            /* schema and overload data (later) */
-	struct reg_entry *next_overload;
+	void *ext;            /* schema'd entries: the overload's data (a
+			       * struct reg_overload, rpc/invoke.h); NULL
+			       * for a plain entry */
+	void (*ext_free)(void *ext);
+	const char *overload; /* schema'd entries: overload name, owned */
+	/* Schema'd entries: the next overload of the same name, in
+	 * registration order (the table holds the first). Appended under the
+	 * lock with a release store; readers walk it lock-free. */
+	_Atomic(struct reg_entry *) next_overload;
 	struct reg_entry *all_next; /* every entry ever made, for fini */
 };
 
@@ -65,6 +72,25 @@ tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
  * Lock-free; safe against concurrent registry_add. */
 const struct reg_entry *registry_find(const struct registry *r,
 				      const char *name, size_t len);
+
+/*
+ * Add an overload of a schema'd name: the first one of name is published
+ * in the table with fn = dispatch and arg = the entry itself; later ones
+ * are appended to its overload chain (their fn/arg are unused). ext is
+ * owned by the entry from TW_OK on (freed with ext_free at fini).
+ * TW_EBUSY when name is a plain entry or already has this overload;
+ * TW_EINVAL for a bad name or flags, or flags differing from the first
+ * overload's (all overloads of a name run in the same place); TW_ENOMEM.
+ */
+tw_status registry_add_overload(struct registry *r, const char *name,
+				const char *overload, tw_handler_fn dispatch,
+				void *ext, void (*ext_free)(void *),
+				unsigned flags);
+
+/* Every entry (overloads included), in no particular order: a malloc'd
+ * array the caller frees. Entries stay valid until registry_fini. */
+tw_status registry_snapshot(struct registry *r,
+			    const struct reg_entry ***out, size_t *n);
 
 /* Number of registered names (snapshot). */
 uint32_t registry_count(const struct registry *r);

@@ -16,9 +16,26 @@ static void usage(FILE *f)
 		"usage: tw-worker --name NAME --rank R --world-size N --rendezvous tcp://HOST:PORT\n"
 		"                 [--loops N] [--first-cpu C] [--timeout-ms MS] [--init-timeout-ms MS]\n"
 		"                 [--listen-host HOST] [--yield] [--nongraceful]\n"
+		"                 [--list] [--list-remote WORKER]\n"
 		"Joins the group (rank 0 hosts the rendezvous), serves demo::add, demo::echo,\n"
-		"demo::check_positive and demo::slow, and leaves when every worker has called\n"
-		"shutdown (graceful) — or at once with --nongraceful.\n");
+		"demo::check_positive and demo::slow (and every agent's aten:: builtins and\n"
+		"tw::list_functions), and leaves when every worker has called shutdown\n"
+		"(graceful) — or at once with --nongraceful.\n"
+		"--list prints this worker's functions and their schemas once it has joined;\n"
+		"--list-remote WORKER fetches and prints another worker's list.\n");
+}
+
+/* One line per function: name, schema (or "-" for a plain function),
+ * "[blocking]" when it runs on the executor. */
+static void print_functions(const char *title, const tw_value *l)
+{
+	printf("%s: %u functions\n", title, l->len);
+	for (uint32_t i = 0; i < l->len; i++) {
+		const tw_value *t = &l->u.items[i];
+		printf("  %-28s %s%s\n", t->u.items[0].u.str,
+		       t->u.items[1].len ? t->u.items[1].u.str : "-",
+		       t->u.items[2].u.b ? "  [blocking]" : "");
+	}
 }
 
 static long parse_num(const char *opt, const char *s)
@@ -37,6 +54,8 @@ int main(int argc, char **argv)
 	struct tw_agent_opts o;
 	tw_agent_opts_init(&o, sizeof(o));
 	bool graceful = true, have_rank = false, have_world = false;
+	bool list = false;
+	const char *list_remote = NULL;
 	static const struct option longopts[] = {
 		{"name", required_argument, NULL, 'n'},
 		{"rank", required_argument, NULL, 'r'},
@@ -49,11 +68,13 @@ int main(int argc, char **argv)
 		{"listen-host", required_argument, NULL, 'H'},
 		{"yield", no_argument, NULL, 'y'},
 		{"nongraceful", no_argument, NULL, 'G'},
+		{"list", no_argument, NULL, 'L'},
+		{"list-remote", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:yGh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:yGLM:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': o.name = optarg; break;
 		case 'r': o.rank = (uint32_t)parse_num("--rank", optarg); have_rank = true; break;
@@ -66,6 +87,8 @@ int main(int argc, char **argv)
 		case 'H': o.listen_host = optarg; break;
 		case 'y': o.yield = true; break;
 		case 'G': graceful = false; break;
+		case 'L': list = true; break;
+		case 'M': list_remote = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -89,6 +112,28 @@ int main(int argc, char **argv)
 	tw_agent_self(a, &self);
 	printf("tw-worker %s: id %u serving at %s, world size %u\n", self.name,
 	       self.id, self.addr, tw_agent_world_size(a));
+	if (list) {
+		tw_value l;
+		s = tw_agent_list_functions(a, &l);
+		if (s == TW_OK) {
+			print_functions(self.name, &l);
+			tw_value_destroy(&l);
+		} else {
+			fprintf(stderr, "tw-worker %s: --list: %s\n", self.name,
+				tw_strerror(s));
+		}
+	}
+	if (list_remote != NULL) {
+		tw_value l;
+		s = tw_rpc_list_functions(a, list_remote, -1, &l);
+		if (s == TW_OK) {
+			print_functions(list_remote, &l);
+			tw_value_destroy(&l);
+		} else {
+			fprintf(stderr, "tw-worker %s: --list-remote %s: %s\n",
+				self.name, list_remote, tw_strerror(s));
+		}
+	}
 	fflush(stdout);
 	s = tw_agent_shutdown(a, graceful);
 	if (s != TW_OK) {

@@ -61,6 +61,14 @@ struct tw_agent_opts {
 	 * other than TW_OK fails the init with it. NULL = none. */
 	tw_status (*setup)(tw_agent *a, void *arg);
 	void *setup_arg;
+	/* Embedded mode (SPDK/Seastar style): no loop threads. The thread
+	 * that calls tw_agent_init owns the agent's single loop (num_loops
+	 * must be 1) and drives it: tw_agent_poll, or while it waits in
+	 * tw_agent_wait / tw_rpc_sync. Caller and loop share a core, so a
+	 * call needs no cross-thread hand-off: the lowest latency on few
+	 * cores. Other threads may still call tw_rpc_async; their calls
+	 * progress when the owner polls. */
+	bool embedded;
 	/* When tw_agent_init fails, a message saying why ("worker name 'w1'
 	 * is already taken by rank 1"), NUL-terminated. NULL = not wanted. */
 	char *err;
@@ -88,7 +96,9 @@ tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
  * Frees the agent either way. Returns TW_OK, or TW_EUNREACHABLE when rank
  * 0 vanished during the barrier (the agent is freed all the same), or
  * TW_EBUSY, changing nothing, when called from one of the agent's own
- * threads (a handler).
+ * threads (a handler). Embedded, only the owner thread may call it
+ * (TW_EINVAL otherwise, changing nothing); it polls the loop throughout,
+ * so peers' calls are served while it waits for them.
  *
  * Values and futures that hold received tensors or messages point into
  * the transport's receive buffers: release them before shutdown, or the
@@ -169,6 +179,17 @@ tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 		      const tw_value *args, const tw_value *kwargs,
 		      int64_t timeout_ms, tw_value *result, tw_value *err);
 
+/* Embedded mode, owner thread only: one iteration of the agent's loop
+ * (receive, serve, complete futures, fire timers). Returns work done; 0
+ * (and nothing done) in threaded mode. */
+int tw_agent_poll(tw_agent *a);
+
+/* Wait for f like tw_future_wait; in embedded mode on the owner thread it
+ * polls the loop meanwhile (it must: nothing else would), following the
+ * loop's idle policy (spin_ns, yield), and returns TW_EINVAL when called
+ * from inside the loop (a handler) on a future not yet done. */
+tw_status tw_agent_wait(tw_agent *a, tw_future *f, int64_t timeout_ms);
+
 /* Calls this worker has sent and not yet seen completed (snapshot). */
 uint64_t tw_agent_outstanding(const tw_agent *a);
 
@@ -185,6 +206,52 @@ struct tw_agent_stats {
 	uint64_t exec_expired;   /* skipped: deadline passed in the queue */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
+
+/* ---- functions by schema (docs/functions.md) ---- */
+
+/*
+ * A schema'd handler gets the call's arguments already bound to its schema
+ * (tw_schema_bind): bound[0 .. nbound) in schema order, defaults filled,
+ * conversions applied (int to float), borrowed for the duration of the
+ * call. Results and errors as tw_handler_fn (tw_call_defer works too).
+ */
+typedef tw_status (*tw_schema_handler_fn)(tw_call_ctx *ctx,
+					  const tw_value *bound,
+					  uint32_t nbound, tw_value *result,
+					  void *arg);
+
+/*
+ * Register a function by its schema, e.g.
+ *   "demo::scale(Tensor x, float factor=2.0, *, bool inplace=False) -> Tensor"
+ * under its name without the overload ("demo::scale"). Registering another
+ * overload ("demo::scale.int(...)") of the name adds it: a call binds to
+ * the overloads in registration order and runs the first that binds, as
+ * torch's matchBuiltinOp; when none binds the caller gets TW_ETYPE with
+ * torch's message ("Failed to match operator name ... Schemas tried: ...";
+ * for a single overload, the binding error naming the argument and the
+ * expected type). Errors: TW_EINVAL for a schema that does not parse (err,
+ * when not NULL, gets the parser's message with its position) or flags
+ * differing from the name's other overloads; TW_EBUSY when the name is
+ * registered plainly (tw_agent_register) or already has this overload
+ * name; TW_ENOMEM. Every agent serves the aten:: builtins and
+ * tw::list_functions.
+ */
+tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
+				   tw_schema_handler_fn fn, void *arg,
+				   unsigned flags, char *err, size_t errlen);
+
+/*
+ * Every function this worker serves, as an owned list sorted by qualified
+ * name of tuple(str name, str schema, bool blocking): name is
+ * "aten::add.Tensor" for an overload ("name" when it has none), schema is
+ * its canonical text ("" for a plain function).
+ */
+tw_status tw_agent_list_functions(const tw_agent *a, tw_value *out);
+
+/* The same list from worker to (a call of "tw::list_functions"). On a
+ * remote error returns its kind (out stays NONE). */
+tw_status tw_rpc_list_functions(tw_agent *a, const char *to,
+				int64_t timeout_ms, tw_value *out);
 
 #ifdef __cplusplus
 }
