@@ -187,6 +187,13 @@ struct tw_buf_pool {
 	 * this struct, on cache lines of its own: every get and put lands
 	 * there, while the fields above are only read. */
 	tw_ring *free;
+	/* The buffer put last, kept out of the ring for the next get. The
+	 * ring alone is FIFO, which hands out the buffer that has been idle
+	 * longest, so every get of a large pool writes to cold memory
+	 * (measured: a small message's encode took 360 ns instead of 130).
+	 * This slot makes the common get-after-put reuse a warm buffer. Its
+	 * own cache line: both ends write it. */
+	alignas(TW_RING_CACHE_LINE) _Atomic(tw_buf *) hot;
 };
 
 /* Offset of the free ring in the pool's allocation. */
@@ -317,6 +324,7 @@ tw_status tw_buf_pool_create(const struct tw_buf_pool_opts *opts,
 	if (pool == NULL)
 		return TW_ENOMEM;
 	pool->free = (tw_ring *)((unsigned char *)pool + POOL_RING_OFF);
+	atomic_init(&pool->hot, NULL);
 	st = tw_ring_init(pool->free, ring_count, TW_RING_F_MPMC);
 	if (st != TW_OK)
 		goto err_pool;
@@ -369,11 +377,21 @@ tw_buf *tw_buf_pool_get(tw_buf_pool *pool)
 
 	if (pool == NULL)
 		return NULL;
+	/* The warm one first. Acquire: pairs with the putter's release
+	 * exchange, so its last user's accesses are done. The plain load
+	 * first spares an empty slot the locked exchange. */
+	tw_buf *b = atomic_load_explicit(&pool->hot, memory_order_relaxed);
+	if (b != NULL &&
+	    (b = atomic_exchange_explicit(&pool->hot, NULL,
+					  memory_order_acquire)) != NULL) {
+		atomic_store_explicit(&b->refcnt, 1, memory_order_relaxed);
+		return b;
+	}
 	/* The ring's acquire (A1) pairs with the putter's release (R0): the
 	 * last user's accesses to the header and data are done. */
 	if (tw_ring_mc_dequeue_burst(pool->free, &p, 1, NULL) == 0)
 		return NULL;
-	tw_buf *b = p;
+	b = p;
 	/* Relaxed: nobody else can see b until we return it. */
 	atomic_store_explicit(&b->refcnt, 1, memory_order_relaxed);
 	return b;
@@ -388,6 +406,10 @@ unsigned tw_buf_pool_get_burst(tw_buf_pool *pool, tw_buf **bufs, unsigned n)
 	 * does for the same cast. */
 	unsigned got = tw_ring_mc_dequeue_burst(pool->free, (void **)bufs, n,
 						NULL);
+	if (got < n && atomic_load_explicit(&pool->hot, memory_order_relaxed) &&
+	    (bufs[got] = atomic_exchange_explicit(&pool->hot, NULL,
+						  memory_order_acquire)) != NULL)
+		got++;
 	for (unsigned i = 0; i < got; i++)
 		atomic_store_explicit(&bufs[i]->refcnt, 1,
 				      memory_order_relaxed);
@@ -397,6 +419,12 @@ unsigned tw_buf_pool_get_burst(tw_buf_pool *pool, tw_buf **bufs, unsigned n)
 /* Return a header whose refcount reached zero. Never allocates. */
 static void pool_put(tw_buf_pool *pool, tw_buf *b)
 {
+	/* Release: our uses of b happen before the next getter's. Acquire:
+	 * the previous putter's uses of the one we push on to the ring (whose
+	 * enqueue then publishes them). */
+	b = atomic_exchange_explicit(&pool->hot, b, memory_order_acq_rel);
+	if (b == NULL)
+		return;
 	void *p = b;
 	/* Cannot fail (room for every header); the ring's release (R0)
 	 * publishes our use of the buffer to the next getter. */
@@ -420,7 +448,8 @@ uint32_t tw_buf_pool_in_use(const tw_buf_pool *pool)
 	/* Derived from the free ring rather than kept in a counter: no
 	 * extra atomic on get/put, and exact whenever the ring is quiescent.
 	 * Under traffic the ring count is a snapshot that can overshoot. */
-	uint32_t free_n = tw_ring_count(pool->free);
+	uint32_t free_n = tw_ring_count(pool->free) +
+			  (atomic_load_explicit(&pool->hot, memory_order_relaxed) != NULL);
 	if (free_n > pool->count)
 		free_n = pool->count;
 	return pool->count - free_n;

@@ -397,6 +397,20 @@ static int reap(tw_loop *l)
 	return work;
 }
 
+/* The cursor lets a poller remove itself or the next one. */
+static int run_pollers(tw_loop *l)
+{
+	int work = 0;
+	for (struct tw_poller *p = l->pollers; p != NULL; p = l->poller_next) {
+		l->poller_next = p->next;
+		int r = p->fn(p->arg);
+		if (r > 0)
+			work += r;
+	}
+	l->poller_next = NULL;
+	return work;
+}
+
 int tw_loop_poll_once(tw_loop *l)
 {
 	if (__builtin_expect(l->in_poll, 0))
@@ -420,29 +434,35 @@ int tw_loop_poll_once(tw_loop *l)
 		count(&l->st.msgs, n);
 	}
 
-	/* The cursor lets a poller remove itself or the next one. */
-	for (struct tw_poller *p = l->pollers; p != NULL; p = l->poller_next) {
-		l->poller_next = p->next;
-		int r = p->fn(p->arg);
-		if (r > 0)
-			work += r;
-	}
-	l->poller_next = NULL;
+	work += run_pollers(l);
 
+	int reaped = 0;
 	if (l->uring_state == URING_READY) {
-		/* One submit per iteration: SQEs prepared by messages and
-		 * pollers leave together. Those prepared by completion and
-		 * timer callbacks below leave next iteration, or with the
-		 * submit_and_wait of a sleep. */
+		/* SQEs prepared by messages and pollers leave together. */
 		if (io_uring_sq_ready(&l->uring) != 0)
 			io_uring_submit(&l->uring);
-		work += reap(l);
+		reaped = reap(l);
+		work += reaped;
 	}
 
 	unsigned fired = tw_timer_wheel_advance(&l->wheel, l->now);
 	if (fired != 0) {
 		work += (int)fired;
 		count(&l->st.timers_fired, fired);
+	}
+
+	/*
+	 * Completion and timer callbacks queue work for the pollers too,
+	 * above all a reply (a call is served from its receive completion).
+	 * Left for the next iteration it would wait a whole loop turn, on
+	 * every round trip: flush and submit it now. Idle iterations skip
+	 * this.
+	 */
+	if ((reaped | (int)fired) != 0) {
+		work += run_pollers(l);
+		if (l->uring_state == URING_READY &&
+		    io_uring_sq_ready(&l->uring) != 0)
+			io_uring_submit(&l->uring);
 	}
 
 	count(&l->st.iterations, 1);
@@ -610,6 +630,46 @@ static int wait_for_work(tw_loop *l, uint64_t timeout_ns, bool check_stop)
 int tw_loop_poll_wait(tw_loop *l, uint64_t timeout_ns)
 {
 	return wait_for_work(l, timeout_ns, false);
+}
+
+bool tw_loop_in_poll(const tw_loop *l)
+{
+	return l->in_poll;
+}
+
+bool tw_loop_poll_until(tw_loop *l, bool (*done)(void *arg), void *arg,
+			uint64_t timeout_ns, uint64_t max_sleep_ns)
+{
+	if (done(arg))
+		return true;
+	if (l->in_poll)
+		return false;
+	uint64_t idle_since = 0, deadline = UINT64_MAX;
+	bool first = true;
+	for (;;) {
+		int work = tw_loop_poll_once(l);
+		if (done(arg))
+			return true;
+		uint64_t now = real_now(l);
+		if (first) {
+			deadline = sat_add(now, timeout_ns);
+			idle_since = now;
+			first = false;
+		}
+		if (now >= deadline)
+			return false;
+		if (work > 0) {
+			idle_since = now;
+			continue;
+		}
+		if (now - idle_since < l->spin_ns) {
+			if (l->yield)
+				sched_yield();
+			continue;
+		}
+		uint64_t ns = deadline - now;
+		sleep_once(l, ns < max_sleep_ns ? ns : max_sleep_ns);
+	}
 }
 
 static void *loop_main(void *arg)

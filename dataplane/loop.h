@@ -55,8 +55,10 @@ struct tw_loop_msg {
 	void (*fn)(struct tw_loop_msg *m);
 };
 
-/* A function called every iteration on the loop thread; returns how much
- * work it did (0 = idle), which drives the idle policy and statistics. */
+/* A function called every iteration on the loop thread (a second time,
+ * after the completions and timers, in an iteration where those ran);
+ * returns how much work it did (0 = idle), which drives the idle policy
+ * and statistics. */
 struct tw_poller {
 	int (*fn)(void *arg);
 	void *arg;
@@ -99,6 +101,21 @@ int tw_loop_poll_once(tw_loop *l);
  * the ring per the idle policy. Returns work done. */
 int tw_loop_poll_wait(tw_loop *l, uint64_t timeout_ns);
 
+/* Embedded mode: poll until done(arg) returns true (checked before the
+ * first iteration and after each) or timeout_ns of real time passes
+ * (UINT64_MAX = no limit). Follows the idle policy: busy-polls while there
+ * is work and spin_ns after the last, yielding if asked, then sleeps on
+ * the ring, at most max_sleep_ns at a time so that a condition another
+ * thread makes true is seen (UINT64_MAX = no cap: only this loop's work
+ * can make it true). Returns true when done. Not from inside an
+ * iteration (returns done(arg) at once). */
+bool tw_loop_poll_until(tw_loop *l, bool (*done)(void *arg), void *arg,
+			uint64_t timeout_ns, uint64_t max_sleep_ns);
+
+/* True while an iteration runs (loop thread only): a caller reached from
+ * a message, poller, completion or timer callback. */
+bool tw_loop_in_poll(const tw_loop *l);
+
 /* Post m from any thread (multi-producer, lock-free). Wakes the loop when
  * it sleeps. TW_ENOSPC when the ring is full: the caller keeps m and
  * decides (backpressure). */
@@ -124,8 +141,10 @@ void tw_loop_timer_after(tw_loop *l, struct tw_timer *t, uint64_t delay_ns);
 struct io_uring *tw_loop_uring(tw_loop *l);
 
 /* An SQE for the caller to fill (user_data must be a tw_uring_req*), or
- * NULL when the SQ is full even after a submit. Submission happens once per
- * iteration, so SQEs of one iteration go to the kernel together. */
+ * NULL when the SQ is full even after a submit. Submission happens after
+ * the messages and pollers of an iteration, and again after its
+ * completions and timers if they ran: SQEs prepared together go to the
+ * kernel together. */
 struct io_uring_sqe *tw_loop_sqe(tw_loop *l);
 
 /* True on the loop's own thread (the one that polls it). */

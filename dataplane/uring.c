@@ -218,6 +218,7 @@ static void opts_get(const struct tw_uring_opts *in, struct tw_uring_opts *o)
 	OPT_COPY(rx_pool_buf_size);
 	OPT_COPY(rx_pool_count);
 	OPT_COPY(large_cache_bytes);
+	OPT_COPY(zc_same_host);
 #undef OPT_COPY
 	o->opts_size = sizeof(*o);
 }
@@ -270,6 +271,26 @@ static void sock_setup(struct ut *t, int fd)
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b, sizeof(b));
 		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &b, sizeof(b));
 	}
+}
+
+/* Whether fd's peer is on this host (loopback, or our own address):
+ * then the kernel always copies zero-copy sends (limits README, pitfall
+ * 5), so trying SEND_ZC first only costs the first big send its speed. */
+static bool same_host(int fd, const struct sockaddr_in *peer)
+{
+	struct sockaddr_in p, me;
+	socklen_t pl = sizeof(p), ml = sizeof(me);
+	if (peer == NULL) {
+		if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0 ||
+		    p.sin_family != AF_INET)
+			return false;
+		peer = &p;
+	}
+	if ((ntohl(peer->sin_addr.s_addr) >> 24) == 127)
+		return true;
+	return getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
+	       me.sin_family == AF_INET &&
+	       me.sin_addr.s_addr == peer->sin_addr.s_addr;
 }
 
 /* ------------------------------------------------------------------ */
@@ -458,10 +479,15 @@ static void arm_lrecv(struct uconn *c)
 	c->want_recv = false;
 	uint64_t left = c->rx.need - c->rx.have;
 	unsigned len = left > RECV_CHUNK_MAX ? RECV_CHUNK_MAX : (unsigned)left;
+	/* No MSG_WAITALL: a request the kernel has polled once and must
+	 * wait for again is handed to an io-wq worker, which then blocks in
+	 * recv on a third thread (on 2 cores beside two spinning loops, it
+	 * takes turns with one of them). Without it every recv takes what
+	 * has arrived and completes; on_lrecv asks for the rest. */
 	io_uring_prep_recv(sqe, c->fd,
 			   (unsigned char *)c->rx.cur->data + c->rx.off +
 				   c->rx.have,
-			   len, MSG_WAITALL);
+			   len, 0);
 	io_uring_sqe_set_data(sqe, &c->lrecv_req);
 	c->lrecv_armed = true;
 	c->ops++;
@@ -516,7 +542,7 @@ static void big_release(void *ctx, void *data, size_t size)
 /* A mapping of at least len bytes (a multiple of 2 MiB): the smallest
  * cached one that is not more than twice too big, else a fresh one, 2 MiB
  * aligned with THP advice and faulted in by the kernel as data lands. */
-static void *big_map(struct bigcache *bc, size_t len, size_t *got)
+static void *big_map(struct bigcache *bc, size_t len, size_t *got, bool *hit)
 {
 	void *p = NULL;
 	pthread_mutex_lock(&bc->mu);
@@ -532,6 +558,7 @@ static void *big_map(struct bigcache *bc, size_t len, size_t *got)
 		bc->ent[best] = bc->ent[--bc->n];
 	}
 	pthread_mutex_unlock(&bc->mu);
+	*hit = p != NULL;
 	if (p != NULL)
 		return p;
 
@@ -561,11 +588,14 @@ static tw_status big_alloc(struct ut *t, size_t n, tw_buf **out)
 	struct bigbuf *bb = malloc(sizeof(*bb));
 	if (bb == NULL)
 		return TW_ENOMEM;
-	void *p = big_map(t->bc, len, &bb->len);
+	bool hit = false;
+	void *p = big_map(t->bc, len, &bb->len, &hit);
 	if (p == NULL) {
 		free(bb);
 		return TW_ENOMEM;
 	}
+	if (hit)
+		t->st.large_cache_hits++;
 	bb->bc = t->bc;
 	atomic_fetch_add_explicit(&t->bc->refs, 1, memory_order_relaxed);
 	tw_status st = tw_buf_from_user(p, n, big_release, bb, out);
@@ -884,6 +914,13 @@ static int conn_flush(struct uconn *c)
 		c->zc_tail = op;
 		c->zc_cur = op;
 		t->st.zc_sends++;
+	} else if (niov == 1) {
+		/* One segment (a small frame alone, the usual RPC case): a
+		 * plain send spares the kernel the msghdr copy and iovec
+		 * import of sendmsg. */
+		io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base,
+				   c->iov[0].iov_len, MSG_NOSIGNAL | MSG_WAITALL);
+		io_uring_sqe_set_data(sqe, &c->send_req);
 	} else {
 		io_uring_prep_sendmsg(sqe, c->fd, &c->msg,
 				      MSG_NOSIGNAL | MSG_WAITALL);
@@ -1138,6 +1175,7 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 		return TW_ENOMEM;
 	}
 	c->peer = sa;
+	c->copying = !t->o.zc_same_host && same_host(fd, &sa);
 	arm_connect(c);
 	*out = &c->base;
 	return TW_OK;
@@ -1206,6 +1244,7 @@ static void conn_accepted(struct ut *t, int fd)
 		close(fd);
 		return;
 	}
+	c->copying = !t->o.zc_same_host && same_host(fd, NULL);
 	t->st.conns_accepted++;
 	t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
 	arm_recv(c);

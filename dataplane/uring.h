@@ -2,6 +2,8 @@
 #ifndef TW_DATAPLANE_URING_H
 #define TW_DATAPLANE_URING_H
 
+#include <stdbool.h>
+
 #include "dataplane/transport.h"
 
 #ifdef __cplusplus
@@ -26,8 +28,10 @@ extern "C" {
  * empty or the frame does not fit), so provided buffers go straight back to
  * the kernel. A frame above large_frame lands once in its own 64-byte
  * aligned buffer (2 MiB aligned and MADV_HUGEPAGE from 2 MiB on): the
- * multishot recv is cancelled, a plain MSG_WAITALL recv reads the rest into
- * place, then the multishot recv is re-armed. Released big buffers are kept
+ * multishot recv is cancelled, plain recvs read the rest into place (each
+ * takes what has arrived: with MSG_WAITALL the kernel would hand a recv it
+ * must wait for again to an io-wq thread), then the multishot recv is
+ * re-armed. Released big buffers are kept
  * (large_cache_bytes) so the next large frame lands in memory that is
  * already faulted in rather than pay the kernel's zeroing again. Every header is checked with
  * tw_frame_hdr_decode against t->limits; a bad one closes the connection
@@ -49,7 +53,9 @@ extern "C" {
  * only with other such requests) and its done runs after the kernel's
  * notification; when a notification reports that the kernel copied anyway
  * (always so over loopback), the connection switches to plain sendmsg for
- * good (zc_copied counts such notifications).
+ * good (zc_copied counts such notifications). Connections within this host
+ * (a loopback peer, or our own address) never try SEND_ZC unless
+ * zc_same_host asks for it.
  *
  * Closing: when the peer closes or resets, or a send fails, every request
  * not done yet gets done(r, TW_EUNREACHABLE) exactly once (requests the
@@ -86,6 +92,10 @@ struct tw_uring_opts {
 				    * for reuse once released, at most 8 and
 				    * this many bytes (default 128 MiB; 0 =
 				    * always a fresh mapping) */
+	bool zc_same_host;         /* try SEND_ZC on connections within this
+				    * host too (default false: the kernel
+				    * always copies there, so it only costs;
+				    * tests set it to exercise the path) */
 };
 
 void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size);
@@ -107,6 +117,7 @@ struct tw_uring_stats {
 	uint64_t recv_nobufs;      /* provided buffers ran out (-ENOBUFS) */
 	uint64_t large_frames;     /* frames received into their own buffer */
 	uint64_t large_recvs;      /* plain recv operations for them */
+	uint64_t large_cache_hits; /* of their buffers, reused from the cache */
 	uint64_t conns_accepted, conns_connected;
 };
 void tw_uring_get_stats(const tw_transport *t, struct tw_uring_stats *s);

@@ -407,7 +407,10 @@ static void sync_msg_fn(struct tw_loop_msg *m)
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* Run fn on l's thread and wait for it. */
+/* Run fn on l's thread and wait for it. Embedded, the caller is that
+ * thread (init and shutdown run on the owner): the message goes through
+ * the ring all the same, so it runs after whatever other threads posted
+ * before it, exactly as on a loop thread, and we poll until it has run. */
 static tw_status run_on_loop(struct agent_loop *l, void (*fn)(struct sync_msg *s),
 			     int *ret)
 {
@@ -415,11 +418,24 @@ static tw_status run_on_loop(struct agent_loop *l, void (*fn)(struct sync_msg *s
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_cond_init(&s.cv, NULL);
 	s.m.fn = sync_msg_fn;
-	while (tw_loop_post(l->loop, &s.m) != TW_OK)
-		sleep_us(100);
+	bool embedded = l->a->o.embedded;
+	while (tw_loop_post(l->loop, &s.m) != TW_OK) {
+		if (embedded)
+			(void)tw_loop_poll_once(l->loop);
+		else
+			sleep_us(100);
+	}
 	pthread_mutex_lock(&s.mu);
-	while (!s.done)
-		pthread_cond_wait(&s.cv, &s.mu);
+	while (!s.done) {
+		if (embedded) {
+			/* Our own thread set done: no lock needed to poll. */
+			pthread_mutex_unlock(&s.mu);
+			(void)tw_loop_poll_once(l->loop);
+			pthread_mutex_lock(&s.mu);
+		} else {
+			pthread_cond_wait(&s.cv, &s.mu);
+		}
+	}
 	pthread_mutex_unlock(&s.mu);
 	pthread_mutex_destroy(&s.mu);
 	pthread_cond_destroy(&s.cv);
@@ -514,14 +530,66 @@ static uint64_t now_ms(void)
 	return tw_clock_monotonic(NULL) / 1000000u;
 }
 
+struct exec_stopper {
+	struct executor *exec;
+	_Atomic int done;
+};
+
+static void *exec_stopper_main(void *arg)
+{
+	struct exec_stopper *s = arg;
+	executor_stop(s->exec);
+	atomic_store(&s->done, 1);
+	return NULL;
+}
+
+static bool exec_stopped(void *arg)
+{
+	struct exec_stopper *s = arg;
+	return atomic_load(&s->done) != 0;
+}
+
+/* The embedded owner's loop, when it can still be polled, else NULL. */
+static struct agent_loop *owner_loop(tw_agent *a)
+{
+	if (!a->o.embedded || a->loops == NULL || !a->loops[0].ready ||
+	    agent_tls_loop != &a->loops[0])
+		return NULL;
+	return &a->loops[0];
+}
+
+/* Stop the executor. Its threads finish every queued job first, and a
+ * blocking handler may be waiting for an answer (a nested call) that only
+ * our loop delivers: embedded, the owner polls meanwhile, so a helper
+ * thread does the waiting. */
+static void stop_executor(tw_agent *a)
+{
+	struct agent_loop *l = owner_loop(a);
+	struct exec_stopper s = {.exec = a->exec};
+	pthread_t th;
+	if (l == NULL || a->exec == NULL ||
+	    pthread_create(&th, NULL, exec_stopper_main, &s) != 0) {
+		executor_stop(a->exec);
+		return;
+	}
+	(void)tw_loop_poll_until(l->loop, exec_stopped, &s, UINT64_MAX, 1000000);
+	pthread_join(th, NULL);
+}
+
 static void agent_free(tw_agent *a)
 {
 	/* No more blocking handlers; queued ones are answered ESHUTDOWN. */
-	executor_stop(a->exec);
+	stop_executor(a);
 	if (a->hub != NULL) {
+		struct agent_loop *own = owner_loop(a);
 		atomic_store(&a->hub->dead, 1);
-		while (atomic_load(&a->hub->active) != 0)
-			sched_yield();
+		/* A callback may wait for room in our loop's ring. */
+		while (atomic_load(&a->hub->active) != 0) {
+			if (own != NULL)
+				(void)tw_loop_poll_once(own->loop);
+			else
+				sched_yield();
+		}
 	}
 	/* Fail what is pending with TW_ESHUTDOWN before anyone can notice we
 	 * are leaving (peers close their connections once the control
@@ -540,8 +608,12 @@ static void agent_free(tw_agent *a)
 		uint64_t until = now_ms() + TEARDOWN_WAIT_MS;
 		int done = 0;
 		while (run_on_loop(l, loop_teardown_check, &done) == TW_OK &&
-		       !done && now_ms() < until)
-			sleep_us(1000);
+		       !done && now_ms() < until) {
+			if (a->o.embedded)
+				(void)tw_loop_poll_wait(l->loop, 1000000);
+			else
+				sleep_us(1000);
+		}
 		run_on_loop(l, loop_teardown_final, NULL);
 	}
 	for (uint32_t i = 0; a->loops != NULL && i < a->nloops; i++) {
@@ -553,6 +625,9 @@ static void agent_free(tw_agent *a)
 		free(l->out);
 		pend_fini(&l->pend);
 	}
+	/* An embedded owner whose init failed before teardown_final ran. */
+	if (agent_tls_loop != NULL && agent_tls_loop->a == a)
+		agent_tls_loop = NULL;
 	executor_destroy(a->exec);
 	if (a->call_cache != NULL) {
 		call_cache_drain(a);
@@ -596,6 +671,15 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 	}
 	if (o->num_loops == 0 || o->num_loops > RDV_MAX_LOOPS) {
 		set_err(o, "num_loops must be 1..%u", RDV_MAX_LOOPS);
+		return TW_EINVAL;
+	}
+	if (o->embedded && o->num_loops != 1) {
+		set_err(o, "embedded mode drives exactly one loop: num_loops must be 1");
+		return TW_EINVAL;
+	}
+	if (o->embedded && agent_tls_loop != NULL) {
+		/* Its thread-local would name two loops. */
+		set_err(o, "this thread already runs a loop of another agent");
 		return TW_EINVAL;
 	}
 	if (o->executor_threads == 0 || o->executor_threads > 1024) {
@@ -676,10 +760,14 @@ static tw_status start_loops(tw_agent *a)
 		tw_status st = tw_loop_create(&lo, &l->loop);
 		if (st != TW_OK)
 			return st;
-		st = tw_loop_start(l->loop);
-		if (st != TW_OK)
-			return st;
-		l->started = true;
+		/* Embedded: no thread; our first poll (in run_on_loop) binds
+		 * the loop's ring to the calling thread, which owns it. */
+		if (!a->o.embedded) {
+			st = tw_loop_start(l->loop);
+			if (st != TW_OK)
+				return st;
+			l->started = true;
+		}
 		st = run_on_loop(l, loop_init_fn, NULL);
 		if (st != TW_OK)
 			return st;
@@ -817,27 +905,99 @@ fail:
 	return st;
 }
 
+static bool no_outstanding(void *arg)
+{
+	tw_agent *a = arg;
+	return atomic_load(&a->outstanding) == 0;
+}
+
+/* Embedded: serve while the barrier waits, a millisecond at a time. */
+static void barrier_idle(void *arg)
+{
+	struct agent_loop *l = arg;
+	(void)tw_loop_poll_wait(l->loop, 1000000);
+}
+
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 {
 	if (a == NULL)
 		return TW_EINVAL;
-	/* From one of our own threads it would wait for itself. */
-	if ((agent_tls_loop != NULL && agent_tls_loop->a == a) ||
-	    executor_on_thread(a->exec))
+	struct agent_loop *own = NULL;
+	if (a->o.embedded) {
+		/* Only the owner can drive the loop through the shutdown. */
+		own = &a->loops[0];
+		if (agent_tls_loop != own)
+			return TW_EINVAL;
+		if (tw_loop_in_poll(own->loop))
+			return TW_EBUSY; /* from a handler */
+	} else if (agent_tls_loop != NULL && agent_tls_loop->a == a) {
+		/* From one of our own threads it would wait for itself. */
+		return TW_EBUSY;
+	}
+	if (executor_on_thread(a->exec))
 		return TW_EBUSY;
 	tw_status st = TW_OK;
 	if (graceful && atomic_load(&a->state) == AGENT_RUNNING) {
 		/* Our calls first (their timeouts bound this), then the
-		 * barrier: every worker has stopped calling. */
-		while (atomic_load(&a->outstanding) != 0)
-			sleep_us(1000);
-		st = rdv_barrier(a->rdv, -1);
+		 * barrier: every worker has stopped calling. Embedded, we
+		 * keep polling throughout: our calls complete on our loop,
+		 * and peers still calling us must be served. */
+		if (own != NULL) {
+			(void)tw_loop_poll_until(own->loop, no_outstanding, a,
+						 UINT64_MAX, 1000000);
+			st = rdv_barrier_idle(a->rdv, -1, barrier_idle, own);
+		} else {
+			while (atomic_load(&a->outstanding) != 0)
+				sleep_us(1000);
+			st = rdv_barrier(a->rdv, -1);
+		}
 	}
 	atomic_store(&a->state, AGENT_STOPPING);
 	while (atomic_load(&a->api_inflight) != 0)
 		sched_yield();
 	agent_free(a);
 	return st;
+}
+
+/* ---- embedded mode ---------------------------------------------------------------- */
+
+int tw_agent_poll(tw_agent *a)
+{
+	if (a == NULL || !a->o.embedded || agent_tls_loop != &a->loops[0])
+		return 0;
+	return tw_loop_poll_once(a->loops[0].loop);
+}
+
+static bool future_done(void *arg)
+{
+	return tw_future_done(arg);
+}
+
+tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms)
+{
+	if (tw_future_done(f))
+		return tw_future_status(f);
+	/* From a handler: the loop cannot be polled from inside itself. */
+	if (tw_loop_in_poll(l->loop))
+		return TW_EINVAL;
+	uint64_t ns = UINT64_MAX;
+	if (timeout_ms >= 0)
+		ns = (uint64_t)timeout_ms > UINT64_MAX / 1000000u
+			     ? UINT64_MAX
+			     : (uint64_t)timeout_ms * 1000000u;
+	/* The sleep cap: f may be one another thread completes. */
+	if (!tw_loop_poll_until(l->loop, future_done, f, ns, 1000000))
+		return TW_ETIMEDOUT;
+	return tw_future_status(f);
+}
+
+tw_status tw_agent_wait(tw_agent *a, tw_future *f, int64_t timeout_ms)
+{
+	if (f == NULL)
+		return TW_EINVAL;
+	if (a != NULL && a->o.embedded && agent_tls_loop == &a->loops[0])
+		return agent_wait_own(&a->loops[0], f, timeout_ms);
+	return tw_future_wait(f, timeout_ms);
 }
 
 /* ---- worker info, registration, statistics --------------------------------------- */

@@ -198,6 +198,9 @@ extern _Thread_local struct agent_loop *agent_tls_loop;
 
 /* ---- agent.c ---- */
 const char *agent_worker_name(const tw_agent *a, uint32_t id);
+/* Embedded owner thread (l is agent_tls_loop): poll until f completes or
+ * timeout_ms (< 0: none) passes. TW_EINVAL from inside an iteration. */
+tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms);
 /* Post m to l from any thread, waiting out a full ring (or, from another
  * loop's thread, parking it on that loop's retry list). */
 void agent_post_reply(struct agent_loop *l, struct reply *r);

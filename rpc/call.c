@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "rpc/agent_impl.h"
+#include "rpc/future_impl.h"
 
 /* ---- pending table (loop thread only) -------------------------------- */
 
@@ -279,19 +280,24 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 		return;
 	}
 	call_detach(l, c);
-	/* Decoded in place: a tw_in_msg must not move after decoding. */
-	tw_in_msg m;
-	const char *why = NULL;
-	tw_status st = tw_msg_decode(buf, off, len, NULL, &m, &why);
-	if (st != TW_OK) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "malformed response from worker '%s': %s",
-			 agent_worker_name(l->a, c->dst), why ? why : tw_strerror(st));
-		stat_inc(&l->stats.bad_frames);
-		tw_future_fail(c->fut, TW_EPROTO, l->a->rank, msg);
-	} else {
-		tw_future_complete_msg(c->fut, &m);
-		tw_in_msg_release(&m);
+	/* Decoded straight into the future's message slot (a tw_in_msg must
+	 * not move after decoding): no copy of the decoded tree. NULL when
+	 * the user completed the future by hand: nothing to deliver. */
+	tw_in_msg *m = future_msg_begin(c->fut);
+	if (m != NULL) {
+		const char *why = NULL;
+		tw_status st = tw_msg_decode(buf, off, len, NULL, m, &why);
+		if (st == TW_OK) {
+			future_msg_end(c->fut);
+		} else {
+			char msg[256];
+			snprintf(msg, sizeof(msg),
+				 "malformed response from worker '%s': %s",
+				 agent_worker_name(l->a, c->dst),
+				 why ? why : tw_strerror(st));
+			stat_inc(&l->stats.bad_frames);
+			future_msg_fail(c->fut, TW_EPROTO, l->a->rank, msg);
+		}
 	}
 	call_settled(c);
 }
@@ -609,9 +615,14 @@ tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 		*result = tw_value_none();
 	if (err != NULL)
 		*err = tw_value_none();
-	if (a != NULL && agent_tls_loop != NULL && agent_tls_loop->a == a) {
-		/* Waiting here would stop the loop that must deliver the
-		 * answer: handlers return futures instead (tw_call_defer). */
+	/* Our own loop's thread: an embedded owner polls while it waits,
+	 * except from inside an iteration (a handler), where, as on a loop
+	 * thread, waiting would stop the loop that must deliver the answer:
+	 * handlers return futures instead (tw_call_defer). */
+	struct agent_loop *own = NULL;
+	if (a != NULL && agent_tls_loop != NULL && agent_tls_loop->a == a)
+		own = agent_tls_loop;
+	if (own != NULL && (!a->o.embedded || tw_loop_in_poll(own->loop))) {
 		if (err != NULL)
 			tw_value_error(err, TW_EINVAL, a->rank,
 				       "tw_rpc_sync called on a run loop: use tw_rpc_async and tw_call_defer");
@@ -630,7 +641,7 @@ tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 		return st;
 	}
 	/* The call's own deadline bounds the wait. */
-	st = tw_future_wait(f, -1);
+	st = own != NULL ? agent_wait_own(own, f, -1) : tw_future_wait(f, -1);
 	if (st == TW_OK) {
 		if (result != NULL)
 			st = tw_future_take_value(f, result);

@@ -2,6 +2,7 @@
  * (spin, then futex) and callbacks run by whichever thread completes. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include <tensorwire/future.h>
+
+#include "rpc/future_impl.h"
 
 /*
  * How long a waiter spins before sleeping on the futex. Waking a sleeping
@@ -129,13 +132,99 @@ static inline bool is_done(uint32_t s)
 
 /* ---- lifetime --------------------------------------------------------- */
 
+/*
+ * Freed futures are kept per thread for the next create: a call makes one
+ * and drops it, mostly on the same thread (always so for an embedded
+ * owner's rpc_sync), and a future is over a kilobyte (the message's inline
+ * arena), which malloc would otherwise hand out and take back on every
+ * call. A thread's cache is freed when it exits.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+/* Under AddressSanitizer every future is freed, so that a use after the
+ * last release is reported rather than hidden by a reuse. */
+#define CACHE_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CACHE_MAX 0
+#endif
+#endif
+#ifndef CACHE_MAX
+#define CACHE_MAX 64
+#endif
+
+struct fcache {
+	tw_future *head;          /* linked through chain_arg */
+	uint32_t n;
+	bool keyed;               /* the exit destructor is registered */
+};
+
+static _Thread_local struct fcache tls_cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static bool cache_key_ok;
+
+/* A cached future's link lives in its (unused) chain_arg. */
+static void cache_drain(void *arg)
+{
+	struct fcache *c = arg;
+	while (c->head != NULL) {
+		tw_future *f = c->head;
+		c->head = f->chain_arg;
+		free(f);
+	}
+	c->n = 0;
+	/* A release by a later destructor registers again (and is drained
+	 * in glibc's next destructor round). */
+	c->keyed = false;
+}
+
+static void cache_key_init(void)
+{
+	cache_key_ok = pthread_key_create(&cache_key, cache_drain) == 0;
+}
+
+static void cache_put(tw_future *f)
+{
+	struct fcache *c = &tls_cache;
+	if (c->n + 1 > CACHE_MAX) {
+		free(f);
+		return;
+	}
+	if (__builtin_expect(!c->keyed, 0)) {
+		/* Without a destructor a thread's cache would leak at exit:
+		 * then no caching on this thread. */
+		(void)pthread_once(&cache_once, cache_key_init);
+		if (!cache_key_ok || pthread_setspecific(cache_key, c) != 0) {
+			free(f);
+			return;
+		}
+		c->keyed = true;
+	}
+	f->chain_arg = c->head;
+	c->head = f;
+	c->n++;
+}
+
+static tw_future *cache_get(void)
+{
+	struct fcache *c = &tls_cache;
+	tw_future *f = c->head;
+	if (f == NULL)
+		return NULL;
+	c->head = f->chain_arg;
+	c->n--;
+	return f;
+}
+
 tw_status tw_future_create(tw_future **out)
 {
 	if (out == NULL)
 		return TW_EINVAL;
 	/* Not calloc: the embedded message (its inline arena) stays untouched
 	 * unless a message completes the future. */
-	tw_future *f = malloc(sizeof *f);
+	tw_future *f = cache_get();
+	if (f == NULL)
+		f = malloc(sizeof *f);
 	if (f == NULL)
 		return TW_ENOMEM;
 	atomic_init(&f->state, ST_PENDING);
@@ -179,7 +268,7 @@ void tw_future_release(tw_future *f)
 	tw_value_destroy(&f->own);
 	if (f->has_msg)
 		tw_in_msg_release(&f->msg);
-	free(f);
+	cache_put(f);
 }
 
 /* ---- completion ------------------------------------------------------- */
@@ -417,16 +506,9 @@ static void move_msg(tw_in_msg *dst, tw_in_msg *src)
 	src->payload = tw_value_none();
 }
 
-tw_status tw_future_complete_msg(tw_future *f, tw_in_msg *m)
+/* The message is in f->msg: classify it and publish. */
+static tw_status finish_msg(tw_future *f)
 {
-	if (f == NULL || m == NULL)
-		return TW_EINVAL;
-	tw_future_retain(f);
-	if (!claim(f)) {
-		tw_future_release(f);
-		return TW_EBUSY; /* *m untouched: still the caller's */
-	}
-	move_msg(&f->msg, m);
 	f->has_msg = true;
 	const tw_value *p = &f->msg.payload;
 	if (f->msg.hdr.type != TW_MSG_EXCEPTION) {
@@ -449,6 +531,53 @@ tw_status tw_future_complete_msg(tw_future *f, tw_in_msg *m)
 		f->status = TW_EPROTO;
 	}
 	return finish(f);
+}
+
+tw_status tw_future_complete_msg(tw_future *f, tw_in_msg *m)
+{
+	if (f == NULL || m == NULL)
+		return TW_EINVAL;
+	tw_future_retain(f);
+	if (!claim(f)) {
+		tw_future_release(f);
+		return TW_EBUSY; /* *m untouched: still the caller's */
+	}
+	move_msg(&f->msg, m);
+	return finish_msg(f);
+}
+
+tw_in_msg *future_msg_begin(tw_future *f)
+{
+	tw_future_retain(f);
+	if (!claim(f)) {
+		tw_future_release(f);
+		return NULL;
+	}
+	return &f->msg;
+}
+
+void future_msg_end(tw_future *f)
+{
+	(void)finish_msg(f);
+}
+
+void future_msg_fail(tw_future *f, tw_status kind, uint32_t origin,
+		     const char *msg)
+{
+	/* Claimed already: store the failure as fail_owned/fail_bare would. */
+	tw_value e;
+	if (!error_kind_valid(kind))
+		kind = TW_EPROTO;
+	if (tw_value_error(&e, kind, origin, msg) == TW_OK) {
+		f->own = e;
+		f->err = f->own.u.err;
+	} else {
+		f->err_inline = (tw_error){ .kind = kind, .origin = origin,
+					    .msg = "", .msg_len = 0 };
+		f->err = &f->err_inline;
+	}
+	f->status = kind;
+	(void)finish(f);
 }
 
 /* ---- reading ---------------------------------------------------------- */

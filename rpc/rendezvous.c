@@ -905,7 +905,33 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 	return TW_OK;
 }
 
+/* recv_frame for a caller that must keep working while it waits: no
+ * blocking poll, idle(arg) between looks (it bounds its own time). */
+static tw_status recv_frame_idle(int fd, struct reader *r, uint64_t deadline,
+				 tw_in_msg *m, void (*idle)(void *arg),
+				 void *arg)
+{
+	for (;;) {
+		int rc = reader_feed(r, fd);
+		if (rc == 1)
+			return reader_decode(r, m);
+		if (rc < 0) {
+			reader_reset(r);
+			return TW_EUNREACHABLE;
+		}
+		if (deadline != UINT64_MAX && now_ns() >= deadline)
+			return TW_ETIMEDOUT;
+		idle(arg);
+	}
+}
+
 tw_status rdv_barrier(struct rdv_client *c, int64_t timeout_ms)
+{
+	return rdv_barrier_idle(c, timeout_ms, NULL, NULL);
+}
+
+tw_status rdv_barrier_idle(struct rdv_client *c, int64_t timeout_ms,
+			   void (*idle)(void *arg), void *arg)
 {
 	uint64_t deadline = deadline_after(timeout_ms);
 	tw_value none = tw_value_none();
@@ -913,7 +939,8 @@ tw_status rdv_barrier(struct rdv_client *c, int64_t timeout_ms)
 	if (st != TW_OK)
 		return st == TW_ETIMEDOUT ? st : TW_EUNREACHABLE;
 	tw_in_msg m;
-	st = recv_frame(c->fd, &c->rd, deadline, &m);
+	st = idle != NULL ? recv_frame_idle(c->fd, &c->rd, deadline, &m, idle, arg)
+			  : recv_frame(c->fd, &c->rd, deadline, &m);
 	if (st != TW_OK)
 		return st == TW_ETIMEDOUT ? st : TW_EUNREACHABLE;
 	st = m.hdr.type == TW_MSG_SHUTDOWN ? TW_OK : TW_EPROTO;

@@ -57,6 +57,12 @@ void rdv_members_free(struct rdv_member *m, uint32_t n);
  */
 tw_status rdv_barrier(struct rdv_client *c, int64_t timeout_ms);
 
+/* The same for a thread that must keep working meanwhile (an embedded
+ * agent's owner serving calls): never blocks in poll(), calls idle(arg)
+ * between looks at the control connection; idle bounds its own time. */
+tw_status rdv_barrier_idle(struct rdv_client *c, int64_t timeout_ms,
+			   void (*idle)(void *arg), void *arg);
+
 /* Close the control connection (rank 0 counts us as gone) and free. */
 void rdv_client_close(struct rdv_client *c);
 

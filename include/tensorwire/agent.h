@@ -67,7 +67,8 @@ struct tw_agent_opts {
 	 * tw_agent_wait / tw_rpc_sync. Caller and loop share a core, so a
 	 * call needs no cross-thread hand-off: the lowest latency on few
 	 * cores. Other threads may still call tw_rpc_async; their calls
-	 * progress when the owner polls. */
+	 * progress when the owner polls. first_cpu does not apply: the
+	 * owner pins its own thread if it wants. */
 	bool embedded;
 	/* When tw_agent_init fails, a message saying why ("worker name 'w1'
 	 * is already taken by rank 1"), NUL-terminated. NULL = not wanted. */

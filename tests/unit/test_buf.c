@@ -416,6 +416,33 @@ Test(buf, pool_get_until_empty)
 	cr_expect_eq(tw_buf_pool_destroy(pool), TW_OK);
 }
 
+/* The buffer put last comes back first (its bytes are warm in cache);
+ * the rest keep their order; counts and destroy see it as free. */
+Test(buf, pool_reuses_last_put)
+{
+	tw_buf_pool *pool = make_pool(8, 100);
+	tw_buf *a = tw_buf_pool_get(pool), *b = tw_buf_pool_get(pool);
+	cr_assert(a != NULL && b != NULL && a != b);
+	tw_buf_release(a);
+	cr_expect_eq(tw_buf_pool_in_use(pool), 1);
+	cr_expect_eq(tw_buf_pool_get(pool), a, "last put is first got");
+	tw_buf_release(b);
+	tw_buf_release(a);
+	cr_expect_eq(tw_buf_pool_in_use(pool), 0);
+	tw_buf *c = tw_buf_pool_get(pool);
+	cr_expect_eq(c, a);
+	tw_buf *all[8] = {c};
+	cr_expect_eq(tw_buf_pool_get_burst(pool, all + 1, 8), 7);
+	for (int i = 0; i < 8; i++)
+		for (int k = i + 1; k < 8; k++)
+			cr_assert_neq(all[i], all[k]);
+	cr_expect_null(tw_buf_pool_get(pool));
+	for (int i = 0; i < 8; i++)
+		tw_buf_release(all[i]);
+	cr_expect_eq(tw_buf_pool_in_use(pool), 0);
+	cr_expect_eq(tw_buf_pool_destroy(pool), TW_OK);
+}
+
 Test(buf, pool_get_burst)
 {
 	tw_buf_pool *pool = make_pool(16, 64);

@@ -1,0 +1,565 @@
+/* Embedded mode across processes: the thread that calls tw_agent_init
+ * drives the agent's loop (tw_agent_poll, tw_agent_wait, tw_rpc_sync,
+ * shutdown) against threaded and embedded peers; timeouts, blocking and
+ * nested handlers, graceful shutdown, other threads calling in. */
+#include "harness.h"
+
+/* Options for an embedded test worker: as h_opts (loops yield and sleep
+ * soon: several workers share 2 cores), one loop, no thread. */
+static void e_opts(struct tw_agent_opts *o, const struct h_worker *w)
+{
+	h_opts(o, w);
+	o->embedded = true;
+}
+
+/* Poll until flag is set (or a bound passes: then false), yielding when
+ * idle so a peer on the same core runs. */
+static bool e_serve_until(tw_agent *a, _Atomic int *flag, unsigned limit_ms)
+{
+	uint64_t until = h_now_ms() + limit_ms;
+	while (!atomic_load(flag)) {
+		if (h_now_ms() > until)
+			return false;
+		if (tw_agent_poll(a) == 0)
+			sched_yield();
+	}
+	return true;
+}
+
+/* The calls every caller makes: sync, async waited with tw_agent_wait,
+ * errors, a blocking handler, kwargs. */
+static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
+{
+	int64_t v;
+	tw_value args[2] = {tw_value_int(40), tw_value_int(2)};
+	tw_value t = H_TUPLE(args);
+	tw_status st = h_call_int(a, to, "add", &t, &v);
+	W_CHECK(w, st == TW_OK && v == 42, "add on %s: %s %" PRId64, to,
+		tw_status_name(st), v);
+
+	/* A nested value echoed equal, on the loop and on the executor. */
+	tw_value tree, s, l;
+	tw_value_tuple(&tree, 1);
+	tw_value_list(&l, 3);
+	tw_value_cstring(&s, "embedded");
+	tw_value_set_item(&l, 0, s);
+	tw_value_set_item(&l, 1, tw_value_double(2.5));
+	tw_value_set_item(&l, 2, tw_value_int(-7));
+	tw_value_set_item(&tree, 0, l);
+	const char *fns[] = {"echo", "echo_borrow", "echo_blocking"};
+	for (int i = 0; i < 3; i++) {
+		tw_value r, e;
+		st = tw_rpc_sync(a, to, fns[i], &tree, NULL, -1, &r, &e);
+		W_CHECK(w, st == TW_OK, "%s on %s: %s", fns[i], to, tw_status_name(st));
+		W_CHECK(w, tw_value_equal(&r, &tree.u.items[0]), "%s: not equal", fns[i]);
+		tw_value_destroy(&r);
+	}
+	tw_value_destroy(&tree);
+
+	/* Many in flight, waited for in reverse order. */
+	tw_future *fs[128];
+	for (int i = 0; i < 128; i++) {
+		tw_value aa[2] = {tw_value_int(i), tw_value_int(1000)};
+		tw_value ta = H_TUPLE(aa);
+		st = tw_rpc_async(a, to, "add", &ta, NULL, -1, &fs[i]);
+		W_CHECK(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+	}
+	for (int i = 127; i >= 0; i--) {
+		st = tw_agent_wait(a, fs[i], 10000);
+		W_CHECK(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
+		const tw_value *rv = tw_future_value(fs[i]);
+		W_CHECK(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000,
+			"value %d", i);
+		tw_future_release(fs[i]);
+	}
+
+	/* A remote error keeps kind, message and origin. */
+	tw_value ra[2] = {tw_value_int(TW_EVALUE), H_STR("bad value")};
+	tw_value rt = H_TUPLE(ra);
+	tw_value r, e;
+	st = tw_rpc_sync(a, to, "raise", &rt, NULL, -1, &r, &e);
+	W_CHECK(w, st == TW_EVALUE, "raise: %s", tw_status_name(st));
+	W_CHECK(w, e.kind == TW_KIND_ERROR && strcmp(e.u.err->msg, "bad value") == 0,
+		"raise message");
+	tw_worker_info wi;
+	tw_agent_worker_info(a, to, &wi);
+	W_CHECK(w, e.u.err->origin == wi.id, "origin %u", e.u.err->origin);
+	tw_value_destroy(&e);
+	st = tw_rpc_sync(a, to, "nope", NULL, NULL, -1, &r, &e);
+	W_CHECK(w, st == TW_ENOFUNC, "nope: %s", tw_status_name(st));
+	tw_value_destroy(&e);
+	return 0;
+}
+
+/* ---- an embedded caller against a threaded server ---- */
+
+static int w_vs_threaded(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	if (w->rank == 0)
+		e_opts(&o, w);
+	else
+		h_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		if (e_calls(w, a, "w1") != 0)
+			return 1;
+		/* and to self, through our own loop */
+		if (e_calls(w, a, "w0") != 0)
+			return 1;
+		struct tw_agent_stats s;
+		tw_agent_get_stats(a, &s);
+		W_CHECK(w, s.late_responses == 0 && s.bad_frames == 0, "clean");
+	} else {
+		/* Threaded: tw_agent_poll does nothing. */
+		W_CHECK(w, tw_agent_poll(a) == 0, "poll on a threaded agent");
+	}
+	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(embedded, caller_vs_threaded_server, .timeout = 60)
+{
+	h_run_group(2, w_vs_threaded, NULL, NULL, 0);
+}
+
+/* ---- an embedded caller against an embedded server polling in a serve
+ * loop; then the server calls back ---- */
+
+static int w_vs_embedded(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	e_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		if (e_calls(w, a, "w1") != 0)
+			return 1;
+		atomic_store(&w->sh->flag[0], 1);
+		/* Serve w1's calls back to us. */
+		W_CHECK(w, e_serve_until(a, &w->sh->flag[1], 20000), "w1 never finished");
+	} else {
+		W_CHECK(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
+		if (e_calls(w, a, "w0") != 0)
+			return 1;
+		atomic_store(&w->sh->flag[1], 1);
+	}
+	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(embedded, caller_vs_embedded_server, .timeout = 60)
+{
+	h_run_group(2, w_vs_embedded, NULL, NULL, 0);
+}
+
+/* ---- timeouts fire while the owner polls ---- */
+
+static int w_timeouts(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	e_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		/* rpc_sync: the call's own deadline ends the wait. */
+		tw_value r, e;
+		uint64_t t0 = h_now_ms();
+		st = tw_rpc_sync(a, "w1", "never", NULL, NULL, 200, &r, &e);
+		uint64_t dt = h_now_ms() - t0;
+		W_CHECK(w, st == TW_ETIMEDOUT, "never: %s", tw_status_name(st));
+		W_CHECK(w, dt >= 200 && dt < 5000, "timed out after %" PRIu64 " ms", dt);
+		W_CHECK(w, e.kind == TW_KIND_ERROR &&
+			strstr(e.u.err->msg, "200 ms") != NULL, "message");
+		tw_value_destroy(&e);
+
+		/* async: a short wait gives up, the future stays pending; a
+		 * longer one sees the call's timeout fire. */
+		tw_future *f;
+		st = tw_rpc_async(a, "w1", "never", NULL, NULL, 300, &f);
+		W_CHECK(w, st == TW_OK, "async: %s", tw_status_name(st));
+		t0 = h_now_ms();
+		st = tw_agent_wait(a, f, 50);
+		dt = h_now_ms() - t0;
+		W_CHECK(w, st == TW_ETIMEDOUT && !tw_future_done(f), "short wait: %s",
+			tw_status_name(st));
+		W_CHECK(w, dt >= 50 && dt < 2000, "short wait took %" PRIu64 " ms", dt);
+		W_CHECK(w, tw_agent_wait(a, f, 0) == TW_ETIMEDOUT, "zero wait");
+		st = tw_agent_wait(a, f, -1);
+		W_CHECK(w, st == TW_ETIMEDOUT && tw_future_done(f), "call timeout: %s",
+			tw_status_name(st));
+		tw_future_release(f);
+
+		/* A blocking handler that outlives its deadline. */
+		tw_value sa[1] = {tw_value_int(400)};
+		tw_value st1 = H_TUPLE(sa);
+		st = tw_rpc_sync(a, "w1", "sleep", &st1, NULL, 100, &r, &e);
+		W_CHECK(w, st == TW_ETIMEDOUT, "sleep: %s", tw_status_name(st));
+		tw_value_destroy(&e);
+
+		/* The loop still works afterwards; timeouts were counted. */
+		int64_t v;
+		tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
+		tw_value ta = H_TUPLE(aa);
+		st = h_call_int(a, "w1", "add", &ta, &v);
+		W_CHECK(w, st == TW_OK && v == 3, "add after timeouts");
+		struct tw_agent_stats s;
+		tw_agent_get_stats(a, &s);
+		W_CHECK(w, s.timeouts == 3, "timeouts %" PRIu64, s.timeouts);
+		atomic_store(&w->sh->flag[0], 1);
+	} else {
+		W_CHECK(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
+	}
+	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	h_never_finish();
+	return 0;
+}
+
+Test(embedded, timeouts_fire_while_polling, .timeout = 60)
+{
+	h_run_group(2, w_timeouts, NULL, NULL, 0);
+}
+
+/* ---- graceful shutdown: an embedded worker in the barrier keeps serving ---- */
+
+static int w_shutdown(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	/* 0 and 2 embedded, 1 threaded. */
+	if (w->rank == 1)
+		h_opts(&o, w);
+	else
+		e_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		/* Straight into shutdown, with no call of our own: the others
+		 * call us while we wait in the barrier. */
+		atomic_store(&w->sh->flag[0], 1);
+		st = tw_agent_shutdown(a, true);
+		W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+		return 0;
+	}
+	W_CHECK(w, h_wait_all(w->sh->flag, 1, -1, 10000), "w0 not in shutdown");
+	uint64_t until = h_now_ms() + 300;
+	int n = 0;
+	while (h_now_ms() < until) {
+		int64_t v;
+		tw_value aa[2] = {tw_value_int(n), tw_value_int(w->rank)};
+		tw_value ta = H_TUPLE(aa);
+		st = h_call_int(a, "w0", "add", &ta, &v);
+		W_CHECK(w, st == TW_OK && v == n + w->rank, "call %d to w0 in shutdown: %s",
+			n, tw_status_name(st));
+		n++;
+	}
+	/* A blocking call and a nested one through the other worker. */
+	int64_t v;
+	tw_value ba[1] = {tw_value_int(5)};
+	tw_value bt = H_TUPLE(ba);
+	tw_value r, e;
+	st = tw_rpc_sync(a, "w0", "echo_blocking", &bt, NULL, -1, &r, &e);
+	W_CHECK(w, st == TW_OK && r.kind == TW_KIND_INT && r.u.i == 5,
+		"blocking call to w0: %s", tw_status_name(st));
+	const char *other = w->rank == 1 ? "w2" : "w1";
+	tw_value na[2] = {H_STR(other), tw_value_int(10)};
+	tw_value nt = H_TUPLE(na);
+	st = h_call_int(a, "w0", "nested", &nt, &v);
+	W_CHECK(w, st == TW_OK && v == 12, "nested via w0 and %s: %s %" PRId64, other,
+		tw_status_name(st), v);
+	atomic_fetch_add(&w->sh->counter, n);
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(embedded, graceful_shutdown_serves_peers, .timeout = 60)
+{
+	struct h_shared *sh = h_shared_new();
+	h_run_group(3, w_shutdown, NULL, sh, 0);
+	cr_expect(atomic_load(&sh->counter) > 2, "calls made: %" PRId64,
+		  (int64_t)atomic_load(&sh->counter));
+	munmap(sh, sizeof(*sh));
+}
+
+/* ---- shutdown while a blocking handler waits on a nested call ---- */
+
+static struct h_shared *bn_shared;
+
+/* Blocking: a call to self that only our loop can answer (its timeout
+ * fires there), announced in flag[1] once under way; returns its status. */
+static tw_status fn_block_nested(tw_call_ctx *ctx, const tw_value *args,
+				 const tw_value *kwargs, tw_value *result,
+				 void *arg)
+{
+	tw_agent *a = tw_call_agent(ctx);
+	tw_worker_info me;
+	tw_agent_self(a, &me);
+	tw_future *f;
+	tw_status st = tw_rpc_async(a, me.name, "never", NULL, NULL, 300, &f);
+	if (st == TW_OK) {
+		atomic_store(&bn_shared->flag[1], 1);
+		st = tw_future_wait(f, -1);
+		tw_future_release(f);
+	}
+	*result = tw_value_int(st);
+	return TW_OK;
+}
+
+static tw_status reg_block_nested(tw_agent *a, void *arg)
+{
+	tw_status st = h_register_all(a, arg);
+	if (st == TW_OK)
+		st = tw_agent_register(a, "block_nested", fn_block_nested, NULL,
+				       TW_FN_BLOCKING);
+	return st;
+}
+
+static int w_block_nested(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	if (w->rank == 0) {
+		e_opts(&o, w);
+		o.setup = reg_block_nested;
+	} else {
+		h_opts(&o, w);
+	}
+	bn_shared = w->sh;
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 1) {
+		/* Gives up long before the handler is done, and joins the
+		 * barrier once the handler waits for its nested call: w0 then
+		 * stops its executor while that call is pending, and only
+		 * w0's loop can end it. */
+		tw_value r, e;
+		st = tw_rpc_sync(a, "w0", "block_nested", NULL, NULL, 50, &r, &e);
+		W_CHECK(w, st == TW_ETIMEDOUT, "block_nested: %s", tw_status_name(st));
+		tw_value_destroy(&e);
+		W_CHECK(w, h_wait_all(&w->sh->flag[1], 1, -1, 10000),
+			"the handler never started its nested call");
+	}
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	h_never_finish();
+	return 0;
+}
+
+Test(embedded, shutdown_serves_blocking_handlers, .timeout = 60)
+{
+	h_run_group(2, w_block_nested, NULL, NULL, 0);
+}
+
+/* ---- other threads call into an embedded agent ---- */
+
+struct th_arg {
+	struct h_worker *w;
+	tw_agent *a;
+	const char *to;
+	int64_t base;
+	_Atomic int done;
+	int rc;
+};
+
+static int th_calls(struct th_arg *t)
+{
+	struct h_worker *w = t->w;
+	tw_future *fs[200];
+	for (int i = 0; i < 200; i++) {
+		tw_value aa[2] = {tw_value_int(t->base), tw_value_int(i)};
+		tw_value ta = H_TUPLE(aa);
+		tw_status st;
+		while ((st = tw_rpc_async(t->a, t->to, "add", &ta, NULL, -1, &fs[i])) ==
+		       TW_ENOSPC)
+			sched_yield();
+		W_CHECK(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+	}
+	for (int i = 0; i < 200; i++) {
+		/* Not the owner: tw_agent_wait falls back to a plain wait. */
+		tw_status st = tw_agent_wait(t->a, fs[i], 10000);
+		W_CHECK(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
+		const tw_value *v = tw_future_value(fs[i]);
+		W_CHECK(w, v && v->u.i == t->base + i, "value %d", i);
+		tw_future_release(fs[i]);
+	}
+	/* rpc_sync from a non-owner thread blocks on the future. */
+	int64_t v;
+	tw_value aa[2] = {tw_value_int(1), tw_value_int(1)};
+	tw_value ta = H_TUPLE(aa);
+	tw_status st = h_call_int(t->a, t->to, "add", &ta, &v);
+	W_CHECK(w, st == TW_OK && v == 2, "sync from thread: %s", tw_status_name(st));
+	/* Only the owner polls or shuts down. */
+	W_CHECK(w, tw_agent_poll(t->a) == 0, "poll from another thread");
+	W_CHECK(w, tw_agent_shutdown(t->a, true) == TW_EINVAL,
+		"shutdown from another thread");
+	return 0;
+}
+
+static void *th_main(void *p)
+{
+	struct th_arg *t = p;
+	t->rc = th_calls(t);
+	atomic_store(&t->done, 1);
+	return NULL;
+}
+
+static int w_threads(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	e_opts(&o, w);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		struct th_arg ta[2] = {
+			{.w = w, .a = a, .to = "w1", .base = 1000},
+			{.w = w, .a = a, .to = "w0", .base = 2000}, /* self */
+		};
+		pthread_t th[2];
+		for (int i = 0; i < 2; i++)
+			pthread_create(&th[i], NULL, th_main, &ta[i]);
+		/* The owner serves and makes its own calls meanwhile. */
+		int64_t v;
+		tw_value aa[2] = {tw_value_int(3), tw_value_int(4)};
+		tw_value t = H_TUPLE(aa);
+		st = h_call_int(a, "w1", "add", &t, &v);
+		W_CHECK(w, st == TW_OK && v == 7, "owner call: %s", tw_status_name(st));
+		for (int i = 0; i < 2; i++) {
+			W_CHECK(w, e_serve_until(a, &ta[i].done, 20000), "thread %d stuck", i);
+			pthread_join(th[i], NULL);
+			W_CHECK(w, ta[i].rc == 0, "thread %d failed", i);
+		}
+		atomic_store(&w->sh->flag[0], 1);
+	} else {
+		W_CHECK(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
+	}
+	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(embedded, other_threads_call_in, .timeout = 60)
+{
+	h_run_group(2, w_threads, NULL, NULL, 0);
+}
+
+/* ---- one embedded worker alone: options, misuse, foreign futures ---- */
+
+/* A handler running inside the owner's poll must not wait. */
+static tw_status fn_sync_inside(tw_call_ctx *ctx, const tw_value *args,
+				const tw_value *kwargs, tw_value *result, void *arg)
+{
+	tw_agent *a = tw_call_agent(ctx);
+	tw_value r, e;
+	tw_status st = tw_rpc_sync(a, "w0", "add", NULL, NULL, -1, &r, &e);
+	tw_value_destroy(&e);
+	tw_future *f;
+	tw_future_create(&f);
+	tw_status wst = tw_agent_wait(a, f, 10);
+	tw_future_release(f);
+	tw_status sst = tw_agent_shutdown(a, true);
+	*result = tw_value_bool(st == TW_EINVAL && wst == TW_EINVAL && sst == TW_EBUSY &&
+			       tw_agent_poll(a) == 0);
+	return TW_OK;
+}
+
+static tw_status reg_alone(tw_agent *a, void *arg)
+{
+	tw_status st = h_register_all(a, arg);
+	if (st == TW_OK)
+		st = tw_agent_register(a, "sync_inside", fn_sync_inside, NULL, 0);
+	return st;
+}
+
+static void *complete_later(void *p)
+{
+	h_sleep_ms(30);
+	tw_value v = tw_value_int(77);
+	tw_future_complete(p, &v);
+	return NULL;
+}
+
+static int w_alone(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	e_opts(&o, w);
+	tw_agent *a;
+	char err[256] = "";
+	o.err = err;
+	o.err_len = sizeof(err);
+	o.num_loops = 2;
+	tw_status st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_EINVAL && strstr(err, "num_loops") != NULL,
+		"two loops: %s (%s)", tw_status_name(st), err);
+	o.num_loops = 1;
+	o.setup = reg_alone;
+	st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
+	/* One thread drives one embedded agent. */
+	tw_agent *b;
+	st = tw_agent_init(&o, &b);
+	W_CHECK(w, st == TW_EINVAL, "second embedded agent: %s", tw_status_name(st));
+
+	int64_t v;
+	tw_value aa[2] = {tw_value_int(20), tw_value_int(22)};
+	tw_value t = H_TUPLE(aa);
+	st = h_call_int(a, "w0", "add", &t, &v);
+	W_CHECK(w, st == TW_OK && v == 42, "self add: %s", tw_status_name(st));
+	tw_value r, e;
+	st = tw_rpc_sync(a, "w0", "sync_inside", NULL, NULL, -1, &r, &e);
+	W_CHECK(w, st == TW_OK && r.kind == TW_KIND_BOOL && r.u.b,
+		"misuse from a handler: %s", tw_status_name(st));
+	tw_value_destroy(&r);
+	/* A nested call to self, deferred through a future. */
+	tw_value na[2] = {H_STR("w0"), tw_value_int(5)};
+	tw_value nt = H_TUPLE(na);
+	st = h_call_int(a, "w0", "nested", &nt, &v);
+	W_CHECK(w, st == TW_OK && v == 7, "nested self: %s %" PRId64, tw_status_name(st), v);
+
+	/* A future another thread completes: the owner's wait sees it. */
+	tw_future *f;
+	tw_future_create(&f);
+	pthread_t th;
+	pthread_create(&th, NULL, complete_later, f);
+	st = tw_agent_wait(a, f, 5000);
+	pthread_join(th, NULL);
+	W_CHECK(w, st == TW_OK && tw_future_value(f)->u.i == 77, "foreign future: %s",
+		tw_status_name(st));
+	tw_future_release(f);
+
+	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	st = tw_agent_shutdown(a, true);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+
+	/* The thread may own a new one once the old is gone; not graceful. */
+	st = tw_agent_init(&o, &a);
+	W_CHECK(w, st == TW_OK, "init again: %s (%s)", tw_status_name(st), err);
+	tw_future *g;
+	st = tw_rpc_async(a, "w0", "never", NULL, NULL, 0, &g);
+	W_CHECK(w, st == TW_OK, "never: %s", tw_status_name(st));
+	W_CHECK(w, tw_agent_wait(a, g, 20) == TW_ETIMEDOUT, "pending");
+	st = tw_agent_shutdown(a, false);
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_CHECK(w, tw_future_status(g) == TW_ESHUTDOWN, "pending call failed: %s",
+		tw_status_name(tw_future_status(g)));
+	tw_future_release(g);
+	h_never_finish();
+	return 0;
+}
+
+Test(embedded, single_worker_options_and_misuse, .timeout = 60)
+{
+	h_run_group(1, w_alone, NULL, NULL, 0);
+}
