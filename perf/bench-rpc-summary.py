@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Summarize one perf/bench-rpc.sh run: tensorwire's figures beside the anchors
+measured in the same run (raw io_uring TCP, memcpy, torch.distributed.rpc),
+ratios, and the targets met or missed. Prints Markdown; writes JSON.
+
+    python3 perf/bench-rpc-summary.py --log perf/results/bench-rpc-<ts>.log \
+        [--torch torch-<ts>.json] [--json perf/results/latest.json]
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import sys
+
+TOKEN = re.compile(r"^\(?([A-Za-z0-9_./()]+?)=([-+0-9.eE]+)([A-Za-z/%]*)\)?,?$")
+
+
+def parse_kv(tokens):
+    out = {}
+    for t in tokens:
+        m = TOKEN.match(t)
+        if not m:
+            continue
+        try:
+            out[m.group(1)] = float(m.group(2))
+        except ValueError:
+            pass
+    return out
+
+
+def parse_log(path):
+    """Items of the kept attempts: key -> {meta, cmd, results{name: kv}, notes}."""
+    items, cur, head = {}, None, []
+    for line in open(path, errors="replace"):
+        line = line.rstrip("\n")
+        if line.startswith("DISCARDED "):
+            cur = None
+            continue
+        if line.startswith("ITEM "):
+            kv = dict(t.split("=", 1) for t in line.split()[1:] if "=" in t)
+            cur = {"attempt": int(kv.get("attempt", 1)), "rc": int(kv.get("rc", 0)),
+                   "foreign_cores": float(kv.get("foreign_cores", 0)),
+                   "probe_before_ns": _num(kv.get("probe_before_ns")),
+                   "probe_after_ns": _num(kv.get("probe_after_ns")),
+                   "tcp_retrans": _num(kv.get("tcp_retrans")),
+                   "wall_s": _num(kv.get("wall_s")), "cmd": None, "results": {}, "notes": []}
+            items[kv["key"]] = cur
+            continue
+        if line.startswith("# ") and cur is None:
+            head.append(line[2:])
+        if cur is None:
+            continue
+        if line.startswith("CMD "):
+            cur["cmd"] = line[4:]
+        elif line.startswith("RESULT "):
+            parts = line.split()
+            cur["results"][parts[1]] = parse_kv(parts[2:])
+        elif line.startswith("# "):
+            cur["notes"].append(line[2:])
+    return items, head
+
+
+def _num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def first_result(items, key, prefix=""):
+    it = items.get(key)
+    if not it:
+        return None
+    for name, kv in it["results"].items():
+        if name.startswith(prefix):
+            return kv
+    return None
+
+
+def torch_best(tj):
+    """Per metric, the best figure over torch's configs (the hardest comparison)."""
+    if not tj:
+        return None
+    cfgs = [c for c in tj.get("configs", []) if c.get("results")]
+    if not cfgs:
+        return None
+
+    def pick(getter, better):
+        best = None
+        for c in cfgs:
+            try:
+                v = getter(c["results"])
+            except (KeyError, TypeError):
+                continue
+            if v is None:
+                continue
+            if best is None or better(v, best[0]):
+                best = (v, c["name"])
+        return best
+
+    lo = lambda a, b: a < b
+    hi = lambda a, b: a > b
+    out = {
+        "p50_us": pick(lambda r: r["sync_noop"]["p50_us"], lo),
+        "p99_us": pick(lambda r: r["sync_noop"]["p99_us"], lo),
+        "p999_us": pick(lambda r: r["sync_noop"]["p999_us"], lo),
+        "configs": [c["name"] for c in cfgs],
+        "foreign_cores_max": max(c.get("machine_load", {}).get("foreign_cpu_cores", 0) for c in cfgs),
+        "quick": bool(tj.get("settings", {}).get("quick")),
+    }
+    for w in (64, 256):
+        out[f"async_w{w}"] = pick(lambda r, w=w: r["async_noop"][str(w)]["calls_per_s"], hi)
+    for size in tj.get("settings", {}).get("sizes", []):
+        out[f"echo_{size}_gbps"] = pick(lambda r, s=size: r["tensor_echo"][str(s)]["gbps_median"], hi)
+        out[f"echo_{size}_p50_us"] = pick(lambda r, s=size: r["tensor_echo"][str(s)]["p50_us"], lo)
+    return out
+
+
+def fmt(v, spec="{:.1f}", none="-"):
+    return none if v is None else spec.format(v)
+
+
+def ratio(a, b, spec="{:.2f}x"):
+    if a is None or b is None or b == 0:
+        return "-"
+    return spec.format(a / b)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--torch", default=None)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--cmd", default="sh perf/bench-rpc.sh")
+    a = ap.parse_args()
+
+    items, head = parse_log(a.log)
+    tj = None
+    if a.torch and os.path.exists(a.torch):
+        with open(a.torch) as f:
+            tj = json.load(f)
+    tb = torch_best(tj)
+
+    pp64 = first_result(items, "pp64")
+    pp1k = first_result(items, "pp1k")
+    pp1m = first_result(items, "pp1m")
+    pipe = {w: first_result(items, f"pipe{w}") for w in (64, 256)}
+    stream = first_result(items, "stream64m")
+    mc1m = first_result(items, "memcpy", "memcpy_1048576")
+    mc64m = first_result(items, "memcpy", "memcpy_67108864")
+    # tensorwire's parts (tw_sync, tw_pipe, tw_echo, tw_lat; or one "tw" item)
+    tw, tw_mode = {}, ""
+    for k, it in items.items():
+        if k == "tw" or k.startswith("tw_"):
+            tw.update(it["results"])
+            tw_mode = tw_mode or next((n for n in it["notes"] if n.startswith("bench-rpc client=")), "")
+    sync = tw.get("tw_sync_noop")
+
+    us = lambda kv, k: None if kv is None or k not in kv else kv[k] / 1e3
+    tval = lambda k: None if tb is None or tb.get(k) is None else tb[k][0]
+    tcfg = lambda k: "" if tb is None or tb.get(k) is None else f" ({tb[k][1]})"
+
+    out = []
+    p = out.append
+    p(f"## bench-rpc results ({datetime.date.today().isoformat()})")
+    p("")
+    p(f"Command: `{a.cmd}`. {tw_mode}.")
+    for h in head:
+        if h.startswith(("bench-rpc.sh", "model name", "loadavg")):
+            p(f"`{h}`  ")
+    p("")
+    p("Latency in µs (p50 unless noted), throughput in calls/s; GB = 1e9 B. Ratios are "
+      "tensorwire ÷ anchor; the torch column is the best of torch's configs in this run.")
+    p("")
+    p("| measurement | tensorwire | raw io_uring anchor | tw ÷ raw | torch.distributed.rpc | torch ÷ tw |")
+    p("|---|---|---|---|---|---|")
+    rows = []
+
+    def row(label, twv, anv, tov, spec, inv=False):
+        # inv: throughput, where tensorwire ÷ torch is the interesting ratio
+        r_an = ratio(twv, anv)
+        r_to = ratio(twv, tov) if inv else ratio(tov, twv)
+        p(f"| {label} | {fmt(twv, spec)} | {fmt(anv, spec)} | {r_an} | {fmt(tov, spec)} | {r_to}{' (tw ÷ torch)' if inv and r_to != '-' else ''} |")
+        rows.append({"measurement": label, "tensorwire": twv, "anchor": anv, "tw_over_anchor": None if not (twv and anv) else twv / anv,
+                     "torch": tov, "torch_over_tw" if not inv else "tw_over_torch":
+                     None if not (twv and tov) else (twv / tov if inv else tov / twv)})
+
+    row("no-op call, p50 (64 B ping-pong)", us(sync, "p50"), us(pp64, "p50"), tval("p50_us"), "{:.1f}")
+    row("no-op call, p90", us(sync, "p90"), us(pp64, "p90"), None, "{:.1f}")
+    row("no-op call, p99", us(sync, "p99"), us(pp64, "p99"), tval("p99_us"), "{:.1f}")
+    row("no-op call, p99.9", us(sync, "p99.9"), us(pp64, "p99.9"), tval("p999_us"), "{:.1f}")
+    row("no-op call, mean", us(sync, "mean"), us(pp64, "mean"), None, "{:.1f}")
+    for w in (64, 256):
+        kv = tw.get(f"tw_pipe_noop_W{w}")
+        row(f"pipelined no-op, {w} in flight [calls/s] (raw: 64 B msgs/s)",
+            kv and kv.get("calls/s"), pipe[w] and pipe[w].get("msgs/s"), tval(f"async_w{w}"), "{:,.0f}", inv=True)
+    e1k, e1m = tw.get("tw_echolat_1KiB"), tw.get("tw_echolat_1MiB")
+    row("1 KiB tensor echo, p50 (raw: 1 KiB ping-pong)", us(e1k, "p50"), us(pp1k, "p50"), tval(f"echo_{1 << 10}_p50_us"), "{:.1f}")
+    row("1 KiB tensor echo, p99", us(e1k, "p99"), us(pp1k, "p99"), None, "{:.1f}")
+    row("1 MiB tensor echo, p50 (raw: 1 MiB ping-pong)", us(e1m, "p50"), us(pp1m, "p50"), tval(f"echo_{1 << 20}_p50_us"), "{:.0f}")
+    row("1 MiB tensor echo, p99", us(e1m, "p99"), us(pp1m, "p99"), None, "{:.0f}")
+    p("")
+
+    # Tensor echo bandwidth.
+    p("Tensor echo (float32, `bench::echo(x) -> x`): median round trip and GB/s = 2 × bytes / median. "
+      "Raw anchor: 2 × bytes / p50 of the io_uring ping-pong of the same size (1 MiB), and the one-way "
+      "io_uring TCP stream of 64 MiB messages (16 and 64 MiB). memcpy: single-thread glibc, "
+      "pre-faulted, bytes counted once (1 MiB column for ≤ 1 MiB, 64 MiB column above).")
+    p("")
+    p("| tensor | tw median RTT µs | tw GB/s | raw io_uring GB/s | tw ÷ raw | memcpy GB/s | tw ÷ memcpy | torch GB/s | tw ÷ torch |")
+    p("|---|---|---|---|---|---|---|---|---|")
+    raw1m = None if pp1m is None else 2 * (1 << 20) / pp1m["p50"]
+    echo_rows = []
+    for size, lab in ((4 << 10, "4KiB"), (64 << 10, "64KiB"), (1 << 20, "1MiB"), (16 << 20, "16MiB"), (64 << 20, "64MiB")):
+        kv = tw.get(f"tw_echo_{lab}")
+        g = kv and kv.get("GB/s")
+        rtt = us(kv, "p50")
+        raw = raw1m if size == 1 << 20 else (stream.get("GB/s") if stream and size >= 16 << 20 else None)
+        mc = (mc1m if size <= 1 << 20 else mc64m)
+        mcv = mc and mc.get("median")
+        tg = tval(f"echo_{size}_gbps")
+        p(f"| {lab.replace('KiB', ' KiB').replace('MiB', ' MiB')} | {fmt(rtt, '{:.1f}')} | {fmt(g, '{:.3f}')} | {fmt(raw, '{:.2f}')} | {ratio(g, raw)} "
+          f"| {fmt(mcv, '{:.1f}')} | {ratio(g, mcv)} | {fmt(tg, '{:.3f}')} | {ratio(g, tg)} |")
+        echo_rows.append({"bytes": size, "tw_rtt_us": rtt, "tw_gbps": g, "raw_gbps": raw, "memcpy_gbps": mcv,
+                          "torch_gbps": tg, "exact": bool(kv and kv.get("exact") == 1)})
+    p("")
+
+    # Targets.
+    targets = []
+
+    def target(name, value, cmp_, limit, unit, ok):
+        targets.append({"target": name, "value": value, "limit": limit, "compare": cmp_,
+                        "met": ok})
+        mark = "n/a" if ok is None else ("met" if ok else "MISSED")
+        p(f"| {name} | {fmt(value, '{:.2f}')}{unit} | {cmp_} {limit}{unit} | **{mark}** |")
+
+    p("| target | measured | needed | |")
+    p("|---|---|---|---|")
+    r = None if not (sync and pp64) else sync["p50"] / pp64["p50"]
+    target("small-call p50 ÷ raw io_uring ping-pong p50", r, "≤", 1.5, "x", None if r is None else r <= 1.5)
+    t50 = tval("p50_us")
+    r = None if not (sync and t50) else t50 / (sync["p50"] / 1e3)
+    target("torch p50 ÷ tensorwire p50", r, "≥", 10, "x", None if r is None else r >= 10)
+    for w in (64, 256):
+        kv = tw.get(f"tw_pipe_noop_W{w}")
+        tc = tval(f"async_w{w}")
+        r = None if not (kv and tc) else kv["calls/s"] / tc
+        target(f"pipelined calls/s, W={w}: tensorwire ÷ torch", r, "≥", 5, "x", None if r is None else r >= 5)
+    e64 = tw.get("tw_echo_64MiB")
+    r = None if not (e64 and stream) else e64["GB/s"] / stream["GB/s"]
+    target("64 MiB echo GB/s ÷ raw io_uring stream GB/s", r, "≥", 0.8, "x", None if r is None else r >= 0.8)
+    r = None if not (e1k and pp1k) else e1k["p50"] / pp1k["p50"]
+    target("1 KiB echo p50 ÷ raw 1 KiB ping-pong p50", r, "≤", 1.0, "x", None if r is None else r <= 1.0)
+    r = None if not (e1m and pp1m) else e1m["p50"] / pp1m["p50"]
+    target("1 MiB echo p50 ÷ raw 1 MiB ping-pong p50", r, "≤", 1.0, "x", None if r is None else r <= 1.0)
+    p("")
+
+    # Conditions per item: placement probe and foreign load.
+    p("Conditions per item (shm ping-pong placement probe before/after, in ns: ~150 usual, ~630 far, "
+      "see limits README pitfall 1; CPU used by other processes during the item; the attempt kept; "
+      "TCP segments retransmitted machine-wide during it):")
+    p("")
+    p("| item | probe ns | foreign cores | attempt | TCP retransmits | wall s |")
+    p("|---|---|---|---|---|---|")
+    for k, it in items.items():
+        p(f"| {k} | {fmt(it['probe_before_ns'], '{:.0f}')}/{fmt(it['probe_after_ns'], '{:.0f}')} | "
+          f"{it['foreign_cores']:.2f} | {it['attempt']} | {fmt(it['tcp_retrans'], '{:.0f}')} | {fmt(it['wall_s'], '{:.1f}')} |")
+    if tb is not None:
+        p(f"\ntorch: configs {', '.join(tb['configs'])}{' (--quick)' if tb['quick'] else ''}; "
+          f"max foreign load during a config {tb['foreign_cores_max']:.2f} cores.")
+    else:
+        p("\ntorch: not run (skipped or not installed): its targets are n/a.")
+    probes = [x for it in items.values() for x in (it["probe_before_ns"], it["probe_after_ns"]) if x]
+    if probes and max(probes) > 2.5 * min(probes):
+        p(f"\nWARNING: the vCPU placement changed during the run (probe {min(probes):.0f}..{max(probes):.0f} ns): "
+          "ratios across items in different states are off by up to 4x.")
+    bad = [k for k, it in items.items() if it["rc"] != 0]
+    if bad:
+        p(f"\nWARNING: items failed: {', '.join(bad)}")
+    print("\n".join(out))
+
+    if a.json:
+        doc = {"date_utc": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
+               "command": a.cmd, "log": os.path.abspath(a.log), "header": head, "tensorwire_mode": tw_mode,
+               "items": items, "torch_best": tb, "rows": rows, "echo": echo_rows, "targets": targets}
+        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+        with open(a.json, "w") as f:
+            json.dump(doc, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

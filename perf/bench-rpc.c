@@ -1,0 +1,700 @@
+/* bench-rpc: tensorwire calls between two processes on 127.0.0.1, measured
+ * the way ../shared/anchors measure the machine, so perf/bench-rpc.sh can
+ * print every figure beside its anchor from the same run.
+ *
+ * A forked server (rank 1: threaded, one loop pinned to --server-cpu,
+ * generous spin) serves bench::noop() -> None and bench::echo(x) -> x; the
+ * client (rank 0, pinned to --client-cpu) runs in embedded mode when the
+ * library has it (its thread drives the loop), else threaded (--threaded
+ * forces that). Measured:
+ *   1. rpc_sync of bench::noop: per-call latency percentiles
+ *   2. bench::noop with W = 64 and 256 calls in flight for T s: calls/s
+ *   3. tensor echo, float32, 4 KiB .. 64 MiB: median round trip over k
+ *      reps, GB/s = 2 * bytes / median; byte-exact once per size
+ *   4. 1 KiB and 1 MiB tensor echo latency percentiles (against the raw
+ *      io_uring ping-pong of the same sizes)
+ * Each prints one "RESULT tw_<what> key=value ..." line; latencies are in
+ * ns from rdtscp calibrated against CLOCK_MONOTONIC, like the anchors. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <tensorwire/tensorwire.h>
+
+#define SERVER "bench-server"
+#define CLIENT "bench-client"
+
+static pid_t server_pid = -1;
+
+static void kill_server(void)
+{
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		waitpid(server_pid, NULL, 0);
+		server_pid = -1;
+	}
+}
+
+static void die(const char *what, tw_status s)
+{
+	fprintf(stderr, "bench-rpc: %s: %s\n", what, tw_strerror(s));
+	kill_server();
+	exit(1);
+}
+
+static void die_err(const char *what, tw_status s, tw_value *err)
+{
+	char text[512] = "";
+	if (err != NULL && err->kind != TW_KIND_NONE)
+		tw_value_format(err, text, sizeof(text));
+	fprintf(stderr, "bench-rpc: %s: %s %s\n", what, tw_strerror(s), text);
+	kill_server();
+	exit(1);
+}
+
+/* ---- time ----------------------------------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t tsc(void)
+{
+	unsigned aux;
+	return __rdtscp(&aux);
+}
+
+static double tsc_per_ns;
+
+static void tsc_calibrate(void)
+{
+	uint64_t t0 = mono_ns(), c0 = tsc();
+	while (mono_ns() - t0 < 50000000u) /* 50 ms */
+		;
+	uint64_t t1 = mono_ns(), c1 = tsc();
+	tsc_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
+}
+
+static double tsc_ns(uint64_t c)
+{
+	return (double)c / tsc_per_ns;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Percentiles of n tsc samples (sorted here), as the anchors' report_lat. */
+struct lat {
+	size_t n;
+	double p50, p90, p99, p999, min, max, mean;
+};
+
+static struct lat lat_stats(uint64_t *s, size_t n)
+{
+	struct lat l = {.n = n};
+	if (n == 0)
+		return l;
+	qsort(s, n, sizeof(*s), cmp_u64);
+	double sum = 0;
+	for (size_t i = 0; i < n; i++)
+		sum += (double)s[i];
+#define P(q) tsc_ns(s[(size_t)((double)(n - 1) * (q))])
+	l.p50 = P(0.50);
+	l.p90 = P(0.90);
+	l.p99 = P(0.99);
+	l.p999 = P(0.999);
+#undef P
+	l.min = tsc_ns(s[0]);
+	l.max = tsc_ns(s[n - 1]);
+	l.mean = tsc_ns((uint64_t)(sum / (double)n));
+	return l;
+}
+
+static void print_lat(const char *name, const struct lat *l, const char *extra)
+{
+	printf("RESULT %-24s n=%zu p50=%.0fns p90=%.0fns p99=%.0fns p99.9=%.0fns "
+	       "min=%.0fns max=%.0fns mean=%.0fns%s%s\n",
+	       name, l->n, l->p50, l->p90, l->p99, l->p999, l->min, l->max,
+	       l->mean, extra ? " " : "", extra ? extra : "");
+	fflush(stdout);
+}
+
+static void pin_self(int cpu)
+{
+	if (cpu < 0)
+		return;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) != 0)
+		fprintf(stderr, "bench-rpc: cannot pin to cpu %d: %s\n", cpu,
+			strerror(errno));
+}
+
+/* ---- the server's functions ----------------------------------------------- */
+
+static tw_status fn_noop(tw_call_ctx *ctx, const tw_value *args,
+			 const tw_value *kwargs, tw_value *result, void *arg)
+{
+	*result = tw_value_none();
+	return TW_OK;
+}
+
+/* bench::echo(x) -> x: the clone shares the tensor's bytes, so the answer
+ * goes out of the receive buffer the call arrived in. */
+static tw_status fn_echo(tw_call_ctx *ctx, const tw_value *args,
+			 const tw_value *kwargs, tw_value *result, void *arg)
+{
+	const tw_value *x;
+	if (tw_value_get_item(args, 0, &x) != TW_OK)
+		return TW_EBADARGS;
+	return tw_value_clone(result, x);
+}
+
+static tw_status server_setup(tw_agent *a, void *arg)
+{
+	tw_status s = tw_agent_register(a, "bench::noop", fn_noop, NULL, 0);
+	if (s == TW_OK)
+		s = tw_agent_register(a, "bench::echo", fn_echo, NULL, 0);
+	return s;
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+struct opts {
+	long n;             /* small-call samples */
+	double pipe_secs;   /* per window */
+	double echo_secs;   /* time budget per tensor size */
+	long echo_min, echo_max;
+	long lat_small_n, lat_big_n; /* 1 KiB and 1 MiB latency samples */
+	int client_cpu, server_cpu;
+	int client_loop_cpu;  /* threaded client's loop; default client_cpu */
+	bool server_yield;
+	uint64_t spin_ns;     /* both loops' idle spin */
+	bool threaded;
+	bool quick;
+	const char *only;   /* comma list of sync,pipe,echo,lat; NULL = all */
+	int windows[8];     /* pipelined windows, 0-terminated */
+	size_t sizes[16];   /* echo sizes in bytes, 0-terminated */
+};
+
+static bool want(const struct opts *o, const char *what)
+{
+	if (o->only == NULL)
+		return true;
+	size_t n = strlen(what);
+	for (const char *p = o->only; (p = strstr(p, what)) != NULL; p += n)
+		if ((p == o->only || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+			return true;
+	return false;
+}
+
+/* ---- server process ----------------------------------------------------------- */
+
+static int server_main(const struct opts *o, const char *rdv)
+{
+	/* No stray worker: die with the client. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
+	pin_self(o->server_cpu);
+	struct tw_agent_opts ao;
+	tw_agent_opts_init(&ao, sizeof(ao));
+	ao.name = SERVER;
+	ao.rank = 1;
+	ao.world_size = 2;
+	ao.rendezvous = rdv;
+	ao.num_loops = 1;
+	ao.first_cpu = o->server_cpu;
+	ao.spin_ns = o->spin_ns;
+	ao.yield = o->server_yield;
+	ao.executor_threads = 1;
+	ao.setup = server_setup;
+	char err[256] = "";
+	ao.err = err;
+	ao.err_len = sizeof(err);
+	tw_agent *a;
+	tw_status s = tw_agent_init(&ao, &a);
+	if (s != TW_OK) {
+		fprintf(stderr, "bench-rpc server: init: %s (%s)\n", tw_strerror(s), err);
+		_exit(1);
+	}
+	/* Serve until the client shuts down too. */
+	s = tw_agent_shutdown(a, true);
+	_exit(s == TW_OK ? 0 : 1);
+}
+
+/* ---- client ------------------------------------------------------------------- */
+
+static bool embedded;
+
+static tw_status wait_future(tw_agent *a, tw_future *f)
+{
+	if (embedded)
+		return tw_agent_wait(a, f, -1);
+	return tw_future_wait(f, -1);
+}
+
+static tw_agent *client_init(const struct opts *o, const char *rdv)
+{
+	pin_self(o->client_cpu);
+	embedded = !o->threaded;
+	for (;;) {
+		struct tw_agent_opts ao;
+		tw_agent_opts_init(&ao, sizeof(ao));
+		ao.name = CLIENT;
+		ao.rank = 0;
+		ao.world_size = 2;
+		ao.rendezvous = rdv;
+		ao.num_loops = 1;
+		ao.executor_threads = 1;
+		/* Spin, don't sleep, while a big echo is on its way: a wake-up
+		 * costs ~25 us here (limits README pitfall 2). */
+		ao.spin_ns = o->spin_ns;
+		if (embedded) {
+			ao.embedded = true;
+			ao.first_cpu = -1; /* this thread, already pinned */
+		} else {
+			/* Threaded: the loop shares the caller's core and
+			 * yields while it spins (pitfall 9). */
+			ao.first_cpu = o->client_loop_cpu;
+			ao.yield = true;
+		}
+		char err[256] = "";
+		ao.err = err;
+		ao.err_len = sizeof(err);
+		tw_agent *a;
+		tw_status s = tw_agent_init(&ao, &a);
+		if (s == TW_OK)
+			return a;
+		if (embedded) {
+			fprintf(stderr, "bench-rpc: embedded init failed (%s: %s); "
+				"falling back to threaded mode\n", tw_strerror(s), err);
+			embedded = false;
+			continue;
+		}
+		fprintf(stderr, "bench-rpc: client init: %s (%s)\n", tw_strerror(s), err);
+		kill_server();
+		exit(1);
+	}
+}
+
+/* 1. small calls, one at a time */
+static void bench_sync(tw_agent *a, const struct opts *o)
+{
+	long warm = o->n / 10 > 1000 ? o->n / 10 : 1000;
+	tw_value res, err;
+	for (long i = 0; i < warm; i++) {
+		tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL, -1,
+					  &res, &err);
+		if (s != TW_OK)
+			die_err("warm-up rpc_sync", s, &err);
+		tw_value_destroy(&res);
+	}
+	uint64_t *smp = malloc((size_t)o->n * sizeof(*smp));
+	if (smp == NULL)
+		die("malloc", TW_ENOMEM);
+	uint64_t t0 = mono_ns();
+	for (long i = 0; i < o->n; i++) {
+		uint64_t c0 = tsc();
+		tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL, -1,
+					  &res, &err);
+		smp[i] = tsc() - c0;
+		if (s != TW_OK)
+			die_err("rpc_sync", s, &err);
+		tw_value_destroy(&res);
+	}
+	double secs = (double)(mono_ns() - t0) / 1e9;
+	struct lat l = lat_stats(smp, (size_t)o->n);
+	char extra[64];
+	snprintf(extra, sizeof(extra), "calls/s=%.0f", (double)o->n / secs);
+	print_lat("tw_sync_noop", &l, extra);
+	free(smp);
+}
+
+/* 2. W calls in flight: wait on the oldest, refill its slot. */
+static long pipe_run(tw_agent *a, tw_future **ring, int W, double secs,
+		     double *elapsed)
+{
+	long issued = 0, done = 0;
+	for (int i = 0; i < W; i++) {
+		tw_status s;
+		while ((s = tw_rpc_async(a, SERVER, "bench::noop", NULL, NULL, -1,
+					 &ring[i])) == TW_ENOSPC)
+			if (embedded)
+				tw_agent_poll(a);
+		if (s != TW_OK)
+			die("rpc_async", s);
+		issued++;
+	}
+	uint64_t t0 = mono_ns();
+	uint64_t end = t0 + (uint64_t)(secs * 1e9);
+	bool more = true;
+	long head = 0;
+	while (done < issued) {
+		tw_future **slot = &ring[head % W];
+		tw_status s = wait_future(a, *slot);
+		if (s != TW_OK)
+			die("pipelined call", s);
+		tw_future_release(*slot);
+		*slot = NULL;
+		done++;
+		head++;
+		if (more && (done & 63) == 0 && mono_ns() >= end)
+			more = false;
+		if (more) {
+			while ((s = tw_rpc_async(a, SERVER, "bench::noop", NULL, NULL,
+						 -1, slot)) == TW_ENOSPC)
+				if (embedded)
+					tw_agent_poll(a);
+			if (s != TW_OK)
+				die("rpc_async", s);
+			issued++;
+		}
+	}
+	*elapsed = (double)(mono_ns() - t0) / 1e9;
+	return done;
+}
+
+static void bench_pipe(tw_agent *a, const struct opts *o, int W)
+{
+	tw_future **ring = calloc((size_t)W, sizeof(*ring));
+	if (ring == NULL)
+		die("calloc", TW_ENOMEM);
+	double el;
+	pipe_run(a, ring, W, o->pipe_secs / 5, &el); /* warm-up */
+	long n = pipe_run(a, ring, W, o->pipe_secs, &el);
+	double cps = (double)n / el;
+	char name[32];
+	snprintf(name, sizeof(name), "tw_pipe_noop_W%d", W);
+	printf("RESULT %-24s n=%ld calls/s=%.0f secs=%.3f avg_lat(Little)=%.1fus\n",
+	       name, n, cps, el, (double)W / cps * 1e6);
+	fflush(stdout);
+	free(ring);
+}
+
+/* 3 and 4. tensor echo */
+static void make_tensor_args(size_t bytes, tw_tensor *t, tw_value *args)
+{
+	int64_t shape[1] = {(int64_t)(bytes / 4)};
+	tw_status s = tw_tensor_alloc(t, TW_FLOAT32, 1, shape);
+	if (s != TW_OK)
+		die("tensor alloc", s);
+	float *p = t->data;
+	for (int64_t i = 0; i < shape[0]; i++)
+		p[i] = (float)(i % 1000003) + 0.25f;
+	tw_value tv;
+	if ((s = tw_value_tensor(&tv, t)) || (s = tw_value_tuple(args, 1)) ||
+	    (s = tw_value_set_item(args, 0, tv)))
+		die("args", s);
+}
+
+static uint64_t echo_once(tw_agent *a, const tw_value *args, const tw_tensor *t,
+			  bool check)
+{
+	tw_value res, err;
+	uint64_t c0 = tsc();
+	tw_status s = tw_rpc_sync(a, SERVER, "bench::echo", args, NULL, -1, &res,
+				  &err);
+	uint64_t dt = tsc() - c0;
+	if (s != TW_OK)
+		die_err("echo", s, &err);
+	if (check) {
+		const tw_tensor *back;
+		size_t nb = 0;
+		if (tw_value_get_tensor(&res, &back) != TW_OK ||
+		    !tw_tensor_equal(back, t) || tw_tensor_nbytes(back, &nb) ||
+		    memcmp(back->data, t->data, nb) != 0) {
+			fprintf(stderr, "bench-rpc: echo of %zu bytes came back different\n",
+				nb);
+			kill_server();
+			exit(1);
+		}
+	}
+	tw_value_destroy(&res);
+	return dt;
+}
+
+static const char *size_label(size_t b, char *buf, size_t n)
+{
+	if (b >= (1u << 20) && b % (1u << 20) == 0)
+		snprintf(buf, n, "%zuMiB", b >> 20);
+	else
+		snprintf(buf, n, "%zuKiB", b >> 10);
+	return buf;
+}
+
+static void bench_echo(tw_agent *a, const struct opts *o, size_t bytes)
+{
+	tw_tensor t;
+	tw_value args;
+	make_tensor_args(bytes, &t, &args);
+	echo_once(a, &args, &t, true); /* byte-exact, once per size */
+	for (int i = 0; i < 3; i++)
+		echo_once(a, &args, &t, false);
+	long cap = o->echo_max;
+	uint64_t *smp = malloc((size_t)cap * sizeof(*smp));
+	if (smp == NULL)
+		die("malloc", TW_ENOMEM);
+	long n = 0;
+	uint64_t t0 = mono_ns();
+	while (n < cap && (n < o->echo_min ||
+			   (double)(mono_ns() - t0) / 1e9 < o->echo_secs))
+		smp[n++] = echo_once(a, &args, &t, false);
+	struct lat l = lat_stats(smp, (size_t)n);
+	char name[48], lab[24], extra[160];
+	snprintf(name, sizeof(name), "tw_echo_%s", size_label(bytes, lab, sizeof(lab)));
+	snprintf(extra, sizeof(extra), "bytes=%zu GB/s=%.3f GB/s_best=%.3f exact=1",
+		 bytes, 2.0 * (double)bytes / l.p50, 2.0 * (double)bytes / l.min);
+	print_lat(name, &l, extra);
+	free(smp);
+	tw_value_destroy(&args);
+	tw_tensor_release(&t);
+}
+
+static void bench_echo_lat(tw_agent *a, long n, size_t bytes)
+{
+	tw_tensor t;
+	tw_value args;
+	make_tensor_args(bytes, &t, &args);
+	echo_once(a, &args, &t, true);
+	long warm = n / 10 > 10 ? n / 10 : 10;
+	for (long i = 0; i < warm; i++)
+		echo_once(a, &args, &t, false);
+	uint64_t *smp = malloc((size_t)n * sizeof(*smp));
+	if (smp == NULL)
+		die("malloc", TW_ENOMEM);
+	uint64_t t0 = mono_ns();
+	for (long i = 0; i < n; i++)
+		smp[i] = echo_once(a, &args, &t, false);
+	double secs = (double)(mono_ns() - t0) / 1e9;
+	struct lat l = lat_stats(smp, (size_t)n);
+	char name[48], lab[24], extra[96];
+	snprintf(name, sizeof(name), "tw_echolat_%s", size_label(bytes, lab, sizeof(lab)));
+	snprintf(extra, sizeof(extra), "bytes=%zu rt/s=%.0f exact=1", bytes,
+		 (double)n / secs);
+	print_lat(name, &l, extra);
+	free(smp);
+	tw_value_destroy(&args);
+	tw_tensor_release(&t);
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len)) {
+		perror("bench-rpc: finding a free port");
+		exit(1);
+	}
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: bench-rpc [--quick] [--threaded] [-n N] [-T secs] [-W w,w] [-S sizes] [-E secs]\n"
+		"                 [-c client_cpu] [-C server_cpu] [--spin-ms MS]\n"
+		"                 [--client-loop-cpu CPU] [--server-yield]\n"
+		"                 [--only sync,pipe,echo,lat]\n"
+		"  --quick      10k small calls, shorter windows and echo budgets\n"
+		"  --threaded   client with a loop thread (default: embedded mode when\n"
+		"               the library has it)\n"
+		"  -n N         small-call samples (default 100000)\n"
+		"  -T secs      seconds per pipelined window (default 3)\n"
+		"  -W list      pipelined windows, comma-separated (default 64,256)\n"
+		"  -S list      echo sizes in bytes, K/M suffixes, multiples of 4\n"
+		"               (default 4K,64K,1M,16M,64M)\n"
+		"  -E secs      time budget per echo size (default 2)\n"
+		"  -c / -C      client / server cpu (default 0 / 1; -1 = no pinning)\n"
+		"  --client-loop-cpu CPU  threaded client's loop (default: -c)\n"
+		"  --server-yield         server loop yields while it spins\n"
+		"  --spin-ms MS           loops' idle spin before sleeping (default 1000)\n"
+		"  --only LIST            run only these parts\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {
+		.n = 100000, .pipe_secs = 3, .echo_secs = 2, .echo_min = 10,
+		.echo_max = 2000, .lat_small_n = 20000, .lat_big_n = 2000,
+		.client_cpu = 0, .server_cpu = 1,
+		.spin_ns = 1000000000u, /* 1 s: it never sleeps mid-run */
+	};
+	enum { O_QUICK = 256, O_THREADED, O_SPIN, O_ONLY, O_HELP, O_LOOPCPU,
+	       O_SYIELD };
+	static const struct option lopts[] = {
+		{"quick", no_argument, NULL, O_QUICK},
+		{"threaded", no_argument, NULL, O_THREADED},
+		{"spin-ms", required_argument, NULL, O_SPIN},
+		{"only", required_argument, NULL, O_ONLY},
+		{"client-loop-cpu", required_argument, NULL, O_LOOPCPU},
+		{"server-yield", no_argument, NULL, O_SYIELD},
+		{"help", no_argument, NULL, O_HELP},
+		{NULL, 0, NULL, 0},
+	};
+	long n_set = -1;
+	int loop_cpu = -2;
+	double T_set = -1, E_set = -1;
+	int c;
+	o.windows[0] = 64;
+	o.windows[1] = 256;
+	static const size_t def_sizes[] = {4u << 10, 64u << 10, 1u << 20,
+					   16u << 20, 64u << 20, 0};
+	memcpy(o.sizes, def_sizes, sizeof(def_sizes));
+	while ((c = getopt_long(argc, argv, "n:T:E:c:C:W:S:h", lopts, NULL)) != -1) {
+		switch (c) {
+		case O_QUICK: o.quick = true; break;
+		case O_THREADED: o.threaded = true; break;
+		case O_SPIN: o.spin_ns = (uint64_t)(atof(optarg) * 1e6); break;
+		case O_ONLY: o.only = optarg; break;
+		case O_LOOPCPU: loop_cpu = atoi(optarg); break;
+		case O_SYIELD: o.server_yield = true; break;
+		case 'n': n_set = atol(optarg); break;
+		case 'S': {
+			int k = 0;
+			for (char *p = optarg; *p != '\0' && k < 15; k++) {
+				char *end;
+				unsigned long long v = strtoull(p, &end, 10);
+				if (*end == 'K' || *end == 'k')
+					v <<= 10, end++;
+				else if (*end == 'M' || *end == 'm')
+					v <<= 20, end++;
+				if (end == p || v < 4 || v % 4 != 0 || v > (1ull << 32)) {
+					usage(stderr);
+					return 2;
+				}
+				o.sizes[k] = (size_t)v;
+				p = *end == ',' ? end + 1 : end;
+			}
+			o.sizes[k] = 0;
+			break;
+		}
+		case 'W': {
+			int k = 0;
+			for (char *p = optarg; *p != '\0' && k < 7; k++) {
+				char *end;
+				long w = strtol(p, &end, 10);
+				if (end == p || w <= 0 || w > 65536) {
+					usage(stderr);
+					return 2;
+				}
+				o.windows[k] = (int)w;
+				p = *end == ',' ? end + 1 : end;
+			}
+			o.windows[k] = 0;
+			break;
+		}
+		case 'T': T_set = atof(optarg); break;
+		case 'E': E_set = atof(optarg); break;
+		case 'c': o.client_cpu = atoi(optarg); break;
+		case 'C': o.server_cpu = atoi(optarg); break;
+		case 'h': case O_HELP: usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (o.quick) {
+		o.n = 10000;
+		o.pipe_secs = 1;
+		o.echo_secs = 0.5;
+		o.echo_max = 500;
+		o.lat_small_n = 5000;
+		o.lat_big_n = 500;
+	}
+	o.client_loop_cpu = loop_cpu == -2 ? o.client_cpu : loop_cpu;
+	if (n_set > 0)
+		o.n = n_set;
+	if (T_set > 0)
+		o.pipe_secs = T_set;
+	if (E_set > 0)
+		o.echo_secs = E_set;
+
+	char rdv[64];
+	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d", free_port());
+	fflush(stdout);
+	fflush(stderr);
+	server_pid = fork();
+	if (server_pid < 0) {
+		perror("bench-rpc: fork");
+		return 1;
+	}
+	if (server_pid == 0)
+		return server_main(&o, rdv);
+
+	pin_self(o.client_cpu);
+	tsc_calibrate();
+	tw_agent *a = client_init(&o, rdv);
+	printf("# bench-rpc client=%s cpu%d, server threaded 1 loop cpu%d spin %.0f ms, "
+	       "%s, tsc %.3f GHz\n",
+	       embedded ? "embedded" : "threaded", o.client_cpu, o.server_cpu,
+	       (double)o.spin_ns / 1e6, o.quick ? "quick" : "full", tsc_per_ns);
+	fflush(stdout);
+
+	if (want(&o, "sync"))
+		bench_sync(a, &o);
+	if (want(&o, "pipe"))
+		for (int i = 0; o.windows[i] > 0; i++)
+			bench_pipe(a, &o, o.windows[i]);
+	if (want(&o, "echo"))
+		for (int i = 0; o.sizes[i] > 0; i++)
+			bench_echo(a, &o, o.sizes[i]);
+	if (want(&o, "lat")) {
+		bench_echo_lat(a, o.lat_small_n, 1024);
+		bench_echo_lat(a, o.lat_big_n, 1u << 20);
+	}
+
+	struct tw_agent_stats st;
+	tw_agent_get_stats(a, &st);
+	printf("# client stats: calls_started=%" PRIu64 " calls_sent=%" PRIu64
+	       " timeouts=%" PRIu64 " conns_opened=%" PRIu64 "\n",
+	       st.calls_started, st.calls_sent, st.timeouts, st.conns_opened);
+	tw_status s = tw_agent_shutdown(a, true);
+	if (s != TW_OK)
+		fprintf(stderr, "bench-rpc: shutdown: %s\n", tw_strerror(s));
+	int wst = 0;
+	pid_t sp = server_pid;
+	server_pid = -1;
+	/* The server leaves after the shutdown barrier; don't wait forever. */
+	for (int i = 0; i < 500; i++) {
+		pid_t r = waitpid(sp, &wst, WNOHANG);
+		if (r == sp)
+			break;
+		if (i == 499) {
+			fprintf(stderr, "bench-rpc: server did not exit; killing it\n");
+			kill(sp, SIGKILL);
+			waitpid(sp, &wst, 0);
+		}
+		usleep(10000);
+	}
+	if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0)
+		fprintf(stderr, "bench-rpc: server exited with status %d\n",
+			WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst));
+	return s == TW_OK ? 0 : 1;
+}
