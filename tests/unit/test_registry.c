@@ -138,6 +138,10 @@ Test(registry, concurrent_register_and_lookup)
 	pthread_t th[3];
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(pthread_create(&th[i], NULL, reader, &x), 0);
+	/* Let the readers get going first: on a busy 2-core machine the
+	 * writer could otherwise finish before any reader ran once. */
+	while (atomic_load(&x.lookups) < 100)
+		sched_yield();
 	char name[32];
 	for (int i = 0; i < 3000; i++) {
 		snprintf(name, sizeof(name), "race::%d", i);
