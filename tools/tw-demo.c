@@ -51,6 +51,10 @@ static tw_agent *join(const char *name, uint32_t rank, const char *rdv)
 	o.rendezvous = rdv;
 	o.first_cpu = (int)rank; /* one loop per worker, one core each */
 	o.setup = demo_setup;    /* functions exist before anyone can call */
+	/* The caller drives its own loop (embedded mode): on two cores a
+	 * caller thread beside its loop thread would make three busy threads
+	 * with the server's loop, and every call would pay a hand-off. */
+	o.embedded = rank == 0;
 	char err[256] = "";
 	o.err = err;
 	o.err_len = sizeof(err);
@@ -115,7 +119,7 @@ static void run_caller(tw_agent *a)
 	}
 	int ok = 0;
 	for (int i = 0; i < NASYNC; i++) {
-		if (tw_future_wait(fs[i], -1) == TW_OK &&
+		if (tw_agent_wait(a, fs[i], -1) == TW_OK &&
 		    tw_future_value(fs[i])->u.i == 2 * i)
 			ok++;
 		tw_future_release(fs[i]);
@@ -135,16 +139,21 @@ static void run_caller(tw_agent *a)
 	tw_value tv;
 	CHECK(tw_value_tensor(&tv, &t));
 	args = tuple1(tv);
-	t0 = now_us();
-	CHECK(tw_rpc_sync(a, "worker1", "demo::echo", &args, NULL, -1, &res, &err));
-	dt = now_us() - t0;
-	const tw_tensor *back;
-	CHECK(tw_value_get_tensor(&res, &back));
-	printf("echo      64 MiB float32 tensor: %s, %.1f ms round trip, %.2f GB/s "
-	       "(both directions)\n",
-	       tw_tensor_equal(back, &t) ? "byte-exact" : "MISMATCH", dt / 1e3,
-	       2.0 * 64 * 1048576 / (dt * 1e3));
-	tw_value_destroy(&res);
+	/* The first round trip of a process pays for faulting in fresh
+	 * receive buffers on both sides; later ones reuse them. */
+	for (int rep = 0; rep < 3; rep++) {
+		t0 = now_us();
+		CHECK(tw_rpc_sync(a, "worker1", "demo::echo", &args, NULL, -1, &res, &err));
+		dt = now_us() - t0;
+		const tw_tensor *back;
+		CHECK(tw_value_get_tensor(&res, &back));
+		printf("echo      64 MiB float32 tensor (%s): %s, %.1f ms round trip, "
+		       "%.2f GB/s (both directions)\n",
+		       rep == 0 ? "first" : "again", tw_tensor_equal(back, &t) ?
+		       "byte-exact" : "MISMATCH", dt / 1e3,
+		       2.0 * 64 * 1048576 / (dt * 1e3));
+		tw_value_destroy(&res);
+	}
 	tw_value_destroy(&args);
 	tw_tensor_release(&t);
 
