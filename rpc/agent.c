@@ -12,6 +12,18 @@
 #include "dataplane/uring.h"
 #include "rpc/agent_impl.h"
 #include "rpc/invoke.h"
+#include "tw_config.h"
+
+#if TW_HAVE_DPDK
+#include "dataplane/dpdk.h"
+
+/* The agent's DPDK port: one env, one queue pair per loop. */
+struct agent_dpdk {
+	tw_dpdk_env *env;
+	struct tw_dpdk_opts o;     /* transport options, for every loop */
+	char ip[16];               /* our copy of local_ip */
+};
+#endif
 
 _Thread_local struct agent_loop *agent_tls_loop;
 
@@ -449,18 +461,32 @@ static void loop_init_fn(struct sync_msg *s)
 	struct agent_loop *l = s->l;
 	tw_agent *a = l->a;
 	agent_tls_loop = l;
-	struct tw_uring_opts uo;
-	tw_uring_opts_init(&uo, sizeof(uo));
 	struct tw_transport_cbs cbs = {.ctx = l, .on_frame = on_frame,
 				       .on_conn = on_conn};
-	s->st = tw_uring_transport_create(l->loop, &uo, &cbs, &l->t);
-	if (s->st != TW_OK)
-		return;
+	char url[TW_ADDR_MAX + 16];
+#if TW_HAVE_DPDK
+	if (a->dpdk != NULL) {
+		/* Queue i of the port, at UDP port base + i. */
+		s->st = tw_dpdk_transport_create(l->loop, a->dpdk->env,
+						 (uint16_t)l->idx, &a->dpdk->o,
+						 &cbs, &l->t);
+		if (s->st != TW_OK)
+			return;
+		snprintf(url, sizeof(url), "udp://%s:0", a->dpdk->ip);
+	} else
+#endif
+	{
+		struct tw_uring_opts uo;
+		tw_uring_opts_init(&uo, sizeof(uo));
+		s->st = tw_uring_transport_create(l->loop, &uo, &cbs, &l->t);
+		if (s->st != TW_OK)
+			return;
+		const char *h = a->listen_host;
+		snprintf(url, sizeof(url),
+			 strchr(h, ':') ? "tcp://[%s]:0" : "tcp://%s:0", h);
+	}
 	if (l->fault.fail_type || l->fault.drop_type || l->fault.delay_type)
 		l->t->fault = &l->fault;
-	char url[TW_ADDR_MAX + 16];
-	const char *h = a->listen_host;
-	snprintf(url, sizeof(url), strchr(h, ':') ? "tcp://[%s]:0" : "tcp://%s:0", h);
 	s->st = l->t->ops->listen(l->t, url, l->addr, sizeof(l->addr));
 	if (s->st != TW_OK) {
 		l->t->ops->destroy(l->t);
@@ -641,6 +667,18 @@ static void agent_free(tw_agent *a)
 	 * pool: leaking it beats freeing memory the kernel may still read. */
 	if (a->txpool != NULL)
 		tw_buf_pool_destroy(a->txpool);
+#if TW_HAVE_DPDK
+	/* After every transport. A received buffer still held keeps the
+	 * port and its pools (TW_EBUSY): leaked, as the tx pool above. The
+	 * EAL stays up (it cannot be restarted in this process):
+	 * tw_dpdk_eal_fini at process end is the application's call. */
+	if (a->dpdk != NULL) {
+		if (a->dpdk->env != NULL)
+			(void)tw_dpdk_env_destroy(a->dpdk->env);
+		free(a->dpdk);
+		a->dpdk = NULL;
+	}
+#endif
 	if (a->reg_ok)
 		registry_fini(&a->reg);
 	rdv_members_free(a->members, a->world);
@@ -691,10 +729,23 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 		return TW_EINVAL;
 	}
 	if (o->transport == TW_TRANSPORT_DPDK) {
-		set_err(o, "the DPDK transport is not available in this build");
+#if TW_HAVE_DPDK
+		if (o->num_loops > UINT16_MAX ||
+		    (uint32_t)o->dpdk_udp_port + o->num_loops > 65536u) {
+			set_err(o, "dpdk_udp_port + num_loops exceeds 65535");
+			return TW_EINVAL;
+		}
+		if (o->dpdk_ip != NULL && strlen(o->dpdk_ip) > 15) {
+			set_err(o, "bad dpdk_ip '%s'", o->dpdk_ip);
+			return TW_EINVAL;
+		}
+#else
+		set_err(o, "the DPDK transport is not available: tensorwire "
+			   "was built without DPDK (libdpdk not found, or "
+			   "-Ddpdk=disabled)");
 		return TW_ENOTSUP;
-	}
-	if (o->transport != TW_TRANSPORT_URING) {
+#endif
+	} else if (o->transport != TW_TRANSPORT_URING) {
 		set_err(o, "unknown transport %d", (int)o->transport);
 		return TW_EINVAL;
 	}
@@ -733,6 +784,50 @@ static tw_status build_membership(tw_agent *a)
 	}
 	return TW_OK;
 }
+
+#if TW_HAVE_DPDK
+/* Bring up the port, one queue pair per loop, before the loops start. */
+static tw_status dpdk_start(tw_agent *a, const struct tw_agent_opts *o)
+{
+	struct agent_dpdk *d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return TW_ENOMEM;
+	a->dpdk = d;
+	if (o->dpdk_ip != NULL) {
+		snprintf(d->ip, sizeof(d->ip), "%s", o->dpdk_ip);
+	} else {
+		uint32_t n = a->rank + 1;
+		snprintf(d->ip, sizeof(d->ip), "10.%u.%u.%u", (n >> 16) & 255u,
+			 (n >> 8) & 255u, n & 255u);
+	}
+	tw_dpdk_opts_init(&d->o, sizeof(d->o));
+	d->o.eal_args = o->dpdk_eal_args;
+	d->o.port = o->dpdk_port;
+	d->o.local_ip = d->ip;
+	if (o->dpdk_udp_port != 0)
+		d->o.udp_base_port = o->dpdk_udp_port;
+	const char *why = NULL;
+	/* rte_eal_init pins the calling thread to the main lcore's CPU, and
+	 * the loop threads created next would inherit that: all loops on one
+	 * core. Keep the caller's affinity (first_cpu pins loops). */
+	cpu_set_t cpus;
+	bool have_cpus = pthread_getaffinity_np(pthread_self(), sizeof(cpus),
+						&cpus) == 0;
+	tw_status st = tw_dpdk_env_init(&d->o, (uint16_t)a->nloops, &d->env, &why);
+	if (have_cpus)
+		(void)pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+	/* The caller's strings are not kept (the env copied what it needs). */
+	d->o.eal_args = NULL;
+	d->o.port = NULL;
+	if (st != TW_OK) {
+		d->env = NULL;
+		set_err(o, "DPDK port %s (ip %s, %u queues): %s: %s",
+			o->dpdk_port ? o->dpdk_port : "(first)", d->ip, a->nloops,
+			tw_strerror(st), why ? why : "?");
+	}
+	return st;
+}
+#endif
 
 static tw_status start_loops(tw_agent *a)
 {
@@ -809,6 +904,8 @@ tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
 	a->listen_host = strdup(o.listen_host);
 	a->o.rendezvous = a->rendezvous;
 	a->o.listen_host = a->listen_host;
+	/* The caller's; used during init only (dpdk_start). */
+	a->o.dpdk_eal_args = a->o.dpdk_port = a->o.dpdk_ip = NULL;
 	a->rank = o.rank;
 	a->world = o.world_size;
 	a->nloops = o.num_loops;
@@ -860,6 +957,13 @@ tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
 			goto fail;
 		}
 	}
+#if TW_HAVE_DPDK
+	if (o.transport == TW_TRANSPORT_DPDK) {
+		st = dpdk_start(a, &o);
+		if (st != TW_OK)
+			goto fail;
+	}
+#endif
 	st = start_loops(a);
 	if (st != TW_OK) {
 		set_err(&o, "cannot start run loops: %s", tw_strerror(st));

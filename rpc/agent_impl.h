@@ -165,6 +165,8 @@ enum agent_state {
 	AGENT_STOPPING = 2,
 };
 
+struct agent_dpdk; /* agent.c, DPDK builds */
+
 struct tw_agent {
 	struct tw_agent_opts o;    /* strings below are our copies */
 	char name[TW_WORKER_NAME_MAX];
@@ -191,6 +193,7 @@ struct tw_agent {
 	_Atomic uint64_t outstanding;
 	_Atomic uint32_t rr_next;
 	stat_t api_calls;
+	struct agent_dpdk *dpdk;   /* the DPDK port, transport DPDK only */
 };
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */

@@ -24,7 +24,9 @@ typedef struct tw_agent tw_agent;
 typedef struct tw_worker_info {
 	uint32_t id;
 	char name[TW_WORKER_NAME_MAX];
-	char addr[TW_ADDR_MAX];  /* "tcp://127.0.0.1:port" of its first loop */
+	char addr[TW_ADDR_MAX];  /* its first loop's: "tcp://127.0.0.1:port",
+				  * "udp://10.0.0.2:31850/02:00:00:00:00:02"
+				  * (DPDK) */
 } tw_worker_info;
 
 /* Which transport carries frames. */
@@ -74,6 +76,36 @@ struct tw_agent_opts {
 	 * is already taken by rank 1"), NUL-terminated. NULL = not wanted. */
 	char *err;
 	size_t err_len;
+	/* DPDK transport (transport = TW_TRANSPORT_DPDK; ignored otherwise).
+	 * The agent brings up one DPDK port with one RX/TX queue pair per
+	 * run loop; loop i listens on queue i, at UDP port dpdk_udp_port + i,
+	 * and its address "udp://IP:PORT/MAC" goes to the others through the
+	 * rendezvous (which stays TCP, as torch's TCPStore; so does the
+	 * shutdown barrier). Peers learn each other's MAC and IP from there:
+	 * there is no ARP, so the workers must share an Ethernet segment
+	 * (or be vdevs wired to each other, as net_memif). listen_host does
+	 * not apply. */
+	/* EAL arguments, split at white space, e.g. "-l 0 --no-huge -m 256
+	 * --no-pci --file-prefix=w1 --vdev=net_memif0,role=server,socket=x".
+	 * Used by the first DPDK user of the process only: the EAL starts
+	 * once per process and cannot be restarted after
+	 * rte_eal_cleanup. NULL = the application initialised the EAL
+	 * itself (rte_eal_init) before tw_agent_init. The thread calling
+	 * tw_agent_init keeps its CPU affinity (the EAL would pin it to the
+	 * main lcore). Shutdown frees the port but leaves the EAL up. */
+	const char *dpdk_eal_args;
+	/* The port: a PCI address ("0000:03:00.0") or a vdev name
+	 * ("net_memif0"); a vdev name with arguments is probed when no such
+	 * port exists. NULL = the first port. */
+	const char *dpdk_port;
+	/* This worker's IPv4 address, for the IP/UDP headers of its
+	 * packets and in its address. Only the MAC steers packets (no ARP,
+	 * no routing), but on a shared segment it should be unique and
+	 * belong to the NIC's subnet. NULL = a private one derived from the
+	 * rank: 10.A.B.C with A*65536 + B*256 + C = rank + 1. */
+	const char *dpdk_ip;
+	/* UDP port of loop 0; loop i serves dpdk_udp_port + i. 0 = 31850. */
+	uint16_t dpdk_udp_port;
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
@@ -83,7 +115,9 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
  * rendezvous. Returns once every worker's info is known. Errors, all within
  * init_timeout_ms: TW_EINVAL (bad options, duplicate name, rank already
  * taken, world size disagreeing with rank 0's), TW_ETIMEDOUT (rendezvous
- * unreachable or a worker missing), TW_EIO.
+ * unreachable or a worker missing), TW_EIO, TW_ENOTSUP (the DPDK
+ * transport in a build without DPDK, or its EAL or port cannot be brought
+ * up: err says why).
  */
 tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
 

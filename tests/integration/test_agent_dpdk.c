@@ -1,0 +1,310 @@
+/* The agent over the DPDK transport: two worker processes, each with its
+ * own EAL (a unique --file-prefix), joined by net_memif (rank 0 the memif
+ * server, rank 1 the client, on a unique abstract socket); the rendezvous
+ * stays TCP on 127.0.0.1. Calls, many async calls, remote errors, tensors
+ * byte-exact, a timeout and a graceful shutdown, on one and on two loops
+ * (queue pairs). Needs root (the EAL); skips when the EAL cannot start. */
+#include "harness.h"
+
+#include <ftw.h>
+#include <sys/stat.h>
+
+#include "dataplane/dpdk.h"
+
+#define EAL_COMMON                                                         \
+	"--no-huge -m 256 --no-pci --no-telemetry --log-level=warning "
+
+/* Shared with the workers (MAP_SHARED). */
+struct dpdk_run {
+	int loops;
+	char eal[2][512];
+	char prefix[2][64];
+	_Atomic int srv_up;        /* rank 0's port is up (or it gave up) */
+	_Atomic int skip;          /* the EAL cannot start here */
+	char why[512];
+	_Atomic uint64_t big_ms;   /* 64 MiB round trip, 0 = not run */
+	_Atomic uint64_t mib_ms;   /* 1 MiB round trip */
+};
+
+static int run_seq;
+
+static int rm_entry(const char *p, const struct stat *sb, int flag,
+		    struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(p);
+	return 0;
+}
+
+static void rm_run_dir(const char *prefix)
+{
+	char d[128];
+	snprintf(d, sizeof(d), "/var/run/dpdk/%s", prefix);
+	nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	struct stat st;
+	cr_expect_neq(stat(d, &st), 0, "%s left behind", d);
+}
+
+static struct dpdk_run *run_new(int loops)
+{
+	struct dpdk_run *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert(r != MAP_FAILED);
+	memset(r, 0, sizeof(*r));
+	r->loops = loops;
+	int n = ++run_seq;
+	int pid = (int)getpid();
+	char sock[64];
+	snprintf(sock, sizeof(sock), "/twa-memif-%d-%d", pid, n);
+	for (int i = 0; i < 2; i++)
+		snprintf(r->prefix[i], sizeof(r->prefix[i]), "twa%d%c%d", pid,
+			 i == 0 ? 's' : 'c', n);
+	/* Different main lcores: each EAL pins its init thread there. */
+	snprintf(r->eal[0], sizeof(r->eal[0]),
+		 "-l 1 " EAL_COMMON "--file-prefix=%s --vdev=net_memif0,role=server,"
+		 "socket=%s,socket-abstract=yes,mac=02:00:00:00:0a:01",
+		 r->prefix[0], sock);
+	snprintf(r->eal[1], sizeof(r->eal[1]),
+		 "-l 0 " EAL_COMMON "--file-prefix=%s --vdev=net_memif0,role=client,"
+		 "socket=%s,socket-abstract=yes,mac=02:00:00:00:0a:02",
+		 r->prefix[1], sock);
+	return r;
+}
+
+static void run_done(struct dpdk_run *r)
+{
+	for (int i = 0; i < 2; i++)
+		rm_run_dir(r->prefix[i]);
+}
+
+static tw_status srv_up_setup(tw_agent *a, void *arg)
+{
+	struct dpdk_run *r = arg;
+	tw_status st = h_register_all(a, NULL);
+	atomic_store(&r->srv_up, 1);
+	return st;
+}
+
+static int echo_tensor(struct h_worker *w, tw_agent *a, size_t n,
+		       uint64_t *ms)
+{
+	tw_tensor t;
+	int64_t shape[1] = {(int64_t)n};
+	W_CHECK(w, tw_tensor_alloc(&t, TW_UINT8, 1, shape) == TW_OK, "alloc %zu", n);
+	unsigned char *p = t.data;
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 31u + 7u + (i >> 12));
+	tw_value tv;
+	W_CHECK(w, tw_value_tensor(&tv, &t) == TW_OK, "value");
+	tw_value args[1] = {tv};
+	tw_value targs = H_TUPLE(args);
+	tw_value r, e;
+	uint64_t t0 = h_now_ms();
+	tw_status st = tw_rpc_sync(a, "w1", "echo", &targs, NULL, 30000, &r, &e);
+	if (ms != NULL)
+		*ms = h_now_ms() - t0;
+	W_CHECK(w, st == TW_OK, "echo %zu B: %s", n, tw_status_name(st));
+	const tw_tensor *rt;
+	W_CHECK(w, tw_value_get_tensor(&r, &rt) == TW_OK, "tensor back");
+	W_CHECK(w, rt->dtype == TW_UINT8 && rt->ndim == 1 && rt->shape[0] == (int64_t)n,
+		"shape");
+	W_CHECK(w, n == 0 || memcmp(rt->data, t.data, n) == 0, "bytes differ (%zu B)", n);
+	W_CHECK(w, tw_tensor_equal(rt, &t), "equal");
+	tw_value_destroy(&r);
+	tw_value_destroy(&tv);
+	tw_tensor_release(&t);
+	return 0;
+}
+
+static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
+{
+	/* Addresses from the rendezvous: udp, with the MAC. */
+	for (int r = 0; r < 2; r++) {
+		tw_worker_info wi;
+		W_CHECK(w, tw_agent_worker_info(a, h_names[r], &wi) == TW_OK, "info");
+		W_CHECK(w, strncmp(wi.addr, "udp://", 6) == 0 &&
+			strstr(wi.addr, r == 0 ? "/02:00:00:00:0a:01"
+					       : "/02:00:00:00:0a:02") != NULL,
+			"addr of %d: %s", r, wi.addr);
+	}
+	/* rpc_sync: add, echo */
+	int64_t v;
+	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
+	tw_value at = H_TUPLE(aa);
+	tw_status st = h_call_int(a, "w1", "add", &at, &v);
+	W_CHECK(w, st == TW_OK && v == 42, "add: %s %" PRId64, tw_status_name(st), v);
+	tw_value s;
+	tw_value_cstring(&s, "héllo over dpdk");
+	tw_value ea[1] = {s};
+	tw_value et = H_TUPLE(ea);
+	tw_value r, e;
+	st = tw_rpc_sync(a, "w1", "echo", &et, NULL, -1, &r, &e);
+	W_CHECK(w, st == TW_OK && tw_value_equal(&r, &s), "echo: %s", tw_status_name(st));
+	tw_value_destroy(&r);
+	tw_value_destroy(&s);
+
+	/* 1000 rpc_async in flight, checked in reverse order */
+	enum { N = 1000 };
+	static tw_future *fs[N];
+	for (int i = 0; i < N; i++) {
+		tw_value xa[2] = {tw_value_int(i), tw_value_int(1000)};
+		tw_value xt = H_TUPLE(xa);
+		do {
+			st = tw_rpc_async(a, "w1", "add", &xt, NULL, 30000, &fs[i]);
+			if (st == TW_ENOSPC)
+				h_sleep_ms(1);
+		} while (st == TW_ENOSPC);
+		W_CHECK(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+	}
+	for (int i = N - 1; i >= 0; i--) {
+		st = tw_future_wait(fs[i], -1);
+		W_CHECK(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
+		const tw_value *rv = tw_future_value(fs[i]);
+		W_CHECK(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000, "value %d", i);
+		tw_future_release(fs[i]);
+	}
+
+	/* a remote error keeps kind, message and origin */
+	const char *msg = "ValueError: expected a positive number";
+	tw_value ra[2] = {tw_value_int(TW_EVALUE), H_STR(msg)};
+	tw_value rt = H_TUPLE(ra);
+	st = tw_rpc_sync(a, "w1", "raise", &rt, NULL, -1, &r, &e);
+	W_CHECK(w, st == TW_EVALUE, "raise: %s", tw_status_name(st));
+	W_CHECK(w, e.kind == TW_KIND_ERROR && e.u.err->kind == TW_EVALUE &&
+		e.u.err->origin == 1 && strcmp(e.u.err->msg, msg) == 0,
+		"error value");
+	W_CHECK(w, r.kind == TW_KIND_NONE, "no result");
+	tw_value_destroy(&e);
+	st = tw_rpc_sync(a, "w1", "no::such_fn", NULL, NULL, -1, &r, &e);
+	W_CHECK(w, st == TW_ENOFUNC && e.u.err->origin == 1, "nofunc: %s",
+		tw_status_name(st));
+	tw_value_destroy(&e);
+
+	/* tensors, byte-exact */
+	size_t sizes[] = {0, 1, 4096, (size_t)1 << 20};
+	uint64_t ms = 0;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		if (echo_tensor(w, a, sizes[i], &ms) != 0)
+			return 1;
+	atomic_store(&run->mib_ms, ms ? ms : 1);
+	/* 64 MiB when 1 MiB suggests it takes under 10 s (about 6 s in a
+	 * plain build on 2 cores). */
+	if (run->loops == 1 && ms * 64 < 10000) {
+		if (echo_tensor(w, a, (size_t)64 << 20, &ms) != 0)
+			return 1;
+		atomic_store(&run->big_ms, ms ? ms : 1);
+	}
+
+	/* a timeout: a blocking handler slower than the call's deadline;
+	 * its late answer is dropped */
+	tw_value sa[1] = {tw_value_int(400)};
+	tw_value sl = H_TUPLE(sa);
+	uint64_t t0 = h_now_ms();
+	st = tw_rpc_sync(a, "w1", "sleep", &sl, NULL, 100, &r, &e);
+	uint64_t took = h_now_ms() - t0;
+	W_CHECK(w, st == TW_ETIMEDOUT, "sleep: %s", tw_status_name(st));
+	W_CHECK(w, took >= 90 && took < 5000, "timeout after %" PRIu64 " ms", took);
+	tw_value_destroy(&e);
+	h_sleep_ms(500); /* the late answer arrives and is dropped */
+	st = h_call_int(a, "w1", "add", &at, &v);
+	W_CHECK(w, st == TW_OK && v == 42, "add after timeout: %s", tw_status_name(st));
+	struct tw_agent_stats ss;
+	tw_agent_get_stats(a, &ss);
+	W_CHECK(w, ss.timeouts == 1, "timeouts %" PRIu64, ss.timeouts);
+	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	return 0;
+}
+
+static int w_dpdk(struct h_worker *w)
+{
+	struct dpdk_run *run = w->arg;
+	if (w->rank == 1) {
+		/* The memif client after the server's port is up. */
+		uint64_t until = h_now_ms() + 30000;
+		while (!atomic_load(&run->srv_up) && h_now_ms() < until)
+			h_sleep_ms(2);
+		if (atomic_load(&run->skip))
+			return 0;
+		W_CHECK(w, atomic_load(&run->srv_up), "rank 0 never came up");
+	}
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.transport = TW_TRANSPORT_DPDK;
+	o.num_loops = (uint32_t)run->loops;
+	o.dpdk_eal_args = run->eal[w->rank];
+	o.dpdk_port = "net_memif0";
+	o.dpdk_ip = w->rank == 0 ? "10.88.0.1" : "10.88.0.2";
+	o.dpdk_udp_port = 32000;
+	if (w->rank == 0) {
+		o.setup = srv_up_setup;
+		o.setup_arg = run;
+	}
+	char err[512] = "";
+	o.err = err;
+	o.err_len = sizeof(err);
+	tw_agent *a;
+	tw_status st = tw_agent_init(&o, &a);
+	if (st != TW_OK && strstr(err, "rte_eal_init failed") != NULL) {
+		snprintf(run->why, sizeof(run->why), "rank %d: %s", w->rank, err);
+		atomic_store(&run->skip, 1);
+		atomic_store(&run->srv_up, 1); /* let rank 1 go */
+		tw_dpdk_eal_fini();
+		return 0;
+	}
+	if (w->rank == 0 && st != TW_OK)
+		atomic_store(&run->srv_up, 1);
+	W_CHECK(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
+	int rc = 0;
+	if (w->rank == 0)
+		rc = w_calls(w, a, run);
+	if (rc != 0) {
+		tw_agent_shutdown(a, false);
+		tw_dpdk_eal_fini();
+		return rc;
+	}
+	st = tw_agent_shutdown(a, true);
+	/* The agent leaves the EAL up: the process's last DPDK user ends it. */
+	tw_dpdk_eal_fini();
+	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+static void need_root(void)
+{
+	if (geteuid() != 0)
+		cr_skip_test("the DPDK agent tests need root (the EAL)");
+}
+
+static void run_group(int loops)
+{
+	need_root();
+	struct dpdk_run *run = run_new(loops);
+	uint64_t t0 = h_now_ms();
+	h_run_group(2, w_dpdk, run, NULL, 0);
+	run_done(run);
+	if (atomic_load(&run->skip)) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", run->why);
+		munmap(run, sizeof(*run));
+		cr_skip_test("the EAL cannot start here: %s", why);
+	}
+	fprintf(stderr,
+		"[agent_dpdk] %d loop(s): %" PRIu64 " ms; 1 MiB echo %" PRIu64
+		" ms; 64 MiB echo %" PRIu64 " ms%s\n",
+		loops, h_now_ms() - t0, (uint64_t)atomic_load(&run->mib_ms),
+		(uint64_t)atomic_load(&run->big_ms),
+		atomic_load(&run->big_ms) ? "" : " (not run)");
+	munmap(run, sizeof(*run));
+}
+
+Test(agent_dpdk, calls_errors_tensors_timeout_1_loop, .timeout = 120)
+{
+	run_group(1);
+}
+
+Test(agent_dpdk, calls_errors_tensors_timeout_2_loops, .timeout = 120)
+{
+	run_group(2);
+}
