@@ -63,7 +63,7 @@ typedef int (*h_worker_fn)(struct h_worker *w);
 static H_UNUSED const char *h_names[H_MAX_WORKERS] = {
 	"w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7"};
 
-#define W_CHECK(w, cond, ...)                                                \
+#define W_ASSERT(w, cond, ...)                                                \
 	do {                                                                 \
 		if (!(cond)) {                                               \
 			fprintf(stderr, "[rank %d] %s:%d: check failed: %s: ", \

@@ -14,28 +14,28 @@ static int w_join(struct h_worker *w)
 	o.err_len = sizeof(err);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
-	W_CHECK(w, tw_agent_world_size(a) == (uint32_t)w->world, "world");
+	W_ASSERT(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
+	W_ASSERT(w, tw_agent_world_size(a) == (uint32_t)w->world, "world");
 	tw_worker_info me, wi;
 	tw_agent_self(a, &me);
-	W_CHECK(w, me.id == (uint32_t)w->rank, "self id %u", me.id);
-	W_CHECK(w, strcmp(me.name, h_names[w->rank]) == 0, "self name %s", me.name);
+	W_ASSERT(w, me.id == (uint32_t)w->rank, "self id %u", me.id);
+	W_ASSERT(w, strcmp(me.name, h_names[w->rank]) == 0, "self name %s", me.name);
 	for (int r = 0; r < w->world; r++) {
-		W_CHECK(w, tw_agent_worker_info(a, h_names[r], &wi) == TW_OK, "info %d", r);
-		W_CHECK(w, wi.id == (uint32_t)r, "id of %s: %u", h_names[r], wi.id);
-		W_CHECK(w, strncmp(wi.addr, "tcp://127.0.0.1:", 16) == 0, "addr %s", wi.addr);
+		W_ASSERT(w, tw_agent_worker_info(a, h_names[r], &wi) == TW_OK, "info %d", r);
+		W_ASSERT(w, wi.id == (uint32_t)r, "id of %s: %u", h_names[r], wi.id);
+		W_ASSERT(w, strncmp(wi.addr, "tcp://127.0.0.1:", 16) == 0, "addr %s", wi.addr);
 		tw_worker_info wj;
-		W_CHECK(w, tw_agent_worker_info_by_id(a, (uint32_t)r, &wj) == TW_OK, "by id");
-		W_CHECK(w, strcmp(wj.name, h_names[r]) == 0 && strcmp(wj.addr, wi.addr) == 0,
+		W_ASSERT(w, tw_agent_worker_info_by_id(a, (uint32_t)r, &wj) == TW_OK, "by id");
+		W_ASSERT(w, strcmp(wj.name, h_names[r]) == 0 && strcmp(wj.addr, wi.addr) == 0,
 			"by id %d: %s %s", r, wj.name, wj.addr);
 		for (int q = 0; q < r; q++) {
 			tw_worker_info wq;
 			tw_agent_worker_info_by_id(a, (uint32_t)q, &wq);
-			W_CHECK(w, strcmp(wq.addr, wi.addr) != 0, "distinct addrs");
+			W_ASSERT(w, strcmp(wq.addr, wi.addr) != 0, "distinct addrs");
 		}
 	}
-	W_CHECK(w, tw_agent_worker_info(a, "nobody", &wi) == TW_ENOENT, "unknown name");
-	W_CHECK(w, tw_agent_worker_info_by_id(a, (uint32_t)w->world, &wi) == TW_ENOENT,
+	W_ASSERT(w, tw_agent_worker_info(a, "nobody", &wi) == TW_ENOENT, "unknown name");
+	W_ASSERT(w, tw_agent_worker_info_by_id(a, (uint32_t)w->world, &wi) == TW_ENOENT,
 		"unknown id");
 	/* Everyone calls everyone once (self included). */
 	for (int r = 0; r < w->world; r++) {
@@ -44,13 +44,13 @@ static int w_join(struct h_worker *w)
 		tw_value args = {.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED,
 				 .len = 0, .u.items = none};
 		st = tw_rpc_sync(a, h_names[r], "whoami", &args, NULL, -1, &r_, &e_);
-		W_CHECK(w, st == TW_OK, "whoami on %d: %s", r, tw_status_name(st));
-		W_CHECK(w, r_.kind == TW_KIND_TUPLE && r_.u.items[0].u.i == w->rank &&
+		W_ASSERT(w, st == TW_OK, "whoami on %d: %s", r, tw_status_name(st));
+		W_ASSERT(w, r_.kind == TW_KIND_TUPLE && r_.u.items[0].u.i == w->rank &&
 			strcmp(r_.u.items[1].u.str, h_names[r]) == 0, "whoami result");
 		tw_value_destroy(&r_);
 	}
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
@@ -72,13 +72,13 @@ static int w_echo(struct h_worker *w)
 	h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		int64_t v;
 		tw_value args[2] = {tw_value_int(40), tw_value_int(2)};
 		tw_value t = H_TUPLE(args);
 		st = h_call_int(a, "w1", "add", &t, &v);
-		W_CHECK(w, st == TW_OK && v == 42, "add: %s %" PRId64, tw_status_name(st), v);
+		W_ASSERT(w, st == TW_OK && v == 42, "add: %s %" PRId64, tw_status_name(st), v);
 
 		/* A nested value, echoed equal, by three handlers. */
 		tw_value tree, s, l, d;
@@ -99,8 +99,8 @@ static int w_echo(struct h_worker *w)
 		for (int i = 0; i < 3; i++) {
 			tw_value r, e;
 			st = tw_rpc_sync(a, "w1", fns[i], &tree, NULL, -1, &r, &e);
-			W_CHECK(w, st == TW_OK, "%s: %s", fns[i], tw_status_name(st));
-			W_CHECK(w, tw_value_equal(&r, &tree.u.items[0]), "%s: not equal", fns[i]);
+			W_ASSERT(w, st == TW_OK, "%s: %s", fns[i], tw_status_name(st));
+			W_ASSERT(w, tw_value_equal(&r, &tree.u.items[0]), "%s: not equal", fns[i]);
 			tw_value_destroy(&r);
 		}
 		tw_value_destroy(&tree);
@@ -111,7 +111,7 @@ static int w_echo(struct h_worker *w)
 		tw_value_set_item(&lst, 0, tw_value_int(1));
 		tw_value_set_item(&lst, 1, tw_value_int(2));
 		st = h_call_int(a, "w1", "add", &lst, &v);
-		W_CHECK(w, st == TW_OK && v == 3, "add list");
+		W_ASSERT(w, st == TW_OK && v == 3, "add list");
 		tw_value_destroy(&lst);
 		tw_value kw;
 		tw_value_dict(&kw, 2);
@@ -119,7 +119,7 @@ static int w_echo(struct h_worker *w)
 		tw_value_dict_set(&kw, 1, "y", tw_value_int(6));
 		tw_value r, e;
 		st = tw_rpc_sync(a, "w1", "kw", NULL, &kw, -1, &r, &e);
-		W_CHECK(w, st == TW_OK && r.kind == TW_KIND_INT && r.u.i == 11, "kw");
+		W_ASSERT(w, st == TW_OK && r.kind == TW_KIND_INT && r.u.i == 11, "kw");
 		tw_value_destroy(&kw);
 
 		/* rpc_async: many in flight, checked in any order */
@@ -128,34 +128,34 @@ static int w_echo(struct h_worker *w)
 			tw_value aa[2] = {tw_value_int(i), tw_value_int(1000)};
 			tw_value ta = H_TUPLE(aa);
 			st = tw_rpc_async(a, "w1", "add", &ta, NULL, -1, &fs[i]);
-			W_CHECK(w, st == TW_OK, "async %d", i);
+			W_ASSERT(w, st == TW_OK, "async %d", i);
 		}
 		for (int i = 63; i >= 0; i--) {
 			st = tw_future_wait(fs[i], -1);
-			W_CHECK(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
+			W_ASSERT(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
 			const tw_value *rv = tw_future_value(fs[i]);
-			W_CHECK(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000, "value %d", i);
+			W_ASSERT(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000, "value %d", i);
 			tw_future_release(fs[i]);
 		}
 
 		/* immediate failures */
 		tw_future *f;
-		W_CHECK(w, tw_rpc_async(a, "nobody", "add", NULL, NULL, -1, &f) == TW_ENOENT,
+		W_ASSERT(w, tw_rpc_async(a, "nobody", "add", NULL, NULL, -1, &f) == TW_ENOENT,
 			"unknown worker");
-		W_CHECK(w, f == NULL, "no future");
+		W_ASSERT(w, f == NULL, "no future");
 		tw_value notargs = tw_value_int(3);
-		W_CHECK(w, tw_rpc_async(a, "w1", "add", &notargs, NULL, -1, &f) == TW_EINVAL,
+		W_ASSERT(w, tw_rpc_async(a, "w1", "add", &notargs, NULL, -1, &f) == TW_EINVAL,
 			"args not a tuple");
-		W_CHECK(w, tw_rpc_async(a, "w1", "", NULL, NULL, -1, &f) == TW_EINVAL,
+		W_ASSERT(w, tw_rpc_async(a, "w1", "", NULL, NULL, -1, &f) == TW_EINVAL,
 			"empty fn");
-		W_CHECK(w, tw_agent_register(a, "echo", fn_echo, NULL, 0) == TW_EBUSY,
+		W_ASSERT(w, tw_agent_register(a, "echo", fn_echo, NULL, 0) == TW_EBUSY,
 			"duplicate registration");
 		/* registration at any time */
-		W_CHECK(w, tw_agent_register(a, "late", fn_echo, NULL, 0) == TW_OK, "late");
+		W_ASSERT(w, tw_agent_register(a, "late", fn_echo, NULL, 0) == TW_OK, "late");
 	}
-	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
@@ -172,13 +172,13 @@ static int w_self(struct h_worker *w)
 	h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	const char *me = h_names[w->rank];
 	int64_t v;
 	tw_value args[2] = {tw_value_int(20), tw_value_int(22)};
 	tw_value t = H_TUPLE(args);
 	st = h_call_int(a, me, "add", &t, &v);
-	W_CHECK(w, st == TW_OK && v == 42, "self add: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK && v == 42, "self add: %s", tw_status_name(st));
 
 	/* echo of an owned string, on the loop and on the executor, and the
 	 * borrowed-move variant */
@@ -190,7 +190,7 @@ static int w_self(struct h_worker *w)
 	for (int i = 0; i < 3; i++) {
 		tw_value r, e;
 		st = tw_rpc_sync(a, me, fns[i], &t1, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_OK && tw_value_equal(&r, &s), "self %s", fns[i]);
+		W_ASSERT(w, st == TW_OK && tw_value_equal(&r, &s), "self %s", fns[i]);
 		tw_value_destroy(&r);
 	}
 	tw_value_destroy(&s);
@@ -200,30 +200,30 @@ static int w_self(struct h_worker *w)
 	tw_value ra[2] = {tw_value_int(TW_EVALUE), H_STR("bad value")};
 	tw_value rt = H_TUPLE(ra);
 	st = tw_rpc_sync(a, me, "raise", &rt, NULL, -1, &r, &e);
-	W_CHECK(w, st == TW_EVALUE, "self raise: %s", tw_status_name(st));
-	W_CHECK(w, e.kind == TW_KIND_ERROR && e.u.err->origin == (uint32_t)w->rank &&
+	W_ASSERT(w, st == TW_EVALUE, "self raise: %s", tw_status_name(st));
+	W_ASSERT(w, e.kind == TW_KIND_ERROR && e.u.err->origin == (uint32_t)w->rank &&
 		strcmp(e.u.err->msg, "bad value") == 0, "self raise error");
 	tw_value_destroy(&e);
 	st = tw_rpc_sync(a, me, "nope", NULL, NULL, -1, &r, &e);
-	W_CHECK(w, st == TW_ENOFUNC && strstr(e.u.err->msg, "'nope'") != NULL, "self nofunc");
+	W_ASSERT(w, st == TW_ENOFUNC && strstr(e.u.err->msg, "'nope'") != NULL, "self nofunc");
 	tw_value_destroy(&e);
 	tw_value na[2] = {H_STR(me), tw_value_int(7)};
 	tw_value nt = H_TUPLE(na);
 	st = h_call_int(a, me, "nested", &nt, &v);
-	W_CHECK(w, st == TW_OK && v == 9, "nested to self: %s %" PRId64, tw_status_name(st), v);
+	W_ASSERT(w, st == TW_OK && v == 9, "nested to self: %s %" PRId64, tw_status_name(st), v);
 
 	/* self timeout */
 	tw_future *f;
 	st = tw_rpc_async(a, me, "never", NULL, NULL, 50, &f);
-	W_CHECK(w, st == TW_OK, "never");
+	W_ASSERT(w, st == TW_OK, "never");
 	st = tw_future_wait(f, -1);
-	W_CHECK(w, st == TW_ETIMEDOUT, "self timeout: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_ETIMEDOUT, "self timeout: %s", tw_status_name(st));
 	tw_future_release(f);
 	h_never_finish(); /* its late answer is dropped */
 
-	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
@@ -245,26 +245,26 @@ static int w_nested(struct h_worker *w)
 	h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		int64_t v;
 		/* w0 -> w1.nested("w2", 40): w1 calls w2.add(40, 1) async, +1 */
 		tw_value na[2] = {H_STR("w2"), tw_value_int(40)};
 		tw_value nt = H_TUPLE(na);
 		st = h_call_int(a, "w1", "nested", &nt, &v);
-		W_CHECK(w, st == TW_OK && v == 42, "nested: %s %" PRId64, tw_status_name(st), v);
+		W_ASSERT(w, st == TW_OK && v == 42, "nested: %s %" PRId64, tw_status_name(st), v);
 		/* many at once, and a cycle back to the caller: w1 -> w0 */
 		tw_future *fs[200];
 		for (int i = 0; i < 200; i++) {
 			tw_value xa[2] = {H_STR(i & 1 ? "w0" : "w2"), tw_value_int(i)};
 			tw_value xt = H_TUPLE(xa);
 			st = tw_rpc_async(a, "w1", "nested", &xt, NULL, -1, &fs[i]);
-			W_CHECK(w, st == TW_OK, "async nested %d", i);
+			W_ASSERT(w, st == TW_OK, "async nested %d", i);
 		}
 		for (int i = 0; i < 200; i++) {
 			st = tw_future_wait(fs[i], -1);
-			W_CHECK(w, st == TW_OK, "nested %d: %s", i, tw_status_name(st));
-			W_CHECK(w, tw_future_value(fs[i])->u.i == i + 2, "nested %d value", i);
+			W_ASSERT(w, st == TW_OK, "nested %d: %s", i, tw_status_name(st));
+			W_ASSERT(w, tw_future_value(fs[i])->u.i == i + 2, "nested %d value", i);
 			tw_future_release(fs[i]);
 		}
 		/* the inner call's error comes back with its origin */
@@ -272,12 +272,12 @@ static int w_nested(struct h_worker *w)
 		tw_value et = H_TUPLE(ea);
 		tw_value r, e;
 		st = tw_rpc_sync(a, "w1", "nested", &et, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_ENOENT, "nested to unknown: %s", tw_status_name(st));
-		W_CHECK(w, e.kind == TW_KIND_ERROR && e.u.err->origin == 1, "origin");
+		W_ASSERT(w, st == TW_ENOENT, "nested to unknown: %s", tw_status_name(st));
+		W_ASSERT(w, e.kind == TW_KIND_ERROR && e.u.err->origin == 1, "origin");
 		tw_value_destroy(&e);
 	}
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
@@ -294,7 +294,7 @@ static int w_errors(struct h_worker *w)
 	h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		struct { tw_status kind; const char *msg; } cases[] = {
 			{TW_EVALUE, "ValueError: expected a positive number"},
@@ -308,52 +308,52 @@ static int w_errors(struct h_worker *w)
 				tw_value rt = H_TUPLE(ra);
 				tw_value r, e;
 				st = tw_rpc_sync(a, "w1", fns[f], &rt, NULL, -1, &r, &e);
-				W_CHECK(w, st == cases[i].kind, "%s kind %s", fns[f], tw_status_name(st));
-				W_CHECK(w, e.kind == TW_KIND_ERROR, "error value");
-				W_CHECK(w, e.u.err->kind == cases[i].kind, "err kind");
-				W_CHECK(w, e.u.err->origin == 1, "origin %u", e.u.err->origin);
-				W_CHECK(w, strcmp(e.u.err->msg, cases[i].msg) == 0, "msg '%s'", e.u.err->msg);
-				W_CHECK(w, r.kind == TW_KIND_NONE, "no result");
+				W_ASSERT(w, st == cases[i].kind, "%s kind %s", fns[f], tw_status_name(st));
+				W_ASSERT(w, e.kind == TW_KIND_ERROR, "error value");
+				W_ASSERT(w, e.u.err->kind == cases[i].kind, "err kind");
+				W_ASSERT(w, e.u.err->origin == 1, "origin %u", e.u.err->origin);
+				W_ASSERT(w, strcmp(e.u.err->msg, cases[i].msg) == 0, "msg '%s'", e.u.err->msg);
+				W_ASSERT(w, r.kind == TW_KIND_NONE, "no result");
 				tw_value_destroy(&e);
 
 				/* the same through a future */
 				tw_future *fu;
 				st = tw_rpc_async(a, "w1", fns[f], &rt, NULL, -1, &fu);
-				W_CHECK(w, st == TW_OK, "async");
-				W_CHECK(w, tw_future_wait(fu, -1) == cases[i].kind, "async kind");
+				W_ASSERT(w, st == TW_OK, "async");
+				W_ASSERT(w, tw_future_wait(fu, -1) == cases[i].kind, "async kind");
 				const tw_error *er = tw_future_error(fu);
-				W_CHECK(w, er && er->kind == cases[i].kind && er->origin == 1 &&
+				W_ASSERT(w, er && er->kind == cases[i].kind && er->origin == 1 &&
 					strcmp(er->msg, cases[i].msg) == 0, "future error");
-				W_CHECK(w, tw_future_value(fu) == NULL, "no value");
+				W_ASSERT(w, tw_future_value(fu) == NULL, "no value");
 				tw_future_release(fu);
 			}
 		}
 		/* unknown function */
 		tw_value r, e;
 		st = tw_rpc_sync(a, "w1", "no::such_fn", NULL, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_ENOFUNC, "nofunc: %s", tw_status_name(st));
-		W_CHECK(w, strstr(e.u.err->msg, "no::such_fn") && strstr(e.u.err->msg, "w1"),
+		W_ASSERT(w, st == TW_ENOFUNC, "nofunc: %s", tw_status_name(st));
+		W_ASSERT(w, strstr(e.u.err->msg, "no::such_fn") && strstr(e.u.err->msg, "w1"),
 			"nofunc msg: %s", e.u.err->msg);
-		W_CHECK(w, e.u.err->origin == 1, "nofunc origin");
+		W_ASSERT(w, e.u.err->origin == 1, "nofunc origin");
 		tw_value_destroy(&e);
 		/* a handler failing without a message gets one */
 		st = tw_rpc_sync(a, "w1", "fail_plain", NULL, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_ERUNTIME && strstr(e.u.err->msg, "fail_plain"),
+		W_ASSERT(w, st == TW_ERUNTIME && strstr(e.u.err->msg, "fail_plain"),
 			"plain failure: %s", tw_status_name(st));
 		tw_value_destroy(&e);
 		/* bad arguments reported by the handler */
 		st = tw_rpc_sync(a, "w1", "add", NULL, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_EBADARGS, "badargs: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_EBADARGS, "badargs: %s", tw_status_name(st));
 		tw_value_destroy(&e);
 		/* a type error from mixed operands */
 		tw_value ba[2] = {tw_value_int(1), H_STR("x")};
 		tw_value bt = H_TUPLE(ba);
 		st = tw_rpc_sync(a, "w1", "add", &bt, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_ETYPE && e.u.err->origin == 1, "type error");
+		W_ASSERT(w, st == TW_ETYPE && e.u.err->origin == 1, "type error");
 		tw_value_destroy(&e);
 	}
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 

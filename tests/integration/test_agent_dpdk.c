@@ -92,12 +92,12 @@ static int echo_tensor(struct h_worker *w, tw_agent *a, size_t n,
 {
 	tw_tensor t;
 	int64_t shape[1] = {(int64_t)n};
-	W_CHECK(w, tw_tensor_alloc(&t, TW_UINT8, 1, shape) == TW_OK, "alloc %zu", n);
+	W_ASSERT(w, tw_tensor_alloc(&t, TW_UINT8, 1, shape) == TW_OK, "alloc %zu", n);
 	unsigned char *p = t.data;
 	for (size_t i = 0; i < n; i++)
 		p[i] = (unsigned char)(i * 31u + 7u + (i >> 12));
 	tw_value tv;
-	W_CHECK(w, tw_value_tensor(&tv, &t) == TW_OK, "value");
+	W_ASSERT(w, tw_value_tensor(&tv, &t) == TW_OK, "value");
 	tw_value args[1] = {tv};
 	tw_value targs = H_TUPLE(args);
 	tw_value r, e;
@@ -105,13 +105,13 @@ static int echo_tensor(struct h_worker *w, tw_agent *a, size_t n,
 	tw_status st = tw_rpc_sync(a, "w1", "echo", &targs, NULL, 30000, &r, &e);
 	if (ms != NULL)
 		*ms = h_now_ms() - t0;
-	W_CHECK(w, st == TW_OK, "echo %zu B: %s", n, tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "echo %zu B: %s", n, tw_status_name(st));
 	const tw_tensor *rt;
-	W_CHECK(w, tw_value_get_tensor(&r, &rt) == TW_OK, "tensor back");
-	W_CHECK(w, rt->dtype == TW_UINT8 && rt->ndim == 1 && rt->shape[0] == (int64_t)n,
+	W_ASSERT(w, tw_value_get_tensor(&r, &rt) == TW_OK, "tensor back");
+	W_ASSERT(w, rt->dtype == TW_UINT8 && rt->ndim == 1 && rt->shape[0] == (int64_t)n,
 		"shape");
-	W_CHECK(w, n == 0 || memcmp(rt->data, t.data, n) == 0, "bytes differ (%zu B)", n);
-	W_CHECK(w, tw_tensor_equal(rt, &t), "equal");
+	W_ASSERT(w, n == 0 || memcmp(rt->data, t.data, n) == 0, "bytes differ (%zu B)", n);
+	W_ASSERT(w, tw_tensor_equal(rt, &t), "equal");
 	tw_value_destroy(&r);
 	tw_value_destroy(&tv);
 	tw_tensor_release(&t);
@@ -123,8 +123,8 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	/* Addresses from the rendezvous: udp, with the MAC. */
 	for (int r = 0; r < 2; r++) {
 		tw_worker_info wi;
-		W_CHECK(w, tw_agent_worker_info(a, h_names[r], &wi) == TW_OK, "info");
-		W_CHECK(w, strncmp(wi.addr, "udp://", 6) == 0 &&
+		W_ASSERT(w, tw_agent_worker_info(a, h_names[r], &wi) == TW_OK, "info");
+		W_ASSERT(w, strncmp(wi.addr, "udp://", 6) == 0 &&
 			strstr(wi.addr, r == 0 ? "/02:00:00:00:0a:01"
 					       : "/02:00:00:00:0a:02") != NULL,
 			"addr of %d: %s", r, wi.addr);
@@ -134,14 +134,14 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
 	tw_value at = H_TUPLE(aa);
 	tw_status st = h_call_int(a, "w1", "add", &at, &v);
-	W_CHECK(w, st == TW_OK && v == 42, "add: %s %" PRId64, tw_status_name(st), v);
+	W_ASSERT(w, st == TW_OK && v == 42, "add: %s %" PRId64, tw_status_name(st), v);
 	tw_value s;
 	tw_value_cstring(&s, "héllo over dpdk");
 	tw_value ea[1] = {s};
 	tw_value et = H_TUPLE(ea);
 	tw_value r, e;
 	st = tw_rpc_sync(a, "w1", "echo", &et, NULL, -1, &r, &e);
-	W_CHECK(w, st == TW_OK && tw_value_equal(&r, &s), "echo: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK && tw_value_equal(&r, &s), "echo: %s", tw_status_name(st));
 	tw_value_destroy(&r);
 	tw_value_destroy(&s);
 
@@ -156,13 +156,13 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 			if (st == TW_ENOSPC)
 				h_sleep_ms(1);
 		} while (st == TW_ENOSPC);
-		W_CHECK(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
 	}
 	for (int i = N - 1; i >= 0; i--) {
 		st = tw_future_wait(fs[i], -1);
-		W_CHECK(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
 		const tw_value *rv = tw_future_value(fs[i]);
-		W_CHECK(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000, "value %d", i);
+		W_ASSERT(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000, "value %d", i);
 		tw_future_release(fs[i]);
 	}
 
@@ -171,14 +171,14 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	tw_value ra[2] = {tw_value_int(TW_EVALUE), H_STR(msg)};
 	tw_value rt = H_TUPLE(ra);
 	st = tw_rpc_sync(a, "w1", "raise", &rt, NULL, -1, &r, &e);
-	W_CHECK(w, st == TW_EVALUE, "raise: %s", tw_status_name(st));
-	W_CHECK(w, e.kind == TW_KIND_ERROR && e.u.err->kind == TW_EVALUE &&
+	W_ASSERT(w, st == TW_EVALUE, "raise: %s", tw_status_name(st));
+	W_ASSERT(w, e.kind == TW_KIND_ERROR && e.u.err->kind == TW_EVALUE &&
 		e.u.err->origin == 1 && strcmp(e.u.err->msg, msg) == 0,
 		"error value");
-	W_CHECK(w, r.kind == TW_KIND_NONE, "no result");
+	W_ASSERT(w, r.kind == TW_KIND_NONE, "no result");
 	tw_value_destroy(&e);
 	st = tw_rpc_sync(a, "w1", "no::such_fn", NULL, NULL, -1, &r, &e);
-	W_CHECK(w, st == TW_ENOFUNC && e.u.err->origin == 1, "nofunc: %s",
+	W_ASSERT(w, st == TW_ENOFUNC && e.u.err->origin == 1, "nofunc: %s",
 		tw_status_name(st));
 	tw_value_destroy(&e);
 
@@ -204,16 +204,16 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	uint64_t t0 = h_now_ms();
 	st = tw_rpc_sync(a, "w1", "sleep", &sl, NULL, 100, &r, &e);
 	uint64_t took = h_now_ms() - t0;
-	W_CHECK(w, st == TW_ETIMEDOUT, "sleep: %s", tw_status_name(st));
-	W_CHECK(w, took >= 90 && took < 5000, "timeout after %" PRIu64 " ms", took);
+	W_ASSERT(w, st == TW_ETIMEDOUT, "sleep: %s", tw_status_name(st));
+	W_ASSERT(w, took >= 90 && took < 5000, "timeout after %" PRIu64 " ms", took);
 	tw_value_destroy(&e);
 	h_sleep_ms(500); /* the late answer arrives and is dropped */
 	st = h_call_int(a, "w1", "add", &at, &v);
-	W_CHECK(w, st == TW_OK && v == 42, "add after timeout: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK && v == 42, "add after timeout: %s", tw_status_name(st));
 	struct tw_agent_stats ss;
 	tw_agent_get_stats(a, &ss);
-	W_CHECK(w, ss.timeouts == 1, "timeouts %" PRIu64, ss.timeouts);
-	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	W_ASSERT(w, ss.timeouts == 1, "timeouts %" PRIu64, ss.timeouts);
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	return 0;
 }
 
@@ -227,7 +227,7 @@ static int w_dpdk(struct h_worker *w)
 			h_sleep_ms(2);
 		if (atomic_load(&run->skip))
 			return 0;
-		W_CHECK(w, atomic_load(&run->srv_up), "rank 0 never came up");
+		W_ASSERT(w, atomic_load(&run->srv_up), "rank 0 never came up");
 	}
 	struct tw_agent_opts o;
 	h_opts(&o, w);
@@ -255,7 +255,7 @@ static int w_dpdk(struct h_worker *w)
 	}
 	if (w->rank == 0 && st != TW_OK)
 		atomic_store(&run->srv_up, 1);
-	W_CHECK(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
+	W_ASSERT(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
 	int rc = 0;
 	if (w->rank == 0)
 		rc = w_calls(w, a, run);
@@ -267,7 +267,7 @@ static int w_dpdk(struct h_worker *w)
 	st = tw_agent_shutdown(a, true);
 	/* The agent leaves the EAL up: the process's last DPDK user ends it. */
 	tw_dpdk_eal_fini();
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 

@@ -34,7 +34,7 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 	tw_value args[2] = {tw_value_int(40), tw_value_int(2)};
 	tw_value t = H_TUPLE(args);
 	tw_status st = h_call_int(a, to, "add", &t, &v);
-	W_CHECK(w, st == TW_OK && v == 42, "add on %s: %s %" PRId64, to,
+	W_ASSERT(w, st == TW_OK && v == 42, "add on %s: %s %" PRId64, to,
 		tw_status_name(st), v);
 
 	/* A nested value echoed equal, on the loop and on the executor. */
@@ -50,8 +50,8 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 	for (int i = 0; i < 3; i++) {
 		tw_value r, e;
 		st = tw_rpc_sync(a, to, fns[i], &tree, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_OK, "%s on %s: %s", fns[i], to, tw_status_name(st));
-		W_CHECK(w, tw_value_equal(&r, &tree.u.items[0]), "%s: not equal", fns[i]);
+		W_ASSERT(w, st == TW_OK, "%s on %s: %s", fns[i], to, tw_status_name(st));
+		W_ASSERT(w, tw_value_equal(&r, &tree.u.items[0]), "%s: not equal", fns[i]);
 		tw_value_destroy(&r);
 	}
 	tw_value_destroy(&tree);
@@ -62,13 +62,13 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 		tw_value aa[2] = {tw_value_int(i), tw_value_int(1000)};
 		tw_value ta = H_TUPLE(aa);
 		st = tw_rpc_async(a, to, "add", &ta, NULL, -1, &fs[i]);
-		W_CHECK(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
 	}
 	for (int i = 127; i >= 0; i--) {
 		st = tw_agent_wait(a, fs[i], 10000);
-		W_CHECK(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
 		const tw_value *rv = tw_future_value(fs[i]);
-		W_CHECK(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000,
+		W_ASSERT(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000,
 			"value %d", i);
 		tw_future_release(fs[i]);
 	}
@@ -78,15 +78,15 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 	tw_value rt = H_TUPLE(ra);
 	tw_value r, e;
 	st = tw_rpc_sync(a, to, "raise", &rt, NULL, -1, &r, &e);
-	W_CHECK(w, st == TW_EVALUE, "raise: %s", tw_status_name(st));
-	W_CHECK(w, e.kind == TW_KIND_ERROR && strcmp(e.u.err->msg, "bad value") == 0,
+	W_ASSERT(w, st == TW_EVALUE, "raise: %s", tw_status_name(st));
+	W_ASSERT(w, e.kind == TW_KIND_ERROR && strcmp(e.u.err->msg, "bad value") == 0,
 		"raise message");
 	tw_worker_info wi;
 	tw_agent_worker_info(a, to, &wi);
-	W_CHECK(w, e.u.err->origin == wi.id, "origin %u", e.u.err->origin);
+	W_ASSERT(w, e.u.err->origin == wi.id, "origin %u", e.u.err->origin);
 	tw_value_destroy(&e);
 	st = tw_rpc_sync(a, to, "nope", NULL, NULL, -1, &r, &e);
-	W_CHECK(w, st == TW_ENOFUNC, "nope: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_ENOFUNC, "nope: %s", tw_status_name(st));
 	tw_value_destroy(&e);
 	return 0;
 }
@@ -102,7 +102,7 @@ static int w_vs_threaded(struct h_worker *w)
 		h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		if (e_calls(w, a, "w1") != 0)
 			return 1;
@@ -111,14 +111,14 @@ static int w_vs_threaded(struct h_worker *w)
 			return 1;
 		struct tw_agent_stats s;
 		tw_agent_get_stats(a, &s);
-		W_CHECK(w, s.late_responses == 0 && s.bad_frames == 0, "clean");
+		W_ASSERT(w, s.late_responses == 0 && s.bad_frames == 0, "clean");
 	} else {
 		/* Threaded: tw_agent_poll does nothing. */
-		W_CHECK(w, tw_agent_poll(a) == 0, "poll on a threaded agent");
+		W_ASSERT(w, tw_agent_poll(a) == 0, "poll on a threaded agent");
 	}
-	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
@@ -136,22 +136,22 @@ static int w_vs_embedded(struct h_worker *w)
 	e_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		if (e_calls(w, a, "w1") != 0)
 			return 1;
 		atomic_store(&w->sh->flag[0], 1);
 		/* Serve w1's calls back to us. */
-		W_CHECK(w, e_serve_until(a, &w->sh->flag[1], 20000), "w1 never finished");
+		W_ASSERT(w, e_serve_until(a, &w->sh->flag[1], 20000), "w1 never finished");
 	} else {
-		W_CHECK(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
+		W_ASSERT(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
 		if (e_calls(w, a, "w0") != 0)
 			return 1;
 		atomic_store(&w->sh->flag[1], 1);
 	}
-	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
@@ -168,16 +168,16 @@ static int w_timeouts(struct h_worker *w)
 	e_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		/* rpc_sync: the call's own deadline ends the wait. */
 		tw_value r, e;
 		uint64_t t0 = h_now_ms();
 		st = tw_rpc_sync(a, "w1", "never", NULL, NULL, 200, &r, &e);
 		uint64_t dt = h_now_ms() - t0;
-		W_CHECK(w, st == TW_ETIMEDOUT, "never: %s", tw_status_name(st));
-		W_CHECK(w, dt >= 200 && dt < 5000, "timed out after %" PRIu64 " ms", dt);
-		W_CHECK(w, e.kind == TW_KIND_ERROR &&
+		W_ASSERT(w, st == TW_ETIMEDOUT, "never: %s", tw_status_name(st));
+		W_ASSERT(w, dt >= 200 && dt < 5000, "timed out after %" PRIu64 " ms", dt);
+		W_ASSERT(w, e.kind == TW_KIND_ERROR &&
 			strstr(e.u.err->msg, "200 ms") != NULL, "message");
 		tw_value_destroy(&e);
 
@@ -185,16 +185,16 @@ static int w_timeouts(struct h_worker *w)
 		 * longer one sees the call's timeout fire. */
 		tw_future *f;
 		st = tw_rpc_async(a, "w1", "never", NULL, NULL, 300, &f);
-		W_CHECK(w, st == TW_OK, "async: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "async: %s", tw_status_name(st));
 		t0 = h_now_ms();
 		st = tw_agent_wait(a, f, 50);
 		dt = h_now_ms() - t0;
-		W_CHECK(w, st == TW_ETIMEDOUT && !tw_future_done(f), "short wait: %s",
+		W_ASSERT(w, st == TW_ETIMEDOUT && !tw_future_done(f), "short wait: %s",
 			tw_status_name(st));
-		W_CHECK(w, dt >= 50 && dt < 2000, "short wait took %" PRIu64 " ms", dt);
-		W_CHECK(w, tw_agent_wait(a, f, 0) == TW_ETIMEDOUT, "zero wait");
+		W_ASSERT(w, dt >= 50 && dt < 2000, "short wait took %" PRIu64 " ms", dt);
+		W_ASSERT(w, tw_agent_wait(a, f, 0) == TW_ETIMEDOUT, "zero wait");
 		st = tw_agent_wait(a, f, -1);
-		W_CHECK(w, st == TW_ETIMEDOUT && tw_future_done(f), "call timeout: %s",
+		W_ASSERT(w, st == TW_ETIMEDOUT && tw_future_done(f), "call timeout: %s",
 			tw_status_name(st));
 		tw_future_release(f);
 
@@ -202,7 +202,7 @@ static int w_timeouts(struct h_worker *w)
 		tw_value sa[1] = {tw_value_int(400)};
 		tw_value st1 = H_TUPLE(sa);
 		st = tw_rpc_sync(a, "w1", "sleep", &st1, NULL, 100, &r, &e);
-		W_CHECK(w, st == TW_ETIMEDOUT, "sleep: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_ETIMEDOUT, "sleep: %s", tw_status_name(st));
 		tw_value_destroy(&e);
 
 		/* The loop still works afterwards; timeouts were counted. */
@@ -210,17 +210,17 @@ static int w_timeouts(struct h_worker *w)
 		tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
 		tw_value ta = H_TUPLE(aa);
 		st = h_call_int(a, "w1", "add", &ta, &v);
-		W_CHECK(w, st == TW_OK && v == 3, "add after timeouts");
+		W_ASSERT(w, st == TW_OK && v == 3, "add after timeouts");
 		struct tw_agent_stats s;
 		tw_agent_get_stats(a, &s);
-		W_CHECK(w, s.timeouts == 3, "timeouts %" PRIu64, s.timeouts);
+		W_ASSERT(w, s.timeouts == 3, "timeouts %" PRIu64, s.timeouts);
 		atomic_store(&w->sh->flag[0], 1);
 	} else {
-		W_CHECK(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
+		W_ASSERT(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
 	}
-	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	h_never_finish();
 	return 0;
 }
@@ -242,16 +242,16 @@ static int w_shutdown(struct h_worker *w)
 		e_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		/* Straight into shutdown, with no call of our own: the others
 		 * call us while we wait in the barrier. */
 		atomic_store(&w->sh->flag[0], 1);
 		st = tw_agent_shutdown(a, true);
-		W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 		return 0;
 	}
-	W_CHECK(w, h_wait_all(w->sh->flag, 1, -1, 10000), "w0 not in shutdown");
+	W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 10000), "w0 not in shutdown");
 	uint64_t until = h_now_ms() + 300;
 	int n = 0;
 	while (h_now_ms() < until) {
@@ -259,7 +259,7 @@ static int w_shutdown(struct h_worker *w)
 		tw_value aa[2] = {tw_value_int(n), tw_value_int(w->rank)};
 		tw_value ta = H_TUPLE(aa);
 		st = h_call_int(a, "w0", "add", &ta, &v);
-		W_CHECK(w, st == TW_OK && v == n + w->rank, "call %d to w0 in shutdown: %s",
+		W_ASSERT(w, st == TW_OK && v == n + w->rank, "call %d to w0 in shutdown: %s",
 			n, tw_status_name(st));
 		n++;
 	}
@@ -269,17 +269,17 @@ static int w_shutdown(struct h_worker *w)
 	tw_value bt = H_TUPLE(ba);
 	tw_value r, e;
 	st = tw_rpc_sync(a, "w0", "echo_blocking", &bt, NULL, -1, &r, &e);
-	W_CHECK(w, st == TW_OK && r.kind == TW_KIND_INT && r.u.i == 5,
+	W_ASSERT(w, st == TW_OK && r.kind == TW_KIND_INT && r.u.i == 5,
 		"blocking call to w0: %s", tw_status_name(st));
 	const char *other = w->rank == 1 ? "w2" : "w1";
 	tw_value na[2] = {H_STR(other), tw_value_int(10)};
 	tw_value nt = H_TUPLE(na);
 	st = h_call_int(a, "w0", "nested", &nt, &v);
-	W_CHECK(w, st == TW_OK && v == 12, "nested via w0 and %s: %s %" PRId64, other,
+	W_ASSERT(w, st == TW_OK && v == 12, "nested via w0 and %s: %s %" PRId64, other,
 		tw_status_name(st), v);
 	atomic_fetch_add(&w->sh->counter, n);
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
@@ -337,7 +337,7 @@ static int w_block_nested(struct h_worker *w)
 	bn_shared = w->sh;
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 1) {
 		/* Gives up long before the handler is done, and joins the
 		 * barrier once the handler waits for its nested call: w0 then
@@ -345,13 +345,13 @@ static int w_block_nested(struct h_worker *w)
 		 * w0's loop can end it. */
 		tw_value r, e;
 		st = tw_rpc_sync(a, "w0", "block_nested", NULL, NULL, 50, &r, &e);
-		W_CHECK(w, st == TW_ETIMEDOUT, "block_nested: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_ETIMEDOUT, "block_nested: %s", tw_status_name(st));
 		tw_value_destroy(&e);
-		W_CHECK(w, h_wait_all(&w->sh->flag[1], 1, -1, 10000),
+		W_ASSERT(w, h_wait_all(&w->sh->flag[1], 1, -1, 10000),
 			"the handler never started its nested call");
 	}
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	h_never_finish();
 	return 0;
 }
@@ -383,14 +383,14 @@ static int th_calls(struct th_arg *t)
 		while ((st = tw_rpc_async(t->a, t->to, "add", &ta, NULL, -1, &fs[i])) ==
 		       TW_ENOSPC)
 			sched_yield();
-		W_CHECK(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
 	}
 	for (int i = 0; i < 200; i++) {
 		/* Not the owner: tw_agent_wait falls back to a plain wait. */
 		tw_status st = tw_agent_wait(t->a, fs[i], 10000);
-		W_CHECK(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
 		const tw_value *v = tw_future_value(fs[i]);
-		W_CHECK(w, v && v->u.i == t->base + i, "value %d", i);
+		W_ASSERT(w, v && v->u.i == t->base + i, "value %d", i);
 		tw_future_release(fs[i]);
 	}
 	/* rpc_sync from a non-owner thread blocks on the future. */
@@ -398,10 +398,10 @@ static int th_calls(struct th_arg *t)
 	tw_value aa[2] = {tw_value_int(1), tw_value_int(1)};
 	tw_value ta = H_TUPLE(aa);
 	tw_status st = h_call_int(t->a, t->to, "add", &ta, &v);
-	W_CHECK(w, st == TW_OK && v == 2, "sync from thread: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK && v == 2, "sync from thread: %s", tw_status_name(st));
 	/* Only the owner polls or shuts down. */
-	W_CHECK(w, tw_agent_poll(t->a) == 0, "poll from another thread");
-	W_CHECK(w, tw_agent_shutdown(t->a, true) == TW_EINVAL,
+	W_ASSERT(w, tw_agent_poll(t->a) == 0, "poll from another thread");
+	W_ASSERT(w, tw_agent_shutdown(t->a, true) == TW_EINVAL,
 		"shutdown from another thread");
 	return 0;
 }
@@ -420,7 +420,7 @@ static int w_threads(struct h_worker *w)
 	e_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		struct th_arg ta[2] = {
 			{.w = w, .a = a, .to = "w1", .base = 1000},
@@ -434,19 +434,19 @@ static int w_threads(struct h_worker *w)
 		tw_value aa[2] = {tw_value_int(3), tw_value_int(4)};
 		tw_value t = H_TUPLE(aa);
 		st = h_call_int(a, "w1", "add", &t, &v);
-		W_CHECK(w, st == TW_OK && v == 7, "owner call: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK && v == 7, "owner call: %s", tw_status_name(st));
 		for (int i = 0; i < 2; i++) {
-			W_CHECK(w, e_serve_until(a, &ta[i].done, 20000), "thread %d stuck", i);
+			W_ASSERT(w, e_serve_until(a, &ta[i].done, 20000), "thread %d stuck", i);
 			pthread_join(th[i], NULL);
-			W_CHECK(w, ta[i].rc == 0, "thread %d failed", i);
+			W_ASSERT(w, ta[i].rc == 0, "thread %d failed", i);
 		}
 		atomic_store(&w->sh->flag[0], 1);
 	} else {
-		W_CHECK(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
+		W_ASSERT(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
 	}
-	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
@@ -501,32 +501,32 @@ static int w_alone(struct h_worker *w)
 	o.err_len = sizeof(err);
 	o.num_loops = 2;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_EINVAL && strstr(err, "num_loops") != NULL,
+	W_ASSERT(w, st == TW_EINVAL && strstr(err, "num_loops") != NULL,
 		"two loops: %s (%s)", tw_status_name(st), err);
 	o.num_loops = 1;
 	o.setup = reg_alone;
 	st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
+	W_ASSERT(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
 	/* One thread drives one embedded agent. */
 	tw_agent *b;
 	st = tw_agent_init(&o, &b);
-	W_CHECK(w, st == TW_EINVAL, "second embedded agent: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_EINVAL, "second embedded agent: %s", tw_status_name(st));
 
 	int64_t v;
 	tw_value aa[2] = {tw_value_int(20), tw_value_int(22)};
 	tw_value t = H_TUPLE(aa);
 	st = h_call_int(a, "w0", "add", &t, &v);
-	W_CHECK(w, st == TW_OK && v == 42, "self add: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK && v == 42, "self add: %s", tw_status_name(st));
 	tw_value r, e;
 	st = tw_rpc_sync(a, "w0", "sync_inside", NULL, NULL, -1, &r, &e);
-	W_CHECK(w, st == TW_OK && r.kind == TW_KIND_BOOL && r.u.b,
+	W_ASSERT(w, st == TW_OK && r.kind == TW_KIND_BOOL && r.u.b,
 		"misuse from a handler: %s", tw_status_name(st));
 	tw_value_destroy(&r);
 	/* A nested call to self, deferred through a future. */
 	tw_value na[2] = {H_STR("w0"), tw_value_int(5)};
 	tw_value nt = H_TUPLE(na);
 	st = h_call_int(a, "w0", "nested", &nt, &v);
-	W_CHECK(w, st == TW_OK && v == 7, "nested self: %s %" PRId64, tw_status_name(st), v);
+	W_ASSERT(w, st == TW_OK && v == 7, "nested self: %s %" PRId64, tw_status_name(st), v);
 
 	/* A future another thread completes: the owner's wait sees it. */
 	tw_future *f;
@@ -535,24 +535,24 @@ static int w_alone(struct h_worker *w)
 	pthread_create(&th, NULL, complete_later, f);
 	st = tw_agent_wait(a, f, 5000);
 	pthread_join(th, NULL);
-	W_CHECK(w, st == TW_OK && tw_future_value(f)->u.i == 77, "foreign future: %s",
+	W_ASSERT(w, st == TW_OK && tw_future_value(f)->u.i == 77, "foreign future: %s",
 		tw_status_name(st));
 	tw_future_release(f);
 
-	W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 
 	/* The thread may own a new one once the old is gone; not graceful. */
 	st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init again: %s (%s)", tw_status_name(st), err);
+	W_ASSERT(w, st == TW_OK, "init again: %s (%s)", tw_status_name(st), err);
 	tw_future *g;
 	st = tw_rpc_async(a, "w0", "never", NULL, NULL, 0, &g);
-	W_CHECK(w, st == TW_OK, "never: %s", tw_status_name(st));
-	W_CHECK(w, tw_agent_wait(a, g, 20) == TW_ETIMEDOUT, "pending");
+	W_ASSERT(w, st == TW_OK, "never: %s", tw_status_name(st));
+	W_ASSERT(w, tw_agent_wait(a, g, 20) == TW_ETIMEDOUT, "pending");
 	st = tw_agent_shutdown(a, false);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
-	W_CHECK(w, tw_future_status(g) == TW_ESHUTDOWN, "pending call failed: %s",
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, tw_future_status(g) == TW_ESHUTDOWN, "pending call failed: %s",
 		tw_status_name(tw_future_status(g)));
 	tw_future_release(g);
 	h_never_finish();

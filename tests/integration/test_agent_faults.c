@@ -14,24 +14,24 @@ static int w_timeout(struct h_worker *w)
 	h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	struct h_shared *sh = w->sh;
 	if (w->rank == 0) {
 		/* a handler that never answers */
 		tw_value r, e;
 		st = tw_rpc_sync(a, "w1", "never", NULL, NULL, 100, &r, &e);
-		W_CHECK(w, st == TW_ETIMEDOUT, "never: %s", tw_status_name(st));
-		W_CHECK(w, strcmp(e.u.err->msg, TIMEOUT_MSG_100) == 0, "msg '%s'", e.u.err->msg);
-		W_CHECK(w, e.u.err->kind == TW_ETIMEDOUT && e.u.err->origin == 0, "error value");
+		W_ASSERT(w, st == TW_ETIMEDOUT, "never: %s", tw_status_name(st));
+		W_ASSERT(w, strcmp(e.u.err->msg, TIMEOUT_MSG_100) == 0, "msg '%s'", e.u.err->msg);
+		W_ASSERT(w, e.u.err->kind == TW_ETIMEDOUT && e.u.err->origin == 0, "error value");
 		tw_value_destroy(&e);
 		/* several at once, through futures */
 		tw_future *fs[8];
 		for (int i = 0; i < 8; i++)
-			W_CHECK(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 100, &fs[i]) == TW_OK,
+			W_ASSERT(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 100, &fs[i]) == TW_OK,
 				"async");
 		for (int i = 0; i < 8; i++) {
-			W_CHECK(w, tw_future_wait(fs[i], -1) == TW_ETIMEDOUT, "timeout %d", i);
-			W_CHECK(w, strcmp(tw_future_error(fs[i])->msg, TIMEOUT_MSG_100) == 0, "msg");
+			W_ASSERT(w, tw_future_wait(fs[i], -1) == TW_ETIMEDOUT, "timeout %d", i);
+			W_ASSERT(w, strcmp(tw_future_error(fs[i])->msg, TIMEOUT_MSG_100) == 0, "msg");
 			tw_future_release(fs[i]);
 		}
 		/* a blocking handler slower than the timeout: its answer comes
@@ -39,56 +39,56 @@ static int w_timeout(struct h_worker *w)
 		tw_value sa[1] = {tw_value_int(300)};
 		tw_value stup = H_TUPLE(sa);
 		st = tw_rpc_sync(a, "w1", "sleep", &stup, NULL, 100, &r, &e);
-		W_CHECK(w, st == TW_ETIMEDOUT, "slow: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_ETIMEDOUT, "slow: %s", tw_status_name(st));
 		tw_value_destroy(&e);
 		/* the default timeout applies to negative values; 0 = none */
 		int64_t v;
 		tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
 		tw_value at = H_TUPLE(aa);
-		W_CHECK(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "add");
+		W_ASSERT(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "add");
 		st = tw_rpc_sync(a, "w1", "add", &at, NULL, 0, &r, &e);
-		W_CHECK(w, st == TW_OK && r.u.i == 3, "no timeout");
+		W_ASSERT(w, st == TW_OK && r.u.i == 3, "no timeout");
 		/* let w1 answer its "never" calls now: late answers */
 		atomic_store(&sh->flag[0], 1);
-		W_CHECK(w, h_wait_all(sh->flag, 2, 0, 20000), "w1 answered");
+		W_ASSERT(w, h_wait_all(sh->flag, 2, 0, 20000), "w1 answered");
 		struct tw_agent_stats s;
 		uint64_t until = h_now_ms() + 20000;
 		do {
 			h_sleep_ms(10);
 			tw_agent_get_stats(a, &s);
 		} while (s.late_responses < 10 && h_now_ms() < until);
-		W_CHECK(w, s.late_responses >= 10, "late %" PRIu64, s.late_responses);
-		W_CHECK(w, s.timeouts == 10, "timeouts %" PRIu64, s.timeouts);
+		W_ASSERT(w, s.late_responses >= 10, "late %" PRIu64, s.late_responses);
+		W_ASSERT(w, s.timeouts == 10, "timeouts %" PRIu64, s.timeouts);
 		/* the connection still works */
-		W_CHECK(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "after");
+		W_ASSERT(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "after");
 		/* blocking calls queued past their deadline are skipped on w1:
 		 * 2 executor threads, 6 calls of 300 ms with 100 ms budgets */
 		tw_future *ss[6];
 		for (int i = 0; i < 6; i++)
-			W_CHECK(w, tw_rpc_async(a, "w1", "sleep", &stup, NULL, 100, &ss[i]) == TW_OK,
+			W_ASSERT(w, tw_rpc_async(a, "w1", "sleep", &stup, NULL, 100, &ss[i]) == TW_OK,
 				"sleep async");
 		for (int i = 0; i < 6; i++) {
-			W_CHECK(w, tw_future_wait(ss[i], -1) == TW_ETIMEDOUT, "sleep timeout");
+			W_ASSERT(w, tw_future_wait(ss[i], -1) == TW_ETIMEDOUT, "sleep timeout");
 			tw_future_release(ss[i]);
 		}
 		atomic_store(&sh->flag[2], 1);
 	} else {
-		W_CHECK(w, h_wait_all(sh->flag, 1, -1, 30000), "w0 timed out");
-		W_CHECK(w, h_never_count() == 9, "9 never calls, got %d", h_never_count());
+		W_ASSERT(w, h_wait_all(sh->flag, 1, -1, 30000), "w0 timed out");
+		W_ASSERT(w, h_never_count() == 9, "9 never calls, got %d", h_never_count());
 		h_never_finish();
 		atomic_store(&sh->flag[1], 1);
-		W_CHECK(w, h_wait_all(&sh->flag[2], 1, -1, 30000), "w0 done");
+		W_ASSERT(w, h_wait_all(&sh->flag[2], 1, -1, 30000), "w0 done");
 		struct tw_agent_stats s;
 		uint64_t until = h_now_ms() + 20000;
 		do {
 			h_sleep_ms(10);
 			tw_agent_get_stats(a, &s);
 		} while (s.exec_jobs < 7 && h_now_ms() < until);
-		W_CHECK(w, s.exec_expired >= 1, "expired %" PRIu64, s.exec_expired);
+		W_ASSERT(w, s.exec_expired >= 1, "expired %" PRIu64, s.exec_expired);
 		/* "never" again, then answered after shutdown: dropped */
 	}
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	h_never_finish();
 	return 0;
 }
@@ -106,33 +106,33 @@ static int w_kill(struct h_worker *w)
 	h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		tw_future *fs[11];
 		for (int i = 0; i < 10; i++)
-			W_CHECK(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &fs[i]) == TW_OK,
+			W_ASSERT(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &fs[i]) == TW_OK,
 				"never");
 		int64_t v;
 		tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
 		tw_value at = H_TUPLE(aa);
-		W_CHECK(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "ping");
-		W_CHECK(w, tw_rpc_async(a, "w1", "die", NULL, NULL, 0, &fs[10]) == TW_OK, "die");
+		W_ASSERT(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "ping");
+		W_ASSERT(w, tw_rpc_async(a, "w1", "die", NULL, NULL, 0, &fs[10]) == TW_OK, "die");
 		for (int i = 0; i < 11; i++) {
 			st = tw_future_wait(fs[i], 30000);
-			W_CHECK(w, st == TW_EUNREACHABLE, "call %d: %s", i, tw_status_name(st));
+			W_ASSERT(w, st == TW_EUNREACHABLE, "call %d: %s", i, tw_status_name(st));
 			const tw_error *e = tw_future_error(fs[i]);
-			W_CHECK(w, strstr(e->msg, "'w1'") != NULL, "msg names w1: %s", e->msg);
+			W_ASSERT(w, strstr(e->msg, "'w1'") != NULL, "msg names w1: %s", e->msg);
 			tw_future_release(fs[i]);
 		}
-		W_CHECK(w, tw_agent_outstanding(a) == 0, "outstanding");
+		W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 		/* later calls fail too (the reconnect is refused), never hang */
 		tw_value r, e;
 		st = tw_rpc_sync(a, "w1", "add", &at, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_EUNREACHABLE, "after death: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_EUNREACHABLE, "after death: %s", tw_status_name(st));
 		tw_value_destroy(&e);
 		/* graceful shutdown: the dead worker counts as gone */
 		st = tw_agent_shutdown(a, true);
-		W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 		return 0;
 	}
 	/* w1 dies inside "die" */
@@ -173,25 +173,25 @@ static int w_graceful(struct h_worker *w)
 	h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 1) {
 		/* 40 blocking calls of 10 ms on w0's two executor threads */
 		for (int i = 0; i < 40; i++) {
 			tw_value sa[1] = {tw_value_int(10 + (i % 3))};
 			tw_value t = H_TUPLE(sa);
 			tw_future *f;
-			W_CHECK(w, tw_rpc_async(a, "w0", "sleep", &t, NULL, 0, &f) == TW_OK, "async");
-			W_CHECK(w, tw_future_then(f, record_cb, &recs[i]) == TW_OK, "then");
+			W_ASSERT(w, tw_rpc_async(a, "w0", "sleep", &t, NULL, 0, &f) == TW_OK, "async");
+			W_ASSERT(w, tw_future_then(f, record_cb, &recs[i]) == TW_OK, "then");
 			tw_future_release(f);
 		}
-		W_CHECK(w, tw_agent_outstanding(a) > 0, "in flight");
+		W_ASSERT(w, tw_agent_outstanding(a) > 0, "in flight");
 	}
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	if (w->rank == 1) {
 		for (int i = 0; i < 40; i++) {
-			W_CHECK(w, atomic_load(&recs[i].done), "call %d not done", i);
-			W_CHECK(w, recs[i].st == TW_OK && recs[i].v == 10 + (i % 3),
+			W_ASSERT(w, atomic_load(&recs[i].done), "call %d not done", i);
+			W_ASSERT(w, recs[i].st == TW_OK && recs[i].v == 10 + (i % 3),
 				"call %d: %s", i, tw_status_name(recs[i].st));
 		}
 	}
@@ -209,31 +209,31 @@ static int w_abrupt(struct h_worker *w)
 	h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 1) {
 		for (int i = 0; i < 20; i++) {
 			tw_future *f;
-			W_CHECK(w, tw_rpc_async(a, "w0", "never", NULL, NULL, 0, &f) == TW_OK,
+			W_ASSERT(w, tw_rpc_async(a, "w0", "never", NULL, NULL, 0, &f) == TW_OK,
 				"async");
-			W_CHECK(w, tw_future_then(f, record_cb, &recs[i]) == TW_OK, "then");
+			W_ASSERT(w, tw_future_then(f, record_cb, &recs[i]) == TW_OK, "then");
 			tw_future_release(f);
 		}
 		/* a call to self that never answers either */
 		tw_future *f;
-		W_CHECK(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &f) == TW_OK, "self");
-		W_CHECK(w, tw_future_then(f, record_cb, &recs[20]) == TW_OK, "then");
+		W_ASSERT(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &f) == TW_OK, "self");
+		W_ASSERT(w, tw_future_then(f, record_cb, &recs[20]) == TW_OK, "then");
 		tw_future_release(f);
 		/* wait until w0 holds all 20 */
 		uint64_t until = h_now_ms() + 20000;
 		while (atomic_load(&w->sh->counter) < 20 && h_now_ms() < until)
 			h_sleep_ms(5);
-		W_CHECK(w, tw_agent_outstanding(a) == 21, "in flight %" PRIu64,
+		W_ASSERT(w, tw_agent_outstanding(a) == 21, "in flight %" PRIu64,
 			tw_agent_outstanding(a));
 		st = tw_agent_shutdown(a, false);
-		W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 		for (int i = 0; i <= 20; i++) {
-			W_CHECK(w, atomic_load(&recs[i].done), "call %d not done", i);
-			W_CHECK(w, recs[i].st == TW_ESHUTDOWN && recs[i].shutdown_msg,
+			W_ASSERT(w, atomic_load(&recs[i].done), "call %d not done", i);
+			W_ASSERT(w, recs[i].st == TW_ESHUTDOWN && recs[i].shutdown_msg,
 				"call %d: %s", i, tw_status_name(recs[i].st));
 		}
 		h_never_finish();
@@ -245,7 +245,7 @@ static int w_abrupt(struct h_worker *w)
 		h_sleep_ms(5);
 	atomic_store(&w->sh->counter, h_never_count());
 	st = tw_agent_shutdown(a, true); /* w1 left at once: it counts as gone */
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	h_never_finish();
 	return 0;
 }
@@ -278,7 +278,7 @@ static int w_rdv(struct h_worker *w)
 	uint64_t t0 = h_now_ms();
 	tw_status st = tw_agent_init(&o, &a);
 	w->sh->status[w->rank] = st;
-	W_CHECK(w, h_now_ms() - t0 < 30000, "init took too long");
+	W_ASSERT(w, h_now_ms() - t0 < 30000, "init took too long");
 	if (st == TW_OK)
 		tw_agent_shutdown(a, false);
 	return 0;
@@ -378,9 +378,9 @@ static int w_unreachable(struct h_worker *w)
 	tw_agent *a;
 	uint64_t t0 = h_now_ms();
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_ETIMEDOUT, "%s", tw_status_name(st));
-	W_CHECK(w, strstr(err, "unreachable") != NULL, "%s", err);
-	W_CHECK(w, h_now_ms() - t0 < 20000, "bounded");
+	W_ASSERT(w, st == TW_ETIMEDOUT, "%s", tw_status_name(st));
+	W_ASSERT(w, strstr(err, "unreachable") != NULL, "%s", err);
+	W_ASSERT(w, h_now_ms() - t0 < 20000, "bounded");
 	return 0;
 }
 
@@ -410,7 +410,7 @@ static int w_fault(struct h_worker *w)
 	}
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		tw_value aa[2] = {tw_value_int(20), tw_value_int(22)};
 		tw_value at = H_TUPLE(aa);
@@ -418,38 +418,38 @@ static int w_fault(struct h_worker *w)
 		if (mode == F_FAIL) {
 			for (int i = 0; i < 3; i++) {
 				st = tw_rpc_sync(a, "w1", "add", &at, NULL, -1, &r, &e);
-				W_CHECK(w, st == TW_EUNREACHABLE, "send %d: %s", i, tw_status_name(st));
-				W_CHECK(w, strstr(e.u.err->msg, "failed to send") != NULL, "%s",
+				W_ASSERT(w, st == TW_EUNREACHABLE, "send %d: %s", i, tw_status_name(st));
+				W_ASSERT(w, strstr(e.u.err->msg, "failed to send") != NULL, "%s",
 					e.u.err->msg);
 				tw_value_destroy(&e);
 			}
 			int64_t v;
-			W_CHECK(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 42, "4th");
+			W_ASSERT(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 42, "4th");
 		} else if (mode == F_DROP) {
 			st = tw_rpc_sync(a, "w1", "add", &at, NULL, 200, &r, &e);
-			W_CHECK(w, st == TW_ETIMEDOUT, "dropped RET: %s", tw_status_name(st));
+			W_ASSERT(w, st == TW_ETIMEDOUT, "dropped RET: %s", tw_status_name(st));
 			tw_value_destroy(&e);
 			/* EXCEPTION frames still travel */
 			st = tw_rpc_sync(a, "w1", "nope", NULL, NULL, 5000, &r, &e);
-			W_CHECK(w, st == TW_ENOFUNC, "exception: %s", tw_status_name(st));
+			W_ASSERT(w, st == TW_ENOFUNC, "exception: %s", tw_status_name(st));
 			tw_value_destroy(&e);
 		} else {
 			tw_future *fs[5];
 			for (int i = 0; i < 5; i++) {
 				tw_value ba[2] = {tw_value_int(i), tw_value_int(100)};
 				tw_value bt = H_TUPLE(ba);
-				W_CHECK(w, tw_rpc_async(a, "w1", "add", &bt, NULL, 10000, &fs[i]) == TW_OK,
+				W_ASSERT(w, tw_rpc_async(a, "w1", "add", &bt, NULL, 10000, &fs[i]) == TW_OK,
 					"async");
 			}
 			for (int i = 0; i < 5; i++) {
-				W_CHECK(w, tw_future_wait(fs[i], -1) == TW_OK, "delayed %d", i);
-				W_CHECK(w, tw_future_value(fs[i])->u.i == i + 100, "value");
+				W_ASSERT(w, tw_future_wait(fs[i], -1) == TW_OK, "delayed %d", i);
+				W_ASSERT(w, tw_future_value(fs[i])->u.i == i + 100, "value");
 				tw_future_release(fs[i]);
 			}
 		}
 	}
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
@@ -536,28 +536,28 @@ static int w_raw(struct h_worker *w)
 	h_opts(&o, w);
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	tw_worker_info me;
 	tw_agent_self(a, &me);
 	int fd = raw_connect(me.addr);
-	W_CHECK(w, fd >= 0, "connect %s", me.addr);
+	W_ASSERT(w, fd >= 0, "connect %s", me.addr);
 	tw_in_msg m;
 
 	/* garbage payload: EXCEPTION TW_EPROTO with the decoder's reason */
 	unsigned char junk[16];
 	memset(junk, 0xff, sizeof(junk));
-	W_CHECK(w, raw_send_hdr_payload(fd, TW_MSG_CALL, 0, 0, 77, junk, sizeof(junk)) == 0, "send");
-	W_CHECK(w, raw_read(fd, &m) == TW_OK, "read");
-	W_CHECK(w, m.hdr.type == TW_MSG_EXCEPTION && m.hdr.req_id == 77, "exception");
-	W_CHECK(w, m.payload.u.err->kind == TW_EPROTO, "kind %d", m.payload.u.err->kind);
-	W_CHECK(w, strstr(m.payload.u.err->msg, "malformed CALL") != NULL, "%s",
+	W_ASSERT(w, raw_send_hdr_payload(fd, TW_MSG_CALL, 0, 0, 77, junk, sizeof(junk)) == 0, "send");
+	W_ASSERT(w, raw_read(fd, &m) == TW_OK, "read");
+	W_ASSERT(w, m.hdr.type == TW_MSG_EXCEPTION && m.hdr.req_id == 77, "exception");
+	W_ASSERT(w, m.payload.u.err->kind == TW_EPROTO, "kind %d", m.payload.u.err->kind);
+	W_ASSERT(w, strstr(m.payload.u.err->msg, "malformed CALL") != NULL, "%s",
 		m.payload.u.err->msg);
 	tw_in_msg_release(&m);
 
 	/* an unknown source worker */
-	W_CHECK(w, raw_send_hdr_payload(fd, TW_MSG_CALL, 9, 0, 78, junk, sizeof(junk)) == 0, "send");
-	W_CHECK(w, raw_read(fd, &m) == TW_OK, "read");
-	W_CHECK(w, m.hdr.req_id == 78 && m.payload.u.err->kind == TW_EPROTO, "src");
+	W_ASSERT(w, raw_send_hdr_payload(fd, TW_MSG_CALL, 9, 0, 78, junk, sizeof(junk)) == 0, "send");
+	W_ASSERT(w, raw_read(fd, &m) == TW_OK, "read");
+	W_ASSERT(w, m.hdr.req_id == 78 && m.payload.u.err->kind == TW_EPROTO, "src");
 	tw_in_msg_release(&m);
 
 	/* a request type this agent does not serve */
@@ -567,15 +567,15 @@ static int w_raw(struct h_worker *w)
 	tw_rref_id id = {.owner = 0};
 	tw_value_rref(&rr, &id);
 	tw_out_msg om;
-	W_CHECK(w, tw_msg_encode(NULL, &h, &rr, &om) == TW_OK, "encode rref");
+	W_ASSERT(w, tw_msg_encode(NULL, &h, &rr, &om) == TW_OK, "encode rref");
 	unsigned char buf[512];
-	W_CHECK(w, om.total_len <= sizeof(buf), "small");
+	W_ASSERT(w, om.total_len <= sizeof(buf), "small");
 	tw_out_msg_copy(&om, buf);
-	W_CHECK(w, raw_full(fd, buf, om.total_len, false), "send");
+	W_ASSERT(w, raw_full(fd, buf, om.total_len, false), "send");
 	tw_out_msg_release(&om);
 	tw_value_destroy(&rr);
-	W_CHECK(w, raw_read(fd, &m) == TW_OK, "read");
-	W_CHECK(w, m.hdr.req_id == 79 && m.payload.u.err->kind == TW_ENOTSUP, "notsup");
+	W_ASSERT(w, raw_read(fd, &m) == TW_OK, "read");
+	W_ASSERT(w, m.hdr.req_id == 79 && m.payload.u.err->kind == TW_ENOTSUP, "notsup");
 	tw_in_msg_release(&m);
 
 	/* a well-formed CALL from a hand-made client still works */
@@ -585,21 +585,21 @@ static int w_raw(struct h_worker *w)
 	tw_value_dict(&items[2], 0);
 	tw_value call = H_TUPLE(items);
 	h = (tw_frame_hdr){.version = TW_FRAME_VERSION, .type = TW_MSG_CALL, .req_id = 80};
-	W_CHECK(w, tw_msg_encode(NULL, &h, &call, &om) == TW_OK, "encode call");
+	W_ASSERT(w, tw_msg_encode(NULL, &h, &call, &om) == TW_OK, "encode call");
 	tw_out_msg_copy(&om, buf);
-	W_CHECK(w, raw_full(fd, buf, om.total_len, false), "send");
+	W_ASSERT(w, raw_full(fd, buf, om.total_len, false), "send");
 	tw_out_msg_release(&om);
 	tw_value_destroy(&items[2]);
-	W_CHECK(w, raw_read(fd, &m) == TW_OK, "read");
-	W_CHECK(w, m.hdr.type == TW_MSG_RET && m.hdr.req_id == 80 && m.payload.u.i == 5, "ret");
+	W_ASSERT(w, raw_read(fd, &m) == TW_OK, "read");
+	W_ASSERT(w, m.hdr.type == TW_MSG_RET && m.hdr.req_id == 80 && m.payload.u.i == 5, "ret");
 	tw_in_msg_release(&m);
 
 	close(fd);
 	struct tw_agent_stats s;
 	tw_agent_get_stats(a, &s);
-	W_CHECK(w, s.bad_frames >= 2, "bad frames counted: %" PRIu64, s.bad_frames);
+	W_ASSERT(w, s.bad_frames >= 2, "bad frames counted: %" PRIu64, s.bad_frames);
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 

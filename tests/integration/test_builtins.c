@@ -90,7 +90,7 @@ static int w_builtins(struct h_worker *w)
 	o.setup = setup_builtins;
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
-	W_CHECK(w, st == TW_OK, "init: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	const char *peer = h_names[(w->rank + 1) % w->world];
 	tw_value r, e;
 	static const int64_t s23[] = {2, 3}, s21[] = {2, 1}, s3[] = {3},
@@ -102,9 +102,9 @@ static int w_builtins(struct h_worker *w)
 		tw_value av[2] = {mk(TW_FLOAT32, 2, s23, v6), mk(TW_FLOAT32, 2, s23, v6)};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::add", &args, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_OK, "add: %s %s", tw_status_name(st),
+		W_ASSERT(w, st == TW_OK, "add: %s %s", tw_status_name(st),
 			e.kind == TW_KIND_ERROR ? e.u.err->msg : "");
-		W_CHECK(w, r.kind == TW_KIND_TENSOR && r.u.tensor->dtype == TW_FLOAT32 &&
+		W_ASSERT(w, r.kind == TW_KIND_TENSOR && r.u.tensor->dtype == TW_FLOAT32 &&
 			r.u.tensor->ndim == 2 && at(&r, 5) == 12.0, "add result");
 		tw_value_destroy(&r);
 		/* alpha kwarg: a + 3 * b */
@@ -112,8 +112,8 @@ static int w_builtins(struct h_worker *w)
 		tw_value kv[1] = {tw_value_int(3)};
 		tw_value kwargs = kw(1, k, kv);
 		st = tw_rpc_sync(a, peer, "aten::add", &args, &kwargs, -1, &r, &e);
-		W_CHECK(w, st == TW_OK, "add alpha: %s", tw_status_name(st));
-		W_CHECK(w, at(&r, 1) == 8.0, "alpha result %g", at(&r, 1));
+		W_ASSERT(w, st == TW_OK, "add alpha: %s", tw_status_name(st));
+		W_ASSERT(w, at(&r, 1) == 8.0, "alpha result %g", at(&r, 1));
 		tw_value_destroy(&r);
 		tw_value_destroy(&kwargs);
 		destroy_all(av, 2);
@@ -123,8 +123,8 @@ static int w_builtins(struct h_worker *w)
 		tw_value av[2] = {mk(TW_INT32, 1, s3, v3), tw_value_int(2)};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::add", &args, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_OK, "add.Scalar: %s", tw_status_name(st));
-		W_CHECK(w, r.u.tensor->dtype == TW_INT32 && at(&r, 2) == 32.0,
+		W_ASSERT(w, st == TW_OK, "add.Scalar: %s", tw_status_name(st));
+		W_ASSERT(w, r.u.tensor->dtype == TW_INT32 && at(&r, 2) == 32.0,
 			"add.Scalar result");
 		tw_value_destroy(&r);
 		destroy_all(av, 2);
@@ -135,18 +135,18 @@ static int w_builtins(struct h_worker *w)
 		tw_value av[2] = {mk(TW_INT64, 2, s21, v2), mk(TW_FLOAT64, 1, s3, v3)};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::mul", &args, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_OK, "mul: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "mul: %s", tw_status_name(st));
 		const tw_tensor *t = r.u.tensor;
-		W_CHECK(w, t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3,
+		W_ASSERT(w, t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3,
 			"broadcast shape");
-		W_CHECK(w, t->dtype == TW_FLOAT64, "promoted dtype %d", t->dtype);
-		W_CHECK(w, at(&r, 5) == 60.0, "mul result");
+		W_ASSERT(w, t->dtype == TW_FLOAT64, "promoted dtype %d", t->dtype);
+		W_ASSERT(w, at(&r, 5) == 60.0, "mul result");
 		tw_value_destroy(&r);
 		destroy_all(av, 2);
 		tw_value bv[2] = {mk(TW_INT32, 1, s3, v3), tw_value_double(0.5)};
 		args = (tw_value)H_TUPLE(bv);
 		st = tw_rpc_sync(a, peer, "aten::mul", &args, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_OK && r.u.tensor->dtype == TW_FLOAT32 &&
+		W_ASSERT(w, st == TW_OK && r.u.tensor->dtype == TW_FLOAT32 &&
 			at(&r, 0) == 5.0, "int32 * 0.5 -> float32");
 		tw_value_destroy(&r);
 		destroy_all(bv, 2);
@@ -156,9 +156,9 @@ static int w_builtins(struct h_worker *w)
 		tw_value av[2] = {mk(TW_FLOAT64, 2, s23, v6), mk(TW_FLOAT64, 2, s32, v6)};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::mm", &args, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_OK, "mm: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "mm: %s", tw_status_name(st));
 		/* [[1,2,3],[4,5,6]] @ [[1,2],[3,4],[5,6]] = [[22,28],[49,64]] */
-		W_CHECK(w, r.u.tensor->shape[0] == 2 && r.u.tensor->shape[1] == 2 &&
+		W_ASSERT(w, r.u.tensor->shape[0] == 2 && r.u.tensor->shape[1] == 2 &&
 			at(&r, 0) == 22 && at(&r, 3) == 64, "mm result");
 		tw_value_destroy(&r);
 		destroy_all(av, 2);
@@ -172,8 +172,8 @@ static int w_builtins(struct h_worker *w)
 		tw_value kv[1] = {tw_value_bool(true)};
 		tw_value kwargs = kw(1, k, kv);
 		st = tw_rpc_sync(a, peer, "aten::sum", &args, &kwargs, -1, &r, &e);
-		W_CHECK(w, st == TW_OK, "sum: %s", tw_status_name(st));
-		W_CHECK(w, r.u.tensor->ndim == 2 && r.u.tensor->shape[0] == 2 &&
+		W_ASSERT(w, st == TW_OK, "sum: %s", tw_status_name(st));
+		W_ASSERT(w, r.u.tensor->ndim == 2 && r.u.tensor->shape[0] == 2 &&
 			r.u.tensor->shape[1] == 1 && at(&r, 0) == 6 && at(&r, 1) == 15,
 			"sum result");
 		tw_value_destroy(&r);
@@ -184,7 +184,7 @@ static int w_builtins(struct h_worker *w)
 	{
 		static const int64_t s44[] = {4, 4};
 		tw_tensor want;
-		W_CHECK(w, tw_op_rand(2, s44, 7, NULL, &want, NULL, 0) == TW_OK, "local rand");
+		W_ASSERT(w, tw_op_rand(2, s44, 7, NULL, &want, NULL, 0) == TW_OK, "local rand");
 		for (int q = 0; q < w->world; q++) {
 			tw_value av[1] = {ilist(2, s44)};
 			tw_value args = H_TUPLE(av);
@@ -193,8 +193,8 @@ static int w_builtins(struct h_worker *w)
 			tw_value kwargs = kw(1, k, kv);
 			st = tw_rpc_sync(a, h_names[q], "aten::rand", &args, &kwargs,
 					 -1, &r, &e);
-			W_CHECK(w, st == TW_OK, "rand.seed on %d: %s", q, tw_status_name(st));
-			W_CHECK(w, tw_tensor_equal(r.u.tensor, &want), "rand.seed differs on %d", q);
+			W_ASSERT(w, st == TW_OK, "rand.seed on %d: %s", q, tw_status_name(st));
+			W_ASSERT(w, tw_tensor_equal(r.u.tensor, &want), "rand.seed differs on %d", q);
 			tw_value_destroy(&r);
 			tw_value_destroy(&kwargs);
 			destroy_all(av, 1);
@@ -209,18 +209,18 @@ static int w_builtins(struct h_worker *w)
 		tw_value kv[1] = {tw_value_int(3)};
 		tw_value kwargs = kw(1, k, kv);
 		st = tw_rpc_sync(a, peer, "demo::poly", &args, &kwargs, -1, &r, &e);
-		W_CHECK(w, st == TW_OK && r.kind == TW_KIND_DOUBLE && r.u.d == 8.5,
+		W_ASSERT(w, st == TW_OK && r.kind == TW_KIND_DOUBLE && r.u.d == 8.5,
 			"poly: %s %g", tw_status_name(st), r.u.d);
 		tw_value_destroy(&kwargs);
 		/* wrong type: names the argument and the expected type */
 		tw_value bv[1] = {H_STR("five")};
 		args = (tw_value)H_TUPLE(bv);
 		st = tw_rpc_sync(a, peer, "demo::poly", &args, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_ETYPE, "poly(str): %s", tw_status_name(st));
-		W_CHECK(w, e.kind == TW_KIND_ERROR &&
+		W_ASSERT(w, st == TW_ETYPE, "poly(str): %s", tw_status_name(st));
+		W_ASSERT(w, e.kind == TW_KIND_ERROR &&
 			strstr(e.u.err->msg, "Expected a value of type 'int' for argument 'x' but instead found type 'str'") != NULL,
 			"message: %s", e.kind == TW_KIND_ERROR ? e.u.err->msg : "-");
-		W_CHECK(w, e.u.err->origin == (uint32_t)((w->rank + 1) % w->world),
+		W_ASSERT(w, e.u.err->origin == (uint32_t)((w->rank + 1) % w->world),
 			"origin %u", e.u.err->origin);
 		tw_value_destroy(&e);
 	}
@@ -229,9 +229,9 @@ static int w_builtins(struct h_worker *w)
 		tw_value av[2] = {mk(TW_FLOAT32, 1, s3, v3), H_STR("str")};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::add", &args, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_ETYPE, "add(t, str): %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_ETYPE, "add(t, str): %s", tw_status_name(st));
 		const char *m = e.u.err->msg;
-		W_CHECK(w, strstr(m, "Failed to match operator name aten::add and arguments (args: (Tensor, str), kwargs: {}) to a builtin operator") != NULL &&
+		W_ASSERT(w, strstr(m, "Failed to match operator name aten::add and arguments (args: (Tensor, str), kwargs: {}) to a builtin operator") != NULL &&
 			strstr(m, "aten::add.Tensor(") != NULL &&
 			strstr(m, "aten::add.Scalar(") != NULL, "message: %s", m);
 		tw_value_destroy(&e);
@@ -242,7 +242,7 @@ static int w_builtins(struct h_worker *w)
 		tw_value av[2] = {mk(TW_FLOAT32, 2, s23, v6), mk(TW_FLOAT32, 2, s23, v6)};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::mm", &args, NULL, -1, &r, &e);
-		W_CHECK(w, st == TW_ERUNTIME && strstr(e.u.err->msg,
+		W_ASSERT(w, st == TW_ERUNTIME && strstr(e.u.err->msg,
 			"mat1 and mat2 shapes cannot be multiplied (2x3 and 2x3)") != NULL,
 			"mm error: %s", tw_status_name(st));
 		tw_value_destroy(&e);
@@ -252,7 +252,7 @@ static int w_builtins(struct h_worker *w)
 	{
 		tw_value l;
 		st = tw_rpc_list_functions(a, peer, -1, &l);
-		W_CHECK(w, st == TW_OK && l.kind == TW_KIND_LIST, "list: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK && l.kind == TW_KIND_LIST, "list: %s", tw_status_name(st));
 		bool add = false, poly = false, echo = false;
 		for (uint32_t i = 0; i < l.len; i++) {
 			const tw_value *t = &l.u.items[i];
@@ -264,28 +264,28 @@ static int w_builtins(struct h_worker *w)
 			if (strcmp(n, "echo") == 0)
 				echo = s[0] == '\0';
 		}
-		W_CHECK(w, add && poly && echo, "list contents %d %d %d", add, poly, echo);
+		W_ASSERT(w, add && poly && echo, "list contents %d %d %d", add, poly, echo);
 		tw_value mine;
-		W_CHECK(w, tw_agent_list_functions(a, &mine) == TW_OK, "own list");
-		W_CHECK(w, tw_value_equal(&mine, &l), "lists differ");
+		W_ASSERT(w, tw_agent_list_functions(a, &mine) == TW_OK, "own list");
+		W_ASSERT(w, tw_value_equal(&mine, &l), "lists differ");
 		tw_value_destroy(&mine);
 		tw_value_destroy(&l);
 	}
 	/* registration rules on a live agent */
 	{
 		char err[256];
-		W_CHECK(w, tw_agent_register_schema(a, "demo::poly(int y) -> float",
+		W_ASSERT(w, tw_agent_register_schema(a, "demo::poly(int y) -> float",
 			fn_poly, NULL, 0, err, sizeof(err)) == TW_EBUSY, "dup overload");
-		W_CHECK(w, tw_agent_register_schema(a, "echo(int y) -> int",
+		W_ASSERT(w, tw_agent_register_schema(a, "echo(int y) -> int",
 			fn_poly, NULL, 0, err, sizeof(err)) == TW_EBUSY, "plain name");
-		W_CHECK(w, tw_agent_register(a, "aten::add", fn_echo, NULL, 0) == TW_EBUSY,
+		W_ASSERT(w, tw_agent_register(a, "aten::add", fn_echo, NULL, 0) == TW_EBUSY,
 			"plain over schema");
-		W_CHECK(w, tw_agent_register_schema(a, "demo::(int y) -> float",
+		W_ASSERT(w, tw_agent_register_schema(a, "demo::(int y) -> float",
 			fn_poly, NULL, 0, err, sizeof(err)) == TW_EINVAL && err[0] != '\0',
 			"parse error");
 	}
 	st = tw_agent_shutdown(a, true);
-	W_CHECK(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
 
