@@ -761,6 +761,9 @@ static int reap(struct dt *t)
 			continue;
 		}
 		*pp = s->reap_next;
+		/* Sends the fault injector still holds must not reach s once
+		 * it is freed. */
+		tw_fault_conn_closed(&t->base, &s->base, s->close_st);
 		t->base.cbs.on_conn(t->base.cbs.ctx, &s->base, s->close_st);
 		sess_free(t, s);
 		n++;

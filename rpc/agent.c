@@ -506,18 +506,16 @@ static void loop_teardown_begin(struct sync_msg *s)
 	call_fail_all(l, TW_ESHUTDOWN, AGENT_SHUTDOWN_MSG);
 }
 
-/* Close every connection, once the fault injector holds no delayed send
- * (it keeps the connection pointer: fault.c), and report whether all are
- * gone and every send is back. */
+/* Close every connection and report whether all are gone and every send
+ * is back (sends the fault injector holds end with their connection:
+ * tw_fault_conn_closed). */
 static void loop_teardown_check(struct sync_msg *s)
 {
 	struct agent_loop *l = s->l;
-	if (l->fault.delayed_ == 0) {
-		for (struct conn_state *cs = l->conns; cs != NULL; cs = cs->next) {
-			if (!cs->closing) {
-				cs->closing = true;
-				l->t->ops->close(l->t, cs->c);
-			}
+	for (struct conn_state *cs = l->conns; cs != NULL; cs = cs->next) {
+		if (!cs->closing) {
+			cs->closing = true;
+			l->t->ops->close(l->t, cs->c);
 		}
 	}
 	s->ret = l->nconns == 0 && l->tx_inflight == 0;
