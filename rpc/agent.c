@@ -478,6 +478,16 @@ static void loop_init_fn(struct sync_msg *s)
 	{
 		struct tw_uring_opts uo;
 		tw_uring_opts_init(&uo, sizeof(uo));
+		if (a->o.max_queued != 0)
+			uo.max_queued = a->o.max_queued;
+		if (a->o.zc_threshold != 0)
+			uo.zc_threshold = a->o.zc_threshold;
+		if (a->o.recv_buf_size != 0)
+			uo.recv_buf_size = a->o.recv_buf_size;
+		if (a->o.recv_buf_count != 0)
+			uo.recv_buf_count = a->o.recv_buf_count;
+		if (a->o.sockbuf != 0)
+			uo.sockbuf = a->o.sockbuf;
 		s->st = tw_uring_transport_create(l->loop, &uo, &cbs, &l->t);
 		if (s->st != TW_OK)
 			return;
@@ -737,6 +747,25 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 			set_err(o, "bad dpdk_ip '%s'", o->dpdk_ip);
 			return TW_EINVAL;
 		}
+		if (o->dpdk_mtu != 0 && (o->dpdk_mtu < 576 || o->dpdk_mtu > 9000)) {
+			set_err(o, "dpdk_mtu %u is outside 576..9000",
+				(unsigned)o->dpdk_mtu);
+			return TW_EINVAL;
+		}
+		if (o->dpdk_credits > 1024) {
+			set_err(o, "dpdk_credits %u is above 1024",
+				(unsigned)o->dpdk_credits);
+			return TW_EINVAL;
+		}
+		uint64_t rto_us = o->dpdk_rto_us ? o->dpdk_rto_us : 5000u;
+		uint64_t dead_ms = o->dpdk_dead_ms ? o->dpdk_dead_ms : 1000u;
+		if (rto_us > UINT64_MAX / 4000u || dead_ms > UINT64_MAX / 1000000u ||
+		    dead_ms * 1000u < 4u * rto_us) {
+			set_err(o, "dpdk_dead_ms (%" PRIu64 ") must be at least 4 "
+				   "retransmission timeouts (dpdk_rto_us %" PRIu64 ")",
+				dead_ms, rto_us);
+			return TW_EINVAL;
+		}
 #else
 		set_err(o, "the DPDK transport is not available: tensorwire "
 			   "was built without DPDK (libdpdk not found, or "
@@ -804,6 +833,20 @@ static tw_status dpdk_start(tw_agent *a, const struct tw_agent_opts *o)
 	d->o.local_ip = d->ip;
 	if (o->dpdk_udp_port != 0)
 		d->o.udp_base_port = o->dpdk_udp_port;
+	if (o->max_queued != 0)
+		d->o.max_queued = o->max_queued;
+	if (o->zc_threshold != 0)
+		d->o.zc_threshold = o->zc_threshold;
+	if (o->dpdk_credits != 0)
+		d->o.credits = o->dpdk_credits;
+	if (o->dpdk_rto_us != 0)
+		d->o.rto_ns = o->dpdk_rto_us * 1000u;
+	if (o->dpdk_dead_ms != 0)
+		d->o.dead_ns = o->dpdk_dead_ms * 1000000u;
+	if (o->dpdk_mtu != 0)
+		d->o.mtu = o->dpdk_mtu;
+	if (o->dpdk_mbufs != 0)
+		d->o.mbufs = o->dpdk_mbufs;
 	const char *why = NULL;
 	/* rte_eal_init pins the calling thread to the main lcore's CPU, and
 	 * the loop threads created next would inherit that: all loops on one
@@ -1179,4 +1222,11 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(exec_expired);
 #undef ADD
 	}
+}
+
+void tw_agent_dpdk_cleanup(void)
+{
+#if TW_HAVE_DPDK
+	tw_dpdk_eal_fini();
+#endif
 }

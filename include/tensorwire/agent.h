@@ -106,6 +106,30 @@ struct tw_agent_opts {
 	const char *dpdk_ip;
 	/* UDP port of loop 0; loop i serves dpdk_udp_port + i. 0 = 31850. */
 	uint16_t dpdk_udp_port;
+
+	/* Transport tuning; 0 = the transport's default. */
+	uint32_t max_queued;         /* sends held per connection (session)
+				      * before TW_ENOSPC (4096) */
+	uint64_t zc_threshold;       /* tensor segments of this many bytes or
+				      * more leave zero-copy: SEND_ZC (io_uring,
+				      * to other hosts) or external mbufs
+				      * (DPDK); default 16 KiB, UINT64_MAX =
+				      * never */
+	uint32_t recv_buf_size;      /* io_uring: provided receive buffer
+				      * size (64 KiB) */
+	uint32_t recv_buf_count;     /* io_uring: provided buffers per loop
+				      * (64, a power of 2) */
+	int sockbuf;                 /* io_uring: SO_SNDBUF/SO_RCVBUF bytes
+				      * (kernel default) */
+	uint32_t dpdk_credits;       /* DPDK: packets in flight per session
+				      * (32); more helps large tensors on
+				      * fast links, costs mbufs */
+	uint64_t dpdk_rto_us;        /* DPDK: retransmission timeout (5000) */
+	uint64_t dpdk_dead_ms;       /* DPDK: a peer silent this long is dead
+				      * and its calls fail with
+				      * TW_EUNREACHABLE (1000) */
+	uint16_t dpdk_mtu;           /* DPDK: IP MTU (1500; 576..9000) */
+	uint32_t dpdk_mbufs;         /* DPDK: mbufs per queue pool (8191) */
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
@@ -140,6 +164,13 @@ tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
  * transport keeps (leaks) its receive pool for them.
  */
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful);
+
+/* DPDK only, at process end: release the EAL (rte_eal_cleanup: its
+ * hugepage files and run directory) once every agent of the process has
+ * shut down. The EAL cannot be initialised again afterwards, so no DPDK
+ * agent can start in this process after it. A no-op when no agent
+ * started the EAL, or in a build without DPDK. */
+void tw_agent_dpdk_cleanup(void);
 
 /* Worker info by name, by id, or of this worker. TW_ENOENT if unknown. */
 tw_status tw_agent_worker_info(const tw_agent *a, const char *name,

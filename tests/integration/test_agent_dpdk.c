@@ -9,7 +9,6 @@
 #include <ftw.h>
 #include <sys/stat.h>
 
-#include "dataplane/dpdk.h"
 
 #define EAL_COMMON                                                         \
 	"--no-huge -m 256 --no-pci --no-telemetry --log-level=warning "
@@ -250,7 +249,7 @@ static int w_dpdk(struct h_worker *w)
 		snprintf(run->why, sizeof(run->why), "rank %d: %s", w->rank, err);
 		atomic_store(&run->skip, 1);
 		atomic_store(&run->srv_up, 1); /* let rank 1 go */
-		tw_dpdk_eal_fini();
+		tw_agent_dpdk_cleanup();
 		return 0;
 	}
 	if (w->rank == 0 && st != TW_OK)
@@ -261,12 +260,12 @@ static int w_dpdk(struct h_worker *w)
 		rc = w_calls(w, a, run);
 	if (rc != 0) {
 		tw_agent_shutdown(a, false);
-		tw_dpdk_eal_fini();
+		tw_agent_dpdk_cleanup();
 		return rc;
 	}
 	st = tw_agent_shutdown(a, true);
 	/* The agent leaves the EAL up: the process's last DPDK user ends it. */
-	tw_dpdk_eal_fini();
+	tw_agent_dpdk_cleanup();
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }
