@@ -17,12 +17,19 @@ static void usage(FILE *f)
 		"                 [--loops N] [--first-cpu C] [--timeout-ms MS] [--init-timeout-ms MS]\n"
 		"                 [--listen-host HOST] [--yield] [--nongraceful]\n"
 		"                 [--list] [--list-remote WORKER]\n"
+		"                 [--dpdk-eal ARGS [--dpdk-port PORT] [--dpdk-ip IP]\n"
+		"                  [--dpdk-udp-port P] [--dpdk-credits N]]\n"
 		"Joins the group (rank 0 hosts the rendezvous), serves demo::add, demo::echo,\n"
 		"demo::check_positive and demo::slow (and every agent's aten:: builtins and\n"
 		"tw::list_functions), and leaves when every worker has called shutdown\n"
 		"(graceful) — or at once with --nongraceful.\n"
 		"--list prints this worker's functions and their schemas once it has joined;\n"
-		"--list-remote WORKER fetches and prints another worker's list.\n");
+		"--list-remote WORKER fetches and prints another worker's list.\n"
+		"--dpdk-eal selects the DPDK transport with these EAL arguments (e.g.\n"
+		"\"-l 1 --no-huge -m 256 --no-pci --file-prefix=w1\n"
+		" --vdev=net_af_xdp0,iface=veth1\"); --dpdk-port names the port (PCI\n"
+		"address or vdev; default the first), --dpdk-ip this worker's IPv4\n"
+		"address (default 10.0.0.<rank+1>).\n");
 }
 
 /* One line per function: name, schema (or "-" for a plain function),
@@ -70,11 +77,16 @@ int main(int argc, char **argv)
 		{"nongraceful", no_argument, NULL, 'G'},
 		{"list", no_argument, NULL, 'L'},
 		{"list-remote", required_argument, NULL, 'M'},
+		{"dpdk-eal", required_argument, NULL, 'E'},
+		{"dpdk-port", required_argument, NULL, 'P'},
+		{"dpdk-ip", required_argument, NULL, 'I'},
+		{"dpdk-udp-port", required_argument, NULL, 'U'},
+		{"dpdk-credits", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:yGLM:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:yGLM:E:P:I:U:C:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': o.name = optarg; break;
 		case 'r': o.rank = (uint32_t)parse_num("--rank", optarg); have_rank = true; break;
@@ -89,6 +101,14 @@ int main(int argc, char **argv)
 		case 'G': graceful = false; break;
 		case 'L': list = true; break;
 		case 'M': list_remote = optarg; break;
+		case 'E':
+			o.transport = TW_TRANSPORT_DPDK;
+			o.dpdk_eal_args = optarg;
+			break;
+		case 'P': o.dpdk_port = optarg; break;
+		case 'I': o.dpdk_ip = optarg; break;
+		case 'U': o.dpdk_udp_port = (uint16_t)parse_num("--dpdk-udp-port", optarg); break;
+		case 'C': o.dpdk_credits = (uint32_t)parse_num("--dpdk-credits", optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -140,5 +160,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tw-worker %s: shutdown: %s\n", o.name, tw_strerror(s));
 		return 1;
 	}
+	tw_agent_dpdk_cleanup();
 	return 0;
 }
