@@ -98,6 +98,12 @@ struct tw_transport {
 	struct tw_transport_cbs cbs;
 	tw_frame_limits limits;
 	struct tw_fault_opts *fault; /* NULL when off */
+	/* While on_frame runs: when the frame reached this host, on the
+	 * loop's clock; 0 = not known (the receiver takes the loop's now).
+	 * A transport that learns it (the fake net, a NIC timestamp) lets
+	 * the receiver count a frame's wait before it was handed up into
+	 * the caller's budget. */
+	uint64_t rx_ns;
 };
 
 /* Send through the fault injector when one is configured (dataplane/fault.c). */

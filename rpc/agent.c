@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dataplane/fake.h"
 #include "dataplane/uring.h"
 #include "rpc/agent_impl.h"
 #include "rpc/invoke.h"
@@ -475,6 +476,14 @@ static void loop_init_fn(struct sync_msg *s)
 		snprintf(url, sizeof(url), "udp://%s:0", a->dpdk->ip);
 	} else
 #endif
+	if (a->fake != NULL) {
+		/* Tests: the in-process fake net (tw_agent_init_fake). */
+		s->st = tw_fake_transport_create(a->fake->net, l->loop, &cbs,
+						 &l->t);
+		if (s->st != TW_OK)
+			return;
+		snprintf(url, sizeof(url), "%s", a->fake->addrs[a->rank]);
+	} else
 	{
 		struct tw_uring_opts uo;
 		tw_uring_opts_init(&uo, sizeof(uo));
@@ -693,6 +702,7 @@ static void agent_free(tw_agent *a)
 	free(a->workers);
 	free(a->name_idx);
 	free(a->loops);
+	free(a->fake);
 	hub_release(a->hub);
 	free(a->rendezvous);
 	free(a->listen_host);
@@ -893,6 +903,10 @@ static tw_status start_loops(tw_agent *a)
 		lo.ring_size = LOOP_RING;
 		lo.spin_ns = a->o.spin_ns;
 		lo.yield = a->o.yield;
+		if (a->fake != NULL) {
+			lo.clock = a->fake->clock;
+			lo.clock_ctx = a->fake->clock_ctx;
+		}
 		tw_status st = tw_loop_create(&lo, &l->loop);
 		if (st != TW_OK)
 			return st;
@@ -911,7 +925,12 @@ static tw_status start_loops(tw_agent *a)
 	return TW_OK;
 }
 
-tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
+static tw_status fake_members(tw_agent *a);
+static void fake_drain(tw_agent *a, struct agent_loop *own);
+
+/* tw_agent_init, or tw_agent_init_fake when fake is not NULL. */
+static tw_status agent_init(const struct tw_agent_opts *opts,
+			    const struct tw_agent_fake *fake, tw_agent **out)
 {
 	if (out != NULL)
 		*out = NULL;
@@ -929,6 +948,12 @@ tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
 	}
 	if (o.listen_host == NULL)
 		o.listen_host = "127.0.0.1";
+	if (fake != NULL) {
+		/* The fake net stands in for transport and rendezvous. */
+		o.transport = TW_TRANSPORT_URING;
+		if (o.rendezvous == NULL)
+			o.rendezvous = "fake://";
+	}
 	if (o.err != NULL && o.err_len > 0)
 		o.err[0] = '\0';
 	tw_status st = check_opts(&o);
@@ -962,6 +987,14 @@ tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
 	}
 	atomic_init(&a->hub->refs, 1);
 	a->hub->a = a;
+	if (fake != NULL) {
+		a->fake = malloc(sizeof(*a->fake));
+		if (a->fake == NULL) {
+			st = TW_ENOMEM;
+			goto fail;
+		}
+		*a->fake = *fake;
+	}
 
 	st = registry_init(&a->reg);
 	if (st != TW_OK)
@@ -989,7 +1022,7 @@ tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
 		goto fail;
 
 	char err[512] = "";
-	if (a->rank == 0) {
+	if (a->rank == 0 && a->fake == NULL) {
 		/* Up first, so the others stop retrying as soon as possible. */
 		st = rdv_server_start(a->rendezvous, a->world, o.init_timeout_ms,
 				      &a->rdv_srv, err, sizeof(err));
@@ -1018,6 +1051,13 @@ tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
 		}
 	}
 
+	if (a->fake != NULL) {
+		/* The members are given: no rendezvous. */
+		st = fake_members(a);
+		if (st != TW_OK)
+			goto fail;
+		goto joined;
+	}
 	struct rdv_member self = {.rank = a->rank, .nloops = a->nloops};
 	snprintf(self.name, sizeof(self.name), "%s", a->name);
 	self.addrs = calloc(a->nloops, sizeof(*self.addrs));
@@ -1035,6 +1075,7 @@ tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
 		set_err(&o, "%s", err);
 		goto fail;
 	}
+joined:
 	st = build_membership(a);
 	if (st != TW_OK)
 		goto fail;
@@ -1048,6 +1089,11 @@ fail:
 		sched_yield();
 	agent_free(a);
 	return st;
+}
+
+tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
+{
+	return agent_init(opts, NULL, out);
 }
 
 static bool no_outstanding(void *arg)
@@ -1087,7 +1133,9 @@ tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 		 * barrier: every worker has stopped calling. Embedded, we
 		 * keep polling throughout: our calls complete on our loop,
 		 * and peers still calling us must be served. */
-		if (own != NULL) {
+		if (a->fake != NULL) {
+			fake_drain(a, own); /* and no barrier */
+		} else if (own != NULL) {
 			(void)tw_loop_poll_until(own->loop, no_outstanding, a,
 						 UINT64_MAX, 1000000);
 			st = rdv_barrier_idle(a->rdv, -1, barrier_idle, own);
@@ -1229,4 +1277,104 @@ void tw_agent_dpdk_cleanup(void)
 #if TW_HAVE_DPDK
 	tw_dpdk_eal_fini();
 #endif
+}
+
+/* ---- the fake net (tests: tw_agent_init_fake, agent_impl.h) ------------------ */
+
+static tw_status fake_members(tw_agent *a)
+{
+	const struct tw_agent_fake *f = a->fake;
+	a->members = calloc(a->world, sizeof(*a->members));
+	if (a->members == NULL)
+		return TW_ENOMEM;
+	for (uint32_t r = 0; r < a->world; r++) {
+		struct rdv_member *m = &a->members[r];
+		m->rank = r;
+		m->nloops = 1;
+		snprintf(m->name, sizeof(m->name), "%s", f->names[r]);
+		m->addrs = calloc(1, sizeof(*m->addrs));
+		if (m->addrs == NULL)
+			return TW_ENOMEM;
+		snprintf(m->addrs[0], TW_ADDR_MAX, "%s", f->addrs[r]);
+	}
+	return TW_OK;
+}
+
+/* Graceful shutdown's wait for our calls. Every agent is on this thread,
+ * so waiting on our loop alone would starve the peers that must answer:
+ * the test's drive hook polls them all (and may move the clock, which
+ * bounds the wait through the calls' timeouts). */
+static void fake_drain(tw_agent *a, struct agent_loop *own)
+{
+	while (atomic_load(&a->outstanding) != 0) {
+		if (a->fake->drive != NULL)
+			a->fake->drive(a->fake->drive_arg);
+		else
+			(void)tw_loop_poll_once(own->loop);
+		agent_tls_loop = own;
+	}
+}
+
+tw_status tw_agent_init_fake(const struct tw_agent_opts *opts,
+			     const struct tw_agent_fake *hooks, tw_agent **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (opts == NULL || hooks == NULL || out == NULL || opts->opts_size == 0)
+		return TW_EINVAL;
+	struct tw_agent_opts o;
+	tw_agent_opts_init(&o, sizeof(o));
+	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	if (!o.embedded || hooks->net == NULL || hooks->names == NULL ||
+	    hooks->addrs == NULL || o.name == NULL || o.world_size == 0 ||
+	    o.rank >= o.world_size) {
+		set_err(opts, "a fake agent is embedded and needs a net, a rank "
+			      "below world_size and every member's name and address");
+		return TW_EINVAL;
+	}
+	for (uint32_t r = 0; r < o.world_size; r++) {
+		const char *nm = hooks->names[r], *ad = hooks->addrs[r];
+		if (nm == NULL || nm[0] == '\0' || strlen(nm) >= TW_WORKER_NAME_MAX ||
+		    ad == NULL || strlen(ad) >= TW_ADDR_MAX) {
+			set_err(opts, "member %u: bad name or address", r);
+			return TW_EINVAL;
+		}
+		for (uint32_t q = 0; q < r; q++) {
+			if (strcmp(hooks->names[q], nm) == 0) {
+				set_err(opts, "worker name '%s' is given twice", nm);
+				return TW_EINVAL;
+			}
+		}
+	}
+	if (strcmp(hooks->names[o.rank], o.name) != 0) {
+		set_err(opts, "rank %u is '%s' in the member list, not '%s'",
+			o.rank, hooks->names[o.rank], o.name);
+		return TW_EINVAL;
+	}
+	struct agent_loop *prev = agent_tls_loop;
+	if (prev != NULL && tw_loop_in_poll(prev->loop))
+		return TW_EBUSY;
+	/* The thread drives the new agent from here on. */
+	agent_tls_loop = NULL;
+	tw_status st = agent_init(opts, hooks, out);
+	if (st != TW_OK) {
+		agent_tls_loop = prev;
+		return st;
+	}
+	/* Read during init only: not the caller's to keep alive. */
+	(*out)->fake->names = NULL;
+	(*out)->fake->addrs = NULL;
+	return TW_OK;
+}
+
+tw_agent *tw_agent_fake_enter(tw_agent *a)
+{
+	struct agent_loop *prev = agent_tls_loop;
+	if (prev != NULL && tw_loop_in_poll(prev->loop))
+		return prev->a; /* a handler: its loop stays the thread's */
+	if (a == NULL)
+		agent_tls_loop = NULL;
+	else if (a->fake != NULL && a->loops[0].ready)
+		agent_tls_loop = &a->loops[0];
+	return prev != NULL ? prev->a : NULL;
 }

@@ -194,6 +194,7 @@ struct tw_agent {
 	_Atomic uint32_t rr_next;
 	stat_t api_calls;
 	struct agent_dpdk *dpdk;   /* the DPDK port, transport DPDK only */
+	struct tw_agent_fake *fake;/* our copy: on the fake net (tests) */
 };
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */
@@ -239,6 +240,53 @@ void serve_reject(struct agent_loop *l, struct conn_state *cs,
 void serve_local_call(struct agent_loop *l, struct call *c);
 /* Deliver a reply record on its loop's thread. */
 void serve_deliver(struct agent_loop *l, struct reply *r);
+
+/* ---- the fake net (tests; agent.c) ----
+ *
+ * An embedded agent on a tw_fake_net (dataplane/fake.h) instead of
+ * io_uring or DPDK, on a clock the test moves, with its membership given
+ * instead of met at a rendezvous: so one thread can start and drive
+ * several agents and every protocol race becomes a deterministic test.
+ * Not public API: tests link the static library.
+ */
+struct tw_fake_net;
+struct tw_agent_fake {
+	struct tw_fake_net *net;   /* outlives the agent */
+	/* The loop's clock (NULL = monotonic). Call deadlines are read on
+	 * it too, from the thread calling tw_rpc_async. */
+	tw_clock_fn clock;
+	void *clock_ctx;
+	/* world_size names and addresses ("fake://<n>") by rank, read
+	 * during init only; names[rank] must be opts->name, and the agent
+	 * listens on addrs[rank]. */
+	const char *const *names;
+	const char *const *addrs;
+	/* Graceful shutdown calls this while it waits for the worker's own
+	 * calls, to drive the other agents (and move the clock, if it must);
+	 * NULL = poll this agent's loop only. It may switch the thread's
+	 * agent (tw_agent_fake_enter): shutdown switches back. */
+	void (*drive)(void *arg);
+	void *drive_arg;
+};
+
+/*
+ * tw_agent_init for the fake net: opts as usual (embedded must be set;
+ * rendezvous, listen_host and transport are ignored), no rendezvous.
+ * The new agent becomes the thread's current one (tw_agent_fake_enter).
+ * Graceful shutdown waits for the worker's own calls (driving the others
+ * through hooks->drive) but has no barrier: with every worker on one
+ * thread the test orders the shutdowns itself.
+ */
+tw_status tw_agent_init_fake(const struct tw_agent_opts *opts,
+			     const struct tw_agent_fake *hooks, tw_agent **out);
+
+/* Make a (a fake agent; NULL = none) the one this thread drives: the
+ * owner-thread checks of tw_agent_poll, tw_agent_shutdown and nested
+ * calls look at it. Not from inside a loop iteration (then nothing
+ * changes). Returns the previous one. tw_agent_wait and tw_rpc_sync poll
+ * the current agent's loop alone, which starves its peers on the same
+ * thread: poll every agent (tw_agent_poll) until the future is done. */
+tw_agent *tw_agent_fake_enter(tw_agent *a);
 
 /* ---- connection helpers (agent.c, loop thread) ---- */
 struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id);

@@ -571,9 +571,11 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 	c->self = dst == a->rank;
 	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
 					      memory_order_relaxed);
-	/* Deadlines beyond ~100 years are no deadline. */
+	struct agent_loop *l = pick_loop(a);
+	/* Deadlines beyond ~100 years are no deadline. On the loop's clock,
+	 * which arms the timer (a test's fake clock too). */
 	if (eff > 0 && eff < (int64_t)3153600000000)
-		c->deadline_ns = tw_clock_monotonic(NULL) + (uint64_t)eff * 1000000u;
+		c->deadline_ns = tw_loop_clock(l->loop) + (uint64_t)eff * 1000000u;
 	st = c->self ? prepare_self(c, fn, args, kwargs)
 		     : encode_call(c, fn, args, kwargs);
 	c->has_msg = !c->self && st == TW_OK;
@@ -588,7 +590,6 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		goto out;
 	}
 	c->fut = tw_future_retain(f);
-	struct agent_loop *l = pick_loop(a);
 	c->l = l;
 	c->lmsg.fn = call_start_msg;
 	atomic_fetch_add(&a->outstanding, 1);

@@ -295,7 +295,9 @@ static void job_run(struct exec_job *ej)
 	struct srv_job *j = container_of(ej, struct srv_job, ej);
 	struct agent_loop *l = j->p.l;
 	atomic_fetch_add_explicit(&l->stats.exec_jobs, 1, memory_order_relaxed);
-	if (j->deadline_ns != 0 && tw_clock_monotonic(NULL) > j->deadline_ns) {
+	/* The loop's clock, as the deadline's (a test's fake clock too); at
+	 * the deadline itself the caller's timer has fired. */
+	if (j->deadline_ns != 0 && tw_loop_clock(l->loop) >= j->deadline_ns) {
 		/* The caller has given up: do not run work nobody waits for. */
 		atomic_fetch_add_explicit(&l->stats.exec_expired, 1,
 					  memory_order_relaxed);
@@ -378,6 +380,21 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	}
 	if (cs->peer < 0)
 		cs->peer = h->src;
+	/* The caller's budget runs from when the frame reached us (the
+	 * transport's receive time when it knows one). A call that waited
+	 * past it has been failed by the caller's own timer: the handler
+	 * does not run and no answer goes back to be dropped as late. */
+	uint64_t deadline = 0;
+	if (h->timeout_ms != 0) {
+		uint64_t rx = l->t->rx_ns != 0 ? l->t->rx_ns : tw_loop_now(l->loop);
+		deadline = rx + (uint64_t)h->timeout_ms * 1000000u;
+		if (tw_loop_now(l->loop) >= deadline) {
+			/* Executor threads count here too: not stat_inc. */
+			atomic_fetch_add_explicit(&l->stats.exec_expired, 1,
+						  memory_order_relaxed);
+			return;
+		}
+	}
 
 	tw_in_msg m; /* decoded in place, never moved */
 	const char *why = NULL;
@@ -404,9 +421,7 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 				     a->name);
 		} else {
 			j->p = p;
-			if (h->timeout_ms != 0)
-				j->deadline_ns = tw_loop_now(l->loop) +
-						 (uint64_t)h->timeout_ms * 1000000u;
+			j->deadline_ns = deadline;
 			j->buf = tw_buf_retain(buf);
 			j->off = off;
 			j->len = len;

@@ -269,7 +269,9 @@ struct tw_agent_stats {
 	uint64_t timeouts;       /* calls failed by their deadline */
 	uint64_t conns_opened, conns_closed;
 	uint64_t exec_jobs;      /* blocking calls run on the executor */
-	uint64_t exec_expired;   /* skipped: deadline passed in the queue */
+	uint64_t exec_expired;   /* calls skipped: their deadline passed while
+				  * they waited (executor queue, or on their
+				  * way in: received past their budget) */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 
