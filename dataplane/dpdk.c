@@ -1087,6 +1087,15 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			break;
 		s->rcv_next++;
 	}
+	/* Packets held past a second hole: ask for its first packet now.
+	 * The sender, its credits spent on what we hold, may have nothing
+	 * new to send that would reveal the hole before its timeout. */
+	if (s->state == S_OPEN && s->ooo_count != 0 &&
+	    (!s->nak_sent || s->nak_for != s->rcv_next)) {
+		s->nak_sent = true;
+		s->nak_for = s->rcv_next;
+		s->nak_due = true;
+	}
 }
 
 static struct dsess *sess_by_peer(struct dt *t, const struct twp_ep *ep,

@@ -2,7 +2,15 @@
  * free rendezvous port, each running a worker function that returns 0 on
  * success; the parent waits for all (killing them after a generous bound)
  * and reports. Shared results live in a MAP_SHARED page. Functions every
- * worker serves are here too. */
+ * worker serves are here too.
+ *
+ * Transport: io_uring TCP, or with TW_TEST_TRANSPORT=dpdk the DPDK
+ * transport over net_af_packet: each group gets a Linux bridge and one
+ * veth pair per worker (named after the test process, removed after the
+ * group), each worker its own EAL on its end. The rendezvous stays TCP
+ * on 127.0.0.1. TW_TEST_LOSS=P adds P% loss, reordering and duplication
+ * on every worker's link (h_net.h). Not root, or no EAL: the test is
+ * skipped, saying why. */
 #ifndef TW_TEST_HARNESS_H
 #define TW_TEST_HARNESS_H
 
@@ -18,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,6 +35,8 @@
 #include <tensorwire/agent.h>
 #include <tensorwire/future.h>
 #include <tensorwire/tensorwire.h>
+
+#include "h_net.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define H_ASAN 1
@@ -139,6 +150,298 @@ static H_UNUSED int h_leak_check(void)
 #endif
 }
 
+/* ---- the DPDK transport mode ---- */
+
+#define H_NET_LINK_TAGS "twWtwPtwRtwF"
+#define H_NET_DIR_TAGS "twh"
+
+/* One group's network, shared with its workers (MAP_SHARED). */
+struct h_net {
+	int n;
+	unsigned loss;             /* percent, 0 = none */
+	const char *impair;        /* "netem" / "clsact" (parent only) */
+	char br[16], ifb[16];
+	char wend[H_MAX_WORKERS][16]; /* the worker's end */
+	char bend[H_MAX_WORKERS][16]; /* the bridge's end */
+	char prefix[H_MAX_WORKERS][32];
+	char eal[H_MAX_WORKERS][256];
+	bool br_made, ifb_made, made[H_MAX_WORKERS];
+	_Atomic int go;            /* 1 = start, -1 = give up */
+	_Atomic int skip;          /* the EAL cannot start here */
+	_Atomic int eal_up;        /* workers whose EAL and port came up */
+	char why[512];
+};
+
+/* Set in the parent for the group it runs; its workers inherit it. */
+static struct h_net *h_net_cur;
+static int h_net_rank = -1;       /* a worker's index in its group */
+static char h_net_port[128];      /* a worker's dpdk_port */
+
+/* TW_TEST_TRANSPORT=dpdk */
+static H_UNUSED bool h_dpdk(void)
+{
+	const char *e = getenv("TW_TEST_TRANSPORT");
+	return e != NULL && strcmp(e, "dpdk") == 0;
+}
+
+/* TW_TEST_LOSS=P (percent) */
+static H_UNUSED unsigned h_loss(void)
+{
+	const char *e = getenv("TW_TEST_LOSS");
+	return e != NULL && h_dpdk() ? (unsigned)atoi(e) : 0;
+}
+
+static H_UNUSED void h_net_pair_del(struct h_net *n, int i)
+{
+	if (n->made[i] && hn_exists(n->wend[i]))
+		hn_sh("ip link del %s", n->wend[i]);
+	n->made[i] = false;
+}
+
+/* Worker end i: a fixed MAC (unique on the bridge), the other end on the
+ * bridge. */
+static H_UNUSED bool h_net_pair_make(struct h_net *n, int i)
+{
+	if (hn_sh("ip link add %s type veth peer name %s", n->wend[i],
+		  n->bend[i]) != 0)
+		return false;
+	n->made[i] = true;
+	hn_quiet(n->wend[i]);
+	hn_quiet(n->bend[i]);
+	return hn_sh("ip link set %s address 02:00:00:00:0b:%02x", n->wend[i],
+		     i + 1) == 0 &&
+	       hn_sh("ip link set %s master %s", n->bend[i], n->br) == 0 &&
+	       hn_sh("ip link set %s up", n->bend[i]) == 0 &&
+	       hn_sh("ip link set %s up", n->wend[i]) == 0;
+}
+
+/* Remove what n made: its links, its workers' DPDK run directories. */
+static H_UNUSED void h_net_down(struct h_net *n)
+{
+	for (int i = 0; i < n->n; i++) {
+		h_net_pair_del(n, i);
+		char d[96];
+		snprintf(d, sizeof(d), "/var/run/dpdk/%s", n->prefix[i]);
+		if (access(d, F_OK) == 0)
+			hn_sh("rm -rf '%s'", d);
+	}
+	if (n->br_made && hn_exists(n->br))
+		hn_sh("ip link del %s", n->br);
+	if (n->ifb_made && hn_exists(n->ifb))
+		hn_sh("ip link del %s", n->ifb);
+	n->br_made = n->ifb_made = false;
+}
+
+/* A bridge and world veth pairs, impaired when TW_TEST_LOSS asks. NULL
+ * (and everything removed) when they cannot be made. */
+static H_UNUSED struct h_net *h_net_up(int world, char *why, size_t whylen)
+{
+	hn_clean_stale(H_NET_LINK_TAGS, H_NET_DIR_TAGS);
+	struct h_net *n = mmap(NULL, sizeof(*n), PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (n == MAP_FAILED) {
+		snprintf(why, whylen, "mmap");
+		return NULL;
+	}
+	memset(n, 0, sizeof(*n));
+	static int seq;
+	int pid = (int)getpid(), s = ++seq;
+	n->n = world;
+	n->loss = h_loss();
+	snprintf(n->br, sizeof(n->br), "twR%d", pid);
+	snprintf(n->ifb, sizeof(n->ifb), "twF%d", pid);
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu < 1)
+		ncpu = 1;
+	for (int i = 0; i < world; i++) {
+		snprintf(n->wend[i], sizeof(n->wend[i]), "twW%dx%d", pid, i);
+		snprintf(n->bend[i], sizeof(n->bend[i]), "twP%dx%d", pid, i);
+		snprintf(n->prefix[i], sizeof(n->prefix[i]), "twh%dx%dx%d", pid,
+			 s, i);
+		snprintf(n->eal[i], sizeof(n->eal[i]),
+			 "-l %ld --no-huge -m 256 --no-pci --no-telemetry --no-shconf "
+			 "--log-level=warning --file-prefix=%s",
+			 (long)i % ncpu, n->prefix[i]);
+	}
+	/* Links and directories by our names are stale: left by an earlier
+	 * test process that had our pid. */
+	for (int i = 0; i < world; i++)
+		n->made[i] = true;
+	n->br_made = n->ifb_made = true;
+	h_net_down(n);
+	bool ok = hn_sh("ip link add %s type bridge forward_delay 0 "
+			"stp_state 0 nf_call_iptables 0 nf_call_ip6tables 0 "
+			"nf_call_arptables 0",
+			n->br) == 0 ||
+		  hn_sh("ip link add %s type bridge forward_delay 0", n->br) == 0;
+	if (ok) {
+		n->br_made = true;
+		hn_quiet(n->br);
+		ok = hn_sh("ip link set %s up", n->br) == 0;
+	}
+	for (int i = 0; i < world && ok; i++)
+		ok = h_net_pair_make(n, i);
+	if (!ok) {
+		snprintf(why, whylen, "could not make bridge %s and veth pairs "
+			 "(ip link; the veth and bridge modules)", n->br);
+		h_net_down(n);
+		munmap(n, sizeof(*n));
+		return NULL;
+	}
+	if (n->loss != 0) {
+		const char *devs[H_MAX_WORKERS], *peers[H_MAX_WORKERS];
+		for (int i = 0; i < world; i++) {
+			devs[i] = n->wend[i];
+			peers[i] = n->bend[i];
+		}
+		n->impair = hn_impair(devs, peers, world, n->ifb, &n->ifb_made,
+				      n->loss * 10000u, true);
+		if (n->impair == NULL) {
+			snprintf(why, whylen, "neither netem nor clsact/cls_bpf/"
+				 "mirred/ifb could impair the links");
+			h_net_down(n);
+			munmap(n, sizeof(*n));
+			return NULL;
+		}
+	}
+	return n;
+}
+
+/* af_packet names the PACKET_FANOUT group of a port's sockets (pid ^
+ * ifindex) & 0xffff, per network namespace: two workers whose numbers
+ * collide cannot both open their port (EINVAL). Give a colliding worker
+ * a new veth pair (a new ifindex) before it starts. */
+static H_UNUSED bool h_net_fanout_fix(struct h_net *n, const pid_t *pids)
+{
+	for (int tries = 0; tries < 50; tries++) {
+		int bad = -1;
+		for (int i = 0; i < n->n && bad < 0; i++)
+			for (int j = 0; j < i; j++)
+				if ((((unsigned)pids[i] ^
+				      (unsigned)hn_ifindex(n->wend[i])) & 0xffff) ==
+				    (((unsigned)pids[j] ^
+				      (unsigned)hn_ifindex(n->wend[j])) & 0xffff)) {
+					bad = i;
+					break;
+				}
+		if (bad < 0)
+			return true;
+		h_net_pair_del(n, bad);
+		if (!h_net_pair_make(n, bad))
+			return false;
+		if (n->loss != 0) {
+			const char *d = n->wend[bad], *p = n->bend[bad];
+			if (hn_impair(&d, &p, 1, n->ifb, &n->ifb_made,
+				      n->loss * 10000u, true) == NULL)
+				return false;
+		}
+	}
+	return false;
+}
+
+/* What the impairment did to the workers' packets, from the links' and
+ * tc's counters: sent by the workers, lost, duplicated, delayed behind
+ * others (netem counts only the lost). */
+static H_UNUSED void h_net_impaired(const struct h_net *n, uint64_t c[4])
+{
+	memset(c, 0, 4 * sizeof(*c));
+	bool filters = n->impair != NULL && strcmp(n->impair, "clsact") == 0;
+	for (int i = 0; i < n->n; i++) {
+		char cmd[128], line[512];
+		/* what left (the lost ones did not) */
+		snprintf(cmd, sizeof(cmd), "/sys/class/net/%s/statistics/tx_packets",
+			 n->wend[i]);
+		FILE *f = fopen(cmd, "r");
+		if (f != NULL && fgets(line, sizeof(line), f) != NULL)
+			c[0] += strtoull(line, NULL, 10);
+		if (f != NULL)
+			fclose(f);
+		snprintf(cmd, sizeof(cmd), "tc -s qdisc show dev %s 2>/dev/null",
+			 n->wend[i]);
+		f = filters ? NULL : popen(cmd, "r");
+		while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+			unsigned long long b, p, d;
+			if (sscanf(line, " Sent %llu bytes %llu pkt (dropped %llu",
+				   &b, &p, &d) == 3) {
+				c[0] += d;
+				c[1] += d;
+			}
+		}
+		if (f != NULL)
+			pclose(f);
+		if (!filters)
+			continue;
+		snprintf(cmd, sizeof(cmd), "tc -s filter show dev %s egress "
+			 "2>/dev/null", n->wend[i]);
+		f = popen(cmd, "r");
+		int pref = 0;
+		while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+			unsigned long long b, p;
+			const char *q = strstr(line, " pref ");
+			if (strncmp(line, "filter", 6) == 0 && q != NULL)
+				pref = atoi(q + 6);
+			else if (sscanf(line, " Sent %llu bytes %llu pkt", &b, &p) == 2 &&
+				 pref >= 1 && pref <= 3)
+				c[pref] += p;
+		}
+		if (f != NULL)
+			pclose(f);
+	}
+	if (filters)
+		c[0] += c[1]; /* redirected before they left */
+}
+
+/* A worker's port: its veth end, one queue pair per loop; through the
+ * qdisc layer only when tc must see the packets. */
+static H_UNUSED const char *h_net_port_for(uint32_t loops)
+{
+	snprintf(h_net_port, sizeof(h_net_port),
+		 "net_af_packet0,iface=%s,qpairs=%u,qdisc_bypass=%d",
+		 h_net_cur->wend[h_net_rank], loops ? loops : 1,
+		 h_net_cur->loss ? 0 : 1);
+	return h_net_port;
+}
+
+/* The EAL cannot start (or the port cannot be probed) in this worker:
+ * the whole group is skipped. Ends the worker. */
+static H_UNUSED void h_net_skip(const char *err)
+{
+	fprintf(stderr, "[rank %d] no DPDK here: %s\n", h_net_rank, err);
+	if (atomic_exchange(&h_net_cur->skip, 1) == 0)
+		snprintf(h_net_cur->why, sizeof(h_net_cur->why),
+			 "rank %d: %s", h_net_rank, err);
+	tw_agent_dpdk_cleanup();
+	fflush(NULL);
+	_exit(0);
+}
+
+/*
+ * tw_agent_init for test workers: in the DPDK mode, the port gets as
+ * many queue pairs as o asks for loops (o may have changed num_loops
+ * after h_opts), and a worker whose EAL cannot start ends, skipping the
+ * group. Otherwise tw_agent_init as is.
+ */
+static H_UNUSED tw_status h_agent_init(const struct tw_agent_opts *o,
+				       tw_agent **out)
+{
+	if (h_net_cur == NULL || h_net_rank < 0 ||
+	    o->transport != TW_TRANSPORT_DPDK || o->dpdk_port != h_net_port)
+		return tw_agent_init(o, out);
+	struct tw_agent_opts c = *o;
+	char err[512] = "";
+	c.dpdk_port = h_net_port_for(o->num_loops);
+	c.err = err;
+	c.err_len = sizeof(err);
+	tw_status st = tw_agent_init(&c, out);
+	if (st != TW_OK && (strstr(err, "rte_eal_init failed") != NULL ||
+			    strstr(err, "could not be probed") != NULL))
+		h_net_skip(err);
+	atomic_fetch_add(&h_net_cur->eal_up, 1);
+	if (o->err != NULL && o->err_len > 0)
+		snprintf(o->err, o->err_len, "%s", err);
+	return st;
+}
+
 /*
  * Run fn in world processes. killed_mask: ranks expected to die by SIGKILL
  * (their exit is not checked). Returns when all have exited; fails the
@@ -148,20 +451,51 @@ static H_UNUSED void h_run_group(int world, h_worker_fn fn, void *arg,
 				 struct h_shared *sh, unsigned killed_mask)
 {
 	cr_assert(world <= H_MAX_WORKERS);
+	struct h_net *net = NULL;
+	if (h_dpdk()) {
+		if (geteuid() != 0)
+			cr_skip_test("the DPDK transport mode needs root (the "
+				     "EAL, veth pairs)");
+		char why[256];
+		net = h_net_up(world, why, sizeof(why));
+		cr_assert(net != NULL, "%s", why);
+	}
 	bool own = sh == NULL;
 	if (own)
 		sh = h_shared_new();
 	int port = h_free_port();
 	pid_t pids[H_MAX_WORKERS];
 	fflush(NULL);
+	h_net_cur = net;
 	for (int r = 0; r < world; r++) {
 		pid_t p = fork();
-		cr_assert(p >= 0);
+		if (p < 0) {
+			for (int q = 0; q < r; q++)
+				kill(pids[q], SIGKILL);
+			for (int q = 0; q < r; q++)
+				waitpid(pids[q], NULL, 0);
+			if (net != NULL)
+				h_net_down(net);
+			cr_assert_fail("fork: %s", strerror(errno));
+		}
 		if (p == 0) {
+			/* No worker outlives its test process. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			struct h_worker w = {.rank = r, .world = world, .sh = sh,
 					     .arg = arg};
 			snprintf(w.url, sizeof(w.url), "tcp://127.0.0.1:%d", port);
+			if (net != NULL) {
+				h_net_rank = r;
+				uint64_t until = h_now_ms() + 60000;
+				while (atomic_load(&net->go) == 0 &&
+				       h_now_ms() < until)
+					h_sleep_ms(1);
+				if (atomic_load(&net->go) != 1)
+					_exit(4);
+			}
 			int rc = fn(&w);
+			if (net != NULL)
+				tw_agent_dpdk_cleanup();
 			if (rc == 0 && h_leak_check() != 0) {
 				fprintf(stderr, "[rank %d] leaks\n", r);
 				rc = 3;
@@ -171,10 +505,18 @@ static H_UNUSED void h_run_group(int world, h_worker_fn fn, void *arg,
 		}
 		pids[r] = p;
 	}
+	h_net_cur = NULL;
+	bool net_ok = true;
+	if (net != NULL) {
+		net_ok = h_net_fanout_fix(net, pids);
+		atomic_store(&net->go, net_ok ? 1 : -1);
+	}
 	int left = world;
 	int status[H_MAX_WORKERS];
 	bool done[H_MAX_WORKERS] = {false};
-	uint64_t until = h_now_ms() + H_GROUP_LIMIT_S * 1000u;
+	bool late = false;
+	uint64_t t0 = h_now_ms();
+	uint64_t until = t0 + H_GROUP_LIMIT_S * 1000u;
 	while (left > 0) {
 		for (int r = 0; r < world; r++) {
 			if (done[r])
@@ -194,11 +536,43 @@ static H_UNUSED void h_run_group(int world, h_worker_fn fn, void *arg,
 			for (int r = 0; r < world; r++)
 				if (!done[r])
 					waitpid(pids[r], &status[r], 0);
-			cr_assert_fail("worker group did not finish within %d s",
-				       H_GROUP_LIMIT_S);
+			late = true;
+			break;
 		}
 		h_sleep_ms(5);
 	}
+	if (net != NULL) {
+		if (net->loss != 0) {
+			uint64_t c[4];
+			h_net_impaired(net, c);
+			fprintf(stderr, "[dpdk, %u%% loss via %s] group of %d: %"
+				PRIu64 " ms; packets %" PRIu64 ": lost %" PRIu64
+				", duplicated %" PRIu64 ", reordered %" PRIu64 "\n",
+				net->loss, net->impair, world, h_now_ms() - t0,
+				c[0], c[1], c[2], c[3]);
+		} else {
+			fprintf(stderr, "[dpdk] group of %d: %" PRIu64 " ms\n",
+				world, h_now_ms() - t0);
+		}
+		h_net_down(net);
+		bool skip = atomic_load(&net->skip) != 0;
+		bool others_up = atomic_load(&net->eal_up) != 0;
+		char why[512];
+		snprintf(why, sizeof(why), "%s", net->why);
+		munmap(net, sizeof(*net));
+		cr_assert(net_ok, "could not give the workers distinct "
+				  "af_packet fanout groups");
+		/* Where another worker's EAL and port came up, this is no
+		 * environment without DPDK: a failure. */
+		cr_assert(!skip || !others_up, "%s", why);
+		if (skip) {
+			if (own)
+				munmap(sh, sizeof(*sh));
+			cr_skip_test("the EAL cannot start here: %s", why);
+		}
+	}
+	cr_assert(!late, "worker group did not finish within %d s",
+		  H_GROUP_LIMIT_S);
 	for (int r = 0; r < world; r++) {
 		if (killed_mask & (1u << r)) {
 			cr_expect(WIFSIGNALED(status[r]) &&
@@ -429,7 +803,8 @@ static H_UNUSED tw_status h_register_all(tw_agent *a, void *arg)
 }
 
 /* Options for a test worker: several share 2 cores, so loops yield and
- * sleep soon. */
+ * sleep soon. In the DPDK mode: the DPDK transport on this worker's veth
+ * end (create the agent with h_agent_init). */
 static H_UNUSED void h_opts(struct tw_agent_opts *o, const struct h_worker *w)
 {
 	tw_agent_opts_init(o, sizeof(*o));
@@ -442,6 +817,11 @@ static H_UNUSED void h_opts(struct tw_agent_opts *o, const struct h_worker *w)
 	o->executor_threads = 2;
 	o->init_timeout_ms = 20000;
 	o->setup = h_register_all;
+	if (h_net_cur != NULL && h_net_rank >= 0) {
+		o->transport = TW_TRANSPORT_DPDK;
+		o->dpdk_eal_args = h_net_cur->eal[h_net_rank];
+		o->dpdk_port = h_net_port_for(1);
+	}
 }
 
 /* A borrowed tuple view of n values (no allocation). */

@@ -13,7 +13,7 @@ static int w_join(struct h_worker *w)
 	o.err = err;
 	o.err_len = sizeof(err);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
 	W_ASSERT(w, tw_agent_world_size(a) == (uint32_t)w->world, "world");
 	tw_worker_info me, wi;
@@ -23,7 +23,16 @@ static int w_join(struct h_worker *w)
 	for (int r = 0; r < w->world; r++) {
 		W_ASSERT(w, tw_agent_worker_info(a, h_names[r], &wi) == TW_OK, "info %d", r);
 		W_ASSERT(w, wi.id == (uint32_t)r, "id of %s: %u", h_names[r], wi.id);
-		W_ASSERT(w, strncmp(wi.addr, "tcp://127.0.0.1:", 16) == 0, "addr %s", wi.addr);
+		/* io_uring: the loop's TCP address; DPDK: "udp://IP:PORT/MAC"
+		 * with the MAC of the worker's veth end. */
+		char mac[32];
+		snprintf(mac, sizeof(mac), "/02:00:00:00:0b:%02x", r + 1);
+		if (h_dpdk())
+			W_ASSERT(w, strncmp(wi.addr, "udp://", 6) == 0 &&
+				strstr(wi.addr, mac) != NULL, "addr %s", wi.addr);
+		else
+			W_ASSERT(w, strncmp(wi.addr, "tcp://127.0.0.1:", 16) == 0,
+				"addr %s", wi.addr);
 		tw_worker_info wj;
 		W_ASSERT(w, tw_agent_worker_info_by_id(a, (uint32_t)r, &wj) == TW_OK, "by id");
 		W_ASSERT(w, strcmp(wj.name, h_names[r]) == 0 && strcmp(wj.addr, wi.addr) == 0,
@@ -71,7 +80,7 @@ static int w_echo(struct h_worker *w)
 	struct tw_agent_opts o;
 	h_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		int64_t v;
@@ -171,7 +180,7 @@ static int w_self(struct h_worker *w)
 	struct tw_agent_opts o;
 	h_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	const char *me = h_names[w->rank];
 	int64_t v;
@@ -244,7 +253,7 @@ static int w_nested(struct h_worker *w)
 	struct tw_agent_opts o;
 	h_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		int64_t v;
@@ -293,7 +302,7 @@ static int w_errors(struct h_worker *w)
 	struct tw_agent_opts o;
 	h_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		struct { tw_status kind; const char *msg; } cases[] = {

@@ -101,7 +101,7 @@ static int w_vs_threaded(struct h_worker *w)
 	else
 		h_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		if (e_calls(w, a, "w1") != 0)
@@ -135,7 +135,7 @@ static int w_vs_embedded(struct h_worker *w)
 	struct tw_agent_opts o;
 	e_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		if (e_calls(w, a, "w1") != 0)
@@ -167,7 +167,7 @@ static int w_timeouts(struct h_worker *w)
 	struct tw_agent_opts o;
 	e_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		/* rpc_sync: the call's own deadline ends the wait. */
@@ -241,7 +241,7 @@ static int w_shutdown(struct h_worker *w)
 	else
 		e_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		/* Straight into shutdown, with no call of our own: the others
@@ -336,7 +336,7 @@ static int w_block_nested(struct h_worker *w)
 	}
 	bn_shared = w->sh;
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 1) {
 		/* Gives up long before the handler is done, and joins the
@@ -419,7 +419,7 @@ static int w_threads(struct h_worker *w)
 	struct tw_agent_opts o;
 	e_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		struct th_arg ta[2] = {
@@ -500,16 +500,16 @@ static int w_alone(struct h_worker *w)
 	o.err = err;
 	o.err_len = sizeof(err);
 	o.num_loops = 2;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_EINVAL && strstr(err, "num_loops") != NULL,
 		"two loops: %s (%s)", tw_status_name(st), err);
 	o.num_loops = 1;
 	o.setup = reg_alone;
-	st = tw_agent_init(&o, &a);
+	st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
 	/* One thread drives one embedded agent. */
 	tw_agent *b;
-	st = tw_agent_init(&o, &b);
+	st = h_agent_init(&o, &b);
 	W_ASSERT(w, st == TW_EINVAL, "second embedded agent: %s", tw_status_name(st));
 
 	int64_t v;
@@ -544,7 +544,7 @@ static int w_alone(struct h_worker *w)
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 
 	/* The thread may own a new one once the old is gone; not graceful. */
-	st = tw_agent_init(&o, &a);
+	st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init again: %s (%s)", tw_status_name(st), err);
 	tw_future *g;
 	st = tw_rpc_async(a, "w0", "never", NULL, NULL, 0, &g);

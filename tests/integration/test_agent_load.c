@@ -37,7 +37,7 @@ static int w_many(struct h_worker *w)
 	struct tw_agent_opts o;
 	h_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		if (many_calls(w, a, "w1", 0, NCALLS) != 0)
@@ -84,7 +84,7 @@ static int w_threads(struct h_worker *w)
 	h_opts(&o, w);
 	o.num_loops = 2;
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	struct caller_arg ca[3];
 	pthread_t th[3];
@@ -145,7 +145,7 @@ static int w_tensors(struct h_worker *w)
 	struct tw_agent_opts o;
 	h_opts(&o, w);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		size_t sizes[] = {0, 1, 4096, (size_t)64 << 20};

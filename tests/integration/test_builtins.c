@@ -89,7 +89,7 @@ static int w_builtins(struct h_worker *w)
 	h_opts(&o, w);
 	o.setup = setup_builtins;
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	const char *peer = h_names[(w->rank + 1) % w->world];
 	tw_value r, e;

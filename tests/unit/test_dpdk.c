@@ -32,6 +32,8 @@
 #include "dataplane/loop.h"
 #include "dataplane/transport.h"
 
+#include "../integration/h_net.h"
+
 #define container_of(p, type, member)                                    \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
 
@@ -1159,66 +1161,18 @@ static void worker(int role, const struct work *w, struct shm *sh)
 /* ------------------------------------------------------------------ */
 /* Parent side: children, veth pairs, qdiscs, leftovers                */
 
-static int run(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	char full[1100];
-	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", cmd);
-	int r = system(full);
-	return r == -1 ? -1 : WEXITSTATUS(r);
-}
-
-static bool pid_alive(long pid)
-{
-	return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
-}
-
 static void rm_rf(const char *path)
 {
 	if (strncmp(path, "/var/run/dpdk/twt", 17) != 0)
 		return; /* only our own */
-	run("rm -rf '%s'", path);
+	hn_sh("rm -rf '%s'", path);
 }
 
 /* What an earlier run killed mid-test may have left: veth pairs, ifbs
  * and DPDK run directories named after a pid that is gone. */
 static void clean_leftovers(void)
 {
-	DIR *d = opendir("/sys/class/net");
-	if (d != NULL) {
-		struct dirent *de;
-		while ((de = readdir(d)) != NULL) {
-			const char *n = de->d_name;
-			if (strncmp(n, "twA", 3) != 0 && strncmp(n, "twB", 3) != 0 &&
-			    strncmp(n, "twI", 3) != 0)
-				continue;
-			char *end;
-			long pid = strtol(n + 3, &end, 10);
-			if (*end == '\0' && !pid_alive(pid))
-				run("ip link del %s", n);
-		}
-		closedir(d);
-	}
-	d = opendir("/var/run/dpdk");
-	if (d != NULL) {
-		struct dirent *de;
-		while ((de = readdir(d)) != NULL) {
-			if (strncmp(de->d_name, "twt", 3) != 0)
-				continue;
-			long pid = strtol(de->d_name + 3, NULL, 10);
-			if (!pid_alive(pid)) {
-				char p[300];
-				snprintf(p, sizeof(p), "/var/run/dpdk/%s",
-					 de->d_name);
-				rm_rf(p);
-			}
-		}
-		closedir(d);
-	}
+	hn_clean_stale("twAtwBtwI", "twt");
 }
 
 static bool can_run_eal(void)
@@ -1285,35 +1239,10 @@ struct veth {
 static void veth_del(struct veth *v)
 {
 	if (v->made)
-		run("ip link del %s", v->a);
+		hn_sh("ip link del %s", v->a);
 	if (v->ifb_made)
-		run("ip link del %s", v->ifb);
+		hn_sh("ip link del %s", v->ifb);
 	v->made = v->ifb_made = false;
-}
-
-static void no_ipv6(const char *dev)
-{
-	char path[128];
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6",
-		 dev);
-	int fd = open(path, O_WRONLY);
-	if (fd >= 0) {
-		ssize_t r = write(fd, "1", 1);
-		(void)r;
-		close(fd);
-	}
-}
-
-static int ifindex(const char *dev)
-{
-	char path[128], buf[32] = { 0 };
-	snprintf(path, sizeof(path), "/sys/class/net/%s/ifindex", dev);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	return n > 0 ? atoi(buf) : 0;
 }
 
 /* Server on A, client on B; MACs as the rendezvous would give them. */
@@ -1324,17 +1253,17 @@ static bool veth_make(struct veth *v)
 	snprintf(v->b, sizeof(v->b), "twB%d", (int)getpid());
 	snprintf(v->ifb, sizeof(v->ifb), "twI%d", (int)getpid());
 	clean_leftovers();
-	if (run("ip link add %s type veth peer name %s", v->a, v->b) != 0)
+	if (hn_sh("ip link add %s type veth peer name %s", v->a, v->b) != 0)
 		return false;
 	v->made = true;
-	no_ipv6(v->a);
-	no_ipv6(v->b);
-	v->index[0] = ifindex(v->a);
-	v->index[1] = ifindex(v->b);
-	if (run("ip link set %s address " SRV_MAC, v->a) != 0 ||
-	    run("ip link set %s address " CLI_MAC, v->b) != 0 ||
-	    run("ip link set %s up", v->a) != 0 ||
-	    run("ip link set %s up", v->b) != 0) {
+	hn_quiet(v->a);
+	hn_quiet(v->b);
+	v->index[0] = hn_ifindex(v->a);
+	v->index[1] = hn_ifindex(v->b);
+	if (hn_sh("ip link set %s address " SRV_MAC, v->a) != 0 ||
+	    hn_sh("ip link set %s address " CLI_MAC, v->b) != 0 ||
+	    hn_sh("ip link set %s up", v->a) != 0 ||
+	    hn_sh("ip link set %s up", v->b) != 0) {
 		veth_del(v);
 		return false;
 	}
@@ -1361,88 +1290,15 @@ static void work_afpacket(struct work *w, struct pair *p, const struct veth *v,
 	w->ifindex[CLI] = v->index[1];
 }
 
-/* cBPF for cls_bpf: "drop/match with probability ppm": A = random;
- * if A >= threshold jump to "miss" else "hit". */
-static void cbpf_rand(char *dst, size_t n, uint32_t ppm, uint32_t hit,
-		      uint32_t miss)
-{
-	uint32_t thr = (uint32_t)((uint64_t)ppm * 4294967295ull / 1000000u);
-	snprintf(dst, n, "4,32 0 0 4294963256,53 1 0 %u,6 0 0 %u,6 0 0 %u",
-		 thr, hit, miss);
-}
-
-/*
- * Loss (and for heavy: 25% reordering with 50% correlation and 5%
- * duplication) on the egress of both ends. netem when the kernel has it;
- * otherwise the same faults from what this kernel has: cls_bpf on clsact
- * drops with a random cBPF test (TC_ACT_SHOT), mirred mirrors a random 5%
- * into the peer's ingress (a duplicate), and mirred redirects a random
- * 25% through an ifb shaped by tbf, which delays them behind the rest (a
- * reordering). Returns false when neither works.
- */
+/* Loss (and for heavy: reordering and duplication) on the egress of both
+ * ends: netem, or clsact + cls_bpf + mirred + ifb (h_net.h). */
 static bool veth_impair(struct veth *v, uint32_t loss_ppm, bool heavy)
 {
 	const char *devs[2] = { v->a, v->b };
-	bool ok = true;
-	for (int i = 0; i < 2 && ok; i++) {
-		if (heavy)
-			ok = run("tc qdisc add dev %s root netem delay 1ms "
-				 "reorder 25%% 50%% loss %u.%04u%% "
-				 "duplicate 5%%",
-				 devs[i], loss_ppm / 10000,
-				 loss_ppm % 10000) == 0;
-		else
-			ok = run("tc qdisc add dev %s root netem loss %u.%04u%%",
-				 devs[i], loss_ppm / 10000,
-				 loss_ppm % 10000) == 0;
-	}
-	if (ok) {
-		v->impair = "netem";
-		return true;
-	}
-	for (int i = 0; i < 2; i++)
-		run("tc qdisc del dev %s root", devs[i]);
-	if (heavy) {
-		if (run("ip link add %s type ifb", v->ifb) != 0)
-			return false;
-		v->ifb_made = true;
-		no_ipv6(v->ifb);
-		if (run("ip link set %s up", v->ifb) != 0 ||
-		    run("tc qdisc add dev %s root tbf rate 50mbit burst 1600 "
-			"limit 1000000",
-			v->ifb) != 0)
-			return false;
-	}
-	char prog[160];
-	for (int i = 0; i < 2; i++) {
-		const char *dev = devs[i], *peer = devs[1 - i];
-		if (run("tc qdisc add dev %s clsact", dev) != 0)
-			return false;
-		/* Not TC_ACT_SHOT: the PMD's TX_RING socket would hear of
-		 * the drop and send the frame again. Redirected into the
-		 * sender's own ingress the packet is gone without a word
-		 * (its own receive path drops it: not its MAC). In classic
-		 * mode -1 = match (run the action), 0 = no match. */
-		cbpf_rand(prog, sizeof(prog), loss_ppm, 4294967295u, 0);
-		if (run("tc filter add dev %s egress pref 1 bpf bytecode '%s' "
-			"action mirred ingress redirect dev %s",
-			dev, prog, dev) != 0)
-			return false;
-		if (!heavy)
-			continue;
-		cbpf_rand(prog, sizeof(prog), 50000, 4294967295u, 0);
-		if (run("tc filter add dev %s egress pref 2 bpf bytecode '%s' "
-			"action mirred ingress mirror dev %s",
-			dev, prog, peer) != 0)
-			return false;
-		cbpf_rand(prog, sizeof(prog), 250000, 4294967295u, 0);
-		if (run("tc filter add dev %s egress pref 3 bpf bytecode '%s' "
-			"action mirred egress redirect dev %s",
-			dev, prog, v->ifb) != 0)
-			return false;
-	}
-	v->impair = "clsact";
-	return true;
+	const char *peers[2] = { v->b, v->a };
+	v->impair = hn_impair(devs, peers, 2, v->ifb, &v->ifb_made, loss_ppm,
+			      heavy);
+	return v->impair != NULL;
 }
 
 static void wait_child(pid_t pid, int *status, uint64_t deadline, bool *late)
