@@ -184,6 +184,14 @@ static H_UNUSED bool h_dpdk(void)
 	return e != NULL && strcmp(e, "dpdk") == 0;
 }
 
+/* TW_TEST_VDEV=af_xdp: the workers' ports are net_af_xdp (XDP sockets)
+ * instead of net_af_packet on the same veth ends. */
+static H_UNUSED bool h_xdp(void)
+{
+	const char *e = getenv("TW_TEST_VDEV");
+	return e != NULL && strcmp(e, "af_xdp") == 0;
+}
+
 /* TW_TEST_LOSS=P (percent) */
 static H_UNUSED unsigned h_loss(void)
 {
@@ -395,10 +403,15 @@ static H_UNUSED void h_net_impaired(const struct h_net *n, uint64_t c[4])
  * qdisc layer only when tc must see the packets. */
 static H_UNUSED const char *h_net_port_for(uint32_t loops)
 {
-	snprintf(h_net_port, sizeof(h_net_port),
-		 "net_af_packet0,iface=%s,qpairs=%u,qdisc_bypass=%d",
-		 h_net_cur->wend[h_net_rank], loops ? loops : 1,
-		 h_net_cur->loss ? 0 : 1);
+	if (h_xdp())
+		snprintf(h_net_port, sizeof(h_net_port),
+			 "net_af_xdp0,iface=%s,queue_count=%u",
+			 h_net_cur->wend[h_net_rank], loops ? loops : 1);
+	else
+		snprintf(h_net_port, sizeof(h_net_port),
+			 "net_af_packet0,iface=%s,qpairs=%u,qdisc_bypass=%d",
+			 h_net_cur->wend[h_net_rank], loops ? loops : 1,
+			 h_net_cur->loss ? 0 : 1);
 	return h_net_port;
 }
 
