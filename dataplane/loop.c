@@ -551,6 +551,9 @@ static void sleep_once(tw_loop *l, uint64_t max_ns)
 		return;
 	}
 
+	for (struct tw_poller *p = l->pollers; p != NULL; p = p->next)
+		if (p->idle != NULL)
+			p->idle(p->arg);
 	count(&l->st.sleeps, 1);
 	if (l->uring_state != URING_READY) {
 		sleep_ppoll(l, ns);

@@ -64,6 +64,10 @@ struct tw_poller {
 	void *arg;
 	struct tw_poller *next; /* the loop's */
 	bool registered_;
+	/* Optional: the loop is about to sleep (its spin is over). What
+	 * only a poll would notice must be handed to the kernel now, e.g.
+	 * a receive armed: the sleep submits prepared SQEs first. */
+	void (*idle)(void *arg);
 };
 
 /*

@@ -524,6 +524,52 @@ Test(uring, large_buffers_reused, .timeout = 60)
 	free(mem);
 }
 
+/* Busy polling (uring.h): an active connection is read by direct recvs,
+ * small and large frames alike, small pieces go out as one direct send;
+ * when the loop is about to sleep the connection gets its multishot recv
+ * back, and that recv is what delivers the next frame. */
+Test(uring, busy_poll_and_sleep, .timeout = 60)
+{
+	struct tw_uring_opts so = default_opts();
+	so.busy_poll_ns = 60ull * 1000 * 1000 * 1000; /* never cools down */
+	struct env e;
+	env_init(&e, false, &so, NULL, true);
+	env_connected(&e);
+
+	enum { N = 4 };
+	static const uint32_t sizes[N] = { 1000, 1u << 20, 1000, 1000 };
+	uint8_t *mem[N];
+	struct sreq q[N];
+	for (int i = 0; i < N; i++) {
+		mem[i] = malloc(frame_len(sizes[i]));
+		cr_assert_not_null(mem[i]);
+		sreq_init(&q[i], &e.cli, mem[i], (uint64_t)i, sizes[i], 3);
+	}
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(tw_transport_send(e.cli.t, e.cc, &q[i].r), TW_OK);
+		cr_assert(PUMP(&e, e.srv.frames == (uint64_t)i + 1 &&
+				       e.cli.dones == (uint64_t)i + 1, 10000),
+			  "frame %d", i);
+	}
+	struct tw_uring_stats ss = stats(&e.srv), cs = stats(&e.cli);
+	cr_assert_gt(ss.busy_recvs, 0);
+	cr_assert_gt(ss.busy_frames, 0);
+	cr_assert_gt(cs.direct_sends, 0);
+	cr_assert_eq(ss.large_frames, 1);
+
+	/* Nothing comes: the server's loop spins, then sleeps. */
+	cr_assert_eq(tw_loop_poll_wait(e.srv.l, 20ull * 1000 * 1000), 0);
+	uint64_t cqes = stats(&e.srv).recv_cqes;
+	cr_assert_eq(tw_transport_send(e.cli.t, e.cc, &q[3].r), TW_OK);
+	cr_assert(PUMP(&e, e.srv.frames == N && e.cli.dones == N, 10000));
+	cr_assert_gt(stats(&e.srv).recv_cqes, cqes,
+		     "the frame after the sleep came by the multishot recv");
+	cr_assert_eq(e.srv.errors, 0);
+	env_fini(&e);
+	for (int i = 0; i < N; i++)
+		free(mem[i]);
+}
+
 /* Frames split over many reads: tiny provided buffers (so -ENOBUFS too),
  * and a raw client that dribbles a frame a few bytes at a time. */
 Test(uring, split_across_reads)
@@ -531,6 +577,7 @@ Test(uring, split_across_reads)
 	struct tw_uring_opts so = default_opts();
 	so.recv_buf_size = 256;
 	so.recv_buf_count = 4;
+	so.busy_poll_conns = 0; /* every byte through the provided buffers */
 	struct env e;
 	env_init(&e, false, &so, NULL, true);
 	env_connected(&e);
