@@ -118,6 +118,15 @@ extern "C" {
  * least that often; loops on dedicated cores should spin
  * (spin_ns = UINT64_MAX).
  *
+ * net_af_xdp. The PMD makes a queue's receive pool the XDP socket's UMEM,
+ * sized as objects x object size from the first object, so that pool is
+ * created densely packed (no page-boundary gaps, which --no-huge pools
+ * otherwise have: objects past the UMEM end were refused by the kernel
+ * and stalled the socket's transmit ring). The socket's UMEM descriptor,
+ * which the 22.11 PMD leaves open on close, is closed by
+ * tw_dpdk_env_destroy so that a later port can bind the same queue. veth
+ * offers it one queue pair.
+ *
  * Not done (yet): IPv6, VLANs, jumbo frames spanning mbufs on receive,
  * congestion control (eRPC's Timely), NIC timestamps, rx interrupts.
  */
@@ -193,7 +202,9 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *o, uint16_t nqueues,
 tw_status tw_dpdk_env_destroy(tw_dpdk_env *env);
 
 /* rte_eal_cleanup, at process end, after every env is gone. The EAL cannot
- * be initialised again in this process. */
+ * be initialised again in this process. While an env is still up it does
+ * nothing (and says so on stderr): rte_eal_cleanup closes every port, and
+ * a run loop still polling one would call into a closed device. */
 void tw_dpdk_eal_fini(void);
 
 /* The port's address and facts, for rendezvous and tests. */

@@ -19,6 +19,8 @@ struct rte_device;
  * frame bytes of a received packet 64-byte aligned (dpdk_pkt.h). */
 #define TW_DPDK_MBUF_PRIV 40u
 
+#define TW_DPDK_MAX_XSK 64
+
 /* One queue pair of the port. */
 struct tw_dpdk_queue {
 	struct rte_mempool *mp;     /* receive buffers */
@@ -43,6 +45,7 @@ struct tw_dpdk_env {
 	uint16_t port_id;
 	uint16_t nq;
 	bool probed;                /* we hot-plugged the port: remove it */
+	bool af_xdp;                /* net_af_xdp: its UMEM is our rx pool */
 	struct rte_device *dev;
 	char devname[64];
 	struct tw_dpdk_opts o;      /* options as given (env part used) */
@@ -55,6 +58,11 @@ struct tw_dpdk_env {
 	char driver[32];
 	struct rte_flow **flows;    /* nq, when flow_steering */
 	struct tw_dpdk_queue *q;    /* nq */
+	/* net_af_xdp: XDP sockets its queue setup opened (dpdk_port.c) */
+	struct { int fd; uint64_t ino; } xsk[TW_DPDK_MAX_XSK],
+		xsk_pre[TW_DPDK_MAX_XSK];
+	uint32_t nxsk, nxsk_pre;
+	bool xsk_unsure;            /* too many to tell: close none */
 };
 
 #endif

@@ -6,11 +6,14 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <rte_bus.h>
 #include <rte_dev.h>
@@ -20,6 +23,7 @@
 #include <rte_ethdev.h>
 #include <rte_flow.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
 #include <rte_memory.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
@@ -37,6 +41,9 @@
 #define DEF_EXT_MBUFS 4095
 #define DEF_STEER 4096
 #define MAX_EAL_ARGS 128
+#ifndef AF_XDP
+#define AF_XDP 44
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Options                                                             */
@@ -58,7 +65,7 @@ void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size)
 		.mbuf_cache = DEF_CACHE,
 		.ext_mbufs = DEF_EXT_MBUFS,
 		.steer_ring = DEF_STEER,
-		.credits = 32,
+		.credits = 128, /* perf/RESULTS.md, bench-dpdk */
 		.rx_window = 0,
 		.rto_ns = 5000000,
 		.dead_ns = 1000000000,
@@ -95,6 +102,7 @@ static pthread_mutex_t eal_mu = PTHREAD_MUTEX_INITIALIZER;
 static int eal_state;          /* 0 not yet, 1 up, -1 failed */
 static char **eal_argv;        /* kept: the EAL may point into it */
 static _Atomic uint32_t env_ids;
+static _Atomic uint32_t envs_live; /* envs not destroyed yet */
 
 static int eal_up(const char *args, const char **why)
 {
@@ -170,6 +178,17 @@ static int eal_up(const char *args, const char **why)
 void tw_dpdk_eal_fini(void)
 {
 	pthread_mutex_lock(&eal_mu);
+	if (atomic_load(&envs_live) != 0) {
+		/* rte_eal_cleanup stops and closes every port: a run loop
+		 * still polling one (an agent never shut down, a transport
+		 * never destroyed) would then call into a closed device. The
+		 * process is ending anyway: leave the EAL as it is. */
+		pthread_mutex_unlock(&eal_mu);
+		fprintf(stderr, "tensorwire: DPDK EAL cleanup skipped: %u "
+				"port(s) still in use (an agent not shut down?)\n",
+			(unsigned)atomic_load(&envs_live));
+		return;
+	}
 	if (eal_state > 0 && eal_argv != NULL) {
 		(void)rte_eal_cleanup();
 		eal_state = -1; /* no second init in this process */
@@ -216,6 +235,114 @@ static int port_find(const char *spec, struct tw_dpdk_env *e,
 	}
 	e->probed = true;
 	return 0;
+}
+
+/*
+ * A receive pool whose objects lie back to back in one virtually contiguous
+ * range. net_af_xdp turns the queue's receive pool into the XDP socket's
+ * UMEM and takes its size as objects x object size from the first object:
+ * with 4 KiB pages (--no-huge) an ordinary pktmbuf pool keeps every object
+ * inside one page (IOVA-contiguous objects), leaving gaps, so the objects
+ * past about half the pool fall outside the UMEM. The kernel refuses those
+ * as transmit descriptors (and fill ring entries), and a refused
+ * descriptor holds up the socket's transmit ring. AF_XDP needs no IOVA.
+ */
+static struct rte_mempool *pool_create_dense(const char *name, uint32_t n,
+					     uint32_t cache, uint16_t priv,
+					     uint16_t room, int sock)
+{
+	struct rte_pktmbuf_pool_private pp = {
+		.mbuf_data_room_size = room,
+		.mbuf_priv_size = priv,
+	};
+	unsigned elt = (unsigned)sizeof(struct rte_mbuf) + priv + room;
+	struct rte_mempool *mp = rte_mempool_create_empty(
+		name, n, elt, cache, sizeof(pp), sock,
+		RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+	if (mp == NULL)
+		return NULL;
+	if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(),
+				       NULL) != 0)
+		goto fail;
+	rte_pktmbuf_pool_init(mp, &pp);
+	if (rte_mempool_populate_default(mp) < 0 || mp->nb_mem_chunks != 1)
+		goto fail;
+	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+	return mp;
+fail:
+	rte_mempool_free(mp);
+	return NULL;
+}
+
+/*
+ * net_af_xdp (DPDK 22.11 with libxdp) closes its XDP socket's rings on
+ * rte_eth_dev_close but not the socket that carries the UMEM: the queue
+ * of the interface stays bound, and the next port on it (a second agent
+ * in this process) cannot bind (EBUSY, "queue setup failed"). The
+ * sockets a port's queue setup opened are noted here (fd and inode) and
+ * closed after the port is closed and removed, if still open.
+ */
+static bool xsk_in(const struct tw_dpdk_env *e, bool pre, int fd,
+		   uint64_t ino)
+{
+	uint32_t n = pre ? e->nxsk_pre : e->nxsk;
+	for (uint32_t i = 0; i < n; i++) {
+		const int f = pre ? e->xsk_pre[i].fd : e->xsk[i].fd;
+		const uint64_t in = pre ? e->xsk_pre[i].ino : e->xsk[i].ino;
+		if (f == fd && in == ino)
+			return true;
+	}
+	return false;
+}
+
+/* before: note the XDP sockets open now (not ours); else: note as ours
+ * the ones open now that were not there before. */
+static void xsk_scan(struct tw_dpdk_env *e, bool before)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		if (end == de->d_name || *end != '\0' || fd == dirfd(d))
+			continue;
+		int dom = 0;
+		socklen_t dl = sizeof(dom);
+		struct stat st;
+		if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) != 0 ||
+		    dom != AF_XDP || fstat((int)fd, &st) != 0)
+			continue;
+		uint64_t ino = (uint64_t)st.st_ino;
+		if (before) {
+			if (xsk_in(e, true, (int)fd, ino))
+				continue;
+			if (e->nxsk_pre == TW_DPDK_MAX_XSK)
+				e->xsk_unsure = true; /* then close none */
+			else {
+				e->xsk_pre[e->nxsk_pre].fd = (int)fd;
+				e->xsk_pre[e->nxsk_pre++].ino = ino;
+			}
+		} else if (e->nxsk < TW_DPDK_MAX_XSK &&
+			   !xsk_in(e, true, (int)fd, ino) &&
+			   !xsk_in(e, false, (int)fd, ino)) {
+			e->xsk[e->nxsk].fd = (int)fd;
+			e->xsk[e->nxsk++].ino = ino;
+		}
+	}
+	closedir(d);
+}
+
+/* After the port is closed: close what it left open. */
+static void xsk_close_left(struct tw_dpdk_env *e)
+{
+	for (uint32_t i = 0; !e->xsk_unsure && i < e->nxsk; i++) {
+		struct stat st;
+		if (fstat(e->xsk[i].fd, &st) == 0 && st.st_ino == e->xsk[i].ino)
+			close(e->xsk[i].fd);
+	}
+	e->nxsk = 0;
 }
 
 static bool flow_install(struct tw_dpdk_env *e)
@@ -345,6 +472,7 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 	snprintf(e->driver, sizeof(e->driver), "%s",
 		 di.driver_name ? di.driver_name : "?");
 	e->iova_va = rte_eal_iova_mode() == RTE_IOVA_VA;
+	e->af_xdp = strcmp(e->driver, "net_af_xdp") == 0;
 
 	struct rte_eth_conf conf;
 	memset(&conf, 0, sizeof(conf));
@@ -402,9 +530,14 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 			cache = RTE_MEMPOOL_CACHE_MAX_SIZE;
 		if (cache * 1.5 > o.mbufs)
 			cache = 0;
-		dq->mp = rte_pktmbuf_pool_create(name, o.mbufs, cache,
-						 TW_DPDK_MBUF_PRIV,
-						 (uint16_t)room, sock);
+		if (e->af_xdp)
+			dq->mp = pool_create_dense(name, o.mbufs, cache,
+						   TW_DPDK_MBUF_PRIV,
+						   (uint16_t)room, sock);
+		else
+			dq->mp = rte_pktmbuf_pool_create(name, o.mbufs, cache,
+							 TW_DPDK_MBUF_PRIV,
+							 (uint16_t)room, sock);
 		snprintf(name, sizeof(name), "tw%u_%u_t%u", e->id, e->port_id, q);
 		dq->tx_mp = rte_pktmbuf_pool_create(name, o.mbufs, cache, 0,
 						    (uint16_t)room, sock);
@@ -423,8 +556,21 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 			goto fail;
 		}
 		st = TW_ENOTSUP;
-		if (rte_eth_rx_queue_setup(e->port_id, q, nrx, (unsigned)sock,
-					   NULL, dq->mp) != 0 ||
+		if (e->af_xdp)
+			xsk_scan(e, true);
+		int rq = rte_eth_rx_queue_setup(e->port_id, q, nrx,
+						(unsigned)sock, NULL, dq->mp);
+		/* An XDP socket closed a moment ago (an earlier port on this
+		 * interface queue) lets go of the queue only when the kernel's
+		 * deferred release has run: bind fails with EBUSY until then. */
+		for (int i = 0; rq != 0 && e->af_xdp && i < 100; i++) {
+			usleep(20000);
+			rq = rte_eth_rx_queue_setup(e->port_id, q, nrx,
+						    (unsigned)sock, NULL, dq->mp);
+		}
+		if (e->af_xdp)
+			xsk_scan(e, false);
+		if (rq != 0 ||
 		    rte_eth_tx_queue_setup(e->port_id, q, ntx, (unsigned)sock,
 					   NULL) != 0) {
 			*why = "queue setup failed";
@@ -446,10 +592,18 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 	memcpy(e->ep.mac, mac.addr_bytes, 6);
 	if (nqueues > 1 && !o.no_flow)
 		e->flow_steering = flow_install(e);
+	atomic_fetch_add(&envs_live, 1);
 	*out = e;
 	return TW_OK;
 
 fail:
+	if (e->af_xdp && e->nxsk != 0) {
+		(void)rte_eth_dev_close(e->port_id);
+		if (e->probed && e->dev != NULL)
+			(void)rte_dev_remove(e->dev);
+		e->probed = false;
+		xsk_close_left(e);
+	}
 	queues_free(e);
 	if (e->probed && e->dev != NULL)
 		(void)rte_dev_remove(e->dev);
@@ -478,8 +632,10 @@ tw_status tw_dpdk_env_destroy(tw_dpdk_env *e)
 	(void)rte_eth_dev_close(e->port_id);
 	if (e->probed && e->dev != NULL)
 		(void)rte_dev_remove(e->dev);
+	xsk_close_left(e);
 	queues_free(e);
 	free(e);
+	atomic_fetch_sub(&envs_live, 1);
 	return TW_OK;
 }
 

@@ -16,8 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 
 #define HN_UNUSED __attribute__((unused))
 
@@ -92,6 +98,27 @@ static HN_UNUSED int hn_ifindex(const char *dev)
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	return n > 0 ? atoi(buf) : 0;
+}
+
+/* The combined channels (queue pairs) dev reports to ethtool, as
+ * net_af_xdp counts them: 1 when it reports none (veth has separate rx
+ * and tx channels only), -1 when the query fails. */
+static HN_UNUSED int hn_combined_channels(const char *dev)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd < 0)
+		return -1;
+	struct ethtool_channels ch = {.cmd = ETHTOOL_GCHANNELS};
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
+	ifr.ifr_data = (void *)&ch;
+	int r = ioctl(fd, SIOCETHTOOL, &ifr);
+	int err = errno;
+	close(fd);
+	if (r != 0 && err != EOPNOTSUPP)
+		return -1;
+	return r != 0 || ch.max_combined == 0 ? 1 : (int)ch.combined_count;
 }
 
 /* A name made by one of our tests: a 3-character tag from tags (a string

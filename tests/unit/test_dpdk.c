@@ -511,7 +511,7 @@ Test(dpdk_pkt, options)
 	tw_dpdk_opts_init(&o, sizeof(o));
 	cr_assert_eq(o.opts_size, sizeof(o));
 	cr_assert_eq(o.mtu, 1500);
-	cr_assert_eq(o.credits, 32);
+	cr_assert_eq(o.credits, 128);
 	cr_assert_eq(o.rto_ns, 5000000);
 	cr_assert_eq(o.udp_base_port, 31850);
 	cr_assert_eq(o.zc_threshold, 16u << 10);
@@ -2080,8 +2080,8 @@ static void steer_main(struct shm *sh, const char *prefix, const char *sock)
 	struct end e[4]; /* a0 a1 b0 b1 */
 	memset(e, 0, sizeof(e));
 	enum { N = 40 };
-	uint8_t *mem = calloc(4 * N, 8192);
-	struct ssend *q = calloc(4 * N, sizeof(*q));
+	uint8_t *mem = calloc(4 * N + 1, 8192);
+	struct ssend *q = calloc(4 * N + 1, sizeof(*q));
 	tw_conn *c[4] = { 0 };
 	char bound[2][96];
 	struct tw_dpdk_stats st[4];
@@ -2147,6 +2147,19 @@ static void steer_main(struct shm *sh, const char *prefix, const char *sock)
 			"b1 %lu from b0's\n",
 		(unsigned long)st[0].steered_in,
 		(unsigned long)st[3].steered_in);
+	/* EAL cleanup while ports are up (an application that skipped a
+	 * shutdown) leaves them alone: the loops polling them go on. */
+	tw_dpdk_eal_fini();
+	{
+		struct ssend *s = &q[4 * N];
+		ssend_init(s, &e[3], mem + 8192 * (size_t)(4 * N), (uint64_t)N,
+			   1000);
+		SCHECK(res, tw_transport_send(e[3].t, c[3], &s->r) == TW_OK,
+		       "");
+		SCHECK(res, SPUMP(e[0].frames == N + 1 && e[3].dones == N + 1,
+				  5000),
+		       "after eal_fini: frames %lu", (unsigned long)e[0].frames);
+	}
 out:
 	for (int i = 3; i >= 0; i--)
 		end_free(&e[i]);
