@@ -189,10 +189,17 @@ tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
  * message (docs/wire.md) and keeps stale memory from leaking unnoticed. */
 static bool all_zero(const uint8_t *p, uint64_t n)
 {
-	for (uint64_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
+	/* Eight bytes at a time (pads are under 64 bytes, checked on every
+	 * frame received): the OR of all of them is zero or not. */
+	uint64_t acc = 0;
+	for (; n >= 8; p += 8, n -= 8) {
+		uint64_t w;
+		memcpy(&w, p, sizeof(w));
+		acc |= w;
+	}
+	for (; n > 0; p++, n--)
+		acc |= *p;
+	return acc == 0;
 }
 
 tw_status tw_frame_check_segments(const void *frame, size_t len,

@@ -18,6 +18,7 @@
 #include "dataplane/timer.h"
 #include "dataplane/transport.h"
 #include "rpc/executor.h"
+#include "rpc/message_impl.h"
 #include "rpc/registry.h"
 #include "rpc/rendezvous.h"
 
@@ -69,6 +70,7 @@ struct call {
 	uint8_t live;              /* CALL_* (loop thread only) */
 	bool self;
 	bool has_msg;              /* tx.msg holds an encoded frame */
+	bool owner_posted;         /* posted by its embedded loop's owner */
 	struct conn_state *conn;   /* connection the call went out on */
 	struct call *cprev, *cnext;/* that connection's pending calls */
 	/* Calls to self: no frame, owned clones and the function. */
@@ -144,6 +146,10 @@ struct agent_loop {
 	uint32_t nbacklog;         /* connections with a backlog */
 	struct pend_table pend;
 	struct reply *retry_head, *retry_tail;
+	/* Embedded: calls the owner thread posted to this loop's ring (from
+	 * inside an iteration) that have not started yet. While there are
+	 * any, the owner's next calls take the ring too, behind them. */
+	uint32_t owner_posted;
 	bool closing;
 	int64_t tx_inflight;       /* tx records the transport holds */
 	struct loop_stats stats;
@@ -199,6 +205,20 @@ struct tw_agent {
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */
 extern _Thread_local struct agent_loop *agent_tls_loop;
+
+/* Decode a received frame whose header h on_frame decoded already with
+ * the transport's limits: without decoding the header a third time when
+ * those limits are the defaults tw_msg_decode applies. */
+static inline tw_status agent_decode(const struct agent_loop *l,
+				     const tw_frame_hdr *h, tw_buf *buf,
+				     size_t off, size_t len, tw_in_msg *m,
+				     const char **why)
+{
+	const tw_frame_limits *lim = &l->t->limits;
+	if (lim->max_total == 0 && lim->max_segs == 0 && lim->max_payload == 0)
+		return msg_decode_with_hdr(buf, off, len, h, m, why);
+	return tw_msg_decode(buf, off, len, NULL, m, why);
+}
 
 /* ---- agent.c ---- */
 const char *agent_worker_name(const tw_agent *a, uint32_t id);

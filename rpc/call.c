@@ -221,6 +221,8 @@ static void call_start_msg(struct tw_loop_msg *m)
 	struct agent_loop *l = c->l;
 	tw_agent *a = c->a;
 
+	if (c->owner_posted)
+		l->owner_posted--;
 	if (l->closing) {
 		atomic_fetch_sub(&a->outstanding, 1);
 		tw_future_fail(c->fut, TW_ESHUTDOWN, a->rank, AGENT_SHUTDOWN_MSG);
@@ -286,7 +288,7 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 	tw_in_msg *m = future_msg_begin(c->fut);
 	if (m != NULL) {
 		const char *why = NULL;
-		tw_status st = tw_msg_decode(buf, off, len, NULL, m, &why);
+		tw_status st = agent_decode(l, h, buf, off, len, m, &why);
 		if (st == TW_OK) {
 			future_msg_end(c->fut);
 		} else {
@@ -594,6 +596,20 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 	c->lmsg.fn = call_start_msg;
 	atomic_fetch_add(&a->outstanding, 1);
 	stat_inc(&a->api_calls);
+	/* An embedded owner outside an iteration is the loop's thread with
+	 * nothing of the loop's running: it starts the call itself instead
+	 * of a trip through its own ring. Not from inside an iteration (a
+	 * handler: re-entrancy), not a call to self (its handler would run
+	 * outside an iteration), and not past calls of its own still in the
+	 * ring (they go first). */
+	bool own = a->o.embedded && agent_tls_loop == l;
+	if (own && !c->self && l->owner_posted == 0 &&
+	    !tw_loop_in_poll(l->loop)) {
+		*out = f;
+		call_start_msg(&c->lmsg);
+		goto out;
+	}
+	c->owner_posted = own;
 	st = tw_loop_post(l->loop, &c->lmsg);
 	if (st != TW_OK) {
 		/* Backpressure: the loop's ring is full. */
@@ -602,6 +618,8 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		tw_future_release(f);
 		goto out;
 	}
+	if (own)
+		l->owner_posted++;
 	*out = f;
 out:
 	atomic_fetch_sub(&a->api_inflight, 1);

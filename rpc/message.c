@@ -7,6 +7,7 @@
 
 #include <tensorwire/message.h>
 
+#include "rpc/message_impl.h"
 #include "rpc/value_wire.h"
 
 /* Defaults of tw_decode_limits (message.h). */
@@ -282,9 +283,15 @@ static void in_clear(tw_in_msg *m)
 	m->arena_size_ = 0;
 }
 
-tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
-			const tw_decode_limits *lim, tw_in_msg *out,
-			const char **why)
+/* Segments whose offsets the decoder keeps on its stack for pass 2 (more
+ * and pass 2 finds them itself). */
+#define STACK_SEGS 8
+
+/* tw_msg_decode; pre: the header already decoded from these bytes (with
+ * default limits), or NULL to decode it here. */
+static tw_status decode(tw_buf *buf, size_t offset, size_t len,
+			const tw_frame_hdr *pre, const tw_decode_limits *lim,
+			tw_in_msg *out, const char **why)
 {
 	const uint8_t *f;
 	tw_wire_layout lay;
@@ -292,6 +299,7 @@ tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
 	tw_value v;
 	void *arena = NULL;
 	tw_status st;
+	uint64_t offs[STACK_SEGS];
 
 	if (out == NULL)
 		return TW_EINVAL;
@@ -312,18 +320,27 @@ tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
 
 	if (len < TW_FRAME_HDR_SIZE)
 		return proto(why, "frame: shorter than the header");
-	st = tw_frame_hdr_decode(f, lim ? &lim->frame : NULL, &out->hdr, why);
-	if (st != TW_OK)
-		return st;
+	if (pre != NULL) {
+		out->hdr = *pre;
+	} else {
+		st = tw_frame_hdr_decode(f, lim ? &lim->frame : NULL, &out->hdr, why);
+		if (st != TW_OK)
+			return st;
+	}
 	if (out->hdr.type >= TW_MSG_TYPE_COUNT_)
 		return proto(why, "header: unknown message type");
-	st = tw_frame_check_segments(f, len, &out->hdr, NULL, why);
+	/* The segment layout, checked once: pass 2 takes the offsets from
+	 * here when they fit on the stack. */
+	bool have_offs = out->hdr.seg_count <= STACK_SEGS;
+	st = tw_frame_check_segments(f, len, &out->hdr, have_offs ? offs : NULL,
+				     why);
 	if (st != TW_OK)
 		return st;
 
 	in.frame = f;
 	in.hdr = &out->hdr;
 	in.buf = buf;
+	in.seg_offsets = have_offs ? offs : NULL;
 	in.max_depth = TW_VALUE_MAX_DEPTH;
 	in.max_nodes = DEF_MAX_NODES;
 	if (lim && lim->max_depth && lim->max_depth < TW_VALUE_MAX_DEPTH)
@@ -331,21 +348,31 @@ tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
 	if (lim && lim->max_nodes)
 		in.max_nodes = lim->max_nodes;
 
-	st = tw_wire_check(&in, &lay, why);
-	if (st != TW_OK)
-		return st;
-	/* Small trees (the common call) stay in the message: no malloc. */
-	if (lay.arena_size <= sizeof(out->arena_inline_)) {
+	/* Small trees (the common call) stay in the message: no malloc, and
+	 * one pass over the payload that makes both passes' checks. */
+	st = tw_wire_decode_small(&in, out->arena_inline_,
+				  sizeof(out->arena_inline_), &lay, &v, why);
+	if (st == TW_OK) {
 		arena = out->arena_inline_;
+	} else if (st != TW_ENOSPC) {
+		return st;
 	} else {
-		arena = malloc(lay.arena_size);
-		if (arena == NULL) {
-			if (why)
-				*why = "decode arena allocation failed";
-			return TW_ENOMEM;
+		/* Larger: measure first, then build. */
+		st = tw_wire_check(&in, &lay, why);
+		if (st != TW_OK)
+			return st;
+		if (lay.arena_size <= sizeof(out->arena_inline_)) {
+			arena = out->arena_inline_;
+		} else {
+			arena = malloc(lay.arena_size);
+			if (arena == NULL) {
+				if (why)
+					*why = "decode arena allocation failed";
+				return TW_ENOMEM;
+			}
 		}
+		st = tw_wire_build(&in, &lay, arena, &v, why);
 	}
-	st = tw_wire_build(&in, &lay, arena, &v, why);
 	if (st == TW_OK && tw_msg_check_shape(out->hdr.type, &v) != TW_OK)
 		st = proto(why, "payload: shape does not match the message type");
 	if (st != TW_OK) {
@@ -358,6 +385,20 @@ tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
 	out->arena_ = arena;
 	out->arena_size_ = lay.arena_size;
 	return TW_OK;
+}
+
+tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
+			const tw_decode_limits *lim, tw_in_msg *out,
+			const char **why)
+{
+	return decode(buf, offset, len, NULL, lim, out, why);
+}
+
+tw_status msg_decode_with_hdr(tw_buf *buf, size_t offset, size_t len,
+			      const tw_frame_hdr *h, tw_in_msg *out,
+			      const char **why)
+{
+	return decode(buf, offset, len, h, NULL, out, why);
 }
 
 void tw_in_msg_release(tw_in_msg *m)

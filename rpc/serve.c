@@ -398,7 +398,7 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 
 	tw_in_msg m; /* decoded in place, never moved */
 	const char *why = NULL;
-	tw_status st = tw_msg_decode(buf, off, len, NULL, &m, &why);
+	tw_status st = agent_decode(l, h, buf, off, len, &m, &why);
 	if (st != TW_OK) {
 		stat_inc(&l->stats.bad_frames);
 		snprintf(msg, sizeof(msg), "malformed CALL from worker '%s': %s",

@@ -79,6 +79,10 @@ bool tw_utf8_valid(const char *s, size_t len)
 		}
 		if (i == len)
 			break;
+		if ((uint8_t)s[i] < 0x80) {
+			i++; /* the ASCII tail, without a call per byte */
+			continue;
+		}
 		uint32_t cp;
 		size_t n = tw_utf8_decode(s + i, len - i, &cp);
 		if (n == 0)

@@ -1,6 +1,8 @@
 /* tw_value in memory: construction, ownership, deep copy, equality and Python-like printing. */
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,87 @@
  */
 
 #define MAX_LEN (UINT32_MAX - 1u) /* longest string, bytes or message */
+
+/*
+ * The tw_tensor records of TENSOR values, kept per thread for the next
+ * one: a call's result is cloned out of its message and destroyed by the
+ * caller, a handler's echo cloned and destroyed once its answer is
+ * encoded, so every call would take one from malloc and give it back.
+ * A thread's records are freed when it exits. (As rpc/future.c's cache.)
+ */
+#if defined(__SANITIZE_ADDRESS__)
+/* Under AddressSanitizer every record is freed: a use after destroy is
+ * reported rather than hidden by a reuse. */
+#define TCACHE_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TCACHE_MAX 0
+#endif
+#endif
+#ifndef TCACHE_MAX
+#define TCACHE_MAX 32
+#endif
+
+struct tcache {
+	tw_tensor *head;          /* linked through data */
+	uint32_t n;
+	bool keyed;               /* the exit destructor is registered */
+};
+
+static _Thread_local struct tcache tls_tcache;
+static pthread_key_t tcache_key;
+static pthread_once_t tcache_once = PTHREAD_ONCE_INIT;
+static bool tcache_key_ok;
+
+static void tcache_drain(void *arg)
+{
+	struct tcache *c = arg;
+	while (c->head != NULL) {
+		tw_tensor *t = c->head;
+		c->head = t->data;
+		free(t);
+	}
+	c->n = 0;
+	c->keyed = false;
+}
+
+static void tcache_key_init(void)
+{
+	tcache_key_ok = pthread_key_create(&tcache_key, tcache_drain) == 0;
+}
+
+static tw_tensor *tensor_rec_get(void)
+{
+	struct tcache *c = &tls_tcache;
+	tw_tensor *t = c->head;
+	if (t == NULL)
+		return malloc(sizeof(*t));
+	c->head = t->data;
+	c->n--;
+	return t;
+}
+
+static void tensor_rec_put(tw_tensor *t)
+{
+	struct tcache *c = &tls_tcache;
+	if (t == NULL)
+		return;
+	if (c->n + 1 > TCACHE_MAX) {
+		free(t);
+		return;
+	}
+	if (__builtin_expect(!c->keyed, 0)) {
+		(void)pthread_once(&tcache_once, tcache_key_init);
+		if (!tcache_key_ok || pthread_setspecific(tcache_key, c) != 0) {
+			free(t);
+			return;
+		}
+		c->keyed = true;
+	}
+	t->data = c->head;
+	c->head = t;
+	c->n++;
+}
 
 static bool kind_valid(unsigned kind)
 {
@@ -122,7 +205,7 @@ tw_status tw_value_tensor(tw_value *out, const tw_tensor *t)
 	tw_status st = tw_tensor_span(t, &span);
 	if (st != TW_OK)
 		return st;
-	tw_tensor *copy = malloc(sizeof(*copy));
+	tw_tensor *copy = tensor_rec_get();
 	if (copy == NULL)
 		return TW_ENOMEM;
 	tw_tensor_ref(copy, t);
@@ -299,7 +382,7 @@ void tw_value_destroy(tw_value *v)
 	case TW_KIND_TENSOR:
 		if (v->u.tensor != NULL)
 			tw_tensor_release(v->u.tensor);
-		free(v->u.tensor);
+		tensor_rec_put(v->u.tensor);
 		break;
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE:

@@ -1,5 +1,6 @@
 /* The tw_value payload codec: sizing and writing for the encoder, and the
- * two-pass validating decoder (docs/wire.md, "Values"). */
+ * validating decoder: one pass for small trees, two for the rest
+ * (docs/wire.md, "Values"). */
 #include <endian.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -326,6 +327,11 @@ static bool put_uvarint(struct wr *w, uint64_t v)
 {
 	uint8_t b[TW_WIRE_VARINT_MAX];
 	unsigned n = 0;
+
+	if (v < 0x80 && w->p != w->end) {
+		*w->p++ = (uint8_t)v; /* one byte: most lengths and counts */
+		return true;
+	}
 
 	while (v >= 0x80) {
 		b[n++] = (uint8_t)(v | 0x80);
@@ -800,7 +806,11 @@ struct bld {
 	const tw_kv **scratch;
 	uint8_t *next;    /* node bump pointer */
 	uint8_t *end;
+	uint64_t nodes;   /* values + dict entries so far */
+	uint32_t ntensors;
 	bool own_check;   /* failed one of pass 2's own checks */
+	bool single;      /* one pass (tw_wire_decode_small): no pass 1 */
+	bool too_big;     /* single: the tree needs more than the arena */
 };
 
 static void *bld_alloc(struct bld *b, size_t n)
@@ -809,6 +819,8 @@ static void *bld_alloc(struct bld *b, size_t n)
 
 	n = (size_t)align_up(n, ARENA_ALIGN);
 	if ((size_t)(b->end - b->next) < n) {
+		if (b->single)
+			b->too_big = true; /* not a fault: two passes then */
 		rd_fail(&b->r, "internal: decode arena overrun");
 		return NULL;
 	}
@@ -816,6 +828,20 @@ static void *bld_alloc(struct bld *b, size_t n)
 	return p;
 }
 
+/* Pass 1's node count, kept by pass 2 too: in one pass it is the check. */
+static bool bld_count(struct bld *b, uint64_t n)
+{
+	b->nodes += n;
+	if (b->nodes > b->in->max_nodes)
+		return rd_fail(&b->r, "value: too many nodes");
+	return true;
+}
+
+/*
+ * Pass 2 makes every check of pass 1 too, with pass 1's words, so that it
+ * can also run alone (tw_wire_decode_small): after pass 1 they cannot
+ * fail (if one does, the two passes disagree, which is reported as such).
+ */
 static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 {
 	struct rd *r = &b->r;
@@ -823,7 +849,7 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 
 	memset(v, 0, sizeof(*v));
 	v->flags = TW_VALUE_BORROWED;
-	if (!get_u8(r, &tag))
+	if (!bld_count(b, 1) || !get_u8(r, &tag))
 		return false;
 	if (is_container(tag) && depth > b->in->max_depth)
 		return rd_fail(r, "value: nesting too deep");
@@ -836,7 +862,9 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 
 		if (!get_u8(r, &byte))
 			return false;
-		v->u.b = byte != 0; /* pass 1 allowed only 0 and 1 */
+		if (byte > 1)
+			return rd_fail(r, "bool: not 0 or 1");
+		v->u.b = byte != 0;
 		return true;
 	}
 	case TW_KIND_INT: {
@@ -865,7 +893,9 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 
 		if (!get_uvarint(r, &n))
 			return false;
-		if (n > MAX_STR_LEN || n > rd_left(r))
+		if (n > MAX_STR_LEN)
+			return rd_fail(r, "bytes: length over 2^32 - 2");
+		if (n > rd_left(r))
 			return rd_fail(r, "bytes: run past the payload");
 		v->u.str = (const char *)r->p;
 		v->len = (uint32_t)n;
@@ -878,6 +908,8 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 
 		if (!get_tensor(r, b->in, &d))
 			return false;
+		if (++b->ntensors > b->in->hdr->seg_count)
+			return rd_fail(r, "tensor: segment referenced twice");
 		if (b->bitmap[d.seg / 64] & (UINT64_C(1) << (d.seg % 64))) {
 			b->own_check = true;
 			return rd_fail(r, "tensor: segment referenced twice");
@@ -900,8 +932,10 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 
 		if (!get_uvarint(r, &n))
 			return false;
-		if (n > rd_left(r))
+		if (n > rd_left(r) / MIN_ITEM_BYTES)
 			return rd_fail(r, "list: count exceeds the bytes left");
+		if (n > UINT32_MAX)
+			return rd_fail(r, "list: count over 2^32 - 1");
 		v->len = (uint32_t)n;
 		if (n == 0)
 			return true;
@@ -921,6 +955,16 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 			return false;
 		if (n > rd_left(r) / MIN_ENTRY_BYTES)
 			return rd_fail(r, "dict: count exceeds the bytes left");
+		if (n > UINT32_MAX)
+			return rd_fail(r, "dict: count over 2^32 - 1");
+		if (!bld_count(b, n))
+			return false;
+		if (b->single && n > TW_WIRE_DICT_SMALL) {
+			/* Its duplicate-key check needs the scratch that
+			 * pass 1 sizes. */
+			b->too_big = true;
+			return rd_fail(r, "internal: dict needs scratch");
+		}
 		v->len = (uint32_t)n;
 		if (n == 0)
 			return true;
@@ -999,7 +1043,11 @@ tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
 		rd_fail(&b.r, "internal: decode arena layout");
 		goto bad;
 	}
-	if (nseg) {
+	if (nseg && in->seg_offsets != NULL) {
+		memset(b.bitmap, 0, bitmap_bytes(nseg));
+		/* The caller's check of the layout found them. */
+		memcpy(a, in->seg_offsets, offsets_bytes(nseg));
+	} else if (nseg) {
 		memset(b.bitmap, 0, bitmap_bytes(nseg));
 		/* Layout was checked by the caller; this only fills offsets. */
 		if (tw_frame_check_segments(in->frame, in->hdr->total_len, in->hdr,
@@ -1014,6 +1062,10 @@ tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
 		rd_fail(&b.r, "value: trailing bytes after the payload value");
 		goto bad;
 	}
+	if (b.ntensors != nseg) {
+		rd_fail(&b.r, "frame: segment not referenced by any tensor");
+		goto bad;
+	}
 	return TW_OK;
 bad:
 	*out = tw_value_none();
@@ -1021,6 +1073,57 @@ bad:
 	 * tests and the fuzzer notice when the two passes disagree. */
 	if (!b.own_check)
 		b.r.why = "internal: pass 2 refused what pass 1 accepted";
+	if (why)
+		*why = b.r.why;
+	return TW_EPROTO;
+}
+
+tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
+			       size_t size, tw_wire_layout *lay, tw_value *out,
+			       const char **why)
+{
+	const uint8_t *p = payload_start(in);
+	uint32_t nseg = in->hdr->seg_count;
+	uint8_t *a = arena;
+	size_t boff = offsets_bytes(nseg);
+	size_t soff = boff + bitmap_bytes(nseg);
+	struct bld b = {
+		.r = {.p = p, .end = p + in->hdr->payload_len},
+		.in = in,
+		.offsets = (const uint64_t *)a,
+		.bitmap = (uint64_t *)(a + boff),
+		.scratch = (const tw_kv **)(a + soff), /* none: big dicts go */
+		.next = a + soff,
+		.end = a + size,
+		.single = true,
+	};
+
+	*out = tw_value_none();
+	if (nseg != 0 && in->seg_offsets == NULL)
+		return TW_ENOSPC;
+	if (soff > size)
+		return TW_ENOSPC;
+	if (nseg) {
+		memset(b.bitmap, 0, bitmap_bytes(nseg));
+		memcpy(a, in->seg_offsets, offsets_bytes(nseg));
+	}
+	if (!build_value(&b, out, 1))
+		goto bad;
+	if (b.r.p != b.r.end) {
+		rd_fail(&b.r, "value: trailing bytes after the payload value");
+		goto bad;
+	}
+	if (b.ntensors != nseg) {
+		rd_fail(&b.r, "frame: segment not referenced by any tensor");
+		goto bad;
+	}
+	lay->nodes_off = soff;
+	lay->arena_size = (size_t)(b.next - a);
+	return TW_OK;
+bad:
+	*out = tw_value_none();
+	if (b.too_big)
+		return TW_ENOSPC;
 	if (why)
 		*why = b.r.why;
 	return TW_EPROTO;

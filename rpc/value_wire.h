@@ -59,6 +59,9 @@ typedef struct tw_wire_in {
 	const uint8_t *frame;    /* frame start (8-byte aligned) */
 	const tw_frame_hdr *hdr; /* validated: header and segment layout */
 	tw_buf *buf;             /* stored in decoded tensors, not retained */
+	/* The segment offsets tw_frame_check_segments gave for this frame
+	 * (seg_count entries), or NULL: tw_wire_build finds them itself. */
+	const uint64_t *seg_offsets;
 	uint32_t max_depth;      /* 1 .. TW_VALUE_MAX_DEPTH */
 	uint32_t max_nodes;      /* values + dict entries */
 } tw_wire_in;
@@ -89,5 +92,18 @@ tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay,
  */
 tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
 			void *arena, tw_value *out, const char **why);
+
+/*
+ * Both passes in one, for trees that fit a small arena (the common call):
+ * every check of tw_wire_check and tw_wire_build, each byte read once,
+ * building into arena (size bytes, 8-byte aligned). Needs in->seg_offsets
+ * when the frame has segments. TW_OK with lay filled (arena_size: the
+ * bytes used) and *out built; TW_EPROTO with *why on a fault; TW_ENOSPC
+ * when the tree needs more room than size (or a large dict's scratch):
+ * nothing is wrong yet, run tw_wire_check and tw_wire_build instead.
+ */
+tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
+			       size_t size, tw_wire_layout *lay, tw_value *out,
+			       const char **why);
 
 #endif
