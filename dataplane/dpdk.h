@@ -163,7 +163,7 @@ struct tw_dpdk_opts {
 	bool no_flow;              /* do not try rte_flow steering */
 
 	/* Transport (tw_dpdk_transport_create). */
-	uint32_t credits;          /* packets in flight per session (32) */
+	uint32_t credits;          /* packets in flight per session (64) */
 	uint32_t rx_window;        /* out-of-order packets held per session
 				    * (default = credits, at most 1024) */
 	uint64_t rto_ns;           /* retransmission timeout (default 5 ms) */

@@ -65,7 +65,7 @@ void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size)
 		.mbuf_cache = DEF_CACHE,
 		.ext_mbufs = DEF_EXT_MBUFS,
 		.steer_ring = DEF_STEER,
-		.credits = 128, /* perf/RESULTS.md, bench-dpdk */
+		.credits = 64, /* perf/RESULTS.md, bench-dpdk: 2x 32 on large tensors */
 		.rx_window = 0,
 		.rto_ns = 5000000,
 		.dead_ns = 1000000000,

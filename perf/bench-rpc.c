@@ -14,19 +14,32 @@
  *   4. 1 KiB and 1 MiB tensor echo latency percentiles (against the raw
  *      io_uring ping-pong of the same sizes)
  * Each prints one "RESULT tw_<what> key=value ..." line; latencies are in
- * ns from rdtscp calibrated against CLOCK_MONOTONIC, like the anchors. */
+ * ns from rdtscp calibrated against CLOCK_MONOTONIC, like the anchors.
+ *
+ * --transport memif|af_packet runs the same parts over the DPDK transport
+ * (perf/bench-dpdk.sh: beside ../shared/anchors' dpdk_pingpong on the same
+ * vdev). Each process brings up its own EAL: -l <its cpu> --no-huge -m MB
+ * --no-pci --no-telemetry and a unique --file-prefix. memif: the server
+ * process is the memif server (as the anchor's pong), on an abstract socket
+ * named after the client's pid; the client starts its EAL once the server's
+ * port is up. af_packet: --ifaces SRV,CLI names the two ends of a veth pair
+ * that the caller made. The rendezvous stays TCP on 127.0.0.1. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,11 +183,16 @@ static tw_status fn_echo(tw_call_ctx *ctx, const tw_value *args,
 	return tw_value_clone(result, x);
 }
 
+/* DPDK mode: the server tells the client its port is up (MAP_SHARED). */
+static _Atomic int *srv_port_up;
+
 static tw_status server_setup(tw_agent *a, void *arg)
 {
 	tw_status s = tw_agent_register(a, "bench::noop", fn_noop, NULL, 0);
 	if (s == TW_OK)
 		s = tw_agent_register(a, "bench::echo", fn_echo, NULL, 0);
+	if (srv_port_up != NULL)
+		atomic_store(srv_port_up, s == TW_OK ? 1 : -1);
 	return s;
 }
 
@@ -195,7 +213,143 @@ struct opts {
 	const char *only;   /* comma list of sync,pipe,echo,lat; NULL = all */
 	int windows[8];     /* pipelined windows, 0-terminated */
 	size_t sizes[16];   /* echo sizes in bytes, 0-terminated */
+	/* DPDK mode (transport != NULL: "memif" or "af_packet") */
+	const char *transport;
+	const char *ifaces;   /* af_packet: "SRV_IFACE,CLI_IFACE" */
+	int eal_mem_mb;       /* EAL -m (default 512) */
+	uint32_t credits, mbufs;
+	uint64_t zc_threshold;
+	char eal[2][512];     /* [0] client, [1] server */
+	char prefix[2][64];
 };
+
+#define SRV_MAC "02:00:00:00:0b:01"
+#define CLI_MAC "02:00:00:00:0b:02"
+#define EXIT_RETRY 75
+
+static struct opts *dpdk_o; /* for the exit-time cleanup */
+
+static bool dpdk_mode(const struct opts *o)
+{
+	return o->transport != NULL;
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag,
+		    struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(p);
+	return 0;
+}
+
+/* The EAL's /var/run/dpdk/<prefix>, once its process is gone. */
+static void rm_run_dirs(void)
+{
+	if (dpdk_o == NULL)
+		return;
+	for (int i = 0; i < 2; i++) {
+		char d[128];
+		snprintf(d, sizeof(d), "/var/run/dpdk/%s", dpdk_o->prefix[i]);
+		nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	}
+}
+
+static int ifindex_of(const char *dev)
+{
+	char path[128], buf[32] = "";
+	snprintf(path, sizeof(path), "/sys/class/net/%s/ifindex", dev);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	if (fgets(buf, sizeof(buf), f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	return atoi(buf);
+}
+
+static int ifidx[2]; /* af_packet: [0] client's, [1] server's interface */
+
+/* af_packet names its PACKET_FANOUT group (pid ^ ifindex) & 0xffff: the
+ * two ends of one veth pair can collide (the second socket then fails). */
+static bool fanout_collides(pid_t client, pid_t server)
+{
+	return ifidx[0] > 0 && ((client ^ ifidx[0]) & 0xffff) ==
+				       ((server ^ ifidx[1]) & 0xffff);
+}
+
+/* EAL arguments of both processes (exits on bad options). */
+static void dpdk_prepare(struct opts *o)
+{
+	char srv_if[64] = "", cli_if[64] = "";
+	if (strcmp(o->transport, "af_packet") == 0) {
+		const char *c = o->ifaces ? strchr(o->ifaces, ',') : NULL;
+		if (c == NULL || c == o->ifaces || c[1] == '\0' ||
+		    (size_t)(c - o->ifaces) >= sizeof(srv_if)) {
+			fprintf(stderr, "bench-rpc: af_packet needs --ifaces SRV,CLI "
+				"(the two ends of a veth pair)\n");
+			exit(2);
+		}
+		memcpy(srv_if, o->ifaces, (size_t)(c - o->ifaces));
+		snprintf(cli_if, sizeof(cli_if), "%s", c + 1);
+		ifidx[1] = ifindex_of(srv_if);
+		ifidx[0] = ifindex_of(cli_if);
+		if (ifidx[0] <= 0 || ifidx[1] <= 0) {
+			fprintf(stderr, "bench-rpc: no interface %s or %s\n", srv_if,
+				cli_if);
+			exit(2);
+		}
+	} else if (strcmp(o->transport, "memif") != 0) {
+		fprintf(stderr, "bench-rpc: --transport uring|memif|af_packet\n");
+		exit(2);
+	}
+	int pid = (int)getpid();
+	snprintf(o->prefix[0], sizeof(o->prefix[0]), "twbench%dc", pid);
+	snprintf(o->prefix[1], sizeof(o->prefix[1]), "twbench%ds", pid);
+	int cpu[2] = {o->client_cpu, o->server_cpu};
+	for (int i = 0; i < 2; i++) {
+		char lcore[32] = "";
+		if (cpu[i] >= 0)
+			snprintf(lcore, sizeof(lcore), "-l %d ", cpu[i]);
+		char vdev[256];
+		if (srv_if[0] != '\0')
+			snprintf(vdev, sizeof(vdev), "net_af_packet0,iface=%s",
+				 i == 1 ? srv_if : cli_if);
+		else
+			snprintf(vdev, sizeof(vdev),
+				 "net_memif0,role=%s,socket=/twbench-memif-%d,"
+				 "socket-abstract=yes,mac=%s",
+				 i == 1 ? "server" : "client", pid,
+				 i == 1 ? SRV_MAC : CLI_MAC);
+		snprintf(o->eal[i], sizeof(o->eal[i]),
+			 "%s--no-huge -m %d --no-pci --no-telemetry "
+			 "--log-level=warning --file-prefix=%s --vdev=%s",
+			 lcore, o->eal_mem_mb, o->prefix[i], vdev);
+	}
+	srv_port_up = mmap(NULL, sizeof(*srv_port_up), PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (srv_port_up == MAP_FAILED) {
+		perror("bench-rpc: mmap");
+		exit(1);
+	}
+	atomic_store(srv_port_up, 0);
+	dpdk_o = o;
+}
+
+/* rank r's DPDK options (0 client, 1 server) */
+static void dpdk_agent_opts(const struct opts *o, int r, struct tw_agent_opts *ao)
+{
+	ao->transport = TW_TRANSPORT_DPDK;
+	ao->dpdk_eal_args = o->eal[r];
+	ao->dpdk_port = strcmp(o->transport, "memif") == 0 ? "net_memif0"
+							    : "net_af_packet0";
+	ao->dpdk_ip = r == 0 ? "10.77.0.2" : "10.77.0.1";
+	ao->dpdk_udp_port = 32100;
+	ao->dpdk_credits = o->credits;
+	ao->dpdk_mbufs = o->mbufs;
+	ao->zc_threshold = o->zc_threshold;
+}
 
 static bool want(const struct opts *o, const char *what)
 {
@@ -216,6 +370,8 @@ static int server_main(const struct opts *o, const char *rdv)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() == 1)
 		_exit(1);
+	if (dpdk_mode(o) && fanout_collides(getppid(), getpid()))
+		_exit(EXIT_RETRY);
 	pin_self(o->server_cpu);
 	struct tw_agent_opts ao;
 	tw_agent_opts_init(&ao, sizeof(ao));
@@ -229,17 +385,25 @@ static int server_main(const struct opts *o, const char *rdv)
 	ao.yield = o->server_yield;
 	ao.executor_threads = 1;
 	ao.setup = server_setup;
-	char err[256] = "";
+	if (dpdk_mode(o))
+		dpdk_agent_opts(o, 1, &ao);
+	char err[512] = "";
 	ao.err = err;
 	ao.err_len = sizeof(err);
 	tw_agent *a;
 	tw_status s = tw_agent_init(&ao, &a);
 	if (s != TW_OK) {
 		fprintf(stderr, "bench-rpc server: init: %s (%s)\n", tw_strerror(s), err);
+		if (srv_port_up != NULL)
+			atomic_store(srv_port_up, -1);
+		if (dpdk_mode(o))
+			tw_agent_dpdk_cleanup();
 		_exit(1);
 	}
 	/* Serve until the client shuts down too. */
 	s = tw_agent_shutdown(a, true);
+	if (dpdk_mode(o))
+		tw_agent_dpdk_cleanup();
 	_exit(s == TW_OK ? 0 : 1);
 }
 
@@ -258,6 +422,23 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 {
 	pin_self(o->client_cpu);
 	embedded = !o->threaded;
+	if (dpdk_mode(o)) {
+		/* The memif client after the server's port is up. */
+		uint64_t until = mono_ns() + 60000000000u;
+		int up;
+		while ((up = atomic_load(srv_port_up)) == 0 && mono_ns() < until) {
+			if (waitpid(server_pid, NULL, WNOHANG) == server_pid) {
+				server_pid = -1;
+				break;
+			}
+			usleep(2000);
+		}
+		if (up != 1) {
+			fprintf(stderr, "bench-rpc: the server's DPDK port did not come up\n");
+			kill_server();
+			exit(1);
+		}
+	}
 	for (;;) {
 		struct tw_agent_opts ao;
 		tw_agent_opts_init(&ao, sizeof(ao));
@@ -270,6 +451,8 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 		/* Spin, don't sleep, while a big echo is on its way: a wake-up
 		 * costs ~25 us here (limits README pitfall 2). */
 		ao.spin_ns = o->spin_ns;
+		if (dpdk_mode(o))
+			dpdk_agent_opts(o, 0, &ao);
 		if (embedded) {
 			ao.embedded = true;
 			ao.first_cpu = -1; /* this thread, already pinned */
@@ -279,14 +462,15 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 			ao.first_cpu = o->client_loop_cpu;
 			ao.yield = true;
 		}
-		char err[256] = "";
+		char err[512] = "";
 		ao.err = err;
 		ao.err_len = sizeof(err);
 		tw_agent *a;
 		tw_status s = tw_agent_init(&ao, &a);
 		if (s == TW_OK)
 			return a;
-		if (embedded) {
+		/* The EAL starts once per process: no second try over DPDK. */
+		if (embedded && !dpdk_mode(o)) {
 			fprintf(stderr, "bench-rpc: embedded init failed (%s: %s); "
 				"falling back to threaded mode\n", tw_strerror(s), err);
 			embedded = false;
@@ -520,6 +704,8 @@ static void usage(FILE *f)
 		"                 [-c client_cpu] [-C server_cpu] [--spin-ms MS]\n"
 		"                 [--client-loop-cpu CPU] [--server-yield]\n"
 		"                 [--only sync,pipe,echo,lat]\n"
+		"                 [--transport uring|memif|af_packet [--ifaces SRV,CLI]\n"
+		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB]]\n"
 		"  --quick      10k small calls, shorter windows and echo budgets\n"
 		"  --threaded   client with a loop thread (default: embedded mode when\n"
 		"               the library has it)\n"
@@ -533,7 +719,15 @@ static void usage(FILE *f)
 		"  --client-loop-cpu CPU  threaded client's loop (default: -c)\n"
 		"  --server-yield         server loop yields while it spins\n"
 		"  --spin-ms MS           loops' idle spin before sleeping (default 1000)\n"
-		"  --only LIST            run only these parts\n");
+		"  --only LIST            run only these parts\n"
+		"  --transport T          uring (default: io_uring TCP on 127.0.0.1), or DPDK\n"
+		"                         over memif or af_packet (root; own EAL per process)\n"
+		"  --ifaces SRV,CLI       af_packet: the two ends of a veth pair (made by\n"
+		"                         the caller, e.g. perf/bench-dpdk.sh)\n"
+		"  --credits N            DPDK packets in flight per session (0 = default)\n"
+		"  --mbufs N              DPDK mbufs per queue pool (0 = default)\n"
+		"  --zc-threshold B       zero-copy segments from B bytes (0 = default)\n"
+		"  --eal-mem MB           EAL -m with --no-huge (default 512)\n");
 }
 
 int main(int argc, char **argv)
@@ -543,9 +737,11 @@ int main(int argc, char **argv)
 		.echo_max = 2000, .lat_small_n = 20000, .lat_big_n = 2000,
 		.client_cpu = 0, .server_cpu = 1,
 		.spin_ns = 1000000000u, /* 1 s: it never sleeps mid-run */
+		.eal_mem_mb = 512,
 	};
 	enum { O_QUICK = 256, O_THREADED, O_SPIN, O_ONLY, O_HELP, O_LOOPCPU,
-	       O_SYIELD };
+	       O_SYIELD, O_TRANSPORT, O_IFACES, O_CREDITS, O_MBUFS, O_ZC,
+	       O_EALMEM };
 	static const struct option lopts[] = {
 		{"quick", no_argument, NULL, O_QUICK},
 		{"threaded", no_argument, NULL, O_THREADED},
@@ -553,6 +749,12 @@ int main(int argc, char **argv)
 		{"only", required_argument, NULL, O_ONLY},
 		{"client-loop-cpu", required_argument, NULL, O_LOOPCPU},
 		{"server-yield", no_argument, NULL, O_SYIELD},
+		{"transport", required_argument, NULL, O_TRANSPORT},
+		{"ifaces", required_argument, NULL, O_IFACES},
+		{"credits", required_argument, NULL, O_CREDITS},
+		{"mbufs", required_argument, NULL, O_MBUFS},
+		{"zc-threshold", required_argument, NULL, O_ZC},
+		{"eal-mem", required_argument, NULL, O_EALMEM},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -573,6 +775,14 @@ int main(int argc, char **argv)
 		case O_ONLY: o.only = optarg; break;
 		case O_LOOPCPU: loop_cpu = atoi(optarg); break;
 		case O_SYIELD: o.server_yield = true; break;
+		case O_TRANSPORT:
+			o.transport = strcmp(optarg, "uring") == 0 ? NULL : optarg;
+			break;
+		case O_IFACES: o.ifaces = optarg; break;
+		case O_CREDITS: o.credits = (uint32_t)atol(optarg); break;
+		case O_MBUFS: o.mbufs = (uint32_t)atol(optarg); break;
+		case O_ZC: o.zc_threshold = strtoull(optarg, NULL, 0); break;
+		case O_EALMEM: o.eal_mem_mb = atoi(optarg); break;
 		case 'n': n_set = atol(optarg); break;
 		case 'S': {
 			int k = 0;
@@ -636,17 +846,28 @@ int main(int argc, char **argv)
 	if (E_set > 0)
 		o.echo_secs = E_set;
 
+	if (dpdk_mode(&o)) {
+		dpdk_prepare(&o);
+		atexit(rm_run_dirs);
+	}
 	char rdv[64];
 	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d", free_port());
-	fflush(stdout);
-	fflush(stderr);
-	server_pid = fork();
-	if (server_pid < 0) {
-		perror("bench-rpc: fork");
-		return 1;
+	for (;;) {
+		fflush(stdout);
+		fflush(stderr);
+		server_pid = fork();
+		if (server_pid < 0) {
+			perror("bench-rpc: fork");
+			return 1;
+		}
+		if (server_pid == 0) {
+			dpdk_o = NULL; /* the parent cleans up */
+			return server_main(&o, rdv);
+		}
+		if (!dpdk_mode(&o) || !fanout_collides(getpid(), server_pid))
+			break;
+		waitpid(server_pid, NULL, 0); /* it left with EXIT_RETRY */
 	}
-	if (server_pid == 0)
-		return server_main(&o, rdv);
 
 	pin_self(o.client_cpu);
 	tsc_calibrate();
@@ -655,6 +876,11 @@ int main(int argc, char **argv)
 	       "%s, tsc %.3f GHz\n",
 	       embedded ? "embedded" : "threaded", o.client_cpu, o.server_cpu,
 	       (double)o.spin_ns / 1e6, o.quick ? "quick" : "full", tsc_per_ns);
+	if (dpdk_mode(&o))
+		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
+		       " (0 = default)\n# client EAL: %s\n# server EAL: %s\n",
+		       o.transport, o.credits, o.mbufs, o.zc_threshold, o.eal[0],
+		       o.eal[1]);
 	fflush(stdout);
 
 	if (want(&o, "sync"))
@@ -696,5 +922,7 @@ int main(int argc, char **argv)
 	if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0)
 		fprintf(stderr, "bench-rpc: server exited with status %d\n",
 			WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst));
+	if (dpdk_mode(&o))
+		tw_agent_dpdk_cleanup(); /* then atexit removes the run dirs */
 	return s == TW_OK ? 0 : 1;
 }

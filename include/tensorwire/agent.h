@@ -122,7 +122,7 @@ struct tw_agent_opts {
 	int sockbuf;                 /* io_uring: SO_SNDBUF/SO_RCVBUF bytes
 				      * (kernel default) */
 	uint32_t dpdk_credits;       /* DPDK: packets in flight per session
-				      * (32); more helps large tensors on
+				      * (64); more helps large tensors on
 				      * fast links, costs mbufs */
 	uint64_t dpdk_rto_us;        /* DPDK: retransmission timeout (5000) */
 	uint64_t dpdk_dead_ms;       /* DPDK: a peer silent this long is dead

@@ -511,7 +511,7 @@ Test(dpdk_pkt, options)
 	tw_dpdk_opts_init(&o, sizeof(o));
 	cr_assert_eq(o.opts_size, sizeof(o));
 	cr_assert_eq(o.mtu, 1500);
-	cr_assert_eq(o.credits, 128);
+	cr_assert_eq(o.credits, 64);
 	cr_assert_eq(o.rto_ns, 5000000);
 	cr_assert_eq(o.udp_base_port, 31850);
 	cr_assert_eq(o.zc_threshold, 16u << 10);
