@@ -11,6 +11,7 @@
 #include <tensorwire/value.h>
 
 #include "utf8.h"
+#include "value_wire.h"
 
 /*
  * Ownership in one sentence: a node with TW_VALUE_BORROWED set owns nothing
@@ -196,6 +197,19 @@ tw_value tw_value_bytes_borrow(const void *p, size_t len)
 	return make_borrow(TW_KIND_BYTES, p, len);
 }
 
+/* A TENSOR value holding a new reference to t's bytes; t already checked. */
+static tw_status make_tensor(tw_value *out, const tw_tensor *t)
+{
+	tw_tensor *copy = tensor_rec_get();
+	if (copy == NULL)
+		return TW_ENOMEM;
+	tw_tensor_ref(copy, t);
+	tw_value v = { .kind = TW_KIND_TENSOR };
+	v.u.tensor = copy;
+	*out = v;
+	return TW_OK;
+}
+
 tw_status tw_value_tensor(tw_value *out, const tw_tensor *t)
 {
 	if (out == NULL || t == NULL)
@@ -205,14 +219,7 @@ tw_status tw_value_tensor(tw_value *out, const tw_tensor *t)
 	tw_status st = tw_tensor_span(t, &span);
 	if (st != TW_OK)
 		return st;
-	tw_tensor *copy = tensor_rec_get();
-	if (copy == NULL)
-		return TW_ENOMEM;
-	tw_tensor_ref(copy, t);
-	tw_value v = { .kind = TW_KIND_TENSOR };
-	v.u.tensor = copy;
-	*out = v;
-	return TW_OK;
+	return make_tensor(out, t);
 }
 
 static tw_status make_seq(tw_value *out, tw_kind kind, uint32_t n)
@@ -496,6 +503,11 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 	case TW_KIND_TENSOR:
 		if (src->u.tensor == NULL)
 			return TW_EINVAL;
+		/* A decoded message's tensor was checked by the decoder
+		 * (value_wire.h); the clone does not carry the mark. */
+		if ((src->flags & (TW_VALUE_BORROWED | TW_VALUE_WIRE_CHECKED_)) ==
+		    (TW_VALUE_BORROWED | TW_VALUE_WIRE_CHECKED_))
+			return make_tensor(dst, src->u.tensor);
 		return tw_value_tensor(dst, src->u.tensor);
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE:

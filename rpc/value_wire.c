@@ -120,6 +120,7 @@ struct plan_ctx {
 	uint64_t len;
 	uint64_t seg_area;
 	uint32_t nseg;
+	tw_wire_plan *out; /* its tensors and spans are filled as we go */
 };
 
 static tw_status plan_text(struct plan_ctx *c, const char *s, uint64_t n,
@@ -181,10 +182,20 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		const tw_tensor *t = v->u.tensor;
 		size_t span;
 
-		if (t == NULL || tw_tensor_span(t, &span) != TW_OK)
+		if (t == NULL || c->nseg >= TW_FRAME_MAX_SEGS)
 			return TW_EINVAL;
-		if (c->nseg >= TW_FRAME_MAX_SEGS)
+		if (c->nseg < TW_WIRE_PLAN_TENSORS) {
+			/* Copy, then check the copy: what the writer sends is
+			 * exactly what was checked here. */
+			tw_tensor *snap = &c->out->tensors[c->nseg];
+
+			*snap = *t;
+			t = snap;
+		}
+		if (tw_tensor_span(t, &span) != TW_OK)
 			return TW_EINVAL;
+		if (c->nseg < TW_WIRE_PLAN_TENSORS)
+			c->out->spans[c->nseg] = span;
 		c->len += tensor_desc_len(t, span, c->nseg);
 		/* Spans are < 2^63 each; the running area is checked against
 		 * the frame limit before the next one is added. */
@@ -286,6 +297,7 @@ tw_status tw_wire_plan_value(const tw_value *v, tw_wire_plan *out)
 
 	if (v == NULL || out == NULL)
 		return TW_EINVAL;
+	c.out = out;
 	st = plan(&c, v, 1);
 	if (st != TW_OK)
 		return st;
@@ -304,6 +316,7 @@ struct wr {
 	uint8_t *end;
 	uint32_t nseg;
 	uint32_t max_seg;
+	const tw_wire_plan *plan;
 	tw_wire_seg_fn seg_fn;
 	void *ctx;
 };
@@ -323,15 +336,10 @@ static bool put_u8(struct wr *w, uint8_t b)
 	return put_bytes(w, &b, 1);
 }
 
-static bool put_uvarint(struct wr *w, uint64_t v)
+static bool put_uvarint_slow(struct wr *w, uint64_t v)
 {
 	uint8_t b[TW_WIRE_VARINT_MAX];
 	unsigned n = 0;
-
-	if (v < 0x80 && w->p != w->end) {
-		*w->p++ = (uint8_t)v; /* one byte: most lengths and counts */
-		return true;
-	}
 
 	while (v >= 0x80) {
 		b[n++] = (uint8_t)(v | 0x80);
@@ -339,6 +347,21 @@ static bool put_uvarint(struct wr *w, uint64_t v)
 	}
 	b[n++] = (uint8_t)v;
 	return put_bytes(w, b, n);
+}
+
+static inline bool put_uvarint(struct wr *w, uint64_t v)
+{
+	if (v < 0x80 && w->p != w->end) {
+		*w->p++ = (uint8_t)v; /* one byte: most lengths and counts */
+		return true;
+	}
+	if (v < 0x4000 && w->end - w->p >= 2) {
+		w->p[0] = (uint8_t)(v | 0x80);
+		w->p[1] = (uint8_t)(v >> 7);
+		w->p += 2;
+		return true;
+	}
+	return put_uvarint_slow(w, v);
 }
 
 static bool put_text(struct wr *w, const char *s, uint32_t n)
@@ -375,9 +398,16 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 		size_t span;
 		bool ok;
 
-		if (t == NULL || tw_tensor_span(t, &span) != TW_OK ||
-		    idx >= w->max_seg)
+		if (idx >= w->max_seg)
 			return false;
+		if (idx < TW_WIRE_PLAN_TENSORS) {
+			/* The sizing pass's checked copy: the caller's
+			 * tensor is not read again. */
+			t = &w->plan->tensors[idx];
+			span = (size_t)w->plan->spans[idx];
+		} else if (t == NULL || tw_tensor_span(t, &span) != TW_OK) {
+			return false;
+		}
 		ok = put_u8(w, t->dtype) && put_u8(w, t->ndim);
 		for (unsigned d = 0; ok && d < t->ndim; d++)
 			ok = put_uvarint(w, (uint64_t)t->shape[d]);
@@ -442,6 +472,7 @@ tw_status tw_wire_write_value(const tw_value *v, const tw_wire_plan *plan,
 		.p = dst,
 		.end = dst + plan->payload_len,
 		.max_seg = plan->nseg,
+		.plan = plan,
 		.seg_fn = seg_fn,
 		.ctx = ctx,
 	};
@@ -486,7 +517,7 @@ static bool get_u8(struct rd *r, uint8_t *out)
  * and the last byte is non-zero unless it is the only one. One encoding per
  * number keeps re-encoding byte-exact and closes a covert channel.
  */
-static bool get_uvarint(struct rd *r, uint64_t *out)
+static bool get_uvarint_slow(struct rd *r, uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -507,6 +538,24 @@ static bool get_uvarint(struct rd *r, uint64_t *out)
 		}
 	}
 	return rd_fail(r, "varint: overflows 64 bits");
+}
+
+/* One byte (most lengths, counts and dims) inline; the rest, with every
+ * check, out of line. */
+static inline bool get_uvarint(struct rd *r, uint64_t *out)
+{
+	if (r->p != r->end && *r->p < 0x80) {
+		*out = *r->p++;
+		return true;
+	}
+	/* Two bytes (dims and spans up to 16 KiB): the second is the last
+	 * and, not being the only one, must be non-zero. */
+	if (r->end - r->p >= 2 && r->p[1] < 0x80 && r->p[1] != 0) {
+		*out = (uint64_t)(r->p[0] & 0x7f) | (uint64_t)r->p[1] << 7;
+		r->p += 2;
+		return true;
+	}
+	return get_uvarint_slow(r, out);
 }
 
 static bool get_u32(struct rd *r, uint32_t *out, const char *why)
@@ -924,6 +973,7 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 		t->data = (void *)(b->in->frame + b->offsets[d.seg]);
 		t->buf = b->in->buf;
 		v->u.tensor = t;
+		v->flags |= TW_VALUE_WIRE_CHECKED_;
 		return true;
 	}
 	case TW_KIND_LIST:

@@ -21,6 +21,9 @@
 
 /* ---- encoder ---- */
 
+/* Tensors whose checked descriptor the sizing pass keeps for the writer. */
+#define TW_WIRE_PLAN_TENSORS 4
+
 /* What the sizing pass learns about a value. */
 typedef struct tw_wire_plan {
 	uint64_t payload_len; /* encoded bytes of the value */
@@ -28,6 +31,14 @@ typedef struct tw_wire_plan {
 	uint64_t seg_area;    /* bytes of the segment area laid out from an
 			       * aligned start: sum of spans plus the pads
 			       * between them (the frame adds it to head_len) */
+	/* The first TW_WIRE_PLAN_TENSORS tensors as the sizing pass copied
+	 * and then checked them, and their spans: the writer encodes and
+	 * hands out these copies, never the caller's tensors again, so a
+	 * tensor changed between the passes cannot make the frame describe
+	 * or read more than was checked. Later tensors are re-read and
+	 * re-checked by the writer (and must then match the plan's sizes). */
+	tw_tensor tensors[TW_WIRE_PLAN_TENSORS];
+	uint64_t spans[TW_WIRE_PLAN_TENSORS];
 } tw_wire_plan;
 
 /*
@@ -47,12 +58,25 @@ typedef void (*tw_wire_seg_fn)(void *ctx, uint32_t idx, const tw_tensor *t,
 /*
  * Write v (already planned) into dst, exactly plan->payload_len bytes.
  * TW_EINVAL if v no longer matches the plan (it changed in between): the
- * caller then drops the frame.
+ * caller then drops the frame. The first TW_WIRE_PLAN_TENSORS tensors are
+ * written from plan->tensors (seg_fn gets those copies), not from v.
  */
 tw_status tw_wire_write_value(const tw_value *v, const tw_wire_plan *plan,
 			      uint8_t *dst, tw_wire_seg_fn seg_fn, void *ctx);
 
 /* ---- decoder ---- */
+
+/*
+ * Internal tw_value flag: set by the decoder, with TW_VALUE_BORROWED, on
+ * the TENSOR nodes it builds in a message's arena, whose descriptor it has
+ * just checked (get_tensor) and which nothing in the library changes until
+ * the message is released. tw_value_clone then takes the descriptor as
+ * checked. Only a shortcut for the early refusal tw_value_tensor makes:
+ * every consumer of a tensor (the encoder's sizing pass, rpc/tensor.c)
+ * re-validates it anyway, so a value forged with this bit cannot get an
+ * unchecked layout read.
+ */
+#define TW_VALUE_WIRE_CHECKED_ 0x80u
 
 /* One received frame's payload, as the decoder sees it. */
 typedef struct tw_wire_in {

@@ -9,6 +9,8 @@
 
 #include <tensorwire/tensorwire.h>
 
+#include "rpc/value_wire.h"
+
 /* ---- helpers ---- */
 
 static tw_frame_hdr hdr_of(unsigned type)
@@ -565,6 +567,138 @@ Test(wire, decoded_clone_outlives_message)
 	tw_value_destroy(&c);
 	cr_assert_eq(tw_buf_refcnt(rb), 1);
 	tw_buf_release(rb);
+	tw_value_destroy(&v);
+}
+
+/* What the writer hands the frame for each tensor. */
+struct seen_seg {
+	uint32_t n;
+	const void *data[8];
+	int64_t dim0[8];
+	uint64_t span[8];
+};
+
+static void seen_seg_fn(void *ctx, uint32_t idx, const tw_tensor *t,
+			uint64_t span)
+{
+	struct seen_seg *s = ctx;
+
+	cr_assert_eq(idx, s->n);
+	s->data[idx] = t->data;
+	s->dim0[idx] = t->shape[0];
+	s->span[idx] = span;
+	s->n++;
+}
+
+/* A tensor changed between the sizing and the writing pass (a caller's
+ * race) is encoded and gathered exactly as the sizing pass checked it:
+ * the writer never reads the caller's shape, strides or data again, so
+ * the send cannot read past the span that was checked. */
+Test(wire, tensor_changed_between_passes_is_sent_as_planned)
+{
+	int64_t shape[1] = {4};
+	tw_value v = tensor_val(TW_FLOAT32, 1, shape, NULL);
+	tw_tensor *t = v.u.tensor;
+	void *data = t->data;
+	tw_wire_plan p1, p2;
+	uint8_t ref[64], out[64];
+	struct seen_seg s1 = {0}, s2 = {0};
+
+	cr_assert_eq(tw_wire_plan_value(&v, &p1), TW_OK);
+	cr_assert_eq(p1.nseg, 1);
+	cr_assert_leq(p1.payload_len, sizeof(ref));
+	cr_assert_eq(tw_wire_write_value(&v, &p1, ref, seen_seg_fn, &s1), TW_OK);
+	cr_assert_eq(s1.span[0], 16);
+
+	cr_assert_eq(tw_wire_plan_value(&v, &p2), TW_OK);
+	/* Grown past its memory, moved, then made invalid outright. */
+	t->shape[0] = 1000000;
+	t->strides[0] = 3;
+	t->data = (uint8_t *)data + 4096;
+	cr_assert_eq(tw_wire_write_value(&v, &p2, out, seen_seg_fn, &s2), TW_OK);
+	cr_assert_eq(s2.n, 1);
+	cr_assert_eq(s2.span[0], 16, "span as planned, not the new 12 MB");
+	cr_assert_eq(s2.dim0[0], 4);
+	cr_assert_eq(s2.data[0], data);
+	cr_assert_eq(memcmp(ref, out, (size_t)p1.payload_len), 0,
+		     "descriptor as planned");
+	t->shape[0] = -1;
+	memset(&s2, 0, sizeof(s2));
+	cr_assert_eq(tw_wire_write_value(&v, &p2, out, seen_seg_fn, &s2), TW_OK);
+	cr_assert_eq(s2.span[0], 16);
+	/* The next encode sees the change and refuses it. */
+	cr_assert_eq(tw_wire_plan_value(&v, &p2), TW_EINVAL);
+
+	t->shape[0] = 4;
+	t->strides[0] = 1;
+	t->data = data;
+	tw_value_destroy(&v);
+}
+
+/* Tensors past the plan's copies are re-read and re-checked by the writer;
+ * a changed span there no longer adds up to the planned segment area, and
+ * the frame encoder drops such a frame (message.c). */
+Test(wire, tensors_past_the_plan_copies_are_rechecked)
+{
+	int64_t shape[1] = {4};
+	const unsigned n = TW_WIRE_PLAN_TENSORS + 1;
+	tw_value v, *last;
+	tw_wire_plan p;
+	uint8_t out[256];
+	struct seen_seg s = {0};
+
+	cr_assert_leq(n, 8);
+	cr_assert_eq(tw_value_tuple(&v, n), TW_OK);
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(tw_value_set_item(&v, i, tensor_val(TW_FLOAT32, 1,
+								  shape, NULL)),
+			     TW_OK);
+	cr_assert_eq(tw_wire_plan_value(&v, &p), TW_OK);
+	cr_assert_leq(p.payload_len, sizeof(out));
+	last = &v.u.items[n - 1];
+	last->u.tensor->shape[0] = -1;
+	cr_assert_eq(tw_wire_write_value(&v, &p, out, seen_seg_fn, &s),
+		     TW_EINVAL, "an invalid tensor past the copies is refused");
+	last->u.tensor->shape[0] = 4;
+	tw_value_destroy(&v);
+}
+
+/* The decoder marks its tensors as checked for tw_value_clone; the clone,
+ * which the caller may change, does not carry the mark, and a value forged
+ * with it still cannot get a bad layout onto the wire. */
+Test(wire, decoded_tensor_mark_is_not_cloned_or_trusted_by_the_encoder)
+{
+	int64_t shape[2] = {2, 3};
+	tw_value v = tensor_val(TW_INT32, 2, shape, NULL), c, c2, f;
+	tw_in_msg in;
+	tw_buf *rb;
+	tw_tensor bad;
+	tw_out_msg m;
+	tw_frame_hdr h = hdr_of(TW_MSG_RET);
+
+	round_trip_keep(TW_MSG_RET, &v, &in, &rb);
+	cr_assert(in.payload.flags & TW_VALUE_WIRE_CHECKED_);
+	cr_assert_eq(tw_value_clone(&c, &in.payload), TW_OK);
+	cr_assert_eq(c.flags & TW_VALUE_WIRE_CHECKED_, 0);
+	cr_assert(tw_value_equal(&c, &v));
+	/* A clone of the clone checks again. */
+	c.u.tensor->shape[0] = -2;
+	cr_assert_eq(tw_value_clone(&c2, &c), TW_EINVAL);
+	c.u.tensor->shape[0] = 2;
+	tw_value_destroy(&c);
+	tw_in_msg_release(&in);
+	tw_buf_release(rb);
+
+	/* Forged: borrowed, marked, and overflowing. */
+	bad = *v.u.tensor;
+	bad.shape[0] = INT64_MAX;
+	f = (tw_value){.kind = TW_KIND_TENSOR,
+		       .flags = TW_VALUE_BORROWED | TW_VALUE_WIRE_CHECKED_};
+	f.u.tensor = &bad;
+	cr_assert_eq(tw_msg_encode(NULL, &h, &f, &m), TW_EINVAL);
+	cr_assert_eq(tw_value_clone(&c, &f), TW_OK);
+	cr_assert_eq(tw_msg_encode(NULL, &h, &c, &m), TW_EINVAL);
+	tw_value_destroy(&c);
 	tw_value_destroy(&v);
 }
 
