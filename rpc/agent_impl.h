@@ -70,7 +70,6 @@ struct call {
 	uint8_t live;              /* CALL_* (loop thread only) */
 	bool self;
 	bool has_msg;              /* tx.msg holds an encoded frame */
-	bool owner_posted;         /* posted by its embedded loop's owner */
 	struct conn_state *conn;   /* connection the call went out on */
 	struct call *cprev, *cnext;/* that connection's pending calls */
 	/* Calls to self: no frame, owned clones and the function. */
@@ -146,10 +145,6 @@ struct agent_loop {
 	uint32_t nbacklog;         /* connections with a backlog */
 	struct pend_table pend;
 	struct reply *retry_head, *retry_tail;
-	/* Embedded: calls the owner thread posted to this loop's ring (from
-	 * inside an iteration) that have not started yet. While there are
-	 * any, the owner's next calls take the ring too, behind them. */
-	uint32_t owner_posted;
 	bool closing;
 	int64_t tx_inflight;       /* tx records the transport holds */
 	struct loop_stats stats;

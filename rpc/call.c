@@ -221,8 +221,6 @@ static void call_start_msg(struct tw_loop_msg *m)
 	struct agent_loop *l = c->l;
 	tw_agent *a = c->a;
 
-	if (c->owner_posted)
-		l->owner_posted--;
 	if (l->closing) {
 		atomic_fetch_sub(&a->outstanding, 1);
 		tw_future_fail(c->fut, TW_ESHUTDOWN, a->rank, AGENT_SHUTDOWN_MSG);
@@ -596,20 +594,9 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 	c->lmsg.fn = call_start_msg;
 	atomic_fetch_add(&a->outstanding, 1);
 	stat_inc(&a->api_calls);
-	/* An embedded owner outside an iteration is the loop's thread with
-	 * nothing of the loop's running: it starts the call itself instead
-	 * of a trip through its own ring. Not from inside an iteration (a
-	 * handler: re-entrancy), not a call to self (its handler would run
-	 * outside an iteration), and not past calls of its own still in the
-	 * ring (they go first). */
-	bool own = a->o.embedded && agent_tls_loop == l;
-	if (own && !c->self && l->owner_posted == 0 &&
-	    !tw_loop_in_poll(l->loop)) {
-		*out = f;
-		call_start_msg(&c->lmsg);
-		goto out;
-	}
-	c->owner_posted = own;
+	/* Every call goes through the loop's ring, also an embedded owner's
+	 * (starting those directly saved no measurable latency and cost a
+	 * fifth of the calls/s with 256 in flight: perf/RESULTS.md). */
 	st = tw_loop_post(l->loop, &c->lmsg);
 	if (st != TW_OK) {
 		/* Backpressure: the loop's ring is full. */
@@ -618,8 +605,6 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		tw_future_release(f);
 		goto out;
 	}
-	if (own)
-		l->owner_posted++;
 	*out = f;
 out:
 	atomic_fetch_sub(&a->api_inflight, 1);
