@@ -17,6 +17,7 @@
 #include <tensorwire/future.h>
 
 #include "rpc/future_impl.h"
+#include "rpc/tcache.h"
 
 /*
  * How long a waiter spins before sleeping on the futex. Waking a sleeping
@@ -139,82 +140,8 @@ static inline bool is_done(uint32_t s)
  * arena), which malloc would otherwise hand out and take back on every
  * call. A thread's cache is freed when it exits.
  */
-#if defined(__SANITIZE_ADDRESS__)
-/* Under AddressSanitizer every future is freed, so that a use after the
- * last release is reported rather than hidden by a reuse. */
-#define CACHE_MAX 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CACHE_MAX 0
-#endif
-#endif
-#ifndef CACHE_MAX
-#define CACHE_MAX 64
-#endif
-
-struct fcache {
-	tw_future *head;          /* linked through chain_arg */
-	uint32_t n;
-	bool keyed;               /* the exit destructor is registered */
-};
-
-static _Thread_local struct fcache tls_cache;
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-static bool cache_key_ok;
-
-/* A cached future's link lives in its (unused) chain_arg. */
-static void cache_drain(void *arg)
-{
-	struct fcache *c = arg;
-	while (c->head != NULL) {
-		tw_future *f = c->head;
-		c->head = f->chain_arg;
-		free(f);
-	}
-	c->n = 0;
-	/* A release by a later destructor registers again (and is drained
-	 * in glibc's next destructor round). */
-	c->keyed = false;
-}
-
-static void cache_key_init(void)
-{
-	cache_key_ok = pthread_key_create(&cache_key, cache_drain) == 0;
-}
-
-static void cache_put(tw_future *f)
-{
-	struct fcache *c = &tls_cache;
-	if (c->n + 1 > CACHE_MAX) {
-		free(f);
-		return;
-	}
-	if (__builtin_expect(!c->keyed, 0)) {
-		/* Without a destructor a thread's cache would leak at exit:
-		 * then no caching on this thread. */
-		(void)pthread_once(&cache_once, cache_key_init);
-		if (!cache_key_ok || pthread_setspecific(cache_key, c) != 0) {
-			free(f);
-			return;
-		}
-		c->keyed = true;
-	}
-	f->chain_arg = c->head;
-	c->head = f;
-	c->n++;
-}
-
-static tw_future *cache_get(void)
-{
-	struct fcache *c = &tls_cache;
-	tw_future *f = c->head;
-	if (f == NULL)
-		return NULL;
-	c->head = f->chain_arg;
-	c->n--;
-	return f;
-}
+static struct tcache fcache = TCACHE_INIT(64);
+static _Thread_local struct tcache_list fcache_tls;
 
 tw_status tw_future_create(tw_future **out)
 {
@@ -222,7 +149,7 @@ tw_status tw_future_create(tw_future **out)
 		return TW_EINVAL;
 	/* Not calloc: the embedded message (its inline arena) stays untouched
 	 * unless a message completes the future. */
-	tw_future *f = cache_get();
+	tw_future *f = tcache_get(&fcache_tls);
 	if (f == NULL)
 		f = malloc(sizeof *f);
 	if (f == NULL)
@@ -268,7 +195,7 @@ void tw_future_release(tw_future *f)
 	tw_value_destroy(&f->own);
 	if (f->has_msg)
 		tw_in_msg_release(&f->msg);
-	cache_put(f);
+	tcache_put(&fcache, &fcache_tls, f);
 }
 
 /* ---- completion ------------------------------------------------------- */

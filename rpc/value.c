@@ -10,6 +10,7 @@
 
 #include <tensorwire/value.h>
 
+#include "rpc/tcache.h"
 #include "utf8.h"
 #include "value_wire.h"
 
@@ -28,86 +29,12 @@
 
 #define MAX_LEN (UINT32_MAX - 1u) /* longest string, bytes or message */
 
-/*
- * The tw_tensor records of TENSOR values, kept per thread for the next
+/* The tw_tensor records of TENSOR values, kept per thread for the next
  * one: a call's result is cloned out of its message and destroyed by the
  * caller, a handler's echo cloned and destroyed once its answer is
- * encoded, so every call would take one from malloc and give it back.
- * A thread's records are freed when it exits. (As rpc/future.c's cache.)
- */
-#if defined(__SANITIZE_ADDRESS__)
-/* Under AddressSanitizer every record is freed: a use after destroy is
- * reported rather than hidden by a reuse. */
-#define TCACHE_MAX 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TCACHE_MAX 0
-#endif
-#endif
-#ifndef TCACHE_MAX
-#define TCACHE_MAX 32
-#endif
-
-struct tcache {
-	tw_tensor *head;          /* linked through data */
-	uint32_t n;
-	bool keyed;               /* the exit destructor is registered */
-};
-
-static _Thread_local struct tcache tls_tcache;
-static pthread_key_t tcache_key;
-static pthread_once_t tcache_once = PTHREAD_ONCE_INIT;
-static bool tcache_key_ok;
-
-static void tcache_drain(void *arg)
-{
-	struct tcache *c = arg;
-	while (c->head != NULL) {
-		tw_tensor *t = c->head;
-		c->head = t->data;
-		free(t);
-	}
-	c->n = 0;
-	c->keyed = false;
-}
-
-static void tcache_key_init(void)
-{
-	tcache_key_ok = pthread_key_create(&tcache_key, tcache_drain) == 0;
-}
-
-static tw_tensor *tensor_rec_get(void)
-{
-	struct tcache *c = &tls_tcache;
-	tw_tensor *t = c->head;
-	if (t == NULL)
-		return malloc(sizeof(*t));
-	c->head = t->data;
-	c->n--;
-	return t;
-}
-
-static void tensor_rec_put(tw_tensor *t)
-{
-	struct tcache *c = &tls_tcache;
-	if (t == NULL)
-		return;
-	if (c->n + 1 > TCACHE_MAX) {
-		free(t);
-		return;
-	}
-	if (__builtin_expect(!c->keyed, 0)) {
-		(void)pthread_once(&tcache_once, tcache_key_init);
-		if (!tcache_key_ok || pthread_setspecific(tcache_key, c) != 0) {
-			free(t);
-			return;
-		}
-		c->keyed = true;
-	}
-	t->data = c->head;
-	c->head = t;
-	c->n++;
-}
+ * encoded. */
+static struct tcache tensor_recs = TCACHE_INIT(32);
+static _Thread_local struct tcache_list tensor_recs_tls;
 
 static bool kind_valid(unsigned kind)
 {
@@ -200,7 +127,9 @@ tw_value tw_value_bytes_borrow(const void *p, size_t len)
 /* A TENSOR value holding a new reference to t's bytes; t already checked. */
 static tw_status make_tensor(tw_value *out, const tw_tensor *t)
 {
-	tw_tensor *copy = tensor_rec_get();
+	tw_tensor *copy = tcache_get(&tensor_recs_tls);
+	if (copy == NULL)
+		copy = malloc(sizeof(*copy));
 	if (copy == NULL)
 		return TW_ENOMEM;
 	tw_tensor_ref(copy, t);
@@ -389,7 +318,7 @@ void tw_value_destroy(tw_value *v)
 	case TW_KIND_TENSOR:
 		if (v->u.tensor != NULL)
 			tw_tensor_release(v->u.tensor);
-		tensor_rec_put(v->u.tensor);
+		tcache_put(&tensor_recs, &tensor_recs_tls, v->u.tensor);
 		break;
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE:
