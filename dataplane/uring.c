@@ -169,6 +169,10 @@ struct ut {
 	struct uconn *hot[HOT_MAX];
 	uint32_t nhot;
 	unsigned char *scratch;    /* recv_buf_size bytes */
+
+	/* Congestion control by where the peer is ("" = the system's);
+	 * copies of the options' strings. */
+	char cc_local[TW_URING_CC_NAME_MAX], cc_remote[TW_URING_CC_NAME_MAX];
 };
 
 static const struct tw_transport_ops uring_ops;
@@ -210,6 +214,8 @@ void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size)
 		.large_cache_bytes = 128u << 20,
 		.busy_poll_conns = 4,
 		.busy_poll_ns = 200u * 1000,
+		.cc_local = "reno",
+		.cc_remote = NULL,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
@@ -237,6 +243,8 @@ static void opts_get(const struct tw_uring_opts *in, struct tw_uring_opts *o)
 	OPT_COPY(zc_same_host);
 	OPT_COPY(busy_poll_conns);
 	OPT_COPY(busy_poll_ns);
+	OPT_COPY(cc_local);
+	OPT_COPY(cc_remote);
 #undef OPT_COPY
 	o->opts_size = sizeof(*o);
 }
@@ -289,6 +297,22 @@ static void sock_setup(struct ut *t, int fd)
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b, sizeof(b));
 		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &b, sizeof(b));
 	}
+}
+
+static bool same_host(int fd, const struct sockaddr_in *peer);
+
+/* An open connection gets its congestion control (uring.h, "Congestion
+ * control"). A refusal leaves it on the system's, which still works. */
+static void cc_setup(struct ut *t, int fd)
+{
+	const char *cc = same_host(fd, NULL) ? t->cc_local : t->cc_remote;
+	if (cc[0] == '\0')
+		return;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
+		       (socklen_t)strlen(cc)) == 0)
+		t->st.cc_set++;
+	else
+		t->st.cc_failed++;
 }
 
 /* Whether fd's peer is on this host (loopback, or our own address):
@@ -1353,6 +1377,7 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	}
 	c->state = C_OPEN;
 	t->st.conns_connected++;
+	cc_setup(t, c->fd);
 	t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
 	if (c->closing)
 		return;
@@ -1453,6 +1478,7 @@ static void conn_accepted(struct ut *t, int fd)
 		return;
 	}
 	c->copying = !t->o.zc_same_host && same_host(fd, NULL);
+	cc_setup(t, fd);
 	t->st.conns_accepted++;
 	t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
 	arm_recv(c);
@@ -1723,7 +1749,9 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 	uint32_t n = o.recv_buf_count;
 	if (n == 0 || n > 32768 || (n & (n - 1)) != 0 ||
 	    o.recv_buf_size == 0 || o.max_queued == 0 ||
-	    o.rx_pool_buf_size < TW_FRAME_HDR_SIZE || o.rx_pool_count == 0)
+	    o.rx_pool_buf_size < TW_FRAME_HDR_SIZE || o.rx_pool_count == 0 ||
+	    (o.cc_local && strlen(o.cc_local) >= TW_URING_CC_NAME_MAX) ||
+	    (o.cc_remote && strlen(o.cc_remote) >= TW_URING_CC_NAME_MAX))
 		return TW_EINVAL;
 
 	struct io_uring *ring = tw_loop_uring(l);
@@ -1737,6 +1765,11 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 	t->base.cbs = *cbs;
 	t->o = o;
 	t->ring = ring;
+	snprintf(t->cc_local, sizeof(t->cc_local), "%s",
+		 o.cc_local ? o.cc_local : "");
+	snprintf(t->cc_remote, sizeof(t->cc_remote), "%s",
+		 o.cc_remote ? o.cc_remote : "");
+	t->o.cc_local = t->o.cc_remote = NULL; /* the caller's */
 
 	struct tw_buf_pool_opts po;
 	tw_buf_pool_opts_init(&po, sizeof(po));

@@ -97,8 +97,26 @@ extern "C" {
  * transport's upcalls included): between tw_loop_poll_once calls, or from a
  * loop message, poller or timer.
  *
+ * Congestion control: connections within this host (as for SEND_ZC above)
+ * use cc_local, "reno" by default, whatever the system's default is. On
+ * loopback there is no network to share, only the receiver's window, and
+ * a pacing algorithm costs: with this image's default, BBR (lo has no fq
+ * qdisc, so TCP paces itself with timers), a raw 1 MiB io_uring ping-pong
+ * takes 565 us against 211 us under reno, a raw 64 MiB stream 3.5-4.0
+ * GB/s against 5.0-6.9, and a 64 MiB echo fell into a ~1.9 GB/s mode in
+ * most runs (perf/RESULTS.md). Connections to other hosts keep the
+ * system's choice unless cc_remote names one. The name is set once the
+ * connection is open (connected or accepted); a kernel refusal (module
+ * not loaded, not in net.ipv4.tcp_allowed_congestion_control for an
+ * unprivileged process) leaves the connection on the system's algorithm
+ * and counts in cc_failed. reno is built into every kernel and always
+ * allowed.
+ *
  * Not done (yet): fixed files and a registered send buffer table; IPv6.
  */
+
+/* Longest congestion control name + 1 (the kernel's TCP_CA_NAME_MAX). */
+#define TW_URING_CC_NAME_MAX 16
 
 struct tw_uring_opts {
 	size_t opts_size;          /* sizeof(struct tw_uring_opts) */
@@ -127,6 +145,12 @@ struct tw_uring_opts {
 				    * most 16; 0 = off): see "Busy polling" */
 	uint64_t busy_poll_ns;     /* ... active = bytes in or out within
 				    * this long (default 200 us) */
+	const char *cc_local;      /* TCP congestion control of connections
+				    * within this host (default "reno"; NULL
+				    * or "" = the system's): see "Congestion
+				    * control" */
+	const char *cc_remote;     /* ... of connections to other hosts
+				    * (default NULL: the system's) */
 };
 
 void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size);
@@ -154,6 +178,8 @@ struct tw_uring_stats {
 	uint64_t busy_frames;      /* frames completed by them */
 	uint64_t direct_sends;     /* of sendmsg_calls, plain send()s at once */
 	uint64_t busy_starts;      /* multishot recvs stopped for busy polling */
+	uint64_t cc_set;           /* connections given cc_local / cc_remote */
+	uint64_t cc_failed;        /* ... that the kernel refused */
 };
 void tw_uring_get_stats(const tw_transport *t, struct tw_uring_stats *s);
 

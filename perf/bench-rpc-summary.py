@@ -167,7 +167,7 @@ def main():
     p("")
     p(f"Command: `{a.cmd}`. {tw_mode}.")
     for h in head:
-        if h.startswith(("bench-rpc.sh", "model name", "loadavg")):
+        if h.startswith(("bench-rpc.sh", "model name", "loadavg", "tcp_congestion")):
             p(f"`{h}`  ")
     p("")
     p("Latency in µs (p50 unless noted), throughput in calls/s; GB = 1e9 B. Ratios are "

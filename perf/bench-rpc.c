@@ -219,6 +219,7 @@ struct opts {
 	int eal_mem_mb;       /* EAL -m (default 512) */
 	uint32_t credits, mbufs;
 	uint64_t zc_threshold;
+	const char *cc;       /* tcp_congestion_local; NULL = the library's */
 	char eal[2][512];     /* [0] client, [1] server */
 	char prefix[2][64];
 };
@@ -382,6 +383,7 @@ static int server_main(const struct opts *o, const char *rdv)
 	ao.num_loops = 1;
 	ao.first_cpu = o->server_cpu;
 	ao.spin_ns = o->spin_ns;
+	ao.tcp_congestion_local = o->cc;
 	ao.yield = o->server_yield;
 	ao.executor_threads = 1;
 	ao.setup = server_setup;
@@ -451,6 +453,7 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 		/* Spin, don't sleep, while a big echo is on its way: a wake-up
 		 * costs ~25 us here (limits README pitfall 2). */
 		ao.spin_ns = o->spin_ns;
+	ao.tcp_congestion_local = o->cc;
 		if (dpdk_mode(o))
 			dpdk_agent_opts(o, 0, &ao);
 		if (embedded) {
@@ -706,6 +709,7 @@ static void usage(FILE *f)
 		"                 [--only sync,pipe,echo,lat]\n"
 		"                 [--transport uring|memif|af_packet [--ifaces SRV,CLI]\n"
 		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB]]\n"
+		"                 [--cc NAME]\n"
 		"  --quick      10k small calls, shorter windows and echo budgets\n"
 		"  --threaded   client with a loop thread (default: embedded mode when\n"
 		"               the library has it)\n"
@@ -727,7 +731,9 @@ static void usage(FILE *f)
 		"  --credits N            DPDK packets in flight per session (0 = default)\n"
 		"  --mbufs N              DPDK mbufs per queue pool (0 = default)\n"
 		"  --zc-threshold B       zero-copy segments from B bytes (0 = default)\n"
-		"  --eal-mem MB           EAL -m with --no-huge (default 512)\n");
+		"  --eal-mem MB           EAL -m with --no-huge (default 512)\n"
+		"  --cc NAME              TCP congestion control of the loopback connections\n"
+		"                         (default: the library's, reno; \"\" = the system's)\n");
 }
 
 int main(int argc, char **argv)
@@ -741,7 +747,7 @@ int main(int argc, char **argv)
 	};
 	enum { O_QUICK = 256, O_THREADED, O_SPIN, O_ONLY, O_HELP, O_LOOPCPU,
 	       O_SYIELD, O_TRANSPORT, O_IFACES, O_CREDITS, O_MBUFS, O_ZC,
-	       O_EALMEM };
+	       O_EALMEM, O_CC };
 	static const struct option lopts[] = {
 		{"quick", no_argument, NULL, O_QUICK},
 		{"threaded", no_argument, NULL, O_THREADED},
@@ -755,6 +761,7 @@ int main(int argc, char **argv)
 		{"mbufs", required_argument, NULL, O_MBUFS},
 		{"zc-threshold", required_argument, NULL, O_ZC},
 		{"eal-mem", required_argument, NULL, O_EALMEM},
+		{"cc", required_argument, NULL, O_CC},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -783,6 +790,7 @@ int main(int argc, char **argv)
 		case O_MBUFS: o.mbufs = (uint32_t)atol(optarg); break;
 		case O_ZC: o.zc_threshold = strtoull(optarg, NULL, 0); break;
 		case O_EALMEM: o.eal_mem_mb = atoi(optarg); break;
+		case O_CC: o.cc = optarg; break;
 		case 'n': n_set = atol(optarg); break;
 		case 'S': {
 			int k = 0;
@@ -873,9 +881,10 @@ int main(int argc, char **argv)
 	tsc_calibrate();
 	tw_agent *a = client_init(&o, rdv);
 	printf("# bench-rpc client=%s cpu%d, server threaded 1 loop cpu%d spin %.0f ms, "
-	       "%s, tsc %.3f GHz\n",
+	       "%s, tsc %.3f GHz, tcp cc %s\n",
 	       embedded ? "embedded" : "threaded", o.client_cpu, o.server_cpu,
-	       (double)o.spin_ns / 1e6, o.quick ? "quick" : "full", tsc_per_ns);
+	       (double)o.spin_ns / 1e6, o.quick ? "quick" : "full", tsc_per_ns,
+	       o.cc == NULL ? "library default" : o.cc[0] ? o.cc : "system's");
 	if (dpdk_mode(&o))
 		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
 		       " (0 = default)\n# client EAL: %s\n# server EAL: %s\n",

@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench-rpc.sh: tensorwire's RPC benchmark beside its anchors, all in one run.
 #
-#   sh perf/bench-rpc.sh [--quick | --full] [--no-torch] [--build DIR]
+#   sh perf/bench-rpc.sh [--quick | --full] [--no-torch] [--build DIR] [--cc NAME]
 #
 # Builds tensorwire (DIR, default ./build) and the physical-limit anchors (in a
 # scratch copy of ../shared/anchors), then runs, one after the other with the
@@ -15,6 +15,13 @@
 # figure beside its anchor, the ratio, the targets met or missed) and writes
 # perf/results/latest.json. Logs: perf/results/bench-rpc-<timestamp>.log.
 #
+# TCP congestion control: tensorwire's loopback connections use reno
+# whatever the system's default (dataplane/uring.h, "Congestion control");
+# the anchors and torch use the system's. So that every ratio compares
+# like with like, the run switches the system default to the same
+# algorithm (--cc NAME, default reno: both sides then use NAME; needs
+# root) and restores it on exit; without root the log says the ratios are
+# not like for like.
 # Modes: default = full tensorwire and anchor runs, torch --quick;
 # --quick = everything short (a few minutes); --full = torch's full run too.
 # An item run while other processes used >= 0.15 cores is redone (up to
@@ -37,6 +44,7 @@ ORIG=$(pwd)
 MODE=default
 TORCH=1
 BUILD=
+CC=reno
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) MODE=quick ;;
@@ -44,6 +52,8 @@ while [ $# -gt 0 ]; do
 	--no-torch) TORCH=0 ;;
 	--build|-B) BUILD=$2; shift ;;
 	--build=*) BUILD=${1#--build=} ;;
+	--cc) CC=$2; shift ;;
+	--cc=*) CC=${1#--cc=} ;;
 	-h|--help) usage; exit 0 ;;
 	*) echo "bench-rpc.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
 	esac
@@ -68,6 +78,9 @@ TS=$(date +%Y%m%d-%H%M%S)
 LOG=$OUT/bench-rpc-$TS.log
 SCRATCH=$(mktemp -d /tmp/tw-bench-rpc.XXXXXX) || exit 1
 CUR=
+CC_FILE=/proc/sys/net/ipv4/tcp_congestion_control
+CC_ORIG=$(cat "$CC_FILE" 2>/dev/null)
+CC_SWITCHED=
 
 cleanup() {
 	if [ -n "$CUR" ]; then
@@ -80,6 +93,11 @@ cleanup() {
 		CUR=
 	fi
 	rm -rf "$SCRATCH"
+	if [ -n "$CC_SWITCHED" ]; then
+		echo "$CC_ORIG" >"$CC_FILE" 2>/dev/null ||
+			echo "bench-rpc.sh: could not restore $CC_FILE to $CC_ORIG" >&2
+		CC_SWITCHED=
+	fi
 }
 trap cleanup EXIT
 trap 'echo "bench-rpc.sh: interrupted" >&2; exit 130' INT TERM
@@ -215,25 +233,36 @@ log "# bench-rpc.sh $TS mode=$MODE torch=$TORCH host=$(hostname) kernel=$(uname 
 log "# $(grep -m1 'model name' /proc/cpuinfo)"
 log "# git $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
 log "# loadavg_start $(cut -d' ' -f1-3 /proc/loadavg)"
+# ---- congestion control: the same for the anchors and tensorwire -----------
+if [ -z "$CC_ORIG" ]; then
+	log "# tcp_congestion: unknown system default; tensorwire on $CC"
+elif [ "$CC_ORIG" = "$CC" ]; then
+	log "# tcp_congestion: $CC for anchors, torch and tensorwire (the system default)"
+elif echo "$CC" >"$CC_FILE" 2>/dev/null; then
+	CC_SWITCHED=1
+	log "# tcp_congestion: $CC for anchors, torch and tensorwire (system default $CC_ORIG, switched for this run)"
+else
+	log "# tcp_congestion: NOT LIKE FOR LIKE: anchors and torch on the system's $CC_ORIG, tensorwire on $CC (run as root to switch)"
+fi
 echo "# log: $LOG"
 
 # Each tensorwire part runs right after its anchors (the vCPU placement
 # changes every 10-30 s) and is short, so a disturbed one is cheap to redo.
 item pp64 600 "$L/uring_pingpong" $UF -n "$N" -w "$W"
-item tw_sync 600 "$BENCH" $BENCH_ARGS --only sync
+item tw_sync 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only sync
 item pipe64 600 "$L/uring_pipeline" -x batch $UF -W 64 -n "$PIPE_N"
 item pipe256 600 "$L/uring_pipeline" -x batch $UF -W 256 -n "$PIPE_N"
-item tw_pipe 600 "$BENCH" $BENCH_ARGS --only pipe
+item tw_pipe 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only pipe
 if [ "$STREAM_N" -gt 0 ]; then
 	item stream64m 600 "$L/uring_stream" -x send -R uring -M 67108864 -n "$STREAM_N"
 else
 	item stream64m 600 "$L/uring_stream" -x send -R uring -M 67108864
 fi
 item memcpy 600 "$L/memcpy_bw" -t 7 -T "$MEMCPY_T" 1048576 67108864
-item tw_echo 900 "$BENCH" $BENCH_ARGS --only echo
+item tw_echo 900 "$BENCH" --cc "$CC" $BENCH_ARGS --only echo
 item pp1k 600 "$L/uring_pingpong" $UF -s 1024 -n "$N" -w "$W"
 item pp1m 600 "$L/uring_pingpong" $UF -s 1048576 -n "$N1M" -w $((N1M / 10))
-item tw_lat 600 "$BENCH" $BENCH_ARGS --only lat
+item tw_lat 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only lat
 if [ "$TORCH" = 1 ]; then
 	if "$PYTHON_TORCH" -c 'import torch' >/dev/null 2>&1 && [ -f "$SCRATCH/torch_rpc/bench.py" ]; then
 		# bench.py does its own quiet waits and redoes disturbed items.

@@ -2,12 +2,16 @@
  * rendezvous and membership, worker info, registration and shutdown. */
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dataplane/fake.h"
 #include "dataplane/uring.h"
@@ -497,6 +501,10 @@ static void loop_init_fn(struct sync_msg *s)
 			uo.recv_buf_count = a->o.recv_buf_count;
 		if (a->o.sockbuf != 0)
 			uo.sockbuf = a->o.sockbuf;
+		if (a->o.tcp_congestion_local != NULL)
+			uo.cc_local = a->o.tcp_congestion_local;
+		if (a->o.tcp_congestion != NULL)
+			uo.cc_remote = a->o.tcp_congestion;
 		s->st = tw_uring_transport_create(l->loop, &uo, &cbs, &l->t);
 		if (s->st != TW_OK)
 			return;
@@ -709,6 +717,36 @@ static void agent_free(tw_agent *a)
 	free(a);
 }
 
+/* A congestion control name the kernel will give this process's
+ * sockets, tried on a throwaway one (NULL and "" are defaults). */
+static tw_status check_cc(const struct tw_agent_opts *o, const char *what,
+			  const char *cc)
+{
+	if (cc == NULL || cc[0] == '\0')
+		return TW_OK;
+	if (strlen(cc) >= TW_URING_CC_NAME_MAX) {
+		set_err(o, "%s '%.32s' is too long for a congestion control name",
+			what, cc);
+		return TW_EINVAL;
+	}
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return TW_OK; /* nothing to learn here; the transport counts */
+	int r = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
+			   (socklen_t)strlen(cc));
+	int e = errno;
+	close(fd);
+	if (r != 0) {
+		set_err(o, "%s '%s': %s (see net.ipv4.tcp_allowed_congestion_control"
+			   " and tcp_available_congestion_control)",
+			what, cc, e == EPERM ? "not allowed for this process"
+			: e == ENOENT ? "no such congestion control in this kernel"
+			: strerror(e));
+		return TW_EINVAL;
+	}
+	return TW_OK;
+}
+
 static tw_status check_opts(const struct tw_agent_opts *o)
 {
 	if (o->name == NULL || o->name[0] == '\0' ||
@@ -785,6 +823,13 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 	} else if (o->transport != TW_TRANSPORT_URING) {
 		set_err(o, "unknown transport %d", (int)o->transport);
 		return TW_EINVAL;
+	} else {
+		tw_status st = check_cc(o, "tcp_congestion_local",
+					o->tcp_congestion_local);
+		if (st == TW_OK)
+			st = check_cc(o, "tcp_congestion", o->tcp_congestion);
+		if (st != TW_OK)
+			return st;
 	}
 	return TW_OK;
 }
@@ -1039,6 +1084,8 @@ static tw_status agent_init(const struct tw_agent_opts *opts,
 	}
 #endif
 	st = start_loops(a);
+	/* The caller's; every transport has its copy now. */
+	a->o.tcp_congestion_local = a->o.tcp_congestion = NULL;
 	if (st != TW_OK) {
 		set_err(&o, "cannot start run loops: %s", tw_strerror(st));
 		goto fail;

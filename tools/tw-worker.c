@@ -17,6 +17,7 @@ static void usage(FILE *f)
 		"                 [--loops N] [--first-cpu C] [--timeout-ms MS] [--init-timeout-ms MS]\n"
 		"                 [--listen-host HOST] [--yield] [--nongraceful]\n"
 		"                 [--list] [--list-remote WORKER]\n"
+		"                 [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
 		"                 [--dpdk-eal ARGS [--dpdk-port PORT] [--dpdk-ip IP]\n"
 		"                  [--dpdk-udp-port P] [--dpdk-credits N]]\n"
 		"Joins the group (rank 0 hosts the rendezvous), serves demo::add, demo::echo,\n"
@@ -29,7 +30,10 @@ static void usage(FILE *f)
 		"\"-l 1 --no-huge -m 256 --no-pci --file-prefix=w1\n"
 		" --vdev=net_af_xdp0,iface=veth1\"); --dpdk-port names the port (PCI\n"
 		"address or vdev; default the first), --dpdk-ip this worker's IPv4\n"
-		"address (default 10.0.0.<rank+1>).\n");
+		"address (default 10.0.0.<rank+1>).\n"
+		"--tcp-congestion-local / --tcp-congestion: TCP congestion control of\n"
+		"connections to workers on this host (default reno) and on other hosts\n"
+		"(default: the system's); \"\" = the system's.\n");
 }
 
 /* One line per function: name, schema (or "-" for a plain function),
@@ -82,11 +86,13 @@ int main(int argc, char **argv)
 		{"dpdk-ip", required_argument, NULL, 'I'},
 		{"dpdk-udp-port", required_argument, NULL, 'U'},
 		{"dpdk-credits", required_argument, NULL, 'C'},
+		{"tcp-congestion-local", required_argument, NULL, 'k'},
+		{"tcp-congestion", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:yGLM:E:P:I:U:C:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:yGLM:E:P:I:U:C:k:K:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': o.name = optarg; break;
 		case 'r': o.rank = (uint32_t)parse_num("--rank", optarg); have_rank = true; break;
@@ -109,6 +115,8 @@ int main(int argc, char **argv)
 		case 'I': o.dpdk_ip = optarg; break;
 		case 'U': o.dpdk_udp_port = (uint16_t)parse_num("--dpdk-udp-port", optarg); break;
 		case 'C': o.dpdk_credits = (uint32_t)parse_num("--dpdk-credits", optarg); break;
+		case 'k': o.tcp_congestion_local = optarg; break;
+		case 'K': o.tcp_congestion = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -130,6 +130,14 @@ struct tw_agent_opts {
 				      * TW_EUNREACHABLE (1000) */
 	uint16_t dpdk_mtu;           /* DPDK: IP MTU (1500; 576..9000) */
 	uint32_t dpdk_mbufs;         /* DPDK: mbufs per queue pool (8191) */
+	/* io_uring: TCP congestion control of connections to workers on
+	 * this host ("reno": on loopback a pacing algorithm such as BBR
+	 * only adds timer delays, 2-3x on large tensors; see README) and to
+	 * other hosts (the system's). NULL = that default, "" = the
+	 * system's. The name must be available to this process
+	 * (net.ipv4.tcp_allowed_congestion_control unless privileged). */
+	const char *tcp_congestion_local;
+	const char *tcp_congestion;
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);

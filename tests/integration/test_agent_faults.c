@@ -360,6 +360,16 @@ Test(rendezvous, rank_out_of_range_and_bad_options, .timeout = 60)
 	o.name = "";
 	cr_assert_eq(h_agent_init(&o, &a), TW_EINVAL);
 	o.name = "x";
+	o.tcp_congestion_local = "no-such-cc";
+	cr_assert_eq(h_agent_init(&o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "tcp_congestion_local 'no-such-cc': ") != NULL,
+		  "%s", err);
+	o.tcp_congestion_local = NULL;
+	o.tcp_congestion = "a-name-of-16-chr";
+	cr_assert_eq(h_agent_init(&o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "tcp_congestion 'a-name-of-16-chr' is too long") != NULL,
+		  "%s", err);
+	o.tcp_congestion = NULL;
 	o.transport = TW_TRANSPORT_DPDK;
 	cr_assert_eq(h_agent_init(&o, &a), TW_ENOTSUP);
 }

@@ -1066,3 +1066,109 @@ Test(uring, batches_cut_requests)
 	free(q);
 	free(mem);
 }
+
+/* ------------------------------------------------------------------ */
+/* Congestion control                                                  */
+
+/* The congestion control of this process's TCP socket whose local port
+ * (accepted side) or peer port (connecting side) is port; "" if none. */
+static void cc_of(unsigned port, bool accepted, char *out, size_t n)
+{
+	out[0] = '\0';
+	for (int fd = 3; fd < 4096; fd++) {
+		struct sockaddr_in a;
+		socklen_t al = sizeof(a);
+		int r = accepted ? getsockname(fd, (struct sockaddr *)&a, &al)
+				 : getpeername(fd, (struct sockaddr *)&a, &al);
+		if (r != 0 || a.sin_family != AF_INET ||
+		    ntohs(a.sin_port) != port)
+			continue;
+		if (accepted) { /* not the listener: it has no peer */
+			struct sockaddr_in p;
+			socklen_t pl = sizeof(p);
+			if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0)
+				continue;
+		}
+		char cc[TW_URING_CC_NAME_MAX] = "";
+		socklen_t cl = sizeof(cc);
+		cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &cl), 0);
+		snprintf(out, n, "%.*s", (int)strnlen(cc, cl), cc);
+		return;
+	}
+}
+
+/* What a new socket of this process gets. */
+static void cc_system(char *out, size_t n)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(fd >= 0);
+	char cc[TW_URING_CC_NAME_MAX] = "";
+	socklen_t cl = sizeof(cc);
+	cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &cl), 0);
+	snprintf(out, n, "%.*s", (int)strnlen(cc, cl), cc);
+	close(fd);
+}
+
+/* Both ends of a loopback connection get cc_local ("reno" by default);
+ * "" keeps the system's; a name the kernel refuses is counted and the
+ * connection carries frames on the system's algorithm. */
+static void cc_case(const char *cc_local, const char *want, uint64_t set,
+		    uint64_t failed)
+{
+	struct tw_uring_opts o = default_opts();
+	if (cc_local != NULL)
+		o.cc_local = cc_local;
+	struct env e;
+	env_init(&e, true, &o, &o, true);
+	env_connected(&e);
+	unsigned port = 0;
+	cr_assert_eq(sscanf(e.bound, "tcp://127.0.0.1:%u", &port), 1);
+	char got_srv[TW_URING_CC_NAME_MAX], got_cli[TW_URING_CC_NAME_MAX];
+	cc_of(port, true, got_srv, sizeof(got_srv));
+	cc_of(port, false, got_cli, sizeof(got_cli));
+	cr_assert_str_eq(got_srv, want, "accepted side: %s, want %s", got_srv, want);
+	cr_assert_str_eq(got_cli, want, "connecting side: %s, want %s", got_cli, want);
+	struct tw_uring_stats cs = stats(&e.cli), ss = stats(&e.srv);
+	cr_assert_eq(cs.cc_set, set);
+	cr_assert_eq(ss.cc_set, set);
+	cr_assert_eq(cs.cc_failed, failed);
+	cr_assert_eq(ss.cc_failed, failed);
+
+	uint8_t *mem = malloc(frame_len(300));
+	struct sreq q;
+	sreq_init(&q, &e.cli, mem, 0, 300, 9);
+	cr_assert_eq(tw_transport_send(e.cli.t, e.cc, &q.r), TW_OK);
+	cr_assert(PUMP(&e, e.srv.frames == 1 && q.ndone == 1, 5000));
+	cr_assert_eq(e.srv.errors, 0);
+	env_fini(&e);
+	free(mem);
+}
+
+Test(uring, congestion_control)
+{
+	struct tw_uring_opts d;
+	tw_uring_opts_init(&d, sizeof(d));
+	cr_assert_str_eq(d.cc_local, "reno");
+	cr_assert_null(d.cc_remote);
+
+	char sys[TW_URING_CC_NAME_MAX];
+	cc_system(sys, sizeof(sys));
+	cc_case(NULL, "reno", 1, 0);
+	cc_case("", sys, 0, 0);
+	cc_case("no-such-cc", sys, 0, 1);
+
+	/* longer than the kernel's names: refused at once */
+	tw_loop *l = loop_new();
+	struct side s;
+	struct tw_transport_cbs cbs = { .ctx = &s, .on_frame = on_frame,
+					.on_conn = on_conn };
+	struct tw_uring_opts bad = default_opts();
+	bad.cc_local = "a-name-of-16-chr";
+	tw_transport *t = NULL;
+	cr_assert_eq(tw_uring_transport_create(l, &bad, &cbs, &t), TW_EINVAL);
+	bad = default_opts();
+	bad.cc_remote = "a-name-of-16-chr";
+	cr_assert_eq(tw_uring_transport_create(l, &bad, &cbs, &t), TW_EINVAL);
+	cr_assert_null(t);
+	tw_loop_destroy(l);
+}
