@@ -5,6 +5,8 @@
 
 #include <tensorwire/frame.h>
 
+#include "dataplane/frame_impl.h"
+
 /* Header field offsets: docs/wire.md, "Header". The first 20 bytes keep
  * their place in every version so a v1 receiver can answer a newer peer. */
 enum {
@@ -185,20 +187,37 @@ tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
 	return TW_OK;
 }
 
-/* Pad bytes are part of the frame: requiring zeros keeps one encoding per
- * message (docs/wire.md) and keeps stale memory from leaking unnoticed. */
-static bool all_zero(const uint8_t *p, uint64_t n)
+/* frame_impl.h: the fields tw_frame_hdr_decode reads, without its checks. */
+void tw_frame_hdr_load(const void *src, tw_frame_hdr *out)
 {
-	/* Eight bytes at a time (pads are under 64 bytes, checked on every
-	 * frame received): the OR of all of them is zero or not. */
-	uint64_t acc = 0;
-	for (; n >= 8; p += 8, n -= 8) {
-		uint64_t w;
-		memcpy(&w, p, sizeof(w));
-		acc |= w;
-	}
-	for (; n > 0; p++, n--)
-		acc |= *p;
+	const uint8_t *p = src;
+
+	out->version = p[OFF_VERSION];
+	out->type = p[OFF_TYPE];
+	out->flags = ld16(p + OFF_FLAGS);
+	out->req_id = ld64(p + OFF_REQ_ID);
+	out->src = ld32(p + OFF_SRC);
+	out->dst = ld32(p + OFF_DST);
+	out->timeout_ms = ld32(p + OFF_TIMEOUT);
+	out->payload_len = ld32(p + OFF_PAYLOAD_LEN);
+	out->seg_count = ld32(p + OFF_SEG_COUNT);
+	out->total_len = ld64(p + OFF_TOTAL_LEN);
+}
+
+/* Pad bytes are part of the frame: requiring zeros keeps one encoding per
+ * message (docs/wire.md) and keeps stale memory from leaking unnoticed.
+ * True when frame bytes [from, to) are all zero. Pads (under 64 bytes,
+ * checked on every frame received) end on a 64-byte boundary of the frame
+ * and start past the header, so whole 8-byte words of the frame cover
+ * them, the first shifted down to the pad's own bytes: no byte loop. */
+static bool pad_zero(const uint8_t *f, uint64_t from, uint64_t to)
+{
+	if (from == to)
+		return true;
+	uint64_t at = from & ~(uint64_t)7;
+	uint64_t acc = ld64(f + at) >> (8 * (from - at));
+	for (at += 8; at < to; at += 8)
+		acc |= ld64(f + at);
 	return acc == 0;
 }
 
@@ -220,7 +239,7 @@ tw_status tw_frame_check_segments(const void *frame, size_t len,
 	if (h->seg_count == 0)
 		return off == total ? TW_OK
 				    : fail(why, "frame: trailing bytes after payload");
-	if (!all_zero(f + end, off - end))
+	if (!pad_zero(f, end, off))
 		return fail(why, "frame: payload pad not zero");
 
 	/* off <= total <= 2^40 throughout, so align_seg cannot wrap, and each
@@ -231,7 +250,7 @@ tw_status tw_frame_check_segments(const void *frame, size_t len,
 
 		if (start > total)
 			return fail(why, "frame: segment starts past total_len");
-		if (!all_zero(f + off, start - off))
+		if (!pad_zero(f, off, start))
 			return fail(why, "frame: segment pad not zero");
 		if (n > total - start)
 			return fail(why, "frame: segment runs past total_len");
