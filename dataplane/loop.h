@@ -125,6 +125,12 @@ bool tw_loop_in_poll(const tw_loop *l);
  * decides (backpressure). */
 tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m);
 
+/* tw_loop_post from the thread that polls l (an embedded owner between
+ * iterations, or a callback inside one): l cannot be asleep then, so the
+ * fence and the sleeping check that guard against a lost wakeup are
+ * skipped. Any other thread must use tw_loop_post. */
+tw_status tw_loop_post_own(tw_loop *l, struct tw_loop_msg *m);
+
 /* Loop thread only. */
 void tw_loop_add_poller(tw_loop *l, struct tw_poller *p);
 void tw_loop_remove_poller(tw_loop *l, struct tw_poller *p);

@@ -596,8 +596,10 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 	stat_inc(&a->api_calls);
 	/* Every call goes through the loop's ring, also an embedded owner's
 	 * (starting those directly saved no measurable latency and cost a
-	 * fifth of the calls/s with 256 in flight: perf/RESULTS.md). */
-	st = tw_loop_post(l->loop, &c->lmsg);
+	 * fifth of the calls/s with 256 in flight: perf/RESULTS.md). From
+	 * the loop's own thread the loop is awake: no wake-up fence. */
+	st = l == agent_tls_loop ? tw_loop_post_own(l->loop, &c->lmsg)
+				 : tw_loop_post(l->loop, &c->lmsg);
 	if (st != TW_OK) {
 		/* Backpressure: the loop's ring is full. */
 		atomic_fetch_sub(&a->outstanding, 1);
