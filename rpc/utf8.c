@@ -66,6 +66,20 @@ bool tw_utf8_valid(const char *s, size_t len)
 	if (s == NULL)
 		return false;
 
+	/* Names and keys are nearly always ASCII: with 8 bytes or more, OR
+	 * every word together, the last one overlapping the one before, and
+	 * look at the high bits once. Anything else takes the loop below. */
+	if (len >= 8) {
+		uint64_t acc, w;
+		memcpy(&acc, s + len - 8, 8);
+		for (size_t k = 0; k + 8 < len; k += 8) {
+			memcpy(&w, s + k, 8);
+			acc |= w;
+		}
+		if (!(acc & UINT64_C(0x8080808080808080)))
+			return true;
+	}
+
 	size_t i = 0;
 	while (i < len) {
 		/* Most keys and names are ASCII: skip 8 bytes per step while

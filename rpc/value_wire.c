@@ -595,25 +595,30 @@ static bool get_text(struct rd *r, const char **s, uint32_t *len, bool key)
 
 /* A tensor descriptor, read and checked; pass 2 reads it again. */
 struct tdesc {
-	tw_tensor t; /* data and buf left to the caller */
+	tw_tensor *t; /* where it is read to; data and buf left to the caller */
 	uint64_t nbytes;
 	uint32_t seg;
 };
 
+/* Copied over a descriptor to clear it: plain vector stores, where a
+ * memset of the struct becomes a rep stos with its start-up cost. */
+static const tw_tensor zero_tensor;
+
 static bool get_tensor(struct rd *r, const tw_wire_in *in, struct tdesc *d)
 {
 	uint8_t dtype, ndim;
+	uint64_t seg;
 	size_t span;
 
-	memset(&d->t, 0, sizeof(d->t));
+	*d->t = zero_tensor;
 	if (!get_u8(r, &dtype) || !get_u8(r, &ndim))
 		return false;
 	if (tw_dtype_size((tw_dtype)dtype) == 0)
 		return rd_fail(r, "tensor: unknown dtype");
 	if (ndim > TW_TENSOR_MAX_DIMS)
 		return rd_fail(r, "tensor: ndim over 8");
-	d->t.dtype = dtype;
-	d->t.ndim = ndim;
+	d->t->dtype = dtype;
+	d->t->ndim = ndim;
 	for (unsigned i = 0; i < 2u * ndim; i++) {
 		uint64_t x;
 
@@ -622,19 +627,22 @@ static bool get_tensor(struct rd *r, const tw_wire_in *in, struct tdesc *d)
 		if (x > INT64_MAX)
 			return rd_fail(r, "tensor: shape or stride over 2^63 - 1");
 		if (i < ndim)
-			d->t.shape[i] = (int64_t)x;
+			d->t->shape[i] = (int64_t)x;
 		else
-			d->t.strides[i - ndim] = (int64_t)x;
+			d->t->strides[i - ndim] = (int64_t)x;
 	}
-	if (!get_uvarint(r, &d->nbytes) || !get_u32(r, &d->seg, "tensor: segment index out of range"))
+	/* Below seg_count (a u32), the index fits a u32: one compare makes
+	 * get_u32's check too, with its words. */
+	if (!get_uvarint(r, &d->nbytes) || !get_uvarint(r, &seg))
 		return false;
-	if (d->seg >= in->hdr->seg_count)
+	if (seg >= in->hdr->seg_count)
 		return rd_fail(r, "tensor: segment index out of range");
+	d->seg = (uint32_t)seg;
 	/* tensor.c's own rules (numel, nbytes and span fit int64), so every
 	 * decoded tensor is one the tensor API accepts. Any non-NULL data
 	 * will do for the check. */
-	d->t.data = (void *)in->frame;
-	if (tw_tensor_span(&d->t, &span) != TW_OK)
+	d->t->data = (void *)in->frame;
+	if (tw_tensor_span(d->t, &span) != TW_OK)
 		return rd_fail(r, "tensor: element count or span overflows");
 	if ((uint64_t)span != d->nbytes)
 		return rd_fail(r, "tensor: nbytes differs from the span of shape and strides");
@@ -708,7 +716,8 @@ static bool check_value(struct chk *c, unsigned depth)
 		return true;
 	}
 	case TW_KIND_TENSOR: {
-		struct tdesc d;
+		tw_tensor t;
+		struct tdesc d = {.t = &t};
 
 		if (!get_tensor(r, c->in, &d))
 			return false;
@@ -952,10 +961,13 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 		return true;
 	}
 	case TW_KIND_TENSOR: {
-		struct tdesc d;
-		tw_tensor *t;
+		/* Read straight into its node: no copy of the descriptor. In
+		 * one pass, a full arena sends us to two passes (too_big),
+		 * whose first reports any fault of the descriptor itself. */
+		tw_tensor *t = bld_alloc(b, sizeof(*t));
+		struct tdesc d = {.t = t};
 
-		if (!get_tensor(r, b->in, &d))
+		if (t == NULL || !get_tensor(r, b->in, &d))
 			return false;
 		if (++b->ntensors > b->in->hdr->seg_count)
 			return rd_fail(r, "tensor: segment referenced twice");
@@ -964,10 +976,6 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 			return rd_fail(r, "tensor: segment referenced twice");
 		}
 		b->bitmap[d.seg / 64] |= UINT64_C(1) << (d.seg % 64);
-		t = bld_alloc(b, sizeof(*t));
-		if (t == NULL)
-			return false;
-		*t = d.t;
 		/* Zero copy: the bytes stay in the receive buffer. No
 		 * reference: the message holds the one that keeps it alive. */
 		t->data = (void *)(b->in->frame + b->offsets[d.seg]);
@@ -1153,7 +1161,11 @@ tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
 		return TW_ENOSPC;
 	if (soff > size)
 		return TW_ENOSPC;
-	if (nseg) {
+	if (nseg == 1) {
+		/* The common message, one tensor: two stores, no calls. */
+		b.bitmap[0] = 0;
+		memcpy(a, in->seg_offsets, sizeof(uint64_t));
+	} else if (nseg) {
 		memset(b.bitmap, 0, bitmap_bytes(nseg));
 		memcpy(a, in->seg_offsets, offsets_bytes(nseg));
 	}
