@@ -10,7 +10,9 @@
 #   raw io_uring TCP ping-pong 64 B, 1 KiB, 1 MiB; io_uring pipelined 64 B
 #   echo W=64 and W=256; io_uring TCP stream of 64 MiB messages; memcpy 1 MiB
 #   and 64 MiB; tensorwire's perf/bench-rpc, each part right after its
-#   anchors; torch.distributed.rpc's bench.py
+#   anchors; then PAIRS (5; --quick 3, --full 7) short anchor/tensorwire
+#   pairs for the 64 MiB, 1 KiB and 1 MiB targets; torch.distributed.rpc's
+#   bench.py
 # and summarizes: perf/bench-rpc-summary.py prints the table (each tensorwire
 # figure beside its anchor, the ratio, the targets met or missed) and writes
 # perf/results/latest.json. Logs: perf/results/bench-rpc-<timestamp>.log.
@@ -137,13 +139,13 @@ L=$SCRATCH/limits
 case $MODE in
 quick)
 	N=20000; N1M=500; PIPE_N=1000000; STREAM_N=32; MEMCPY_T=100
-	PROBE_N=20000; BENCH_ARGS=--quick; TORCH_ARGS=--quick ;;
+	PROBE_N=20000; BENCH_ARGS=--quick; TORCH_ARGS=--quick; PAIRS=3 ;;
 full)
 	N=100000; N1M=2000; PIPE_N=5000000; STREAM_N=0; MEMCPY_T=300
-	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS= ;;
+	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=; PAIRS=7 ;;
 *)
 	N=100000; N1M=2000; PIPE_N=5000000; STREAM_N=0; MEMCPY_T=300
-	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=--quick ;;
+	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=--quick; PAIRS=5 ;;
 esac
 W=$((N / 10))
 UF="-m peek -f defer,fixed,ringfd"
@@ -263,6 +265,20 @@ item tw_echo 900 "$BENCH" --cc "$CC" $BENCH_ARGS --only echo
 item pp1k 600 "$L/uring_pingpong" $UF -s 1024 -n "$N" -w "$W"
 item pp1m 600 "$L/uring_pingpong" $UF -s 1048576 -n "$N1M" -w $((N1M / 10))
 item tw_lat 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only lat
+# Paired rounds for the three targets whose margin is small (64 MiB echo
+# against the stream; 1 KiB and 1 MiB echo against the ping-pong): the vCPU
+# placement flips every 10-30 s and moves each of these by more than the
+# margin (far placement halves the stream and the echo alike), so each is
+# also measured as short anchor-then-tensorwire pairs, PAIRS rounds; the
+# summary takes the median of the per-pair ratios, leaving out pairs whose
+# placement probes disagree.
+for r in $(seq 1 "$PAIRS"); do
+	item "pair${r}_stream" 300 "$L/uring_stream" -x send -R uring -M 67108864 -n 24
+	item "pair${r}_echo64" 300 "$BENCH" --cc "$CC" --only echo -S 64M -E 1
+	item "pair${r}_pp1k" 300 "$L/uring_pingpong" $UF -s 1024 -n 20000 -w 2000
+	item "pair${r}_pp1m" 300 "$L/uring_pingpong" $UF -s 1048576 -n 500 -w 50
+	item "pair${r}_lat" 300 "$BENCH" --cc "$CC" --quick --only lat
+done
 if [ "$TORCH" = 1 ]; then
 	if "$PYTHON_TORCH" -c 'import torch' >/dev/null 2>&1 && [ -f "$SCRATCH/torch_rpc/bench.py" ]; then
 		# bench.py does its own quiet waits and redoes disturbed items.
