@@ -1078,6 +1078,20 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 	}
 }
 
+/* The payload's one value, built into the arena b points at; then no byte
+ * may be left over and every segment must have been taken by a tensor.
+ * Both builders end so. */
+static bool build_top(struct bld *b, tw_value *out, uint32_t nseg)
+{
+	if (!build_value(b, out, 1))
+		return false;
+	if (b->r.p != b->r.end)
+		return rd_fail(&b->r, "value: trailing bytes after the payload value");
+	if (b->ntensors != nseg)
+		return rd_fail(&b->r, "frame: segment not referenced by any tensor");
+	return true;
+}
+
 tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
 			void *arena, tw_value *out, const char **why)
 {
@@ -1114,16 +1128,8 @@ tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
 			goto bad;
 		}
 	}
-	if (!build_value(&b, out, 1))
+	if (!build_top(&b, out, nseg))
 		goto bad;
-	if (b.r.p != b.r.end) {
-		rd_fail(&b.r, "value: trailing bytes after the payload value");
-		goto bad;
-	}
-	if (b.ntensors != nseg) {
-		rd_fail(&b.r, "frame: segment not referenced by any tensor");
-		goto bad;
-	}
 	return TW_OK;
 bad:
 	*out = tw_value_none();
@@ -1169,16 +1175,8 @@ tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
 		memset(b.bitmap, 0, bitmap_bytes(nseg));
 		memcpy(a, in->seg_offsets, offsets_bytes(nseg));
 	}
-	if (!build_value(&b, out, 1))
+	if (!build_top(&b, out, nseg))
 		goto bad;
-	if (b.r.p != b.r.end) {
-		rd_fail(&b.r, "value: trailing bytes after the payload value");
-		goto bad;
-	}
-	if (b.ntensors != nseg) {
-		rd_fail(&b.r, "frame: segment not referenced by any tensor");
-		goto bad;
-	}
 	lay->nodes_off = soff;
 	lay->arena_size = (size_t)(b.next - a);
 	return TW_OK;
