@@ -301,13 +301,12 @@ static void sock_setup(struct ut *t, int fd)
 	}
 }
 
-static bool same_host(int fd, const struct sockaddr_in *peer);
-
-/* An open connection gets its congestion control (uring.h, "Congestion
- * control"). A refusal leaves it on the system's, which still works. */
-static void cc_setup(struct ut *t, int fd)
+/* An open connection gets its congestion control by where its peer is
+ * (uring.h, "Congestion control"). A refusal leaves it on the system's,
+ * which still works. */
+static void cc_setup(struct ut *t, int fd, bool local)
 {
-	const char *cc = same_host(fd, NULL) ? t->cc_local : t->cc_remote;
+	const char *cc = local ? t->cc_local : t->cc_remote;
 	if (cc[0] == '\0')
 		return;
 	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
@@ -890,8 +889,8 @@ static int busy_poll(struct ut *t)
 	 * delivers our segments under that same lock, so empty recvs spinning
 	 * on it slowed every arrival (the spin lock's slow path was the top
 	 * symbol of a busy-polling client's profile, 9%; the 1 KiB echo p50
-	 * went from 1.05x to 0.99x the raw io_uring ping-pong, median of 12
-	 * paired rounds). Not the rest of a large frame: that streams in,
+	 * went from 1.01x to 0.98x the raw io_uring ping-pong, median of 12
+	 * paired rounds: perf/RESULTS.md). Not the rest of a large frame: that streams in,
 	 * and a poll before each read of it cost the 1 MiB echo 8%. */
 	struct pollfd pf[HOT_MAX];
 	struct uconn *pc[HOT_MAX];
@@ -1405,7 +1404,8 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	}
 	c->state = C_OPEN;
 	t->st.conns_connected++;
-	cc_setup(t, c->fd);
+	/* Now that it is bound, our own non-loopback address counts too. */
+	cc_setup(t, c->fd, same_host(c->fd, &c->peer));
 	t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
 	if (c->closing)
 		return;
@@ -1505,8 +1505,9 @@ static void conn_accepted(struct ut *t, int fd)
 		close(fd);
 		return;
 	}
-	c->copying = !t->o.zc_same_host && same_host(fd, NULL);
-	cc_setup(t, fd);
+	bool local = same_host(fd, NULL);
+	c->copying = !t->o.zc_same_host && local;
+	cc_setup(t, fd, local);
 	t->st.conns_accepted++;
 	t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
 	arm_recv(c);
