@@ -15,56 +15,9 @@ import os
 import re
 import sys
 
-TOKEN = re.compile(r"^\(?([A-Za-z0-9_./()]+?)=([-+0-9.eE]+)([A-Za-z/%]*)\)?,?$")
+from benchlog import parse_log  # perf/benchlog.py
+
 FRAME = 1514  # bytes per frame of the raw one-way stream (tx -s 1514)
-
-
-def parse_kv(tokens):
-    out = {}
-    for t in tokens:
-        m = TOKEN.match(t)
-        if m:
-            try:
-                out[m.group(1)] = float(m.group(2))
-            except ValueError:
-                pass
-    return out
-
-
-def parse_log(path):
-    """Kept attempts: key -> {meta, cmds, results{name: kv}}."""
-    items, cur, head = {}, None, []
-    for line in open(path, errors="replace"):
-        line = line.rstrip("\n")
-        if line.startswith("DISCARDED "):
-            cur = None
-            continue
-        if line.startswith("ITEM "):
-            kv = dict(t.split("=", 1) for t in line.split()[1:] if "=" in t)
-            cur = {"attempt": int(kv.get("attempt", 1)), "rc": int(kv.get("rc", 0)),
-                   "foreign_cores": _num(kv.get("foreign_cores")),
-                   "probe_before_ns": _num(kv.get("probe_before_ns")),
-                   "probe_after_ns": _num(kv.get("probe_after_ns")),
-                   "wall_s": _num(kv.get("wall_s")), "cmds": [], "results": {}}
-            items[kv["key"]] = cur
-            continue
-        if cur is None:
-            if line.startswith("# "):
-                head.append(line[2:])
-            continue
-        if line.startswith("CMD "):
-            cur["cmds"].append(line[4:])
-        elif line.startswith("RESULT "):
-            parts = line.split()
-            cur["results"][parts[1]] = parse_kv(parts[2:])
-    return items, head
-
-
-def _num(s):
-    try:
-        return float(s)
-    except (TypeError, ValueError):
-        return None
 
 
 def res(items, key, prefix):

@@ -13,59 +13,7 @@ import os
 import re
 import sys
 
-TOKEN = re.compile(r"^\(?([A-Za-z0-9_./()]+?)=([-+0-9.eE]+)([A-Za-z/%]*)\)?,?$")
-
-
-def parse_kv(tokens):
-    out = {}
-    for t in tokens:
-        m = TOKEN.match(t)
-        if not m:
-            continue
-        try:
-            out[m.group(1)] = float(m.group(2))
-        except ValueError:
-            pass
-    return out
-
-
-def parse_log(path):
-    """Items of the kept attempts: key -> {meta, cmd, results{name: kv}, notes}."""
-    items, cur, head = {}, None, []
-    for line in open(path, errors="replace"):
-        line = line.rstrip("\n")
-        if line.startswith("DISCARDED "):
-            cur = None
-            continue
-        if line.startswith("ITEM "):
-            kv = dict(t.split("=", 1) for t in line.split()[1:] if "=" in t)
-            cur = {"attempt": int(kv.get("attempt", 1)), "rc": int(kv.get("rc", 0)),
-                   "foreign_cores": float(kv.get("foreign_cores", 0)),
-                   "probe_before_ns": _num(kv.get("probe_before_ns")),
-                   "probe_after_ns": _num(kv.get("probe_after_ns")),
-                   "tcp_retrans": _num(kv.get("tcp_retrans")),
-                   "wall_s": _num(kv.get("wall_s")), "cmd": None, "results": {}, "notes": []}
-            items[kv["key"]] = cur
-            continue
-        if line.startswith("# ") and cur is None:
-            head.append(line[2:])
-        if cur is None:
-            continue
-        if line.startswith("CMD "):
-            cur["cmd"] = line[4:]
-        elif line.startswith("RESULT "):
-            parts = line.split()
-            cur["results"][parts[1]] = parse_kv(parts[2:])
-        elif line.startswith("# "):
-            cur["notes"].append(line[2:])
-    return items, head
-
-
-def _num(s):
-    try:
-        return float(s)
-    except (TypeError, ValueError):
-        return None
+from benchlog import parse_log  # perf/benchlog.py
 
 
 def first_result(items, key, prefix=""):
