@@ -112,11 +112,13 @@ static inline uint64_t align_seg(uint64_t off)
 	return (off + TW_FRAME_SEG_ALIGN - 1) & ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1);
 }
 
-/* Gathers tensors as the writer meets them, in segment order. */
+/* Gathers tensors as the writer meets them, in segment order. Offsets
+ * count from the end of the frame head, which is segment-aligned whenever
+ * there are segments, so alignment there is alignment in the frame. */
 struct gather {
 	tw_out_msg *m;
 	uint8_t *table; /* segment table in the head buffer */
-	uint64_t off;   /* frame offset where the next segment's pad starts */
+	uint64_t off;   /* where the next segment's pad starts */
 };
 
 static void gather_seg(void *ctx, uint32_t idx, const tw_tensor *t,
@@ -156,11 +158,84 @@ static void out_clear(tw_out_msg *out)
 	out->reserved_ = 0;
 }
 
+/* The frame head around a payload already in place at f: header, segment
+ * table (gathered), pad; iov[0] covers it. */
+static void head_finish(tw_out_msg *out, uint8_t *f, const tw_frame_hdr *hdr,
+			const tw_wire_plan *plan, uint64_t head_len)
+{
+	tw_frame_hdr h = *hdr;
+	uint64_t pay_end = TW_FRAME_HDR_SIZE + 8u * (uint64_t)plan->nseg +
+			   plan->payload_len;
+
+	h.version = TW_FRAME_VERSION;
+	h.payload_len = (uint32_t)plan->payload_len;
+	h.seg_count = plan->nseg;
+	h.total_len = head_len + plan->seg_area;
+	tw_frame_hdr_encode(f, &h);
+	memset(f + pay_end, 0, (size_t)(head_len - pay_end));
+	out->iov[0].iov_base = f;
+	out->iov[0].iov_len = (size_t)head_len;
+	out->nseg = plan->nseg;
+	out->total_len = h.total_len;
+}
+
+/*
+ * The usual message, in one pass: a payload that fits a pool buffer with
+ * at most TW_OUT_MSG_INLINE_SEGS tensors is written, checked as it goes,
+ * after room for that many segment-table entries, then moved down behind
+ * the real table (a call's payload is a few dozen bytes). No sizing pass:
+ * each node is visited once, and the value's memory is read once.
+ * TW_ENOSPC: the pool is empty, or it did not fit; nothing is left held.
+ */
+static tw_status encode_one_pass(tw_buf_pool *pool, const tw_frame_hdr *hdr,
+				 const tw_value *payload, tw_out_msg *out)
+{
+	const size_t res = TW_FRAME_HDR_SIZE + 8u * TW_OUT_MSG_INLINE_SEGS;
+	size_t size = tw_buf_pool_buf_size(pool);
+	tw_wire_plan plan;
+	uint64_t head_len;
+	tw_status st;
+
+	if (size < res + TW_FRAME_SEG_ALIGN)
+		return TW_ENOSPC;
+	tw_buf *b = tw_buf_pool_get(pool);
+	if (b == NULL)
+		return TW_ENOSPC;
+	uint8_t *f = b->data;
+	out->head = b;
+	out->iov = out->iov_inline_;
+	out->seg_bufs = out->bufs_inline_;
+	out->flags_ = OUT_ARRAYS_INLINE;
+	out->niov = 1;
+	/* NULL first so a failed pass releases only what it retained. */
+	for (uint32_t i = 0; i < TW_OUT_MSG_INLINE_SEGS; i++)
+		out->seg_bufs[i] = NULL;
+	struct gather g = {.m = out, .table = f + TW_FRAME_HDR_SIZE, .off = 0};
+	st = tw_wire_write_checked(payload, f + res, size - res,
+				   TW_OUT_MSG_INLINE_SEGS, gather_seg, &g, &plan);
+	if (st == TW_OK) {
+		head_len = tw_frame_head_len(plan.nseg, (uint32_t)plan.payload_len);
+		if (head_len + plan.seg_area > TW_FRAME_MAX_TOTAL ||
+		    g.off != plan.seg_area)
+			st = TW_EINVAL;
+		else if (head_len > size)
+			st = TW_ENOSPC;
+	}
+	if (st != TW_OK) {
+		out->nseg = TW_OUT_MSG_INLINE_SEGS;
+		tw_out_msg_release(out);
+		return st;
+	}
+	memmove(f + TW_FRAME_HDR_SIZE + 8u * plan.nseg, f + res,
+		(size_t)plan.payload_len);
+	head_finish(out, f, hdr, &plan, head_len);
+	return TW_OK;
+}
+
 tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 			const tw_value *payload, tw_out_msg *out)
 {
 	tw_wire_plan plan;
-	tw_frame_hdr h;
 	tw_buf *b = NULL;
 	uint64_t head_len, total, need, arrays_off = 0;
 	uint8_t *f;
@@ -175,6 +250,13 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 	st = tw_msg_check_shape(hdr->type, payload);
 	if (st != TW_OK)
 		return st;
+	if (pool != NULL) {
+		st = encode_one_pass(pool, hdr, payload, out);
+		if (st != TW_ENOSPC)
+			return st;
+	}
+
+	/* Larger, or with many tensors: measure, then write. */
 	st = tw_wire_plan_value(payload, &plan);
 	if (st != TW_OK)
 		return st;
@@ -219,29 +301,19 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 	out->head = b;
 	out->nseg = plan.nseg;
 
-	h = *hdr;
-	h.version = TW_FRAME_VERSION;
-	h.payload_len = (uint32_t)plan.payload_len;
-	h.seg_count = plan.nseg;
-	h.total_len = total;
-	tw_frame_hdr_encode(f, &h);
+	struct gather g = {.m = out, .table = f + TW_FRAME_HDR_SIZE, .off = 0};
 
-	uint64_t pay_off = TW_FRAME_HDR_SIZE + 8u * (uint64_t)plan.nseg;
-	uint64_t pay_end = pay_off + plan.payload_len;
-	struct gather g = {.m = out, .table = f + TW_FRAME_HDR_SIZE, .off = head_len};
-
-	memset(f + pay_end, 0, (size_t)(head_len - pay_end));
-	out->iov[0].iov_base = f;
-	out->iov[0].iov_len = (size_t)head_len;
 	out->niov = 1;
-	st = tw_wire_write_value(payload, &plan, f + pay_off, gather_seg, &g);
-	if (st == TW_OK && g.off != (plan.nseg ? total : head_len))
+	st = tw_wire_write_value(payload, &plan,
+				 f + TW_FRAME_HDR_SIZE + 8u * plan.nseg,
+				 gather_seg, &g);
+	if (st == TW_OK && g.off != plan.seg_area)
 		st = TW_EINVAL;
 	if (st != TW_OK) {
 		tw_out_msg_release(out);
 		return st;
 	}
-	out->total_len = total;
+	head_finish(out, f, hdr, &plan, head_len);
 	return TW_OK;
 }
 

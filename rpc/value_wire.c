@@ -123,16 +123,59 @@ struct plan_ctx {
 	tw_wire_plan *out; /* its tensors and spans are filled as we go */
 };
 
-static tw_status plan_text(struct plan_ctx *c, const char *s, uint64_t n,
-			   bool key)
+/* The checks both encoders make (the sizing pass, and the checking
+ * writer of the one-pass encoder). */
+
+static bool text_ok(const char *s, uint64_t n, bool key)
 {
 	if (n > MAX_STR_LEN || (n && s == NULL))
-		return TW_EINVAL;
+		return false;
 	/* Keys are C strings in the API (tw_value_dict_get): an embedded NUL
 	 * would make two distinct wire keys look alike. */
 	if (key && n && memchr(s, 0, n))
-		return TW_EINVAL;
-	if (n && !tw_utf8_valid(s, n))
+		return false;
+	return n == 0 || tw_utf8_valid(s, n);
+}
+
+/* Copy *t into *snap and check the copy (what is sent is exactly what was
+ * checked, whatever the caller's tensor does meanwhile). */
+static bool tensor_snap(const tw_tensor *t, tw_tensor *snap, size_t *span)
+{
+	if (t == NULL)
+		return false;
+	*snap = *t;
+	return tw_tensor_span(snap, span) == TW_OK;
+}
+
+/* The peer rejects duplicate keys: refuse here, where it is the caller's
+ * bug, rather than there, where it looks like a bad peer. n: the dict's
+ * set entries. */
+static tw_status dict_keys_ok(const tw_value *v, uint32_t n)
+{
+	const tw_kv *e = v->u.entries;
+	const tw_kv *small[TW_WIRE_DICT_SMALL];
+	const tw_kv **scratch = small;
+	bool dup;
+
+	if (n > TW_WIRE_DICT_SMALL) {
+		scratch = malloc((size_t)n * sizeof(*scratch));
+		if (scratch == NULL)
+			return TW_ENOMEM;
+	}
+	n = 0;
+	for (uint32_t i = 0; i < v->len; i++)
+		if (e[i].key != NULL)
+			scratch[n++] = &e[i];
+	dup = dup_keys(scratch, n);
+	if (scratch != small)
+		free(scratch);
+	return dup ? TW_EINVAL : TW_OK;
+}
+
+static tw_status plan_text(struct plan_ctx *c, const char *s, uint64_t n,
+			   bool key)
+{
+	if (!text_ok(s, n, key))
 		return TW_EINVAL;
 	c->len += uvarint_len(n) + n + 1;
 	return TW_OK;
@@ -179,24 +222,19 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		c->len += uvarint_len(v->len) + v->len;
 		break;
 	case TW_KIND_TENSOR: {
-		const tw_tensor *t = v->u.tensor;
+		/* The first few are checked in the plan's copies, which the
+		 * writer then sends. */
+		bool kept = c->nseg < TW_WIRE_PLAN_TENSORS;
+		tw_tensor scratch;
+		tw_tensor *snap = kept ? &c->out->tensors[c->nseg] : &scratch;
 		size_t span;
 
-		if (t == NULL || c->nseg >= TW_FRAME_MAX_SEGS)
+		if (c->nseg >= TW_FRAME_MAX_SEGS ||
+		    !tensor_snap(v->u.tensor, snap, &span))
 			return TW_EINVAL;
-		if (c->nseg < TW_WIRE_PLAN_TENSORS) {
-			/* Copy, then check the copy: what the writer sends is
-			 * exactly what was checked here. */
-			tw_tensor *snap = &c->out->tensors[c->nseg];
-
-			*snap = *t;
-			t = snap;
-		}
-		if (tw_tensor_span(t, &span) != TW_OK)
-			return TW_EINVAL;
-		if (c->nseg < TW_WIRE_PLAN_TENSORS)
+		if (kept)
 			c->out->spans[c->nseg] = span;
-		c->len += tensor_desc_len(t, span, c->nseg);
+		c->len += tensor_desc_len(snap, span, c->nseg);
 		/* Spans are < 2^63 each; the running area is checked against
 		 * the frame limit before the next one is added. */
 		c->seg_area = align_up(c->seg_area, TW_FRAME_SEG_ALIGN) + span;
@@ -250,11 +288,8 @@ static tw_status plan_dict(struct plan_ctx *c, const tw_value *v,
 			   unsigned depth)
 {
 	const tw_kv *e = v->u.entries;
-	const tw_kv *small[TW_WIRE_DICT_SMALL];
-	const tw_kv **scratch;
 	tw_status st = TW_OK;
 	uint32_t n = 0;
-	bool dup;
 
 	if (v->len && e == NULL)
 		return TW_EINVAL;
@@ -271,23 +306,7 @@ static tw_status plan_dict(struct plan_ctx *c, const tw_value *v,
 	if (st != TW_OK)
 		return st;
 	c->len += uvarint_len(n);
-	/* The peer rejects duplicate keys: refuse here, where it is the
-	 * caller's bug, rather than there, where it looks like a bad peer. */
-	if (n > TW_WIRE_DICT_SMALL) {
-		scratch = malloc((size_t)n * sizeof(*scratch));
-		if (scratch == NULL)
-			return TW_ENOMEM;
-	} else {
-		scratch = small;
-	}
-	n = 0;
-	for (uint32_t i = 0; i < v->len; i++)
-		if (e[i].key != NULL)
-			scratch[n++] = &e[i];
-	dup = dup_keys(scratch, n);
-	if (scratch != small)
-		free(scratch);
-	return dup ? TW_EINVAL : TW_OK;
+	return dict_keys_ok(v, n);
 }
 
 tw_status tw_wire_plan_value(const tw_value *v, tw_wire_plan *out)
@@ -310,7 +329,13 @@ tw_status tw_wire_plan_value(const tw_value *v, tw_wire_plan *out)
 /* ===================== encoder: writer ===================== */
 
 /* Every put checks room: the value may have changed since it was planned
- * (a caller's bug), and that must not become a buffer overrun. */
+ * (a caller's bug), and that must not become a buffer overrun.
+ *
+ * Two modes. Planned (plan != NULL): the sizing pass has checked v, the
+ * writer fills exactly the planned bytes and sends the plan's tensor
+ * copies. Checking (plan == NULL, tw_wire_write_checked): no sizing pass;
+ * the writer makes its checks itself as it goes, into whatever room it is
+ * given, and says TW_ENOSPC when that is not enough. */
 struct wr {
 	uint8_t *p;
 	uint8_t *end;
@@ -319,12 +344,16 @@ struct wr {
 	const tw_wire_plan *plan;
 	tw_wire_seg_fn seg_fn;
 	void *ctx;
+	uint64_t seg_area; /* checking: as tw_wire_plan's */
+	tw_status st;      /* checking: why it stopped (TW_EINVAL if unset) */
 };
 
 static bool put_bytes(struct wr *w, const void *src, size_t n)
 {
-	if ((size_t)(w->end - w->p) < n)
+	if ((size_t)(w->end - w->p) < n) {
+		w->st = w->plan ? TW_EINVAL : TW_ENOSPC;
 		return false;
+	}
 	if (n)
 		memcpy(w->p, src, n);
 	w->p += n;
@@ -364,15 +393,92 @@ static inline bool put_uvarint(struct wr *w, uint64_t v)
 	return put_uvarint_slow(w, v);
 }
 
-static bool put_text(struct wr *w, const char *s, uint32_t n)
+static bool write_value(struct wr *w, const tw_value *v, unsigned depth);
+
+/* A check of the checking mode failed. */
+static bool wr_bad(struct wr *w, tw_status st)
 {
+	w->st = st;
+	return false;
+}
+
+static bool put_text(struct wr *w, const char *s, uint32_t n, bool key)
+{
+	if (w->plan == NULL && !text_ok(s, n, key))
+		return wr_bad(w, TW_EINVAL);
 	return put_uvarint(w, n) && put_bytes(w, s, n) && put_u8(w, 0);
+}
+
+static bool write_tensor(struct wr *w, const tw_tensor *t)
+{
+	uint32_t idx = w->nseg;
+	tw_tensor snap;
+	size_t span;
+	bool ok;
+
+	if (idx >= w->max_seg)
+		return wr_bad(w, w->plan ? TW_EINVAL : TW_ENOSPC);
+	if (w->plan != NULL && idx < TW_WIRE_PLAN_TENSORS) {
+		/* The sizing pass's checked copy: the caller's tensor is not
+		 * read again. */
+		t = &w->plan->tensors[idx];
+		span = (size_t)w->plan->spans[idx];
+	} else {
+		/* Checked here, in our own copy, which is what is sent. */
+		if (!tensor_snap(t, &snap, &span))
+			return wr_bad(w, TW_EINVAL);
+		t = &snap;
+		if (w->plan == NULL) {
+			w->seg_area = align_up(w->seg_area, TW_FRAME_SEG_ALIGN) +
+				      span;
+			if (w->seg_area > TW_FRAME_MAX_TOTAL)
+				return wr_bad(w, TW_EINVAL);
+		}
+	}
+	ok = put_u8(w, t->dtype) && put_u8(w, t->ndim);
+	for (unsigned d = 0; ok && d < t->ndim; d++)
+		ok = put_uvarint(w, (uint64_t)t->shape[d]);
+	for (unsigned d = 0; ok && d < t->ndim; d++)
+		ok = put_uvarint(w, (uint64_t)t->strides[d]);
+	ok = ok && put_uvarint(w, span) && put_uvarint(w, idx);
+	if (!ok)
+		return false;
+	w->nseg++;
+	w->seg_fn(w->ctx, idx, t, span);
+	return true;
+}
+
+static bool write_dict(struct wr *w, const tw_value *v, unsigned depth)
+{
+	const tw_kv *e = v->u.entries;
+	uint32_t n = 0;
+
+	if (v->len && e == NULL)
+		return wr_bad(w, TW_EINVAL);
+	for (uint32_t i = 0; i < v->len; i++)
+		n += e[i].key != NULL;
+	if (!put_uvarint(w, n))
+		return false;
+	for (uint32_t i = 0; i < v->len; i++) {
+		if (e[i].key == NULL)
+			continue;
+		if (!put_text(w, e[i].key, e[i].key_len, true) ||
+		    !write_value(w, &e[i].val, depth + 1))
+			return false;
+	}
+	if (w->plan == NULL && n > 1) {
+		tw_status st = dict_keys_ok(v, n);
+		if (st != TW_OK)
+			return wr_bad(w, st);
+	}
+	return true;
 }
 
 static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 {
-	if ((is_container(v->kind) && depth > TW_VALUE_MAX_DEPTH) ||
-	    !put_u8(w, v->kind))
+	if (is_container(v->kind) && depth > TW_VALUE_MAX_DEPTH)
+		return wr_bad(w, TW_EINVAL);
+	if (!put_u8(w, v->kind))
 		return false;
 	switch (v->kind) {
 	case TW_KIND_NONE:
@@ -389,65 +495,30 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 		return put_bytes(w, &bits, sizeof(bits));
 	}
 	case TW_KIND_STRING:
-		return put_text(w, v->u.str, v->len);
+		return put_text(w, v->u.str, v->len, false);
 	case TW_KIND_BYTES:
+		if (w->plan == NULL && v->len && v->u.str == NULL)
+			return wr_bad(w, TW_EINVAL);
 		return put_uvarint(w, v->len) && put_bytes(w, v->u.str, v->len);
-	case TW_KIND_TENSOR: {
-		const tw_tensor *t = v->u.tensor;
-		uint32_t idx = w->nseg;
-		size_t span;
-		bool ok;
-
-		if (idx >= w->max_seg)
-			return false;
-		if (idx < TW_WIRE_PLAN_TENSORS) {
-			/* The sizing pass's checked copy: the caller's
-			 * tensor is not read again. */
-			t = &w->plan->tensors[idx];
-			span = (size_t)w->plan->spans[idx];
-		} else if (t == NULL || tw_tensor_span(t, &span) != TW_OK) {
-			return false;
-		}
-		ok = put_u8(w, t->dtype) && put_u8(w, t->ndim);
-		for (unsigned d = 0; ok && d < t->ndim; d++)
-			ok = put_uvarint(w, (uint64_t)t->shape[d]);
-		for (unsigned d = 0; ok && d < t->ndim; d++)
-			ok = put_uvarint(w, (uint64_t)t->strides[d]);
-		ok = ok && put_uvarint(w, span) && put_uvarint(w, idx);
-		if (!ok)
-			return false;
-		w->nseg++;
-		w->seg_fn(w->ctx, idx, t, span);
-		return true;
-	}
+	case TW_KIND_TENSOR:
+		return write_tensor(w, v->u.tensor);
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE:
+		if (w->plan == NULL && v->len && v->u.items == NULL)
+			return wr_bad(w, TW_EINVAL);
 		if (!put_uvarint(w, v->len))
 			return false;
 		for (uint32_t i = 0; i < v->len; i++)
 			if (!write_value(w, &v->u.items[i], depth + 1))
 				return false;
 		return true;
-	case TW_KIND_DICT: {
-		uint32_t n = 0;
-
-		for (uint32_t i = 0; i < v->len; i++)
-			n += v->u.entries[i].key != NULL;
-		if (!put_uvarint(w, n))
-			return false;
-		for (uint32_t i = 0; i < v->len; i++) {
-			const tw_kv *e = &v->u.entries[i];
-			if (e->key == NULL)
-				continue;
-			if (!put_text(w, e->key, e->key_len) ||
-			    !write_value(w, &e->val, depth + 1))
-				return false;
-		}
-		return true;
-	}
+	case TW_KIND_DICT:
+		return write_dict(w, v, depth);
 	case TW_KIND_RREF: {
 		const tw_rref_id *r = v->u.rref;
 
+		if (r == NULL)
+			return wr_bad(w, TW_EINVAL);
 		return put_uvarint(w, r->owner) &&
 		       put_uvarint(w, r->rref.created_on) &&
 		       put_uvarint(w, r->rref.local_id) &&
@@ -457,11 +528,14 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 	case TW_KIND_ERROR: {
 		const tw_error *e = v->u.err;
 
+		if (e == NULL || e->kind == TW_OK ||
+		    (unsigned)e->kind >= TW_STATUS_COUNT_)
+			return wr_bad(w, TW_EINVAL);
 		return put_u8(w, (uint8_t)e->kind) && put_uvarint(w, e->origin) &&
-		       put_text(w, e->msg, e->msg_len);
+		       put_text(w, e->msg, e->msg_len, false);
 	}
 	default:
-		return false;
+		return wr_bad(w, TW_EINVAL);
 	}
 }
 
@@ -479,6 +553,27 @@ tw_status tw_wire_write_value(const tw_value *v, const tw_wire_plan *plan,
 
 	if (!write_value(&w, v, 1) || w.p != w.end || w.nseg != plan->nseg)
 		return TW_EINVAL;
+	return TW_OK;
+}
+
+tw_status tw_wire_write_checked(const tw_value *v, uint8_t *dst, size_t room,
+				uint32_t max_seg, tw_wire_seg_fn seg_fn,
+				void *ctx, tw_wire_plan *out)
+{
+	struct wr w = {
+		.p = dst,
+		.end = dst + room,
+		.max_seg = max_seg,
+		.seg_fn = seg_fn,
+		.ctx = ctx,
+		.st = TW_EINVAL,
+	};
+
+	if (!write_value(&w, v, 1))
+		return w.st;
+	out->payload_len = (uint64_t)(w.p - dst);
+	out->nseg = w.nseg;
+	out->seg_area = w.seg_area;
 	return TW_OK;
 }
 

@@ -64,6 +64,20 @@ typedef void (*tw_wire_seg_fn)(void *ctx, uint32_t idx, const tw_tensor *t,
 tw_status tw_wire_write_value(const tw_value *v, const tw_wire_plan *plan,
 			      uint8_t *dst, tw_wire_seg_fn seg_fn, void *ctx);
 
+/*
+ * One pass instead of the two above, for a value that fits room bytes at
+ * dst with at most max_seg tensors (the common small message): write v,
+ * making the sizing pass's checks as it goes, each tensor checked in a copy
+ * that is what gets encoded and handed to seg_fn. Fills out's payload_len,
+ * nseg and seg_area (not its tensor copies). TW_ENOSPC when the room or the
+ * tensor count runs out (the bytes written are then garbage and seg_fn may
+ * have been called: undo what it did, and plan and write instead);
+ * TW_EINVAL / TW_ENOMEM as tw_wire_plan_value.
+ */
+tw_status tw_wire_write_checked(const tw_value *v, uint8_t *dst, size_t room,
+				uint32_t max_seg, tw_wire_seg_fn seg_fn,
+				void *ctx, tw_wire_plan *out);
+
 /* ---- decoder ---- */
 
 /*

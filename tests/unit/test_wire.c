@@ -34,6 +34,33 @@ static tw_buf *linearise(const tw_out_msg *m)
 	return b;
 }
 
+static tw_buf_pool *mkpool(size_t size, uint32_t count);
+
+/* v encoded with a pool (64 KiB buffers: the one-pass encoder whenever it
+ * fits) gives exactly ref's bytes, and holds nothing once released. */
+static void same_with_pool(const tw_frame_hdr *h, const tw_value *v,
+			   const tw_out_msg *ref)
+{
+	tw_buf_pool *pool = mkpool(64u << 10, 2);
+	tw_out_msg m;
+	tw_status st = tw_msg_encode(pool, h, v, &m);
+
+	cr_assert_eq(st, TW_OK, "pool encode: %s", tw_status_name(st));
+	cr_assert_eq(m.total_len, ref->total_len);
+	cr_assert_eq(m.nseg, ref->nseg);
+	uint8_t *a = malloc((size_t)ref->total_len + 1);
+	uint8_t *b = malloc((size_t)ref->total_len + 1);
+	tw_out_msg_copy(ref, a);
+	tw_out_msg_copy(&m, b);
+	cr_assert_eq(memcmp(a, b, (size_t)ref->total_len), 0,
+		     "one-pass frame differs from the two-pass one");
+	free(a);
+	free(b);
+	tw_out_msg_release(&m);
+	cr_assert_eq(tw_buf_pool_in_use(pool), 0);
+	cr_assert_eq(tw_buf_pool_destroy(pool), TW_OK);
+}
+
 /* Encode v as type, decode the copy, compare; returns the decoded message
  * (caller releases it and the buffer) when keep is set. */
 static void round_trip_keep(unsigned type, const tw_value *v, tw_in_msg *in,
@@ -69,6 +96,10 @@ static void round_trip_keep(unsigned type, const tw_value *v, tw_in_msg *in,
 		     "re-encoding is not byte-identical");
 	free(copy);
 	tw_out_msg_release(&m2);
+
+	/* From a pool, small messages take the one-pass encoder (message.c,
+	 * encode_one_pass): the same bytes as the two passes above. */
+	same_with_pool(&h, v, &m);
 	tw_out_msg_release(&m);
 }
 
@@ -783,11 +814,13 @@ Test(wire, shapes_checked_on_encode)
 	cr_assert_str_eq(tw_msg_type_name(99), "?");
 }
 
-Test(wire, encoder_refuses_what_peers_would_reject)
+/* The same verdicts from both encoders: the two passes (no pool) and the
+ * one-pass writer (a pool), which must also hold nothing afterwards. */
+static void refuses(tw_buf_pool *pool)
 {
 	tw_frame_hdr h = hdr_of(TW_MSG_RET);
 	tw_out_msg m;
-	tw_value v, d;
+	tw_value v, d, items[3];
 	tw_error e = {.kind = TW_OK, .msg = "x", .msg_len = 1};
 	tw_kv kv[2] = {
 		{.key = "a", .key_len = 1, .val = {0}},
@@ -795,28 +828,106 @@ Test(wire, encoder_refuses_what_peers_would_reject)
 	};
 
 	v = tw_value_string_borrow("\xff\xfe", 2);
-	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &m), TW_EINVAL);
+	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_EINVAL);
 	v = (tw_value){.kind = TW_KIND_ERROR, .flags = TW_VALUE_BORROWED};
 	v.u.err = &e;
-	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &m), TW_EINVAL);
+	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_EINVAL);
 	e.kind = TW_STATUS_COUNT_;
-	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &m), TW_EINVAL);
+	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_EINVAL);
 	d = (tw_value){.kind = TW_KIND_DICT, .flags = TW_VALUE_BORROWED, .len = 2};
 	d.u.entries = kv;
-	cr_assert_eq(tw_msg_encode(NULL, &h, &d, &m), TW_EINVAL);
+	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_EINVAL);
 	kv[1].key = "b\0";
 	kv[1].key_len = 2; /* NUL inside a key */
-	cr_assert_eq(tw_msg_encode(NULL, &h, &d, &m), TW_EINVAL);
+	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_EINVAL);
 	kv[1].key_len = 1;
-	cr_assert_eq(tw_msg_encode(NULL, &h, &d, &m), TW_OK);
+	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_OK);
 	tw_out_msg_release(&m);
 	v = (tw_value){.kind = TW_KIND_COUNT_};
-	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &m), TW_EINVAL);
+	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_EINVAL);
 	v = (tw_value){.kind = TW_KIND_TENSOR};
-	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &m), TW_EINVAL);
-	cr_assert_eq(tw_msg_encode(NULL, &h, NULL, &m), TW_EINVAL);
-	cr_assert_eq(tw_msg_encode(NULL, NULL, &v, &m), TW_EINVAL);
-	cr_assert_eq(tw_msg_encode(NULL, &h, &v, NULL), TW_EINVAL);
+	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_EINVAL);
+	/* A list that says it has items and has none; bytes with no data. */
+	d = (tw_value){.kind = TW_KIND_LIST, .flags = TW_VALUE_BORROWED, .len = 2};
+	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_EINVAL);
+	d = (tw_value){.kind = TW_KIND_BYTES, .flags = TW_VALUE_BORROWED, .len = 2};
+	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_EINVAL);
+	/* A good tensor before a bad string: the tensor is let go again. */
+	tw_tensor t;
+	int64_t shape[1] = {16};
+	items[0] = tensor_val(TW_FLOAT32, 1, shape, &t);
+	items[1] = tw_value_string_borrow("ok", 2);
+	items[2] = tw_value_string_borrow("\xc0\x80", 2); /* overlong NUL */
+	d = (tw_value){.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED, .len = 3};
+	d.u.items = items;
+	uint32_t refs = tw_buf_refcnt(t.buf);
+	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_EINVAL);
+	cr_assert_eq(tw_buf_refcnt(t.buf), refs);
+	tw_value_destroy(&items[0]);
+	tw_tensor_release(&t);
+	cr_assert_eq(tw_msg_encode(pool, &h, NULL, &m), TW_EINVAL);
+	cr_assert_eq(tw_msg_encode(pool, NULL, &v, &m), TW_EINVAL);
+	cr_assert_eq(tw_msg_encode(pool, &h, &v, NULL), TW_EINVAL);
+	if (pool != NULL)
+		cr_assert_eq(tw_buf_pool_in_use(pool), 0);
+}
+
+Test(wire, encoder_refuses_what_peers_would_reject)
+{
+	tw_buf_pool *pool = mkpool(4096, 2);
+
+	refuses(NULL);
+	refuses(pool);
+	cr_assert_eq(tw_buf_pool_destroy(pool), TW_OK);
+}
+
+/* What the one-pass encoder cannot take (more tensors than a message holds
+ * inline, more bytes than the pool buffer less its reserved segment table)
+ * goes through the two passes, whole and identical, with nothing leaked
+ * from the attempt. */
+Test(wire, one_pass_falls_back_to_two)
+{
+	tw_buf_pool *pool = mkpool(4096, 2);
+	tw_frame_hdr h = hdr_of(TW_MSG_RET);
+	const uint32_t n = TW_OUT_MSG_INLINE_SEGS + 1;
+	int64_t shape[1] = {8};
+	tw_tensor keep[TW_OUT_MSG_INLINE_SEGS + 1];
+	tw_value l, v;
+	tw_out_msg m, ref;
+
+	cr_assert_eq(tw_value_list(&l, n), TW_OK);
+	for (uint32_t i = 0; i < n; i++)
+		tw_value_set_item(&l, i, tensor_val(TW_INT32, 1, shape, &keep[i]));
+	cr_assert_eq(tw_msg_encode(NULL, &h, &l, &ref), TW_OK);
+	same_with_pool(&h, &l, &ref);
+	cr_assert_eq(tw_msg_encode(pool, &h, &l, &m), TW_OK);
+	cr_assert_eq(m.head->kind, TW_BUF_POOL);
+	cr_assert_eq(m.nseg, n);
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert_eq(tw_buf_refcnt(keep[i].buf), 4, "tensor %u", i);
+	tw_out_msg_release(&m);
+	tw_out_msg_release(&ref);
+	for (uint32_t i = 0; i < n; i++) {
+		cr_assert_eq(tw_buf_refcnt(keep[i].buf), 2);
+		tw_tensor_release(&keep[i]);
+	}
+	tw_value_destroy(&l);
+
+	/* 4000 bytes of string: past the one-pass room (4096 less the
+	 * header and 8 table entries), within a pool buffer for two passes. */
+	static char s[4001];
+	memset(s, 'z', 4000);
+	v = str(s);
+	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &ref), TW_OK);
+	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_OK);
+	cr_assert_eq(m.head->kind, TW_BUF_POOL);
+	cr_assert_eq(m.total_len, ref.total_len);
+	cr_assert_eq(memcmp(m.head->data, ref.head->data, (size_t)m.total_len), 0);
+	tw_out_msg_release(&m);
+	tw_out_msg_release(&ref);
+	tw_value_destroy(&v);
+	cr_assert_eq(tw_buf_pool_in_use(pool), 0);
+	cr_assert_eq(tw_buf_pool_destroy(pool), TW_OK);
 }
 
 /* ---- buffers ---- */
