@@ -6,9 +6,10 @@
 #                         [--build DIR]
 #
 # Needs root (the EAL; the veth pair). Builds tensorwire (DIR, default
-# ./build) and ../shared/anchors/limits' dpdk_pingpong (in a scratch copy),
-# then, for memif and then for af_packet (a veth pair twdA/twdB that this
-# script makes and removes), runs one after the other with the same pinning
+# ./build-bench, a release build with LTO: bench-lib.sh) and
+# ../shared/anchors/limits' dpdk_pingpong (in a scratch copy), then, for
+# memif and then for af_packet (a veth pair twdA/twdB that this script
+# makes and removes), runs one after the other with the same pinning
 # (client / sender cpu0, server / receiver cpu1), a quiet-machine wait and
 # a vCPU placement probe around each item:
 #   raw dpdk_pingpong: 64 B ping-pong; 64 B echo with 64 and 256 frames in
@@ -101,7 +102,7 @@ fi
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null) ||
 	ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
-BUILD=${BUILD:-$ROOT/build}
+BUILD=${BUILD:-$ROOT/build-bench}
 case $BUILD in /*) ;; *) BUILD=$ORIG/$BUILD ;; esac
 ANCHORS=$ROOT/../shared/anchors
 [ -d "$ANCHORS/limits" ] || ANCHORS=/work/shared/anchors
@@ -160,19 +161,9 @@ stale_dirs() {
 }
 
 # ---- build ------------------------------------------------------------------
-if [ ! -f "$BUILD/build.ninja" ]; then
-	echo "# meson setup $BUILD"
-	meson setup "$BUILD" >"$SCRATCH/meson.log" 2>&1 || {
-		cat "$SCRATCH/meson.log" >&2
-		exit 1
-	}
-fi
-ninja -C "$BUILD" perf/bench-rpc >"$SCRATCH/ninja.log" 2>&1 || {
-	tail -40 "$SCRATCH/ninja.log" >&2
-	echo "bench-dpdk.sh: building perf/bench-rpc in $BUILD failed" >&2
-	exit 1
-}
-BENCH=$BUILD/perf/bench-rpc
+# shellcheck source=bench-lib.sh
+. "$ROOT/perf/bench-lib.sh"
+bench_build "$BUILD" bench-dpdk.sh
 cp -r "$ANCHORS/limits" "$SCRATCH/limits" || exit 1
 chmod -R u+w "$SCRATCH"
 rm -rf "$SCRATCH/limits/results"
@@ -196,8 +187,6 @@ esac
 W=$((N / 10))
 
 # ---- running items (as perf/bench-rpc.sh) -----------------------------------
-# shellcheck source=bench-lib.sh
-. "$ROOT/perf/bench-lib.sh"
 # After every attempt: the run dirs of the bench-rpc processes it started.
 item_after() {
 	rm -rf "/var/run/dpdk/twd$$s" "/var/run/dpdk/twd$$c"
@@ -213,7 +202,7 @@ raw() {
 
 log "# bench-dpdk.sh $TS mode=$MODE host=$(hostname) kernel=$(uname -r) cpus=$(nproc)"
 log "# $(grep -m1 'model name' /proc/cpuinfo)"
-log "# git $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
+log "# git $(git -C "$ROOT" describe --always --dirty 2>/dev/null) build $BUILD_DESC"
 log "# dpdk $(pkg-config --modversion libdpdk 2>/dev/null)"
 log "# loadavg_start $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# log: $LOG"

@@ -69,7 +69,7 @@ FAR_NS = 500  # placement probe above this: the vCPUs are far apart
 
 
 def pairs(items):
-    """The paired rounds (bench-rpc.sh: pair<r>_stream/_echo64/_pp1k/_pp1m/_lat):
+    """The paired rounds (bench-rpc.sh: pair<r>_stream/_echo64/_pp1k/_lat1k/_pp1m/_lat1m):
     per round and target, the ratio and whether both items of the pair saw the
     same vCPU placement (every probe near, or every probe far)."""
     rounds = sorted({int(m.group(1)) for k in items for m in [re.match(r"pair(\d+)_", k)] if m})
@@ -88,13 +88,17 @@ def pairs(items):
         row["echo64_same"] = same("stream", "echo64")
         row["stream_gbps"], row["echo64_gbps"] = st and st["GB/s"], e64 and e64["GB/s"]
         p1k, p1m = g("pp1k"), g("pp1m")
-        l1k, l1m = g("lat", "tw_echolat_1KiB"), g("lat", "tw_echolat_1MiB")
+        # Each echo its own item (lat1k, lat1m); logs before them had one
+        # "lat" item for both.
+        k1k = "lat1k" if f"pair{r}_lat1k" in items else "lat"
+        k1m = "lat1m" if f"pair{r}_lat1m" in items else "lat"
+        l1k, l1m = g(k1k, "tw_echolat_1KiB"), g(k1m, "tw_echolat_1MiB")
         row["echo1k"] = None if not (p1k and l1k) else l1k["p50"] / p1k["p50"]
-        row["echo1k_same"] = same("pp1k", "lat")
+        row["echo1k_same"] = same("pp1k", k1k)
         row["echo1m"] = None if not (p1m and l1m) else l1m["p50"] / p1m["p50"]
-        row["echo1m_same"] = same("pp1m", "lat")
+        row["echo1m_same"] = same("pp1m", k1m)
         row["probes"] = {k: (it["probe_before_ns"], it["probe_after_ns"])
-                         for k in ("stream", "echo64", "pp1k", "pp1m", "lat")
+                         for k in ("stream", "echo64", "pp1k", k1k, "pp1m", k1m)
                          for it in [items.get(f"pair{r}_{k}")] if it}
         out.append(row)
     return out
@@ -267,7 +271,7 @@ def main():
         p("Paired rounds (anchor, then tensorwire, a few seconds apart; ratios as in the targets; "
           "* = the pair's placement probes disagree, left out of the median):")
         p("")
-        p("| round | stream GB/s | 64 MiB echo GB/s | echo ÷ stream | 1 KiB echo ÷ ping-pong | 1 MiB echo ÷ ping-pong | probes ns (stream, echo64, pp1k, pp1m, lat) |")
+        p("| round | stream GB/s | 64 MiB echo GB/s | echo ÷ stream | 1 KiB echo ÷ ping-pong | 1 MiB echo ÷ ping-pong | probes ns (stream, echo64, pp1k, lat1k, pp1m, lat1m) |")
         p("|---|---|---|---|---|---|---|")
         for x in pr:
             mk = lambda k: "-" if x[k] is None else f"{x[k]:.2f}x{'' if x[k + '_same'] else '*'}"

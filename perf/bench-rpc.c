@@ -210,7 +210,8 @@ struct opts {
 	uint64_t spin_ns;     /* both loops' idle spin */
 	bool threaded;
 	bool quick;
-	const char *only;   /* comma list of sync,pipe,echo,lat; NULL = all */
+	const char *only;   /* comma list of sync,pipe,echo,lat (= lat1k and
+			     * lat1m); NULL = all */
 	int windows[8];     /* pipelined windows, 0-terminated */
 	size_t sizes[16];   /* echo sizes in bytes, 0-terminated */
 	/* DPDK mode (transport != NULL: "memif" or "af_packet") */
@@ -706,7 +707,7 @@ static void usage(FILE *f)
 		"usage: bench-rpc [--quick] [--threaded] [-n N] [-T secs] [-W w,w] [-S sizes] [-E secs]\n"
 		"                 [-c client_cpu] [-C server_cpu] [--spin-ms MS]\n"
 		"                 [--client-loop-cpu CPU] [--server-yield]\n"
-		"                 [--only sync,pipe,echo,lat]\n"
+		"                 [--only sync,pipe,echo,lat,lat1k,lat1m]\n"
 		"                 [--transport uring|memif|af_packet [--ifaces SRV,CLI]\n"
 		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB]]\n"
 		"                 [--cc NAME]\n"
@@ -723,7 +724,8 @@ static void usage(FILE *f)
 		"  --client-loop-cpu CPU  threaded client's loop (default: -c)\n"
 		"  --server-yield         server loop yields while it spins\n"
 		"  --spin-ms MS           loops' idle spin before sleeping (default 1000)\n"
-		"  --only LIST            run only these parts\n"
+		"  --only LIST            run only these parts (lat = lat1k,lat1m: the\n"
+		"                         1 KiB and 1 MiB echo latency runs)\n"
 		"  --transport T          uring (default: io_uring TCP on 127.0.0.1), or DPDK\n"
 		"                         over memif or af_packet (root; own EAL per process)\n"
 		"  --ifaces SRV,CLI       af_packet: the two ends of a veth pair (made by\n"
@@ -900,10 +902,12 @@ int main(int argc, char **argv)
 	if (want(&o, "echo"))
 		for (int i = 0; o.sizes[i] > 0; i++)
 			bench_echo(a, &o, o.sizes[i]);
-	if (want(&o, "lat")) {
+	/* lat1k and lat1m alone let a paired round run each right after
+	 * its anchor (perf/bench-rpc.sh). */
+	if (want(&o, "lat") || want(&o, "lat1k"))
 		bench_echo_lat(a, o.lat_small_n, 1024);
+	if (want(&o, "lat") || want(&o, "lat1m"))
 		bench_echo_lat(a, o.lat_big_n, 1u << 20);
-	}
 
 	struct tw_agent_stats st;
 	tw_agent_get_stats(a, &st);

@@ -3,7 +3,8 @@
 #
 #   sh perf/bench-rpc.sh [--quick | --full] [--no-torch] [--build DIR] [--cc NAME]
 #
-# Builds tensorwire (DIR, default ./build) and the physical-limit anchors (in a
+# Builds tensorwire (DIR, default ./build-bench, set up as a release build with
+# LTO: bench-lib.sh, bench_build) and the physical-limit anchors (in a
 # scratch copy of ../shared/anchors), then runs, one after the other with the
 # same pinning (client cpu0, server cpu1) and a quiet-machine wait and a vCPU
 # placement probe around each item:
@@ -65,7 +66,7 @@ done
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null) ||
 	ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
-BUILD=${BUILD:-$ROOT/build}
+BUILD=${BUILD:-$ROOT/build-bench}
 case $BUILD in /*) ;; *) BUILD=$ORIG/$BUILD ;; esac
 ANCHORS=$ROOT/../shared/anchors
 [ -d "$ANCHORS/limits" ] || ANCHORS=/work/shared/anchors
@@ -107,19 +108,9 @@ trap 'echo "bench-rpc.sh: interrupted" >&2; exit 130' INT TERM
 log() { echo "$*" | tee -a "$LOG"; }
 
 # ---- build ------------------------------------------------------------------
-if [ ! -f "$BUILD/build.ninja" ]; then
-	echo "# meson setup $BUILD"
-	meson setup "$BUILD" >"$SCRATCH/meson.log" 2>&1 || {
-		cat "$SCRATCH/meson.log" >&2
-		exit 1
-	}
-fi
-ninja -C "$BUILD" perf/bench-rpc >"$SCRATCH/ninja.log" 2>&1 || {
-	tail -40 "$SCRATCH/ninja.log" >&2
-	echo "bench-rpc.sh: building perf/bench-rpc in $BUILD failed" >&2
-	exit 1
-}
-BENCH=$BUILD/perf/bench-rpc
+# shellcheck source=bench-lib.sh
+. "$ROOT/perf/bench-lib.sh"
+bench_build "$BUILD" bench-rpc.sh
 
 cp -r "$ANCHORS/limits" "$SCRATCH/limits" || exit 1
 cp -r "$ANCHORS/torch_rpc" "$SCRATCH/torch_rpc" 2>/dev/null
@@ -151,12 +142,10 @@ W=$((N / 10))
 UF="-m peek -f defer,fixed,ringfd"
 
 # ---- running items ----------------------------------------------------------
-# shellcheck source=bench-lib.sh
-. "$ROOT/perf/bench-lib.sh"
 
 log "# bench-rpc.sh $TS mode=$MODE torch=$TORCH host=$(hostname) kernel=$(uname -r) cpus=$(nproc)"
 log "# $(grep -m1 'model name' /proc/cpuinfo)"
-log "# git $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
+log "# git $(git -C "$ROOT" describe --always --dirty 2>/dev/null) build $BUILD_DESC"
 log "# loadavg_start $(cut -d' ' -f1-3 /proc/loadavg)"
 # ---- congestion control: the same for the anchors and tensorwire -----------
 if [ -z "$CC_ORIG" ]; then
@@ -198,9 +187,13 @@ item tw_lat 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only lat
 for r in $(seq 1 "$PAIRS"); do
 	item "pair${r}_stream" 300 "$L/uring_stream" -x send -R uring -M 67108864 -n 24
 	item "pair${r}_echo64" 300 "$BENCH" --cc "$CC" --only echo -S 64M -E 1
+	# Each echo right after its own anchor, with as many samples (the
+	# 1 KiB p50s differ by a few percent; 5000 samples moved one by
+	# more than that).
 	item "pair${r}_pp1k" 300 "$L/uring_pingpong" $UF -s 1024 -n 20000 -w 2000
+	item "pair${r}_lat1k" 300 "$BENCH" --cc "$CC" --only lat1k
 	item "pair${r}_pp1m" 300 "$L/uring_pingpong" $UF -s 1048576 -n 500 -w 50
-	item "pair${r}_lat" 300 "$BENCH" --cc "$CC" --quick --only lat
+	item "pair${r}_lat1m" 300 "$BENCH" --cc "$CC" --quick --only lat1m
 done
 if [ "$TORCH" = 1 ]; then
 	if "$PYTHON_TORCH" -c 'import torch' >/dev/null 2>&1 && [ -f "$SCRATCH/torch_rpc/bench.py" ]; then
