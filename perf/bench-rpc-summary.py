@@ -268,7 +268,7 @@ def main():
           None if not (e1m and pp1m) else e1m["p50"] / pp1m["p50"], "≤", 1.0)
     p("")
     if pr:
-        p("Paired rounds (anchor, then tensorwire, a few seconds apart; ratios as in the targets; "
+        p("Paired rounds (anchor and tensorwire back to back, the anchor first in odd rounds; ratios as in the targets; "
           "* = the pair's placement probes disagree, left out of the median):")
         p("")
         p("| round | stream GB/s | 64 MiB echo GB/s | echo ÷ stream | 1 KiB echo ÷ ping-pong | 1 MiB echo ÷ ping-pong | probes ns (stream, echo64, pp1k, lat1k, pp1m, lat1m) |")

@@ -11,8 +11,9 @@
 #   raw io_uring TCP ping-pong 64 B, 1 KiB, 1 MiB; io_uring pipelined 64 B
 #   echo W=64 and W=256; io_uring TCP stream of 64 MiB messages; memcpy 1 MiB
 #   and 64 MiB; tensorwire's perf/bench-rpc, each part right after its
-#   anchors; then PAIRS (9; --quick 3, --full 15) short anchor/tensorwire
-#   pairs for the 64 MiB, 1 KiB and 1 MiB targets; torch.distributed.rpc's
+#   anchors; then PAIRS (15; --quick 3, --full 25) short anchor/tensorwire
+#   pairs for the 64 MiB, 1 KiB and 1 MiB targets (anchor first in odd
+#   rounds, tensorwire first in even ones); torch.distributed.rpc's
 #   bench.py
 # and summarizes: perf/bench-rpc-summary.py prints the table (each tensorwire
 # figure beside its anchor, the ratio, the targets met or missed) and writes
@@ -133,10 +134,10 @@ quick)
 	PROBE_N=20000; BENCH_ARGS=--quick; TORCH_ARGS=--quick; PAIRS=3 ;;
 full)
 	N=100000; N1M=2000; PIPE_N=5000000; STREAM_N=0; MEMCPY_T=300
-	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=; PAIRS=15 ;;
+	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=; PAIRS=25 ;;
 *)
 	N=100000; N1M=2000; PIPE_N=5000000; STREAM_N=0; MEMCPY_T=300
-	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=--quick; PAIRS=9 ;;
+	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=--quick; PAIRS=15 ;;
 esac
 W=$((N / 10))
 UF="-m peek -f defer,fixed,ringfd"
@@ -181,19 +182,30 @@ item tw_lat 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only lat
 # against the stream; 1 KiB and 1 MiB echo against the ping-pong): the vCPU
 # placement flips every 10-30 s and moves each of these by more than the
 # margin (far placement halves the stream and the echo alike), so each is
-# also measured as short anchor-then-tensorwire pairs, PAIRS rounds; the
+# also measured as short anchor/tensorwire pairs, PAIRS rounds; the
 # summary takes the median of the per-pair ratios, leaving out pairs whose
 # placement probes disagree.
+# pair R A B: items A then B in odd rounds, B then A in even ones, so a
+# drift of the machine during a round weighs on both sides alike.
+pair() {
+	if [ $(($1 % 2)) = 1 ]; then
+		eval "$2"
+		eval "$3"
+	else
+		eval "$3"
+		eval "$2"
+	fi
+}
 for r in $(seq 1 "$PAIRS"); do
-	item "pair${r}_stream" 300 "$L/uring_stream" -x send -R uring -M 67108864 -n 24
-	item "pair${r}_echo64" 300 "$BENCH" --cc "$CC" --only echo -S 64M -E 1
-	# Each echo right after its own anchor, with as many samples (the
+	pair "$r" 'item "pair${r}_stream" 300 "$L/uring_stream" -x send -R uring -M 67108864 -n 24' \
+		'item "pair${r}_echo64" 300 "$BENCH" --cc "$CC" --only echo -S 64M -E 1'
+	# Each echo right beside its own anchor, with as many samples (the
 	# 1 KiB p50s differ by a few percent; 5000 samples moved one by
 	# more than that).
-	item "pair${r}_pp1k" 300 "$L/uring_pingpong" $UF -s 1024 -n 20000 -w 2000
-	item "pair${r}_lat1k" 300 "$BENCH" --cc "$CC" --only lat1k
-	item "pair${r}_pp1m" 300 "$L/uring_pingpong" $UF -s 1048576 -n 500 -w 50
-	item "pair${r}_lat1m" 300 "$BENCH" --cc "$CC" --quick --only lat1m
+	pair "$r" 'item "pair${r}_pp1k" 300 "$L/uring_pingpong" $UF -s 1024 -n 20000 -w 2000' \
+		'item "pair${r}_lat1k" 300 "$BENCH" --cc "$CC" --only lat1k'
+	pair "$r" 'item "pair${r}_pp1m" 300 "$L/uring_pingpong" $UF -s 1048576 -n 500 -w 50' \
+		'item "pair${r}_lat1m" 300 "$BENCH" --cc "$CC" --quick --only lat1m'
 done
 if [ "$TORCH" = 1 ]; then
 	if "$PYTHON_TORCH" -c 'import torch' >/dev/null 2>&1 && [ -f "$SCRATCH/torch_rpc/bench.py" ]; then
