@@ -11,7 +11,7 @@
 #   raw io_uring TCP ping-pong 64 B, 1 KiB, 1 MiB; io_uring pipelined 64 B
 #   echo W=64 and W=256; io_uring TCP stream of 64 MiB messages; memcpy 1 MiB
 #   and 64 MiB; tensorwire's perf/bench-rpc, each part right after its
-#   anchors; then PAIRS (15; --quick 3, --full 25) short anchor/tensorwire
+#   anchors; then PAIRS (21; --quick 3, --full 31) short anchor/tensorwire
 #   pairs for the 64 MiB, 1 KiB and 1 MiB targets (anchor first in odd
 #   rounds, tensorwire first in even ones); torch.distributed.rpc's
 #   bench.py
@@ -134,10 +134,10 @@ quick)
 	PROBE_N=20000; BENCH_ARGS=--quick; TORCH_ARGS=--quick; PAIRS=3 ;;
 full)
 	N=100000; N1M=2000; PIPE_N=5000000; STREAM_N=0; MEMCPY_T=300
-	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=; PAIRS=25 ;;
+	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=; PAIRS=31 ;;
 *)
 	N=100000; N1M=2000; PIPE_N=5000000; STREAM_N=0; MEMCPY_T=300
-	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=--quick; PAIRS=15 ;;
+	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=--quick; PAIRS=21 ;;
 esac
 W=$((N / 10))
 UF="-m peek -f defer,fixed,ringfd"
