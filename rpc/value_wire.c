@@ -1,6 +1,6 @@
-/* The tw_value payload codec: sizing and writing for the encoder, and the
- * validating decoder: one pass for small trees, two for the rest
- * (docs/wire.md, "Values"). */
+/* The tw_value payload codec: the encoder's writer (one checking pass, or
+ * sizing then writing), and the validating decoder: one pass for small
+ * trees, two for the rest (docs/wire.md, "Values" and section 6). */
 #include <endian.h>
 #include <stdbool.h>
 #include <stdlib.h>
