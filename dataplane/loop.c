@@ -485,10 +485,19 @@ static void wake(tw_loop *l)
 	atomic_fetch_add_explicit(&l->wakeups_posted, 1, memory_order_relaxed);
 }
 
-tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m)
+tw_status tw_loop_post_own(tw_loop *l, struct tw_loop_msg *m)
 {
 	void *obj = m;
+	/* The ring's release store publishes m to our own next dequeue (and
+	 * keeps other producers' slots consistent); no one needs waking. */
 	if (tw_ring_mp_enqueue_bulk(l->ring, &obj, 1, NULL) == 0)
+		return TW_ENOSPC;
+	return TW_OK;
+}
+
+tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m)
+{
+	if (tw_loop_post_own(l, m) != TW_OK)
 		return TW_ENOSPC;
 	/*
 	 * Dekker edge, poster side (the loop side is in sleep_once): our
@@ -503,16 +512,6 @@ tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m)
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst))
 		wake(l);
-	return TW_OK;
-}
-
-tw_status tw_loop_post_own(tw_loop *l, struct tw_loop_msg *m)
-{
-	void *obj = m;
-	/* The ring's release store publishes m to our own next dequeue (and
-	 * keeps other producers' slots consistent); no one needs waking. */
-	if (tw_ring_mp_enqueue_bulk(l->ring, &obj, 1, NULL) == 0)
-		return TW_ENOSPC;
 	return TW_OK;
 }
 

@@ -901,8 +901,9 @@ static int busy_poll(struct ut *t)
 	 * on it slowed every arrival (the spin lock's slow path was the top
 	 * symbol of a busy-polling client's profile, 9%; the 1 KiB echo p50
 	 * went from 1.01x to 0.98x the raw io_uring ping-pong, median of 12
-	 * paired rounds: perf/RESULTS.md). Not the rest of a large frame: that streams in,
-	 * and a poll before each read of it cost the 1 MiB echo 8%. */
+	 * paired rounds: perf/RESULTS.md). Not the rest of a large frame:
+	 * that streams in, and a poll before each read of it cost the 1 MiB
+	 * echo 8%. */
 	struct pollfd pf[HOT_MAX];
 	struct uconn *pc[HOT_MAX];
 	nfds_t np = 0;
