@@ -1,7 +1,13 @@
-/* Names and descriptions of tw_status codes. */
+/* Names and descriptions of tw_status codes, and the thread's explanation
+ * of its last failure (tw_errmsg). */
 #include <tensorwire/status.h>
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dataplane/err.h"
 
 struct status_text {
 	const char *name;
@@ -62,4 +68,69 @@ const char *tw_strerror(tw_status s)
 	const struct status_text *t = status_lookup(s);
 
 	return t != NULL ? t->desc : "unknown status";
+}
+
+/* ---- explanations (status.h, dataplane/err.h) ---- */
+
+/* The thread's last explanation: msg points at buf or at a static string
+ * (tw_fail_static, which costs a store: for hot-path refusals). */
+static _Thread_local struct {
+	tw_status st;
+	const char *msg;
+	char buf[TW_ERRMSG_MAX];
+} err_tls;
+
+const char *tw_errmsg(tw_status st)
+{
+	if (st != TW_OK && err_tls.st == st && err_tls.msg != NULL &&
+	    err_tls.msg[0] != '\0')
+		return err_tls.msg;
+	return tw_strerror(st);
+}
+
+tw_status tw_fail_static(tw_status st, const char *msg)
+{
+	err_tls.st = st;
+	err_tls.msg = msg;
+	return st;
+}
+
+tw_status tw_failv(tw_status st, const char *fmt, va_list ap)
+{
+	/* fmt's arguments may point into buf (a message wrapped around the
+	 * last one): format aside, then copy. */
+	char tmp[TW_ERRMSG_MAX];
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	if (n < 0)
+		tmp[0] = '\0';
+	memcpy(err_tls.buf, tmp, sizeof(tmp));
+	err_tls.st = st;
+	err_tls.msg = err_tls.buf;
+	return st;
+}
+
+tw_status tw_fail(tw_status st, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	tw_failv(st, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+tw_status tw_fail_wrap(tw_status st, tw_status inner, const char *fmt, ...)
+{
+	char pre[TW_ERRMSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		pre[0] = '\0';
+	return tw_fail(st, "%s: %s", pre, tw_errmsg(inner));
+}
+
+const char *tw_err_last(void)
+{
+	return err_tls.msg != NULL ? err_tls.msg : "";
 }

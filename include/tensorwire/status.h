@@ -42,6 +42,32 @@ const char *tw_status_name(tw_status s);
 /* Human-readable description of a status; never NULL. */
 const char *tw_strerror(tw_status s);
 
+/*
+ * Why a call failed: the one way an error explains itself.
+ *
+ * A status says what kind of failure; its explanation says which option,
+ * argument, limit, worker or byte was at fault, in words:
+ *   tw_agent_init:  "worker name 'w1' is already taken by rank 1"
+ *   tw_rpc_async:   "no worker named 'w9' (world size 2)"
+ *   tw_schema_bind: torch's message, "aten::add() Expected a value of ..."
+ *   tw_msg_decode:  "header: total_len over limit"
+ * A function that returns a status other than TW_OK records its
+ * explanation for the calling thread before it returns; tw_errmsg(st),
+ * called on that thread with the status it returned, gives it back. When
+ * the function had nothing to add to its status, or the thread's last
+ * recorded explanation belongs to a different status (an earlier failure),
+ * tw_errmsg gives tw_strerror(st): never a stale reason of another kind,
+ * and never NULL. Read it before the thread's next tensorwire call, which
+ * may replace it; copy it to keep it. TW_OK changes nothing.
+ *
+ * Failures that arrive later, through a future (a remote error, a
+ * timeout, a peer's death), are values rather than returns: the future's
+ * tw_error carries kind, message and origin worker (future.h), and
+ * tw_rpc_sync, which waits for one, records that message as its
+ * explanation.
+ */
+const char *tw_errmsg(tw_status st);
+
 #ifdef __cplusplus
 }
 #endif
