@@ -16,10 +16,10 @@
 
 #include "dataplane/dpdk_impl.h"
 
-#define MAX_BURST 256u
+#define MAX_BURST TW_DPDK_MAX_BURST
 #define TXB_CAP 512u          /* packets built, not yet taken by the PMD */
 #define CTL_RESERVE 32u       /* of TXB_CAP kept for acks and control */
-#define MAX_RX_WINDOW 1024u
+#define MAX_RX_WINDOW TW_DPDK_MAX_RX_WINDOW
 #define EXT_REF_MAX 60000u    /* shinfo refcnt is 16 bits */
 #define THP_SIZE ((size_t)2 << 20)
 #define DESTROY_NS (2ull * 1000 * 1000 * 1000)
@@ -84,6 +84,7 @@ struct dsess {
 	uint32_t rcv_next, rcv_msg;
 	tw_buf *rx_buf;
 	uint64_t rx_len, rx_have;
+	tw_frame_hdr rx_hdr;        /* the frame's, decoded from its first packet */
 	bool rx_active;
 	struct ooo_slot *ooo;       /* rx_window slots, by seq % rx_window */
 	uint32_t ooo_count;
@@ -135,6 +136,7 @@ struct dt {
 	tw_buf_pool *pool;
 	struct tw_timer idle;
 	uint64_t rng;
+	struct tw_dpdk_faults faults;
 	struct rte_mbuf *fault_held;
 	uint64_t fault_held_at;
 	struct tw_dpdk_stats st;
@@ -924,12 +926,13 @@ static tw_buf *rx_alloc(struct dt *t, uint64_t len)
 	return b;
 }
 
-static void deliver(struct dt *t, struct dsess *s, tw_buf *b, uint64_t len)
+static void deliver(struct dt *t, struct dsess *s, const tw_frame_hdr *fh,
+		    tw_buf *b, uint64_t len)
 {
 	t->st.frames_rx++;
 	t->st.bytes_rx += len;
 	s->rcv_msg++;
-	t->base.cbs.on_frame(t->base.cbs.ctx, &s->base, b, 0, (size_t)len);
+	t->base.cbs.on_frame(t->base.cbs.ctx, &s->base, fh, b, 0, (size_t)len);
 	tw_buf_release(b);
 }
 
@@ -984,7 +987,7 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 				rte_pktmbuf_free(m);
 				t->st.rx_copied++;
 			}
-			deliver(t, s, b, h->len);
+			deliver(t, s, &fh, b, h->len);
 			return true;
 		}
 		tw_buf *b = rx_alloc(t, h->frame_len);
@@ -997,6 +1000,7 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		s->rx_buf = b;
 		s->rx_len = h->frame_len;
 		s->rx_have = h->len;
+		s->rx_hdr = fh;
 		s->rx_active = true;
 		return true;
 	}
@@ -1015,7 +1019,7 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		s->rx_buf = NULL;
 		s->rx_active = false;
 		t->st.rx_copied++;
-		deliver(t, s, b, s->rx_len);
+		deliver(t, s, &s->rx_hdr, b, s->rx_len);
 	}
 	return true;
 }
@@ -1224,12 +1228,12 @@ static bool parse_mbuf(struct dt *t, struct rte_mbuf *m, struct twp_pkt *pk)
 /* Test-only faults, after validation: drop, duplicate, hold back. */
 static void rx_faults(struct dt *t, struct rte_mbuf *m, struct twp_pkt *pk)
 {
-	if (chance(t, t->o.fault_drop_ppm)) {
+	if (chance(t, t->faults.drop_ppm)) {
 		t->st.fault_drops++;
 		rte_pktmbuf_free(m);
 		return;
 	}
-	if (chance(t, t->o.fault_dup_ppm)) {
+	if (chance(t, t->faults.dup_ppm)) {
 		struct rte_mbuf *c = rte_pktmbuf_copy(m, t->dq->mp, 0, UINT32_MAX);
 		struct twp_pkt pc;
 		if (c != NULL) {
@@ -1240,7 +1244,7 @@ static void rx_faults(struct dt *t, struct rte_mbuf *m, struct twp_pkt *pk)
 				rte_pktmbuf_free(c);
 		}
 	}
-	if (t->fault_held == NULL && chance(t, t->o.fault_reorder_ppm)) {
+	if (t->fault_held == NULL && chance(t, t->faults.reorder_ppm)) {
 		t->st.fault_reorders++;
 		t->fault_held = m;
 		t->fault_held_at = now_ns(t);
@@ -1260,8 +1264,8 @@ static void rx_faults(struct dt *t, struct rte_mbuf *m, struct twp_pkt *pk)
 
 static bool faults_on(const struct dt *t)
 {
-	return t->o.fault_drop_ppm | t->o.fault_dup_ppm |
-	       t->o.fault_reorder_ppm;
+	return t->faults.drop_ppm | t->faults.dup_ppm |
+	       t->faults.reorder_ppm;
 }
 
 static void rx_one(struct dt *t, struct rte_mbuf *m)
@@ -1517,6 +1521,13 @@ static void d_destroy(tw_transport *tt)
 	free_all(t);
 }
 
+void tw_dpdk_transport_set_faults(tw_transport *t,
+				  const struct tw_dpdk_faults *f)
+{
+	struct dt *d = (struct dt *)t;
+	d->faults = *f;
+}
+
 tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,
 				   uint16_t queue,
 				   const struct tw_dpdk_opts *in,
@@ -1533,15 +1544,11 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,
 		return TW_EINVAL;
 	struct tw_dpdk_opts o;
 	tw_dpdk_opts_get(in, &o);
+	tw_status cst = tw_dpdk_opts_check(in, env->nq);
+	if (cst != TW_OK)
+		return cst;
 	if (o.rx_window == 0)
 		o.rx_window = o.credits;
-	if (o.credits == 0 || o.credits > (1u << 20) ||
-	    o.rx_window > MAX_RX_WINDOW || o.rto_ns == 0 ||
-	    o.dead_ns < 4 * o.rto_ns || o.max_sessions == 0 ||
-	    o.max_sessions > 65535 || o.max_queued == 0 ||
-	    o.rx_pool_buf_size < TW_FRAME_HDR_SIZE || o.rx_pool_count == 0 ||
-	    o.burst == 0 || o.burst > MAX_BURST)
-		return TW_EINVAL;
 
 	void *expect = NULL;
 	if (!atomic_compare_exchange_strong(&env->q[queue].owner, &expect,

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <tensorwire/dpdk.h>
+
 #include "dataplane/transport.h"
 
 #ifdef __cplusplus
@@ -133,61 +135,22 @@ extern "C" {
 
 typedef struct tw_dpdk_env tw_dpdk_env;
 
-struct tw_dpdk_opts {
-	size_t opts_size;          /* sizeof(struct tw_dpdk_opts) */
+/* Options: struct tw_dpdk_opts and tw_dpdk_opts_init, in the public
+ * <tensorwire/dpdk.h>. A field left at 0 by an older caller's shorter
+ * struct takes its default (tw_dpdk_opts_get). */
+void tw_dpdk_opts_get(const struct tw_dpdk_opts *in, struct tw_dpdk_opts *o);
 
-	/* Environment (tw_dpdk_env_init). */
-	const char *eal_args;      /* EAL arguments, split at white space
-				    * (e.g. "-l 0 --no-huge -m 256 --no-pci
-				    * --file-prefix=x --vdev=net_memif0,...");
-				    * NULL: the application initialised the
-				    * EAL itself. Used by the first env of a
-				    * process only. */
-	const char *port;          /* PCI address or vdev name ("net_memif0",
-				    * "0000:03:00.0"); a vdev name with
-				    * arguments ("net_memif1,role=client,...")
-				    * is probed when no such port exists;
-				    * NULL = the first port */
-	const char *local_ip;      /* our IPv4 address (default 10.0.0.1) */
-	uint16_t udp_base_port;    /* queue q serves base + q (default 31850) */
-	uint16_t mtu;              /* IP MTU (default 1500, 576 .. 9000) */
-	uint16_t rx_desc, tx_desc; /* descriptors per queue (default 1024) */
-	uint32_t mbufs;            /* mbufs per queue pool (default 8191) */
-	uint32_t mbuf_cache;       /* mempool cache (default 256) */
-	uint32_t ext_mbufs;        /* data-less mbufs per queue for external
-				    * buffers (default 4095) */
-	uint32_t steer_ring;       /* software steering ring per queue
-				    * (default 4096, power of 2) */
-	bool no_offload;           /* ignore the port's checksum offloads
-				    * (tests) */
-	bool no_flow;              /* do not try rte_flow steering */
+/* Check o for a port with nqueues queue pairs: TW_EINVAL with the reason
+ * (tw_errmsg) for the first bad field. No side effects. */
+tw_status tw_dpdk_opts_check(const struct tw_dpdk_opts *o, uint32_t nqueues);
 
-	/* Transport (tw_dpdk_transport_create). */
-	uint32_t credits;          /* packets in flight per session (64) */
-	uint32_t rx_window;        /* out-of-order packets held per session
-				    * (default = credits, at most 1024) */
-	uint64_t rto_ns;           /* retransmission timeout (default 5 ms) */
-	uint64_t dead_ns;          /* peer silent this long is dead (1 s) */
-	uint64_t idle_wake_ns;     /* see "Idle loops" (default 1 ms; 0 =
-				    * none) */
-	uint32_t max_sessions;     /* per transport (default 1024, < 65536) */
-	uint32_t max_queued;       /* sends held per session before
-				    * TW_ENOSPC (default 4096) */
-	uint64_t zc_threshold;     /* attach segments of this many bytes or
-				    * more as external buffers (default 16
-				    * KiB); UINT64_MAX disables */
-	uint32_t rx_pool_buf_size; /* reassembly pool buffers (64 KiB) */
-	uint32_t rx_pool_count;    /* (default 64) */
-	uint32_t burst;            /* packets per rx/tx burst (default 32) */
-	bool sw_udp_csum_off;      /* send UDP checksum 0 when not offloaded
-				    * (saves a pass over the data; the
-				    * receiver still checks nonzero ones) */
-	/* Receive-side fault injection for tests: drop / duplicate / hold
-	 * back (reorder) this many packets per million, after validation. */
-	uint32_t fault_drop_ppm, fault_dup_ppm, fault_reorder_ppm;
+/* Test-only receive faults: drop / duplicate / hold back (reorder) this
+ * many packets per million, after validation. */
+struct tw_dpdk_faults {
+	uint32_t drop_ppm, dup_ppm, reorder_ppm;
 };
-
-void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size);
+void tw_dpdk_transport_set_faults(tw_transport *t,
+				  const struct tw_dpdk_faults *f);
 
 /* Initialise the EAL (first call in the process) and the port, with
  * nqueues queue pairs (one per run loop), and start it. TW_ENOTSUP when
@@ -201,11 +164,10 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *o, uint16_t nqueues,
  * otherwise, and nothing is freed). */
 tw_status tw_dpdk_env_destroy(tw_dpdk_env *env);
 
-/* rte_eal_cleanup, at process end, after every env is gone. The EAL cannot
- * be initialised again in this process. While an env is still up it does
- * nothing (and says so on stderr): rte_eal_cleanup closes every port, and
- * a run loop still polling one would call into a closed device. */
-void tw_dpdk_eal_fini(void);
+/* tw_dpdk_eal_cleanup (public, <tensorwire/dpdk.h>) is rte_eal_cleanup
+ * once every env is gone. While an env is still up it does nothing (and
+ * says so on stderr): rte_eal_cleanup closes every port, and a run loop
+ * still polling one would call into a closed device. */
 
 /* The port's address and facts, for rendezvous and tests. */
 struct tw_dpdk_port_info {

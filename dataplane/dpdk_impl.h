@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "dataplane/dpdk.h"
+#include "dataplane/dpdk_limits.h"
 #include "dataplane/dpdk_pkt.h"
 
 struct rte_mempool;

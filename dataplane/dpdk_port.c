@@ -29,71 +29,12 @@
 #include <rte_ring.h>
 
 #include "dataplane/dpdk_impl.h"
+#include "dataplane/err.h"
 
-#define DEF_LOCAL_IP "10.0.0.1"
-#define DEF_BASE_PORT 31850
-#define DEF_MTU 1500
-#define MIN_MTU 576
-#define MAX_MTU 9000
-#define DEF_DESC 1024
-#define DEF_MBUFS 8191
-#define DEF_CACHE 256
-#define DEF_EXT_MBUFS 4095
-#define DEF_STEER 4096
 #define MAX_EAL_ARGS 128
 #ifndef AF_XDP
 #define AF_XDP 44
 #endif
-
-/* ------------------------------------------------------------------ */
-/* Options                                                             */
-
-void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size)
-{
-	if (o == NULL || opts_size < sizeof(o->opts_size))
-		return;
-	struct tw_dpdk_opts d = {
-		.opts_size = opts_size,
-		.eal_args = NULL,
-		.port = NULL,
-		.local_ip = DEF_LOCAL_IP,
-		.udp_base_port = DEF_BASE_PORT,
-		.mtu = DEF_MTU,
-		.rx_desc = DEF_DESC,
-		.tx_desc = DEF_DESC,
-		.mbufs = DEF_MBUFS,
-		.mbuf_cache = DEF_CACHE,
-		.ext_mbufs = DEF_EXT_MBUFS,
-		.steer_ring = DEF_STEER,
-		.credits = 64, /* perf/RESULTS.md, bench-dpdk: 2x 32 on large tensors */
-		.rx_window = 0,
-		.rto_ns = 5000000,
-		.dead_ns = 1000000000,
-		.idle_wake_ns = 1000000,
-		.max_sessions = 1024,
-		.max_queued = 4096,
-		.zc_threshold = 16u << 10,
-		.rx_pool_buf_size = 64u << 10,
-		.rx_pool_count = 64,
-		.burst = 32,
-	};
-	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
-}
-
-/* Callers built against a shorter struct keep working. */
-void tw_dpdk_opts_get(const struct tw_dpdk_opts *in, struct tw_dpdk_opts *o)
-{
-	tw_dpdk_opts_init(o, sizeof(*o));
-	if (in == NULL)
-		return;
-	size_t n = in->opts_size < sizeof(*o) ? in->opts_size : sizeof(*o);
-	/* Fields are copied whole or not at all: the struct only grows at
-	 * its end, so a prefix of whole fields is what an old caller has. */
-	size_t keep = sizeof(o->opts_size);
-	memcpy((char *)o + keep, (const char *)in + keep,
-	       n > keep ? n - keep : 0);
-	o->opts_size = sizeof(*o);
-}
 
 /* ------------------------------------------------------------------ */
 /* EAL                                                                 */
@@ -175,7 +116,7 @@ static int eal_up(const char *args, const char **why)
 	return r < 0 ? -1 : 0;
 }
 
-void tw_dpdk_eal_fini(void)
+void tw_dpdk_eal_cleanup(void)
 {
 	pthread_mutex_lock(&eal_mu);
 	if (atomic_load(&envs_live) != 0) {
@@ -426,19 +367,12 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 	}
 	struct tw_dpdk_opts o;
 	tw_dpdk_opts_get(in, &o);
-	if (o.mtu < MIN_MTU || o.mtu > MAX_MTU || o.mbufs == 0 ||
-	    o.ext_mbufs == 0 || o.steer_ring == 0 ||
-	    (o.steer_ring & (o.steer_ring - 1)) != 0 ||
-	    (uint32_t)o.udp_base_port + nqueues > 65536u) {
-		*why = "bad options (mtu, pool sizes, steer_ring, port range)";
+	if (tw_dpdk_opts_check(in, nqueues) != TW_OK) {
+		*why = tw_err_last();
 		return TW_EINVAL;
 	}
 	struct in_addr ia;
-	if (o.local_ip == NULL || inet_pton(AF_INET, o.local_ip, &ia) != 1 ||
-	    ia.s_addr == 0) {
-		*why = "bad local_ip";
-		return TW_EINVAL;
-	}
+	(void)inet_pton(AF_INET, o.local_ip ? o.local_ip : "10.0.0.1", &ia);
 	if (eal_up(o.eal_args, why) != 0)
 		return TW_ENOTSUP;
 
@@ -502,8 +436,8 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 		*why = "rte_eth_dev_configure failed";
 		goto fail;
 	}
-	uint16_t nrx = o.rx_desc ? o.rx_desc : DEF_DESC;
-	uint16_t ntx = o.tx_desc ? o.tx_desc : DEF_DESC;
+	uint16_t nrx = o.rx_desc ? o.rx_desc : 1024;
+	uint16_t ntx = o.tx_desc ? o.tx_desc : 1024;
 	(void)rte_eth_dev_adjust_nb_rx_tx_desc(e->port_id, &nrx, &ntx);
 
 	st = TW_ENOMEM;

@@ -5,7 +5,6 @@
 
 #include <tensorwire/frame.h>
 
-#include "dataplane/frame_impl.h"
 
 /* Header field offsets: docs/wire.md, "Header". The first 20 bytes keep
  * their place in every version so a v1 receiver can answer a newer peer. */
@@ -185,23 +184,6 @@ tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
 
 	*out = h;
 	return TW_OK;
-}
-
-/* frame_impl.h: the fields tw_frame_hdr_decode reads, without its checks. */
-void tw_frame_hdr_load(const void *src, tw_frame_hdr *out)
-{
-	const uint8_t *p = src;
-
-	out->version = p[OFF_VERSION];
-	out->type = p[OFF_TYPE];
-	out->flags = ld16(p + OFF_FLAGS);
-	out->req_id = ld64(p + OFF_REQ_ID);
-	out->src = ld32(p + OFF_SRC);
-	out->dst = ld32(p + OFF_DST);
-	out->timeout_ms = ld32(p + OFF_TIMEOUT);
-	out->payload_len = ld32(p + OFF_PAYLOAD_LEN);
-	out->seg_count = ld32(p + OFF_SEG_COUNT);
-	out->total_len = ld64(p + OFF_TOTAL_LEN);
 }
 
 /* Pad bytes are part of the frame: requiring zeros keeps one encoding per

@@ -1,6 +1,7 @@
 /* Transport interface: the one seam between the RPC layer and whatever moves
- * frames (io_uring TCP, DPDK, the in-process fake). A transport belongs to
- * one run loop and is used only on that loop's thread. */
+ * frames (io_uring TCP, DPDK, the in-process fake). A provider brings a
+ * transport up for an agent; a transport belongs to one run loop and is
+ * used only on that loop's thread. */
 #ifndef TW_DATAPLANE_TRANSPORT_H
 #define TW_DATAPLANE_TRANSPORT_H
 
@@ -52,10 +53,13 @@ struct tw_send_req {
 struct tw_transport_cbs {
 	void *ctx;
 	/* A whole frame: bytes [off, off + len) of buf, 64-byte aligned at
-	 * off, header already checked with tw_frame_hdr_decode. The callee
-	 * takes its own reference on buf to keep it past the call. */
-	void (*on_frame)(void *ctx, tw_conn *c, tw_buf *buf, size_t off,
-			 size_t len);
+	 * off; h is its header as tw_frame_hdr_decode accepted it against
+	 * t->limits (h->total_len == len), valid during the call only. The
+	 * layer above reads h instead of the bytes: a header is decoded and
+	 * checked once, by the transport that received it. The callee takes
+	 * its own reference on buf to keep it past the call. */
+	void (*on_frame)(void *ctx, tw_conn *c, const tw_frame_hdr *h,
+			 tw_buf *buf, size_t off, size_t len);
 	/* c connected or was accepted (st == TW_OK), or closed (st says
 	 * why); after a close upcall c is gone and pending sends have had
 	 * their done(st). */
@@ -105,6 +109,98 @@ struct tw_transport {
 	 * the caller's budget. */
 	uint64_t rx_ns;
 };
+
+/*
+ * ---- Providers: what a new transport implements ----
+ *
+ * The agent knows transports only by name. A provider is the transport's
+ * constructor kit, and everything transport-specific the agent used to do
+ * is one of its five functions:
+ *
+ *   check        Validate the transport's options (its public options
+ *                struct, e.g. struct tw_uring_opts, or NULL for the
+ *                defaults) for nloops loops, without side effects: an
+ *                error here fails tw_agent_init before anything starts,
+ *                with the reason recorded by tw_fail (err.h).
+ *   start        Bring up what the agent's loops share (DPDK: the EAL and
+ *                one port with a queue pair per loop) and copy what it
+ *                needs from the options: the caller's struct and its
+ *                strings are not kept. Runs on the agent's init thread,
+ *                before any loop exists. *env is the provider's state for
+ *                the calls below.
+ *   create       Make loop idx's transport, on that loop's thread, with the
+ *                agent's upcalls. idx < nloops.
+ *   listen_addr  The address loop idx's transport listens on (passed to
+ *                ops->listen, whose bound address the other workers learn
+ *                at the rendezvous): "tcp://127.0.0.1:0", "udp://10.0.0.2:0".
+ *   stop         After every transport of env is destroyed: free env.
+ *                Received buffers still held elsewhere may keep memory the
+ *                provider then leaks rather than frees under them.
+ *
+ * Contract of the transport itself (ops above, upcalls in
+ * tw_transport_cbs), which the conformance suite
+ * (tests/unit/dataplane/test_transport_conformance.c) checks for every
+ * provider in its list:
+ *  - Frames arrive whole, in the order they were sent on a connection,
+ *    each at a 64-byte aligned offset of a tw_buf the receiver may
+ *    retain, with its header decoded and checked against t->limits; a bad
+ *    header ends the connection (TW_EPROTO, TW_EVERSION), never reaches
+ *    on_frame. Frames of 48 bytes (a bare header) up to the limit.
+ *  - send() never blocks and never calls done itself; done runs exactly
+ *    once per accepted request, on the loop thread. TW_ENOSPC when the
+ *    connection's queue is full (the request is not taken): backpressure.
+ *  - close() and a peer's death end every request not done yet with
+ *    done(error) before on_conn(c, error); on_conn never runs inside
+ *    close(). destroy() ends everything the same way.
+ *  - Nothing blocks the loop: connecting, sending and receiving progress
+ *    from the loop's polls, completions and timers.
+ *
+ * A new transport (the same-host one, say) is: its code in dataplane/,
+ * its public options header in include/tensorwire/, a provider registered
+ * in dataplane/transport.c's list, and its entry in the conformance
+ * suite. Nothing in rpc/ changes.
+ */
+
+/* The group an agent's transport serves, for start. */
+struct tw_transport_group {
+	uint32_t nloops;     /* run loops, one transport each */
+	uint32_t rank;       /* this worker (DPDK derives its default IP) */
+	uint32_t world_size;
+};
+
+struct tw_transport_provider {
+	const char *name;    /* "uring", "dpdk", ... (tw_agent_opts.transport) */
+	tw_status (*check)(const void *opts, uint32_t nloops);
+	tw_status (*start)(const void *opts, const struct tw_transport_group *g,
+			   void **env);
+	tw_status (*create)(void *env, uint32_t idx, tw_loop *loop,
+			    const struct tw_transport_cbs *cbs,
+			    tw_transport **out);
+	tw_status (*listen_addr)(void *env, uint32_t idx, char *url,
+				 size_t len);
+	void (*stop)(void *env);
+};
+
+/* Every public options struct starts with these two fields; a provider
+ * checks transport against its name before it reads further. */
+struct tw_transport_opts_head {
+	size_t opts_size;
+	const char *transport;
+};
+
+/* The provider called name, or NULL: the built-in ones (uring, dpdk) and
+ * any registered. */
+const struct tw_transport_provider *tw_transport_provider_find(const char *name);
+
+/* Make p findable by its name, for the process's life (tests register the
+ * fake net's). TW_EBUSY when another provider has the name (registering
+ * the same p again is TW_OK), TW_ENOSPC beyond 8 registrations. */
+tw_status tw_transport_provider_register(const struct tw_transport_provider *p);
+
+/* A provider's check of its options' head: NULL is the defaults; else
+ * the size must cover the head and the tag must be name. */
+tw_status tw_transport_opts_check_head(const void *opts, const char *name,
+				       const char *init_fn);
 
 /* Send through the fault injector when one is configured (dataplane/fault.c). */
 tw_status tw_fault_send(tw_transport *t, tw_conn *c, struct tw_send_req *r);

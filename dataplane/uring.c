@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataplane/err.h"
+
 /* liburing 2.3's headers predate the zero-copy usage report. */
 #ifndef IORING_SEND_ZC_REPORT_USAGE
 #define IORING_SEND_ZC_REPORT_USAGE (1U << 3)
@@ -98,6 +100,7 @@ struct uconn {
 	struct {
 		uint8_t hdr[TW_FRAME_HDR_SIZE];
 		uint32_t hdr_have;
+		tw_frame_hdr h;    /* hdr decoded, once it is complete */
 		tw_buf *cur;
 		size_t off;
 		uint64_t need, have;
@@ -205,6 +208,8 @@ void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size)
 		return;
 	struct tw_uring_opts d = {
 		.opts_size = opts_size,
+		.transport = TW_TRANSPORT_URING,
+		.listen_host = "127.0.0.1",
 		.recv_buf_size = 64u << 10,
 		.recv_buf_count = 64,
 		.max_queued = 4096,
@@ -222,33 +227,49 @@ void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size)
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
-static void opts_get(const struct tw_uring_opts *in, struct tw_uring_opts *o)
+/* Callers built against a shorter struct keep working: fields are
+ * copied whole or not at all, the struct only grows at its end. */
+void tw_uring_opts_get(const struct tw_uring_opts *in, struct tw_uring_opts *o)
 {
 	tw_uring_opts_init(o, sizeof(*o));
 	if (in == NULL)
 		return;
-#define OPT_COPY(f)                                                      \
-	do {                                                             \
-		if (offsetof(struct tw_uring_opts, f) + sizeof(in->f) <= \
-		    in->opts_size)                                       \
-			o->f = in->f;                                    \
-	} while (0)
-	OPT_COPY(recv_buf_size);
-	OPT_COPY(recv_buf_count);
-	OPT_COPY(max_queued);
-	OPT_COPY(zc_threshold);
-	OPT_COPY(large_frame);
-	OPT_COPY(sockbuf);
-	OPT_COPY(rx_pool_buf_size);
-	OPT_COPY(rx_pool_count);
-	OPT_COPY(large_cache_bytes);
-	OPT_COPY(zc_same_host);
-	OPT_COPY(busy_poll_conns);
-	OPT_COPY(busy_poll_ns);
-	OPT_COPY(cc_local);
-	OPT_COPY(cc_remote);
-#undef OPT_COPY
+	size_t n = in->opts_size < sizeof(*o) ? in->opts_size : sizeof(*o);
+	size_t keep = sizeof(o->opts_size);
+	memcpy((char *)o + keep, (const char *)in + keep,
+	       n > keep ? n - keep : 0);
 	o->opts_size = sizeof(*o);
+}
+
+tw_status tw_uring_opts_check(const struct tw_uring_opts *in)
+{
+	tw_status st = tw_transport_opts_check_head(in, TW_TRANSPORT_URING,
+						    "tw_uring_opts_init");
+	if (st != TW_OK)
+		return st;
+	struct tw_uring_opts o;
+	tw_uring_opts_get(in, &o);
+	uint32_t n = o.recv_buf_count;
+	if (n == 0 || n > 32768 || (n & (n - 1)) != 0)
+		return tw_fail(TW_EINVAL, "io_uring: recv_buf_count %u is not a "
+					  "power of 2 in 1..32768", n);
+	if (o.recv_buf_size == 0)
+		return tw_fail(TW_EINVAL, "io_uring: recv_buf_size must be > 0");
+	if (o.max_queued == 0)
+		return tw_fail(TW_EINVAL, "io_uring: max_queued must be > 0");
+	if (o.rx_pool_buf_size < TW_FRAME_HDR_SIZE || o.rx_pool_count == 0)
+		return tw_fail(TW_EINVAL, "io_uring: rx_pool_buf_size must be at "
+					  "least %u and rx_pool_count > 0",
+			       TW_FRAME_HDR_SIZE);
+	if (o.busy_poll_conns > HOT_MAX)
+		return tw_fail(TW_EINVAL, "io_uring: busy_poll_conns %u is above %u",
+			       o.busy_poll_conns, HOT_MAX);
+	if ((o.cc_local && strlen(o.cc_local) >= TW_URING_CC_NAME_MAX) ||
+	    (o.cc_remote && strlen(o.cc_remote) >= TW_URING_CC_NAME_MAX))
+		return tw_fail(TW_EINVAL, "io_uring: a congestion control name "
+					  "is longer than %d bytes",
+			       TW_URING_CC_NAME_MAX - 1);
+	return TW_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -689,6 +710,7 @@ static bool rx_start(struct uconn *c)
 	struct ut *t = c->t;
 	tw_frame_hdr h;
 	tw_status st = tw_frame_hdr_decode(c->rx.hdr, &t->base.limits, &h, NULL);
+	c->rx.h = h;
 	if (st != TW_OK) {
 		t->st.bad_frames++;
 		conn_fail(c, st == TW_EVERSION ? TW_EVERSION : TW_EPROTO);
@@ -756,7 +778,7 @@ static void rx_deliver(struct uconn *c)
 		c->rx.pool_off = off + len;
 	t->st.frames_rx++;
 	t->st.bytes_rx += len;
-	t->base.cbs.on_frame(t->base.cbs.ctx, &c->base, b, off, len);
+	t->base.cbs.on_frame(t->base.cbs.ctx, &c->base, &c->rx.h, b, off, len);
 	tw_buf_release(b);
 }
 
@@ -1783,17 +1805,11 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 	if (l == NULL || cbs == NULL || cbs->on_frame == NULL ||
 	    cbs->on_conn == NULL)
 		return TW_EINVAL;
-	if (in != NULL && in->opts_size < sizeof(in->opts_size))
-		return TW_EINVAL;
+	tw_status cst = tw_uring_opts_check(in);
+	if (cst != TW_OK)
+		return cst;
 	struct tw_uring_opts o;
-	opts_get(in, &o);
-	uint32_t n = o.recv_buf_count;
-	if (n == 0 || n > 32768 || (n & (n - 1)) != 0 ||
-	    o.recv_buf_size == 0 || o.max_queued == 0 ||
-	    o.rx_pool_buf_size < TW_FRAME_HDR_SIZE || o.rx_pool_count == 0 ||
-	    (o.cc_local && strlen(o.cc_local) >= TW_URING_CC_NAME_MAX) ||
-	    (o.cc_remote && strlen(o.cc_remote) >= TW_URING_CC_NAME_MAX))
-		return TW_EINVAL;
+	tw_uring_opts_get(in, &o);
 
 	struct io_uring *ring = tw_loop_uring(l);
 	if (ring == NULL)
@@ -1810,7 +1826,8 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 		 o.cc_local ? o.cc_local : "");
 	snprintf(t->cc_remote, sizeof(t->cc_remote), "%s",
 		 o.cc_remote ? o.cc_remote : "");
-	t->o.cc_local = t->o.cc_remote = NULL; /* the caller's */
+	/* the caller's */
+	t->o.cc_local = t->o.cc_remote = t->o.listen_host = NULL;
 
 	struct tw_buf_pool_opts po;
 	tw_buf_pool_opts_init(&po, sizeof(po));

@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 
+#include <tensorwire/uring.h>
+
 #include "dataplane/transport.h"
 
 #ifdef __cplusplus
@@ -115,45 +117,14 @@ extern "C" {
  * Not done (yet): fixed files and a registered send buffer table; IPv6.
  */
 
-/* Longest congestion control name + 1 (the kernel's TCP_CA_NAME_MAX). */
-#define TW_URING_CC_NAME_MAX 16
+/* Options: struct tw_uring_opts and tw_uring_opts_init, in the public
+ * <tensorwire/uring.h>. Check them: TW_EINVAL with the reason (tw_errmsg)
+ * for the first bad field; no side effects. */
+tw_status tw_uring_opts_check(const struct tw_uring_opts *o);
 
-struct tw_uring_opts {
-	size_t opts_size;          /* sizeof(struct tw_uring_opts) */
-	uint32_t recv_buf_size;    /* provided-buffer size (default 64 KiB) */
-	uint32_t recv_buf_count;   /* provided buffers per loop (default 64,
-				    * power of 2, at most 32768) */
-	uint32_t max_queued;       /* sends held per connection before
-				    * TW_ENOSPC (default 4096) */
-	uint64_t zc_threshold;     /* SEND_ZC for segments >= this (default
-				    * 16 KiB); UINT64_MAX disables */
-	uint32_t large_frame;      /* frames above this are received straight
-				    * into their own buffer (default 256 KiB) */
-	int sockbuf;               /* SO_SNDBUF/SO_RCVBUF, 0 = kernel default */
-	uint32_t rx_pool_buf_size; /* receive pool buffer size (default 64 KiB) */
-	uint32_t rx_pool_count;    /* receive pool buffers (default 128) */
-	size_t large_cache_bytes;  /* big receive buffers (2 MiB and up) kept
-				    * for reuse once released, at most 8 and
-				    * this many bytes (default 128 MiB; 0 =
-				    * always a fresh mapping) */
-	bool zc_same_host;         /* try SEND_ZC on connections within this
-				    * host too (default false: the kernel
-				    * always copies there, so it only costs;
-				    * tests set it to exercise the path) */
-	uint32_t busy_poll_conns;  /* connections read with a direct recv on
-				    * every poll while active (default 4, at
-				    * most 16; 0 = off): see "Busy polling" */
-	uint64_t busy_poll_ns;     /* ... active = bytes in or out within
-				    * this long (default 200 us) */
-	const char *cc_local;      /* TCP congestion control of connections
-				    * within this host (default "reno"; NULL
-				    * or "" = the system's): see "Congestion
-				    * control" */
-	const char *cc_remote;     /* ... of connections to other hosts
-				    * (default NULL: the system's) */
-};
-
-void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size);
+/* in, or the defaults for what an older caller's shorter struct lacks
+ * (in == NULL: all defaults), into *o. */
+void tw_uring_opts_get(const struct tw_uring_opts *in, struct tw_uring_opts *o);
 
 /* A transport on loop l (which must be polled by the calling thread from
  * now on: the ring is bound to it). */

@@ -339,18 +339,38 @@ static void dpdk_prepare(struct opts *o)
 	dpdk_o = o;
 }
 
-/* rank r's DPDK options (0 client, 1 server) */
-static void dpdk_agent_opts(const struct opts *o, int r, struct tw_agent_opts *ao)
+/* Rank r's transport (0 client, 1 server): its options in t, pointed to
+ * by ao. */
+struct transport_opts {
+	struct tw_uring_opts u;
+	struct tw_dpdk_opts d;
+};
+
+static void agent_transport(const struct opts *o, int r, struct tw_agent_opts *ao,
+			    struct transport_opts *t)
 {
+	if (!dpdk_mode(o)) {
+		tw_uring_opts_init(&t->u, sizeof(t->u));
+		if (o->cc != NULL)
+			t->u.cc_local = o->cc;
+		ao->transport = TW_TRANSPORT_URING;
+		ao->transport_opts = &t->u;
+		return;
+	}
+	tw_dpdk_opts_init(&t->d, sizeof(t->d));
+	t->d.eal_args = o->eal[r];
+	t->d.port = strcmp(o->transport, "memif") == 0 ? "net_memif0"
+						       : "net_af_packet0";
+	t->d.local_ip = r == 0 ? "10.77.0.2" : "10.77.0.1";
+	t->d.udp_base_port = 32100;
+	if (o->credits != 0)
+		t->d.credits = o->credits;
+	if (o->mbufs != 0)
+		t->d.mbufs = o->mbufs;
+	if (o->zc_threshold != 0)
+		t->d.zc_threshold = o->zc_threshold;
 	ao->transport = TW_TRANSPORT_DPDK;
-	ao->dpdk_eal_args = o->eal[r];
-	ao->dpdk_port = strcmp(o->transport, "memif") == 0 ? "net_memif0"
-							    : "net_af_packet0";
-	ao->dpdk_ip = r == 0 ? "10.77.0.2" : "10.77.0.1";
-	ao->dpdk_udp_port = 32100;
-	ao->dpdk_credits = o->credits;
-	ao->dpdk_mbufs = o->mbufs;
-	ao->zc_threshold = o->zc_threshold;
+	ao->transport_opts = &t->d;
 }
 
 static bool want(const struct opts *o, const char *what)
@@ -384,29 +404,26 @@ static int server_main(const struct opts *o, const char *rdv)
 	ao.num_loops = 1;
 	ao.first_cpu = o->server_cpu;
 	ao.spin_ns = o->spin_ns;
-	ao.tcp_congestion_local = o->cc;
 	ao.yield = o->server_yield;
 	ao.executor_threads = 1;
 	ao.setup = server_setup;
-	if (dpdk_mode(o))
-		dpdk_agent_opts(o, 1, &ao);
-	char err[512] = "";
-	ao.err = err;
-	ao.err_len = sizeof(err);
+	struct transport_opts to;
+	agent_transport(o, 1, &ao, &to);
 	tw_agent *a;
 	tw_status s = tw_agent_init(&ao, &a);
 	if (s != TW_OK) {
-		fprintf(stderr, "bench-rpc server: init: %s (%s)\n", tw_strerror(s), err);
+		fprintf(stderr, "bench-rpc server: init: %s (%s)\n", tw_strerror(s),
+			tw_errmsg(s));
 		if (srv_port_up != NULL)
 			atomic_store(srv_port_up, -1);
 		if (dpdk_mode(o))
-			tw_agent_dpdk_cleanup();
+			tw_dpdk_eal_cleanup();
 		_exit(1);
 	}
 	/* Serve until the client shuts down too. */
 	s = tw_agent_shutdown(a, true);
 	if (dpdk_mode(o))
-		tw_agent_dpdk_cleanup();
+		tw_dpdk_eal_cleanup();
 	_exit(s == TW_OK ? 0 : 1);
 }
 
@@ -454,9 +471,8 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 		/* Spin, don't sleep, while a big echo is on its way: a wake-up
 		 * costs ~25 us here (limits README pitfall 2). */
 		ao.spin_ns = o->spin_ns;
-	ao.tcp_congestion_local = o->cc;
-		if (dpdk_mode(o))
-			dpdk_agent_opts(o, 0, &ao);
+		struct transport_opts to;
+		agent_transport(o, 0, &ao, &to);
 		if (embedded) {
 			ao.embedded = true;
 			ao.first_cpu = -1; /* this thread, already pinned */
@@ -466,9 +482,6 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 			ao.first_cpu = o->client_loop_cpu;
 			ao.yield = true;
 		}
-		char err[512] = "";
-		ao.err = err;
-		ao.err_len = sizeof(err);
 		tw_agent *a;
 		tw_status s = tw_agent_init(&ao, &a);
 		if (s == TW_OK)
@@ -476,11 +489,11 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 		/* The EAL starts once per process: no second try over DPDK. */
 		if (embedded && !dpdk_mode(o)) {
 			fprintf(stderr, "bench-rpc: embedded init failed (%s: %s); "
-				"falling back to threaded mode\n", tw_strerror(s), err);
+				"falling back to threaded mode\n", tw_strerror(s), tw_errmsg(s));
 			embedded = false;
 			continue;
 		}
-		fprintf(stderr, "bench-rpc: client init: %s (%s)\n", tw_strerror(s), err);
+		fprintf(stderr, "bench-rpc: client init: %s (%s)\n", tw_strerror(s), tw_errmsg(s));
 		kill_server();
 		exit(1);
 	}
@@ -936,6 +949,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench-rpc: server exited with status %d\n",
 			WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst));
 	if (dpdk_mode(&o))
-		tw_agent_dpdk_cleanup(); /* then atexit removes the run dirs */
+		tw_dpdk_eal_cleanup(); /* then atexit removes the run dirs */
 	return s == TW_OK ? 0 : 1;
 }

@@ -1,35 +1,14 @@
 /* The agent: options, run loops and their transports, connections,
  * rendezvous and membership, worker info, registration and shutdown. */
-#include <errno.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "dataplane/fake.h"
-#include "dataplane/frame_impl.h"
-#include "dataplane/uring.h"
+#include "dataplane/err.h"
 #include "rpc/agent_impl.h"
 #include "rpc/invoke.h"
-#include "tw_config.h"
-
-#if TW_HAVE_DPDK
-#include "dataplane/dpdk.h"
-
-/* The agent's DPDK port: one env, one queue pair per loop. */
-struct agent_dpdk {
-	tw_dpdk_env *env;
-	struct tw_dpdk_opts o;     /* transport options, for every loop */
-	char ip[16];               /* our copy of local_ip */
-};
-#endif
 
 _Thread_local struct agent_loop *agent_tls_loop;
 
@@ -55,7 +34,6 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 		return;
 	struct tw_agent_opts d = {0};
 	d.opts_size = opts_size;
-	d.listen_host = "127.0.0.1";
 	d.num_loops = 1;
 	d.first_cpu = -1;
 	d.default_timeout_ms = 60000;
@@ -63,21 +41,9 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.spin_ns = 200000;
 	d.yield = false;
 	d.executor_threads = 2;
-	d.transport = TW_TRANSPORT_URING;
+	d.transport = NULL; /* "uring", or what transport_opts names */
+	d.transport_opts = NULL;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
-}
-
-static void set_err(const struct tw_agent_opts *o, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void set_err(const struct tw_agent_opts *o, const char *fmt, ...)
-{
-	if (o->opts_size < offsetof(struct tw_agent_opts, err_len) + sizeof(size_t) ||
-	    o->err == NULL || o->err_len == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(o->err, o->err_len, fmt, ap);
-	va_end(ap);
 }
 
 const char *agent_worker_name(const tw_agent *a, uint32_t id)
@@ -339,28 +305,20 @@ static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 
 /* ---- transport upcalls ------------------------------------------------------- */
 
-static void on_frame(void *ctx, tw_conn *c, tw_buf *buf, size_t off,
-		     size_t len)
+static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h,
+		     tw_buf *buf, size_t off, size_t len)
 {
 	struct agent_loop *l = ctx;
 	struct conn_state *cs = c->ctx;
 	if (cs == NULL && (cs = conn_new(l, c, false, -1)) == NULL)
 		return;
-	/* The transport checked the header against l->t->limits before this
-	 * upcall (transport.h): read it, don't check it a second time. */
-	tw_frame_hdr h;
-	if (len < TW_FRAME_HDR_SIZE) {
-		stat_inc(&l->stats.bad_frames);
-		return;
-	}
-	tw_frame_hdr_load((const char *)buf->data + off, &h);
-	switch (h.type) {
+	switch (h->type) {
 	case TW_MSG_CALL:
-		serve_on_call(l, cs, &h, buf, off, len);
+		serve_on_call(l, cs, h, buf, off, len);
 		break;
 	case TW_MSG_RET:
 	case TW_MSG_EXCEPTION:
-		call_on_response(l, cs, &h, buf, off, len);
+		call_on_response(l, cs, h, buf, off, len);
 		break;
 	case TW_MSG_REMOTE_CALL:
 	case TW_MSG_RREF_FETCH_CALL:
@@ -369,8 +327,8 @@ static void on_frame(void *ctx, tw_conn *c, tw_buf *buf, size_t off,
 	case TW_MSG_RREF_CHILD_ACCEPT: {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "%s is not supported by worker '%s'",
-			 tw_msg_type_name(h.type), l->a->name);
-		serve_reject(l, cs, &h, TW_ENOTSUP, msg);
+			 tw_msg_type_name(h->type), l->a->name);
+		serve_reject(l, cs, h, TW_ENOTSUP, msg);
 		break;
 	}
 	default:
@@ -471,48 +429,14 @@ static void loop_init_fn(struct sync_msg *s)
 	struct tw_transport_cbs cbs = {.ctx = l, .on_frame = on_frame,
 				       .on_conn = on_conn};
 	char url[TW_ADDR_MAX + 16];
-#if TW_HAVE_DPDK
-	if (a->dpdk != NULL) {
-		/* Queue i of the port, at UDP port base + i. */
-		s->st = tw_dpdk_transport_create(l->loop, a->dpdk->env,
-						 (uint16_t)l->idx, &a->dpdk->o,
-						 &cbs, &l->t);
-		if (s->st != TW_OK)
-			return;
-		snprintf(url, sizeof(url), "udp://%s:0", a->dpdk->ip);
-	} else
-#endif
-	if (a->fake != NULL) {
-		/* Tests: the in-process fake net (tw_agent_init_fake). */
-		s->st = tw_fake_transport_create(a->fake->net, l->loop, &cbs,
-						 &l->t);
-		if (s->st != TW_OK)
-			return;
-		snprintf(url, sizeof(url), "%s", a->fake->addrs[a->rank]);
-	} else
-	{
-		struct tw_uring_opts uo;
-		tw_uring_opts_init(&uo, sizeof(uo));
-		if (a->o.max_queued != 0)
-			uo.max_queued = a->o.max_queued;
-		if (a->o.zc_threshold != 0)
-			uo.zc_threshold = a->o.zc_threshold;
-		if (a->o.recv_buf_size != 0)
-			uo.recv_buf_size = a->o.recv_buf_size;
-		if (a->o.recv_buf_count != 0)
-			uo.recv_buf_count = a->o.recv_buf_count;
-		if (a->o.sockbuf != 0)
-			uo.sockbuf = a->o.sockbuf;
-		if (a->o.tcp_congestion_local != NULL)
-			uo.cc_local = a->o.tcp_congestion_local;
-		if (a->o.tcp_congestion != NULL)
-			uo.cc_remote = a->o.tcp_congestion;
-		s->st = tw_uring_transport_create(l->loop, &uo, &cbs, &l->t);
-		if (s->st != TW_OK)
-			return;
-		const char *h = a->listen_host;
-		snprintf(url, sizeof(url),
-			 strchr(h, ':') ? "tcp://[%s]:0" : "tcp://%s:0", h);
+	s->st = a->tp->create(a->tenv, l->idx, l->loop, &cbs, &l->t);
+	if (s->st != TW_OK)
+		return;
+	s->st = a->tp->listen_addr(a->tenv, l->idx, url, sizeof(url));
+	if (s->st != TW_OK) {
+		l->t->ops->destroy(l->t);
+		l->t = NULL;
+		return;
 	}
 	if (l->fault.fail_type || l->fault.drop_type || l->fault.delay_type)
 		l->t->fault = &l->fault;
@@ -694,146 +618,67 @@ static void agent_free(tw_agent *a)
 	 * pool: leaking it beats freeing memory the kernel may still read. */
 	if (a->txpool != NULL)
 		tw_buf_pool_destroy(a->txpool);
-#if TW_HAVE_DPDK
-	/* After every transport. A received buffer still held keeps the
-	 * port and its pools (TW_EBUSY): leaked, as the tx pool above. The
-	 * EAL stays up (it cannot be restarted in this process):
-	 * tw_dpdk_eal_fini at process end is the application's call. */
-	if (a->dpdk != NULL) {
-		if (a->dpdk->env != NULL)
-			(void)tw_dpdk_env_destroy(a->dpdk->env);
-		free(a->dpdk);
-		a->dpdk = NULL;
-	}
-#endif
+	/* After every transport (the provider may hold what they shared). */
+	if (a->tenv != NULL)
+		a->tp->stop(a->tenv);
+	a->tenv = NULL;
 	if (a->reg_ok)
 		registry_fini(&a->reg);
 	rdv_members_free(a->members, a->world);
 	free(a->workers);
 	free(a->name_idx);
 	free(a->loops);
-	free(a->fake);
+	free(a->hooks);
 	hub_release(a->hub);
 	free(a->rendezvous);
-	free(a->listen_host);
 	free(a);
-}
-
-/* A congestion control name the kernel will give this process's
- * sockets, tried on a throwaway one (NULL and "" are defaults). */
-static tw_status check_cc(const struct tw_agent_opts *o, const char *what,
-			  const char *cc)
-{
-	if (cc == NULL || cc[0] == '\0')
-		return TW_OK;
-	if (strlen(cc) >= TW_URING_CC_NAME_MAX) {
-		set_err(o, "%s '%.32s' is too long for a congestion control name",
-			what, cc);
-		return TW_EINVAL;
-	}
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return TW_OK; /* nothing to learn here; the transport counts */
-	int r = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
-			   (socklen_t)strlen(cc));
-	int e = errno;
-	close(fd);
-	if (r != 0) {
-		set_err(o, "%s '%s': %s (see net.ipv4.tcp_allowed_congestion_control"
-			   " and tcp_available_congestion_control)",
-			what, cc, e == EPERM ? "not allowed for this process"
-			: e == ENOENT ? "no such congestion control in this kernel"
-			: strerror(e));
-		return TW_EINVAL;
-	}
-	return TW_OK;
 }
 
 static tw_status check_opts(const struct tw_agent_opts *o)
 {
 	if (o->name == NULL || o->name[0] == '\0' ||
-	    strlen(o->name) >= TW_WORKER_NAME_MAX) {
-		set_err(o, "worker name must be 1..%d bytes", TW_WORKER_NAME_MAX - 1);
-		return TW_EINVAL;
-	}
-	if (o->world_size == 0 || o->rank >= o->world_size) {
-		set_err(o, "rank %u is out of range for world size %u", o->rank,
-			o->world_size);
-		return TW_EINVAL;
-	}
-	if (o->rendezvous == NULL) {
-		set_err(o, "no rendezvous address");
-		return TW_EINVAL;
-	}
-	if (o->num_loops == 0 || o->num_loops > RDV_MAX_LOOPS) {
-		set_err(o, "num_loops must be 1..%u", RDV_MAX_LOOPS);
-		return TW_EINVAL;
-	}
-	if (o->embedded && o->num_loops != 1) {
-		set_err(o, "embedded mode drives exactly one loop: num_loops must be 1");
-		return TW_EINVAL;
-	}
-	if (o->embedded && agent_tls_loop != NULL) {
+	    strlen(o->name) >= TW_WORKER_NAME_MAX)
+		return tw_fail(TW_EINVAL, "worker name must be 1..%d bytes",
+			       TW_WORKER_NAME_MAX - 1);
+	if (o->world_size == 0 || o->rank >= o->world_size)
+		return tw_fail(TW_EINVAL, "rank %u is out of range for world size %u",
+			       o->rank, o->world_size);
+	if (o->rendezvous == NULL)
+		return tw_fail(TW_EINVAL, "no rendezvous address");
+	if (o->num_loops == 0 || o->num_loops > RDV_MAX_LOOPS)
+		return tw_fail(TW_EINVAL, "num_loops must be 1..%u", RDV_MAX_LOOPS);
+	if (o->embedded && o->num_loops != 1)
+		return tw_fail(TW_EINVAL, "embedded mode drives exactly one loop: "
+					  "num_loops must be 1");
+	if (o->embedded && agent_tls_loop != NULL)
 		/* Its thread-local would name two loops. */
-		set_err(o, "this thread already runs a loop of another agent");
-		return TW_EINVAL;
-	}
-	if (o->executor_threads == 0 || o->executor_threads > 1024) {
-		set_err(o, "executor_threads must be 1..1024");
-		return TW_EINVAL;
-	}
-	if (o->listen_host == NULL || strlen(o->listen_host) > 45) {
-		set_err(o, "bad listen_host");
-		return TW_EINVAL;
-	}
-	if (o->transport == TW_TRANSPORT_DPDK) {
-#if TW_HAVE_DPDK
-		if (o->num_loops > UINT16_MAX ||
-		    (uint32_t)o->dpdk_udp_port + o->num_loops > 65536u) {
-			set_err(o, "dpdk_udp_port + num_loops exceeds 65535");
-			return TW_EINVAL;
-		}
-		if (o->dpdk_ip != NULL && strlen(o->dpdk_ip) > 15) {
-			set_err(o, "bad dpdk_ip '%s'", o->dpdk_ip);
-			return TW_EINVAL;
-		}
-		if (o->dpdk_mtu != 0 && (o->dpdk_mtu < 576 || o->dpdk_mtu > 9000)) {
-			set_err(o, "dpdk_mtu %u is outside 576..9000",
-				(unsigned)o->dpdk_mtu);
-			return TW_EINVAL;
-		}
-		if (o->dpdk_credits > 1024) {
-			set_err(o, "dpdk_credits %u is above 1024",
-				(unsigned)o->dpdk_credits);
-			return TW_EINVAL;
-		}
-		uint64_t rto_us = o->dpdk_rto_us ? o->dpdk_rto_us : 5000u;
-		uint64_t dead_ms = o->dpdk_dead_ms ? o->dpdk_dead_ms : 1000u;
-		if (rto_us > UINT64_MAX / 4000u || dead_ms > UINT64_MAX / 1000000u ||
-		    dead_ms * 1000u < 4u * rto_us) {
-			set_err(o, "dpdk_dead_ms (%" PRIu64 ") must be at least 4 "
-				   "retransmission timeouts (dpdk_rto_us %" PRIu64 ")",
-				dead_ms, rto_us);
-			return TW_EINVAL;
-		}
-#else
-		set_err(o, "the DPDK transport is not available: tensorwire "
-			   "was built without DPDK (libdpdk not found, or "
-			   "-Ddpdk=disabled)");
-		return TW_ENOTSUP;
-#endif
-	} else if (o->transport != TW_TRANSPORT_URING) {
-		set_err(o, "unknown transport %d", (int)o->transport);
-		return TW_EINVAL;
-	} else {
-		tw_status st = check_cc(o, "tcp_congestion_local",
-					o->tcp_congestion_local);
-		if (st == TW_OK)
-			st = check_cc(o, "tcp_congestion", o->tcp_congestion);
-		if (st != TW_OK)
-			return st;
-	}
+		return tw_fail(TW_EINVAL, "this thread already runs a loop of "
+					  "another agent");
+	if (o->executor_threads == 0 || o->executor_threads > 1024)
+		return tw_fail(TW_EINVAL, "executor_threads must be 1..1024");
+	if (o->default_timeout_ms < 0)
+		return tw_fail(TW_EINVAL, "default_timeout_ms must not be negative "
+					  "(0 = no timeout)");
 	return TW_OK;
+}
+
+/* The transport o asks for: by name, else the one its options are for,
+ * else io_uring; its options checked. */
+static tw_status pick_transport(const struct tw_agent_opts *o,
+				const struct tw_transport_provider **out)
+{
+	const struct tw_transport_opts_head *h = o->transport_opts;
+	const char *name = o->transport;
+	if (name == NULL && h != NULL && h->opts_size >= sizeof(*h))
+		name = h->transport;
+	if (name == NULL)
+		name = "uring";
+	const struct tw_transport_provider *p = tw_transport_provider_find(name);
+	if (p == NULL)
+		return tw_fail(TW_EINVAL, "unknown transport '%.32s' (this build "
+					  "offers \"uring\" and \"dpdk\")", name);
+	*out = p;
+	return p->check(o->transport_opts, o->num_loops);
 }
 
 static uint32_t name_hash(const char *s)
@@ -869,64 +714,6 @@ static tw_status build_membership(tw_agent *a)
 	return TW_OK;
 }
 
-#if TW_HAVE_DPDK
-/* Bring up the port, one queue pair per loop, before the loops start. */
-static tw_status dpdk_start(tw_agent *a, const struct tw_agent_opts *o)
-{
-	struct agent_dpdk *d = calloc(1, sizeof(*d));
-	if (d == NULL)
-		return TW_ENOMEM;
-	a->dpdk = d;
-	if (o->dpdk_ip != NULL) {
-		snprintf(d->ip, sizeof(d->ip), "%s", o->dpdk_ip);
-	} else {
-		uint32_t n = a->rank + 1;
-		snprintf(d->ip, sizeof(d->ip), "10.%u.%u.%u", (n >> 16) & 255u,
-			 (n >> 8) & 255u, n & 255u);
-	}
-	tw_dpdk_opts_init(&d->o, sizeof(d->o));
-	d->o.eal_args = o->dpdk_eal_args;
-	d->o.port = o->dpdk_port;
-	d->o.local_ip = d->ip;
-	if (o->dpdk_udp_port != 0)
-		d->o.udp_base_port = o->dpdk_udp_port;
-	if (o->max_queued != 0)
-		d->o.max_queued = o->max_queued;
-	if (o->zc_threshold != 0)
-		d->o.zc_threshold = o->zc_threshold;
-	if (o->dpdk_credits != 0)
-		d->o.credits = o->dpdk_credits;
-	if (o->dpdk_rto_us != 0)
-		d->o.rto_ns = o->dpdk_rto_us * 1000u;
-	if (o->dpdk_dead_ms != 0)
-		d->o.dead_ns = o->dpdk_dead_ms * 1000000u;
-	if (o->dpdk_mtu != 0)
-		d->o.mtu = o->dpdk_mtu;
-	if (o->dpdk_mbufs != 0)
-		d->o.mbufs = o->dpdk_mbufs;
-	const char *why = NULL;
-	/* rte_eal_init pins the calling thread to the main lcore's CPU, and
-	 * the loop threads created next would inherit that: all loops on one
-	 * core. Keep the caller's affinity (first_cpu pins loops). */
-	cpu_set_t cpus;
-	bool have_cpus = pthread_getaffinity_np(pthread_self(), sizeof(cpus),
-						&cpus) == 0;
-	tw_status st = tw_dpdk_env_init(&d->o, (uint16_t)a->nloops, &d->env, &why);
-	if (have_cpus)
-		(void)pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
-	/* The caller's strings are not kept (the env copied what it needs). */
-	d->o.eal_args = NULL;
-	d->o.port = NULL;
-	if (st != TW_OK) {
-		d->env = NULL;
-		set_err(o, "DPDK port %s (ip %s, %u queues): %s: %s",
-			o->dpdk_port ? o->dpdk_port : "(first)", d->ip, a->nloops,
-			tw_strerror(st), why ? why : "?");
-	}
-	return st;
-}
-#endif
-
 static tw_status start_loops(tw_agent *a)
 {
 	for (uint32_t i = 0; i < a->nloops; i++) {
@@ -950,9 +737,9 @@ static tw_status start_loops(tw_agent *a)
 		lo.ring_size = LOOP_RING;
 		lo.spin_ns = a->o.spin_ns;
 		lo.yield = a->o.yield;
-		if (a->fake != NULL) {
-			lo.clock = a->fake->clock;
-			lo.clock_ctx = a->fake->clock_ctx;
+		if (a->hooks != NULL) {
+			lo.clock = a->hooks->clock;
+			lo.clock_ctx = a->hooks->clock_ctx;
 		}
 		tw_status st = tw_loop_create(&lo, &l->loop);
 		if (st != TW_OK)
@@ -972,84 +759,74 @@ static tw_status start_loops(tw_agent *a)
 	return TW_OK;
 }
 
-static tw_status fake_members(tw_agent *a);
-static void fake_drain(tw_agent *a, struct agent_loop *own);
+static tw_status given_members(tw_agent *a);
+static void hooked_drain(tw_agent *a, struct agent_loop *own);
 
-/* tw_agent_init, or tw_agent_init_fake when fake is not NULL. */
-static tw_status agent_init(const struct tw_agent_opts *opts,
-			    const struct tw_agent_fake *fake, tw_agent **out)
+tw_status agent_init_hooked(const struct tw_agent_opts *opts,
+			    const struct agent_hooks *hooks, tw_agent **out)
 {
 	if (out != NULL)
 		*out = NULL;
 	if (opts == NULL || out == NULL || opts->opts_size == 0)
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL, "tw_agent_init needs options "
+					  "(tw_agent_opts_init) and an out pointer");
 	struct tw_agent_opts o;
 	tw_agent_opts_init(&o, sizeof(o));
 	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 	o.opts_size = sizeof(o);
-	if (opts->opts_size < sizeof(o)) {
-		/* Fields the caller's struct lacks keep their defaults; the
-		 * error buffer too. */
-		o.err = NULL;
-		o.err_len = 0;
-	}
-	if (o.listen_host == NULL)
-		o.listen_host = "127.0.0.1";
-	if (fake != NULL) {
-		/* The fake net stands in for transport and rendezvous. */
-		o.transport = TW_TRANSPORT_URING;
-		if (o.rendezvous == NULL)
-			o.rendezvous = "fake://";
-	}
-	if (o.err != NULL && o.err_len > 0)
-		o.err[0] = '\0';
+	if (hooks != NULL && o.rendezvous == NULL)
+		o.rendezvous = "given://"; /* the members are given: none met */
 	tw_status st = check_opts(&o);
+	if (st != TW_OK)
+		return st;
+	const struct tw_transport_provider *tp = NULL;
+	st = pick_transport(&o, &tp);
 	if (st != TW_OK)
 		return st;
 
 	tw_agent *a = calloc(1, sizeof(*a));
 	if (a == NULL)
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "no memory for the agent");
 	a->o = o;
 	snprintf(a->name, sizeof(a->name), "%s", o.name);
 	a->o.name = a->name;
 	a->rendezvous = strdup(o.rendezvous);
-	a->listen_host = strdup(o.listen_host);
 	a->o.rendezvous = a->rendezvous;
-	a->o.listen_host = a->listen_host;
-	/* The caller's; used during init only (dpdk_start). */
-	a->o.dpdk_eal_args = a->o.dpdk_port = a->o.dpdk_ip = NULL;
+	a->tp = tp;
+	a->o.transport = tp->name;
+	/* The caller's; read by the provider's start only. */
+	a->o.transport_opts = NULL;
 	a->rank = o.rank;
 	a->world = o.world_size;
 	a->nloops = o.num_loops;
+	atomic_init(&a->default_timeout_ms, o.default_timeout_ms);
 	a->gen = atomic_fetch_add(&agent_gen_next, 1);
 	atomic_init(&a->next_req, 1);
 	atomic_init(&a->state, AGENT_STARTING);
 	a->hub = calloc(1, sizeof(*a->hub));
 	a->loops = calloc(a->nloops, sizeof(*a->loops));
-	if (a->rendezvous == NULL || a->listen_host == NULL || a->hub == NULL ||
-	    a->loops == NULL) {
-		st = TW_ENOMEM;
+	if (a->rendezvous == NULL || a->hub == NULL || a->loops == NULL) {
+		st = tw_fail(TW_ENOMEM, "no memory for the agent");
 		goto fail;
 	}
 	atomic_init(&a->hub->refs, 1);
 	a->hub->a = a;
-	if (fake != NULL) {
-		a->fake = malloc(sizeof(*a->fake));
-		if (a->fake == NULL) {
-			st = TW_ENOMEM;
+	if (hooks != NULL) {
+		a->hooks = malloc(sizeof(*a->hooks));
+		if (a->hooks == NULL) {
+			st = tw_fail(TW_ENOMEM, "no memory for the agent");
 			goto fail;
 		}
-		*a->fake = *fake;
+		*a->hooks = *hooks;
 	}
 
 	st = registry_init(&a->reg);
 	if (st != TW_OK)
-		goto fail;
+		goto fail_plain;
 	a->reg_ok = true;
 	st = reg_register_builtins(&a->reg); /* aten::*, tw::list_functions */
 	if (st != TW_OK)
-		goto fail;
+		goto fail_plain;
 	struct tw_buf_pool_opts po;
 	tw_buf_pool_opts_init(&po, sizeof(po));
 	po.buf_size = TX_POOL_BUF;
@@ -1066,45 +843,45 @@ static tw_status agent_init(const struct tw_agent_opts *opts,
 		st = executor_create(o.executor_threads, EXEC_QUEUE, en, &a->exec);
 	}
 	if (st != TW_OK)
-		goto fail;
+		goto fail_plain;
 
 	char err[512] = "";
-	if (a->rank == 0 && a->fake == NULL) {
+	if (a->rank == 0 && a->hooks == NULL) {
 		/* Up first, so the others stop retrying as soon as possible. */
 		st = rdv_server_start(a->rendezvous, a->world, o.init_timeout_ms,
 				      &a->rdv_srv, err, sizeof(err));
 		if (st != TW_OK) {
-			set_err(&o, "%s", err);
+			tw_fail(st, "%s", err);
 			goto fail;
 		}
 	}
-#if TW_HAVE_DPDK
-	if (o.transport == TW_TRANSPORT_DPDK) {
-		st = dpdk_start(a, &o);
-		if (st != TW_OK)
-			goto fail;
-	}
-#endif
-	st = start_loops(a);
-	/* The caller's; every transport has its copy now. */
-	a->o.tcp_congestion_local = a->o.tcp_congestion = NULL;
+	struct tw_transport_group g = {.nloops = a->nloops, .rank = a->rank,
+				       .world_size = a->world};
+	st = tp->start(opts->opts_size > offsetof(struct tw_agent_opts, transport_opts)
+			       ? opts->transport_opts : NULL,
+		       &g, &a->tenv);
 	if (st != TW_OK) {
-		set_err(&o, "cannot start run loops: %s", tw_strerror(st));
+		a->tenv = NULL;
+		goto fail; /* the provider said why */
+	}
+	st = start_loops(a);
+	if (st != TW_OK) {
+		tw_fail_wrap(st, st, "cannot start run loops");
 		goto fail;
 	}
 	if (o.setup != NULL) {
 		st = o.setup(a, o.setup_arg);
 		if (st != TW_OK) {
-			set_err(&o, "setup callback failed: %s", tw_strerror(st));
+			tw_fail_wrap(st, st, "setup callback failed");
 			goto fail;
 		}
 	}
 
-	if (a->fake != NULL) {
+	if (a->hooks != NULL) {
 		/* The members are given: no rendezvous. */
-		st = fake_members(a);
+		st = given_members(a);
 		if (st != TW_OK)
-			goto fail;
+			goto fail_plain;
 		goto joined;
 	}
 	struct rdv_member self = {.rank = a->rank, .nloops = a->nloops};
@@ -1112,7 +889,7 @@ static tw_status agent_init(const struct tw_agent_opts *opts,
 	self.addrs = calloc(a->nloops, sizeof(*self.addrs));
 	if (self.addrs == NULL) {
 		st = TW_ENOMEM;
-		goto fail;
+		goto fail_plain;
 	}
 	for (uint32_t i = 0; i < a->nloops; i++)
 		snprintf(self.addrs[i], TW_ADDR_MAX, "%s", a->loops[i].addr);
@@ -1121,28 +898,37 @@ static tw_status agent_init(const struct tw_agent_opts *opts,
 		      &a->rdv, &a->members, err, sizeof(err));
 	free(self.addrs);
 	if (st != TW_OK) {
-		set_err(&o, "%s", err);
+		tw_fail(st, "%s", err);
 		goto fail;
 	}
 joined:
 	st = build_membership(a);
 	if (st != TW_OK)
-		goto fail;
+		goto fail_plain;
 	/* Release: loops read members after seeing a call posted later. */
 	atomic_store(&a->state, AGENT_RUNNING);
 	*out = a;
 	return TW_OK;
+fail_plain:
+	/* A failure with nothing to say beyond its status. */
+	tw_fail(st, "tw_agent_init: %s", tw_strerror(st));
 fail:
 	atomic_store(&a->state, AGENT_STOPPING);
 	while (atomic_load(&a->api_inflight) != 0)
 		sched_yield();
-	agent_free(a);
+	/* Teardown must not replace the reason. */
+	{
+		char why[TW_ERRMSG_MAX];
+		snprintf(why, sizeof(why), "%s", tw_errmsg(st));
+		agent_free(a);
+		tw_fail(st, "%s", why);
+	}
 	return st;
 }
 
 tw_status tw_agent_init(const struct tw_agent_opts *opts, tw_agent **out)
 {
-	return agent_init(opts, NULL, out);
+	return agent_init_hooked(opts, NULL, out);
 }
 
 static bool no_outstanding(void *arg)
@@ -1182,8 +968,8 @@ tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 		 * barrier: every worker has stopped calling. Embedded, we
 		 * keep polling throughout: our calls complete on our loop,
 		 * and peers still calling us must be served. */
-		if (a->fake != NULL) {
-			fake_drain(a, own); /* and no barrier */
+		if (a->hooks != NULL) {
+			hooked_drain(a, own); /* and no barrier */
 		} else if (own != NULL) {
 			(void)tw_loop_poll_until(own->loop, no_outstanding, a,
 						 UINT64_MAX, 1000000);
@@ -1321,18 +1107,11 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 	}
 }
 
-void tw_agent_dpdk_cleanup(void)
-{
-#if TW_HAVE_DPDK
-	tw_dpdk_eal_fini();
-#endif
-}
+/* ---- given members (tests' hooks: agent_init_hooked) ------------------------ */
 
-/* ---- the fake net (tests: tw_agent_init_fake, agent_impl.h) ------------------ */
-
-static tw_status fake_members(tw_agent *a)
+static tw_status given_members(tw_agent *a)
 {
-	const struct tw_agent_fake *f = a->fake;
+	const struct agent_hooks *h = a->hooks;
 	a->members = calloc(a->world, sizeof(*a->members));
 	if (a->members == NULL)
 		return TW_ENOMEM;
@@ -1340,90 +1119,29 @@ static tw_status fake_members(tw_agent *a)
 		struct rdv_member *m = &a->members[r];
 		m->rank = r;
 		m->nloops = 1;
-		snprintf(m->name, sizeof(m->name), "%s", f->names[r]);
+		snprintf(m->name, sizeof(m->name), "%s", h->names[r]);
 		m->addrs = calloc(1, sizeof(*m->addrs));
 		if (m->addrs == NULL)
 			return TW_ENOMEM;
-		snprintf(m->addrs[0], TW_ADDR_MAX, "%s", f->addrs[r]);
+		snprintf(m->addrs[0], TW_ADDR_MAX, "%s", h->addrs[r]);
 	}
+	/* Read during init only: not the caller's to keep alive. */
+	a->hooks->names = NULL;
+	a->hooks->addrs = NULL;
 	return TW_OK;
 }
 
-/* Graceful shutdown's wait for our calls. Every agent is on this thread,
- * so waiting on our loop alone would starve the peers that must answer:
- * the test's drive hook polls them all (and may move the clock, which
+/* Graceful shutdown's wait for our calls. With every agent on this
+ * thread, waiting on our loop alone would starve the peers that must
+ * answer: the drive hook polls them all (and may move the clock, which
  * bounds the wait through the calls' timeouts). */
-static void fake_drain(tw_agent *a, struct agent_loop *own)
+static void hooked_drain(tw_agent *a, struct agent_loop *own)
 {
 	while (atomic_load(&a->outstanding) != 0) {
-		if (a->fake->drive != NULL)
-			a->fake->drive(a->fake->drive_arg);
+		if (a->hooks->drive != NULL)
+			a->hooks->drive(a->hooks->drive_arg);
 		else
 			(void)tw_loop_poll_once(own->loop);
 		agent_tls_loop = own;
 	}
-}
-
-tw_status tw_agent_init_fake(const struct tw_agent_opts *opts,
-			     const struct tw_agent_fake *hooks, tw_agent **out)
-{
-	if (out != NULL)
-		*out = NULL;
-	if (opts == NULL || hooks == NULL || out == NULL || opts->opts_size == 0)
-		return TW_EINVAL;
-	struct tw_agent_opts o;
-	tw_agent_opts_init(&o, sizeof(o));
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
-	if (!o.embedded || hooks->net == NULL || hooks->names == NULL ||
-	    hooks->addrs == NULL || o.name == NULL || o.world_size == 0 ||
-	    o.rank >= o.world_size) {
-		set_err(opts, "a fake agent is embedded and needs a net, a rank "
-			      "below world_size and every member's name and address");
-		return TW_EINVAL;
-	}
-	for (uint32_t r = 0; r < o.world_size; r++) {
-		const char *nm = hooks->names[r], *ad = hooks->addrs[r];
-		if (nm == NULL || nm[0] == '\0' || strlen(nm) >= TW_WORKER_NAME_MAX ||
-		    ad == NULL || strlen(ad) >= TW_ADDR_MAX) {
-			set_err(opts, "member %u: bad name or address", r);
-			return TW_EINVAL;
-		}
-		for (uint32_t q = 0; q < r; q++) {
-			if (strcmp(hooks->names[q], nm) == 0) {
-				set_err(opts, "worker name '%s' is given twice", nm);
-				return TW_EINVAL;
-			}
-		}
-	}
-	if (strcmp(hooks->names[o.rank], o.name) != 0) {
-		set_err(opts, "rank %u is '%s' in the member list, not '%s'",
-			o.rank, hooks->names[o.rank], o.name);
-		return TW_EINVAL;
-	}
-	struct agent_loop *prev = agent_tls_loop;
-	if (prev != NULL && tw_loop_in_poll(prev->loop))
-		return TW_EBUSY;
-	/* The thread drives the new agent from here on. */
-	agent_tls_loop = NULL;
-	tw_status st = agent_init(opts, hooks, out);
-	if (st != TW_OK) {
-		agent_tls_loop = prev;
-		return st;
-	}
-	/* Read during init only: not the caller's to keep alive. */
-	(*out)->fake->names = NULL;
-	(*out)->fake->addrs = NULL;
-	return TW_OK;
-}
-
-tw_agent *tw_agent_fake_enter(tw_agent *a)
-{
-	struct agent_loop *prev = agent_tls_loop;
-	if (prev != NULL && tw_loop_in_poll(prev->loop))
-		return prev->a; /* a handler: its loop stays the thread's */
-	if (a == NULL)
-		agent_tls_loop = NULL;
-	else if (a->fake != NULL && a->loops[0].ready)
-		agent_tls_loop = &a->loops[0];
-	return prev != NULL ? prev->a : NULL;
 }

@@ -166,12 +166,13 @@ enum agent_state {
 	AGENT_STOPPING = 2,
 };
 
-struct agent_dpdk; /* agent.c, DPDK builds */
-
 struct tw_agent {
 	struct tw_agent_opts o;    /* strings below are our copies */
 	char name[TW_WORKER_NAME_MAX];
-	char *rendezvous, *listen_host;
+	char *rendezvous;
+	const struct tw_transport_provider *tp;
+	void *tenv;                /* tp's, from its start */
+	_Atomic int64_t default_timeout_ms; /* tw_agent_set_default_timeout */
 	uint32_t rank, world, nloops;
 	uint64_t gen;              /* distinguishes agents in thread-locals */
 	struct agent_loop *loops;
@@ -194,8 +195,7 @@ struct tw_agent {
 	_Atomic uint64_t outstanding;
 	_Atomic uint32_t rr_next;
 	stat_t api_calls;
-	struct agent_dpdk *dpdk;   /* the DPDK port, transport DPDK only */
-	struct tw_agent_fake *fake;/* our copy: on the fake net (tests) */
+	struct agent_hooks *hooks; /* our copy; NULL but in tests */
 };
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */
@@ -256,52 +256,32 @@ void serve_local_call(struct agent_loop *l, struct call *c);
 /* Deliver a reply record on its loop's thread. */
 void serve_deliver(struct agent_loop *l, struct reply *r);
 
-/* ---- the fake net (tests; agent.c) ----
+/* ---- test hooks (agent.c) ----
  *
- * An embedded agent on a tw_fake_net (dataplane/fake.h) instead of
- * io_uring or DPDK, on a clock the test moves, with its membership given
- * instead of met at a rendezvous: so one thread can start and drive
- * several agents and every protocol race becomes a deterministic test.
- * Not public API: tests link the static library.
+ * What lets a test run agents on its own fake net (tests/lib/fake_agent.c)
+ * with nothing fake in the library: an embedded agent whose membership is
+ * given instead of met at a rendezvous, on a clock the test moves. The
+ * transport is the test's provider, chosen by name as any other.
  */
-struct tw_fake_net;
-struct tw_agent_fake {
-	struct tw_fake_net *net;   /* outlives the agent */
+struct agent_hooks {
 	/* The loop's clock (NULL = monotonic). Call deadlines are read on
 	 * it too, from the thread calling tw_rpc_async. */
 	tw_clock_fn clock;
 	void *clock_ctx;
-	/* world_size names and addresses ("fake://<n>") by rank, read
-	 * during init only; names[rank] must be opts->name, and the agent
-	 * listens on addrs[rank]. */
+	/* world_size names and addresses by rank, read during init only:
+	 * the membership, with no rendezvous and no shutdown barrier. */
 	const char *const *names;
 	const char *const *addrs;
 	/* Graceful shutdown calls this while it waits for the worker's own
 	 * calls, to drive the other agents (and move the clock, if it must);
-	 * NULL = poll this agent's loop only. It may switch the thread's
-	 * agent (tw_agent_fake_enter): shutdown switches back. */
+	 * NULL = poll this agent's loop only. */
 	void (*drive)(void *arg);
 	void *drive_arg;
 };
 
-/*
- * tw_agent_init for the fake net: opts as usual (embedded must be set;
- * rendezvous, listen_host and transport are ignored), no rendezvous.
- * The new agent becomes the thread's current one (tw_agent_fake_enter).
- * Graceful shutdown waits for the worker's own calls (driving the others
- * through hooks->drive) but has no barrier: with every worker on one
- * thread the test orders the shutdowns itself.
- */
-tw_status tw_agent_init_fake(const struct tw_agent_opts *opts,
-			     const struct tw_agent_fake *hooks, tw_agent **out);
-
-/* Make a (a fake agent; NULL = none) the one this thread drives: the
- * owner-thread checks of tw_agent_poll, tw_agent_shutdown and nested
- * calls look at it. Not from inside a loop iteration (then nothing
- * changes). Returns the previous one. tw_agent_wait and tw_rpc_sync poll
- * the current agent's loop alone, which starves its peers on the same
- * thread: poll every agent (tw_agent_poll) until the future is done. */
-tw_agent *tw_agent_fake_enter(tw_agent *a);
+/* tw_agent_init with hooks (NULL = tw_agent_init). */
+tw_status agent_init_hooked(const struct tw_agent_opts *opts,
+			    const struct agent_hooks *hooks, tw_agent **out);
 
 /* ---- connection helpers (agent.c, loop thread) ---- */
 struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id);

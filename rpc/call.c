@@ -563,7 +563,7 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		st = TW_ENOMEM;
 		goto out;
 	}
-	int64_t eff = timeout_ms < 0 ? a->o.default_timeout_ms : timeout_ms;
+	int64_t eff = timeout_ms < 0 ? atomic_load_explicit(&a->default_timeout_ms, memory_order_relaxed) : timeout_ms;
 	if (eff < 0)
 		eff = 0;
 	c->timeout_ms = eff;

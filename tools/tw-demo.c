@@ -55,14 +55,11 @@ static tw_agent *join(const char *name, uint32_t rank, const char *rdv)
 	 * caller thread beside its loop thread would make three busy threads
 	 * with the server's loop, and every call would pay a hand-off. */
 	o.embedded = rank == 0;
-	char err[256] = "";
-	o.err = err;
-	o.err_len = sizeof(err);
 	tw_agent *a;
 	tw_status s = tw_agent_init(&o, &a);
 	if (s != TW_OK) {
 		fprintf(stderr, "tw-demo: %s could not join: %s (%s)\n", name,
-			tw_strerror(s), err);
+			tw_strerror(s), tw_errmsg(s));
 		exit(1);
 	}
 	return a;

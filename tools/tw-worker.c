@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <tensorwire/agent.h>
 #include <tensorwire/tensorwire.h>
 
 #include "demo_fns.h"
@@ -15,9 +14,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: tw-worker --name NAME --rank R --world-size N --rendezvous tcp://HOST:PORT\n"
 		"                 [--loops N] [--first-cpu C] [--timeout-ms MS] [--init-timeout-ms MS]\n"
-		"                 [--listen-host HOST] [--yield] [--nongraceful]\n"
+		"                 [--transport uring|dpdk] [--yield] [--nongraceful]\n"
 		"                 [--list] [--list-remote WORKER]\n"
-		"                 [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
+		"                 [--listen-host HOST] [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
 		"                 [--dpdk-eal ARGS [--dpdk-port PORT] [--dpdk-ip IP]\n"
 		"                  [--dpdk-udp-port P] [--dpdk-credits N]]\n"
 		"Joins the group (rank 0 hosts the rendezvous), serves demo::add, demo::echo,\n"
@@ -26,6 +25,8 @@ static void usage(FILE *f)
 		"(graceful) — or at once with --nongraceful.\n"
 		"--list prints this worker's functions and their schemas once it has joined;\n"
 		"--list-remote WORKER fetches and prints another worker's list.\n"
+		"--transport picks the transport (default uring: TCP over io_uring).\n"
+		"--listen-host: the IPv4 address io_uring serves on (default 127.0.0.1).\n"
 		"--dpdk-eal selects the DPDK transport with these EAL arguments (e.g.\n"
 		"\"-l 1 --no-huge -m 256 --no-pci --file-prefix=w1\n"
 		" --vdev=net_af_xdp0,iface=veth1\"); --dpdk-port names the port (PCI\n"
@@ -64,6 +65,10 @@ int main(int argc, char **argv)
 {
 	struct tw_agent_opts o;
 	tw_agent_opts_init(&o, sizeof(o));
+	struct tw_uring_opts uo;
+	tw_uring_opts_init(&uo, sizeof(uo));
+	struct tw_dpdk_opts dop;
+	tw_dpdk_opts_init(&dop, sizeof(dop));
 	bool graceful = true, have_rank = false, have_world = false;
 	bool list = false;
 	const char *list_remote = NULL;
@@ -77,6 +82,7 @@ int main(int argc, char **argv)
 		{"timeout-ms", required_argument, NULL, 't'},
 		{"init-timeout-ms", required_argument, NULL, 'i'},
 		{"listen-host", required_argument, NULL, 'H'},
+		{"transport", required_argument, NULL, 'T'},
 		{"yield", no_argument, NULL, 'y'},
 		{"nongraceful", no_argument, NULL, 'G'},
 		{"list", no_argument, NULL, 'L'},
@@ -92,7 +98,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:yGLM:E:P:I:U:C:k:K:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:T:yGLM:E:P:I:U:C:k:K:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': o.name = optarg; break;
 		case 'r': o.rank = (uint32_t)parse_num("--rank", optarg); have_rank = true; break;
@@ -102,21 +108,22 @@ int main(int argc, char **argv)
 		case 'c': o.first_cpu = (int)parse_num("--first-cpu", optarg); break;
 		case 't': o.default_timeout_ms = parse_num("--timeout-ms", optarg); break;
 		case 'i': o.init_timeout_ms = parse_num("--init-timeout-ms", optarg); break;
-		case 'H': o.listen_host = optarg; break;
+		case 'H': uo.listen_host = optarg; break;
+		case 'T': o.transport = optarg; break;
 		case 'y': o.yield = true; break;
 		case 'G': graceful = false; break;
 		case 'L': list = true; break;
 		case 'M': list_remote = optarg; break;
 		case 'E':
 			o.transport = TW_TRANSPORT_DPDK;
-			o.dpdk_eal_args = optarg;
+			dop.eal_args = optarg;
 			break;
-		case 'P': o.dpdk_port = optarg; break;
-		case 'I': o.dpdk_ip = optarg; break;
-		case 'U': o.dpdk_udp_port = (uint16_t)parse_num("--dpdk-udp-port", optarg); break;
-		case 'C': o.dpdk_credits = (uint32_t)parse_num("--dpdk-credits", optarg); break;
-		case 'k': o.tcp_congestion_local = optarg; break;
-		case 'K': o.tcp_congestion = optarg; break;
+		case 'P': dop.port = optarg; break;
+		case 'I': dop.local_ip = optarg; break;
+		case 'U': dop.udp_base_port = (uint16_t)parse_num("--dpdk-udp-port", optarg); break;
+		case 'C': dop.credits = (uint32_t)parse_num("--dpdk-credits", optarg); break;
+		case 'k': uo.cc_local = optarg; break;
+		case 'K': uo.cc_remote = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -125,15 +132,16 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	char err[256] = "";
 	o.setup = demo_setup;
-	o.err = err;
-	o.err_len = sizeof(err);
+	bool dpdk = o.transport != NULL && strcmp(o.transport, TW_TRANSPORT_DPDK) == 0;
+	o.transport_opts = dpdk ? (const void *)&dop : (const void *)&uo;
+	if (o.transport != NULL && !dpdk && strcmp(o.transport, TW_TRANSPORT_URING) != 0)
+		o.transport_opts = NULL; /* a transport we have no flags for */
 	tw_agent *a;
 	tw_status s = tw_agent_init(&o, &a);
 	if (s != TW_OK) {
 		fprintf(stderr, "tw-worker %s: joining %s failed: %s: %s\n", o.name,
-			o.rendezvous, tw_strerror(s), err);
+			o.rendezvous, tw_strerror(s), tw_errmsg(s));
 		return 1;
 	}
 	tw_worker_info self;
@@ -168,6 +176,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tw-worker %s: shutdown: %s\n", o.name, tw_strerror(s));
 		return 1;
 	}
-	tw_agent_dpdk_cleanup();
+	if (dpdk)
+		tw_dpdk_eal_cleanup();
 	return 0;
 }

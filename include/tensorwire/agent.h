@@ -29,28 +29,44 @@ typedef struct tw_worker_info {
 				  * (DPDK) */
 } tw_worker_info;
 
-/* Which transport carries frames. */
-typedef enum tw_transport_kind {
-	TW_TRANSPORT_URING = 0, /* io_uring TCP, the default */
-	TW_TRANSPORT_DPDK = 1,  /* kernel bypass (needs a DPDK build) */
-} tw_transport_kind;
-
+/*
+ * Options of tw_agent_init. Start from tw_agent_opts_init, then set what
+ * you need. The transport is chosen by name, and tuned by its own options
+ * struct passed by pointer: <tensorwire/uring.h> (struct tw_uring_opts,
+ * the default transport: TCP over io_uring) and <tensorwire/dpdk.h>
+ * (struct tw_dpdk_opts: kernel bypass), e.g.
+ *
+ *   struct tw_dpdk_opts d;
+ *   tw_dpdk_opts_init(&d, sizeof(d));
+ *   d.eal_args = "-l 0 --no-huge -m 256 --no-pci --vdev=net_memif0";
+ *   o.transport_opts = &d;      // o.transport = TW_TRANSPORT_DPDK too
+ */
 struct tw_agent_opts {
 	size_t opts_size;            /* sizeof(struct tw_agent_opts) */
 	const char *name;            /* worker name, unique in the group */
 	uint32_t rank;               /* 0 .. world_size-1; rank 0 hosts rendezvous */
 	uint32_t world_size;
 	const char *rendezvous;      /* "tcp://host:port", as torch's TCPStore */
-	const char *listen_host;     /* address to serve on (default 127.0.0.1) */
 	uint32_t num_loops;          /* run loops (threads), default 1 */
 	int first_cpu;               /* pin loop i to first_cpu + i; -1 = no pin */
-	int64_t default_timeout_ms;  /* per-call default, 60000; 0 = none */
+	int64_t default_timeout_ms;  /* per-call default, 60000; 0 = none;
+				      * negative is refused. Changeable at
+				      * run time: tw_agent_set_default_timeout */
 	int64_t init_timeout_ms;     /* rendezvous deadline, default 60000 */
 	uint64_t spin_ns;            /* loop idle spin before sleeping */
 	bool yield;                  /* loops yield while spinning (set when
 				      * workers outnumber cores) */
 	uint32_t executor_threads;   /* for blocking handlers, default 2 */
-	tw_transport_kind transport;
+	/* The transport carrying this worker's frames: TW_TRANSPORT_URING
+	 * ("uring") or TW_TRANSPORT_DPDK ("dpdk"). NULL = the one
+	 * transport_opts is for, or "uring" without them. An unknown name,
+	 * or DPDK in a build without it, fails tw_agent_init with a reason. */
+	const char *transport;
+	/* That transport's options struct (struct tw_uring_opts,
+	 * struct tw_dpdk_opts), read during tw_agent_init only; NULL = its
+	 * defaults. Options for another transport than the chosen one are
+	 * refused. */
+	const void *transport_opts;
 	/* Fault injection (tests), as torch's faulty agent; 0 = off. */
 	uint32_t fault_fail_type, fault_fail_count;
 	uint32_t fault_drop_type;
@@ -72,72 +88,6 @@ struct tw_agent_opts {
 	 * progress when the owner polls. first_cpu does not apply: the
 	 * owner pins its own thread if it wants. */
 	bool embedded;
-	/* When tw_agent_init fails, a message saying why ("worker name 'w1'
-	 * is already taken by rank 1"), NUL-terminated. NULL = not wanted. */
-	char *err;
-	size_t err_len;
-	/* DPDK transport (transport = TW_TRANSPORT_DPDK; ignored otherwise).
-	 * The agent brings up one DPDK port with one RX/TX queue pair per
-	 * run loop; loop i listens on queue i, at UDP port dpdk_udp_port + i,
-	 * and its address "udp://IP:PORT/MAC" goes to the others through the
-	 * rendezvous (which stays TCP, as torch's TCPStore; so does the
-	 * shutdown barrier). Peers learn each other's MAC and IP from there:
-	 * there is no ARP, so the workers must share an Ethernet segment
-	 * (or be vdevs wired to each other, as net_memif). listen_host does
-	 * not apply. */
-	/* EAL arguments, split at white space, e.g. "-l 0 --no-huge -m 256
-	 * --no-pci --file-prefix=w1 --vdev=net_memif0,role=server,socket=x".
-	 * Used by the first DPDK user of the process only: the EAL starts
-	 * once per process and cannot be restarted after
-	 * rte_eal_cleanup. NULL = the application initialised the EAL
-	 * itself (rte_eal_init) before tw_agent_init. The thread calling
-	 * tw_agent_init keeps its CPU affinity (the EAL would pin it to the
-	 * main lcore). Shutdown frees the port but leaves the EAL up. */
-	const char *dpdk_eal_args;
-	/* The port: a PCI address ("0000:03:00.0") or a vdev name
-	 * ("net_memif0"); a vdev name with arguments is probed when no such
-	 * port exists. NULL = the first port. */
-	const char *dpdk_port;
-	/* This worker's IPv4 address, for the IP/UDP headers of its
-	 * packets and in its address. Only the MAC steers packets (no ARP,
-	 * no routing), but on a shared segment it should be unique and
-	 * belong to the NIC's subnet. NULL = a private one derived from the
-	 * rank: 10.A.B.C with A*65536 + B*256 + C = rank + 1. */
-	const char *dpdk_ip;
-	/* UDP port of loop 0; loop i serves dpdk_udp_port + i. 0 = 31850. */
-	uint16_t dpdk_udp_port;
-
-	/* Transport tuning; 0 = the transport's default. */
-	uint32_t max_queued;         /* sends held per connection (session)
-				      * before TW_ENOSPC (4096) */
-	uint64_t zc_threshold;       /* tensor segments of this many bytes or
-				      * more leave zero-copy: SEND_ZC (io_uring,
-				      * to other hosts) or external mbufs
-				      * (DPDK); default 16 KiB, UINT64_MAX =
-				      * never */
-	uint32_t recv_buf_size;      /* io_uring: provided receive buffer
-				      * size (64 KiB) */
-	uint32_t recv_buf_count;     /* io_uring: provided buffers per loop
-				      * (64, a power of 2) */
-	int sockbuf;                 /* io_uring: SO_SNDBUF/SO_RCVBUF bytes
-				      * (kernel default) */
-	uint32_t dpdk_credits;       /* DPDK: packets in flight per session
-				      * (64); more helps large tensors on
-				      * fast links, costs mbufs */
-	uint64_t dpdk_rto_us;        /* DPDK: retransmission timeout (5000) */
-	uint64_t dpdk_dead_ms;       /* DPDK: a peer silent this long is dead
-				      * and its calls fail with
-				      * TW_EUNREACHABLE (1000) */
-	uint16_t dpdk_mtu;           /* DPDK: IP MTU (1500; 576..9000) */
-	uint32_t dpdk_mbufs;         /* DPDK: mbufs per queue pool (8191) */
-	/* io_uring: TCP congestion control of connections to workers on
-	 * this host ("reno": on loopback a pacing algorithm such as BBR
-	 * only adds timer delays, 2-3x on large tensors; see README) and to
-	 * other hosts (the system's). NULL = that default, "" = the
-	 * system's. The name must be available to this process
-	 * (net.ipv4.tcp_allowed_congestion_control unless privileged). */
-	const char *tcp_congestion_local;
-	const char *tcp_congestion;
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
@@ -145,11 +95,12 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
 /*
  * Join the group: start the loops, serve, and meet every other worker at the
  * rendezvous. Returns once every worker's info is known. Errors, all within
- * init_timeout_ms: TW_EINVAL (bad options, duplicate name, rank already
- * taken, world size disagreeing with rank 0's), TW_ETIMEDOUT (rendezvous
+ * init_timeout_ms, each with its reason (tw_errmsg): TW_EINVAL (bad
+ * options, an unknown transport, duplicate name, rank already taken,
+ * world size disagreeing with rank 0's), TW_ETIMEDOUT (rendezvous
  * unreachable or a worker missing), TW_EIO, TW_ENOTSUP (the DPDK
  * transport in a build without DPDK, or its EAL or port cannot be brought
- * up: err says why).
+ * up).
  */
 tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
 
@@ -172,13 +123,6 @@ tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
  * transport keeps (leaks) its receive pool for them.
  */
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful);
-
-/* DPDK only, at process end: release the EAL (rte_eal_cleanup: its
- * hugepage files and run directory) once every agent of the process has
- * shut down. The EAL cannot be initialised again afterwards, so no DPDK
- * agent can start in this process after it. A no-op when no agent
- * started the EAL, or in a build without DPDK. */
-void tw_agent_dpdk_cleanup(void);
 
 /* Worker info by name, by id, or of this worker. TW_ENOENT if unknown. */
 tw_status tw_agent_worker_info(const tw_agent *a, const char *name,

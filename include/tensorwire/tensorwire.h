@@ -12,6 +12,8 @@
 #include <tensorwire/future.h>
 #include <tensorwire/agent.h>
 #include <tensorwire/schema.h>
+#include <tensorwire/uring.h>
+#include <tensorwire/dpdk.h>
 
 #define TW_VERSION_MAJOR 0
 #define TW_VERSION_MINOR 1

@@ -439,7 +439,7 @@ static H_UNUSED void h_net_skip_kind(int kind, const char *err)
 	if (atomic_exchange(&h_net_cur->skip, kind) == 0)
 		snprintf(h_net_cur->why, sizeof(h_net_cur->why),
 			 "rank %d: %s", h_net_rank, err);
-	tw_agent_dpdk_cleanup();
+	tw_dpdk_eal_cleanup();
 	fflush(NULL);
 	_exit(0);
 }
@@ -455,13 +455,16 @@ static H_UNUSED void h_net_skip(const char *err)
  * after h_opts), and a worker whose EAL cannot start ends, skipping the
  * group. Otherwise tw_agent_init as is.
  */
+static struct tw_dpdk_opts h_dpdk_opts; /* this worker's (h_opts) */
+
 static H_UNUSED tw_status h_agent_init(const struct tw_agent_opts *o,
 				       tw_agent **out)
 {
 	if (h_net_cur == NULL || h_net_rank < 0 ||
-	    o->transport != TW_TRANSPORT_DPDK || o->dpdk_port != h_net_port)
+	    o->transport_opts != &h_dpdk_opts)
 		return tw_agent_init(o, out);
 	struct tw_agent_opts c = *o;
+	struct tw_dpdk_opts d = h_dpdk_opts;
 	char err[512] = "";
 	uint32_t loops = o->num_loops ? o->num_loops : 1;
 	int comb = h_xdp() ? hn_combined_channels(h_net_cur->wend[h_net_rank]) : 0;
@@ -476,10 +479,11 @@ static H_UNUSED tw_status h_agent_init(const struct tw_agent_opts *o,
 			 h_net_cur->wend[h_net_rank]);
 		h_net_skip_kind(2, err);
 	}
-	c.dpdk_port = h_net_port_for(o->num_loops);
-	c.err = err;
-	c.err_len = sizeof(err);
+	d.port = h_net_port_for(o->num_loops);
+	c.transport_opts = &d;
 	tw_status st = tw_agent_init(&c, out);
+	if (st != TW_OK)
+		snprintf(err, sizeof(err), "%s", tw_errmsg(st));
 	/* (af_xdp: no XDP socket for the port's queue; a later agent of a
 	 * worker whose first one came up fails instead, see h_run_group) */
 	if (st != TW_OK && (strstr(err, "rte_eal_init failed") != NULL ||
@@ -487,8 +491,16 @@ static H_UNUSED tw_status h_agent_init(const struct tw_agent_opts *o,
 			    (h_xdp() && strstr(err, "queue setup failed") != NULL)))
 		h_net_skip(err);
 	atomic_fetch_add(&h_net_cur->eal_up, 1);
-	if (o->err != NULL && o->err_len > 0)
-		snprintf(o->err, o->err_len, "%s", err);
+	return st; /* tw_errmsg(st) still says why */
+}
+
+/* h_agent_init, its reason (tw_errmsg) copied into err ("" on success). */
+static H_UNUSED tw_status h_init_err(char *err, size_t len,
+				     const struct tw_agent_opts *o,
+				     tw_agent **out)
+{
+	tw_status st = h_agent_init(o, out);
+	snprintf(err, len, "%s", st == TW_OK ? "" : tw_errmsg(st));
 	return st;
 }
 
@@ -553,7 +565,7 @@ static H_UNUSED void h_run_group(int world, h_worker_fn fn, void *arg,
 			}
 			int rc = fn(&w);
 			if (net != NULL)
-				tw_agent_dpdk_cleanup();
+				tw_dpdk_eal_cleanup();
 			if (rc == 0 && h_leak_check() != 0) {
 				fprintf(stderr, "[rank %d] leaks\n", r);
 				rc = 3;
@@ -879,9 +891,11 @@ static H_UNUSED void h_opts(struct tw_agent_opts *o, const struct h_worker *w)
 	o->init_timeout_ms = 20000;
 	o->setup = h_register_all;
 	if (h_net_cur != NULL && h_net_rank >= 0) {
+		tw_dpdk_opts_init(&h_dpdk_opts, sizeof(h_dpdk_opts));
+		h_dpdk_opts.eal_args = h_net_cur->eal[h_net_rank];
+		h_dpdk_opts.port = h_net_port_for(1);
 		o->transport = TW_TRANSPORT_DPDK;
-		o->dpdk_eal_args = h_net_cur->eal[h_net_rank];
-		o->dpdk_port = h_net_port_for(1);
+		o->transport_opts = &h_dpdk_opts;
 	}
 }
 

@@ -10,10 +10,8 @@ static int w_join(struct h_worker *w)
 	h_opts(&o, w);
 	o.num_loops = w->arg ? 2 : 1;
 	char err[256];
-	o.err = err;
-	o.err_len = sizeof(err);
 	tw_agent *a;
-	tw_status st = h_agent_init(&o, &a);
+	tw_status st = h_init_err(err, sizeof(err), &o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
 	W_ASSERT(w, tw_agent_world_size(a) == (uint32_t)w->world, "world");
 	tw_worker_info me, wi;

@@ -230,26 +230,27 @@ static int w_dpdk(struct h_worker *w)
 	}
 	struct tw_agent_opts o;
 	h_opts(&o, w);
+	struct tw_dpdk_opts d;
+	tw_dpdk_opts_init(&d, sizeof(d));
+	d.eal_args = run->eal[w->rank];
+	d.port = "net_memif0";
+	d.local_ip = w->rank == 0 ? "10.88.0.1" : "10.88.0.2";
+	d.udp_base_port = 32000;
 	o.transport = TW_TRANSPORT_DPDK;
+	o.transport_opts = &d;
 	o.num_loops = (uint32_t)run->loops;
-	o.dpdk_eal_args = run->eal[w->rank];
-	o.dpdk_port = "net_memif0";
-	o.dpdk_ip = w->rank == 0 ? "10.88.0.1" : "10.88.0.2";
-	o.dpdk_udp_port = 32000;
 	if (w->rank == 0) {
 		o.setup = srv_up_setup;
 		o.setup_arg = run;
 	}
 	char err[512] = "";
-	o.err = err;
-	o.err_len = sizeof(err);
 	tw_agent *a;
-	tw_status st = tw_agent_init(&o, &a);
+	tw_status st = h_init_err(err, sizeof(err), &o, &a);
 	if (st != TW_OK && strstr(err, "rte_eal_init failed") != NULL) {
 		snprintf(run->why, sizeof(run->why), "rank %d: %s", w->rank, err);
 		atomic_store(&run->skip, 1);
 		atomic_store(&run->srv_up, 1); /* let rank 1 go */
-		tw_agent_dpdk_cleanup();
+		tw_dpdk_eal_cleanup();
 		return 0;
 	}
 	if (w->rank == 0 && st != TW_OK)
@@ -260,12 +261,12 @@ static int w_dpdk(struct h_worker *w)
 		rc = w_calls(w, a, run);
 	if (rc != 0) {
 		tw_agent_shutdown(a, false);
-		tw_agent_dpdk_cleanup();
+		tw_dpdk_eal_cleanup();
 		return rc;
 	}
 	st = tw_agent_shutdown(a, true);
 	/* The agent leaves the EAL up: the process's last DPDK user ends it. */
-	tw_agent_dpdk_cleanup();
+	tw_dpdk_eal_cleanup();
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
 }

@@ -497,19 +497,17 @@ static int w_alone(struct h_worker *w)
 	e_opts(&o, w);
 	tw_agent *a;
 	char err[256] = "";
-	o.err = err;
-	o.err_len = sizeof(err);
 	o.num_loops = 2;
-	tw_status st = h_agent_init(&o, &a);
+	tw_status st = h_init_err(err, sizeof(err), &o, &a);
 	W_ASSERT(w, st == TW_EINVAL && strstr(err, "num_loops") != NULL,
 		"two loops: %s (%s)", tw_status_name(st), err);
 	o.num_loops = 1;
 	o.setup = reg_alone;
-	st = h_agent_init(&o, &a);
+	st = h_init_err(err, sizeof(err), &o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
 	/* One thread drives one embedded agent. */
 	tw_agent *b;
-	st = h_agent_init(&o, &b);
+	st = h_init_err(err, sizeof(err), &o, &b);
 	W_ASSERT(w, st == TW_EINVAL, "second embedded agent: %s", tw_status_name(st));
 
 	int64_t v;
@@ -553,7 +551,7 @@ static int w_alone(struct h_worker *w)
 		h_never_finish();
 		return 0;
 	}
-	st = h_agent_init(&o, &a);
+	st = h_init_err(err, sizeof(err), &o, &a);
 	W_ASSERT(w, st == TW_OK, "init again: %s (%s)", tw_status_name(st), err);
 	tw_future *g;
 	st = tw_rpc_async(a, "w0", "never", NULL, NULL, 0, &g);

@@ -272,11 +272,9 @@ static int w_rdv(struct h_worker *w)
 	o.rank = c->ranks[w->rank];
 	o.world_size = c->worlds[w->rank];
 	o.init_timeout_ms = 3000;
-	o.err = w->sh->msg[w->rank];
-	o.err_len = sizeof(w->sh->msg[w->rank]);
 	tw_agent *a = NULL;
 	uint64_t t0 = h_now_ms();
-	tw_status st = h_agent_init(&o, &a);
+	tw_status st = h_init_err(w->sh->msg[w->rank], sizeof(w->sh->msg[w->rank]), &o, &a);
 	w->sh->status[w->rank] = st;
 	W_ASSERT(w, h_now_ms() - t0 < 30000, "init took too long");
 	if (st == TW_OK)
@@ -345,33 +343,56 @@ Test(rendezvous, rank_out_of_range_and_bad_options, .timeout = 60)
 	o.rank = 2;
 	o.world_size = 2;
 	o.rendezvous = "tcp://127.0.0.1:1";
-	o.err = err;
-	o.err_len = sizeof(err);
-	cr_assert_eq(h_agent_init(&o, &a), TW_EINVAL);
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
 	cr_assert_null(a);
 	cr_assert_str_eq(err, "rank 2 is out of range for world size 2");
 	o.rank = 0;
 	o.rendezvous = NULL;
-	cr_assert_eq(h_agent_init(&o, &a), TW_EINVAL);
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
 	o.rendezvous = "http://nope";
-	cr_assert_eq(h_agent_init(&o, &a), TW_EINVAL);
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
 	cr_assert(strstr(err, "bad rendezvous address") != NULL, "%s", err);
 	o.rendezvous = "tcp://127.0.0.1:1";
 	o.name = "";
-	cr_assert_eq(h_agent_init(&o, &a), TW_EINVAL);
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
 	o.name = "x";
-	o.tcp_congestion_local = "no-such-cc";
-	cr_assert_eq(h_agent_init(&o, &a), TW_EINVAL);
-	cr_assert(strstr(err, "tcp_congestion_local 'no-such-cc': ") != NULL,
+	struct tw_uring_opts uo;
+	tw_uring_opts_init(&uo, sizeof(uo));
+	o.transport_opts = &uo;
+	uo.cc_local = "no-such-cc";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "tcp_congestion_local (cc_local) 'no-such-cc': ") != NULL,
 		  "%s", err);
-	o.tcp_congestion_local = NULL;
-	o.tcp_congestion = "a-name-of-16-chr";
-	cr_assert_eq(h_agent_init(&o, &a), TW_EINVAL);
-	cr_assert(strstr(err, "tcp_congestion 'a-name-of-16-chr' is too long") != NULL,
+	uo.cc_local = NULL;
+	uo.cc_remote = "a-name-of-16-chr";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "congestion control name is longer than 15") != NULL,
 		  "%s", err);
-	o.tcp_congestion = NULL;
+	uo.cc_remote = NULL;
+	uo.recv_buf_count = 48;
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "recv_buf_count 48 is not a power of 2") != NULL,
+		  "%s", err);
+	uo.recv_buf_count = 64;
+	uo.listen_host = "example.org";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "listen_host 'example.org'") != NULL, "%s", err);
+	uo.listen_host = "127.0.0.1";
+	/* Options are checked against the transport they are for. */
+	o.transport = "nosuch";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "unknown transport 'nosuch'") != NULL, "%s", err);
 	o.transport = TW_TRANSPORT_DPDK;
-	cr_assert_eq(h_agent_init(&o, &a), TW_ENOTSUP);
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "are for transport 'uring', not 'dpdk'") != NULL,
+		  "%s", err);
+	uo.opts_size = 4;
+	o.transport = NULL;
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "opts_size 4 is too small") != NULL, "%s", err);
+	o.transport_opts = NULL;
+	o.transport = TW_TRANSPORT_DPDK;
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_ENOTSUP);
 }
 
 static int w_unreachable(struct h_worker *w)
@@ -383,11 +404,9 @@ static int w_unreachable(struct h_worker *w)
 	o.name = "w1";
 	o.init_timeout_ms = 1000;
 	char err[256];
-	o.err = err;
-	o.err_len = sizeof(err);
 	tw_agent *a;
 	uint64_t t0 = h_now_ms();
-	tw_status st = h_agent_init(&o, &a);
+	tw_status st = h_init_err(err, sizeof(err), &o, &a);
 	W_ASSERT(w, st == TW_ETIMEDOUT, "%s", tw_status_name(st));
 	W_ASSERT(w, strstr(err, "unreachable") != NULL, "%s", err);
 	W_ASSERT(w, h_now_ms() - t0 < 20000, "bounded");

@@ -1,12 +1,12 @@
 /* The in-process fake transport and the net that joins its instances
- * (fake.h): connections as pairs of ends, one queue of frames in flight
+ * (fake_net.h): connections as pairs of ends, one queue of frames in flight
  * that the test steers. Clarity over speed: every frame is copied into a
  * buffer of its own and queues are walked from the head. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataplane/fake.h"
+#include "tests/lib/fake_net.h"
 
 #define FAKE_MAX_QUEUED 4096u
 #define FAKE_MAX_RULES 16u
@@ -438,8 +438,8 @@ static int deliver_one(struct ft *t, struct ff *f)
 	}
 	n->st.delivered++;
 	t->base.rx_ns = f->d.rx_ns;
-	t->base.cbs.on_frame(t->base.cbs.ctx, &c->base, f->d.buf, FAKE_RX_OFF,
-			     f->d.len);
+	t->base.cbs.on_frame(t->base.cbs.ctx, &c->base, &h, f->d.buf,
+			     FAKE_RX_OFF, f->d.len);
 	t->base.rx_ns = 0;
 	frame_free(f);
 	return 1;

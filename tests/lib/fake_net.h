@@ -2,8 +2,8 @@
  * through a tw_fake_net that the test steers (hold, deliver, reorder,
  * drop, duplicate, break), so protocol tests run deterministically on a
  * fake clock without sockets or sleeps. A test facility. */
-#ifndef TW_DATAPLANE_FAKE_H
-#define TW_DATAPLANE_FAKE_H
+#ifndef TW_TESTS_FAKE_NET_H
+#define TW_TESTS_FAKE_NET_H
 
 #include <stdbool.h>
 #include <stddef.h>

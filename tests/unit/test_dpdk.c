@@ -730,9 +730,13 @@ static void on_done(struct tw_send_req *r, tw_status st)
 	}
 }
 
-static void on_frame(void *ctx, tw_conn *c, tw_buf *b, size_t off, size_t len)
+static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *b,
+		     size_t off, size_t len)
 {
 	struct wk *k = ctx;
+	if (h->total_len != len)
+		wfail(k->res, "frame %lu: header says %lu bytes, got %zu",
+		      (unsigned long)k->expect, (unsigned long)h->total_len, len);
 	const uint8_t *f = (const uint8_t *)b->data + off;
 	k->last_frame_ns = now_ns();
 	if (((uintptr_t)f & 63u) != 0)
@@ -884,9 +888,6 @@ static int wk_setup(struct wk *k, int role, const struct work *w,
 	o.eal_args = w->eal[role];
 	o.port = w->port[role];
 	o.local_ip = role == SRV ? SRV_IP : CLI_IP;
-	o.fault_drop_ppm = w->fault[role][0];
-	o.fault_dup_ppm = w->fault[role][1];
-	o.fault_reorder_ppm = w->fault[role][2];
 	const char *why = NULL;
 	tw_status st = tw_dpdk_env_init(&o, 1, &k->env, &why);
 	if (st != TW_OK) {
@@ -910,6 +911,11 @@ static int wk_setup(struct wk *k, int role, const struct work *w,
 		wfail(k->res, "transport: %s", tw_status_name(st));
 		return -1;
 	}
+	{
+		struct tw_dpdk_faults f = {w->fault[role][0], w->fault[role][1],
+					   w->fault[role][2]};
+		tw_dpdk_transport_set_faults(k->t, &f);
+	}
 	return 0;
 }
 
@@ -926,7 +932,7 @@ static void wk_teardown(struct wk *k)
 		if (st != TW_OK)
 			wfail(k->res, "env destroy: %s", tw_status_name(st));
 	}
-	tw_dpdk_eal_fini();
+	tw_dpdk_eal_cleanup();
 }
 
 static void server_main(struct wk *k)
@@ -1678,13 +1684,13 @@ struct ssend {
 	tw_status st;
 };
 
-static void s_on_frame(void *ctx, tw_conn *c, tw_buf *b, size_t off,
-		       size_t len)
+static void s_on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h,
+		       tw_buf *b, size_t off, size_t len)
 {
 	struct end *e = ctx;
 	uint64_t *next = c->ctx;
 	e->frames++;
-	if (next == NULL ||
+	if (next == NULL || h->total_len != len ||
 	    *frame_check((const uint8_t *)b->data + off, len, *next) != '\0')
 		e->bad++;
 	else
@@ -2017,7 +2023,7 @@ out:
 		wfail(res, "env b destroy");
 	if (ea != NULL && tw_dpdk_env_destroy(ea) != TW_OK)
 		wfail(res, "env a destroy");
-	tw_dpdk_eal_fini();
+	tw_dpdk_eal_cleanup();
 	free(mem);
 	free(q);
 	if (leaks_found())
@@ -2149,7 +2155,7 @@ static void steer_main(struct shm *sh, const char *prefix, const char *sock)
 		(unsigned long)st[3].steered_in);
 	/* EAL cleanup while ports are up (an application that skipped a
 	 * shutdown) leaves them alone: the loops polling them go on. */
-	tw_dpdk_eal_fini();
+	tw_dpdk_eal_cleanup();
 	{
 		struct ssend *s = &q[4 * N];
 		ssend_init(s, &e[3], mem + 8192 * (size_t)(4 * N), (uint64_t)N,
@@ -2167,7 +2173,7 @@ out:
 		wfail(res, "env b destroy");
 	if (ea != NULL && tw_dpdk_env_destroy(ea) != TW_OK)
 		wfail(res, "env a destroy");
-	tw_dpdk_eal_fini();
+	tw_dpdk_eal_cleanup();
 	free(mem);
 	free(q);
 	if (leaks_found())

@@ -2,8 +2,9 @@
  * embedded agents driven by this one thread, on a clock the test moves.
  * Nothing sleeps and nothing depends on wall time: every timeout, every
  * reordering and every lost peer happens exactly when the test says. */
-#include "dataplane/fake.h"
 #include "rpc/agent_impl.h"
+#include "tests/lib/fake_agent.h"
+#include "tests/lib/fake_net.h"
 
 #include <criterion/criterion.h>
 #include <sched.h>
@@ -191,7 +192,6 @@ static void world_up(uint32_t n, tweak_fn tweak)
 	cr_assert_eq(tw_fake_net_create(&W.net), TW_OK);
 	for (uint32_t r = 0; r < n; r++) {
 		struct tw_agent_opts o;
-		char err[256] = "";
 		tw_agent_opts_init(&o, sizeof(o));
 		o.name = names[r];
 		o.rank = r;
@@ -200,16 +200,14 @@ static void world_up(uint32_t n, tweak_fn tweak)
 		o.executor_threads = 1;
 		o.setup = setup;
 		o.setup_arg = &W.k[r];
-		o.err = err;
-		o.err_len = sizeof(err);
 		if (tweak != NULL)
 			tweak(r, &o);
 		struct tw_agent_fake h = {
 			.net = W.net, .clock = fake_clock, .names = names,
 			.addrs = addrs, .drive = drive,
 		};
-		cr_assert_eq(tw_agent_init_fake(&o, &h, &W.ag[r]), TW_OK,
-			     "agent %s: %s", names[r], err);
+		tw_status st = tw_agent_init_fake(&o, &h, &W.ag[r]);
+		cr_assert_eq(st, TW_OK, "agent %s: %s", names[r], tw_errmsg(st));
 	}
 }
 
@@ -834,20 +832,18 @@ Test(protocol, init_checks_the_member_list)
 	tw_fake_net *net;
 	cr_assert_eq(tw_fake_net_create(&net), TW_OK);
 	struct tw_agent_opts o;
-	char err[256] = "";
 	tw_agent_opts_init(&o, sizeof(o));
 	o.name = "B"; /* rank 0 is "A" */
 	o.rank = 0;
 	o.world_size = 2;
 	o.embedded = true;
-	o.err = err;
-	o.err_len = sizeof(err);
 	struct tw_agent_fake h = {.net = net, .clock = fake_clock,
 				  .names = names, .addrs = addrs};
 	tw_agent *a = NULL;
 	cr_assert_eq(tw_agent_init_fake(&o, &h, &a), TW_EINVAL);
 	cr_assert_null(a);
-	cr_assert(strstr(err, "rank 0") != NULL, "%s", err);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "rank 0") != NULL, "%s",
+		  tw_errmsg(TW_EINVAL));
 	o.name = "A";
 	o.embedded = false;
 	cr_assert_eq(tw_agent_init_fake(&o, &h, &a), TW_EINVAL);
@@ -867,15 +863,20 @@ struct ep {
 	uint64_t rx_ns;
 };
 
-static void ep_on_frame(void *ctx, tw_conn *c, tw_buf *buf, size_t off,
-			size_t len)
+static void ep_on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *hp,
+			tw_buf *buf, size_t off, size_t len)
 {
 	struct ep *e = ctx;
 	(void)c;
-	(void)len;
 	tw_frame_hdr h;
 	cr_assert_eq(tw_frame_hdr_decode((char *)buf->data + off, NULL, &h, NULL),
 		     TW_OK);
+	cr_assert(h.type == hp->type && h.req_id == hp->req_id &&
+		  h.src == hp->src && h.dst == hp->dst &&
+		  h.timeout_ms == hp->timeout_ms &&
+		  h.payload_len == hp->payload_len &&
+		  h.seg_count == hp->seg_count, "the header handed up is the frame's");
+	cr_assert_eq(hp->total_len, len);
 	e->off = off;
 	e->rx_ns = e->t->rx_ns;
 	cr_assert_lt(e->frames, 8);

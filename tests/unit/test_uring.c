@@ -85,9 +85,12 @@ struct side {
 	uint64_t dones, dones_ok;
 };
 
-static void on_frame(void *ctx, tw_conn *c, tw_buf *b, size_t off, size_t len)
+static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *up, tw_buf *b,
+		     size_t off, size_t len)
 {
 	struct side *s = ctx;
+	if (up->total_len != len)
+		s->errors++;
 	const uint8_t *f = (const uint8_t *)b->data + off;
 	s->frames++;
 	s->bytes += len;
@@ -101,7 +104,8 @@ static void on_frame(void *ctx, tw_conn *c, tw_buf *b, size_t off, size_t len)
 	uint64_t *next = c->ctx;
 	tw_frame_hdr h;
 	if (next == NULL || tw_frame_hdr_decode(f, NULL, &h, NULL) != TW_OK ||
-	    h.total_len != len || h.req_id != *next) {
+	    h.total_len != len || h.req_id != *next || up->req_id != h.req_id ||
+	    up->payload_len != h.payload_len) {
 		s->errors++;
 		return;
 	}

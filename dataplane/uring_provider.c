@@ -1,0 +1,120 @@
+/* The io_uring transport's provider: its options checked (congestion
+ * control names tried on a socket), one transport per loop, each
+ * listening on an ephemeral port of listen_host. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dataplane/err.h"
+#include "dataplane/uring.h"
+
+struct uring_env {
+	struct tw_uring_opts o;    /* strings below are our copies */
+	char host[INET_ADDRSTRLEN];
+	char cc_local[TW_URING_CC_NAME_MAX], cc_remote[TW_URING_CC_NAME_MAX];
+};
+
+/* A congestion control name the kernel will give this process's
+ * sockets, tried on a throwaway one (NULL and "" are defaults). */
+static tw_status check_cc(const char *what, const char *cc)
+{
+	if (cc == NULL || cc[0] == '\0')
+		return TW_OK;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return TW_OK; /* nothing to learn here; the transport counts */
+	int r = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
+			   (socklen_t)strlen(cc));
+	int e = errno;
+	close(fd);
+	if (r != 0)
+		return tw_fail(TW_EINVAL,
+			       "%s '%s': %s (see net.ipv4.tcp_allowed_congestion_control"
+			       " and tcp_available_congestion_control)",
+			       what, cc,
+			       e == EPERM    ? "not allowed for this process"
+			       : e == ENOENT ? "no such congestion control in this kernel"
+					     : strerror(e));
+	return TW_OK;
+}
+
+static tw_status u_check(const void *opts, uint32_t nloops)
+{
+	(void)nloops;
+	const struct tw_uring_opts *in = opts;
+	tw_status st = tw_uring_opts_check(in);
+	if (st != TW_OK)
+		return st;
+	struct tw_uring_opts o;
+	tw_uring_opts_get(in, &o);
+	struct in_addr ia;
+	if (o.listen_host == NULL ||
+	    (strcmp(o.listen_host, "localhost") != 0 &&
+	     inet_pton(AF_INET, o.listen_host, &ia) != 1))
+		return tw_fail(TW_EINVAL, "io_uring: listen_host '%.64s' is not an "
+					  "IPv4 address",
+			       o.listen_host ? o.listen_host : "(null)");
+	st = check_cc("tcp_congestion_local (cc_local)", o.cc_local);
+	if (st == TW_OK)
+		st = check_cc("tcp_congestion (cc_remote)", o.cc_remote);
+	return st;
+}
+
+static tw_status u_start(const void *opts, const struct tw_transport_group *g,
+			 void **env)
+{
+	(void)g;
+	const struct tw_uring_opts *in = opts;
+	struct uring_env *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return tw_fail(TW_ENOMEM, "io_uring: no memory for its options");
+	tw_uring_opts_get(in, &e->o);
+	snprintf(e->host, sizeof(e->host), "%s", e->o.listen_host);
+	if (e->o.cc_local != NULL) {
+		snprintf(e->cc_local, sizeof(e->cc_local), "%s", e->o.cc_local);
+		e->o.cc_local = e->cc_local;
+	}
+	if (e->o.cc_remote != NULL) {
+		snprintf(e->cc_remote, sizeof(e->cc_remote), "%s", e->o.cc_remote);
+		e->o.cc_remote = e->cc_remote;
+	}
+	e->o.listen_host = e->host;
+	*env = e;
+	return TW_OK;
+}
+
+static tw_status u_create(void *env, uint32_t idx, tw_loop *loop,
+			  const struct tw_transport_cbs *cbs, tw_transport **out)
+{
+	(void)idx;
+	struct uring_env *e = env;
+	return tw_uring_transport_create(loop, &e->o, cbs, out);
+}
+
+static tw_status u_listen_addr(void *env, uint32_t idx, char *url, size_t len)
+{
+	(void)idx;
+	struct uring_env *e = env;
+	snprintf(url, len, "tcp://%s:0", e->host);
+	return TW_OK;
+}
+
+static void u_stop(void *env)
+{
+	free(env);
+}
+
+const struct tw_transport_provider tw_uring_provider = {
+	.name = TW_TRANSPORT_URING,
+	.check = u_check,
+	.start = u_start,
+	.create = u_create,
+	.listen_addr = u_listen_addr,
+	.stop = u_stop,
+};

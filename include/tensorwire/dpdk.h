@@ -1,0 +1,115 @@
+/* tensorwire DPDK transport options: kernel bypass on hosts with a NIC of
+ * their own. Pass a struct tw_dpdk_opts as tw_agent_opts.transport_opts
+ * (with transport = TW_TRANSPORT_DPDK) to run a worker over DPDK. */
+#ifndef TENSORWIRE_DPDK_H
+#define TENSORWIRE_DPDK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The transport's name in tw_agent_opts.transport. In a build without
+ * DPDK, choosing it fails tw_agent_init with TW_ENOTSUP and a reason. */
+#define TW_TRANSPORT_DPDK "dpdk"
+
+/*
+ * The agent brings up one DPDK port with one RX/TX queue pair per run
+ * loop; loop i serves queue i at UDP port udp_base_port + i, and its
+ * address "udp://IP:PORT/MAC" reaches the other workers through the
+ * rendezvous (which stays TCP, as torch's TCPStore; so does the shutdown
+ * barrier). Frames travel in UDP/IPv4 packets that tensorwire builds
+ * itself, with its own reliability (sessions, credits, retransmission):
+ * there is no ARP, so the workers must share an Ethernet segment (or be
+ * vdevs wired to each other, as net_memif). README, "Deploying on a NIC
+ * host", has the set-up.
+ *
+ * 0 in a numeric field is not "the default": start from
+ * tw_dpdk_opts_init, then change what you need.
+ */
+struct tw_dpdk_opts {
+	size_t opts_size;          /* sizeof(struct tw_dpdk_opts) */
+	const char *transport;     /* TW_TRANSPORT_DPDK (set by init) */
+
+	/* The port. */
+	const char *eal_args;      /* EAL arguments, split at white space
+				    * (e.g. "-l 0 --no-huge -m 256 --no-pci
+				    * --file-prefix=w1 --vdev=net_memif0,
+				    * role=server,socket=x"). Used by the first
+				    * DPDK user of the process only: the EAL
+				    * starts once per process and cannot start
+				    * again after tw_dpdk_eal_cleanup. NULL =
+				    * the application called rte_eal_init
+				    * itself. The thread calling tw_agent_init
+				    * keeps its CPU affinity (the EAL would
+				    * pin it to the main lcore). */
+	const char *port;          /* PCI address ("0000:03:00.0") or vdev
+				    * name ("net_memif0"); a vdev name with
+				    * arguments is probed when no such port
+				    * exists; NULL = the first port */
+	const char *local_ip;      /* this worker's IPv4 address, in its
+				    * packets and its address. Only the MAC
+				    * steers packets, but on a shared segment
+				    * it should be unique and in the NIC's
+				    * subnet. NULL (default) = a private one
+				    * from the rank: 10.A.B.C with
+				    * A*65536 + B*256 + C = rank + 1 */
+	uint16_t udp_base_port;    /* loop i serves base + i (default 31850) */
+	uint16_t mtu;              /* IP MTU (default 1500, 576 .. 9000) */
+	uint16_t rx_desc, tx_desc; /* descriptors per queue (default 1024) */
+	uint32_t mbufs;            /* mbufs per queue pool (default 8191) */
+	uint32_t mbuf_cache;       /* mempool cache (default 256) */
+	uint32_t ext_mbufs;        /* data-less mbufs per queue for external
+				    * buffers (default 4095) */
+	uint32_t steer_ring;       /* software steering ring per queue
+				    * (default 4096, power of 2) */
+	bool no_offload;           /* ignore the port's checksum offloads */
+	bool no_flow;              /* do not try rte_flow steering */
+
+	/* Sessions. */
+	uint32_t credits;          /* packets in flight per session (default
+				    * 64, at most 1024); more helps large
+				    * tensors on fast links, costs mbufs */
+	uint32_t rx_window;        /* out-of-order packets held per session
+				    * (0 = credits, at most 1024) */
+	uint64_t rto_ns;           /* retransmission timeout (default 5 ms) */
+	uint64_t dead_ns;          /* a peer silent this long is dead and its
+				    * calls fail with TW_EUNREACHABLE
+				    * (default 1 s, at least 4 rto_ns) */
+	uint64_t idle_wake_ns;     /* a sleeping loop polls the port at least
+				    * this often (default 1 ms; 0 = never:
+				    * loops must spin) */
+	uint32_t max_sessions;     /* per loop (default 1024, < 65536) */
+	uint32_t max_queued;       /* sends held per session before
+				    * TW_ENOSPC (default 4096) */
+	uint64_t zc_threshold;     /* attach tensor segments of this many
+				    * bytes or more as external buffers
+				    * (default 16 KiB); UINT64_MAX = never */
+	uint32_t rx_pool_buf_size; /* reassembly pool buffers (64 KiB) */
+	uint32_t rx_pool_count;    /* (default 64) */
+	uint32_t burst;            /* packets per rx/tx burst (default 32) */
+	bool sw_udp_csum_off;      /* send UDP checksum 0 when not offloaded
+				    * (saves a pass over the data; the
+				    * receiver still checks nonzero ones) */
+};
+
+/* Defaults into *o; opts_size is the caller's sizeof, so that a program
+ * built against an older, shorter struct keeps working. Available in
+ * every build. */
+void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size);
+
+/* At process end, once every DPDK agent of the process has shut down:
+ * release the EAL (rte_eal_cleanup: its hugepage files and run
+ * directory). The EAL cannot start again afterwards, so no DPDK agent can
+ * start in this process after it. While a port is still up it does
+ * nothing (and says so on stderr). A no-op when no agent started the EAL,
+ * or in a build without DPDK. */
+void tw_dpdk_eal_cleanup(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

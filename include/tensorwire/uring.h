@@ -1,0 +1,86 @@
+/* tensorwire io_uring transport options: the default transport, TCP over
+ * io_uring, which runs on any Linux box. Pass a struct tw_uring_opts as
+ * tw_agent_opts.transport_opts to tune it. */
+#ifndef TENSORWIRE_URING_H
+#define TENSORWIRE_URING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The transport's name in tw_agent_opts.transport. */
+#define TW_TRANSPORT_URING "uring"
+
+/* Longest congestion control name + 1 (the kernel's TCP_CA_NAME_MAX). */
+#define TW_URING_CC_NAME_MAX 16
+
+/*
+ * Every run loop owns one io_uring and serves on its own TCP port. Small
+ * frames go out with a plain send(2) and busy connections are read with
+ * recv(2) (cheaper than the ring on this kind of guest, see
+ * docs/architecture.md); large frames, multishot receive and idle sleep
+ * stay on io_uring. Tensor segments of zc_threshold bytes or more leave
+ * with SEND_ZC to other hosts.
+ *
+ * Congestion control: connections within this host use cc_local, "reno"
+ * by default, whatever the system's default is. On loopback there is no
+ * network to share and a pacing algorithm such as BBR (this image's
+ * default) only adds timer delays: a raw 1 MiB ping-pong takes 565 us
+ * under BBR against 211 us under reno (perf/RESULTS.md). Connections to
+ * other hosts keep the system's choice unless cc_remote names one. A name
+ * must be available to this process (net.ipv4.tcp_allowed_congestion_control
+ * unless privileged): tw_agent_init checks both and fails with a reason.
+ *
+ * 0 in a numeric field is not "the default": start from
+ * tw_uring_opts_init, then change what you need.
+ */
+struct tw_uring_opts {
+	size_t opts_size;          /* sizeof(struct tw_uring_opts) */
+	const char *transport;     /* TW_TRANSPORT_URING (set by init) */
+	const char *listen_host;   /* IPv4 address to serve on, which the
+				    * other workers connect to (default
+				    * "127.0.0.1") */
+	uint32_t recv_buf_size;    /* provided-buffer size (default 64 KiB) */
+	uint32_t recv_buf_count;   /* provided buffers per loop (default 64,
+				    * power of 2, at most 32768) */
+	uint32_t max_queued;       /* sends held per connection before
+				    * TW_ENOSPC (default 4096) */
+	uint64_t zc_threshold;     /* SEND_ZC for segments >= this (default
+				    * 16 KiB); UINT64_MAX disables */
+	uint32_t large_frame;      /* frames above this are received straight
+				    * into their own buffer (default 256 KiB) */
+	int sockbuf;               /* SO_SNDBUF/SO_RCVBUF, 0 = kernel default */
+	uint32_t rx_pool_buf_size; /* receive pool buffer size (default 64 KiB) */
+	uint32_t rx_pool_count;    /* receive pool buffers (default 128) */
+	size_t large_cache_bytes;  /* big receive buffers (2 MiB and up) kept
+				    * for reuse once released, at most 8 and
+				    * this many bytes (default 128 MiB; 0 =
+				    * always a fresh mapping) */
+	bool zc_same_host;         /* try SEND_ZC on connections within this
+				    * host too (default false: the kernel
+				    * always copies there, so it only costs;
+				    * tests set it to exercise the path) */
+	uint32_t busy_poll_conns;  /* connections read with a direct recv on
+				    * every poll while active (default 4, at
+				    * most 16; 0 = off) */
+	uint64_t busy_poll_ns;     /* ... active = bytes in or out within
+				    * this long (default 200 us) */
+	const char *cc_local;      /* TCP congestion control of connections
+				    * within this host (default "reno"; NULL
+				    * or "" = the system's) */
+	const char *cc_remote;     /* ... of connections to other hosts
+				    * (default NULL: the system's) */
+};
+
+/* Defaults into *o; opts_size is the caller's sizeof, so that a program
+ * built against an older, shorter struct keeps working. */
+void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
