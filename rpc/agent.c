@@ -53,68 +53,6 @@ const char *agent_worker_name(const tw_agent *a, uint32_t id)
 	return "?";
 }
 
-/* ---- reply records ------------------------------------------------------ */
-
-struct reply *reply_get(tw_agent *a)
-{
-	void *p = NULL;
-	struct reply *r;
-	if (tw_ring_mc_dequeue_burst(a->reply_cache, &p, 1, NULL) == 1) {
-		r = p;
-		memset(r, 0, sizeof(*r));
-	} else {
-		r = calloc(1, sizeof(*r));
-	}
-	return r;
-}
-
-void reply_put(tw_agent *a, struct reply *r)
-{
-	if (r->encoded)
-		tw_out_msg_release(&r->tx.msg);
-	r->encoded = false;
-	tw_value_destroy(&r->val);
-	void *p = r;
-	if (tw_ring_mp_enqueue_bulk(a->reply_cache, &p, 1, NULL) != 1)
-		free(r);
-}
-
-static void reply_cache_drain(tw_agent *a)
-{
-	void *p;
-	while (tw_ring_mc_dequeue_burst(a->reply_cache, &p, 1, NULL) == 1)
-		free(p);
-}
-
-static void reply_msg(struct tw_loop_msg *m)
-{
-	struct reply *r = container_of(m, struct reply, lmsg);
-	serve_deliver(r->l, r);
-}
-
-void agent_post_reply(struct agent_loop *l, struct reply *r)
-{
-	r->lmsg.fn = reply_msg;
-	for (;;) {
-		if (tw_loop_post(l->loop, &r->lmsg) == TW_OK)
-			return;
-		/* A loop must never wait for another loop (two full rings
-		 * would wait for each other): park it and retry from the
-		 * poller. Other threads may wait. */
-		struct agent_loop *me = agent_tls_loop;
-		if (me != NULL && me->a == l->a) {
-			r->retry_next = NULL;
-			if (me->retry_tail != NULL)
-				me->retry_tail->retry_next = r;
-			else
-				me->retry_head = r;
-			me->retry_tail = r;
-			return;
-		}
-		sched_yield();
-	}
-}
-
 /* ---- connections (loop thread) -------------------------------------------- */
 
 static struct conn_state *conn_new(struct agent_loop *l, tw_conn *c,
@@ -264,23 +202,6 @@ static int flush_backlogs(struct agent_loop *l)
 	return work;
 }
 
-static int flush_retries(struct agent_loop *l)
-{
-	int work = 0;
-	while (l->retry_head != NULL) {
-		struct reply *r = l->retry_head;
-		r->lmsg.fn = reply_msg;
-		if (tw_loop_post(r->l->loop, &r->lmsg) != TW_OK)
-			break;
-		/* r now belongs to its loop: read nothing more of it. */
-		l->retry_head = l->retry_head == l->retry_tail ? NULL : l->retry_head->retry_next;
-		if (l->retry_head == NULL)
-			l->retry_tail = NULL;
-		work++;
-	}
-	return work;
-}
-
 static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 			tw_status why)
 {
@@ -357,7 +278,7 @@ static int loop_poller(void *arg)
 	if (__builtin_expect(l->nbacklog > 0, 0))
 		work += flush_backlogs(l);
 	if (__builtin_expect(l->retry_head != NULL, 0))
-		work += flush_retries(l);
+		work += serve_flush_retries(l);
 	return work;
 }
 
@@ -484,12 +405,7 @@ static void loop_teardown_final(struct sync_msg *s)
 	while (l->conns != NULL)
 		conn_remove(l, l->conns, TW_ESHUTDOWN);
 	call_fail_all(l, TW_ESHUTDOWN, AGENT_SHUTDOWN_MSG);
-	while (l->retry_head != NULL) {
-		struct reply *r = l->retry_head;
-		l->retry_head = r->retry_next;
-		reply_put(l->a, r);
-	}
-	l->retry_tail = NULL;
+	serve_drop_retries(l);
 	l->ready = false;
 	agent_tls_loop = NULL;
 }
@@ -1030,21 +946,30 @@ tw_status tw_agent_wait(tw_agent *a, tw_future *f, int64_t timeout_ms)
 
 /* ---- worker info, registration, statistics --------------------------------------- */
 
-tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
-			       tw_worker_info *out)
+tw_status agent_find_worker(const tw_agent *a, const char *name, uint32_t *id)
 {
-	if (a == NULL || name == NULL || out == NULL || a->workers == NULL)
-		return TW_EINVAL;
 	uint32_t h = name_hash(name);
 	for (uint32_t i = h & a->name_mask;; i = (i + 1) & a->name_mask) {
 		uint32_t r = a->name_idx[i];
 		if (r == 0)
 			return TW_ENOENT;
 		if (strcmp(a->workers[r - 1].name, name) == 0) {
-			*out = a->workers[r - 1];
+			*id = r - 1;
 			return TW_OK;
 		}
 	}
+}
+
+tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
+			       tw_worker_info *out)
+{
+	if (a == NULL || name == NULL || out == NULL || a->workers == NULL)
+		return TW_EINVAL;
+	uint32_t id;
+	tw_status st = agent_find_worker(a, name, &id);
+	if (st == TW_OK)
+		*out = a->workers[id];
+	return st;
 }
 
 tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
@@ -1083,6 +1008,22 @@ tw_status tw_agent_register(tw_agent *a, const char *name, tw_handler_fn fn,
 	if (a == NULL)
 		return TW_EINVAL;
 	return registry_add(&a->reg, name, fn, arg, flags);
+}
+
+tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
+				   tw_schema_handler_fn fn, void *arg,
+				   unsigned flags, char *err, size_t errlen)
+{
+	if (a == NULL)
+		return TW_EINVAL;
+	return reg_add_schema(&a->reg, schema, fn, arg, flags, err, errlen);
+}
+
+tw_status tw_agent_list_functions(const tw_agent *a, tw_value *out)
+{
+	if (a == NULL || out == NULL)
+		return TW_EINVAL;
+	return reg_list_functions((struct registry *)&a->reg, out);
 }
 
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)

@@ -217,14 +217,12 @@ static inline tw_status agent_decode(const struct agent_loop *l,
 
 /* ---- agent.c ---- */
 const char *agent_worker_name(const tw_agent *a, uint32_t id);
+/* The id of the worker called name: TW_ENOENT when there is none. After
+ * the membership is known. */
+tw_status agent_find_worker(const tw_agent *a, const char *name, uint32_t *id);
 /* Embedded owner thread (l is agent_tls_loop): poll until f completes or
  * timeout_ms (< 0: none) passes. TW_EINVAL from inside an iteration. */
 tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms);
-/* Post m to l from any thread, waiting out a full ring (or, from another
- * loop's thread, parking it on that loop's retry list). */
-void agent_post_reply(struct agent_loop *l, struct reply *r);
-struct reply *reply_get(tw_agent *a);
-void reply_put(tw_agent *a, struct reply *r);
 
 /* ---- call.c (client side, loop thread unless noted) ---- */
 void call_on_response(struct agent_loop *l, struct conn_state *cs,
@@ -253,8 +251,12 @@ void serve_reject(struct agent_loop *l, struct conn_state *cs,
 		  const tw_frame_hdr *h, tw_status kind, const char *msg);
 /* Run a call to self on l (the call is pending on l). */
 void serve_local_call(struct agent_loop *l, struct call *c);
-/* Deliver a reply record on its loop's thread. */
-void serve_deliver(struct agent_loop *l, struct reply *r);
+/* Replies parked on l (their loop's ring was full): post what fits now
+ * (l's poller); drop them all (l's teardown). */
+int serve_flush_retries(struct agent_loop *l);
+void serve_drop_retries(struct agent_loop *l);
+/* Free the agent's cached reply records (agent teardown). */
+void reply_cache_drain(tw_agent *a);
 
 /* ---- test hooks (agent.c) ----
  *

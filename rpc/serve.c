@@ -2,6 +2,7 @@
  * handlers (on the loop, on the executor, or deferred through a future),
  * and the replies that go back. */
 #include <inttypes.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,99 @@ static const char *fn_name(const struct reply_path *p)
 	return p->fn != NULL ? p->fn->name : "?";
 }
 
+/* ---- reply records ------------------------------------------------------ */
+
+static void serve_deliver(struct agent_loop *l, struct reply *r);
+
+static struct reply *reply_get(tw_agent *a)
+{
+	void *p = NULL;
+	struct reply *r;
+	if (tw_ring_mc_dequeue_burst(a->reply_cache, &p, 1, NULL) == 1) {
+		r = p;
+		memset(r, 0, sizeof(*r));
+	} else {
+		r = calloc(1, sizeof(*r));
+	}
+	return r;
+}
+
+static void reply_put(tw_agent *a, struct reply *r)
+{
+	if (r->encoded)
+		tw_out_msg_release(&r->tx.msg);
+	r->encoded = false;
+	tw_value_destroy(&r->val);
+	void *p = r;
+	if (tw_ring_mp_enqueue_bulk(a->reply_cache, &p, 1, NULL) != 1)
+		free(r);
+}
+
+void reply_cache_drain(tw_agent *a)
+{
+	void *p;
+	while (tw_ring_mc_dequeue_burst(a->reply_cache, &p, 1, NULL) == 1)
+		free(p);
+}
+
+static void reply_msg(struct tw_loop_msg *m)
+{
+	struct reply *r = container_of(m, struct reply, lmsg);
+	serve_deliver(r->l, r);
+}
+
+/* Post r to its loop l from any thread, waiting out a full ring (or, from
+ * another loop's thread, parking it on that loop's retry list). */
+static void post_reply(struct agent_loop *l, struct reply *r)
+{
+	r->lmsg.fn = reply_msg;
+	for (;;) {
+		if (tw_loop_post(l->loop, &r->lmsg) == TW_OK)
+			return;
+		/* A loop must never wait for another loop (two full rings
+		 * would wait for each other): park it and retry from the
+		 * poller. Other threads may wait. */
+		struct agent_loop *me = agent_tls_loop;
+		if (me != NULL && me->a == l->a) {
+			r->retry_next = NULL;
+			if (me->retry_tail != NULL)
+				me->retry_tail->retry_next = r;
+			else
+				me->retry_head = r;
+			me->retry_tail = r;
+			return;
+		}
+		sched_yield();
+	}
+}
+
+int serve_flush_retries(struct agent_loop *l)
+{
+	int work = 0;
+	while (l->retry_head != NULL) {
+		struct reply *r = l->retry_head;
+		r->lmsg.fn = reply_msg;
+		if (tw_loop_post(r->l->loop, &r->lmsg) != TW_OK)
+			break;
+		/* r now belongs to its loop: read nothing more of it. */
+		l->retry_head = l->retry_head == l->retry_tail ? NULL : l->retry_head->retry_next;
+		if (l->retry_head == NULL)
+			l->retry_tail = NULL;
+		work++;
+	}
+	return work;
+}
+
+void serve_drop_retries(struct agent_loop *l)
+{
+	while (l->retry_head != NULL) {
+		struct reply *r = l->retry_head;
+		l->retry_head = r->retry_next;
+		reply_put(l->a, r);
+	}
+	l->retry_tail = NULL;
+}
+
 /* ---- replies ------------------------------------------------------------ */
 
 /* Hand r to its loop: at once when we are on it, else through its ring. */
@@ -47,7 +141,7 @@ static void deliver(struct reply *r)
 	if (agent_tls_loop == r->l)
 		serve_deliver(r->l, r);
 	else
-		agent_post_reply(r->l, r);
+		post_reply(r->l, r);
 }
 
 static void reply_tx_done(struct tx *tx, tw_status st)
@@ -59,7 +153,8 @@ static void reply_tx_done(struct tx *tx, tw_status st)
 	reply_put(tx->l->a, r);
 }
 
-void serve_deliver(struct agent_loop *l, struct reply *r)
+/* Deliver a reply record on its loop's thread. */
+static void serve_deliver(struct agent_loop *l, struct reply *r)
 {
 	tw_agent *a = l->a;
 	if (r->local) {
