@@ -404,24 +404,6 @@ static struct agent_loop *pick_loop(tw_agent *a)
 	return &a->loops[tls_idx % a->nloops];
 }
 
-static tw_status find_worker(const tw_agent *a, const char *name, uint32_t *id)
-{
-	uint32_t h = 2166136261u;
-	for (const char *p = name; *p; p++) {
-		h ^= (unsigned char)*p;
-		h *= 16777619u;
-	}
-	for (uint32_t i = h & a->name_mask;; i = (i + 1) & a->name_mask) {
-		uint32_t r = a->name_idx[i];
-		if (r == 0)
-			return TW_ENOENT;
-		if (strcmp(a->workers[r - 1].name, name) == 0) {
-			*id = r - 1;
-			return TW_OK;
-		}
-	}
-}
-
 /* Mark every node of an owned tree borrowed (on) or owned again (off), so
  * a handler sees args from a call to self exactly as it sees decoded ones:
  * borrowed, whatever it copies out of them. */
@@ -554,7 +536,7 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		goto out;
 	}
 	uint32_t dst;
-	st = find_worker(a, to, &dst);
+	st = agent_find_worker(a, to, &dst);
 	if (st != TW_OK)
 		goto out;
 
@@ -663,4 +645,21 @@ tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 uint64_t tw_agent_outstanding(const tw_agent *a)
 {
 	return a == NULL ? 0 : atomic_load(&a->outstanding);
+}
+
+/* The function list of worker to: a call of "tw::list_functions", which
+ * every agent serves (rpc/invoke.c). */
+tw_status tw_rpc_list_functions(tw_agent *a, const char *to,
+				int64_t timeout_ms, tw_value *out)
+{
+	if (a == NULL || to == NULL || out == NULL)
+		return TW_EINVAL;
+	*out = tw_value_none();
+	tw_value err = tw_value_none();
+	tw_status st = tw_rpc_sync(a, to, "tw::list_functions", NULL, NULL,
+				   timeout_ms, out, &err);
+	tw_value_destroy(&err);
+	if (st != TW_OK)
+		tw_value_destroy(out);
+	return st;
 }

@@ -221,36 +221,3 @@ tw_status reg_register_builtins(struct registry *r)
 	return reg_add_schema(r, "tw::list_functions() -> Any",
 			      b_list_functions, r, 0, NULL, 0);
 }
-
-/* ---- public API ---- */
-
-tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
-				   tw_schema_handler_fn fn, void *arg,
-				   unsigned flags, char *err, size_t errlen)
-{
-	if (a == NULL)
-		return TW_EINVAL;
-	return reg_add_schema(&a->reg, schema, fn, arg, flags, err, errlen);
-}
-
-tw_status tw_agent_list_functions(const tw_agent *a, tw_value *out)
-{
-	if (a == NULL || out == NULL)
-		return TW_EINVAL;
-	return reg_list_functions((struct registry *)&a->reg, out);
-}
-
-tw_status tw_rpc_list_functions(tw_agent *a, const char *to,
-				int64_t timeout_ms, tw_value *out)
-{
-	if (a == NULL || to == NULL || out == NULL)
-		return TW_EINVAL;
-	*out = tw_value_none();
-	tw_value err = tw_value_none();
-	tw_status st = tw_rpc_sync(a, to, "tw::list_functions", NULL, NULL,
-				   timeout_ms, out, &err);
-	tw_value_destroy(&err);
-	if (st != TW_OK)
-		tw_value_destroy(out);
-	return st;
-}
