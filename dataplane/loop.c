@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataplane/clock.h"
 #include "dataplane/ring.h"
 
 #define CACHE_LINE 64u
@@ -144,9 +145,7 @@ static inline uint64_t sat_add(uint64_t a, uint64_t b)
 uint64_t tw_clock_monotonic(void *ctx)
 {
 	(void)ctx;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return tw_now_ns();
 }
 
 /* Whether field f of struct tw_loop_opts lies within the caller's size:

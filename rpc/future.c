@@ -16,6 +16,7 @@
 
 #include <tensorwire/future.h>
 
+#include "dataplane/clock.h"
 #include "rpc/future_impl.h"
 #include "rpc/tcache.h"
 
@@ -91,13 +92,6 @@ static inline void cpu_pause(void)
 #elif defined(__aarch64__)
 	__asm__ __volatile__("yield" ::: "memory");
 #endif
-}
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Sleep while *word == val, until woken or the absolute CLOCK_MONOTONIC
@@ -558,7 +552,7 @@ tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 	if (timeout_ms == 0)
 		return TW_ETIMEDOUT;
 
-	int64_t now = mono_ns();
+	int64_t now = (int64_t)tw_now_ns();
 	int64_t deadline = INT64_MAX; /* forever */
 	if (timeout_ms > 0 && timeout_ms < (INT64_MAX - now) / 1000000)
 		deadline = now + timeout_ms * 1000000;
@@ -574,7 +568,7 @@ tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 			if (is_done(load_state(f)))
 				return f->status;
 		}
-		if (mono_ns() >= spin_end)
+		if ((int64_t)tw_now_ns() >= spin_end)
 			break;
 	}
 

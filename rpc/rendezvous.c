@@ -22,24 +22,19 @@
 
 #include <tensorwire/message.h>
 
+#include "dataplane/clock.h"
+
 /* Control frames are small; anything bigger is a confused peer. */
 #define RDV_MAX_FRAME (UINT64_C(4) << 20)
 /* Pause between connection attempts while rank 0 is not up yet. */
 #define RDV_RETRY_MS 50
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Deadline from a timeout in ms; UINT64_MAX for none (< 0). */
 static uint64_t deadline_after(int64_t timeout_ms)
 {
 	if (timeout_ms < 0)
 		return UINT64_MAX;
-	return now_ns() + (uint64_t)timeout_ms * 1000000u;
+	return tw_now_ns() + (uint64_t)timeout_ms * 1000000u;
 }
 
 /* poll() timeout until deadline, capped so stop requests are seen. */
@@ -47,7 +42,7 @@ static int poll_ms(uint64_t deadline)
 {
 	if (deadline == UINT64_MAX)
 		return -1;
-	uint64_t n = now_ns();
+	uint64_t n = tw_now_ns();
 	if (n >= deadline)
 		return 0;
 	uint64_t ms = (deadline - n + 999999) / 1000000;
@@ -805,7 +800,7 @@ static tw_status parse_members(const tw_value *p, uint32_t world,
 /* Sleep RDV_RETRY_MS, or until the deadline if sooner. */
 static void retry_nap(uint64_t deadline)
 {
-	uint64_t n = now_ns();
+	uint64_t n = tw_now_ns();
 	uint64_t nap = (uint64_t)RDV_RETRY_MS * 1000000u;
 	if (deadline > n && deadline - n < nap)
 		nap = deadline - n;
@@ -837,7 +832,7 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 	tw_in_msg m;
 	int cerr = ECONNREFUSED;
 	for (;;) {
-		if (now_ns() >= deadline) {
+		if (tw_now_ns() >= deadline) {
 			set_err(err, errlen,
 				"rendezvous at %s unreachable within %" PRId64 " ms: %s",
 				url, timeout_ms, strerror(cerr));
@@ -919,7 +914,7 @@ static tw_status recv_frame_idle(int fd, struct reader *r, uint64_t deadline,
 			reader_reset(r);
 			return TW_EUNREACHABLE;
 		}
-		if (deadline != UINT64_MAX && now_ns() >= deadline)
+		if (deadline != UINT64_MAX && tw_now_ns() >= deadline)
 			return TW_ETIMEDOUT;
 		idle(arg);
 	}
