@@ -773,9 +773,7 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	}
 	struct tw_transport_group g = {.nloops = a->nloops, .rank = a->rank,
 				       .world_size = a->world};
-	st = tp->start(opts->opts_size > offsetof(struct tw_agent_opts, transport_opts)
-			       ? opts->transport_opts : NULL,
-		       &g, &a->tenv);
+	st = tp->start(o.transport_opts, &g, &a->tenv);
 	if (st != TW_OK) {
 		a->tenv = NULL;
 		goto fail; /* the provider said why */
