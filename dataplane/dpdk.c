@@ -24,7 +24,6 @@
 #define THP_SIZE ((size_t)2 << 20)
 #define DESTROY_NS (2ull * 1000 * 1000 * 1000)
 #define RTO_BACKOFF_MAX 3u    /* rto doubles up to 8x without progress */
-#define FAULT_HOLD_NS 200000u
 
 _Static_assert(TWP_ERR_COUNT_ <= TW_DPDK_BAD_REASONS,
 	       "every packet error has its counter");
@@ -136,9 +135,6 @@ struct dt {
 	tw_buf_pool *pool;
 	struct tw_timer idle;
 	uint64_t rng;
-	struct tw_dpdk_faults faults;
-	struct rte_mbuf *fault_held;
-	uint64_t fault_held_at;
 	struct tw_dpdk_stats st;
 };
 
@@ -173,18 +169,13 @@ static inline uint64_t now_ns(struct dt *t)
 
 static uint64_t rnd(struct dt *t)
 {
-	/* xorshift64*: fault injection and session generations only. */
+	/* xorshift64*: session generations only. */
 	uint64_t x = t->rng;
 	x ^= x >> 12;
 	x ^= x << 25;
 	x ^= x >> 27;
 	t->rng = x;
 	return x * 0x2545F4914F6CDD1Dull;
-}
-
-static inline bool chance(struct dt *t, uint32_t ppm)
-{
-	return ppm != 0 && (uint32_t)(rnd(t) % 1000000u) < ppm;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1225,49 +1216,6 @@ static bool parse_mbuf(struct dt *t, struct rte_mbuf *m, struct twp_pkt *pk)
 	return false;
 }
 
-/* Test-only faults, after validation: drop, duplicate, hold back. */
-static void rx_faults(struct dt *t, struct rte_mbuf *m, struct twp_pkt *pk)
-{
-	if (chance(t, t->faults.drop_ppm)) {
-		t->st.fault_drops++;
-		rte_pktmbuf_free(m);
-		return;
-	}
-	if (chance(t, t->faults.dup_ppm)) {
-		struct rte_mbuf *c = rte_pktmbuf_copy(m, t->dq->mp, 0, UINT32_MAX);
-		struct twp_pkt pc;
-		if (c != NULL) {
-			t->st.fault_dups++;
-			if (parse_mbuf(t, c, &pc))
-				rx_pkt(t, c, &pc);
-			else
-				rte_pktmbuf_free(c);
-		}
-	}
-	if (t->fault_held == NULL && chance(t, t->faults.reorder_ppm)) {
-		t->st.fault_reorders++;
-		t->fault_held = m;
-		t->fault_held_at = now_ns(t);
-		return;
-	}
-	rx_pkt(t, m, pk);
-	if (t->fault_held != NULL && t->fault_held != m) {
-		struct rte_mbuf *hm = t->fault_held;
-		t->fault_held = NULL;
-		struct twp_pkt ph;
-		if (parse_mbuf(t, hm, &ph))
-			rx_pkt(t, hm, &ph);
-		else
-			rte_pktmbuf_free(hm);
-	}
-}
-
-static bool faults_on(const struct dt *t)
-{
-	return t->faults.drop_ppm | t->faults.dup_ppm |
-	       t->faults.reorder_ppm;
-}
-
 static void rx_one(struct dt *t, struct rte_mbuf *m)
 {
 	struct twp_pkt pk;
@@ -1283,10 +1231,6 @@ static void rx_one(struct dt *t, struct rte_mbuf *m)
 		} else {
 			t->st.steered_out++;
 		}
-		return;
-	}
-	if (__builtin_expect(faults_on(t), 0)) {
-		rx_faults(t, m, &pk);
 		return;
 	}
 	rx_pkt(t, m, &pk);
@@ -1310,16 +1254,6 @@ static int d_poll(void *arg)
 	for (unsigned i = 0; i < ns; i++)
 		rx_one(t, t->rxb[i]);
 	work += (int)ns;
-	if (t->fault_held != NULL &&
-	    now_ns(t) - t->fault_held_at > FAULT_HOLD_NS) {
-		struct rte_mbuf *hm = t->fault_held;
-		t->fault_held = NULL;
-		struct twp_pkt ph;
-		if (parse_mbuf(t, hm, &ph))
-			rx_pkt(t, hm, &ph);
-		else
-			rte_pktmbuf_free(hm);
-	}
 
 	work += run_done(t);
 	work += tx_sessions(t);
@@ -1466,10 +1400,6 @@ static void d_destroy(tw_transport *tt)
 	if (t == NULL)
 		return;
 	t->destroying = true;
-	if (t->fault_held) {
-		rte_pktmbuf_free(t->fault_held);
-		t->fault_held = NULL;
-	}
 	for (struct dsess *s = t->sessions; s != NULL; s = s->next)
 		sess_fail(s, TW_ESHUTDOWN, true);
 	/* Let the RESETs out and the NIC give back what it reads. */
@@ -1519,13 +1449,6 @@ static void d_destroy(tw_transport *tt)
 				"receive buffers are still held; leaking the "
 				"pool\n");
 	free_all(t);
-}
-
-void tw_dpdk_transport_set_faults(tw_transport *t,
-				  const struct tw_dpdk_faults *f)
-{
-	struct dt *d = (struct dt *)t;
-	d->faults = *f;
 }
 
 tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,

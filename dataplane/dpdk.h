@@ -144,14 +144,6 @@ void tw_dpdk_opts_get(const struct tw_dpdk_opts *in, struct tw_dpdk_opts *o);
  * (tw_errmsg) for the first bad field. No side effects. */
 tw_status tw_dpdk_opts_check(const struct tw_dpdk_opts *o, uint32_t nqueues);
 
-/* Test-only receive faults: drop / duplicate / hold back (reorder) this
- * many packets per million, after validation. */
-struct tw_dpdk_faults {
-	uint32_t drop_ppm, dup_ppm, reorder_ppm;
-};
-void tw_dpdk_transport_set_faults(tw_transport *t,
-				  const struct tw_dpdk_faults *f);
-
 /* Initialise the EAL (first call in the process) and the port, with
  * nqueues queue pairs (one per run loop), and start it. TW_ENOTSUP when
  * the EAL or the port cannot be brought up (no port, too few queues);
@@ -225,7 +217,6 @@ struct tw_dpdk_stats {
 	uint64_t rx_copied;            /* frames reassembled by copy */
 	uint64_t sessions_opened, sessions_accepted, sessions_dead;
 	uint64_t sessions_closed;
-	uint64_t fault_drops, fault_dups, fault_reorders;
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 

@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it: installs dependencies, then
 #   1. a -Werror build and `meson test` (unit, integration, corpus replay),
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
-#   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 60) and on
-#      the schema parser for half that: they must find nothing.
+#   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 60), on
+#      the schema parser and on the DPDK packet parser for half that each:
+#      they must find nothing.
 # Prints one "N passed, N failed" line at the end; exits non-zero on failure.
 set -eu
 cd "$(dirname "$0")/.."
@@ -51,15 +52,22 @@ fuzz_passed=0
 fuzz_failed=0
 CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
 # target:seconds — the frame decoder faces the network, so it gets the most.
-for spec in fuzz_decode:$FUZZ_SECONDS fuzz_schema:$((FUZZ_SECONDS / 2)); do
+for spec in fuzz_decode:$FUZZ_SECONDS fuzz_schema:$((FUZZ_SECONDS / 2)) \
+	fuzz_dpdk_pkt:$((FUZZ_SECONDS / 2)); do
 	target=${spec%%:*}
 	secs=${spec#*:}
+	# A packet input is a control byte and up to the largest Ethernet
+	# frame IPv4 allows (14 + 65535 bytes).
+	case $target in
+	fuzz_dpdk_pkt) max_len=65550 ;;
+	*) max_len=65536 ;;
+	esac
 	echo "== fuzz: $target, ${secs}s"
 	ninja -C build-fuzz "tests/fuzz/$target"
 	fuzz_work=$(mktemp -d)
 	cp "tests/fuzz/corpus/$target"/* "$fuzz_work"/ 2>/dev/null || true
 	if "build-fuzz/tests/fuzz/$target" "$fuzz_work" -max_total_time="$secs" \
-		-rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+		-rss_limit_mb=2048 -max_len=$max_len -print_final_stats=1 \
 		-artifact_prefix="$fuzz_work/" 2>"build-fuzz/$target.log"; then
 		fuzz_passed=$((fuzz_passed + 1))
 		grep -E '^stat::number_of_executed_units|^Done' "build-fuzz/$target.log" || true
