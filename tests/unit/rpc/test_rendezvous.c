@@ -1,0 +1,670 @@
+/* Unit tests for rpc/rendezvous.c: joins, refusals, strangers, the barrier. */
+/*
+ * Rank 0's server and every member in this process, members on threads
+ * (rdv_join blocks), on 127.0.0.1. A "raw" member is a plain socket the
+ * test writes frames to, so it can send what rdv_join never would and
+ * leave when it likes.
+ *
+ * Ordering without sleeps: the server serves its connections on one
+ * thread, in order, so once a probe (a join the server must refuse at
+ * once) has its answer, every frame written before the probe connected
+ * has been handled.
+ */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <tensorwire/frame.h>
+#include <tensorwire/message.h>
+#include <tensorwire/value.h>
+
+#include "rpc/rendezvous.h"
+
+/* Every wait: only a stuck rendezvous reaches it. */
+#define WAIT_MS 20000
+
+/* ------------------------------------------------------------------ */
+/* The server on a free port                                            */
+
+static uint16_t free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(fd >= 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+struct srv {
+	struct rdv_server *s;
+	uint16_t port;
+	char url[64];
+	uint32_t world;
+};
+
+static void srv_up(struct srv *v, uint32_t world, int64_t timeout_ms)
+{
+	char err[256] = "";
+	v->world = world;
+	/* A port free a moment ago may be taken since: try another. */
+	for (int tries = 0; tries < 20; tries++) {
+		v->port = free_port();
+		snprintf(v->url, sizeof(v->url), "tcp://127.0.0.1:%u", v->port);
+		tw_status st = rdv_server_start(v->url, world, timeout_ms,
+						&v->s, err, sizeof(err));
+		if (st == TW_OK)
+			return;
+		cr_assert_eq(st, TW_EIO, "%s", err);
+	}
+	cr_assert(false, "no port to serve on: %s", err);
+}
+
+/* ------------------------------------------------------------------ */
+/* Members on threads                                                   */
+
+struct joiner {
+	const char *url;
+	struct rdv_member self;
+	char addrs[4][TW_ADDR_MAX];
+	uint32_t world;
+	int64_t timeout_ms;
+	pthread_t th;
+	/* results */
+	tw_status st;
+	struct rdv_client *c;
+	struct rdv_member *members;
+	char err[512];
+	/* barrier */
+	tw_status bst;
+	int64_t btimeout_ms;
+	volatile int bdone;
+};
+
+static void joiner_init(struct joiner *j, const struct srv *v, uint32_t rank,
+			const char *name, uint32_t nloops, uint32_t world)
+{
+	memset(j, 0, sizeof(*j));
+	j->url = v->url;
+	j->world = world;
+	j->timeout_ms = WAIT_MS;
+	j->self.rank = rank;
+	j->self.nloops = nloops;
+	snprintf(j->self.name, sizeof(j->self.name), "%s", name);
+	for (uint32_t i = 0; i < nloops; i++)
+		snprintf(j->addrs[i], sizeof(j->addrs[i]),
+			 "tcp://127.0.0.1:%u", 20000 + rank * 10 + i);
+	j->self.addrs = j->addrs;
+}
+
+static void *join_main(void *arg)
+{
+	struct joiner *j = arg;
+	j->st = rdv_join(j->url, &j->self, j->world, j->timeout_ms, &j->c,
+			 &j->members, j->err, sizeof(j->err));
+	return NULL;
+}
+
+static void join_start(struct joiner *j)
+{
+	cr_assert_eq(pthread_create(&j->th, NULL, join_main, j), 0);
+}
+
+static void join_wait(struct joiner *j)
+{
+	pthread_join(j->th, NULL);
+}
+
+/* Join on this thread. */
+static tw_status join_now(struct joiner *j)
+{
+	join_main(j);
+	return j->st;
+}
+
+static void *barrier_main(void *arg)
+{
+	struct joiner *j = arg;
+	j->bst = rdv_barrier(j->c, j->btimeout_ms);
+	__atomic_store_n(&j->bdone, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void joiner_fini(struct joiner *j)
+{
+	rdv_client_close(j->c);
+	j->c = NULL;
+	rdv_members_free(j->members, j->world);
+	j->members = NULL;
+}
+
+/* Every member as it announced itself, by rank. */
+static void check_members(const struct joiner *j, struct joiner *const *all,
+			  uint32_t n)
+{
+	cr_assert_not_null(j->members, "rank %u has no member list",
+			   j->self.rank);
+	for (uint32_t r = 0; r < n; r++) {
+		const struct rdv_member *m = &j->members[r];
+		const struct rdv_member *want = &all[r]->self;
+		cr_assert_eq(m->rank, r);
+		cr_assert_str_eq(m->name, want->name, "rank %u's name", r);
+		cr_assert_eq(m->nloops, want->nloops, "rank %u's loops", r);
+		for (uint32_t i = 0; i < m->nloops; i++)
+			cr_assert_str_eq(m->addrs[i], want->addrs[i],
+					 "rank %u loop %u", r, i);
+	}
+}
+
+/* A join the server refuses at once (another world size): when it has
+ * its answer, the server has handled every frame written before. */
+static void sync_server(const struct srv *v)
+{
+	struct joiner p;
+	joiner_init(&p, v, 0, "probe", 1, v->world + 1);
+	cr_assert_eq(join_now(&p), TW_EINVAL, "probe: %s", p.err);
+}
+
+/* ------------------------------------------------------------------ */
+/* Raw members: frames written by the test                              */
+
+static int raw_connect(const struct srv *v)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(fd >= 0);
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(v->port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n > 0) {
+		ssize_t k = write(fd, c, n);
+		cr_assert(k > 0, "write: %s", strerror(errno));
+		c += k;
+		n -= (size_t)k;
+	}
+}
+
+/* Encode a message of type with payload (taken) and write it. */
+static void raw_send(int fd, unsigned type, tw_value payload)
+{
+	tw_frame_hdr h = { .version = TW_FRAME_VERSION, .type = (uint8_t)type };
+	tw_out_msg m;
+	cr_assert_eq(tw_msg_encode(NULL, &h, &payload, &m), TW_OK);
+	void *b = malloc(m.total_len);
+	cr_assert_not_null(b);
+	tw_out_msg_copy(&m, b);
+	write_all(fd, b, m.total_len);
+	free(b);
+	tw_out_msg_release(&m);
+	tw_value_destroy(&payload);
+}
+
+static tw_value join_payload(const char *name, int64_t rank, int64_t world,
+			     uint32_t naddrs)
+{
+	tw_value t, s, l;
+	cr_assert_eq(tw_value_tuple(&t, 4), TW_OK);
+	cr_assert_eq(tw_value_cstring(&s, name), TW_OK);
+	cr_assert_eq(tw_value_set_item(&t, 0, s), TW_OK);
+	cr_assert_eq(tw_value_set_item(&t, 1, tw_value_int(rank)), TW_OK);
+	cr_assert_eq(tw_value_set_item(&t, 2, tw_value_int(world)), TW_OK);
+	cr_assert_eq(tw_value_list(&l, naddrs), TW_OK);
+	for (uint32_t i = 0; i < naddrs; i++) {
+		char a[32];
+		snprintf(a, sizeof(a), "tcp://127.0.0.1:%u", 30000 + i);
+		cr_assert_eq(tw_value_cstring(&s, a), TW_OK);
+		cr_assert_eq(tw_value_set_item(&l, i, s), TW_OK);
+	}
+	cr_assert_eq(tw_value_set_item(&t, 3, l), TW_OK);
+	return t;
+}
+
+static bool read_full(int fd, void *p, size_t n, bool *eof)
+{
+	char *c = p;
+	*eof = false;
+	while (n > 0) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (poll(&pf, 1, WAIT_MS) <= 0)
+			return false;
+		ssize_t k = read(fd, c, n);
+		if (k <= 0) {
+			*eof = true;
+			return false;
+		}
+		c += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+/* The next frame from the server into *m: 1, or 0 on EOF (the server
+ * closed); fails the test when neither comes. */
+static int raw_recv(int fd, tw_in_msg *m)
+{
+	uint8_t hdr[TW_FRAME_HDR_SIZE];
+	bool eof;
+	if (!read_full(fd, hdr, sizeof(hdr), &eof)) {
+		cr_assert(eof, "nothing from the server within %d ms", WAIT_MS);
+		return 0;
+	}
+	tw_frame_hdr h;
+	cr_assert_eq(tw_frame_hdr_decode(hdr, NULL, &h, NULL), TW_OK);
+	tw_buf *b;
+	cr_assert_eq(tw_buf_alloc(h.total_len, &b), TW_OK);
+	memcpy(b->data, hdr, sizeof(hdr));
+	cr_assert(read_full(fd, (char *)b->data + sizeof(hdr),
+			    h.total_len - sizeof(hdr), &eof),
+		  "a frame cut short");
+	const char *why = NULL;
+	cr_assert_eq(tw_msg_decode(b, 0, h.total_len, NULL, m, &why), TW_OK,
+		     "%s", why);
+	tw_buf_release(b);
+	return 1;
+}
+
+static void expect_closed(int fd)
+{
+	char c;
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	cr_assert_eq(poll(&pf, 1, WAIT_MS), 1, "still open");
+	cr_assert_leq(read(fd, &c, 1), 0, "more bytes, not the close");
+}
+
+/* The server refuses fd: an EXCEPTION whose message holds want, then
+ * the connection closes. */
+static void expect_refusal(int fd, const char *want)
+{
+	tw_in_msg m;
+	cr_assert_eq(raw_recv(fd, &m), 1, "no answer; want '%s'", want);
+	cr_assert_eq(m.hdr.type, TW_MSG_EXCEPTION);
+	cr_assert_eq(m.payload.kind, TW_KIND_ERROR);
+	const tw_error *e = m.payload.u.err;
+	cr_assert(strstr(e->msg, want) != NULL, "refusal '%s' lacks '%s'",
+		  e->msg, want);
+	tw_in_msg_release(&m);
+	expect_closed(fd);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests                                                               */
+
+/* N members join at once; each learns every member's name and
+ * addresses by rank. The barrier holds every member until the last one
+ * arrives, then lets them all go. */
+Test(rendezvous, n_members_join_and_meet_at_the_barrier, .timeout = 60)
+{
+	enum { N = 4 };
+	struct srv v;
+	srv_up(&v, N, WAIT_MS);
+	struct joiner j[N], *all[N];
+	for (uint32_t r = 0; r < N; r++) {
+		char name[16];
+		snprintf(name, sizeof(name), "worker%u", r);
+		joiner_init(&j[r], &v, r, name, 1 + r % 3, N);
+		all[r] = &j[r];
+	}
+	/* Not in rank order: ranks are slots, not arrival order. */
+	for (int r = N - 1; r >= 0; r--)
+		join_start(&j[r]);
+	for (uint32_t r = 0; r < N; r++) {
+		join_wait(&j[r]);
+		cr_assert_eq(j[r].st, TW_OK, "rank %u: %s", r, j[r].err);
+	}
+	for (uint32_t r = 0; r < N; r++)
+		check_members(&j[r], all, N);
+
+	pthread_t bt[N];
+	for (uint32_t r = 0; r + 1 < N; r++) {
+		j[r].btimeout_ms = WAIT_MS;
+		cr_assert_eq(pthread_create(&bt[r], NULL, barrier_main, &j[r]),
+			     0);
+	}
+	/* Whatever the scheduling, nobody passes while one is missing. */
+	struct timespec ts = { 0, 100 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+	for (uint32_t r = 0; r + 1 < N; r++)
+		cr_assert_eq(__atomic_load_n(&j[r].bdone, __ATOMIC_ACQUIRE), 0,
+			     "rank %u passed the barrier before rank %u came",
+			     r, N - 1);
+	cr_assert_eq(rdv_barrier(j[N - 1].c, WAIT_MS), TW_OK);
+	for (uint32_t r = 0; r + 1 < N; r++) {
+		pthread_join(bt[r], NULL);
+		cr_assert_eq(j[r].bst, TW_OK, "rank %u", r);
+	}
+	for (uint32_t r = 0; r < N; r++)
+		joiner_fini(&j[r]);
+	rdv_server_stop(v.s);
+}
+
+/* A member that leaves counts as done at the barrier: the others pass. */
+Test(rendezvous, a_member_gone_does_not_hold_the_barrier, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 3, WAIT_MS);
+	struct joiner j[3];
+	for (uint32_t r = 0; r < 3; r++) {
+		joiner_init(&j[r], &v, r, r ? (r == 1 ? "b" : "c") : "a", 1, 3);
+		join_start(&j[r]);
+	}
+	for (uint32_t r = 0; r < 3; r++) {
+		join_wait(&j[r]);
+		cr_assert_eq(j[r].st, TW_OK, "%s", j[r].err);
+	}
+	joiner_fini(&j[2]);
+	pthread_t bt;
+	j[0].btimeout_ms = WAIT_MS;
+	cr_assert_eq(pthread_create(&bt, NULL, barrier_main, &j[0]), 0);
+	cr_assert_eq(rdv_barrier(j[1].c, WAIT_MS), TW_OK);
+	pthread_join(bt, NULL);
+	cr_assert_eq(j[0].bst, TW_OK);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	rdv_server_stop(v.s);
+}
+
+/* A name another rank holds is refused, naming both; the group still
+ * forms with a member of another name. */
+Test(rendezvous, duplicate_name_refused, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	int fd = raw_connect(&v);
+	raw_send(fd, TW_MSG_JOIN, join_payload("alice", 0, 2, 1));
+	sync_server(&v);
+	struct joiner d;
+	joiner_init(&d, &v, 1, "alice", 1, 2);
+	cr_assert_eq(join_now(&d), TW_EINVAL, "%s", d.err);
+	cr_assert(strstr(d.err, "'alice'") != NULL && strstr(d.err, "rank 0"),
+		  "reason: %s", d.err);
+	struct joiner b;
+	joiner_init(&b, &v, 1, "bob", 2, 2);
+	cr_assert_eq(join_now(&b), TW_OK, "%s", b.err);
+	cr_assert_str_eq(b.members[0].name, "alice");
+	cr_assert_str_eq(b.members[1].name, "bob");
+	cr_assert_eq(b.members[1].nloops, 2);
+	/* The raw member hears the list too. */
+	tw_in_msg m;
+	cr_assert_eq(raw_recv(fd, &m), 1);
+	cr_assert_eq(m.hdr.type, TW_MSG_JOIN);
+	cr_assert_eq(m.payload.kind, TW_KIND_LIST);
+	cr_assert_eq(m.payload.len, 2);
+	tw_in_msg_release(&m);
+	close(fd);
+	joiner_fini(&b);
+	rdv_server_stop(v.s);
+}
+
+/* A rank another member holds is refused, naming the holder. */
+Test(rendezvous, duplicate_rank_refused, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	int fd = raw_connect(&v);
+	raw_send(fd, TW_MSG_JOIN, join_payload("alice", 0, 2, 1));
+	sync_server(&v);
+	struct joiner d;
+	joiner_init(&d, &v, 0, "bob", 1, 2);
+	cr_assert_eq(join_now(&d), TW_EINVAL, "%s", d.err);
+	cr_assert(strstr(d.err, "rank 0") != NULL && strstr(d.err, "'alice'"),
+		  "reason: %s", d.err);
+	close(fd);
+	rdv_server_stop(v.s);
+}
+
+/* Another world size, or a rank outside it: refused, saying which; the
+ * group then forms as if they never came. */
+Test(rendezvous, world_size_mismatch_and_rank_out_of_range, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	struct joiner w;
+	joiner_init(&w, &v, 0, "a", 1, 3);
+	cr_assert_eq(join_now(&w), TW_EINVAL, "%s", w.err);
+	cr_assert(strstr(w.err, "world size 3") && strstr(w.err, "2"),
+		  "reason: %s", w.err);
+	joiner_init(&w, &v, 2, "a", 1, 2);
+	cr_assert_eq(join_now(&w), TW_EINVAL, "%s", w.err);
+	cr_assert(strstr(w.err, "rank 2") && strstr(w.err, "world size 2"),
+		  "reason: %s", w.err);
+
+	struct joiner j[2], *all[2] = { &j[0], &j[1] };
+	joiner_init(&j[0], &v, 0, "a", 1, 2);
+	joiner_init(&j[1], &v, 1, "b", 1, 2);
+	join_start(&j[0]);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	check_members(&j[0], all, 2);
+	check_members(&j[1], all, 2);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	rdv_server_stop(v.s);
+}
+
+/*
+ * Strangers on the control port: garbage, a header over the control
+ * frame limit, a JOIN whose payload is no JOIN, one with no addresses,
+ * a message that is not for rank 0, half a header then silence, and a
+ * connection that says nothing. Each is refused (a reason when it sent a
+ * readable frame, else the connection closes) or merely waits; the real
+ * members join and pass the barrier as if they were not there.
+ */
+Test(rendezvous, strangers_do_not_harm_the_group, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+
+	int garbage = raw_connect(&v);
+	uint8_t junk[64];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 37 + 11);
+	write_all(garbage, junk, sizeof(junk));
+
+	int huge = raw_connect(&v);
+	uint8_t hdr[TW_FRAME_HDR_SIZE];
+	tw_frame_hdr h = { .version = TW_FRAME_VERSION, .type = TW_MSG_JOIN,
+			   .payload_len = 5u << 20,
+			   .total_len = TW_FRAME_HDR_SIZE + (5u << 20) };
+	tw_frame_hdr_encode(hdr, &h);
+	write_all(huge, hdr, sizeof(hdr));
+
+	int notjoin = raw_connect(&v);
+	raw_send(notjoin, TW_MSG_JOIN, tw_value_int(7));
+	int noaddr = raw_connect(&v);
+	raw_send(noaddr, TW_MSG_JOIN, join_payload("eve", 1, 2, 0));
+	int other = raw_connect(&v);
+	raw_send(other, TW_MSG_ACK, tw_value_none());
+	int half = raw_connect(&v);
+	write_all(half, hdr, 20);
+	int silent = raw_connect(&v);
+
+	expect_closed(garbage);
+	expect_closed(huge);
+	expect_refusal(notjoin, "malformed JOIN");
+	expect_refusal(noaddr, "malformed JOIN addresses");
+	expect_refusal(other, "unexpected");
+
+	struct joiner j[2], *all[2] = { &j[0], &j[1] };
+	joiner_init(&j[0], &v, 0, "a", 2, 2);
+	joiner_init(&j[1], &v, 1, "eve", 1, 2); /* the name eve tried */
+	join_start(&j[0]);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	check_members(&j[0], all, 2);
+	check_members(&j[1], all, 2);
+	pthread_t bt;
+	j[0].btimeout_ms = WAIT_MS;
+	cr_assert_eq(pthread_create(&bt, NULL, barrier_main, &j[0]), 0);
+	cr_assert_eq(rdv_barrier(j[1].c, WAIT_MS), TW_OK);
+	pthread_join(bt, NULL);
+	cr_assert_eq(j[0].bst, TW_OK);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	int fds[] = { garbage, huge, notjoin, noaddr, other, half, silent };
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		close(fds[i]);
+	rdv_server_stop(v.s);
+}
+
+/* A member that leaves before the group forms frees its rank, which a
+ * restarted worker then takes. */
+Test(rendezvous, a_rank_left_before_the_group_formed_is_free, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	int fd = raw_connect(&v);
+	raw_send(fd, TW_MSG_JOIN, join_payload("old", 1, 2, 1));
+	shutdown(fd, SHUT_WR);
+	expect_closed(fd); /* the server saw it go */
+	close(fd);
+	struct joiner j[2], *all[2] = { &j[0], &j[1] };
+	joiner_init(&j[0], &v, 0, "a", 1, 2);
+	joiner_init(&j[1], &v, 1, "new", 1, 2);
+	join_start(&j[0]);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	check_members(&j[0], all, 2);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	rdv_server_stop(v.s);
+}
+
+/* Nobody at the address: the join gives up at its timeout, saying so. */
+Test(rendezvous, join_times_out_without_a_server, .timeout = 60)
+{
+	struct srv v = { .port = free_port(), .world = 2 };
+	snprintf(v.url, sizeof(v.url), "tcp://127.0.0.1:%u", v.port);
+	struct joiner j;
+	joiner_init(&j, &v, 1, "b", 1, 2);
+	j.timeout_ms = 300;
+	cr_assert_eq(join_now(&j), TW_ETIMEDOUT, "%s", j.err);
+	cr_assert(strstr(j.err, v.url) && strstr(j.err, "300 ms"),
+		  "reason: %s", j.err);
+	cr_assert_null(j.c);
+	cr_assert_null(j.members);
+}
+
+/* The group does not form in time: rank 0 tells the members who joined
+ * which ranks are missing, before their own timeouts. */
+Test(rendezvous, the_group_times_out_naming_the_missing_ranks,
+     .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 4, 600);
+	struct joiner j[2];
+	joiner_init(&j[0], &v, 0, "a", 1, 4);
+	joiner_init(&j[1], &v, 2, "c", 1, 4);
+	join_start(&j[0]);
+	join_start(&j[1]);
+	for (int i = 0; i < 2; i++) {
+		join_wait(&j[i]);
+		cr_assert_eq(j[i].st, TW_ETIMEDOUT, "%s", j[i].err);
+		cr_assert(strstr(j[i].err, "2 of 4") != NULL &&
+				  strstr(j[i].err, "missing rank 1 3") != NULL,
+			  "reason: %s", j[i].err);
+		cr_assert_null(j[i].c);
+	}
+	rdv_server_stop(v.s);
+}
+
+/* The barrier: a member alone times out; rank 0 gone is unreachable. */
+Test(rendezvous, barrier_timeout_and_rank_0_gone, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	struct joiner j[2];
+	joiner_init(&j[0], &v, 0, "a", 1, 2);
+	joiner_init(&j[1], &v, 1, "b", 1, 2);
+	join_start(&j[0]);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	cr_assert_eq(rdv_barrier(j[0].c, 200), TW_ETIMEDOUT,
+		     "passed without rank 1");
+	rdv_server_stop(v.s);
+	cr_assert_eq(rdv_barrier(j[1].c, WAIT_MS), TW_EUNREACHABLE);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+}
+
+Test(rendezvous, server_start_refusals)
+{
+	struct rdv_server *s = (struct rdv_server *)1;
+	char err[256] = "";
+	cr_assert_eq(rdv_server_start("udp://127.0.0.1:1", 2, 100, &s, err,
+				      sizeof(err)),
+		     TW_EINVAL);
+	cr_assert_null(s);
+	cr_assert(strstr(err, "udp://127.0.0.1:1") != NULL, "reason: %s", err);
+	/* TEST-NET-1: no interface of ours has it. */
+	cr_assert_eq(rdv_server_start("tcp://192.0.2.1:4000", 2, 100, &s, err,
+				      sizeof(err)),
+		     TW_EIO);
+	cr_assert(strstr(err, "192.0.2.1") != NULL, "reason: %s", err);
+	/* The port is taken. */
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	cr_assert_eq(rdv_server_start(v.url, 2, 100, &s, err, sizeof(err)),
+		     TW_EIO);
+	cr_assert(strstr(err, v.url) != NULL, "reason: %s", err);
+	rdv_server_stop(v.s);
+	rdv_server_stop(NULL);
+	rdv_client_close(NULL);
+	rdv_members_free(NULL, 3);
+}
+
+Test(rendezvous, parse_url)
+{
+	char host[64];
+	uint16_t port = 0;
+	cr_assert_eq(rdv_parse_url("tcp://10.0.0.1:29500", host, sizeof(host),
+				   &port),
+		     TW_OK);
+	cr_assert_str_eq(host, "10.0.0.1");
+	cr_assert_eq(port, 29500);
+	cr_assert_eq(rdv_parse_url("tcp://node-7.example:0", host,
+				   sizeof(host), &port),
+		     TW_OK);
+	cr_assert_str_eq(host, "node-7.example");
+	cr_assert_eq(port, 0);
+	cr_assert_eq(rdv_parse_url("tcp://[::1]:65535", host, sizeof(host),
+				   &port),
+		     TW_OK);
+	cr_assert_str_eq(host, "::1");
+	cr_assert_eq(port, 65535);
+	static const char *const bad[] = {
+		NULL,           "",           "udp://h:1",   "tcp://",
+		"tcp://h",      "tcp://h:",   "tcp://:80",   "tcp://h:65536",
+		"tcp://h:12a",  "tcp://h:-1", "tcp://[::1]", "tcp://[::1:80",
+		"tcp://[]:80",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(rdv_parse_url(bad[i], host, sizeof(host), &port),
+			     TW_EINVAL, "'%s'", bad[i] ? bad[i] : "(null)");
+	/* A host longer than the caller's room. */
+	cr_assert_eq(rdv_parse_url("tcp://abcdefgh:1", host, 8, &port),
+		     TW_EINVAL);
+	cr_assert_eq(rdv_parse_url("tcp://abcdefg:1", host, 8, &port), TW_OK);
+}
