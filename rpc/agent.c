@@ -1006,23 +1006,26 @@ tw_status tw_agent_register(tw_agent *a, const char *name, tw_handler_fn fn,
 			    void *arg, unsigned flags)
 {
 	if (a == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_agent_register: agent is "
+				      "NULL");
 	return registry_add(&a->reg, name, fn, arg, flags);
 }
 
 tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
 				   tw_schema_handler_fn fn, void *arg,
-				   unsigned flags, char *err, size_t errlen)
+				   unsigned flags)
 {
 	if (a == NULL)
-		return TW_EINVAL;
-	return reg_add_schema(&a->reg, schema, fn, arg, flags, err, errlen);
+		return tw_fail_static(TW_EINVAL, "tw_agent_register_schema: "
+				      "agent is NULL");
+	return reg_add_schema(&a->reg, schema, fn, arg, flags);
 }
 
 tw_status tw_agent_list_functions(const tw_agent *a, tw_value *out)
 {
 	if (a == NULL || out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_agent_list_functions: "
+				      "agent or out is NULL");
 	return reg_list_functions((struct registry *)&a->reg, out);
 }
 

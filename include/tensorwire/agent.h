@@ -152,7 +152,10 @@ typedef tw_status (*tw_handler_fn)(tw_call_ctx *ctx, const tw_value *args,
 
 #define TW_FN_BLOCKING 0x1u /* run on the executor pool */
 
-/* Register name (a qualified name such as "demo::add"). TW_EBUSY if taken. */
+/* Register name (a qualified name such as "demo::add"). TW_EBUSY if taken
+ * ("function 'demo::add' is already registered"), TW_EINVAL for an empty
+ * or overlong name (over 1024 bytes), a NULL fn or unknown flags, TW_ENOMEM;
+ * tw_errmsg says which. Any thread, at any time. */
 tw_status tw_agent_register(tw_agent *a, const char *name, tw_handler_fn fn,
 			    void *arg, unsigned flags);
 
@@ -249,16 +252,17 @@ typedef tw_status (*tw_schema_handler_fn)(tw_call_ctx *ctx,
  * torch's matchBuiltinOp; when none binds the caller gets TW_ETYPE with
  * torch's message ("Failed to match operator name ... Schemas tried: ...";
  * for a single overload, the binding error naming the argument and the
- * expected type). Errors: TW_EINVAL for a schema that does not parse (err,
- * when not NULL, gets the parser's message with its position) or flags
+ * expected type). Errors, each with its reason (tw_errmsg): TW_EINVAL for
+ * a schema that does not parse (the parser's message, ending with the
+ * byte offset: "expected ')' or ',' after argument 'x' at 17") or flags
  * differing from the name's other overloads; TW_EBUSY when the name is
  * registered plainly (tw_agent_register) or already has this overload
- * name; TW_ENOMEM. Every agent serves the aten:: builtins and
- * tw::list_functions.
+ * name ("function 'demo::scale.int' is already registered"); TW_ENOMEM.
+ * Every agent serves the aten:: builtins and tw::list_functions.
  */
 tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
 				   tw_schema_handler_fn fn, void *arg,
-				   unsigned flags, char *err, size_t errlen);
+				   unsigned flags);
 
 /*
  * Every function this worker serves, as an owned list sorted by qualified
