@@ -738,38 +738,42 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 
 	st = registry_init(&a->reg);
 	if (st != TW_OK)
-		goto fail_plain;
+		goto fail; /* it said why */
 	a->reg_ok = true;
 	st = reg_register_builtins(&a->reg); /* aten::*, tw::list_functions */
-	if (st != TW_OK)
-		goto fail_plain;
+	if (st != TW_OK) {
+		tw_fail_wrap(st, st, "cannot register the builtin functions");
+		goto fail;
+	}
 	struct tw_buf_pool_opts po;
 	tw_buf_pool_opts_init(&po, sizeof(po));
 	po.buf_size = TX_POOL_BUF;
 	po.count = TX_POOL_COUNT;
 	po.name = "tw-tx";
 	st = tw_buf_pool_create(&po, &a->txpool);
-	if (st == TW_OK)
-		st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->call_cache);
+	if (st != TW_OK) {
+		tw_fail_wrap(st, st, "cannot create the send buffer pool "
+			     "(%u buffers of %u bytes)", TX_POOL_COUNT,
+			     TX_POOL_BUF);
+		goto fail;
+	}
+	st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->call_cache);
 	if (st == TW_OK)
 		st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->reply_cache);
-	if (st == TW_OK) {
-		char en[32];
-		snprintf(en, sizeof(en), "tw%u-exec", a->rank);
-		st = executor_create(o.executor_threads, EXEC_QUEUE, en, &a->exec);
-	}
 	if (st != TW_OK)
 		goto fail_plain;
+	char en[32];
+	snprintf(en, sizeof(en), "tw%u-exec", a->rank);
+	st = executor_create(o.executor_threads, EXEC_QUEUE, en, &a->exec);
+	if (st != TW_OK)
+		goto fail; /* it said why */
 
-	char err[512] = "";
 	if (a->rank == 0 && a->hooks == NULL) {
 		/* Up first, so the others stop retrying as soon as possible. */
 		st = rdv_server_start(a->rendezvous, a->world, o.init_timeout_ms,
-				      &a->rdv_srv, err, sizeof(err));
-		if (st != TW_OK) {
-			tw_fail(st, "%s", err);
-			goto fail;
-		}
+				      &a->rdv_srv);
+		if (st != TW_OK)
+			goto fail; /* it said why */
 	}
 	struct tw_transport_group g = {.nloops = a->nloops, .rank = a->rank,
 				       .world_size = a->world};
@@ -811,12 +815,10 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		snprintf(self.addrs[i], TW_ADDR_MAX, "%s", a->loops[i].addr);
 	atomic_store(&a->joining, 1);
 	st = rdv_join(a->rendezvous, &self, a->world, o.init_timeout_ms,
-		      &a->rdv, &a->members, err, sizeof(err));
+		      &a->rdv, &a->members);
 	free(self.addrs);
-	if (st != TW_OK) {
-		tw_fail(st, "%s", err);
-		goto fail;
-	}
+	if (st != TW_OK)
+		goto fail; /* it said why */
 joined:
 	st = build_membership(a);
 	if (st != TW_OK)
