@@ -220,7 +220,7 @@ tw_status tw_value_set_item(tw_value *container, uint32_t i, tw_value child)
 			       "unknown kind %u", child.kind);
 	if (container->kind != TW_KIND_LIST && container->kind != TW_KIND_TUPLE)
 		return tw_fail(TW_ETYPE, "tw_value_set_item: the container is "
-			       "a %s, not a list or tuple",
+			       "of kind '%s', not a list or tuple",
 			       tw_kind_name((tw_kind)container->kind));
 	/* Writing into borrowed storage would change someone else's tree. */
 	if (container->flags & TW_VALUE_BORROWED)
@@ -253,8 +253,9 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 		return tw_fail(TW_EINVAL, "tw_value_dict_set: the child has an "
 			       "unknown kind %u", child.kind);
 	if (dict->kind != TW_KIND_DICT)
-		return tw_fail(TW_ETYPE, "tw_value_dict_set: the value is a %s, "
-			       "not a dict", tw_kind_name((tw_kind)dict->kind));
+		return tw_fail(TW_ETYPE, "tw_value_dict_set: the value is of "
+			       "kind '%s', not a dict",
+			       tw_kind_name((tw_kind)dict->kind));
 	if (dict->flags & TW_VALUE_BORROWED)
 		return tw_fail_static(TW_EINVAL, "tw_value_dict_set: the dict is "
 				      "borrowed (its storage is someone "
@@ -676,8 +677,8 @@ static tw_status null_arg(void)
 
 static tw_status not_a(const tw_value *v, const char *want)
 {
-	return tw_fail(TW_ETYPE, "the value is a %s, not %s",
-		       tw_kind_name((tw_kind)v->kind), want);
+	return tw_fail(TW_ETYPE, "expected %s, got a value of kind '%s'", want,
+		       tw_kind_name((tw_kind)v->kind));
 }
 
 tw_status tw_value_get_bool(const tw_value *v, bool *out)

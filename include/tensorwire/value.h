@@ -76,9 +76,9 @@ typedef struct tw_kv tw_kv;
  *    (tensor bytes are shared by reference, never copied).
  *
  * Errors: every function here that fails says why (tw_errmsg, status.h):
- * "index 3 out of range for a list of 2", "the value is a string, not an
- * int", "dict key 'x' is already used by entry 0", "tw_value_clone: more
- * than TW_VALUE_MAX_DEPTH (64) nested containers".
+ * "index 3 out of range for a list of 2", "expected an int, got a value
+ * of kind 'string'", "dict key 'x' is already used by entry 0",
+ * "tw_value_clone: more than TW_VALUE_MAX_DEPTH (64) nested containers".
  */
 struct tw_value {
 	uint8_t kind;    /* tw_kind */
