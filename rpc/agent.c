@@ -1,6 +1,7 @@
 /* The agent: options, run loops and their transports, connections,
  * rendezvous and membership, worker info, registration and shutdown. */
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,6 @@ static _Atomic uint64_t agent_gen_next = 1;
 
 #define RECORD_CACHE 4096u
 #define EXEC_QUEUE 4096u
-#define LOOP_RING 16384u
 #define TX_POOL_BUF 4096u
 #define TX_POOL_COUNT 1024u
 #define TEARDOWN_WAIT_MS 5000
@@ -650,7 +650,7 @@ static tw_status start_loops(tw_agent *a)
 		snprintf(name, sizeof(name), "tw%u-loop%u", a->rank, i);
 		lo.name = name;
 		lo.cpu = a->o.first_cpu >= 0 ? a->o.first_cpu + (int)i : -1;
-		lo.ring_size = LOOP_RING;
+		lo.ring_size = AGENT_LOOP_RING;
 		lo.spin_ns = a->o.spin_ns;
 		lo.yield = a->o.yield;
 		if (a->hooks != NULL) {
@@ -865,21 +865,31 @@ static void barrier_idle(void *arg)
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 {
 	if (a == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_agent_shutdown: agent is "
+				      "NULL");
 	struct agent_loop *own = NULL;
 	if (a->o.embedded) {
 		/* Only the owner can drive the loop through the shutdown. */
 		own = &a->loops[0];
 		if (agent_tls_loop != own)
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL, "an embedded agent is "
+					      "shut down by its owner thread "
+					      "(the one that called "
+					      "tw_agent_init) only");
 		if (tw_loop_in_poll(own->loop))
-			return TW_EBUSY; /* from a handler */
+			return tw_fail_static(TW_EBUSY, "tw_agent_shutdown "
+					      "called from a handler: it would "
+					      "wait for itself");
 	} else if (agent_tls_loop != NULL && agent_tls_loop->a == a) {
 		/* From one of our own threads it would wait for itself. */
-		return TW_EBUSY;
+		return tw_fail_static(TW_EBUSY, "tw_agent_shutdown called on one "
+				      "of the agent's run loops (a handler): "
+				      "it would wait for itself");
 	}
 	if (executor_on_thread(a->exec))
-		return TW_EBUSY;
+		return tw_fail_static(TW_EBUSY, "tw_agent_shutdown called from a "
+				      "blocking handler: it would wait for "
+				      "itself");
 	tw_status st = TW_OK;
 	if (graceful && atomic_load(&a->state) == AGENT_RUNNING) {
 		/* Our calls first (their timeouts bound this), then the
@@ -902,7 +912,12 @@ tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 	while (atomic_load(&a->api_inflight) != 0)
 		sched_yield();
 	agent_free(a);
-	return st;
+	if (st != TW_OK)
+		/* After the teardown, which may record reasons of its own. */
+		return tw_fail(st, "shutdown barrier: the rendezvous host "
+			       "(rank 0) went away before every worker had "
+			       "shut down (%s)", tw_strerror(st));
+	return TW_OK;
 }
 
 /* ---- embedded mode ---------------------------------------------------------------- */
@@ -925,7 +940,9 @@ tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms)
 		return tw_future_status(f);
 	/* From a handler: the loop cannot be polled from inside itself. */
 	if (tw_loop_in_poll(l->loop))
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "waiting on a run loop (in a "
+				      "handler) for a future only that loop "
+				      "can complete: use tw_call_defer");
 	uint64_t ns = UINT64_MAX;
 	if (timeout_ms >= 0)
 		ns = (uint64_t)timeout_ms > UINT64_MAX / 1000000u
@@ -933,17 +950,54 @@ tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms)
 			     : (uint64_t)timeout_ms * 1000000u;
 	/* The sleep cap: f may be one another thread completes. */
 	if (!tw_loop_poll_until(l->loop, future_done, f, ns, 1000000))
-		return TW_ETIMEDOUT;
+		return tw_fail(TW_ETIMEDOUT, "the future was not completed "
+			       "within %lld ms", (long long)timeout_ms);
 	return tw_future_status(f);
+}
+
+/* The embedded owner's loop, if this thread is a's owner; else NULL. */
+static struct agent_loop *own_loop(tw_agent *a)
+{
+	if (a != NULL && a->o.embedded && agent_tls_loop == &a->loops[0])
+		return &a->loops[0];
+	return NULL;
 }
 
 tw_status tw_agent_wait(tw_agent *a, tw_future *f, int64_t timeout_ms)
 {
 	if (f == NULL)
-		return TW_EINVAL;
-	if (a != NULL && a->o.embedded && agent_tls_loop == &a->loops[0])
-		return agent_wait_own(&a->loops[0], f, timeout_ms);
+		return tw_fail_static(TW_EINVAL, "tw_agent_wait: future is NULL");
+	struct agent_loop *l = own_loop(a);
+	if (l != NULL)
+		return agent_wait_own(l, f, timeout_ms);
 	return tw_future_wait(f, timeout_ms);
+}
+
+void agent_explain_error(const tw_agent *a, tw_status kind,
+			 const tw_error *e, const char *fmt, ...)
+{
+	char pre[256] = "";
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	const char *msg = tw_strerror(kind);
+	int len = -1;
+	if (e != NULL && e->msg != NULL && e->msg_len > 0) {
+		msg = e->msg;
+		len = e->msg_len < TW_ERRMSG_MAX ? (int)e->msg_len
+						 : TW_ERRMSG_MAX;
+	}
+	if (len < 0)
+		len = (int)strlen(msg);
+	/* Raised by another worker: torch's form of a remote exception.
+	 * What this worker reports itself (a timeout, a lost peer) speaks
+	 * alone, as torch raises those. */
+	if (e != NULL && e->origin != a->rank && e->origin < a->world)
+		tw_fail(kind, "%sOn worker '%s' (id %u): %.*s", pre,
+			agent_worker_name(a, e->origin), e->origin, len, msg);
+	else
+		tw_fail(kind, "%s%.*s", pre, len, msg);
 }
 
 /* ---- worker info, registration, statistics --------------------------------------- */
@@ -962,25 +1016,50 @@ tw_status agent_find_worker(const tw_agent *a, const char *name, uint32_t *id)
 	}
 }
 
+tw_status agent_no_worker(const tw_agent *a, const char *name)
+{
+	return tw_fail(TW_ENOENT, "no worker named '%.*s' (world size %u)",
+		       TW_WORKER_NAME_MAX, name, a->world);
+}
+
+tw_status agent_no_worker_id(const tw_agent *a, uint32_t id)
+{
+	return tw_fail(TW_ENOENT, "no worker with id %u (world size %u: ids "
+		       "0 to %u)", id, a->world, a->world - 1);
+}
+
+/* Membership is read once the group formed. */
+static tw_status no_members(const char *fn)
+{
+	return tw_fail(TW_EINVAL, "%s before the group formed (tw_agent_init "
+		       "has not returned)", fn);
+}
+
 tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
 			       tw_worker_info *out)
 {
-	if (a == NULL || name == NULL || out == NULL || a->workers == NULL)
-		return TW_EINVAL;
+	if (a == NULL || name == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_agent_worker_info: agent, "
+				      "name or out is NULL");
+	if (a->workers == NULL)
+		return no_members("tw_agent_worker_info");
 	uint32_t id;
-	tw_status st = agent_find_worker(a, name, &id);
-	if (st == TW_OK)
-		*out = a->workers[id];
-	return st;
+	if (agent_find_worker(a, name, &id) != TW_OK)
+		return agent_no_worker(a, name);
+	*out = a->workers[id];
+	return TW_OK;
 }
 
 tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
 				     tw_worker_info *out)
 {
-	if (a == NULL || out == NULL || a->workers == NULL)
-		return TW_EINVAL;
+	if (a == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_agent_worker_info_by_id: "
+				      "agent or out is NULL");
+	if (a->workers == NULL)
+		return no_members("tw_agent_worker_info_by_id");
 	if (id >= a->world)
-		return TW_ENOENT;
+		return agent_no_worker_id(a, id);
 	*out = a->workers[id];
 	return TW_OK;
 }

@@ -124,7 +124,10 @@ tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
  */
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful);
 
-/* Worker info by name, by id, or of this worker. TW_ENOENT if unknown. */
+/* Worker info by name, by id, or of this worker (torch's get_worker_info).
+ * TW_ENOENT if unknown ("no worker named 'w9' (world size 2)", "no worker
+ * with id 5 (world size 2: ids 0 to 1)"), TW_EINVAL for NULL arguments.
+ * Any thread. */
 tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
 			       tw_worker_info *out);
 tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
@@ -174,14 +177,31 @@ uint32_t tw_call_caller(const tw_call_ctx *ctx);
 /*
  * Call fn on worker to (a name) with positional args (a tuple or list;
  * NULL = none) and kwargs (a dict; NULL = none). timeout_ms follows torch:
- * negative = the agent's default, 0 = no timeout. The args are encoded
- * before return (tensor bytes are referenced, not copied, until sent), so
- * the caller may destroy them at once. A call to self takes no network.
- * Errors come through the future: TW_ENOFUNC, TW_ETIMEDOUT, TW_EUNREACHABLE,
- * TW_ESHUTDOWN, and the handler's kinds. Immediate failures are returned
- * directly: TW_ENOENT (unknown worker), TW_EINVAL (bad args, or called
- * before init finished), TW_ENOSPC (the loop's queue is full:
- * backpressure, try again), TW_ESHUTDOWN (shutdown has begun).
+ * negative = the agent's default (read now), 0 = no timeout. The args
+ * are encoded before return (tensor bytes are referenced, not copied,
+ * until sent), so the caller may destroy them at once. A call to self
+ * takes no network. Errors come through the future:
+ * TW_ENOFUNC, TW_ETIMEDOUT, TW_EUNREACHABLE, TW_ESHUTDOWN, and the
+ * handler's kinds. Immediate failures are returned directly, each with
+ * its reason (tw_errmsg):
+ *   TW_ENOENT     unknown worker ("no worker named 'w9' (world size 2)")
+ *   TW_EINVAL     args not a tuple or list ("args must be a tuple or list
+ *                 (or NULL for none), got None"), kwargs not a dict, a
+ *                 NULL or empty fn, called before tw_agent_init returned
+ *                 (from the setup callback), or a value the wire cannot
+ *                 carry, named by its path in args or kwargs
+ *                 ("args[0][1]"): nested too deep (a call's payload nests
+ *                 at most TW_VALUE_MAX_DEPTH containers and wraps args
+ *                 and kwargs in one of its own, so they may nest
+ *                 TW_VALUE_MAX_DEPTH - 1 deep, args itself counting as
+ *                 one), a string that is not UTF-8, a repeated dict key,
+ *                 a malformed tensor, more tensors or bytes than a frame
+ *                 carries
+ *   TW_ENOSPC     the loop's queue is full: backpressure, retry once
+ *                 calls complete
+ *   TW_ESHUTDOWN  shutdown has begun
+ *   TW_ENOMEM
+ * The limits are the same for a call to self, which is not encoded.
  *
  * Handlers receive args borrowed, also for calls to self (whose args are
  * owned copies marked borrowed), so copying parts of args into *result is
@@ -191,11 +211,19 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		       const tw_value *args, const tw_value *kwargs,
 		       int64_t timeout_ms, tw_future **out);
 
-/* tw_rpc_async then wait; *result gets an owned copy of the value. On a
- * remote error, returns its kind and, if err is not NULL, an owned error
- * value with its message and origin. Not from a handler running on a run
- * loop (TW_EINVAL: it would block the loop that must deliver the answer);
- * blocking handlers (executor threads) may use it. */
+/*
+ * tw_rpc_async then wait; *result gets an owned copy of the value. On
+ * failure returns its kind, records its reason (tw_errmsg) and, if err is
+ * not NULL, fills it with an owned error value (kind, message, origin
+ * worker). An error raised by another worker reads, as torch prints a
+ * remote exception, "On worker 'w1' (id 1): <its message>" (err->msg
+ * holds the message alone); what this worker reports itself (a timeout,
+ * an unreachable peer, shutdown, an error of a call to self) reads as its
+ * message alone, as torch raises those; an immediate failure reads as
+ * tw_rpc_async's. Not from a handler running on a run loop (TW_EINVAL: it
+ * would block the loop that must deliver the answer); blocking handlers
+ * (executor threads) may use it.
+ */
 tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 		      const tw_value *args, const tw_value *kwargs,
 		      int64_t timeout_ms, tw_value *result, tw_value *err);

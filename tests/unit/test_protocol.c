@@ -850,6 +850,226 @@ Test(protocol, init_checks_the_member_list)
 	cr_assert_eq(tw_fake_net_destroy(net), TW_OK);
 }
 
+/* ---- immediate failures that say why ------------------------------------ */
+
+static tw_value int_args(int64_t v)
+{
+	tw_value args;
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	cr_assert_eq(tw_value_set_item(&args, 0, tw_value_int(v)), TW_OK);
+	return args;
+}
+
+/* Immediate refusals of tw_rpc_async name what was wrong. */
+Test(protocol, async_refusals_say_why)
+{
+	world_up(2, NULL);
+	tw_agent *a = W.ag[0];
+	tw_future *f = (tw_future *)0x1;
+	tw_value args = int_args(1);
+	cr_assert_eq(tw_rpc_async(a, "w9", "t::echo", &args, NULL, 100, &f),
+		     TW_ENOENT);
+	cr_assert_null(f);
+	cr_assert_str_eq(tw_errmsg(TW_ENOENT),
+			 "no worker named 'w9' (world size 2)");
+	tw_value none = tw_value_none();
+	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &none, NULL, 100, &f),
+		     TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "args must be a tuple or list "
+			 "(or NULL for none), got None");
+	tw_value i = tw_value_int(3);
+	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &i, NULL, 100, &f),
+		     TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "args must be a tuple or list "
+			 "(or NULL for none), got int");
+	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &args, &args, 100, &f),
+		     TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "kwargs must be a dict (or NULL "
+			 "for none), got Tuple[int]");
+	cr_assert_eq(tw_rpc_async(a, "B", "", &args, NULL, 100, &f), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tw_rpc_async: no function name "
+			 "(fn is NULL or empty)");
+	cr_assert_eq(tw_rpc_async(a, NULL, "t::echo", &args, NULL, 100, &f),
+		     TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tw_rpc_async: no destination (to is NULL)");
+	/* The wire's refusals, found by their path. */
+	tw_value bad = tw_value_string_borrow("\xff", 1);
+	tw_value bt = {.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED,
+		       .len = 1, .u.items = &bad};
+	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &bt, NULL, 100, &f),
+		     TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "args[0] is a string that is not valid UTF-8");
+	tw_kv kv[2] = {{.key = "a", .key_len = 1, .val = tw_value_int(1)},
+		       {.key = "a", .key_len = 1, .val = tw_value_int(2)}};
+	tw_value dup = {.kind = TW_KIND_DICT, .flags = TW_VALUE_BORROWED,
+			.len = 2, .u.entries = kv};
+	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &args, &dup, 100, &f),
+		     TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "kwargs has the key 'a' twice");
+	/* Another kind than the last failure's: its description. */
+	cr_assert_str_eq(tw_errmsg(TW_ENOSPC), tw_strerror(TW_ENOSPC));
+	tw_value_destroy(&args);
+	settle();
+	world_down(true);
+}
+
+/* args holding `levels` lists nested in one another: args is depth 1, its
+ * item depth 2, and so on. */
+static tw_value nested_args(unsigned levels)
+{
+	tw_value v = tw_value_int(1);
+	for (unsigned d = 0; d + 1 < levels; d++) {
+		tw_value l;
+		cr_assert_eq(tw_value_list(&l, 1), TW_OK);
+		cr_assert_eq(tw_value_set_item(&l, 0, v), TW_OK);
+		v = l;
+	}
+	tw_value args;
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	cr_assert_eq(tw_value_set_item(&args, 0, v), TW_OK);
+	return args;
+}
+
+/* The depth limit, the same to self and to another worker, and a message
+ * that names it and the path over it. */
+Test(protocol, nesting_too_deep_is_named)
+{
+	world_up(2, NULL);
+	const char *to[2] = {"A", "B"};
+	tw_value ok = nested_args(TW_VALUE_MAX_DEPTH - 1);
+	tw_value deep = nested_args(TW_VALUE_MAX_DEPTH);
+	char want[1024];
+	int n = snprintf(want, sizeof(want), "value nested too deep: args");
+	for (unsigned d = 1; d < TW_VALUE_MAX_DEPTH; d++)
+		n += snprintf(want + n, sizeof(want) - (size_t)n, "[0]");
+	snprintf(want + n, sizeof(want) - (size_t)n, " is a list at depth 64 "
+		 "(args and kwargs are depth 1); a call's arguments may nest "
+		 "at most 63 deep, as TW_VALUE_MAX_DEPTH (64) counts the "
+		 "call's own payload tuple");
+	for (int i = 0; i < 2; i++) {
+		tw_future *f = NULL;
+		tw_status st = tw_rpc_async(W.ag[0], to[i], "t::echo", &ok, NULL,
+					    1000, &f);
+		cr_assert_eq(st, TW_OK, "%s: %s", to[i], tw_errmsg(st));
+		settle();
+		cr_assert_eq(tw_future_status(f), TW_OK, "%s", to[i]);
+		tw_future_release(f);
+		cr_assert_eq(tw_rpc_async(W.ag[0], to[i], "t::echo", &deep, NULL,
+					  1000, &f), TW_EINVAL, "%s", to[i]);
+		cr_assert_str_eq(tw_errmsg(TW_EINVAL), want, "to %s", to[i]);
+	}
+	/* In kwargs, by key. */
+	tw_value kw;
+	cr_assert_eq(tw_value_dict(&kw, 1), TW_OK);
+	tw_value inner = deep.u.items[0];
+	deep.u.items[0] = tw_value_none();
+	cr_assert_eq(tw_value_dict_set(&kw, 0, "x", inner), TW_OK);
+	tw_future *f = NULL;
+	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::echo", NULL, &kw, 1000, &f),
+		     TW_EINVAL);
+	cr_assert(strncmp(tw_errmsg(TW_EINVAL), "value nested too deep: "
+			  "kwargs['x'][0][0]", 40) == 0, "%s",
+		  tw_errmsg(TW_EINVAL));
+	tw_value_destroy(&kw);
+	tw_value_destroy(&ok);
+	tw_value_destroy(&deep);
+	world_down(true);
+}
+
+static tw_status setup_st;
+static char setup_msg[256];
+
+/* A setup callback that calls out: too early, and told so. */
+static tw_status setup_calls(tw_agent *a, void *arg)
+{
+	tw_status st = setup(a, arg);
+	tw_future *f = NULL;
+	setup_st = tw_rpc_async(a, "B", "t::echo", NULL, NULL, 100, &f);
+	snprintf(setup_msg, sizeof(setup_msg), "%s", tw_errmsg(setup_st));
+	return st;
+}
+
+static void tweak_setup_calls(uint32_t rank, struct tw_agent_opts *o)
+{
+	if (rank == 0)
+		o->setup = setup_calls;
+}
+
+Test(protocol, call_before_init_finished_says_so)
+{
+	world_up(2, tweak_setup_calls);
+	cr_assert_eq(setup_st, TW_EINVAL);
+	cr_assert_str_eq(setup_msg, "the agent has not joined its group yet: "
+			 "calls start once tw_agent_init has returned (not from "
+			 "its setup callback)");
+	world_down(true);
+}
+
+static tw_status late_st;
+static char late_msg[256];
+
+/* Runs as the call fails in the teardown: the agent is going away. */
+static void call_again(tw_future *f, void *arg)
+{
+	(void)f;
+	tw_future *g = NULL;
+	late_st = tw_rpc_async(arg, "B", "t::echo", NULL, NULL, 100, &g);
+	snprintf(late_msg, sizeof(late_msg), "%s", tw_errmsg(late_st));
+}
+
+Test(protocol, call_during_shutdown_says_so)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_fake_net_hold(W.net, B_ADDR, A_ADDR, true), TW_OK);
+	tw_future *f = call(0, "B", "t::echo", 1, 0);
+	settle();
+	cr_assert_eq(tw_future_then(f, call_again, W.ag[0]), TW_OK);
+	agent_down(0, false);
+	failure(f, TW_ESHUTDOWN);
+	cr_assert_eq(late_st, TW_ESHUTDOWN);
+	cr_assert_str_eq(late_msg, "the agent is shutting down: no new calls");
+	tw_future_release(f);
+	world_down(false);
+}
+
+/* Nobody polls A: its loop's ring fills and the call after is refused as
+ * backpressure; once polled, everything queued completes. */
+Test(protocol, full_ring_is_backpressure)
+{
+	world_up(2, NULL);
+	tw_agent_fake_enter(W.ag[0]);
+	size_t cap = AGENT_LOOP_RING + 16, n = 0;
+	tw_future **fs = calloc(cap, sizeof(*fs));
+	cr_assert_not_null(fs);
+	tw_value args = int_args(5);
+	tw_status st = TW_OK;
+	while (n < cap) {
+		st = tw_rpc_async(W.ag[0], "B", "t::echo", &args, NULL, 0,
+				  &fs[n]);
+		if (st != TW_OK)
+			break;
+		n++;
+	}
+	cr_assert_eq(st, TW_ENOSPC, "never refused after %zu calls", n);
+	cr_assert_leq(n, AGENT_LOOP_RING);
+	cr_assert_geq(n, AGENT_LOOP_RING / 2);
+	cr_assert(strstr(tw_errmsg(TW_ENOSPC), "backpressure; retry") != NULL,
+		  "%s", tw_errmsg(TW_ENOSPC));
+	cr_assert_str_eq(tw_errmsg(TW_ENOSPC), "the run loop's queue is full "
+			 "(16384 messages): backpressure; retry once some "
+			 "calls complete");
+	settle();
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(result_int(fs[i]), 5);
+		tw_future_release(fs[i]);
+	}
+	free(fs);
+	tw_value_destroy(&args);
+	world_down(true);
+}
+
 /* ---- the fake transport alone: its contract ------------------------------ */
 
 struct ep {
