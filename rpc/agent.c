@@ -9,6 +9,7 @@
 
 #include "dataplane/err.h"
 #include "rpc/agent_impl.h"
+#include "rpc/future_impl.h"
 #include "rpc/invoke.h"
 
 _Thread_local struct agent_loop *agent_tls_loop;
@@ -973,6 +974,11 @@ tw_status tw_agent_wait(tw_agent *a, tw_future *f, int64_t timeout_ms)
 	return tw_future_wait(f, timeout_ms);
 }
 
+static tw_status wait_own_fn(tw_future *f, int64_t timeout_ms, void *ctx)
+{
+	return agent_wait_own(ctx, f, timeout_ms);
+}
+
 void agent_explain_error(const tw_agent *a, tw_status kind,
 			 const tw_error *e, const char *fmt, ...)
 {
@@ -998,6 +1004,23 @@ void agent_explain_error(const tw_agent *a, tw_status kind,
 			agent_worker_name(a, e->origin), e->origin, len, msg);
 	else
 		tw_fail(kind, "%s%.*s", pre, len, msg);
+}
+
+tw_status tw_agent_wait_all(tw_agent *a, tw_future *const *futs, size_t n,
+			    int64_t timeout_ms)
+{
+	if (a == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_agent_wait_all: agent is "
+				      "NULL");
+	struct agent_loop *l = own_loop(a);
+	size_t i;
+	tw_status st = future_wait_all_with(futs, n, timeout_ms,
+					    l != NULL ? wait_own_fn : NULL, l,
+					    &i);
+	if (i != SIZE_MAX)
+		agent_explain_error(a, st, tw_future_error(futs[i]),
+				    "future %zu (of %zu) failed: ", i, n);
+	return st;
 }
 
 /* ---- worker info, registration, statistics --------------------------------------- */
@@ -1061,6 +1084,48 @@ tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
 	if (id >= a->world)
 		return agent_no_worker_id(a, id);
 	*out = a->workers[id];
+	return TW_OK;
+}
+
+tw_status tw_agent_worker_infos(const tw_agent *a, tw_worker_info *out,
+				uint32_t cap, uint32_t *n)
+{
+	if (a == NULL || n == NULL || (out == NULL && cap > 0))
+		return tw_fail_static(TW_EINVAL, "tw_agent_worker_infos: agent "
+				      "or n is NULL, or out is NULL with a "
+				      "capacity");
+	*n = a->world;
+	if (a->workers == NULL)
+		return no_members("tw_agent_worker_infos");
+	if (cap < a->world)
+		return tw_fail(TW_ENOSPC, "room for %u worker infos, %u needed "
+			       "(the world size)", cap, a->world);
+	memcpy(out, a->workers, a->world * sizeof(*out));
+	return TW_OK;
+}
+
+int64_t tw_agent_default_timeout(const tw_agent *a)
+{
+	if (a == NULL)
+		return -1;
+	return atomic_load_explicit(&a->default_timeout_ms,
+				    memory_order_relaxed);
+}
+
+tw_status tw_agent_set_default_timeout(tw_agent *a, int64_t timeout_ms)
+{
+	if (a == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_agent_set_default_timeout: "
+				      "agent is NULL");
+	if (timeout_ms < 0)
+		return tw_fail(TW_EINVAL, "default timeout must not be negative "
+			       "(got %lld ms; 0 = no timeout)",
+			       (long long)timeout_ms);
+	/* Relaxed: a call reads it once, when it starts, and a concurrent
+	 * call may take either value. Calls made before keep their deadline
+	 * (computed then). */
+	atomic_store_explicit(&a->default_timeout_ms, timeout_ms,
+			      memory_order_relaxed);
 	return TW_OK;
 }
 

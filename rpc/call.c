@@ -879,6 +879,21 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 			  args, kwargs, timeout_ms, out);
 }
 
+tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
+			  const tw_value *args, const tw_value *kwargs,
+			  int64_t timeout_ms, tw_future **out)
+{
+	/* UINT32_MAX means "no destination" inside; as an id it is merely
+	 * unknown, and says so. */
+	if (to == UINT32_MAX && a != NULL) {
+		if (out != NULL)
+			*out = NULL;
+		return agent_no_worker_id(a, to);
+	}
+	return call_async(a, (struct dest){.id = to}, fn, args, kwargs,
+			  timeout_ms, out);
+}
+
 static tw_status call_sync(tw_agent *a, struct dest to, const char *fn,
 			   const tw_value *args, const tw_value *kwargs,
 			   int64_t timeout_ms, tw_value *result, tw_value *err)
@@ -933,6 +948,24 @@ tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 {
 	return call_sync(a, (struct dest){.name = to, .id = UINT32_MAX}, fn,
 			 args, kwargs, timeout_ms, result, err);
+}
+
+tw_status tw_rpc_sync_id(tw_agent *a, uint32_t to, const char *fn,
+			 const tw_value *args, const tw_value *kwargs,
+			 int64_t timeout_ms, tw_value *result, tw_value *err)
+{
+	if (to == UINT32_MAX && a != NULL) {
+		if (result != NULL)
+			*result = tw_value_none();
+		if (err != NULL)
+			*err = tw_value_none();
+		tw_status st = agent_no_worker_id(a, to);
+		if (err != NULL)
+			tw_value_error(err, st, a->rank, tw_errmsg(st));
+		return st;
+	}
+	return call_sync(a, (struct dest){.id = to}, fn, args, kwargs,
+			 timeout_ms, result, err);
 }
 
 uint64_t tw_agent_outstanding(const tw_agent *a)

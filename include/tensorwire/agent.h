@@ -135,6 +135,31 @@ tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
 void tw_agent_self(const tw_agent *a, tw_worker_info *out);
 uint32_t tw_agent_world_size(const tw_agent *a);
 
+/*
+ * Every worker's info, in rank order (out[i].id == i), as torch's
+ * get_worker_infos: into out[0 .. cap). *n is set to the world size in
+ * every case but NULL arguments, so a call with cap 0 (out may then be
+ * NULL) asks how many there are. TW_ENOSPC, writing nothing, when cap is
+ * smaller than the world size (tw_errmsg says both); TW_EINVAL for a NULL
+ * a or n, or a NULL out with cap > 0. The membership is fixed once
+ * tw_agent_init returned: any thread, no lock.
+ */
+tw_status tw_agent_worker_infos(const tw_agent *a, tw_worker_info *out,
+				uint32_t cap, uint32_t *n);
+
+/*
+ * The default timeout of calls made with timeout_ms < 0, in ms (0 = none),
+ * as torch's rpc.get_rpc_timeout (which speaks seconds); -1 for a NULL a.
+ * Set it at run time with tw_agent_set_default_timeout (torch's
+ * _set_rpc_timeout): it applies to calls started afterwards; a call
+ * already started keeps the deadline it was given. 0 = no timeout;
+ * negative is refused with TW_EINVAL (torch does not check). Any thread;
+ * a call started concurrently by another thread may take the old or the
+ * new value.
+ */
+int64_t tw_agent_default_timeout(const tw_agent *a);
+tw_status tw_agent_set_default_timeout(tw_agent *a, int64_t timeout_ms);
+
 /* ---- functions this worker serves ---- */
 
 typedef struct tw_call_ctx tw_call_ctx;
@@ -177,10 +202,10 @@ uint32_t tw_call_caller(const tw_call_ctx *ctx);
 /*
  * Call fn on worker to (a name) with positional args (a tuple or list;
  * NULL = none) and kwargs (a dict; NULL = none). timeout_ms follows torch:
- * negative = the agent's default (read now), 0 = no timeout. The args
- * are encoded before return (tensor bytes are referenced, not copied,
- * until sent), so the caller may destroy them at once. A call to self
- * takes no network. Errors come through the future:
+ * negative = the agent's default (tw_agent_default_timeout, read now),
+ * 0 = no timeout. The args are encoded before return (tensor bytes are
+ * referenced, not copied, until sent), so the caller may destroy them at
+ * once. A call to self takes no network. Errors come through the future:
  * TW_ENOFUNC, TW_ETIMEDOUT, TW_EUNREACHABLE, TW_ESHUTDOWN, and the
  * handler's kinds. Immediate failures are returned directly, each with
  * its reason (tw_errmsg):
@@ -212,6 +237,17 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		       int64_t timeout_ms, tw_future **out);
 
 /*
+ * tw_rpc_async addressed by worker id (rank), as torch's rpc_async takes
+ * a WorkerInfo or an id as well as a name (pass info.id for a
+ * tw_worker_info). Same semantics, calls to self included; an unknown id
+ * is TW_ENOENT ("no worker with id 5 (world size 2: ids 0 to 1)"). C has
+ * no overloading, hence the second name.
+ */
+tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
+			  const tw_value *args, const tw_value *kwargs,
+			  int64_t timeout_ms, tw_future **out);
+
+/*
  * tw_rpc_async then wait; *result gets an owned copy of the value. On
  * failure returns its kind, records its reason (tw_errmsg) and, if err is
  * not NULL, fills it with an owned error value (kind, message, origin
@@ -228,6 +264,11 @@ tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 		      const tw_value *args, const tw_value *kwargs,
 		      int64_t timeout_ms, tw_value *result, tw_value *err);
 
+/* tw_rpc_sync addressed by worker id, as tw_rpc_async_id. */
+tw_status tw_rpc_sync_id(tw_agent *a, uint32_t to, const char *fn,
+			 const tw_value *args, const tw_value *kwargs,
+			 int64_t timeout_ms, tw_value *result, tw_value *err);
+
 /* Embedded mode, owner thread only: one iteration of the agent's loop
  * (receive, serve, complete futures, fire timers). Returns work done; 0
  * (and nothing done) in threaded mode. */
@@ -238,6 +279,15 @@ int tw_agent_poll(tw_agent *a);
  * loop's idle policy (spin_ns, yield), and returns TW_EINVAL when called
  * from inside the loop (a handler) on a future not yet done. */
 tw_status tw_agent_wait(tw_agent *a, tw_future *f, int64_t timeout_ms);
+
+/* tw_future_wait_all (future.h) as tw_agent_wait is tw_future_wait: the
+ * embedded owner polls its loop while it waits, where tw_future_wait_all
+ * would wait forever for answers only its loop can deliver. Other threads
+ * and threaded agents wait as tw_future_wait_all does. The failed
+ * future's explanation names the worker as tw_rpc_sync does: "future 2
+ * (of 4) failed: On worker 'w1' (id 1): <message>". */
+tw_status tw_agent_wait_all(tw_agent *a, tw_future *const *futs, size_t n,
+			    int64_t timeout_ms);
 
 /* Calls this worker has sent and not yet seen completed (snapshot). */
 uint64_t tw_agent_outstanding(const tw_agent *a);

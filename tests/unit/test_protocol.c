@@ -850,7 +850,8 @@ Test(protocol, init_checks_the_member_list)
 	cr_assert_eq(tw_fake_net_destroy(net), TW_OK);
 }
 
-/* ---- immediate failures that say why ------------------------------------ */
+/* ---- the conveniences of issue 11: calls by id, infos, default timeout,
+ * wait_all, and immediate failures that say why ---------------------------- */
 
 static tw_value int_args(int64_t v)
 {
@@ -858,6 +859,150 @@ static tw_value int_args(int64_t v)
 	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
 	cr_assert_eq(tw_value_set_item(&args, 0, tw_value_int(v)), TW_OK);
 	return args;
+}
+
+static tw_future *call_id(uint32_t from, uint32_t to, const char *fn,
+			  int64_t v, int64_t timeout_ms)
+{
+	tw_value args = int_args(v);
+	tw_future *f = NULL;
+	tw_status st = tw_rpc_async_id(W.ag[from], to, fn, &args, NULL,
+				       timeout_ms, &f);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+	tw_value_destroy(&args);
+	return f;
+}
+
+Test(protocol, calls_by_id)
+{
+	world_up(2, NULL);
+	tw_future *f = call_id(0, 1, "t::echo", 7, 1000);
+	tw_future *g = call_id(0, 0, "t::inc", 8, 1000); /* to self */
+	settle();
+	cr_assert_eq(result_int(f), 7);
+	cr_assert_eq(result_int(g), 9);
+	cr_assert_eq(W.k[1].echo, 1);
+	cr_assert_eq(W.k[0].inc, 1, "a call to self runs here");
+	tw_future_release(f);
+	tw_future_release(g);
+
+	tw_value args = int_args(1);
+	tw_future *h = (tw_future *)0x1;
+	cr_assert_eq(tw_rpc_async_id(W.ag[0], 2, "t::echo", &args, NULL, 1000,
+				     &h), TW_ENOENT);
+	cr_assert_null(h);
+	cr_assert_str_eq(tw_errmsg(TW_ENOENT),
+			 "no worker with id 2 (world size 2: ids 0 to 1)");
+	cr_assert_eq(tw_rpc_async_id(W.ag[0], UINT32_MAX, "t::echo", &args,
+				     NULL, 1000, &h), TW_ENOENT);
+	cr_assert_str_eq(tw_errmsg(TW_ENOENT), "no worker with id 4294967295 "
+			 "(world size 2: ids 0 to 1)");
+
+	/* rpc_sync by id to self: the embedded owner polls its own loop. */
+	tw_agent_fake_enter(W.ag[0]);
+	tw_value r, e;
+	cr_assert_eq(tw_rpc_sync_id(W.ag[0], 0, "t::inc", &args, NULL, 1000,
+				    &r, &e), TW_OK);
+	cr_assert_eq(r.u.i, 2);
+	tw_value_destroy(&r);
+	cr_assert_eq(tw_rpc_sync_id(W.ag[0], 0, "t::nope", &args, NULL, 1000,
+				    &r, &e), TW_ENOFUNC);
+	/* Raised by this worker (a call to self): its message alone. */
+	cr_assert_eq(e.kind, TW_KIND_ERROR);
+	cr_assert_str_eq(tw_errmsg(TW_ENOFUNC), e.u.err->msg);
+	cr_assert(strstr(e.u.err->msg, "t::nope") != NULL, "%s", e.u.err->msg);
+	tw_value_destroy(&e);
+	cr_assert_eq(tw_rpc_sync_id(W.ag[0], 9, "t::inc", &args, NULL, 1000,
+				    &r, &e), TW_ENOENT);
+	cr_assert_str_eq(e.u.err->msg,
+			 "no worker with id 9 (world size 2: ids 0 to 1)");
+	cr_assert_str_eq(tw_errmsg(TW_ENOENT), e.u.err->msg);
+	tw_value_destroy(&e);
+	tw_value_destroy(&args);
+	world_down(true);
+}
+
+Test(protocol, worker_infos_in_rank_order)
+{
+	world_up(3, NULL);
+	tw_worker_info wi[4];
+	uint32_t n = 0;
+	cr_assert_eq(tw_agent_worker_infos(W.ag[1], wi, 4, &n), TW_OK);
+	cr_assert_eq(n, 3);
+	for (uint32_t i = 0; i < 3; i++) {
+		cr_assert_eq(wi[i].id, i);
+		cr_assert_str_eq(wi[i].name, names[i]);
+		cr_assert_str_eq(wi[i].addr, addrs[i]);
+	}
+	memset(wi, 0, sizeof(wi));
+	cr_assert_eq(tw_agent_worker_infos(W.ag[1], wi, 2, &n), TW_ENOSPC);
+	cr_assert_eq(n, 3, "the count needed");
+	cr_assert_eq(wi[0].name[0], '\0', "nothing written");
+	cr_assert_str_eq(tw_errmsg(TW_ENOSPC),
+			 "room for 2 worker infos, 3 needed (the world size)");
+	cr_assert_eq(tw_agent_worker_infos(W.ag[1], NULL, 0, &n), TW_ENOSPC);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(tw_agent_worker_infos(W.ag[1], NULL, 3, &n), TW_EINVAL);
+	cr_assert_eq(tw_agent_worker_infos(W.ag[1], wi, 3, NULL), TW_EINVAL);
+
+	tw_worker_info one;
+	cr_assert_eq(tw_agent_worker_info(W.ag[0], "w9", &one), TW_ENOENT);
+	cr_assert_str_eq(tw_errmsg(TW_ENOENT),
+			 "no worker named 'w9' (world size 3)");
+	cr_assert_eq(tw_agent_worker_info_by_id(W.ag[0], 3, &one), TW_ENOENT);
+	cr_assert_str_eq(tw_errmsg(TW_ENOENT),
+			 "no worker with id 3 (world size 3: ids 0 to 2)");
+	world_down(true);
+}
+
+/* The default timeout read at run time: a change applies to calls made
+ * after it; calls already made keep the deadline they got. */
+Test(protocol, default_timeout_changes_later_calls_only)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_agent_default_timeout(W.ag[0]), 60000);
+	cr_assert_eq(tw_agent_default_timeout(NULL), -1);
+	cr_assert_eq(tw_fake_net_hold(W.net, B_ADDR, A_ADDR, true), TW_OK);
+	cr_assert_eq(tw_agent_set_default_timeout(W.ag[0], 50), TW_OK);
+	cr_assert_eq(tw_agent_default_timeout(W.ag[0]), 50);
+	tw_future *f = call(0, "B", "t::echo", 1, -1);
+	cr_assert_eq(tw_agent_set_default_timeout(W.ag[0], 200), TW_OK);
+	tw_future *g = call(0, "B", "t::echo", 2, -1);
+	tw_future *x = call(0, "B", "t::echo", 3, 20); /* its own */
+	cr_assert_eq(tw_agent_set_default_timeout(W.ag[0], -5), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "default timeout must not be "
+			 "negative (got -5 ms; 0 = no timeout)");
+	cr_assert_eq(tw_agent_default_timeout(W.ag[0]), 200, "unchanged");
+	settle();
+
+	advance(20 * MS);
+	failure(x, TW_ETIMEDOUT);
+	cr_assert_not(tw_future_done(f));
+	advance(30 * MS);
+	const tw_error *e = failure(f, TW_ETIMEDOUT);
+	cr_assert_str_eq(e->msg, "RPC ran for more than set timeout (50 ms) "
+				 "and will now be marked with an error");
+	cr_assert_not(tw_future_done(g), "made after the change: 200 ms");
+	advance(150 * MS - 1);
+	cr_assert_not(tw_future_done(g));
+	advance(1);
+	e = failure(g, TW_ETIMEDOUT);
+	cr_assert(strstr(e->msg, "(200 ms)") != NULL, "%s", e->msg);
+
+	/* 0 = no timeout, for calls made from now on. */
+	cr_assert_eq(tw_agent_set_default_timeout(W.ag[0], 0), TW_OK);
+	tw_future *h = call(0, "B", "t::echo", 4, -1);
+	settle();
+	advance(100000 * MS);
+	cr_assert_not(tw_future_done(h));
+	cr_assert_eq(tw_fake_net_hold(W.net, B_ADDR, A_ADDR, false), TW_OK);
+	settle();
+	cr_assert_eq(result_int(h), 4);
+	tw_future_release(f);
+	tw_future_release(g);
+	tw_future_release(x);
+	tw_future_release(h);
+	world_down(true);
 }
 
 /* Immediate refusals of tw_rpc_async name what was wrong. */
@@ -1067,6 +1212,65 @@ Test(protocol, full_ring_is_backpressure)
 	}
 	free(fs);
 	tw_value_destroy(&args);
+	world_down(true);
+}
+
+/* An embedded owner's wait_all polls its loop (calls to self complete
+ * there); tw_future_wait_all would only look. */
+Test(protocol, embedded_wait_all_polls_the_loop)
+{
+	world_up(2, NULL);
+	tw_agent_fake_enter(W.ag[0]);
+	tw_future *f[2];
+	f[0] = call(0, "A", "t::inc", 1, 1000);
+	f[1] = call(0, "A", "t::inc", 2, 1000);
+	cr_assert_eq(tw_future_wait_all(f, 2, 0), TW_ETIMEDOUT,
+		     "nothing polled the loop yet");
+	cr_assert_eq(tw_agent_wait_all(W.ag[0], f, 2, 1000), TW_OK);
+	cr_assert_eq(result_int(f[0]), 2);
+	cr_assert_eq(result_int(f[1]), 3);
+	tw_future_release(f[0]);
+	tw_future_release(f[1]);
+
+	f[0] = call(0, "A", "t::inc", 1, 1000);
+	f[1] = call(0, "A", "t::nope", 2, 1000);
+	cr_assert_eq(tw_agent_wait_all(W.ag[0], f, 2, 1000), TW_ENOFUNC);
+	/* Raised here (a call to self): no worker prefix. */
+	char want[512];
+	snprintf(want, sizeof(want), "future 1 (of 2) failed: %s",
+		 tw_future_error(f[1])->msg);
+	cr_assert_str_eq(tw_errmsg(TW_ENOFUNC), want);
+	tw_future_release(f[0]);
+	tw_future_release(f[1]);
+
+	/* collect_all completes on the loop too: wait for it as for any. */
+	f[0] = call(0, "A", "t::inc", 10, 1000);
+	f[1] = call(0, "A", "t::nope", 2, 1000);
+	tw_future *all = NULL;
+	cr_assert_eq(tw_future_collect_all(f, 2, &all), TW_OK);
+	cr_assert_eq(tw_agent_wait(W.ag[0], all, 1000), TW_OK);
+	const tw_value *l = tw_future_value(all);
+	cr_assert_eq(l->u.items[0].u.i, 11);
+	cr_assert_eq(l->u.items[1].kind, TW_KIND_ERROR);
+	cr_assert_eq(l->u.items[1].u.err->kind, TW_ENOFUNC);
+	tw_future_release(all);
+	tw_future_release(f[0]);
+	tw_future_release(f[1]);
+
+	/* A remote error names its worker, as torch prints it. */
+	tw_value noargs;
+	cr_assert_eq(tw_value_tuple(&noargs, 0), TW_OK);
+	tw_future *g = NULL;
+	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::echo", &noargs, NULL, 1000,
+				  &g), TW_OK);
+	settle();
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_agent_wait_all(W.ag[0], &g, 1, 1000), TW_EINVAL);
+	snprintf(want, sizeof(want), "future 0 (of 1) failed: On worker 'B' "
+		 "(id 1): %s", tw_future_error(g)->msg);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), want);
+	tw_future_release(g);
+	tw_value_destroy(&noargs);
 	world_down(true);
 }
 
