@@ -34,4 +34,10 @@ tw_status tw_fail_wrap(tw_status st, tw_status inner, const char *fmt, ...)
  * turned into a remote error's message. */
 const char *tw_err_last(void);
 
+/* Forget the thread's last failure (two stores, no formatting): before
+ * running code that may fail without recording why (a user's handler),
+ * whose failure is then explained with tw_errmsg, so that an older
+ * reason of the same status cannot stand in for the missing one. */
+void tw_err_forget(void);
+
 #endif

@@ -169,10 +169,24 @@ static tw_status h_block(tw_call_ctx *ctx, const tw_value *args,
 	return tw_value_clone(result, x);
 }
 
+/* Fails without an error value and without recording a reason. */
+static tw_status h_bare(tw_call_ctx *ctx, const tw_value *args,
+			const tw_value *kwargs, tw_value *result, void *arg)
+{
+	(void)ctx;
+	(void)args;
+	(void)kwargs;
+	(void)result;
+	(void)arg;
+	return TW_EVALUE;
+}
+
 static tw_status setup(tw_agent *a, void *arg)
 {
 	tw_status st = tw_agent_register(a, "t::block", h_block, arg,
 					 TW_FN_BLOCKING);
+	if (st == TW_OK)
+		st = tw_agent_register(a, "t::bare", h_bare, arg, 0);
 	if (st == TW_OK)
 		st = tw_agent_register(a, "t::echo", h_echo, arg, 0);
 	if (st == TW_OK)
@@ -1057,6 +1071,40 @@ Test(protocol, async_refusals_say_why)
 	cr_assert_str_eq(tw_errmsg(TW_ENOSPC), tw_strerror(TW_ENOSPC));
 	tw_value_destroy(&args);
 	settle();
+	world_down(true);
+}
+
+/* A handler that fails without an error value is explained by the reason
+ * it recorded; one that recorded none by its kind alone, never by an
+ * older reason of the same kind left on the serving thread. */
+Test(protocol, handler_failures_explain_themselves)
+{
+	world_up(2, NULL);
+	tw_value noargs;
+	cr_assert_eq(tw_value_tuple(&noargs, 0), TW_OK);
+	tw_future *f = NULL;
+	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::echo", &noargs, NULL, 1000,
+				  &f), TW_OK);
+	settle();
+	const tw_error *e = failure(f, TW_EINVAL);
+	cr_assert_str_eq(e->msg, "function 't::echo' failed on worker 'B': "
+			 "index 0 out of range for a tuple of 0");
+	tw_future_release(f);
+	/* Every agent runs on this thread: leave a TW_EVALUE reason on it. */
+	tw_future *g;
+	cr_assert_eq(tw_future_create(&g), TW_OK);
+	cr_assert_eq(tw_future_fail(g, TW_EVALUE, 0, "a stale reason"), TW_OK);
+	cr_assert_eq(tw_future_wait(g, 0), TW_EVALUE);
+	cr_assert_str_eq(tw_errmsg(TW_EVALUE), "a stale reason");
+	tw_future_release(g);
+	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::bare", &noargs, NULL, 1000,
+				  &f), TW_OK);
+	settle();
+	e = failure(f, TW_EVALUE);
+	cr_assert_str_eq(e->msg, "function 't::bare' failed on worker 'B': "
+			 "value error");
+	tw_future_release(f);
+	tw_value_destroy(&noargs);
 	world_down(true);
 }
 
