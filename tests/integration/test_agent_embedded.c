@@ -516,12 +516,21 @@ static tw_status fn_sync_inside(tw_call_ctx *ctx, const tw_value *args,
 	tw_value r, e;
 	tw_status st = tw_rpc_sync(a, "w0", "add", NULL, NULL, -1, &r, &e);
 	tw_value_destroy(&e);
+	/* Each misuse says what it is (tw_errmsg). */
+	bool why = strcmp(tw_errmsg(st), "tw_rpc_sync called on a run loop: "
+			  "use tw_rpc_async and tw_call_defer") == 0;
 	tw_future *f;
 	tw_future_create(&f);
 	tw_status wst = tw_agent_wait(a, f, 10);
+	why = why && strstr(tw_errmsg(wst), "use tw_call_defer") != NULL;
+	tw_status wast = tw_agent_wait_all(a, &f, 1, 10);
+	why = why && strstr(tw_errmsg(wast), "use tw_call_defer") != NULL;
 	tw_future_release(f);
 	tw_status sst = tw_agent_shutdown(a, true);
-	*result = tw_value_bool(st == TW_EINVAL && wst == TW_EINVAL && sst == TW_EBUSY &&
+	why = why && strcmp(tw_errmsg(sst), "tw_agent_shutdown called from a "
+			    "handler: it would wait for itself") == 0;
+	*result = tw_value_bool(st == TW_EINVAL && wst == TW_EINVAL &&
+			       wast == TW_EINVAL && sst == TW_EBUSY && why &&
 			       tw_agent_poll(a) == 0);
 	return TW_OK;
 }
