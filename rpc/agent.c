@@ -644,7 +644,8 @@ static tw_status start_loops(tw_agent *a)
 		l->fault.delay_ns = a->o.fault_delay_ms * 1000000u;
 		l->out = calloc(a->world, sizeof(*l->out));
 		if (l->out == NULL || pend_init(&l->pend, 1024) != 0)
-			return TW_ENOMEM;
+			return tw_fail(TW_ENOMEM, "out of memory for run loop "
+				       "%u's tables", i);
 		struct tw_loop_opts lo;
 		tw_loop_opts_init(&lo, sizeof(lo));
 		char name[32];
@@ -658,20 +659,24 @@ static tw_status start_loops(tw_agent *a)
 			lo.clock = a->hooks->clock;
 			lo.clock_ctx = a->hooks->clock_ctx;
 		}
+		/* The loop says nothing of its own failures: say which. */
 		tw_status st = tw_loop_create(&lo, &l->loop);
 		if (st != TW_OK)
-			return st;
+			return tw_fail(st, "cannot create run loop %u: %s", i,
+				       tw_strerror(st));
 		/* Embedded: no thread; our first poll (in run_on_loop) binds
 		 * the loop's ring to the calling thread, which owns it. */
 		if (!a->o.embedded) {
 			st = tw_loop_start(l->loop);
 			if (st != TW_OK)
-				return st;
+				return tw_fail(st, "cannot start run loop %u's "
+					       "thread: %s", i, tw_strerror(st));
 			l->started = true;
 		}
+		/* The transport's create and listen say why they fail. */
 		st = run_on_loop(l, loop_init_fn, NULL);
 		if (st != TW_OK)
-			return st;
+			return tw_fail_wrap(st, st, "run loop %u", i);
 	}
 	return TW_OK;
 }
