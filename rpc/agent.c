@@ -670,7 +670,8 @@ static tw_status start_loops(tw_agent *a)
 			st = tw_loop_start(l->loop);
 			if (st != TW_OK)
 				return tw_fail(st, "cannot start run loop %u's "
-					       "thread: %s", i, tw_strerror(st));
+					       "thread: %s", i,
+					       tw_strerror(st));
 			l->started = true;
 		}
 		/* The transport's create and listen say why they fail. */
@@ -888,12 +889,14 @@ tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 					      "wait for itself");
 	} else if (agent_tls_loop != NULL && agent_tls_loop->a == a) {
 		/* From one of our own threads it would wait for itself. */
-		return tw_fail_static(TW_EBUSY, "tw_agent_shutdown called on one "
+		return tw_fail_static(TW_EBUSY,
+				      "tw_agent_shutdown called on one "
 				      "of the agent's run loops (a handler): "
 				      "it would wait for itself");
 	}
 	if (executor_on_thread(a->exec))
-		return tw_fail_static(TW_EBUSY, "tw_agent_shutdown called from a "
+		return tw_fail_static(TW_EBUSY,
+				      "tw_agent_shutdown called from a "
 				      "blocking handler: it would wait for "
 				      "itself");
 	tw_status st = TW_OK;
@@ -972,7 +975,8 @@ static struct agent_loop *own_loop(tw_agent *a)
 tw_status tw_agent_wait(tw_agent *a, tw_future *f, int64_t timeout_ms)
 {
 	if (f == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_agent_wait: future is NULL");
+		return tw_fail_static(TW_EINVAL,
+				      "tw_agent_wait: future is NULL");
 	struct agent_loop *l = own_loop(a);
 	if (l != NULL)
 		return agent_wait_own(l, f, timeout_ms);
@@ -1120,10 +1124,12 @@ int64_t tw_agent_default_timeout(const tw_agent *a)
 tw_status tw_agent_set_default_timeout(tw_agent *a, int64_t timeout_ms)
 {
 	if (a == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_agent_set_default_timeout: "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_agent_set_default_timeout: "
 				      "agent is NULL");
 	if (timeout_ms < 0)
-		return tw_fail(TW_EINVAL, "default timeout must not be negative "
+		return tw_fail(TW_EINVAL,
+			       "default timeout must not be negative "
 			       "(got %lld ms; 0 = no timeout)",
 			       (long long)timeout_ms);
 	/* Relaxed: a call reads it once, when it starts, and a concurrent

@@ -528,8 +528,8 @@ static tw_status bad_call(const tw_value *args, const tw_value *kwargs)
 	char got[128];
 	if (!seq_ok(args)) {
 		tw_value_type_repr(args, got, sizeof(got));
-		return tw_fail(TW_EINVAL, "positional arguments must be a tuple "
-					  "or a list, got %s", got);
+		return tw_fail(TW_EINVAL, "positional arguments must be a "
+			       "tuple or a list, got %s", got);
 	}
 	tw_value_type_repr(kwargs, got, sizeof(got));
 	return tw_fail(TW_EINVAL, "keyword arguments must be a dict, got %s",
@@ -598,12 +598,14 @@ tw_status tw_schema_match(const tw_schema *const *overloads, size_t n,
 			  size_t *chosen, tw_value *bound)
 {
 	if (overloads == NULL || n == 0)
-		return tw_fail_static(TW_EINVAL, "tw_schema_match: no overloads "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_schema_match: no overloads "
 				      "to match");
 	for (size_t i = 0; i < n; i++) {
 		if (overloads[i] == NULL ||
 		    (bound == NULL && overloads[i]->nargs > 0))
-			return tw_fail(TW_EINVAL, "tw_schema_match: overload %zu "
+			return tw_fail(TW_EINVAL,
+				       "tw_schema_match: overload %zu "
 				       "is NULL, or no room for its bound "
 				       "arguments", i);
 	}

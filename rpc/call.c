@@ -613,7 +613,8 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 			return true;
 		}
 		if (++d->nseg > TW_FRAME_MAX_SEGS) {
-			tw_fail(TW_EINVAL, "%s is tensor number %u of the call, "
+			tw_fail(TW_EINVAL,
+				"%s is tensor number %u of the call, "
 				"over the %u a frame carries", d->path, d->nseg,
 				TW_FRAME_MAX_SEGS);
 			return true;
@@ -656,7 +657,8 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 				continue; /* never set: not sent */
 			if (text_bad(e[i].key, e[i].key_len, true)) {
 				tw_fail(TW_EINVAL, "%s has a key that is not "
-					"valid UTF-8 (or holds a NUL)", d->path);
+					"valid UTF-8 (or holds a NUL)",
+					d->path);
 				return true;
 			}
 			diag_push(d, &mark, "['%.32s']", e[i].key);
@@ -665,15 +667,18 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 				return true;
 			diag_pop(d, mark);
 		}
-		for (uint32_t i = 0; i < v->len; i++)
-			for (uint32_t j = 0; e[i].key != NULL && j < i; j++)
-				if (e[j].key != NULL &&
-				    e[j].key_len == e[i].key_len &&
-				    memcmp(e[j].key, e[i].key, e[i].key_len) == 0) {
-					tw_fail(TW_EINVAL, "%s has the key '%.64s' "
-						"twice", d->path, e[i].key);
-					return true;
-				}
+		for (uint32_t i = 0; i < v->len; i++) {
+			const tw_kv *k = &e[i];
+			for (uint32_t j = 0; k->key != NULL && j < i; j++) {
+				if (e[j].key == NULL ||
+				    e[j].key_len != k->key_len ||
+				    memcmp(e[j].key, k->key, k->key_len) != 0)
+					continue;
+				tw_fail(TW_EINVAL, "%s has the key '%.64s' "
+					"twice", d->path, k->key);
+				return true;
+			}
+		}
 		return false;
 	}
 	case TW_KIND_RREF:
@@ -743,7 +748,8 @@ static tw_status check_call(tw_agent *a, const char *fn, const tw_value *args,
 			    const tw_value *kwargs, tw_future **out)
 {
 	if (a == NULL || out == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_rpc_async: agent or out is "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_rpc_async: agent or out is "
 				      "NULL");
 	if (fn == NULL || fn[0] == '\0')
 		return tw_fail_static(TW_EINVAL, "tw_rpc_async: no function "
@@ -751,11 +757,14 @@ static tw_status check_call(tw_agent *a, const char *fn, const tw_value *args,
 	char t[128];
 	if (args != NULL && args->kind != TW_KIND_TUPLE &&
 	    args->kind != TW_KIND_LIST)
-		return tw_fail(TW_EINVAL, "args must be a tuple or list (or NULL "
-			       "for none), got %s", type_name(args, t, sizeof(t)));
+		return tw_fail(TW_EINVAL,
+			       "args must be a tuple or list (or NULL "
+			       "for none), got %s",
+			       type_name(args, t, sizeof(t)));
 	if (kwargs != NULL && kwargs->kind != TW_KIND_DICT)
 		return tw_fail(TW_EINVAL, "kwargs must be a dict (or NULL for "
-			       "none), got %s", type_name(kwargs, t, sizeof(t)));
+			       "none), got %s",
+			       type_name(kwargs, t, sizeof(t)));
 	return TW_OK;
 }
 
@@ -791,12 +800,14 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 	}
 	if (state != AGENT_RUNNING) {
 		if (state == AGENT_STARTING)
-			st = tw_fail_static(TW_EINVAL, "the agent has not joined "
+			st = tw_fail_static(TW_EINVAL,
+					    "the agent has not joined "
 					    "its group yet: calls start once "
 					    "tw_agent_init has returned (not "
 					    "from its setup callback)");
 		else
-			st = tw_fail_static(TW_ESHUTDOWN, "the agent is shutting "
+			st = tw_fail_static(TW_ESHUTDOWN,
+					    "the agent is shutting "
 					    "down: no new calls");
 		goto out;
 	}
@@ -813,7 +824,8 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 
 	struct call *c = call_get(a);
 	if (c == NULL) {
-		st = tw_fail_static(TW_ENOMEM, "out of memory for a call record");
+		st = tw_fail_static(TW_ENOMEM,
+				    "out of memory for a call record");
 		goto out;
 	}
 	int64_t eff = timeout_ms < 0 ? atomic_load_explicit(&a->default_timeout_ms, memory_order_relaxed) : timeout_ms;
@@ -979,7 +991,8 @@ tw_status tw_rpc_list_functions(tw_agent *a, const char *to,
 				int64_t timeout_ms, tw_value *out)
 {
 	if (a == NULL || to == NULL || out == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_rpc_list_functions: agent, "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_rpc_list_functions: agent, "
 				      "to or out is NULL");
 	*out = tw_value_none();
 	tw_value err = tw_value_none();

@@ -91,7 +91,8 @@ static bool dtype_from_dl(DLDataType dl, tw_dtype *out)
 tw_status tw_tensor_to_dlpack(const tw_tensor *t, DLManagedTensor **out)
 {
 	if (t == NULL || out == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_tensor_to_dlpack: t or out "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_tensor_to_dlpack: t or out "
 				      "is NULL");
 
 	/* tw_tensor_span validates dtype, ndim, shape, strides and data. */
@@ -159,7 +160,8 @@ tw_status tw_tensor_from_dlpack(DLManagedTensor *mt, tw_tensor *out)
 	if (!dtype_from_dl(dt->dtype, &dtype))
 		return tw_fail(TW_ENOTSUP, "DLPack dtype (code %u, %u bits, %u "
 			       "lanes) has no tensorwire dtype",
-			       (unsigned)dt->dtype.code, (unsigned)dt->dtype.bits,
+			       (unsigned)dt->dtype.code,
+			       (unsigned)dt->dtype.bits,
 			       (unsigned)dt->dtype.lanes);
 	if (dt->ndim < 0 || dt->ndim > TW_TENSOR_MAX_DIMS)
 		return tw_fail(TW_EINVAL, "DLPack tensor of %d dims (0 to %u "

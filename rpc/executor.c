@@ -107,7 +107,8 @@ tw_status executor_create(uint32_t nthreads, uint32_t qsize, const char *name,
 		if (rc != 0) {
 			e->nthreads = i;
 			executor_destroy(e);
-			return tw_fail(TW_ENOMEM, "cannot start executor thread "
+			return tw_fail(TW_ENOMEM,
+				       "cannot start executor thread "
 				       "%u of %u: %s", i + 1, nthreads,
 				       strerror(rc));
 		}
@@ -134,7 +135,8 @@ tw_status executor_submit(struct executor *e, struct exec_job *j)
 	unsigned n = tw_ring_mp_enqueue_bulk(e->q, &p, 1, NULL);
 	atomic_fetch_sub(&e->submitting, 1);
 	if (n != 1)
-		return tw_fail_static(TW_ENOSPC, "the executor's queue is full");
+		return tw_fail_static(TW_ENOSPC,
+				      "the executor's queue is full");
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load(&e->sleepers) > 0) {
 		pthread_mutex_lock(&e->lock);

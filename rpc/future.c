@@ -159,7 +159,8 @@ static _Thread_local struct tcache_list fcache_tls;
 tw_status tw_future_create(tw_future **out)
 {
 	if (out == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_future_create: out is NULL");
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_create: out is NULL");
 	/* Not calloc: the embedded message (its inline arena) stays untouched
 	 * unless a message completes the future. */
 	tw_future *f = tcache_get(&fcache_tls);
@@ -294,7 +295,8 @@ static tw_status complete_with_value(tw_future *f, tw_value *v)
 tw_status tw_future_complete(tw_future *f, tw_value *v)
 {
 	if (f == NULL || v == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_future_complete: future or "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_complete: future or "
 				      "value is NULL");
 	return complete_with_value(f, v);
 }
@@ -338,7 +340,8 @@ tw_status tw_future_fail(tw_future *f, tw_status kind, uint32_t origin,
 			 const char *msg)
 {
 	if (f == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_future_fail: future is NULL");
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_fail: future is NULL");
 	if (!error_kind_valid(kind))
 		return tw_fail(TW_EINVAL, "tw_future_fail: kind %d is not a "
 			       "failure status", (int)kind);
@@ -360,9 +363,11 @@ tw_status tw_future_fail_value(tw_future *f, tw_value *err)
 				      "or error is NULL");
 	if (err->kind != TW_KIND_ERROR || err->u.err == NULL ||
 	    !error_kind_valid(err->u.err->kind))
-		return tw_fail(TW_EINVAL, "tw_future_fail_value: err must be an "
+		return tw_fail(TW_EINVAL,
+			       "tw_future_fail_value: err must be an "
 			       "error value with a failure kind, got a value "
-			       "of kind '%s'", tw_kind_name((tw_kind)err->kind));
+			       "of kind '%s'",
+			       tw_kind_name((tw_kind)err->kind));
 	return fail_owned(f, err);
 }
 
@@ -485,12 +490,14 @@ static tw_status finish_msg(tw_future *f)
 tw_status tw_future_complete_msg(tw_future *f, tw_in_msg *m)
 {
 	if (f == NULL || m == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_future_complete_msg: future "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_complete_msg: future "
 				      "or message is NULL");
 	tw_future_retain(f);
 	if (!claim(f)) {
 		tw_future_release(f);
-		return already_completed(); /* *m untouched: still the caller's */
+		/* *m untouched: still the caller's */
+		return already_completed();
 	}
 	move_msg(&f->msg, m);
 	return finish_msg(f);
@@ -594,7 +601,8 @@ static tw_status wait_timed_out(int64_t timeout_ms)
 tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 {
 	if (f == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_future_wait: future is NULL");
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_wait: future is NULL");
 	if (is_done(load_state(f)))
 		return done_status(f);
 	if (timeout_ms == 0)
@@ -850,7 +858,8 @@ tw_status future_wait_all_with(tw_future *const *futs, size_t n,
 
 	struct wa_group *g = malloc(sizeof(*g) + n * sizeof(g->nodes[0]));
 	if (g == NULL)
-		return tw_fail(TW_ENOMEM, "wait_all: out of memory watching %zu "
+		return tw_fail(TW_ENOMEM,
+			       "wait_all: out of memory watching %zu "
 			       "futures", n);
 	tw_status st = tw_future_create(&g->done);
 	if (st != TW_OK) {
@@ -928,7 +937,8 @@ struct ca_group {
 
 static void ca_finish(struct ca_group *g)
 {
-	if (atomic_fetch_sub_explicit(&g->remaining, 1, memory_order_acq_rel) != 1)
+	if (atomic_fetch_sub_explicit(&g->remaining, 1,
+				      memory_order_acq_rel) != 1)
 		return;
 	if (complete_with_value(g->out, &g->list) != TW_OK)
 		tw_value_destroy(&g->list); /* the user completed out by hand */
@@ -966,14 +976,16 @@ tw_status tw_future_collect_all(tw_future *const *futs, size_t n,
 				tw_future **out)
 {
 	if (out == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_future_collect_all: out is "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_collect_all: out is "
 				      "NULL");
 	*out = NULL;
 	if (n > 0 && futs == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_future_collect_all: futs "
 				      "is NULL");
 	if (n > UINT32_MAX - 1)
-		return tw_fail(TW_EOVERFLOW, "tw_future_collect_all: %zu futures, "
+		return tw_fail(TW_EOVERFLOW,
+			       "tw_future_collect_all: %zu futures, "
 			       "over the %u a list holds", n, UINT32_MAX - 1);
 	for (size_t i = 0; i < n; i++)
 		if (futs[i] == NULL)
@@ -1010,7 +1022,8 @@ tw_status tw_future_collect_all(tw_future *const *futs, size_t n,
 		tw_future *o = g->out;
 		ca_finish(g);
 		tw_future_release(o);
-		return tw_fail(st, "collect_all: cannot watch futs[%zu] (out of "
+		return tw_fail(st,
+			       "collect_all: cannot watch futs[%zu] (out of "
 			       "memory)", i);
 	}
 	*out = g->out;

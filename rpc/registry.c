@@ -315,8 +315,8 @@ tw_status registry_add_overload(struct registry *r, const char *name,
 			     "(without a schema: it takes no overloads)", name);
 	} else if (head->flags != flags) {
 		st = tw_fail(TW_EINVAL, "overload '%s%s%s' has flags 0x%x but "
-			     "'%s' was registered with 0x%x: all overloads of a "
-			     "name run in the same place", name, dot,
+			     "'%s' was registered with 0x%x: all overloads of "
+			     "a name run in the same place", name, dot,
 			     e->overload, flags, name, head->flags);
 	} else {
 		for (struct reg_entry *x = head; x != NULL;

@@ -816,7 +816,8 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 	tw_value jv;
 	st = join_value(&jv, self, world);
 	if (st != TW_OK)
-		return tw_fail_wrap(st, st, "rendezvous at %s: cannot build the "
+		return tw_fail_wrap(st, st,
+				    "rendezvous at %s: cannot build the "
 				    "join request", url);
 
 	/* Until the member list arrives, a lost connection is retried like a
@@ -827,7 +828,8 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 	for (;;) {
 		if (tw_now_ns() >= deadline) {
 			tw_value_destroy(&jv);
-			return tw_fail(TW_ETIMEDOUT, "rendezvous at %s unreachable "
+			return tw_fail(TW_ETIMEDOUT,
+				       "rendezvous at %s unreachable "
 				       "within %" PRId64 " ms: %s", url,
 				       timeout_ms, strerror(cerr));
 		}
@@ -841,7 +843,8 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 		if (c == NULL) {
 			close(fd);
 			tw_value_destroy(&jv);
-			return tw_fail_static(TW_ENOMEM, "out of memory joining "
+			return tw_fail_static(TW_ENOMEM,
+					      "out of memory joining "
 					      "the rendezvous");
 		}
 		c->fd = fd;

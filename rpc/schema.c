@@ -1092,7 +1092,8 @@ tw_status tw_schema_parse_len(const char *text, size_t len, tw_schema **out)
 	};
 
 	if (out == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_schema_parse: out is NULL");
+		return tw_fail_static(TW_EINVAL,
+				      "tw_schema_parse: out is NULL");
 	*out = NULL;
 	memset(args, 0, sizeof(args));
 	skip_ws(&p);
@@ -1144,8 +1145,8 @@ fail:
 	for (size_t i = 0; i < nargs; i++)
 		tw_value_destroy(&args[i].def);
 	free_chunks(head.chunks);
-	if (p.st == TW_OK)
-		fail(&p, p.pos, "not a schema"); /* never: every path says why */
+	if (p.st == TW_OK) /* never: every path says why */
+		fail(&p, p.pos, "not a schema");
 	return tw_fail(p.st, "%s", p.msg);
 }
 

@@ -54,7 +54,8 @@ const char *tw_dtype_name(tw_dtype dtype)
 tw_status tw_dtype_from_name(const char *name, tw_dtype *out)
 {
 	if (name == NULL || out == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_dtype_from_name: name or out "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_dtype_from_name: name or out "
 				      "is NULL");
 	for (unsigned i = 0; i < TW_DTYPE_COUNT_; i++) {
 		if (strcmp(name, dtype_table[i].name) == 0) {
@@ -110,17 +111,20 @@ static tw_status check_layout(unsigned dtype, unsigned ndim,
 	int64_t nonzero = 1;    /* product of the non-zero dims */
 	for (unsigned d = 0; d < ndim; d++) {
 		if (shape[d] < 0)
-			return tw_fail(TW_EINVAL, "tensor shape[%u] is negative "
+			return tw_fail(TW_EINVAL,
+				       "tensor shape[%u] is negative "
 				       "(%lld)", d, (long long)shape[d]);
 		if (strides != NULL && strides[d] < 0)
-			return tw_fail(TW_EINVAL, "tensor strides[%u] is negative "
+			return tw_fail(TW_EINVAL,
+				       "tensor strides[%u] is negative "
 				       "(%lld)", d, (long long)strides[d]);
 		if (shape[d] == 0) {
 			numel = 0;
 			continue;
 		}
 		if (!mul_nonneg(nonzero, shape[d], &nonzero))
-			return tw_fail_static(TW_EOVERFLOW, "tensor element count "
+			return tw_fail_static(TW_EOVERFLOW,
+					      "tensor element count "
 					      "overflows int64");
 	}
 	if (numel != 0)
@@ -128,7 +132,8 @@ static tw_status check_layout(unsigned dtype, unsigned ndim,
 
 	int64_t nbytes;
 	if (!mul_nonneg(numel, esize, &nbytes))
-		return tw_fail_static(TW_EOVERFLOW, "tensor byte size overflows "
+		return tw_fail_static(TW_EOVERFLOW,
+				      "tensor byte size overflows "
 				      "int64");
 
 	/* The span is the offset of the last element plus one element. With
@@ -142,13 +147,15 @@ static tw_status check_layout(unsigned dtype, unsigned ndim,
 			int64_t off;
 			if (!mul_nonneg(shape[d] - 1, strides[d], &off) ||
 			    __builtin_add_overflow(last, off, &last))
-				return tw_fail_static(TW_EOVERFLOW, "tensor span "
+				return tw_fail_static(TW_EOVERFLOW,
+						      "tensor span "
 						      "(shape by strides) "
 						      "overflows int64");
 		}
 		if (__builtin_add_overflow(last, 1, &last) ||
 		    !mul_nonneg(last, esize, &span))
-			return tw_fail_static(TW_EOVERFLOW, "tensor span (shape "
+			return tw_fail_static(TW_EOVERFLOW,
+					      "tensor span (shape "
 					      "by strides) overflows int64");
 	}
 
@@ -248,7 +255,8 @@ static tw_status tensor_new(tw_tensor *t, tw_dtype dtype, unsigned ndim,
 	tw_buf *buf;
 	st = tw_buf_alloc((size_t)lo.nbytes, &buf);
 	if (st != TW_OK)
-		return tw_fail(st, "cannot allocate %lld bytes for a %s tensor: "
+		return tw_fail(st,
+			       "cannot allocate %lld bytes for a %s tensor: "
 			       "%s", (long long)lo.nbytes,
 			       dtype_table[dtype].name, tw_strerror(st));
 	if (zero && lo.nbytes > 0)
@@ -303,7 +311,8 @@ tw_status tw_tensor_numel(const tw_tensor *t, int64_t *out)
 {
 	struct layout lo;
 	if (out == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_tensor_numel: out is NULL");
+		return tw_fail_static(TW_EINVAL,
+				      "tw_tensor_numel: out is NULL");
 	tw_status st = check_tensor(t, &lo);
 	if (st == TW_OK)
 		*out = lo.numel;
@@ -314,7 +323,8 @@ tw_status tw_tensor_nbytes(const tw_tensor *t, size_t *out)
 {
 	struct layout lo;
 	if (out == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_tensor_nbytes: out is NULL");
+		return tw_fail_static(TW_EINVAL,
+				      "tw_tensor_nbytes: out is NULL");
 	tw_status st = check_tensor(t, &lo);
 	if (st == TW_OK)
 		*out = (size_t)lo.nbytes;

@@ -177,7 +177,8 @@ static tw_status make_seq(tw_value *out, tw_kind kind, uint32_t n)
 		/* All-zero bytes are a NONE value: calloc initialises slots. */
 		v.u.items = calloc(n, sizeof(tw_value));
 		if (v.u.items == NULL)
-			return tw_fail(TW_ENOMEM, "out of memory for a %s of %u "
+			return tw_fail(TW_ENOMEM,
+				       "out of memory for a %s of %u "
 				       "items", tw_kind_name(kind), n);
 	}
 	*out = v;
@@ -236,7 +237,8 @@ tw_status tw_value_set_item(tw_value *container, uint32_t i, tw_value child)
 	 * never leaves; the direct case costs one compare to refuse. */
 	if (is_container(child.kind) && child.len > 0 &&
 	    child.u.items == container->u.items)
-		return tw_fail_static(TW_EINVAL, "tw_value_set_item: a container "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_set_item: a container "
 				      "cannot hold itself");
 	tw_value_destroy(&container->u.items[i]);
 	container->u.items[i] = child;
@@ -247,7 +249,8 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 			    tw_value child)
 {
 	if (dict == NULL || key == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_value_dict_set: dict or key "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_dict_set: dict or key "
 				      "is NULL");
 	if (!kind_valid(child.kind))
 		return tw_fail(TW_EINVAL, "tw_value_dict_set: the child has an "
@@ -257,7 +260,8 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 			       "kind '%s', not a dict",
 			       tw_kind_name((tw_kind)dict->kind));
 	if (dict->flags & TW_VALUE_BORROWED)
-		return tw_fail_static(TW_EINVAL, "tw_value_dict_set: the dict is "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_dict_set: the dict is "
 				      "borrowed (its storage is someone "
 				      "else's)");
 	if (i >= dict->len)
@@ -265,7 +269,8 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 			       "range for a dict of %u", i, dict->len);
 	if (is_container(child.kind) && child.len > 0 &&
 	    child.u.entries == dict->u.entries)
-		return tw_fail_static(TW_EINVAL, "tw_value_dict_set: a container "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_dict_set: a container "
 				      "cannot hold itself");
 	size_t klen = strlen(key);
 	if (klen > MAX_LEN)
@@ -435,7 +440,8 @@ static tw_status clone_dict(tw_value *dst, const tw_value *src, unsigned depth)
 		char *k = dup_bytes(se->key, se->key_len);
 		if (k == NULL) {
 			tw_value_destroy(&v);
-			return tw_fail_static(TW_ENOMEM, "out of memory copying a "
+			return tw_fail_static(TW_ENOMEM,
+					      "out of memory copying a "
 					      "dict key");
 		}
 		de->key = k;
@@ -471,7 +477,8 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 {
 	if (is_container(src->kind) && depth >= TW_VALUE_MAX_DEPTH)
 		return tw_fail_static(TW_EOVERFLOW, "tw_value_clone: more than "
-				      "TW_VALUE_MAX_DEPTH (" STR(TW_VALUE_MAX_DEPTH)
+				      "TW_VALUE_MAX_DEPTH ("
+				      STR(TW_VALUE_MAX_DEPTH)
 				      ") nested containers");
 	if (is_container(src->kind) && src->len > 0 && src->u.items == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_value_clone: a container "
@@ -490,7 +497,8 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 		return clone_blob(dst, src);
 	case TW_KIND_TENSOR:
 		if (src->u.tensor == NULL)
-			return tw_fail_static(TW_EINVAL, "tw_value_clone: a tensor "
+			return tw_fail_static(TW_EINVAL,
+					      "tw_value_clone: a tensor "
 					      "value without its tensor");
 		/* A decoded message's tensor was checked by the decoder
 		 * (value_wire.h); the clone does not carry the mark. */
@@ -505,7 +513,8 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 		return clone_dict(dst, src, depth);
 	case TW_KIND_RREF:
 		if (src->u.rref == NULL)
-			return tw_fail_static(TW_EINVAL, "tw_value_clone: an rref "
+			return tw_fail_static(TW_EINVAL,
+					      "tw_value_clone: an rref "
 					      "value without its id");
 		return tw_value_rref(dst, src->u.rref);
 	case TW_KIND_ERROR:
@@ -522,7 +531,8 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 tw_status value_clone_at(tw_value *dst, const tw_value *src, unsigned depth)
 {
 	if (dst == NULL || src == NULL)
-		return tw_fail_static(TW_EINVAL, "tw_value_clone: dst or src is "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_clone: dst or src is "
 				      "NULL");
 	/* Through a local: dst may alias src, and fails leave dst alone. */
 	tw_value v;
@@ -756,7 +766,8 @@ tw_status tw_value_get_item(const tw_value *v, uint32_t i, const tw_value **out)
 	if (v->kind != TW_KIND_LIST && v->kind != TW_KIND_TUPLE)
 		return not_a(v, "a list or tuple");
 	if (i >= v->len || v->u.items == NULL)
-		return tw_fail(TW_EINVAL, "index %u out of range for a %s of %u",
+		return tw_fail(TW_EINVAL,
+			       "index %u out of range for a %s of %u",
 			       i, tw_kind_name((tw_kind)v->kind), v->len);
 	*out = &v->u.items[i];
 	return TW_OK;

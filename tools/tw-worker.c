@@ -173,7 +173,8 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	s = tw_agent_shutdown(a, graceful);
 	if (s != TW_OK) {
-		fprintf(stderr, "tw-worker %s: shutdown: %s\n", o.name, tw_errmsg(s));
+		fprintf(stderr, "tw-worker %s: shutdown: %s\n", o.name,
+			tw_errmsg(s));
 		return 1;
 	}
 	if (dpdk)
