@@ -121,7 +121,10 @@ tw_status tw_future_chain(tw_future *f, tw_future_map_fn fn, void *arg,
  * stay in the futures. Any thread, but an embedded agent's owner must use
  * tw_agent_wait_all (agent.h): nothing would poll its loop. Watching the
  * futures costs one allocation (none when all are done already) and a
- * callback on each (tw_future_then).
+ * callback on each (tw_future_then), which stays until its future
+ * completes: after an early return, the group is freed once the last
+ * input completes (an input never completed keeps it, as it keeps every
+ * callback registered on it).
  */
 tw_status tw_future_wait_all(tw_future *const *futs, size_t n,
 			     int64_t timeout_ms);

@@ -525,6 +525,9 @@ static tw_status fn_sync_inside(tw_call_ctx *ctx, const tw_value *args,
 	why = why && strstr(tw_errmsg(wst), "use tw_call_defer") != NULL;
 	tw_status wast = tw_agent_wait_all(a, &f, 1, 10);
 	why = why && strstr(tw_errmsg(wast), "use tw_call_defer") != NULL;
+	/* wait_all's callback stays on f until f completes. */
+	tw_value none = tw_value_none();
+	tw_future_complete(f, &none);
 	tw_future_release(f);
 	tw_status sst = tw_agent_shutdown(a, true);
 	why = why && strcmp(tw_errmsg(sst), "tw_agent_shutdown called from a "
