@@ -72,10 +72,11 @@ const char *tw_strerror(tw_status s);
  * Failures that arrive later, through a future (a remote error, a
  * timeout, a peer's death), are values rather than returns: the future's
  * tw_error carries kind, message and origin worker (future.h). Functions
- * that wait for one and return its kind record its message: tw_rpc_sync
- * ("On worker 'w1' (id 1): <message>" for an error raised by the callee,
- * as torch prints remote exceptions), tw_future_wait_all (the failed
- * future's index and message).
+ * that report one as their status record its message: tw_future_wait,
+ * tw_future_status, tw_agent_wait as it is; tw_rpc_sync as torch prints
+ * a remote exception ("On worker 'w1' (id 1): <message>") when another
+ * worker raised it; tw_future_wait_all with the failed future's index
+ * ("future 2 (of 4) failed: <message>").
  */
 #define TW_ERRMSG_MAX 4096
 
