@@ -226,7 +226,9 @@ uint32_t tw_call_caller(const tw_call_ctx *ctx);
  *                 calls complete
  *   TW_ESHUTDOWN  shutdown has begun
  *   TW_ENOMEM
- * The limits are the same for a call to self, which is not encoded.
+ * A call to self is not encoded but copied: the nesting limit is the
+ * same, the other wire checks (UTF-8, repeated keys, tensor counts) do
+ * not apply to it.
  *
  * Handlers receive args borrowed, also for calls to self (whose args are
  * owned copies marked borrowed), so copying parts of args into *result is
@@ -253,12 +255,13 @@ tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
  * not NULL, fills it with an owned error value (kind, message, origin
  * worker). An error raised by another worker reads, as torch prints a
  * remote exception, "On worker 'w1' (id 1): <its message>" (err->msg
- * holds the message alone); what this worker reports itself (a timeout,
- * an unreachable peer, shutdown, an error of a call to self) reads as its
- * message alone, as torch raises those; an immediate failure reads as
- * tw_rpc_async's. Not from a handler running on a run loop (TW_EINVAL: it
- * would block the loop that must deliver the answer); blocking handlers
- * (executor threads) may use it.
+ * holds the message alone; torch writes "On WorkerInfo(id=1, name=w1):"
+ * and a traceback, which C has not); what this worker reports itself (a
+ * timeout, an unreachable peer, shutdown, an error of a call to self)
+ * reads as its message alone, as torch raises those; an immediate
+ * failure reads as tw_rpc_async's. Not from a handler running on a run
+ * loop (TW_EINVAL: it would block the loop that must deliver the
+ * answer); blocking handlers (executor threads) may use it.
  */
 tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 		      const tw_value *args, const tw_value *kwargs,
