@@ -713,6 +713,9 @@ static tw_status refuse_args(tw_status st, const char *fn,
 	if (st == TW_ENOMEM)
 		return tw_fail_wrap(st, st, "cannot build the call to '%.64s'",
 				    fn);
+	if (text_bad(fn, (uint32_t)strnlen(fn, UINT32_MAX), false))
+		return tw_fail_static(TW_EINVAL, "the function name is not "
+				      "valid UTF-8");
 	struct diag *d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return tw_fail_static(TW_EINVAL, "the call's arguments cannot "

@@ -1067,6 +1067,10 @@ Test(protocol, async_refusals_say_why)
 	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &args, &dup, 100, &f),
 		     TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "kwargs has the key 'a' twice");
+	cr_assert_eq(tw_rpc_async(a, "B", "t::\xff", &args, NULL, 100, &f),
+		     TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "the function name is not valid UTF-8");
 	/* Another kind than the last failure's: its description. */
 	cr_assert_str_eq(tw_errmsg(TW_ENOSPC), tw_strerror(TW_ENOSPC));
 	tw_value_destroy(&args);
