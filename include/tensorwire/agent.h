@@ -116,7 +116,8 @@ tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
  * TW_EBUSY, changing nothing, when called from one of the agent's own
  * threads (a handler). Embedded, only the owner thread may call it
  * (TW_EINVAL otherwise, changing nothing); it polls the loop throughout,
- * so peers' calls are served while it waits for them.
+ * so peers' calls are served while it waits for them. Each failure says
+ * which case it is (tw_errmsg).
  *
  * Values and futures that hold received tensors or messages point into
  * the transport's receive buffers: release them before shutdown, or the
@@ -354,7 +355,8 @@ tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
 tw_status tw_agent_list_functions(const tw_agent *a, tw_value *out);
 
 /* The same list from worker to (a call of "tw::list_functions"). On a
- * remote error returns its kind (out stays NONE). */
+ * remote error returns its kind (out stays NONE), explained as by
+ * tw_rpc_sync. */
 tw_status tw_rpc_list_functions(tw_agent *a, const char *to,
 				int64_t timeout_ms, tw_value *out);
 
