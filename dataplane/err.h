@@ -7,9 +7,8 @@
 
 #include <tensorwire/status.h>
 
-/* Longest explanation kept, NUL included (torch's overload-matching
- * messages list every schema tried). Longer ones are cut. */
-#define TW_ERRMSG_MAX 4096
+/* TW_ERRMSG_MAX (status.h): longest explanation kept, NUL included.
+ * Longer ones are cut. */
 
 /* Record the explanation of st for the calling thread and return st, so
  * that a failure path reads `return tw_fail(TW_EINVAL, "...", ...);`. */
@@ -19,7 +18,10 @@ tw_status tw_failv(tw_status st, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
 /* The same with a string of static storage, kept by pointer: no copy, no
- * formatting. For refusals on the hot path (a full ring, a bad header). */
+ * formatting. For refusals on the hot path (a full ring, a bad header).
+ * msg NULL records that st has no explanation beyond tw_strerror: for a
+ * failure path with nothing to add, so that tw_errmsg cannot return an
+ * older reason that happens to have the same status. */
 tw_status tw_fail_static(tw_status st, const char *msg);
 
 /* Record st with the explanation of an inner failure (inner, as the
@@ -31,5 +33,11 @@ tw_status tw_fail_wrap(tw_status st, tw_status inner, const char *fmt, ...)
  * none): for code that passes a reason on, such as a binding failure
  * turned into a remote error's message. */
 const char *tw_err_last(void);
+
+/* Forget the thread's last failure (two stores, no formatting): before
+ * running code that may fail without recording why (a user's handler),
+ * whose failure is then explained with tw_errmsg, so that an older
+ * reason of the same status cannot stand in for the missing one. */
+void tw_err_forget(void);
 
 #endif

@@ -134,3 +134,9 @@ const char *tw_err_last(void)
 {
 	return err_tls.msg != NULL ? err_tls.msg : "";
 }
+
+void tw_err_forget(void)
+{
+	err_tls.st = TW_OK;
+	err_tls.msg = NULL;
+}

@@ -63,7 +63,8 @@ static void kill_server(void)
 
 static void die(const char *what, tw_status s)
 {
-	fprintf(stderr, "bench-rpc: %s: %s\n", what, tw_strerror(s));
+	/* Right after the failing call: its reason (tw_errmsg) is ours. */
+	fprintf(stderr, "bench-rpc: %s: %s\n", what, tw_errmsg(s));
 	kill_server();
 	exit(1);
 }

@@ -26,7 +26,7 @@ static int cmp_double(const void *a, const void *b)
 
 static void die(const char *what, tw_status s)
 {
-	fprintf(stderr, "bench-wire: %s: %s\n", what, tw_strerror(s));
+	fprintf(stderr, "bench-wire: %s: %s\n", what, tw_errmsg(s));
 	exit(1);
 }
 

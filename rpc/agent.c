@@ -1,6 +1,7 @@
 /* The agent: options, run loops and their transports, connections,
  * rendezvous and membership, worker info, registration and shutdown. */
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "dataplane/err.h"
 #include "rpc/agent_impl.h"
+#include "rpc/future_impl.h"
 #include "rpc/invoke.h"
 
 _Thread_local struct agent_loop *agent_tls_loop;
@@ -16,7 +18,6 @@ static _Atomic uint64_t agent_gen_next = 1;
 
 #define RECORD_CACHE 4096u
 #define EXEC_QUEUE 4096u
-#define LOOP_RING 16384u
 #define TX_POOL_BUF 4096u
 #define TX_POOL_COUNT 1024u
 #define TEARDOWN_WAIT_MS 5000
@@ -643,34 +644,40 @@ static tw_status start_loops(tw_agent *a)
 		l->fault.delay_ns = a->o.fault_delay_ms * 1000000u;
 		l->out = calloc(a->world, sizeof(*l->out));
 		if (l->out == NULL || pend_init(&l->pend, 1024) != 0)
-			return TW_ENOMEM;
+			return tw_fail(TW_ENOMEM, "out of memory for run loop "
+				       "%u's tables", i);
 		struct tw_loop_opts lo;
 		tw_loop_opts_init(&lo, sizeof(lo));
 		char name[32];
 		snprintf(name, sizeof(name), "tw%u-loop%u", a->rank, i);
 		lo.name = name;
 		lo.cpu = a->o.first_cpu >= 0 ? a->o.first_cpu + (int)i : -1;
-		lo.ring_size = LOOP_RING;
+		lo.ring_size = AGENT_LOOP_RING;
 		lo.spin_ns = a->o.spin_ns;
 		lo.yield = a->o.yield;
 		if (a->hooks != NULL) {
 			lo.clock = a->hooks->clock;
 			lo.clock_ctx = a->hooks->clock_ctx;
 		}
+		/* The loop says nothing of its own failures: say which. */
 		tw_status st = tw_loop_create(&lo, &l->loop);
 		if (st != TW_OK)
-			return st;
+			return tw_fail(st, "cannot create run loop %u: %s", i,
+				       tw_strerror(st));
 		/* Embedded: no thread; our first poll (in run_on_loop) binds
 		 * the loop's ring to the calling thread, which owns it. */
 		if (!a->o.embedded) {
 			st = tw_loop_start(l->loop);
 			if (st != TW_OK)
-				return st;
+				return tw_fail(st, "cannot start run loop %u's "
+					       "thread: %s", i,
+					       tw_strerror(st));
 			l->started = true;
 		}
+		/* The transport's create and listen say why they fail. */
 		st = run_on_loop(l, loop_init_fn, NULL);
 		if (st != TW_OK)
-			return st;
+			return tw_fail_wrap(st, st, "run loop %u", i);
 	}
 	return TW_OK;
 }
@@ -738,38 +745,42 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 
 	st = registry_init(&a->reg);
 	if (st != TW_OK)
-		goto fail_plain;
+		goto fail; /* it said why */
 	a->reg_ok = true;
 	st = reg_register_builtins(&a->reg); /* aten::*, tw::list_functions */
-	if (st != TW_OK)
-		goto fail_plain;
+	if (st != TW_OK) {
+		tw_fail_wrap(st, st, "cannot register the builtin functions");
+		goto fail;
+	}
 	struct tw_buf_pool_opts po;
 	tw_buf_pool_opts_init(&po, sizeof(po));
 	po.buf_size = TX_POOL_BUF;
 	po.count = TX_POOL_COUNT;
 	po.name = "tw-tx";
 	st = tw_buf_pool_create(&po, &a->txpool);
-	if (st == TW_OK)
-		st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->call_cache);
+	if (st != TW_OK) {
+		tw_fail_wrap(st, st, "cannot create the send buffer pool "
+			     "(%u buffers of %u bytes)", TX_POOL_COUNT,
+			     TX_POOL_BUF);
+		goto fail;
+	}
+	st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->call_cache);
 	if (st == TW_OK)
 		st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->reply_cache);
-	if (st == TW_OK) {
-		char en[32];
-		snprintf(en, sizeof(en), "tw%u-exec", a->rank);
-		st = executor_create(o.executor_threads, EXEC_QUEUE, en, &a->exec);
-	}
 	if (st != TW_OK)
 		goto fail_plain;
+	char en[32];
+	snprintf(en, sizeof(en), "tw%u-exec", a->rank);
+	st = executor_create(o.executor_threads, EXEC_QUEUE, en, &a->exec);
+	if (st != TW_OK)
+		goto fail; /* it said why */
 
-	char err[512] = "";
 	if (a->rank == 0 && a->hooks == NULL) {
 		/* Up first, so the others stop retrying as soon as possible. */
 		st = rdv_server_start(a->rendezvous, a->world, o.init_timeout_ms,
-				      &a->rdv_srv, err, sizeof(err));
-		if (st != TW_OK) {
-			tw_fail(st, "%s", err);
-			goto fail;
-		}
+				      &a->rdv_srv);
+		if (st != TW_OK)
+			goto fail; /* it said why */
 	}
 	struct tw_transport_group g = {.nloops = a->nloops, .rank = a->rank,
 				       .world_size = a->world};
@@ -809,12 +820,10 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		snprintf(self.addrs[i], TW_ADDR_MAX, "%s", a->loops[i].addr);
 	atomic_store(&a->joining, 1);
 	st = rdv_join(a->rendezvous, &self, a->world, o.init_timeout_ms,
-		      &a->rdv, &a->members, err, sizeof(err));
+		      &a->rdv, &a->members);
 	free(self.addrs);
-	if (st != TW_OK) {
-		tw_fail(st, "%s", err);
-		goto fail;
-	}
+	if (st != TW_OK)
+		goto fail; /* it said why */
 joined:
 	st = build_membership(a);
 	if (st != TW_OK)
@@ -861,21 +870,33 @@ static void barrier_idle(void *arg)
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 {
 	if (a == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_agent_shutdown: agent is "
+				      "NULL");
 	struct agent_loop *own = NULL;
 	if (a->o.embedded) {
 		/* Only the owner can drive the loop through the shutdown. */
 		own = &a->loops[0];
 		if (agent_tls_loop != own)
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL, "an embedded agent is "
+					      "shut down by its owner thread "
+					      "(the one that called "
+					      "tw_agent_init) only");
 		if (tw_loop_in_poll(own->loop))
-			return TW_EBUSY; /* from a handler */
+			return tw_fail_static(TW_EBUSY, "tw_agent_shutdown "
+					      "called from a handler: it would "
+					      "wait for itself");
 	} else if (agent_tls_loop != NULL && agent_tls_loop->a == a) {
 		/* From one of our own threads it would wait for itself. */
-		return TW_EBUSY;
+		return tw_fail_static(TW_EBUSY,
+				      "tw_agent_shutdown called on one "
+				      "of the agent's run loops (a handler): "
+				      "it would wait for itself");
 	}
 	if (executor_on_thread(a->exec))
-		return TW_EBUSY;
+		return tw_fail_static(TW_EBUSY,
+				      "tw_agent_shutdown called from a "
+				      "blocking handler: it would wait for "
+				      "itself");
 	tw_status st = TW_OK;
 	if (graceful && atomic_load(&a->state) == AGENT_RUNNING) {
 		/* Our calls first (their timeouts bound this), then the
@@ -898,7 +919,12 @@ tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 	while (atomic_load(&a->api_inflight) != 0)
 		sched_yield();
 	agent_free(a);
-	return st;
+	if (st != TW_OK)
+		/* After the teardown, which may record reasons of its own. */
+		return tw_fail(st, "shutdown barrier: the rendezvous host "
+			       "(rank 0) went away before every worker had "
+			       "shut down (%s)", tw_strerror(st));
+	return TW_OK;
 }
 
 /* ---- embedded mode ---------------------------------------------------------------- */
@@ -921,7 +947,9 @@ tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms)
 		return tw_future_status(f);
 	/* From a handler: the loop cannot be polled from inside itself. */
 	if (tw_loop_in_poll(l->loop))
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "waiting on a run loop (in a "
+				      "handler) for a future only that loop "
+				      "can complete: use tw_call_defer");
 	uint64_t ns = UINT64_MAX;
 	if (timeout_ms >= 0)
 		ns = (uint64_t)timeout_ms > UINT64_MAX / 1000000u
@@ -929,17 +957,77 @@ tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms)
 			     : (uint64_t)timeout_ms * 1000000u;
 	/* The sleep cap: f may be one another thread completes. */
 	if (!tw_loop_poll_until(l->loop, future_done, f, ns, 1000000))
-		return TW_ETIMEDOUT;
+		return tw_fail(TW_ETIMEDOUT, "the future was not completed "
+			       "within %lld ms", (long long)timeout_ms);
 	return tw_future_status(f);
+}
+
+/* The embedded owner's loop, if this thread is a's owner; else NULL. */
+static struct agent_loop *own_loop(tw_agent *a)
+{
+	if (a != NULL && a->o.embedded && agent_tls_loop == &a->loops[0])
+		return &a->loops[0];
+	return NULL;
 }
 
 tw_status tw_agent_wait(tw_agent *a, tw_future *f, int64_t timeout_ms)
 {
 	if (f == NULL)
-		return TW_EINVAL;
-	if (a != NULL && a->o.embedded && agent_tls_loop == &a->loops[0])
-		return agent_wait_own(&a->loops[0], f, timeout_ms);
+		return tw_fail_static(TW_EINVAL,
+				      "tw_agent_wait: future is NULL");
+	struct agent_loop *l = own_loop(a);
+	if (l != NULL)
+		return agent_wait_own(l, f, timeout_ms);
 	return tw_future_wait(f, timeout_ms);
+}
+
+static tw_status wait_own_fn(tw_future *f, int64_t timeout_ms, void *ctx)
+{
+	return agent_wait_own(ctx, f, timeout_ms);
+}
+
+void agent_explain_error(const tw_agent *a, tw_status kind,
+			 const tw_error *e, const char *fmt, ...)
+{
+	char pre[256] = "";
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	const char *msg = tw_strerror(kind);
+	int len = -1;
+	if (e != NULL && e->msg != NULL && e->msg_len > 0) {
+		msg = e->msg;
+		len = e->msg_len < TW_ERRMSG_MAX ? (int)e->msg_len
+						 : TW_ERRMSG_MAX;
+	}
+	if (len < 0)
+		len = (int)strlen(msg);
+	/* Raised by another worker: torch's form of a remote exception.
+	 * What this worker reports itself (a timeout, a lost peer) speaks
+	 * alone, as torch raises those. */
+	if (e != NULL && e->origin != a->rank && e->origin < a->world)
+		tw_fail(kind, "%sOn worker '%s' (id %u): %.*s", pre,
+			agent_worker_name(a, e->origin), e->origin, len, msg);
+	else
+		tw_fail(kind, "%s%.*s", pre, len, msg);
+}
+
+tw_status tw_agent_wait_all(tw_agent *a, tw_future *const *futs, size_t n,
+			    int64_t timeout_ms)
+{
+	if (a == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_agent_wait_all: agent is "
+				      "NULL");
+	struct agent_loop *l = own_loop(a);
+	size_t i;
+	tw_status st = future_wait_all_with(futs, n, timeout_ms,
+					    l != NULL ? wait_own_fn : NULL, l,
+					    &i);
+	if (i != SIZE_MAX)
+		agent_explain_error(a, st, tw_future_error(futs[i]),
+				    "future %zu (of %zu) failed: ", i, n);
+	return st;
 }
 
 /* ---- worker info, registration, statistics --------------------------------------- */
@@ -958,26 +1046,95 @@ tw_status agent_find_worker(const tw_agent *a, const char *name, uint32_t *id)
 	}
 }
 
+tw_status agent_no_worker(const tw_agent *a, const char *name)
+{
+	return tw_fail(TW_ENOENT, "no worker named '%.*s' (world size %u)",
+		       TW_WORKER_NAME_MAX, name, a->world);
+}
+
+tw_status agent_no_worker_id(const tw_agent *a, uint32_t id)
+{
+	return tw_fail(TW_ENOENT, "no worker with id %u (world size %u: ids "
+		       "0 to %u)", id, a->world, a->world - 1);
+}
+
+/* Membership is read once the group formed. */
+static tw_status no_members(const char *fn)
+{
+	return tw_fail(TW_EINVAL, "%s before the group formed (tw_agent_init "
+		       "has not returned)", fn);
+}
+
 tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
 			       tw_worker_info *out)
 {
-	if (a == NULL || name == NULL || out == NULL || a->workers == NULL)
-		return TW_EINVAL;
+	if (a == NULL || name == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_agent_worker_info: agent, "
+				      "name or out is NULL");
+	if (a->workers == NULL)
+		return no_members("tw_agent_worker_info");
 	uint32_t id;
-	tw_status st = agent_find_worker(a, name, &id);
-	if (st == TW_OK)
-		*out = a->workers[id];
-	return st;
+	if (agent_find_worker(a, name, &id) != TW_OK)
+		return agent_no_worker(a, name);
+	*out = a->workers[id];
+	return TW_OK;
 }
 
 tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
 				     tw_worker_info *out)
 {
-	if (a == NULL || out == NULL || a->workers == NULL)
-		return TW_EINVAL;
+	if (a == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_agent_worker_info_by_id: "
+				      "agent or out is NULL");
+	if (a->workers == NULL)
+		return no_members("tw_agent_worker_info_by_id");
 	if (id >= a->world)
-		return TW_ENOENT;
+		return agent_no_worker_id(a, id);
 	*out = a->workers[id];
+	return TW_OK;
+}
+
+tw_status tw_agent_worker_infos(const tw_agent *a, tw_worker_info *out,
+				uint32_t cap, uint32_t *n)
+{
+	if (a == NULL || n == NULL || (out == NULL && cap > 0))
+		return tw_fail_static(TW_EINVAL, "tw_agent_worker_infos: agent "
+				      "or n is NULL, or out is NULL with a "
+				      "capacity");
+	*n = a->world;
+	if (a->workers == NULL)
+		return no_members("tw_agent_worker_infos");
+	if (cap < a->world)
+		return tw_fail(TW_ENOSPC, "room for %u worker infos, %u needed "
+			       "(the world size)", cap, a->world);
+	memcpy(out, a->workers, a->world * sizeof(*out));
+	return TW_OK;
+}
+
+int64_t tw_agent_default_timeout(const tw_agent *a)
+{
+	if (a == NULL)
+		return -1;
+	return atomic_load_explicit(&a->default_timeout_ms,
+				    memory_order_relaxed);
+}
+
+tw_status tw_agent_set_default_timeout(tw_agent *a, int64_t timeout_ms)
+{
+	if (a == NULL)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_agent_set_default_timeout: "
+				      "agent is NULL");
+	if (timeout_ms < 0)
+		return tw_fail(TW_EINVAL,
+			       "default timeout must not be negative "
+			       "(got %lld ms; 0 = no timeout)",
+			       (long long)timeout_ms);
+	/* Relaxed: a call reads it once, when it starts, and a concurrent
+	 * call may take either value. Calls made before keep their deadline
+	 * (computed then). */
+	atomic_store_explicit(&a->default_timeout_ms, timeout_ms,
+			      memory_order_relaxed);
 	return TW_OK;
 }
 
@@ -1004,23 +1161,26 @@ tw_status tw_agent_register(tw_agent *a, const char *name, tw_handler_fn fn,
 			    void *arg, unsigned flags)
 {
 	if (a == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_agent_register: agent is "
+				      "NULL");
 	return registry_add(&a->reg, name, fn, arg, flags);
 }
 
 tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
 				   tw_schema_handler_fn fn, void *arg,
-				   unsigned flags, char *err, size_t errlen)
+				   unsigned flags)
 {
 	if (a == NULL)
-		return TW_EINVAL;
-	return reg_add_schema(&a->reg, schema, fn, arg, flags, err, errlen);
+		return tw_fail_static(TW_EINVAL, "tw_agent_register_schema: "
+				      "agent is NULL");
+	return reg_add_schema(&a->reg, schema, fn, arg, flags);
 }
 
 tw_status tw_agent_list_functions(const tw_agent *a, tw_value *out)
 {
 	if (a == NULL || out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_agent_list_functions: "
+				      "agent or out is NULL");
 	return reg_list_functions((struct registry *)&a->reg, out);
 }
 

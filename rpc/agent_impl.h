@@ -25,6 +25,10 @@
 #define container_of(p, type, member)                                   \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
 
+/* Messages a run loop's ring holds (calls, replies, control). A full
+ * ring refuses tw_rpc_async (TW_ENOSPC): backpressure. */
+#define AGENT_LOOP_RING 16384 /* a power of two; no suffix: printed */
+
 /* Exactly torch's timeout message. */
 #define AGENT_TIMEOUT_FMT                                               \
 	"RPC ran for more than set timeout (%lld ms) and will now be marked with an error"
@@ -217,9 +221,21 @@ static inline tw_status agent_decode(const struct agent_loop *l,
 
 /* ---- agent.c ---- */
 const char *agent_worker_name(const tw_agent *a, uint32_t id);
-/* The id of the worker called name: TW_ENOENT when there is none. After
- * the membership is known. */
+/* The id of the worker called name: TW_ENOENT when there is none (not
+ * explained: a lookup that misses costs no formatting). After the
+ * membership is known. */
 tw_status agent_find_worker(const tw_agent *a, const char *name, uint32_t *id);
+/* Record the explanation of an unknown worker, by name or by id, and
+ * return TW_ENOENT: "no worker named 'w9' (world size 2)". */
+tw_status agent_no_worker(const tw_agent *a, const char *name);
+tw_status agent_no_worker_id(const tw_agent *a, uint32_t id);
+/* Record kind's explanation from a future's error e (NULL: none): the
+ * prefix (printf-style) then, for an error raised by another worker,
+ * torch's form "On worker 'w1' (id 1): <message>", else the message
+ * alone. */
+void agent_explain_error(const tw_agent *a, tw_status kind,
+			 const tw_error *e, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /* Embedded owner thread (l is agent_tls_loop): poll until f completes or
  * timeout_ms (< 0: none) passes. TW_EINVAL from inside an iteration. */
 tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms);

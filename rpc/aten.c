@@ -712,8 +712,7 @@ tw_status aten_register_builtins(struct registry *r)
 	for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
 		tw_status st = reg_add_schema(r, builtins[i].schema,
 					      builtins[i].fn,
-					      (void *)builtins[i].arg, 0, NULL,
-					      0);
+					      (void *)builtins[i].arg, 0);
 		if (st != TW_OK)
 			return st;
 	}

@@ -7,6 +7,7 @@
 
 #include <tensorwire/schema.h>
 
+#include "dataplane/err.h"
 #include "schema_impl.h"
 
 /*
@@ -15,9 +16,10 @@
  * value can be lent as it is or must be converted; nothing is allocated
  * until every argument has passed, so a failed bind costs no allocation.
  *
- * Messages are written only when asked for: matching first tries every
- * overload silently and formats the reasons only when none binds, as torch
- * does with render_errors.
+ * Messages are written only on failure: binding and matching first try
+ * silently and format the reasons (tw_errmsg) only when nothing binds, as
+ * torch does with render_errors, so a call that binds pays nothing for
+ * them.
  *
  * Recursion follows the schema's type tree (at most TW_SCHEMA_MAX_DEPTH
  * deep), never the value tree, except in tw_value_type_repr which stops at
@@ -520,35 +522,44 @@ static tw_status bind(const tw_schema *s, const tw_value *args,
 	return TW_OK;
 }
 
-static tw_status bad_call(const tw_value *args, char *errbuf, size_t errlen)
+/* args or kwargs of the wrong kind: say which, and what it was. */
+static tw_status bad_call(const tw_value *args, const tw_value *kwargs)
 {
-	struct wr w;
-
-	wr_init(&w, errbuf, errlen);
-	if (!seq_ok(args))
-		wr_puts(&w, "positional arguments must be a tuple or a list");
-	else
-		wr_puts(&w, "keyword arguments must be a dict");
-	return TW_EINVAL;
+	char got[128];
+	if (!seq_ok(args)) {
+		tw_value_type_repr(args, got, sizeof(got));
+		return tw_fail(TW_EINVAL, "positional arguments must be a "
+			       "tuple or a list, got %s", got);
+	}
+	tw_value_type_repr(kwargs, got, sizeof(got));
+	return tw_fail(TW_EINVAL, "keyword arguments must be a dict, got %s",
+		       got);
 }
 
 tw_status tw_schema_bind(const tw_schema *s, const tw_value *args,
-			 const tw_value *kwargs, tw_value *bound,
-			 char *errbuf, size_t errlen)
+			 const tw_value *kwargs, tw_value *bound)
 {
-	struct wr w;
-	struct why y = {.w = &w, .mode = WHY_FULL};
-
-	wr_init(&w, errbuf, errlen);
-	if (s == NULL || (bound == NULL && s->nargs > 0)) {
-		wr_puts(&w, "no schema or no room for the bound arguments");
-		return TW_EINVAL;
-	}
+	if (s == NULL || (bound == NULL && s->nargs > 0))
+		return tw_fail_static(TW_EINVAL, "tw_schema_bind: no schema or "
+				      "no room for the bound arguments");
 	if (!seq_ok(args) || !dict_ok(kwargs)) {
 		clear(bound, s->nargs);
-		return bad_call(args, errbuf, errlen);
+		return bad_call(args, kwargs);
 	}
-	return bind(s, args, kwargs, bound, errlen > 0 ? &y : NULL);
+	/* Silently first: a bind that succeeds formats nothing, and the
+	 * message buffer below stays untouched. */
+	tw_status st = bind(s, args, kwargs, bound, NULL);
+	if (st == TW_OK)
+		return TW_OK;
+	if (st != TW_ETYPE) /* a conversion's allocation failed */
+		return tw_fail_wrap(st, st, "%s(): converting the arguments",
+				    s->name);
+	char msg[TW_ERRMSG_MAX];
+	struct wr w;
+	struct why y = {.w = &w, .mode = WHY_FULL};
+	wr_init(&w, msg, sizeof(msg));
+	(void)bind(s, args, kwargs, bound, &y); /* fails again, saying why */
+	return tw_fail(TW_ETYPE, "%s", msg);
 }
 
 void tw_schema_bound_release(tw_value *bound, size_t n)
@@ -584,25 +595,22 @@ static void write_call_types(struct wr *w, const tw_value *args,
 
 tw_status tw_schema_match(const tw_schema *const *overloads, size_t n,
 			  const tw_value *args, const tw_value *kwargs,
-			  size_t *chosen, tw_value *bound, char *errbuf,
-			  size_t errlen)
+			  size_t *chosen, tw_value *bound)
 {
-	struct wr w;
-
-	wr_init(&w, errbuf, errlen);
-	if (overloads == NULL || n == 0) {
-		wr_puts(&w, "no overloads to match");
-		return TW_EINVAL;
-	}
+	if (overloads == NULL || n == 0)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_schema_match: no overloads "
+				      "to match");
 	for (size_t i = 0; i < n; i++) {
 		if (overloads[i] == NULL ||
-		    (bound == NULL && overloads[i]->nargs > 0)) {
-			wr_puts(&w, "no overload, or no room for the bound arguments");
-			return TW_EINVAL;
-		}
+		    (bound == NULL && overloads[i]->nargs > 0))
+			return tw_fail(TW_EINVAL,
+				       "tw_schema_match: overload %zu "
+				       "is NULL, or no room for its bound "
+				       "arguments", i);
 	}
 	if (!seq_ok(args) || !dict_ok(kwargs))
-		return bad_call(args, errbuf, errlen);
+		return bad_call(args, kwargs);
 	for (size_t i = 0; i < n; i++) {
 		tw_status st = bind(overloads[i], args, kwargs, bound, NULL);
 		if (st == TW_OK) {
@@ -610,12 +618,14 @@ tw_status tw_schema_match(const tw_schema *const *overloads, size_t n,
 				*chosen = i;
 			return TW_OK;
 		}
-		if (st != TW_ETYPE)
-			return st; /* out of memory: no point trying others */
+		if (st != TW_ETYPE) /* out of memory: no point trying others */
+			return tw_fail_wrap(st, st, "%s(): converting the "
+					    "arguments", overloads[i]->name);
 	}
-	if (errlen == 0)
-		return TW_ETYPE;
 	/* None binds: bind again, this time saying why. */
+	char msg[TW_ERRMSG_MAX];
+	struct wr w;
+	wr_init(&w, msg, sizeof(msg));
 	wr_printf(&w, "Failed to match operator name %s and arguments ",
 		  overloads[0]->name);
 	write_call_types(&w, args, kwargs);
@@ -629,5 +639,5 @@ tw_status tw_schema_match(const tw_schema *const *overloads, size_t n,
 		if (bind(overloads[i], args, kwargs, bound, &y) == TW_OK)
 			tw_schema_bound_release(bound, overloads[i]->nargs);
 	}
-	return TW_ETYPE;
+	return tw_fail(TW_ETYPE, "%s", msg);
 }

@@ -2,12 +2,21 @@
  * loop's pending table, response matching, timeouts and connection loss. */
 #include <inttypes.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <tensorwire/schema.h>
+
+#include "dataplane/err.h"
 #include "rpc/agent_impl.h"
 #include "rpc/future_impl.h"
+#include "rpc/utf8.h"
+#include "rpc/value_impl.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* ---- pending table (loop thread only) -------------------------------- */
 
@@ -449,9 +458,12 @@ static tw_status prepare_self(struct call *c, const char *fn,
 		memcpy(c->self_fn, fn, sizeof(c->self_fn) - 4);
 		memcpy(c->self_fn + sizeof(c->self_fn) - 4, "...", 4);
 	}
+	/* Cloned at depth 1, where the payload tuple of an encoded call
+	 * would hold them: a call to self refuses the depth a call to
+	 * another worker refuses. */
 	tw_status st;
 	if (args != NULL) {
-		st = tw_value_clone(&c->self_args, args);
+		st = value_clone_at(&c->self_args, args, 1);
 		/* Handlers always see a tuple; lists and tuples share layout. */
 		if (st == TW_OK)
 			c->self_args.kind = TW_KIND_TUPLE;
@@ -459,7 +471,7 @@ static tw_status prepare_self(struct call *c, const char *fn,
 		st = tw_value_tuple(&c->self_args, 0);
 	}
 	if (st == TW_OK)
-		st = kwargs != NULL ? tw_value_clone(&c->self_kwargs, kwargs)
+		st = kwargs != NULL ? value_clone_at(&c->self_kwargs, kwargs, 1)
 				    : tw_value_dict(&c->self_kwargs, 0);
 	return st;
 }
@@ -505,24 +517,282 @@ static tw_status encode_call(struct call *c, const char *fn,
 	return st;
 }
 
-tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
-		       const tw_value *args, const tw_value *kwargs,
-		       int64_t timeout_ms, tw_future **out)
+/* ---- why a call's arguments were refused --------------------------------
+ *
+ * The encoder (and the clone of a call to self) only says that the
+ * arguments cannot be sent. On that failure path, and only there, walk
+ * them again to say what and where, by the path a Python user would
+ * write ("args[0]['x'][2]"). The checks follow the encoder's, in its
+ * order; the depth is counted as in the payload, whose own tuple holds
+ * args and kwargs at depth 2.
+ */
+
+struct diag {
+	char path[1024];
+	size_t len;         /* of path */
+	uint32_t nseg;      /* tensors so far */
+	uint64_t seg_area;  /* their bytes, as the frame lays them out */
+};
+
+static void diag_push(struct diag *d, size_t *mark, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void diag_push(struct diag *d, size_t *mark, const char *fmt, ...)
+{
+	*mark = d->len;
+	if (d->len >= sizeof(d->path) - 1)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(d->path + d->len, sizeof(d->path) - d->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		d->len += (size_t)n < sizeof(d->path) - d->len
+				  ? (size_t)n : sizeof(d->path) - d->len - 1;
+}
+
+static void diag_pop(struct diag *d, size_t mark)
+{
+	d->len = mark;
+	d->path[mark] = '\0';
+}
+
+static bool text_bad(const char *s, uint32_t n, bool key)
+{
+	if (n > 0 && s == NULL)
+		return true;
+	if (key && n > 0 && memchr(s, 0, n) != NULL)
+		return true;
+	return n > 0 && !tw_utf8_valid(s, n);
+}
+
+/* true when v (at payload depth depth) or something in it cannot be
+ * sent; the reason is recorded. */
+static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
+{
+	bool cont = v->kind == TW_KIND_LIST || v->kind == TW_KIND_TUPLE ||
+		    v->kind == TW_KIND_DICT;
+	if (cont && depth > TW_VALUE_MAX_DEPTH) {
+		tw_fail(TW_EINVAL, "value nested too deep: %s is a %s at depth "
+			"%u (args and kwargs are depth 1); a call's arguments "
+			"may nest at most %u deep, as TW_VALUE_MAX_DEPTH (%u) "
+			"counts the call's own payload tuple",
+			d->path, tw_kind_name((tw_kind)v->kind), depth - 1,
+			TW_VALUE_MAX_DEPTH - 1, TW_VALUE_MAX_DEPTH);
+		return true;
+	}
+	size_t mark;
+	switch (v->kind) {
+	case TW_KIND_NONE:
+	case TW_KIND_BOOL:
+	case TW_KIND_INT:
+	case TW_KIND_DOUBLE:
+		return false;
+	case TW_KIND_STRING:
+		if (!text_bad(v->u.str, v->len, false))
+			return false;
+		tw_fail(TW_EINVAL, "%s is a string that is not valid UTF-8",
+			d->path);
+		return true;
+	case TW_KIND_BYTES:
+		if (v->len == 0 || v->u.str != NULL)
+			return false;
+		tw_fail(TW_EINVAL, "%s is a bytes value without its bytes",
+			d->path);
+		return true;
+	case TW_KIND_TENSOR: {
+		size_t span;
+		if (v->u.tensor == NULL) {
+			tw_fail(TW_EINVAL, "%s is a tensor value without its "
+				"tensor", d->path);
+			return true;
+		}
+		tw_status st = tw_tensor_span(v->u.tensor, &span);
+		if (st != TW_OK) {
+			tw_fail_wrap(TW_EINVAL, st, "%s is a malformed tensor",
+				     d->path);
+			return true;
+		}
+		if (++d->nseg > TW_FRAME_MAX_SEGS) {
+			tw_fail(TW_EINVAL,
+				"%s is tensor number %u of the call, "
+				"over the %u a frame carries", d->path, d->nseg,
+				TW_FRAME_MAX_SEGS);
+			return true;
+		}
+		d->seg_area = ((d->seg_area + TW_FRAME_SEG_ALIGN - 1) &
+			       ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1)) + span;
+		if (d->seg_area > TW_FRAME_MAX_TOTAL) {
+			tw_fail(TW_EINVAL, "the call's tensors reach %" PRIu64
+				" bytes at %s, over the %" PRIu64 " a frame "
+				"carries", d->seg_area, d->path,
+				(uint64_t)TW_FRAME_MAX_TOTAL);
+			return true;
+		}
+		return false;
+	}
+	case TW_KIND_LIST:
+	case TW_KIND_TUPLE:
+		if (v->len > 0 && v->u.items == NULL) {
+			tw_fail(TW_EINVAL, "%s is a %s without its items",
+				d->path, tw_kind_name((tw_kind)v->kind));
+			return true;
+		}
+		for (uint32_t i = 0; i < v->len; i++) {
+			diag_push(d, &mark, "[%u]", i);
+			bool bad = diag_value(d, &v->u.items[i], depth + 1);
+			if (bad)
+				return true;
+			diag_pop(d, mark);
+		}
+		return false;
+	case TW_KIND_DICT: {
+		const tw_kv *e = v->u.entries;
+		if (v->len > 0 && e == NULL) {
+			tw_fail(TW_EINVAL, "%s is a dict without its entries",
+				d->path);
+			return true;
+		}
+		for (uint32_t i = 0; i < v->len; i++) {
+			if (e[i].key == NULL)
+				continue; /* never set: not sent */
+			if (text_bad(e[i].key, e[i].key_len, true)) {
+				tw_fail(TW_EINVAL, "%s has a key that is not "
+					"valid UTF-8 (or holds a NUL)",
+					d->path);
+				return true;
+			}
+			diag_push(d, &mark, "['%.32s']", e[i].key);
+			bool bad = diag_value(d, &e[i].val, depth + 1);
+			if (bad)
+				return true;
+			diag_pop(d, mark);
+		}
+		for (uint32_t i = 0; i < v->len; i++) {
+			const tw_kv *k = &e[i];
+			for (uint32_t j = 0; k->key != NULL && j < i; j++) {
+				if (e[j].key == NULL ||
+				    e[j].key_len != k->key_len ||
+				    memcmp(e[j].key, k->key, k->key_len) != 0)
+					continue;
+				tw_fail(TW_EINVAL, "%s has the key '%.64s' "
+					"twice", d->path, k->key);
+				return true;
+			}
+		}
+		return false;
+	}
+	case TW_KIND_RREF:
+		if (v->u.rref != NULL)
+			return false;
+		tw_fail(TW_EINVAL, "%s is an rref value without its id",
+			d->path);
+		return true;
+	case TW_KIND_ERROR: {
+		const tw_error *e = v->u.err;
+		if (e != NULL && e->kind != TW_OK &&
+		    (unsigned)e->kind < TW_STATUS_COUNT_ &&
+		    !text_bad(e->msg, e->msg_len, false))
+			return false;
+		tw_fail(TW_EINVAL, "%s is an error value with no valid kind or "
+			"message", d->path);
+		return true;
+	}
+	default:
+		tw_fail(TW_EINVAL, "%s has an unknown kind %u", d->path,
+			v->kind);
+		return true;
+	}
+}
+
+/* The arguments of a call that could not be encoded (or cloned, for a
+ * call to self): record why, as TW_EINVAL, or pass on what the encoder
+ * said when the arguments are not at fault. */
+static tw_status refuse_args(tw_status st, const char *fn,
+			     const tw_value *args, const tw_value *kwargs)
+{
+	if (st == TW_ENOMEM)
+		return tw_fail_wrap(st, st, "cannot build the call to '%.64s'",
+				    fn);
+	if (text_bad(fn, (uint32_t)strnlen(fn, UINT32_MAX), false))
+		return tw_fail_static(TW_EINVAL, "the function name is not "
+				      "valid UTF-8");
+	struct diag *d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return tw_fail_static(TW_EINVAL, "the call's arguments cannot "
+				      "be sent");
+	bool found = false;
+	if (args != NULL) {
+		d->len = (size_t)snprintf(d->path, sizeof(d->path), "args");
+		found = diag_value(d, args, 2);
+	}
+	if (!found && kwargs != NULL) {
+		d->len = (size_t)snprintf(d->path, sizeof(d->path), "kwargs");
+		found = diag_value(d, kwargs, 2);
+	}
+	free(d);
+	if (!found) /* not the arguments: the frame as a whole */
+		tw_fail(TW_EINVAL, "the call to '%.64s' cannot be encoded: %s",
+			fn, tw_strerror(st));
+	return TW_EINVAL;
+}
+
+/* "None" for a NONE value (the C form of Python's None), else the type as
+ * torch's messages print it. */
+static const char *type_name(const tw_value *v, char *buf, size_t size)
+{
+	if (v->kind == TW_KIND_NONE)
+		return "None";
+	tw_value_type_repr(v, buf, size);
+	return buf;
+}
+
+/* The checks tw_rpc_async makes before it looks at the agent's state. */
+static tw_status check_call(tw_agent *a, const char *fn, const tw_value *args,
+			    const tw_value *kwargs, tw_future **out)
+{
+	if (a == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_rpc_async: agent or out is "
+				      "NULL");
+	if (fn == NULL || fn[0] == '\0')
+		return tw_fail_static(TW_EINVAL, "tw_rpc_async: no function "
+				      "name (fn is NULL or empty)");
+	char t[128];
+	if (args != NULL && args->kind != TW_KIND_TUPLE &&
+	    args->kind != TW_KIND_LIST)
+		return tw_fail(TW_EINVAL,
+			       "args must be a tuple or list (or NULL "
+			       "for none), got %s",
+			       type_name(args, t, sizeof(t)));
+	if (kwargs != NULL && kwargs->kind != TW_KIND_DICT)
+		return tw_fail(TW_EINVAL, "kwargs must be a dict (or NULL for "
+			       "none), got %s",
+			       type_name(kwargs, t, sizeof(t)));
+	return TW_OK;
+}
+
+/* Whom a call goes to: a name to look up (name != NULL) or an id. */
+struct dest {
+	const char *name;
+	uint32_t id;
+};
+
+static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
+			    const tw_value *args, const tw_value *kwargs,
+			    int64_t timeout_ms, tw_future **out)
 {
 	if (out != NULL)
 		*out = NULL;
-	if (a == NULL || to == NULL || fn == NULL || out == NULL || fn[0] == '\0')
-		return TW_EINVAL;
-	if (args != NULL && args->kind != TW_KIND_TUPLE &&
-	    args->kind != TW_KIND_LIST)
-		return TW_EINVAL;
-	if (kwargs != NULL && kwargs->kind != TW_KIND_DICT)
-		return TW_EINVAL;
+	tw_status st = check_call(a, fn, args, kwargs, out);
+	if (st != TW_OK)
+		return st;
+	if (to.name == NULL && to.id == UINT32_MAX)
+		return tw_fail_static(TW_EINVAL, "tw_rpc_async: no destination "
+				      "(to is NULL)");
 
 	/* Counted so shutdown can wait until no thread is between the state
 	 * check and the post. */
 	atomic_fetch_add(&a->api_inflight, 1);
-	tw_status st;
 	int state = atomic_load(&a->state);
 	if (state == AGENT_STARTING && atomic_load(&a->joining)) {
 		/* The group has formed and a peer already calls us (a nested
@@ -532,17 +802,33 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 			sched_yield();
 	}
 	if (state != AGENT_RUNNING) {
-		st = state == AGENT_STARTING ? TW_EINVAL : TW_ESHUTDOWN;
+		if (state == AGENT_STARTING)
+			st = tw_fail_static(TW_EINVAL,
+					    "the agent has not joined "
+					    "its group yet: calls start once "
+					    "tw_agent_init has returned (not "
+					    "from its setup callback)");
+		else
+			st = tw_fail_static(TW_ESHUTDOWN,
+					    "the agent is shutting "
+					    "down: no new calls");
 		goto out;
 	}
-	uint32_t dst;
-	st = agent_find_worker(a, to, &dst);
-	if (st != TW_OK)
+	uint32_t dst = to.id;
+	if (to.name != NULL) {
+		if (agent_find_worker(a, to.name, &dst) != TW_OK) {
+			st = agent_no_worker(a, to.name);
+			goto out;
+		}
+	} else if (dst >= a->world) {
+		st = agent_no_worker_id(a, dst);
 		goto out;
+	}
 
 	struct call *c = call_get(a);
 	if (c == NULL) {
-		st = TW_ENOMEM;
+		st = tw_fail_static(TW_ENOMEM,
+				    "out of memory for a call record");
 		goto out;
 	}
 	int64_t eff = timeout_ms < 0 ? atomic_load_explicit(&a->default_timeout_ms, memory_order_relaxed) : timeout_ms;
@@ -563,6 +849,7 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 	c->has_msg = !c->self && st == TW_OK;
 	if (st != TW_OK) {
 		call_put(c);
+		st = refuse_args(st, fn, args, kwargs);
 		goto out;
 	}
 	tw_future *f;
@@ -587,6 +874,10 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		atomic_fetch_sub(&a->outstanding, 1);
 		call_put(c);
 		tw_future_release(f);
+		st = tw_fail_static(TW_ENOSPC, "the run loop's queue is full "
+				    "(" STR(AGENT_LOOP_RING) " messages): "
+				    "backpressure; retry once some calls "
+				    "complete");
 		goto out;
 	}
 	*out = f;
@@ -595,9 +886,32 @@ out:
 	return st;
 }
 
-tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
-		      const tw_value *args, const tw_value *kwargs,
-		      int64_t timeout_ms, tw_value *result, tw_value *err)
+tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
+		       const tw_value *args, const tw_value *kwargs,
+		       int64_t timeout_ms, tw_future **out)
+{
+	return call_async(a, (struct dest){.name = to, .id = UINT32_MAX}, fn,
+			  args, kwargs, timeout_ms, out);
+}
+
+tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
+			  const tw_value *args, const tw_value *kwargs,
+			  int64_t timeout_ms, tw_future **out)
+{
+	/* UINT32_MAX means "no destination" inside; as an id it is merely
+	 * unknown, and says so. */
+	if (to == UINT32_MAX && a != NULL) {
+		if (out != NULL)
+			*out = NULL;
+		return agent_no_worker_id(a, to);
+	}
+	return call_async(a, (struct dest){.id = to}, fn, args, kwargs,
+			  timeout_ms, out);
+}
+
+static tw_status call_sync(tw_agent *a, struct dest to, const char *fn,
+			   const tw_value *args, const tw_value *kwargs,
+			   int64_t timeout_ms, tw_value *result, tw_value *err)
 {
 	if (result != NULL)
 		*result = tw_value_none();
@@ -611,21 +925,20 @@ tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 	if (a != NULL && agent_tls_loop != NULL && agent_tls_loop->a == a)
 		own = agent_tls_loop;
 	if (own != NULL && (!a->o.embedded || tw_loop_in_poll(own->loop))) {
+		static const char why[] = "tw_rpc_sync called on a run loop: "
+					  "use tw_rpc_async and tw_call_defer";
 		if (err != NULL)
-			tw_value_error(err, TW_EINVAL, a->rank,
-				       "tw_rpc_sync called on a run loop: use tw_rpc_async and tw_call_defer");
-		return TW_EINVAL;
+			tw_value_error(err, TW_EINVAL, a->rank, why);
+		return tw_fail_static(TW_EINVAL, why);
 	}
 	tw_future *f;
-	tw_status st = tw_rpc_async(a, to, fn, args, kwargs, timeout_ms, &f);
+	tw_status st = call_async(a, to, fn, args, kwargs, timeout_ms, &f);
 	if (st != TW_OK) {
-		if (err != NULL && a != NULL) {
-			char msg[256];
-			snprintf(msg, sizeof(msg), "call to '%s' on '%s' failed: %s",
-				 fn ? fn : "(null)", to ? to : "(null)",
-				 tw_strerror(st));
-			tw_value_error(err, st, a->rank, msg);
-		}
+		/* The reason tw_rpc_async recorded stays the thread's; the
+		 * error value carries it too (tw_value_error copies it before
+		 * it could record anything). */
+		if (err != NULL && a != NULL)
+			tw_value_error(err, st, a->rank, tw_errmsg(st));
 		return st;
 	}
 	/* The call's own deadline bounds the wait. */
@@ -633,13 +946,41 @@ tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 	if (st == TW_OK) {
 		if (result != NULL)
 			st = tw_future_take_value(f, result);
-	} else if (err != NULL) {
+	} else {
 		const tw_error *e = tw_future_error(f);
-		if (e != NULL)
+		if (err != NULL && e != NULL)
 			tw_value_error(err, e->kind, e->origin, e->msg);
+		if (e != NULL)
+			agent_explain_error(a, st, e, "%s", "");
 	}
 	tw_future_release(f);
 	return st;
+}
+
+tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
+		      const tw_value *args, const tw_value *kwargs,
+		      int64_t timeout_ms, tw_value *result, tw_value *err)
+{
+	return call_sync(a, (struct dest){.name = to, .id = UINT32_MAX}, fn,
+			 args, kwargs, timeout_ms, result, err);
+}
+
+tw_status tw_rpc_sync_id(tw_agent *a, uint32_t to, const char *fn,
+			 const tw_value *args, const tw_value *kwargs,
+			 int64_t timeout_ms, tw_value *result, tw_value *err)
+{
+	if (to == UINT32_MAX && a != NULL) {
+		if (result != NULL)
+			*result = tw_value_none();
+		if (err != NULL)
+			*err = tw_value_none();
+		tw_status st = agent_no_worker_id(a, to);
+		if (err != NULL)
+			tw_value_error(err, st, a->rank, tw_errmsg(st));
+		return st;
+	}
+	return call_sync(a, (struct dest){.id = to}, fn, args, kwargs,
+			 timeout_ms, result, err);
 }
 
 uint64_t tw_agent_outstanding(const tw_agent *a)
@@ -653,7 +994,9 @@ tw_status tw_rpc_list_functions(tw_agent *a, const char *to,
 				int64_t timeout_ms, tw_value *out)
 {
 	if (a == NULL || to == NULL || out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_rpc_list_functions: agent, "
+				      "to or out is NULL");
 	*out = tw_value_none();
 	tw_value err = tw_value_none();
 	tw_status st = tw_rpc_sync(a, to, "tw::list_functions", NULL, NULL,

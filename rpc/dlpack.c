@@ -4,6 +4,8 @@
 
 #include <tensorwire/tensor.h>
 
+#include "dataplane/err.h"
+
 /*
  * An exported tensor is one allocation: the DLManagedTensor the consumer
  * sees, then the shape and strides arrays it points at. manager_ctx points
@@ -89,7 +91,9 @@ static bool dtype_from_dl(DLDataType dl, tw_dtype *out)
 tw_status tw_tensor_to_dlpack(const tw_tensor *t, DLManagedTensor **out)
 {
 	if (t == NULL || out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_tensor_to_dlpack: t or out "
+				      "is NULL");
 
 	/* tw_tensor_span validates dtype, ndim, shape, strides and data. */
 	size_t span;
@@ -98,11 +102,13 @@ tw_status tw_tensor_to_dlpack(const tw_tensor *t, DLManagedTensor **out)
 		return st;
 	DLDataType dl;
 	if (!dtype_to_dl((tw_dtype)t->dtype, &dl))
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL, "dtype %s has no DLPack type",
+			       tw_dtype_name((tw_dtype)t->dtype));
 
 	struct export_block *eb = calloc(1, sizeof(*eb));
 	if (eb == NULL)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "out of memory exporting a "
+				      "tensor to DLPack");
 	for (unsigned d = 0; d < t->ndim; d++) {
 		eb->shape[d] = t->shape[d];
 		eb->strides[d] = t->strides[d];
@@ -139,31 +145,42 @@ static void import_release(void *ctx, void *data, size_t size)
 tw_status tw_tensor_from_dlpack(DLManagedTensor *mt, tw_tensor *out)
 {
 	if (mt == NULL || out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_tensor_from_dlpack: mt or "
+				      "out is NULL");
 
 	/* Everything is validated before the first side effect, so any
 	 * failure leaves mt entirely the caller's. */
 	const DLTensor *dt = &mt->dl_tensor;
 	if (dt->device.device_type != kDLCPU &&
 	    dt->device.device_type != kDLCUDAHost)
-		return TW_ENOTSUP;
+		return tw_fail(TW_ENOTSUP, "DLPack device type %d: only CPU "
+			       "(1) and CUDA host (3) memory can be imported",
+			       (int)dt->device.device_type);
 	tw_dtype dtype;
 	if (!dtype_from_dl(dt->dtype, &dtype))
-		return TW_ENOTSUP;
+		return tw_fail(TW_ENOTSUP, "DLPack dtype (code %u, %u bits, %u "
+			       "lanes) has no tensorwire dtype",
+			       (unsigned)dt->dtype.code,
+			       (unsigned)dt->dtype.bits,
+			       (unsigned)dt->dtype.lanes);
 	if (dt->ndim < 0 || dt->ndim > TW_TENSOR_MAX_DIMS)
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL, "DLPack tensor of %d dims (0 to %u "
+			       "import)", (int)dt->ndim, TW_TENSOR_MAX_DIMS);
 	unsigned ndim = (unsigned)dt->ndim;
 	if (ndim > 0 && dt->shape == NULL)
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL, "DLPack tensor of %u dims without a "
+			       "shape", ndim);
 
 	/* byte_offset is where element [0, ..., 0] really starts. */
 	uintptr_t base = (uintptr_t)dt->data;
 	uintptr_t data_addr;
 	if (dt->byte_offset > (uint64_t)(UINTPTR_MAX - base))
-		return TW_EOVERFLOW;
+		return tw_fail_static(TW_EOVERFLOW, "DLPack byte_offset "
+				      "overflows the data address");
 	data_addr = base + (uintptr_t)dt->byte_offset;
 	if (base == 0 && dt->byte_offset != 0)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "DLPack tensor with a "
+				      "byte_offset but no data");
 	void *data = (void *)data_addr;
 
 	/* A borrowed view first: validates shape, strides, sizes and data. */
@@ -180,7 +197,8 @@ tw_status tw_tensor_from_dlpack(DLManagedTensor *mt, tw_tensor *out)
 	tw_buf *buf;
 	st = tw_buf_from_user(data, span, import_release, mt, &buf);
 	if (st != TW_OK)
-		return st;
+		return tw_fail_wrap(st, st, "cannot wrap the DLPack tensor's "
+				    "bytes");
 	/* The buffer's one reference becomes the tensor's. */
 	view.buf = buf;
 	*out = view;

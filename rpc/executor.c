@@ -7,8 +7,10 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+#include "dataplane/err.h"
 #include "dataplane/ring.h"
 
 struct executor {
@@ -78,29 +80,37 @@ tw_status executor_create(uint32_t nthreads, uint32_t qsize, const char *name,
 {
 	*out = NULL;
 	if (nthreads == 0)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "the executor needs at least "
+				      "one thread");
 	struct executor *e = calloc(1, sizeof(*e));
 	if (e == NULL)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "out of memory for the "
+				      "executor");
 	tw_status st = tw_ring_create(qsize, TW_RING_F_MPMC, &e->q);
 	if (st != TW_OK) {
 		free(e);
-		return st;
+		return tw_fail_wrap(st, st, "cannot create the executor's "
+				    "queue of %u jobs", qsize);
 	}
 	e->threads = calloc(nthreads, sizeof(pthread_t));
 	if (e->threads == NULL) {
 		tw_ring_free(e->q);
 		free(e);
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory for %u executor "
+			       "threads", nthreads);
 	}
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
 	snprintf(e->name, sizeof(e->name), "%s", name ? name : "tw-exec");
 	for (uint32_t i = 0; i < nthreads; i++) {
-		if (pthread_create(&e->threads[i], NULL, exec_main, e) != 0) {
+		int rc = pthread_create(&e->threads[i], NULL, exec_main, e);
+		if (rc != 0) {
 			e->nthreads = i;
 			executor_destroy(e);
-			return TW_ENOMEM;
+			return tw_fail(TW_ENOMEM,
+				       "cannot start executor thread "
+				       "%u of %u: %s", i + 1, nthreads,
+				       strerror(rc));
 		}
 		e->nthreads = i + 1;
 		char tname[32];
@@ -119,13 +129,14 @@ tw_status executor_submit(struct executor *e, struct exec_job *j)
 	atomic_fetch_add(&e->submitting, 1);
 	if (atomic_load(&e->stopping)) {
 		atomic_fetch_sub(&e->submitting, 1);
-		return TW_ESHUTDOWN;
+		return tw_fail_static(TW_ESHUTDOWN, "the executor is stopping");
 	}
 	void *p = j;
 	unsigned n = tw_ring_mp_enqueue_bulk(e->q, &p, 1, NULL);
 	atomic_fetch_sub(&e->submitting, 1);
 	if (n != 1)
-		return TW_ENOSPC;
+		return tw_fail_static(TW_ENOSPC,
+				      "the executor's queue is full");
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load(&e->sleepers) > 0) {
 		pthread_mutex_lock(&e->lock);

@@ -17,12 +17,14 @@ struct exec_job {
 
 struct executor;
 
-/* nthreads >= 1; qsize a power of two. */
+/* nthreads >= 1; qsize a power of two. Failures record their reason
+ * (tw_errmsg): tw_agent_init passes it on. */
 tw_status executor_create(uint32_t nthreads, uint32_t qsize, const char *name,
 			  struct executor **out);
 
 /* Queue j from any thread. TW_ENOSPC when the queue is full (j is still
- * the caller's), TW_ESHUTDOWN after executor_stop began. */
+ * the caller's), TW_ESHUTDOWN after executor_stop began; with a reason
+ * (tw_fail_static: no formatting on this path). */
 tw_status executor_submit(struct executor *e, struct exec_job *j);
 
 /* Stop accepting, let threads finish the job they run, join them, then

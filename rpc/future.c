@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -17,6 +18,7 @@
 #include <tensorwire/future.h>
 
 #include "dataplane/clock.h"
+#include "dataplane/err.h"
 #include "rpc/future_impl.h"
 #include "rpc/tcache.h"
 
@@ -125,6 +127,23 @@ static inline bool is_done(uint32_t s)
 	return (s & ST_MASK) == ST_DONE;
 }
 
+/* Record a completed, failed future's message as the explanation of the
+ * status about to be returned (its kind). Copied: the caller may release
+ * f before reading it. */
+static tw_status explain(const tw_future *f)
+{
+	const tw_error *e = f->err;
+	if (e == NULL || e->msg == NULL || e->msg_len == 0)
+		return tw_fail_static(f->status, NULL);
+	int len = e->msg_len < TW_ERRMSG_MAX ? (int)e->msg_len : TW_ERRMSG_MAX;
+	return tw_fail(f->status, "%.*s", len, e->msg);
+}
+
+static tw_status already_completed(void)
+{
+	return tw_fail_static(TW_EBUSY, "the future is already completed");
+}
+
 /* ---- lifetime --------------------------------------------------------- */
 
 /*
@@ -140,14 +159,15 @@ static _Thread_local struct tcache_list fcache_tls;
 tw_status tw_future_create(tw_future **out)
 {
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_create: out is NULL");
 	/* Not calloc: the embedded message (its inline arena) stays untouched
 	 * unless a message completes the future. */
 	tw_future *f = tcache_get(&fcache_tls);
 	if (f == NULL)
 		f = malloc(sizeof *f);
 	if (f == NULL)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "out of memory for a future");
 	atomic_init(&f->state, ST_PENDING);
 	atomic_init(&f->refcnt, 1);
 	atomic_init(&f->cbs, NULL);
@@ -263,7 +283,7 @@ static tw_status complete_with_value(tw_future *f, tw_value *v)
 	tw_future_retain(f);
 	if (!claim(f)) {
 		tw_future_release(f);
-		return TW_EBUSY;
+		return already_completed();
 	}
 	f->own = *v;
 	*v = tw_value_none();
@@ -275,7 +295,9 @@ static tw_status complete_with_value(tw_future *f, tw_value *v)
 tw_status tw_future_complete(tw_future *f, tw_value *v)
 {
 	if (f == NULL || v == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_complete: future or "
+				      "value is NULL");
 	return complete_with_value(f, v);
 }
 
@@ -290,7 +312,7 @@ static tw_status fail_owned(tw_future *f, tw_value *err)
 	tw_future_retain(f);
 	if (!claim(f)) {
 		tw_future_release(f);
-		return TW_EBUSY;
+		return already_completed();
 	}
 	f->own = *err;
 	*err = tw_value_none();
@@ -305,7 +327,7 @@ static tw_status fail_bare(tw_future *f, tw_status kind, uint32_t origin)
 	tw_future_retain(f);
 	if (!claim(f)) {
 		tw_future_release(f);
-		return TW_EBUSY;
+		return already_completed();
 	}
 	f->err_inline = (tw_error){ .kind = kind, .origin = origin,
 				    .msg = "", .msg_len = 0 };
@@ -317,8 +339,12 @@ static tw_status fail_bare(tw_future *f, tw_status kind, uint32_t origin)
 tw_status tw_future_fail(tw_future *f, tw_status kind, uint32_t origin,
 			 const char *msg)
 {
-	if (f == NULL || !error_kind_valid(kind))
-		return TW_EINVAL;
+	if (f == NULL)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_fail: future is NULL");
+	if (!error_kind_valid(kind))
+		return tw_fail(TW_EINVAL, "tw_future_fail: kind %d is not a "
+			       "failure status", (int)kind);
 	/* Build the error before claiming: the completing window stays short
 	 * and a loser only wasted a copy. */
 	tw_value e;
@@ -332,9 +358,16 @@ tw_status tw_future_fail(tw_future *f, tw_status kind, uint32_t origin,
 
 tw_status tw_future_fail_value(tw_future *f, tw_value *err)
 {
-	if (f == NULL || err == NULL || err->kind != TW_KIND_ERROR ||
-	    err->u.err == NULL || !error_kind_valid(err->u.err->kind))
-		return TW_EINVAL;
+	if (f == NULL || err == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_future_fail_value: future "
+				      "or error is NULL");
+	if (err->kind != TW_KIND_ERROR || err->u.err == NULL ||
+	    !error_kind_valid(err->u.err->kind))
+		return tw_fail(TW_EINVAL,
+			       "tw_future_fail_value: err must be an "
+			       "error value with a failure kind, got a value "
+			       "of kind '%s'",
+			       tw_kind_name((tw_kind)err->kind));
 	return fail_owned(f, err);
 }
 
@@ -457,11 +490,14 @@ static tw_status finish_msg(tw_future *f)
 tw_status tw_future_complete_msg(tw_future *f, tw_in_msg *m)
 {
 	if (f == NULL || m == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_complete_msg: future "
+				      "or message is NULL");
 	tw_future_retain(f);
 	if (!claim(f)) {
 		tw_future_release(f);
-		return TW_EBUSY; /* *m untouched: still the caller's */
+		/* *m untouched: still the caller's */
+		return already_completed();
 	}
 	move_msg(&f->msg, m);
 	return finish_msg(f);
@@ -511,8 +547,11 @@ bool tw_future_done(const tw_future *f)
 tw_status tw_future_status(const tw_future *f)
 {
 	if (f == NULL)
-		return TW_EINVAL;
-	return is_done(load_state(f)) ? f->status : TW_EBUSY;
+		return tw_fail_static(TW_EINVAL, "tw_future_status: future is "
+				      "NULL");
+	if (!is_done(load_state(f)))
+		return tw_fail_static(TW_EBUSY, "the future is still pending");
+	return f->status == TW_OK ? TW_OK : explain(f);
 }
 
 const tw_value *tw_future_value(const tw_future *f)
@@ -532,25 +571,42 @@ const tw_error *tw_future_error(const tw_future *f)
 tw_status tw_future_take_value(const tw_future *f, tw_value *out)
 {
 	if (f == NULL || out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_future_take_value: future "
+				      "or out is NULL");
 	*out = tw_value_none();
 	if (!is_done(load_state(f)))
-		return TW_EBUSY;
+		return tw_fail_static(TW_EBUSY, "the future is still pending");
 	if (f->status != TW_OK)
-		return f->status;
+		return explain(f);
 	return tw_value_clone(out, f->val);
 }
 
 /* ---- waiting ---------------------------------------------------------- */
 
+/* What a wait returns once f is done: its status, explained. */
+static inline tw_status done_status(const tw_future *f)
+{
+	return f->status == TW_OK ? TW_OK : explain(f);
+}
+
+static tw_status wait_timed_out(int64_t timeout_ms)
+{
+	if (timeout_ms == 0)
+		return tw_fail_static(TW_ETIMEDOUT, "the future is still "
+				      "pending (a wait of 0 ms only looks)");
+	return tw_fail(TW_ETIMEDOUT, "the future was not completed within "
+		       "%lld ms", (long long)timeout_ms);
+}
+
 tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 {
 	if (f == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_wait: future is NULL");
 	if (is_done(load_state(f)))
-		return f->status;
+		return done_status(f);
 	if (timeout_ms == 0)
-		return TW_ETIMEDOUT;
+		return wait_timed_out(timeout_ms);
 
 	int64_t now = (int64_t)tw_now_ns();
 	int64_t deadline = INT64_MAX; /* forever */
@@ -566,7 +622,7 @@ tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 		for (int i = 0; i < SPIN_CLOCK_EVERY; i++) {
 			cpu_pause();
 			if (is_done(load_state(f)))
-				return f->status;
+				return done_status(f);
 		}
 		if ((int64_t)tw_now_ns() >= spin_end)
 			break;
@@ -587,13 +643,13 @@ tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 		uint32_t s = atomic_fetch_or_explicit(&f->state, ST_WAITERS,
 						      memory_order_acquire);
 		if (is_done(s))
-			return f->status;
+			return done_status(f);
 		int e = futex_wait_until(&f->state, s | ST_WAITERS, tsp);
 		if (e == ETIMEDOUT) {
 			/* Completed just as we timed out: report it. */
 			if (is_done(load_state(f)))
-				return f->status;
-			return TW_ETIMEDOUT;
+				return done_status(f);
+			return wait_timed_out(timeout_ms);
 		}
 		/* Woken, EAGAIN (state moved on) or EINTR: look again. Any
 		 * other error means the futex cannot sleep for us: poll
@@ -608,7 +664,8 @@ tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 tw_status tw_future_then(tw_future *f, tw_future_cb cb, void *arg)
 {
 	if (f == NULL || cb == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_future_then: future or "
+				      "callback is NULL");
 	/* Acquire: pairs with publish()'s acq_rel exchange that closes the
 	 * list, so a callback run here sees the result. */
 	struct cb_node *head = atomic_load_explicit(&f->cbs, memory_order_acquire);
@@ -625,7 +682,8 @@ tw_status tw_future_then(tw_future *f, tw_future_cb cb, void *arg)
 	} else {
 		n = malloc(sizeof *n);
 		if (n == NULL)
-			return TW_ENOMEM;
+			return tw_fail_static(TW_ENOMEM, "out of memory for a "
+					      "future's callback");
 	}
 	n->cb = cb;
 	n->arg = arg;
@@ -698,7 +756,8 @@ tw_status tw_future_chain(tw_future *f, tw_future_map_fn fn, void *arg,
 			  tw_future **out)
 {
 	if (f == NULL || fn == NULL || out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_future_chain: future, "
+				      "function or out is NULL");
 	tw_future *g;
 	tw_status st = tw_future_create(&g);
 	if (st != TW_OK)
@@ -713,5 +772,261 @@ tw_status tw_future_chain(tw_future *f, tw_future_map_fn fn, void *arg,
 		return st;
 	}
 	*out = g;
+	return TW_OK;
+}
+
+/* ---- groups: wait_all, collect_all ------------------------------------ */
+
+/*
+ * Both watch every input with a callback (tw_future_then) rather than
+ * waiting on each in turn: wait_all must notice the first failure, in
+ * whatever order the inputs complete, and collect_all must not block at
+ * all. The group is reference counted: a wait that returns early (a
+ * failure, a timeout) leaves callbacks behind that still hold it.
+ */
+
+struct wa_node {
+	struct wa_group *g;
+	size_t idx;
+};
+
+struct wa_group {
+	_Atomic uint32_t refs;     /* the waiter's + one per callback */
+	_Atomic size_t remaining;  /* inputs not yet completed with success */
+	_Atomic size_t failed;     /* index of the first failure, or SIZE_MAX */
+	tw_future *done;           /* completed (NONE) at the first failure or
+				    * once every input succeeded */
+	struct wa_node nodes[];
+};
+
+static void wa_release(struct wa_group *g)
+{
+	/* acq_rel: as tw_future_release. */
+	if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	tw_future_release(g->done);
+	free(g);
+}
+
+static void wa_signal(struct wa_group *g)
+{
+	tw_value none = tw_value_none();
+	(void)complete_with_value(g->done, &none);
+}
+
+static void wa_cb(tw_future *f, void *arg)
+{
+	struct wa_node *nd = arg;
+	struct wa_group *g = nd->g;
+	if (f->status != TW_OK) {
+		size_t none = SIZE_MAX;
+		/* The first failure wins; storing it before completing done
+		 * publishes it to the waiter (done's release, its acquire). */
+		if (atomic_compare_exchange_strong(&g->failed, &none, nd->idx))
+			wa_signal(g);
+	} else if (atomic_fetch_sub(&g->remaining, 1) == 1) {
+		wa_signal(g); /* every input succeeded (none failed) */
+	}
+	wa_release(g);
+}
+
+tw_status future_wait_all_with(tw_future *const *futs, size_t n,
+			       int64_t timeout_ms, future_wait_fn wait,
+			       void *ctx, size_t *failed)
+{
+	*failed = SIZE_MAX;
+	if (n > 0 && futs == NULL)
+		return tw_fail_static(TW_EINVAL, "wait_all: futs is NULL");
+	/* Everything done already (the common end of a burst): no group. */
+	bool all_done = true;
+	for (size_t i = 0; i < n; i++) {
+		if (futs[i] == NULL)
+			return tw_fail(TW_EINVAL, "wait_all: futs[%zu] is NULL",
+				       i);
+		if (!is_done(load_state(futs[i])))
+			all_done = false;
+	}
+	if (all_done) {
+		for (size_t i = 0; i < n; i++) {
+			if (futs[i]->status != TW_OK) {
+				*failed = i;
+				return futs[i]->status;
+			}
+		}
+		return TW_OK;
+	}
+
+	struct wa_group *g = malloc(sizeof(*g) + n * sizeof(g->nodes[0]));
+	if (g == NULL)
+		return tw_fail(TW_ENOMEM,
+			       "wait_all: out of memory watching %zu "
+			       "futures", n);
+	tw_status st = tw_future_create(&g->done);
+	if (st != TW_OK) {
+		free(g);
+		return st;
+	}
+	atomic_init(&g->refs, 1);
+	atomic_init(&g->remaining, n);
+	atomic_init(&g->failed, SIZE_MAX);
+	for (size_t i = 0; i < n; i++) {
+		g->nodes[i] = (struct wa_node){.g = g, .idx = i};
+		atomic_fetch_add(&g->refs, 1);
+		st = tw_future_then(futs[i], wa_cb, &g->nodes[i]);
+		if (st != TW_OK) {
+			/* The callbacks registered still run and release
+			 * their references; this one never will. */
+			atomic_fetch_sub(&g->refs, 1);
+			wa_release(g);
+			return tw_fail(st, "wait_all: cannot watch futs[%zu] "
+				       "(out of memory)", i);
+		}
+	}
+	st = wait != NULL ? wait(g->done, timeout_ms, ctx)
+			  : tw_future_wait(g->done, timeout_ms);
+	if (st == TW_OK) {
+		/* Acquire: done's completion published failed. */
+		size_t i = atomic_load(&g->failed);
+		if (i != SIZE_MAX) {
+			*failed = i;
+			st = futs[i]->status;
+		}
+	} else if (st == TW_ETIMEDOUT) {
+		size_t pending = 0;
+		for (size_t i = 0; i < n; i++)
+			pending += !is_done(load_state(futs[i]));
+		tw_fail(st, "wait_all: %zu of %zu futures still pending after "
+			"%lld ms", pending, n, (long long)timeout_ms);
+	}
+	/* Any other status: the wait function's refusal, explained. */
+	wa_release(g);
+	return st;
+}
+
+tw_status tw_future_wait_all(tw_future *const *futs, size_t n,
+			     int64_t timeout_ms)
+{
+	size_t i;
+	tw_status st = future_wait_all_with(futs, n, timeout_ms, NULL, NULL,
+					    &i);
+	if (i == SIZE_MAX)
+		return st;
+	const tw_error *e = futs[i]->err;
+	if (e == NULL || e->msg == NULL || e->msg_len == 0)
+		return tw_fail(st, "future %zu (of %zu) failed: %s", i, n,
+			       tw_strerror(st));
+	return tw_fail(st, "future %zu (of %zu) failed: %.*s", i, n,
+		       e->msg_len < TW_ERRMSG_MAX ? (int)e->msg_len
+						  : TW_ERRMSG_MAX, e->msg);
+}
+
+/* collect_all: the output list fills slot by slot, each written by the
+ * callback of its own input (on whatever thread completes it); the last
+ * one to finish (acq_rel on remaining: it sees every slot) completes out. */
+struct ca_node {
+	struct ca_group *g;
+	uint32_t idx;
+};
+
+struct ca_group {
+	_Atomic size_t remaining; /* inputs + 1 while callbacks are set up */
+	tw_future *out;
+	tw_value list;
+	struct ca_node nodes[];
+};
+
+static void ca_finish(struct ca_group *g)
+{
+	if (atomic_fetch_sub_explicit(&g->remaining, 1,
+				      memory_order_acq_rel) != 1)
+		return;
+	if (complete_with_value(g->out, &g->list) != TW_OK)
+		tw_value_destroy(&g->list); /* the user completed out by hand */
+	tw_future_release(g->out);
+	free(g);
+}
+
+/* The slot of an input: a copy of its value or of its error. */
+static void ca_fill(tw_value *slot, const tw_future *f, uint32_t idx)
+{
+	if (f->status == TW_OK) {
+		tw_status st = tw_value_clone(slot, f->val);
+		if (st == TW_OK)
+			return;
+		char msg[128];
+		snprintf(msg, sizeof(msg), "collect_all: cannot copy the value "
+			 "of future %u: %s", idx, tw_strerror(st));
+		(void)tw_value_error(slot, st, 0, msg);
+		return;
+	}
+	const tw_error *e = f->err;
+	if (e == NULL ||
+	    tw_value_error(slot, e->kind, e->origin, e->msg) != TW_OK)
+		(void)tw_value_error(slot, f->status, e ? e->origin : 0, NULL);
+}
+
+static void ca_cb(tw_future *f, void *arg)
+{
+	struct ca_node *nd = arg;
+	ca_fill(&nd->g->list.u.items[nd->idx], f, nd->idx);
+	ca_finish(nd->g);
+}
+
+tw_status tw_future_collect_all(tw_future *const *futs, size_t n,
+				tw_future **out)
+{
+	if (out == NULL)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_collect_all: out is "
+				      "NULL");
+	*out = NULL;
+	if (n > 0 && futs == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_future_collect_all: futs "
+				      "is NULL");
+	if (n > UINT32_MAX - 1)
+		return tw_fail(TW_EOVERFLOW,
+			       "tw_future_collect_all: %zu futures, "
+			       "over the %u a list holds", n, UINT32_MAX - 1);
+	for (size_t i = 0; i < n; i++)
+		if (futs[i] == NULL)
+			return tw_fail(TW_EINVAL, "tw_future_collect_all: "
+				       "futs[%zu] is NULL", i);
+	struct ca_group *g = malloc(sizeof(*g) + n * sizeof(g->nodes[0]));
+	if (g == NULL)
+		return tw_fail(TW_ENOMEM, "collect_all: out of memory watching "
+			       "%zu futures", n);
+	tw_status st = tw_value_list(&g->list, (uint32_t)n);
+	if (st == TW_OK)
+		st = tw_future_create(&g->out);
+	if (st != TW_OK) {
+		tw_value_destroy(&g->list);
+		free(g);
+		return st;
+	}
+	tw_future_retain(g->out); /* the group's, dropped by ca_finish */
+	atomic_init(&g->remaining, n + 1);
+	size_t i;
+	for (i = 0; i < n; i++) {
+		g->nodes[i] = (struct ca_node){.g = g, .idx = (uint32_t)i};
+		st = tw_future_then(futs[i], ca_cb, &g->nodes[i]);
+		if (st != TW_OK)
+			break;
+	}
+	if (st != TW_OK) {
+		/* Callbacks already set still run; the rest never will. The
+		 * group finishes without the caller, who gets nothing. */
+		for (size_t j = i; j < n; j++)
+			(void)tw_value_error(&g->list.u.items[j], TW_ENOMEM, 0,
+					     "collect_all: out of memory");
+		atomic_fetch_sub(&g->remaining, n - i);
+		tw_future *o = g->out;
+		ca_finish(g);
+		tw_future_release(o);
+		return tw_fail(st,
+			       "collect_all: cannot watch futs[%zu] (out of "
+			       "memory)", i);
+	}
+	*out = g->out;
+	ca_finish(g); /* the set-up guard: completes out if all were done */
 	return TW_OK;
 }

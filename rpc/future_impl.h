@@ -1,7 +1,11 @@
 /* Internal: completing a future straight from a received frame, for the
- * agent (call.c), without tw_future_complete_msg's move of the message. */
+ * agent (call.c), without tw_future_complete_msg's move of the message;
+ * waiting for a group of futures with the agent's own wait. */
 #ifndef TW_RPC_FUTURE_IMPL_H
 #define TW_RPC_FUTURE_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #include <tensorwire/future.h>
 
@@ -16,5 +20,19 @@ tw_in_msg *future_msg_begin(tw_future *f);
 void future_msg_end(tw_future *f);
 void future_msg_fail(tw_future *f, tw_status kind, uint32_t origin,
 		     const char *msg);
+
+/*
+ * tw_future_wait_all with the wait for the group's own future given:
+ * wait(f, timeout_ms, ctx) as tw_future_wait (NULL: tw_future_wait), so
+ * that an embedded agent's owner can poll its loop meanwhile
+ * (tw_agent_wait_all). Returns TW_OK, the first failed input's kind with
+ * *failed its index (not explained: the caller words it), or the wait's
+ * own failure (TW_ETIMEDOUT, explained) with *failed SIZE_MAX.
+ */
+typedef tw_status (*future_wait_fn)(tw_future *f, int64_t timeout_ms,
+				    void *ctx);
+tw_status future_wait_all_with(tw_future *const *futs, size_t n,
+			       int64_t timeout_ms, future_wait_fn wait,
+			       void *ctx, size_t *failed);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/agent_impl.h"
 
 tw_status reg_invoke(const struct reg_entry *e, tw_call_ctx *ctx,
@@ -28,22 +29,19 @@ tw_status reg_invoke(const struct reg_entry *e, tw_call_ctx *ctx,
 		n++;
 	}
 	tw_value bound[TW_SCHEMA_MAX_ARGS];
-	char errbuf[4096];
 	size_t chosen = 0;
 	tw_status st;
 	if (n == 1)
-		st = tw_schema_bind(schemas[0], args, kwargs, bound, errbuf,
-				    sizeof(errbuf));
+		st = tw_schema_bind(schemas[0], args, kwargs, bound);
 	else
-		st = tw_schema_match(schemas, n, args, kwargs, &chosen, bound,
-				     errbuf, sizeof(errbuf));
+		st = tw_schema_match(schemas, n, args, kwargs, &chosen, bound);
 	if (st != TW_OK) {
-		if (st == TW_ENOMEM)
-			snprintf(errbuf, sizeof(errbuf),
-				 "out of memory binding the arguments of %s",
-				 e->name);
+		/* The binding's explanation (torch's message) becomes the
+		 * remote error's: read before anything else may record one
+		 * (tw_value_error copies it before it could fail). */
+		const char *why = tw_errmsg(st);
 		tw_value_destroy(result);
-		tw_value_error(result, st, 0, errbuf);
+		tw_value_error(result, st, 0, why);
 		return st;
 	}
 	const struct reg_overload *ov = ovs[chosen];
@@ -70,48 +68,31 @@ static void overload_free(void *p)
 }
 
 tw_status reg_add_schema(struct registry *r, const char *schema,
-			 tw_schema_handler_fn fn, void *arg, unsigned flags,
-			 char *err, size_t errlen)
+			 tw_schema_handler_fn fn, void *arg, unsigned flags)
 {
-	if (err != NULL && errlen > 0)
-		err[0] = '\0';
-	if (r == NULL || schema == NULL || fn == NULL) {
-		if (err != NULL && errlen > 0)
-			snprintf(err, errlen, "schema and handler are required");
-		return TW_EINVAL;
-	}
+	if (r == NULL || schema == NULL || fn == NULL)
+		return tw_fail_static(TW_EINVAL, "a schema and a handler are "
+				      "required");
 	struct reg_overload *ov = calloc(1, sizeof(*ov));
 	if (ov == NULL)
-		return TW_ENOMEM;
-	tw_schema_error perr = {0};
-	tw_status st = tw_schema_parse(schema, &ov->schema, &perr);
+		return tw_fail_static(TW_ENOMEM, "out of memory registering "
+				      "a function");
+	/* A schema that does not parse: the parser's message, with its
+	 * position, is the reason. */
+	tw_status st = tw_schema_parse(schema, &ov->schema);
 	if (st != TW_OK) {
-		if (err != NULL && errlen > 0)
-			snprintf(err, errlen, "%s", perr.msg);
 		free(ov);
 		return st;
 	}
 	ov->fn = fn;
 	ov->arg = arg;
+	/* Refusals (taken, flags) explain themselves (registry.c). */
 	st = registry_add_overload(r, tw_schema_name(ov->schema),
 				   tw_schema_overload(ov->schema),
 				   reg_schema_dispatch, ov, overload_free,
 				   flags);
-	if (st != TW_OK) {
-		if (err != NULL && errlen > 0) {
-			const char *ovn = tw_schema_overload(ov->schema);
-			if (st == TW_EBUSY)
-				snprintf(err, errlen,
-					 "'%s%s%s' is already registered",
-					 tw_schema_name(ov->schema),
-					 ovn[0] ? "." : "", ovn);
-			else
-				snprintf(err, errlen, "cannot register '%s': %s",
-					 tw_schema_name(ov->schema),
-					 tw_strerror(st));
-		}
+	if (st != TW_OK)
 		overload_free(ov);
-	}
 	return st;
 }
 
@@ -198,7 +179,9 @@ out:
 	free(es);
 	if (st != TW_OK) {
 		tw_value_destroy(&list);
-		return st;
+		return st == TW_ENOMEM ? tw_fail_static(st, "out of memory "
+							"listing the functions")
+				       : st;
 	}
 	*out = list;
 	return TW_OK;
@@ -219,5 +202,5 @@ tw_status reg_register_builtins(struct registry *r)
 	if (st != TW_OK)
 		return st;
 	return reg_add_schema(r, "tw::list_functions() -> Any",
-			      b_list_functions, r, 0, NULL, 0);
+			      b_list_functions, r, 0);
 }

@@ -29,7 +29,8 @@ struct reg_overload {
  * overloads (tw_schema_bind for one, tw_schema_match for several) and runs
  * the chosen overload's handler with the bound values. A binding failure
  * is TW_ETYPE (TW_EINVAL for args that are not a tuple or list, kwargs
- * not a dict) with an error value in *result carrying torch's message.
+ * not a dict) with an error value in *result carrying the binding's
+ * explanation (torch's message) as its message.
  * No allocation on the way unless binding converts a list. ctx may be
  * NULL (tests).
  */
@@ -44,10 +45,10 @@ tw_status reg_schema_dispatch(tw_call_ctx *ctx, const tw_value *args,
 			      const tw_value *kwargs, tw_value *result,
 			      void *arg);
 
-/* Parse schema and add it as an overload (see tw_agent_register_schema). */
+/* Parse schema and add it as an overload (see tw_agent_register_schema);
+ * failures record their reason (tw_errmsg). */
 tw_status reg_add_schema(struct registry *r, const char *schema,
-			 tw_schema_handler_fn fn, void *arg, unsigned flags,
-			 char *err, size_t errlen);
+			 tw_schema_handler_fn fn, void *arg, unsigned flags);
 
 /* The list of tw_agent_list_functions. */
 tw_status reg_list_functions(struct registry *r, tw_value *out);

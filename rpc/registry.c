@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/err.h"
+
 /* One mixing step: multiply, then fold the high bits down (they are the
  * well-mixed ones, and the table takes the low bits). */
 static inline uint64_t hash_mix(uint64_t h, uint64_t w)
@@ -62,10 +64,12 @@ tw_status registry_init(struct registry *r)
 {
 	struct reg_table *t = table_new(16);
 	if (t == NULL)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "out of memory for the "
+				      "function registry");
 	if (pthread_mutex_init(&r->lock, NULL) != 0) {
 		free(t);
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "cannot create the function "
+				      "registry's lock");
 	}
 	atomic_init(&r->table, t);
 	r->retired = NULL;
@@ -131,23 +135,43 @@ uint32_t registry_count(const struct registry *r)
 
 static tw_status registry_insert(struct registry *r, struct reg_entry *e);
 
+/* The checks every registration starts with; each refusal says what. */
+static tw_status check_name_flags(const char *name, size_t *len,
+				  unsigned flags)
+{
+	if (name == NULL)
+		return tw_fail_static(TW_EINVAL, "function name is NULL");
+	*len = strlen(name);
+	if (*len == 0)
+		return tw_fail_static(TW_EINVAL, "function name is empty");
+	if (*len > REGISTRY_NAME_MAX)
+		return tw_fail(TW_EINVAL, "function name is %zu bytes, over "
+			       "the limit of %u", *len, REGISTRY_NAME_MAX);
+	if (flags & ~TW_FN_BLOCKING)
+		return tw_fail(TW_EINVAL, "unknown flags 0x%x for function "
+			       "'%s' (only TW_FN_BLOCKING, 0x%x, exists)",
+			       flags & ~TW_FN_BLOCKING, name, TW_FN_BLOCKING);
+	return TW_OK;
+}
+
 tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
 		       void *arg, unsigned flags)
 {
-	if (name == NULL || fn == NULL)
-		return TW_EINVAL;
-	size_t len = strlen(name);
-	if (len == 0 || len > REGISTRY_NAME_MAX)
-		return TW_EINVAL;
-	if (flags & ~TW_FN_BLOCKING)
-		return TW_EINVAL;
+	size_t len = 0;
+	tw_status st = check_name_flags(name, &len, flags);
+	if (st != TW_OK)
+		return st;
+	if (fn == NULL)
+		return tw_fail(TW_EINVAL, "function '%s' has no handler (fn is "
+			       "NULL)", name);
 
 	struct reg_entry *e = calloc(1, sizeof(*e));
 	char *copy = malloc(len + 1);
 	if (e == NULL || copy == NULL) {
 		free(e);
 		free(copy);
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory registering "
+			       "function '%s'", name);
 	}
 	memcpy(copy, name, len + 1);
 	e->name = copy;
@@ -157,7 +181,7 @@ tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
 	e->arg = arg;
 	e->flags = flags;
 
-	tw_status st = registry_insert(r, e);
+	st = registry_insert(r, e);
 	if (st != TW_OK) {
 		free(copy);
 		free(e);
@@ -185,9 +209,9 @@ static tw_status registry_insert_locked(struct registry *r,
 	size_t len = e->name_len;
 	struct reg_table *old =
 		atomic_load_explicit(&r->table, memory_order_relaxed);
-	if (table_find(old, name, len, e->hash) != NULL) {
-		return TW_EBUSY;
-	}
+	if (table_find(old, name, len, e->hash) != NULL)
+		return tw_fail(TW_EBUSY, "function '%s' is already registered",
+			       name);
 	e->all_next = r->all;
 	r->all = e;
 	uint32_t count = atomic_load_explicit(&old->count, memory_order_relaxed);
@@ -200,7 +224,9 @@ static tw_status registry_insert_locked(struct registry *r,
 	struct reg_table *t = table_new((old->mask + 1) * 2);
 	if (t == NULL) {
 		r->all = e->all_next;
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory registering function "
+			       "'%s' (growing the table to %u slots)", name,
+			       (old->mask + 1) * 2);
 	}
 	for (uint32_t i = 0; i <= old->mask; i++) {
 		struct reg_entry *x =
@@ -251,16 +277,16 @@ tw_status registry_add_overload(struct registry *r, const char *name,
 				void *ext, void (*ext_free)(void *),
 				unsigned flags)
 {
-	if (name == NULL || dispatch == NULL || ext == NULL)
-		return TW_EINVAL;
-	size_t len = strlen(name);
-	if (len == 0 || len > REGISTRY_NAME_MAX)
-		return TW_EINVAL;
-	if (flags & ~TW_FN_BLOCKING)
-		return TW_EINVAL;
+	size_t len = 0;
+	tw_status st = check_name_flags(name, &len, flags);
+	if (st != TW_OK)
+		return st;
+	if (dispatch == NULL || ext == NULL)
+		return tw_fail(TW_EINVAL, "function '%s' has no handler", name);
 	struct reg_entry *e = entry_new(name, len, overload);
 	if (e == NULL)
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory registering function "
+			       "'%s'", name);
 	e->fn = dispatch;
 	e->arg = e;
 	e->flags = flags;
@@ -273,7 +299,7 @@ tw_status registry_add_overload(struct registry *r, const char *name,
 	struct reg_entry *head =
 		(struct reg_entry *)table_find(t, name, len, e->hash);
 	if (head == NULL) {
-		tw_status st = registry_insert_locked(r, e);
+		st = registry_insert_locked(r, e);
 		pthread_mutex_unlock(&r->lock);
 		if (st != TW_OK) {
 			entry_free(e);
@@ -282,18 +308,24 @@ tw_status registry_add_overload(struct registry *r, const char *name,
 		e->ext_free = ext_free;
 		return TW_OK;
 	}
-	tw_status st = TW_OK;
 	struct reg_entry *tail = head;
+	const char *dot = e->overload[0] != '\0' ? "." : "";
 	if (head->ext == NULL) {
-		st = TW_EBUSY; /* a plain function */
+		st = tw_fail(TW_EBUSY, "function '%s' is already registered "
+			     "(without a schema: it takes no overloads)", name);
 	} else if (head->flags != flags) {
-		st = TW_EINVAL;
+		st = tw_fail(TW_EINVAL, "overload '%s%s%s' has flags 0x%x but "
+			     "'%s' was registered with 0x%x: all overloads of "
+			     "a name run in the same place", name, dot,
+			     e->overload, flags, name, head->flags);
 	} else {
 		for (struct reg_entry *x = head; x != NULL;
 		     x = atomic_load_explicit(&x->next_overload,
 					      memory_order_relaxed)) {
 			if (strcmp(x->overload, e->overload) == 0)
-				st = TW_EBUSY;
+				st = tw_fail(TW_EBUSY, "function '%s%s%s' is "
+					     "already registered", name, dot,
+					     e->overload);
 			tail = x;
 		}
 	}
@@ -321,7 +353,8 @@ tw_status registry_snapshot(struct registry *r,
 	const struct reg_entry **v = malloc((cnt ? cnt : 1) * sizeof(*v));
 	if (v == NULL) {
 		pthread_mutex_unlock(&r->lock);
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory listing %zu functions",
+			       cnt);
 	}
 	size_t i = 0;
 	for (struct reg_entry *e = r->all; e != NULL; e = e->all_next)

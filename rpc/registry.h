@@ -63,8 +63,9 @@ tw_status registry_init(struct registry *r);
 /* Free every table and entry. No lookup may run any more. */
 void registry_fini(struct registry *r);
 
-/* Add name. TW_EBUSY when taken, TW_EINVAL for an empty or overlong name
- * (over 1024 bytes) or a NULL fn, TW_ENOMEM. */
+/* Add name. TW_EBUSY when taken ("function 'x' is already registered"),
+ * TW_EINVAL for an empty or overlong name (over 1024 bytes), unknown flags
+ * or a NULL fn, TW_ENOMEM; every failure records its reason (tw_errmsg). */
 tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
 		       void *arg, unsigned flags);
 
@@ -81,6 +82,7 @@ const struct reg_entry *registry_find(const struct registry *r,
  * TW_EBUSY when name is a plain entry or already has this overload;
  * TW_EINVAL for a bad name or flags, or flags differing from the first
  * overload's (all overloads of a name run in the same place); TW_ENOMEM.
+ * Every failure records its reason (tw_errmsg).
  */
 tw_status registry_add_overload(struct registry *r, const char *name,
 				const char *overload, tw_handler_fn dispatch,

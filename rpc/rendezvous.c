@@ -23,6 +23,7 @@
 #include <tensorwire/message.h>
 
 #include "dataplane/clock.h"
+#include "dataplane/err.h"
 
 /* Control frames are small; anything bigger is a confused peer. */
 #define RDV_MAX_FRAME (UINT64_C(4) << 20)
@@ -47,18 +48,6 @@ static int poll_ms(uint64_t deadline)
 		return 0;
 	uint64_t ms = (deadline - n + 999999) / 1000000;
 	return ms > 1000000 ? 1000000 : (int)ms;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 tw_status rdv_parse_url(const char *url, char *host, size_t hostlen,
@@ -96,14 +85,13 @@ tw_status rdv_parse_url(const char *url, char *host, size_t hostlen,
 }
 
 static tw_status resolve(const char *url, struct sockaddr_storage *ss,
-			 socklen_t *sslen, char *err, size_t errlen)
+			 socklen_t *sslen)
 {
 	char host[256];
 	uint16_t port;
 	if (rdv_parse_url(url, host, sizeof(host), &port) != TW_OK) {
-		set_err(err, errlen, "bad rendezvous address '%s' (want tcp://host:port)",
-			url ? url : "(null)");
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL, "bad rendezvous address '%s' (want "
+			       "tcp://host:port)", url ? url : "(null)");
 	}
 	struct addrinfo hints = {0}, *ai = NULL;
 	hints.ai_family = AF_UNSPEC;
@@ -112,9 +100,10 @@ static tw_status resolve(const char *url, struct sockaddr_storage *ss,
 	snprintf(ps, sizeof(ps), "%u", port);
 	int rc = getaddrinfo(host, ps, &hints, &ai);
 	if (rc != 0 || ai == NULL) {
-		set_err(err, errlen, "cannot resolve rendezvous host '%s': %s",
-			host, gai_strerror(rc));
-		return TW_EINVAL;
+		if (ai != NULL)
+			freeaddrinfo(ai);
+		return tw_fail(TW_EINVAL, "cannot resolve rendezvous host "
+			       "'%s': %s", host, gai_strerror(rc));
 	}
 	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
 	*sslen = ai->ai_addrlen;
@@ -651,22 +640,23 @@ static void *server_main(void *arg)
 }
 
 tw_status rdv_server_start(const char *url, uint32_t world,
-			   int64_t timeout_ms, struct rdv_server **out,
-			   char *err, size_t errlen)
+			   int64_t timeout_ms, struct rdv_server **out)
 {
 	*out = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	tw_status st = resolve(url, &ss, &sslen, err, errlen);
+	tw_status st = resolve(url, &ss, &sslen);
 	if (st != TW_OK)
 		return st;
 	struct rdv_server *s = calloc(1, sizeof(*s));
 	if (s == NULL)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "out of memory for the "
+				      "rendezvous server");
 	s->members = calloc(world, sizeof(*s->members));
 	if (s->members == NULL) {
 		free(s);
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory for the rendezvous "
+			       "of %u workers", world);
 	}
 	s->world = world;
 	s->timeout_ms = timeout_ms;
@@ -682,8 +672,8 @@ tw_status rdv_server_start(const char *url, uint32_t world,
 	if (s->stopfd < 0 || s->lfd < 0 ||
 	    bind(s->lfd, (struct sockaddr *)&ss, sslen) != 0 ||
 	    listen(s->lfd, 128) != 0) {
-		set_err(err, errlen, "cannot listen for rendezvous on %s: %s",
-			url, strerror(errno));
+		tw_fail(TW_EIO, "cannot listen for rendezvous on %s: %s", url,
+			strerror(errno));
 		if (s->lfd >= 0)
 			close(s->lfd);
 		if (s->stopfd >= 0)
@@ -692,12 +682,14 @@ tw_status rdv_server_start(const char *url, uint32_t world,
 		free(s);
 		return TW_EIO;
 	}
-	if (pthread_create(&s->thread, NULL, server_main, s) != 0) {
+	int rc = pthread_create(&s->thread, NULL, server_main, s);
+	if (rc != 0) {
 		close(s->lfd);
 		close(s->stopfd);
 		free(s->members);
 		free(s);
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "cannot start the rendezvous thread: "
+			       "%s", strerror(rc));
 	}
 	pthread_setname_np(s->thread, "tw-rendezvous");
 	*out = s;
@@ -811,20 +803,22 @@ static void retry_nap(uint64_t deadline)
 
 tw_status rdv_join(const char *url, const struct rdv_member *self,
 		   uint32_t world, int64_t timeout_ms, struct rdv_client **out,
-		   struct rdv_member **members, char *err, size_t errlen)
+		   struct rdv_member **members)
 {
 	*out = NULL;
 	*members = NULL;
 	uint64_t deadline = deadline_after(timeout_ms);
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	tw_status st = resolve(url, &ss, &sslen, err, errlen);
+	tw_status st = resolve(url, &ss, &sslen);
 	if (st != TW_OK)
 		return st;
 	tw_value jv;
 	st = join_value(&jv, self, world);
 	if (st != TW_OK)
-		return st;
+		return tw_fail_wrap(st, st,
+				    "rendezvous at %s: cannot build the "
+				    "join request", url);
 
 	/* Until the member list arrives, a lost connection is retried like a
 	 * refused one: rank 0 may start late, fail and restart. */
@@ -833,11 +827,11 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 	int cerr = ECONNREFUSED;
 	for (;;) {
 		if (tw_now_ns() >= deadline) {
-			set_err(err, errlen,
-				"rendezvous at %s unreachable within %" PRId64 " ms: %s",
-				url, timeout_ms, strerror(cerr));
 			tw_value_destroy(&jv);
-			return TW_ETIMEDOUT;
+			return tw_fail(TW_ETIMEDOUT,
+				       "rendezvous at %s unreachable "
+				       "within %" PRId64 " ms: %s", url,
+				       timeout_ms, strerror(cerr));
 		}
 		int fd = try_connect(&ss, sslen, deadline, &cerr);
 		if (fd < 0) {
@@ -849,7 +843,9 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 		if (c == NULL) {
 			close(fd);
 			tw_value_destroy(&jv);
-			return TW_ENOMEM;
+			return tw_fail_static(TW_ENOMEM,
+					      "out of memory joining "
+					      "the rendezvous");
 		}
 		c->fd = fd;
 		st = send_frame(fd, TW_MSG_JOIN, &jv, deadline);
@@ -860,17 +856,16 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 		rdv_client_close(c);
 		c = NULL;
 		if (st == TW_ETIMEDOUT) {
-			set_err(err, errlen,
-				"rendezvous at %s: not every worker joined within %" PRId64 " ms",
-				url, timeout_ms);
 			tw_value_destroy(&jv);
-			return st;
+			return tw_fail(st, "rendezvous at %s: not every worker "
+				       "joined within %" PRId64 " ms", url,
+				       timeout_ms);
 		}
 		if (st != TW_EUNREACHABLE) {
-			set_err(err, errlen, "rendezvous at %s: %s", url,
-				tw_strerror(st));
 			tw_value_destroy(&jv);
-			return st == TW_EPROTO ? st : TW_EIO;
+			return tw_fail(st == TW_EPROTO ? st : TW_EIO,
+				       "rendezvous at %s: %s", url,
+				       tw_strerror(st));
 		}
 		cerr = ECONNRESET;
 		retry_nap(deadline);
@@ -878,18 +873,19 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 	tw_value_destroy(&jv);
 
 	if (m.hdr.type == TW_MSG_EXCEPTION && m.payload.kind == TW_KIND_ERROR) {
+		/* Rank 0's refusal says why (a taken name or rank, a world
+		 * size that disagrees, missing workers): that is ours. */
 		const tw_error *e = m.payload.u.err;
-		set_err(err, errlen, "%.*s", (int)e->msg_len, e->msg);
-		st = e->kind == TW_ETIMEDOUT ? TW_ETIMEDOUT : TW_EINVAL;
+		st = tw_fail(e->kind == TW_ETIMEDOUT ? TW_ETIMEDOUT : TW_EINVAL,
+			     "%.*s", (int)e->msg_len, e->msg);
 	} else if (m.hdr.type == TW_MSG_JOIN) {
 		st = parse_members(&m.payload, world, members);
 		if (st != TW_OK)
-			set_err(err, errlen, "rendezvous at %s sent a malformed member list",
-				url);
+			tw_fail(st, "rendezvous at %s sent a malformed member "
+				"list", url);
 	} else {
-		set_err(err, errlen, "rendezvous at %s: unexpected %s",
-			url, tw_msg_type_name(m.hdr.type));
-		st = TW_EPROTO;
+		st = tw_fail(TW_EPROTO, "rendezvous at %s: unexpected %s", url,
+			     tw_msg_type_name(m.hdr.type));
 	}
 	tw_in_msg_release(&m);
 	if (st != TW_OK) {

@@ -29,11 +29,11 @@ struct rdv_client;
  * Rank 0: listen on url ("tcp://host:port") and serve joins for a group of
  * world workers until timeout_ms passes (then the joined ones get a
  * TW_ETIMEDOUT exception), then the shutdown barrier. TW_EINVAL for a bad
- * url, TW_EIO when the address cannot be bound. err gets a message.
+ * url, TW_EIO when the address cannot be bound, TW_ENOMEM; each with its
+ * reason (tw_errmsg).
  */
 tw_status rdv_server_start(const char *url, uint32_t world,
-			   int64_t timeout_ms, struct rdv_server **out,
-			   char *err, size_t errlen);
+			   int64_t timeout_ms, struct rdv_server **out);
 
 /* Stop the server thread (closing every control connection) and free. */
 void rdv_server_stop(struct rdv_server *s);
@@ -41,12 +41,13 @@ void rdv_server_stop(struct rdv_server *s);
 /*
  * Join: connect to url (retrying until the deadline, since rank 0 may start
  * later), announce self, wait for the member list (world entries indexed by
- * rank, freed with rdv_members_free). TW_EINVAL when rank 0 refused us (err
- * says why), TW_ETIMEDOUT, TW_EIO, TW_EPROTO.
+ * rank, freed with rdv_members_free). TW_EINVAL when rank 0 refused us
+ * (its reason becomes ours), TW_ETIMEDOUT, TW_EIO, TW_EPROTO, TW_ENOMEM;
+ * each with its reason (tw_errmsg).
  */
 tw_status rdv_join(const char *url, const struct rdv_member *self,
 		   uint32_t world, int64_t timeout_ms, struct rdv_client **out,
-		   struct rdv_member **members, char *err, size_t errlen);
+		   struct rdv_member **members);
 
 void rdv_members_free(struct rdv_member *m, uint32_t n);
 

@@ -10,6 +10,7 @@
 
 #include <tensorwire/schema.h>
 
+#include "dataplane/err.h"
 #include "schema_impl.h"
 #include "utf8.h"
 
@@ -182,8 +183,11 @@ struct parser {
 	size_t len;
 	size_t pos;
 	tw_schema *sc;
-	tw_schema_error *err;
 	tw_status st; /* TW_OK until the first failure */
+	/* The first failure's explanation, recorded (tw_fail) when the parse
+	 * returns: building the schema's defaults calls value constructors,
+	 * which record reasons of their own on the way out. */
+	char msg[512];
 };
 
 /* Names quoted in messages are cut so the message keeps its position. */
@@ -197,23 +201,21 @@ static bool fail(struct parser *p, size_t pos, const char *fmt, ...)
 	if (p->st != TW_OK)
 		return false;
 	p->st = TW_EINVAL;
-	if (p->err != NULL) {
-		char what[sizeof(p->err->msg)];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(what, sizeof(what), fmt, ap);
-		va_end(ap);
-		/* Keep room for " at <pos>" whatever the text. */
-		char tail[32];
-		int tn = snprintf(tail, sizeof(tail), " at %zu", pos);
-		size_t room = sizeof(p->err->msg) - 1 - (size_t)tn;
-		size_t wn = strlen(what);
-		if (wn > room)
-			wn = room;
-		memcpy(p->err->msg, what, wn);
-		memcpy(p->err->msg + wn, tail, (size_t)tn + 1);
-		p->err->pos = pos;
-	}
+	char what[sizeof(p->msg)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	/* Keep room for " at <pos>" whatever the text: callers find the
+	 * position at the end of the message. */
+	char tail[32];
+	int tn = snprintf(tail, sizeof(tail), " at %zu", pos);
+	size_t room = sizeof(p->msg) - 1 - (size_t)tn;
+	size_t wn = strlen(what);
+	if (wn > room)
+		wn = room;
+	memcpy(p->msg, what, wn);
+	memcpy(p->msg + wn, tail, (size_t)tn + 1);
 	return false;
 }
 
@@ -222,11 +224,7 @@ static bool oom(struct parser *p)
 	if (p->st != TW_OK)
 		return false;
 	p->st = TW_ENOMEM;
-	if (p->err != NULL) {
-		p->err->pos = p->pos;
-		snprintf(p->err->msg, sizeof(p->err->msg), "out of memory at %zu",
-			 p->pos);
-	}
+	snprintf(p->msg, sizeof(p->msg), "out of memory at %zu", p->pos);
 	return false;
 }
 
@@ -1083,23 +1081,19 @@ static void free_chunks(struct arena_chunk *c)
 	}
 }
 
-tw_status tw_schema_parse_len(const char *text, size_t len, tw_schema **out,
-			      tw_schema_error *err)
+tw_status tw_schema_parse_len(const char *text, size_t len, tw_schema **out)
 {
 	struct schema_arg args[TW_SCHEMA_MAX_ARGS];
 	struct schema_ret rets[TW_SCHEMA_MAX_ARGS];
 	size_t nargs = 0, nrets = 0;
 	tw_schema head = {0};
 	struct parser p = {
-		.s = text, .len = text != NULL ? len : 0, .sc = &head, .err = err,
+		.s = text, .len = text != NULL ? len : 0, .sc = &head,
 	};
 
-	if (err != NULL) {
-		err->pos = 0;
-		err->msg[0] = '\0';
-	}
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_schema_parse: out is NULL");
 	*out = NULL;
 	memset(args, 0, sizeof(args));
 	skip_ws(&p);
@@ -1151,22 +1145,19 @@ fail:
 	for (size_t i = 0; i < nargs; i++)
 		tw_value_destroy(&args[i].def);
 	free_chunks(head.chunks);
-	return p.st != TW_OK ? p.st : TW_EINVAL;
+	if (p.st == TW_OK) /* never: every path says why */
+		fail(&p, p.pos, "not a schema");
+	return tw_fail(p.st, "%s", p.msg);
 }
 
-tw_status tw_schema_parse(const char *text, tw_schema **out,
-			  tw_schema_error *err)
+tw_status tw_schema_parse(const char *text, tw_schema **out)
 {
 	if (text == NULL) {
 		if (out != NULL)
 			*out = NULL;
-		if (err != NULL) {
-			err->pos = 0;
-			snprintf(err->msg, sizeof(err->msg), "no schema text at 0");
-		}
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "no schema text at 0");
 	}
-	return tw_schema_parse_len(text, strlen(text), out, err);
+	return tw_schema_parse_len(text, strlen(text), out);
 }
 
 void tw_schema_free(tw_schema *s)

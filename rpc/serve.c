@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/agent_impl.h"
 
 struct tw_call_ctx {
@@ -342,6 +343,11 @@ static void run_handler(const struct reply_path *p, const tw_value *args,
 {
 	tw_call_ctx ctx = {.p = *p, .deferred = NULL};
 	tw_value result = tw_value_none();
+	/* A handler that fails without an error value is explained by what
+	 * it recorded (tw_errmsg: "return tw_value_get_int(x, &v);" says
+	 * which kind it found); forget this thread's last reason first, so a
+	 * handler that records none cannot pass on an older one. */
+	tw_err_forget();
 	tw_status st = p->fn->fn(&ctx, args, kwargs, &result, p->fn->arg);
 	if (ctx.deferred != NULL) {
 		tw_value_destroy(&result);
@@ -360,7 +366,7 @@ static void run_handler(const struct reply_path *p, const tw_value *args,
 			reply_send(p, e->kind, NULL, p->a->rank, e->msg);
 		} else {
 			reply_errorf(p, st, "function '%s' failed on worker '%s': %s",
-				     fn_name(p), p->a->name, tw_strerror(st));
+				     fn_name(p), p->a->name, tw_errmsg(st));
 		}
 	}
 	tw_value_destroy(&result);

@@ -4,6 +4,8 @@
 
 #include <tensorwire/tensor.h>
 
+#include "dataplane/err.h"
+
 /*
  * Invariant of every tensor this file accepts or produces: the element count,
  * the contiguous byte count and the byte span all fit in int64 (so also in
@@ -52,14 +54,24 @@ const char *tw_dtype_name(tw_dtype dtype)
 tw_status tw_dtype_from_name(const char *name, tw_dtype *out)
 {
 	if (name == NULL || out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_dtype_from_name: name or out "
+				      "is NULL");
 	for (unsigned i = 0; i < TW_DTYPE_COUNT_; i++) {
 		if (strcmp(name, dtype_table[i].name) == 0) {
 			*out = (tw_dtype)i;
 			return TW_OK;
 		}
 	}
-	return TW_EINVAL;
+	return tw_fail(TW_EINVAL, "unknown dtype '%.64s' (bool, uint8, int8, "
+		       "int16, int32, int64, float16, bfloat16, float32, "
+		       "float64)", name);
+}
+
+static tw_status no_data(int64_t numel)
+{
+	return tw_fail(TW_EINVAL, "tensor of %lld elements has no data "
+		       "(NULL)", (long long)numel);
 }
 
 /* a * b for non-negative a and b; false when the product exceeds INT64_MAX. */
@@ -83,30 +95,46 @@ static tw_status check_layout(unsigned dtype, unsigned ndim,
 			      const int64_t *shape, const int64_t *strides,
 			      struct layout *lo)
 {
-	if (dtype >= TW_DTYPE_COUNT_ || ndim > TW_TENSOR_MAX_DIMS)
-		return TW_EINVAL;
+	if (dtype >= TW_DTYPE_COUNT_)
+		return tw_fail(TW_EINVAL, "tensor dtype %u is not a tw_dtype",
+			       dtype);
+	if (ndim > TW_TENSOR_MAX_DIMS)
+		return tw_fail(TW_EINVAL, "tensor of %u dims, over "
+			       "TW_TENSOR_MAX_DIMS (%u)", ndim,
+			       TW_TENSOR_MAX_DIMS);
 	if (ndim > 0 && shape == NULL)
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL, "tensor of %u dims without a shape",
+			       ndim);
 
 	int64_t esize = (int64_t)dtype_table[dtype].size;
 	int64_t numel = 1;      /* product of all dims */
 	int64_t nonzero = 1;    /* product of the non-zero dims */
 	for (unsigned d = 0; d < ndim; d++) {
-		if (shape[d] < 0 || (strides != NULL && strides[d] < 0))
-			return TW_EINVAL;
+		if (shape[d] < 0)
+			return tw_fail(TW_EINVAL,
+				       "tensor shape[%u] is negative "
+				       "(%lld)", d, (long long)shape[d]);
+		if (strides != NULL && strides[d] < 0)
+			return tw_fail(TW_EINVAL,
+				       "tensor strides[%u] is negative "
+				       "(%lld)", d, (long long)strides[d]);
 		if (shape[d] == 0) {
 			numel = 0;
 			continue;
 		}
 		if (!mul_nonneg(nonzero, shape[d], &nonzero))
-			return TW_EOVERFLOW;
+			return tw_fail_static(TW_EOVERFLOW,
+					      "tensor element count "
+					      "overflows int64");
 	}
 	if (numel != 0)
 		numel = nonzero;
 
 	int64_t nbytes;
 	if (!mul_nonneg(numel, esize, &nbytes))
-		return TW_EOVERFLOW;
+		return tw_fail_static(TW_EOVERFLOW,
+				      "tensor byte size overflows "
+				      "int64");
 
 	/* The span is the offset of the last element plus one element. With
 	 * no strides it equals nbytes; broadcast (stride 0) views span less. */
@@ -119,11 +147,16 @@ static tw_status check_layout(unsigned dtype, unsigned ndim,
 			int64_t off;
 			if (!mul_nonneg(shape[d] - 1, strides[d], &off) ||
 			    __builtin_add_overflow(last, off, &last))
-				return TW_EOVERFLOW;
+				return tw_fail_static(TW_EOVERFLOW,
+						      "tensor span "
+						      "(shape by strides) "
+						      "overflows int64");
 		}
 		if (__builtin_add_overflow(last, 1, &last) ||
 		    !mul_nonneg(last, esize, &span))
-			return TW_EOVERFLOW;
+			return tw_fail_static(TW_EOVERFLOW,
+					      "tensor span (shape "
+					      "by strides) overflows int64");
 	}
 
 	lo->numel = numel;
@@ -135,13 +168,13 @@ static tw_status check_layout(unsigned dtype, unsigned ndim,
 static tw_status check_tensor(const tw_tensor *t, struct layout *lo)
 {
 	if (t == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tensor is NULL");
 	tw_status st = check_layout(t->dtype, t->ndim, t->shape, t->strides, lo);
 	if (st != TW_OK)
 		return st;
 	/* Bytes to read need an address; an empty tensor may have none. */
 	if (lo->numel > 0 && t->data == NULL)
-		return TW_EINVAL;
+		return no_data(lo->numel);
 	return TW_OK;
 }
 
@@ -167,14 +200,14 @@ tw_status tw_tensor_init(tw_tensor *t, tw_dtype dtype, unsigned ndim,
 			 void *data, tw_buf *buf)
 {
 	if (t == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_tensor_init: t is NULL");
 
 	struct layout lo;
 	tw_status st = check_layout((unsigned)dtype, ndim, shape, strides, &lo);
 	if (st != TW_OK)
 		return st;
 	if (lo.numel > 0 && data == NULL)
-		return TW_EINVAL;
+		return no_data(lo.numel);
 
 	if (buf != NULL) {
 		/* Integer addresses: comparing pointers into different objects
@@ -183,7 +216,9 @@ tw_status tw_tensor_init(tw_tensor *t, tw_dtype dtype, unsigned ndim,
 		uintptr_t p = (uintptr_t)data;
 		if (p < lo_addr || p - lo_addr > buf->size ||
 		    (uint64_t)lo.span > buf->size - (p - lo_addr))
-			return TW_EINVAL;
+			return tw_fail(TW_EINVAL, "tensor bytes [data, data + "
+				       "%lld) lie outside its buf of %zu bytes",
+				       (long long)lo.span, buf->size);
 	}
 
 	/* Build in a local so a failure above leaves *t untouched. */
@@ -210,7 +245,7 @@ static tw_status tensor_new(tw_tensor *t, tw_dtype dtype, unsigned ndim,
 			    const int64_t *shape, bool zero)
 {
 	if (t == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_tensor_alloc: t is NULL");
 
 	struct layout lo;
 	tw_status st = check_layout((unsigned)dtype, ndim, shape, NULL, &lo);
@@ -220,7 +255,10 @@ static tw_status tensor_new(tw_tensor *t, tw_dtype dtype, unsigned ndim,
 	tw_buf *buf;
 	st = tw_buf_alloc((size_t)lo.nbytes, &buf);
 	if (st != TW_OK)
-		return st;
+		return tw_fail(st,
+			       "cannot allocate %lld bytes for a %s tensor: "
+			       "%s", (long long)lo.nbytes,
+			       dtype_table[dtype].name, tw_strerror(st));
 	if (zero && lo.nbytes > 0)
 		memset(buf->data, 0, (size_t)lo.nbytes);
 
@@ -273,7 +311,8 @@ tw_status tw_tensor_numel(const tw_tensor *t, int64_t *out)
 {
 	struct layout lo;
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_tensor_numel: out is NULL");
 	tw_status st = check_tensor(t, &lo);
 	if (st == TW_OK)
 		*out = lo.numel;
@@ -284,7 +323,8 @@ tw_status tw_tensor_nbytes(const tw_tensor *t, size_t *out)
 {
 	struct layout lo;
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_tensor_nbytes: out is NULL");
 	tw_status st = check_tensor(t, &lo);
 	if (st == TW_OK)
 		*out = (size_t)lo.nbytes;
@@ -322,7 +362,7 @@ tw_status tw_tensor_span(const tw_tensor *t, size_t *out)
 {
 	struct layout lo;
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_tensor_span: out is NULL");
 	if (t != NULL && span_small(t, out))
 		return TW_OK;
 	tw_status st = check_tensor(t, &lo);
@@ -409,7 +449,8 @@ tw_status tw_tensor_contiguous(tw_tensor *dst, const tw_tensor *src)
 {
 	struct layout lo;
 	if (dst == NULL || dst == src)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_tensor_contiguous: dst is "
+				      "NULL or the same as src");
 	tw_status st = check_tensor(src, &lo);
 	if (st != TW_OK)
 		return st;

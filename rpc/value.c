@@ -10,7 +10,9 @@
 
 #include <tensorwire/value.h>
 
+#include "dataplane/err.h"
 #include "rpc/tcache.h"
+#include "rpc/value_impl.h"
 #include "utf8.h"
 #include "value_wire.h"
 
@@ -25,7 +27,14 @@
  *
  * Constructors build into locals and store to *out only on success: on
  * failure the caller's value is untouched.
+ *
+ * Every failure says why (tw_errmsg): fixed reasons with tw_fail_static,
+ * which costs no formatting, on the paths a decoder or a handler may take
+ * often; formatted ones where a number or a kind helps.
  */
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 #define MAX_LEN (UINT32_MAX - 1u) /* longest string, bytes or message */
 
@@ -64,15 +73,20 @@ static char *dup_bytes(const void *p, size_t len)
 static tw_status make_blob(tw_value *out, tw_kind kind, const void *p,
 			   size_t len)
 {
+	const char *what = kind == TW_KIND_STRING ? "string" : "bytes";
 	if (out == NULL || (p == NULL && len > 0))
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL, "%s value: out is NULL, or the bytes "
+			       "are NULL with a length", what);
 	if (len > MAX_LEN)
-		return TW_EOVERFLOW;
+		return tw_fail(TW_EOVERFLOW, "%s value of %zu bytes, over the "
+			       "limit of %u", what, len, MAX_LEN);
 	if (kind == TW_KIND_STRING && !tw_utf8_valid(p, len))
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "string value is not valid "
+				      "UTF-8");
 	char *s = dup_bytes(p, len);
 	if (s == NULL)
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory for a %s value of %zu "
+			       "bytes", what, len);
 	tw_value v = { .kind = (uint8_t)kind, .len = (uint32_t)len };
 	v.u.str = s;
 	*out = v;
@@ -87,7 +101,7 @@ tw_status tw_value_string(tw_value *out, const char *s, size_t len)
 tw_status tw_value_cstring(tw_value *out, const char *s)
 {
 	if (s == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_value_cstring: s is NULL");
 	return make_blob(out, TW_KIND_STRING, s, strlen(s));
 }
 
@@ -131,7 +145,8 @@ static tw_status make_tensor(tw_value *out, const tw_tensor *t)
 	if (copy == NULL)
 		copy = malloc(sizeof(*copy));
 	if (copy == NULL)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "out of memory for a tensor "
+				      "value");
 	tw_tensor_ref(copy, t);
 	tw_value v = { .kind = TW_KIND_TENSOR };
 	v.u.tensor = copy;
@@ -142,7 +157,8 @@ static tw_status make_tensor(tw_value *out, const tw_tensor *t)
 tw_status tw_value_tensor(tw_value *out, const tw_tensor *t)
 {
 	if (out == NULL || t == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_value_tensor: out or t is "
+				      "NULL");
 	/* Refuse a malformed descriptor here rather than at send time. */
 	size_t span;
 	tw_status st = tw_tensor_span(t, &span);
@@ -154,13 +170,16 @@ tw_status tw_value_tensor(tw_value *out, const tw_tensor *t)
 static tw_status make_seq(tw_value *out, tw_kind kind, uint32_t n)
 {
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL, "%s value: out is NULL",
+			       tw_kind_name(kind));
 	tw_value v = { .kind = (uint8_t)kind, .len = n };
 	if (n > 0) {
 		/* All-zero bytes are a NONE value: calloc initialises slots. */
 		v.u.items = calloc(n, sizeof(tw_value));
 		if (v.u.items == NULL)
-			return TW_ENOMEM;
+			return tw_fail(TW_ENOMEM,
+				       "out of memory for a %s of %u "
+				       "items", tw_kind_name(kind), n);
 	}
 	*out = v;
 	return TW_OK;
@@ -179,13 +198,14 @@ tw_status tw_value_tuple(tw_value *out, uint32_t n)
 tw_status tw_value_dict(tw_value *out, uint32_t n)
 {
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "dict value: out is NULL");
 	tw_value v = { .kind = TW_KIND_DICT, .len = n };
 	if (n > 0) {
 		/* A NULL key marks an entry not yet set. */
 		v.u.entries = calloc(n, sizeof(tw_kv));
 		if (v.u.entries == NULL)
-			return TW_ENOMEM;
+			return tw_fail(TW_ENOMEM, "out of memory for a dict of "
+				       "%u entries", n);
 	}
 	*out = v;
 	return TW_OK;
@@ -193,18 +213,33 @@ tw_status tw_value_dict(tw_value *out, uint32_t n)
 
 tw_status tw_value_set_item(tw_value *container, uint32_t i, tw_value child)
 {
-	if (container == NULL || !kind_valid(child.kind))
-		return TW_EINVAL;
+	if (container == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_value_set_item: container "
+				      "is NULL");
+	if (!kind_valid(child.kind))
+		return tw_fail(TW_EINVAL, "tw_value_set_item: the child has an "
+			       "unknown kind %u", child.kind);
 	if (container->kind != TW_KIND_LIST && container->kind != TW_KIND_TUPLE)
-		return TW_ETYPE;
+		return tw_fail(TW_ETYPE, "tw_value_set_item: the container is "
+			       "of kind '%s', not a list or tuple",
+			       tw_kind_name((tw_kind)container->kind));
 	/* Writing into borrowed storage would change someone else's tree. */
-	if ((container->flags & TW_VALUE_BORROWED) || i >= container->len)
-		return TW_EINVAL;
+	if (container->flags & TW_VALUE_BORROWED)
+		return tw_fail_static(TW_EINVAL, "tw_value_set_item: the "
+				      "container is borrowed (its storage is "
+				      "someone else's)");
+	if (i >= container->len)
+		return tw_fail(TW_EINVAL, "tw_value_set_item: index %u out of "
+			       "range for a %s of %u", i,
+			       tw_kind_name((tw_kind)container->kind),
+			       container->len);
 	/* Moving a container into itself would make a cycle that destroy
 	 * never leaves; the direct case costs one compare to refuse. */
 	if (is_container(child.kind) && child.len > 0 &&
 	    child.u.items == container->u.items)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_set_item: a container "
+				      "cannot hold itself");
 	tw_value_destroy(&container->u.items[i]);
 	container->u.items[i] = child;
 	return TW_OK;
@@ -213,20 +248,36 @@ tw_status tw_value_set_item(tw_value *container, uint32_t i, tw_value child)
 tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 			    tw_value child)
 {
-	if (dict == NULL || key == NULL || !kind_valid(child.kind))
-		return TW_EINVAL;
+	if (dict == NULL || key == NULL)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_dict_set: dict or key "
+				      "is NULL");
+	if (!kind_valid(child.kind))
+		return tw_fail(TW_EINVAL, "tw_value_dict_set: the child has an "
+			       "unknown kind %u", child.kind);
 	if (dict->kind != TW_KIND_DICT)
-		return TW_ETYPE;
-	if ((dict->flags & TW_VALUE_BORROWED) || i >= dict->len)
-		return TW_EINVAL;
+		return tw_fail(TW_ETYPE, "tw_value_dict_set: the value is of "
+			       "kind '%s', not a dict",
+			       tw_kind_name((tw_kind)dict->kind));
+	if (dict->flags & TW_VALUE_BORROWED)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_dict_set: the dict is "
+				      "borrowed (its storage is someone "
+				      "else's)");
+	if (i >= dict->len)
+		return tw_fail(TW_EINVAL, "tw_value_dict_set: index %u out of "
+			       "range for a dict of %u", i, dict->len);
 	if (is_container(child.kind) && child.len > 0 &&
 	    child.u.entries == dict->u.entries)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_dict_set: a container "
+				      "cannot hold itself");
 	size_t klen = strlen(key);
 	if (klen > MAX_LEN)
-		return TW_EOVERFLOW;
+		return tw_fail(TW_EOVERFLOW, "dict key of %zu bytes, over the "
+			       "limit of %u", klen, MAX_LEN);
 	if (!tw_utf8_valid(key, klen))
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "dict key is not valid UTF-8");
 
 	/* Linear: dicts here are keyword arguments, a handful of entries,
 	 * and an index would cost more than it saves. */
@@ -234,12 +285,14 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 	for (uint32_t j = 0; j < dict->len; j++) {
 		if (j != i && e[j].key != NULL && e[j].key_len == klen &&
 		    memcmp(e[j].key, key, klen) == 0)
-			return TW_EINVAL;
+			return tw_fail(TW_EINVAL, "dict key '%.64s' is already "
+				       "used by entry %u", key, j);
 	}
 
 	char *k = dup_bytes(key, klen);
 	if (k == NULL)
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory for a dict key of %zu "
+			       "bytes", klen);
 	free((void *)e[i].key);
 	tw_value_destroy(&e[i].val);
 	e[i].key = k;
@@ -251,10 +304,12 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 tw_status tw_value_rref(tw_value *out, const tw_rref_id *id)
 {
 	if (out == NULL || id == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_value_rref: out or id is "
+				      "NULL");
 	tw_rref_id *copy = malloc(sizeof(*copy));
 	if (copy == NULL)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "out of memory for an rref "
+				      "value");
 	*copy = *id;
 	tw_value v = { .kind = TW_KIND_RREF };
 	v.u.rref = copy;
@@ -268,7 +323,8 @@ static tw_status make_error(tw_value *out, tw_status kind, uint32_t origin,
 {
 	tw_error *e = malloc(sizeof(*e) + len + 1);
 	if (e == NULL)
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory for an error value "
+			       "with a message of %zu bytes", len);
 	char *m = (char *)(e + 1);
 	if (len > 0)
 		memcpy(m, msg, len);
@@ -287,16 +343,18 @@ tw_status tw_value_error(tw_value *out, tw_status kind, uint32_t origin,
 			 const char *msg)
 {
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_value_error: out is NULL");
 	/* An error must say what failed: TW_OK is not a failure. */
 	if ((unsigned)kind == TW_OK || (unsigned)kind >= TW_STATUS_COUNT_)
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL, "tw_value_error: kind %d is not a "
+			       "failure status", (int)kind);
 	/* Error paths often have no message to give: NULL reads as "". */
 	if (msg == NULL)
 		msg = "";
 	size_t len = strlen(msg);
 	if (len > MAX_LEN)
-		return TW_EOVERFLOW;
+		return tw_fail(TW_EOVERFLOW, "error message of %zu bytes, over "
+			       "the limit of %u", len, MAX_LEN);
 	return make_error(out, kind, origin, msg, len);
 }
 
@@ -382,7 +440,9 @@ static tw_status clone_dict(tw_value *dst, const tw_value *src, unsigned depth)
 		char *k = dup_bytes(se->key, se->key_len);
 		if (k == NULL) {
 			tw_value_destroy(&v);
-			return TW_ENOMEM;
+			return tw_fail_static(TW_ENOMEM,
+					      "out of memory copying a "
+					      "dict key");
 		}
 		de->key = k;
 		de->key_len = se->key_len;
@@ -401,10 +461,12 @@ static tw_status clone_dict(tw_value *dst, const tw_value *src, unsigned depth)
 static tw_status clone_blob(tw_value *dst, const tw_value *src)
 {
 	if (src->u.str == NULL && src->len > 0)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_value_clone: a string or "
+				      "bytes value without its bytes");
 	char *s = dup_bytes(src->u.str, src->len);
 	if (s == NULL)
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "out of memory copying %u bytes",
+			       src->len);
 	tw_value v = { .kind = src->kind, .len = src->len };
 	v.u.str = s;
 	*dst = v;
@@ -414,9 +476,13 @@ static tw_status clone_blob(tw_value *dst, const tw_value *src)
 static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 {
 	if (is_container(src->kind) && depth >= TW_VALUE_MAX_DEPTH)
-		return TW_EOVERFLOW;
+		return tw_fail_static(TW_EOVERFLOW, "tw_value_clone: more than "
+				      "TW_VALUE_MAX_DEPTH ("
+				      STR(TW_VALUE_MAX_DEPTH)
+				      ") nested containers");
 	if (is_container(src->kind) && src->len > 0 && src->u.items == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "tw_value_clone: a container "
+				      "without its items");
 
 	switch (src->kind) {
 	case TW_KIND_NONE:
@@ -431,7 +497,9 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 		return clone_blob(dst, src);
 	case TW_KIND_TENSOR:
 		if (src->u.tensor == NULL)
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL,
+					      "tw_value_clone: a tensor "
+					      "value without its tensor");
 		/* A decoded message's tensor was checked by the decoder
 		 * (value_wire.h); the clone does not carry the mark. */
 		if ((src->flags & (TW_VALUE_BORROWED | TW_VALUE_WIRE_CHECKED_)) ==
@@ -445,28 +513,38 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 		return clone_dict(dst, src, depth);
 	case TW_KIND_RREF:
 		if (src->u.rref == NULL)
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL,
+					      "tw_value_clone: an rref "
+					      "value without its id");
 		return tw_value_rref(dst, src->u.rref);
 	case TW_KIND_ERROR:
 		if (src->u.err == NULL ||
 		    (src->u.err->msg == NULL && src->u.err->msg_len > 0))
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL, "tw_value_clone: an "
+					      "error value without its error");
 		return make_error(dst, src->u.err->kind, src->u.err->origin,
 				  src->u.err->msg, src->u.err->msg_len);
 	}
-	return TW_EINVAL;
+	return tw_fail(TW_EINVAL, "tw_value_clone: unknown kind %u", src->kind);
+}
+
+tw_status value_clone_at(tw_value *dst, const tw_value *src, unsigned depth)
+{
+	if (dst == NULL || src == NULL)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_clone: dst or src is "
+				      "NULL");
+	/* Through a local: dst may alias src, and fails leave dst alone. */
+	tw_value v;
+	tw_status st = clone_rec(&v, src, depth);
+	if (st == TW_OK)
+		*dst = v;
+	return st;
 }
 
 tw_status tw_value_clone(tw_value *dst, const tw_value *src)
 {
-	if (dst == NULL || src == NULL)
-		return TW_EINVAL;
-	/* Through a local: dst may alias src, and fails leave dst alone. */
-	tw_value v;
-	tw_status st = clone_rec(&v, src, 0);
-	if (st == TW_OK)
-		*dst = v;
-	return st;
+	return value_clone_at(dst, src, 0);
 }
 
 /* ---- equality -------------------------------------------------------- */
@@ -600,12 +678,25 @@ bool tw_value_equal(const tw_value *a, const tw_value *b)
 
 /* ---- accessors ------------------------------------------------------- */
 
+/* The accessors' refusals: what was asked of what. */
+static tw_status null_arg(void)
+{
+	return tw_fail_static(TW_EINVAL, "value accessor: the value or an out "
+			      "pointer is NULL");
+}
+
+static tw_status not_a(const tw_value *v, const char *want)
+{
+	return tw_fail(TW_ETYPE, "expected %s, got a value of kind '%s'", want,
+		       tw_kind_name((tw_kind)v->kind));
+}
+
 tw_status tw_value_get_bool(const tw_value *v, bool *out)
 {
 	if (v == NULL || out == NULL)
-		return TW_EINVAL;
+		return null_arg();
 	if (v->kind != TW_KIND_BOOL)
-		return TW_ETYPE;
+		return not_a(v, "a bool");
 	*out = v->u.b;
 	return TW_OK;
 }
@@ -613,9 +704,9 @@ tw_status tw_value_get_bool(const tw_value *v, bool *out)
 tw_status tw_value_get_int(const tw_value *v, int64_t *out)
 {
 	if (v == NULL || out == NULL)
-		return TW_EINVAL;
+		return null_arg();
 	if (v->kind != TW_KIND_INT)
-		return TW_ETYPE;
+		return not_a(v, "an int");
 	*out = v->u.i;
 	return TW_OK;
 }
@@ -623,14 +714,14 @@ tw_status tw_value_get_int(const tw_value *v, int64_t *out)
 tw_status tw_value_get_double(const tw_value *v, double *out)
 {
 	if (v == NULL || out == NULL)
-		return TW_EINVAL;
+		return null_arg();
 	/* As Python and torch schemas: an int is acceptable as a float. */
 	if (v->kind == TW_KIND_INT) {
 		*out = (double)v->u.i;
 		return TW_OK;
 	}
 	if (v->kind != TW_KIND_DOUBLE)
-		return TW_ETYPE;
+		return not_a(v, "a double or an int");
 	*out = v->u.d;
 	return TW_OK;
 }
@@ -638,9 +729,9 @@ tw_status tw_value_get_double(const tw_value *v, double *out)
 tw_status tw_value_get_string(const tw_value *v, const char **s, size_t *len)
 {
 	if (v == NULL || s == NULL)
-		return TW_EINVAL;
+		return null_arg();
 	if (v->kind != TW_KIND_STRING)
-		return TW_ETYPE;
+		return not_a(v, "a string");
 	*s = v->u.str;
 	if (len != NULL)
 		*len = v->len;
@@ -650,9 +741,9 @@ tw_status tw_value_get_string(const tw_value *v, const char **s, size_t *len)
 tw_status tw_value_get_bytes(const tw_value *v, const void **p, size_t *len)
 {
 	if (v == NULL || p == NULL || len == NULL)
-		return TW_EINVAL;
+		return null_arg();
 	if (v->kind != TW_KIND_BYTES)
-		return TW_ETYPE;
+		return not_a(v, "bytes");
 	*p = v->u.str;
 	*len = v->len;
 	return TW_OK;
@@ -661,9 +752,9 @@ tw_status tw_value_get_bytes(const tw_value *v, const void **p, size_t *len)
 tw_status tw_value_get_tensor(const tw_value *v, const tw_tensor **out)
 {
 	if (v == NULL || out == NULL)
-		return TW_EINVAL;
+		return null_arg();
 	if (v->kind != TW_KIND_TENSOR)
-		return TW_ETYPE;
+		return not_a(v, "a tensor");
 	*out = v->u.tensor;
 	return TW_OK;
 }
@@ -671,11 +762,13 @@ tw_status tw_value_get_tensor(const tw_value *v, const tw_tensor **out)
 tw_status tw_value_get_item(const tw_value *v, uint32_t i, const tw_value **out)
 {
 	if (v == NULL || out == NULL)
-		return TW_EINVAL;
+		return null_arg();
 	if (v->kind != TW_KIND_LIST && v->kind != TW_KIND_TUPLE)
-		return TW_ETYPE;
+		return not_a(v, "a list or tuple");
 	if (i >= v->len || v->u.items == NULL)
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL,
+			       "index %u out of range for a %s of %u",
+			       i, tw_kind_name((tw_kind)v->kind), v->len);
 	*out = &v->u.items[i];
 	return TW_OK;
 }
@@ -684,15 +777,17 @@ tw_status tw_value_dict_get(const tw_value *v, const char *key,
 			    const tw_value **out)
 {
 	if (v == NULL || key == NULL || out == NULL)
-		return TW_EINVAL;
+		return null_arg();
 	if (v->kind != TW_KIND_DICT)
-		return TW_ETYPE;
+		return not_a(v, "a dict");
 	size_t klen = strlen(key);
+	/* Absent is often expected (an optional keyword argument): a fixed
+	 * reason, no formatting. */
 	if (klen > MAX_LEN || v->u.entries == NULL)
-		return TW_ENOENT;
+		return tw_fail_static(TW_ENOENT, "no such key in the dict");
 	const tw_kv *e = dict_find(v, key, (uint32_t)klen);
 	if (e == NULL)
-		return TW_ENOENT;
+		return tw_fail_static(TW_ENOENT, "no such key in the dict");
 	*out = &e->val;
 	return TW_OK;
 }

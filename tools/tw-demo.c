@@ -23,7 +23,7 @@
 		tw_status s_ = (expr);                                         \
 		if (s_ != TW_OK) {                                             \
 			fprintf(stderr, "tw-demo: %s: %s\n", #expr,            \
-				tw_strerror(s_));                              \
+				tw_errmsg(s_));                                \
 			exit(1);                                               \
 		}                                                              \
 	} while (0)

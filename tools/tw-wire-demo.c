@@ -14,7 +14,7 @@
 		tw_status s_ = (expr);                                         \
 		if (s_ != TW_OK) {                                             \
 			fprintf(stderr, "tw-wire-demo: %s failed: %s\n", #expr,     \
-				tw_strerror(s_));                              \
+				tw_errmsg(s_));                                \
 			exit(1);                                               \
 		}                                                              \
 	} while (0)

@@ -156,7 +156,7 @@ int main(int argc, char **argv)
 			tw_value_destroy(&l);
 		} else {
 			fprintf(stderr, "tw-worker %s: --list: %s\n", self.name,
-				tw_strerror(s));
+				tw_errmsg(s));
 		}
 	}
 	if (list_remote != NULL) {
@@ -167,13 +167,14 @@ int main(int argc, char **argv)
 			tw_value_destroy(&l);
 		} else {
 			fprintf(stderr, "tw-worker %s: --list-remote %s: %s\n",
-				self.name, list_remote, tw_strerror(s));
+				self.name, list_remote, tw_errmsg(s));
 		}
 	}
 	fflush(stdout);
 	s = tw_agent_shutdown(a, graceful);
 	if (s != TW_OK) {
-		fprintf(stderr, "tw-worker %s: shutdown: %s\n", o.name, tw_strerror(s));
+		fprintf(stderr, "tw-worker %s: shutdown: %s\n", o.name,
+			tw_errmsg(s));
 		return 1;
 	}
 	if (dpdk)

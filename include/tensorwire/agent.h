@@ -116,7 +116,8 @@ tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
  * TW_EBUSY, changing nothing, when called from one of the agent's own
  * threads (a handler). Embedded, only the owner thread may call it
  * (TW_EINVAL otherwise, changing nothing); it polls the loop throughout,
- * so peers' calls are served while it waits for them.
+ * so peers' calls are served while it waits for them. Each failure says
+ * which case it is (tw_errmsg).
  *
  * Values and futures that hold received tensors or messages point into
  * the transport's receive buffers: release them before shutdown, or the
@@ -124,13 +125,41 @@ tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
  */
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful);
 
-/* Worker info by name, by id, or of this worker. TW_ENOENT if unknown. */
+/* Worker info by name, by id, or of this worker (torch's get_worker_info).
+ * TW_ENOENT if unknown ("no worker named 'w9' (world size 2)", "no worker
+ * with id 5 (world size 2: ids 0 to 1)"), TW_EINVAL for NULL arguments.
+ * Any thread. */
 tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
 			       tw_worker_info *out);
 tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
 				     tw_worker_info *out);
 void tw_agent_self(const tw_agent *a, tw_worker_info *out);
 uint32_t tw_agent_world_size(const tw_agent *a);
+
+/*
+ * Every worker's info, in rank order (out[i].id == i), as torch's
+ * get_worker_infos: into out[0 .. cap). *n is set to the world size in
+ * every case but NULL arguments, so a call with cap 0 (out may then be
+ * NULL) asks how many there are. TW_ENOSPC, writing nothing, when cap is
+ * smaller than the world size (tw_errmsg says both); TW_EINVAL for a NULL
+ * a or n, or a NULL out with cap > 0. The membership is fixed once
+ * tw_agent_init returned: any thread, no lock.
+ */
+tw_status tw_agent_worker_infos(const tw_agent *a, tw_worker_info *out,
+				uint32_t cap, uint32_t *n);
+
+/*
+ * The default timeout of calls made with timeout_ms < 0, in ms (0 = none),
+ * as torch's rpc.get_rpc_timeout (which speaks seconds); -1 for a NULL a.
+ * Set it at run time with tw_agent_set_default_timeout (torch's
+ * _set_rpc_timeout): it applies to calls started afterwards; a call
+ * already started keeps the deadline it was given. 0 = no timeout;
+ * negative is refused with TW_EINVAL (torch does not check). Any thread;
+ * a call started concurrently by another thread may take the old or the
+ * new value.
+ */
+int64_t tw_agent_default_timeout(const tw_agent *a);
+tw_status tw_agent_set_default_timeout(tw_agent *a, int64_t timeout_ms);
 
 /* ---- functions this worker serves ---- */
 
@@ -152,7 +181,10 @@ typedef tw_status (*tw_handler_fn)(tw_call_ctx *ctx, const tw_value *args,
 
 #define TW_FN_BLOCKING 0x1u /* run on the executor pool */
 
-/* Register name (a qualified name such as "demo::add"). TW_EBUSY if taken. */
+/* Register name (a qualified name such as "demo::add"). TW_EBUSY if taken
+ * ("function 'demo::add' is already registered"), TW_EINVAL for an empty
+ * or overlong name (over 1024 bytes), a NULL fn or unknown flags, TW_ENOMEM;
+ * tw_errmsg says which. Any thread, at any time. */
 tw_status tw_agent_register(tw_agent *a, const char *name, tw_handler_fn fn,
 			    void *arg, unsigned flags);
 
@@ -171,14 +203,33 @@ uint32_t tw_call_caller(const tw_call_ctx *ctx);
 /*
  * Call fn on worker to (a name) with positional args (a tuple or list;
  * NULL = none) and kwargs (a dict; NULL = none). timeout_ms follows torch:
- * negative = the agent's default, 0 = no timeout. The args are encoded
- * before return (tensor bytes are referenced, not copied, until sent), so
- * the caller may destroy them at once. A call to self takes no network.
- * Errors come through the future: TW_ENOFUNC, TW_ETIMEDOUT, TW_EUNREACHABLE,
- * TW_ESHUTDOWN, and the handler's kinds. Immediate failures are returned
- * directly: TW_ENOENT (unknown worker), TW_EINVAL (bad args, or called
- * before init finished), TW_ENOSPC (the loop's queue is full:
- * backpressure, try again), TW_ESHUTDOWN (shutdown has begun).
+ * negative = the agent's default (tw_agent_default_timeout, read now),
+ * 0 = no timeout. The args are encoded before return (tensor bytes are
+ * referenced, not copied, until sent), so the caller may destroy them at
+ * once. A call to self takes no network. Errors come through the future:
+ * TW_ENOFUNC, TW_ETIMEDOUT, TW_EUNREACHABLE, TW_ESHUTDOWN, and the
+ * handler's kinds. Immediate failures are returned directly, each with
+ * its reason (tw_errmsg):
+ *   TW_ENOENT     unknown worker ("no worker named 'w9' (world size 2)")
+ *   TW_EINVAL     args not a tuple or list ("args must be a tuple or list
+ *                 (or NULL for none), got None"), kwargs not a dict, a
+ *                 NULL or empty fn, called before tw_agent_init returned
+ *                 (from the setup callback), or a value the wire cannot
+ *                 carry, named by its path in args or kwargs
+ *                 ("args[0][1]"): nested too deep (a call's payload nests
+ *                 at most TW_VALUE_MAX_DEPTH containers and wraps args
+ *                 and kwargs in one of its own, so they may nest
+ *                 TW_VALUE_MAX_DEPTH - 1 deep, args itself counting as
+ *                 one), a string that is not UTF-8, a repeated dict key,
+ *                 a malformed tensor, more tensors or bytes than a frame
+ *                 carries
+ *   TW_ENOSPC     the loop's queue is full: backpressure, retry once
+ *                 calls complete
+ *   TW_ESHUTDOWN  shutdown has begun
+ *   TW_ENOMEM
+ * A call to self is not encoded but copied: the nesting limit is the
+ * same, the other wire checks (UTF-8, repeated keys, tensor counts) do
+ * not apply to it.
  *
  * Handlers receive args borrowed, also for calls to self (whose args are
  * owned copies marked borrowed), so copying parts of args into *result is
@@ -188,14 +239,39 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		       const tw_value *args, const tw_value *kwargs,
 		       int64_t timeout_ms, tw_future **out);
 
-/* tw_rpc_async then wait; *result gets an owned copy of the value. On a
- * remote error, returns its kind and, if err is not NULL, an owned error
- * value with its message and origin. Not from a handler running on a run
- * loop (TW_EINVAL: it would block the loop that must deliver the answer);
- * blocking handlers (executor threads) may use it. */
+/*
+ * tw_rpc_async addressed by worker id (rank), as torch's rpc_async takes
+ * a WorkerInfo or an id as well as a name (pass info.id for a
+ * tw_worker_info). Same semantics, calls to self included; an unknown id
+ * is TW_ENOENT ("no worker with id 5 (world size 2: ids 0 to 1)"). C has
+ * no overloading, hence the second name.
+ */
+tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
+			  const tw_value *args, const tw_value *kwargs,
+			  int64_t timeout_ms, tw_future **out);
+
+/*
+ * tw_rpc_async then wait; *result gets an owned copy of the value. On
+ * failure returns its kind, records its reason (tw_errmsg) and, if err is
+ * not NULL, fills it with an owned error value (kind, message, origin
+ * worker). An error raised by another worker reads, as torch prints a
+ * remote exception, "On worker 'w1' (id 1): <its message>" (err->msg
+ * holds the message alone; torch writes "On WorkerInfo(id=1, name=w1):"
+ * and a traceback, which C has not); what this worker reports itself (a
+ * timeout, an unreachable peer, shutdown, an error of a call to self)
+ * reads as its message alone, as torch raises those; an immediate
+ * failure reads as tw_rpc_async's. Not from a handler running on a run
+ * loop (TW_EINVAL: it would block the loop that must deliver the
+ * answer); blocking handlers (executor threads) may use it.
+ */
 tw_status tw_rpc_sync(tw_agent *a, const char *to, const char *fn,
 		      const tw_value *args, const tw_value *kwargs,
 		      int64_t timeout_ms, tw_value *result, tw_value *err);
+
+/* tw_rpc_sync addressed by worker id, as tw_rpc_async_id. */
+tw_status tw_rpc_sync_id(tw_agent *a, uint32_t to, const char *fn,
+			 const tw_value *args, const tw_value *kwargs,
+			 int64_t timeout_ms, tw_value *result, tw_value *err);
 
 /* Embedded mode, owner thread only: one iteration of the agent's loop
  * (receive, serve, complete futures, fire timers). Returns work done; 0
@@ -207,6 +283,15 @@ int tw_agent_poll(tw_agent *a);
  * loop's idle policy (spin_ns, yield), and returns TW_EINVAL when called
  * from inside the loop (a handler) on a future not yet done. */
 tw_status tw_agent_wait(tw_agent *a, tw_future *f, int64_t timeout_ms);
+
+/* tw_future_wait_all (future.h) as tw_agent_wait is tw_future_wait: the
+ * embedded owner polls its loop while it waits, where tw_future_wait_all
+ * would wait forever for answers only its loop can deliver. Other threads
+ * and threaded agents wait as tw_future_wait_all does. The failed
+ * future's explanation names the worker as tw_rpc_sync does: "future 2
+ * (of 4) failed: On worker 'w1' (id 1): <message>". */
+tw_status tw_agent_wait_all(tw_agent *a, tw_future *const *futs, size_t n,
+			    int64_t timeout_ms);
 
 /* Calls this worker has sent and not yet seen completed (snapshot). */
 uint64_t tw_agent_outstanding(const tw_agent *a);
@@ -249,16 +334,17 @@ typedef tw_status (*tw_schema_handler_fn)(tw_call_ctx *ctx,
  * torch's matchBuiltinOp; when none binds the caller gets TW_ETYPE with
  * torch's message ("Failed to match operator name ... Schemas tried: ...";
  * for a single overload, the binding error naming the argument and the
- * expected type). Errors: TW_EINVAL for a schema that does not parse (err,
- * when not NULL, gets the parser's message with its position) or flags
+ * expected type). Errors, each with its reason (tw_errmsg): TW_EINVAL for
+ * a schema that does not parse (the parser's message, ending with the
+ * byte offset: "expected ')' or ',' after argument 'x' at 17") or flags
  * differing from the name's other overloads; TW_EBUSY when the name is
  * registered plainly (tw_agent_register) or already has this overload
- * name; TW_ENOMEM. Every agent serves the aten:: builtins and
- * tw::list_functions.
+ * name ("function 'demo::scale.int' is already registered"); TW_ENOMEM.
+ * Every agent serves the aten:: builtins and tw::list_functions.
  */
 tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
 				   tw_schema_handler_fn fn, void *arg,
-				   unsigned flags, char *err, size_t errlen);
+				   unsigned flags);
 
 /*
  * Every function this worker serves, as an owned list sorted by qualified
@@ -269,7 +355,8 @@ tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
 tw_status tw_agent_list_functions(const tw_agent *a, tw_value *out);
 
 /* The same list from worker to (a call of "tw::list_functions"). On a
- * remote error returns its kind (out stays NONE). */
+ * remote error returns its kind (out stays NONE), explained as by
+ * tw_rpc_sync. */
 tw_status tw_rpc_list_functions(tw_agent *a, const char *to,
 				int64_t timeout_ms, tw_value *out);
 

@@ -85,26 +85,19 @@ typedef enum tw_type_kind {
 	TW_TYPE_DICT = 14,     /* elem 0: key (str), elem 1: value */
 } tw_type_kind;
 
-/* Where a parse failed: byte offset into the text and a message that ends
- * with " at <pos>", e.g. "expected ')' or ',' after argument 'other' at 42". */
-typedef struct tw_schema_error {
-	size_t pos;
-	char msg[160];
-} tw_schema_error;
-
 /*
  * Parse a NUL-terminated schema. On success *out is a new schema (free with
- * tw_schema_free). On failure *out is NULL and, when err is not NULL, err
- * says where and why: TW_EINVAL for text that is not a schema we support,
- * TW_ENOMEM when memory ran out. Never reads past the terminating NUL.
+ * tw_schema_free). On failure *out is NULL and tw_errmsg says why and where:
+ * the message ends with " at <byte offset>", e.g. "expected ')' or ','
+ * after argument 'other' at 42". TW_EINVAL for text that is not a schema
+ * we support, TW_ENOMEM when memory ran out. Never reads past the
+ * terminating NUL.
  */
-tw_status tw_schema_parse(const char *text, tw_schema **out,
-			  tw_schema_error *err);
+tw_status tw_schema_parse(const char *text, tw_schema **out);
 
 /* Same over len bytes that need not be NUL-terminated; a NUL byte inside
  * them is an error. */
-tw_status tw_schema_parse_len(const char *text, size_t len, tw_schema **out,
-			      tw_schema_error *err);
+tw_status tw_schema_parse_len(const char *text, size_t len, tw_schema **out);
 
 /* Free a schema (NULL is fine). Values bound from its defaults must be
  * released first. */
@@ -192,8 +185,8 @@ size_t tw_value_type_repr(const tw_value *v, char *buf, size_t size);
  * tw_value_destroy on each): it frees what binding allocated and nothing
  * else.
  *
- * On failure every slot is NONE and errbuf (when errlen > 0) holds torch's
- * message for the first problem in torch's order, ending with the schema:
+ * On failure every slot is NONE and tw_errmsg gives torch's message for
+ * the first problem in torch's order, ending with the schema:
  *   aten::add() expected at most 3 argument(s) but received 4 argument(s).
  *   aten::add() takes 2 positional argument(s) but 3 was/were given.
  *   aten::add() Expected a value of type 'Tensor' for argument 'other' but
@@ -202,11 +195,12 @@ size_t tw_value_type_repr(const tw_value *v, char *buf, size_t size);
  *   Unknown keyword argument 'beta' for operator 'aten::add'.
  *   Argument 'other' specified both as positional and keyword argument.
  * Returns TW_ETYPE for every binding failure, TW_EINVAL when args is not a
- * tuple or list or kwargs not a dict, TW_ENOMEM.
+ * tuple or list or kwargs not a dict (tw_errmsg says which), TW_ENOMEM.
+ * The message is formatted on failure only; a successful bind records
+ * nothing.
  */
 tw_status tw_schema_bind(const tw_schema *s, const tw_value *args,
-			 const tw_value *kwargs, tw_value *bound,
-			 char *errbuf, size_t errlen);
+			 const tw_value *kwargs, tw_value *bound);
 
 /* Release n bound slots and leave them NONE. */
 void tw_schema_bound_release(tw_value *bound, size_t n);
@@ -218,20 +212,22 @@ void tw_schema_bound_release(tw_value *bound, size_t n);
  * tw_schema_bind); bound must have room for the largest tw_schema_nargs of
  * the overloads. The overloads should share a name.
  *
- * When none binds, TW_ETYPE with torch's message, followed by every schema
- * tried and why it did not bind:
+ * When none binds, TW_ETYPE, and tw_errmsg gives torch's message followed
+ * by every schema tried and why it did not bind (cut at TW_ERRMSG_MAX
+ * bytes, status.h, when the overloads are many):
  *   Failed to match operator name aten::add and arguments (args: (Tensor,
  *   str), kwargs: {}) to a builtin operator. Schemas tried:
  *     aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor
  *       Expected a value of type 'Tensor' for argument 'other' but instead
  *       found type 'str'.
  *     ...
- * TW_EINVAL when n is 0 or args/kwargs have the wrong kind, TW_ENOMEM.
+ * Only that message costs formatting: overloads that do not bind are
+ * tried silently first, as torch does (render_errors). TW_EINVAL when n is
+ * 0 or args/kwargs have the wrong kind (tw_errmsg says which), TW_ENOMEM.
  */
 tw_status tw_schema_match(const tw_schema *const *overloads, size_t n,
 			  const tw_value *args, const tw_value *kwargs,
-			  size_t *chosen, tw_value *bound, char *errbuf,
-			  size_t errlen);
+			  size_t *chosen, tw_value *bound);
 
 #ifdef __cplusplus
 }

@@ -51,21 +51,35 @@ const char *tw_strerror(tw_status s);
  *   tw_rpc_async:   "no worker named 'w9' (world size 2)"
  *   tw_schema_bind: torch's message, "aten::add() Expected a value of ..."
  *   tw_msg_decode:  "header: total_len over limit"
- * A function that returns a status other than TW_OK records its
- * explanation for the calling thread before it returns; tw_errmsg(st),
- * called on that thread with the status it returned, gives it back. When
- * the function had nothing to add to its status, or the thread's last
- * recorded explanation belongs to a different status (an earlier failure),
- * tw_errmsg gives tw_strerror(st): never a stale reason of another kind,
- * and never NULL. Read it before the thread's next tensorwire call, which
- * may replace it; copy it to keep it. TW_OK changes nothing.
+ *
+ * Every failure a tensorwire function returns is recorded for the calling
+ * thread before the function returns: its explanation, or, when it has
+ * nothing to add to its status, the fact that it has none.
+ * tw_errmsg(st), called on that thread with the status it returned, gives
+ * the explanation back, or tw_strerror(st) when there was none. When the
+ * thread's last recorded failure has another status than st (an earlier
+ * failure, or st is not what the last call returned), tw_errmsg gives
+ * tw_strerror(st) too: never a stale reason of another kind, and never
+ * NULL. TW_OK changes nothing, and tw_errmsg(TW_OK) is "success".
+ *
+ * Explanations are per thread (two threads failing at once each read
+ * their own) and at most TW_ERRMSG_MAX - 1 bytes: a longer one (torch's
+ * overload-matching message lists every schema tried) is cut, never
+ * overflowed. Read it before the thread's next tensorwire call, which may
+ * replace it; copy it to keep it. Reading it costs nothing; recording one
+ * on a hot path's refusal (a full ring) costs two stores, no formatting.
  *
  * Failures that arrive later, through a future (a remote error, a
  * timeout, a peer's death), are values rather than returns: the future's
- * tw_error carries kind, message and origin worker (future.h), and
- * tw_rpc_sync, which waits for one, records that message as its
- * explanation.
+ * tw_error carries kind, message and origin worker (future.h). Functions
+ * that report one as their status record its message: tw_future_wait,
+ * tw_future_status, tw_agent_wait as it is; tw_rpc_sync as torch prints
+ * a remote exception ("On worker 'w1' (id 1): <message>") when another
+ * worker raised it; tw_future_wait_all with the failed future's index
+ * ("future 2 (of 4) failed: <message>").
  */
+#define TW_ERRMSG_MAX 4096
+
 const char *tw_errmsg(tw_status st);
 
 #ifdef __cplusplus

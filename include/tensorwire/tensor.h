@@ -16,6 +16,11 @@ extern "C" {
 
 #define TW_TENSOR_MAX_DIMS 8
 
+/* Errors: the functions below that validate a tensor (init, numel,
+ * nbytes, span, contiguous, DLPack import and export) say what was wrong
+ * when they fail (tw_errmsg, status.h): which dim's shape or stride is
+ * negative, which size overflows, a dtype or device they do not take. */
+
 /* Element types. Values are part of the wire format: append only. */
 typedef enum tw_dtype {
 	TW_BOOL = 0,
@@ -58,7 +63,8 @@ size_t tw_dtype_size(tw_dtype dtype);
 /* Stable lower-case name ("float32"), or "?" for an invalid dtype. */
 const char *tw_dtype_name(tw_dtype dtype);
 
-/* Parse a dtype name as printed by tw_dtype_name; TW_EINVAL if unknown. */
+/* Parse a dtype name as printed by tw_dtype_name; TW_EINVAL if unknown
+ * (tw_errmsg lists the names). */
 tw_status tw_dtype_from_name(const char *name, tw_dtype *out);
 
 /*
@@ -126,7 +132,8 @@ tw_status tw_tensor_to_dlpack(const tw_tensor *t, DLManagedTensor **out);
  * Accepts CPU (and CUDA-host) memory, lanes 1, the dtypes above (8-bit
  * kDLBool imports as TW_BOOL, 8-bit kDLUInt as TW_UINT8), NULL strides and
  * non-negative strides. TW_ENOTSUP for another device, dtype or lanes;
- * TW_EINVAL for a bad ndim, shape or stride; TW_EOVERFLOW for sizes.
+ * TW_EINVAL for a bad ndim, shape or stride; TW_EOVERFLOW for sizes; each
+ * saying which (tw_errmsg).
  */
 tw_status tw_tensor_from_dlpack(DLManagedTensor *mt, tw_tensor *out);
 

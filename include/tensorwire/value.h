@@ -74,6 +74,11 @@ typedef struct tw_kv tw_kv;
  *  - Values produced by a decoder are borrowed from the decoded message and
  *    valid until the message is released; tw_value_clone makes an owned copy
  *    (tensor bytes are shared by reference, never copied).
+ *
+ * Errors: every function here that fails says why (tw_errmsg, status.h):
+ * "index 3 out of range for a list of 2", "expected an int, got a value
+ * of kind 'string'", "dict key 'x' is already used by entry 0",
+ * "tw_value_clone: more than TW_VALUE_MAX_DEPTH (64) nested containers".
  */
 struct tw_value {
 	uint8_t kind;    /* tw_kind */
@@ -178,7 +183,8 @@ tw_status tw_value_clone(tw_value *dst, const tw_value *src);
  * bitwise-equal or both NaN. */
 bool tw_value_equal(const tw_value *a, const tw_value *b);
 
-/* Accessors: TW_ETYPE when the kind does not match. */
+/* Accessors: TW_ETYPE when the kind does not match (the reason names the
+ * kind found), TW_EINVAL for NULL arguments. */
 tw_status tw_value_get_bool(const tw_value *v, bool *out);
 tw_status tw_value_get_int(const tw_value *v, int64_t *out);
 tw_status tw_value_get_double(const tw_value *v, double *out); /* int widens */
@@ -187,7 +193,8 @@ tw_status tw_value_get_bytes(const tw_value *v, const void **p, size_t *len);
 tw_status tw_value_get_tensor(const tw_value *v, const tw_tensor **out);
 /* Item i of a list or tuple (TW_EINVAL when out of range). */
 tw_status tw_value_get_item(const tw_value *v, uint32_t i, const tw_value **out);
-/* Value stored under key in a dict; TW_ENOENT when absent. */
+/* Value stored under key in a dict; TW_ENOENT when absent (a fixed
+ * reason: probing for an optional key costs no formatting). */
 tw_status tw_value_dict_get(const tw_value *v, const char *key,
 			    const tw_value **out);
 

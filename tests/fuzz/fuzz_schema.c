@@ -36,7 +36,6 @@ static void try_binds(const tw_schema *s)
 	tw_value bound[TW_SCHEMA_MAX_ARGS];
 	tw_value items[6], pair[2], args, kw;
 	tw_kv kv[2];
-	char err[256];
 	size_t n = tw_schema_nargs(s);
 
 	pair[0] = tw_value_int(1);
@@ -64,23 +63,22 @@ static void try_binds(const tw_schema *s)
 			kw = (tw_value){.kind = TW_KIND_DICT,
 					.flags = TW_VALUE_BORROWED, .len = nk,
 					.u.entries = kv};
-			tw_status st = tw_schema_bind(s, &args, &kw, bound, err,
-						      sizeof(err));
+			tw_status st = tw_schema_bind(s, &args, &kw, bound);
 			if (st == TW_OK) {
 				tw_schema_bound_release(bound, n);
 			} else {
 				if (st != TW_ETYPE && st != TW_ENOMEM)
 					fail();
-				if (err[0] == '\0')
-					fail();
+				if (tw_errmsg(st)[0] == '\0' ||
+				    tw_errmsg(st) == tw_strerror(st))
+					fail(); /* every refusal says why */
 				for (size_t i = 0; i < n; i++)
 					if (bound[i].kind != TW_KIND_NONE)
 						fail();
 			}
 			size_t chosen;
 			const tw_schema *one[2] = {s, s};
-			st = tw_schema_match(one, 2, &args, &kw, &chosen, bound,
-					     err, sizeof(err));
+			st = tw_schema_match(one, 2, &args, &kw, &chosen, bound);
 			if (st == TW_OK)
 				tw_schema_bound_release(bound, n);
 		}
@@ -90,22 +88,23 @@ static void try_binds(const tw_schema *s)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	tw_schema *s = NULL, *again = NULL;
-	tw_schema_error err;
 	tw_status st;
 
-	st = tw_schema_parse_len((const char *)data, size, &s, &err);
+	st = tw_schema_parse_len((const char *)data, size, &s);
 	if (st != TW_OK) {
-		/* Every refusal says where and why. */
+		/* Every refusal says where and why: " at <pos>" ends it. */
+		const char *m = tw_errmsg(st);
+		const char *at = strrchr(m, ' ');
 		if (s != NULL || (st != TW_EINVAL && st != TW_ENOMEM) ||
-		    err.pos > size || err.msg[0] == '\0' ||
-		    strstr(err.msg, " at ") == NULL)
+		    at == NULL || at - m < 3 || strncmp(at - 3, " at ", 4) != 0 ||
+		    strtoull(at + 1, NULL, 10) > size)
 			fail();
 		return 0;
 	}
 	char *text = format(s);
 	if (text == NULL)
 		goto out;
-	st = tw_schema_parse(text, &again, &err);
+	st = tw_schema_parse(text, &again);
 	if (st == TW_ENOMEM)
 		goto out;
 	if (st != TW_OK || !tw_schema_equal(s, again))

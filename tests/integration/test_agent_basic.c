@@ -321,6 +321,12 @@ static int w_errors(struct h_worker *w)
 				W_ASSERT(w, e.u.err->origin == 1, "origin %u", e.u.err->origin);
 				W_ASSERT(w, strcmp(e.u.err->msg, cases[i].msg) == 0, "msg '%s'", e.u.err->msg);
 				W_ASSERT(w, r.kind == TW_KIND_NONE, "no result");
+				/* The reason, as torch prints a remote exception. */
+				char want[256];
+				snprintf(want, sizeof(want), "On worker 'w1' (id 1): %s",
+					 cases[i].msg);
+				W_ASSERT(w, strcmp(tw_errmsg(st), want) == 0,
+					"reason '%s'", tw_errmsg(st));
 				tw_value_destroy(&e);
 
 				/* the same through a future */
@@ -328,6 +334,9 @@ static int w_errors(struct h_worker *w)
 				st = tw_rpc_async(a, "w1", fns[f], &rt, NULL, -1, &fu);
 				W_ASSERT(w, st == TW_OK, "async");
 				W_ASSERT(w, tw_future_wait(fu, -1) == cases[i].kind, "async kind");
+				/* A future's wait gives the message as it is. */
+				W_ASSERT(w, strcmp(tw_errmsg(cases[i].kind), cases[i].msg) == 0,
+					"future reason '%s'", tw_errmsg(cases[i].kind));
 				const tw_error *er = tw_future_error(fu);
 				W_ASSERT(w, er && er->kind == cases[i].kind && er->origin == 1 &&
 					strcmp(er->msg, cases[i].msg) == 0, "future error");
@@ -342,6 +351,17 @@ static int w_errors(struct h_worker *w)
 		W_ASSERT(w, strstr(e.u.err->msg, "no::such_fn") && strstr(e.u.err->msg, "w1"),
 			"nofunc msg: %s", e.u.err->msg);
 		W_ASSERT(w, e.u.err->origin == 1, "nofunc origin");
+		char want[512];
+		snprintf(want, sizeof(want), "On worker 'w1' (id 1): %s", e.u.err->msg);
+		W_ASSERT(w, strcmp(tw_errmsg(st), want) == 0, "reason '%s'",
+			tw_errmsg(st));
+		tw_value_destroy(&e);
+		/* immediate failures: the error value and the reason agree */
+		st = tw_rpc_sync(a, "w9", "add", NULL, NULL, -1, &r, &e);
+		W_ASSERT(w, st == TW_ENOENT, "unknown worker: %s", tw_status_name(st));
+		W_ASSERT(w, strcmp(tw_errmsg(st), "no worker named 'w9' (world size 2)") == 0 &&
+			strcmp(e.u.err->msg, tw_errmsg(st)) == 0, "reason '%s'",
+			tw_errmsg(st));
 		tw_value_destroy(&e);
 		/* a handler failing without a message gets one */
 		st = tw_rpc_sync(a, "w1", "fail_plain", NULL, NULL, -1, &r, &e);
@@ -367,4 +387,114 @@ static int w_errors(struct h_worker *w)
 Test(agent, remote_errors_keep_kind_message_origin, .timeout = 60)
 {
 	h_run_group(2, w_errors, NULL, NULL, 0);
+}
+
+/* ---- calls by id, every worker's info, the default timeout at run time,
+ * wait_all and collect_all (issue 11) ---- */
+
+static int w_conveniences(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		/* get_worker_infos: rank order, as get_worker_info each */
+		tw_worker_info wi[H_MAX_WORKERS];
+		uint32_t n = 0;
+		st = tw_agent_worker_infos(a, wi, H_MAX_WORKERS, &n);
+		W_ASSERT(w, st == TW_OK && n == (uint32_t)w->world, "infos: %s %u",
+			tw_errmsg(st), n);
+		for (uint32_t r = 0; r < n; r++) {
+			tw_worker_info one;
+			tw_agent_worker_info(a, h_names[r], &one);
+			W_ASSERT(w, wi[r].id == r && strcmp(wi[r].name, one.name) == 0 &&
+				strcmp(wi[r].addr, one.addr) == 0, "info %u", r);
+		}
+		st = tw_agent_worker_infos(a, wi, 1, &n);
+		W_ASSERT(w, st == TW_ENOSPC && n == (uint32_t)w->world, "too small");
+
+		/* calls by id: another worker, and self */
+		for (uint32_t r = 0; r < n; r++) {
+			tw_value none[1];
+			tw_value args = {.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED,
+					 .len = 0, .u.items = none};
+			tw_value res, e;
+			st = tw_rpc_sync_id(a, r, "whoami", &args, NULL, -1, &res, &e);
+			W_ASSERT(w, st == TW_OK, "whoami by id %u: %s", r, tw_errmsg(st));
+			W_ASSERT(w, res.u.items[0].u.i == 0 &&
+				strcmp(res.u.items[1].u.str, h_names[r]) == 0, "whoami %u", r);
+			tw_value_destroy(&res);
+		}
+		tw_future *f;
+		st = tw_rpc_async_id(a, n, "whoami", NULL, NULL, -1, &f);
+		W_ASSERT(w, st == TW_ENOENT, "unknown id: %s", tw_status_name(st));
+
+		/* the default timeout, changed at run time: later calls only */
+		W_ASSERT(w, tw_agent_default_timeout(a) == 60000, "default");
+		st = tw_agent_set_default_timeout(a, 3000);
+		W_ASSERT(w, st == TW_OK, "set");
+		tw_value sa[1] = {tw_value_int(300)};
+		tw_value st300 = H_TUPLE(sa);
+		tw_future *kept, *cut;
+		st = tw_rpc_async(a, "w1", "sleep", &st300, NULL, -1, &kept);
+		W_ASSERT(w, st == TW_OK, "sleep call");
+		st = tw_agent_set_default_timeout(a, 100);
+		W_ASSERT(w, st == TW_OK, "set 100");
+		st = tw_rpc_async(a, "w2", "sleep", &st300, NULL, -1, &cut);
+		W_ASSERT(w, st == TW_OK, "sleep call 2");
+		W_ASSERT(w, tw_future_wait(cut, -1) == TW_ETIMEDOUT, "later call cut");
+		W_ASSERT(w, strstr(tw_future_error(cut)->msg, "(100 ms)") != NULL,
+			"%s", tw_future_error(cut)->msg);
+		W_ASSERT(w, tw_future_wait(kept, -1) == TW_OK, "earlier call kept 3000");
+		tw_future_release(kept);
+		tw_future_release(cut);
+		W_ASSERT(w, tw_agent_set_default_timeout(a, -1) == TW_EINVAL, "negative");
+		W_ASSERT(w, tw_agent_set_default_timeout(a, 0) == TW_OK, "none");
+
+		/* wait_all fails fast: a 1.5 s call is not waited for */
+		tw_value ra[2] = {tw_value_int(TW_EVALUE), H_STR("ValueError: no")};
+		tw_value rt = H_TUPLE(ra);
+		tw_value la[1] = {tw_value_int(1500)};
+		tw_value lt = H_TUPLE(la);
+		tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
+		tw_value at = H_TUPLE(aa);
+		tw_future *g[3];
+		W_ASSERT(w, tw_rpc_async(a, "w1", "add", &at, NULL, -1, &g[0]) == TW_OK, "add");
+		W_ASSERT(w, tw_rpc_async(a, "w1", "sleep", &lt, NULL, -1, &g[1]) == TW_OK, "slow");
+		W_ASSERT(w, tw_rpc_async(a, "w2", "raise", &rt, NULL, -1, &g[2]) == TW_OK, "raise");
+		uint64_t t0 = h_now_ms();
+		st = tw_future_wait_all(g, 3, 10000);
+		W_ASSERT(w, st == TW_EVALUE, "wait_all: %s", tw_status_name(st));
+		W_ASSERT(w, h_now_ms() - t0 < 1200, "waited %" PRIu64 " ms",
+			h_now_ms() - t0);
+		W_ASSERT(w, strcmp(tw_errmsg(st), "future 2 (of 3) failed: "
+			"ValueError: no") == 0, "reason '%s'", tw_errmsg(st));
+		st = tw_agent_wait_all(a, g, 3, 10000);
+		W_ASSERT(w, st == TW_EVALUE, "agent wait_all");
+		W_ASSERT(w, strcmp(tw_errmsg(st), "future 2 (of 3) failed: On "
+			"worker 'w2' (id 2): ValueError: no") == 0, "reason '%s'",
+			tw_errmsg(st));
+		/* collect_all: every outcome, once all are in */
+		tw_future *all;
+		W_ASSERT(w, tw_future_collect_all(g, 3, &all) == TW_OK, "collect");
+		W_ASSERT(w, tw_future_wait(all, -1) == TW_OK, "collected");
+		const tw_value *l = tw_future_value(all);
+		W_ASSERT(w, l->len == 3 && l->u.items[0].u.i == 3 &&
+			l->u.items[1].u.i == 1500 &&
+			l->u.items[2].kind == TW_KIND_ERROR &&
+			l->u.items[2].u.err->origin == 2, "list");
+		tw_future_release(all);
+		for (int i = 0; i < 3; i++)
+			tw_future_release(g[i]);
+	}
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(agent, by_id_infos_timeout_wait_all, .timeout = 60)
+{
+	h_run_group(3, w_conveniences, NULL, NULL, 0);
 }

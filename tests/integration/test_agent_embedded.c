@@ -81,13 +81,64 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 	W_ASSERT(w, st == TW_EVALUE, "raise: %s", tw_status_name(st));
 	W_ASSERT(w, e.kind == TW_KIND_ERROR && strcmp(e.u.err->msg, "bad value") == 0,
 		"raise message");
-	tw_worker_info wi;
+	tw_worker_info wi, me;
 	tw_agent_worker_info(a, to, &wi);
+	tw_agent_self(a, &me);
 	W_ASSERT(w, e.u.err->origin == wi.id, "origin %u", e.u.err->origin);
+	/* Its reason: torch's form when another worker raised it. */
+	char want[256];
+	char on[64] = "";
+	if (wi.id != me.id)
+		snprintf(on, sizeof(on), "On worker '%s' (id %u): ", to, wi.id);
+	snprintf(want, sizeof(want), "%sbad value", on);
+	W_ASSERT(w, strcmp(tw_errmsg(TW_EVALUE), want) == 0, "reason '%s'",
+		tw_errmsg(TW_EVALUE));
 	tw_value_destroy(&e);
 	st = tw_rpc_sync(a, to, "nope", NULL, NULL, -1, &r, &e);
 	W_ASSERT(w, st == TW_ENOFUNC, "nope: %s", tw_status_name(st));
 	tw_value_destroy(&e);
+
+	/* wait_all on the owner thread polls the loop (tw_future_wait_all
+	 * would wait for answers only it delivers)... */
+	tw_future *g[3];
+	for (int i = 0; i < 3; i++) {
+		tw_value aa[2] = {tw_value_int(i), tw_value_int(1)};
+		tw_value ta = H_TUPLE(aa);
+		st = tw_rpc_async(a, to, "add", &ta, NULL, -1, &g[i]);
+		W_ASSERT(w, st == TW_OK, "async: %s", tw_status_name(st));
+	}
+	st = tw_agent_wait_all(a, g, 3, 10000);
+	W_ASSERT(w, st == TW_OK, "wait_all: %s", tw_errmsg(st));
+	for (int i = 0; i < 3; i++) {
+		W_ASSERT(w, tw_future_value(g[i])->u.i == i + 1, "value %d", i);
+		tw_future_release(g[i]);
+	}
+	/* ...stops at a failure, naming it... */
+	tw_value a1[2] = {tw_value_int(1), tw_value_int(1)};
+	tw_value t1 = H_TUPLE(a1);
+	st = tw_rpc_async(a, to, "add", &t1, NULL, -1, &g[0]);
+	W_ASSERT(w, st == TW_OK, "async add");
+	st = tw_rpc_async(a, to, "raise", &rt, NULL, -1, &g[1]);
+	W_ASSERT(w, st == TW_OK, "async raise");
+	st = tw_agent_wait_all(a, g, 2, 10000);
+	W_ASSERT(w, st == TW_EVALUE, "wait_all failure: %s", tw_status_name(st));
+	snprintf(want, sizeof(want), "future 1 (of 2) failed: %sbad value", on);
+	W_ASSERT(w, strcmp(tw_errmsg(st), want) == 0, "reason '%s'",
+		tw_errmsg(st));
+	/* ...and collect_all completes on the loop, waited for as any. */
+	tw_future *all;
+	st = tw_future_collect_all(g, 2, &all);
+	W_ASSERT(w, st == TW_OK, "collect_all");
+	st = tw_agent_wait(a, all, 10000);
+	W_ASSERT(w, st == TW_OK, "collect_all wait: %s", tw_status_name(st));
+	const tw_value *lv = tw_future_value(all);
+	W_ASSERT(w, lv->len == 2 && lv->u.items[0].u.i == 2 &&
+		lv->u.items[1].kind == TW_KIND_ERROR &&
+		lv->u.items[1].u.err->kind == TW_EVALUE &&
+		lv->u.items[1].u.err->origin == wi.id, "collected");
+	tw_future_release(all);
+	tw_future_release(g[0]);
+	tw_future_release(g[1]);
 	return 0;
 }
 
@@ -465,12 +516,24 @@ static tw_status fn_sync_inside(tw_call_ctx *ctx, const tw_value *args,
 	tw_value r, e;
 	tw_status st = tw_rpc_sync(a, "w0", "add", NULL, NULL, -1, &r, &e);
 	tw_value_destroy(&e);
+	/* Each misuse says what it is (tw_errmsg). */
+	bool why = strcmp(tw_errmsg(st), "tw_rpc_sync called on a run loop: "
+			  "use tw_rpc_async and tw_call_defer") == 0;
 	tw_future *f;
 	tw_future_create(&f);
 	tw_status wst = tw_agent_wait(a, f, 10);
+	why = why && strstr(tw_errmsg(wst), "use tw_call_defer") != NULL;
+	tw_status wast = tw_agent_wait_all(a, &f, 1, 10);
+	why = why && strstr(tw_errmsg(wast), "use tw_call_defer") != NULL;
+	/* wait_all's callback stays on f until f completes. */
+	tw_value none = tw_value_none();
+	tw_future_complete(f, &none);
 	tw_future_release(f);
 	tw_status sst = tw_agent_shutdown(a, true);
-	*result = tw_value_bool(st == TW_EINVAL && wst == TW_EINVAL && sst == TW_EBUSY &&
+	why = why && strcmp(tw_errmsg(sst), "tw_agent_shutdown called from a "
+			    "handler: it would wait for itself") == 0;
+	*result = tw_value_bool(st == TW_EINVAL && wst == TW_EINVAL &&
+			       wast == TW_EINVAL && sst == TW_EBUSY && why &&
 			       tw_agent_poll(a) == 0);
 	return TW_OK;
 }

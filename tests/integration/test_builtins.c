@@ -22,10 +22,9 @@ static tw_status setup_builtins(tw_agent *a, void *arg)
 	tw_status st = h_register_all(a, arg);
 	if (st != TW_OK)
 		return st;
-	char err[256];
 	return tw_agent_register_schema(a,
 		"demo::poly(int x, int a=1, *, int b=0, float c=0.5) -> float",
-		fn_poly, NULL, 0, err, sizeof(err));
+		fn_poly, NULL, 0);
 }
 
 /* An owned float-ish tensor value of dtype dt from doubles. */
@@ -273,16 +272,20 @@ static int w_builtins(struct h_worker *w)
 	}
 	/* registration rules on a live agent */
 	{
-		char err[256];
 		W_ASSERT(w, tw_agent_register_schema(a, "demo::poly(int y) -> float",
-			fn_poly, NULL, 0, err, sizeof(err)) == TW_EBUSY, "dup overload");
+			fn_poly, NULL, 0) == TW_EBUSY, "dup overload");
+		W_ASSERT(w, strcmp(tw_errmsg(TW_EBUSY), "function 'demo::poly' is "
+			"already registered") == 0, "%s", tw_errmsg(TW_EBUSY));
 		W_ASSERT(w, tw_agent_register_schema(a, "echo(int y) -> int",
-			fn_poly, NULL, 0, err, sizeof(err)) == TW_EBUSY, "plain name");
+			fn_poly, NULL, 0) == TW_EBUSY, "plain name");
 		W_ASSERT(w, tw_agent_register(a, "aten::add", fn_echo, NULL, 0) == TW_EBUSY,
 			"plain over schema");
+		W_ASSERT(w, strcmp(tw_errmsg(TW_EBUSY), "function 'aten::add' is "
+			"already registered") == 0, "%s", tw_errmsg(TW_EBUSY));
 		W_ASSERT(w, tw_agent_register_schema(a, "demo::(int y) -> float",
-			fn_poly, NULL, 0, err, sizeof(err)) == TW_EINVAL && err[0] != '\0',
-			"parse error");
+			fn_poly, NULL, 0) == TW_EINVAL, "parse error");
+		W_ASSERT(w, strstr(tw_errmsg(TW_EINVAL), " at 6") != NULL, "%s",
+			tw_errmsg(TW_EINVAL));
 	}
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));

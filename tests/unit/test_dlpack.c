@@ -512,3 +512,37 @@ Test(interop, numpy_from_dlpack, .timeout = 120)
 		cr_skip_test("numpy not installed for %s", PYTHON);
 	cr_assert_eq(WEXITSTATUS(status), 0, "dlpack_numpy.py failed (see its output)");
 }
+
+/* Each refusal says which field: the reason names it (tw_errmsg). */
+Test(import, refusals_say_why)
+{
+	struct foreign f;
+	tw_tensor t;
+
+	foreign_init(&f);
+	f.mt.dl_tensor.device = (DLDevice){ kDLCUDA, 0 };
+	cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_ENOTSUP);
+	cr_assert_str_eq(tw_errmsg(TW_ENOTSUP), "DLPack device type 2: only "
+			 "CPU (1) and CUDA host (3) memory can be imported");
+	foreign_init(&f);
+	f.mt.dl_tensor.dtype = (DLDataType){ kDLUInt, 16, 1 };
+	cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_ENOTSUP);
+	cr_assert_str_eq(tw_errmsg(TW_ENOTSUP), "DLPack dtype (code 1, 16 bits, "
+			 "1 lanes) has no tensorwire dtype");
+	foreign_init(&f);
+	f.mt.dl_tensor.ndim = 9;
+	cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "DLPack tensor of 9 dims (0 to 8 import)");
+	foreign_init(&f);
+	f.shape[1] = -3;
+	cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tensor shape[1] is negative (-3)");
+
+	/* Export: a tensor the exporter cannot describe. */
+	tw_tensor bad = {0};
+	bad.dtype = 200;
+	DLManagedTensor *mt;
+	cr_assert_eq(tw_tensor_to_dlpack(&bad, &mt), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tensor dtype 200 is not a tw_dtype");
+}

@@ -992,3 +992,291 @@ Test(future, complete_msg_across_threads)
 	tw_value_destroy(&payload);
 	tw_buf_release(tbuf);
 }
+
+/* ---- reasons (tw_errmsg) ------------------------------------------------ */
+
+Test(future_errmsg, refusals_say_why)
+{
+	tw_future *f = new_future();
+	cr_assert_eq(tw_future_fail(f, TW_OK, 0, "not an error"), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tw_future_fail: kind 0 is not a failure status");
+	tw_value notanerror = tw_value_int(3);
+	cr_assert_eq(tw_future_fail_value(f, &notanerror), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tw_future_fail_value: err must "
+			 "be an error value with a failure kind, got a value "
+			 "of kind 'int'");
+	cr_assert_eq(tw_future_status(f), TW_EBUSY);
+	cr_assert_str_eq(tw_errmsg(TW_EBUSY), "the future is still pending");
+	cr_assert_eq(tw_future_wait(f, 0), TW_ETIMEDOUT);
+	cr_assert_str_eq(tw_errmsg(TW_ETIMEDOUT), "the future is still pending "
+			 "(a wait of 0 ms only looks)");
+	cr_assert_eq(tw_future_wait(f, 1), TW_ETIMEDOUT);
+	cr_assert_str_eq(tw_errmsg(TW_ETIMEDOUT),
+			 "the future was not completed within 1 ms");
+	complete_int(f, 1);
+	tw_value v = tw_value_int(2);
+	cr_assert_eq(tw_future_complete(f, &v), TW_EBUSY);
+	cr_assert_str_eq(tw_errmsg(TW_EBUSY), "the future is already completed");
+	tw_future_release(f);
+}
+
+/* A failed future's wait (and status, and take_value) explains itself with
+ * the future's own message, copied: it outlives the future. */
+Test(future_errmsg, failure_kind_carries_the_message)
+{
+	tw_future *f = new_future();
+	cr_assert_eq(tw_future_fail(f, TW_EVALUE, 3, "x must be positive"),
+		     TW_OK);
+	cr_assert_eq(tw_future_wait(f, -1), TW_EVALUE);
+	cr_assert_str_eq(tw_errmsg(TW_EVALUE), "x must be positive");
+	tw_value out;
+	cr_assert_eq(tw_future_take_value(f, &out), TW_EVALUE);
+	cr_assert_eq(tw_future_status(f), TW_EVALUE);
+	tw_future_release(f);
+	cr_assert_str_eq(tw_errmsg(TW_EVALUE), "x must be positive");
+	/* Asked about another kind: that kind's description, not this. */
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), tw_strerror(TW_EINVAL));
+	/* A failure without a message: the kind's description. */
+	f = new_future();
+	cr_assert_eq(tw_future_fail(f, TW_ERUNTIME, 0, NULL), TW_OK);
+	cr_assert_eq(tw_future_wait(f, -1), TW_ERUNTIME);
+	cr_assert_str_eq(tw_errmsg(TW_ERUNTIME), tw_strerror(TW_ERUNTIME));
+	tw_future_release(f);
+}
+
+/* ---- wait_all ---------------------------------------------------------- */
+
+struct later {
+	tw_future *f;
+	int64_t delay_ns;
+	tw_status kind; /* TW_OK: complete with idx */
+	int64_t idx;
+};
+
+static void *complete_later(void *p)
+{
+	struct later *l = p;
+	spin_for_ns(l->delay_ns);
+	if (l->kind == TW_OK)
+		complete_int(l->f, l->idx);
+	else
+		cr_assert_eq(tw_future_fail(l->f, l->kind, 7, "boom"), TW_OK);
+	tw_future_release(l->f);
+	return NULL;
+}
+
+static pthread_t later(tw_future *f, int64_t delay_ms, tw_status kind,
+		       int64_t idx, struct later *l)
+{
+	*l = (struct later){tw_future_retain(f), delay_ms * 1000000, kind, idx};
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, complete_later, l), 0);
+	return t;
+}
+
+Test(future_group, wait_all_waits_for_every_future)
+{
+	tw_future *f[4];
+	struct later l[3];
+	pthread_t t[3];
+	for (int i = 0; i < 4; i++)
+		f[i] = new_future();
+	complete_int(f[0], 0);
+	for (int i = 1; i < 4; i++)
+		t[i - 1] = later(f[i], 5 * i, TW_OK, i, &l[i - 1]);
+	cr_assert_eq(tw_future_wait_all(f, 4, 10000), TW_OK);
+	for (int i = 0; i < 4; i++) {
+		cr_assert(tw_future_done(f[i]));
+		cr_assert_eq(value_int(f[i]), i);
+	}
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	/* All done already: no group, same answer. */
+	cr_assert_eq(tw_future_wait_all(f, 4, 0), TW_OK);
+	cr_assert_eq(tw_future_wait_all(NULL, 0, 0), TW_OK);
+	for (int i = 0; i < 4; i++)
+		tw_future_release(f[i]);
+}
+
+/* torch.futures.wait_all: the first failure returns at once, without
+ * waiting for futures that may never complete. */
+Test(future_group, wait_all_fails_fast)
+{
+	tw_future *f[3];
+	for (int i = 0; i < 3; i++)
+		f[i] = new_future();
+	complete_int(f[0], 0);
+	struct later l;
+	pthread_t t = later(f[1], 20, TW_EVALUE, 0, &l);
+	int64_t t0 = now_ns();
+	/* f[2] never completes while we wait. */
+	cr_assert_eq(tw_future_wait_all(f, 3, 10000), TW_EVALUE);
+	cr_assert_lt(now_ns() - t0, 5000 * 1000000LL);
+	cr_assert_str_eq(tw_errmsg(TW_EVALUE), "future 1 (of 3) failed: boom");
+	cr_assert_not(tw_future_done(f[2]));
+	pthread_join(t, NULL);
+	/* Completed after the wait returned: the group's callback still
+	 * runs and frees it (LeakSanitizer checks). */
+	complete_int(f[2], 2);
+	/* Several failed already: the first by index. */
+	cr_assert_eq(tw_future_fail(f[0] = new_future(), TW_ETYPE, 0, "t"),
+		     TW_OK);
+	tw_future *g[3] = {f[2], f[1], f[0]};
+	cr_assert_eq(tw_future_wait_all(g, 3, 0), TW_EVALUE);
+	cr_assert_str_eq(tw_errmsg(TW_EVALUE), "future 1 (of 3) failed: boom");
+	for (int i = 0; i < 3; i++)
+		tw_future_release(f[i]);
+}
+
+Test(future_group, wait_all_times_out)
+{
+	tw_future *f[3];
+	for (int i = 0; i < 3; i++)
+		f[i] = new_future();
+	complete_int(f[1], 1);
+	int64_t t0 = now_ns();
+	cr_assert_eq(tw_future_wait_all(f, 3, 30), TW_ETIMEDOUT);
+	cr_assert_geq(now_ns() - t0, 30 * 1000000);
+	cr_assert_str_eq(tw_errmsg(TW_ETIMEDOUT),
+			 "wait_all: 2 of 3 futures still pending after 30 ms");
+	cr_assert_eq(tw_future_wait_all(f, 3, 0), TW_ETIMEDOUT);
+	/* The futures are unaffected; complete them after the fact. */
+	complete_int(f[0], 0);
+	cr_assert_eq(tw_future_fail(f[2], TW_EIO, 0, "disk"), TW_OK);
+	cr_assert_eq(tw_future_wait_all(f, 3, 0), TW_EIO);
+	cr_assert_str_eq(tw_errmsg(TW_EIO), "future 2 (of 3) failed: disk");
+	for (int i = 0; i < 3; i++)
+		tw_future_release(f[i]);
+}
+
+Test(future_group, wait_all_refuses_bad_arguments)
+{
+	tw_future *f[2] = {new_future(), NULL};
+	cr_assert_eq(tw_future_wait_all(NULL, 2, 0), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "wait_all: futs is NULL");
+	cr_assert_eq(tw_future_wait_all(f, 2, 0), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "wait_all: futs[1] is NULL");
+	tw_future_release(f[0]);
+}
+
+/* Many waits racing many completers: every wait ends with the right
+ * status, every group is freed (ASan, LeakSanitizer). */
+Test(future_group, wait_all_races_completion)
+{
+	for (int round = 0; round < 200; round++) {
+		tw_future *f[4];
+		struct later l[4];
+		pthread_t t[4];
+		for (int i = 0; i < 4; i++)
+			f[i] = new_future();
+		bool fail = round % 3 == 0;
+		for (int i = 0; i < 4; i++)
+			t[i] = later(f[i], 0, fail && i == 2 ? TW_EIO : TW_OK, i,
+				     &l[i]);
+		tw_status st = tw_future_wait_all(f, 4, 10000);
+		cr_assert_eq(st, fail ? TW_EIO : TW_OK, "round %d: %s", round,
+			     tw_status_name(st));
+		for (int i = 0; i < 4; i++) {
+			pthread_join(t[i], NULL);
+			tw_future_release(f[i]);
+		}
+	}
+}
+
+/* ---- collect_all ---------------------------------------------------------- */
+
+Test(future_group, collect_all_lists_values_and_errors)
+{
+	tw_future *f[3];
+	for (int i = 0; i < 3; i++)
+		f[i] = new_future();
+	complete_int(f[0], 10);
+	tw_future *all = NULL;
+	cr_assert_eq(tw_future_collect_all(f, 3, &all), TW_OK);
+	cr_assert_not(tw_future_done(all), "inputs pending: not done");
+	struct later l[2];
+	pthread_t t0 = later(f[1], 5, TW_EUNREACHABLE, 0, &l[0]);
+	pthread_t t1 = later(f[2], 10, TW_OK, 12, &l[1]);
+	/* Never fails, whatever its inputs did. */
+	cr_assert_eq(tw_future_wait(all, 10000), TW_OK);
+	const tw_value *v = tw_future_value(all);
+	cr_assert_eq(v->kind, TW_KIND_LIST);
+	cr_assert_eq(v->len, 3);
+	cr_assert_eq(v->u.items[0].kind, TW_KIND_INT);
+	cr_assert_eq(v->u.items[0].u.i, 10);
+	cr_assert_eq(v->u.items[1].kind, TW_KIND_ERROR);
+	cr_assert_eq(v->u.items[1].u.err->kind, TW_EUNREACHABLE);
+	cr_assert_eq(v->u.items[1].u.err->origin, 7);
+	cr_assert_str_eq(v->u.items[1].u.err->msg, "boom");
+	cr_assert_eq(v->u.items[2].u.i, 12);
+	pthread_join(t0, NULL);
+	pthread_join(t1, NULL);
+	/* The list is a copy: it outlives the inputs. */
+	for (int i = 0; i < 3; i++)
+		tw_future_release(f[i]);
+	cr_assert_eq(tw_future_value(all)->u.items[0].u.i, 10);
+	tw_future_release(all);
+}
+
+Test(future_group, collect_all_of_nothing_and_of_done)
+{
+	tw_future *all = NULL;
+	cr_assert_eq(tw_future_collect_all(NULL, 0, &all), TW_OK);
+	cr_assert(tw_future_done(all), "nothing to wait for");
+	cr_assert_eq(tw_future_value(all)->kind, TW_KIND_LIST);
+	cr_assert_eq(tw_future_value(all)->len, 0);
+	tw_future_release(all);
+
+	tw_future *f[2] = {new_future(), new_future()};
+	complete_int(f[0], 1);
+	complete_int(f[1], 2);
+	cr_assert_eq(tw_future_collect_all(f, 2, &all), TW_OK);
+	cr_assert(tw_future_done(all), "inputs done: completed at once");
+	cr_assert_eq(tw_future_value(all)->u.items[1].u.i, 2);
+	tw_future_release(all);
+	/* The output is the caller's: released before the inputs complete,
+	 * the group still finishes and frees everything. */
+	tw_future *g = new_future();
+	cr_assert_eq(tw_future_collect_all(&g, 1, &all), TW_OK);
+	tw_future_release(all);
+	complete_int(g, 3);
+	tw_future_release(g);
+	tw_future_release(f[0]);
+	tw_future_release(f[1]);
+
+	cr_assert_eq(tw_future_collect_all(f, 2, NULL), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tw_future_collect_all: out is NULL");
+	tw_future *h[1] = {NULL};
+	cr_assert_eq(tw_future_collect_all(h, 1, &all), TW_EINVAL);
+	cr_assert_null(all);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tw_future_collect_all: futs[0] is NULL");
+}
+
+/* Inputs completed on several threads at once: one of them completes
+ * the output, which holds every slot. */
+Test(future_group, collect_all_races_completion)
+{
+	for (int round = 0; round < 200; round++) {
+		tw_future *f[4];
+		struct later l[4];
+		pthread_t t[4];
+		for (int i = 0; i < 4; i++)
+			f[i] = new_future();
+		tw_future *all = NULL;
+		cr_assert_eq(tw_future_collect_all(f, 4, &all), TW_OK);
+		for (int i = 0; i < 4; i++)
+			t[i] = later(f[i], 0, TW_OK, 100 + i, &l[i]);
+		cr_assert_eq(tw_future_wait(all, 10000), TW_OK);
+		for (int i = 0; i < 4; i++)
+			cr_assert_eq(tw_future_value(all)->u.items[i].u.i,
+				     100 + i);
+		for (int i = 0; i < 4; i++) {
+			pthread_join(t[i], NULL);
+			tw_future_release(f[i]);
+		}
+		tw_future_release(all);
+	}
+}

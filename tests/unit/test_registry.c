@@ -61,16 +61,25 @@ Test(registry, duplicates_and_bad_input)
 	cr_assert_eq(registry_init(&r), TW_OK);
 	cr_assert_eq(registry_add(&r, "f", h_one, NULL, 0), TW_OK);
 	cr_assert_eq(registry_add(&r, "f", h_two, NULL, 0), TW_EBUSY);
+	cr_assert_str_eq(tw_errmsg(TW_EBUSY), "function 'f' is already registered");
 	/* The first registration stays. */
 	cr_assert_eq(registry_find(&r, "f", 1)->fn, h_one);
 	cr_assert_eq(registry_add(&r, "", h_one, NULL, 0), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "function name is empty");
 	cr_assert_eq(registry_add(&r, NULL, h_one, NULL, 0), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "function name is NULL");
 	cr_assert_eq(registry_add(&r, "g", NULL, NULL, 0), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "function 'g' has no handler (fn is NULL)");
 	cr_assert_eq(registry_add(&r, "g", h_one, NULL, 0x80), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "unknown flags 0x80 for function "
+			 "'g' (only TW_FN_BLOCKING, 0x1, exists)");
 	char big[REGISTRY_NAME_MAX + 2];
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	cr_assert_eq(registry_add(&r, big, h_one, NULL, 0), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "function name is 1025 bytes, over the limit of 1024");
 	big[REGISTRY_NAME_MAX] = '\0';
 	cr_assert_eq(registry_add(&r, big, h_one, NULL, 0), TW_OK);
 	cr_assert_not_null(registry_find(&r, big, REGISTRY_NAME_MAX));

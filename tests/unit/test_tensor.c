@@ -631,3 +631,33 @@ Test(equal, strided_both_sides)
 	padded[7] = 6;
 	cr_assert_not(tw_tensor_equal(&b, &c));
 }
+
+/* Each refusal says what was wrong (tw_errmsg). */
+Test(tensor, refusals_say_why)
+{
+	tw_tensor t;
+	int64_t shape[3] = {2, -3, 4};
+	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, 3, shape, NULL, NULL, NULL),
+		     TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tensor shape[1] is negative (-3)");
+	int64_t nine[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+	cr_assert_eq(tw_tensor_alloc(&t, TW_FLOAT32, 9, nine), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tensor of 9 dims, over TW_TENSOR_MAX_DIMS (8)");
+	int64_t ok[2] = {2, 2};
+	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, 2, ok, NULL, NULL, NULL),
+		     TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tensor of 4 elements has no data (NULL)");
+	int64_t huge[2] = {INT64_MAX / 2, 4};
+	cr_assert_eq(tw_tensor_alloc(&t, TW_FLOAT32, 2, huge), TW_EOVERFLOW);
+	cr_assert_str_eq(tw_errmsg(TW_EOVERFLOW),
+			 "tensor element count overflows int64");
+	tw_dtype d;
+	cr_assert_eq(tw_dtype_from_name("float128", &d), TW_EINVAL);
+	cr_assert(strncmp(tw_errmsg(TW_EINVAL), "unknown dtype 'float128' "
+			  "(bool, ", 30) == 0, "%s", tw_errmsg(TW_EINVAL));
+	size_t n;
+	cr_assert_eq(tw_tensor_span(NULL, &n), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tensor is NULL");
+}

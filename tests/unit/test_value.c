@@ -1,5 +1,7 @@
 /* Unit tests for tw_value: construction, ownership, clone, equality, format. */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 
 #include <tensorwire/value.h>
 
+#include "dataplane/err.h"
 #include "rpc/utf8.h"
 
 static int released;
@@ -814,4 +817,145 @@ Test(value, dict_equal_ignores_unset_slots)
 	cr_assert(tw_value_equal(&b, &a));
 	tw_value_destroy(&a);
 	tw_value_destroy(&b);
+}
+
+/* ---- reasons (tw_errmsg, status.h) --------------------------------------- */
+
+Test(errmsg, value_refusals_say_why)
+{
+	tw_value l, d, s;
+	const tw_value *out;
+	int64_t i;
+	cr_assert_eq(tw_value_list(&l, 2), TW_OK);
+	cr_assert_eq(tw_value_get_item(&l, 3, &out), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "index 3 out of range for a list of 2");
+	cr_assert_eq(tw_value_cstring(&s, "x"), TW_OK);
+	cr_assert_eq(tw_value_get_int(&s, &i), TW_ETYPE);
+	cr_assert_str_eq(tw_errmsg(TW_ETYPE),
+			 "expected an int, got a value of kind 'string'");
+	cr_assert_eq(tw_value_set_item(&s, 0, tw_value_int(1)), TW_ETYPE);
+	cr_assert_str_eq(tw_errmsg(TW_ETYPE), "tw_value_set_item: the container "
+			 "is of kind 'string', not a list or tuple");
+	cr_assert_eq(tw_value_set_item(&l, 2, tw_value_int(1)), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tw_value_set_item: index 2 out of range for a list of 2");
+	cr_assert_eq(tw_value_dict(&d, 2), TW_OK);
+	cr_assert_eq(tw_value_dict_set(&d, 0, "k", tw_value_int(1)), TW_OK);
+	cr_assert_eq(tw_value_dict_set(&d, 1, "k", tw_value_int(2)), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "dict key 'k' is already used by entry 0");
+	cr_assert_eq(tw_value_dict_get(&d, "nope", &out), TW_ENOENT);
+	cr_assert_str_eq(tw_errmsg(TW_ENOENT), "no such key in the dict");
+	tw_value t;
+	cr_assert_eq(tw_value_string(&t, "\xc3", 1), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "string value is not valid UTF-8");
+	cr_assert_eq(tw_value_error(&t, TW_OK, 0, "x"), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tw_value_error: kind 0 is not a failure status");
+	tw_value deep = tw_value_int(0);
+	for (int k = 0; k <= TW_VALUE_MAX_DEPTH; k++) {
+		tw_value c;
+		cr_assert_eq(tw_value_list(&c, 1), TW_OK);
+		cr_assert_eq(tw_value_set_item(&c, 0, deep), TW_OK);
+		deep = c;
+	}
+	cr_assert_eq(tw_value_clone(&t, &deep), TW_EOVERFLOW);
+	cr_assert_str_eq(tw_errmsg(TW_EOVERFLOW), "tw_value_clone: more than "
+			 "TW_VALUE_MAX_DEPTH (64) nested containers");
+	tw_value_destroy(&deep);
+	tw_value_destroy(&l);
+	tw_value_destroy(&d);
+	tw_value_destroy(&s);
+}
+
+/* Asked about another status than the last failure's, tw_errmsg gives
+ * that status's description, never the other reason; success records
+ * nothing. */
+Test(errmsg, another_kind_gets_its_description)
+{
+	tw_value s;
+	int64_t i;
+	cr_assert_eq(tw_value_cstring(&s, "x"), TW_OK);
+	cr_assert_eq(tw_value_get_int(&s, &i), TW_ETYPE);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), tw_strerror(TW_EINVAL));
+	cr_assert_str_eq(tw_errmsg(TW_OK), "success");
+	cr_assert_str_eq(tw_errmsg((tw_status)99), "unknown status");
+	const char *str;
+	cr_assert_eq(tw_value_get_string(&s, &str, NULL), TW_OK);
+	cr_assert_str_eq(tw_errmsg(TW_ETYPE),
+			 "expected an int, got a value of kind 'string'");
+	/* A failure with nothing to add clears an older reason of its kind. */
+	tw_fail_static(TW_ETYPE, NULL);
+	cr_assert_str_eq(tw_errmsg(TW_ETYPE), tw_strerror(TW_ETYPE));
+	tw_value_destroy(&s);
+}
+
+/* TW_ERRMSG_MAX bounds every reason: longer ones are cut, not overflowed
+ * (ASan watches the thread's buffer), and wrapping a reason in itself
+ * (tw_fail_wrap) stays in bounds too. */
+Test(errmsg, long_reasons_are_cut)
+{
+	size_t n = 3 * TW_ERRMSG_MAX;
+	char *big = malloc(n + 1);
+	cr_assert_not_null(big);
+	memset(big, 'y', n);
+	big[n] = '\0';
+	cr_assert_eq(tw_fail(TW_EIO, "x%s", big), TW_EIO);
+	const char *m = tw_errmsg(TW_EIO);
+	cr_assert_eq(strlen(m), TW_ERRMSG_MAX - 1);
+	cr_assert_eq(m[0], 'x');
+	cr_assert_eq(m[TW_ERRMSG_MAX - 2], 'y');
+	cr_assert_eq(tw_fail_wrap(TW_EPROTO, TW_EIO, "outer"), TW_EPROTO);
+	m = tw_errmsg(TW_EPROTO);
+	cr_assert_eq(strlen(m), TW_ERRMSG_MAX - 1);
+	cr_assert(strncmp(m, "outer: xyyy", 11) == 0, "%.20s", m);
+	free(big);
+}
+
+/* Reasons are per thread: two threads failing at once, over and over,
+ * each read back their own. */
+struct errmsg_thread {
+	uint32_t len;        /* its list's length: part of its message */
+	atomic_int *go;
+	int bad;
+};
+
+static void *errmsg_worker(void *p)
+{
+	struct errmsg_thread *t = p;
+	tw_value l;
+	char want[128];
+	const tw_value *out;
+	if (tw_value_list(&l, t->len) != TW_OK)
+		return NULL;
+	while (!atomic_load(t->go))
+		;
+	for (uint32_t i = 0; i < 20000; i++) {
+		uint32_t idx = t->len + i % 7;
+		if (tw_value_get_item(&l, idx, &out) != TW_EINVAL)
+			t->bad++;
+		snprintf(want, sizeof(want), "index %u out of range for a list "
+			 "of %u", idx, t->len);
+		if (strcmp(tw_errmsg(TW_EINVAL), want) != 0)
+			t->bad++;
+	}
+	tw_value_destroy(&l);
+	return NULL;
+}
+
+Test(errmsg, reasons_are_per_thread)
+{
+	atomic_int go = 0;
+	struct errmsg_thread t[2] = {{.len = 3, .go = &go},
+				     {.len = 1000, .go = &go}};
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, errmsg_worker, &t[i]), 0);
+	tw_fail_static(TW_EINVAL, "the main thread's own");
+	atomic_store(&go, 1);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		cr_assert_eq(t[i].bad, 0, "thread %d read another's reason", i);
+	}
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "the main thread's own");
 }
