@@ -65,9 +65,10 @@ static void srv_up(struct srv *v, uint32_t world, int64_t timeout_ms)
 		v->port = free_port();
 		snprintf(v->url, sizeof(v->url), "tcp://127.0.0.1:%u", v->port);
 		tw_status st = rdv_server_start(v->url, world, timeout_ms,
-						&v->s, err, sizeof(err));
+						&v->s);
 		if (st == TW_OK)
 			return;
+		snprintf(err, sizeof(err), "%s", tw_errmsg(st));
 		cr_assert_eq(st, TW_EIO, "%s", err);
 	}
 	cr_assert(false, "no port to serve on: %s", err);
@@ -114,7 +115,10 @@ static void *join_main(void *arg)
 {
 	struct joiner *j = arg;
 	j->st = rdv_join(j->url, &j->self, j->world, j->timeout_ms, &j->c,
-			 &j->members, j->err, sizeof(j->err));
+			 &j->members);
+	/* The reason is the joining thread's: keep it for the test's. */
+	snprintf(j->err, sizeof(j->err), "%s",
+		 j->st == TW_OK ? "" : tw_errmsg(j->st));
 	return NULL;
 }
 
@@ -613,21 +617,19 @@ Test(rendezvous, server_start_refusals)
 {
 	struct rdv_server *s = (struct rdv_server *)1;
 	char err[256] = "";
-	cr_assert_eq(rdv_server_start("udp://127.0.0.1:1", 2, 100, &s, err,
-				      sizeof(err)),
-		     TW_EINVAL);
+	cr_assert_eq(rdv_server_start("udp://127.0.0.1:1", 2, 100, &s), TW_EINVAL);
+	snprintf(err, sizeof(err), "%s", tw_errmsg(TW_EINVAL));
 	cr_assert_null(s);
 	cr_assert(strstr(err, "udp://127.0.0.1:1") != NULL, "reason: %s", err);
 	/* TEST-NET-1: no interface of ours has it. */
-	cr_assert_eq(rdv_server_start("tcp://192.0.2.1:4000", 2, 100, &s, err,
-				      sizeof(err)),
-		     TW_EIO);
+	cr_assert_eq(rdv_server_start("tcp://192.0.2.1:4000", 2, 100, &s), TW_EIO);
+	snprintf(err, sizeof(err), "%s", tw_errmsg(TW_EIO));
 	cr_assert(strstr(err, "192.0.2.1") != NULL, "reason: %s", err);
 	/* The port is taken. */
 	struct srv v;
 	srv_up(&v, 2, WAIT_MS);
-	cr_assert_eq(rdv_server_start(v.url, 2, 100, &s, err, sizeof(err)),
-		     TW_EIO);
+	cr_assert_eq(rdv_server_start(v.url, 2, 100, &s), TW_EIO);
+	snprintf(err, sizeof(err), "%s", tw_errmsg(TW_EIO));
 	cr_assert(strstr(err, v.url) != NULL, "reason: %s", err);
 	rdv_server_stop(v.s);
 	rdv_server_stop(NULL);
