@@ -73,8 +73,10 @@ tw_status tw_dpdk_opts_check(const struct tw_dpdk_opts *in, uint32_t nqueues)
 					  "not '" TW_TRANSPORT_DPDK "' (initialise "
 					  "them with tw_dpdk_opts_init)",
 			       o.transport ? o.transport : "(none)");
-	if (nqueues == 0 || nqueues > UINT16_MAX ||
-	    (uint32_t)o.udp_base_port + nqueues > 65536u)
+	if (nqueues == 0 || nqueues > UINT16_MAX)
+		return tw_fail(TW_EINVAL, "DPDK: %u queue pairs asked for (1..%u)",
+			       nqueues, UINT16_MAX);
+	if ((uint32_t)o.udp_base_port + nqueues > 65536u)
 		return tw_fail(TW_EINVAL, "DPDK: udp_base_port %u + %u loops "
 					  "exceeds 65535",
 			       (unsigned)o.udp_base_port, nqueues);

@@ -472,7 +472,8 @@ static void stop_executor(tw_agent *a)
 
 static void agent_free(tw_agent *a)
 {
-	/* No more blocking handlers; queued ones are answered ESHUTDOWN. */
+	/* No more blocking handlers: the queued ones run to their end first
+	 * (executor_stop), a late one is dropped and answered. */
 	stop_executor(a);
 	if (a->hub != NULL) {
 		struct agent_loop *own = owner_loop(a);

@@ -27,8 +27,10 @@ tw_status executor_create(uint32_t nthreads, uint32_t qsize, const char *name,
  * (tw_fail_static: no formatting on this path). */
 tw_status executor_submit(struct executor *e, struct exec_job *j);
 
-/* Stop accepting, let threads finish the job they run, join them, then
- * drop every job still queued. Idempotent. */
+/* Stop accepting (executor_submit: TW_ESHUTDOWN), let the threads run
+ * every job already queued to its end, join them, then drop (j->drop)
+ * what a submitter racing with the stop queued behind them. So a stop
+ * waits for all queued blocking work. Idempotent. */
 void executor_stop(struct executor *e);
 
 /* Stop (if not yet) and free. NULL is ignored. */

@@ -102,8 +102,9 @@ struct tw_dpdk_opts {
 void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size);
 
 /* At process end, once every DPDK agent of the process has shut down:
- * release the EAL (rte_eal_cleanup: its hugepage files and run
- * directory). The EAL cannot start again afterwards, so no DPDK agent can
+ * release the EAL (rte_eal_cleanup: its memory and hugepage files; DPDK
+ * 22.11 leaves the run directory /var/run/dpdk/<file-prefix> behind). The
+ * EAL cannot start again afterwards, so no DPDK agent can
  * start in this process after it. While a port is still up it does
  * nothing (and says so on stderr). A no-op when no agent started the EAL,
  * or in a build without DPDK. */

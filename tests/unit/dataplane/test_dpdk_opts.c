@@ -120,7 +120,7 @@ static const struct refusal refusals[] = {
 	{ { "opts_size", "tw_dpdk_opts_init" }, s_size, 0 },
 	{ { "'uring'", "'dpdk'", "tw_dpdk_opts_init" }, s_transport, 0 },
 	{ { "(none)", "'dpdk'" }, s_no_transport, 0 },
-	{ { "udp_base_port", "loops" }, s_none, 0xFFFFFFFFu },
+	{ { "0 queue pairs", "1..65535" }, s_none, 0xFFFFFFFFu },
 	{ { "udp_base_port", "65535" }, s_base_port, 2 },
 	{ { "udp_base_port" }, s_none, 65536 - TW_DPDK_DEF_BASE_PORT + 1 },
 	{ { "local_ip", "'10.0.0'" }, s_ip_text, 0 },
