@@ -1188,12 +1188,6 @@ static void bad_version(uint8_t *f)
  * on_frame and ends the receiver's connection with the decoder's status,
  * the one behind it is not delivered, the sender's end closes with an
  * error.
- *
- * KNOWN BUG (dpdk): dataplane/dpdk.c, take_pkt (around line 959), ends the
- * session with TW_EPROTO whatever tw_frame_hdr_decode returned, so a newer
- * version byte gives TW_EPROTO, not TW_EVERSION: the "newer version" case
- * fails over DPDK until that is fixed. It comes last so that the other
- * cases still run.
  */
 CONFORMANCE(bad_header_closes_the_connection)
 {
