@@ -15,17 +15,12 @@ struct fault_delay {
 	tw_transport *t;
 	tw_conn *c;
 	struct tw_send_req *r;
-	struct fault_delay *prev, *next; /* fault->held_ list */
+	LIST_ENTRY(fault_delay) link; /* in fault->held_ */
 };
 
 static void held_unlink(struct tw_fault_opts *f, struct fault_delay *d)
 {
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		f->held_ = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
+	LIST_REMOVE(d, link);
 	if (f->delayed_ > 0)
 		f->delayed_--;
 }
@@ -92,11 +87,7 @@ tw_status tw_fault_send(tw_transport *t, tw_conn *c, struct tw_send_req *r)
 		d->r = r;
 		tw_timer_init(&d->timer, delay_fire, d);
 		tw_loop_timer_after(t->loop, &d->timer, f->delay_ns);
-		d->prev = NULL;
-		d->next = f->held_;
-		if (d->next)
-			d->next->prev = d;
-		f->held_ = d;
+		LIST_INSERT_HEAD(&f->held_, d, link);
 		f->delayed_++;
 		return TW_OK;
 	}
@@ -108,9 +99,9 @@ void tw_fault_conn_closed(tw_transport *t, tw_conn *c, tw_status st)
 	struct tw_fault_opts *f = t->fault;
 	if (f == NULL)
 		return;
-	struct fault_delay *d = f->held_, *next;
-	for (; d != NULL; d = next) {
-		next = d->next;
+	struct fault_delay *d, *next;
+	for (d = LIST_FIRST(&f->held_); d != NULL; d = next) {
+		next = LIST_NEXT(d, link);
 		if (d->c != c)
 			continue;
 		tw_timer_cancel(tw_loop_timers(t->loop), &d->timer);

@@ -94,7 +94,7 @@ struct tw_loop {
 	int cpu;
 	uint64_t spin_ns;
 	uint32_t uring_entries;
-	struct tw_poller *pollers;
+	TAILQ_HEAD(, tw_poller) pollers;
 	struct tw_poller *poller_next; /* iteration cursor (see remove) */
 
 	enum uring_state uring_state;
@@ -238,6 +238,7 @@ tw_status tw_loop_create(const struct tw_loop_opts *o, tw_loop **out)
 	if (l == NULL)
 		return TW_ENOMEM;
 	memset(l, 0, sizeof(*l));
+	TAILQ_INIT(&l->pollers);
 	l->efd = -1;
 	l->clock = opts.clock != NULL ? opts.clock : tw_clock_monotonic;
 	l->clock_ctx = opts.clock_ctx;
@@ -400,8 +401,9 @@ static int reap(tw_loop *l)
 static int run_pollers(tw_loop *l)
 {
 	int work = 0;
-	for (struct tw_poller *p = l->pollers; p != NULL; p = l->poller_next) {
-		l->poller_next = p->next;
+	for (struct tw_poller *p = TAILQ_FIRST(&l->pollers); p != NULL;
+	     p = l->poller_next) {
+		l->poller_next = TAILQ_NEXT(p, link);
 		int r = p->fn(p->arg);
 		if (r > 0)
 			work += r;
@@ -559,7 +561,8 @@ static void sleep_once(tw_loop *l, uint64_t max_ns)
 		return;
 	}
 
-	for (struct tw_poller *p = l->pollers; p != NULL; p = p->next)
+	struct tw_poller *p;
+	TAILQ_FOREACH(p, &l->pollers, link)
 		if (p->idle != NULL)
 			p->idle(p->arg);
 	count(&l->st.sleeps, 1);
@@ -762,14 +765,9 @@ void tw_loop_add_poller(tw_loop *l, struct tw_poller *p)
 {
 	if (p->registered_)
 		return;
-	/* Appended (a walk: registration is rare), so pollers run in
-	 * registration order. One added from inside an iteration runs in
+	/* Appended, so pollers run in registration order. One added from inside an iteration runs in
 	 * that iteration if the cursor has not yet passed the old tail. */
-	p->next = NULL;
-	struct tw_poller **pp = &l->pollers;
-	while (*pp != NULL)
-		pp = &(*pp)->next;
-	*pp = p;
+	TAILQ_INSERT_TAIL(&l->pollers, p, link);
 	p->registered_ = true;
 }
 
@@ -777,18 +775,11 @@ void tw_loop_remove_poller(tw_loop *l, struct tw_poller *p)
 {
 	if (!p->registered_)
 		return;
-	for (struct tw_poller **pp = &l->pollers; *pp != NULL;
-	     pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			/* Removed while the iteration's cursor points at it:
-			 * step the cursor past it. */
-			if (l->poller_next == p)
-				l->poller_next = p->next;
-			break;
-		}
-	}
-	p->next = NULL;
+	/* Removed while the iteration's cursor points at it: step the
+	 * cursor past it. */
+	if (l->poller_next == p)
+		l->poller_next = TAILQ_NEXT(p, link);
+	TAILQ_REMOVE(&l->pollers, p, link);
 	p->registered_ = false;
 }
 

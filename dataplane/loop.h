@@ -10,6 +10,7 @@
 
 #include <tensorwire/status.h>
 
+#include "dataplane/list.h"
 #include "dataplane/timer.h"
 
 #ifdef __cplusplus
@@ -62,7 +63,7 @@ struct tw_loop_msg {
 struct tw_poller {
 	int (*fn)(void *arg);
 	void *arg;
-	struct tw_poller *next; /* the loop's */
+	TAILQ_ENTRY(tw_poller) link; /* the loop's */
 	bool registered_;
 	/* Optional: the loop is about to sleep (its spin is over). What
 	 * only a poll would notice must be handed to the kernel now, e.g.

@@ -93,7 +93,8 @@ struct tw_fault_opts {
 	/* fault.c's state (zero them with the rest) */
 	uint32_t failed_;        /* sends of fail_type failed so far */
 	uint32_t delayed_;       /* delayed sends not yet handed on */
-	void *held_;             /* list of those sends (fault.c's) */
+	LIST_HEAD(, fault_delay) held_; /* those sends (fault.c's; all-zero
+					 * is an empty LIST) */
 };
 
 struct tw_transport {

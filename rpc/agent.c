@@ -68,10 +68,9 @@ static struct conn_state *conn_new(struct agent_loop *l, tw_conn *c,
 	cs->peer = peer;
 	cs->outbound = outbound;
 	c->ctx = cs;
-	cs->next = l->conns;
-	if (l->conns != NULL)
-		l->conns->prev = cs;
-	l->conns = cs;
+	TAILQ_INIT(&cs->calls);
+	STAILQ_INIT(&cs->backlog);
+	TAILQ_INSERT_HEAD(&l->conns, cs, link);
 	l->nconns++;
 	stat_inc(&l->stats.conns_opened);
 	return cs;
@@ -79,7 +78,8 @@ static struct conn_state *conn_new(struct agent_loop *l, tw_conn *c,
 
 struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id)
 {
-	for (struct conn_state *cs = l->conns; cs != NULL; cs = cs->next)
+	struct conn_state *cs;
+	TAILQ_FOREACH(cs, &l->conns, link)
 		if (cs->id == id)
 			return cs;
 	return NULL;
@@ -122,34 +122,22 @@ static void tx_req_done(struct tw_send_req *r, tw_status st)
 
 static void backlog_push(struct conn_state *cs, struct tx *tx, bool front)
 {
-	if (cs->bl_head == NULL)
+	if (STAILQ_EMPTY(&cs->backlog))
 		cs->l->nbacklog++;
-	if (front) {
-		tx->next = cs->bl_head;
-		cs->bl_head = tx;
-		if (cs->bl_tail == NULL)
-			cs->bl_tail = tx;
-	} else {
-		tx->next = NULL;
-		if (cs->bl_tail != NULL)
-			cs->bl_tail->next = tx;
-		else
-			cs->bl_head = tx;
-		cs->bl_tail = tx;
-	}
+	if (front)
+		STAILQ_INSERT_HEAD(&cs->backlog, tx, link);
+	else
+		STAILQ_INSERT_TAIL(&cs->backlog, tx, link);
 }
 
 static struct tx *backlog_pop(struct conn_state *cs)
 {
-	struct tx *tx = cs->bl_head;
+	struct tx *tx = STAILQ_FIRST(&cs->backlog);
 	if (tx == NULL)
 		return NULL;
-	cs->bl_head = tx->next;
-	if (cs->bl_head == NULL) {
-		cs->bl_tail = NULL;
+	STAILQ_REMOVE_HEAD(&cs->backlog, link);
+	if (STAILQ_EMPTY(&cs->backlog))
 		cs->l->nbacklog--;
-	}
-	tx->next = NULL;
 	return tx;
 }
 
@@ -182,15 +170,17 @@ void conn_send(struct conn_state *cs, struct tx *tx)
 	}
 	/* Behind a backlog, wait in line: frames of a connection keep
 	 * their order. */
-	if (cs->bl_head != NULL || !try_send(cs, tx))
+	if (!STAILQ_EMPTY(&cs->backlog) || !try_send(cs, tx))
 		backlog_push(cs, tx, false);
 }
 
 static int flush_backlogs(struct agent_loop *l)
 {
 	int work = 0;
-	for (struct conn_state *cs = l->conns; cs != NULL && l->nbacklog > 0;
-	     cs = cs->next) {
+	struct conn_state *cs;
+	TAILQ_FOREACH(cs, &l->conns, link) {
+		if (l->nbacklog == 0)
+			break;
 		struct tx *tx;
 		while ((tx = backlog_pop(cs)) != NULL) {
 			if (!try_send(cs, tx)) {
@@ -210,12 +200,7 @@ static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 	struct tx *tx;
 	while ((tx = backlog_pop(cs)) != NULL)
 		tx->done(tx, TW_EUNREACHABLE);
-	if (cs->prev != NULL)
-		cs->prev->next = cs->next;
-	else
-		l->conns = cs->next;
-	if (cs->next != NULL)
-		cs->next->prev = cs->prev;
+	TAILQ_REMOVE(&l->conns, cs, link);
 	l->nconns--;
 	if (cs->peer >= 0 && (uint64_t)cs->peer < l->a->world &&
 	    l->out[cs->peer] == cs)
@@ -278,7 +263,7 @@ static int loop_poller(void *arg)
 	int work = 0;
 	if (__builtin_expect(l->nbacklog > 0, 0))
 		work += flush_backlogs(l);
-	if (__builtin_expect(l->retry_head != NULL, 0))
+	if (__builtin_expect(!STAILQ_EMPTY(&l->retry), 0))
 		work += serve_flush_retries(l);
 	return work;
 }
@@ -387,7 +372,8 @@ static void loop_teardown_begin(struct sync_msg *s)
 static void loop_teardown_check(struct sync_msg *s)
 {
 	struct agent_loop *l = s->l;
-	for (struct conn_state *cs = l->conns; cs != NULL; cs = cs->next) {
+	struct conn_state *cs;
+	TAILQ_FOREACH(cs, &l->conns, link) {
 		if (!cs->closing) {
 			cs->closing = true;
 			l->t->ops->close(l->t, cs->c);
@@ -403,8 +389,8 @@ static void loop_teardown_final(struct sync_msg *s)
 	l->t->ops->destroy(l->t);
 	l->t = NULL;
 	/* Anything the transport did not report as closed is gone now. */
-	while (l->conns != NULL)
-		conn_remove(l, l->conns, TW_ESHUTDOWN);
+	while (!TAILQ_EMPTY(&l->conns))
+		conn_remove(l, TAILQ_FIRST(&l->conns), TW_ESHUTDOWN);
 	call_fail_all(l, TW_ESHUTDOWN, AGENT_SHUTDOWN_MSG);
 	serve_drop_retries(l);
 	l->ready = false;
@@ -638,6 +624,8 @@ static tw_status start_loops(tw_agent *a)
 		struct agent_loop *l = &a->loops[i];
 		l->a = a;
 		l->idx = i;
+		TAILQ_INIT(&l->conns);
+		STAILQ_INIT(&l->retry);
 		l->fault.fail_type = a->o.fault_fail_type;
 		l->fault.fail_count = a->o.fault_fail_count;
 		l->fault.drop_type = a->o.fault_drop_type;

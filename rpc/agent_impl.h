@@ -13,6 +13,7 @@
 #include <tensorwire/future.h>
 #include <tensorwire/message.h>
 
+#include "dataplane/list.h"
 #include "dataplane/loop.h"
 #include "dataplane/ring.h"
 #include "dataplane/timer.h"
@@ -44,13 +45,15 @@ static inline void stat_inc(stat_t *s)
 
 struct agent_loop;
 struct conn_state;
+struct call;
+TAILQ_HEAD(call_list, call);
 
 /* One frame on its way out. msg is encoded in place and never moved (its
  * iov may point into itself). done is the owner's completion. */
 struct tx {
 	struct tw_send_req req;
 	struct agent_loop *l;
-	struct tx *next;           /* backlog link */
+	STAILQ_ENTRY(tx) link;     /* in its connection's backlog */
 	void (*done)(struct tx *tx, tw_status st);
 	tw_out_msg msg;
 };
@@ -75,7 +78,7 @@ struct call {
 	bool self;
 	bool has_msg;              /* tx.msg holds an encoded frame */
 	struct conn_state *conn;   /* connection the call went out on */
-	struct call *cprev, *cnext;/* that connection's pending calls */
+	TAILQ_ENTRY(call) clink;   /* in that connection's pending calls */
 	/* Calls to self: no frame, owned clones and the function. */
 	const struct reg_entry *fn;
 	tw_value self_args, self_kwargs;
@@ -90,9 +93,9 @@ struct conn_state {
 	int64_t peer;              /* worker id; -1 while unknown (inbound) */
 	bool outbound;
 	bool closing;              /* close requested */
-	struct call *calls;        /* pending calls sent on it */
-	struct tx *bl_head, *bl_tail; /* sends waiting for queue room */
-	struct conn_state *prev, *next;
+	struct call_list calls;    /* pending calls sent on it */
+	STAILQ_HEAD(, tx) backlog; /* sends waiting for queue room */
+	TAILQ_ENTRY(conn_state) link; /* in its loop's connections */
 };
 
 /* Pending calls by req_id: open addressing, linear probing, backward-shift
@@ -130,7 +133,8 @@ struct reply {
 	bool encoded;
 	tw_status st;              /* local */
 	tw_value val;              /* local: owned result or error value */
-	struct reply *retry_next;  /* waiting to be posted (target ring full) */
+	STAILQ_ENTRY(reply) retry_link; /* waiting to be posted (target
+					 * ring full) */
 };
 
 struct agent_loop {
@@ -144,11 +148,11 @@ struct agent_loop {
 	char addr[TW_ADDR_MAX];
 	/* Loop thread only from here. */
 	struct conn_state **out;   /* world entries: our connection per worker */
-	struct conn_state *conns;  /* every live connection */
+	TAILQ_HEAD(, conn_state) conns; /* every live connection */
 	uint32_t nconns;
 	uint32_t nbacklog;         /* connections with a backlog */
 	struct pend_table pend;
-	struct reply *retry_head, *retry_tail;
+	STAILQ_HEAD(, reply) retry; /* replies waiting for room (serve.c) */
 	bool closing;
 	int64_t tx_inflight;       /* tx records the transport holds */
 	struct loop_stats stats;

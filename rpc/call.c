@@ -157,13 +157,7 @@ static void call_detach(struct agent_loop *l, struct call *c)
 	tw_timer_cancel(tw_loop_timers(l->loop), &c->timer);
 	struct conn_state *cs = c->conn;
 	if (cs != NULL) {
-		if (c->cprev != NULL)
-			c->cprev->cnext = c->cnext;
-		else
-			cs->calls = c->cnext;
-		if (c->cnext != NULL)
-			c->cnext->cprev = c->cprev;
-		c->cprev = c->cnext = NULL;
+		TAILQ_REMOVE(&cs->calls, c, clink);
 		c->conn = NULL;
 	}
 	c->live &= (uint8_t)~CALL_PENDING;
@@ -260,10 +254,7 @@ static void call_start_msg(struct tw_loop_msg *m)
 		return;
 	}
 	c->conn = cs;
-	c->cnext = cs->calls;
-	if (cs->calls != NULL)
-		cs->calls->cprev = c;
-	cs->calls = c;
+	TAILQ_INSERT_HEAD(&cs->calls, c, clink);
 	c->live |= CALL_SENDING;
 	c->tx.done = call_tx_done;
 	c->tx.l = l;
@@ -334,30 +325,29 @@ void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
 		      tw_status why)
 {
 	char msg[256];
-	if (cs->calls == NULL)
+	if (TAILQ_EMPTY(&cs->calls))
 		return;
 	if (l->closing)
 		snprintf(msg, sizeof(msg), "%s", AGENT_SHUTDOWN_MSG);
 	else
 		snprintf(msg, sizeof(msg),
 			 "worker '%s' is unreachable: connection closed (%s)",
-			 agent_worker_name(l->a, cs->calls->dst), tw_strerror(why));
+			 agent_worker_name(l->a, TAILQ_FIRST(&cs->calls)->dst), tw_strerror(why));
 	tw_status kind = l->closing ? TW_ESHUTDOWN : TW_EUNREACHABLE;
 	/* Detach every call first: completing a future runs callbacks, and
 	 * they must find the tables consistent. */
-	struct call *list = cs->calls;
-	for (struct call *c = list; c != NULL; c = c->cnext) {
+	struct call_list list = TAILQ_HEAD_INITIALIZER(list);
+	TAILQ_CONCAT(&list, &cs->calls, clink);
+	struct call *c;
+	TAILQ_FOREACH(c, &list, clink) {
 		pend_remove(&l->pend, c->req_id);
 		tw_timer_cancel(tw_loop_timers(l->loop), &c->timer);
 		c->conn = NULL;
 		c->live &= (uint8_t)~CALL_PENDING;
 		atomic_fetch_sub(&l->a->outstanding, 1);
 	}
-	cs->calls = NULL;
-	while (list != NULL) {
-		struct call *c = list;
-		list = c->cnext;
-		c->cprev = c->cnext = NULL;
+	while ((c = TAILQ_FIRST(&list)) != NULL) {
+		TAILQ_REMOVE(&list, c, clink);
 		tw_future_fail(c->fut, kind, l->a->rank, msg);
 		call_settled(c);
 	}

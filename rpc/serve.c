@@ -95,12 +95,7 @@ static void post_reply(struct agent_loop *l, struct reply *r)
 		 * poller. Other threads may wait. */
 		struct agent_loop *me = agent_tls_loop;
 		if (me != NULL && me->a == l->a) {
-			r->retry_next = NULL;
-			if (me->retry_tail != NULL)
-				me->retry_tail->retry_next = r;
-			else
-				me->retry_head = r;
-			me->retry_tail = r;
+			STAILQ_INSERT_TAIL(&me->retry, r, retry_link);
 			return;
 		}
 		sched_yield();
@@ -110,15 +105,16 @@ static void post_reply(struct agent_loop *l, struct reply *r)
 int serve_flush_retries(struct agent_loop *l)
 {
 	int work = 0;
-	while (l->retry_head != NULL) {
-		struct reply *r = l->retry_head;
+	struct reply *r;
+	while ((r = STAILQ_FIRST(&l->retry)) != NULL) {
+		/* Off the list before the post: once posted, r belongs to
+		 * its loop and we must read nothing more of it. */
+		STAILQ_REMOVE_HEAD(&l->retry, retry_link);
 		r->lmsg.fn = reply_msg;
-		if (tw_loop_post(r->l->loop, &r->lmsg) != TW_OK)
+		if (tw_loop_post(r->l->loop, &r->lmsg) != TW_OK) {
+			STAILQ_INSERT_HEAD(&l->retry, r, retry_link);
 			break;
-		/* r now belongs to its loop: read nothing more of it. */
-		l->retry_head = l->retry_head == l->retry_tail ? NULL : l->retry_head->retry_next;
-		if (l->retry_head == NULL)
-			l->retry_tail = NULL;
+		}
 		work++;
 	}
 	return work;
@@ -126,12 +122,11 @@ int serve_flush_retries(struct agent_loop *l)
 
 void serve_drop_retries(struct agent_loop *l)
 {
-	while (l->retry_head != NULL) {
-		struct reply *r = l->retry_head;
-		l->retry_head = r->retry_next;
+	struct reply *r;
+	while ((r = STAILQ_FIRST(&l->retry)) != NULL) {
+		STAILQ_REMOVE_HEAD(&l->retry, retry_link);
 		reply_put(l->a, r);
 	}
-	l->retry_tail = NULL;
 }
 
 /* ---- replies ------------------------------------------------------------ */

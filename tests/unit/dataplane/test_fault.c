@@ -285,7 +285,7 @@ Test(fault, held_sends_end_with_their_connection)
 		cr_assert_eq(q[i].st, TW_ESHUTDOWN);
 	}
 	cr_assert_eq(fo.delayed_, 0);
-	cr_assert_null(fo.held_);
+	cr_assert(LIST_EMPTY(&fo.held_));
 	fake_now += 100 * MS;
 	poll_both();
 	for (int i = 0; i < 3; i++)
