@@ -255,6 +255,14 @@ static inline void expect_err(tw_status st, tw_status want, const char *msg)
 		cr_assert_str_eq(why, msg);
 }
 
+/* After a success: the reason st's failure recorded is still msg. The
+ * kernels record nothing when they succeed (their hot path pays for no
+ * reason), so a success cannot replace, clear or stale it. */
+static inline void expect_reason_kept(tw_status st, const char *msg)
+{
+	cr_assert_str_eq(tw_errmsg(st), msg, "a success replaced the reason");
+}
+
 /* ---- reference binary ops --------------------------------------------- */
 
 enum rop { R_ADD, R_SUB, R_MUL, R_DIV, R_DIVT, R_DIVF, R_POW, R_MAX, R_MIN,

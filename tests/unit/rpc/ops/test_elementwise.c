@@ -660,3 +660,92 @@ Test(edge, broadcast_views_and_strides)
 	tw_tensor_release(&out);
 	tw_tensor_release(&big);
 }
+
+/* ---- reasons ----------------------------------------------------------- */
+
+/*
+ * Every family's refusal reads back through tw_errmsg in torch's words,
+ * and a success of the same family right after leaves it in place: the
+ * kernels record nothing when they succeed. A reason answers its own
+ * status only.
+ */
+Test(elementwise, reasons)
+{
+	tw_tensor f = mk(TW_FLOAT32, 2, SHAPE(2, 3), 1, G_ANY);
+	tw_tensor g = mk(TW_FLOAT32, 1, SHAPE(4), 2, G_ANY);
+	tw_tensor bo = mk(TW_BOOL, 1, SHAPE(3), 3, G_ANY);
+	tw_tensor h;
+	cr_assert_eq(tw_tensor_zeros(&h, TW_FLOAT16, 1, SHAPE(3)), TW_OK);
+	tw_scalar two = tw_scalar_int(2), yes = tw_scalar_bool(true);
+	tw_tensor out;
+
+	/* Binary, Tensor overloads. */
+	const char *bcast = "The size of tensor a (3) must match the size of "
+			    "tensor b (4) at non-singleton dimension 1";
+	expect_err(tw_op_mul(&f, &g, &out), TW_ERUNTIME, bcast);
+	cr_assert_eq(tw_op_mul(&f, &f, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, bcast);
+	cr_assert_str_eq(tw_errmsg(TW_ETYPE), tw_strerror(TW_ETYPE));
+
+	/* Binary, Scalar overloads. */
+	const char *subb = "Subtraction, the `-` operator, with a bool tensor "
+			   "is not supported. If you are trying to invert a "
+			   "mask, use the `~` or `logical_not()` operator "
+			   "instead.";
+	expect_err(tw_op_rsub_scalar(&bo, &two, NULL, &out), TW_ERUNTIME,
+		   subb);
+	cr_assert_eq(tw_op_rsub_scalar(&f, &two, NULL, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, subb);
+	const char *powb = "\"pow\" not implemented for 'Bool'";
+	expect_err(tw_op_pow_scalar_base(&yes, &bo, &out), TW_ETYPE, powb);
+	cr_assert_eq(tw_op_pow_scalar_base(&two, &f, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ETYPE, powb);
+	const char *zdiv = "ZeroDivisionError";
+	tw_tensor i = mk(TW_INT64, 1, SHAPE(3), 4, G_ANY);
+	tw_scalar zero = tw_scalar_int(0);
+	expect_err(tw_op_div_scalar(&i, &zero, TW_ROUND_TRUNC, &out),
+		   TW_EVALUE, zdiv);
+	cr_assert_eq(tw_op_div_scalar(&i, &two, TW_ROUND_TRUNC, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_EVALUE, zdiv);
+	tw_rounding rm;
+	const char *mode = "div expected rounding_mode to be one of None, "
+			   "'trunc', or 'floor' but found 'half_even'";
+	expect_err(tw_ops_rounding_from_name("half_even", &rm), TW_EVALUE,
+		   mode);
+	cr_assert_eq(tw_ops_rounding_from_name("floor", &rm), TW_OK);
+	expect_reason_kept(TW_EVALUE, mode);
+
+	/* Unary ops that keep the dtype, and those that compute in float. */
+	const char *absb = "\"abs_cpu\" not implemented for 'Bool'";
+	expect_err(tw_op_abs(&bo, &out), TW_ETYPE, absb);
+	cr_assert_eq(tw_op_abs(&f, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ETYPE, absb);
+	const char *sqrth = "\"sqrt\" not implemented for 'Half'";
+	expect_err(tw_op_sqrt(&h, &out), TW_ETYPE, sqrth);
+	cr_assert_eq(tw_op_sqrt(&f, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ETYPE, sqrth);
+	tw_scalar m2 = tw_scalar_int(-2);
+	const char *negp = "Integers to negative integer powers are not "
+			   "allowed.";
+	expect_err(tw_op_pow_scalar(&i, &m2, &out), TW_ERUNTIME, negp);
+	cr_assert_eq(tw_op_pow_scalar(&f, &m2, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, negp);
+
+	/* Casts. */
+	const char *toh = "\"to\" not implemented for 'Half'";
+	expect_err(tw_op_cast(&f, TW_FLOAT16, &out), TW_ETYPE, toh);
+	cr_assert_eq(tw_op_cast(&f, TW_INT64, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ETYPE, toh);
+
+	tw_tensor *all[] = { &f, &g, &bo, &h, &i };
+	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
+		tw_tensor_release(all[k]);
+}

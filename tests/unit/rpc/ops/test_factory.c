@@ -176,3 +176,44 @@ Test(factory, rand_randn)
 	expect_err(tw_op_randn(1, SHAPE(2), 1, &i64, &a), TW_ETYPE,
 		   "\"normal_kernel_cpu\" not implemented for 'Long'");
 }
+
+/*
+ * Every factory's refusal reads back through tw_errmsg in torch's words,
+ * and a success of the same factory right after leaves it in place: the
+ * factories record nothing when they succeed.
+ */
+Test(factory, reasons)
+{
+	tw_tensor t;
+	const char *neg = "Trying to create tensor with negative dimension "
+			  "-2: [3, -2]";
+	expect_err(tw_op_ones(2, SHAPE(3, -2), NULL, &t), TW_ERUNTIME, neg);
+	cr_assert_eq(tw_op_ones(2, SHAPE(3, 2), NULL, &t), TW_OK);
+	tw_tensor_release(&t);
+	cr_assert_eq(tw_op_zeros(1, SHAPE(0), NULL, &t), TW_OK);
+	tw_tensor_release(&t);
+	expect_reason_kept(TW_ERUNTIME, neg);
+	tw_scalar big = tw_scalar_double(1e30);
+	tw_dtype i64 = TW_INT64, i32 = TW_INT32;
+	const char *over = "value cannot be converted to type int64_t without "
+			   "overflow";
+	expect_err(tw_op_full(1, SHAPE(2), &big, &i64, &t), TW_ERUNTIME, over);
+	cr_assert_eq(tw_op_full(1, SHAPE(2), &big, NULL, &t), TW_OK);
+	tw_tensor_release(&t);
+	expect_reason_kept(TW_ERUNTIME, over);
+	tw_scalar i0 = tw_scalar_int(0), i5 = tw_scalar_int(5);
+	tw_scalar im1 = tw_scalar_int(-1), i1 = tw_scalar_int(1);
+	const char *sign = "upper bound and larger bound inconsistent with "
+			   "step sign";
+	expect_err(tw_op_arange(&i0, &i5, &im1, NULL, &t), TW_ERUNTIME, sign);
+	cr_assert_eq(tw_op_arange(&i0, &i5, &i1, &i32, &t), TW_OK);
+	tw_tensor_release(&t);
+	expect_reason_kept(TW_ERUNTIME, sign);
+	const char *randi = "\"normal_kernel_cpu\" not implemented for 'Int'";
+	expect_err(tw_op_randn(1, SHAPE(4), 9, &i32, &t), TW_ETYPE, randi);
+	cr_assert_eq(tw_op_randn(1, SHAPE(4), 9, NULL, &t), TW_OK);
+	tw_tensor_release(&t);
+	cr_assert_eq(tw_op_rand(1, SHAPE(4), 9, NULL, &t), TW_OK);
+	tw_tensor_release(&t);
+	expect_reason_kept(TW_ETYPE, randi);
+}

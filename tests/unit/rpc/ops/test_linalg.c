@@ -190,3 +190,37 @@ Test(linalg, errors)
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		tw_tensor_release(all[i]);
 }
+
+/*
+ * mm's and matmul's refusals read back through tw_errmsg in torch's
+ * words, and a product right after leaves them in place: the kernels
+ * record nothing when they succeed.
+ */
+Test(linalg, reasons)
+{
+	tw_tensor a = mk(TW_FLOAT32, 2, SHAPE(2, 3), 1, G_ANY);
+	tw_tensor b = mk(TW_FLOAT32, 2, SHAPE(3, 2), 2, G_ANY);
+	tw_tensor d = mk(TW_FLOAT64, 2, SHAPE(3, 2), 3, G_ANY);
+	tw_tensor v = mk(TW_FLOAT32, 1, SHAPE(3), 4, G_ANY);
+	tw_tensor z = mk(TW_FLOAT32, 0, NULL, 5, G_ANY);
+	tw_tensor out;
+
+	const char *dt = "expected mat1 and mat2 to have the same dtype, but "
+			 "got: float != double";
+	expect_err(tw_op_mm(&a, &d, &out), TW_ERUNTIME, dt);
+	cr_assert_eq(tw_op_mm(&a, &b, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, dt);
+	const char *zd = "both arguments to matmul need to be at least 1D, "
+			 "but they are 1D and 0D";
+	expect_err(tw_op_matmul(&v, &z, &out), TW_ERUNTIME, zd);
+	cr_assert_eq(tw_op_matmul(&v, &v, &out), TW_OK);
+	tw_tensor_release(&out);
+	cr_assert_eq(tw_op_matmul(&a, &v, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, zd);
+
+	tw_tensor *all[] = { &a, &b, &d, &v, &z };
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		tw_tensor_release(all[i]);
+}

@@ -148,3 +148,42 @@ Test(errors, malformed_and_unsupported)
 	tw_tensor_release(&h);
 	tw_tensor_release(&a);
 }
+
+/*
+ * The shared helpers' refusals read back through tw_errmsg in torch's
+ * words (or, for what C callers get wrong, ours), and a success right
+ * after leaves them in place: they record nothing when they succeed. A
+ * reason answers its own status only.
+ */
+Test(promote, reasons)
+{
+	unsigned nd, d;
+	int64_t shape[TW_TENSOR_MAX_DIMS];
+	const char *bc = "The size of tensor a (2) must match the size of "
+			 "tensor b (5) at non-singleton dimension 0";
+	expect_err(tw_ops_broadcast_shapes(2, SHAPE(2, 1), 2, SHAPE(5, 3),
+					   &nd, shape), TW_ERUNTIME, bc);
+	cr_assert_eq(tw_ops_broadcast_shapes(2, SHAPE(2, 1), 1, SHAPE(3), &nd,
+					     shape), TW_OK);
+	expect_reason_kept(TW_ERUNTIME, bc);
+	cr_assert_str_eq(tw_errmsg(TW_EVALUE), tw_strerror(TW_EVALUE));
+	const char *range = "Dimension out of range (expected to be in range "
+			    "of [-1, 0], but got 1)";
+	expect_err(tw_ops_wrap_dim(1, 0, &d), TW_EVALUE, range);
+	cr_assert_eq(tw_ops_wrap_dim(-1, 0, &d), TW_OK);
+	expect_reason_kept(TW_EVALUE, range);
+	int32_t i32;
+	tw_scalar big = tw_scalar_int(INT64_C(1) << 31);
+	const char *over = "value cannot be converted to type int without "
+			   "overflow";
+	expect_err(tw_ops_scalar_to(&big, TW_INT32, &i32), TW_ERUNTIME, over);
+	tw_scalar fits = tw_scalar_int(INT32_MAX);
+	cr_assert_eq(tw_ops_scalar_to(&fits, TW_INT32, &i32), TW_OK);
+	expect_reason_kept(TW_ERUNTIME, over);
+	tw_tensor a = mk(TW_FLOAT32, 1, SHAPE(3), 1, G_ANY);
+	const char *null = "relu(): NULL tensor";
+	expect_err(tw_ops_check("relu", NULL, true, NULL), TW_EINVAL, null);
+	cr_assert_eq(tw_ops_check("relu", &a, true, NULL), TW_OK);
+	expect_reason_kept(TW_EINVAL, null);
+	tw_tensor_release(&a);
+}

@@ -341,3 +341,57 @@ Test(reduce, large_sum)
 	tw_tensor_release(&out);
 	tw_tensor_release(&a);
 }
+
+/*
+ * Every family's refusal reads back through tw_errmsg in torch's words,
+ * and a success of the same family right after leaves it in place: the
+ * kernels record nothing when they succeed.
+ */
+Test(reduce, reasons)
+{
+	tw_tensor a = mk(TW_FLOAT32, 2, SHAPE(3, 4), 1, G_ANY);
+	tw_tensor e = mk(TW_FLOAT32, 2, SHAPE(0, 4), 2, G_ANY);
+	tw_tensor bo = mk(TW_BOOL, 1, SHAPE(5), 3, G_ANY);
+	tw_tensor out, v, ix;
+
+	/* sum and mean */
+	const char *twice = "dim 1 appears multiple times in the list of dims";
+	expect_err(tw_op_sum(&a, SHAPE(1, -1), 2, false, NULL, &out),
+		   TW_ERUNTIME, twice);
+	cr_assert_eq(tw_op_sum(&a, SHAPE(1), 1, false, NULL, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, twice);
+	tw_dtype h = TW_FLOAT16;
+	const char *meanh = "\"mean\" not implemented for 'Half'";
+	expect_err(tw_op_mean(&a, NULL, 0, false, &h, &out), TW_ETYPE, meanh);
+	cr_assert_eq(tw_op_mean(&a, NULL, 0, true, NULL, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ETYPE, meanh);
+
+	/* max and min over everything, and along a dim */
+	const char *empty = "min(): Expected reduction dim to be specified "
+			    "for input.numel() == 0. Specify the reduction "
+			    "dim with the 'dim' argument.";
+	expect_err(tw_op_min(&e, &out), TW_ERUNTIME, empty);
+	cr_assert_eq(tw_op_min(&a, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, empty);
+	const char *range = "Dimension out of range (expected to be in range "
+			    "of [-2, 1], but got -3)";
+	expect_err(tw_op_min_dim(&a, -3, false, &v, &ix), TW_EVALUE, range);
+	cr_assert_eq(tw_op_min_dim(&a, -2, true, &v, &ix), TW_OK);
+	tw_tensor_release(&v);
+	tw_tensor_release(&ix);
+	expect_reason_kept(TW_EVALUE, range);
+
+	/* argmax and argmin */
+	const char *argb = "\"argmin_cpu\" not implemented for 'Bool'";
+	expect_err(tw_op_argmin(&bo, NULL, false, &out), TW_ETYPE, argb);
+	cr_assert_eq(tw_op_argmin(&a, NULL, false, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ETYPE, argb);
+
+	tw_tensor_release(&a);
+	tw_tensor_release(&e);
+	tw_tensor_release(&bo);
+}

@@ -232,3 +232,69 @@ Test(shape, clone)
 	tw_tensor_release(&n);
 	tw_tensor_release(&a);
 }
+
+/*
+ * Every shape op's refusal reads back through tw_errmsg in torch's words,
+ * and a success of the same op right after (a view costs no more than
+ * its bookkeeping) leaves it in place: the ops record nothing when they
+ * succeed.
+ */
+Test(shape, reasons)
+{
+	tw_tensor a = mk(TW_INT32, 2, SHAPE(2, 3), 1, G_ANY);
+	tw_tensor c = mk(TW_INT32, 3, SHAPE(2, 3, 4), 2, G_ANY);
+	tw_tensor out, t;
+
+	const char *t3 = "t() expects a tensor with <= 2 dimensions, but "
+			 "self is 3D";
+	expect_err(tw_op_t(&c, &out), TW_ERUNTIME, t3);
+	cr_assert_eq(tw_op_t(&a, &t), TW_OK);
+	expect_reason_kept(TW_ERUNTIME, t3);
+	const char *range = "Dimension out of range (expected to be in range "
+			    "of [-3, 2], but got -4)";
+	expect_err(tw_op_transpose(&c, -4, 0, &out), TW_EVALUE, range);
+	cr_assert_eq(tw_op_transpose(&c, -3, 2, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_EVALUE, range);
+	const char *span = "view size is not compatible with input tensor's "
+			   "size and stride (at least one dimension spans "
+			   "across two contiguous subspaces). Use "
+			   ".reshape(...) instead.";
+	expect_err(tw_op_view(&t, SHAPE(6), 1, &out), TW_ERUNTIME, span);
+	cr_assert_eq(tw_op_view(&a, SHAPE(6), 1, &out), TW_OK);
+	tw_tensor_release(&out);
+	cr_assert_eq(tw_op_reshape(&t, SHAPE(6), 1, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, span);
+	const char *bad = "shape '[4, -1]' is invalid for input of size 6";
+	expect_err(tw_op_reshape(&a, SHAPE(4, -1), 2, &out), TW_ERUNTIME,
+		   bad);
+	cr_assert_eq(tw_op_reshape(&a, SHAPE(3, -1), 2, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, bad);
+
+	tw_tensor pair[2] = { a, c };
+	const char *nd = "Tensors must have same number of dimensions: got 2 "
+			 "and 3";
+	expect_err(tw_op_cat(pair, 2, 0, &out), TW_ERUNTIME, nd);
+	tw_tensor same[2] = { a, a };
+	cr_assert_eq(tw_op_cat(same, 2, 1, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, nd);
+	const char *eq = "stack expects each tensor to be equal size, but got "
+			 "[2, 3] at entry 0 and [2, 3, 4] at entry 1";
+	expect_err(tw_op_stack(pair, 2, 0, &out), TW_ERUNTIME, eq);
+	cr_assert_eq(tw_op_stack(same, 2, -1, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_ERUNTIME, eq);
+	/* clone refuses only what is not a tensor: its reason is ours. */
+	const char *null = "clone(): NULL tensor";
+	expect_err(tw_op_clone(NULL, &out), TW_EINVAL, null);
+	cr_assert_eq(tw_op_clone(&t, &out), TW_OK);
+	tw_tensor_release(&out);
+	expect_reason_kept(TW_EINVAL, null);
+
+	tw_tensor_release(&t);
+	tw_tensor_release(&a);
+	tw_tensor_release(&c);
+}
