@@ -7,6 +7,7 @@
 
 #include <tensorwire/schema.h>
 
+#include "dataplane/err.h"
 #include "rpc/invoke.h"
 #include "rpc/ops/ops.h"
 
@@ -533,6 +534,53 @@ Test(aten, factories)
 	cr_assert_eq(CALL("aten::zeros", &r, ints(2, neg)), TW_ERUNTIME);
 	cr_assert(strstr(errmsg(&r), "negative dimension") != NULL, "%s", errmsg(&r));
 	tw_value_destroy(&r);
+}
+
+/* A kernel's refusal becomes the remote error with the reason the kernel
+ * recorded (tw_errmsg), whole and in torch's words, whatever the adapter:
+ * never an older reason of the same kind left on the thread. */
+Test(aten, kernel_reason_is_the_message)
+{
+	int64_t neg[] = {2, -1};
+	tw_value a = tv(TW_FLOAT32, 2, S23, V6), r, a1, b1;
+	tw_fail_static(TW_ERUNTIME, "a stale reason");
+	tw_value_clone(&a1, &a);
+	tw_value_clone(&b1, &a);
+	cr_assert_eq(CALL("aten::mm", &r, a1, b1), TW_ERUNTIME);
+	cr_assert_str_eq(errmsg(&r), "mat1 and mat2 shapes cannot be "
+			 "multiplied (2x3 and 2x3)");
+	tw_value_destroy(&r);
+	tw_fail_static(TW_EVALUE, "a stale reason");
+	tw_value_clone(&a1, &a);
+	cr_assert_eq(CALL("aten::max", &r, a1, tw_value_int(-3)), TW_EVALUE);
+	cr_assert_str_eq(errmsg(&r), "Dimension out of range (expected to be "
+			 "in range of [-2, 1], but got -3)");
+	tw_value_destroy(&r);
+	tw_value_clone(&a1, &a);
+	tw_value av[2] = {a1, tw_value_double(2)};
+	const char *k[1] = {"rounding_mode"};
+	tw_value kv[1] = {str("nearest")};
+	cr_assert_eq(call("aten::div", 2, av, 1, k, kv, &r), TW_EVALUE);
+	cr_assert_str_eq(errmsg(&r), "div expected rounding_mode to be one of "
+			 "None, 'trunc', or 'floor' but found 'nearest'");
+	tw_value_destroy(&r);
+	int64_t s32[] = {3, 2};
+	tw_value_clone(&a1, &a);
+	cr_assert_eq(CALL("aten::view", &r, a1, ints(2, s32)), TW_OK);
+	tw_value tr;
+	cr_assert_eq(CALL("aten::t", &tr, r), TW_OK);
+	int64_t s6[] = {6};
+	cr_assert_eq(CALL("aten::view", &r, tr, ints(1, s6)), TW_ERUNTIME);
+	cr_assert_str_eq(errmsg(&r), "view size is not compatible with input "
+			 "tensor's size and stride (at least one dimension "
+			 "spans across two contiguous subspaces). Use "
+			 ".reshape(...) instead.");
+	tw_value_destroy(&r);
+	cr_assert_eq(CALL("aten::zeros", &r, ints(2, neg)), TW_ERUNTIME);
+	cr_assert_str_eq(errmsg(&r), "Trying to create tensor with negative "
+			 "dimension -1: [2, -1]");
+	tw_value_destroy(&r);
+	tw_value_destroy(&a);
 }
 
 /* A view of a tensor with borrowed bytes (no buf) comes back as a copy. */
