@@ -40,9 +40,11 @@ static void fill(float *p, int64_t n, unsigned seed)
 	}
 }
 
-static void die(const char *what, tw_status st, const char *err)
+/* Right after the failing call: its reason (tw_errmsg) is ours. */
+static void die(const char *what, tw_status st)
 {
-	fprintf(stderr, "bench-ops: %s: %s (%s)\n", what, tw_status_name(st), err);
+	fprintf(stderr, "bench-ops: %s: %s (%s)\n", what, tw_status_name(st),
+		tw_errmsg(st));
 	exit(1);
 }
 
@@ -53,16 +55,15 @@ static volatile uint8_t sink;
 
 static double time_add(const tw_tensor *a, const tw_tensor *b, double min_s)
 {
-	char err[256];
 	double t[TRIALS];
 	for (int r = 0; r < TRIALS; r++) {
 		int reps = 0;
 		double t0 = now(), el;
 		do {
 			tw_tensor out;
-			tw_status st = tw_op_add(a, b, NULL, &out, err, sizeof(err));
+			tw_status st = tw_op_add(a, b, NULL, &out);
 			if (st != TW_OK)
-				die("add", st, err);
+				die("add", st);
 			sink ^= ((uint8_t *)out.data)[0];
 			tw_tensor_release(&out);
 			reps++;
@@ -110,12 +111,12 @@ static void bench_add(const char *mode, const size_t *sizes, int nsizes)
 		tw_tensor a, b;
 		if (tw_tensor_alloc(&a, TW_FLOAT32, 1, &n) != TW_OK ||
 		    tw_tensor_alloc(&b, TW_FLOAT32, 1, &n) != TW_OK)
-			die("alloc", TW_ENOMEM, "");
+			die("alloc", TW_ENOMEM);
 		fill(a.data, n, 1);
 		fill(b.data, n, 2);
 		void *dst = malloc(bytes);
 		if (dst == NULL)
-			die("alloc", TW_ENOMEM, "");
+			die("alloc", TW_ENOMEM);
 		memset(dst, 1, bytes); /* pre-fault the memcpy destination */
 
 		double min_s = 0.1;
@@ -134,17 +135,16 @@ static void bench_add(const char *mode, const size_t *sizes, int nsizes)
 
 static void bench_mm(int64_t n)
 {
-	char err[256];
 	int64_t shape[2] = { n, n };
 	tw_tensor a, b;
 	if (tw_tensor_alloc(&a, TW_FLOAT32, 2, shape) != TW_OK ||
 	    tw_tensor_alloc(&b, TW_FLOAT32, 2, shape) != TW_OK)
-		die("alloc", TW_ENOMEM, "");
+		die("alloc", TW_ENOMEM);
 	fill(a.data, n * n, 3);
 	fill(b.data, n * n, 4);
 	float *c = malloc((size_t)(n * n) * sizeof(float));
 	if (c == NULL)
-		die("alloc", TW_ENOMEM, "");
+		die("alloc", TW_ENOMEM);
 
 	double flops = 2.0 * (double)n * (double)n * (double)n;
 	double t[TRIALS];
@@ -162,9 +162,9 @@ static void bench_mm(int64_t n)
 		int reps = 0;
 		double t0 = now(), el;
 		do {
-			tw_status st = tw_op_mm(&a, &b, &out, err, sizeof(err));
+			tw_status st = tw_op_mm(&a, &b, &out);
 			if (st != TW_OK)
-				die("mm", st, err);
+				die("mm", st);
 			if (r == 0 && reps == 0) {
 				const float *o = out.data;
 				for (int64_t i = 0; i < n * n; i++) {

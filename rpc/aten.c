@@ -131,7 +131,7 @@ static tw_status ret_tensor(tw_value *result, tw_tensor *out)
 	tw_status st;
 	if (out->buf == NULL) {
 		tw_tensor c;
-		st = tw_op_clone(out, &c, NULL, 0);
+		st = tw_op_clone(out, &c);
 		if (st != TW_OK)
 			return fail(result, st, "cannot copy the result");
 		*out = c;
@@ -171,27 +171,26 @@ static tw_status ret_pair(tw_value *result, tw_tensor *x, tw_tensor *y)
 	return TW_OK;
 }
 
-static tw_status done(tw_status st, tw_value *result, tw_tensor *out,
-		      const char *err)
+/* A kernel's result, or its failure as the remote error: the reason the
+ * kernel recorded (tw_errmsg), read before any other call can replace it. */
+static tw_status done(tw_status st, tw_value *result, tw_tensor *out)
 {
 	if (st != TW_OK)
-		return fail(result, st, err);
+		return fail(result, st, tw_errmsg(st));
 	return ret_tensor(result, out);
 }
 
 /* ---- elementwise ---- */
 
-typedef tw_status (*unary_fn)(const tw_tensor *, tw_tensor *, char *, size_t);
+typedef tw_status (*unary_fn)(const tw_tensor *, tw_tensor *);
 typedef tw_status (*binary_fn)(const tw_tensor *, const tw_tensor *,
-			       tw_tensor *, char *, size_t);
+			       tw_tensor *);
 typedef tw_status (*binary_alpha_fn)(const tw_tensor *, const tw_tensor *,
-				     const tw_scalar *, tw_tensor *, char *,
-				     size_t);
+				     const tw_scalar *, tw_tensor *);
 typedef tw_status (*scalar_fn)(const tw_tensor *, const tw_scalar *,
-			       tw_tensor *, char *, size_t);
+			       tw_tensor *);
 typedef tw_status (*scalar_alpha_fn)(const tw_tensor *, const tw_scalar *,
-				     const tw_scalar *, tw_tensor *, char *,
-				     size_t);
+				     const tw_scalar *, tw_tensor *);
 
 /* The kernel behind an adapter family travels in the registration's arg,
  * boxed (object and function pointers do not mix in ISO C). */
@@ -231,10 +230,9 @@ ADAPTER(a_unary)
 	(void)ctx;
 	(void)nb;
 	const struct kfn *k = arg;
-	char err[ERRLEN] = "";
 	tw_tensor out;
-	tw_status st = k->unary(T(&b[0]), &out, err, sizeof(err));
-	return done(st, result, &out, err);
+	tw_status st = k->unary(T(&b[0]), &out);
+	return done(st, result, &out);
 }
 
 /* (Tensor self, Tensor other) */
@@ -243,10 +241,9 @@ ADAPTER(a_binary)
 	(void)ctx;
 	(void)nb;
 	const struct kfn *k = arg;
-	char err[ERRLEN] = "";
 	tw_tensor out;
-	tw_status st = k->binary(T(&b[0]), T(&b[1]), &out, err, sizeof(err));
-	return done(st, result, &out, err);
+	tw_status st = k->binary(T(&b[0]), T(&b[1]), &out);
+	return done(st, result, &out);
 }
 
 /* (Tensor self, Tensor other, *, Scalar alpha=1) */
@@ -255,12 +252,10 @@ ADAPTER(a_binary_alpha)
 	(void)ctx;
 	(void)nb;
 	const struct kfn *k = arg;
-	char err[ERRLEN] = "";
 	tw_tensor out;
 	tw_scalar alpha = S(&b[2]);
-	tw_status st = k->binary_alpha(T(&b[0]), T(&b[1]), &alpha, &out, err,
-				       sizeof(err));
-	return done(st, result, &out, err);
+	tw_status st = k->binary_alpha(T(&b[0]), T(&b[1]), &alpha, &out);
+	return done(st, result, &out);
 }
 
 /* (Tensor self, Scalar other) */
@@ -269,11 +264,10 @@ ADAPTER(a_scalar)
 	(void)ctx;
 	(void)nb;
 	const struct kfn *k = arg;
-	char err[ERRLEN] = "";
 	tw_tensor out;
 	tw_scalar s = S(&b[1]);
-	tw_status st = k->scalar(T(&b[0]), &s, &out, err, sizeof(err));
-	return done(st, result, &out, err);
+	tw_status st = k->scalar(T(&b[0]), &s, &out);
+	return done(st, result, &out);
 }
 
 /* (Tensor self, Scalar other, Scalar alpha=1) */
@@ -282,12 +276,10 @@ ADAPTER(a_scalar_alpha)
 	(void)ctx;
 	(void)nb;
 	const struct kfn *k = arg;
-	char err[ERRLEN] = "";
 	tw_tensor out;
 	tw_scalar s = S(&b[1]), alpha = S(&b[2]);
-	tw_status st = k->scalar_alpha(T(&b[0]), &s, &alpha, &out, err,
-				       sizeof(err));
-	return done(st, result, &out, err);
+	tw_status st = k->scalar_alpha(T(&b[0]), &s, &alpha, &out);
+	return done(st, result, &out);
 }
 
 /* div.Tensor / div.Scalar (arg NULL), div.Tensor_mode / div.Scalar_mode
@@ -295,25 +287,21 @@ ADAPTER(a_scalar_alpha)
 static tw_status div_common(const tw_value *b, uint32_t nb, bool scalar,
 			    tw_value *result)
 {
-	char err[ERRLEN] = "";
 	tw_rounding mode = TW_ROUND_NONE;
 	tw_status st;
 	if (nb > 2 && b[2].kind == TW_KIND_STRING) {
-		st = tw_ops_rounding_from_name(b[2].u.str, &mode, err,
-					       sizeof(err));
+		st = tw_ops_rounding_from_name(b[2].u.str, &mode);
 		if (st != TW_OK)
-			return fail(result, st, err);
+			return fail(result, st, tw_errmsg(st));
 	}
 	tw_tensor out;
 	if (scalar) {
 		tw_scalar s = S(&b[1]);
-		st = tw_op_div_scalar(T(&b[0]), &s, mode, &out, err,
-				      sizeof(err));
+		st = tw_op_div_scalar(T(&b[0]), &s, mode, &out);
 	} else {
-		st = tw_op_div(T(&b[0]), T(&b[1]), mode, &out, err,
-			       sizeof(err));
+		st = tw_op_div(T(&b[0]), T(&b[1]), mode, &out);
 	}
-	return done(st, result, &out, err);
+	return done(st, result, &out);
 }
 
 ADAPTER(a_div)
@@ -334,19 +322,16 @@ ADAPTER(a_div_scalar)
 ADAPTER(a_pow_scalar_base)
 {
 	UNUSED_ADAPTER_ARGS;
-	char err[ERRLEN] = "";
 	tw_tensor out;
 	tw_scalar base = S(&b[0]);
-	tw_status st = tw_op_pow_scalar_base(&base, T(&b[1]), &out, err,
-					     sizeof(err));
-	return done(st, result, &out, err);
+	tw_status st = tw_op_pow_scalar_base(&base, T(&b[1]), &out);
+	return done(st, result, &out);
 }
 
 /* ---- reductions ---- */
 
 typedef tw_status (*reduce_fn)(const tw_tensor *, const int64_t *, unsigned,
-			       bool, const tw_dtype *, tw_tensor *, char *,
-			       size_t);
+			       bool, const tw_dtype *, tw_tensor *);
 
 /* sum / mean (arg: 0 sum, 1 mean; plain: (self, *, dtype); dim: (self,
  * dim, keepdim, *, dtype)). */
@@ -371,11 +356,9 @@ static tw_status reduce_common(const tw_value *b, bool with_dim, bool mean,
 	st = dtype_of(dtv, &dt, &has, result);
 	if (st != TW_OK)
 		return st;
-	char err[ERRLEN] = "";
 	tw_tensor out;
-	st = f(T(&b[0]), nd ? dims : NULL, nd, keepdim, has ? &dt : NULL,
-	       &out, err, sizeof(err));
-	return done(st, result, &out, err);
+	st = f(T(&b[0]), nd ? dims : NULL, nd, keepdim, has ? &dt : NULL, &out);
+	return done(st, result, &out);
 }
 
 ADAPTER(a_sum)
@@ -405,12 +388,11 @@ ADAPTER(a_extreme_dim)
 {
 	(void)ctx;
 	(void)nb;
-	char err[ERRLEN] = "";
 	tw_tensor v, i;
 	tw_status st = (arg != NULL ? tw_op_min_dim : tw_op_max_dim)(
-		T(&b[0]), b[1].u.i, b[2].u.b, &v, &i, err, sizeof(err));
+		T(&b[0]), b[1].u.i, b[2].u.b, &v, &i);
 	if (st != TW_OK)
-		return fail(result, st, err);
+		return fail(result, st, tw_errmsg(st));
 	return ret_pair(result, &v, &i);
 }
 
@@ -418,13 +400,12 @@ ADAPTER(a_extreme_dim)
 ADAPTER(a_argmax)
 {
 	UNUSED_ADAPTER_ARGS;
-	char err[ERRLEN] = "";
 	tw_tensor out;
 	int64_t dim = b[1].kind == TW_KIND_INT ? b[1].u.i : 0;
 	tw_status st = tw_op_argmax(T(&b[0]),
 				    b[1].kind == TW_KIND_INT ? &dim : NULL,
-				    b[2].u.b, &out, err, sizeof(err));
-	return done(st, result, &out, err);
+				    b[2].u.b, &out);
+	return done(st, result, &out);
 }
 
 /* ---- shapes ---- */
@@ -433,11 +414,9 @@ ADAPTER(a_argmax)
 ADAPTER(a_transpose)
 {
 	UNUSED_ADAPTER_ARGS;
-	char err[ERRLEN] = "";
 	tw_tensor out;
-	tw_status st = tw_op_transpose(T(&b[0]), b[1].u.i, b[2].u.i, &out, err,
-				       sizeof(err));
-	return done(st, result, &out, err);
+	tw_status st = tw_op_transpose(T(&b[0]), b[1].u.i, b[2].u.i, &out);
+	return done(st, result, &out);
 }
 
 /* reshape / view (Tensor(a) self, SymInt[] shape); arg non-NULL: view. */
@@ -451,12 +430,10 @@ ADAPTER(a_reshape)
 			       &n, result);
 	if (st != TW_OK)
 		return st;
-	char err[ERRLEN] = "";
 	tw_tensor out;
 	st = (arg != NULL ? tw_op_view : tw_op_reshape)(T(&b[0]), shape, n,
-							 &out, err,
-							 sizeof(err));
-	return done(st, result, &out, err);
+							 &out);
+	return done(st, result, &out);
 }
 
 /* cat / stack (Tensor[] tensors, int dim=0); arg non-NULL: stack. */
@@ -475,13 +452,12 @@ ADAPTER(a_cat)
 	/* Plain copies of the descriptors: the kernel only reads them. */
 	for (uint32_t i = 0; i < lv->len; i++)
 		ts[i] = *lv->u.items[i].u.tensor;
-	char err[ERRLEN] = "";
 	tw_tensor out;
 	tw_status st = (arg != NULL ? tw_op_stack : tw_op_cat)(
-		ts, lv->len, b[1].u.i, &out, err, sizeof(err));
+		ts, lv->len, b[1].u.i, &out);
 	if (ts != small)
 		free(ts);
-	return done(st, result, &out, err);
+	return done(st, result, &out);
 }
 
 /* clone(Tensor self, *, MemoryFormat? memory_format=None) */
@@ -494,10 +470,9 @@ ADAPTER(a_clone)
 		return failf(result, TW_EVALUE,
 			     "unsupported memory_format %lld: tensorwire makes contiguous copies (contiguous_format=0, preserve_format=1)",
 			     (long long)b[1].u.i);
-	char err[ERRLEN] = "";
 	tw_tensor out;
-	tw_status st = tw_op_clone(T(&b[0]), &out, err, sizeof(err));
-	return done(st, result, &out, err);
+	tw_status st = tw_op_clone(T(&b[0]), &out);
+	return done(st, result, &out);
 }
 
 /* ---- factories ---- */
@@ -519,12 +494,10 @@ ADAPTER(a_fill01)
 		st = check_options(b, 2, result);
 	if (st != TW_OK)
 		return st;
-	char err[ERRLEN] = "";
 	tw_tensor out;
 	st = (arg != NULL ? tw_op_ones : tw_op_zeros)(n, shape,
-						       has ? &dt : NULL, &out,
-						       err, sizeof(err));
-	return done(st, result, &out, err);
+						       has ? &dt : NULL, &out);
+	return done(st, result, &out);
 }
 
 /* full(SymInt[] size, Scalar fill_value, *, dtype, layout, device, pin) */
@@ -543,11 +516,9 @@ ADAPTER(a_full)
 	if (st != TW_OK)
 		return st;
 	tw_scalar fill = S(&b[1]);
-	char err[ERRLEN] = "";
 	tw_tensor out;
-	st = tw_op_full(n, shape, &fill, has ? &dt : NULL, &out, err,
-			sizeof(err));
-	return done(st, result, &out, err);
+	st = tw_op_full(n, shape, &fill, has ? &dt : NULL, &out);
+	return done(st, result, &out);
 }
 
 /* arange(end), arange.start(start, end), arange.start_step(start, end,
@@ -573,11 +544,9 @@ ADAPTER(a_arange)
 		st = check_options(b, ns + 1, result);
 	if (st != TW_OK)
 		return st;
-	char err[ERRLEN] = "";
 	tw_tensor out;
-	st = tw_op_arange(&start, &end, &step, has ? &dt : NULL, &out, err,
-			  sizeof(err));
-	return done(st, result, &out, err);
+	st = tw_op_arange(&start, &end, &step, has ? &dt : NULL, &out);
+	return done(st, result, &out);
 }
 
 /* rand / randn(SymInt[] size, *, dtype, layout, device, pin): seed 0;
@@ -602,12 +571,10 @@ ADAPTER(a_random)
 		st = check_options(b, at + 1, result);
 	if (st != TW_OK)
 		return st;
-	char err[ERRLEN] = "";
 	tw_tensor out;
 	st = (normal ? tw_op_randn : tw_op_rand)(n, shape, seed,
-						  has ? &dt : NULL, &out, err,
-						  sizeof(err));
-	return done(st, result, &out, err);
+						  has ? &dt : NULL, &out);
+	return done(st, result, &out);
 }
 
 /* ---- the table ---- */

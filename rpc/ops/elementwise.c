@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/ops/ops.h"
 
 /* Kernel tables are indexed by the five compute dtypes. */
@@ -394,7 +395,7 @@ static tw_status operand_scalar(struct operand *op, const tw_scalar *s,
 }
 
 static tw_status operand_tensor(struct operand *op, const tw_tensor *t,
-				tw_dtype ct, char *err, size_t errlen)
+				tw_dtype ct)
 {
 	memset(op, 0, sizeof(*op));
 	if (t->dtype == ct) {
@@ -407,7 +408,7 @@ static tw_status operand_tensor(struct operand *op, const tw_tensor *t,
 		return tw_tensor_init(&op->t, ct, 0, NULL, NULL, &op->local,
 				      NULL);
 	}
-	tw_status st = tw_op_cast(t, ct, &op->owned, err, errlen);
+	tw_status st = tw_op_cast(t, ct, &op->owned);
 	if (st != TW_OK)
 		return st;
 	op->t = op->owned;
@@ -436,29 +437,27 @@ static tw_dtype side_dtype(const struct side *x)
 }
 
 static tw_status side_operand(struct operand *op, const struct side *x,
-			      tw_dtype ct, char *err, size_t errlen)
+			      tw_dtype ct)
 {
 	if (x->t != NULL)
-		return operand_tensor(op, x->t, ct, err, errlen);
+		return operand_tensor(op, x->t, ct);
 	return operand_scalar(op, x->s, ct);
 }
 
 /* Run fn over out = f(a, b) with broadcasting; allocates out. */
-static tw_status run_binary(const tw_tensor *a, const tw_tensor *b,
-			    tw_dtype ct, tw_ops_row_fn fn, void *ctx,
-			    tw_tensor *out, char *err, size_t errlen)
+static tw_status run_binary(const tw_tensor *a, const tw_tensor *b, tw_dtype ct,
+			    tw_ops_row_fn fn, void *ctx, tw_tensor *out)
 {
 	unsigned nd;
 	int64_t shape[TW_TENSOR_MAX_DIMS];
 	tw_status st = tw_ops_broadcast_shapes(a->ndim, a->shape, b->ndim,
-					       b->shape, &nd, shape, err,
-					       errlen);
+					       b->shape, &nd, shape);
 	if (st != TW_OK)
 		return st;
 	tw_tensor o;
 	st = tw_tensor_alloc(&o, ct, nd, shape);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot allocate the result");
+		return tw_fail_static(st, "cannot allocate the result");
 
 	int64_t strides[3][TW_TENSOR_MAX_DIMS];
 	tw_ops_bcast_strides(&o, nd, shape, strides[0]);
@@ -475,12 +474,12 @@ static tw_status run_binary(const tw_tensor *a, const tw_tensor *b,
 
 /* Run a unary row kernel over a (of dtype ct); allocates out. */
 static tw_status run_unary(const tw_tensor *a, tw_dtype ct, tw_ops_row_fn fn,
-			   void *ctx, tw_tensor *out, char *err, size_t errlen)
+			   void *ctx, tw_tensor *out)
 {
 	tw_tensor o;
 	tw_status st = tw_tensor_alloc(&o, ct, a->ndim, a->shape);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot allocate the result");
+		return tw_fail_static(st, "cannot allocate the result");
 	int64_t strides[2][TW_TENSOR_MAX_DIMS];
 	tw_ops_bcast_strides(&o, a->ndim, a->shape, strides[0]);
 	tw_ops_bcast_strides(a, a->ndim, a->shape, strides[1]);
@@ -501,26 +500,23 @@ struct binreq {
 	const tw_scalar *alpha; /* add/sub only; NULL is 1 */
 };
 
-static tw_status check_side(const char *name, const struct side *x,
-			    char *err, size_t errlen)
+static tw_status check_side(const char *name, const struct side *x)
 {
 	if (x->t != NULL)
-		return tw_ops_check(name, x->t, true, NULL, err, errlen);
+		return tw_ops_check(name, x->t, true, NULL);
 	if (x->s == NULL)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): NULL scalar",
-				   name);
+		return tw_fail(TW_EINVAL, "%s(): NULL scalar", name);
 	return TW_OK;
 }
 
 static tw_status binary(const struct binreq *rq, struct side a, struct side b,
-			tw_tensor *out, char *err, size_t errlen)
+			tw_tensor *out)
 {
 	tw_status st;
 	if (out == NULL)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): NULL out",
-				   rq->name);
-	if ((st = check_side(rq->name, &a, err, errlen)) != TW_OK ||
-	    (st = check_side(rq->name, &b, err, errlen)) != TW_OK)
+		return tw_fail(TW_EINVAL, "%s(): NULL out", rq->name);
+	if ((st = check_side(rq->name, &a)) != TW_OK ||
+	    (st = check_side(rq->name, &b)) != TW_OK)
 		return st;
 
 	tw_ops_promo pr;
@@ -545,23 +541,23 @@ static tw_status binary(const struct binreq *rq, struct side a, struct side b,
 		if (op == B_SUB) {
 			tw_dtype da = side_dtype(&a), db = side_dtype(&b);
 			if (da == TW_BOOL && db == TW_BOOL)
-				return tw_ops_fail(TW_ERUNTIME, err, errlen,
-						   "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or `logical_xor()` operator instead.");
+				return tw_fail_static(TW_ERUNTIME,
+						      "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or `logical_xor()` operator instead.");
 			if (da == TW_BOOL || db == TW_BOOL)
-				return tw_ops_fail(TW_ERUNTIME, err, errlen,
-						   "Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.");
+				return tw_fail_static(TW_ERUNTIME,
+						      "Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.");
 		}
 		if (rq->alpha == NULL)
 			break;
 		const tw_scalar *al = rq->alpha;
 		if (al->kind == TW_SCALAR_BOOL && ct != TW_BOOL)
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "Boolean alpha only supported for Boolean results.");
+			return tw_fail_static(TW_ERUNTIME,
+					      "Boolean alpha only supported for Boolean results.");
 		if (al->kind == TW_SCALAR_DOUBLE &&
 		    !tw_ops_dtype_is_floating(ct))
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "For integral input tensors, argument alpha must not be a floating point number.");
-		st = tw_ops_scalar_to(al, ct, &ctx.alpha, err, errlen);
+			return tw_fail_static(TW_ERUNTIME,
+					      "For integral input tensors, argument alpha must not be a floating point number.");
+		st = tw_ops_scalar_to(al, ct, &ctx.alpha);
 		if (st != TW_OK)
 			return st;
 		/* alpha == 1 keeps the plain loop. */
@@ -595,15 +591,14 @@ static tw_status binary(const struct binreq *rq, struct side a, struct side b,
 	case B_DIV_TRUNC:
 	case B_DIV_FLOOR:
 		if (ct == TW_BOOL)
-			return tw_ops_fail(TW_ETYPE, err, errlen,
-					   "\"%s\" not implemented for 'Bool'",
-					   op == B_DIV_TRUNC ? "div_trunc_cpu"
-							     : "div_floor_cpu");
+			return tw_fail_static(TW_ETYPE, op == B_DIV_TRUNC
+				? "\"div_trunc_cpu\" not implemented for 'Bool'"
+				: "\"div_floor_cpu\" not implemented for 'Bool'");
 		break;
 	case B_POW:
 		if (ct == TW_BOOL)
-			return tw_ops_fail(TW_ETYPE, err, errlen,
-					   "\"pow\" not implemented for 'Bool'");
+			return tw_fail_static(TW_ETYPE,
+					      "\"pow\" not implemented for 'Bool'");
 		break;
 	default:
 		break;
@@ -611,28 +606,27 @@ static tw_status binary(const struct binreq *rq, struct side a, struct side b,
 
 	tw_ops_row_fn fn = bin_table[op][dix(ct)];
 	if (fn == NULL) /* unreachable: every NULL slot is refused above */
-		return tw_ops_fail(TW_ETYPE, err, errlen,
-				   "\"%s\" not implemented for '%s'", rq->name,
-				   tw_ops_torch_dtype_name(ct));
+		return tw_fail(TW_ETYPE, "\"%s\" not implemented for '%s'",
+			       rq->name, tw_ops_torch_dtype_name(ct));
 
 	struct operand oa, ob;
-	st = side_operand(&oa, &a, ct, err, errlen);
+	st = side_operand(&oa, &a, ct);
 	if (st != TW_OK)
 		return st;
-	st = side_operand(&ob, &b, ct, err, errlen);
+	st = side_operand(&ob, &b, ct);
 	if (st != TW_OK) {
 		operand_release(&oa);
 		return st;
 	}
 	tw_tensor o;
-	st = run_binary(&oa.t, &ob.t, ct, fn, &ctx, &o, err, errlen);
+	st = run_binary(&oa.t, &ob.t, ct, fn, &ctx, &o);
 	operand_release(&oa);
 	operand_release(&ob);
 	if (st != TW_OK)
 		return st;
 	if (ctx.zerodiv) {
 		tw_tensor_release(&o);
-		return tw_ops_fail(TW_EVALUE, err, errlen, "ZeroDivisionError");
+		return tw_fail_static(TW_EVALUE, "ZeroDivisionError");
 	}
 	*out = o;
 	return TW_OK;
@@ -642,69 +636,61 @@ static tw_status binary(const struct binreq *rq, struct side a, struct side b,
 #define SS(x) ((struct side){ .t = NULL, .s = (x) })
 
 tw_status tw_op_add(const tw_tensor *a, const tw_tensor *b,
-		    const tw_scalar *alpha, tw_tensor *out, char *err,
-		    size_t errlen)
+		    const tw_scalar *alpha, tw_tensor *out)
 {
 	struct binreq rq = { "add", B_ADD, alpha };
-	return binary(&rq, TS(a), TS(b), out, err, errlen);
+	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_add_scalar(const tw_tensor *a, const tw_scalar *b,
-			   const tw_scalar *alpha, tw_tensor *out, char *err,
-			   size_t errlen)
+			   const tw_scalar *alpha, tw_tensor *out)
 {
 	struct binreq rq = { "add", B_ADD, alpha };
-	return binary(&rq, TS(a), SS(b), out, err, errlen);
+	return binary(&rq, TS(a), SS(b), out);
 }
 
 tw_status tw_op_sub(const tw_tensor *a, const tw_tensor *b,
-		    const tw_scalar *alpha, tw_tensor *out, char *err,
-		    size_t errlen)
+		    const tw_scalar *alpha, tw_tensor *out)
 {
 	struct binreq rq = { "sub", B_SUB, alpha };
-	return binary(&rq, TS(a), TS(b), out, err, errlen);
+	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_sub_scalar(const tw_tensor *a, const tw_scalar *b,
-			   const tw_scalar *alpha, tw_tensor *out, char *err,
-			   size_t errlen)
+			   const tw_scalar *alpha, tw_tensor *out)
 {
 	struct binreq rq = { "sub", B_SUB, alpha };
-	return binary(&rq, TS(a), SS(b), out, err, errlen);
+	return binary(&rq, TS(a), SS(b), out);
 }
 
 tw_status tw_op_rsub(const tw_tensor *a, const tw_tensor *b,
-		     const tw_scalar *alpha, tw_tensor *out, char *err,
-		     size_t errlen)
+		     const tw_scalar *alpha, tw_tensor *out)
 {
 	struct binreq rq = { "sub", B_SUB, alpha };
-	return binary(&rq, TS(b), TS(a), out, err, errlen);
+	return binary(&rq, TS(b), TS(a), out);
 }
 
 tw_status tw_op_rsub_scalar(const tw_tensor *a, const tw_scalar *b,
-			    const tw_scalar *alpha, tw_tensor *out, char *err,
-			    size_t errlen)
+			    const tw_scalar *alpha, tw_tensor *out)
 {
 	struct binreq rq = { "sub", B_SUB, alpha };
-	return binary(&rq, SS(b), TS(a), out, err, errlen);
+	return binary(&rq, SS(b), TS(a), out);
 }
 
-tw_status tw_op_mul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
-		    char *err, size_t errlen)
+tw_status tw_op_mul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
 	struct binreq rq = { "mul", B_MUL, NULL };
-	return binary(&rq, TS(a), TS(b), out, err, errlen);
+	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_mul_scalar(const tw_tensor *a, const tw_scalar *b,
-			   tw_tensor *out, char *err, size_t errlen)
+			   tw_tensor *out)
 {
 	struct binreq rq = { "mul", B_MUL, NULL };
-	return binary(&rq, TS(a), SS(b), out, err, errlen);
+	return binary(&rq, TS(a), SS(b), out);
 }
 
-tw_status tw_ops_rounding_from_name(const char *name, tw_rounding *out,
-				    char *err, size_t errlen)
+tw_status tw_ops_rounding_from_name(const char *name, tw_rounding *out)
 {
 	if (name == NULL)
 		*out = TW_ROUND_NONE;
@@ -713,9 +699,9 @@ tw_status tw_ops_rounding_from_name(const char *name, tw_rounding *out,
 	else if (strcmp(name, "floor") == 0)
 		*out = TW_ROUND_FLOOR;
 	else
-		return tw_ops_fail(TW_EVALUE, err, errlen,
-				   "div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '%s'",
-				   name);
+		return tw_fail(TW_EVALUE,
+			       "div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '%s'",
+			       name);
 	return TW_OK;
 }
 
@@ -727,150 +713,132 @@ static enum binop div_op(tw_rounding mode)
 }
 
 tw_status tw_op_div(const tw_tensor *a, const tw_tensor *b, tw_rounding mode,
-		    tw_tensor *out, char *err, size_t errlen)
+		    tw_tensor *out)
 {
 	struct binreq rq = { "div", div_op(mode), NULL };
-	return binary(&rq, TS(a), TS(b), out, err, errlen);
+	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_div_scalar(const tw_tensor *a, const tw_scalar *b,
-			   tw_rounding mode, tw_tensor *out, char *err,
-			   size_t errlen)
+			   tw_rounding mode, tw_tensor *out)
 {
 	struct binreq rq = { "div", div_op(mode), NULL };
-	return binary(&rq, TS(a), SS(b), out, err, errlen);
+	return binary(&rq, TS(a), SS(b), out);
 }
 
-tw_status tw_op_pow(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
-		    char *err, size_t errlen)
+tw_status tw_op_pow(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
 	struct binreq rq = { "pow", B_POW, NULL };
-	return binary(&rq, TS(a), TS(b), out, err, errlen);
+	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_pow_scalar_base(const tw_scalar *base, const tw_tensor *b,
-				tw_tensor *out, char *err, size_t errlen)
+				tw_tensor *out)
 {
 	struct binreq rq = { "pow", B_POW, NULL };
-	return binary(&rq, SS(base), TS(b), out, err, errlen);
+	return binary(&rq, SS(base), TS(b), out);
 }
 
-tw_status tw_op_maximum(const tw_tensor *a, const tw_tensor *b,
-			tw_tensor *out, char *err, size_t errlen)
+tw_status tw_op_maximum(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
 	struct binreq rq = { "maximum", B_MAX, NULL };
-	return binary(&rq, TS(a), TS(b), out, err, errlen);
+	return binary(&rq, TS(a), TS(b), out);
 }
 
-tw_status tw_op_minimum(const tw_tensor *a, const tw_tensor *b,
-			tw_tensor *out, char *err, size_t errlen)
+tw_status tw_op_minimum(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
 	struct binreq rq = { "minimum", B_MIN, NULL };
-	return binary(&rq, TS(a), TS(b), out, err, errlen);
+	return binary(&rq, TS(a), TS(b), out);
 }
 
 /* ---- unary entry points ---------------------------------------------- */
 
 /* Apply unary op u to a, computing in ct (a is cast first when needed). */
 static tw_status unary_in(const tw_tensor *a, enum unop u, tw_dtype ct,
-			  const struct un_ctx *ctx, tw_tensor *out, char *err,
-			  size_t errlen)
+			  const struct un_ctx *ctx, tw_tensor *out)
 {
 	struct operand oa;
-	tw_status st = operand_tensor(&oa, a, ct, err, errlen);
+	tw_status st = operand_tensor(&oa, a, ct);
 	if (st != TW_OK)
 		return st;
-	st = run_unary(&oa.t, ct, un_table[u][dix(ct)], (void *)ctx, out,
-		       err, errlen);
+	st = run_unary(&oa.t, ct, un_table[u][dix(ct)], (void *)ctx, out);
 	operand_release(&oa);
 	return st;
 }
 
+/* bool_msg, torch's refusal of a bool input, is kept by pointer
+ * (tw_fail_static): a string literal. */
 static tw_status unary_keep(const char *name, const tw_tensor *a, enum unop u,
-			    const char *bool_msg, tw_tensor *out, char *err,
-			    size_t errlen)
+			    const char *bool_msg, tw_tensor *out)
 {
-	tw_status st = tw_ops_check(name, a, true, NULL, err, errlen);
+	tw_status st = tw_ops_check(name, a, true, NULL);
 	if (st != TW_OK)
 		return st;
 	if (out == NULL)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): NULL out",
-				   name);
+		return tw_fail(TW_EINVAL, "%s(): NULL out", name);
 	if (a->dtype == TW_BOOL)
-		return tw_ops_fail(u == U_ABS ? TW_ETYPE : TW_ERUNTIME, err,
-				   errlen, "%s", bool_msg);
+		return tw_fail_static(u == U_ABS ? TW_ETYPE : TW_ERUNTIME,
+				      bool_msg);
 	struct un_ctx ctx = { { 0 } };
-	return unary_in(a, u, (tw_dtype)a->dtype, &ctx, out, err, errlen);
+	return unary_in(a, u, (tw_dtype)a->dtype, &ctx, out);
 }
 
 /* Float ops: bool and integer inputs compute in the default float32. */
-static tw_status unary_float(const char *name, const tw_tensor *a,
-			     enum unop u, tw_tensor *out, char *err,
-			     size_t errlen)
+static tw_status unary_float(const char *name, const tw_tensor *a, enum unop u,
+			     tw_tensor *out)
 {
-	tw_status st = tw_ops_check(name, a, true, NULL, err, errlen);
+	tw_status st = tw_ops_check(name, a, true, NULL);
 	if (st != TW_OK)
 		return st;
 	if (out == NULL)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): NULL out",
-				   name);
+		return tw_fail(TW_EINVAL, "%s(): NULL out", name);
 	tw_dtype ct = a->dtype == TW_FLOAT64 ? TW_FLOAT64 : TW_FLOAT32;
 	struct un_ctx ctx = { { 0 } };
-	return unary_in(a, u, ct, &ctx, out, err, errlen);
+	return unary_in(a, u, ct, &ctx, out);
 }
 
-tw_status tw_op_neg(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen)
+tw_status tw_op_neg(const tw_tensor *a, tw_tensor *out)
 {
 	return unary_keep("neg", a, U_NEG,
 			  "Negation, the `-` operator, on a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.",
-			  out, err, errlen);
+			  out);
 }
 
-tw_status tw_op_abs(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen)
+tw_status tw_op_abs(const tw_tensor *a, tw_tensor *out)
 {
 	return unary_keep("abs", a, U_ABS,
-			  "\"abs_cpu\" not implemented for 'Bool'", out, err,
-			  errlen);
+			  "\"abs_cpu\" not implemented for 'Bool'", out);
 }
 
-tw_status tw_op_relu(const tw_tensor *a, tw_tensor *out, char *err,
-		     size_t errlen)
+tw_status tw_op_relu(const tw_tensor *a, tw_tensor *out)
 {
 	return unary_keep("relu", a, U_RELU,
-			  "Boolean inputs not supported for relu", out, err,
-			  errlen);
+			  "Boolean inputs not supported for relu", out);
 }
 
-tw_status tw_op_sigmoid(const tw_tensor *a, tw_tensor *out, char *err,
-			size_t errlen)
+tw_status tw_op_sigmoid(const tw_tensor *a, tw_tensor *out)
 {
-	return unary_float("sigmoid", a, U_SIGMOID, out, err, errlen);
+	return unary_float("sigmoid", a, U_SIGMOID, out);
 }
 
-tw_status tw_op_tanh(const tw_tensor *a, tw_tensor *out, char *err,
-		     size_t errlen)
+tw_status tw_op_tanh(const tw_tensor *a, tw_tensor *out)
 {
-	return unary_float("tanh", a, U_TANH, out, err, errlen);
+	return unary_float("tanh", a, U_TANH, out);
 }
 
-tw_status tw_op_exp(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen)
+tw_status tw_op_exp(const tw_tensor *a, tw_tensor *out)
 {
-	return unary_float("exp", a, U_EXP, out, err, errlen);
+	return unary_float("exp", a, U_EXP, out);
 }
 
-tw_status tw_op_log(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen)
+tw_status tw_op_log(const tw_tensor *a, tw_tensor *out)
 {
-	return unary_float("log", a, U_LOG, out, err, errlen);
+	return unary_float("log", a, U_LOG, out);
 }
 
-tw_status tw_op_sqrt(const tw_tensor *a, tw_tensor *out, char *err,
-		     size_t errlen)
+tw_status tw_op_sqrt(const tw_tensor *a, tw_tensor *out)
 {
-	return unary_float("sqrt", a, U_SQRT, out, err, errlen);
+	return unary_float("sqrt", a, U_SQRT, out);
 }
 
 /*
@@ -879,24 +847,24 @@ tw_status tw_op_sqrt(const tw_tensor *a, tw_tensor *out, char *err,
  * powi / powf / pow with the exponent converted to the compute dtype.
  */
 tw_status tw_op_pow_scalar(const tw_tensor *a, const tw_scalar *e,
-			   tw_tensor *out, char *err, size_t errlen)
+			   tw_tensor *out)
 {
-	tw_status st = tw_ops_check("pow", a, true, NULL, err, errlen);
+	tw_status st = tw_ops_check("pow", a, true, NULL);
 	if (st != TW_OK)
 		return st;
 	if (e == NULL || out == NULL)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "pow(): NULL argument");
+		return tw_fail_static(TW_EINVAL, "pow(): NULL argument");
 	if (tw_ops_dtype_is_integral((tw_dtype)a->dtype) &&
 	    e->kind != TW_SCALAR_DOUBLE) {
 		int64_t ev = e->kind == TW_SCALAR_INT ? e->i : e->b;
 		if (ev < 0)
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "Integers to negative integer powers are not allowed.");
+			return tw_fail_static(TW_ERUNTIME,
+					      "Integers to negative integer powers are not allowed.");
 	}
 	tw_dtype ct = tw_ops_result_type_scalar(a, e);
 	if (ct == TW_BOOL)
-		return tw_ops_fail(TW_ETYPE, err, errlen,
-				   "\"pow\" not implemented for 'Bool'");
+		return tw_fail_static(TW_ETYPE,
+				      "\"pow\" not implemented for 'Bool'");
 
 	struct un_ctx ctx;
 	memset(&ctx, 0, sizeof(ctx));
@@ -917,27 +885,25 @@ tw_status tw_op_pow_scalar(const tw_tensor *a, const tw_scalar *e,
 		u = U_RSQUARE;
 	else
 		tw_ops_scalar_store(e, ct, &ctx.e);
-	return unary_in(a, u, ct, &ctx, out, err, errlen);
+	return unary_in(a, u, ct, &ctx, out);
 }
 
 /* ---- casts --------------------------------------------------------- */
 
-tw_status tw_op_cast(const tw_tensor *a, tw_dtype dt, tw_tensor *out,
-		     char *err, size_t errlen)
+tw_status tw_op_cast(const tw_tensor *a, tw_dtype dt, tw_tensor *out)
 {
-	tw_status st = tw_ops_check("to", a, true, NULL, err, errlen);
+	tw_status st = tw_ops_check("to", a, true, NULL);
 	if (st != TW_OK)
 		return st;
 	if (out == NULL || out == a)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "to(): bad out");
+		return tw_fail_static(TW_EINVAL, "to(): bad out");
 	if (!tw_ops_dtype_supported(dt))
-		return tw_ops_fail(TW_ETYPE, err, errlen,
-				   "\"to\" not implemented for '%s'",
-				   tw_ops_torch_dtype_name(dt));
+		return tw_fail(TW_ETYPE, "\"to\" not implemented for '%s'",
+			       tw_ops_torch_dtype_name(dt));
 	tw_tensor o;
 	st = tw_tensor_alloc(&o, dt, a->ndim, a->shape);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot allocate the result");
+		return tw_fail_static(st, "cannot allocate the result");
 	tw_ops_copy_into(&o, a);
 	*out = o;
 	return TW_OK;

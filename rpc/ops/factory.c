@@ -3,26 +3,24 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/ops/ops.h"
 
 static tw_status check_shape(const char *name, unsigned ndim,
-			     const int64_t *shape, tw_tensor *out, char *err,
-			     size_t errlen)
+			     const int64_t *shape, tw_tensor *out)
 {
 	if (out == NULL || (ndim > 0 && shape == NULL))
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): bad arguments",
-				   name);
+		return tw_fail(TW_EINVAL, "%s(): bad arguments", name);
 	if (ndim > TW_TENSOR_MAX_DIMS)
-		return tw_ops_fail(TW_EINVAL, err, errlen,
-				   "%s(): at most %d dims", name,
-				   TW_TENSOR_MAX_DIMS);
+		return tw_fail(TW_EINVAL, "%s(): at most %d dims", name,
+			       TW_TENSOR_MAX_DIMS);
 	for (unsigned d = 0; d < ndim; d++) {
 		if (shape[d] < 0) {
 			char buf[200];
 			tw_ops_format_shape(buf, sizeof(buf), ndim, shape);
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "Trying to create tensor with negative dimension %lld: %s",
-					   (long long)shape[d], buf);
+			return tw_fail(TW_ERUNTIME,
+				       "Trying to create tensor with negative dimension %lld: %s",
+				       (long long)shape[d], buf);
 		}
 	}
 	return TW_OK;
@@ -30,19 +28,17 @@ static tw_status check_shape(const char *name, unsigned ndim,
 
 static tw_status new_tensor(const char *name, tw_dtype dt, unsigned ndim,
 			    const int64_t *shape, bool zero, tw_tensor *out,
-			    int64_t *numel, char *err, size_t errlen)
+			    int64_t *numel)
 {
-	tw_status st = check_shape(name, ndim, shape, out, err, errlen);
+	tw_status st = check_shape(name, ndim, shape, out);
 	if (st != TW_OK)
 		return st;
 	if (tw_dtype_size(dt) == 0)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): bad dtype",
-				   name);
+		return tw_fail(TW_EINVAL, "%s(): bad dtype", name);
 	st = zero ? tw_tensor_zeros(out, dt, ndim, shape)
 		  : tw_tensor_alloc(out, dt, ndim, shape);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen,
-				   "%s(): cannot allocate the tensor", name);
+		return tw_fail(st, "%s(): cannot allocate the tensor", name);
 	if (numel != NULL)
 		tw_tensor_numel(out, numel);
 	return TW_OK;
@@ -75,22 +71,18 @@ static void fill_elems(void *data, int64_t n, const void *elem, size_t es)
 }
 
 tw_status tw_op_zeros(unsigned ndim, const int64_t *shape,
-		      const tw_dtype *dtype, tw_tensor *out, char *err,
-		      size_t errlen)
+		      const tw_dtype *dtype, tw_tensor *out)
 {
 	tw_dtype dt = dtype != NULL ? *dtype : TW_FLOAT32;
-	return new_tensor("zeros", dt, ndim, shape, true, out, NULL, err,
-			  errlen);
+	return new_tensor("zeros", dt, ndim, shape, true, out, NULL);
 }
 
-tw_status tw_op_ones(unsigned ndim, const int64_t *shape,
-		     const tw_dtype *dtype, tw_tensor *out, char *err,
-		     size_t errlen)
+tw_status tw_op_ones(unsigned ndim, const int64_t *shape, const tw_dtype *dtype,
+		     tw_tensor *out)
 {
 	tw_dtype dt = dtype != NULL ? *dtype : TW_FLOAT32;
 	int64_t n;
-	tw_status st = new_tensor("ones", dt, ndim, shape, false, out, &n, err,
-				  errlen);
+	tw_status st = new_tensor("ones", dt, ndim, shape, false, out, &n);
 	if (st != TW_OK)
 		return st;
 	/* The bits of 1 in every dtype (half: 0x3c00, bfloat16: 0x3f80). */
@@ -111,12 +103,11 @@ tw_status tw_op_ones(unsigned ndim, const int64_t *shape,
 	return TW_OK;
 }
 
-tw_status tw_op_full(unsigned ndim, const int64_t *shape,
-		     const tw_scalar *fill, const tw_dtype *dtype,
-		     tw_tensor *out, char *err, size_t errlen)
+tw_status tw_op_full(unsigned ndim, const int64_t *shape, const tw_scalar *fill,
+		     const tw_dtype *dtype, tw_tensor *out)
 {
 	if (fill == NULL)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "full(): NULL fill");
+		return tw_fail_static(TW_EINVAL, "full(): NULL fill");
 	tw_dtype dt;
 	if (dtype != NULL)
 		dt = *dtype;
@@ -125,18 +116,18 @@ tw_status tw_op_full(unsigned ndim, const int64_t *shape,
 		     : fill->kind == TW_SCALAR_INT ? TW_INT64
 						   : TW_FLOAT32;
 	if (!tw_ops_dtype_supported(dt))
-		return tw_ops_fail(TW_ETYPE, err, errlen,
-				   "\"fill_cpu\" not implemented for '%s'",
-				   tw_ops_torch_dtype_name(dt));
+		return tw_fail(TW_ETYPE,
+			       "\"fill_cpu\" not implemented for '%s'",
+			       tw_ops_torch_dtype_name(dt));
 	uint64_t v = 0;
-	tw_status st = check_shape("full", ndim, shape, out, err, errlen);
+	tw_status st = check_shape("full", ndim, shape, out);
 	if (st != TW_OK)
 		return st;
-	st = tw_ops_scalar_to(fill, dt, &v, err, errlen);
+	st = tw_ops_scalar_to(fill, dt, &v);
 	if (st != TW_OK)
 		return st;
 	int64_t n;
-	st = new_tensor("full", dt, ndim, shape, false, out, &n, err, errlen);
+	st = new_tensor("full", dt, ndim, shape, false, out, &n);
 	if (st != TW_OK)
 		return st;
 	fill_elems(out->data, n, &v, tw_dtype_size(dt));
@@ -155,11 +146,10 @@ static void scalar_str(char *buf, size_t len, const tw_scalar *s)
 
 tw_status tw_op_arange(const tw_scalar *start, const tw_scalar *end,
 		       const tw_scalar *step, const tw_dtype *dtype,
-		       tw_tensor *out, char *err, size_t errlen)
+		       tw_tensor *out)
 {
 	if (start == NULL || end == NULL || step == NULL || out == NULL)
-		return tw_ops_fail(TW_EINVAL, err, errlen,
-				   "arange(): NULL argument");
+		return tw_fail_static(TW_EINVAL, "arange(): NULL argument");
 	tw_dtype dt;
 	if (dtype != NULL)
 		dt = *dtype;
@@ -170,42 +160,40 @@ tw_status tw_op_arange(const tw_scalar *start, const tw_scalar *end,
 	else
 		dt = TW_INT64;
 	if (!tw_ops_dtype_supported(dt) || dt == TW_BOOL)
-		return tw_ops_fail(TW_ETYPE, err, errlen,
-				   "\"arange_cpu\" not implemented for '%s'",
-				   tw_ops_torch_dtype_name(dt));
+		return tw_fail(TW_ETYPE,
+			       "\"arange_cpu\" not implemented for '%s'",
+			       tw_ops_torch_dtype_name(dt));
 
 	/* torch's arange_check_bounds, on the values as doubles. */
 	double ds = tw_scalar_to_double(start), de = tw_scalar_to_double(end);
 	double dst = tw_scalar_to_double(step);
 	if (!(dst > 0 || dst < 0))
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "step must be nonzero");
+		return tw_fail_static(TW_ERUNTIME, "step must be nonzero");
 	if (!isfinite(ds) || !isfinite(de)) {
 		char a[64], b[64];
 		scalar_str(a, sizeof(a), start);
 		scalar_str(b, sizeof(b), end);
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "unsupported range: %s -> %s", a, b);
+		return tw_fail(TW_ERUNTIME, "unsupported range: %s -> %s", a, b);
 	}
 	if (!((dst > 0 && de >= ds) || (dst < 0 && de <= ds)))
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "upper bound and larger bound inconsistent with step sign");
+		return tw_fail_static(TW_ERUNTIME,
+				      "upper bound and larger bound inconsistent with step sign");
 
 	bool integral = tw_ops_dtype_is_integral(dt);
 	int64_t xs = 0, xst = 0, xe = 0;
 	tw_status st;
 	if (integral) {
 		/* Integer results step in int64, as torch's accscalar_t. */
-		if ((st = tw_ops_scalar_to(start, TW_INT64, &xs, err, errlen)) != TW_OK ||
-		    (st = tw_ops_scalar_to(end, TW_INT64, &xe, err, errlen)) != TW_OK ||
-		    (st = tw_ops_scalar_to(step, TW_INT64, &xst, err, errlen)) != TW_OK)
+		if ((st = tw_ops_scalar_to(start, TW_INT64, &xs)) != TW_OK ||
+		    (st = tw_ops_scalar_to(end, TW_INT64, &xe)) != TW_OK ||
+		    (st = tw_ops_scalar_to(step, TW_INT64, &xst)) != TW_OK)
 			return st;
 		/* A fractional step may truncate to 0: torch then repeats
 		 * start for int32 (the length comes from the doubles) and
 		 * divides by zero for int64; refuse that one. */
 		if (xst == 0 && dt == TW_INT64)
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "step must be nonzero");
+			return tw_fail_static(TW_ERUNTIME,
+					      "step must be nonzero");
 	}
 	double size_d;
 	if (dt == TW_INT64) {
@@ -213,17 +201,17 @@ tw_status tw_op_arange(const tw_scalar *start, const tw_scalar *end,
 		int64_t num;
 		if (__builtin_sub_overflow(xe, xs, &num) ||
 		    __builtin_add_overflow(num, xst - sgn, &num))
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "invalid size, possible overflow?");
+			return tw_fail_static(TW_ERUNTIME,
+					      "invalid size, possible overflow?");
 		size_d = (double)(num / xst);
 	} else {
 		size_d = ceil((de - ds) / dst);
 	}
 	if (!(size_d >= 0 && size_d < 9223372036854775808.0))
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "invalid size, possible overflow?");
+		return tw_fail_static(TW_ERUNTIME,
+				      "invalid size, possible overflow?");
 	int64_t n = (int64_t)size_d;
-	st = new_tensor("arange", dt, 1, &n, false, out, NULL, err, errlen);
+	st = new_tensor("arange", dt, 1, &n, false, out, NULL);
 	if (st != TW_OK)
 		return st;
 	switch (dt) {
@@ -266,27 +254,24 @@ uint64_t tw_ops_random_u64(uint64_t seed, uint64_t i)
 }
 
 static tw_status random_dtype(const char *kernel, const tw_dtype *dtype,
-			      tw_dtype *dt, char *err, size_t errlen)
+			      tw_dtype *dt)
 {
 	*dt = dtype != NULL ? *dtype : TW_FLOAT32;
 	if (*dt != TW_FLOAT32 && *dt != TW_FLOAT64)
-		return tw_ops_fail(TW_ETYPE, err, errlen,
-				   "\"%s\" not implemented for '%s'", kernel,
-				   tw_ops_torch_dtype_name(*dt));
+		return tw_fail(TW_ETYPE, "\"%s\" not implemented for '%s'",
+			       kernel, tw_ops_torch_dtype_name(*dt));
 	return TW_OK;
 }
 
 tw_status tw_op_rand(unsigned ndim, const int64_t *shape, uint64_t seed,
-		     const tw_dtype *dtype, tw_tensor *out, char *err,
-		     size_t errlen)
+		     const tw_dtype *dtype, tw_tensor *out)
 {
 	tw_dtype dt;
-	tw_status st = random_dtype("check_uniform_bounds", dtype, &dt, err,
-				    errlen);
+	tw_status st = random_dtype("check_uniform_bounds", dtype, &dt);
 	if (st != TW_OK)
 		return st;
 	int64_t n;
-	st = new_tensor("rand", dt, ndim, shape, false, out, &n, err, errlen);
+	st = new_tensor("rand", dt, ndim, shape, false, out, &n);
 	if (st != TW_OK)
 		return st;
 	if (dt == TW_FLOAT32) {
@@ -304,16 +289,14 @@ tw_status tw_op_rand(unsigned ndim, const int64_t *shape, uint64_t seed,
 }
 
 tw_status tw_op_randn(unsigned ndim, const int64_t *shape, uint64_t seed,
-		      const tw_dtype *dtype, tw_tensor *out, char *err,
-		      size_t errlen)
+		      const tw_dtype *dtype, tw_tensor *out)
 {
 	tw_dtype dt;
-	tw_status st = random_dtype("normal_kernel_cpu", dtype, &dt, err,
-				    errlen);
+	tw_status st = random_dtype("normal_kernel_cpu", dtype, &dt);
 	if (st != TW_OK)
 		return st;
 	int64_t n;
-	st = new_tensor("randn", dt, ndim, shape, false, out, &n, err, errlen);
+	st = new_tensor("randn", dt, ndim, shape, false, out, &n);
 	if (st != TW_OK)
 		return st;
 	const double two_pi = 6.283185307179586476925286766559;

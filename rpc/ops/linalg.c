@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/ops/ops.h"
 
 /*
@@ -295,8 +296,7 @@ static void batch_strides(const struct mat *m, unsigned nb,
  * The product of a (a_vec: 1-D) and b over broadcast batch dims, into a
  * fresh tensor whose shape drops the dims 1-D operands gained.
  */
-static tw_status batched(const tw_tensor *a, const tw_tensor *b,
-			 tw_tensor *out, char *err, size_t errlen)
+static tw_status batched(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
 	struct mat ma, mb;
 	mat_of(a, true, &ma);
@@ -306,31 +306,30 @@ static tw_status batched(const tw_tensor *a, const tw_tensor *b,
 	unsigned nb;
 	int64_t bshape[TW_TENSOR_MAX_DIMS];
 	tw_status st = tw_ops_broadcast_shapes(ma.nbatch, ma.bshape, mb.nbatch,
-					       mb.bshape, &nb, bshape, err,
-					       errlen);
+					       mb.bshape, &nb, bshape);
 	if (st != TW_OK)
 		return st;
 	int64_t batch = 1;
 	for (unsigned d = 0; d < nb; d++)
 		if (__builtin_mul_overflow(batch, bshape[d], &batch))
-			return tw_ops_fail(TW_EOVERFLOW, err, errlen,
-					   "matmul(): batch size overflows");
+			return tw_fail_static(TW_EOVERFLOW,
+					      "matmul(): batch size overflows");
 
 	if (mb.rows != k) {
 		if (a->ndim == 2 && b->ndim == 1)
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "size mismatch, got input (%lld), mat (%lldx%lld), vec (%lld)",
-					   (long long)m, (long long)m,
-					   (long long)k, (long long)mb.rows);
+			return tw_fail(TW_ERUNTIME,
+				       "size mismatch, got input (%lld), mat (%lldx%lld), vec (%lld)",
+				       (long long)m, (long long)m, (long long)k,
+				       (long long)mb.rows);
 		if (nb == 0)
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
-					   (long long)m, (long long)k,
-					   (long long)mb.rows, (long long)n);
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "Expected size for first two dimensions of batch2 tensor to be: [%lld, %lld] but got: [%lld, %lld].",
-				   (long long)batch, (long long)k,
-				   (long long)batch, (long long)mb.rows);
+			return tw_fail(TW_ERUNTIME,
+				       "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
+				       (long long)m, (long long)k,
+				       (long long)mb.rows, (long long)n);
+		return tw_fail(TW_ERUNTIME,
+			       "Expected size for first two dimensions of batch2 tensor to be: [%lld, %lld] but got: [%lld, %lld].",
+			       (long long)batch, (long long)k, (long long)batch,
+			       (long long)mb.rows);
 	}
 
 	int64_t oshape[TW_TENSOR_MAX_DIMS];
@@ -341,11 +340,11 @@ static tw_status batched(const tw_tensor *a, const tw_tensor *b,
 	if (b->ndim >= 2)
 		oshape[ond++] = n;
 	if (ond > TW_TENSOR_MAX_DIMS)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "too many dims");
+		return tw_fail_static(TW_EINVAL, "too many dims");
 	tw_tensor o;
 	st = tw_tensor_zeros(&o, (tw_dtype)a->dtype, ond, oshape);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot allocate the result");
+		return tw_fail_static(st, "cannot allocate the result");
 	if (batch == 0 || m == 0 || n == 0 || k == 0) {
 		*out = o;
 		return TW_OK;
@@ -385,8 +384,8 @@ static tw_status batched(const tw_tensor *a, const tw_tensor *b,
 			free(apack);
 			free(bpack);
 			tw_tensor_release(&o);
-			return tw_ops_fail(TW_ENOMEM, err, errlen,
-					   "cannot allocate pack buffers");
+			return tw_fail_static(TW_ENOMEM,
+					      "cannot allocate pack buffers");
 		}
 	}
 
@@ -416,84 +415,79 @@ static tw_status batched(const tw_tensor *a, const tw_tensor *b,
 }
 
 static tw_status check_pair(const char *name, const tw_tensor *a,
-			    const tw_tensor *b, tw_tensor *out, char *err,
-			    size_t errlen)
+			    const tw_tensor *b, tw_tensor *out)
 {
 	tw_status st;
-	if ((st = tw_ops_check(name, a, true, NULL, err, errlen)) != TW_OK ||
-	    (st = tw_ops_check(name, b, true, NULL, err, errlen)) != TW_OK)
+	if ((st = tw_ops_check(name, a, true, NULL)) != TW_OK ||
+	    (st = tw_ops_check(name, b, true, NULL)) != TW_OK)
 		return st;
 	if (out == NULL)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): NULL out",
-				   name);
+		return tw_fail(TW_EINVAL, "%s(): NULL out", name);
 	return TW_OK;
 }
 
-static tw_status check_dtypes(const tw_tensor *a, const tw_tensor *b,
-			      char *err, size_t errlen)
+static tw_status check_dtypes(const tw_tensor *a, const tw_tensor *b)
 {
 	if (a->dtype != b->dtype)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "expected mat1 and mat2 to have the same dtype, but got: %s != %s",
-				   cxx_name((tw_dtype)a->dtype),
-				   cxx_name((tw_dtype)b->dtype));
+		return tw_fail(TW_ERUNTIME,
+			       "expected mat1 and mat2 to have the same dtype, but got: %s != %s",
+			       cxx_name((tw_dtype)a->dtype),
+			       cxx_name((tw_dtype)b->dtype));
 	if (a->dtype == TW_BOOL)
-		return tw_ops_fail(TW_ETYPE, err, errlen,
-				   "\"addmm_impl_cpu_\" not implemented for 'Bool'");
+		return tw_fail_static(TW_ETYPE,
+				      "\"addmm_impl_cpu_\" not implemented for 'Bool'");
 	return TW_OK;
 }
 
-tw_status tw_op_mm(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
-		   char *err, size_t errlen)
+tw_status tw_op_mm(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
-	tw_status st = check_pair("mm", a, b, out, err, errlen);
+	tw_status st = check_pair("mm", a, b, out);
 	if (st != TW_OK)
 		return st;
 	if (a->ndim != 2)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "self must be a matrix");
+		return tw_fail_static(TW_ERUNTIME, "self must be a matrix");
 	if (b->ndim != 2)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "mat2 must be a matrix");
+		return tw_fail_static(TW_ERUNTIME, "mat2 must be a matrix");
 	if (a->shape[1] != b->shape[0])
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
-				   (long long)a->shape[0], (long long)a->shape[1],
-				   (long long)b->shape[0], (long long)b->shape[1]);
-	st = check_dtypes(a, b, err, errlen);
+		return tw_fail(TW_ERUNTIME,
+			       "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
+			       (long long)a->shape[0], (long long)a->shape[1],
+			       (long long)b->shape[0], (long long)b->shape[1]);
+	st = check_dtypes(a, b);
 	if (st != TW_OK)
 		return st;
-	return batched(a, b, out, err, errlen);
+	return batched(a, b, out);
 }
 
-tw_status tw_op_matmul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
-		       char *err, size_t errlen)
+tw_status tw_op_matmul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
-	tw_status st = check_pair("matmul", a, b, out, err, errlen);
+	tw_status st = check_pair("matmul", a, b, out);
 	if (st != TW_OK)
 		return st;
 	if (a->ndim == 0 || b->ndim == 0)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "both arguments to matmul need to be at least 1D, but they are %uD and %uD",
-				   a->ndim, b->ndim);
+		return tw_fail(TW_ERUNTIME,
+			       "both arguments to matmul need to be at least 1D, but they are %uD and %uD",
+			       a->ndim, b->ndim);
 	if (a->ndim == 1 && b->ndim == 1) {
 		if (a->dtype != b->dtype)
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "dot : expected both vectors to have same dtype, but found %s and %s",
-					   tw_ops_torch_dtype_name((tw_dtype)a->dtype),
-					   tw_ops_torch_dtype_name((tw_dtype)b->dtype));
+			return tw_fail(TW_ERUNTIME,
+				       "dot : expected both vectors to have same dtype, but found %s and %s",
+				       tw_ops_torch_dtype_name((tw_dtype)a->dtype),
+				       tw_ops_torch_dtype_name((tw_dtype)b->dtype));
 		if (a->dtype == TW_BOOL)
-			return tw_ops_fail(TW_ETYPE, err, errlen,
-					   "\"dot\" not implemented for 'Bool'");
+			return tw_fail_static(TW_ETYPE,
+					      "\"dot\" not implemented for 'Bool'");
 		if (a->shape[0] != b->shape[0])
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "inconsistent tensor size, expected tensor [%lld] and src [%lld] to have the same number of elements, but got %lld and %lld elements respectively",
-					   (long long)a->shape[0], (long long)b->shape[0],
-					   (long long)a->shape[0], (long long)b->shape[0]);
-		return batched(a, b, out, err, errlen);
+			return tw_fail(TW_ERUNTIME,
+				       "inconsistent tensor size, expected tensor [%lld] and src [%lld] to have the same number of elements, but got %lld and %lld elements respectively",
+				       (long long)a->shape[0],
+				       (long long)b->shape[0],
+				       (long long)a->shape[0],
+				       (long long)b->shape[0]);
+		return batched(a, b, out);
 	}
-	st = check_dtypes(a, b, err, errlen);
+	st = check_dtypes(a, b);
 	if (st != TW_OK)
 		return st;
-	return batched(a, b, out, err, errlen);
+	return batched(a, b, out);
 }

@@ -32,15 +32,17 @@
  *   bytes: it holds its own reference on the input's tw_buf, or, when the
  *   input's buf is NULL (borrowed bytes), borrows them too. *out is written
  *   only on success and must not be one of the inputs.
- * - Errors: a status and, when err is not NULL and errlen > 0, a
- *   NUL-terminated message (truncated to errlen) worded as torch words it.
- *   The status follows the Python exception torch raises:
+ * - Errors: a status, and the reason recorded for the calling thread as
+ *   every tensorwire failure is (tw_errmsg(st), status.h), worded as torch
+ *   words it. The status follows the Python exception torch raises:
  *     RuntimeError                      -> TW_ERUNTIME
  *     "not implemented for 'Bool'" and other dtype refusals -> TW_ETYPE
  *     IndexError (dim out of range, reduction over an empty dim),
  *     ZeroDivisionError                 -> TW_EVALUE
  *   plus TW_EINVAL (bad arguments from C), TW_ENOMEM and TW_EOVERFLOW (a
- *   size that does not fit). err is left alone on success.
+ *   size that does not fit). Success records nothing, so the hot path
+ *   pays for no reason; a fixed reason is recorded by pointer, without
+ *   formatting (tw_fail_static).
  * - Integer arithmetic wraps (two's complement) as torch's does; no op
  *   invokes C undefined behaviour on any input bytes. float -> integer
  *   conversions truncate toward zero; NaN and out-of-range values become the
@@ -141,13 +143,12 @@ tw_dtype tw_ops_result_type_scalar(const tw_tensor *a, const tw_scalar *s);
  */
 tw_status tw_ops_broadcast_shapes(unsigned na, const int64_t *sa, unsigned nb,
 				  const int64_t *sb, unsigned *nout,
-				  int64_t *out, char *err, size_t errlen);
+				  int64_t *out);
 
 /* Wrap a possibly negative dim into [0, ndim) as torch does (a zero-dim
  * tensor accepts -1 and 0). TW_EVALUE "Dimension out of range (expected to
  * be in range of [-2, 1], but got 2)" otherwise. */
-tw_status tw_ops_wrap_dim(int64_t dim, unsigned ndim, unsigned *out,
-			  char *err, size_t errlen);
+tw_status tw_ops_wrap_dim(int64_t dim, unsigned ndim, unsigned *out);
 
 /* ------------------------------------------------------------------------
  * Elementwise ops (elementwise.c). Binary ops broadcast a and b and compute
@@ -162,35 +163,28 @@ tw_status tw_ops_wrap_dim(int64_t dim, unsigned ndim, unsigned *out,
  * floating point number."), an alpha that does not fit the result dtype
  * ("value cannot be converted to type int without overflow"). */
 tw_status tw_op_add(const tw_tensor *a, const tw_tensor *b,
-		    const tw_scalar *alpha, tw_tensor *out, char *err,
-		    size_t errlen);
+		    const tw_scalar *alpha, tw_tensor *out);
 tw_status tw_op_add_scalar(const tw_tensor *a, const tw_scalar *b,
-			   const tw_scalar *alpha, tw_tensor *out, char *err,
-			   size_t errlen);
+			   const tw_scalar *alpha, tw_tensor *out);
 
 /* aten::sub.Tensor / sub.Scalar: a - alpha * b. Any bool operand is a
  * TW_ERUNTIME ("Subtraction, the `-` operator, with a bool tensor is not
  * supported. ..."), as in torch. */
 tw_status tw_op_sub(const tw_tensor *a, const tw_tensor *b,
-		    const tw_scalar *alpha, tw_tensor *out, char *err,
-		    size_t errlen);
+		    const tw_scalar *alpha, tw_tensor *out);
 tw_status tw_op_sub_scalar(const tw_tensor *a, const tw_scalar *b,
-			   const tw_scalar *alpha, tw_tensor *out, char *err,
-			   size_t errlen);
+			   const tw_scalar *alpha, tw_tensor *out);
 
 /* aten::rsub.Tensor / rsub.Scalar: b - alpha * a. */
 tw_status tw_op_rsub(const tw_tensor *a, const tw_tensor *b,
-		     const tw_scalar *alpha, tw_tensor *out, char *err,
-		     size_t errlen);
+		     const tw_scalar *alpha, tw_tensor *out);
 tw_status tw_op_rsub_scalar(const tw_tensor *a, const tw_scalar *b,
-			    const tw_scalar *alpha, tw_tensor *out, char *err,
-			    size_t errlen);
+			    const tw_scalar *alpha, tw_tensor *out);
 
 /* aten::mul.Tensor / mul.Scalar. Bool results are logical and. */
-tw_status tw_op_mul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
-		    char *err, size_t errlen);
+tw_status tw_op_mul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out);
 tw_status tw_op_mul_scalar(const tw_tensor *a, const tw_scalar *b,
-			   tw_tensor *out, char *err, size_t errlen);
+			   tw_tensor *out);
 
 /*
  * aten::div.Tensor / div.Scalar (TW_ROUND_NONE) and div.Tensor_mode /
@@ -209,14 +203,12 @@ typedef enum tw_rounding {
 /* The schema's "str? rounding_mode": NULL means none. TW_EVALUE "div
  * expected rounding_mode to be one of None, 'trunc', or 'floor' but found
  * 'x'" otherwise. */
-tw_status tw_ops_rounding_from_name(const char *name, tw_rounding *out,
-				    char *err, size_t errlen);
+tw_status tw_ops_rounding_from_name(const char *name, tw_rounding *out);
 
 tw_status tw_op_div(const tw_tensor *a, const tw_tensor *b, tw_rounding mode,
-		    tw_tensor *out, char *err, size_t errlen);
+		    tw_tensor *out);
 tw_status tw_op_div_scalar(const tw_tensor *a, const tw_scalar *b,
-			   tw_rounding mode, tw_tensor *out, char *err,
-			   size_t errlen);
+			   tw_rounding mode, tw_tensor *out);
 
 /*
  * aten::pow.Tensor_Tensor, pow.Tensor_Scalar, pow.Scalar (scalar base,
@@ -226,19 +218,16 @@ tw_status tw_op_div_scalar(const tw_tensor *a, const tw_scalar *b,
  * TW_ERUNTIME "Integers to negative integer powers are not allowed.".
  * A bool result is TW_ETYPE ("pow" not implemented for 'Bool').
  */
-tw_status tw_op_pow(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
-		    char *err, size_t errlen);
+tw_status tw_op_pow(const tw_tensor *a, const tw_tensor *b, tw_tensor *out);
 tw_status tw_op_pow_scalar(const tw_tensor *a, const tw_scalar *exponent,
-			   tw_tensor *out, char *err, size_t errlen);
+			   tw_tensor *out);
 tw_status tw_op_pow_scalar_base(const tw_scalar *base, const tw_tensor *b,
-				tw_tensor *out, char *err, size_t errlen);
+				tw_tensor *out);
 
 /* aten::maximum / aten::minimum (also max.other / min.other): elementwise,
  * NaN propagates. */
-tw_status tw_op_maximum(const tw_tensor *a, const tw_tensor *b,
-			tw_tensor *out, char *err, size_t errlen);
-tw_status tw_op_minimum(const tw_tensor *a, const tw_tensor *b,
-			tw_tensor *out, char *err, size_t errlen);
+tw_status tw_op_maximum(const tw_tensor *a, const tw_tensor *b, tw_tensor *out);
+tw_status tw_op_minimum(const tw_tensor *a, const tw_tensor *b, tw_tensor *out);
 
 /*
  * Unary ops. neg, abs and relu keep the dtype (integers wrap: abs and neg
@@ -246,27 +235,18 @@ tw_status tw_op_minimum(const tw_tensor *a, const tw_tensor *b,
  * exp, log and sqrt compute in float32 for bool and integer inputs (torch
  * promotes them to the default float dtype) and keep float64.
  */
-tw_status tw_op_neg(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen);
-tw_status tw_op_abs(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen);
-tw_status tw_op_relu(const tw_tensor *a, tw_tensor *out, char *err,
-		     size_t errlen);
-tw_status tw_op_sigmoid(const tw_tensor *a, tw_tensor *out, char *err,
-			size_t errlen);
-tw_status tw_op_tanh(const tw_tensor *a, tw_tensor *out, char *err,
-		     size_t errlen);
-tw_status tw_op_exp(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen);
-tw_status tw_op_log(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen);
-tw_status tw_op_sqrt(const tw_tensor *a, tw_tensor *out, char *err,
-		     size_t errlen);
+tw_status tw_op_neg(const tw_tensor *a, tw_tensor *out);
+tw_status tw_op_abs(const tw_tensor *a, tw_tensor *out);
+tw_status tw_op_relu(const tw_tensor *a, tw_tensor *out);
+tw_status tw_op_sigmoid(const tw_tensor *a, tw_tensor *out);
+tw_status tw_op_tanh(const tw_tensor *a, tw_tensor *out);
+tw_status tw_op_exp(const tw_tensor *a, tw_tensor *out);
+tw_status tw_op_log(const tw_tensor *a, tw_tensor *out);
+tw_status tw_op_sqrt(const tw_tensor *a, tw_tensor *out);
 
 /* aten::to.dtype (always a copy): a contiguous copy of a converted to dt.
  * To bool: x != 0. Between the supported dtypes only. */
-tw_status tw_op_cast(const tw_tensor *a, tw_dtype dt, tw_tensor *out,
-		     char *err, size_t errlen);
+tw_status tw_op_cast(const tw_tensor *a, tw_dtype dt, tw_tensor *out);
 
 /* ------------------------------------------------------------------------
  * Reductions (reduce.c). dims/ndims is the schema's "int[1]? dim": NULL
@@ -279,44 +259,38 @@ tw_status tw_op_cast(const tw_tensor *a, tw_dtype dt, tw_tensor *out,
  * int64 for bool and integer inputs, else the input's. Floats accumulate
  * in double, integers in wrapping int64. The sum over no elements is 0. */
 tw_status tw_op_sum(const tw_tensor *a, const int64_t *dims, unsigned ndims,
-		    bool keepdim, const tw_dtype *dtype, tw_tensor *out,
-		    char *err, size_t errlen);
+		    bool keepdim, const tw_dtype *dtype, tw_tensor *out);
 
 /* aten::mean / mean.dim. The result dtype (*dtype, else the input's) must
  * be floating: TW_ERUNTIME "mean(): could not infer output dtype. Input
  * dtype must be either a floating point or complex dtype. Got: Long"
  * otherwise. The mean over no elements is nan. */
 tw_status tw_op_mean(const tw_tensor *a, const int64_t *dims, unsigned ndims,
-		     bool keepdim, const tw_dtype *dtype, tw_tensor *out,
-		     char *err, size_t errlen);
+		     bool keepdim, const tw_dtype *dtype, tw_tensor *out);
 
 /* aten::max / aten::min (no dim): a zero-dim tensor of a's dtype; NaN
  * wins. An empty input is TW_ERUNTIME "max(): Expected reduction dim to be
  * specified for input.numel() == 0. Specify the reduction dim with the
  * 'dim' argument." */
-tw_status tw_op_max(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen);
-tw_status tw_op_min(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen);
+tw_status tw_op_max(const tw_tensor *a, tw_tensor *out);
+tw_status tw_op_min(const tw_tensor *a, tw_tensor *out);
 
 /* aten::max.dim / min.dim: (values of a's dtype, int64 indices of the
  * first maximum or first NaN along dim). A dim of size 0 is TW_EVALUE
  * "max(): Expected reduction dim 0 to have non-zero size.". */
 tw_status tw_op_max_dim(const tw_tensor *a, int64_t dim, bool keepdim,
-			tw_tensor *values, tw_tensor *indices, char *err,
-			size_t errlen);
+			tw_tensor *values, tw_tensor *indices);
 tw_status tw_op_min_dim(const tw_tensor *a, int64_t dim, bool keepdim,
-			tw_tensor *values, tw_tensor *indices, char *err,
-			size_t errlen);
+			tw_tensor *values, tw_tensor *indices);
 
 /* aten::argmax / argmin: int64 index of the first extreme (first NaN).
  * dim NULL: index into the flattened tensor, zero-dim result (keepdim: all
  * dims of size 1). Bool input is TW_ETYPE ("argmax_cpu" not implemented
  * for 'Bool'). */
 tw_status tw_op_argmax(const tw_tensor *a, const int64_t *dim, bool keepdim,
-		       tw_tensor *out, char *err, size_t errlen);
+		       tw_tensor *out);
 tw_status tw_op_argmin(const tw_tensor *a, const int64_t *dim, bool keepdim,
-		       tw_tensor *out, char *err, size_t errlen);
+		       tw_tensor *out);
 
 /* ------------------------------------------------------------------------
  * Matrix products (linalg.c): float32, float64, int32, int64; both operands
@@ -326,8 +300,7 @@ tw_status tw_op_argmin(const tw_tensor *a, const int64_t *dim, bool keepdim,
 /* aten::mm: (n x k) @ (k x m). TW_ERUNTIME "self must be a matrix",
  * "mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)", "expected
  * mat1 and mat2 to have the same dtype, but got: float != double". */
-tw_status tw_op_mm(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
-		   char *err, size_t errlen);
+tw_status tw_op_mm(const tw_tensor *a, const tw_tensor *b, tw_tensor *out);
 
 /*
  * aten::matmul: 1-D @ 1-D is a dot product (zero-dim result); 2-D @ 2-D is
@@ -336,8 +309,7 @@ tw_status tw_op_mm(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
  * (all but the last two) broadcast, a 1-D operand again gaining and losing
  * a dim. Zero-dim operands are TW_ERUNTIME.
  */
-tw_status tw_op_matmul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
-		       char *err, size_t errlen);
+tw_status tw_op_matmul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out);
 
 /* ------------------------------------------------------------------------
  * Shape ops (shape.c).
@@ -346,12 +318,11 @@ tw_status tw_op_matmul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out,
 /* aten::t: a view, transposed for 2-D, unchanged for 0-D and 1-D; more
  * dims is TW_ERUNTIME "t() expects a tensor with <= 2 dimensions, but self
  * is 3D". */
-tw_status tw_op_t(const tw_tensor *a, tw_tensor *out, char *err,
-		  size_t errlen);
+tw_status tw_op_t(const tw_tensor *a, tw_tensor *out);
 
 /* aten::transpose.int: a view with dims dim0 and dim1 swapped. */
 tw_status tw_op_transpose(const tw_tensor *a, int64_t dim0, int64_t dim1,
-			  tw_tensor *out, char *err, size_t errlen);
+			  tw_tensor *out);
 
 /*
  * aten::view: a view with a new shape (one entry may be -1, inferred).
@@ -362,25 +333,22 @@ tw_status tw_op_transpose(const tw_tensor *a, int64_t dim0, int64_t dim1,
  * "only one dimension can be inferred", "invalid shape dimension -2".
  */
 tw_status tw_op_view(const tw_tensor *a, const int64_t *shape, unsigned ndim,
-		     tw_tensor *out, char *err, size_t errlen);
+		     tw_tensor *out);
 
 /* aten::reshape: a view when view would succeed, else a contiguous copy. */
-tw_status tw_op_reshape(const tw_tensor *a, const int64_t *shape,
-			unsigned ndim, tw_tensor *out, char *err,
-			size_t errlen);
+tw_status tw_op_reshape(const tw_tensor *a, const int64_t *shape, unsigned ndim,
+			tw_tensor *out);
 
 /* aten::cat: concatenation along dim of n tensors, promoted to their
  * result type. As torch, 1-D tensors of size 0 are skipped. */
-tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim,
-		    tw_tensor *out, char *err, size_t errlen);
+tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim, tw_tensor *out);
 
 /* aten::stack: n tensors of one shape stacked along a new dim. */
 tw_status tw_op_stack(const tw_tensor *ts, size_t n, int64_t dim,
-		      tw_tensor *out, char *err, size_t errlen);
+		      tw_tensor *out);
 
 /* aten::clone: a contiguous copy (any dtype). */
-tw_status tw_op_clone(const tw_tensor *a, tw_tensor *out, char *err,
-		      size_t errlen);
+tw_status tw_op_clone(const tw_tensor *a, tw_tensor *out);
 
 /* ------------------------------------------------------------------------
  * Factories (factory.c). dtype NULL means torch's default for the op.
@@ -390,18 +358,15 @@ tw_status tw_op_clone(const tw_tensor *a, tw_tensor *out, char *err,
 
 /* aten::zeros / aten::ones: default float32. */
 tw_status tw_op_zeros(unsigned ndim, const int64_t *shape,
-		      const tw_dtype *dtype, tw_tensor *out, char *err,
-		      size_t errlen);
-tw_status tw_op_ones(unsigned ndim, const int64_t *shape,
-		     const tw_dtype *dtype, tw_tensor *out, char *err,
-		     size_t errlen);
+		      const tw_dtype *dtype, tw_tensor *out);
+tw_status tw_op_ones(unsigned ndim, const int64_t *shape, const tw_dtype *dtype,
+		     tw_tensor *out);
 
 /* aten::full: the default dtype follows the fill value (bool -> bool, int
  * -> int64, double -> float32). A fill that overflows the dtype is
  * TW_ERUNTIME "value cannot be converted to type int without overflow". */
-tw_status tw_op_full(unsigned ndim, const int64_t *shape,
-		     const tw_scalar *fill, const tw_dtype *dtype,
-		     tw_tensor *out, char *err, size_t errlen);
+tw_status tw_op_full(unsigned ndim, const int64_t *shape, const tw_scalar *fill,
+		     const tw_dtype *dtype, tw_tensor *out);
 
 /*
  * aten::arange.start_step: [start, end) by step. Default dtype int64 when
@@ -415,7 +380,7 @@ tw_status tw_op_full(unsigned ndim, const int64_t *shape,
  */
 tw_status tw_op_arange(const tw_scalar *start, const tw_scalar *end,
 		       const tw_scalar *step, const tw_dtype *dtype,
-		       tw_tensor *out, char *err, size_t errlen);
+		       tw_tensor *out);
 
 /*
  * aten::rand / aten::randn with an explicit seed (torch's generator is
@@ -433,11 +398,9 @@ tw_status tw_op_arange(const tw_scalar *start, const tw_scalar *end,
  * dtype float32; integer dtypes are TW_ETYPE as in torch.
  */
 tw_status tw_op_rand(unsigned ndim, const int64_t *shape, uint64_t seed,
-		     const tw_dtype *dtype, tw_tensor *out, char *err,
-		     size_t errlen);
+		     const tw_dtype *dtype, tw_tensor *out);
 tw_status tw_op_randn(unsigned ndim, const int64_t *shape, uint64_t seed,
-		      const tw_dtype *dtype, tw_tensor *out, char *err,
-		      size_t errlen);
+		      const tw_dtype *dtype, tw_tensor *out);
 
 /* The generator behind rand/randn: 64 random bits for counter i. */
 uint64_t tw_ops_random_u64(uint64_t seed, uint64_t i);
@@ -446,17 +409,11 @@ uint64_t tw_ops_random_u64(uint64_t seed, uint64_t i);
  * Helpers the ops files share (not for the glue).
  */
 
-/* Write a message into err (when err is not NULL and errlen > 0) and
- * return st. */
-tw_status tw_ops_fail(tw_status st, char *err, size_t errlen, const char *fmt,
-		      ...) __attribute__((format(printf, 4, 5)));
-
 /* Validate t (layout, as tensor.c does) and, when need_supported, that its
  * dtype is one the compute kernels take (TW_ETYPE naming op otherwise).
  * numel may be NULL. */
-tw_status tw_ops_check(const char *op, const tw_tensor *t,
-		       bool need_supported, int64_t *numel, char *err,
-		       size_t errlen);
+tw_status tw_ops_check(const char *op, const tw_tensor *t, bool need_supported,
+		       int64_t *numel);
 
 /* Format a shape as torch prints it: "[2, 3]". */
 void tw_ops_format_shape(char *buf, size_t len, unsigned ndim,
@@ -470,8 +427,7 @@ void tw_ops_convert_one(void *dst, tw_dtype ddt, const void *src,
 /* Checked Scalar conversion (c10's checked_convert): TW_ERUNTIME "value
  * cannot be converted to type int without overflow" when s does not fit
  * dt. Writes one element of dt at dst. */
-tw_status tw_ops_scalar_to(const tw_scalar *s, tw_dtype dt, void *dst,
-			   char *err, size_t errlen);
+tw_status tw_ops_scalar_to(const tw_scalar *s, tw_dtype dt, void *dst);
 
 /* Unchecked Scalar conversion, as a wrapped-number tensor is cast. */
 void tw_ops_scalar_store(const tw_scalar *s, tw_dtype dt, void *dst);

@@ -1,22 +1,10 @@
 /* Shared machinery of the op kernels: dtype promotion, broadcasting, dims, errors, conversion, the N-d loop. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/ops/ops.h"
-
-tw_status tw_ops_fail(tw_status st, char *err, size_t errlen, const char *fmt,
-		      ...)
-{
-	if (err != NULL && errlen > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return st;
-}
 
 double tw_scalar_to_double(const tw_scalar *s)
 {
@@ -160,21 +148,20 @@ tw_dtype tw_ops_result_type_scalar(const tw_tensor *a, const tw_scalar *s)
 
 tw_status tw_ops_broadcast_shapes(unsigned na, const int64_t *sa, unsigned nb,
 				  const int64_t *sb, unsigned *nout,
-				  int64_t *out, char *err, size_t errlen)
+				  int64_t *out)
 {
 	unsigned n = na > nb ? na : nb;
 	if (n > TW_TENSOR_MAX_DIMS)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "too many dims");
+		return tw_fail_static(TW_EINVAL, "too many dims");
 	int64_t res[TW_TENSOR_MAX_DIMS];
 	for (unsigned i = 0; i < n; i++) {
 		/* i counts from the trailing dim. */
 		int64_t x = i < na ? sa[na - 1 - i] : 1;
 		int64_t y = i < nb ? sb[nb - 1 - i] : 1;
 		if (x != y && x != 1 && y != 1)
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "The size of tensor a (%lld) must match the size of tensor b (%lld) at non-singleton dimension %u",
-					   (long long)x, (long long)y,
-					   n - 1 - i);
+			return tw_fail(TW_ERUNTIME,
+				       "The size of tensor a (%lld) must match the size of tensor b (%lld) at non-singleton dimension %u",
+				       (long long)x, (long long)y, n - 1 - i);
 		res[n - 1 - i] = x == 1 ? y : x;
 	}
 	memcpy(out, res, n * sizeof(int64_t));
@@ -182,43 +169,38 @@ tw_status tw_ops_broadcast_shapes(unsigned na, const int64_t *sa, unsigned nb,
 	return TW_OK;
 }
 
-tw_status tw_ops_wrap_dim(int64_t dim, unsigned ndim, unsigned *out,
-			  char *err, size_t errlen)
+tw_status tw_ops_wrap_dim(int64_t dim, unsigned ndim, unsigned *out)
 {
 	int64_t n = ndim > 0 ? (int64_t)ndim : 1;
 	if (dim < -n || dim >= n)
-		return tw_ops_fail(TW_EVALUE, err, errlen,
-				   "Dimension out of range (expected to be in range of [%lld, %lld], but got %lld)",
-				   (long long)-n, (long long)(n - 1),
-				   (long long)dim);
+		return tw_fail(TW_EVALUE,
+			       "Dimension out of range (expected to be in range of [%lld, %lld], but got %lld)",
+			       (long long)-n, (long long)(n - 1),
+			       (long long)dim);
 	*out = (unsigned)(dim < 0 ? dim + n : dim);
 	return TW_OK;
 }
 
-tw_status tw_ops_check(const char *op, const tw_tensor *t,
-		       bool need_supported, int64_t *numel, char *err,
-		       size_t errlen)
+tw_status tw_ops_check(const char *op, const tw_tensor *t, bool need_supported,
+		       int64_t *numel)
 {
 	int64_t n;
 	if (t == NULL)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): NULL tensor",
-				   op);
+		return tw_fail(TW_EINVAL, "%s(): NULL tensor", op);
 	tw_status st = tw_tensor_numel(t, &n);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen,
-				   "%s(): malformed tensor (%s)", op,
-				   tw_status_name(st));
+		return tw_fail(st, "%s(): malformed tensor (%s)", op,
+			       tw_status_name(st));
 	if (need_supported && !tw_ops_dtype_supported((tw_dtype)t->dtype))
-		return tw_ops_fail(TW_ETYPE, err, errlen,
-				   "\"%s\" not implemented for '%s'", op,
-				   tw_ops_torch_dtype_name((tw_dtype)t->dtype));
+		return tw_fail(TW_ETYPE, "\"%s\" not implemented for '%s'", op,
+			       tw_ops_torch_dtype_name((tw_dtype)t->dtype));
 	/* Kernels load elements as their C type: the address must suit it
 	 * (strides are in elements, so the base decides). */
 	if (need_supported && n > 0 &&
 	    (uintptr_t)t->data % tw_dtype_size((tw_dtype)t->dtype) != 0)
-		return tw_ops_fail(TW_EINVAL, err, errlen,
-				   "%s(): tensor data is not aligned to its %zu-byte elements (clone it first)",
-				   op, tw_dtype_size((tw_dtype)t->dtype));
+		return tw_fail(TW_EINVAL,
+			       "%s(): tensor data is not aligned to its %zu-byte elements (clone it first)",
+			       op, tw_dtype_size((tw_dtype)t->dtype));
 	if (numel != NULL)
 		*numel = n;
 	return TW_OK;
@@ -332,8 +314,7 @@ static const char *cxx_type_name(tw_dtype dt)
 	}
 }
 
-tw_status tw_ops_scalar_to(const tw_scalar *s, tw_dtype dt, void *dst,
-			   char *err, size_t errlen)
+tw_status tw_ops_scalar_to(const tw_scalar *s, tw_dtype dt, void *dst)
 {
 	bool over = false;
 	if (s->kind == TW_SCALAR_INT) {
@@ -350,9 +331,9 @@ tw_status tw_ops_scalar_to(const tw_scalar *s, tw_dtype dt, void *dst,
 			over = isfinite(d) && fabs(d) > 3.4028234663852886e38;
 	}
 	if (over)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "value cannot be converted to type %s without overflow",
-				   cxx_type_name(dt));
+		return tw_fail(TW_ERUNTIME,
+			       "value cannot be converted to type %s without overflow",
+			       cxx_type_name(dt));
 	tw_ops_scalar_store(s, dt, dst);
 	return TW_OK;
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/ops/ops.h"
 
 /* ---- sum / mean ------------------------------------------------------- */
@@ -93,8 +94,7 @@ static tw_ops_row_fn sum_row(tw_dtype in, bool float_acc)
 /* Mark the reduced dims; dims NULL or empty means all. */
 static tw_status reduce_mask(const char *name, const tw_tensor *a,
 			     const int64_t *dims, unsigned ndims,
-			     bool mask[TW_TENSOR_MAX_DIMS], char *err,
-			     size_t errlen)
+			     bool mask[TW_TENSOR_MAX_DIMS])
 {
 	memset(mask, 0, TW_TENSOR_MAX_DIMS * sizeof(bool));
 	if (dims == NULL || ndims == 0) {
@@ -105,13 +105,13 @@ static tw_status reduce_mask(const char *name, const tw_tensor *a,
 	bool seen[TW_TENSOR_MAX_DIMS] = { false };
 	for (unsigned i = 0; i < ndims; i++) {
 		unsigned d;
-		tw_status st = tw_ops_wrap_dim(dims[i], a->ndim, &d, err, errlen);
+		tw_status st = tw_ops_wrap_dim(dims[i], a->ndim, &d);
 		if (st != TW_OK)
 			return st;
 		if (seen[d])
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "dim %u appears multiple times in the list of dims",
-					   d);
+			return tw_fail(TW_ERUNTIME,
+				       "dim %u appears multiple times in the list of dims",
+				       d);
 		seen[d] = true;
 		if (d < a->ndim)
 			mask[d] = true;
@@ -136,23 +136,21 @@ static unsigned reduced_shape(const tw_tensor *a, const bool *mask,
 
 static tw_status sum_mean(const char *name, bool mean, const tw_tensor *a,
 			  const int64_t *dims, unsigned ndims, bool keepdim,
-			  const tw_dtype *dtype, tw_tensor *out, char *err,
-			  size_t errlen)
+			  const tw_dtype *dtype, tw_tensor *out)
 {
 	int64_t numel;
-	tw_status st = tw_ops_check(name, a, true, &numel, err, errlen);
+	tw_status st = tw_ops_check(name, a, true, &numel);
 	if (st != TW_OK)
 		return st;
 	if (out == NULL || (ndims > 0 && dims == NULL))
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): bad arguments",
-				   name);
+		return tw_fail(TW_EINVAL, "%s(): bad arguments", name);
 	tw_dtype in = (tw_dtype)a->dtype;
 	tw_dtype odt;
 	if (dtype != NULL) {
 		if (!tw_ops_dtype_supported(*dtype))
-			return tw_ops_fail(TW_ETYPE, err, errlen,
-					   "\"%s\" not implemented for '%s'",
-					   name, tw_ops_torch_dtype_name(*dtype));
+			return tw_fail(TW_ETYPE,
+				       "\"%s\" not implemented for '%s'", name,
+				       tw_ops_torch_dtype_name(*dtype));
 		odt = *dtype;
 	} else if (mean) {
 		odt = in;
@@ -160,13 +158,13 @@ static tw_status sum_mean(const char *name, bool mean, const tw_tensor *a,
 		odt = tw_ops_dtype_is_integral(in) ? TW_INT64 : in;
 	}
 	if (mean && !tw_ops_dtype_is_floating(odt))
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "mean(): could not infer output dtype. %s dtype must be either a floating point or complex dtype. Got: %s",
-				   dtype != NULL ? "Optional" : "Input",
-				   tw_ops_torch_dtype_name(odt));
+		return tw_fail(TW_ERUNTIME,
+			       "mean(): could not infer output dtype. %s dtype must be either a floating point or complex dtype. Got: %s",
+			       dtype != NULL ? "Optional" : "Input",
+			       tw_ops_torch_dtype_name(odt));
 
 	bool mask[TW_TENSOR_MAX_DIMS];
-	st = reduce_mask(name, a, dims, ndims, mask, err, errlen);
+	st = reduce_mask(name, a, dims, ndims, mask);
 	if (st != TW_OK)
 		return st;
 	int64_t oshape[TW_TENSOR_MAX_DIMS];
@@ -174,7 +172,7 @@ static tw_status sum_mean(const char *name, bool mean, const tw_tensor *a,
 	tw_tensor o;
 	st = tw_tensor_alloc(&o, odt, ond, oshape);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot allocate the result");
+		return tw_fail_static(st, "cannot allocate the result");
 	int64_t onumel;
 	tw_tensor_numel(&o, &onumel);
 
@@ -184,8 +182,8 @@ static tw_status sum_mean(const char *name, bool mean, const tw_tensor *a,
 	void *acc = calloc(onumel > 0 ? (size_t)onumel : 1, 8);
 	if (acc == NULL) {
 		tw_tensor_release(&o);
-		return tw_ops_fail(TW_ENOMEM, err, errlen,
-				   "cannot allocate the accumulator");
+		return tw_fail_static(TW_ENOMEM,
+				      "cannot allocate the accumulator");
 	}
 	int64_t count = 1; /* elements per result element */
 	int64_t strides[2][TW_TENSOR_MAX_DIMS];
@@ -228,19 +226,15 @@ static tw_status sum_mean(const char *name, bool mean, const tw_tensor *a,
 }
 
 tw_status tw_op_sum(const tw_tensor *a, const int64_t *dims, unsigned ndims,
-		    bool keepdim, const tw_dtype *dtype, tw_tensor *out,
-		    char *err, size_t errlen)
+		    bool keepdim, const tw_dtype *dtype, tw_tensor *out)
 {
-	return sum_mean("sum", false, a, dims, ndims, keepdim, dtype, out, err,
-			errlen);
+	return sum_mean("sum", false, a, dims, ndims, keepdim, dtype, out);
 }
 
 tw_status tw_op_mean(const tw_tensor *a, const int64_t *dims, unsigned ndims,
-		     bool keepdim, const tw_dtype *dtype, tw_tensor *out,
-		     char *err, size_t errlen)
+		     bool keepdim, const tw_dtype *dtype, tw_tensor *out)
 {
-	return sum_mean("mean", true, a, dims, ndims, keepdim, dtype, out, err,
-			errlen);
+	return sum_mean("mean", true, a, dims, ndims, keepdim, dtype, out);
 }
 
 /* ---- max / min / argmax / argmin ------------------------------------- */
@@ -330,7 +324,7 @@ static ext_fn ext_kernel(tw_dtype dt, bool is_max)
 
 /* a itself when contiguous (borrowed), else a contiguous copy in *tmp. */
 static tw_status contiguous_of(const tw_tensor *a, tw_tensor *tmp,
-			       const tw_tensor **c, char *err, size_t errlen)
+			       const tw_tensor **c)
 {
 	memset(tmp, 0, sizeof(*tmp));
 	if (tw_tensor_is_contiguous(a)) {
@@ -339,7 +333,7 @@ static tw_status contiguous_of(const tw_tensor *a, tw_tensor *tmp,
 	}
 	tw_status st = tw_tensor_contiguous(tmp, a);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot copy the input");
+		return tw_fail_static(st, "cannot copy the input");
 	*c = tmp;
 	return TW_OK;
 }
@@ -357,21 +351,20 @@ struct ext_req {
 
 static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 			 const int64_t *dim, bool keepdim, tw_tensor *values,
-			 tw_tensor *indices, char *err, size_t errlen)
+			 tw_tensor *indices)
 {
 	int64_t numel;
-	tw_status st = tw_ops_check(rq->name, a, true, &numel, err, errlen);
+	tw_status st = tw_ops_check(rq->name, a, true, &numel);
 	if (st != TW_OK)
 		return st;
 	if ((rq->want_values && values == NULL) ||
 	    (rq->want_indices && indices == NULL) ||
 	    (values != NULL && values == indices))
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): bad out",
-				   rq->name);
+		return tw_fail(TW_EINVAL, "%s(): bad out", rq->name);
 	if (rq->is_arg && a->dtype == TW_BOOL)
-		return tw_ops_fail(TW_ETYPE, err, errlen,
-				   "\"%s_cpu\" not implemented for 'Bool'",
-				   rq->name);
+		return tw_fail(TW_ETYPE,
+			       "\"%s_cpu\" not implemented for 'Bool'",
+			       rq->name);
 
 	int64_t outer = 1, R = numel, inner = 1;
 	int64_t oshape[TW_TENSOR_MAX_DIMS];
@@ -379,12 +372,12 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 	if (dim == NULL) {
 		if (numel == 0) {
 			if (rq->is_arg)
-				return tw_ops_fail(TW_ERUNTIME, err, errlen,
-						   "%s(): Expected reduction dim to be specified for input.numel() == 0.",
-						   rq->name);
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "%s(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.",
-					   rq->name);
+				return tw_fail(TW_ERUNTIME,
+					       "%s(): Expected reduction dim to be specified for input.numel() == 0.",
+					       rq->name);
+			return tw_fail(TW_ERUNTIME,
+				       "%s(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.",
+				       rq->name);
 		}
 		if (keepdim) {
 			ond = a->ndim;
@@ -393,15 +386,15 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 		}
 	} else {
 		unsigned d;
-		st = tw_ops_wrap_dim(*dim, a->ndim, &d, err, errlen);
+		st = tw_ops_wrap_dim(*dim, a->ndim, &d);
 		if (st != TW_OK)
 			return st;
 		if (a->ndim > 0) {
 			R = a->shape[d];
 			if (R == 0)
-				return tw_ops_fail(TW_EVALUE, err, errlen,
-						   "%s(): Expected reduction dim %u to have non-zero size.",
-						   rq->name, d);
+				return tw_fail(TW_EVALUE,
+					       "%s(): Expected reduction dim %u to have non-zero size.",
+					       rq->name, d);
 			for (unsigned k = 0; k < d; k++)
 				outer *= a->shape[k];
 			for (unsigned k = d + 1; k < a->ndim; k++)
@@ -422,9 +415,9 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 		st = tw_tensor_alloc(&ix, TW_INT64, ond, oshape);
 	const tw_tensor *c = NULL;
 	if (st == TW_OK)
-		st = contiguous_of(a, &tmp, &c, err, errlen);
+		st = contiguous_of(a, &tmp, &c);
 	else
-		st = tw_ops_fail(st, err, errlen, "cannot allocate the result");
+		st = tw_fail_static(st, "cannot allocate the result");
 	if (st != TW_OK) {
 		tw_tensor_release(&v);
 		tw_tensor_release(&ix);
@@ -446,46 +439,42 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 	return TW_OK;
 }
 
-tw_status tw_op_max(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen)
+tw_status tw_op_max(const tw_tensor *a, tw_tensor *out)
 {
 	struct ext_req rq = { "max", true, true, false, false };
-	return extreme(&rq, a, NULL, false, out, NULL, err, errlen);
+	return extreme(&rq, a, NULL, false, out, NULL);
 }
 
-tw_status tw_op_min(const tw_tensor *a, tw_tensor *out, char *err,
-		    size_t errlen)
+tw_status tw_op_min(const tw_tensor *a, tw_tensor *out)
 {
 	struct ext_req rq = { "min", false, true, false, false };
-	return extreme(&rq, a, NULL, false, out, NULL, err, errlen);
+	return extreme(&rq, a, NULL, false, out, NULL);
 }
 
 tw_status tw_op_max_dim(const tw_tensor *a, int64_t dim, bool keepdim,
-			tw_tensor *values, tw_tensor *indices, char *err,
-			size_t errlen)
+			tw_tensor *values, tw_tensor *indices)
 {
 	struct ext_req rq = { "max", true, true, true, false };
-	return extreme(&rq, a, &dim, keepdim, values, indices, err, errlen);
+	return extreme(&rq, a, &dim, keepdim, values, indices);
 }
 
 tw_status tw_op_min_dim(const tw_tensor *a, int64_t dim, bool keepdim,
-			tw_tensor *values, tw_tensor *indices, char *err,
-			size_t errlen)
+			tw_tensor *values, tw_tensor *indices)
 {
 	struct ext_req rq = { "min", false, true, true, false };
-	return extreme(&rq, a, &dim, keepdim, values, indices, err, errlen);
+	return extreme(&rq, a, &dim, keepdim, values, indices);
 }
 
 tw_status tw_op_argmax(const tw_tensor *a, const int64_t *dim, bool keepdim,
-		       tw_tensor *out, char *err, size_t errlen)
+		       tw_tensor *out)
 {
 	struct ext_req rq = { "argmax", true, false, true, true };
-	return extreme(&rq, a, dim, keepdim, NULL, out, err, errlen);
+	return extreme(&rq, a, dim, keepdim, NULL, out);
 }
 
 tw_status tw_op_argmin(const tw_tensor *a, const int64_t *dim, bool keepdim,
-		       tw_tensor *out, char *err, size_t errlen)
+		       tw_tensor *out)
 {
 	struct ext_req rq = { "argmin", false, false, true, true };
-	return extreme(&rq, a, dim, keepdim, NULL, out, err, errlen);
+	return extreme(&rq, a, dim, keepdim, NULL, out);
 }

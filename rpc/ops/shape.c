@@ -1,6 +1,7 @@
 /* Shape ops: t, transpose, view and reshape (views when strides allow), cat, stack, clone. */
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/ops/ops.h"
 
 /* A new handle on a's bytes with the given geometry; shares a's buffer
@@ -19,16 +20,16 @@ static void make_view(const tw_tensor *a, unsigned ndim, const int64_t *shape,
 }
 
 tw_status tw_op_transpose(const tw_tensor *a, int64_t dim0, int64_t dim1,
-			  tw_tensor *out, char *err, size_t errlen)
+			  tw_tensor *out)
 {
-	tw_status st = tw_ops_check("transpose", a, false, NULL, err, errlen);
+	tw_status st = tw_ops_check("transpose", a, false, NULL);
 	if (st != TW_OK)
 		return st;
 	if (out == NULL || out == a)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "transpose(): bad out");
+		return tw_fail_static(TW_EINVAL, "transpose(): bad out");
 	unsigned d0, d1;
-	if ((st = tw_ops_wrap_dim(dim0, a->ndim, &d0, err, errlen)) != TW_OK ||
-	    (st = tw_ops_wrap_dim(dim1, a->ndim, &d1, err, errlen)) != TW_OK)
+	if ((st = tw_ops_wrap_dim(dim0, a->ndim, &d0)) != TW_OK ||
+	    (st = tw_ops_wrap_dim(dim1, a->ndim, &d1)) != TW_OK)
 		return st;
 	int64_t shape[TW_TENSOR_MAX_DIMS], strides[TW_TENSOR_MAX_DIMS];
 	memcpy(shape, a->shape, sizeof(shape));
@@ -43,41 +44,39 @@ tw_status tw_op_transpose(const tw_tensor *a, int64_t dim0, int64_t dim1,
 	return TW_OK;
 }
 
-tw_status tw_op_t(const tw_tensor *a, tw_tensor *out, char *err,
-		  size_t errlen)
+tw_status tw_op_t(const tw_tensor *a, tw_tensor *out)
 {
-	tw_status st = tw_ops_check("t", a, false, NULL, err, errlen);
+	tw_status st = tw_ops_check("t", a, false, NULL);
 	if (st != TW_OK)
 		return st;
 	if (a->ndim > 2)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "t() expects a tensor with <= 2 dimensions, but self is %uD",
-				   a->ndim);
+		return tw_fail(TW_ERUNTIME,
+			       "t() expects a tensor with <= 2 dimensions, but self is %uD",
+			       a->ndim);
 	if (a->ndim < 2)
-		return tw_op_transpose(a, 0, 0, out, err, errlen);
-	return tw_op_transpose(a, 0, 1, out, err, errlen);
+		return tw_op_transpose(a, 0, 0, out);
+	return tw_op_transpose(a, 0, 1, out);
 }
 
 /* torch's infer_size: resolve one -1 against numel. */
-static tw_status infer_shape(int64_t numel, const int64_t *shape,
-			     unsigned ndim, int64_t *res, char *err,
-			     size_t errlen)
+static tw_status infer_shape(int64_t numel, const int64_t *shape, unsigned ndim,
+			     int64_t *res)
 {
 	int64_t newsize = 1;
 	int infer = -1;
 	for (unsigned d = 0; d < ndim; d++) {
 		if (shape[d] == -1) {
 			if (infer >= 0)
-				return tw_ops_fail(TW_ERUNTIME, err, errlen,
-						   "only one dimension can be inferred");
+				return tw_fail_static(TW_ERUNTIME,
+						      "only one dimension can be inferred");
 			infer = (int)d;
 		} else if (shape[d] >= 0) {
 			if (__builtin_mul_overflow(newsize, shape[d], &newsize))
 				newsize = -1; /* cannot match any numel */
 		} else {
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "invalid shape dimension %lld",
-					   (long long)shape[d]);
+			return tw_fail(TW_ERUNTIME,
+				       "invalid shape dimension %lld",
+				       (long long)shape[d]);
 		}
 		res[d] = shape[d];
 	}
@@ -94,12 +93,12 @@ static tw_status infer_shape(int64_t numel, const int64_t *shape,
 	char buf[200];
 	tw_ops_format_shape(buf, sizeof(buf), ndim, shape);
 	if (infer >= 0 && newsize == 0 && numel == 0)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "cannot reshape tensor of 0 elements into shape %s because the unspecified dimension size -1 can be any value and is ambiguous",
-				   buf);
-	return tw_ops_fail(TW_ERUNTIME, err, errlen,
-			   "shape '%s' is invalid for input of size %lld", buf,
-			   (long long)numel);
+		return tw_fail(TW_ERUNTIME,
+			       "cannot reshape tensor of 0 elements into shape %s because the unspecified dimension size -1 can be any value and is ambiguous",
+			       buf);
+	return tw_fail(TW_ERUNTIME,
+		       "shape '%s' is invalid for input of size %lld", buf,
+		       (long long)numel);
 }
 
 /*
@@ -156,22 +155,19 @@ static bool compute_stride(unsigned ond, const int64_t *oshape,
 
 static tw_status view_or_reshape(const char *name, bool copy_ok,
 				 const tw_tensor *a, const int64_t *shape,
-				 unsigned ndim, tw_tensor *out, char *err,
-				 size_t errlen)
+				 unsigned ndim, tw_tensor *out)
 {
 	int64_t numel;
-	tw_status st = tw_ops_check(name, a, false, &numel, err, errlen);
+	tw_status st = tw_ops_check(name, a, false, &numel);
 	if (st != TW_OK)
 		return st;
 	if (out == NULL || out == a || (ndim > 0 && shape == NULL))
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): bad arguments",
-				   name);
+		return tw_fail(TW_EINVAL, "%s(): bad arguments", name);
 	if (ndim > TW_TENSOR_MAX_DIMS)
-		return tw_ops_fail(TW_EINVAL, err, errlen,
-				   "%s(): at most %d dims", name,
-				   TW_TENSOR_MAX_DIMS);
+		return tw_fail(TW_EINVAL, "%s(): at most %d dims", name,
+			       TW_TENSOR_MAX_DIMS);
 	int64_t nshape[TW_TENSOR_MAX_DIMS], nstride[TW_TENSOR_MAX_DIMS];
-	st = infer_shape(numel, shape, ndim, nshape, err, errlen);
+	st = infer_shape(numel, shape, ndim, nshape);
 	if (st != TW_OK)
 		return st;
 	if (compute_stride(a->ndim, a->shape, a->strides, numel, ndim, nshape,
@@ -180,12 +176,12 @@ static tw_status view_or_reshape(const char *name, bool copy_ok,
 		return TW_OK;
 	}
 	if (!copy_ok)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "view size is not compatible with input tensor's size and stride (at least one dimension spans across two contiguous subspaces). Use .reshape(...) instead.");
+		return tw_fail_static(TW_ERUNTIME,
+				      "view size is not compatible with input tensor's size and stride (at least one dimension spans across two contiguous subspaces). Use .reshape(...) instead.");
 	tw_tensor c;
 	st = tw_tensor_contiguous(&c, a);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot copy the input");
+		return tw_fail_static(st, "cannot copy the input");
 	tw_tensor_contiguous_strides(ndim, nshape, nstride);
 	make_view(&c, ndim, nshape, nstride, out);
 	tw_tensor_release(&c);
@@ -193,46 +189,40 @@ static tw_status view_or_reshape(const char *name, bool copy_ok,
 }
 
 tw_status tw_op_view(const tw_tensor *a, const int64_t *shape, unsigned ndim,
-		     tw_tensor *out, char *err, size_t errlen)
+		     tw_tensor *out)
 {
-	return view_or_reshape("view", false, a, shape, ndim, out, err, errlen);
+	return view_or_reshape("view", false, a, shape, ndim, out);
 }
 
-tw_status tw_op_reshape(const tw_tensor *a, const int64_t *shape,
-			unsigned ndim, tw_tensor *out, char *err,
-			size_t errlen)
+tw_status tw_op_reshape(const tw_tensor *a, const int64_t *shape, unsigned ndim,
+			tw_tensor *out)
 {
-	return view_or_reshape("reshape", true, a, shape, ndim, out, err,
-			       errlen);
+	return view_or_reshape("reshape", true, a, shape, ndim, out);
 }
 
-tw_status tw_op_clone(const tw_tensor *a, tw_tensor *out, char *err,
-		      size_t errlen)
+tw_status tw_op_clone(const tw_tensor *a, tw_tensor *out)
 {
-	tw_status st = tw_ops_check("clone", a, false, NULL, err, errlen);
+	tw_status st = tw_ops_check("clone", a, false, NULL);
 	if (st != TW_OK)
 		return st;
 	if (out == NULL || out == a)
-		return tw_ops_fail(TW_EINVAL, err, errlen, "clone(): bad out");
+		return tw_fail_static(TW_EINVAL, "clone(): bad out");
 	st = tw_tensor_contiguous(out, a);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot copy the input");
+		return tw_fail_static(st, "cannot copy the input");
 	return TW_OK;
 }
 
 /* Validate a tensor list and promote its dtypes. */
 static tw_status check_list(const char *name, const tw_tensor *ts, size_t n,
-			    tw_tensor *out, tw_dtype *dt, char *err,
-			    size_t errlen)
+			    tw_tensor *out, tw_dtype *dt)
 {
 	if (out == NULL || (n > 0 && ts == NULL))
-		return tw_ops_fail(TW_EINVAL, err, errlen, "%s(): bad arguments",
-				   name);
+		return tw_fail(TW_EINVAL, "%s(): bad arguments", name);
 	tw_ops_promo pr;
 	tw_ops_promo_init(&pr);
 	for (size_t i = 0; i < n; i++) {
-		tw_status st = tw_ops_check(name, &ts[i], true, NULL, err,
-					    errlen);
+		tw_status st = tw_ops_check(name, &ts[i], true, NULL);
 		if (st != TW_OK)
 			return st;
 		tw_ops_promo_tensor(&pr, &ts[i]);
@@ -253,21 +243,20 @@ static tw_tensor slice_view(const tw_tensor *o, unsigned dim, int64_t start,
 	return v;
 }
 
-tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim,
-		    tw_tensor *out, char *err, size_t errlen)
+tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim, tw_tensor *out)
 {
 	if (n == 0)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "torch.cat(): expected a non-empty list of Tensors");
+		return tw_fail_static(TW_ERUNTIME,
+				      "torch.cat(): expected a non-empty list of Tensors");
 	tw_dtype dt;
-	tw_status st = check_list("cat", ts, n, out, &dt, err, errlen);
+	tw_status st = check_list("cat", ts, n, out, &dt);
 	if (st != TW_OK)
 		return st;
 	for (size_t i = 0; i < n; i++)
 		if (ts[i].ndim == 0)
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "zero-dimensional tensor (at position %zu) cannot be concatenated",
-					   i);
+			return tw_fail(TW_ERUNTIME,
+				       "zero-dimensional tensor (at position %zu) cannot be concatenated",
+				       i);
 	/* Legacy rule: 1-D empty tensors are skipped whatever their size. */
 	const tw_tensor *ref = NULL;
 	for (size_t i = 0; i < n && ref == NULL; i++) {
@@ -277,12 +266,12 @@ tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim,
 	if (ref == NULL) {
 		int64_t zero = 0;
 		st = tw_tensor_alloc(out, dt, 1, &zero);
-		return st == TW_OK ? TW_OK
-				   : tw_ops_fail(st, err, errlen,
-						 "cannot allocate the result");
+		if (st != TW_OK)
+			return tw_fail_static(st, "cannot allocate the result");
+		return TW_OK;
 	}
 	unsigned d;
-	st = tw_ops_wrap_dim(dim, ref->ndim, &d, err, errlen);
+	st = tw_ops_wrap_dim(dim, ref->ndim, &d);
 	if (st != TW_OK)
 		return st;
 	int64_t total = 0;
@@ -291,18 +280,18 @@ tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim,
 		if (t->ndim == 1 && t->shape[0] == 0)
 			continue;
 		if (t->ndim != ref->ndim)
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "Tensors must have same number of dimensions: got %u and %u",
-					   ref->ndim, t->ndim);
+			return tw_fail(TW_ERUNTIME,
+				       "Tensors must have same number of dimensions: got %u and %u",
+				       ref->ndim, t->ndim);
 		for (unsigned k = 0; k < ref->ndim; k++)
 			if (k != d && t->shape[k] != ref->shape[k])
-				return tw_ops_fail(TW_ERUNTIME, err, errlen,
-						   "Sizes of tensors must match except in dimension %u. Expected size %lld but got size %lld for tensor number %zu in the list.",
-						   d, (long long)ref->shape[k],
-						   (long long)t->shape[k], i);
+				return tw_fail(TW_ERUNTIME,
+					       "Sizes of tensors must match except in dimension %u. Expected size %lld but got size %lld for tensor number %zu in the list.",
+					       d, (long long)ref->shape[k],
+					       (long long)t->shape[k], i);
 		if (__builtin_add_overflow(total, t->shape[d], &total))
-			return tw_ops_fail(TW_EOVERFLOW, err, errlen,
-					   "cat(): result too large");
+			return tw_fail_static(TW_EOVERFLOW,
+					      "cat(): result too large");
 	}
 	int64_t oshape[TW_TENSOR_MAX_DIMS];
 	memcpy(oshape, ref->shape, sizeof(oshape));
@@ -310,7 +299,7 @@ tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim,
 	tw_tensor o;
 	st = tw_tensor_alloc(&o, dt, ref->ndim, oshape);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot allocate the result");
+		return tw_fail_static(st, "cannot allocate the result");
 	int64_t at = 0;
 	for (size_t i = 0; i < n; i++) {
 		const tw_tensor *t = &ts[i];
@@ -327,19 +316,19 @@ tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim,
 }
 
 tw_status tw_op_stack(const tw_tensor *ts, size_t n, int64_t dim,
-		      tw_tensor *out, char *err, size_t errlen)
+		      tw_tensor *out)
 {
 	if (n == 0)
-		return tw_ops_fail(TW_ERUNTIME, err, errlen,
-				   "stack expects a non-empty TensorList");
+		return tw_fail_static(TW_ERUNTIME,
+				      "stack expects a non-empty TensorList");
 	tw_dtype dt;
-	tw_status st = check_list("stack", ts, n, out, &dt, err, errlen);
+	tw_status st = check_list("stack", ts, n, out, &dt);
 	if (st != TW_OK)
 		return st;
 	const tw_tensor *ref = &ts[0];
 	if (ref->ndim + 1u > TW_TENSOR_MAX_DIMS)
-		return tw_ops_fail(TW_EINVAL, err, errlen,
-				   "stack(): at most %d dims", TW_TENSOR_MAX_DIMS);
+		return tw_fail(TW_EINVAL, "stack(): at most %d dims",
+			       TW_TENSOR_MAX_DIMS);
 	for (size_t i = 1; i < n; i++) {
 		bool same = ts[i].ndim == ref->ndim;
 		for (unsigned k = 0; same && k < ref->ndim; k++)
@@ -349,17 +338,17 @@ tw_status tw_op_stack(const tw_tensor *ts, size_t n, int64_t dim,
 			tw_ops_format_shape(s0, sizeof(s0), ref->ndim, ref->shape);
 			tw_ops_format_shape(s1, sizeof(s1), ts[i].ndim,
 					    ts[i].shape);
-			return tw_ops_fail(TW_ERUNTIME, err, errlen,
-					   "stack expects each tensor to be equal size, but got %s at entry 0 and %s at entry %zu",
-					   s0, s1, i);
+			return tw_fail(TW_ERUNTIME,
+				       "stack expects each tensor to be equal size, but got %s at entry 0 and %s at entry %zu",
+				       s0, s1, i);
 		}
 	}
 	unsigned d;
-	st = tw_ops_wrap_dim(dim, ref->ndim + 1u, &d, err, errlen);
+	st = tw_ops_wrap_dim(dim, ref->ndim + 1u, &d);
 	if (st != TW_OK)
 		return st;
 	if ((uint64_t)n > (uint64_t)INT64_MAX)
-		return tw_ops_fail(TW_EOVERFLOW, err, errlen, "stack(): too many");
+		return tw_fail_static(TW_EOVERFLOW, "stack(): too many");
 	int64_t oshape[TW_TENSOR_MAX_DIMS];
 	unsigned ond = ref->ndim + 1u;
 	for (unsigned k = 0, j = 0; k < ond; k++)
@@ -367,7 +356,7 @@ tw_status tw_op_stack(const tw_tensor *ts, size_t n, int64_t dim,
 	tw_tensor o;
 	st = tw_tensor_alloc(&o, dt, ond, oshape);
 	if (st != TW_OK)
-		return tw_ops_fail(st, err, errlen, "cannot allocate the result");
+		return tw_fail_static(st, "cannot allocate the result");
 	int64_t onumel = 0;
 	tw_tensor_numel(&o, &onumel);
 	for (size_t i = 0; i < n && onumel > 0; i++) {

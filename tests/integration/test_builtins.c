@@ -183,7 +183,7 @@ static int w_builtins(struct h_worker *w)
 	{
 		static const int64_t s44[] = {4, 4};
 		tw_tensor want;
-		W_ASSERT(w, tw_op_rand(2, s44, 7, NULL, &want, NULL, 0) == TW_OK, "local rand");
+		W_ASSERT(w, tw_op_rand(2, s44, 7, NULL, &want) == TW_OK, "local rand");
 		for (int q = 0; q < w->world; q++) {
 			tw_value av[1] = {ilist(2, s44)};
 			tw_value args = H_TUPLE(av);
