@@ -2,10 +2,12 @@
  * native_functions.yaml writes them) bound by the registry, and adapters
  * that turn the bound values into kernel arguments (rpc/ops) and the
  * kernel's results into values. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/invoke.h"
 #include "rpc/ops/ops.h"
 
@@ -24,16 +26,20 @@
 
 /* ---- conversions ---- */
 
+/* Fail a builtin with st and msg: the remote error value, and the reason
+ * recorded for the serving thread as every failure records one. */
 static tw_status fail(tw_value *result, tw_status st, const char *msg)
 {
+	const char *m = msg != NULL && msg[0] ? msg : tw_strerror(st);
 	tw_value_destroy(result);
-	tw_value_error(result, st, 0, msg != NULL && msg[0] ? msg : tw_strerror(st));
+	tw_value_error(result, st, 0, m);
+	if (m != tw_err_last())
+		tw_fail(st, "%s", m);
 	return st;
 }
 
 static tw_status failf(tw_value *result, tw_status st, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-#include <stdarg.h>
 static tw_status failf(tw_value *result, tw_status st, const char *fmt, ...)
 {
 	char m[ERRLEN];
