@@ -42,7 +42,7 @@
 #include "dataplane/transport.h"
 #include "tests/lib/fake_agent.h"
 
-#include "../../integration/h_net.h"
+#include "tests/integration/h_net.h"
 
 #define container_of(p, type, member)                                    \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))

@@ -34,7 +34,7 @@
 #include "dataplane/transport.h"
 #include "tests/lib/dpdk_faults.h"
 
-#include "../integration/h_net.h"
+#include "tests/integration/h_net.h"
 
 #define container_of(p, type, member)                                    \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))

@@ -500,7 +500,7 @@ Test(interop, numpy_from_dlpack, .timeout = 120)
 			/* The interpreter keeps its objects to exit: not ours. */
 			setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
 		}
-		execl(PYTHON, PYTHON, TW_TEST_SRCDIR "/unit/dlpack_numpy.py", lib,
+		execl(PYTHON, PYTHON, TW_TEST_SRCDIR "/unit/rpc/dlpack_numpy.py", lib,
 		      (char *)NULL);
 		_exit(127);
 	}
