@@ -1,0 +1,190 @@
+/* Calls in (rpc/serve.c) on the fake net: deadlines carried to the callee,
+ * nested and async handlers, blocking handlers on the executor, malformed
+ * payloads refused with the connection kept, handler failures explained. */
+#include "tests/unit/rpc/fake_world.h"
+
+Test(serve, call_held_past_its_deadline_is_dropped_by_the_callee)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, true), TW_OK);
+
+	/* Held for less than its budget: it runs. */
+	tw_future *ok = call(0, "B", "t::echo", 3, 50);
+	settle();
+	advance(30 * MS);
+	cr_assert_eq(tw_fake_net_deliver(W.net, A_ADDR, B_ADDR, SIZE_MAX), 1);
+	settle();
+	cr_assert_eq(W.k[1].echo, 1);
+	cr_assert_eq(result_int(ok), 3);
+
+	/* Held past it: the caller times out, the callee never runs it. */
+	tw_future *f = call(0, "B", "t::echo", 4, 50);
+	settle();
+	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), 1);
+	advance(50 * MS);
+	failure(f, TW_ETIMEDOUT);
+	cr_assert_eq(tw_fake_net_deliver(W.net, A_ADDR, B_ADDR, SIZE_MAX), 1);
+	settle();
+	cr_assert_eq(tw_fake_net_queued(W.net, NULL, NULL), 0);
+	cr_assert_eq(W.k[1].echo, 1, "the expired call's handler ran");
+	struct tw_agent_stats sb = stats(1);
+	cr_assert_eq(sb.calls_served, 2, "B received both calls");
+	cr_assert_eq(sb.exec_expired, 1);
+	cr_assert_eq(stats(0).late_responses, 0, "B answered the expired call");
+	cr_assert_eq(stats(0).timeouts, 1);
+
+	tw_future_release(ok);
+	tw_future_release(f);
+	world_down(true);
+}
+
+Test(serve, nested_async_call_a_b_c)
+{
+	world_up(3, NULL);
+	/* C's answer to B is held: B's handler has deferred and its loop
+	 * is free meanwhile. */
+	cr_assert_eq(tw_fake_net_hold(W.net, C_ADDR, B_ADDR, true), TW_OK);
+	tw_future *f = call(0, "B", "t::relay", 41, 1000);
+	settle();
+	cr_assert_eq(W.k[1].relay, 1);
+	cr_assert_eq(W.k[2].inc, 1);
+	cr_assert_not(tw_future_done(f));
+	cr_assert_eq(tw_agent_outstanding(W.ag[1]), 1, "B waits for C");
+
+	tw_future *g = call(0, "B", "t::echo", 5, 1000);
+	settle();
+	cr_assert_eq(result_int(g), 5, "B serves while its handler waits");
+
+	cr_assert_eq(tw_fake_net_hold(W.net, C_ADDR, B_ADDR, false), TW_OK);
+	settle();
+	cr_assert_eq(result_int(f), 42);
+	cr_assert_eq(tw_agent_outstanding(W.ag[1]), 0);
+	cr_assert_eq(stats(1).calls_sent, 1);
+	cr_assert_eq(stats(2).calls_served, 1);
+	cr_assert_eq(stats(0).calls_sent, 2);
+	tw_future_release(f);
+	tw_future_release(g);
+	world_down(true);
+}
+
+/* An embedded owner starts its call itself when no iteration runs: the
+ * frame is on the net when tw_rpc_async returns. A handler's call (inside
+ * an iteration) goes through its loop's ring, and the owner's next call
+ * queues behind it: one thread's calls leave in the order it made them. */
+
+Test(serve, nested_call_fails_through_with_its_origin)
+{
+	world_up(3, NULL);
+	tw_future *f = call(0, "B", "t::relay", 1, 1000);
+	/* C dies while B waits for it: A learns, from B, that C is gone. */
+	cr_assert_eq(tw_fake_net_hold(W.net, C_ADDR, B_ADDR, true), TW_OK);
+	settle();
+	cr_assert_eq(W.k[2].inc, 1);
+	cr_assert_eq(tw_fake_net_break(W.net, B_ADDR, C_ADDR), 1);
+	settle();
+	const tw_error *e = failure(f, TW_EUNREACHABLE);
+	cr_assert_eq(e->origin, 1, "raised on B, which lost C");
+	tw_future_release(f);
+	world_down(true);
+}
+
+
+Test(serve, malformed_payload_is_refused_and_the_connection_kept)
+{
+	world_up(2, NULL);
+	tw_future *f0 = call(0, "B", "t::echo", 0, 1000);
+	settle();
+	cr_assert_eq(result_int(f0), 0);
+
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, true), TW_OK);
+	tw_future *f1 = call(0, "B", "t::echo", 1, 1000);
+	settle();
+	unsigned char frame[64];
+	size_t len = bad_payload_call(frame, 999999);
+	cr_assert_eq(tw_fake_net_inject(W.net, A_ADDR, B_ADDR, frame, len), TW_OK);
+	tw_future *f2 = call(0, "B", "t::echo", 2, 1000);
+	settle();
+	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), 3);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, false), TW_OK);
+	settle();
+
+	cr_assert_eq(result_int(f1), 1);
+	cr_assert_eq(result_int(f2), 2);
+	cr_assert_eq(stats(1).bad_frames, 1);
+	cr_assert_eq(W.k[1].echo, 3);
+	/* B refused it with an EXCEPTION for request 999999, which A never
+	 * made: counted as late there. */
+	cr_assert_eq(stats(0).late_responses, 1);
+	cr_assert_eq(stats(0).conns_closed + stats(1).conns_closed, 0);
+	cr_assert_eq(net_stats().refused, 0, "the header was sound");
+	tw_future_release(f0);
+	tw_future_release(f1);
+	tw_future_release(f2);
+	world_down(true);
+}
+
+Test(serve, blocking_call_deadline_on_the_fake_clock)
+{
+	world_up(2, NULL);
+	atomic_store(&block_gate, 1);
+	atomic_store(&block_runs, 0);
+	/* The executor checks the deadline on the loop's clock: on the fake
+	 * one this call is far from expired. */
+	tw_future *f = call(0, "B", "t::block", 1, 1000);
+	POLL_UNTIL(tw_future_done(f));
+	cr_assert_eq(result_int(f), 1);
+
+	/* The executor's one thread busy; a second call waits in its queue
+	 * past its deadline and never runs. */
+	atomic_store(&block_gate, 0);
+	tw_future *g1 = call(0, "B", "t::block", 2, 0);
+	POLL_UNTIL(atomic_load(&block_runs) == 2);
+	tw_future *g2 = call(0, "B", "t::block", 3, 50);
+	POLL_UNTIL(stats(1).calls_served == 3);
+	advance(50 * MS);
+	failure(g2, TW_ETIMEDOUT);
+	atomic_store(&block_gate, 1);
+	POLL_UNTIL(tw_future_done(g1) && stats(1).exec_jobs == 3 &&
+		   stats(0).late_responses == 1);
+	cr_assert_eq(result_int(g1), 2);
+	cr_assert_eq(atomic_load(&block_runs), 2, "the expired call ran");
+	cr_assert_eq(stats(1).exec_expired, 1);
+	tw_future_release(f);
+	tw_future_release(g1);
+	tw_future_release(g2);
+	world_down(true);
+}
+
+Test(serve, handler_failures_explain_themselves)
+{
+	world_up(2, NULL);
+	tw_value noargs;
+	cr_assert_eq(tw_value_tuple(&noargs, 0), TW_OK);
+	tw_future *f = NULL;
+	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::echo", &noargs, NULL, 1000,
+				  &f), TW_OK);
+	settle();
+	const tw_error *e = failure(f, TW_EINVAL);
+	cr_assert_str_eq(e->msg, "function 't::echo' failed on worker 'B': "
+			 "index 0 out of range for a tuple of 0");
+	tw_future_release(f);
+	/* Every agent runs on this thread: leave a TW_EVALUE reason on it. */
+	tw_future *g;
+	cr_assert_eq(tw_future_create(&g), TW_OK);
+	cr_assert_eq(tw_future_fail(g, TW_EVALUE, 0, "a stale reason"), TW_OK);
+	cr_assert_eq(tw_future_wait(g, 0), TW_EVALUE);
+	cr_assert_str_eq(tw_errmsg(TW_EVALUE), "a stale reason");
+	tw_future_release(g);
+	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::bare", &noargs, NULL, 1000,
+				  &f), TW_OK);
+	settle();
+	e = failure(f, TW_EVALUE);
+	cr_assert_str_eq(e->msg, "function 't::bare' failed on worker 'B': "
+			 "value error");
+	tw_future_release(f);
+	tw_value_destroy(&noargs);
+	world_down(true);
+}
+
+/* args holding `levels` lists nested in one another: args is depth 1, its
+ * item depth 2, and so on. */
