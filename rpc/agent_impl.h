@@ -206,13 +206,12 @@ extern _Thread_local struct agent_loop *agent_tls_loop;
  * those limits are the defaults tw_msg_decode applies. */
 static inline tw_status agent_decode(const struct agent_loop *l,
 				     const tw_frame_hdr *h, tw_buf *buf,
-				     size_t off, size_t len, tw_in_msg *m,
-				     const char **why)
+				     size_t off, size_t len, tw_in_msg *m)
 {
 	const tw_frame_limits *lim = &l->t->limits;
 	if (lim->max_total == 0 && lim->max_segs == 0 && lim->max_payload == 0)
-		return msg_decode_with_hdr(buf, off, len, h, m, why);
-	return tw_msg_decode(buf, off, len, NULL, m, why);
+		return msg_decode_with_hdr(buf, off, len, h, m);
+	return tw_msg_decode(buf, off, len, NULL, m);
 }
 
 /* ---- agent.c ---- */

@@ -13,7 +13,6 @@
  * tw_msg_decode checks it.
  */
 tw_status msg_decode_with_hdr(tw_buf *buf, size_t offset, size_t len,
-			      const tw_frame_hdr *h, tw_in_msg *out,
-			      const char **why);
+			      const tw_frame_hdr *h, tw_in_msg *out);
 
 #endif

@@ -172,7 +172,7 @@ static int reader_feed(struct reader *r, int fd)
 					       .max_segs = 16,
 					       .max_payload = RDV_MAX_FRAME};
 			tw_frame_hdr h;
-			if (tw_frame_hdr_decode(r->hdr, &lim, &h, NULL) != TW_OK)
+			if (tw_frame_hdr_decode(r->hdr, &lim, &h) != TW_OK)
 				return -1;
 			if (tw_buf_alloc(h.total_len, &r->buf) != TW_OK)
 				return -1;
@@ -188,8 +188,7 @@ static int reader_feed(struct reader *r, int fd)
  * payload points into its own arena) and reset the reader. */
 static tw_status reader_decode(struct reader *r, tw_in_msg *m)
 {
-	const char *why = NULL;
-	tw_status st = tw_msg_decode(r->buf, 0, (size_t)r->total, NULL, m, &why);
+	tw_status st = tw_msg_decode(r->buf, 0, (size_t)r->total, NULL, m);
 	reader_reset(r);
 	return st;
 }

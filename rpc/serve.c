@@ -313,11 +313,10 @@ static void job_run(struct exec_job *ej)
 		run_handler(&j->p, &j->args, &j->kwargs);
 	} else {
 		tw_in_msg m;
-		const char *why = NULL;
-		tw_status st = tw_msg_decode(j->buf, j->off, j->len, NULL, &m, &why);
+		tw_status st = tw_msg_decode(j->buf, j->off, j->len, NULL, &m);
 		if (st != TW_OK) {
 			reply_errorf(&j->p, TW_EPROTO, "malformed CALL: %s",
-				     why ? why : tw_strerror(st));
+				     tw_errmsg(st));
 		} else {
 			run_handler(&j->p, &m.payload.u.items[1],
 				    &m.payload.u.items[2]);
@@ -397,12 +396,11 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	}
 
 	tw_in_msg m; /* decoded in place, never moved */
-	const char *why = NULL;
-	tw_status st = agent_decode(l, h, buf, off, len, &m, &why);
+	tw_status st = agent_decode(l, h, buf, off, len, &m);
 	if (st != TW_OK) {
 		stat_inc(&l->stats.bad_frames);
 		snprintf(msg, sizeof(msg), "malformed CALL from worker '%s': %s",
-			 agent_worker_name(a, h->src), why ? why : tw_strerror(st));
+			 agent_worker_name(a, h->src), tw_errmsg(st));
 		serve_reject(l, cs, h, st == TW_EVERSION ? st : TW_EPROTO, msg);
 		return;
 	}

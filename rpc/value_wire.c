@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/utf8.h"
 #include "rpc/value_wire.h"
 
@@ -911,8 +912,7 @@ static size_t bitmap_bytes(uint32_t nseg)
 	return ((size_t)nseg + 63) / 64 * sizeof(uint64_t);
 }
 
-tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay,
-			const char **why)
+tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay)
 {
 	const uint8_t *p = payload_start(in);
 	uint32_t nseg = in->hdr->seg_count;
@@ -944,9 +944,7 @@ tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay,
 	lay->arena_size = (size_t)(front + c.arena);
 	return TW_OK;
 bad:
-	if (why)
-		*why = c.r.why;
-	return TW_EPROTO;
+	return tw_fail_static(TW_EPROTO, c.r.why);
 }
 
 /* ---- pass 2 ---- */
@@ -1188,7 +1186,7 @@ static bool build_top(struct bld *b, tw_value *out, uint32_t nseg)
 }
 
 tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
-			void *arena, tw_value *out, const char **why)
+			void *arena, tw_value *out)
 {
 	const uint8_t *p = payload_start(in);
 	uint32_t nseg = in->hdr->seg_count;
@@ -1218,7 +1216,7 @@ tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
 		memset(b.bitmap, 0, bitmap_bytes(nseg));
 		/* Layout was checked by the caller; this only fills offsets. */
 		if (tw_frame_check_segments(in->frame, in->hdr->total_len, in->hdr,
-					    (uint64_t *)a, NULL) != TW_OK) {
+					    (uint64_t *)a) != TW_OK) {
 			rd_fail(&b.r, "frame: segment layout");
 			goto bad;
 		}
@@ -1232,14 +1230,11 @@ bad:
 	 * tests and the fuzzer notice when the two passes disagree. */
 	if (!b.own_check)
 		b.r.why = "internal: pass 2 refused what pass 1 accepted";
-	if (why)
-		*why = b.r.why;
-	return TW_EPROTO;
+	return tw_fail_static(TW_EPROTO, b.r.why);
 }
 
 tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
-			       size_t size, tw_wire_layout *lay, tw_value *out,
-			       const char **why)
+			       size_t size, tw_wire_layout *lay, tw_value *out)
 {
 	const uint8_t *p = payload_start(in);
 	uint32_t nseg = in->hdr->seg_count;
@@ -1279,7 +1274,5 @@ bad:
 	*out = tw_value_none();
 	if (b.too_big)
 		return TW_ENOSPC;
-	if (why)
-		*why = b.r.why;
-	return TW_EPROTO;
+	return tw_fail_static(TW_EPROTO, b.r.why);
 }

@@ -115,33 +115,33 @@ typedef struct tw_wire_layout {
  * Pass 1: validate the payload (everything that needs no memory: tags,
  * varints, lengths, UTF-8, depth, node count, dtypes, shapes, spans against
  * segment lengths, trailing bytes) and count the arena bytes pass 2 needs.
- * TW_EPROTO with *why on any fault. Work is linear in the payload size.
+ * TW_EPROTO on any fault, recorded for tw_errmsg. Work is linear in the
+ * payload size.
  */
-tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay,
-			const char **why);
+tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay);
 
 /*
  * Pass 2: build the value tree in arena (lay->arena_size bytes, 8-byte
  * aligned) with TW_VALUE_BORROWED on every node, strings pointing into the
  * frame, tensors into their segments. Also runs the two checks that need
  * the arena as scratch: unique dict keys (O(n log n)) and each segment used
- * by exactly one tensor. TW_EPROTO with *why; nothing to undo on failure,
- * since the tree holds no references.
+ * by exactly one tensor. TW_EPROTO (recorded for tw_errmsg); nothing to
+ * undo on failure, since the tree holds no references.
  */
 tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
-			void *arena, tw_value *out, const char **why);
+			void *arena, tw_value *out);
 
 /*
  * Both passes in one, for trees that fit a small arena (the common call):
  * every check of tw_wire_check and tw_wire_build, each byte read once,
  * building into arena (size bytes, 8-byte aligned). Needs in->seg_offsets
  * when the frame has segments. TW_OK with lay filled (arena_size: the
- * bytes used) and *out built; TW_EPROTO with *why on a fault; TW_ENOSPC
- * when the tree needs more room than size (or a large dict's scratch):
- * nothing is wrong yet, run tw_wire_check and tw_wire_build instead.
+ * bytes used) and *out built; TW_EPROTO on a fault (recorded for
+ * tw_errmsg); TW_ENOSPC when the tree needs more room than size (or a
+ * large dict's scratch): nothing is wrong yet, and nothing is recorded;
+ * run tw_wire_check and tw_wire_build instead.
  */
 tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
-			       size_t size, tw_wire_layout *lay, tw_value *out,
-			       const char **why);
+			       size_t size, tw_wire_layout *lay, tw_value *out);
 
 #endif

@@ -116,12 +116,12 @@ typedef struct tw_in_msg {
  * field: header, segment layout, tags, varints, lengths, UTF-8, nesting
  * depth, dtype, ndim, shape products, strides against segment bounds, each
  * segment used by exactly one tensor, no trailing bytes, the type's shape.
- * Returns TW_EPROTO (TW_EVERSION for a newer version) with *why naming the
- * fault; on failure nothing is held and out->payload is NONE.
+ * Returns TW_EPROTO (TW_EVERSION for a newer version), and tw_errmsg(st)
+ * names the fault ("tensor: ndim over 8"); on failure nothing is held and
+ * out->payload is NONE.
  */
 tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
-			const tw_decode_limits *lim, tw_in_msg *out,
-			const char **why);
+			const tw_decode_limits *lim, tw_in_msg *out);
 
 /* Release the receive buffer reference and arena; payload becomes NONE. */
 void tw_in_msg_release(tw_in_msg *m);

@@ -9,6 +9,8 @@
 
 #include <tensorwire/tensorwire.h>
 
+#include "tests/lib/reason.h"
+
 /* ---- building frames by hand ---- */
 
 static void put32(uint8_t *p, uint32_t v)
@@ -67,8 +69,9 @@ static void expect_bad_lim(tw_buf *b, size_t len, tw_status want,
 			   const tw_decode_limits *lim, const char *what)
 {
 	tw_in_msg in;
-	const char *why = NULL;
-	tw_status st = tw_msg_decode(b, 0, len, lim, &in, &why);
+	reason_forget();
+	tw_status st = tw_msg_decode(b, 0, len, lim, &in);
+	const char *why = reason(st);
 
 	if (getenv("TW_TEST_VERBOSE")) /* see what each case is refused for */
 		fprintf(stderr, "%-44s -> %s: %s\n", what, tw_status_name(st),
@@ -92,11 +95,10 @@ static void expect_bad(tw_buf *b, size_t len, const char *what)
 static void expect_ok(tw_buf *b, size_t len, const char *what)
 {
 	tw_in_msg in;
-	const char *why = NULL;
-	tw_status st = tw_msg_decode(b, 0, len, NULL, &in, &why);
+	tw_status st = tw_msg_decode(b, 0, len, NULL, &in);
 
 	cr_assert_eq(st, TW_OK, "%s: %s (%s)", what, tw_status_name(st),
-		     why ? why : "-");
+		     tw_errmsg(st));
 	tw_in_msg_release(&in);
 	cr_assert_eq(tw_buf_refcnt(b), 1);
 	tw_buf_release(b);
@@ -259,11 +261,11 @@ Test(malformed, newer_version_is_answerable)
 	size_t len;
 	tw_buf *v = valid_call(&len), *b = copy_of(v, len);
 	tw_in_msg in;
-	const char *why = NULL;
 
 	F(b)[4] = 2;
-	cr_assert_eq(tw_msg_decode(b, 0, len, NULL, &in, &why), TW_EVERSION);
-	cr_assert_not_null(why);
+	reason_forget();
+	cr_assert_eq(tw_msg_decode(b, 0, len, NULL, &in), TW_EVERSION);
+	cr_assert_not_null(reason(TW_EVERSION));
 	/* enough to address an EXCEPTION(TW_EVERSION) back */
 	cr_assert_eq(in.hdr.version, 2);
 	cr_assert_eq(in.hdr.req_id, 5);
@@ -599,8 +601,9 @@ Test(malformed, header_bytes_inverted)
 static void try_decode(tw_buf *b, size_t len)
 {
 	tw_in_msg in;
-	const char *why = NULL;
-	tw_status st = tw_msg_decode(b, 0, len, NULL, &in, &why);
+	reason_forget();
+	tw_status st = tw_msg_decode(b, 0, len, NULL, &in);
+	const char *why = reason(st);
 
 	if (st == TW_OK) {
 		char text[256];
@@ -625,7 +628,7 @@ Test(malformed, every_bit_flipped)
 		for (int bit = 0; bit < 8; bit++) {
 			F(b)[i] ^= (uint8_t)(1u << bit);
 			tw_in_msg in;
-			if (tw_msg_decode(b, 0, len, NULL, &in, NULL) == TW_OK) {
+			if (tw_msg_decode(b, 0, len, NULL, &in) == TW_OK) {
 				accepted++;
 				tw_in_msg_release(&in);
 			}

@@ -68,14 +68,14 @@ static void round_trip_keep(unsigned type, const tw_value *v, tw_in_msg *in,
 {
 	tw_frame_hdr h = hdr_of(type);
 	tw_out_msg m;
-	const char *why = NULL;
 	tw_status st;
 
 	st = tw_msg_encode(NULL, &h, v, &m);
 	cr_assert_eq(st, TW_OK, "encode: %s", tw_status_name(st));
 	*rb = linearise(&m);
-	st = tw_msg_decode(*rb, 0, (size_t)m.total_len, NULL, in, &why);
-	cr_assert_eq(st, TW_OK, "decode: %s (%s)", tw_status_name(st), why);
+	st = tw_msg_decode(*rb, 0, (size_t)m.total_len, NULL, in);
+	cr_assert_eq(st, TW_OK, "decode: %s (%s)", tw_status_name(st),
+		     tw_errmsg(st));
 	cr_assert(tw_value_equal(v, &in->payload), "decoded value differs");
 	cr_assert_eq(in->hdr.type, type);
 	cr_assert_eq(in->hdr.req_id, 42);
@@ -318,11 +318,10 @@ Test(wire, big_dict_and_unset_entries)
 	tw_frame_hdr h = hdr_of(TW_MSG_RET);
 	tw_out_msg m;
 	const tw_value *got;
-	const char *why = NULL;
 
 	cr_assert_eq(tw_msg_encode(NULL, &h, &d, &m), TW_OK);
 	rb = linearise(&m);
-	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, NULL, &in, &why), TW_OK);
+	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, NULL, &in), TW_OK);
 	cr_assert_eq(in.payload.len, 2);
 	cr_assert_eq(tw_value_dict_get(&in.payload, "x", &got), TW_OK);
 	cr_assert_eq(got->u.i, 1);
@@ -377,25 +376,28 @@ Test(wire, decode_limits_are_applied)
 	tw_out_msg m;
 	tw_in_msg in;
 	tw_value v = nest(4, tw_value_none());
-	const char *why = NULL;
 	tw_buf *rb;
+	size_t len;
 
 	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &m), TW_OK);
 	rb = linearise(&m);
-	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, &lim, &in, &why), TW_EPROTO);
-	cr_assert_not_null(why);
+	len = (size_t)m.total_len;
+	cr_assert_eq(tw_msg_decode(rb, 0, len, &lim, &in), TW_EPROTO);
+	cr_assert_str_eq(tw_errmsg(TW_EPROTO), "value: nesting too deep");
 	lim.max_depth = 4;
-	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, &lim, &in, &why), TW_OK);
+	cr_assert_eq(tw_msg_decode(rb, 0, len, &lim, &in), TW_OK);
 	tw_in_msg_release(&in);
 	/* 4 lists + 1 none = 5 nodes */
 	lim = (tw_decode_limits){.max_nodes = 4};
-	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, &lim, &in, &why), TW_EPROTO);
+	cr_assert_eq(tw_msg_decode(rb, 0, len, &lim, &in), TW_EPROTO);
+	cr_assert_str_eq(tw_errmsg(TW_EPROTO), "value: too many nodes");
 	lim.max_nodes = 5;
-	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, &lim, &in, &why), TW_OK);
+	cr_assert_eq(tw_msg_decode(rb, 0, len, &lim, &in), TW_OK);
 	tw_in_msg_release(&in);
 	/* frame limits pass through */
 	lim = (tw_decode_limits){.frame = {.max_payload = 4}};
-	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, &lim, &in, &why), TW_EPROTO);
+	cr_assert_eq(tw_msg_decode(rb, 0, len, &lim, &in), TW_EPROTO);
+	cr_assert_str_eq(tw_errmsg(TW_EPROTO), "header: payload_len over limit");
 	cr_assert_eq(tw_buf_refcnt(rb), 1);
 	tw_buf_release(rb);
 	tw_out_msg_release(&m);
@@ -522,7 +524,6 @@ Test(wire, one_mib_tensor_is_never_copied)
 	tw_out_msg m;
 	tw_in_msg in;
 	tw_buf *rb;
-	const char *why = NULL;
 
 	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
 	tw_value_set_item(&args, 0, tensor_val(TW_FLOAT32, 1, shape, &t));
@@ -537,7 +538,8 @@ Test(wire, one_mib_tensor_is_never_copied)
 	cr_assert_eq(tw_buf_refcnt(t.buf), 3); /* t, the value, the message */
 
 	rb = linearise(&m);
-	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, NULL, &in, &why), TW_OK, "%s", why);
+	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, NULL, &in), TW_OK,
+		     "%s", tw_errmsg(TW_EPROTO));
 	const tw_tensor *dt = in.payload.u.items[1].u.items[0].u.tensor;
 	const uint8_t *lo = rb->data;
 	cr_assert((const uint8_t *)dt->data >= lo &&
@@ -1015,23 +1017,23 @@ Test(wire, decode_at_an_offset_and_alignment_rule)
 	tw_out_msg m;
 	tw_in_msg in;
 	tw_buf *rb;
-	const char *why = NULL;
 
 	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &m), TW_OK);
 	cr_assert_eq(tw_buf_alloc(256 + (size_t)m.total_len, &rb), TW_OK);
 	tw_out_msg_copy(&m, (uint8_t *)rb->data + 128);
-	cr_assert_eq(tw_msg_decode(rb, 128, (size_t)m.total_len, NULL, &in, &why), TW_OK);
+	cr_assert_eq(tw_msg_decode(rb, 128, (size_t)m.total_len, NULL, &in), TW_OK);
 	cr_assert(tw_value_equal(&v, &in.payload));
 	tw_in_msg_release(&in);
 
 	memmove((uint8_t *)rb->data + 132, (uint8_t *)rb->data + 128, (size_t)m.total_len);
-	why = NULL;
-	cr_assert_eq(tw_msg_decode(rb, 132, (size_t)m.total_len, NULL, &in, &why), TW_EINVAL);
-	cr_assert_not_null(why);
+	cr_assert_eq(tw_msg_decode(rb, 132, (size_t)m.total_len, NULL, &in), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "caller: frame start not 8-byte aligned");
 	cr_assert_eq(in.payload.kind, TW_KIND_NONE);
-	cr_assert_eq(tw_msg_decode(rb, 0, rb->size + 1, NULL, &in, &why), TW_EINVAL);
-	cr_assert_eq(tw_msg_decode(rb, rb->size + 1, 0, NULL, &in, &why), TW_EINVAL);
-	cr_assert_eq(tw_msg_decode(NULL, 0, 0, NULL, &in, &why), TW_EINVAL);
+	cr_assert_eq(tw_msg_decode(rb, 0, rb->size + 1, NULL, &in), TW_EINVAL);
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "caller: frame outside the buffer");
+	cr_assert_eq(tw_msg_decode(rb, rb->size + 1, 0, NULL, &in), TW_EINVAL);
+	cr_assert_eq(tw_msg_decode(NULL, 0, 0, NULL, &in), TW_EINVAL);
 	cr_assert_eq(tw_buf_refcnt(rb), 1);
 	tw_buf_release(rb);
 	tw_out_msg_release(&m);
