@@ -112,7 +112,7 @@ static void run_decode(void *p, long iters)
 	struct wire_ctx *c = p;
 	for (long i = 0; i < iters; i++) {
 		tw_in_msg in;
-		tw_status s = tw_msg_decode(c->rx, 0, c->len, NULL, &in);
+		tw_status s = tw_msg_decode(c->rx, 0, c->len, NULL, NULL, &in);
 		if (s)
 			die("decode", s);
 		tw_in_msg_release(&in);

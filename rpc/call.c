@@ -285,7 +285,7 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 	 * the user completed the future by hand: nothing to deliver. */
 	tw_in_msg *m = future_msg_begin(c->fut);
 	if (m != NULL) {
-		tw_status st = agent_decode(l, h, buf, off, len, m);
+		tw_status st = tw_msg_decode(buf, off, len, h, NULL, m);
 		if (st == TW_OK) {
 			future_msg_end(c->fut);
 		} else {

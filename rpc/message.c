@@ -8,7 +8,6 @@
 #include <tensorwire/message.h>
 
 #include "dataplane/err.h"
-#include "rpc/message_impl.h"
 #include "rpc/value_wire.h"
 
 /* Defaults of tw_decode_limits (message.h). */
@@ -353,10 +352,8 @@ static void in_clear(tw_in_msg *m)
  * and pass 2 finds them itself). */
 #define STACK_SEGS 8
 
-/* tw_msg_decode; pre: the header already decoded from these bytes (with
- * default limits), or NULL to decode it here. */
-static tw_status decode(tw_buf *buf, size_t offset, size_t len,
-			const tw_frame_hdr *pre, const tw_decode_limits *lim,
+tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
+			const tw_frame_hdr *hdr, const tw_decode_limits *lim,
 			tw_in_msg *out)
 {
 	const uint8_t *f;
@@ -384,10 +381,13 @@ static tw_status decode(tw_buf *buf, size_t offset, size_t len,
 	if (len < TW_FRAME_HDR_SIZE)
 		return tw_fail_static(TW_EPROTO,
 				      "frame: shorter than the header");
-	if (pre != NULL) {
-		out->hdr = *pre;
+	if (hdr != NULL) {
+		/* Decoded and checked by whoever received the frame, against
+		 * their limits: a header is decoded once. */
+		out->hdr = *hdr;
 	} else {
-		st = tw_frame_hdr_decode(f, lim ? &lim->frame : NULL, &out->hdr);
+		st = tw_frame_hdr_decode(f, lim ? &lim->frame : NULL,
+					 &out->hdr);
 		if (st != TW_OK)
 			return st;
 	}
@@ -395,9 +395,12 @@ static tw_status decode(tw_buf *buf, size_t offset, size_t len,
 		return tw_fail_static(TW_EPROTO,
 				      "header: unknown message type");
 	/* The segment layout, checked once: pass 2 takes the offsets from
-	 * here when they fit on the stack. */
+	 * here when they fit on the stack. It also holds a given header to
+	 * the bytes: len must be its total_len, and its table and payload
+	 * must lie inside them. */
 	bool have_offs = out->hdr.seg_count <= STACK_SEGS;
-	st = tw_frame_check_segments(f, len, &out->hdr, have_offs ? offs : NULL);
+	st = tw_frame_check_segments(f, len, &out->hdr,
+				     have_offs ? offs : NULL);
 	if (st != TW_OK)
 		return st;
 
@@ -448,18 +451,6 @@ static tw_status decode(tw_buf *buf, size_t offset, size_t len,
 	out->arena_ = arena;
 	out->arena_size_ = lay.arena_size;
 	return TW_OK;
-}
-
-tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
-			const tw_decode_limits *lim, tw_in_msg *out)
-{
-	return decode(buf, offset, len, NULL, lim, out);
-}
-
-tw_status msg_decode_with_hdr(tw_buf *buf, size_t offset, size_t len,
-			      const tw_frame_hdr *h, tw_in_msg *out)
-{
-	return decode(buf, offset, len, h, NULL, out);
 }
 
 void tw_in_msg_release(tw_in_msg *m)

@@ -81,7 +81,7 @@ static void round_trip(const tw_in_msg *in)
 	}
 	if (tw_buf_pool_in_use(send_pool()) != 0)
 		fail();
-	if (tw_msg_decode(b2, 0, b2->size, NULL, &again) != TW_OK)
+	if (tw_msg_decode(b2, 0, b2->size, NULL, NULL, &again) != TW_OK)
 		fail();
 	if (!tw_value_equal(&in->payload, &again.payload))
 		fail();
@@ -99,6 +99,29 @@ static void round_trip(const tw_in_msg *in)
 	tw_buf_release(b2);
 }
 
+/* The decoder given the header a transport decoded (the agent's way in)
+ * must reach first's verdict, with the same reason: one decoder, whoever
+ * decodes the header. */
+static void same_with_hdr(tw_buf *b, size_t size, tw_status first,
+			  const char *why)
+{
+	tw_frame_hdr h;
+	tw_in_msg in;
+	tw_status st;
+
+	if (size < TW_FRAME_HDR_SIZE ||
+	    tw_frame_hdr_decode(b->data, NULL, &h) != TW_OK)
+		return;
+	tw_fail_static(TW_OK, NULL);
+	st = tw_msg_decode(b, 0, size, &h, NULL, &in);
+	if (st != first)
+		fail();
+	if (st == TW_OK)
+		tw_in_msg_release(&in);
+	else if (strcmp(tw_errmsg(st), why) != 0)
+		fail();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	tw_in_msg in;
@@ -113,13 +136,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* No reason left over from an earlier input: a refusal must record
 	 * its own. */
 	tw_fail_static(TW_OK, NULL);
-	st = tw_msg_decode(b, 0, size, NULL, &in);
+	st = tw_msg_decode(b, 0, size, NULL, NULL, &in);
 	if (st == TW_OK) {
 		char text[128];
 
 		tw_value_format(&in.payload, text, sizeof(text));
 		round_trip(&in);
 		tw_in_msg_release(&in);
+		same_with_hdr(b, size, st, NULL);
 	} else {
 		/* Every refusal names its reason; "internal" ones mean the two
 		 * decoder passes disagree. */
@@ -131,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fail();
 		if (in.payload.kind != TW_KIND_NONE || in.buf != NULL)
 			fail();
+		same_with_hdr(b, size, st, why);
 	}
 	if (tw_buf_refcnt(b) != 1)
 		fail();

@@ -746,7 +746,7 @@ static tw_status raw_read(struct raw_ch *ch, tw_in_msg *m)
 		st = rawd_read(ch, &b, &len);
 		if (st != TW_OK)
 			return st;
-		st = tw_msg_decode(b, 0, len, NULL, m);
+		st = tw_msg_decode(b, 0, len, NULL, NULL, m);
 		tw_buf_release(b);
 		return st;
 	}
@@ -763,7 +763,7 @@ static tw_status raw_read(struct raw_ch *ch, tw_in_msg *m)
 	memcpy(b->data, hdr, sizeof(hdr));
 	st = TW_EIO;
 	if (raw_full(fd, (char *)b->data + sizeof(hdr), h.total_len - sizeof(hdr), true))
-		st = tw_msg_decode(b, 0, h.total_len, NULL, m);
+		st = tw_msg_decode(b, 0, h.total_len, &h, NULL, m);
 	tw_buf_release(b);
 	return st;
 }

@@ -64,13 +64,39 @@ static tw_buf *mk(unsigned type, const void *pay, size_t plen, uint32_t nseg,
 	return b;
 }
 
+/* When the header at b decodes, the decoder given that header (as a
+ * transport hands it up) gives the verdict want and the reason it gave
+ * when it decoded the header itself: one decoder either way. */
+static void same_with_hdr(tw_buf *b, size_t len, const tw_decode_limits *lim,
+			  tw_status want, const char *what)
+{
+	char first[128];
+	tw_frame_hdr h;
+	tw_in_msg in;
+
+	if (len < TW_FRAME_HDR_SIZE ||
+	    tw_frame_hdr_decode(b->data, lim ? &lim->frame : NULL, &h) != TW_OK)
+		return;
+	snprintf(first, sizeof(first), "%s", tw_errmsg(want));
+	reason_forget();
+	tw_status st = tw_msg_decode(b, 0, len, &h, lim, &in);
+	if (st == TW_OK)
+		tw_in_msg_release(&in);
+	cr_assert_eq(st, want, "%s, header given: got %s (%s)", what,
+		     tw_status_name(st), tw_errmsg(st));
+	if (st != TW_OK)
+		cr_assert_str_eq(tw_errmsg(st), first, "%s, header given",
+				 what);
+	cr_assert_eq(tw_buf_refcnt(b), 1, "%s", what);
+}
+
 /* Decode must fail with want, give a reason, hold nothing. Consumes b. */
 static void expect_bad_lim(tw_buf *b, size_t len, tw_status want,
 			   const tw_decode_limits *lim, const char *what)
 {
 	tw_in_msg in;
 	reason_forget();
-	tw_status st = tw_msg_decode(b, 0, len, lim, &in);
+	tw_status st = tw_msg_decode(b, 0, len, NULL, lim, &in);
 	const char *why = reason(st);
 
 	if (getenv("TW_TEST_VERBOSE")) /* see what each case is refused for */
@@ -84,6 +110,7 @@ static void expect_bad_lim(tw_buf *b, size_t len, tw_status want,
 	cr_assert_eq(in.payload.kind, TW_KIND_NONE, "%s", what);
 	cr_assert_null(in.buf, "%s", what);
 	cr_assert_eq(tw_buf_refcnt(b), 1, "%s: buffer reference leaked", what);
+	same_with_hdr(b, len, lim, st, what);
 	tw_buf_release(b);
 }
 
@@ -95,7 +122,7 @@ static void expect_bad(tw_buf *b, size_t len, const char *what)
 static void expect_ok(tw_buf *b, size_t len, const char *what)
 {
 	tw_in_msg in;
-	tw_status st = tw_msg_decode(b, 0, len, NULL, &in);
+	tw_status st = tw_msg_decode(b, 0, len, NULL, NULL, &in);
 
 	cr_assert_eq(st, TW_OK, "%s: %s (%s)", what, tw_status_name(st),
 		     tw_errmsg(st));
@@ -264,7 +291,7 @@ Test(malformed, newer_version_is_answerable)
 
 	F(b)[4] = 2;
 	reason_forget();
-	cr_assert_eq(tw_msg_decode(b, 0, len, NULL, &in), TW_EVERSION);
+	cr_assert_eq(tw_msg_decode(b, 0, len, NULL, NULL, &in), TW_EVERSION);
 	cr_assert_not_null(reason(TW_EVERSION));
 	/* enough to address an EXCEPTION(TW_EVERSION) back */
 	cr_assert_eq(in.hdr.version, 2);
@@ -602,7 +629,7 @@ static void try_decode(tw_buf *b, size_t len)
 {
 	tw_in_msg in;
 	reason_forget();
-	tw_status st = tw_msg_decode(b, 0, len, NULL, &in);
+	tw_status st = tw_msg_decode(b, 0, len, NULL, NULL, &in);
 	const char *why = reason(st);
 
 	if (st == TW_OK) {
@@ -616,6 +643,7 @@ static void try_decode(tw_buf *b, size_t len)
 		cr_assert_eq(in.payload.kind, TW_KIND_NONE);
 	}
 	cr_assert_eq(tw_buf_refcnt(b), 1);
+	same_with_hdr(b, len, NULL, st, "mutated frame");
 }
 
 Test(malformed, every_bit_flipped)
@@ -628,7 +656,8 @@ Test(malformed, every_bit_flipped)
 		for (int bit = 0; bit < 8; bit++) {
 			F(b)[i] ^= (uint8_t)(1u << bit);
 			tw_in_msg in;
-			if (tw_msg_decode(b, 0, len, NULL, &in) == TW_OK) {
+			if (tw_msg_decode(b, 0, len, NULL, NULL, &in) ==
+			    TW_OK) {
 				accepted++;
 				tw_in_msg_release(&in);
 			}
