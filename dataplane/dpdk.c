@@ -936,15 +936,14 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 {
 	if (h->frame_off == 0) {
 		tw_frame_hdr fh;
-		const char *why = NULL;
 		tw_status hst = TW_EPROTO;
 		if (s->rx_active || h->msg != s->rcv_msg ||
 		    h->len < (h->frame_len < TW_FRAME_HDR_SIZE
 				      ? h->frame_len
 				      : TW_FRAME_HDR_SIZE) ||
 		    h->frame_len < TW_FRAME_HDR_SIZE ||
-		    (hst = tw_frame_hdr_decode(payload, &t->base.limits, &fh,
-					       &why)) != TW_OK ||
+		    (hst = tw_frame_hdr_decode(payload, &t->base.limits,
+					       &fh)) != TW_OK ||
 		    fh.total_len != h->frame_len) {
 			rte_pktmbuf_free(m);
 			t->st.bad_frames++;

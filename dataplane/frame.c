@@ -5,6 +5,8 @@
 
 #include <tensorwire/frame.h>
 
+#include "dataplane/err.h"
+
 
 /* Header field offsets: docs/wire.md, "Header". The first 20 bytes keep
  * their place in every version so a v1 receiver can answer a newer peer. */
@@ -70,13 +72,6 @@ static inline uint64_t align_seg(uint64_t off)
 	return (off + TW_FRAME_SEG_ALIGN - 1) & ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1);
 }
 
-static tw_status fail(const char **why, const char *msg)
-{
-	if (why)
-		*why = msg;
-	return TW_EPROTO;
-}
-
 void tw_frame_hdr_encode(void *dst, const tw_frame_hdr *h)
 {
 	uint8_t *p = dst;
@@ -117,16 +112,17 @@ static void effective_limits(const tw_frame_limits *lim, tw_frame_limits *eff)
 }
 
 /* After the magic matched, hand back what was read (req_id and src at
- * least) so the receiver can address an EXCEPTION to the request. */
+ * least) so the receiver can address an EXCEPTION to the request. msg is
+ * static: a refusal costs a store, not a format (dataplane/err.h). */
 static tw_status hdr_fail(tw_frame_hdr *out, const tw_frame_hdr *h,
-			  const char **why, const char *msg)
+			  const char *msg)
 {
 	*out = *h;
-	return fail(why, msg);
+	return tw_fail_static(TW_EPROTO, msg);
 }
 
 tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
-			      tw_frame_hdr *out, const char **why)
+			      tw_frame_hdr *out)
 {
 	const uint8_t *p = src;
 	tw_frame_limits eff;
@@ -136,7 +132,7 @@ tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
 	memset(&h, 0, sizeof(h));
 	memset(out, 0, sizeof(*out));
 	if (ld32(p + OFF_MAGIC) != TW_FRAME_MAGIC)
-		return fail(why, "header: bad magic");
+		return tw_fail_static(TW_EPROTO, "header: bad magic");
 
 	/* Fields at 0..20 are stable across versions (docs/wire.md, "Versions"):
 	 * read them before the version check so a newer peer's request can
@@ -147,12 +143,11 @@ tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
 	h.req_id = ld64(p + OFF_REQ_ID);
 	h.src = ld32(p + OFF_SRC);
 	if (h.version == 0)
-		return hdr_fail(out, &h, why, "header: version 0");
+		return hdr_fail(out, &h, "header: version 0");
 	if (h.version > TW_FRAME_VERSION) {
 		*out = h;
-		if (why)
-			*why = "header: newer wire version";
-		return TW_EVERSION;
+		return tw_fail_static(TW_EVERSION,
+				      "header: newer wire version");
 	}
 
 	h.dst = ld32(p + OFF_DST);
@@ -162,25 +157,25 @@ tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
 	h.total_len = ld64(p + OFF_TOTAL_LEN);
 
 	if (h.type == 0)
-		return hdr_fail(out, &h, why, "header: message type 0");
+		return hdr_fail(out, &h, "header: message type 0");
 	if (h.flags != 0)
-		return hdr_fail(out, &h, why, "header: unknown flags");
+		return hdr_fail(out, &h, "header: unknown flags");
 	if (ld32(p + OFF_RESERVED) != 0)
-		return hdr_fail(out, &h, why, "header: reserved bytes not zero");
+		return hdr_fail(out, &h, "header: reserved bytes not zero");
 
 	effective_limits(lim, &eff);
 	if (h.seg_count > eff.max_segs)
-		return hdr_fail(out, &h, why, "header: seg_count over limit");
+		return hdr_fail(out, &h, "header: seg_count over limit");
 	if (h.payload_len > eff.max_payload)
-		return hdr_fail(out, &h, why, "header: payload_len over limit");
+		return hdr_fail(out, &h, "header: payload_len over limit");
 	if (h.total_len > eff.max_total)
-		return hdr_fail(out, &h, why, "header: total_len over limit");
+		return hdr_fail(out, &h, "header: total_len over limit");
 	/* seg_count <= 65535 and payload_len < 2^32: no overflow in u64. */
 	head = tw_frame_head_len(h.seg_count, h.payload_len);
 	if (h.total_len < head)
-		return hdr_fail(out, &h, why, "header: total_len shorter than header, table and payload");
+		return hdr_fail(out, &h, "header: total_len shorter than header, table and payload");
 	if (h.seg_count == 0 && h.total_len != head)
-		return hdr_fail(out, &h, why, "header: total_len longer than payload without segments");
+		return hdr_fail(out, &h, "header: total_len longer than payload without segments");
 
 	*out = h;
 	return TW_OK;
@@ -204,25 +199,29 @@ static bool pad_zero(const uint8_t *f, uint64_t from, uint64_t to)
 }
 
 tw_status tw_frame_check_segments(const void *frame, size_t len,
-				  const tw_frame_hdr *h, uint64_t *offsets,
-				  const char **why)
+				  const tw_frame_hdr *h, uint64_t *offsets)
 {
 	const uint8_t *f = frame;
 	uint64_t total = h->total_len;
 	uint64_t end, off;
 
 	if ((uint64_t)len != total)
-		return fail(why, "frame: length differs from total_len");
+		return tw_fail_static(TW_EPROTO,
+				      "frame: length differs from total_len");
 	end = (uint64_t)TW_FRAME_HDR_SIZE + 8u * (uint64_t)h->seg_count +
 	      h->payload_len;
 	off = tw_frame_head_len(h->seg_count, h->payload_len);
 	if (off > total)
-		return fail(why, "frame: total_len shorter than head");
-	if (h->seg_count == 0)
-		return off == total ? TW_OK
-				    : fail(why, "frame: trailing bytes after payload");
+		return tw_fail_static(TW_EPROTO,
+				      "frame: total_len shorter than head");
+	if (h->seg_count == 0) {
+		if (off != total)
+			return tw_fail_static(TW_EPROTO,
+					      "frame: trailing bytes after payload");
+		return TW_OK;
+	}
 	if (!pad_zero(f, end, off))
-		return fail(why, "frame: payload pad not zero");
+		return tw_fail_static(TW_EPROTO, "frame: payload pad not zero");
 
 	/* off <= total <= 2^40 throughout, so align_seg cannot wrap, and each
 	 * length is compared against the room left before it is added. */
@@ -231,17 +230,21 @@ tw_status tw_frame_check_segments(const void *frame, size_t len,
 		uint64_t start = align_seg(off);
 
 		if (start > total)
-			return fail(why, "frame: segment starts past total_len");
+			return tw_fail_static(TW_EPROTO,
+					      "frame: segment starts past total_len");
 		if (!pad_zero(f, off, start))
-			return fail(why, "frame: segment pad not zero");
+			return tw_fail_static(TW_EPROTO,
+					      "frame: segment pad not zero");
 		if (n > total - start)
-			return fail(why, "frame: segment runs past total_len");
+			return tw_fail_static(TW_EPROTO,
+					      "frame: segment runs past total_len");
 		if (offsets)
 			offsets[i] = start;
 		off = start + n;
 	}
 	if (off != total)
-		return fail(why, "frame: total_len does not end at the last segment");
+		return tw_fail_static(TW_EPROTO,
+				      "frame: total_len does not end at the last segment");
 	return TW_OK;
 }
 

@@ -709,7 +709,7 @@ static bool rx_start(struct uconn *c)
 {
 	struct ut *t = c->t;
 	tw_frame_hdr h;
-	tw_status st = tw_frame_hdr_decode(c->rx.hdr, &t->base.limits, &h, NULL);
+	tw_status st = tw_frame_hdr_decode(c->rx.hdr, &t->base.limits, &h);
 	c->rx.h = h;
 	if (st != TW_OK) {
 		t->st.bad_frames++;

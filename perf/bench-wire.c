@@ -112,10 +112,9 @@ static void run_decode(void *p, long iters)
 	struct wire_ctx *c = p;
 	for (long i = 0; i < iters; i++) {
 		tw_in_msg in;
-		const char *why;
-		tw_status s = tw_msg_decode(c->rx, 0, c->len, NULL, &in, &why);
+		tw_status s = tw_msg_decode(c->rx, 0, c->len, NULL, NULL, &in);
 		if (s)
-			die(why ? why : "decode", s);
+			die("decode", s);
 		tw_in_msg_release(&in);
 	}
 }

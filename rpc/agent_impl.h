@@ -19,7 +19,6 @@
 #include "dataplane/timer.h"
 #include "dataplane/transport.h"
 #include "rpc/executor.h"
-#include "rpc/message_impl.h"
 #include "rpc/registry.h"
 #include "rpc/rendezvous.h"
 
@@ -208,20 +207,6 @@ struct tw_agent {
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */
 extern _Thread_local struct agent_loop *agent_tls_loop;
-
-/* Decode a received frame whose header h on_frame decoded already with
- * the transport's limits: without decoding the header a third time when
- * those limits are the defaults tw_msg_decode applies. */
-static inline tw_status agent_decode(const struct agent_loop *l,
-				     const tw_frame_hdr *h, tw_buf *buf,
-				     size_t off, size_t len, tw_in_msg *m,
-				     const char **why)
-{
-	const tw_frame_limits *lim = &l->t->limits;
-	if (lim->max_total == 0 && lim->max_segs == 0 && lim->max_payload == 0)
-		return msg_decode_with_hdr(buf, off, len, h, m, why);
-	return tw_msg_decode(buf, off, len, NULL, m, why);
-}
 
 /* ---- agent.c ---- */
 const char *agent_worker_name(const tw_agent *a, uint32_t id);

@@ -285,8 +285,7 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 	 * the user completed the future by hand: nothing to deliver. */
 	tw_in_msg *m = future_msg_begin(c->fut);
 	if (m != NULL) {
-		const char *why = NULL;
-		tw_status st = agent_decode(l, h, buf, off, len, m, &why);
+		tw_status st = tw_msg_decode(buf, off, len, h, NULL, m);
 		if (st == TW_OK) {
 			future_msg_end(c->fut);
 		} else {
@@ -294,7 +293,7 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 			snprintf(msg, sizeof(msg),
 				 "malformed response from worker '%s': %s",
 				 agent_worker_name(l->a, c->dst),
-				 why ? why : tw_strerror(st));
+				 tw_errmsg(st));
 			stat_inc(&l->stats.bad_frames);
 			future_msg_fail(c->fut, TW_EPROTO, l->a->rank, msg);
 		}

@@ -7,7 +7,7 @@
 
 #include <tensorwire/message.h>
 
-#include "rpc/message_impl.h"
+#include "dataplane/err.h"
 #include "rpc/value_wire.h"
 
 /* Defaults of tw_decode_limits (message.h). */
@@ -340,13 +340,6 @@ void tw_out_msg_release(tw_out_msg *m)
 
 /* ===================== decoder ===================== */
 
-static tw_status proto(const char **why, const char *msg)
-{
-	if (why)
-		*why = msg;
-	return TW_EPROTO;
-}
-
 static void in_clear(tw_in_msg *m)
 {
 	m->payload = tw_value_none();
@@ -359,11 +352,9 @@ static void in_clear(tw_in_msg *m)
  * and pass 2 finds them itself). */
 #define STACK_SEGS 8
 
-/* tw_msg_decode; pre: the header already decoded from these bytes (with
- * default limits), or NULL to decode it here. */
-static tw_status decode(tw_buf *buf, size_t offset, size_t len,
-			const tw_frame_hdr *pre, const tw_decode_limits *lim,
-			tw_in_msg *out, const char **why)
+tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
+			const tw_frame_hdr *hdr, const tw_decode_limits *lim,
+			tw_in_msg *out)
 {
 	const uint8_t *f;
 	tw_wire_layout lay;
@@ -373,39 +364,43 @@ static tw_status decode(tw_buf *buf, size_t offset, size_t len,
 	tw_status st;
 	uint64_t offs[STACK_SEGS];
 
+	/* Our caller's mistakes, not the peer's: TW_EINVAL. */
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL,
+				      "caller: no tw_in_msg to decode into");
 	in_clear(out);
 	memset(&out->hdr, 0, sizeof(out->hdr));
-	/* Our caller's mistakes, not the peer's: TW_EINVAL. */
-	if (buf == NULL || offset > buf->size || len > buf->size - offset) {
-		if (why)
-			*why = "caller: frame outside the buffer";
-		return TW_EINVAL;
-	}
+	if (buf == NULL || offset > buf->size || len > buf->size - offset)
+		return tw_fail_static(TW_EINVAL,
+				      "caller: frame outside the buffer");
 	f = (const uint8_t *)buf->data + offset;
-	if ((uintptr_t)f % 8) {
-		if (why)
-			*why = "caller: frame start not 8-byte aligned";
-		return TW_EINVAL;
-	}
+	if ((uintptr_t)f % 8)
+		return tw_fail_static(TW_EINVAL,
+				      "caller: frame start not 8-byte aligned");
 
 	if (len < TW_FRAME_HDR_SIZE)
-		return proto(why, "frame: shorter than the header");
-	if (pre != NULL) {
-		out->hdr = *pre;
+		return tw_fail_static(TW_EPROTO,
+				      "frame: shorter than the header");
+	if (hdr != NULL) {
+		/* Decoded and checked by whoever received the frame, against
+		 * their limits: a header is decoded once. */
+		out->hdr = *hdr;
 	} else {
-		st = tw_frame_hdr_decode(f, lim ? &lim->frame : NULL, &out->hdr, why);
+		st = tw_frame_hdr_decode(f, lim ? &lim->frame : NULL,
+					 &out->hdr);
 		if (st != TW_OK)
 			return st;
 	}
 	if (out->hdr.type >= TW_MSG_TYPE_COUNT_)
-		return proto(why, "header: unknown message type");
+		return tw_fail_static(TW_EPROTO,
+				      "header: unknown message type");
 	/* The segment layout, checked once: pass 2 takes the offsets from
-	 * here when they fit on the stack. */
+	 * here when they fit on the stack. It also holds a given header to
+	 * the bytes: len must be its total_len, and its table and payload
+	 * must lie inside them. */
 	bool have_offs = out->hdr.seg_count <= STACK_SEGS;
-	st = tw_frame_check_segments(f, len, &out->hdr, have_offs ? offs : NULL,
-				     why);
+	st = tw_frame_check_segments(f, len, &out->hdr,
+				     have_offs ? offs : NULL);
 	if (st != TW_OK)
 		return st;
 
@@ -423,30 +418,29 @@ static tw_status decode(tw_buf *buf, size_t offset, size_t len,
 	/* Small trees (the common call) stay in the message: no malloc, and
 	 * one pass over the payload that makes both passes' checks. */
 	st = tw_wire_decode_small(&in, out->arena_inline_,
-				  sizeof(out->arena_inline_), &lay, &v, why);
+				  sizeof(out->arena_inline_), &lay, &v);
 	if (st == TW_OK) {
 		arena = out->arena_inline_;
 	} else if (st != TW_ENOSPC) {
 		return st;
 	} else {
 		/* Larger: measure first, then build. */
-		st = tw_wire_check(&in, &lay, why);
+		st = tw_wire_check(&in, &lay);
 		if (st != TW_OK)
 			return st;
 		if (lay.arena_size <= sizeof(out->arena_inline_)) {
 			arena = out->arena_inline_;
 		} else {
 			arena = malloc(lay.arena_size);
-			if (arena == NULL) {
-				if (why)
-					*why = "decode arena allocation failed";
-				return TW_ENOMEM;
-			}
+			if (arena == NULL)
+				return tw_fail_static(TW_ENOMEM,
+						      "decode arena allocation failed");
 		}
-		st = tw_wire_build(&in, &lay, arena, &v, why);
+		st = tw_wire_build(&in, &lay, arena, &v);
 	}
 	if (st == TW_OK && tw_msg_check_shape(out->hdr.type, &v) != TW_OK)
-		st = proto(why, "payload: shape does not match the message type");
+		st = tw_fail_static(TW_EPROTO,
+				    "payload: shape does not match the message type");
 	if (st != TW_OK) {
 		if (arena != out->arena_inline_)
 			free(arena);
@@ -457,20 +451,6 @@ static tw_status decode(tw_buf *buf, size_t offset, size_t len,
 	out->arena_ = arena;
 	out->arena_size_ = lay.arena_size;
 	return TW_OK;
-}
-
-tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
-			const tw_decode_limits *lim, tw_in_msg *out,
-			const char **why)
-{
-	return decode(buf, offset, len, NULL, lim, out, why);
-}
-
-tw_status msg_decode_with_hdr(tw_buf *buf, size_t offset, size_t len,
-			      const tw_frame_hdr *h, tw_in_msg *out,
-			      const char **why)
-{
-	return decode(buf, offset, len, h, NULL, out, why);
 }
 
 void tw_in_msg_release(tw_in_msg *m)

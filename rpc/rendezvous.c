@@ -119,6 +119,7 @@ struct reader {
 	size_t got;
 	uint64_t total;
 	tw_buf *buf;
+	tw_frame_hdr h;   /* hdr decoded: valid while buf is set */
 };
 
 static void reader_reset(struct reader *r)
@@ -155,13 +156,12 @@ static int reader_feed(struct reader *r, int fd)
 			tw_frame_limits lim = {.max_total = RDV_MAX_FRAME,
 					       .max_segs = 16,
 					       .max_payload = RDV_MAX_FRAME};
-			tw_frame_hdr h;
-			if (tw_frame_hdr_decode(r->hdr, &lim, &h, NULL) != TW_OK)
+			if (tw_frame_hdr_decode(r->hdr, &lim, &r->h) != TW_OK)
 				return -1;
-			if (tw_buf_alloc(h.total_len, &r->buf) != TW_OK)
+			if (tw_buf_alloc(r->h.total_len, &r->buf) != TW_OK)
 				return -1;
 			memcpy(r->buf->data, r->hdr, TW_FRAME_HDR_SIZE);
-			r->total = h.total_len;
+			r->total = r->h.total_len;
 		}
 		if (r->buf != NULL && r->got == r->total)
 			return 1;
@@ -172,8 +172,8 @@ static int reader_feed(struct reader *r, int fd)
  * payload points into its own arena) and reset the reader. */
 static tw_status reader_decode(struct reader *r, tw_in_msg *m)
 {
-	const char *why = NULL;
-	tw_status st = tw_msg_decode(r->buf, 0, (size_t)r->total, NULL, m, &why);
+	tw_status st = tw_msg_decode(r->buf, 0, (size_t)r->total, &r->h, NULL,
+				     m);
 	reader_reset(r);
 	return st;
 }

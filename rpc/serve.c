@@ -375,6 +375,7 @@ struct srv_job {
 	bool local;
 	tw_buf *buf;          /* network: the frame, decoded on the executor */
 	size_t off, len;
+	tw_frame_hdr hdr;     /* network: its header, from the transport */
 	tw_value args, kwargs;/* local: owned */
 };
 
@@ -409,11 +410,11 @@ static void job_run(struct exec_job *ej)
 		run_handler(&j->p, &j->args, &j->kwargs);
 	} else {
 		tw_in_msg m;
-		const char *why = NULL;
-		tw_status st = tw_msg_decode(j->buf, j->off, j->len, NULL, &m, &why);
+		tw_status st = tw_msg_decode(j->buf, j->off, j->len, &j->hdr,
+					     NULL, &m);
 		if (st != TW_OK) {
 			reply_errorf(&j->p, TW_EPROTO, "malformed CALL: %s",
-				     why ? why : tw_strerror(st));
+				     tw_errmsg(st));
 		} else {
 			run_handler(&j->p, &m.payload.u.items[1],
 				    &m.payload.u.items[2]);
@@ -493,12 +494,11 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	}
 
 	tw_in_msg m; /* decoded in place, never moved */
-	const char *why = NULL;
-	tw_status st = agent_decode(l, h, buf, off, len, &m, &why);
+	tw_status st = tw_msg_decode(buf, off, len, h, NULL, &m);
 	if (st != TW_OK) {
 		stat_inc(&l->stats.bad_frames);
 		snprintf(msg, sizeof(msg), "malformed CALL from worker '%s': %s",
-			 agent_worker_name(a, h->src), why ? why : tw_strerror(st));
+			 agent_worker_name(a, h->src), tw_errmsg(st));
 		serve_reject(l, cs, h, st == TW_EVERSION ? st : TW_EPROTO, msg);
 		return;
 	}
@@ -521,6 +521,7 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			j->buf = tw_buf_retain(buf);
 			j->off = off;
 			j->len = len;
+			j->hdr = *h;
 			submit_job(j);
 		}
 	} else {

@@ -1,11 +1,13 @@
 /* The tw_value payload codec: the encoder's writer (one checking pass, or
- * sizing then writing), and the validating decoder: one pass for small
- * trees, two for the rest (docs/wire.md, "Values" and section 6). */
+ * sizing then writing), and the validating decoder: one walker, run once
+ * for small trees, twice (measure, then build) for the rest (docs/wire.md,
+ * "Values" and section 6). */
 #include <endian.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "rpc/utf8.h"
 #include "rpc/value_wire.h"
 
@@ -579,12 +581,45 @@ tw_status tw_wire_write_checked(const tw_value *v, uint8_t *dst, size_t room,
 
 /* ===================== decoder ===================== */
 
-/* Read cursor shared by both passes. Every read is bounds-checked in both:
- * pass 2 trusts pass 1's verdict, never its arithmetic. */
+/*
+ * One walker reads a payload, whatever it reads it for, so each check is
+ * written once (walk_value below). Its modes:
+ *
+ *   W_MEASURE  pass 1 (tw_wire_check): builds nothing; counts the arena
+ *              bytes of the tree and the sort scratch of its largest dict.
+ *   W_BUILD    pass 2 (tw_wire_build), on bytes pass 1 accepted: builds
+ *              the tree in the arena pass 1 sized, and makes the two
+ *              checks that need memory (unique dict keys, one tensor per
+ *              segment).
+ *   W_ONE      both at once (tw_wire_decode_small), into a small arena:
+ *              the common call, each byte read once. A tree that outgrows
+ *              the arena, or a dict that needs sort scratch, stops it
+ *              without a fault (TW_ENOSPC): the caller then runs the two
+ *              passes.
+ *
+ * Two kinds of check. Those on where the walk is -- the bounds of every
+ * read, arena room, the indexes it stores through (ndim, segment), the
+ * recursion depth, counts against the bytes left, where the payload ends
+ * -- keep the walker itself safe on any input, and run in every mode.
+ * Those on what the bytes say -- UTF-8 and terminators, dtypes, shapes and
+ * spans, bool and error values, worker id ranges, the node limit -- go
+ * through PROVED: pass 2 walks the bytes pass 1 accepted with the same
+ * code, so it takes pass 1's word for them instead of paying twice. (The
+ * frame does not change while it is decoded: it is the receiver's
+ * buffer.) Should pass 2 fail anything but its own two checks, the passes
+ * disagree: reported as an internal fault, which tests and the fuzzer
+ * watch for.
+ */
+enum walk_mode { W_MEASURE, W_BUILD, W_ONE };
+
+/* A check on what the bytes say: made unless pass 1 made it already. */
+#define PROVED(m, ok) ((m) == W_BUILD || (ok))
+
+/* Read cursor. Every read is bounds-checked in every mode. */
 struct rd {
 	const uint8_t *p;
 	const uint8_t *end;
-	const char *why;
+	const char *why; /* the first fault */
 };
 
 static bool rd_fail(struct rd *r, const char *why)
@@ -610,7 +645,8 @@ static bool get_u8(struct rd *r, uint8_t *out)
 /*
  * LEB128, canonical only: at most 10 bytes, the 10th may only carry bit 63,
  * and the last byte is non-zero unless it is the only one. One encoding per
- * number keeps re-encoding byte-exact and closes a covert channel.
+ * number keeps re-encoding byte-exact and closes a covert channel. (Part of
+ * reading, so made in every mode; only long varints get here.)
  */
 static bool get_uvarint_slow(struct rd *r, uint64_t *out)
 {
@@ -653,34 +689,37 @@ static inline bool get_uvarint(struct rd *r, uint64_t *out)
 	return get_uvarint_slow(r, out);
 }
 
-static bool get_u32(struct rd *r, uint32_t *out, const char *why)
+/* A varint that must fit a u32 (worker ids): why names the field. */
+static inline bool get_u32(struct rd *r, uint32_t *out, const char *why,
+			   enum walk_mode m)
 {
 	uint64_t v;
 
 	if (!get_uvarint(r, &v))
 		return false;
-	if (v > UINT32_MAX)
+	if (!PROVED(m, v <= UINT32_MAX))
 		return rd_fail(r, why);
 	*out = (uint32_t)v;
 	return true;
 }
 
 /* len, bytes, NUL, UTF-8 (the STRING body, dict keys, error messages). */
-static bool get_text(struct rd *r, const char **s, uint32_t *len, bool key)
+static inline bool get_text(struct rd *r, const char **s, uint32_t *len,
+			    bool key, enum walk_mode m)
 {
 	uint64_t n;
 
 	if (!get_uvarint(r, &n))
 		return false;
-	if (n > MAX_STR_LEN)
+	if (!PROVED(m, n <= MAX_STR_LEN))
 		return rd_fail(r, "string: length over 2^32 - 2");
 	if (n >= rd_left(r))
 		return rd_fail(r, "string: runs past the payload");
-	if (r->p[n] != 0)
+	if (!PROVED(m, r->p[n] == 0))
 		return rd_fail(r, "string: missing NUL terminator");
-	if (key && memchr(r->p, 0, n))
+	if (!PROVED(m, !key || !memchr(r->p, 0, n)))
 		return rd_fail(r, "dict: key contains NUL");
-	if (!tw_utf8_valid((const char *)r->p, n))
+	if (!PROVED(m, tw_utf8_valid((const char *)r->p, n)))
 		return rd_fail(r, "string: invalid UTF-8");
 	*s = (const char *)r->p;
 	*len = (uint32_t)n;
@@ -688,323 +727,186 @@ static bool get_text(struct rd *r, const char **s, uint32_t *len, bool key)
 	return true;
 }
 
-/* A tensor descriptor, read and checked; pass 2 reads it again. */
-struct tdesc {
-	tw_tensor *t; /* where it is read to; data and buf left to the caller */
-	uint64_t nbytes;
-	uint32_t seg;
-};
-
 /* Copied over a descriptor to clear it: plain vector stores, where a
  * memset of the struct becomes a rep stos with its start-up cost. */
 static const tw_tensor zero_tensor;
 
-static bool get_tensor(struct rd *r, const tw_wire_in *in, struct tdesc *d)
+/* A tensor descriptor, read into *t (data and buf left to the caller);
+ * *seg gets its segment index. Inlined into each mode's walker, as
+ * walk_value is, so its tests of m fold away. */
+static inline __attribute__((always_inline)) bool
+get_tensor(struct rd *r, const tw_wire_in *in, tw_tensor *t, uint32_t *seg,
+	   enum walk_mode m)
 {
 	uint8_t dtype, ndim;
-	uint64_t seg;
+	uint64_t nbytes, idx;
 	size_t span;
 
-	*d->t = zero_tensor;
+	*t = zero_tensor;
 	if (!get_u8(r, &dtype) || !get_u8(r, &ndim))
 		return false;
-	if (tw_dtype_size((tw_dtype)dtype) == 0)
+	if (!PROVED(m, tw_dtype_size((tw_dtype)dtype) != 0))
 		return rd_fail(r, "tensor: unknown dtype");
+	/* Bounds the shape and strides stores below: every mode. */
 	if (ndim > TW_TENSOR_MAX_DIMS)
 		return rd_fail(r, "tensor: ndim over 8");
-	d->t->dtype = dtype;
-	d->t->ndim = ndim;
+	t->dtype = dtype;
+	t->ndim = ndim;
 	for (unsigned i = 0; i < 2u * ndim; i++) {
 		uint64_t x;
 
 		if (!get_uvarint(r, &x))
 			return false;
-		if (x > INT64_MAX)
+		if (!PROVED(m, x <= INT64_MAX))
 			return rd_fail(r, "tensor: shape or stride over 2^63 - 1");
 		if (i < ndim)
-			d->t->shape[i] = (int64_t)x;
+			t->shape[i] = (int64_t)x;
 		else
-			d->t->strides[i - ndim] = (int64_t)x;
+			t->strides[i - ndim] = (int64_t)x;
 	}
-	/* Below seg_count (a u32), the index fits a u32: one compare makes
-	 * get_u32's check too, with its words. */
-	if (!get_uvarint(r, &d->nbytes) || !get_uvarint(r, &seg))
+	if (!get_uvarint(r, &nbytes) || !get_uvarint(r, &idx))
 		return false;
-	if (seg >= in->hdr->seg_count)
+	/* An index into the segment offsets and bitmap: every mode. Below
+	 * seg_count (a u32), it fits a u32. */
+	if (idx >= in->hdr->seg_count)
 		return rd_fail(r, "tensor: segment index out of range");
-	d->seg = (uint32_t)seg;
+	*seg = (uint32_t)idx;
+	if (m == W_BUILD)
+		return true; /* what follows, pass 1 has PROVED */
 	/* tensor.c's own rules (numel, nbytes and span fit int64), so every
 	 * decoded tensor is one the tensor API accepts. Any non-NULL data
 	 * will do for the check. */
-	d->t->data = (void *)in->frame;
-	if (tw_tensor_span(d->t, &span) != TW_OK)
+	t->data = (void *)in->frame;
+	if (tw_tensor_span(t, &span) != TW_OK)
 		return rd_fail(r, "tensor: element count or span overflows");
-	if ((uint64_t)span != d->nbytes)
+	if ((uint64_t)span != nbytes)
 		return rd_fail(r, "tensor: nbytes differs from the span of shape and strides");
-	if (d->nbytes != tw_frame_seg_len(in->frame, d->seg))
+	if (nbytes != tw_frame_seg_len(in->frame, *seg))
 		return rd_fail(r, "tensor: nbytes differs from its segment length");
 	return true;
 }
 
-/* ---- pass 1 ---- */
-
-struct chk {
+struct walk {
 	struct rd r;
 	const tw_wire_in *in;
-	uint64_t nodes;
-	uint64_t arena;    /* node bytes */
+	/* in's limits, copied: every node checks them, and a load from the
+	 * walk beats two dependent ones through in. */
+	uint64_t nodes_left;  /* values + dict entries still allowed (not
+			       * counted in W_BUILD) */
+	uint32_t max_depth;
 	uint32_t ntensors;
-	uint32_t max_dict; /* largest dict that needs sort scratch */
-};
-
-static bool count_nodes(struct chk *c, uint64_t n)
-{
-	c->nodes += n;
-	if (c->nodes > c->in->max_nodes)
-		return rd_fail(&c->r, "value: too many nodes");
-	return true;
-}
-
-static bool check_value(struct chk *c, unsigned depth)
-{
-	struct rd *r = &c->r;
-	uint8_t tag;
-
-	if (!count_nodes(c, 1) || !get_u8(r, &tag))
-		return false;
-	if (is_container(tag) && depth > c->in->max_depth)
-		return rd_fail(r, "value: nesting too deep");
-	switch (tag) {
-	case TW_KIND_NONE:
-		return true;
-	case TW_KIND_BOOL: {
-		uint8_t b;
-
-		if (!get_u8(r, &b))
-			return false;
-		return b <= 1 ? true : rd_fail(r, "bool: not 0 or 1");
-	}
-	case TW_KIND_INT: {
-		uint64_t u;
-		return get_uvarint(r, &u);
-	}
-	case TW_KIND_DOUBLE:
-		if (rd_left(r) < 8)
-			return rd_fail(r, "double: truncated");
-		r->p += 8;
-		return true;
-	case TW_KIND_STRING: {
-		const char *s;
-		uint32_t n;
-		return get_text(r, &s, &n, false);
-	}
-	case TW_KIND_BYTES: {
-		uint64_t n;
-
-		if (!get_uvarint(r, &n))
-			return false;
-		if (n > MAX_STR_LEN)
-			return rd_fail(r, "bytes: length over 2^32 - 2");
-		if (n > rd_left(r))
-			return rd_fail(r, "bytes: run past the payload");
-		r->p += n;
-		return true;
-	}
-	case TW_KIND_TENSOR: {
-		tw_tensor t;
-		struct tdesc d = {.t = &t};
-
-		if (!get_tensor(r, c->in, &d))
-			return false;
-		/* Indices are below seg_count, so one more tensor than
-		 * segments means some segment is used twice. */
-		if (++c->ntensors > c->in->hdr->seg_count)
-			return rd_fail(r, "tensor: segment referenced twice");
-		c->arena += align_up(sizeof(tw_tensor), ARENA_ALIGN);
-		return true;
-	}
-	case TW_KIND_LIST:
-	case TW_KIND_TUPLE: {
-		uint64_t n;
-
-		if (!get_uvarint(r, &n))
-			return false;
-		/* Bound the count by what the bytes left could hold before
-		 * walking or reserving anything for it. */
-		if (n > rd_left(r) / MIN_ITEM_BYTES)
-			return rd_fail(r, "list: count exceeds the bytes left");
-		if (n > UINT32_MAX)
-			return rd_fail(r, "list: count over 2^32 - 1");
-		c->arena += n * sizeof(tw_value);
-		for (uint64_t i = 0; i < n; i++)
-			if (!check_value(c, depth + 1))
-				return false;
-		return true;
-	}
-	case TW_KIND_DICT: {
-		uint64_t n;
-
-		if (!get_uvarint(r, &n))
-			return false;
-		if (n > rd_left(r) / MIN_ENTRY_BYTES)
-			return rd_fail(r, "dict: count exceeds the bytes left");
-		if (n > UINT32_MAX)
-			return rd_fail(r, "dict: count over 2^32 - 1");
-		if (!count_nodes(c, n))
-			return false;
-		c->arena += n * sizeof(tw_kv);
-		if (n > TW_WIRE_DICT_SMALL && n > c->max_dict)
-			c->max_dict = (uint32_t)n;
-		for (uint64_t i = 0; i < n; i++) {
-			const char *k;
-			uint32_t kl;
-
-			if (!get_text(r, &k, &kl, true) ||
-			    !check_value(c, depth + 1))
-				return false;
-		}
-		return true;
-	}
-	case TW_KIND_RREF: {
-		uint32_t u32;
-		uint64_t u64;
-
-		c->arena += align_up(sizeof(tw_rref_id), ARENA_ALIGN);
-		return get_u32(r, &u32, "rref: owner over 2^32 - 1") &&
-		       get_u32(r, &u32, "rref: created_on over 2^32 - 1") &&
-		       get_uvarint(r, &u64) &&
-		       get_u32(r, &u32, "rref: fork created_on over 2^32 - 1") &&
-		       get_uvarint(r, &u64);
-	}
-	case TW_KIND_ERROR: {
-		uint8_t kind;
-		uint32_t origin, n;
-		const char *s;
-
-		if (!get_u8(r, &kind))
-			return false;
-		if (kind == TW_OK || kind >= TW_STATUS_COUNT_)
-			return rd_fail(r, "error: kind is not a tw_status failure");
-		c->arena += align_up(sizeof(tw_error), ARENA_ALIGN);
-		return get_u32(r, &origin, "error: origin over 2^32 - 1") &&
-		       get_text(r, &s, &n, false);
-	}
-	default:
-		return rd_fail(r, "value: unknown tag");
-	}
-}
-
-static const uint8_t *payload_start(const tw_wire_in *in)
-{
-	return in->frame + TW_FRAME_HDR_SIZE + 8u * (size_t)in->hdr->seg_count;
-}
-
-/* Scratch regions ahead of the nodes: segment offsets, segment bitmap, dict
- * sort pointers. */
-static size_t offsets_bytes(uint32_t nseg)
-{
-	return (size_t)nseg * sizeof(uint64_t);
-}
-
-static size_t bitmap_bytes(uint32_t nseg)
-{
-	return ((size_t)nseg + 63) / 64 * sizeof(uint64_t);
-}
-
-tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay,
-			const char **why)
-{
-	const uint8_t *p = payload_start(in);
-	uint32_t nseg = in->hdr->seg_count;
-	struct chk c = {
-		.r = {.p = p, .end = p + in->hdr->payload_len},
-		.in = in,
-	};
-	uint64_t front;
-
-	if (!check_value(&c, 1))
-		goto bad;
-	if (c.r.p != c.r.end) {
-		rd_fail(&c.r, "value: trailing bytes after the payload value");
-		goto bad;
-	}
-	if (c.ntensors != nseg) {
-		rd_fail(&c.r, "frame: segment not referenced by any tensor");
-		goto bad;
-	}
-	front = offsets_bytes(nseg) + bitmap_bytes(nseg) +
-		(uint64_t)c.max_dict * sizeof(const tw_kv *);
-	/* Nodes <= max_nodes and tensors <= 65535 keep this far below
-	 * SIZE_MAX on 64-bit; the check is for 32-bit hosts. */
-	if (front + c.arena > SIZE_MAX) {
-		rd_fail(&c.r, "value: decoded tree too large for this host");
-		goto bad;
-	}
-	lay->nodes_off = (size_t)front;
-	lay->arena_size = (size_t)(front + c.arena);
-	return TW_OK;
-bad:
-	if (why)
-		*why = c.r.why;
-	return TW_EPROTO;
-}
-
-/* ---- pass 2 ---- */
-
-struct bld {
-	struct rd r;
-	const tw_wire_in *in;
+	/* W_MEASURE */
+	uint64_t need;        /* node bytes */
+	uint32_t max_dict;    /* largest dict that needs sort scratch */
+	/* W_BUILD, W_ONE */
 	const uint64_t *offsets;
-	uint64_t *bitmap;
+	uint64_t *bitmap;     /* segments taken */
 	const tw_kv **scratch;
-	uint8_t *next;    /* node bump pointer */
+	uint8_t *next;        /* node bump pointer */
 	uint8_t *end;
-	uint64_t nodes;   /* values + dict entries so far */
-	uint32_t ntensors;
-	bool own_check;   /* failed one of pass 2's own checks */
-	bool single;      /* one pass (tw_wire_decode_small): no pass 1 */
-	bool too_big;     /* single: the tree needs more than the arena */
+	bool own_check;       /* failed one of the two that need memory */
+	bool too_big;         /* W_ONE: the tree outgrew the arena */
 };
 
-static void *bld_alloc(struct bld *b, size_t n)
+/*
+ * Room for a node of n bytes: the arena's next bytes when building. When
+ * measuring, the bytes are counted and the caller's scratch stands in, so
+ * the walk stores the same way in every mode. NULL when the arena is
+ * full: no fault in one pass (the caller runs two), pass 1 and 2 disagree
+ * in pass 2.
+ */
+static inline void *node_alloc(struct walk *w, size_t n, void *scratch,
+			       enum walk_mode m)
 {
-	void *p = b->next;
+	void *p = w->next;
 
 	n = (size_t)align_up(n, ARENA_ALIGN);
-	if ((size_t)(b->end - b->next) < n) {
-		if (b->single)
-			b->too_big = true; /* not a fault: two passes then */
-		rd_fail(&b->r, "internal: decode arena overrun");
+	if (m == W_MEASURE) {
+		w->need += n;
+		return scratch;
+	}
+	if ((size_t)(w->end - w->next) < n) {
+		if (m == W_ONE)
+			w->too_big = true;
+		rd_fail(&w->r, "internal: decode arena overrun");
 		return NULL;
 	}
-	b->next += n;
+	w->next += n;
 	return p;
 }
 
-/* Pass 1's node count, kept by pass 2 too: in one pass it is the check. */
-static bool bld_count(struct bld *b, uint64_t n)
+/* The receiver's node limit (a bound on its work and memory): pass 1
+ * counts for pass 2. */
+static inline bool count_nodes(struct walk *w, uint64_t n, enum walk_mode m)
 {
-	b->nodes += n;
-	if (b->nodes > b->in->max_nodes)
-		return rd_fail(&b->r, "value: too many nodes");
+	if (m == W_BUILD)
+		return true;
+	if (n > w->nodes_left)
+		return rd_fail(&w->r, "value: too many nodes");
+	w->nodes_left -= n;
 	return true;
 }
 
-/*
- * Pass 2 makes every check of pass 1 too, with pass 1's words, so that it
- * can also run alone (tw_wire_decode_small): after pass 1 they cannot
- * fail (if one does, the two passes disagree, which is reported as such).
- */
-static bool build_value(struct bld *b, tw_value *v, unsigned depth)
+/* A walk over in's payload, set up field by field: zeroing the whole
+ * struct (`= {0}`) becomes a rep stos, whose start-up cost the one pass
+ * would pay on every message. The arena's fields are arena_init's;
+ * walk_payload places the cursor. */
+static inline void walk_start(struct walk *w, const tw_wire_in *in)
 {
-	struct rd *r = &b->r;
+	w->r.why = NULL;
+	w->in = in;
+	w->nodes_left = in->max_nodes;
+	w->max_depth = in->max_depth;
+	w->ntensors = 0;
+	w->need = 0;
+	w->max_dict = 0;
+	w->own_check = false;
+	w->too_big = false;
+}
+
+/* One of the two checks that need memory (bitmap, sort scratch) failed. */
+static bool own_fail(struct walk *w, const char *why)
+{
+	w->own_check = true;
+	return rd_fail(&w->r, why);
+}
+
+static bool walk_measure(struct walk *w, tw_value *v, unsigned depth);
+static bool walk_build(struct walk *w, tw_value *v, unsigned depth);
+static bool walk_one(struct walk *w, tw_value *v, unsigned depth);
+
+/* The walker's recursion, into the copy of itself for mode m. */
+static inline __attribute__((always_inline)) bool
+walk_child(struct walk *w, tw_value *v, unsigned depth, enum walk_mode m)
+{
+	switch (m) {
+	case W_MEASURE:
+		return walk_measure(w, v, depth);
+	case W_BUILD:
+		return walk_build(w, v, depth);
+	default:
+		return walk_one(w, v, depth);
+	}
+}
+
+/*
+ * Read one value into *v (any node when measuring: a scratch). Always
+ * inlined into one function per mode (below), where m is a constant: the
+ * one pass, the hot path, carries no test of its mode, and PROVED costs
+ * pass 2 nothing.
+ */
+static inline __attribute__((always_inline)) bool
+walk_value(struct walk *w, tw_value *v, unsigned depth, enum walk_mode m)
+{
+	struct rd *r = &w->r;
 	uint8_t tag;
 
 	memset(v, 0, sizeof(*v));
 	v->flags = TW_VALUE_BORROWED;
-	if (!bld_count(b, 1) || !get_u8(r, &tag))
+	if (!count_nodes(w, 1, m) || !get_u8(r, &tag))
 		return false;
-	if (is_container(tag) && depth > b->in->max_depth)
+	/* Bounds the recursion too: every mode. */
+	if (is_container(tag) && depth > w->max_depth)
 		return rd_fail(r, "value: nesting too deep");
 	v->kind = tag;
 	switch (tag) {
@@ -1015,7 +917,7 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 
 		if (!get_u8(r, &byte))
 			return false;
-		if (byte > 1)
+		if (!PROVED(m, byte <= 1))
 			return rd_fail(r, "bool: not 0 or 1");
 		v->u.b = byte != 0;
 		return true;
@@ -1040,13 +942,13 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 		return true;
 	}
 	case TW_KIND_STRING:
-		return get_text(r, &v->u.str, &v->len, false);
+		return get_text(r, &v->u.str, &v->len, false, m);
 	case TW_KIND_BYTES: {
 		uint64_t n;
 
 		if (!get_uvarint(r, &n))
 			return false;
-		if (n > MAX_STR_LEN)
+		if (!PROVED(m, n <= MAX_STR_LEN))
 			return rd_fail(r, "bytes: length over 2^32 - 2");
 		if (n > rd_left(r))
 			return rd_fail(r, "bytes: run past the payload");
@@ -1059,227 +961,296 @@ static bool build_value(struct bld *b, tw_value *v, unsigned depth)
 		/* Read straight into its node: no copy of the descriptor. In
 		 * one pass, a full arena sends us to two passes (too_big),
 		 * whose first reports any fault of the descriptor itself. */
-		tw_tensor *t = bld_alloc(b, sizeof(*t));
-		struct tdesc d = {.t = t};
+		tw_tensor scratch;
+		tw_tensor *t = node_alloc(w, sizeof(*t), &scratch, m);
+		uint32_t seg;
 
-		if (t == NULL || !get_tensor(r, b->in, &d))
+		if (t == NULL || !get_tensor(r, w->in, t, &seg, m))
 			return false;
-		if (++b->ntensors > b->in->hdr->seg_count)
-			return rd_fail(r, "tensor: segment referenced twice");
-		if (b->bitmap[d.seg / 64] & (UINT64_C(1) << (d.seg % 64))) {
-			b->own_check = true;
-			return rd_fail(r, "tensor: segment referenced twice");
+		w->ntensors++;
+		if (m == W_MEASURE) {
+			/* Indices are below seg_count, so one more tensor
+			 * than segments means some segment is used twice. */
+			if (w->ntensors > w->in->hdr->seg_count)
+				return rd_fail(r, "tensor: segment referenced twice");
+			return true;
 		}
-		b->bitmap[d.seg / 64] |= UINT64_C(1) << (d.seg % 64);
+		uint64_t bit = UINT64_C(1) << (seg % 64);
+		if (w->bitmap[seg / 64] & bit)
+			return own_fail(w, "tensor: segment referenced twice");
+		w->bitmap[seg / 64] |= bit;
 		/* Zero copy: the bytes stay in the receive buffer. No
 		 * reference: the message holds the one that keeps it alive. */
-		t->data = (void *)(b->in->frame + b->offsets[d.seg]);
-		t->buf = b->in->buf;
+		t->data = (void *)(w->in->frame + w->offsets[seg]);
+		t->buf = w->in->buf;
 		v->u.tensor = t;
 		v->flags |= TW_VALUE_WIRE_CHECKED_;
 		return true;
 	}
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE: {
+		tw_value scratch;
+		tw_value *items;
 		uint64_t n;
 
 		if (!get_uvarint(r, &n))
 			return false;
+		/* Bound the count by what the bytes left could hold before
+		 * walking or reserving anything for it (payload_len is a
+		 * u32, so n fits one too). */
 		if (n > rd_left(r) / MIN_ITEM_BYTES)
 			return rd_fail(r, "list: count exceeds the bytes left");
-		if (n > UINT32_MAX)
-			return rd_fail(r, "list: count over 2^32 - 1");
 		v->len = (uint32_t)n;
 		if (n == 0)
 			return true;
-		v->u.items = bld_alloc(b, (size_t)n * sizeof(tw_value));
-		if (v->u.items == NULL)
+		items = node_alloc(w, (size_t)n * sizeof(tw_value), &scratch,
+				   m);
+		if (items == NULL)
 			return false;
+		v->u.items = items;
 		for (uint32_t i = 0; i < n; i++)
-			if (!build_value(b, &v->u.items[i], depth + 1))
+			if (!walk_child(w, m == W_MEASURE ? items : &items[i],
+					depth + 1, m))
 				return false;
 		return true;
 	}
 	case TW_KIND_DICT: {
-		uint64_t n;
+		tw_kv scratch;
 		tw_kv *e;
+		uint64_t n;
 
 		if (!get_uvarint(r, &n))
 			return false;
 		if (n > rd_left(r) / MIN_ENTRY_BYTES)
 			return rd_fail(r, "dict: count exceeds the bytes left");
-		if (n > UINT32_MAX)
-			return rd_fail(r, "dict: count over 2^32 - 1");
-		if (!bld_count(b, n))
+		if (!count_nodes(w, n, m))
 			return false;
-		if (b->single && n > TW_WIRE_DICT_SMALL) {
-			/* Its duplicate-key check needs the scratch that
-			 * pass 1 sizes. */
-			b->too_big = true;
-			return rd_fail(r, "internal: dict needs scratch");
+		if (n > TW_WIRE_DICT_SMALL) {
+			/* Its duplicate-key check sorts, in scratch that
+			 * pass 1 sizes and one pass does not have. */
+			if (m == W_MEASURE && n > w->max_dict)
+				w->max_dict = (uint32_t)n;
+			if (m == W_ONE) {
+				w->too_big = true;
+				return rd_fail(r, "internal: dict needs scratch");
+			}
 		}
 		v->len = (uint32_t)n;
 		if (n == 0)
 			return true;
-		e = bld_alloc(b, (size_t)n * sizeof(tw_kv));
+		e = node_alloc(w, (size_t)n * sizeof(tw_kv), &scratch, m);
 		if (e == NULL)
 			return false;
 		v->u.entries = e;
 		for (uint32_t i = 0; i < n; i++) {
-			e[i].reserved_ = 0;
-			if (!get_text(r, &e[i].key, &e[i].key_len, true) ||
-			    !build_value(b, &e[i].val, depth + 1))
+			tw_kv *k = m == W_MEASURE ? e : &e[i];
+
+			k->reserved_ = 0;
+			if (!get_text(r, &k->key, &k->key_len, true, m) ||
+			    !walk_child(w, &k->val, depth + 1, m))
 				return false;
 		}
+		if (m == W_MEASURE)
+			return true;
 		const tw_kv *small[TW_WIRE_DICT_SMALL];
-		const tw_kv **p = n <= TW_WIRE_DICT_SMALL ? small : b->scratch;
+		const tw_kv **p = n <= TW_WIRE_DICT_SMALL ? small : w->scratch;
 		for (uint32_t i = 0; i < n; i++)
 			p[i] = &e[i];
-		if (dup_keys(p, (uint32_t)n)) {
-			b->own_check = true;
-			return rd_fail(r, "dict: duplicate key");
-		}
+		if (dup_keys(p, (uint32_t)n))
+			return own_fail(w, "dict: duplicate key");
 		return true;
 	}
 	case TW_KIND_RREF: {
-		tw_rref_id *id = bld_alloc(b, sizeof(*id));
+		tw_rref_id scratch;
+		tw_rref_id *id = node_alloc(w, sizeof(*id), &scratch, m);
 
 		if (id == NULL)
 			return false;
 		memset(id, 0, sizeof(*id));
 		v->u.rref = id;
-		return get_u32(r, &id->owner, "rref: owner over 2^32 - 1") &&
-		       get_u32(r, &id->rref.created_on, "rref: created_on over 2^32 - 1") &&
+		return get_u32(r, &id->owner, "rref: owner over 2^32 - 1", m) &&
+		       get_u32(r, &id->rref.created_on,
+			       "rref: created_on over 2^32 - 1", m) &&
 		       get_uvarint(r, &id->rref.local_id) &&
-		       get_u32(r, &id->fork.created_on, "rref: fork created_on over 2^32 - 1") &&
+		       get_u32(r, &id->fork.created_on,
+			       "rref: fork created_on over 2^32 - 1", m) &&
 		       get_uvarint(r, &id->fork.local_id);
 	}
 	case TW_KIND_ERROR: {
-		tw_error *e = bld_alloc(b, sizeof(*e));
+		tw_error scratch;
+		tw_error *e = node_alloc(w, sizeof(*e), &scratch, m);
 		uint8_t kind;
 
 		if (e == NULL || !get_u8(r, &kind))
 			return false;
-		if (kind == TW_OK || kind >= TW_STATUS_COUNT_)
+		if (!PROVED(m, kind != TW_OK && kind < TW_STATUS_COUNT_))
 			return rd_fail(r, "error: kind is not a tw_status failure");
 		memset(e, 0, sizeof(*e));
 		e->kind = (tw_status)kind;
 		v->u.err = e;
-		return get_u32(r, &e->origin, "error: origin over 2^32 - 1") &&
-		       get_text(r, &e->msg, &e->msg_len, false);
+		return get_u32(r, &e->origin, "error: origin over 2^32 - 1",
+			       m) &&
+		       get_text(r, &e->msg, &e->msg_len, false, m);
 	}
 	default:
 		return rd_fail(r, "value: unknown tag");
 	}
 }
 
-/* The payload's one value, built into the arena b points at; then no byte
- * may be left over and every segment must have been taken by a tensor.
- * Both builders end so. */
-static bool build_top(struct bld *b, tw_value *out, uint32_t nseg)
+/* Pass 1 builds nothing: its nodes are this frame's, whatever v says, so
+ * the compiler sees no store of them outlive it and drops them. */
+static bool walk_measure(struct walk *w, tw_value *v, unsigned depth)
 {
-	if (!build_value(b, out, 1))
+	tw_value node;
+
+	(void)v;
+	return walk_value(w, &node, depth, W_MEASURE);
+}
+
+static bool walk_build(struct walk *w, tw_value *v, unsigned depth)
+{
+	return walk_value(w, v, depth, W_BUILD);
+}
+
+static bool walk_one(struct walk *w, tw_value *v, unsigned depth)
+{
+	return walk_value(w, v, depth, W_ONE);
+}
+
+static const uint8_t *payload_start(const tw_wire_in *in)
+{
+	return in->frame + TW_FRAME_HDR_SIZE + 8u * (size_t)in->hdr->seg_count;
+}
+
+/* The walk over the whole payload: its one value, then no byte may be
+ * left over and every segment must have been taken by a tensor. (Cheap,
+ * and what shows the passes disagree: every mode.) */
+static bool walk_payload(struct walk *w, tw_value *out, enum walk_mode m)
+{
+	const uint8_t *p = payload_start(w->in);
+
+	w->r.p = p;
+	w->r.end = p + w->in->hdr->payload_len;
+	if (!walk_child(w, out, 1, m))
 		return false;
-	if (b->r.p != b->r.end)
-		return rd_fail(&b->r, "value: trailing bytes after the payload value");
-	if (b->ntensors != nseg)
-		return rd_fail(&b->r, "frame: segment not referenced by any tensor");
+	if (w->r.p != w->r.end)
+		return rd_fail(&w->r, "value: trailing bytes after the payload value");
+	if (w->ntensors != w->in->hdr->seg_count)
+		return rd_fail(&w->r, "frame: segment not referenced by any tensor");
+	return true;
+}
+
+/* Scratch regions ahead of the nodes: segment offsets, segment bitmap, dict
+ * sort pointers. */
+static size_t offsets_bytes(uint32_t nseg)
+{
+	return (size_t)nseg * sizeof(uint64_t);
+}
+
+static size_t bitmap_bytes(uint32_t nseg)
+{
+	return ((size_t)nseg + 63) / 64 * sizeof(uint64_t);
+}
+
+tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay)
+{
+	uint32_t nseg = in->hdr->seg_count;
+	struct walk w;
+	tw_value scratch;
+	uint64_t front;
+
+	walk_start(&w, in);
+	if (!walk_payload(&w, &scratch, W_MEASURE))
+		return tw_fail_static(TW_EPROTO, w.r.why);
+	front = offsets_bytes(nseg) + bitmap_bytes(nseg) +
+		(uint64_t)w.max_dict * sizeof(const tw_kv *);
+	/* Nodes <= max_nodes and tensors <= 65535 keep this far below
+	 * SIZE_MAX on 64-bit; the check is for 32-bit hosts. */
+	if (front + w.need > SIZE_MAX)
+		return tw_fail_static(TW_EPROTO,
+				      "value: decoded tree too large for this host");
+	lay->nodes_off = (size_t)front;
+	lay->arena_size = (size_t)(front + w.need);
+	return TW_OK;
+}
+
+/* Point w at arena (size bytes): segment offsets (from in->seg_offsets,
+ * or found here), a cleared segment bitmap, sort scratch up to nodes_off,
+ * nodes after. False when the layout is broken. */
+static inline bool arena_init(struct walk *w, uint8_t *a, size_t size,
+		       size_t nodes_off)
+{
+	const tw_wire_in *in = w->in;
+	uint32_t nseg = in->hdr->seg_count;
+	size_t boff = offsets_bytes(nseg);
+	size_t soff = boff + bitmap_bytes(nseg);
+
+	if (nodes_off < soff || nodes_off > size)
+		return false;
+	w->offsets = (const uint64_t *)a;
+	w->bitmap = (uint64_t *)(a + boff);
+	w->scratch = (const tw_kv **)(a + soff);
+	w->next = a + nodes_off;
+	w->end = a + size;
+	if (nseg == 1 && in->seg_offsets != NULL) {
+		/* The common message, one tensor: two stores, no calls. */
+		w->bitmap[0] = 0;
+		memcpy(a, in->seg_offsets, sizeof(uint64_t));
+	} else if (nseg) {
+		memset(w->bitmap, 0, bitmap_bytes(nseg));
+		if (in->seg_offsets != NULL)
+			/* The caller's check of the layout found them. */
+			memcpy(a, in->seg_offsets, offsets_bytes(nseg));
+		else if (tw_frame_check_segments(in->frame,
+						 in->hdr->total_len, in->hdr,
+						 (uint64_t *)a) != TW_OK)
+			/* Checked by the caller; this only finds them. */
+			return false;
+	}
 	return true;
 }
 
 tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
-			void *arena, tw_value *out, const char **why)
+			void *arena, tw_value *out)
 {
-	const uint8_t *p = payload_start(in);
-	uint32_t nseg = in->hdr->seg_count;
-	uint8_t *a = arena;
-	size_t boff = offsets_bytes(nseg);
-	size_t soff = boff + bitmap_bytes(nseg);
-	struct bld b = {
-		.r = {.p = p, .end = p + in->hdr->payload_len},
-		.in = in,
-		.offsets = (const uint64_t *)a,
-		.bitmap = (uint64_t *)(a + boff),
-		.scratch = (const tw_kv **)(a + soff),
-		.next = a + lay->nodes_off,
-		.end = a + lay->arena_size,
-	};
+	struct walk w;
 
 	*out = tw_value_none();
-	if (lay->nodes_off < soff || lay->nodes_off > lay->arena_size) {
-		rd_fail(&b.r, "internal: decode arena layout");
-		goto bad;
+	walk_start(&w, in);
+	if (!arena_init(&w, arena, lay->arena_size, lay->nodes_off)) {
+		rd_fail(&w.r, "internal: decode arena layout");
+	} else if (walk_payload(&w, out, W_BUILD)) {
+		return TW_OK;
+	} else if (!w.own_check) {
+		/* Anything but pass 2's own checks was pass 1's to find:
+		 * say so, so tests and the fuzzer notice when the two
+		 * passes disagree. */
+		w.r.why = "internal: pass 2 refused what pass 1 accepted";
 	}
-	if (nseg && in->seg_offsets != NULL) {
-		memset(b.bitmap, 0, bitmap_bytes(nseg));
-		/* The caller's check of the layout found them. */
-		memcpy(a, in->seg_offsets, offsets_bytes(nseg));
-	} else if (nseg) {
-		memset(b.bitmap, 0, bitmap_bytes(nseg));
-		/* Layout was checked by the caller; this only fills offsets. */
-		if (tw_frame_check_segments(in->frame, in->hdr->total_len, in->hdr,
-					    (uint64_t *)a, NULL) != TW_OK) {
-			rd_fail(&b.r, "frame: segment layout");
-			goto bad;
-		}
-	}
-	if (!build_top(&b, out, nseg))
-		goto bad;
-	return TW_OK;
-bad:
 	*out = tw_value_none();
-	/* Anything but pass 2's own checks was pass 1's to find: say so, so
-	 * tests and the fuzzer notice when the two passes disagree. */
-	if (!b.own_check)
-		b.r.why = "internal: pass 2 refused what pass 1 accepted";
-	if (why)
-		*why = b.r.why;
-	return TW_EPROTO;
+	return tw_fail_static(TW_EPROTO, w.r.why);
 }
 
 tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
-			       size_t size, tw_wire_layout *lay, tw_value *out,
-			       const char **why)
+			       size_t size, tw_wire_layout *lay, tw_value *out)
 {
-	const uint8_t *p = payload_start(in);
 	uint32_t nseg = in->hdr->seg_count;
-	uint8_t *a = arena;
-	size_t boff = offsets_bytes(nseg);
-	size_t soff = boff + bitmap_bytes(nseg);
-	struct bld b = {
-		.r = {.p = p, .end = p + in->hdr->payload_len},
-		.in = in,
-		.offsets = (const uint64_t *)a,
-		.bitmap = (uint64_t *)(a + boff),
-		.scratch = (const tw_kv **)(a + soff), /* none: big dicts go */
-		.next = a + soff,
-		.end = a + size,
-		.single = true,
-	};
+	size_t soff = offsets_bytes(nseg) + bitmap_bytes(nseg);
+	struct walk w;
 
 	*out = tw_value_none();
-	if (nseg != 0 && in->seg_offsets == NULL)
+	walk_start(&w, in);
+	/* No dict scratch: dicts that need it go to two passes. */
+	if ((nseg != 0 && in->seg_offsets == NULL) ||
+	    !arena_init(&w, arena, size, soff))
 		return TW_ENOSPC;
-	if (soff > size)
-		return TW_ENOSPC;
-	if (nseg == 1) {
-		/* The common message, one tensor: two stores, no calls. */
-		b.bitmap[0] = 0;
-		memcpy(a, in->seg_offsets, sizeof(uint64_t));
-	} else if (nseg) {
-		memset(b.bitmap, 0, bitmap_bytes(nseg));
-		memcpy(a, in->seg_offsets, offsets_bytes(nseg));
+	if (!walk_payload(&w, out, W_ONE)) {
+		*out = tw_value_none();
+		if (w.too_big)
+			return TW_ENOSPC;
+		return tw_fail_static(TW_EPROTO, w.r.why);
 	}
-	if (!build_top(&b, out, nseg))
-		goto bad;
 	lay->nodes_off = soff;
-	lay->arena_size = (size_t)(b.next - a);
+	lay->arena_size = (size_t)(w.next - (uint8_t *)arena);
 	return TW_OK;
-bad:
-	*out = tw_value_none();
-	if (b.too_big)
-		return TW_ENOSPC;
-	if (why)
-		*why = b.r.why;
-	return TW_EPROTO;
 }

@@ -83,7 +83,8 @@ tw_status tw_wire_write_checked(const tw_value *v, uint8_t *dst, size_t room,
 /*
  * Internal tw_value flag: set by the decoder, with TW_VALUE_BORROWED, on
  * the TENSOR nodes it builds in a message's arena, whose descriptor it has
- * just checked (get_tensor) and which nothing in the library changes until
+ * checked (get_tensor: in the one pass, or in pass 1 on the same bytes
+ * pass 2 builds from) and which nothing in the library changes until
  * the message is released. tw_value_clone then takes the descriptor as
  * checked. Only a shortcut for the early refusal tw_value_tensor makes:
  * every consumer of a tensor (the encoder's sizing pass, rpc/tensor.c)
@@ -115,33 +116,37 @@ typedef struct tw_wire_layout {
  * Pass 1: validate the payload (everything that needs no memory: tags,
  * varints, lengths, UTF-8, depth, node count, dtypes, shapes, spans against
  * segment lengths, trailing bytes) and count the arena bytes pass 2 needs.
- * TW_EPROTO with *why on any fault. Work is linear in the payload size.
+ * TW_EPROTO on any fault, recorded for tw_errmsg. Work is linear in the
+ * payload size.
  */
-tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay,
-			const char **why);
+tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay);
 
 /*
- * Pass 2: build the value tree in arena (lay->arena_size bytes, 8-byte
- * aligned) with TW_VALUE_BORROWED on every node, strings pointing into the
- * frame, tensors into their segments. Also runs the two checks that need
- * the arena as scratch: unique dict keys (O(n log n)) and each segment used
- * by exactly one tensor. TW_EPROTO with *why; nothing to undo on failure,
- * since the tree holds no references.
+ * Pass 2, on a payload tw_wire_check accepted into lay: build the value
+ * tree in arena (lay->arena_size bytes, 8-byte aligned) with
+ * TW_VALUE_BORROWED on every node, strings pointing into the frame,
+ * tensors into their segments, and run the two checks that need the arena
+ * as scratch: unique dict keys (O(n log n)) and each segment used by
+ * exactly one tensor. Pass 1's other checks are not made again (the same
+ * code walks the same bytes); only what keeps the walk itself in bounds
+ * is. TW_EPROTO (recorded for tw_errmsg; a reason starting "internal"
+ * means the passes disagree); nothing to undo on failure, since the tree
+ * holds no references.
  */
 tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
-			void *arena, tw_value *out, const char **why);
+			void *arena, tw_value *out);
 
 /*
  * Both passes in one, for trees that fit a small arena (the common call):
- * every check of tw_wire_check and tw_wire_build, each byte read once,
- * building into arena (size bytes, 8-byte aligned). Needs in->seg_offsets
- * when the frame has segments. TW_OK with lay filled (arena_size: the
- * bytes used) and *out built; TW_EPROTO with *why on a fault; TW_ENOSPC
- * when the tree needs more room than size (or a large dict's scratch):
- * nothing is wrong yet, run tw_wire_check and tw_wire_build instead.
+ * the same walker making every check of tw_wire_check and tw_wire_build,
+ * each byte read once, building into arena (size bytes, 8-byte aligned).
+ * Needs in->seg_offsets when the frame has segments. TW_OK with lay
+ * filled (arena_size: the bytes used) and *out built; TW_EPROTO on a
+ * fault (recorded for tw_errmsg); TW_ENOSPC when the tree needs more room
+ * than size (or a large dict's scratch): nothing is wrong yet, and
+ * nothing is recorded; run tw_wire_check and tw_wire_build instead.
  */
 tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
-			       size_t size, tw_wire_layout *lay, tw_value *out,
-			       const char **why);
+			       size_t size, tw_wire_layout *lay, tw_value *out);
 
 #endif

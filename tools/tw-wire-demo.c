@@ -119,8 +119,7 @@ int main(void)
 
 	tw_buf *rx = receive(rx_pool, &out);
 	tw_in_msg in;
-	const char *why = NULL;
-	CHECK(tw_msg_decode(rx, 0, out.total_len, NULL, &in, &why));
+	CHECK(tw_msg_decode(rx, 0, out.total_len, NULL, NULL, &in));
 	tw_buf_release(rx); /* the message holds its own reference */
 	show("decoded", &in);
 
@@ -145,7 +144,7 @@ int main(void)
 	h.type = TW_MSG_EXCEPTION;
 	CHECK(tw_msg_encode(tx_pool, &h, &err, &out));
 	rx = receive(rx_pool, &out);
-	CHECK(tw_msg_decode(rx, 0, out.total_len, NULL, &in, &why));
+	CHECK(tw_msg_decode(rx, 0, out.total_len, NULL, NULL, &in));
 	tw_buf_release(rx);
 	show("decoded", &in);
 	tw_in_msg_release(&in);
@@ -153,9 +152,9 @@ int main(void)
 	/* A corrupted frame is refused with a reason, and nothing leaks. */
 	rx = receive(rx_pool, &out);
 	((uint8_t *)rx->data)[TW_FRAME_HDR_SIZE] = 0x7f; /* not a value tag */
-	tw_status s = tw_msg_decode(rx, 0, out.total_len, NULL, &in, &why);
+	tw_status s = tw_msg_decode(rx, 0, out.total_len, NULL, NULL, &in);
 	printf("corrupted frame: %s (%s), receive buffer refcount back to %u\n",
-	       tw_status_name(s), why ? why : "?", tw_buf_refcnt(rx));
+	       tw_status_name(s), tw_errmsg(s), tw_buf_refcnt(rx));
 	tw_buf_release(rx);
 	tw_out_msg_release(&out);
 	tw_value_destroy(&err);

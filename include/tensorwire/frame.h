@@ -70,21 +70,21 @@ void tw_frame_hdr_encode(void *dst, const tw_frame_hdr *h);
  * within limits, head length <= total_len <= max_total. Enough for a stream
  * transport to learn how many bytes the frame needs before it has them.
  * Returns TW_EVERSION for a newer version (out is still filled, so the
- * receiver can answer), TW_EPROTO for anything else wrong; *why (optional)
- * then names the field.
+ * receiver can answer), TW_EPROTO for anything else wrong; tw_errmsg(st)
+ * then names the field ("header: seg_count over limit").
  */
 tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
-			      tw_frame_hdr *out, const char **why);
+			      tw_frame_hdr *out);
 
 /*
  * Check a whole frame of len bytes whose header was decoded into h: len ==
  * total_len and the segment table lays out exactly to total_len. When
  * offsets is not NULL it receives each segment's offset from the frame
- * start (h->seg_count entries). TW_EPROTO (with *why) on any mismatch.
+ * start (h->seg_count entries). TW_EPROTO on any mismatch, which
+ * tw_errmsg(st) names.
  */
 tw_status tw_frame_check_segments(const void *frame, size_t len,
-				  const tw_frame_hdr *h, uint64_t *offsets,
-				  const char **why);
+				  const tw_frame_hdr *h, uint64_t *offsets);
 
 /* Length of segment i as stored in the table (no bounds check: i must be
  * below a validated seg_count). */

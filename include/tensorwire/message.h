@@ -116,12 +116,26 @@ typedef struct tw_in_msg {
  * field: header, segment layout, tags, varints, lengths, UTF-8, nesting
  * depth, dtype, ndim, shape products, strides against segment bounds, each
  * segment used by exactly one tensor, no trailing bytes, the type's shape.
- * Returns TW_EPROTO (TW_EVERSION for a newer version) with *why naming the
- * fault; on failure nothing is held and out->payload is NONE.
+ *
+ * hdr is the frame's header when the caller has decoded it already (a
+ * transport hands the header it checked up with the frame), or NULL to
+ * decode it here against lim->frame. A given header must be what
+ * tw_frame_hdr_decode returned TW_OK for on these bytes, under whatever
+ * frame limits the caller applies: it is copied to out->hdr, not decoded
+ * again, and lim->frame is not used. The rest of the frame is still
+ * checked against it (len == total_len, segment layout, payload), so a
+ * header that does not describe the bytes cannot make the decoder read
+ * outside them. lim (NULL = defaults) bounds the payload either way.
+ *
+ * Returns TW_EPROTO (TW_EVERSION for a newer version, only when hdr is
+ * NULL: out->hdr then holds the stable fields for an answer), TW_ENOMEM,
+ * or TW_EINVAL for the caller's mistakes (no out, a frame outside buf, a
+ * misaligned start); tw_errmsg(st) names the fault ("tensor: ndim over
+ * 8"). On failure nothing is held and out->payload is NONE.
  */
 tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
-			const tw_decode_limits *lim, tw_in_msg *out,
-			const char **why);
+			const tw_frame_hdr *hdr, const tw_decode_limits *lim,
+			tw_in_msg *out);
 
 /* Release the receive buffer reference and arena; payload becomes NONE. */
 void tw_in_msg_release(tw_in_msg *m);

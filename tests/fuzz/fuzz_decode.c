@@ -1,11 +1,15 @@
 /* libFuzzer target for tw_msg_decode: any bytes must be refused with a
- * reason or decode to a value that re-encodes canonically, to the same
- * bytes from both encoders (two passes; one pass into a pool buffer). */
+ * reason (tw_errmsg) or decode to a value that re-encodes canonically, to
+ * the same bytes from both encoders (two passes; one pass into a pool
+ * buffer). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <tensorwire/tensorwire.h>
+
+#include "dataplane/err.h"
+#include "tests/lib/two_pass.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -65,7 +69,6 @@ static tw_buf_pool *send_pool(void)
 static void round_trip(const tw_in_msg *in)
 {
 	tw_in_msg again;
-	const char *why = NULL;
 	tw_buf *b2, *b3, *bp;
 
 	b2 = encode(NULL, &in->hdr, &in->payload);
@@ -79,7 +82,7 @@ static void round_trip(const tw_in_msg *in)
 	}
 	if (tw_buf_pool_in_use(send_pool()) != 0)
 		fail();
-	if (tw_msg_decode(b2, 0, b2->size, NULL, &again, &why) != TW_OK)
+	if (tw_msg_decode(b2, 0, b2->size, NULL, NULL, &again) != TW_OK)
 		fail();
 	if (!tw_value_equal(&in->payload, &again.payload))
 		fail();
@@ -97,10 +100,59 @@ static void round_trip(const tw_in_msg *in)
 	tw_buf_release(b2);
 }
 
+/* The decoder given the header a transport decoded (the agent's way in)
+ * must reach first's verdict, with the same reason: one decoder, whoever
+ * decodes the header. */
+static void same_with_hdr(tw_buf *b, size_t size, tw_status first,
+			  const char *why)
+{
+	tw_frame_hdr h;
+	tw_in_msg in;
+	tw_status st;
+
+	if (size < TW_FRAME_HDR_SIZE ||
+	    tw_frame_hdr_decode(b->data, NULL, &h) != TW_OK)
+		return;
+	tw_fail_static(TW_OK, NULL);
+	st = tw_msg_decode(b, 0, size, &h, NULL, &in);
+	if (st != first)
+		fail();
+	if (st == TW_OK)
+		tw_in_msg_release(&in);
+	else if (strcmp(tw_errmsg(st), why) != 0)
+		fail();
+}
+
+#define SHAPE_FAULT "payload: shape does not match the message type"
+
+/* Pass 1 then pass 2, which tw_msg_decode skips for small trees, must
+ * agree with it: the same tree when it accepted (in), a refusal that is
+ * not "internal" when it refused in the payload, unless for the type's
+ * shape, which is not theirs to check. */
+static void same_in_two_passes(tw_buf *b, size_t size, tw_status first,
+			       const tw_in_msg *in, const char *why)
+{
+	tw_value v;
+	void *arena;
+	tw_status st = two_pass_decode(b, size, NULL, &v, &arena);
+
+	if (st == TW_EINVAL || st == TW_ENOMEM)
+		return;
+	if (first == TW_OK) {
+		if (st != TW_OK || !tw_value_equal(&in->payload, &v))
+			fail();
+	} else if (st == TW_OK) {
+		if (strcmp(why, SHAPE_FAULT) != 0)
+			fail();
+	} else if (strncmp(tw_errmsg(st), "internal", 8) == 0) {
+		fail();
+	}
+	free(arena);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	tw_in_msg in;
-	const char *why = NULL;
 	tw_buf *b;
 	tw_status st;
 
@@ -109,21 +161,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (size)
 		memcpy(b->data, data, size);
-	st = tw_msg_decode(b, 0, size, NULL, &in, &why);
+	/* No reason left over from an earlier input: a refusal must record
+	 * its own. */
+	tw_fail_static(TW_OK, NULL);
+	st = tw_msg_decode(b, 0, size, NULL, NULL, &in);
 	if (st == TW_OK) {
 		char text[128];
 
 		tw_value_format(&in.payload, text, sizeof(text));
 		round_trip(&in);
+		same_in_two_passes(b, size, st, &in, NULL);
 		tw_in_msg_release(&in);
+		same_with_hdr(b, size, st, NULL);
 	} else {
 		/* Every refusal names its reason; "internal" ones mean the two
 		 * decoder passes disagree. */
-		if ((st != TW_EPROTO && st != TW_EVERSION) || why == NULL ||
+		const char *why = tw_errmsg(st);
+
+		if ((st != TW_EPROTO && st != TW_EVERSION) ||
+		    strcmp(why, tw_strerror(st)) == 0 ||
 		    strncmp(why, "internal", 8) == 0)
 			fail();
 		if (in.payload.kind != TW_KIND_NONE || in.buf != NULL)
 			fail();
+		same_with_hdr(b, size, st, why);
+		same_in_two_passes(b, size, st, NULL, why);
 	}
 	if (tw_buf_refcnt(b) != 1)
 		fail();

@@ -746,7 +746,7 @@ static tw_status raw_read(struct raw_ch *ch, tw_in_msg *m)
 		st = rawd_read(ch, &b, &len);
 		if (st != TW_OK)
 			return st;
-		st = tw_msg_decode(b, 0, len, NULL, m, NULL);
+		st = tw_msg_decode(b, 0, len, NULL, NULL, m);
 		tw_buf_release(b);
 		return st;
 	}
@@ -756,14 +756,14 @@ static tw_status raw_read(struct raw_ch *ch, tw_in_msg *m)
 	if (!raw_full(fd, hdr, sizeof(hdr), true))
 		return TW_EIO;
 	tw_frame_hdr h;
-	if (tw_frame_hdr_decode(hdr, NULL, &h, NULL) != TW_OK)
+	if (tw_frame_hdr_decode(hdr, NULL, &h) != TW_OK)
 		return TW_EPROTO;
 	if (tw_buf_alloc(h.total_len, &b) != TW_OK)
 		return TW_ENOMEM;
 	memcpy(b->data, hdr, sizeof(hdr));
 	st = TW_EIO;
 	if (raw_full(fd, (char *)b->data + sizeof(hdr), h.total_len - sizeof(hdr), true))
-		st = tw_msg_decode(b, 0, h.total_len, NULL, m, NULL);
+		st = tw_msg_decode(b, 0, h.total_len, &h, NULL, m);
 	tw_buf_release(b);
 	return st;
 }

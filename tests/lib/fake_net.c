@@ -425,7 +425,7 @@ static int deliver_one(struct ft *t, struct ff *f)
 	tw_frame_hdr h;
 	tw_status st = TW_EPROTO;
 	if (f->d.len >= TW_FRAME_HDR_SIZE)
-		st = tw_frame_hdr_decode(p, &t->base.limits, &h, NULL);
+		st = tw_frame_hdr_decode(p, &t->base.limits, &h);
 	if (st == TW_OK && h.total_len != f->d.len)
 		st = TW_EPROTO; /* a datagram's length is its frame's */
 	if (st != TW_OK) {

@@ -103,7 +103,7 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *up, tw_buf *b,
 	}
 	uint64_t *next = c->ctx;
 	tw_frame_hdr h;
-	if (next == NULL || tw_frame_hdr_decode(f, NULL, &h, NULL) != TW_OK ||
+	if (next == NULL || tw_frame_hdr_decode(f, NULL, &h) != TW_OK ||
 	    h.total_len != len || h.req_id != *next || up->req_id != h.req_id ||
 	    up->payload_len != h.payload_len) {
 		s->errors++;

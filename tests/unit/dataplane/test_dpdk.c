@@ -228,7 +228,7 @@ static void frame_fill(uint8_t *f, uint64_t id, uint32_t payload)
 static const char *frame_check(const uint8_t *f, size_t len, uint64_t id)
 {
 	tw_frame_hdr h;
-	if (tw_frame_hdr_decode(f, NULL, &h, NULL) != TW_OK)
+	if (tw_frame_hdr_decode(f, NULL, &h) != TW_OK)
 		return "header";
 	if (h.req_id != id)
 		return "id (order or duplicate)";

@@ -414,10 +414,9 @@ static void check_frame(struct end *e, struct cstate *cs, const tw_frame_hdr *h,
 		return;
 	}
 	tw_frame_hdr d;
-	const char *why = NULL;
-	tw_status st = tw_frame_hdr_decode(f, &e->t->limits, &d, &why);
+	tw_status st = tw_frame_hdr_decode(f, &e->t->limits, &d);
 	if (st != TW_OK) {
-		bad(e, "a frame handed up does not decode: %s", why);
+		bad(e, "a frame handed up does not decode: %s", tw_errmsg(st));
 		return;
 	}
 	if (!hdr_eq(&d, h))
@@ -441,8 +440,9 @@ static void check_frame(struct end *e, struct cstate *cs, const tw_frame_hdr *h,
 		return;
 	}
 	if (d.seg_count > 0 &&
-	    tw_frame_check_segments(f, len, &d, NULL, &why) != TW_OK)
-		bad(e, "frame %lu: segments: %s", (unsigned long)d.req_id, why);
+	    (st = tw_frame_check_segments(f, len, &d, NULL)) != TW_OK)
+		bad(e, "frame %lu: segments: %s", (unsigned long)d.req_id,
+		    tw_errmsg(st));
 	uint8_t *x = malloc(len);
 	if (x == NULL) {
 		bad(e, "no memory to check a frame of %zu bytes", len);

@@ -50,7 +50,7 @@ static void ep_on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *hp,
 	struct ep *e = ctx;
 	(void)c;
 	tw_frame_hdr h;
-	cr_assert_eq(tw_frame_hdr_decode((char *)buf->data + off, NULL, &h, NULL),
+	cr_assert_eq(tw_frame_hdr_decode((char *)buf->data + off, NULL, &h),
 		     TW_OK);
 	cr_assert(h.type == hp->type && h.req_id == hp->req_id &&
 		  h.src == hp->src && h.dst == hp->dst &&

@@ -272,16 +272,15 @@ static int raw_recv(int fd, tw_in_msg *m)
 		return 0;
 	}
 	tw_frame_hdr h;
-	cr_assert_eq(tw_frame_hdr_decode(hdr, NULL, &h, NULL), TW_OK);
+	cr_assert_eq(tw_frame_hdr_decode(hdr, NULL, &h), TW_OK);
 	tw_buf *b;
 	cr_assert_eq(tw_buf_alloc(h.total_len, &b), TW_OK);
 	memcpy(b->data, hdr, sizeof(hdr));
 	cr_assert(read_full(fd, (char *)b->data + sizeof(hdr),
 			    h.total_len - sizeof(hdr), &eof),
 		  "a frame cut short");
-	const char *why = NULL;
-	cr_assert_eq(tw_msg_decode(b, 0, h.total_len, NULL, m, &why), TW_OK,
-		     "%s", why);
+	tw_status st = tw_msg_decode(b, 0, h.total_len, &h, NULL, m);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
 	tw_buf_release(b);
 	return 1;
 }
