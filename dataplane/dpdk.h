@@ -147,9 +147,9 @@ tw_status tw_dpdk_opts_check(const struct tw_dpdk_opts *o, uint32_t nqueues);
 /* Initialise the EAL (first call in the process) and the port, with
  * nqueues queue pairs (one per run loop), and start it. TW_ENOTSUP when
  * the EAL or the port cannot be brought up (no port, too few queues);
- * *why (optional) then says what failed. */
+ * tw_errmsg(st) then says what failed. */
 tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *o, uint16_t nqueues,
-			   tw_dpdk_env **out, const char **why);
+			   tw_dpdk_env **out);
 
 /* Stop and close the port, free its pools. Every transport must be
  * destroyed and every received buffer released first (TW_EBUSY

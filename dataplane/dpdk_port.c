@@ -352,33 +352,31 @@ static void queues_free(struct tw_dpdk_env *e)
 }
 
 tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
-			   tw_dpdk_env **out, const char **why)
+			   tw_dpdk_env **out)
 {
-	const char *dummy;
-	if (why == NULL)
-		why = &dummy;
-	*why = NULL;
+	/* Each step names what failed here; the reason is recorded once,
+	 * on the way out (tw_errmsg). */
+	const char *reason = NULL;
+	const char **why = &reason;
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "DPDK env: no out pointer");
 	*out = NULL;
-	if (nqueues == 0 || (in != NULL && in->opts_size < sizeof(in->opts_size))) {
-		*why = "bad arguments";
-		return TW_EINVAL;
-	}
+	if (in != NULL && in->opts_size < sizeof(in->opts_size))
+		return tw_fail_static(TW_EINVAL, "DPDK env: opts_size too small "
+						 "(tw_dpdk_opts_init)");
 	struct tw_dpdk_opts o;
 	tw_dpdk_opts_get(in, &o);
-	if (tw_dpdk_opts_check(in, nqueues) != TW_OK) {
-		*why = tw_err_last();
-		return TW_EINVAL;
-	}
+	tw_status cst = tw_dpdk_opts_check(in, nqueues);
+	if (cst != TW_OK)
+		return cst; /* it said why */
 	struct in_addr ia;
 	(void)inet_pton(AF_INET, o.local_ip ? o.local_ip : "10.0.0.1", &ia);
 	if (eal_up(o.eal_args, why) != 0)
-		return TW_ENOTSUP;
+		return tw_fail(TW_ENOTSUP, "%s", reason ? reason : "EAL not up");
 
 	struct tw_dpdk_env *e = calloc(1, sizeof(*e));
 	if (e == NULL)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "DPDK env: out of memory");
 	e->id = atomic_fetch_add(&env_ids, 1);
 	e->o = o;
 	e->o.eal_args = NULL; /* not kept: the caller's strings */
@@ -542,7 +540,9 @@ fail:
 	if (e->probed && e->dev != NULL)
 		(void)rte_dev_remove(e->dev);
 	free(e);
-	return st;
+	if (reason == NULL)
+		reason = st == TW_ENOMEM ? "out of memory" : "port set-up failed";
+	return tw_fail(st, "%s", reason);
 }
 
 tw_status tw_dpdk_env_destroy(tw_dpdk_env *e)

@@ -46,8 +46,7 @@ static tw_status d_start(const void *opts, const struct tw_transport_group *g,
 	cpu_set_t cpus;
 	bool have_cpus = pthread_getaffinity_np(pthread_self(), sizeof(cpus),
 						&cpus) == 0;
-	const char *why = NULL;
-	tw_status st = tw_dpdk_env_init(&d->o, (uint16_t)g->nloops, &d->env, &why);
+	tw_status st = tw_dpdk_env_init(&d->o, (uint16_t)g->nloops, &d->env);
 	if (have_cpus)
 		(void)pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
 	/* The caller's strings are not kept (the env copied what it needs). */
@@ -57,8 +56,8 @@ static tw_status d_start(const void *opts, const struct tw_transport_group *g,
 		const struct tw_dpdk_opts *in = opts;
 		const char *port = in != NULL && in->port != NULL ? in->port
 								  : "(first)";
-		tw_fail(st, "DPDK port %.64s (ip %s, %u queues): %s: %s", port,
-			d->ip, g->nloops, tw_strerror(st), why ? why : "?");
+		tw_fail_wrap(st, st, "DPDK port %.64s (ip %s, %u queues): %s",
+			     port, d->ip, g->nloops, tw_strerror(st));
 		free(d);
 		return st;
 	}

@@ -86,15 +86,17 @@ Test(dpdk_opts, options)
 	cr_assert_eq(raw[0], 0xab);
 	/* bad env options fail before any EAL work */
 	tw_dpdk_env *env = NULL;
-	const char *why = NULL;
 	o.local_ip = "not-an-ip";
-	cr_assert_eq(tw_dpdk_env_init(&o, 1, &env, &why), TW_EINVAL);
-	cr_assert_not_null(why);
+	cr_assert_eq(tw_dpdk_env_init(&o, 1, &env), TW_EINVAL);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "local_ip 'not-an-ip'") != NULL,
+		  "%s", tw_errmsg(TW_EINVAL));
 	tw_dpdk_opts_init(&o, sizeof(o));
 	o.mtu = 100;
-	cr_assert_eq(tw_dpdk_env_init(&o, 1, &env, &why), TW_EINVAL);
+	cr_assert_eq(tw_dpdk_env_init(&o, 1, &env), TW_EINVAL);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "mtu 100") != NULL, "%s",
+		  tw_errmsg(TW_EINVAL));
 	tw_dpdk_opts_init(&o, sizeof(o));
-	cr_assert_eq(tw_dpdk_env_init(&o, 0, &env, &why), TW_EINVAL);
+	cr_assert_eq(tw_dpdk_env_init(&o, 0, &env), TW_EINVAL);
 	cr_assert_null(env);
 }
 
@@ -452,11 +454,10 @@ static int wk_setup(struct wk *k, int role, const struct work *w,
 	o.eal_args = w->eal[role];
 	o.port = w->port[role];
 	o.local_ip = role == SRV ? SRV_IP : CLI_IP;
-	const char *why = NULL;
-	tw_status st = tw_dpdk_env_init(&o, 1, &k->env, &why);
+	tw_status st = tw_dpdk_env_init(&o, 1, &k->env);
 	if (st != TW_OK) {
 		wfail(k->res, "env: %s (%s)", tw_status_name(st),
-		      why ? why : "?");
+		      tw_errmsg(st));
 		return -1;
 	}
 	tw_dpdk_env_info(k->env, &k->res->info);
@@ -1377,7 +1378,7 @@ static void end_free(struct end *e)
 	e->l = NULL;
 }
 
-static const char *eal_why = "";
+static char eal_why[256];
 
 static tw_status solo_env(const char *eal, const char *port, const char *ip,
 			  uint16_t nq, tw_dpdk_env **env)
@@ -1389,11 +1390,10 @@ static tw_status solo_env(const char *eal, const char *port, const char *ip,
 	o.local_ip = ip;
 	o.mbufs = 4095;
 	o.ext_mbufs = 2047;
-	const char *why = NULL;
-	tw_status st = tw_dpdk_env_init(&o, nq, env, &why);
+	tw_status st = tw_dpdk_env_init(&o, nq, env);
+	snprintf(eal_why, sizeof(eal_why), "%s", st == TW_OK ? "" : tw_errmsg(st));
 	if (st != TW_OK)
-		fprintf(stderr, "[dpdk] env %s: %s\n", port, why ? why : "?");
-	eal_why = why ? why : "?";
+		fprintf(stderr, "[dpdk] env %s: %s\n", port, eal_why);
 	return st;
 }
 
