@@ -67,7 +67,7 @@ tw_status tw_msg_check_shape(unsigned type, const tw_value *p)
 	bool ok;
 
 	if (p == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "message: no payload");
 	switch (type) {
 	case TW_MSG_CALL:
 		ok = is_tuple_of(p, 3, call);
@@ -102,7 +102,18 @@ tw_status tw_msg_check_shape(unsigned type, const tw_value *p)
 		ok = false;
 		break;
 	}
-	return ok ? TW_OK : TW_EINVAL;
+	return ok ? TW_OK
+		  : tw_fail(TW_EINVAL, "message: a %s payload must be %s",
+			    tw_msg_type_name(type),
+			    type == TW_MSG_CALL ? "(str fn, tuple args, dict kwargs)"
+			    : type == TW_MSG_REMOTE_CALL
+				    ? "(str fn, tuple args, dict kwargs, rref)"
+			    : type == TW_MSG_EXCEPTION ? "an error value"
+			    : type == TW_MSG_RREF_FORK_REQUEST
+				    ? "(rref, int worker id)"
+			    : type == TW_MSG_ACK ? "None"
+			    : type < TW_MSG_TYPE_COUNT_ ? "an rref"
+						      : "of a known message type");
 }
 
 /* ===================== encoder ===================== */
@@ -242,11 +253,14 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 	tw_status st;
 
 	if (out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: no out message");
 	out_clear(out);
-	if (hdr == NULL || payload == NULL || hdr->type == 0 ||
-	    hdr->type >= TW_MSG_TYPE_COUNT_ || hdr->flags != 0)
-		return TW_EINVAL;
+	if (hdr == NULL || payload == NULL)
+		return tw_fail_static(TW_EINVAL, "encode: no header or payload");
+	if (hdr->type == 0 || hdr->type >= TW_MSG_TYPE_COUNT_ || hdr->flags != 0)
+		return tw_fail(TW_EINVAL, "encode: header type %u or flags %#x "
+					  "not valid", (unsigned)hdr->type,
+			       (unsigned)hdr->flags);
 	st = tw_msg_check_shape(hdr->type, payload);
 	if (st != TW_OK)
 		return st;
@@ -264,7 +278,8 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 	head_len = tw_frame_head_len(plan.nseg, (uint32_t)plan.payload_len);
 	total = head_len + plan.seg_area;
 	if (total > TW_FRAME_MAX_TOTAL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: the frame would exceed "
+						 "its limit (1 GiB + 64 KiB)");
 
 	/* Few tensors: arrays inline in out. Many: in the head buffer after
 	 * the frame head, so one buffer (pool or heap) is all we take. */
@@ -276,11 +291,13 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 		       (uint64_t)plan.nseg * sizeof(tw_buf *);
 	}
 	if (need > SIZE_MAX)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: the frame head does "
+						 "not fit in memory");
 	if (pool != NULL && need <= tw_buf_pool_buf_size(pool)) {
 		b = tw_buf_pool_get(pool);
 		if (b == NULL)
-			return TW_ENOSPC;
+			return tw_fail_static(TW_ENOSPC, "encode: the send pool "
+							 "is empty");
 	} else {
 		st = tw_buf_alloc((size_t)need, &b);
 		if (st != TW_OK)

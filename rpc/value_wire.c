@@ -162,7 +162,8 @@ static tw_status dict_keys_ok(const tw_value *v, uint32_t n)
 	if (n > TW_WIRE_DICT_SMALL) {
 		scratch = malloc((size_t)n * sizeof(*scratch));
 		if (scratch == NULL)
-			return TW_ENOMEM;
+			return tw_fail_static(TW_ENOMEM, "encode: no memory to "
+							 "check a dict's keys");
 	}
 	n = 0;
 	for (uint32_t i = 0; i < v->len; i++)
@@ -171,14 +172,14 @@ static tw_status dict_keys_ok(const tw_value *v, uint32_t n)
 	dup = dup_keys(scratch, n);
 	if (scratch != small)
 		free(scratch);
-	return dup ? TW_EINVAL : TW_OK;
+	return dup ? tw_fail_static(TW_EINVAL, "encode: a dict has a repeated key") : TW_OK;
 }
 
 static tw_status plan_text(struct plan_ctx *c, const char *s, uint64_t n,
 			   bool key)
 {
 	if (!text_ok(s, n, key))
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: a string or dict key is too long, not valid UTF-8, or (a key) holds a NUL");
 	c->len += uvarint_len(n) + n + 1;
 	return TW_OK;
 }
@@ -201,7 +202,7 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 	tw_status st = TW_OK;
 
 	if (is_container(v->kind) && depth > TW_VALUE_MAX_DEPTH)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: containers nested more than TW_VALUE_MAX_DEPTH (64) deep");
 	c->len += 1; /* tag */
 	switch (v->kind) {
 	case TW_KIND_NONE:
@@ -220,7 +221,7 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		break;
 	case TW_KIND_BYTES:
 		if (v->len > MAX_STR_LEN || (v->len && v->u.str == NULL))
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL, "encode: a bytes value is too long or has no data");
 		c->len += uvarint_len(v->len) + v->len;
 		break;
 	case TW_KIND_TENSOR: {
@@ -231,9 +232,10 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		tw_tensor *snap = kept ? &c->out->tensors[c->nseg] : &scratch;
 		size_t span;
 
-		if (c->nseg >= TW_FRAME_MAX_SEGS ||
-		    !tensor_snap(v->u.tensor, snap, &span))
-			return TW_EINVAL;
+		if (c->nseg >= TW_FRAME_MAX_SEGS)
+			return tw_fail_static(TW_EINVAL, "encode: more than 4096 tensors in one message");
+		if (!tensor_snap(v->u.tensor, snap, &span))
+			return tw_fail_static(TW_EINVAL, "encode: a tensor is malformed (dtype, shape, strides or data)");
 		if (kept)
 			c->out->spans[c->nseg] = span;
 		c->len += tensor_desc_len(snap, span, c->nseg);
@@ -241,14 +243,14 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		 * the frame limit before the next one is added. */
 		c->seg_area = align_up(c->seg_area, TW_FRAME_SEG_ALIGN) + span;
 		if (c->seg_area > TW_FRAME_MAX_TOTAL)
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL, "encode: the tensors' bytes exceed the frame limit");
 		c->nseg++;
 		break;
 	}
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE:
 		if (v->len && v->u.items == NULL)
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL, "encode: a list or tuple has a length but no items");
 		c->len += uvarint_len(v->len);
 		for (uint32_t i = 0; i < v->len && st == TW_OK; i++)
 			st = plan(c, &v->u.items[i], depth + 1);
@@ -260,7 +262,7 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		const tw_rref_id *r = v->u.rref;
 
 		if (r == NULL)
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL, "encode: an rref value without its id");
 		c->len += uvarint_len(r->owner) + uvarint_len(r->rref.created_on) +
 			  uvarint_len(r->rref.local_id) +
 			  uvarint_len(r->fork.created_on) +
@@ -272,17 +274,17 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 
 		if (e == NULL || e->kind == TW_OK ||
 		    (unsigned)e->kind >= TW_STATUS_COUNT_)
-			return TW_EINVAL;
+			return tw_fail_static(TW_EINVAL, "encode: an error value without a valid kind");
 		c->len += 1 + uvarint_len(e->origin);
 		st = plan_text(c, e->msg, e->msg_len, false);
 		break;
 	}
 	default:
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: a value of unknown kind");
 	}
 	/* Checked as we go so a huge tree stops early, not after the walk. */
 	if (st == TW_OK && c->len > UINT32_MAX)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: the payload would exceed 4 GiB");
 	return st;
 }
 
@@ -294,7 +296,7 @@ static tw_status plan_dict(struct plan_ctx *c, const tw_value *v,
 	uint32_t n = 0;
 
 	if (v->len && e == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: a dict has a length but no entries");
 	for (uint32_t i = 0; i < v->len && st == TW_OK; i++) {
 		/* An entry never set (tw_value_dict leaves NULL keys) holds
 		 * nothing: it is not sent. */
@@ -317,7 +319,7 @@ tw_status tw_wire_plan_value(const tw_value *v, tw_wire_plan *out)
 	tw_status st;
 
 	if (v == NULL || out == NULL)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: no value or no plan");
 	c.out = out;
 	st = plan(&c, v, 1);
 	if (st != TW_OK)
@@ -397,17 +399,17 @@ static inline bool put_uvarint(struct wr *w, uint64_t v)
 
 static bool write_value(struct wr *w, const tw_value *v, unsigned depth);
 
-/* A check of the checking mode failed. */
-static bool wr_bad(struct wr *w, tw_status st)
+/* A check of the checking mode failed, for reason (static). */
+static bool wr_bad(struct wr *w, tw_status st, const char *reason)
 {
-	w->st = st;
+	w->st = tw_fail_static(st, reason);
 	return false;
 }
 
 static bool put_text(struct wr *w, const char *s, uint32_t n, bool key)
 {
 	if (w->plan == NULL && !text_ok(s, n, key))
-		return wr_bad(w, TW_EINVAL);
+		return wr_bad(w, TW_EINVAL, "encode: a string or dict key is too long, not valid UTF-8, or (a key) holds a NUL");
 	return put_uvarint(w, n) && put_bytes(w, s, n) && put_u8(w, 0);
 }
 
@@ -419,7 +421,7 @@ static bool write_tensor(struct wr *w, const tw_tensor *t)
 	bool ok;
 
 	if (idx >= w->max_seg)
-		return wr_bad(w, w->plan ? TW_EINVAL : TW_ENOSPC);
+		return wr_bad(w, w->plan ? TW_EINVAL : TW_ENOSPC, "encode: more than 4096 tensors in one message");
 	if (w->plan != NULL && idx < TW_WIRE_PLAN_TENSORS) {
 		/* The sizing pass's checked copy: the caller's tensor is not
 		 * read again. */
@@ -428,13 +430,13 @@ static bool write_tensor(struct wr *w, const tw_tensor *t)
 	} else {
 		/* Checked here, in our own copy, which is what is sent. */
 		if (!tensor_snap(t, &snap, &span))
-			return wr_bad(w, TW_EINVAL);
+			return wr_bad(w, TW_EINVAL, "encode: a tensor is malformed (dtype, shape, strides or data)");
 		t = &snap;
 		if (w->plan == NULL) {
 			w->seg_area = align_up(w->seg_area, TW_FRAME_SEG_ALIGN) +
 				      span;
 			if (w->seg_area > TW_FRAME_MAX_TOTAL)
-				return wr_bad(w, TW_EINVAL);
+				return wr_bad(w, TW_EINVAL, "encode: the tensors' bytes exceed the frame limit");
 		}
 	}
 	ok = put_u8(w, t->dtype) && put_u8(w, t->ndim);
@@ -456,7 +458,7 @@ static bool write_dict(struct wr *w, const tw_value *v, unsigned depth)
 	uint32_t n = 0;
 
 	if (v->len && e == NULL)
-		return wr_bad(w, TW_EINVAL);
+		return wr_bad(w, TW_EINVAL, "encode: a dict has a length but no entries");
 	for (uint32_t i = 0; i < v->len; i++)
 		n += e[i].key != NULL;
 	if (!put_uvarint(w, n))
@@ -470,8 +472,10 @@ static bool write_dict(struct wr *w, const tw_value *v, unsigned depth)
 	}
 	if (w->plan == NULL && n > 1) {
 		tw_status st = dict_keys_ok(v, n);
-		if (st != TW_OK)
-			return wr_bad(w, st);
+		if (st != TW_OK) {
+			w->st = st; /* dict_keys_ok said why */
+			return false;
+		}
 	}
 	return true;
 }
@@ -479,7 +483,7 @@ static bool write_dict(struct wr *w, const tw_value *v, unsigned depth)
 static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 {
 	if (is_container(v->kind) && depth > TW_VALUE_MAX_DEPTH)
-		return wr_bad(w, TW_EINVAL);
+		return wr_bad(w, TW_EINVAL, "encode: containers nested more than TW_VALUE_MAX_DEPTH (64) deep");
 	if (!put_u8(w, v->kind))
 		return false;
 	switch (v->kind) {
@@ -500,14 +504,14 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 		return put_text(w, v->u.str, v->len, false);
 	case TW_KIND_BYTES:
 		if (w->plan == NULL && v->len && v->u.str == NULL)
-			return wr_bad(w, TW_EINVAL);
+			return wr_bad(w, TW_EINVAL, "encode: a bytes value is too long or has no data");
 		return put_uvarint(w, v->len) && put_bytes(w, v->u.str, v->len);
 	case TW_KIND_TENSOR:
 		return write_tensor(w, v->u.tensor);
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE:
 		if (w->plan == NULL && v->len && v->u.items == NULL)
-			return wr_bad(w, TW_EINVAL);
+			return wr_bad(w, TW_EINVAL, "encode: a list or tuple has a length but no items");
 		if (!put_uvarint(w, v->len))
 			return false;
 		for (uint32_t i = 0; i < v->len; i++)
@@ -520,7 +524,7 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 		const tw_rref_id *r = v->u.rref;
 
 		if (r == NULL)
-			return wr_bad(w, TW_EINVAL);
+			return wr_bad(w, TW_EINVAL, "encode: an rref value without its id");
 		return put_uvarint(w, r->owner) &&
 		       put_uvarint(w, r->rref.created_on) &&
 		       put_uvarint(w, r->rref.local_id) &&
@@ -532,12 +536,12 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 
 		if (e == NULL || e->kind == TW_OK ||
 		    (unsigned)e->kind >= TW_STATUS_COUNT_)
-			return wr_bad(w, TW_EINVAL);
+			return wr_bad(w, TW_EINVAL, "encode: an error value without a valid kind");
 		return put_u8(w, (uint8_t)e->kind) && put_uvarint(w, e->origin) &&
 		       put_text(w, e->msg, e->msg_len, false);
 	}
 	default:
-		return wr_bad(w, TW_EINVAL);
+		return wr_bad(w, TW_EINVAL, "encode: a value of unknown kind");
 	}
 }
 
@@ -554,7 +558,8 @@ tw_status tw_wire_write_value(const tw_value *v, const tw_wire_plan *plan,
 	};
 
 	if (!write_value(&w, v, 1) || w.p != w.end || w.nseg != plan->nseg)
-		return TW_EINVAL;
+		return tw_fail_static(TW_EINVAL, "encode: the value changed "
+						 "between planning and writing");
 	return TW_OK;
 }
 
