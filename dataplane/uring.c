@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataplane/buf_impl.h"
 #include "dataplane/err.h"
 
 /* liburing 2.3's headers predate the zero-copy usage report. */
@@ -35,7 +35,6 @@
 #define IOV_CAP 1024u                  /* IOV_MAX on Linux */
 #define BATCH_BYTES_MAX (1ull << 30)   /* cqe->res is an int */
 #define RECV_CHUNK_MAX (1u << 30)
-#define THP_SIZE ((size_t)2 << 20)
 #define DRAIN_NS (2ull * 1000 * 1000 * 1000)
 #define HOT_MAX 16u                    /* busy-polled connections, at most */
 /* Batches up to this size go out as one contiguous copy (see conn_flush). */
@@ -119,29 +118,6 @@ struct ulis {
 	struct ulis *next;
 };
 
-/*
- * Big receive buffers, kept for reuse: a fresh mapping costs the kernel a
- * zeroing and a fault per page (2 MiB each with THP) before any byte
- * lands, about a third of the receive. Buffers come back through their
- * release callback on whichever thread drops them, hence the mutex; the
- * cache lives until the transport and every buffer it lent are gone.
- */
-#define BIG_CACHE_N 8
-struct bigcache {
-	_Atomic uint32_t refs;     /* the transport's + one per lent buffer */
-	pthread_mutex_t mu;
-	bool closed;               /* transport gone: unmap what comes back */
-	uint32_t n;
-	size_t bytes, max_bytes;
-	struct { void *p; size_t len; } ent[BIG_CACHE_N];
-};
-
-/* The release context of one lent buffer. */
-struct bigbuf {
-	struct bigcache *bc;
-	size_t len;                /* of the mapping */
-};
-
 struct ut {
 	tw_transport base;         /* first */
 	struct tw_uring_opts o;
@@ -158,7 +134,7 @@ struct ut {
 	int br_mask;
 
 	tw_buf_pool *pool;
-	struct bigcache *bc;
+	tw_bigbuf_cache *bc;       /* large frames' buffers (large_cache_bytes) */
 
 	struct uconn *conns;       /* every connection not yet freed */
 	uint32_t nconns;
@@ -591,119 +567,6 @@ static void arm_lrecv(struct uconn *c)
 	t->st.large_recvs++;
 }
 
-static void bigcache_put(struct bigcache *bc)
-{
-	if (atomic_fetch_sub_explicit(&bc->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	for (uint32_t i = 0; i < bc->n; i++)
-		munmap(bc->ent[i].p, bc->ent[i].len);
-	pthread_mutex_destroy(&bc->mu);
-	free(bc);
-}
-
-static struct bigcache *bigcache_new(size_t max_bytes)
-{
-	struct bigcache *bc = calloc(1, sizeof(*bc));
-	if (bc == NULL)
-		return NULL;
-	atomic_init(&bc->refs, 1);
-	pthread_mutex_init(&bc->mu, NULL);
-	bc->max_bytes = max_bytes;
-	return bc;
-}
-
-/* Last reference to a big buffer (any thread): keep the mapping for the
- * next large frame, or unmap it. */
-static void big_release(void *ctx, void *data, size_t size)
-{
-	(void)size;
-	struct bigbuf *bb = ctx;
-	struct bigcache *bc = bb->bc;
-	bool kept = false;
-	pthread_mutex_lock(&bc->mu);
-	if (!bc->closed && bc->n < BIG_CACHE_N &&
-	    bb->len <= bc->max_bytes - bc->bytes) {
-		bc->ent[bc->n].p = data;
-		bc->ent[bc->n].len = bb->len;
-		bc->n++;
-		bc->bytes += bb->len;
-		kept = true;
-	}
-	pthread_mutex_unlock(&bc->mu);
-	if (!kept)
-		munmap(data, bb->len);
-	free(bb);
-	bigcache_put(bc);
-}
-
-/* A mapping of at least len bytes (a multiple of 2 MiB): the smallest
- * cached one that is not more than twice too big, else a fresh one, 2 MiB
- * aligned with THP advice and faulted in by the kernel as data lands. */
-static void *big_map(struct bigcache *bc, size_t len, size_t *got, bool *hit)
-{
-	void *p = NULL;
-	pthread_mutex_lock(&bc->mu);
-	uint32_t best = UINT32_MAX;
-	for (uint32_t i = 0; i < bc->n; i++)
-		if (bc->ent[i].len >= len && bc->ent[i].len / 2 <= len &&
-		    (best == UINT32_MAX || bc->ent[i].len < bc->ent[best].len))
-			best = i;
-	if (best != UINT32_MAX) {
-		p = bc->ent[best].p;
-		*got = bc->ent[best].len;
-		bc->bytes -= *got;
-		bc->ent[best] = bc->ent[--bc->n];
-	}
-	pthread_mutex_unlock(&bc->mu);
-	*hit = p != NULL;
-	if (p != NULL)
-		return p;
-
-	size_t over = len + THP_SIZE;
-	unsigned char *m = mmap(NULL, over, PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED)
-		return NULL;
-	uintptr_t start = ((uintptr_t)m + THP_SIZE - 1) & ~(uintptr_t)(THP_SIZE - 1);
-	size_t head = start - (uintptr_t)m;
-	if (head)
-		munmap(m, head);
-	if (over - head - len)
-		munmap((unsigned char *)start + len, over - head - len);
-	(void)madvise((void *)start, len, MADV_HUGEPAGE);
-	*got = len;
-	return (void *)start;
-}
-
-static tw_status big_alloc(struct ut *t, size_t n, tw_buf **out)
-{
-	if (n < THP_SIZE || t->bc == NULL)
-		return tw_buf_alloc(n, out);
-	if (n > SIZE_MAX - 2 * THP_SIZE)
-		return TW_EOVERFLOW;
-	size_t len = (n + THP_SIZE - 1) & ~(THP_SIZE - 1);
-	struct bigbuf *bb = malloc(sizeof(*bb));
-	if (bb == NULL)
-		return TW_ENOMEM;
-	bool hit = false;
-	void *p = big_map(t->bc, len, &bb->len, &hit);
-	if (p == NULL) {
-		free(bb);
-		return TW_ENOMEM;
-	}
-	if (hit)
-		t->st.large_cache_hits++;
-	bb->bc = t->bc;
-	atomic_fetch_add_explicit(&t->bc->refs, 1, memory_order_relaxed);
-	tw_status st = tw_buf_from_user(p, n, big_release, bb, out);
-	if (st != TW_OK) {
-		munmap(p, bb->len);
-		free(bb);
-		bigcache_put(t->bc);
-	}
-	return st;
-}
-
 /* The header is complete: check it and pick where the frame lands. */
 static bool rx_start(struct uconn *c)
 {
@@ -721,7 +584,9 @@ static bool rx_start(struct uconn *c)
 	size_t off = 0;
 	bool large = need > t->o.large_frame;
 	if (large) {
-		st = big_alloc(t, (size_t)need, &b);
+		bool hit = false;
+		st = tw_bigbuf_alloc(t->bc, (size_t)need, &b, &hit);
+		t->st.large_cache_hits += hit;
 	} else if (need <= tw_buf_pool_buf_size(t->pool)) {
 		/* Every frame carved from the shared buffer so far has been
 		 * let go (ours is the only reference left): start it over,
@@ -1838,9 +1703,8 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 	tw_status st = tw_buf_pool_create(&po, &t->pool);
 	if (st != TW_OK)
 		goto err;
-	st = TW_ENOMEM;
-	t->bc = bigcache_new(o.large_cache_bytes);
-	if (t->bc == NULL)
+	st = tw_bigbuf_cache_create(o.large_cache_bytes, &t->bc);
+	if (st != TW_OK)
 		goto err;
 	st = bufring_setup(t);
 	if (st != TW_OK)
@@ -1867,8 +1731,7 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 	*out = &t->base;
 	return TW_OK;
 err:
-	if (t->bc)
-		bigcache_put(t->bc);
+	tw_bigbuf_cache_close(t->bc);
 	(void)tw_buf_pool_destroy(t->pool);
 	free(t);
 	return st;
@@ -1951,10 +1814,7 @@ static void u_destroy(tw_transport *tt)
 	t->scratch = NULL;
 	t->nhot = 0;
 	/* Buffers still lent unmap themselves when they come back. */
-	pthread_mutex_lock(&t->bc->mu);
-	t->bc->closed = true;
-	pthread_mutex_unlock(&t->bc->mu);
-	bigcache_put(t->bc);
+	tw_bigbuf_cache_close(t->bc);
 	if (clean) {
 		if (tw_buf_pool_destroy(t->pool) != TW_OK)
 			fprintf(stderr, "tensorwire: uring transport destroyed "
