@@ -1,0 +1,198 @@
+/* Internal to the io_uring transport: its objects and what its files
+ * (uring.c: the transport, connections, listening, the poller; uring_rx.c:
+ * receiving; uring_tx.c: sending) call of one another. */
+#ifndef TW_DATAPLANE_URING_IMPL_H
+#define TW_DATAPLANE_URING_IMPL_H
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "dataplane/buf_impl.h"
+#include "dataplane/uring.h"
+
+/* liburing 2.3's headers predate the zero-copy usage report. */
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3)
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+#endif
+
+#define container_of(p, type, member)                                    \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+#define IOV_CAP 1024u                  /* IOV_MAX on Linux */
+#define BATCH_BYTES_MAX (1ull << 30)   /* cqe->res is an int */
+#define RECV_CHUNK_MAX (1u << 30)
+#define DRAIN_NS (2ull * 1000 * 1000 * 1000)
+#define HOT_MAX 16u                    /* busy-polled connections, at most */
+/* Batches up to this size go out as one contiguous copy (see conn_flush). */
+#define GATHER_COPY_MAX 4096u
+/* Contiguous sends up to this size try a direct send first. */
+#define DIRECT_SEND_MAX (64u << 10)
+
+struct ut;
+
+/* One zero-copy send: its requests wait here for the notification. */
+struct zc_op {
+	struct tw_uring_req req;   /* user_data of both of its CQEs */
+	struct uconn *c;
+	struct zc_op *next;
+	struct tw_send_req *head, *tail;
+	bool result_seen;          /* the send CQE came */
+	bool notified;             /* the notification came (or none will) */
+};
+
+enum { C_CONNECTING, C_OPEN };
+
+struct uconn {
+	tw_conn base;              /* first: tw_conn * converts both ways */
+	struct ut *t;
+	int fd;
+	uint8_t state;
+	bool closing, fd_closed, reaped, dirty, copying;
+	bool want_recv, want_connect;
+	bool recv_armed;           /* multishot recv in flight */
+	bool ms_cancel;            /* its cancel asked for (large frame) */
+	bool lrecv_armed;          /* plain recv of a large frame in flight */
+	short hot_rev;             /* busy_poll: poll(2) revents this pass */
+	bool connect_armed;
+	bool send_busy;            /* a send operation in flight */
+	bool send_zc;              /* ... and it is zero-copy */
+	bool hot;                  /* in t->hot: busy-polled while active */
+	uint64_t last_active;      /* loop clock of its last rx or tx */
+	tw_status close_st;
+	uint32_t ops;              /* CQE-producing operations in flight,
+				    * notifications excepted */
+	struct uconn *prev, *next; /* t->conns */
+	struct uconn *dnext;       /* t's dirty list */
+	struct uconn *rnext;       /* t's reap list */
+
+	/* Sending. sq holds requests with bytes left, in order; only the
+	 * head can be partly sent (iov_idx_ + head_off). */
+	struct tw_send_req *sq_head, *sq_tail;
+	uint32_t held;             /* requests whose done has not run */
+	uint32_t batch_n;          /* requests of sq in the send in flight */
+	size_t head_off;
+	struct iovec *iov;         /* IOV_CAP, for the send in flight */
+	unsigned char *gbuf;       /* GATHER_COPY_MAX: small batches, copied */
+	struct msghdr msg;
+	struct zc_op *zc_head, *zc_tail, *zc_cur;
+
+	struct tw_uring_req recv_req, lrecv_req, send_req, connect_req,
+		cancel_req;
+	struct sockaddr_in peer;
+
+	/* Reassembly. cur is the current frame's buffer once its header is
+	 * complete; pool_buf is the pool buffer small frames share. */
+	struct {
+		uint8_t hdr[TW_FRAME_HDR_SIZE];
+		uint32_t hdr_have;
+		tw_frame_hdr h;    /* hdr decoded, once it is complete */
+		tw_buf *cur;
+		size_t off;
+		uint64_t need, have;
+		bool large;
+		tw_buf *pool_buf;
+		size_t pool_off;
+	} rx;
+};
+
+struct ulis {
+	struct ut *t;
+	int fd;
+	bool armed, closing, want;
+	uint32_t ops;
+	struct tw_uring_req acc_req, cancel_req;
+	struct ulis *next;
+};
+
+struct ut {
+	tw_transport base;         /* first */
+	struct tw_uring_opts o;
+	struct io_uring *ring;
+	struct tw_poller poller;
+	bool poller_on, destroying;
+
+	/* Provided buffers. */
+	struct io_uring_buf_ring *br;
+	size_t br_len;
+	unsigned char *pb;         /* recv_buf_count * recv_buf_size */
+	size_t pb_len;
+	int bgid;
+	int br_mask;
+
+	tw_buf_pool *pool;
+	tw_bigbuf_cache *bc;       /* large frames' buffers (large_cache_bytes) */
+
+	struct uconn *conns;       /* every connection not yet freed */
+	uint32_t nconns;
+	struct uconn *dirty_head, *dirty_tail;
+	struct uconn *reap_head, *reap_tail;
+	struct ulis *lis;
+	bool lis_want;
+	uint64_t next_id;
+	struct tw_uring_stats st;
+
+	/* Busy-polled connections (see busy_poll) and where their direct
+	 * reads land before the reassembler copies them out. */
+	struct uconn *hot[HOT_MAX];
+	uint32_t nhot;
+	unsigned char *scratch;    /* recv_buf_size bytes */
+
+	/* Congestion control by where the peer is ("" = the system's);
+	 * copies of the options' strings. */
+	char cc_local[TW_URING_CC_NAME_MAX], cc_remote[TW_URING_CC_NAME_MAX];
+};
+
+static inline struct ut *UT(tw_transport *t)
+{
+	return (struct ut *)(void *)t;
+}
+
+static inline struct io_uring_sqe *sqe_get(struct ut *t)
+{
+	return tw_loop_sqe(t->base.loop);
+}
+
+static inline void uconn_dirty(struct uconn *c)
+{
+	struct ut *t = c->t;
+	if (c->dirty || c->reaped)
+		return;
+	c->dirty = true;
+	c->dnext = NULL;
+	if (t->dirty_tail)
+		t->dirty_tail->dnext = c;
+	else
+		t->dirty_head = c;
+	t->dirty_tail = c;
+}
+
+/* uring.c */
+void uconn_fail(struct uconn *c, tw_status st);
+void uconn_finalize(struct uconn *c);
+void uconn_cancel(struct uconn *c, void *user_data);
+
+/* uring_rx.c */
+void urx_conn_init(struct uconn *c);
+tw_status urx_bufring_setup(struct ut *t);
+void urx_bufring_free(struct ut *t, bool unmap);
+void urx_release(struct uconn *c);
+void urx_active(struct uconn *c);
+void urx_hot_drop(struct ut *t, uint32_t i);
+void urx_arm_recv(struct uconn *c);
+void urx_arm_lrecv(struct uconn *c);
+int urx_busy_poll(struct ut *t);
+void urx_idle(void *arg);
+
+/* uring_tx.c */
+void utx_conn_init(struct uconn *c);
+tw_status utx_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r);
+int utx_flush(struct uconn *c);
+void utx_done_list(struct uconn *c, struct tw_send_req *r, tw_status st);
+
+#endif
