@@ -242,7 +242,6 @@ void uconn_fail(struct uconn *c, tw_status st)
 		return;
 	c->closing = true;
 	c->close_st = st;
-	c->want_recv = false;
 	c->want_connect = false;
 
 	struct tw_send_req *fail = NULL;
@@ -263,10 +262,7 @@ void uconn_fail(struct uconn *c, tw_status st)
 
 	if (c->fd >= 0)
 		(void)shutdown(c->fd, SHUT_RDWR);
-	if (c->recv_armed)
-		uconn_cancel(c, &c->recv_req);
-	if (c->lrecv_armed)
-		uconn_cancel(c, &c->lrecv_req);
+	urx_close(c);
 	if (c->connect_armed)
 		uconn_cancel(c, &c->connect_req);
 	if (c->send_busy)
@@ -315,9 +311,7 @@ static struct uconn *conn_new(struct ut *t, int fd, uint8_t state)
 static void conn_free(struct uconn *c)
 {
 	struct ut *t = c->t;
-	for (uint32_t i = 0; c->hot && i < t->nhot; i++)
-		if (t->hot[i] == c)
-			urx_hot_drop(t, i);
+	urx_conn_free(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -325,7 +319,6 @@ static void conn_free(struct uconn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	t->nconns--;
-	urx_release(c);
 	free(c->iov);
 	free(c->gbuf);
 	free(c);
@@ -368,7 +361,7 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
 	if (c->closing)
 		return;
-	urx_arm_recv(c);
+	urx_open(c);
 	if (c->sq_head)
 		uconn_dirty(c);
 }
@@ -443,7 +436,7 @@ static void conn_accepted(struct ut *t, int fd)
 	cc_setup(t, fd, local);
 	t->st.conns_accepted++;
 	t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
-	urx_arm_recv(c);
+	urx_open(c);
 }
 
 static void on_accept(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
@@ -532,15 +525,7 @@ static int conn_service(struct uconn *c)
 		arm_connect(c);
 		return 1;
 	}
-	int work = 0;
-	if (c->want_recv) {
-		if (c->rx.cur && c->rx.large && !c->recv_armed)
-			urx_arm_lrecv(c);
-		else
-			urx_arm_recv(c);
-		work = 1;
-	}
-	return work + utx_flush(c);
+	return urx_retry(c) + utx_flush(c);
 }
 
 static void dirty_unlink(struct ut *t, struct uconn *c)
@@ -662,34 +647,18 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 	/* the caller's */
 	t->o.cc_local = t->o.cc_remote = t->o.listen_host = NULL;
 
-	struct tw_buf_pool_opts po;
-	tw_buf_pool_opts_init(&po, sizeof(po));
-	po.buf_size = o.rx_pool_buf_size;
-	po.count = o.rx_pool_count;
-	po.prefault = 1;
-	po.name = "uring-rx";
-	tw_status st = tw_buf_pool_create(&po, &t->pool);
-	if (st != TW_OK)
-		goto err;
-	st = tw_bigbuf_cache_create(o.large_cache_bytes, &t->bc);
-	if (st != TW_OK)
-		goto err;
-	st = urx_bufring_setup(t);
-	if (st != TW_OK)
-		goto err;
 	if (t->o.busy_poll_conns > HOT_MAX)
 		t->o.busy_poll_conns = HOT_MAX;
-	/* The ordering argument needs the kernel to read for io_uring only
-	 * inside our own io_uring_enter. */
+	/* The ordering argument of busy polling (uring.h) needs the kernel
+	 * to read for io_uring only inside our own io_uring_enter. */
 	if ((ring->flags & (IORING_SETUP_DEFER_TASKRUN |
 			    IORING_SETUP_TASKRUN_FLAG)) !=
 	    (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG))
 		t->o.busy_poll_conns = 0;
-	if (t->o.busy_poll_conns != 0 &&
-	    (t->scratch = malloc(o.recv_buf_size)) == NULL) {
-		urx_bufring_free(t, true);
-		st = TW_ENOMEM;
-		goto err;
+	tw_status st = urx_setup(t);
+	if (st != TW_OK) {
+		free(t);
+		return st;
 	}
 	t->poller.fn = u_poll;
 	t->poller.idle = urx_idle;
@@ -698,11 +667,6 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 	t->poller_on = true;
 	*out = &t->base;
 	return TW_OK;
-err:
-	tw_bigbuf_cache_close(t->bc);
-	(void)tw_buf_pool_destroy(t->pool);
-	free(t);
-	return st;
 }
 
 /* Run the ring until every operation of ours has completed. Completions
@@ -777,19 +741,9 @@ static void u_destroy(tw_transport *tt)
 	}
 	/* Without a clean drain the kernel may still own some memory: leak
 	 * it rather than free it from under an operation. */
-	urx_bufring_free(t, clean);
-	free(t->scratch);
-	t->scratch = NULL;
-	t->nhot = 0;
-	/* Buffers still lent unmap themselves when they come back. */
-	tw_bigbuf_cache_close(t->bc);
-	if (clean) {
-		if (tw_buf_pool_destroy(t->pool) != TW_OK)
-			fprintf(stderr, "tensorwire: uring transport destroyed "
-					"while receive buffers are still held; "
-					"leaking the pool\n");
+	urx_teardown(t, clean);
+	if (clean)
 		free(t);
-	}
 }
 
 void tw_uring_get_stats(const tw_transport *tt, struct tw_uring_stats *s)

@@ -84,6 +84,9 @@ extern "C" {
  * a direct read runs only when the completion queue holds nothing
  * unreaped. A large frame's rest still lands in place by its own recv.
  * Only on DEFER_TASKRUN|TASKRUN_FLAG rings (the loop's first choice).
+ * Which reader a connection has at a time (multishot, its cancel under
+ * way, a large frame's plain recv, direct reads) is its receive mode:
+ * enum rx_mode in uring_impl.h, changed in one place (uring_rx.c).
  *
  * Closing: when the peer closes or resets, or a send fails, every request
  * not done yet gets done(r, TW_EUNREACHABLE) exactly once (requests the

@@ -48,21 +48,56 @@ struct zc_op {
 
 enum { C_CONNECTING, C_OPEN };
 
+/*
+ * What reads a connection's socket: its receive mode (uring.h,
+ * "Receiving" and "Busy polling"). It changes only through rx_to
+ * (uring_rx.c), and rx_next picks the reader that follows one that
+ * ended:
+ *
+ *   IDLE      -- open, or a reader ended ------------> rx_next's pick:
+ *                                           MULTISHOT, INPLACE or DIRECT
+ *   MULTISHOT -- busy polling takes c, or a large
+ *                frame begins ----------------------> STOPPING
+ *   MULTISHOT, STOPPING -- last CQE (no F_MORE) ----> IDLE
+ *   INPLACE   -- its CQE ---------------------------> IDLE
+ *   DIRECT    -- busy polling lets go of c ---------> rx_next's pick
+ *   SQE_WAIT  -- the dirty list finds an SQE -------> rx_next's pick
+ *   any       -- the connection closes -------------> CLOSED, for good
+ *
+ * Arming takes an SQE; without one the mode becomes SQE_WAIT. Busy
+ * polling (c->hot) is not a mode: it is which connections the poller
+ * reads directly while they are active, whatever io_uring still has
+ * armed for them; rx_direct_ok says when such a read is safe.
+ */
+enum rx_mode {
+	RX_IDLE,      /* nothing armed: not open yet, or a reader just ended */
+	RX_MULTISHOT, /* the multishot recv into provided buffers is armed */
+	RX_STOPPING,  /* ... and its cancel is asked for; its last CQE
+		       * decides what follows */
+	RX_INPLACE,   /* a plain recv of a large frame's rest, into place, is
+		       * in flight */
+	RX_DIRECT,    /* busy-polled with nothing armed: the poller reads */
+	RX_SQE_WAIT,  /* a reader is due but the SQ was full: the dirty list
+		       * retries */
+	RX_CLOSED,    /* closing: what was armed is cancelled, nothing more
+		       * will be (its CQEs still come, counted in ops) */
+};
+#define RX_MODES (RX_CLOSED + 1)
+
 struct uconn {
 	tw_conn base;              /* first: tw_conn * converts both ways */
 	struct ut *t;
 	int fd;
 	uint8_t state;
+	uint8_t rx_mode;           /* enum rx_mode */
 	bool closing, fd_closed, reaped, dirty, copying;
-	bool want_recv, want_connect;
-	bool recv_armed;           /* multishot recv in flight */
-	bool ms_cancel;            /* its cancel asked for (large frame) */
-	bool lrecv_armed;          /* plain recv of a large frame in flight */
-	short hot_rev;             /* busy_poll: poll(2) revents this pass */
+	bool want_connect;
 	bool connect_armed;
 	bool send_busy;            /* a send operation in flight */
 	bool send_zc;              /* ... and it is zero-copy */
+	/* Busy polling (uring_rx.c). */
 	bool hot;                  /* in t->hot: busy-polled while active */
+	short hot_rev;             /* busy_poll: poll(2) revents this pass */
 	uint64_t last_active;      /* loop clock of its last rx or tx */
 	tw_status close_st;
 	uint32_t ops;              /* CQE-producing operations in flight,
@@ -136,6 +171,9 @@ struct ut {
 	bool lis_want;
 	uint64_t next_id;
 	struct tw_uring_stats st;
+	/* Receive modes entered, by mode: for tests and debugging (how a
+	 * connection got where it is), not part of the public stats. */
+	uint32_t rx_enters[RX_MODES];
 
 	/* Busy-polled connections (see busy_poll) and where their direct
 	 * reads land before the reassembler copies them out. */
@@ -178,15 +216,32 @@ void uconn_finalize(struct uconn *c);
 void uconn_cancel(struct uconn *c, void *user_data);
 
 /* uring_rx.c */
+/* The receive side's memory: the pool small frames are copied into, the
+ * cache of large frames' buffers, the provided-buffer ring, and the
+ * scratch buffer of direct reads when busy polling is on. */
+tw_status urx_setup(struct ut *t);
+/* Free it. Unless clean (the kernel is done with every operation), the
+ * provided buffers and the pool are leaked rather than freed from under
+ * the kernel. */
+void urx_teardown(struct ut *t, bool clean);
 void urx_conn_init(struct uconn *c);
-tw_status urx_bufring_setup(struct ut *t);
-void urx_bufring_free(struct ut *t, bool unmap);
+/* c is open: start reading it. */
+void urx_open(struct uconn *c);
+/* The dirty list's turn: arm the reader that lacked an SQE. 1 if it did
+ * anything. */
+int urx_retry(struct uconn *c);
+/* c is closing: cancel whatever reads it (rx_mode becomes CLOSED). */
+void urx_close(struct uconn *c);
+/* c is being freed: it leaves busy polling; its buffers are released. */
+void urx_conn_free(struct uconn *c);
+/* Let go of the frame being reassembled and the shared pool buffer. */
 void urx_release(struct uconn *c);
+/* c moved bytes (either way): keep or start busy-polling it. */
 void urx_active(struct uconn *c);
-void urx_hot_drop(struct ut *t, uint32_t i);
-void urx_arm_recv(struct uconn *c);
-void urx_arm_lrecv(struct uconn *c);
+/* The poller's direct reads; returns work done. */
 int urx_busy_poll(struct ut *t);
+/* The loop's idle hook: every busy-polled connection gets its own
+ * io_uring reader back before the loop sleeps. */
 void urx_idle(void *arg);
 
 /* uring_tx.c */

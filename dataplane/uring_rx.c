@@ -1,14 +1,17 @@
-/* io_uring transport, receiving: the provided-buffer ring, reassembly of
- * frames into their buffers, the multishot and large-frame recvs, and busy
- * polling. */
+/* io_uring transport, receiving: each connection's receive mode (what
+ * reads its socket), reassembly of frames into their buffers, the
+ * provided-buffer ring, and busy polling. */
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dataplane/err.h"
 #include "dataplane/uring_impl.h"
 
 static inline size_t align64(size_t v)
@@ -16,100 +19,149 @@ static inline size_t align64(size_t v)
 	return (v + TW_FRAME_SEG_ALIGN - 1) & ~(size_t)(TW_FRAME_SEG_ALIGN - 1);
 }
 
+/* A large frame is being reassembled: its rest lands in place. */
+static inline bool rx_large(const struct uconn *c)
+{
+	return c->rx.cur != NULL && c->rx.large;
+}
+
+/* ------------------------------------------------------------------ */
+/* Receive modes (uring_impl.h, enum rx_mode)                          */
+
+/*
+ * The one place a connection's receive mode changes: enter to, doing what
+ * entering it takes. MULTISHOT and INPLACE arm their recv (without an SQE
+ * the mode becomes SQE_WAIT and c waits on the dirty list); STOPPING asks
+ * for the multishot's cancel; CLOSED cancels whatever is armed. Nothing
+ * leaves CLOSED.
+ */
+static void rx_to(struct uconn *c, enum rx_mode to)
+{
+	struct ut *t = c->t;
+	struct io_uring_sqe *sqe;
+
+	if (c->rx_mode == RX_CLOSED)
+		return;
+	switch (to) {
+	case RX_MULTISHOT:
+		if ((sqe = sqe_get(t)) == NULL)
+			goto no_sqe;
+		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = (uint16_t)t->bgid;
+		io_uring_sqe_set_data(sqe, &c->recv_req);
+		c->ops++;
+		t->st.recv_rearms++;
+		break;
+	case RX_INPLACE: {
+		if ((sqe = sqe_get(t)) == NULL)
+			goto no_sqe;
+		uint64_t left = c->rx.need - c->rx.have;
+		unsigned len = left > RECV_CHUNK_MAX ? RECV_CHUNK_MAX
+						     : (unsigned)left;
+		/* No MSG_WAITALL: a request the kernel has polled once and
+		 * must wait for again is handed to an io-wq worker, which
+		 * then blocks in recv on a third thread (on 2 cores beside
+		 * two spinning loops, it takes turns with one of them).
+		 * Without it every recv takes what has arrived and
+		 * completes; on_inplace asks for the rest. */
+		io_uring_prep_recv(sqe, c->fd,
+				   (unsigned char *)c->rx.cur->data + c->rx.off +
+					   c->rx.have,
+				   len, 0);
+		io_uring_sqe_set_data(sqe, &c->lrecv_req);
+		c->ops++;
+		t->st.large_recvs++;
+		break;
+	}
+	case RX_STOPPING:
+		uconn_cancel(c, &c->recv_req);
+		break;
+	case RX_CLOSED:
+		if (c->rx_mode == RX_MULTISHOT || c->rx_mode == RX_STOPPING)
+			uconn_cancel(c, &c->recv_req);
+		else if (c->rx_mode == RX_INPLACE)
+			uconn_cancel(c, &c->lrecv_req);
+		break;
+	case RX_IDLE:
+	case RX_DIRECT:
+	case RX_SQE_WAIT:
+		break;
+	}
+	c->rx_mode = (uint8_t)to;
+	t->rx_enters[to]++;
+	return;
+no_sqe:
+	c->rx_mode = RX_SQE_WAIT;
+	t->rx_enters[RX_SQE_WAIT]++;
+	uconn_dirty(c);
+}
+
+/*
+ * Who reads next, when nothing does (IDLE: a reader just ended; DIRECT or
+ * SQE_WAIT). The rest of a large frame gets a plain recv into place,
+ * except on a busy-polled connection whose plain recv just returned
+ * (after_inplace): the poller reads the rest in place. Otherwise a
+ * busy-polled connection is read directly, any other by the multishot.
+ */
+static enum rx_mode rx_next(const struct uconn *c, bool after_inplace)
+{
+	if (c->hot && (after_inplace || !rx_large(c)))
+		return RX_DIRECT;
+	return rx_large(c) ? RX_INPLACE : RX_MULTISHOT;
+}
+
+/* The multishot must make way (busy polling reads instead, or a large
+ * frame's rest is to land in place): stop it. True if it was armed. */
+static bool rx_stop_multishot(struct uconn *c)
+{
+	if (c->rx_mode != RX_MULTISHOT)
+		return false;
+	rx_to(c, RX_STOPPING);
+	return true;
+}
+
+/* Whether the poller may recv() c's socket itself now: no io_uring recv
+ * of it is in flight that reads for us meanwhile (a large frame's plain
+ * recv, or a multishot, armed or winding down, whose last CQE starts
+ * one). A multishot winding down for busy polling does not hold the
+ * poller back: bytes io_uring read wait in the CQ, which busy_poll
+ * checks first. */
+static bool rx_direct_ok(const struct uconn *c)
+{
+	if (c->rx_mode == RX_INPLACE)
+		return false;
+	return !(rx_large(c) && (c->rx_mode == RX_MULTISHOT ||
+				 c->rx_mode == RX_STOPPING));
+}
+
+void urx_open(struct uconn *c)
+{
+	rx_to(c, rx_next(c, false));
+}
+
+int urx_retry(struct uconn *c)
+{
+	if (c->rx_mode != RX_SQE_WAIT)
+		return 0;
+	rx_to(c, rx_next(c, false));
+	return 1;
+}
+
+void urx_close(struct uconn *c)
+{
+	rx_to(c, RX_CLOSED);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reassembly                                                          */
+
 void urx_release(struct uconn *c)
 {
 	tw_buf_release(c->rx.cur);
 	c->rx.cur = NULL;
 	tw_buf_release(c->rx.pool_buf);
 	c->rx.pool_buf = NULL;
-}
-
-/* c moved bytes: keep (or start) busy-polling it, and stop its multishot
- * recv meanwhile (uring.h, "Busy polling"). */
-void urx_active(struct uconn *c)
-{
-	struct ut *t = c->t;
-	c->last_active = tw_loop_now(t->base.loop);
-	if (!c->hot) {
-		if (t->nhot >= t->o.busy_poll_conns || t->scratch == NULL)
-			return;
-		c->hot = true;
-		c->hot_rev = POLLIN; /* read at once, polled from the next pass */
-		t->hot[t->nhot++] = c;
-	}
-	if (c->recv_armed && !c->ms_cancel && !c->closing) {
-		c->ms_cancel = true;
-		uconn_cancel(c, &c->recv_req);
-		t->st.busy_starts++;
-	}
-}
-
-void urx_hot_drop(struct ut *t, uint32_t i)
-{
-	t->hot[i]->hot = false;
-	t->hot[i] = t->hot[--t->nhot];
-}
-
-/* ------------------------------------------------------------------ */
-/* Receiving                                                           */
-
-static void on_recv(struct tw_uring_req *ur, struct io_uring_cqe *cqe);
-static void on_lrecv(struct tw_uring_req *ur, struct io_uring_cqe *cqe);
-
-void urx_arm_recv(struct uconn *c)
-{
-	struct ut *t = c->t;
-	if (c->hot) {
-		/* Busy-polled: urx_busy_poll reads it until it cools down. */
-		c->want_recv = false;
-		return;
-	}
-	if (c->closing || c->recv_armed || c->lrecv_armed)
-		return;
-	struct io_uring_sqe *sqe = sqe_get(t);
-	if (sqe == NULL) {
-		c->want_recv = true;
-		uconn_dirty(c);
-		return;
-	}
-	c->want_recv = false;
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = (uint16_t)t->bgid;
-	io_uring_sqe_set_data(sqe, &c->recv_req);
-	c->recv_armed = true;
-	c->ms_cancel = false;
-	c->ops++;
-	t->st.recv_rearms++;
-}
-
-void urx_arm_lrecv(struct uconn *c)
-{
-	struct ut *t = c->t;
-	if (c->closing)
-		return;
-	struct io_uring_sqe *sqe = sqe_get(t);
-	if (sqe == NULL) {
-		c->want_recv = true;
-		uconn_dirty(c);
-		return;
-	}
-	c->want_recv = false;
-	uint64_t left = c->rx.need - c->rx.have;
-	unsigned len = left > RECV_CHUNK_MAX ? RECV_CHUNK_MAX : (unsigned)left;
-	/* No MSG_WAITALL: a request the kernel has polled once and must
-	 * wait for again is handed to an io-wq worker, which then blocks in
-	 * recv on a third thread (on 2 cores beside two spinning loops, it
-	 * takes turns with one of them). Without it every recv takes what
-	 * has arrived and completes; on_lrecv asks for the rest. */
-	io_uring_prep_recv(sqe, c->fd,
-			   (unsigned char *)c->rx.cur->data + c->rx.off +
-				   c->rx.have,
-			   len, 0);
-	io_uring_sqe_set_data(sqe, &c->lrecv_req);
-	c->lrecv_armed = true;
-	c->ops++;
-	t->st.large_recvs++;
 }
 
 /* The header is complete: check it and pick where the frame lands. */
@@ -223,6 +275,9 @@ static void rx_bytes(struct uconn *c, const unsigned char *p, size_t n)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* The io_uring recvs                                                  */
+
 static void recycle(struct ut *t, unsigned bid)
 {
 	io_uring_buf_ring_add(t->br, t->pb + (size_t)bid * t->o.recv_buf_size,
@@ -231,6 +286,7 @@ static void recycle(struct ut *t, unsigned bid)
 	io_uring_buf_ring_advance(t->br, 1);
 }
 
+/* A CQE of the multishot recv (MULTISHOT or STOPPING). */
 static void on_recv(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 {
 	struct uconn *c = container_of(ur, struct uconn, recv_req);
@@ -249,8 +305,9 @@ static void on_recv(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 		recycle(t, bid);
 	}
 	if (!more) {
-		c->recv_armed = false;
+		/* It ended: nothing is left to cancel, whatever follows. */
 		c->ops--;
+		rx_to(c, RX_IDLE);
 	}
 	if (c->closing) {
 		uconn_finalize(c);
@@ -264,27 +321,23 @@ static void on_recv(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	}
 	if (res == -ENOBUFS)
 		t->st.recv_nobufs++;
-	if (c->rx.cur && c->rx.large) {
+	if (more) {
 		/* Let the rest of a large frame land in place: stop the
 		 * multishot recv; its last CQE starts the plain recv. */
-		if (more && !c->ms_cancel) {
-			c->ms_cancel = true;
-			uconn_cancel(c, &c->recv_req);
-		} else if (!more) {
-			urx_arm_lrecv(c);
-		}
+		if (rx_large(c))
+			rx_stop_multishot(c);
 		return;
 	}
-	if (!more)
-		urx_arm_recv(c);
+	rx_to(c, rx_next(c, false));
 }
 
-static void on_lrecv(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
+/* The CQE of a large frame's plain recv (INPLACE). */
+static void on_inplace(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 {
 	struct uconn *c = container_of(ur, struct uconn, lrecv_req);
 	int res = cqe->res;
-	c->lrecv_armed = false;
 	c->ops--;
+	rx_to(c, RX_IDLE);
 	if (c->closing) {
 		uconn_finalize(c);
 		return;
@@ -292,42 +345,69 @@ static void on_lrecv(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	if (res > 0) {
 		urx_active(c);
 		c->rx.have += (uint64_t)res;
-		if (c->rx.have == c->rx.need) {
+		if (c->rx.have == c->rx.need)
 			rx_deliver(c);
-			urx_arm_recv(c);
-		} else if (!c->hot) {
-			urx_arm_lrecv(c); /* else urx_busy_poll reads the rest */
-		}
+	} else if (res != -EINTR && res != -EAGAIN) {
+		uconn_fail(c, TW_EUNREACHABLE);
 		return;
 	}
-	if (res == -EINTR || res == -EAGAIN) {
-		if (!c->hot)
-			urx_arm_lrecv(c);
-		return;
-	}
-	uconn_fail(c, TW_EUNREACHABLE);
+	/* The rest of the frame (or the next ones): busy polling reads
+	 * on if c is hot. */
+	rx_to(c, rx_next(c, true));
 }
 
 void urx_conn_init(struct uconn *c)
 {
+	c->rx_mode = RX_IDLE;
 	c->recv_req.fn = on_recv;
-	c->lrecv_req.fn = on_lrecv;
+	c->lrecv_req.fn = on_inplace;
 }
 
-/* A connection leaves busy polling: its own receive again (the plain recv
- * when a large frame is landing and none is armed yet). */
-static void rearm(struct uconn *c)
+/* ------------------------------------------------------------------ */
+/* Busy polling (uring.h, "Busy polling")                              */
+
+static void hot_drop(struct ut *t, uint32_t i)
 {
-	if (c->rx.cur && c->rx.large) {
-		if (!c->closing && !c->recv_armed && !c->lrecv_armed)
-			urx_arm_lrecv(c);
-	} else {
-		urx_arm_recv(c);
-	}
+	t->hot[i]->hot = false;
+	t->hot[i] = t->hot[--t->nhot];
 }
 
-/* Read the busy-polled connections directly (uring.h, "Busy polling").
- * Connections idle for busy_poll_ns leave the list. */
+/* c left busy polling: its own io_uring reader again, unless one is
+ * still armed (its completion picks the next). */
+static void rx_cool(struct uconn *c)
+{
+	if (c->rx_mode == RX_DIRECT || c->rx_mode == RX_SQE_WAIT)
+		rx_to(c, rx_next(c, false));
+}
+
+/* c moved bytes: keep (or start) busy-polling it, and stop its multishot
+ * recv meanwhile. */
+void urx_active(struct uconn *c)
+{
+	struct ut *t = c->t;
+	c->last_active = tw_loop_now(t->base.loop);
+	if (!c->hot) {
+		if (t->nhot >= t->o.busy_poll_conns || t->scratch == NULL)
+			return;
+		c->hot = true;
+		c->hot_rev = POLLIN; /* read at once, polled from the next pass */
+		t->hot[t->nhot++] = c;
+	}
+	if (rx_stop_multishot(c))
+		t->st.busy_starts++;
+}
+
+void urx_conn_free(struct uconn *c)
+{
+	struct ut *t = c->t;
+	for (uint32_t i = 0; c->hot && i < t->nhot; i++)
+		if (t->hot[i] == c)
+			hot_drop(t, i);
+	urx_release(c);
+}
+
+/* Read the busy-polled connections directly. Connections idle for
+ * busy_poll_ns leave the list. */
 int urx_busy_poll(struct ut *t)
 {
 	uint64_t now = tw_loop_now(t->base.loop);
@@ -348,7 +428,7 @@ int urx_busy_poll(struct ut *t)
 	for (uint32_t i = 0; i < t->nhot; i++) {
 		struct uconn *c = t->hot[i];
 		c->hot_rev = POLLIN;
-		if (!(c->rx.cur && c->rx.large)) {
+		if (!rx_large(c)) {
 			pc[np] = c;
 			pf[np++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
 		}
@@ -359,17 +439,12 @@ int urx_busy_poll(struct ut *t)
 	for (uint32_t i = 0; i < t->nhot;) {
 		struct uconn *c = t->hot[i];
 		if (c->closing || now > c->last_active + t->o.busy_poll_ns) {
-			urx_hot_drop(t, i);
-			rearm(c);
+			hot_drop(t, i);
+			rx_cool(c);
 			continue;
 		}
 		i++;
-		bool large = c->rx.cur && c->rx.large;
-		/* An io_uring recv of this connection still in flight (a
-		 * large frame's plain recv, or a multishot winding down
-		 * whose last CQE starts one) reads for us meanwhile. */
-		if (c->state != C_OPEN || c->lrecv_armed ||
-		    (large && c->recv_armed))
+		if (c->state != C_OPEN || !rx_direct_ok(c))
 			continue;
 		/* Bytes io_uring has already read wait unreaped in the CQ
 		 * (or its overflow list): a direct read would overtake
@@ -381,6 +456,7 @@ int urx_busy_poll(struct ut *t)
 			break;
 		if (c->hot_rev == 0)
 			continue; /* nothing to read, or not polled this pass */
+		bool large = rx_large(c);
 		unsigned char *dst = t->scratch;
 		size_t len = t->o.recv_buf_size;
 		if (large) {
@@ -420,28 +496,27 @@ int urx_busy_poll(struct ut *t)
 		/* A large frame began: the next polls read its rest in
 		 * place (a multishot still winding down hands it to a
 		 * plain recv instead: on_recv). */
-		if (!c->closing && c->rx.cur && c->rx.large && c->recv_armed &&
-		    !c->ms_cancel) {
-			c->ms_cancel = true;
-			uconn_cancel(c, &c->recv_req);
-		}
+		if (rx_large(c))
+			rx_stop_multishot(c);
 	}
 	return work;
 }
 
-/* The loop is about to sleep: only a multishot recv can wake it, so every
- * busy-polled connection gets its own back. */
+/* The loop is about to sleep: only an io_uring recv can wake it. */
 void urx_idle(void *arg)
 {
 	struct ut *t = arg;
 	while (t->nhot != 0) {
 		struct uconn *c = t->hot[t->nhot - 1];
-		urx_hot_drop(t, t->nhot - 1);
-		rearm(c);
+		hot_drop(t, t->nhot - 1);
+		rx_cool(c);
 	}
 }
 
-tw_status urx_bufring_setup(struct ut *t)
+/* ------------------------------------------------------------------ */
+/* The receive side's memory                                           */
+
+static tw_status bufring_setup(struct ut *t)
 {
 	uint32_t n = t->o.recv_buf_count;
 	t->br_len = (size_t)n * sizeof(struct io_uring_buf);
@@ -450,7 +525,8 @@ tw_status urx_bufring_setup(struct ut *t)
 	void *br = mmap(NULL, t->br_len, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (br == MAP_FAILED)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "io_uring: mapping the "
+						 "provided-buffer ring failed");
 	t->br = br;
 	t->pb_len = (size_t)n * t->o.recv_buf_size;
 	void *pb = mmap(NULL, t->pb_len, PROT_READ | PROT_WRITE,
@@ -458,7 +534,9 @@ tw_status urx_bufring_setup(struct ut *t)
 	if (pb == MAP_FAILED) {
 		munmap(br, t->br_len);
 		t->br = NULL;
-		return TW_ENOMEM;
+		return tw_fail(TW_ENOMEM, "io_uring: mapping %zu bytes of "
+					  "provided buffers failed",
+			       t->pb_len);
 	}
 	t->pb = pb;
 	io_uring_buf_ring_init(t->br);
@@ -482,7 +560,10 @@ tw_status urx_bufring_setup(struct ut *t)
 		munmap(t->br, t->br_len);
 		t->pb = NULL;
 		t->br = NULL;
-		return ret == -ENOMEM ? TW_ENOMEM : TW_ENOTSUP;
+		return tw_fail(ret == -ENOMEM ? TW_ENOMEM : TW_ENOTSUP,
+			       "io_uring: registering the provided-buffer "
+			       "ring failed: %s",
+			       strerror(-ret));
 	}
 	for (uint32_t i = 0; i < n; i++)
 		io_uring_buf_ring_add(t->br, t->pb + (size_t)i * t->o.recv_buf_size,
@@ -494,7 +575,7 @@ tw_status urx_bufring_setup(struct ut *t)
 
 /* Without unmap (an unclean drain) the memory stays, and so do the
  * pointers: late completions may still recycle into it. */
-void urx_bufring_free(struct ut *t, bool unmap)
+static void bufring_free(struct ut *t, bool unmap)
 {
 	if (t->br == NULL)
 		return;
@@ -507,3 +588,47 @@ void urx_bufring_free(struct ut *t, bool unmap)
 	t->pb = NULL;
 }
 
+tw_status urx_setup(struct ut *t)
+{
+	struct tw_buf_pool_opts po;
+	tw_buf_pool_opts_init(&po, sizeof(po));
+	po.buf_size = t->o.rx_pool_buf_size;
+	po.count = t->o.rx_pool_count;
+	po.prefault = 1;
+	po.name = "uring-rx";
+	tw_status st = tw_buf_pool_create(&po, &t->pool);
+	if (st != TW_OK)
+		return tw_fail(st, "io_uring: receive pool of %u x %u bytes: %s",
+			       t->o.rx_pool_count, t->o.rx_pool_buf_size,
+			       tw_strerror(st));
+	st = tw_bigbuf_cache_create(t->o.large_cache_bytes, &t->bc);
+	if (st == TW_OK)
+		st = bufring_setup(t);
+	if (st == TW_OK && t->o.busy_poll_conns != 0 &&
+	    (t->scratch = malloc(t->o.recv_buf_size)) == NULL) {
+		bufring_free(t, true);
+		st = tw_fail_static(TW_ENOMEM, "io_uring: out of memory");
+	}
+	if (st != TW_OK) {
+		tw_bigbuf_cache_close(t->bc);
+		t->bc = NULL;
+		(void)tw_buf_pool_destroy(t->pool);
+		t->pool = NULL;
+	}
+	return st;
+}
+
+void urx_teardown(struct ut *t, bool clean)
+{
+	bufring_free(t, clean);
+	free(t->scratch);
+	t->scratch = NULL;
+	t->nhot = 0;
+	/* Buffers still lent unmap themselves when they come back. */
+	tw_bigbuf_cache_close(t->bc);
+	t->bc = NULL;
+	if (clean && tw_buf_pool_destroy(t->pool) != TW_OK)
+		fprintf(stderr, "tensorwire: uring transport destroyed while "
+				"receive buffers are still held; leaking the "
+				"pool\n");
+}
