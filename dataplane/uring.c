@@ -20,6 +20,9 @@
 #include "dataplane/err.h"
 #include "dataplane/uring_impl.h"
 
+/* How long destroy waits for the kernel to finish our operations. */
+#define DRAIN_NS (2ull * 1000 * 1000 * 1000)
+
 static const struct tw_transport_ops uring_ops;
 
 static uint64_t mono_ns(void)
@@ -188,7 +191,7 @@ static bool same_host(int fd, const struct sockaddr_in *peer)
 }
 
 /* ------------------------------------------------------------------ */
-/* Small helpers                                                       */
+/* Closing                                                             */
 
 void uconn_cancel(struct uconn *c, void *user_data)
 {
@@ -199,9 +202,6 @@ void uconn_cancel(struct uconn *c, void *user_data)
 	io_uring_sqe_set_data(sqe, &c->cancel_req);
 	c->ops++;
 }
-
-/* ------------------------------------------------------------------ */
-/* Closing                                                             */
 
 void uconn_finalize(struct uconn *c)
 {
@@ -243,33 +243,12 @@ void uconn_fail(struct uconn *c, tw_status st)
 	c->closing = true;
 	c->close_st = st;
 	c->want_connect = false;
-
-	struct tw_send_req *fail = NULL;
-	if (c->send_busy) {
-		/* Keep the batch in flight; detach what follows it. */
-		struct tw_send_req *r = c->sq_head;
-		for (uint32_t i = 1; r && i < c->batch_n; i++)
-			r = r->next_;
-		if (r) {
-			fail = r->next_;
-			r->next_ = NULL;
-			c->sq_tail = r;
-		}
-	} else {
-		fail = c->sq_head;
-		c->sq_head = c->sq_tail = NULL;
-	}
-
 	if (c->fd >= 0)
 		(void)shutdown(c->fd, SHUT_RDWR);
 	urx_close(c);
 	if (c->connect_armed)
 		uconn_cancel(c, &c->connect_req);
-	if (c->send_busy)
-		uconn_cancel(c, c->send_zc ? (void *)&c->zc_cur->req
-					: (void *)&c->send_req);
-
-	utx_done_list(c, fail, st);
+	utx_close(c, st);
 	uconn_finalize(c);
 }
 
@@ -319,8 +298,7 @@ static void conn_free(struct uconn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	t->nconns--;
-	free(c->iov);
-	free(c->gbuf);
+	utx_conn_free(c);
 	free(c);
 }
 

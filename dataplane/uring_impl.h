@@ -27,9 +27,8 @@
 #define IOV_CAP 1024u                  /* IOV_MAX on Linux */
 #define BATCH_BYTES_MAX (1ull << 30)   /* cqe->res is an int */
 #define RECV_CHUNK_MAX (1u << 30)
-#define DRAIN_NS (2ull * 1000 * 1000 * 1000)
 #define HOT_MAX 16u                    /* busy-polled connections, at most */
-/* Batches up to this size go out as one contiguous copy (see conn_flush). */
+/* Batches up to this size go out as one contiguous copy (see tx_pick). */
 #define GATHER_COPY_MAX 4096u
 /* Contiguous sends up to this size try a direct send first. */
 #define DIRECT_SEND_MAX (64u << 10)
@@ -84,6 +83,19 @@ enum rx_mode {
 };
 #define RX_MODES (RX_CLOSED + 1)
 
+/* How a batch goes out (tx_pick in uring_tx.c chooses), and which kind
+ * of send a connection has in flight (TX_NONE: none). */
+enum tx_how {
+	TX_NONE,
+	TX_DIRECT,     /* send(2) MSG_DONTWAIT from the loop, at once: never
+			* in flight */
+	TX_SEND,       /* IORING_OP_SEND: one segment */
+	TX_SENDMSG,    /* IORING_OP_SENDMSG: several */
+	TX_SENDMSG_ZC, /* IORING_OP_SENDMSG_ZC: done after the kernel's
+			* notification */
+};
+#define TX_HOWS (TX_SENDMSG_ZC + 1)
+
 struct uconn {
 	tw_conn base;              /* first: tw_conn * converts both ways */
 	struct ut *t;
@@ -93,8 +105,7 @@ struct uconn {
 	bool closing, fd_closed, reaped, dirty, copying;
 	bool want_connect;
 	bool connect_armed;
-	bool send_busy;            /* a send operation in flight */
-	bool send_zc;              /* ... and it is zero-copy */
+	uint8_t tx_busy;           /* enum tx_how of the send in flight */
 	/* Busy polling (uring_rx.c). */
 	bool hot;                  /* in t->hot: busy-polled while active */
 	short hot_rev;             /* busy_poll: poll(2) revents this pass */
@@ -115,7 +126,9 @@ struct uconn {
 	struct iovec *iov;         /* IOV_CAP, for the send in flight */
 	unsigned char *gbuf;       /* GATHER_COPY_MAX: small batches, copied */
 	struct msghdr msg;
-	struct zc_op *zc_head, *zc_tail, *zc_cur;
+	/* Zero-copy sends waiting for their notification, oldest first;
+	 * while tx_busy is TX_SENDMSG_ZC the tail is the one in flight. */
+	struct zc_op *zc_head, *zc_tail;
 
 	struct tw_uring_req recv_req, lrecv_req, send_req, connect_req,
 		cancel_req;
@@ -174,8 +187,11 @@ struct ut {
 	/* Receive modes entered, by mode: for tests and debugging (how a
 	 * connection got where it is), not part of the public stats. */
 	uint32_t rx_enters[RX_MODES];
+	/* Batches sent, by how they went (a direct send the socket had no
+	 * room for counts as the io_uring send that followed): same use. */
+	uint32_t tx_hows[TX_HOWS];
 
-	/* Busy-polled connections (see busy_poll) and where their direct
+	/* Busy-polled connections (see urx_busy_poll) and where their direct
 	 * reads land before the reassembler copies them out. */
 	struct uconn *hot[HOT_MAX];
 	uint32_t nhot;
@@ -211,8 +227,15 @@ static inline void uconn_dirty(struct uconn *c)
 }
 
 /* uring.c */
+/* Start closing c with st (idempotent): what reads and sends is cancelled,
+ * requests the kernel cannot be reading end now, the rest as their
+ * operations complete; on_conn(c, st) once nothing is in flight. */
 void uconn_fail(struct uconn *c, tw_status st);
+/* A closing c's operation ended: close the socket, and queue c for its
+ * close upcall, once nothing is in flight any more. */
 void uconn_finalize(struct uconn *c);
+/* Cancel c's operation whose user_data is user_data (its completion
+ * still comes; the cancel's own is counted in c->ops). */
 void uconn_cancel(struct uconn *c, void *user_data);
 
 /* uring_rx.c */
@@ -246,8 +269,15 @@ void urx_idle(void *arg);
 
 /* uring_tx.c */
 void utx_conn_init(struct uconn *c);
+/* The transport's send op: queue r on c. */
 tw_status utx_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r);
+/* Send what c has queued, unless a send is in flight. 1 if it did
+ * anything. */
 int utx_flush(struct uconn *c);
-void utx_done_list(struct uconn *c, struct tw_send_req *r, tw_status st);
+/* c is closing (uconn_fail): the requests the kernel cannot be reading
+ * (all but the batch in flight) end now with st, the send in flight is
+ * cancelled, and its completion ends the rest. */
+void utx_close(struct uconn *c, tw_status st);
+void utx_conn_free(struct uconn *c);
 
 #endif
