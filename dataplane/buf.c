@@ -630,8 +630,8 @@ tw_status tw_bigbuf_alloc(tw_bigbuf_cache *bc, size_t size, tw_buf **out,
 	if (size < TW_THP_SIZE)
 		return tw_buf_alloc(size, out);
 	if (size > BUF_SIZE_MAX - 2 * TW_THP_SIZE)
-		return tw_fail_static(TW_EOVERFLOW,
-				      "big buffer: size beyond the address space");
+		return tw_fail_static(TW_EOVERFLOW, "big buffer: size beyond "
+						    "the address space");
 	size_t len = align_up(size, TW_THP_SIZE);
 	struct bigbuf *bb = malloc(sizeof(*bb));
 	if (bb == NULL)

@@ -64,7 +64,8 @@ extern "C" {
  * (always so over loopback), the connection switches to plain sendmsg for
  * good (zc_copied counts such notifications). Connections within this host
  * (a loopback peer, or our own address) never try SEND_ZC unless
- * zc_same_host asks for it.
+ * zc_same_host asks for it. (uring_tx.c: tx_pick makes this choice per
+ * batch; every way a batch goes ends in tx_complete.)
  *
  * Busy polling: on loopback a recv(MSG_DONTWAIT) spin answers a small
  * message 10-20% sooner than an io_uring recv can (limits README: TCP spin

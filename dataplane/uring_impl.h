@@ -108,7 +108,7 @@ struct uconn {
 	uint8_t tx_busy;           /* enum tx_how of the send in flight */
 	/* Busy polling (uring_rx.c). */
 	bool hot;                  /* in t->hot: busy-polled while active */
-	short hot_rev;             /* busy_poll: poll(2) revents this pass */
+	short hot_rev;             /* poll(2) revents this pass */
 	uint64_t last_active;      /* loop clock of its last rx or tx */
 	tw_status close_st;
 	uint32_t ops;              /* CQE-producing operations in flight,

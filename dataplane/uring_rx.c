@@ -65,10 +65,9 @@ static void rx_to(struct uconn *c, enum rx_mode to)
 		 * two spinning loops, it takes turns with one of them).
 		 * Without it every recv takes what has arrived and
 		 * completes; on_inplace asks for the rest. */
-		io_uring_prep_recv(sqe, c->fd,
-				   (unsigned char *)c->rx.cur->data + c->rx.off +
-					   c->rx.have,
-				   len, 0);
+		unsigned char *dst = (unsigned char *)c->rx.cur->data +
+				     c->rx.off + c->rx.have;
+		io_uring_prep_recv(sqe, c->fd, dst, len, 0);
 		io_uring_sqe_set_data(sqe, &c->lrecv_req);
 		c->ops++;
 		t->st.large_recvs++;
@@ -122,11 +121,12 @@ static bool rx_stop_multishot(struct uconn *c)
 }
 
 /* Whether the poller may recv() c's socket itself now: no io_uring recv
- * of it is in flight that reads for us meanwhile (a large frame's plain
- * recv, or a multishot, armed or winding down, whose last CQE starts
- * one). A multishot winding down for busy polling does not hold the
- * poller back: bytes io_uring read wait in the CQ, which busy_poll
- * checks first. */
+ * of it reads for us meanwhile. One does while a large frame's plain recv
+ * is in flight, and while a large frame lands and the multishot is still
+ * armed or winding down (its last CQE starts that plain recv). A
+ * multishot winding down for busy polling alone does not hold the poller
+ * back: what io_uring read waits in the CQ, which urx_busy_poll checks
+ * before every direct read. */
 static bool rx_direct_ok(const struct uconn *c)
 {
 	if (c->rx_mode == RX_INPLACE)
