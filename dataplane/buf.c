@@ -1,6 +1,8 @@
-/* Refcounted buffers (heap, user, slice) and fixed-size buffer pools. */
+/* Refcounted buffers (heap, user, slice), fixed-size buffer pools, and the
+ * huge-page mappings of large receive buffers with their reuse cache. */
 #include <tensorwire/buf.h>
 
+#include <pthread.h>
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -8,6 +10,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "dataplane/buf_impl.h"
+#include "dataplane/err.h"
 #include "dataplane/ring.h"
 
 /* Heap buffers put the header in front of the data, padded so the data
@@ -22,7 +26,6 @@
 
 #define POOL_COUNT_MAX (UINT32_C(1) << 24)
 #define POOL_NAME_MAX 32
-#define THP_SIZE ((size_t)2 << 20)
 
 static inline size_t align_up(size_t v, size_t a)
 {
@@ -60,6 +63,20 @@ tw_status tw_buf_alloc(size_t size, tw_buf **out)
 	return TW_OK;
 }
 
+/* b (freed by tw_buf_release after release runs) wraps data. */
+static void user_init(tw_buf *b, void *data, size_t size,
+		      tw_buf_release_fn release, void *ctx)
+{
+	b->data = data;
+	b->size = size;
+	atomic_init(&b->refcnt, 1);
+	b->kind = TW_BUF_USER;
+	b->flags_ = 0;
+	b->reserved_ = 0;
+	b->owner.user.fn = release;
+	b->owner.user.ctx = ctx;
+}
+
 tw_status tw_buf_from_user(void *data, size_t size, tw_buf_release_fn release,
 			   void *ctx, tw_buf **out)
 {
@@ -74,14 +91,7 @@ tw_status tw_buf_from_user(void *data, size_t size, tw_buf_release_fn release,
 	tw_buf *b = malloc(sizeof(*b));
 	if (b == NULL)
 		return TW_ENOMEM;
-	b->data = data;
-	b->size = size;
-	atomic_init(&b->refcnt, 1);
-	b->kind = TW_BUF_USER;
-	b->flags_ = 0;
-	b->reserved_ = 0;
-	b->owner.user.fn = release;
-	b->owner.user.ctx = ctx;
+	user_init(b, data, size, release, ctx);
 	*out = b;
 	return TW_OK;
 }
@@ -245,40 +255,48 @@ static tw_status pool_opts_get(const struct tw_buf_pool_opts *in,
 	return TW_OK;
 }
 
-/* Map len bytes for pool data. With THP wanted, over-map and trim so the
- * region starts on a 2 MiB boundary (older kernels do not align anonymous
- * mappings for us), then advise before the first touch, since advice does
- * not convert pages already faulted. Returns the region or NULL. */
-static void *pool_map(size_t len, int thp, int prefault)
+/* len bytes (not faulted in) starting on a 2 MiB boundary, advised
+ * MADV_HUGEPAGE, or NULL. Over-maps and trims, since older kernels do not
+ * align anonymous mappings for us; advises before the first touch, since
+ * advice does not convert pages already faulted. Advice only: THP may be
+ * disabled, and every user works without. */
+static void *thp_map(size_t len)
 {
-	int flags = MAP_PRIVATE | MAP_ANONYMOUS;
-
-	if (!thp) {
-		/* Without THP the kernel can populate in one go. */
-		if (prefault)
-			flags |= MAP_POPULATE;
-		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
-		return p == MAP_FAILED ? NULL : p;
-	}
-
-	if (len > SIZE_MAX - THP_SIZE)
+	if (len > SIZE_MAX - TW_THP_SIZE)
 		return NULL;
-	size_t over = len + THP_SIZE;
-	unsigned char *p = mmap(NULL, over, PROT_READ | PROT_WRITE, flags, -1,
-				0);
+	size_t over = len + TW_THP_SIZE;
+	unsigned char *p = mmap(NULL, over, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
-	uintptr_t start = ((uintptr_t)p + THP_SIZE - 1) & ~(uintptr_t)(THP_SIZE - 1);
+	uintptr_t start = ((uintptr_t)p + TW_THP_SIZE - 1) &
+			  ~(uintptr_t)(TW_THP_SIZE - 1);
 	size_t head = start - (uintptr_t)p;
 	size_t tail = over - head - len;
 	if (head != 0)
 		munmap(p, head);
 	if (tail != 0)
 		munmap((unsigned char *)start + len, tail);
-	p = (unsigned char *)start;
+	(void)madvise((void *)start, len, MADV_HUGEPAGE);
+	return (void *)start;
+}
 
-	/* Advice only: THP may be disabled, and the pool works without. */
-	(void)madvise(p, len, MADV_HUGEPAGE);
+/* Map len bytes for pool data, on huge pages if thp. Returns the region
+ * or NULL. */
+static void *pool_map(size_t len, int thp, int prefault)
+{
+	if (!thp) {
+		/* Without THP the kernel can populate in one go. */
+		int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+		if (prefault)
+			flags |= MAP_POPULATE;
+		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+
+	unsigned char *p = thp_map(len);
+	if (p == NULL)
+		return NULL;
 	if (prefault) {
 		/* One write per base page faults everything in (a huge page at
 		 * the first touch of each 2 MiB when THP is on). */
@@ -329,7 +347,7 @@ tw_status tw_buf_pool_create(const struct tw_buf_pool_opts *opts,
 	if (st != TW_OK)
 		goto err_pool;
 
-	int thp = o.hugepages == -1 ? len >= THP_SIZE : o.hugepages;
+	int thp = o.hugepages == -1 ? len >= TW_THP_SIZE : o.hugepages;
 	pool->region = pool_map(len, thp, o.prefault != 0);
 	if (pool->region == NULL) {
 		st = TW_ENOMEM;
@@ -472,5 +490,170 @@ tw_status tw_buf_pool_destroy(tw_buf_pool *pool)
 	free(pool->hdrs);
 	munmap(pool->region, pool->region_len);
 	free(pool);
+	return TW_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Large receive buffers and their cache (buf_impl.h)                  */
+
+struct tw_bigbuf_cache {
+	/* The owner's reference plus one per lent buffer. acq_rel on the
+	 * decrements: whoever drops the last one frees the cache after
+	 * every other holder's use of it (their unlocks included). */
+	_Atomic uint32_t refs;
+	pthread_mutex_t mu;        /* everything below */
+	bool closed;               /* owner gone: unmap what comes back */
+	uint32_t n;
+	size_t bytes, max_bytes;
+	struct {
+		void *p;
+		size_t len;
+	} ent[TW_BIGBUF_CACHE_N];
+};
+
+/* One lent buffer: its header and its release context in one block.
+ * tw_buf_release calls the release callback, then frees the header, which
+ * starts the block: the context is read before it goes. */
+struct bigbuf {
+	tw_buf b;                  /* first */
+	tw_bigbuf_cache *bc;       /* NULL: no cache, unmap on release */
+	size_t maplen;             /* of the mapping at b.data */
+};
+
+static void bigcache_put(tw_bigbuf_cache *bc)
+{
+	if (atomic_fetch_sub_explicit(&bc->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (uint32_t i = 0; i < bc->n; i++)
+		munmap(bc->ent[i].p, bc->ent[i].len);
+	pthread_mutex_destroy(&bc->mu);
+	free(bc);
+}
+
+tw_status tw_bigbuf_cache_create(size_t max_bytes, tw_bigbuf_cache **out)
+{
+	if (out == NULL)
+		return TW_EINVAL;
+	tw_bigbuf_cache *bc = calloc(1, sizeof(*bc));
+	*out = bc;
+	if (bc == NULL)
+		return tw_fail_static(TW_ENOMEM, "big buffer cache: out of memory");
+	atomic_init(&bc->refs, 1);
+	pthread_mutex_init(&bc->mu, NULL);
+	bc->max_bytes = max_bytes;
+	return TW_OK;
+}
+
+void tw_bigbuf_cache_close(tw_bigbuf_cache *bc)
+{
+	if (bc == NULL)
+		return;
+	pthread_mutex_lock(&bc->mu);
+	bc->closed = true;
+	pthread_mutex_unlock(&bc->mu);
+	bigcache_put(bc);
+}
+
+void tw_bigbuf_cache_usage(tw_bigbuf_cache *bc, uint32_t *n, size_t *bytes)
+{
+	uint32_t cn = 0;
+	size_t cb = 0;
+	if (bc != NULL) {
+		pthread_mutex_lock(&bc->mu);
+		cn = bc->n;
+		cb = bc->bytes;
+		pthread_mutex_unlock(&bc->mu);
+	}
+	if (n != NULL)
+		*n = cn;
+	if (bytes != NULL)
+		*bytes = cb;
+}
+
+/* Last reference to a big buffer, on any thread: keep the mapping for the
+ * next large frame, or unmap it. The mutex orders our use of the bytes
+ * (ended by tw_buf_release's acq_rel) before the next taker's. */
+static void big_release(void *ctx, void *data, size_t size)
+{
+	(void)size;
+	struct bigbuf *bb = ctx;
+	tw_bigbuf_cache *bc = bb->bc;
+	bool kept = false;
+	if (bc != NULL) {
+		pthread_mutex_lock(&bc->mu);
+		if (!bc->closed && bc->n < TW_BIGBUF_CACHE_N &&
+		    bb->maplen <= bc->max_bytes - bc->bytes) {
+			bc->ent[bc->n].p = data;
+			bc->ent[bc->n].len = bb->maplen;
+			bc->n++;
+			bc->bytes += bb->maplen;
+			kept = true;
+		}
+		pthread_mutex_unlock(&bc->mu);
+	}
+	if (!kept)
+		munmap(data, bb->maplen);
+	if (bc != NULL)
+		bigcache_put(bc);
+	/* bb itself is the header tw_buf_release frees next. */
+}
+
+/* The smallest cached mapping of at least len bytes that is not more than
+ * twice too big (a small frame must not pin a huge one), or NULL. */
+static void *bigcache_take(tw_bigbuf_cache *bc, size_t len, size_t *got)
+{
+	void *p = NULL;
+	pthread_mutex_lock(&bc->mu);
+	uint32_t best = UINT32_MAX;
+	for (uint32_t i = 0; i < bc->n; i++)
+		if (bc->ent[i].len >= len && bc->ent[i].len / 2 <= len &&
+		    (best == UINT32_MAX || bc->ent[i].len < bc->ent[best].len))
+			best = i;
+	if (best != UINT32_MAX) {
+		p = bc->ent[best].p;
+		*got = bc->ent[best].len;
+		bc->bytes -= *got;
+		bc->ent[best] = bc->ent[--bc->n];
+	}
+	pthread_mutex_unlock(&bc->mu);
+	return p;
+}
+
+tw_status tw_bigbuf_alloc(tw_bigbuf_cache *bc, size_t size, tw_buf **out,
+			  bool *hit)
+{
+	if (hit != NULL)
+		*hit = false;
+	if (out == NULL)
+		return TW_EINVAL;
+	*out = NULL;
+	if (size < TW_THP_SIZE)
+		return tw_buf_alloc(size, out);
+	if (size > BUF_SIZE_MAX - 2 * TW_THP_SIZE)
+		return tw_fail_static(TW_EOVERFLOW, "big buffer: size beyond "
+						    "the address space");
+	size_t len = align_up(size, TW_THP_SIZE);
+	struct bigbuf *bb = malloc(sizeof(*bb));
+	if (bb == NULL)
+		return tw_fail_static(TW_ENOMEM, "big buffer: out of memory");
+	void *p = NULL;
+	size_t got = len;
+	if (bc != NULL)
+		p = bigcache_take(bc, len, &got);
+	if (p != NULL && hit != NULL)
+		*hit = true;
+	if (p == NULL && (p = thp_map(len)) == NULL) {
+		free(bb);
+		return tw_fail_static(TW_ENOMEM, "big buffer: mmap failed");
+	}
+	bb->bc = bc;
+	bb->maplen = got;
+	if (bc != NULL) {
+		/* Relaxed: made from the owner's reference, which the caller
+		 * holds (bc is open) and which orders everything before. */
+		atomic_fetch_add_explicit(&bc->refs, 1, memory_order_relaxed);
+	}
+	user_init(&bb->b, p, size, big_release, bb);
+	*out = &bb->b;
 	return TW_OK;
 }

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
+#include "dataplane/buf_impl.h"
 #include "dataplane/dpdk_impl.h"
 
 #define MAX_BURST TW_DPDK_MAX_BURST
@@ -21,7 +21,6 @@
 #define CTL_RESERVE 32u       /* of TXB_CAP kept for acks and control */
 #define MAX_RX_WINDOW TW_DPDK_MAX_RX_WINDOW
 #define EXT_REF_MAX 60000u    /* shinfo refcnt is 16 bits */
-#define THP_SIZE ((size_t)2 << 20)
 #define DESTROY_NS (2ull * 1000 * 1000 * 1000)
 #define RTO_BACKOFF_MAX 3u    /* rto doubles up to 8x without progress */
 
@@ -874,13 +873,9 @@ static void mbuf_release(void *ctx, void *data, size_t size)
 	atomic_fetch_sub_explicit(&dq->lent, 1, memory_order_release);
 }
 
-static void big_release(void *ctx, void *data, size_t size)
-{
-	(void)size;
-	munmap(data, (size_t)(uintptr_t)ctx);
-}
-
-/* A 64-byte aligned buffer for a frame of len bytes. */
+/* A 64-byte aligned buffer for a frame of len bytes: pooled when it fits,
+ * else the heap, or from 2 MiB on its own huge-page mapping (buf_impl.h;
+ * no cache: unmapped when released). */
 static tw_buf *rx_alloc(struct dt *t, uint64_t len)
 {
 	if (len <= tw_buf_pool_buf_size(t->pool)) {
@@ -888,32 +883,10 @@ static tw_buf *rx_alloc(struct dt *t, uint64_t len)
 		if (b != NULL)
 			return b;
 	}
-	if (len >= THP_SIZE && len <= SIZE_MAX - THP_SIZE) {
-		/* Its own mapping, 2 MiB aligned with THP advice: the copy
-		 * faults in huge pages rather than 4 KiB ones. */
-		size_t ml = ((size_t)len + THP_SIZE - 1) & ~(THP_SIZE - 1);
-		size_t over = ml + THP_SIZE;
-		uint8_t *m = mmap(NULL, over, PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (m == MAP_FAILED)
-			return NULL;
-		uintptr_t a = ((uintptr_t)m + THP_SIZE - 1) & ~(uintptr_t)(THP_SIZE - 1);
-		size_t head = a - (uintptr_t)m;
-		if (head)
-			munmap(m, head);
-		if (over - head - ml)
-			munmap((uint8_t *)a + ml, over - head - ml);
-		(void)madvise((void *)a, ml, MADV_HUGEPAGE);
-		tw_buf *b = NULL;
-		if (tw_buf_from_user((void *)a, (size_t)len, big_release,
-				     (void *)(uintptr_t)ml, &b) != TW_OK) {
-			munmap((void *)a, ml);
-			return NULL;
-		}
-		return b;
-	}
 	tw_buf *b = NULL;
-	(void)tw_buf_alloc((size_t)len, &b);
+	if (len > SIZE_MAX)
+		return NULL;
+	(void)tw_bigbuf_alloc(NULL, (size_t)len, &b, NULL);
 	return b;
 }
 

@@ -64,7 +64,8 @@ extern "C" {
  * (always so over loopback), the connection switches to plain sendmsg for
  * good (zc_copied counts such notifications). Connections within this host
  * (a loopback peer, or our own address) never try SEND_ZC unless
- * zc_same_host asks for it.
+ * zc_same_host asks for it. (uring_tx.c: tx_pick makes this choice per
+ * batch; every way a batch goes ends in tx_complete.)
  *
  * Busy polling: on loopback a recv(MSG_DONTWAIT) spin answers a small
  * message 10-20% sooner than an io_uring recv can (limits README: TCP spin
@@ -84,6 +85,9 @@ extern "C" {
  * a direct read runs only when the completion queue holds nothing
  * unreaped. A large frame's rest still lands in place by its own recv.
  * Only on DEFER_TASKRUN|TASKRUN_FLAG rings (the loop's first choice).
+ * Which reader a connection has at a time (multishot, its cancel under
+ * way, a large frame's plain recv, direct reads) is its receive mode:
+ * enum rx_mode in uring_impl.h, changed in one place (uring_rx.c).
  *
  * Closing: when the peer closes or resets, or a send fails, every request
  * not done yet gets done(r, TW_EUNREACHABLE) exactly once (requests the

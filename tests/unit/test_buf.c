@@ -1,5 +1,6 @@
-/* Unit tests of tw_buf (heap, user, slice) and tw_buf_pool, plus the
- * tw_status name table the buffer API reports through. */
+/* Unit tests of tw_buf (heap, user, slice), tw_buf_pool and the large
+ * receive buffers with their cache (buf_impl.h), plus the tw_status name
+ * table the buffer API reports through. */
 #include <criterion/criterion.h>
 
 #include <pthread.h>
@@ -9,11 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <tensorwire/buf.h>
 #include <tensorwire/status.h>
 
+#include "dataplane/buf_impl.h"
 #include "dataplane/ring.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -746,4 +750,350 @@ Test(buf, pool_hammer_across_threads, .timeout = 60)
 		tw_buf_release(all[i]);
 	cr_expect_eq(tw_buf_pool_destroy(h.pool), TW_OK);
 	tw_ring_free(h.handoff);
+}
+
+/* ------------------------------------------------------------------ */
+/* Large receive buffers and their cache                               */
+
+#define MIB ((size_t)1 << 20)
+
+/* Whether [p, p + len) is mapped at all (mincore fails with ENOMEM on a
+ * hole): how a test sees that a released buffer was unmapped. */
+static bool mapped(const void *p, size_t len)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	unsigned char vec[1024];
+	uintptr_t a = (uintptr_t)p & ~((uintptr_t)pg - 1);
+	size_t n = ((uintptr_t)p + len - a + (size_t)pg - 1) / (size_t)pg;
+	if (n > sizeof(vec))
+		n = sizeof(vec);
+	return mincore((void *)a, n * (size_t)pg, vec) == 0;
+}
+
+/* The VmFlags line of the /proc/self/smaps entry holding p ("" if none). */
+static void vm_flags(const void *p, char *out, size_t n)
+{
+	out[0] = '\0';
+	FILE *f = fopen("/proc/self/smaps", "r");
+	cr_assert_not_null(f);
+	char line[512];
+	bool in = false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+			continue;
+		}
+		if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			size_t k = strlen(line + 8);
+			if (k >= n)
+				k = n - 1;
+			memcpy(out, line + 8, k);
+			out[k] = '\0';
+			break;
+		}
+	}
+	fclose(f);
+}
+
+Test(bigbuf, below_2mib_is_a_heap_buffer)
+{
+	tw_bigbuf_cache *bc;
+	cr_assert_eq(tw_bigbuf_cache_create(64 * MIB, &bc), TW_OK);
+	static const size_t sizes[] = { 0, 1, 4096, 2 * MIB - 1 };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		tw_buf *b = NULL;
+		bool hit = true;
+		cr_assert_eq(tw_bigbuf_alloc(bc, sizes[i], &b, &hit), TW_OK);
+		cr_expect_eq(b->kind, TW_BUF_HEAP);
+		cr_expect_eq(b->size, sizes[i]);
+		cr_expect(aligned64(b->data));
+		cr_expect_not(hit);
+		if (sizes[i])
+			memset(b->data, 7, sizes[i]);
+		tw_buf_release(b);
+	}
+	uint32_t n;
+	size_t bytes;
+	tw_bigbuf_cache_usage(bc, &n, &bytes);
+	cr_expect_eq(n, 0, "heap buffers never enter the cache");
+	cr_expect_eq(bytes, 0);
+	tw_bigbuf_cache_close(bc);
+}
+
+Test(bigbuf, from_2mib_a_huge_page_mapping)
+{
+	static const size_t sizes[] = { 2 * MIB, 2 * MIB + 1, 5 * MIB + 64 };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		tw_buf *b = NULL;
+		cr_assert_eq(tw_bigbuf_alloc(NULL, sizes[i], &b, NULL), TW_OK);
+		cr_expect_eq(b->kind, TW_BUF_USER);
+		cr_expect_eq(b->size, sizes[i], "the size asked for");
+		cr_expect_eq((uintptr_t)b->data & (2 * MIB - 1), 0,
+			     "2 MiB aligned");
+		char fl[256];
+		vm_flags(b->data, fl, sizeof(fl));
+		cr_expect(strstr(fl, " hg") != NULL,
+			  "advised MADV_HUGEPAGE: VmFlags%s", fl);
+		/* writable end to end, the rounded-up tail mapped too */
+		memset(b->data, 1, b->size);
+		size_t maplen = (sizes[i] + 2 * MIB - 1) & ~(2 * MIB - 1);
+		cr_expect(mapped(b->data, maplen));
+		void *p = b->data;
+		/* A slice keeps it; without a cache the last release unmaps. */
+		tw_buf *s = NULL;
+		cr_assert_eq(tw_buf_slice(b, 64, 64, &s), TW_OK);
+		tw_buf_release(b);
+		cr_expect(mapped(p, 4096));
+		tw_buf_release(s);
+		cr_expect_not(mapped(p, 4096), "unmapped on the last release");
+	}
+}
+
+Test(bigbuf, validation)
+{
+	tw_buf *b = (tw_buf *)1;
+	bool hit = true;
+	cr_expect_eq(tw_bigbuf_alloc(NULL, 4 * MIB, NULL, &hit), TW_EINVAL);
+	cr_expect_not(hit);
+	cr_expect_eq(tw_bigbuf_alloc(NULL, SIZE_MAX, &b, NULL), TW_EOVERFLOW);
+	cr_expect_null(b);
+	cr_expect(strstr(tw_errmsg(TW_EOVERFLOW), "big buffer") != NULL,
+		  "the reason is recorded: %s", tw_errmsg(TW_EOVERFLOW));
+	cr_expect_eq(tw_bigbuf_cache_create(0, NULL), TW_EINVAL);
+	tw_bigbuf_cache_close(NULL);
+	uint32_t n = 9;
+	size_t bytes = 9;
+	tw_bigbuf_cache_usage(NULL, &n, &bytes);
+	cr_expect_eq(n, 0);
+	cr_expect_eq(bytes, 0);
+}
+
+/* A released mapping serves the next large frame: same memory, already
+ * faulted in. Not a much smaller frame: that would pin the big one. */
+Test(bigbuf, cache_reuses_released_mappings)
+{
+	tw_bigbuf_cache *bc;
+	cr_assert_eq(tw_bigbuf_cache_create(64 * MIB, &bc), TW_OK);
+	tw_buf *b;
+	bool hit = true;
+	cr_assert_eq(tw_bigbuf_alloc(bc, 4 * MIB, &b, &hit), TW_OK);
+	cr_expect_not(hit, "an empty cache");
+	void *p = b->data;
+	memset(p, 3, b->size);
+	tw_buf_release(b);
+	uint32_t n;
+	size_t bytes;
+	tw_bigbuf_cache_usage(bc, &n, &bytes);
+	cr_expect_eq(n, 1);
+	cr_expect_eq(bytes, 4 * MIB);
+	cr_expect(mapped(p, 4 * MIB), "kept, not unmapped");
+
+	/* 3 MiB rounds up to the same 4 MiB. */
+	cr_assert_eq(tw_bigbuf_alloc(bc, 3 * MIB, &b, &hit), TW_OK);
+	cr_expect(hit);
+	cr_expect_eq(b->data, p, "the same mapping");
+	cr_expect_eq(b->size, 3 * MIB);
+	cr_expect_eq(((unsigned char *)b->data)[4096], 3, "still faulted in");
+	tw_bigbuf_cache_usage(bc, &n, &bytes);
+	cr_expect_eq(n, 0);
+	cr_expect_eq(bytes, 0);
+	tw_buf_release(b);
+
+	/* 2 MiB is half of 4: still fine. An 8 MiB mapping is more than
+	 * twice what 2 MiB needs: a fresh one instead. */
+	tw_buf *big;
+	cr_assert_eq(tw_bigbuf_alloc(bc, 8 * MIB, &big, &hit), TW_OK);
+	cr_expect_not(hit);
+	void *pbig = big->data;
+	tw_buf_release(big);
+	cr_assert_eq(tw_bigbuf_alloc(bc, 2 * MIB, &b, &hit), TW_OK);
+	cr_expect(hit, "the 4 MiB one");
+	cr_expect_eq(b->data, p);
+	tw_buf *c;
+	cr_assert_eq(tw_bigbuf_alloc(bc, 2 * MIB, &c, &hit), TW_OK);
+	cr_expect_not(hit, "8 MiB is more than twice too big");
+	cr_expect_neq(c->data, pbig);
+	tw_buf_release(c);
+	tw_buf_release(b);
+	/* The smallest that fits: 4 MiB (with 2 and 8 on offer). */
+	cr_assert_eq(tw_bigbuf_alloc(bc, 4 * MIB, &b, &hit), TW_OK);
+	cr_expect(hit);
+	cr_expect_eq(b->data, p);
+	tw_buf_release(b);
+	tw_bigbuf_cache_close(bc);
+}
+
+/* At most max_bytes and TW_BIGBUF_CACHE_N mappings; the rest unmapped. */
+Test(bigbuf, cache_bounds)
+{
+	enum { N = TW_BIGBUF_CACHE_N + 2 };
+	tw_bigbuf_cache *bc;
+	tw_buf *b[N];
+	void *p[N];
+	uint32_t n;
+	size_t bytes;
+
+	/* Bytes: 5 MiB hold two 2 MiB mappings, not a third. */
+	cr_assert_eq(tw_bigbuf_cache_create(5 * MIB, &bc), TW_OK);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(tw_bigbuf_alloc(bc, 2 * MIB, &b[i], NULL), TW_OK);
+		p[i] = b[i]->data;
+	}
+	for (int i = 0; i < 3; i++)
+		tw_buf_release(b[i]);
+	tw_bigbuf_cache_usage(bc, &n, &bytes);
+	cr_expect_eq(n, 2);
+	cr_expect_eq(bytes, 4 * MIB);
+	cr_expect(mapped(p[0], 4096) && mapped(p[1], 4096));
+	cr_expect_not(mapped(p[2], 4096), "beyond the bytes: unmapped");
+	/* A mapping bigger than the room left is not kept either. */
+	cr_assert_eq(tw_bigbuf_alloc(bc, 6 * MIB, &b[0], NULL), TW_OK);
+	p[0] = b[0]->data;
+	tw_buf_release(b[0]);
+	cr_expect_not(mapped(p[0], 4096));
+	tw_bigbuf_cache_usage(bc, &n, &bytes);
+	cr_expect_eq(bytes, 4 * MIB);
+	tw_bigbuf_cache_close(bc);
+
+	/* Entries: plenty of bytes, TW_BIGBUF_CACHE_N mappings. */
+	cr_assert_eq(tw_bigbuf_cache_create(1024 * MIB, &bc), TW_OK);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(tw_bigbuf_alloc(bc, 2 * MIB, &b[i], NULL), TW_OK);
+		p[i] = b[i]->data;
+	}
+	for (int i = 0; i < N; i++)
+		tw_buf_release(b[i]);
+	tw_bigbuf_cache_usage(bc, &n, &bytes);
+	cr_expect_eq(n, TW_BIGBUF_CACHE_N);
+	cr_expect_eq(bytes, TW_BIGBUF_CACHE_N * 2 * MIB);
+	for (int i = 0; i < N; i++)
+		cr_expect_eq(mapped(p[i], 4096), i < (int)TW_BIGBUF_CACHE_N,
+			     "mapping %d", i);
+	/* All of them come back out, then the cache is empty. */
+	for (int i = 0; i < (int)TW_BIGBUF_CACHE_N; i++) {
+		bool hit = false;
+		cr_assert_eq(tw_bigbuf_alloc(bc, 2 * MIB, &b[i], &hit), TW_OK);
+		cr_expect(hit, "take %d", i);
+	}
+	bool hit = true;
+	cr_assert_eq(tw_bigbuf_alloc(bc, 2 * MIB, &b[N - 1], &hit), TW_OK);
+	cr_expect_not(hit);
+	tw_buf_release(b[N - 1]);
+	for (int i = 0; i < (int)TW_BIGBUF_CACHE_N; i++)
+		tw_buf_release(b[i]);
+	tw_bigbuf_cache_close(bc);
+
+	/* max_bytes 0: nothing kept. */
+	cr_assert_eq(tw_bigbuf_cache_create(0, &bc), TW_OK);
+	cr_assert_eq(tw_bigbuf_alloc(bc, 2 * MIB, &b[0], NULL), TW_OK);
+	p[0] = b[0]->data;
+	tw_buf_release(b[0]);
+	cr_expect_not(mapped(p[0], 4096));
+	tw_bigbuf_cache_close(bc);
+}
+
+/* A buffer released on another thread goes back into the cache; one
+ * released after its owner closed the cache is unmapped, and the cache
+ * goes with it (ASan and LSan check the frees). */
+Test(bigbuf, release_from_another_thread)
+{
+	tw_bigbuf_cache *bc;
+	cr_assert_eq(tw_bigbuf_cache_create(64 * MIB, &bc), TW_OK);
+	struct last_ref_arg a = {0};
+	pthread_t t;
+	cr_assert_eq(tw_bigbuf_alloc(bc, 4 * MIB, &a.b, NULL), TW_OK);
+	void *p = a.b->data;
+	memset(p, 5, a.b->size);
+	atomic_store(&a.go, 1);
+	cr_assert_eq(pthread_create(&t, NULL, release_when_told, &a), 0);
+	pthread_join(t, NULL);
+	bool hit = false;
+	tw_buf *b;
+	cr_assert_eq(tw_bigbuf_alloc(bc, 4 * MIB, &b, &hit), TW_OK);
+	cr_expect(hit);
+	cr_expect_eq(b->data, p);
+
+	/* Close while a buffer is lent and the cache holds another. */
+	tw_buf *kept;
+	cr_assert_eq(tw_bigbuf_alloc(bc, 2 * MIB, &kept, NULL), TW_OK);
+	void *pk = kept->data;
+	tw_buf_release(kept);
+	a = (struct last_ref_arg){ .b = b };
+	cr_assert_eq(pthread_create(&t, NULL, release_when_told, &a), 0);
+	tw_bigbuf_cache_close(bc);
+	cr_expect(mapped(pk, 4096), "cached mappings live as long as a lent one");
+	atomic_store(&a.go, 1);
+	pthread_join(t, NULL);
+	cr_expect_not(mapped(p, 4096), "released after close: unmapped");
+	cr_expect_not(mapped(pk, 4096), "the cache went with the last buffer");
+}
+
+#define BIG_THREADS 3
+
+struct big_race {
+	tw_ring *handoff;        /* buffers from the owner to the releasers */
+	atomic_int stop;
+	atomic_ulong released;
+};
+
+static void *big_releaser(void *arg)
+{
+	struct big_race *r = arg;
+	for (;;) {
+		void *p;
+		if (tw_ring_mc_dequeue_burst(r->handoff, &p, 1, NULL) == 1) {
+			tw_buf *b = p;
+			/* the owner wrote our id's pattern; check, dirty it */
+			unsigned char *d = b->data;
+			if (d[0] != d[b->size - 1])
+				abort();
+			d[0] ^= 0xff;
+			tw_buf_release(b);
+			atomic_fetch_add(&r->released, 1);
+			continue;
+		}
+		if (atomic_load(&r->stop))
+			return NULL;
+		sched_yield();
+	}
+}
+
+/* The owner allocates while other threads release at the same time: no
+ * mapping is handed out twice or lost (the bounds hold throughout). */
+Test(bigbuf, racing_releases, .timeout = 60)
+{
+	struct big_race r = {0};
+	tw_bigbuf_cache *bc;
+	cr_assert_eq(tw_bigbuf_cache_create(16 * MIB, &bc), TW_OK);
+	/* Few in flight: each holds up to 6 MiB. */
+	cr_assert_eq(tw_ring_create(8, TW_RING_F_MPMC, &r.handoff), TW_OK);
+	pthread_t t[BIG_THREADS];
+	for (int i = 0; i < BIG_THREADS; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, big_releaser, &r), 0);
+	unsigned rounds = UNDER_ASAN ? 500 : 3000, hits = 0;
+	for (unsigned i = 0; i < rounds; i++) {
+		tw_buf *b;
+		bool hit;
+		size_t sz = (i % 3 + 1) * 2 * MIB - 64 * (i % 5);
+		cr_assert_eq(tw_bigbuf_alloc(bc, sz, &b, &hit), TW_OK);
+		hits += hit;
+		unsigned char *d = b->data;
+		d[0] = d[b->size - 1] = (unsigned char)i;
+		void *p = b;
+		while (tw_ring_mp_enqueue_bulk(r.handoff, &p, 1, NULL) == 0)
+			sched_yield();
+		uint32_t n;
+		size_t bytes;
+		tw_bigbuf_cache_usage(bc, &n, &bytes);
+		cr_assert_leq(n, TW_BIGBUF_CACHE_N);
+		cr_assert_leq(bytes, 16 * MIB);
+	}
+	atomic_store(&r.stop, 1);
+	for (int i = 0; i < BIG_THREADS; i++)
+		pthread_join(t[i], NULL);
+	cr_expect_eq(atomic_load(&r.released), rounds);
+	cr_expect_gt(hits, 0, "hits %u of %u", hits, rounds);
+	tw_bigbuf_cache_close(bc);
+	tw_ring_free(r.handoff);
 }

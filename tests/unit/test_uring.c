@@ -1,4 +1,4 @@
-/* Unit tests for dataplane/uring.c: the io_uring TCP transport over
+/* Unit tests for dataplane/uring*.c: the io_uring TCP transport over
  * loopback, driven in embedded mode by the test thread. */
 #include <criterion/criterion.h>
 
@@ -21,9 +21,7 @@
 #include "dataplane/loop.h"
 #include "dataplane/transport.h"
 #include "dataplane/uring.h"
-
-#define container_of(p, type, member)                                    \
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
+#include "dataplane/uring_impl.h" /* receive modes, seen from the inside */
 
 /* ------------------------------------------------------------------ */
 /* Frames with generated payloads                                       */
@@ -75,6 +73,7 @@ struct side {
 	tw_conn *last_ok;
 	tw_conn *last_closed;
 	tw_status last_close_st;
+	int close_rx_mode;       /* the closed connection's, at the upcall */
 	uint64_t dones_at_close; /* dones seen when the close upcall came */
 	/* frames, checked as they come: ids count up per connection */
 	uint64_t next_id[16];
@@ -130,6 +129,7 @@ static void on_conn(void *ctx, tw_conn *c, tw_status st)
 		s->conns_closed++;
 		s->last_closed = c;
 		s->last_close_st = st;
+		s->close_rx_mode = ((struct uconn *)(void *)c)->rx_mode;
 		s->dones_at_close = s->dones;
 	}
 }
@@ -572,6 +572,161 @@ Test(uring, busy_poll_and_sleep, .timeout = 60)
 	env_fini(&e);
 	for (int i = 0; i < N; i++)
 		free(mem[i]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Receive modes (uring_impl.h, enum rx_mode), seen from the inside     */
+
+static enum rx_mode rx_mode_of(tw_conn *c)
+{
+	return (enum rx_mode)((struct uconn *)(void *)c)->rx_mode;
+}
+
+/* How often s's transport entered mode m. */
+static uint32_t enters(const struct side *s, enum rx_mode m)
+{
+	return ((const struct ut *)(const void *)s->t)->rx_enters[m];
+}
+
+/* One frame from the client, waited for on both ends. */
+static void send_one(struct env *e, struct sreq *q, uint8_t **mem,
+		     uint64_t id, uint32_t payload, int nseg)
+{
+	*mem = malloc(frame_len(payload));
+	cr_assert_not_null(*mem);
+	sreq_init(q, &e->cli, *mem, id, payload, nseg);
+	uint64_t frames = e->srv.frames, dones = e->cli.dones;
+	cr_assert_eq(tw_transport_send(e->cli.t, e->cc, &q->r), TW_OK);
+	cr_assert(PUMP(e, e->srv.frames == frames + 1 &&
+				  e->cli.dones == dones + 1, 20000),
+		  "frame %lu", (unsigned long)id);
+}
+
+/* Without busy polling: the multishot recv reads everything but a large
+ * frame's rest, for which it stops (STOPPING), a plain recv lands the
+ * rest in place (INPLACE) and the multishot comes back; a close cancels
+ * what is armed (CLOSED). */
+Test(uring, rx_modes_multishot_and_large_frame, .timeout = 60)
+{
+	struct tw_uring_opts so = default_opts();
+	so.busy_poll_conns = 0;
+	struct env e;
+	env_init(&e, false, &so, NULL, true);
+	env_connected(&e);
+	tw_conn *sc = e.srv.last_ok;
+	cr_assert_eq(rx_mode_of(sc), RX_MULTISHOT, "armed once accepted");
+	cr_assert_eq(enters(&e.srv, RX_MULTISHOT), 1);
+
+	struct sreq q[3];
+	uint8_t *mem[3];
+	send_one(&e, &q[0], &mem[0], 0, 1000, 1);
+	cr_assert_eq(rx_mode_of(sc), RX_MULTISHOT, "a small frame: still armed");
+	cr_assert_eq(enters(&e.srv, RX_MULTISHOT), 1);
+	cr_assert_eq(enters(&e.srv, RX_STOPPING), 0);
+
+	/* 8 MiB: more than the 4 MiB of provided buffers, so a plain recv
+	 * reads some of it whatever the multishot got first. */
+	send_one(&e, &q[1], &mem[1], 1, 8u << 20, 1);
+	cr_assert(PUMP(&e, rx_mode_of(sc) == RX_MULTISHOT, 5000), "mode %d",
+		  rx_mode_of(sc));
+	struct tw_uring_stats ss = stats(&e.srv);
+	cr_assert_eq(enters(&e.srv, RX_STOPPING), 1);
+	cr_assert_geq(enters(&e.srv, RX_INPLACE), 1);
+	cr_assert_eq(enters(&e.srv, RX_INPLACE), ss.large_recvs);
+	cr_assert_eq(enters(&e.srv, RX_MULTISHOT), 2, "re-armed once");
+	cr_assert_eq(ss.recv_rearms, 2);
+	cr_assert_eq(enters(&e.srv, RX_DIRECT), 0);
+	cr_assert_eq(ss.busy_starts, 0);
+	cr_assert_eq(ss.large_frames, 1);
+
+	send_one(&e, &q[2], &mem[2], 2, 300, 1);
+	cr_assert_eq(rx_mode_of(sc), RX_MULTISHOT);
+	cr_assert_eq(e.srv.errors, 0);
+
+	e.cli.t->ops->close(e.cli.t, e.cc);
+	cr_assert(PUMP(&e, e.srv.conns_closed == 1, 5000));
+	cr_assert_eq(e.srv.close_rx_mode, RX_CLOSED);
+	cr_assert_eq(enters(&e.srv, RX_CLOSED), 1);
+	env_fini(&e);
+	for (int i = 0; i < 3; i++)
+		free(mem[i]);
+}
+
+/* With busy polling: bytes make a connection hot, its multishot stops
+ * (STOPPING) and the poller reads it directly (DIRECT), a large frame's
+ * rest included; before the loop sleeps it gets its multishot back, and
+ * the next bytes make it hot again. */
+Test(uring, rx_modes_busy_poll, .timeout = 60)
+{
+	struct tw_uring_opts so = default_opts();
+	so.busy_poll_ns = 60ull * 1000 * 1000 * 1000; /* never cools down */
+	struct env e;
+	env_init(&e, false, &so, NULL, true);
+	env_connected(&e);
+	tw_conn *sc = e.srv.last_ok;
+	cr_assert_eq(rx_mode_of(sc), RX_MULTISHOT);
+
+	struct sreq q[3];
+	uint8_t *mem[3];
+	send_one(&e, &q[0], &mem[0], 0, 1000, 1);
+	cr_assert(PUMP(&e, rx_mode_of(sc) == RX_DIRECT, 5000), "mode %d",
+		  rx_mode_of(sc));
+	cr_assert_eq(enters(&e.srv, RX_STOPPING), 1);
+	cr_assert_eq(enters(&e.srv, RX_DIRECT), 1);
+	cr_assert_eq(stats(&e.srv).busy_starts, 1);
+
+	/* Read directly, in place: no io_uring recv at all. */
+	uint64_t cqes = stats(&e.srv).recv_cqes;
+	send_one(&e, &q[1], &mem[1], 1, 1u << 20, 1);
+	struct tw_uring_stats ss = stats(&e.srv);
+	cr_assert_eq(rx_mode_of(sc), RX_DIRECT);
+	cr_assert_eq(ss.large_frames, 1);
+	cr_assert_eq(ss.recv_cqes, cqes);
+	cr_assert_eq(enters(&e.srv, RX_INPLACE), 0);
+	cr_assert_gt(ss.busy_recvs, 1);
+
+	/* Nothing comes: the loop spins, then, before it sleeps, the
+	 * multishot is back. */
+	cr_assert_eq(tw_loop_poll_wait(e.srv.l, 20ull * 1000 * 1000), 0);
+	cr_assert_eq(rx_mode_of(sc), RX_MULTISHOT);
+	cr_assert_eq(enters(&e.srv, RX_MULTISHOT), 2);
+
+	send_one(&e, &q[2], &mem[2], 2, 1000, 1);
+	cr_assert(PUMP(&e, rx_mode_of(sc) == RX_DIRECT, 5000));
+	cr_assert_gt(stats(&e.srv).recv_cqes, cqes, "woken by the multishot");
+	cr_assert_eq(enters(&e.srv, RX_STOPPING), 2);
+	cr_assert_eq(enters(&e.srv, RX_DIRECT), 2);
+	cr_assert_eq(stats(&e.srv).busy_starts, 2);
+	cr_assert_eq(e.srv.errors, 0);
+	env_fini(&e);
+	for (int i = 0; i < 3; i++)
+		free(mem[i]);
+}
+
+/* A large frame as the very first bytes: they make the connection hot,
+ * yet the multishot winding down hands the rest to a plain recv
+ * (INPLACE); once that returns, the poller reads on (DIRECT). */
+Test(uring, rx_modes_large_frame_then_busy, .timeout = 60)
+{
+	struct tw_uring_opts so = default_opts();
+	so.busy_poll_ns = 60ull * 1000 * 1000 * 1000;
+	struct env e;
+	env_init(&e, false, &so, NULL, true);
+	env_connected(&e);
+	tw_conn *sc = e.srv.last_ok;
+	struct sreq q;
+	uint8_t *mem;
+	send_one(&e, &q, &mem, 0, 8u << 20, 1);
+	cr_assert(PUMP(&e, rx_mode_of(sc) == RX_DIRECT, 5000), "mode %d",
+		  rx_mode_of(sc));
+	cr_assert_eq(enters(&e.srv, RX_STOPPING), 1);
+	cr_assert_geq(enters(&e.srv, RX_INPLACE), 1);
+	cr_assert_eq(enters(&e.srv, RX_MULTISHOT), 1, "never re-armed");
+	cr_assert_eq(enters(&e.srv, RX_DIRECT), 1);
+	cr_assert_eq(stats(&e.srv).busy_starts, 1);
+	cr_assert_eq(e.srv.errors, 0);
+	env_fini(&e);
+	free(mem);
 }
 
 /* Frames split over many reads: tiny provided buffers (so -ENOBUFS too),
@@ -1069,6 +1224,69 @@ Test(uring, batches_cut_requests)
 	env_fini(&e);
 	free(q);
 	free(mem);
+}
+
+/* ------------------------------------------------------------------ */
+/* Send strategies (uring_tx.c, tx_pick), seen from the inside          */
+
+static uint32_t hows(const struct side *s, enum tx_how h)
+{
+	return ((const struct ut *)(const void *)s->t)->tx_hows[h];
+}
+
+/* Each batch shape goes its way: small pieces copied into one direct
+ * send, contiguous up to 64 KiB a direct send, longer an io_uring send,
+ * several large pieces a sendmsg; zero-copy until the kernel says it
+ * copied. */
+Test(uring, tx_strategies)
+{
+	struct env e;
+	env_init(&e, false, NULL, NULL, true);
+	env_connected(&e);
+	struct sreq q[8];
+	uint8_t *mem[8];
+	send_one(&e, &q[0], &mem[0], 0, 1000, 3);
+	cr_assert_eq(hows(&e.cli, TX_DIRECT), 1, "3 small pieces: one send");
+	cr_assert_eq(stats(&e.cli).direct_sends, 1);
+	send_one(&e, &q[1], &mem[1], 1, 32u << 10, 1);
+	cr_assert_eq(hows(&e.cli, TX_DIRECT), 2, "32 KiB: direct");
+	send_one(&e, &q[2], &mem[2], 2, 100u << 10, 1);
+	cr_assert_eq(hows(&e.cli, TX_SEND), 1, "100 KiB in one piece");
+	cr_assert_eq(hows(&e.cli, TX_DIRECT), 2);
+	send_one(&e, &q[3], &mem[3], 3, 100u << 10, 3);
+	cr_assert_eq(hows(&e.cli, TX_SENDMSG), 1, "100 KiB in pieces");
+	cr_assert_eq(hows(&e.cli, TX_SEND), 1);
+
+	/* Three small frames queued together: one copy, one send. */
+	for (int i = 4; i < 7; i++) {
+		mem[i] = malloc(frame_len(200));
+		sreq_init(&q[i], &e.cli, mem[i], (uint64_t)i, 200, 1);
+		cr_assert_eq(tw_transport_send(e.cli.t, e.cc, &q[i].r), TW_OK);
+	}
+	cr_assert(PUMP(&e, e.srv.frames == 7 && e.cli.dones == 7, 5000));
+	cr_assert_eq(hows(&e.cli, TX_DIRECT), 3);
+	cr_assert_eq(stats(&e.cli).sendmsg_calls, 5, "one call a batch");
+	cr_assert_eq(hows(&e.cli, TX_SENDMSG_ZC), 0, "same host: no zc");
+	cr_assert_eq(e.srv.errors, 0);
+	env_fini(&e);
+	for (int i = 0; i < 7; i++)
+		free(mem[i]);
+
+	struct tw_uring_opts co = default_opts();
+	co.zc_threshold = 1024;
+	co.zc_same_host = true; /* loopback: only to exercise the path */
+	env_init(&e, false, NULL, &co, true);
+	env_connected(&e);
+	send_one(&e, &q[0], &mem[0], 0, 8192, 1);
+	cr_assert_eq(hows(&e.cli, TX_SENDMSG_ZC), 1);
+	cr_assert(PUMP(&e, stats(&e.cli).zc_copied == 1, 5000));
+	send_one(&e, &q[1], &mem[1], 1, 8192, 1);
+	cr_assert_eq(hows(&e.cli, TX_SENDMSG_ZC), 1, "copied: no more zc");
+	cr_assert_eq(hows(&e.cli, TX_DIRECT), 1);
+	cr_assert_eq(e.srv.errors, 0);
+	env_fini(&e);
+	free(mem[0]);
+	free(mem[1]);
 }
 
 /* ------------------------------------------------------------------ */

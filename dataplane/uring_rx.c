@@ -1,0 +1,634 @@
+/* io_uring transport, receiving: each connection's receive mode (what
+ * reads its socket), reassembly of frames into their buffers, the
+ * provided-buffer ring, and busy polling. */
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dataplane/err.h"
+#include "dataplane/uring_impl.h"
+
+static inline size_t align64(size_t v)
+{
+	return (v + TW_FRAME_SEG_ALIGN - 1) & ~(size_t)(TW_FRAME_SEG_ALIGN - 1);
+}
+
+/* A large frame is being reassembled: its rest lands in place. */
+static inline bool rx_large(const struct uconn *c)
+{
+	return c->rx.cur != NULL && c->rx.large;
+}
+
+/* ------------------------------------------------------------------ */
+/* Receive modes (uring_impl.h, enum rx_mode)                          */
+
+/*
+ * The one place a connection's receive mode changes: enter to, doing what
+ * entering it takes. MULTISHOT and INPLACE arm their recv (without an SQE
+ * the mode becomes SQE_WAIT and c waits on the dirty list); STOPPING asks
+ * for the multishot's cancel; CLOSED cancels whatever is armed. Nothing
+ * leaves CLOSED.
+ */
+static void rx_to(struct uconn *c, enum rx_mode to)
+{
+	struct ut *t = c->t;
+	struct io_uring_sqe *sqe;
+
+	if (c->rx_mode == RX_CLOSED)
+		return;
+	switch (to) {
+	case RX_MULTISHOT:
+		if ((sqe = sqe_get(t)) == NULL)
+			goto no_sqe;
+		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = (uint16_t)t->bgid;
+		io_uring_sqe_set_data(sqe, &c->recv_req);
+		c->ops++;
+		t->st.recv_rearms++;
+		break;
+	case RX_INPLACE: {
+		if ((sqe = sqe_get(t)) == NULL)
+			goto no_sqe;
+		uint64_t left = c->rx.need - c->rx.have;
+		unsigned len = left > RECV_CHUNK_MAX ? RECV_CHUNK_MAX
+						     : (unsigned)left;
+		/* No MSG_WAITALL: a request the kernel has polled once and
+		 * must wait for again is handed to an io-wq worker, which
+		 * then blocks in recv on a third thread (on 2 cores beside
+		 * two spinning loops, it takes turns with one of them).
+		 * Without it every recv takes what has arrived and
+		 * completes; on_inplace asks for the rest. */
+		unsigned char *dst = (unsigned char *)c->rx.cur->data +
+				     c->rx.off + c->rx.have;
+		io_uring_prep_recv(sqe, c->fd, dst, len, 0);
+		io_uring_sqe_set_data(sqe, &c->lrecv_req);
+		c->ops++;
+		t->st.large_recvs++;
+		break;
+	}
+	case RX_STOPPING:
+		uconn_cancel(c, &c->recv_req);
+		break;
+	case RX_CLOSED:
+		if (c->rx_mode == RX_MULTISHOT || c->rx_mode == RX_STOPPING)
+			uconn_cancel(c, &c->recv_req);
+		else if (c->rx_mode == RX_INPLACE)
+			uconn_cancel(c, &c->lrecv_req);
+		break;
+	case RX_IDLE:
+	case RX_DIRECT:
+	case RX_SQE_WAIT:
+		break;
+	}
+	c->rx_mode = (uint8_t)to;
+	t->rx_enters[to]++;
+	return;
+no_sqe:
+	c->rx_mode = RX_SQE_WAIT;
+	t->rx_enters[RX_SQE_WAIT]++;
+	uconn_dirty(c);
+}
+
+/*
+ * Who reads next, when nothing does (IDLE: a reader just ended; DIRECT or
+ * SQE_WAIT). The rest of a large frame gets a plain recv into place,
+ * except on a busy-polled connection whose plain recv just returned
+ * (after_inplace): the poller reads the rest in place. Otherwise a
+ * busy-polled connection is read directly, any other by the multishot.
+ */
+static enum rx_mode rx_next(const struct uconn *c, bool after_inplace)
+{
+	if (c->hot && (after_inplace || !rx_large(c)))
+		return RX_DIRECT;
+	return rx_large(c) ? RX_INPLACE : RX_MULTISHOT;
+}
+
+/* The multishot must make way (busy polling reads instead, or a large
+ * frame's rest is to land in place): stop it. True if it was armed. */
+static bool rx_stop_multishot(struct uconn *c)
+{
+	if (c->rx_mode != RX_MULTISHOT)
+		return false;
+	rx_to(c, RX_STOPPING);
+	return true;
+}
+
+/* Whether the poller may recv() c's socket itself now: no io_uring recv
+ * of it reads for us meanwhile. One does while a large frame's plain recv
+ * is in flight, and while a large frame lands and the multishot is still
+ * armed or winding down (its last CQE starts that plain recv). A
+ * multishot winding down for busy polling alone does not hold the poller
+ * back: what io_uring read waits in the CQ, which urx_busy_poll checks
+ * before every direct read. */
+static bool rx_direct_ok(const struct uconn *c)
+{
+	if (c->rx_mode == RX_INPLACE)
+		return false;
+	return !(rx_large(c) && (c->rx_mode == RX_MULTISHOT ||
+				 c->rx_mode == RX_STOPPING));
+}
+
+void urx_open(struct uconn *c)
+{
+	rx_to(c, rx_next(c, false));
+}
+
+int urx_retry(struct uconn *c)
+{
+	if (c->rx_mode != RX_SQE_WAIT)
+		return 0;
+	rx_to(c, rx_next(c, false));
+	return 1;
+}
+
+void urx_close(struct uconn *c)
+{
+	rx_to(c, RX_CLOSED);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reassembly                                                          */
+
+void urx_release(struct uconn *c)
+{
+	tw_buf_release(c->rx.cur);
+	c->rx.cur = NULL;
+	tw_buf_release(c->rx.pool_buf);
+	c->rx.pool_buf = NULL;
+}
+
+/* The header is complete: check it and pick where the frame lands. */
+static bool rx_start(struct uconn *c)
+{
+	struct ut *t = c->t;
+	tw_frame_hdr h;
+	tw_status st = tw_frame_hdr_decode(c->rx.hdr, &t->base.limits, &h);
+	c->rx.h = h;
+	if (st != TW_OK) {
+		t->st.bad_frames++;
+		uconn_fail(c, st == TW_EVERSION ? TW_EVERSION : TW_EPROTO);
+		return false;
+	}
+	uint64_t need = h.total_len;
+	tw_buf *b = NULL;
+	size_t off = 0;
+	bool large = need > t->o.large_frame;
+	if (large) {
+		bool hit = false;
+		st = tw_bigbuf_alloc(t->bc, (size_t)need, &b, &hit);
+		t->st.large_cache_hits += hit;
+	} else if (need <= tw_buf_pool_buf_size(t->pool)) {
+		/* Every frame carved from the shared buffer so far has been
+		 * let go (ours is the only reference left): start it over,
+		 * where the cache is still warm, instead of marching the
+		 * copy through cold lines. Acquire: pairs with the releases
+		 * (acq_rel) of the frames' last users, whose reads of the
+		 * bytes must come before we overwrite them. A ping-pong
+		 * reuses the same 1-2 KiB every round trip this way. */
+		if (c->rx.pool_buf && c->rx.pool_off != 0 &&
+		    atomic_load_explicit(&c->rx.pool_buf->refcnt,
+					 memory_order_acquire) == 1)
+			c->rx.pool_off = 0;
+		if (c->rx.pool_buf &&
+		    align64(c->rx.pool_off) + need <= c->rx.pool_buf->size) {
+			b = c->rx.pool_buf;
+			off = align64(c->rx.pool_off);
+		} else {
+			tw_buf_release(c->rx.pool_buf);
+			c->rx.pool_off = 0;
+			c->rx.pool_buf = tw_buf_pool_get(t->pool);
+			b = c->rx.pool_buf;
+		}
+		if (b == NULL)
+			st = tw_buf_alloc((size_t)need, &b);
+		else
+			tw_buf_retain(b); /* cur's own reference */
+	} else {
+		st = tw_buf_alloc((size_t)need, &b);
+	}
+	if (st != TW_OK || b == NULL) {
+		uconn_fail(c, st == TW_OK ? TW_ENOMEM : st);
+		return false;
+	}
+	memcpy((unsigned char *)b->data + off, c->rx.hdr, TW_FRAME_HDR_SIZE);
+	c->rx.cur = b;
+	c->rx.off = off;
+	c->rx.need = need;
+	c->rx.have = TW_FRAME_HDR_SIZE;
+	c->rx.large = large;
+	if (large)
+		t->st.large_frames++;
+	return true;
+}
+
+static void rx_deliver(struct uconn *c)
+{
+	struct ut *t = c->t;
+	tw_buf *b = c->rx.cur;
+	size_t off = c->rx.off, len = (size_t)c->rx.need;
+	c->rx.cur = NULL;
+	c->rx.hdr_have = 0;
+	c->rx.large = false;
+	if (b == c->rx.pool_buf)
+		c->rx.pool_off = off + len;
+	t->st.frames_rx++;
+	t->st.bytes_rx += len;
+	t->base.cbs.on_frame(t->base.cbs.ctx, &c->base, &c->rx.h, b, off, len);
+	tw_buf_release(b);
+}
+
+/* Feed n stream bytes through the reassembler. */
+static void rx_bytes(struct uconn *c, const unsigned char *p, size_t n)
+{
+	while (n > 0 && !c->closing) {
+		if (c->rx.cur == NULL) {
+			size_t k = TW_FRAME_HDR_SIZE - c->rx.hdr_have;
+			if (k > n)
+				k = n;
+			memcpy(c->rx.hdr + c->rx.hdr_have, p, k);
+			c->rx.hdr_have += (uint32_t)k;
+			p += k;
+			n -= k;
+			if (c->rx.hdr_have < TW_FRAME_HDR_SIZE)
+				return;
+			if (!rx_start(c))
+				return;
+		} else {
+			uint64_t left = c->rx.need - c->rx.have;
+			size_t k = left < n ? (size_t)left : n;
+			memcpy((unsigned char *)c->rx.cur->data + c->rx.off +
+				       c->rx.have,
+			       p, k);
+			c->rx.have += k;
+			p += k;
+			n -= k;
+		}
+		if (c->rx.have == c->rx.need)
+			rx_deliver(c);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The io_uring recvs                                                  */
+
+static void recycle(struct ut *t, unsigned bid)
+{
+	io_uring_buf_ring_add(t->br, t->pb + (size_t)bid * t->o.recv_buf_size,
+			      t->o.recv_buf_size, (unsigned short)bid,
+			      t->br_mask, 0);
+	io_uring_buf_ring_advance(t->br, 1);
+}
+
+/* A CQE of the multishot recv (MULTISHOT or STOPPING). */
+static void on_recv(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
+{
+	struct uconn *c = container_of(ur, struct uconn, recv_req);
+	struct ut *t = c->t;
+	int res = cqe->res;
+	bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		if (res > 0 && !c->closing) {
+			t->st.recv_cqes++;
+			urx_active(c);
+			rx_bytes(c, t->pb + (size_t)bid * t->o.recv_buf_size,
+				 (size_t)res);
+		}
+		recycle(t, bid);
+	}
+	if (!more) {
+		/* It ended: nothing is left to cancel, whatever follows. */
+		c->ops--;
+		rx_to(c, RX_IDLE);
+	}
+	if (c->closing) {
+		uconn_finalize(c);
+		return;
+	}
+	if (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED &&
+			 res != -EINTR && res != -EAGAIN)) {
+		/* EOF, reset or any other socket error. */
+		uconn_fail(c, TW_EUNREACHABLE);
+		return;
+	}
+	if (res == -ENOBUFS)
+		t->st.recv_nobufs++;
+	if (more) {
+		/* Let the rest of a large frame land in place: stop the
+		 * multishot recv; its last CQE starts the plain recv. */
+		if (rx_large(c))
+			rx_stop_multishot(c);
+		return;
+	}
+	rx_to(c, rx_next(c, false));
+}
+
+/* The CQE of a large frame's plain recv (INPLACE). */
+static void on_inplace(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
+{
+	struct uconn *c = container_of(ur, struct uconn, lrecv_req);
+	int res = cqe->res;
+	c->ops--;
+	rx_to(c, RX_IDLE);
+	if (c->closing) {
+		uconn_finalize(c);
+		return;
+	}
+	if (res > 0) {
+		urx_active(c);
+		c->rx.have += (uint64_t)res;
+		if (c->rx.have == c->rx.need)
+			rx_deliver(c);
+	} else if (res != -EINTR && res != -EAGAIN) {
+		uconn_fail(c, TW_EUNREACHABLE);
+		return;
+	}
+	/* The rest of the frame (or the next ones): busy polling reads
+	 * on if c is hot. */
+	rx_to(c, rx_next(c, true));
+}
+
+void urx_conn_init(struct uconn *c)
+{
+	c->rx_mode = RX_IDLE;
+	c->recv_req.fn = on_recv;
+	c->lrecv_req.fn = on_inplace;
+}
+
+/* ------------------------------------------------------------------ */
+/* Busy polling (uring.h, "Busy polling")                              */
+
+static void hot_drop(struct ut *t, uint32_t i)
+{
+	t->hot[i]->hot = false;
+	t->hot[i] = t->hot[--t->nhot];
+}
+
+/* c left busy polling: its own io_uring reader again, unless one is
+ * still armed (its completion picks the next). */
+static void rx_cool(struct uconn *c)
+{
+	if (c->rx_mode == RX_DIRECT || c->rx_mode == RX_SQE_WAIT)
+		rx_to(c, rx_next(c, false));
+}
+
+/* c moved bytes: keep (or start) busy-polling it, and stop its multishot
+ * recv meanwhile. */
+void urx_active(struct uconn *c)
+{
+	struct ut *t = c->t;
+	c->last_active = tw_loop_now(t->base.loop);
+	if (!c->hot) {
+		if (t->nhot >= t->o.busy_poll_conns || t->scratch == NULL)
+			return;
+		c->hot = true;
+		c->hot_rev = POLLIN; /* read at once, polled from the next pass */
+		t->hot[t->nhot++] = c;
+	}
+	if (rx_stop_multishot(c))
+		t->st.busy_starts++;
+}
+
+void urx_conn_free(struct uconn *c)
+{
+	struct ut *t = c->t;
+	for (uint32_t i = 0; c->hot && i < t->nhot; i++)
+		if (t->hot[i] == c)
+			hot_drop(t, i);
+	urx_release(c);
+}
+
+/* Read the busy-polled connections directly. Connections idle for
+ * busy_poll_ns leave the list. */
+int urx_busy_poll(struct ut *t)
+{
+	uint64_t now = tw_loop_now(t->base.loop);
+	int work = 0;
+	/* Which of them have anything to read: one poll(2) for all. tcp_poll
+	 * reads the socket's state without its lock, where a recv that finds
+	 * nothing still takes and releases it; on loopback the peer's CPU
+	 * delivers our segments under that same lock, so empty recvs spinning
+	 * on it slowed every arrival (the spin lock's slow path was the top
+	 * symbol of a busy-polling client's profile, 9%; the 1 KiB echo p50
+	 * went from 1.01x to 0.98x the raw io_uring ping-pong, median of 12
+	 * paired rounds: perf/RESULTS.md). Not the rest of a large frame:
+	 * that streams in, and a poll before each read of it cost the 1 MiB
+	 * echo 8%. */
+	struct pollfd pf[HOT_MAX];
+	struct uconn *pc[HOT_MAX];
+	nfds_t np = 0;
+	for (uint32_t i = 0; i < t->nhot; i++) {
+		struct uconn *c = t->hot[i];
+		c->hot_rev = POLLIN;
+		if (!rx_large(c)) {
+			pc[np] = c;
+			pf[np++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+		}
+	}
+	if (np != 0 && poll(pf, np, 0) >= 0)
+		for (nfds_t i = 0; i < np; i++)
+			pc[i]->hot_rev = pf[i].revents;
+	for (uint32_t i = 0; i < t->nhot;) {
+		struct uconn *c = t->hot[i];
+		if (c->closing || now > c->last_active + t->o.busy_poll_ns) {
+			hot_drop(t, i);
+			rx_cool(c);
+			continue;
+		}
+		i++;
+		if (c->state != C_OPEN || !rx_direct_ok(c))
+			continue;
+		/* Bytes io_uring has already read wait unreaped in the CQ
+		 * (or its overflow list): a direct read would overtake
+		 * them. Checked before every read, since delivering a frame
+		 * may submit and so complete operations. */
+		if (io_uring_cq_ready(t->ring) != 0 ||
+		    (IO_URING_READ_ONCE(*t->ring->sq.kflags) &
+		     IORING_SQ_CQ_OVERFLOW))
+			break;
+		if (c->hot_rev == 0)
+			continue; /* nothing to read, or not polled this pass */
+		bool large = rx_large(c);
+		unsigned char *dst = t->scratch;
+		size_t len = t->o.recv_buf_size;
+		if (large) {
+			/* The rest of a large frame: straight into place,
+			 * as much as has arrived. */
+			uint64_t left = c->rx.need - c->rx.have;
+			dst = (unsigned char *)c->rx.cur->data + c->rx.off +
+			      c->rx.have;
+			len = left > RECV_CHUNK_MAX ? RECV_CHUNK_MAX
+						    : (size_t)left;
+		}
+		ssize_t r = recv(c->fd, dst, len, MSG_DONTWAIT);
+		if (r < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR)
+				uconn_fail(c, TW_EUNREACHABLE);
+			continue;
+		}
+		work++;
+		if (r == 0) { /* EOF */
+			uconn_fail(c, TW_EUNREACHABLE);
+			continue;
+		}
+		t->st.busy_recvs++;
+		c->last_active = now;
+		if (large) {
+			c->rx.have += (uint64_t)r;
+			if (c->rx.have == c->rx.need) {
+				rx_deliver(c);
+				t->st.busy_frames++;
+			}
+			continue;
+		}
+		uint64_t frames = t->st.frames_rx;
+		rx_bytes(c, t->scratch, (size_t)r);
+		t->st.busy_frames += t->st.frames_rx - frames;
+		/* A large frame began: the next polls read its rest in
+		 * place (a multishot still winding down hands it to a
+		 * plain recv instead: on_recv). */
+		if (rx_large(c))
+			rx_stop_multishot(c);
+	}
+	return work;
+}
+
+/* The loop is about to sleep: only an io_uring recv can wake it. */
+void urx_idle(void *arg)
+{
+	struct ut *t = arg;
+	while (t->nhot != 0) {
+		struct uconn *c = t->hot[t->nhot - 1];
+		hot_drop(t, t->nhot - 1);
+		rx_cool(c);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The receive side's memory                                           */
+
+static tw_status bufring_setup(struct ut *t)
+{
+	uint32_t n = t->o.recv_buf_count;
+	t->br_len = (size_t)n * sizeof(struct io_uring_buf);
+	long pg = sysconf(_SC_PAGESIZE);
+	t->br_len = (t->br_len + (size_t)pg - 1) & ~((size_t)pg - 1);
+	void *br = mmap(NULL, t->br_len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (br == MAP_FAILED)
+		return tw_fail_static(TW_ENOMEM, "io_uring: mapping the "
+						 "provided-buffer ring failed");
+	t->br = br;
+	t->pb_len = (size_t)n * t->o.recv_buf_size;
+	void *pb = mmap(NULL, t->pb_len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (pb == MAP_FAILED) {
+		munmap(br, t->br_len);
+		t->br = NULL;
+		return tw_fail(TW_ENOMEM, "io_uring: mapping %zu bytes of "
+					  "provided buffers failed",
+			       t->pb_len);
+	}
+	t->pb = pb;
+	io_uring_buf_ring_init(t->br);
+	t->br_mask = io_uring_buf_ring_mask(n);
+
+	/* Group ids are per ring, and several transports may share one. */
+	static _Atomic unsigned next_bgid;
+	int ret = -EEXIST;
+	for (unsigned tries = 0; tries < 65536 && ret == -EEXIST; tries++) {
+		struct io_uring_buf_reg reg;
+		memset(&reg, 0, sizeof(reg));
+		reg.ring_addr = (uint64_t)(uintptr_t)t->br;
+		reg.ring_entries = n;
+		reg.bgid = (uint16_t)(atomic_fetch_add(&next_bgid, 1) & 0xffff);
+		ret = io_uring_register_buf_ring(t->ring, &reg, 0);
+		if (ret == 0)
+			t->bgid = reg.bgid;
+	}
+	if (ret != 0) {
+		munmap(t->pb, t->pb_len);
+		munmap(t->br, t->br_len);
+		t->pb = NULL;
+		t->br = NULL;
+		return tw_fail(ret == -ENOMEM ? TW_ENOMEM : TW_ENOTSUP,
+			       "io_uring: registering the provided-buffer "
+			       "ring failed: %s",
+			       strerror(-ret));
+	}
+	for (uint32_t i = 0; i < n; i++)
+		io_uring_buf_ring_add(t->br, t->pb + (size_t)i * t->o.recv_buf_size,
+				      t->o.recv_buf_size, (unsigned short)i,
+				      t->br_mask, (int)i);
+	io_uring_buf_ring_advance(t->br, (int)n);
+	return TW_OK;
+}
+
+/* Without unmap (an unclean drain) the memory stays, and so do the
+ * pointers: late completions may still recycle into it. */
+static void bufring_free(struct ut *t, bool unmap)
+{
+	if (t->br == NULL)
+		return;
+	(void)io_uring_unregister_buf_ring(t->ring, t->bgid);
+	if (!unmap)
+		return;
+	munmap(t->pb, t->pb_len);
+	munmap(t->br, t->br_len);
+	t->br = NULL;
+	t->pb = NULL;
+}
+
+tw_status urx_setup(struct ut *t)
+{
+	struct tw_buf_pool_opts po;
+	tw_buf_pool_opts_init(&po, sizeof(po));
+	po.buf_size = t->o.rx_pool_buf_size;
+	po.count = t->o.rx_pool_count;
+	po.prefault = 1;
+	po.name = "uring-rx";
+	tw_status st = tw_buf_pool_create(&po, &t->pool);
+	if (st != TW_OK)
+		return tw_fail(st, "io_uring: receive pool of %u x %u bytes: %s",
+			       t->o.rx_pool_count, t->o.rx_pool_buf_size,
+			       tw_strerror(st));
+	st = tw_bigbuf_cache_create(t->o.large_cache_bytes, &t->bc);
+	if (st == TW_OK)
+		st = bufring_setup(t);
+	if (st == TW_OK && t->o.busy_poll_conns != 0 &&
+	    (t->scratch = malloc(t->o.recv_buf_size)) == NULL) {
+		bufring_free(t, true);
+		st = tw_fail_static(TW_ENOMEM, "io_uring: out of memory");
+	}
+	if (st != TW_OK) {
+		tw_bigbuf_cache_close(t->bc);
+		t->bc = NULL;
+		(void)tw_buf_pool_destroy(t->pool);
+		t->pool = NULL;
+	}
+	return st;
+}
+
+void urx_teardown(struct ut *t, bool clean)
+{
+	bufring_free(t, clean);
+	free(t->scratch);
+	t->scratch = NULL;
+	t->nhot = 0;
+	/* Buffers still lent unmap themselves when they come back. */
+	tw_bigbuf_cache_close(t->bc);
+	t->bc = NULL;
+	if (clean && tw_buf_pool_destroy(t->pool) != TW_OK)
+		fprintf(stderr, "tensorwire: uring transport destroyed while "
+				"receive buffers are still held; leaking the "
+				"pool\n");
+}
