@@ -40,10 +40,6 @@ extern "C" {
  */
 typedef struct tw_bigbuf_cache tw_bigbuf_cache;
 
-/* Internal to the library: not exported from the shared object (tests
- * link the static library). */
-#pragma GCC visibility push(hidden)
-
 /* A cache keeping at most max_bytes of released mappings (0: none kept,
  * every buffer is unmapped on release). TW_ENOMEM. */
 tw_status tw_bigbuf_cache_create(size_t max_bytes, tw_bigbuf_cache **out);
@@ -72,8 +68,6 @@ void tw_bigbuf_cache_usage(tw_bigbuf_cache *bc, uint32_t *n, size_t *bytes);
  */
 tw_status tw_bigbuf_alloc(tw_bigbuf_cache *bc, size_t size, tw_buf **out,
 			  bool *hit);
-
-#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -226,11 +226,8 @@ static inline void uconn_dirty(struct uconn *c)
 	t->dirty_tail = c;
 }
 
-/* What the files call of one another: internal to the library, so kept
- * out of the shared object's exported symbols (tests and tools link the
- * static library and still reach them). */
-#pragma GCC visibility push(hidden)
-
+/* What the files call of one another (internal: the shared library
+ * exports only the public API, scripts/gen-exports.py). */
 /* uring.c */
 /* Start closing c with st (idempotent): what reads and sends is cancelled,
  * requests the kernel cannot be reading end now, the rest as their
@@ -284,7 +281,5 @@ int utx_flush(struct uconn *c);
  * cancelled, and its completion ends the rest. */
 void utx_close(struct uconn *c, tw_status st);
 void utx_conn_free(struct uconn *c);
-
-#pragma GCC visibility pop
 
 #endif
