@@ -1,6 +1,5 @@
 /* Unit tests of tw_buf (heap, user, slice), tw_buf_pool and the large
- * receive buffers with their cache (buf_impl.h), plus the tw_status name
- * table the buffer API reports through. */
+ * receive buffers with their cache (buf_impl.h). */
 #include <criterion/criterion.h>
 
 #include <pthread.h>
@@ -34,30 +33,6 @@
 static int aligned64(const void *p)
 {
 	return ((uintptr_t)p & 63) == 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Status names                                                        */
-
-Test(status, every_code_has_a_name)
-{
-	for (int s = 0; s < TW_STATUS_COUNT_; s++) {
-		const char *n = tw_status_name((tw_status)s);
-		const char *d = tw_strerror((tw_status)s);
-		cr_assert_not_null(n);
-		cr_assert_not_null(d);
-		cr_expect_eq(strncmp(n, "TW_", 3), 0, "code %d: %s", s, n);
-		cr_expect_neq(strcmp(n, "TW_E?"), 0, "code %d unnamed", s);
-		cr_expect_gt(strlen(d), 0);
-	}
-	cr_expect_str_eq(tw_status_name(TW_OK), "TW_OK");
-	cr_expect_str_eq(tw_status_name(TW_EPROTO), "TW_EPROTO");
-	cr_expect_str_eq(tw_status_name(TW_ENOENT), "TW_ENOENT");
-	cr_expect_str_eq(tw_status_name(TW_STATUS_COUNT_), "TW_E?");
-	cr_expect_str_eq(tw_status_name((tw_status)-1), "TW_E?");
-	cr_expect_str_eq(tw_status_name((tw_status)1000), "TW_E?");
-	cr_expect_not_null(tw_strerror((tw_status)-7));
-	cr_expect_not_null(tw_strerror(TW_STATUS_COUNT_));
 }
 
 /* ------------------------------------------------------------------ */
