@@ -286,7 +286,6 @@ static int run_done(struct dt *t)
 		x->next = t->txm_free;
 		t->txm_free = x;
 		s->held--;
-		r->next_ = NULL;
 		r->done(r, st);
 		if (s->state == S_CLOSED && s->held == 0)
 			reap_add(s);
@@ -1333,7 +1332,6 @@ static tw_status d_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 	x->s = s;
 	x->t = t;
 	x->len = r->len;
-	r->next_ = NULL;
 	r->sent_ = 0;
 	r->iov_idx_ = 0;
 	r->flags_ = 0;

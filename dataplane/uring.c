@@ -210,7 +210,7 @@ void uconn_finalize(struct uconn *c)
 	if (!c->fd_closed) {
 		c->fd_closed = true;
 		if (c->fd >= 0) {
-			if (c->zc_head) {
+			if (!STAILQ_EMPTY(&c->zc)) {
 				/* Pages may still sit in the send queue of a
 				 * peer that never acks: reset so the kernel
 				 * lets go of them (and notifies). */
@@ -222,7 +222,7 @@ void uconn_finalize(struct uconn *c)
 			c->fd = -1;
 		}
 	}
-	if (c->zc_head || c->reaped)
+	if (!STAILQ_EMPTY(&c->zc) || c->reaped)
 		return;
 	struct ut *t = c->t;
 	c->reaped = true;
@@ -340,7 +340,7 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	if (c->closing)
 		return;
 	urx_open(c);
-	if (c->sq_head)
+	if (!STAILQ_EMPTY(&c->sq))
 		uconn_dirty(c);
 }
 

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "dataplane/buf_impl.h"
+#include "dataplane/list.h"
 #include "dataplane/uring.h"
 
 /* liburing 2.3's headers predate the zero-copy usage report. */
@@ -39,8 +40,8 @@ struct ut;
 struct zc_op {
 	struct tw_uring_req req;   /* user_data of both of its CQEs */
 	struct uconn *c;
-	struct zc_op *next;
-	struct tw_send_req *head, *tail;
+	STAILQ_ENTRY(zc_op) link;  /* in c->zc */
+	struct tw_send_queue reqs; /* the requests it finishes */
 	bool result_seen;          /* the send CQE came */
 	bool notified;             /* the notification came (or none will) */
 };
@@ -119,7 +120,7 @@ struct uconn {
 
 	/* Sending. sq holds requests with bytes left, in order; only the
 	 * head can be partly sent (iov_idx_ + head_off). */
-	struct tw_send_req *sq_head, *sq_tail;
+	struct tw_send_queue sq;
 	uint32_t held;             /* requests whose done has not run */
 	uint32_t batch_n;          /* requests of sq in the send in flight */
 	size_t head_off;
@@ -128,7 +129,7 @@ struct uconn {
 	struct msghdr msg;
 	/* Zero-copy sends waiting for their notification, oldest first;
 	 * while tx_busy is TX_SENDMSG_ZC the tail is the one in flight. */
-	struct zc_op *zc_head, *zc_tail;
+	STAILQ_HEAD(, zc_op) zc;
 
 	struct tw_uring_req recv_req, lrecv_req, send_req, connect_req,
 		cancel_req;

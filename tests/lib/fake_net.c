@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/list.h"
 #include "tests/lib/fake_net.h"
 
 #define FAKE_MAX_QUEUED 4096u
@@ -28,7 +29,7 @@ struct fc {
 	struct ft *t;
 	struct fc *peer;           /* the other end; NULL once it is closing */
 	struct fc *prev, *next;    /* t's ends */
-	struct tw_send_req *sq_head, *sq_tail; /* sends whose done is due */
+	struct tw_send_queue sq;   /* sends whose done is due */
 	uint32_t nsq;
 	uint32_t rx_queued;        /* frames in the net toward this end */
 	int local, remote;         /* nodes: this end's, the peer's */
@@ -241,10 +242,8 @@ static void end_close(struct fc *c, tw_status st, bool fin)
 static void end_finish(struct ft *t, struct fc *c)
 {
 	struct tw_send_req *r;
-	while ((r = c->sq_head) != NULL) {
-		c->sq_head = r->next_;
-		if (c->sq_head == NULL)
-			c->sq_tail = NULL;
+	while ((r = STAILQ_FIRST(&c->sq)) != NULL) {
+		STAILQ_REMOVE_HEAD(&c->sq, link_);
 		c->nsq--;
 		r->done(r, c->close_st);
 	}
@@ -285,6 +284,7 @@ static struct fc *end_new(struct ft *t, int local, int remote)
 	c->local = local;
 	c->remote = remote;
 	c->announce = true;
+	STAILQ_INIT(&c->sq);
 	c->next = t->conns;
 	if (t->conns != NULL)
 		t->conns->prev = c;
@@ -395,12 +395,7 @@ static tw_status f_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 			n->st.duplicated++;
 	}
 	n->st.sent++;
-	r->next_ = NULL;
-	if (c->sq_tail != NULL)
-		c->sq_tail->next_ = r;
-	else
-		c->sq_head = r;
-	c->sq_tail = r;
+	STAILQ_INSERT_TAIL(&c->sq, r, link_);
 	c->nsq++;
 	return TW_OK;
 }
@@ -462,17 +457,15 @@ static int f_poll(void *arg)
 	/* Sends queued before this poll have left. A done may send again:
 	 * that one completes on the next poll. */
 	for (struct fc *c = t->conns; c != NULL; c = c->next) {
-		if (c->closing || c->sq_head == NULL)
+		if (c->closing || STAILQ_EMPTY(&c->sq))
 			continue;
-		struct tw_send_req *r = c->sq_head;
-		c->sq_head = c->sq_tail = NULL;
+		struct tw_send_queue sq = STAILQ_HEAD_INITIALIZER(sq);
+		STAILQ_CONCAT(&sq, &c->sq);
 		work += (int)c->nsq;
 		c->nsq = 0;
-		while (r != NULL) {
-			struct tw_send_req *next = r->next_;
+		struct tw_send_req *r, *next;
+		STAILQ_FOREACH_SAFE(r, &sq, link_, next)
 			r->done(r, TW_OK);
-			r = next;
-		}
 	}
 	/* Take our deliverable frames first: upcalls send more, which wait
 	 * for the next poll as a reply on a real wire would. */
