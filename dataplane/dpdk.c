@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <rte_errno.h>
@@ -14,7 +13,9 @@
 #include <rte_ring.h>
 
 #include "dataplane/buf_impl.h"
+#include "dataplane/clock.h"
 #include "dataplane/dpdk_impl.h"
+#include "dataplane/list.h"
 
 #define MAX_BURST TW_DPDK_MAX_BURST
 #define TXB_CAP 512u          /* packets built, not yet taken by the PMD */
@@ -35,7 +36,12 @@ struct dsess;
 struct txm {
 	struct tw_send_req *r;
 	struct dsess *s;
-	struct txm *next;           /* s->txq, t->done list or free list */
+	/* On one list at a time: s->txq, then t->done (link); or, unused,
+	 * t->txm_free (free_link). */
+	union {
+		STAILQ_ENTRY(txm) link;
+		SLIST_ENTRY(txm) free_link;
+	};
 	struct dt *t;
 	uint64_t len;
 	uint32_t first_seq, npkts, msg;
@@ -71,7 +77,8 @@ struct dsess {
 
 	/* Sending. txq: frames not finished, in order; snd_cur is the frame
 	 * holding packet snd_nxt (or the first one without numbers). */
-	struct txm *txq_head, *txq_tail, *snd_cur;
+	STAILQ_HEAD(, txm) txq;
+	struct txm *snd_cur;
 	uint32_t una, snd_nxt, snd_max, next_msg;
 	uint32_t held;              /* send requests whose done has not run */
 	uint32_t rto_count;         /* timeouts without progress */
@@ -91,9 +98,12 @@ struct dsess {
 
 	/* What the next control pass must send. */
 	bool ack_due, nak_due, ping_due, connect_due, accept_due;
+	/* Whether s is on t->ctl, t->ready, t->reap: set and cleared with
+	 * the insert and the removal (in_reap stays: s leaves to be freed). */
 	bool in_ctl, in_ready, in_reap;
-	struct dsess *ctl_next, *ready_next, *reap_next;
-	struct dsess *prev, *next; /* t->sessions */
+	STAILQ_ENTRY(dsess) ctl_link, ready_link;
+	SLIST_ENTRY(dsess) reap_link;
+	TAILQ_ENTRY(dsess) link;    /* in t->sessions */
 
 	struct tw_timer rto, ka;
 };
@@ -116,15 +126,15 @@ struct dt {
 	struct dsess **slots;       /* max_sessions */
 	uint16_t *gen;
 	uint32_t slot_hint;
-	struct dsess *sessions;
+	TAILQ_HEAD(, dsess) sessions; /* newest first */
 	uint32_t nsess;
 	uint64_t next_conn_id;
-	struct dsess *ready_head, *ready_tail;
-	struct dsess *ctl_head, *ctl_tail;
-	struct dsess *reap_head;
+	STAILQ_HEAD(, dsess) ready;  /* data to send, round robin */
+	STAILQ_HEAD(, dsess) ctl;    /* control packets to send */
+	SLIST_HEAD(, dsess) reap;    /* closed, newest first */
 
-	struct txm *txm_free;
-	struct txm *done_head, *done_tail;
+	SLIST_HEAD(, txm) txm_free;
+	STAILQ_HEAD(, txm) done;     /* finished frames whose done is due */
 	uint32_t ext_waiting;       /* finished frames the NIC still reads */
 
 	struct rte_mbuf **txb;
@@ -154,13 +164,6 @@ static inline bool seq_leq(uint32_t a, uint32_t b)
 	return (int32_t)(a - b) <= 0;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static inline uint64_t now_ns(struct dt *t)
 {
 	return tw_loop_now(t->base.loop);
@@ -186,12 +189,7 @@ static void ready_add(struct dsess *s)
 	if (s->in_ready || s->state != S_OPEN || s->snd_cur == NULL)
 		return;
 	s->in_ready = true;
-	s->ready_next = NULL;
-	if (t->ready_tail)
-		t->ready_tail->ready_next = s;
-	else
-		t->ready_head = s;
-	t->ready_tail = s;
+	STAILQ_INSERT_TAIL(&t->ready, s, ready_link);
 }
 
 static void ctl_add(struct dsess *s)
@@ -200,44 +198,15 @@ static void ctl_add(struct dsess *s)
 	if (s->in_ctl)
 		return;
 	s->in_ctl = true;
-	s->ctl_next = NULL;
-	if (t->ctl_tail)
-		t->ctl_tail->ctl_next = s;
-	else
-		t->ctl_head = s;
-	t->ctl_tail = s;
+	STAILQ_INSERT_TAIL(&t->ctl, s, ctl_link);
 }
-
-/* Unlink s from a singly linked list given its head/tail and next field
- * offset (rare: only when a session goes away). */
-#define LIST_UNLINK(headp, tailp, s, field)                               \
-	do {                                                              \
-		struct dsess *prev_ = NULL, *p_ = *(headp);               \
-		while (p_ && p_ != (s)) {                                 \
-			prev_ = p_;                                       \
-			p_ = p_->field;                                   \
-		}                                                         \
-		if (p_) {                                                 \
-			if (prev_)                                        \
-				prev_->field = p_->field;                 \
-			else                                              \
-				*(headp) = p_->field;                     \
-			if ((tailp) && *(tailp) == p_)                    \
-				*(tailp) = prev_;                         \
-		}                                                         \
-	} while (0)
 
 /* ------------------------------------------------------------------ */
 /* Send completion                                                     */
 
 static void done_push(struct dt *t, struct txm *x)
 {
-	x->next = NULL;
-	if (t->done_tail)
-		t->done_tail->next = x;
-	else
-		t->done_head = x;
-	t->done_tail = x;
+	STAILQ_INSERT_TAIL(&t->done, x, link);
 }
 
 /* The PMD (or we) freed the last mbuf that pointed into the frame. Runs
@@ -271,10 +240,8 @@ static int run_done(struct dt *t)
 {
 	int n = 0;
 	struct txm *x;
-	while ((x = t->done_head) != NULL) {
-		t->done_head = x->next;
-		if (t->done_head == NULL)
-			t->done_tail = NULL;
+	while ((x = STAILQ_FIRST(&t->done)) != NULL) {
+		STAILQ_REMOVE_HEAD(&t->done, link);
 		struct dsess *s = x->s;
 		struct tw_send_req *r = x->r;
 		if (x->st == TW_OK) {
@@ -283,10 +250,8 @@ static int run_done(struct dt *t)
 		}
 		tw_status st = x->st;
 		x->r = NULL;
-		x->next = t->txm_free;
-		t->txm_free = x;
+		SLIST_INSERT_HEAD(&t->txm_free, x, free_link);
 		s->held--;
-		r->next_ = NULL;
 		r->done(r, st);
 		if (s->state == S_CLOSED && s->held == 0)
 			reap_add(s);
@@ -508,7 +473,7 @@ static bool build_data(struct dt *t, struct dsess *s)
 		return false;
 	s->snd_nxt++;
 	if (s->snd_nxt - x->first_seq == x->npkts)
-		s->snd_cur = x->next;
+		s->snd_cur = STAILQ_NEXT(x, link);
 	return true;
 }
 
@@ -522,12 +487,10 @@ static inline bool can_send(const struct dt *t, const struct dsess *s)
 static int tx_sessions(struct dt *t)
 {
 	int work = 0;
-	struct dsess *stop = t->ready_tail;
-	while (t->ready_head != NULL && txb_room(t, CTL_RESERVE)) {
-		struct dsess *s = t->ready_head;
-		t->ready_head = s->ready_next;
-		if (t->ready_head == NULL)
-			t->ready_tail = NULL;
+	struct dsess *stop = STAILQ_LAST(&t->ready, dsess, ready_link), *s;
+	while ((s = STAILQ_FIRST(&t->ready)) != NULL &&
+	       txb_room(t, CTL_RESERVE)) {
+		STAILQ_REMOVE_HEAD(&t->ready, ready_link);
 		s->in_ready = false;
 		uint32_t n = 0;
 		bool nombuf = false;
@@ -551,12 +514,13 @@ static int tx_sessions(struct dt *t)
 /* ACKs, NAKs, keepalives, CONNECT, ACCEPT. */
 static void tx_ctl(struct dt *t)
 {
-	struct dsess *s = t->ctl_head;
-	t->ctl_head = t->ctl_tail = NULL;
-	while (s != NULL) {
-		struct dsess *n = s->ctl_next;
+	/* Up to the tail as it is now: a session kept for want of room goes
+	 * back at the end, for the next pass. Taken off one at a time, so
+	 * in_ctl always says whether s is on the list. */
+	struct dsess *last = STAILQ_LAST(&t->ctl, dsess, ctl_link), *s;
+	while ((s = STAILQ_FIRST(&t->ctl)) != NULL) {
+		STAILQ_REMOVE_HEAD(&t->ctl, ctl_link);
 		s->in_ctl = false;
-		s->ctl_next = NULL;
 		bool keep = false;
 		if (s->state == S_CONNECTING && s->connect_due) {
 			struct twp_hdr h = { .type = TWP_CONNECT,
@@ -601,7 +565,8 @@ static void tx_ctl(struct dt *t)
 		}
 		if (keep)
 			ctl_add(s);
-		s = n;
+		if (s == last)
+			break;
 	}
 }
 
@@ -666,10 +631,8 @@ static struct dsess *sess_new(struct dt *t)
 	s->last_rx = tw_loop_clock(t->base.loop);
 	tw_timer_init(&s->rto, rto_fire, s);
 	tw_timer_init(&s->ka, ka_fire, s);
-	s->next = t->sessions;
-	if (t->sessions)
-		t->sessions->prev = s;
-	t->sessions = s;
+	STAILQ_INIT(&s->txq);
+	TAILQ_INSERT_HEAD(&t->sessions, s, link);
 	tw_loop_timer_after(t->base.loop, &s->ka, t->ka_ns);
 	return s;
 }
@@ -702,10 +665,12 @@ static void sess_fail(struct dsess *s, tw_status st, bool reset)
 	tw_timer_cancel(w, &s->rto);
 	tw_timer_cancel(w, &s->ka);
 	rx_reset_state(s);
-	struct txm *x = s->txq_head;
-	s->txq_head = s->txq_tail = s->snd_cur = NULL;
+	/* Detached first: txm_finish moves each frame to the done list. */
+	struct txm *x = STAILQ_FIRST(&s->txq);
+	STAILQ_INIT(&s->txq);
+	s->snd_cur = NULL;
 	while (x != NULL) {
-		struct txm *n = x->next;
+		struct txm *n = STAILQ_NEXT(x, link);
 		txm_finish(t, x, st);
 		x = n;
 	}
@@ -719,22 +684,18 @@ static void reap_add(struct dsess *s)
 	if (s->in_reap)
 		return;
 	s->in_reap = true;
-	s->reap_next = s->t->reap_head;
-	s->t->reap_head = s;
+	SLIST_INSERT_HEAD(&s->t->reap, s, reap_link);
 }
 
 static void sess_free(struct dt *t, struct dsess *s)
 {
+	/* Walks (the lists are singly linked), but rare: only when a
+	 * session goes away. */
 	if (s->in_ready)
-		LIST_UNLINK(&t->ready_head, &t->ready_tail, s, ready_next);
+		STAILQ_REMOVE(&t->ready, s, dsess, ready_link);
 	if (s->in_ctl)
-		LIST_UNLINK(&t->ctl_head, &t->ctl_tail, s, ctl_next);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		t->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+		STAILQ_REMOVE(&t->ctl, s, dsess, ctl_link);
+	TAILQ_REMOVE(&t->sessions, s, link);
 	t->slots[s->id & 0xffffu] = NULL;
 	t->nsess--;
 	free(s->ooo);
@@ -745,14 +706,20 @@ static void sess_free(struct dt *t, struct dsess *s)
 static int reap(struct dt *t)
 {
 	int n = 0;
-	struct dsess **pp = &t->reap_head;
-	while (*pp != NULL) {
-		struct dsess *s = *pp;
+	/* prev: the last session passed over (its sends still held), or
+	 * NULL. One the upcall closes is pushed at the head, so this pass
+	 * reaches it only while prev is NULL. */
+	struct dsess *prev = NULL, *s;
+	while ((s = prev != NULL ? SLIST_NEXT(prev, reap_link)
+				 : SLIST_FIRST(&t->reap)) != NULL) {
 		if (s->held != 0) {
-			pp = &s->reap_next;
+			prev = s;
 			continue;
 		}
-		*pp = s->reap_next;
+		if (prev != NULL)
+			SLIST_REMOVE_AFTER(prev, reap_link);
+		else
+			SLIST_REMOVE_HEAD(&t->reap, reap_link);
 		/* Sends the fault injector still holds must not reach s once
 		 * it is freed. */
 		tw_fault_conn_closed(&t->base, &s->base, s->close_st);
@@ -769,7 +736,7 @@ static void rewind_to_una(struct dsess *s)
 	if (s->snd_nxt == s->una)
 		return;
 	s->snd_nxt = s->una;
-	s->snd_cur = s->txq_head;
+	s->snd_cur = STAILQ_FIRST(&s->txq);
 	ready_add(s);
 }
 
@@ -825,19 +792,17 @@ static void on_ack(struct dt *t, struct dsess *s, uint32_t ack, bool nak)
 		s->una = ack;
 		s->rto_count = 0;
 		struct txm *x;
-		while ((x = s->txq_head) != NULL && x->assigned &&
+		while ((x = STAILQ_FIRST(&s->txq)) != NULL && x->assigned &&
 		       seq_leq(x->first_seq + x->npkts, ack)) {
-			s->txq_head = x->next;
-			if (s->txq_head == NULL)
-				s->txq_tail = NULL;
+			STAILQ_REMOVE_HEAD(&s->txq, link);
 			if (s->snd_cur == x)
-				s->snd_cur = x->next;
+				s->snd_cur = STAILQ_NEXT(x, link);
 			txm_finish(t, x, TW_OK);
 		}
 		if (seq_lt(s->snd_nxt, s->una)) {
 			/* A rewind resent less than the peer already had. */
 			s->snd_nxt = s->una;
-			s->snd_cur = s->txq_head;
+			s->snd_cur = STAILQ_FIRST(&s->txq);
 		}
 		struct tw_timer_wheel *w = tw_loop_timers(t->base.loop);
 		if (s->una == s->snd_max)
@@ -852,7 +817,7 @@ static void on_ack(struct dt *t, struct dsess *s, uint32_t ack, bool nak)
 		 * the receiver holds what came after it (up to its window)
 		 * and acks past all of it when the hole fills. A second loss
 		 * is the timer's (go back N). */
-		if (build_pkt(t, s, s->txq_head, ack)) {
+		if (build_pkt(t, s, STAILQ_FIRST(&s->txq), ack)) {
 			s->fast_done = true;
 			s->fast_una = ack;
 			t->st.fast_rexmits++;
@@ -1073,7 +1038,8 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 static struct dsess *sess_by_peer(struct dt *t, const struct twp_ep *ep,
 				  uint32_t peer_id)
 {
-	for (struct dsess *s = t->sessions; s != NULL; s = s->next)
+	struct dsess *s;
+	TAILQ_FOREACH(s, &t->sessions, link)
 		if (s->peer_id == peer_id && s->peer.ip == ep->ip &&
 		    s->peer.port == ep->port && s->state != S_CLOSED)
 			return s;
@@ -1320,9 +1286,9 @@ static tw_status d_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 		return TW_EINVAL;
 	if (s->held >= t->o.max_queued)
 		return TW_ENOSPC;
-	struct txm *x = t->txm_free;
+	struct txm *x = SLIST_FIRST(&t->txm_free);
 	if (x != NULL) {
-		t->txm_free = x->next;
+		SLIST_REMOVE_HEAD(&t->txm_free, free_link);
 	} else {
 		x = malloc(sizeof(*x));
 		if (x == NULL)
@@ -1333,15 +1299,10 @@ static tw_status d_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 	x->s = s;
 	x->t = t;
 	x->len = r->len;
-	r->next_ = NULL;
 	r->sent_ = 0;
 	r->iov_idx_ = 0;
 	r->flags_ = 0;
-	if (s->txq_tail)
-		s->txq_tail->next = x;
-	else
-		s->txq_head = x;
-	s->txq_tail = x;
+	STAILQ_INSERT_TAIL(&s->txq, x, link);
 	if (s->snd_cur == NULL)
 		s->snd_cur = x;
 	s->held++;
@@ -1359,9 +1320,9 @@ static void d_close(tw_transport *tt, tw_conn *cc)
 
 static void free_all(struct dt *t)
 {
-	while (t->txm_free) {
-		struct txm *x = t->txm_free;
-		t->txm_free = x->next;
+	struct txm *x;
+	while ((x = SLIST_FIRST(&t->txm_free)) != NULL) {
+		SLIST_REMOVE_HEAD(&t->txm_free, free_link);
 		free(x);
 	}
 	free(t->slots);
@@ -1377,10 +1338,11 @@ static void d_destroy(tw_transport *tt)
 	if (t == NULL)
 		return;
 	t->destroying = true;
-	for (struct dsess *s = t->sessions; s != NULL; s = s->next)
+	struct dsess *s;
+	TAILQ_FOREACH(s, &t->sessions, link)
 		sess_fail(s, TW_ESHUTDOWN, true);
 	/* Let the RESETs out and the NIC give back what it reads. */
-	uint64_t deadline = mono_ns() + DESTROY_NS;
+	uint64_t deadline = tw_now_ns() + DESTROY_NS;
 	uint32_t stalls = 0;
 	for (;;) {
 		if (tx_flush(t) == 0 && t->txn != 0 && ++stalls > 100) {
@@ -1394,9 +1356,10 @@ static void d_destroy(tw_transport *tt)
 			(void)rte_eth_tx_done_cleanup(t->port_id, t->q, 0);
 		(void)run_done(t);
 		(void)reap(t);
-		if ((t->sessions == NULL && t->txn == 0) || mono_ns() > deadline)
+		if ((TAILQ_EMPTY(&t->sessions) && t->txn == 0) ||
+		    tw_now_ns() > deadline)
 			break;
-		if (t->sessions == NULL)
+		if (TAILQ_EMPTY(&t->sessions))
 			break; /* only packets the link will not take */
 		usleep(100);
 	}
@@ -1413,7 +1376,7 @@ static void d_destroy(tw_transport *tt)
 	while (rte_ring_dequeue(t->dq->steer, &m) == 0)
 		rte_pktmbuf_free(m);
 	atomic_store(&t->dq->owner, NULL);
-	if (t->sessions != NULL) {
+	if (!TAILQ_EMPTY(&t->sessions)) {
 		/* The NIC still holds external buffers of some frame: their
 		 * sessions (and done calls) stay, leaked, rather than free
 		 * what it may still read. */
@@ -1463,6 +1426,10 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,
 	t->base.loop = l;
 	t->base.cbs = *cbs;
 	t->o = o;
+	TAILQ_INIT(&t->sessions);
+	STAILQ_INIT(&t->ready);
+	STAILQ_INIT(&t->ctl);
+	STAILQ_INIT(&t->done);
 	t->env = env;
 	t->dq = &env->q[queue];
 	t->q = queue;
@@ -1480,7 +1447,7 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,
 	t->local.mss = env->mss;
 	t->zc = env->multi_seg && env->iova_va && o.zc_threshold != UINT64_MAX;
 	t->sw_udp_csum = !o.sw_udp_csum_off;
-	t->rng = mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t;
+	t->rng = tw_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t;
 	if (t->rng == 0)
 		t->rng = 1;
 	t->slots = calloc(o.max_sessions, sizeof(*t->slots));

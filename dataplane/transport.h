@@ -13,6 +13,7 @@
 #include <tensorwire/frame.h>
 #include <tensorwire/status.h>
 
+#include "dataplane/list.h"
 #include "dataplane/loop.h"
 
 #ifdef __cplusplus
@@ -43,11 +44,14 @@ struct tw_send_req {
 	uint64_t len;
 	void (*done)(struct tw_send_req *r, tw_status st);
 	/* transport's */
-	struct tw_send_req *next_;
+	STAILQ_ENTRY(tw_send_req) link_; /* in its connection's queue */
 	uint64_t sent_;
 	uint32_t iov_idx_;
 	uint32_t flags_;
 };
+
+/* A queue of send requests, oldest first (STAILQ_INIT it). */
+STAILQ_HEAD(tw_send_queue, tw_send_req);
 
 /* Upcalls, run on the loop thread. */
 struct tw_transport_cbs {

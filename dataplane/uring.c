@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "dataplane/clock.h"
 #include "dataplane/err.h"
 #include "dataplane/uring_impl.h"
 
@@ -24,13 +24,6 @@
 #define DRAIN_NS (2ull * 1000 * 1000 * 1000)
 
 static const struct tw_transport_ops uring_ops;
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------------ */
 /* Options                                                             */
@@ -210,7 +203,7 @@ void uconn_finalize(struct uconn *c)
 	if (!c->fd_closed) {
 		c->fd_closed = true;
 		if (c->fd >= 0) {
-			if (c->zc_head) {
+			if (!STAILQ_EMPTY(&c->zc)) {
 				/* Pages may still sit in the send queue of a
 				 * peer that never acks: reset so the kernel
 				 * lets go of them (and notifies). */
@@ -222,16 +215,10 @@ void uconn_finalize(struct uconn *c)
 			c->fd = -1;
 		}
 	}
-	if (c->zc_head || c->reaped)
+	if (!STAILQ_EMPTY(&c->zc) || c->reaped)
 		return;
-	struct ut *t = c->t;
 	c->reaped = true;
-	c->rnext = NULL;
-	if (t->reap_tail)
-		t->reap_tail->rnext = c;
-	else
-		t->reap_head = c;
-	t->reap_tail = c;
+	STAILQ_INSERT_TAIL(&c->t->reap, c, reap_link);
 }
 
 /* Start closing c with st (idempotent). Requests the kernel cannot be
@@ -279,10 +266,7 @@ static struct uconn *conn_new(struct ut *t, int fd, uint8_t state)
 	utx_conn_init(c);
 	c->connect_req.fn = on_connect;
 	c->cancel_req.fn = on_cancel;
-	c->next = t->conns;
-	if (t->conns)
-		t->conns->prev = c;
-	t->conns = c;
+	TAILQ_INSERT_HEAD(&t->conns, c, link);
 	t->nconns++;
 	return c;
 }
@@ -291,12 +275,7 @@ static void conn_free(struct uconn *c)
 {
 	struct ut *t = c->t;
 	urx_conn_free(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		t->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	TAILQ_REMOVE(&t->conns, c, link);
 	t->nconns--;
 	utx_conn_free(c);
 	free(c);
@@ -340,7 +319,7 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	if (c->closing)
 		return;
 	urx_open(c);
-	if (c->sq_head)
+	if (!STAILQ_EMPTY(&c->sq))
 		uconn_dirty(c);
 }
 
@@ -478,8 +457,7 @@ static tw_status u_listen(tw_transport *tt, const char *addr, char *bound,
 	l->fd = fd;
 	l->acc_req.fn = on_accept;
 	l->cancel_req.fn = on_lis_cancel;
-	l->next = t->lis;
-	t->lis = l;
+	SLIST_INSERT_HEAD(&t->lis, l, link);
 	arm_accept(l);
 	if (bound != NULL && bound_len > 0) {
 		char ip[INET_ADDRSTRLEN];
@@ -506,34 +484,18 @@ static int conn_service(struct uconn *c)
 	return urx_retry(c) + utx_flush(c);
 }
 
-static void dirty_unlink(struct ut *t, struct uconn *c)
-{
-	struct uconn *prev = NULL, *p = t->dirty_head;
-	while (p && p != c) {
-		prev = p;
-		p = p->dnext;
-	}
-	if (p == NULL)
-		return;
-	if (prev)
-		prev->dnext = c->dnext;
-	else
-		t->dirty_head = c->dnext;
-	if (t->dirty_tail == c)
-		t->dirty_tail = prev;
-	c->dirty = false;
-}
-
 static int reap(struct ut *t)
 {
 	int work = 0;
 	struct uconn *c;
-	while ((c = t->reap_head) != NULL) {
-		t->reap_head = c->rnext;
-		if (t->reap_head == NULL)
-			t->reap_tail = NULL;
-		if (c->dirty) /* rare: closed while waiting for an SQE */
-			dirty_unlink(t, c);
+	while ((c = STAILQ_FIRST(&t->reap)) != NULL) {
+		STAILQ_REMOVE_HEAD(&t->reap, reap_link);
+		if (c->dirty) {
+			/* Rare: closed while waiting for an SQE. A walk, as
+			 * the list is singly linked. */
+			STAILQ_REMOVE(&t->dirty, c, uconn, dirty_link);
+			c->dirty = false;
+		}
 		t->st.conns_closed++;
 		urx_release(c);
 		/* Sends the fault injector still holds must not reach c once
@@ -549,15 +511,17 @@ static int reap(struct ut *t)
 static int service_dirty(struct ut *t)
 {
 	int work = 0;
-	/* A snapshot: what gets dirty meanwhile waits for the next turn. */
-	struct uconn *c = t->dirty_head;
-	t->dirty_head = t->dirty_tail = NULL;
-	while (c) {
-		struct uconn *n = c->dnext;
+	/* Up to the tail as it is now: what gets dirty meanwhile (c again
+	 * included) waits for the next turn. Taken off one at a time, so
+	 * c->dirty always says whether c is on the list. */
+	struct uconn *last = STAILQ_LAST(&t->dirty, uconn, dirty_link);
+	struct uconn *c;
+	while ((c = STAILQ_FIRST(&t->dirty)) != NULL) {
+		STAILQ_REMOVE_HEAD(&t->dirty, dirty_link);
 		c->dirty = false;
-		c->dnext = NULL;
 		work += conn_service(c);
-		c = n;
+		if (c == last)
+			break;
 	}
 	return work;
 }
@@ -568,7 +532,8 @@ static int u_poll(void *arg)
 	int work = 0;
 	if (t->lis_want) {
 		t->lis_want = false;
-		for (struct ulis *l = t->lis; l; l = l->next)
+		struct ulis *l;
+		SLIST_FOREACH(l, &t->lis, link)
 			if (l->want && !l->closing) {
 				arm_accept(l);
 				work++;
@@ -576,11 +541,11 @@ static int u_poll(void *arg)
 	}
 	/* Sends first (a call waiting to go out should not wait for our
 	 * reads), then the direct reads, then the answers they made. */
-	if (t->dirty_head != NULL)
+	if (!STAILQ_EMPTY(&t->dirty))
 		work += service_dirty(t);
 	if (t->nhot != 0) {
 		int b = urx_busy_poll(t);
-		if (b != 0 && t->dirty_head != NULL)
+		if (b != 0 && !STAILQ_EMPTY(&t->dirty))
 			b += service_dirty(t);
 		work += b;
 	}
@@ -618,6 +583,9 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 	t->base.cbs = *cbs;
 	t->o = o;
 	t->ring = ring;
+	TAILQ_INIT(&t->conns);
+	STAILQ_INIT(&t->dirty);
+	STAILQ_INIT(&t->reap);
 	snprintf(t->cc_local, sizeof(t->cc_local), "%s",
 		 o.cc_local ? o.cc_local : "");
 	snprintf(t->cc_remote, sizeof(t->cc_remote), "%s",
@@ -651,15 +619,16 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
  * go to their owners as the loop would send them. */
 static bool drain(struct ut *t)
 {
-	uint64_t deadline = mono_ns() + DRAIN_NS;
+	uint64_t deadline = tw_now_ns() + DRAIN_NS;
 	for (;;) {
 		bool lis_busy = false;
-		for (struct ulis *l = t->lis; l; l = l->next)
+		struct ulis *l;
+		SLIST_FOREACH(l, &t->lis, link)
 			lis_busy |= l->ops != 0;
 		(void)u_poll(t);
 		if (t->nconns == 0 && !lis_busy)
 			return true;
-		if (mono_ns() > deadline)
+		if (tw_now_ns() > deadline)
 			return false;
 		(void)io_uring_submit(t->ring);
 		struct io_uring_cqe *cqe;
@@ -690,7 +659,8 @@ static void u_destroy(tw_transport *tt)
 	if (t == NULL)
 		return;
 	t->destroying = true;
-	for (struct ulis *l = t->lis; l; l = l->next) {
+	struct ulis *l, *ln;
+	SLIST_FOREACH(l, &t->lis, link) {
 		l->closing = true;
 		l->want = false;
 		(void)shutdown(l->fd, SHUT_RDWR);
@@ -704,18 +674,17 @@ static void u_destroy(tw_transport *tt)
 			}
 		}
 	}
-	for (struct uconn *c = t->conns; c; c = c->next)
+	struct uconn *c;
+	TAILQ_FOREACH(c, &t->conns, link)
 		uconn_fail(c, TW_ESHUTDOWN);
 	bool clean = drain(t);
 	if (t->poller_on)
 		tw_loop_remove_poller(t->base.loop, &t->poller);
-	struct ulis *l = t->lis;
-	while (l) {
-		struct ulis *n = l->next;
+	for (l = SLIST_FIRST(&t->lis); l != NULL; l = ln) {
+		ln = SLIST_NEXT(l, link);
 		close(l->fd);
 		if (l->ops == 0)
 			free(l); /* else the kernel may still post to it */
-		l = n;
 	}
 	/* Without a clean drain the kernel may still own some memory: leak
 	 * it rather than free it from under an operation. */

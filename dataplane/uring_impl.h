@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "dataplane/buf_impl.h"
+#include "dataplane/list.h"
 #include "dataplane/uring.h"
 
 /* liburing 2.3's headers predate the zero-copy usage report. */
@@ -39,8 +40,8 @@ struct ut;
 struct zc_op {
 	struct tw_uring_req req;   /* user_data of both of its CQEs */
 	struct uconn *c;
-	struct zc_op *next;
-	struct tw_send_req *head, *tail;
+	STAILQ_ENTRY(zc_op) link;  /* in c->zc */
+	struct tw_send_queue reqs; /* the requests it finishes */
 	bool result_seen;          /* the send CQE came */
 	bool notified;             /* the notification came (or none will) */
 };
@@ -113,13 +114,13 @@ struct uconn {
 	tw_status close_st;
 	uint32_t ops;              /* CQE-producing operations in flight,
 				    * notifications excepted */
-	struct uconn *prev, *next; /* t->conns */
-	struct uconn *dnext;       /* t's dirty list */
-	struct uconn *rnext;       /* t's reap list */
+	TAILQ_ENTRY(uconn) link;   /* in t->conns */
+	STAILQ_ENTRY(uconn) dirty_link; /* in t->dirty while dirty */
+	STAILQ_ENTRY(uconn) reap_link;  /* in t->reap once reaped */
 
 	/* Sending. sq holds requests with bytes left, in order; only the
 	 * head can be partly sent (iov_idx_ + head_off). */
-	struct tw_send_req *sq_head, *sq_tail;
+	struct tw_send_queue sq;
 	uint32_t held;             /* requests whose done has not run */
 	uint32_t batch_n;          /* requests of sq in the send in flight */
 	size_t head_off;
@@ -128,7 +129,7 @@ struct uconn {
 	struct msghdr msg;
 	/* Zero-copy sends waiting for their notification, oldest first;
 	 * while tx_busy is TX_SENDMSG_ZC the tail is the one in flight. */
-	struct zc_op *zc_head, *zc_tail;
+	STAILQ_HEAD(, zc_op) zc;
 
 	struct tw_uring_req recv_req, lrecv_req, send_req, connect_req,
 		cancel_req;
@@ -155,7 +156,7 @@ struct ulis {
 	bool armed, closing, want;
 	uint32_t ops;
 	struct tw_uring_req acc_req, cancel_req;
-	struct ulis *next;
+	SLIST_ENTRY(ulis) link;    /* in t->lis */
 };
 
 struct ut {
@@ -176,11 +177,15 @@ struct ut {
 	tw_buf_pool *pool;
 	tw_bigbuf_cache *bc;       /* large frames' buffers (large_cache_bytes) */
 
-	struct uconn *conns;       /* every connection not yet freed */
+	TAILQ_HEAD(, uconn) conns; /* every connection not yet freed */
 	uint32_t nconns;
-	struct uconn *dirty_head, *dirty_tail;
-	struct uconn *reap_head, *reap_tail;
-	struct ulis *lis;
+	/* Connections with work for the poller: c->dirty says whether c is
+	 * on it (set and cleared with the insert and the removal). */
+	STAILQ_HEAD(, uconn) dirty;
+	/* Closed connections whose close upcall is due, oldest first; once
+	 * on it c->reaped stays set until c is freed. */
+	STAILQ_HEAD(, uconn) reap;
+	SLIST_HEAD(, ulis) lis;    /* newest first */
 	bool lis_want;
 	uint64_t next_id;
 	struct tw_uring_stats st;
@@ -218,12 +223,7 @@ static inline void uconn_dirty(struct uconn *c)
 	if (c->dirty || c->reaped)
 		return;
 	c->dirty = true;
-	c->dnext = NULL;
-	if (t->dirty_tail)
-		t->dirty_tail->dnext = c;
-	else
-		t->dirty_head = c;
-	t->dirty_tail = c;
+	STAILQ_INSERT_TAIL(&t->dirty, c, dirty_link);
 }
 
 /* What the files call of one another (internal: the shared library

@@ -23,15 +23,15 @@ static void req_done(struct uconn *c, struct tw_send_req *r, tw_status st)
 	c->held--;
 	if (st == TW_OK)
 		c->t->st.frames_tx++;
-	r->next_ = NULL;
 	r->done(r, st);
 }
 
-/* Run done(st) for a detached list (done may free r: read next first). */
+/* Run done(st) for r and what follows it on a queue nothing else reaches
+ * any more (done may free r: read the next first). */
 static void done_list(struct uconn *c, struct tw_send_req *r, tw_status st)
 {
 	while (r) {
-		struct tw_send_req *n = r->next_;
+		struct tw_send_req *n = STAILQ_NEXT(r, link_);
 		req_done(c, r, st);
 		r = n;
 	}
@@ -55,12 +55,11 @@ static bool send_retryable(int res)
 /* The queue and its batches                                           */
 
 /* n bytes went out: move the sq head past them; fully sent requests are
- * appended to the list *oh .. *ot (through next_). */
-static void sq_advance(struct uconn *c, uint64_t n, struct tw_send_req **oh,
-		       struct tw_send_req **ot)
+ * appended to out. */
+static void sq_advance(struct uconn *c, uint64_t n, struct tw_send_queue *out)
 {
 	struct tw_send_req *r;
-	while ((r = c->sq_head) != NULL) {
+	while ((r = STAILQ_FIRST(&c->sq)) != NULL) {
 		while (r->iov_idx_ < r->niov) {
 			size_t l = r->iov[r->iov_idx_].iov_len - c->head_off;
 			if (n < l) {
@@ -73,17 +72,10 @@ static void sq_advance(struct uconn *c, uint64_t n, struct tw_send_req **oh,
 			r->iov_idx_++;
 			c->head_off = 0;
 		}
-		c->sq_head = r->next_;
-		if (c->sq_head == NULL)
-			c->sq_tail = NULL;
+		STAILQ_REMOVE_HEAD(&c->sq, link_);
 		if (c->batch_n)
 			c->batch_n--;
-		r->next_ = NULL;
-		if (*ot)
-			(*ot)->next_ = r;
-		else
-			*oh = r;
-		*ot = r;
+		STAILQ_INSERT_TAIL(out, r, link_);
 	}
 }
 
@@ -94,13 +86,14 @@ static void tx_build(struct uconn *c, struct tx_batch *b)
 	struct ut *t = c->t;
 	uint32_t n = 0, k = 0;
 	uint64_t total = 0;
+	struct tw_send_req *head = STAILQ_FIRST(&c->sq), *r;
 	b->zc = !c->copying && t->o.zc_threshold != UINT64_MAX &&
-		req_zc(t, c->sq_head);
-	for (struct tw_send_req *r = c->sq_head; r; r = r->next_) {
-		if (r != c->sq_head && req_zc(t, r) != b->zc)
+		req_zc(t, head);
+	STAILQ_FOREACH(r, &c->sq, link_) {
+		if (r != head && req_zc(t, r) != b->zc)
 			break;
-		uint32_t i = r == c->sq_head ? r->iov_idx_ : 0;
-		size_t off = r == c->sq_head ? c->head_off : 0;
+		uint32_t i = r == head ? r->iov_idx_ : 0;
+		size_t off = r == head ? c->head_off : 0;
 		k++;
 		for (; i < r->niov; i++, off = 0) {
 			size_t l = r->iov[i].iov_len - off;
@@ -172,11 +165,10 @@ static enum tx_how tx_pick(struct uconn *c, struct tx_batch *b)
 static void zc_drain(struct uconn *c)
 {
 	struct zc_op *op;
-	while ((op = c->zc_head) != NULL && op->result_seen && op->notified) {
-		c->zc_head = op->next;
-		if (c->zc_head == NULL)
-			c->zc_tail = NULL;
-		struct tw_send_req *h = op->head;
+	while ((op = STAILQ_FIRST(&c->zc)) != NULL && op->result_seen &&
+	       op->notified) {
+		STAILQ_REMOVE_HEAD(&c->zc, link);
+		struct tw_send_req *h = STAILQ_FIRST(&op->reqs);
 		free(op);
 		done_list(c, h, c->closing ? c->close_st : TW_OK);
 	}
@@ -193,37 +185,30 @@ static void zc_drain(struct uconn *c)
 static void tx_complete(struct uconn *c, int res, struct zc_op *op)
 {
 	struct ut *t = c->t;
-	struct tw_send_req *h = NULL, *tl = NULL;
-	struct tw_send_req **oh = op ? &op->head : &h;
-	struct tw_send_req **ot = op ? &op->tail : &tl;
+	struct tw_send_queue h = STAILQ_HEAD_INITIALIZER(h);
 
 	if (res >= 0) {
 		t->st.bytes_tx += (uint64_t)res;
-		sq_advance(c, (uint64_t)res, oh, ot);
+		sq_advance(c, (uint64_t)res, op ? &op->reqs : &h);
 	}
 	if (c->closing) {
 		if (op != NULL) {
 			/* What the send covered and did not finish may
 			 * still be read by the kernel: it waits for the
 			 * notification too. */
-			struct tw_send_req *r = c->sq_head;
-			for (uint32_t i = 0; r && i < c->batch_n; i++) {
-				struct tw_send_req *n = r->next_;
-				r->next_ = NULL;
-				if (op->tail)
-					op->tail->next_ = r;
-				else
-					op->head = r;
-				op->tail = r;
-				r = n;
+			struct tw_send_req *r;
+			for (uint32_t i = 0; i < c->batch_n; i++) {
+				if ((r = STAILQ_FIRST(&c->sq)) == NULL)
+					break;
+				STAILQ_REMOVE_HEAD(&c->sq, link_);
+				STAILQ_INSERT_TAIL(&op->reqs, r, link_);
 			}
-			c->sq_head = r;
 		}
 		/* The kernel is done with the rest: fail it. */
-		struct tw_send_req *rest = c->sq_head;
-		c->sq_head = c->sq_tail = NULL;
+		struct tw_send_req *rest = STAILQ_FIRST(&c->sq);
+		STAILQ_INIT(&c->sq);
 		c->batch_n = 0;
-		done_list(c, h, c->close_st);
+		done_list(c, STAILQ_FIRST(&h), c->close_st);
 		done_list(c, rest, c->close_st);
 		if (op != NULL)
 			zc_drain(c);
@@ -241,7 +226,7 @@ static void tx_complete(struct uconn *c, int res, struct zc_op *op)
 		}
 		zc_drain(c);
 	} else {
-		done_list(c, h, TW_OK);
+		done_list(c, STAILQ_FIRST(&h), TW_OK);
 	}
 	if (c->closing) /* by a done callback */
 		return;
@@ -249,7 +234,7 @@ static void tx_complete(struct uconn *c, int res, struct zc_op *op)
 		uconn_fail(c, TW_EUNREACHABLE);
 		return;
 	}
-	if (c->sq_head)
+	if (!STAILQ_EMPTY(&c->sq))
 		uconn_dirty(c);
 }
 
@@ -313,16 +298,13 @@ static int tx_submit(struct uconn *c, enum tx_how how,
 	case TX_SENDMSG_ZC:
 		op->req.fn = on_zc;
 		op->c = c;
+		STAILQ_INIT(&op->reqs);
 		io_uring_prep_sendmsg_zc(sqe, c->fd, &c->msg,
 					 MSG_NOSIGNAL | MSG_WAITALL);
 		sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
 		io_uring_sqe_set_data(sqe, &op->req);
 		/* The tail is the op in flight until its result comes. */
-		if (c->zc_tail)
-			c->zc_tail->next = op;
-		else
-			c->zc_head = op;
-		c->zc_tail = op;
+		STAILQ_INSERT_TAIL(&c->zc, op, link);
 		t->st.zc_sends++;
 		break;
 	case TX_SEND:
@@ -354,7 +336,7 @@ int utx_flush(struct uconn *c)
 {
 	struct ut *t = c->t;
 	if (c->closing || c->state != C_OPEN || c->tx_busy != TX_NONE ||
-	    !c->sq_head)
+	    STAILQ_EMPTY(&c->sq))
 		return 0;
 	if (c->iov == NULL) {
 		c->iov = malloc(IOV_CAP * sizeof(*c->iov));
@@ -400,6 +382,8 @@ int utx_flush(struct uconn *c)
 
 void utx_conn_init(struct uconn *c)
 {
+	STAILQ_INIT(&c->sq);
+	STAILQ_INIT(&c->zc);
 	c->tx_busy = TX_NONE;
 	c->send_req.fn = on_send;
 }
@@ -415,15 +399,10 @@ tw_status utx_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 		return TW_EUNREACHABLE;
 	if (c->held >= t->o.max_queued)
 		return TW_ENOSPC;
-	r->next_ = NULL;
 	r->sent_ = 0;
 	r->iov_idx_ = 0;
 	r->flags_ = 0;
-	if (c->sq_tail)
-		c->sq_tail->next_ = r;
-	else
-		c->sq_head = r;
-	c->sq_tail = r;
+	STAILQ_INSERT_TAIL(&c->sq, r, link_);
 	c->held++;
 	if (c->tx_busy == TX_NONE && c->state == C_OPEN)
 		uconn_dirty(c);
@@ -432,26 +411,23 @@ tw_status utx_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 
 void utx_close(struct uconn *c, tw_status st)
 {
-	struct tw_send_req *fail = NULL;
+	struct tw_send_queue fail = STAILQ_HEAD_INITIALIZER(fail);
 	if (c->tx_busy != TX_NONE) {
 		/* Keep the batch in flight (the kernel may be reading it:
 		 * its completion ends it); detach what follows. */
-		struct tw_send_req *r = c->sq_head;
+		struct tw_send_req *r = STAILQ_FIRST(&c->sq);
 		for (uint32_t i = 1; r && i < c->batch_n; i++)
-			r = r->next_;
-		if (r) {
-			fail = r->next_;
-			r->next_ = NULL;
-			c->sq_tail = r;
-		}
+			r = STAILQ_NEXT(r, link_);
+		if (r)
+			STAILQ_SPLIT_AFTER(&c->sq, r, &fail, link_);
 		uconn_cancel(c, c->tx_busy == TX_SENDMSG_ZC
-					? (void *)&c->zc_tail->req
+					? (void *)&STAILQ_LAST(&c->zc, zc_op,
+							       link)->req
 					: (void *)&c->send_req);
 	} else {
-		fail = c->sq_head;
-		c->sq_head = c->sq_tail = NULL;
+		STAILQ_CONCAT(&fail, &c->sq);
 	}
-	done_list(c, fail, st);
+	done_list(c, STAILQ_FIRST(&fail), st);
 }
 
 void utx_conn_free(struct uconn *c)

@@ -30,7 +30,7 @@
 /* ---- arena -------------------------------------------------------------- */
 
 struct arena_chunk {
-	struct arena_chunk *next;
+	SLIST_ENTRY(arena_chunk) link; /* in its schema's chunks */
 	size_t used;
 	size_t cap;
 	max_align_t data[];
@@ -40,7 +40,7 @@ struct arena_chunk {
 
 static void *arena_alloc(tw_schema *s, size_t n)
 {
-	struct arena_chunk *c = s->chunks;
+	struct arena_chunk *c = SLIST_FIRST(&s->chunks);
 	size_t align = _Alignof(max_align_t);
 
 	n = (n + align - 1) & ~(align - 1);
@@ -53,8 +53,7 @@ static void *arena_alloc(tw_schema *s, size_t n)
 			return NULL;
 		c->used = 0;
 		c->cap = cap;
-		c->next = s->chunks;
-		s->chunks = c;
+		SLIST_INSERT_HEAD(&s->chunks, c, link);
 	}
 	void *p = (char *)c->data + c->used;
 	c->used += n;
@@ -1072,10 +1071,12 @@ static bool parse_returns(struct parser *p, struct schema_ret *rets, size_t *n)
 	}
 }
 
+/* Free c and the chunks after it. From the first chunk, not the head:
+ * the schema holding the head lives in one of them. */
 static void free_chunks(struct arena_chunk *c)
 {
 	while (c != NULL) {
-		struct arena_chunk *next = c->next;
+		struct arena_chunk *next = SLIST_NEXT(c, link);
 		free(c);
 		c = next;
 	}
@@ -1144,7 +1145,7 @@ tw_status tw_schema_parse_len(const char *text, size_t len, tw_schema **out)
 fail:
 	for (size_t i = 0; i < nargs; i++)
 		tw_value_destroy(&args[i].def);
-	free_chunks(head.chunks);
+	free_chunks(SLIST_FIRST(&head.chunks));
 	if (p.st == TW_OK) /* never: every path says why */
 		fail(&p, p.pos, "not a schema");
 	return tw_fail(p.st, "%s", p.msg);
@@ -1167,7 +1168,7 @@ void tw_schema_free(tw_schema *s)
 	for (uint32_t i = 0; i < s->nargs; i++)
 		tw_value_destroy(&s->args[i].def);
 	/* s itself lives in the arena. */
-	free_chunks(s->chunks);
+	free_chunks(SLIST_FIRST(&s->chunks));
 }
 
 /* ---- printing ---------------------------------------------------------------- */

@@ -9,6 +9,8 @@
 
 #include <tensorwire/schema.h>
 
+#include "dataplane/list.h"
+
 /* A type node. Children and strings live in the schema's arena. */
 struct tw_type {
 	uint8_t kind;      /* tw_type_kind */
@@ -37,7 +39,9 @@ struct schema_ret {
 struct arena_chunk;
 
 struct tw_schema {
-	struct arena_chunk *chunks;
+	/* The arena's chunks, the one being filled first (a zeroed head is
+	 * an empty list). */
+	SLIST_HEAD(, arena_chunk) chunks;
 	const char *name;     /* "aten::add" */
 	const char *overload; /* "Tensor" or "" */
 	uint32_t nargs;

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <rte_errno.h>
@@ -13,6 +12,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 
+#include "dataplane/clock.h"
 #include "dataplane/dpdk_limits.h"
 #include "dataplane/err.h"
 
@@ -33,13 +33,6 @@ struct tw_dpdk_rx_faults {
 	uint32_t head, count;       /* fifo[head .. head + count) */
 	struct rte_mbuf *fifo[FIFO_CAP];
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* xorshift64*: statistics, not secrets. */
 static uint64_t rnd(struct tw_dpdk_rx_faults *x)
@@ -101,7 +94,7 @@ static uint16_t rx_faults(uint16_t port, uint16_t queue,
 		if (x->held == NULL && chance(x, x->f.reorder_ppm)) {
 			x->st.reorders++;
 			x->held = m;
-			x->held_at = mono_ns();
+			x->held_at = tw_now_ns();
 			continue;
 		}
 		push(x, m);
@@ -112,7 +105,7 @@ static uint16_t rx_faults(uint16_t port, uint16_t queue,
 	}
 	/* Nothing came after it: a lone packet is late, not lost. */
 	if (x->held != NULL && x->count < FIFO_CAP &&
-	    mono_ns() - x->held_at > x->f.hold_ns) {
+	    tw_now_ns() - x->held_at > x->f.hold_ns) {
 		push(x, x->held);
 		x->held = NULL;
 	}
@@ -149,7 +142,7 @@ tw_status tw_dpdk_faults_install(tw_dpdk_env *env, uint16_t queue,
 	if (x->f.hold_ns == 0)
 		x->f.hold_ns = HOLD_NS_DEFAULT;
 	x->rng = f->seed ? f->seed
-			 : mono_ns() ^ ((uint64_t)getpid() << 32) ^
+			 : tw_now_ns() ^ ((uint64_t)getpid() << 32) ^
 				   (uintptr_t)x;
 	if (x->rng == 0)
 		x->rng = 1;

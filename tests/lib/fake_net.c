@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/list.h"
 #include "tests/lib/fake_net.h"
 
 #define FAKE_MAX_QUEUED 4096u
@@ -27,8 +28,8 @@ struct fc {
 	tw_conn base;              /* first: a tw_conn * is a struct fc * */
 	struct ft *t;
 	struct fc *peer;           /* the other end; NULL once it is closing */
-	struct fc *prev, *next;    /* t's ends */
-	struct tw_send_req *sq_head, *sq_tail; /* sends whose done is due */
+	TAILQ_ENTRY(fc) link;      /* in t->conns */
+	struct tw_send_queue sq;   /* sends whose done is due */
 	uint32_t nsq;
 	uint32_t rx_queued;        /* frames in the net toward this end */
 	int local, remote;         /* nodes: this end's, the peer's */
@@ -40,7 +41,7 @@ struct fc {
 
 /* A frame in flight. What reorder permutes is d; the links stay. */
 struct ff {
-	struct ff *prev, *next;
+	TAILQ_ENTRY(ff) link;      /* in the net's queue, or a poll's batch */
 	struct ff_data {
 		struct fc *dst;
 		tw_buf *buf;       /* the frame at FAKE_RX_OFF */
@@ -58,9 +59,11 @@ struct ft {
 	struct tw_poller poller;
 	int node;                  /* listening node or NODE_NONE */
 	bool down;
-	struct fc *conns;
-	struct ft *prev, *next;    /* net's transports */
+	TAILQ_HEAD(, fc) conns;    /* newest first */
+	TAILQ_ENTRY(ft) link;      /* in the net's transports */
 };
+
+TAILQ_HEAD(ff_queue, ff);
 
 struct fdir {
 	int from, to;
@@ -69,8 +72,8 @@ struct fdir {
 };
 
 struct tw_fake_net {
-	struct ft *ts;
-	struct ff *qhead, *qtail;
+	TAILQ_HEAD(, ft) ts;       /* newest first */
+	struct ff_queue q;         /* frames in flight, oldest first */
 	bool auto_on;
 	uint64_t next_id;
 	struct fdir holds[FAKE_MAX_RULES];
@@ -109,7 +112,8 @@ static bool dir_match(const struct fdir *d, int from, int to)
 
 static struct ft *node_find(tw_fake_net *n, int node)
 {
-	for (struct ft *t = n->ts; t != NULL; t = t->next)
+	struct ft *t;
+	TAILQ_FOREACH(t, &n->ts, link)
 		if (t->node == node && node >= 0)
 			return t;
 	return NULL;
@@ -119,27 +123,13 @@ static struct ft *node_find(tw_fake_net *n, int node)
 
 static void q_append(tw_fake_net *n, struct ff *f)
 {
-	f->next = NULL;
-	f->prev = n->qtail;
-	if (n->qtail != NULL)
-		n->qtail->next = f;
-	else
-		n->qhead = f;
-	n->qtail = f;
+	TAILQ_INSERT_TAIL(&n->q, f, link);
 	f->d.dst->rx_queued++;
 }
 
 static void q_unlink(tw_fake_net *n, struct ff *f)
 {
-	if (f->prev != NULL)
-		f->prev->next = f->next;
-	else
-		n->qhead = f->next;
-	if (f->next != NULL)
-		f->next->prev = f->prev;
-	else
-		n->qtail = f->prev;
-	f->prev = f->next = NULL;
+	TAILQ_REMOVE(&n->q, f, link);
 }
 
 /* f is out of the queue: forget it. */
@@ -196,9 +186,9 @@ static struct ff *frame_new(struct fc *dst, const struct iovec *iov,
 /* Drop every frame in flight toward c. */
 static void discard_toward(tw_fake_net *n, struct fc *c)
 {
-	struct ff *f = n->qhead, *next;
-	for (; f != NULL && c->rx_queued > 0; f = next) {
-		next = f->next;
+	struct ff *f, *next;
+	for (f = TAILQ_FIRST(&n->q); f != NULL && c->rx_queued > 0; f = next) {
+		next = TAILQ_NEXT(f, link);
 		if (f->d.dst != c)
 			continue;
 		q_unlink(n, f);
@@ -241,20 +231,13 @@ static void end_close(struct fc *c, tw_status st, bool fin)
 static void end_finish(struct ft *t, struct fc *c)
 {
 	struct tw_send_req *r;
-	while ((r = c->sq_head) != NULL) {
-		c->sq_head = r->next_;
-		if (c->sq_head == NULL)
-			c->sq_tail = NULL;
+	while ((r = STAILQ_FIRST(&c->sq)) != NULL) {
+		STAILQ_REMOVE_HEAD(&c->sq, link_);
 		c->nsq--;
 		r->done(r, c->close_st);
 	}
 	tw_fault_conn_closed(&t->base, &c->base, c->close_st);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		t->conns = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
+	TAILQ_REMOVE(&t->conns, c, link);
 	t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, c->close_st);
 	free(c);
 }
@@ -264,9 +247,10 @@ static int finish_closes(struct ft *t)
 {
 	int work = 0;
 	for (;;) {
-		struct fc *c = t->conns;
-		while (c != NULL && !c->closing)
-			c = c->next;
+		struct fc *c;
+		TAILQ_FOREACH(c, &t->conns, link)
+			if (c->closing)
+				break;
 		if (c == NULL)
 			return work;
 		end_finish(t, c);
@@ -285,10 +269,8 @@ static struct fc *end_new(struct ft *t, int local, int remote)
 	c->local = local;
 	c->remote = remote;
 	c->announce = true;
-	c->next = t->conns;
-	if (t->conns != NULL)
-		t->conns->prev = c;
-	t->conns = c;
+	STAILQ_INIT(&c->sq);
+	TAILQ_INSERT_HEAD(&t->conns, c, link);
 	return c;
 }
 
@@ -323,9 +305,7 @@ static tw_status f_connect(tw_transport *tt, const char *addr, tw_conn **out)
 		return TW_ENOMEM;
 	struct fc *s = end_new(lt, node, t->node);
 	if (s == NULL) {
-		t->conns = c->next;
-		if (c->next != NULL)
-			c->next->prev = NULL;
+		TAILQ_REMOVE(&t->conns, c, link);
 		free(c);
 		return TW_ENOMEM;
 	}
@@ -395,12 +375,7 @@ static tw_status f_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 			n->st.duplicated++;
 	}
 	n->st.sent++;
-	r->next_ = NULL;
-	if (c->sq_tail != NULL)
-		c->sq_tail->next_ = r;
-	else
-		c->sq_head = r;
-	c->sq_tail = r;
+	STAILQ_INSERT_TAIL(&c->sq, r, link_);
 	c->nsq++;
 	return TW_OK;
 }
@@ -452,7 +427,8 @@ static int f_poll(void *arg)
 	int work = 0;
 
 	/* Ends learn they are connected before anything arrives on them. */
-	for (struct fc *c = t->conns; c != NULL; c = c->next) {
+	struct fc *c;
+	TAILQ_FOREACH(c, &t->conns, link) {
 		if (c->announce && !c->closing) {
 			c->announce = false;
 			t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
@@ -461,41 +437,33 @@ static int f_poll(void *arg)
 	}
 	/* Sends queued before this poll have left. A done may send again:
 	 * that one completes on the next poll. */
-	for (struct fc *c = t->conns; c != NULL; c = c->next) {
-		if (c->closing || c->sq_head == NULL)
+	TAILQ_FOREACH(c, &t->conns, link) {
+		if (c->closing || STAILQ_EMPTY(&c->sq))
 			continue;
-		struct tw_send_req *r = c->sq_head;
-		c->sq_head = c->sq_tail = NULL;
+		struct tw_send_queue sq = STAILQ_HEAD_INITIALIZER(sq);
+		STAILQ_CONCAT(&sq, &c->sq);
 		work += (int)c->nsq;
 		c->nsq = 0;
-		while (r != NULL) {
-			struct tw_send_req *next = r->next_;
+		struct tw_send_req *r, *next;
+		STAILQ_FOREACH_SAFE(r, &sq, link_, next)
 			r->done(r, TW_OK);
-			r = next;
-		}
 	}
 	/* Take our deliverable frames first: upcalls send more, which wait
 	 * for the next poll as a reply on a real wire would. */
-	struct ff *head = NULL, *tail = NULL;
-	for (struct ff *f = n->qhead, *next; f != NULL; f = next) {
-		next = f->next;
+	struct ff_queue batch = TAILQ_HEAD_INITIALIZER(batch);
+	struct ff *f, *next;
+	TAILQ_FOREACH_SAFE(f, &n->q, link, next) {
 		if (f->d.dst->t != t || !deliverable(n, f))
 			continue;
 		q_unlink(n, f);
-		if (tail != NULL)
-			tail->next = f;
-		else
-			head = f;
-		tail = f;
+		TAILQ_INSERT_TAIL(&batch, f, link);
 	}
-	while (head != NULL) {
-		struct ff *f = head;
-		head = f->next;
-		f->next = NULL;
+	while ((f = TAILQ_FIRST(&batch)) != NULL) {
+		TAILQ_REMOVE(&batch, f, link);
 		work += deliver_one(t, f);
 	}
 	/* The peer closed in order and everything it sent has arrived. */
-	for (struct fc *c = t->conns; c != NULL; c = c->next)
+	TAILQ_FOREACH(c, &t->conns, link)
 		if (c->peer_fin && !c->closing && c->rx_queued == 0)
 			end_close(c, TW_EUNREACHABLE, false);
 	work += finish_closes(t);
@@ -506,16 +474,12 @@ static void f_destroy(tw_transport *tt)
 {
 	struct ft *t = (struct ft *)tt;
 	tw_fake_net *n = t->net;
-	for (struct fc *c = t->conns; c != NULL; c = c->next)
+	struct fc *c;
+	TAILQ_FOREACH(c, &t->conns, link)
 		end_close(c, TW_ESHUTDOWN, true);
 	(void)finish_closes(t);
 	tw_loop_remove_poller(t->base.loop, &t->poller);
-	if (t->prev != NULL)
-		t->prev->next = t->next;
-	else
-		n->ts = t->next;
-	if (t->next != NULL)
-		t->next->prev = t->prev;
+	TAILQ_REMOVE(&n->ts, t, link);
 	free(t);
 }
 
@@ -546,13 +510,11 @@ tw_status tw_fake_transport_create(tw_fake_net *n, tw_loop *l,
 	t->base.cbs = *cbs;
 	t->net = n;
 	t->node = NODE_NONE;
+	TAILQ_INIT(&t->conns);
 	t->poller.fn = f_poll;
 	t->poller.arg = t;
 	tw_loop_add_poller(l, &t->poller);
-	t->next = n->ts;
-	if (n->ts != NULL)
-		n->ts->prev = t;
-	n->ts = t;
+	TAILQ_INSERT_HEAD(&n->ts, t, link);
 	*out = &t->base;
 	return TW_OK;
 }
@@ -566,6 +528,8 @@ tw_status tw_fake_net_create(tw_fake_net **out)
 	*out = calloc(1, sizeof(**out));
 	if (*out == NULL)
 		return TW_ENOMEM;
+	TAILQ_INIT(&(*out)->ts);
+	TAILQ_INIT(&(*out)->q);
 	(*out)->auto_on = true;
 	return TW_OK;
 }
@@ -574,7 +538,7 @@ tw_status tw_fake_net_destroy(tw_fake_net *n)
 {
 	if (n == NULL)
 		return TW_OK;
-	if (n->ts != NULL)
+	if (!TAILQ_EMPTY(&n->ts))
 		return TW_EBUSY;
 	/* Every end is gone, so is every frame toward one: nothing queued. */
 	free(n);
@@ -633,7 +597,8 @@ size_t tw_fake_net_queued(const tw_fake_net *n, const char *from,
 	struct fdir d = {.from = parse_node(from), .to = parse_node(to),
 			 .used = true};
 	size_t k = 0;
-	for (const struct ff *f = n->qhead; f != NULL; f = f->next)
+	const struct ff *f;
+	TAILQ_FOREACH(f, &n->q, link)
 		if (dir_match(&d, f->d.from, f->d.to))
 			k++;
 	return k;
@@ -647,7 +612,8 @@ size_t tw_fake_net_deliver(tw_fake_net *n, const char *from, const char *to,
 	struct fdir d = {.from = parse_node(from), .to = parse_node(to),
 			 .used = true};
 	size_t k = 0;
-	for (struct ff *f = n->qhead; f != NULL && k < max; f = f->next) {
+	for (struct ff *f = TAILQ_FIRST(&n->q); f != NULL && k < max;
+	     f = TAILQ_NEXT(f, link)) {
 		if (f->d.released || !dir_match(&d, f->d.from, f->d.to))
 			continue;
 		f->d.released = true;
@@ -681,7 +647,8 @@ tw_status tw_fake_net_reorder(tw_fake_net *n, const char *from,
 		seen[perm[i]] = true;
 	}
 	size_t k = 0;
-	for (struct ff *f = n->qhead; f != NULL && k < count; f = f->next)
+	for (struct ff *f = TAILQ_FIRST(&n->q); f != NULL && k < count;
+	     f = TAILQ_NEXT(f, link))
 		if (dir_match(&d, f->d.from, f->d.to))
 			fs[k++] = f;
 	if (k < count) {
@@ -750,8 +717,10 @@ size_t tw_fake_net_break(tw_fake_net *n, const char *a, const char *b)
 		return 0;
 	int na = parse_node(a), nb = parse_node(b);
 	size_t k = 0;
-	for (struct ft *t = n->ts; t != NULL; t = t->next) {
-		for (struct fc *c = t->conns; c != NULL; c = c->next) {
+	struct ft *t;
+	struct fc *c;
+	TAILQ_FOREACH(t, &n->ts, link) {
+		TAILQ_FOREACH(c, &t->conns, link) {
 			if (c->closing || c->peer == NULL)
 				continue;
 			if ((node_match(na, c->local) && node_match(nb, c->remote)) ||
@@ -789,8 +758,10 @@ tw_status tw_fake_net_inject(tw_fake_net *n, const char *from, const char *to,
 	struct fdir d = {.from = parse_node(from), .to = parse_node(to),
 			 .used = true};
 	struct fc *best = NULL;
-	for (struct ft *t = n->ts; t != NULL; t = t->next)
-		for (struct fc *c = t->conns; c != NULL; c = c->next)
+	struct ft *t;
+	struct fc *c;
+	TAILQ_FOREACH(t, &n->ts, link)
+		TAILQ_FOREACH(c, &t->conns, link)
 			if (!c->closing && c->peer != NULL &&
 			    dir_match(&d, c->local, c->remote) &&
 			    (best == NULL || c->base.id < best->base.id))
