@@ -11,6 +11,7 @@
 #include "dataplane/dpdk.h"
 #include "dataplane/dpdk_limits.h"
 #include "dataplane/err.h"
+#include "dataplane/util.h"
 
 void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size)
 {
@@ -49,15 +50,7 @@ void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size)
 void tw_dpdk_opts_get(const struct tw_dpdk_opts *in, struct tw_dpdk_opts *o)
 {
 	tw_dpdk_opts_init(o, sizeof(*o));
-	if (in == NULL)
-		return;
-	size_t n = in->opts_size < sizeof(*o) ? in->opts_size : sizeof(*o);
-	/* Fields are copied whole or not at all: the struct only grows at
-	 * its end, so a prefix of whole fields is what an old caller has. */
-	size_t keep = sizeof(o->opts_size);
-	memcpy((char *)o + keep, (const char *)in + keep,
-	       n > keep ? n - keep : 0);
-	o->opts_size = sizeof(*o);
+	tw_opts_copy(o, sizeof(*o), in);
 }
 
 tw_status tw_dpdk_opts_check(const struct tw_dpdk_opts *in, uint32_t nqueues)

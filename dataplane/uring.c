@@ -58,13 +58,7 @@ void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size)
 void tw_uring_opts_get(const struct tw_uring_opts *in, struct tw_uring_opts *o)
 {
 	tw_uring_opts_init(o, sizeof(*o));
-	if (in == NULL)
-		return;
-	size_t n = in->opts_size < sizeof(*o) ? in->opts_size : sizeof(*o);
-	size_t keep = sizeof(o->opts_size);
-	memcpy((char *)o + keep, (const char *)in + keep,
-	       n > keep ? n - keep : 0);
-	o->opts_size = sizeof(*o);
+	tw_opts_copy(o, sizeof(*o), in);
 }
 
 tw_status tw_uring_opts_check(const struct tw_uring_opts *in)

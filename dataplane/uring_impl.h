@@ -13,6 +13,7 @@
 #include "dataplane/buf_impl.h"
 #include "dataplane/list.h"
 #include "dataplane/uring.h"
+#include "dataplane/util.h"
 
 /* liburing 2.3's headers predate the zero-copy usage report. */
 #ifndef IORING_SEND_ZC_REPORT_USAGE
@@ -21,9 +22,6 @@
 #ifndef IORING_NOTIF_USAGE_ZC_COPIED
 #define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
 #endif
-
-#define container_of(p, type, member)                                    \
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
 
 #define IOV_CAP 1024u                  /* IOV_MAX on Linux */
 #define BATCH_BYTES_MAX (1ull << 30)   /* cqe->res is an int */

@@ -684,8 +684,7 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 					  "(tw_agent_opts_init) and an out pointer");
 	struct tw_agent_opts o;
 	tw_agent_opts_init(&o, sizeof(o));
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
-	o.opts_size = sizeof(o);
+	tw_opts_copy(&o, sizeof(o), opts);
 	if (hooks != NULL && o.rendezvous == NULL)
 		o.rendezvous = "given://"; /* the members are given: none met */
 	tw_status st = check_opts(&o);

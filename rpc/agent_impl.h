@@ -18,12 +18,10 @@
 #include "dataplane/ring.h"
 #include "dataplane/timer.h"
 #include "dataplane/transport.h"
+#include "dataplane/util.h"
 #include "rpc/executor.h"
 #include "rpc/registry.h"
 #include "rpc/rendezvous.h"
-
-#define container_of(p, type, member)                                   \
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
 
 /* Messages a run loop's ring holds (calls, replies, control). A full
  * ring refuses tw_rpc_async (TW_ENOSPC): backpressure. */

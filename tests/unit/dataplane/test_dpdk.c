@@ -6,6 +6,8 @@
  * missing). */
 #include <criterion/criterion.h>
 
+#include "dataplane/util.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -36,8 +38,6 @@
 
 #include "tests/integration/h_net.h"
 
-#define container_of(p, type, member)                                    \
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
 
 static void clean_leftovers(void);
 

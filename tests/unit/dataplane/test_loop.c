@@ -7,6 +7,8 @@
 #include "dataplane/transport.h"
 
 #include <criterion/criterion.h>
+
+#include "dataplane/util.h"
 #include <liburing.h>
 #include <pthread.h>
 #include <sched.h>
@@ -21,7 +23,6 @@
 #define MS UINT64_C(1000000)
 #define SEC UINT64_C(1000000000)
 
-#define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
 static uint64_t mono_ns(void)
 {

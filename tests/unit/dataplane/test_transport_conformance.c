@@ -21,6 +21,8 @@
  * what a killed one left.
  */
 #include <criterion/criterion.h>
+
+#include "dataplane/util.h"
 #include <criterion/parameterized.h>
 
 #include <endian.h>
@@ -44,8 +46,6 @@
 
 #include "tests/integration/h_net.h"
 
-#define container_of(p, type, member)                                    \
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
 
 #define MS UINT64_C(1000000)
 /* Any wait: long enough that only a transport that stopped making progress

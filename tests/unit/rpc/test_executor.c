@@ -1,6 +1,8 @@
 /* Unit tests for rpc/executor.c: runs, a bounded queue, stop answers all. */
 #include <criterion/criterion.h>
 
+#include "dataplane/util.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -10,8 +12,6 @@
 
 #include "rpc/executor.h"
 
-#define container_of(p, type, member)                                    \
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
 
 static uint64_t now_ns(void)
 {
