@@ -10,7 +10,7 @@ fi
 pkgs="build-essential pkg-config meson ninja-build
       liburing-dev libcriterion-dev
       libdpdk-dev dpdk
-      clang libclang-rt-14-dev
+      clang libclang-rt-14-dev clang-format-14
       python3 python3-numpy
       iproute2"
 missing=""

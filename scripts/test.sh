@@ -1,5 +1,6 @@
 #!/bin/sh
 # The whole test suite, as CI runs it: installs dependencies, then
+#   0. the formatting check (scripts/check-format.sh, .clang-format),
 #   1. a -Werror build and `meson test` (unit, integration, corpus replay),
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
 #   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 60), on
@@ -37,6 +38,13 @@ run_suite() { # dir
 	fi
 	summary="$summary $1/meson-logs/testlog.json"
 }
+
+format_failed=0
+echo "== format: clang-format-14"
+if ! sh scripts/check-format.sh; then
+	status=1
+	format_failed=1
+fi
 
 echo "== build: -Werror"
 setup build-test -Dwerror=true -Dtests=true
@@ -80,7 +88,7 @@ for spec in fuzz_decode:$FUZZ_SECONDS fuzz_schema:$((FUZZ_SECONDS / 2)) \
 	rm -rf "$fuzz_work"
 done
 
-python3 - "$fuzz_passed" "$((fuzz_failed + sanitizer_failures))" $summary <<'PY'
+python3 - "$fuzz_passed" "$((fuzz_failed + sanitizer_failures + format_failed))" $summary <<'PY'
 import json, sys
 passed = int(sys.argv[1]); failed = int(sys.argv[2]); skipped = 0
 for path in sys.argv[3:]:
