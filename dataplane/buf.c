@@ -16,7 +16,7 @@
 
 /* Heap buffers put the header in front of the data, padded so the data
  * starts on the next 64-byte boundary of the one allocation. */
-#define HEAP_HDR_SIZE                                                   \
+#define HEAP_HDR_SIZE                                                          \
 	((sizeof(tw_buf) + TW_BUF_ALIGN - 1) & ~(size_t)(TW_BUF_ALIGN - 1))
 
 /* Largest buffer or region we hand out: objects above PTRDIFF_MAX break
@@ -96,8 +96,7 @@ tw_status tw_buf_from_user(void *data, size_t size, tw_buf_release_fn release,
 	return TW_OK;
 }
 
-tw_status tw_buf_slice(tw_buf *parent, size_t offset, size_t size,
-		       tw_buf **out)
+tw_status tw_buf_slice(tw_buf *parent, size_t offset, size_t size, tw_buf **out)
 {
 	if (out == NULL)
 		return TW_EINVAL;
@@ -186,9 +185,9 @@ _Static_assert(sizeof(struct pool_hdr) == TW_BUF_ALIGN,
 
 struct tw_buf_pool {
 	/* Read-only after create. */
-	struct pool_hdr *hdrs;   /* count headers */
-	unsigned char *region;   /* count * buf_size bytes of data: the
-				  * whole mapping */
+	struct pool_hdr *hdrs; /* count headers */
+	unsigned char *region; /* count * buf_size bytes of data: the
+				* whole mapping */
 	size_t region_len;
 	size_t buf_size;
 	uint32_t count;
@@ -239,12 +238,12 @@ static tw_status pool_opts_get(const struct tw_buf_pool_opts *in,
 		return TW_EINVAL;
 	tw_buf_pool_opts_init(o, sizeof(*o));
 
-#define OPT_COPY(field)                                                  \
-	do {                                                             \
-		if (offsetof(struct tw_buf_pool_opts, field) +           \
-			    sizeof(in->field) <=                         \
-		    in->opts_size)                                       \
-			o->field = in->field;                            \
+#define OPT_COPY(field)                                                        \
+	do {                                                                   \
+		if (offsetof(struct tw_buf_pool_opts, field) +                 \
+			    sizeof(in->field) <=                               \
+		    in->opts_size)                                             \
+			o->field = in->field;                                  \
 	} while (0)
 	OPT_COPY(buf_size);
 	OPT_COPY(count);
@@ -425,8 +424,8 @@ unsigned tw_buf_pool_get_burst(tw_buf_pool *pool, tw_buf **bufs, unsigned n)
 	unsigned got = tw_ring_mc_dequeue_burst(pool->free, (void **)bufs, n,
 						NULL);
 	if (got < n && atomic_load_explicit(&pool->hot, memory_order_relaxed) &&
-	    (bufs[got] = atomic_exchange_explicit(&pool->hot, NULL,
-						  memory_order_acquire)) != NULL)
+	    (bufs[got] = atomic_exchange_explicit(
+		     &pool->hot, NULL, memory_order_acquire)) != NULL)
 		got++;
 	for (unsigned i = 0; i < got; i++)
 		atomic_store_explicit(&bufs[i]->refcnt, 1,
@@ -467,7 +466,8 @@ uint32_t tw_buf_pool_in_use(const tw_buf_pool *pool)
 	 * extra atomic on get/put, and exact whenever the ring is quiescent.
 	 * Under traffic the ring count is a snapshot that can overshoot. */
 	uint32_t free_n = tw_ring_count(pool->free) +
-			  (atomic_load_explicit(&pool->hot, memory_order_relaxed) != NULL);
+			  (atomic_load_explicit(&pool->hot,
+						memory_order_relaxed) != NULL);
 	if (free_n > pool->count)
 		free_n = pool->count;
 	return pool->count - free_n;
@@ -501,8 +501,8 @@ struct tw_bigbuf_cache {
 	 * decrements: whoever drops the last one frees the cache after
 	 * every other holder's use of it (their unlocks included). */
 	_Atomic uint32_t refs;
-	pthread_mutex_t mu;        /* everything below */
-	bool closed;               /* owner gone: unmap what comes back */
+	pthread_mutex_t mu; /* everything below */
+	bool closed;        /* owner gone: unmap what comes back */
 	uint32_t n;
 	size_t bytes, max_bytes;
 	struct {
@@ -515,9 +515,9 @@ struct tw_bigbuf_cache {
  * tw_buf_release calls the release callback, then frees the header, which
  * starts the block: the context is read before it goes. */
 struct bigbuf {
-	tw_buf b;                  /* first */
-	tw_bigbuf_cache *bc;       /* NULL: no cache, unmap on release */
-	size_t maplen;             /* of the mapping at b.data */
+	tw_buf b;            /* first */
+	tw_bigbuf_cache *bc; /* NULL: no cache, unmap on release */
+	size_t maplen;       /* of the mapping at b.data */
 };
 
 static void bigcache_put(tw_bigbuf_cache *bc)
@@ -537,7 +537,8 @@ tw_status tw_bigbuf_cache_create(size_t max_bytes, tw_bigbuf_cache **out)
 	tw_bigbuf_cache *bc = calloc(1, sizeof(*bc));
 	*out = bc;
 	if (bc == NULL)
-		return tw_fail_static(TW_ENOMEM, "big buffer cache: out of memory");
+		return tw_fail_static(TW_ENOMEM,
+				      "big buffer cache: out of memory");
 	atomic_init(&bc->refs, 1);
 	pthread_mutex_init(&bc->mu, NULL);
 	bc->max_bytes = max_bytes;

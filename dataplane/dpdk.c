@@ -18,12 +18,12 @@
 #include "dataplane/list.h"
 
 #define MAX_BURST TW_DPDK_MAX_BURST
-#define TXB_CAP 512u          /* packets built, not yet taken by the PMD */
-#define CTL_RESERVE 32u       /* of TXB_CAP kept for acks and control */
+#define TXB_CAP 512u    /* packets built, not yet taken by the PMD */
+#define CTL_RESERVE 32u /* of TXB_CAP kept for acks and control */
 #define MAX_RX_WINDOW TW_DPDK_MAX_RX_WINDOW
-#define EXT_REF_MAX 60000u    /* shinfo refcnt is 16 bits */
+#define EXT_REF_MAX 60000u /* shinfo refcnt is 16 bits */
 #define DESTROY_NS (2ull * 1000 * 1000 * 1000)
-#define RTO_BACKOFF_MAX 3u    /* rto doubles up to 8x without progress */
+#define RTO_BACKOFF_MAX 3u /* rto doubles up to 8x without progress */
 
 _Static_assert(TWP_ERR_COUNT_ <= TW_DPDK_BAD_REASONS,
 	       "every packet error has its counter");
@@ -45,9 +45,9 @@ struct txm {
 	struct dt *t;
 	uint64_t len;
 	uint32_t first_seq, npkts, msg;
-	bool assigned;              /* first_seq/npkts/msg are set */
-	bool finished;              /* acked or failed: no more packets */
-	bool ext_used;              /* shinfo holds our reference */
+	bool assigned; /* first_seq/npkts/msg are set */
+	bool finished; /* acked or failed: no more packets */
+	bool ext_used; /* shinfo holds our reference */
 	tw_status st;
 	/* Where packetization stands: byte cur_off of the frame is byte
 	 * cur_iov_off of iov[cur_iov]. */
@@ -66,7 +66,7 @@ struct ooo_slot {
 };
 
 struct dsess {
-	tw_conn base;               /* first */
+	tw_conn base; /* first */
 	struct dt *t;
 	uint32_t id, peer_id;
 	struct twp_ep peer;
@@ -80,18 +80,18 @@ struct dsess {
 	STAILQ_HEAD(, txm) txq;
 	struct txm *snd_cur;
 	uint32_t una, snd_nxt, snd_max, next_msg;
-	uint32_t held;              /* send requests whose done has not run */
-	uint32_t rto_count;         /* timeouts without progress */
-	uint32_t fast_una;          /* una of the last fast retransmit */
+	uint32_t held;      /* send requests whose done has not run */
+	uint32_t rto_count; /* timeouts without progress */
+	uint32_t fast_una;  /* una of the last fast retransmit */
 	bool fast_done;
 
 	/* Receiving. */
 	uint32_t rcv_next, rcv_msg;
 	tw_buf *rx_buf;
 	uint64_t rx_len, rx_have;
-	tw_frame_hdr rx_hdr;        /* the frame's, decoded from its first packet */
+	tw_frame_hdr rx_hdr; /* the frame's, decoded from its first packet */
 	bool rx_active;
-	struct ooo_slot *ooo;       /* rx_window slots, by seq % rx_window */
+	struct ooo_slot *ooo; /* rx_window slots, by seq % rx_window */
 	uint32_t ooo_count;
 	uint32_t nak_for;
 	bool nak_sent;
@@ -103,19 +103,19 @@ struct dsess {
 	bool in_ctl, in_ready, in_reap;
 	STAILQ_ENTRY(dsess) ctl_link, ready_link;
 	SLIST_ENTRY(dsess) reap_link;
-	TAILQ_ENTRY(dsess) link;    /* in t->sessions */
+	TAILQ_ENTRY(dsess) link; /* in t->sessions */
 
 	struct tw_timer rto, ka;
 };
 
 struct dt {
-	tw_transport base;          /* first */
+	tw_transport base; /* first */
 	struct tw_dpdk_opts o;
 	tw_dpdk_env *env;
 	struct tw_dpdk_queue *dq;
 	uint16_t q, port_id;
 	uint32_t burst, win;
-	int64_t lend_max;           /* received mbufs lent up at most */
+	int64_t lend_max; /* received mbufs lent up at most */
 	uint64_t ka_ns;
 	struct twp_ep self;
 	struct twp_local local;
@@ -123,19 +123,19 @@ struct dt {
 	bool poller_on, listening, destroying, zc;
 	bool sw_udp_csum;
 
-	struct dsess **slots;       /* max_sessions */
+	struct dsess **slots; /* max_sessions */
 	uint16_t *gen;
 	uint32_t slot_hint;
 	TAILQ_HEAD(, dsess) sessions; /* newest first */
 	uint32_t nsess;
 	uint64_t next_conn_id;
-	STAILQ_HEAD(, dsess) ready;  /* data to send, round robin */
-	STAILQ_HEAD(, dsess) ctl;    /* control packets to send */
-	SLIST_HEAD(, dsess) reap;    /* closed, newest first */
+	STAILQ_HEAD(, dsess) ready; /* data to send, round robin */
+	STAILQ_HEAD(, dsess) ctl;   /* control packets to send */
+	SLIST_HEAD(, dsess) reap;   /* closed, newest first */
 
 	SLIST_HEAD(, txm) txm_free;
-	STAILQ_HEAD(, txm) done;     /* finished frames whose done is due */
-	uint32_t ext_waiting;       /* finished frames the NIC still reads */
+	STAILQ_HEAD(, txm) done; /* finished frames whose done is due */
+	uint32_t ext_waiting;    /* finished frames the NIC still reads */
 
 	struct rte_mbuf **txb;
 	uint32_t txn;
@@ -318,8 +318,8 @@ static bool send_ctl(struct dt *t, const struct twp_ep *dst,
 static void send_reset(struct dt *t, const struct twp_ep *dst,
 		       uint32_t dst_sess, uint32_t src_sess)
 {
-	struct twp_hdr h = { .type = TWP_RESET, .dst_sess = dst_sess,
-			     .src_sess = src_sess };
+	struct twp_hdr h = {
+		.type = TWP_RESET, .dst_sess = dst_sess, .src_sess = src_sess};
 	if (send_ctl(t, dst, &h))
 		t->st.resets_tx++;
 }
@@ -353,7 +353,8 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 {
 	uint32_t k = seq - x->first_seq;
 	uint64_t off = (uint64_t)k * s->mss;
-	uint32_t plen = (uint32_t)(x->len - off < s->mss ? x->len - off : s->mss);
+	uint32_t plen = (uint32_t)(x->len - off < s->mss ? x->len - off
+							 : s->mss);
 
 	struct rte_mbuf *head = rte_pktmbuf_alloc(t->dq->tx_mp);
 	if (head == NULL) {
@@ -387,13 +388,15 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 			x->cur_iov_off = 0;
 		}
 		const struct iovec *v = &iov[x->cur_iov];
-		const uint8_t *src = (const uint8_t *)v->iov_base + x->cur_iov_off;
+		const uint8_t *src = (const uint8_t *)v->iov_base +
+				     x->cur_iov_off;
 		size_t avail = v->iov_len - x->cur_iov_off;
 		uint32_t n = avail < plen - pos ? (uint32_t)avail : plen - pos;
 		bool zc = t->zc && v->iov_len >= t->o.zc_threshold &&
 			  (!x->ext_used ||
 			   rte_mbuf_ext_refcnt_read(&x->shinfo) < EXT_REF_MAX);
-		struct rte_mbuf *em = zc ? rte_pktmbuf_alloc(t->dq->ext_mp) : NULL;
+		struct rte_mbuf *em = zc ? rte_pktmbuf_alloc(t->dq->ext_mp)
+					 : NULL;
 		if (em != NULL) {
 			if (!x->ext_used) {
 				x->shinfo.free_cb = ext_free_cb;
@@ -416,7 +419,8 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 			if (ext) {
 				/* Bytes after an external segment need a
 				 * segment of their own. */
-				struct rte_mbuf *cm = rte_pktmbuf_alloc(t->dq->tx_mp);
+				struct rte_mbuf *cm =
+					rte_pktmbuf_alloc(t->dq->tx_mp);
 				if (cm == NULL) {
 					rte_pktmbuf_free(head);
 					t->st.tx_nombuf++;
@@ -464,8 +468,9 @@ static bool build_data(struct dt *t, struct dsess *s)
 	struct txm *x = s->snd_cur;
 	if (!x->assigned) {
 		x->first_seq = s->snd_nxt;
-		x->npkts = x->len == 0 ? 1
-				       : (uint32_t)((x->len + s->mss - 1) / s->mss);
+		x->npkts = x->len == 0
+				   ? 1
+				   : (uint32_t)((x->len + s->mss - 1) / s->mss);
 		x->msg = s->next_msg++;
 		x->assigned = true;
 	}
@@ -523,19 +528,19 @@ static void tx_ctl(struct dt *t)
 		s->in_ctl = false;
 		bool keep = false;
 		if (s->state == S_CONNECTING && s->connect_due) {
-			struct twp_hdr h = { .type = TWP_CONNECT,
-					     .src_sess = s->id,
-					     .frame_len = t->env->mss };
+			struct twp_hdr h = {.type = TWP_CONNECT,
+					    .src_sess = s->id,
+					    .frame_len = t->env->mss};
 			if (send_ctl(t, &s->peer, &h))
 				s->connect_due = false;
 			else
 				keep = true;
 		}
 		if (s->state == S_OPEN && s->accept_due) {
-			struct twp_hdr h = { .type = TWP_ACCEPT,
-					     .dst_sess = s->peer_id,
-					     .src_sess = s->id,
-					     .frame_len = t->env->mss };
+			struct twp_hdr h = {.type = TWP_ACCEPT,
+					    .dst_sess = s->peer_id,
+					    .src_sess = s->id,
+					    .frame_len = t->env->mss};
 			if (send_ctl(t, &s->peer, &h))
 				s->accept_due = false;
 			else
@@ -545,9 +550,10 @@ static void tx_ctl(struct dt *t)
 		    (s->ack_due || s->nak_due || s->ping_due)) {
 			struct twp_hdr h = {
 				.type = TWP_ACK,
-				.flags = (uint8_t)((s->nak_due ? TWP_F_NAK : 0) |
-						   (s->ping_due ? TWP_F_ACK_REQ
-								: 0)),
+				.flags =
+					(uint8_t)((s->nak_due ? TWP_F_NAK : 0) |
+						  (s->ping_due ? TWP_F_ACK_REQ
+							       : 0)),
 				.dst_sess = s->peer_id,
 				.src_sess = s->id,
 				.ack = s->rcv_next,
@@ -751,7 +757,8 @@ static void rto_fire(struct tw_timer *tm, void *arg)
 		s->connect_due = true;
 		ctl_add(s);
 		s->rto_count++;
-		tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns << shift);
+		tw_loop_timer_after(t->base.loop, &s->rto,
+				    t->o.rto_ns << shift);
 		return;
 	}
 	if (s->state != S_OPEN || s->una == s->snd_max)
@@ -833,7 +840,8 @@ static void mbuf_release(void *ctx, void *data, size_t size)
 	(void)data;
 	(void)size;
 	struct rte_mbuf *m = ctx;
-	struct tw_dpdk_queue *dq = *(struct tw_dpdk_queue **)rte_mbuf_to_priv(m);
+	struct tw_dpdk_queue *dq =
+		*(struct tw_dpdk_queue **)rte_mbuf_to_priv(m);
 	rte_pktmbuf_free(m);
 	atomic_fetch_sub_explicit(&dq->lent, 1, memory_order_release);
 }
@@ -888,7 +896,8 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			/* As every transport: a newer peer's header ends the
 			 * session with TW_EVERSION, anything else wrong with
 			 * TW_EPROTO (transport.h). */
-			sess_fail(s, hst == TW_EVERSION ? TW_EVERSION : TW_EPROTO,
+			sess_fail(s,
+				  hst == TW_EVERSION ? TW_EVERSION : TW_EPROTO,
 				  true);
 			return true;
 		}
@@ -898,7 +907,8 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			/* In place, unless the layer above already holds
 			 * half the receive pool: then a copy, or it would
 			 * starve the queue of buffers for acks too. */
-			if (((uintptr_t)payload & (TW_FRAME_SEG_ALIGN - 1)) == 0 &&
+			if (((uintptr_t)payload & (TW_FRAME_SEG_ALIGN - 1)) ==
+				    0 &&
 			    m->priv_size >= sizeof(void *) &&
 			    atomic_load_explicit(&t->dq->lent,
 						 memory_order_relaxed) <
@@ -937,8 +947,8 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		s->rx_active = true;
 		return true;
 	}
-	if (!s->rx_active || h->msg != s->rcv_msg || h->frame_off != s->rx_have ||
-	    h->frame_len != s->rx_len) {
+	if (!s->rx_active || h->msg != s->rcv_msg ||
+	    h->frame_off != s->rx_have || h->frame_len != s->rx_len) {
 		rte_pktmbuf_free(m);
 		t->st.bad_frames++;
 		sess_fail(s, TW_EPROTO, true);
@@ -1040,9 +1050,9 @@ static struct dsess *sess_by_peer(struct dt *t, const struct twp_ep *ep,
 {
 	struct dsess *s;
 	TAILQ_FOREACH(s, &t->sessions, link)
-		if (s->peer_id == peer_id && s->peer.ip == ep->ip &&
-		    s->peer.port == ep->port && s->state != S_CLOSED)
-			return s;
+	if (s->peer_id == peer_id && s->peer.ip == ep->ip &&
+	    s->peer.port == ep->port && s->state != S_CLOSED)
+		return s;
 	return NULL;
 }
 
@@ -1340,7 +1350,7 @@ static void d_destroy(tw_transport *tt)
 	t->destroying = true;
 	struct dsess *s;
 	TAILQ_FOREACH(s, &t->sessions, link)
-		sess_fail(s, TW_ESHUTDOWN, true);
+	sess_fail(s, TW_ESHUTDOWN, true);
 	/* Let the RESETs out and the NIC give back what it reads. */
 	uint64_t deadline = tw_now_ns() + DESTROY_NS;
 	uint32_t stalls = 0;
@@ -1391,8 +1401,7 @@ static void d_destroy(tw_transport *tt)
 	free_all(t);
 }
 
-tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,
-				   uint16_t queue,
+tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 				   const struct tw_dpdk_opts *in,
 				   const struct tw_transport_cbs *cbs,
 				   tw_transport **out)

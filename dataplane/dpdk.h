@@ -167,10 +167,10 @@ struct tw_dpdk_port_info {
 	uint8_t mac[6];
 	char driver[32];
 	bool tx_ip_csum, tx_udp_csum, rx_ip_csum, rx_udp_csum;
-	bool multi_seg;            /* chains on transmit: zero-copy possible */
+	bool multi_seg; /* chains on transmit: zero-copy possible */
 	bool iova_va;
-	bool flow_steering;        /* rte_flow rules installed */
-	uint16_t mss;              /* frame bytes per packet */
+	bool flow_steering; /* rte_flow rules installed */
+	uint16_t mss;       /* frame bytes per packet */
 };
 void tw_dpdk_env_info(const tw_dpdk_env *env, struct tw_dpdk_port_info *i);
 
@@ -184,8 +184,7 @@ tw_status tw_dpdk_mem_register(tw_dpdk_env *env, void *base, size_t len);
  * every session (TW_ESHUTDOWN), flushes and waits (up to 2 s) for the NIC
  * to release external buffers, so call it between iterations, as
  * uring's. */
-tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,
-				   uint16_t queue,
+tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 				   const struct tw_dpdk_opts *o,
 				   const struct tw_transport_cbs *cbs,
 				   tw_transport **out);
@@ -195,26 +194,26 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env,
 
 struct tw_dpdk_stats {
 	uint64_t frames_tx, frames_rx, bytes_tx, bytes_rx;
-	uint64_t pkts_tx, pkts_rx;     /* every packet of ours */
-	uint64_t data_pkts_tx;         /* data packets, retransmits included */
-	uint64_t retransmits;          /* data packets sent again */
+	uint64_t pkts_tx, pkts_rx; /* every packet of ours */
+	uint64_t data_pkts_tx;     /* data packets, retransmits included */
+	uint64_t retransmits;      /* data packets sent again */
 	uint64_t rto_fires, fast_rexmits, naks_tx;
 	uint64_t acks_tx, pings_tx, resets_tx, resets_rx;
-	uint64_t dup_pkts;             /* data older than expected: dropped */
-	uint64_t ooo_pkts;             /* ahead of expected: held */
-	uint64_t ooo_drops;            /* ahead beyond the window: dropped */
-	uint64_t bad_pkts;             /* failed validation */
-	uint64_t bad_frames;           /* frame header or packet sequence
-					* wrong: session ended (TW_EPROTO) */
+	uint64_t dup_pkts;   /* data older than expected: dropped */
+	uint64_t ooo_pkts;   /* ahead of expected: held */
+	uint64_t ooo_drops;  /* ahead beyond the window: dropped */
+	uint64_t bad_pkts;   /* failed validation */
+	uint64_t bad_frames; /* frame header or packet sequence
+			      * wrong: session ended (TW_EPROTO) */
 	uint64_t bad_by_reason[TW_DPDK_BAD_REASONS];
-	uint64_t foreign_pkts;         /* valid, not for a session of ours */
+	uint64_t foreign_pkts; /* valid, not for a session of ours */
 	uint64_t steered_out, steered_in, steer_drops;
-	uint64_t tx_full;              /* tx_burst took less than offered */
-	uint64_t tx_nombuf;            /* no mbuf to build a packet */
-	uint64_t zc_segs, zc_bytes;    /* external buffers attached */
-	uint64_t copied_bytes;         /* frame bytes copied into mbufs */
-	uint64_t rx_inplace;           /* frames handed up in their mbuf */
-	uint64_t rx_copied;            /* frames reassembled by copy */
+	uint64_t tx_full;           /* tx_burst took less than offered */
+	uint64_t tx_nombuf;         /* no mbuf to build a packet */
+	uint64_t zc_segs, zc_bytes; /* external buffers attached */
+	uint64_t copied_bytes;      /* frame bytes copied into mbufs */
+	uint64_t rx_inplace;        /* frames handed up in their mbuf */
+	uint64_t rx_copied;         /* frames reassembled by copy */
 	uint64_t sessions_opened, sessions_accepted, sessions_dead;
 	uint64_t sessions_closed;
 };

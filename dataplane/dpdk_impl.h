@@ -42,28 +42,30 @@ struct tw_dpdk_queue {
 void tw_dpdk_opts_get(const struct tw_dpdk_opts *in, struct tw_dpdk_opts *o);
 
 struct tw_dpdk_env {
-	uint32_t id;                /* process-unique, for object names */
+	uint32_t id; /* process-unique, for object names */
 	uint16_t port_id;
 	uint16_t nq;
-	bool probed;                /* we hot-plugged the port: remove it */
-	bool af_xdp;                /* net_af_xdp: its UMEM is our rx pool */
+	bool probed; /* we hot-plugged the port: remove it */
+	bool af_xdp; /* net_af_xdp: its UMEM is our rx pool */
 	struct rte_device *dev;
 	char devname[64];
-	struct tw_dpdk_opts o;      /* options as given (env part used) */
-	struct twp_ep ep;           /* our MAC and IP; port per queue */
-	uint16_t base_port;         /* host order */
+	struct tw_dpdk_opts o; /* options as given (env part used) */
+	struct twp_ep ep;      /* our MAC and IP; port per queue */
+	uint16_t base_port;    /* host order */
 	uint16_t mtu;
 	uint32_t mss;
 	bool tx_ip_csum, tx_udp_csum, rx_ip_csum, rx_udp_csum;
 	bool multi_seg, iova_va, flow_steering;
 	char driver[32];
-	struct rte_flow **flows;    /* nq, when flow_steering */
-	struct tw_dpdk_queue *q;    /* nq */
+	struct rte_flow **flows; /* nq, when flow_steering */
+	struct tw_dpdk_queue *q; /* nq */
 	/* net_af_xdp: XDP sockets its queue setup opened (dpdk_port.c) */
-	struct { int fd; uint64_t ino; } xsk[TW_DPDK_MAX_XSK],
-		xsk_pre[TW_DPDK_MAX_XSK];
+	struct {
+		int fd;
+		uint64_t ino;
+	} xsk[TW_DPDK_MAX_XSK], xsk_pre[TW_DPDK_MAX_XSK];
 	uint32_t nxsk, nxsk_pre;
-	bool xsk_unsure;            /* too many to tell: close none */
+	bool xsk_unsure; /* too many to tell: close none */
 };
 
 #endif

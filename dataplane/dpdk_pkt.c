@@ -136,7 +136,7 @@ uint32_t twp_csum_add(uint32_t sum, const void *data, size_t len, bool odd)
 	}
 	if (len) {
 		/* The lone last byte is the first of its word. */
-		uint8_t tail[2] = { p[0], 0 };
+		uint8_t tail[2] = {p[0], 0};
 		uint16_t w;
 		memcpy(&w, tail, 2);
 		acc += w;
@@ -235,7 +235,7 @@ void twp_l2l4_build(uint8_t *d, const struct twp_ep *src,
 	ip[0] = 0x45;
 	ip[1] = 0;
 	wr_be16(ip + 2, (uint16_t)(TWP_IP_LEN + TWP_UDP_LEN + udp_payload));
-	wr_be16(ip + 4, 0);      /* id: DF, never fragmented (RFC 6864) */
+	wr_be16(ip + 4, 0); /* id: DF, never fragmented (RFC 6864) */
 	wr_be16(ip + 6, IP_DF);
 	ip[8] = TWP_IP_TTL;
 	ip[9] = IP_PROTO_UDP;
@@ -475,9 +475,9 @@ int twp_addr_parse(const char *s, struct twp_ep *ep, bool need_mac,
 int twp_addr_format(char *dst, size_t n, const struct twp_ep *ep)
 {
 	char ip[INET_ADDRSTRLEN];
-	struct in_addr a = { .s_addr = ep->ip };
+	struct in_addr a = {.s_addr = ep->ip};
 	inet_ntop(AF_INET, &a, ip, sizeof(ip));
-	return snprintf(dst, n, "udp://%s:%u/%02x:%02x:%02x:%02x:%02x:%02x",
-			ip, (unsigned)ntohs(ep->port), ep->mac[0], ep->mac[1],
+	return snprintf(dst, n, "udp://%s:%u/%02x:%02x:%02x:%02x:%02x:%02x", ip,
+			(unsigned)ntohs(ep->port), ep->mac[0], ep->mac[1],
 			ep->mac[2], ep->mac[3], ep->mac[4], ep->mac[5]);
 }

@@ -44,7 +44,7 @@ extern "C" {
 #define TWP_UDP_LEN 8u
 #define TWP_L2L4_LEN 42u
 #define TWP_HDR_LEN 46u
-#define TWP_HEADERS (TWP_L2L4_LEN + TWP_HDR_LEN) /* 88 */
+#define TWP_HEADERS (TWP_L2L4_LEN + TWP_HDR_LEN)                 /* 88 */
 #define TWP_OVERHEAD_L3 (TWP_IP_LEN + TWP_UDP_LEN + TWP_HDR_LEN) /* 74 */
 #define TWP_MAGIC 0x5754u
 #define TWP_VERSION 1u
@@ -53,7 +53,7 @@ extern "C" {
 
 enum twp_type {
 	TWP_DATA = 1,
-	TWP_ACK = 2,     /* flags: ACK_REQ (keepalive), NAK (gap seen) */
+	TWP_ACK = 2, /* flags: ACK_REQ (keepalive), NAK (gap seen) */
 	TWP_CONNECT = 3,
 	TWP_ACCEPT = 4,
 	TWP_RESET = 5,
@@ -72,37 +72,37 @@ struct twp_hdr {
 /* One end of a flow: MAC, IPv4 and UDP port in network byte order. */
 struct twp_ep {
 	uint8_t mac[6];
-	uint32_t ip;    /* network order */
-	uint16_t port;  /* network order */
+	uint32_t ip;   /* network order */
+	uint16_t port; /* network order */
 };
 
 /* Why a packet was refused. Values index tw_dpdk_stats.bad_by_reason. */
 enum twp_err {
 	TWP_OK = 0,
-	TWP_E_SHORT,        /* shorter than the headers */
-	TWP_E_ETH_DST,      /* not our MAC */
-	TWP_E_ETH_TYPE,     /* not IPv4 (VLAN tags included) */
+	TWP_E_SHORT,    /* shorter than the headers */
+	TWP_E_ETH_DST,  /* not our MAC */
+	TWP_E_ETH_TYPE, /* not IPv4 (VLAN tags included) */
 	TWP_E_IP_VERSION,
-	TWP_E_IP_IHL,       /* options (IHL != 5) */
-	TWP_E_IP_LEN,       /* total length vs the frame */
-	TWP_E_IP_FRAG,      /* MF set or fragment offset != 0 */
-	TWP_E_IP_PROTO,     /* not UDP */
+	TWP_E_IP_IHL,   /* options (IHL != 5) */
+	TWP_E_IP_LEN,   /* total length vs the frame */
+	TWP_E_IP_FRAG,  /* MF set or fragment offset != 0 */
+	TWP_E_IP_PROTO, /* not UDP */
 	TWP_E_IP_TTL,
 	TWP_E_IP_CSUM,
-	TWP_E_IP_DST,       /* not our address */
-	TWP_E_IP_SRC,       /* multicast, broadcast, zero */
+	TWP_E_IP_DST, /* not our address */
+	TWP_E_IP_SRC, /* multicast, broadcast, zero */
 	TWP_E_UDP_LEN,
 	TWP_E_UDP_CSUM,
-	TWP_E_UDP_PORT,     /* not one of our queues' ports */
+	TWP_E_UDP_PORT, /* not one of our queues' ports */
 	TWP_E_MAGIC,
 	TWP_E_VERSION,
 	TWP_E_TYPE,
 	TWP_E_FLAGS,
 	TWP_E_RESERVED,
-	TWP_E_LEN,          /* len vs UDP length, or over mss */
-	TWP_E_FIELDS,       /* a field the type must leave zero is not */
-	TWP_E_FRAME,        /* frame_off + len > frame_len, ... */
-	TWP_E_ETH_SRC,      /* multicast source MAC */
+	TWP_E_LEN,     /* len vs UDP length, or over mss */
+	TWP_E_FIELDS,  /* a field the type must leave zero is not */
+	TWP_E_FRAME,   /* frame_off + len > frame_len, ... */
+	TWP_E_ETH_SRC, /* multicast source MAC */
 	TWP_ERR_COUNT_
 };
 
@@ -112,17 +112,17 @@ const char *twp_err_name(enum twp_err e);
 /* The receiver's view of itself. */
 struct twp_local {
 	uint8_t mac[6];
-	uint32_t ip;          /* network order */
-	uint16_t base_port;   /* host order */
-	uint16_t nports;      /* ports base .. base + nports - 1 are ours */
-	uint32_t mss;         /* largest len accepted */
+	uint32_t ip;        /* network order */
+	uint16_t base_port; /* host order */
+	uint16_t nports;    /* ports base .. base + nports - 1 are ours */
+	uint32_t mss;       /* largest len accepted */
 };
 
 /* What a valid packet said. payload points into the packet. */
 struct twp_pkt {
 	struct twp_ep src;
-	uint16_t dst_port;    /* host order */
-	uint16_t queue;       /* dst_port - base_port */
+	uint16_t dst_port; /* host order */
+	uint16_t queue;    /* dst_port - base_port */
 	struct twp_hdr h;
 	const uint8_t *payload;
 };

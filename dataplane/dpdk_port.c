@@ -40,8 +40,8 @@
 /* EAL                                                                 */
 
 static pthread_mutex_t eal_mu = PTHREAD_MUTEX_INITIALIZER;
-static int eal_state;          /* 0 not yet, 1 up, -1 failed */
-static char **eal_argv;        /* kept: the EAL may point into it */
+static int eal_state;   /* 0 not yet, 1 up, -1 failed */
+static char **eal_argv; /* kept: the EAL may point into it */
 static _Atomic uint32_t env_ids;
 static _Atomic uint32_t envs_live; /* envs not destroyed yet */
 
@@ -125,8 +125,9 @@ void tw_dpdk_eal_cleanup(void)
 		 * never destroyed) would then call into a closed device. The
 		 * process is ending anyway: leave the EAL as it is. */
 		pthread_mutex_unlock(&eal_mu);
-		fprintf(stderr, "tensorwire: DPDK EAL cleanup skipped: %u "
-				"port(s) still in use (an agent not shut down?)\n",
+		fprintf(stderr,
+			"tensorwire: DPDK EAL cleanup skipped: %u "
+			"port(s) still in use (an agent not shut down?)\n",
 			(unsigned)atomic_load(&envs_live));
 		return;
 	}
@@ -140,8 +141,7 @@ void tw_dpdk_eal_cleanup(void)
 /* ------------------------------------------------------------------ */
 /* Port                                                                */
 
-static int port_find(const char *spec, struct tw_dpdk_env *e,
-		     const char **why)
+static int port_find(const char *spec, struct tw_dpdk_env *e, const char **why)
 {
 	if (spec == NULL || *spec == '\0') {
 		uint16_t pid;
@@ -197,13 +197,13 @@ static struct rte_mempool *pool_create_dense(const char *name, uint32_t n,
 		.mbuf_priv_size = priv,
 	};
 	unsigned elt = (unsigned)sizeof(struct rte_mbuf) + priv + room;
-	struct rte_mempool *mp = rte_mempool_create_empty(
-		name, n, elt, cache, sizeof(pp), sock,
-		RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+	struct rte_mempool *mp =
+		rte_mempool_create_empty(name, n, elt, cache, sizeof(pp), sock,
+					 RTE_MEMPOOL_F_NO_IOVA_CONTIG);
 	if (mp == NULL)
 		return NULL;
-	if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(),
-				       NULL) != 0)
+	if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL) !=
+	    0)
 		goto fail;
 	rte_pktmbuf_pool_init(mp, &pp);
 	if (rte_mempool_populate_default(mp) < 0 || mp->nb_mem_chunks != 1)
@@ -223,8 +223,7 @@ fail:
  * sockets a port's queue setup opened are noted here (fd and inode) and
  * closed after the port is closed and removed, if still open.
  */
-static bool xsk_in(const struct tw_dpdk_env *e, bool pre, int fd,
-		   uint64_t ino)
+static bool xsk_in(const struct tw_dpdk_env *e, bool pre, int fd, uint64_t ino)
 {
 	uint32_t n = pre ? e->nxsk_pre : e->nxsk;
 	for (uint32_t i = 0; i < n; i++) {
@@ -252,7 +251,8 @@ static void xsk_scan(struct tw_dpdk_env *e, bool before)
 		int dom = 0;
 		socklen_t dl = sizeof(dom);
 		struct stat st;
-		if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) != 0 ||
+		if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) !=
+			    0 ||
 		    dom != AF_XDP || fstat((int)fd, &st) != 0)
 			continue;
 		uint64_t ino = (uint64_t)st.st_ino;
@@ -292,30 +292,33 @@ static bool flow_install(struct tw_dpdk_env *e)
 	if (e->flows == NULL)
 		return false;
 	for (uint16_t q = 0; q < e->nq; q++) {
-		struct rte_flow_attr attr = { .ingress = 1 };
-		struct rte_flow_item_ipv4 ip_spec = { .hdr.dst_addr = e->ep.ip };
-		struct rte_flow_item_ipv4 ip_mask = { .hdr.dst_addr = 0xffffffffu };
+		struct rte_flow_attr attr = {.ingress = 1};
+		struct rte_flow_item_ipv4 ip_spec = {.hdr.dst_addr = e->ep.ip};
+		struct rte_flow_item_ipv4 ip_mask = {
+			.hdr.dst_addr = 0xffffffffu};
 		struct rte_flow_item_udp udp_spec = {
-			.hdr.dst_port = htons((uint16_t)(e->base_port + q))
-		};
-		struct rte_flow_item_udp udp_mask = { .hdr.dst_port = 0xffff };
+			.hdr.dst_port = htons((uint16_t)(e->base_port + q))};
+		struct rte_flow_item_udp udp_mask = {.hdr.dst_port = 0xffff};
 		struct rte_flow_item pat[] = {
-			{ .type = RTE_FLOW_ITEM_TYPE_ETH },
-			{ .type = RTE_FLOW_ITEM_TYPE_IPV4, .spec = &ip_spec,
-			  .mask = &ip_mask },
-			{ .type = RTE_FLOW_ITEM_TYPE_UDP, .spec = &udp_spec,
-			  .mask = &udp_mask },
-			{ .type = RTE_FLOW_ITEM_TYPE_END },
+			{.type = RTE_FLOW_ITEM_TYPE_ETH},
+			{.type = RTE_FLOW_ITEM_TYPE_IPV4,
+			 .spec = &ip_spec,
+			 .mask = &ip_mask},
+			{.type = RTE_FLOW_ITEM_TYPE_UDP,
+			 .spec = &udp_spec,
+			 .mask = &udp_mask},
+			{.type = RTE_FLOW_ITEM_TYPE_END},
 		};
-		struct rte_flow_action_queue qa = { .index = q };
+		struct rte_flow_action_queue qa = {.index = q};
 		struct rte_flow_action act[] = {
-			{ .type = RTE_FLOW_ACTION_TYPE_QUEUE, .conf = &qa },
-			{ .type = RTE_FLOW_ACTION_TYPE_END },
+			{.type = RTE_FLOW_ACTION_TYPE_QUEUE, .conf = &qa},
+			{.type = RTE_FLOW_ACTION_TYPE_END},
 		};
 		struct rte_flow_error err;
 		if (rte_flow_validate(e->port_id, &attr, pat, act, &err) != 0)
 			goto undo;
-		e->flows[q] = rte_flow_create(e->port_id, &attr, pat, act, &err);
+		e->flows[q] = rte_flow_create(e->port_id, &attr, pat, act,
+					      &err);
 		if (e->flows[q] == NULL)
 			goto undo;
 	}
@@ -362,8 +365,9 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 		return tw_fail_static(TW_EINVAL, "DPDK env: no out pointer");
 	*out = NULL;
 	if (in != NULL && in->opts_size < sizeof(in->opts_size))
-		return tw_fail_static(TW_EINVAL, "DPDK env: opts_size too small "
-						 "(tw_dpdk_opts_init)");
+		return tw_fail_static(TW_EINVAL,
+				      "DPDK env: opts_size too small "
+				      "(tw_dpdk_opts_init)");
 	struct tw_dpdk_opts o;
 	tw_dpdk_opts_get(in, &o);
 	tw_status cst = tw_dpdk_opts_check(in, nqueues);
@@ -372,7 +376,8 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 	struct in_addr ia;
 	(void)inet_pton(AF_INET, o.local_ip ? o.local_ip : "10.0.0.1", &ia);
 	if (eal_up(o.eal_args, why) != 0)
-		return tw_fail(TW_ENOTSUP, "%s", reason ? reason : "EAL not up");
+		return tw_fail(TW_ENOTSUP, "%s",
+			       reason ? reason : "EAL not up");
 
 	struct tw_dpdk_env *e = calloc(1, sizeof(*e));
 	if (e == NULL)
@@ -416,14 +421,15 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 				       (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM |
 					RTE_ETH_TX_OFFLOAD_UDP_CKSUM);
 	}
-	conf.txmode.offloads |= di.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	conf.txmode.offloads |= di.tx_offload_capa &
+				RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
 	e->rx_ip_csum = conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
 	e->rx_udp_csum = conf.rxmode.offloads & RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
 	e->tx_ip_csum = conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
 	e->tx_udp_csum = conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
 	e->multi_seg = conf.txmode.offloads & RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
-	if (nqueues > 1 && (di.flow_type_rss_offloads &
-			    RTE_ETH_RSS_NONFRAG_IPV4_UDP)) {
+	if (nqueues > 1 &&
+	    (di.flow_type_rss_offloads & RTE_ETH_RSS_NONFRAG_IPV4_UDP)) {
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_UDP;
 	}
@@ -456,7 +462,8 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 		char name[RTE_MEMPOOL_NAMESIZE];
 		atomic_init(&dq->owner, NULL);
 		atomic_init(&dq->lent, 0);
-		snprintf(name, sizeof(name), "tw%u_%u_m%u", e->id, e->port_id, q);
+		snprintf(name, sizeof(name), "tw%u_%u_m%u", e->id, e->port_id,
+			 q);
 		uint32_t cache = o.mbuf_cache;
 		if (cache > RTE_MEMPOOL_CACHE_MAX_SIZE)
 			cache = RTE_MEMPOOL_CACHE_MAX_SIZE;
@@ -470,16 +477,19 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 			dq->mp = rte_pktmbuf_pool_create(name, o.mbufs, cache,
 							 TW_DPDK_MBUF_PRIV,
 							 (uint16_t)room, sock);
-		snprintf(name, sizeof(name), "tw%u_%u_t%u", e->id, e->port_id, q);
+		snprintf(name, sizeof(name), "tw%u_%u_t%u", e->id, e->port_id,
+			 q);
 		dq->tx_mp = rte_pktmbuf_pool_create(name, o.mbufs, cache, 0,
 						    (uint16_t)room, sock);
-		snprintf(name, sizeof(name), "tw%u_%u_x%u", e->id, e->port_id, q);
+		snprintf(name, sizeof(name), "tw%u_%u_x%u", e->id, e->port_id,
+			 q);
 		uint32_t xcache = cache;
 		if (xcache * 1.5 > o.ext_mbufs)
 			xcache = 0;
 		dq->ext_mp = rte_pktmbuf_pool_create(name, o.ext_mbufs, xcache,
 						     0, 0, sock);
-		snprintf(name, sizeof(name), "tw%u_%u_s%u", e->id, e->port_id, q);
+		snprintf(name, sizeof(name), "tw%u_%u_s%u", e->id, e->port_id,
+			 q);
 		dq->steer = rte_ring_create(name, o.steer_ring, sock,
 					    RING_F_SC_DEQ);
 		if (dq->mp == NULL || dq->tx_mp == NULL || dq->ext_mp == NULL ||
@@ -498,7 +508,8 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 		for (int i = 0; rq != 0 && e->af_xdp && i < 100; i++) {
 			usleep(20000);
 			rq = rte_eth_rx_queue_setup(e->port_id, q, nrx,
-						    (unsigned)sock, NULL, dq->mp);
+						    (unsigned)sock, NULL,
+						    dq->mp);
 		}
 		if (e->af_xdp)
 			xsk_scan(e, false);
@@ -541,7 +552,8 @@ fail:
 		(void)rte_dev_remove(e->dev);
 	free(e);
 	if (reason == NULL)
-		reason = st == TW_ENOMEM ? "out of memory" : "port set-up failed";
+		reason = st == TW_ENOMEM ? "out of memory"
+					 : "port set-up failed";
 	return tw_fail(st, "%s", reason);
 }
 

@@ -12,8 +12,8 @@
 
 struct dpdk_env {
 	tw_dpdk_env *env;
-	struct tw_dpdk_opts o;     /* every loop's transport options */
-	char ip[16];               /* our copy of local_ip */
+	struct tw_dpdk_opts o; /* every loop's transport options */
+	char ip[16];           /* our copy of local_ip */
 };
 
 static tw_status d_check(const void *opts, uint32_t nloops)
@@ -30,7 +30,8 @@ static tw_status d_start(const void *opts, const struct tw_transport_group *g,
 {
 	struct dpdk_env *d = calloc(1, sizeof(*d));
 	if (d == NULL)
-		return tw_fail(TW_ENOMEM, "DPDK: no memory for the port's state");
+		return tw_fail(TW_ENOMEM,
+			       "DPDK: no memory for the port's state");
 	tw_dpdk_opts_get(opts, &d->o);
 	if (d->o.local_ip != NULL) {
 		snprintf(d->ip, sizeof(d->ip), "%s", d->o.local_ip);
@@ -48,7 +49,8 @@ static tw_status d_start(const void *opts, const struct tw_transport_group *g,
 						&cpus) == 0;
 	tw_status st = tw_dpdk_env_init(&d->o, (uint16_t)g->nloops, &d->env);
 	if (have_cpus)
-		(void)pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+		(void)pthread_setaffinity_np(pthread_self(), sizeof(cpus),
+					     &cpus);
 	/* The caller's strings are not kept (the env copied what it needs). */
 	d->o.eal_args = NULL;
 	d->o.port = NULL;
@@ -66,7 +68,8 @@ static tw_status d_start(const void *opts, const struct tw_transport_group *g,
 }
 
 static tw_status d_create(void *env, uint32_t idx, tw_loop *loop,
-			  const struct tw_transport_cbs *cbs, tw_transport **out)
+			  const struct tw_transport_cbs *cbs,
+			  tw_transport **out)
 {
 	struct dpdk_env *d = env;
 	return tw_dpdk_transport_create(loop, d->env, (uint16_t)idx, &d->o, cbs,

@@ -7,7 +7,6 @@
 
 #include "dataplane/err.h"
 
-
 /* Header field offsets: docs/wire.md, "Header". The first 20 bytes keep
  * their place in every version so a v1 receiver can answer a newer peer. */
 enum {
@@ -69,7 +68,8 @@ static inline void st64(uint8_t *p, uint64_t v)
 
 static inline uint64_t align_seg(uint64_t off)
 {
-	return (off + TW_FRAME_SEG_ALIGN - 1) & ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1);
+	return (off + TW_FRAME_SEG_ALIGN - 1) &
+	       ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1);
 }
 
 void tw_frame_hdr_encode(void *dst, const tw_frame_hdr *h)
@@ -173,9 +173,13 @@ tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
 	/* seg_count <= 65535 and payload_len < 2^32: no overflow in u64. */
 	head = tw_frame_head_len(h.seg_count, h.payload_len);
 	if (h.total_len < head)
-		return hdr_fail(out, &h, "header: total_len shorter than header, table and payload");
+		return hdr_fail(
+			out, &h,
+			"header: total_len shorter than header, table and payload");
 	if (h.seg_count == 0 && h.total_len != head)
-		return hdr_fail(out, &h, "header: total_len longer than payload without segments");
+		return hdr_fail(
+			out, &h,
+			"header: total_len longer than payload without segments");
 
 	*out = h;
 	return TW_OK;
@@ -216,8 +220,9 @@ tw_status tw_frame_check_segments(const void *frame, size_t len,
 				      "frame: total_len shorter than head");
 	if (h->seg_count == 0) {
 		if (off != total)
-			return tw_fail_static(TW_EPROTO,
-					      "frame: trailing bytes after payload");
+			return tw_fail_static(
+				TW_EPROTO,
+				"frame: trailing bytes after payload");
 		return TW_OK;
 	}
 	if (!pad_zero(f, end, off))
@@ -230,25 +235,29 @@ tw_status tw_frame_check_segments(const void *frame, size_t len,
 		uint64_t start = align_seg(off);
 
 		if (start > total)
-			return tw_fail_static(TW_EPROTO,
-					      "frame: segment starts past total_len");
+			return tw_fail_static(
+				TW_EPROTO,
+				"frame: segment starts past total_len");
 		if (!pad_zero(f, off, start))
 			return tw_fail_static(TW_EPROTO,
 					      "frame: segment pad not zero");
 		if (n > total - start)
-			return tw_fail_static(TW_EPROTO,
-					      "frame: segment runs past total_len");
+			return tw_fail_static(
+				TW_EPROTO,
+				"frame: segment runs past total_len");
 		if (offsets)
 			offsets[i] = start;
 		off = start + n;
 	}
 	if (off != total)
-		return tw_fail_static(TW_EPROTO,
-				      "frame: total_len does not end at the last segment");
+		return tw_fail_static(
+			TW_EPROTO,
+			"frame: total_len does not end at the last segment");
 	return TW_OK;
 }
 
 uint64_t tw_frame_seg_len(const void *frame, uint32_t i)
 {
-	return ld64((const uint8_t *)frame + TW_FRAME_HDR_SIZE + 8u * (uint64_t)i);
+	return ld64((const uint8_t *)frame + TW_FRAME_HDR_SIZE +
+		    8u * (uint64_t)i);
 }

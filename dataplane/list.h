@@ -20,61 +20,58 @@
 #include <sys/queue.h>
 
 #ifndef STAILQ_FOREACH_SAFE
-#define STAILQ_FOREACH_SAFE(var, head, field, tvar)                     \
-	for ((var) = STAILQ_FIRST((head));                               \
-	     (var) && ((tvar) = STAILQ_NEXT((var), field), 1);           \
-	     (var) = (tvar))
+#define STAILQ_FOREACH_SAFE(var, head, field, tvar)                            \
+	for ((var) = STAILQ_FIRST((head));                                     \
+	     (var) && ((tvar) = STAILQ_NEXT((var), field), 1); (var) = (tvar))
 #endif
 
 #ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                      \
-	for ((var) = TAILQ_FIRST((head));                                \
-	     (var) && ((tvar) = TAILQ_NEXT((var), field), 1);            \
-	     (var) = (tvar))
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                             \
+	for ((var) = TAILQ_FIRST((head));                                      \
+	     (var) && ((tvar) = TAILQ_NEXT((var), field), 1); (var) = (tvar))
 #endif
 
 /* The last element, or NULL: stqh_last points at its entry. */
 #ifndef STAILQ_LAST
-#define STAILQ_LAST(head, type, field)                                  \
-	(STAILQ_EMPTY((head))                                            \
-		 ? NULL                                                  \
-		 : (struct type *)(void *)((char *)(head)->stqh_last -   \
+#define STAILQ_LAST(head, type, field)                                         \
+	(STAILQ_EMPTY((head))                                                  \
+		 ? NULL                                                        \
+		 : (struct type *)(void *)((char *)(head)->stqh_last -         \
 					   offsetof(struct type, field)))
 #endif
 
 /* Move what follows elm (on head) to rest, which is left empty when
  * nothing does: O(1), as FreeBSD's. */
 #ifndef STAILQ_SPLIT_AFTER
-#define STAILQ_SPLIT_AFTER(head, elm, rest, field)                      \
-	do {                                                             \
-		if (STAILQ_NEXT((elm), field) == NULL) {                 \
-			STAILQ_INIT((rest));                             \
-		} else {                                                 \
-			STAILQ_FIRST((rest)) = STAILQ_NEXT((elm), field); \
-			(rest)->stqh_last = (head)->stqh_last;           \
-			STAILQ_NEXT((elm), field) = NULL;                \
-			(head)->stqh_last = &STAILQ_NEXT((elm), field);  \
-		}                                                        \
+#define STAILQ_SPLIT_AFTER(head, elm, rest, field)                             \
+	do {                                                                   \
+		if (STAILQ_NEXT((elm), field) == NULL) {                       \
+			STAILQ_INIT((rest));                                   \
+		} else {                                                       \
+			STAILQ_FIRST((rest)) = STAILQ_NEXT((elm), field);      \
+			(rest)->stqh_last = (head)->stqh_last;                 \
+			STAILQ_NEXT((elm), field) = NULL;                      \
+			(head)->stqh_last = &STAILQ_NEXT((elm), field);        \
+		}                                                              \
 	} while (0)
 #endif
 
 /* Unlink the element after elm: a walk that keeps the previous element
  * removes in O(1). */
 #ifndef SLIST_REMOVE_AFTER
-#define SLIST_REMOVE_AFTER(elm, field)                                  \
-	do {                                                             \
-		SLIST_NEXT((elm), field) =                               \
-			SLIST_NEXT(SLIST_NEXT((elm), field), field);     \
+#define SLIST_REMOVE_AFTER(elm, field)                                         \
+	do {                                                                   \
+		SLIST_NEXT((elm), field) =                                     \
+			SLIST_NEXT(SLIST_NEXT((elm), field), field);           \
 	} while (0)
 #endif
 
 #ifndef STAILQ_REMOVE_AFTER
-#define STAILQ_REMOVE_AFTER(head, elm, field)                           \
-	do {                                                             \
-		if ((STAILQ_NEXT(elm, field) =                           \
-			     STAILQ_NEXT(STAILQ_NEXT(elm, field), field)) == \
-		    NULL)                                                \
-			(head)->stqh_last = &STAILQ_NEXT((elm), field);  \
+#define STAILQ_REMOVE_AFTER(head, elm, field)                                  \
+	do {                                                                   \
+		if ((STAILQ_NEXT(elm, field) = STAILQ_NEXT(                    \
+			     STAILQ_NEXT(elm, field), field)) == NULL)         \
+			(head)->stqh_last = &STAILQ_NEXT((elm), field);        \
 	} while (0)
 #endif
 

@@ -87,9 +87,9 @@ struct tw_loop {
 	tw_clock_fn clock;
 	void *clock_ctx;
 	tw_ring *ring;
-	void **msgs;              /* batch slots for one dequeue */
+	void **msgs; /* batch slots for one dequeue */
 	uint32_t batch;
-	bool in_poll;             /* guards against a nested poll */
+	bool in_poll; /* guards against a nested poll */
 	bool yield;
 	int cpu;
 	uint64_t spin_ns;
@@ -98,8 +98,8 @@ struct tw_loop {
 	struct tw_poller *poller_next; /* iteration cursor (see remove) */
 
 	enum uring_state uring_state;
-	unsigned uring_flags;     /* the setup the kernel accepted */
-	bool get_events_always;   /* DEFER without TASKRUN_FLAG */
+	unsigned uring_flags;   /* the setup the kernel accepted */
+	bool get_events_always; /* DEFER without TASKRUN_FLAG */
 	struct io_uring uring;
 
 	/* The eventfd read armed while sleeping; it is how a post wakes us. */
@@ -132,9 +132,9 @@ struct tw_loop {
 static inline void count(_Atomic uint64_t *c, uint64_t n)
 {
 	/* Single writer: a plain read-modify-write is exact. */
-	atomic_store_explicit(
-		c, atomic_load_explicit(c, memory_order_relaxed) + n,
-		memory_order_relaxed);
+	atomic_store_explicit(c,
+			      atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
 }
 
 static inline uint64_t sat_add(uint64_t a, uint64_t b)
@@ -151,9 +151,9 @@ uint64_t tw_clock_monotonic(void *ctx)
 /* Whether field f of struct tw_loop_opts lies within the caller's size:
  * callers built against an older, shorter struct keep working (as SPDK's
  * opts_size). */
-#define OPT_FITS(size, f)                                                  \
-	(offsetof(struct tw_loop_opts, f) +                                \
-		 sizeof(((struct tw_loop_opts *)0)->f) <=                  \
+#define OPT_FITS(size, f)                                                      \
+	(offsetof(struct tw_loop_opts, f) +                                    \
+		 sizeof(((struct tw_loop_opts *)0)->f) <=                      \
 	 (size))
 
 void tw_loop_opts_init(struct tw_loop_opts *o, size_t opts_size)
@@ -161,10 +161,10 @@ void tw_loop_opts_init(struct tw_loop_opts *o, size_t opts_size)
 	if (o == NULL || opts_size == 0)
 		return;
 	memset(o, 0, opts_size < sizeof(*o) ? opts_size : sizeof(*o));
-#define SET(f, v)                                                          \
-	do {                                                               \
-		if (OPT_FITS(opts_size, f))                                \
-			o->f = (v);                                        \
+#define SET(f, v)                                                              \
+	do {                                                                   \
+		if (OPT_FITS(opts_size, f))                                    \
+			o->f = (v);                                            \
 	} while (0)
 	SET(opts_size, opts_size);
 	SET(name, NULL);
@@ -188,10 +188,10 @@ static void opts_copy(struct tw_loop_opts *dst, const struct tw_loop_opts *src)
 	if (src == NULL)
 		return;
 	size_t size = src->opts_size;
-#define GET(f)                                                             \
-	do {                                                               \
-		if (OPT_FITS(size, f))                                     \
-			dst->f = src->f;                                   \
+#define GET(f)                                                                 \
+	do {                                                                   \
+		if (OPT_FITS(size, f))                                         \
+			dst->f = src->f;                                       \
 	} while (0)
 	GET(name);
 	GET(cpu);
@@ -233,7 +233,8 @@ tw_status tw_loop_create(const struct tw_loop_opts *o, tw_loop **out)
 	if (tw_ring_memsize(opts.ring_size) == 0)
 		return TW_EINVAL;
 
-	size_t sz = (sizeof(tw_loop) + CACHE_LINE - 1) & ~(size_t)(CACHE_LINE - 1);
+	size_t sz = (sizeof(tw_loop) + CACHE_LINE - 1) &
+		    ~(size_t)(CACHE_LINE - 1);
 	tw_loop *l = aligned_alloc(CACHE_LINE, sz);
 	if (l == NULL)
 		return TW_ENOMEM;
@@ -317,9 +318,8 @@ static void uring_setup(tw_loop *l)
 					       &p) != 0)
 			continue;
 		l->uring_flags = p.flags;
-		l->get_events_always =
-			(p.flags & IORING_SETUP_DEFER_TASKRUN) &&
-			!(p.flags & IORING_SETUP_TASKRUN_FLAG);
+		l->get_events_always = (p.flags & IORING_SETUP_DEFER_TASKRUN) &&
+				       !(p.flags & IORING_SETUP_TASKRUN_FLAG);
 		/* Saves the fd table lookup on every io_uring_enter; a
 		 * refusal (old kernel, or a task out of slots) costs only
 		 * that. */
@@ -377,10 +377,9 @@ static int reap(tw_loop *l)
 	int work = 0;
 	unsigned head, seen = 0;
 	struct io_uring_cqe *cqe;
-	io_uring_for_each_cqe(ring, head, cqe)
-	{
-		struct tw_uring_req *req =
-			(struct tw_uring_req *)(uintptr_t)io_uring_cqe_get_data64(cqe);
+	io_uring_for_each_cqe(ring, head, cqe) {
+		struct tw_uring_req *req = (struct tw_uring_req *)(uintptr_t)
+			io_uring_cqe_get_data64(cqe);
 		seen++;
 		if (req != NULL) {
 			req->fn(req, cqe);
@@ -519,9 +518,9 @@ tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m)
 /* Sleep with no io_uring: ppoll on the eventfd, then drain it. */
 static void sleep_ppoll(tw_loop *l, uint64_t ns)
 {
-	struct pollfd pfd = { .fd = l->efd, .events = POLLIN };
-	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u),
-			       .tv_nsec = (long)(ns % 1000000000u) };
+	struct pollfd pfd = {.fd = l->efd, .events = POLLIN};
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+			      .tv_nsec = (long)(ns % 1000000000u)};
 	if (ppoll(&pfd, 1, ns == UINT64_MAX ? NULL : &ts, NULL) > 0 &&
 	    (pfd.revents & POLLIN)) {
 		uint64_t v;
@@ -563,8 +562,8 @@ static void sleep_once(tw_loop *l, uint64_t max_ns)
 
 	struct tw_poller *p;
 	TAILQ_FOREACH(p, &l->pollers, link)
-		if (p->idle != NULL)
-			p->idle(p->arg);
+	if (p->idle != NULL)
+		p->idle(p->arg);
 	count(&l->st.sleeps, 1);
 	if (l->uring_state != URING_READY) {
 		sleep_ppoll(l, ns);
@@ -718,8 +717,8 @@ tw_status tw_loop_start(tw_loop *l)
 {
 	/* One thread polls a loop for its whole life: its ring is bound to
 	 * that thread. So no start after a stop or after embedded polling. */
-	if (l->started || atomic_load_explicit(&l->owner_set,
-					       memory_order_acquire))
+	if (l->started ||
+	    atomic_load_explicit(&l->owner_set, memory_order_acquire))
 		return TW_EBUSY;
 	if (pthread_create(&l->thread, NULL, loop_main, l) != 0)
 		return TW_ENOMEM;

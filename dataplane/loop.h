@@ -28,20 +28,20 @@ typedef uint64_t (*tw_clock_fn)(void *ctx);
 uint64_t tw_clock_monotonic(void *ctx);
 
 struct tw_loop_opts {
-	size_t opts_size;      /* sizeof(struct tw_loop_opts) */
-	const char *name;      /* thread name (copied, 15 chars kept) */
-	int cpu;               /* pin the loop thread to this cpu; -1 = no */
-	uint32_t ring_size;    /* MPSC message ring entries (default 4096;
-				* a power of two, else TW_EINVAL) */
-	uint32_t batch;        /* messages drained per iteration (default 64) */
-	uint64_t spin_ns;      /* busy-poll this long without work before
-				* sleeping (default 200 us); UINT64_MAX never
-				* sleeps, 0 sleeps at once when idle */
-	bool yield;            /* sched_yield() between idle polls: needed
-				* when pollers outnumber cores (tests) */
-	uint64_t tick_ns;      /* timer wheel resolution (default 1 ms) */
-	uint32_t uring_entries;/* io_uring SQ entries (default 512) */
-	tw_clock_fn clock;     /* NULL = tw_clock_monotonic */
+	size_t opts_size;   /* sizeof(struct tw_loop_opts) */
+	const char *name;   /* thread name (copied, 15 chars kept) */
+	int cpu;            /* pin the loop thread to this cpu; -1 = no */
+	uint32_t ring_size; /* MPSC message ring entries (default 4096;
+			     * a power of two, else TW_EINVAL) */
+	uint32_t batch;     /* messages drained per iteration (default 64) */
+	uint64_t spin_ns;   /* busy-poll this long without work before
+			     * sleeping (default 200 us); UINT64_MAX never
+			     * sleeps, 0 sleeps at once when idle */
+	bool yield;         /* sched_yield() between idle polls: needed
+			     * when pollers outnumber cores (tests) */
+	uint64_t tick_ns;   /* timer wheel resolution (default 1 ms) */
+	uint32_t uring_entries; /* io_uring SQ entries (default 512) */
+	tw_clock_fn clock;      /* NULL = tw_clock_monotonic */
 	void *clock_ctx;
 };
 

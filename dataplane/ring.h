@@ -159,12 +159,13 @@ static inline size_t tw_ring_memsize(uint32_t count)
 		return 0;
 #if SIZE_MAX <= UINT32_MAX
 	/* Only a 32-bit size_t can overflow the byte count. */
-	if (count > (SIZE_MAX - sizeof(tw_ring) - TW_RING_CACHE_LINE) /
-			    sizeof(void *))
+	if (count >
+	    (SIZE_MAX - sizeof(tw_ring) - TW_RING_CACHE_LINE) / sizeof(void *))
 		return 0;
 #endif
 	size_t sz = sizeof(tw_ring) + (size_t)count * sizeof(void *);
-	return (sz + TW_RING_CACHE_LINE - 1) & ~(size_t)(TW_RING_CACHE_LINE - 1);
+	return (sz + TW_RING_CACHE_LINE - 1) &
+	       ~(size_t)(TW_RING_CACHE_LINE - 1);
 }
 
 /* Initialise a ring of count slots in caller memory of at least
@@ -173,8 +174,7 @@ static inline size_t tw_ring_memsize(uint32_t count)
  * always gets the capacity it asked for (all count slots are usable).
  * flags: TW_RING_F_*. Returns TW_OK, or TW_EINVAL for a NULL or misaligned
  * ring, a bad count or unknown flags. Not thread-safe. */
-static inline tw_status tw_ring_init(tw_ring *r, uint32_t count,
-				     unsigned flags)
+static inline tw_status tw_ring_init(tw_ring *r, uint32_t count, unsigned flags)
 {
 	if (r == NULL || ((uintptr_t)r & (TW_RING_CACHE_LINE - 1)) != 0)
 		return TW_EINVAL;
@@ -361,8 +361,8 @@ static inline unsigned tw_ring_do_enqueue_(tw_ring *r, void *const *objs,
 {
 	uint32_t head, free_entries;
 
-	n = tw_ring_move_head_(&r->prod, &r->cons, r->size, n, behavior,
-			       single, &head, &free_entries);
+	n = tw_ring_move_head_(&r->prod, &r->cons, r->size, n, behavior, single,
+			       &head, &free_entries);
 	/* Plain stores: the slots are ours alone between the head claim and
 	 * the tail publish; R0/A1 order them against the consumer. */
 	for (unsigned i = 0; i < n; i++)
@@ -375,8 +375,7 @@ static inline unsigned tw_ring_do_enqueue_(tw_ring *r, void *const *objs,
 }
 
 /* Internal: the whole dequeue; single selects the SC path. */
-static inline unsigned tw_ring_do_dequeue_(tw_ring *r, void **objs,
-					   unsigned n,
+static inline unsigned tw_ring_do_dequeue_(tw_ring *r, void **objs, unsigned n,
 					   enum tw_ring_behavior_ behavior,
 					   int single, unsigned *available)
 {
@@ -481,8 +480,8 @@ static inline unsigned tw_ring_mc_dequeue_bulk(tw_ring *r, void **objs,
 }
 
 /* Bulk dequeue in the ring's default consumer mode. Returns n or 0. */
-static inline unsigned tw_ring_dequeue_bulk(tw_ring *r, void **objs,
-					    unsigned n, unsigned *available)
+static inline unsigned tw_ring_dequeue_bulk(tw_ring *r, void **objs, unsigned n,
+					    unsigned *available)
 {
 	return tw_ring_do_dequeue_(r, objs, n, TW_RING_BULK_,
 				   (r->flags & TW_RING_F_SC_DEQ) != 0,

@@ -23,7 +23,8 @@ static const struct status_text status_text[] = {
 	[TW_ENOMEM] = {"TW_ENOMEM", "out of memory"},
 	[TW_ENOSPC] = {"TW_ENOSPC", "no space left in a bounded resource"},
 	[TW_EOVERFLOW] = {"TW_EOVERFLOW", "size overflows or exceeds a limit"},
-	[TW_EPROTO] = {"TW_EPROTO", "protocol error: malformed or unexpected data"},
+	[TW_EPROTO] = {"TW_EPROTO",
+		       "protocol error: malformed or unexpected data"},
 	[TW_EVERSION] = {"TW_EVERSION", "unsupported wire protocol version"},
 	[TW_ETIMEDOUT] = {"TW_ETIMEDOUT", "deadline passed"},
 	[TW_EUNREACHABLE] = {"TW_EUNREACHABLE", "peer dead or unreachable"},
@@ -40,8 +41,7 @@ static const struct status_text status_text[] = {
 	[TW_ENOENT] = {"TW_ENOENT", "no such object"},
 };
 
-_Static_assert(sizeof(status_text) / sizeof(status_text[0]) ==
-		       TW_STATUS_COUNT_,
+_Static_assert(sizeof(status_text) / sizeof(status_text[0]) == TW_STATUS_COUNT_,
 	       "every tw_status needs a name and a description");
 
 /* The entry for s, or NULL for a code we do not know (a newer peer's, or

@@ -26,13 +26,13 @@ struct tw_timer {
 
 /* Single-threaded: a wheel belongs to one run loop. */
 struct tw_timer_wheel {
-	uint64_t tick_ns;      /* resolution */
-	uint64_t now_tick;     /* last tick processed */
-	uint32_t nslots;       /* power of two */
-	uint32_t armed;        /* number of armed timers */
-	struct tw_timer *slots;/* nslots sentinel heads (circular lists) */
+	uint64_t tick_ns;         /* resolution */
+	uint64_t now_tick;        /* last tick processed */
+	uint32_t nslots;          /* power of two */
+	uint32_t armed;           /* number of armed timers */
+	struct tw_timer *slots;   /* nslots sentinel heads (circular lists) */
 	struct tw_timer *running; /* set while a callback runs (cancel-safe) */
-	uint64_t fired;        /* statistics */
+	uint64_t fired;           /* statistics */
 };
 
 /* Prepare a timer once before first use (not armed). */

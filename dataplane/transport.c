@@ -49,8 +49,9 @@ tw_status tw_transport_provider_register(const struct tw_transport_provider *p)
 	if (p == NULL || p->name == NULL || p->check == NULL ||
 	    p->start == NULL || p->create == NULL || p->listen_addr == NULL ||
 	    p->stop == NULL)
-		return tw_fail(TW_EINVAL, "a transport provider needs a name and "
-					  "all five functions");
+		return tw_fail(TW_EINVAL,
+			       "a transport provider needs a name and "
+			       "all five functions");
 	tw_status st = TW_OK;
 	pthread_mutex_lock(&reg_mu);
 	const struct tw_transport_provider *q = find_locked(p->name);
@@ -58,8 +59,10 @@ tw_status tw_transport_provider_register(const struct tw_transport_provider *p)
 		st = tw_fail(TW_EBUSY, "transport '%s' is already provided",
 			     p->name);
 	else if (q == NULL && nregistered == MAX_REGISTERED)
-		st = tw_fail(TW_ENOSPC, "at most %d transport providers can be "
-					"registered", MAX_REGISTERED);
+		st = tw_fail(TW_ENOSPC,
+			     "at most %d transport providers can be "
+			     "registered",
+			     MAX_REGISTERED);
 	else if (q == NULL)
 		registered[nregistered++] = p;
 	pthread_mutex_unlock(&reg_mu);
@@ -73,12 +76,14 @@ tw_status tw_transport_opts_check_head(const void *opts, const char *name,
 		return TW_OK;
 	const struct tw_transport_opts_head *h = opts;
 	if (h->opts_size < sizeof(*h))
-		return tw_fail(TW_EINVAL, "%s options: opts_size %zu is too small "
-					  "(initialise them with %s)",
+		return tw_fail(TW_EINVAL,
+			       "%s options: opts_size %zu is too small "
+			       "(initialise them with %s)",
 			       name, h->opts_size, init_fn);
 	if (h->transport == NULL || strcmp(h->transport, name) != 0)
-		return tw_fail(TW_EINVAL, "transport_opts are for transport '%.32s', "
-					  "not '%s' (initialise them with %s)",
+		return tw_fail(TW_EINVAL,
+			       "transport_opts are for transport '%.32s', "
+			       "not '%s' (initialise them with %s)",
 			       h->transport ? h->transport : "(none)", name,
 			       init_fn);
 	return TW_OK;

@@ -26,8 +26,8 @@ typedef struct tw_transport tw_transport;
  * member of their own connection object. */
 typedef struct tw_conn {
 	tw_transport *t;
-	void *ctx;        /* the RPC layer's (peer id, ...) */
-	uint64_t id;      /* unique per transport, for logs */
+	void *ctx;   /* the RPC layer's (peer id, ...) */
+	uint64_t id; /* unique per transport, for logs */
 } tw_conn;
 
 /*
@@ -40,7 +40,7 @@ typedef struct tw_conn {
 struct tw_send_req {
 	const struct iovec *iov;
 	uint32_t niov;
-	uint32_t type;            /* frame's message type (fault injection) */
+	uint32_t type; /* frame's message type (fault injection) */
 	uint64_t len;
 	void (*done)(struct tw_send_req *r, tw_status st);
 	/* transport's */
@@ -89,16 +89,17 @@ struct tw_transport_ops {
 
 /* Fault injection, as torch's faulty agent: costs one branch when off. */
 struct tw_fault_opts {
-	uint32_t fail_type;      /* message type whose first fail_count sends fail */
+	uint32_t fail_type; /* message type whose first fail_count sends fail */
 	uint32_t fail_count;
-	uint32_t drop_type;      /* message type silently dropped (0 = none) */
-	uint32_t delay_type;     /* message type delayed by delay_ns (0 = none) */
+	uint32_t drop_type;  /* message type silently dropped (0 = none) */
+	uint32_t delay_type; /* message type delayed by delay_ns (0 = none) */
 	uint64_t delay_ns;
 	/* fault.c's state (zero them with the rest) */
-	uint32_t failed_;        /* sends of fail_type failed so far */
-	uint32_t delayed_;       /* delayed sends not yet handed on */
-	LIST_HEAD(, fault_delay) held_; /* those sends (fault.c's; all-zero
-					 * is an empty LIST) */
+	uint32_t failed_;  /* sends of fail_type failed so far */
+	uint32_t delayed_; /* delayed sends not yet handed on */
+	LIST_HEAD(, fault_delay)
+	held_; /* those sends (fault.c's; all-zero
+		* is an empty LIST) */
 };
 
 struct tw_transport {
@@ -168,13 +169,13 @@ struct tw_transport {
 
 /* The group an agent's transport serves, for start. */
 struct tw_transport_group {
-	uint32_t nloops;     /* run loops, one transport each */
-	uint32_t rank;       /* this worker (DPDK derives its default IP) */
+	uint32_t nloops; /* run loops, one transport each */
+	uint32_t rank;   /* this worker (DPDK derives its default IP) */
 	uint32_t world_size;
 };
 
 struct tw_transport_provider {
-	const char *name;    /* "uring", "dpdk", ... (tw_agent_opts.transport) */
+	const char *name; /* "uring", "dpdk", ... (tw_agent_opts.transport) */
 	tw_status (*check)(const void *opts, uint32_t nloops);
 	tw_status (*start)(const void *opts, const struct tw_transport_group *g,
 			   void **env);
@@ -195,7 +196,8 @@ struct tw_transport_opts_head {
 
 /* The provider called name, or NULL: the built-in ones (uring, dpdk) and
  * any registered. */
-const struct tw_transport_provider *tw_transport_provider_find(const char *name);
+const struct tw_transport_provider *
+tw_transport_provider_find(const char *name);
 
 /* Make p findable by its name, for the process's life (tests register the
  * fake net's). TW_EBUSY when another provider has the name (registering

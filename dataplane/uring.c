@@ -71,23 +71,29 @@ tw_status tw_uring_opts_check(const struct tw_uring_opts *in)
 	tw_uring_opts_get(in, &o);
 	uint32_t n = o.recv_buf_count;
 	if (n == 0 || n > 32768 || (n & (n - 1)) != 0)
-		return tw_fail(TW_EINVAL, "io_uring: recv_buf_count %u is not a "
-					  "power of 2 in 1..32768", n);
+		return tw_fail(TW_EINVAL,
+			       "io_uring: recv_buf_count %u is not a "
+			       "power of 2 in 1..32768",
+			       n);
 	if (o.recv_buf_size == 0)
-		return tw_fail(TW_EINVAL, "io_uring: recv_buf_size must be > 0");
+		return tw_fail(TW_EINVAL,
+			       "io_uring: recv_buf_size must be > 0");
 	if (o.max_queued == 0)
 		return tw_fail(TW_EINVAL, "io_uring: max_queued must be > 0");
 	if (o.rx_pool_buf_size < TW_FRAME_HDR_SIZE || o.rx_pool_count == 0)
-		return tw_fail(TW_EINVAL, "io_uring: rx_pool_buf_size must be at "
-					  "least %u and rx_pool_count > 0",
+		return tw_fail(TW_EINVAL,
+			       "io_uring: rx_pool_buf_size must be at "
+			       "least %u and rx_pool_count > 0",
 			       TW_FRAME_HDR_SIZE);
 	if (o.busy_poll_conns > HOT_MAX)
-		return tw_fail(TW_EINVAL, "io_uring: busy_poll_conns %u is above %u",
+		return tw_fail(TW_EINVAL,
+			       "io_uring: busy_poll_conns %u is above %u",
 			       o.busy_poll_conns, HOT_MAX);
 	if ((o.cc_local && strlen(o.cc_local) >= TW_URING_CC_NAME_MAX) ||
 	    (o.cc_remote && strlen(o.cc_remote) >= TW_URING_CC_NAME_MAX))
-		return tw_fail(TW_EINVAL, "io_uring: a congestion control name "
-					  "is longer than %d bytes",
+		return tw_fail(TW_EINVAL,
+			       "io_uring: a congestion control name "
+			       "is longer than %d bytes",
 			       TW_URING_CC_NAME_MAX - 1);
 	return TW_OK;
 }
@@ -201,7 +207,8 @@ void uconn_finalize(struct uconn *c)
 				/* Pages may still sit in the send queue of a
 				 * peer that never acks: reset so the kernel
 				 * lets go of them (and notifies). */
-				struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+				struct linger lg = {.l_onoff = 1,
+						    .l_linger = 0};
 				(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER,
 						 &lg, sizeof(lg));
 			}
@@ -528,10 +535,10 @@ static int u_poll(void *arg)
 		t->lis_want = false;
 		struct ulis *l;
 		SLIST_FOREACH(l, &t->lis, link)
-			if (l->want && !l->closing) {
-				arm_accept(l);
-				work++;
-			}
+		if (l->want && !l->closing) {
+			arm_accept(l);
+			work++;
+		}
 	}
 	/* Sends first (a call waiting to go out should not wait for our
 	 * reads), then the direct reads, then the answers they made. */
@@ -591,8 +598,8 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 		t->o.busy_poll_conns = HOT_MAX;
 	/* The ordering argument of busy polling (uring.h) needs the kernel
 	 * to read for io_uring only inside our own io_uring_enter. */
-	if ((ring->flags & (IORING_SETUP_DEFER_TASKRUN |
-			    IORING_SETUP_TASKRUN_FLAG)) !=
+	if ((ring->flags &
+	     (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG)) !=
 	    (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG))
 		t->o.busy_poll_conns = 0;
 	tw_status st = urx_setup(t);
@@ -618,7 +625,7 @@ static bool drain(struct ut *t)
 		bool lis_busy = false;
 		struct ulis *l;
 		SLIST_FOREACH(l, &t->lis, link)
-			lis_busy |= l->ops != 0;
+		lis_busy |= l->ops != 0;
 		(void)u_poll(t);
 		if (t->nconns == 0 && !lis_busy)
 			return true;
@@ -640,8 +647,8 @@ static bool drain(struct ut *t)
 			got++;
 		}
 		if (got == 0) {
-			struct __kernel_timespec ts = { .tv_sec = 0,
-							.tv_nsec = 1000000 };
+			struct __kernel_timespec ts = {.tv_sec = 0,
+						       .tv_nsec = 1000000};
 			(void)io_uring_wait_cqe_timeout(t->ring, &cqe, &ts);
 		}
 	}
@@ -654,7 +661,8 @@ static void u_destroy(tw_transport *tt)
 		return;
 	t->destroying = true;
 	struct ulis *l, *ln;
-	SLIST_FOREACH(l, &t->lis, link) {
+	SLIST_FOREACH(l, &t->lis, link)
+	{
 		l->closing = true;
 		l->want = false;
 		(void)shutdown(l->fd, SHUT_RDWR);
@@ -670,7 +678,7 @@ static void u_destroy(tw_transport *tt)
 	}
 	struct uconn *c;
 	TAILQ_FOREACH(c, &t->conns, link)
-		uconn_fail(c, TW_ESHUTDOWN);
+	uconn_fail(c, TW_ESHUTDOWN);
 	bool clean = drain(t);
 	if (t->poller_on)
 		tw_loop_remove_poller(t->base.loop, &t->poller);
@@ -706,4 +714,3 @@ static const struct tw_transport_ops uring_ops = {
 	.close = u_close,
 	.destroy = u_destroy,
 };
-

@@ -23,10 +23,10 @@
 #define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
 #endif
 
-#define IOV_CAP 1024u                  /* IOV_MAX on Linux */
-#define BATCH_BYTES_MAX (1ull << 30)   /* cqe->res is an int */
+#define IOV_CAP 1024u                /* IOV_MAX on Linux */
+#define BATCH_BYTES_MAX (1ull << 30) /* cqe->res is an int */
 #define RECV_CHUNK_MAX (1u << 30)
-#define HOT_MAX 16u                    /* busy-polled connections, at most */
+#define HOT_MAX 16u /* busy-polled connections, at most */
 /* Batches up to this size go out as one contiguous copy (see tx_pick). */
 #define GATHER_COPY_MAX 4096u
 /* Contiguous sends up to this size try a direct send first. */
@@ -36,7 +36,7 @@ struct ut;
 
 /* One zero-copy send: its requests wait here for the notification. */
 struct zc_op {
-	struct tw_uring_req req;   /* user_data of both of its CQEs */
+	struct tw_uring_req req; /* user_data of both of its CQEs */
 	struct uconn *c;
 	STAILQ_ENTRY(zc_op) link;  /* in c->zc */
 	struct tw_send_queue reqs; /* the requests it finishes */
@@ -96,34 +96,34 @@ enum tx_how {
 #define TX_HOWS (TX_SENDMSG_ZC + 1)
 
 struct uconn {
-	tw_conn base;              /* first: tw_conn * converts both ways */
+	tw_conn base; /* first: tw_conn * converts both ways */
 	struct ut *t;
 	int fd;
 	uint8_t state;
-	uint8_t rx_mode;           /* enum rx_mode */
+	uint8_t rx_mode; /* enum rx_mode */
 	bool closing, fd_closed, reaped, dirty, copying;
 	bool want_connect;
 	bool connect_armed;
-	uint8_t tx_busy;           /* enum tx_how of the send in flight */
+	uint8_t tx_busy; /* enum tx_how of the send in flight */
 	/* Busy polling (uring_rx.c). */
-	bool hot;                  /* in t->hot: busy-polled while active */
-	short hot_rev;             /* poll(2) revents this pass */
-	uint64_t last_active;      /* loop clock of its last rx or tx */
+	bool hot;             /* in t->hot: busy-polled while active */
+	short hot_rev;        /* poll(2) revents this pass */
+	uint64_t last_active; /* loop clock of its last rx or tx */
 	tw_status close_st;
-	uint32_t ops;              /* CQE-producing operations in flight,
-				    * notifications excepted */
-	TAILQ_ENTRY(uconn) link;   /* in t->conns */
+	uint32_t ops;                   /* CQE-producing operations in flight,
+					 * notifications excepted */
+	TAILQ_ENTRY(uconn) link;        /* in t->conns */
 	STAILQ_ENTRY(uconn) dirty_link; /* in t->dirty while dirty */
 	STAILQ_ENTRY(uconn) reap_link;  /* in t->reap once reaped */
 
 	/* Sending. sq holds requests with bytes left, in order; only the
 	 * head can be partly sent (iov_idx_ + head_off). */
 	struct tw_send_queue sq;
-	uint32_t held;             /* requests whose done has not run */
-	uint32_t batch_n;          /* requests of sq in the send in flight */
+	uint32_t held;    /* requests whose done has not run */
+	uint32_t batch_n; /* requests of sq in the send in flight */
 	size_t head_off;
-	struct iovec *iov;         /* IOV_CAP, for the send in flight */
-	unsigned char *gbuf;       /* GATHER_COPY_MAX: small batches, copied */
+	struct iovec *iov;   /* IOV_CAP, for the send in flight */
+	unsigned char *gbuf; /* GATHER_COPY_MAX: small batches, copied */
 	struct msghdr msg;
 	/* Zero-copy sends waiting for their notification, oldest first;
 	 * while tx_busy is TX_SENDMSG_ZC the tail is the one in flight. */
@@ -138,7 +138,7 @@ struct uconn {
 	struct {
 		uint8_t hdr[TW_FRAME_HDR_SIZE];
 		uint32_t hdr_have;
-		tw_frame_hdr h;    /* hdr decoded, once it is complete */
+		tw_frame_hdr h; /* hdr decoded, once it is complete */
 		tw_buf *cur;
 		size_t off;
 		uint64_t need, have;
@@ -154,11 +154,11 @@ struct ulis {
 	bool armed, closing, want;
 	uint32_t ops;
 	struct tw_uring_req acc_req, cancel_req;
-	SLIST_ENTRY(ulis) link;    /* in t->lis */
+	SLIST_ENTRY(ulis) link; /* in t->lis */
 };
 
 struct ut {
-	tw_transport base;         /* first */
+	tw_transport base; /* first */
 	struct tw_uring_opts o;
 	struct io_uring *ring;
 	struct tw_poller poller;
@@ -167,13 +167,13 @@ struct ut {
 	/* Provided buffers. */
 	struct io_uring_buf_ring *br;
 	size_t br_len;
-	unsigned char *pb;         /* recv_buf_count * recv_buf_size */
+	unsigned char *pb; /* recv_buf_count * recv_buf_size */
 	size_t pb_len;
 	int bgid;
 	int br_mask;
 
 	tw_buf_pool *pool;
-	tw_bigbuf_cache *bc;       /* large frames' buffers (large_cache_bytes) */
+	tw_bigbuf_cache *bc; /* large frames' buffers (large_cache_bytes) */
 
 	TAILQ_HEAD(, uconn) conns; /* every connection not yet freed */
 	uint32_t nconns;
@@ -183,7 +183,7 @@ struct ut {
 	/* Closed connections whose close upcall is due, oldest first; once
 	 * on it c->reaped stays set until c is freed. */
 	STAILQ_HEAD(, uconn) reap;
-	SLIST_HEAD(, ulis) lis;    /* newest first */
+	SLIST_HEAD(, ulis) lis; /* newest first */
 	bool lis_want;
 	uint64_t next_id;
 	struct tw_uring_stats st;
@@ -198,7 +198,7 @@ struct ut {
 	 * reads land before the reassembler copies them out. */
 	struct uconn *hot[HOT_MAX];
 	uint32_t nhot;
-	unsigned char *scratch;    /* recv_buf_size bytes */
+	unsigned char *scratch; /* recv_buf_size bytes */
 
 	/* Congestion control by where the peer is ("" = the system's);
 	 * copies of the options' strings. */

@@ -15,7 +15,7 @@
 #include "dataplane/uring.h"
 
 struct uring_env {
-	struct tw_uring_opts o;    /* strings below are our copies */
+	struct tw_uring_opts o; /* strings below are our copies */
 	char host[INET_ADDRSTRLEN];
 	char cc_local[TW_URING_CC_NAME_MAX], cc_remote[TW_URING_CC_NAME_MAX];
 };
@@ -34,13 +34,15 @@ static tw_status check_cc(const char *what, const char *cc)
 	int e = errno;
 	close(fd);
 	if (r != 0)
-		return tw_fail(TW_EINVAL,
-			       "%s '%s': %s (see net.ipv4.tcp_allowed_congestion_control"
-			       " and tcp_available_congestion_control)",
-			       what, cc,
-			       e == EPERM    ? "not allowed for this process"
-			       : e == ENOENT ? "no such congestion control in this kernel"
-					     : strerror(e));
+		return tw_fail(
+			TW_EINVAL,
+			"%s '%s': %s (see net.ipv4.tcp_allowed_congestion_control"
+			" and tcp_available_congestion_control)",
+			what, cc,
+			e == EPERM ? "not allowed for this process"
+			: e == ENOENT
+				? "no such congestion control in this kernel"
+				: strerror(e));
 	return TW_OK;
 }
 
@@ -57,8 +59,9 @@ static tw_status u_check(const void *opts, uint32_t nloops)
 	if (o.listen_host == NULL ||
 	    (strcmp(o.listen_host, "localhost") != 0 &&
 	     inet_pton(AF_INET, o.listen_host, &ia) != 1))
-		return tw_fail(TW_EINVAL, "io_uring: listen_host '%.64s' is not an "
-					  "IPv4 address",
+		return tw_fail(TW_EINVAL,
+			       "io_uring: listen_host '%.64s' is not an "
+			       "IPv4 address",
 			       o.listen_host ? o.listen_host : "(null)");
 	st = check_cc("tcp_congestion_local (cc_local)", o.cc_local);
 	if (st == TW_OK)
@@ -73,7 +76,8 @@ static tw_status u_start(const void *opts, const struct tw_transport_group *g,
 	const struct tw_uring_opts *in = opts;
 	struct uring_env *e = calloc(1, sizeof(*e));
 	if (e == NULL)
-		return tw_fail(TW_ENOMEM, "io_uring: no memory for its options");
+		return tw_fail(TW_ENOMEM,
+			       "io_uring: no memory for its options");
 	tw_uring_opts_get(in, &e->o);
 	snprintf(e->host, sizeof(e->host), "%s", e->o.listen_host);
 	if (e->o.cc_local != NULL) {
@@ -81,7 +85,8 @@ static tw_status u_start(const void *opts, const struct tw_transport_group *g,
 		e->o.cc_local = e->cc_local;
 	}
 	if (e->o.cc_remote != NULL) {
-		snprintf(e->cc_remote, sizeof(e->cc_remote), "%s", e->o.cc_remote);
+		snprintf(e->cc_remote, sizeof(e->cc_remote), "%s",
+			 e->o.cc_remote);
 		e->o.cc_remote = e->cc_remote;
 	}
 	e->o.listen_host = e->host;
@@ -90,7 +95,8 @@ static tw_status u_start(const void *opts, const struct tw_transport_group *g,
 }
 
 static tw_status u_create(void *env, uint32_t idx, tw_loop *loop,
-			  const struct tw_transport_cbs *cbs, tw_transport **out)
+			  const struct tw_transport_cbs *cbs,
+			  tw_transport **out)
 {
 	(void)idx;
 	struct uring_env *e = env;

@@ -131,8 +131,8 @@ static bool rx_direct_ok(const struct uconn *c)
 {
 	if (c->rx_mode == RX_INPLACE)
 		return false;
-	return !(rx_large(c) && (c->rx_mode == RX_MULTISHOT ||
-				 c->rx_mode == RX_STOPPING));
+	return !(rx_large(c) &&
+		 (c->rx_mode == RX_MULTISHOT || c->rx_mode == RX_STOPPING));
 }
 
 void urx_open(struct uconn *c)
@@ -390,7 +390,8 @@ void urx_active(struct uconn *c)
 		if (t->nhot >= t->o.busy_poll_conns || t->scratch == NULL)
 			return;
 		c->hot = true;
-		c->hot_rev = POLLIN; /* read at once, polled from the next pass */
+		c->hot_rev =
+			POLLIN; /* read at once, polled from the next pass */
 		t->hot[t->nhot++] = c;
 	}
 	if (rx_stop_multishot(c))
@@ -430,7 +431,8 @@ int urx_busy_poll(struct ut *t)
 		c->hot_rev = POLLIN;
 		if (!rx_large(c)) {
 			pc[np] = c;
-			pf[np++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+			pf[np++] = (struct pollfd){.fd = c->fd,
+						   .events = POLLIN};
 		}
 	}
 	if (np != 0 && poll(pf, np, 0) >= 0)
@@ -534,8 +536,9 @@ static tw_status bufring_setup(struct ut *t)
 	if (pb == MAP_FAILED) {
 		munmap(br, t->br_len);
 		t->br = NULL;
-		return tw_fail(TW_ENOMEM, "io_uring: mapping %zu bytes of "
-					  "provided buffers failed",
+		return tw_fail(TW_ENOMEM,
+			       "io_uring: mapping %zu bytes of "
+			       "provided buffers failed",
 			       t->pb_len);
 	}
 	t->pb = pb;
@@ -566,7 +569,8 @@ static tw_status bufring_setup(struct ut *t)
 			       strerror(-ret));
 	}
 	for (uint32_t i = 0; i < n; i++)
-		io_uring_buf_ring_add(t->br, t->pb + (size_t)i * t->o.recv_buf_size,
+		io_uring_buf_ring_add(t->br,
+				      t->pb + (size_t)i * t->o.recv_buf_size,
 				      t->o.recv_buf_size, (unsigned short)i,
 				      t->br_mask, (int)i);
 	io_uring_buf_ring_advance(t->br, (int)n);
@@ -598,7 +602,8 @@ tw_status urx_setup(struct ut *t)
 	po.name = "uring-rx";
 	tw_status st = tw_buf_pool_create(&po, &t->pool);
 	if (st != TW_OK)
-		return tw_fail(st, "io_uring: receive pool of %u x %u bytes: %s",
+		return tw_fail(st,
+			       "io_uring: receive pool of %u x %u bytes: %s",
 			       t->o.rx_pool_count, t->o.rx_pool_buf_size,
 			       tw_strerror(st));
 	st = tw_bigbuf_cache_create(t->o.large_cache_bytes, &t->bc);

@@ -12,10 +12,10 @@
 /* One batch: c->iov[0, niov) holds its bytes, from the sq head on. */
 struct tx_batch {
 	uint32_t niov;
-	uint32_t nreq;             /* requests it covers, the last maybe
-				    * only in part */
+	uint32_t nreq; /* requests it covers, the last maybe
+			* only in part */
 	uint64_t bytes;
-	bool zc;                   /* its requests are zero-copy ones */
+	bool zc; /* its requests are zero-copy ones */
 };
 
 static void req_done(struct uconn *c, struct tw_send_req *r, tw_status st)
@@ -89,7 +89,8 @@ static void tx_build(struct uconn *c, struct tx_batch *b)
 	struct tw_send_req *head = STAILQ_FIRST(&c->sq), *r;
 	b->zc = !c->copying && t->o.zc_threshold != UINT64_MAX &&
 		req_zc(t, head);
-	STAILQ_FOREACH(r, &c->sq, link_) {
+	STAILQ_FOREACH(r, &c->sq, link_)
+	{
 		if (r != head && req_zc(t, r) != b->zc)
 			break;
 		uint32_t i = r == head ? r->iov_idx_ : 0;
@@ -278,8 +279,7 @@ static void on_zc(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 
 /* Submit b as an io_uring send of kind how. 0 when the SQ is full (c
  * waits on the dirty list), else 1. */
-static int tx_submit(struct uconn *c, enum tx_how how,
-		     const struct tx_batch *b)
+static int tx_submit(struct uconn *c, enum tx_how how, const struct tx_batch *b)
 {
 	struct ut *t = c->t;
 	struct zc_op *op = NULL;
@@ -312,7 +312,8 @@ static int tx_submit(struct uconn *c, enum tx_how how,
 		 * plain send spares the kernel the msghdr copy and iovec
 		 * import of sendmsg. */
 		io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base,
-				   c->iov[0].iov_len, MSG_NOSIGNAL | MSG_WAITALL);
+				   c->iov[0].iov_len,
+				   MSG_NOSIGNAL | MSG_WAITALL);
 		io_uring_sqe_set_data(sqe, &c->send_req);
 		break;
 	case TX_SENDMSG:
@@ -420,10 +421,11 @@ void utx_close(struct uconn *c, tw_status st)
 			r = STAILQ_NEXT(r, link_);
 		if (r)
 			STAILQ_SPLIT_AFTER(&c->sq, r, &fail, link_);
-		uconn_cancel(c, c->tx_busy == TX_SENDMSG_ZC
-					? (void *)&STAILQ_LAST(&c->zc, zc_op,
-							       link)->req
-					: (void *)&c->send_req);
+		uconn_cancel(
+			c,
+			c->tx_busy == TX_SENDMSG_ZC
+				? (void *)&STAILQ_LAST(&c->zc, zc_op, link)->req
+				: (void *)&c->send_req);
 	} else {
 		STAILQ_CONCAT(&fail, &c->sq);
 	}

@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* The object that embeds member at p. */
-#define container_of(p, type, member)                                    \
+#define container_of(p, type, member)                                          \
 	((type *)(void *)((char *)(p) - (offsetof(type, member))))
 
 /*

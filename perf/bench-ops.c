@@ -74,7 +74,8 @@ static double time_add(const tw_tensor *a, const tw_tensor *b, double min_s)
 	return median(t, TRIALS);
 }
 
-static double time_memcpy(void *dst, const void *src, size_t bytes, double min_s)
+static double time_memcpy(void *dst, const void *src, size_t bytes,
+			  double min_s)
 {
 	double t[TRIALS];
 	for (int r = 0; r < TRIALS; r++) {
@@ -135,7 +136,7 @@ static void bench_add(const char *mode, const size_t *sizes, int nsizes)
 
 static void bench_mm(int64_t n)
 {
-	int64_t shape[2] = { n, n };
+	int64_t shape[2] = {n, n};
 	tw_tensor a, b;
 	if (tw_tensor_alloc(&a, TW_FLOAT32, 2, shape) != TW_OK ||
 	    tw_tensor_alloc(&b, TW_FLOAT32, 2, shape) != TW_OK)
@@ -168,7 +169,8 @@ static void bench_mm(int64_t n)
 			if (r == 0 && reps == 0) {
 				const float *o = out.data;
 				for (int64_t i = 0; i < n * n; i++) {
-					double d = fabs((double)o[i] - (double)c[i]);
+					double d = fabs((double)o[i] -
+							(double)c[i]);
 					maxdiff = d > maxdiff ? d : maxdiff;
 				}
 			}
@@ -190,7 +192,7 @@ static void bench_mm(int64_t n)
 int main(int argc, char **argv)
 {
 	(void)argv;
-	const size_t sizes[] = { 1u << 20, 16u << 20, 64u << 20 };
+	const size_t sizes[] = {1u << 20, 16u << 20, 64u << 20};
 	int quick = argc > 1; /* any argument: add only */
 
 	/* As the op is called: glibc returns large outputs to the kernel on

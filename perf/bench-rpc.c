@@ -200,29 +200,29 @@ static tw_status server_setup(tw_agent *a, void *arg)
 /* ---- options ---------------------------------------------------------------- */
 
 struct opts {
-	long n;             /* small-call samples */
-	double pipe_secs;   /* per window */
-	double echo_secs;   /* time budget per tensor size */
+	long n;           /* small-call samples */
+	double pipe_secs; /* per window */
+	double echo_secs; /* time budget per tensor size */
 	long echo_min, echo_max;
 	long lat_small_n, lat_big_n; /* 1 KiB and 1 MiB latency samples */
 	int client_cpu, server_cpu;
-	int client_loop_cpu;  /* threaded client's loop; default client_cpu */
+	int client_loop_cpu; /* threaded client's loop; default client_cpu */
 	bool server_yield;
-	uint64_t spin_ns;     /* both loops' idle spin */
+	uint64_t spin_ns; /* both loops' idle spin */
 	bool threaded;
 	bool quick;
-	const char *only;   /* comma list of sync,pipe,echo,lat (= lat1k and
-			     * lat1m); NULL = all */
-	int windows[8];     /* pipelined windows, 0-terminated */
-	size_t sizes[16];   /* echo sizes in bytes, 0-terminated */
+	const char *only; /* comma list of sync,pipe,echo,lat (= lat1k and
+			   * lat1m); NULL = all */
+	int windows[8];   /* pipelined windows, 0-terminated */
+	size_t sizes[16]; /* echo sizes in bytes, 0-terminated */
 	/* DPDK mode (transport != NULL: "memif" or "af_packet") */
 	const char *transport;
-	const char *ifaces;   /* af_packet: "SRV_IFACE,CLI_IFACE" */
-	int eal_mem_mb;       /* EAL -m (default 512) */
+	const char *ifaces; /* af_packet: "SRV_IFACE,CLI_IFACE" */
+	int eal_mem_mb;     /* EAL -m (default 512) */
 	uint32_t credits, mbufs;
 	uint64_t zc_threshold;
-	const char *cc;       /* tcp_congestion_local; NULL = the library's */
-	char eal[2][512];     /* [0] client, [1] server */
+	const char *cc;   /* tcp_congestion_local; NULL = the library's */
+	char eal[2][512]; /* [0] client, [1] server */
 	char prefix[2][64];
 };
 
@@ -278,8 +278,8 @@ static int ifidx[2]; /* af_packet: [0] client's, [1] server's interface */
  * two ends of one veth pair can collide (the second socket then fails). */
 static bool fanout_collides(pid_t client, pid_t server)
 {
-	return ifidx[0] > 0 && ((client ^ ifidx[0]) & 0xffff) ==
-				       ((server ^ ifidx[1]) & 0xffff);
+	return ifidx[0] > 0 &&
+	       ((client ^ ifidx[0]) & 0xffff) == ((server ^ ifidx[1]) & 0xffff);
 }
 
 /* EAL arguments of both processes (exits on bad options). */
@@ -290,7 +290,8 @@ static void dpdk_prepare(struct opts *o)
 		const char *c = o->ifaces ? strchr(o->ifaces, ',') : NULL;
 		if (c == NULL || c == o->ifaces || c[1] == '\0' ||
 		    (size_t)(c - o->ifaces) >= sizeof(srv_if)) {
-			fprintf(stderr, "bench-rpc: af_packet needs --ifaces SRV,CLI "
+			fprintf(stderr,
+				"bench-rpc: af_packet needs --ifaces SRV,CLI "
 				"(the two ends of a veth pair)\n");
 			exit(2);
 		}
@@ -299,12 +300,13 @@ static void dpdk_prepare(struct opts *o)
 		ifidx[1] = ifindex_of(srv_if);
 		ifidx[0] = ifindex_of(cli_if);
 		if (ifidx[0] <= 0 || ifidx[1] <= 0) {
-			fprintf(stderr, "bench-rpc: no interface %s or %s\n", srv_if,
-				cli_if);
+			fprintf(stderr, "bench-rpc: no interface %s or %s\n",
+				srv_if, cli_if);
 			exit(2);
 		}
 	} else if (strcmp(o->transport, "memif") != 0) {
-		fprintf(stderr, "bench-rpc: --transport uring|memif|af_packet\n");
+		fprintf(stderr,
+			"bench-rpc: --transport uring|memif|af_packet\n");
 		exit(2);
 	}
 	int pid = (int)getpid();
@@ -347,8 +349,8 @@ struct transport_opts {
 	struct tw_dpdk_opts d;
 };
 
-static void agent_transport(const struct opts *o, int r, struct tw_agent_opts *ao,
-			    struct transport_opts *t)
+static void agent_transport(const struct opts *o, int r,
+			    struct tw_agent_opts *ao, struct transport_opts *t)
 {
 	if (!dpdk_mode(o)) {
 		tw_uring_opts_init(&t->u, sizeof(t->u));
@@ -380,7 +382,8 @@ static bool want(const struct opts *o, const char *what)
 		return true;
 	size_t n = strlen(what);
 	for (const char *p = o->only; (p = strstr(p, what)) != NULL; p += n)
-		if ((p == o->only || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+		if ((p == o->only || p[-1] == ',') &&
+		    (p[n] == '\0' || p[n] == ','))
 			return true;
 	return false;
 }
@@ -413,8 +416,8 @@ static int server_main(const struct opts *o, const char *rdv)
 	tw_agent *a;
 	tw_status s = tw_agent_init(&ao, &a);
 	if (s != TW_OK) {
-		fprintf(stderr, "bench-rpc server: init: %s (%s)\n", tw_strerror(s),
-			tw_errmsg(s));
+		fprintf(stderr, "bench-rpc server: init: %s (%s)\n",
+			tw_strerror(s), tw_errmsg(s));
 		if (srv_port_up != NULL)
 			atomic_store(srv_port_up, -1);
 		if (dpdk_mode(o))
@@ -447,7 +450,8 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 		/* The memif client after the server's port is up. */
 		uint64_t until = mono_ns() + 60000000000u;
 		int up;
-		while ((up = atomic_load(srv_port_up)) == 0 && mono_ns() < until) {
+		while ((up = atomic_load(srv_port_up)) == 0 &&
+		       mono_ns() < until) {
 			if (waitpid(server_pid, NULL, WNOHANG) == server_pid) {
 				server_pid = -1;
 				break;
@@ -455,7 +459,8 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 			usleep(2000);
 		}
 		if (up != 1) {
-			fprintf(stderr, "bench-rpc: the server's DPDK port did not come up\n");
+			fprintf(stderr,
+				"bench-rpc: the server's DPDK port did not come up\n");
 			kill_server();
 			exit(1);
 		}
@@ -489,12 +494,15 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 			return a;
 		/* The EAL starts once per process: no second try over DPDK. */
 		if (embedded && !dpdk_mode(o)) {
-			fprintf(stderr, "bench-rpc: embedded init failed (%s: %s); "
-				"falling back to threaded mode\n", tw_strerror(s), tw_errmsg(s));
+			fprintf(stderr,
+				"bench-rpc: embedded init failed (%s: %s); "
+				"falling back to threaded mode\n",
+				tw_strerror(s), tw_errmsg(s));
 			embedded = false;
 			continue;
 		}
-		fprintf(stderr, "bench-rpc: client init: %s (%s)\n", tw_strerror(s), tw_errmsg(s));
+		fprintf(stderr, "bench-rpc: client init: %s (%s)\n",
+			tw_strerror(s), tw_errmsg(s));
 		kill_server();
 		exit(1);
 	}
@@ -506,8 +514,8 @@ static void bench_sync(tw_agent *a, const struct opts *o)
 	long warm = o->n / 10 > 1000 ? o->n / 10 : 1000;
 	tw_value res, err;
 	for (long i = 0; i < warm; i++) {
-		tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL, -1,
-					  &res, &err);
+		tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL,
+					  -1, &res, &err);
 		if (s != TW_OK)
 			die_err("warm-up rpc_sync", s, &err);
 		tw_value_destroy(&res);
@@ -518,8 +526,8 @@ static void bench_sync(tw_agent *a, const struct opts *o)
 	uint64_t t0 = mono_ns();
 	for (long i = 0; i < o->n; i++) {
 		uint64_t c0 = tsc();
-		tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL, -1,
-					  &res, &err);
+		tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL,
+					  -1, &res, &err);
 		smp[i] = tsc() - c0;
 		if (s != TW_OK)
 			die_err("rpc_sync", s, &err);
@@ -540,8 +548,8 @@ static long pipe_run(tw_agent *a, tw_future **ring, int W, double secs,
 	long issued = 0, done = 0;
 	for (int i = 0; i < W; i++) {
 		tw_status s;
-		while ((s = tw_rpc_async(a, SERVER, "bench::noop", NULL, NULL, -1,
-					 &ring[i])) == TW_ENOSPC)
+		while ((s = tw_rpc_async(a, SERVER, "bench::noop", NULL, NULL,
+					 -1, &ring[i])) == TW_ENOSPC)
 			if (embedded)
 				tw_agent_poll(a);
 		if (s != TW_OK)
@@ -564,8 +572,8 @@ static long pipe_run(tw_agent *a, tw_future **ring, int W, double secs,
 		if (more && (done & 63) == 0 && mono_ns() >= end)
 			more = false;
 		if (more) {
-			while ((s = tw_rpc_async(a, SERVER, "bench::noop", NULL, NULL,
-						 -1, slot)) == TW_ENOSPC)
+			while ((s = tw_rpc_async(a, SERVER, "bench::noop", NULL,
+						 NULL, -1, slot)) == TW_ENOSPC)
 				if (embedded)
 					tw_agent_poll(a);
 			if (s != TW_OK)
@@ -615,8 +623,8 @@ static uint64_t echo_once(tw_agent *a, const tw_value *args, const tw_tensor *t,
 {
 	tw_value res, err;
 	uint64_t c0 = tsc();
-	tw_status s = tw_rpc_sync(a, SERVER, "bench::echo", args, NULL, -1, &res,
-				  &err);
+	tw_status s = tw_rpc_sync(a, SERVER, "bench::echo", args, NULL, -1,
+				  &res, &err);
 	uint64_t dt = tsc() - c0;
 	if (s != TW_OK)
 		die_err("echo", s, &err);
@@ -626,7 +634,8 @@ static uint64_t echo_once(tw_agent *a, const tw_value *args, const tw_tensor *t,
 		if (tw_value_get_tensor(&res, &back) != TW_OK ||
 		    !tw_tensor_equal(back, t) || tw_tensor_nbytes(back, &nb) ||
 		    memcmp(back->data, t->data, nb) != 0) {
-			fprintf(stderr, "bench-rpc: echo of %zu bytes came back different\n",
+			fprintf(stderr,
+				"bench-rpc: echo of %zu bytes came back different\n",
 				nb);
 			kill_server();
 			exit(1);
@@ -664,9 +673,11 @@ static void bench_echo(tw_agent *a, const struct opts *o, size_t bytes)
 		smp[n++] = echo_once(a, &args, &t, false);
 	struct lat l = lat_stats(smp, (size_t)n);
 	char name[48], lab[24], extra[160];
-	snprintf(name, sizeof(name), "tw_echo_%s", size_label(bytes, lab, sizeof(lab)));
-	snprintf(extra, sizeof(extra), "bytes=%zu GB/s=%.3f GB/s_best=%.3f exact=1",
-		 bytes, 2.0 * (double)bytes / l.p50, 2.0 * (double)bytes / l.min);
+	snprintf(name, sizeof(name), "tw_echo_%s",
+		 size_label(bytes, lab, sizeof(lab)));
+	snprintf(extra, sizeof(extra),
+		 "bytes=%zu GB/s=%.3f GB/s_best=%.3f exact=1", bytes,
+		 2.0 * (double)bytes / l.p50, 2.0 * (double)bytes / l.min);
 	print_lat(name, &l, extra);
 	free(smp);
 	tw_value_destroy(&args);
@@ -691,7 +702,8 @@ static void bench_echo_lat(tw_agent *a, long n, size_t bytes)
 	double secs = (double)(mono_ns() - t0) / 1e9;
 	struct lat l = lat_stats(smp, (size_t)n);
 	char name[48], lab[24], extra[96];
-	snprintf(name, sizeof(name), "tw_echolat_%s", size_label(bytes, lab, sizeof(lab)));
+	snprintf(name, sizeof(name), "tw_echolat_%s",
+		 size_label(bytes, lab, sizeof(lab)));
 	snprintf(extra, sizeof(extra), "bytes=%zu rt/s=%.0f exact=1", bytes,
 		 (double)n / secs);
 	print_lat(name, &l, extra);
@@ -755,15 +767,34 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	struct opts o = {
-		.n = 100000, .pipe_secs = 3, .echo_secs = 2, .echo_min = 10,
-		.echo_max = 2000, .lat_small_n = 20000, .lat_big_n = 2000,
-		.client_cpu = 0, .server_cpu = 1,
+		.n = 100000,
+		.pipe_secs = 3,
+		.echo_secs = 2,
+		.echo_min = 10,
+		.echo_max = 2000,
+		.lat_small_n = 20000,
+		.lat_big_n = 2000,
+		.client_cpu = 0,
+		.server_cpu = 1,
 		.spin_ns = 1000000000u, /* 1 s: it never sleeps mid-run */
 		.eal_mem_mb = 512,
 	};
-	enum { O_QUICK = 256, O_THREADED, O_SPIN, O_ONLY, O_HELP, O_LOOPCPU,
-	       O_SYIELD, O_TRANSPORT, O_IFACES, O_CREDITS, O_MBUFS, O_ZC,
-	       O_EALMEM, O_CC };
+	enum {
+		O_QUICK = 256,
+		O_THREADED,
+		O_SPIN,
+		O_ONLY,
+		O_HELP,
+		O_LOOPCPU,
+		O_SYIELD,
+		O_TRANSPORT,
+		O_IFACES,
+		O_CREDITS,
+		O_MBUFS,
+		O_ZC,
+		O_EALMEM,
+		O_CC
+	};
 	static const struct option lopts[] = {
 		{"quick", no_argument, NULL, O_QUICK},
 		{"threaded", no_argument, NULL, O_THREADED},
@@ -787,27 +818,55 @@ int main(int argc, char **argv)
 	int c;
 	o.windows[0] = 64;
 	o.windows[1] = 256;
-	static const size_t def_sizes[] = {4u << 10, 64u << 10, 1u << 20,
+	static const size_t def_sizes[] = {4u << 10,  64u << 10, 1u << 20,
 					   16u << 20, 64u << 20, 0};
 	memcpy(o.sizes, def_sizes, sizeof(def_sizes));
-	while ((c = getopt_long(argc, argv, "n:T:E:c:C:W:S:h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:T:E:c:C:W:S:h", lopts, NULL)) !=
+	       -1) {
 		switch (c) {
-		case O_QUICK: o.quick = true; break;
-		case O_THREADED: o.threaded = true; break;
-		case O_SPIN: o.spin_ns = (uint64_t)(atof(optarg) * 1e6); break;
-		case O_ONLY: o.only = optarg; break;
-		case O_LOOPCPU: loop_cpu = atoi(optarg); break;
-		case O_SYIELD: o.server_yield = true; break;
-		case O_TRANSPORT:
-			o.transport = strcmp(optarg, "uring") == 0 ? NULL : optarg;
+		case O_QUICK:
+			o.quick = true;
 			break;
-		case O_IFACES: o.ifaces = optarg; break;
-		case O_CREDITS: o.credits = (uint32_t)atol(optarg); break;
-		case O_MBUFS: o.mbufs = (uint32_t)atol(optarg); break;
-		case O_ZC: o.zc_threshold = strtoull(optarg, NULL, 0); break;
-		case O_EALMEM: o.eal_mem_mb = atoi(optarg); break;
-		case O_CC: o.cc = optarg; break;
-		case 'n': n_set = atol(optarg); break;
+		case O_THREADED:
+			o.threaded = true;
+			break;
+		case O_SPIN:
+			o.spin_ns = (uint64_t)(atof(optarg) * 1e6);
+			break;
+		case O_ONLY:
+			o.only = optarg;
+			break;
+		case O_LOOPCPU:
+			loop_cpu = atoi(optarg);
+			break;
+		case O_SYIELD:
+			o.server_yield = true;
+			break;
+		case O_TRANSPORT:
+			o.transport = strcmp(optarg, "uring") == 0 ? NULL
+								   : optarg;
+			break;
+		case O_IFACES:
+			o.ifaces = optarg;
+			break;
+		case O_CREDITS:
+			o.credits = (uint32_t)atol(optarg);
+			break;
+		case O_MBUFS:
+			o.mbufs = (uint32_t)atol(optarg);
+			break;
+		case O_ZC:
+			o.zc_threshold = strtoull(optarg, NULL, 0);
+			break;
+		case O_EALMEM:
+			o.eal_mem_mb = atoi(optarg);
+			break;
+		case O_CC:
+			o.cc = optarg;
+			break;
+		case 'n':
+			n_set = atol(optarg);
+			break;
 		case 'S': {
 			int k = 0;
 			for (char *p = optarg; *p != '\0' && k < 15; k++) {
@@ -817,7 +876,8 @@ int main(int argc, char **argv)
 					v <<= 10, end++;
 				else if (*end == 'M' || *end == 'm')
 					v <<= 20, end++;
-				if (end == p || v < 4 || v % 4 != 0 || v > (1ull << 32)) {
+				if (end == p || v < 4 || v % 4 != 0 ||
+				    v > (1ull << 32)) {
 					usage(stderr);
 					return 2;
 				}
@@ -842,12 +902,25 @@ int main(int argc, char **argv)
 			o.windows[k] = 0;
 			break;
 		}
-		case 'T': T_set = atof(optarg); break;
-		case 'E': E_set = atof(optarg); break;
-		case 'c': o.client_cpu = atoi(optarg); break;
-		case 'C': o.server_cpu = atoi(optarg); break;
-		case 'h': case O_HELP: usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'T':
+			T_set = atof(optarg);
+			break;
+		case 'E':
+			E_set = atof(optarg);
+			break;
+		case 'c':
+			o.client_cpu = atoi(optarg);
+			break;
+		case 'C':
+			o.server_cpu = atoi(optarg);
+			break;
+		case 'h':
+		case O_HELP:
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind < argc) {
@@ -900,12 +973,14 @@ int main(int argc, char **argv)
 	       "%s, tsc %.3f GHz, tcp cc %s\n",
 	       embedded ? "embedded" : "threaded", o.client_cpu, o.server_cpu,
 	       (double)o.spin_ns / 1e6, o.quick ? "quick" : "full", tsc_per_ns,
-	       o.cc == NULL ? "library default" : o.cc[0] ? o.cc : "system's");
+	       o.cc == NULL ? "library default"
+	       : o.cc[0]    ? o.cc
+			    : "system's");
 	if (dpdk_mode(&o))
 		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
 		       " (0 = default)\n# client EAL: %s\n# server EAL: %s\n",
-		       o.transport, o.credits, o.mbufs, o.zc_threshold, o.eal[0],
-		       o.eal[1]);
+		       o.transport, o.credits, o.mbufs, o.zc_threshold,
+		       o.eal[0], o.eal[1]);
 	fflush(stdout);
 
 	if (want(&o, "sync"))
@@ -940,7 +1015,8 @@ int main(int argc, char **argv)
 		if (r == sp)
 			break;
 		if (i == 499) {
-			fprintf(stderr, "bench-rpc: server did not exit; killing it\n");
+			fprintf(stderr,
+				"bench-rpc: server did not exit; killing it\n");
 			kill(sp, SIGKILL);
 			waitpid(sp, &wst, 0);
 		}
@@ -948,7 +1024,8 @@ int main(int argc, char **argv)
 	}
 	if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0)
 		fprintf(stderr, "bench-rpc: server exited with status %d\n",
-			WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst));
+			WIFEXITED(wst) ? WEXITSTATUS(wst)
+				       : 128 + WTERMSIG(wst));
 	if (dpdk_mode(&o))
 		tw_dpdk_eal_cleanup(); /* then atexit removes the run dirs */
 	return s == TW_OK ? 0 : 1;

@@ -35,7 +35,8 @@ static void build_call(tw_value *call, size_t nbytes, tw_tensor *keep)
 {
 	tw_value args, kwargs, v;
 	tw_status s;
-	if ((s = tw_value_tuple(call, 3)) || (s = tw_value_cstring(&v, "aten::add")) ||
+	if ((s = tw_value_tuple(call, 3)) ||
+	    (s = tw_value_cstring(&v, "aten::add")) ||
 	    (s = tw_value_set_item(call, 0, v)))
 		die("build", s);
 	if (nbytes == 0) {
@@ -47,7 +48,8 @@ static void build_call(tw_value *call, size_t nbytes, tw_tensor *keep)
 		int64_t shape[1] = {(int64_t)(nbytes / 4)};
 		if ((s = tw_tensor_zeros(keep, TW_FLOAT32, 1, shape)))
 			die("tensor", s);
-		if ((s = tw_value_tuple(&args, 2)) || (s = tw_value_tensor(&v, keep)) ||
+		if ((s = tw_value_tuple(&args, 2)) ||
+		    (s = tw_value_tensor(&v, keep)) ||
 		    (s = tw_value_set_item(&args, 0, v)))
 			die("build", s);
 		tw_value_set_item(&args, 1, tw_value_double(2.0));
@@ -88,9 +90,9 @@ static double measure(bench_fn fn, void *ctx, double trial_ns)
 struct wire_ctx {
 	tw_buf_pool *pool;
 	tw_value call;
-	tw_buf *rx;       /* the received frame, as a transport delivers it */
+	tw_buf *rx; /* the received frame, as a transport delivers it */
 	size_t len;
-	void *dst, *src;  /* memcpy anchor */
+	void *dst, *src; /* memcpy anchor */
 	size_t nbytes;
 };
 
@@ -145,12 +147,14 @@ int main(int argc, char **argv)
 
 	double small_total = 0;
 	printf("%-12s %12s %12s %12s %14s %14s %12s\n", "tensor", "encode ns",
-	       "decode ns", "enc+dec ns", "vs small call", "memcpy ns", "memcpy/enc+dec");
+	       "decode ns", "enc+dec ns", "vs small call", "memcpy ns",
+	       "memcpy/enc+dec");
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		tw_tensor t = {0};
 		c.nbytes = sizes[k];
 		build_call(&c.call, c.nbytes, &t);
-		tw_frame_hdr h = {.type = TW_MSG_CALL, .req_id = 1, .src = 0, .dst = 1};
+		tw_frame_hdr h = {
+			.type = TW_MSG_CALL, .req_id = 1, .src = 0, .dst = 1};
 		tw_out_msg m;
 		if ((s = tw_msg_encode(c.pool, &h, &c.call, &m)))
 			die("encode", s);
@@ -169,7 +173,8 @@ int main(int argc, char **argv)
 		if (c.nbytes) {
 			c.src = t.data;
 			c.dst = aligned_alloc(64, c.nbytes);
-			memset(c.dst, 1, c.nbytes); /* pre-faulted, as the anchor */
+			memset(c.dst, 1,
+			       c.nbytes); /* pre-faulted, as the anchor */
 			mc = measure(run_memcpy, &c, trial_ns);
 			free(c.dst);
 		}
@@ -177,9 +182,11 @@ int main(int argc, char **argv)
 		if (c.nbytes == 0)
 			snprintf(label, sizeof(label), "none");
 		else
-			snprintf(label, sizeof(label), "%zu KiB", c.nbytes / 1024);
-		printf("%-12s %12.0f %12.0f %12.0f %13.2fx %14.0f %11.1fx\n", label,
-		       enc, dec, total, total / small_total, mc, mc ? mc / total : 0.0);
+			snprintf(label, sizeof(label), "%zu KiB",
+				 c.nbytes / 1024);
+		printf("%-12s %12.0f %12.0f %12.0f %13.2fx %14.0f %11.1fx\n",
+		       label, enc, dec, total, total / small_total, mc,
+		       mc ? mc / total : 0.0);
 		printf("RESULT wire_call tensor_bytes=%zu encode_ns=%.0f decode_ns=%.0f "
 		       "total_ns=%.0f ratio_to_small=%.2f memcpy_ns=%.0f "
 		       "memcpy_over_total=%.2f frame_bytes=%zu\n",

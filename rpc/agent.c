@@ -80,8 +80,8 @@ struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id)
 {
 	struct conn_state *cs;
 	TAILQ_FOREACH(cs, &l->conns, link)
-		if (cs->id == id)
-			return cs;
+	if (cs->id == id)
+		return cs;
 	return NULL;
 }
 
@@ -178,7 +178,8 @@ static int flush_backlogs(struct agent_loop *l)
 {
 	int work = 0;
 	struct conn_state *cs;
-	TAILQ_FOREACH(cs, &l->conns, link) {
+	TAILQ_FOREACH(cs, &l->conns, link)
+	{
 		if (l->nbacklog == 0)
 			break;
 		struct tx *tx;
@@ -212,8 +213,8 @@ static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 
 /* ---- transport upcalls ------------------------------------------------------- */
 
-static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h,
-		     tw_buf *buf, size_t off, size_t len)
+static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
+		     size_t off, size_t len)
 {
 	struct agent_loop *l = ctx;
 	struct conn_state *cs = c->ctx;
@@ -295,8 +296,8 @@ static void sync_msg_fn(struct tw_loop_msg *m)
  * thread (init and shutdown run on the owner): the message goes through
  * the ring all the same, so it runs after whatever other threads posted
  * before it, exactly as on a loop thread, and we poll until it has run. */
-static tw_status run_on_loop(struct agent_loop *l, void (*fn)(struct sync_msg *s),
-			     int *ret)
+static tw_status run_on_loop(struct agent_loop *l,
+			     void (*fn)(struct sync_msg *s), int *ret)
 {
 	struct sync_msg s = {.l = l, .fn = fn, .st = TW_OK};
 	pthread_mutex_init(&s.mu, NULL);
@@ -333,8 +334,8 @@ static void loop_init_fn(struct sync_msg *s)
 	struct agent_loop *l = s->l;
 	tw_agent *a = l->a;
 	agent_tls_loop = l;
-	struct tw_transport_cbs cbs = {.ctx = l, .on_frame = on_frame,
-				       .on_conn = on_conn};
+	struct tw_transport_cbs cbs = {
+		.ctx = l, .on_frame = on_frame, .on_conn = on_conn};
 	char url[TW_ADDR_MAX + 16];
 	s->st = a->tp->create(a->tenv, l->idx, l->loop, &cbs, &l->t);
 	if (s->st != TW_OK)
@@ -373,7 +374,8 @@ static void loop_teardown_check(struct sync_msg *s)
 {
 	struct agent_loop *l = s->l;
 	struct conn_state *cs;
-	TAILQ_FOREACH(cs, &l->conns, link) {
+	TAILQ_FOREACH(cs, &l->conns, link)
+	{
 		if (!cs->closing) {
 			cs->closing = true;
 			l->t->ops->close(l->t, cs->c);
@@ -452,7 +454,8 @@ static void stop_executor(tw_agent *a)
 		executor_stop(a->exec);
 		return;
 	}
-	(void)tw_loop_poll_until(l->loop, exec_stopped, &s, UINT64_MAX, 1000000);
+	(void)tw_loop_poll_until(l->loop, exec_stopped, &s, UINT64_MAX,
+				 1000000);
 	pthread_join(th, NULL);
 }
 
@@ -545,15 +548,18 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 		return tw_fail(TW_EINVAL, "worker name must be 1..%d bytes",
 			       TW_WORKER_NAME_MAX - 1);
 	if (o->world_size == 0 || o->rank >= o->world_size)
-		return tw_fail(TW_EINVAL, "rank %u is out of range for world size %u",
+		return tw_fail(TW_EINVAL,
+			       "rank %u is out of range for world size %u",
 			       o->rank, o->world_size);
 	if (o->rendezvous == NULL)
 		return tw_fail(TW_EINVAL, "no rendezvous address");
 	if (o->num_loops == 0 || o->num_loops > RDV_MAX_LOOPS)
-		return tw_fail(TW_EINVAL, "num_loops must be 1..%u", RDV_MAX_LOOPS);
+		return tw_fail(TW_EINVAL, "num_loops must be 1..%u",
+			       RDV_MAX_LOOPS);
 	if (o->embedded && o->num_loops != 1)
-		return tw_fail(TW_EINVAL, "embedded mode drives exactly one loop: "
-					  "num_loops must be 1");
+		return tw_fail(TW_EINVAL,
+			       "embedded mode drives exactly one loop: "
+			       "num_loops must be 1");
 	if (o->embedded && agent_tls_loop != NULL)
 		/* Its thread-local would name two loops. */
 		return tw_fail(TW_EINVAL, "this thread already runs a loop of "
@@ -561,8 +567,9 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 	if (o->executor_threads == 0 || o->executor_threads > 1024)
 		return tw_fail(TW_EINVAL, "executor_threads must be 1..1024");
 	if (o->default_timeout_ms < 0)
-		return tw_fail(TW_EINVAL, "default_timeout_ms must not be negative "
-					  "(0 = no timeout)");
+		return tw_fail(TW_EINVAL,
+			       "default_timeout_ms must not be negative "
+			       "(0 = no timeout)");
 	return TW_OK;
 }
 
@@ -577,10 +584,13 @@ static tw_status pick_transport(const struct tw_agent_opts *o,
 		name = h->transport;
 	if (name == NULL)
 		name = "uring";
-	const struct tw_transport_provider *p = tw_transport_provider_find(name);
+	const struct tw_transport_provider *p =
+		tw_transport_provider_find(name);
 	if (p == NULL)
-		return tw_fail(TW_EINVAL, "unknown transport '%.32s' (this build "
-					  "offers \"uring\" and \"dpdk\")", name);
+		return tw_fail(TW_EINVAL,
+			       "unknown transport '%.32s' (this build "
+			       "offers \"uring\" and \"dpdk\")",
+			       name);
 	*out = p;
 	return p->check(o->transport_opts, o->num_loops);
 }
@@ -609,7 +619,8 @@ static tw_status build_membership(tw_agent *a)
 		tw_worker_info *w = &a->workers[r];
 		w->id = r;
 		snprintf(w->name, sizeof(w->name), "%s", a->members[r].name);
-		snprintf(w->addr, sizeof(w->addr), "%s", a->members[r].addrs[0]);
+		snprintf(w->addr, sizeof(w->addr), "%s",
+			 a->members[r].addrs[0]);
 		uint32_t i = name_hash(w->name) & a->name_mask;
 		while (a->name_idx[i] != 0)
 			i = (i + 1) & a->name_mask;
@@ -633,8 +644,10 @@ static tw_status start_loops(tw_agent *a)
 		l->fault.delay_ns = a->o.fault_delay_ms * 1000000u;
 		l->out = calloc(a->world, sizeof(*l->out));
 		if (l->out == NULL || pend_init(&l->pend, 1024) != 0)
-			return tw_fail(TW_ENOMEM, "out of memory for run loop "
-				       "%u's tables", i);
+			return tw_fail(TW_ENOMEM,
+				       "out of memory for run loop "
+				       "%u's tables",
+				       i);
 		struct tw_loop_opts lo;
 		tw_loop_opts_init(&lo, sizeof(lo));
 		char name[32];
@@ -658,9 +671,10 @@ static tw_status start_loops(tw_agent *a)
 		if (!a->o.embedded) {
 			st = tw_loop_start(l->loop);
 			if (st != TW_OK)
-				return tw_fail(st, "cannot start run loop %u's "
-					       "thread: %s", i,
-					       tw_strerror(st));
+				return tw_fail(st,
+					       "cannot start run loop %u's "
+					       "thread: %s",
+					       i, tw_strerror(st));
 			l->started = true;
 		}
 		/* The transport's create and listen say why they fail. */
@@ -680,8 +694,9 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	if (out != NULL)
 		*out = NULL;
 	if (opts == NULL || out == NULL || opts->opts_size == 0)
-		return tw_fail(TW_EINVAL, "tw_agent_init needs options "
-					  "(tw_agent_opts_init) and an out pointer");
+		return tw_fail(TW_EINVAL,
+			       "tw_agent_init needs options "
+			       "(tw_agent_opts_init) and an out pointer");
 	struct tw_agent_opts o;
 	tw_agent_opts_init(&o, sizeof(o));
 	tw_opts_copy(&o, sizeof(o), opts);
@@ -747,14 +762,16 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	po.name = "tw-tx";
 	st = tw_buf_pool_create(&po, &a->txpool);
 	if (st != TW_OK) {
-		tw_fail_wrap(st, st, "cannot create the send buffer pool "
-			     "(%u buffers of %u bytes)", TX_POOL_COUNT,
-			     TX_POOL_BUF);
+		tw_fail_wrap(st, st,
+			     "cannot create the send buffer pool "
+			     "(%u buffers of %u bytes)",
+			     TX_POOL_COUNT, TX_POOL_BUF);
 		goto fail;
 	}
 	st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->call_cache);
 	if (st == TW_OK)
-		st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC, &a->reply_cache);
+		st = tw_ring_create(RECORD_CACHE, TW_RING_F_MPMC,
+				    &a->reply_cache);
 	if (st != TW_OK)
 		goto fail_plain;
 	char en[32];
@@ -765,13 +782,13 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 
 	if (a->rank == 0 && a->hooks == NULL) {
 		/* Up first, so the others stop retrying as soon as possible. */
-		st = rdv_server_start(a->rendezvous, a->world, o.init_timeout_ms,
-				      &a->rdv_srv);
+		st = rdv_server_start(a->rendezvous, a->world,
+				      o.init_timeout_ms, &a->rdv_srv);
 		if (st != TW_OK)
 			goto fail; /* it said why */
 	}
-	struct tw_transport_group g = {.nloops = a->nloops, .rank = a->rank,
-				       .world_size = a->world};
+	struct tw_transport_group g = {
+		.nloops = a->nloops, .rank = a->rank, .world_size = a->world};
 	st = tp->start(o.transport_opts, &g, &a->tenv);
 	if (st != TW_OK) {
 		a->tenv = NULL;
@@ -859,18 +876,20 @@ tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 {
 	if (a == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_agent_shutdown: agent is "
-				      "NULL");
+						 "NULL");
 	struct agent_loop *own = NULL;
 	if (a->o.embedded) {
 		/* Only the owner can drive the loop through the shutdown. */
 		own = &a->loops[0];
 		if (agent_tls_loop != own)
-			return tw_fail_static(TW_EINVAL, "an embedded agent is "
+			return tw_fail_static(TW_EINVAL,
+					      "an embedded agent is "
 					      "shut down by its owner thread "
 					      "(the one that called "
 					      "tw_agent_init) only");
 		if (tw_loop_in_poll(own->loop))
-			return tw_fail_static(TW_EBUSY, "tw_agent_shutdown "
+			return tw_fail_static(TW_EBUSY,
+					      "tw_agent_shutdown "
 					      "called from a handler: it would "
 					      "wait for itself");
 	} else if (agent_tls_loop != NULL && agent_tls_loop->a == a) {
@@ -909,9 +928,11 @@ tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 	agent_free(a);
 	if (st != TW_OK)
 		/* After the teardown, which may record reasons of its own. */
-		return tw_fail(st, "shutdown barrier: the rendezvous host "
+		return tw_fail(st,
+			       "shutdown barrier: the rendezvous host "
 			       "(rank 0) went away before every worker had "
-			       "shut down (%s)", tw_strerror(st));
+			       "shut down (%s)",
+			       tw_strerror(st));
 	return TW_OK;
 }
 
@@ -935,7 +956,8 @@ tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms)
 		return tw_future_status(f);
 	/* From a handler: the loop cannot be polled from inside itself. */
 	if (tw_loop_in_poll(l->loop))
-		return tw_fail_static(TW_EINVAL, "waiting on a run loop (in a "
+		return tw_fail_static(TW_EINVAL,
+				      "waiting on a run loop (in a "
 				      "handler) for a future only that loop "
 				      "can complete: use tw_call_defer");
 	uint64_t ns = UINT64_MAX;
@@ -945,8 +967,10 @@ tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms)
 			     : (uint64_t)timeout_ms * 1000000u;
 	/* The sleep cap: f may be one another thread completes. */
 	if (!tw_loop_poll_until(l->loop, future_done, f, ns, 1000000))
-		return tw_fail(TW_ETIMEDOUT, "the future was not completed "
-			       "within %lld ms", (long long)timeout_ms);
+		return tw_fail(TW_ETIMEDOUT,
+			       "the future was not completed "
+			       "within %lld ms",
+			       (long long)timeout_ms);
 	return tw_future_status(f);
 }
 
@@ -974,8 +998,8 @@ static tw_status wait_own_fn(tw_future *f, int64_t timeout_ms, void *ctx)
 	return agent_wait_own(ctx, f, timeout_ms);
 }
 
-void agent_explain_error(const tw_agent *a, tw_status kind,
-			 const tw_error *e, const char *fmt, ...)
+void agent_explain_error(const tw_agent *a, tw_status kind, const tw_error *e,
+			 const char *fmt, ...)
 {
 	char pre[256] = "";
 	va_list ap;
@@ -1006,12 +1030,11 @@ tw_status tw_agent_wait_all(tw_agent *a, tw_future *const *futs, size_t n,
 {
 	if (a == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_agent_wait_all: agent is "
-				      "NULL");
+						 "NULL");
 	struct agent_loop *l = own_loop(a);
 	size_t i;
-	tw_status st = future_wait_all_with(futs, n, timeout_ms,
-					    l != NULL ? wait_own_fn : NULL, l,
-					    &i);
+	tw_status st = future_wait_all_with(
+		futs, n, timeout_ms, l != NULL ? wait_own_fn : NULL, l, &i);
 	if (i != SIZE_MAX)
 		agent_explain_error(a, st, tw_future_error(futs[i]),
 				    "future %zu (of %zu) failed: ", i, n);
@@ -1042,15 +1065,19 @@ tw_status agent_no_worker(const tw_agent *a, const char *name)
 
 tw_status agent_no_worker_id(const tw_agent *a, uint32_t id)
 {
-	return tw_fail(TW_ENOENT, "no worker with id %u (world size %u: ids "
-		       "0 to %u)", id, a->world, a->world - 1);
+	return tw_fail(TW_ENOENT,
+		       "no worker with id %u (world size %u: ids "
+		       "0 to %u)",
+		       id, a->world, a->world - 1);
 }
 
 /* Membership is read once the group formed. */
 static tw_status no_members(const char *fn)
 {
-	return tw_fail(TW_EINVAL, "%s before the group formed (tw_agent_init "
-		       "has not returned)", fn);
+	return tw_fail(TW_EINVAL,
+		       "%s before the group formed (tw_agent_init "
+		       "has not returned)",
+		       fn);
 }
 
 tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
@@ -1058,7 +1085,7 @@ tw_status tw_agent_worker_info(const tw_agent *a, const char *name,
 {
 	if (a == NULL || name == NULL || out == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_agent_worker_info: agent, "
-				      "name or out is NULL");
+						 "name or out is NULL");
 	if (a->workers == NULL)
 		return no_members("tw_agent_worker_info");
 	uint32_t id;
@@ -1073,7 +1100,7 @@ tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
 {
 	if (a == NULL || out == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_agent_worker_info_by_id: "
-				      "agent or out is NULL");
+						 "agent or out is NULL");
 	if (a->workers == NULL)
 		return no_members("tw_agent_worker_info_by_id");
 	if (id >= a->world)
@@ -1086,15 +1113,18 @@ tw_status tw_agent_worker_infos(const tw_agent *a, tw_worker_info *out,
 				uint32_t cap, uint32_t *n)
 {
 	if (a == NULL || n == NULL || (out == NULL && cap > 0))
-		return tw_fail_static(TW_EINVAL, "tw_agent_worker_infos: agent "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_agent_worker_infos: agent "
 				      "or n is NULL, or out is NULL with a "
 				      "capacity");
 	*n = a->world;
 	if (a->workers == NULL)
 		return no_members("tw_agent_worker_infos");
 	if (cap < a->world)
-		return tw_fail(TW_ENOSPC, "room for %u worker infos, %u needed "
-			       "(the world size)", cap, a->world);
+		return tw_fail(TW_ENOSPC,
+			       "room for %u worker infos, %u needed "
+			       "(the world size)",
+			       cap, a->world);
 	memcpy(out, a->workers, a->world * sizeof(*out));
 	return TW_OK;
 }
@@ -1150,7 +1180,7 @@ tw_status tw_agent_register(tw_agent *a, const char *name, tw_handler_fn fn,
 {
 	if (a == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_agent_register: agent is "
-				      "NULL");
+						 "NULL");
 	return registry_add(&a->reg, name, fn, arg, flags);
 }
 
@@ -1160,7 +1190,7 @@ tw_status tw_agent_register_schema(tw_agent *a, const char *schema,
 {
 	if (a == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_agent_register_schema: "
-				      "agent is NULL");
+						 "agent is NULL");
 	return reg_add_schema(&a->reg, schema, fn, arg, flags);
 }
 
@@ -1168,7 +1198,7 @@ tw_status tw_agent_list_functions(const tw_agent *a, tw_value *out)
 {
 	if (a == NULL || out == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_agent_list_functions: "
-				      "agent or out is NULL");
+						 "agent or out is NULL");
 	return reg_list_functions((struct registry *)&a->reg, out);
 }
 
@@ -1177,7 +1207,8 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 	if (a == NULL || s == NULL)
 		return;
 	memset(s, 0, sizeof(*s));
-	s->calls_started = atomic_load_explicit(&a->api_calls, memory_order_relaxed);
+	s->calls_started = atomic_load_explicit(&a->api_calls,
+						memory_order_relaxed);
 	for (uint32_t i = 0; i < a->nloops; i++) {
 		const struct loop_stats *ls = &a->loops[i].stats;
 #define ADD(f) s->f += atomic_load_explicit(&ls->f, memory_order_relaxed)

@@ -28,7 +28,7 @@
 #define AGENT_LOOP_RING 16384 /* a power of two; no suffix: printed */
 
 /* Exactly torch's timeout message. */
-#define AGENT_TIMEOUT_FMT                                               \
+#define AGENT_TIMEOUT_FMT                                                      \
 	"RPC ran for more than set timeout (%lld ms) and will now be marked with an error"
 #define AGENT_SHUTDOWN_MSG "RPC agent is shutting down"
 
@@ -36,7 +36,8 @@
 typedef _Atomic uint64_t stat_t;
 static inline void stat_inc(stat_t *s)
 {
-	atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + 1,
+	atomic_store_explicit(s,
+			      atomic_load_explicit(s, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
 }
 
@@ -50,7 +51,7 @@ TAILQ_HEAD(call_list, call);
 struct tx {
 	struct tw_send_req req;
 	struct agent_loop *l;
-	STAILQ_ENTRY(tx) link;     /* in its connection's backlog */
+	STAILQ_ENTRY(tx) link; /* in its connection's backlog */
 	void (*done)(struct tx *tx, tw_status st);
 	tw_out_msg msg;
 };
@@ -66,20 +67,20 @@ struct call {
 	struct tw_timer timer;
 	tw_agent *a;
 	struct agent_loop *l;
-	tw_future *fut;            /* the call's own reference */
+	tw_future *fut; /* the call's own reference */
 	uint64_t req_id;
-	uint64_t deadline_ns;      /* 0 = none */
-	int64_t timeout_ms;        /* effective, for the message */
+	uint64_t deadline_ns; /* 0 = none */
+	int64_t timeout_ms;   /* effective, for the message */
 	uint32_t dst;
-	uint8_t live;              /* CALL_* (loop thread only) */
+	uint8_t live; /* CALL_* (loop thread only) */
 	bool self;
-	bool has_msg;              /* tx.msg holds an encoded frame */
-	struct conn_state *conn;   /* connection the call went out on */
-	TAILQ_ENTRY(call) clink;   /* in that connection's pending calls */
+	bool has_msg;            /* tx.msg holds an encoded frame */
+	struct conn_state *conn; /* connection the call went out on */
+	TAILQ_ENTRY(call) clink; /* in that connection's pending calls */
 	/* Calls to self: no frame, owned clones and the function. */
 	const struct reg_entry *fn;
 	tw_value self_args, self_kwargs;
-	char self_fn[64];          /* name for messages (truncated) */
+	char self_fn[64]; /* name for messages (truncated) */
 };
 
 /* A connection as the agent sees it (tw_conn.ctx). */
@@ -87,11 +88,11 @@ struct conn_state {
 	tw_conn *c;
 	struct agent_loop *l;
 	uint64_t id;
-	int64_t peer;              /* worker id; -1 while unknown (inbound) */
+	int64_t peer; /* worker id; -1 while unknown (inbound) */
 	bool outbound;
-	bool closing;              /* close requested */
-	struct call_list calls;    /* pending calls sent on it */
-	STAILQ_HEAD(, tx) backlog; /* sends waiting for queue room */
+	bool closing;                 /* close requested */
+	struct call_list calls;       /* pending calls sent on it */
+	STAILQ_HEAD(, tx) backlog;    /* sends waiting for queue room */
 	TAILQ_ENTRY(conn_state) link; /* in its loop's connections */
 };
 
@@ -111,8 +112,8 @@ struct loop_stats {
 /* Where the answer to a served call goes. */
 struct reply_path {
 	tw_agent *a;
-	struct agent_loop *l;      /* loop owning the connection / pending call */
-	uint64_t conn_id;          /* 0: a call to self, answered locally */
+	struct agent_loop *l; /* loop owning the connection / pending call */
+	uint64_t conn_id;     /* 0: a call to self, answered locally */
 	uint64_t req_id;
 	uint32_t caller;
 	const struct reg_entry *fn;
@@ -128,10 +129,11 @@ struct reply {
 	uint64_t req_id;
 	bool local;
 	bool encoded;
-	tw_status st;              /* local */
-	tw_value val;              /* local: owned result or error value */
-	STAILQ_ENTRY(reply) retry_link; /* waiting to be posted (target
-					 * ring full) */
+	tw_status st; /* local */
+	tw_value val; /* local: owned result or error value */
+	STAILQ_ENTRY(reply)
+	retry_link; /* waiting to be posted (target
+		     * ring full) */
 };
 
 struct agent_loop {
@@ -144,14 +146,14 @@ struct agent_loop {
 	struct tw_poller poller;
 	char addr[TW_ADDR_MAX];
 	/* Loop thread only from here. */
-	struct conn_state **out;   /* world entries: our connection per worker */
+	struct conn_state **out; /* world entries: our connection per worker */
 	TAILQ_HEAD(, conn_state) conns; /* every live connection */
 	uint32_t nconns;
-	uint32_t nbacklog;         /* connections with a backlog */
+	uint32_t nbacklog; /* connections with a backlog */
 	struct pend_table pend;
 	STAILQ_HEAD(, reply) retry; /* replies waiting for room (serve.c) */
 	bool closing;
-	int64_t tx_inflight;       /* tx records the transport holds */
+	int64_t tx_inflight; /* tx records the transport holds */
 	struct loop_stats stats;
 };
 
@@ -160,7 +162,7 @@ struct agent_loop {
  * counted; outlives the agent while deferred records hold it. */
 struct defer_hub {
 	_Atomic uint32_t refs;
-	_Atomic uint32_t active;   /* callbacks using the agent right now */
+	_Atomic uint32_t active; /* callbacks using the agent right now */
 	_Atomic int dead;
 	tw_agent *a;
 };
@@ -172,14 +174,14 @@ enum agent_state {
 };
 
 struct tw_agent {
-	struct tw_agent_opts o;    /* strings below are our copies */
+	struct tw_agent_opts o; /* strings below are our copies */
 	char name[TW_WORKER_NAME_MAX];
 	char *rendezvous;
 	const struct tw_transport_provider *tp;
-	void *tenv;                /* tp's, from its start */
+	void *tenv;                         /* tp's, from its start */
 	_Atomic int64_t default_timeout_ms; /* tw_agent_set_default_timeout */
 	uint32_t rank, world, nloops;
-	uint64_t gen;              /* distinguishes agents in thread-locals */
+	uint64_t gen; /* distinguishes agents in thread-locals */
 	struct agent_loop *loops;
 	struct registry reg;
 	bool reg_ok;
@@ -188,14 +190,14 @@ struct tw_agent {
 	tw_ring *call_cache, *reply_cache; /* free records */
 	struct rdv_server *rdv_srv;
 	struct rdv_client *rdv;
-	struct rdv_member *members;  /* world entries, after rendezvous */
-	tw_worker_info *workers;     /* world entries */
-	uint32_t *name_idx;          /* rank + 1 by name hash, 0 = empty */
+	struct rdv_member *members; /* world entries, after rendezvous */
+	tw_worker_info *workers;    /* world entries */
+	uint32_t *name_idx;         /* rank + 1 by name hash, 0 = empty */
 	uint32_t name_mask;
 	struct defer_hub *hub;
 	_Atomic int state;
-	_Atomic int joining;       /* rendezvous under way: calls wait */
-	_Atomic uint32_t api_inflight;  /* threads inside tw_rpc_async */
+	_Atomic int joining;           /* rendezvous under way: calls wait */
+	_Atomic uint32_t api_inflight; /* threads inside tw_rpc_async */
 	_Atomic uint64_t next_req;
 	_Atomic uint64_t outstanding;
 	_Atomic uint32_t rr_next;
@@ -220,12 +222,13 @@ tw_status agent_no_worker_id(const tw_agent *a, uint32_t id);
  * prefix (printf-style) then, for an error raised by another worker,
  * torch's form "On worker 'w1' (id 1): <message>", else the message
  * alone. */
-void agent_explain_error(const tw_agent *a, tw_status kind,
-			 const tw_error *e, const char *fmt, ...)
+void agent_explain_error(const tw_agent *a, tw_status kind, const tw_error *e,
+			 const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* Embedded owner thread (l is agent_tls_loop): poll until f completes or
  * timeout_ms (< 0: none) passes. TW_EINVAL from inside an iteration. */
-tw_status agent_wait_own(struct agent_loop *l, tw_future *f, int64_t timeout_ms);
+tw_status agent_wait_own(struct agent_loop *l, tw_future *f,
+			 int64_t timeout_ms);
 
 /* ---- call.c (client side, loop thread unless noted) ---- */
 void call_on_response(struct agent_loop *l, struct conn_state *cs,
@@ -247,8 +250,7 @@ void pend_fini(struct pend_table *p);
 
 /* ---- serve.c (server side) ---- */
 void serve_on_call(struct agent_loop *l, struct conn_state *cs,
-		   const tw_frame_hdr *h, tw_buf *buf, size_t off,
-		   size_t len);
+		   const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
 /* Reject a request type we do not serve. */
 void serve_reject(struct agent_loop *l, struct conn_state *cs,
 		  const tw_frame_hdr *h, tw_status kind, const char *msg);
@@ -290,8 +292,7 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 
 /* ---- connection helpers (agent.c, loop thread) ---- */
 struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id);
-struct conn_state *conn_get(struct agent_loop *l, uint32_t dst,
-			    tw_status *st);
+struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st);
 /* Send tx on cs, or queue it; tx->done runs exactly once (maybe now). */
 void conn_send(struct conn_state *cs, struct tx *tx);
 

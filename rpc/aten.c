@@ -13,15 +13,15 @@
 
 #define ERRLEN 512
 
-#define ADAPTER(name)                                                         \
-	static tw_status name(tw_call_ctx *ctx, const tw_value *b,            \
+#define ADAPTER(name)                                                          \
+	static tw_status name(tw_call_ctx *ctx, const tw_value *b,             \
 			      uint32_t nb, tw_value *result, void *arg)
 
-#define UNUSED_ADAPTER_ARGS                                                   \
-	do {                                                                  \
-		(void)ctx;                                                    \
-		(void)nb;                                                     \
-		(void)arg;                                                    \
+#define UNUSED_ADAPTER_ARGS                                                    \
+	do {                                                                   \
+		(void)ctx;                                                     \
+		(void)nb;                                                      \
+		(void)arg;                                                     \
 	} while (0)
 
 /* ---- conversions ---- */
@@ -75,17 +75,19 @@ static tw_status dtype_of(const tw_value *v, tw_dtype *out, bool *has,
 	if (v->kind == TW_KIND_NONE)
 		return TW_OK;
 	static const int map[] = {
-		[0] = TW_UINT8, [1] = TW_INT8, [2] = TW_INT16, [3] = TW_INT32,
-		[4] = TW_INT64, [5] = TW_FLOAT16, [6] = TW_FLOAT32,
-		[7] = TW_FLOAT64, [8] = -1, [9] = -1, [10] = -1,
-		[11] = TW_BOOL, [12] = -1, [13] = -1, [14] = -1,
+		[0] = TW_UINT8,     [1] = TW_INT8,    [2] = TW_INT16,
+		[3] = TW_INT32,     [4] = TW_INT64,   [5] = TW_FLOAT16,
+		[6] = TW_FLOAT32,   [7] = TW_FLOAT64, [8] = -1,
+		[9] = -1,           [10] = -1,        [11] = TW_BOOL,
+		[12] = -1,          [13] = -1,        [14] = -1,
 		[15] = TW_BFLOAT16,
 	};
 	int64_t c = v->u.i;
 	if (c < 0 || c >= (int64_t)(sizeof(map) / sizeof(map[0])) || map[c] < 0)
-		return failf(result, TW_ETYPE,
-			     "unsupported dtype: ScalarType code %lld (tensorwire supports uint8=0, int8=1, int16=2, int32=3, int64=4, float16=5, float32=6, float64=7, bool=11, bfloat16=15)",
-			     (long long)c);
+		return failf(
+			result, TW_ETYPE,
+			"unsupported dtype: ScalarType code %lld (tensorwire supports uint8=0, int8=1, int16=2, int32=3, int64=4, float16=5, float32=6, float64=7, bool=11, bfloat16=15)",
+			(long long)c);
 	*out = (tw_dtype)map[c];
 	*has = true;
 	return TW_OK;
@@ -99,9 +101,10 @@ static tw_status ints_of(const tw_value *v, const char *what, int64_t *dims,
 	if (v->kind == TW_KIND_NONE)
 		return TW_OK;
 	if (v->len > TW_TENSOR_MAX_DIMS)
-		return failf(result, TW_ERUNTIME,
-			     "%s has %u entries: tensorwire tensors have at most %d dims",
-			     what, v->len, TW_TENSOR_MAX_DIMS);
+		return failf(
+			result, TW_ERUNTIME,
+			"%s has %u entries: tensorwire tensors have at most %d dims",
+			what, v->len, TW_TENSOR_MAX_DIMS);
 	for (uint32_t i = 0; i < v->len; i++)
 		dims[i] = v->u.items[i].u.i;
 	*n = v->len;
@@ -109,24 +112,26 @@ static tw_status ints_of(const tw_value *v, const char *what, int64_t *dims,
 }
 
 /* layout, device, pin_memory of a factory: only what a CPU tensor is. */
-static tw_status check_options(const tw_value *b, uint32_t at,
-			       tw_value *result)
+static tw_status check_options(const tw_value *b, uint32_t at, tw_value *result)
 {
 	const tw_value *layout = &b[at], *device = &b[at + 1],
 		       *pin = &b[at + 2];
 	if (layout->kind == TW_KIND_INT && layout->u.i != 0)
-		return failf(result, TW_EVALUE,
-			     "unsupported layout %lld: tensorwire only makes strided tensors (layout=torch.strided, 0)",
-			     (long long)layout->u.i);
+		return failf(
+			result, TW_EVALUE,
+			"unsupported layout %lld: tensorwire only makes strided tensors (layout=torch.strided, 0)",
+			(long long)layout->u.i);
 	if (device->kind == TW_KIND_STRING &&
 	    strcmp(device->u.str, "cpu") != 0 &&
 	    strcmp(device->u.str, "cpu:0") != 0)
-		return failf(result, TW_EVALUE,
-			     "unsupported device '%s': tensorwire builtins run on the cpu",
-			     device->u.str);
+		return failf(
+			result, TW_EVALUE,
+			"unsupported device '%s': tensorwire builtins run on the cpu",
+			device->u.str);
 	if (pin->kind == TW_KIND_BOOL && pin->u.b)
-		return fail(result, TW_EVALUE,
-			    "pin_memory=True is not supported by tensorwire builtins");
+		return fail(
+			result, TW_EVALUE,
+			"pin_memory=True is not supported by tensorwire builtins");
 	return TW_OK;
 }
 
@@ -432,13 +437,13 @@ ADAPTER(a_reshape)
 	(void)nb;
 	int64_t shape[TW_TENSOR_MAX_DIMS];
 	unsigned n;
-	tw_status st = ints_of(&b[1], arg != NULL ? "size" : "shape", shape,
-			       &n, result);
+	tw_status st = ints_of(&b[1], arg != NULL ? "size" : "shape", shape, &n,
+			       result);
 	if (st != TW_OK)
 		return st;
 	tw_tensor out;
 	st = (arg != NULL ? tw_op_view : tw_op_reshape)(T(&b[0]), shape, n,
-							 &out);
+							&out);
 	return done(st, result, &out);
 }
 
@@ -459,8 +464,8 @@ ADAPTER(a_cat)
 	for (uint32_t i = 0; i < lv->len; i++)
 		ts[i] = *lv->u.items[i].u.tensor;
 	tw_tensor out;
-	tw_status st = (arg != NULL ? tw_op_stack : tw_op_cat)(
-		ts, lv->len, b[1].u.i, &out);
+	tw_status st = (arg != NULL ? tw_op_stack : tw_op_cat)(ts, lv->len,
+							       b[1].u.i, &out);
 	if (ts != small)
 		free(ts);
 	return done(st, result, &out);
@@ -473,9 +478,10 @@ ADAPTER(a_clone)
 	/* contiguous_format (0) and preserve_format (1): a contiguous copy
 	 * is both for what tensorwire holds. */
 	if (b[1].kind == TW_KIND_INT && b[1].u.i != 0 && b[1].u.i != 1)
-		return failf(result, TW_EVALUE,
-			     "unsupported memory_format %lld: tensorwire makes contiguous copies (contiguous_format=0, preserve_format=1)",
-			     (long long)b[1].u.i);
+		return failf(
+			result, TW_EVALUE,
+			"unsupported memory_format %lld: tensorwire makes contiguous copies (contiguous_format=0, preserve_format=1)",
+			(long long)b[1].u.i);
 	tw_tensor out;
 	tw_status st = tw_op_clone(T(&b[0]), &out);
 	return done(st, result, &out);
@@ -502,7 +508,7 @@ ADAPTER(a_fill01)
 		return st;
 	tw_tensor out;
 	st = (arg != NULL ? tw_op_ones : tw_op_zeros)(n, shape,
-						       has ? &dt : NULL, &out);
+						      has ? &dt : NULL, &out);
 	return done(st, result, &out);
 }
 
@@ -579,14 +585,14 @@ ADAPTER(a_random)
 		return st;
 	tw_tensor out;
 	st = (normal ? tw_op_randn : tw_op_rand)(n, shape, seed,
-						  has ? &dt : NULL, &out);
+						 has ? &dt : NULL, &out);
 	return done(st, result, &out);
 }
 
 /* ---- the table ---- */
 
-#define FACTORY_OPTS                                                          \
-	"ScalarType? dtype=None, Layout? layout=None, Device? device=None, "  \
+#define FACTORY_OPTS                                                           \
+	"ScalarType? dtype=None, Layout? layout=None, Device? device=None, "   \
 	"bool? pin_memory=None"
 
 static const struct builtin {
@@ -662,21 +668,26 @@ static const struct builtin {
 	 &k_t /* any non-NULL: ones */},
 	{"aten::zeros(SymInt[] size, *, " FACTORY_OPTS ") -> Tensor", a_fill01,
 	 NULL},
-	{"aten::full(SymInt[] size, Scalar fill_value, *, " FACTORY_OPTS ") -> Tensor",
+	{"aten::full(SymInt[] size, Scalar fill_value, *, " FACTORY_OPTS
+	 ") -> Tensor",
 	 a_full, NULL},
 	{"aten::arange(Scalar end, *, " FACTORY_OPTS ") -> Tensor", a_arange,
 	 (const void *)(uintptr_t)1},
-	{"aten::arange.start(Scalar start, Scalar end, *, " FACTORY_OPTS ") -> Tensor",
+	{"aten::arange.start(Scalar start, Scalar end, *, " FACTORY_OPTS
+	 ") -> Tensor",
 	 a_arange, (const void *)(uintptr_t)2},
-	{"aten::arange.start_step(Scalar start, Scalar end, Scalar step=1, *, " FACTORY_OPTS ") -> Tensor",
+	{"aten::arange.start_step(Scalar start, Scalar end, Scalar step=1, *, " FACTORY_OPTS
+	 ") -> Tensor",
 	 a_arange, (const void *)(uintptr_t)3},
 	{"aten::rand(SymInt[] size, *, " FACTORY_OPTS ") -> Tensor", a_random,
 	 (const void *)(uintptr_t)0},
-	{"aten::rand.seed(SymInt[] size, *, int seed, " FACTORY_OPTS ") -> Tensor",
+	{"aten::rand.seed(SymInt[] size, *, int seed, " FACTORY_OPTS
+	 ") -> Tensor",
 	 a_random, (const void *)(uintptr_t)2},
 	{"aten::randn(SymInt[] size, *, " FACTORY_OPTS ") -> Tensor", a_random,
 	 (const void *)(uintptr_t)1},
-	{"aten::randn.seed(SymInt[] size, *, int seed, " FACTORY_OPTS ") -> Tensor",
+	{"aten::randn.seed(SymInt[] size, *, int seed, " FACTORY_OPTS
+	 ") -> Tensor",
 	 a_random, (const void *)(uintptr_t)3},
 };
 

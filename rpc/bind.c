@@ -69,15 +69,33 @@ static void write_value_type(struct wr *w, const tw_value *v, unsigned depth)
 		return;
 	}
 	switch (v->kind) {
-	case TW_KIND_NONE: wr_puts(w, "NoneType"); break;
-	case TW_KIND_BOOL: wr_puts(w, "bool"); break;
-	case TW_KIND_INT: wr_puts(w, "int"); break;
-	case TW_KIND_DOUBLE: wr_puts(w, "float"); break;
-	case TW_KIND_STRING: wr_puts(w, "str"); break;
-	case TW_KIND_BYTES: wr_puts(w, "bytes"); break;
-	case TW_KIND_TENSOR: wr_puts(w, "Tensor"); break;
-	case TW_KIND_RREF: wr_puts(w, "RRef"); break;
-	case TW_KIND_ERROR: wr_puts(w, "Error"); break;
+	case TW_KIND_NONE:
+		wr_puts(w, "NoneType");
+		break;
+	case TW_KIND_BOOL:
+		wr_puts(w, "bool");
+		break;
+	case TW_KIND_INT:
+		wr_puts(w, "int");
+		break;
+	case TW_KIND_DOUBLE:
+		wr_puts(w, "float");
+		break;
+	case TW_KIND_STRING:
+		wr_puts(w, "str");
+		break;
+	case TW_KIND_BYTES:
+		wr_puts(w, "bytes");
+		break;
+	case TW_KIND_TENSOR:
+		wr_puts(w, "Tensor");
+		break;
+	case TW_KIND_RREF:
+		wr_puts(w, "RRef");
+		break;
+	case TW_KIND_ERROR:
+		wr_puts(w, "Error");
+		break;
 	case TW_KIND_LIST:
 		wr_puts(w, "List[");
 		write_elem_type(w, v->u.items, v->len, depth);
@@ -98,7 +116,8 @@ static void write_value_type(struct wr *w, const tw_value *v, unsigned depth)
 		wr_puts(w, "Dict[str, ");
 		bool same = v->len > 0;
 		for (uint32_t i = 1; same && i < v->len; i++)
-			same = v->u.entries[i].val.kind == v->u.entries[0].val.kind;
+			same = v->u.entries[i].val.kind ==
+			       v->u.entries[0].val.kind;
 		if (same)
 			write_value_type(w, &v->u.entries[0].val, depth + 1);
 		else
@@ -150,8 +169,10 @@ static enum fit check(const tw_type *t, const tw_value *v)
 	case TW_TYPE_DEVICE:
 		return v->kind == TW_KIND_STRING ? FIT_EXACT : FIT_NO;
 	case TW_TYPE_SCALAR:
-		return v->kind == TW_KIND_INT || v->kind == TW_KIND_DOUBLE ||
-		       v->kind == TW_KIND_BOOL ? FIT_EXACT : FIT_NO;
+		return (v->kind == TW_KIND_INT || v->kind == TW_KIND_DOUBLE ||
+			v->kind == TW_KIND_BOOL)
+			       ? FIT_EXACT
+			       : FIT_NO;
 	case TW_TYPE_ANY:
 		return FIT_EXACT;
 	case TW_TYPE_NONE:
@@ -307,7 +328,8 @@ static tw_status convert(const tw_type *t, const tw_value *v, tw_value *out)
 			tw_value c;
 			st = convert_child(t->elems[1], &kv->val, &c);
 			if (st == TW_OK) {
-				st = tw_value_dict_set(&d, i, kv->key ? kv->key : "", c);
+				st = tw_value_dict_set(
+					&d, i, kv->key ? kv->key : "", c);
 				if (st != TW_OK)
 					tw_value_destroy(&c);
 			}
@@ -377,8 +399,10 @@ static void why_kwargs(struct why *y, const tw_schema *s, const tw_value *kw,
 			if (key_is(&kw->u.entries[k], &s->args[i]))
 				break;
 		if (i == s->nargs) {
-			wr_printf(w, "Unknown keyword argument '%s' for operator '%s'.",
-				  key_of(&kw->u.entries[k]), s->name);
+			wr_printf(
+				w,
+				"Unknown keyword argument '%s' for operator '%s'.",
+				key_of(&kw->u.entries[k]), s->name);
 			why_decl(y, s, " Schema: ");
 			return;
 		}
@@ -386,8 +410,10 @@ static void why_kwargs(struct why *y, const tw_schema *s, const tw_value *kw,
 	for (uint32_t i = 0; i < npos && i < s->nargs; i++) {
 		for (uint32_t k = 0; k < kw->len; k++) {
 			if (key_is(&kw->u.entries[k], &s->args[i])) {
-				wr_printf(w, "Argument '%s' specified both as positional and keyword argument.",
-					  s->args[i].name);
+				wr_printf(
+					w,
+					"Argument '%s' specified both as positional and keyword argument.",
+					s->args[i].name);
 				why_decl(y, s, " Schema: ");
 				return;
 			}
@@ -396,11 +422,14 @@ static void why_kwargs(struct why *y, const tw_schema *s, const tw_value *kw,
 	/* Only a dict with a repeated key gets here. */
 	for (uint32_t k = 0; k < kw->len; k++) {
 		for (uint32_t j = 0; j < k; j++) {
-			const tw_kv *a = &kw->u.entries[j], *b = &kw->u.entries[k];
+			const tw_kv *a = &kw->u.entries[j],
+				    *b = &kw->u.entries[k];
 			if (a->key_len == b->key_len &&
 			    strcmp(key_of(a), key_of(b)) == 0) {
-				wr_printf(w, "Keyword argument '%s' specified twice.",
-					  key_of(b));
+				wr_printf(
+					w,
+					"Keyword argument '%s' specified twice.",
+					key_of(b));
 				why_decl(y, s, " Schema: ");
 				return;
 			}
@@ -452,7 +481,9 @@ static tw_status bind(const tw_schema *s, const tw_value *args,
 	clear(bound, s->nargs);
 	if (npos + nkw > s->nargs) {
 		if (y != NULL) {
-			wr_printf(y->w, "%s() expected at most %" PRIu32 " argument(s) but received %zu argument(s).",
+			wr_printf(y->w,
+				  "%s() expected at most %" PRIu32
+				  " argument(s) but received %zu argument(s).",
 				  s->name, s->nargs, npos + nkw);
 			why_decl(y, s, " Declaration: ");
 		}
@@ -462,8 +493,10 @@ static tw_status bind(const tw_schema *s, const tw_value *args,
 		const struct schema_arg *a = &s->args[i];
 		if (a->kwarg_only) {
 			if (y != NULL) {
-				wr_printf(y->w, "%s() takes %zu positional argument(s) but %zu was/were given.",
-					  s->name, i, npos);
+				wr_printf(
+					y->w,
+					"%s() takes %zu positional argument(s) but %zu was/were given.",
+					s->name, i, npos);
 				why_decl(y, s, " Declaration: ");
 			}
 			return TW_ETYPE;
@@ -495,8 +528,10 @@ static tw_status bind(const tw_schema *s, const tw_value *args,
 			fit[i] = FIT_EXACT;
 		} else {
 			if (y != NULL) {
-				wr_printf(y->w, "%s() is missing value for argument '%s'.",
-					  s->name, a->name);
+				wr_printf(
+					y->w,
+					"%s() is missing value for argument '%s'.",
+					s->name, a->name);
 				why_decl(y, s, " Declaration: ");
 			}
 			return TW_ETYPE;
@@ -528,8 +563,10 @@ static tw_status bad_call(const tw_value *args, const tw_value *kwargs)
 	char got[128];
 	if (!seq_ok(args)) {
 		tw_value_type_repr(args, got, sizeof(got));
-		return tw_fail(TW_EINVAL, "positional arguments must be a "
-			       "tuple or a list, got %s", got);
+		return tw_fail(TW_EINVAL,
+			       "positional arguments must be a "
+			       "tuple or a list, got %s",
+			       got);
 	}
 	tw_value_type_repr(kwargs, got, sizeof(got));
 	return tw_fail(TW_EINVAL, "keyword arguments must be a dict, got %s",
@@ -540,7 +577,8 @@ tw_status tw_schema_bind(const tw_schema *s, const tw_value *args,
 			 const tw_value *kwargs, tw_value *bound)
 {
 	if (s == NULL || (bound == NULL && s->nargs > 0))
-		return tw_fail_static(TW_EINVAL, "tw_schema_bind: no schema or "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_schema_bind: no schema or "
 				      "no room for the bound arguments");
 	if (!seq_ok(args) || !dict_ok(kwargs)) {
 		clear(bound, s->nargs);
@@ -607,7 +645,8 @@ tw_status tw_schema_match(const tw_schema *const *overloads, size_t n,
 			return tw_fail(TW_EINVAL,
 				       "tw_schema_match: overload %zu "
 				       "is NULL, or no room for its bound "
-				       "arguments", i);
+				       "arguments",
+				       i);
 	}
 	if (!seq_ok(args) || !dict_ok(kwargs))
 		return bad_call(args, kwargs);
@@ -619,8 +658,10 @@ tw_status tw_schema_match(const tw_schema *const *overloads, size_t n,
 			return TW_OK;
 		}
 		if (st != TW_ETYPE) /* out of memory: no point trying others */
-			return tw_fail_wrap(st, st, "%s(): converting the "
-					    "arguments", overloads[i]->name);
+			return tw_fail_wrap(st, st,
+					    "%s(): converting the "
+					    "arguments",
+					    overloads[i]->name);
 	}
 	/* None binds: bind again, this time saying why. */
 	char msg[TW_ERRMSG_MAX];

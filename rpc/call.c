@@ -226,7 +226,8 @@ static void call_start_msg(struct tw_loop_msg *m)
 
 	if (l->closing) {
 		atomic_fetch_sub(&a->outstanding, 1);
-		tw_future_fail(c->fut, TW_ESHUTDOWN, a->rank, AGENT_SHUTDOWN_MSG);
+		tw_future_fail(c->fut, TW_ESHUTDOWN, a->rank,
+			       AGENT_SHUTDOWN_MSG);
 		call_settled(c);
 		return;
 	}
@@ -239,7 +240,8 @@ static void call_start_msg(struct tw_loop_msg *m)
 	}
 	c->live = CALL_PENDING;
 	if (c->deadline_ns != 0)
-		tw_timer_arm(tw_loop_timers(l->loop), &c->timer, c->deadline_ns);
+		tw_timer_arm(tw_loop_timers(l->loop), &c->timer,
+			     c->deadline_ns);
 	if (c->self) {
 		serve_local_call(l, c);
 		return;
@@ -331,14 +333,16 @@ void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
 	else
 		snprintf(msg, sizeof(msg),
 			 "worker '%s' is unreachable: connection closed (%s)",
-			 agent_worker_name(l->a, TAILQ_FIRST(&cs->calls)->dst), tw_strerror(why));
+			 agent_worker_name(l->a, TAILQ_FIRST(&cs->calls)->dst),
+			 tw_strerror(why));
 	tw_status kind = l->closing ? TW_ESHUTDOWN : TW_EUNREACHABLE;
 	/* Detach every call first: completing a future runs callbacks, and
 	 * they must find the tables consistent. */
 	struct call_list list = TAILQ_HEAD_INITIALIZER(list);
 	TAILQ_CONCAT(&list, &cs->calls, clink);
 	struct call *c;
-	TAILQ_FOREACH(c, &list, clink) {
+	TAILQ_FOREACH(c, &list, clink)
+	{
 		pend_remove(&l->pend, c->req_id);
 		tw_timer_cancel(tw_loop_timers(l->loop), &c->timer);
 		c->conn = NULL;
@@ -367,7 +371,8 @@ void call_fail_all(struct agent_loop *l, tw_status kind, const char *msg)
 		while (l->pend.count > 0)
 			for (uint32_t i = 0; i <= l->pend.mask; i++)
 				if (l->pend.slots[i] != NULL) {
-					call_fail(l, l->pend.slots[i], kind, msg);
+					call_fail(l, l->pend.slots[i], kind,
+						  msg);
 					break;
 				}
 		return;
@@ -490,16 +495,19 @@ static tw_status encode_call(struct call *c, const char *fn,
 				      .flags = TW_VALUE_BORROWED,
 				      .u.entries = NULL};
 	}
-	tw_value payload = {.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED,
-			    .len = 3, .u.items = items};
+	tw_value payload = {.kind = TW_KIND_TUPLE,
+			    .flags = TW_VALUE_BORROWED,
+			    .len = 3,
+			    .u.items = items};
 	tw_frame_hdr h = {0};
 	h.version = TW_FRAME_VERSION;
 	h.type = TW_MSG_CALL;
 	h.req_id = c->req_id;
 	h.src = a->rank;
 	h.dst = c->dst;
-	h.timeout_ms = c->timeout_ms > (int64_t)UINT32_MAX ? UINT32_MAX
-							   : (uint32_t)c->timeout_ms;
+	h.timeout_ms = c->timeout_ms > (int64_t)UINT32_MAX
+			       ? UINT32_MAX
+			       : (uint32_t)c->timeout_ms;
 	tw_status st = tw_msg_encode(a->txpool, &h, &payload, &c->tx.msg);
 	if (st == TW_ENOSPC) /* pool empty: the heap takes over */
 		st = tw_msg_encode(NULL, &h, &payload, &c->tx.msg);
@@ -518,9 +526,9 @@ static tw_status encode_call(struct call *c, const char *fn,
 
 struct diag {
 	char path[1024];
-	size_t len;         /* of path */
-	uint32_t nseg;      /* tensors so far */
-	uint64_t seg_area;  /* their bytes, as the frame lays them out */
+	size_t len;        /* of path */
+	uint32_t nseg;     /* tensors so far */
+	uint64_t seg_area; /* their bytes, as the frame lays them out */
 };
 
 static void diag_push(struct diag *d, size_t *mark, const char *fmt, ...)
@@ -536,7 +544,8 @@ static void diag_push(struct diag *d, size_t *mark, const char *fmt, ...)
 	va_end(ap);
 	if (n > 0)
 		d->len += (size_t)n < sizeof(d->path) - d->len
-				  ? (size_t)n : sizeof(d->path) - d->len - 1;
+				  ? (size_t)n
+				  : sizeof(d->path) - d->len - 1;
 }
 
 static void diag_pop(struct diag *d, size_t mark)
@@ -561,7 +570,8 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 	bool cont = v->kind == TW_KIND_LIST || v->kind == TW_KIND_TUPLE ||
 		    v->kind == TW_KIND_DICT;
 	if (cont && depth > TW_VALUE_MAX_DEPTH) {
-		tw_fail(TW_EINVAL, "value nested too deep: %s is a %s at depth "
+		tw_fail(TW_EINVAL,
+			"value nested too deep: %s is a %s at depth "
 			"%u (args and kwargs are depth 1); a call's arguments "
 			"may nest at most %u deep, as TW_VALUE_MAX_DEPTH (%u) "
 			"counts the call's own payload tuple",
@@ -591,8 +601,10 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 	case TW_KIND_TENSOR: {
 		size_t span;
 		if (v->u.tensor == NULL) {
-			tw_fail(TW_EINVAL, "%s is a tensor value without its "
-				"tensor", d->path);
+			tw_fail(TW_EINVAL,
+				"%s is a tensor value without its "
+				"tensor",
+				d->path);
 			return true;
 		}
 		tw_status st = tw_tensor_span(v->u.tensor, &span);
@@ -604,16 +616,19 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 		if (++d->nseg > TW_FRAME_MAX_SEGS) {
 			tw_fail(TW_EINVAL,
 				"%s is tensor number %u of the call, "
-				"over the %u a frame carries", d->path, d->nseg,
-				TW_FRAME_MAX_SEGS);
+				"over the %u a frame carries",
+				d->path, d->nseg, TW_FRAME_MAX_SEGS);
 			return true;
 		}
 		d->seg_area = ((d->seg_area + TW_FRAME_SEG_ALIGN - 1) &
-			       ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1)) + span;
+			       ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1)) +
+			      span;
 		if (d->seg_area > TW_FRAME_MAX_TOTAL) {
-			tw_fail(TW_EINVAL, "the call's tensors reach %" PRIu64
+			tw_fail(TW_EINVAL,
+				"the call's tensors reach %" PRIu64
 				" bytes at %s, over the %" PRIu64 " a frame "
-				"carries", d->seg_area, d->path,
+				"carries",
+				d->seg_area, d->path,
 				(uint64_t)TW_FRAME_MAX_TOTAL);
 			return true;
 		}
@@ -645,7 +660,8 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 			if (e[i].key == NULL)
 				continue; /* never set: not sent */
 			if (text_bad(e[i].key, e[i].key_len, true)) {
-				tw_fail(TW_EINVAL, "%s has a key that is not "
+				tw_fail(TW_EINVAL,
+					"%s has a key that is not "
 					"valid UTF-8 (or holds a NUL)",
 					d->path);
 				return true;
@@ -663,8 +679,10 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 				    e[j].key_len != k->key_len ||
 				    memcmp(e[j].key, k->key, k->key_len) != 0)
 					continue;
-				tw_fail(TW_EINVAL, "%s has the key '%.64s' "
-					"twice", d->path, k->key);
+				tw_fail(TW_EINVAL,
+					"%s has the key '%.64s' "
+					"twice",
+					d->path, k->key);
 				return true;
 			}
 		}
@@ -682,8 +700,10 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 		    (unsigned)e->kind < TW_STATUS_COUNT_ &&
 		    !text_bad(e->msg, e->msg_len, false))
 			return false;
-		tw_fail(TW_EINVAL, "%s is an error value with no valid kind or "
-			"message", d->path);
+		tw_fail(TW_EINVAL,
+			"%s is an error value with no valid kind or "
+			"message",
+			d->path);
 		return true;
 	}
 	default:
@@ -696,19 +716,19 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 /* The arguments of a call that could not be encoded (or cloned, for a
  * call to self): record why, as TW_EINVAL, or pass on what the encoder
  * said when the arguments are not at fault. */
-static tw_status refuse_args(tw_status st, const char *fn,
-			     const tw_value *args, const tw_value *kwargs)
+static tw_status refuse_args(tw_status st, const char *fn, const tw_value *args,
+			     const tw_value *kwargs)
 {
 	if (st == TW_ENOMEM)
 		return tw_fail_wrap(st, st, "cannot build the call to '%.64s'",
 				    fn);
 	if (text_bad(fn, (uint32_t)strnlen(fn, UINT32_MAX), false))
 		return tw_fail_static(TW_EINVAL, "the function name is not "
-				      "valid UTF-8");
+						 "valid UTF-8");
 	struct diag *d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return tw_fail_static(TW_EINVAL, "the call's arguments cannot "
-				      "be sent");
+						 "be sent");
 	bool found = false;
 	if (args != NULL) {
 		d->len = (size_t)snprintf(d->path, sizeof(d->path), "args");
@@ -745,7 +765,7 @@ static tw_status check_call(tw_agent *a, const char *fn, const tw_value *args,
 				      "NULL");
 	if (fn == NULL || fn[0] == '\0')
 		return tw_fail_static(TW_EINVAL, "tw_rpc_async: no function "
-				      "name (fn is NULL or empty)");
+						 "name (fn is NULL or empty)");
 	char t[128];
 	if (args != NULL && args->kind != TW_KIND_TUPLE &&
 	    args->kind != TW_KIND_LIST)
@@ -754,7 +774,8 @@ static tw_status check_call(tw_agent *a, const char *fn, const tw_value *args,
 			       "for none), got %s",
 			       type_name(args, t, sizeof(t)));
 	if (kwargs != NULL && kwargs->kind != TW_KIND_DICT)
-		return tw_fail(TW_EINVAL, "kwargs must be a dict (or NULL for "
+		return tw_fail(TW_EINVAL,
+			       "kwargs must be a dict (or NULL for "
 			       "none), got %s",
 			       type_name(kwargs, t, sizeof(t)));
 	return TW_OK;
@@ -777,7 +798,7 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 		return st;
 	if (to.name == NULL && to.id == UINT32_MAX)
 		return tw_fail_static(TW_EINVAL, "tw_rpc_async: no destination "
-				      "(to is NULL)");
+						 "(to is NULL)");
 
 	/* Counted so shutdown can wait until no thread is between the state
 	 * check and the post. */
@@ -820,7 +841,10 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 				    "out of memory for a call record");
 		goto out;
 	}
-	int64_t eff = timeout_ms < 0 ? atomic_load_explicit(&a->default_timeout_ms, memory_order_relaxed) : timeout_ms;
+	int64_t eff = timeout_ms < 0
+			      ? atomic_load_explicit(&a->default_timeout_ms,
+						     memory_order_relaxed)
+			      : timeout_ms;
 	if (eff < 0)
 		eff = 0;
 	c->timeout_ms = eff;
@@ -832,7 +856,8 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 	/* Deadlines beyond ~100 years are no deadline. On the loop's clock,
 	 * which arms the timer (a test's fake clock too). */
 	if (eff > 0 && eff < (int64_t)3153600000000)
-		c->deadline_ns = tw_loop_clock(l->loop) + (uint64_t)eff * 1000000u;
+		c->deadline_ns = tw_loop_clock(l->loop) +
+				 (uint64_t)eff * 1000000u;
 	st = c->self ? prepare_self(c, fn, args, kwargs)
 		     : encode_call(c, fn, args, kwargs);
 	c->has_msg = !c->self && st == TW_OK;
@@ -863,10 +888,12 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 		atomic_fetch_sub(&a->outstanding, 1);
 		call_put(c);
 		tw_future_release(f);
-		st = tw_fail_static(TW_ENOSPC, "the run loop's queue is full "
-				    "(" STR(AGENT_LOOP_RING) " messages): "
-				    "backpressure; retry once some calls "
-				    "complete");
+		st = tw_fail_static(
+			TW_ENOSPC,
+			"the run loop's queue is full "
+			"(" STR(AGENT_LOOP_RING) " messages): "
+						 "backpressure; retry once some calls "
+						 "complete");
 		goto out;
 	}
 	*out = f;
@@ -979,8 +1006,8 @@ uint64_t tw_agent_outstanding(const tw_agent *a)
 
 /* The function list of worker to: a call of "tw::list_functions", which
  * every agent serves (rpc/invoke.c). */
-tw_status tw_rpc_list_functions(tw_agent *a, const char *to,
-				int64_t timeout_ms, tw_value *out)
+tw_status tw_rpc_list_functions(tw_agent *a, const char *to, int64_t timeout_ms,
+				tw_value *out)
 {
 	if (a == NULL || to == NULL || out == NULL)
 		return tw_fail_static(TW_EINVAL,

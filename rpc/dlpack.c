@@ -30,16 +30,16 @@ static void export_deleter(DLManagedTensor *self)
 static bool dtype_to_dl(tw_dtype dtype, DLDataType *dl)
 {
 	static const DLDataType map[TW_DTYPE_COUNT_] = {
-		[TW_BOOL] = { kDLBool, 8, 1 },
-		[TW_UINT8] = { kDLUInt, 8, 1 },
-		[TW_INT8] = { kDLInt, 8, 1 },
-		[TW_INT16] = { kDLInt, 16, 1 },
-		[TW_INT32] = { kDLInt, 32, 1 },
-		[TW_INT64] = { kDLInt, 64, 1 },
-		[TW_FLOAT16] = { kDLFloat, 16, 1 },
-		[TW_BFLOAT16] = { kDLBfloat, 16, 1 },
-		[TW_FLOAT32] = { kDLFloat, 32, 1 },
-		[TW_FLOAT64] = { kDLFloat, 64, 1 },
+		[TW_BOOL] = {kDLBool, 8, 1},
+		[TW_UINT8] = {kDLUInt, 8, 1},
+		[TW_INT8] = {kDLInt, 8, 1},
+		[TW_INT16] = {kDLInt, 16, 1},
+		[TW_INT32] = {kDLInt, 32, 1},
+		[TW_INT64] = {kDLInt, 64, 1},
+		[TW_FLOAT16] = {kDLFloat, 16, 1},
+		[TW_BFLOAT16] = {kDLBfloat, 16, 1},
+		[TW_FLOAT32] = {kDLFloat, 32, 1},
+		[TW_FLOAT64] = {kDLFloat, 64, 1},
 	};
 	if ((unsigned)dtype >= TW_DTYPE_COUNT_)
 		return false;
@@ -66,17 +66,31 @@ static bool dtype_from_dl(DLDataType dl, tw_dtype *out)
 		return true;
 	case kDLInt:
 		switch (dl.bits) {
-		case 8: *out = TW_INT8; return true;
-		case 16: *out = TW_INT16; return true;
-		case 32: *out = TW_INT32; return true;
-		case 64: *out = TW_INT64; return true;
+		case 8:
+			*out = TW_INT8;
+			return true;
+		case 16:
+			*out = TW_INT16;
+			return true;
+		case 32:
+			*out = TW_INT32;
+			return true;
+		case 64:
+			*out = TW_INT64;
+			return true;
 		}
 		return false;
 	case kDLFloat:
 		switch (dl.bits) {
-		case 16: *out = TW_FLOAT16; return true;
-		case 32: *out = TW_FLOAT32; return true;
-		case 64: *out = TW_FLOAT64; return true;
+		case 16:
+			*out = TW_FLOAT16;
+			return true;
+		case 32:
+			*out = TW_FLOAT32;
+			return true;
+		case 64:
+			*out = TW_FLOAT64;
+			return true;
 		}
 		return false;
 	case kDLBfloat:
@@ -108,7 +122,7 @@ tw_status tw_tensor_to_dlpack(const tw_tensor *t, DLManagedTensor **out)
 	struct export_block *eb = calloc(1, sizeof(*eb));
 	if (eb == NULL)
 		return tw_fail_static(TW_ENOMEM, "out of memory exporting a "
-				      "tensor to DLPack");
+						 "tensor to DLPack");
 	for (unsigned d = 0; d < t->ndim; d++) {
 		eb->shape[d] = t->shape[d];
 		eb->strides[d] = t->strides[d];
@@ -146,47 +160,54 @@ tw_status tw_tensor_from_dlpack(DLManagedTensor *mt, tw_tensor *out)
 {
 	if (mt == NULL || out == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_tensor_from_dlpack: mt or "
-				      "out is NULL");
+						 "out is NULL");
 
 	/* Everything is validated before the first side effect, so any
 	 * failure leaves mt entirely the caller's. */
 	const DLTensor *dt = &mt->dl_tensor;
 	if (dt->device.device_type != kDLCPU &&
 	    dt->device.device_type != kDLCUDAHost)
-		return tw_fail(TW_ENOTSUP, "DLPack device type %d: only CPU "
+		return tw_fail(TW_ENOTSUP,
+			       "DLPack device type %d: only CPU "
 			       "(1) and CUDA host (3) memory can be imported",
 			       (int)dt->device.device_type);
 	tw_dtype dtype;
 	if (!dtype_from_dl(dt->dtype, &dtype))
-		return tw_fail(TW_ENOTSUP, "DLPack dtype (code %u, %u bits, %u "
+		return tw_fail(TW_ENOTSUP,
+			       "DLPack dtype (code %u, %u bits, %u "
 			       "lanes) has no tensorwire dtype",
 			       (unsigned)dt->dtype.code,
 			       (unsigned)dt->dtype.bits,
 			       (unsigned)dt->dtype.lanes);
 	if (dt->ndim < 0 || dt->ndim > TW_TENSOR_MAX_DIMS)
-		return tw_fail(TW_EINVAL, "DLPack tensor of %d dims (0 to %u "
-			       "import)", (int)dt->ndim, TW_TENSOR_MAX_DIMS);
+		return tw_fail(TW_EINVAL,
+			       "DLPack tensor of %d dims (0 to %u "
+			       "import)",
+			       (int)dt->ndim, TW_TENSOR_MAX_DIMS);
 	unsigned ndim = (unsigned)dt->ndim;
 	if (ndim > 0 && dt->shape == NULL)
-		return tw_fail(TW_EINVAL, "DLPack tensor of %u dims without a "
-			       "shape", ndim);
+		return tw_fail(TW_EINVAL,
+			       "DLPack tensor of %u dims without a "
+			       "shape",
+			       ndim);
 
 	/* byte_offset is where element [0, ..., 0] really starts. */
 	uintptr_t base = (uintptr_t)dt->data;
 	uintptr_t data_addr;
 	if (dt->byte_offset > (uint64_t)(UINTPTR_MAX - base))
-		return tw_fail_static(TW_EOVERFLOW, "DLPack byte_offset "
+		return tw_fail_static(TW_EOVERFLOW,
+				      "DLPack byte_offset "
 				      "overflows the data address");
 	data_addr = base + (uintptr_t)dt->byte_offset;
 	if (base == 0 && dt->byte_offset != 0)
 		return tw_fail_static(TW_EINVAL, "DLPack tensor with a "
-				      "byte_offset but no data");
+						 "byte_offset but no data");
 	void *data = (void *)data_addr;
 
 	/* A borrowed view first: validates shape, strides, sizes and data. */
 	tw_tensor view;
-	tw_status st = tw_tensor_init(&view, dtype, ndim, dt->shape, dt->strides,
-				      data, NULL);
+	tw_status st = tw_tensor_init(&view, dtype, ndim, dt->shape,
+				      dt->strides, data, NULL);
 	if (st != TW_OK)
 		return st;
 	size_t span;
@@ -197,7 +218,8 @@ tw_status tw_tensor_from_dlpack(DLManagedTensor *mt, tw_tensor *out)
 	tw_buf *buf;
 	st = tw_buf_from_user(data, span, import_release, mt, &buf);
 	if (st != TW_OK)
-		return tw_fail_wrap(st, st, "cannot wrap the DLPack tensor's "
+		return tw_fail_wrap(st, st,
+				    "cannot wrap the DLPack tensor's "
 				    "bytes");
 	/* The buffer's one reference becomes the tensor's. */
 	view.buf = buf;

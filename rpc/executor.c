@@ -22,7 +22,7 @@ struct executor {
 	_Atomic uint32_t sleepers;
 	_Atomic int stopping;
 	_Atomic uint32_t submitting; /* submits between check and enqueue */
-	int stopped;            /* under lock: stop ran to completion */
+	int stopped;                 /* under lock: stop ran to completion */
 	char name[16];
 };
 
@@ -81,23 +81,27 @@ tw_status executor_create(uint32_t nthreads, uint32_t qsize, const char *name,
 	*out = NULL;
 	if (nthreads == 0)
 		return tw_fail_static(TW_EINVAL, "the executor needs at least "
-				      "one thread");
+						 "one thread");
 	struct executor *e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return tw_fail_static(TW_ENOMEM, "out of memory for the "
-				      "executor");
+						 "executor");
 	tw_status st = tw_ring_create(qsize, TW_RING_F_MPMC, &e->q);
 	if (st != TW_OK) {
 		free(e);
-		return tw_fail_wrap(st, st, "cannot create the executor's "
-				    "queue of %u jobs", qsize);
+		return tw_fail_wrap(st, st,
+				    "cannot create the executor's "
+				    "queue of %u jobs",
+				    qsize);
 	}
 	e->threads = calloc(nthreads, sizeof(pthread_t));
 	if (e->threads == NULL) {
 		tw_ring_free(e->q);
 		free(e);
-		return tw_fail(TW_ENOMEM, "out of memory for %u executor "
-			       "threads", nthreads);
+		return tw_fail(TW_ENOMEM,
+			       "out of memory for %u executor "
+			       "threads",
+			       nthreads);
 	}
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
@@ -109,8 +113,8 @@ tw_status executor_create(uint32_t nthreads, uint32_t qsize, const char *name,
 			executor_destroy(e);
 			return tw_fail(TW_ENOMEM,
 				       "cannot start executor thread "
-				       "%u of %u: %s", i + 1, nthreads,
-				       strerror(rc));
+				       "%u of %u: %s",
+				       i + 1, nthreads, strerror(rc));
 		}
 		e->nthreads = i + 1;
 		char tname[32];

@@ -63,7 +63,7 @@ static struct cb_node closed_sentinel;
 #define CB_CLOSED (&closed_sentinel)
 
 struct tw_future {
-	_Atomic uint32_t state;   /* ST_*, the futex word */
+	_Atomic uint32_t state; /* ST_*, the futex word */
 	_Atomic uint32_t refcnt;
 	_Atomic(struct cb_node *) cbs; /* Treiber stack, or CB_CLOSED */
 	_Atomic uint32_t inline_used;  /* inline_cb taken by a registration */
@@ -72,10 +72,10 @@ struct tw_future {
 	/* Written once by the completer before ST_DONE is published; read-only
 	 * afterwards, so readers need nothing but the acquire load of state. */
 	tw_status status;
-	const tw_value *val;  /* success: &own or &msg.payload */
-	const tw_error *err;  /* failure: in own, msg or err_inline */
-	tw_value own;         /* owned value or error value */
-	tw_error err_inline;  /* failure whose message could not be stored */
+	const tw_value *val; /* success: &own or &msg.payload */
+	const tw_error *err; /* failure: in own, msg or err_inline */
+	tw_value own;        /* owned value or error value */
+	tw_error err_inline; /* failure whose message could not be stored */
 	bool has_msg;
 
 	/* tw_future_chain: the map function this future is the result of. */
@@ -222,7 +222,8 @@ static bool claim(tw_future *f)
 	uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
 	while ((s & ST_MASK) == ST_PENDING) {
 		if (atomic_compare_exchange_weak_explicit(
-			    &f->state, &s, (s & ~(uint32_t)ST_MASK) | ST_COMPLETING,
+			    &f->state, &s,
+			    (s & ~(uint32_t)ST_MASK) | ST_COMPLETING,
 			    memory_order_relaxed, memory_order_relaxed))
 			return true;
 	}
@@ -329,8 +330,8 @@ static tw_status fail_bare(tw_future *f, tw_status kind, uint32_t origin)
 		tw_future_release(f);
 		return already_completed();
 	}
-	f->err_inline = (tw_error){ .kind = kind, .origin = origin,
-				    .msg = "", .msg_len = 0 };
+	f->err_inline = (tw_error){
+		.kind = kind, .origin = origin, .msg = "", .msg_len = 0};
 	f->err = &f->err_inline;
 	f->status = kind;
 	return finish(f);
@@ -343,13 +344,16 @@ tw_status tw_future_fail(tw_future *f, tw_status kind, uint32_t origin,
 		return tw_fail_static(TW_EINVAL,
 				      "tw_future_fail: future is NULL");
 	if (!error_kind_valid(kind))
-		return tw_fail(TW_EINVAL, "tw_future_fail: kind %d is not a "
-			       "failure status", (int)kind);
+		return tw_fail(TW_EINVAL,
+			       "tw_future_fail: kind %d is not a "
+			       "failure status",
+			       (int)kind);
 	/* Build the error before claiming: the completing window stays short
 	 * and a loser only wasted a copy. */
 	tw_value e;
 	if (tw_value_error(&e, kind, origin, msg) != TW_OK)
-		return fail_bare(f, kind, origin); /* no room for msg: keep the kind */
+		return fail_bare(f, kind,
+				 origin); /* no room for msg: keep the kind */
 	tw_status st = fail_owned(f, &e);
 	if (st != TW_OK)
 		tw_value_destroy(&e);
@@ -360,7 +364,7 @@ tw_status tw_future_fail_value(tw_future *f, tw_value *err)
 {
 	if (f == NULL || err == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_future_fail_value: future "
-				      "or error is NULL");
+						 "or error is NULL");
 	if (err->kind != TW_KIND_ERROR || err->u.err == NULL ||
 	    !error_kind_valid(err->u.err->kind))
 		return tw_fail(TW_EINVAL,
@@ -448,7 +452,8 @@ static void move_msg(tw_in_msg *dst, tw_in_msg *src)
 		dst->arena_ = dst->arena_inline_;
 		struct rebase rb = {
 			.lo = (uintptr_t)src->arena_inline_,
-			.hi = (uintptr_t)src->arena_inline_ + sizeof src->arena_inline_,
+			.hi = (uintptr_t)src->arena_inline_ +
+			      sizeof src->arena_inline_,
 			.delta = (ptrdiff_t)((uintptr_t)dst->arena_inline_ -
 					     (uintptr_t)src->arena_inline_),
 		};
@@ -476,11 +481,12 @@ static tw_status finish_msg(tw_future *f)
 	} else {
 		/* The decoder checks shapes, but a hand-built message may not
 		 * have been: fail rather than trust it. */
-		static const char why[] = "EXCEPTION message without a valid error";
-		f->err_inline = (tw_error){ .kind = TW_EPROTO,
-					    .origin = f->msg.hdr.src,
-					    .msg = why,
-					    .msg_len = sizeof why - 1 };
+		static const char why[] =
+			"EXCEPTION message without a valid error";
+		f->err_inline = (tw_error){.kind = TW_EPROTO,
+					   .origin = f->msg.hdr.src,
+					   .msg = why,
+					   .msg_len = sizeof why - 1};
 		f->err = &f->err_inline;
 		f->status = TW_EPROTO;
 	}
@@ -529,8 +535,10 @@ void future_msg_fail(tw_future *f, tw_status kind, uint32_t origin,
 		f->own = e;
 		f->err = f->own.u.err;
 	} else {
-		f->err_inline = (tw_error){ .kind = kind, .origin = origin,
-					    .msg = "", .msg_len = 0 };
+		f->err_inline = (tw_error){.kind = kind,
+					   .origin = origin,
+					   .msg = "",
+					   .msg_len = 0};
 		f->err = &f->err_inline;
 	}
 	f->status = kind;
@@ -548,7 +556,7 @@ tw_status tw_future_status(const tw_future *f)
 {
 	if (f == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_future_status: future is "
-				      "NULL");
+						 "NULL");
 	if (!is_done(load_state(f)))
 		return tw_fail_static(TW_EBUSY, "the future is still pending");
 	return f->status == TW_OK ? TW_OK : explain(f);
@@ -572,7 +580,7 @@ tw_status tw_future_take_value(const tw_future *f, tw_value *out)
 {
 	if (f == NULL || out == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_future_take_value: future "
-				      "or out is NULL");
+						 "or out is NULL");
 	*out = tw_value_none();
 	if (!is_done(load_state(f)))
 		return tw_fail_static(TW_EBUSY, "the future is still pending");
@@ -592,10 +600,13 @@ static inline tw_status done_status(const tw_future *f)
 static tw_status wait_timed_out(int64_t timeout_ms)
 {
 	if (timeout_ms == 0)
-		return tw_fail_static(TW_ETIMEDOUT, "the future is still "
+		return tw_fail_static(TW_ETIMEDOUT,
+				      "the future is still "
 				      "pending (a wait of 0 ms only looks)");
-	return tw_fail(TW_ETIMEDOUT, "the future was not completed within "
-		       "%lld ms", (long long)timeout_ms);
+	return tw_fail(TW_ETIMEDOUT,
+		       "the future was not completed within "
+		       "%lld ms",
+		       (long long)timeout_ms);
 }
 
 tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
@@ -665,10 +676,11 @@ tw_status tw_future_then(tw_future *f, tw_future_cb cb, void *arg)
 {
 	if (f == NULL || cb == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_future_then: future or "
-				      "callback is NULL");
+						 "callback is NULL");
 	/* Acquire: pairs with publish()'s acq_rel exchange that closes the
 	 * list, so a callback run here sees the result. */
-	struct cb_node *head = atomic_load_explicit(&f->cbs, memory_order_acquire);
+	struct cb_node *head = atomic_load_explicit(&f->cbs,
+						    memory_order_acquire);
 	if (head == CB_CLOSED) {
 		cb(f, arg);
 		return TW_OK;
@@ -677,13 +689,14 @@ tw_status tw_future_then(tw_future *f, tw_future_cb cb, void *arg)
 	struct cb_node *n;
 	/* Relaxed: the flag only hands out the inline node once; its contents
 	 * are published by the release CAS below. */
-	if (atomic_exchange_explicit(&f->inline_used, 1, memory_order_relaxed) == 0) {
+	if (atomic_exchange_explicit(&f->inline_used, 1,
+				     memory_order_relaxed) == 0) {
 		n = &f->inline_cb;
 	} else {
 		n = malloc(sizeof *n);
 		if (n == NULL)
 			return tw_fail_static(TW_ENOMEM, "out of memory for a "
-					      "future's callback");
+							 "future's callback");
 	}
 	n->cb = cb;
 	n->arg = arg;
@@ -717,7 +730,7 @@ static void chain_cb(tw_future *src, void *arg)
 	tw_status st = tw_future_status(src);
 	if (st != TW_OK) {
 		const tw_error *e = tw_future_error(src);
-		tw_value ev = { .kind = TW_KIND_ERROR };
+		tw_value ev = {.kind = TW_KIND_ERROR};
 		ev.u.err = (tw_error *)e;
 		tw_value copy;
 		if (e != NULL && tw_value_clone(&copy, &ev) == TW_OK) {
@@ -734,7 +747,8 @@ static void chain_cb(tw_future *src, void *arg)
 	st = dst->chain_fn(src, dst->chain_arg, &out);
 	if (st == TW_OK) {
 		if (tw_future_complete(dst, &out) != TW_OK)
-			tw_value_destroy(&out); /* someone completed dst by hand */
+			tw_value_destroy(
+				&out); /* someone completed dst by hand */
 	} else {
 		/* As handlers do: fn may describe its failure with an error
 		 * value (message, origin); otherwise the kind speaks alone. */
@@ -746,7 +760,8 @@ static void chain_cb(tw_future *src, void *arg)
 			/* moved */
 		} else {
 			tw_value_destroy(&out);
-			(void)tw_future_fail(dst, st, 0, "chained function failed");
+			(void)tw_future_fail(dst, st, 0,
+					     "chained function failed");
 		}
 	}
 	tw_future_release(dst);
@@ -757,7 +772,7 @@ tw_status tw_future_chain(tw_future *f, tw_future_map_fn fn, void *arg,
 {
 	if (f == NULL || fn == NULL || out == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_future_chain: future, "
-				      "function or out is NULL");
+						 "function or out is NULL");
 	tw_future *g;
 	tw_status st = tw_future_create(&g);
 	if (st != TW_OK)
@@ -791,11 +806,11 @@ struct wa_node {
 };
 
 struct wa_group {
-	_Atomic uint32_t refs;     /* the waiter's + one per callback */
-	_Atomic size_t remaining;  /* inputs not yet completed with success */
-	_Atomic size_t failed;     /* index of the first failure, or SIZE_MAX */
-	tw_future *done;           /* completed (NONE) at the first failure or
-				    * once every input succeeded */
+	_Atomic uint32_t refs;    /* the waiter's + one per callback */
+	_Atomic size_t remaining; /* inputs not yet completed with success */
+	_Atomic size_t failed;    /* index of the first failure, or SIZE_MAX */
+	tw_future *done;          /* completed (NONE) at the first failure or
+				   * once every input succeeded */
 	struct wa_node nodes[];
 };
 
@@ -860,7 +875,8 @@ tw_status future_wait_all_with(tw_future *const *futs, size_t n,
 	if (g == NULL)
 		return tw_fail(TW_ENOMEM,
 			       "wait_all: out of memory watching %zu "
-			       "futures", n);
+			       "futures",
+			       n);
 	tw_status st = tw_future_create(&g->done);
 	if (st != TW_OK) {
 		free(g);
@@ -878,8 +894,10 @@ tw_status future_wait_all_with(tw_future *const *futs, size_t n,
 			 * their references; this one never will. */
 			atomic_fetch_sub(&g->refs, 1);
 			wa_release(g);
-			return tw_fail(st, "wait_all: cannot watch futs[%zu] "
-				       "(out of memory)", i);
+			return tw_fail(st,
+				       "wait_all: cannot watch futs[%zu] "
+				       "(out of memory)",
+				       i);
 		}
 	}
 	st = wait != NULL ? wait(g->done, timeout_ms, ctx)
@@ -895,8 +913,10 @@ tw_status future_wait_all_with(tw_future *const *futs, size_t n,
 		size_t pending = 0;
 		for (size_t i = 0; i < n; i++)
 			pending += !is_done(load_state(futs[i]));
-		tw_fail(st, "wait_all: %zu of %zu futures still pending after "
-			"%lld ms", pending, n, (long long)timeout_ms);
+		tw_fail(st,
+			"wait_all: %zu of %zu futures still pending after "
+			"%lld ms",
+			pending, n, (long long)timeout_ms);
 	}
 	/* Any other status: the wait function's refusal, explained. */
 	wa_release(g);
@@ -917,7 +937,8 @@ tw_status tw_future_wait_all(tw_future *const *futs, size_t n,
 			       tw_strerror(st));
 	return tw_fail(st, "future %zu (of %zu) failed: %.*s", i, n,
 		       e->msg_len < TW_ERRMSG_MAX ? (int)e->msg_len
-						  : TW_ERRMSG_MAX, e->msg);
+						  : TW_ERRMSG_MAX,
+		       e->msg);
 }
 
 /* collect_all: the output list fills slot by slot, each written by the
@@ -937,8 +958,8 @@ struct ca_group {
 
 static void ca_finish(struct ca_group *g)
 {
-	if (atomic_fetch_sub_explicit(&g->remaining, 1,
-				      memory_order_acq_rel) != 1)
+	if (atomic_fetch_sub_explicit(&g->remaining, 1, memory_order_acq_rel) !=
+	    1)
 		return;
 	if (complete_with_value(g->out, &g->list) != TW_OK)
 		tw_value_destroy(&g->list); /* the user completed out by hand */
@@ -954,8 +975,10 @@ static void ca_fill(tw_value *slot, const tw_future *f, uint32_t idx)
 		if (st == TW_OK)
 			return;
 		char msg[128];
-		snprintf(msg, sizeof(msg), "collect_all: cannot copy the value "
-			 "of future %u: %s", idx, tw_strerror(st));
+		snprintf(msg, sizeof(msg),
+			 "collect_all: cannot copy the value "
+			 "of future %u: %s",
+			 idx, tw_strerror(st));
 		(void)tw_value_error(slot, st, 0, msg);
 		return;
 	}
@@ -982,19 +1005,24 @@ tw_status tw_future_collect_all(tw_future *const *futs, size_t n,
 	*out = NULL;
 	if (n > 0 && futs == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_future_collect_all: futs "
-				      "is NULL");
+						 "is NULL");
 	if (n > UINT32_MAX - 1)
 		return tw_fail(TW_EOVERFLOW,
 			       "tw_future_collect_all: %zu futures, "
-			       "over the %u a list holds", n, UINT32_MAX - 1);
+			       "over the %u a list holds",
+			       n, UINT32_MAX - 1);
 	for (size_t i = 0; i < n; i++)
 		if (futs[i] == NULL)
-			return tw_fail(TW_EINVAL, "tw_future_collect_all: "
-				       "futs[%zu] is NULL", i);
+			return tw_fail(TW_EINVAL,
+				       "tw_future_collect_all: "
+				       "futs[%zu] is NULL",
+				       i);
 	struct ca_group *g = malloc(sizeof(*g) + n * sizeof(g->nodes[0]));
 	if (g == NULL)
-		return tw_fail(TW_ENOMEM, "collect_all: out of memory watching "
-			       "%zu futures", n);
+		return tw_fail(TW_ENOMEM,
+			       "collect_all: out of memory watching "
+			       "%zu futures",
+			       n);
 	tw_status st = tw_value_list(&g->list, (uint32_t)n);
 	if (st == TW_OK)
 		st = tw_future_create(&g->out);
@@ -1024,7 +1052,8 @@ tw_status tw_future_collect_all(tw_future *const *futs, size_t n,
 		tw_future_release(o);
 		return tw_fail(st,
 			       "collect_all: cannot watch futs[%zu] (out of "
-			       "memory)", i);
+			       "memory)",
+			       i);
 	}
 	*out = g->out;
 	ca_finish(g); /* the set-up guard: completes out if all were done */

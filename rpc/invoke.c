@@ -72,11 +72,11 @@ tw_status reg_add_schema(struct registry *r, const char *schema,
 {
 	if (r == NULL || schema == NULL || fn == NULL)
 		return tw_fail_static(TW_EINVAL, "a schema and a handler are "
-				      "required");
+						 "required");
 	struct reg_overload *ov = calloc(1, sizeof(*ov));
 	if (ov == NULL)
 		return tw_fail_static(TW_ENOMEM, "out of memory registering "
-				      "a function");
+						 "a function");
 	/* A schema that does not parse: the parser's message, with its
 	 * position, is the reason. */
 	tw_status st = tw_schema_parse(schema, &ov->schema);
@@ -148,7 +148,8 @@ tw_status reg_list_functions(struct registry *r, tw_value *out)
 			tw_value_set_item(&t, 0, name);
 			if (e->ext != NULL) {
 				const tw_schema *s =
-					((const struct reg_overload *)e->ext)->schema;
+					((const struct reg_overload *)e->ext)
+						->schema;
 				size_t need = tw_schema_format(s, NULL, 0) + 1;
 				char *txt = malloc(need);
 				if (txt == NULL) {
@@ -165,7 +166,8 @@ tw_status reg_list_functions(struct registry *r, tw_value *out)
 		if (st == TW_OK) {
 			tw_value_set_item(&t, 1, sch);
 			tw_value_set_item(&t, 2,
-					  tw_value_bool(e->flags & TW_FN_BLOCKING));
+					  tw_value_bool(e->flags &
+							TW_FN_BLOCKING));
 			tw_value_set_item(&list, (uint32_t)i, t);
 		} else {
 			tw_value_destroy(&t);
@@ -179,9 +181,10 @@ out:
 	free(es);
 	if (st != TW_OK) {
 		tw_value_destroy(&list);
-		return st == TW_ENOMEM ? tw_fail_static(st, "out of memory "
-							"listing the functions")
-				       : st;
+		return st == TW_ENOMEM
+			       ? tw_fail_static(st, "out of memory "
+						    "listing the functions")
+			       : st;
 	}
 	*out = list;
 	return TW_OK;

@@ -105,22 +105,25 @@ tw_status tw_msg_check_shape(unsigned type, const tw_value *p)
 	return ok ? TW_OK
 		  : tw_fail(TW_EINVAL, "message: a %s payload must be %s",
 			    tw_msg_type_name(type),
-			    type == TW_MSG_CALL ? "(str fn, tuple args, dict kwargs)"
+			    type == TW_MSG_CALL
+				    ? "(str fn, tuple args, dict kwargs)"
 			    : type == TW_MSG_REMOTE_CALL
 				    ? "(str fn, tuple args, dict kwargs, rref)"
 			    : type == TW_MSG_EXCEPTION ? "an error value"
 			    : type == TW_MSG_RREF_FORK_REQUEST
 				    ? "(rref, int worker id)"
 			    : type == TW_MSG_ACK ? "None"
-			    : type < TW_MSG_TYPE_COUNT_ ? "an rref"
-						      : "of a known message type");
+			    : type < TW_MSG_TYPE_COUNT_
+				    ? "an rref"
+				    : "of a known message type");
 }
 
 /* ===================== encoder ===================== */
 
 static inline uint64_t align_seg(uint64_t off)
 {
-	return (off + TW_FRAME_SEG_ALIGN - 1) & ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1);
+	return (off + TW_FRAME_SEG_ALIGN - 1) &
+	       ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1);
 }
 
 /* Gathers tensors as the writer meets them, in segment order. Offsets
@@ -223,9 +226,11 @@ static tw_status encode_one_pass(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 		out->seg_bufs[i] = NULL;
 	struct gather g = {.m = out, .table = f + TW_FRAME_HDR_SIZE, .off = 0};
 	st = tw_wire_write_checked(payload, f + res, size - res,
-				   TW_OUT_MSG_INLINE_SEGS, gather_seg, &g, &plan);
+				   TW_OUT_MSG_INLINE_SEGS, gather_seg, &g,
+				   &plan);
 	if (st == TW_OK) {
-		head_len = tw_frame_head_len(plan.nseg, (uint32_t)plan.payload_len);
+		head_len = tw_frame_head_len(plan.nseg,
+					     (uint32_t)plan.payload_len);
 		if (head_len + plan.seg_area > TW_FRAME_MAX_TOTAL ||
 		    g.off != plan.seg_area)
 			st = TW_EINVAL;
@@ -256,11 +261,14 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 		return tw_fail_static(TW_EINVAL, "encode: no out message");
 	out_clear(out);
 	if (hdr == NULL || payload == NULL)
-		return tw_fail_static(TW_EINVAL, "encode: no header or payload");
-	if (hdr->type == 0 || hdr->type >= TW_MSG_TYPE_COUNT_ || hdr->flags != 0)
-		return tw_fail(TW_EINVAL, "encode: header type %u or flags %#x "
-					  "not valid", (unsigned)hdr->type,
-			       (unsigned)hdr->flags);
+		return tw_fail_static(TW_EINVAL,
+				      "encode: no header or payload");
+	if (hdr->type == 0 || hdr->type >= TW_MSG_TYPE_COUNT_ ||
+	    hdr->flags != 0)
+		return tw_fail(TW_EINVAL,
+			       "encode: header type %u or flags %#x "
+			       "not valid",
+			       (unsigned)hdr->type, (unsigned)hdr->flags);
 	st = tw_msg_check_shape(hdr->type, payload);
 	if (st != TW_OK)
 		return st;
@@ -278,8 +286,9 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 	head_len = tw_frame_head_len(plan.nseg, (uint32_t)plan.payload_len);
 	total = head_len + plan.seg_area;
 	if (total > TW_FRAME_MAX_TOTAL)
-		return tw_fail_static(TW_EINVAL, "encode: the frame would exceed "
-						 "its limit (1 GiB + 64 KiB)");
+		return tw_fail_static(TW_EINVAL,
+				      "encode: the frame would exceed "
+				      "its limit (1 GiB + 64 KiB)");
 
 	/* Few tensors: arrays inline in out. Many: in the head buffer after
 	 * the frame head, so one buffer (pool or heap) is all we take. */
@@ -296,8 +305,9 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 	if (pool != NULL && need <= tw_buf_pool_buf_size(pool)) {
 		b = tw_buf_pool_get(pool);
 		if (b == NULL)
-			return tw_fail_static(TW_ENOSPC, "encode: the send pool "
-							 "is empty");
+			return tw_fail_static(TW_ENOSPC,
+					      "encode: the send pool "
+					      "is empty");
 	} else {
 		st = tw_buf_alloc((size_t)need, &b);
 		if (st != TW_OK)
@@ -306,7 +316,8 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 	f = b->data;
 	if (arrays_off) {
 		out->iov = (struct iovec *)(f + arrays_off);
-		out->seg_bufs = (tw_buf **)(out->iov + 1 + 2 * (size_t)plan.nseg);
+		out->seg_bufs =
+			(tw_buf **)(out->iov + 1 + 2 * (size_t)plan.nseg);
 	} else {
 		out->iov = out->iov_inline_;
 		out->seg_bufs = out->bufs_inline_;
@@ -450,14 +461,16 @@ tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
 		} else {
 			arena = malloc(lay.arena_size);
 			if (arena == NULL)
-				return tw_fail_static(TW_ENOMEM,
-						      "decode arena allocation failed");
+				return tw_fail_static(
+					TW_ENOMEM,
+					"decode arena allocation failed");
 		}
 		st = tw_wire_build(&in, &lay, arena, &v);
 	}
 	if (st == TW_OK && tw_msg_check_shape(out->hdr.type, &v) != TW_OK)
-		st = tw_fail_static(TW_EPROTO,
-				    "payload: shape does not match the message type");
+		st = tw_fail_static(
+			TW_EPROTO,
+			"payload: shape does not match the message type");
 	if (st != TW_OK) {
 		if (arena != out->arena_inline_)
 			free(arena);

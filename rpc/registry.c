@@ -55,9 +55,10 @@ static void table_put(struct reg_table *t, struct reg_entry *e)
 	while (atomic_load_explicit(&t->slots[i], memory_order_relaxed) != NULL)
 		i = (i + 1) & t->mask;
 	atomic_store_explicit(&t->slots[i], e, memory_order_release);
-	atomic_store_explicit(&t->count,
-			      atomic_load_explicit(&t->count, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
+	atomic_store_explicit(
+		&t->count,
+		atomic_load_explicit(&t->count, memory_order_relaxed) + 1,
+		memory_order_relaxed);
 }
 
 tw_status registry_init(struct registry *r)
@@ -65,11 +66,11 @@ tw_status registry_init(struct registry *r)
 	struct reg_table *t = table_new(16);
 	if (t == NULL)
 		return tw_fail_static(TW_ENOMEM, "out of memory for the "
-				      "function registry");
+						 "function registry");
 	if (pthread_mutex_init(&r->lock, NULL) != 0) {
 		free(t);
 		return tw_fail_static(TW_ENOMEM, "cannot create the function "
-				      "registry's lock");
+						 "registry's lock");
 	}
 	atomic_init(&r->table, t);
 	r->retired = NULL;
@@ -98,14 +99,13 @@ void registry_fini(struct registry *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
-static const struct reg_entry *table_find(const struct reg_table *t,
-					  const char *name, size_t len,
-					  uint32_t h)
+static const struct reg_entry *
+table_find(const struct reg_table *t, const char *name, size_t len, uint32_t h)
 {
 	for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
 		/* Acquire pairs with the release store in table_put. */
-		const struct reg_entry *e =
-			atomic_load_explicit(&t->slots[i], memory_order_acquire);
+		const struct reg_entry *e = atomic_load_explicit(
+			&t->slots[i], memory_order_acquire);
 		if (e == NULL)
 			return NULL;
 		if (e->hash == h && e->name_len == len &&
@@ -121,8 +121,8 @@ const struct reg_entry *registry_find(const struct registry *r,
 		return NULL;
 	/* Acquire pairs with the release store in registry_add: the table's
 	 * slots and the entries they point at are fully written before. */
-	const struct reg_table *t =
-		atomic_load_explicit(&r->table, memory_order_acquire);
+	const struct reg_table *t = atomic_load_explicit(&r->table,
+							 memory_order_acquire);
 	return table_find(t, name, len, name_hash(name, len));
 }
 
@@ -136,8 +136,7 @@ uint32_t registry_count(const struct registry *r)
 static tw_status registry_insert(struct registry *r, struct reg_entry *e);
 
 /* The checks every registration starts with; each refusal says what. */
-static tw_status check_name_flags(const char *name, size_t *len,
-				  unsigned flags)
+static tw_status check_name_flags(const char *name, size_t *len, unsigned flags)
 {
 	if (name == NULL)
 		return tw_fail_static(TW_EINVAL, "function name is NULL");
@@ -145,10 +144,13 @@ static tw_status check_name_flags(const char *name, size_t *len,
 	if (*len == 0)
 		return tw_fail_static(TW_EINVAL, "function name is empty");
 	if (*len > REGISTRY_NAME_MAX)
-		return tw_fail(TW_EINVAL, "function name is %zu bytes, over "
-			       "the limit of %u", *len, REGISTRY_NAME_MAX);
+		return tw_fail(TW_EINVAL,
+			       "function name is %zu bytes, over "
+			       "the limit of %u",
+			       *len, REGISTRY_NAME_MAX);
 	if (flags & ~TW_FN_BLOCKING)
-		return tw_fail(TW_EINVAL, "unknown flags 0x%x for function "
+		return tw_fail(TW_EINVAL,
+			       "unknown flags 0x%x for function "
 			       "'%s' (only TW_FN_BLOCKING, 0x%x, exists)",
 			       flags & ~TW_FN_BLOCKING, name, TW_FN_BLOCKING);
 	return TW_OK;
@@ -162,16 +164,20 @@ tw_status registry_add(struct registry *r, const char *name, tw_handler_fn fn,
 	if (st != TW_OK)
 		return st;
 	if (fn == NULL)
-		return tw_fail(TW_EINVAL, "function '%s' has no handler (fn is "
-			       "NULL)", name);
+		return tw_fail(TW_EINVAL,
+			       "function '%s' has no handler (fn is "
+			       "NULL)",
+			       name);
 
 	struct reg_entry *e = calloc(1, sizeof(*e));
 	char *copy = malloc(len + 1);
 	if (e == NULL || copy == NULL) {
 		free(e);
 		free(copy);
-		return tw_fail(TW_ENOMEM, "out of memory registering "
-			       "function '%s'", name);
+		return tw_fail(TW_ENOMEM,
+			       "out of memory registering "
+			       "function '%s'",
+			       name);
 	}
 	memcpy(copy, name, len + 1);
 	e->name = copy;
@@ -202,19 +208,19 @@ static tw_status registry_insert(struct registry *r, struct reg_entry *e)
 	return st;
 }
 
-static tw_status registry_insert_locked(struct registry *r,
-					struct reg_entry *e)
+static tw_status registry_insert_locked(struct registry *r, struct reg_entry *e)
 {
 	const char *name = e->name;
 	size_t len = e->name_len;
-	struct reg_table *old =
-		atomic_load_explicit(&r->table, memory_order_relaxed);
+	struct reg_table *old = atomic_load_explicit(&r->table,
+						     memory_order_relaxed);
 	if (table_find(old, name, len, e->hash) != NULL)
 		return tw_fail(TW_EBUSY, "function '%s' is already registered",
 			       name);
 	e->all_next = r->all;
 	r->all = e;
-	uint32_t count = atomic_load_explicit(&old->count, memory_order_relaxed);
+	uint32_t count = atomic_load_explicit(&old->count,
+					      memory_order_relaxed);
 	if ((count + 1) * 2 <= old->mask + 1) {
 		/* Room: fill a slot of the published table in place. */
 		table_put(old, e);
@@ -224,13 +230,14 @@ static tw_status registry_insert_locked(struct registry *r,
 	struct reg_table *t = table_new((old->mask + 1) * 2);
 	if (t == NULL) {
 		r->all = e->all_next;
-		return tw_fail(TW_ENOMEM, "out of memory registering function "
-			       "'%s' (growing the table to %u slots)", name,
-			       (old->mask + 1) * 2);
+		return tw_fail(TW_ENOMEM,
+			       "out of memory registering function "
+			       "'%s' (growing the table to %u slots)",
+			       name, (old->mask + 1) * 2);
 	}
 	for (uint32_t i = 0; i <= old->mask; i++) {
-		struct reg_entry *x =
-			atomic_load_explicit(&old->slots[i], memory_order_relaxed);
+		struct reg_entry *x = atomic_load_explicit(
+			&old->slots[i], memory_order_relaxed);
 		if (x != NULL)
 			table_put(t, x);
 	}
@@ -285,8 +292,10 @@ tw_status registry_add_overload(struct registry *r, const char *name,
 		return tw_fail(TW_EINVAL, "function '%s' has no handler", name);
 	struct reg_entry *e = entry_new(name, len, overload);
 	if (e == NULL)
-		return tw_fail(TW_ENOMEM, "out of memory registering function "
-			       "'%s'", name);
+		return tw_fail(TW_ENOMEM,
+			       "out of memory registering function "
+			       "'%s'",
+			       name);
 	e->fn = dispatch;
 	e->arg = e;
 	e->flags = flags;
@@ -294,10 +303,10 @@ tw_status registry_add_overload(struct registry *r, const char *name,
 
 	/* One writer at a time: the lock orders the find and the append. */
 	pthread_mutex_lock(&r->lock);
-	struct reg_table *t =
-		atomic_load_explicit(&r->table, memory_order_relaxed);
-	struct reg_entry *head =
-		(struct reg_entry *)table_find(t, name, len, e->hash);
+	struct reg_table *t = atomic_load_explicit(&r->table,
+						   memory_order_relaxed);
+	struct reg_entry *head = (struct reg_entry *)table_find(t, name, len,
+								e->hash);
 	if (head == NULL) {
 		st = registry_insert_locked(r, e);
 		pthread_mutex_unlock(&r->lock);
@@ -311,21 +320,25 @@ tw_status registry_add_overload(struct registry *r, const char *name,
 	struct reg_entry *tail = head;
 	const char *dot = e->overload[0] != '\0' ? "." : "";
 	if (head->ext == NULL) {
-		st = tw_fail(TW_EBUSY, "function '%s' is already registered "
-			     "(without a schema: it takes no overloads)", name);
+		st = tw_fail(TW_EBUSY,
+			     "function '%s' is already registered "
+			     "(without a schema: it takes no overloads)",
+			     name);
 	} else if (head->flags != flags) {
-		st = tw_fail(TW_EINVAL, "overload '%s%s%s' has flags 0x%x but "
+		st = tw_fail(TW_EINVAL,
+			     "overload '%s%s%s' has flags 0x%x but "
 			     "'%s' was registered with 0x%x: all overloads of "
-			     "a name run in the same place", name, dot,
-			     e->overload, flags, name, head->flags);
+			     "a name run in the same place",
+			     name, dot, e->overload, flags, name, head->flags);
 	} else {
 		for (struct reg_entry *x = head; x != NULL;
 		     x = atomic_load_explicit(&x->next_overload,
 					      memory_order_relaxed)) {
 			if (strcmp(x->overload, e->overload) == 0)
-				st = tw_fail(TW_EBUSY, "function '%s%s%s' is "
-					     "already registered", name, dot,
-					     e->overload);
+				st = tw_fail(TW_EBUSY,
+					     "function '%s%s%s' is "
+					     "already registered",
+					     name, dot, e->overload);
 			tail = x;
 		}
 	}
@@ -343,8 +356,8 @@ tw_status registry_add_overload(struct registry *r, const char *name,
 	return TW_OK;
 }
 
-tw_status registry_snapshot(struct registry *r,
-			    const struct reg_entry ***out, size_t *n)
+tw_status registry_snapshot(struct registry *r, const struct reg_entry ***out,
+			    size_t *n)
 {
 	pthread_mutex_lock(&r->lock);
 	size_t cnt = 0;

@@ -19,15 +19,15 @@
  * its data off ext and chains overloads through next_overload.
  */
 struct reg_entry {
-	const char *name;     /* NUL-terminated, owned */
+	const char *name; /* NUL-terminated, owned */
 	uint32_t name_len;
 	uint32_t hash;
 	tw_handler_fn fn;
 	void *arg;
-	unsigned flags;       /* TW_FN_* */
-	void *ext;            /* schema'd entries: the overload's data (a
-			       * struct reg_overload, rpc/invoke.h); NULL
-			       * for a plain entry */
+	unsigned flags; /* TW_FN_* */
+	void *ext;      /* schema'd entries: the overload's data (a
+			 * struct reg_overload, rpc/invoke.h); NULL
+			 * for a plain entry */
 	void (*ext_free)(void *ext);
 	const char *overload; /* schema'd entries: overload name, owned */
 	/* Schema'd entries: the next overload of the same name, in
@@ -43,7 +43,7 @@ struct reg_entry {
  * or not: probe runs only grow); growing copies into a new table, which is
  * then published (copy on write) and the old one retired. */
 struct reg_table {
-	uint32_t mask;   /* slots - 1 */
+	uint32_t mask; /* slots - 1 */
 	_Atomic uint32_t count;
 	struct reg_table *retired_next;
 	_Atomic(struct reg_entry *) slots[];
@@ -51,11 +51,11 @@ struct reg_table {
 
 struct registry {
 	_Atomic(struct reg_table *) table;
-	pthread_mutex_t lock;          /* writers */
-	struct reg_table *retired;     /* outgrown tables, freed at fini: a
-					* reader may still be probing one
-					* (O(log n) of them) */
-	struct reg_entry *all;         /* every entry, freed at fini */
+	pthread_mutex_t lock;      /* writers */
+	struct reg_table *retired; /* outgrown tables, freed at fini: a
+				    * reader may still be probing one
+				    * (O(log n) of them) */
+	struct reg_entry *all;     /* every entry, freed at fini */
 };
 
 tw_status registry_init(struct registry *r);
@@ -91,8 +91,8 @@ tw_status registry_add_overload(struct registry *r, const char *name,
 
 /* Every entry (overloads included), in no particular order: a malloc'd
  * array the caller frees. Entries stay valid until registry_fini. */
-tw_status registry_snapshot(struct registry *r,
-			    const struct reg_entry ***out, size_t *n);
+tw_status registry_snapshot(struct registry *r, const struct reg_entry ***out,
+			    size_t *n);
 
 /* Number of registered names (snapshot). */
 uint32_t registry_count(const struct registry *r);

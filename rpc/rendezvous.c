@@ -90,8 +90,10 @@ static tw_status resolve(const char *url, struct sockaddr_storage *ss,
 	char host[256];
 	uint16_t port;
 	if (rdv_parse_url(url, host, sizeof(host), &port) != TW_OK) {
-		return tw_fail(TW_EINVAL, "bad rendezvous address '%s' (want "
-			       "tcp://host:port)", url ? url : "(null)");
+		return tw_fail(TW_EINVAL,
+			       "bad rendezvous address '%s' (want "
+			       "tcp://host:port)",
+			       url ? url : "(null)");
 	}
 	struct addrinfo hints = {0}, *ai = NULL;
 	hints.ai_family = AF_UNSPEC;
@@ -102,8 +104,10 @@ static tw_status resolve(const char *url, struct sockaddr_storage *ss,
 	if (rc != 0 || ai == NULL) {
 		if (ai != NULL)
 			freeaddrinfo(ai);
-		return tw_fail(TW_EINVAL, "cannot resolve rendezvous host "
-			       "'%s': %s", host, gai_strerror(rc));
+		return tw_fail(TW_EINVAL,
+			       "cannot resolve rendezvous host "
+			       "'%s': %s",
+			       host, gai_strerror(rc));
 	}
 	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
 	*sslen = ai->ai_addrlen;
@@ -119,7 +123,7 @@ struct reader {
 	size_t got;
 	uint64_t total;
 	tw_buf *buf;
-	tw_frame_hdr h;   /* hdr decoded: valid while buf is set */
+	tw_frame_hdr h; /* hdr decoded: valid while buf is set */
 };
 
 static void reader_reset(struct reader *r)
@@ -137,7 +141,8 @@ static int reader_feed(struct reader *r, int fd)
 	for (;;) {
 		ssize_t n;
 		if (r->got < TW_FRAME_HDR_SIZE) {
-			n = recv(fd, r->hdr + r->got, TW_FRAME_HDR_SIZE - r->got, 0);
+			n = recv(fd, r->hdr + r->got,
+				 TW_FRAME_HDR_SIZE - r->got, 0);
 		} else {
 			n = recv(fd, (unsigned char *)r->buf->data + r->got,
 				 (size_t)(r->total - r->got), 0);
@@ -354,9 +359,9 @@ void rdv_members_free(struct rdv_member *m, uint32_t n)
 /* ---- rank 0's server ------------------------------------------------- */
 
 enum sconn_state {
-	SC_NEW,      /* connected, no JOIN yet */
-	SC_JOINED,   /* holds a rank */
-	SC_DONE,     /* sent SHUTDOWN, waits for the barrier */
+	SC_NEW,    /* connected, no JOIN yet */
+	SC_JOINED, /* holds a rank */
+	SC_DONE,   /* sent SHUTDOWN, waits for the barrier */
 };
 
 struct sconn {
@@ -368,11 +373,11 @@ struct sconn {
 
 struct rdv_server {
 	int lfd;
-	int stopfd;             /* eventfd: stop the thread */
+	int stopfd; /* eventfd: stop the thread */
 	pthread_t thread;
 	uint32_t world;
 	int64_t timeout_ms;
-	uint64_t deadline;      /* for the group to form */
+	uint64_t deadline; /* for the group to form */
 	bool formed;
 	uint32_t joined;
 	struct rdv_member *members; /* world entries; addrs NULL = free slot */
@@ -446,7 +451,8 @@ static bool handle_join(struct rdv_server *s, size_t i, const tw_value *p)
 	int64_t rank = p->u.items[1].u.i, world = p->u.items[2].u.i;
 	if (world != (int64_t)s->world) {
 		snprintf(msg, sizeof(msg),
-			 "world size %" PRId64 " does not match rank 0's world size %u",
+			 "world size %" PRId64
+			 " does not match rank 0's world size %u",
 			 world, s->world);
 		reject(s, i, TW_EINVAL, msg);
 		return true;
@@ -540,9 +546,11 @@ static void time_out(struct rdv_server *s)
 			 "rendezvous timed out after %" PRId64
 			 " ms: %u of %u workers joined; missing rank",
 			 s->timeout_ms, s->joined, s->world);
-	for (uint32_t r = 0; r < s->world && n > 0 && (size_t)n < sizeof(msg) - 16; r++)
+	for (uint32_t r = 0;
+	     r < s->world && n > 0 && (size_t)n < sizeof(msg) - 16; r++)
 		if (s->members[r].addrs == NULL)
-			n += snprintf(msg + n, sizeof(msg) - (size_t)n, " %u", r);
+			n += snprintf(msg + n, sizeof(msg) - (size_t)n, " %u",
+				      r);
 	for (size_t i = 0; i < s->nconns; i++)
 		if (s->conns[i].state == SC_JOINED)
 			send_error(s->conns[i].fd, TW_ETIMEDOUT, msg,
@@ -611,7 +619,8 @@ static void *server_main(void *arg)
 				   c->state == SC_JOINED && s->formed) {
 				c->state = SC_DONE;
 			} else {
-				reject(s, i, TW_EPROTO, "unexpected control message");
+				reject(s, i, TW_EPROTO,
+				       "unexpected control message");
 			}
 			tw_in_msg_release(&m);
 		}
@@ -620,8 +629,11 @@ static void *server_main(void *arg)
 					 SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd >= 0) {
 				if (s->nconns == s->capconns) {
-					size_t nc = s->capconns ? s->capconns * 2 : 8;
-					struct sconn *n2 = realloc(s->conns, nc * sizeof(*n2));
+					size_t nc = s->capconns
+							    ? s->capconns * 2
+							    : 8;
+					struct sconn *n2 = realloc(
+						s->conns, nc * sizeof(*n2));
 					if (n2 == NULL) {
 						close(fd);
 						continue;
@@ -630,8 +642,8 @@ static void *server_main(void *arg)
 					s->capconns = nc;
 				}
 				tune_socket(fd);
-				s->conns[s->nconns++] =
-					(struct sconn){.fd = fd, .state = SC_NEW};
+				s->conns[s->nconns++] = (struct sconn){
+					.fd = fd, .state = SC_NEW};
 			}
 		}
 	}
@@ -639,8 +651,8 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
-tw_status rdv_server_start(const char *url, uint32_t world,
-			   int64_t timeout_ms, struct rdv_server **out)
+tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
+			   struct rdv_server **out)
 {
 	*out = NULL;
 	struct sockaddr_storage ss;
@@ -651,12 +663,14 @@ tw_status rdv_server_start(const char *url, uint32_t world,
 	struct rdv_server *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return tw_fail_static(TW_ENOMEM, "out of memory for the "
-				      "rendezvous server");
+						 "rendezvous server");
 	s->members = calloc(world, sizeof(*s->members));
 	if (s->members == NULL) {
 		free(s);
-		return tw_fail(TW_ENOMEM, "out of memory for the rendezvous "
-			       "of %u workers", world);
+		return tw_fail(TW_ENOMEM,
+			       "out of memory for the rendezvous "
+			       "of %u workers",
+			       world);
 	}
 	s->world = world;
 	s->timeout_ms = timeout_ms;
@@ -665,7 +679,8 @@ tw_status rdv_server_start(const char *url, uint32_t world,
 	int64_t margin = timeout_ms / 10 < 200 ? timeout_ms / 10 : 200;
 	s->deadline = deadline_after(timeout_ms < 0 ? -1 : timeout_ms - margin);
 	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	s->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	s->lfd = socket(ss.ss_family,
+			SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
 	if (s->lfd >= 0)
 		setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -688,8 +703,10 @@ tw_status rdv_server_start(const char *url, uint32_t world,
 		close(s->stopfd);
 		free(s->members);
 		free(s);
-		return tw_fail(TW_ENOMEM, "cannot start the rendezvous thread: "
-			       "%s", strerror(rc));
+		return tw_fail(TW_ENOMEM,
+			       "cannot start the rendezvous thread: "
+			       "%s",
+			       strerror(rc));
 	}
 	pthread_setname_np(s->thread, "tw-rendezvous");
 	*out = s;
@@ -727,7 +744,8 @@ struct rdv_client {
 static int try_connect(const struct sockaddr_storage *ss, socklen_t sslen,
 		       uint64_t deadline, int *err_out)
 {
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(ss->ss_family,
+			SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*err_out = errno;
 		return -1;
@@ -818,7 +836,8 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 	if (st != TW_OK)
 		return tw_fail_wrap(st, st,
 				    "rendezvous at %s: cannot build the "
-				    "join request", url);
+				    "join request",
+				    url);
 
 	/* Until the member list arrives, a lost connection is retried like a
 	 * refused one: rank 0 may start late, fail and restart. */
@@ -830,8 +849,8 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 			tw_value_destroy(&jv);
 			return tw_fail(TW_ETIMEDOUT,
 				       "rendezvous at %s unreachable "
-				       "within %" PRId64 " ms: %s", url,
-				       timeout_ms, strerror(cerr));
+				       "within %" PRId64 " ms: %s",
+				       url, timeout_ms, strerror(cerr));
 		}
 		int fd = try_connect(&ss, sslen, deadline, &cerr);
 		if (fd < 0) {
@@ -857,9 +876,10 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 		c = NULL;
 		if (st == TW_ETIMEDOUT) {
 			tw_value_destroy(&jv);
-			return tw_fail(st, "rendezvous at %s: not every worker "
-				       "joined within %" PRId64 " ms", url,
-				       timeout_ms);
+			return tw_fail(st,
+				       "rendezvous at %s: not every worker "
+				       "joined within %" PRId64 " ms",
+				       url, timeout_ms);
 		}
 		if (st != TW_EUNREACHABLE) {
 			tw_value_destroy(&jv);
@@ -881,8 +901,10 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 	} else if (m.hdr.type == TW_MSG_JOIN) {
 		st = parse_members(&m.payload, world, members);
 		if (st != TW_OK)
-			tw_fail(st, "rendezvous at %s sent a malformed member "
-				"list", url);
+			tw_fail(st,
+				"rendezvous at %s sent a malformed member "
+				"list",
+				url);
 	} else {
 		st = tw_fail(TW_EPROTO, "rendezvous at %s: unexpected %s", url,
 			     tw_msg_type_name(m.hdr.type));
@@ -930,8 +952,9 @@ tw_status rdv_barrier_idle(struct rdv_client *c, int64_t timeout_ms,
 	if (st != TW_OK)
 		return st == TW_ETIMEDOUT ? st : TW_EUNREACHABLE;
 	tw_in_msg m;
-	st = idle != NULL ? recv_frame_idle(c->fd, &c->rd, deadline, &m, idle, arg)
-			  : recv_frame(c->fd, &c->rd, deadline, &m);
+	st = idle != NULL
+		     ? recv_frame_idle(c->fd, &c->rd, deadline, &m, idle, arg)
+		     : recv_frame(c->fd, &c->rd, deadline, &m);
 	if (st != TW_OK)
 		return st == TW_ETIMEDOUT ? st : TW_EUNREACHABLE;
 	st = m.hdr.type == TW_MSG_SHUTDOWN ? TW_OK : TW_EPROTO;

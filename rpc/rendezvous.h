@@ -32,8 +32,8 @@ struct rdv_client;
  * url, TW_EIO when the address cannot be bound, TW_ENOMEM; each with its
  * reason (tw_errmsg).
  */
-tw_status rdv_server_start(const char *url, uint32_t world,
-			   int64_t timeout_ms, struct rdv_server **out);
+tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
+			   struct rdv_server **out);
 
 /* Stop the server thread (closing every control connection) and free. */
 void rdv_server_stop(struct rdv_server *s);

@@ -167,7 +167,8 @@ static const struct word words[] = {
 static int word_find(const char *p, size_t n)
 {
 	for (size_t i = 1; i < WORD_COUNT; i++)
-		if (strlen(words[i].text) == n && memcmp(words[i].text, p, n) == 0)
+		if (strlen(words[i].text) == n &&
+		    memcmp(words[i].text, p, n) == 0)
 			return (int)i;
 	return -1;
 }
@@ -347,8 +348,9 @@ static bool alias_set(struct parser *p, struct wr *w)
 		} else {
 			size_t n = ident_len(p, p->pos);
 			if (n == 0)
-				return fail(p, p->pos,
-					    "expected an alias set name or '*' in alias annotation");
+				return fail(
+					p, p->pos,
+					"expected an alias set name or '*' in alias annotation");
 			wr_putn(w, p->s + p->pos, n);
 			p->pos += n;
 		}
@@ -383,7 +385,8 @@ static bool parse_alias(struct parser *p, tw_type *t)
 		skip_ws(p);
 	}
 	if (peek(p) != ')')
-		return fail(p, p->pos, "expected ')' to close the alias annotation");
+		return fail(p, p->pos,
+			    "expected ')' to close the alias annotation");
 	p->pos++;
 	if (w.len >= sizeof(small))
 		return fail(p, open, "alias annotation too long");
@@ -414,8 +417,9 @@ static bool parse_tuple(struct parser *p, unsigned depth, const tw_type **out)
 			if (peek(p) == ')')
 				break;
 			if (peek(p) != ',')
-				return fail(p, p->pos,
-					    "expected ')' or ',' in tuple type");
+				return fail(
+					p, p->pos,
+					"expected ')' or ',' in tuple type");
 			p->pos++;
 			skip_ws(p);
 		}
@@ -474,8 +478,8 @@ static bool parse_rref(struct parser *p, unsigned depth, int word,
 	bool param = c == '(';
 	if (c == '[') {
 		size_t i = p->pos + 1;
-		while (at(p, i) == ' ' || at(p, i) == '\t' || at(p, i) == '\n' ||
-		       at(p, i) == '\r')
+		while (at(p, i) == ' ' || at(p, i) == '\t' ||
+		       at(p, i) == '\n' || at(p, i) == '\r')
 			i++;
 		param = at(p, i) != ']' && !is_digit(at(p, i));
 	}
@@ -571,7 +575,8 @@ static bool parse_type(struct parser *p, unsigned depth, const tw_type **out)
 				    TW_SCHEMA_MAX_DEPTH);
 		if (c == '?') {
 			if (t->kind == TW_TYPE_OPTIONAL)
-				return fail(p, p->pos, "type is already optional");
+				return fail(p, p->pos,
+					    "type is already optional");
 			p->pos++;
 			tw_type *o = new_type(p, TW_TYPE_OPTIONAL, 0, 1);
 			if (o == NULL)
@@ -614,14 +619,16 @@ static const tw_type *strip_optional(const tw_type *t)
 	return t->kind == TW_TYPE_OPTIONAL ? t->elems[0] : t;
 }
 
-static bool bad_default(struct parser *p, size_t pos, const struct schema_arg *a)
+static bool bad_default(struct parser *p, size_t pos,
+			const struct schema_arg *a)
 {
 	char ty[64];
 	struct wr w;
 
 	wr_init(&w, ty, sizeof(ty));
 	schema_write_type(&w, a->type);
-	return fail(p, pos, "default value of argument '%.*s' does not fit type '%s'",
+	return fail(p, pos,
+		    "default value of argument '%.*s' does not fit type '%s'",
 		    qlen(a->name_len), a->name, ty);
 }
 
@@ -710,13 +717,24 @@ static bool parse_string(struct parser *p, tw_value *out)
 		if (c == '\\') {
 			int e = at(p, p->pos + 1);
 			switch (e) {
-			case '\\': case '\'': case '"': c = e; break;
-			case 'n': c = '\n'; break;
-			case 't': c = '\t'; break;
-			case 'r': c = '\r'; break;
+			case '\\':
+			case '\'':
+			case '"':
+				c = e;
+				break;
+			case 'n':
+				c = '\n';
+				break;
+			case 't':
+				c = '\t';
+				break;
+			case 'r':
+				c = '\r';
+				break;
 			default:
 				free(b);
-				return fail(p, p->pos, "invalid escape in string");
+				return fail(p, p->pos,
+					    "invalid escape in string");
 			}
 			p->pos++;
 		}
@@ -784,14 +802,17 @@ static bool parse_const(struct parser *p, tw_value *out)
 	if (c == '"' || c == '\'')
 		return parse_string(p, out);
 	if (c == '[')
-		return fail(p, p->pos, "nested list defaults are not supported");
+		return fail(p, p->pos,
+			    "nested list defaults are not supported");
 	if (n > 0 && !ident_is(p, p->pos, n, "inf") &&
 	    !ident_is(p, p->pos, n, "nan")) {
 		static const struct {
 			const char *name;
 			int64_t v;
 		} enums[] = {
-			{"Mean", 1}, {"Sum", 2}, {"strided", 0},
+			{"Mean", 1},
+			{"Sum", 2},
+			{"strided", 0},
 			{"contiguous_format", 0},
 		};
 		if (ident_is(p, p->pos, n, "True") ||
@@ -849,7 +870,8 @@ static bool parse_list_default(struct parser *p, const struct schema_arg *a,
 				break;
 			}
 			if (peek(p) != ',') {
-				fail(p, p->pos, "expected ']' or ',' in list default");
+				fail(p, p->pos,
+				     "expected ']' or ',' in list default");
 				goto out;
 			}
 			p->pos++;
@@ -940,7 +962,8 @@ static bool parse_name(struct parser *p)
 		ov = p->pos;
 		ovn = ident_len(p, p->pos);
 		if (ovn == 0)
-			return fail(p, p->pos, "expected an overload name after '.'");
+			return fail(p, p->pos,
+				    "expected an overload name after '.'");
 		p->pos += ovn;
 	}
 	p->sc->name = arena_strndup(p->sc, p->s + start, name_end - start);
@@ -969,12 +992,15 @@ static bool parse_args(struct parser *p, struct schema_arg *args, size_t *nargs)
 			kwarg_only = true;
 			p->pos++;
 			if (!accept(p, ','))
-				return fail(p, p->pos, "expected ',' and an argument after '*'");
+				return fail(
+					p, p->pos,
+					"expected ',' and an argument after '*'");
 			skip_ws(p);
 			continue;
 		}
 		if (at_dots(p))
-			return fail(p, p->pos, "varargs '...' are not supported");
+			return fail(p, p->pos,
+				    "varargs '...' are not supported");
 		if (n == TW_SCHEMA_MAX_ARGS)
 			return fail(p, p->pos, "more than %d arguments",
 				    TW_SCHEMA_MAX_ARGS);
@@ -985,11 +1011,13 @@ static bool parse_args(struct parser *p, struct schema_arg *args, size_t *nargs)
 		size_t npos = p->pos;
 		size_t nl = ident_len(p, npos);
 		if (nl == 0)
-			return fail(p, npos, "expected an argument name after its type");
+			return fail(p, npos,
+				    "expected an argument name after its type");
 		for (size_t i = 0; i < n; i++)
 			if (args[i].name_len == nl &&
 			    memcmp(args[i].name, p->s + npos, nl) == 0)
-				return fail(p, npos, "duplicate argument name '%.*s'",
+				return fail(p, npos,
+					    "duplicate argument name '%.*s'",
 					    qlen(nl), p->s + npos);
 		a->name = arena_strndup(p->sc, p->s + npos, nl);
 		if (a->name == NULL)
@@ -1017,7 +1045,8 @@ static bool parse_args(struct parser *p, struct schema_arg *args, size_t *nargs)
 		p->pos++;
 		skip_ws(p);
 		if (peek(p) == ')')
-			return fail(p, p->pos, "expected an argument after ','");
+			return fail(p, p->pos,
+				    "expected an argument after ','");
 	}
 }
 
@@ -1041,7 +1070,8 @@ static bool parse_returns(struct parser *p, struct schema_ret *rets, size_t *n)
 		return fail(p, p->pos, "varargs '...' are not supported");
 	if (peek(p) != '(') {
 		if (peek(p) < 0)
-			return fail(p, p->pos, "expected a return type after '->'");
+			return fail(p, p->pos,
+				    "expected a return type after '->'");
 		*n = 1;
 		return parse_return(p, &rets[0]);
 	}
@@ -1065,7 +1095,8 @@ static bool parse_returns(struct parser *p, struct schema_ret *rets, size_t *n)
 			return true;
 		}
 		if (peek(p) != ',')
-			return fail(p, p->pos, "expected ')' or ',' after return type");
+			return fail(p, p->pos,
+				    "expected ')' or ',' after return type");
 		p->pos++;
 		skip_ws(p);
 	}
@@ -1089,7 +1120,9 @@ tw_status tw_schema_parse_len(const char *text, size_t len, tw_schema **out)
 	size_t nargs = 0, nrets = 0;
 	tw_schema head = {0};
 	struct parser p = {
-		.s = text, .len = text != NULL ? len : 0, .sc = &head,
+		.s = text,
+		.len = text != NULL ? len : 0,
+		.sc = &head,
 	};
 
 	if (out == NULL)
@@ -1231,9 +1264,9 @@ void schema_write_repr(struct wr *w, const tw_type *t)
 {
 	static const char *const base[] = {
 		[TW_TYPE_TENSOR] = "Tensor", [TW_TYPE_INT] = "int",
-		[TW_TYPE_FLOAT] = "float", [TW_TYPE_BOOL] = "bool",
-		[TW_TYPE_STR] = "str", [TW_TYPE_SCALAR] = "number",
-		[TW_TYPE_ANY] = "Any", [TW_TYPE_NONE] = "NoneType",
+		[TW_TYPE_FLOAT] = "float",   [TW_TYPE_BOOL] = "bool",
+		[TW_TYPE_STR] = "str",       [TW_TYPE_SCALAR] = "number",
+		[TW_TYPE_ANY] = "Any",       [TW_TYPE_NONE] = "NoneType",
 		[TW_TYPE_DEVICE] = "Device", [TW_TYPE_GENERATOR] = "Generator",
 	};
 
@@ -1316,12 +1349,24 @@ static void write_string(struct wr *w, const char *s, size_t n)
 	wr_putn(w, "\"", 1);
 	for (size_t i = 0; i < n; i++) {
 		switch (s[i]) {
-		case '"': wr_putn(w, "\\\"", 2); break;
-		case '\\': wr_putn(w, "\\\\", 2); break;
-		case '\n': wr_putn(w, "\\n", 2); break;
-		case '\t': wr_putn(w, "\\t", 2); break;
-		case '\r': wr_putn(w, "\\r", 2); break;
-		default: wr_putn(w, &s[i], 1); break;
+		case '"':
+			wr_putn(w, "\\\"", 2);
+			break;
+		case '\\':
+			wr_putn(w, "\\\\", 2);
+			break;
+		case '\n':
+			wr_putn(w, "\\n", 2);
+			break;
+		case '\t':
+			wr_putn(w, "\\t", 2);
+			break;
+		case '\r':
+			wr_putn(w, "\\r", 2);
+			break;
+		default:
+			wr_putn(w, &s[i], 1);
+			break;
 		}
 	}
 	wr_putn(w, "\"", 1);
@@ -1348,7 +1393,8 @@ static void write_const(struct wr *w, const tw_value *v, const tw_type *t)
 		write_string(w, v->u.str, v->len);
 		break;
 	case TW_KIND_LIST: {
-		const tw_type *e = t->kind == TW_TYPE_LIST ? t->elems[0] : &any_type;
+		const tw_type *e = t->kind == TW_TYPE_LIST ? t->elems[0]
+							   : &any_type;
 		wr_putn(w, "[", 1);
 		for (uint32_t i = 0; i < v->len; i++) {
 			if (i)

@@ -13,26 +13,26 @@
 
 /* A type node. Children and strings live in the schema's arena. */
 struct tw_type {
-	uint8_t kind;      /* tw_type_kind */
-	uint8_t word;      /* base types: index of the spelling (schema.c) */
-	uint16_t nelems;   /* children in elems */
+	uint8_t kind;       /* tw_type_kind */
+	uint8_t word;       /* base types: index of the spelling (schema.c) */
+	uint16_t nelems;    /* children in elems */
 	uint32_t fixed_len; /* LIST: N of T[N], else 0 */
-	const char *alias; /* annotation text without parentheses, or NULL */
+	const char *alias;  /* annotation text without parentheses, or NULL */
 	const tw_type *const *elems;
 };
 
 struct schema_arg {
-	const char *name;   /* NUL-terminated */
+	const char *name; /* NUL-terminated */
 	uint32_t name_len;
 	bool kwarg_only;
 	bool has_default;
 	bool default_bcast; /* written as one number for a T[N] list */
 	const tw_type *type;
-	tw_value def;       /* owned; NONE without a default */
+	tw_value def; /* owned; NONE without a default */
 };
 
 struct schema_ret {
-	const char *name;   /* "" when unnamed */
+	const char *name; /* "" when unnamed */
 	const tw_type *type;
 };
 

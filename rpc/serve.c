@@ -211,13 +211,15 @@ static void reply_send(const struct reply_path *p, tw_status st,
 		r->local = true;
 		r->st = st;
 		if (st == TW_OK) {
-			tw_status cst = result != NULL
-				? tw_value_clone(&r->val, result)
-				: (r->val = tw_value_none(), TW_OK);
+			tw_status cst =
+				result != NULL
+					? tw_value_clone(&r->val, result)
+					: (r->val = tw_value_none(), TW_OK);
 			if (cst != TW_OK) {
 				r->st = cst;
-				tw_value_error(&r->val, cst, a->rank,
-					       "cannot copy the result of a call to self");
+				tw_value_error(
+					&r->val, cst, a->rank,
+					"cannot copy the result of a call to self");
 			}
 		} else {
 			r->val = errv;
@@ -229,15 +231,16 @@ static void reply_send(const struct reply_path *p, tw_status st,
 
 	tw_value none = tw_value_none();
 	unsigned type = st == TW_OK ? TW_MSG_RET : TW_MSG_EXCEPTION;
-	tw_status est = encode_reply(a, p, type,
-				     st == TW_OK ? (result ? result : &none) : &errv,
-				     &r->tx.msg);
+	tw_status est = encode_reply(
+		a, p, type, st == TW_OK ? (result ? result : &none) : &errv,
+		&r->tx.msg);
 	if (est != TW_OK && type == TW_MSG_RET) {
 		/* The result cannot travel: say so instead. */
 		char m[256];
-		snprintf(m, sizeof(m),
-			 "result of function '%s' on worker '%s' cannot be sent: %s",
-			 fn_name(p), a->name, tw_strerror(est));
+		snprintf(
+			m, sizeof(m),
+			"result of function '%s' on worker '%s' cannot be sent: %s",
+			fn_name(p), a->name, tw_strerror(est));
 		tw_value_error(&errv, est, a->rank, m);
 		type = TW_MSG_EXCEPTION;
 		est = encode_reply(a, p, type, &errv, &r->tx.msg);
@@ -253,7 +256,8 @@ static void reply_send(const struct reply_path *p, tw_status st,
 }
 
 static void reply_errorf(const struct reply_path *p, tw_status kind,
-			 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+			 const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static void reply_errorf(const struct reply_path *p, tw_status kind,
 			 const char *fmt, ...)
 {
@@ -295,10 +299,13 @@ static void defer_cb(tw_future *f, void *arg)
 			/* The error keeps the origin it came with: a nested
 			 * call's failure names the worker that raised it. */
 			if (e != NULL)
-				reply_send(&d->p, e->kind, NULL, e->origin, e->msg);
+				reply_send(&d->p, e->kind, NULL, e->origin,
+					   e->msg);
 			else
-				reply_errorf(&d->p, st, "function '%s' failed on worker '%s'",
-					     fn_name(&d->p), d->p.a->name);
+				reply_errorf(
+					&d->p, st,
+					"function '%s' failed on worker '%s'",
+					fn_name(&d->p), d->p.a->name);
 		}
 	}
 	atomic_fetch_sub(&hub->active, 1);
@@ -352,7 +359,8 @@ static void run_handler(const struct reply_path *p, const tw_value *args,
 	if (st == TW_OK) {
 		reply_send(p, TW_OK, &result, 0, NULL);
 	} else {
-		const tw_error *e = result.kind == TW_KIND_ERROR ? result.u.err : NULL;
+		const tw_error *e = result.kind == TW_KIND_ERROR ? result.u.err
+								 : NULL;
 		if ((unsigned)st >= TW_STATUS_COUNT_)
 			st = TW_ERUNTIME;
 		if (e != NULL && e->kind != TW_OK &&
@@ -360,7 +368,8 @@ static void run_handler(const struct reply_path *p, const tw_value *args,
 			/* Raised here: this worker is the origin. */
 			reply_send(p, e->kind, NULL, p->a->rank, e->msg);
 		} else {
-			reply_errorf(p, st, "function '%s' failed on worker '%s': %s",
+			reply_errorf(p, st,
+				     "function '%s' failed on worker '%s': %s",
 				     fn_name(p), p->a->name, tw_errmsg(st));
 		}
 	}
@@ -373,10 +382,10 @@ struct srv_job {
 	struct reply_path p;
 	uint64_t deadline_ns;
 	bool local;
-	tw_buf *buf;          /* network: the frame, decoded on the executor */
+	tw_buf *buf; /* network: the frame, decoded on the executor */
 	size_t off, len;
-	tw_frame_hdr hdr;     /* network: its header, from the transport */
-	tw_value args, kwargs;/* local: owned */
+	tw_frame_hdr hdr;      /* network: its header, from the transport */
+	tw_value args, kwargs; /* local: owned */
 };
 
 static void job_free(struct srv_job *j)
@@ -398,9 +407,10 @@ static void job_run(struct exec_job *ej)
 		/* The caller has given up: do not run work nobody waits for. */
 		atomic_fetch_add_explicit(&l->stats.exec_expired, 1,
 					  memory_order_relaxed);
-		reply_errorf(&j->p, TW_ETIMEDOUT,
-			     "call to '%s' on worker '%s' expired before an executor thread could run it",
-			     fn_name(&j->p), j->p.a->name);
+		reply_errorf(
+			&j->p, TW_ETIMEDOUT,
+			"call to '%s' on worker '%s' expired before an executor thread could run it",
+			fn_name(&j->p), j->p.a->name);
 		job_free(j);
 		return;
 	}
@@ -452,8 +462,11 @@ static bool submit_job(struct srv_job *j)
 void serve_reject(struct agent_loop *l, struct conn_state *cs,
 		  const tw_frame_hdr *h, tw_status kind, const char *msg)
 {
-	struct reply_path p = {.a = l->a, .l = l, .conn_id = cs->id,
-			       .req_id = h->req_id, .caller = h->src};
+	struct reply_path p = {.a = l->a,
+			       .l = l,
+			       .conn_id = cs->id,
+			       .req_id = h->req_id,
+			       .caller = h->src};
 	reply_send(&p, kind, NULL, l->a->rank, msg);
 }
 
@@ -483,7 +496,8 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	 * does not run and no answer goes back to be dropped as late. */
 	uint64_t deadline = 0;
 	if (h->timeout_ms != 0) {
-		uint64_t rx = l->t->rx_ns != 0 ? l->t->rx_ns : tw_loop_now(l->loop);
+		uint64_t rx = l->t->rx_ns != 0 ? l->t->rx_ns
+					       : tw_loop_now(l->loop);
 		deadline = rx + (uint64_t)h->timeout_ms * 1000000u;
 		if (tw_loop_now(l->loop) >= deadline) {
 			/* Executor threads count here too: not stat_inc. */
@@ -497,24 +511,29 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	tw_status st = tw_msg_decode(buf, off, len, h, NULL, &m);
 	if (st != TW_OK) {
 		stat_inc(&l->stats.bad_frames);
-		snprintf(msg, sizeof(msg), "malformed CALL from worker '%s': %s",
+		snprintf(msg, sizeof(msg),
+			 "malformed CALL from worker '%s': %s",
 			 agent_worker_name(a, h->src), tw_errmsg(st));
 		serve_reject(l, cs, h, st == TW_EVERSION ? st : TW_EPROTO, msg);
 		return;
 	}
 	const tw_value *fnv = &m.payload.u.items[0];
-	struct reply_path p = {.a = a, .l = l, .conn_id = cs->id,
-			       .req_id = h->req_id, .caller = h->src};
+	struct reply_path p = {.a = a,
+			       .l = l,
+			       .conn_id = cs->id,
+			       .req_id = h->req_id,
+			       .caller = h->src};
 	p.fn = registry_find(&a->reg, fnv->u.str, fnv->len);
 	if (p.fn == NULL) {
-		reply_errorf(&p, TW_ENOFUNC, "unknown function '%.*s' on worker '%s'",
+		reply_errorf(&p, TW_ENOFUNC,
+			     "unknown function '%.*s' on worker '%s'",
 			     (int)(fnv->len > 200 ? 200 : fnv->len), fnv->u.str,
 			     a->name);
 	} else if (p.fn->flags & TW_FN_BLOCKING) {
 		struct srv_job *j = calloc(1, sizeof(*j));
 		if (j == NULL) {
-			reply_errorf(&p, TW_ENOMEM, "out of memory on worker '%s'",
-				     a->name);
+			reply_errorf(&p, TW_ENOMEM,
+				     "out of memory on worker '%s'", a->name);
 		} else {
 			j->p = p;
 			j->deadline_ns = deadline;
@@ -535,13 +554,17 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 void serve_local_call(struct agent_loop *l, struct call *c)
 {
 	tw_agent *a = l->a;
-	struct reply_path p = {.a = a, .l = l, .conn_id = 0,
-			       .req_id = c->req_id, .caller = a->rank,
+	struct reply_path p = {.a = a,
+			       .l = l,
+			       .conn_id = 0,
+			       .req_id = c->req_id,
+			       .caller = a->rank,
 			       .fn = c->fn};
 	stat_inc(&l->stats.calls_served);
 	if (c->fn == NULL) {
-		reply_errorf(&p, TW_ENOFUNC, "unknown function '%s' on worker '%s'",
-			     c->self_fn, a->name);
+		reply_errorf(&p, TW_ENOFUNC,
+			     "unknown function '%s' on worker '%s'", c->self_fn,
+			     a->name);
 		return;
 	}
 	/* Take the arguments out of the call: the reply may complete and
@@ -554,8 +577,8 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 		if (j == NULL) {
 			tw_value_destroy(&args);
 			tw_value_destroy(&kwargs);
-			reply_errorf(&p, TW_ENOMEM, "out of memory on worker '%s'",
-				     a->name);
+			reply_errorf(&p, TW_ENOMEM,
+				     "out of memory on worker '%s'", a->name);
 			return;
 		}
 		j->p = p;

@@ -27,17 +27,19 @@
 struct tcache_list {
 	void *head;
 	uint32_t n;
-	bool keyed;               /* the exit destructor is registered */
+	bool keyed; /* the exit destructor is registered */
 };
 
 /* One per kind of object. */
 struct tcache {
-	pthread_mutex_t mu;       /* creates key once */
+	pthread_mutex_t mu; /* creates key once */
 	pthread_key_t key;
-	int key_state;            /* 0 not yet, 1 made, -1 failed */
-	uint32_t max;             /* objects kept per thread */
+	int key_state; /* 0 not yet, 1 made, -1 failed */
+	uint32_t max;  /* objects kept per thread */
 };
+/* clang-format off */
 #define TCACHE_INIT(max_) {PTHREAD_MUTEX_INITIALIZER, 0, 0, (max_)}
+/* clang-format on */
 
 static void tcache_drain(void *arg)
 {
@@ -79,8 +81,10 @@ static inline void tcache_put(struct tcache *c, struct tcache_list *l, void *o)
 		 * then nothing is kept on this thread. */
 		pthread_mutex_lock(&c->mu);
 		if (c->key_state == 0)
-			c->key_state = pthread_key_create(&c->key, tcache_drain) == 0
-					       ? 1 : -1;
+			c->key_state = pthread_key_create(&c->key,
+							  tcache_drain) == 0
+					       ? 1
+					       : -1;
 		int ks = c->key_state;
 		pthread_mutex_unlock(&c->mu);
 		if (ks != 1 || pthread_setspecific(c->key, l) != 0) {

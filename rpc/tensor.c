@@ -24,16 +24,11 @@ struct dtype_info {
 };
 
 static const struct dtype_info dtype_table[TW_DTYPE_COUNT_] = {
-	[TW_BOOL] = { "bool", 1 },
-	[TW_UINT8] = { "uint8", 1 },
-	[TW_INT8] = { "int8", 1 },
-	[TW_INT16] = { "int16", 2 },
-	[TW_INT32] = { "int32", 4 },
-	[TW_INT64] = { "int64", 8 },
-	[TW_FLOAT16] = { "float16", 2 },
-	[TW_BFLOAT16] = { "bfloat16", 2 },
-	[TW_FLOAT32] = { "float32", 4 },
-	[TW_FLOAT64] = { "float64", 8 },
+	[TW_BOOL] = {"bool", 1},       [TW_UINT8] = {"uint8", 1},
+	[TW_INT8] = {"int8", 1},       [TW_INT16] = {"int16", 2},
+	[TW_INT32] = {"int32", 4},     [TW_INT64] = {"int64", 8},
+	[TW_FLOAT16] = {"float16", 2}, [TW_BFLOAT16] = {"bfloat16", 2},
+	[TW_FLOAT32] = {"float32", 4}, [TW_FLOAT64] = {"float64", 8},
 };
 
 size_t tw_dtype_size(tw_dtype dtype)
@@ -63,15 +58,19 @@ tw_status tw_dtype_from_name(const char *name, tw_dtype *out)
 			return TW_OK;
 		}
 	}
-	return tw_fail(TW_EINVAL, "unknown dtype '%.64s' (bool, uint8, int8, "
+	return tw_fail(TW_EINVAL,
+		       "unknown dtype '%.64s' (bool, uint8, int8, "
 		       "int16, int32, int64, float16, bfloat16, float32, "
-		       "float64)", name);
+		       "float64)",
+		       name);
 }
 
 static tw_status no_data(int64_t numel)
 {
-	return tw_fail(TW_EINVAL, "tensor of %lld elements has no data "
-		       "(NULL)", (long long)numel);
+	return tw_fail(TW_EINVAL,
+		       "tensor of %lld elements has no data "
+		       "(NULL)",
+		       (long long)numel);
 }
 
 /* a * b for non-negative a and b; false when the product exceeds INT64_MAX. */
@@ -99,25 +98,28 @@ static tw_status check_layout(unsigned dtype, unsigned ndim,
 		return tw_fail(TW_EINVAL, "tensor dtype %u is not a tw_dtype",
 			       dtype);
 	if (ndim > TW_TENSOR_MAX_DIMS)
-		return tw_fail(TW_EINVAL, "tensor of %u dims, over "
-			       "TW_TENSOR_MAX_DIMS (%u)", ndim,
-			       TW_TENSOR_MAX_DIMS);
+		return tw_fail(TW_EINVAL,
+			       "tensor of %u dims, over "
+			       "TW_TENSOR_MAX_DIMS (%u)",
+			       ndim, TW_TENSOR_MAX_DIMS);
 	if (ndim > 0 && shape == NULL)
 		return tw_fail(TW_EINVAL, "tensor of %u dims without a shape",
 			       ndim);
 
 	int64_t esize = (int64_t)dtype_table[dtype].size;
-	int64_t numel = 1;      /* product of all dims */
-	int64_t nonzero = 1;    /* product of the non-zero dims */
+	int64_t numel = 1;   /* product of all dims */
+	int64_t nonzero = 1; /* product of the non-zero dims */
 	for (unsigned d = 0; d < ndim; d++) {
 		if (shape[d] < 0)
 			return tw_fail(TW_EINVAL,
 				       "tensor shape[%u] is negative "
-				       "(%lld)", d, (long long)shape[d]);
+				       "(%lld)",
+				       d, (long long)shape[d]);
 		if (strides != NULL && strides[d] < 0)
 			return tw_fail(TW_EINVAL,
 				       "tensor strides[%u] is negative "
-				       "(%lld)", d, (long long)strides[d]);
+				       "(%lld)",
+				       d, (long long)strides[d]);
 		if (shape[d] == 0) {
 			numel = 0;
 			continue;
@@ -169,7 +171,8 @@ static tw_status check_tensor(const tw_tensor *t, struct layout *lo)
 {
 	if (t == NULL)
 		return tw_fail_static(TW_EINVAL, "tensor is NULL");
-	tw_status st = check_layout(t->dtype, t->ndim, t->shape, t->strides, lo);
+	tw_status st = check_layout(t->dtype, t->ndim, t->shape, t->strides,
+				    lo);
 	if (st != TW_OK)
 		return st;
 	/* Bytes to read need an address; an empty tensor may have none. */
@@ -216,7 +219,8 @@ tw_status tw_tensor_init(tw_tensor *t, tw_dtype dtype, unsigned ndim,
 		uintptr_t p = (uintptr_t)data;
 		if (p < lo_addr || p - lo_addr > buf->size ||
 		    (uint64_t)lo.span > buf->size - (p - lo_addr))
-			return tw_fail(TW_EINVAL, "tensor bytes [data, data + "
+			return tw_fail(TW_EINVAL,
+				       "tensor bytes [data, data + "
 				       "%lld) lie outside its buf of %zu bytes",
 				       (long long)lo.span, buf->size);
 	}
@@ -257,8 +261,9 @@ static tw_status tensor_new(tw_tensor *t, tw_dtype dtype, unsigned ndim,
 	if (st != TW_OK)
 		return tw_fail(st,
 			       "cannot allocate %lld bytes for a %s tensor: "
-			       "%s", (long long)lo.nbytes,
-			       dtype_table[dtype].name, tw_strerror(st));
+			       "%s",
+			       (long long)lo.nbytes, dtype_table[dtype].name,
+			       tw_strerror(st));
 	if (zero && lo.nbytes > 0)
 		memset(buf->data, 0, (size_t)lo.nbytes);
 
@@ -438,10 +443,18 @@ static void walk_next(struct walk *w)
 static inline void copy_elem(uint8_t *dst, const uint8_t *src, size_t esize)
 {
 	switch (esize) {
-	case 1: memcpy(dst, src, 1); break;
-	case 2: memcpy(dst, src, 2); break;
-	case 4: memcpy(dst, src, 4); break;
-	default: memcpy(dst, src, 8); break;
+	case 1:
+		memcpy(dst, src, 1);
+		break;
+	case 2:
+		memcpy(dst, src, 2);
+		break;
+	case 4:
+		memcpy(dst, src, 4);
+		break;
+	default:
+		memcpy(dst, src, 8);
+		break;
 	}
 }
 
@@ -450,7 +463,7 @@ tw_status tw_tensor_contiguous(tw_tensor *dst, const tw_tensor *src)
 	struct layout lo;
 	if (dst == NULL || dst == src)
 		return tw_fail_static(TW_EINVAL, "tw_tensor_contiguous: dst is "
-				      "NULL or the same as src");
+						 "NULL or the same as src");
 	tw_status st = check_tensor(src, &lo);
 	if (st != TW_OK)
 		return st;

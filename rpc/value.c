@@ -75,19 +75,25 @@ static tw_status make_blob(tw_value *out, tw_kind kind, const void *p,
 {
 	const char *what = kind == TW_KIND_STRING ? "string" : "bytes";
 	if (out == NULL || (p == NULL && len > 0))
-		return tw_fail(TW_EINVAL, "%s value: out is NULL, or the bytes "
-			       "are NULL with a length", what);
+		return tw_fail(TW_EINVAL,
+			       "%s value: out is NULL, or the bytes "
+			       "are NULL with a length",
+			       what);
 	if (len > MAX_LEN)
-		return tw_fail(TW_EOVERFLOW, "%s value of %zu bytes, over the "
-			       "limit of %u", what, len, MAX_LEN);
+		return tw_fail(TW_EOVERFLOW,
+			       "%s value of %zu bytes, over the "
+			       "limit of %u",
+			       what, len, MAX_LEN);
 	if (kind == TW_KIND_STRING && !tw_utf8_valid(p, len))
 		return tw_fail_static(TW_EINVAL, "string value is not valid "
-				      "UTF-8");
+						 "UTF-8");
 	char *s = dup_bytes(p, len);
 	if (s == NULL)
-		return tw_fail(TW_ENOMEM, "out of memory for a %s value of %zu "
-			       "bytes", what, len);
-	tw_value v = { .kind = (uint8_t)kind, .len = (uint32_t)len };
+		return tw_fail(TW_ENOMEM,
+			       "out of memory for a %s value of %zu "
+			       "bytes",
+			       what, len);
+	tw_value v = {.kind = (uint8_t)kind, .len = (uint32_t)len};
 	v.u.str = s;
 	*out = v;
 	return TW_OK;
@@ -146,9 +152,9 @@ static tw_status make_tensor(tw_value *out, const tw_tensor *t)
 		copy = malloc(sizeof(*copy));
 	if (copy == NULL)
 		return tw_fail_static(TW_ENOMEM, "out of memory for a tensor "
-				      "value");
+						 "value");
 	tw_tensor_ref(copy, t);
-	tw_value v = { .kind = TW_KIND_TENSOR };
+	tw_value v = {.kind = TW_KIND_TENSOR};
 	v.u.tensor = copy;
 	*out = v;
 	return TW_OK;
@@ -158,7 +164,7 @@ tw_status tw_value_tensor(tw_value *out, const tw_tensor *t)
 {
 	if (out == NULL || t == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_value_tensor: out or t is "
-				      "NULL");
+						 "NULL");
 	/* Refuse a malformed descriptor here rather than at send time. */
 	size_t span;
 	tw_status st = tw_tensor_span(t, &span);
@@ -172,14 +178,15 @@ static tw_status make_seq(tw_value *out, tw_kind kind, uint32_t n)
 	if (out == NULL)
 		return tw_fail(TW_EINVAL, "%s value: out is NULL",
 			       tw_kind_name(kind));
-	tw_value v = { .kind = (uint8_t)kind, .len = n };
+	tw_value v = {.kind = (uint8_t)kind, .len = n};
 	if (n > 0) {
 		/* All-zero bytes are a NONE value: calloc initialises slots. */
 		v.u.items = calloc(n, sizeof(tw_value));
 		if (v.u.items == NULL)
 			return tw_fail(TW_ENOMEM,
 				       "out of memory for a %s of %u "
-				       "items", tw_kind_name(kind), n);
+				       "items",
+				       tw_kind_name(kind), n);
 	}
 	*out = v;
 	return TW_OK;
@@ -199,13 +206,15 @@ tw_status tw_value_dict(tw_value *out, uint32_t n)
 {
 	if (out == NULL)
 		return tw_fail_static(TW_EINVAL, "dict value: out is NULL");
-	tw_value v = { .kind = TW_KIND_DICT, .len = n };
+	tw_value v = {.kind = TW_KIND_DICT, .len = n};
 	if (n > 0) {
 		/* A NULL key marks an entry not yet set. */
 		v.u.entries = calloc(n, sizeof(tw_kv));
 		if (v.u.entries == NULL)
-			return tw_fail(TW_ENOMEM, "out of memory for a dict of "
-				       "%u entries", n);
+			return tw_fail(TW_ENOMEM,
+				       "out of memory for a dict of "
+				       "%u entries",
+				       n);
 	}
 	*out = v;
 	return TW_OK;
@@ -215,23 +224,28 @@ tw_status tw_value_set_item(tw_value *container, uint32_t i, tw_value child)
 {
 	if (container == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_value_set_item: container "
-				      "is NULL");
+						 "is NULL");
 	if (!kind_valid(child.kind))
-		return tw_fail(TW_EINVAL, "tw_value_set_item: the child has an "
-			       "unknown kind %u", child.kind);
+		return tw_fail(TW_EINVAL,
+			       "tw_value_set_item: the child has an "
+			       "unknown kind %u",
+			       child.kind);
 	if (container->kind != TW_KIND_LIST && container->kind != TW_KIND_TUPLE)
-		return tw_fail(TW_ETYPE, "tw_value_set_item: the container is "
+		return tw_fail(TW_ETYPE,
+			       "tw_value_set_item: the container is "
 			       "of kind '%s', not a list or tuple",
 			       tw_kind_name((tw_kind)container->kind));
 	/* Writing into borrowed storage would change someone else's tree. */
 	if (container->flags & TW_VALUE_BORROWED)
-		return tw_fail_static(TW_EINVAL, "tw_value_set_item: the "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_set_item: the "
 				      "container is borrowed (its storage is "
 				      "someone else's)");
 	if (i >= container->len)
-		return tw_fail(TW_EINVAL, "tw_value_set_item: index %u out of "
-			       "range for a %s of %u", i,
-			       tw_kind_name((tw_kind)container->kind),
+		return tw_fail(TW_EINVAL,
+			       "tw_value_set_item: index %u out of "
+			       "range for a %s of %u",
+			       i, tw_kind_name((tw_kind)container->kind),
 			       container->len);
 	/* Moving a container into itself would make a cycle that destroy
 	 * never leaves; the direct case costs one compare to refuse. */
@@ -253,10 +267,13 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 				      "tw_value_dict_set: dict or key "
 				      "is NULL");
 	if (!kind_valid(child.kind))
-		return tw_fail(TW_EINVAL, "tw_value_dict_set: the child has an "
-			       "unknown kind %u", child.kind);
+		return tw_fail(TW_EINVAL,
+			       "tw_value_dict_set: the child has an "
+			       "unknown kind %u",
+			       child.kind);
 	if (dict->kind != TW_KIND_DICT)
-		return tw_fail(TW_ETYPE, "tw_value_dict_set: the value is of "
+		return tw_fail(TW_ETYPE,
+			       "tw_value_dict_set: the value is of "
 			       "kind '%s', not a dict",
 			       tw_kind_name((tw_kind)dict->kind));
 	if (dict->flags & TW_VALUE_BORROWED)
@@ -265,8 +282,10 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 				      "borrowed (its storage is someone "
 				      "else's)");
 	if (i >= dict->len)
-		return tw_fail(TW_EINVAL, "tw_value_dict_set: index %u out of "
-			       "range for a dict of %u", i, dict->len);
+		return tw_fail(TW_EINVAL,
+			       "tw_value_dict_set: index %u out of "
+			       "range for a dict of %u",
+			       i, dict->len);
 	if (is_container(child.kind) && child.len > 0 &&
 	    child.u.entries == dict->u.entries)
 		return tw_fail_static(TW_EINVAL,
@@ -274,8 +293,10 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 				      "cannot hold itself");
 	size_t klen = strlen(key);
 	if (klen > MAX_LEN)
-		return tw_fail(TW_EOVERFLOW, "dict key of %zu bytes, over the "
-			       "limit of %u", klen, MAX_LEN);
+		return tw_fail(TW_EOVERFLOW,
+			       "dict key of %zu bytes, over the "
+			       "limit of %u",
+			       klen, MAX_LEN);
 	if (!tw_utf8_valid(key, klen))
 		return tw_fail_static(TW_EINVAL, "dict key is not valid UTF-8");
 
@@ -285,14 +306,18 @@ tw_status tw_value_dict_set(tw_value *dict, uint32_t i, const char *key,
 	for (uint32_t j = 0; j < dict->len; j++) {
 		if (j != i && e[j].key != NULL && e[j].key_len == klen &&
 		    memcmp(e[j].key, key, klen) == 0)
-			return tw_fail(TW_EINVAL, "dict key '%.64s' is already "
-				       "used by entry %u", key, j);
+			return tw_fail(TW_EINVAL,
+				       "dict key '%.64s' is already "
+				       "used by entry %u",
+				       key, j);
 	}
 
 	char *k = dup_bytes(key, klen);
 	if (k == NULL)
-		return tw_fail(TW_ENOMEM, "out of memory for a dict key of %zu "
-			       "bytes", klen);
+		return tw_fail(TW_ENOMEM,
+			       "out of memory for a dict key of %zu "
+			       "bytes",
+			       klen);
 	free((void *)e[i].key);
 	tw_value_destroy(&e[i].val);
 	e[i].key = k;
@@ -305,13 +330,13 @@ tw_status tw_value_rref(tw_value *out, const tw_rref_id *id)
 {
 	if (out == NULL || id == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_value_rref: out or id is "
-				      "NULL");
+						 "NULL");
 	tw_rref_id *copy = malloc(sizeof(*copy));
 	if (copy == NULL)
 		return tw_fail_static(TW_ENOMEM, "out of memory for an rref "
-				      "value");
+						 "value");
 	*copy = *id;
-	tw_value v = { .kind = TW_KIND_RREF };
+	tw_value v = {.kind = TW_KIND_RREF};
 	v.u.rref = copy;
 	*out = v;
 	return TW_OK;
@@ -323,8 +348,10 @@ static tw_status make_error(tw_value *out, tw_status kind, uint32_t origin,
 {
 	tw_error *e = malloc(sizeof(*e) + len + 1);
 	if (e == NULL)
-		return tw_fail(TW_ENOMEM, "out of memory for an error value "
-			       "with a message of %zu bytes", len);
+		return tw_fail(TW_ENOMEM,
+			       "out of memory for an error value "
+			       "with a message of %zu bytes",
+			       len);
 	char *m = (char *)(e + 1);
 	if (len > 0)
 		memcpy(m, msg, len);
@@ -333,7 +360,7 @@ static tw_status make_error(tw_value *out, tw_status kind, uint32_t origin,
 	e->origin = origin;
 	e->msg = m;
 	e->msg_len = (uint32_t)len;
-	tw_value v = { .kind = TW_KIND_ERROR };
+	tw_value v = {.kind = TW_KIND_ERROR};
 	v.u.err = e;
 	*out = v;
 	return TW_OK;
@@ -346,15 +373,19 @@ tw_status tw_value_error(tw_value *out, tw_status kind, uint32_t origin,
 		return tw_fail_static(TW_EINVAL, "tw_value_error: out is NULL");
 	/* An error must say what failed: TW_OK is not a failure. */
 	if ((unsigned)kind == TW_OK || (unsigned)kind >= TW_STATUS_COUNT_)
-		return tw_fail(TW_EINVAL, "tw_value_error: kind %d is not a "
-			       "failure status", (int)kind);
+		return tw_fail(TW_EINVAL,
+			       "tw_value_error: kind %d is not a "
+			       "failure status",
+			       (int)kind);
 	/* Error paths often have no message to give: NULL reads as "". */
 	if (msg == NULL)
 		msg = "";
 	size_t len = strlen(msg);
 	if (len > MAX_LEN)
-		return tw_fail(TW_EOVERFLOW, "error message of %zu bytes, over "
-			       "the limit of %u", len, MAX_LEN);
+		return tw_fail(TW_EOVERFLOW,
+			       "error message of %zu bytes, over "
+			       "the limit of %u",
+			       len, MAX_LEN);
 	return make_error(out, kind, origin, msg, len);
 }
 
@@ -461,13 +492,14 @@ static tw_status clone_dict(tw_value *dst, const tw_value *src, unsigned depth)
 static tw_status clone_blob(tw_value *dst, const tw_value *src)
 {
 	if (src->u.str == NULL && src->len > 0)
-		return tw_fail_static(TW_EINVAL, "tw_value_clone: a string or "
+		return tw_fail_static(TW_EINVAL,
+				      "tw_value_clone: a string or "
 				      "bytes value without its bytes");
 	char *s = dup_bytes(src->u.str, src->len);
 	if (s == NULL)
 		return tw_fail(TW_ENOMEM, "out of memory copying %u bytes",
 			       src->len);
-	tw_value v = { .kind = src->kind, .len = src->len };
+	tw_value v = {.kind = src->kind, .len = src->len};
 	v.u.str = s;
 	*dst = v;
 	return TW_OK;
@@ -476,13 +508,14 @@ static tw_status clone_blob(tw_value *dst, const tw_value *src)
 static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 {
 	if (is_container(src->kind) && depth >= TW_VALUE_MAX_DEPTH)
-		return tw_fail_static(TW_EOVERFLOW, "tw_value_clone: more than "
-				      "TW_VALUE_MAX_DEPTH ("
-				      STR(TW_VALUE_MAX_DEPTH)
-				      ") nested containers");
+		return tw_fail_static(
+			TW_EOVERFLOW,
+			"tw_value_clone: more than "
+			"TW_VALUE_MAX_DEPTH (" STR(
+				TW_VALUE_MAX_DEPTH) ") nested containers");
 	if (is_container(src->kind) && src->len > 0 && src->u.items == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_value_clone: a container "
-				      "without its items");
+						 "without its items");
 
 	switch (src->kind) {
 	case TW_KIND_NONE:
@@ -502,7 +535,8 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 					      "value without its tensor");
 		/* A decoded message's tensor was checked by the decoder
 		 * (value_wire.h); the clone does not carry the mark. */
-		if ((src->flags & (TW_VALUE_BORROWED | TW_VALUE_WIRE_CHECKED_)) ==
+		if ((src->flags &
+		     (TW_VALUE_BORROWED | TW_VALUE_WIRE_CHECKED_)) ==
 		    (TW_VALUE_BORROWED | TW_VALUE_WIRE_CHECKED_))
 			return make_tensor(dst, src->u.tensor);
 		return tw_value_tensor(dst, src->u.tensor);
@@ -520,7 +554,8 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 	case TW_KIND_ERROR:
 		if (src->u.err == NULL ||
 		    (src->u.err->msg == NULL && src->u.err->msg_len > 0))
-			return tw_fail_static(TW_EINVAL, "tw_value_clone: an "
+			return tw_fail_static(TW_EINVAL,
+					      "tw_value_clone: an "
 					      "error value without its error");
 		return make_error(dst, src->u.err->kind, src->u.err->origin,
 				  src->u.err->msg, src->u.err->msg_len);
@@ -565,8 +600,7 @@ static uint32_t dict_count(const tw_value *d)
 	return n;
 }
 
-static const tw_kv *dict_find(const tw_value *d, const char *key,
-			      uint32_t len)
+static const tw_kv *dict_find(const tw_value *d, const char *key, uint32_t len)
 {
 	for (uint32_t i = 0; i < d->len; i++) {
 		const tw_kv *e = &d->u.entries[i];
@@ -643,7 +677,8 @@ static bool equal_rec(const tw_value *a, const tw_value *b, unsigned depth)
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE:
 		for (uint32_t i = 0; i < a->len; i++)
-			if (!equal_rec(&a->u.items[i], &b->u.items[i], depth + 1))
+			if (!equal_rec(&a->u.items[i], &b->u.items[i],
+				       depth + 1))
 				return false;
 		return true;
 	case TW_KIND_DICT:
@@ -682,7 +717,7 @@ bool tw_value_equal(const tw_value *a, const tw_value *b)
 static tw_status null_arg(void)
 {
 	return tw_fail_static(TW_EINVAL, "value accessor: the value or an out "
-			      "pointer is NULL");
+					 "pointer is NULL");
 }
 
 static tw_status not_a(const tw_value *v, const char *want)
@@ -767,8 +802,8 @@ tw_status tw_value_get_item(const tw_value *v, uint32_t i, const tw_value **out)
 		return not_a(v, "a list or tuple");
 	if (i >= v->len || v->u.items == NULL)
 		return tw_fail(TW_EINVAL,
-			       "index %u out of range for a %s of %u",
-			       i, tw_kind_name((tw_kind)v->kind), v->len);
+			       "index %u out of range for a %s of %u", i,
+			       tw_kind_name((tw_kind)v->kind), v->len);
 	*out = &v->u.items[i];
 	return TW_OK;
 }
@@ -850,7 +885,8 @@ static void putf(struct fmt *f, const char *fmtstr, ...)
 	va_end(ap);
 	/* Every caller formats numbers into far less than tmp holds. */
 	if (n > 0)
-		put(f, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+		put(f, tmp,
+		    (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
 /* IEEE half <-> single, round to nearest even, for printing halves. */
@@ -1025,10 +1061,18 @@ static char pick_quote(const char *s, size_t len)
 static bool put_common_escape(struct fmt *f, uint8_t c, char quote)
 {
 	switch (c) {
-	case '\\': puts_(f, "\\\\"); return true;
-	case '\n': puts_(f, "\\n"); return true;
-	case '\r': puts_(f, "\\r"); return true;
-	case '\t': puts_(f, "\\t"); return true;
+	case '\\':
+		puts_(f, "\\\\");
+		return true;
+	case '\n':
+		puts_(f, "\\n");
+		return true;
+	case '\r':
+		puts_(f, "\\r");
+		return true;
+	case '\t':
+		puts_(f, "\\t");
+		return true;
 	}
 	if (c == (uint8_t)quote) {
 		putc_(f, '\\');
@@ -1262,7 +1306,8 @@ static void format_rec(struct fmt *f, const tw_value *v, unsigned depth)
 			puts_(f, "RRef(<invalid>)");
 			return;
 		}
-		putf(f, "RRef(owner=%" PRIu32 ", rref=(%" PRIu32 ",%" PRIu64
+		putf(f,
+		     "RRef(owner=%" PRIu32 ", rref=(%" PRIu32 ",%" PRIu64
 		     "), fork=(%" PRIu32 ",%" PRIu64 "))",
 		     r->owner, r->rref.created_on, r->rref.local_id,
 		     r->fork.created_on, r->fork.local_id);
@@ -1287,7 +1332,7 @@ static void format_rec(struct fmt *f, const tw_value *v, unsigned depth)
 
 size_t tw_value_format(const tw_value *v, char *buf, size_t size)
 {
-	struct fmt f = { .buf = buf, .size = buf != NULL ? size : 0 };
+	struct fmt f = {.buf = buf, .size = buf != NULL ? size : 0};
 	if (v == NULL)
 		puts_(&f, "<null>");
 	else

@@ -172,20 +172,23 @@ static tw_status dict_keys_ok(const tw_value *v, uint32_t n)
 	dup = dup_keys(scratch, n);
 	if (scratch != small)
 		free(scratch);
-	return dup ? tw_fail_static(TW_EINVAL, "encode: a dict has a repeated key") : TW_OK;
+	return dup ? tw_fail_static(TW_EINVAL,
+				    "encode: a dict has a repeated key")
+		   : TW_OK;
 }
 
 static tw_status plan_text(struct plan_ctx *c, const char *s, uint64_t n,
 			   bool key)
 {
 	if (!text_ok(s, n, key))
-		return tw_fail_static(TW_EINVAL, "encode: a string or dict key is too long, not valid UTF-8, or (a key) holds a NUL");
+		return tw_fail_static(
+			TW_EINVAL,
+			"encode: a string or dict key is too long, not valid UTF-8, or (a key) holds a NUL");
 	c->len += uvarint_len(n) + n + 1;
 	return TW_OK;
 }
 
-static unsigned tensor_desc_len(const tw_tensor *t, uint64_t span,
-				uint32_t idx)
+static unsigned tensor_desc_len(const tw_tensor *t, uint64_t span, uint32_t idx)
 {
 	unsigned n = 2; /* dtype, ndim */
 	for (unsigned d = 0; d < t->ndim; d++)
@@ -202,7 +205,9 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 	tw_status st = TW_OK;
 
 	if (is_container(v->kind) && depth > TW_VALUE_MAX_DEPTH)
-		return tw_fail_static(TW_EINVAL, "encode: containers nested more than TW_VALUE_MAX_DEPTH (64) deep");
+		return tw_fail_static(
+			TW_EINVAL,
+			"encode: containers nested more than TW_VALUE_MAX_DEPTH (64) deep");
 	c->len += 1; /* tag */
 	switch (v->kind) {
 	case TW_KIND_NONE:
@@ -221,7 +226,9 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		break;
 	case TW_KIND_BYTES:
 		if (v->len > MAX_STR_LEN || (v->len && v->u.str == NULL))
-			return tw_fail_static(TW_EINVAL, "encode: a bytes value is too long or has no data");
+			return tw_fail_static(
+				TW_EINVAL,
+				"encode: a bytes value is too long or has no data");
 		c->len += uvarint_len(v->len) + v->len;
 		break;
 	case TW_KIND_TENSOR: {
@@ -233,9 +240,13 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		size_t span;
 
 		if (c->nseg >= TW_FRAME_MAX_SEGS)
-			return tw_fail_static(TW_EINVAL, "encode: more than 4096 tensors in one message");
+			return tw_fail_static(
+				TW_EINVAL,
+				"encode: more than 4096 tensors in one message");
 		if (!tensor_snap(v->u.tensor, snap, &span))
-			return tw_fail_static(TW_EINVAL, "encode: a tensor is malformed (dtype, shape, strides or data)");
+			return tw_fail_static(
+				TW_EINVAL,
+				"encode: a tensor is malformed (dtype, shape, strides or data)");
 		if (kept)
 			c->out->spans[c->nseg] = span;
 		c->len += tensor_desc_len(snap, span, c->nseg);
@@ -243,14 +254,18 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		 * the frame limit before the next one is added. */
 		c->seg_area = align_up(c->seg_area, TW_FRAME_SEG_ALIGN) + span;
 		if (c->seg_area > TW_FRAME_MAX_TOTAL)
-			return tw_fail_static(TW_EINVAL, "encode: the tensors' bytes exceed the frame limit");
+			return tw_fail_static(
+				TW_EINVAL,
+				"encode: the tensors' bytes exceed the frame limit");
 		c->nseg++;
 		break;
 	}
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE:
 		if (v->len && v->u.items == NULL)
-			return tw_fail_static(TW_EINVAL, "encode: a list or tuple has a length but no items");
+			return tw_fail_static(
+				TW_EINVAL,
+				"encode: a list or tuple has a length but no items");
 		c->len += uvarint_len(v->len);
 		for (uint32_t i = 0; i < v->len && st == TW_OK; i++)
 			st = plan(c, &v->u.items[i], depth + 1);
@@ -262,8 +277,11 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 		const tw_rref_id *r = v->u.rref;
 
 		if (r == NULL)
-			return tw_fail_static(TW_EINVAL, "encode: an rref value without its id");
-		c->len += uvarint_len(r->owner) + uvarint_len(r->rref.created_on) +
+			return tw_fail_static(
+				TW_EINVAL,
+				"encode: an rref value without its id");
+		c->len += uvarint_len(r->owner) +
+			  uvarint_len(r->rref.created_on) +
 			  uvarint_len(r->rref.local_id) +
 			  uvarint_len(r->fork.created_on) +
 			  uvarint_len(r->fork.local_id);
@@ -274,17 +292,21 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 
 		if (e == NULL || e->kind == TW_OK ||
 		    (unsigned)e->kind >= TW_STATUS_COUNT_)
-			return tw_fail_static(TW_EINVAL, "encode: an error value without a valid kind");
+			return tw_fail_static(
+				TW_EINVAL,
+				"encode: an error value without a valid kind");
 		c->len += 1 + uvarint_len(e->origin);
 		st = plan_text(c, e->msg, e->msg_len, false);
 		break;
 	}
 	default:
-		return tw_fail_static(TW_EINVAL, "encode: a value of unknown kind");
+		return tw_fail_static(TW_EINVAL,
+				      "encode: a value of unknown kind");
 	}
 	/* Checked as we go so a huge tree stops early, not after the walk. */
 	if (st == TW_OK && c->len > UINT32_MAX)
-		return tw_fail_static(TW_EINVAL, "encode: the payload would exceed 4 GiB");
+		return tw_fail_static(TW_EINVAL,
+				      "encode: the payload would exceed 4 GiB");
 	return st;
 }
 
@@ -296,7 +318,9 @@ static tw_status plan_dict(struct plan_ctx *c, const tw_value *v,
 	uint32_t n = 0;
 
 	if (v->len && e == NULL)
-		return tw_fail_static(TW_EINVAL, "encode: a dict has a length but no entries");
+		return tw_fail_static(
+			TW_EINVAL,
+			"encode: a dict has a length but no entries");
 	for (uint32_t i = 0; i < v->len && st == TW_OK; i++) {
 		/* An entry never set (tw_value_dict leaves NULL keys) holds
 		 * nothing: it is not sent. */
@@ -409,7 +433,9 @@ static bool wr_bad(struct wr *w, tw_status st, const char *reason)
 static bool put_text(struct wr *w, const char *s, uint32_t n, bool key)
 {
 	if (w->plan == NULL && !text_ok(s, n, key))
-		return wr_bad(w, TW_EINVAL, "encode: a string or dict key is too long, not valid UTF-8, or (a key) holds a NUL");
+		return wr_bad(
+			w, TW_EINVAL,
+			"encode: a string or dict key is too long, not valid UTF-8, or (a key) holds a NUL");
 	return put_uvarint(w, n) && put_bytes(w, s, n) && put_u8(w, 0);
 }
 
@@ -421,7 +447,8 @@ static bool write_tensor(struct wr *w, const tw_tensor *t)
 	bool ok;
 
 	if (idx >= w->max_seg)
-		return wr_bad(w, w->plan ? TW_EINVAL : TW_ENOSPC, "encode: more than 4096 tensors in one message");
+		return wr_bad(w, w->plan ? TW_EINVAL : TW_ENOSPC,
+			      "encode: more than 4096 tensors in one message");
 	if (w->plan != NULL && idx < TW_WIRE_PLAN_TENSORS) {
 		/* The sizing pass's checked copy: the caller's tensor is not
 		 * read again. */
@@ -430,13 +457,18 @@ static bool write_tensor(struct wr *w, const tw_tensor *t)
 	} else {
 		/* Checked here, in our own copy, which is what is sent. */
 		if (!tensor_snap(t, &snap, &span))
-			return wr_bad(w, TW_EINVAL, "encode: a tensor is malformed (dtype, shape, strides or data)");
+			return wr_bad(
+				w, TW_EINVAL,
+				"encode: a tensor is malformed (dtype, shape, strides or data)");
 		t = &snap;
 		if (w->plan == NULL) {
-			w->seg_area = align_up(w->seg_area, TW_FRAME_SEG_ALIGN) +
+			w->seg_area = align_up(w->seg_area,
+					       TW_FRAME_SEG_ALIGN) +
 				      span;
 			if (w->seg_area > TW_FRAME_MAX_TOTAL)
-				return wr_bad(w, TW_EINVAL, "encode: the tensors' bytes exceed the frame limit");
+				return wr_bad(
+					w, TW_EINVAL,
+					"encode: the tensors' bytes exceed the frame limit");
 		}
 	}
 	ok = put_u8(w, t->dtype) && put_u8(w, t->ndim);
@@ -458,7 +490,8 @@ static bool write_dict(struct wr *w, const tw_value *v, unsigned depth)
 	uint32_t n = 0;
 
 	if (v->len && e == NULL)
-		return wr_bad(w, TW_EINVAL, "encode: a dict has a length but no entries");
+		return wr_bad(w, TW_EINVAL,
+			      "encode: a dict has a length but no entries");
 	for (uint32_t i = 0; i < v->len; i++)
 		n += e[i].key != NULL;
 	if (!put_uvarint(w, n))
@@ -483,7 +516,9 @@ static bool write_dict(struct wr *w, const tw_value *v, unsigned depth)
 static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 {
 	if (is_container(v->kind) && depth > TW_VALUE_MAX_DEPTH)
-		return wr_bad(w, TW_EINVAL, "encode: containers nested more than TW_VALUE_MAX_DEPTH (64) deep");
+		return wr_bad(
+			w, TW_EINVAL,
+			"encode: containers nested more than TW_VALUE_MAX_DEPTH (64) deep");
 	if (!put_u8(w, v->kind))
 		return false;
 	switch (v->kind) {
@@ -504,14 +539,18 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 		return put_text(w, v->u.str, v->len, false);
 	case TW_KIND_BYTES:
 		if (w->plan == NULL && v->len && v->u.str == NULL)
-			return wr_bad(w, TW_EINVAL, "encode: a bytes value is too long or has no data");
+			return wr_bad(
+				w, TW_EINVAL,
+				"encode: a bytes value is too long or has no data");
 		return put_uvarint(w, v->len) && put_bytes(w, v->u.str, v->len);
 	case TW_KIND_TENSOR:
 		return write_tensor(w, v->u.tensor);
 	case TW_KIND_LIST:
 	case TW_KIND_TUPLE:
 		if (w->plan == NULL && v->len && v->u.items == NULL)
-			return wr_bad(w, TW_EINVAL, "encode: a list or tuple has a length but no items");
+			return wr_bad(
+				w, TW_EINVAL,
+				"encode: a list or tuple has a length but no items");
 		if (!put_uvarint(w, v->len))
 			return false;
 		for (uint32_t i = 0; i < v->len; i++)
@@ -524,7 +563,8 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 		const tw_rref_id *r = v->u.rref;
 
 		if (r == NULL)
-			return wr_bad(w, TW_EINVAL, "encode: an rref value without its id");
+			return wr_bad(w, TW_EINVAL,
+				      "encode: an rref value without its id");
 		return put_uvarint(w, r->owner) &&
 		       put_uvarint(w, r->rref.created_on) &&
 		       put_uvarint(w, r->rref.local_id) &&
@@ -536,8 +576,11 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 
 		if (e == NULL || e->kind == TW_OK ||
 		    (unsigned)e->kind >= TW_STATUS_COUNT_)
-			return wr_bad(w, TW_EINVAL, "encode: an error value without a valid kind");
-		return put_u8(w, (uint8_t)e->kind) && put_uvarint(w, e->origin) &&
+			return wr_bad(
+				w, TW_EINVAL,
+				"encode: an error value without a valid kind");
+		return put_u8(w, (uint8_t)e->kind) &&
+		       put_uvarint(w, e->origin) &&
 		       put_text(w, e->msg, e->msg_len, false);
 	}
 	default:
@@ -558,8 +601,9 @@ tw_status tw_wire_write_value(const tw_value *v, const tw_wire_plan *plan,
 	};
 
 	if (!write_value(&w, v, 1) || w.p != w.end || w.nseg != plan->nseg)
-		return tw_fail_static(TW_EINVAL, "encode: the value changed "
-						 "between planning and writing");
+		return tw_fail_static(TW_EINVAL,
+				      "encode: the value changed "
+				      "between planning and writing");
 	return TW_OK;
 }
 
@@ -763,7 +807,8 @@ get_tensor(struct rd *r, const tw_wire_in *in, tw_tensor *t, uint32_t *seg,
 		if (!get_uvarint(r, &x))
 			return false;
 		if (!PROVED(m, x <= INT64_MAX))
-			return rd_fail(r, "tensor: shape or stride over 2^63 - 1");
+			return rd_fail(r,
+				       "tensor: shape or stride over 2^63 - 1");
 		if (i < ndim)
 			t->shape[i] = (int64_t)x;
 		else
@@ -785,9 +830,12 @@ get_tensor(struct rd *r, const tw_wire_in *in, tw_tensor *t, uint32_t *seg,
 	if (tw_tensor_span(t, &span) != TW_OK)
 		return rd_fail(r, "tensor: element count or span overflows");
 	if ((uint64_t)span != nbytes)
-		return rd_fail(r, "tensor: nbytes differs from the span of shape and strides");
+		return rd_fail(
+			r,
+			"tensor: nbytes differs from the span of shape and strides");
 	if (nbytes != tw_frame_seg_len(in->frame, *seg))
-		return rd_fail(r, "tensor: nbytes differs from its segment length");
+		return rd_fail(
+			r, "tensor: nbytes differs from its segment length");
 	return true;
 }
 
@@ -796,21 +844,21 @@ struct walk {
 	const tw_wire_in *in;
 	/* in's limits, copied: every node checks them, and a load from the
 	 * walk beats two dependent ones through in. */
-	uint64_t nodes_left;  /* values + dict entries still allowed (not
-			       * counted in W_BUILD) */
+	uint64_t nodes_left; /* values + dict entries still allowed (not
+			      * counted in W_BUILD) */
 	uint32_t max_depth;
 	uint32_t ntensors;
 	/* W_MEASURE */
-	uint64_t need;        /* node bytes */
-	uint32_t max_dict;    /* largest dict that needs sort scratch */
+	uint64_t need;     /* node bytes */
+	uint32_t max_dict; /* largest dict that needs sort scratch */
 	/* W_BUILD, W_ONE */
 	const uint64_t *offsets;
-	uint64_t *bitmap;     /* segments taken */
+	uint64_t *bitmap; /* segments taken */
 	const tw_kv **scratch;
-	uint8_t *next;        /* node bump pointer */
+	uint8_t *next; /* node bump pointer */
 	uint8_t *end;
-	bool own_check;       /* failed one of the two that need memory */
-	bool too_big;         /* W_ONE: the tree outgrew the arena */
+	bool own_check; /* failed one of the two that need memory */
+	bool too_big;   /* W_ONE: the tree outgrew the arena */
 };
 
 /*
@@ -977,7 +1025,8 @@ walk_value(struct walk *w, tw_value *v, unsigned depth, enum walk_mode m)
 			/* Indices are below seg_count, so one more tensor
 			 * than segments means some segment is used twice. */
 			if (w->ntensors > w->in->hdr->seg_count)
-				return rd_fail(r, "tensor: segment referenced twice");
+				return rd_fail(
+					r, "tensor: segment referenced twice");
 			return true;
 		}
 		uint64_t bit = UINT64_C(1) << (seg % 64);
@@ -1037,7 +1086,8 @@ walk_value(struct walk *w, tw_value *v, unsigned depth, enum walk_mode m)
 				w->max_dict = (uint32_t)n;
 			if (m == W_ONE) {
 				w->too_big = true;
-				return rd_fail(r, "internal: dict needs scratch");
+				return rd_fail(r,
+					       "internal: dict needs scratch");
 			}
 		}
 		v->len = (uint32_t)n;
@@ -1089,7 +1139,8 @@ walk_value(struct walk *w, tw_value *v, unsigned depth, enum walk_mode m)
 		if (e == NULL || !get_u8(r, &kind))
 			return false;
 		if (!PROVED(m, kind != TW_OK && kind < TW_STATUS_COUNT_))
-			return rd_fail(r, "error: kind is not a tw_status failure");
+			return rd_fail(
+				r, "error: kind is not a tw_status failure");
 		memset(e, 0, sizeof(*e));
 		e->kind = (tw_status)kind;
 		v->u.err = e;
@@ -1139,9 +1190,11 @@ static bool walk_payload(struct walk *w, tw_value *out, enum walk_mode m)
 	if (!walk_child(w, out, 1, m))
 		return false;
 	if (w->r.p != w->r.end)
-		return rd_fail(&w->r, "value: trailing bytes after the payload value");
+		return rd_fail(&w->r,
+			       "value: trailing bytes after the payload value");
 	if (w->ntensors != w->in->hdr->seg_count)
-		return rd_fail(&w->r, "frame: segment not referenced by any tensor");
+		return rd_fail(&w->r,
+			       "frame: segment not referenced by any tensor");
 	return true;
 }
 
@@ -1172,8 +1225,9 @@ tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay)
 	/* Nodes <= max_nodes and tensors <= 65535 keep this far below
 	 * SIZE_MAX on 64-bit; the check is for 32-bit hosts. */
 	if (front + w.need > SIZE_MAX)
-		return tw_fail_static(TW_EPROTO,
-				      "value: decoded tree too large for this host");
+		return tw_fail_static(
+			TW_EPROTO,
+			"value: decoded tree too large for this host");
 	lay->nodes_off = (size_t)front;
 	lay->arena_size = (size_t)(front + w.need);
 	return TW_OK;
@@ -1183,7 +1237,7 @@ tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay)
  * or found here), a cleared segment bitmap, sort scratch up to nodes_off,
  * nodes after. False when the layout is broken. */
 static inline bool arena_init(struct walk *w, uint8_t *a, size_t size,
-		       size_t nodes_off)
+			      size_t nodes_off)
 {
 	const tw_wire_in *in = w->in;
 	uint32_t nseg = in->hdr->seg_count;
@@ -1206,8 +1260,8 @@ static inline bool arena_init(struct walk *w, uint8_t *a, size_t size,
 		if (in->seg_offsets != NULL)
 			/* The caller's check of the layout found them. */
 			memcpy(a, in->seg_offsets, offsets_bytes(nseg));
-		else if (tw_frame_check_segments(in->frame,
-						 in->hdr->total_len, in->hdr,
+		else if (tw_frame_check_segments(in->frame, in->hdr->total_len,
+						 in->hdr,
 						 (uint64_t *)a) != TW_OK)
 			/* Checked by the caller; this only finds them. */
 			return false;
@@ -1236,8 +1290,8 @@ tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
 	return tw_fail_static(TW_EPROTO, w.r.why);
 }
 
-tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
-			       size_t size, tw_wire_layout *lay, tw_value *out)
+tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena, size_t size,
+			       tw_wire_layout *lay, tw_value *out)
 {
 	uint32_t nseg = in->hdr->seg_count;
 	size_t soff = offsets_bytes(nseg) + bitmap_bytes(nseg);

@@ -101,8 +101,8 @@ typedef struct tw_wire_in {
 	/* The segment offsets tw_frame_check_segments gave for this frame
 	 * (seg_count entries), or NULL: tw_wire_build finds them itself. */
 	const uint64_t *seg_offsets;
-	uint32_t max_depth;      /* 1 .. TW_VALUE_MAX_DEPTH */
-	uint32_t max_nodes;      /* values + dict entries */
+	uint32_t max_depth; /* 1 .. TW_VALUE_MAX_DEPTH */
+	uint32_t max_nodes; /* values + dict entries */
 } tw_wire_in;
 
 /* What pass 1 measured; pass 2 lays its arena out from it. */
@@ -146,7 +146,7 @@ tw_status tw_wire_build(const tw_wire_in *in, const tw_wire_layout *lay,
  * than size (or a large dict's scratch): nothing is wrong yet, and
  * nothing is recorded; run tw_wire_check and tw_wire_build instead.
  */
-tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena,
-			       size_t size, tw_wire_layout *lay, tw_value *out);
+tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena, size_t size,
+			       tw_wire_layout *lay, tw_value *out);
 
 #endif

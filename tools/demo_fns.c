@@ -5,14 +5,14 @@
 
 #include "demo_fns.h"
 
-
 /* demo::add(a, b) -> a + b, ints or floats. */
 static tw_status fn_add(tw_call_ctx *ctx, const tw_value *args,
 			const tw_value *kwargs, tw_value *result, void *arg)
 {
 	const tw_value *x, *y;
 	if (tw_value_get_item(args, 0, &x) || tw_value_get_item(args, 1, &y)) {
-		tw_value_error(result, TW_ETYPE, 0, "demo::add takes two arguments");
+		tw_value_error(result, TW_ETYPE, 0,
+			       "demo::add takes two arguments");
 		return TW_ETYPE;
 	}
 	if (x->kind == TW_KIND_INT && y->kind == TW_KIND_INT) {
@@ -50,7 +50,8 @@ static tw_status fn_check(tw_call_ctx *ctx, const tw_value *args,
 		return TW_ETYPE;
 	if (v <= 0) {
 		char msg[96];
-		snprintf(msg, sizeof(msg), "expected a positive value, got %" PRId64, v);
+		snprintf(msg, sizeof(msg),
+			 "expected a positive value, got %" PRId64, v);
 		tw_value_error(result, TW_EVALUE, 0, msg);
 		return TW_EVALUE;
 	}
@@ -76,12 +77,13 @@ tw_status demo_register(tw_agent *a)
 	tw_status s;
 	if ((s = tw_agent_register(a, "demo::add", fn_add, NULL, 0)) ||
 	    (s = tw_agent_register(a, "demo::echo", fn_echo, NULL, 0)) ||
-	    (s = tw_agent_register(a, "demo::check_positive", fn_check, NULL, 0)) ||
-	    (s = tw_agent_register(a, "demo::slow", fn_slow, NULL, TW_FN_BLOCKING)))
+	    (s = tw_agent_register(a, "demo::check_positive", fn_check, NULL,
+				   0)) ||
+	    (s = tw_agent_register(a, "demo::slow", fn_slow, NULL,
+				   TW_FN_BLOCKING)))
 		return s;
 	return TW_OK;
 }
-
 
 tw_status demo_setup(tw_agent *a, void *arg)
 {

@@ -84,7 +84,8 @@ static void run_caller(tw_agent *a)
 	CHECK(tw_value_tuple(&args, 2));
 	tw_value_set_item(&args, 0, tw_value_int(40));
 	tw_value_set_item(&args, 1, tw_value_int(2));
-	CHECK(tw_rpc_sync(a, "worker1", "demo::add", &args, NULL, -1, &res, &err));
+	CHECK(tw_rpc_sync(a, "worker1", "demo::add", &args, NULL, -1, &res,
+			  &err));
 	printf("rpc_sync  demo::add(40, 2) = %" PRId64 "\n", res.u.i);
 	tw_value_destroy(&res);
 
@@ -93,7 +94,8 @@ static void run_caller(tw_agent *a)
 	static double lat[NLAT];
 	for (int i = 0; i < NLAT + 200; i++) {
 		double t0 = now_us();
-		CHECK(tw_rpc_sync(a, "worker1", "demo::add", &args, NULL, -1, &res, &err));
+		CHECK(tw_rpc_sync(a, "worker1", "demo::add", &args, NULL, -1,
+				  &res, &err));
 		if (i >= 200)
 			lat[i - 200] = now_us() - t0;
 		tw_value_destroy(&res);
@@ -111,7 +113,8 @@ static void run_caller(tw_agent *a)
 		CHECK(tw_value_tuple(&ai, 2));
 		tw_value_set_item(&ai, 0, tw_value_int(i));
 		tw_value_set_item(&ai, 1, tw_value_int(i));
-		CHECK(tw_rpc_async(a, "worker1", "demo::add", &ai, NULL, -1, &fs[i]));
+		CHECK(tw_rpc_async(a, "worker1", "demo::add", &ai, NULL, -1,
+				   &fs[i]));
 		tw_value_destroy(&ai);
 	}
 	int ok = 0;
@@ -122,8 +125,8 @@ static void run_caller(tw_agent *a)
 		tw_future_release(fs[i]);
 	}
 	double dt = now_us() - t0;
-	printf("rpc_async %d calls in flight: %d correct, %.0f calls/s\n", NASYNC,
-	       ok, NASYNC / (dt / 1e6));
+	printf("rpc_async %d calls in flight: %d correct, %.0f calls/s\n",
+	       NASYNC, ok, NASYNC / (dt / 1e6));
 	tw_value_destroy(&args);
 
 	/* 64 MiB tensor round trip. */
@@ -140,15 +143,16 @@ static void run_caller(tw_agent *a)
 	 * receive buffers on both sides; later ones reuse them. */
 	for (int rep = 0; rep < 3; rep++) {
 		t0 = now_us();
-		CHECK(tw_rpc_sync(a, "worker1", "demo::echo", &args, NULL, -1, &res, &err));
+		CHECK(tw_rpc_sync(a, "worker1", "demo::echo", &args, NULL, -1,
+				  &res, &err));
 		dt = now_us() - t0;
 		const tw_tensor *back;
 		CHECK(tw_value_get_tensor(&res, &back));
 		printf("echo      64 MiB float32 tensor (%s): %s, %.1f ms round trip, "
 		       "%.2f GB/s (both directions)\n",
-		       rep == 0 ? "first" : "again", tw_tensor_equal(back, &t) ?
-		       "byte-exact" : "MISMATCH", dt / 1e3,
-		       2.0 * 64 * 1048576 / (dt * 1e3));
+		       rep == 0 ? "first" : "again",
+		       tw_tensor_equal(back, &t) ? "byte-exact" : "MISMATCH",
+		       dt / 1e3, 2.0 * 64 * 1048576 / (dt * 1e3));
 		tw_value_destroy(&res);
 	}
 	tw_value_destroy(&args);
@@ -160,7 +164,8 @@ static void run_caller(tw_agent *a)
 				  NULL, -1, &res, &err);
 	char text[256];
 	tw_value_format(&err, text, sizeof(text));
-	printf("error     demo::check_positive(-1) -> %s: %s\n", tw_status_name(s), text);
+	printf("error     demo::check_positive(-1) -> %s: %s\n",
+	       tw_status_name(s), text);
 	tw_value_destroy(&err);
 	tw_value_destroy(&args);
 
@@ -173,7 +178,8 @@ static void run_caller(tw_agent *a)
 	/* A timeout: 100 ms against a handler that takes 1 s. */
 	args = tuple1(tw_value_int(1000));
 	t0 = now_us();
-	s = tw_rpc_sync(a, "worker1", "demo::slow", &args, NULL, 100, &res, &err);
+	s = tw_rpc_sync(a, "worker1", "demo::slow", &args, NULL, 100, &res,
+			&err);
 	dt = now_us() - t0;
 	tw_value_format(&err, text, sizeof(text));
 	printf("timeout   demo::slow(1000) with 100 ms -> %s after %.0f ms: %s\n",

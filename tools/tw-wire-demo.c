@@ -13,8 +13,8 @@
 	do {                                                                   \
 		tw_status s_ = (expr);                                         \
 		if (s_ != TW_OK) {                                             \
-			fprintf(stderr, "tw-wire-demo: %s failed: %s\n", #expr,     \
-				tw_errmsg(s_));                                \
+			fprintf(stderr, "tw-wire-demo: %s failed: %s\n",       \
+				#expr, tw_errmsg(s_));                         \
 			exit(1);                                               \
 		}                                                              \
 	} while (0)
@@ -78,7 +78,8 @@ int main(void)
 	for (int i = 0; i < 6; i++)
 		((float *)a.data)[i] = (float)i + 0.5f;
 	int64_t tshape[2] = {3, 2}, tstrides[2] = {1, 3};
-	CHECK(tw_tensor_init(&at, TW_FLOAT32, 2, tshape, tstrides, a.data, a.buf));
+	CHECK(tw_tensor_init(&at, TW_FLOAT32, 2, tshape, tstrides, a.data,
+			     a.buf));
 	int64_t bshape[1] = {131072};
 	CHECK(tw_tensor_alloc(&big, TW_FLOAT64, 1, bshape));
 	for (int64_t i = 0; i < bshape[0]; i++)
@@ -105,7 +106,10 @@ int main(void)
 	tw_tensor_release(&a);
 	tw_tensor_release(&at);
 
-	tw_frame_hdr h = {.type = TW_MSG_CALL, .req_id = 42, .src = 0, .dst = 1,
+	tw_frame_hdr h = {.type = TW_MSG_CALL,
+			  .req_id = 42,
+			  .src = 0,
+			  .dst = 1,
 			  .timeout_ms = 60000};
 	tw_out_msg out;
 	CHECK(tw_msg_encode(tx_pool, &h, &call, &out));
@@ -113,9 +117,12 @@ int main(void)
 	       out.total_len, out.niov, out.nseg);
 	for (uint32_t i = 0; i < out.niov; i++)
 		printf("  iov[%u] %8zu bytes%s\n", i, out.iov[i].iov_len,
-		       out.iov[i].iov_base == big.data ? "  <- the 1 MiB tensor, not copied" : "");
+		       out.iov[i].iov_base == big.data
+			       ? "  <- the 1 MiB tensor, not copied"
+			       : "");
 	printf("  header, segment table and payload:\n");
-	hexdump(out.iov[0].iov_base, out.iov[0].iov_len < 160 ? out.iov[0].iov_len : 160);
+	hexdump(out.iov[0].iov_base,
+		out.iov[0].iov_len < 160 ? out.iov[0].iov_len : 160);
 
 	tw_buf *rx = receive(rx_pool, &out);
 	tw_in_msg in;
@@ -140,7 +147,8 @@ int main(void)
 
 	/* A remote error keeps its kind, message and origin. */
 	tw_value err;
-	CHECK(tw_value_error(&err, TW_EVALUE, 1, "expected a positive alpha, got -1"));
+	CHECK(tw_value_error(&err, TW_EVALUE, 1,
+			     "expected a positive alpha, got -1"));
 	h.type = TW_MSG_EXCEPTION;
 	CHECK(tw_msg_encode(tx_pool, &h, &err, &out));
 	rx = receive(rx_pool, &out);

@@ -55,7 +55,8 @@ static long parse_num(const char *opt, const char *s)
 	char *end;
 	long v = strtol(s, &end, 10);
 	if (*s == '\0' || *end != '\0') {
-		fprintf(stderr, "tw-worker: %s needs a number, got '%s'\n", opt, s);
+		fprintf(stderr, "tw-worker: %s needs a number, got '%s'\n", opt,
+			s);
 		exit(2);
 	}
 	return v;
@@ -98,34 +99,87 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "n:r:w:R:l:c:t:i:H:T:yGLM:E:P:I:U:C:k:K:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv,
+				"n:r:w:R:l:c:t:i:H:T:yGLM:E:P:I:U:C:k:K:h",
+				longopts, NULL)) != -1) {
 		switch (c) {
-		case 'n': o.name = optarg; break;
-		case 'r': o.rank = (uint32_t)parse_num("--rank", optarg); have_rank = true; break;
-		case 'w': o.world_size = (uint32_t)parse_num("--world-size", optarg); have_world = true; break;
-		case 'R': o.rendezvous = optarg; break;
-		case 'l': o.num_loops = (uint32_t)parse_num("--loops", optarg); break;
-		case 'c': o.first_cpu = (int)parse_num("--first-cpu", optarg); break;
-		case 't': o.default_timeout_ms = parse_num("--timeout-ms", optarg); break;
-		case 'i': o.init_timeout_ms = parse_num("--init-timeout-ms", optarg); break;
-		case 'H': uo.listen_host = optarg; break;
-		case 'T': o.transport = optarg; break;
-		case 'y': o.yield = true; break;
-		case 'G': graceful = false; break;
-		case 'L': list = true; break;
-		case 'M': list_remote = optarg; break;
+		case 'n':
+			o.name = optarg;
+			break;
+		case 'r':
+			o.rank = (uint32_t)parse_num("--rank", optarg);
+			have_rank = true;
+			break;
+		case 'w':
+			o.world_size = (uint32_t)parse_num("--world-size",
+							   optarg);
+			have_world = true;
+			break;
+		case 'R':
+			o.rendezvous = optarg;
+			break;
+		case 'l':
+			o.num_loops = (uint32_t)parse_num("--loops", optarg);
+			break;
+		case 'c':
+			o.first_cpu = (int)parse_num("--first-cpu", optarg);
+			break;
+		case 't':
+			o.default_timeout_ms = parse_num("--timeout-ms",
+							 optarg);
+			break;
+		case 'i':
+			o.init_timeout_ms = parse_num("--init-timeout-ms",
+						      optarg);
+			break;
+		case 'H':
+			uo.listen_host = optarg;
+			break;
+		case 'T':
+			o.transport = optarg;
+			break;
+		case 'y':
+			o.yield = true;
+			break;
+		case 'G':
+			graceful = false;
+			break;
+		case 'L':
+			list = true;
+			break;
+		case 'M':
+			list_remote = optarg;
+			break;
 		case 'E':
 			o.transport = TW_TRANSPORT_DPDK;
 			dop.eal_args = optarg;
 			break;
-		case 'P': dop.port = optarg; break;
-		case 'I': dop.local_ip = optarg; break;
-		case 'U': dop.udp_base_port = (uint16_t)parse_num("--dpdk-udp-port", optarg); break;
-		case 'C': dop.credits = (uint32_t)parse_num("--dpdk-credits", optarg); break;
-		case 'k': uo.cc_local = optarg; break;
-		case 'K': uo.cc_remote = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'P':
+			dop.port = optarg;
+			break;
+		case 'I':
+			dop.local_ip = optarg;
+			break;
+		case 'U':
+			dop.udp_base_port =
+				(uint16_t)parse_num("--dpdk-udp-port", optarg);
+			break;
+		case 'C':
+			dop.credits = (uint32_t)parse_num("--dpdk-credits",
+							  optarg);
+			break;
+		case 'k':
+			uo.cc_local = optarg;
+			break;
+		case 'K':
+			uo.cc_remote = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (!o.name || !have_rank || !have_world || !o.rendezvous) {
@@ -133,15 +187,17 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	o.setup = demo_setup;
-	bool dpdk = o.transport != NULL && strcmp(o.transport, TW_TRANSPORT_DPDK) == 0;
+	bool dpdk = o.transport != NULL &&
+		    strcmp(o.transport, TW_TRANSPORT_DPDK) == 0;
 	o.transport_opts = dpdk ? (const void *)&dop : (const void *)&uo;
-	if (o.transport != NULL && !dpdk && strcmp(o.transport, TW_TRANSPORT_URING) != 0)
+	if (o.transport != NULL && !dpdk &&
+	    strcmp(o.transport, TW_TRANSPORT_URING) != 0)
 		o.transport_opts = NULL; /* a transport we have no flags for */
 	tw_agent *a;
 	tw_status s = tw_agent_init(&o, &a);
 	if (s != TW_OK) {
-		fprintf(stderr, "tw-worker %s: joining %s failed: %s: %s\n", o.name,
-			o.rendezvous, tw_strerror(s), tw_errmsg(s));
+		fprintf(stderr, "tw-worker %s: joining %s failed: %s: %s\n",
+			o.name, o.rendezvous, tw_strerror(s), tw_errmsg(s));
 		return 1;
 	}
 	tw_worker_info self;

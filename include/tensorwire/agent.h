@@ -24,9 +24,9 @@ typedef struct tw_agent tw_agent;
 typedef struct tw_worker_info {
 	uint32_t id;
 	char name[TW_WORKER_NAME_MAX];
-	char addr[TW_ADDR_MAX];  /* its first loop's: "tcp://127.0.0.1:port",
-				  * "udp://10.0.0.2:31850/02:00:00:00:00:02"
-				  * (DPDK) */
+	char addr[TW_ADDR_MAX]; /* its first loop's: "tcp://127.0.0.1:port",
+				 * "udp://10.0.0.2:31850/02:00:00:00:00:02"
+				 * (DPDK) */
 } tw_worker_info;
 
 /*
@@ -42,21 +42,21 @@ typedef struct tw_worker_info {
  *   o.transport_opts = &d;      // o.transport = TW_TRANSPORT_DPDK too
  */
 struct tw_agent_opts {
-	size_t opts_size;            /* sizeof(struct tw_agent_opts) */
-	const char *name;            /* worker name, unique in the group */
-	uint32_t rank;               /* 0 .. world_size-1; rank 0 hosts rendezvous */
+	size_t opts_size; /* sizeof(struct tw_agent_opts) */
+	const char *name; /* worker name, unique in the group */
+	uint32_t rank;    /* 0 .. world_size-1; rank 0 hosts rendezvous */
 	uint32_t world_size;
-	const char *rendezvous;      /* "tcp://host:port", as torch's TCPStore */
-	uint32_t num_loops;          /* run loops (threads), default 1 */
-	int first_cpu;               /* pin loop i to first_cpu + i; -1 = no pin */
-	int64_t default_timeout_ms;  /* per-call default, 60000; 0 = none;
-				      * negative is refused. Changeable at
-				      * run time: tw_agent_set_default_timeout */
-	int64_t init_timeout_ms;     /* rendezvous deadline, default 60000 */
-	uint64_t spin_ns;            /* loop idle spin before sleeping */
-	bool yield;                  /* loops yield while spinning (set when
-				      * workers outnumber cores) */
-	uint32_t executor_threads;   /* for blocking handlers, default 2 */
+	const char *rendezvous; /* "tcp://host:port", as torch's TCPStore */
+	uint32_t num_loops;     /* run loops (threads), default 1 */
+	int first_cpu;          /* pin loop i to first_cpu + i; -1 = no pin */
+	int64_t default_timeout_ms; /* per-call default, 60000; 0 = none;
+				     * negative is refused. Changeable at
+				     * run time: tw_agent_set_default_timeout */
+	int64_t init_timeout_ms;    /* rendezvous deadline, default 60000 */
+	uint64_t spin_ns;           /* loop idle spin before sleeping */
+	bool yield;                 /* loops yield while spinning (set when
+				     * workers outnumber cores) */
+	uint32_t executor_threads;  /* for blocking handlers, default 2 */
 	/* The transport carrying this worker's frames: TW_TRANSPORT_URING
 	 * ("uring") or TW_TRANSPORT_DPDK ("dpdk"). NULL = the one
 	 * transport_opts is for, or "uring" without them. An unknown name,
@@ -305,10 +305,10 @@ struct tw_agent_stats {
 	uint64_t bad_frames;     /* malformed or misaddressed frames */
 	uint64_t timeouts;       /* calls failed by their deadline */
 	uint64_t conns_opened, conns_closed;
-	uint64_t exec_jobs;      /* blocking calls run on the executor */
-	uint64_t exec_expired;   /* calls skipped: their deadline passed while
-				  * they waited (executor queue, or on their
-				  * way in: received past their budget) */
+	uint64_t exec_jobs;    /* blocking calls run on the executor */
+	uint64_t exec_expired; /* calls skipped: their deadline passed while
+				* they waited (executor queue, or on their
+				* way in: received past their budget) */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 
@@ -357,8 +357,8 @@ tw_status tw_agent_list_functions(const tw_agent *a, tw_value *out);
 /* The same list from worker to (a call of "tw::list_functions"). On a
  * remote error returns its kind (out stays NONE), explained as by
  * tw_rpc_sync. */
-tw_status tw_rpc_list_functions(tw_agent *a, const char *to,
-				int64_t timeout_ms, tw_value *out);
+tw_status tw_rpc_list_functions(tw_agent *a, const char *to, int64_t timeout_ms,
+				tw_value *out);
 
 #ifdef __cplusplus
 }

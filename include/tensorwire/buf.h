@@ -22,10 +22,11 @@ typedef void (*tw_buf_release_fn)(void *ctx, void *data, size_t size);
 
 /* What owns a buffer's bytes. */
 typedef enum tw_buf_kind {
-	TW_BUF_HEAP = 0,  /* one malloc'd block, freed with the buffer */
-	TW_BUF_POOL = 1,  /* fixed-size slot of a tw_buf_pool, returned to it */
-	TW_BUF_USER = 2,  /* caller's memory; release callback on last ref */
-	TW_BUF_SLICE = 3, /* window into a parent buffer, which it keeps alive */
+	TW_BUF_HEAP = 0, /* one malloc'd block, freed with the buffer */
+	TW_BUF_POOL = 1, /* fixed-size slot of a tw_buf_pool, returned to it */
+	TW_BUF_USER = 2, /* caller's memory; release callback on last ref */
+	TW_BUF_SLICE =
+		3, /* window into a parent buffer, which it keeps alive */
 } tw_buf_kind;
 
 /*
@@ -36,18 +37,18 @@ typedef enum tw_buf_kind {
  */
 struct tw_buf {
 	void *data;
-	size_t size;            /* usable bytes at data */
+	size_t size; /* usable bytes at data */
 	_Atomic uint32_t refcnt;
-	uint8_t kind;           /* tw_buf_kind */
-	uint8_t flags_;         /* internal */
+	uint8_t kind;   /* tw_buf_kind */
+	uint8_t flags_; /* internal */
 	uint16_t reserved_;
 	union {
-		tw_buf_pool *pool;  /* TW_BUF_POOL */
-		tw_buf *parent;     /* TW_BUF_SLICE */
+		tw_buf_pool *pool; /* TW_BUF_POOL */
+		tw_buf *parent;    /* TW_BUF_SLICE */
 		struct {
 			tw_buf_release_fn fn;
 			void *ctx;
-		} user;             /* TW_BUF_USER */
+		} user; /* TW_BUF_USER */
 	} owner;
 };
 
@@ -91,12 +92,12 @@ static inline uint32_t tw_buf_refcnt(const tw_buf *b)
  * can grow without breaking callers (as SPDK's opts_size). */
 struct tw_buf_pool_opts {
 	size_t opts_size;
-	size_t buf_size;   /* bytes per buffer; rounded up to 64 */
-	uint32_t count;    /* number of buffers; 1 .. 2^24 */
-	int prefault;      /* touch every page at creation (default 1) */
-	int hugepages;     /* madvise(MADV_HUGEPAGE) the data region (default:
-			    * when the region is 2 MiB or more) ; -1 = auto */
-	const char *name;  /* for diagnostics; copied; may be NULL */
+	size_t buf_size;  /* bytes per buffer; rounded up to 64 */
+	uint32_t count;   /* number of buffers; 1 .. 2^24 */
+	int prefault;     /* touch every page at creation (default 1) */
+	int hugepages;    /* madvise(MADV_HUGEPAGE) the data region (default:
+			   * when the region is 2 MiB or more) ; -1 = auto */
+	const char *name; /* for diagnostics; copied; may be NULL */
 };
 
 /* Fill opts with defaults: 2048 buffers of 4 KiB, prefaulted, auto THP. */

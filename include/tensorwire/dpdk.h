@@ -31,8 +31,8 @@ extern "C" {
  * tw_dpdk_opts_init, then change what you need.
  */
 struct tw_dpdk_opts {
-	size_t opts_size;          /* sizeof(struct tw_dpdk_opts) */
-	const char *transport;     /* TW_TRANSPORT_DPDK (set by init) */
+	size_t opts_size;      /* sizeof(struct tw_dpdk_opts) */
+	const char *transport; /* TW_TRANSPORT_DPDK (set by init) */
 
 	/* The port. */
 	const char *eal_args;      /* EAL arguments, split at white space

@@ -33,8 +33,8 @@ extern "C" {
 /* Host-order view of the header. */
 typedef struct tw_frame_hdr {
 	uint8_t version;
-	uint8_t type;        /* message type, meaning owned by rpc/ */
-	uint16_t flags;      /* none defined in version 1: must be 0 */
+	uint8_t type;   /* message type, meaning owned by rpc/ */
+	uint16_t flags; /* none defined in version 1: must be 0 */
 	uint64_t req_id;
 	uint32_t src;        /* sending worker id */
 	uint32_t dst;        /* destination worker id */
@@ -46,9 +46,9 @@ typedef struct tw_frame_hdr {
 
 /* What a receiver accepts; {0} fields take the defaults below. */
 typedef struct tw_frame_limits {
-	uint64_t max_total;  /* default 1 GiB + 64 KiB */
-	uint32_t max_segs;   /* default 4096 */
-	uint32_t max_payload;/* default 64 MiB */
+	uint64_t max_total;   /* default 1 GiB + 64 KiB */
+	uint32_t max_segs;    /* default 4096 */
+	uint32_t max_payload; /* default 64 MiB */
 } tw_frame_limits;
 
 /* Bytes of header + table + payload, padded to 64 when nseg > 0. */
@@ -56,7 +56,8 @@ static inline uint64_t tw_frame_head_len(uint32_t nseg, uint32_t payload_len)
 {
 	uint64_t n = (uint64_t)TW_FRAME_HDR_SIZE + 8u * (uint64_t)nseg +
 		     payload_len;
-	return nseg ? (n + TW_FRAME_SEG_ALIGN - 1) & ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1)
+	return nseg ? (n + TW_FRAME_SEG_ALIGN - 1) &
+			       ~(uint64_t)(TW_FRAME_SEG_ALIGN - 1)
 		    : n;
 }
 

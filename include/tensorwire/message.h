@@ -18,20 +18,20 @@ extern "C" {
 
 /* Message types (after torch's MessageType). Wire values: append only. */
 typedef enum tw_msg_type {
-	TW_MSG_CALL = 1,              /* tuple(str qualname, tuple args, dict kwargs) */
-	TW_MSG_RET = 2,               /* any value: the result */
-	TW_MSG_EXCEPTION = 3,         /* error value */
-	TW_MSG_REMOTE_CALL = 4,       /* tuple(str, tuple, dict, rref result_id) */
-	TW_MSG_REMOTE_RET = 5,        /* rref */
-	TW_MSG_RREF_FETCH_CALL = 6,   /* rref */
-	TW_MSG_RREF_FETCH_RET = 7,    /* any value */
-	TW_MSG_RREF_USER_DELETE = 8,  /* rref */
-	TW_MSG_RREF_FORK_REQUEST = 9, /* tuple(rref, int fork_dst_worker) */
-	TW_MSG_RREF_CHILD_ACCEPT = 10,/* rref */
-	TW_MSG_ACK = 11,              /* none */
-	TW_MSG_JOIN = 12,             /* any value (agent-defined) */
-	TW_MSG_SHUTDOWN = 13,         /* any value (agent-defined) */
-	TW_MSG_TYPE_COUNT_            /* not a type */
+	TW_MSG_CALL = 1,      /* tuple(str qualname, tuple args, dict kwargs) */
+	TW_MSG_RET = 2,       /* any value: the result */
+	TW_MSG_EXCEPTION = 3, /* error value */
+	TW_MSG_REMOTE_CALL = 4, /* tuple(str, tuple, dict, rref result_id) */
+	TW_MSG_REMOTE_RET = 5,  /* rref */
+	TW_MSG_RREF_FETCH_CALL = 6,    /* rref */
+	TW_MSG_RREF_FETCH_RET = 7,     /* any value */
+	TW_MSG_RREF_USER_DELETE = 8,   /* rref */
+	TW_MSG_RREF_FORK_REQUEST = 9,  /* tuple(rref, int fork_dst_worker) */
+	TW_MSG_RREF_CHILD_ACCEPT = 10, /* rref */
+	TW_MSG_ACK = 11,               /* none */
+	TW_MSG_JOIN = 12,              /* any value (agent-defined) */
+	TW_MSG_SHUTDOWN = 13,          /* any value (agent-defined) */
+	TW_MSG_TYPE_COUNT_             /* not a type */
 } tw_msg_type;
 
 /* "CALL", ..., or "?" */
@@ -66,8 +66,8 @@ typedef struct tw_out_msg {
 	uint32_t niov;
 	uint32_t nseg;
 	uint64_t total_len;
-	tw_buf **seg_bufs;  /* nseg entries, NULL where a tensor has no buf */
-	uint32_t flags_;    /* internal */
+	tw_buf **seg_bufs; /* nseg entries, NULL where a tensor has no buf */
+	uint32_t flags_;   /* internal */
 	uint32_t reserved_;
 	struct iovec iov_inline_[1 + 2 * TW_OUT_MSG_INLINE_SEGS];
 	tw_buf *bufs_inline_[TW_OUT_MSG_INLINE_SEGS];
@@ -103,8 +103,8 @@ void tw_out_msg_release(tw_out_msg *m);
 typedef struct tw_in_msg {
 	tw_frame_hdr hdr;
 	tw_value payload;
-	tw_buf *buf;         /* reference on the receive buffer */
-	void *arena_;        /* internal */
+	tw_buf *buf;  /* reference on the receive buffer */
+	void *arena_; /* internal */
 	size_t arena_size_;
 	_Alignas(16) unsigned char arena_inline_[TW_IN_MSG_INLINE_ARENA];
 } tw_in_msg;

@@ -14,13 +14,13 @@ extern "C" {
  */
 typedef enum tw_status {
 	TW_OK = 0,
-	TW_EINVAL = 1,       /* caller passed an invalid argument */
-	TW_ENOMEM = 2,       /* allocation failed */
-	TW_ENOSPC = 3,       /* bounded resource full (pool, ring, queue) */
-	TW_EOVERFLOW = 4,    /* size arithmetic would overflow or exceed a limit */
-	TW_EPROTO = 5,       /* malformed or unexpected data from the network */
-	TW_EVERSION = 6,     /* peer speaks a wire version we do not */
-	TW_ETIMEDOUT = 7,    /* deadline passed */
+	TW_EINVAL = 1,    /* caller passed an invalid argument */
+	TW_ENOMEM = 2,    /* allocation failed */
+	TW_ENOSPC = 3,    /* bounded resource full (pool, ring, queue) */
+	TW_EOVERFLOW = 4, /* size arithmetic would overflow or exceed a limit */
+	TW_EPROTO = 5,    /* malformed or unexpected data from the network */
+	TW_EVERSION = 6,  /* peer speaks a wire version we do not */
+	TW_ETIMEDOUT = 7, /* deadline passed */
 	TW_EUNREACHABLE = 8, /* peer dead or not reachable */
 	TW_ESHUTDOWN = 9,    /* agent shutting down */
 	TW_ENOFUNC = 10,     /* no function by that name */

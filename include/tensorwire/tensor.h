@@ -50,7 +50,7 @@ typedef struct tw_tensor {
 	void *data;
 	tw_buf *buf;
 	uint8_t dtype; /* tw_dtype */
-	uint8_t ndim;  /* 0 .. TW_TENSOR_MAX_DIMS; 0 is a scalar of one element */
+	uint8_t ndim; /* 0 .. TW_TENSOR_MAX_DIMS; 0 is a scalar of one element */
 	uint16_t reserved_;
 	uint32_t reserved2_;
 	int64_t shape[TW_TENSOR_MAX_DIMS];

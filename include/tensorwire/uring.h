@@ -56,24 +56,24 @@ struct tw_uring_opts {
 	int sockbuf;               /* SO_SNDBUF/SO_RCVBUF, 0 = kernel default */
 	uint32_t rx_pool_buf_size; /* receive pool buffer size (default 64 KiB) */
 	uint32_t rx_pool_count;    /* receive pool buffers (default 128) */
-	size_t large_cache_bytes;  /* big receive buffers (2 MiB and up) kept
-				    * for reuse once released, at most 8 and
-				    * this many bytes (default 128 MiB; 0 =
-				    * always a fresh mapping) */
-	bool zc_same_host;         /* try SEND_ZC on connections within this
-				    * host too (default false: the kernel
-				    * always copies there, so it only costs;
-				    * tests set it to exercise the path) */
-	uint32_t busy_poll_conns;  /* connections read with a direct recv on
-				    * every poll while active (default 4, at
-				    * most 16; 0 = off) */
-	uint64_t busy_poll_ns;     /* ... active = bytes in or out within
-				    * this long (default 200 us) */
-	const char *cc_local;      /* TCP congestion control of connections
-				    * within this host (default "reno"; NULL
-				    * or "" = the system's) */
-	const char *cc_remote;     /* ... of connections to other hosts
-				    * (default NULL: the system's) */
+	size_t large_cache_bytes; /* big receive buffers (2 MiB and up) kept
+				   * for reuse once released, at most 8 and
+				   * this many bytes (default 128 MiB; 0 =
+				   * always a fresh mapping) */
+	bool zc_same_host;        /* try SEND_ZC on connections within this
+				   * host too (default false: the kernel
+				   * always copies there, so it only costs;
+				   * tests set it to exercise the path) */
+	uint32_t busy_poll_conns; /* connections read with a direct recv on
+				   * every poll while active (default 4, at
+				   * most 16; 0 = off) */
+	uint64_t busy_poll_ns;    /* ... active = bytes in or out within
+				   * this long (default 200 us) */
+	const char *cc_local;     /* TCP congestion control of connections
+				   * within this host (default "reno"; NULL
+				   * or "" = the system's) */
+	const char *cc_remote;    /* ... of connections to other hosts
+				   * (default NULL: the system's) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

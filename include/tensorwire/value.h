@@ -17,17 +17,18 @@ extern "C" {
 typedef enum tw_kind {
 	TW_KIND_NONE = 0,
 	TW_KIND_BOOL = 1,
-	TW_KIND_INT = 2,    /* int64 */
+	TW_KIND_INT = 2, /* int64 */
 	TW_KIND_DOUBLE = 3,
-	TW_KIND_STRING = 4, /* UTF-8, NUL-terminated in memory, len excludes it */
+	TW_KIND_STRING =
+		4, /* UTF-8, NUL-terminated in memory, len excludes it */
 	TW_KIND_BYTES = 5,
 	TW_KIND_TENSOR = 6,
 	TW_KIND_LIST = 7,
 	TW_KIND_TUPLE = 8,
-	TW_KIND_DICT = 9,   /* string keys, unique, in insertion order */
+	TW_KIND_DICT = 9, /* string keys, unique, in insertion order */
 	TW_KIND_RREF = 10,
 	TW_KIND_ERROR = 11,
-	TW_KIND_COUNT_      /* not a kind */
+	TW_KIND_COUNT_ /* not a kind */
 } tw_kind;
 
 /* Nesting deeper than this is refused by constructors' users and decoders. */
@@ -41,17 +42,17 @@ typedef struct tw_guid {
 
 /* What travels for an RRef (torch's RRefForkData without the type string). */
 typedef struct tw_rref_id {
-	uint32_t owner;  /* worker id of the owner */
-	tw_guid rref;    /* which RRef */
-	tw_guid fork;    /* which user reference of it */
+	uint32_t owner; /* worker id of the owner */
+	tw_guid rref;   /* which RRef */
+	tw_guid fork;   /* which user reference of it */
 } tw_rref_id;
 
 /* A failure as a value: kind keeps its meaning across workers. */
 typedef struct tw_error {
 	tw_status kind;
-	uint32_t origin;     /* worker id where it was raised */
-	const char *msg;     /* NUL-terminated */
-	uint32_t msg_len;    /* bytes, excluding the NUL */
+	uint32_t origin;  /* worker id where it was raised */
+	const char *msg;  /* NUL-terminated */
+	uint32_t msg_len; /* bytes, excluding the NUL */
 } tw_error;
 
 typedef struct tw_value tw_value;
@@ -81,20 +82,20 @@ typedef struct tw_kv tw_kv;
  * "tw_value_clone: more than TW_VALUE_MAX_DEPTH (64) nested containers".
  */
 struct tw_value {
-	uint8_t kind;    /* tw_kind */
-	uint8_t flags;   /* TW_VALUE_* */
+	uint8_t kind;  /* tw_kind */
+	uint8_t flags; /* TW_VALUE_* */
 	uint16_t reserved_;
-	uint32_t len;    /* string/bytes length, or item/entry count */
+	uint32_t len; /* string/bytes length, or item/entry count */
 	union {
 		bool b;
 		int64_t i;
 		double d;
-		const char *str;        /* STRING (NUL-terminated), BYTES */
-		tw_value *items;        /* LIST, TUPLE */
-		tw_kv *entries;         /* DICT */
-		tw_tensor *tensor;      /* TENSOR */
-		tw_rref_id *rref;       /* RREF */
-		tw_error *err;          /* ERROR */
+		const char *str;   /* STRING (NUL-terminated), BYTES */
+		tw_value *items;   /* LIST, TUPLE */
+		tw_kv *entries;    /* DICT */
+		tw_tensor *tensor; /* TENSOR */
+		tw_rref_id *rref;  /* RREF */
+		tw_error *err;     /* ERROR */
 	} u;
 };
 
@@ -192,7 +193,8 @@ tw_status tw_value_get_string(const tw_value *v, const char **s, size_t *len);
 tw_status tw_value_get_bytes(const tw_value *v, const void **p, size_t *len);
 tw_status tw_value_get_tensor(const tw_value *v, const tw_tensor **out);
 /* Item i of a list or tuple (TW_EINVAL when out of range). */
-tw_status tw_value_get_item(const tw_value *v, uint32_t i, const tw_value **out);
+tw_status tw_value_get_item(const tw_value *v, uint32_t i,
+			    const tw_value **out);
 /* Value stored under key in a dict; TW_ENOENT when absent (a fixed
  * reason: probing for an optional key costs no formatting). */
 tw_status tw_value_dict_get(const tw_value *v, const char *key,

@@ -11,11 +11,16 @@ enum { D_BOOL, D_I32, D_I64, D_F32, D_F64, D_COUNT };
 static int dix(tw_dtype dt)
 {
 	switch (dt) {
-	case TW_BOOL: return D_BOOL;
-	case TW_INT32: return D_I32;
-	case TW_INT64: return D_I64;
-	case TW_FLOAT32: return D_F32;
-	default: return D_F64;
+	case TW_BOOL:
+		return D_BOOL;
+	case TW_INT32:
+		return D_I32;
+	case TW_INT64:
+		return D_I64;
+	case TW_FLOAT32:
+		return D_F32;
+	default:
+		return D_F64;
 	}
 }
 
@@ -86,11 +91,11 @@ static inline float floordiv_f32(float a, float b)
 
 /* Integer division without undefined behaviour; y != 0 checked by the
  * caller. x / -1 is negation (wrapping INT_MIN to itself). */
-#define IDIV_TRUNC(T, U, x, y)                                                \
-	((y) == -1 ? (T)((U)0 - (U)(x)) : (T)((x) / (y)))
-#define IDIV_FLOOR(T, U, x, y)                                                \
-	((y) == -1 ? (T)((U)0 - (U)(x))                                       \
-		   : (T)((x) / (y) - (((x) % (y) != 0) && (((x) < 0) != ((y) < 0)))))
+#define IDIV_TRUNC(T, U, x, y) ((y) == -1 ? (T)((U)0 - (U)(x)) : (T)((x) / (y)))
+#define IDIV_FLOOR(T, U, x, y)                                                 \
+	((y) == -1 ? (T)((U)0 - (U)(x))                                        \
+		   : (T)((x) / (y) -                                           \
+			 (((x) % (y) != 0) && (((x) < 0) != ((y) < 0)))))
 
 /* ---- binary kernels -------------------------------------------------- */
 
@@ -99,7 +104,7 @@ enum binop {
 	B_ADD_ALPHA, /* a + alpha * b */
 	B_SUB,       /* a - b */
 	B_MUL,
-	B_DIV,       /* floats only: integers are cast first */
+	B_DIV, /* floats only: integers are cast first */
 	B_DIV_TRUNC,
 	B_DIV_FLOOR,
 	B_POW,
@@ -126,61 +131,65 @@ struct bin_ctx {
  * bytes and normalised (x != 0), never as C bool, since a byte from the
  * network may hold any value.
  */
-#define BIN_KERNEL(NAME, T, PRE, EXPR)                                        \
-	/* restrict holds for parameters (gcc ignores it on locals). */       \
-	static inline void NAME##_vv(T *restrict o, const T *restrict pa,     \
-				     const T *restrict pb, int64_t n,         \
-				     struct bin_ctx *ctx)                     \
-	{                                                                     \
-		PRE                                                           \
-		TW_OPS_VLOOP(n, k, {                                          \
-			const T x = pa[k];                                    \
-			const T y = pb[k];                                    \
-			o[k] = (T)(EXPR);                                     \
-		});                                                           \
-	}                                                                     \
-	static inline void NAME##_vs(T *restrict o, const T *restrict pa,     \
-				     const T y, int64_t n,                    \
-				     struct bin_ctx *ctx)                     \
-	{                                                                     \
-		PRE                                                           \
-		TW_OPS_VLOOP(n, k, {                                          \
-			const T x = pa[k];                                    \
-			o[k] = (T)(EXPR);                                     \
-		});                                                           \
-	}                                                                     \
-	static inline void NAME##_sv(T *restrict o, const T x,                \
-				     const T *restrict pb, int64_t n,         \
-				     struct bin_ctx *ctx)                     \
-	{                                                                     \
-		PRE                                                           \
-		TW_OPS_VLOOP(n, k, {                                          \
-			const T y = pb[k];                                    \
-			o[k] = (T)(EXPR);                                     \
-		});                                                           \
-	}                                                                     \
-	TW_OPS_CLONES static void NAME(char *const *p, const int64_t *s, int64_t n, \
-			 void *ctx_)                                          \
-	{                                                                     \
-		struct bin_ctx *ctx = ctx_;                                   \
-		T *o = (T *)(void *)p[0];                                     \
-		const T *pa = (const T *)(const void *)p[1];                  \
-		const T *pb = (const T *)(const void *)p[2];                  \
-		const int64_t es = (int64_t)sizeof(T);                        \
-		if (s[1] == es && s[2] == es) {                               \
-			NAME##_vv(o, pa, pb, n, ctx);                         \
-		} else if (s[1] == es && s[2] == 0) {                         \
-			NAME##_vs(o, pa, pb[0], n, ctx);                      \
-		} else if (s[1] == 0 && s[2] == es) {                         \
-			NAME##_sv(o, pa[0], pb, n, ctx);                      \
-		} else {                                                      \
-			PRE                                                   \
-			for (int64_t k = 0; k < n; k++) {                     \
-				const T x = *(const T *)(const void *)(p[1] + k * s[1]); \
-				const T y = *(const T *)(const void *)(p[2] + k * s[2]); \
-				o[k] = (T)(EXPR);                             \
-			}                                                     \
-		}                                                             \
+#define BIN_KERNEL(NAME, T, PRE, EXPR)                                         \
+	/* restrict holds for parameters (gcc ignores it on locals). */        \
+	static inline void NAME##_vv(T *restrict o, const T *restrict pa,      \
+				     const T *restrict pb, int64_t n,          \
+				     struct bin_ctx *ctx)                      \
+	{                                                                      \
+		PRE                                                            \
+		TW_OPS_VLOOP(n, k, {                                           \
+			const T x = pa[k];                                     \
+			const T y = pb[k];                                     \
+			o[k] = (T)(EXPR);                                      \
+		});                                                            \
+	}                                                                      \
+	static inline void NAME##_vs(T *restrict o, const T *restrict pa,      \
+				     const T y, int64_t n,                     \
+				     struct bin_ctx *ctx)                      \
+	{                                                                      \
+		PRE                                                            \
+		TW_OPS_VLOOP(n, k, {                                           \
+			const T x = pa[k];                                     \
+			o[k] = (T)(EXPR);                                      \
+		});                                                            \
+	}                                                                      \
+	static inline void NAME##_sv(T *restrict o, const T x,                 \
+				     const T *restrict pb, int64_t n,          \
+				     struct bin_ctx *ctx)                      \
+	{                                                                      \
+		PRE                                                            \
+		TW_OPS_VLOOP(n, k, {                                           \
+			const T y = pb[k];                                     \
+			o[k] = (T)(EXPR);                                      \
+		});                                                            \
+	}                                                                      \
+	TW_OPS_CLONES static void NAME(char *const *p, const int64_t *s,       \
+				       int64_t n, void *ctx_)                  \
+	{                                                                      \
+		struct bin_ctx *ctx = ctx_;                                    \
+		T *o = (T *)(void *)p[0];                                      \
+		const T *pa = (const T *)(const void *)p[1];                   \
+		const T *pb = (const T *)(const void *)p[2];                   \
+		const int64_t es = (int64_t)sizeof(T);                         \
+		if (s[1] == es && s[2] == es) {                                \
+			NAME##_vv(o, pa, pb, n, ctx);                          \
+		} else if (s[1] == es && s[2] == 0) {                          \
+			NAME##_vs(o, pa, pb[0], n, ctx);                       \
+		} else if (s[1] == 0 && s[2] == es) {                          \
+			NAME##_sv(o, pa[0], pb, n, ctx);                       \
+		} else {                                                       \
+			PRE                                                    \
+			for (int64_t k = 0; k < n; k++) {                      \
+				const T x =                                    \
+					*(const T *)(const void *)(p[1] +      \
+								   k * s[1]);  \
+				const T y =                                    \
+					*(const T *)(const void *)(p[2] +      \
+								   k * s[2]);  \
+				o[k] = (T)(EXPR);                              \
+			}                                                      \
+		}                                                              \
 	}
 
 #define NOPRE
@@ -192,12 +201,12 @@ BIN_KERNEL(add_i64, int64_t, NOPRE, (uint64_t)x + (uint64_t)y)
 BIN_KERNEL(add_f32, float, NOPRE, x + y)
 BIN_KERNEL(add_f64, double, NOPRE, x + y)
 /* add with alpha */
-BIN_KERNEL(adda_b, uint8_t, const uint8_t al = ctx->alpha.b;,
-	   (x != 0) | (al & (y != 0)))
-BIN_KERNEL(adda_i32, int32_t, const uint32_t al = (uint32_t)ctx->alpha.i32;,
-	   (uint32_t)x + al * (uint32_t)y)
-BIN_KERNEL(adda_i64, int64_t, const uint64_t al = (uint64_t)ctx->alpha.i64;,
-	   (uint64_t)x + al * (uint64_t)y)
+BIN_KERNEL(adda_b, uint8_t, const uint8_t al = ctx->alpha.b;
+	   , (x != 0) | (al & (y != 0)))
+BIN_KERNEL(adda_i32, int32_t, const uint32_t al = (uint32_t)ctx->alpha.i32;
+	   , (uint32_t)x + al * (uint32_t)y)
+BIN_KERNEL(adda_i64, int64_t, const uint64_t al = (uint64_t)ctx->alpha.i64;
+	   , (uint64_t)x + al * (uint64_t)y)
 BIN_KERNEL(adda_f32, float, const float al = ctx->alpha.f32;, x + al * y)
 BIN_KERNEL(adda_f64, double, const double al = ctx->alpha.f64;, x + al * y)
 /* sub */
@@ -207,10 +216,10 @@ BIN_KERNEL(sub_f32, float, NOPRE, x - y)
 BIN_KERNEL(sub_f64, double, NOPRE, x - y)
 /* mul */
 BIN_KERNEL(mul_b, uint8_t, NOPRE, (x != 0) & (y != 0))
-BIN_KERNEL(mul_i32, int32_t, NOPRE, (uint32_t)x * (uint32_t)y)
-BIN_KERNEL(mul_i64, int64_t, NOPRE, (uint64_t)x * (uint64_t)y)
-BIN_KERNEL(mul_f32, float, NOPRE, x * y)
-BIN_KERNEL(mul_f64, double, NOPRE, x * y)
+BIN_KERNEL(mul_i32, int32_t, NOPRE, (uint32_t)x *(uint32_t)y)
+BIN_KERNEL(mul_i64, int64_t, NOPRE, (uint64_t)x *(uint64_t)y)
+BIN_KERNEL(mul_f32, float, NOPRE, x *y)
+BIN_KERNEL(mul_f64, double, NOPRE, x *y)
 /* true division */
 BIN_KERNEL(div_f32, float, NOPRE, x / y)
 BIN_KERNEL(div_f64, double, NOPRE, x / y)
@@ -246,16 +255,16 @@ BIN_KERNEL(min_f64, double, NOPRE, (x < y || x != x) ? x : y)
 
 /* NULL: the dtype is refused (or cast away) before dispatch. */
 static const tw_ops_row_fn bin_table[B_COUNT][D_COUNT] = {
-	[B_ADD] = { add_b, add_i32, add_i64, add_f32, add_f64 },
-	[B_ADD_ALPHA] = { adda_b, adda_i32, adda_i64, adda_f32, adda_f64 },
-	[B_SUB] = { NULL, sub_i32, sub_i64, sub_f32, sub_f64 },
-	[B_MUL] = { mul_b, mul_i32, mul_i64, mul_f32, mul_f64 },
-	[B_DIV] = { NULL, NULL, NULL, div_f32, div_f64 },
-	[B_DIV_TRUNC] = { NULL, divt_i32, divt_i64, divt_f32, divt_f64 },
-	[B_DIV_FLOOR] = { NULL, divf_i32, divf_i64, divf_f32, divf_f64 },
-	[B_POW] = { NULL, pow_i32, pow_i64, pow_f32, pow_f64 },
-	[B_MAX] = { max_b, max_i32, max_i64, max_f32, max_f64 },
-	[B_MIN] = { min_b, min_i32, min_i64, min_f32, min_f64 },
+	[B_ADD] = {add_b, add_i32, add_i64, add_f32, add_f64},
+	[B_ADD_ALPHA] = {adda_b, adda_i32, adda_i64, adda_f32, adda_f64},
+	[B_SUB] = {NULL, sub_i32, sub_i64, sub_f32, sub_f64},
+	[B_MUL] = {mul_b, mul_i32, mul_i64, mul_f32, mul_f64},
+	[B_DIV] = {NULL, NULL, NULL, div_f32, div_f64},
+	[B_DIV_TRUNC] = {NULL, divt_i32, divt_i64, divt_f32, divt_f64},
+	[B_DIV_FLOOR] = {NULL, divf_i32, divf_i64, divf_f32, divf_f64},
+	[B_POW] = {NULL, pow_i32, pow_i64, pow_f32, pow_f64},
+	[B_MAX] = {max_b, max_i32, max_i64, max_f32, max_f64},
+	[B_MIN] = {min_b, min_i32, min_i64, min_f32, min_f64},
 };
 
 /* ---- unary kernels --------------------------------------------------- */
@@ -288,30 +297,31 @@ struct un_ctx {
 	} e;
 };
 
-#define UN_KERNEL(NAME, T, PRE, EXPR)                                         \
-	static inline void NAME##_v(T *restrict o, const T *restrict pa,      \
-				    int64_t n, const struct un_ctx *ctx)      \
-	{                                                                     \
-		PRE                                                           \
-		TW_OPS_VLOOP(n, k, {                                          \
-			const T x = pa[k];                                    \
-			o[k] = (T)(EXPR);                                     \
-		});                                                           \
-	}                                                                     \
-	TW_OPS_CLONES static void NAME(char *const *p, const int64_t *s, int64_t n, \
-			 void *ctx_)                                          \
-	{                                                                     \
-		const struct un_ctx *ctx = ctx_;                              \
-		T *o = (T *)(void *)p[0];                                     \
-		if (s[1] == (int64_t)sizeof(T)) {                             \
-			NAME##_v(o, (const T *)(const void *)p[1], n, ctx);   \
-			return;                                               \
-		}                                                             \
-		PRE                                                           \
-		for (int64_t k = 0; k < n; k++) {                             \
-			const T x = *(const T *)(const void *)(p[1] + k * s[1]); \
-			o[k] = (T)(EXPR);                                     \
-		}                                                             \
+#define UN_KERNEL(NAME, T, PRE, EXPR)                                          \
+	static inline void NAME##_v(T *restrict o, const T *restrict pa,       \
+				    int64_t n, const struct un_ctx *ctx)       \
+	{                                                                      \
+		PRE                                                            \
+		TW_OPS_VLOOP(n, k, {                                           \
+			const T x = pa[k];                                     \
+			o[k] = (T)(EXPR);                                      \
+		});                                                            \
+	}                                                                      \
+	TW_OPS_CLONES static void NAME(char *const *p, const int64_t *s,       \
+				       int64_t n, void *ctx_)                  \
+	{                                                                      \
+		const struct un_ctx *ctx = ctx_;                               \
+		T *o = (T *)(void *)p[0];                                      \
+		if (s[1] == (int64_t)sizeof(T)) {                              \
+			NAME##_v(o, (const T *)(const void *)p[1], n, ctx);    \
+			return;                                                \
+		}                                                              \
+		PRE                                                            \
+		for (int64_t k = 0; k < n; k++) {                              \
+			const T x =                                            \
+				*(const T *)(const void *)(p[1] + k * s[1]);   \
+			o[k] = (T)(EXPR);                                      \
+		}                                                              \
 	}
 
 UN_KERNEL(neg_i32, int32_t, NOPRE, 0u - (uint32_t)x)
@@ -337,14 +347,14 @@ UN_KERNEL(log_f32, float, NOPRE, logf(x))
 UN_KERNEL(log_f64, double, NOPRE, log(x))
 UN_KERNEL(sqrt_f32, float, NOPRE, sqrtf(x))
 UN_KERNEL(sqrt_f64, double, NOPRE, sqrt(x))
-UN_KERNEL(sq_i32, int32_t, NOPRE, (uint32_t)x * (uint32_t)x)
-UN_KERNEL(sq_i64, int64_t, NOPRE, (uint64_t)x * (uint64_t)x)
-UN_KERNEL(sq_f32, float, NOPRE, x * x)
-UN_KERNEL(sq_f64, double, NOPRE, x * x)
-UN_KERNEL(cube_i32, int32_t, NOPRE, (uint32_t)x * (uint32_t)x * (uint32_t)x)
-UN_KERNEL(cube_i64, int64_t, NOPRE, (uint64_t)x * (uint64_t)x * (uint64_t)x)
-UN_KERNEL(cube_f32, float, NOPRE, x * x * x)
-UN_KERNEL(cube_f64, double, NOPRE, x * x * x)
+UN_KERNEL(sq_i32, int32_t, NOPRE, (uint32_t)x *(uint32_t)x)
+UN_KERNEL(sq_i64, int64_t, NOPRE, (uint64_t)x *(uint64_t)x)
+UN_KERNEL(sq_f32, float, NOPRE, x *x)
+UN_KERNEL(sq_f64, double, NOPRE, x *x)
+UN_KERNEL(cube_i32, int32_t, NOPRE, (uint32_t)x *(uint32_t)x *(uint32_t)x)
+UN_KERNEL(cube_i64, int64_t, NOPRE, (uint64_t)x *(uint64_t)x *(uint64_t)x)
+UN_KERNEL(cube_f32, float, NOPRE, x *x *x)
+UN_KERNEL(cube_f64, double, NOPRE, x *x *x)
 UN_KERNEL(rsqrt_f32, float, NOPRE, 1.0f / sqrtf(x))
 UN_KERNEL(rsqrt_f64, double, NOPRE, 1.0 / sqrt(x))
 UN_KERNEL(recip_f32, float, NOPRE, 1.0f / x)
@@ -357,20 +367,20 @@ UN_KERNEL(pows_f32, float, const float e = ctx->e.f32;, powf(x, e))
 UN_KERNEL(pows_f64, double, const double e = ctx->e.f64;, pow(x, e))
 
 static const tw_ops_row_fn un_table[U_COUNT][D_COUNT] = {
-	[U_NEG] = { NULL, neg_i32, neg_i64, neg_f32, neg_f64 },
-	[U_ABS] = { NULL, abs_i32, abs_i64, abs_f32, abs_f64 },
-	[U_RELU] = { NULL, relu_i32, relu_i64, relu_f32, relu_f64 },
-	[U_SIGMOID] = { NULL, NULL, NULL, sigmoid_f32, sigmoid_f64 },
-	[U_TANH] = { NULL, NULL, NULL, tanh_f32, tanh_f64 },
-	[U_EXP] = { NULL, NULL, NULL, exp_f32, exp_f64 },
-	[U_LOG] = { NULL, NULL, NULL, log_f32, log_f64 },
-	[U_SQRT] = { NULL, NULL, NULL, sqrt_f32, sqrt_f64 },
-	[U_SQUARE] = { NULL, sq_i32, sq_i64, sq_f32, sq_f64 },
-	[U_CUBE] = { NULL, cube_i32, cube_i64, cube_f32, cube_f64 },
-	[U_RSQRT] = { NULL, NULL, NULL, rsqrt_f32, rsqrt_f64 },
-	[U_RECIP] = { NULL, NULL, NULL, recip_f32, recip_f64 },
-	[U_RSQUARE] = { NULL, NULL, NULL, rsq_f32, rsq_f64 },
-	[U_POWS] = { NULL, pows_i32, pows_i64, pows_f32, pows_f64 },
+	[U_NEG] = {NULL, neg_i32, neg_i64, neg_f32, neg_f64},
+	[U_ABS] = {NULL, abs_i32, abs_i64, abs_f32, abs_f64},
+	[U_RELU] = {NULL, relu_i32, relu_i64, relu_f32, relu_f64},
+	[U_SIGMOID] = {NULL, NULL, NULL, sigmoid_f32, sigmoid_f64},
+	[U_TANH] = {NULL, NULL, NULL, tanh_f32, tanh_f64},
+	[U_EXP] = {NULL, NULL, NULL, exp_f32, exp_f64},
+	[U_LOG] = {NULL, NULL, NULL, log_f32, log_f64},
+	[U_SQRT] = {NULL, NULL, NULL, sqrt_f32, sqrt_f64},
+	[U_SQUARE] = {NULL, sq_i32, sq_i64, sq_f32, sq_f64},
+	[U_CUBE] = {NULL, cube_i32, cube_i64, cube_f32, cube_f64},
+	[U_RSQRT] = {NULL, NULL, NULL, rsqrt_f32, rsqrt_f64},
+	[U_RECIP] = {NULL, NULL, NULL, recip_f32, recip_f64},
+	[U_RSQUARE] = {NULL, NULL, NULL, rsq_f32, rsq_f64},
+	[U_POWS] = {NULL, pows_i32, pows_i64, pows_f32, pows_f64},
 };
 
 /* ---- operands -------------------------------------------------------- */
@@ -431,7 +441,7 @@ static tw_dtype side_dtype(const struct side *x)
 {
 	if (x->t != NULL)
 		return (tw_dtype)x->t->dtype;
-	return x->s->kind == TW_SCALAR_BOOL ? TW_BOOL
+	return x->s->kind == TW_SCALAR_BOOL  ? TW_BOOL
 	       : x->s->kind == TW_SCALAR_INT ? TW_INT64
 					     : TW_FLOAT64;
 }
@@ -466,7 +476,7 @@ static tw_status run_binary(const tw_tensor *a, const tw_tensor *b, tw_dtype ct,
 	tw_ops_iter it;
 	tw_ops_iter_init(&it, nd, shape, 3,
 			 (const int64_t(*)[TW_TENSOR_MAX_DIMS])strides);
-	char *base[3] = { o.data, a->data, b->data };
+	char *base[3] = {o.data, a->data, b->data};
 	tw_ops_iter_run(&it, base, fn, ctx);
 	*out = o;
 	return TW_OK;
@@ -486,7 +496,7 @@ static tw_status run_unary(const tw_tensor *a, tw_dtype ct, tw_ops_row_fn fn,
 	tw_ops_iter it;
 	tw_ops_iter_init(&it, a->ndim, a->shape, 2,
 			 (const int64_t(*)[TW_TENSOR_MAX_DIMS])strides);
-	char *base[2] = { o.data, a->data };
+	char *base[2] = {o.data, a->data};
 	tw_ops_iter_run(&it, base, fn, ctx);
 	*out = o;
 	return TW_OK;
@@ -541,44 +551,69 @@ static tw_status binary(const struct binreq *rq, struct side a, struct side b,
 		if (op == B_SUB) {
 			tw_dtype da = side_dtype(&a), db = side_dtype(&b);
 			if (da == TW_BOOL && db == TW_BOOL)
-				return tw_fail_static(TW_ERUNTIME,
-						      "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or `logical_xor()` operator instead.");
+				return tw_fail_static(
+					TW_ERUNTIME,
+					"Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or `logical_xor()` operator instead.");
 			if (da == TW_BOOL || db == TW_BOOL)
-				return tw_fail_static(TW_ERUNTIME,
-						      "Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.");
+				return tw_fail_static(
+					TW_ERUNTIME,
+					"Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.");
 		}
 		if (rq->alpha == NULL)
 			break;
 		const tw_scalar *al = rq->alpha;
 		if (al->kind == TW_SCALAR_BOOL && ct != TW_BOOL)
-			return tw_fail_static(TW_ERUNTIME,
-					      "Boolean alpha only supported for Boolean results.");
+			return tw_fail_static(
+				TW_ERUNTIME,
+				"Boolean alpha only supported for Boolean results.");
 		if (al->kind == TW_SCALAR_DOUBLE &&
 		    !tw_ops_dtype_is_floating(ct))
-			return tw_fail_static(TW_ERUNTIME,
-					      "For integral input tensors, argument alpha must not be a floating point number.");
+			return tw_fail_static(
+				TW_ERUNTIME,
+				"For integral input tensors, argument alpha must not be a floating point number.");
 		st = tw_ops_scalar_to(al, ct, &ctx.alpha);
 		if (st != TW_OK)
 			return st;
 		/* alpha == 1 keeps the plain loop. */
 		bool one;
 		switch (ct) {
-		case TW_BOOL: one = ctx.alpha.b != 0; break;
-		case TW_INT32: one = ctx.alpha.i32 == 1; break;
-		case TW_INT64: one = ctx.alpha.i64 == 1; break;
-		case TW_FLOAT32: one = ctx.alpha.f32 == 1.0f; break;
-		default: one = ctx.alpha.f64 == 1.0; break;
+		case TW_BOOL:
+			one = ctx.alpha.b != 0;
+			break;
+		case TW_INT32:
+			one = ctx.alpha.i32 == 1;
+			break;
+		case TW_INT64:
+			one = ctx.alpha.i64 == 1;
+			break;
+		case TW_FLOAT32:
+			one = ctx.alpha.f32 == 1.0f;
+			break;
+		default:
+			one = ctx.alpha.f64 == 1.0;
+			break;
 		}
 		if (one)
 			break;
 		if (op == B_SUB) {
 			/* a - alpha*b == a + (-alpha)*b, wrapping for ints. */
 			switch (ct) {
-			case TW_INT32: ctx.alpha.i32 = (int32_t)(0u - (uint32_t)ctx.alpha.i32); break;
-			case TW_INT64: ctx.alpha.i64 = (int64_t)(0u - (uint64_t)ctx.alpha.i64); break;
-			case TW_FLOAT32: ctx.alpha.f32 = -ctx.alpha.f32; break;
-			case TW_FLOAT64: ctx.alpha.f64 = -ctx.alpha.f64; break;
-			default: break; /* bool refused above */
+			case TW_INT32:
+				ctx.alpha.i32 =
+					(int32_t)(0u - (uint32_t)ctx.alpha.i32);
+				break;
+			case TW_INT64:
+				ctx.alpha.i64 =
+					(int64_t)(0u - (uint64_t)ctx.alpha.i64);
+				break;
+			case TW_FLOAT32:
+				ctx.alpha.f32 = -ctx.alpha.f32;
+				break;
+			case TW_FLOAT64:
+				ctx.alpha.f64 = -ctx.alpha.f64;
+				break;
+			default:
+				break; /* bool refused above */
 			}
 		}
 		op = B_ADD_ALPHA;
@@ -591,14 +626,16 @@ static tw_status binary(const struct binreq *rq, struct side a, struct side b,
 	case B_DIV_TRUNC:
 	case B_DIV_FLOOR:
 		if (ct == TW_BOOL)
-			return tw_fail_static(TW_ETYPE, op == B_DIV_TRUNC
-				? "\"div_trunc_cpu\" not implemented for 'Bool'"
-				: "\"div_floor_cpu\" not implemented for 'Bool'");
+			return tw_fail_static(
+				TW_ETYPE,
+				op == B_DIV_TRUNC
+					? "\"div_trunc_cpu\" not implemented for 'Bool'"
+					: "\"div_floor_cpu\" not implemented for 'Bool'");
 		break;
 	case B_POW:
 		if (ct == TW_BOOL)
-			return tw_fail_static(TW_ETYPE,
-					      "\"pow\" not implemented for 'Bool'");
+			return tw_fail_static(
+				TW_ETYPE, "\"pow\" not implemented for 'Bool'");
 		break;
 	default:
 		break;
@@ -632,61 +669,61 @@ static tw_status binary(const struct binreq *rq, struct side a, struct side b,
 	return TW_OK;
 }
 
-#define TS(x) ((struct side){ .t = (x), .s = NULL })
-#define SS(x) ((struct side){ .t = NULL, .s = (x) })
+#define TS(x) ((struct side){.t = (x), .s = NULL})
+#define SS(x) ((struct side){.t = NULL, .s = (x)})
 
 tw_status tw_op_add(const tw_tensor *a, const tw_tensor *b,
 		    const tw_scalar *alpha, tw_tensor *out)
 {
-	struct binreq rq = { "add", B_ADD, alpha };
+	struct binreq rq = {"add", B_ADD, alpha};
 	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_add_scalar(const tw_tensor *a, const tw_scalar *b,
 			   const tw_scalar *alpha, tw_tensor *out)
 {
-	struct binreq rq = { "add", B_ADD, alpha };
+	struct binreq rq = {"add", B_ADD, alpha};
 	return binary(&rq, TS(a), SS(b), out);
 }
 
 tw_status tw_op_sub(const tw_tensor *a, const tw_tensor *b,
 		    const tw_scalar *alpha, tw_tensor *out)
 {
-	struct binreq rq = { "sub", B_SUB, alpha };
+	struct binreq rq = {"sub", B_SUB, alpha};
 	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_sub_scalar(const tw_tensor *a, const tw_scalar *b,
 			   const tw_scalar *alpha, tw_tensor *out)
 {
-	struct binreq rq = { "sub", B_SUB, alpha };
+	struct binreq rq = {"sub", B_SUB, alpha};
 	return binary(&rq, TS(a), SS(b), out);
 }
 
 tw_status tw_op_rsub(const tw_tensor *a, const tw_tensor *b,
 		     const tw_scalar *alpha, tw_tensor *out)
 {
-	struct binreq rq = { "sub", B_SUB, alpha };
+	struct binreq rq = {"sub", B_SUB, alpha};
 	return binary(&rq, TS(b), TS(a), out);
 }
 
 tw_status tw_op_rsub_scalar(const tw_tensor *a, const tw_scalar *b,
 			    const tw_scalar *alpha, tw_tensor *out)
 {
-	struct binreq rq = { "sub", B_SUB, alpha };
+	struct binreq rq = {"sub", B_SUB, alpha};
 	return binary(&rq, SS(b), TS(a), out);
 }
 
 tw_status tw_op_mul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
-	struct binreq rq = { "mul", B_MUL, NULL };
+	struct binreq rq = {"mul", B_MUL, NULL};
 	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_mul_scalar(const tw_tensor *a, const tw_scalar *b,
 			   tw_tensor *out)
 {
-	struct binreq rq = { "mul", B_MUL, NULL };
+	struct binreq rq = {"mul", B_MUL, NULL};
 	return binary(&rq, TS(a), SS(b), out);
 }
 
@@ -699,15 +736,16 @@ tw_status tw_ops_rounding_from_name(const char *name, tw_rounding *out)
 	else if (strcmp(name, "floor") == 0)
 		*out = TW_ROUND_FLOOR;
 	else
-		return tw_fail(TW_EVALUE,
-			       "div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '%s'",
-			       name);
+		return tw_fail(
+			TW_EVALUE,
+			"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '%s'",
+			name);
 	return TW_OK;
 }
 
 static enum binop div_op(tw_rounding mode)
 {
-	return mode == TW_ROUND_TRUNC ? B_DIV_TRUNC
+	return mode == TW_ROUND_TRUNC   ? B_DIV_TRUNC
 	       : mode == TW_ROUND_FLOOR ? B_DIV_FLOOR
 					: B_DIV;
 }
@@ -715,39 +753,39 @@ static enum binop div_op(tw_rounding mode)
 tw_status tw_op_div(const tw_tensor *a, const tw_tensor *b, tw_rounding mode,
 		    tw_tensor *out)
 {
-	struct binreq rq = { "div", div_op(mode), NULL };
+	struct binreq rq = {"div", div_op(mode), NULL};
 	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_div_scalar(const tw_tensor *a, const tw_scalar *b,
 			   tw_rounding mode, tw_tensor *out)
 {
-	struct binreq rq = { "div", div_op(mode), NULL };
+	struct binreq rq = {"div", div_op(mode), NULL};
 	return binary(&rq, TS(a), SS(b), out);
 }
 
 tw_status tw_op_pow(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
-	struct binreq rq = { "pow", B_POW, NULL };
+	struct binreq rq = {"pow", B_POW, NULL};
 	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_pow_scalar_base(const tw_scalar *base, const tw_tensor *b,
 				tw_tensor *out)
 {
-	struct binreq rq = { "pow", B_POW, NULL };
+	struct binreq rq = {"pow", B_POW, NULL};
 	return binary(&rq, SS(base), TS(b), out);
 }
 
 tw_status tw_op_maximum(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
-	struct binreq rq = { "maximum", B_MAX, NULL };
+	struct binreq rq = {"maximum", B_MAX, NULL};
 	return binary(&rq, TS(a), TS(b), out);
 }
 
 tw_status tw_op_minimum(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 {
-	struct binreq rq = { "minimum", B_MIN, NULL };
+	struct binreq rq = {"minimum", B_MIN, NULL};
 	return binary(&rq, TS(a), TS(b), out);
 }
 
@@ -779,7 +817,7 @@ static tw_status unary_keep(const char *name, const tw_tensor *a, enum unop u,
 	if (a->dtype == TW_BOOL)
 		return tw_fail_static(u == U_ABS ? TW_ETYPE : TW_ERUNTIME,
 				      bool_msg);
-	struct un_ctx ctx = { { 0 } };
+	struct un_ctx ctx = {{0}};
 	return unary_in(a, u, (tw_dtype)a->dtype, &ctx, out);
 }
 
@@ -793,15 +831,16 @@ static tw_status unary_float(const char *name, const tw_tensor *a, enum unop u,
 	if (out == NULL)
 		return tw_fail(TW_EINVAL, "%s(): NULL out", name);
 	tw_dtype ct = a->dtype == TW_FLOAT64 ? TW_FLOAT64 : TW_FLOAT32;
-	struct un_ctx ctx = { { 0 } };
+	struct un_ctx ctx = {{0}};
 	return unary_in(a, u, ct, &ctx, out);
 }
 
 tw_status tw_op_neg(const tw_tensor *a, tw_tensor *out)
 {
-	return unary_keep("neg", a, U_NEG,
-			  "Negation, the `-` operator, on a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.",
-			  out);
+	return unary_keep(
+		"neg", a, U_NEG,
+		"Negation, the `-` operator, on a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.",
+		out);
 }
 
 tw_status tw_op_abs(const tw_tensor *a, tw_tensor *out)
@@ -858,8 +897,9 @@ tw_status tw_op_pow_scalar(const tw_tensor *a, const tw_scalar *e,
 	    e->kind != TW_SCALAR_DOUBLE) {
 		int64_t ev = e->kind == TW_SCALAR_INT ? e->i : e->b;
 		if (ev < 0)
-			return tw_fail_static(TW_ERUNTIME,
-					      "Integers to negative integer powers are not allowed.");
+			return tw_fail_static(
+				TW_ERUNTIME,
+				"Integers to negative integer powers are not allowed.");
 	}
 	tw_dtype ct = tw_ops_result_type_scalar(a, e);
 	if (ct == TW_BOOL)

@@ -18,9 +18,10 @@ static tw_status check_shape(const char *name, unsigned ndim,
 		if (shape[d] < 0) {
 			char buf[200];
 			tw_ops_format_shape(buf, sizeof(buf), ndim, shape);
-			return tw_fail(TW_ERUNTIME,
-				       "Trying to create tensor with negative dimension %lld: %s",
-				       (long long)shape[d], buf);
+			return tw_fail(
+				TW_ERUNTIME,
+				"Trying to create tensor with negative dimension %lld: %s",
+				(long long)shape[d], buf);
 		}
 	}
 	return TW_OK;
@@ -63,10 +64,27 @@ static void fill64(uint64_t *restrict p, uint64_t v, int64_t n)
 static void fill_elems(void *data, int64_t n, const void *elem, size_t es)
 {
 	switch (es) {
-	case 1: memset(data, *(const uint8_t *)elem, (size_t)n); break;
-	case 2: { uint16_t v; memcpy(&v, elem, 2); fill16(data, v, n); break; }
-	case 4: { uint32_t v; memcpy(&v, elem, 4); fill32(data, v, n); break; }
-	default: { uint64_t v; memcpy(&v, elem, 8); fill64(data, v, n); break; }
+	case 1:
+		memset(data, *(const uint8_t *)elem, (size_t)n);
+		break;
+	case 2: {
+		uint16_t v;
+		memcpy(&v, elem, 2);
+		fill16(data, v, n);
+		break;
+	}
+	case 4: {
+		uint32_t v;
+		memcpy(&v, elem, 4);
+		fill32(data, v, n);
+		break;
+	}
+	default: {
+		uint64_t v;
+		memcpy(&v, elem, 8);
+		fill64(data, v, n);
+		break;
+	}
 	}
 }
 
@@ -88,13 +106,29 @@ tw_status tw_op_ones(unsigned ndim, const int64_t *shape, const tw_dtype *dtype,
 	/* The bits of 1 in every dtype (half: 0x3c00, bfloat16: 0x3f80). */
 	uint64_t one = 0;
 	switch (dt) {
-	case TW_FLOAT16: { uint16_t h = 0x3c00; memcpy(&one, &h, 2); break; }
-	case TW_BFLOAT16: { uint16_t h = 0x3f80; memcpy(&one, &h, 2); break; }
-	case TW_FLOAT32: { float f = 1.0f; memcpy(&one, &f, 4); break; }
-	case TW_FLOAT64: { double f = 1.0; memcpy(&one, &f, 8); break; }
+	case TW_FLOAT16: {
+		uint16_t h = 0x3c00;
+		memcpy(&one, &h, 2);
+		break;
+	}
+	case TW_BFLOAT16: {
+		uint16_t h = 0x3f80;
+		memcpy(&one, &h, 2);
+		break;
+	}
+	case TW_FLOAT32: {
+		float f = 1.0f;
+		memcpy(&one, &f, 4);
+		break;
+	}
+	case TW_FLOAT64: {
+		double f = 1.0;
+		memcpy(&one, &f, 8);
+		break;
+	}
 	default: {
 		/* Little-endian integers: the low byte is 1. */
-		uint8_t b[8] = { 1 };
+		uint8_t b[8] = {1};
 		memcpy(&one, b, 8);
 		break;
 	}
@@ -112,7 +146,7 @@ tw_status tw_op_full(unsigned ndim, const int64_t *shape, const tw_scalar *fill,
 	if (dtype != NULL)
 		dt = *dtype;
 	else
-		dt = fill->kind == TW_SCALAR_BOOL ? TW_BOOL
+		dt = fill->kind == TW_SCALAR_BOOL  ? TW_BOOL
 		     : fill->kind == TW_SCALAR_INT ? TW_INT64
 						   : TW_FLOAT32;
 	if (!tw_ops_dtype_supported(dt))
@@ -138,9 +172,15 @@ tw_status tw_op_full(unsigned ndim, const int64_t *shape, const tw_scalar *fill,
 static void scalar_str(char *buf, size_t len, const tw_scalar *s)
 {
 	switch (s->kind) {
-	case TW_SCALAR_BOOL: snprintf(buf, len, "%s", s->b ? "true" : "false"); break;
-	case TW_SCALAR_INT: snprintf(buf, len, "%lld", (long long)s->i); break;
-	default: snprintf(buf, len, "%g", s->d); break;
+	case TW_SCALAR_BOOL:
+		snprintf(buf, len, "%s", s->b ? "true" : "false");
+		break;
+	case TW_SCALAR_INT:
+		snprintf(buf, len, "%lld", (long long)s->i);
+		break;
+	default:
+		snprintf(buf, len, "%g", s->d);
+		break;
 	}
 }
 
@@ -173,11 +213,13 @@ tw_status tw_op_arange(const tw_scalar *start, const tw_scalar *end,
 		char a[64], b[64];
 		scalar_str(a, sizeof(a), start);
 		scalar_str(b, sizeof(b), end);
-		return tw_fail(TW_ERUNTIME, "unsupported range: %s -> %s", a, b);
+		return tw_fail(TW_ERUNTIME, "unsupported range: %s -> %s", a,
+			       b);
 	}
 	if (!((dst > 0 && de >= ds) || (dst < 0 && de <= ds)))
-		return tw_fail_static(TW_ERUNTIME,
-				      "upper bound and larger bound inconsistent with step sign");
+		return tw_fail_static(
+			TW_ERUNTIME,
+			"upper bound and larger bound inconsistent with step sign");
 
 	bool integral = tw_ops_dtype_is_integral(dt);
 	int64_t xs = 0, xst = 0, xe = 0;
@@ -201,8 +243,9 @@ tw_status tw_op_arange(const tw_scalar *start, const tw_scalar *end,
 		int64_t num;
 		if (__builtin_sub_overflow(xe, xs, &num) ||
 		    __builtin_add_overflow(num, xst - sgn, &num))
-			return tw_fail_static(TW_ERUNTIME,
-					      "invalid size, possible overflow?");
+			return tw_fail_static(
+				TW_ERUNTIME,
+				"invalid size, possible overflow?");
 		size_d = (double)(num / xst);
 	} else {
 		size_d = ceil((de - ds) / dst);
@@ -225,7 +268,8 @@ tw_status tw_op_arange(const tw_scalar *start, const tw_scalar *end,
 	case TW_INT64: {
 		int64_t *p = out->data;
 		for (int64_t i = 0; i < n; i++)
-			p[i] = (int64_t)((uint64_t)xs + (uint64_t)i * (uint64_t)xst);
+			p[i] = (int64_t)((uint64_t)xs +
+					 (uint64_t)i * (uint64_t)xst);
 		break;
 	}
 	case TW_FLOAT32: {
@@ -277,12 +321,14 @@ tw_status tw_op_rand(unsigned ndim, const int64_t *shape, uint64_t seed,
 	if (dt == TW_FLOAT32) {
 		float *p = out->data;
 		for (int64_t i = 0; i < n; i++)
-			p[i] = (float)(tw_ops_random_u64(seed, (uint64_t)i) >> 40) *
+			p[i] = (float)(tw_ops_random_u64(seed, (uint64_t)i) >>
+				       40) *
 			       0x1.0p-24f;
 	} else {
 		double *p = out->data;
 		for (int64_t i = 0; i < n; i++)
-			p[i] = (double)(tw_ops_random_u64(seed, (uint64_t)i) >> 11) *
+			p[i] = (double)(tw_ops_random_u64(seed, (uint64_t)i) >>
+					11) *
 			       0x1.0p-53;
 	}
 	return TW_OK;

@@ -34,6 +34,7 @@ static inline int64_t min64(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
+/* clang-format off */
 #define GEMM_DEFINE(SUF, T, VT, VL)                                           \
 	enum { NR_##SUF = 2 * (VL) };                                         \
                                                                               \
@@ -208,6 +209,7 @@ static inline int64_t min64(int64_t a, int64_t b)
 		gemm_##SUF(m, n, k, A, ars, acs, B, brs, bcs, C, ldc, apack,  \
 			   bpack);                                            \
 	}
+/* clang-format on */
 
 GEMM_DEFINE(f32, float, v8f, 8)
 GEMM_DEFINE(f64, double, v4d, 4)
@@ -221,10 +223,14 @@ typedef void (*product_fn)(int64_t, int64_t, int64_t, const void *, int64_t,
 static product_fn product_for(tw_dtype dt)
 {
 	switch (dt) {
-	case TW_FLOAT32: return product_f32;
-	case TW_FLOAT64: return product_f64;
-	case TW_INT32: return product_u32;
-	default: return product_u64;
+	case TW_FLOAT32:
+		return product_f32;
+	case TW_FLOAT64:
+		return product_f64;
+	case TW_INT32:
+		return product_u32;
+	default:
+		return product_u64;
 	}
 }
 
@@ -232,12 +238,18 @@ static product_fn product_for(tw_dtype dt)
 static const char *cxx_name(tw_dtype dt)
 {
 	switch (dt) {
-	case TW_BOOL: return "bool";
-	case TW_INT32: return "int";
-	case TW_INT64: return "long int";
-	case TW_FLOAT32: return "float";
-	case TW_FLOAT64: return "double";
-	default: return tw_dtype_name(dt);
+	case TW_BOOL:
+		return "bool";
+	case TW_INT32:
+		return "int";
+	case TW_INT64:
+		return "long int";
+	case TW_FLOAT32:
+		return "float";
+	case TW_FLOAT64:
+		return "double";
+	default:
+		return tw_dtype_name(dt);
 	}
 }
 
@@ -317,19 +329,22 @@ static tw_status batched(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 
 	if (mb.rows != k) {
 		if (a->ndim == 2 && b->ndim == 1)
-			return tw_fail(TW_ERUNTIME,
-				       "size mismatch, got input (%lld), mat (%lldx%lld), vec (%lld)",
-				       (long long)m, (long long)m, (long long)k,
-				       (long long)mb.rows);
+			return tw_fail(
+				TW_ERUNTIME,
+				"size mismatch, got input (%lld), mat (%lldx%lld), vec (%lld)",
+				(long long)m, (long long)m, (long long)k,
+				(long long)mb.rows);
 		if (nb == 0)
-			return tw_fail(TW_ERUNTIME,
-				       "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
-				       (long long)m, (long long)k,
-				       (long long)mb.rows, (long long)n);
-		return tw_fail(TW_ERUNTIME,
-			       "Expected size for first two dimensions of batch2 tensor to be: [%lld, %lld] but got: [%lld, %lld].",
-			       (long long)batch, (long long)k, (long long)batch,
-			       (long long)mb.rows);
+			return tw_fail(
+				TW_ERUNTIME,
+				"mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
+				(long long)m, (long long)k, (long long)mb.rows,
+				(long long)n);
+		return tw_fail(
+			TW_ERUNTIME,
+			"Expected size for first two dimensions of batch2 tensor to be: [%lld, %lld] but got: [%lld, %lld].",
+			(long long)batch, (long long)k, (long long)batch,
+			(long long)mb.rows);
 	}
 
 	int64_t oshape[TW_TENSOR_MAX_DIMS];
@@ -392,7 +407,7 @@ static tw_status batched(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 	product_fn fn = product_for((tw_dtype)a->dtype);
 	const char *pa = a->data, *pb = b->data;
 	char *pc = o.data;
-	int64_t idx[TW_TENSOR_MAX_DIMS] = { 0 };
+	int64_t idx[TW_TENSOR_MAX_DIMS] = {0};
 	int64_t offa = 0, offb = 0;
 	for (int64_t i = 0; i < nmats; i++) {
 		fn(rows, n, k, pa + offa * (int64_t)es, ma.rs, ma.cs,
@@ -429,13 +444,15 @@ static tw_status check_pair(const char *name, const tw_tensor *a,
 static tw_status check_dtypes(const tw_tensor *a, const tw_tensor *b)
 {
 	if (a->dtype != b->dtype)
-		return tw_fail(TW_ERUNTIME,
-			       "expected mat1 and mat2 to have the same dtype, but got: %s != %s",
-			       cxx_name((tw_dtype)a->dtype),
-			       cxx_name((tw_dtype)b->dtype));
+		return tw_fail(
+			TW_ERUNTIME,
+			"expected mat1 and mat2 to have the same dtype, but got: %s != %s",
+			cxx_name((tw_dtype)a->dtype),
+			cxx_name((tw_dtype)b->dtype));
 	if (a->dtype == TW_BOOL)
-		return tw_fail_static(TW_ETYPE,
-				      "\"addmm_impl_cpu_\" not implemented for 'Bool'");
+		return tw_fail_static(
+			TW_ETYPE,
+			"\"addmm_impl_cpu_\" not implemented for 'Bool'");
 	return TW_OK;
 }
 
@@ -449,10 +466,11 @@ tw_status tw_op_mm(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 	if (b->ndim != 2)
 		return tw_fail_static(TW_ERUNTIME, "mat2 must be a matrix");
 	if (a->shape[1] != b->shape[0])
-		return tw_fail(TW_ERUNTIME,
-			       "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
-			       (long long)a->shape[0], (long long)a->shape[1],
-			       (long long)b->shape[0], (long long)b->shape[1]);
+		return tw_fail(
+			TW_ERUNTIME,
+			"mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
+			(long long)a->shape[0], (long long)a->shape[1],
+			(long long)b->shape[0], (long long)b->shape[1]);
 	st = check_dtypes(a, b);
 	if (st != TW_OK)
 		return st;
@@ -465,25 +483,26 @@ tw_status tw_op_matmul(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 	if (st != TW_OK)
 		return st;
 	if (a->ndim == 0 || b->ndim == 0)
-		return tw_fail(TW_ERUNTIME,
-			       "both arguments to matmul need to be at least 1D, but they are %uD and %uD",
-			       a->ndim, b->ndim);
+		return tw_fail(
+			TW_ERUNTIME,
+			"both arguments to matmul need to be at least 1D, but they are %uD and %uD",
+			a->ndim, b->ndim);
 	if (a->ndim == 1 && b->ndim == 1) {
 		if (a->dtype != b->dtype)
-			return tw_fail(TW_ERUNTIME,
-				       "dot : expected both vectors to have same dtype, but found %s and %s",
-				       tw_ops_torch_dtype_name((tw_dtype)a->dtype),
-				       tw_ops_torch_dtype_name((tw_dtype)b->dtype));
+			return tw_fail(
+				TW_ERUNTIME,
+				"dot : expected both vectors to have same dtype, but found %s and %s",
+				tw_ops_torch_dtype_name((tw_dtype)a->dtype),
+				tw_ops_torch_dtype_name((tw_dtype)b->dtype));
 		if (a->dtype == TW_BOOL)
-			return tw_fail_static(TW_ETYPE,
-					      "\"dot\" not implemented for 'Bool'");
+			return tw_fail_static(
+				TW_ETYPE, "\"dot\" not implemented for 'Bool'");
 		if (a->shape[0] != b->shape[0])
-			return tw_fail(TW_ERUNTIME,
-				       "inconsistent tensor size, expected tensor [%lld] and src [%lld] to have the same number of elements, but got %lld and %lld elements respectively",
-				       (long long)a->shape[0],
-				       (long long)b->shape[0],
-				       (long long)a->shape[0],
-				       (long long)b->shape[0]);
+			return tw_fail(
+				TW_ERUNTIME,
+				"inconsistent tensor size, expected tensor [%lld] and src [%lld] to have the same number of elements, but got %lld and %lld elements respectively",
+				(long long)a->shape[0], (long long)b->shape[0],
+				(long long)a->shape[0], (long long)b->shape[0]);
 		return batched(a, b, out);
 	}
 	st = check_dtypes(a, b);

@@ -72,19 +72,19 @@ typedef struct tw_scalar {
 
 static inline tw_scalar tw_scalar_bool(bool v)
 {
-	tw_scalar s = { .kind = TW_SCALAR_BOOL, .b = v };
+	tw_scalar s = {.kind = TW_SCALAR_BOOL, .b = v};
 	return s;
 }
 
 static inline tw_scalar tw_scalar_int(int64_t v)
 {
-	tw_scalar s = { .kind = TW_SCALAR_INT, .i = v };
+	tw_scalar s = {.kind = TW_SCALAR_INT, .i = v};
 	return s;
 }
 
 static inline tw_scalar tw_scalar_double(double v)
 {
-	tw_scalar s = { .kind = TW_SCALAR_DOUBLE, .d = v };
+	tw_scalar s = {.kind = TW_SCALAR_DOUBLE, .d = v};
 	return s;
 }
 
@@ -421,8 +421,7 @@ void tw_ops_format_shape(char *buf, size_t len, unsigned ndim,
 
 /* Convert the first element of src (dtype sdt) to dtype ddt at dst. Both
  * supported dtypes; bool sources are read as byte != 0. */
-void tw_ops_convert_one(void *dst, tw_dtype ddt, const void *src,
-			tw_dtype sdt);
+void tw_ops_convert_one(void *dst, tw_dtype ddt, const void *src, tw_dtype sdt);
 
 /* Checked Scalar conversion (c10's checked_convert): TW_ERUNTIME "value
  * cannot be converted to type int without overflow" when s does not fit
@@ -449,7 +448,7 @@ typedef void (*tw_ops_row_fn)(char *const *ptrs, const int64_t *strides,
 			      int64_t n, void *ctx);
 
 typedef struct tw_ops_iter {
-	unsigned ndim;  /* >= 1 after init */
+	unsigned ndim; /* >= 1 after init */
 	unsigned nops;
 	int64_t numel;
 	int64_t shape[TW_TENSOR_MAX_DIMS];
@@ -459,8 +458,8 @@ typedef struct tw_ops_iter {
 void tw_ops_iter_init(tw_ops_iter *it, unsigned ndim, const int64_t *shape,
 		      unsigned nops,
 		      const int64_t (*strides)[TW_TENSOR_MAX_DIMS]);
-void tw_ops_iter_run(const tw_ops_iter *it, char *const *base,
-		     tw_ops_row_fn fn, void *ctx);
+void tw_ops_iter_run(const tw_ops_iter *it, char *const *base, tw_ops_row_fn fn,
+		     void *ctx);
 
 /* Byte strides of t broadcast to (ndim, shape), aligned at the trailing
  * dim: 0 for dims t lacks or has as size 1. */
@@ -471,20 +470,20 @@ void tw_ops_bcast_strides(const tw_tensor *t, unsigned ndim,
  * model) vectorizes a loop only when no scalar epilogue is needed, so the
  * kernels run blocks of TW_OPS_VBLOCK and finish with a scalar tail. */
 #define TW_OPS_VBLOCK 16
-#define TW_OPS_VLOOP(n, k, BODY)                                              \
-	do {                                                                  \
-		int64_t vb_ = 0;                                              \
-		for (; vb_ + TW_OPS_VBLOCK <= (n); vb_ += TW_OPS_VBLOCK)      \
-			for (int vj_ = 0; vj_ < TW_OPS_VBLOCK; vj_++) {       \
-				const int64_t k = vb_ + vj_;                  \
-				BODY                                          \
-			}                                                     \
-		for (int64_t k = vb_; k < (n); k++)                           \
-			BODY                                                  \
+#define TW_OPS_VLOOP(n, k, BODY)                                               \
+	do {                                                                   \
+		int64_t vb_ = 0;                                               \
+		for (; vb_ + TW_OPS_VBLOCK <= (n); vb_ += TW_OPS_VBLOCK)       \
+			for (int vj_ = 0; vj_ < TW_OPS_VBLOCK; vj_++) {        \
+				const int64_t k = vb_ + vj_;                   \
+				BODY                                           \
+			}                                                      \
+		for (int64_t k = vb_; k < (n); k++)                            \
+			BODY                                                   \
 	} while (0)
 
 /* Run a kernel in an AVX2 clone where the CPU has it (gcc on x86-64). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&      \
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&         \
 	!defined(TW_OPS_NO_CLONES)
 #define TW_OPS_CLONES __attribute__((target_clones("avx2", "default")))
 #else

@@ -9,9 +9,12 @@
 double tw_scalar_to_double(const tw_scalar *s)
 {
 	switch (s->kind) {
-	case TW_SCALAR_BOOL: return s->b ? 1.0 : 0.0;
-	case TW_SCALAR_INT: return (double)s->i;
-	default: return s->d;
+	case TW_SCALAR_BOOL:
+		return s->b ? 1.0 : 0.0;
+	case TW_SCALAR_INT:
+		return (double)s->i;
+	default:
+		return s->d;
 	}
 }
 
@@ -98,7 +101,7 @@ void tw_ops_promo_scalar(tw_ops_promo *p, const tw_scalar *s)
 {
 	/* A double Scalar stands for the default dtype, as in torch's
 	 * update_result_type_state for wrapped numbers. */
-	tw_dtype dt = s->kind == TW_SCALAR_BOOL ? TW_BOOL
+	tw_dtype dt = s->kind == TW_SCALAR_BOOL  ? TW_BOOL
 		      : s->kind == TW_SCALAR_INT ? TW_INT64
 						 : TW_FLOAT32;
 	p->wrapped = promo_add(p->wrapped, dt);
@@ -159,9 +162,10 @@ tw_status tw_ops_broadcast_shapes(unsigned na, const int64_t *sa, unsigned nb,
 		int64_t x = i < na ? sa[na - 1 - i] : 1;
 		int64_t y = i < nb ? sb[nb - 1 - i] : 1;
 		if (x != y && x != 1 && y != 1)
-			return tw_fail(TW_ERUNTIME,
-				       "The size of tensor a (%lld) must match the size of tensor b (%lld) at non-singleton dimension %u",
-				       (long long)x, (long long)y, n - 1 - i);
+			return tw_fail(
+				TW_ERUNTIME,
+				"The size of tensor a (%lld) must match the size of tensor b (%lld) at non-singleton dimension %u",
+				(long long)x, (long long)y, n - 1 - i);
 		res[n - 1 - i] = x == 1 ? y : x;
 	}
 	memcpy(out, res, n * sizeof(int64_t));
@@ -173,10 +177,10 @@ tw_status tw_ops_wrap_dim(int64_t dim, unsigned ndim, unsigned *out)
 {
 	int64_t n = ndim > 0 ? (int64_t)ndim : 1;
 	if (dim < -n || dim >= n)
-		return tw_fail(TW_EVALUE,
-			       "Dimension out of range (expected to be in range of [%lld, %lld], but got %lld)",
-			       (long long)-n, (long long)(n - 1),
-			       (long long)dim);
+		return tw_fail(
+			TW_EVALUE,
+			"Dimension out of range (expected to be in range of [%lld, %lld], but got %lld)",
+			(long long)-n, (long long)(n - 1), (long long)dim);
 	*out = (unsigned)(dim < 0 ? dim + n : dim);
 	return TW_OK;
 }
@@ -198,9 +202,10 @@ tw_status tw_ops_check(const char *op, const tw_tensor *t, bool need_supported,
 	 * (strides are in elements, so the base decides). */
 	if (need_supported && n > 0 &&
 	    (uintptr_t)t->data % tw_dtype_size((tw_dtype)t->dtype) != 0)
-		return tw_fail(TW_EINVAL,
-			       "%s(): tensor data is not aligned to its %zu-byte elements (clone it first)",
-			       op, tw_dtype_size((tw_dtype)t->dtype));
+		return tw_fail(
+			TW_EINVAL,
+			"%s(): tensor data is not aligned to its %zu-byte elements (clone it first)",
+			op, tw_dtype_size((tw_dtype)t->dtype));
 	if (numel != NULL)
 		*numel = n;
 	return TW_OK;
@@ -244,20 +249,39 @@ static inline int32_t f2i32(double x)
 	return INT32_MIN;
 }
 
-void tw_ops_convert_one(void *dst, tw_dtype ddt, const void *src,
-			tw_dtype sdt)
+void tw_ops_convert_one(void *dst, tw_dtype ddt, const void *src, tw_dtype sdt)
 {
 	/* Read into the widest type of the source's category. */
 	bool isf = sdt == TW_FLOAT32 || sdt == TW_FLOAT64;
 	double f = 0;
 	int64_t i = 0;
 	switch (sdt) {
-	case TW_BOOL: { uint8_t v; memcpy(&v, src, 1); i = v != 0; break; }
-	case TW_INT32: { int32_t v; memcpy(&v, src, 4); i = v; break; }
-	case TW_INT64: memcpy(&i, src, 8); break;
-	case TW_FLOAT32: { float v; memcpy(&v, src, 4); f = v; break; }
-	case TW_FLOAT64: memcpy(&f, src, 8); break;
-	default: return;
+	case TW_BOOL: {
+		uint8_t v;
+		memcpy(&v, src, 1);
+		i = v != 0;
+		break;
+	}
+	case TW_INT32: {
+		int32_t v;
+		memcpy(&v, src, 4);
+		i = v;
+		break;
+	}
+	case TW_INT64:
+		memcpy(&i, src, 8);
+		break;
+	case TW_FLOAT32: {
+		float v;
+		memcpy(&v, src, 4);
+		f = v;
+		break;
+	}
+	case TW_FLOAT64:
+		memcpy(&f, src, 8);
+		break;
+	default:
+		return;
 	}
 	switch (ddt) {
 	case TW_BOOL: {
@@ -285,7 +309,8 @@ void tw_ops_convert_one(void *dst, tw_dtype ddt, const void *src,
 		memcpy(dst, &v, 8);
 		break;
 	}
-	default: break;
+	default:
+		break;
 	}
 }
 
@@ -297,8 +322,12 @@ void tw_ops_scalar_store(const tw_scalar *s, tw_dtype dt, void *dst)
 		tw_ops_convert_one(dst, dt, &v, TW_BOOL);
 		break;
 	}
-	case TW_SCALAR_INT: tw_ops_convert_one(dst, dt, &s->i, TW_INT64); break;
-	default: tw_ops_convert_one(dst, dt, &s->d, TW_FLOAT64); break;
+	case TW_SCALAR_INT:
+		tw_ops_convert_one(dst, dt, &s->i, TW_INT64);
+		break;
+	default:
+		tw_ops_convert_one(dst, dt, &s->d, TW_FLOAT64);
+		break;
 	}
 }
 
@@ -306,11 +335,16 @@ void tw_ops_scalar_store(const tw_scalar *s, tw_dtype dt, void *dst)
 static const char *cxx_type_name(tw_dtype dt)
 {
 	switch (dt) {
-	case TW_BOOL: return "bool";
-	case TW_INT32: return "int";
-	case TW_INT64: return "int64_t";
-	case TW_FLOAT32: return "float";
-	default: return "double";
+	case TW_BOOL:
+		return "bool";
+	case TW_INT32:
+		return "int";
+	case TW_INT64:
+		return "int64_t";
+	case TW_FLOAT32:
+		return "float";
+	default:
+		return "double";
 	}
 }
 
@@ -331,9 +365,10 @@ tw_status tw_ops_scalar_to(const tw_scalar *s, tw_dtype dt, void *dst)
 			over = isfinite(d) && fabs(d) > 3.4028234663852886e38;
 	}
 	if (over)
-		return tw_fail(TW_ERUNTIME,
-			       "value cannot be converted to type %s without overflow",
-			       cxx_type_name(dt));
+		return tw_fail(
+			TW_ERUNTIME,
+			"value cannot be converted to type %s without overflow",
+			cxx_type_name(dt));
 	tw_ops_scalar_store(s, dt, dst);
 	return TW_OK;
 }
@@ -385,7 +420,8 @@ void tw_ops_iter_init(tw_ops_iter *it, unsigned ndim, const int64_t *shape,
 	for (unsigned d = 1; d < n; d++) {
 		bool ok = true;
 		for (unsigned k = 0; k < nops && ok; k++)
-			ok = it->stride[k][m] == it->stride[k][d] * it->shape[d];
+			ok = it->stride[k][m] ==
+			     it->stride[k][d] * it->shape[d];
 		if (ok) {
 			it->shape[m] *= it->shape[d];
 			for (unsigned k = 0; k < nops; k++)
@@ -400,8 +436,8 @@ void tw_ops_iter_init(tw_ops_iter *it, unsigned ndim, const int64_t *shape,
 	it->ndim = m + 1;
 }
 
-void tw_ops_iter_run(const tw_ops_iter *it, char *const *base,
-		     tw_ops_row_fn fn, void *ctx)
+void tw_ops_iter_run(const tw_ops_iter *it, char *const *base, tw_ops_row_fn fn,
+		     void *ctx)
 {
 	if (it->numel == 0)
 		return;
@@ -410,9 +446,9 @@ void tw_ops_iter_run(const tw_ops_iter *it, char *const *base,
 	int64_t inner = it->shape[nd - 1];
 	int64_t rows = it->numel / inner;
 	int64_t istr[TW_OPS_MAX_OPERANDS];
-	int64_t off[TW_OPS_MAX_OPERANDS] = { 0 };
-	int64_t idx[TW_TENSOR_MAX_DIMS] = { 0 };
-	char *p[TW_OPS_MAX_OPERANDS] = { 0 };
+	int64_t off[TW_OPS_MAX_OPERANDS] = {0};
+	int64_t idx[TW_TENSOR_MAX_DIMS] = {0};
+	char *p[TW_OPS_MAX_OPERANDS] = {0};
 	for (unsigned k = 0; k < nops; k++)
 		istr[k] = it->stride[k][nd - 1];
 
@@ -436,17 +472,18 @@ void tw_ops_iter_run(const tw_ops_iter *it, char *const *base,
 /* ---- copy with conversion ------------------------------------------ */
 
 /* Same-dtype row copy for any element size. */
-#define COPY_ROW(NAME, T)                                                     \
-	static void NAME(char *const *p, const int64_t *s, int64_t n,         \
-			 void *ctx)                                           \
-	{                                                                     \
-		(void)ctx;                                                    \
-		if (s[0] == (int64_t)sizeof(T) && s[1] == (int64_t)sizeof(T)) { \
-			memcpy(p[0], p[1], (size_t)n * sizeof(T));            \
-			return;                                               \
-		}                                                             \
-		for (int64_t k = 0; k < n; k++)                               \
-			memcpy(p[0] + k * s[0], p[1] + k * s[1], sizeof(T));  \
+#define COPY_ROW(NAME, T)                                                      \
+	static void NAME(char *const *p, const int64_t *s, int64_t n,          \
+			 void *ctx)                                            \
+	{                                                                      \
+		(void)ctx;                                                     \
+		if (s[0] == (int64_t)sizeof(T) &&                              \
+		    s[1] == (int64_t)sizeof(T)) {                              \
+			memcpy(p[0], p[1], (size_t)n * sizeof(T));             \
+			return;                                                \
+		}                                                              \
+		for (int64_t k = 0; k < n; k++)                                \
+			memcpy(p[0] + k * s[0], p[1] + k * s[1], sizeof(T));   \
 	}
 COPY_ROW(copy_row1, uint8_t)
 COPY_ROW(copy_row2, uint16_t)
@@ -458,30 +495,31 @@ COPY_ROW(copy_row8, uint64_t)
  * loop the compiler vectorizes, and a strided one (the destination may be
  * a slice of a cat/stack result).
  */
-#define CONV_ROW(NAME, TD, TS, EXPR)                                          \
-	static inline void NAME##_c(TD *restrict o, const TS *restrict a,     \
-				    int64_t n)                                \
-	{                                                                     \
-		TW_OPS_VLOOP(n, k, {                                          \
-			const TS x = a[k];                                    \
-			o[k] = (TD)(EXPR);                                    \
-		});                                                           \
-	}                                                                     \
-	static void NAME(char *const *p, const int64_t *s, int64_t n,         \
-			 void *ctx)                                           \
-	{                                                                     \
-		(void)ctx;                                                    \
-		if (s[0] == (int64_t)sizeof(TD) && s[1] == (int64_t)sizeof(TS)) { \
-			NAME##_c((TD *)(void *)p[0],                          \
-				 (const TS *)(const void *)p[1], n);          \
-			return;                                               \
-		}                                                             \
-		for (int64_t k = 0; k < n; k++) {                             \
-			TS x;                                                 \
-			memcpy(&x, p[1] + k * s[1], sizeof(TS));              \
-			TD v = (TD)(EXPR);                                    \
-			memcpy(p[0] + k * s[0], &v, sizeof(TD));              \
-		}                                                             \
+#define CONV_ROW(NAME, TD, TS, EXPR)                                           \
+	static inline void NAME##_c(TD *restrict o, const TS *restrict a,      \
+				    int64_t n)                                 \
+	{                                                                      \
+		TW_OPS_VLOOP(n, k, {                                           \
+			const TS x = a[k];                                     \
+			o[k] = (TD)(EXPR);                                     \
+		});                                                            \
+	}                                                                      \
+	static void NAME(char *const *p, const int64_t *s, int64_t n,          \
+			 void *ctx)                                            \
+	{                                                                      \
+		(void)ctx;                                                     \
+		if (s[0] == (int64_t)sizeof(TD) &&                             \
+		    s[1] == (int64_t)sizeof(TS)) {                             \
+			NAME##_c((TD *)(void *)p[0],                           \
+				 (const TS *)(const void *)p[1], n);           \
+			return;                                                \
+		}                                                              \
+		for (int64_t k = 0; k < n; k++) {                              \
+			TS x;                                                  \
+			memcpy(&x, p[1] + k * s[1], sizeof(TS));               \
+			TD v = (TD)(EXPR);                                     \
+			memcpy(p[0] + k * s[0], &v, sizeof(TD));               \
+		}                                                              \
 	}
 
 #define TO_BOOL(x) ((x) != 0)
@@ -512,21 +550,26 @@ CONV_ROW(cv_f64_f32, double, float, PLAIN(x))
 static int conv_index(tw_dtype dt)
 {
 	switch (dt) {
-	case TW_BOOL: return 0;
-	case TW_INT32: return 1;
-	case TW_INT64: return 2;
-	case TW_FLOAT32: return 3;
-	default: return 4;
+	case TW_BOOL:
+		return 0;
+	case TW_INT32:
+		return 1;
+	case TW_INT64:
+		return 2;
+	case TW_FLOAT32:
+		return 3;
+	default:
+		return 4;
 	}
 }
 
 /* [destination][source]; the diagonal is the plain copy. */
 static const tw_ops_row_fn conv_table[5][5] = {
-	{ NULL, cv_b_i32, cv_b_i64, cv_b_f32, cv_b_f64 },
-	{ cv_i32_b, NULL, cv_i32_i64, cv_i32_f32, cv_i32_f64 },
-	{ cv_i64_b, cv_i64_i32, NULL, cv_i64_f32, cv_i64_f64 },
-	{ cv_f32_b, cv_f32_i32, cv_f32_i64, NULL, cv_f32_f64 },
-	{ cv_f64_b, cv_f64_i32, cv_f64_i64, cv_f64_f32, NULL },
+	{NULL, cv_b_i32, cv_b_i64, cv_b_f32, cv_b_f64},
+	{cv_i32_b, NULL, cv_i32_i64, cv_i32_f32, cv_i32_f64},
+	{cv_i64_b, cv_i64_i32, NULL, cv_i64_f32, cv_i64_f64},
+	{cv_f32_b, cv_f32_i32, cv_f32_i64, NULL, cv_f32_f64},
+	{cv_f64_b, cv_f64_i32, cv_f64_i64, cv_f64_f32, NULL},
 };
 
 void tw_ops_copy_into(const tw_tensor *dst, const tw_tensor *src)
@@ -537,14 +580,22 @@ void tw_ops_copy_into(const tw_tensor *dst, const tw_tensor *src)
 	tw_ops_bcast_strides(src, dst->ndim, dst->shape, strides[1]);
 	tw_ops_iter_init(&it, dst->ndim, dst->shape, 2,
 			 (const int64_t(*)[TW_TENSOR_MAX_DIMS])strides);
-	char *base[2] = { dst->data, src->data };
+	char *base[2] = {dst->data, src->data};
 	if (dst->dtype == src->dtype) {
 		tw_ops_row_fn fn;
 		switch (tw_dtype_size((tw_dtype)dst->dtype)) {
-		case 1: fn = copy_row1; break;
-		case 2: fn = copy_row2; break;
-		case 4: fn = copy_row4; break;
-		default: fn = copy_row8; break;
+		case 1:
+			fn = copy_row1;
+			break;
+		case 2:
+			fn = copy_row2;
+			break;
+		case 4:
+			fn = copy_row4;
+			break;
+		default:
+			fn = copy_row8;
+			break;
 		}
 		tw_ops_iter_run(&it, base, fn, NULL);
 		return;

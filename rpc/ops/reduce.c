@@ -18,43 +18,47 @@
  */
 #define SUM_LANES 8
 
-#define SUM_ROW(NAME, T, A, CONV)                                             \
-	static inline void NAME##_acc(A *restrict ao, const T *restrict ai,   \
-				      int64_t n)                              \
-	{                                                                     \
-		TW_OPS_VLOOP(n, k, { ao[k] += CONV(ai[k]); });                \
-	}                                                                     \
-	static void NAME(char *const *p, const int64_t *s, int64_t n,         \
-			 void *ctx)                                           \
-	{                                                                     \
-		(void)ctx;                                                    \
-		A *acc = (A *)(void *)p[0];                                   \
-		const T *in = (const T *)(const void *)p[1];                  \
-		const int64_t es = (int64_t)sizeof(T);                        \
-		if (s[0] == 0) {                                              \
-			A total = 0;                                          \
-			if (s[1] == es) {                                     \
-				A l[SUM_LANES] = { 0 };                       \
-				int64_t k = 0;                                \
-				for (; k + SUM_LANES <= n; k += SUM_LANES)    \
-					for (int j = 0; j < SUM_LANES; j++)   \
-						l[j] += CONV(in[k + j]);      \
-				for (; k < n; k++)                            \
-					total += CONV(in[k]);                 \
-				total += ((l[0] + l[1]) + (l[2] + l[3])) +    \
-					 ((l[4] + l[5]) + (l[6] + l[7]));     \
-			} else {                                              \
-				for (int64_t k = 0; k < n; k++)               \
-					total += CONV(*(const T *)(const void *)(p[1] + k * s[1])); \
-			}                                                     \
-			*acc += total;                                        \
-		} else if (s[0] == (int64_t)sizeof(A) && s[1] == es) {        \
-			NAME##_acc(acc, in, n);                               \
-		} else {                                                      \
-			for (int64_t k = 0; k < n; k++)                       \
-				*(A *)(void *)(p[0] + k * s[0]) +=            \
-					CONV(*(const T *)(const void *)(p[1] + k * s[1])); \
-		}                                                             \
+#define SUM_ROW(NAME, T, A, CONV)                                                 \
+	static inline void NAME##_acc(A *restrict ao, const T *restrict ai,       \
+				      int64_t n)                                  \
+	{                                                                         \
+		TW_OPS_VLOOP(n, k, { ao[k] += CONV(ai[k]); });                    \
+	}                                                                         \
+	static void NAME(char *const *p, const int64_t *s, int64_t n,             \
+			 void *ctx)                                               \
+	{                                                                         \
+		(void)ctx;                                                        \
+		A *acc = (A *)(void *)p[0];                                       \
+		const T *in = (const T *)(const void *)p[1];                      \
+		const int64_t es = (int64_t)sizeof(T);                            \
+		if (s[0] == 0) {                                                  \
+			A total = 0;                                              \
+			if (s[1] == es) {                                         \
+				A l[SUM_LANES] = {0};                             \
+				int64_t k = 0;                                    \
+				for (; k + SUM_LANES <= n; k += SUM_LANES)        \
+					for (int j = 0; j < SUM_LANES; j++)       \
+						l[j] += CONV(in[k + j]);          \
+				for (; k < n; k++)                                \
+					total += CONV(in[k]);                     \
+				total += ((l[0] + l[1]) + (l[2] + l[3])) +        \
+					 ((l[4] + l[5]) + (l[6] + l[7]));         \
+			} else {                                                  \
+				for (int64_t k = 0; k < n; k++)                   \
+					total += CONV(*(                          \
+						const T *)(const void             \
+								   *)(p[1] +      \
+								      k * s[1])); \
+			}                                                         \
+			*acc += total;                                            \
+		} else if (s[0] == (int64_t)sizeof(A) && s[1] == es) {            \
+			NAME##_acc(acc, in, n);                                   \
+		} else {                                                          \
+			for (int64_t k = 0; k < n; k++)                           \
+				*(A *)(void *)(p[0] + k * s[0]) += CONV(          \
+					*(const T *)(const void *)(p[1] +         \
+								   k * s[1]));    \
+		}                                                                 \
 	}
 
 static inline int64_t f2i64(double x)
@@ -83,11 +87,16 @@ SUM_ROW(sumu_f64, double, uint64_t, CONV_FU)
 static tw_ops_row_fn sum_row(tw_dtype in, bool float_acc)
 {
 	switch (in) {
-	case TW_BOOL: return float_acc ? sumd_b : sumu_b;
-	case TW_INT32: return float_acc ? sumd_i32 : sumu_i32;
-	case TW_INT64: return float_acc ? sumd_i64 : sumu_i64;
-	case TW_FLOAT32: return float_acc ? sumd_f32 : sumu_f32;
-	default: return float_acc ? sumd_f64 : sumu_f64;
+	case TW_BOOL:
+		return float_acc ? sumd_b : sumu_b;
+	case TW_INT32:
+		return float_acc ? sumd_i32 : sumu_i32;
+	case TW_INT64:
+		return float_acc ? sumd_i64 : sumu_i64;
+	case TW_FLOAT32:
+		return float_acc ? sumd_f32 : sumu_f32;
+	default:
+		return float_acc ? sumd_f64 : sumu_f64;
 	}
 }
 
@@ -102,16 +111,17 @@ static tw_status reduce_mask(const char *name, const tw_tensor *a,
 			mask[d] = true;
 		return TW_OK;
 	}
-	bool seen[TW_TENSOR_MAX_DIMS] = { false };
+	bool seen[TW_TENSOR_MAX_DIMS] = {false};
 	for (unsigned i = 0; i < ndims; i++) {
 		unsigned d;
 		tw_status st = tw_ops_wrap_dim(dims[i], a->ndim, &d);
 		if (st != TW_OK)
 			return st;
 		if (seen[d])
-			return tw_fail(TW_ERUNTIME,
-				       "dim %u appears multiple times in the list of dims",
-				       d);
+			return tw_fail(
+				TW_ERUNTIME,
+				"dim %u appears multiple times in the list of dims",
+				d);
 		seen[d] = true;
 		if (d < a->ndim)
 			mask[d] = true;
@@ -158,10 +168,11 @@ static tw_status sum_mean(const char *name, bool mean, const tw_tensor *a,
 		odt = tw_ops_dtype_is_integral(in) ? TW_INT64 : in;
 	}
 	if (mean && !tw_ops_dtype_is_floating(odt))
-		return tw_fail(TW_ERUNTIME,
-			       "mean(): could not infer output dtype. %s dtype must be either a floating point or complex dtype. Got: %s",
-			       dtype != NULL ? "Optional" : "Input",
-			       tw_ops_torch_dtype_name(odt));
+		return tw_fail(
+			TW_ERUNTIME,
+			"mean(): could not infer output dtype. %s dtype must be either a floating point or complex dtype. Got: %s",
+			dtype != NULL ? "Optional" : "Input",
+			tw_ops_torch_dtype_name(odt));
 
 	bool mask[TW_TENSOR_MAX_DIMS];
 	st = reduce_mask(name, a, dims, ndims, mask);
@@ -201,7 +212,7 @@ static tw_status sum_mean(const char *name, bool mean, const tw_tensor *a,
 	tw_ops_iter it;
 	tw_ops_iter_init(&it, a->ndim, a->shape, 2,
 			 (const int64_t(*)[TW_TENSOR_MAX_DIMS])strides);
-	char *base[2] = { acc, a->data };
+	char *base[2] = {acc, a->data};
 	tw_ops_iter_run(&it, base, sum_row(in, float_acc), NULL);
 
 	/* Finish: divide for the mean, convert to the result dtype. */
@@ -253,48 +264,48 @@ tw_status tw_op_mean(const tw_tensor *a, const int64_t *dims, unsigned ndims,
 #define LOAD_PLAIN(x) (x)
 #define LOAD_BOOL(x) ((uint8_t)((x) != 0))
 
-#define EXT_KERNEL(NAME, T, BETTER, LOAD)                                     \
-	static inline void NAME##_cols(T *restrict v, int64_t *restrict ix,   \
-				       const T *restrict row, int64_t r,      \
-				       int64_t inner)                         \
-	{                                                                     \
-		TW_OPS_VLOOP(inner, i, {                                      \
-			T x = LOAD(row[i]);                                   \
-			bool b = BETTER(x, v[i]);                             \
-			v[i] = b ? x : v[i];                                  \
-			ix[i] = b ? r : ix[i];                                \
-		});                                                           \
-	}                                                                     \
-	static void NAME(const void *in_, int64_t outer, int64_t R,           \
-			 int64_t inner, void *vals_, int64_t *idx)            \
-	{                                                                     \
-		const T *in = in_;                                            \
-		T *vals = vals_;                                              \
-		for (int64_t o = 0; o < outer; o++) {                         \
-			const T *blk = in + o * R * inner;                    \
-			T *v = vals + o * inner;                              \
-			int64_t *ix = idx + o * inner;                        \
-			if (inner == 1) {                                     \
-				T best = LOAD(blk[0]);                        \
-				int64_t bi = 0;                               \
-				for (int64_t r = 1; r < R; r++) {             \
-					T x = LOAD(blk[r]);                   \
-					if (BETTER(x, best)) {                \
-						best = x;                     \
-						bi = r;                       \
-					}                                     \
-				}                                             \
-				v[0] = best;                                  \
-				ix[0] = bi;                                   \
-				continue;                                     \
-			}                                                     \
-			for (int64_t i = 0; i < inner; i++) {                 \
-				v[i] = LOAD(blk[i]);                          \
-				ix[i] = 0;                                    \
-			}                                                     \
-			for (int64_t r = 1; r < R; r++)                       \
+#define EXT_KERNEL(NAME, T, BETTER, LOAD)                                      \
+	static inline void NAME##_cols(T *restrict v, int64_t *restrict ix,    \
+				       const T *restrict row, int64_t r,       \
+				       int64_t inner)                          \
+	{                                                                      \
+		TW_OPS_VLOOP(inner, i, {                                       \
+			T x = LOAD(row[i]);                                    \
+			bool b = BETTER(x, v[i]);                              \
+			v[i] = b ? x : v[i];                                   \
+			ix[i] = b ? r : ix[i];                                 \
+		});                                                            \
+	}                                                                      \
+	static void NAME(const void *in_, int64_t outer, int64_t R,            \
+			 int64_t inner, void *vals_, int64_t *idx)             \
+	{                                                                      \
+		const T *in = in_;                                             \
+		T *vals = vals_;                                               \
+		for (int64_t o = 0; o < outer; o++) {                          \
+			const T *blk = in + o * R * inner;                     \
+			T *v = vals + o * inner;                               \
+			int64_t *ix = idx + o * inner;                         \
+			if (inner == 1) {                                      \
+				T best = LOAD(blk[0]);                         \
+				int64_t bi = 0;                                \
+				for (int64_t r = 1; r < R; r++) {              \
+					T x = LOAD(blk[r]);                    \
+					if (BETTER(x, best)) {                 \
+						best = x;                      \
+						bi = r;                        \
+					}                                      \
+				}                                              \
+				v[0] = best;                                   \
+				ix[0] = bi;                                    \
+				continue;                                      \
+			}                                                      \
+			for (int64_t i = 0; i < inner; i++) {                  \
+				v[i] = LOAD(blk[i]);                           \
+				ix[i] = 0;                                     \
+			}                                                      \
+			for (int64_t r = 1; r < R; r++)                        \
 				NAME##_cols(v, ix, blk + r * inner, r, inner); \
-		}                                                             \
+		}                                                              \
 	}
 
 EXT_KERNEL(max_b, uint8_t, IMAX_BETTER, LOAD_BOOL)
@@ -314,11 +325,16 @@ typedef void (*ext_fn)(const void *, int64_t, int64_t, int64_t, void *,
 static ext_fn ext_kernel(tw_dtype dt, bool is_max)
 {
 	switch (dt) {
-	case TW_BOOL: return is_max ? max_b : min_b;
-	case TW_INT32: return is_max ? max_i32 : min_i32;
-	case TW_INT64: return is_max ? max_i64 : min_i64;
-	case TW_FLOAT32: return is_max ? max_f32 : min_f32;
-	default: return is_max ? max_f64 : min_f64;
+	case TW_BOOL:
+		return is_max ? max_b : min_b;
+	case TW_INT32:
+		return is_max ? max_i32 : min_i32;
+	case TW_INT64:
+		return is_max ? max_i64 : min_i64;
+	case TW_FLOAT32:
+		return is_max ? max_f32 : min_f32;
+	default:
+		return is_max ? max_f64 : min_f64;
 	}
 }
 
@@ -372,12 +388,14 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 	if (dim == NULL) {
 		if (numel == 0) {
 			if (rq->is_arg)
-				return tw_fail(TW_ERUNTIME,
-					       "%s(): Expected reduction dim to be specified for input.numel() == 0.",
-					       rq->name);
-			return tw_fail(TW_ERUNTIME,
-				       "%s(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.",
-				       rq->name);
+				return tw_fail(
+					TW_ERUNTIME,
+					"%s(): Expected reduction dim to be specified for input.numel() == 0.",
+					rq->name);
+			return tw_fail(
+				TW_ERUNTIME,
+				"%s(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.",
+				rq->name);
 		}
 		if (keepdim) {
 			ond = a->ndim;
@@ -392,14 +410,15 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 		if (a->ndim > 0) {
 			R = a->shape[d];
 			if (R == 0)
-				return tw_fail(TW_EVALUE,
-					       "%s(): Expected reduction dim %u to have non-zero size.",
-					       rq->name, d);
+				return tw_fail(
+					TW_EVALUE,
+					"%s(): Expected reduction dim %u to have non-zero size.",
+					rq->name, d);
 			for (unsigned k = 0; k < d; k++)
 				outer *= a->shape[k];
 			for (unsigned k = d + 1; k < a->ndim; k++)
 				inner *= a->shape[k];
-			bool mask[TW_TENSOR_MAX_DIMS] = { false };
+			bool mask[TW_TENSOR_MAX_DIMS] = {false};
 			mask[d] = true;
 			ond = reduced_shape(a, mask, keepdim, oshape);
 		} else {
@@ -424,9 +443,8 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 		return st;
 	}
 	if (outer * inner > 0)
-		ext_kernel((tw_dtype)a->dtype, rq->is_max)(c->data, outer, R,
-							   inner, v.data,
-							   ix.data);
+		ext_kernel((tw_dtype)a->dtype, rq->is_max)(
+			c->data, outer, R, inner, v.data, ix.data);
 	tw_tensor_release(&tmp);
 	if (rq->want_values)
 		*values = v;
@@ -441,40 +459,40 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 
 tw_status tw_op_max(const tw_tensor *a, tw_tensor *out)
 {
-	struct ext_req rq = { "max", true, true, false, false };
+	struct ext_req rq = {"max", true, true, false, false};
 	return extreme(&rq, a, NULL, false, out, NULL);
 }
 
 tw_status tw_op_min(const tw_tensor *a, tw_tensor *out)
 {
-	struct ext_req rq = { "min", false, true, false, false };
+	struct ext_req rq = {"min", false, true, false, false};
 	return extreme(&rq, a, NULL, false, out, NULL);
 }
 
 tw_status tw_op_max_dim(const tw_tensor *a, int64_t dim, bool keepdim,
 			tw_tensor *values, tw_tensor *indices)
 {
-	struct ext_req rq = { "max", true, true, true, false };
+	struct ext_req rq = {"max", true, true, true, false};
 	return extreme(&rq, a, &dim, keepdim, values, indices);
 }
 
 tw_status tw_op_min_dim(const tw_tensor *a, int64_t dim, bool keepdim,
 			tw_tensor *values, tw_tensor *indices)
 {
-	struct ext_req rq = { "min", false, true, true, false };
+	struct ext_req rq = {"min", false, true, true, false};
 	return extreme(&rq, a, &dim, keepdim, values, indices);
 }
 
 tw_status tw_op_argmax(const tw_tensor *a, const int64_t *dim, bool keepdim,
 		       tw_tensor *out)
 {
-	struct ext_req rq = { "argmax", true, false, true, true };
+	struct ext_req rq = {"argmax", true, false, true, true};
 	return extreme(&rq, a, dim, keepdim, NULL, out);
 }
 
 tw_status tw_op_argmin(const tw_tensor *a, const int64_t *dim, bool keepdim,
 		       tw_tensor *out)
 {
-	struct ext_req rq = { "argmin", false, false, true, true };
+	struct ext_req rq = {"argmin", false, false, true, true};
 	return extreme(&rq, a, dim, keepdim, NULL, out);
 }

@@ -50,9 +50,10 @@ tw_status tw_op_t(const tw_tensor *a, tw_tensor *out)
 	if (st != TW_OK)
 		return st;
 	if (a->ndim > 2)
-		return tw_fail(TW_ERUNTIME,
-			       "t() expects a tensor with <= 2 dimensions, but self is %uD",
-			       a->ndim);
+		return tw_fail(
+			TW_ERUNTIME,
+			"t() expects a tensor with <= 2 dimensions, but self is %uD",
+			a->ndim);
 	if (a->ndim < 2)
 		return tw_op_transpose(a, 0, 0, out);
 	return tw_op_transpose(a, 0, 1, out);
@@ -67,8 +68,9 @@ static tw_status infer_shape(int64_t numel, const int64_t *shape, unsigned ndim,
 	for (unsigned d = 0; d < ndim; d++) {
 		if (shape[d] == -1) {
 			if (infer >= 0)
-				return tw_fail_static(TW_ERUNTIME,
-						      "only one dimension can be inferred");
+				return tw_fail_static(
+					TW_ERUNTIME,
+					"only one dimension can be inferred");
 			infer = (int)d;
 		} else if (shape[d] >= 0) {
 			if (__builtin_mul_overflow(newsize, shape[d], &newsize))
@@ -80,9 +82,8 @@ static tw_status infer_shape(int64_t numel, const int64_t *shape, unsigned ndim,
 		}
 		res[d] = shape[d];
 	}
-	if (newsize >= 0 &&
-	    (numel == newsize ||
-	     (infer >= 0 && newsize > 0 && numel % newsize == 0))) {
+	if (newsize >= 0 && (numel == newsize || (infer >= 0 && newsize > 0 &&
+						  numel % newsize == 0))) {
 		if (infer < 0)
 			return TW_OK;
 		if (newsize != 0) {
@@ -93,9 +94,10 @@ static tw_status infer_shape(int64_t numel, const int64_t *shape, unsigned ndim,
 	char buf[200];
 	tw_ops_format_shape(buf, sizeof(buf), ndim, shape);
 	if (infer >= 0 && newsize == 0 && numel == 0)
-		return tw_fail(TW_ERUNTIME,
-			       "cannot reshape tensor of 0 elements into shape %s because the unspecified dimension size -1 can be any value and is ambiguous",
-			       buf);
+		return tw_fail(
+			TW_ERUNTIME,
+			"cannot reshape tensor of 0 elements into shape %s because the unspecified dimension size -1 can be any value and is ambiguous",
+			buf);
 	return tw_fail(TW_ERUNTIME,
 		       "shape '%s' is invalid for input of size %lld", buf,
 		       (long long)numel);
@@ -133,11 +135,13 @@ static bool compute_stride(unsigned ond, const int64_t *oshape,
 	int64_t view_numel = 1;
 	for (int64_t td = (int64_t)ond - 1; td >= 0; td--) {
 		tensor_numel *= oshape[td];
-		if (td == 0 || (oshape[td - 1] != 1 &&
-				ostride[td - 1] != tensor_numel * chunk_base_stride)) {
-			while (view_d >= 0 &&
-			       (view_numel < tensor_numel || nshape[view_d] == 1)) {
-				nstride[view_d] = view_numel * chunk_base_stride;
+		if (td == 0 ||
+		    (oshape[td - 1] != 1 &&
+		     ostride[td - 1] != tensor_numel * chunk_base_stride)) {
+			while (view_d >= 0 && (view_numel < tensor_numel ||
+					       nshape[view_d] == 1)) {
+				nstride[view_d] = view_numel *
+						  chunk_base_stride;
 				view_numel *= nshape[view_d];
 				view_d--;
 			}
@@ -176,8 +180,9 @@ static tw_status view_or_reshape(const char *name, bool copy_ok,
 		return TW_OK;
 	}
 	if (!copy_ok)
-		return tw_fail_static(TW_ERUNTIME,
-				      "view size is not compatible with input tensor's size and stride (at least one dimension spans across two contiguous subspaces). Use .reshape(...) instead.");
+		return tw_fail_static(
+			TW_ERUNTIME,
+			"view size is not compatible with input tensor's size and stride (at least one dimension spans across two contiguous subspaces). Use .reshape(...) instead.");
 	tw_tensor c;
 	st = tw_tensor_contiguous(&c, a);
 	if (st != TW_OK)
@@ -239,24 +244,27 @@ static tw_tensor slice_view(const tw_tensor *o, unsigned dim, int64_t start,
 	v.buf = NULL;
 	v.shape[dim] = len;
 	v.data = (char *)o->data +
-		 start * o->strides[dim] * (int64_t)tw_dtype_size((tw_dtype)o->dtype);
+		 start * o->strides[dim] *
+			 (int64_t)tw_dtype_size((tw_dtype)o->dtype);
 	return v;
 }
 
 tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim, tw_tensor *out)
 {
 	if (n == 0)
-		return tw_fail_static(TW_ERUNTIME,
-				      "torch.cat(): expected a non-empty list of Tensors");
+		return tw_fail_static(
+			TW_ERUNTIME,
+			"torch.cat(): expected a non-empty list of Tensors");
 	tw_dtype dt;
 	tw_status st = check_list("cat", ts, n, out, &dt);
 	if (st != TW_OK)
 		return st;
 	for (size_t i = 0; i < n; i++)
 		if (ts[i].ndim == 0)
-			return tw_fail(TW_ERUNTIME,
-				       "zero-dimensional tensor (at position %zu) cannot be concatenated",
-				       i);
+			return tw_fail(
+				TW_ERUNTIME,
+				"zero-dimensional tensor (at position %zu) cannot be concatenated",
+				i);
 	/* Legacy rule: 1-D empty tensors are skipped whatever their size. */
 	const tw_tensor *ref = NULL;
 	for (size_t i = 0; i < n && ref == NULL; i++) {
@@ -280,15 +288,17 @@ tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim, tw_tensor *out)
 		if (t->ndim == 1 && t->shape[0] == 0)
 			continue;
 		if (t->ndim != ref->ndim)
-			return tw_fail(TW_ERUNTIME,
-				       "Tensors must have same number of dimensions: got %u and %u",
-				       ref->ndim, t->ndim);
+			return tw_fail(
+				TW_ERUNTIME,
+				"Tensors must have same number of dimensions: got %u and %u",
+				ref->ndim, t->ndim);
 		for (unsigned k = 0; k < ref->ndim; k++)
 			if (k != d && t->shape[k] != ref->shape[k])
-				return tw_fail(TW_ERUNTIME,
-					       "Sizes of tensors must match except in dimension %u. Expected size %lld but got size %lld for tensor number %zu in the list.",
-					       d, (long long)ref->shape[k],
-					       (long long)t->shape[k], i);
+				return tw_fail(
+					TW_ERUNTIME,
+					"Sizes of tensors must match except in dimension %u. Expected size %lld but got size %lld for tensor number %zu in the list.",
+					d, (long long)ref->shape[k],
+					(long long)t->shape[k], i);
 		if (__builtin_add_overflow(total, t->shape[d], &total))
 			return tw_fail_static(TW_EOVERFLOW,
 					      "cat(): result too large");
@@ -335,12 +345,14 @@ tw_status tw_op_stack(const tw_tensor *ts, size_t n, int64_t dim,
 			same = ts[i].shape[k] == ref->shape[k];
 		if (!same) {
 			char s0[200], s1[200];
-			tw_ops_format_shape(s0, sizeof(s0), ref->ndim, ref->shape);
+			tw_ops_format_shape(s0, sizeof(s0), ref->ndim,
+					    ref->shape);
 			tw_ops_format_shape(s1, sizeof(s1), ts[i].ndim,
 					    ts[i].shape);
-			return tw_fail(TW_ERUNTIME,
-				       "stack expects each tensor to be equal size, but got %s at entry 0 and %s at entry %zu",
-				       s0, s1, i);
+			return tw_fail(
+				TW_ERUNTIME,
+				"stack expects each tensor to be equal size, but got %s at entry 0 and %s at entry %zu",
+				s0, s1, i);
 		}
 	}
 	unsigned d;

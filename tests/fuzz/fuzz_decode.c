@@ -76,7 +76,8 @@ static void round_trip(const tw_in_msg *in)
 		return;
 	bp = encode(send_pool(), &in->hdr, &in->payload);
 	if (bp != NULL) {
-		if (bp->size != b2->size || memcmp(bp->data, b2->data, b2->size))
+		if (bp->size != b2->size ||
+		    memcmp(bp->data, b2->data, b2->size))
 			fail();
 		tw_buf_release(bp);
 	}
@@ -90,7 +91,8 @@ static void round_trip(const tw_in_msg *in)
 	 * tensors are numbered in order. */
 	b3 = encode(NULL, &again.hdr, &again.payload);
 	if (b3 != NULL) {
-		if (b3->size != b2->size || memcmp(b3->data, b2->data, b2->size))
+		if (b3->size != b2->size ||
+		    memcmp(b3->data, b2->data, b2->size))
 			fail();
 		tw_buf_release(b3);
 	}

@@ -22,18 +22,18 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A check failed: say which, then crash so the fuzzer keeps the input. */
-#define CHECK(c)                                                           \
-	do {                                                               \
-		if (!(c)) {                                                \
-			fprintf(stderr, "fuzz_dpdk_pkt:%d: %s\n", __LINE__, \
-				#c);                                       \
-			abort();                                           \
-		}                                                          \
+#define CHECK(c)                                                               \
+	do {                                                                   \
+		if (!(c)) {                                                    \
+			fprintf(stderr, "fuzz_dpdk_pkt:%d: %s\n", __LINE__,    \
+				#c);                                           \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 #define FRAME_MAX (UINT64_C(1) << 40)
 
-static const uint8_t LOCAL_MAC[6] = { 0x02, 0, 0, 0, 0x01, 0x02 };
+static const uint8_t LOCAL_MAC[6] = {0x02, 0, 0, 0, 0x01, 0x02};
 
 static uint16_t be16(const uint8_t *p)
 {
@@ -152,7 +152,7 @@ static void accepted(const uint8_t *p, size_t n, const struct twp_local *l,
 	size_t len = TWP_HEADERS + pk->h.len;
 	uint8_t *b = malloc(len);
 	CHECK(b != NULL);
-	struct twp_ep dst = { .ip = l->ip, .port = htons(pk->dst_port) };
+	struct twp_ep dst = {.ip = l->ip, .port = htons(pk->dst_port)};
 	memcpy(dst.mac, l->mac, 6);
 	twp_l2l4_build(b, &pk->src, &dst, TWP_HDR_LEN + pk->h.len, false);
 	twp_hdr_encode(b + TWP_L2L4_LEN, &pk->h);
@@ -188,9 +188,9 @@ static void accepted(const uint8_t *p, size_t n, const struct twp_local *l,
 	if (udp[6] == 0 && udp[7] == 0) {
 		CHECK(budp[6] == 0 && budp[7] == 0);
 	} else {
-		twp_udp_csum_set(b, twp_csum_add(0, b + TWP_L2L4_LEN,
-						 TWP_HDR_LEN + pk->h.len,
-						 false));
+		twp_udp_csum_set(b,
+				 twp_csum_add(0, b + TWP_L2L4_LEN,
+					      TWP_HDR_LEN + pk->h.len, false));
 		if (!l4_ok)
 			CHECK(memcmp(budp + 6, udp + 6, 2) == 0);
 		CHECK(twp_parse(b, len, l, false, false, NULL) == TWP_OK);
@@ -208,11 +208,11 @@ static void accepted(const uint8_t *p, size_t n, const struct twp_local *l,
 
 static void packet(const uint8_t *p, size_t n, uint8_t ctl)
 {
-	static const uint32_t mss[4] = { 1426, 64, 65535, 0 };
-	struct twp_local l = { .ip = htonl(0x0a4d0002), /* 10.77.0.2 */
-			       .base_port = 31850,
-			       .nports = (uint16_t)((ctl >> 4) & 7),
-			       .mss = mss[(ctl >> 2) & 3] };
+	static const uint32_t mss[4] = {1426, 64, 65535, 0};
+	struct twp_local l = {.ip = htonl(0x0a4d0002), /* 10.77.0.2 */
+			      .base_port = 31850,
+			      .nports = (uint16_t)((ctl >> 4) & 7),
+			      .mss = mss[(ctl >> 2) & 3]};
 	memcpy(l.mac, LOCAL_MAC, 6);
 	bool ip_ok = ctl & 1, l4_ok = (ctl >> 1) & 1;
 

@@ -44,24 +44,32 @@ static void try_binds(const tw_schema *s)
 	items[1] = tw_value_double(0.5);
 	items[2] = tw_value_bool(true);
 	items[3] = tw_value_none();
-	items[4] = (tw_value){.kind = TW_KIND_LIST, .flags = TW_VALUE_BORROWED,
-			      .len = 2, .u.items = pair};
-	items[5] = (tw_value){.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED,
-			      .len = 2, .u.items = pair};
+	items[4] = (tw_value){.kind = TW_KIND_LIST,
+			      .flags = TW_VALUE_BORROWED,
+			      .len = 2,
+			      .u.items = pair};
+	items[5] = (tw_value){.kind = TW_KIND_TUPLE,
+			      .flags = TW_VALUE_BORROWED,
+			      .len = 2,
+			      .u.items = pair};
 	for (uint32_t k = 0; k <= 6; k++) {
 		args = (tw_value){.kind = TW_KIND_TUPLE,
-				  .flags = TW_VALUE_BORROWED, .len = k,
+				  .flags = TW_VALUE_BORROWED,
+				  .len = k,
 				  .u.items = items};
 		for (int withkw = 0; withkw < 2; withkw++) {
 			uint32_t nk = 0;
 			if (withkw && n > 0) {
-				kv[0] = (tw_kv){.key = tw_schema_arg_name(s, n - 1),
-						.key_len = (uint32_t)strlen(tw_schema_arg_name(s, n - 1)),
-						.val = items[k % 6]};
+				kv[0] = (tw_kv){
+					.key = tw_schema_arg_name(s, n - 1),
+					.key_len = (uint32_t)strlen(
+						tw_schema_arg_name(s, n - 1)),
+					.val = items[k % 6]};
 				nk = 1;
 			}
 			kw = (tw_value){.kind = TW_KIND_DICT,
-					.flags = TW_VALUE_BORROWED, .len = nk,
+					.flags = TW_VALUE_BORROWED,
+					.len = nk,
 					.u.entries = kv};
 			tw_status st = tw_schema_bind(s, &args, &kw, bound);
 			if (st == TW_OK) {
@@ -78,7 +86,8 @@ static void try_binds(const tw_schema *s)
 			}
 			size_t chosen;
 			const tw_schema *one[2] = {s, s};
-			st = tw_schema_match(one, 2, &args, &kw, &chosen, bound);
+			st = tw_schema_match(one, 2, &args, &kw, &chosen,
+					     bound);
 			if (st == TW_OK)
 				tw_schema_bound_release(bound, n);
 		}
@@ -96,7 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const char *m = tw_errmsg(st);
 		const char *at = strrchr(m, ' ');
 		if (s != NULL || (st != TW_EINVAL && st != TW_ENOMEM) ||
-		    at == NULL || at - m < 3 || strncmp(at - 3, " at ", 4) != 0 ||
+		    at == NULL || at - m < 3 ||
+		    strncmp(at - 3, " at ", 4) != 0 ||
 		    strtoull(at + 1, NULL, 10) > size)
 			fail();
 		return 0;

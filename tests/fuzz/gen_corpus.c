@@ -19,7 +19,8 @@ static void die(const char *what)
 static void check(tw_status st, const char *what)
 {
 	if (st != TW_OK) {
-		fprintf(stderr, "gen_corpus: %s: %s\n", what, tw_status_name(st));
+		fprintf(stderr, "gen_corpus: %s: %s\n", what,
+			tw_status_name(st));
 		exit(1);
 	}
 }
@@ -39,7 +40,8 @@ static void save(const char *name, const void *p, size_t n)
 /* Encode and return the linear frame (caller frees); *len its size. */
 static uint8_t *frame(unsigned type, const tw_value *v, size_t *len)
 {
-	tw_frame_hdr h = {.type = (uint8_t)type, .req_id = 1, .src = 1, .dst = 2};
+	tw_frame_hdr h = {
+		.type = (uint8_t)type, .req_id = 1, .src = 1, .dst = 2};
 	tw_out_msg m;
 	uint8_t *p;
 
@@ -82,7 +84,8 @@ static tw_value tensor(tw_dtype dt, unsigned ndim, const int64_t *shape,
 		memcpy(t.strides, strides, ndim * sizeof(*strides));
 	check(tw_tensor_span(&t, &span), "span");
 	for (size_t i = 0; i < span; i++)
-		((uint8_t *)t.data)[i] = (uint8_t)(dt == TW_BOOL ? i & 1 : i * 3);
+		((uint8_t *)t.data)[i] = (uint8_t)(dt == TW_BOOL ? i & 1
+								 : i * 3);
 	check(tw_value_tensor(&v, &t), "tensor value");
 	tw_tensor_release(&t);
 	return v;
@@ -124,7 +127,8 @@ int main(int argc, char **argv)
 	static const int64_t s4[1] = {4}, s23[2] = {2, 3}, s32[2] = {3, 2},
 			     st[2] = {1, 3}, s0[2] = {0, 5}, sb[2] = {3, 4},
 			     sbs[2] = {0, 1};
-	tw_rref_id id = {.owner = 2, .rref = {.created_on = 2, .local_id = 9},
+	tw_rref_id id = {.owner = 2,
+			 .rref = {.created_on = 2, .local_id = 9},
 			 .fork = {.created_on = 1, .local_id = 4}};
 	tw_value v, r;
 	size_t n;
@@ -138,7 +142,8 @@ int main(int argc, char **argv)
 	save_frame("ok-ack", TW_MSG_ACK, tw_value_none());
 	save_frame("ok-ret-int", TW_MSG_RET, tw_value_int(-123456789));
 	save_frame("ok-ret-double", TW_MSG_RET, tw_value_double(-0.5));
-	save_frame("ok-ret-string", TW_MSG_RET, str("h\xc3\xa9llo \xf0\x9f\x98\x80"));
+	save_frame("ok-ret-string", TW_MSG_RET,
+		   str("h\xc3\xa9llo \xf0\x9f\x98\x80"));
 	check(tw_value_bytes(&v, "\x00\x01\xff", 3), "bytes");
 	save_frame("ok-ret-bytes", TW_MSG_RET, v);
 	save_frame("ok-call-empty", TW_MSG_CALL,
@@ -167,8 +172,10 @@ int main(int argc, char **argv)
 	save_frame("ok-remote-ret", TW_MSG_REMOTE_RET, r);
 	check(tw_value_rref(&r, &id), "rref");
 	save_frame("ok-remote-call", TW_MSG_REMOTE_CALL,
-		   tuple(4, (tw_value[]){str("m.f"), tuple(1, (tw_value[]){tw_value_bool(true)}),
-					 empty_dict(), r}));
+		   tuple(4, (tw_value[]){
+				    str("m.f"),
+				    tuple(1, (tw_value[]){tw_value_bool(true)}),
+				    empty_dict(), r}));
 	check(tw_value_rref(&r, &id), "rref");
 	save_frame("ok-fork-request", TW_MSG_RREF_FORK_REQUEST,
 		   tuple(2, (tw_value[]){r, tw_value_int(3)}));
@@ -181,7 +188,8 @@ int main(int argc, char **argv)
 		check(tw_value_dict(&d, 12), "dict");
 		for (unsigned i = 0; i < 12; i++) {
 			snprintf(key, sizeof(key), "k%u", i);
-			check(tw_value_dict_set(&d, i, key, tw_value_int(i)), "set");
+			check(tw_value_dict_set(&d, i, key, tw_value_int(i)),
+			      "set");
 		}
 		save_frame("ok-ret-dict12", TW_MSG_RET, d);
 		v = tw_value_none();
@@ -208,9 +216,11 @@ int main(int argc, char **argv)
 	save("bad-utf8", p, n);
 	free(p);
 
-	static const uint8_t dup[] = {0x09, 0x02, 0x01, 'a', 0, 0x00, 0x01, 'a', 0, 0x00};
+	static const uint8_t dup[] = {0x09, 0x02, 0x01, 'a', 0,
+				      0x00, 0x01, 'a',  0,   0x00};
 	static const uint8_t overlong[] = {0x02, 0x80, 0x00};
-	static const uint8_t bomb[] = {0x07, 0x80, 0x80, 0x80, 0x80, 0x08, 0x00};
+	static const uint8_t bomb[] = {0x07, 0x80, 0x80, 0x80,
+				       0x80, 0x08, 0x00};
 	static const uint8_t bool2[] = {0x01, 0x02};
 	static const struct {
 		const char *name;
@@ -224,7 +234,9 @@ int main(int argc, char **argv)
 	};
 	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
 		uint8_t f[64] = {0};
-		tw_frame_hdr h = {.version = 1, .type = TW_MSG_RET, .req_id = 1,
+		tw_frame_hdr h = {.version = 1,
+				  .type = TW_MSG_RET,
+				  .req_id = 1,
 				  .payload_len = (uint32_t)raw[i].n,
 				  .total_len = 48 + raw[i].n};
 		tw_frame_hdr_encode(f, &h);
@@ -234,7 +246,9 @@ int main(int argc, char **argv)
 	{
 		/* 65 nested lists: one past the depth limit */
 		uint8_t f[48 + 2 * 65 + 1];
-		tw_frame_hdr h = {.version = 1, .type = TW_MSG_RET, .req_id = 1,
+		tw_frame_hdr h = {.version = 1,
+				  .type = TW_MSG_RET,
+				  .req_id = 1,
 				  .payload_len = 2 * 65 + 1,
 				  .total_len = sizeof(f)};
 		tw_frame_hdr_encode(f, &h);
@@ -247,8 +261,9 @@ int main(int argc, char **argv)
 	}
 	{
 		/* two tensors naming segment 0 */
-		tw_value l = tuple(2, (tw_value[]){tensor(TW_UINT8, 1, s4, NULL),
-						   tensor(TW_UINT8, 1, s4, NULL)});
+		tw_value l = tuple(2,
+				   (tw_value[]){tensor(TW_UINT8, 1, s4, NULL),
+						tensor(TW_UINT8, 1, s4, NULL)});
 		p = frame(TW_MSG_RET, &l, &n);
 		tw_value_destroy(&l);
 		/* payload: 08 02 | 06 01 01 04 01 04 00 | 06 01 01 04 01 04 01 */

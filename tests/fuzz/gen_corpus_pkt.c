@@ -51,8 +51,8 @@ static void be16(uint8_t *p, uint16_t v)
  * receiver), UDP checksum computed unless no_udp_csum. */
 static size_t build(uint8_t *p, const struct twp_hdr *h, bool no_udp_csum)
 {
-	struct twp_ep a = { .mac = { 0x02, 0, 0, 0, 0x01, 0x01 } };
-	struct twp_ep b = { .mac = { 0x02, 0, 0, 0, 0x01, 0x02 } };
+	struct twp_ep a = {.mac = {0x02, 0, 0, 0, 0x01, 0x01}};
+	struct twp_ep b = {.mac = {0x02, 0, 0, 0, 0x01, 0x02}};
 	a.ip = inet_addr("10.77.0.1");
 	b.ip = inet_addr("10.77.0.2");
 	a.port = htons(31850);
@@ -83,10 +83,15 @@ static void fix(uint8_t *p)
 
 static struct twp_hdr data(uint32_t len)
 {
-	struct twp_hdr h = { .type = TWP_DATA, .dst_sess = 0x10005,
-			     .src_sess = 0x20007, .seq = 41, .ack = 17,
-			     .msg = 3, .len = len, .frame_off = 1426,
-			     .frame_len = 1426 + (uint64_t)len + 10 };
+	struct twp_hdr h = {.type = TWP_DATA,
+			    .dst_sess = 0x10005,
+			    .src_sess = 0x20007,
+			    .seq = 41,
+			    .ack = 17,
+			    .msg = 3,
+			    .len = len,
+			    .frame_off = 1426,
+			    .frame_len = 1426 + (uint64_t)len + 10};
 	return h;
 }
 
@@ -99,38 +104,56 @@ static void valid(void)
 		struct twp_hdr h;
 		uint8_t ctl;
 	} v[] = {
-		{ "ok-data-300", data(300), C_DEFAULT },
-		{ "ok-data-1", data(1), C_DEFAULT },
-		{ "ok-data-1426", data(1426), C_DEFAULT },
-		{ "ok-data-empty-frame",
-		  { .type = TWP_DATA, .dst_sess = 7, .src_sess = 8, .seq = 5 },
-		  C_DEFAULT },
-		{ "ok-data-last-of-frame",
-		  { .type = TWP_DATA, .dst_sess = 1, .src_sess = 2, .len = 100,
-		    .frame_off = 4900, .frame_len = 5000 },
-		  C_PORTS(7) | C_MSS_1426 | C_L4_OK },
-		{ "ok-data-frame-2p40",
-		  { .type = TWP_DATA, .dst_sess = 1, .src_sess = 2, .len = 64,
-		    .frame_off = (UINT64_C(1) << 40) - 64,
-		    .frame_len = UINT64_C(1) << 40 },
-		  C_PORTS(2) | C_MSS_64 },
-		{ "ok-ack", { .type = TWP_ACK, .dst_sess = 5, .src_sess = 6,
-			      .ack = 99 }, C_DEFAULT },
-		{ "ok-ack-nak-req",
-		  { .type = TWP_ACK, .flags = TWP_F_NAK | TWP_F_ACK_REQ,
-		    .dst_sess = 5, .src_sess = 6, .ack = 1 },
-		  C_DEFAULT | C_IP_OK },
-		{ "ok-connect", { .type = TWP_CONNECT, .src_sess = 9,
-				  .frame_len = 1426 }, C_DEFAULT },
-		{ "ok-connect-mss-64", { .type = TWP_CONNECT, .src_sess = 9,
-					 .frame_len = 64 }, C_PORTS(3) },
-		{ "ok-accept", { .type = TWP_ACCEPT, .dst_sess = 9,
-				 .src_sess = 3, .frame_len = 65535 },
-		  C_DEFAULT },
-		{ "ok-reset", { .type = TWP_RESET, .dst_sess = 3,
-				.src_sess = 4 }, C_DEFAULT },
-		{ "ok-reset-unknown", { .type = TWP_RESET, .dst_sess = 3 },
-		  C_DEFAULT | C_IP_OK | C_L4_OK },
+		{"ok-data-300", data(300), C_DEFAULT},
+		{"ok-data-1", data(1), C_DEFAULT},
+		{"ok-data-1426", data(1426), C_DEFAULT},
+		{"ok-data-empty-frame",
+		 {.type = TWP_DATA, .dst_sess = 7, .src_sess = 8, .seq = 5},
+		 C_DEFAULT},
+		{"ok-data-last-of-frame",
+		 {.type = TWP_DATA,
+		  .dst_sess = 1,
+		  .src_sess = 2,
+		  .len = 100,
+		  .frame_off = 4900,
+		  .frame_len = 5000},
+		 C_PORTS(7) | C_MSS_1426 | C_L4_OK},
+		{"ok-data-frame-2p40",
+		 {.type = TWP_DATA,
+		  .dst_sess = 1,
+		  .src_sess = 2,
+		  .len = 64,
+		  .frame_off = (UINT64_C(1) << 40) - 64,
+		  .frame_len = UINT64_C(1) << 40},
+		 C_PORTS(2) | C_MSS_64},
+		{"ok-ack",
+		 {.type = TWP_ACK, .dst_sess = 5, .src_sess = 6, .ack = 99},
+		 C_DEFAULT},
+		{"ok-ack-nak-req",
+		 {.type = TWP_ACK,
+		  .flags = TWP_F_NAK | TWP_F_ACK_REQ,
+		  .dst_sess = 5,
+		  .src_sess = 6,
+		  .ack = 1},
+		 C_DEFAULT | C_IP_OK},
+		{"ok-connect",
+		 {.type = TWP_CONNECT, .src_sess = 9, .frame_len = 1426},
+		 C_DEFAULT},
+		{"ok-connect-mss-64",
+		 {.type = TWP_CONNECT, .src_sess = 9, .frame_len = 64},
+		 C_PORTS(3)},
+		{"ok-accept",
+		 {.type = TWP_ACCEPT,
+		  .dst_sess = 9,
+		  .src_sess = 3,
+		  .frame_len = 65535},
+		 C_DEFAULT},
+		{"ok-reset",
+		 {.type = TWP_RESET, .dst_sess = 3, .src_sess = 4},
+		 C_DEFAULT},
+		{"ok-reset-unknown",
+		 {.type = TWP_RESET, .dst_sess = 3},
+		 C_DEFAULT | C_IP_OK | C_L4_OK},
 	};
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
 		save(v[i].name, v[i].ctl, pkt, build(pkt, &v[i].h, false));
@@ -168,36 +191,36 @@ static void invalid(void)
 	memcpy(base, pkt, n0);
 	const struct {
 		const char *name;
-		size_t off;    /* byte to flip bits of, or SIZE_MAX */
+		size_t off; /* byte to flip bits of, or SIZE_MAX */
 		uint8_t bits;
-		size_t len;    /* 0: n0 */
+		size_t len; /* 0: n0 */
 		bool fix;
 	} b[] = {
-		{ "bad-short", SIZE_MAX, 0, TWP_HEADERS - 1, false },
-		{ "bad-eth-dst", 5, 0x01, 0, false },
-		{ "bad-eth-src-mcast", 6, 0x01, 0, false },
-		{ "bad-eth-type", 12, 0x8e, 0, false },   /* IPv6 */
-		{ "bad-ip-version", 14, 0x20, 0, true },
-		{ "bad-ip-ihl", 14, 0x03, 0, true },
-		{ "bad-ip-len", 16, 0x7f, 0, true },
-		{ "bad-ip-truncated", SIZE_MAX, 0, TWP_HEADERS + 99, false },
-		{ "bad-ip-frag", 20, 0x20, 0, true },     /* MF */
-		{ "bad-ip-ttl", 22, 64, 0, true },        /* 0 */
-		{ "bad-ip-proto", 23, 0x17, 0, true },    /* TCP */
-		{ "bad-ip-csum", 24, 0xff, 0, false },
-		{ "bad-ip-src", 26, 10 ^ 224, 0, true },  /* multicast */
-		{ "bad-ip-dst", 33, 0x01, 0, true },
-		{ "bad-udp-len", 39, 0x9a, 0, true },     /* 0 */
-		{ "bad-udp-port", 37, 0x07, 0, true },    /* 31852 */
-		{ "bad-udp-csum", 40, 0xff, 0, false },
-		{ "bad-magic", 42, 'T' ^ 'X', 0, true },
-		{ "bad-version", 44, 0x03, 0, true },
-		{ "bad-type", 45, 0x07, 0, true },
-		{ "bad-flags", 46, 0x01, 0, true },
-		{ "bad-reserved", 47, 0x01, 0, true },
-		{ "bad-len", 42 + 26, 0x01, 0, true },
-		{ "bad-fields", SIZE_MAX, 0, 0, true },   /* dst_sess 0 */
-		{ "bad-frame", 42 + 45, 0x01, 0, true },  /* > 2^40 */
+		{"bad-short", SIZE_MAX, 0, TWP_HEADERS - 1, false},
+		{"bad-eth-dst", 5, 0x01, 0, false},
+		{"bad-eth-src-mcast", 6, 0x01, 0, false},
+		{"bad-eth-type", 12, 0x8e, 0, false}, /* IPv6 */
+		{"bad-ip-version", 14, 0x20, 0, true},
+		{"bad-ip-ihl", 14, 0x03, 0, true},
+		{"bad-ip-len", 16, 0x7f, 0, true},
+		{"bad-ip-truncated", SIZE_MAX, 0, TWP_HEADERS + 99, false},
+		{"bad-ip-frag", 20, 0x20, 0, true},  /* MF */
+		{"bad-ip-ttl", 22, 64, 0, true},     /* 0 */
+		{"bad-ip-proto", 23, 0x17, 0, true}, /* TCP */
+		{"bad-ip-csum", 24, 0xff, 0, false},
+		{"bad-ip-src", 26, 10 ^ 224, 0, true}, /* multicast */
+		{"bad-ip-dst", 33, 0x01, 0, true},
+		{"bad-udp-len", 39, 0x9a, 0, true},  /* 0 */
+		{"bad-udp-port", 37, 0x07, 0, true}, /* 31852 */
+		{"bad-udp-csum", 40, 0xff, 0, false},
+		{"bad-magic", 42, 'T' ^ 'X', 0, true},
+		{"bad-version", 44, 0x03, 0, true},
+		{"bad-type", 45, 0x07, 0, true},
+		{"bad-flags", 46, 0x01, 0, true},
+		{"bad-reserved", 47, 0x01, 0, true},
+		{"bad-len", 42 + 26, 0x01, 0, true},
+		{"bad-fields", SIZE_MAX, 0, 0, true},  /* dst_sess 0 */
+		{"bad-frame", 42 + 45, 0x01, 0, true}, /* > 2^40 */
 	};
 	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
 		memcpy(pkt, base, n0);
@@ -213,13 +236,13 @@ static void invalid(void)
 	save("bad-no-ports", C_PORTS(0), base, n0);
 	save("bad-over-mss", C_PORTS(2) | C_MSS_64, base, n0);
 	/* control packets with a field their type leaves zero */
-	struct twp_hdr c = { .type = TWP_ACK, .dst_sess = 5, .src_sess = 6,
-			     .seq = 1 };
+	struct twp_hdr c = {
+		.type = TWP_ACK, .dst_sess = 5, .src_sess = 6, .seq = 1};
 	save("bad-ack-seq", C_DEFAULT, pkt, build(pkt, &c, false));
-	c = (struct twp_hdr){ .type = TWP_CONNECT, .src_sess = 9,
-			      .frame_len = 63 };
+	c = (struct twp_hdr){
+		.type = TWP_CONNECT, .src_sess = 9, .frame_len = 63};
 	save("bad-connect-mss", C_DEFAULT, pkt, build(pkt, &c, false));
-	c = (struct twp_hdr){ .type = TWP_RESET, .dst_sess = 3, .len = 4 };
+	c = (struct twp_hdr){.type = TWP_RESET, .dst_sess = 3, .len = 4};
 	save("bad-reset-len", C_DEFAULT, pkt, build(pkt, &c, false));
 }
 
@@ -229,14 +252,13 @@ static void addresses(void)
 		const char *name, *s;
 		uint8_t need_mac;
 	} a[] = {
-		{ "addr-full", "udp://10.1.2.3:31850/02:0a:0B:cc:dd:ef", 1 },
-		{ "addr-no-mac", "udp://10.1.2.3:0", 0 },
-		{ "addr-max", "udp://255.255.255.255:65535/ff:ff:ff:ff:ff:ff",
-		  0 },
-		{ "addr-bad-port", "udp://10.1.2.3:65536/02:00:00:00:00:01",
-		  1 },
-		{ "addr-bad-mac", "udp://10.1.2.3:5/02:00:00:00:00", 1 },
-		{ "addr-bad-ip", "udp://10.1.2:5/02:00:00:00:00:01", 0 },
+		{"addr-full", "udp://10.1.2.3:31850/02:0a:0B:cc:dd:ef", 1},
+		{"addr-no-mac", "udp://10.1.2.3:0", 0},
+		{"addr-max", "udp://255.255.255.255:65535/ff:ff:ff:ff:ff:ff",
+		 0},
+		{"addr-bad-port", "udp://10.1.2.3:65536/02:00:00:00:00:01", 1},
+		{"addr-bad-mac", "udp://10.1.2.3:5/02:00:00:00:00", 1},
+		{"addr-bad-ip", "udp://10.1.2:5/02:00:00:00:00:01", 0},
 	};
 	for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++)
 		save(a[i].name, (uint8_t)(C_ADDR | a[i].need_mac), a[i].s,

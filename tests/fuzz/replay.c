@@ -79,7 +79,8 @@ static int run_dir(const char *dir, unsigned *count)
 	for (size_t i = 0; i < n; i++) {
 		struct stat st;
 
-		if (rc == 0 && stat(names[i], &st) == 0 && S_ISREG(st.st_mode)) {
+		if (rc == 0 && stat(names[i], &st) == 0 &&
+		    S_ISREG(st.st_mode)) {
 			if (run_file(names[i]) != 0)
 				rc = -1;
 			else

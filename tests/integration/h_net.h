@@ -47,7 +47,7 @@ static HN_UNUSED bool hn_pid_alive(long pid)
 {
 	if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH))
 		return false;
-	char path[64], buf[256] = { 0 };
+	char path[64], buf[256] = {0};
 	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
 	int fd = open(path, O_RDONLY);
 	if (fd < 0)
@@ -90,7 +90,7 @@ static HN_UNUSED bool hn_exists(const char *dev)
 
 static HN_UNUSED int hn_ifindex(const char *dev)
 {
-	char path[128], buf[32] = { 0 };
+	char path[128], buf[32] = {0};
 	snprintf(path, sizeof(path), "/sys/class/net/%s/ifindex", dev);
 	int fd = open(path, O_RDONLY);
 	if (fd < 0)
@@ -171,8 +171,8 @@ static HN_UNUSED void hn_cbpf_rand(char *dst, size_t n, uint32_t ppm,
 				   uint32_t hit, uint32_t miss)
 {
 	uint32_t thr = (uint32_t)((uint64_t)ppm * 4294967295ull / 1000000u);
-	snprintf(dst, n, "4,32 0 0 4294963256,53 1 0 %u,6 0 0 %u,6 0 0 %u",
-		 thr, hit, miss);
+	snprintf(dst, n, "4,32 0 0 4294963256,53 1 0 %u,6 0 0 %u,6 0 0 %u", thr,
+		 hit, miss);
 }
 
 /* Make an ifb link (for reordering), up, shaped by tbf so that what goes

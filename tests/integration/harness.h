@@ -83,23 +83,24 @@ struct h_worker {
 
 typedef int (*h_worker_fn)(struct h_worker *w);
 
-static H_UNUSED const char *h_names[H_MAX_WORKERS] = {
-	"w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7"};
+static H_UNUSED const char *h_names[H_MAX_WORKERS] = {"w0", "w1", "w2", "w3",
+						      "w4", "w5", "w6", "w7"};
 
-#define W_ASSERT(w, cond, ...)                                                \
-	do {                                                                 \
-		if (!(cond)) {                                               \
+#define W_ASSERT(w, cond, ...)                                                 \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
 			fprintf(stderr, "[rank %d] %s:%d: check failed: %s: ", \
-				(w)->rank, __FILE__, __LINE__, #cond);       \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fprintf(stderr, "\n");                               \
-			return 1;                                            \
-		}                                                            \
+				(w)->rank, __FILE__, __LINE__, #cond);         \
+			fprintf(stderr, __VA_ARGS__);                          \
+			fprintf(stderr, "\n");                                 \
+			return 1;                                              \
+		}                                                              \
 	} while (0)
 
 static H_UNUSED void h_sleep_ms(unsigned ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
 }
@@ -170,25 +171,25 @@ static H_UNUSED int h_leak_check(void)
 /* One group's network, shared with its workers (MAP_SHARED). */
 struct h_net {
 	int n;
-	unsigned loss;             /* percent, 0 = none */
-	const char *impair;        /* "netem" / "clsact" (parent only) */
+	unsigned loss;      /* percent, 0 = none */
+	const char *impair; /* "netem" / "clsact" (parent only) */
 	char br[16], ifb[16];
 	char wend[H_MAX_WORKERS][16]; /* the worker's end */
 	char bend[H_MAX_WORKERS][16]; /* the bridge's end */
 	char prefix[H_MAX_WORKERS][32];
 	char eal[H_MAX_WORKERS][256];
 	bool br_made, ifb_made, made[H_MAX_WORKERS];
-	_Atomic int go;            /* 1 = start, -1 = give up */
-	_Atomic int skip;          /* 1: the EAL cannot start here; 2: the
-				    * port cannot have the queues asked for */
-	_Atomic int eal_up;        /* workers whose EAL and port came up */
+	_Atomic int go;     /* 1 = start, -1 = give up */
+	_Atomic int skip;   /* 1: the EAL cannot start here; 2: the
+			     * port cannot have the queues asked for */
+	_Atomic int eal_up; /* workers whose EAL and port came up */
 	char why[512];
 };
 
 /* Set in the parent for the group it runs; its workers inherit it. */
 static struct h_net *h_net_cur;
-static int h_net_rank = -1;       /* a worker's index in its group */
-static char h_net_port[128];      /* a worker's dpdk_port */
+static int h_net_rank = -1;  /* a worker's index in its group */
+static char h_net_port[128]; /* a worker's dpdk_port */
 
 /* TW_TEST_TRANSPORT=dpdk */
 static H_UNUSED bool h_dpdk(void)
@@ -279,10 +280,11 @@ static H_UNUSED struct h_net *h_net_up(int world, char *why, size_t whylen)
 		snprintf(n->bend[i], sizeof(n->bend[i]), "twP%dx%d", pid, i);
 		snprintf(n->prefix[i], sizeof(n->prefix[i]), "twh%dx%dx%d", pid,
 			 s, i);
-		snprintf(n->eal[i], sizeof(n->eal[i]),
-			 "-l %ld --no-huge -m 256 --no-pci --no-telemetry --no-shconf "
-			 "--log-level=warning --file-prefix=%s",
-			 (long)i % ncpu, n->prefix[i]);
+		snprintf(
+			n->eal[i], sizeof(n->eal[i]),
+			"-l %ld --no-huge -m 256 --no-pci --no-telemetry --no-shconf "
+			"--log-level=warning --file-prefix=%s",
+			(long)i % ncpu, n->prefix[i]);
 	}
 	/* Links and directories by our names are stale: left by an earlier
 	 * test process that had our pid. */
@@ -294,7 +296,8 @@ static H_UNUSED struct h_net *h_net_up(int world, char *why, size_t whylen)
 			"stp_state 0 nf_call_iptables 0 nf_call_ip6tables 0 "
 			"nf_call_arptables 0",
 			n->br) == 0 ||
-		  hn_sh("ip link add %s type bridge forward_delay 0", n->br) == 0;
+		  hn_sh("ip link add %s type bridge forward_delay 0", n->br) ==
+			  0;
 	if (ok) {
 		n->br_made = true;
 		hn_quiet(n->br);
@@ -303,8 +306,10 @@ static H_UNUSED struct h_net *h_net_up(int world, char *why, size_t whylen)
 	for (int i = 0; i < world && ok; i++)
 		ok = h_net_pair_make(n, i);
 	if (!ok) {
-		snprintf(why, whylen, "could not make bridge %s and veth pairs "
-			 "(ip link; the veth and bridge modules)", n->br);
+		snprintf(why, whylen,
+			 "could not make bridge %s and veth pairs "
+			 "(ip link; the veth and bridge modules)",
+			 n->br);
 		h_net_down(n);
 		munmap(n, sizeof(*n));
 		return NULL;
@@ -318,7 +323,8 @@ static H_UNUSED struct h_net *h_net_up(int world, char *why, size_t whylen)
 		n->impair = hn_impair(devs, peers, world, n->ifb, &n->ifb_made,
 				      n->loss * 10000u, true);
 		if (n->impair == NULL) {
-			snprintf(why, whylen, "neither netem nor clsact/cls_bpf/"
+			snprintf(why, whylen,
+				 "neither netem nor clsact/cls_bpf/"
 				 "mirred/ifb could impair the links");
 			h_net_down(n);
 			munmap(n, sizeof(*n));
@@ -339,9 +345,11 @@ static H_UNUSED bool h_net_fanout_fix(struct h_net *n, const pid_t *pids)
 		for (int i = 0; i < n->n && bad < 0; i++)
 			for (int j = 0; j < i; j++)
 				if ((((unsigned)pids[i] ^
-				      (unsigned)hn_ifindex(n->wend[i])) & 0xffff) ==
+				      (unsigned)hn_ifindex(n->wend[i])) &
+				     0xffff) ==
 				    (((unsigned)pids[j] ^
-				      (unsigned)hn_ifindex(n->wend[j])) & 0xffff)) {
+				      (unsigned)hn_ifindex(n->wend[j])) &
+				     0xffff)) {
 					bad = i;
 					break;
 				}
@@ -370,19 +378,20 @@ static H_UNUSED void h_net_impaired(const struct h_net *n, uint64_t c[4])
 	for (int i = 0; i < n->n; i++) {
 		char cmd[128], line[512];
 		/* what left (the lost ones did not) */
-		snprintf(cmd, sizeof(cmd), "/sys/class/net/%s/statistics/tx_packets",
-			 n->wend[i]);
+		snprintf(cmd, sizeof(cmd),
+			 "/sys/class/net/%s/statistics/tx_packets", n->wend[i]);
 		FILE *f = fopen(cmd, "r");
 		if (f != NULL && fgets(line, sizeof(line), f) != NULL)
 			c[0] += strtoull(line, NULL, 10);
 		if (f != NULL)
 			fclose(f);
-		snprintf(cmd, sizeof(cmd), "tc -s qdisc show dev %s 2>/dev/null",
-			 n->wend[i]);
+		snprintf(cmd, sizeof(cmd),
+			 "tc -s qdisc show dev %s 2>/dev/null", n->wend[i]);
 		f = filters ? NULL : popen(cmd, "r");
 		while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
 			unsigned long long b, p, d;
-			if (sscanf(line, " Sent %llu bytes %llu pkt (dropped %llu",
+			if (sscanf(line,
+				   " Sent %llu bytes %llu pkt (dropped %llu",
 				   &b, &p, &d) == 3) {
 				c[0] += d;
 				c[1] += d;
@@ -392,8 +401,10 @@ static H_UNUSED void h_net_impaired(const struct h_net *n, uint64_t c[4])
 			pclose(f);
 		if (!filters)
 			continue;
-		snprintf(cmd, sizeof(cmd), "tc -s filter show dev %s egress "
-			 "2>/dev/null", n->wend[i]);
+		snprintf(cmd, sizeof(cmd),
+			 "tc -s filter show dev %s egress "
+			 "2>/dev/null",
+			 n->wend[i]);
 		f = popen(cmd, "r");
 		int pref = 0;
 		while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
@@ -401,7 +412,8 @@ static H_UNUSED void h_net_impaired(const struct h_net *n, uint64_t c[4])
 			const char *q = strstr(line, " pref ");
 			if (strncmp(line, "filter", 6) == 0 && q != NULL)
 				pref = atoi(q + 6);
-			else if (sscanf(line, " Sent %llu bytes %llu pkt", &b, &p) == 2 &&
+			else if (sscanf(line, " Sent %llu bytes %llu pkt", &b,
+					&p) == 2 &&
 				 pref >= 1 && pref <= 3)
 				c[pref] += p;
 		}
@@ -437,8 +449,8 @@ static H_UNUSED void h_net_skip_kind(int kind, const char *err)
 	fprintf(stderr, "[rank %d] %s: %s\n", h_net_rank,
 		kind == 1 ? "no DPDK here" : "skipped", err);
 	if (atomic_exchange(&h_net_cur->skip, kind) == 0)
-		snprintf(h_net_cur->why, sizeof(h_net_cur->why),
-			 "rank %d: %s", h_net_rank, err);
+		snprintf(h_net_cur->why, sizeof(h_net_cur->why), "rank %d: %s",
+			 h_net_rank, err);
 	tw_dpdk_eal_cleanup();
 	fflush(NULL);
 	_exit(0);
@@ -467,16 +479,18 @@ static H_UNUSED tw_status h_agent_init(const struct tw_agent_opts *o,
 	struct tw_dpdk_opts d = h_dpdk_opts;
 	char err[512] = "";
 	uint32_t loops = o->num_loops ? o->num_loops : 1;
-	int comb = h_xdp() ? hn_combined_channels(h_net_cur->wend[h_net_rank]) : 0;
+	int comb = h_xdp() ? hn_combined_channels(h_net_cur->wend[h_net_rank])
+			   : 0;
 	/* (an embedded agent with more loops is refused before its port) */
 	if (h_xdp() && loops > 1 && !o->embedded && comb >= 0 &&
 	    (uint32_t)comb < loops) {
 		/* net_af_xdp takes one XDP socket per combined channel of the
 		 * interface, and veth has none (separate rx/tx channels). */
-		snprintf(err, sizeof(err), "af_xdp: %u run loops need %u queue "
+		snprintf(err, sizeof(err),
+			 "af_xdp: %u run loops need %u queue "
 			 "pairs, but net_af_xdp can open only %d on %s (veth "
-			 "has no combined channels)", loops, loops, comb,
-			 h_net_cur->wend[h_net_rank]);
+			 "has no combined channels)",
+			 loops, loops, comb, h_net_cur->wend[h_net_rank]);
 		h_net_skip_kind(2, err);
 	}
 	d.port = h_net_port_for(o->num_loops);
@@ -486,9 +500,10 @@ static H_UNUSED tw_status h_agent_init(const struct tw_agent_opts *o,
 		snprintf(err, sizeof(err), "%s", tw_errmsg(st));
 	/* (af_xdp: no XDP socket for the port's queue; a later agent of a
 	 * worker whose first one came up fails instead, see h_run_group) */
-	if (st != TW_OK && (strstr(err, "rte_eal_init failed") != NULL ||
-			    strstr(err, "could not be probed") != NULL ||
-			    (h_xdp() && strstr(err, "queue setup failed") != NULL)))
+	if (st != TW_OK &&
+	    (strstr(err, "rte_eal_init failed") != NULL ||
+	     strstr(err, "could not be probed") != NULL ||
+	     (h_xdp() && strstr(err, "queue setup failed") != NULL)))
 		h_net_skip(err);
 	atomic_fetch_add(&h_net_cur->eal_up, 1);
 	return st; /* tw_errmsg(st) still says why */
@@ -551,9 +566,12 @@ static H_UNUSED void h_run_group(int world, h_worker_fn fn, void *arg,
 		if (p == 0) {
 			/* No worker outlives its test process. */
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			struct h_worker w = {.rank = r, .world = world, .sh = sh,
+			struct h_worker w = {.rank = r,
+					     .world = world,
+					     .sh = sh,
 					     .arg = arg};
-			snprintf(w.url, sizeof(w.url), "tcp://127.0.0.1:%d", port);
+			snprintf(w.url, sizeof(w.url), "tcp://127.0.0.1:%d",
+				 port);
 			if (net != NULL) {
 				h_net_rank = r;
 				uint64_t until = h_now_ms() + 60000;
@@ -615,9 +633,11 @@ static H_UNUSED void h_run_group(int world, h_worker_fn fn, void *arg,
 		if (net->loss != 0) {
 			uint64_t c[4];
 			h_net_impaired(net, c);
-			fprintf(stderr, "[dpdk, %u%% loss via %s] group of %d: %"
-				PRIu64 " ms; packets %" PRIu64 ": lost %" PRIu64
-				", duplicated %" PRIu64 ", reordered %" PRIu64 "\n",
+			fprintf(stderr,
+				"[dpdk, %u%% loss via %s] group of %d: %" PRIu64
+				" ms; packets %" PRIu64 ": lost %" PRIu64
+				", duplicated %" PRIu64 ", reordered %" PRIu64
+				"\n",
 				net->loss, net->impair, world, h_now_ms() - t0,
 				c[0], c[1], c[2], c[3]);
 		} else {
@@ -649,7 +669,7 @@ static H_UNUSED void h_run_group(int world, h_worker_fn fn, void *arg,
 	for (int r = 0; r < world; r++) {
 		if (killed_mask & (1u << r)) {
 			cr_expect(WIFSIGNALED(status[r]) &&
-				  WTERMSIG(status[r]) == SIGKILL,
+					  WTERMSIG(status[r]) == SIGKILL,
 				  "rank %d should have been killed", r);
 			continue;
 		}
@@ -682,8 +702,8 @@ static H_UNUSED tw_status fn_echo(tw_call_ctx *ctx, const tw_value *args,
 /* Returns args[0] as is: borrowed storage moved into the result (the
  * handler contract allows it: args are borrowed). */
 static H_UNUSED tw_status fn_echo_borrow(tw_call_ctx *ctx, const tw_value *args,
-					 const tw_value *kwargs, tw_value *result,
-					 void *arg)
+					 const tw_value *kwargs,
+					 tw_value *result, void *arg)
 {
 	if (args->len > 0)
 		*result = args->u.items[0];
@@ -695,7 +715,8 @@ static H_UNUSED tw_status fn_add(tw_call_ctx *ctx, const tw_value *args,
 				 void *arg)
 {
 	if (args->len != 2)
-		return tw_value_error(result, TW_EBADARGS, 0, "add takes 2 args"),
+		return tw_value_error(result, TW_EBADARGS, 0,
+				      "add takes 2 args"),
 		       TW_EBADARGS;
 	const tw_value *x = &args->u.items[0], *y = &args->u.items[1];
 	if (x->kind == TW_KIND_INT && y->kind == TW_KIND_INT) {
@@ -703,8 +724,10 @@ static H_UNUSED tw_status fn_add(tw_call_ctx *ctx, const tw_value *args,
 		return TW_OK;
 	}
 	double a, b;
-	if (tw_value_get_double(x, &a) != TW_OK || tw_value_get_double(y, &b) != TW_OK) {
-		tw_value_error(result, TW_ETYPE, 0, "add: unsupported operand types");
+	if (tw_value_get_double(x, &a) != TW_OK ||
+	    tw_value_get_double(y, &b) != TW_OK) {
+		tw_value_error(result, TW_ETYPE, 0,
+			       "add: unsupported operand types");
 		return TW_ETYPE;
 	}
 	*result = tw_value_double(a + b);
@@ -723,8 +746,8 @@ static H_UNUSED tw_status fn_raise(tw_call_ctx *ctx, const tw_value *args,
 
 /* Fails without an error value: the agent supplies a message. */
 static H_UNUSED tw_status fn_fail_plain(tw_call_ctx *ctx, const tw_value *args,
-					const tw_value *kwargs, tw_value *result,
-					void *arg)
+					const tw_value *kwargs,
+					tw_value *result, void *arg)
 {
 	return TW_ERUNTIME;
 }
@@ -840,7 +863,9 @@ static H_UNUSED tw_status fn_nested(tw_call_ctx *ctx, const tw_value *args,
 		return TW_OK;
 	}
 	tw_value a2[2] = {tw_value_int(x), tw_value_int(1)};
-	tw_value t = {.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED, .len = 2,
+	tw_value t = {.kind = TW_KIND_TUPLE,
+		      .flags = TW_VALUE_BORROWED,
+		      .len = 2,
 		      .u.items = a2};
 	tw_future *f, *g;
 	tw_status st = tw_rpc_async(tw_call_agent(ctx), next, "add", &t, NULL,
@@ -861,10 +886,12 @@ static H_UNUSED tw_status h_register_all(tw_agent *a, void *arg)
 	tw_status st = TW_OK;
 	st |= tw_agent_register(a, "echo", fn_echo, NULL, 0);
 	st |= tw_agent_register(a, "echo_borrow", fn_echo_borrow, NULL, 0);
-	st |= tw_agent_register(a, "echo_blocking", fn_echo, NULL, TW_FN_BLOCKING);
+	st |= tw_agent_register(a, "echo_blocking", fn_echo, NULL,
+				TW_FN_BLOCKING);
 	st |= tw_agent_register(a, "add", fn_add, NULL, 0);
 	st |= tw_agent_register(a, "raise", fn_raise, NULL, 0);
-	st |= tw_agent_register(a, "raise_blocking", fn_raise, NULL, TW_FN_BLOCKING);
+	st |= tw_agent_register(a, "raise_blocking", fn_raise, NULL,
+				TW_FN_BLOCKING);
 	st |= tw_agent_register(a, "fail_plain", fn_fail_plain, NULL, 0);
 	st |= tw_agent_register(a, "kw", fn_kw, NULL, 0);
 	st |= tw_agent_register(a, "whoami", fn_whoami, NULL, 0);
@@ -900,16 +927,18 @@ static H_UNUSED void h_opts(struct tw_agent_opts *o, const struct h_worker *w)
 }
 
 /* A borrowed tuple view of n values (no allocation). */
-#define H_TUPLE(arr)                                                          \
-	((tw_value){.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED,         \
-		    .len = (uint32_t)(sizeof(arr) / sizeof((arr)[0])),        \
+#define H_TUPLE(arr)                                                           \
+	((tw_value){.kind = TW_KIND_TUPLE,                                     \
+		    .flags = TW_VALUE_BORROWED,                                \
+		    .len = (uint32_t)(sizeof(arr) / sizeof((arr)[0])),         \
 		    .u.items = (arr)})
 
 #define H_STR(s) tw_value_string_borrow((s), strlen(s))
 
 /* rpc_sync returning an int (or -999999 and the status). */
-static H_UNUSED tw_status h_call_int(tw_agent *a, const char *to, const char *fn,
-				     const tw_value *args, int64_t *out)
+static H_UNUSED tw_status h_call_int(tw_agent *a, const char *to,
+				     const char *fn, const tw_value *args,
+				     int64_t *out)
 {
 	tw_value r, e;
 	tw_status st = tw_rpc_sync(a, to, fn, args, NULL, -1, &r, &e);

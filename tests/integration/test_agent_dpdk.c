@@ -9,8 +9,7 @@
 #include <ftw.h>
 #include <sys/stat.h>
 
-
-#define EAL_COMMON                                                         \
+#define EAL_COMMON                                                             \
 	"--no-huge -m 256 --no-pci --no-telemetry --log-level=warning "
 
 /* Shared with the workers (MAP_SHARED). */
@@ -18,11 +17,11 @@ struct dpdk_run {
 	int loops;
 	char eal[2][512];
 	char prefix[2][64];
-	_Atomic int srv_up;        /* rank 0's port is up (or it gave up) */
-	_Atomic int skip;          /* the EAL cannot start here */
+	_Atomic int srv_up; /* rank 0's port is up (or it gave up) */
+	_Atomic int skip;   /* the EAL cannot start here */
 	char why[512];
-	_Atomic uint64_t big_ms;   /* 64 MiB round trip, 0 = not run */
-	_Atomic uint64_t mib_ms;   /* 1 MiB round trip */
+	_Atomic uint64_t big_ms; /* 64 MiB round trip, 0 = not run */
+	_Atomic uint64_t mib_ms; /* 1 MiB round trip */
 };
 
 static int run_seq;
@@ -62,11 +61,13 @@ static struct dpdk_run *run_new(int loops)
 			 i == 0 ? 's' : 'c', n);
 	/* Different main lcores: each EAL pins its init thread there. */
 	snprintf(r->eal[0], sizeof(r->eal[0]),
-		 "-l 1 " EAL_COMMON "--file-prefix=%s --vdev=net_memif0,role=server,"
+		 "-l 1 " EAL_COMMON
+		 "--file-prefix=%s --vdev=net_memif0,role=server,"
 		 "socket=%s,socket-abstract=yes,mac=02:00:00:00:0a:01",
 		 r->prefix[0], sock);
 	snprintf(r->eal[1], sizeof(r->eal[1]),
-		 "-l 0 " EAL_COMMON "--file-prefix=%s --vdev=net_memif0,role=client,"
+		 "-l 0 " EAL_COMMON
+		 "--file-prefix=%s --vdev=net_memif0,role=client,"
 		 "socket=%s,socket-abstract=yes,mac=02:00:00:00:0a:02",
 		 r->prefix[1], sock);
 	return r;
@@ -86,12 +87,12 @@ static tw_status srv_up_setup(tw_agent *a, void *arg)
 	return st;
 }
 
-static int echo_tensor(struct h_worker *w, tw_agent *a, size_t n,
-		       uint64_t *ms)
+static int echo_tensor(struct h_worker *w, tw_agent *a, size_t n, uint64_t *ms)
 {
 	tw_tensor t;
 	int64_t shape[1] = {(int64_t)n};
-	W_ASSERT(w, tw_tensor_alloc(&t, TW_UINT8, 1, shape) == TW_OK, "alloc %zu", n);
+	W_ASSERT(w, tw_tensor_alloc(&t, TW_UINT8, 1, shape) == TW_OK,
+		 "alloc %zu", n);
 	unsigned char *p = t.data;
 	for (size_t i = 0; i < n; i++)
 		p[i] = (unsigned char)(i * 31u + 7u + (i >> 12));
@@ -101,15 +102,19 @@ static int echo_tensor(struct h_worker *w, tw_agent *a, size_t n,
 	tw_value targs = H_TUPLE(args);
 	tw_value r, e;
 	uint64_t t0 = h_now_ms();
-	tw_status st = tw_rpc_sync(a, "w1", "echo", &targs, NULL, 30000, &r, &e);
+	tw_status st = tw_rpc_sync(a, "w1", "echo", &targs, NULL, 30000, &r,
+				   &e);
 	if (ms != NULL)
 		*ms = h_now_ms() - t0;
 	W_ASSERT(w, st == TW_OK, "echo %zu B: %s", n, tw_status_name(st));
 	const tw_tensor *rt;
 	W_ASSERT(w, tw_value_get_tensor(&r, &rt) == TW_OK, "tensor back");
-	W_ASSERT(w, rt->dtype == TW_UINT8 && rt->ndim == 1 && rt->shape[0] == (int64_t)n,
-		"shape");
-	W_ASSERT(w, n == 0 || memcmp(rt->data, t.data, n) == 0, "bytes differ (%zu B)", n);
+	W_ASSERT(w,
+		 rt->dtype == TW_UINT8 && rt->ndim == 1 &&
+			 rt->shape[0] == (int64_t)n,
+		 "shape");
+	W_ASSERT(w, n == 0 || memcmp(rt->data, t.data, n) == 0,
+		 "bytes differ (%zu B)", n);
 	W_ASSERT(w, tw_tensor_equal(rt, &t), "equal");
 	tw_value_destroy(&r);
 	tw_value_destroy(&tv);
@@ -122,25 +127,30 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	/* Addresses from the rendezvous: udp, with the MAC. */
 	for (int r = 0; r < 2; r++) {
 		tw_worker_info wi;
-		W_ASSERT(w, tw_agent_worker_info(a, h_names[r], &wi) == TW_OK, "info");
-		W_ASSERT(w, strncmp(wi.addr, "udp://", 6) == 0 &&
-			strstr(wi.addr, r == 0 ? "/02:00:00:00:0a:01"
+		W_ASSERT(w, tw_agent_worker_info(a, h_names[r], &wi) == TW_OK,
+			 "info");
+		W_ASSERT(w,
+			 strncmp(wi.addr, "udp://", 6) == 0 &&
+				 strstr(wi.addr,
+					r == 0 ? "/02:00:00:00:0a:01"
 					       : "/02:00:00:00:0a:02") != NULL,
-			"addr of %d: %s", r, wi.addr);
+			 "addr of %d: %s", r, wi.addr);
 	}
 	/* rpc_sync: add, echo */
 	int64_t v;
 	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
 	tw_value at = H_TUPLE(aa);
 	tw_status st = h_call_int(a, "w1", "add", &at, &v);
-	W_ASSERT(w, st == TW_OK && v == 42, "add: %s %" PRId64, tw_status_name(st), v);
+	W_ASSERT(w, st == TW_OK && v == 42, "add: %s %" PRId64,
+		 tw_status_name(st), v);
 	tw_value s;
 	tw_value_cstring(&s, "héllo over dpdk");
 	tw_value ea[1] = {s};
 	tw_value et = H_TUPLE(ea);
 	tw_value r, e;
 	st = tw_rpc_sync(a, "w1", "echo", &et, NULL, -1, &r, &e);
-	W_ASSERT(w, st == TW_OK && tw_value_equal(&r, &s), "echo: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK && tw_value_equal(&r, &s), "echo: %s",
+		 tw_status_name(st));
 	tw_value_destroy(&r);
 	tw_value_destroy(&s);
 
@@ -151,7 +161,8 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 		tw_value xa[2] = {tw_value_int(i), tw_value_int(1000)};
 		tw_value xt = H_TUPLE(xa);
 		do {
-			st = tw_rpc_async(a, "w1", "add", &xt, NULL, 30000, &fs[i]);
+			st = tw_rpc_async(a, "w1", "add", &xt, NULL, 30000,
+					  &fs[i]);
 			if (st == TW_ENOSPC)
 				h_sleep_ms(1);
 		} while (st == TW_ENOSPC);
@@ -161,7 +172,9 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 		st = tw_future_wait(fs[i], -1);
 		W_ASSERT(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
 		const tw_value *rv = tw_future_value(fs[i]);
-		W_ASSERT(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000, "value %d", i);
+		W_ASSERT(w,
+			 rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000,
+			 "value %d", i);
 		tw_future_release(fs[i]);
 	}
 
@@ -171,14 +184,15 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	tw_value rt = H_TUPLE(ra);
 	st = tw_rpc_sync(a, "w1", "raise", &rt, NULL, -1, &r, &e);
 	W_ASSERT(w, st == TW_EVALUE, "raise: %s", tw_status_name(st));
-	W_ASSERT(w, e.kind == TW_KIND_ERROR && e.u.err->kind == TW_EVALUE &&
-		e.u.err->origin == 1 && strcmp(e.u.err->msg, msg) == 0,
-		"error value");
+	W_ASSERT(w,
+		 e.kind == TW_KIND_ERROR && e.u.err->kind == TW_EVALUE &&
+			 e.u.err->origin == 1 && strcmp(e.u.err->msg, msg) == 0,
+		 "error value");
 	W_ASSERT(w, r.kind == TW_KIND_NONE, "no result");
 	tw_value_destroy(&e);
 	st = tw_rpc_sync(a, "w1", "no::such_fn", NULL, NULL, -1, &r, &e);
 	W_ASSERT(w, st == TW_ENOFUNC && e.u.err->origin == 1, "nofunc: %s",
-		tw_status_name(st));
+		 tw_status_name(st));
 	tw_value_destroy(&e);
 
 	/* tensors, byte-exact */
@@ -204,11 +218,13 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	st = tw_rpc_sync(a, "w1", "sleep", &sl, NULL, 100, &r, &e);
 	uint64_t took = h_now_ms() - t0;
 	W_ASSERT(w, st == TW_ETIMEDOUT, "sleep: %s", tw_status_name(st));
-	W_ASSERT(w, took >= 90 && took < 5000, "timeout after %" PRIu64 " ms", took);
+	W_ASSERT(w, took >= 90 && took < 5000, "timeout after %" PRIu64 " ms",
+		 took);
 	tw_value_destroy(&e);
 	h_sleep_ms(500); /* the late answer arrives and is dropped */
 	st = h_call_int(a, "w1", "add", &at, &v);
-	W_ASSERT(w, st == TW_OK && v == 42, "add after timeout: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK && v == 42, "add after timeout: %s",
+		 tw_status_name(st));
 	struct tw_agent_stats ss;
 	tw_agent_get_stats(a, &ss);
 	W_ASSERT(w, ss.timeouts == 1, "timeouts %" PRIu64, ss.timeouts);
@@ -247,7 +263,8 @@ static int w_dpdk(struct h_worker *w)
 	tw_agent *a;
 	tw_status st = h_init_err(err, sizeof(err), &o, &a);
 	if (st != TW_OK && strstr(err, "rte_eal_init failed") != NULL) {
-		snprintf(run->why, sizeof(run->why), "rank %d: %s", w->rank, err);
+		snprintf(run->why, sizeof(run->why), "rank %d: %s", w->rank,
+			 err);
 		atomic_store(&run->skip, 1);
 		atomic_store(&run->srv_up, 1); /* let rank 1 go */
 		tw_dpdk_eal_cleanup();

@@ -35,7 +35,7 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 	tw_value t = H_TUPLE(args);
 	tw_status st = h_call_int(a, to, "add", &t, &v);
 	W_ASSERT(w, st == TW_OK && v == 42, "add on %s: %s %" PRId64, to,
-		tw_status_name(st), v);
+		 tw_status_name(st), v);
 
 	/* A nested value echoed equal, on the loop and on the executor. */
 	tw_value tree, s, l;
@@ -50,8 +50,10 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 	for (int i = 0; i < 3; i++) {
 		tw_value r, e;
 		st = tw_rpc_sync(a, to, fns[i], &tree, NULL, -1, &r, &e);
-		W_ASSERT(w, st == TW_OK, "%s on %s: %s", fns[i], to, tw_status_name(st));
-		W_ASSERT(w, tw_value_equal(&r, &tree.u.items[0]), "%s: not equal", fns[i]);
+		W_ASSERT(w, st == TW_OK, "%s on %s: %s", fns[i], to,
+			 tw_status_name(st));
+		W_ASSERT(w, tw_value_equal(&r, &tree.u.items[0]),
+			 "%s: not equal", fns[i]);
 		tw_value_destroy(&r);
 	}
 	tw_value_destroy(&tree);
@@ -68,8 +70,9 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 		st = tw_agent_wait(a, fs[i], 10000);
 		W_ASSERT(w, st == TW_OK, "wait %d: %s", i, tw_status_name(st));
 		const tw_value *rv = tw_future_value(fs[i]);
-		W_ASSERT(w, rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000,
-			"value %d", i);
+		W_ASSERT(w,
+			 rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000,
+			 "value %d", i);
 		tw_future_release(fs[i]);
 	}
 
@@ -79,8 +82,10 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 	tw_value r, e;
 	st = tw_rpc_sync(a, to, "raise", &rt, NULL, -1, &r, &e);
 	W_ASSERT(w, st == TW_EVALUE, "raise: %s", tw_status_name(st));
-	W_ASSERT(w, e.kind == TW_KIND_ERROR && strcmp(e.u.err->msg, "bad value") == 0,
-		"raise message");
+	W_ASSERT(w,
+		 e.kind == TW_KIND_ERROR &&
+			 strcmp(e.u.err->msg, "bad value") == 0,
+		 "raise message");
 	tw_worker_info wi, me;
 	tw_agent_worker_info(a, to, &wi);
 	tw_agent_self(a, &me);
@@ -92,7 +97,7 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 		snprintf(on, sizeof(on), "On worker '%s' (id %u): ", to, wi.id);
 	snprintf(want, sizeof(want), "%sbad value", on);
 	W_ASSERT(w, strcmp(tw_errmsg(TW_EVALUE), want) == 0, "reason '%s'",
-		tw_errmsg(TW_EVALUE));
+		 tw_errmsg(TW_EVALUE));
 	tw_value_destroy(&e);
 	st = tw_rpc_sync(a, to, "nope", NULL, NULL, -1, &r, &e);
 	W_ASSERT(w, st == TW_ENOFUNC, "nope: %s", tw_status_name(st));
@@ -121,10 +126,11 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 	st = tw_rpc_async(a, to, "raise", &rt, NULL, -1, &g[1]);
 	W_ASSERT(w, st == TW_OK, "async raise");
 	st = tw_agent_wait_all(a, g, 2, 10000);
-	W_ASSERT(w, st == TW_EVALUE, "wait_all failure: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_EVALUE, "wait_all failure: %s",
+		 tw_status_name(st));
 	snprintf(want, sizeof(want), "future 1 (of 2) failed: %sbad value", on);
 	W_ASSERT(w, strcmp(tw_errmsg(st), want) == 0, "reason '%s'",
-		tw_errmsg(st));
+		 tw_errmsg(st));
 	/* ...and collect_all completes on the loop, waited for as any. */
 	tw_future *all;
 	st = tw_future_collect_all(g, 2, &all);
@@ -132,10 +138,12 @@ static int e_calls(struct h_worker *w, tw_agent *a, const char *to)
 	st = tw_agent_wait(a, all, 10000);
 	W_ASSERT(w, st == TW_OK, "collect_all wait: %s", tw_status_name(st));
 	const tw_value *lv = tw_future_value(all);
-	W_ASSERT(w, lv->len == 2 && lv->u.items[0].u.i == 2 &&
-		lv->u.items[1].kind == TW_KIND_ERROR &&
-		lv->u.items[1].u.err->kind == TW_EVALUE &&
-		lv->u.items[1].u.err->origin == wi.id, "collected");
+	W_ASSERT(w,
+		 lv->len == 2 && lv->u.items[0].u.i == 2 &&
+			 lv->u.items[1].kind == TW_KIND_ERROR &&
+			 lv->u.items[1].u.err->kind == TW_EVALUE &&
+			 lv->u.items[1].u.err->origin == wi.id,
+		 "collected");
 	tw_future_release(all);
 	tw_future_release(g[0]);
 	tw_future_release(g[1]);
@@ -162,7 +170,8 @@ static int w_vs_threaded(struct h_worker *w)
 			return 1;
 		struct tw_agent_stats s;
 		tw_agent_get_stats(a, &s);
-		W_ASSERT(w, s.late_responses == 0 && s.bad_frames == 0, "clean");
+		W_ASSERT(w, s.late_responses == 0 && s.bad_frames == 0,
+			 "clean");
 	} else {
 		/* Threaded: tw_agent_poll does nothing. */
 		W_ASSERT(w, tw_agent_poll(a) == 0, "poll on a threaded agent");
@@ -193,9 +202,11 @@ static int w_vs_embedded(struct h_worker *w)
 			return 1;
 		atomic_store(&w->sh->flag[0], 1);
 		/* Serve w1's calls back to us. */
-		W_ASSERT(w, e_serve_until(a, &w->sh->flag[1], 20000), "w1 never finished");
+		W_ASSERT(w, e_serve_until(a, &w->sh->flag[1], 20000),
+			 "w1 never finished");
 	} else {
-		W_ASSERT(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
+		W_ASSERT(w, e_serve_until(a, &w->sh->flag[0], 20000),
+			 "w0 never finished");
 		if (e_calls(w, a, "w0") != 0)
 			return 1;
 		atomic_store(&w->sh->flag[1], 1);
@@ -226,10 +237,14 @@ static int w_timeouts(struct h_worker *w)
 		uint64_t t0 = h_now_ms();
 		st = tw_rpc_sync(a, "w1", "never", NULL, NULL, 200, &r, &e);
 		uint64_t dt = h_now_ms() - t0;
-		W_ASSERT(w, st == TW_ETIMEDOUT, "never: %s", tw_status_name(st));
-		W_ASSERT(w, dt >= 200 && dt < 5000, "timed out after %" PRIu64 " ms", dt);
-		W_ASSERT(w, e.kind == TW_KIND_ERROR &&
-			strstr(e.u.err->msg, "200 ms") != NULL, "message");
+		W_ASSERT(w, st == TW_ETIMEDOUT, "never: %s",
+			 tw_status_name(st));
+		W_ASSERT(w, dt >= 200 && dt < 5000,
+			 "timed out after %" PRIu64 " ms", dt);
+		W_ASSERT(w,
+			 e.kind == TW_KIND_ERROR &&
+				 strstr(e.u.err->msg, "200 ms") != NULL,
+			 "message");
 		tw_value_destroy(&e);
 
 		/* async: a short wait gives up, the future stays pending; a
@@ -240,20 +255,23 @@ static int w_timeouts(struct h_worker *w)
 		t0 = h_now_ms();
 		st = tw_agent_wait(a, f, 50);
 		dt = h_now_ms() - t0;
-		W_ASSERT(w, st == TW_ETIMEDOUT && !tw_future_done(f), "short wait: %s",
-			tw_status_name(st));
-		W_ASSERT(w, dt >= 50 && dt < 2000, "short wait took %" PRIu64 " ms", dt);
-		W_ASSERT(w, tw_agent_wait(a, f, 0) == TW_ETIMEDOUT, "zero wait");
+		W_ASSERT(w, st == TW_ETIMEDOUT && !tw_future_done(f),
+			 "short wait: %s", tw_status_name(st));
+		W_ASSERT(w, dt >= 50 && dt < 2000,
+			 "short wait took %" PRIu64 " ms", dt);
+		W_ASSERT(w, tw_agent_wait(a, f, 0) == TW_ETIMEDOUT,
+			 "zero wait");
 		st = tw_agent_wait(a, f, -1);
-		W_ASSERT(w, st == TW_ETIMEDOUT && tw_future_done(f), "call timeout: %s",
-			tw_status_name(st));
+		W_ASSERT(w, st == TW_ETIMEDOUT && tw_future_done(f),
+			 "call timeout: %s", tw_status_name(st));
 		tw_future_release(f);
 
 		/* A blocking handler that outlives its deadline. */
 		tw_value sa[1] = {tw_value_int(400)};
 		tw_value st1 = H_TUPLE(sa);
 		st = tw_rpc_sync(a, "w1", "sleep", &st1, NULL, 100, &r, &e);
-		W_ASSERT(w, st == TW_ETIMEDOUT, "sleep: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_ETIMEDOUT, "sleep: %s",
+			 tw_status_name(st));
 		tw_value_destroy(&e);
 
 		/* The loop still works afterwards; timeouts were counted. */
@@ -267,7 +285,8 @@ static int w_timeouts(struct h_worker *w)
 		W_ASSERT(w, s.timeouts == 3, "timeouts %" PRIu64, s.timeouts);
 		atomic_store(&w->sh->flag[0], 1);
 	} else {
-		W_ASSERT(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
+		W_ASSERT(w, e_serve_until(a, &w->sh->flag[0], 20000),
+			 "w0 never finished");
 	}
 	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
@@ -302,7 +321,8 @@ static int w_shutdown(struct h_worker *w)
 		W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 		return 0;
 	}
-	W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 10000), "w0 not in shutdown");
+	W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 10000),
+		 "w0 not in shutdown");
 	uint64_t until = h_now_ms() + 300;
 	int n = 0;
 	while (h_now_ms() < until) {
@@ -310,8 +330,9 @@ static int w_shutdown(struct h_worker *w)
 		tw_value aa[2] = {tw_value_int(n), tw_value_int(w->rank)};
 		tw_value ta = H_TUPLE(aa);
 		st = h_call_int(a, "w0", "add", &ta, &v);
-		W_ASSERT(w, st == TW_OK && v == n + w->rank, "call %d to w0 in shutdown: %s",
-			n, tw_status_name(st));
+		W_ASSERT(w, st == TW_OK && v == n + w->rank,
+			 "call %d to w0 in shutdown: %s", n,
+			 tw_status_name(st));
 		n++;
 	}
 	/* A blocking call and a nested one through the other worker. */
@@ -321,13 +342,13 @@ static int w_shutdown(struct h_worker *w)
 	tw_value r, e;
 	st = tw_rpc_sync(a, "w0", "echo_blocking", &bt, NULL, -1, &r, &e);
 	W_ASSERT(w, st == TW_OK && r.kind == TW_KIND_INT && r.u.i == 5,
-		"blocking call to w0: %s", tw_status_name(st));
+		 "blocking call to w0: %s", tw_status_name(st));
 	const char *other = w->rank == 1 ? "w2" : "w1";
 	tw_value na[2] = {H_STR(other), tw_value_int(10)};
 	tw_value nt = H_TUPLE(na);
 	st = h_call_int(a, "w0", "nested", &nt, &v);
-	W_ASSERT(w, st == TW_OK && v == 12, "nested via w0 and %s: %s %" PRId64, other,
-		tw_status_name(st), v);
+	W_ASSERT(w, st == TW_OK && v == 12, "nested via w0 and %s: %s %" PRId64,
+		 other, tw_status_name(st), v);
 	atomic_fetch_add(&w->sh->counter, n);
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
@@ -395,11 +416,13 @@ static int w_block_nested(struct h_worker *w)
 		 * stops its executor while that call is pending, and only
 		 * w0's loop can end it. */
 		tw_value r, e;
-		st = tw_rpc_sync(a, "w0", "block_nested", NULL, NULL, 50, &r, &e);
-		W_ASSERT(w, st == TW_ETIMEDOUT, "block_nested: %s", tw_status_name(st));
+		st = tw_rpc_sync(a, "w0", "block_nested", NULL, NULL, 50, &r,
+				 &e);
+		W_ASSERT(w, st == TW_ETIMEDOUT, "block_nested: %s",
+			 tw_status_name(st));
 		tw_value_destroy(&e);
 		W_ASSERT(w, h_wait_all(&w->sh->flag[1], 1, -1, 10000),
-			"the handler never started its nested call");
+			 "the handler never started its nested call");
 	}
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
@@ -431,8 +454,8 @@ static int th_calls(struct th_arg *t)
 		tw_value aa[2] = {tw_value_int(t->base), tw_value_int(i)};
 		tw_value ta = H_TUPLE(aa);
 		tw_status st;
-		while ((st = tw_rpc_async(t->a, t->to, "add", &ta, NULL, -1, &fs[i])) ==
-		       TW_ENOSPC)
+		while ((st = tw_rpc_async(t->a, t->to, "add", &ta, NULL, -1,
+					  &fs[i])) == TW_ENOSPC)
 			sched_yield();
 		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
 	}
@@ -449,11 +472,12 @@ static int th_calls(struct th_arg *t)
 	tw_value aa[2] = {tw_value_int(1), tw_value_int(1)};
 	tw_value ta = H_TUPLE(aa);
 	tw_status st = h_call_int(t->a, t->to, "add", &ta, &v);
-	W_ASSERT(w, st == TW_OK && v == 2, "sync from thread: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK && v == 2, "sync from thread: %s",
+		 tw_status_name(st));
 	/* Only the owner polls or shuts down. */
 	W_ASSERT(w, tw_agent_poll(t->a) == 0, "poll from another thread");
 	W_ASSERT(w, tw_agent_shutdown(t->a, true) == TW_EINVAL,
-		"shutdown from another thread");
+		 "shutdown from another thread");
 	return 0;
 }
 
@@ -485,15 +509,18 @@ static int w_threads(struct h_worker *w)
 		tw_value aa[2] = {tw_value_int(3), tw_value_int(4)};
 		tw_value t = H_TUPLE(aa);
 		st = h_call_int(a, "w1", "add", &t, &v);
-		W_ASSERT(w, st == TW_OK && v == 7, "owner call: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK && v == 7, "owner call: %s",
+			 tw_status_name(st));
 		for (int i = 0; i < 2; i++) {
-			W_ASSERT(w, e_serve_until(a, &ta[i].done, 20000), "thread %d stuck", i);
+			W_ASSERT(w, e_serve_until(a, &ta[i].done, 20000),
+				 "thread %d stuck", i);
 			pthread_join(th[i], NULL);
 			W_ASSERT(w, ta[i].rc == 0, "thread %d failed", i);
 		}
 		atomic_store(&w->sh->flag[0], 1);
 	} else {
-		W_ASSERT(w, e_serve_until(a, &w->sh->flag[0], 20000), "w0 never finished");
+		W_ASSERT(w, e_serve_until(a, &w->sh->flag[0], 20000),
+			 "w0 never finished");
 	}
 	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
@@ -510,14 +537,16 @@ Test(embedded, other_threads_call_in, .timeout = 60)
 
 /* A handler running inside the owner's poll must not wait. */
 static tw_status fn_sync_inside(tw_call_ctx *ctx, const tw_value *args,
-				const tw_value *kwargs, tw_value *result, void *arg)
+				const tw_value *kwargs, tw_value *result,
+				void *arg)
 {
 	tw_agent *a = tw_call_agent(ctx);
 	tw_value r, e;
 	tw_status st = tw_rpc_sync(a, "w0", "add", NULL, NULL, -1, &r, &e);
 	tw_value_destroy(&e);
 	/* Each misuse says what it is (tw_errmsg). */
-	bool why = strcmp(tw_errmsg(st), "tw_rpc_sync called on a run loop: "
+	bool why = strcmp(tw_errmsg(st),
+			  "tw_rpc_sync called on a run loop: "
 			  "use tw_rpc_async and tw_call_defer") == 0;
 	tw_future *f;
 	tw_future_create(&f);
@@ -530,11 +559,12 @@ static tw_status fn_sync_inside(tw_call_ctx *ctx, const tw_value *args,
 	tw_future_complete(f, &none);
 	tw_future_release(f);
 	tw_status sst = tw_agent_shutdown(a, true);
-	why = why && strcmp(tw_errmsg(sst), "tw_agent_shutdown called from a "
-			    "handler: it would wait for itself") == 0;
+	why = why &&
+	      strcmp(tw_errmsg(sst), "tw_agent_shutdown called from a "
+				     "handler: it would wait for itself") == 0;
 	*result = tw_value_bool(st == TW_EINVAL && wst == TW_EINVAL &&
-			       wast == TW_EINVAL && sst == TW_EBUSY && why &&
-			       tw_agent_poll(a) == 0);
+				wast == TW_EINVAL && sst == TW_EBUSY && why &&
+				tw_agent_poll(a) == 0);
 	return TW_OK;
 }
 
@@ -542,7 +572,8 @@ static tw_status reg_alone(tw_agent *a, void *arg)
 {
 	tw_status st = h_register_all(a, arg);
 	if (st == TW_OK)
-		st = tw_agent_register(a, "sync_inside", fn_sync_inside, NULL, 0);
+		st = tw_agent_register(a, "sync_inside", fn_sync_inside, NULL,
+				       0);
 	return st;
 }
 
@@ -563,7 +594,7 @@ static int w_alone(struct h_worker *w)
 	o.num_loops = 2;
 	tw_status st = h_init_err(err, sizeof(err), &o, &a);
 	W_ASSERT(w, st == TW_EINVAL && strstr(err, "num_loops") != NULL,
-		"two loops: %s (%s)", tw_status_name(st), err);
+		 "two loops: %s (%s)", tw_status_name(st), err);
 	o.num_loops = 1;
 	o.setup = reg_alone;
 	st = h_init_err(err, sizeof(err), &o, &a);
@@ -571,7 +602,8 @@ static int w_alone(struct h_worker *w)
 	/* One thread drives one embedded agent. */
 	tw_agent *b;
 	st = h_init_err(err, sizeof(err), &o, &b);
-	W_ASSERT(w, st == TW_EINVAL, "second embedded agent: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_EINVAL, "second embedded agent: %s",
+		 tw_status_name(st));
 
 	int64_t v;
 	tw_value aa[2] = {tw_value_int(20), tw_value_int(22)};
@@ -581,13 +613,14 @@ static int w_alone(struct h_worker *w)
 	tw_value r, e;
 	st = tw_rpc_sync(a, "w0", "sync_inside", NULL, NULL, -1, &r, &e);
 	W_ASSERT(w, st == TW_OK && r.kind == TW_KIND_BOOL && r.u.b,
-		"misuse from a handler: %s", tw_status_name(st));
+		 "misuse from a handler: %s", tw_status_name(st));
 	tw_value_destroy(&r);
 	/* A nested call to self, deferred through a future. */
 	tw_value na[2] = {H_STR("w0"), tw_value_int(5)};
 	tw_value nt = H_TUPLE(na);
 	st = h_call_int(a, "w0", "nested", &nt, &v);
-	W_ASSERT(w, st == TW_OK && v == 7, "nested self: %s %" PRId64, tw_status_name(st), v);
+	W_ASSERT(w, st == TW_OK && v == 7, "nested self: %s %" PRId64,
+		 tw_status_name(st), v);
 
 	/* A future another thread completes: the owner's wait sees it. */
 	tw_future *f;
@@ -596,8 +629,8 @@ static int w_alone(struct h_worker *w)
 	pthread_create(&th, NULL, complete_later, f);
 	st = tw_agent_wait(a, f, 5000);
 	pthread_join(th, NULL);
-	W_ASSERT(w, st == TW_OK && tw_future_value(f)->u.i == 77, "foreign future: %s",
-		tw_status_name(st));
+	W_ASSERT(w, st == TW_OK && tw_future_value(f)->u.i == 77,
+		 "foreign future: %s", tw_status_name(st));
 	tw_future_release(f);
 
 	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
@@ -615,15 +648,17 @@ static int w_alone(struct h_worker *w)
 		return 0;
 	}
 	st = h_init_err(err, sizeof(err), &o, &a);
-	W_ASSERT(w, st == TW_OK, "init again: %s (%s)", tw_status_name(st), err);
+	W_ASSERT(w, st == TW_OK, "init again: %s (%s)", tw_status_name(st),
+		 err);
 	tw_future *g;
 	st = tw_rpc_async(a, "w0", "never", NULL, NULL, 0, &g);
 	W_ASSERT(w, st == TW_OK, "never: %s", tw_status_name(st));
 	W_ASSERT(w, tw_agent_wait(a, g, 20) == TW_ETIMEDOUT, "pending");
 	st = tw_agent_shutdown(a, false);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
-	W_ASSERT(w, tw_future_status(g) == TW_ESHUTDOWN, "pending call failed: %s",
-		tw_status_name(tw_future_status(g)));
+	W_ASSERT(w, tw_future_status(g) == TW_ESHUTDOWN,
+		 "pending call failed: %s",
+		 tw_status_name(tw_future_status(g)));
 	tw_future_release(g);
 	h_never_finish();
 	return 0;

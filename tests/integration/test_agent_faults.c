@@ -3,7 +3,7 @@
  * injection on the send path. */
 #include "harness.h"
 
-#define TIMEOUT_MSG_100 \
+#define TIMEOUT_MSG_100                                                        \
 	"RPC ran for more than set timeout (100 ms) and will now be marked with an error"
 
 /* ---- timeouts ---- */
@@ -20,18 +20,28 @@ static int w_timeout(struct h_worker *w)
 		/* a handler that never answers */
 		tw_value r, e;
 		st = tw_rpc_sync(a, "w1", "never", NULL, NULL, 100, &r, &e);
-		W_ASSERT(w, st == TW_ETIMEDOUT, "never: %s", tw_status_name(st));
-		W_ASSERT(w, strcmp(e.u.err->msg, TIMEOUT_MSG_100) == 0, "msg '%s'", e.u.err->msg);
-		W_ASSERT(w, e.u.err->kind == TW_ETIMEDOUT && e.u.err->origin == 0, "error value");
+		W_ASSERT(w, st == TW_ETIMEDOUT, "never: %s",
+			 tw_status_name(st));
+		W_ASSERT(w, strcmp(e.u.err->msg, TIMEOUT_MSG_100) == 0,
+			 "msg '%s'", e.u.err->msg);
+		W_ASSERT(w,
+			 e.u.err->kind == TW_ETIMEDOUT && e.u.err->origin == 0,
+			 "error value");
 		tw_value_destroy(&e);
 		/* several at once, through futures */
 		tw_future *fs[8];
 		for (int i = 0; i < 8; i++)
-			W_ASSERT(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 100, &fs[i]) == TW_OK,
-				"async");
+			W_ASSERT(w,
+				 tw_rpc_async(a, "w1", "never", NULL, NULL, 100,
+					      &fs[i]) == TW_OK,
+				 "async");
 		for (int i = 0; i < 8; i++) {
-			W_ASSERT(w, tw_future_wait(fs[i], -1) == TW_ETIMEDOUT, "timeout %d", i);
-			W_ASSERT(w, strcmp(tw_future_error(fs[i])->msg, TIMEOUT_MSG_100) == 0, "msg");
+			W_ASSERT(w, tw_future_wait(fs[i], -1) == TW_ETIMEDOUT,
+				 "timeout %d", i);
+			W_ASSERT(w,
+				 strcmp(tw_future_error(fs[i])->msg,
+					TIMEOUT_MSG_100) == 0,
+				 "msg");
 			tw_future_release(fs[i]);
 		}
 		/* a blocking handler slower than the timeout: its answer comes
@@ -45,7 +55,9 @@ static int w_timeout(struct h_worker *w)
 		int64_t v;
 		tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
 		tw_value at = H_TUPLE(aa);
-		W_ASSERT(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "add");
+		W_ASSERT(w,
+			 h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3,
+			 "add");
 		st = tw_rpc_sync(a, "w1", "add", &at, NULL, 0, &r, &e);
 		W_ASSERT(w, st == TW_OK && r.u.i == 3, "no timeout");
 		/* let w1 answer its "never" calls now: late answers */
@@ -57,24 +69,31 @@ static int w_timeout(struct h_worker *w)
 			h_sleep_ms(10);
 			tw_agent_get_stats(a, &s);
 		} while (s.late_responses < 10 && h_now_ms() < until);
-		W_ASSERT(w, s.late_responses >= 10, "late %" PRIu64, s.late_responses);
+		W_ASSERT(w, s.late_responses >= 10, "late %" PRIu64,
+			 s.late_responses);
 		W_ASSERT(w, s.timeouts == 10, "timeouts %" PRIu64, s.timeouts);
 		/* the connection still works */
-		W_ASSERT(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "after");
+		W_ASSERT(w,
+			 h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3,
+			 "after");
 		/* blocking calls queued past their deadline are skipped on w1:
 		 * 2 executor threads, 6 calls of 300 ms with 100 ms budgets */
 		tw_future *ss[6];
 		for (int i = 0; i < 6; i++)
-			W_ASSERT(w, tw_rpc_async(a, "w1", "sleep", &stup, NULL, 100, &ss[i]) == TW_OK,
-				"sleep async");
+			W_ASSERT(w,
+				 tw_rpc_async(a, "w1", "sleep", &stup, NULL,
+					      100, &ss[i]) == TW_OK,
+				 "sleep async");
 		for (int i = 0; i < 6; i++) {
-			W_ASSERT(w, tw_future_wait(ss[i], -1) == TW_ETIMEDOUT, "sleep timeout");
+			W_ASSERT(w, tw_future_wait(ss[i], -1) == TW_ETIMEDOUT,
+				 "sleep timeout");
 			tw_future_release(ss[i]);
 		}
 		atomic_store(&sh->flag[2], 1);
 	} else {
 		W_ASSERT(w, h_wait_all(sh->flag, 1, -1, 30000), "w0 timed out");
-		W_ASSERT(w, h_never_count() == 9, "9 never calls, got %d", h_never_count());
+		W_ASSERT(w, h_never_count() == 9, "9 never calls, got %d",
+			 h_never_count());
 		h_never_finish();
 		atomic_store(&sh->flag[1], 1);
 		W_ASSERT(w, h_wait_all(&sh->flag[2], 1, -1, 30000), "w0 done");
@@ -84,7 +103,8 @@ static int w_timeout(struct h_worker *w)
 			h_sleep_ms(10);
 			tw_agent_get_stats(a, &s);
 		} while (s.exec_jobs < 7 && h_now_ms() < until);
-		W_ASSERT(w, s.exec_expired >= 1, "expired %" PRIu64, s.exec_expired);
+		W_ASSERT(w, s.exec_expired >= 1, "expired %" PRIu64,
+			 s.exec_expired);
 		/* "never" again, then answered after shutdown: dropped */
 	}
 	st = tw_agent_shutdown(a, true);
@@ -110,25 +130,35 @@ static int w_kill(struct h_worker *w)
 	if (w->rank == 0) {
 		tw_future *fs[11];
 		for (int i = 0; i < 10; i++)
-			W_ASSERT(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &fs[i]) == TW_OK,
-				"never");
+			W_ASSERT(w,
+				 tw_rpc_async(a, "w1", "never", NULL, NULL, 0,
+					      &fs[i]) == TW_OK,
+				 "never");
 		int64_t v;
 		tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
 		tw_value at = H_TUPLE(aa);
-		W_ASSERT(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3, "ping");
-		W_ASSERT(w, tw_rpc_async(a, "w1", "die", NULL, NULL, 0, &fs[10]) == TW_OK, "die");
+		W_ASSERT(w,
+			 h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3,
+			 "ping");
+		W_ASSERT(w,
+			 tw_rpc_async(a, "w1", "die", NULL, NULL, 0, &fs[10]) ==
+				 TW_OK,
+			 "die");
 		for (int i = 0; i < 11; i++) {
 			st = tw_future_wait(fs[i], 30000);
-			W_ASSERT(w, st == TW_EUNREACHABLE, "call %d: %s", i, tw_status_name(st));
+			W_ASSERT(w, st == TW_EUNREACHABLE, "call %d: %s", i,
+				 tw_status_name(st));
 			const tw_error *e = tw_future_error(fs[i]);
-			W_ASSERT(w, strstr(e->msg, "'w1'") != NULL, "msg names w1: %s", e->msg);
+			W_ASSERT(w, strstr(e->msg, "'w1'") != NULL,
+				 "msg names w1: %s", e->msg);
 			tw_future_release(fs[i]);
 		}
 		W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 		/* later calls fail too (the reconnect is refused), never hang */
 		tw_value r, e;
 		st = tw_rpc_sync(a, "w1", "add", &at, NULL, -1, &r, &e);
-		W_ASSERT(w, st == TW_EUNREACHABLE, "after death: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_EUNREACHABLE, "after death: %s",
+			 tw_status_name(st));
 		tw_value_destroy(&e);
 		/* graceful shutdown: the dead worker counts as gone */
 		st = tw_agent_shutdown(a, true);
@@ -161,7 +191,8 @@ static void record_cb(tw_future *f, void *arg)
 	const tw_value *v = tw_future_value(f);
 	r->v = v && v->kind == TW_KIND_INT ? v->u.i : -1;
 	const tw_error *e = tw_future_error(f);
-	r->shutdown_msg = e && strcmp(e->msg, "RPC agent is shutting down") == 0;
+	r->shutdown_msg = e &&
+			  strcmp(e->msg, "RPC agent is shutting down") == 0;
 	atomic_store(&r->done, 1);
 }
 
@@ -180,8 +211,14 @@ static int w_graceful(struct h_worker *w)
 			tw_value sa[1] = {tw_value_int(10 + (i % 3))};
 			tw_value t = H_TUPLE(sa);
 			tw_future *f;
-			W_ASSERT(w, tw_rpc_async(a, "w0", "sleep", &t, NULL, 0, &f) == TW_OK, "async");
-			W_ASSERT(w, tw_future_then(f, record_cb, &recs[i]) == TW_OK, "then");
+			W_ASSERT(w,
+				 tw_rpc_async(a, "w0", "sleep", &t, NULL, 0,
+					      &f) == TW_OK,
+				 "async");
+			W_ASSERT(w,
+				 tw_future_then(f, record_cb, &recs[i]) ==
+					 TW_OK,
+				 "then");
 			tw_future_release(f);
 		}
 		W_ASSERT(w, tw_agent_outstanding(a) > 0, "in flight");
@@ -190,9 +227,12 @@ static int w_graceful(struct h_worker *w)
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	if (w->rank == 1) {
 		for (int i = 0; i < 40; i++) {
-			W_ASSERT(w, atomic_load(&recs[i].done), "call %d not done", i);
-			W_ASSERT(w, recs[i].st == TW_OK && recs[i].v == 10 + (i % 3),
-				"call %d: %s", i, tw_status_name(recs[i].st));
+			W_ASSERT(w, atomic_load(&recs[i].done),
+				 "call %d not done", i);
+			W_ASSERT(w,
+				 recs[i].st == TW_OK &&
+					 recs[i].v == 10 + (i % 3),
+				 "call %d: %s", i, tw_status_name(recs[i].st));
 		}
 	}
 	return 0;
@@ -213,28 +253,40 @@ static int w_abrupt(struct h_worker *w)
 	if (w->rank == 1) {
 		for (int i = 0; i < 20; i++) {
 			tw_future *f;
-			W_ASSERT(w, tw_rpc_async(a, "w0", "never", NULL, NULL, 0, &f) == TW_OK,
-				"async");
-			W_ASSERT(w, tw_future_then(f, record_cb, &recs[i]) == TW_OK, "then");
+			W_ASSERT(w,
+				 tw_rpc_async(a, "w0", "never", NULL, NULL, 0,
+					      &f) == TW_OK,
+				 "async");
+			W_ASSERT(w,
+				 tw_future_then(f, record_cb, &recs[i]) ==
+					 TW_OK,
+				 "then");
 			tw_future_release(f);
 		}
 		/* a call to self that never answers either */
 		tw_future *f;
-		W_ASSERT(w, tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &f) == TW_OK, "self");
-		W_ASSERT(w, tw_future_then(f, record_cb, &recs[20]) == TW_OK, "then");
+		W_ASSERT(w,
+			 tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &f) ==
+				 TW_OK,
+			 "self");
+		W_ASSERT(w, tw_future_then(f, record_cb, &recs[20]) == TW_OK,
+			 "then");
 		tw_future_release(f);
 		/* wait until w0 holds all 20 */
 		uint64_t until = h_now_ms() + 20000;
 		while (atomic_load(&w->sh->counter) < 20 && h_now_ms() < until)
 			h_sleep_ms(5);
 		W_ASSERT(w, tw_agent_outstanding(a) == 21, "in flight %" PRIu64,
-			tw_agent_outstanding(a));
+			 tw_agent_outstanding(a));
 		st = tw_agent_shutdown(a, false);
 		W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 		for (int i = 0; i <= 20; i++) {
-			W_ASSERT(w, atomic_load(&recs[i].done), "call %d not done", i);
-			W_ASSERT(w, recs[i].st == TW_ESHUTDOWN && recs[i].shutdown_msg,
-				"call %d: %s", i, tw_status_name(recs[i].st));
+			W_ASSERT(w, atomic_load(&recs[i].done),
+				 "call %d not done", i);
+			W_ASSERT(w,
+				 recs[i].st == TW_ESHUTDOWN &&
+					 recs[i].shutdown_msg,
+				 "call %d: %s", i, tw_status_name(recs[i].st));
 		}
 		h_never_finish();
 		return 0;
@@ -244,7 +296,8 @@ static int w_abrupt(struct h_worker *w)
 	while (h_never_count() < 20 && h_now_ms() < until)
 		h_sleep_ms(5);
 	atomic_store(&w->sh->counter, h_never_count());
-	st = tw_agent_shutdown(a, true); /* w1 left at once: it counts as gone */
+	st = tw_agent_shutdown(a,
+			       true); /* w1 left at once: it counts as gone */
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	h_never_finish();
 	return 0;
@@ -274,7 +327,8 @@ static int w_rdv(struct h_worker *w)
 	o.init_timeout_ms = 3000;
 	tw_agent *a = NULL;
 	uint64_t t0 = h_now_ms();
-	tw_status st = h_init_err(w->sh->msg[w->rank], sizeof(w->sh->msg[w->rank]), &o, &a);
+	tw_status st = h_init_err(w->sh->msg[w->rank],
+				  sizeof(w->sh->msg[w->rank]), &o, &a);
 	w->sh->status[w->rank] = st;
 	W_ASSERT(w, h_now_ms() - t0 < 30000, "init took too long");
 	if (st == TW_OK)
@@ -284,42 +338,48 @@ static int w_rdv(struct h_worker *w)
 
 Test(rendezvous, duplicate_name_refused, .timeout = 60)
 {
-	static const struct rdv_case c = {.names = {"dup", "dup"}, .ranks = {0, 1},
-					  .worlds = {2, 2}};
+	static const struct rdv_case c = {
+		.names = {"dup", "dup"}, .ranks = {0, 1}, .worlds = {2, 2}};
 	struct h_shared *sh = h_shared_new();
 	h_run_group(2, w_rdv, (void *)&c, sh, 0);
 	/* Whoever joined second was refused; the other timed out waiting. */
 	int refused = sh->status[0] == TW_EINVAL ? 0 : 1;
-	cr_assert_eq(sh->status[refused], TW_EINVAL, "%s / %s", tw_status_name(sh->status[0]),
+	cr_assert_eq(sh->status[refused], TW_EINVAL, "%s / %s",
+		     tw_status_name(sh->status[0]),
 		     tw_status_name(sh->status[1]));
 	cr_assert_eq(sh->status[1 - refused], TW_ETIMEDOUT);
 	char want[128];
-	snprintf(want, sizeof(want), "worker name 'dup' is already taken by rank %d",
-		 1 - refused);
+	snprintf(want, sizeof(want),
+		 "worker name 'dup' is already taken by rank %d", 1 - refused);
 	cr_assert_str_eq(sh->msg[refused], want);
 	/* Timed out waiting for rank 1, or (when rank 0 was the one refused)
 	 * for a rendezvous that went away. */
 	cr_assert(strstr(sh->msg[1 - refused], "timed out") != NULL ||
-		  strstr(sh->msg[1 - refused], "unreachable") != NULL, "%s",
-		  sh->msg[1 - refused]);
+			  strstr(sh->msg[1 - refused], "unreachable") != NULL,
+		  "%s", sh->msg[1 - refused]);
 }
 
 Test(rendezvous, wrong_world_size_refused, .timeout = 60)
 {
-	static const struct rdv_case c = {.names = {"w0", "w1"}, .ranks = {0, 1},
-					  .worlds = {2, 3}};
+	static const struct rdv_case c = {
+		.names = {"w0", "w1"}, .ranks = {0, 1}, .worlds = {2, 3}};
 	struct h_shared *sh = h_shared_new();
 	h_run_group(2, w_rdv, (void *)&c, sh, 0);
-	cr_assert_eq(sh->status[1], TW_EINVAL, "%s", tw_status_name(sh->status[1]));
-	cr_assert_str_eq(sh->msg[1], "world size 3 does not match rank 0's world size 2");
-	cr_assert_eq(sh->status[0], TW_ETIMEDOUT, "%s", tw_status_name(sh->status[0]));
+	cr_assert_eq(sh->status[1], TW_EINVAL, "%s",
+		     tw_status_name(sh->status[1]));
+	cr_assert_str_eq(sh->msg[1],
+			 "world size 3 does not match rank 0's world size 2");
+	cr_assert_eq(sh->status[0], TW_ETIMEDOUT, "%s",
+		     tw_status_name(sh->status[0]));
 	cr_assert(strstr(sh->msg[0], "missing rank 1") != NULL ||
-		  strstr(sh->msg[0], "not every worker joined") != NULL, "%s", sh->msg[0]);
+			  strstr(sh->msg[0], "not every worker joined") != NULL,
+		  "%s", sh->msg[0]);
 }
 
 Test(rendezvous, duplicate_rank_refused, .timeout = 60)
 {
-	static const struct rdv_case c = {.names = {"w0", "a", "b"}, .ranks = {0, 1, 1},
+	static const struct rdv_case c = {.names = {"w0", "a", "b"},
+					  .ranks = {0, 1, 1},
 					  .worlds = {3, 3, 3}};
 	struct h_shared *sh = h_shared_new();
 	h_run_group(3, w_rdv, (void *)&c, sh, 0);
@@ -361,12 +421,15 @@ Test(rendezvous, rank_out_of_range_and_bad_options, .timeout = 60)
 	o.transport_opts = &uo;
 	uo.cc_local = "no-such-cc";
 	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
-	cr_assert(strstr(err, "tcp_congestion_local (cc_local) 'no-such-cc': ") != NULL,
+	cr_assert(strstr(err,
+			 "tcp_congestion_local (cc_local) 'no-such-cc': ") !=
+			  NULL,
 		  "%s", err);
 	uo.cc_local = NULL;
 	uo.cc_remote = "a-name-of-16-chr";
 	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
-	cr_assert(strstr(err, "congestion control name is longer than 15") != NULL,
+	cr_assert(strstr(err, "congestion control name is longer than 15") !=
+			  NULL,
 		  "%s", err);
 	uo.cc_remote = NULL;
 	uo.recv_buf_count = 48;
@@ -446,33 +509,50 @@ static int w_fault(struct h_worker *w)
 		tw_value r, e;
 		if (mode == F_FAIL) {
 			for (int i = 0; i < 3; i++) {
-				st = tw_rpc_sync(a, "w1", "add", &at, NULL, -1, &r, &e);
-				W_ASSERT(w, st == TW_EUNREACHABLE, "send %d: %s", i, tw_status_name(st));
-				W_ASSERT(w, strstr(e.u.err->msg, "failed to send") != NULL, "%s",
-					e.u.err->msg);
+				st = tw_rpc_sync(a, "w1", "add", &at, NULL, -1,
+						 &r, &e);
+				W_ASSERT(w, st == TW_EUNREACHABLE,
+					 "send %d: %s", i, tw_status_name(st));
+				W_ASSERT(w,
+					 strstr(e.u.err->msg,
+						"failed to send") != NULL,
+					 "%s", e.u.err->msg);
 				tw_value_destroy(&e);
 			}
 			int64_t v;
-			W_ASSERT(w, h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 42, "4th");
+			W_ASSERT(w,
+				 h_call_int(a, "w1", "add", &at, &v) == TW_OK &&
+					 v == 42,
+				 "4th");
 		} else if (mode == F_DROP) {
-			st = tw_rpc_sync(a, "w1", "add", &at, NULL, 200, &r, &e);
-			W_ASSERT(w, st == TW_ETIMEDOUT, "dropped RET: %s", tw_status_name(st));
+			st = tw_rpc_sync(a, "w1", "add", &at, NULL, 200, &r,
+					 &e);
+			W_ASSERT(w, st == TW_ETIMEDOUT, "dropped RET: %s",
+				 tw_status_name(st));
 			tw_value_destroy(&e);
 			/* EXCEPTION frames still travel */
-			st = tw_rpc_sync(a, "w1", "nope", NULL, NULL, 5000, &r, &e);
-			W_ASSERT(w, st == TW_ENOFUNC, "exception: %s", tw_status_name(st));
+			st = tw_rpc_sync(a, "w1", "nope", NULL, NULL, 5000, &r,
+					 &e);
+			W_ASSERT(w, st == TW_ENOFUNC, "exception: %s",
+				 tw_status_name(st));
 			tw_value_destroy(&e);
 		} else {
 			tw_future *fs[5];
 			for (int i = 0; i < 5; i++) {
-				tw_value ba[2] = {tw_value_int(i), tw_value_int(100)};
+				tw_value ba[2] = {tw_value_int(i),
+						  tw_value_int(100)};
 				tw_value bt = H_TUPLE(ba);
-				W_ASSERT(w, tw_rpc_async(a, "w1", "add", &bt, NULL, 10000, &fs[i]) == TW_OK,
-					"async");
+				W_ASSERT(w,
+					 tw_rpc_async(a, "w1", "add", &bt, NULL,
+						      10000, &fs[i]) == TW_OK,
+					 "async");
 			}
 			for (int i = 0; i < 5; i++) {
-				W_ASSERT(w, tw_future_wait(fs[i], -1) == TW_OK, "delayed %d", i);
-				W_ASSERT(w, tw_future_value(fs[i])->u.i == i + 100, "value");
+				W_ASSERT(w, tw_future_wait(fs[i], -1) == TW_OK,
+					 "delayed %d", i);
+				W_ASSERT(w,
+					 tw_future_value(fs[i])->u.i == i + 100,
+					 "value");
 				tw_future_release(fs[i]);
 			}
 		}
@@ -520,10 +600,10 @@ struct raw_ch {
 	struct twp_ep self, peer;
 	struct twp_local local;
 	uint32_t sess, peer_sess, snd_nxt, rcv_next, msg;
-	uint8_t last[2048];        /* our last DATA packet, sent again if no
-				    * answer comes */
+	uint8_t last[2048]; /* our last DATA packet, sent again if no
+			     * answer comes */
 	size_t last_len;
-	uint8_t *rx;               /* the frame being received */
+	uint8_t *rx; /* the frame being received */
 	uint64_t rx_len, rx_have;
 #endif
 };
@@ -533,7 +613,8 @@ static int raw_connect(struct raw_ch *ch, const char *addr)
 	memset(ch, 0, sizeof(*ch));
 	int port = atoi(strrchr(addr, ':') + 1);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
 		return -1;
@@ -548,7 +629,8 @@ static bool raw_full(int fd, void *p, size_t n, bool rd)
 	size_t done = 0;
 	while (done < n) {
 		ssize_t k = rd ? recv(fd, (char *)p + done, n - done, 0)
-			       : send(fd, (char *)p + done, n - done, MSG_NOSIGNAL);
+			       : send(fd, (char *)p + done, n - done,
+				      MSG_NOSIGNAL);
 		if (k <= 0)
 			return false;
 		done += (size_t)k;
@@ -567,16 +649,19 @@ static size_t rawd_build(struct raw_ch *ch, uint8_t *p, const struct twp_hdr *h,
 	twp_hdr_encode(p + TWP_L2L4_LEN, h);
 	if (h->len)
 		memcpy(p + TWP_HEADERS, payload, h->len);
-	twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN, TWP_HDR_LEN + h->len,
-					 false));
+	twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN,
+					 TWP_HDR_LEN + h->len, false));
 	return TWP_HEADERS + h->len;
 }
 
 static bool rawd_ctl(struct raw_ch *ch, uint8_t type, uint8_t flags)
 {
 	uint8_t p[TWP_HEADERS];
-	struct twp_hdr h = {.type = type, .flags = flags, .dst_sess = ch->peer_sess,
-			    .src_sess = ch->sess, .ack = ch->rcv_next};
+	struct twp_hdr h = {.type = type,
+			    .flags = flags,
+			    .dst_sess = ch->peer_sess,
+			    .src_sess = ch->sess,
+			    .ack = ch->rcv_next};
 	if (type == TWP_CONNECT) {
 		h.dst_sess = 0;
 		h.ack = 0;
@@ -597,7 +682,8 @@ static bool rawd_recv(struct raw_ch *ch, uint8_t *buf, size_t cap,
 		ssize_t n = recv(ch->fd, buf, cap, 0);
 		if (n <= 0)
 			continue; /* SO_RCVTIMEO */
-		if (twp_parse(buf, (size_t)n, &ch->local, false, false, pk) == TWP_OK &&
+		if (twp_parse(buf, (size_t)n, &ch->local, false, false, pk) ==
+			    TWP_OK &&
 		    (pk->h.type == TWP_ACCEPT || pk->h.type == TWP_RESET ||
 		     pk->h.dst_sess == ch->sess))
 			return true;
@@ -649,10 +735,14 @@ static bool rawd_send(struct raw_ch *ch, const void *frame, size_t n)
 {
 	if (n > RAWD_MSS)
 		return false;
-	struct twp_hdr h = {.type = TWP_DATA, .dst_sess = ch->peer_sess,
-			    .src_sess = ch->sess, .seq = ch->snd_nxt++,
-			    .ack = ch->rcv_next, .msg = ch->msg++,
-			    .len = (uint32_t)n, .frame_len = n};
+	struct twp_hdr h = {.type = TWP_DATA,
+			    .dst_sess = ch->peer_sess,
+			    .src_sess = ch->sess,
+			    .seq = ch->snd_nxt++,
+			    .ack = ch->rcv_next,
+			    .msg = ch->msg++,
+			    .len = (uint32_t)n,
+			    .frame_len = n};
 	ch->last_len = rawd_build(ch, ch->last, &h, frame);
 	return send(ch->fd, ch->last, ch->last_len, 0) == (ssize_t)ch->last_len;
 }
@@ -682,7 +772,8 @@ static tw_status rawd_read(struct raw_ch *ch, tw_buf **out, size_t *len)
 		if (pk.h.type != TWP_DATA)
 			continue;
 		if (pk.h.seq != ch->rcv_next) {
-			rawd_ctl(ch, TWP_ACK, 0); /* old, or ahead: say where we are */
+			rawd_ctl(ch, TWP_ACK,
+				 0); /* old, or ahead: say where we are */
 			continue;
 		}
 		ch->rcv_next++;
@@ -762,7 +853,8 @@ static tw_status raw_read(struct raw_ch *ch, tw_in_msg *m)
 		return TW_ENOMEM;
 	memcpy(b->data, hdr, sizeof(hdr));
 	st = TW_EIO;
-	if (raw_full(fd, (char *)b->data + sizeof(hdr), h.total_len - sizeof(hdr), true))
+	if (raw_full(fd, (char *)b->data + sizeof(hdr),
+		     h.total_len - sizeof(hdr), true))
 		st = tw_msg_decode(b, 0, h.total_len, &h, NULL, m);
 	tw_buf_release(b);
 	return st;
@@ -773,9 +865,13 @@ static int raw_send_hdr_payload(struct raw_ch *ch, unsigned type, uint32_t src,
 				uint32_t plen)
 {
 	unsigned char frame[256];
-	tw_frame_hdr h = {.version = TW_FRAME_VERSION, .type = (uint8_t)type,
-			  .req_id = req, .src = src, .dst = dst,
-			  .payload_len = plen, .total_len = TW_FRAME_HDR_SIZE + plen};
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION,
+			  .type = (uint8_t)type,
+			  .req_id = req,
+			  .src = src,
+			  .dst = dst,
+			  .payload_len = plen,
+			  .total_len = TW_FRAME_HDR_SIZE + plen};
 	tw_frame_hdr_encode(frame, &h);
 	memcpy(frame + TW_FRAME_HDR_SIZE, payload, plen);
 	return raw_send(ch, frame, TW_FRAME_HDR_SIZE + plen) ? 0 : -1;
@@ -789,22 +885,32 @@ static int raw_frames(struct h_worker *w, struct raw_ch *ch)
 	/* garbage payload: EXCEPTION TW_EPROTO with the decoder's reason */
 	unsigned char junk[16];
 	memset(junk, 0xff, sizeof(junk));
-	W_ASSERT(w, raw_send_hdr_payload(ch, TW_MSG_CALL, 0, 0, 77, junk, sizeof(junk)) == 0, "send");
+	W_ASSERT(w,
+		 raw_send_hdr_payload(ch, TW_MSG_CALL, 0, 0, 77, junk,
+				      sizeof(junk)) == 0,
+		 "send");
 	W_ASSERT(w, raw_read(ch, &m) == TW_OK, "read");
-	W_ASSERT(w, m.hdr.type == TW_MSG_EXCEPTION && m.hdr.req_id == 77, "exception");
-	W_ASSERT(w, m.payload.u.err->kind == TW_EPROTO, "kind %d", m.payload.u.err->kind);
-	W_ASSERT(w, strstr(m.payload.u.err->msg, "malformed CALL") != NULL, "%s",
-		m.payload.u.err->msg);
+	W_ASSERT(w, m.hdr.type == TW_MSG_EXCEPTION && m.hdr.req_id == 77,
+		 "exception");
+	W_ASSERT(w, m.payload.u.err->kind == TW_EPROTO, "kind %d",
+		 m.payload.u.err->kind);
+	W_ASSERT(w, strstr(m.payload.u.err->msg, "malformed CALL") != NULL,
+		 "%s", m.payload.u.err->msg);
 	tw_in_msg_release(&m);
 
 	/* an unknown source worker */
-	W_ASSERT(w, raw_send_hdr_payload(ch, TW_MSG_CALL, 9, 0, 78, junk, sizeof(junk)) == 0, "send");
+	W_ASSERT(w,
+		 raw_send_hdr_payload(ch, TW_MSG_CALL, 9, 0, 78, junk,
+				      sizeof(junk)) == 0,
+		 "send");
 	W_ASSERT(w, raw_read(ch, &m) == TW_OK, "read");
-	W_ASSERT(w, m.hdr.req_id == 78 && m.payload.u.err->kind == TW_EPROTO, "src");
+	W_ASSERT(w, m.hdr.req_id == 78 && m.payload.u.err->kind == TW_EPROTO,
+		 "src");
 	tw_in_msg_release(&m);
 
 	/* a request type this agent does not serve */
-	tw_frame_hdr h = {.version = TW_FRAME_VERSION, .type = TW_MSG_RREF_FETCH_CALL,
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION,
+			  .type = TW_MSG_RREF_FETCH_CALL,
 			  .req_id = 79};
 	tw_value rr;
 	tw_rref_id id = {.owner = 0};
@@ -818,7 +924,8 @@ static int raw_frames(struct h_worker *w, struct raw_ch *ch)
 	tw_out_msg_release(&om);
 	tw_value_destroy(&rr);
 	W_ASSERT(w, raw_read(ch, &m) == TW_OK, "read");
-	W_ASSERT(w, m.hdr.req_id == 79 && m.payload.u.err->kind == TW_ENOTSUP, "notsup");
+	W_ASSERT(w, m.hdr.req_id == 79 && m.payload.u.err->kind == TW_ENOTSUP,
+		 "notsup");
 	tw_in_msg_release(&m);
 
 	/* a well-formed CALL from a hand-made client still works */
@@ -827,14 +934,19 @@ static int raw_frames(struct h_worker *w, struct raw_ch *ch)
 	items[1] = H_TUPLE(args);
 	tw_value_dict(&items[2], 0);
 	tw_value call = H_TUPLE(items);
-	h = (tw_frame_hdr){.version = TW_FRAME_VERSION, .type = TW_MSG_CALL, .req_id = 80};
-	W_ASSERT(w, tw_msg_encode(NULL, &h, &call, &om) == TW_OK, "encode call");
+	h = (tw_frame_hdr){
+		.version = TW_FRAME_VERSION, .type = TW_MSG_CALL, .req_id = 80};
+	W_ASSERT(w, tw_msg_encode(NULL, &h, &call, &om) == TW_OK,
+		 "encode call");
 	tw_out_msg_copy(&om, buf);
 	W_ASSERT(w, raw_send(ch, buf, om.total_len), "send");
 	tw_out_msg_release(&om);
 	tw_value_destroy(&items[2]);
 	W_ASSERT(w, raw_read(ch, &m) == TW_OK, "read");
-	W_ASSERT(w, m.hdr.type == TW_MSG_RET && m.hdr.req_id == 80 && m.payload.u.i == 5, "ret");
+	W_ASSERT(w,
+		 m.hdr.type == TW_MSG_RET && m.hdr.req_id == 80 &&
+			 m.payload.u.i == 5,
+		 "ret");
 	tw_in_msg_release(&m);
 	return 0;
 }
@@ -845,10 +957,13 @@ static int w_raw(struct h_worker *w)
 {
 	if (w->rank == 1) {
 #if TW_HAVE_DPDK
-		W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 30000), "w0 never served");
+		W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 30000),
+			 "w0 never served");
 		struct raw_ch ch;
-		W_ASSERT(w, rawd_connect(&ch, h_net_cur->wend[1], w->sh->msg[0]) == 0,
-			"no session with %s", w->sh->msg[0]);
+		W_ASSERT(w,
+			 rawd_connect(&ch, h_net_cur->wend[1], w->sh->msg[0]) ==
+				 0,
+			 "no session with %s", w->sh->msg[0]);
 		int rc = raw_frames(w, &ch);
 		raw_close(&ch);
 		atomic_store(&w->sh->flag[1], 1);
@@ -868,13 +983,15 @@ static int w_raw(struct h_worker *w)
 	int rc;
 	if (w->world == 1) {
 		struct raw_ch ch;
-		W_ASSERT(w, raw_connect(&ch, me.addr) == 0, "connect %s", me.addr);
+		W_ASSERT(w, raw_connect(&ch, me.addr) == 0, "connect %s",
+			 me.addr);
 		rc = raw_frames(w, &ch);
 		raw_close(&ch);
 	} else {
 		snprintf(w->sh->msg[0], sizeof(w->sh->msg[0]), "%s", me.addr);
 		atomic_store(&w->sh->flag[0], 1);
-		W_ASSERT(w, h_wait_all(&w->sh->flag[1], 1, -1, 30000), "w1 never finished");
+		W_ASSERT(w, h_wait_all(&w->sh->flag[1], 1, -1, 30000),
+			 "w1 never finished");
 		rc = 0;
 	}
 	if (rc != 0) {
@@ -883,7 +1000,8 @@ static int w_raw(struct h_worker *w)
 	}
 	struct tw_agent_stats s;
 	tw_agent_get_stats(a, &s);
-	W_ASSERT(w, s.bad_frames >= 2, "bad frames counted: %" PRIu64, s.bad_frames);
+	W_ASSERT(w, s.bad_frames >= 2, "bad frames counted: %" PRIu64,
+		 s.bad_frames);
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;

@@ -15,7 +15,8 @@ static int many_calls(struct h_worker *w, tw_agent *a, const char *to,
 		tw_value args[1] = {tw_value_int(base + i)};
 		tw_value t = H_TUPLE(args);
 		tw_status st;
-		while ((st = tw_rpc_async(a, to, "echo", &t, NULL, -1, &fs[i])) == TW_ENOSPC) {
+		while ((st = tw_rpc_async(a, to, "echo", &t, NULL, -1,
+					  &fs[i])) == TW_ENOSPC) {
 			enospc++;
 			sched_yield();
 		}
@@ -25,7 +26,8 @@ static int many_calls(struct h_worker *w, tw_agent *a, const char *to,
 		tw_status st = tw_future_wait(fs[i], -1);
 		W_ASSERT(w, st == TW_OK, "call %d: %s", i, tw_status_name(st));
 		const tw_value *v = tw_future_value(fs[i]);
-		W_ASSERT(w, v && v->kind == TW_KIND_INT && v->u.i == base + i, "value %d", i);
+		W_ASSERT(w, v && v->kind == TW_KIND_INT && v->u.i == base + i,
+			 "value %d", i);
 		tw_future_release(fs[i]);
 	}
 	free(fs);
@@ -47,9 +49,12 @@ static int w_many(struct h_worker *w)
 			return 1;
 		struct tw_agent_stats s;
 		tw_agent_get_stats(a, &s);
-		W_ASSERT(w, s.calls_started == NCALLS + 2000, "started %" PRIu64, s.calls_started);
-		W_ASSERT(w, s.calls_sent == NCALLS, "sent %" PRIu64, s.calls_sent);
-		W_ASSERT(w, s.late_responses == 0 && s.bad_frames == 0, "clean");
+		W_ASSERT(w, s.calls_started == NCALLS + 2000,
+			 "started %" PRIu64, s.calls_started);
+		W_ASSERT(w, s.calls_sent == NCALLS, "sent %" PRIu64,
+			 s.calls_sent);
+		W_ASSERT(w, s.late_responses == 0 && s.bad_frames == 0,
+			 "clean");
 	}
 	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	st = tw_agent_shutdown(a, true);
@@ -89,9 +94,11 @@ static int w_threads(struct h_worker *w)
 	struct caller_arg ca[3];
 	pthread_t th[3];
 	for (int i = 0; i < 3; i++) {
-		ca[i] = (struct caller_arg){.w = w, .a = a,
-					    .to = h_names[(w->rank + 1 + i) % w->world],
-					    .base = (int64_t)i << 32};
+		ca[i] = (struct caller_arg){
+			.w = w,
+			.a = a,
+			.to = h_names[(w->rank + 1 + i) % w->world],
+			.base = (int64_t)i << 32};
 		pthread_create(&th[i], NULL, caller, &ca[i]);
 	}
 	int rc = 0;
@@ -117,7 +124,8 @@ static int echo_tensor(struct h_worker *w, tw_agent *a, const char *fn,
 {
 	tw_tensor t;
 	int64_t shape[1] = {(int64_t)n};
-	W_ASSERT(w, tw_tensor_alloc(&t, TW_UINT8, 1, shape) == TW_OK, "alloc %zu", n);
+	W_ASSERT(w, tw_tensor_alloc(&t, TW_UINT8, 1, shape) == TW_OK,
+		 "alloc %zu", n);
 	unsigned char *p = t.data;
 	for (size_t i = 0; i < n; i++)
 		p[i] = (unsigned char)(i * 31u + 7u + (i >> 12));
@@ -130,9 +138,12 @@ static int echo_tensor(struct h_worker *w, tw_agent *a, const char *fn,
 	W_ASSERT(w, st == TW_OK, "%s %zu B: %s", fn, n, tw_status_name(st));
 	const tw_tensor *rt;
 	W_ASSERT(w, tw_value_get_tensor(&r, &rt) == TW_OK, "tensor back");
-	W_ASSERT(w, rt->dtype == TW_UINT8 && rt->ndim == 1 && rt->shape[0] == (int64_t)n,
-		"shape");
-	W_ASSERT(w, n == 0 || memcmp(rt->data, t.data, n) == 0, "bytes differ (%zu B)", n);
+	W_ASSERT(w,
+		 rt->dtype == TW_UINT8 && rt->ndim == 1 &&
+			 rt->shape[0] == (int64_t)n,
+		 "shape");
+	W_ASSERT(w, n == 0 || memcmp(rt->data, t.data, n) == 0,
+		 "bytes differ (%zu B)", n);
 	W_ASSERT(w, tw_tensor_equal(rt, &t), "equal");
 	tw_value_destroy(&r);
 	tw_value_destroy(&tv);
@@ -164,14 +175,17 @@ static int w_tensors(struct h_worker *w)
 		 * call, in kwargs. */
 		tw_tensor m;
 		int64_t shape[2] = {33, 17};
-		W_ASSERT(w, tw_tensor_alloc(&m, TW_FLOAT32, 2, shape) == TW_OK, "alloc");
+		W_ASSERT(w, tw_tensor_alloc(&m, TW_FLOAT32, 2, shape) == TW_OK,
+			 "alloc");
 		float *fp = m.data;
 		for (int i = 0; i < 33 * 17; i++)
 			fp[i] = (float)i * 0.5f;
 		tw_tensor tr;
 		int64_t tshape[2] = {17, 33}, tstr[2] = {1, 17};
-		W_ASSERT(w, tw_tensor_init(&tr, TW_FLOAT32, 2, tshape, tstr, m.data, m.buf) == TW_OK,
-			"view");
+		W_ASSERT(w,
+			 tw_tensor_init(&tr, TW_FLOAT32, 2, tshape, tstr,
+					m.data, m.buf) == TW_OK,
+			 "view");
 		tw_value pair, v1, v2;
 		tw_value_list(&pair, 2);
 		tw_value_tensor(&v1, &m);

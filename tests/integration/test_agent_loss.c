@@ -48,8 +48,8 @@ static tw_status count_async(struct h_worker *w, tw_agent *a, const char *to,
 	tw_value args[2] = {tw_value_int(id), *v}; /* encoded, not taken */
 	tw_value t = H_TUPLE(args);
 	tw_status st;
-	while ((st = tw_rpc_async(a, to, "count", &t, NULL, CALL_TIMEOUT_MS, f)) ==
-	       TW_ENOSPC)
+	while ((st = tw_rpc_async(a, to, "count", &t, NULL, CALL_TIMEOUT_MS,
+				  f)) == TW_ENOSPC)
 		h_sleep_ms(1);
 	if (st == TW_OK)
 		atomic_fetch_add(&L->made[w->rank], 1);
@@ -57,8 +57,8 @@ static tw_status count_async(struct h_worker *w, tw_agent *a, const char *to,
 }
 
 /* n calls count(id0 + i, id0 + i), all in flight, checked. */
-static int small_calls(struct h_worker *w, tw_agent *a, const char *to,
-		       int id0, int n)
+static int small_calls(struct h_worker *w, tw_agent *a, const char *to, int id0,
+		       int n)
 {
 	tw_future **fs = calloc((size_t)n, sizeof(*fs));
 	W_ASSERT(w, fs != NULL, "calloc");
@@ -70,10 +70,10 @@ static int small_calls(struct h_worker *w, tw_agent *a, const char *to,
 	for (int i = 0; i < n; i++) {
 		tw_status st = tw_future_wait(fs[i], -1);
 		W_ASSERT(w, st == TW_OK, "small call %d: %s", id0 + i,
-			tw_status_name(st));
+			 tw_status_name(st));
 		const tw_value *v = tw_future_value(fs[i]);
 		W_ASSERT(w, v && v->kind == TW_KIND_INT && v->u.i == id0 + i,
-			"value of %d", id0 + i);
+			 "value of %d", id0 + i);
 		tw_future_release(fs[i]);
 	}
 	free(fs);
@@ -98,25 +98,32 @@ static int tensor_calls(struct h_worker *w, tw_agent *a, const char *to,
 	W_ASSERT(w, n <= 32, "too many");
 	for (int i = 0; i < n; i++) {
 		int64_t shape[1] = {(int64_t)sizes[i]};
-		W_ASSERT(w, tw_tensor_alloc(&ts[i], TW_UINT8, 1, shape) == TW_OK,
-			"alloc %zu", sizes[i]);
+		W_ASSERT(w,
+			 tw_tensor_alloc(&ts[i], TW_UINT8, 1, shape) == TW_OK,
+			 "alloc %zu", sizes[i]);
 		fill(&ts[i], sizes[i], (unsigned)(id0 + i));
 		W_ASSERT(w, tw_value_tensor(&vs[i], &ts[i]) == TW_OK, "value");
 		tw_status st = count_async(w, a, to, id0 + i, &vs[i], &fs[i]);
 		W_ASSERT(w, st == TW_OK, "async tensor %zu B: %s", sizes[i],
-			tw_status_name(st));
+			 tw_status_name(st));
 	}
 	for (int i = 0; i < n; i++) {
 		tw_status st = tw_future_wait(fs[i], -1);
 		W_ASSERT(w, st == TW_OK, "tensor %zu B: %s", sizes[i],
-			tw_status_name(st));
+			 tw_status_name(st));
 		const tw_tensor *rt;
-		W_ASSERT(w, tw_value_get_tensor(tw_future_value(fs[i]), &rt) == TW_OK,
-			"tensor back");
-		W_ASSERT(w, rt->dtype == TW_UINT8 && rt->ndim == 1 &&
-			rt->shape[0] == (int64_t)sizes[i], "shape of %zu B", sizes[i]);
-		W_ASSERT(w, sizes[i] == 0 || memcmp(rt->data, ts[i].data, sizes[i]) == 0,
-			"bytes differ (%zu B)", sizes[i]);
+		W_ASSERT(w,
+			 tw_value_get_tensor(tw_future_value(fs[i]), &rt) ==
+				 TW_OK,
+			 "tensor back");
+		W_ASSERT(w,
+			 rt->dtype == TW_UINT8 && rt->ndim == 1 &&
+				 rt->shape[0] == (int64_t)sizes[i],
+			 "shape of %zu B", sizes[i]);
+		W_ASSERT(w,
+			 sizes[i] == 0 ||
+				 memcmp(rt->data, ts[i].data, sizes[i]) == 0,
+			 "bytes differ (%zu B)", sizes[i]);
 		tw_future_release(fs[i]);
 		tw_value_destroy(&vs[i]);
 		tw_tensor_release(&ts[i]);
@@ -139,8 +146,8 @@ static int w_loss(struct h_worker *w)
 		/* around one packet's frame bytes (1426 at MTU 1500, the
 		 * frame header and segment layout take some), a few packets,
 		 * then thousands */
-		static const size_t one[] = {0, 1, 1300, 1400, 1500, 2900, 4096,
-					     30000};
+		static const size_t one[] = {0,    1,    1300, 1400,
+					     1500, 2900, 4096, 30000};
 		int id = N_SMALL_0;
 		if (tensor_calls(w, a, "w1", id, one, 8) != 0)
 			return 1;
@@ -167,9 +174,10 @@ static int w_loss(struct h_worker *w)
 	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	struct tw_agent_stats s;
 	tw_agent_get_stats(a, &s);
-	W_ASSERT(w, s.timeouts == 0 && s.bad_frames == 0 && s.late_responses == 0,
-		"timeouts %" PRIu64 ", bad frames %" PRIu64 ", late %" PRIu64,
-		s.timeouts, s.bad_frames, s.late_responses);
+	W_ASSERT(w,
+		 s.timeouts == 0 && s.bad_frames == 0 && s.late_responses == 0,
+		 "timeouts %" PRIu64 ", bad frames %" PRIu64 ", late %" PRIu64,
+		 s.timeouts, s.bad_frames, s.late_responses);
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
@@ -194,9 +202,11 @@ Test(loss, every_call_exactly_once_byte_exact, .timeout = 300)
 				  "call %u from w%d ran %u times", id, c, h);
 		}
 	}
-	fprintf(stderr, "[agent_loss %u%%] %u calls from w0 (%" PRIu64 " ms), %u "
+	fprintf(stderr,
+		"[agent_loss %u%%] %u calls from w0 (%" PRIu64 " ms), %u "
 		"from w1 (%" PRIu64 " ms), %u handler runs\n",
-		h_loss(), atomic_load(&L->made[0]), (uint64_t)atomic_load(&L->ms[0]),
-		atomic_load(&L->made[1]), (uint64_t)atomic_load(&L->ms[1]), runs);
+		h_loss(), atomic_load(&L->made[0]),
+		(uint64_t)atomic_load(&L->ms[0]), atomic_load(&L->made[1]),
+		(uint64_t)atomic_load(&L->ms[1]), runs);
 	munmap(L, sizeof(*L));
 }

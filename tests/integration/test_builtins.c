@@ -13,7 +13,8 @@ static tw_status fn_poly(tw_call_ctx *ctx, const tw_value *b, uint32_t nb,
 {
 	if (nb != 4)
 		return TW_EINVAL;
-	*result = tw_value_double((double)(b[1].u.i * b[0].u.i + b[2].u.i) + b[3].u.d);
+	*result = tw_value_double((double)(b[1].u.i * b[0].u.i + b[2].u.i) +
+				  b[3].u.d);
 	return TW_OK;
 }
 
@@ -22,7 +23,8 @@ static tw_status setup_builtins(tw_agent *a, void *arg)
 	tw_status st = h_register_all(a, arg);
 	if (st != TW_OK)
 		return st;
-	return tw_agent_register_schema(a,
+	return tw_agent_register_schema(
+		a,
 		"demo::poly(int x, int a=1, *, int b=0, float c=0.5) -> float",
 		fn_poly, NULL, 0);
 }
@@ -38,8 +40,11 @@ static tw_value mk(tw_dtype dt, unsigned ndim, const int64_t *shape,
 	tw_tensor_numel(&t, &n);
 	for (int64_t i = 0; i < n; i++) {
 		tw_scalar s = dt == TW_FLOAT32 || dt == TW_FLOAT64
-			? tw_scalar_double(vals[i]) : tw_scalar_int((int64_t)vals[i]);
-		tw_ops_scalar_store(&s, dt, (char *)t.data + i * (int64_t)tw_dtype_size(dt));
+				      ? tw_scalar_double(vals[i])
+				      : tw_scalar_int((int64_t)vals[i]);
+		tw_ops_scalar_store(&s, dt,
+				    (char *)t.data +
+					    i * (int64_t)tw_dtype_size(dt));
 	}
 	tw_value v;
 	tw_value_tensor(&v, &t);
@@ -52,7 +57,8 @@ static double at(const tw_value *v, int64_t i)
 	const tw_tensor *t = v->u.tensor;
 	double d = 0;
 	tw_ops_convert_one(&d, TW_FLOAT64,
-			   (const char *)t->data + i * (int64_t)tw_dtype_size(t->dtype),
+			   (const char *)t->data +
+				   i * (int64_t)tw_dtype_size(t->dtype),
 			   t->dtype);
 	return d;
 }
@@ -98,19 +104,24 @@ static int w_builtins(struct h_worker *w)
 
 	/* aten::add.Tensor across processes */
 	{
-		tw_value av[2] = {mk(TW_FLOAT32, 2, s23, v6), mk(TW_FLOAT32, 2, s23, v6)};
+		tw_value av[2] = {mk(TW_FLOAT32, 2, s23, v6),
+				  mk(TW_FLOAT32, 2, s23, v6)};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::add", &args, NULL, -1, &r, &e);
 		W_ASSERT(w, st == TW_OK, "add: %s %s", tw_status_name(st),
-			e.kind == TW_KIND_ERROR ? e.u.err->msg : "");
-		W_ASSERT(w, r.kind == TW_KIND_TENSOR && r.u.tensor->dtype == TW_FLOAT32 &&
-			r.u.tensor->ndim == 2 && at(&r, 5) == 12.0, "add result");
+			 e.kind == TW_KIND_ERROR ? e.u.err->msg : "");
+		W_ASSERT(w,
+			 r.kind == TW_KIND_TENSOR &&
+				 r.u.tensor->dtype == TW_FLOAT32 &&
+				 r.u.tensor->ndim == 2 && at(&r, 5) == 12.0,
+			 "add result");
 		tw_value_destroy(&r);
 		/* alpha kwarg: a + 3 * b */
 		const char *k[1] = {"alpha"};
 		tw_value kv[1] = {tw_value_int(3)};
 		tw_value kwargs = kw(1, k, kv);
-		st = tw_rpc_sync(a, peer, "aten::add", &args, &kwargs, -1, &r, &e);
+		st = tw_rpc_sync(a, peer, "aten::add", &args, &kwargs, -1, &r,
+				 &e);
 		W_ASSERT(w, st == TW_OK, "add alpha: %s", tw_status_name(st));
 		W_ASSERT(w, at(&r, 1) == 8.0, "alpha result %g", at(&r, 1));
 		tw_value_destroy(&r);
@@ -124,41 +135,51 @@ static int w_builtins(struct h_worker *w)
 		st = tw_rpc_sync(a, peer, "aten::add", &args, NULL, -1, &r, &e);
 		W_ASSERT(w, st == TW_OK, "add.Scalar: %s", tw_status_name(st));
 		W_ASSERT(w, r.u.tensor->dtype == TW_INT32 && at(&r, 2) == 32.0,
-			"add.Scalar result");
+			 "add.Scalar result");
 		tw_value_destroy(&r);
 		destroy_all(av, 2);
 	}
 	/* broadcasting and int/float promotion */
 	{
 		static const double v2[] = {1, 2};
-		tw_value av[2] = {mk(TW_INT64, 2, s21, v2), mk(TW_FLOAT64, 1, s3, v3)};
+		tw_value av[2] = {mk(TW_INT64, 2, s21, v2),
+				  mk(TW_FLOAT64, 1, s3, v3)};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::mul", &args, NULL, -1, &r, &e);
 		W_ASSERT(w, st == TW_OK, "mul: %s", tw_status_name(st));
 		const tw_tensor *t = r.u.tensor;
-		W_ASSERT(w, t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3,
-			"broadcast shape");
-		W_ASSERT(w, t->dtype == TW_FLOAT64, "promoted dtype %d", t->dtype);
+		W_ASSERT(w,
+			 t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3,
+			 "broadcast shape");
+		W_ASSERT(w, t->dtype == TW_FLOAT64, "promoted dtype %d",
+			 t->dtype);
 		W_ASSERT(w, at(&r, 5) == 60.0, "mul result");
 		tw_value_destroy(&r);
 		destroy_all(av, 2);
-		tw_value bv[2] = {mk(TW_INT32, 1, s3, v3), tw_value_double(0.5)};
+		tw_value bv[2] = {mk(TW_INT32, 1, s3, v3),
+				  tw_value_double(0.5)};
 		args = (tw_value)H_TUPLE(bv);
 		st = tw_rpc_sync(a, peer, "aten::mul", &args, NULL, -1, &r, &e);
-		W_ASSERT(w, st == TW_OK && r.u.tensor->dtype == TW_FLOAT32 &&
-			at(&r, 0) == 5.0, "int32 * 0.5 -> float32");
+		W_ASSERT(w,
+			 st == TW_OK && r.u.tensor->dtype == TW_FLOAT32 &&
+				 at(&r, 0) == 5.0,
+			 "int32 * 0.5 -> float32");
 		tw_value_destroy(&r);
 		destroy_all(bv, 2);
 	}
 	/* mm */
 	{
-		tw_value av[2] = {mk(TW_FLOAT64, 2, s23, v6), mk(TW_FLOAT64, 2, s32, v6)};
+		tw_value av[2] = {mk(TW_FLOAT64, 2, s23, v6),
+				  mk(TW_FLOAT64, 2, s32, v6)};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::mm", &args, NULL, -1, &r, &e);
 		W_ASSERT(w, st == TW_OK, "mm: %s", tw_status_name(st));
 		/* [[1,2,3],[4,5,6]] @ [[1,2],[3,4],[5,6]] = [[22,28],[49,64]] */
-		W_ASSERT(w, r.u.tensor->shape[0] == 2 && r.u.tensor->shape[1] == 2 &&
-			at(&r, 0) == 22 && at(&r, 3) == 64, "mm result");
+		W_ASSERT(w,
+			 r.u.tensor->shape[0] == 2 &&
+				 r.u.tensor->shape[1] == 2 && at(&r, 0) == 22 &&
+				 at(&r, 3) == 64,
+			 "mm result");
 		tw_value_destroy(&r);
 		destroy_all(av, 2);
 	}
@@ -170,11 +191,14 @@ static int w_builtins(struct h_worker *w)
 		const char *k[1] = {"keepdim"};
 		tw_value kv[1] = {tw_value_bool(true)};
 		tw_value kwargs = kw(1, k, kv);
-		st = tw_rpc_sync(a, peer, "aten::sum", &args, &kwargs, -1, &r, &e);
+		st = tw_rpc_sync(a, peer, "aten::sum", &args, &kwargs, -1, &r,
+				 &e);
 		W_ASSERT(w, st == TW_OK, "sum: %s", tw_status_name(st));
-		W_ASSERT(w, r.u.tensor->ndim == 2 && r.u.tensor->shape[0] == 2 &&
-			r.u.tensor->shape[1] == 1 && at(&r, 0) == 6 && at(&r, 1) == 15,
-			"sum result");
+		W_ASSERT(w,
+			 r.u.tensor->ndim == 2 && r.u.tensor->shape[0] == 2 &&
+				 r.u.tensor->shape[1] == 1 && at(&r, 0) == 6 &&
+				 at(&r, 1) == 15,
+			 "sum result");
 		tw_value_destroy(&r);
 		tw_value_destroy(&kwargs);
 		destroy_all(av, 2);
@@ -183,17 +207,20 @@ static int w_builtins(struct h_worker *w)
 	{
 		static const int64_t s44[] = {4, 4};
 		tw_tensor want;
-		W_ASSERT(w, tw_op_rand(2, s44, 7, NULL, &want) == TW_OK, "local rand");
+		W_ASSERT(w, tw_op_rand(2, s44, 7, NULL, &want) == TW_OK,
+			 "local rand");
 		for (int q = 0; q < w->world; q++) {
 			tw_value av[1] = {ilist(2, s44)};
 			tw_value args = H_TUPLE(av);
 			const char *k[1] = {"seed"};
 			tw_value kv[1] = {tw_value_int(7)};
 			tw_value kwargs = kw(1, k, kv);
-			st = tw_rpc_sync(a, h_names[q], "aten::rand", &args, &kwargs,
-					 -1, &r, &e);
-			W_ASSERT(w, st == TW_OK, "rand.seed on %d: %s", q, tw_status_name(st));
-			W_ASSERT(w, tw_tensor_equal(r.u.tensor, &want), "rand.seed differs on %d", q);
+			st = tw_rpc_sync(a, h_names[q], "aten::rand", &args,
+					 &kwargs, -1, &r, &e);
+			W_ASSERT(w, st == TW_OK, "rand.seed on %d: %s", q,
+				 tw_status_name(st));
+			W_ASSERT(w, tw_tensor_equal(r.u.tensor, &want),
+				 "rand.seed differs on %d", q);
 			tw_value_destroy(&r);
 			tw_value_destroy(&kwargs);
 			destroy_all(av, 1);
@@ -207,20 +234,32 @@ static int w_builtins(struct h_worker *w)
 		const char *k[1] = {"b"};
 		tw_value kv[1] = {tw_value_int(3)};
 		tw_value kwargs = kw(1, k, kv);
-		st = tw_rpc_sync(a, peer, "demo::poly", &args, &kwargs, -1, &r, &e);
-		W_ASSERT(w, st == TW_OK && r.kind == TW_KIND_DOUBLE && r.u.d == 8.5,
-			"poly: %s %g", tw_status_name(st), r.u.d);
+		st = tw_rpc_sync(a, peer, "demo::poly", &args, &kwargs, -1, &r,
+				 &e);
+		W_ASSERT(w,
+			 st == TW_OK && r.kind == TW_KIND_DOUBLE &&
+				 r.u.d == 8.5,
+			 "poly: %s %g", tw_status_name(st), r.u.d);
 		tw_value_destroy(&kwargs);
 		/* wrong type: names the argument and the expected type */
 		tw_value bv[1] = {H_STR("five")};
 		args = (tw_value)H_TUPLE(bv);
-		st = tw_rpc_sync(a, peer, "demo::poly", &args, NULL, -1, &r, &e);
-		W_ASSERT(w, st == TW_ETYPE, "poly(str): %s", tw_status_name(st));
-		W_ASSERT(w, e.kind == TW_KIND_ERROR &&
-			strstr(e.u.err->msg, "Expected a value of type 'int' for argument 'x' but instead found type 'str'") != NULL,
-			"message: %s", e.kind == TW_KIND_ERROR ? e.u.err->msg : "-");
-		W_ASSERT(w, e.u.err->origin == (uint32_t)((w->rank + 1) % w->world),
-			"origin %u", e.u.err->origin);
+		st = tw_rpc_sync(a, peer, "demo::poly", &args, NULL, -1, &r,
+				 &e);
+		W_ASSERT(w, st == TW_ETYPE, "poly(str): %s",
+			 tw_status_name(st));
+		W_ASSERT(
+			w,
+			e.kind == TW_KIND_ERROR &&
+				strstr(e.u.err->msg,
+				       "Expected a value of type 'int' for argument 'x' but instead found type 'str'") !=
+					NULL,
+			"message: %s",
+			e.kind == TW_KIND_ERROR ? e.u.err->msg : "-");
+		W_ASSERT(w,
+			 e.u.err->origin ==
+				 (uint32_t)((w->rank + 1) % w->world),
+			 "origin %u", e.u.err->origin);
 		tw_value_destroy(&e);
 	}
 	/* no matching overload */
@@ -228,21 +267,32 @@ static int w_builtins(struct h_worker *w)
 		tw_value av[2] = {mk(TW_FLOAT32, 1, s3, v3), H_STR("str")};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::add", &args, NULL, -1, &r, &e);
-		W_ASSERT(w, st == TW_ETYPE, "add(t, str): %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_ETYPE, "add(t, str): %s",
+			 tw_status_name(st));
 		const char *m = e.u.err->msg;
-		W_ASSERT(w, strstr(m, "Failed to match operator name aten::add and arguments (args: (Tensor, str), kwargs: {}) to a builtin operator") != NULL &&
-			strstr(m, "aten::add.Tensor(") != NULL &&
-			strstr(m, "aten::add.Scalar(") != NULL, "message: %s", m);
+		W_ASSERT(
+			w,
+			strstr(m,
+			       "Failed to match operator name aten::add and arguments (args: (Tensor, str), kwargs: {}) to a builtin operator") !=
+					NULL &&
+				strstr(m, "aten::add.Tensor(") != NULL &&
+				strstr(m, "aten::add.Scalar(") != NULL,
+			"message: %s", m);
 		tw_value_destroy(&e);
 		destroy_all(av, 1);
 	}
 	/* a kernel error travels with its kind and message */
 	{
-		tw_value av[2] = {mk(TW_FLOAT32, 2, s23, v6), mk(TW_FLOAT32, 2, s23, v6)};
+		tw_value av[2] = {mk(TW_FLOAT32, 2, s23, v6),
+				  mk(TW_FLOAT32, 2, s23, v6)};
 		tw_value args = H_TUPLE(av);
 		st = tw_rpc_sync(a, peer, "aten::mm", &args, NULL, -1, &r, &e);
-		W_ASSERT(w, st == TW_ERUNTIME && strstr(e.u.err->msg,
-			"mat1 and mat2 shapes cannot be multiplied (2x3 and 2x3)") != NULL,
+		W_ASSERT(
+			w,
+			st == TW_ERUNTIME &&
+				strstr(e.u.err->msg,
+				       "mat1 and mat2 shapes cannot be multiplied (2x3 and 2x3)") !=
+					NULL,
 			"mm error: %s", tw_status_name(st));
 		tw_value_destroy(&e);
 		destroy_all(av, 2);
@@ -251,41 +301,63 @@ static int w_builtins(struct h_worker *w)
 	{
 		tw_value l;
 		st = tw_rpc_list_functions(a, peer, -1, &l);
-		W_ASSERT(w, st == TW_OK && l.kind == TW_KIND_LIST, "list: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK && l.kind == TW_KIND_LIST, "list: %s",
+			 tw_status_name(st));
 		bool add = false, poly = false, echo = false;
 		for (uint32_t i = 0; i < l.len; i++) {
 			const tw_value *t = &l.u.items[i];
-			const char *n = t->u.items[0].u.str, *s = t->u.items[1].u.str;
+			const char *n = t->u.items[0].u.str,
+				   *s = t->u.items[1].u.str;
 			if (strcmp(n, "aten::add.Tensor") == 0)
-				add = strcmp(s, "aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor") == 0;
+				add = strcmp(s,
+					     "aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor") ==
+				      0;
 			if (strcmp(n, "demo::poly") == 0)
-				poly = strcmp(s, "demo::poly(int x, int a=1, *, int b=0, float c=0.5) -> float") == 0;
+				poly = strcmp(s,
+					      "demo::poly(int x, int a=1, *, int b=0, float c=0.5) -> float") ==
+				       0;
 			if (strcmp(n, "echo") == 0)
 				echo = s[0] == '\0';
 		}
-		W_ASSERT(w, add && poly && echo, "list contents %d %d %d", add, poly, echo);
+		W_ASSERT(w, add && poly && echo, "list contents %d %d %d", add,
+			 poly, echo);
 		tw_value mine;
-		W_ASSERT(w, tw_agent_list_functions(a, &mine) == TW_OK, "own list");
+		W_ASSERT(w, tw_agent_list_functions(a, &mine) == TW_OK,
+			 "own list");
 		W_ASSERT(w, tw_value_equal(&mine, &l), "lists differ");
 		tw_value_destroy(&mine);
 		tw_value_destroy(&l);
 	}
 	/* registration rules on a live agent */
 	{
-		W_ASSERT(w, tw_agent_register_schema(a, "demo::poly(int y) -> float",
-			fn_poly, NULL, 0) == TW_EBUSY, "dup overload");
-		W_ASSERT(w, strcmp(tw_errmsg(TW_EBUSY), "function 'demo::poly' is "
-			"already registered") == 0, "%s", tw_errmsg(TW_EBUSY));
-		W_ASSERT(w, tw_agent_register_schema(a, "echo(int y) -> int",
-			fn_poly, NULL, 0) == TW_EBUSY, "plain name");
-		W_ASSERT(w, tw_agent_register(a, "aten::add", fn_echo, NULL, 0) == TW_EBUSY,
-			"plain over schema");
-		W_ASSERT(w, strcmp(tw_errmsg(TW_EBUSY), "function 'aten::add' is "
-			"already registered") == 0, "%s", tw_errmsg(TW_EBUSY));
-		W_ASSERT(w, tw_agent_register_schema(a, "demo::(int y) -> float",
-			fn_poly, NULL, 0) == TW_EINVAL, "parse error");
+		W_ASSERT(w,
+			 tw_agent_register_schema(a,
+						  "demo::poly(int y) -> float",
+						  fn_poly, NULL, 0) == TW_EBUSY,
+			 "dup overload");
+		W_ASSERT(w,
+			 strcmp(tw_errmsg(TW_EBUSY), "function 'demo::poly' is "
+						     "already registered") == 0,
+			 "%s", tw_errmsg(TW_EBUSY));
+		W_ASSERT(w,
+			 tw_agent_register_schema(a, "echo(int y) -> int",
+						  fn_poly, NULL, 0) == TW_EBUSY,
+			 "plain name");
+		W_ASSERT(w,
+			 tw_agent_register(a, "aten::add", fn_echo, NULL, 0) ==
+				 TW_EBUSY,
+			 "plain over schema");
+		W_ASSERT(w,
+			 strcmp(tw_errmsg(TW_EBUSY), "function 'aten::add' is "
+						     "already registered") == 0,
+			 "%s", tw_errmsg(TW_EBUSY));
+		W_ASSERT(w,
+			 tw_agent_register_schema(a, "demo::(int y) -> float",
+						  fn_poly, NULL,
+						  0) == TW_EINVAL,
+			 "parse error");
 		W_ASSERT(w, strstr(tw_errmsg(TW_EINVAL), " at 6") != NULL, "%s",
-			tw_errmsg(TW_EINVAL));
+			 tw_errmsg(TW_EINVAL));
 	}
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));

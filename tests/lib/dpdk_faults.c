@@ -30,7 +30,7 @@ struct tw_dpdk_rx_faults {
 	uint64_t held_at;
 	uint64_t rng;
 	struct tw_dpdk_fault_stats st;
-	uint32_t head, count;       /* fifo[head .. head + count) */
+	uint32_t head, count; /* fifo[head .. head + count) */
 	struct rte_mbuf *fifo[FIFO_CAP];
 };
 
@@ -84,8 +84,8 @@ static uint16_t rx_faults(uint16_t port, uint16_t queue,
 		}
 		if (chance(x, x->f.dup_ppm) &&
 		    x->count + 1 + left <= FIFO_CAP) {
-			struct rte_mbuf *c =
-				rte_pktmbuf_copy(m, m->pool, 0, UINT32_MAX);
+			struct rte_mbuf *c = rte_pktmbuf_copy(m, m->pool, 0,
+							      UINT32_MAX);
 			if (c != NULL) {
 				x->st.dups++;
 				push(x, c);
@@ -154,8 +154,8 @@ tw_status tw_dpdk_faults_install(tw_dpdk_env *env, uint16_t queue,
 		free(x);
 		return tw_fail(err == ENOTSUP ? TW_ENOTSUP : TW_EINVAL,
 			       "faults: rte_eth_add_rx_callback on port %u "
-			       "queue %u: %s", info.port_id, queue,
-			       rte_strerror(err));
+			       "queue %u: %s",
+			       info.port_id, queue, rte_strerror(err));
 	}
 	*out = x;
 	return TW_OK;

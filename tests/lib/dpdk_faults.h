@@ -27,12 +27,12 @@ extern "C" {
  */
 struct tw_dpdk_faults {
 	uint32_t drop_ppm, dup_ppm, reorder_ppm;
-	uint64_t hold_ns;     /* 0: 200 us */
-	uint64_t seed;        /* 0: from the clock and the pid */
+	uint64_t hold_ns; /* 0: 200 us */
+	uint64_t seed;    /* 0: from the clock and the pid */
 };
 
 struct tw_dpdk_fault_stats {
-	uint64_t seen;        /* packets the queue received */
+	uint64_t seen; /* packets the queue received */
 	uint64_t drops, dups, reorders;
 };
 

@@ -43,7 +43,8 @@ static tw_status fk_start(const void *opts, const struct tw_transport_group *g,
 }
 
 static tw_status fk_create(void *env, uint32_t idx, tw_loop *loop,
-			   const struct tw_transport_cbs *cbs, tw_transport **out)
+			   const struct tw_transport_cbs *cbs,
+			   tw_transport **out)
 {
 	(void)idx;
 	struct fake_env *e = env;
@@ -87,27 +88,34 @@ tw_status tw_agent_init_fake(const struct tw_agent_opts *opts,
 					  "and an out pointer");
 	struct tw_agent_opts o;
 	tw_agent_opts_init(&o, sizeof(o));
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	memcpy(&o, opts,
+	       opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 	o.opts_size = sizeof(o);
 	if (!o.embedded || h->net == NULL || h->names == NULL ||
 	    h->addrs == NULL || o.name == NULL || o.world_size == 0 ||
 	    o.rank >= o.world_size)
-		return tw_fail(TW_EINVAL, "a fake agent is embedded and needs a net, "
-					  "a rank below world_size and every "
-					  "member's name and address");
+		return tw_fail(TW_EINVAL,
+			       "a fake agent is embedded and needs a net, "
+			       "a rank below world_size and every "
+			       "member's name and address");
 	for (uint32_t r = 0; r < o.world_size; r++) {
 		const char *nm = h->names[r], *ad = h->addrs[r];
-		if (nm == NULL || nm[0] == '\0' || strlen(nm) >= TW_WORKER_NAME_MAX ||
-		    ad == NULL || strlen(ad) >= TW_ADDR_MAX)
-			return tw_fail(TW_EINVAL, "member %u: bad name or address", r);
+		if (nm == NULL || nm[0] == '\0' ||
+		    strlen(nm) >= TW_WORKER_NAME_MAX || ad == NULL ||
+		    strlen(ad) >= TW_ADDR_MAX)
+			return tw_fail(TW_EINVAL,
+				       "member %u: bad name or address", r);
 		for (uint32_t q = 0; q < r; q++)
 			if (strcmp(h->names[q], nm) == 0)
-				return tw_fail(TW_EINVAL, "worker name '%s' is given "
-							  "twice", nm);
+				return tw_fail(TW_EINVAL,
+					       "worker name '%s' is given "
+					       "twice",
+					       nm);
 	}
 	if (strcmp(h->names[o.rank], o.name) != 0)
-		return tw_fail(TW_EINVAL, "rank %u is '%s' in the member list, "
-					  "not '%s'",
+		return tw_fail(TW_EINVAL,
+			       "rank %u is '%s' in the member list, "
+			       "not '%s'",
 			       o.rank, h->names[o.rank], o.name);
 	tw_status st = tw_fake_provider_register();
 	if (st != TW_OK)
@@ -118,12 +126,16 @@ tw_status tw_agent_init_fake(const struct tw_agent_opts *opts,
 				  .addrs = h->addrs};
 	o.transport = TW_TRANSPORT_FAKE;
 	o.transport_opts = &fo;
-	struct agent_hooks hk = {.clock = h->clock, .clock_ctx = h->clock_ctx,
-				 .names = h->names, .addrs = h->addrs,
-				 .drive = h->drive, .drive_arg = h->drive_arg};
+	struct agent_hooks hk = {.clock = h->clock,
+				 .clock_ctx = h->clock_ctx,
+				 .names = h->names,
+				 .addrs = h->addrs,
+				 .drive = h->drive,
+				 .drive_arg = h->drive_arg};
 	struct agent_loop *prev = agent_tls_loop;
 	if (prev != NULL && tw_loop_in_poll(prev->loop))
-		return tw_fail(TW_EBUSY, "tw_agent_init_fake from inside a loop");
+		return tw_fail(TW_EBUSY,
+			       "tw_agent_init_fake from inside a loop");
 	/* The thread drives the new agent from here on. */
 	agent_tls_loop = NULL;
 	st = agent_init_hooked(&o, &hk, out);

@@ -15,19 +15,19 @@
 #define TW_TRANSPORT_FAKE "fake"
 
 struct tw_fake_opts {
-	size_t opts_size;          /* sizeof(struct tw_fake_opts) */
-	const char *transport;     /* TW_TRANSPORT_FAKE */
-	tw_fake_net *net;          /* outlives the agent */
-	const char *const *addrs;  /* world_size addresses by rank
-				    * ("fake://<n>"): loop 0 of rank r
-				    * listens on addrs[r] */
+	size_t opts_size;         /* sizeof(struct tw_fake_opts) */
+	const char *transport;    /* TW_TRANSPORT_FAKE */
+	tw_fake_net *net;         /* outlives the agent */
+	const char *const *addrs; /* world_size addresses by rank
+				   * ("fake://<n>"): loop 0 of rank r
+				   * listens on addrs[r] */
 };
 
 /* Register the provider (idempotent). tw_agent_init_fake does it. */
 tw_status tw_fake_provider_register(void);
 
 struct tw_agent_fake {
-	struct tw_fake_net *net;   /* outlives the agent */
+	struct tw_fake_net *net; /* outlives the agent */
 	/* The loop's clock (NULL = monotonic). Call deadlines are read on
 	 * it too, from the thread calling tw_rpc_async. */
 	tw_clock_fn clock;

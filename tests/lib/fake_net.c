@@ -25,42 +25,42 @@ struct ft;
 
 /* One end of a connection. */
 struct fc {
-	tw_conn base;              /* first: a tw_conn * is a struct fc * */
+	tw_conn base; /* first: a tw_conn * is a struct fc * */
 	struct ft *t;
-	struct fc *peer;           /* the other end; NULL once it is closing */
-	TAILQ_ENTRY(fc) link;      /* in t->conns */
-	struct tw_send_queue sq;   /* sends whose done is due */
+	struct fc *peer;         /* the other end; NULL once it is closing */
+	TAILQ_ENTRY(fc) link;    /* in t->conns */
+	struct tw_send_queue sq; /* sends whose done is due */
 	uint32_t nsq;
-	uint32_t rx_queued;        /* frames in the net toward this end */
-	int local, remote;         /* nodes: this end's, the peer's */
-	bool announce;             /* on_conn(TW_OK) still to make */
-	bool peer_fin;             /* peer closed: close when rx_queued is 0 */
-	bool closing;              /* on_conn(close_st) still to make */
+	uint32_t rx_queued; /* frames in the net toward this end */
+	int local, remote;  /* nodes: this end's, the peer's */
+	bool announce;      /* on_conn(TW_OK) still to make */
+	bool peer_fin;      /* peer closed: close when rx_queued is 0 */
+	bool closing;       /* on_conn(close_st) still to make */
 	tw_status close_st;
 };
 
 /* A frame in flight. What reorder permutes is d; the links stay. */
 struct ff {
-	TAILQ_ENTRY(ff) link;      /* in the net's queue, or a poll's batch */
+	TAILQ_ENTRY(ff) link; /* in the net's queue, or a poll's batch */
 	struct ff_data {
 		struct fc *dst;
-		tw_buf *buf;       /* the frame at FAKE_RX_OFF */
+		tw_buf *buf; /* the frame at FAKE_RX_OFF */
 		size_t len;
-		uint64_t rx_ns;    /* when it entered the net */
+		uint64_t rx_ns; /* when it entered the net */
 		int from, to;
 		uint8_t type;
-		bool released;     /* the test let it go */
+		bool released; /* the test let it go */
 	} d;
 };
 
 struct ft {
-	tw_transport base;         /* first: a tw_transport * is a struct ft * */
+	tw_transport base; /* first: a tw_transport * is a struct ft * */
 	tw_fake_net *net;
 	struct tw_poller poller;
-	int node;                  /* listening node or NODE_NONE */
+	int node; /* listening node or NODE_NONE */
 	bool down;
-	TAILQ_HEAD(, fc) conns;    /* newest first */
-	TAILQ_ENTRY(ft) link;      /* in the net's transports */
+	TAILQ_HEAD(, fc) conns; /* newest first */
+	TAILQ_ENTRY(ft) link;   /* in the net's transports */
 };
 
 TAILQ_HEAD(ff_queue, ff);
@@ -72,8 +72,8 @@ struct fdir {
 };
 
 struct tw_fake_net {
-	TAILQ_HEAD(, ft) ts;       /* newest first */
-	struct ff_queue q;         /* frames in flight, oldest first */
+	TAILQ_HEAD(, ft) ts; /* newest first */
+	struct ff_queue q;   /* frames in flight, oldest first */
 	bool auto_on;
 	uint64_t next_id;
 	struct fdir holds[FAKE_MAX_RULES];
@@ -114,8 +114,8 @@ static struct ft *node_find(tw_fake_net *n, int node)
 {
 	struct ft *t;
 	TAILQ_FOREACH(t, &n->ts, link)
-		if (t->node == node && node >= 0)
-			return t;
+	if (t->node == node && node >= 0)
+		return t;
 	return NULL;
 }
 
@@ -249,8 +249,8 @@ static int finish_closes(struct ft *t)
 	for (;;) {
 		struct fc *c;
 		TAILQ_FOREACH(c, &t->conns, link)
-			if (c->closing)
-				break;
+		if (c->closing)
+			break;
 		if (c == NULL)
 			return work;
 		end_finish(t, c);
@@ -321,7 +321,8 @@ static struct fdir *rule_take(tw_fake_net *n, int from, int to, uint8_t type)
 {
 	for (unsigned i = 0; i < FAKE_MAX_RULES; i++) {
 		struct fdir *r = &n->rules[i];
-		if (dir_match(r, from, to) && (r->type == 0 || r->type == type)) {
+		if (dir_match(r, from, to) &&
+		    (r->type == 0 || r->type == type)) {
 			r->used = false;
 			return r;
 		}
@@ -396,7 +397,8 @@ static int deliver_one(struct ft *t, struct ff *f)
 		frame_free(f);
 		return 0;
 	}
-	const unsigned char *p = (const unsigned char *)f->d.buf->data + FAKE_RX_OFF;
+	const unsigned char *p = (const unsigned char *)f->d.buf->data +
+				 FAKE_RX_OFF;
 	tw_frame_hdr h;
 	tw_status st = TW_EPROTO;
 	if (f->d.len >= TW_FRAME_HDR_SIZE)
@@ -407,7 +409,8 @@ static int deliver_one(struct ft *t, struct ff *f)
 		/* As a stream transport must: after a bad header nothing on
 		 * the connection can be trusted. */
 		n->st.refused++;
-		end_close(c, st == TW_EVERSION ? TW_EVERSION : TW_EPROTO, false);
+		end_close(c, st == TW_EVERSION ? TW_EVERSION : TW_EPROTO,
+			  false);
 		frame_free(f);
 		return 1;
 	}
@@ -428,7 +431,8 @@ static int f_poll(void *arg)
 
 	/* Ends learn they are connected before anything arrives on them. */
 	struct fc *c;
-	TAILQ_FOREACH(c, &t->conns, link) {
+	TAILQ_FOREACH(c, &t->conns, link)
+	{
 		if (c->announce && !c->closing) {
 			c->announce = false;
 			t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
@@ -437,7 +441,8 @@ static int f_poll(void *arg)
 	}
 	/* Sends queued before this poll have left. A done may send again:
 	 * that one completes on the next poll. */
-	TAILQ_FOREACH(c, &t->conns, link) {
+	TAILQ_FOREACH(c, &t->conns, link)
+	{
 		if (c->closing || STAILQ_EMPTY(&c->sq))
 			continue;
 		struct tw_send_queue sq = STAILQ_HEAD_INITIALIZER(sq);
@@ -446,13 +451,14 @@ static int f_poll(void *arg)
 		c->nsq = 0;
 		struct tw_send_req *r, *next;
 		STAILQ_FOREACH_SAFE(r, &sq, link_, next)
-			r->done(r, TW_OK);
+		r->done(r, TW_OK);
 	}
 	/* Take our deliverable frames first: upcalls send more, which wait
 	 * for the next poll as a reply on a real wire would. */
 	struct ff_queue batch = TAILQ_HEAD_INITIALIZER(batch);
 	struct ff *f, *next;
-	TAILQ_FOREACH_SAFE(f, &n->q, link, next) {
+	TAILQ_FOREACH_SAFE(f, &n->q, link, next)
+	{
 		if (f->d.dst->t != t || !deliverable(n, f))
 			continue;
 		q_unlink(n, f);
@@ -464,8 +470,8 @@ static int f_poll(void *arg)
 	}
 	/* The peer closed in order and everything it sent has arrived. */
 	TAILQ_FOREACH(c, &t->conns, link)
-		if (c->peer_fin && !c->closing && c->rx_queued == 0)
-			end_close(c, TW_EUNREACHABLE, false);
+	if (c->peer_fin && !c->closing && c->rx_queued == 0)
+		end_close(c, TW_EUNREACHABLE, false);
 	work += finish_closes(t);
 	return work;
 }
@@ -476,7 +482,7 @@ static void f_destroy(tw_transport *tt)
 	tw_fake_net *n = t->net;
 	struct fc *c;
 	TAILQ_FOREACH(c, &t->conns, link)
-		end_close(c, TW_ESHUTDOWN, true);
+	end_close(c, TW_ESHUTDOWN, true);
 	(void)finish_closes(t);
 	tw_loop_remove_poller(t->base.loop, &t->poller);
 	TAILQ_REMOVE(&n->ts, t, link);
@@ -594,13 +600,13 @@ size_t tw_fake_net_queued(const tw_fake_net *n, const char *from,
 {
 	if (n == NULL)
 		return 0;
-	struct fdir d = {.from = parse_node(from), .to = parse_node(to),
-			 .used = true};
+	struct fdir d = {
+		.from = parse_node(from), .to = parse_node(to), .used = true};
 	size_t k = 0;
 	const struct ff *f;
 	TAILQ_FOREACH(f, &n->q, link)
-		if (dir_match(&d, f->d.from, f->d.to))
-			k++;
+	if (dir_match(&d, f->d.from, f->d.to))
+		k++;
 	return k;
 }
 
@@ -609,8 +615,8 @@ size_t tw_fake_net_deliver(tw_fake_net *n, const char *from, const char *to,
 {
 	if (n == NULL)
 		return 0;
-	struct fdir d = {.from = parse_node(from), .to = parse_node(to),
-			 .used = true};
+	struct fdir d = {
+		.from = parse_node(from), .to = parse_node(to), .used = true};
 	size_t k = 0;
 	for (struct ff *f = TAILQ_FIRST(&n->q); f != NULL && k < max;
 	     f = TAILQ_NEXT(f, link)) {
@@ -622,15 +628,15 @@ size_t tw_fake_net_deliver(tw_fake_net *n, const char *from, const char *to,
 	return k;
 }
 
-tw_status tw_fake_net_reorder(tw_fake_net *n, const char *from,
-			      const char *to, const size_t *perm, size_t count)
+tw_status tw_fake_net_reorder(tw_fake_net *n, const char *from, const char *to,
+			      const size_t *perm, size_t count)
 {
 	if (n == NULL || (perm == NULL && count > 0))
 		return TW_EINVAL;
 	if (count == 0)
 		return TW_OK;
-	struct fdir d = {.from = parse_node(from), .to = parse_node(to),
-			 .used = true};
+	struct fdir d = {
+		.from = parse_node(from), .to = parse_node(to), .used = true};
 	struct ff **fs = calloc(count, sizeof(*fs));
 	struct ff_data *tmp = calloc(count, sizeof(*tmp));
 	bool *seen = calloc(count, sizeof(*seen));
@@ -694,8 +700,8 @@ static tw_status add_rule(tw_fake_net *n, const char *from, const char *to,
 	struct fdir *d = dir_slot(n->rules, f, t, type, false);
 	if (d == NULL)
 		return TW_ENOSPC;
-	*d = (struct fdir){.from = f, .to = t, .type = type, .used = true,
-			   .dup = dup};
+	*d = (struct fdir){
+		.from = f, .to = t, .type = type, .used = true, .dup = dup};
 	return TW_OK;
 }
 
@@ -705,8 +711,8 @@ tw_status tw_fake_net_drop_next(tw_fake_net *n, const char *from,
 	return add_rule(n, from, to, type, false);
 }
 
-tw_status tw_fake_net_dup_next(tw_fake_net *n, const char *from,
-			       const char *to, uint8_t type)
+tw_status tw_fake_net_dup_next(tw_fake_net *n, const char *from, const char *to,
+			       uint8_t type)
 {
 	return add_rule(n, from, to, type, true);
 }
@@ -719,12 +725,16 @@ size_t tw_fake_net_break(tw_fake_net *n, const char *a, const char *b)
 	size_t k = 0;
 	struct ft *t;
 	struct fc *c;
-	TAILQ_FOREACH(t, &n->ts, link) {
-		TAILQ_FOREACH(c, &t->conns, link) {
+	TAILQ_FOREACH(t, &n->ts, link)
+	{
+		TAILQ_FOREACH(c, &t->conns, link)
+		{
 			if (c->closing || c->peer == NULL)
 				continue;
-			if ((node_match(na, c->local) && node_match(nb, c->remote)) ||
-			    (node_match(nb, c->local) && node_match(na, c->remote))) {
+			if ((node_match(na, c->local) &&
+			     node_match(nb, c->remote)) ||
+			    (node_match(nb, c->local) &&
+			     node_match(na, c->remote))) {
 				end_close(c, TW_EUNREACHABLE, false);
 				k++;
 			}
@@ -755,17 +765,17 @@ tw_status tw_fake_net_inject(tw_fake_net *n, const char *from, const char *to,
 {
 	if (n == NULL || (frame == NULL && len > 0))
 		return TW_EINVAL;
-	struct fdir d = {.from = parse_node(from), .to = parse_node(to),
-			 .used = true};
+	struct fdir d = {
+		.from = parse_node(from), .to = parse_node(to), .used = true};
 	struct fc *best = NULL;
 	struct ft *t;
 	struct fc *c;
 	TAILQ_FOREACH(t, &n->ts, link)
-		TAILQ_FOREACH(c, &t->conns, link)
-			if (!c->closing && c->peer != NULL &&
-			    dir_match(&d, c->local, c->remote) &&
-			    (best == NULL || c->base.id < best->base.id))
-				best = c;
+	TAILQ_FOREACH(c, &t->conns, link)
+	if (!c->closing && c->peer != NULL &&
+	    dir_match(&d, c->local, c->remote) &&
+	    (best == NULL || c->base.id < best->base.id))
+		best = c;
 	if (best == NULL)
 		return TW_ENOENT;
 	struct ff *f = frame_new(best->peer, NULL, 0, frame, len);

@@ -103,9 +103,8 @@ size_t tw_fake_net_deliver(tw_fake_net *n, const char *from, const char *to,
  * perm[i] moves to position i (a permutation of 0..count-1, else
  * TW_EINVAL; fewer than count queued: TW_ENOENT). Frames of other
  * directions keep their places. */
-tw_status tw_fake_net_reorder(tw_fake_net *n, const char *from,
-			      const char *to, const size_t *perm,
-			      size_t count);
+tw_status tw_fake_net_reorder(tw_fake_net *n, const char *from, const char *to,
+			      const size_t *perm, size_t count);
 
 /* Reverse every queued frame from -> to; returns how many. */
 size_t tw_fake_net_reverse(tw_fake_net *n, const char *from, const char *to);
@@ -115,8 +114,8 @@ size_t tw_fake_net_reverse(tw_fake_net *n, const char *from, const char *to);
  * to 16 armed: TW_ENOSPC beyond. */
 tw_status tw_fake_net_drop_next(tw_fake_net *n, const char *from,
 				const char *to, uint8_t type);
-tw_status tw_fake_net_dup_next(tw_fake_net *n, const char *from,
-			       const char *to, uint8_t type);
+tw_status tw_fake_net_dup_next(tw_fake_net *n, const char *from, const char *to,
+			       uint8_t type);
 
 /* Break every connection between a and b (either direction; NULL = any):
  * a peer death. Returns how many connections broke. */
@@ -134,14 +133,14 @@ tw_status tw_fake_net_inject(tw_fake_net *n, const char *from, const char *to,
 			     const void *frame, size_t len);
 
 struct tw_fake_net_stats {
-	uint64_t sent;        /* frames accepted by send() */
-	uint64_t injected;    /* frames put on the wire by the test */
-	uint64_t delivered;   /* frames handed up (on_frame) */
-	uint64_t dropped;     /* lost: drop rules, broken connections */
-	uint64_t duplicated;  /* extra copies made by dup rules */
-	uint64_t refused;     /* bad frames refused by a receiver */
-	uint64_t conns;       /* connections made */
-	uint64_t broken;      /* connections broken */
+	uint64_t sent;       /* frames accepted by send() */
+	uint64_t injected;   /* frames put on the wire by the test */
+	uint64_t delivered;  /* frames handed up (on_frame) */
+	uint64_t dropped;    /* lost: drop rules, broken connections */
+	uint64_t duplicated; /* extra copies made by dup rules */
+	uint64_t refused;    /* bad frames refused by a receiver */
+	uint64_t conns;      /* connections made */
+	uint64_t broken;     /* connections broken */
 };
 void tw_fake_net_get_stats(const tw_fake_net *n, struct tw_fake_net_stats *s);
 

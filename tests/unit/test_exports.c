@@ -73,17 +73,20 @@ Test(exports, exactly_the_public_api)
 	size_t extra = 0, missing = 0;
 	for (size_t i = 0; i < got.n; i++) {
 		if (!has(&want, got.v[i])) {
-			fprintf(stderr, "exported but not public: %s\n", got.v[i]);
+			fprintf(stderr, "exported but not public: %s\n",
+				got.v[i]);
 			extra++;
 		}
 	}
 	for (size_t i = 0; i < want.n; i++) {
 		if (!has(&got, want.v[i])) {
-			fprintf(stderr, "public but not exported: %s\n", want.v[i]);
+			fprintf(stderr, "public but not exported: %s\n",
+				want.v[i]);
 			missing++;
 		}
 	}
-	cr_expect_eq(extra, 0, "%zu symbols exported beyond the public API", extra);
+	cr_expect_eq(extra, 0, "%zu symbols exported beyond the public API",
+		     extra);
 	cr_expect_eq(missing, 0, "%zu public functions not exported", missing);
 	for (size_t i = 0; i < want.n; i++)
 		free(want.v[i]);

@@ -105,7 +105,8 @@ Test(buf, user_buffer_callback_once)
 	tw_buf *b;
 
 	cr_assert_eq(tw_buf_from_user(mem, sizeof(mem), record_release, &rec,
-				      &b), TW_OK);
+				      &b),
+		     TW_OK);
 	cr_expect_eq(b->kind, TW_BUF_USER);
 	cr_expect_eq(b->data, (void *)mem);
 	cr_expect_eq(b->size, sizeof(mem));
@@ -162,7 +163,8 @@ Test(buf, user_callback_runs_on_last_releasers_thread)
 	pthread_t t;
 
 	cr_assert_eq(tw_buf_from_user(mem, sizeof(mem), record_release, &rec,
-				      &a.b), TW_OK);
+				      &a.b),
+		     TW_OK);
 	tw_buf_retain(a.b); /* the thread's reference */
 	cr_assert_eq(pthread_create(&t, NULL, release_when_told, &a), 0);
 	tw_buf_release(a.b); /* ours goes first */
@@ -201,13 +203,15 @@ Test(buf, user_callback_once_under_racing_releases)
 		tw_buf *b;
 
 		cr_assert_eq(tw_buf_from_user(&rec, 1, record_release, &rec,
-					      &b), TW_OK);
+					      &b),
+			     TW_OK);
 		for (int i = 1; i < RACE_THREADS; i++)
 			tw_buf_retain(b);
 		for (int i = 0; i < RACE_THREADS; i++) {
 			args[i] = (struct race_arg){.b = b, .start = &start};
 			cr_assert_eq(pthread_create(&t[i], NULL, race_release,
-						    &args[i]), 0);
+						    &args[i]),
+				     0);
 		}
 		atomic_store(&start, 1);
 		for (int i = 0; i < RACE_THREADS; i++)
@@ -292,7 +296,8 @@ Test(buf, slice_of_user_buffer_delays_callback)
 	tw_buf *u, *s;
 
 	cr_assert_eq(tw_buf_from_user(mem, sizeof(mem), record_release, &rec,
-				      &u), TW_OK);
+				      &u),
+		     TW_OK);
 	cr_assert_eq(tw_buf_slice(u, 8, 8, &s), TW_OK);
 	tw_buf_release(u);
 	cr_expect_eq(atomic_load(&rec.calls), 0);
@@ -429,7 +434,8 @@ Test(buf, pool_get_burst)
 
 	cr_expect_eq(tw_buf_pool_get_burst(pool, b, 0), 0);
 	cr_expect_eq(tw_buf_pool_get_burst(pool, b, 10), 10);
-	cr_expect_eq(tw_buf_pool_get_burst(pool, b + 10, 10), 6, "what is left");
+	cr_expect_eq(tw_buf_pool_get_burst(pool, b + 10, 10), 6,
+		     "what is left");
 	cr_expect_eq(tw_buf_pool_get_burst(pool, b + 16, 4), 0);
 	cr_expect_eq(tw_buf_pool_in_use(pool), 16);
 	for (int i = 0; i < 16; i++) {
@@ -588,7 +594,7 @@ Test(buf, pool_mapping_modes)
 
 struct hammer {
 	tw_buf_pool *pool;
-	tw_ring *handoff;       /* buffers travelling between threads */
+	tw_ring *handoff; /* buffers travelling between threads */
 	unsigned char *base;
 	_Atomic uint8_t owned[HAMMER_POOL]; /* 1 while a thread holds it */
 	unsigned iters;
@@ -666,7 +672,8 @@ static void *hammer_thread(void *arg)
 		if (tw_ring_mp_enqueue_bulk(h->handoff, pass, n - keep, NULL) !=
 		    n - keep)
 			atomic_fetch_add(&h->errors, 1);
-		unsigned m = tw_ring_mc_dequeue_burst(h->handoff, pass, 8, NULL);
+		unsigned m = tw_ring_mc_dequeue_burst(h->handoff, pass, 8,
+						      NULL);
 		for (unsigned i = 0; i < m; i++)
 			give_back(h, pass[i]);
 		moved += n;
@@ -697,7 +704,8 @@ Test(buf, pool_hammer_across_threads, .timeout = 60)
 	for (unsigned i = 0; i < HAMMER_THREADS; i++) {
 		args[i] = (struct hammer_arg){.h = &h, .id = i};
 		cr_assert_eq(pthread_create(&t[i], NULL, hammer_thread,
-					    &args[i]), 0);
+					    &args[i]),
+			     0);
 	}
 	for (unsigned i = 0; i < HAMMER_THREADS; i++)
 		pthread_join(t[i], NULL);
@@ -775,7 +783,7 @@ Test(bigbuf, below_2mib_is_a_heap_buffer)
 {
 	tw_bigbuf_cache *bc;
 	cr_assert_eq(tw_bigbuf_cache_create(64 * MIB, &bc), TW_OK);
-	static const size_t sizes[] = { 0, 1, 4096, 2 * MIB - 1 };
+	static const size_t sizes[] = {0, 1, 4096, 2 * MIB - 1};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		tw_buf *b = NULL;
 		bool hit = true;
@@ -798,7 +806,7 @@ Test(bigbuf, below_2mib_is_a_heap_buffer)
 
 Test(bigbuf, from_2mib_a_huge_page_mapping)
 {
-	static const size_t sizes[] = { 2 * MIB, 2 * MIB + 1, 5 * MIB + 64 };
+	static const size_t sizes[] = {2 * MIB, 2 * MIB + 1, 5 * MIB + 64};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		tw_buf *b = NULL;
 		cr_assert_eq(tw_bigbuf_alloc(NULL, sizes[i], &b, NULL), TW_OK);
@@ -994,10 +1002,11 @@ Test(bigbuf, release_from_another_thread)
 	cr_assert_eq(tw_bigbuf_alloc(bc, 2 * MIB, &kept, NULL), TW_OK);
 	void *pk = kept->data;
 	tw_buf_release(kept);
-	a = (struct last_ref_arg){ .b = b };
+	a = (struct last_ref_arg){.b = b};
 	cr_assert_eq(pthread_create(&t, NULL, release_when_told, &a), 0);
 	tw_bigbuf_cache_close(bc);
-	cr_expect(mapped(pk, 4096), "cached mappings live as long as a lent one");
+	cr_expect(mapped(pk, 4096),
+		  "cached mappings live as long as a lent one");
 	atomic_store(&a.go, 1);
 	pthread_join(t, NULL);
 	cr_expect_not(mapped(p, 4096), "released after close: unmapped");
@@ -1007,7 +1016,7 @@ Test(bigbuf, release_from_another_thread)
 #define BIG_THREADS 3
 
 struct big_race {
-	tw_ring *handoff;        /* buffers from the owner to the releasers */
+	tw_ring *handoff; /* buffers from the owner to the releasers */
 	atomic_int stop;
 	atomic_ulong released;
 };

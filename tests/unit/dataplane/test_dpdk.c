@@ -38,7 +38,6 @@
 
 #include "tests/integration/h_net.h"
 
-
 static void clean_leftovers(void);
 
 /* Two busy pollers per test: tests run one at a time (see main). */
@@ -108,7 +107,7 @@ Test(dpdk_opts, options)
 #define BASE_PORT 31850
 #define SRV_MAC "02:00:00:00:01:01"
 #define CLI_MAC "02:00:00:00:01:02"
-#define EAL_COMMON                                                         \
+#define EAL_COMMON                                                             \
 	"--no-huge -m 256 --no-pci --no-telemetry --log-level=warning "
 
 enum { SRV = 0, CLI = 1 };
@@ -119,9 +118,9 @@ struct result {
 	uint64_t frames, bytes, dones_ok, dones_fail, dones_unreach;
 	int closes;
 	tw_status close_st;
-	uint64_t detect_ns;        /* kill test: kill -> close upcall */
-	uint64_t elapsed_ns;       /* client: all frames and echoes */
-	uint64_t big_ns;           /* client: 64 MiB echo round trip */
+	uint64_t detect_ns;  /* kill test: kill -> close upcall */
+	uint64_t elapsed_ns; /* client: all frames and echoes */
+	uint64_t big_ns;     /* client: 64 MiB echo round trip */
 	struct tw_dpdk_stats st;
 	struct tw_dpdk_fault_stats faults; /* injected (tests/lib) */
 	struct tw_dpdk_port_info info;
@@ -140,16 +139,16 @@ enum scen { SC_EXCHANGE, SC_KILL };
  * after fork. */
 struct work {
 	enum scen scen;
-	const uint32_t *sizes;     /* payload sizes of the first frames */
+	const uint32_t *sizes; /* payload sizes of the first frames */
 	uint32_t nsizes;
-	uint32_t repeat;           /* the size list this many times */
-	uint32_t nsmall, small;    /* then nsmall frames of small bytes */
-	uint64_t timeout_ns;       /* for the whole exchange */
-	struct tw_dpdk_opts o;     /* transport options, both sides */
-	uint32_t fault[2][3];      /* per role: drop, dup, reorder ppm */
+	uint32_t repeat;        /* the size list this many times */
+	uint32_t nsmall, small; /* then nsmall frames of small bytes */
+	uint64_t timeout_ns;    /* for the whole exchange */
+	struct tw_dpdk_opts o;  /* transport options, both sides */
+	uint32_t fault[2][3];   /* per role: drop, dup, reorder ppm */
 	char eal[2][512];
 	char port[2][64];
-	int ifindex[2];            /* af_packet: the interfaces' indexes */
+	int ifindex[2]; /* af_packet: the interfaces' indexes */
 };
 
 #define EXIT_RETRY 77
@@ -181,7 +180,8 @@ static void wfail(struct result *r, const char *fmt, ...)
  * one: a byte out of place anywhere fails the check. */
 static inline uint64_t pat_word(uint64_t id, uint64_t k)
 {
-	return (k + 1) * 0x9e3779b97f4a7c15ull ^ (id + 1) * 0xd1b54a32d192ed03ull;
+	return (k + 1) * 0x9e3779b97f4a7c15ull ^
+	       (id + 1) * 0xd1b54a32d192ed03ull;
 }
 
 static void pat_fill(uint8_t *p, size_t n, uint64_t id)
@@ -250,8 +250,8 @@ struct sreq {
 	struct tw_send_req r;
 	struct iovec iov[3];
 	struct wk *k;
-	tw_buf *hold;              /* echo: the received buffer */
-	struct sreq *next;         /* echo backlog */
+	tw_buf *hold;      /* echo: the received buffer */
+	struct sreq *next; /* echo backlog */
 	int ndone;
 	tw_status st;
 };
@@ -266,10 +266,10 @@ struct wk {
 	tw_transport *t;
 	tw_dpdk_rx_faults *faults;
 	tw_conn *c;
-	uint64_t expect;           /* next frame id */
-	uint64_t total;            /* frames in the exchange */
+	uint64_t expect; /* next frame id */
+	uint64_t total;  /* frames in the exchange */
 	uint64_t last_frame_ns;
-	uint64_t big0;             /* client: when the 64 MiB frame left */
+	uint64_t big0; /* client: when the 64 MiB frame left */
 	int conns_ok;
 	struct sreq *backlog, *backlog_tail;
 	uint64_t echoes_queued;
@@ -302,7 +302,8 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *b,
 	struct wk *k = ctx;
 	if (h->total_len != len)
 		wfail(k->res, "frame %lu: header says %lu bytes, got %zu",
-		      (unsigned long)k->expect, (unsigned long)h->total_len, len);
+		      (unsigned long)k->expect, (unsigned long)h->total_len,
+		      len);
 	const uint8_t *f = (const uint8_t *)b->data + off;
 	k->last_frame_ns = now_ns();
 	if (((uintptr_t)f & 63u) != 0)
@@ -323,7 +324,7 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *b,
 	struct sreq *q = calloc(1, sizeof(*q));
 	q->k = k;
 	q->hold = tw_buf_retain(b);
-	q->iov[0] = (struct iovec){ (void *)(uintptr_t)f, len };
+	q->iov[0] = (struct iovec){(void *)(uintptr_t)f, len};
 	q->r.iov = q->iov;
 	q->r.niov = 1;
 	q->r.len = len;
@@ -368,7 +369,8 @@ static void trace(struct wk *k)
 	static int on = -1;
 	if (on < 0)
 		on = getenv("TWT_TRACE") != NULL;
-	if (!on || now_ns() - last < (uint64_t)atoi(getenv("TWT_TRACE")) * 1000000ull)
+	if (!on ||
+	    now_ns() - last < (uint64_t)atoi(getenv("TWT_TRACE")) * 1000000ull)
 		return;
 	last = now_ns();
 	struct tw_dpdk_stats s;
@@ -410,35 +412,35 @@ static void backlog_retry(struct wk *k)
 	}
 }
 
-#define PUMP_YIELD 64u             /* idle polls before yielding */
-#define PUMP_NAP_NS 5000000ull     /* idle time before napping */
+#define PUMP_YIELD 64u         /* idle polls before yielding */
+#define PUMP_NAP_NS 5000000ull /* idle time before napping */
 
 /* Poll until cond, or timeout. Yields when idle (the other worker and the
  * harness share the two cores), naps after 5 ms without work. */
-#define PUMP(k, cond, ns)                                                  \
-	({                                                                 \
-		uint64_t dl_ = now_ns() + (ns), busy_ = now_ns();          \
-		unsigned idle_ = 0;                                        \
-		bool ok_ = true;                                           \
-		while (!(cond)) {                                          \
-			uint64_t t_ = now_ns();                            \
-			if (t_ > dl_) {                                    \
-				ok_ = false;                               \
-				break;                                     \
-			}                                                  \
-			int w_ = tw_loop_poll_once((k)->l);                \
-			backlog_retry(k);                                  \
-			if (w_ > 0) {                                      \
-				idle_ = 0;                                 \
-				busy_ = t_;                                \
-			} else if (t_ - busy_ > PUMP_NAP_NS) {             \
-				struct timespec ts_ = { 0, 50000 };        \
-				nanosleep(&ts_, NULL);                     \
-			} else if (++idle_ > PUMP_YIELD) {                 \
-				sched_yield();                             \
-			}                                                  \
-		}                                                          \
-		ok_;                                                       \
+#define PUMP(k, cond, ns)                                                      \
+	({                                                                     \
+		uint64_t dl_ = now_ns() + (ns), busy_ = now_ns();              \
+		unsigned idle_ = 0;                                            \
+		bool ok_ = true;                                               \
+		while (!(cond)) {                                              \
+			uint64_t t_ = now_ns();                                \
+			if (t_ > dl_) {                                        \
+				ok_ = false;                                   \
+				break;                                         \
+			}                                                      \
+			int w_ = tw_loop_poll_once((k)->l);                    \
+			backlog_retry(k);                                      \
+			if (w_ > 0) {                                          \
+				idle_ = 0;                                     \
+				busy_ = t_;                                    \
+			} else if (t_ - busy_ > PUMP_NAP_NS) {                 \
+				struct timespec ts_ = {0, 50000};              \
+				nanosleep(&ts_, NULL);                         \
+			} else if (++idle_ > PUMP_YIELD) {                     \
+				sched_yield();                                 \
+			}                                                      \
+		}                                                              \
+		ok_;                                                           \
 	})
 
 static int wk_setup(struct wk *k, int role, const struct work *w,
@@ -469,8 +471,8 @@ static int wk_setup(struct wk *k, int role, const struct work *w,
 		wfail(k->res, "loop");
 		return -1;
 	}
-	struct tw_transport_cbs cbs = { .ctx = k, .on_frame = on_frame,
-					.on_conn = on_conn };
+	struct tw_transport_cbs cbs = {
+		.ctx = k, .on_frame = on_frame, .on_conn = on_conn};
 	st = tw_dpdk_transport_create(k->l, k->env, 0, &o, &cbs, &k->t);
 	if (st != TW_OK) {
 		wfail(k->res, "transport: %s", tw_status_name(st));
@@ -478,9 +480,9 @@ static int wk_setup(struct wk *k, int role, const struct work *w,
 	}
 	const uint32_t *fp = w->fault[role];
 	if (fp[0] | fp[1] | fp[2]) {
-		struct tw_dpdk_faults f = { .drop_ppm = fp[0],
-					    .dup_ppm = fp[1],
-					    .reorder_ppm = fp[2] };
+		struct tw_dpdk_faults f = {.drop_ppm = fp[0],
+					   .dup_ppm = fp[1],
+					   .reorder_ppm = fp[2]};
 		st = tw_dpdk_faults_install(k->env, 0, &f, &k->faults);
 		if (st != TW_OK) {
 			wfail(k->res, "faults: %s (%s)", tw_status_name(st),
@@ -530,10 +532,11 @@ static void server_main(struct wk *k)
 		PUMP(k, false, w->timeout_ns);
 		return;
 	}
-	if (!PUMP(k, k->res->frames == k->total &&
-			     k->res->dones_ok + k->res->dones_fail +
-					     k->res->dones_unreach ==
-				     k->total,
+	if (!PUMP(k,
+		  k->res->frames == k->total &&
+			  k->res->dones_ok + k->res->dones_fail +
+					  k->res->dones_unreach ==
+				  k->total,
 		  w->timeout_ns)) {
 		wfail(k->res, "server: %lu of %lu frames, %lu echoes done",
 		      (unsigned long)k->res->frames, (unsigned long)k->total,
@@ -578,13 +581,13 @@ static int cframes_make(struct wk *k, struct cframes *cf)
 		if (i % 3 == 1 && payload >= 4) {
 			/* header, then the payload in two pieces */
 			size_t a = TW_FRAME_HDR_SIZE, b = payload / 3;
-			q->iov[0] = (struct iovec){ cf->mem[i], a };
-			q->iov[1] = (struct iovec){ cf->mem[i] + a, b };
-			q->iov[2] = (struct iovec){ cf->mem[i] + a + b,
-						    len - a - b };
+			q->iov[0] = (struct iovec){cf->mem[i], a};
+			q->iov[1] = (struct iovec){cf->mem[i] + a, b};
+			q->iov[2] = (struct iovec){cf->mem[i] + a + b,
+						   len - a - b};
 			q->r.niov = 3;
 		} else {
-			q->iov[0] = (struct iovec){ cf->mem[i], len };
+			q->iov[0] = (struct iovec){cf->mem[i], len};
 			q->r.niov = 1;
 		}
 		q->r.iov = q->iov;
@@ -611,7 +614,7 @@ static uint64_t client_dones(const struct wk *k)
 static void client_main(struct wk *k)
 {
 	const struct work *w = k->w;
-	struct cframes cf = { 0 };
+	struct cframes cf = {0};
 	if (cframes_make(k, &cf) != 0) {
 		wfail(k->res, "client: out of memory");
 		cframes_free(&cf);
@@ -633,7 +636,8 @@ static void client_main(struct wk *k)
 		 * more that cannot. */
 		uint64_t first = cf.n < 20 ? cf.n : 20;
 		for (; sent < first; sent++)
-			if (tw_transport_send(k->t, k->c, &cf.q[sent].r) != TW_OK)
+			if (tw_transport_send(k->t, k->c, &cf.q[sent].r) !=
+			    TW_OK)
 				wfail(k->res, "send %lu", (unsigned long)sent);
 		if (!PUMP(k, client_dones(k) == first || k->res->closes,
 			  w->timeout_ns))
@@ -645,7 +649,8 @@ static void client_main(struct wk *k)
 		atomic_store(&k->sh->cli_phase, 1);
 		PUMP(k, atomic_load(&k->sh->killed) != 0, 10000000000ull);
 		for (; sent < cf.n; sent++)
-			if (tw_transport_send(k->t, k->c, &cf.q[sent].r) != TW_OK)
+			if (tw_transport_send(k->t, k->c, &cf.q[sent].r) !=
+			    TW_OK)
 				wfail(k->res, "send %lu", (unsigned long)sent);
 		if (!PUMP(k, k->res->closes != 0, w->timeout_ns))
 			wfail(k->res, "client: dead peer never detected");
@@ -662,8 +667,9 @@ static void client_main(struct wk *k)
 	while (!k->res->failed &&
 	       (k->res->frames < cf.n || client_dones(k) < cf.n)) {
 		if (now_ns() > dl) {
-			wfail(k->res, "client: %lu of %lu echoes, %lu dones, "
-				      "%lu sent",
+			wfail(k->res,
+			      "client: %lu of %lu echoes, %lu dones, "
+			      "%lu sent",
 			      (unsigned long)k->res->frames,
 			      (unsigned long)cf.n,
 			      (unsigned long)client_dones(k),
@@ -762,10 +768,10 @@ static bool can_run_eal(void)
 	return geteuid() == 0;
 }
 
-#define NEED_ROOT()                                                        \
-	do {                                                               \
-		if (!can_run_eal())                                        \
-			cr_skip_test("DPDK tests need root");              \
+#define NEED_ROOT()                                                            \
+	do {                                                                   \
+		if (!can_run_eal())                                            \
+			cr_skip_test("DPDK tests need root");                  \
 	} while (0)
 
 static int run_seq;
@@ -815,7 +821,7 @@ struct veth {
 	char a[16], b[16], ifb[16];
 	int index[2];
 	bool made, ifb_made;
-	const char *impair;        /* "netem", "clsact" or NULL */
+	const char *impair; /* "netem", "clsact" or NULL */
 };
 
 static void veth_del(struct veth *v)
@@ -876,8 +882,8 @@ static void work_afpacket(struct work *w, struct pair *p, const struct veth *v,
  * ends: netem, or clsact + cls_bpf + mirred + ifb (h_net.h). */
 static bool veth_impair(struct veth *v, uint32_t loss_ppm, bool heavy)
 {
-	const char *devs[2] = { v->a, v->b };
-	const char *peers[2] = { v->b, v->a };
+	const char *devs[2] = {v->a, v->b};
+	const char *peers[2] = {v->b, v->a};
 	v->impair = hn_impair(devs, peers, 2, v->ifb, &v->ifb_made, loss_ppm,
 			      heavy);
 	return v->impair != NULL;
@@ -929,8 +935,8 @@ static void run_pair(const struct work *w, struct pair *p, struct shm *sh)
 		while (!atomic_load(&sh->cli_started) &&
 		       (r = waitpid(cli, &st, WNOHANG)) == 0)
 			usleep(200);
-		if (r == cli && WIFEXITED(st) && WEXITSTATUS(st) == EXIT_RETRY &&
-		    tries < 100)
+		if (r == cli && WIFEXITED(st) &&
+		    WEXITSTATUS(st) == EXIT_RETRY && tries < 100)
 			continue;
 		if (r == cli) /* gone already: keep its status */
 			p->status[CLI] = st;
@@ -969,8 +975,7 @@ static struct shm *shm_new(void)
 	return sh;
 }
 
-static void report(const char *name, const struct pair *p,
-		   const struct shm *sh)
+static void report(const char *name, const struct pair *p, const struct shm *sh)
 {
 	const struct tw_dpdk_stats *c = &sh->r[CLI].st, *s = &sh->r[SRV].st;
 	fprintf(stderr,
@@ -994,7 +999,8 @@ static void report(const char *name, const struct pair *p,
 				fprintf(stderr, "[dpdk] %s: %s bad %s: %lu\n",
 					name, r == SRV ? "server" : "client",
 					twp_err_name((enum twp_err)e),
-					(unsigned long)sh->r[r].st.bad_by_reason[e]);
+					(unsigned long)sh->r[r]
+						.st.bad_by_reason[e]);
 	if (sh->r[CLI].big_ns)
 		fprintf(stderr,
 			"[dpdk] %s: 64 MiB frame echoed in %.1f ms (%.2f GB/s "
@@ -1009,7 +1015,8 @@ static void skip_without_eal(const struct shm *sh)
 {
 	for (int r = 0; r < 2; r++)
 		if (strstr(sh->r[r].msg, "rte_eal_init failed") != NULL)
-			cr_skip_test("the EAL cannot start here: %s", sh->r[r].msg);
+			cr_skip_test("the EAL cannot start here: %s",
+				     sh->r[r].msg);
 }
 
 static void expect_ok(const struct pair *p, const struct shm *sh)
@@ -1041,7 +1048,7 @@ static void expect_exchange(const struct work *w, const struct shm *sh)
 /* ================================================================== */
 /* Over net_memif                                                      */
 
-static const uint32_t SIZES[] = { 0, 1, 4096, 1u << 20, 64u << 20 };
+static const uint32_t SIZES[] = {0, 1, 4096, 1u << 20, 64u << 20};
 
 Test(dpdk, memif_exchange, .timeout = 120)
 {
@@ -1065,8 +1072,7 @@ Test(dpdk, memif_exchange, .timeout = 120)
 	cr_assert_gt(sh->r[SRV].st.zc_segs, 0);
 	cr_assert_gt(sh->r[SRV].st.rx_inplace, 1000);
 	cr_assert_geq(sh->r[SRV].st.rx_copied, 3);
-	cr_assert_eq(sh->r[SRV].st.rx_inplace + sh->r[SRV].st.rx_copied,
-		     10005);
+	cr_assert_eq(sh->r[SRV].st.rx_inplace + sh->r[SRV].st.rx_copied, 10005);
 	cr_assert_gt(sh->r[CLI].st.rx_inplace, 1000);
 	cr_assert_eq(sh->r[SRV].st.bad_pkts, 0);
 	cr_assert_eq(sh->r[CLI].st.bad_pkts, 0);
@@ -1103,8 +1109,8 @@ Test(dpdk, afpacket_exchange, .timeout = 150)
 }
 
 /* Sizes around the packet boundaries, then some that span many packets. */
-static const uint32_t LOSS_SIZES[] = { 0, 1, 700, 1426 - 48, 1426 - 47,
-				       2 * 1426 - 48, 4096, 30000, 200000 };
+static const uint32_t LOSS_SIZES[] = {
+	0, 1, 700, 1426 - 48, 1426 - 47, 2 * 1426 - 48, 4096, 30000, 200000};
 
 static void loss_test(const char *name, uint32_t loss_ppm, bool heavy,
 		      uint32_t repeat)
@@ -1138,7 +1144,8 @@ static void loss_test(const char *name, uint32_t loss_ppm, bool heavy,
 	cr_assert_gt(sh->r[CLI].st.retransmits + sh->r[SRV].st.retransmits, 0);
 	if (heavy)
 		cr_assert_gt(sh->r[CLI].st.dup_pkts + sh->r[SRV].st.dup_pkts +
-				     sh->r[CLI].st.ooo_pkts + sh->r[SRV].st.ooo_pkts,
+				     sh->r[CLI].st.ooo_pkts +
+				     sh->r[SRV].st.ooo_pkts,
 			     0);
 	munmap(sh, sizeof(*sh));
 }
@@ -1180,11 +1187,12 @@ Test(dpdk, memif_injected_faults, .timeout = 120)
 	expect_exchange(&w, sh);
 	for (int r = 0; r < 2; r++) {
 		const struct tw_dpdk_fault_stats *f = &sh->r[r].faults;
-		fprintf(stderr, "[dpdk] %s injected: %lu of %lu packets "
-				"dropped, %lu duplicated, %lu held back\n",
-			r == SRV ? "server" : "client",
-			(unsigned long)f->drops, (unsigned long)f->seen,
-			(unsigned long)f->dups, (unsigned long)f->reorders);
+		fprintf(stderr,
+			"[dpdk] %s injected: %lu of %lu packets "
+			"dropped, %lu duplicated, %lu held back\n",
+			r == SRV ? "server" : "client", (unsigned long)f->drops,
+			(unsigned long)f->seen, (unsigned long)f->dups,
+			(unsigned long)f->reorders);
 		cr_assert_gt(f->drops, 0);
 		cr_assert_gt(f->dups, 0);
 		cr_assert_gt(f->reorders, 0);
@@ -1206,7 +1214,7 @@ Test(dpdk, memif_peer_killed, .timeout = 60)
 	work_init(&w, &p);
 	work_memif(&w, &p);
 	w.scen = SC_KILL;
-	static const uint32_t sizes[] = { 100, 5000, 100000 };
+	static const uint32_t sizes[] = {100, 5000, 100000};
 	w.sizes = sizes;
 	w.nsizes = 3;
 	w.repeat = 1;
@@ -1232,11 +1240,12 @@ Test(dpdk, memif_peer_killed, .timeout = 60)
 	 * keepalive period. Slack for a loaded CI machine on top. */
 	cr_assert_gt(sh->r[CLI].detect_ns, 300000000ull, "%lu",
 		     (unsigned long)sh->r[CLI].detect_ns);
-	cr_assert_lt(sh->r[CLI].detect_ns, 400000000ull + 100000000ull +
-						   250000000ull,
-		     "%lu", (unsigned long)sh->r[CLI].detect_ns);
-	fprintf(stderr, "[dpdk] dead peer declared %.0f ms after SIGKILL "
-			"(dead_ns 400 ms)\n",
+	cr_assert_lt(sh->r[CLI].detect_ns,
+		     400000000ull + 100000000ull + 250000000ull, "%lu",
+		     (unsigned long)sh->r[CLI].detect_ns);
+	fprintf(stderr,
+		"[dpdk] dead peer declared %.0f ms after SIGKILL "
+		"(dead_ns 400 ms)\n",
 		(double)sh->r[CLI].detect_ns / 1e6);
 	munmap(sh, sizeof(*sh));
 }
@@ -1266,8 +1275,8 @@ struct ssend {
 	tw_status st;
 };
 
-static void s_on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h,
-		       tw_buf *b, size_t off, size_t len)
+static void s_on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *b,
+		       size_t off, size_t len)
 {
 	struct end *e = ctx;
 	uint64_t *next = c->ctx;
@@ -1311,7 +1320,7 @@ static void ssend_init(struct ssend *q, struct end *e, uint8_t *mem,
 	memset(q, 0, sizeof(*q));
 	q->e = e;
 	frame_fill(mem, id, payload);
-	q->iov = (struct iovec){ mem, TW_FRAME_HDR_SIZE + (size_t)payload };
+	q->iov = (struct iovec){mem, TW_FRAME_HDR_SIZE + (size_t)payload};
 	q->r.iov = &q->iov;
 	q->r.niov = 1;
 	q->r.len = q->iov.iov_len;
@@ -1330,25 +1339,25 @@ static void poll_all(void)
 		sched_yield();
 }
 
-#define SPUMP(cond, ms)                                                    \
-	({                                                                 \
-		uint64_t dl_ = now_ns() + (uint64_t)(ms) * 1000000ull;     \
-		while (!(cond) && now_ns() < dl_)                          \
-			poll_all();                                        \
-		(bool)(cond);                                              \
+#define SPUMP(cond, ms)                                                        \
+	({                                                                     \
+		uint64_t dl_ = now_ns() + (uint64_t)(ms)*1000000ull;           \
+		while (!(cond) && now_ns() < dl_)                              \
+			poll_all();                                            \
+		(bool)(cond);                                                  \
 	})
 
 /* In a child: failures go to the shared result, then out. */
-#define SCHECK(res, cond, ...)                                             \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			wfail(res, "line %d: %s", __LINE__, #cond);        \
-			fprintf(stderr, "[dpdk] solo: line %d: %s\n",      \
-				__LINE__, #cond);                          \
-			fprintf(stderr, "[dpdk] solo: " __VA_ARGS__);      \
-			fprintf(stderr, "\n");                             \
-			goto out;                                          \
-		}                                                          \
+#define SCHECK(res, cond, ...)                                                 \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			wfail(res, "line %d: %s", __LINE__, #cond);            \
+			fprintf(stderr, "[dpdk] solo: line %d: %s\n",          \
+				__LINE__, #cond);                              \
+			fprintf(stderr, "[dpdk] solo: " __VA_ARGS__);          \
+			fprintf(stderr, "\n");                                 \
+			goto out;                                              \
+		}                                                              \
 	} while (0)
 
 static int end_make(struct end *e, tw_dpdk_env *env, uint16_t q,
@@ -1360,8 +1369,8 @@ static int end_make(struct end *e, tw_dpdk_env *env, uint16_t q,
 	lo.tick_ns = 250000;
 	if (tw_loop_create(&lo, &e->l) != TW_OK)
 		return -1;
-	struct tw_transport_cbs cbs = { .ctx = e, .on_frame = s_on_frame,
-					.on_conn = s_on_conn };
+	struct tw_transport_cbs cbs = {
+		.ctx = e, .on_frame = s_on_frame, .on_conn = s_on_conn};
 	if (tw_dpdk_transport_create(e->l, env, q, o, &cbs, &e->t) != TW_OK)
 		return -1;
 	g_ends[g_nends++] = e;
@@ -1391,7 +1400,8 @@ static tw_status solo_env(const char *eal, const char *port, const char *ip,
 	o.mbufs = 4095;
 	o.ext_mbufs = 2047;
 	tw_status st = tw_dpdk_env_init(&o, nq, env);
-	snprintf(eal_why, sizeof(eal_why), "%s", st == TW_OK ? "" : tw_errmsg(st));
+	snprintf(eal_why, sizeof(eal_why), "%s",
+		 st == TW_OK ? "" : tw_errmsg(st));
 	if (st != TW_OK)
 		fprintf(stderr, "[dpdk] env %s: %s\n", port, eal_why);
 	return st;
@@ -1423,16 +1433,18 @@ static void solo_main(struct shm *sh, const char *prefix, const char *sock)
 		goto out;
 	}
 	/* the EAL is up: a second env takes its port and ignores eal_args */
-	SCHECK(res, solo_env("--bogus", "net_memif1", CLI_IP, 1, &eb) == TW_OK, "");
+	SCHECK(res, solo_env("--bogus", "net_memif1", CLI_IP, 1, &eb) == TW_OK,
+	       "");
 	struct tw_dpdk_port_info ia;
 	tw_dpdk_env_info(ea, &ia);
-	static const uint8_t srv_mac[6] = { 2, 0, 0, 0, 1, 1 };
+	static const uint8_t srv_mac[6] = {2, 0, 0, 0, 1, 1};
 	SCHECK(res, memcmp(ia.mac, srv_mac, 6) == 0, "mac");
 	SCHECK(res, ia.mss == 1426 && ia.nqueues == 1, "mss %u", ia.mss);
 	SCHECK(res, strcmp(ia.driver, "net_memif") == 0, "%s", ia.driver);
 	/* one port by a name that is not there */
 	tw_dpdk_env *ex = NULL;
-	SCHECK(res, solo_env(NULL, "net_nothere0", SRV_IP, 1, &ex) == TW_ENOTSUP,
+	SCHECK(res,
+	       solo_env(NULL, "net_nothere0", SRV_IP, 1, &ex) == TW_ENOTSUP,
 	       "");
 
 	struct tw_dpdk_opts o;
@@ -1446,49 +1458,72 @@ static void solo_main(struct shm *sh, const char *prefix, const char *sock)
 	/* ownership: one transport per queue, queues that exist, and the env
 	 * stays while a transport uses it */
 	tw_transport *tx = NULL;
-	struct tw_transport_cbs cbs = { .ctx = &a, .on_frame = s_on_frame,
-					.on_conn = s_on_conn };
-	SCHECK(res, tw_dpdk_transport_create(a.l, ea, 0, &o, &cbs, &tx) ==
-			    TW_EBUSY, "");
-	SCHECK(res, tw_dpdk_transport_create(a.l, ea, 1, &o, &cbs, &tx) ==
-			    TW_EINVAL, "");
+	struct tw_transport_cbs cbs = {
+		.ctx = &a, .on_frame = s_on_frame, .on_conn = s_on_conn};
+	SCHECK(res,
+	       tw_dpdk_transport_create(a.l, ea, 0, &o, &cbs, &tx) == TW_EBUSY,
+	       "");
+	SCHECK(res,
+	       tw_dpdk_transport_create(a.l, ea, 1, &o, &cbs, &tx) == TW_EINVAL,
+	       "");
 	struct tw_dpdk_opts bad = o;
 	bad.dead_ns = bad.rto_ns;
-	SCHECK(res, tw_dpdk_transport_create(a.l, ea, 0, &bad, &cbs, &tx) ==
-			    TW_EINVAL, "");
+	SCHECK(res,
+	       tw_dpdk_transport_create(a.l, ea, 0, &bad, &cbs, &tx) ==
+		       TW_EINVAL,
+	       "");
 	SCHECK(res, tw_dpdk_env_destroy(ea) == TW_EBUSY, "");
 	SCHECK(res, strcmp(a.t->ops->name, "dpdk") == 0, "");
 
 	/* addresses */
-	SCHECK(res, a.t->ops->listen(a.t, "udp://10.0.0.9:0", bound,
-				     sizeof(bound)) == TW_EINVAL, "");
-	SCHECK(res, a.t->ops->listen(a.t, "udp://" SRV_IP ":31851", bound,
-				     sizeof(bound)) == TW_EINVAL, "");
-	SCHECK(res, a.t->ops->listen(a.t, "udp://" SRV_IP ":0/02:00:00:00:00:99",
-				     bound, sizeof(bound)) == TW_EINVAL, "");
-	SCHECK(res, a.t->ops->listen(a.t, "tcp://" SRV_IP ":0", bound,
-				     sizeof(bound)) == TW_EINVAL, "");
-	SCHECK(res, b.t->ops->connect(b.t, "udp://" SRV_IP ":31850", &c) ==
-			    TW_EINVAL, "");
-	SCHECK(res, b.t->ops->connect(b.t, "udp://" SRV_IP
-				      ":31850/03:00:00:00:00:01",
-				      &c) == TW_EINVAL, "");
+	SCHECK(res,
+	       a.t->ops->listen(a.t, "udp://10.0.0.9:0", bound,
+				sizeof(bound)) == TW_EINVAL,
+	       "");
+	SCHECK(res,
+	       a.t->ops->listen(a.t, "udp://" SRV_IP ":31851", bound,
+				sizeof(bound)) == TW_EINVAL,
+	       "");
+	SCHECK(res,
+	       a.t->ops->listen(a.t, "udp://" SRV_IP ":0/02:00:00:00:00:99",
+				bound, sizeof(bound)) == TW_EINVAL,
+	       "");
+	SCHECK(res,
+	       a.t->ops->listen(a.t, "tcp://" SRV_IP ":0", bound,
+				sizeof(bound)) == TW_EINVAL,
+	       "");
+	SCHECK(res,
+	       b.t->ops->connect(b.t, "udp://" SRV_IP ":31850", &c) ==
+		       TW_EINVAL,
+	       "");
+	SCHECK(res,
+	       b.t->ops->connect(b.t,
+				 "udp://" SRV_IP ":31850/03:00:00:00:00:01",
+				 &c) == TW_EINVAL,
+	       "");
 
 	/* refused: nobody listens, the answer is a RESET */
-	SCHECK(res, b.t->ops->connect(b.t, "udp://" SRV_IP ":31850/" SRV_MAC,
-				      &c) == TW_OK, "");
+	SCHECK(res,
+	       b.t->ops->connect(b.t, "udp://" SRV_IP ":31850/" SRV_MAC, &c) ==
+		       TW_OK,
+	       "");
 	ssend_init(&q[0], &b, mem, 0, 10);
 	SCHECK(res, tw_transport_send(b.t, c, &q[0].r) == TW_OK, "");
 	uint64_t t0 = now_ns();
 	SCHECK(res, SPUMP(b.closes == 1, 2000), "");
-	SCHECK(res, now_ns() - t0 < 250000000ull, "refusal took the dead timeout");
+	SCHECK(res, now_ns() - t0 < 250000000ull,
+	       "refusal took the dead timeout");
 	SCHECK(res, b.close_st == TW_EUNREACHABLE && b.last_closed == c, "");
 	SCHECK(res, q[0].ndone == 1 && q[0].st == TW_EUNREACHABLE, "");
 	SCHECK(res, b.dones_at_close == 1, "done after the close upcall");
 
 	/* unanswered: a peer that does not exist dies at dead_ns */
-	SCHECK(res, b.t->ops->connect(b.t, "udp://10.77.0.99:31850/"
-				      "02:00:00:00:09:09", &c) == TW_OK, "");
+	SCHECK(res,
+	       b.t->ops->connect(b.t,
+				 "udp://10.77.0.99:31850/"
+				 "02:00:00:00:09:09",
+				 &c) == TW_OK,
+	       "");
 	ssend_init(&q[1], &b, mem + 4096, 0, 10);
 	SCHECK(res, tw_transport_send(b.t, c, &q[1].r) == TW_OK, "");
 	t0 = now_ns();
@@ -1497,22 +1532,26 @@ static void solo_main(struct shm *sh, const char *prefix, const char *sock)
 	SCHECK(res, b.close_st == TW_EUNREACHABLE, "");
 	SCHECK(res, q[1].ndone == 1 && q[1].st == TW_EUNREACHABLE, "");
 	tw_dpdk_get_stats(a.t, &st);
-	SCHECK(res, st.bad_by_reason[TWP_E_IP_DST] +
-				    st.bad_by_reason[TWP_E_ETH_DST] >
-			    0,
+	SCHECK(res,
+	       st.bad_by_reason[TWP_E_IP_DST] +
+			       st.bad_by_reason[TWP_E_ETH_DST] >
+		       0,
 	       "a saw no misaddressed CONNECT");
 
 	/* listen, connect, frames both ways */
-	SCHECK(res, a.t->ops->listen(a.t, "udp://" SRV_IP ":31850", bound,
-				     sizeof(bound)) == TW_OK, "");
-	SCHECK(res, strcmp(bound, "udp://" SRV_IP ":31850/" SRV_MAC) == 0,
-	       "%s", bound);
+	SCHECK(res,
+	       a.t->ops->listen(a.t, "udp://" SRV_IP ":31850", bound,
+				sizeof(bound)) == TW_OK,
+	       "");
+	SCHECK(res, strcmp(bound, "udp://" SRV_IP ":31850/" SRV_MAC) == 0, "%s",
+	       bound);
 	SCHECK(res, b.t->ops->connect(b.t, bound, &c) == TW_OK, "");
 	/* backpressure: max_queued sends held, then TW_ENOSPC */
 	for (int i = 0; i < 64; i++) {
 		ssend_init(&q[i], &b, mem + 4096 * (size_t)i, (uint64_t)i,
 			   (uint32_t)(i * 37 % 3000));
-		SCHECK(res, tw_transport_send(b.t, c, &q[i].r) == TW_OK, "%d", i);
+		SCHECK(res, tw_transport_send(b.t, c, &q[i].r) == TW_OK, "%d",
+		       i);
 	}
 	ssend_init(&q[64], &b, mem + 4096 * 64, 64, 10);
 	SCHECK(res, tw_transport_send(b.t, c, &q[64].r) == TW_ENOSPC, "");
@@ -1522,9 +1561,10 @@ static void solo_main(struct shm *sh, const char *prefix, const char *sock)
 	ssend_init(&tiny, &b, mem + 4096 * 65, 0, 0);
 	tiny.r.len = tiny.iov.iov_len = 20;
 	SCHECK(res, tw_transport_send(b.t, c, &tiny.r) == TW_EINVAL, "");
-	SCHECK(res, SPUMP(b.oks == 1 && a.oks == 1 && b.dones == 2 + 64 &&
-				  a.frames == 64,
-			  5000),
+	SCHECK(res,
+	       SPUMP(b.oks == 1 && a.oks == 1 && b.dones == 2 + 64 &&
+			     a.frames == 64,
+		     5000),
 	       "oks %d %d dones %lu frames %lu", a.oks, b.oks,
 	       (unsigned long)b.dones, (unsigned long)a.frames);
 	SCHECK(res, a.bad == 0, "");
@@ -1538,9 +1578,10 @@ static void solo_main(struct shm *sh, const char *prefix, const char *sock)
 		SCHECK(res, tw_transport_send(a.t, ac, &q[100 + i].r) == TW_OK,
 		       "");
 	}
-	SCHECK(res, SPUMP(b.frames == 5 && a.frames == 65 &&
-				  a.dones == 5 && b.dones == 2 + 65,
-			  5000),
+	SCHECK(res,
+	       SPUMP(b.frames == 5 && a.frames == 65 && a.dones == 5 &&
+			     b.dones == 2 + 65,
+		     5000),
 	       "");
 	SCHECK(res, b.bad == 0 && a.bad == 0, "");
 
@@ -1576,8 +1617,8 @@ static void solo_main(struct shm *sh, const char *prefix, const char *sock)
 	SCHECK(res, b.close_st == TW_ESHUTDOWN && b.dones_at_close == b.dones,
 	       "");
 	for (int i = 0; i < 5; i++)
-		SCHECK(res, q[110 + i].ndone == 1 &&
-				    q[110 + i].st == TW_ESHUTDOWN,
+		SCHECK(res,
+		       q[110 + i].ndone == 1 && q[110 + i].st == TW_ESHUTDOWN,
 		       "");
 	SCHECK(res, a.close_st == TW_EUNREACHABLE, "");
 
@@ -1669,7 +1710,7 @@ static void steer_main(struct shm *sh, const char *prefix, const char *sock)
 	enum { N = 40 };
 	uint8_t *mem = calloc(4 * N + 1, 8192);
 	struct ssend *q = calloc(4 * N + 1, sizeof(*q));
-	tw_conn *c[4] = { 0 };
+	tw_conn *c[4] = {0};
 	char bound[2][96];
 	struct tw_dpdk_stats st[4];
 
@@ -1682,13 +1723,14 @@ static void steer_main(struct shm *sh, const char *prefix, const char *sock)
 	tw_dpdk_opts_init(&o, sizeof(o));
 	o.idle_wake_ns = 0;
 	for (int i = 0; i < 4; i++)
-		SCHECK(res, end_make(&e[i], i < 2 ? ea : eb, (uint16_t)(i % 2),
-				     &o) == 0,
+		SCHECK(res,
+		       end_make(&e[i], i < 2 ? ea : eb, (uint16_t)(i % 2),
+				&o) == 0,
 		       "%d", i);
 	for (int i = 0; i < 2; i++) {
-		SCHECK(res, e[i].t->ops->listen(e[i].t, "udp://0.0.0.0:0",
-						bound[i], sizeof(bound[i])) ==
-				    TW_OK,
+		SCHECK(res,
+		       e[i].t->ops->listen(e[i].t, "udp://0.0.0.0:0", bound[i],
+					   sizeof(bound[i])) == TW_OK,
 		       "");
 		char want[96];
 		snprintf(want, sizeof(want), "udp://" SRV_IP ":%d/" SRV_MAC,
@@ -1698,9 +1740,10 @@ static void steer_main(struct shm *sh, const char *prefix, const char *sock)
 	/* b1 -> a0 and b0 -> a1: every packet crosses queues */
 	SCHECK(res, e[3].t->ops->connect(e[3].t, bound[0], &c[3]) == TW_OK, "");
 	SCHECK(res, e[2].t->ops->connect(e[2].t, bound[1], &c[2]) == TW_OK, "");
-	SCHECK(res, SPUMP(e[0].oks == 1 && e[1].oks == 1 && e[2].oks == 1 &&
-				  e[3].oks == 1,
-			  5000),
+	SCHECK(res,
+	       SPUMP(e[0].oks == 1 && e[1].oks == 1 && e[2].oks == 1 &&
+			     e[3].oks == 1,
+		     5000),
 	       "");
 	c[0] = e[0].last_ok;
 	c[1] = e[1].last_ok;
@@ -1709,15 +1752,16 @@ static void steer_main(struct shm *sh, const char *prefix, const char *sock)
 			struct ssend *s = &q[k * N + i];
 			ssend_init(s, &e[k], mem + 8192 * (size_t)(k * N + i),
 				   (uint64_t)i, (uint32_t)(i * 173 % 8000));
-			SCHECK(res, tw_transport_send(e[k].t, c[k], &s->r) ==
-					    TW_OK,
+			SCHECK(res,
+			       tw_transport_send(e[k].t, c[k], &s->r) == TW_OK,
 			       "");
 		}
-	SCHECK(res, SPUMP(e[0].frames == N && e[1].frames == N &&
-				  e[2].frames == N && e[3].frames == N &&
-				  e[0].dones == N && e[1].dones == N &&
-				  e[2].dones == N && e[3].dones == N,
-			  10000),
+	SCHECK(res,
+	       SPUMP(e[0].frames == N && e[1].frames == N && e[2].frames == N &&
+			     e[3].frames == N && e[0].dones == N &&
+			     e[1].dones == N && e[2].dones == N &&
+			     e[3].dones == N,
+		     10000),
 	       "frames %lu %lu %lu %lu", (unsigned long)e[0].frames,
 	       (unsigned long)e[1].frames, (unsigned long)e[2].frames,
 	       (unsigned long)e[3].frames);
@@ -1730,8 +1774,9 @@ static void steer_main(struct shm *sh, const char *prefix, const char *sock)
 		       (unsigned long)st[k].steered_out);
 		SCHECK(res, st[k].steer_drops == 0, "");
 	}
-	fprintf(stderr, "[dpdk] steering: a0 got %lu packets from a1's queue, "
-			"b1 %lu from b0's\n",
+	fprintf(stderr,
+		"[dpdk] steering: a0 got %lu packets from a1's queue, "
+		"b1 %lu from b0's\n",
 		(unsigned long)st[0].steered_in,
 		(unsigned long)st[3].steered_in);
 	/* EAL cleanup while ports are up (an application that skipped a
@@ -1743,9 +1788,10 @@ static void steer_main(struct shm *sh, const char *prefix, const char *sock)
 			   1000);
 		SCHECK(res, tw_transport_send(e[3].t, c[3], &s->r) == TW_OK,
 		       "");
-		SCHECK(res, SPUMP(e[0].frames == N + 1 && e[3].dones == N + 1,
-				  5000),
-		       "after eal_fini: frames %lu", (unsigned long)e[0].frames);
+		SCHECK(res,
+		       SPUMP(e[0].frames == N + 1 && e[3].dones == N + 1, 5000),
+		       "after eal_fini: frames %lu",
+		       (unsigned long)e[0].frames);
 	}
 out:
 	for (int i = 3; i >= 0; i--)

@@ -13,13 +13,13 @@
 
 /* A reason names what it is about; the wording may change, these words
  * may not. */
-#define ASSERT_REASON(st, ...)                                             \
-	do {                                                               \
-		const char *m_ = tw_errmsg(st);                            \
-		const char *w_[] = { __VA_ARGS__ };                        \
-		for (size_t i_ = 0; i_ < sizeof(w_) / sizeof(w_[0]); i_++) \
-			cr_assert(strstr(m_, w_[i_]) != NULL,              \
-				  "reason '%s' lacks '%s'", m_, w_[i_]);   \
+#define ASSERT_REASON(st, ...)                                                 \
+	do {                                                                   \
+		const char *m_ = tw_errmsg(st);                                \
+		const char *w_[] = {__VA_ARGS__};                              \
+		for (size_t i_ = 0; i_ < sizeof(w_) / sizeof(w_[0]); i_++)     \
+			cr_assert(strstr(m_, w_[i_]) != NULL,                  \
+				  "reason '%s' lacks '%s'", m_, w_[i_]);       \
 	} while (0)
 
 static struct tw_dpdk_opts defaults(void)
@@ -77,15 +77,15 @@ Test(dpdk_opts, a_shorter_struct)
 }
 
 struct refusal {
-	const char *words[3];       /* in the reason */
+	const char *words[3]; /* in the reason */
 	void (*spoil)(struct tw_dpdk_opts *o);
-	uint32_t nqueues;           /* 0: 1 */
+	uint32_t nqueues; /* 0: 1 */
 };
 
-#define SPOIL(name, body)                                                  \
-	static void name(struct tw_dpdk_opts *o)                           \
-	{                                                                  \
-		body;                                                      \
+#define SPOIL(name, body)                                                      \
+	static void name(struct tw_dpdk_opts *o)                               \
+	{                                                                      \
+		body;                                                          \
 	}
 
 SPOIL(s_size, o->opts_size = sizeof(size_t))
@@ -117,34 +117,34 @@ SPOIL(s_burst_zero, o->burst = 0)
 SPOIL(s_burst_high, o->burst = TW_DPDK_MAX_BURST + 1)
 
 static const struct refusal refusals[] = {
-	{ { "opts_size", "tw_dpdk_opts_init" }, s_size, 0 },
-	{ { "'uring'", "'dpdk'", "tw_dpdk_opts_init" }, s_transport, 0 },
-	{ { "(none)", "'dpdk'" }, s_no_transport, 0 },
-	{ { "0 queue pairs", "1..65535" }, s_none, 0xFFFFFFFFu },
-	{ { "udp_base_port", "65535" }, s_base_port, 2 },
-	{ { "udp_base_port" }, s_none, 65536 - TW_DPDK_DEF_BASE_PORT + 1 },
-	{ { "local_ip", "'10.0.0'" }, s_ip_text, 0 },
-	{ { "local_ip", "'0.0.0.0'" }, s_ip_zero, 0 },
-	{ { "local_ip", "'::1'" }, s_ip_v6, 0 },
-	{ { "mtu", "575" }, s_mtu_low, 0 },
-	{ { "mtu", "9001" }, s_mtu_high, 0 },
-	{ { "mbufs" }, s_mbufs, 0 },
-	{ { "ext_mbufs" }, s_ext_mbufs, 0 },
-	{ { "steer_ring", "0" }, s_steer_zero, 0 },
-	{ { "steer_ring", "3000" }, s_steer_pow2, 0 },
-	{ { "credits", "0" }, s_credits_zero, 0 },
-	{ { "credits", "1025" }, s_credits_high, 0 },
-	{ { "rx_window", "1025" }, s_rx_window, 0 },
-	{ { "rto_ns" }, s_rto_zero, 0 },
-	{ { "rto_ns" }, s_rto_huge, 0 },
-	{ { "dead_ns", "19999999" }, s_dead_short, 0 },
-	{ { "max_sessions", "0" }, s_sessions_zero, 0 },
-	{ { "max_sessions", "65536" }, s_sessions_high, 0 },
-	{ { "max_queued" }, s_queued, 0 },
-	{ { "rx_pool_buf_size", "48" }, s_pool_buf, 0 },
-	{ { "rx_pool_count" }, s_pool_count, 0 },
-	{ { "burst", "0" }, s_burst_zero, 0 },
-	{ { "burst", "257" }, s_burst_high, 0 },
+	{{"opts_size", "tw_dpdk_opts_init"}, s_size, 0},
+	{{"'uring'", "'dpdk'", "tw_dpdk_opts_init"}, s_transport, 0},
+	{{"(none)", "'dpdk'"}, s_no_transport, 0},
+	{{"0 queue pairs", "1..65535"}, s_none, 0xFFFFFFFFu},
+	{{"udp_base_port", "65535"}, s_base_port, 2},
+	{{"udp_base_port"}, s_none, 65536 - TW_DPDK_DEF_BASE_PORT + 1},
+	{{"local_ip", "'10.0.0'"}, s_ip_text, 0},
+	{{"local_ip", "'0.0.0.0'"}, s_ip_zero, 0},
+	{{"local_ip", "'::1'"}, s_ip_v6, 0},
+	{{"mtu", "575"}, s_mtu_low, 0},
+	{{"mtu", "9001"}, s_mtu_high, 0},
+	{{"mbufs"}, s_mbufs, 0},
+	{{"ext_mbufs"}, s_ext_mbufs, 0},
+	{{"steer_ring", "0"}, s_steer_zero, 0},
+	{{"steer_ring", "3000"}, s_steer_pow2, 0},
+	{{"credits", "0"}, s_credits_zero, 0},
+	{{"credits", "1025"}, s_credits_high, 0},
+	{{"rx_window", "1025"}, s_rx_window, 0},
+	{{"rto_ns"}, s_rto_zero, 0},
+	{{"rto_ns"}, s_rto_huge, 0},
+	{{"dead_ns", "19999999"}, s_dead_short, 0},
+	{{"max_sessions", "0"}, s_sessions_zero, 0},
+	{{"max_sessions", "65536"}, s_sessions_high, 0},
+	{{"max_queued"}, s_queued, 0},
+	{{"rx_pool_buf_size", "48"}, s_pool_buf, 0},
+	{{"rx_pool_count"}, s_pool_count, 0},
+	{{"burst", "0"}, s_burst_zero, 0},
+	{{"burst", "257"}, s_burst_high, 0},
 };
 
 Test(dpdk_opts, every_refusal_says_why)
@@ -153,7 +153,7 @@ Test(dpdk_opts, every_refusal_says_why)
 		const struct refusal *r = &refusals[i];
 		struct tw_dpdk_opts o = defaults();
 		r->spoil(&o);
-		uint32_t nq = r->nqueues == 0 ? 1
+		uint32_t nq = r->nqueues == 0             ? 1
 			      : r->nqueues == 0xFFFFFFFFu ? 0
 							  : r->nqueues;
 		tw_status st = tw_dpdk_opts_check(&o, nq);

@@ -11,8 +11,8 @@
 
 #include "dataplane/dpdk_pkt.h"
 
-static const uint8_t MAC_A[6] = { 0x02, 0, 0, 0, 0x01, 0x01 };
-static const uint8_t MAC_B[6] = { 0x02, 0, 0, 0, 0x01, 0x02 };
+static const uint8_t MAC_A[6] = {0x02, 0, 0, 0, 0x01, 0x01};
+static const uint8_t MAC_B[6] = {0x02, 0, 0, 0, 0x01, 0x02};
 
 /* B: two queues, ports 31850 and 31851. */
 static struct twp_local local_b(void)
@@ -56,10 +56,15 @@ static size_t mkpkt(uint8_t *p, const struct twp_hdr *h, const uint8_t *pl)
 
 static struct twp_hdr data_hdr(uint32_t len)
 {
-	struct twp_hdr h = { .type = TWP_DATA, .dst_sess = 0x10005,
-			     .src_sess = 0x20007, .seq = 41, .ack = 17,
-			     .msg = 3, .len = len, .frame_off = 1426,
-			     .frame_len = 1426 + len + 10 };
+	struct twp_hdr h = {.type = TWP_DATA,
+			    .dst_sess = 0x10005,
+			    .src_sess = 0x20007,
+			    .seq = 41,
+			    .ack = 17,
+			    .msg = 3,
+			    .len = len,
+			    .frame_off = 1426,
+			    .frame_len = 1426 + len + 10};
 	return h;
 }
 
@@ -125,17 +130,16 @@ static void fix_csums(uint8_t *p, size_t len)
 						 (size_t)ulen - 8, false));
 }
 
-static enum twp_err parse(const uint8_t *p, size_t n,
-			  const struct twp_local *l)
+static enum twp_err parse(const uint8_t *p, size_t n, const struct twp_local *l)
 {
 	return twp_parse(p, n, l, false, false, NULL);
 }
 
-#define ASSERT_ERR(got, want)                                         \
-	do {                                                               \
-		enum twp_err g_ = (got), w_ = (want);                      \
-		cr_assert_eq(g_, w_, "got %s, want %s", twp_err_name(g_),  \
-			     twp_err_name(w_));                            \
+#define ASSERT_ERR(got, want)                                                  \
+	do {                                                                   \
+		enum twp_err g_ = (got), w_ = (want);                          \
+		cr_assert_eq(g_, w_, "got %s, want %s", twp_err_name(g_),      \
+			     twp_err_name(w_));                                \
 	} while (0)
 
 /* ================================================================== */
@@ -170,30 +174,50 @@ Test(dpdk_pkt, roundtrip_every_type)
 		data_hdr(sizeof(pl)),
 		data_hdr(1),
 		/* the first and the last packet of a frame */
-		{ .type = TWP_DATA, .dst_sess = 1, .src_sess = 2, .seq = 0,
-		  .len = 100, .frame_off = 0, .frame_len = 5000 },
-		{ .type = TWP_DATA, .dst_sess = 1, .src_sess = 2,
-		  .seq = UINT32_MAX, .ack = UINT32_MAX, .msg = UINT32_MAX,
-		  .len = 100, .frame_off = 4900, .frame_len = 5000 },
+		{.type = TWP_DATA,
+		 .dst_sess = 1,
+		 .src_sess = 2,
+		 .seq = 0,
+		 .len = 100,
+		 .frame_off = 0,
+		 .frame_len = 5000},
+		{.type = TWP_DATA,
+		 .dst_sess = 1,
+		 .src_sess = 2,
+		 .seq = UINT32_MAX,
+		 .ack = UINT32_MAX,
+		 .msg = UINT32_MAX,
+		 .len = 100,
+		 .frame_off = 4900,
+		 .frame_len = 5000},
 		/* an empty frame */
-		{ .type = TWP_DATA, .dst_sess = 7, .src_sess = 8, .seq = 5 },
-		{ .type = TWP_ACK, .dst_sess = 5, .src_sess = 6, .ack = 99 },
-		{ .type = TWP_ACK, .flags = TWP_F_ACK_REQ, .dst_sess = 5,
-		  .src_sess = 6, .ack = 0 },
-		{ .type = TWP_ACK, .flags = TWP_F_NAK, .dst_sess = UINT32_MAX,
-		  .src_sess = UINT32_MAX, .ack = UINT32_MAX },
-		{ .type = TWP_ACK, .flags = TWP_F_NAK | TWP_F_ACK_REQ,
-		  .dst_sess = 5, .src_sess = 6, .ack = 1 },
-		{ .type = TWP_CONNECT, .src_sess = 9, .frame_len = 1426 },
-		{ .type = TWP_CONNECT, .src_sess = 9,
-		  .frame_len = TWP_MIN_MSS },
-		{ .type = TWP_CONNECT, .src_sess = 9,
-		  .frame_len = TWP_MAX_MSS },
-		{ .type = TWP_ACCEPT, .dst_sess = 9, .src_sess = 3,
-		  .frame_len = 1000 },
-		{ .type = TWP_RESET, .dst_sess = 3, .src_sess = 4 },
+		{.type = TWP_DATA, .dst_sess = 7, .src_sess = 8, .seq = 5},
+		{.type = TWP_ACK, .dst_sess = 5, .src_sess = 6, .ack = 99},
+		{.type = TWP_ACK,
+		 .flags = TWP_F_ACK_REQ,
+		 .dst_sess = 5,
+		 .src_sess = 6,
+		 .ack = 0},
+		{.type = TWP_ACK,
+		 .flags = TWP_F_NAK,
+		 .dst_sess = UINT32_MAX,
+		 .src_sess = UINT32_MAX,
+		 .ack = UINT32_MAX},
+		{.type = TWP_ACK,
+		 .flags = TWP_F_NAK | TWP_F_ACK_REQ,
+		 .dst_sess = 5,
+		 .src_sess = 6,
+		 .ack = 1},
+		{.type = TWP_CONNECT, .src_sess = 9, .frame_len = 1426},
+		{.type = TWP_CONNECT, .src_sess = 9, .frame_len = TWP_MIN_MSS},
+		{.type = TWP_CONNECT, .src_sess = 9, .frame_len = TWP_MAX_MSS},
+		{.type = TWP_ACCEPT,
+		 .dst_sess = 9,
+		 .src_sess = 3,
+		 .frame_len = 1000},
+		{.type = TWP_RESET, .dst_sess = 3, .src_sess = 4},
 		/* a RESET answering a packet for a session we do not know */
-		{ .type = TWP_RESET, .dst_sess = 3, .src_sess = 0 },
+		{.type = TWP_RESET, .dst_sess = 3, .src_sess = 0},
 	};
 	struct twp_local l = local_b();
 	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
@@ -239,7 +263,7 @@ Test(dpdk_pkt, wire_layout)
 	cr_assert_eq(ip[8], 64);
 	cr_assert_eq(ip[9], 17);
 	cr_assert_eq(be16(ip + 10), ref_ip_csum(ip));
-	const uint8_t src[4] = { 10, 77, 0, 1 }, dst[4] = { 10, 77, 0, 2 };
+	const uint8_t src[4] = {10, 77, 0, 1}, dst[4] = {10, 77, 0, 2};
 	cr_assert_eq(memcmp(ip + 12, src, 4), 0);
 	cr_assert_eq(memcmp(ip + 16, dst, 4), 0);
 	/* UDP */
@@ -257,21 +281,21 @@ Test(dpdk_pkt, wire_layout)
 	cr_assert_eq(th[4], 0);
 	cr_assert_eq(th[5], 0);
 	const uint8_t want[40] = {
-		0x05, 0x00, 0x01, 0x00, /* dst_sess 0x10005 */
-		0x07, 0x00, 0x02, 0x00, /* src_sess 0x20007 */
-		41, 0, 0, 0,            /* seq */
-		17, 0, 0, 0,            /* ack */
-		3, 0, 0, 0,             /* msg */
-		0x2c, 0x01, 0, 0,       /* len 300 */
-		0x92, 0x05, 0, 0, 0, 0, 0, 0, /* frame_off 1426 */
-		0xc8, 0x06, 0, 0, 0, 0, 0, 0, /* frame_len 1736 */
+		0x05, 0x00, 0x01, 0x00,             /* dst_sess 0x10005 */
+		0x07, 0x00, 0x02, 0x00,             /* src_sess 0x20007 */
+		41,   0,    0,    0,                /* seq */
+		17,   0,    0,    0,                /* ack */
+		3,    0,    0,    0,                /* msg */
+		0x2c, 0x01, 0,    0,                /* len 300 */
+		0x92, 0x05, 0,    0,    0, 0, 0, 0, /* frame_off 1426 */
+		0xc8, 0x06, 0,    0,    0, 0, 0, 0, /* frame_len 1736 */
 	};
 	cr_assert_eq(memcmp(th + 6, want, sizeof(want)), 0);
 	cr_assert_eq(memcmp(p + 88, pl, sizeof(pl)), 0);
 	/* a known IPv4 header's checksum (RFC 1071 style example) */
-	uint8_t kip[20] = { 0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00,
-			    0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01,
-			    0xc0, 0xa8, 0x00, 0xc7 };
+	uint8_t kip[20] = {0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40,
+			   0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+			   0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7};
 	uint16_t c = (uint16_t)~twp_csum_fold(twp_csum_add(0, kip, 20, false));
 	uint8_t cb[2];
 	memcpy(cb, &c, 2);
@@ -283,7 +307,7 @@ Test(dpdk_pkt, wire_layout)
  * length, not the frame, says where the packet ends. */
 Test(dpdk_pkt, trailing_bytes_ignored)
 {
-	uint8_t pl[10] = { 1, 2, 3 }, p[256];
+	uint8_t pl[10] = {1, 2, 3}, p[256];
 	struct twp_hdr h = data_hdr(sizeof(pl));
 	size_t n = mkpkt(p, &h, pl);
 	memset(p + n, 0xee, sizeof(p) - n);
@@ -335,8 +359,8 @@ Test(dpdk_pkt, checksum_pieces)
 			off += n;
 		}
 		cr_assert_eq(twp_csum_fold(s),
-			     twp_csum_fold(twp_csum_add(0, buf, sizeof(buf),
-							false)));
+			     twp_csum_fold(
+				     twp_csum_add(0, buf, sizeof(buf), false)));
 	}
 }
 
@@ -381,7 +405,7 @@ Test(dpdk_pkt, udp_checksum_zero_sent_as_ffff)
 	h.frame_len = 2;
 	bool found = false;
 	for (uint32_t w = 0; w <= 0xffff && !found; w++) {
-		uint8_t pl[2] = { (uint8_t)(w >> 8), (uint8_t)w };
+		uint8_t pl[2] = {(uint8_t)(w >> 8), (uint8_t)w};
 		size_t n = mkpkt(p, &h, pl);
 		if (p[40] != 0xff || p[41] != 0xff)
 			continue;
@@ -458,12 +482,12 @@ struct mut {
 	void (*fn)(uint8_t *p, size_t *len);
 };
 
-#define MUT(name, body)                                                   \
-	static void name(uint8_t *p, size_t *len)                          \
-	{                                                                  \
-		(void)p;                                                   \
-		(void)len;                                                 \
-		body;                                                      \
+#define MUT(name, body)                                                        \
+	static void name(uint8_t *p, size_t *len)                              \
+	{                                                                      \
+		(void)p;                                                       \
+		(void)len;                                                     \
+		body;                                                          \
 	}
 
 static void put_be16(uint8_t *p, uint16_t v)
@@ -557,75 +581,75 @@ MUT(m_dst0, put_le32(p + 42 + 6, 0))
 MUT(m_src0, put_le32(p + 42 + 10, 0))
 
 static const struct mut muts[] = {
-	{ "empty", TWP_E_SHORT, NOFIX, m_empty },
-	{ "ethernet cut", TWP_E_SHORT, NOFIX, m_eth_cut },
-	{ "ethernet only", TWP_E_SHORT, NOFIX, m_eth_only },
-	{ "ipv4 header cut", TWP_E_SHORT, NOFIX, m_ip_cut },
-	{ "udp header cut", TWP_E_SHORT, NOFIX, m_udp_cut },
-	{ "no tensorwire header", TWP_E_SHORT, NOFIX, m_l2l4_only },
-	{ "tensorwire header cut", TWP_E_SHORT, NOFIX, m_hdr_cut },
-	{ "truncated payload", TWP_E_IP_LEN, NOFIX, m_short_payload },
-	{ "eth dst", TWP_E_ETH_DST, NOFIX, m_eth_dst },
-	{ "eth dst broadcast", TWP_E_ETH_DST, NOFIX, m_eth_dst_bcast },
-	{ "eth src multicast", TWP_E_ETH_SRC, NOFIX, m_eth_src_mcast },
-	{ "ipv6", TWP_E_ETH_TYPE, NOFIX, m_eth_ipv6 },
-	{ "vlan", TWP_E_ETH_TYPE, NOFIX, m_eth_vlan },
-	{ "arp", TWP_E_ETH_TYPE, NOFIX, m_eth_arp },
-	{ "ip version 6", TWP_E_IP_VERSION, FIX, m_ip_v6 },
-	{ "ip version 0", TWP_E_IP_VERSION, FIX, m_ip_v0 },
-	{ "ip options", TWP_E_IP_IHL, FIX, m_ip_ihl6 },
-	{ "ip ihl 4", TWP_E_IP_IHL, FIX, m_ip_ihl4 },
-	{ "ip ihl 15", TWP_E_IP_IHL, FIX, m_ip_ihl15 },
-	{ "ip len > frame", TWP_E_IP_LEN, FIX, m_ip_len_big },
-	{ "ip len one past the frame", TWP_E_IP_LEN, FIX, m_ip_len_one_over },
-	{ "ip len < headers", TWP_E_IP_LEN, FIX, m_ip_len_small },
-	{ "ip len one short of headers", TWP_E_IP_LEN, FIX, m_ip_len_73 },
-	{ "fragment MF", TWP_E_IP_FRAG, FIX, m_ip_mf },
-	{ "fragment offset", TWP_E_IP_FRAG, FIX, m_ip_off },
-	{ "fragment offset high bits", TWP_E_IP_FRAG, FIX, m_ip_off_high },
-	{ "reserved flag", TWP_E_IP_FRAG, FIX, m_ip_evil },
-	{ "ttl 0", TWP_E_IP_TTL, FIX, m_ip_ttl0 },
-	{ "tcp", TWP_E_IP_PROTO, FIX, m_ip_tcp },
-	{ "icmp", TWP_E_IP_PROTO, FIX, m_ip_icmp },
-	{ "ip dst", TWP_E_IP_DST, FIX, m_ip_dst },
-	{ "ip src 0", TWP_E_IP_SRC, FIX, m_ip_src0 },
-	{ "ip src broadcast", TWP_E_IP_SRC, FIX, m_ip_src_bcast },
-	{ "ip src 224/4", TWP_E_IP_SRC, FIX, m_ip_src_mcast },
-	{ "ip src 239/8", TWP_E_IP_SRC, FIX, m_ip_src_mcast_top },
-	{ "ip checksum", TWP_E_IP_CSUM, NOFIX, m_ip_csum },
-	{ "ip tos changed", TWP_E_IP_CSUM, NOFIX, m_ip_csum_tos },
-	{ "udp len > ip", TWP_E_UDP_LEN, FIX, m_udp_len },
-	{ "udp len < ip", TWP_E_UDP_LEN, FIX, m_udp_len_small },
-	{ "udp len 0", TWP_E_UDP_LEN, FIX, m_udp_len_0 },
-	{ "udp port 80", TWP_E_UDP_PORT, FIX, m_udp_port_low },
-	{ "udp port base - 1", TWP_E_UDP_PORT, FIX, m_udp_port_below },
-	{ "udp port base + nports", TWP_E_UDP_PORT, FIX, m_udp_port_high },
-	{ "udp checksum", TWP_E_UDP_CSUM, NOFIX, m_udp_csum },
-	{ "payload bit flip", TWP_E_UDP_CSUM, NOFIX, m_payload_flip },
-	{ "header bit flip", TWP_E_UDP_CSUM, NOFIX, m_hdr_flip },
-	{ "src port bit flip", TWP_E_UDP_CSUM, NOFIX, m_src_port_flip },
-	{ "magic", TWP_E_MAGIC, FIX, m_magic },
-	{ "magic big-endian", TWP_E_MAGIC, FIX, m_magic_swapped },
-	{ "version 0", TWP_E_VERSION, FIX, m_version0 },
-	{ "version 2", TWP_E_VERSION, FIX, m_version },
-	{ "type 0", TWP_E_TYPE, FIX, m_type0 },
-	{ "type 6", TWP_E_TYPE, FIX, m_type6 },
-	{ "type 255", TWP_E_TYPE, FIX, m_type255 },
-	{ "data flags", TWP_E_FLAGS, FIX, m_flags },
-	{ "data flags high", TWP_E_FLAGS, FIX, m_flags_high },
-	{ "reserved", TWP_E_RESERVED, FIX, m_reserved },
-	{ "len > udp payload", TWP_E_LEN, FIX, m_len_field },
-	{ "len < udp payload", TWP_E_LEN, FIX, m_len_field_small },
-	{ "len 2^31 more", TWP_E_LEN, FIX, m_len_field_huge },
-	{ "off + len > frame_len", TWP_E_FRAME, FIX, m_frame_over },
-	{ "off + len = frame_len + 1", TWP_E_FRAME, FIX, m_frame_one_short },
-	{ "frame_len > 2^40", TWP_E_FRAME, FIX, m_frame_huge },
-	{ "frame_len 2^40 + 1", TWP_E_FRAME, FIX, m_frame_2p40_1 },
-	{ "frame_len 2^64 - 1", TWP_E_FRAME, FIX, m_frame_max },
-	{ "frame_off > frame_len", TWP_E_FRAME, FIX, m_off_past },
-	{ "frame_off + len wraps", TWP_E_FRAME, FIX, m_off_wrap },
-	{ "dst_sess 0", TWP_E_FIELDS, FIX, m_dst0 },
-	{ "src_sess 0", TWP_E_FIELDS, FIX, m_src0 },
+	{"empty", TWP_E_SHORT, NOFIX, m_empty},
+	{"ethernet cut", TWP_E_SHORT, NOFIX, m_eth_cut},
+	{"ethernet only", TWP_E_SHORT, NOFIX, m_eth_only},
+	{"ipv4 header cut", TWP_E_SHORT, NOFIX, m_ip_cut},
+	{"udp header cut", TWP_E_SHORT, NOFIX, m_udp_cut},
+	{"no tensorwire header", TWP_E_SHORT, NOFIX, m_l2l4_only},
+	{"tensorwire header cut", TWP_E_SHORT, NOFIX, m_hdr_cut},
+	{"truncated payload", TWP_E_IP_LEN, NOFIX, m_short_payload},
+	{"eth dst", TWP_E_ETH_DST, NOFIX, m_eth_dst},
+	{"eth dst broadcast", TWP_E_ETH_DST, NOFIX, m_eth_dst_bcast},
+	{"eth src multicast", TWP_E_ETH_SRC, NOFIX, m_eth_src_mcast},
+	{"ipv6", TWP_E_ETH_TYPE, NOFIX, m_eth_ipv6},
+	{"vlan", TWP_E_ETH_TYPE, NOFIX, m_eth_vlan},
+	{"arp", TWP_E_ETH_TYPE, NOFIX, m_eth_arp},
+	{"ip version 6", TWP_E_IP_VERSION, FIX, m_ip_v6},
+	{"ip version 0", TWP_E_IP_VERSION, FIX, m_ip_v0},
+	{"ip options", TWP_E_IP_IHL, FIX, m_ip_ihl6},
+	{"ip ihl 4", TWP_E_IP_IHL, FIX, m_ip_ihl4},
+	{"ip ihl 15", TWP_E_IP_IHL, FIX, m_ip_ihl15},
+	{"ip len > frame", TWP_E_IP_LEN, FIX, m_ip_len_big},
+	{"ip len one past the frame", TWP_E_IP_LEN, FIX, m_ip_len_one_over},
+	{"ip len < headers", TWP_E_IP_LEN, FIX, m_ip_len_small},
+	{"ip len one short of headers", TWP_E_IP_LEN, FIX, m_ip_len_73},
+	{"fragment MF", TWP_E_IP_FRAG, FIX, m_ip_mf},
+	{"fragment offset", TWP_E_IP_FRAG, FIX, m_ip_off},
+	{"fragment offset high bits", TWP_E_IP_FRAG, FIX, m_ip_off_high},
+	{"reserved flag", TWP_E_IP_FRAG, FIX, m_ip_evil},
+	{"ttl 0", TWP_E_IP_TTL, FIX, m_ip_ttl0},
+	{"tcp", TWP_E_IP_PROTO, FIX, m_ip_tcp},
+	{"icmp", TWP_E_IP_PROTO, FIX, m_ip_icmp},
+	{"ip dst", TWP_E_IP_DST, FIX, m_ip_dst},
+	{"ip src 0", TWP_E_IP_SRC, FIX, m_ip_src0},
+	{"ip src broadcast", TWP_E_IP_SRC, FIX, m_ip_src_bcast},
+	{"ip src 224/4", TWP_E_IP_SRC, FIX, m_ip_src_mcast},
+	{"ip src 239/8", TWP_E_IP_SRC, FIX, m_ip_src_mcast_top},
+	{"ip checksum", TWP_E_IP_CSUM, NOFIX, m_ip_csum},
+	{"ip tos changed", TWP_E_IP_CSUM, NOFIX, m_ip_csum_tos},
+	{"udp len > ip", TWP_E_UDP_LEN, FIX, m_udp_len},
+	{"udp len < ip", TWP_E_UDP_LEN, FIX, m_udp_len_small},
+	{"udp len 0", TWP_E_UDP_LEN, FIX, m_udp_len_0},
+	{"udp port 80", TWP_E_UDP_PORT, FIX, m_udp_port_low},
+	{"udp port base - 1", TWP_E_UDP_PORT, FIX, m_udp_port_below},
+	{"udp port base + nports", TWP_E_UDP_PORT, FIX, m_udp_port_high},
+	{"udp checksum", TWP_E_UDP_CSUM, NOFIX, m_udp_csum},
+	{"payload bit flip", TWP_E_UDP_CSUM, NOFIX, m_payload_flip},
+	{"header bit flip", TWP_E_UDP_CSUM, NOFIX, m_hdr_flip},
+	{"src port bit flip", TWP_E_UDP_CSUM, NOFIX, m_src_port_flip},
+	{"magic", TWP_E_MAGIC, FIX, m_magic},
+	{"magic big-endian", TWP_E_MAGIC, FIX, m_magic_swapped},
+	{"version 0", TWP_E_VERSION, FIX, m_version0},
+	{"version 2", TWP_E_VERSION, FIX, m_version},
+	{"type 0", TWP_E_TYPE, FIX, m_type0},
+	{"type 6", TWP_E_TYPE, FIX, m_type6},
+	{"type 255", TWP_E_TYPE, FIX, m_type255},
+	{"data flags", TWP_E_FLAGS, FIX, m_flags},
+	{"data flags high", TWP_E_FLAGS, FIX, m_flags_high},
+	{"reserved", TWP_E_RESERVED, FIX, m_reserved},
+	{"len > udp payload", TWP_E_LEN, FIX, m_len_field},
+	{"len < udp payload", TWP_E_LEN, FIX, m_len_field_small},
+	{"len 2^31 more", TWP_E_LEN, FIX, m_len_field_huge},
+	{"off + len > frame_len", TWP_E_FRAME, FIX, m_frame_over},
+	{"off + len = frame_len + 1", TWP_E_FRAME, FIX, m_frame_one_short},
+	{"frame_len > 2^40", TWP_E_FRAME, FIX, m_frame_huge},
+	{"frame_len 2^40 + 1", TWP_E_FRAME, FIX, m_frame_2p40_1},
+	{"frame_len 2^64 - 1", TWP_E_FRAME, FIX, m_frame_max},
+	{"frame_off > frame_len", TWP_E_FRAME, FIX, m_off_past},
+	{"frame_off + len wraps", TWP_E_FRAME, FIX, m_off_wrap},
+	{"dst_sess 0", TWP_E_FIELDS, FIX, m_dst0},
+	{"src_sess 0", TWP_E_FIELDS, FIX, m_src0},
 };
 
 Test(dpdk_pkt, malformed_data_packets)
@@ -637,7 +661,7 @@ Test(dpdk_pkt, malformed_data_packets)
 	size_t n0 = mkpkt(base, &h, pl);
 	struct twp_local l = local_b();
 	ASSERT_ERR(parse(base, n0, &l), TWP_OK);
-	bool seen[TWP_ERR_COUNT_] = { false };
+	bool seen[TWP_ERR_COUNT_] = {false};
 	for (size_t i = 0; i < sizeof(muts) / sizeof(muts[0]); i++) {
 		size_t n = n0;
 		memcpy(p, base, n0);
@@ -679,7 +703,7 @@ Test(dpdk_pkt, malformed_data_packets)
 Test(dpdk_pkt, every_short_length)
 {
 	uint8_t base[TWP_HEADERS];
-	struct twp_hdr h = { .type = TWP_RESET, .dst_sess = 3 };
+	struct twp_hdr h = {.type = TWP_RESET, .dst_sess = 3};
 	cr_assert_eq(mkpkt(base, &h, NULL), TWP_HEADERS);
 	struct twp_local l = local_b();
 	ASSERT_ERR(parse(base, TWP_HEADERS, &l), TWP_OK);
@@ -703,8 +727,11 @@ Test(dpdk_pkt, length_boundaries)
 	for (size_t i = 0; i < MAXLEN; i++)
 		pl[i] = (uint8_t)(i * 13);
 	struct twp_local l = local_b();
-	struct twp_hdr h = { .type = TWP_DATA, .dst_sess = 1, .src_sess = 1,
-			     .len = l.mss, .frame_len = l.mss + 1 };
+	struct twp_hdr h = {.type = TWP_DATA,
+			    .dst_sess = 1,
+			    .src_sess = 1,
+			    .len = l.mss,
+			    .frame_len = l.mss + 1};
 	size_t n = mkpkt(p, &h, pl);
 	ASSERT_ERR(parse(p, n, &l), TWP_OK);
 	h.len = l.mss + 1;
@@ -732,7 +759,7 @@ Test(dpdk_pkt, length_boundaries)
 	ASSERT_ERR(parse(p, n - 1, &l), TWP_E_IP_LEN);
 
 	/* The smallest: headers only. */
-	struct twp_hdr a = { .type = TWP_ACK, .dst_sess = 1, .src_sess = 2 };
+	struct twp_hdr a = {.type = TWP_ACK, .dst_sess = 1, .src_sess = 2};
 	n = mkpkt(p, &a, NULL);
 	cr_assert_eq(n, TWP_HEADERS);
 	ASSERT_ERR(parse(p, n, &l), TWP_OK);
@@ -743,7 +770,7 @@ Test(dpdk_pkt, length_boundaries)
 /* The frame bounds of DATA: at the edges accepted, one past refused. */
 Test(dpdk_pkt, frame_bounds)
 {
-	uint8_t pl[16] = { 0 }, p[256];
+	uint8_t pl[16] = {0}, p[256];
 	struct twp_local l = local_b();
 	const uint64_t MAXF = UINT64_C(1) << 40;
 	const struct {
@@ -751,26 +778,28 @@ Test(dpdk_pkt, frame_bounds)
 		uint64_t off, flen;
 		enum twp_err want;
 	} c[] = {
-		{ 16, 0, 16, TWP_OK },              /* the whole frame */
-		{ 16, 0, 17, TWP_OK },
-		{ 16, 1, 17, TWP_OK },              /* the end of it */
-		{ 16, 2, 17, TWP_E_FRAME },
-		{ 16, 0, 15, TWP_E_FRAME },
-		{ 16, MAXF - 16, MAXF, TWP_OK },    /* the largest frame */
-		{ 16, MAXF - 15, MAXF, TWP_E_FRAME },
-		{ 16, MAXF - 16, MAXF + 1, TWP_E_FRAME },
-		{ 16, UINT64_MAX, UINT64_MAX, TWP_E_FRAME },
-		{ 16, UINT64_MAX - 15, 15, TWP_E_FRAME }, /* off + len wraps */
-		{ 0, 0, 0, TWP_OK },                /* an empty frame */
-		{ 0, 0, 1, TWP_E_FRAME },     /* an empty packet, a frame not */
-		{ 0, 1, 1, TWP_E_FRAME },
-		{ 0, 1, 0, TWP_E_FRAME },
+		{16, 0, 16, TWP_OK}, /* the whole frame */
+		{16, 0, 17, TWP_OK},
+		{16, 1, 17, TWP_OK}, /* the end of it */
+		{16, 2, 17, TWP_E_FRAME},
+		{16, 0, 15, TWP_E_FRAME},
+		{16, MAXF - 16, MAXF, TWP_OK}, /* the largest frame */
+		{16, MAXF - 15, MAXF, TWP_E_FRAME},
+		{16, MAXF - 16, MAXF + 1, TWP_E_FRAME},
+		{16, UINT64_MAX, UINT64_MAX, TWP_E_FRAME},
+		{16, UINT64_MAX - 15, 15, TWP_E_FRAME}, /* off + len wraps */
+		{0, 0, 0, TWP_OK},                      /* an empty frame */
+		{0, 0, 1, TWP_E_FRAME}, /* an empty packet, a frame not */
+		{0, 1, 1, TWP_E_FRAME},
+		{0, 1, 0, TWP_E_FRAME},
 	};
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
-		struct twp_hdr h = { .type = TWP_DATA, .dst_sess = 1,
-				     .src_sess = 2, .len = c[i].len,
-				     .frame_off = c[i].off,
-				     .frame_len = c[i].flen };
+		struct twp_hdr h = {.type = TWP_DATA,
+				    .dst_sess = 1,
+				    .src_sess = 2,
+				    .len = c[i].len,
+				    .frame_off = c[i].off,
+				    .frame_len = c[i].flen};
 		size_t n = mkpkt(p, &h, pl);
 		enum twp_err e = parse(p, n, &l);
 		cr_assert_eq(e, c[i].want, "case %zu: got %s, want %s", i,
@@ -783,22 +812,22 @@ Test(dpdk_pkt, frame_bounds)
 Test(dpdk_pkt, port_range)
 {
 	uint8_t p[256];
-	struct twp_hdr h = { .type = TWP_RESET, .dst_sess = 3 };
+	struct twp_hdr h = {.type = TWP_RESET, .dst_sess = 3};
 	size_t n = mkpkt(p, &h, NULL); /* to 31851 */
 	const struct {
 		uint16_t base, nports;
 		enum twp_err want;
 		uint16_t queue;
 	} c[] = {
-		{ 31850, 2, TWP_OK, 1 },
-		{ 31851, 1, TWP_OK, 0 },
-		{ 31851, 0, TWP_E_UDP_PORT, 0 },
-		{ 31850, 1, TWP_E_UDP_PORT, 0 },
-		{ 31852, 100, TWP_E_UDP_PORT, 0 },
-		{ 31800, 52, TWP_OK, 51 },
-		{ 31800, 51, TWP_E_UDP_PORT, 0 },
-		{ 0, 65535, TWP_OK, 31851 },
-		{ 65535, 65535, TWP_E_UDP_PORT, 0 }, /* base + n wraps */
+		{31850, 2, TWP_OK, 1},
+		{31851, 1, TWP_OK, 0},
+		{31851, 0, TWP_E_UDP_PORT, 0},
+		{31850, 1, TWP_E_UDP_PORT, 0},
+		{31852, 100, TWP_E_UDP_PORT, 0},
+		{31800, 52, TWP_OK, 51},
+		{31800, 51, TWP_E_UDP_PORT, 0},
+		{0, 65535, TWP_OK, 31851},
+		{65535, 65535, TWP_E_UDP_PORT, 0}, /* base + n wraps */
 	};
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
 		struct twp_local l = local_b();
@@ -817,8 +846,18 @@ Test(dpdk_pkt, port_range)
 
 /* Per type: which flags and fields it may set. Each case changes one
  * field of a valid packet of its type. */
-enum hfield { H_NONE, H_FLAGS, H_DST, H_SRC, H_SEQ, H_ACK, H_MSG, H_LEN,
-	      H_OFF, H_FLEN };
+enum hfield {
+	H_NONE,
+	H_FLAGS,
+	H_DST,
+	H_SRC,
+	H_SEQ,
+	H_ACK,
+	H_MSG,
+	H_LEN,
+	H_OFF,
+	H_FLEN
+};
 
 struct hcase {
 	const char *what;
@@ -829,69 +868,69 @@ struct hcase {
 };
 
 static const struct hcase hcases[] = {
-	{ "ack", TWP_ACK, H_NONE, 0, TWP_OK },
-	{ "ack both flags", TWP_ACK, H_FLAGS, 3, TWP_OK },
-	{ "ack flag 4", TWP_ACK, H_FLAGS, 4, TWP_E_FLAGS },
-	{ "ack flag 0x80", TWP_ACK, H_FLAGS, 0x80, TWP_E_FLAGS },
-	{ "ack len", TWP_ACK, H_LEN, 4, TWP_E_LEN },
-	{ "ack dst 0", TWP_ACK, H_DST, 0, TWP_E_FIELDS },
-	{ "ack src 0", TWP_ACK, H_SRC, 0, TWP_E_FIELDS },
-	{ "ack seq", TWP_ACK, H_SEQ, 1, TWP_E_FIELDS },
-	{ "ack any ack", TWP_ACK, H_ACK, UINT32_MAX, TWP_OK },
-	{ "ack msg", TWP_ACK, H_MSG, 1, TWP_E_FIELDS },
-	{ "ack frame_off", TWP_ACK, H_OFF, 1, TWP_E_FIELDS },
-	{ "ack frame_len", TWP_ACK, H_FLEN, 1, TWP_E_FIELDS },
+	{"ack", TWP_ACK, H_NONE, 0, TWP_OK},
+	{"ack both flags", TWP_ACK, H_FLAGS, 3, TWP_OK},
+	{"ack flag 4", TWP_ACK, H_FLAGS, 4, TWP_E_FLAGS},
+	{"ack flag 0x80", TWP_ACK, H_FLAGS, 0x80, TWP_E_FLAGS},
+	{"ack len", TWP_ACK, H_LEN, 4, TWP_E_LEN},
+	{"ack dst 0", TWP_ACK, H_DST, 0, TWP_E_FIELDS},
+	{"ack src 0", TWP_ACK, H_SRC, 0, TWP_E_FIELDS},
+	{"ack seq", TWP_ACK, H_SEQ, 1, TWP_E_FIELDS},
+	{"ack any ack", TWP_ACK, H_ACK, UINT32_MAX, TWP_OK},
+	{"ack msg", TWP_ACK, H_MSG, 1, TWP_E_FIELDS},
+	{"ack frame_off", TWP_ACK, H_OFF, 1, TWP_E_FIELDS},
+	{"ack frame_len", TWP_ACK, H_FLEN, 1, TWP_E_FIELDS},
 
-	{ "connect", TWP_CONNECT, H_NONE, 0, TWP_OK },
-	{ "connect flags", TWP_CONNECT, H_FLAGS, 1, TWP_E_FLAGS },
-	{ "connect len", TWP_CONNECT, H_LEN, 4, TWP_E_LEN },
-	{ "connect dst", TWP_CONNECT, H_DST, 1, TWP_E_FIELDS },
-	{ "connect src 0", TWP_CONNECT, H_SRC, 0, TWP_E_FIELDS },
-	{ "connect seq", TWP_CONNECT, H_SEQ, 1, TWP_E_FIELDS },
-	{ "connect ack", TWP_CONNECT, H_ACK, 1, TWP_E_FIELDS },
-	{ "connect msg", TWP_CONNECT, H_MSG, 1, TWP_E_FIELDS },
-	{ "connect frame_off", TWP_CONNECT, H_OFF, 1, TWP_E_FIELDS },
-	{ "connect mss 0", TWP_CONNECT, H_FLEN, 0, TWP_E_FIELDS },
-	{ "connect mss 63", TWP_CONNECT, H_FLEN, 63, TWP_E_FIELDS },
-	{ "connect mss 64", TWP_CONNECT, H_FLEN, 64, TWP_OK },
-	{ "connect mss 65535", TWP_CONNECT, H_FLEN, 65535, TWP_OK },
-	{ "connect mss 65536", TWP_CONNECT, H_FLEN, 65536, TWP_E_FIELDS },
+	{"connect", TWP_CONNECT, H_NONE, 0, TWP_OK},
+	{"connect flags", TWP_CONNECT, H_FLAGS, 1, TWP_E_FLAGS},
+	{"connect len", TWP_CONNECT, H_LEN, 4, TWP_E_LEN},
+	{"connect dst", TWP_CONNECT, H_DST, 1, TWP_E_FIELDS},
+	{"connect src 0", TWP_CONNECT, H_SRC, 0, TWP_E_FIELDS},
+	{"connect seq", TWP_CONNECT, H_SEQ, 1, TWP_E_FIELDS},
+	{"connect ack", TWP_CONNECT, H_ACK, 1, TWP_E_FIELDS},
+	{"connect msg", TWP_CONNECT, H_MSG, 1, TWP_E_FIELDS},
+	{"connect frame_off", TWP_CONNECT, H_OFF, 1, TWP_E_FIELDS},
+	{"connect mss 0", TWP_CONNECT, H_FLEN, 0, TWP_E_FIELDS},
+	{"connect mss 63", TWP_CONNECT, H_FLEN, 63, TWP_E_FIELDS},
+	{"connect mss 64", TWP_CONNECT, H_FLEN, 64, TWP_OK},
+	{"connect mss 65535", TWP_CONNECT, H_FLEN, 65535, TWP_OK},
+	{"connect mss 65536", TWP_CONNECT, H_FLEN, 65536, TWP_E_FIELDS},
 
-	{ "accept", TWP_ACCEPT, H_NONE, 0, TWP_OK },
-	{ "accept flags", TWP_ACCEPT, H_FLAGS, 2, TWP_E_FLAGS },
-	{ "accept len", TWP_ACCEPT, H_LEN, 1, TWP_E_LEN },
-	{ "accept dst 0", TWP_ACCEPT, H_DST, 0, TWP_E_FIELDS },
-	{ "accept src 0", TWP_ACCEPT, H_SRC, 0, TWP_E_FIELDS },
-	{ "accept seq", TWP_ACCEPT, H_SEQ, 1, TWP_E_FIELDS },
-	{ "accept ack", TWP_ACCEPT, H_ACK, 1, TWP_E_FIELDS },
-	{ "accept msg", TWP_ACCEPT, H_MSG, 1, TWP_E_FIELDS },
-	{ "accept frame_off", TWP_ACCEPT, H_OFF, 1, TWP_E_FIELDS },
-	{ "accept mss 63", TWP_ACCEPT, H_FLEN, 63, TWP_E_FIELDS },
-	{ "accept mss 65536", TWP_ACCEPT, H_FLEN, 65536, TWP_E_FIELDS },
+	{"accept", TWP_ACCEPT, H_NONE, 0, TWP_OK},
+	{"accept flags", TWP_ACCEPT, H_FLAGS, 2, TWP_E_FLAGS},
+	{"accept len", TWP_ACCEPT, H_LEN, 1, TWP_E_LEN},
+	{"accept dst 0", TWP_ACCEPT, H_DST, 0, TWP_E_FIELDS},
+	{"accept src 0", TWP_ACCEPT, H_SRC, 0, TWP_E_FIELDS},
+	{"accept seq", TWP_ACCEPT, H_SEQ, 1, TWP_E_FIELDS},
+	{"accept ack", TWP_ACCEPT, H_ACK, 1, TWP_E_FIELDS},
+	{"accept msg", TWP_ACCEPT, H_MSG, 1, TWP_E_FIELDS},
+	{"accept frame_off", TWP_ACCEPT, H_OFF, 1, TWP_E_FIELDS},
+	{"accept mss 63", TWP_ACCEPT, H_FLEN, 63, TWP_E_FIELDS},
+	{"accept mss 65536", TWP_ACCEPT, H_FLEN, 65536, TWP_E_FIELDS},
 
-	{ "reset", TWP_RESET, H_NONE, 0, TWP_OK },
-	{ "reset src 0", TWP_RESET, H_SRC, 0, TWP_OK },
-	{ "reset flags", TWP_RESET, H_FLAGS, 1, TWP_E_FLAGS },
-	{ "reset len", TWP_RESET, H_LEN, 2, TWP_E_LEN },
-	{ "reset dst 0", TWP_RESET, H_DST, 0, TWP_E_FIELDS },
-	{ "reset seq", TWP_RESET, H_SEQ, 1, TWP_E_FIELDS },
-	{ "reset ack", TWP_RESET, H_ACK, 1, TWP_E_FIELDS },
-	{ "reset msg", TWP_RESET, H_MSG, 1, TWP_E_FIELDS },
-	{ "reset frame_off", TWP_RESET, H_OFF, 1, TWP_E_FIELDS },
-	{ "reset frame_len", TWP_RESET, H_FLEN, 1, TWP_E_FIELDS },
+	{"reset", TWP_RESET, H_NONE, 0, TWP_OK},
+	{"reset src 0", TWP_RESET, H_SRC, 0, TWP_OK},
+	{"reset flags", TWP_RESET, H_FLAGS, 1, TWP_E_FLAGS},
+	{"reset len", TWP_RESET, H_LEN, 2, TWP_E_LEN},
+	{"reset dst 0", TWP_RESET, H_DST, 0, TWP_E_FIELDS},
+	{"reset seq", TWP_RESET, H_SEQ, 1, TWP_E_FIELDS},
+	{"reset ack", TWP_RESET, H_ACK, 1, TWP_E_FIELDS},
+	{"reset msg", TWP_RESET, H_MSG, 1, TWP_E_FIELDS},
+	{"reset frame_off", TWP_RESET, H_OFF, 1, TWP_E_FIELDS},
+	{"reset frame_len", TWP_RESET, H_FLEN, 1, TWP_E_FIELDS},
 
-	{ "data", TWP_DATA, H_NONE, 0, TWP_OK },
-	{ "data flag ack-req", TWP_DATA, H_FLAGS, TWP_F_ACK_REQ, TWP_E_FLAGS },
-	{ "data dst 0", TWP_DATA, H_DST, 0, TWP_E_FIELDS },
-	{ "data src 0", TWP_DATA, H_SRC, 0, TWP_E_FIELDS },
-	{ "data any seq", TWP_DATA, H_SEQ, UINT32_MAX, TWP_OK },
-	{ "data any msg", TWP_DATA, H_MSG, UINT32_MAX, TWP_OK },
+	{"data", TWP_DATA, H_NONE, 0, TWP_OK},
+	{"data flag ack-req", TWP_DATA, H_FLAGS, TWP_F_ACK_REQ, TWP_E_FLAGS},
+	{"data dst 0", TWP_DATA, H_DST, 0, TWP_E_FIELDS},
+	{"data src 0", TWP_DATA, H_SRC, 0, TWP_E_FIELDS},
+	{"data any seq", TWP_DATA, H_SEQ, UINT32_MAX, TWP_OK},
+	{"data any msg", TWP_DATA, H_MSG, UINT32_MAX, TWP_OK},
 };
 
 /* A valid header of type t, then c's change. */
 static struct twp_hdr hcase_hdr(const struct hcase *c)
 {
-	struct twp_hdr h = { .type = c->type, .dst_sess = 3, .src_sess = 9 };
+	struct twp_hdr h = {.type = c->type, .dst_sess = 3, .src_sess = 9};
 	switch (c->type) {
 	case TWP_ACK:
 		h.ack = 99;
@@ -914,23 +953,42 @@ static struct twp_hdr hcase_hdr(const struct hcase *c)
 		break;
 	}
 	switch (c->field) {
-	case H_FLAGS: h.flags = (uint8_t)c->value; break;
-	case H_DST: h.dst_sess = (uint32_t)c->value; break;
-	case H_SRC: h.src_sess = (uint32_t)c->value; break;
-	case H_SEQ: h.seq = (uint32_t)c->value; break;
-	case H_ACK: h.ack = (uint32_t)c->value; break;
-	case H_MSG: h.msg = (uint32_t)c->value; break;
-	case H_LEN: h.len = (uint32_t)c->value; break;
-	case H_OFF: h.frame_off = c->value; break;
-	case H_FLEN: h.frame_len = c->value; break;
-	case H_NONE: break;
+	case H_FLAGS:
+		h.flags = (uint8_t)c->value;
+		break;
+	case H_DST:
+		h.dst_sess = (uint32_t)c->value;
+		break;
+	case H_SRC:
+		h.src_sess = (uint32_t)c->value;
+		break;
+	case H_SEQ:
+		h.seq = (uint32_t)c->value;
+		break;
+	case H_ACK:
+		h.ack = (uint32_t)c->value;
+		break;
+	case H_MSG:
+		h.msg = (uint32_t)c->value;
+		break;
+	case H_LEN:
+		h.len = (uint32_t)c->value;
+		break;
+	case H_OFF:
+		h.frame_off = c->value;
+		break;
+	case H_FLEN:
+		h.frame_len = c->value;
+		break;
+	case H_NONE:
+		break;
 	}
 	return h;
 }
 
 Test(dpdk_pkt, per_type_fields)
 {
-	uint8_t p[256], pl[4] = { 1, 2, 3, 4 };
+	uint8_t p[256], pl[4] = {1, 2, 3, 4};
 	struct twp_local l = local_b();
 	for (size_t i = 0; i < sizeof(hcases) / sizeof(hcases[0]); i++) {
 		struct twp_hdr h = hcase_hdr(&hcases[i]);
@@ -1023,7 +1081,7 @@ Test(dpdk_pkt, reason_names)
 			cr_assert_str_neq(twp_err_name(e), twp_err_name(f));
 	}
 	cr_assert_str_eq(twp_err_name(TWP_ERR_COUNT_), "?");
-	cr_assert_str_eq(twp_err_name((enum twp_err)-1), "?");
+	cr_assert_str_eq(twp_err_name((enum twp_err) - 1), "?");
 }
 
 /* ================================================================== */
@@ -1039,7 +1097,7 @@ Test(dpdk_pkt, addresses)
 	cr_assert(has);
 	cr_assert_eq(ep.ip, inet_addr("10.1.2.3"));
 	cr_assert_eq(ep.port, htons(31850));
-	const uint8_t mac[6] = { 2, 0x0a, 0x0b, 0xcc, 0xdd, 0xef };
+	const uint8_t mac[6] = {2, 0x0a, 0x0b, 0xcc, 0xdd, 0xef};
 	cr_assert_eq(memcmp(ep.mac, mac, 6), 0);
 	char s[64];
 	cr_assert_eq(twp_addr_format(s, sizeof(s), &ep), 38);
@@ -1062,7 +1120,7 @@ Test(dpdk_pkt, addresses)
 	cr_assert_eq(twp_addr_format(s, 45, &ep), 45);
 	cr_assert_eq(strlen(s), 44, "cut, terminated");
 	static const char *bad[] = {
-		"udp://10.1.2.3:5",          /* MAC needed */
+		"udp://10.1.2.3:5", /* MAC needed */
 		"tcp://10.1.2.3:5/02:00:00:00:00:01",
 		"udp:/10.1.2.3:5/02:00:00:00:00:01",
 		"udp://10.1.2:5/02:00:00:00:00:01",
@@ -1091,6 +1149,5 @@ Test(dpdk_pkt, addresses)
 		cr_assert_neq(twp_addr_parse(bad[i], &ep, true, NULL), 0, "%s",
 			      bad[i]);
 	cr_assert_neq(twp_addr_parse(NULL, &ep, false, NULL), 0);
-	cr_assert_neq(twp_addr_parse("udp://10.1.2.3:5", NULL, false, NULL),
-		      0);
+	cr_assert_neq(twp_addr_parse("udp://10.1.2.3:5", NULL, false, NULL), 0);
 }

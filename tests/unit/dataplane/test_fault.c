@@ -32,12 +32,12 @@ static uint64_t fake_clock(void *ctx)
 struct end {
 	tw_loop *l;
 	tw_transport *t;
-	tw_conn *c;                /* last announced */
+	tw_conn *c; /* last announced */
 	int ups, closes;
 	tw_status close_st;
-	int dones_at_close;        /* sender: dones seen by the close upcall */
+	int dones_at_close; /* sender: dones seen by the close upcall */
 	int nframes;
-	uint8_t types[64];         /* frames received, by type */
+	uint8_t types[64]; /* frames received, by type */
 	uint64_t ids[64];
 };
 
@@ -49,7 +49,7 @@ struct req {
 	uint8_t f[TW_FRAME_HDR_SIZE + 8];
 	int ndone;
 	tw_status st;
-	bool in_send;              /* done ran inside tw_transport_send */
+	bool in_send; /* done ran inside tw_transport_send */
 };
 
 static bool sending;
@@ -66,11 +66,13 @@ static void on_done(struct tw_send_req *r, tw_status st)
 static void req_init(struct req *q, uint8_t type, uint64_t id)
 {
 	memset(q, 0, sizeof(*q));
-	tw_frame_hdr h = { .version = TW_FRAME_VERSION, .type = type,
-			   .req_id = id, .payload_len = 8,
-			   .total_len = sizeof(q->f) };
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION,
+			  .type = type,
+			  .req_id = id,
+			  .payload_len = 8,
+			  .total_len = sizeof(q->f)};
 	tw_frame_hdr_encode(q->f, &h);
-	q->iov = (struct iovec){ q->f, sizeof(q->f) };
+	q->iov = (struct iovec){q->f, sizeof(q->f)};
 	q->r.iov = &q->iov;
 	q->r.niov = 1;
 	q->r.len = sizeof(q->f);
@@ -121,15 +123,14 @@ static void setup(void)
 	memset(&b, 0, sizeof(b));
 	memset(&fo, 0, sizeof(fo));
 	cr_assert_eq(tw_fake_net_create(&net), TW_OK);
-	struct end *es[2] = { &a, &b };
+	struct end *es[2] = {&a, &b};
 	for (int i = 0; i < 2; i++) {
 		struct tw_loop_opts lo;
 		tw_loop_opts_init(&lo, sizeof(lo));
 		lo.clock = fake_clock;
 		cr_assert_eq(tw_loop_create(&lo, &es[i]->l), TW_OK);
-		struct tw_transport_cbs cbs = { .ctx = es[i],
-						.on_frame = on_frame,
-						.on_conn = on_conn };
+		struct tw_transport_cbs cbs = {
+			.ctx = es[i], .on_frame = on_frame, .on_conn = on_conn};
 		cr_assert_eq(tw_fake_transport_create(net, es[i]->l, &cbs,
 						      &es[i]->t),
 			     TW_OK);
@@ -144,7 +145,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	struct end *es[2] = { &a, &b };
+	struct end *es[2] = {&a, &b};
 	for (int i = 0; i < 2; i++) {
 		if (es[i]->t != NULL)
 			es[i]->t->ops->destroy(es[i]->t);

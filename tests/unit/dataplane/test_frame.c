@@ -44,6 +44,7 @@ Test(frame, encode_layout_is_little_endian)
 {
 	tw_frame_hdr h = base_hdr();
 	uint8_t b[48];
+	/* clang-format off */
 	static const uint8_t want[48] = {
 		0x54, 0x57, 0x52, 0x50, /* magic "TWRP" */
 		1, 1, 0, 0,             /* version, type, flags */
@@ -56,6 +57,7 @@ Test(frame, encode_layout_is_little_endian)
 		0, 0, 0, 0,   /* reserved */
 		58, 0, 0, 0, 0, 0, 0, 0, /* total_len */
 	};
+	/* clang-format on */
 
 	memset(b, 0xee, sizeof(b));
 	tw_frame_hdr_encode(b, &h);
@@ -125,8 +127,9 @@ Test(frame, rejects_each_bad_field)
 
 	tw_frame_hdr_encode(b, &h);
 	put64(b + 40, TW_FRAME_HDR_SIZE + 9); /* shorter than payload */
-	expect_proto(b, NULL,
-		     "header: total_len shorter than header, table and payload");
+	expect_proto(
+		b, NULL,
+		"header: total_len shorter than header, table and payload");
 	tw_frame_hdr_encode(b, &h);
 	put64(b + 40, TW_FRAME_HDR_SIZE + 11); /* longer, no segments */
 	expect_proto(b, NULL,
@@ -279,7 +282,8 @@ Test(frame, segments_layout)
 	total = build(f, sizeof(f), 5, 0, NULL, &h);
 	cr_assert_eq(total, 53);
 	cr_assert_eq(tw_frame_check_segments(f, total, &h, NULL), TW_OK);
-	cr_assert_eq(tw_frame_check_segments(f, total + 1, &h, NULL), TW_EPROTO);
+	cr_assert_eq(tw_frame_check_segments(f, total + 1, &h, NULL),
+		     TW_EPROTO);
 	cr_assert_str_eq(tw_errmsg(TW_EPROTO),
 			 "frame: length differs from total_len");
 }
@@ -289,8 +293,8 @@ static void expect_bad_layout(const uint8_t *f, size_t len,
 			      const tw_frame_hdr *h, const char *want)
 {
 	reason_forget();
-	cr_assert_eq(tw_frame_check_segments(f, len, h, NULL), TW_EPROTO,
-		     "%s", want);
+	cr_assert_eq(tw_frame_check_segments(f, len, h, NULL), TW_EPROTO, "%s",
+		     want);
 	cr_assert_str_eq(tw_errmsg(TW_EPROTO), want);
 }
 

@@ -23,7 +23,6 @@
 #define MS UINT64_C(1000000)
 #define SEC UINT64_C(1000000000)
 
-
 static uint64_t mono_ns(void)
 {
 	return tw_clock_monotonic(NULL);
@@ -146,7 +145,7 @@ struct tmsg {
 static struct {
 	tw_loop *l;
 	pthread_t main_thread;
-	bool expect_main;       /* embedded: the loop thread is the test's */
+	bool expect_main; /* embedded: the loop thread is the test's */
 	uint32_t next[MAX_PROD];
 	uint32_t bad_order, off_thread;
 	_Atomic uint32_t ran;
@@ -156,7 +155,8 @@ static void tmsg_run(struct tw_loop_msg *m)
 {
 	struct tmsg *t = container_of(m, struct tmsg, m);
 	if (!tw_loop_on_thread(g.l) ||
-	    (pthread_equal(pthread_self(), g.main_thread) != 0) != g.expect_main)
+	    (pthread_equal(pthread_self(), g.main_thread) != 0) !=
+		    g.expect_main)
 		g.off_thread++;
 	if (t->seq != g.next[t->prod])
 		g.bad_order++;
@@ -170,8 +170,8 @@ struct producer {
 	tw_loop *l;
 	struct tmsg *msgs;
 	uint32_t n;
-	uint32_t full;          /* TW_ENOSPC seen (backpressure) */
-	bool on_thread;         /* tw_loop_on_thread from a producer */
+	uint32_t full;  /* TW_ENOSPC seen (backpressure) */
+	bool on_thread; /* tw_loop_on_thread from a producer */
 };
 
 static void *produce(void *arg)
@@ -230,7 +230,7 @@ Test(loop_post, one_producer_embedded)
 	cr_assert(tw_loop_on_thread(l));
 
 	const uint32_t n = 20000;
-	struct producer p = { .l = l, .msgs = make_msgs(0, n), .n = n };
+	struct producer p = {.l = l, .msgs = make_msgs(0, n), .n = n};
 	cr_assert_eq(pthread_create(&p.th, NULL, produce, &p), 0);
 	uint64_t end = mono_ns() + 10 * SEC;
 	while (atomic_load(&g.ran) < n && mono_ns() < end)
@@ -270,10 +270,9 @@ Test(loop_post, four_producers_thread)
 	const uint32_t n = 20000;
 	struct producer p[4];
 	for (uint32_t i = 0; i < 4; i++) {
-		p[i] = (struct producer){ .l = l, .msgs = make_msgs(i, n),
-					  .n = n };
-		cr_assert_eq(pthread_create(&p[i].th, NULL, produce, &p[i]),
-			     0);
+		p[i] = (struct producer){
+			.l = l, .msgs = make_msgs(i, n), .n = n};
+		cr_assert_eq(pthread_create(&p[i].th, NULL, produce, &p[i]), 0);
 	}
 	for (int i = 0; i < 4; i++)
 		pthread_join(p[i].th, NULL);
@@ -382,8 +381,8 @@ static int tpoller_fn(void *arg)
 
 static void tpoller_init(struct tpoller *t, tw_loop *l, int ret)
 {
-	*t = (struct tpoller){ .p = { .fn = tpoller_fn, .arg = t }, .l = l,
-			       .ret = ret };
+	*t = (struct tpoller){
+		.p = {.fn = tpoller_fn, .arg = t}, .l = l, .ret = ret};
 }
 
 Test(loop_poller, every_iteration_and_removal)
@@ -451,7 +450,7 @@ static void ttimer_fn(struct tw_timer *t, void *arg)
 
 static void ttimer_init(struct ttimer *x, tw_loop *l)
 {
-	*x = (struct ttimer){ .l = l };
+	*x = (struct ttimer){.l = l};
 	tw_timer_init(&x->t, ttimer_fn, x);
 }
 
@@ -523,7 +522,7 @@ Test(loop_timer, armed_by_message)
 	tw_loop *l = fake_loop(t0);
 	struct ttimer x;
 	ttimer_init(&x, l);
-	struct arm_msg am = { .m = { .fn = arm_msg_run }, .t = &x, .delay = 0 };
+	struct arm_msg am = {.m = {.fn = arm_msg_run}, .t = &x, .delay = 0};
 	cr_assert_eq(tw_loop_post(l, &am.m), TW_OK);
 	cr_assert_eq(poll_at(l, t0), 2, "the message and the timer");
 	cr_assert_eq(x.fired, 1);
@@ -684,8 +683,8 @@ Test(loop_thread, no_lost_wakeups)
 		p[i].l = l;
 		p[i].rounds = 1000;
 		flag_init(&p[i].f, l);
-		cr_assert_eq(pthread_create(&p[i].th, NULL, pingpong_run,
-					    &p[i]), 0);
+		cr_assert_eq(
+			pthread_create(&p[i].th, NULL, pingpong_run, &p[i]), 0);
 	}
 	for (int i = 0; i < 2; i++) {
 		pthread_join(p[i].th, NULL);
@@ -709,8 +708,8 @@ struct uring_probe_msg {
 
 static void uring_probe_run(struct tw_loop_msg *m)
 {
-	struct uring_probe_msg *u =
-		container_of(m, struct uring_probe_msg, f.m);
+	struct uring_probe_msg *u = container_of(m, struct uring_probe_msg,
+						 f.m);
 	u->no_ring = tw_loop_uring(u->f.l) == NULL;
 	u->no_sqe = tw_loop_sqe(u->f.l) == NULL;
 	flag_run(m);
@@ -769,7 +768,7 @@ Test(loop_thread, timer_wakes_sleeping_loop)
 	o.spin_ns = 0;
 	tw_loop *l = make_loop(&o);
 	cr_assert_eq(tw_loop_start(l), TW_OK);
-	struct timer_msg x = { .m = { .fn = timer_msg_run }, .l = l };
+	struct timer_msg x = {.m = {.fn = timer_msg_run}, .l = l};
 	tw_timer_init(&x.t, timer_msg_fire, &x);
 	cr_assert_eq(tw_loop_post(l, &x.m), TW_OK);
 	cr_assert(wait_flag(&x.done, 2 * SEC));
@@ -814,7 +813,7 @@ Test(loop_uring, nop_embedded)
 		tw_loop_destroy(l);
 		cr_skip_test("io_uring unavailable");
 	}
-	struct treq a = { .r = { .fn = treq_fn }, .res = -1, .l = l };
+	struct treq a = {.r = {.fn = treq_fn}, .res = -1, .l = l};
 	prep_nop(l, &a);
 	prep_nop(l, NULL); /* user_data 0: ignored */
 	cr_assert(poll_until(l, &a.done, 2 * SEC));
@@ -842,7 +841,7 @@ Test(loop_uring, sq_full_submits)
 	}
 	struct treq r[10];
 	for (int i = 0; i < 10; i++) {
-		r[i] = (struct treq){ .r = { .fn = treq_fn }, .res = -1, .l = l };
+		r[i] = (struct treq){.r = {.fn = treq_fn}, .res = -1, .l = l};
 		prep_nop(l, &r[i]);
 	}
 	for (int i = 0; i < 10; i++)
@@ -882,8 +881,8 @@ Test(loop_uring, nop_from_message_on_thread)
 	tw_loop *l = make_loop(&o);
 	cr_assert_eq(tw_loop_start(l), TW_OK);
 	wait_sleeps(l, 1);
-	struct treq req = { .r = { .fn = treq_fn }, .res = -1, .l = l };
-	struct nop_msg nm = { .m = { .fn = nop_msg_run }, .req = &req };
+	struct treq req = {.r = {.fn = treq_fn}, .res = -1, .l = l};
+	struct nop_msg nm = {.m = {.fn = nop_msg_run}, .req = &req};
 	cr_assert_eq(tw_loop_post(l, &nm.m), TW_OK);
 	cr_assert(wait_flag(&req.done, 2 * SEC));
 	cr_assert_eq(tw_loop_stop(l), TW_OK);
@@ -928,7 +927,7 @@ Test(loop_embedded, poll_wait)
 	/* A post from another thread ends the wait early. */
 	struct flag_msg f;
 	flag_init(&f, l);
-	struct delayed_post d = { .l = l, .m = &f.m, .after = 50000 };
+	struct delayed_post d = {.l = l, .m = &f.m, .after = 50000};
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, post_later, &d), 0);
 	t = mono_ns();
@@ -969,7 +968,7 @@ Test(loop_embedded, nested_poll_refused)
 {
 	tw_loop *l = make_loop(NULL);
 	nested_loop = l;
-	struct tw_loop_msg a = { .fn = nested_run }, b = { .fn = plain_run };
+	struct tw_loop_msg a = {.fn = nested_run}, b = {.fn = plain_run};
 	atomic_store(&plain_runs, 0);
 	cr_assert_eq(tw_loop_post(l, &a), TW_OK);
 	cr_assert_eq(tw_loop_post(l, &b), TW_OK);
@@ -988,8 +987,7 @@ struct fake_tp {
 	tw_status ret; /* what send returns */
 };
 
-static tw_status fake_send(tw_transport *t, tw_conn *c,
-			   struct tw_send_req *r)
+static tw_status fake_send(tw_transport *t, tw_conn *c, struct tw_send_req *r)
 {
 	struct fake_tp *f = (struct fake_tp *)t;
 	(void)c;
@@ -1000,8 +998,8 @@ static tw_status fake_send(tw_transport *t, tw_conn *c,
 	return TW_OK;
 }
 
-static const struct tw_transport_ops fake_ops = { .name = "fake",
-						  .send = fake_send };
+static const struct tw_transport_ops fake_ops = {.name = "fake",
+						 .send = fake_send};
 
 struct sreq {
 	struct tw_send_req r;
@@ -1036,10 +1034,10 @@ static void fake_tp_init(struct fake_tp *f, tw_loop *l,
 Test(fault, fail_first_n_of_a_type)
 {
 	tw_loop *l = make_loop(NULL);
-	struct tw_fault_opts fo = { .fail_type = 3, .fail_count = 2 };
+	struct tw_fault_opts fo = {.fail_type = 3, .fail_count = 2};
 	struct fake_tp f;
 	fake_tp_init(&f, l, &fo);
-	tw_conn c = { .t = &f.t };
+	tw_conn c = {.t = &f.t};
 	struct sreq s[5];
 	for (int i = 0; i < 4; i++)
 		sreq_init(&s[i], 3);
@@ -1063,10 +1061,10 @@ Test(fault, fail_first_n_of_a_type)
 Test(fault, drop)
 {
 	tw_loop *l = make_loop(NULL);
-	struct tw_fault_opts fo = { .drop_type = 5 };
+	struct tw_fault_opts fo = {.drop_type = 5};
 	struct fake_tp f;
 	fake_tp_init(&f, l, &fo);
-	tw_conn c = { .t = &f.t };
+	tw_conn c = {.t = &f.t};
 	struct sreq a, b, z;
 	sreq_init(&a, 5);
 	sreq_init(&b, 6);
@@ -1088,10 +1086,10 @@ Test(fault, delay_on_fake_clock)
 	const uint64_t t0 = 100 * MS;
 	tw_loop *l = fake_loop(t0);
 	(void)poll_at(l, t0);
-	struct tw_fault_opts fo = { .delay_type = 7, .delay_ns = 10 * MS };
+	struct tw_fault_opts fo = {.delay_type = 7, .delay_ns = 10 * MS};
 	struct fake_tp f;
 	fake_tp_init(&f, l, &fo);
-	tw_conn c = { .t = &f.t };
+	tw_conn c = {.t = &f.t};
 	struct sreq a, b, other;
 	sreq_init(&a, 7);
 	sreq_init(&b, 7);
@@ -1129,10 +1127,10 @@ Test(fault, conn_closed_releases_held_sends)
 	const uint64_t t0 = 100 * MS;
 	tw_loop *l = fake_loop(t0);
 	(void)poll_at(l, t0);
-	struct tw_fault_opts fo = { .delay_type = 7, .delay_ns = 10 * MS };
+	struct tw_fault_opts fo = {.delay_type = 7, .delay_ns = 10 * MS};
 	struct fake_tp f;
 	fake_tp_init(&f, l, &fo);
-	tw_conn c1 = { .t = &f.t, .id = 1 }, c2 = { .t = &f.t, .id = 2 };
+	tw_conn c1 = {.t = &f.t, .id = 1}, c2 = {.t = &f.t, .id = 2};
 	struct sreq a, b, c;
 	sreq_init(&a, 7);
 	sreq_init(&b, 7);
@@ -1150,7 +1148,8 @@ Test(fault, conn_closed_releases_held_sends)
 	cr_assert_eq(b.done_calls, 0);
 	cr_assert_eq(fo.delayed_, 1);
 
-	cr_assert_eq(poll_at(l, t0 + 10 * MS), 1, "only c2's send was still held");
+	cr_assert_eq(poll_at(l, t0 + 10 * MS), 1,
+		     "only c2's send was still held");
 	cr_assert_eq(f.nsent, 1);
 	cr_assert_eq(fo.delayed_, 0);
 	tw_fault_conn_closed(&f.t, &c2, TW_ESHUTDOWN); /* nothing held: no-op */
@@ -1163,16 +1162,18 @@ Test(fault, off_and_other_types_untouched)
 	tw_loop *l = make_loop(NULL);
 	struct fake_tp f;
 	fake_tp_init(&f, l, NULL);
-	tw_conn c = { .t = &f.t };
+	tw_conn c = {.t = &f.t};
 	struct sreq s;
 	sreq_init(&s, 3);
 	cr_assert_eq(tw_transport_send(&f.t, &c, &s.r), TW_OK);
 	cr_assert_eq(f.nsent, 1);
 
 	/* Configured, but for other types (and zero = off for each rule). */
-	struct tw_fault_opts fo = { .fail_type = 1, .fail_count = 5,
-				    .drop_type = 2, .delay_type = 4,
-				    .delay_ns = MS };
+	struct tw_fault_opts fo = {.fail_type = 1,
+				   .fail_count = 5,
+				   .drop_type = 2,
+				   .delay_type = 4,
+				   .delay_ns = MS};
 	f.t.fault = &fo;
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(tw_transport_send(&f.t, &c, &s.r), TW_OK);

@@ -56,7 +56,8 @@ Test(ring, memsize_and_init_validation)
 	cr_expect_eq(tw_ring_memsize(TW_RING_SZ_MAX + 1), 0);
 	cr_expect_eq(tw_ring_memsize(UINT32_MAX), 0);
 	cr_expect_eq(tw_ring_memsize(1), sizeof(tw_ring) + 64);
-	cr_expect_eq(tw_ring_memsize(64), sizeof(tw_ring) + 64 * sizeof(void *));
+	cr_expect_eq(tw_ring_memsize(64),
+		     sizeof(tw_ring) + 64 * sizeof(void *));
 	cr_expect_gt(tw_ring_memsize(TW_RING_SZ_MAX), (size_t)TW_RING_SZ_MAX);
 	cr_expect_eq(tw_ring_memsize(1024) % 64, 0);
 
@@ -247,8 +248,8 @@ static void cycle_across(uint32_t start, unsigned flags)
 Test(ring, wraparound_of_u32_indices)
 {
 	static const uint32_t starts[] = {
-		UINT32_MAX - 3, UINT32_MAX, UINT32_MAX - 100, 0x7ffffffcu,
-		UINT32_MAX - 7,
+		UINT32_MAX - 3, UINT32_MAX,     UINT32_MAX - 100,
+		0x7ffffffcu,    UINT32_MAX - 7,
 	};
 	for (size_t i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
 		cycle_across(starts[i], TW_RING_F_SPSC);
@@ -301,7 +302,8 @@ static void *spsc_producer(void *arg)
 			want = (unsigned)(c->n - next);
 		for (unsigned i = 0; i < want; i++)
 			batch[i] = item(next + i);
-		unsigned got = tw_ring_sp_enqueue_burst(c->r, batch, want, NULL);
+		unsigned got = tw_ring_sp_enqueue_burst(c->r, batch, want,
+							NULL);
 		if (got == 0)
 			backoff();
 		next += got;
@@ -379,9 +381,10 @@ static void *mpsc_producer(void *arg)
 		for (unsigned i = 0; i < want; i++)
 			batch[i] = item(a->id << SEQ_BITS | (seq + i));
 		/* Mix bulk and burst, default and explicit mp. */
-		unsigned got = (k & 1) ?
-			tw_ring_enqueue_burst(c->r, batch, want, NULL) :
-			tw_ring_mp_enqueue_bulk(c->r, batch, want, NULL);
+		unsigned got = (k & 1) ? tw_ring_enqueue_burst(c->r, batch,
+							       want, NULL)
+				       : tw_ring_mp_enqueue_bulk(c->r, batch,
+								 want, NULL);
 		if (got == 0)
 			backoff();
 		seq += got;
@@ -406,15 +409,17 @@ Test(ring, mpsc_stress_per_producer_order, .timeout = 60)
 	for (int i = 0; i < MPSC_PRODUCERS; i++) {
 		args[i] = (struct mpsc_arg){.c = &c, .id = (uintptr_t)i};
 		cr_assert_eq(pthread_create(&t[i], NULL, mpsc_producer,
-					    &args[i]), 0);
+					    &args[i]),
+			     0);
 	}
 	while (seen < total) {
 		/* Read before dequeuing: every item of a finished producer is
 		 * then visible to the dequeue. */
 		unsigned done = atomic_load(&c.done);
-		unsigned got = (seen & 1) ?
-			tw_ring_dequeue_burst(c.r, batch, 32, NULL) :
-			tw_ring_sc_dequeue_burst(c.r, batch, 7, NULL);
+		unsigned got =
+			(seen & 1)
+				? tw_ring_dequeue_burst(c.r, batch, 32, NULL)
+				: tw_ring_sc_dequeue_burst(c.r, batch, 7, NULL);
 		if (got == 0 && done == MPSC_PRODUCERS)
 			break; /* lost items: fail below, do not hang */
 		if (got == 0)
@@ -459,7 +464,7 @@ Test(ring, mpsc_stress_per_producer_order, .timeout = 60)
 struct mpmc_ctx {
 	tw_ring *r;
 	uintptr_t per_producer;
-	_Atomic uint8_t *hits;    /* one counter per item */
+	_Atomic uint8_t *hits; /* one counter per item */
 	atomic_uintptr_t consumed;
 	atomic_uint ready;
 	atomic_uint errors;
@@ -493,9 +498,10 @@ static void *mpmc_producer(void *arg)
 			want = (unsigned)(c->per_producer - seq);
 		for (unsigned i = 0; i < want; i++)
 			batch[i] = item(base + seq + i);
-		unsigned got = (k & 1) ?
-			tw_ring_mp_enqueue_burst(c->r, batch, want, NULL) :
-			tw_ring_enqueue_bulk(c->r, batch, want, NULL);
+		unsigned got = (k & 1) ? tw_ring_mp_enqueue_burst(c->r, batch,
+								  want, NULL)
+				       : tw_ring_enqueue_bulk(c->r, batch, want,
+							      NULL);
 		if (got == 0)
 			backoff();
 		seq += got;
@@ -520,9 +526,10 @@ static void *mpmc_consumer(void *arg)
 	       total) {
 		unsigned want = 1 + (k++ % 16);
 		unsigned done = atomic_load(&c->done);
-		unsigned got = (k & 1) ?
-			tw_ring_mc_dequeue_burst(c->r, batch, want, NULL) :
-			tw_ring_dequeue_bulk(c->r, batch, want, NULL);
+		unsigned got = (k & 1) ? tw_ring_mc_dequeue_burst(c->r, batch,
+								  want, NULL)
+				       : tw_ring_dequeue_bulk(c->r, batch, want,
+							      NULL);
 		if (got == 0) {
 			/* Producers gone and the ring empty: whatever is
 			 * missing is lost; stop instead of hanging. */
@@ -565,13 +572,13 @@ Test(ring, mpmc_stress_exactly_once, .timeout = 60)
 	double t0 = now_s();
 	for (int i = 0; i < MPMC_CONSUMERS; i++) {
 		ca[i] = (struct mpmc_arg){.c = &c, .id = (uintptr_t)i};
-		cr_assert_eq(pthread_create(&ct[i], NULL, mpmc_consumer, &ca[i]),
-			     0);
+		cr_assert_eq(
+			pthread_create(&ct[i], NULL, mpmc_consumer, &ca[i]), 0);
 	}
 	for (int i = 0; i < MPMC_PRODUCERS; i++) {
 		pa[i] = (struct mpmc_arg){.c = &c, .id = (uintptr_t)i};
-		cr_assert_eq(pthread_create(&pt[i], NULL, mpmc_producer, &pa[i]),
-			     0);
+		cr_assert_eq(
+			pthread_create(&pt[i], NULL, mpmc_producer, &pa[i]), 0);
 	}
 	for (int i = 0; i < MPMC_PRODUCERS; i++)
 		pthread_join(pt[i], NULL);

@@ -83,7 +83,7 @@ Test(errmsg, long_reasons_are_cut)
 /* Reasons are per thread: two threads failing at once, over and over,
  * each read back their own. */
 struct errmsg_thread {
-	uint32_t len;        /* its list's length: part of its message */
+	uint32_t len; /* its list's length: part of its message */
 	atomic_int *go;
 	int bad;
 };
@@ -102,8 +102,10 @@ static void *errmsg_worker(void *p)
 		uint32_t idx = t->len + i % 7;
 		if (tw_value_get_item(&l, idx, &out) != TW_EINVAL)
 			t->bad++;
-		snprintf(want, sizeof(want), "index %u out of range for a list "
-			 "of %u", idx, t->len);
+		snprintf(want, sizeof(want),
+			 "index %u out of range for a list "
+			 "of %u",
+			 idx, t->len);
 		if (strcmp(tw_errmsg(TW_EINVAL), want) != 0)
 			t->bad++;
 	}
@@ -118,7 +120,8 @@ Test(errmsg, reasons_are_per_thread)
 				     {.len = 1000, .go = &go}};
 	pthread_t th[2];
 	for (int i = 0; i < 2; i++)
-		cr_assert_eq(pthread_create(&th[i], NULL, errmsg_worker, &t[i]), 0);
+		cr_assert_eq(pthread_create(&th[i], NULL, errmsg_worker, &t[i]),
+			     0);
 	tw_fail_static(TW_EINVAL, "the main thread's own");
 	atomic_store(&go, 1);
 	for (int i = 0; i < 2; i++) {

@@ -14,18 +14,18 @@ static uint64_t fake_now;
 
 struct rec {
 	struct tw_timer t;
-	uint64_t deadline;   /* as armed */
-	uint64_t tick_ns;    /* wheel resolution, for the rounding check */
+	uint64_t deadline; /* as armed */
+	uint64_t tick_ns;  /* wheel resolution, for the rounding check */
 	unsigned fired;
 	uint64_t fired_at;
-	unsigned seq;        /* position in the firing order */
+	unsigned seq; /* position in the firing order */
 	/* Optional behaviour inside the callback. */
 	struct tw_timer_wheel *w;
-	struct rec *cancel;  /* cancel this one */
-	struct rec *arm;     /* arm this one ... */
-	uint64_t arm_at;     /* ... for this deadline */
-	uint64_t period;     /* re-arm self at deadline + period */
-	unsigned max_fires;  /* stop the period after this many */
+	struct rec *cancel; /* cancel this one */
+	struct rec *arm;    /* arm this one ... */
+	uint64_t arm_at;    /* ... for this deadline */
+	uint64_t period;    /* re-arm self at deadline + period */
+	unsigned max_fires; /* stop the period after this many */
 };
 
 static unsigned fire_seq;
@@ -60,7 +60,7 @@ static void on_fire(struct tw_timer *t, void *arg)
 
 static void rec_init(struct rec *r, struct tw_timer_wheel *w)
 {
-	*r = (struct rec){ .w = w, .tick_ns = w->tick_ns };
+	*r = (struct rec){.w = w, .tick_ns = w->tick_ns};
 	tw_timer_init(&r->t, on_fire, r);
 }
 
@@ -92,8 +92,8 @@ Test(timer, fires_at_deadline_never_early)
 	struct rec a, b;
 	rec_init(&a, &w);
 	rec_init(&b, &w);
-	rec_arm(&w, &a, 5 * MS);           /* on a tick boundary */
-	rec_arm(&w, &b, 7 * MS + MS / 2);  /* inside a tick: rounds up to 8 ms */
+	rec_arm(&w, &a, 5 * MS);          /* on a tick boundary */
+	rec_arm(&w, &b, 7 * MS + MS / 2); /* inside a tick: rounds up to 8 ms */
 	cr_assert(tw_timer_armed(&a.t));
 	cr_assert_eq(w.armed, 2);
 
@@ -124,7 +124,7 @@ Test(timer, order_across_slots)
 	struct tw_timer_wheel w;
 	cr_assert_eq(tw_timer_wheel_init(&w, MS, 32, 0), TW_OK);
 	/* Armed out of order, in different slots; one advance covers all. */
-	static const uint64_t at[] = { 9, 3, 27, 1, 14, 30, 2, 20 };
+	static const uint64_t at[] = {9, 3, 27, 1, 14, 30, 2, 20};
 	enum { N = sizeof(at) / sizeof(at[0]) };
 	struct rec r[N];
 	for (int i = 0; i < N; i++) {
@@ -375,9 +375,9 @@ Test(timer, cancel_from_callback_same_tick)
 	rec_init(&c, &w);
 	rec_init(&d, &w);
 	rec_arm(&w, &a, 5 * MS);
-	rec_arm(&w, &b, 5 * MS);      /* same tick, fires after a */
+	rec_arm(&w, &b, 5 * MS); /* same tick, fires after a */
 	rec_arm(&w, &c, 5 * MS);
-	rec_arm(&w, &d, 9 * MS);      /* later slot */
+	rec_arm(&w, &d, 9 * MS); /* later slot */
 	a.cancel = &b;
 	c.cancel = &d;
 	cr_assert_eq(adv(&w, 20 * MS), 2);
@@ -592,7 +592,8 @@ Test(timer, next_deadline)
 
 	rec_arm(&w, &a, 2 * MS + MS / 2); /* rounds up to 3 ms */
 	cr_assert_eq(tw_timer_wheel_next(&w, 0), 3 * MS);
-	cr_assert_eq(tw_timer_wheel_next(&w, MS + 200000), 3 * MS - MS - 200000);
+	cr_assert_eq(tw_timer_wheel_next(&w, MS + 200000),
+		     3 * MS - MS - 200000);
 	cr_assert_eq(tw_timer_wheel_next(&w, 3 * MS - 1), 1);
 	cr_assert_eq(tw_timer_wheel_next(&w, 3 * MS), 0, "due");
 	cr_assert_eq(tw_timer_wheel_next(&w, 9 * MS), 0, "overdue");
@@ -607,9 +608,9 @@ Test(timer, next_deadline)
 	/* Beyond one revolution (8 ms): computed exactly, not per slot. */
 	rec_arm(&w, &far, 100 * MS + 1);
 	cr_assert_eq(tw_timer_wheel_next(&w, 0), 101 * MS);
-	rec_arm(&w, &a, 75 * MS);  /* earlier, also beyond; different slot */
+	rec_arm(&w, &a, 75 * MS); /* earlier, also beyond; different slot */
 	cr_assert_eq(tw_timer_wheel_next(&w, 0), 75 * MS);
-	rec_arm(&w, &b, 4 * MS);   /* within the first lap */
+	rec_arm(&w, &b, 4 * MS); /* within the first lap */
 	cr_assert_eq(tw_timer_wheel_next(&w, 0), 4 * MS);
 	adv(&w, 4 * MS);
 	cr_assert_eq(tw_timer_wheel_next(&w, 4 * MS), 71 * MS);
@@ -658,8 +659,8 @@ Test(timer, init_arguments)
 
 	static const struct {
 		uint32_t in, out;
-	} round[] = { { 1, 1 }, { 2, 2 }, { 3, 4 }, { 1000, 1024 },
-		      { 1024, 1024 }, { 1025, 2048 }, { 65535, 65536 } };
+	} round[] = {{1, 1},       {2, 2},       {3, 4},        {1000, 1024},
+		     {1024, 1024}, {1025, 2048}, {65535, 65536}};
 	for (size_t i = 0; i < sizeof(round) / sizeof(round[0]); i++) {
 		cr_assert_eq(tw_timer_wheel_init(&w, 1000, round[i].in, 7777),
 			     TW_OK);

@@ -11,13 +11,13 @@
 
 /* A reason names what it is about; the wording may change, these words
  * may not. */
-#define ASSERT_REASON(st, ...)                                             \
-	do {                                                               \
-		const char *m_ = tw_errmsg(st);                            \
-		const char *w_[] = { __VA_ARGS__ };                        \
-		for (size_t i_ = 0; i_ < sizeof(w_) / sizeof(w_[0]); i_++) \
-			cr_assert(strstr(m_, w_[i_]) != NULL,              \
-				  "reason '%s' lacks '%s'", m_, w_[i_]);   \
+#define ASSERT_REASON(st, ...)                                                 \
+	do {                                                                   \
+		const char *m_ = tw_errmsg(st);                                \
+		const char *w_[] = {__VA_ARGS__};                              \
+		for (size_t i_ = 0; i_ < sizeof(w_) / sizeof(w_[0]); i_++)     \
+			cr_assert(strstr(m_, w_[i_]) != NULL,                  \
+				  "reason '%s' lacks '%s'", m_, w_[i_]);       \
 	} while (0)
 
 static tw_status p_check(const void *opts, uint32_t nloops)
@@ -53,10 +53,12 @@ static void p_stop(void *env)
 	(void)env;
 }
 
-#define PROVIDER(n)                                                        \
-	{ .name = n, .check = p_check, .start = p_start,                   \
-	  .create = p_create, .listen_addr = p_listen_addr,                \
-	  .stop = p_stop }
+#define PROVIDER(n)                                                            \
+	{                                                                      \
+		.name = n, .check = p_check, .start = p_start,                 \
+		.create = p_create, .listen_addr = p_listen_addr,              \
+		.stop = p_stop                                                 \
+	}
 
 Test(transport, built_in_providers_by_name)
 {
@@ -165,7 +167,7 @@ Test(transport, options_head)
 {
 	cr_assert_eq(tw_transport_opts_check_head(NULL, "x", "x_init"), TW_OK,
 		     "NULL: the defaults");
-	struct tw_transport_opts_head h = { sizeof(h), "uring" };
+	struct tw_transport_opts_head h = {sizeof(h), "uring"};
 	cr_assert_eq(tw_transport_opts_check_head(&h, "uring",
 						  "tw_uring_opts_init"),
 		     TW_OK);

@@ -46,7 +46,6 @@
 
 #include "tests/integration/h_net.h"
 
-
 #define MS UINT64_C(1000000)
 /* Any wait: long enough that only a transport that stopped making progress
  * hits it, on a loaded 2-core machine under sanitizers. */
@@ -135,13 +134,13 @@ struct end;
 /* One end of a connection, as the test sees it through tw_conn.ctx. */
 struct cstate {
 	struct end *e;
-	tw_conn *c;                /* valid until its close upcall */
+	tw_conn *c; /* valid until its close upcall */
 	int ups, closes;
 	tw_status close_st;
-	uint64_t next_rx;          /* id of the next frame due */
-	uint64_t next_tx;          /* id of the next frame we make */
+	uint64_t next_rx; /* id of the next frame due */
+	uint64_t next_tx; /* id of the next frame we make */
 	uint64_t frames;
-	uint64_t accepted;         /* requests send() took on it */
+	uint64_t accepted; /* requests send() took on it */
 	uint64_t dones, dones_at_close;
 };
 
@@ -154,16 +153,16 @@ struct end {
 	char url[128], bound[128];
 	struct cstate cs[MAX_CONNS];
 	int ncs;
-	const char *in_op;         /* the op of ours that runs: upcall check */
-	bool keep;                 /* on_frame retains every buffer */
+	const char *in_op; /* the op of ours that runs: upcall check */
+	bool keep;         /* on_frame retains every buffer */
 	struct kept {
 		tw_buf *b;
 		size_t off, len;
 		uint64_t id;
-	} *kept;
+	} * kept;
 	size_t nkept, capkept;
 	uint64_t nbad;
-	char why[512];             /* the first contract violation */
+	char why[512]; /* the first contract violation */
 };
 
 static void bad(struct end *e, const char *fmt, ...)
@@ -195,7 +194,7 @@ struct sreq {
 	struct tw_send_req r;
 	struct iovec iov[4];
 	uint8_t *mem;
-	struct cstate *cs;         /* the sender's connection */
+	struct cstate *cs; /* the sender's connection */
 	uint64_t id;
 	bool accepted;
 	int ndone;
@@ -206,8 +205,8 @@ struct sreq {
 /* Providers                                                           */
 
 struct knobs {
-	uint32_t max_queued;       /* 0 = the provider's default */
-	uint64_t dead_ns;          /* DPDK: a silent peer is dead (0 = 1 s) */
+	uint32_t max_queued; /* 0 = the provider's default */
+	uint64_t dead_ns;    /* DPDK: a silent peer is dead (0 = 1 s) */
 };
 
 struct provider {
@@ -238,14 +237,14 @@ struct pair {
 		struct tw_uring_opts uring;
 		struct tw_dpdk_opts dpdk;
 	} o[2];
-	char str[2][3][512];       /* the options' strings, node by node */
-	const char *addrs[2];      /* fake: every member's address */
+	char str[2][3][512];  /* the options' strings, node by node */
+	const char *addrs[2]; /* fake: every member's address */
 	tw_fake_net *net;
-	struct sreq **reqs;        /* every request made, for pair_down */
+	struct sreq **reqs; /* every request made, for pair_down */
 	size_t nreqs, capreqs;
 };
 
-#define PCHECK(p, cond, fmt, ...)                                          \
+#define PCHECK(p, cond, fmt, ...)                                              \
 	cr_assert(cond, "[%s] " fmt, (p)->pv->name, ##__VA_ARGS__)
 
 /* -- the fake net (test library) -- */
@@ -355,14 +354,14 @@ static void dpdk_fini(struct pair *p)
 }
 
 static const struct provider providers[] = {
-	{ TW_TRANSPORT_FAKE, fake_prepare, fake_opts, fake_fini, NULL, 0 },
-	{ TW_TRANSPORT_URING, NULL, uring_opts, NULL, NULL, 0 },
+	{TW_TRANSPORT_FAKE, fake_prepare, fake_opts, fake_fini, NULL, 0},
+	{TW_TRANSPORT_URING, NULL, uring_opts, NULL, NULL, 0},
 	/* memif (DPDK 22.11) handles the peer's disconnect on its control
 	 * thread, unsynchronised with a close of the same port on ours:
 	 * stopping the second node at once raced it (a double rte_free in
 	 * memif's disconnect, about one ASan run in three). */
-	{ TW_TRANSPORT_DPDK, dpdk_prepare, dpdk_opts, dpdk_fini,
-	  "rte_eal_init failed", 100 },
+	{TW_TRANSPORT_DPDK, dpdk_prepare, dpdk_opts, dpdk_fini,
+	 "rte_eal_init failed", 100},
 };
 #define NPROV (sizeof(providers) / sizeof(providers[0]))
 
@@ -375,11 +374,11 @@ static struct criterion_test_params provider_params(void)
 }
 
 /* A test run once per provider; *ix is its index in providers. */
-#define CONFORMANCE(name)                                                  \
-	ParameterizedTestParameters(conformance, name)                     \
-	{                                                                  \
-		return provider_params();                                  \
-	}                                                                  \
+#define CONFORMANCE(name)                                                      \
+	ParameterizedTestParameters(conformance, name)                         \
+	{                                                                      \
+		return provider_params();                                      \
+	}                                                                      \
 	ParameterizedTest(int *ix, conformance, name, .timeout = 90)
 
 /* ------------------------------------------------------------------ */
@@ -420,8 +419,9 @@ static void check_frame(struct end *e, struct cstate *cs, const tw_frame_hdr *h,
 		return;
 	}
 	if (!hdr_eq(&d, h))
-		bad(e, "on_frame's header is not the frame's (req_id %lu vs "
-		       "%lu, total_len %lu vs %lu)",
+		bad(e,
+		    "on_frame's header is not the frame's (req_id %lu vs "
+		    "%lu, total_len %lu vs %lu)",
 		    (unsigned long)h->req_id, (unsigned long)d.req_id,
 		    (unsigned long)h->total_len, (unsigned long)d.total_len);
 	if (h->total_len != len)
@@ -486,8 +486,8 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *b,
 		e->kept = k;
 	}
 	/* The callee's own reference: the contract lets it keep buf. */
-	e->kept[e->nkept++] = (struct kept){ tw_buf_retain(b), off, len,
-					     h->req_id };
+	e->kept[e->nkept++] = (struct kept){tw_buf_retain(b), off, len,
+					    h->req_id};
 }
 
 static void on_conn(void *ctx, tw_conn *c, tw_status st)
@@ -530,8 +530,9 @@ static void on_done(struct tw_send_req *r, tw_status st)
 	if (q->ndone++ > 0)
 		bad(e, "done twice for request %lu", (unsigned long)q->id);
 	if (q->cs->closes > 0)
-		bad(e, "done for request %lu after its connection's close "
-		       "upcall",
+		bad(e,
+		    "done for request %lu after its connection's close "
+		    "upcall",
 		    (unsigned long)q->id);
 	q->st = st;
 	q->cs->dones++;
@@ -542,7 +543,7 @@ static void on_done(struct tw_send_req *r, tw_status st)
 
 static void layout_small(uint64_t id, struct layout *l)
 {
-	*l = (struct layout){ .payload = (uint32_t)(16 + id % 50) };
+	*l = (struct layout){.payload = (uint32_t)(16 + id % 50)};
 }
 
 static struct pair *pair_up(int ix, const struct knobs *k, layout_fn layout)
@@ -564,8 +565,8 @@ static struct pair *pair_up(int ix, const struct knobs *k, layout_fn layout)
 		const void *o = p->pv->opts(p, i);
 		tw_status st = p->tp->check(o, 1);
 		PCHECK(p, st == TW_OK, "check: %s", tw_errmsg(st));
-		struct tw_transport_group g = { .nloops = 1, .rank = i,
-						.world_size = 2 };
+		struct tw_transport_group g = {
+			.nloops = 1, .rank = i, .world_size = 2};
 		st = p->tp->start(o, &g, &e->env);
 		const char *msg = tw_errmsg(st);
 		if (st != TW_OK && p->pv->start_skip != NULL &&
@@ -580,8 +581,8 @@ static struct pair *pair_up(int ix, const struct knobs *k, layout_fn layout)
 		tw_loop_opts_init(&lo, sizeof(lo));
 		lo.name = i ? "conf-1" : "conf-0";
 		PCHECK(p, tw_loop_create(&lo, &e->l) == TW_OK, "loop");
-		struct tw_transport_cbs cbs = { .ctx = e, .on_frame = on_frame,
-						.on_conn = on_conn };
+		struct tw_transport_cbs cbs = {
+			.ctx = e, .on_frame = on_frame, .on_conn = on_conn};
 		st = p->tp->create(e->env, 0, e->l, &cbs, &e->t);
 		PCHECK(p, st == TW_OK, "create node %u: %s", i, tw_errmsg(st));
 		st = p->tp->listen_addr(e->env, 0, e->url, sizeof(e->url));
@@ -606,12 +607,12 @@ static int pair_poll(struct pair *p)
 }
 
 /* Poll both loops until cond holds (true) or LIVE_MS pass (false). */
-#define PUMP(p, cond)                                                      \
-	({                                                                 \
-		uint64_t dl_ = now_ns() + LIVE_MS * MS;                    \
-		while (!(cond) && now_ns() < dl_)                          \
-			pair_poll(p);                                      \
-		(bool)(cond);                                              \
+#define PUMP(p, cond)                                                          \
+	({                                                                     \
+		uint64_t dl_ = now_ns() + LIVE_MS * MS;                        \
+		while (!(cond) && now_ns() < dl_)                              \
+			pair_poll(p);                                          \
+		(bool)(cond);                                                  \
 	})
 
 /* A while longer: whatever would still fire (twice, late) fires now. */
@@ -667,8 +668,9 @@ static void pair_connected(struct pair *p, struct cstate **srv,
 	int before = p->e[0].ncs;
 	struct cstate *c = pair_connect(p, NULL, NULL);
 	PCHECK(p, c != NULL, "connect to %s", p->e[0].bound);
-	PCHECK(p, PUMP(p, c->ups == 1 && p->e[0].ncs == before + 1 &&
-				  last_cs(p, 0)->ups == 1),
+	PCHECK(p,
+	       PUMP(p, c->ups == 1 && p->e[0].ncs == before + 1 &&
+			       last_cs(p, 0)->ups == 1),
 	       "connection not up within %d ms (client up %d)", LIVE_MS,
 	       c->ups);
 	*cli = c;
@@ -718,7 +720,7 @@ static struct sreq *req_new(struct pair *p, struct cstate *cs)
 	uint64_t prev = 0;
 	for (uint64_t i = 0; i <= ncut; i++) {
 		uint64_t end = i < ncut ? cut[i] : len;
-		q->iov[n++] = (struct iovec){ q->mem + prev, end - prev };
+		q->iov[n++] = (struct iovec){q->mem + prev, end - prev};
 		prev = end;
 	}
 	q->r.iov = q->iov;
@@ -738,7 +740,7 @@ static struct sreq *req_raw(struct pair *p, struct cstate *cs,
 	q->mem = aligned_alloc(64, align64(len));
 	PCHECK(p, q->mem != NULL, "memory");
 	memcpy(q->mem, bytes, len);
-	q->iov[0] = (struct iovec){ q->mem, len };
+	q->iov[0] = (struct iovec){q->mem, len};
 	q->r.iov = q->iov;
 	q->r.niov = 1;
 	q->r.len = len;
@@ -794,8 +796,9 @@ static void end_destroy(struct pair *p, int i)
 	e->t = NULL;
 	for (int k = 0; k < e->ncs; k++) {
 		char what[64];
-		snprintf(what, sizeof(what), "node %d connection %d after "
-					     "destroy",
+		snprintf(what, sizeof(what),
+			 "node %d connection %d after "
+			 "destroy",
 			 i, k);
 		cs_check_ended(p, &e->cs[k], what);
 	}
@@ -822,7 +825,8 @@ static void pair_down(struct pair *p)
 		/* done: TW_OK, or the error that ended the connection. */
 		PCHECK(p, q->st == TW_OK || q->st == q->cs->close_st,
 		       "request %lu: done(%s) on a connection that ended with "
-		       "%s", (unsigned long)q->id, tw_status_name(q->st),
+		       "%s",
+		       (unsigned long)q->id, tw_status_name(q->st),
 		       tw_status_name(q->cs->close_st));
 		free(q->mem);
 		free(q);
@@ -834,14 +838,14 @@ static void pair_down(struct pair *p)
 /* ------------------------------------------------------------------ */
 /* The contract                                                        */
 
-#define PEXPECT(p, cond, fmt, ...)                                         \
+#define PEXPECT(p, cond, fmt, ...)                                             \
 	cr_expect(cond, "[%s] " fmt, (p)->pv->name, ##__VA_ARGS__)
 
 /* Mixed sizes: bare headers, small payloads, one or two 64-byte aligned
  * segments (tensors), around 4 KiB and 64 KiB. */
 static void layout_mixed(uint64_t id, struct layout *l)
 {
-	*l = (struct layout){ 0 };
+	*l = (struct layout){0};
 	switch (id % 8) {
 	case 0: /* a bare header */
 		break;
@@ -882,7 +886,7 @@ static void layout_mixed(uint64_t id, struct layout *l)
 CONFORMANCE(order_and_integrity_both_ways)
 {
 	enum { N = 240 };
-	struct knobs k = { 0 };
+	struct knobs k = {0};
 	struct pair *p = pair_up(*ix, &k, layout_mixed);
 	tw_status st;
 	struct cstate *cli = pair_connect(p, NULL, &st);
@@ -891,8 +895,9 @@ CONFORMANCE(order_and_integrity_both_ways)
 	for (int i = 0; i < N / 2; i++)
 		PCHECK(p, xsend(p, req_new(p, cli)) == TW_OK,
 		       "send %d, before the connection is up", i);
-	PCHECK(p, PUMP(p, cli->ups == 1 && p->e[0].ncs == 1 &&
-				  p->e[0].cs[0].ups == 1),
+	PCHECK(p,
+	       PUMP(p, cli->ups == 1 && p->e[0].ncs == 1 &&
+			       p->e[0].cs[0].ups == 1),
 	       "connection not up (client %d, server conns %d)", cli->ups,
 	       p->e[0].ncs);
 	struct cstate *srv = &p->e[0].cs[0];
@@ -903,8 +908,9 @@ CONFORMANCE(order_and_integrity_both_ways)
 			PCHECK(p, xsend(p, req_new(p, cli)) == TW_OK,
 			       "client send %d", N / 2 + i);
 	}
-	PCHECK(p, PUMP(p, srv->frames == N && cli->frames == N &&
-				  srv->dones == N && cli->dones == N),
+	PCHECK(p,
+	       PUMP(p, srv->frames == N && cli->frames == N &&
+			       srv->dones == N && cli->dones == N),
 	       "frames %lu/%lu, dones %lu/%lu of %d",
 	       (unsigned long)srv->frames, (unsigned long)cli->frames,
 	       (unsigned long)srv->dones, (unsigned long)cli->dones, N);
@@ -929,34 +935,35 @@ CONFORMANCE(order_and_integrity_both_ways)
 /* Total lengths around every boundary a transport may have (header,
  * cache line, page, 64 KiB) up to exactly the receiver's limit. */
 static const uint64_t SIZES[] = {
-	48, 49, 63, 64, 65, 4095, 4096, 4097, 65535, 65536, 65537,
-	(UINT64_C(1) << 20) + 7, LIMIT,
+	48,    49,   63,    64,    65,    4095,
+	4096,  4097, 65535, 65536, 65537, (UINT64_C(1) << 20) + 7,
+	LIMIT,
 };
 #define NSIZES (sizeof(SIZES) / sizeof(SIZES[0]))
 
 static void layout_sizes(uint64_t id, struct layout *l)
 {
 	*l = (struct layout){
-		.payload = (uint32_t)(SIZES[id % NSIZES] - TW_FRAME_HDR_SIZE)
-	};
+		.payload = (uint32_t)(SIZES[id % NSIZES] - TW_FRAME_HDR_SIZE)};
 }
 
 CONFORMANCE(sizes_from_a_bare_header_to_the_limit)
 {
-	struct knobs k = { 0 };
+	struct knobs k = {0};
 	struct pair *p = pair_up(*ix, &k, layout_sizes);
 	for (int i = 0; i < 2; i++)
 		p->e[i].t->limits.max_total = LIMIT;
 	struct cstate *srv, *cli;
 	pair_connected(p, &srv, &cli);
 	for (size_t i = 0; i < NSIZES; i++) {
-		PCHECK(p, xsend(p, req_new(p, cli)) == TW_OK,
-		       "client send %zu", i);
-		PCHECK(p, xsend(p, req_new(p, srv)) == TW_OK,
-		       "server send %zu", i);
+		PCHECK(p, xsend(p, req_new(p, cli)) == TW_OK, "client send %zu",
+		       i);
+		PCHECK(p, xsend(p, req_new(p, srv)) == TW_OK, "server send %zu",
+		       i);
 	}
-	PCHECK(p, PUMP(p, srv->frames == NSIZES && cli->frames == NSIZES &&
-				  srv->dones == NSIZES && cli->dones == NSIZES),
+	PCHECK(p,
+	       PUMP(p, srv->frames == NSIZES && cli->frames == NSIZES &&
+			       srv->dones == NSIZES && cli->dones == NSIZES),
 	       "frames %lu/%lu, dones %lu/%lu of %zu",
 	       (unsigned long)srv->frames, (unsigned long)cli->frames,
 	       (unsigned long)srv->dones, (unsigned long)cli->dones, NSIZES);
@@ -974,9 +981,9 @@ CONFORMANCE(sizes_from_a_bare_header_to_the_limit)
 /* Frame 1 is one byte over the receiver's limit. */
 static void layout_over(uint64_t id, struct layout *l)
 {
-	*l = (struct layout){ .payload = id == 1 ? (uint32_t)(LIMIT + 1 -
-							      TW_FRAME_HDR_SIZE)
-						 : (uint32_t)(16 + id) };
+	*l = (struct layout){
+		.payload = id == 1 ? (uint32_t)(LIMIT + 1 - TW_FRAME_HDR_SIZE)
+				   : (uint32_t)(16 + id)};
 }
 
 /* One byte over: never handed up, the receiver ends the connection with
@@ -984,7 +991,7 @@ static void layout_over(uint64_t id, struct layout *l)
  * the connection is not delivered either. */
 CONFORMANCE(one_byte_over_the_limit)
 {
-	struct knobs k = { 0 };
+	struct knobs k = {0};
 	struct pair *p = pair_up(*ix, &k, layout_over);
 	p->e[0].t->limits.max_total = LIMIT;
 	struct cstate *srv, *cli;
@@ -995,8 +1002,10 @@ CONFORMANCE(one_byte_over_the_limit)
 	       "closes: receiver %d, sender %d", srv->closes, cli->closes);
 	settle(p);
 	pair_ok(p);
-	PCHECK(p, srv->frames == 1, "%lu frames handed up, want 1 (the one "
-				    "before)", (unsigned long)srv->frames);
+	PCHECK(p, srv->frames == 1,
+	       "%lu frames handed up, want 1 (the one "
+	       "before)",
+	       (unsigned long)srv->frames);
 	PCHECK(p, srv->close_st == TW_EPROTO, "receiver closed with %s",
 	       tw_status_name(srv->close_st));
 	PCHECK(p, cli->close_st != TW_OK, "sender closed with TW_OK");
@@ -1010,7 +1019,7 @@ CONFORMANCE(one_byte_over_the_limit)
  * then the refused one goes through, in order. */
 CONFORMANCE(backpressure)
 {
-	struct knobs k = { .max_queued = 64 };
+	struct knobs k = {.max_queued = 64};
 	struct pair *p = pair_up(*ix, &k, NULL);
 	struct cstate *srv, *cli;
 	pair_connected(p, &srv, &cli);
@@ -1061,10 +1070,10 @@ CONFORMANCE(backpressure)
 CONFORMANCE(close_with_sends_pending)
 {
 	enum { K = 24 };
-	static const char *const how[] = { "connecting end, nothing sent",
-					   "connecting end, after a poll",
-					   "accepting end" };
-	struct knobs k = { 0 };
+	static const char *const how[] = {"connecting end, nothing sent",
+					  "connecting end, after a poll",
+					  "accepting end"};
+	struct knobs k = {0};
 	struct pair *p = pair_up(*ix, &k, layout_mixed);
 	for (int round = 0; round < 3; round++) {
 		struct cstate *srv, *cli;
@@ -1109,7 +1118,7 @@ CONFORMANCE(close_with_sends_pending)
 CONFORMANCE(destroy_with_connections_open)
 {
 	enum { K = 8 };
-	struct knobs k = { 0 };
+	struct knobs k = {0};
 	struct pair *p = pair_up(*ix, &k, layout_mixed);
 	struct cstate *s[2], *c[2];
 	for (int j = 0; j < 2; j++)
@@ -1119,7 +1128,7 @@ CONFORMANCE(destroy_with_connections_open)
 			PCHECK(p, xsend(p, req_new(p, s[j])) == TW_OK, "send");
 			PCHECK(p, xsend(p, req_new(p, c[j])) == TW_OK, "send");
 		}
-	pair_poll(p); /* some of it on its way, */
+	pair_poll(p);               /* some of it on its way, */
 	for (int j = 0; j < 2; j++) /* more queued behind */
 		for (int i = 0; i < K; i++) {
 			PCHECK(p, xsend(p, req_new(p, s[j])) == TW_OK, "send");
@@ -1145,8 +1154,11 @@ CONFORMANCE(destroy_with_connections_open)
 /* 64 bytes: a 48-byte header and 16 of payload, then spoilt. */
 static void good_header(uint8_t *f, tw_frame_hdr *h)
 {
-	*h = (tw_frame_hdr){ .version = TW_FRAME_VERSION, .type = 1,
-			     .req_id = 77, .payload_len = 16, .total_len = 64 };
+	*h = (tw_frame_hdr){.version = TW_FRAME_VERSION,
+			    .type = 1,
+			    .req_id = 77,
+			    .payload_len = 16,
+			    .total_len = 64};
 	memset(f, 0, 64);
 }
 
@@ -1196,14 +1208,14 @@ CONFORMANCE(bad_header_closes_the_connection)
 		void (*make)(uint8_t *f);
 		tw_status want;
 	} cases[] = {
-		{ "bad magic", bad_magic, TW_EPROTO },
-		{ "total_len longer than its payload", bad_total_long,
-		  TW_EPROTO },
-		{ "total_len shorter than its segment table", bad_total_short,
-		  TW_EPROTO },
-		{ "newer version", bad_version, TW_EVERSION },
+		{"bad magic", bad_magic, TW_EPROTO},
+		{"total_len longer than its payload", bad_total_long,
+		 TW_EPROTO},
+		{"total_len shorter than its segment table", bad_total_short,
+		 TW_EPROTO},
+		{"newer version", bad_version, TW_EVERSION},
 	};
-	struct knobs k = { 0 };
+	struct knobs k = {0};
 	struct pair *p = pair_up(*ix, &k, NULL);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *what = cases[i].what;
@@ -1241,7 +1253,7 @@ CONFORMANCE(bad_header_closes_the_connection)
  * every send queued on it first, and never announced as up. */
 CONFORMANCE(connect_to_nobody)
 {
-	struct knobs k = { .dead_ns = 300 * MS };
+	struct knobs k = {.dead_ns = 300 * MS};
 	struct pair *p = pair_up(*ix, &k, NULL);
 	char addr[128];
 	snprintf(addr, sizeof(addr), "%s", p->e[0].bound);
@@ -1276,7 +1288,7 @@ CONFORMANCE(connect_to_nobody)
 CONFORMANCE(retained_buffers_stay_intact)
 {
 	enum { N = 200 };
-	struct knobs k = { 0 };
+	struct knobs k = {0};
 	struct pair *p = pair_up(*ix, &k, layout_mixed);
 	struct cstate *srv, *cli;
 	pair_connected(p, &srv, &cli);
@@ -1297,8 +1309,9 @@ CONFORMANCE(retained_buffers_stay_intact)
 		uint8_t *x = malloc(kp->len);
 		PCHECK(p, x != NULL, "memory");
 		frame_fill(x, kp->len, kp->id, 2, 1, &l);
-		PCHECK(p, memcmp(x, (const uint8_t *)kp->b->data + kp->off,
-				 kp->len) == 0,
+		PCHECK(p,
+		       memcmp(x, (const uint8_t *)kp->b->data + kp->off,
+			      kp->len) == 0,
 		       "kept frame %lu changed under its holder",
 		       (unsigned long)kp->id);
 		free(x);

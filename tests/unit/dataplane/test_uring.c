@@ -158,8 +158,8 @@ static void on_done(struct tw_send_req *r, tw_status st)
 	q->zc_notifs_at_done = us.zc_notifs;
 }
 
-static void sreq_init(struct sreq *q, struct side *s, uint8_t *mem,
-		      uint64_t id, uint32_t payload, int nseg)
+static void sreq_init(struct sreq *q, struct side *s, uint8_t *mem, uint64_t id,
+		      uint32_t payload, int nseg)
 {
 	memset(q, 0, sizeof(*q));
 	q->side = s;
@@ -167,14 +167,14 @@ static void sreq_init(struct sreq *q, struct side *s, uint8_t *mem,
 	frame_build(mem, id, payload);
 	size_t len = frame_len(payload);
 	if (nseg == 1 || len < 3) {
-		q->iov[0] = (struct iovec){ mem, len };
+		q->iov[0] = (struct iovec){mem, len};
 		q->r.niov = 1;
 	} else {
 		/* header, then the payload in two pieces */
 		size_t a = TW_FRAME_HDR_SIZE, b = (len - a) / 2;
-		q->iov[0] = (struct iovec){ mem, a };
-		q->iov[1] = (struct iovec){ mem + a, b };
-		q->iov[2] = (struct iovec){ mem + a + b, len - a - b };
+		q->iov[0] = (struct iovec){mem, a};
+		q->iov[1] = (struct iovec){mem + a, b};
+		q->iov[2] = (struct iovec){mem + a + b, len - a - b};
 		q->r.niov = 3;
 	}
 	q->r.iov = q->iov;
@@ -216,8 +216,8 @@ static void side_init(struct side *s, tw_loop *l, bool own,
 	memset(s, 0, sizeof(*s));
 	s->l = l;
 	s->own_loop = own;
-	struct tw_transport_cbs cbs = { .ctx = s, .on_frame = on_frame,
-					.on_conn = on_conn };
+	struct tw_transport_cbs cbs = {
+		.ctx = s, .on_frame = on_frame, .on_conn = on_conn};
 	cr_assert_eq(tw_uring_transport_create(l, o, &cbs, &s->t), TW_OK);
 }
 
@@ -250,18 +250,18 @@ static void poll_both(struct env *e)
 }
 
 /* Poll both loops until cond holds or ms pass; true when it held. */
-#define PUMP(e, cond, ms)                                                  \
-	({                                                                 \
-		uint64_t dl_ = now_ns() + (uint64_t)(ms) * 1000000ull;     \
-		bool ok_ = true;                                           \
-		while (!(cond)) {                                          \
-			if (now_ns() > dl_) {                              \
-				ok_ = false;                               \
-				break;                                     \
-			}                                                  \
-			poll_both(e);                                      \
-		}                                                          \
-		ok_;                                                       \
+#define PUMP(e, cond, ms)                                                      \
+	({                                                                     \
+		uint64_t dl_ = now_ns() + (uint64_t)(ms)*1000000ull;           \
+		bool ok_ = true;                                               \
+		while (!(cond)) {                                              \
+			if (now_ns() > dl_) {                                  \
+				ok_ = false;                                   \
+				break;                                         \
+			}                                                      \
+			poll_both(e);                                          \
+		}                                                              \
+		ok_;                                                           \
 	})
 
 static void side_fini(struct side *s)
@@ -301,9 +301,9 @@ static int raw_connect(const char *bound)
 	cr_assert_eq(sscanf(bound, "tcp://127.0.0.1:%u", &port), 1);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	cr_assert(fd >= 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -327,8 +327,8 @@ Test(uring, opts_and_addresses)
 	struct side s;
 	struct tw_uring_opts bad = default_opts();
 	bad.recv_buf_count = 48; /* not a power of two */
-	struct tw_transport_cbs cbs = { .ctx = &s, .on_frame = on_frame,
-					.on_conn = on_conn };
+	struct tw_transport_cbs cbs = {
+		.ctx = &s, .on_frame = on_frame, .on_conn = on_conn};
 	tw_transport *t = NULL;
 	cr_assert_eq(tw_uring_transport_create(l, &bad, &cbs, &t), TW_EINVAL);
 	cr_assert_null(t);
@@ -433,9 +433,10 @@ Test(uring, many_small_coalesced)
 		    N, frame_len(P), (double)(t1 - t0) / 1e6,
 		    (double)N / ((double)(t1 - t0) / 1e9) / 1e6,
 		    (unsigned long)cs.sendmsg_calls);
-	fprintf(stderr, "[uring] small frames: %d x %zu B in %.2f ms "
-			"(%.2f M frames/s, rough in-test figure), %lu sendmsg "
-			"calls\n",
+	fprintf(stderr,
+		"[uring] small frames: %d x %zu B in %.2f ms "
+		"(%.2f M frames/s, rough in-test figure), %lu sendmsg "
+		"calls\n",
 		N, frame_len(P), (double)(t1 - t0) / 1e6,
 		(double)N / ((double)(t1 - t0) / 1e9) / 1e6,
 		(unsigned long)cs.sendmsg_calls);
@@ -449,8 +450,8 @@ Test(uring, many_small_coalesced)
  * received in place (1 MiB, 64 MiB), with small frames on either side. */
 Test(uring, sizes_and_large_frames, .timeout = 60)
 {
-	static const uint32_t sizes[] = { 0, 1, 4096, 100 << 10, 1 << 20,
-					  64u << 20, 5, 300, 1 << 20, 17 };
+	static const uint32_t sizes[] = {0,         1, 4096, 100 << 10, 1 << 20,
+					 64u << 20, 5, 300,  1 << 20,   17};
 	enum { N = sizeof(sizes) / sizeof(sizes[0]) };
 	struct env e;
 	env_init(&e, false, NULL, NULL, true);
@@ -490,9 +491,10 @@ Test(uring, sizes_and_large_frames, .timeout = 60)
 	 * the rest of the 64 MiB frame at least lands in place. */
 	cr_assert_geq(ss.large_recvs, 1);
 	double gbs = (double)frame_len(64u << 20) / (double)(t1 - t0);
-	fprintf(stderr, "[uring] 64 MiB frame one-way: %.2f GB/s (rough "
-			"in-test figure, one thread polls both ends, send "
-			"copy + receive into place)\n",
+	fprintf(stderr,
+		"[uring] 64 MiB frame one-way: %.2f GB/s (rough "
+		"in-test figure, one thread polls both ends, send "
+		"copy + receive into place)\n",
 		gbs);
 	cr_log_info("64 MiB frame: %.2f GB/s (rough in-test figure)", gbs);
 	env_fini(&e);
@@ -516,8 +518,10 @@ Test(uring, large_buffers_reused, .timeout = 60)
 		 * reference) before the next arrives */
 		sreq_init(&q[i], &e.cli, mem, (uint64_t)i, P, 1);
 		cr_assert_eq(tw_transport_send(e.cli.t, e.cc, &q[i].r), TW_OK);
-		cr_assert(PUMP(&e, e.srv.frames == (uint64_t)i + 1 &&
-				       e.cli.dones == (uint64_t)i + 1, 20000));
+		cr_assert(PUMP(&e,
+			       e.srv.frames == (uint64_t)i + 1 &&
+				       e.cli.dones == (uint64_t)i + 1,
+			       20000));
 	}
 	cr_assert_eq(e.srv.errors, 0);
 	struct tw_uring_stats ss = stats(&e.srv);
@@ -541,7 +545,7 @@ Test(uring, busy_poll_and_sleep, .timeout = 60)
 	env_connected(&e);
 
 	enum { N = 4 };
-	static const uint32_t sizes[N] = { 1000, 1u << 20, 1000, 1000 };
+	static const uint32_t sizes[N] = {1000, 1u << 20, 1000, 1000};
 	uint8_t *mem[N];
 	struct sreq q[N];
 	for (int i = 0; i < N; i++) {
@@ -551,8 +555,10 @@ Test(uring, busy_poll_and_sleep, .timeout = 60)
 	}
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(tw_transport_send(e.cli.t, e.cc, &q[i].r), TW_OK);
-		cr_assert(PUMP(&e, e.srv.frames == (uint64_t)i + 1 &&
-				       e.cli.dones == (uint64_t)i + 1, 10000),
+		cr_assert(PUMP(&e,
+			       e.srv.frames == (uint64_t)i + 1 &&
+				       e.cli.dones == (uint64_t)i + 1,
+			       10000),
 			  "frame %d", i);
 	}
 	struct tw_uring_stats ss = stats(&e.srv), cs = stats(&e.cli);
@@ -589,16 +595,17 @@ static uint32_t enters(const struct side *s, enum rx_mode m)
 }
 
 /* One frame from the client, waited for on both ends. */
-static void send_one(struct env *e, struct sreq *q, uint8_t **mem,
-		     uint64_t id, uint32_t payload, int nseg)
+static void send_one(struct env *e, struct sreq *q, uint8_t **mem, uint64_t id,
+		     uint32_t payload, int nseg)
 {
 	*mem = malloc(frame_len(payload));
 	cr_assert_not_null(*mem);
 	sreq_init(q, &e->cli, *mem, id, payload, nseg);
 	uint64_t frames = e->srv.frames, dones = e->cli.dones;
 	cr_assert_eq(tw_transport_send(e->cli.t, e->cc, &q->r), TW_OK);
-	cr_assert(PUMP(e, e->srv.frames == frames + 1 &&
-				  e->cli.dones == dones + 1, 20000),
+	cr_assert(PUMP(e,
+		       e->srv.frames == frames + 1 && e->cli.dones == dones + 1,
+		       20000),
 		  "frame %lu", (unsigned long)id);
 }
 
@@ -620,7 +627,8 @@ Test(uring, rx_modes_multishot_and_large_frame, .timeout = 60)
 	struct sreq q[3];
 	uint8_t *mem[3];
 	send_one(&e, &q[0], &mem[0], 0, 1000, 1);
-	cr_assert_eq(rx_mode_of(sc), RX_MULTISHOT, "a small frame: still armed");
+	cr_assert_eq(rx_mode_of(sc), RX_MULTISHOT,
+		     "a small frame: still armed");
 	cr_assert_eq(enters(&e.srv, RX_MULTISHOT), 1);
 	cr_assert_eq(enters(&e.srv, RX_STOPPING), 0);
 
@@ -742,7 +750,7 @@ Test(uring, split_across_reads)
 	env_connected(&e);
 
 	enum { N = 4 };
-	static const uint32_t sizes[N] = { 200 << 10, 3000, 60000, 10 };
+	static const uint32_t sizes[N] = {200 << 10, 3000, 60000, 10};
 	uint8_t *mem[N];
 	struct sreq q[N];
 	for (int i = 0; i < N; i++) {
@@ -894,8 +902,8 @@ Test(uring, peer_reset_fails_pending)
 	side_init(&s, l, true, &o);
 
 	int ls = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t al = sizeof(a);
 	cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
 	cr_assert_eq(listen(ls, 4), 0);
@@ -911,7 +919,7 @@ Test(uring, peer_reset_fails_pending)
 	cr_assert_eq(s.conns_ok, 1);
 	int fd = accept(ls, NULL, NULL);
 	cr_assert(fd >= 0);
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	close(fd);
 
@@ -986,7 +994,7 @@ Test(uring, garbage_header)
 	cr_assert_eq(e.srv.frames, 0);
 	/* the raw peer sees EOF (or a reset) */
 	char c;
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 	cr_assert_eq(poll(&pfd, 1, 5000), 1);
 	cr_assert_leq(read(fd, &c, 1), 0);
 	close(fd);
@@ -1010,8 +1018,8 @@ Test(uring, connect_refused)
 {
 	/* a port that was free a moment ago */
 	int ls = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t al = sizeof(a);
 	cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
 	cr_assert_eq(getsockname(ls, (struct sockaddr *)&a, &al), 0);
@@ -1184,8 +1192,7 @@ Test(uring, many_connections)
 			cr_assert_eq(tw_transport_send(e.cli.t, cc[k],
 						       &q[k * N + i].r),
 				     TW_OK);
-	cr_assert(PUMP(&e, e.srv.frames == C * N && e.cli.dones == C * N,
-		       8000),
+	cr_assert(PUMP(&e, e.srv.frames == C * N && e.cli.dones == C * N, 8000),
 		  "frames %lu", (unsigned long)e.srv.frames);
 	cr_assert_eq(e.srv.errors, 0);
 	cr_assert_eq(e.srv.misaligned, 0);
@@ -1313,7 +1320,9 @@ static void cc_of(unsigned port, bool accepted, char *out, size_t n)
 		}
 		char cc[TW_URING_CC_NAME_MAX] = "";
 		socklen_t cl = sizeof(cc);
-		cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &cl), 0);
+		cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
+					&cl),
+			     0);
 		snprintf(out, n, "%.*s", (int)strnlen(cc, cl), cc);
 		return;
 	}
@@ -1348,8 +1357,10 @@ static void cc_case(const char *cc_local, const char *want, uint64_t set,
 	char got_srv[TW_URING_CC_NAME_MAX], got_cli[TW_URING_CC_NAME_MAX];
 	cc_of(port, true, got_srv, sizeof(got_srv));
 	cc_of(port, false, got_cli, sizeof(got_cli));
-	cr_assert_str_eq(got_srv, want, "accepted side: %s, want %s", got_srv, want);
-	cr_assert_str_eq(got_cli, want, "connecting side: %s, want %s", got_cli, want);
+	cr_assert_str_eq(got_srv, want, "accepted side: %s, want %s", got_srv,
+			 want);
+	cr_assert_str_eq(got_cli, want, "connecting side: %s, want %s", got_cli,
+			 want);
 	struct tw_uring_stats cs = stats(&e.cli), ss = stats(&e.srv);
 	cr_assert_eq(cs.cc_set, set);
 	cr_assert_eq(ss.cc_set, set);
@@ -1382,8 +1393,8 @@ Test(uring, congestion_control)
 	/* longer than the kernel's names: refused at once */
 	tw_loop *l = loop_new();
 	struct side s;
-	struct tw_transport_cbs cbs = { .ctx = &s, .on_frame = on_frame,
-					.on_conn = on_conn };
+	struct tw_transport_cbs cbs = {
+		.ctx = &s, .on_frame = on_frame, .on_conn = on_conn};
 	struct tw_uring_opts bad = default_opts();
 	bad.cc_local = "a-name-of-16-chr";
 	tw_transport *t = NULL;

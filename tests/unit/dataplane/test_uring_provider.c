@@ -13,13 +13,13 @@
 
 /* A reason names what it is about; the wording may change, these words
  * may not. */
-#define ASSERT_REASON(st, ...)                                             \
-	do {                                                               \
-		const char *m_ = tw_errmsg(st);                            \
-		const char *w_[] = { __VA_ARGS__ };                        \
-		for (size_t i_ = 0; i_ < sizeof(w_) / sizeof(w_[0]); i_++) \
-			cr_assert(strstr(m_, w_[i_]) != NULL,              \
-				  "reason '%s' lacks '%s'", m_, w_[i_]);   \
+#define ASSERT_REASON(st, ...)                                                 \
+	do {                                                                   \
+		const char *m_ = tw_errmsg(st);                                \
+		const char *w_[] = {__VA_ARGS__};                              \
+		for (size_t i_ = 0; i_ < sizeof(w_) / sizeof(w_[0]); i_++)     \
+			cr_assert(strstr(m_, w_[i_]) != NULL,                  \
+				  "reason '%s' lacks '%s'", m_, w_[i_]);       \
 	} while (0)
 
 static const struct tw_transport_provider *prov(void)
@@ -84,8 +84,8 @@ Test(uring_provider, options_of_another_transport)
 
 Test(uring_provider, listen_host)
 {
-	static const char *const bad[] = { "example.com", "1.2.3", "::1",
-					   "", "127.0.0.1:5" };
+	static const char *const bad[] = {"example.com", "1.2.3", "::1", "",
+					  "127.0.0.1:5"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct tw_uring_opts o = defaults();
 		o.listen_host = bad[i];
@@ -100,8 +100,7 @@ Test(uring_provider, listen_host)
 	tw_status st = prov()->check(&o, 1);
 	cr_assert_eq(st, TW_EINVAL);
 	ASSERT_REASON(st, "listen_host");
-	static const char *const good[] = { "localhost", "0.0.0.0",
-					    "10.1.2.3" };
+	static const char *const good[] = {"localhost", "0.0.0.0", "10.1.2.3"};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		o.listen_host = good[i];
 		cr_assert_eq(prov()->check(&o, 1), TW_OK, "'%s': %s", good[i],
@@ -144,8 +143,8 @@ Test(uring_provider, congestion_control_names)
 Test(uring_provider, transport_options)
 {
 	static const char *const field[] = {
-		"recv_buf_count", "recv_buf_count", "recv_buf_size",
-		"max_queued",     "rx_pool_buf_size", "rx_pool_count",
+		"recv_buf_count",  "recv_buf_count",   "recv_buf_size",
+		"max_queued",      "rx_pool_buf_size", "rx_pool_count",
 		"busy_poll_conns",
 	};
 	for (size_t i = 0; i < sizeof(field) / sizeof(field[0]); i++) {
@@ -188,8 +187,7 @@ Test(uring_provider, start_keeps_copies)
 	struct tw_uring_opts o = defaults();
 	o.listen_host = host;
 	o.cc_local = cc;
-	struct tw_transport_group g = { .nloops = 2, .rank = 0,
-					.world_size = 1 };
+	struct tw_transport_group g = {.nloops = 2, .rank = 0, .world_size = 1};
 	void *env = NULL;
 	cr_assert_eq(p->start(&o, &g, &env), TW_OK);
 	memset(host, 'x', sizeof(host) - 1);
@@ -204,8 +202,8 @@ Test(uring_provider, start_keeps_copies)
 	tw_loop_opts_init(&lo, sizeof(lo));
 	tw_loop *l = NULL;
 	cr_assert_eq(tw_loop_create(&lo, &l), TW_OK);
-	struct tw_transport_cbs cbs = { .on_frame = on_frame,
-					.on_conn = on_conn };
+	struct tw_transport_cbs cbs = {.on_frame = on_frame,
+				       .on_conn = on_conn};
 	tw_transport *t = NULL;
 	cr_assert_eq(p->create(env, 0, l, &cbs, &t), TW_OK);
 	cr_assert_str_eq(t->ops->name, "uring");

@@ -35,7 +35,7 @@ static uint64_t fake_clock(void *ctx)
 
 struct ep {
 	tw_transport *t;
-	tw_conn *last;       /* last connection announced */
+	tw_conn *last; /* last connection announced */
 	int up, closed;
 	tw_status close_st;
 	int frames;
@@ -53,10 +53,11 @@ static void ep_on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *hp,
 	cr_assert_eq(tw_frame_hdr_decode((char *)buf->data + off, NULL, &h),
 		     TW_OK);
 	cr_assert(h.type == hp->type && h.req_id == hp->req_id &&
-		  h.src == hp->src && h.dst == hp->dst &&
-		  h.timeout_ms == hp->timeout_ms &&
-		  h.payload_len == hp->payload_len &&
-		  h.seg_count == hp->seg_count, "the header handed up is the frame's");
+			  h.src == hp->src && h.dst == hp->dst &&
+			  h.timeout_ms == hp->timeout_ms &&
+			  h.payload_len == hp->payload_len &&
+			  h.seg_count == hp->seg_count,
+		  "the header handed up is the frame's");
 	cr_assert_eq(hp->total_len, len);
 	e->off = off;
 	e->rx_ns = e->t->rx_ns;
@@ -125,18 +126,24 @@ Test(fake_net, transport_contract)
 		tw_loop_opts_init(&lo, sizeof(lo));
 		lo.clock = fake_clock;
 		cr_assert_eq(tw_loop_create(&lo, &l[i]), TW_OK);
-		struct tw_transport_cbs cbs = {.ctx = &e[i], .on_frame = ep_on_frame,
+		struct tw_transport_cbs cbs = {.ctx = &e[i],
+					       .on_frame = ep_on_frame,
 					       .on_conn = ep_on_conn};
-		cr_assert_eq(tw_fake_transport_create(net, l[i], &cbs, &e[i].t), TW_OK);
+		cr_assert_eq(tw_fake_transport_create(net, l[i], &cbs, &e[i].t),
+			     TW_OK);
 	}
 	char bound[64];
-	cr_assert_eq(e[1].t->ops->listen(e[1].t, "fake://7", bound, sizeof(bound)),
+	cr_assert_eq(e[1].t->ops->listen(e[1].t, "fake://7", bound,
+					 sizeof(bound)),
 		     TW_OK);
 	cr_assert_str_eq(bound, "fake://7");
-	cr_assert_eq(e[0].t->ops->listen(e[0].t, "fake://7", NULL, 0), TW_EBUSY);
-	cr_assert_eq(e[0].t->ops->listen(e[0].t, "tcp://x:1", NULL, 0), TW_EINVAL);
+	cr_assert_eq(e[0].t->ops->listen(e[0].t, "fake://7", NULL, 0),
+		     TW_EBUSY);
+	cr_assert_eq(e[0].t->ops->listen(e[0].t, "tcp://x:1", NULL, 0),
+		     TW_EINVAL);
 	tw_conn *c = NULL;
-	cr_assert_eq(e[0].t->ops->connect(e[0].t, "fake://8", &c), TW_EUNREACHABLE);
+	cr_assert_eq(e[0].t->ops->connect(e[0].t, "fake://8", &c),
+		     TW_EUNREACHABLE);
 	cr_assert_eq(e[0].t->ops->connect(e[0].t, "fake://7", &c), TW_OK);
 
 	struct sreq s[3];
@@ -163,7 +170,8 @@ Test(fake_net, transport_contract)
 	cr_assert_eq(e[1].up, 1);
 	cr_assert_eq(e[1].frames, 0, "auto delivery is off");
 	const size_t perm[3] = {1, 2, 0};
-	cr_assert_eq(tw_fake_net_reorder(net, NULL, "fake://7", perm, 3), TW_OK);
+	cr_assert_eq(tw_fake_net_reorder(net, NULL, "fake://7", perm, 3),
+		     TW_OK);
 	const size_t perm4[4] = {0, 1, 2, 3};
 	cr_assert_eq(tw_fake_net_reorder(net, NULL, "fake://7", perm4, 4),
 		     TW_ENOENT, "only 3 queued");
@@ -216,9 +224,11 @@ Test(fake_net, sends_pending_at_a_break_end_with_it)
 		tw_loop_opts_init(&lo, sizeof(lo));
 		lo.clock = fake_clock;
 		cr_assert_eq(tw_loop_create(&lo, &l[i]), TW_OK);
-		struct tw_transport_cbs cbs = {.ctx = &e[i], .on_frame = ep_on_frame,
+		struct tw_transport_cbs cbs = {.ctx = &e[i],
+					       .on_frame = ep_on_frame,
 					       .on_conn = ep_on_conn};
-		cr_assert_eq(tw_fake_transport_create(net, l[i], &cbs, &e[i].t), TW_OK);
+		cr_assert_eq(tw_fake_transport_create(net, l[i], &cbs, &e[i].t),
+			     TW_OK);
 		char a[16];
 		snprintf(a, sizeof(a), "fake://%d", i + 1);
 		cr_assert_eq(e[i].t->ops->listen(e[i].t, a, NULL, 0), TW_OK);

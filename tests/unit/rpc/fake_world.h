@@ -85,13 +85,13 @@ static void settle(void)
 
 /* Executor threads are real threads: poll until expr holds, a bounded
  * number of rounds (a liveness bound, not a time one). */
-#define POLL_UNTIL(expr)                                                     \
-	do {                                                                 \
-		for (long i_ = 0; i_ < 5000000 && !(expr); i_++) {           \
-			poll_all();                                          \
-			sched_yield();                                       \
-		}                                                            \
-		cr_assert(expr, "never: %s", #expr);                         \
+#define POLL_UNTIL(expr)                                                       \
+	do {                                                                   \
+		for (long i_ = 0; i_ < 5000000 && !(expr); i_++) {             \
+			poll_all();                                            \
+			sched_yield();                                         \
+		}                                                              \
+		cr_assert(expr, "never: %s", #expr);                           \
 	} while (0)
 
 static void advance(uint64_t ns)
@@ -225,11 +225,15 @@ static void world_up(uint32_t n, tweak_fn tweak)
 		if (tweak != NULL)
 			tweak(r, &o);
 		struct tw_agent_fake h = {
-			.net = W.net, .clock = fake_clock, .names = names,
-			.addrs = addrs, .drive = drive,
+			.net = W.net,
+			.clock = fake_clock,
+			.names = names,
+			.addrs = addrs,
+			.drive = drive,
 		};
 		tw_status st = tw_agent_init_fake(&o, &h, &W.ag[r]);
-		cr_assert_eq(st, TW_OK, "agent %s: %s", names[r], tw_errmsg(st));
+		cr_assert_eq(st, TW_OK, "agent %s: %s", names[r],
+			     tw_errmsg(st));
 	}
 }
 
@@ -265,8 +269,8 @@ static struct tw_fake_net_stats net_stats(void)
 
 /* ---- calls ---------------------------------------------------------------- */
 
-static tw_future *call(uint32_t from, const char *to, const char *fn,
-		       int64_t v, int64_t timeout_ms)
+static tw_future *call(uint32_t from, const char *to, const char *fn, int64_t v,
+		       int64_t timeout_ms)
 {
 	tw_value args;
 	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
@@ -300,7 +304,6 @@ static const tw_error *failure(tw_future *f, tw_status kind)
 	return e;
 }
 
-
 static tw_value int_args(int64_t v)
 {
 	tw_value args;
@@ -309,8 +312,8 @@ static tw_value int_args(int64_t v)
 	return args;
 }
 
-static tw_future *call_id(uint32_t from, uint32_t to, const char *fn,
-			  int64_t v, int64_t timeout_ms)
+static tw_future *call_id(uint32_t from, uint32_t to, const char *fn, int64_t v,
+			  int64_t timeout_ms)
 {
 	tw_value args = int_args(v);
 	tw_future *f = NULL;

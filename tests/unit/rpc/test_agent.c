@@ -17,7 +17,8 @@ Test(agent, malformed_header_closes_the_connection)
 	unsigned char frame[64];
 	size_t len = bad_payload_call(frame, 5);
 	frame[0] ^= 0xff; /* magic */
-	cr_assert_eq(tw_fake_net_inject(W.net, A_ADDR, B_ADDR, frame, len), TW_OK);
+	cr_assert_eq(tw_fake_net_inject(W.net, A_ADDR, B_ADDR, frame, len),
+		     TW_OK);
 	settle();
 
 	/* As uring.c and dpdk.c: after a bad header nothing on the
@@ -92,8 +93,10 @@ Test(agent, init_checks_the_member_list)
 	o.rank = 0;
 	o.world_size = 2;
 	o.embedded = true;
-	struct tw_agent_fake h = {.net = net, .clock = fake_clock,
-				  .names = names, .addrs = addrs};
+	struct tw_agent_fake h = {.net = net,
+				  .clock = fake_clock,
+				  .names = names,
+				  .addrs = addrs};
 	tw_agent *a = NULL;
 	cr_assert_eq(tw_agent_init_fake(&o, &h, &a), TW_EINVAL);
 	cr_assert_null(a);

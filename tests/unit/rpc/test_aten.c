@@ -38,7 +38,9 @@ static tw_value tv(tw_dtype dt, unsigned ndim, const int64_t *shape,
 		tw_scalar s = tw_scalar_double(vals[i]);
 		if (dt == TW_INT32 || dt == TW_INT64 || dt == TW_BOOL)
 			s = tw_scalar_int((int64_t)vals[i]);
-		tw_ops_scalar_store(&s, dt, (char *)t.data + i * (int64_t)tw_dtype_size(dt));
+		tw_ops_scalar_store(&s, dt,
+				    (char *)t.data +
+					    i * (int64_t)tw_dtype_size(dt));
 	}
 	tw_value v;
 	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
@@ -79,7 +81,8 @@ static tw_status call(const char *fn, int n, tw_value *argv, int nk,
 		tw_value_set_item(&args, (uint32_t)i, argv[i]);
 	cr_assert_eq(tw_value_dict(&kwargs, (uint32_t)nk), TW_OK);
 	for (int i = 0; i < nk; i++)
-		cr_assert_eq(tw_value_dict_set(&kwargs, (uint32_t)i, keys[i], kwv[i]),
+		cr_assert_eq(tw_value_dict_set(&kwargs, (uint32_t)i, keys[i],
+					       kwv[i]),
 			     TW_OK);
 	*res = tw_value_none();
 	tw_status st = reg_invoke(e, NULL, &args, &kwargs, res);
@@ -150,7 +153,8 @@ Test(aten, broadcasting_and_promotion)
 	double v2[] = {1, 2}, v3[] = {10, 20, 30};
 	tw_value r;
 	cr_assert_eq(CALL("aten::add", &r, tv(TW_INT32, 2, s21, v2),
-			  tv(TW_FLOAT32, 1, s3, v3)), TW_OK);
+			  tv(TW_FLOAT32, 1, s3, v3)),
+		     TW_OK);
 	const tw_tensor *t = r.u.tensor;
 	cr_assert_eq(t->ndim, 2);
 	cr_assert_eq(t->shape[0], 2);
@@ -159,15 +163,21 @@ Test(aten, broadcasting_and_promotion)
 	cr_assert_eq(((float *)t->data)[5], 32.0f);
 	tw_value_destroy(&r);
 	/* int32 tensor + int Scalar stays int32; + float Scalar is float32 */
-	cr_assert_eq(CALL("aten::mul", &r, tv(TW_INT32, 1, s3, v3), tw_value_int(3)), TW_OK);
+	cr_assert_eq(CALL("aten::mul", &r, tv(TW_INT32, 1, s3, v3),
+			  tw_value_int(3)),
+		     TW_OK);
 	cr_assert_eq(r.u.tensor->dtype, TW_INT32);
 	cr_assert_eq(((int32_t *)r.u.tensor->data)[2], 90);
 	tw_value_destroy(&r);
-	cr_assert_eq(CALL("aten::mul", &r, tv(TW_INT64, 1, s3, v3), tw_value_double(0.5)), TW_OK);
+	cr_assert_eq(CALL("aten::mul", &r, tv(TW_INT64, 1, s3, v3),
+			  tw_value_double(0.5)),
+		     TW_OK);
 	cr_assert_eq(r.u.tensor->dtype, TW_FLOAT32);
 	tw_value_destroy(&r);
 	/* int64 + float64 tensors -> float64 */
-	cr_assert_eq(CALL("aten::sub", &r, tv(TW_INT64, 1, s3, v3), tv(TW_FLOAT64, 1, s3, v3)), TW_OK);
+	cr_assert_eq(CALL("aten::sub", &r, tv(TW_INT64, 1, s3, v3),
+			  tv(TW_FLOAT64, 1, s3, v3)),
+		     TW_OK);
 	cr_assert_eq(r.u.tensor->dtype, TW_FLOAT64);
 	tw_value_destroy(&r);
 }
@@ -175,24 +185,43 @@ Test(aten, broadcasting_and_promotion)
 Test(aten, no_match_message)
 {
 	tw_value r;
-	tw_status st = CALL("aten::add", &r, tv(TW_FLOAT32, 2, S23, V6), str("str"));
+	tw_status st = CALL("aten::add", &r, tv(TW_FLOAT32, 2, S23, V6),
+			    str("str"));
 	cr_assert_eq(st, TW_ETYPE);
 	const char *m = errmsg(&r);
-	cr_assert(strstr(m, "Failed to match operator name aten::add and arguments (args: (Tensor, str), kwargs: {}) to a builtin operator") != NULL, "%s", m);
-	cr_assert(strstr(m, "aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor") != NULL, "%s", m);
-	cr_assert(strstr(m, "aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor") != NULL, "%s", m);
+	cr_assert(
+		strstr(m,
+		       "Failed to match operator name aten::add and arguments (args: (Tensor, str), kwargs: {}) to a builtin operator") !=
+			NULL,
+		"%s", m);
+	cr_assert(
+		strstr(m,
+		       "aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor") !=
+			NULL,
+		"%s", m);
+	cr_assert(
+		strstr(m,
+		       "aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor") !=
+			NULL,
+		"%s", m);
 	cr_assert_eq(r.u.err->kind, TW_ETYPE);
 	tw_value_destroy(&r);
 	/* single overload: the binding error names the argument and type */
 	st = CALL("aten::mm", &r, tv(TW_FLOAT32, 2, S23, V6), tw_value_int(1));
 	cr_assert_eq(st, TW_ETYPE);
 	m = errmsg(&r);
-	cr_assert(strstr(m, "Expected a value of type 'Tensor' for argument 'mat2' but instead found type 'int'") != NULL, "%s", m);
+	cr_assert(
+		strstr(m,
+		       "Expected a value of type 'Tensor' for argument 'mat2' but instead found type 'int'") !=
+			NULL,
+		"%s", m);
 	tw_value_destroy(&r);
 	/* missing and extra arguments */
 	st = CALL("aten::mm", &r, tv(TW_FLOAT32, 2, S23, V6));
 	cr_assert_eq(st, TW_ETYPE);
-	cr_assert(strstr(errmsg(&r), "missing value for argument 'mat2'") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r), "missing value for argument 'mat2'") !=
+			  NULL,
+		  "%s", errmsg(&r));
 	tw_value_destroy(&r);
 }
 
@@ -200,21 +229,26 @@ typedef tw_status (*unary_fn)(const tw_tensor *, tw_tensor *);
 
 Test(aten, unary_ops)
 {
-	static const struct { const char *name; unary_fn f; } u[] = {
-		{"aten::neg", tw_op_neg}, {"aten::abs", tw_op_abs},
+	static const struct {
+		const char *name;
+		unary_fn f;
+	} u[] = {
+		{"aten::neg", tw_op_neg},   {"aten::abs", tw_op_abs},
 		{"aten::relu", tw_op_relu}, {"aten::sigmoid", tw_op_sigmoid},
 		{"aten::tanh", tw_op_tanh}, {"aten::exp", tw_op_exp},
-		{"aten::log", tw_op_log}, {"aten::sqrt", tw_op_sqrt},
-		{"aten::t", tw_op_t}, {"aten::max", tw_op_max},
-		{"aten::min", tw_op_min}, {"aten::clone", tw_op_clone},
+		{"aten::log", tw_op_log},   {"aten::sqrt", tw_op_sqrt},
+		{"aten::t", tw_op_t},       {"aten::max", tw_op_max},
+		{"aten::min", tw_op_min},   {"aten::clone", tw_op_clone},
 	};
-	static const tw_dtype dts[] = {TW_FLOAT32, TW_FLOAT64, TW_INT32, TW_INT64};
+	static const tw_dtype dts[] = {TW_FLOAT32, TW_FLOAT64, TW_INT32,
+				       TW_INT64};
 	for (size_t d = 0; d < 4; d++) {
 		tw_value a = tv(dts[d], 2, S23, P6);
 		for (size_t i = 0; i < sizeof(u) / sizeof(u[0]); i++) {
 			tw_value a1, r;
 			tw_value_clone(&a1, &a);
-			cr_assert_eq(CALL(u[i].name, &r, a1), TW_OK, "%s", u[i].name);
+			cr_assert_eq(CALL(u[i].name, &r, a1), TW_OK, "%s",
+				     u[i].name);
 			tw_tensor want;
 			cr_assert_eq(u[i].f(a.u.tensor, &want), TW_OK);
 			expect_tensor(&r, &want);
@@ -230,7 +264,9 @@ Test(aten, unary_ops)
 	tw_status st = CALL("aten::neg", &r, tv(TW_BOOL, 1, s2, bv));
 	cr_assert_neq(st, TW_OK);
 	cr_assert_eq(r.u.err->kind, st);
-	cr_assert(strstr(errmsg(&r), "bool") != NULL || strstr(errmsg(&r), "Bool") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r), "bool") != NULL ||
+			  strstr(errmsg(&r), "Bool") != NULL,
+		  "%s", errmsg(&r));
 	tw_value_destroy(&r);
 }
 
@@ -296,7 +332,8 @@ Test(aten, binary_ops)
 	tw_value av2[2] = {a1, tw_value_int(2)};
 	tw_value kv2[1] = {str("up")};
 	cr_assert_eq(call("aten::div", 2, av2, 1, k, kv2, &r), TW_EVALUE);
-	cr_assert(strstr(errmsg(&r), "rounding_mode") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r), "rounding_mode") != NULL, "%s",
+		  errmsg(&r));
 	tw_value_destroy(&r);
 	tw_value_destroy(&a);
 	tw_value_destroy(&b);
@@ -352,7 +389,9 @@ Test(aten, reductions)
 	tw_tensor_release(&wi);
 	tw_value_destroy(&r);
 	tw_value_clone(&a1, &a);
-	cr_assert_eq(CALL("aten::min", &r, a1, tw_value_int(0), tw_value_bool(true)), TW_OK);
+	cr_assert_eq(CALL("aten::min", &r, a1, tw_value_int(0),
+			  tw_value_bool(true)),
+		     TW_OK);
 	cr_assert_eq(tw_op_min_dim(x, 0, true, &want, &wi), TW_OK);
 	expect_tensor(&r.u.items[0], &want);
 	expect_tensor(&r.u.items[1], &wi);
@@ -376,7 +415,8 @@ Test(aten, reductions)
 	/* a kernel error: the kernel's kind and message */
 	tw_value_clone(&a1, &a);
 	cr_assert_eq(CALL("aten::max", &r, a1, tw_value_int(5)), TW_EVALUE);
-	cr_assert(strstr(errmsg(&r), "Dimension out of range") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r), "Dimension out of range") != NULL, "%s",
+		  errmsg(&r));
 	tw_value_destroy(&r);
 	tw_value_destroy(&a);
 }
@@ -406,11 +446,17 @@ Test(aten, linalg_and_shapes)
 	tw_value_clone(&a1, &a);
 	tw_value_clone(&b1, &a);
 	cr_assert_eq(CALL("aten::mm", &r, a1, b1), TW_ERUNTIME);
-	cr_assert(strstr(errmsg(&r), "mat1 and mat2 shapes cannot be multiplied (2x3 and 2x3)") != NULL, "%s", errmsg(&r));
+	cr_assert(
+		strstr(errmsg(&r),
+		       "mat1 and mat2 shapes cannot be multiplied (2x3 and 2x3)") !=
+			NULL,
+		"%s", errmsg(&r));
 	tw_value_destroy(&r);
 	/* transpose.int, reshape, view */
 	tw_value_clone(&a1, &a);
-	cr_assert_eq(CALL("aten::transpose", &r, a1, tw_value_int(0), tw_value_int(1)), TW_OK);
+	cr_assert_eq(CALL("aten::transpose", &r, a1, tw_value_int(0),
+			  tw_value_int(1)),
+		     TW_OK);
 	cr_assert_eq(tw_op_transpose(x, 0, 1, &want), TW_OK);
 	expect_tensor(&r, &want);
 	tw_tensor_release(&want);
@@ -442,7 +488,8 @@ Test(aten, linalg_and_shapes)
 		const char *k[1] = {"dim"};
 		tw_value kv[1] = {tw_value_int(1)};
 		cr_assert_eq(call(fn, 1, av, 1, k, kv, &r), TW_OK, "%s", fn);
-		cr_assert_eq((s ? tw_op_stack : tw_op_cat)(two, 2, 1, &want), TW_OK);
+		cr_assert_eq((s ? tw_op_stack : tw_op_cat)(two, 2, 1, &want),
+			     TW_OK);
 		expect_tensor(&r, &want);
 		tw_tensor_release(&want);
 		tw_value_destroy(&r);
@@ -473,7 +520,8 @@ Test(aten, factories)
 	tw_value av2[1] = {ints(2, sh)};
 	tw_value kv2[1] = {tw_value_int(9)};
 	cr_assert_eq(call("aten::zeros", 1, av2, 1, k, kv2, &r), TW_ETYPE);
-	cr_assert(strstr(errmsg(&r), "ScalarType code 9") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r), "ScalarType code 9") != NULL, "%s",
+		  errmsg(&r));
 	tw_value_destroy(&r);
 	tw_value av3[1] = {ints(2, sh)};
 	const char *kd[1] = {"device"};
@@ -486,7 +534,8 @@ Test(aten, factories)
 	cr_assert_eq(call("aten::ones", 1, av4, 1, kd, kv4, &r), TW_OK);
 	tw_value_destroy(&r);
 	/* full: dtype follows the fill */
-	cr_assert_eq(CALL("aten::full", &r, ints(2, sh), tw_value_int(7)), TW_OK);
+	cr_assert_eq(CALL("aten::full", &r, ints(2, sh), tw_value_int(7)),
+		     TW_OK);
 	tw_scalar seven = tw_scalar_int(7);
 	cr_assert_eq(tw_op_full(2, sh, &seven, NULL, &want), TW_OK);
 	expect_tensor(&r, &want);
@@ -494,19 +543,23 @@ Test(aten, factories)
 	tw_tensor_release(&want);
 	tw_value_destroy(&r);
 	/* arange: three overloads */
-	tw_scalar z = tw_scalar_int(0), one = tw_scalar_int(1), five = tw_scalar_int(5),
-		  two = tw_scalar_int(2), half = tw_scalar_double(0.5);
+	tw_scalar z = tw_scalar_int(0), one = tw_scalar_int(1),
+		  five = tw_scalar_int(5), two = tw_scalar_int(2),
+		  half = tw_scalar_double(0.5);
 	cr_assert_eq(CALL("aten::arange", &r, tw_value_int(5)), TW_OK);
 	cr_assert_eq(tw_op_arange(&z, &five, &one, NULL, &want), TW_OK);
 	expect_tensor(&r, &want);
 	tw_tensor_release(&want);
 	tw_value_destroy(&r);
-	cr_assert_eq(CALL("aten::arange", &r, tw_value_int(2), tw_value_int(5)), TW_OK);
+	cr_assert_eq(CALL("aten::arange", &r, tw_value_int(2), tw_value_int(5)),
+		     TW_OK);
 	cr_assert_eq(tw_op_arange(&two, &five, &one, NULL, &want), TW_OK);
 	expect_tensor(&r, &want);
 	tw_tensor_release(&want);
 	tw_value_destroy(&r);
-	cr_assert_eq(CALL("aten::arange", &r, tw_value_int(0), tw_value_int(2), tw_value_double(0.5)), TW_OK);
+	cr_assert_eq(CALL("aten::arange", &r, tw_value_int(0), tw_value_int(2),
+			  tw_value_double(0.5)),
+		     TW_OK);
 	cr_assert_eq(tw_op_arange(&z, &two, &half, NULL, &want), TW_OK);
 	expect_tensor(&r, &want);
 	cr_assert_eq(r.u.tensor->dtype, TW_FLOAT32);
@@ -522,9 +575,13 @@ Test(aten, factories)
 		tw_value av5[1] = {ints(2, sh)};
 		const char *ks[2] = {"seed", "dtype"};
 		tw_value kv5[2] = {tw_value_int(42), tw_value_int(7)};
-		cr_assert_eq(call(n ? "aten::randn" : "aten::rand", 1, av5, 2, ks, kv5, &r), TW_OK);
+		cr_assert_eq(call(n ? "aten::randn" : "aten::rand", 1, av5, 2,
+				  ks, kv5, &r),
+			     TW_OK);
 		tw_dtype f64 = TW_FLOAT64;
-		cr_assert_eq((n ? tw_op_randn : tw_op_rand)(2, sh, 42, &f64, &want), TW_OK);
+		cr_assert_eq((n ? tw_op_randn : tw_op_rand)(2, sh, 42, &f64,
+							    &want),
+			     TW_OK);
 		expect_tensor(&r, &want);
 		tw_tensor_release(&want);
 		tw_value_destroy(&r);
@@ -532,7 +589,8 @@ Test(aten, factories)
 	/* negative size: kernel error */
 	int64_t neg[] = {-1, 2};
 	cr_assert_eq(CALL("aten::zeros", &r, ints(2, neg)), TW_ERUNTIME);
-	cr_assert(strstr(errmsg(&r), "negative dimension") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r), "negative dimension") != NULL, "%s",
+		  errmsg(&r));
 	tw_value_destroy(&r);
 }
 
@@ -548,20 +606,21 @@ Test(aten, kernel_reason_is_the_message)
 	tw_value_clone(&b1, &a);
 	cr_assert_eq(CALL("aten::mm", &r, a1, b1), TW_ERUNTIME);
 	cr_assert_str_eq(errmsg(&r), "mat1 and mat2 shapes cannot be "
-			 "multiplied (2x3 and 2x3)");
+				     "multiplied (2x3 and 2x3)");
 	tw_value_destroy(&r);
 	tw_fail_static(TW_EVALUE, "a stale reason");
 	tw_value_clone(&a1, &a);
 	cr_assert_eq(CALL("aten::max", &r, a1, tw_value_int(-3)), TW_EVALUE);
 	cr_assert_str_eq(errmsg(&r), "Dimension out of range (expected to be "
-			 "in range of [-2, 1], but got -3)");
+				     "in range of [-2, 1], but got -3)");
 	tw_value_destroy(&r);
 	tw_value_clone(&a1, &a);
 	tw_value av[2] = {a1, tw_value_double(2)};
 	const char *k[1] = {"rounding_mode"};
 	tw_value kv[1] = {str("nearest")};
 	cr_assert_eq(call("aten::div", 2, av, 1, k, kv, &r), TW_EVALUE);
-	cr_assert_str_eq(errmsg(&r), "div expected rounding_mode to be one of "
+	cr_assert_str_eq(errmsg(&r),
+			 "div expected rounding_mode to be one of "
 			 "None, 'trunc', or 'floor' but found 'nearest'");
 	tw_value_destroy(&r);
 	int64_t s32[] = {3, 2};
@@ -571,14 +630,15 @@ Test(aten, kernel_reason_is_the_message)
 	cr_assert_eq(CALL("aten::t", &tr, r), TW_OK);
 	int64_t s6[] = {6};
 	cr_assert_eq(CALL("aten::view", &r, tr, ints(1, s6)), TW_ERUNTIME);
-	cr_assert_str_eq(errmsg(&r), "view size is not compatible with input "
+	cr_assert_str_eq(errmsg(&r),
+			 "view size is not compatible with input "
 			 "tensor's size and stride (at least one dimension "
 			 "spans across two contiguous subspaces). Use "
 			 ".reshape(...) instead.");
 	tw_value_destroy(&r);
 	cr_assert_eq(CALL("aten::zeros", &r, ints(2, neg)), TW_ERUNTIME);
 	cr_assert_str_eq(errmsg(&r), "Trying to create tensor with negative "
-			 "dimension -1: [2, -1]");
+				     "dimension -1: [2, -1]");
 	tw_value_destroy(&r);
 	tw_value_destroy(&a);
 }
@@ -588,7 +648,8 @@ Test(aten, view_of_borrowed_bytes)
 {
 	float data[6] = {1, 2, 3, 4, 5, 6};
 	tw_tensor t;
-	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, 2, S23, NULL, data, NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, 2, S23, NULL, data, NULL),
+		     TW_OK);
 	tw_value v, r;
 	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
 	cr_assert_eq(CALL("aten::t", &r, v), TW_OK);
@@ -627,15 +688,20 @@ static tw_status u_scale_str(tw_call_ctx *ctx, const tw_value *b, uint32_t nb,
 static tw_status plain(tw_call_ctx *ctx, const tw_value *args,
 		       const tw_value *kwargs, tw_value *result, void *arg)
 {
-	(void)ctx; (void)args; (void)kwargs; (void)arg;
+	(void)ctx;
+	(void)args;
+	(void)kwargs;
+	(void)arg;
 	*result = tw_value_int(1);
 	return TW_OK;
 }
 
 Test(aten, user_functions)
 {
-	tw_status st = reg_add_schema(&reg, "demo::scale(int x, float factor=2.0, *, bool neg=False) -> float",
-				      u_scale, NULL, 0);
+	tw_status st = reg_add_schema(
+		&reg,
+		"demo::scale(int x, float factor=2.0, *, bool neg=False) -> float",
+		u_scale, NULL, 0);
 	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
 	tw_value r;
 	cr_assert_eq(CALL("demo::scale", &r, tw_value_int(3)), TW_OK);
@@ -648,41 +714,54 @@ Test(aten, user_functions)
 	cr_assert_eq(r.u.d, -12.0);
 	/* bool is not an int */
 	cr_assert_eq(CALL("demo::scale", &r, tw_value_bool(true)), TW_ETYPE);
-	cr_assert(strstr(errmsg(&r), "Expected a value of type 'int' for argument 'x' but instead found type 'bool'") != NULL, "%s", errmsg(&r));
+	cr_assert(
+		strstr(errmsg(&r),
+		       "Expected a value of type 'int' for argument 'x' but instead found type 'bool'") !=
+			NULL,
+		"%s", errmsg(&r));
 	tw_value_destroy(&r);
 	/* unknown kwarg, duplicated, extra, missing */
 	tw_value av2[1] = {tw_value_int(1)};
 	const char *k2[1] = {"beta"};
 	tw_value kv2[1] = {tw_value_int(1)};
 	cr_assert_eq(call("demo::scale", 1, av2, 1, k2, kv2, &r), TW_ETYPE);
-	cr_assert(strstr(errmsg(&r), "Unknown keyword argument 'beta'") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r), "Unknown keyword argument 'beta'") != NULL,
+		  "%s", errmsg(&r));
 	tw_value_destroy(&r);
 	tw_value av3[1] = {tw_value_int(1)};
 	const char *k3[1] = {"x"};
 	tw_value kv3[1] = {tw_value_int(1)};
 	cr_assert_eq(call("demo::scale", 1, av3, 1, k3, kv3, &r), TW_ETYPE);
-	cr_assert(strstr(errmsg(&r), "specified both as positional and keyword") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r),
+			 "specified both as positional and keyword") != NULL,
+		  "%s", errmsg(&r));
 	tw_value_destroy(&r);
-	cr_assert_eq(CALL("demo::scale", &r, tw_value_int(1), tw_value_int(1), tw_value_int(1)), TW_ETYPE);
+	cr_assert_eq(CALL("demo::scale", &r, tw_value_int(1), tw_value_int(1),
+			  tw_value_int(1)),
+		     TW_ETYPE);
 	tw_value_destroy(&r);
 	cr_assert_eq(call("demo::scale", 0, NULL, 0, NULL, NULL, &r), TW_ETYPE);
-	cr_assert(strstr(errmsg(&r), "missing value for argument 'x'") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r), "missing value for argument 'x'") != NULL,
+		  "%s", errmsg(&r));
 	tw_value_destroy(&r);
 
 	/* a second overload; the same overload twice is EBUSY */
 	st = reg_add_schema(&reg, "demo::scale.str(str s) -> str", u_scale_str,
 			    NULL, 0);
 	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
-	cr_assert_eq(reg_add_schema(&reg, "demo::scale.str(str t) -> str", u_scale_str,
-				    NULL, 0), TW_EBUSY);
+	cr_assert_eq(reg_add_schema(&reg, "demo::scale.str(str t) -> str",
+				    u_scale_str, NULL, 0),
+		     TW_EBUSY);
 	cr_assert_str_eq(tw_errmsg(TW_EBUSY),
 			 "function 'demo::scale.str' is already registered");
-	cr_assert_eq(reg_add_schema(&reg, "demo::scale(int y) -> float", u_scale,
-				    NULL, 0), TW_EBUSY);
+	cr_assert_eq(reg_add_schema(&reg, "demo::scale(int y) -> float",
+				    u_scale, NULL, 0),
+		     TW_EBUSY);
 	cr_assert_str_eq(tw_errmsg(TW_EBUSY),
 			 "function 'demo::scale' is already registered");
-	cr_assert_eq(reg_add_schema(&reg, "demo::scale.b(int y) -> float", u_scale,
-				    NULL, TW_FN_BLOCKING), TW_EINVAL);
+	cr_assert_eq(reg_add_schema(&reg, "demo::scale.b(int y) -> float",
+				    u_scale, NULL, TW_FN_BLOCKING),
+		     TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
 			 "overload 'demo::scale.b' has flags 0x1 but "
 			 "'demo::scale' was registered with 0x0: all overloads "
@@ -693,16 +772,20 @@ Test(aten, user_functions)
 	cr_assert_eq(CALL("demo::scale", &r, tw_value_int(2)), TW_OK);
 	cr_assert_eq(r.u.d, 4.0);
 	cr_assert_eq(CALL("demo::scale", &r, tw_value_none()), TW_ETYPE);
-	cr_assert(strstr(errmsg(&r), "Failed to match operator name demo::scale") != NULL, "%s", errmsg(&r));
+	cr_assert(strstr(errmsg(&r),
+			 "Failed to match operator name demo::scale") != NULL,
+		  "%s", errmsg(&r));
 	tw_value_destroy(&r);
 
 	/* plain and schema'd names do not mix */
-	cr_assert_eq(registry_add(&reg, "demo::scale", plain, NULL, 0), TW_EBUSY);
+	cr_assert_eq(registry_add(&reg, "demo::scale", plain, NULL, 0),
+		     TW_EBUSY);
 	cr_assert_str_eq(tw_errmsg(TW_EBUSY),
 			 "function 'demo::scale' is already registered");
 	cr_assert_eq(registry_add(&reg, "demo::plain", plain, NULL, 0), TW_OK);
 	cr_assert_eq(reg_add_schema(&reg, "demo::plain(int x) -> int", u_scale,
-				    NULL, 0), TW_EBUSY);
+				    NULL, 0),
+		     TW_EBUSY);
 	cr_assert_str_eq(tw_errmsg(TW_EBUSY),
 			 "function 'demo::plain' is already registered "
 			 "(without a schema: it takes no overloads)");
@@ -718,7 +801,9 @@ Test(aten, user_functions)
 
 Test(aten, list_functions)
 {
-	cr_assert_eq(registry_add(&reg, "demo::plain", plain, NULL, TW_FN_BLOCKING), TW_OK);
+	cr_assert_eq(registry_add(&reg, "demo::plain", plain, NULL,
+				  TW_FN_BLOCKING),
+		     TW_OK);
 	tw_value l;
 	cr_assert_eq(reg_list_functions(&reg, &l), TW_OK);
 	cr_assert_eq(l.kind, TW_KIND_LIST);
@@ -730,11 +815,14 @@ Test(aten, list_functions)
 		cr_assert_eq(t->len, 3);
 		if (i > 0)
 			cr_assert_lt(strcmp(l.u.items[i - 1].u.items[0].u.str,
-					    t->u.items[0].u.str), 0);
+					    t->u.items[0].u.str),
+				     0);
 		const char *n = t->u.items[0].u.str, *s = t->u.items[1].u.str;
 		if (strcmp(n, "aten::add.Tensor") == 0) {
 			add = true;
-			cr_assert_str_eq(s, "aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor");
+			cr_assert_str_eq(
+				s,
+				"aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor");
 		}
 		if (strcmp(n, "demo::plain") == 0) {
 			plainf = true;
@@ -754,7 +842,8 @@ Test(aten, list_functions)
 	tw_value_destroy(&l);
 	/* tw::list_functions through invoke */
 	tw_value r;
-	cr_assert_eq(call("tw::list_functions", 0, NULL, 0, NULL, NULL, &r), TW_OK);
+	cr_assert_eq(call("tw::list_functions", 0, NULL, 0, NULL, NULL, &r),
+		     TW_OK);
 	cr_assert_eq(r.kind, TW_KIND_LIST);
 	tw_value_destroy(&r);
 }

@@ -11,8 +11,10 @@
 #include <tensorwire/tensor.h>
 #include <tensorwire/value.h>
 
-#define ADD_TENSOR "aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"
-#define ADD_SCALAR "aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor"
+#define ADD_TENSOR                                                             \
+	"aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor"
+#define ADD_SCALAR                                                             \
+	"aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor"
 
 static tw_schema *S(const char *text)
 {
@@ -36,10 +38,22 @@ static tw_value T(void)
 	return v;
 }
 
-static tw_value I(int64_t i) { return tw_value_int(i); }
-static tw_value D(double d) { return tw_value_double(d); }
-static tw_value B(bool b) { return tw_value_bool(b); }
-static tw_value N(void) { return tw_value_none(); }
+static tw_value I(int64_t i)
+{
+	return tw_value_int(i);
+}
+static tw_value D(double d)
+{
+	return tw_value_double(d);
+}
+static tw_value B(bool b)
+{
+	return tw_value_bool(b);
+}
+static tw_value N(void)
+{
+	return tw_value_none();
+}
 
 static tw_value Str(const char *s)
 {
@@ -55,10 +69,13 @@ static tw_value seq(tw_kind kind, int n, ...)
 	va_list ap;
 
 	cr_assert_eq(kind == TW_KIND_LIST ? tw_value_list(&v, (uint32_t)n)
-					  : tw_value_tuple(&v, (uint32_t)n), TW_OK);
+					  : tw_value_tuple(&v, (uint32_t)n),
+		     TW_OK);
 	va_start(ap, n);
 	for (int i = 0; i < n; i++)
-		cr_assert_eq(tw_value_set_item(&v, (uint32_t)i, va_arg(ap, tw_value)), TW_OK);
+		cr_assert_eq(tw_value_set_item(&v, (uint32_t)i,
+					       va_arg(ap, tw_value)),
+			     TW_OK);
 	va_end(ap);
 	return v;
 }
@@ -75,7 +92,9 @@ static tw_value K(int n, ...)
 	va_start(ap, n);
 	for (int i = 0; i < n; i++) {
 		const char *k = va_arg(ap, const char *);
-		cr_assert_eq(tw_value_dict_set(&v, (uint32_t)i, k, va_arg(ap, tw_value)), TW_OK);
+		cr_assert_eq(tw_value_dict_set(&v, (uint32_t)i, k,
+					       va_arg(ap, tw_value)),
+			     TW_OK);
 	}
 	va_end(ap);
 	return v;
@@ -114,11 +133,13 @@ static void bind_bad(const tw_schema *s, const tw_value *args,
 	tw_status st = BIND(s, args, kwargs, bound);
 	cr_assert_eq(st, TW_ETYPE, "bound unexpectedly (%d)", st);
 	for (size_t i = 0; i < tw_schema_nargs(s); i++)
-		cr_assert_eq(bound[i].kind, TW_KIND_NONE, "slot %zu not cleared", i);
+		cr_assert_eq(bound[i].kind, TW_KIND_NONE,
+			     "slot %zu not cleared", i);
 	va_start(ap, nwant);
 	for (int i = 0; i < nwant; i++) {
 		const char *want = va_arg(ap, const char *);
-		cr_assert(strstr(err, want) != NULL, "message:\n%s\nlacks:\n%s", err, want);
+		cr_assert(strstr(err, want) != NULL, "message:\n%s\nlacks:\n%s",
+			  err, want);
 	}
 	va_end(ap);
 }
@@ -133,7 +154,8 @@ Test(bind, positional_then_default)
 
 	bind_ok(s, &args, NULL, bound);
 	cr_assert_eq(bound[0].kind, TW_KIND_TENSOR);
-	cr_assert_eq(bound[0].u.tensor, args.u.items[0].u.tensor, "lent, not copied");
+	cr_assert_eq(bound[0].u.tensor, args.u.items[0].u.tensor,
+		     "lent, not copied");
 	cr_assert(bound[0].flags & TW_VALUE_BORROWED);
 	cr_assert_eq(bound[1].u.tensor, args.u.items[1].u.tensor);
 	cr_assert_eq(bound[2].kind, TW_KIND_INT, "alpha from its default");
@@ -220,15 +242,17 @@ Test(refuse, too_many_arguments)
 	tw_schema *s = S(ADD_TENSOR);
 	tw_value args = TUP(4, T(), T(), I(1), I(2));
 
-	bind_bad(s, &args, NULL, 2,
-		 "aten::add() expected at most 3 argument(s) but received 4 argument(s).",
-		 "Declaration: " ADD_TENSOR);
+	bind_bad(
+		s, &args, NULL, 2,
+		"aten::add() expected at most 3 argument(s) but received 4 argument(s).",
+		"Declaration: " ADD_TENSOR);
 	tw_value_destroy(&args);
 	/* Keywords count too. */
 	args = TUP(2, T(), T());
 	tw_value kw = K(2, "alpha", I(1), "beta", I(2));
-	bind_bad(s, &args, &kw, 1,
-		 "aten::add() expected at most 3 argument(s) but received 4 argument(s).");
+	bind_bad(
+		s, &args, &kw, 1,
+		"aten::add() expected at most 3 argument(s) but received 4 argument(s).");
 	tw_value_destroy(&kw);
 	tw_value_destroy(&args);
 	tw_schema_free(s);
@@ -239,9 +263,10 @@ Test(refuse, keyword_only_given_positionally)
 	tw_schema *s = S(ADD_TENSOR);
 	tw_value args = TUP(3, T(), T(), I(1));
 
-	bind_bad(s, &args, NULL, 2,
-		 "aten::add() takes 2 positional argument(s) but 3 was/were given.",
-		 "Declaration: " ADD_TENSOR);
+	bind_bad(
+		s, &args, NULL, 2,
+		"aten::add() takes 2 positional argument(s) but 3 was/were given.",
+		"Declaration: " ADD_TENSOR);
 	tw_value_destroy(&args);
 	tw_schema_free(s);
 }
@@ -252,9 +277,10 @@ Test(refuse, duplicated)
 	tw_value args = TUP(2, T(), T());
 	tw_value kw = K(1, "other", T());
 
-	bind_bad(s, &args, &kw, 2,
-		 "Argument 'other' specified both as positional and keyword argument.",
-		 "Schema: " ADD_TENSOR);
+	bind_bad(
+		s, &args, &kw, 2,
+		"Argument 'other' specified both as positional and keyword argument.",
+		"Schema: " ADD_TENSOR);
 	tw_value_destroy(&kw);
 	tw_value_destroy(&args);
 	tw_schema_free(s);
@@ -275,7 +301,8 @@ Test(refuse, unknown_keyword)
 	args = TUP(1, T());
 	kw = K(2, "self", T(), "bogus", I(1));
 	tw_schema *f = S("f(Tensor self, int x=0, int y=0) -> ()");
-	bind_bad(f, &args, &kw, 1, "Unknown keyword argument 'bogus' for operator 'f'.");
+	bind_bad(f, &args, &kw, 1,
+		 "Unknown keyword argument 'bogus' for operator 'f'.");
 	tw_schema_free(f);
 	tw_value_destroy(&kw);
 	tw_value_destroy(&args);
@@ -291,7 +318,9 @@ Test(refuse, repeated_keyword_in_a_raw_dict)
 		{.key = "a", .key_len = 1, .val = I(1)},
 		{.key = "a", .key_len = 1, .val = I(2)},
 	};
-	tw_value kw = {.kind = TW_KIND_DICT, .flags = TW_VALUE_BORROWED, .len = 2,
+	tw_value kw = {.kind = TW_KIND_DICT,
+		       .flags = TW_VALUE_BORROWED,
+		       .len = 2,
 		       .u.entries = e};
 
 	bind_bad(s, NULL, &kw, 1, "Keyword argument 'a' specified twice.");
@@ -308,9 +337,11 @@ Test(refuse, missing)
 		 "Declaration: " ADD_TENSOR);
 	tw_value_destroy(&args);
 	/* A keyword-only argument without a default is missing too. */
-	tw_schema *d = S("aten::div.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor");
+	tw_schema *d = S(
+		"aten::div.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor");
 	args = TUP(2, T(), T());
-	bind_bad(d, &args, NULL, 1, "aten::div() is missing value for argument 'rounding_mode'.");
+	bind_bad(d, &args, NULL, 1,
+		 "aten::div() is missing value for argument 'rounding_mode'.");
 	tw_value kw = K(1, "rounding_mode", N());
 	tw_value bound[3];
 	bind_ok(d, &args, &kw, bound);
@@ -326,18 +357,19 @@ Test(refuse, wrong_type_names_argument_and_type)
 	tw_schema *s = S(ADD_TENSOR);
 	tw_value args = TUP(2, T(), Str("x"));
 
-	bind_bad(s, &args, NULL, 4,
-		 "aten::add() Expected a value of type 'Tensor' for argument 'other' but instead found type 'str'.",
-		 "\nPosition: 1\n",
-		 "\nValue: 'x'\n",
-		 "\nDeclaration: " ADD_TENSOR);
+	bind_bad(
+		s, &args, NULL, 4,
+		"aten::add() Expected a value of type 'Tensor' for argument 'other' but instead found type 'str'.",
+		"\nPosition: 1\n", "\nValue: 'x'\n",
+		"\nDeclaration: " ADD_TENSOR);
 	tw_value_destroy(&args);
 	/* By keyword: the position is the argument's. */
 	args = TUP(2, T(), T());
 	tw_value kw = K(1, "alpha", Str("big"));
-	bind_bad(s, &args, &kw, 2,
-		 "Expected a value of type 'number' for argument 'alpha' but instead found type 'str'.",
-		 "Position: 2");
+	bind_bad(
+		s, &args, &kw, 2,
+		"Expected a value of type 'number' for argument 'alpha' but instead found type 'str'.",
+		"Position: 2");
 	tw_value_destroy(&kw);
 	tw_value_destroy(&args);
 	tw_schema_free(s);
@@ -351,7 +383,8 @@ Test(refuse, torch_order_of_checks)
 	tw_value args = TUP(1, Str("no"));
 	tw_value kw = K(1, "zz", I(1));
 
-	bind_bad(s, &args, &kw, 1, "for argument 'a' but instead found type 'str'");
+	bind_bad(s, &args, &kw, 1,
+		 "for argument 'a' but instead found type 'str'");
 	tw_value_destroy(&args);
 	args = TUP(1, I(1));
 	bind_bad(s, &args, &kw, 1, "f() is missing value for argument 'b'.");
@@ -390,7 +423,9 @@ Test(types, int_float_bool_are_distinct)
 
 	cr_assert(takes("int", I(3), NULL));
 	cr_assert_not(takes("int", B(true), NULL), "bool is not int");
-	cr_assert(strstr(err, "Expected a value of type 'int' for argument 'x' but instead found type 'bool'."));
+	cr_assert(strstr(
+		err,
+		"Expected a value of type 'int' for argument 'x' but instead found type 'bool'."));
 	cr_assert_not(takes("int", D(3.0), NULL), "float is not int");
 	cr_assert(takes("float", D(0.5), NULL));
 	cr_assert(takes("float", I(3), &out), "int converts to float");
@@ -445,7 +480,9 @@ Test(types, scalar_str_any_none)
 	cr_assert(takes("Tensor", T(), NULL));
 	cr_assert_not(takes("Tensor", N(), NULL), "None is not a Tensor");
 	cr_assert_not(takes("Tensor", I(1), NULL));
-	cr_assert(strstr(err, "Expected a value of type 'Tensor' for argument 'x' but instead found type 'int'."));
+	cr_assert(strstr(
+		err,
+		"Expected a value of type 'Tensor' for argument 'x' but instead found type 'int'."));
 }
 
 Test(types, optional)
@@ -460,7 +497,8 @@ Test(types, optional)
 	cr_assert(takes("float?", I(2), &out));
 	cr_assert_eq(out.kind, TW_KIND_DOUBLE);
 	cr_assert(takes("Generator?", N(), NULL));
-	cr_assert_not(takes("Generator?", I(1), NULL), "no generators over the wire");
+	cr_assert_not(takes("Generator?", I(1), NULL),
+		      "no generators over the wire");
 	cr_assert_not(takes("Generator", N(), NULL));
 }
 
@@ -491,15 +529,18 @@ Test(types, lists_and_tuples)
 	bind_ok(s, &args, NULL, bound);
 	tw_value_destroy(&args);
 	args = TUP(1, L(2, I(1), B(true)));
-	bind_bad(s, &args, NULL, 1,
-		 "Expected a value of type 'List[int]' for argument 'x' but instead found type 'List[Any]'.");
+	bind_bad(
+		s, &args, NULL, 1,
+		"Expected a value of type 'List[int]' for argument 'x' but instead found type 'List[Any]'.");
 	tw_value_destroy(&args);
 	args = TUP(1, L(2, Str("a"), Str("b")));
 	bind_bad(s, &args, NULL, 1, "but instead found type 'List[str]'.");
 	tw_value_destroy(&args);
 	/* A single int is not a list unless the list has a fixed size. */
 	args = TUP(1, I(1));
-	bind_bad(s, &args, NULL, 1, "Expected a value of type 'List[int]' for argument 'x' but instead found type 'int'.");
+	bind_bad(
+		s, &args, NULL, 1,
+		"Expected a value of type 'List[int]' for argument 'x' but instead found type 'int'.");
 	tw_value_destroy(&args);
 	tw_schema_free(s);
 
@@ -538,8 +579,9 @@ Test(types, fixed_size_list_from_one_int)
 	tw_value_destroy(&args);
 	/* A list still binds; an int does not become float[N]. */
 	args = TUP(3, L(2, I(1), I(2)), L(1, I(0)), I(1));
-	bind_bad(s, &args, NULL, 1,
-		 "Expected a value of type 'List[float]' for argument 'z' but instead found type 'int'.");
+	bind_bad(
+		s, &args, NULL, 1,
+		"Expected a value of type 'List[float]' for argument 'z' but instead found type 'int'.");
 	tw_value_destroy(&args);
 	tw_schema_free(s);
 
@@ -575,8 +617,9 @@ Test(types, tensor_lists)
 	tw_schema_bound_release(bound, 2);
 	tw_value_destroy(&args);
 	args = TUP(1, L(2, T(), I(1)));
-	bind_bad(s, &args, NULL, 1,
-		 "aten::cat() Expected a value of type 'List[Tensor]' for argument 'tensors' but instead found type 'List[Any]'.");
+	bind_bad(
+		s, &args, NULL, 1,
+		"aten::cat() Expected a value of type 'List[Tensor]' for argument 'tensors' but instead found type 'List[Any]'.");
 	tw_value_destroy(&args);
 	args = TUP(1, T());
 	bind_bad(s, &args, NULL, 1, "found type 'Tensor'");
@@ -600,12 +643,14 @@ Test(types, tuples_dicts_rrefs_nested)
 	cr_assert_eq(out.kind, TW_KIND_TUPLE);
 	cr_assert_eq(out.u.items[1].kind, TW_KIND_DOUBLE, "converted inside");
 	tw_value_destroy(&out);
-	cr_assert_not(takes("(int, float)", L(2, I(1), I(2)), NULL), "a list is not a tuple");
+	cr_assert_not(takes("(int, float)", L(2, I(1), I(2)), NULL),
+		      "a list is not a tuple");
 	cr_assert_not(takes("(int, float)", TUP(1, I(1)), NULL));
 	cr_assert(strstr(err, "Expected a value of type 'Tuple[int, float]'"));
 	cr_assert(strstr(err, "found type 'Tuple[int]'"));
 
-	cr_assert(takes("Dict(str, float)", K(2, "a", I(1), "b", D(2.0)), &out));
+	cr_assert(
+		takes("Dict(str, float)", K(2, "a", I(1), "b", D(2.0)), &out));
 	cr_assert_eq(out.kind, TW_KIND_DICT);
 	cr_assert_str_eq(out.u.entries[0].key, "a");
 	cr_assert_eq(out.u.entries[0].val.kind, TW_KIND_DOUBLE);
@@ -638,7 +683,8 @@ Test(types, tuples_dicts_rrefs_nested)
 
 Test(types, defaults_are_lent_in_bound_form)
 {
-	tw_schema *s = S("f(*, float a=1, int[2] b=3, str c='x', float[] d=[1, 2]) -> ()");
+	tw_schema *s = S(
+		"f(*, float a=1, int[2] b=3, str c='x', float[] d=[1, 2]) -> ()");
 	tw_value bound[4];
 
 	bind_ok(s, NULL, NULL, bound);
@@ -646,7 +692,8 @@ Test(types, defaults_are_lent_in_bound_form)
 	cr_assert_eq(bound[0].u.d, 1.0);
 	cr_assert_eq(bound[1].kind, TW_KIND_LIST);
 	cr_assert_eq(bound[1].len, 2);
-	cr_assert_eq(bound[1].u.items, tw_schema_arg_default(s, 1)->u.items, "lent");
+	cr_assert_eq(bound[1].u.items, tw_schema_arg_default(s, 1)->u.items,
+		     "lent");
 	cr_assert(bound[1].flags & TW_VALUE_BORROWED);
 	cr_assert_str_eq(bound[2].u.str, "x");
 	cr_assert(bound[2].flags & TW_VALUE_BORROWED);
@@ -658,7 +705,8 @@ Test(types, defaults_are_lent_in_bound_form)
 Test(types, builtins_bind_as_in_torch)
 {
 	tw_value bound[8];
-	tw_schema *s = S("aten::ones(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor");
+	tw_schema *s = S(
+		"aten::ones(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor");
 	tw_value args = TUP(1, TUP(2, I(2), I(3)));
 	tw_value kw = K(2, "dtype", I(6), "device", Str("cpu"));
 
@@ -672,7 +720,9 @@ Test(types, builtins_bind_as_in_torch)
 	tw_value_destroy(&args);
 	/* torch's Python binding does not gather ones(2, 3) into a list. */
 	args = TUP(2, I(2), I(3));
-	bind_bad(s, &args, NULL, 1, "aten::ones() Expected a value of type 'List[int]' for argument 'size' but instead found type 'int'.");
+	bind_bad(
+		s, &args, NULL, 1,
+		"aten::ones() Expected a value of type 'List[int]' for argument 'size' but instead found type 'int'.");
 	tw_value_destroy(&args);
 	tw_schema_free(s);
 
@@ -701,8 +751,7 @@ struct overloads {
 	size_t n;
 };
 
-static struct overloads O(size_t n, ...)
-{
+static struct overloads O(size_t n, ...) {
 	struct overloads o = {.n = n};
 	va_list ap;
 
@@ -713,7 +762,8 @@ static struct overloads O(size_t n, ...)
 	return o;
 }
 
-static void O_free(struct overloads *o)
+static void
+O_free(struct overloads *o)
 {
 	for (size_t i = 0; i < o->n; i++)
 		tw_schema_free(o->s[i]);
@@ -724,8 +774,8 @@ static int pick(struct overloads *o, tw_value args, tw_value kw)
 {
 	tw_value bound[16];
 	size_t chosen = 99;
-	tw_status st = MATCH((const tw_schema *const *)o->s, o->n,
-				       &args, &kw, &chosen, bound);
+	tw_status st = MATCH((const tw_schema *const *)o->s, o->n, &args, &kw,
+			     &chosen, bound);
 	int r = -1;
 
 	if (st == TW_OK) {
@@ -747,7 +797,8 @@ Test(match, add_tensor_or_scalar)
 	cr_assert_eq(pick(&o, TUP(2, T(), I(2)), K(0)), 1);
 	cr_assert_eq(pick(&o, TUP(2, T(), D(2.5)), K(1, "alpha", I(2))), 1);
 	cr_assert_eq(pick(&o, TUP(2, T(), T()), K(1, "alpha", D(0.5))), 0);
-	cr_assert_eq(pick(&o, TUP(3, T(), I(1), I(2)), K(0)), 1, "alpha positional only in add.Scalar");
+	cr_assert_eq(pick(&o, TUP(3, T(), I(1), I(2)), K(0)), 1,
+		     "alpha positional only in add.Scalar");
 	cr_assert_eq(pick(&o, TUP(2, T(), Str("x")), K(0)), -1);
 	O_free(&o);
 }
@@ -770,15 +821,17 @@ Test(match, first_that_binds_wins)
 
 Test(match, max_and_sum_overloads)
 {
-	struct overloads o = O(3, "aten::max(Tensor self) -> Tensor",
-			       "aten::max.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)",
-			       "aten::max.other(Tensor self, Tensor other) -> Tensor");
+	struct overloads o = O(
+		3, "aten::max(Tensor self) -> Tensor",
+		"aten::max.dim(Tensor self, int dim, bool keepdim=False) -> (Tensor values, Tensor indices)",
+		"aten::max.other(Tensor self, Tensor other) -> Tensor");
 
 	cr_assert_eq(pick(&o, TUP(1, T()), K(0)), 0);
 	cr_assert_eq(pick(&o, TUP(2, T(), I(1)), K(0)), 1);
 	cr_assert_eq(pick(&o, TUP(1, T()), K(1, "dim", I(0))), 1);
 	cr_assert_eq(pick(&o, TUP(2, T(), T()), K(0)), 2);
-	cr_assert_eq(pick(&o, TUP(2, T(), B(true)), K(0)), -1, "bool is not an int dim");
+	cr_assert_eq(pick(&o, TUP(2, T(), B(true)), K(0)), -1,
+		     "bool is not an int dim");
 	O_free(&o);
 
 	o = O(2, "aten::sum(Tensor self, *, ScalarType? dtype=None) -> Tensor",
@@ -786,7 +839,9 @@ Test(match, max_and_sum_overloads)
 	cr_assert_eq(pick(&o, TUP(1, T()), K(0)), 0);
 	cr_assert_eq(pick(&o, TUP(1, T()), K(1, "dtype", I(6))), 0);
 	cr_assert_eq(pick(&o, TUP(2, T(), I(0)), K(0)), 1);
-	cr_assert_eq(pick(&o, TUP(2, T(), L(2, I(0), I(1))), K(1, "keepdim", B(true))), 1);
+	cr_assert_eq(pick(&o, TUP(2, T(), L(2, I(0), I(1))),
+			  K(1, "keepdim", B(true))),
+		     1);
 	O_free(&o);
 }
 
@@ -807,14 +862,32 @@ Test(match, no_match_lists_the_schemas_tried)
 
 	/* Every kind of reason, and keyword types as a dict. */
 	cr_assert_eq(pick(&o, TUP(1, T()), K(1, "beta", I(1))), -1);
-	cr_assert(strstr(err, "(args: (Tensor,), kwargs: {'beta': int})") != NULL, "%s", err);
-	cr_assert(strstr(err, "aten::add() is missing value for argument 'other'.") != NULL, "%s", err);
-	cr_assert_null(strstr(err, "Declaration:"), "the list shows each schema once");
+	cr_assert(strstr(err, "(args: (Tensor,), kwargs: {'beta': int})") !=
+			  NULL,
+		  "%s", err);
+	cr_assert(
+		strstr(err,
+		       "aten::add() is missing value for argument 'other'.") !=
+			NULL,
+		"%s", err);
+	cr_assert_null(strstr(err, "Declaration:"),
+		       "the list shows each schema once");
 	cr_assert_eq(pick(&o, TUP(4, T(), T(), I(1), I(2)), K(0)), -1);
-	cr_assert(strstr(err, "(args: (Tensor, Tensor, int, int), kwargs: {})") != NULL, "%s", err);
-	cr_assert(strstr(err, "aten::add() expected at most 3 argument(s) but received 4 argument(s).") != NULL);
-	cr_assert_eq(pick(&o, TUP(0), K(2, "self", T(), "other", L(1, D(1.5)))), -1);
-	cr_assert(strstr(err, "(args: (), kwargs: {'self': Tensor, 'other': List[float]})") != NULL, "%s", err);
+	cr_assert(strstr(err,
+			 "(args: (Tensor, Tensor, int, int), kwargs: {})") !=
+			  NULL,
+		  "%s", err);
+	cr_assert(
+		strstr(err,
+		       "aten::add() expected at most 3 argument(s) but received 4 argument(s).") !=
+		NULL);
+	cr_assert_eq(pick(&o, TUP(0), K(2, "self", T(), "other", L(1, D(1.5)))),
+		     -1);
+	cr_assert(
+		strstr(err,
+		       "(args: (), kwargs: {'self': Tensor, 'other': List[float]})") !=
+			NULL,
+		"%s", err);
 	O_free(&o);
 }
 
@@ -826,19 +899,24 @@ Test(match, args_and_errors)
 	tw_value bad = I(1);
 
 	cr_assert_eq(MATCH((const tw_schema *const *)o.s, 1, NULL, NULL,
-				     &chosen, NULL), TW_OK);
+			   &chosen, NULL),
+		     TW_OK);
 	cr_assert_eq(chosen, 0);
 	cr_assert_eq(MATCH((const tw_schema *const *)o.s, 0, NULL, NULL,
-				     &chosen, bound), TW_EINVAL);
+			   &chosen, bound),
+		     TW_EINVAL);
 	cr_assert_eq(MATCH((const tw_schema *const *)o.s, 1, &bad, NULL,
-				     &chosen, bound), TW_EINVAL);
+			   &chosen, bound),
+		     TW_EINVAL);
 	cr_assert_str_eq(err, "positional arguments must be a tuple or a list, "
 			      "got int");
 	tw_value args = TUP(1, I(1));
 	cr_assert_eq(MATCH((const tw_schema *const *)o.s, 1, &args, NULL,
-			   &chosen, bound), TW_ETYPE);
+			   &chosen, bound),
+		     TW_ETYPE);
 	cr_assert(strstr(err, "f() expected at most 0 argument(s) but received "
-			      "1 argument(s).") != NULL, "%s", err);
+			      "1 argument(s).") != NULL,
+		  "%s", err);
 	tw_value_destroy(&args);
 	O_free(&o);
 }
@@ -864,9 +942,12 @@ Test(messages, truncated_not_overflowed)
 	cr_assert_eq(tw_schema_bind(s, &args, NULL, bound), TW_ETYPE);
 	const char *m = tw_errmsg(TW_ETYPE);
 	cr_assert_eq(strlen(m), TW_ERRMSG_MAX - 1);
-	cr_assert(strncmp(m, "aten::add() Expected a value of type 'Tensor' for "
-			     "argument 'other' but instead found type "
-			     "'List[int]'.", 90) == 0, "%s", m);
+	cr_assert(strncmp(m,
+			  "aten::add() Expected a value of type 'Tensor' for "
+			  "argument 'other' but instead found type "
+			  "'List[int]'.",
+			  90) == 0,
+		  "%s", m);
 	tw_value_destroy(&args);
 	tw_schema_free(s);
 }
@@ -903,7 +984,8 @@ Test(messages, value_type_repr)
 	cr_assert_str_eq(buf, "Tuple[()]");
 	tw_value_destroy(&v);
 	v = TUP(3, T(), N(), D(1));
-	cr_assert_eq(tw_value_type_repr(&v, buf, sizeof(buf)), strlen("Tuple[Tensor, NoneType, float]"));
+	cr_assert_eq(tw_value_type_repr(&v, buf, sizeof(buf)),
+		     strlen("Tuple[Tensor, NoneType, float]"));
 	cr_assert_str_eq(buf, "Tuple[Tensor, NoneType, float]");
 	tw_value_destroy(&v);
 	v = K(1, "a", B(true));

@@ -108,7 +108,8 @@ Test(call, reversed_responses_complete_their_own_futures)
 	tw_future *f[5];
 	for (int i = 0; i < 5; i++) {
 		f[i] = call(0, "B", "t::echo", 100 + i, 1000);
-		cr_assert_eq(tw_future_then(f[i], record_order, (void *)(intptr_t)i),
+		cr_assert_eq(tw_future_then(f[i], record_order,
+					    (void *)(intptr_t)i),
 			     TW_OK);
 	}
 	settle();
@@ -137,14 +138,17 @@ Test(call, reorder_by_permutation)
 	tw_future *f[4];
 	for (int i = 0; i < 4; i++) {
 		f[i] = call(0, "B", "t::echo", 10 * i, 1000);
-		cr_assert_eq(tw_future_then(f[i], record_order, (void *)(intptr_t)i),
+		cr_assert_eq(tw_future_then(f[i], record_order,
+					    (void *)(intptr_t)i),
 			     TW_OK);
 	}
 	settle();
 	const size_t bad[4] = {0, 1, 1, 3};
-	cr_assert_eq(tw_fake_net_reorder(W.net, B_ADDR, A_ADDR, bad, 4), TW_EINVAL);
+	cr_assert_eq(tw_fake_net_reorder(W.net, B_ADDR, A_ADDR, bad, 4),
+		     TW_EINVAL);
 	const size_t perm[4] = {2, 0, 3, 1};
-	cr_assert_eq(tw_fake_net_reorder(W.net, B_ADDR, A_ADDR, perm, 4), TW_OK);
+	cr_assert_eq(tw_fake_net_reorder(W.net, B_ADDR, A_ADDR, perm, 4),
+		     TW_OK);
 	/* One at a time, through the hold. */
 	for (int i = 0; i < 4; i++) {
 		cr_assert_eq(tw_fake_net_deliver(W.net, B_ADDR, A_ADDR, 1), 1);
@@ -270,7 +274,8 @@ Test(call, owner_calls_keep_their_order)
 Test(call, duplicated_response_is_dropped)
 {
 	world_up(2, NULL);
-	cr_assert_eq(tw_fake_net_dup_next(W.net, B_ADDR, A_ADDR, TW_MSG_RET), TW_OK);
+	cr_assert_eq(tw_fake_net_dup_next(W.net, B_ADDR, A_ADDR, TW_MSG_RET),
+		     TW_OK);
 	tw_future *f = call(0, "B", "t::echo", 11, 1000);
 	settle();
 	cr_assert_eq(result_int(f), 11);
@@ -323,31 +328,36 @@ Test(call, calls_by_id)
 	tw_value args = int_args(1);
 	tw_future *h = (tw_future *)0x1;
 	cr_assert_eq(tw_rpc_async_id(W.ag[0], 2, "t::echo", &args, NULL, 1000,
-				     &h), TW_ENOENT);
+				     &h),
+		     TW_ENOENT);
 	cr_assert_null(h);
 	cr_assert_str_eq(tw_errmsg(TW_ENOENT),
 			 "no worker with id 2 (world size 2: ids 0 to 1)");
 	cr_assert_eq(tw_rpc_async_id(W.ag[0], UINT32_MAX, "t::echo", &args,
-				     NULL, 1000, &h), TW_ENOENT);
+				     NULL, 1000, &h),
+		     TW_ENOENT);
 	cr_assert_str_eq(tw_errmsg(TW_ENOENT), "no worker with id 4294967295 "
-			 "(world size 2: ids 0 to 1)");
+					       "(world size 2: ids 0 to 1)");
 
 	/* rpc_sync by id to self: the embedded owner polls its own loop. */
 	tw_agent_fake_enter(W.ag[0]);
 	tw_value r, e;
-	cr_assert_eq(tw_rpc_sync_id(W.ag[0], 0, "t::inc", &args, NULL, 1000,
-				    &r, &e), TW_OK);
+	cr_assert_eq(tw_rpc_sync_id(W.ag[0], 0, "t::inc", &args, NULL, 1000, &r,
+				    &e),
+		     TW_OK);
 	cr_assert_eq(r.u.i, 2);
 	tw_value_destroy(&r);
 	cr_assert_eq(tw_rpc_sync_id(W.ag[0], 0, "t::nope", &args, NULL, 1000,
-				    &r, &e), TW_ENOFUNC);
+				    &r, &e),
+		     TW_ENOFUNC);
 	/* Raised by this worker (a call to self): its message alone. */
 	cr_assert_eq(e.kind, TW_KIND_ERROR);
 	cr_assert_str_eq(tw_errmsg(TW_ENOFUNC), e.u.err->msg);
 	cr_assert(strstr(e.u.err->msg, "t::nope") != NULL, "%s", e.u.err->msg);
 	tw_value_destroy(&e);
-	cr_assert_eq(tw_rpc_sync_id(W.ag[0], 9, "t::inc", &args, NULL, 1000,
-				    &r, &e), TW_ENOENT);
+	cr_assert_eq(tw_rpc_sync_id(W.ag[0], 9, "t::inc", &args, NULL, 1000, &r,
+				    &e),
+		     TW_ENOENT);
 	cr_assert_str_eq(e.u.err->msg,
 			 "no worker with id 9 (world size 2: ids 0 to 1)");
 	cr_assert_str_eq(tw_errmsg(TW_ENOENT), e.u.err->msg);
@@ -369,7 +379,8 @@ Test(call, default_timeout_changes_later_calls_only)
 	tw_future *g = call(0, "B", "t::echo", 2, -1);
 	tw_future *x = call(0, "B", "t::echo", 3, 20); /* its own */
 	cr_assert_eq(tw_agent_set_default_timeout(W.ag[0], -5), TW_EINVAL);
-	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "default timeout must not be "
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "default timeout must not be "
 			 "negative (got -5 ms; 0 = no timeout)");
 	cr_assert_eq(tw_agent_default_timeout(W.ag[0]), 200, "unchanged");
 	settle();
@@ -420,35 +431,39 @@ Test(call, async_refusals_say_why)
 	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &none, NULL, 100, &f),
 		     TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "args must be a tuple or list "
-			 "(or NULL for none), got None");
+					       "(or NULL for none), got None");
 	tw_value i = tw_value_int(3);
 	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &i, NULL, 100, &f),
 		     TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "args must be a tuple or list "
-			 "(or NULL for none), got int");
+					       "(or NULL for none), got int");
 	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &args, &args, 100, &f),
 		     TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "kwargs must be a dict (or NULL "
-			 "for none), got Tuple[int]");
+					       "for none), got Tuple[int]");
 	cr_assert_eq(tw_rpc_async(a, "B", "", &args, NULL, 100, &f), TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tw_rpc_async: no function name "
-			 "(fn is NULL or empty)");
+					       "(fn is NULL or empty)");
 	cr_assert_eq(tw_rpc_async(a, NULL, "t::echo", &args, NULL, 100, &f),
 		     TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
 			 "tw_rpc_async: no destination (to is NULL)");
 	/* The wire's refusals, found by their path. */
 	tw_value bad = tw_value_string_borrow("\xff", 1);
-	tw_value bt = {.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED,
-		       .len = 1, .u.items = &bad};
+	tw_value bt = {.kind = TW_KIND_TUPLE,
+		       .flags = TW_VALUE_BORROWED,
+		       .len = 1,
+		       .u.items = &bad};
 	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &bt, NULL, 100, &f),
 		     TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
 			 "args[0] is a string that is not valid UTF-8");
 	tw_kv kv[2] = {{.key = "a", .key_len = 1, .val = tw_value_int(1)},
 		       {.key = "a", .key_len = 1, .val = tw_value_int(2)}};
-	tw_value dup = {.kind = TW_KIND_DICT, .flags = TW_VALUE_BORROWED,
-			.len = 2, .u.entries = kv};
+	tw_value dup = {.kind = TW_KIND_DICT,
+			.flags = TW_VALUE_BORROWED,
+			.len = 2,
+			.u.entries = kv};
 	cr_assert_eq(tw_rpc_async(a, "B", "t::echo", &args, &dup, 100, &f),
 		     TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "kwargs has the key 'a' twice");
@@ -494,20 +509,22 @@ Test(call, nesting_too_deep_is_named)
 	int n = snprintf(want, sizeof(want), "value nested too deep: args");
 	for (unsigned d = 1; d < TW_VALUE_MAX_DEPTH; d++)
 		n += snprintf(want + n, sizeof(want) - (size_t)n, "[0]");
-	snprintf(want + n, sizeof(want) - (size_t)n, " is a list at depth 64 "
+	snprintf(want + n, sizeof(want) - (size_t)n,
+		 " is a list at depth 64 "
 		 "(args and kwargs are depth 1); a call's arguments may nest "
 		 "at most 63 deep, as TW_VALUE_MAX_DEPTH (64) counts the "
 		 "call's own payload tuple");
 	for (int i = 0; i < 2; i++) {
 		tw_future *f = NULL;
-		tw_status st = tw_rpc_async(W.ag[0], to[i], "t::echo", &ok, NULL,
-					    1000, &f);
+		tw_status st = tw_rpc_async(W.ag[0], to[i], "t::echo", &ok,
+					    NULL, 1000, &f);
 		cr_assert_eq(st, TW_OK, "%s: %s", to[i], tw_errmsg(st));
 		settle();
 		cr_assert_eq(tw_future_status(f), TW_OK, "%s", to[i]);
 		tw_future_release(f);
-		cr_assert_eq(tw_rpc_async(W.ag[0], to[i], "t::echo", &deep, NULL,
-					  1000, &f), TW_EINVAL, "%s", to[i]);
+		cr_assert_eq(tw_rpc_async(W.ag[0], to[i], "t::echo", &deep,
+					  NULL, 1000, &f),
+			     TW_EINVAL, "%s", to[i]);
 		cr_assert_str_eq(tw_errmsg(TW_EINVAL), want, "to %s", to[i]);
 	}
 	/* In kwargs, by key. */
@@ -519,9 +536,11 @@ Test(call, nesting_too_deep_is_named)
 	tw_future *f = NULL;
 	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::echo", NULL, &kw, 1000, &f),
 		     TW_EINVAL);
-	cr_assert(strncmp(tw_errmsg(TW_EINVAL), "value nested too deep: "
-			  "kwargs['x'][0][0]", 40) == 0, "%s",
-		  tw_errmsg(TW_EINVAL));
+	cr_assert(strncmp(tw_errmsg(TW_EINVAL),
+			  "value nested too deep: "
+			  "kwargs['x'][0][0]",
+			  40) == 0,
+		  "%s", tw_errmsg(TW_EINVAL));
 	tw_value_destroy(&kw);
 	tw_value_destroy(&ok);
 	tw_value_destroy(&deep);
@@ -551,9 +570,11 @@ Test(call, call_before_init_finished_says_so)
 {
 	world_up(2, tweak_setup_calls);
 	cr_assert_eq(setup_st, TW_EINVAL);
-	cr_assert_str_eq(setup_msg, "the agent has not joined its group yet: "
-			 "calls start once tw_agent_init has returned (not from "
-			 "its setup callback)");
+	cr_assert_str_eq(
+		setup_msg,
+		"the agent has not joined its group yet: "
+		"calls start once tw_agent_init has returned (not from "
+		"its setup callback)");
 	world_down(true);
 }
 
@@ -607,7 +628,8 @@ Test(call, full_ring_is_backpressure)
 	cr_assert_geq(n, AGENT_LOOP_RING / 2);
 	cr_assert(strstr(tw_errmsg(TW_ENOSPC), "backpressure; retry") != NULL,
 		  "%s", tw_errmsg(TW_ENOSPC));
-	cr_assert_str_eq(tw_errmsg(TW_ENOSPC), "the run loop's queue is full "
+	cr_assert_str_eq(tw_errmsg(TW_ENOSPC),
+			 "the run loop's queue is full "
 			 "(16384 messages): backpressure; retry once some "
 			 "calls complete");
 	settle();
@@ -667,12 +689,15 @@ Test(call, embedded_wait_all_polls_the_loop)
 	cr_assert_eq(tw_value_tuple(&noargs, 0), TW_OK);
 	tw_future *g = NULL;
 	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::echo", &noargs, NULL, 1000,
-				  &g), TW_OK);
+				  &g),
+		     TW_OK);
 	settle();
 	tw_agent_fake_enter(W.ag[0]);
 	cr_assert_eq(tw_agent_wait_all(W.ag[0], &g, 1, 1000), TW_EINVAL);
-	snprintf(want, sizeof(want), "future 0 (of 1) failed: On worker 'B' "
-		 "(id 1): %s", tw_future_error(g)->msg);
+	snprintf(want, sizeof(want),
+		 "future 0 (of 1) failed: On worker 'B' "
+		 "(id 1): %s",
+		 tw_future_error(g)->msg);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL), want);
 	tw_future_release(g);
 	tw_value_destroy(&noargs);

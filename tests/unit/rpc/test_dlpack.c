@@ -34,26 +34,35 @@ static void count_deleter(DLManagedTensor *self)
 static void user_tensor(tw_tensor *t, float *mem, int64_t n)
 {
 	tw_buf *buf;
-	cr_assert_eq(tw_buf_from_user(mem, (size_t)n * sizeof(float), count_release,
-				      NULL, &buf), TW_OK);
+	cr_assert_eq(tw_buf_from_user(mem, (size_t)n * sizeof(float),
+				      count_release, NULL, &buf),
+		     TW_OK);
 	for (int64_t i = 0; i < n; i++)
 		mem[i] = (float)i;
-	cr_assert_eq(tw_tensor_init(t, TW_FLOAT32, 1, &n, NULL, mem, buf), TW_OK);
+	cr_assert_eq(tw_tensor_init(t, TW_FLOAT32, 1, &n, NULL, mem, buf),
+		     TW_OK);
 	tw_buf_release(buf);
 }
 
 Test(export, fields_every_dtype)
 {
 	static const DLDataType want[TW_DTYPE_COUNT_] = {
-		[TW_BOOL] = { kDLBool, 8, 1 },     [TW_UINT8] = { kDLUInt, 8, 1 },
-		[TW_INT8] = { kDLInt, 8, 1 },      [TW_INT16] = { kDLInt, 16, 1 },
-		[TW_INT32] = { kDLInt, 32, 1 },    [TW_INT64] = { kDLInt, 64, 1 },
-		[TW_FLOAT16] = { kDLFloat, 16, 1 }, [TW_BFLOAT16] = { kDLBfloat, 16, 1 },
-		[TW_FLOAT32] = { kDLFloat, 32, 1 }, [TW_FLOAT64] = { kDLFloat, 64, 1 },
+		[TW_BOOL] = {kDLBool, 8, 1},
+		[TW_UINT8] = {kDLUInt, 8, 1},
+		[TW_INT8] = {kDLInt, 8, 1},
+		[TW_INT16] = {kDLInt, 16, 1},
+		[TW_INT32] = {kDLInt, 32, 1},
+		[TW_INT64] = {kDLInt, 64, 1},
+		[TW_FLOAT16] = {kDLFloat, 16, 1},
+		[TW_BFLOAT16] = {kDLBfloat, 16, 1},
+		[TW_FLOAT32] = {kDLFloat, 32, 1},
+		[TW_FLOAT64] = {kDLFloat, 64, 1},
 	};
 	for (unsigned d = 0; d < TW_DTYPE_COUNT_; d++) {
 		tw_tensor t;
-		cr_assert_eq(tw_tensor_alloc(&t, (tw_dtype)d, 2, (int64_t[]){ 2, 3 }), TW_OK);
+		cr_assert_eq(tw_tensor_alloc(&t, (tw_dtype)d, 2,
+					     (int64_t[]){2, 3}),
+			     TW_OK);
 		DLManagedTensor *mt = NULL;
 		cr_assert_eq(tw_tensor_to_dlpack(&t, &mt), TW_OK);
 		const DLTensor *dt = &mt->dl_tensor;
@@ -71,7 +80,8 @@ Test(export, fields_every_dtype)
 		cr_assert_eq(dt->strides[1], 1);
 		cr_assert_eq(dt->byte_offset, 0);
 		cr_assert_not_null(mt->deleter);
-		cr_assert_eq(tw_buf_refcnt(t.buf), 2, "export holds its own reference");
+		cr_assert_eq(tw_buf_refcnt(t.buf), 2,
+			     "export holds its own reference");
 		tw_tensor_release(&t);
 		mt->deleter(mt);
 	}
@@ -94,27 +104,30 @@ Test(export, outlives_tensor_and_deleter_frees)
 
 Test(export, strided_scalar_empty_and_borrowed)
 {
-	static int16_t mem[6] = { 1, 2, 3, 4, 5, 6 };
+	static int16_t mem[6] = {1, 2, 3, 4, 5, 6};
 	tw_tensor t;
 	DLManagedTensor *mt;
 
 	/* Transposed view: strides travel as they are. */
-	cr_assert_eq(tw_tensor_init(&t, TW_INT16, 2, (int64_t[]){ 3, 2 },
-				    (int64_t[]){ 1, 3 }, mem, NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&t, TW_INT16, 2, (int64_t[]){3, 2},
+				    (int64_t[]){1, 3}, mem, NULL),
+		     TW_OK);
 	cr_assert_eq(tw_tensor_to_dlpack(&t, &mt), TW_OK);
 	cr_assert_eq(mt->dl_tensor.strides[0], 1);
 	cr_assert_eq(mt->dl_tensor.strides[1], 3);
 	mt->deleter(mt); /* NULL buf: nothing to release, block freed */
 
 	/* 0-dim. */
-	cr_assert_eq(tw_tensor_init(&t, TW_INT16, 0, NULL, NULL, mem, NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&t, TW_INT16, 0, NULL, NULL, mem, NULL),
+		     TW_OK);
 	cr_assert_eq(tw_tensor_to_dlpack(&t, &mt), TW_OK);
 	cr_assert_eq(mt->dl_tensor.ndim, 0);
 	cr_assert_not_null(mt->dl_tensor.shape);
 	mt->deleter(mt);
 
 	/* Empty. */
-	cr_assert_eq(tw_tensor_alloc(&t, TW_INT16, 2, (int64_t[]){ 0, 4 }), TW_OK);
+	cr_assert_eq(tw_tensor_alloc(&t, TW_INT16, 2, (int64_t[]){0, 4}),
+		     TW_OK);
 	cr_assert_eq(tw_tensor_to_dlpack(&t, &mt), TW_OK);
 	cr_assert_eq(mt->dl_tensor.shape[0], 0);
 	tw_tensor_release(&t);
@@ -122,7 +135,9 @@ Test(export, strided_scalar_empty_and_borrowed)
 
 	/* Invalid handles are refused. */
 	cr_assert_eq(tw_tensor_to_dlpack(NULL, &mt), TW_EINVAL);
-	cr_assert_eq(tw_tensor_init(&t, TW_INT16, 1, (int64_t[]){ 6 }, NULL, mem, NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&t, TW_INT16, 1, (int64_t[]){6}, NULL, mem,
+				    NULL),
+		     TW_OK);
 	cr_assert_eq(tw_tensor_to_dlpack(&t, NULL), TW_EINVAL);
 	t.ndim = 9;
 	cr_assert_eq(tw_tensor_to_dlpack(&t, &mt), TW_EINVAL);
@@ -181,12 +196,14 @@ Test(roundtrip, importer_first_then_exporter)
 Test(roundtrip, strided_view_and_scalar)
 {
 	tw_tensor m;
-	cr_assert_eq(tw_tensor_alloc(&m, TW_INT64, 2, (int64_t[]){ 2, 3 }), TW_OK);
+	cr_assert_eq(tw_tensor_alloc(&m, TW_INT64, 2, (int64_t[]){2, 3}),
+		     TW_OK);
 	for (int i = 0; i < 6; i++)
 		((int64_t *)m.data)[i] = i * 10;
 	tw_tensor tr;
-	cr_assert_eq(tw_tensor_init(&tr, TW_INT64, 2, (int64_t[]){ 3, 2 },
-				    (int64_t[]){ 1, 3 }, m.data, m.buf), TW_OK);
+	cr_assert_eq(tw_tensor_init(&tr, TW_INT64, 2, (int64_t[]){3, 2},
+				    (int64_t[]){1, 3}, m.data, m.buf),
+		     TW_OK);
 	DLManagedTensor *mt;
 	cr_assert_eq(tw_tensor_to_dlpack(&tr, &mt), TW_OK);
 	tw_tensor back;
@@ -194,12 +211,14 @@ Test(roundtrip, strided_view_and_scalar)
 	cr_assert_eq(back.strides[0], 1);
 	cr_assert_eq(back.strides[1], 3);
 	cr_assert(tw_tensor_equal(&back, &tr));
-	cr_assert_eq(back.buf->size, 6 * sizeof(int64_t), "buffer covers the span");
+	cr_assert_eq(back.buf->size, 6 * sizeof(int64_t),
+		     "buffer covers the span");
 	tw_tensor_release(&back);
 
 	tw_tensor s;
 	cr_assert_eq(tw_tensor_init(&s, TW_INT64, 0, NULL, NULL,
-				    (int64_t *)m.data + 5, m.buf), TW_OK);
+				    (int64_t *)m.data + 5, m.buf),
+		     TW_OK);
 	cr_assert_eq(tw_tensor_to_dlpack(&s, &mt), TW_OK);
 	cr_assert_eq(tw_tensor_from_dlpack(mt, &back), TW_OK);
 	cr_assert_eq(back.ndim, 0);
@@ -228,9 +247,9 @@ static void foreign_init(struct foreign *f)
 	f->shape[0] = 2;
 	f->shape[1] = 3;
 	f->mt.dl_tensor.data = f->bytes;
-	f->mt.dl_tensor.device = (DLDevice){ kDLCPU, 0 };
+	f->mt.dl_tensor.device = (DLDevice){kDLCPU, 0};
 	f->mt.dl_tensor.ndim = 2;
-	f->mt.dl_tensor.dtype = (DLDataType){ kDLUInt, 8, 1 };
+	f->mt.dl_tensor.dtype = (DLDataType){kDLUInt, 8, 1};
 	f->mt.dl_tensor.shape = f->shape;
 	f->mt.dl_tensor.strides = NULL;
 	f->mt.manager_ctx = f;
@@ -257,8 +276,8 @@ Test(import, foreign_compact_offset_and_devices)
 
 	/* Pinned host memory of a CUDA context is plain CPU memory to us. */
 	foreign_init(&f);
-	f.mt.dl_tensor.device = (DLDevice){ kDLCUDAHost, 0 };
-	f.mt.dl_tensor.dtype = (DLDataType){ kDLBool, 8, 1 };
+	f.mt.dl_tensor.device = (DLDevice){kDLCUDAHost, 0};
+	f.mt.dl_tensor.dtype = (DLDataType){kDLBool, 8, 1};
 	deleted = 0;
 	cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_OK);
 	cr_assert_eq(t.dtype, TW_BOOL);
@@ -278,18 +297,24 @@ Test(import, every_dtype_mapping)
 		DLDataType dl;
 		tw_dtype want;
 	} cases[] = {
-		{ { kDLBool, 8, 1 }, TW_BOOL },      { { kDLUInt, 8, 1 }, TW_UINT8 },
-		{ { kDLInt, 8, 1 }, TW_INT8 },       { { kDLInt, 16, 1 }, TW_INT16 },
-		{ { kDLInt, 32, 1 }, TW_INT32 },     { { kDLInt, 64, 1 }, TW_INT64 },
-		{ { kDLFloat, 16, 1 }, TW_FLOAT16 }, { { kDLBfloat, 16, 1 }, TW_BFLOAT16 },
-		{ { kDLFloat, 32, 1 }, TW_FLOAT32 }, { { kDLFloat, 64, 1 }, TW_FLOAT64 },
+		{{kDLBool, 8, 1}, TW_BOOL},
+		{{kDLUInt, 8, 1}, TW_UINT8},
+		{{kDLInt, 8, 1}, TW_INT8},
+		{{kDLInt, 16, 1}, TW_INT16},
+		{{kDLInt, 32, 1}, TW_INT32},
+		{{kDLInt, 64, 1}, TW_INT64},
+		{{kDLFloat, 16, 1}, TW_FLOAT16},
+		{{kDLBfloat, 16, 1}, TW_BFLOAT16},
+		{{kDLFloat, 32, 1}, TW_FLOAT32},
+		{{kDLFloat, 64, 1}, TW_FLOAT64},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct foreign f;
 		foreign_init(&f);
 		f.mt.dl_tensor.dtype = cases[i].dl;
 		tw_tensor t;
-		cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_OK, "case %zu", i);
+		cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_OK,
+			     "case %zu", i);
 		cr_assert_eq(t.dtype, cases[i].want, "case %zu", i);
 		size_t nbytes;
 		cr_assert_eq(tw_tensor_nbytes(&t, &nbytes), TW_OK);
@@ -308,7 +333,8 @@ static void expect_rejected(struct foreign *f, tw_status want, const char *what)
 	memset(&t, 0x5A, sizeof(t));
 	tw_status st = tw_tensor_from_dlpack(&f->mt, &t);
 	cr_assert_eq(st, want, "%s: got %d", what, st);
-	cr_assert_eq(memcmp(&before, f, sizeof(before)), 0, "%s: mt untouched", what);
+	cr_assert_eq(memcmp(&before, f, sizeof(before)), 0, "%s: mt untouched",
+		     what);
 	cr_assert_eq(deleted, 0, "%s: deleter not called", what);
 }
 
@@ -317,10 +343,10 @@ Test(import, rejected_leave_mt_untouched)
 	struct foreign f;
 
 	foreign_init(&f);
-	f.mt.dl_tensor.device = (DLDevice){ kDLCUDA, 0 };
+	f.mt.dl_tensor.device = (DLDevice){kDLCUDA, 0};
 	expect_rejected(&f, TW_ENOTSUP, "CUDA device");
 	foreign_init(&f);
-	f.mt.dl_tensor.device = (DLDevice){ (DLDeviceType)0, 0 };
+	f.mt.dl_tensor.device = (DLDevice){(DLDeviceType)0, 0};
 	expect_rejected(&f, TW_ENOTSUP, "device 0");
 
 	foreign_init(&f);
@@ -337,13 +363,13 @@ Test(import, rejected_leave_mt_untouched)
 	f.mt.dl_tensor.dtype.code = 42;
 	expect_rejected(&f, TW_ENOTSUP, "unknown code");
 	foreign_init(&f);
-	f.mt.dl_tensor.dtype = (DLDataType){ kDLFloat, 8, 1 };
+	f.mt.dl_tensor.dtype = (DLDataType){kDLFloat, 8, 1};
 	expect_rejected(&f, TW_ENOTSUP, "float8");
 	foreign_init(&f);
-	f.mt.dl_tensor.dtype = (DLDataType){ kDLBool, 1, 1 };
+	f.mt.dl_tensor.dtype = (DLDataType){kDLBool, 1, 1};
 	expect_rejected(&f, TW_ENOTSUP, "1-bit bool");
 	foreign_init(&f);
-	f.mt.dl_tensor.dtype = (DLDataType){ kDLUInt, 16, 1 };
+	f.mt.dl_tensor.dtype = (DLDataType){kDLUInt, 16, 1};
 	expect_rejected(&f, TW_ENOTSUP, "uint16");
 
 	foreign_init(&f);
@@ -440,8 +466,8 @@ static bool clang_asan_runtime(char *path, size_t size)
 #define TW_STR_(x) #x
 #define TW_STR(x) TW_STR_(x)
 	static const char *const cmds[] = {
-		"clang-" TW_STR(__clang_major__)
-		" -print-file-name=libclang_rt.asan-x86_64.so 2>/dev/null",
+		"clang-" TW_STR(
+			__clang_major__) " -print-file-name=libclang_rt.asan-x86_64.so 2>/dev/null",
 		"clang -print-file-name=libclang_rt.asan-x86_64.so 2>/dev/null",
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -500,7 +526,8 @@ Test(interop, numpy_from_dlpack, .timeout = 120)
 			/* The interpreter keeps its objects to exit: not ours. */
 			setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
 		}
-		execl(PYTHON, PYTHON, TW_TEST_SRCDIR "/unit/rpc/dlpack_numpy.py", lib,
+		execl(PYTHON, PYTHON,
+		      TW_TEST_SRCDIR "/unit/rpc/dlpack_numpy.py", lib,
 		      (char *)NULL);
 		_exit(127);
 	}
@@ -510,7 +537,8 @@ Test(interop, numpy_from_dlpack, .timeout = 120)
 		  WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	if (WEXITSTATUS(status) == SKIP_CODE)
 		cr_skip_test("numpy not installed for %s", PYTHON);
-	cr_assert_eq(WEXITSTATUS(status), 0, "dlpack_numpy.py failed (see its output)");
+	cr_assert_eq(WEXITSTATUS(status), 0,
+		     "dlpack_numpy.py failed (see its output)");
 }
 
 /* Each refusal says which field: the reason names it (tw_errmsg). */
@@ -520,14 +548,16 @@ Test(import, refusals_say_why)
 	tw_tensor t;
 
 	foreign_init(&f);
-	f.mt.dl_tensor.device = (DLDevice){ kDLCUDA, 0 };
+	f.mt.dl_tensor.device = (DLDevice){kDLCUDA, 0};
 	cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_ENOTSUP);
-	cr_assert_str_eq(tw_errmsg(TW_ENOTSUP), "DLPack device type 2: only "
+	cr_assert_str_eq(tw_errmsg(TW_ENOTSUP),
+			 "DLPack device type 2: only "
 			 "CPU (1) and CUDA host (3) memory can be imported");
 	foreign_init(&f);
-	f.mt.dl_tensor.dtype = (DLDataType){ kDLUInt, 16, 1 };
+	f.mt.dl_tensor.dtype = (DLDataType){kDLUInt, 16, 1};
 	cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_ENOTSUP);
-	cr_assert_str_eq(tw_errmsg(TW_ENOTSUP), "DLPack dtype (code 1, 16 bits, "
+	cr_assert_str_eq(tw_errmsg(TW_ENOTSUP),
+			 "DLPack dtype (code 1, 16 bits, "
 			 "1 lanes) has no tensorwire dtype");
 	foreign_init(&f);
 	f.mt.dl_tensor.ndim = 9;
@@ -537,12 +567,14 @@ Test(import, refusals_say_why)
 	foreign_init(&f);
 	f.shape[1] = -3;
 	cr_assert_eq(tw_tensor_from_dlpack(&f.mt, &t), TW_EINVAL);
-	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tensor shape[1] is negative (-3)");
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tensor shape[1] is negative (-3)");
 
 	/* Export: a tensor the exporter cannot describe. */
 	tw_tensor bad = {0};
 	bad.dtype = 200;
 	DLManagedTensor *mt;
 	cr_assert_eq(tw_tensor_to_dlpack(&bad, &mt), TW_EINVAL);
-	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tensor dtype 200 is not a tw_dtype");
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tensor dtype 200 is not a tw_dtype");
 }

@@ -12,7 +12,6 @@
 
 #include "rpc/executor.h"
 
-
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -27,9 +26,9 @@ struct job {
 	struct exec_job base;
 	const struct executor *e;
 	_Atomic int runs, drops;
-	_Atomic int on_thread;     /* executor_on_thread(e) inside run */
-	_Atomic int *gate;         /* run waits while *gate == 0 */
-	_Atomic int *started;      /* run counts itself here first */
+	_Atomic int on_thread; /* executor_on_thread(e) inside run */
+	_Atomic int *gate;     /* run waits while *gate == 0 */
+	_Atomic int *started;  /* run counts itself here first */
 };
 
 static _Atomic int total_runs, total_drops;
@@ -107,8 +106,10 @@ Test(executor, every_job_runs_once_on_an_executor_thread)
 		cr_assert_eq(atomic_load(&j[i].runs), 1, "job %d ran %d times",
 			     i, atomic_load(&j[i].runs));
 		cr_assert_eq(atomic_load(&j[i].drops), 0, "job %d dropped", i);
-		cr_assert(atomic_load(&j[i].on_thread), "job %d: not on an "
-							"executor thread", i);
+		cr_assert(atomic_load(&j[i].on_thread),
+			  "job %d: not on an "
+			  "executor thread",
+			  i);
 	}
 	free(j);
 }
@@ -197,7 +198,7 @@ Test(executor, stop_answers_every_job)
 	int taken = 1;
 	for (int i = 1; i <= Q / 2; i++, taken++)
 		cr_assert_eq(executor_submit(e, &j[i].base), TW_OK);
-	struct stopper s = { .e = e };
+	struct stopper s = {.e = e};
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, stop_main, &s), 0);
 	/* Until stop has begun, a submit may still be taken (or find the
@@ -246,7 +247,7 @@ Test(executor, destroy_idle)
 {
 	struct executor *e;
 	cr_assert_eq(executor_create(4, 8, NULL, &e), TW_OK);
-	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	struct timespec ts = {0, 20 * 1000 * 1000};
 	nanosleep(&ts, NULL); /* let them go to sleep */
 	executor_destroy(e);
 }

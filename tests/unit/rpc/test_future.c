@@ -130,7 +130,8 @@ Test(future, fail_value_moves_error)
 {
 	tw_future *f = new_future();
 	tw_value e;
-	cr_assert_eq(tw_value_error(&e, TW_ENOFUNC, 4, "no function x::y"), TW_OK);
+	cr_assert_eq(tw_value_error(&e, TW_ENOFUNC, 4, "no function x::y"),
+		     TW_OK);
 	cr_assert_eq(tw_future_fail_value(f, &e), TW_OK);
 	cr_assert_eq(e.kind, TW_KIND_NONE);
 	assert_error(f, TW_ENOFUNC, 4, "no function x::y");
@@ -202,7 +203,8 @@ static void *race_complete(void *p)
 		tw_value v = tw_value_int(c->id);
 		st = tw_future_complete(c->f, &v);
 	} else {
-		st = tw_future_fail(c->f, TW_ERUNTIME, (uint32_t)c->id, "lost?");
+		st = tw_future_fail(c->f, TW_ERUNTIME, (uint32_t)c->id,
+				    "lost?");
 	}
 	cr_assert(st == TW_OK || st == TW_EBUSY);
 	if (st == TW_OK)
@@ -218,7 +220,7 @@ Test(future, concurrent_completers_one_wins)
 		pthread_t t[4];
 		struct race_ctx c[4];
 		for (int i = 0; i < 4; i++) {
-			c[i] = (struct race_ctx){ f, &go, &wins, i };
+			c[i] = (struct race_ctx){f, &go, &wins, i};
 			pthread_create(&t[i], NULL, race_complete, &c[i]);
 		}
 		atomic_store(&go, 1);
@@ -264,7 +266,8 @@ Test(future, wait_times_out_quickly)
 	int64_t t0 = now_ns();
 	cr_assert_eq(tw_future_wait(f, 0), TW_ETIMEDOUT);
 	int64_t dt = now_ns() - t0;
-	cr_assert_lt(dt, 5 * 1000000, "timeout 0 polls (took %lld ns)", (long long)dt);
+	cr_assert_lt(dt, 5 * 1000000, "timeout 0 polls (took %lld ns)",
+		     (long long)dt);
 
 	t0 = now_ns();
 	cr_assert_eq(tw_future_wait(f, 50), TW_ETIMEDOUT);
@@ -292,7 +295,8 @@ static void *complete_after(void *p)
 		sched_yield();
 	spin_for_ns(d->delay_ns);
 	if (d->fail)
-		cr_assert_eq(tw_future_fail(d->f, TW_EUNREACHABLE, 9, "gone"), TW_OK);
+		cr_assert_eq(tw_future_fail(d->f, TW_EUNREACHABLE, 9, "gone"),
+			     TW_OK);
 	else
 		complete_int(d->f, 1234);
 	/* The completer holds its own reference while it completes. */
@@ -306,7 +310,7 @@ static int64_t wait_for_delayed(int64_t delay_ns, int64_t timeout_ms, bool fail)
 {
 	tw_future *f = new_future();
 	atomic_int waiting = 0;
-	struct delayed d = { tw_future_retain(f), &waiting, delay_ns, fail };
+	struct delayed d = {tw_future_retain(f), &waiting, delay_ns, fail};
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, complete_after, &d), 0);
 	atomic_store(&waiting, 1);
@@ -350,7 +354,7 @@ Test(future, wait_spin_path)
  * shows up as a 10 s timeout instead of a hang. */
 Test(future, wait_boundary_stress)
 {
-	static const int64_t delays[] = { 0, 10000, 25000, 30000, 35000, 60000 };
+	static const int64_t delays[] = {0, 10000, 25000, 30000, 35000, 60000};
 	for (int i = 0; i < 120; i++)
 		wait_for_delayed(delays[i % 6], 10000, false);
 }
@@ -374,13 +378,13 @@ Test(future, many_waiters_all_woken)
 {
 	tw_future *f = new_future();
 	atomic_int started = 0;
-	struct multi_wait m = { f, &started };
+	struct multi_wait m = {f, &started};
 	pthread_t t[6];
 	for (int i = 0; i < 6; i++)
 		pthread_create(&t[i], NULL, multi_waiter, &m);
 	while (atomic_load(&started) < 6)
 		sched_yield();
-	struct timespec ts = { 0, 20 * 1000000 };
+	struct timespec ts = {0, 20 * 1000000};
 	nanosleep(&ts, NULL); /* let them reach the futex */
 	complete_int(f, 5);
 	for (int i = 0; i < 6; i++)
@@ -470,19 +474,20 @@ static void order_cb(tw_future *f, void *arg)
 Test(future, many_callbacks_in_registration_order)
 {
 	tw_future *f = new_future();
-	struct order_log log = { .n = 0 };
+	struct order_log log = {.n = 0};
 	struct order_arg args[100];
 	for (int i = 0; i < 100; i++) {
-		args[i] = (struct order_arg){ &log, i };
+		args[i] = (struct order_arg){&log, i};
 		cr_assert_eq(tw_future_then(f, order_cb, &args[i]), TW_OK);
 	}
 	cr_assert_eq(log.n, 0);
 	complete_int(f, 0);
 	cr_assert_eq(log.n, 100);
 	for (int i = 0; i < 100; i++)
-		cr_assert_eq(log.seq[i], i, "callback %d ran at %d", log.seq[i], i);
+		cr_assert_eq(log.seq[i], i, "callback %d ran at %d", log.seq[i],
+			     i);
 	/* Registered after completion: at once, after the others. */
-	struct order_arg late = { &log, 100 };
+	struct order_arg late = {&log, 100};
 	cr_assert_eq(tw_future_then(f, order_cb, &late), TW_OK);
 	cr_assert_eq(log.n, 101);
 	cr_assert_eq(log.seq[100], 100);
@@ -572,7 +577,8 @@ static void *stress_registrar(void *p)
 		;
 	for (int i = 0; i < STRESS_N; i++) {
 		for (int k = 0; k < STRESS_CBS; k++)
-			cr_assert_eq(tw_future_then(s->f[i], stress_cb, &s->calls[i]),
+			cr_assert_eq(tw_future_then(s->f[i], stress_cb,
+						    &s->calls[i]),
 				     TW_OK);
 		/* Each registrar owns one reference to each future. */
 		tw_future_release(s->f[i]);
@@ -583,13 +589,14 @@ static void *stress_registrar(void *p)
 static void *stress_completer(void *p)
 {
 	struct stress *s = p;
-	const int64_t shape[1] = { 4 };
+	const int64_t shape[1] = {4};
 	while (!atomic_load(&s->go))
 		;
 	for (int i = 0; i < STRESS_N; i++) {
 		tw_tensor t;
 		cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, 1, shape, NULL,
-					    s->payload_buf->data, s->payload_buf),
+					    s->payload_buf->data,
+					    s->payload_buf),
 			     TW_OK);
 		tw_value v;
 		cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
@@ -687,7 +694,8 @@ static tw_status fail_with_error(tw_future *src, void *arg, tw_value *out)
 {
 	(void)src;
 	(void)arg;
-	cr_assert_eq(tw_value_error(out, TW_ETYPE, 6, "expected a tensor"), TW_OK);
+	cr_assert_eq(tw_value_error(out, TW_ETYPE, 6, "expected a tensor"),
+		     TW_OK);
 	return TW_ETYPE;
 }
 
@@ -731,7 +739,8 @@ Test(future, chain_of_failed_source)
 	tw_future *f = new_future();
 	tw_future *g;
 	cr_assert_eq(tw_future_chain(f, double_it, &calls, &g), TW_OK);
-	cr_assert_eq(tw_future_fail(f, TW_EUNREACHABLE, 5, "peer 5 gone"), TW_OK);
+	cr_assert_eq(tw_future_fail(f, TW_EUNREACHABLE, 5, "peer 5 gone"),
+		     TW_OK);
 	cr_assert_eq(atomic_load(&calls), 0, "fn is not called");
 	assert_error(g, TW_EUNREACHABLE, 5, "peer 5 gone");
 	cr_assert_neq(tw_future_error(g)->msg, tw_future_error(f)->msg,
@@ -802,7 +811,7 @@ static void complete_and_scrap(tw_future *f, tw_in_msg *m)
 static void build_payload(tw_value *v, uint32_t nints, tw_buf **tbuf)
 {
 	/* tuple(str, tensor, list[int] * nints, dict{"k": -1}) */
-	const int64_t shape[2] = { 2, 3 };
+	const int64_t shape[2] = {2, 3};
 	tw_tensor t;
 	cr_assert_eq(tw_tensor_alloc(&t, TW_FLOAT32, 2, shape), TW_OK);
 	float *d = t.data;
@@ -817,7 +826,8 @@ static void build_payload(tw_value *v, uint32_t nints, tw_buf **tbuf)
 	tw_tensor_release(&t);
 	cr_assert_eq(tw_value_list(&l, nints), TW_OK);
 	for (uint32_t i = 0; i < nints; i++)
-		cr_assert_eq(tw_value_set_item(&l, i, tw_value_int(i * 3)), TW_OK);
+		cr_assert_eq(tw_value_set_item(&l, i, tw_value_int(i * 3)),
+			     TW_OK);
 	cr_assert_eq(tw_value_dict(&dict, 1), TW_OK);
 	cr_assert_eq(tw_value_dict_set(&dict, 0, "k", tw_value_int(-1)), TW_OK);
 	cr_assert_eq(tw_value_set_item(v, 0, s), TW_OK);
@@ -863,7 +873,8 @@ static void check_complete_msg(uint32_t nints, bool expect_inline)
 	cr_assert_eq(tw_value_get_item(v, 3, &dv), TW_OK);
 	cr_assert_eq(tw_value_dict_get(dv, "k", &kv), TW_OK);
 	cr_assert_eq(kv->u.i, -1);
-	cr_assert_eq(tw_buf_refcnt(rb), 2, "the future holds the receive buffer");
+	cr_assert_eq(tw_buf_refcnt(rb), 2,
+		     "the future holds the receive buffer");
 
 	/* An owned copy: tensors share the receive buffer by reference. */
 	tw_value c;
@@ -873,7 +884,8 @@ static void check_complete_msg(uint32_t nints, bool expect_inline)
 	cr_assert_eq(tw_buf_refcnt(rb), 3);
 
 	tw_future_release(f);
-	cr_assert_eq(tw_buf_refcnt(rb), 2, "released with the future, the copy's ref stays");
+	cr_assert_eq(tw_buf_refcnt(rb), 2,
+		     "released with the future, the copy's ref stays");
 	cr_assert(tw_value_equal(&c, &payload), "the copy outlives the future");
 	tw_value_destroy(&c);
 	cr_assert_eq(tw_buf_refcnt(rb), 1);
@@ -911,7 +923,8 @@ Test(future, complete_msg_scalar_payload)
 Test(future, complete_msg_exception)
 {
 	tw_value e;
-	cr_assert_eq(tw_value_error(&e, TW_ENOFUNC, 3, "no function demo::nope"),
+	cr_assert_eq(tw_value_error(&e, TW_ENOFUNC, 3,
+				    "no function demo::nope"),
 		     TW_OK);
 	tw_buf *rb;
 	tw_in_msg *m = decode_roundtrip(TW_MSG_EXCEPTION, &e, &rb);
@@ -966,7 +979,7 @@ struct msg_completer {
 static void *complete_msg_thread(void *p)
 {
 	struct msg_completer *c = p;
-	struct timespec ts = { 0, 2 * 1000000 };
+	struct timespec ts = {0, 2 * 1000000};
 	nanosleep(&ts, NULL);
 	complete_and_scrap(c->f, c->m);
 	return NULL;
@@ -978,7 +991,7 @@ Test(future, complete_msg_across_threads)
 	tw_buf *tbuf;
 	build_payload(&payload, 4, &tbuf);
 	tw_buf *rb;
-	struct msg_completer c = { new_future(), NULL };
+	struct msg_completer c = {new_future(), NULL};
 	c.m = decode_roundtrip(TW_MSG_RET, &payload, &rb);
 	pthread_t t;
 	pthread_create(&t, NULL, complete_msg_thread, &c);
@@ -1002,13 +1015,15 @@ Test(future_errmsg, refusals_say_why)
 			 "tw_future_fail: kind 0 is not a failure status");
 	tw_value notanerror = tw_value_int(3);
 	cr_assert_eq(tw_future_fail_value(f, &notanerror), TW_EINVAL);
-	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "tw_future_fail_value: err must "
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "tw_future_fail_value: err must "
 			 "be an error value with a failure kind, got a value "
 			 "of kind 'int'");
 	cr_assert_eq(tw_future_status(f), TW_EBUSY);
 	cr_assert_str_eq(tw_errmsg(TW_EBUSY), "the future is still pending");
 	cr_assert_eq(tw_future_wait(f, 0), TW_ETIMEDOUT);
-	cr_assert_str_eq(tw_errmsg(TW_ETIMEDOUT), "the future is still pending "
+	cr_assert_str_eq(tw_errmsg(TW_ETIMEDOUT),
+			 "the future is still pending "
 			 "(a wait of 0 ms only looks)");
 	cr_assert_eq(tw_future_wait(f, 1), TW_ETIMEDOUT);
 	cr_assert_str_eq(tw_errmsg(TW_ETIMEDOUT),
@@ -1016,7 +1031,8 @@ Test(future_errmsg, refusals_say_why)
 	complete_int(f, 1);
 	tw_value v = tw_value_int(2);
 	cr_assert_eq(tw_future_complete(f, &v), TW_EBUSY);
-	cr_assert_str_eq(tw_errmsg(TW_EBUSY), "the future is already completed");
+	cr_assert_str_eq(tw_errmsg(TW_EBUSY),
+			 "the future is already completed");
 	tw_future_release(f);
 }
 
@@ -1171,8 +1187,8 @@ Test(future_group, wait_all_races_completion)
 			f[i] = new_future();
 		bool fail = round % 3 == 0;
 		for (int i = 0; i < 4; i++)
-			t[i] = later(f[i], 0, fail && i == 2 ? TW_EIO : TW_OK, i,
-				     &l[i]);
+			t[i] = later(f[i], 0, fail && i == 2 ? TW_EIO : TW_OK,
+				     i, &l[i]);
 		tw_status st = tw_future_wait_all(f, 4, 10000);
 		cr_assert_eq(st, fail ? TW_EIO : TW_OK, "round %d: %s", round,
 			     tw_status_name(st));

@@ -40,8 +40,11 @@ static tw_buf *mk(unsigned type, const void *pay, size_t plen, uint32_t nseg,
 		  const uint64_t *seglens, size_t *len)
 {
 	uint64_t off = tw_frame_head_len(nseg, (uint32_t)plen);
-	tw_frame_hdr h = {.version = 1, .type = (uint8_t)type, .req_id = 77,
-			  .src = 3, .dst = 4};
+	tw_frame_hdr h = {.version = 1,
+			  .type = (uint8_t)type,
+			  .req_id = 77,
+			  .src = 3,
+			  .dst = 4};
 	uint64_t total = off;
 	tw_buf *b;
 
@@ -234,7 +237,9 @@ static tw_buf *valid_call(size_t *len)
 	tw_value_set_item(&args, 2, tw_value_int(5));
 	tw_value_set_item(&args, 3, cstr("s"));
 	cr_assert_eq(tw_value_dict(&kw, 1), TW_OK);
-	cr_assert_eq(tw_value_dict_set(&kw, 0, "k", tens(TW_INT16, 1, s2, NULL)), TW_OK);
+	cr_assert_eq(tw_value_dict_set(&kw, 0, "k",
+				       tens(TW_INT16, 1, s2, NULL)),
+		     TW_OK);
 	cr_assert_eq(tw_value_tuple(&call, 3), TW_OK);
 	tw_value_set_item(&call, 0, cstr("mod.f"));
 	tw_value_set_item(&call, 1, args);
@@ -271,41 +276,57 @@ Test(malformed, header_fields)
 	b = copy_of(v, len);
 	expect_ok(b, len, "control");
 
-	b = copy_of(v, len); F(b)[0] ^= 0x01;
+	b = copy_of(v, len);
+	F(b)[0] ^= 0x01;
 	expect_bad(b, len, "bad magic");
-	b = copy_of(v, len); F(b)[4] = 0;
+	b = copy_of(v, len);
+	F(b)[4] = 0;
 	expect_bad(b, len, "version 0");
-	b = copy_of(v, len); F(b)[5] = 0;
+	b = copy_of(v, len);
+	F(b)[5] = 0;
 	expect_bad(b, len, "type 0");
-	b = copy_of(v, len); F(b)[5] = TW_MSG_TYPE_COUNT_;
+	b = copy_of(v, len);
+	F(b)[5] = TW_MSG_TYPE_COUNT_;
 	expect_bad(b, len, "unknown type");
-	b = copy_of(v, len); F(b)[5] = 0xff;
+	b = copy_of(v, len);
+	F(b)[5] = 0xff;
 	expect_bad(b, len, "type 255");
-	b = copy_of(v, len); F(b)[7] = 0x40;
+	b = copy_of(v, len);
+	F(b)[7] = 0x40;
 	expect_bad(b, len, "flags");
-	b = copy_of(v, len); F(b)[38] = 1;
+	b = copy_of(v, len);
+	F(b)[38] = 1;
 	expect_bad(b, len, "reserved");
 
 	f = F(v);
 	plen = f[28] | f[29] << 8 | f[30] << 16 | (uint32_t)f[31] << 24;
 	nseg = f[32] | f[33] << 8;
-	b = copy_of(v, len); put32(F(b) + 28, plen + 1);
+	b = copy_of(v, len);
+	put32(F(b) + 28, plen + 1);
 	expect_bad(b, len, "payload_len + 1");
-	b = copy_of(v, len); put32(F(b) + 28, plen - 1);
+	b = copy_of(v, len);
+	put32(F(b) + 28, plen - 1);
 	expect_bad(b, len, "payload_len - 1");
-	b = copy_of(v, len); put32(F(b) + 28, UINT32_MAX);
+	b = copy_of(v, len);
+	put32(F(b) + 28, UINT32_MAX);
 	expect_bad(b, len, "payload_len 2^32 - 1");
-	b = copy_of(v, len); put32(F(b) + 32, nseg + 1);
+	b = copy_of(v, len);
+	put32(F(b) + 32, nseg + 1);
 	expect_bad(b, len, "seg_count + 1");
-	b = copy_of(v, len); put32(F(b) + 32, 0);
+	b = copy_of(v, len);
+	put32(F(b) + 32, 0);
 	expect_bad(b, len, "seg_count 0 with tensors");
-	b = copy_of(v, len); put32(F(b) + 32, 70000);
+	b = copy_of(v, len);
+	put32(F(b) + 32, 70000);
 	expect_bad(b, len, "seg_count over the format limit");
-	b = copy_of(v, len); put64(F(b) + 40, len + 1);
+	b = copy_of(v, len);
+	put64(F(b) + 40, len + 1);
 	expect_bad(b, len, "total_len + 1");
-	b = copy_of(v, len); put64(F(b) + 40, len - 1);
+	b = copy_of(v, len);
+	put64(F(b) + 40, len - 1);
 	expect_bad(b, len, "total_len - 1");
-	b = copy_of(v, len); put64(F(b) + 40, UINT64_MAX);
+	b = copy_of(v, len);
+	put64(F(b) + 40, UINT64_MAX);
 	expect_bad(b, len, "total_len 2^64 - 1");
 	b = copy_of(v, len);
 	expect_bad(b, len - 1, "frame shorter than total_len");
@@ -314,13 +335,16 @@ Test(malformed, header_fields)
 
 	tw_decode_limits lim = {.frame = {.max_segs = 2}};
 	b = copy_of(v, len);
-	expect_bad_lim(b, len, TW_EPROTO, &lim, "seg_count over the receiver's limit");
+	expect_bad_lim(b, len, TW_EPROTO, &lim,
+		       "seg_count over the receiver's limit");
 	lim = (tw_decode_limits){.frame = {.max_payload = 16}};
 	b = copy_of(v, len);
-	expect_bad_lim(b, len, TW_EPROTO, &lim, "payload over the receiver's limit");
+	expect_bad_lim(b, len, TW_EPROTO, &lim,
+		       "payload over the receiver's limit");
 	lim = (tw_decode_limits){.frame = {.max_total = 128}};
 	b = copy_of(v, len);
-	expect_bad_lim(b, len, TW_EPROTO, &lim, "total over the receiver's limit");
+	expect_bad_lim(b, len, TW_EPROTO, &lim,
+		       "total over the receiver's limit");
 
 	tw_buf_release(v);
 }
@@ -352,15 +376,20 @@ Test(malformed, segment_table_lies)
 	tw_buf *v = valid_call(&len), *b;
 	uint64_t s0 = get64(F(v) + 48);
 
-	b = copy_of(v, len); put64(F(b) + 48, s0 + 1);
+	b = copy_of(v, len);
+	put64(F(b) + 48, s0 + 1);
 	expect_bad(b, len, "segment 0 one byte longer");
-	b = copy_of(v, len); put64(F(b) + 48, s0 - 1);
+	b = copy_of(v, len);
+	put64(F(b) + 48, s0 - 1);
 	expect_bad(b, len, "segment 0 one byte shorter");
-	b = copy_of(v, len); put64(F(b) + 48, (uint64_t)1 << 63);
+	b = copy_of(v, len);
+	put64(F(b) + 48, (uint64_t)1 << 63);
 	expect_bad(b, len, "segment 0 of 2^63 bytes");
-	b = copy_of(v, len); put64(F(b) + 48, UINT64_MAX);
+	b = copy_of(v, len);
+	put64(F(b) + 48, UINT64_MAX);
 	expect_bad(b, len, "segment 0 of 2^64 - 1 bytes");
-	b = copy_of(v, len); put64(F(b) + 48 + 16, 0);
+	b = copy_of(v, len);
+	put64(F(b) + 48 + 16, 0);
 	expect_bad(b, len, "last segment empty");
 	/* Swapping two segment lengths keeps the total but not the layout
 	 * the tensors describe. */
@@ -373,10 +402,12 @@ Test(malformed, segment_table_lies)
 	uint32_t plen = F(v)[28] | F(v)[29] << 8;
 	size_t pad = 48 + 3 * 8 + plen;
 	cr_assert_lt(pad % 64, 63);
-	b = copy_of(v, len); F(b)[pad] = 0x80;
+	b = copy_of(v, len);
+	F(b)[pad] = 0x80;
 	expect_bad(b, len, "non-zero payload pad");
 	size_t seg0 = tw_frame_head_len(3, plen);
-	b = copy_of(v, len); F(b)[seg0 + s0] = 1;
+	b = copy_of(v, len);
+	F(b)[seg0 + s0] = 1;
 	expect_bad(b, len, "non-zero pad between segments");
 	tw_buf_release(v);
 }
@@ -390,7 +421,8 @@ Test(malformed, truncated_at_every_byte)
 		tw_buf *b = copy_of(v, len);
 		char what[64];
 
-		snprintf(what, sizeof(what), "truncated to %zu of %zu", cut, len);
+		snprintf(what, sizeof(what), "truncated to %zu of %zu", cut,
+			 len);
 		expect_bad(b, cut, what);
 	}
 	/* and a frame of total_len followed by more bytes in the buffer is
@@ -440,31 +472,51 @@ Test(malformed, strings_and_bytes)
 	bad_ret(PAY("\x04\x02hi"), "string without NUL");
 	bad_ret(PAY("\x04\x02hi!"), "string with a non-zero terminator");
 	bad_ret(PAY("\x04\x05hi\x00"), "string longer than the payload");
-	bad_ret(PAY("\x04\xff\xff\xff\xff\x0f" "a\x00"), "string of 2^32 - 1 bytes");
+	bad_ret(PAY("\x04\xff\xff\xff\xff\x0f"
+		    "a\x00"),
+		"string of 2^32 - 1 bytes");
 	bad_ret(PAY("\x04\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01"),
 		"string of 2^63 bytes");
 	bad_ret(PAY("\x04\x02\xc3\x28\x00"), "invalid UTF-8");
 	bad_ret(PAY("\x04\x02\xc0\x80\x00"), "overlong UTF-8 NUL");
 	bad_ret(PAY("\x04\x03\xed\xa0\x80\x00"), "UTF-16 surrogate in UTF-8");
 	bad_ret(PAY("\x04\x01\xe2\x00"), "truncated UTF-8 sequence");
-	bad_ret(PAY("\x05\x03" "ab"), "bytes longer than the payload");
+	bad_ret(PAY("\x05\x03"
+		    "ab"),
+		"bytes longer than the payload");
 	bad_ret(PAY("\x05\xff\xff\xff\xff\x0f"), "bytes of 2^32 - 1");
 }
 
 Test(malformed, containers)
 {
-	ok_ret(PAY("\x09\x02\x01" "a\x00\x00\x01" "b\x00\x00"), "control: dict");
-	bad_ret(PAY("\x07\x80\x80\x80\x80\x08\x00"), "list count 2^31, one item");
-	bad_ret(PAY("\x08\xff\xff\xff\xff\x0f"), "tuple count 2^32 - 1, no items");
-	bad_ret(PAY("\x07\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01"), "list count 2^63");
+	ok_ret(PAY("\x09\x02\x01"
+		   "a\x00\x00\x01"
+		   "b\x00\x00"),
+	       "control: dict");
+	bad_ret(PAY("\x07\x80\x80\x80\x80\x08\x00"),
+		"list count 2^31, one item");
+	bad_ret(PAY("\x08\xff\xff\xff\xff\x0f"),
+		"tuple count 2^32 - 1, no items");
+	bad_ret(PAY("\x07\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01"),
+		"list count 2^63");
 	bad_ret(PAY("\x07\x03\x00\x00"), "list shorter than its count");
 	bad_ret(PAY("\x09\x80\x80\x80\x80\x08\x00\x00\x00"), "dict count 2^31");
-	bad_ret(PAY("\x09\x02\x01" "a\x00\x00\x01" "a\x00\x00"), "duplicate keys");
-	bad_ret(PAY("\x09\x02\x00\x00\x00\x00\x00\x00"), "duplicate empty keys");
-	bad_ret(PAY("\x09\x01\x02" "a\x00\x00\x00"), "key with embedded NUL");
+	bad_ret(PAY("\x09\x02\x01"
+		    "a\x00\x00\x01"
+		    "a\x00\x00"),
+		"duplicate keys");
+	bad_ret(PAY("\x09\x02\x00\x00\x00\x00\x00\x00"),
+		"duplicate empty keys");
+	bad_ret(PAY("\x09\x01\x02"
+		    "a\x00\x00\x00"),
+		"key with embedded NUL");
 	bad_ret(PAY("\x09\x01\x01\xff\x00\x00"), "key not UTF-8");
-	bad_ret(PAY("\x09\x01\x01" "a\x01\x00"), "key without NUL");
-	bad_ret(PAY("\x09\x01\x01" "a\x00"), "dict value missing");
+	bad_ret(PAY("\x09\x01\x01"
+		    "a\x01\x00"),
+		"key without NUL");
+	bad_ret(PAY("\x09\x01\x01"
+		    "a\x00"),
+		"dict value missing");
 
 	/* a large dict with one duplicate far apart: the sorted check */
 	uint8_t p[2048];
@@ -520,15 +572,19 @@ Test(malformed, depth_and_nodes)
 Test(malformed, rref_and_error)
 {
 	ok_ret(PAY("\x0a\x01\x02\x03\x04\x05"), "control: rref");
-	bad_ret(PAY("\x0a\x80\x80\x80\x80\x10\x02\x03\x04\x05"), "rref owner 2^32");
-	bad_ret(PAY("\x0a\x01\x80\x80\x80\x80\x10\x03\x04\x05"), "rref created_on 2^32");
-	bad_ret(PAY("\x0a\x01\x02\x03\x80\x80\x80\x80\x10\x05"), "fork created_on 2^32");
+	bad_ret(PAY("\x0a\x80\x80\x80\x80\x10\x02\x03\x04\x05"),
+		"rref owner 2^32");
+	bad_ret(PAY("\x0a\x01\x80\x80\x80\x80\x10\x03\x04\x05"),
+		"rref created_on 2^32");
+	bad_ret(PAY("\x0a\x01\x02\x03\x80\x80\x80\x80\x10\x05"),
+		"fork created_on 2^32");
 	bad_ret(PAY("\x0a\x01\x02\x03\x04"), "rref truncated");
 	ok_ret(PAY("\x0b\x0d\x01\x02hi\x00"), "control: error");
 	bad_ret(PAY("\x0b\x00\x01\x02hi\x00"), "error kind 0 (TW_OK)");
 	bad_ret(PAY("\x0b\x63\x01\x02hi\x00"), "error kind 99");
 	bad_ret(PAY("\x0b\x14\x01\x02hi\x00"), "error kind TW_STATUS_COUNT_");
-	bad_ret(PAY("\x0b\x0d\x80\x80\x80\x80\x10\x02hi\x00"), "error origin 2^32");
+	bad_ret(PAY("\x0b\x0d\x80\x80\x80\x80\x10\x02hi\x00"),
+		"error origin 2^32");
 	bad_ret(PAY("\x0b\x0d\x01\x02hi"), "error message without NUL");
 	bad_ret(PAY("\x0b\x0d\x01\x02\xff\xfe\x00"), "error message not UTF-8");
 }
@@ -553,13 +609,17 @@ Test(malformed, tensors)
 			      l88[2] = {8, 8};
 
 	/* float32[2]: dtype 8, ndim 1, shape 2, stride 1, nbytes 8, seg 0 */
-	tensor_case(PAY("\x06\x08\x01\x02\x01\x08\x00"), 1, l8, true, "control: tensor");
-	tensor_case(PAY("\x06\x0a\x01\x02\x01\x08\x00"), 1, l8, false, "dtype 10");
-	tensor_case(PAY("\x06\xff\x01\x02\x01\x08\x00"), 1, l8, false, "dtype 255");
+	tensor_case(PAY("\x06\x08\x01\x02\x01\x08\x00"), 1, l8, true,
+		    "control: tensor");
+	tensor_case(PAY("\x06\x0a\x01\x02\x01\x08\x00"), 1, l8, false,
+		    "dtype 10");
+	tensor_case(PAY("\x06\xff\x01\x02\x01\x08\x00"), 1, l8, false,
+		    "dtype 255");
 	tensor_case(PAY("\x06\x08\x09\x01\x01\x01\x01\x01\x01\x01\x01\x01"
 			"\x01\x01\x01\x01\x01\x01\x01\x01\x01\x04\x00"),
 		    1, l8, false, "ndim 9");
-	tensor_case(PAY("\x06\x08\x01\x02"), 1, l8, false, "descriptor truncated");
+	tensor_case(PAY("\x06\x08\x01\x02"), 1, l8, false,
+		    "descriptor truncated");
 	/* shape 2^62 x 2^62 overflows numel */
 	tensor_case(PAY("\x06\x01\x02"
 			"\x80\x80\x80\x80\x80\x80\x80\x80\x40"
@@ -623,22 +683,35 @@ static void shape_case(unsigned type, const void *pay, size_t plen, bool ok,
 
 Test(malformed, payload_shapes)
 {
-	shape_case(TW_MSG_CALL, PAY("\x08\x03\x04\x01" "f\x00\x08\x00\x09\x00"), true,
-		   "control: CALL");
+	shape_case(TW_MSG_CALL,
+		   PAY("\x08\x03\x04\x01"
+		       "f\x00\x08\x00\x09\x00"),
+		   true, "control: CALL");
 	shape_case(TW_MSG_CALL, PAY("\x02\x02"), false, "CALL of an int");
 	shape_case(TW_MSG_CALL, PAY("\x08\x03\x02\x02\x08\x00\x09\x00"), false,
 		   "CALL with an int name");
-	shape_case(TW_MSG_CALL, PAY("\x08\x02\x04\x01" "f\x00\x08\x00"), false,
-		   "CALL tuple of 2");
-	shape_case(TW_MSG_CALL, PAY("\x07\x03\x04\x01" "f\x00\x08\x00\x09\x00"), false,
-		   "CALL as a list");
-	shape_case(TW_MSG_CALL, PAY("\x08\x03\x04\x01" "f\x00\x07\x00\x09\x00"), false,
-		   "CALL with list args");
-	shape_case(TW_MSG_CALL, PAY("\x08\x03\x04\x01" "f\x00\x08\x00\x00"), false,
-		   "CALL with none kwargs");
-	shape_case(TW_MSG_REMOTE_CALL, PAY("\x08\x03\x04\x01" "f\x00\x08\x00\x09\x00"),
+	shape_case(TW_MSG_CALL,
+		   PAY("\x08\x02\x04\x01"
+		       "f\x00\x08\x00"),
+		   false, "CALL tuple of 2");
+	shape_case(TW_MSG_CALL,
+		   PAY("\x07\x03\x04\x01"
+		       "f\x00\x08\x00\x09\x00"),
+		   false, "CALL as a list");
+	shape_case(TW_MSG_CALL,
+		   PAY("\x08\x03\x04\x01"
+		       "f\x00\x07\x00\x09\x00"),
+		   false, "CALL with list args");
+	shape_case(TW_MSG_CALL,
+		   PAY("\x08\x03\x04\x01"
+		       "f\x00\x08\x00\x00"),
+		   false, "CALL with none kwargs");
+	shape_case(TW_MSG_REMOTE_CALL,
+		   PAY("\x08\x03\x04\x01"
+		       "f\x00\x08\x00\x09\x00"),
 		   false, "REMOTE_CALL without rref");
-	shape_case(TW_MSG_EXCEPTION, PAY("\x04\x01x\x00"), false, "EXCEPTION of a string");
+	shape_case(TW_MSG_EXCEPTION, PAY("\x04\x01x\x00"), false,
+		   "EXCEPTION of a string");
 	shape_case(TW_MSG_ACK, PAY("\x02\x00"), false, "ACK of an int");
 	shape_case(TW_MSG_REMOTE_RET, PAY("\x00"), false, "REMOTE_RET of none");
 	shape_case(TW_MSG_RREF_FORK_REQUEST,
@@ -679,7 +752,8 @@ static void try_decode(tw_buf *b, size_t len)
 		char text[256];
 		tw_value_format(&in.payload, text, sizeof(text));
 	} else {
-		cr_assert(st == TW_EPROTO || st == TW_EVERSION, "%s", tw_status_name(st));
+		cr_assert(st == TW_EPROTO || st == TW_EVERSION, "%s",
+			  tw_status_name(st));
 		cr_assert_not_null(why);
 		cr_assert_neq(strncmp(why, "internal", 8), 0, "%s", why);
 		cr_assert_eq(in.payload.kind, TW_KIND_NONE);

@@ -88,8 +88,7 @@ static void round_trip_keep(unsigned type, const tw_value *v, tw_in_msg *in,
 	/* Given the header a transport decoded, as the agent does: the
 	 * same message. */
 	tw_in_msg again;
-	st = tw_msg_decode(*rb, 0, (size_t)m.total_len, &in->hdr, NULL,
-			   &again);
+	st = tw_msg_decode(*rb, 0, (size_t)m.total_len, &in->hdr, NULL, &again);
 	cr_assert_eq(st, TW_OK, "decode with header: %s", tw_errmsg(st));
 	cr_assert(tw_value_equal(v, &again.payload), "decoded value differs");
 	cr_assert_eq(memcmp(&again.hdr, &in->hdr, sizeof(in->hdr)), 0);
@@ -188,12 +187,25 @@ static tw_value empty(tw_kind k)
 
 Test(wire, scalars)
 {
-	static const int64_t ints[] = {0, 1, -1, 63, -64, 64, -65, 127, 128,
-				       8191, -8192, INT32_MAX, INT32_MIN,
-				       (int64_t)1 << 62, INT64_MAX, INT64_MIN,
+	static const int64_t ints[] = {0,
+				       1,
+				       -1,
+				       63,
+				       -64,
+				       64,
+				       -65,
+				       127,
+				       128,
+				       8191,
+				       -8192,
+				       INT32_MAX,
+				       INT32_MIN,
+				       (int64_t)1 << 62,
+				       INT64_MAX,
+				       INT64_MIN,
 				       INT64_MIN + 1};
-	static const double dbls[] = {0.0, -0.0, 1.5, -2.25e300, 5e-324,
-				      INFINITY, -INFINITY};
+	static const double dbls[] = {0.0,    -0.0,     1.5,      -2.25e300,
+				      5e-324, INFINITY, -INFINITY};
 
 	rt_ret(tw_value_none());
 	rt_ret(tw_value_bool(true));
@@ -275,7 +287,8 @@ Test(wire, rref_and_error)
 
 	cr_assert_eq(tw_value_rref(&v, &id), TW_OK);
 	rt_ret(v);
-	cr_assert_eq(tw_value_error(&v, TW_EVALUE, 7, "bad value \xc3\xa9"), TW_OK);
+	cr_assert_eq(tw_value_error(&v, TW_EVALUE, 7, "bad value \xc3\xa9"),
+		     TW_OK);
 	rt_ret(v);
 	cr_assert_eq(tw_value_error(&v, TW_ENOENT, 0, ""), TW_OK);
 	rt_ret(v);
@@ -317,7 +330,8 @@ Test(wire, big_dict_and_unset_entries)
 	cr_assert_eq(tw_value_dict(&d, 5000), TW_OK);
 	for (uint32_t i = 0; i < 5000; i++) {
 		snprintf(key, sizeof(key), "k%u", i * 7919u % 5000u);
-		cr_assert_eq(tw_value_dict_set(&d, i, key, tw_value_int(i)), TW_OK);
+		cr_assert_eq(tw_value_dict_set(&d, i, key, tw_value_int(i)),
+			     TW_OK);
 	}
 	rt_ret(d);
 
@@ -408,7 +422,8 @@ Test(wire, decode_limits_are_applied)
 	/* frame limits pass through */
 	lim = (tw_decode_limits){.frame = {.max_payload = 4}};
 	cr_assert_eq(tw_msg_decode(rb, 0, len, NULL, &lim, &in), TW_EPROTO);
-	cr_assert_str_eq(tw_errmsg(TW_EPROTO), "header: payload_len over limit");
+	cr_assert_str_eq(tw_errmsg(TW_EPROTO),
+			 "header: payload_len over limit");
 	cr_assert_eq(tw_buf_refcnt(rb), 1);
 	tw_buf_release(rb);
 	tw_out_msg_release(&m);
@@ -441,8 +456,8 @@ Test(wire, decode_takes_a_header_already_decoded)
 	tw_decode_limits strict = {.frame = {.max_payload = 4}};
 	cr_assert_eq(tw_frame_hdr_decode(rb->data, &loose, &g), TW_OK);
 	cr_assert_eq(tw_msg_decode(rb, 0, len, NULL, &strict, &in), TW_EPROTO);
-	cr_assert_eq(tw_msg_decode(rb, 0, len, &g, &strict, &in), TW_OK,
-		     "%s", tw_errmsg(TW_EPROTO));
+	cr_assert_eq(tw_msg_decode(rb, 0, len, &g, &strict, &in), TW_OK, "%s",
+		     tw_errmsg(TW_EPROTO));
 	cr_assert(tw_value_equal(&call, &in.payload));
 	cr_assert_eq(memcmp(&in.hdr, &g, sizeof(g)), 0);
 	tw_in_msg_release(&in);
@@ -500,8 +515,8 @@ Test(wire, empty_and_scalar_tensors)
 	static const int64_t s1[3] = {4, 0, 5};
 	tw_value l;
 
-	rt_ret(tensor_val(TW_FLOAT32, 0, NULL, NULL));     /* 0-dim: one element */
-	rt_ret(tensor_val(TW_FLOAT64, 2, s0, NULL));       /* empty */
+	rt_ret(tensor_val(TW_FLOAT32, 0, NULL, NULL)); /* 0-dim: one element */
+	rt_ret(tensor_val(TW_FLOAT64, 2, s0, NULL));   /* empty */
 	rt_ret(tensor_val(TW_INT8, 3, s1, NULL));
 	/* empty segments between non-empty ones keep the layout aligned */
 	cr_assert_eq(tw_value_list(&l, 4), TW_OK);
@@ -525,7 +540,8 @@ Test(wire, non_contiguous_tensors_travel_as_views)
 	/* transposed: shape [4, 3], strides [1, 4] */
 	int64_t tshape[2] = {4, 3}, tstr[2] = {1, 4};
 	cr_assert_eq(tw_tensor_init(&tr, TW_FLOAT32, 2, tshape, tstr, base.data,
-				    base.buf), TW_OK);
+				    base.buf),
+		     TW_OK);
 	cr_assert_not(tw_tensor_is_contiguous(&tr));
 	cr_assert_eq(tw_value_tensor(&v, &tr), TW_OK);
 	round_trip_keep(TW_MSG_RET, &v, &in, &rb);
@@ -540,7 +556,8 @@ Test(wire, non_contiguous_tensors_travel_as_views)
 	/* broadcast row: shape [5, 4], strides [0, 1]; span is one row */
 	int64_t bshape[2] = {5, 4}, bstr[2] = {0, 1};
 	cr_assert_eq(tw_tensor_init(&bc, TW_FLOAT32, 2, bshape, bstr, base.data,
-				    base.buf), TW_OK);
+				    base.buf),
+		     TW_OK);
 	cr_assert_eq(tw_value_tensor(&v, &bc), TW_OK);
 	round_trip_keep(TW_MSG_RET, &v, &in, &rb);
 	dt = in.payload.u.tensor;
@@ -623,7 +640,8 @@ Test(wire, one_mib_tensor_is_never_copied)
 	const tw_tensor *dt = in.payload.u.items[1].u.items[0].u.tensor;
 	const uint8_t *lo = rb->data;
 	cr_assert((const uint8_t *)dt->data >= lo &&
-		  (const uint8_t *)dt->data + (1u << 20) <= lo + rb->size,
+			  (const uint8_t *)dt->data + (1u << 20) <=
+				  lo + rb->size,
 		  "decoded tensor does not point into the receive buffer");
 	cr_assert_eq(((uintptr_t)dt->data) % 64, 0);
 	cr_assert_eq(dt->buf, rb);
@@ -655,7 +673,8 @@ Test(wire, tensor_without_buf_is_borrowed)
 	tw_frame_hdr h = hdr_of(TW_MSG_RET);
 	tw_out_msg m;
 
-	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, 1, shape, NULL, data, NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, 1, shape, NULL, data, NULL),
+		     TW_OK);
 	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
 	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &m), TW_OK);
 	cr_assert_null(m.seg_bufs[0]);
@@ -720,7 +739,8 @@ Test(wire, tensor_changed_between_passes_is_sent_as_planned)
 	cr_assert_eq(tw_wire_plan_value(&v, &p1), TW_OK);
 	cr_assert_eq(p1.nseg, 1);
 	cr_assert_leq(p1.payload_len, sizeof(ref));
-	cr_assert_eq(tw_wire_write_value(&v, &p1, ref, seen_seg_fn, &s1), TW_OK);
+	cr_assert_eq(tw_wire_write_value(&v, &p1, ref, seen_seg_fn, &s1),
+		     TW_OK);
 	cr_assert_eq(s1.span[0], 16);
 
 	cr_assert_eq(tw_wire_plan_value(&v, &p2), TW_OK);
@@ -728,7 +748,8 @@ Test(wire, tensor_changed_between_passes_is_sent_as_planned)
 	t->shape[0] = 1000000;
 	t->strides[0] = 3;
 	t->data = (uint8_t *)data + 4096;
-	cr_assert_eq(tw_wire_write_value(&v, &p2, out, seen_seg_fn, &s2), TW_OK);
+	cr_assert_eq(tw_wire_write_value(&v, &p2, out, seen_seg_fn, &s2),
+		     TW_OK);
 	cr_assert_eq(s2.n, 1);
 	cr_assert_eq(s2.span[0], 16, "span as planned, not the new 12 MB");
 	cr_assert_eq(s2.dim0[0], 4);
@@ -737,7 +758,8 @@ Test(wire, tensor_changed_between_passes_is_sent_as_planned)
 		     "descriptor as planned");
 	t->shape[0] = -1;
 	memset(&s2, 0, sizeof(s2));
-	cr_assert_eq(tw_wire_write_value(&v, &p2, out, seen_seg_fn, &s2), TW_OK);
+	cr_assert_eq(tw_wire_write_value(&v, &p2, out, seen_seg_fn, &s2),
+		     TW_OK);
 	cr_assert_eq(s2.span[0], 16);
 	/* The next encode sees the change and refuses it. */
 	cr_assert_eq(tw_wire_plan_value(&v, &p2), TW_EINVAL);
@@ -763,8 +785,9 @@ Test(wire, tensors_past_the_plan_copies_are_rechecked)
 	cr_assert_leq(n, 8);
 	cr_assert_eq(tw_value_tuple(&v, n), TW_OK);
 	for (unsigned i = 0; i < n; i++)
-		cr_assert_eq(tw_value_set_item(&v, i, tensor_val(TW_FLOAT32, 1,
-								  shape, NULL)),
+		cr_assert_eq(tw_value_set_item(&v, i,
+					       tensor_val(TW_FLOAT32, 1, shape,
+							  NULL)),
 			     TW_OK);
 	cr_assert_eq(tw_wire_plan_value(&v, &p), TW_OK);
 	cr_assert_leq(p.payload_len, sizeof(out));
@@ -822,7 +845,8 @@ Test(wire, every_message_type)
 	tw_rref_id id = {.owner = 1, .rref = {2, 3}, .fork = {4, 5}};
 	tw_value r, call, rcall, fork, err;
 
-	call = call_payload("mod.fn", empty(TW_KIND_TUPLE), empty(TW_KIND_DICT));
+	call = call_payload("mod.fn", empty(TW_KIND_TUPLE),
+			    empty(TW_KIND_DICT));
 	round_trip(TW_MSG_CALL, &call);
 
 	cr_assert_eq(tw_value_tuple(&rcall, 4), TW_OK);
@@ -868,7 +892,8 @@ Test(wire, shapes_checked_on_encode)
 
 	cr_assert_eq(tw_msg_encode(NULL, &h, &i, &m), TW_EINVAL);
 	t3 = call_payload("f", empty(TW_KIND_LIST), empty(TW_KIND_DICT));
-	cr_assert_eq(tw_msg_encode(NULL, &h, &t3, &m), TW_EINVAL); /* args list */
+	cr_assert_eq(tw_msg_encode(NULL, &h, &t3, &m),
+		     TW_EINVAL); /* args list */
 	tw_value_destroy(&t3);
 	h.type = TW_MSG_EXCEPTION;
 	cr_assert_eq(tw_msg_encode(NULL, &h, &i, &m), TW_EINVAL);
@@ -916,7 +941,8 @@ static void refuses(tw_buf_pool *pool)
 	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_EINVAL);
 	e.kind = TW_STATUS_COUNT_;
 	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_EINVAL);
-	d = (tw_value){.kind = TW_KIND_DICT, .flags = TW_VALUE_BORROWED, .len = 2};
+	d = (tw_value){
+		.kind = TW_KIND_DICT, .flags = TW_VALUE_BORROWED, .len = 2};
 	d.u.entries = kv;
 	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_EINVAL);
 	kv[1].key = "b\0";
@@ -930,9 +956,11 @@ static void refuses(tw_buf_pool *pool)
 	v = (tw_value){.kind = TW_KIND_TENSOR};
 	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_EINVAL);
 	/* A list that says it has items and has none; bytes with no data. */
-	d = (tw_value){.kind = TW_KIND_LIST, .flags = TW_VALUE_BORROWED, .len = 2};
+	d = (tw_value){
+		.kind = TW_KIND_LIST, .flags = TW_VALUE_BORROWED, .len = 2};
 	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_EINVAL);
-	d = (tw_value){.kind = TW_KIND_BYTES, .flags = TW_VALUE_BORROWED, .len = 2};
+	d = (tw_value){
+		.kind = TW_KIND_BYTES, .flags = TW_VALUE_BORROWED, .len = 2};
 	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_EINVAL);
 	/* A good tensor before a bad string: the tensor is let go again. */
 	tw_tensor t;
@@ -940,7 +968,8 @@ static void refuses(tw_buf_pool *pool)
 	items[0] = tensor_val(TW_FLOAT32, 1, shape, &t);
 	items[1] = tw_value_string_borrow("ok", 2);
 	items[2] = tw_value_string_borrow("\xc0\x80", 2); /* overlong NUL */
-	d = (tw_value){.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED, .len = 3};
+	d = (tw_value){
+		.kind = TW_KIND_TUPLE, .flags = TW_VALUE_BORROWED, .len = 3};
 	d.u.items = items;
 	uint32_t refs = tw_buf_refcnt(t.buf);
 	cr_assert_eq(tw_msg_encode(pool, &h, &d, &m), TW_EINVAL);
@@ -979,7 +1008,8 @@ Test(wire, one_pass_falls_back_to_two)
 
 	cr_assert_eq(tw_value_list(&l, n), TW_OK);
 	for (uint32_t i = 0; i < n; i++)
-		tw_value_set_item(&l, i, tensor_val(TW_INT32, 1, shape, &keep[i]));
+		tw_value_set_item(&l, i,
+				  tensor_val(TW_INT32, 1, shape, &keep[i]));
 	cr_assert_eq(tw_msg_encode(NULL, &h, &l, &ref), TW_OK);
 	same_with_pool(&h, &l, &ref);
 	cr_assert_eq(tw_msg_encode(pool, &h, &l, &m), TW_OK);
@@ -1004,7 +1034,8 @@ Test(wire, one_pass_falls_back_to_two)
 	cr_assert_eq(tw_msg_encode(pool, &h, &v, &m), TW_OK);
 	cr_assert_eq(m.head->kind, TW_BUF_POOL);
 	cr_assert_eq(m.total_len, ref.total_len);
-	cr_assert_eq(memcmp(m.head->data, ref.head->data, (size_t)m.total_len), 0);
+	cr_assert_eq(memcmp(m.head->data, ref.head->data, (size_t)m.total_len),
+		     0);
 	tw_out_msg_release(&m);
 	tw_out_msg_release(&ref);
 	tw_value_destroy(&v);
@@ -1101,20 +1132,24 @@ Test(wire, decode_at_an_offset_and_alignment_rule)
 	cr_assert_eq(tw_msg_encode(NULL, &h, &v, &m), TW_OK);
 	cr_assert_eq(tw_buf_alloc(256 + (size_t)m.total_len, &rb), TW_OK);
 	tw_out_msg_copy(&m, (uint8_t *)rb->data + 128);
-	cr_assert_eq(tw_msg_decode(rb, 128, (size_t)m.total_len, NULL, NULL, &in),
+	cr_assert_eq(tw_msg_decode(rb, 128, (size_t)m.total_len, NULL, NULL,
+				   &in),
 		     TW_OK);
 	cr_assert(tw_value_equal(&v, &in.payload));
 	tw_in_msg_release(&in);
 
-	memmove((uint8_t *)rb->data + 132, (uint8_t *)rb->data + 128, (size_t)m.total_len);
-	cr_assert_eq(tw_msg_decode(rb, 132, (size_t)m.total_len, NULL, NULL, &in),
+	memmove((uint8_t *)rb->data + 132, (uint8_t *)rb->data + 128,
+		(size_t)m.total_len);
+	cr_assert_eq(tw_msg_decode(rb, 132, (size_t)m.total_len, NULL, NULL,
+				   &in),
 		     TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
 			 "caller: frame start not 8-byte aligned");
 	cr_assert_eq(in.payload.kind, TW_KIND_NONE);
 	cr_assert_eq(tw_msg_decode(rb, 0, rb->size + 1, NULL, NULL, &in),
 		     TW_EINVAL);
-	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "caller: frame outside the buffer");
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "caller: frame outside the buffer");
 	cr_assert_eq(tw_msg_decode(rb, rb->size + 1, 0, NULL, NULL, &in),
 		     TW_EINVAL);
 	cr_assert_eq(tw_msg_decode(NULL, 0, 0, NULL, NULL, &in), TW_EINVAL);
@@ -1151,6 +1186,7 @@ Test(wire, big_payload_uses_a_malloc_arena)
  * CALL req 7 from worker 1 to 2, "add"((5, tensor int32[2]), {}) */
 Test(wire, docs_example_frame)
 {
+	/* clang-format off */
 	static const uint8_t want[] = {
 		/* header */
 		0x54, 0x57, 0x52, 0x50, 0x01, 0x01, 0x00, 0x00,
@@ -1175,6 +1211,7 @@ Test(wire, docs_example_frame)
 		/* segment 0: int32 {1, -1} */
 		0x01, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff,
 	};
+	/* clang-format on */
 	int32_t data[2] = {1, -1};
 	int64_t shape[1] = {2};
 	tw_tensor t;
@@ -1184,7 +1221,8 @@ Test(wire, docs_example_frame)
 	uint8_t got[sizeof(want)];
 
 	_Static_assert(sizeof(want) == 136, "example length");
-	cr_assert_eq(tw_tensor_init(&t, TW_INT32, 1, shape, NULL, data, NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&t, TW_INT32, 1, shape, NULL, data, NULL),
+		     TW_OK);
 	cr_assert_eq(tw_value_tensor(&tv, &t), TW_OK);
 	cr_assert_eq(tw_value_tuple(&args, 2), TW_OK);
 	tw_value_set_item(&args, 0, tw_value_int(5));
@@ -1194,7 +1232,8 @@ Test(wire, docs_example_frame)
 	cr_assert_eq(m.total_len, sizeof(want));
 	tw_out_msg_copy(&m, got);
 	for (size_t i = 0; i < sizeof(want); i++)
-		cr_assert_eq(got[i], want[i], "byte %zu: %02x != %02x", i, got[i], want[i]);
+		cr_assert_eq(got[i], want[i], "byte %zu: %02x != %02x", i,
+			     got[i], want[i]);
 	tw_out_msg_release(&m);
 	tw_value_destroy(&call);
 }

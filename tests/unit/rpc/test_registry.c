@@ -11,7 +11,10 @@
 static tw_status h_one(tw_call_ctx *ctx, const tw_value *args,
 		       const tw_value *kwargs, tw_value *result, void *arg)
 {
-	(void)ctx; (void)args; (void)kwargs; (void)arg;
+	(void)ctx;
+	(void)args;
+	(void)kwargs;
+	(void)arg;
 	*result = tw_value_int(1);
 	return TW_OK;
 }
@@ -19,7 +22,10 @@ static tw_status h_one(tw_call_ctx *ctx, const tw_value *args,
 static tw_status h_two(tw_call_ctx *ctx, const tw_value *args,
 		       const tw_value *kwargs, tw_value *result, void *arg)
 {
-	(void)ctx; (void)args; (void)kwargs; (void)arg;
+	(void)ctx;
+	(void)args;
+	(void)kwargs;
+	(void)arg;
 	*result = tw_value_int(2);
 	return TW_OK;
 }
@@ -30,7 +36,8 @@ Test(registry, add_and_find)
 	cr_assert_eq(registry_init(&r), TW_OK);
 	int tag = 7;
 	cr_assert_eq(registry_add(&r, "demo::one", h_one, &tag, 0), TW_OK);
-	cr_assert_eq(registry_add(&r, "demo::two", h_two, NULL, TW_FN_BLOCKING), TW_OK);
+	cr_assert_eq(registry_add(&r, "demo::two", h_two, NULL, TW_FN_BLOCKING),
+		     TW_OK);
 	cr_assert_eq(registry_count(&r), 2);
 
 	const struct reg_entry *e = registry_find(&r, "demo::one", 9);
@@ -61,7 +68,8 @@ Test(registry, duplicates_and_bad_input)
 	cr_assert_eq(registry_init(&r), TW_OK);
 	cr_assert_eq(registry_add(&r, "f", h_one, NULL, 0), TW_OK);
 	cr_assert_eq(registry_add(&r, "f", h_two, NULL, 0), TW_EBUSY);
-	cr_assert_str_eq(tw_errmsg(TW_EBUSY), "function 'f' is already registered");
+	cr_assert_str_eq(tw_errmsg(TW_EBUSY),
+			 "function 'f' is already registered");
 	/* The first registration stays. */
 	cr_assert_eq(registry_find(&r, "f", 1)->fn, h_one);
 	cr_assert_eq(registry_add(&r, "", h_one, NULL, 0), TW_EINVAL);
@@ -72,7 +80,8 @@ Test(registry, duplicates_and_bad_input)
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
 			 "function 'g' has no handler (fn is NULL)");
 	cr_assert_eq(registry_add(&r, "g", h_one, NULL, 0x80), TW_EINVAL);
-	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "unknown flags 0x80 for function "
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "unknown flags 0x80 for function "
 			 "'g' (only TW_FN_BLOCKING, 0x1, exists)");
 	char big[REGISTRY_NAME_MAX + 2];
 	memset(big, 'x', sizeof(big) - 1);
@@ -95,12 +104,14 @@ Test(registry, many_names_grow)
 	for (int i = 0; i < 2000; i++) {
 		snprintf(name, sizeof(name), "ns::fn%d", i);
 		cr_assert_eq(registry_add(&r, name, (i & 1) ? h_one : h_two,
-					  (void *)(intptr_t)i, 0), TW_OK);
+					  (void *)(intptr_t)i, 0),
+			     TW_OK);
 	}
 	cr_assert_eq(registry_count(&r), 2000);
 	for (int i = 0; i < 2000; i++) {
 		snprintf(name, sizeof(name), "ns::fn%d", i);
-		const struct reg_entry *e = registry_find(&r, name, strlen(name));
+		const struct reg_entry *e = registry_find(&r, name,
+							  strlen(name));
 		cr_assert_not_null(e, "%s", name);
 		cr_assert_eq((intptr_t)e->arg, i);
 		cr_assert_eq(e->fn, (i & 1) ? h_one : h_two);
@@ -114,7 +125,7 @@ Test(registry, many_names_grow)
 struct race {
 	struct registry r;
 	_Atomic int stop;
-	_Atomic int published;  /* names 0 .. published-1 are registered */
+	_Atomic int published; /* names 0 .. published-1 are registered */
 	_Atomic long lookups;
 	_Atomic int errors;
 };
@@ -128,11 +139,12 @@ static void *reader(void *arg)
 		int pub = atomic_load(&x->published);
 		int i = (int)(rand_r(&seed) % (unsigned)(pub + 50));
 		snprintf(name, sizeof(name), "race::%d", i);
-		const struct reg_entry *e = registry_find(&x->r, name, strlen(name));
+		const struct reg_entry *e = registry_find(&x->r, name,
+							  strlen(name));
 		if (i < pub && e == NULL)
 			atomic_fetch_add(&x->errors, 1);
-		if (e != NULL && ((intptr_t)e->arg != i ||
-				  strcmp(e->name, name) != 0))
+		if (e != NULL &&
+		    ((intptr_t)e->arg != i || strcmp(e->name, name) != 0))
 			atomic_fetch_add(&x->errors, 1);
 		atomic_fetch_add(&x->lookups, 1);
 	}
@@ -154,7 +166,8 @@ Test(registry, concurrent_register_and_lookup)
 	char name[32];
 	for (int i = 0; i < 3000; i++) {
 		snprintf(name, sizeof(name), "race::%d", i);
-		cr_assert_eq(registry_add(&x.r, name, h_one, (void *)(intptr_t)i, 0),
+		cr_assert_eq(registry_add(&x.r, name, h_one,
+					  (void *)(intptr_t)i, 0),
 			     TW_OK);
 		atomic_store(&x.published, i + 1);
 		if ((i & 63) == 0)

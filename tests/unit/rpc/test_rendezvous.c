@@ -40,8 +40,8 @@ static uint16_t free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	cr_assert(fd >= 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t al = sizeof(a);
 	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
@@ -106,8 +106,8 @@ static void joiner_init(struct joiner *j, const struct srv *v, uint32_t rank,
 	j->self.nloops = nloops;
 	snprintf(j->self.name, sizeof(j->self.name), "%s", name);
 	for (uint32_t i = 0; i < nloops; i++)
-		snprintf(j->addrs[i], sizeof(j->addrs[i]),
-			 "tcp://127.0.0.1:%u", 20000 + rank * 10 + i);
+		snprintf(j->addrs[i], sizeof(j->addrs[i]), "tcp://127.0.0.1:%u",
+			 20000 + rank * 10 + i);
 	j->self.addrs = j->addrs;
 }
 
@@ -189,9 +189,9 @@ static int raw_connect(const struct srv *v)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	cr_assert(fd >= 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-				 .sin_port = htons(v->port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(v->port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	return fd;
 }
@@ -210,7 +210,7 @@ static void write_all(int fd, const void *p, size_t n)
 /* Encode a message of type with payload (taken) and write it. */
 static void raw_send(int fd, unsigned type, tw_value payload)
 {
-	tw_frame_hdr h = { .version = TW_FRAME_VERSION, .type = (uint8_t)type };
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION, .type = (uint8_t)type};
 	tw_out_msg m;
 	cr_assert_eq(tw_msg_encode(NULL, &h, &payload, &m), TW_OK);
 	void *b = malloc(m.total_len);
@@ -247,7 +247,7 @@ static bool read_full(int fd, void *p, size_t n, bool *eof)
 	char *c = p;
 	*eof = false;
 	while (n > 0) {
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
 		if (poll(&pf, 1, WAIT_MS) <= 0)
 			return false;
 		ssize_t k = read(fd, c, n);
@@ -288,7 +288,7 @@ static int raw_recv(int fd, tw_in_msg *m)
 static void expect_closed(int fd)
 {
 	char c;
-	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
 	cr_assert_eq(poll(&pf, 1, WAIT_MS), 1, "still open");
 	cr_assert_leq(read(fd, &c, 1), 0, "more bytes, not the close");
 }
@@ -343,7 +343,7 @@ Test(rendezvous, n_members_join_and_meet_at_the_barrier, .timeout = 60)
 			     0);
 	}
 	/* Whatever the scheduling, nobody passes while one is missing. */
-	struct timespec ts = { 0, 100 * 1000 * 1000 };
+	struct timespec ts = {0, 100 * 1000 * 1000};
 	nanosleep(&ts, NULL);
 	for (uint32_t r = 0; r + 1 < N; r++)
 		cr_assert_eq(__atomic_load_n(&j[r].bdone, __ATOMIC_ACQUIRE), 0,
@@ -450,7 +450,7 @@ Test(rendezvous, world_size_mismatch_and_rank_out_of_range, .timeout = 60)
 	cr_assert(strstr(w.err, "rank 2") && strstr(w.err, "world size 2"),
 		  "reason: %s", w.err);
 
-	struct joiner j[2], *all[2] = { &j[0], &j[1] };
+	struct joiner j[2], *all[2] = {&j[0], &j[1]};
 	joiner_init(&j[0], &v, 0, "a", 1, 2);
 	joiner_init(&j[1], &v, 1, "b", 1, 2);
 	join_start(&j[0]);
@@ -485,9 +485,10 @@ Test(rendezvous, strangers_do_not_harm_the_group, .timeout = 60)
 
 	int huge = raw_connect(&v);
 	uint8_t hdr[TW_FRAME_HDR_SIZE];
-	tw_frame_hdr h = { .version = TW_FRAME_VERSION, .type = TW_MSG_JOIN,
-			   .payload_len = 5u << 20,
-			   .total_len = TW_FRAME_HDR_SIZE + (5u << 20) };
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION,
+			  .type = TW_MSG_JOIN,
+			  .payload_len = 5u << 20,
+			  .total_len = TW_FRAME_HDR_SIZE + (5u << 20)};
 	tw_frame_hdr_encode(hdr, &h);
 	write_all(huge, hdr, sizeof(hdr));
 
@@ -507,7 +508,7 @@ Test(rendezvous, strangers_do_not_harm_the_group, .timeout = 60)
 	expect_refusal(noaddr, "malformed JOIN addresses");
 	expect_refusal(other, "unexpected");
 
-	struct joiner j[2], *all[2] = { &j[0], &j[1] };
+	struct joiner j[2], *all[2] = {&j[0], &j[1]};
 	joiner_init(&j[0], &v, 0, "a", 2, 2);
 	joiner_init(&j[1], &v, 1, "eve", 1, 2); /* the name eve tried */
 	join_start(&j[0]);
@@ -524,7 +525,7 @@ Test(rendezvous, strangers_do_not_harm_the_group, .timeout = 60)
 	cr_assert_eq(j[0].bst, TW_OK);
 	joiner_fini(&j[0]);
 	joiner_fini(&j[1]);
-	int fds[] = { garbage, huge, notjoin, noaddr, other, half, silent };
+	int fds[] = {garbage, huge, notjoin, noaddr, other, half, silent};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		close(fds[i]);
 	rdv_server_stop(v.s);
@@ -541,7 +542,7 @@ Test(rendezvous, a_rank_left_before_the_group_formed_is_free, .timeout = 60)
 	shutdown(fd, SHUT_WR);
 	expect_closed(fd); /* the server saw it go */
 	close(fd);
-	struct joiner j[2], *all[2] = { &j[0], &j[1] };
+	struct joiner j[2], *all[2] = {&j[0], &j[1]};
 	joiner_init(&j[0], &v, 0, "a", 1, 2);
 	joiner_init(&j[1], &v, 1, "new", 1, 2);
 	join_start(&j[0]);
@@ -557,22 +558,21 @@ Test(rendezvous, a_rank_left_before_the_group_formed_is_free, .timeout = 60)
 /* Nobody at the address: the join gives up at its timeout, saying so. */
 Test(rendezvous, join_times_out_without_a_server, .timeout = 60)
 {
-	struct srv v = { .port = free_port(), .world = 2 };
+	struct srv v = {.port = free_port(), .world = 2};
 	snprintf(v.url, sizeof(v.url), "tcp://127.0.0.1:%u", v.port);
 	struct joiner j;
 	joiner_init(&j, &v, 1, "b", 1, 2);
 	j.timeout_ms = 300;
 	cr_assert_eq(join_now(&j), TW_ETIMEDOUT, "%s", j.err);
-	cr_assert(strstr(j.err, v.url) && strstr(j.err, "300 ms"),
-		  "reason: %s", j.err);
+	cr_assert(strstr(j.err, v.url) && strstr(j.err, "300 ms"), "reason: %s",
+		  j.err);
 	cr_assert_null(j.c);
 	cr_assert_null(j.members);
 }
 
 /* The group does not form in time: rank 0 tells the members who joined
  * which ranks are missing, before their own timeouts. */
-Test(rendezvous, the_group_times_out_naming_the_missing_ranks,
-     .timeout = 60)
+Test(rendezvous, the_group_times_out_naming_the_missing_ranks, .timeout = 60)
 {
 	struct srv v;
 	srv_up(&v, 4, 600);
@@ -616,12 +616,14 @@ Test(rendezvous, server_start_refusals)
 {
 	struct rdv_server *s = (struct rdv_server *)1;
 	char err[256] = "";
-	cr_assert_eq(rdv_server_start("udp://127.0.0.1:1", 2, 100, &s), TW_EINVAL);
+	cr_assert_eq(rdv_server_start("udp://127.0.0.1:1", 2, 100, &s),
+		     TW_EINVAL);
 	snprintf(err, sizeof(err), "%s", tw_errmsg(TW_EINVAL));
 	cr_assert_null(s);
 	cr_assert(strstr(err, "udp://127.0.0.1:1") != NULL, "reason: %s", err);
 	/* TEST-NET-1: no interface of ours has it. */
-	cr_assert_eq(rdv_server_start("tcp://192.0.2.1:4000", 2, 100, &s), TW_EIO);
+	cr_assert_eq(rdv_server_start("tcp://192.0.2.1:4000", 2, 100, &s),
+		     TW_EIO);
 	snprintf(err, sizeof(err), "%s", tw_errmsg(TW_EIO));
 	cr_assert(strstr(err, "192.0.2.1") != NULL, "reason: %s", err);
 	/* The port is taken. */
@@ -645,8 +647,8 @@ Test(rendezvous, parse_url)
 		     TW_OK);
 	cr_assert_str_eq(host, "10.0.0.1");
 	cr_assert_eq(port, 29500);
-	cr_assert_eq(rdv_parse_url("tcp://node-7.example:0", host,
-				   sizeof(host), &port),
+	cr_assert_eq(rdv_parse_url("tcp://node-7.example:0", host, sizeof(host),
+				   &port),
 		     TW_OK);
 	cr_assert_str_eq(host, "node-7.example");
 	cr_assert_eq(port, 0);
@@ -656,9 +658,9 @@ Test(rendezvous, parse_url)
 	cr_assert_str_eq(host, "::1");
 	cr_assert_eq(port, 65535);
 	static const char *const bad[] = {
-		NULL,           "",           "udp://h:1",   "tcp://",
-		"tcp://h",      "tcp://h:",   "tcp://:80",   "tcp://h:65536",
-		"tcp://h:12a",  "tcp://h:-1", "tcp://[::1]", "tcp://[::1:80",
+		NULL,          "",           "udp://h:1",   "tcp://",
+		"tcp://h",     "tcp://h:",   "tcp://:80",   "tcp://h:65536",
+		"tcp://h:12a", "tcp://h:-1", "tcp://[::1]", "tcp://[::1:80",
 		"tcp://[]:80",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)

@@ -115,20 +115,27 @@ static const char *const canonical[] = {
 /* Schemas whose canonical text differs from how they are written: the
  * text, then the canonical text. */
 static const char *const normalised[][2] = {
-	{"  aten::neg ( Tensor self )->Tensor  ", "aten::neg(Tensor self) -> Tensor"},
-	{"f(\n\tint a,\n\t*,\n\tint b\n) ->\n(int x,int y)", "f(int a, *, int b) -> (int x, int y)"},
+	{"  aten::neg ( Tensor self )->Tensor  ",
+	 "aten::neg(Tensor self) -> Tensor"},
+	{"f(\n\tint a,\n\t*,\n\tint b\n) ->\n(int x,int y)",
+	 "f(int a, *, int b) -> (int x, int y)"},
 	{"f(float p=2, float q=1.) -> ()", "f(float p=2.0, float q=1.0) -> ()"},
 	{"f(float base=10.0, float x=1e-4, float y=0.0001, float z=12345678901234567890.0) -> ()",
 	 "f(float base=10.0, float x=0.0001, float y=0.0001, float z=1.2345678901234567e+19) -> ()"},
-	{"f(str a='linear', str b='\"\\'\\\\') -> ()", "f(str a=\"linear\", str b=\"\\\"'\\\\\") -> ()"},
+	{"f(str a='linear', str b='\"\\'\\\\') -> ()",
+	 "f(str a=\"linear\", str b=\"\\\"'\\\\\") -> ()"},
 	{"f(int[] dim=[-2,-1]) -> ()", "f(int[] dim=[-2, -1]) -> ()"},
 	{"f(int reduction=Mean, int r2=Sum, Layout l=strided, MemoryFormat m=contiguous_format) -> ()",
 	 "f(int reduction=1, int r2=2, Layout l=0, MemoryFormat m=0) -> ()"},
-	{"f(RRef[Tensor] r, RRef [ int ] s) -> RRef[]", "f(RRef(Tensor) r, RRef(int) s) -> RRef[]"},
-	{"f(Tensor( a ! -> * | b ) x) -> (Tensor)", "f(Tensor(a! -> *|b) x) -> Tensor"},
+	{"f(RRef[Tensor] r, RRef [ int ] s) -> RRef[]",
+	 "f(RRef(Tensor) r, RRef(int) s) -> RRef[]"},
+	{"f(Tensor( a ! -> * | b ) x) -> (Tensor)",
+	 "f(Tensor(a! -> *|b) x) -> Tensor"},
 	{"f(int [ 2 ] ? a = 3) -> ( )", "f(int[2]? a=3) -> ()"},
-	{"f(float a=-0.0, float b=-0) -> ()", "f(float a=-0.0, float b=0.0) -> ()"},
-	{"f(float a=1e400, float b=-nan) -> ()", "f(float a=inf, float b=nan) -> ()"},
+	{"f(float a=-0.0, float b=-0) -> ()",
+	 "f(float a=-0.0, float b=0.0) -> ()"},
+	{"f(float a=1e400, float b=-nan) -> ()",
+	 "f(float a=inf, float b=nan) -> ()"},
 };
 
 static tw_schema *parse_ok(const char *text)
@@ -198,7 +205,8 @@ Test(corpus, normalised)
 Test(corpus, size)
 {
 	/* The issue asks for at least 40 valid schemas. */
-	cr_assert_geq(COUNT(builtins) + COUNT(canonical) + COUNT(normalised), 40);
+	cr_assert_geq(COUNT(builtins) + COUNT(canonical) + COUNT(normalised),
+		      40);
 }
 
 /* ---- invalid schemas --------------------------------------------------- */
@@ -215,21 +223,30 @@ static const struct bad bad_corpus[] = {
 	{"9f(int a) -> ()", 0, "expected a schema name"},
 	{"aten::(Tensor self) -> Tensor", 6, "expected a name after '::'"},
 	{"aten:add(Tensor self) -> Tensor", 4, "expected '::' after namespace"},
-	{"aten::add.(Tensor self) -> Tensor", 10, "expected an overload name after '.'"},
+	{"aten::add.(Tensor self) -> Tensor", 10,
+	 "expected an overload name after '.'"},
 	{"aten::add", 9, "expected '(' after schema name 'aten::add'"},
-	{"aten::add(Tensor self -> Tensor", 22, "expected ')' or ',' after argument 'self'"},
-	{"aten::add(Tensor self, Tensor other", 35, "expected ')' or ',' after argument 'other'"},
-	{"aten::add(Tensor self, Tensor other) Tensor", 37, "expected '->' after the arguments"},
+	{"aten::add(Tensor self -> Tensor", 22,
+	 "expected ')' or ',' after argument 'self'"},
+	{"aten::add(Tensor self, Tensor other", 35,
+	 "expected ')' or ',' after argument 'other'"},
+	{"aten::add(Tensor self, Tensor other) Tensor", 37,
+	 "expected '->' after the arguments"},
 	{"aten::add(Tensor self) ->", 25, "expected a return type after '->'"},
-	{"aten::add(Tensor self) -> Tensor extra junk", 39, "unexpected text after the schema"},
+	{"aten::add(Tensor self) -> Tensor extra junk", 39,
+	 "unexpected text after the schema"},
 	{"aten::add(Tensr self) -> Tensor", 10, "unknown type 'Tensr'"},
-	{"aten::add(Tensor) -> Tensor", 16, "expected an argument name after its type"},
-	{"aten::add(Tensor self, Tensor self) -> Tensor", 30, "duplicate argument name 'self'"},
+	{"aten::add(Tensor) -> Tensor", 16,
+	 "expected an argument name after its type"},
+	{"aten::add(Tensor self, Tensor self) -> Tensor", 30,
+	 "duplicate argument name 'self'"},
 	{"f(*, *, Tensor a) -> ()", 5, "'*' given twice"},
 	{"f(Tensor a, *) -> ()", 13, "expected ',' and an argument after '*'"},
 	{"f(Tensor a,) -> ()", 11, "expected an argument after ','"},
-	{"f(int a=1.5) -> ()", 8, "default value of argument 'a' does not fit type 'int'"},
-	{"f(int a=True) -> ()", 8, "default value of argument 'a' does not fit type 'int'"},
+	{"f(int a=1.5) -> ()", 8,
+	 "default value of argument 'a' does not fit type 'int'"},
+	{"f(int a=True) -> ()", 8,
+	 "default value of argument 'a' does not fit type 'int'"},
 	{"f(Tensor a=None) -> ()", 11, "does not fit type 'Tensor'"},
 	{"f(int[] a=1) -> ()", 10, "does not fit type 'int[]'"},
 	{"f(int[2] a=[1, 2.5]) -> ()", 15, "does not fit type 'int[2]'"},
@@ -240,10 +257,12 @@ static const struct bad bad_corpus[] = {
 	{"f(int[2000] a) -> ()", 6, "list size must be 1 .. 1024"},
 	{"f(int[x] a) -> ()", 6, "expected ']' or a list size"},
 	{"f(int?? a) -> ()", 6, "type is already optional"},
-	{"f(Tensor(a a) -> ()", 11, "expected ')' to close the alias annotation"},
+	{"f(Tensor(a a) -> ()", 11,
+	 "expected ')' to close the alias annotation"},
 	{"f(Tensor() a) -> ()", 9, "expected an alias set name or '*'"},
 	{"f(Dict(int, Tensor) d) -> ()", 7, "Dict keys must be str"},
-	{"f(Dict(str Tensor) d) -> ()", 11, "expected ',' after the Dict key type"},
+	{"f(Dict(str Tensor) d) -> ()", 11,
+	 "expected ',' after the Dict key type"},
 	{"f(Dict d) -> ()", 7, "expected '(' after Dict"},
 	{"f(RRef(int x) -> ()", 11, "expected ')' to close RRef"},
 	{"f(Future(int) x) -> ()", 2, "unknown type 'Future'"},
@@ -256,16 +275,19 @@ static const struct bad bad_corpus[] = {
 	{"f(int a=12abc) -> ()", 8, "invalid number"},
 	{"f(int a=Bogus) -> ()", 8, "unsupported default value 'Bogus'"},
 	{"f(Tensor a=-) -> ()", 11, "expected a default value"},
-	{"f(int[1]? a=[[1]]) -> ()", 13, "nested list defaults are not supported"},
+	{"f(int[1]? a=[[1]]) -> ()", 13,
+	 "nested list defaults are not supported"},
 	{"f(int[] a=[1 2]) -> ()", 13, "expected ']' or ',' in list default"},
 	{"f(Tensor a, ...) -> ()", 12, "varargs '...' are not supported"},
 	{"f(Tensor a) -> ...", 15, "varargs '...' are not supported"},
-	{"f(Tensor a) -> (Tensor, Tensor", 30, "expected ')' or ',' after return type"},
+	{"f(Tensor a) -> (Tensor, Tensor", 30,
+	 "expected ')' or ',' after return type"},
 	{"f((int, float a) -> ()", 14, "expected ')' or ',' in tuple type"},
 	{"f(, int a) -> ()", 2, "expected a type"},
 	{"f(int a) -> (,)", 13, "expected a type"},
 	/* failures after defaults were made: they are freed (ASan) */
-	{"f(str a='x', int[] b=[1, 2], int c=1.5) -> ()", 35, "default value of argument 'c'"},
+	{"f(str a='x', int[] b=[1, 2], int c=1.5) -> ()", 35,
+	 "default value of argument 'c'"},
 	{"f(str a='x') -> (Tensor, ", 25, "expected a type"},
 };
 
@@ -273,12 +295,14 @@ static const struct bad bad_corpus[] = {
 static size_t msg_pos(const char *msg)
 {
 	const char *at = strrchr(msg, ' ');
-	cr_assert(at != NULL && at - msg >= 3 && strncmp(at - 3, " at ", 4) == 0,
+	cr_assert(at != NULL && at - msg >= 3 &&
+			  strncmp(at - 3, " at ", 4) == 0,
 		  "message '%s' does not end with a position", msg);
 	return (size_t)strtoull(at + 1, NULL, 10);
 }
 
-static void expect_bad(const char *text, size_t len, size_t pos, const char *msg)
+static void expect_bad(const char *text, size_t len, size_t pos,
+		       const char *msg)
 {
 	tw_schema *s = (tw_schema *)0x1;
 	char at[32];
@@ -287,8 +311,8 @@ static void expect_bad(const char *text, size_t len, size_t pos, const char *msg
 	cr_assert_eq(st, TW_EINVAL, "accepted: %s", text);
 	cr_assert_null(s);
 	const char *m = tw_errmsg(st);
-	cr_assert(strstr(m, msg) != NULL, "%s: message '%s' lacks '%s'",
-		  text, m, msg);
+	cr_assert(strstr(m, msg) != NULL, "%s: message '%s' lacks '%s'", text,
+		  m, msg);
 	cr_assert_eq(msg_pos(m), pos, "%s: position %zu, want %zu (%s)", text,
 		     msg_pos(m), pos, m);
 	snprintf(at, sizeof(at), " at %zu", pos);
@@ -320,7 +344,8 @@ Test(invalid, nesting_is_bounded)
 	tw_schema_free(s);
 	snprintf(text, sizeof(text), "f(int%.32s a) -> ()",
 		 "[][][][][][][][][][][][][][][][]");
-	expect_bad(text, strlen(text), 5 + 15 * 2, "types nested deeper than 16");
+	expect_bad(text, strlen(text), 5 + 15 * 2,
+		   "types nested deeper than 16");
 	/* A long run of open parentheses is refused at the limit, not by
 	 * running out of stack. */
 	size_t n = 100000;
@@ -339,7 +364,8 @@ Test(invalid, argument_count_is_bounded)
 
 	n += (size_t)snprintf(text + n, sizeof(text) - n, "f(");
 	for (int i = 0; i < TW_SCHEMA_MAX_ARGS; i++)
-		n += (size_t)snprintf(text + n, sizeof(text) - n, "int a%d, ", i);
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "int a%d, ",
+				      i);
 	size_t pos = n;
 	snprintf(text + n, sizeof(text) - n, "int last) -> ()");
 	expect_bad(text, strlen(text), pos, "more than 64 arguments");
@@ -354,11 +380,13 @@ Test(invalid, never_reads_past_len)
 {
 	/* A NUL inside the bytes is just a bad character. */
 	static const char with_nul[] = "f(int a)\0 -> ()";
-	expect_bad(with_nul, sizeof(with_nul) - 1, 8, "expected '->' after the arguments");
+	expect_bad(with_nul, sizeof(with_nul) - 1, 8,
+		   "expected '->' after the arguments");
 	/* A buffer cut anywhere: every prefix of a valid schema is refused
 	 * cleanly (ASan checks that nothing past len is read). */
-	const char *full = "aten::sum.dim_IntList(Tensor(a!) self, int[1]? dim=[0, 1], "
-			   "bool keepdim=False, *, str s='x', float f=-1e-05) -> (Tensor(a) x, Tensor[] y)";
+	const char *full =
+		"aten::sum.dim_IntList(Tensor(a!) self, int[1]? dim=[0, 1], "
+		"bool keepdim=False, *, str s='x', float f=-1e-05) -> (Tensor(a) x, Tensor[] y)";
 	size_t len = strlen(full);
 	for (size_t cut = 0; cut < len; cut++) {
 		char *copy = malloc(cut ? cut : 1);
@@ -404,7 +432,8 @@ Test(invalid, long_names_keep_the_position)
 	memset(name, 'x', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
 	snprintf(text, sizeof(text), "f(int %s", name);
-	expect_bad(text, strlen(text), strlen(text), "expected ')' or ',' after argument 'xxxx");
+	expect_bad(text, strlen(text), strlen(text),
+		   "expected ')' or ',' after argument 'xxxx");
 }
 
 /* ---- reading a schema -------------------------------------------------- */
@@ -422,7 +451,8 @@ static void expect_type(const tw_type *t, const char *spelled, const char *repr)
 
 Test(read, add_tensor)
 {
-	tw_schema *s = parse_ok("aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor");
+	tw_schema *s = parse_ok(
+		"aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor");
 
 	cr_assert_str_eq(tw_schema_name(s), "aten::add");
 	cr_assert_str_eq(tw_schema_overload(s), "Tensor");
@@ -474,15 +504,18 @@ Test(read, types)
 	expect_type(tw_schema_arg_type(s, 0), "SymInt[]", "List[int]");
 	expect_type(tw_schema_arg_type(s, 1), "int[1]?", "Optional[List[int]]");
 	expect_type(tw_schema_arg_type(s, 2), "Tensor(a!)[]", "List[Tensor]");
-	expect_type(tw_schema_arg_type(s, 3), "Tensor?[]", "List[Optional[Tensor]]");
+	expect_type(tw_schema_arg_type(s, 3), "Tensor?[]",
+		    "List[Optional[Tensor]]");
 	expect_type(tw_schema_arg_type(s, 4), "(int, str)", "Tuple[int, str]");
-	expect_type(tw_schema_arg_type(s, 5), "Dict(str, float[])", "Dict[str, List[float]]");
+	expect_type(tw_schema_arg_type(s, 5), "Dict(str, float[])",
+		    "Dict[str, List[float]]");
 	expect_type(tw_schema_arg_type(s, 6), "RRef", "RRef[Any]");
 	expect_type(tw_schema_arg_type(s, 7), "RRef(Tensor)", "RRef[Tensor]");
 	expect_type(tw_schema_arg_type(s, 8), "ScalarType?", "Optional[int]");
 	expect_type(tw_schema_arg_type(s, 9), "Layout", "int");
 	expect_type(tw_schema_arg_type(s, 10), "Device", "Device");
-	expect_type(tw_schema_arg_type(s, 11), "Generator?", "Optional[Generator]");
+	expect_type(tw_schema_arg_type(s, 11), "Generator?",
+		    "Optional[Generator]");
 	expect_type(tw_schema_arg_type(s, 12), "Dimname", "str");
 	expect_type(tw_schema_arg_type(s, 13), "Any", "Any");
 	expect_type(tw_schema_arg_type(s, 14), "NoneType", "NoneType");
@@ -516,9 +549,11 @@ Test(read, types)
 	cr_assert_eq(tw_type_kind_of(t), TW_TYPE_RREF);
 	cr_assert_eq(tw_type_nelems(t), 1);
 	cr_assert_eq(tw_type_kind_of(tw_type_elem(t, 0)), TW_TYPE_ANY);
-	cr_assert_eq(tw_type_kind_of(tw_schema_arg_type(s, 10)), TW_TYPE_DEVICE);
-	cr_assert_eq(tw_type_kind_of(tw_type_elem(tw_schema_arg_type(s, 11), 0)),
-		     TW_TYPE_GENERATOR);
+	cr_assert_eq(tw_type_kind_of(tw_schema_arg_type(s, 10)),
+		     TW_TYPE_DEVICE);
+	cr_assert_eq(
+		tw_type_kind_of(tw_type_elem(tw_schema_arg_type(s, 11), 0)),
+		TW_TYPE_GENERATOR);
 
 	cr_assert_eq(tw_schema_nreturns(s), 2);
 	cr_assert_str_eq(tw_schema_return_name(s, 0), "values");
@@ -586,28 +621,17 @@ Test(format, truncates_like_snprintf)
 Test(equal, differences_matter)
 {
 	static const char *const variants[] = {
-		"f(int a) -> ()",
-		"g(int a) -> ()",
-		"f.x(int a) -> ()",
-		"f(int b) -> ()",
-		"f(SymInt a) -> ()",
-		"f(int a=1) -> ()",
-		"f(int a=2) -> ()",
-		"f(*, int a) -> ()",
-		"f(int a) -> int",
-		"f(int a) -> int x",
-		"f(int[] a) -> ()",
-		"f(int[2] a) -> ()",
-		"f(int? a) -> ()",
-		"f(Tensor a) -> ()",
-		"f(Tensor(a) a) -> ()",
-		"f(Tensor(b) a) -> ()",
-		"f(int[2] a=[1, 1]) -> ()",
-		"f(int[2] a=1) -> ()",
-		"f(Scalar a=1) -> ()",
-		"f(Scalar a=1.0) -> ()",
-		"f(RRef a) -> ()",
-		"f(RRef(Any) a) -> ()",
+		"f(int a) -> ()",           "g(int a) -> ()",
+		"f.x(int a) -> ()",         "f(int b) -> ()",
+		"f(SymInt a) -> ()",        "f(int a=1) -> ()",
+		"f(int a=2) -> ()",         "f(*, int a) -> ()",
+		"f(int a) -> int",          "f(int a) -> int x",
+		"f(int[] a) -> ()",         "f(int[2] a) -> ()",
+		"f(int? a) -> ()",          "f(Tensor a) -> ()",
+		"f(Tensor(a) a) -> ()",     "f(Tensor(b) a) -> ()",
+		"f(int[2] a=[1, 1]) -> ()", "f(int[2] a=1) -> ()",
+		"f(Scalar a=1) -> ()",      "f(Scalar a=1.0) -> ()",
+		"f(RRef a) -> ()",          "f(RRef(Any) a) -> ()",
 	};
 	tw_schema *s[COUNT(variants)];
 

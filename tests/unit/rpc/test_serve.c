@@ -88,7 +88,6 @@ Test(serve, nested_call_fails_through_with_its_origin)
 	world_down(true);
 }
 
-
 Test(serve, malformed_payload_is_refused_and_the_connection_kept)
 {
 	world_up(2, NULL);
@@ -101,7 +100,8 @@ Test(serve, malformed_payload_is_refused_and_the_connection_kept)
 	settle();
 	unsigned char frame[64];
 	size_t len = bad_payload_call(frame, 999999);
-	cr_assert_eq(tw_fake_net_inject(W.net, A_ADDR, B_ADDR, frame, len), TW_OK);
+	cr_assert_eq(tw_fake_net_inject(W.net, A_ADDR, B_ADDR, frame, len),
+		     TW_OK);
 	tw_future *f2 = call(0, "B", "t::echo", 2, 1000);
 	settle();
 	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), 3);
@@ -162,11 +162,12 @@ Test(serve, handler_failures_explain_themselves)
 	cr_assert_eq(tw_value_tuple(&noargs, 0), TW_OK);
 	tw_future *f = NULL;
 	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::echo", &noargs, NULL, 1000,
-				  &f), TW_OK);
+				  &f),
+		     TW_OK);
 	settle();
 	const tw_error *e = failure(f, TW_EINVAL);
 	cr_assert_str_eq(e->msg, "function 't::echo' failed on worker 'B': "
-			 "index 0 out of range for a tuple of 0");
+				 "index 0 out of range for a tuple of 0");
 	tw_future_release(f);
 	/* Every agent runs on this thread: leave a TW_EVALUE reason on it. */
 	tw_future *g;
@@ -176,11 +177,12 @@ Test(serve, handler_failures_explain_themselves)
 	cr_assert_str_eq(tw_errmsg(TW_EVALUE), "a stale reason");
 	tw_future_release(g);
 	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::bare", &noargs, NULL, 1000,
-				  &f), TW_OK);
+				  &f),
+		     TW_OK);
 	settle();
 	e = failure(f, TW_EVALUE);
 	cr_assert_str_eq(e->msg, "function 't::bare' failed on worker 'B': "
-			 "value error");
+				 "value error");
 	tw_future_release(f);
 	tw_value_destroy(&noargs);
 	world_down(true);

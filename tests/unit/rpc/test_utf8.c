@@ -54,7 +54,10 @@ struct seq {
 	uint32_t cp; /* valid ones: the code point */
 };
 
-#define SEQ(what, lit, cp) { what, lit, sizeof(lit) - 1, cp }
+#define SEQ(what, lit, cp)                                                     \
+	{                                                                      \
+		what, lit, sizeof(lit) - 1, cp                                 \
+	}
 
 static const struct seq valid[] = {
 	SEQ("NUL", "\x00", 0x0),
@@ -185,15 +188,15 @@ Test(utf8, decoder_matches_the_grammar_up_to_three_bytes)
  * boundaries in the last two. */
 Test(utf8, decoder_matches_the_grammar_for_four_bytes)
 {
-	static const uint8_t tail[] = { 0x00, 0x7f, 0x80, 0x8f, 0x90, 0xbf,
-					0xc0, 0xff };
+	static const uint8_t tail[] = {0x00, 0x7f, 0x80, 0x8f,
+				       0x90, 0xbf, 0xc0, 0xff};
 	for (unsigned lead = 0xf0; lead <= 0xff; lead++)
 		for (unsigned b1 = 0; b1 < 256; b1++)
 			for (size_t i = 0; i < sizeof(tail); i++)
 				for (size_t j = 0; j < sizeof(tail); j++) {
-					uint8_t b[4] = { (uint8_t)lead,
-							 (uint8_t)b1, tail[i],
-							 tail[j] };
+					uint8_t b[4] = {(uint8_t)lead,
+							(uint8_t)b1, tail[i],
+							tail[j]};
 					uint32_t want = 0, got = 0;
 					size_t r = ref_decode(b, 4, &want);
 					size_t n = dec((const char *)b, 4,

@@ -51,14 +51,16 @@ Test(scalar, roundtrip_and_type_checks)
 	v = tw_value_int(INT64_MIN);
 	cr_assert_eq(tw_value_get_int(&v, &i), TW_OK);
 	cr_assert_eq(i, INT64_MIN);
-	cr_assert_eq(tw_value_get_double(&v, &d), TW_OK, "int widens to double");
+	cr_assert_eq(tw_value_get_double(&v, &d), TW_OK,
+		     "int widens to double");
 	cr_assert_eq(d, (double)INT64_MIN);
 	cr_assert_eq(tw_value_get_string(&v, &s, &len), TW_ETYPE);
 
 	v = tw_value_double(-2.25);
 	cr_assert_eq(tw_value_get_double(&v, &d), TW_OK);
 	cr_assert_eq(d, -2.25);
-	cr_assert_eq(tw_value_get_int(&v, &i), TW_ETYPE, "double never narrows");
+	cr_assert_eq(tw_value_get_int(&v, &i), TW_ETYPE,
+		     "double never narrows");
 	tw_value_destroy(&v); /* scalars: harmless */
 	cr_assert_eq(v.kind, TW_KIND_NONE);
 
@@ -81,7 +83,8 @@ Test(string, owned_copy)
 	cr_assert_eq(s[len], '\0');
 	cr_assert_eq(v.flags & TW_VALUE_BORROWED, 0);
 	const void *p;
-	cr_assert_eq(tw_value_get_bytes(&v, &p, &len), TW_ETYPE, "string is not bytes");
+	cr_assert_eq(tw_value_get_bytes(&v, &p, &len), TW_ETYPE,
+		     "string is not bytes");
 	tw_value_destroy(&v);
 
 	/* Embedded NUL is a valid code point; length says where it ends. */
@@ -101,7 +104,8 @@ Test(string, owned_copy)
 	cr_assert_eq(tw_value_string(&keep, NULL, 3), TW_EINVAL);
 	cr_assert_eq(tw_value_cstring(&keep, NULL), TW_EINVAL);
 	cr_assert_eq(tw_value_string(NULL, "x", 1), TW_EINVAL);
-	cr_assert_eq(tw_value_string(&keep, "x", (size_t)UINT32_MAX), TW_EOVERFLOW);
+	cr_assert_eq(tw_value_string(&keep, "x", (size_t)UINT32_MAX),
+		     TW_EOVERFLOW);
 	cr_assert_eq(keep.kind, TW_KIND_INT, "failure leaves out untouched");
 }
 
@@ -112,27 +116,28 @@ Test(string, invalid_utf8_rejected)
 		size_t len;
 		const char *what;
 	} bad[] = {
-		{ "\xC0\x80", 2, "overlong NUL" },
-		{ "\xC1\xBF", 2, "overlong 2-byte" },
-		{ "\xE0\x80\x80", 3, "overlong 3-byte" },
-		{ "\xE0\x9F\xBF", 3, "overlong U+07FF" },
-		{ "\xF0\x80\x80\x80", 4, "overlong 4-byte" },
-		{ "\xF0\x8F\xBF\xBF", 4, "overlong U+FFFF" },
-		{ "\xED\xA0\x80", 3, "surrogate U+D800" },
-		{ "\xED\xBF\xBF", 3, "surrogate U+DFFF" },
-		{ "\xF4\x90\x80\x80", 4, "U+110000" },
-		{ "\xF5\x80\x80\x80", 4, "F5 lead" },
-		{ "\xFF", 1, "FF" },
-		{ "\x80", 1, "lone continuation" },
-		{ "a\xE2\x82", 3, "truncated" },
-		{ "\xE2\x28\xA1", 3, "bad continuation" },
-		{ "abcdefgh\xC3", 9, "truncated after ASCII run" },
+		{"\xC0\x80", 2, "overlong NUL"},
+		{"\xC1\xBF", 2, "overlong 2-byte"},
+		{"\xE0\x80\x80", 3, "overlong 3-byte"},
+		{"\xE0\x9F\xBF", 3, "overlong U+07FF"},
+		{"\xF0\x80\x80\x80", 4, "overlong 4-byte"},
+		{"\xF0\x8F\xBF\xBF", 4, "overlong U+FFFF"},
+		{"\xED\xA0\x80", 3, "surrogate U+D800"},
+		{"\xED\xBF\xBF", 3, "surrogate U+DFFF"},
+		{"\xF4\x90\x80\x80", 4, "U+110000"},
+		{"\xF5\x80\x80\x80", 4, "F5 lead"},
+		{"\xFF", 1, "FF"},
+		{"\x80", 1, "lone continuation"},
+		{"a\xE2\x82", 3, "truncated"},
+		{"\xE2\x28\xA1", 3, "bad continuation"},
+		{"abcdefgh\xC3", 9, "truncated after ASCII run"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		tw_value v = tw_value_none();
-		cr_assert_eq(tw_value_string(&v, bad[i].s, bad[i].len), TW_EINVAL,
-			     "%s", bad[i].what);
-		cr_assert_not(tw_utf8_valid(bad[i].s, bad[i].len), "%s", bad[i].what);
+		cr_assert_eq(tw_value_string(&v, bad[i].s, bad[i].len),
+			     TW_EINVAL, "%s", bad[i].what);
+		cr_assert_not(tw_utf8_valid(bad[i].s, bad[i].len), "%s",
+			      bad[i].what);
 		cr_assert_eq(v.kind, TW_KIND_NONE);
 	}
 
@@ -140,19 +145,20 @@ Test(string, invalid_utf8_rejected)
 		const char *s;
 		size_t len;
 	} good[] = {
-		{ "\x7F", 1 },
-		{ "\xC2\x80", 2 },          /* U+0080 */
-		{ "\xE0\xA0\x80", 3 },      /* U+0800 */
-		{ "\xED\x9F\xBF", 3 },      /* U+D7FF */
-		{ "\xEE\x80\x80", 3 },      /* U+E000 */
-		{ "\xEF\xBF\xBF", 3 },      /* U+FFFF */
-		{ "\xF0\x90\x80\x80", 4 },  /* U+10000 */
-		{ "\xF4\x8F\xBF\xBF", 4 },  /* U+10FFFF */
-		{ "0123456789abcdef\xE2\x82\xAC", 19 },
+		{"\x7F", 1},
+		{"\xC2\x80", 2},         /* U+0080 */
+		{"\xE0\xA0\x80", 3},     /* U+0800 */
+		{"\xED\x9F\xBF", 3},     /* U+D7FF */
+		{"\xEE\x80\x80", 3},     /* U+E000 */
+		{"\xEF\xBF\xBF", 3},     /* U+FFFF */
+		{"\xF0\x90\x80\x80", 4}, /* U+10000 */
+		{"\xF4\x8F\xBF\xBF", 4}, /* U+10FFFF */
+		{"0123456789abcdef\xE2\x82\xAC", 19},
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		tw_value v;
-		cr_assert_eq(tw_value_string(&v, good[i].s, good[i].len), TW_OK, "good %zu", i);
+		cr_assert_eq(tw_value_string(&v, good[i].s, good[i].len), TW_OK,
+			     "good %zu", i);
 		tw_value_destroy(&v);
 	}
 	cr_assert(tw_utf8_valid(NULL, 0));
@@ -161,7 +167,7 @@ Test(string, invalid_utf8_rejected)
 
 Test(bytes, owned_and_borrowed)
 {
-	const uint8_t raw[4] = { 0, 0xFF, 'a', 0 };
+	const uint8_t raw[4] = {0, 0xFF, 'a', 0};
 	tw_value v;
 	cr_assert_eq(tw_value_bytes(&v, raw, sizeof(raw)), TW_OK);
 	const void *p;
@@ -213,7 +219,7 @@ Test(string, borrowed_not_freed)
 Test(tensor, value_holds_reference)
 {
 	tw_tensor t;
-	cr_assert_eq(tw_tensor_zeros(&t, TW_INT32, 1, (int64_t[]){ 4 }), TW_OK);
+	cr_assert_eq(tw_tensor_zeros(&t, TW_INT32, 1, (int64_t[]){4}), TW_OK);
 	tw_value v;
 	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
 	cr_assert_eq(tw_buf_refcnt(t.buf), 2);
@@ -256,9 +262,10 @@ Test(container, list_tuple_items)
 	cr_assert_eq(tw_value_set_item(&l, 3, s), TW_EINVAL, "out of range");
 	tw_value notcont = tw_value_int(0);
 	cr_assert_eq(tw_value_set_item(&notcont, 0, s), TW_ETYPE);
-	tw_value bogus = { .kind = 200 };
+	tw_value bogus = {.kind = 200};
 	cr_assert_eq(tw_value_set_item(&l, 2, bogus), TW_EINVAL);
-	cr_assert_eq(tw_value_set_item(&l, 2, l), TW_EINVAL, "a list into itself");
+	cr_assert_eq(tw_value_set_item(&l, 2, l), TW_EINVAL,
+		     "a list into itself");
 	tw_value_destroy(&s); /* still ours after the failures */
 
 	cr_assert_eq(tw_value_get_item(&l, 1, &it), TW_OK);
@@ -283,7 +290,8 @@ Test(container, dict_keys)
 	tw_value d;
 	cr_assert_eq(tw_value_dict(&d, 3), TW_OK);
 	const tw_value *got;
-	cr_assert_eq(tw_value_dict_get(&d, "a", &got), TW_ENOENT, "unset entries are absent");
+	cr_assert_eq(tw_value_dict_get(&d, "a", &got), TW_ENOENT,
+		     "unset entries are absent");
 
 	char key[] = "alpha";
 	cr_assert_eq(tw_value_dict_set(&d, 0, key, tw_value_int(1)), TW_OK);
@@ -295,12 +303,15 @@ Test(container, dict_keys)
 	cr_assert_eq(tw_value_cstring(&s, "dup"), TW_OK);
 	cr_assert_eq(tw_value_dict_set(&d, 2, "alpha", s), TW_EINVAL);
 	cr_assert_eq(tw_value_dict_set(&d, 2, "beta", s), TW_EINVAL);
-	cr_assert_eq(tw_value_dict_set(&d, 3, "gamma", s), TW_EINVAL, "out of range");
+	cr_assert_eq(tw_value_dict_set(&d, 3, "gamma", s), TW_EINVAL,
+		     "out of range");
 	cr_assert_eq(tw_value_dict_set(&d, 2, NULL, s), TW_EINVAL);
-	cr_assert_eq(tw_value_dict_set(&d, 2, "\xC0\x80", s), TW_EINVAL, "bad UTF-8 key");
+	cr_assert_eq(tw_value_dict_set(&d, 2, "\xC0\x80", s), TW_EINVAL,
+		     "bad UTF-8 key");
 	tw_value l = tw_value_int(0);
 	cr_assert_eq(tw_value_dict_set(&l, 0, "k", s), TW_ETYPE);
-	cr_assert_eq(tw_value_dict_set(&d, 2, "self", d), TW_EINVAL, "a dict into itself");
+	cr_assert_eq(tw_value_dict_set(&d, 2, "self", d), TW_EINVAL,
+		     "a dict into itself");
 	/* Re-setting a slot under its own key replaces the value. */
 	cr_assert_eq(tw_value_dict_set(&d, 0, "alpha", s), TW_OK);
 
@@ -314,7 +325,8 @@ Test(container, dict_keys)
 	cr_assert_eq(tw_value_dict_get(&d, NULL, &got), TW_EINVAL);
 
 	/* Renaming slot 1 frees its old key and value. */
-	cr_assert_eq(tw_value_dict_set(&d, 1, "gamma", tw_value_bool(false)), TW_OK);
+	cr_assert_eq(tw_value_dict_set(&d, 1, "gamma", tw_value_bool(false)),
+		     TW_OK);
 	cr_assert_eq(tw_value_dict_get(&d, "beta", &got), TW_ENOENT);
 	expect_format(&d, "{'alpha': 'dup', 'gamma': False}");
 	tw_value_destroy(&d);
@@ -322,7 +334,7 @@ Test(container, dict_keys)
 
 Test(rref_error, constructors)
 {
-	tw_rref_id id = { .owner = 1, .rref = { 1, 5 }, .fork = { 2, 7 } };
+	tw_rref_id id = {.owner = 1, .rref = {1, 5}, .fork = {2, 7}};
 	tw_value r;
 	cr_assert_eq(tw_value_rref(&r, &id), TW_OK);
 	cr_assert_neq(r.u.rref, &id);
@@ -330,10 +342,13 @@ Test(rref_error, constructors)
 	cr_assert_eq(tw_value_rref(&r, NULL), TW_EINVAL);
 	expect_format(&r, "RRef(owner=1, rref=(1,5), fork=(2,7))");
 	tw_value_destroy(&r);
-	tw_rref_id max = { UINT32_MAX, { UINT32_MAX, UINT64_MAX }, { UINT32_MAX, UINT64_MAX } };
+	tw_rref_id max = {
+		UINT32_MAX, {UINT32_MAX, UINT64_MAX}, {UINT32_MAX, UINT64_MAX}};
 	cr_assert_eq(tw_value_rref(&r, &max), TW_OK);
-	expect_format(&r, "RRef(owner=4294967295, rref=(4294967295,18446744073709551615), "
-			  "fork=(4294967295,18446744073709551615))");
+	expect_format(
+		&r,
+		"RRef(owner=4294967295, rref=(4294967295,18446744073709551615), "
+		"fork=(4294967295,18446744073709551615))");
 	tw_value_destroy(&r);
 
 	char msg[] = "bad shape";
@@ -348,8 +363,10 @@ Test(rref_error, constructors)
 	tw_value_destroy(&e);
 
 	tw_value keep = tw_value_int(1);
-	cr_assert_eq(tw_value_error(&keep, TW_OK, 0, "x"), TW_EINVAL, "TW_OK is no error");
-	cr_assert_eq(tw_value_error(&keep, TW_STATUS_COUNT_, 0, "x"), TW_EINVAL);
+	cr_assert_eq(tw_value_error(&keep, TW_OK, 0, "x"), TW_EINVAL,
+		     "TW_OK is no error");
+	cr_assert_eq(tw_value_error(&keep, TW_STATUS_COUNT_, 0, "x"),
+		     TW_EINVAL);
 	cr_assert_eq(tw_value_error(&keep, (tw_status)-1, 0, "x"), TW_EINVAL);
 	cr_assert_eq(keep.kind, TW_KIND_INT);
 
@@ -400,7 +417,8 @@ Test(nesting, depth_64_clone_equal_destroy)
 	tw_value dst = tw_value_int(5);
 	cr_assert_eq(tw_value_clone(&dst, &too), TW_EOVERFLOW);
 	cr_assert_eq(dst.kind, TW_KIND_INT, "failed clone leaves dst alone");
-	cr_assert_not(tw_value_equal(&too, &too), "beyond the limit nothing is vouched for");
+	cr_assert_not(tw_value_equal(&too, &too),
+		      "beyond the limit nothing is vouched for");
 	char big[512];
 	tw_value_format(&too, big, sizeof(big));
 	cr_assert_not_null(strstr(big, "[...]"));
@@ -409,12 +427,16 @@ Test(nesting, depth_64_clone_equal_destroy)
 
 Test(clone, tree_with_tensors_shares_bytes)
 {
-	static float mem[4] = { 1, 2, 3, 4 };
+	static float mem[4] = {1, 2, 3, 4};
 	tw_buf *buf;
 	released = 0;
-	cr_assert_eq(tw_buf_from_user(mem, sizeof(mem), count_release, NULL, &buf), TW_OK);
+	cr_assert_eq(tw_buf_from_user(mem, sizeof(mem), count_release, NULL,
+				      &buf),
+		     TW_OK);
 	tw_tensor t;
-	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, 1, (int64_t[]){ 4 }, NULL, mem, buf), TW_OK);
+	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, 1, (int64_t[]){4}, NULL,
+				    mem, buf),
+		     TW_OK);
 	tw_buf_release(buf);
 
 	/* {'w': tensor, 'xs': [tensor, 'name', b'\x01'], 'r': (1.5,)} */
@@ -444,7 +466,8 @@ Test(clone, tree_with_tensors_shares_bytes)
 	const tw_value *w;
 	cr_assert_eq(tw_value_dict_get(&copy, "w", &w), TW_OK);
 	cr_assert_eq(w->u.tensor->data, (void *)mem);
-	cr_assert_neq(copy.u.entries, tree.u.entries, "containers are deep-copied");
+	cr_assert_neq(copy.u.entries, tree.u.entries,
+		      "containers are deep-copied");
 	cr_assert_neq(copy.u.entries[0].key, tree.u.entries[0].key);
 
 	tw_value_destroy(&tree);
@@ -462,7 +485,8 @@ Test(clone, borrowed_source_yields_owned_copy)
 	tw_value items[2];
 	items[0] = tw_value_string_borrow(text, strlen(text));
 	items[1] = tw_value_int(3);
-	tw_value borrowed = { .kind = TW_KIND_LIST, .flags = TW_VALUE_BORROWED, .len = 2 };
+	tw_value borrowed = {
+		.kind = TW_KIND_LIST, .flags = TW_VALUE_BORROWED, .len = 2};
 	borrowed.u.items = items;
 
 	tw_value own;
@@ -473,10 +497,12 @@ Test(clone, borrowed_source_yields_owned_copy)
 	cr_assert_neq(own.u.items[0].u.str, text);
 	cr_assert(tw_value_equal(&own, &borrowed));
 	text[0] = 'X';
-	cr_assert_not(tw_value_equal(&own, &borrowed), "the copy no longer tracks the message");
+	cr_assert_not(tw_value_equal(&own, &borrowed),
+		      "the copy no longer tracks the message");
 
 	/* Writing into borrowed storage is refused. */
-	cr_assert_eq(tw_value_set_item(&borrowed, 1, tw_value_none()), TW_EINVAL);
+	cr_assert_eq(tw_value_set_item(&borrowed, 1, tw_value_none()),
+		     TW_EINVAL);
 	tw_value_destroy(&borrowed); /* leaves the stack alone */
 	cr_assert_eq(items[1].u.i, 3);
 	tw_value_destroy(&own);
@@ -493,7 +519,7 @@ Test(clone, borrowed_source_yields_owned_copy)
 
 Test(clone, every_kind)
 {
-	tw_rref_id id = { 4, { 4, 1 }, { 5, 2 } };
+	tw_rref_id id = {4, {4, 1}, {5, 2}};
 	tw_value vals[12];
 	vals[0] = tw_value_none();
 	vals[1] = tw_value_bool(false);
@@ -509,7 +535,9 @@ Test(clone, every_kind)
 	cr_assert_eq(tw_value_tuple(&vals[8], 2), TW_OK);
 	cr_assert_eq(tw_value_dict(&vals[9], 0), TW_OK);
 	cr_assert_eq(tw_value_rref(&vals[10], &id), TW_OK);
-	cr_assert_eq(tw_value_error(&vals[11], TW_ENOFUNC, 2, "no such function"), TW_OK);
+	cr_assert_eq(tw_value_error(&vals[11], TW_ENOFUNC, 2,
+				    "no such function"),
+		     TW_OK);
 	for (int i = 0; i < 12; i++) {
 		tw_value c;
 		cr_assert_eq(tw_value_clone(&c, &vals[i]), TW_OK, "kind %d", i);
@@ -517,14 +545,15 @@ Test(clone, every_kind)
 		cr_assert(tw_value_equal(&c, &vals[i]), "kind %d", i);
 		for (int j = 0; j < 12; j++)
 			if (j != i)
-				cr_assert_not(tw_value_equal(&c, &vals[j]), "%d vs %d", i, j);
+				cr_assert_not(tw_value_equal(&c, &vals[j]),
+					      "%d vs %d", i, j);
 		tw_value_destroy(&c);
 	}
 	for (int i = 0; i < 12; i++)
 		tw_value_destroy(&vals[i]);
 
 	tw_value c;
-	tw_value bogus = { .kind = 99 };
+	tw_value bogus = {.kind = 99};
 	cr_assert_eq(tw_value_clone(&c, &bogus), TW_EINVAL);
 	cr_assert_eq(tw_value_clone(NULL, &bogus), TW_EINVAL);
 	cr_assert_eq(tw_value_clone(&c, NULL), TW_EINVAL);
@@ -574,8 +603,8 @@ Test(equal, doubles_dicts_kinds)
 
 	/* Tensors by content, whatever the layout. */
 	tw_tensor x, y;
-	cr_assert_eq(tw_tensor_zeros(&x, TW_INT8, 1, (int64_t[]){ 3 }), TW_OK);
-	cr_assert_eq(tw_tensor_zeros(&y, TW_INT8, 1, (int64_t[]){ 3 }), TW_OK);
+	cr_assert_eq(tw_tensor_zeros(&x, TW_INT8, 1, (int64_t[]){3}), TW_OK);
+	cr_assert_eq(tw_tensor_zeros(&y, TW_INT8, 1, (int64_t[]){3}), TW_OK);
 	tw_value tx, ty;
 	cr_assert_eq(tw_value_tensor(&tx, &x), TW_OK);
 	cr_assert_eq(tw_value_tensor(&ty, &y), TW_OK);
@@ -606,23 +635,23 @@ Test(format, scalars)
 		double d;
 		const char *want;
 	} reals[] = {
-		{ 1.5, "1.5" },
-		{ 1.0, "1.0" },
-		{ -0.0, "-0.0" },
-		{ 0.1, "0.1" },
-		{ 100.0, "100.0" },
-		{ 1e15, "1000000000000000.0" },
-		{ 1e16, "1e+16" },
-		{ 1.5e300, "1.5e+300" },
-		{ 0.0001, "0.0001" },
-		{ 0.00001, "1e-05" },
-		{ 123.456, "123.456" },
-		{ 1.0 / 3.0, "0.3333333333333333" },
-		{ 5e-324, "5e-324" },
-		{ 1.7976931348623157e308, "1.7976931348623157e+308" },
-		{ NAN, "nan" },
-		{ INFINITY, "inf" },
-		{ -INFINITY, "-inf" },
+		{1.5, "1.5"},
+		{1.0, "1.0"},
+		{-0.0, "-0.0"},
+		{0.1, "0.1"},
+		{100.0, "100.0"},
+		{1e15, "1000000000000000.0"},
+		{1e16, "1e+16"},
+		{1.5e300, "1.5e+300"},
+		{0.0001, "0.0001"},
+		{0.00001, "1e-05"},
+		{123.456, "123.456"},
+		{1.0 / 3.0, "0.3333333333333333"},
+		{5e-324, "5e-324"},
+		{1.7976931348623157e308, "1.7976931348623157e+308"},
+		{NAN, "nan"},
+		{INFINITY, "inf"},
+		{-INFINITY, "-inf"},
 	};
 	for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
 		v = tw_value_double(reals[i].d);
@@ -649,7 +678,11 @@ Test(format, strings_and_bytes)
 	expect_format(&v, "''");
 	tw_value_destroy(&v);
 
-	cr_assert_eq(tw_value_bytes(&v, "\x00\x01\xff" "a'", 5), TW_OK);
+	cr_assert_eq(tw_value_bytes(&v,
+				    "\x00\x01\xff"
+				    "a'",
+				    5),
+		     TW_OK);
 	expect_format(&v, "b\"\\x00\\x01\\xffa'\"");
 	tw_value_destroy(&v);
 	cr_assert_eq(tw_value_bytes(&v, NULL, 0), TW_OK);
@@ -688,7 +721,8 @@ Test(format, containers_rref_error_tensor)
 	tw_value_destroy(&e);
 
 	tw_tensor t;
-	cr_assert_eq(tw_tensor_alloc(&t, TW_FLOAT32, 2, (int64_t[]){ 2, 3 }), TW_OK);
+	cr_assert_eq(tw_tensor_alloc(&t, TW_FLOAT32, 2, (int64_t[]){2, 3}),
+		     TW_OK);
 	for (int i = 0; i < 6; i++)
 		((float *)t.data)[i] = (float)(i + 1);
 	tw_value tv;
@@ -705,24 +739,34 @@ Test(format, tensor_every_dtype)
 		uint8_t bytes[8];
 		const char *want;
 	} cases[] = {
-		{ TW_BOOL, { 1, 0 }, "tensor(bool[2], data=[True, False])" },
-		{ TW_UINT8, { 255, 7 }, "tensor(uint8[2], data=[255, 7])" },
-		{ TW_INT8, { 0x80, 7 }, "tensor(int8[2], data=[-128, 7])" },
-		{ TW_INT16, { 0x00, 0x80, 1, 0 }, "tensor(int16[2], data=[-32768, 1])" },
-		{ TW_INT32, { 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0 },
-		  "tensor(int32[2], data=[-1, 2])" },
+		{TW_BOOL, {1, 0}, "tensor(bool[2], data=[True, False])"},
+		{TW_UINT8, {255, 7}, "tensor(uint8[2], data=[255, 7])"},
+		{TW_INT8, {0x80, 7}, "tensor(int8[2], data=[-128, 7])"},
+		{TW_INT16,
+		 {0x00, 0x80, 1, 0},
+		 "tensor(int16[2], data=[-32768, 1])"},
+		{TW_INT32,
+		 {0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0},
+		 "tensor(int32[2], data=[-1, 2])"},
 		/* 1.0 (0x3C00), 0.1 (0x2E66) */
-		{ TW_FLOAT16, { 0x00, 0x3C, 0x66, 0x2E }, "tensor(float16[2], data=[1, 0.1])" },
+		{TW_FLOAT16,
+		 {0x00, 0x3C, 0x66, 0x2E},
+		 "tensor(float16[2], data=[1, 0.1])"},
 		/* 1.0 (0x3F80), 0.1 (0x3DCD) */
-		{ TW_BFLOAT16, { 0x80, 0x3F, 0xCD, 0x3D }, "tensor(bfloat16[2], data=[1, 0.1])" },
+		{TW_BFLOAT16,
+		 {0x80, 0x3F, 0xCD, 0x3D},
+		 "tensor(bfloat16[2], data=[1, 0.1])"},
 		/* 0.1f, -2.5f */
-		{ TW_FLOAT32, { 0xCD, 0xCC, 0xCC, 0x3D, 0x00, 0x00, 0x20, 0xC0 },
-		  "tensor(float32[2], data=[0.1, -2.5])" },
+		{TW_FLOAT32,
+		 {0xCD, 0xCC, 0xCC, 0x3D, 0x00, 0x00, 0x20, 0xC0},
+		 "tensor(float32[2], data=[0.1, -2.5])"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t es = tw_dtype_size(cases[i].dt);
 		tw_tensor t;
-		cr_assert_eq(tw_tensor_alloc(&t, cases[i].dt, 1, (int64_t[]){ 2 }), TW_OK);
+		cr_assert_eq(tw_tensor_alloc(&t, cases[i].dt, 1,
+					     (int64_t[]){2}),
+			     TW_OK);
 		memcpy(t.data, cases[i].bytes, 2 * es);
 		tw_value v;
 		cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
@@ -734,18 +778,23 @@ Test(format, tensor_every_dtype)
 	/* int64 and float64, scalar and empty, and a strided view. */
 	int64_t i64 = INT64_MAX;
 	tw_tensor t;
-	cr_assert_eq(tw_tensor_init(&t, TW_INT64, 0, NULL, NULL, &i64, NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&t, TW_INT64, 0, NULL, NULL, &i64, NULL),
+		     TW_OK);
 	tw_value v;
 	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
 	expect_format(&v, "tensor(int64[], data=[9223372036854775807])");
 	tw_value_destroy(&v);
-	double f64[4] = { 0.5, 1e100, NAN, 4 };
-	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT64, 2, (int64_t[]){ 2, 2 },
-				    (int64_t[]){ 1, 2 }, f64, NULL), TW_OK);
+	double f64[4] = {0.5, 1e100, NAN, 4};
+	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT64, 2, (int64_t[]){2, 2},
+				    (int64_t[]){1, 2}, f64, NULL),
+		     TW_OK);
 	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
-	expect_format(&v, "tensor(float64[2, 2], data=[0.5, nan, 1e+100, ...])");
+	expect_format(&v,
+		      "tensor(float64[2, 2], data=[0.5, nan, 1e+100, ...])");
 	tw_value_destroy(&v);
-	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT64, 2, (int64_t[]){ 0, 2 }, NULL, NULL, NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT64, 2, (int64_t[]){0, 2}, NULL,
+				    NULL, NULL),
+		     TW_OK);
 	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
 	expect_format(&v, "tensor(float64[0, 2], data=[])");
 	tw_value_destroy(&v);
@@ -758,33 +807,38 @@ Test(format, truncation_is_safe)
 	tw_value s;
 	cr_assert_eq(tw_value_cstring(&s, "a longer string value"), TW_OK);
 	cr_assert_eq(tw_value_dict_set(&d, 0, "key", s), TW_OK);
-	cr_assert_eq(tw_value_dict_set(&d, 1, "n", tw_value_double(0.1)), TW_OK);
+	cr_assert_eq(tw_value_dict_set(&d, 1, "n", tw_value_double(0.1)),
+		     TW_OK);
 	const char *full = "{'key': 'a longer string value', 'n': 0.1}";
 	size_t n = strlen(full);
 
 	cr_assert_eq(tw_value_format(&d, NULL, 0), n, "sizing call");
-	cr_assert_eq(tw_value_format(&d, NULL, 10), n, "NULL buffer never written");
+	cr_assert_eq(tw_value_format(&d, NULL, 10), n,
+		     "NULL buffer never written");
 	for (size_t size = 0; size <= n + 2; size++) {
 		/* Exactly size bytes from the heap: ASan catches any overrun. */
 		char *buf = malloc(size ? size : 1);
 		cr_assert_not_null(buf);
 		memset(buf, '#', size ? size : 1);
-		cr_assert_eq(tw_value_format(&d, buf, size), n, "size %zu", size);
+		cr_assert_eq(tw_value_format(&d, buf, size), n, "size %zu",
+			     size);
 		if (size == 0) {
 			cr_assert_eq(buf[0], '#', "size 0 writes nothing");
 		} else {
 			size_t w = size - 1 < n ? size - 1 : n;
 			cr_assert_eq(buf[w], '\0', "size %zu terminated", size);
-			cr_assert_eq(strncmp(buf, full, w), 0, "size %zu prefix", size);
+			cr_assert_eq(strncmp(buf, full, w), 0,
+				     "size %zu prefix", size);
 		}
 		free(buf);
 	}
 	tw_value_destroy(&d);
 
 	char small[4];
-	cr_assert_eq(tw_value_format(NULL, small, sizeof(small)), strlen("<null>"));
+	cr_assert_eq(tw_value_format(NULL, small, sizeof(small)),
+		     strlen("<null>"));
 	cr_assert_str_eq(small, "<nu");
-	tw_value bogus = { .kind = 77 };
+	tw_value bogus = {.kind = 77};
 	char buf[64];
 	tw_value_format(&bogus, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "<invalid kind 77>");
@@ -792,9 +846,10 @@ Test(format, truncation_is_safe)
 
 Test(kind, names)
 {
-	static const char *const want[] = { "none",  "bool",  "int",    "double",
-					    "string", "bytes", "tensor", "list",
-					    "tuple", "dict",  "rref",   "error" };
+	static const char *const want[] = {"none",   "bool",   "int",
+					   "double", "string", "bytes",
+					   "tensor", "list",   "tuple",
+					   "dict",   "rref",   "error"};
 	for (unsigned k = 0; k < TW_KIND_COUNT_; k++)
 		cr_assert_str_eq(tw_kind_name((tw_kind)k), want[k]);
 	cr_assert_str_eq(tw_kind_name(TW_KIND_COUNT_), "?");
@@ -828,17 +883,20 @@ Test(errmsg, value_refusals_say_why)
 	int64_t i;
 	cr_assert_eq(tw_value_list(&l, 2), TW_OK);
 	cr_assert_eq(tw_value_get_item(&l, 3, &out), TW_EINVAL);
-	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "index 3 out of range for a list of 2");
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "index 3 out of range for a list of 2");
 	cr_assert_eq(tw_value_cstring(&s, "x"), TW_OK);
 	cr_assert_eq(tw_value_get_int(&s, &i), TW_ETYPE);
 	cr_assert_str_eq(tw_errmsg(TW_ETYPE),
 			 "expected an int, got a value of kind 'string'");
 	cr_assert_eq(tw_value_set_item(&s, 0, tw_value_int(1)), TW_ETYPE);
-	cr_assert_str_eq(tw_errmsg(TW_ETYPE), "tw_value_set_item: the container "
+	cr_assert_str_eq(tw_errmsg(TW_ETYPE),
+			 "tw_value_set_item: the container "
 			 "is of kind 'string', not a list or tuple");
 	cr_assert_eq(tw_value_set_item(&l, 2, tw_value_int(1)), TW_EINVAL);
-	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
-			 "tw_value_set_item: index 2 out of range for a list of 2");
+	cr_assert_str_eq(
+		tw_errmsg(TW_EINVAL),
+		"tw_value_set_item: index 2 out of range for a list of 2");
 	cr_assert_eq(tw_value_dict(&d, 2), TW_OK);
 	cr_assert_eq(tw_value_dict_set(&d, 0, "k", tw_value_int(1)), TW_OK);
 	cr_assert_eq(tw_value_dict_set(&d, 1, "k", tw_value_int(2)), TW_EINVAL);
@@ -848,7 +906,8 @@ Test(errmsg, value_refusals_say_why)
 	cr_assert_str_eq(tw_errmsg(TW_ENOENT), "no such key in the dict");
 	tw_value t;
 	cr_assert_eq(tw_value_string(&t, "\xc3", 1), TW_EINVAL);
-	cr_assert_str_eq(tw_errmsg(TW_EINVAL), "string value is not valid UTF-8");
+	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
+			 "string value is not valid UTF-8");
 	cr_assert_eq(tw_value_error(&t, TW_OK, 0, "x"), TW_EINVAL);
 	cr_assert_str_eq(tw_errmsg(TW_EINVAL),
 			 "tw_value_error: kind 0 is not a failure status");
@@ -860,7 +919,8 @@ Test(errmsg, value_refusals_say_why)
 		deep = c;
 	}
 	cr_assert_eq(tw_value_clone(&t, &deep), TW_EOVERFLOW);
-	cr_assert_str_eq(tw_errmsg(TW_EOVERFLOW), "tw_value_clone: more than "
+	cr_assert_str_eq(tw_errmsg(TW_EOVERFLOW),
+			 "tw_value_clone: more than "
 			 "TW_VALUE_MAX_DEPTH (64) nested containers");
 	tw_value_destroy(&deep);
 	tw_value_destroy(&l);

@@ -15,7 +15,8 @@ Test(binary, every_op_every_dtype)
 		for (int i = 0; i < 5; i++) {
 			tw_dtype dt = DT5[i];
 			tw_tensor a = mk(dt, 3, SHAPE(2, 3, 4), 10 + i, G_ANY);
-			tw_tensor b = mk(dt, 2, SHAPE(3, 1), 20 + i, rhs_gen(op));
+			tw_tensor b = mk(dt, 2, SHAPE(3, 1), 20 + i,
+					 rhs_gen(op));
 			tw_tensor out;
 			tw_status st = call_bin(op, &a, &b, NULL, &out);
 			char what[64];
@@ -25,9 +26,10 @@ Test(binary, every_op_every_dtype)
 				cr_assert(st == TW_ERUNTIME || st == TW_ETYPE,
 					  "%s accepted", what);
 			} else {
-				cr_assert_eq(st, TW_OK, "%s: %s", what, tw_errmsg(st));
-				check_bin(op, &a, &b, 1, expect_dtype(op, dt, dt),
-					  &out, what);
+				cr_assert_eq(st, TW_OK, "%s: %s", what,
+					     tw_errmsg(st));
+				check_bin(op, &a, &b, 1,
+					  expect_dtype(op, dt, dt), &out, what);
 				tw_tensor_release(&out);
 			}
 			tw_tensor_release(&a);
@@ -42,20 +44,25 @@ Test(binary, promotion_pairs)
 	for (int op = 0; op < R_COUNT; op++) {
 		for (int i = 0; i < 5; i++) {
 			for (int j = 0; j < 5; j++) {
-				tw_tensor a = mk(DT5[i], 2, SHAPE(3, 1), 30 + i, G_ANY);
+				tw_tensor a = mk(DT5[i], 2, SHAPE(3, 1), 30 + i,
+						 G_ANY);
 				tw_tensor b = mk(DT5[j], 2, SHAPE(1, 4), 40 + j,
 						 rhs_gen(op));
 				tw_tensor out;
 				char what[80];
-				snprintf(what, sizeof(what), "%s %s,%s", rop_name[op],
-					 tw_dtype_name(DT5[i]), tw_dtype_name(DT5[j]));
+				snprintf(what, sizeof(what), "%s %s,%s",
+					 rop_name[op], tw_dtype_name(DT5[i]),
+					 tw_dtype_name(DT5[j]));
 				tw_status st = call_bin(op, &a, &b, NULL, &out);
 				if (refused(op, DT5[i], DT5[j])) {
-					cr_assert_neq(st, TW_OK, "%s accepted", what);
+					cr_assert_neq(st, TW_OK, "%s accepted",
+						      what);
 				} else {
-					cr_assert_eq(st, TW_OK, "%s: %s", what, tw_errmsg(st));
+					cr_assert_eq(st, TW_OK, "%s: %s", what,
+						     tw_errmsg(st));
 					check_bin(op, &a, &b, 1,
-						  expect_dtype(op, DT5[i], DT5[j]),
+						  expect_dtype(op, DT5[i],
+							       DT5[j]),
 						  &out, what);
 					tw_tensor_release(&out);
 				}
@@ -69,14 +76,16 @@ Test(binary, promotion_pairs)
 /* Zero-dim tensors count only when of a higher category. */
 Test(binary, zero_dim_participates_like_scalar)
 {
-	struct { tw_dtype a, z, want; } cases[] = {
-		{ TW_INT32, TW_FLOAT64, TW_FLOAT64 },
-		{ TW_FLOAT32, TW_FLOAT64, TW_FLOAT32 },
-		{ TW_INT32, TW_INT64, TW_INT32 },
-		{ TW_BOOL, TW_INT32, TW_INT32 },
-		{ TW_BOOL, TW_FLOAT64, TW_FLOAT64 },
-		{ TW_INT64, TW_FLOAT32, TW_FLOAT32 },
-		{ TW_FLOAT64, TW_INT64, TW_FLOAT64 },
+	struct {
+		tw_dtype a, z, want;
+	} cases[] = {
+		{TW_INT32, TW_FLOAT64, TW_FLOAT64},
+		{TW_FLOAT32, TW_FLOAT64, TW_FLOAT32},
+		{TW_INT32, TW_INT64, TW_INT32},
+		{TW_BOOL, TW_INT32, TW_INT32},
+		{TW_BOOL, TW_FLOAT64, TW_FLOAT64},
+		{TW_INT64, TW_FLOAT32, TW_FLOAT32},
+		{TW_FLOAT64, TW_INT64, TW_FLOAT64},
 	};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		tw_tensor a = mk(cases[c].a, 2, SHAPE(2, 3), 5, G_ANY);
@@ -120,19 +129,20 @@ Test(scalar, overloads_and_promotion)
 		tw_scalar s;
 		tw_dtype want;
 	} cases[] = {
-		{ TW_INT32, { .kind = TW_SCALAR_INT, .i = 5 }, TW_INT32 },
-		{ TW_INT32, { .kind = TW_SCALAR_DOUBLE, .d = 2.5 }, TW_FLOAT32 },
-		{ TW_INT64, { .kind = TW_SCALAR_DOUBLE, .d = -1.25 }, TW_FLOAT32 },
-		{ TW_FLOAT32, { .kind = TW_SCALAR_DOUBLE, .d = 0.1 }, TW_FLOAT32 },
-		{ TW_FLOAT64, { .kind = TW_SCALAR_DOUBLE, .d = 0.1 }, TW_FLOAT64 },
-		{ TW_FLOAT32, { .kind = TW_SCALAR_INT, .i = 3 }, TW_FLOAT32 },
-		{ TW_BOOL, { .kind = TW_SCALAR_INT, .i = 5 }, TW_INT64 },
-		{ TW_BOOL, { .kind = TW_SCALAR_BOOL, .b = true }, TW_BOOL },
-		{ TW_BOOL, { .kind = TW_SCALAR_DOUBLE, .d = 2.5 }, TW_FLOAT32 },
-		{ TW_INT64, { .kind = TW_SCALAR_BOOL, .b = true }, TW_INT64 },
+		{TW_INT32, {.kind = TW_SCALAR_INT, .i = 5}, TW_INT32},
+		{TW_INT32, {.kind = TW_SCALAR_DOUBLE, .d = 2.5}, TW_FLOAT32},
+		{TW_INT64, {.kind = TW_SCALAR_DOUBLE, .d = -1.25}, TW_FLOAT32},
+		{TW_FLOAT32, {.kind = TW_SCALAR_DOUBLE, .d = 0.1}, TW_FLOAT32},
+		{TW_FLOAT64, {.kind = TW_SCALAR_DOUBLE, .d = 0.1}, TW_FLOAT64},
+		{TW_FLOAT32, {.kind = TW_SCALAR_INT, .i = 3}, TW_FLOAT32},
+		{TW_BOOL, {.kind = TW_SCALAR_INT, .i = 5}, TW_INT64},
+		{TW_BOOL, {.kind = TW_SCALAR_BOOL, .b = true}, TW_BOOL},
+		{TW_BOOL, {.kind = TW_SCALAR_DOUBLE, .d = 2.5}, TW_FLOAT32},
+		{TW_INT64, {.kind = TW_SCALAR_BOOL, .b = true}, TW_INT64},
 	};
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-		tw_tensor a = mk(cases[c].a, 2, SHAPE(3, 4), 7 + (uint32_t)c, G_ANY);
+		tw_tensor a = mk(cases[c].a, 2, SHAPE(3, 4), 7 + (uint32_t)c,
+				 G_ANY);
 		tw_tensor st = scalar_tensor(&cases[c].s, cases[c].want);
 		tw_tensor out;
 		cr_assert_eq(tw_op_add_scalar(&a, &cases[c].s, NULL, &out),
@@ -142,22 +152,27 @@ Test(scalar, overloads_and_promotion)
 		cr_assert_eq(tw_op_mul_scalar(&a, &cases[c].s, &out), TW_OK);
 		check_bin(R_MUL, &a, &st, 1, cases[c].want, &out, "mul.Scalar");
 		tw_tensor_release(&out);
-		if (cases[c].a != TW_BOOL && cases[c].s.kind != TW_SCALAR_BOOL) {
+		if (cases[c].a != TW_BOOL &&
+		    cases[c].s.kind != TW_SCALAR_BOOL) {
 			cr_assert_eq(tw_op_sub_scalar(&a, &cases[c].s, NULL,
-						      &out), TW_OK);
+						      &out),
+				     TW_OK);
 			check_bin(R_SUB, &a, &st, 1, cases[c].want, &out,
 				  "sub.Scalar");
 			tw_tensor_release(&out);
 			cr_assert_eq(tw_op_rsub_scalar(&a, &cases[c].s, NULL,
-						       &out), TW_OK);
+						       &out),
+				     TW_OK);
 			check_bin(R_SUB, &st, &a, 1, cases[c].want, &out,
 				  "rsub.Scalar");
 			tw_tensor_release(&out);
 		}
 		if (tw_scalar_to_double(&cases[c].s) != 0) {
-			tw_dtype dw = isf(cases[c].want) ? cases[c].want : TW_FLOAT32;
+			tw_dtype dw = isf(cases[c].want) ? cases[c].want
+							 : TW_FLOAT32;
 			cr_assert_eq(tw_op_div_scalar(&a, &cases[c].s,
-						      TW_ROUND_NONE, &out), TW_OK);
+						      TW_ROUND_NONE, &out),
+				     TW_OK);
 			tw_tensor sd = scalar_tensor(&cases[c].s, dw);
 			check_bin(R_DIV, &a, &sd, 1, dw, &out, "div.Scalar");
 			tw_tensor_release(&sd);
@@ -190,8 +205,7 @@ Test(binary, alpha)
 	cr_assert_eq(tw_op_sub(&fa, &b, &half, &out), TW_OK);
 	check_bin(R_SUB, &fa, &b, 0.5, TW_FLOAT32, &out, "sub alpha 0.5");
 	tw_tensor_release(&out);
-	cr_assert_eq(tw_op_add_scalar(&fa, &half, &three, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_add_scalar(&fa, &half, &three, &out), TW_OK);
 	tw_tensor sh = scalar_tensor(&half, TW_FLOAT32);
 	check_bin(R_ADD, &fa, &sh, 3, TW_FLOAT32, &out, "add.Scalar alpha");
 	tw_tensor_release(&out);
@@ -205,8 +219,9 @@ Test(binary, alpha)
 	check_bin(R_ADD, &ba, &bb, 0, TW_BOOL, &out, "bool add alpha False");
 	tw_tensor_release(&out);
 
-	expect_err(tw_op_add(&a, &b, &half, &out), TW_ERUNTIME,
-		   "For integral input tensors, argument alpha must not be a floating point number.");
+	expect_err(
+		tw_op_add(&a, &b, &half, &out), TW_ERUNTIME,
+		"For integral input tensors, argument alpha must not be a floating point number.");
 	tw_scalar bt = tw_scalar_bool(true);
 	expect_err(tw_op_add(&fa, &b, &bt, &out), TW_ERUNTIME,
 		   "Boolean alpha only supported for Boolean results.");
@@ -218,7 +233,7 @@ Test(binary, alpha)
 	check_bin(R_ADD, &a, &fa, 0.5, TW_FLOAT32, &out, "int + float alpha");
 	tw_tensor_release(&out);
 
-	tw_tensor *all[] = { &a, &b, &fa, &ba, &bb };
+	tw_tensor *all[] = {&a, &b, &fa, &ba, &bb};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		tw_tensor_release(all[i]);
 }
@@ -226,8 +241,8 @@ Test(binary, alpha)
 Test(binary, integer_wraparound)
 {
 	tw_tensor a = mk_vals(TW_INT32, 1, SHAPE(3),
-			      (double[]){ INT32_MAX, INT32_MIN, 65536 });
-	tw_tensor b = mk_vals(TW_INT32, 1, SHAPE(3), (double[]){ 1, -1, 65536 });
+			      (double[]){INT32_MAX, INT32_MIN, 65536});
+	tw_tensor b = mk_vals(TW_INT32, 1, SHAPE(3), (double[]){1, -1, 65536});
 	tw_tensor out;
 	cr_assert_eq(tw_op_add(&a, &b, NULL, &out), TW_OK);
 	cr_assert_eq(flati(&out, 0), INT32_MIN);
@@ -243,12 +258,10 @@ Test(binary, integer_wraparound)
 	cr_assert_eq(tw_op_abs(&a, &out), TW_OK);
 	cr_assert_eq(flati(&out, 1), INT32_MIN);
 	tw_tensor_release(&out);
-	cr_assert_eq(tw_op_div(&a, &b, TW_ROUND_TRUNC, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_div(&a, &b, TW_ROUND_TRUNC, &out), TW_OK);
 	cr_assert_eq(flati(&out, 1), INT32_MIN); /* INT_MIN / -1 */
 	tw_tensor_release(&out);
-	cr_assert_eq(tw_op_div(&a, &b, TW_ROUND_FLOOR, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_div(&a, &b, TW_ROUND_FLOOR, &out), TW_OK);
 	cr_assert_eq(flati(&out, 1), INT32_MIN);
 	tw_tensor_release(&out);
 	tw_tensor_release(&a);
@@ -260,61 +273,67 @@ Test(binary, sub_bool_refused)
 	tw_tensor b = mk(TW_BOOL, 1, SHAPE(4), 1, G_ANY);
 	tw_tensor i = mk(TW_INT32, 1, SHAPE(4), 2, G_ANY);
 	tw_tensor out;
-	expect_err(tw_op_sub(&b, &b, NULL, &out), TW_ERUNTIME,
-		   "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or `logical_xor()` operator instead.");
-	const char *one = "Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.";
+	expect_err(
+		tw_op_sub(&b, &b, NULL, &out), TW_ERUNTIME,
+		"Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or `logical_xor()` operator instead.");
+	const char *one =
+		"Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.";
 	expect_err(tw_op_sub(&b, &i, NULL, &out), TW_ERUNTIME, one);
 	expect_err(tw_op_sub(&i, &b, NULL, &out), TW_ERUNTIME, one);
 	tw_scalar t = tw_scalar_bool(true);
-	expect_err(tw_op_sub_scalar(&i, &t, NULL, &out),
-		   TW_ERUNTIME, one);
+	expect_err(tw_op_sub_scalar(&i, &t, NULL, &out), TW_ERUNTIME, one);
 	tw_tensor_release(&b);
 	tw_tensor_release(&i);
 }
 
 Test(binary, division)
 {
-	tw_tensor a = mk_vals(TW_INT64, 1, SHAPE(6), (double[]){ 7, -7, 7, -7, 0, 1 });
-	tw_tensor b = mk_vals(TW_INT64, 1, SHAPE(6), (double[]){ 2, 2, -2, -2, 0, 0 });
+	tw_tensor a = mk_vals(TW_INT64, 1, SHAPE(6),
+			      (double[]){7, -7, 7, -7, 0, 1});
+	tw_tensor b = mk_vals(TW_INT64, 1, SHAPE(6),
+			      (double[]){2, 2, -2, -2, 0, 0});
 	tw_tensor out;
 	/* True division: int / int -> float32; by zero -> nan / inf. */
 	cr_assert_eq(tw_op_div(&a, &b, TW_ROUND_NONE, &out), TW_OK);
 	cr_assert_eq(out.dtype, TW_FLOAT32);
-	expect_values(&out, (double[]){ 3.5, -3.5, -3.5, 3.5, NAN, INFINITY }, 0, 0,
-		      "int true div");
+	expect_values(&out, (double[]){3.5, -3.5, -3.5, 3.5, NAN, INFINITY}, 0,
+		      0, "int true div");
 	tw_tensor_release(&out);
 	/* Rounding modes on the nonzero part. */
-	tw_tensor a4 = mk_vals(TW_INT64, 1, SHAPE(4), (double[]){ 7, -7, 7, -7 });
-	tw_tensor b4 = mk_vals(TW_INT64, 1, SHAPE(4), (double[]){ 2, 2, -2, -2 });
+	tw_tensor a4 = mk_vals(TW_INT64, 1, SHAPE(4), (double[]){7, -7, 7, -7});
+	tw_tensor b4 = mk_vals(TW_INT64, 1, SHAPE(4), (double[]){2, 2, -2, -2});
 	cr_assert_eq(tw_op_div(&a4, &b4, TW_ROUND_TRUNC, &out), TW_OK);
 	cr_assert_eq(out.dtype, TW_INT64);
-	expect_values(&out, (double[]){ 3, -3, -3, 3 }, 0, 0, "trunc");
+	expect_values(&out, (double[]){3, -3, -3, 3}, 0, 0, "trunc");
 	tw_tensor_release(&out);
 	cr_assert_eq(tw_op_div(&a4, &b4, TW_ROUND_FLOOR, &out), TW_OK);
-	expect_values(&out, (double[]){ 3, -4, -4, 3 }, 0, 0, "floor");
+	expect_values(&out, (double[]){3, -4, -4, 3}, 0, 0, "floor");
 	tw_tensor_release(&out);
 	/* Integer division by zero is torch's ZeroDivisionError. */
-	expect_err(tw_op_div(&a, &b, TW_ROUND_FLOOR, &out),
-		   TW_EVALUE, "ZeroDivisionError");
-	expect_err(tw_op_div(&a, &b, TW_ROUND_TRUNC, &out),
-		   TW_EVALUE, "ZeroDivisionError");
+	expect_err(tw_op_div(&a, &b, TW_ROUND_FLOOR, &out), TW_EVALUE,
+		   "ZeroDivisionError");
+	expect_err(tw_op_div(&a, &b, TW_ROUND_TRUNC, &out), TW_EVALUE,
+		   "ZeroDivisionError");
 	tw_scalar zero = tw_scalar_int(0);
-	expect_err(tw_op_div_scalar(&a, &zero, TW_ROUND_FLOOR, &out), TW_EVALUE, "ZeroDivisionError");
+	expect_err(tw_op_div_scalar(&a, &zero, TW_ROUND_FLOOR, &out), TW_EVALUE,
+		   "ZeroDivisionError");
 	/* Floats: floor is Python's //, by zero IEEE. */
-	tw_tensor fa = mk_vals(TW_FLOAT64, 1, SHAPE(5), (double[]){ 7.5, -7.5, 1, -1, 0 });
-	tw_tensor fb = mk_vals(TW_FLOAT64, 1, SHAPE(5), (double[]){ 2, 2, 0, 0, 0 });
+	tw_tensor fa = mk_vals(TW_FLOAT64, 1, SHAPE(5),
+			       (double[]){7.5, -7.5, 1, -1, 0});
+	tw_tensor fb = mk_vals(TW_FLOAT64, 1, SHAPE(5),
+			       (double[]){2, 2, 0, 0, 0});
 	cr_assert_eq(tw_op_div(&fa, &fb, TW_ROUND_FLOOR, &out), TW_OK);
-	expect_values(&out, (double[]){ 3, -4, INFINITY, -INFINITY, NAN }, 0, 0,
+	expect_values(&out, (double[]){3, -4, INFINITY, -INFINITY, NAN}, 0, 0,
 		      "float floor");
 	tw_tensor_release(&out);
 	cr_assert_eq(tw_op_div(&fa, &fb, TW_ROUND_TRUNC, &out), TW_OK);
-	expect_values(&out, (double[]){ 3, -3, INFINITY, -INFINITY, NAN }, 0, 0,
+	expect_values(&out, (double[]){3, -3, INFINITY, -INFINITY, NAN}, 0, 0,
 		      "float trunc");
 	tw_tensor_release(&out);
 	/* Bool with a rounding mode is refused. */
 	tw_tensor bb = mk(TW_BOOL, 1, SHAPE(2), 1, G_ANY);
-	expect_err(tw_op_div(&bb, &bb, TW_ROUND_FLOOR, &out),
-		   TW_ETYPE, "\"div_floor_cpu\" not implemented for 'Bool'");
+	expect_err(tw_op_div(&bb, &bb, TW_ROUND_FLOOR, &out), TW_ETYPE,
+		   "\"div_floor_cpu\" not implemented for 'Bool'");
 	/* bool / bool true division is float32. */
 	cr_assert_eq(tw_op_div(&bb, &bb, TW_ROUND_NONE, &out), TW_OK);
 	cr_assert_eq(out.dtype, TW_FLOAT32);
@@ -324,10 +343,10 @@ Test(binary, division)
 	cr_assert_eq(rm, TW_ROUND_NONE);
 	cr_assert_eq(tw_ops_rounding_from_name("floor", &rm), TW_OK);
 	cr_assert_eq(rm, TW_ROUND_FLOOR);
-	expect_err(tw_ops_rounding_from_name("round", &rm),
-		   TW_EVALUE,
-		   "div expected rounding_mode to be one of None, 'trunc', or 'floor' but found 'round'");
-	tw_tensor *all[] = { &a, &b, &a4, &b4, &fa, &fb, &bb };
+	expect_err(
+		tw_ops_rounding_from_name("round", &rm), TW_EVALUE,
+		"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found 'round'");
+	tw_tensor *all[] = {&a, &b, &a4, &b4, &fa, &fb, &bb};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		tw_tensor_release(all[i]);
 }
@@ -336,10 +355,12 @@ Test(binary, pow)
 {
 	tw_tensor out;
 	/* Integer Tensor_Tensor with negative exponents: 0, 1 or -1. */
-	tw_tensor a = mk_vals(TW_INT32, 1, SHAPE(6), (double[]){ 2, 1, -1, -1, 3, -2 });
-	tw_tensor e = mk_vals(TW_INT32, 1, SHAPE(6), (double[]){ -1, -3, -3, -2, 4, 3 });
+	tw_tensor a = mk_vals(TW_INT32, 1, SHAPE(6),
+			      (double[]){2, 1, -1, -1, 3, -2});
+	tw_tensor e = mk_vals(TW_INT32, 1, SHAPE(6),
+			      (double[]){-1, -3, -3, -2, 4, 3});
 	cr_assert_eq(tw_op_pow(&a, &e, &out), TW_OK);
-	expect_values(&out, (double[]){ 0, 1, -1, 1, 81, -8 }, 0, 0, "powi");
+	expect_values(&out, (double[]){0, 1, -1, 1, 81, -8}, 0, 0, "powi");
 	tw_tensor_release(&out);
 
 	tw_scalar m1 = tw_scalar_int(-1);
@@ -357,23 +378,26 @@ Test(binary, pow)
 	tw_tensor_release(&out);
 
 	/* Tensor_Scalar on every dtype and special exponent. */
-	const double exps[] = { 2, 3, 0.5, -0.5, -1, -2, 1.5, 0, 1, 4 };
+	const double exps[] = {2, 3, 0.5, -0.5, -1, -2, 1.5, 0, 1, 4};
 	for (int i = 1; i < 5; i++) {
 		tw_tensor x = mk(DT5[i], 2, SHAPE(3, 5), 50 + i, G_POS);
 		for (size_t k = 0; k < sizeof(exps) / sizeof(exps[0]); k++) {
 			bool integral_exp = exps[k] == floor(exps[k]);
-			tw_scalar s = integral_exp ? tw_scalar_int((int64_t)exps[k])
-						   : tw_scalar_double(exps[k]);
+			tw_scalar s = integral_exp
+					      ? tw_scalar_int((int64_t)exps[k])
+					      : tw_scalar_double(exps[k]);
 			tw_status st = tw_op_pow_scalar(&x, &s, &out);
 			if (!isf(DT5[i]) && integral_exp && exps[k] < 0) {
 				cr_assert_eq(st, TW_ERUNTIME);
 				continue;
 			}
 			cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
-			tw_dtype rt = isf(DT5[i]) ? DT5[i]
-				      : integral_exp ? DT5[i] : TW_FLOAT32;
+			tw_dtype rt = isf(DT5[i])    ? DT5[i]
+				      : integral_exp ? DT5[i]
+						     : TW_FLOAT32;
 			tw_tensor se = scalar_tensor(&s, rt);
-			check_bin(R_POW, &x, &se, 1, rt, &out, "pow.Tensor_Scalar");
+			check_bin(R_POW, &x, &se, 1, rt, &out,
+				  "pow.Tensor_Scalar");
 			tw_tensor_release(&se);
 			tw_tensor_release(&out);
 		}
@@ -400,14 +424,16 @@ Test(binary, pow)
 
 Test(binary, maximum_minimum_nan)
 {
-	tw_tensor a = mk_vals(TW_FLOAT32, 1, SHAPE(4), (double[]){ NAN, 1, 5, -2 });
-	tw_tensor b = mk_vals(TW_FLOAT32, 1, SHAPE(4), (double[]){ 1, NAN, 3, -1 });
+	tw_tensor a = mk_vals(TW_FLOAT32, 1, SHAPE(4),
+			      (double[]){NAN, 1, 5, -2});
+	tw_tensor b = mk_vals(TW_FLOAT32, 1, SHAPE(4),
+			      (double[]){1, NAN, 3, -1});
 	tw_tensor out;
 	cr_assert_eq(tw_op_maximum(&a, &b, &out), TW_OK);
-	expect_values(&out, (double[]){ NAN, NAN, 5, -1 }, 0, 0, "maximum");
+	expect_values(&out, (double[]){NAN, NAN, 5, -1}, 0, 0, "maximum");
 	tw_tensor_release(&out);
 	cr_assert_eq(tw_op_minimum(&a, &b, &out), TW_OK);
-	expect_values(&out, (double[]){ NAN, NAN, 3, -2 }, 0, 0, "minimum");
+	expect_values(&out, (double[]){NAN, NAN, 3, -2}, 0, 0, "minimum");
 	tw_tensor_release(&out);
 	tw_tensor_release(&a);
 	tw_tensor_release(&b);
@@ -415,12 +441,12 @@ Test(binary, maximum_minimum_nan)
 
 Test(binary, float_division_by_zero)
 {
-	tw_tensor a = mk_vals(TW_FLOAT32, 1, SHAPE(3), (double[]){ 1, -1, 0 });
+	tw_tensor a = mk_vals(TW_FLOAT32, 1, SHAPE(3), (double[]){1, -1, 0});
 	tw_scalar z = tw_scalar_double(0.0);
 	tw_tensor out;
-	cr_assert_eq(tw_op_div_scalar(&a, &z, TW_ROUND_NONE, &out),
-		     TW_OK);
-	expect_values(&out, (double[]){ INFINITY, -INFINITY, NAN }, 0, 0, "x / 0.");
+	cr_assert_eq(tw_op_div_scalar(&a, &z, TW_ROUND_NONE, &out), TW_OK);
+	expect_values(&out, (double[]){INFINITY, -INFINITY, NAN}, 0, 0,
+		      "x / 0.");
 	tw_tensor_release(&out);
 	tw_tensor_release(&a);
 }
@@ -428,34 +454,50 @@ Test(binary, float_division_by_zero)
 /* ---- unary ------------------------------------------------------------- */
 
 enum uop { U_NEG, U_ABS, U_RELU, U_SIGMOID, U_TANH, U_EXP, U_LOG, U_SQRT, U_N };
-static const char *const uop_name[U_N] = { "neg", "abs", "relu", "sigmoid",
-	"tanh", "exp", "log", "sqrt" };
+static const char *const uop_name[U_N] = {"neg",  "abs", "relu", "sigmoid",
+					  "tanh", "exp", "log",  "sqrt"};
 
 static tw_status call_un(int op, const tw_tensor *a, tw_tensor *out)
 {
 	switch (op) {
-	case U_NEG: return tw_op_neg(a, out);
-	case U_ABS: return tw_op_abs(a, out);
-	case U_RELU: return tw_op_relu(a, out);
-	case U_SIGMOID: return tw_op_sigmoid(a, out);
-	case U_TANH: return tw_op_tanh(a, out);
-	case U_EXP: return tw_op_exp(a, out);
-	case U_LOG: return tw_op_log(a, out);
-	default: return tw_op_sqrt(a, out);
+	case U_NEG:
+		return tw_op_neg(a, out);
+	case U_ABS:
+		return tw_op_abs(a, out);
+	case U_RELU:
+		return tw_op_relu(a, out);
+	case U_SIGMOID:
+		return tw_op_sigmoid(a, out);
+	case U_TANH:
+		return tw_op_tanh(a, out);
+	case U_EXP:
+		return tw_op_exp(a, out);
+	case U_LOG:
+		return tw_op_log(a, out);
+	default:
+		return tw_op_sqrt(a, out);
 	}
 }
 
 static double ref_un(int op, double x)
 {
 	switch (op) {
-	case U_NEG: return -x;
-	case U_ABS: return fabs(x);
-	case U_RELU: return x < 0 ? 0 : x;
-	case U_SIGMOID: return 1 / (1 + exp(-x));
-	case U_TANH: return tanh(x);
-	case U_EXP: return exp(x);
-	case U_LOG: return log(x);
-	default: return sqrt(x);
+	case U_NEG:
+		return -x;
+	case U_ABS:
+		return fabs(x);
+	case U_RELU:
+		return x < 0 ? 0 : x;
+	case U_SIGMOID:
+		return 1 / (1 + exp(-x));
+	case U_TANH:
+		return tanh(x);
+	case U_EXP:
+		return exp(x);
+	case U_LOG:
+		return log(x);
+	default:
+		return sqrt(x);
 	}
 }
 
@@ -476,16 +518,21 @@ Test(unary, every_op_every_dtype)
 					cr_assert_neq(st, TW_OK);
 					continue;
 				}
-				cr_assert_eq(st, TW_OK, "%s %s: %s", uop_name[op],
-					     tw_dtype_name(dt), tw_errmsg(st));
-				tw_dtype rt = keeps ? dt : dt == TW_FLOAT64 ? TW_FLOAT64
-									  : TW_FLOAT32;
-				cr_assert_eq(out.dtype, rt, "%s %s", uop_name[op],
-					     tw_dtype_name(dt));
+				cr_assert_eq(st, TW_OK, "%s %s: %s",
+					     uop_name[op], tw_dtype_name(dt),
+					     tw_errmsg(st));
+				tw_dtype rt = keeps              ? dt
+					      : dt == TW_FLOAT64 ? TW_FLOAT64
+								 : TW_FLOAT32;
+				cr_assert_eq(out.dtype, rt, "%s %s",
+					     uop_name[op], tw_dtype_name(dt));
 				expect_shape(&out, 2, SHAPE(5, 7));
 				double want[35];
 				for (int k = 0; k < 35; k++)
-					want[k] = to_dtype(ref_un(op, to_dtype(flat(a, k), rt)), rt);
+					want[k] = to_dtype(
+						ref_un(op, to_dtype(flat(a, k),
+								    rt)),
+						rt);
 				expect_values(&out, want, rtol_of(rt) * 2,
 					      rt == TW_FLOAT32 ? 1e-7 : 1e-15,
 					      uop_name[op]);
@@ -501,8 +548,9 @@ Test(unary, bool_refusals)
 {
 	tw_tensor b = mk(TW_BOOL, 1, SHAPE(3), 1, G_ANY);
 	tw_tensor out;
-	expect_err(tw_op_neg(&b, &out), TW_ERUNTIME,
-		   "Negation, the `-` operator, on a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.");
+	expect_err(
+		tw_op_neg(&b, &out), TW_ERUNTIME,
+		"Negation, the `-` operator, on a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.");
 	expect_err(tw_op_abs(&b, &out), TW_ETYPE,
 		   "\"abs_cpu\" not implemented for 'Bool'");
 	expect_err(tw_op_relu(&b, &out), TW_ERUNTIME,
@@ -515,16 +563,17 @@ Test(unary, bool_refusals)
 
 Test(unary, relu_keeps_nan_and_casts)
 {
-	tw_tensor a = mk_vals(TW_FLOAT64, 1, SHAPE(3), (double[]){ NAN, -1, 2 });
+	tw_tensor a = mk_vals(TW_FLOAT64, 1, SHAPE(3), (double[]){NAN, -1, 2});
 	tw_tensor out;
 	cr_assert_eq(tw_op_relu(&a, &out), TW_OK);
-	expect_values(&out, (double[]){ NAN, 0, 2 }, 0, 0, "relu");
+	expect_values(&out, (double[]){NAN, 0, 2}, 0, 0, "relu");
 	tw_tensor_release(&out);
 	cr_assert_eq(tw_op_cast(&a, TW_INT32, &out), TW_OK);
-	expect_values(&out, (double[]){ INT32_MIN, -1, 2 }, 0, 0, "cast nan->int");
+	expect_values(&out, (double[]){INT32_MIN, -1, 2}, 0, 0,
+		      "cast nan->int");
 	tw_tensor_release(&out);
 	cr_assert_eq(tw_op_cast(&a, TW_BOOL, &out), TW_OK);
-	expect_values(&out, (double[]){ 1, 1, 1 }, 0, 0, "cast -> bool");
+	expect_values(&out, (double[]){1, 1, 1}, 0, 0, "cast -> bool");
 	tw_tensor_release(&out);
 	tw_tensor_release(&a);
 }
@@ -538,16 +587,20 @@ Test(unary, cast_every_pair)
 			for (int nc = 0; nc < 2; nc++) {
 				tw_tensor out;
 				cr_assert_eq(tw_op_cast(nc ? &an : &a0, DT5[j],
-							&out), TW_OK);
+							&out),
+					     TW_OK);
 				cr_assert_eq(out.dtype, DT5[j]);
 				expect_shape(&out, 2, SHAPE(9, 33));
 				cr_assert(tw_tensor_is_contiguous(&out));
 				for (int64_t k = 0; k < 9 * 33; k++) {
 					double x = flat(&a0, k);
 					double want = DT5[j] == TW_BOOL ? x != 0
-						      : isf(DT5[j]) ? to_dtype(x, DT5[j])
-								    : trunc(x);
-					cr_assert_eq(flat(&out, k), want, "%s -> %s",
+						      : isf(DT5[j])
+							      ? to_dtype(x,
+									 DT5[j])
+							      : trunc(x);
+					cr_assert_eq(flat(&out, k), want,
+						     "%s -> %s",
 						     tw_dtype_name(DT5[i]),
 						     tw_dtype_name(DT5[j]));
 				}
@@ -558,13 +611,14 @@ Test(unary, cast_every_pair)
 		tw_tensor_release(&an);
 	}
 	/* Out of range and NaN become the minimum, int64 wraps into int32. */
-	tw_tensor f = mk_vals(TW_FLOAT32, 1, SHAPE(3), (double[]){ 1e20, -1e20, NAN });
+	tw_tensor f = mk_vals(TW_FLOAT32, 1, SHAPE(3),
+			      (double[]){1e20, -1e20, NAN});
 	tw_tensor out;
 	cr_assert_eq(tw_op_cast(&f, TW_INT64, &out), TW_OK);
 	cr_assert(flati(&out, 0) == INT64_MIN && flati(&out, 1) == INT64_MIN &&
 		  flati(&out, 2) == INT64_MIN);
 	tw_tensor_release(&out);
-	tw_tensor l = mk_vals(TW_INT64, 1, SHAPE(1), (double[]){ 4294967297.0 });
+	tw_tensor l = mk_vals(TW_INT64, 1, SHAPE(1), (double[]){4294967297.0});
 	cr_assert_eq(tw_op_cast(&l, TW_INT32, &out), TW_OK);
 	cr_assert_eq(flati(&out, 0), 1);
 	tw_tensor_release(&out);
@@ -599,8 +653,7 @@ Test(edge, empty_and_zero_dim_operands)
 	/* Empty integer division by an all-zero... nothing runs, no error. */
 	tw_tensor ei = mk(TW_INT32, 1, SHAPE(0), 1, G_ANY);
 	tw_scalar zero = tw_scalar_int(0);
-	cr_assert_eq(tw_op_div_scalar(&ei, &zero, TW_ROUND_TRUNC, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_div_scalar(&ei, &zero, TW_ROUND_TRUNC, &out), TW_OK);
 	tw_tensor_release(&out);
 	tw_tensor_release(&ei);
 	tw_tensor_release(&e);
@@ -625,7 +678,8 @@ Test(edge, large_contiguous_add)
 	tw_scalar two = tw_scalar_int(2);
 	cr_assert_eq(tw_op_mul_scalar(&c, &two, &out), TW_OK);
 	for (int64_t k = 0; k < m; k++)
-		cr_assert_eq(((int64_t *)out.data)[k], 2 * ((int64_t *)c.data)[k]);
+		cr_assert_eq(((int64_t *)out.data)[k],
+			     2 * ((int64_t *)c.data)[k]);
 	tw_tensor_release(&out);
 	tw_tensor_release(&c);
 	tw_tensor_release(&a);
@@ -635,10 +689,11 @@ Test(edge, large_contiguous_add)
 Test(edge, broadcast_views_and_strides)
 {
 	/* An expanded (stride 0) view and a strided slice as inputs. */
-	double row[5] = { 1, 2, 3, 4, 5 };
+	double row[5] = {1, 2, 3, 4, 5};
 	tw_tensor ex;
-	cr_assert_eq(tw_tensor_init(&ex, TW_FLOAT64, 2, SHAPE(3, 5), SHAPE(0, 1), row,
-				    NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&ex, TW_FLOAT64, 2, SHAPE(3, 5),
+				    SHAPE(0, 1), row, NULL),
+		     TW_OK);
 	tw_tensor big = mk(TW_FLOAT64, 2, SHAPE(3, 10), 4, G_ANY);
 	tw_tensor every2 = big; /* columns 0, 2, 4, 6, 8 */
 	every2.shape[1] = 5;
@@ -653,10 +708,10 @@ Test(edge, broadcast_views_and_strides)
 	}
 	tw_tensor out;
 	cr_assert_eq(tw_op_sum(&ex, SHAPE(0), 1, false, NULL, &out), TW_OK);
-	expect_values(&out, (double[]){ 3, 6, 9, 12, 15 }, 0, 0, "sum of expanded");
+	expect_values(&out, (double[]){3, 6, 9, 12, 15}, 0, 0,
+		      "sum of expanded");
 	tw_tensor_release(&out);
-	cr_assert_eq(tw_op_argmax(&every2, (int64_t[]){ 1 }, false, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_argmax(&every2, (int64_t[]){1}, false, &out), TW_OK);
 	tw_tensor_release(&out);
 	tw_tensor_release(&big);
 }
@@ -693,8 +748,7 @@ Test(elementwise, reasons)
 			   "is not supported. If you are trying to invert a "
 			   "mask, use the `~` or `logical_not()` operator "
 			   "instead.";
-	expect_err(tw_op_rsub_scalar(&bo, &two, NULL, &out), TW_ERUNTIME,
-		   subb);
+	expect_err(tw_op_rsub_scalar(&bo, &two, NULL, &out), TW_ERUNTIME, subb);
 	cr_assert_eq(tw_op_rsub_scalar(&f, &two, NULL, &out), TW_OK);
 	tw_tensor_release(&out);
 	expect_reason_kept(TW_ERUNTIME, subb);
@@ -706,8 +760,8 @@ Test(elementwise, reasons)
 	const char *zdiv = "ZeroDivisionError";
 	tw_tensor i = mk(TW_INT64, 1, SHAPE(3), 4, G_ANY);
 	tw_scalar zero = tw_scalar_int(0);
-	expect_err(tw_op_div_scalar(&i, &zero, TW_ROUND_TRUNC, &out),
-		   TW_EVALUE, zdiv);
+	expect_err(tw_op_div_scalar(&i, &zero, TW_ROUND_TRUNC, &out), TW_EVALUE,
+		   zdiv);
 	cr_assert_eq(tw_op_div_scalar(&i, &two, TW_ROUND_TRUNC, &out), TW_OK);
 	tw_tensor_release(&out);
 	expect_reason_kept(TW_EVALUE, zdiv);
@@ -745,7 +799,7 @@ Test(elementwise, reasons)
 	tw_tensor_release(&out);
 	expect_reason_kept(TW_ETYPE, toh);
 
-	tw_tensor *all[] = { &f, &g, &bo, &h, &i };
+	tw_tensor *all[] = {&f, &g, &bo, &h, &i};
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
 		tw_tensor_release(all[k]);
 }

@@ -11,7 +11,7 @@ Test(factory, zeros_ones_full)
 	tw_tensor t;
 	cr_assert_eq(tw_op_zeros(2, SHAPE(2, 3), NULL, &t), TW_OK);
 	cr_assert_eq(t.dtype, TW_FLOAT32);
-	expect_values(&t, (double[]){ 0, 0, 0, 0, 0, 0 }, 0, 0, "zeros");
+	expect_values(&t, (double[]){0, 0, 0, 0, 0, 0}, 0, 0, "zeros");
 	tw_tensor_release(&t);
 	for (int i = 0; i < 5; i++) {
 		cr_assert_eq(tw_op_ones(1, SHAPE(37), &DT5[i], &t), TW_OK);
@@ -25,13 +25,18 @@ Test(factory, zeros_ones_full)
 	cr_assert_eq(((uint16_t *)t.data)[1], 0x3c00);
 	tw_tensor_release(&t);
 	/* full infers the dtype from the fill value. */
-	struct { tw_scalar s; tw_dtype want; double v; } cases[] = {
-		{ { .kind = TW_SCALAR_BOOL, .b = true }, TW_BOOL, 1 },
-		{ { .kind = TW_SCALAR_INT, .i = -7 }, TW_INT64, -7 },
-		{ { .kind = TW_SCALAR_DOUBLE, .d = 2.5 }, TW_FLOAT32, 2.5 },
+	struct {
+		tw_scalar s;
+		tw_dtype want;
+		double v;
+	} cases[] = {
+		{{.kind = TW_SCALAR_BOOL, .b = true}, TW_BOOL, 1},
+		{{.kind = TW_SCALAR_INT, .i = -7}, TW_INT64, -7},
+		{{.kind = TW_SCALAR_DOUBLE, .d = 2.5}, TW_FLOAT32, 2.5},
 	};
 	for (int c = 0; c < 3; c++) {
-		cr_assert_eq(tw_op_full(2, SHAPE(3, 5), &cases[c].s, NULL, &t), TW_OK);
+		cr_assert_eq(tw_op_full(2, SHAPE(3, 5), &cases[c].s, NULL, &t),
+			     TW_OK);
 		cr_assert_eq(t.dtype, cases[c].want);
 		for (int k = 0; k < 15; k++)
 			cr_assert_eq(flat(&t, k), cases[c].v);
@@ -47,10 +52,11 @@ Test(factory, zeros_ones_full)
 	tw_scalar big = tw_scalar_int(INT64_C(1) << 33);
 	expect_err(tw_op_full(1, SHAPE(2), &big, &i32, &t), TW_ERUNTIME,
 		   "value cannot be converted to type int without overflow");
-	expect_err(tw_op_zeros(2, SHAPE(-1, 2), NULL, &t), TW_ERUNTIME,
-		   "Trying to create tensor with negative dimension -1: [-1, 2]");
-	expect_err(tw_op_ones(2, SHAPE(INT64_MAX, 4), NULL, &t),
-		   TW_EOVERFLOW, NULL);
+	expect_err(
+		tw_op_zeros(2, SHAPE(-1, 2), NULL, &t), TW_ERUNTIME,
+		"Trying to create tensor with negative dimension -1: [-1, 2]");
+	expect_err(tw_op_ones(2, SHAPE(INT64_MAX, 4), NULL, &t), TW_EOVERFLOW,
+		   NULL);
 }
 
 static void arange_case(tw_scalar s, tw_scalar e, tw_scalar st,
@@ -63,26 +69,34 @@ static void arange_case(tw_scalar s, tw_scalar e, tw_scalar st,
 	cr_assert_eq(t.dtype, want_dt);
 	expect_shape(&t, 1, &want_n);
 	for (int64_t k = 0; k < want_n; k++)
-		cr_assert(close_enough(flat(&t, k), to_dtype(first + step * (double)k, want_dt),
-				       1e-6, 1e-6), "arange elem %lld: %g", (long long)k,
-			  flat(&t, k));
+		cr_assert(close_enough(flat(&t, k),
+				       to_dtype(first + step * (double)k,
+						want_dt),
+				       1e-6, 1e-6),
+			  "arange elem %lld: %g", (long long)k, flat(&t, k));
 	tw_tensor_release(&t);
 }
 
 Test(factory, arange)
 {
-	tw_scalar i0 = tw_scalar_int(0), i10 = tw_scalar_int(10), i3 = tw_scalar_int(3);
-	tw_scalar im3 = tw_scalar_int(-3), im10 = tw_scalar_int(-10), i1 = tw_scalar_int(1);
+	tw_scalar i0 = tw_scalar_int(0), i10 = tw_scalar_int(10),
+		  i3 = tw_scalar_int(3);
+	tw_scalar im3 = tw_scalar_int(-3), im10 = tw_scalar_int(-10),
+		  i1 = tw_scalar_int(1);
 	tw_dtype i32 = TW_INT32, f64 = TW_FLOAT64;
 	arange_case(i0, i10, i3, NULL, TW_INT64, 4, 0, 3);
 	arange_case(i0, im10, im3, NULL, TW_INT64, 4, 0, -3);
 	arange_case(i0, i10, i1, &i32, TW_INT32, 10, 0, 1);
 	arange_case(i0, i0, i1, NULL, TW_INT64, 0, 0, 1);
-	arange_case(tw_scalar_double(1), tw_scalar_double(2.5), i1, NULL, TW_FLOAT32, 2, 1, 1);
-	arange_case(i0, i1, tw_scalar_double(0.1), NULL, TW_FLOAT32, 10, 0, 0.1);
-	arange_case(i0, i1, tw_scalar_double(0.1), &f64, TW_FLOAT64, 10, 0, 0.1);
-	arange_case(tw_scalar_double(-1), tw_scalar_double(1), tw_scalar_double(0.5), &i32,
-		    TW_INT32, 4, -1, 0); /* the step truncates to 0, as torch */
+	arange_case(tw_scalar_double(1), tw_scalar_double(2.5), i1, NULL,
+		    TW_FLOAT32, 2, 1, 1);
+	arange_case(i0, i1, tw_scalar_double(0.1), NULL, TW_FLOAT32, 10, 0,
+		    0.1);
+	arange_case(i0, i1, tw_scalar_double(0.1), &f64, TW_FLOAT64, 10, 0,
+		    0.1);
+	arange_case(tw_scalar_double(-1), tw_scalar_double(1),
+		    tw_scalar_double(0.5), &i32, TW_INT32, 4, -1,
+		    0); /* the step truncates to 0, as torch */
 	tw_tensor t;
 	tw_scalar z = tw_scalar_int(0);
 	expect_err(tw_op_arange(&i0, &i10, &z, NULL, &t), TW_ERUNTIME,
@@ -100,7 +114,8 @@ Test(factory, arange)
 Test(factory, arange_int_step_truncation)
 {
 	/* Explicit int dtype with a fractional step: the step truncates to 0. */
-	tw_scalar s = tw_scalar_double(-1), e = tw_scalar_double(1), st = tw_scalar_double(0.5);
+	tw_scalar s = tw_scalar_double(-1), e = tw_scalar_double(1),
+		  st = tw_scalar_double(0.5);
 	tw_dtype i64 = TW_INT64;
 	tw_tensor t;
 	expect_err(tw_op_arange(&s, &e, &st, &i64, &t), TW_ERUNTIME,
@@ -114,7 +129,8 @@ Test(factory, rand_randn)
 	cr_assert_eq(tw_op_rand(1, &n, 42, NULL, &a), TW_OK);
 	cr_assert_eq(a.dtype, TW_FLOAT32);
 	cr_assert_eq(tw_op_rand(2, SHAPE(400, 500), 42, NULL, &b), TW_OK);
-	cr_assert_eq(memcmp(a.data, b.data, (size_t)n * 4), 0, "same seed, same values");
+	cr_assert_eq(memcmp(a.data, b.data, (size_t)n * 4), 0,
+		     "same seed, same values");
 	cr_assert_eq(tw_op_rand(1, &n, 43, NULL, &c), TW_OK);
 	cr_assert_neq(memcmp(a.data, c.data, (size_t)n * 4), 0);
 	double s = 0, s2 = 0, mn = 1, mx = 0;
@@ -138,7 +154,8 @@ Test(factory, rand_randn)
 	cr_assert_eq(tw_op_rand(1, SHAPE(3), 7, &f64, &a), TW_OK);
 	for (int k = 0; k < 3; k++)
 		cr_assert_eq(((double *)a.data)[k],
-			     (double)(tw_ops_random_u64(7, (uint64_t)k) >> 11) * 0x1.0p-53);
+			     (double)(tw_ops_random_u64(7, (uint64_t)k) >> 11) *
+				     0x1.0p-53);
 	tw_tensor_release(&a);
 	/* SplitMix64 seeded with 0: its first output, as published. */
 	cr_assert_eq(tw_ops_random_u64(0, 0), UINT64_C(0xe220a8397b1dcdaf));
@@ -164,9 +181,11 @@ Test(factory, rand_randn)
 		var = s2 / (double)n - mean * mean;
 		cr_assert(fabs(mean) < 0.01, "randn mean %g", mean);
 		cr_assert(fabs(var - 1) < 0.02, "randn var %g", var);
-		cr_assert(fabs(s4 / (double)n - 3) < 0.1, "randn kurtosis %g", s4 / (double)n);
+		cr_assert(fabs(s4 / (double)n - 3) < 0.1, "randn kurtosis %g",
+			  s4 / (double)n);
 		/* P(|x| > 3) = 0.0027 */
-		cr_assert(beyond3 > 400 && beyond3 < 700, "tail %lld", (long long)beyond3);
+		cr_assert(beyond3 > 400 && beyond3 < 700, "tail %lld",
+			  (long long)beyond3);
 		tw_tensor_release(&a);
 		tw_tensor_release(&b);
 	}

@@ -8,7 +8,8 @@
 
 /* Reference matmul with torch's semantics (shapes from the test). */
 static void check_matmul(const tw_tensor *a, const tw_tensor *b,
-			 const tw_tensor *out, unsigned ond, const int64_t *oshape)
+			 const tw_tensor *out, unsigned ond,
+			 const int64_t *oshape)
 {
 	expect_shape(out, ond, oshape);
 	cr_assert_eq(out->dtype, a->dtype);
@@ -27,8 +28,11 @@ static void check_matmul(const tw_tensor *a, const tw_tensor *b,
 		bshape[i] = x == 1 ? y : x;
 		batch *= bshape[i];
 	}
-	double eps = a->dtype == TW_FLOAT32 ? 6e-8 : a->dtype == TW_FLOAT64 ? 1.2e-16 : 0;
-	int64_t bidx[TW_TENSOR_MAX_DIMS], ia[TW_TENSOR_MAX_DIMS], ib[TW_TENSOR_MAX_DIMS];
+	double eps = a->dtype == TW_FLOAT32   ? 6e-8
+		     : a->dtype == TW_FLOAT64 ? 1.2e-16
+					      : 0;
+	int64_t bidx[TW_TENSOR_MAX_DIMS], ia[TW_TENSOR_MAX_DIMS],
+		ib[TW_TENSOR_MAX_DIMS];
 	int64_t o = 0;
 	for (int64_t bt = 0; bt < batch; bt++) {
 		unravel(bt, nb, bshape, bidx);
@@ -57,15 +61,25 @@ static void check_matmul(const tw_tensor *a, const tw_tensor *b,
 					s += x * y;
 					sabs += fabs(x * y);
 					if (!isf((tw_dtype)a->dtype))
-						is = (int64_t)((uint64_t)is + (uint64_t)geti(a, ia) * (uint64_t)geti(b, ib));
+						is = (int64_t)((uint64_t)is +
+							       (uint64_t)geti(
+								       a, ia) *
+								       (uint64_t)geti(
+									       b,
+									       ib));
 				}
 				if (isf((tw_dtype)a->dtype)) {
 					double g = flat(out, o);
-					double tol = 2 * (double)(k + 1) * eps * sabs + 1e-30;
-					cr_assert(fabs(g - s) <= tol,
-						  "matmul elem %lld: %.9g vs %.9g", (long long)o, g, s);
+					double tol = 2 * (double)(k + 1) * eps *
+							     sabs +
+						     1e-30;
+					cr_assert(
+						fabs(g - s) <= tol,
+						"matmul elem %lld: %.9g vs %.9g",
+						(long long)o, g, s);
 				} else if (a->dtype == TW_INT32) {
-					cr_assert_eq(flati(out, o), (int32_t)(uint32_t)is);
+					cr_assert_eq(flati(out, o),
+						     (int32_t)(uint32_t)is);
 				} else {
 					cr_assert_eq(flati(out, o), is);
 				}
@@ -106,20 +120,31 @@ Test(linalg, matmul_shapes_every_dtype)
 		tw_dtype dt = DT5[i];
 		for (int tr = 0; tr < 2; tr++) {
 			mm_case(dt, 1, SHAPE(7), 1, SHAPE(7), 0, NULL, tr);
-			mm_case(dt, 2, SHAPE(5, 7), 1, SHAPE(7), 1, SHAPE(5), tr);
-			mm_case(dt, 1, SHAPE(7), 2, SHAPE(7, 3), 1, SHAPE(3), tr);
-			mm_case(dt, 2, SHAPE(5, 7), 2, SHAPE(7, 3), 2, SHAPE(5, 3), tr);
-			mm_case(dt, 2, SHAPE(13, 300), 2, SHAPE(300, 37), 2, SHAPE(13, 37), tr);
-			mm_case(dt, 3, SHAPE(2, 5, 7), 2, SHAPE(7, 3), 3, SHAPE(2, 5, 3), tr);
-			mm_case(dt, 2, SHAPE(5, 7), 3, SHAPE(2, 7, 3), 3, SHAPE(2, 5, 3), tr);
-			mm_case(dt, 3, SHAPE(2, 5, 7), 1, SHAPE(7), 2, SHAPE(2, 5), tr);
-			mm_case(dt, 1, SHAPE(7), 3, SHAPE(2, 7, 3), 2, SHAPE(2, 3), tr);
+			mm_case(dt, 2, SHAPE(5, 7), 1, SHAPE(7), 1, SHAPE(5),
+				tr);
+			mm_case(dt, 1, SHAPE(7), 2, SHAPE(7, 3), 1, SHAPE(3),
+				tr);
+			mm_case(dt, 2, SHAPE(5, 7), 2, SHAPE(7, 3), 2,
+				SHAPE(5, 3), tr);
+			mm_case(dt, 2, SHAPE(13, 300), 2, SHAPE(300, 37), 2,
+				SHAPE(13, 37), tr);
+			mm_case(dt, 3, SHAPE(2, 5, 7), 2, SHAPE(7, 3), 3,
+				SHAPE(2, 5, 3), tr);
+			mm_case(dt, 2, SHAPE(5, 7), 3, SHAPE(2, 7, 3), 3,
+				SHAPE(2, 5, 3), tr);
+			mm_case(dt, 3, SHAPE(2, 5, 7), 1, SHAPE(7), 2,
+				SHAPE(2, 5), tr);
+			mm_case(dt, 1, SHAPE(7), 3, SHAPE(2, 7, 3), 2,
+				SHAPE(2, 3), tr);
 			mm_case(dt, 4, SHAPE(2, 1, 5, 7), 3, SHAPE(3, 7, 4), 4,
 				SHAPE(2, 3, 5, 4), tr);
 			/* Empty shapes. */
-			mm_case(dt, 2, SHAPE(0, 7), 2, SHAPE(7, 3), 2, SHAPE(0, 3), tr);
-			mm_case(dt, 2, SHAPE(5, 0), 2, SHAPE(0, 3), 2, SHAPE(5, 3), tr);
-			mm_case(dt, 3, SHAPE(0, 5, 7), 2, SHAPE(7, 3), 3, SHAPE(0, 5, 3), tr);
+			mm_case(dt, 2, SHAPE(0, 7), 2, SHAPE(7, 3), 2,
+				SHAPE(0, 3), tr);
+			mm_case(dt, 2, SHAPE(5, 0), 2, SHAPE(0, 3), 2,
+				SHAPE(5, 3), tr);
+			mm_case(dt, 3, SHAPE(0, 5, 7), 2, SHAPE(7, 3), 3,
+				SHAPE(0, 5, 3), tr);
 		}
 	}
 }
@@ -130,17 +155,18 @@ Test(linalg, mm_large_256)
 		SHAPE(256, 256), false);
 	mm_case(TW_FLOAT64, 2, SHAPE(13, 260), 2, SHAPE(260, 1030), 2,
 		SHAPE(13, 1030), true);
-	mm_case(TW_INT64, 2, SHAPE(97, 300), 2, SHAPE(300, 45), 2, SHAPE(97, 45),
-		false);
+	mm_case(TW_INT64, 2, SHAPE(97, 300), 2, SHAPE(300, 45), 2,
+		SHAPE(97, 45), false);
 }
 
 Test(linalg, broadcast_stride0_operand)
 {
 	/* b: a (4, 3) matrix whose rows are all one 3-vector (stride 0). */
-	float row[3] = { 1.5f, -2, 0.25f };
+	float row[3] = {1.5f, -2, 0.25f};
 	tw_tensor b;
 	cr_assert_eq(tw_tensor_init(&b, TW_FLOAT32, 2, SHAPE(4, 3), SHAPE(0, 1),
-				    row, NULL), TW_OK);
+				    row, NULL),
+		     TW_OK);
 	tw_tensor a = mk(TW_FLOAT32, 2, SHAPE(2, 4), 1, G_ANY);
 	tw_tensor out;
 	cr_assert_eq(tw_op_mm(&a, &b, &out), TW_OK);
@@ -170,23 +196,29 @@ Test(linalg, errors)
 		   "self must be a matrix");
 	expect_err(tw_op_mm(&a, &v, &out), TW_ERUNTIME,
 		   "mat2 must be a matrix");
-	expect_err(tw_op_mm(&a, &d, &out), TW_ERUNTIME,
-		   "expected mat1 and mat2 to have the same dtype, but got: float != double");
-	expect_err(tw_op_matmul(&v, &vd, &out), TW_ERUNTIME,
-		   "dot : expected both vectors to have same dtype, but found Float and Double");
-	expect_err(tw_op_matmul(&v, &v4, &out), TW_ERUNTIME,
-		   "inconsistent tensor size, expected tensor [3] and src [4] to have the same number of elements, but got 3 and 4 elements respectively");
+	expect_err(
+		tw_op_mm(&a, &d, &out), TW_ERUNTIME,
+		"expected mat1 and mat2 to have the same dtype, but got: float != double");
+	expect_err(
+		tw_op_matmul(&v, &vd, &out), TW_ERUNTIME,
+		"dot : expected both vectors to have same dtype, but found Float and Double");
+	expect_err(
+		tw_op_matmul(&v, &v4, &out), TW_ERUNTIME,
+		"inconsistent tensor size, expected tensor [3] and src [4] to have the same number of elements, but got 3 and 4 elements respectively");
 	expect_err(tw_op_matmul(&a, &v4, &out), TW_ERUNTIME,
 		   "size mismatch, got input (2), mat (2x3), vec (4)");
-	expect_err(tw_op_matmul(&z, &v, &out), TW_ERUNTIME,
-		   "both arguments to matmul need to be at least 1D, but they are 0D and 1D");
+	expect_err(
+		tw_op_matmul(&z, &v, &out), TW_ERUNTIME,
+		"both arguments to matmul need to be at least 1D, but they are 0D and 1D");
 	expect_err(tw_op_mm(&bo, &bo, &out), TW_ETYPE,
 		   "\"addmm_impl_cpu_\" not implemented for 'Bool'");
-	expect_err(tw_op_matmul(&a, &b3, &out), TW_ERUNTIME,
-		   "Expected size for first two dimensions of batch2 tensor to be: [2, 3] but got: [2, 4].");
-	expect_err(tw_op_matmul(&a3, &b3, &out), TW_ERUNTIME,
-		   "The size of tensor a (3) must match the size of tensor b (2) at non-singleton dimension 0");
-	tw_tensor *all[] = { &a, &b, &d, &v, &v4, &vd, &z, &bo, &b3, &a3 };
+	expect_err(
+		tw_op_matmul(&a, &b3, &out), TW_ERUNTIME,
+		"Expected size for first two dimensions of batch2 tensor to be: [2, 3] but got: [2, 4].");
+	expect_err(
+		tw_op_matmul(&a3, &b3, &out), TW_ERUNTIME,
+		"The size of tensor a (3) must match the size of tensor b (2) at non-singleton dimension 0");
+	tw_tensor *all[] = {&a, &b, &d, &v, &v4, &vd, &z, &bo, &b3, &a3};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		tw_tensor_release(all[i]);
 }
@@ -220,7 +252,7 @@ Test(linalg, reasons)
 	tw_tensor_release(&out);
 	expect_reason_kept(TW_ERUNTIME, zd);
 
-	tw_tensor *all[] = { &a, &b, &d, &v, &z };
+	tw_tensor *all[] = {&a, &b, &d, &v, &z};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		tw_tensor_release(all[i]);
 }

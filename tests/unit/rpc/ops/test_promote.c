@@ -45,7 +45,7 @@ Test(promote, result_type_tiers)
 	cr_assert_eq(tw_ops_result_type_scalar(&b1, &s5), TW_INT64);
 	cr_assert_eq(tw_ops_result_type_scalar(&b1, &st), TW_BOOL);
 	cr_assert_eq(tw_ops_result_type_scalar(&b1, &s25), TW_FLOAT32);
-	tw_tensor *all[] = { &i32, &f32, &b1, &z64, &zi64, &zi32 };
+	tw_tensor *all[] = {&i32, &f32, &b1, &z64, &zi64, &zi32};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		tw_tensor_release(all[i]);
 }
@@ -55,30 +55,37 @@ Test(promote, broadcast_shapes_and_dims)
 	unsigned nd;
 	int64_t out[TW_TENSOR_MAX_DIMS];
 	cr_assert_eq(tw_ops_broadcast_shapes(2, SHAPE(3, 1), 2, SHAPE(1, 4),
-					     &nd, out), TW_OK);
+					     &nd, out),
+		     TW_OK);
 	cr_assert(nd == 2 && out[0] == 3 && out[1] == 4);
 	cr_assert_eq(tw_ops_broadcast_shapes(3, SHAPE(2, 3, 4), 1, SHAPE(4),
-					     &nd, out), TW_OK);
+					     &nd, out),
+		     TW_OK);
 	cr_assert(nd == 3 && out[0] == 2 && out[1] == 3 && out[2] == 4);
-	cr_assert_eq(tw_ops_broadcast_shapes(0, NULL, 2, SHAPE(0, 5), &nd, out), TW_OK);
+	cr_assert_eq(tw_ops_broadcast_shapes(0, NULL, 2, SHAPE(0, 5), &nd, out),
+		     TW_OK);
 	cr_assert(nd == 2 && out[0] == 0 && out[1] == 5);
-	expect_err(tw_ops_broadcast_shapes(2, SHAPE(2, 3), 2, SHAPE(2, 4), &nd,
-					   out), TW_ERUNTIME,
-		   "The size of tensor a (3) must match the size of tensor b (4) at non-singleton dimension 1");
+	expect_err(
+		tw_ops_broadcast_shapes(2, SHAPE(2, 3), 2, SHAPE(2, 4), &nd,
+					out),
+		TW_ERUNTIME,
+		"The size of tensor a (3) must match the size of tensor b (4) at non-singleton dimension 1");
 	unsigned d;
 	cr_assert_eq(tw_ops_wrap_dim(-1, 3, &d), TW_OK);
 	cr_assert_eq(d, 2);
 	cr_assert_eq(tw_ops_wrap_dim(-1, 0, &d), TW_OK);
 	cr_assert_eq(d, 0);
-	expect_err(tw_ops_wrap_dim(2, 2, &d), TW_EVALUE,
-		   "Dimension out of range (expected to be in range of [-2, 1], but got 2)");
+	expect_err(
+		tw_ops_wrap_dim(2, 2, &d), TW_EVALUE,
+		"Dimension out of range (expected to be in range of [-2, 1], but got 2)");
 }
 
 /* ---- the N-d loop and input checks, through the ops -------------------- */
 
 Test(edge, eight_dims)
 {
-	tw_tensor a = mk(TW_FLOAT64, 8, SHAPE(2, 1, 2, 1, 2, 1, 2, 1), 1, G_ANY);
+	tw_tensor a = mk(TW_FLOAT64, 8, SHAPE(2, 1, 2, 1, 2, 1, 2, 1), 1,
+			 G_ANY);
 	tw_tensor b = mk(TW_INT32, 8, SHAPE(1, 2, 1, 2, 1, 2, 1, 3), 2, G_ANY);
 	tw_tensor out;
 	cr_assert_eq(tw_op_add(&a, &b, NULL, &out), TW_OK);
@@ -88,8 +95,7 @@ Test(edge, eight_dims)
 	cr_assert_eq(tw_op_mul(&an, &b, &out), TW_OK);
 	check_bin(R_MUL, &an, &b, 1, TW_FLOAT64, &out, "8-d mul noncontig");
 	tw_tensor_release(&out);
-	cr_assert_eq(tw_op_sum(&b, SHAPE(1, 3, 7), 3, true, NULL, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_sum(&b, SHAPE(1, 3, 7), 3, true, NULL, &out), TW_OK);
 	expect_shape(&out, 8, SHAPE(1, 1, 1, 1, 1, 2, 1, 1));
 	tw_tensor_release(&out);
 	/* Broadcasting past 8 dims is refused, not overrun. */
@@ -121,25 +127,29 @@ Test(errors, malformed_and_unsupported)
 	cr_assert_str_eq(tw_errmsg(TW_ETYPE),
 			 "\"add\" not implemented for 'Half'");
 	tw_tensor b = mk(TW_FLOAT32, 1, SHAPE(4), 1, G_ANY);
-	expect_err(tw_op_add(&a, &b, NULL, &out), TW_ERUNTIME,
-		   "The size of tensor a (3) must match the size of tensor b (4) at non-singleton dimension 0");
+	expect_err(
+		tw_op_add(&a, &b, NULL, &out), TW_ERUNTIME,
+		"The size of tensor a (3) must match the size of tensor b (4) at non-singleton dimension 0");
 	/* Misaligned data is refused by compute kernels; clone realigns. */
 	_Alignas(8) uint8_t raw8[4 * 5];
 	memset(raw8, 0, sizeof(raw8));
 	tw_tensor mis;
-	cr_assert_eq(tw_tensor_init(&mis, TW_FLOAT32, 1, SHAPE(4), NULL, raw8 + 1, NULL),
+	cr_assert_eq(tw_tensor_init(&mis, TW_FLOAT32, 1, SHAPE(4), NULL,
+				    raw8 + 1, NULL),
 		     TW_OK);
-	expect_err(tw_op_neg(&mis, &out), TW_EINVAL,
-		   "neg(): tensor data is not aligned to its 4-byte elements (clone it first)");
+	expect_err(
+		tw_op_neg(&mis, &out), TW_EINVAL,
+		"neg(): tensor data is not aligned to its 4-byte elements (clone it first)");
 	tw_tensor al;
 	cr_assert_eq(tw_op_clone(&mis, &al), TW_OK);
 	cr_assert_eq(tw_op_neg(&al, &out), TW_OK);
 	tw_tensor_release(&out);
 	tw_tensor_release(&al);
 	/* Bool bytes other than 0/1 read as true. */
-	uint8_t raw[2] = { 2, 0 };
+	uint8_t raw[2] = {2, 0};
 	tw_tensor rb;
-	cr_assert_eq(tw_tensor_init(&rb, TW_BOOL, 1, SHAPE(2), NULL, raw, NULL), TW_OK);
+	cr_assert_eq(tw_tensor_init(&rb, TW_BOOL, 1, SHAPE(2), NULL, raw, NULL),
+		     TW_OK);
 	cr_assert_eq(tw_op_mul(&rb, &rb, &out), TW_OK);
 	cr_assert_eq(((uint8_t *)out.data)[0], 1);
 	cr_assert_eq(((uint8_t *)out.data)[1], 0);
@@ -161,10 +171,12 @@ Test(promote, reasons)
 	int64_t shape[TW_TENSOR_MAX_DIMS];
 	const char *bc = "The size of tensor a (2) must match the size of "
 			 "tensor b (5) at non-singleton dimension 0";
-	expect_err(tw_ops_broadcast_shapes(2, SHAPE(2, 1), 2, SHAPE(5, 3),
-					   &nd, shape), TW_ERUNTIME, bc);
+	expect_err(tw_ops_broadcast_shapes(2, SHAPE(2, 1), 2, SHAPE(5, 3), &nd,
+					   shape),
+		   TW_ERUNTIME, bc);
 	cr_assert_eq(tw_ops_broadcast_shapes(2, SHAPE(2, 1), 1, SHAPE(3), &nd,
-					     shape), TW_OK);
+					     shape),
+		     TW_OK);
 	expect_reason_kept(TW_ERUNTIME, bc);
 	cr_assert_str_eq(tw_errmsg(TW_EVALUE), tw_strerror(TW_EVALUE));
 	const char *range = "Dimension out of range (expected to be in range "

@@ -34,7 +34,7 @@ static void ref_reduce(const tw_tensor *a, const bool *mask, bool mean,
 static void check_reduce(const tw_tensor *a, const int64_t *dims, unsigned nd,
 			 bool keepdim, bool mean)
 {
-	bool mask[TW_TENSOR_MAX_DIMS] = { false };
+	bool mask[TW_TENSOR_MAX_DIMS] = {false};
 	if (nd == 0)
 		for (unsigned d = 0; d < a->ndim; d++)
 			mask[d] = true;
@@ -55,8 +55,9 @@ static void check_reduce(const tw_tensor *a, const int64_t *dims, unsigned nd,
 	tw_status st = mean ? tw_op_mean(a, dims, nd, keepdim, NULL, &out)
 			    : tw_op_sum(a, dims, nd, keepdim, NULL, &out);
 	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
-	tw_dtype want_dt = mean ? (tw_dtype)a->dtype
-				: isf((tw_dtype)a->dtype) ? (tw_dtype)a->dtype : TW_INT64;
+	tw_dtype want_dt = mean                      ? (tw_dtype)a->dtype
+			   : isf((tw_dtype)a->dtype) ? (tw_dtype)a->dtype
+						     : TW_INT64;
 	cr_assert_eq(out.dtype, want_dt);
 	expect_shape(&out, ond, shape);
 	double *want = malloc(sizeof(double) * (size_t)(wn > 0 ? wn : 1));
@@ -71,20 +72,27 @@ static void check_reduce(const tw_tensor *a, const int64_t *dims, unsigned nd,
 
 Test(reduce, sum_mean_every_dtype)
 {
-	const int64_t d0[] = { 0 }, d1[] = { -1 }, d02[] = { 0, 2 }, d21[] = { 2, 1 };
-	struct { const int64_t *dims; unsigned n; } sets[] = {
-		{ NULL, 0 }, { d0, 1 }, { d1, 1 }, { d02, 2 }, { d21, 2 },
+	const int64_t d0[] = {0}, d1[] = {-1}, d02[] = {0, 2}, d21[] = {2, 1};
+	struct {
+		const int64_t *dims;
+		unsigned n;
+	} sets[] = {
+		{NULL, 0}, {d0, 1}, {d1, 1}, {d02, 2}, {d21, 2},
 	};
 	for (int i = 0; i < 5; i++) {
 		tw_tensor a0 = mk(DT5[i], 3, SHAPE(3, 4, 5), 70 + i, G_ANY);
 		tw_tensor an = noncontig(&a0);
 		for (int nc = 0; nc < 2; nc++) {
 			const tw_tensor *a = nc ? &an : &a0;
-			for (size_t s = 0; s < sizeof(sets) / sizeof(sets[0]); s++) {
+			for (size_t s = 0; s < sizeof(sets) / sizeof(sets[0]);
+			     s++) {
 				for (int kd = 0; kd < 2; kd++) {
-					check_reduce(a, sets[s].dims, sets[s].n, kd, false);
+					check_reduce(a, sets[s].dims, sets[s].n,
+						     kd, false);
 					if (isf(DT5[i]))
-						check_reduce(a, sets[s].dims, sets[s].n, kd, true);
+						check_reduce(a, sets[s].dims,
+							     sets[s].n, kd,
+							     true);
 				}
 			}
 		}
@@ -95,14 +103,15 @@ Test(reduce, sum_mean_every_dtype)
 
 Test(reduce, mean_refuses_integers)
 {
-	const char *names[] = { "Bool", "Int", "Long" };
+	const char *names[] = {"Bool", "Int", "Long"};
 	for (int i = 0; i < 3; i++) {
 		tw_tensor a = mk(DT5[i], 1, SHAPE(4), 1, G_ANY);
 		tw_tensor out;
 		char msg[200];
-		snprintf(msg, sizeof(msg),
-			 "mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: %s",
-			 names[i]);
+		snprintf(
+			msg, sizeof(msg),
+			"mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: %s",
+			names[i]);
 		expect_err(tw_op_mean(&a, NULL, 0, false, NULL, &out),
 			   TW_ERUNTIME, msg);
 		/* With a floating dtype it works: mean of the converted values. */
@@ -115,9 +124,9 @@ Test(reduce, mean_refuses_integers)
 		cr_assert_float_eq(flat(&out, 0), s / 4, 1e-12);
 		tw_tensor_release(&out);
 		tw_dtype i64 = TW_INT64;
-		expect_err(tw_op_mean(&a, NULL, 0, false, &i64, &out),
-			   TW_ERUNTIME,
-			   "mean(): could not infer output dtype. Optional dtype must be either a floating point or complex dtype. Got: Long");
+		expect_err(
+			tw_op_mean(&a, NULL, 0, false, &i64, &out), TW_ERUNTIME,
+			"mean(): could not infer output dtype. Optional dtype must be either a floating point or complex dtype. Got: Long");
 		tw_tensor_release(&a);
 	}
 }
@@ -136,14 +145,14 @@ Test(reduce, sum_dtype_and_errors)
 	cr_assert_float_eq(flat(&out, 0), s, 1e-6);
 	tw_tensor_release(&out);
 	expect_err(tw_op_sum(&a, SHAPE(0, -2), 2, false, NULL, &out),
-		   TW_ERUNTIME, "dim 0 appears multiple times in the list of dims");
-	expect_err(tw_op_sum(&a, SHAPE(2), 1, false, NULL, &out),
-		   TW_EVALUE,
-		   "Dimension out of range (expected to be in range of [-2, 1], but got 2)");
+		   TW_ERUNTIME,
+		   "dim 0 appears multiple times in the list of dims");
+	expect_err(
+		tw_op_sum(&a, SHAPE(2), 1, false, NULL, &out), TW_EVALUE,
+		"Dimension out of range (expected to be in range of [-2, 1], but got 2)");
 	/* Zero-dim input: dim 0 / -1 is allowed and keeps zero dims. */
 	tw_tensor z = mk(TW_FLOAT64, 0, NULL, 1, G_ANY);
-	cr_assert_eq(tw_op_sum(&z, SHAPE(-1), 1, true, NULL, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_sum(&z, SHAPE(-1), 1, true, NULL, &out), TW_OK);
 	cr_assert_eq(out.ndim, 0);
 	cr_assert_eq(flat(&out, 0), flat(&z, 0));
 	tw_tensor_release(&out);
@@ -162,27 +171,27 @@ Test(reduce, empty)
 	cr_assert_eq(tw_op_mean(&a, NULL, 0, false, NULL, &out), TW_OK);
 	cr_assert(isnan(flat(&out, 0)));
 	tw_tensor_release(&out);
-	cr_assert_eq(tw_op_sum(&a, SHAPE(0), 1, false, NULL, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_sum(&a, SHAPE(0), 1, false, NULL, &out), TW_OK);
 	expect_shape(&out, 1, SHAPE(3));
-	expect_values(&out, (double[]){ 0, 0, 0 }, 0, 0, "sum over empty dim");
+	expect_values(&out, (double[]){0, 0, 0}, 0, 0, "sum over empty dim");
 	tw_tensor_release(&out);
-	cr_assert_eq(tw_op_mean(&a, SHAPE(0), 1, true, NULL, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_mean(&a, SHAPE(0), 1, true, NULL, &out), TW_OK);
 	expect_shape(&out, 2, SHAPE(1, 3));
 	cr_assert(isnan(flat(&out, 0)) && isnan(flat(&out, 2)));
 	tw_tensor_release(&out);
-	cr_assert_eq(tw_op_sum(&a, SHAPE(1), 1, false, NULL, &out),
-		     TW_OK);
+	cr_assert_eq(tw_op_sum(&a, SHAPE(1), 1, false, NULL, &out), TW_OK);
 	expect_shape(&out, 1, SHAPE(0));
 	tw_tensor_release(&out);
 
-	expect_err(tw_op_max(&a, &out), TW_ERUNTIME,
-		   "max(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
-	expect_err(tw_op_min(&a, &out), TW_ERUNTIME,
-		   "min(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
-	expect_err(tw_op_argmax(&a, NULL, false, &out), TW_ERUNTIME,
-		   "argmax(): Expected reduction dim to be specified for input.numel() == 0.");
+	expect_err(
+		tw_op_max(&a, &out), TW_ERUNTIME,
+		"max(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
+	expect_err(
+		tw_op_min(&a, &out), TW_ERUNTIME,
+		"min(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
+	expect_err(
+		tw_op_argmax(&a, NULL, false, &out), TW_ERUNTIME,
+		"argmax(): Expected reduction dim to be specified for input.numel() == 0.");
 	tw_tensor v, ix;
 	expect_err(tw_op_max_dim(&a, 0, false, &v, &ix), TW_EVALUE,
 		   "max(): Expected reduction dim 0 to have non-zero size.");
@@ -220,7 +229,8 @@ static void ref_extreme(const tw_tensor *a, int d, bool is_max, double *vals,
 				double x = flat(a, (o * R + r) * inner + i);
 				bool better = bi < 0 ||
 					      (isnan(x) && !isnan(best)) ||
-					      (!isnan(best) && (is_max ? x > best : x < best));
+					      (!isnan(best) &&
+					       (is_max ? x > best : x < best));
 				if (better) {
 					best = x;
 					bi = r;
@@ -245,23 +255,32 @@ Test(reduce, max_min_argmax_every_dtype)
 				tw_tensor out, v, ix;
 				/* All dims. */
 				ref_extreme(a, -1, is_max, vals, idxs);
-				cr_assert_eq((is_max ? tw_op_max : tw_op_min)(a, &out), TW_OK);
+				cr_assert_eq((is_max ? tw_op_max
+						     : tw_op_min)(a, &out),
+					     TW_OK);
 				cr_assert_eq(out.ndim, 0);
 				cr_assert_eq(out.dtype, DT5[i]);
 				cr_assert_eq(flat(&out, 0), vals[0]);
 				tw_tensor_release(&out);
-				tw_status st = (is_max ? tw_op_argmax : tw_op_argmin)(a, NULL, false, &out);
+				tw_status st = (is_max ? tw_op_argmax
+						       : tw_op_argmin)(
+					a, NULL, false, &out);
 				if (DT5[i] == TW_BOOL) {
-					expect_err(st, TW_ETYPE, is_max
-						   ? "\"argmax_cpu\" not implemented for 'Bool'"
-						   : "\"argmin_cpu\" not implemented for 'Bool'");
+					expect_err(
+						st, TW_ETYPE,
+						is_max ? "\"argmax_cpu\" not implemented for 'Bool'"
+						       : "\"argmin_cpu\" not implemented for 'Bool'");
 				} else {
 					cr_assert_eq(st, TW_OK);
 					cr_assert_eq(out.dtype, TW_INT64);
 					cr_assert_eq(out.ndim, 0);
 					cr_assert_eq(flati(&out, 0), idxs[0]);
 					tw_tensor_release(&out);
-					cr_assert_eq((is_max ? tw_op_argmax : tw_op_argmin)(a, NULL, true, &out), TW_OK);
+					cr_assert_eq((is_max ? tw_op_argmax
+							     : tw_op_argmin)(
+							     a, NULL, true,
+							     &out),
+						     TW_OK);
 					expect_shape(&out, 3, SHAPE(1, 1, 1));
 					tw_tensor_release(&out);
 				}
@@ -269,32 +288,58 @@ Test(reduce, max_min_argmax_every_dtype)
 				for (int d = 0; d < 3; d++) {
 					ref_extreme(a, d, is_max, vals, idxs);
 					for (int kd = 0; kd < 2; kd++) {
-						int64_t dim = d - (kd ? 3 : 0); /* negative too */
-						cr_assert_eq((is_max ? tw_op_max_dim : tw_op_min_dim)(a, dim, kd, &v, &ix), TW_OK);
+						int64_t dim =
+							d -
+							(kd ? 3
+							    : 0); /* negative too */
+						cr_assert_eq(
+							(is_max ? tw_op_max_dim
+								: tw_op_min_dim)(
+								a, dim, kd, &v,
+								&ix),
+							TW_OK);
 						int64_t shape[3];
 						unsigned ond = 0;
 						for (int k = 0; k < 3; k++)
 							if (k != d)
-								shape[ond++] = a->shape[k];
+								shape[ond++] =
+									a->shape[k];
 							else if (kd)
-								shape[ond++] = 1;
+								shape[ond++] =
+									1;
 						expect_shape(&v, ond, shape);
 						expect_shape(&ix, ond, shape);
 						cr_assert_eq(v.dtype, DT5[i]);
-						cr_assert_eq(ix.dtype, TW_INT64);
+						cr_assert_eq(ix.dtype,
+							     TW_INT64);
 						int64_t n = nel(&v);
-						for (int64_t k = 0; k < n; k++) {
-							cr_assert_eq(flat(&v, k), vals[k]);
-							cr_assert_eq(flati(&ix, k), idxs[k], "dim %d elem %lld", d, (long long)k);
+						for (int64_t k = 0; k < n;
+						     k++) {
+							cr_assert_eq(flat(&v,
+									  k),
+								     vals[k]);
+							cr_assert_eq(
+								flati(&ix, k),
+								idxs[k],
+								"dim %d elem %lld",
+								d,
+								(long long)k);
 						}
 						tw_tensor_release(&v);
 						tw_tensor_release(&ix);
 						if (DT5[i] == TW_BOOL)
 							continue;
-						cr_assert_eq((is_max ? tw_op_argmax : tw_op_argmin)(a, &dim, kd, &out), TW_OK);
+						cr_assert_eq(
+							(is_max ? tw_op_argmax
+								: tw_op_argmin)(
+								a, &dim, kd,
+								&out),
+							TW_OK);
 						expect_shape(&out, ond, shape);
 						for (int64_t k = 0; k < n; k++)
-							cr_assert_eq(flati(&out, k), idxs[k]);
+							cr_assert_eq(flati(&out,
+									   k),
+								     idxs[k]);
 						tw_tensor_release(&out);
 					}
 				}
@@ -308,7 +353,7 @@ Test(reduce, max_min_argmax_every_dtype)
 Test(reduce, nan_wins)
 {
 	tw_tensor a = mk_vals(TW_FLOAT32, 2, SHAPE(2, 4),
-			      (double[]){ 1, NAN, 9, NAN, -3, 2, 8, 1 });
+			      (double[]){1, NAN, 9, NAN, -3, 2, 8, 1});
 	tw_tensor out, v, ix;
 	cr_assert_eq(tw_op_max(&a, &out), TW_OK);
 	cr_assert(isnan(flat(&out, 0)));
