@@ -890,7 +890,8 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		    h->frame_len < TW_FRAME_HDR_SIZE ||
 		    (hst = tw_frame_hdr_decode(payload, &t->base.limits,
 					       &fh)) != TW_OK ||
-		    fh.total_len != h->frame_len) {
+		    fh.total_len != h->frame_len ||
+		    !tw_conn_frame_fits(&s->base, &fh)) {
 			rte_pktmbuf_free(m);
 			t->st.bad_frames++;
 			/* As every transport: a newer peer's header ends the
@@ -1075,6 +1076,7 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 		return;
 	}
 	s->peer = pk->src;
+	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
 	s->peer_id = pk->h.src_sess;
 	if (pk->h.frame_len < s->mss)
 		s->mss = (uint32_t)pk->h.frame_len;
@@ -1270,6 +1272,7 @@ static tw_status d_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	if (s == NULL)
 		return t->nsess >= t->o.max_sessions ? TW_ENOSPC : TW_ENOMEM;
 	s->peer = ep;
+	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
 	s->state = S_CONNECTING;
 	s->connect_due = true;
 	ctl_add(s);

@@ -1,5 +1,7 @@
 /* Transport providers by name: the built-in ones and those registered at
  * run time (the test library's fake net). */
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -87,4 +89,12 @@ tw_status tw_transport_opts_check_head(const void *opts, const char *name,
 			       h->transport ? h->transport : "(none)", name,
 			       init_fn);
 	return TW_OK;
+}
+
+void tw_conn_set_peer_ip4(tw_conn *c, uint32_t addr, uint16_t port)
+{
+	const unsigned char *b = (const unsigned char *)&addr;
+	c->peer_host = (uint64_t)ntohl(addr) | (UINT64_C(4) << 32);
+	snprintf(c->peer, sizeof(c->peer), "%u.%u.%u.%u:%u", b[0], b[1], b[2],
+		 b[3], (unsigned)ntohs(port));
 }

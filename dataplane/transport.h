@@ -5,6 +5,7 @@
 #ifndef TW_DATAPLANE_TRANSPORT_H
 #define TW_DATAPLANE_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -28,6 +29,19 @@ typedef struct tw_conn {
 	tw_transport *t;
 	void *ctx;   /* the RPC layer's (peer id, ...) */
 	uint64_t id; /* unique per transport, for logs */
+	/* Largest frame (total_len) accepted on this connection, on top of
+	 * t->limits; 0 = t->limits alone. The RPC layer keeps it small until
+	 * the peer has authenticated (a stranger cannot make the receiver
+	 * reserve a big frame), then raises it. A header over it is a bad
+	 * header: counted, and the connection ends (TW_EPROTO). Set by the
+	 * transport to 0 when it creates c; the RPC layer may change it from
+	 * on_conn(c, TW_OK), or after connect returns, on. */
+	uint64_t rx_max;
+	/* Who is at the other end, as the transport sees it: the peer's
+	 * host as an opaque key (IPv4 address for TCP and UDP; 0 = not
+	 * known) for per-host limits, and "ip:port" for messages. */
+	uint64_t peer_host;
+	char peer[32];
 } tw_conn;
 
 /*
@@ -83,6 +97,13 @@ struct tw_transport_ops {
 	tw_status (*send)(tw_transport *t, tw_conn *c, struct tw_send_req *r);
 	/* Close c; on_conn(c, TW_ESHUTDOWN) follows. */
 	void (*close)(tw_transport *t, tw_conn *c);
+	/* Receive backpressure: paused, stop reading c (a stream transport
+	 * stops reading the socket, so TCP flow control stops the peer; a
+	 * datagram one stops granting credits). Frames already read may
+	 * still be delivered, at most what the transport's own receive
+	 * buffering holds. Unpaused, read again. Idempotent; sends are not
+	 * affected. NULL = not supported (tw_transport_pause is a no-op). */
+	void (*pause)(tw_transport *t, tw_conn *c, bool paused);
 	/* Free everything (connections closed first). */
 	void (*destroy)(tw_transport *t);
 };
@@ -216,6 +237,24 @@ tw_status tw_fault_send(tw_transport *t, tw_conn *c, struct tw_send_req *r);
  * injector still holds for c end with done(st) instead of reaching a freed
  * connection later. A no-op when fault injection is off. */
 void tw_fault_conn_closed(tw_transport *t, tw_conn *c, tw_status st);
+
+/* Whether a header that passed t->limits also fits c's own limit
+ * (tw_conn.rx_max): every transport checks both before it reserves
+ * anything for the frame. */
+static inline bool tw_conn_frame_fits(const tw_conn *c, const tw_frame_hdr *h)
+{
+	return c->rx_max == 0 || h->total_len <= c->rx_max;
+}
+
+/* Fill c->peer_host and c->peer from an IPv4 address and port, both in
+ * network byte order (transport.c). */
+void tw_conn_set_peer_ip4(tw_conn *c, uint32_t addr, uint16_t port);
+
+static inline void tw_transport_pause(tw_transport *t, tw_conn *c, bool paused)
+{
+	if (t->ops->pause != NULL)
+		t->ops->pause(t, c, paused);
+}
 
 static inline tw_status tw_transport_send(tw_transport *t, tw_conn *c,
 					  struct tw_send_req *r)

@@ -346,6 +346,7 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 		return TW_ENOMEM;
 	}
 	c->peer = sa;
+	tw_conn_set_peer_ip4(&c->base, sa.sin_addr.s_addr, sa.sin_port);
 	c->copying = !t->o.zc_same_host && same_host(fd, &sa);
 	arm_connect(c);
 	*out = &c->base;
@@ -389,7 +390,15 @@ static void conn_accepted(struct ut *t, int fd)
 		close(fd);
 		return;
 	}
-	bool local = same_host(fd, NULL);
+	struct sockaddr_in pa;
+	socklen_t pl = sizeof(pa);
+	bool known = getpeername(fd, (struct sockaddr *)&pa, &pl) == 0 &&
+		     pa.sin_family == AF_INET;
+	if (known) {
+		c->peer = pa;
+		tw_conn_set_peer_ip4(&c->base, pa.sin_addr.s_addr, pa.sin_port);
+	}
+	bool local = known && same_host(fd, &pa);
 	c->copying = !t->o.zc_same_host && local;
 	cc_setup(t, fd, local);
 	t->st.conns_accepted++;

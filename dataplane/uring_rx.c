@@ -171,6 +171,12 @@ static bool rx_start(struct uconn *c)
 	tw_frame_hdr h;
 	tw_status st = tw_frame_hdr_decode(c->rx.hdr, &t->base.limits, &h);
 	c->rx.h = h;
+	if (st == TW_OK && !tw_conn_frame_fits(&c->base, &h))
+		st = tw_fail(TW_EPROTO,
+			     "header: frame of %llu bytes over the "
+			     "connection's limit of %llu",
+			     (unsigned long long)h.total_len,
+			     (unsigned long long)c->base.rx_max);
 	if (st != TW_OK) {
 		t->st.bad_frames++;
 		uconn_fail(c, st == TW_EVERSION ? TW_EVERSION : TW_EPROTO);

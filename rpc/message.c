@@ -34,6 +34,7 @@ static const char *const type_names[TW_MSG_TYPE_COUNT_] = {
 	[TW_MSG_ACK] = "ACK",
 	[TW_MSG_JOIN] = "JOIN",
 	[TW_MSG_SHUTDOWN] = "SHUTDOWN",
+	[TW_MSG_AUTH] = "AUTH",
 };
 
 const char *tw_msg_type_name(unsigned type)
@@ -92,6 +93,9 @@ tw_status tw_msg_check_shape(unsigned type, const tw_value *p)
 	case TW_MSG_ACK:
 		ok = is_kind(p, TW_KIND_NONE);
 		break;
+	case TW_MSG_AUTH:
+		ok = is_kind(p, TW_KIND_BYTES);
+		break;
 	case TW_MSG_RET:
 	case TW_MSG_RREF_FETCH_RET:
 	case TW_MSG_JOIN:
@@ -112,7 +116,8 @@ tw_status tw_msg_check_shape(unsigned type, const tw_value *p)
 			    : type == TW_MSG_EXCEPTION ? "an error value"
 			    : type == TW_MSG_RREF_FORK_REQUEST
 				    ? "(rref, int worker id)"
-			    : type == TW_MSG_ACK ? "None"
+			    : type == TW_MSG_ACK  ? "None"
+			    : type == TW_MSG_AUTH ? "bytes"
 			    : type < TW_MSG_TYPE_COUNT_
 				    ? "an rref"
 				    : "of a known message type");

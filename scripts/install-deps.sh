@@ -8,7 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 pkgs="build-essential pkg-config meson ninja-build
-      liburing-dev libcriterion-dev
+      liburing-dev libcriterion-dev libsodium-dev
       libdpdk-dev dpdk
       clang libclang-rt-14-dev clang-format-14
       python3 python3-numpy

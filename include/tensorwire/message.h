@@ -31,6 +31,7 @@ typedef enum tw_msg_type {
 	TW_MSG_ACK = 11,               /* none */
 	TW_MSG_JOIN = 12,              /* any value (agent-defined) */
 	TW_MSG_SHUTDOWN = 13,          /* any value (agent-defined) */
+	TW_MSG_AUTH = 14,              /* bytes: a handshake step (wire.md) */
 	TW_MSG_TYPE_COUNT_             /* not a type */
 } tw_msg_type;
 

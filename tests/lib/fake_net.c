@@ -405,6 +405,8 @@ static int deliver_one(struct ft *t, struct ff *f)
 		st = tw_frame_hdr_decode(p, &t->base.limits, &h);
 	if (st == TW_OK && h.total_len != f->d.len)
 		st = TW_EPROTO; /* a datagram's length is its frame's */
+	if (st == TW_OK && !tw_conn_frame_fits(&c->base, &h))
+		st = TW_EPROTO;
 	if (st != TW_OK) {
 		/* As a stream transport must: after a bad header nothing on
 		 * the connection can be trusted. */
