@@ -538,6 +538,7 @@ static void agent_free(tw_agent *a)
 	free(a->hooks);
 	hub_release(a->hub);
 	free(a->rendezvous);
+	auth_key_free(&a->key);
 	free(a);
 }
 
@@ -714,6 +715,13 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	if (a == NULL)
 		return tw_fail(TW_ENOMEM, "no memory for the agent");
 	a->o = o;
+	/* Ours to keep: the caller's strings are not. */
+	a->o.secret = a->o.secret_file = NULL;
+	st = auth_key_load(o.secret, o.secret_file, &a->key);
+	if (st != TW_OK) {
+		free(a);
+		return st; /* it said why */
+	}
 	snprintf(a->name, sizeof(a->name), "%s", o.name);
 	a->o.name = a->name;
 	a->rendezvous = strdup(o.rendezvous);

@@ -19,6 +19,7 @@
 #include "dataplane/timer.h"
 #include "dataplane/transport.h"
 #include "dataplane/util.h"
+#include "rpc/auth.h"
 #include "rpc/executor.h"
 #include "rpc/registry.h"
 #include "rpc/rendezvous.h"
@@ -203,6 +204,7 @@ struct tw_agent {
 	_Atomic uint32_t rr_next;
 	stat_t api_calls;
 	struct agent_hooks *hooks; /* our copy; NULL but in tests */
+	struct auth_key key;       /* the group's secret (len 0: none) */
 };
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */

@@ -67,6 +67,22 @@ struct tw_agent_opts {
 	 * defaults. Options for another transport than the chosen one are
 	 * refused. */
 	const void *transport_opts;
+	/*
+	 * The group's shared secret, as a cluster token: every connection
+	 * between workers, and to the rendezvous, opens with a mutual
+	 * HMAC-SHA256 challenge-response that proves both ends know it and
+	 * binds the connection to one worker id (docs/wire.md 5.1). secret
+	 * (a string), else the file secret_file names (one trailing newline
+	 * dropped; refused if others may read it), else the environment:
+	 * TW_SECRET, then TW_SECRET_FILE. Every worker of a group needs the
+	 * same one. Without any, connections still bind to a worker id but
+	 * anyone who can reach the ports can join and call: tw_agent_init
+	 * then refuses to serve on anything but a loopback address unless
+	 * insecure is set. Read during tw_agent_init only.
+	 */
+	const char *secret;
+	const char *secret_file;
+	bool insecure;
 	/* Fault injection (tests), as torch's faulty agent; 0 = off. */
 	uint32_t fault_fail_type, fault_fail_count;
 	uint32_t fault_drop_type;
