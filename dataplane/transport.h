@@ -32,8 +32,9 @@ typedef struct tw_conn {
 	/* Largest frame (total_len) accepted on this connection, on top of
 	 * t->limits; 0 = t->limits alone. The RPC layer keeps it small until
 	 * the peer has authenticated (a stranger cannot make the receiver
-	 * reserve a big frame), then raises it. A header over it is a bad
-	 * header: counted, and the connection ends (TW_EPROTO). Set by the
+	 * reserve a big frame), then raises it. A header over it is refused
+	 * as over t->limits is: counted, on_refused(TW_EOVERFLOW) decides
+	 * (skip it, or end the connection with TW_EPROTO). Set by the
 	 * transport to 0 when it creates c; the RPC layer may change it from
 	 * on_conn(c, TW_OK), or after connect returns, on. */
 	uint64_t rx_max;
@@ -82,6 +83,25 @@ struct tw_transport_cbs {
 	 * why); after a close upcall c is gone and pending sends have had
 	 * their done(st). */
 	void (*on_conn)(void *ctx, tw_conn *c, tw_status st);
+	/* Optional (NULL = refuse by closing, as before). A header decoded
+	 * intact but the frame is refused; h is the header as far as it was
+	 * decoded (for TW_EVERSION the fields of every version: version,
+	 * type, flags, req_id, src), valid during the call only. st says
+	 * why:
+	 *  - TW_EVERSION: a wire version we do not speak. The connection
+	 *    ends whatever this returns, with TW_EVERSION, but only after
+	 *    what was queued on it (the answer docs/wire.md §3 asks for, sent
+	 *    from this upcall) has left, within a short deadline
+	 *    (ops->close_after_send).
+	 *  - TW_EOVERFLOW: the frame is over t->limits or c->rx_max. True:
+	 *    the transport skips it (its bytes are read and dropped, nothing
+	 *    is reserved for them) and the connection goes on; false: the
+	 *    connection ends with TW_EPROTO after what was queued has left.
+	 * The layer above may send on c from here (an EXCEPTION naming the
+	 * limit or both versions, to h->src / h->req_id), never answer an
+	 * EXCEPTION with one, and must not close c itself. */
+	bool (*on_refused)(void *ctx, tw_conn *c, const tw_frame_hdr *h,
+			   tw_status st);
 };
 
 struct tw_transport_ops {
@@ -104,6 +124,14 @@ struct tw_transport_ops {
 	 * buffering holds. Unpaused, read again. Idempotent; sends are not
 	 * affected. NULL = not supported (tw_transport_pause is a no-op). */
 	void (*pause)(tw_transport *t, tw_conn *c, bool paused);
+	/* Close c once every request queued on it has been sent (its done
+	 * ran with TW_OK), or after a short deadline (a peer that does not
+	 * read: about 1 s), whichever comes first; then as close(), but
+	 * on_conn(c, st). From the call on, c is not read any more and
+	 * send() refuses with TW_EUNREACHABLE. So an answer queued just
+	 * before (an EXCEPTION) leaves before the connection ends. NULL =
+	 * not supported (tw_transport_close_after_send closes at once). */
+	void (*close_after_send)(tw_transport *t, tw_conn *c, tw_status st);
 	/* Free everything (connections closed first). */
 	void (*destroy)(tw_transport *t);
 };
@@ -172,7 +200,12 @@ struct tw_transport {
  *    each at a 64-byte aligned offset of a tw_buf the receiver may
  *    retain, with its header decoded and checked against t->limits; a bad
  *    header ends the connection (TW_EPROTO, TW_EVERSION), never reaches
- *    on_frame. Frames of 48 bytes (a bare header) up to the limit.
+ *    on_frame. Frames of 48 bytes (a bare header) up to the limit. An
+ *    intact header of another version or over the limits goes to
+ *    on_refused (when set): an answer sent from it leaves before the
+ *    connection ends, and a skipped frame leaves the stream in sync.
+ *  - pause(c, true) stops reading c: the sender runs into TW_ENOSPC
+ *    without loss; pause(c, false) delivers the rest in order.
  *  - send() never blocks and never calls done itself; done runs exactly
  *    once per accepted request, on the loop thread. TW_ENOSPC when the
  *    connection's queue is full (the request is not taken): backpressure.
@@ -255,6 +288,18 @@ static inline void tw_transport_pause(tw_transport *t, tw_conn *c, bool paused)
 	if (t->ops->pause != NULL)
 		t->ops->pause(t, c, paused);
 }
+
+static inline void tw_transport_close_after_send(tw_transport *t, tw_conn *c,
+						 tw_status st)
+{
+	if (t->ops->close_after_send != NULL)
+		t->ops->close_after_send(t, c, st);
+	else
+		t->ops->close(t, c);
+}
+
+/* How long close_after_send waits for a peer to take what is queued. */
+#define TW_CLOSE_AFTER_SEND_NS (1000ull * 1000 * 1000)
 
 static inline tw_status tw_transport_send(tw_transport *t, tw_conn *c,
 					  struct tw_send_req *r)
