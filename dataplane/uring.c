@@ -49,6 +49,12 @@ void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size)
 		.busy_poll_ns = 200u * 1000,
 		.cc_local = "reno",
 		.cc_remote = NULL,
+		.asm_worker_bytes = 4 * URING_FRAME_DEFAULT_MAX,
+		.asm_host_bytes = 2 * URING_FRAME_DEFAULT_MAX,
+		.stall_timeout_ms = 30000,
+		.max_conns_per_host = 64,
+		.max_conns = 1024,
+		.user_timeout_ms = 30000,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
@@ -89,6 +95,30 @@ tw_status tw_uring_opts_check(const struct tw_uring_opts *in)
 		return tw_fail(TW_EINVAL,
 			       "io_uring: busy_poll_conns %u is above %u",
 			       o.busy_poll_conns, HOT_MAX);
+	if (o.asm_host_bytes < URING_FRAME_DEFAULT_MAX ||
+	    o.asm_worker_bytes < o.asm_host_bytes)
+		return tw_fail(TW_EINVAL,
+			       "io_uring: asm_host_bytes %llu must admit a "
+			       "frame of the default limit (%llu bytes) and "
+			       "asm_worker_bytes %llu at least as much",
+			       (unsigned long long)o.asm_host_bytes,
+			       (unsigned long long)URING_FRAME_DEFAULT_MAX,
+			       (unsigned long long)o.asm_worker_bytes);
+	if (o.max_conns_per_host == 0 || o.max_conns < o.max_conns_per_host)
+		return tw_fail(TW_EINVAL,
+			       "io_uring: max_conns_per_host %u must be > 0 "
+			       "and max_conns %u at least as much",
+			       o.max_conns_per_host, o.max_conns);
+	if (o.user_timeout_ms != 0 && o.user_timeout_ms < 1000)
+		return tw_fail(TW_EINVAL,
+			       "io_uring: user_timeout_ms %u: 0 (the "
+			       "system's) or at least 1000",
+			       o.user_timeout_ms);
+	if (o.stall_timeout_ms != 0 && o.stall_timeout_ms < 4)
+		return tw_fail(TW_EINVAL,
+			       "io_uring: stall_timeout_ms %u: 0 (never) or "
+			       "at least 4",
+			       o.stall_timeout_ms);
 	if ((o.cc_local && strlen(o.cc_local) >= TW_URING_CC_NAME_MAX) ||
 	    (o.cc_remote && strlen(o.cc_remote) >= TW_URING_CC_NAME_MAX))
 		return tw_fail(TW_EINVAL,
@@ -141,6 +171,26 @@ static void sock_setup(struct ut *t, int fd)
 {
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if (t->o.user_timeout_ms != 0) {
+		/* A vanished host: unacked data fails the connection after
+		 * user_timeout_ms, and an idle one is probed from half of it
+		 * (3 probes a sixth apart) to fail about as soon. */
+		unsigned ut = t->o.user_timeout_ms;
+		int idle = (int)(ut / 2000), intvl = (int)(ut / 6000), cnt = 3;
+		if (idle < 1)
+			idle = 1;
+		if (intvl < 1)
+			intvl = 1;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut,
+				 sizeof(ut));
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle,
+				 sizeof(idle));
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+				 sizeof(intvl));
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt,
+				 sizeof(cnt));
+	}
 	if (t->o.sockbuf > 0) {
 		int b = t->o.sockbuf;
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b, sizeof(b));
@@ -231,6 +281,7 @@ void uconn_fail(struct uconn *c, tw_status st)
 	c->closing = true;
 	c->close_st = st;
 	c->want_connect = false;
+	tw_timer_cancel(tw_loop_timers(c->t->base.loop), &c->linger_tm);
 	if (c->fd >= 0)
 		(void)shutdown(c->fd, SHUT_RDWR);
 	urx_close(c);
@@ -253,6 +304,43 @@ static void on_cancel(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	uconn_finalize(c);
 }
 
+/* ------------------------------------------------------------------ */
+/* Limits shared by a worker's transports                              */
+
+struct tw_uring_shared *tw_uring_shared_create(void)
+{
+	return calloc(1, sizeof(struct tw_uring_shared));
+}
+
+void tw_uring_shared_destroy(struct tw_uring_shared *sh)
+{
+	free(sh);
+}
+
+struct uring_host *uring_host_of(struct tw_uring_shared *sh, uint64_t host)
+{
+	if (host == 0)
+		return &sh->other;
+	uint32_t i = (uint32_t)((host * 0x9e3779b97f4a7c15ull) >> 56);
+	for (uint32_t k = 0; k < URING_HOSTS; k++) {
+		struct uring_host *e = &sh->hosts[(i + k) % URING_HOSTS];
+		uint64_t h = atomic_load_explicit(&e->host,
+						  memory_order_acquire);
+		if (h == host)
+			return e;
+		if (h == 0) {
+			uint64_t z = 0;
+			if (atomic_compare_exchange_strong(&e->host, &z,
+							   host) ||
+			    z == host)
+				return e;
+		}
+	}
+	return &sh->other; /* a full table: the rest share one entry */
+}
+
+static void linger_fire(struct tw_timer *tm, void *arg);
+
 static struct uconn *conn_new(struct ut *t, int fd, uint8_t state)
 {
 	struct uconn *c = calloc(1, sizeof(*c));
@@ -267,6 +355,8 @@ static struct uconn *conn_new(struct ut *t, int fd, uint8_t state)
 	utx_conn_init(c);
 	c->connect_req.fn = on_connect;
 	c->cancel_req.fn = on_cancel;
+	c->hs = &t->sh->other;
+	tw_timer_init(&c->linger_tm, linger_fire, c);
 	TAILQ_INSERT_HEAD(&t->conns, c, link);
 	t->nconns++;
 	return c;
@@ -276,6 +366,12 @@ static void conn_free(struct uconn *c)
 {
 	struct ut *t = c->t;
 	urx_conn_free(c);
+	if (c->counted) {
+		atomic_fetch_sub_explicit(&c->hs->conns, 1,
+					  memory_order_relaxed);
+		atomic_fetch_sub_explicit(&t->sh->conns, 1,
+					  memory_order_relaxed);
+	}
 	TAILQ_REMOVE(&t->conns, c, link);
 	t->nconns--;
 	utx_conn_free(c);
@@ -347,6 +443,7 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	}
 	c->peer = sa;
 	tw_conn_set_peer_ip4(&c->base, sa.sin_addr.s_addr, sa.sin_port);
+	c->hs = uring_host_of(t->sh, c->base.peer_host);
 	c->copying = !t->o.zc_same_host && same_host(fd, &sa);
 	arm_connect(c);
 	*out = &c->base;
@@ -361,10 +458,64 @@ static void u_close(tw_transport *tt, tw_conn *cc)
 	uconn_fail((struct uconn *)(void *)cc, TW_ESHUTDOWN);
 }
 
+static void u_pause(tw_transport *tt, tw_conn *cc, bool paused)
+{
+	struct uconn *c = (struct uconn *)(void *)cc;
+	if (c == NULL || c->closing)
+		return;
+	if (paused && !(c->rx_hold & HOLD_PAUSE))
+		UT(tt)->st.pauses++;
+	urx_hold(c, HOLD_PAUSE, paused);
+}
+
+/* The deadline of close_after_send: the peer did not take it all. */
+static void linger_fire(struct tw_timer *tm, void *arg)
+{
+	(void)tm;
+	struct uconn *c = arg;
+	c->t->st.lingers_cut++;
+	uconn_fail(c, c->linger_st);
+}
+
+/* Whether a closing-after-send c has sent everything: then close it. */
+static bool linger_check(struct uconn *c)
+{
+	if (!(c->rx_hold & HOLD_LINGER) || c->closing || c->held != 0)
+		return false;
+	uconn_fail(c, c->linger_st);
+	return true;
+}
+
+static void u_close_after_send(tw_transport *tt, tw_conn *cc, tw_status st)
+{
+	(void)tt;
+	struct uconn *c = (struct uconn *)(void *)cc;
+	if (c == NULL || c->closing || (c->rx_hold & HOLD_LINGER))
+		return;
+	c->linger_st = st;
+	urx_hold(c, HOLD_LINGER, true);
+	if (c->state == C_OPEN && linger_check(c))
+		return;
+	tw_loop_timer_after(c->t->base.loop, &c->linger_tm,
+			    TW_CLOSE_AFTER_SEND_NS);
+	uconn_dirty(c); /* the poller closes it once the queue is empty */
+}
+
 /* ------------------------------------------------------------------ */
 /* Listening                                                           */
 
 static void on_accept(struct tw_uring_req *ur, struct io_uring_cqe *cqe);
+
+/* Cancel l's multishot accept (its last completion still comes). */
+static void lis_cancel(struct ulis *l)
+{
+	struct io_uring_sqe *sqe = sqe_get(l->t);
+	if (sqe == NULL)
+		return;
+	io_uring_prep_cancel(sqe, &l->acc_req, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data(sqe, &l->cancel_req);
+	l->ops++;
+}
 
 static void arm_accept(struct ulis *l)
 {
@@ -384,19 +535,45 @@ static void arm_accept(struct ulis *l)
 
 static void conn_accepted(struct ut *t, int fd)
 {
-	sock_setup(t, fd);
-	struct uconn *c = conn_new(t, fd, C_OPEN);
-	if (c == NULL) {
-		close(fd);
-		return;
-	}
 	struct sockaddr_in pa;
 	socklen_t pl = sizeof(pa);
 	bool known = getpeername(fd, (struct sockaddr *)&pa, &pl) == 0 &&
 		     pa.sin_family == AF_INET;
+	tw_conn probe = {0};
+	if (known)
+		tw_conn_set_peer_ip4(&probe, pa.sin_addr.s_addr, pa.sin_port);
+	/* Connections per peer host and in all (uring.h, "Limits"): the
+	 * excess is closed before anyone sees it. */
+	struct uring_host *hs = uring_host_of(t->sh, probe.peer_host);
+	uint32_t nh = atomic_fetch_add_explicit(&hs->conns, 1,
+						memory_order_relaxed);
+	uint32_t na = atomic_fetch_add_explicit(&t->sh->conns, 1,
+						memory_order_relaxed);
+	if (nh >= t->o.max_conns_per_host || na >= t->o.max_conns) {
+		atomic_fetch_sub_explicit(&hs->conns, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&t->sh->conns, 1,
+					  memory_order_relaxed);
+		t->st.conns_refused++;
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+		return;
+	}
+	sock_setup(t, fd);
+	struct uconn *c = conn_new(t, fd, C_OPEN);
+	if (c == NULL) {
+		atomic_fetch_sub_explicit(&hs->conns, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&t->sh->conns, 1,
+					  memory_order_relaxed);
+		close(fd);
+		return;
+	}
+	c->counted = true;
+	c->hs = hs;
 	if (known) {
 		c->peer = pa;
-		tw_conn_set_peer_ip4(&c->base, pa.sin_addr.s_addr, pa.sin_port);
+		c->base.peer_host = probe.peer_host;
+		memcpy(c->base.peer, probe.peer, sizeof(c->base.peer));
 	}
 	bool local = known && same_host(fd, &pa);
 	c->copying = !t->o.zc_same_host && local;
@@ -415,13 +592,44 @@ static void on_accept(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 		l->armed = false;
 		l->ops--;
 	}
-	if (cqe->res >= 0) {
+	int res = cqe->res;
+	if (res >= 0) {
+		l->backoff_ns = 0;
 		if (l->closing)
-			close(cqe->res);
+			close(res);
 		else
-			conn_accepted(t, cqe->res);
+			conn_accepted(t, res);
+	} else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
+		   res == -ENOMEM) {
+		/* Re-arming at once would fail again at once: spinning. */
+		t->st.accept_errors++;
+		if (!l->failing && !l->closing) {
+			l->failing = true;
+			if (more)
+				lis_cancel(l);
+		}
 	}
-	if (!more && !l->closing)
+	if (more || l->closing)
+		return;
+	if (l->failing) {
+		l->failing = false;
+		l->backoff_ns = l->backoff_ns == 0 ? ACCEPT_BACKOFF_MIN_NS
+				: l->backoff_ns >= ACCEPT_BACKOFF_MAX_NS / 2
+					? ACCEPT_BACKOFF_MAX_NS
+					: 2 * l->backoff_ns;
+		t->st.accept_backoffs++;
+		tw_loop_timer_after(t->base.loop, &l->backoff_tm,
+				    l->backoff_ns);
+		return;
+	}
+	arm_accept(l);
+}
+
+static void backoff_fire(struct tw_timer *tm, void *arg)
+{
+	(void)tm;
+	struct ulis *l = arg;
+	if (!l->closing && !l->armed)
 		arm_accept(l);
 }
 
@@ -467,6 +675,7 @@ static tw_status u_listen(tw_transport *tt, const char *addr, char *bound,
 	l->fd = fd;
 	l->acc_req.fn = on_accept;
 	l->cancel_req.fn = on_lis_cancel;
+	tw_timer_init(&l->backoff_tm, backoff_fire, l);
 	SLIST_INSERT_HEAD(&t->lis, l, link);
 	arm_accept(l);
 	if (bound != NULL && bound_len > 0) {
@@ -491,7 +700,10 @@ static int conn_service(struct uconn *c)
 		arm_connect(c);
 		return 1;
 	}
-	return urx_retry(c) + utx_flush(c);
+	int w = urx_retry(c) + utx_flush(c);
+	if (__builtin_expect(c->rx_hold & HOLD_LINGER, 0) && linger_check(c))
+		w++;
+	return w;
 }
 
 static int reap(struct ut *t)
@@ -553,6 +765,8 @@ static int u_poll(void *arg)
 	 * reads), then the direct reads, then the answers they made. */
 	if (!STAILQ_EMPTY(&t->dirty))
 		work += service_dirty(t);
+	if (t->asm_freed && t->nwaiters != 0)
+		work += urx_retry_waiters(t);
 	if (t->nhot != 0) {
 		int b = urx_busy_poll(t);
 		if (b != 0 && !STAILQ_EMPTY(&t->dirty))
@@ -566,9 +780,26 @@ static int u_poll(void *arg)
 /* ------------------------------------------------------------------ */
 /* Create and destroy                                                  */
 
+static void wait_fire(struct tw_timer *tm, void *arg)
+{
+	(void)tm;
+	struct ut *t = arg;
+	if (t->nwaiters != 0)
+		(void)urx_retry_waiters(t);
+}
+
 tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 				    const struct tw_transport_cbs *cbs,
 				    tw_transport **out)
+{
+	return tw_uring_transport_create_in(l, in, cbs, NULL, out);
+}
+
+tw_status tw_uring_transport_create_in(tw_loop *l,
+				       const struct tw_uring_opts *in,
+				       const struct tw_transport_cbs *cbs,
+				       struct tw_uring_shared *sh,
+				       tw_transport **out)
 {
 	if (out == NULL)
 		return TW_EINVAL;
@@ -596,6 +827,18 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 	TAILQ_INIT(&t->conns);
 	STAILQ_INIT(&t->dirty);
 	STAILQ_INIT(&t->reap);
+	TAILQ_INIT(&t->waiters);
+	t->sh = sh;
+	if (sh == NULL) {
+		t->sh = tw_uring_shared_create();
+		t->own_sh = true;
+		if (t->sh == NULL) {
+			free(t);
+			return TW_ENOMEM;
+		}
+	}
+	tw_timer_init(&t->wait_tm, wait_fire, t);
+	tw_timer_init(&t->sweep_tm, urx_sweep, t);
 	snprintf(t->cc_local, sizeof(t->cc_local), "%s",
 		 o.cc_local ? o.cc_local : "");
 	snprintf(t->cc_remote, sizeof(t->cc_remote), "%s",
@@ -613,9 +856,14 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 		t->o.busy_poll_conns = 0;
 	tw_status st = urx_setup(t);
 	if (st != TW_OK) {
+		if (t->own_sh)
+			tw_uring_shared_destroy(t->sh);
 		free(t);
 		return st;
 	}
+	if (t->o.stall_timeout_ms != 0)
+		tw_loop_timer_after(l, &t->sweep_tm,
+				    (uint64_t)t->o.stall_timeout_ms * 250000u);
 	t->poller.fn = u_poll;
 	t->poller.idle = urx_idle;
 	t->poller.arg = t;
@@ -685,6 +933,11 @@ static void u_destroy(tw_transport *tt)
 			}
 		}
 	}
+	struct tw_timer_wheel *w = tw_loop_timers(t->base.loop);
+	tw_timer_cancel(w, &t->sweep_tm);
+	tw_timer_cancel(w, &t->wait_tm);
+	SLIST_FOREACH(l, &t->lis, link)
+	tw_timer_cancel(w, &l->backoff_tm);
 	struct uconn *c;
 	TAILQ_FOREACH(c, &t->conns, link)
 	uconn_fail(c, TW_ESHUTDOWN);
@@ -700,8 +953,11 @@ static void u_destroy(tw_transport *tt)
 	/* Without a clean drain the kernel may still own some memory: leak
 	 * it rather than free it from under an operation. */
 	urx_teardown(t, clean);
-	if (clean)
+	if (clean) {
+		if (t->own_sh)
+			tw_uring_shared_destroy(t->sh);
 		free(t);
+	}
 }
 
 void tw_uring_get_stats(const tw_transport *tt, struct tw_uring_stats *s)
@@ -721,5 +977,7 @@ static const struct tw_transport_ops uring_ops = {
 	.connect = u_connect,
 	.send = utx_send,
 	.close = u_close,
+	.pause = u_pause,
+	.close_after_send = u_close_after_send,
 	.destroy = u_destroy,
 };

@@ -118,6 +118,40 @@ extern "C" {
  * and counts in cc_failed. reno is built into every kernel and always
  * allowed.
  *
+ * Limits (what a peer can make a worker hold; options in uring.h):
+ * memory for a frame is committed only as its bytes arrive (a pool
+ * buffer, or a lazily faulted mapping for a large one). Frames above a
+ * receive pool buffer reserve their total_len against asm_worker_bytes
+ * (all loops of a provider) and asm_host_bytes (their peer host) when
+ * the header arrives; a header that would pass either waits, its
+ * connection unread (bytes already read beyond it are kept, at most a
+ * few receive buffers), until room frees: never dropped, counted in
+ * asm_waits. A frame is always admitted when nothing is in assembly.
+ * Smaller frames share the connection's pool buffer (one at a time).
+ * A partial frame without progress for stall_timeout_ms ends its
+ * connection (TW_ETIMEDOUT, stalls), checked by one timer per transport
+ * every quarter of it. Accepted connections beyond max_conns_per_host
+ * from one host or max_conns in all are closed at once (conns_refused).
+ * An accept that fails for want of fds or memory (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM) pauses accepting on that listener 10 ms, doubling to
+ * 1 s while it keeps failing (accept_errors, accept_backoffs). Every
+ * socket has SO_KEEPALIVE and, unless user_timeout_ms is 0,
+ * TCP_USER_TIMEOUT = user_timeout_ms, TCP_KEEPIDLE = half of it,
+ * TCP_KEEPINTVL = a sixth, TCP_KEEPCNT = 3.
+ *
+ * Refused headers (transport.h, on_refused): a header of another
+ * version, or one over t->limits or c->rx_max that is otherwise intact,
+ * goes to on_refused; a skipped frame's bytes are read and dropped. A
+ * connection that must end after it (close_after_send) stops reading at
+ * once and closes when its send queue is empty, or after
+ * TW_CLOSE_AFTER_SEND_NS (lingers_cut).
+ *
+ * Pausing (transport.h, pause): a paused connection's multishot recv is
+ * cancelled, busy polling skips it, and no reader is armed again until
+ * it is resumed: its socket fills and TCP stops the peer. Frames in the
+ * bytes already read (one receive buffer, or a direct read's) are still
+ * delivered.
+ *
  * Not done (yet): fixed files and a registered send buffer table; IPv6.
  */
 
@@ -131,10 +165,25 @@ tw_status tw_uring_opts_check(const struct tw_uring_opts *o);
 void tw_uring_opts_get(const struct tw_uring_opts *in, struct tw_uring_opts *o);
 
 /* A transport on loop l (which must be polled by the calling thread from
- * now on: the ring is bound to it). */
+ * now on: the ring is bound to it). Its limits per worker and per peer
+ * host (asm_*_bytes, max_conns*) count its own connections only. */
 tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *o,
 				    const struct tw_transport_cbs *cbs,
 				    tw_transport **out);
+
+/* What the transports of one worker (the provider's loops) share: the
+ * counters behind asm_worker_bytes, asm_host_bytes, max_conns and
+ * max_conns_per_host (atomics; a table of 256 peer hosts, the rest
+ * sharing one entry). Destroy it after every transport using it. */
+struct tw_uring_shared;
+struct tw_uring_shared *tw_uring_shared_create(void);
+void tw_uring_shared_destroy(struct tw_uring_shared *sh);
+/* tw_uring_transport_create, counting in sh (NULL: its own). */
+tw_status tw_uring_transport_create_in(tw_loop *l,
+				       const struct tw_uring_opts *o,
+				       const struct tw_transport_cbs *cbs,
+				       struct tw_uring_shared *sh,
+				       tw_transport **out);
 
 struct tw_uring_stats {
 	uint64_t frames_rx, frames_tx, bytes_rx, bytes_tx;
@@ -155,6 +204,17 @@ struct tw_uring_stats {
 	uint64_t busy_starts;  /* multishot recvs stopped for busy polling */
 	uint64_t cc_set;       /* connections given cc_local / cc_remote */
 	uint64_t cc_failed;    /* ... that the kernel refused */
+	/* Hardening (uring.h, "Limits"). */
+	uint64_t pauses;         /* pause(c, true) on a connection not paused */
+	uint64_t asm_waits;      /* headers that waited for room to assemble */
+	uint64_t stalls;         /* connections closed for a stalled frame */
+	uint64_t frames_refused; /* intact headers refused (version, size) */
+	uint64_t frames_skipped; /* ... of them skipped, the stream in sync */
+	uint64_t conns_refused;  /* accepted connections closed at once:
+				  * max_conns_per_host or max_conns */
+	uint64_t accept_errors;  /* accepts failed for want of fds or memory */
+	uint64_t accept_backoffs; /* ... after which accepting paused */
+	uint64_t lingers_cut;     /* close_after_send ended by its deadline */
 };
 void tw_uring_get_stats(const tw_transport *t, struct tw_uring_stats *s);
 

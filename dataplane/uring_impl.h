@@ -6,6 +6,7 @@
 
 #include <liburing.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -33,6 +34,36 @@
 #define DIRECT_SEND_MAX (64u << 10)
 
 struct ut;
+
+/* The default frame limit (frame.h), which every assembly bound admits. */
+#define URING_FRAME_DEFAULT_MAX ((UINT64_C(1) << 30) + (UINT64_C(64) << 10))
+/* Accepting again after it failed for want of fds or memory. */
+#define ACCEPT_BACKOFF_MIN_NS (10ull * 1000 * 1000)
+#define ACCEPT_BACKOFF_MAX_NS (1000ull * 1000 * 1000)
+/* A connection waiting for room to assemble tries again this often. */
+#define ASM_RETRY_NS (1000ull * 1000)
+#define URING_HOSTS 256u
+
+/* One peer host's share of a worker's limits. host 0: a free entry. */
+struct uring_host {
+	_Atomic uint64_t host;
+	_Atomic uint64_t asm_bytes;
+	_Atomic uint32_t conns;
+};
+
+struct tw_uring_shared {
+	_Atomic uint64_t asm_bytes;
+	_Atomic uint32_t conns;
+	struct uring_host other; /* hosts not known, or past the table */
+	struct uring_host hosts[URING_HOSTS];
+};
+
+/* Why a connection's socket is not read (uconn.rx_hold, bits). */
+enum {
+	HOLD_PAUSE = 1,  /* the layer above paused it */
+	HOLD_ROOM = 2,   /* its frame waits for room to assemble */
+	HOLD_LINGER = 4, /* closing after its sends (close_after_send) */
+};
 
 /* One zero-copy send: its requests wait here for the notification. */
 struct zc_op {
@@ -105,6 +136,18 @@ struct uconn {
 	bool want_connect;
 	bool connect_armed;
 	uint8_t tx_busy; /* enum tx_how of the send in flight */
+	uint8_t rx_hold; /* HOLD_* bits: no reader armed while any is set */
+	bool counted;    /* accepted: counted in the shared conns */
+	tw_status linger_st;
+	struct uring_host *hs; /* its peer host's share of the limits */
+	uint64_t asm_res;      /* bytes reserved for the frame assembling */
+	/* Bytes read past a header that waits for room (HOLD_ROOM). */
+	unsigned char *stash;
+	size_t stash_len, stash_cap;
+	TAILQ_ENTRY(uconn) wait_link; /* in t->waiters while HOLD_ROOM */
+	/* Stall check: bytes received, and at the last sweep. */
+	uint64_t rx_n, stall_mark, stall_since;
+	struct tw_timer linger_tm;
 	/* Busy polling (uring_rx.c). */
 	bool hot;             /* in t->hot: busy-polled while active */
 	short hot_rev;        /* poll(2) revents this pass */
@@ -142,6 +185,7 @@ struct uconn {
 		tw_buf *cur;
 		size_t off;
 		uint64_t need, have;
+		uint64_t skip; /* bytes of a refused frame still to drop */
 		bool large;
 		tw_buf *pool_buf;
 		size_t pool_off;
@@ -155,6 +199,9 @@ struct ulis {
 	uint32_t ops;
 	struct tw_uring_req acc_req, cancel_req;
 	SLIST_ENTRY(ulis) link; /* in t->lis */
+	bool failing;           /* an accept failed for want of fds or memory */
+	uint64_t backoff_ns;    /* current pause before accepting again */
+	struct tw_timer backoff_tm;
 };
 
 struct ut {
@@ -200,6 +247,14 @@ struct ut {
 	uint32_t nhot;
 	unsigned char *scratch; /* recv_buf_size bytes */
 
+	/* Limits shared by the worker's transports (own_sh when alone). */
+	struct tw_uring_shared *sh;
+	bool own_sh;
+	TAILQ_HEAD(, uconn) waiters;
+	uint32_t nwaiters; /* HOLD_ROOM, retried by wait_tm */
+	bool asm_freed;    /* room freed: retry waiters now */
+	struct tw_timer wait_tm, sweep_tm;
+
 	/* Congestion control by where the peer is ("" = the system's);
 	 * copies of the options' strings. */
 	char cc_local[TW_URING_CC_NAME_MAX], cc_remote[TW_URING_CC_NAME_MAX];
@@ -238,7 +293,16 @@ void uconn_finalize(struct uconn *c);
  * still comes; the cancel's own is counted in c->ops). */
 void uconn_cancel(struct uconn *c, void *user_data);
 
+/* The share of host (tw_conn.peer_host) in sh's table. */
+struct uring_host *uring_host_of(struct tw_uring_shared *sh, uint64_t host);
+
 /* uring_rx.c */
+/* Stop or resume reading c for reason bit (HOLD_*). */
+void urx_hold(struct uconn *c, uint8_t bit, bool on);
+/* Connections waiting for room: try them again (1 if any went on). */
+int urx_retry_waiters(struct ut *t);
+/* The stall check's timer (armed by create when stall_timeout_ms). */
+void urx_sweep(struct tw_timer *tm, void *arg);
 /* The receive side's memory: the pool small frames are copied into, the
  * cache of large frames' buffers, the provided-buffer ring, and the
  * scratch buffer of direct reads when busy polling is on. */

@@ -18,6 +18,8 @@ struct uring_env {
 	struct tw_uring_opts o; /* strings below are our copies */
 	char host[INET_ADDRSTRLEN];
 	char cc_local[TW_URING_CC_NAME_MAX], cc_remote[TW_URING_CC_NAME_MAX];
+	/* The worker's limits, counted across its loops. */
+	struct tw_uring_shared *sh;
 };
 
 /* A congestion control name the kernel will give this process's
@@ -78,6 +80,12 @@ static tw_status u_start(const void *opts, const struct tw_transport_group *g,
 	if (e == NULL)
 		return tw_fail(TW_ENOMEM,
 			       "io_uring: no memory for its options");
+	e->sh = tw_uring_shared_create();
+	if (e->sh == NULL) {
+		free(e);
+		return tw_fail(TW_ENOMEM,
+			       "io_uring: no memory for its shared limits");
+	}
 	tw_uring_opts_get(in, &e->o);
 	snprintf(e->host, sizeof(e->host), "%s", e->o.listen_host);
 	if (e->o.cc_local != NULL) {
@@ -100,7 +108,7 @@ static tw_status u_create(void *env, uint32_t idx, tw_loop *loop,
 {
 	(void)idx;
 	struct uring_env *e = env;
-	return tw_uring_transport_create(loop, &e->o, cbs, out);
+	return tw_uring_transport_create_in(loop, &e->o, cbs, e->sh, out);
 }
 
 static tw_status u_listen_addr(void *env, uint32_t idx, char *url, size_t len)
@@ -113,7 +121,10 @@ static tw_status u_listen_addr(void *env, uint32_t idx, char *url, size_t len)
 
 static void u_stop(void *env)
 {
-	free(env);
+	struct uring_env *e = env;
+	if (e != NULL)
+		tw_uring_shared_destroy(e->sh);
+	free(e);
 }
 
 const struct tw_transport_provider tw_uring_provider = {

@@ -105,6 +105,8 @@ no_sqe:
  */
 static enum rx_mode rx_next(const struct uconn *c, bool after_inplace)
 {
+	if (__builtin_expect(c->rx_hold != 0, 0))
+		return RX_IDLE; /* paused, waiting for room, or closing */
 	if (c->hot && (after_inplace || !rx_large(c)))
 		return RX_DIRECT;
 	return rx_large(c) ? RX_INPLACE : RX_MULTISHOT;
@@ -129,7 +131,7 @@ static bool rx_stop_multishot(struct uconn *c)
  * before every direct read. */
 static bool rx_direct_ok(const struct uconn *c)
 {
-	if (c->rx_mode == RX_INPLACE)
+	if (c->rx_mode == RX_INPLACE || c->rx_hold != 0)
 		return false;
 	return !(rx_large(c) &&
 		 (c->rx_mode == RX_MULTISHOT || c->rx_mode == RX_STOPPING));
@@ -153,39 +155,168 @@ void urx_close(struct uconn *c)
 	rx_to(c, RX_CLOSED);
 }
 
+void urx_hold(struct uconn *c, uint8_t bit, bool on)
+{
+	if (on) {
+		c->rx_hold |= bit;
+		/* What reads now stops; an io_uring recv in flight ends and
+		 * its completion picks IDLE (rx_next). */
+		if (c->rx_mode == RX_MULTISHOT)
+			rx_to(c, RX_STOPPING);
+		else if (c->rx_mode == RX_DIRECT || c->rx_mode == RX_SQE_WAIT)
+			rx_to(c, RX_IDLE);
+		return;
+	}
+	c->rx_hold &= (uint8_t)~bit;
+	if (c->rx_hold == 0 && c->rx_mode == RX_IDLE && c->state == C_OPEN &&
+	    !c->closing)
+		rx_to(c, rx_next(c, false));
+}
+
 /* ------------------------------------------------------------------ */
 /* Reassembly                                                          */
 
+/* Let go of the bytes reserved for c's frame. */
+static void asm_free(struct uconn *c)
+{
+	struct ut *t = c->t;
+	uint64_t n = c->asm_res;
+	c->asm_res = 0;
+	atomic_fetch_sub_explicit(&t->sh->asm_bytes, n, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&c->hs->asm_bytes, n, memory_order_relaxed);
+	t->asm_freed = true;
+}
+
+/* Reserve need bytes for c's frame against the worker's and the peer
+ * host's bounds; always granted when nothing is reserved there. */
+static bool asm_take(struct uconn *c, uint64_t need)
+{
+	struct ut *t = c->t;
+	uint64_t w = atomic_fetch_add_explicit(&t->sh->asm_bytes, need,
+					       memory_order_relaxed);
+	if (w != 0 && w + need > t->o.asm_worker_bytes) {
+		atomic_fetch_sub_explicit(&t->sh->asm_bytes, need,
+					  memory_order_relaxed);
+		return false;
+	}
+	uint64_t h = atomic_fetch_add_explicit(&c->hs->asm_bytes, need,
+					       memory_order_relaxed);
+	if (h != 0 && h + need > t->o.asm_host_bytes) {
+		atomic_fetch_sub_explicit(&c->hs->asm_bytes, need,
+					  memory_order_relaxed);
+		atomic_fetch_sub_explicit(&t->sh->asm_bytes, need,
+					  memory_order_relaxed);
+		return false;
+	}
+	c->asm_res = need;
+	return true;
+}
+
+static void wait_end(struct uconn *c)
+{
+	if (!(c->rx_hold & HOLD_ROOM))
+		return;
+	TAILQ_REMOVE(&c->t->waiters, c, wait_link);
+	c->t->nwaiters--;
+	c->rx_hold &= (uint8_t)~HOLD_ROOM;
+}
+
 void urx_release(struct uconn *c)
 {
+	wait_end(c);
+	free(c->stash);
+	c->stash = NULL;
+	c->stash_len = c->stash_cap = 0;
+	if (c->asm_res != 0)
+		asm_free(c);
 	tw_buf_release(c->rx.cur);
 	c->rx.cur = NULL;
 	tw_buf_release(c->rx.pool_buf);
 	c->rx.pool_buf = NULL;
 }
 
+/* What rx_start did with a complete header. */
+enum rs { RS_GO, RS_SKIP, RS_STOP };
+
+/* An intact header refused (transport.h, on_refused): skip its frame or
+ * end the connection once what is queued has left. */
+static enum rs rx_refuse(struct uconn *c, const tw_frame_hdr *h, tw_status why)
+{
+	struct ut *t = c->t;
+	t->st.frames_refused++;
+	bool skip = false;
+	if (t->base.cbs.on_refused != NULL)
+		skip = t->base.cbs.on_refused(t->base.cbs.ctx, &c->base, h,
+					      why);
+	if (c->closing)
+		return RS_STOP;
+	if (why == TW_EOVERFLOW && skip) {
+		t->st.frames_skipped++;
+		c->rx.hdr_have = 0;
+		c->rx.skip = h->total_len - TW_FRAME_HDR_SIZE;
+		return RS_SKIP;
+	}
+	t->st.bad_frames++;
+	tw_status st = why == TW_EVERSION ? TW_EVERSION : TW_EPROTO;
+	if (t->base.cbs.on_refused != NULL)
+		t->base.ops->close_after_send(&t->base, &c->base, st);
+	else
+		uconn_fail(c, st);
+	return RS_STOP;
+}
+
+/* Where c's frame (header in c->rx.h) lands. RS_STOP: closed, or it
+ * waits for room (HOLD_ROOM). */
+static enum rs rx_place(struct uconn *c);
+
 /* The header is complete: check it and pick where the frame lands. */
-static bool rx_start(struct uconn *c)
+static enum rs rx_start(struct uconn *c)
 {
 	struct ut *t = c->t;
 	tw_frame_hdr h;
 	tw_status st = tw_frame_hdr_decode(c->rx.hdr, &t->base.limits, &h);
-	c->rx.h = h;
-	if (st == TW_OK && !tw_conn_frame_fits(&c->base, &h))
-		st = tw_fail(TW_EPROTO,
-			     "header: frame of %llu bytes over the "
-			     "connection's limit of %llu",
-			     (unsigned long long)h.total_len,
-			     (unsigned long long)c->base.rx_max);
-	if (st != TW_OK) {
+	if (__builtin_expect(st != TW_OK || !tw_conn_frame_fits(&c->base, &h),
+			     0)) {
+		if (st == TW_EVERSION)
+			return rx_refuse(c, &h, TW_EVERSION);
+		if (st == TW_EPROTO) {
+			/* Intact but for its size? Then the stream can be
+			 * kept in sync by skipping it. */
+			tw_frame_limits wide = t->base.limits;
+			wide.max_total = TW_FRAME_MAX_TOTAL;
+			st = tw_frame_hdr_decode(c->rx.hdr, &wide, &h);
+		}
+		if (st == TW_OK)
+			return rx_refuse(c, &h, TW_EOVERFLOW);
 		t->st.bad_frames++;
-		uconn_fail(c, st == TW_EVERSION ? TW_EVERSION : TW_EPROTO);
-		return false;
+		uconn_fail(c, TW_EPROTO);
+		return RS_STOP;
 	}
-	uint64_t need = h.total_len;
+	c->rx.h = h;
+	return rx_place(c);
+}
+
+static enum rs rx_place(struct uconn *c)
+{
+	struct ut *t = c->t;
+	tw_status st = TW_OK;
+	uint64_t need = c->rx.h.total_len;
 	tw_buf *b = NULL;
 	size_t off = 0;
 	bool large = need > t->o.large_frame;
+	if (need > tw_buf_pool_buf_size(t->pool) && !asm_take(c, need)) {
+		/* Wait for room, reading nothing meanwhile. */
+		if (!(c->rx_hold & HOLD_ROOM)) {
+			t->st.asm_waits++;
+			TAILQ_INSERT_TAIL(&t->waiters, c, wait_link);
+			t->nwaiters++;
+			urx_hold(c, HOLD_ROOM, true);
+			if (!tw_timer_armed(&t->wait_tm))
+				tw_loop_timer_after(t->base.loop, &t->wait_tm,
+						    ASM_RETRY_NS);
+		}
+		return RS_STOP;
+	}
 	if (large) {
 		bool hit = false;
 		st = tw_bigbuf_alloc(t->bc, (size_t)need, &b, &hit);
@@ -221,7 +352,7 @@ static bool rx_start(struct uconn *c)
 	}
 	if (st != TW_OK || b == NULL) {
 		uconn_fail(c, st == TW_OK ? TW_ENOMEM : st);
-		return false;
+		return RS_STOP;
 	}
 	memcpy((unsigned char *)b->data + off, c->rx.hdr, TW_FRAME_HDR_SIZE);
 	c->rx.cur = b;
@@ -231,7 +362,7 @@ static bool rx_start(struct uconn *c)
 	c->rx.large = large;
 	if (large)
 		t->st.large_frames++;
-	return true;
+	return RS_GO;
 }
 
 static void rx_deliver(struct uconn *c)
@@ -244,17 +375,56 @@ static void rx_deliver(struct uconn *c)
 	c->rx.large = false;
 	if (b == c->rx.pool_buf)
 		c->rx.pool_off = off + len;
+	if (c->asm_res != 0)
+		asm_free(c);
 	t->st.frames_rx++;
 	t->st.bytes_rx += len;
 	t->base.cbs.on_frame(t->base.cbs.ctx, &c->base, &c->rx.h, b, off, len);
 	tw_buf_release(b);
 }
 
+/* Keep n bytes read past a header that waits for room. */
+static void rx_stash(struct uconn *c, const unsigned char *p, size_t n)
+{
+	if (c->stash_len + n > c->stash_cap) {
+		size_t cap = c->stash_cap ? 2 * c->stash_cap : 4096;
+		while (cap < c->stash_len + n)
+			cap *= 2;
+		unsigned char *s = realloc(c->stash, cap);
+		if (s == NULL) {
+			uconn_fail(c, TW_ENOMEM);
+			return;
+		}
+		c->stash = s;
+		c->stash_cap = cap;
+	}
+	memcpy(c->stash + c->stash_len, p, n);
+	c->stash_len += n;
+}
+
 /* Feed n stream bytes through the reassembler. */
 static void rx_bytes(struct uconn *c, const unsigned char *p, size_t n)
 {
+	c->rx_n += n;
 	while (n > 0 && !c->closing) {
 		if (c->rx.cur == NULL) {
+			if (__builtin_expect(c->rx.skip != 0 || (c->rx_hold &
+								 (HOLD_ROOM |
+								  HOLD_LINGER)),
+					     0)) {
+				if (c->rx_hold & HOLD_LINGER)
+					return; /* ending: nothing more */
+				if (c->rx_hold & HOLD_ROOM) {
+					rx_stash(c, p, n);
+					return;
+				}
+				size_t k = c->rx.skip < n ? (size_t)c->rx.skip
+							  : n;
+				c->rx.skip -= k;
+				p += k;
+				n -= k;
+				continue;
+			}
 			size_t k = TW_FRAME_HDR_SIZE - c->rx.hdr_have;
 			if (k > n)
 				k = n;
@@ -264,8 +434,14 @@ static void rx_bytes(struct uconn *c, const unsigned char *p, size_t n)
 			n -= k;
 			if (c->rx.hdr_have < TW_FRAME_HDR_SIZE)
 				return;
-			if (!rx_start(c))
+			enum rs r = rx_start(c);
+			if (r == RS_SKIP)
+				continue;
+			if (r == RS_STOP) {
+				if ((c->rx_hold & HOLD_ROOM) && !c->closing)
+					rx_stash(c, p, n);
 				return;
+			}
 		} else {
 			uint64_t left = c->rx.need - c->rx.have;
 			size_t k = left < n ? (size_t)left : n;
@@ -350,6 +526,7 @@ static void on_inplace(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	}
 	if (res > 0) {
 		urx_active(c);
+		c->rx_n += (uint64_t)res;
 		c->rx.have += (uint64_t)res;
 		if (c->rx.have == c->rx.need)
 			rx_deliver(c);
@@ -360,6 +537,65 @@ static void on_inplace(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	/* The rest of the frame (or the next ones): busy polling reads
 	 * on if c is hot. */
 	rx_to(c, rx_next(c, true));
+}
+
+/* A waiting connection's frame found room: take it, then the bytes read
+ * past its header, then read on. */
+static bool wait_retry(struct uconn *c)
+{
+	if (rx_place(c) != RS_GO)
+		return false; /* still waiting (back on the list) or closed */
+	unsigned char *p = c->stash;
+	size_t n = c->stash_len;
+	c->stash = NULL;
+	c->stash_len = c->stash_cap = 0;
+	if (n != 0)
+		rx_bytes(c, p, n);
+	free(p);
+	if (!(c->rx_hold & HOLD_ROOM)) /* not waiting again */
+		urx_hold(c, HOLD_ROOM, false);
+	return true;
+}
+
+int urx_retry_waiters(struct ut *t)
+{
+	t->asm_freed = false;
+	int work = 0;
+	/* Each once, oldest first; one still without room goes back at the
+	 * tail. */
+	for (uint32_t n = t->nwaiters; n > 0; n--) {
+		struct uconn *c = TAILQ_FIRST(&t->waiters);
+		wait_end(c);
+		if (!c->closing && wait_retry(c))
+			work++;
+	}
+	if (t->nwaiters != 0 && !tw_timer_armed(&t->wait_tm))
+		tw_loop_timer_after(t->base.loop, &t->wait_tm, ASM_RETRY_NS);
+	return work;
+}
+
+void urx_sweep(struct tw_timer *tm, void *arg)
+{
+	(void)tm;
+	struct ut *t = arg;
+	uint64_t now = tw_loop_now(t->base.loop);
+	uint64_t limit = (uint64_t)t->o.stall_timeout_ms * 1000000u;
+	struct uconn *c;
+	TAILQ_FOREACH(c, &t->conns, link)
+	{
+		bool partial = c->rx.hdr_have != 0 || c->rx.skip != 0;
+		if (!partial || c->closing || c->rx_hold != 0 ||
+		    c->rx_n != c->stall_mark) {
+			c->stall_mark = c->rx_n;
+			c->stall_since = now;
+			continue;
+		}
+		if (now - c->stall_since >= limit) {
+			t->st.stalls++;
+			uconn_fail(c, TW_ETIMEDOUT);
+		}
+	}
+	tw_loop_timer_after(t->base.loop, &t->sweep_tm, limit / 4);
 }
 
 void urx_conn_init(struct uconn *c)
@@ -491,6 +727,7 @@ int urx_busy_poll(struct ut *t)
 		t->st.busy_recvs++;
 		c->last_active = now;
 		if (large) {
+			c->rx_n += (uint64_t)r;
 			c->rx.have += (uint64_t)r;
 			if (c->rx.have == c->rx.need) {
 				rx_deliver(c);

@@ -21,6 +21,8 @@ struct tx_batch {
 static void req_done(struct uconn *c, struct tw_send_req *r, tw_status st)
 {
 	c->held--;
+	if (__builtin_expect(c->rx_hold & HOLD_LINGER, 0) && c->held == 0)
+		uconn_dirty(c); /* close_after_send: the poller closes it */
 	if (st == TW_OK)
 		c->t->st.frames_tx++;
 	r->done(r, st);
@@ -396,7 +398,7 @@ tw_status utx_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 	if (c == NULL || r == NULL || r->done == NULL ||
 	    (r->niov != 0 && r->iov == NULL))
 		return TW_EINVAL;
-	if (c->closing)
+	if (c->closing || (c->rx_hold & HOLD_LINGER))
 		return TW_EUNREACHABLE;
 	if (c->held >= t->o.max_queued)
 		return TW_ENOSPC;

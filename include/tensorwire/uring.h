@@ -74,6 +74,35 @@ struct tw_uring_opts {
 				   * or "" = the system's) */
 	const char *cc_remote;    /* ... of connections to other hosts
 				   * (default NULL: the system's) */
+	/* Hardening: what a peer can make this worker hold (all of them
+	 * checked by tw_agent_init, with a reason on refusal). */
+	uint64_t asm_worker_bytes;   /* bytes reserved for frames being
+				    * assembled that do not fit a receive
+				    * pool buffer, all loops together
+				    * (default 4 GiB + 256 KiB: four frames
+				    * of the default 1 GiB + 64 KiB limit).
+				    * Memory is committed only as bytes
+				    * arrive; a header that would pass this
+				    * waits (its connection unread) until
+				    * room frees, counted in asm_waits.
+				    * At least one frame is always admitted
+				    * when none is in assembly. */
+	uint64_t asm_host_bytes;     /* ... of them from one peer host
+				    * (default 2 GiB + 128 KiB) */
+	uint32_t stall_timeout_ms;   /* a partial frame that makes no
+				    * progress this long closes its
+				    * connection with TW_ETIMEDOUT
+				    * (default 30000; 0 = never) */
+	uint32_t max_conns_per_host; /* accepted connections from one
+				      * peer host; more are closed at once
+				      * (default 64) */
+	uint32_t max_conns;          /* ... from all hosts, all loops
+				      * together (default 1024) */
+	uint32_t user_timeout_ms;    /* TCP_USER_TIMEOUT and keepalive
+				      * (idle half of it, then 3 probes):
+				      * a vanished peer host fails the
+				      * connection within about this long
+				      * (default 30000; 0 = the system's) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program
