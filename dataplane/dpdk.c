@@ -95,6 +95,13 @@ struct dsess {
 	uint32_t ooo_count;
 	uint32_t nak_for;
 	bool nak_sent;
+	bool rx_skip; /* the frame being received is refused: dropped */
+	/* Receive backpressure: data is neither taken nor acked while
+	 * paused (the sender's credits run out). linger: closing once every
+	 * send is acked (close_after_send), or at linger_at. */
+	bool paused, linger;
+	tw_status linger_st;
+	uint64_t linger_at;
 
 	/* What the next control pass must send. */
 	bool ack_due, nak_due, ping_due, connect_due, accept_due;
@@ -235,6 +242,7 @@ static void txm_finish(struct dt *t, struct txm *x, tw_status st)
 }
 
 static void reap_add(struct dsess *s);
+static void sess_fail(struct dsess *s, tw_status st, bool reset);
 
 static int run_done(struct dt *t)
 {
@@ -253,6 +261,8 @@ static int run_done(struct dt *t)
 		SLIST_INSERT_HEAD(&t->txm_free, x, free_link);
 		s->held--;
 		r->done(r, st);
+		if (__builtin_expect(s->linger, 0) && s->held == 0)
+			sess_fail(s, s->linger_st, true); /* all acked */
 		if (s->state == S_CLOSED && s->held == 0)
 			reap_add(s);
 		n++;
@@ -778,6 +788,10 @@ static void ka_fire(struct tw_timer *tm, void *arg)
 	struct dt *t = s->t;
 	uint64_t now = now_ns(t);
 	uint64_t quiet = now > s->last_rx ? now - s->last_rx : 0;
+	if (s->linger && now >= s->linger_at) {
+		sess_fail(s, s->linger_st, true); /* the peer took too long */
+		return;
+	}
 	if (quiet >= t->o.dead_ns) {
 		t->st.sessions_dead++;
 		sess_fail(s, TW_EUNREACHABLE, true);
@@ -873,6 +887,30 @@ static void deliver(struct dt *t, struct dsess *s, const tw_frame_hdr *fh,
 	tw_buf_release(b);
 }
 
+static void d_close_after_send(tw_transport *tt, tw_conn *cc, tw_status st);
+
+/* A frame whose header is intact refused (transport.h, on_refused): true
+ * when it is skipped (the rest of its packets are acked and dropped). */
+static bool refuse(struct dt *t, struct dsess *s, const tw_frame_hdr *fh,
+		   tw_status why)
+{
+	bool skip = false;
+	if (t->base.cbs.on_refused != NULL)
+		skip = t->base.cbs.on_refused(t->base.cbs.ctx, &s->base, fh,
+					      why);
+	if (s->state != S_OPEN)
+		return false;
+	if (why == TW_EOVERFLOW && skip)
+		return true;
+	t->st.bad_frames++;
+	tw_status st = why == TW_EVERSION ? TW_EVERSION : TW_EPROTO;
+	if (t->base.cbs.on_refused != NULL)
+		d_close_after_send(&t->base, &s->base, st);
+	else
+		sess_fail(s, st, true);
+	return false;
+}
+
 /* Put the in-order packet into its frame. Takes m. Returns false when the
  * packet could not be taken (no memory): it stays unacknowledged and comes
  * again. The session may be closed on return (protocol error, or by the
@@ -883,6 +921,46 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 	if (h->frame_off == 0) {
 		tw_frame_hdr fh;
 		tw_status hst = TW_EPROTO;
+		if (__builtin_expect(
+			    t->base.cbs.on_refused != NULL && !s->rx_active &&
+				    h->msg == s->rcv_msg &&
+				    h->len >= TW_FRAME_HDR_SIZE &&
+				    h->frame_len >= TW_FRAME_HDR_SIZE &&
+				    ((hst = tw_frame_hdr_decode(
+					      payload, &t->base.limits, &fh)) !=
+					     TW_OK ||
+				     !tw_conn_frame_fits(&s->base, &fh)),
+			    0)) {
+			/* Another version, or intact but over the limits:
+			 * the layer above may answer (transport.h). */
+			tw_status why = hst;
+			if (hst == TW_EPROTO) {
+				tw_frame_limits wide = t->base.limits;
+				wide.max_total = TW_FRAME_MAX_TOTAL;
+				if (tw_frame_hdr_decode(payload, &wide, &fh) ==
+					    TW_OK &&
+				    fh.total_len == h->frame_len)
+					why = TW_EOVERFLOW;
+			} else if (hst == TW_OK) {
+				why = fh.total_len == h->frame_len
+					      ? TW_EOVERFLOW
+					      : TW_EPROTO;
+			}
+			if (why == TW_EVERSION || why == TW_EOVERFLOW) {
+				rte_pktmbuf_free(m);
+				if (!refuse(t, s, &fh, why))
+					return true;
+				if (h->len == h->frame_len) {
+					s->rcv_msg++; /* skipped whole */
+					return true;
+				}
+				s->rx_skip = true;
+				s->rx_active = true;
+				s->rx_len = h->frame_len;
+				s->rx_have = h->len;
+				return true;
+			}
+		}
 		if (s->rx_active || h->msg != s->rcv_msg ||
 		    h->len < (h->frame_len < TW_FRAME_HDR_SIZE
 				      ? h->frame_len
@@ -955,6 +1033,16 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		sess_fail(s, TW_EPROTO, true);
 		return true;
 	}
+	if (__builtin_expect(s->rx_skip, 0)) {
+		rte_pktmbuf_free(m);
+		s->rx_have += h->len;
+		if (s->rx_have == s->rx_len) {
+			s->rx_skip = false;
+			s->rx_active = false;
+			s->rcv_msg++;
+		}
+		return true;
+	}
 	memcpy((uint8_t *)s->rx_buf->data + s->rx_have, payload, h->len);
 	rte_pktmbuf_free(m);
 	s->rx_have += h->len;
@@ -975,6 +1063,15 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 	ctl_add(s);
 	if (seq_lt(seq, s->rcv_next)) {
 		t->st.dup_pkts++;
+		s->ack_due = true;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (__builtin_expect(s->paused || s->linger, 0)) {
+		/* Not taken, not acked: the sender's credits run out and
+		 * its queue fills (TW_ENOSPC); what it sent comes again. An
+		 * ack still says we are alive. */
+		t->st.paused_drops++;
 		s->ack_due = true;
 		rte_pktmbuf_free(m);
 		return;
@@ -1289,7 +1386,7 @@ static tw_status d_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 	if (s == NULL || r == NULL || r->done == NULL ||
 	    (r->niov != 0 && r->iov == NULL))
 		return TW_EINVAL;
-	if (s->state == S_CLOSED)
+	if (s->state == S_CLOSED || s->linger)
 		return TW_EUNREACHABLE;
 	uint64_t sum = 0;
 	for (uint32_t i = 0; i < r->niov; i++)
@@ -1329,6 +1426,39 @@ static void d_close(tw_transport *tt, tw_conn *cc)
 	if (cc == NULL)
 		return;
 	sess_fail((struct dsess *)(void *)cc, TW_ESHUTDOWN, true);
+}
+
+static void d_pause(tw_transport *tt, tw_conn *cc, bool paused)
+{
+	struct dt *t = DT(tt);
+	struct dsess *s = (struct dsess *)(void *)cc;
+	if (s == NULL || s->state == S_CLOSED || s->paused == paused)
+		return;
+	s->paused = paused;
+	if (paused) {
+		t->st.pauses++;
+		return;
+	}
+	/* Ask for what we dropped meanwhile now, not at the sender's
+	 * (backed off) retransmission timeout. */
+	s->nak_sent = true;
+	s->nak_for = s->rcv_next;
+	s->nak_due = true;
+	s->ack_due = true;
+	ctl_add(s);
+}
+
+static void d_close_after_send(tw_transport *tt, tw_conn *cc, tw_status st)
+{
+	struct dt *t = DT(tt);
+	struct dsess *s = (struct dsess *)(void *)cc;
+	if (s == NULL || s->state == S_CLOSED || s->linger)
+		return;
+	s->linger = true;
+	s->linger_st = st;
+	s->linger_at = now_ns(t) + TW_CLOSE_AFTER_SEND_NS;
+	if (s->held == 0 && s->state == S_OPEN)
+		sess_fail(s, st, true);
 }
 
 static void free_all(struct dt *t)
@@ -1523,5 +1653,7 @@ static const struct tw_transport_ops dpdk_ops = {
 	.connect = d_connect,
 	.send = d_send,
 	.close = d_close,
+	.pause = d_pause,
+	.close_after_send = d_close_after_send,
 	.destroy = d_destroy,
 };

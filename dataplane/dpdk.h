@@ -216,6 +216,8 @@ struct tw_dpdk_stats {
 	uint64_t rx_copied;         /* frames reassembled by copy */
 	uint64_t sessions_opened, sessions_accepted, sessions_dead;
 	uint64_t sessions_closed;
+	uint64_t pauses;       /* pause(s, true) on a session not paused */
+	uint64_t paused_drops; /* data dropped unacked while paused */
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 

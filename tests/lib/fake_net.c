@@ -37,6 +37,11 @@ struct fc {
 	bool peer_fin;      /* peer closed: close when rx_queued is 0 */
 	bool closing;       /* on_conn(close_st) still to make */
 	tw_status close_st;
+	bool paused; /* pause(): nothing delivered to it, and its peer's
+		      * sends not done (the peer fills up, as over TCP) */
+	bool linger; /* close_after_send: closes on the next poll, its
+		      * sends done first (they are in the net already) */
+	tw_status linger_st;
 };
 
 /* A frame in flight. What reorder permutes is d; the links stay. */
@@ -335,7 +340,7 @@ static tw_status f_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r)
 	struct ft *t = (struct ft *)tt;
 	struct fc *c = (struct fc *)cc;
 	tw_fake_net *n = t->net;
-	if (c->closing || c->peer == NULL)
+	if (c->closing || c->peer == NULL || c->linger)
 		return TW_EUNREACHABLE;
 	if (c->nsq >= FAKE_MAX_QUEUED)
 		return TW_ENOSPC;
@@ -387,12 +392,51 @@ static void f_close(tw_transport *tt, tw_conn *cc)
 	end_close((struct fc *)cc, TW_ESHUTDOWN, true);
 }
 
+static void f_pause(tw_transport *tt, tw_conn *cc, bool paused)
+{
+	(void)tt;
+	((struct fc *)cc)->paused = paused;
+}
+
+static void f_close_after_send(tw_transport *tt, tw_conn *cc, tw_status st)
+{
+	(void)tt;
+	struct fc *c = (struct fc *)cc;
+	if (c->closing || c->linger)
+		return;
+	c->linger = true;
+	c->linger_st = st;
+}
+
+/* A header intact but refused (transport.h, on_refused). True when the
+ * frame is skipped and the connection goes on. */
+static bool refuse(struct ft *t, struct fc *c, const tw_frame_hdr *h,
+		   tw_status why)
+{
+	tw_fake_net *n = t->net;
+	n->st.refused++;
+	bool skip = false;
+	if (t->base.cbs.on_refused != NULL)
+		skip = t->base.cbs.on_refused(t->base.cbs.ctx, &c->base, h,
+					      why);
+	if (c->closing)
+		return false;
+	if (why == TW_EOVERFLOW && skip)
+		return true;
+	tw_status st = why == TW_EVERSION ? TW_EVERSION : TW_EPROTO;
+	if (t->base.cbs.on_refused != NULL)
+		f_close_after_send(&t->base, &c->base, st);
+	else
+		end_close(c, st, false);
+	return false;
+}
+
 /* Hand up one frame taken out of the queue, or refuse it. */
 static int deliver_one(struct ft *t, struct ff *f)
 {
 	tw_fake_net *n = t->net;
 	struct fc *c = f->d.dst;
-	if (c->closing) {
+	if (c->closing || c->linger) {
 		n->st.dropped++;
 		frame_free(f);
 		return 0;
@@ -403,11 +447,26 @@ static int deliver_one(struct ft *t, struct ff *f)
 	tw_status st = TW_EPROTO;
 	if (f->d.len >= TW_FRAME_HDR_SIZE)
 		st = tw_frame_hdr_decode(p, &t->base.limits, &h);
+	if (st == TW_EVERSION) {
+		refuse(t, c, &h, TW_EVERSION);
+		frame_free(f);
+		return 1;
+	}
+	bool over = st == TW_OK && !tw_conn_frame_fits(&c->base, &h);
+	if (st == TW_EPROTO && f->d.len >= TW_FRAME_HDR_SIZE) {
+		/* Intact but for its size? */
+		tw_frame_limits wide = t->base.limits;
+		wide.max_total = TW_FRAME_MAX_TOTAL;
+		over = tw_frame_hdr_decode(p, &wide, &h) == TW_OK;
+	}
+	if (over && h.total_len == f->d.len) {
+		refuse(t, c, &h, TW_EOVERFLOW);
+		frame_free(f);
+		return 1;
+	}
 	if (st == TW_OK && h.total_len != f->d.len)
 		st = TW_EPROTO; /* a datagram's length is its frame's */
-	if (st == TW_OK && !tw_conn_frame_fits(&c->base, &h))
-		st = TW_EPROTO;
-	if (st != TW_OK) {
+	if (st != TW_OK || over) {
 		/* As a stream transport must: after a bad header nothing on
 		 * the connection can be trusted. */
 		n->st.refused++;
@@ -447,6 +506,9 @@ static int f_poll(void *arg)
 	{
 		if (c->closing || STAILQ_EMPTY(&c->sq))
 			continue;
+		/* A paused receiver takes nothing: the sender fills up. */
+		if (c->peer != NULL && c->peer->paused && !c->linger)
+			continue;
 		struct tw_send_queue sq = STAILQ_HEAD_INITIALIZER(sq);
 		STAILQ_CONCAT(&sq, &c->sq);
 		work += (int)c->nsq;
@@ -457,11 +519,17 @@ static int f_poll(void *arg)
 	}
 	/* Take our deliverable frames first: upcalls send more, which wait
 	 * for the next poll as a reply on a real wire would. */
+	/* Done with its sends, an end closing after them closes. */
+	TAILQ_FOREACH(c, &t->conns, link)
+	if (c->linger && !c->closing && STAILQ_EMPTY(&c->sq)) {
+		end_close(c, c->linger_st, true);
+		work++;
+	}
 	struct ff_queue batch = TAILQ_HEAD_INITIALIZER(batch);
 	struct ff *f, *next;
 	TAILQ_FOREACH_SAFE(f, &n->q, link, next)
 	{
-		if (f->d.dst->t != t || !deliverable(n, f))
+		if (f->d.dst->t != t || !deliverable(n, f) || f->d.dst->paused)
 			continue;
 		q_unlink(n, f);
 		TAILQ_INSERT_TAIL(&batch, f, link);
@@ -497,6 +565,8 @@ static const struct tw_transport_ops fake_ops = {
 	.connect = f_connect,
 	.send = f_send,
 	.close = f_close,
+	.pause = f_pause,
+	.close_after_send = f_close_after_send,
 	.destroy = f_destroy,
 };
 

@@ -39,7 +39,12 @@ extern "C" {
  * aligned offset (64) of a buffer of its own. A bad frame is refused as
  * uring.c and dpdk.c refuse one: counted (stats.refused) and its
  * connection closed, the receiver's end with TW_EPROTO (TW_EVERSION for a
- * newer version), the sender's with TW_EUNREACHABLE. While on_frame runs,
+ * newer version), the sender's with TW_EUNREACHABLE; when the header is
+ * intact (another version, or over the limits) on_refused decides first
+ * (transport.h), and close_after_send closes on the next poll with the
+ * answer sent. A paused end (pause) is delivered nothing, and its peer's
+ * sends are not done meanwhile, so the peer runs into TW_ENOSPC as it
+ * would over TCP. While on_frame runs,
  * t->rx_ns holds the time the frame entered the net (the sending loop's
  * clock: the loops of one net share a clock), so a frame the test held is
  * one that reached its host at once and waited there, unprocessed.
