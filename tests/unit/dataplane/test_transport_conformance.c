@@ -163,6 +163,12 @@ struct end {
 	size_t nkept, capkept;
 	uint64_t nbad;
 	char why[512]; /* the first contract violation */
+	/* on_refused: what it saw, and what it does (answer with a frame of
+	 * ours on the connection; skip the frame when it may). */
+	bool answer, skip;
+	uint64_t refused;
+	tw_status refused_st;
+	uint64_t refused_req;
 };
 
 static void bad(struct end *e, const char *fmt, ...)
@@ -518,6 +524,34 @@ static void on_conn(void *ctx, tw_conn *c, tw_status st)
 	cs->dones_at_close = cs->dones;
 }
 
+static struct sreq *req_new(struct pair *p, struct cstate *cs);
+static tw_status xsend(struct pair *p, struct sreq *q);
+
+static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
+		       tw_status st)
+{
+	struct end *e = ctx;
+	struct cstate *cs = c->ctx;
+	if (e->in_op != NULL)
+		bad(e, "on_refused inside %s()", e->in_op);
+	if (cs == NULL || cs->ups == 0 || cs->closes > 0) {
+		bad(e, "on_refused on a connection not up");
+		return false;
+	}
+	if (st != TW_EVERSION && st != TW_EOVERFLOW)
+		bad(e, "on_refused with %s", tw_status_name(st));
+	e->refused++;
+	e->refused_st = st;
+	e->refused_req = h->req_id;
+	if (e->answer && xsend(e->p, req_new(e->p, cs)) != TW_OK)
+		bad(e, "on_refused could not answer");
+	if (e->skip && st == TW_EOVERFLOW) {
+		cs->next_rx = h->req_id + 1; /* the frame after it is due */
+		return true;
+	}
+	return false;
+}
+
 static void on_done(struct tw_send_req *r, tw_status st)
 {
 	struct sreq *q = container_of(r, struct sreq, r);
@@ -581,8 +615,10 @@ static struct pair *pair_up(int ix, const struct knobs *k, layout_fn layout)
 		tw_loop_opts_init(&lo, sizeof(lo));
 		lo.name = i ? "conf-1" : "conf-0";
 		PCHECK(p, tw_loop_create(&lo, &e->l) == TW_OK, "loop");
-		struct tw_transport_cbs cbs = {
-			.ctx = e, .on_frame = on_frame, .on_conn = on_conn};
+		struct tw_transport_cbs cbs = {.ctx = e,
+					       .on_frame = on_frame,
+					       .on_conn = on_conn,
+					       .on_refused = on_refused};
 		st = p->tp->create(e->env, 0, e->l, &cbs, &e->t);
 		PCHECK(p, st == TW_OK, "create node %u: %s", i, tw_errmsg(st));
 		st = p->tp->listen_addr(e->env, 0, e->url, sizeof(e->url));
@@ -1323,6 +1359,181 @@ CONFORMANCE(retained_buffers_stay_intact)
 	e->kept = NULL;
 	e->nkept = 0;
 	e->keep = false;
+	pair_down(p);
+}
+
+/* 4 KiB frames: a paused receiver's socket buffers fill in a few
+ * thousand of them. */
+static void layout_4k(uint64_t id, struct layout *l)
+{
+	*l = (struct layout){.payload = (uint32_t)(4000 + id % 64)};
+}
+
+/* Poll until cli->dones stops moving for a while: how a sender learns
+ * that its peer takes nothing more. */
+static void pump_until_still(struct pair *p, const struct cstate *cli)
+{
+	uint64_t last = cli->dones;
+	uint64_t still_since = now_ns();
+	uint64_t dl = now_ns() + LIVE_MS * MS;
+	while (now_ns() < dl && now_ns() - still_since < 100 * MS) {
+		pair_poll(p);
+		if (cli->dones != last) {
+			last = cli->dones;
+			still_since = now_ns();
+		}
+	}
+}
+
+/*
+ * pause: the receiver stops taking frames. The sender runs into
+ * TW_ENOSPC (its queue full, nothing done any more: the transport's
+ * own buffering, and TCP's, bound what left it); no frame is lost, none
+ * arrives while the receiver stays paused once the sender is still; after
+ * the resume every frame arrives, in order, exact.
+ */
+CONFORMANCE(pause_fills_the_sender_and_resume_delivers_in_order)
+{
+	struct knobs k = {.max_queued = 64};
+	struct pair *p = pair_up(*ix, &k, layout_4k);
+	struct cstate *srv, *cli;
+	pair_connected(p, &srv, &cli);
+	struct end *e0 = &p->e[0];
+	e0->in_op = "pause";
+	tw_transport_pause(e0->t, srv->c, true);
+	tw_transport_pause(e0->t, srv->c, true); /* idempotent */
+	e0->in_op = NULL;
+	uint64_t n = 0;
+	struct sreq *q = NULL;
+	for (;;) {
+		if (q == NULL)
+			q = req_new(p, cli);
+		tw_status st = xsend(p, q);
+		if (st == TW_OK) {
+			n++;
+			q = NULL;
+			PCHECK(p, n < 200000, "no TW_ENOSPC after %lu sends",
+			       (unsigned long)n);
+			continue;
+		}
+		PCHECK(p, st == TW_ENOSPC, "send refused with %s",
+		       tw_status_name(st));
+		uint64_t before = cli->dones;
+		pump_until_still(p, cli);
+		if (cli->dones == before && xsend(p, q) == TW_ENOSPC)
+			break; /* full, and it stays full */
+		if (q->accepted) {
+			n++;
+			q = NULL;
+		}
+	}
+	uint64_t got = srv->frames;
+	PCHECK(p, got < n, "all %lu frames arrived at a paused receiver",
+	       (unsigned long)n);
+	pump_until_still(p, cli);
+	PCHECK(p, srv->frames == got,
+	       "%lu frames arrived while paused and the sender stood still",
+	       (unsigned long)(srv->frames - got));
+	PCHECK(p, srv->closes == 0 && cli->closes == 0, "a connection closed");
+	e0->in_op = "pause";
+	tw_transport_pause(e0->t, srv->c, false);
+	e0->in_op = NULL;
+	tw_status st = TW_ENOSPC;
+	PCHECK(p, PUMP(p, st == TW_OK || (st = xsend(p, q)) == TW_OK),
+	       "no room after the resume: %s; %lu frames, %lu dones",
+	       tw_status_name(st), (unsigned long)srv->frames,
+	       (unsigned long)cli->dones);
+	n++;
+	PCHECK(p, PUMP(p, srv->frames == n && cli->dones == n),
+	       "after the resume: %lu frames, %lu dones of %lu",
+	       (unsigned long)srv->frames, (unsigned long)cli->dones,
+	       (unsigned long)n);
+	settle(p);
+	pair_ok(p);
+	PCHECK(p, srv->next_rx == n, "frames out of order");
+	for (size_t i = 0; i < p->nreqs; i++)
+		PCHECK(p, p->reqs[i]->ndone == 1 && p->reqs[i]->st == TW_OK,
+		       "request %zu: %d dones, %s", i, p->reqs[i]->ndone,
+		       tw_status_name(p->reqs[i]->st));
+	pair_down(p);
+}
+
+/*
+ * A frame of a newer wire version with on_refused set: the receiver is
+ * asked (TW_EVERSION, the header's req_id), its answer reaches the
+ * sender before the connection ends (docs/wire.md §3), the receiver's
+ * end closes with TW_EVERSION, and nothing after the frame is handed up.
+ */
+CONFORMANCE(refused_version_is_answered_before_the_close)
+{
+	struct knobs k = {0};
+	struct pair *p = pair_up(*ix, &k, NULL);
+	p->e[0].answer = true;
+	struct cstate *srv, *cli;
+	pair_connected(p, &srv, &cli);
+	uint8_t f[64];
+	bad_version(f);
+	PCHECK(p, xsend(p, req_new(p, cli)) == TW_OK, "send");
+	PCHECK(p, xsend(p, req_raw(p, cli, f, sizeof(f))) == TW_OK, "send");
+	PCHECK(p, xsend(p, req_new(p, cli)) == TW_OK, "send");
+	PCHECK(p, PUMP(p, srv->closes == 1 && cli->closes == 1),
+	       "closes: receiver %d, sender %d", srv->closes, cli->closes);
+	settle(p);
+	pair_ok(p);
+	PCHECK(p,
+	       p->e[0].refused == 1 && p->e[0].refused_st == TW_EVERSION &&
+		       p->e[0].refused_req == 77,
+	       "on_refused: %lu calls, %s, req_id %lu",
+	       (unsigned long)p->e[0].refused,
+	       tw_status_name(p->e[0].refused_st),
+	       (unsigned long)p->e[0].refused_req);
+	PCHECK(p, srv->frames == 1, "%lu frames handed up, want 1",
+	       (unsigned long)srv->frames);
+	PCHECK(p, cli->frames == 1, "the answer did not arrive (%lu frames)",
+	       (unsigned long)cli->frames);
+	PCHECK(p, srv->close_st == TW_EVERSION, "the receiver closed with %s",
+	       tw_status_name(srv->close_st));
+	cs_check_ended(p, srv, "receiver");
+	cs_check_ended(p, cli, "sender");
+	pair_down(p);
+}
+
+/*
+ * A frame over the receiver's limit whose header is intact, with
+ * on_refused answering and asking to skip it: the answer arrives, the
+ * frame is dropped whole, the frames after it arrive in order, and the
+ * connection stays up.
+ */
+CONFORMANCE(over_the_limit_is_skipped_when_asked)
+{
+	enum { N = 4 };
+	struct knobs k = {0};
+	struct pair *p = pair_up(*ix, &k, layout_over);
+	p->e[0].t->limits.max_total = LIMIT;
+	p->e[0].answer = true;
+	p->e[0].skip = true;
+	struct cstate *srv, *cli;
+	pair_connected(p, &srv, &cli);
+	for (int i = 0; i < N; i++)
+		PCHECK(p, xsend(p, req_new(p, cli)) == TW_OK, "send %d", i);
+	PCHECK(p,
+	       PUMP(p, srv->frames == N - 1 && cli->frames == 1 &&
+			       cli->dones == N),
+	       "frames %lu (want %d), answers %lu, dones %lu",
+	       (unsigned long)srv->frames, N - 1, (unsigned long)cli->frames,
+	       (unsigned long)cli->dones);
+	settle(p);
+	pair_ok(p);
+	PCHECK(p,
+	       p->e[0].refused == 1 && p->e[0].refused_st == TW_EOVERFLOW &&
+		       p->e[0].refused_req == 1,
+	       "on_refused: %lu calls, %s, req_id %lu",
+	       (unsigned long)p->e[0].refused,
+	       tw_status_name(p->e[0].refused_st),
+	       (unsigned long)p->e[0].refused_req);
+	PCHECK(p, srv->closes == 0 && cli->closes == 0, "a connection closed");
+	PCHECK(p, srv->next_rx == N, "frames after the skipped one: %lu",
+	       (unsigned long)srv->next_rx);
 	pair_down(p);
 }
 
