@@ -245,6 +245,49 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 	}
 }
 
+/* A header the transport refused intact (transport.h, on_refused): a
+ * newer wire version is answered with EXCEPTION(TW_EVERSION) naming both
+ * versions before the transport closes (docs/wire.md §3); a frame over
+ * the limits is skipped, the connection kept, and a request among them
+ * answered with EXCEPTION(TW_EOVERFLOW) naming the limit. Never an
+ * EXCEPTION to an EXCEPTION. */
+static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
+		       tw_status st)
+{
+	struct agent_loop *l = ctx;
+	struct conn_state *cs = c->ctx;
+	char msg[256];
+	stat_inc(&l->stats.bad_frames);
+	if (cs == NULL && (cs = conn_new(l, c, false, -1)) == NULL)
+		return false;
+	if (st == TW_EVERSION) {
+		if (h->type != TW_MSG_EXCEPTION) {
+			snprintf(msg, sizeof(msg),
+				 "wire version %u not supported; worker '%s' "
+				 "speaks %u",
+				 h->version, l->a->name, TW_FRAME_VERSION);
+			serve_reject(l, cs, h, TW_EVERSION, msg);
+		}
+		return false;
+	}
+	if (h->type == TW_MSG_CALL || h->type == TW_MSG_REMOTE_CALL ||
+	    h->type == TW_MSG_RREF_FETCH_CALL ||
+	    h->type == TW_MSG_RREF_FORK_REQUEST) {
+		uint64_t lim = l->t->limits.max_total;
+		if (lim == 0) /* frame.h's default */
+			lim = (UINT64_C(1) << 30) + (UINT64_C(64) << 10);
+		if (c->rx_max != 0 && c->rx_max < lim)
+			lim = c->rx_max;
+		snprintf(msg, sizeof(msg),
+			 "frame of %llu bytes is over worker '%s''s limit of "
+			 "%llu bytes",
+			 (unsigned long long)h->total_len, l->a->name,
+			 (unsigned long long)lim);
+		serve_reject(l, cs, h, TW_EOVERFLOW, msg);
+	}
+	return true;
+}
+
 static void on_conn(void *ctx, tw_conn *c, tw_status st)
 {
 	struct agent_loop *l = ctx;
@@ -334,8 +377,10 @@ static void loop_init_fn(struct sync_msg *s)
 	struct agent_loop *l = s->l;
 	tw_agent *a = l->a;
 	agent_tls_loop = l;
-	struct tw_transport_cbs cbs = {
-		.ctx = l, .on_frame = on_frame, .on_conn = on_conn};
+	struct tw_transport_cbs cbs = {.ctx = l,
+				       .on_frame = on_frame,
+				       .on_conn = on_conn,
+				       .on_refused = on_refused};
 	char url[TW_ADDR_MAX + 16];
 	s->st = a->tp->create(a->tenv, l->idx, l->loop, &cbs, &l->t);
 	if (s->st != TW_OK)

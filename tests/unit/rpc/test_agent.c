@@ -143,3 +143,66 @@ Test(agent, worker_infos_in_rank_order)
 
 /* The default timeout read at run time: a change applies to calls made
  * after it; calls already made keep the deadline they got. */
+
+/* A newer wire version (docs/wire.md §3): the receiver answers an
+ * EXCEPTION(TW_EVERSION) to src / req_id before it closes; the caller
+ * gets it (here as a late response: the injected request was never A's
+ * call), and a new connection works. */
+Test(agent, newer_version_is_answered_before_the_close)
+{
+	world_up(2, NULL);
+	tw_future *f0 = call(0, "B", "t::echo", 0, 1000);
+	settle();
+	cr_assert_eq(result_int(f0), 0);
+	unsigned char frame[64];
+	size_t len = bad_payload_call(frame, 999999);
+	frame[4] = TW_FRAME_VERSION + 1;
+	cr_assert_eq(tw_fake_net_inject(W.net, A_ADDR, B_ADDR, frame, len),
+		     TW_OK);
+	settle();
+	cr_assert_eq(net_stats().refused, 1);
+	cr_assert_eq(stats(1).bad_frames, 1);
+	cr_assert_eq(stats(0).late_responses, 1, "the answer arrived");
+	cr_assert_eq(stats(0).conns_closed, 1);
+	cr_assert_eq(stats(1).conns_closed, 1);
+	tw_future *g = call(0, "B", "t::echo", 2, 1000);
+	settle();
+	cr_assert_eq(result_int(g), 2, "a new connection works");
+	tw_future_release(f0);
+	tw_future_release(g);
+	world_down(true);
+}
+
+/* A call over the receiver's frame limit with an intact header: answered
+ * with EXCEPTION(TW_EOVERFLOW) naming the limit, skipped, and the
+ * connection goes on serving the calls behind it. */
+Test(agent, call_over_the_limit_is_answered_and_the_connection_kept)
+{
+	world_up(2, NULL);
+	tw_future *f0 = call(0, "B", "t::echo", 0, 1000);
+	settle();
+	cr_assert_eq(result_int(f0), 0);
+	W.ag[1]->loops[0].t->limits.max_total = 4096;
+	static char junk[8192];
+	memset(junk, 'x', sizeof(junk) - 1);
+	tw_value big, args;
+	cr_assert_eq(tw_value_string(&big, junk, sizeof(junk) - 1), TW_OK);
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	cr_assert_eq(tw_value_set_item(&args, 0, big), TW_OK);
+	tw_future *f = NULL;
+	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::echo", &args, NULL, 1000,
+				  &f),
+		     TW_OK);
+	tw_value_destroy(&args);
+	tw_future *g = call(0, "B", "t::echo", 2, 1000);
+	settle();
+	const tw_error *e = failure(f, TW_EOVERFLOW);
+	cr_assert(strstr(e->msg, "limit of 4096 bytes") != NULL, "%s", e->msg);
+	cr_assert_eq(result_int(g), 2, "the call behind it is served");
+	cr_assert_eq(stats(0).conns_closed + stats(1).conns_closed, 0);
+	cr_assert_eq(net_stats().refused, 1);
+	tw_future_release(f0);
+	tw_future_release(f);
+	tw_future_release(g);
+	world_down(true);
+}
