@@ -95,14 +95,11 @@ tw_status tw_uring_opts_check(const struct tw_uring_opts *in)
 		return tw_fail(TW_EINVAL,
 			       "io_uring: busy_poll_conns %u is above %u",
 			       o.busy_poll_conns, HOT_MAX);
-	if (o.asm_host_bytes < URING_FRAME_DEFAULT_MAX ||
-	    o.asm_worker_bytes < o.asm_host_bytes)
+	if (o.asm_host_bytes == 0 || o.asm_worker_bytes < o.asm_host_bytes)
 		return tw_fail(TW_EINVAL,
-			       "io_uring: asm_host_bytes %llu must admit a "
-			       "frame of the default limit (%llu bytes) and "
+			       "io_uring: asm_host_bytes %llu must be > 0 and "
 			       "asm_worker_bytes %llu at least as much",
 			       (unsigned long long)o.asm_host_bytes,
-			       (unsigned long long)URING_FRAME_DEFAULT_MAX,
 			       (unsigned long long)o.asm_worker_bytes);
 	if (o.max_conns_per_host == 0 || o.max_conns < o.max_conns_per_host)
 		return tw_fail(TW_EINVAL,

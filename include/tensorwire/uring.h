@@ -86,7 +86,9 @@ struct tw_uring_opts {
 				    * waits (its connection unread) until
 				    * room frees, counted in asm_waits.
 				    * At least one frame is always admitted
-				    * when none is in assembly. */
+				    * when none is in assembly, so a bound
+				    * below the frame limit only serializes
+				    * big frames. */
 	uint64_t asm_host_bytes;     /* ... of them from one peer host
 				    * (default 2 GiB + 128 KiB) */
 	uint32_t stall_timeout_ms;   /* a partial frame that makes no

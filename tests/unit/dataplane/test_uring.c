@@ -11,12 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <tensorwire/buf.h>
 #include <tensorwire/frame.h>
+#include <tensorwire/status.h>
 
 #include "dataplane/loop.h"
 #include "dataplane/transport.h"
@@ -1404,4 +1408,338 @@ Test(uring, congestion_control)
 	cr_assert_eq(tw_uring_transport_create(l, &bad, &cbs, &t), TW_EINVAL);
 	cr_assert_null(t);
 	tw_loop_destroy(l);
+}
+
+/* ------------------------------------------------------------------ */
+/* Hardening: limits on what a peer can make the transport hold         */
+
+Test(uring, hardening_opts_checked)
+{
+	struct tw_uring_opts o = default_opts();
+	cr_assert_eq(o.asm_worker_bytes, 4 * URING_FRAME_DEFAULT_MAX);
+	cr_assert_eq(o.asm_host_bytes, 2 * URING_FRAME_DEFAULT_MAX);
+	cr_assert_eq(o.stall_timeout_ms, 30000);
+	cr_assert_eq(o.max_conns_per_host, 64);
+	cr_assert_eq(o.max_conns, 1024);
+	cr_assert_eq(o.user_timeout_ms, 30000);
+	cr_assert_eq(tw_uring_opts_check(&o), TW_OK);
+	for (int i = 0; i < 6; i++) {
+		o = default_opts();
+		const char *want = NULL;
+		switch (i) {
+		case 0:
+			o.asm_host_bytes = 0;
+			want = "asm_host_bytes";
+			break;
+		case 1:
+			o.asm_worker_bytes = o.asm_host_bytes - 1;
+			want = "asm_worker_bytes";
+			break;
+		case 2:
+			o.max_conns_per_host = 0;
+			want = "max_conns_per_host";
+			break;
+		case 3:
+			o.max_conns = o.max_conns_per_host - 1;
+			want = "max_conns";
+			break;
+		case 4:
+			o.user_timeout_ms = 999;
+			want = "user_timeout_ms";
+			break;
+		case 5:
+			o.stall_timeout_ms = 3;
+			want = "stall_timeout_ms";
+			break;
+		}
+		tw_status st = tw_uring_opts_check(&o);
+		cr_assert_eq(st, TW_EINVAL, "case %d", i);
+		cr_assert(strstr(tw_errmsg(st), want) != NULL, "case %d: %s", i,
+			  tw_errmsg(st));
+	}
+}
+
+static int sockopt_int(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+	cr_assert_eq(getsockopt(fd, level, name, &v, &l), 0);
+	return v;
+}
+
+/* Every connection, connected or accepted, has keepalive and the user
+ * timeout: a vanished host fails it in bounded time. 0 leaves the
+ * system's. */
+Test(uring, keepalive_and_user_timeout)
+{
+	struct tw_uring_opts o = default_opts();
+	o.user_timeout_ms = 12000;
+	struct env e;
+	env_init(&e, false, &o, &o, true);
+	env_connected(&e);
+	int fds[2] = {((struct uconn *)(void *)e.cc)->fd,
+		      ((struct uconn *)(void *)e.srv.last_ok)->fd};
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(sockopt_int(fds[i], SOL_SOCKET, SO_KEEPALIVE), 1);
+		cr_assert_eq(sockopt_int(fds[i], IPPROTO_TCP, TCP_USER_TIMEOUT),
+			     12000);
+		cr_assert_eq(sockopt_int(fds[i], IPPROTO_TCP, TCP_KEEPIDLE), 6);
+		cr_assert_eq(sockopt_int(fds[i], IPPROTO_TCP, TCP_KEEPINTVL),
+			     2);
+		cr_assert_eq(sockopt_int(fds[i], IPPROTO_TCP, TCP_KEEPCNT), 3);
+	}
+	env_fini(&e);
+
+	o.user_timeout_ms = 0;
+	env_init(&e, false, &o, &o, true);
+	env_connected(&e);
+	int fd = ((struct uconn *)(void *)e.cc)->fd;
+	cr_assert_eq(sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
+	env_fini(&e);
+}
+
+/* Accepted connections beyond max_conns_per_host from one host are closed
+ * at once, before the layer above sees them; one that goes frees its
+ * place. */
+Test(uring, connections_per_host_bounded)
+{
+	struct tw_uring_opts o = default_opts();
+	o.max_conns_per_host = 2;
+	o.max_conns = 3;
+	struct env e;
+	env_init(&e, false, &o, NULL, false);
+	int fd[4];
+	for (int i = 0; i < 4; i++)
+		fd[i] = raw_connect(e.bound);
+	cr_assert(PUMP(&e, stats(&e.srv).conns_refused == 2, 5000),
+		  "refused %lu", (unsigned long)stats(&e.srv).conns_refused);
+	cr_assert_eq(e.srv.conns_ok, 2);
+	cr_assert_eq(stats(&e.srv).conns_accepted, 2);
+	/* The refused ones see the close. */
+	int closed = 0;
+	for (int i = 0; i < 4; i++) {
+		char c;
+		struct pollfd pfd = {.fd = fd[i], .events = POLLIN};
+		if (poll(&pfd, 1, 0) == 1 && read(fd[i], &c, 1) <= 0)
+			closed++;
+	}
+	cr_assert_eq(closed, 2);
+	/* A peer's connection closing makes room for another. */
+	for (int i = 0; i < 4; i++)
+		close(fd[i]);
+	cr_assert(PUMP(&e, e.srv.conns_closed == 2, 5000));
+	fd[0] = raw_connect(e.bound);
+	cr_assert(PUMP(&e, e.srv.conns_ok == 3, 5000));
+	cr_assert_eq(stats(&e.srv).conns_refused, 2);
+	close(fd[0]);
+	env_fini(&e);
+}
+
+/* A partial frame (a header begun, a body unfinished) that makes no
+ * progress for stall_timeout_ms ends its connection with TW_ETIMEDOUT;
+ * a connection idle between frames stays. */
+Test(uring, stalled_frame_times_out, .timeout = 60)
+{
+	struct tw_uring_opts o = default_opts();
+	o.stall_timeout_ms = 200;
+	struct env e;
+	env_init(&e, false, &o, NULL, false);
+	int idle = raw_connect(e.bound);
+	int half_hdr = raw_connect(e.bound);
+	int half_body = raw_connect(e.bound);
+	cr_assert(PUMP(&e, e.srv.conns_ok == 3, 5000));
+	uint8_t *f = malloc(frame_len(1000));
+	frame_build(f, 0, 1000);
+	cr_assert_eq(write(half_hdr, f, 20), 20);
+	cr_assert_eq(write(half_body, f, TW_FRAME_HDR_SIZE + 500),
+		     (ssize_t)(TW_FRAME_HDR_SIZE + 500));
+	uint64_t t0 = now_ns();
+	cr_assert(PUMP(&e, e.srv.conns_closed == 2, 10000), "closed %d",
+		  e.srv.conns_closed);
+	cr_assert_geq(now_ns() - t0, 150ull * 1000 * 1000,
+		      "closed before the stall timeout");
+	cr_assert_eq(e.srv.last_close_st, TW_ETIMEDOUT);
+	cr_assert_eq(stats(&e.srv).stalls, 2);
+	/* The idle one is still up a while later. */
+	uint64_t dl = now_ns() + 400ull * 1000 * 1000;
+	while (now_ns() < dl)
+		poll_both(&e);
+	cr_assert_eq(e.srv.conns_closed, 2);
+	close(idle);
+	close(half_hdr);
+	close(half_body);
+	free(f);
+	env_fini(&e);
+}
+
+static void feed(int fd, const uint8_t *f, size_t len, size_t *at)
+{
+	if (*at >= len)
+		return;
+	ssize_t r = write(fd, f + *at, len - *at);
+	if (r > 0)
+		*at += (size_t)r;
+}
+
+/* Frames above a pool buffer reserve their size: with room for one at a
+ * time from a host, the second header waits (its connection unread)
+ * until the first frame is whole, and then both arrive intact. */
+Test(uring, assembly_bounded_per_host, .timeout = 60)
+{
+	enum { P = 800 << 10 };
+	struct tw_uring_opts o = default_opts();
+	o.asm_host_bytes = 1u << 20;
+	o.asm_worker_bytes = 1u << 20;
+	o.busy_poll_conns = 0;
+	struct env e;
+	env_init(&e, false, &o, NULL, false);
+	int a = raw_connect(e.bound);
+	int b = raw_connect(e.bound);
+	cr_assert(PUMP(&e, e.srv.conns_ok == 2, 5000));
+	uint8_t *f = malloc(frame_len(P));
+	frame_build(f, 0, P);
+	/* a: the header and some of the body; its frame holds the room. */
+	cr_assert_eq(write(a, f, 4096), 4096);
+	cr_assert(PUMP(&e, stats(&e.srv).large_frames == 1, 5000));
+	/* b: a whole frame, which must wait. */
+	size_t at = 0, len = frame_len(P);
+	int fl = fcntl(b, F_GETFL);
+	cr_assert_eq(fcntl(b, F_SETFL, fl | O_NONBLOCK), 0);
+	uint64_t dl = now_ns() + 5000ull * 1000 * 1000;
+	while (stats(&e.srv).asm_waits == 0 && now_ns() < dl) {
+		feed(b, f, len, &at);
+		poll_both(&e);
+	}
+	cr_assert_eq(stats(&e.srv).asm_waits, 1);
+	cr_assert_eq(e.srv.frames, 0);
+	/* a completes: b's frame goes on. */
+	size_t rest = len - 4096;
+	cr_assert_eq(write(a, f + 4096, rest), (ssize_t)rest);
+	dl = now_ns() + 10000ull * 1000 * 1000;
+	while (e.srv.frames < 2 && now_ns() < dl) {
+		feed(b, f, len, &at);
+		poll_both(&e);
+	}
+	cr_assert_eq(e.srv.frames, 2);
+	cr_assert_eq(e.srv.errors, 0);
+	cr_assert_eq(e.srv.conns_closed, 0);
+	cr_assert_eq(
+		atomic_load(&((struct ut *)(void *)e.srv.t)->sh->asm_bytes), 0);
+	close(a);
+	close(b);
+	free(f);
+	env_fini(&e);
+}
+
+/* accept failing for want of fds (EMFILE) backs off instead of re-arming
+ * at once: few failures in a while, not a spin; accepting resumes once
+ * fds free. (Criterion runs each test in its own process: the limit
+ * stays there.) */
+Test(uring, accept_backs_off_on_emfile, .timeout = 60)
+{
+	enum { N = 4 };
+	struct env e;
+	env_init(&e, false, NULL, NULL, false);
+	unsigned port = 0;
+	cr_assert_eq(sscanf(e.bound, "tcp://127.0.0.1:%u", &port), 1);
+	int fd[N];
+	for (int i = 0; i < N; i++) {
+		fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert(fd[i] >= 0);
+	}
+	/* No fd left to accept into. */
+	int top = dup(0);
+	cr_assert(top >= 0);
+	close(top);
+	struct rlimit old, lim;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)top;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(connect(fd[i], (struct sockaddr *)&sa, sizeof(sa)),
+			     0);
+	struct rusage r0, r1;
+	getrusage(RUSAGE_SELF, &r0);
+	uint64_t t0 = now_ns();
+	uint64_t dl = t0 + 500ull * 1000 * 1000;
+	while (now_ns() < dl) {
+		poll_both(&e);
+		usleep(1000); /* a loop that sleeps when it has nothing */
+	}
+	getrusage(RUSAGE_SELF, &r1);
+	struct tw_uring_stats us = stats(&e.srv);
+	cr_assert_geq(us.accept_errors, 1);
+	cr_assert_geq(us.accept_backoffs, 1);
+	/* 10 + 20 + 40 + 80 + 160 ms: a handful in 500 ms, not thousands. */
+	cr_assert_leq(us.accept_errors, 20, "%lu accept failures: spinning",
+		      (unsigned long)us.accept_errors);
+	cr_assert_eq(e.srv.conns_ok, 0);
+	double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) +
+		     (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
+		     (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1e6 +
+		     (double)(r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+	cr_log_info("accept backoff: %.3f s of CPU in 0.5 s", cpu);
+	/* fds free: accepting resumes (the backoff is at most 1 s). */
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_assert(PUMP(&e, e.srv.conns_ok == N, 10000), "accepted %d",
+		  e.srv.conns_ok);
+	for (int i = 0; i < N; i++)
+		close(fd[i]);
+	env_fini(&e);
+}
+
+/* close_after_send: the connection stops being read at once, refuses new
+ * sends, and closes with the given status once its queue has left, or at
+ * the deadline when the peer does not read. */
+Test(uring, close_after_send_waits_for_the_queue, .timeout = 60)
+{
+	struct env e;
+	env_init(&e, false, NULL, NULL, true);
+	env_connected(&e);
+	/* A peer that reads: the frame leaves, then the close. */
+	uint8_t *mem = malloc(frame_len(1000));
+	struct sreq q;
+	sreq_init(&q, &e.cli, mem, 0, 1000, 1);
+	cr_assert_eq(e.cli.t->ops->send(e.cli.t, e.cc, &q.r), TW_OK);
+	e.cli.t->ops->close_after_send(e.cli.t, e.cc, TW_EVERSION);
+	struct sreq late;
+	sreq_init(&late, &e.cli, mem, 1, 1000, 1);
+	cr_assert_eq(e.cli.t->ops->send(e.cli.t, e.cc, &late.r),
+		     TW_EUNREACHABLE);
+	cr_assert(PUMP(&e, e.cli.conns_closed == 1 && e.srv.conns_closed == 1,
+		       5000));
+	cr_assert_eq(q.ndone, 1);
+	cr_assert_eq(q.st, TW_OK);
+	cr_assert_eq(e.srv.frames, 1, "the frame left before the close");
+	cr_assert_eq(e.cli.last_close_st, TW_EVERSION);
+	cr_assert_eq(stats(&e.cli).lingers_cut, 0);
+	env_fini(&e);
+
+	/* A peer that does not read (paused): cut at the deadline. */
+	struct tw_uring_opts o = default_opts();
+	o.sockbuf = 64 << 10;
+	env_init(&e, false, &o, &o, true);
+	env_connected(&e);
+	tw_transport_pause(e.srv.t, e.srv.last_ok, true);
+	enum { BIG = 32 << 20 };
+	uint8_t *big = malloc(frame_len(BIG));
+	sreq_init(&q, &e.cli, big, 0, BIG, 1);
+	cr_assert_eq(e.cli.t->ops->send(e.cli.t, e.cc, &q.r), TW_OK);
+	uint64_t t0 = now_ns();
+	e.cli.t->ops->close_after_send(e.cli.t, e.cc, TW_EPROTO);
+	cr_assert(PUMP(&e, e.cli.conns_closed == 1, 10000));
+	cr_assert_geq(now_ns() - t0, TW_CLOSE_AFTER_SEND_NS / 2);
+	cr_assert_eq(e.cli.last_close_st, TW_EPROTO);
+	cr_assert_eq(stats(&e.cli).lingers_cut, 1);
+	cr_assert_eq(q.ndone, 1);
+	cr_assert_eq(q.st, TW_EPROTO);
+	cr_assert_eq(stats(&e.srv).pauses, 1);
+	env_fini(&e);
+	free(big);
+	free(mem);
 }
