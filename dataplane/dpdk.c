@@ -664,6 +664,7 @@ static void rx_reset_state(struct dsess *s)
 	tw_buf_release(s->rx_buf);
 	s->rx_buf = NULL;
 	s->rx_active = false;
+	s->rx_skip = false;
 }
 
 /* End s with st: every frame not done yet fails (its done still waits for
@@ -921,33 +922,38 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 	if (h->frame_off == 0) {
 		tw_frame_hdr fh;
 		tw_status hst = TW_EPROTO;
-		if (__builtin_expect(
-			    t->base.cbs.on_refused != NULL && !s->rx_active &&
-				    h->msg == s->rcv_msg &&
-				    h->len >= TW_FRAME_HDR_SIZE &&
-				    h->frame_len >= TW_FRAME_HDR_SIZE &&
-				    ((hst = tw_frame_hdr_decode(
-					      payload, &t->base.limits, &fh)) !=
-					     TW_OK ||
-				     !tw_conn_frame_fits(&s->base, &fh)),
-			    0)) {
+		/* The packet fits the session's sequence: decode its header
+		 * (once). */
+		bool seq_ok = !s->rx_active && h->msg == s->rcv_msg &&
+			      h->len >= (h->frame_len < TW_FRAME_HDR_SIZE
+						 ? h->frame_len
+						 : TW_FRAME_HDR_SIZE) &&
+			      h->frame_len >= TW_FRAME_HDR_SIZE;
+		if (seq_ok)
+			hst = tw_frame_hdr_decode(payload, &t->base.limits,
+						  &fh);
+		if (__builtin_expect(!seq_ok || hst != TW_OK ||
+					     fh.total_len != h->frame_len ||
+					     !tw_conn_frame_fits(&s->base, &fh),
+				     0)) {
 			/* Another version, or intact but over the limits:
 			 * the layer above may answer (transport.h). */
 			tw_status why = hst;
-			if (hst == TW_EPROTO) {
+			if (seq_ok && hst == TW_EPROTO) {
 				tw_frame_limits wide = t->base.limits;
 				wide.max_total = TW_FRAME_MAX_TOTAL;
 				if (tw_frame_hdr_decode(payload, &wide, &fh) ==
 					    TW_OK &&
 				    fh.total_len == h->frame_len)
 					why = TW_EOVERFLOW;
-			} else if (hst == TW_OK) {
+			} else if (seq_ok && hst == TW_OK) {
 				why = fh.total_len == h->frame_len
 					      ? TW_EOVERFLOW
 					      : TW_EPROTO;
 			}
-			if (why == TW_EVERSION || why == TW_EOVERFLOW) {
-				rte_pktmbuf_free(m);
+			rte_pktmbuf_free(m);
+			if (seq_ok && t->base.cbs.on_refused != NULL &&
+			    (why == TW_EVERSION || why == TW_EOVERFLOW)) {
 				if (!refuse(t, s, &fh, why))
 					return true;
 				if (h->len == h->frame_len) {
@@ -960,23 +966,12 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 				s->rx_have = h->len;
 				return true;
 			}
-		}
-		if (s->rx_active || h->msg != s->rcv_msg ||
-		    h->len < (h->frame_len < TW_FRAME_HDR_SIZE
-				      ? h->frame_len
-				      : TW_FRAME_HDR_SIZE) ||
-		    h->frame_len < TW_FRAME_HDR_SIZE ||
-		    (hst = tw_frame_hdr_decode(payload, &t->base.limits,
-					       &fh)) != TW_OK ||
-		    fh.total_len != h->frame_len ||
-		    !tw_conn_frame_fits(&s->base, &fh)) {
-			rte_pktmbuf_free(m);
 			t->st.bad_frames++;
 			/* As every transport: a newer peer's header ends the
 			 * session with TW_EVERSION, anything else wrong with
 			 * TW_EPROTO (transport.h). */
 			sess_fail(s,
-				  hst == TW_EVERSION ? TW_EVERSION : TW_EPROTO,
+				  why == TW_EVERSION ? TW_EVERSION : TW_EPROTO,
 				  true);
 			return true;
 		}
