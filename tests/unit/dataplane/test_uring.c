@@ -13,7 +13,10 @@
 #include <string.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +29,7 @@
 #include "dataplane/transport.h"
 #include "dataplane/uring.h"
 #include "dataplane/uring_impl.h" /* receive modes, seen from the inside */
+#include "tests/integration/h_net.h"
 
 /* ------------------------------------------------------------------ */
 /* Frames with generated payloads                                       */
@@ -1742,4 +1746,116 @@ Test(uring, close_after_send_waits_for_the_queue, .timeout = 60)
 	env_fini(&e);
 	free(big);
 	free(mem);
+}
+
+/* A host that vanishes (a network namespace behind a veth pair, whose
+ * far end then goes down: everything sent is dropped, nothing answers): with user_timeout_ms the connection fails
+ * within about that long instead of TCP's ~15 minutes of retries. Root
+ * only; the namespace and the pair are the test's and go with it. */
+Test(uring, vanished_host_fails_within_the_user_timeout, .timeout = 60)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root (a network namespace)");
+	int pid = (int)getpid();
+	char ns[32], va[32], vb[32], ip_a[32], ip_b[32];
+	snprintf(ns, sizeof(ns), "twu%d", pid);
+	snprintf(va, sizeof(va), "twu%da", pid);
+	snprintf(vb, sizeof(vb), "twu%db", pid);
+	snprintf(ip_a, sizeof(ip_a), "10.199.%d.1", pid % 250);
+	snprintf(ip_b, sizeof(ip_b), "10.199.%d.2", pid % 250);
+	if (hn_sh("ip netns add %s", ns) != 0)
+		cr_skip_test("ip netns add failed");
+	bool ok = hn_sh("ip link add %s type veth peer name %s", va, vb) == 0 &&
+		  hn_sh("ip link set %s netns %s", vb, ns) == 0 &&
+		  hn_sh("ip addr add %s/30 dev %s", ip_a, va) == 0 &&
+		  hn_sh("ip link set %s up", va) == 0 &&
+		  hn_sh("ip -n %s addr add %s/30 dev %s", ns, ip_b, vb) == 0 &&
+		  hn_sh("ip -n %s link set %s up", ns, vb) == 0;
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t child = -1;
+	if (ok && (child = fork()) == 0) {
+		/* The far host: accept and read whatever comes. */
+		char path[64];
+		snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
+		int nfd = open(path, O_RDONLY);
+		if (nfd < 0 || setns(nfd, CLONE_NEWNET) != 0)
+			_exit(1);
+		int l = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_port = htons(7411)};
+		inet_pton(AF_INET, ip_b, &sa.sin_addr);
+		int one = 1;
+		setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+		    listen(l, 4) != 0)
+			_exit(1);
+		(void)!write(ready[1], "r", 1);
+		int c = accept(l, NULL, NULL);
+		char buf[65536];
+		while (c >= 0 && read(c, buf, sizeof(buf)) > 0)
+			;
+		_exit(0);
+	}
+	char r = 0;
+	if (ok && child > 0)
+		ok = read(ready[0], &r, 1) == 1;
+	struct tw_uring_opts o = default_opts();
+	o.user_timeout_ms = 1000;
+	struct side cli;
+	tw_loop *l = loop_new();
+	side_init(&cli, l, true, &o);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "tcp://%s:7411", ip_b);
+	tw_conn *c = NULL;
+	uint8_t *mem = malloc(frame_len(60000));
+	struct sreq q1, q2;
+	uint64_t t0 = 0, took = 0;
+	if (ok) {
+		ok = cli.t->ops->connect(cli.t, addr, &c) == TW_OK;
+		uint64_t dl = now_ns() + 10000ull * 1000 * 1000;
+		while (ok && cli.conns_ok + cli.conns_closed == 0 &&
+		       now_ns() < dl)
+			tw_loop_poll_once(l);
+		ok = ok && cli.conns_ok == 1;
+		sreq_init(&q1, &cli, mem, 0, 60000, 1);
+		ok = ok && cli.t->ops->send(cli.t, c, &q1.r) == TW_OK;
+		while (ok && q1.ndone == 0 && now_ns() < dl)
+			tw_loop_poll_once(l);
+		ok = ok && q1.st == TW_OK;
+		/* The host vanishes: its end of the pair goes down, so the
+		 * veth drops everything sent to it, silently (this kernel
+		 * has no netem). */
+		ok = hn_sh("ip -n %s link set %s down", ns, vb) == 0;
+		sreq_init(&q2, &cli, mem, 1, 60000, 1);
+		if (ok)
+			ok = cli.t->ops->send(cli.t, c, &q2.r) == TW_OK;
+		t0 = now_ns();
+		dl = t0 + 30000ull * 1000 * 1000;
+		while (ok && cli.conns_closed == 0 && now_ns() < dl) {
+			tw_loop_poll_once(l);
+			usleep(1000);
+		}
+		took = now_ns() - t0;
+	}
+	side_fini(&cli);
+	tw_loop_destroy(l);
+	free(mem);
+	if (child > 0) {
+		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+	}
+	hn_sh("ip link del %s", va);
+	hn_sh("ip netns del %s", ns);
+	close(ready[0]);
+	close(ready[1]);
+	cr_assert(ok, "setting up the namespace, the pair or the connection "
+		      "failed");
+	cr_assert_eq(cli.conns_closed, 1,
+		     "still open %.1f s after the host "
+		     "vanished",
+		     (double)took / 1e9);
+	cr_assert_eq(cli.last_close_st, TW_EUNREACHABLE);
+	cr_log_info("vanished host: connection failed after %.2f s",
+		    (double)took / 1e9);
 }
