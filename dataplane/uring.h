@@ -38,7 +38,8 @@ extern "C" {
  * already faulted in rather than pay the kernel's zeroing again. Every header is checked with
  * tw_frame_hdr_decode against t->limits; a bad one closes the connection
  * with the decoder's status (TW_EPROTO, or TW_EVERSION for a newer wire
- * version) and counts bad_frames. on_frame may retain buf; buffers must be
+ * version) and counts bad_frames; an intact header of a newer version or
+ * over the limits goes to on_refused first ("Refused headers" below). on_frame may retain buf; buffers must be
  * back before destroy, or the receive pool is leaked rather than unmapped
  * from under them.
  *
