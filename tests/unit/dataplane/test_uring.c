@@ -1859,3 +1859,68 @@ Test(uring, vanished_host_fails_within_the_user_timeout, .timeout = 60)
 	cr_log_info("vanished host: connection failed after %.2f s",
 		    (double)took / 1e9);
 }
+
+/* The per-worker bound spans the provider's loops (one tw_uring_shared):
+ * a large frame assembling on one loop makes another loop's header wait,
+ * and that loop's retry timer lets it go on once the first is whole. */
+Test(uring, assembly_bounded_across_loops, .timeout = 60)
+{
+	enum { P = 800 << 10 };
+	struct tw_uring_opts o = default_opts();
+	o.asm_host_bytes = 1u << 20;
+	o.asm_worker_bytes = 1u << 20;
+	o.busy_poll_conns = 0;
+	struct tw_uring_shared *sh = tw_uring_shared_create();
+	cr_assert_not_null(sh);
+	struct side s[2];
+	char bound[2][64];
+	int fd[2];
+	for (int i = 0; i < 2; i++) {
+		memset(&s[i], 0, sizeof(s[i]));
+		s[i].l = loop_new();
+		struct tw_transport_cbs cbs = {
+			.ctx = &s[i], .on_frame = on_frame, .on_conn = on_conn};
+		cr_assert_eq(tw_uring_transport_create_in(s[i].l, &o, &cbs, sh,
+							  &s[i].t),
+			     TW_OK);
+		cr_assert_eq(s[i].t->ops->listen(s[i].t, "tcp://127.0.0.1:0",
+						 bound[i], sizeof(bound[i])),
+			     TW_OK);
+		fd[i] = raw_connect(bound[i]);
+	}
+#define POLL2(cond, ms)                                                        \
+	({                                                                     \
+		uint64_t dl_ = now_ns() + (uint64_t)(ms)*1000000ull;           \
+		while (!(cond) && now_ns() < dl_) {                            \
+			tw_loop_poll_once(s[0].l);                             \
+			tw_loop_poll_once(s[1].l);                             \
+			feed(fd[1], f, len, &at);                              \
+		}                                                              \
+		(bool)(cond);                                                  \
+	})
+	uint8_t *f = malloc(frame_len(P));
+	frame_build(f, 0, P);
+	size_t len = frame_len(P), at = len; /* fd[1] not fed yet */
+	cr_assert(POLL2(s[0].conns_ok == 1 && s[1].conns_ok == 1, 5000));
+	cr_assert_eq(write(fd[0], f, 4096), 4096);
+	cr_assert(POLL2(stats(&s[0]).large_frames == 1, 5000));
+	int fl = fcntl(fd[1], F_GETFL);
+	cr_assert_eq(fcntl(fd[1], F_SETFL, fl | O_NONBLOCK), 0);
+	at = 0;
+	cr_assert(POLL2(stats(&s[1]).asm_waits == 1, 5000));
+	cr_assert_eq(s[1].frames, 0);
+	cr_assert_eq(write(fd[0], f + 4096, len - 4096), (ssize_t)(len - 4096));
+	cr_assert(POLL2(s[0].frames == 1 && s[1].frames == 1, 10000),
+		  "frames %lu, %lu", (unsigned long)s[0].frames,
+		  (unsigned long)s[1].frames);
+#undef POLL2
+	cr_assert_eq(s[0].errors + s[1].errors, 0);
+	cr_assert_eq(atomic_load(&sh->asm_bytes), 0);
+	for (int i = 0; i < 2; i++) {
+		close(fd[i]);
+		side_fini(&s[i]);
+		tw_loop_destroy(s[i].l);
+	}
+	tw_uring_shared_destroy(sh);
+	free(f);
+}
