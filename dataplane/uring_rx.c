@@ -266,8 +266,8 @@ static enum rs rx_refuse(struct uconn *c, const tw_frame_hdr *h, tw_status why)
 }
 
 /* Where c's frame (header in c->rx.h) lands. RS_STOP: closed, or it
- * waits for room (HOLD_ROOM). */
-static enum rs rx_place(struct uconn *c);
+ * waits for room (HOLD_ROOM; counted in asm_waits when first). */
+static enum rs rx_place(struct uconn *c, bool first);
 
 /* The header is complete: check it and pick where the frame lands. */
 static enum rs rx_start(struct uconn *c)
@@ -293,10 +293,10 @@ static enum rs rx_start(struct uconn *c)
 		return RS_STOP;
 	}
 	c->rx.h = h;
-	return rx_place(c);
+	return rx_place(c, true);
 }
 
-static enum rs rx_place(struct uconn *c)
+static enum rs rx_place(struct uconn *c, bool first)
 {
 	struct ut *t = c->t;
 	tw_status st = TW_OK;
@@ -307,7 +307,7 @@ static enum rs rx_place(struct uconn *c)
 	if (need > tw_buf_pool_buf_size(t->pool) && !asm_take(c, need)) {
 		/* Wait for room, reading nothing meanwhile. */
 		if (!(c->rx_hold & HOLD_ROOM)) {
-			t->st.asm_waits++;
+			t->st.asm_waits += first;
 			TAILQ_INSERT_TAIL(&t->waiters, c, wait_link);
 			t->nwaiters++;
 			urx_hold(c, HOLD_ROOM, true);
@@ -543,7 +543,7 @@ static void on_inplace(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
  * past its header, then read on. */
 static bool wait_retry(struct uconn *c)
 {
-	if (rx_place(c) != RS_GO)
+	if (rx_place(c, false) != RS_GO)
 		return false; /* still waiting (back on the list) or closed */
 	unsigned char *p = c->stash;
 	size_t n = c->stash_len;
