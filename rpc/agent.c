@@ -465,13 +465,6 @@ static void loop_init_fn(struct sync_msg *s)
 		l->t = NULL;
 		return;
 	}
-	/* Without a secret anyone who reaches the port is a member. */
-	s->st = pauth_check_listen(a, url, "the data port");
-	if (s->st != TW_OK) {
-		l->t->ops->destroy(l->t);
-		l->t = NULL;
-		return;
-	}
 	if (l->fault.fail_type || l->fault.drop_type || l->fault.delay_type)
 		l->t->fault = &l->fault;
 	s->st = l->t->ops->listen(l->t, url, l->addr, sizeof(l->addr));
@@ -945,6 +938,16 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	if (st != TW_OK) {
 		a->tenv = NULL;
 		goto fail; /* the provider said why */
+	}
+	/* Without a secret anyone who reaches a port is a member: checked
+	 * here, on this thread, so the reason reaches the caller. */
+	for (uint32_t i = 0; i < a->nloops; i++) {
+		char url[TW_ADDR_MAX + 16];
+		st = tp->listen_addr(a->tenv, i, url, sizeof(url));
+		if (st == TW_OK)
+			st = pauth_check_listen(a, url, "the data port");
+		if (st != TW_OK)
+			goto fail; /* it said why */
 	}
 	st = start_loops(a);
 	if (st != TW_OK) {

@@ -459,6 +459,58 @@ Test(rendezvous, rank_out_of_range_and_bad_options, .timeout = 60)
 	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_ENOTSUP);
 }
 
+/* Without a secret a worker serves on loopback only: anything else is
+ * refused before it listens, unless insecure says otherwise. */
+Test(auth, routable_address_without_a_secret_is_refused, .timeout = 60)
+{
+	unsetenv("TW_SECRET");
+	unsetenv("TW_SECRET_FILE");
+	struct tw_agent_opts o;
+	char err[512];
+	tw_agent *a = NULL;
+	tw_agent_opts_init(&o, sizeof(o));
+	o.name = "x";
+	o.rank = 1;
+	o.world_size = 2;
+	o.rendezvous = "tcp://127.0.0.1:1";
+	o.init_timeout_ms = 300;
+	struct tw_uring_opts uo;
+	tw_uring_opts_init(&uo, sizeof(uo));
+	uo.listen_host = "0.0.0.0";
+	o.transport_opts = &uo;
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert_null(a);
+	cr_assert(strstr(err, "refusing to serve the data port on "
+			      "tcp://0.0.0.0:0 without a secret") != NULL,
+		  "%s", err);
+	cr_assert(strstr(err, "tw_agent_opts.insecure") != NULL, "%s", err);
+	/* Rank 0's rendezvous alike. */
+	o.rank = 0;
+	o.rendezvous = "tcp://0.0.0.0:0";
+	uo.listen_host = "127.0.0.1";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "refusing to serve the rendezvous on "
+			      "tcp://0.0.0.0:0") != NULL,
+		  "%s", err);
+	/* With a secret, or insecure, it listens (and then finds nobody at
+	 * the rendezvous). */
+	o.rank = 1;
+	o.rendezvous = "tcp://127.0.0.1:1";
+	uo.listen_host = "0.0.0.0";
+	o.secret = "s3cret";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_ETIMEDOUT, "%s",
+		     err);
+	o.secret = NULL;
+	o.insecure = true;
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_ETIMEDOUT, "%s",
+		     err);
+	/* Loopback needs neither. */
+	o.insecure = false;
+	uo.listen_host = "127.0.0.2";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_ETIMEDOUT, "%s",
+		     err);
+}
+
 static int w_unreachable(struct h_worker *w)
 {
 	struct tw_agent_opts o;
