@@ -333,9 +333,16 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 		serve_reject(l, cs, h, TW_ENOTSUP, msg);
 		break;
 	}
+	case TW_MSG_REMOTE_RET:
+	case TW_MSG_RREF_FETCH_RET:
+	case TW_MSG_ACK:
+		/* Answers to requests this agent never makes. */
+		stat_inc(&l->stats.late_responses);
+		break;
 	default:
-		/* Unknown, or not a data connection's (docs/wire.md: an
-		 * invalid frame): the stream cannot be trusted further. */
+		/* Unknown, or not a data connection's (JOIN, SHUTDOWN, AUTH
+		 * after the handshake): invalid (docs/wire.md), and the
+		 * stream cannot be trusted further. */
 		stat_inc(&l->stats.bad_frames);
 		if (cs->fail_msg == NULL) {
 			char msg[160];
