@@ -430,7 +430,15 @@ Test(peer_auth, frame_of_a_type_data_connections_do_not_carry_closes)
 	world_up(2, NULL);
 	unsigned char frame[512];
 	tw_value none = tw_value_none();
-	size_t n = frame_of(frame, sizeof(frame), TW_MSG_JOIN, 5, 0, 1, &none);
+	/* An answer to a request B never made: dropped, connection kept. */
+	size_t n = frame_of(frame, sizeof(frame), TW_MSG_ACK, 4, 0, 1, &none);
+	cr_assert_eq(tw_fake_net_inject(W.net, A_ADDR, B_ADDR, frame, n),
+		     TW_OK);
+	settle();
+	cr_assert_eq(stats(1).late_responses, 1);
+	cr_assert_eq(stats(1).conns_closed, 0);
+	/* A control-plane type: invalid here, and the connection goes. */
+	n = frame_of(frame, sizeof(frame), TW_MSG_JOIN, 5, 0, 1, &none);
 	cr_assert_eq(tw_fake_net_inject(W.net, A_ADDR, B_ADDR, frame, n),
 		     TW_OK);
 	settle();
