@@ -349,9 +349,15 @@ struct transport_opts {
 	struct tw_dpdk_opts d;
 };
 
+/* The benchmark group's secret: every connection authenticates, as in a
+ * deployment (the cost is the first call's; DPDK serves on routable
+ * addresses, which needs one). */
+#define BENCH_SECRET "tensorwire-bench-secret"
+
 static void agent_transport(const struct opts *o, int r,
 			    struct tw_agent_opts *ao, struct transport_opts *t)
 {
+	ao->secret = BENCH_SECRET;
 	if (!dpdk_mode(o)) {
 		tw_uring_opts_init(&t->u, sizeof(t->u));
 		if (o->cc != NULL)

@@ -44,6 +44,9 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.executor_threads = 2;
 	d.transport = NULL; /* "uring", or what transport_opts names */
 	d.transport_opts = NULL;
+	d.max_unauth_per_host = 8;
+	d.max_unauth = 64;
+	d.auth_timeout_ms = 10000;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
@@ -70,6 +73,7 @@ static struct conn_state *conn_new(struct agent_loop *l, tw_conn *c,
 	c->ctx = cs;
 	TAILQ_INIT(&cs->calls);
 	STAILQ_INIT(&cs->backlog);
+	STAILQ_INIT(&cs->held);
 	TAILQ_INSERT_HEAD(&l->conns, cs, link);
 	l->nconns++;
 	stat_inc(&l->stats.conns_opened);
@@ -88,16 +92,19 @@ struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id)
 struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 {
 	struct conn_state *cs = l->out[dst];
-	if (cs != NULL && !cs->closing)
+	if (cs != NULL && !cs->closing && !cs->doomed && !cs->auth_failed)
 		return cs;
 	const struct rdv_member *m = &l->a->members[dst];
 	const char *addr = m->addrs[l->idx % m->nloops];
 	tw_conn *c = NULL;
+	l->connecting = true;
 	*st = l->t->ops->connect(l->t, addr, &c);
+	l->connecting = false;
 	if (*st != TW_OK)
 		return NULL;
 	if (c->ctx != NULL) {
-		/* The transport reported it already. */
+		/* The transport reported it already (on_conn knew it is
+		 * ours: l->connecting). */
 		cs = c->ctx;
 		cs->outbound = true;
 		cs->peer = dst;
@@ -110,6 +117,8 @@ struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 		}
 	}
 	l->out[dst] = cs;
+	/* The HELLO first; every other frame waits for the handshake. */
+	pauth_connected(l, cs);
 	return cs;
 }
 
@@ -157,21 +166,84 @@ static bool try_send(struct conn_state *cs, struct tx *tx)
 	return true;
 }
 
-void conn_send(struct conn_state *cs, struct tx *tx)
+static void tx_prep(struct conn_state *cs, struct tx *tx)
 {
 	tx->l = cs->l;
 	tx->req.iov = tx->msg.iov;
 	tx->req.niov = tx->msg.niov;
 	tx->req.len = tx->msg.total_len;
 	tx->req.done = tx_req_done;
+}
+
+/* Behind a backlog, wait in line: frames of a connection keep their
+ * order. */
+static void send_in_line(struct conn_state *cs, struct tx *tx)
+{
+	if (!STAILQ_EMPTY(&cs->backlog) || !try_send(cs, tx))
+		backlog_push(cs, tx, false);
+}
+
+void conn_send(struct conn_state *cs, struct tx *tx)
+{
+	tx_prep(cs, tx);
+	/* One test in the steady state: authenticated and open. */
+	if (__builtin_expect(!cs->authed | cs->closing | cs->doomed, 0)) {
+		if (cs->closing || cs->doomed || cs->auth_failed) {
+			tx->done(tx, TW_EUNREACHABLE);
+			return;
+		}
+		STAILQ_INSERT_TAIL(&cs->held, tx, link);
+		return;
+	}
+	send_in_line(cs, tx);
+}
+
+void conn_send_raw(struct conn_state *cs, struct tx *tx)
+{
+	tx_prep(cs, tx);
 	if (cs->closing) {
 		tx->done(tx, TW_EUNREACHABLE);
 		return;
 	}
-	/* Behind a backlog, wait in line: frames of a connection keep
-	 * their order. */
-	if (!STAILQ_EMPTY(&cs->backlog) || !try_send(cs, tx))
-		backlog_push(cs, tx, false);
+	send_in_line(cs, tx);
+}
+
+void conn_release_held(struct conn_state *cs)
+{
+	struct tx *tx;
+	while ((tx = STAILQ_FIRST(&cs->held)) != NULL) {
+		STAILQ_REMOVE_HEAD(&cs->held, link);
+		send_in_line(cs, tx);
+	}
+}
+
+void conn_close_later(struct conn_state *cs)
+{
+	if (cs->doomed || cs->closing)
+		return;
+	cs->doomed = true;
+	cs->l->ndoomed++;
+}
+
+static int close_doomed(struct agent_loop *l)
+{
+	int work = 0;
+	struct conn_state *cs;
+	TAILQ_FOREACH(cs, &l->conns, link)
+	{
+		if (l->ndoomed == 0)
+			break;
+		if (!cs->doomed)
+			continue;
+		cs->doomed = false;
+		l->ndoomed--;
+		if (!cs->closing) {
+			cs->closing = true;
+			l->t->ops->close(l->t, cs->c);
+		}
+		work++;
+	}
+	return work;
 }
 
 static int flush_backlogs(struct agent_loop *l)
@@ -201,6 +273,13 @@ static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 	struct tx *tx;
 	while ((tx = backlog_pop(cs)) != NULL)
 		tx->done(tx, TW_EUNREACHABLE);
+	while ((tx = STAILQ_FIRST(&cs->held)) != NULL) {
+		STAILQ_REMOVE_HEAD(&cs->held, link);
+		tx->done(tx, TW_EUNREACHABLE);
+	}
+	pauth_conn_gone(l, cs);
+	if (cs->doomed)
+		l->ndoomed--;
 	TAILQ_REMOVE(&l->conns, cs, link);
 	l->nconns--;
 	if (cs->peer >= 0 && (uint64_t)cs->peer < l->a->world &&
@@ -208,6 +287,7 @@ static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 		l->out[cs->peer] = NULL;
 	cs->c->ctx = NULL;
 	stat_inc(&l->stats.conns_closed);
+	free(cs->fail_msg);
 	free(cs);
 }
 
@@ -218,8 +298,22 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 {
 	struct agent_loop *l = ctx;
 	struct conn_state *cs = c->ctx;
-	if (cs == NULL && (cs = conn_new(l, c, false, -1)) == NULL)
+	if (cs == NULL) {
+		/* A transport that did not announce it: accepted. */
+		if ((cs = conn_new(l, c, false, -1)) == NULL)
+			return;
+		pauth_accepted(l, cs);
+	}
+	if (__builtin_expect(!cs->authed | cs->doomed, 0)) {
+		pauth_on_frame(l, cs, h, buf, off, len);
 		return;
+	}
+	/* Bound to one worker: it speaks for itself only, to us only. */
+	if (__builtin_expect(
+		    h->src != (uint64_t)cs->peer || h->dst != l->a->rank, 0)) {
+		pauth_spoofed(l, cs, h);
+		return;
+	}
 	switch (h->type) {
 	case TW_MSG_CALL:
 		serve_on_call(l, cs, h, buf, off, len);
@@ -239,8 +333,28 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 		serve_reject(l, cs, h, TW_ENOTSUP, msg);
 		break;
 	}
+	case TW_MSG_REMOTE_RET:
+	case TW_MSG_RREF_FETCH_RET:
+	case TW_MSG_ACK:
+		/* Answers to requests this agent never makes. */
+		stat_inc(&l->stats.late_responses);
+		break;
 	default:
+		/* Unknown, or not a data connection's (JOIN, SHUTDOWN, AUTH
+		 * after the handshake): invalid (docs/wire.md), and the
+		 * stream cannot be trusted further. */
 		stat_inc(&l->stats.bad_frames);
+		if (cs->fail_msg == NULL) {
+			char msg[160];
+			snprintf(msg, sizeof(msg),
+				 "worker '%s' sent a frame of type %u, which a "
+				 "data connection does not carry",
+				 agent_worker_name(l->a, (uint32_t)cs->peer),
+				 h->type);
+			cs->fail_kind = TW_EPROTO;
+			cs->fail_msg = strdup(msg);
+		}
+		conn_close_later(cs);
 		break;
 	}
 }
@@ -293,8 +407,18 @@ static void on_conn(void *ctx, tw_conn *c, tw_status st)
 	struct agent_loop *l = ctx;
 	struct conn_state *cs = c->ctx;
 	if (st == TW_OK) {
+		if (cs != NULL)
+			return;
+		if (l->connecting) {
+			/* Ours, reported inside connect(): conn_get goes on. */
+			(void)conn_new(l, c, true, -1);
+			return;
+		}
+		cs = conn_new(l, c, false, -1);
 		if (cs == NULL)
-			conn_new(l, c, false, -1);
+			l->t->ops->close(l->t, c);
+		else
+			pauth_accepted(l, cs);
 		return;
 	}
 	if (cs != NULL)
@@ -307,6 +431,8 @@ static int loop_poller(void *arg)
 	int work = 0;
 	if (__builtin_expect(l->nbacklog > 0, 0))
 		work += flush_backlogs(l);
+	if (__builtin_expect(l->ndoomed > 0, 0))
+		work += close_doomed(l);
 	if (__builtin_expect(!STAILQ_EMPTY(&l->retry), 0))
 		work += serve_flush_retries(l);
 	return work;
@@ -426,6 +552,7 @@ static void loop_teardown_check(struct sync_msg *s)
 			l->t->ops->close(l->t, cs->c);
 		}
 	}
+	(void)close_doomed(l); /* (all closing now: only the counts) */
 	s->ret = l->nconns == 0 && l->tx_inflight == 0;
 }
 
@@ -584,6 +711,7 @@ static void agent_free(tw_agent *a)
 	hub_release(a->hub);
 	free(a->rendezvous);
 	auth_key_free(&a->key);
+	pauth_fini(a);
 	free(a);
 }
 
@@ -616,6 +744,13 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 		return tw_fail(TW_EINVAL,
 			       "default_timeout_ms must not be negative "
 			       "(0 = no timeout)");
+	if (o->max_unauth == 0 || o->max_unauth_per_host == 0 ||
+	    o->auth_timeout_ms <= 0)
+		return tw_fail(TW_EINVAL,
+			       "max_unauth (%u), max_unauth_per_host (%u) and "
+			       "auth_timeout_ms (%lld) must be positive",
+			       o->max_unauth, o->max_unauth_per_host,
+			       (long long)o->auth_timeout_ms);
 	return TW_OK;
 }
 
@@ -767,6 +902,12 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		free(a);
 		return st; /* it said why */
 	}
+	st = pauth_init(a);
+	if (st != TW_OK) {
+		auth_key_free(&a->key);
+		free(a);
+		return st;
+	}
 	snprintf(a->name, sizeof(a->name), "%s", o.name);
 	a->o.name = a->name;
 	a->rendezvous = strdup(o.rendezvous);
@@ -834,6 +975,9 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		goto fail; /* it said why */
 
 	if (a->rank == 0 && a->hooks == NULL) {
+		st = pauth_check_listen(a, a->rendezvous, "the rendezvous");
+		if (st != TW_OK)
+			goto fail; /* it said why */
 		/* Up first, so the others stop retrying as soon as possible. */
 		st = rdv_server_start(a->rendezvous, a->world,
 				      o.init_timeout_ms, &a->rdv_srv);
@@ -846,6 +990,16 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	if (st != TW_OK) {
 		a->tenv = NULL;
 		goto fail; /* the provider said why */
+	}
+	/* Without a secret anyone who reaches a port is a member: checked
+	 * here, on this thread, so the reason reaches the caller. */
+	for (uint32_t i = 0; i < a->nloops; i++) {
+		char url[TW_ADDR_MAX + 16];
+		st = tp->listen_addr(a->tenv, i, url, sizeof(url));
+		if (st == TW_OK)
+			st = pauth_check_listen(a, url, "the data port");
+		if (st != TW_OK)
+			goto fail; /* it said why */
 	}
 	st = start_loops(a);
 	if (st != TW_OK) {
@@ -1274,6 +1428,11 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(conns_closed);
 		ADD(exec_jobs);
 		ADD(exec_expired);
+		ADD(auth_ok);
+		ADD(auth_failed);
+		ADD(auth_timeouts);
+		ADD(auth_refused);
+		ADD(spoofed_frames);
 #undef ADD
 	}
 }

@@ -84,16 +84,28 @@ struct call {
 	char self_fn[64]; /* name for messages (truncated) */
 };
 
-/* A connection as the agent sees it (tw_conn.ctx). */
+struct peer_auth;
+
+/* A connection as the agent sees it (tw_conn.ctx). It carries nothing but
+ * AUTH frames until its handshake is done (peer_auth.c, docs/wire.md 5.1);
+ * from then on every frame's src must be peer and its dst this worker. */
 struct conn_state {
 	tw_conn *c;
 	struct agent_loop *l;
 	uint64_t id;
-	int64_t peer; /* worker id; -1 while unknown (inbound) */
+	int64_t peer; /* worker id: outbound, the one we called; inbound,
+		       * -1 until the handshake binds it */
 	bool outbound;
-	bool closing;                 /* close requested */
+	bool closing;     /* close requested */
+	bool authed;      /* handshake done: frames flow */
+	bool auth_failed; /* handshake failed: closing soon, sends refused */
+	bool doomed;      /* to be closed by the loop's poller */
+	struct peer_auth *pa;         /* the handshake, until done */
+	tw_status fail_kind;          /* with fail_msg: why calls on it fail */
+	char *fail_msg;               /* NULL: "unreachable" */
 	struct call_list calls;       /* pending calls sent on it */
 	STAILQ_HEAD(, tx) backlog;    /* sends waiting for queue room */
+	STAILQ_HEAD(, tx) held;       /* sends waiting for the handshake */
 	TAILQ_ENTRY(conn_state) link; /* in its loop's connections */
 };
 
@@ -108,6 +120,8 @@ struct pend_table {
 struct loop_stats {
 	stat_t calls_sent, calls_served, late_responses, bad_frames;
 	stat_t conns_opened, conns_closed, timeouts, exec_jobs, exec_expired;
+	stat_t auth_ok, auth_failed, auth_timeouts, auth_refused;
+	stat_t spoofed_frames;
 };
 
 /* Where the answer to a served call goes. */
@@ -151,6 +165,9 @@ struct agent_loop {
 	TAILQ_HEAD(, conn_state) conns; /* every live connection */
 	uint32_t nconns;
 	uint32_t nbacklog; /* connections with a backlog */
+	uint32_t ndoomed;  /* connections to close (conn_close_later) */
+	bool connecting;   /* inside connect(): an on_conn(TW_OK) now is
+			    * our own outbound connection */
 	struct pend_table pend;
 	STAILQ_HEAD(, reply) retry; /* replies waiting for room (serve.c) */
 	bool closing;
@@ -205,6 +222,11 @@ struct tw_agent {
 	stat_t api_calls;
 	struct agent_hooks *hooks; /* our copy; NULL but in tests */
 	struct auth_key key;       /* the group's secret (len 0: none) */
+	/* Unauthenticated inbound connections, all loops (peer_auth.c):
+	 * their peer hosts, nunauth of max_unauth slots, under auth_mu. */
+	pthread_mutex_t auth_mu;
+	uint64_t *unauth_hosts;
+	uint32_t nunauth;
 };
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */
@@ -295,7 +317,52 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 /* ---- connection helpers (agent.c, loop thread) ---- */
 struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id);
 struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st);
-/* Send tx on cs, or queue it; tx->done runs exactly once (maybe now). */
+/* Send tx on cs, or queue it; tx->done runs exactly once (maybe now).
+ * Until cs's handshake is done the frame is held, and leaves after it in
+ * order; on a connection that is closing or failed its handshake, done
+ * gets TW_EUNREACHABLE. */
 void conn_send(struct conn_state *cs, struct tx *tx);
+/* conn_send for the handshake's own frames: never held. */
+void conn_send_raw(struct conn_state *cs, struct tx *tx);
+/* The handshake is done: send the held frames, in order. */
+void conn_release_held(struct conn_state *cs);
+/* Close cs from the loop's poller (not from inside an upcall or a send's
+ * done); frames arriving meanwhile are dropped. Idempotent. */
+void conn_close_later(struct conn_state *cs);
+
+/* ---- peer_auth.c: authenticated data connections (loop thread) ----
+ *
+ * Every data connection opens with the handshake of rpc/auth.h (ctx
+ * AUTH_CTX_DATA): the connecting side is the client. Until it is done the
+ * connection's rx_max is PAUTH_RX_MAX and only AUTH frames (and an
+ * EXCEPTION explaining a refusal) are accepted: anything else fails it.
+ * Inbound connections still unauthenticated are bounded per peer host and
+ * in all (tw_agent_opts.max_unauth_per_host, max_unauth) and closed at
+ * auth_timeout_ms. A failed handshake is answered with EXCEPTION(TW_EAUTH
+ * or TW_EPROTO, reason) and the connection closed once it left; the calls
+ * held on an outbound one fail with that kind and reason.
+ */
+#define PAUTH_RX_MAX 1024u /* AUTH frames and an EXCEPTION with a reason */
+
+/* Agent init: the unauthenticated-connection table. TW_ENOMEM. */
+tw_status pauth_init(tw_agent *a);
+void pauth_fini(tw_agent *a);
+/* TW_EINVAL with a reason when url ("tcp://10.0.0.2:0") is not a
+ * loopback address and a has no secret, unless insecure is set. */
+tw_status pauth_check_listen(const tw_agent *a, const char *url,
+			     const char *what);
+/* An accepted connection: bound it, limit it, start its deadline. */
+void pauth_accepted(struct agent_loop *l, struct conn_state *cs);
+/* Our connection to cs->peer: send the HELLO, hold everything else. */
+void pauth_connected(struct agent_loop *l, struct conn_state *cs);
+/* A frame on a connection not yet authenticated (or failed). */
+void pauth_on_frame(struct agent_loop *l, struct conn_state *cs,
+		    const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
+/* cs is going: free its handshake state (conn_remove). */
+void pauth_conn_gone(struct agent_loop *l, struct conn_state *cs);
+/* An authenticated connection's frame whose src or dst is not the bound
+ * pair: counted and refused (a CALL is answered EXCEPTION(TW_EAUTH)). */
+void pauth_spoofed(struct agent_loop *l, struct conn_state *cs,
+		   const tw_frame_hdr *h);
 
 #endif

@@ -328,14 +328,20 @@ void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
 	char msg[256];
 	if (TAILQ_EMPTY(&cs->calls))
 		return;
-	if (l->closing)
+	tw_status kind = TW_EUNREACHABLE;
+	if (l->closing) {
+		kind = TW_ESHUTDOWN;
 		snprintf(msg, sizeof(msg), "%s", AGENT_SHUTDOWN_MSG);
-	else
+	} else if (cs->fail_msg != NULL) {
+		/* The connection said why it failed (a refused handshake). */
+		kind = cs->fail_kind;
+		snprintf(msg, sizeof(msg), "%s", cs->fail_msg);
+	} else {
 		snprintf(msg, sizeof(msg),
 			 "worker '%s' is unreachable: connection closed (%s)",
 			 agent_worker_name(l->a, TAILQ_FIRST(&cs->calls)->dst),
 			 tw_strerror(why));
-	tw_status kind = l->closing ? TW_ESHUTDOWN : TW_EUNREACHABLE;
+	}
 	/* Detach every call first: completing a future runs callbacks, and
 	 * they must find the tables consistent. */
 	struct call_list list = TAILQ_HEAD_INITIALIZER(list);

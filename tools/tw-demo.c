@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,6 +42,20 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* The two workers' secret, fresh for each run (main, before the fork). */
+static char demo_secret[2 * 16 + 1];
+
+static void make_secret(void)
+{
+	unsigned char r[16];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		perror("getrandom");
+		exit(1);
+	}
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(demo_secret + 2 * i, 3, "%02x", r[i]);
+}
+
 static tw_agent *join(const char *name, uint32_t rank, const char *rdv)
 {
 	struct tw_agent_opts o;
@@ -51,6 +66,11 @@ static tw_agent *join(const char *name, uint32_t rank, const char *rdv)
 	o.rendezvous = rdv;
 	o.first_cpu = (int)rank; /* one loop per worker, one core each */
 	o.setup = demo_setup;    /* functions exist before anyone can call */
+	/* Both workers are this process's: a secret of its own (TW_SECRET
+	 * or TW_SECRET_FILE, when set, win), so the demo runs as a
+	 * deployment does, every connection authenticated. */
+	if (getenv("TW_SECRET") == NULL && getenv("TW_SECRET_FILE") == NULL)
+		o.secret = demo_secret;
 	/* The caller drives its own loop (embedded mode): on two cores a
 	 * caller thread beside its loop thread would make three busy threads
 	 * with the server's loop, and every call would pay a hand-off. */
@@ -207,6 +227,7 @@ int main(void)
 {
 	char rdv[64];
 	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d", free_port());
+	make_secret();
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid < 0) {

@@ -16,6 +16,7 @@ static void usage(FILE *f)
 		"                 [--loops N] [--first-cpu C] [--timeout-ms MS] [--init-timeout-ms MS]\n"
 		"                 [--transport uring|dpdk] [--yield] [--nongraceful]\n"
 		"                 [--list] [--list-remote WORKER]\n"
+		"                 [--secret-file FILE | --secret S] [--insecure]\n"
 		"                 [--listen-host HOST] [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
 		"                 [--dpdk-eal ARGS [--dpdk-port PORT] [--dpdk-ip IP]\n"
 		"                  [--dpdk-udp-port P] [--dpdk-credits N]]\n"
@@ -25,6 +26,13 @@ static void usage(FILE *f)
 		"(graceful) — or at once with --nongraceful.\n"
 		"--list prints this worker's functions and their schemas once it has joined;\n"
 		"--list-remote WORKER fetches and prints another worker's list.\n"
+		"--secret-file: the group's shared secret, read from FILE (one trailing\n"
+		"newline dropped; refused if others may read it); --secret S gives it on\n"
+		"the command line (visible to other users in ps: prefer the file or the\n"
+		"environment). Without either, TW_SECRET, then TW_SECRET_FILE. Every\n"
+		"worker of a group needs the same one; every connection then proves it.\n"
+		"Without a secret a worker serves on loopback (127.0.0.0/8) only, unless\n"
+		"--insecure: then anyone who reaches its ports can join and call.\n"
 		"--transport picks the transport (default uring: TCP over io_uring).\n"
 		"--listen-host: the IPv4 address io_uring serves on (default 127.0.0.1).\n"
 		"--dpdk-eal selects the DPDK transport with these EAL arguments (e.g.\n"
@@ -95,12 +103,15 @@ int main(int argc, char **argv)
 		{"dpdk-credits", required_argument, NULL, 'C'},
 		{"tcp-congestion-local", required_argument, NULL, 'k'},
 		{"tcp-congestion", required_argument, NULL, 'K'},
+		{"secret", required_argument, NULL, 's'},
+		{"secret-file", required_argument, NULL, 'S'},
+		{"insecure", no_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv,
-				"n:r:w:R:l:c:t:i:H:T:yGLM:E:P:I:U:C:k:K:h",
+				"n:r:w:R:l:c:t:i:H:T:yGLM:E:P:I:U:C:k:K:s:S:Xh",
 				longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
@@ -173,6 +184,15 @@ int main(int argc, char **argv)
 			break;
 		case 'K':
 			uo.cc_remote = optarg;
+			break;
+		case 's':
+			o.secret = optarg;
+			break;
+		case 'S':
+			o.secret_file = optarg;
+			break;
+		case 'X':
+			o.insecure = true;
 			break;
 		case 'h':
 			usage(stdout);

@@ -104,6 +104,17 @@ struct tw_agent_opts {
 	 * progress when the owner polls. first_cpu does not apply: the
 	 * owner pins its own thread if it wants. */
 	bool embedded;
+	/* Connections a peer opened to this worker that have not completed
+	 * the handshake yet (anyone who can reach the port can open them):
+	 * at most max_unauth_per_host from one peer host (IPv4 address) and
+	 * max_unauth in all, across the loops; a connection over either is
+	 * closed at once. Each is closed when auth_timeout_ms passes before
+	 * its handshake completes (an outbound one too: its calls then fail
+	 * with TW_EUNREACHABLE). Defaults 8, 64 and 10000; 0 is refused.
+	 * Counted in tw_agent_stats (auth_refused, auth_timeouts). */
+	uint32_t max_unauth_per_host;
+	uint32_t max_unauth;
+	int64_t auth_timeout_ms;
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
@@ -318,13 +329,27 @@ struct tw_agent_stats {
 	uint64_t calls_sent;     /* CALL frames handed to a transport */
 	uint64_t calls_served;   /* calls received (network and self) */
 	uint64_t late_responses; /* responses with no pending call: dropped */
-	uint64_t bad_frames;     /* malformed or misaddressed frames */
+	uint64_t bad_frames;     /* malformed or misaddressed frames, and
+				  * frames of a type a data connection does
+				  * not carry (the connection is closed) */
 	uint64_t timeouts;       /* calls failed by their deadline */
 	uint64_t conns_opened, conns_closed;
 	uint64_t exec_jobs;    /* blocking calls run on the executor */
 	uint64_t exec_expired; /* calls skipped: their deadline passed while
 				* they waited (executor queue, or on their
 				* way in: received past their budget) */
+	/* Data connections' handshakes (docs/wire.md 5.1), both sides. */
+	uint64_t auth_ok;        /* completed: the connection is bound */
+	uint64_t auth_failed;    /* failed: wrong or missing secret, not a
+				 * member, a malformed step, another frame
+				 * before it ended; the connection closed */
+	uint64_t auth_timeouts;  /* closed unauthenticated at auth_timeout_ms */
+	uint64_t auth_refused;   /* closed on arrival: over max_unauth or
+				 * max_unauth_per_host */
+	uint64_t spoofed_frames; /* frames on an authenticated connection
+				  * naming another source (or another
+				  * destination): refused, a CALL answered
+				  * with TW_EAUTH */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 

@@ -902,6 +902,9 @@ static H_UNUSED tw_status h_register_all(tw_agent *a, void *arg)
 	return st == TW_OK ? TW_OK : TW_EINVAL;
 }
 
+/* The test groups' shared secret (h_opts). */
+#define H_SECRET "tensorwire-test-group-secret"
+
 /* Options for a test worker: several share 2 cores, so loops yield and
  * sleep soon. In the DPDK mode: the DPDK transport on this worker's veth
  * end (create the agent with h_agent_init). */
@@ -917,6 +920,10 @@ static H_UNUSED void h_opts(struct tw_agent_opts *o, const struct h_worker *w)
 	o->executor_threads = 2;
 	o->init_timeout_ms = 20000;
 	o->setup = h_register_all;
+	/* Every test group has a secret: every connection authenticates
+	 * (and the DPDK transport serves on routable addresses, which
+	 * needs one). */
+	o->secret = H_SECRET;
 	if (h_net_cur != NULL && h_net_rank >= 0) {
 		tw_dpdk_opts_init(&h_dpdk_opts, sizeof(h_dpdk_opts));
 		h_dpdk_opts.eal_args = h_net_cur->eal[h_net_rank];

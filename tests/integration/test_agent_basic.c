@@ -93,6 +93,73 @@ Test(agent, join_4_workers_2_loops, .timeout = 60)
 	h_run_group(4, w_join, (void *)1, NULL, 0);
 }
 
+/* ---- authentication (docs/wire.md 5.1) ---- */
+
+/* Rank 0 calls rank 1. Both have the group's secret (h_opts), or, with
+ * arg, rank 1 another one: then the call fails with TW_EAUTH and says
+ * why (or, once the rendezvous authenticates too, joining fails). */
+static int w_secret(struct h_worker *w)
+{
+	bool wrong = w->arg != NULL;
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	if (wrong) {
+		o.init_timeout_ms = 5000;
+		if (w->rank == 1)
+			o.secret = "not-the-group-secret";
+	}
+	char err[256];
+	tw_agent *a;
+	tw_status st = h_init_err(err, sizeof(err), &o, &a);
+	if (wrong && (st == TW_EAUTH || st == TW_ETIMEDOUT))
+		return 0;
+	W_ASSERT(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
+	if (w->rank == 0) {
+		tw_value r_, e_, none[1];
+		tw_value args = {.kind = TW_KIND_TUPLE,
+				 .flags = TW_VALUE_BORROWED,
+				 .len = 0,
+				 .u.items = none};
+		st = tw_rpc_sync(a, h_names[1], "whoami", &args, NULL, 10000,
+				 &r_, &e_);
+		struct tw_agent_stats s;
+		tw_agent_get_stats(a, &s);
+		if (!wrong) {
+			W_ASSERT(w, st == TW_OK, "whoami: %s (%s)",
+				 tw_status_name(st), tw_errmsg(st));
+			tw_value_destroy(&r_);
+			W_ASSERT(w, s.auth_ok == 1 && s.auth_failed == 0,
+				 "authenticated %" PRIu64 ", failed %" PRIu64,
+				 s.auth_ok, s.auth_failed);
+		} else {
+			W_ASSERT(w, st == TW_EAUTH, "whoami: %s (%s)",
+				 tw_status_name(st), tw_errmsg(st));
+			W_ASSERT(w,
+				 strstr(tw_errmsg(st),
+					"authentication failed: worker 'w1' "
+					"does not know this group's secret") !=
+					 NULL,
+				 "%s", tw_errmsg(st));
+			tw_value_destroy(&e_);
+			W_ASSERT(w, s.auth_failed == 1, "failed %" PRIu64,
+				 s.auth_failed);
+		}
+	}
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(auth, two_workers_sharing_the_secret, .timeout = 60)
+{
+	h_run_group(2, w_secret, NULL, NULL, 0);
+}
+
+Test(auth, worker_with_another_secret_is_refused, .timeout = 60)
+{
+	h_run_group(2, w_secret, (void *)1, NULL, 0);
+}
+
 /* ---- echo, add, kwargs ---- */
 
 static int w_echo(struct h_worker *w)

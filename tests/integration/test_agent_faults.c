@@ -2,6 +2,7 @@
  * immediate shutdown with calls in flight, rendezvous refusals, and fault
  * injection on the send path. */
 #include "harness.h"
+#include "rpc/auth.h"
 
 #define TIMEOUT_MSG_100                                                        \
 	"RPC ran for more than set timeout (100 ms) and will now be marked with an error"
@@ -458,6 +459,58 @@ Test(rendezvous, rank_out_of_range_and_bad_options, .timeout = 60)
 	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_ENOTSUP);
 }
 
+/* Without a secret a worker serves on loopback only: anything else is
+ * refused before it listens, unless insecure says otherwise. */
+Test(auth, routable_address_without_a_secret_is_refused, .timeout = 60)
+{
+	unsetenv("TW_SECRET");
+	unsetenv("TW_SECRET_FILE");
+	struct tw_agent_opts o;
+	char err[512];
+	tw_agent *a = NULL;
+	tw_agent_opts_init(&o, sizeof(o));
+	o.name = "x";
+	o.rank = 1;
+	o.world_size = 2;
+	o.rendezvous = "tcp://127.0.0.1:1";
+	o.init_timeout_ms = 300;
+	struct tw_uring_opts uo;
+	tw_uring_opts_init(&uo, sizeof(uo));
+	uo.listen_host = "0.0.0.0";
+	o.transport_opts = &uo;
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert_null(a);
+	cr_assert(strstr(err, "refusing to serve the data port on "
+			      "tcp://0.0.0.0:0 without a secret") != NULL,
+		  "%s", err);
+	cr_assert(strstr(err, "tw_agent_opts.insecure") != NULL, "%s", err);
+	/* Rank 0's rendezvous alike. */
+	o.rank = 0;
+	o.rendezvous = "tcp://0.0.0.0:0";
+	uo.listen_host = "127.0.0.1";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_EINVAL);
+	cr_assert(strstr(err, "refusing to serve the rendezvous on "
+			      "tcp://0.0.0.0:0") != NULL,
+		  "%s", err);
+	/* With a secret, or insecure, it listens (and then finds nobody at
+	 * the rendezvous). */
+	o.rank = 1;
+	o.rendezvous = "tcp://127.0.0.1:1";
+	uo.listen_host = "0.0.0.0";
+	o.secret = "s3cret";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_ETIMEDOUT, "%s",
+		     err);
+	o.secret = NULL;
+	o.insecure = true;
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_ETIMEDOUT, "%s",
+		     err);
+	/* Loopback needs neither. */
+	o.insecure = false;
+	uo.listen_host = "127.0.0.2";
+	cr_assert_eq(h_init_err(err, sizeof(err), &o, &a), TW_ETIMEDOUT, "%s",
+		     err);
+}
+
 static int w_unreachable(struct h_worker *w)
 {
 	struct tw_agent_opts o;
@@ -877,10 +930,67 @@ static int raw_send_hdr_payload(struct raw_ch *ch, unsigned type, uint32_t src,
 	return raw_send(ch, frame, TW_FRAME_HDR_SIZE + plen) ? 0 : -1;
 }
 
+/* Send value v as one frame of type. */
+static bool raw_send_value(struct raw_ch *ch, unsigned type, uint32_t src,
+			   uint32_t dst, const tw_value *v)
+{
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION,
+			  .type = (uint8_t)type,
+			  .src = src,
+			  .dst = dst};
+	tw_out_msg om;
+	unsigned char buf[512];
+	if (tw_msg_encode(NULL, &h, v, &om) != TW_OK)
+		return false;
+	bool ok = om.total_len <= sizeof(buf);
+	if (ok) {
+		tw_out_msg_copy(&om, buf);
+		ok = raw_send(ch, buf, om.total_len);
+	}
+	tw_out_msg_release(&om);
+	return ok;
+}
+
+/* Open ch as worker self of the group (docs/wire.md 5.1): the worker
+ * accepts nothing else first. */
+static int raw_auth(struct h_worker *w, struct raw_ch *ch, uint32_t self,
+		    uint32_t peer)
+{
+	struct auth_key k;
+	W_ASSERT(w, auth_key_load(H_SECRET, NULL, &k) == TW_OK, "key");
+	struct auth_hs hs;
+	struct auth_msg hello, chal, proof;
+	uint8_t body[AUTH_MSG_SIZE];
+	auth_client_start(&hs, &k, AUTH_CTX_DATA, self, peer, &hello);
+	auth_msg_encode(&hello, body);
+	tw_value v = tw_value_bytes_borrow(body, sizeof(body));
+	W_ASSERT(w, raw_send_value(ch, TW_MSG_AUTH, self, peer, &v), "hello");
+	tw_in_msg m;
+	W_ASSERT(w, raw_read(ch, &m) == TW_OK, "read challenge");
+	const void *p = NULL;
+	size_t n = 0;
+	W_ASSERT(w,
+		 m.hdr.type == TW_MSG_AUTH &&
+			 tw_value_get_bytes(&m.payload, &p, &n) == TW_OK &&
+			 auth_msg_decode(p, n, &chal) == TW_OK,
+		 "challenge: type %u", m.hdr.type);
+	tw_in_msg_release(&m);
+	tw_status st = auth_client_challenge(&hs, &chal, &proof);
+	auth_key_free(&k);
+	W_ASSERT(w, st == TW_OK, "challenge: %s", tw_errmsg(st));
+	auth_msg_encode(&proof, body);
+	W_ASSERT(w, raw_send_value(ch, TW_MSG_AUTH, self, peer, &v), "proof");
+	return 0;
+}
+
 /* The frames, sent and answered on ch. */
 static int raw_frames(struct h_worker *w, struct raw_ch *ch)
 {
 	tw_in_msg m;
+
+	/* the handshake first: the worker accepts nothing else before it */
+	if (raw_auth(w, ch, 0, 0) != 0)
+		return 1;
 
 	/* garbage payload: EXCEPTION TW_EPROTO with the decoder's reason */
 	unsigned char junk[16];
@@ -898,14 +1008,14 @@ static int raw_frames(struct h_worker *w, struct raw_ch *ch)
 		 "%s", m.payload.u.err->msg);
 	tw_in_msg_release(&m);
 
-	/* an unknown source worker */
+	/* another source than the connection's: refused */
 	W_ASSERT(w,
 		 raw_send_hdr_payload(ch, TW_MSG_CALL, 9, 0, 78, junk,
 				      sizeof(junk)) == 0,
 		 "send");
 	W_ASSERT(w, raw_read(ch, &m) == TW_OK, "read");
-	W_ASSERT(w, m.hdr.req_id == 78 && m.payload.u.err->kind == TW_EPROTO,
-		 "src");
+	W_ASSERT(w, m.hdr.req_id == 78 && m.payload.u.err->kind == TW_EAUTH,
+		 "src: kind %d", m.payload.u.err->kind);
 	tw_in_msg_release(&m);
 
 	/* a request type this agent does not serve */
@@ -1000,8 +1110,11 @@ static int w_raw(struct h_worker *w)
 	}
 	struct tw_agent_stats s;
 	tw_agent_get_stats(a, &s);
-	W_ASSERT(w, s.bad_frames >= 2, "bad frames counted: %" PRIu64,
+	W_ASSERT(w, s.bad_frames >= 1, "bad frames counted: %" PRIu64,
 		 s.bad_frames);
+	W_ASSERT(w, s.spoofed_frames == 1 && s.auth_ok == 1,
+		 "spoofed %" PRIu64 ", authenticated %" PRIu64,
+		 s.spoofed_frames, s.auth_ok);
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;

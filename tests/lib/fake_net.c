@@ -296,6 +296,16 @@ static tw_status f_listen(tw_transport *tt, const char *addr, char *bound,
 	return TW_OK;
 }
 
+/* Who is at the other end: its node is its host (a transport that does
+ * not listen has none: 0, unknown). */
+static void fake_peer(tw_conn *c, int node)
+{
+	if (node < 0)
+		return;
+	c->peer_host = (uint64_t)(uint32_t)node | (UINT64_C(0xfa) << 32);
+	snprintf(c->peer, sizeof(c->peer), "fake://%d", node);
+}
+
 static tw_status f_connect(tw_transport *tt, const char *addr, tw_conn **out)
 {
 	struct ft *t = (struct ft *)tt;
@@ -316,6 +326,8 @@ static tw_status f_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	}
 	c->peer = s;
 	s->peer = c;
+	fake_peer(&c->base, node);
+	fake_peer(&s->base, t->node);
 	t->net->st.conns++;
 	*out = &c->base;
 	return TW_OK;

@@ -22,7 +22,9 @@ extern "C" {
  * listens on at most one; connect() to an address nobody listens on, to
  * or from a node set down, returns TW_EUNREACHABLE at once. connect() gives the
  * caller its end and the listener an accepted end; each learns of it with
- * on_conn(c, TW_OK) on its loop's next poll, before any frame on it.
+ * on_conn(c, TW_OK) on its loop's next poll, before any frame on it. A
+ * node is a host: each end's peer_host is the other end's node (0 when it
+ * does not listen), peer its address.
  *
  * send() copies the frame (r->iov, r->len bytes) into one buffer inside
  * the net and returns; r->done(r, TW_OK) runs on the sending loop's next

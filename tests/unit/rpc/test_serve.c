@@ -80,7 +80,7 @@ Test(serve, nested_call_fails_through_with_its_origin)
 	cr_assert_eq(tw_fake_net_hold(W.net, C_ADDR, B_ADDR, true), TW_OK);
 	settle();
 	cr_assert_eq(W.k[2].inc, 1);
-	cr_assert_eq(tw_fake_net_break(W.net, B_ADDR, C_ADDR), 1);
+	cr_assert_eq(tw_fake_net_break(W.net, B_ADDR, C_ADDR), 2);
 	settle();
 	const tw_error *e = failure(f, TW_EUNREACHABLE);
 	cr_assert_eq(e->origin, 1, "raised on B, which lost C");
