@@ -384,6 +384,11 @@ static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 		}
 		return false;
 	}
+	/* Before the handshake only AUTH frames fit (peer_auth.c): a
+	 * stranger's big header ends its connection, unanswered, rather
+	 * than have us read and skip what it streams. */
+	if (!cs->authed)
+		return false;
 	if (h->type == TW_MSG_CALL || h->type == TW_MSG_REMOTE_CALL ||
 	    h->type == TW_MSG_RREF_FETCH_CALL ||
 	    h->type == TW_MSG_RREF_FORK_REQUEST) {
