@@ -10,6 +10,7 @@
 
 #include "dataplane/err.h"
 #include "rpc/agent_impl.h"
+#include "rpc/future_impl.h"
 
 struct tw_call_ctx {
 	struct reply_path p;
@@ -296,10 +297,16 @@ static void defer_cb(tw_future *f, void *arg)
 			reply_send(&d->p, TW_OK, tw_future_value(f), 0, NULL);
 		} else {
 			const tw_error *e = tw_future_error(f);
-			/* The error keeps the origin it came with: a nested
-			 * call's failure names the worker that raised it. */
+			/* An error that came from another worker (a nested
+			 * call's EXCEPTION) keeps its origin; one raised
+			 * here (the handler failed its future, or this
+			 * worker failed its nested call) names this worker,
+			 * as a handler's direct error does. */
 			if (e != NULL)
-				reply_send(&d->p, e->kind, NULL, e->origin,
+				reply_send(&d->p, e->kind, NULL,
+					   future_error_relayed(f)
+						   ? e->origin
+						   : d->p.a->rank,
 					   e->msg);
 			else
 				reply_errorf(

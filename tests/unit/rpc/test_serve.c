@@ -190,3 +190,71 @@ Test(serve, handler_failures_explain_themselves)
 
 /* args holding `levels` lists nested in one another: args is depth 1, its
  * item depth 2, and so on. */
+
+/* ---- deferred errors name the callee --------------------------------------- */
+
+static tw_future *call_args(uint32_t from, const char *to, const char *fn,
+			    tw_value *args)
+{
+	tw_future *f = NULL;
+	tw_status st = tw_rpc_async(W.ag[from], to, fn, args, NULL, 10000, &f);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+	tw_value_destroy(args);
+	return f;
+}
+
+/* Async: answers with a future it fails itself, as handlers do (origin
+ * left 0, the caller's id here). */
+static tw_status h_defer_fail(tw_call_ctx *ctx, const tw_value *args,
+			      const tw_value *kwargs, tw_value *result,
+			      void *arg)
+{
+	(void)args;
+	(void)kwargs;
+	(void)result;
+	(void)arg;
+	tw_future *f;
+	cr_assert_eq(tw_future_create(&f), TW_OK);
+	tw_call_defer(ctx, f);
+	tw_future_fail(f, TW_EVALUE, 0, "deferred and failed");
+	tw_future_release(f);
+	return TW_OK;
+}
+
+static tw_status setup_defer(tw_agent *a, void *arg)
+{
+	tw_status st = setup(a, arg);
+	if (st == TW_OK)
+		st = tw_agent_register(a, "t::defer_fail", h_defer_fail, NULL,
+				       0);
+	return st;
+}
+
+static void with_defer_fail(uint32_t rank, struct tw_agent_opts *o)
+{
+	(void)rank;
+	o->setup = setup_defer;
+}
+
+Test(serve, deferred_error_names_the_callee_and_relayed_ones_their_origin)
+{
+	world_up(3, with_defer_fail);
+	tw_future *f = call(0, "B", "t::defer_fail", 0, 1000);
+	settle();
+	const tw_error *e = failure(f, TW_EVALUE);
+	cr_assert_str_eq(e->msg, "deferred and failed");
+	cr_assert_eq(e->origin, 1, "raised on B, not by the caller A");
+	tw_future_release(f);
+
+	/* B relays to C's t::inc, which fails on C: C stays the origin. */
+	tw_value args, s;
+	cr_assert_eq(tw_value_cstring(&s, "not an int"), TW_OK);
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	tw_value_set_item(&args, 0, s);
+	f = call_args(0, "B", "t::relay", &args);
+	settle();
+	e = failure(f, TW_EINVAL);
+	cr_assert_eq(e->origin, 2, "raised on C");
+	tw_future_release(f);
+	world_down(true);
+}
