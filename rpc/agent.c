@@ -44,6 +44,13 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.executor_threads = 2;
 	d.transport = NULL; /* "uring", or what transport_opts names */
 	d.transport_opts = NULL;
+	d.max_tensor_elems = UINT64_C(1) << 28;
+	d.max_tensor_bytes = UINT64_C(1) << 30;
+	d.max_op_work = UINT64_C(1) << 32;
+	d.loop_work_max = UINT64_C(1) << 16;
+	d.reply_backlog_max = 1024;
+	d.reply_backlog_bytes = UINT64_C(64) << 20;
+	d.max_frame = (UINT64_C(1) << 30) + (UINT64_C(64) << 10);
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
@@ -348,6 +355,10 @@ static void loop_init_fn(struct sync_msg *s)
 	}
 	if (l->fault.fail_type || l->fault.drop_type || l->fault.delay_type)
 		l->t->fault = &l->fault;
+	/* The frames we accept are the frames we may send (max_frame). */
+	if (l->t->limits.max_total == 0 ||
+	    l->t->limits.max_total > a->o.max_frame)
+		l->t->limits.max_total = a->o.max_frame;
 	s->st = l->t->ops->listen(l->t, url, l->addr, sizeof(l->addr));
 	if (s->st != TW_OK) {
 		l->t->ops->destroy(l->t);
@@ -571,6 +582,12 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 		return tw_fail(TW_EINVAL,
 			       "default_timeout_ms must not be negative "
 			       "(0 = no timeout)");
+	if (o->max_frame < (UINT64_C(64) << 10) ||
+	    o->max_frame > TW_FRAME_MAX_TOTAL)
+		return tw_fail(
+			TW_EINVAL,
+			"max_frame must be 64 KiB .. 2^40 bytes, got %llu",
+			(unsigned long long)o->max_frame);
 	return TW_OK;
 }
 
@@ -715,6 +732,7 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	if (a == NULL)
 		return tw_fail(TW_ENOMEM, "no memory for the agent");
 	a->o = o;
+	serve_setup(a);
 	/* Ours to keep: the caller's strings are not. */
 	a->o.secret = a->o.secret_file = NULL;
 	st = auth_key_load(o.secret, o.secret_file, &a->key);
@@ -1229,8 +1247,12 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(conns_closed);
 		ADD(exec_jobs);
 		ADD(exec_expired);
+		ADD(offloaded);
+		ADD(rx_pauses);
 #undef ADD
 	}
+	s->limit_refusals = atomic_load(&a->limit_refusals);
+	s->oversize = atomic_load(&a->oversize);
 }
 
 /* ---- given members (tests' hooks: agent_init_hooked) ------------------------ */

@@ -21,6 +21,7 @@
 #include "dataplane/util.h"
 #include "rpc/auth.h"
 #include "rpc/executor.h"
+#include "rpc/ops/ops.h"
 #include "rpc/registry.h"
 #include "rpc/rendezvous.h"
 
@@ -108,6 +109,7 @@ struct pend_table {
 struct loop_stats {
 	stat_t calls_sent, calls_served, late_responses, bad_frames;
 	stat_t conns_opened, conns_closed, timeouts, exec_jobs, exec_expired;
+	stat_t offloaded, rx_pauses; /* loop thread */
 };
 
 /* Where the answer to a served call goes. */
@@ -205,6 +207,9 @@ struct tw_agent {
 	stat_t api_calls;
 	struct agent_hooks *hooks; /* our copy; NULL but in tests */
 	struct auth_key key;       /* the group's secret (len 0: none) */
+	/* Builtins' bounds on a run loop and on the executor (serve.c). */
+	tw_ops_limits lim_loop, lim_exec;
+	_Atomic uint64_t limit_refusals, oversize; /* any thread */
 };
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */
@@ -247,6 +252,8 @@ void call_cache_drain(tw_agent *a);
  * take it back (flags cleared) and free it. */
 void call_value_lend(tw_value *v);
 void call_value_reclaim(tw_value *v);
+/* Take back a lent tree without freeing it (owned again). */
+void call_value_unlend(tw_value *v);
 int pend_init(struct pend_table *p, uint32_t cap);
 void pend_fini(struct pend_table *p);
 
@@ -264,6 +271,8 @@ int serve_flush_retries(struct agent_loop *l);
 void serve_drop_retries(struct agent_loop *l);
 /* Free the agent's cached reply records (agent teardown). */
 void reply_cache_drain(tw_agent *a);
+/* Derive the serving bounds from a->o (agent init, before serving). */
+void serve_setup(tw_agent *a);
 
 /* ---- test hooks (agent.c) ----
  *

@@ -438,6 +438,11 @@ void call_value_reclaim(tw_value *v)
 	tw_value_destroy(v);
 }
 
+void call_value_unlend(tw_value *v)
+{
+	mark_borrowed(v, false, 0);
+}
+
 static const tw_value empty_items[1];
 
 static tw_status prepare_self(struct call *c, const char *fn,

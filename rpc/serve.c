@@ -42,6 +42,18 @@ static const char *fn_name(const struct reply_path *p)
 	return p->fn != NULL ? p->fn->name : "?";
 }
 
+void serve_setup(tw_agent *a)
+{
+	tw_ops_limits l = {.max_elems = a->o.max_tensor_elems,
+			   .max_bytes = a->o.max_tensor_bytes,
+			   .max_work = a->o.max_op_work,
+			   .offload_work = 0,
+			   .refused = &a->limit_refusals};
+	a->lim_exec = l;
+	l.offload_work = a->o.loop_work_max;
+	a->lim_loop = l;
+}
+
 /* ---- reply records ------------------------------------------------------ */
 
 static void serve_deliver(struct agent_loop *l, struct reply *r);
@@ -347,8 +359,12 @@ static void defer_start(tw_call_ctx *ctx)
 
 /* ---- running handlers ----------------------------------------------------- */
 
-static void run_handler(const struct reply_path *p, const tw_value *args,
-			const tw_value *kwargs)
+/* Run the handler of the call at p with lim as the builtins' bounds.
+ * Returns true, having answered nothing, when a builtin found its work
+ * over lim's offload_work (loop_work_max): the caller moves the call to
+ * the executor. */
+static bool run_handler(const struct reply_path *p, const tw_value *args,
+			const tw_value *kwargs, const tw_ops_limits *lim)
 {
 	tw_call_ctx ctx = {.p = *p, .deferred = NULL};
 	tw_value result = tw_value_none();
@@ -357,11 +373,20 @@ static void run_handler(const struct reply_path *p, const tw_value *args,
 	 * which kind it found); forget this thread's last reason first, so a
 	 * handler that records none cannot pass on an older one. */
 	tw_err_forget();
+	tw_ops_limits_set(lim);
 	tw_status st = p->fn->fn(&ctx, args, kwargs, &result, p->fn->arg);
+	bool offload = tw_ops_offload_take();
+	tw_ops_limits_set(NULL);
+	if (__builtin_expect(offload, 0)) {
+		tw_value_destroy(&result);
+		if (ctx.deferred != NULL)
+			tw_future_release(ctx.deferred);
+		return true;
+	}
 	if (ctx.deferred != NULL) {
 		tw_value_destroy(&result);
 		defer_start(&ctx);
-		return;
+		return false;
 	}
 	if (st == TW_OK) {
 		reply_send(p, TW_OK, &result, 0, NULL);
@@ -381,6 +406,7 @@ static void run_handler(const struct reply_path *p, const tw_value *args,
 		}
 	}
 	tw_value_destroy(&result);
+	return false;
 }
 
 /* A blocking call waiting for, or running on, an executor thread. */
@@ -424,7 +450,8 @@ static void job_run(struct exec_job *ej)
 	if (j->local) {
 		call_value_lend(&j->args);
 		call_value_lend(&j->kwargs);
-		run_handler(&j->p, &j->args, &j->kwargs);
+		(void)run_handler(&j->p, &j->args, &j->kwargs,
+				  &j->p.a->lim_exec);
 	} else {
 		tw_in_msg m;
 		tw_status st = tw_msg_decode(j->buf, j->off, j->len, &j->hdr,
@@ -433,8 +460,9 @@ static void job_run(struct exec_job *ej)
 			reply_errorf(&j->p, TW_EPROTO, "malformed CALL: %s",
 				     tw_errmsg(st));
 		} else {
-			run_handler(&j->p, &m.payload.u.items[1],
-				    &m.payload.u.items[2]);
+			(void)run_handler(&j->p, &m.payload.u.items[1],
+					  &m.payload.u.items[2],
+					  &j->p.a->lim_exec);
 			tw_in_msg_release(&m);
 		}
 	}
@@ -536,7 +564,13 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			     "unknown function '%.*s' on worker '%s'",
 			     (int)(fnv->len > 200 ? 200 : fnv->len), fnv->u.str,
 			     a->name);
-	} else if (p.fn->flags & TW_FN_BLOCKING) {
+	} else if ((p.fn->flags & TW_FN_BLOCKING) ||
+		   run_handler(&p, &m.payload.u.items[1], &m.payload.u.items[2],
+			       &a->lim_loop)) {
+		/* Blocking, or a builtin too big for the loop: the executor
+		 * decodes the frame again and runs it. */
+		if (!(p.fn->flags & TW_FN_BLOCKING))
+			stat_inc(&l->stats.offloaded);
 		struct srv_job *j = calloc(1, sizeof(*j));
 		if (j == NULL) {
 			reply_errorf(&p, TW_ENOMEM,
@@ -550,8 +584,6 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			j->hdr = *h;
 			submit_job(j);
 		}
-	} else {
-		run_handler(&p, &m.payload.u.items[1], &m.payload.u.items[2]);
 	}
 	tw_in_msg_release(&m);
 }
@@ -579,26 +611,33 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 	tw_value args = c->self_args, kwargs = c->self_kwargs;
 	c->self_args = tw_value_none();
 	c->self_kwargs = tw_value_none();
-	if (c->fn->flags & TW_FN_BLOCKING) {
-		struct srv_job *j = calloc(1, sizeof(*j));
-		if (j == NULL) {
-			tw_value_destroy(&args);
-			tw_value_destroy(&kwargs);
-			reply_errorf(&p, TW_ENOMEM,
-				     "out of memory on worker '%s'", a->name);
+	/* Read before the handler runs: its reply may recycle c. */
+	uint64_t deadline = c->deadline_ns;
+	if (!(c->fn->flags & TW_FN_BLOCKING)) {
+		call_value_lend(&args);
+		call_value_lend(&kwargs);
+		if (!run_handler(&p, &args, &kwargs, &a->lim_loop)) {
+			call_value_reclaim(&args);
+			call_value_reclaim(&kwargs);
 			return;
 		}
-		j->p = p;
-		j->local = true;
-		j->deadline_ns = c->deadline_ns;
-		j->args = args;
-		j->kwargs = kwargs;
-		submit_job(j);
+		/* A builtin too big for the loop: nothing answered yet. */
+		call_value_unlend(&args);
+		call_value_unlend(&kwargs);
+		stat_inc(&l->stats.offloaded);
+	}
+	struct srv_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		tw_value_destroy(&args);
+		tw_value_destroy(&kwargs);
+		reply_errorf(&p, TW_ENOMEM, "out of memory on worker '%s'",
+			     a->name);
 		return;
 	}
-	call_value_lend(&args);
-	call_value_lend(&kwargs);
-	run_handler(&p, &args, &kwargs);
-	call_value_reclaim(&args);
-	call_value_reclaim(&kwargs);
+	j->p = p;
+	j->local = true;
+	j->deadline_ns = deadline;
+	j->args = args;
+	j->kwargs = kwargs;
+	submit_job(j);
 }

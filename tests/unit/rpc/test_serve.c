@@ -258,3 +258,96 @@ Test(serve, deferred_error_names_the_callee_and_relayed_ones_their_origin)
 	tw_future_release(f);
 	world_down(true);
 }
+
+/* ---- builtins within bounds, big ones off the loop ------------------------ */
+
+/* args: one float32 tensor of n ones (owned). */
+static tw_value ones_args(int64_t n)
+{
+	tw_tensor t;
+	cr_assert_eq(tw_tensor_alloc(&t, TW_FLOAT32, 1, &n), TW_OK);
+	for (int64_t i = 0; i < n; i++)
+		((float *)t.data)[i] = 1.0f;
+	tw_value args, v;
+	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
+	tw_tensor_release(&t);
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	tw_value_set_item(&args, 0, v);
+	return args;
+}
+
+static float result_float0(tw_future *f)
+{
+	cr_assert_eq(tw_future_status(f), TW_OK, "%s",
+		     tw_future_error(f) ? tw_future_error(f)->msg : "?");
+	const tw_value *v = tw_future_value(f);
+	cr_assert_eq(v->kind, TW_KIND_TENSOR);
+	return ((const float *)v->u.tensor->data)[0];
+}
+
+static void small_loop_work(uint32_t rank, struct tw_agent_opts *o)
+{
+	(void)rank;
+	o->loop_work_max = 1000;
+}
+
+Test(serve, big_builtin_runs_on_the_executor_and_small_ones_on_the_loop)
+{
+	world_up(2, small_loop_work);
+	/* Small: on B's loop, answered within the settle. */
+	tw_value a = ones_args(10);
+	tw_future *s = call_args(0, "B", "aten::sum", &a);
+	settle();
+	cr_assert(tw_future_done(s));
+	cr_assert_eq(result_float0(s), 10.0f);
+	cr_assert_eq(stats(1).offloaded, 0);
+	cr_assert_eq(stats(1).exec_jobs, 0);
+
+	/* Big (work 100000 > 1000): B's loop hands it to an executor
+	 * thread, which decodes it again and runs it there. */
+	a = ones_args(100000);
+	tw_future *f = call_args(0, "B", "aten::sum", &a);
+	POLL_UNTIL(tw_future_done(f));
+	cr_assert_eq(result_float0(f), 100000.0f);
+	struct tw_agent_stats sb = stats(1);
+	cr_assert_eq(sb.offloaded, 1);
+	cr_assert_eq(sb.exec_jobs, 1, "run by an executor thread");
+	cr_assert_eq(sb.limit_refusals, 0);
+
+	/* A call to self takes the same way. */
+	a = ones_args(5000);
+	tw_future *g = call_args(1, "B", "aten::neg", &a);
+	POLL_UNTIL(tw_future_done(g));
+	cr_assert_eq(result_float0(g), -1.0f);
+	cr_assert_eq(stats(1).offloaded, 2);
+	cr_assert_eq(stats(1).exec_jobs, 2);
+	tw_future_release(s);
+	tw_future_release(f);
+	tw_future_release(g);
+	world_down(true);
+}
+
+Test(serve, builtin_over_its_bounds_fails_with_the_option_named)
+{
+	world_up(2, NULL);
+	tw_value args, sz;
+	cr_assert_eq(tw_value_list(&sz, 2), TW_OK);
+	tw_value_set_item(&sz, 0, tw_value_int(1 << 20));
+	tw_value_set_item(&sz, 1, tw_value_int(1 << 20));
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	tw_value_set_item(&args, 0, sz);
+	tw_future *f = call_args(0, "B", "aten::ones", &args);
+	settle();
+	const tw_error *e = failure(f, TW_ERUNTIME);
+	cr_assert(strstr(e->msg, "tw_agent_opts.max_tensor_elems") != NULL,
+		  "%s", e->msg);
+	cr_assert_eq(e->origin, 1);
+	cr_assert_eq(stats(1).limit_refusals, 1);
+	tw_future_release(f);
+	/* The worker goes on serving. */
+	f = call(0, "B", "t::inc", 1, 1000);
+	settle();
+	cr_assert_eq(result_int(f), 2);
+	tw_future_release(f);
+	world_down(true);
+}
