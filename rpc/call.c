@@ -871,6 +871,23 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 		st = refuse_args(st, fn, args, kwargs);
 		goto out;
 	}
+	if (__builtin_expect(c->has_msg && c->tx.msg.total_len > a->o.max_frame,
+			     0)) {
+		/* The callee would refuse it and close the connection under
+		 * every other call on it: refuse it here, sending nothing. */
+		uint64_t len = c->tx.msg.total_len;
+		call_put(c);
+		atomic_fetch_add_explicit(&a->oversize, 1,
+					  memory_order_relaxed);
+		st = tw_fail(TW_EOVERFLOW,
+			     "call to '%s' on worker '%s' is a frame of %llu "
+			     "bytes, over the limit of %llu bytes "
+			     "(tw_agent_opts.max_frame)",
+			     fn, agent_worker_name(a, dst),
+			     (unsigned long long)len,
+			     (unsigned long long)a->o.max_frame);
+		goto out;
+	}
 	tw_future *f;
 	st = tw_future_create(&f);
 	if (st != TW_OK) {

@@ -258,6 +258,26 @@ static void reply_send(const struct reply_path *p, tw_status st,
 		type = TW_MSG_EXCEPTION;
 		est = encode_reply(a, p, type, &errv, &r->tx.msg);
 	}
+	if (__builtin_expect(
+		    est == TW_OK && r->tx.msg.total_len > a->o.max_frame, 0)) {
+		/* The caller would refuse it and close the connection: tell
+		 * it what happened instead. */
+		char m[512];
+		snprintf(m, sizeof(m),
+			 "result of function '%s' on worker '%s' is a frame of "
+			 "%llu bytes, over the limit of %llu bytes "
+			 "(tw_agent_opts.max_frame)",
+			 fn_name(p), a->name,
+			 (unsigned long long)r->tx.msg.total_len,
+			 (unsigned long long)a->o.max_frame);
+		tw_out_msg_release(&r->tx.msg);
+		atomic_fetch_add_explicit(&a->oversize, 1,
+					  memory_order_relaxed);
+		tw_value_destroy(&errv);
+		tw_value_error(&errv, TW_EOVERFLOW, a->rank, m);
+		type = TW_MSG_EXCEPTION;
+		est = encode_reply(a, p, type, &errv, &r->tx.msg);
+	}
 	tw_value_destroy(&errv);
 	if (est != TW_OK) {
 		reply_put(a, r);

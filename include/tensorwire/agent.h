@@ -280,6 +280,10 @@ uint32_t tw_call_caller(const tw_call_ctx *ctx);
  *                 carries
  *   TW_ENOSPC     the loop's queue is full: backpressure, retry once
  *                 calls complete
+ *   TW_EOVERFLOW  the encoded call is larger than the agent's max_frame
+ *                 ("call to 'demo::echo' on worker 'w1' is a frame of
+ *                 1073807424 bytes, over the limit of 1073807360 bytes
+ *                 (tw_agent_opts.max_frame)"); nothing was sent
  *   TW_ESHUTDOWN  shutdown has begun
  *   TW_ENOMEM
  * A call to self is not encoded but copied: the nesting limit is the
