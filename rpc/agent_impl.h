@@ -92,8 +92,14 @@ struct conn_state {
 	uint64_t id;
 	int64_t peer; /* worker id; -1 while unknown (inbound) */
 	bool outbound;
-	bool closing;                 /* close requested */
-	struct call_list calls;       /* pending calls sent on it */
+	bool closing;           /* close requested */
+	struct call_list calls; /* pending calls sent on it */
+	/* Replies handed to conn_send and not yet done (serve.c): the
+	 * backlog a peer that does not read builds; past the agent's bound
+	 * reading stops (rx_paused) until it drains. */
+	uint32_t replies_out;
+	bool rx_paused;
+	uint64_t reply_bytes;
 	STAILQ_HEAD(, tx) backlog;    /* sends waiting for queue room */
 	TAILQ_ENTRY(conn_state) link; /* in its loop's connections */
 };
@@ -132,8 +138,9 @@ struct reply {
 	uint64_t req_id;
 	bool local;
 	bool encoded;
-	tw_status st; /* local */
-	tw_value val; /* local: owned result or error value */
+	struct conn_state *cs; /* sent on it (counted in its backlog) */
+	tw_status st;          /* local */
+	tw_value val;          /* local: owned result or error value */
 	STAILQ_ENTRY(reply)
 	retry_link; /* waiting to be posted (target
 		     * ring full) */

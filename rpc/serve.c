@@ -155,8 +155,19 @@ static void deliver(struct reply *r)
 
 static void reply_tx_done(struct tx *tx, tw_status st)
 {
-	(void)st;
 	struct reply *r = container_of(tx, struct reply, tx);
+	/* r->cs is alive: a connection's sends are done before it goes. */
+	struct conn_state *cs = r->cs;
+	cs->replies_out--;
+	cs->reply_bytes -= tx->msg.total_len;
+	if (__builtin_expect(cs->rx_paused, 0) && st == TW_OK) {
+		const tw_agent *a = tx->l->a;
+		if (cs->replies_out <= a->o.reply_backlog_max / 2 &&
+		    cs->reply_bytes <= a->o.reply_backlog_bytes / 2) {
+			cs->rx_paused = false;
+			tw_transport_pause(tx->l->t, cs->c, false);
+		}
+	}
 	tw_out_msg_release(&tx->msg);
 	r->encoded = false;
 	reply_put(tx->l->a, r);
@@ -181,6 +192,23 @@ static void serve_deliver(struct agent_loop *l, struct reply *r)
 	}
 	r->tx.l = l;
 	r->tx.done = reply_tx_done;
+	r->cs = cs;
+	/* Counted before the send: done may run inside it. */
+	cs->replies_out++;
+	cs->reply_bytes += r->tx.msg.total_len;
+	if (__builtin_expect((a->o.reply_backlog_max != 0 &&
+			      cs->replies_out > a->o.reply_backlog_max) ||
+				     (a->o.reply_backlog_bytes != 0 &&
+				      cs->reply_bytes >
+					      a->o.reply_backlog_bytes),
+			     0) &&
+	    !cs->rx_paused) {
+		/* The peer does not read its answers: stop reading its
+		 * calls until they drain (reply_tx_done resumes). */
+		cs->rx_paused = true;
+		stat_inc(&l->stats.rx_pauses);
+		tw_transport_pause(l->t, cs->c, true);
+	}
 	conn_send(cs, &r->tx);
 }
 

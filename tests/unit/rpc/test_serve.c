@@ -351,3 +351,112 @@ Test(serve, builtin_over_its_bounds_fails_with_the_option_named)
 	tw_future_release(f);
 	world_down(true);
 }
+
+/* ---- backpressure: a peer that does not read its answers ------------------ */
+
+/* B's transport, wrapped: while bp.stuck, B's answers to anyone stay
+ * unsent (a peer whose receive window is shut); B's pause holds the
+ * frames A sends to B in the net, as TCP flow control would. */
+static struct {
+	struct tw_transport_ops ops;
+	const struct tw_transport_ops *real;
+	bool stuck;
+	struct {
+		tw_transport *t;
+		tw_conn *c;
+		struct tw_send_req *r;
+	} q[4096];
+	uint32_t n, max_n;
+	int pauses, resumes;
+} bp;
+
+static tw_status bp_send(tw_transport *t, tw_conn *c, struct tw_send_req *r)
+{
+	if (bp.stuck && r->type != TW_MSG_CALL) {
+		cr_assert_lt(bp.n, 4096, "the backlog grew without bound");
+		bp.q[bp.n].t = t;
+		bp.q[bp.n].c = c;
+		bp.q[bp.n].r = r;
+		if (++bp.n > bp.max_n)
+			bp.max_n = bp.n;
+		return TW_OK;
+	}
+	return bp.real->send(t, c, r);
+}
+
+static void bp_pause(tw_transport *t, tw_conn *c, bool paused)
+{
+	(void)t;
+	(void)c;
+	if (paused)
+		bp.pauses++;
+	else
+		bp.resumes++;
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, paused), TW_OK);
+}
+
+static void small_backlog(uint32_t rank, struct tw_agent_opts *o)
+{
+	(void)rank;
+	o->reply_backlog_max = 64;
+}
+
+Test(serve, reply_backlog_is_bounded_by_pausing_the_peer)
+{
+	world_up(3, small_backlog);
+	memset(&bp, 0, sizeof(bp));
+	tw_transport *t = W.ag[1]->loops[0].t;
+	bp.real = t->ops;
+	bp.ops = *t->ops;
+	bp.ops.send = bp_send;
+	bp.ops.pause = bp_pause;
+	t->ops = &bp.ops;
+	bp.stuck = true;
+
+	/* A sends 1000 calls and reads none of the answers. */
+	enum { N = 1000 };
+	static tw_future *fs[N];
+	for (int i = 0; i < N; i++)
+		fs[i] = call(0, "B", "t::inc", i, 0);
+	settle();
+	cr_assert_eq(bp.pauses, 1);
+	cr_assert_eq(stats(1).rx_pauses, 1);
+	/* B stopped reading past its bound (64): the answers that wait are
+	 * those plus what the transport had already read when it paused
+	 * (the fake net hands up a poll's arrivals together: one loop
+	 * iteration of A's sends, at most 64). The rest of A's calls wait
+	 * in the net (the peer's socket), not in B. */
+	cr_assert_gt(bp.max_n, 64);
+	cr_assert_leq(bp.max_n, 64 + 64, "%u answers queued", bp.max_n);
+	cr_assert_eq(W.k[1].inc, (int)bp.max_n);
+	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), N - bp.max_n);
+	/* Stays so: B reads nothing more from A while it cannot answer. */
+	settle();
+	cr_assert_eq(W.k[1].inc, (int)bp.max_n);
+
+	/* Another member is served meanwhile (its answers flow). */
+	bp.stuck = false;
+	tw_future *g = call(2, "B", "t::inc", 7, 1000);
+	settle();
+	cr_assert_eq(result_int(g), 8);
+	tw_future_release(g);
+	cr_assert_eq(bp.resumes, 0, "A's backlog has not drained");
+
+	/* A reads again: the backlog drains, B reads A again, all done. */
+	for (uint32_t i = 0; i < bp.n; i++)
+		cr_assert_eq(bp.real->send(bp.q[i].t, bp.q[i].c, bp.q[i].r),
+			     TW_OK);
+	bp.n = 0;
+	settle();
+	/* (The net then hands B every held call at once, more than its
+	 * bound: it may pause again, and resumes as each drains.) */
+	cr_assert_geq(bp.resumes, 1);
+	cr_assert_eq(bp.resumes, bp.pauses, "left paused");
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(result_int(fs[i]), i + 1);
+		tw_future_release(fs[i]);
+	}
+	cr_assert_eq(W.k[1].inc, N + 1);
+	cr_assert_eq(stats(0).conns_closed + stats(1).conns_closed, 0);
+	world_down(true);
+}
