@@ -742,7 +742,8 @@ Test(call, call_over_max_frame_fails_at_the_caller_and_sends_nothing)
 	cr_assert_eq(st, TW_EOVERFLOW);
 	cr_assert_null(f);
 	const char *why = tw_errmsg(st);
-	cr_assert(strstr(why, "call to 't::echo' on worker 'B' is a frame of") !=
+	cr_assert(strstr(why,
+			 "call to 't::echo' on worker 'B' is a frame of") !=
 			  NULL,
 		  "%s", why);
 	cr_assert(strstr(why, "over the limit of 65536 bytes "
