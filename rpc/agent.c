@@ -582,6 +582,10 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 		return tw_fail(TW_EINVAL,
 			       "default_timeout_ms must not be negative "
 			       "(0 = no timeout)");
+	if (o->executor_nice < 0 || o->executor_nice > 19)
+		return tw_fail(TW_EINVAL,
+			       "executor_nice must be 0 .. 19, got %d",
+			       o->executor_nice);
 	if (o->max_frame < (UINT64_C(64) << 10) ||
 	    o->max_frame > TW_FRAME_MAX_TOTAL)
 		return tw_fail(
@@ -803,6 +807,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	char en[32];
 	snprintf(en, sizeof(en), "tw%u-exec", a->rank);
 	st = executor_create(o.executor_threads, EXEC_QUEUE, en, &a->exec);
+	if (st == TW_OK && o.executor_nice != 0)
+		st = executor_set_nice(a->exec, o.executor_nice);
 	if (st != TW_OK)
 		goto fail; /* it said why */
 

@@ -143,6 +143,13 @@ struct tw_agent_opts {
 	 * every worker of a group the same value: a receiver with a lower
 	 * one closes the connection on a larger frame. */
 	uint64_t max_frame;
+	/* The nice value of the executor threads, 0 .. 19 (0, the default,
+	 * leaves them as created). Where they share cores with the run loops
+	 * (few cores, loops not pinned apart), a positive value lets the
+	 * loops win the CPU from builtins moved off them and from CPU-bound
+	 * blocking handlers, at those's expense (perf/RESULTS.md,
+	 * bench-offload). */
+	int executor_nice;
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
