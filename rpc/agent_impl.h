@@ -94,12 +94,13 @@ struct conn_state {
 	bool outbound;
 	bool closing;           /* close requested */
 	struct call_list calls; /* pending calls sent on it */
-	/* Replies handed to conn_send and not yet done (serve.c): the
-	 * backlog a peer that does not read builds; past the agent's bound
-	 * reading stops (rx_paused) until it drains. */
-	uint32_t replies_out;
+	/* What this connection's peer has this worker hold (serve.c): its
+	 * calls queued for or running on the executor (their frames pinned)
+	 * and the replies to it handed to conn_send and not yet done. Past
+	 * the agent's bound reading stops (rx_paused) until it drains. */
+	uint32_t backlog_calls;
 	bool rx_paused;
-	uint64_t reply_bytes;
+	uint64_t backlog_bytes;
 	STAILQ_HEAD(, tx) backlog;    /* sends waiting for queue room */
 	TAILQ_ENTRY(conn_state) link; /* in its loop's connections */
 };

@@ -153,21 +153,52 @@ static void deliver(struct reply *r)
 		post_reply(r->l, r);
 }
 
+/* ---- the backlog a peer makes this worker hold ---------------------------- */
+
+static inline bool backlog_over(const tw_agent *a, const struct conn_state *cs)
+{
+	return (a->o.reply_backlog_max != 0 &&
+		cs->backlog_calls > a->o.reply_backlog_max) ||
+	       (a->o.reply_backlog_bytes != 0 &&
+		cs->backlog_bytes > a->o.reply_backlog_bytes);
+}
+
+/* cs's backlog grew by (1, bytes): past the bound, stop reading the peer's
+ * calls (TCP flow control stops it) until the backlog drains. */
+static inline void backlog_add(struct agent_loop *l, struct conn_state *cs,
+			       uint64_t bytes)
+{
+	cs->backlog_calls++;
+	cs->backlog_bytes += bytes;
+	if (__builtin_expect(backlog_over(l->a, cs), 0) && !cs->rx_paused) {
+		cs->rx_paused = true;
+		stat_inc(&l->stats.rx_pauses);
+		tw_transport_pause(l->t, cs->c, true);
+	}
+}
+
+/* cs's backlog shrank by (1, bytes): read again once under half of both
+ * bounds, unless the connection is ending (alive false). */
+static inline void backlog_sub(struct agent_loop *l, struct conn_state *cs,
+			       uint64_t bytes, bool alive)
+{
+	cs->backlog_calls--;
+	cs->backlog_bytes -= bytes;
+	if (__builtin_expect(cs->rx_paused, 0) && alive && !cs->closing) {
+		const tw_agent *a = l->a;
+		if (cs->backlog_calls <= a->o.reply_backlog_max / 2 &&
+		    cs->backlog_bytes <= a->o.reply_backlog_bytes / 2) {
+			cs->rx_paused = false;
+			tw_transport_pause(l->t, cs->c, false);
+		}
+	}
+}
+
 static void reply_tx_done(struct tx *tx, tw_status st)
 {
 	struct reply *r = container_of(tx, struct reply, tx);
 	/* r->cs is alive: a connection's sends are done before it goes. */
-	struct conn_state *cs = r->cs;
-	cs->replies_out--;
-	cs->reply_bytes -= tx->msg.total_len;
-	if (__builtin_expect(cs->rx_paused, 0) && st == TW_OK) {
-		const tw_agent *a = tx->l->a;
-		if (cs->replies_out <= a->o.reply_backlog_max / 2 &&
-		    cs->reply_bytes <= a->o.reply_backlog_bytes / 2) {
-			cs->rx_paused = false;
-			tw_transport_pause(tx->l->t, cs->c, false);
-		}
-	}
+	backlog_sub(tx->l, r->cs, tx->msg.total_len, st == TW_OK);
 	tw_out_msg_release(&tx->msg);
 	r->encoded = false;
 	reply_put(tx->l->a, r);
@@ -194,21 +225,7 @@ static void serve_deliver(struct agent_loop *l, struct reply *r)
 	r->tx.done = reply_tx_done;
 	r->cs = cs;
 	/* Counted before the send: done may run inside it. */
-	cs->replies_out++;
-	cs->reply_bytes += r->tx.msg.total_len;
-	if (__builtin_expect((a->o.reply_backlog_max != 0 &&
-			      cs->replies_out > a->o.reply_backlog_max) ||
-				     (a->o.reply_backlog_bytes != 0 &&
-				      cs->reply_bytes >
-					      a->o.reply_backlog_bytes),
-			     0) &&
-	    !cs->rx_paused) {
-		/* The peer does not read its answers: stop reading its
-		 * calls until they drain (reply_tx_done resumes). */
-		cs->rx_paused = true;
-		stat_inc(&l->stats.rx_pauses);
-		tw_transport_pause(l->t, cs->c, true);
-	}
+	backlog_add(l, cs, r->tx.msg.total_len);
 	conn_send(cs, &r->tx);
 }
 
@@ -467,14 +484,41 @@ struct srv_job {
 	size_t off, len;
 	tw_frame_hdr hdr;      /* network: its header, from the transport */
 	tw_value args, kwargs; /* local: owned */
+	bool counted; /* network: in its connection's backlog (len bytes) */
+	struct tw_loop_msg lmsg; /* its end, told to its loop */
 };
+
+/* On the job's loop: take a counted job out of its connection's backlog
+ * (if the connection is still there) and free it. */
+static void job_end_msg(struct tw_loop_msg *m)
+{
+	struct srv_job *j = container_of(m, struct srv_job, lmsg);
+	struct agent_loop *l = j->p.l;
+	struct conn_state *cs = conn_find_id(l, j->p.conn_id);
+	if (cs != NULL)
+		backlog_sub(l, cs, j->len, true);
+	free(j);
+}
 
 static void job_free(struct srv_job *j)
 {
 	tw_buf_release(j->buf);
+	j->buf = NULL;
 	call_value_reclaim(&j->args);
 	call_value_reclaim(&j->kwargs);
-	free(j);
+	if (!j->counted) {
+		free(j);
+		return;
+	}
+	if (agent_tls_loop == j->p.l) {
+		job_end_msg(&j->lmsg);
+		return;
+	}
+	/* Executor threads (and a stop dropping jobs) may wait for room:
+	 * replies do the same (post_reply). */
+	j->lmsg.fn = job_end_msg;
+	while (tw_loop_post(j->p.l->loop, &j->lmsg) != TW_OK)
+		sched_yield();
 }
 
 static void job_run(struct exec_job *ej)
@@ -630,6 +674,10 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			j->off = off;
 			j->len = len;
 			j->hdr = *h;
+			/* Its frame stays pinned until the job ends: part of
+			 * what this peer has us hold. */
+			j->counted = true;
+			backlog_add(l, cs, len);
 			submit_job(j);
 		}
 	}

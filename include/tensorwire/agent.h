@@ -127,12 +127,15 @@ struct tw_agent_opts {
 	 * runs on the executor (executor_threads), never on a run loop, so
 	 * other calls keep their latency; 0 = every builtin on the loop. */
 	uint64_t loop_work_max;
-	/* Backpressure per connection: when replies waiting to be sent on a
-	 * connection (the peer does not read them) pass reply_backlog_max
-	 * (default 1024) or reply_backlog_bytes (default 64 MiB), this
-	 * worker stops reading calls from that connection (TCP flow control
-	 * stops the peer) and reads again once the backlog is under half of
-	 * both. 0 = no bound. */
+	/* Backpressure per connection: what a peer has this worker hold
+	 * for it — replies waiting to be sent on its connection (the peer
+	 * does not read them) and its calls queued for or running on the
+	 * executor (their frames stay in memory) — at most
+	 * reply_backlog_max (default 1024) calls and reply_backlog_bytes
+	 * (default 64 MiB) frame bytes: past either this worker stops
+	 * reading calls from that connection (TCP flow control stops the
+	 * peer) and reads again once the backlog is under half of both.
+	 * Counted in tw_agent_stats.rx_pauses. 0 = no bound. */
 	uint32_t reply_backlog_max;
 	uint64_t reply_backlog_bytes;
 	/* Largest frame (header, tensors and all) this worker sends or

@@ -460,3 +460,55 @@ Test(serve, reply_backlog_is_bounded_by_pausing_the_peer)
 	cr_assert_eq(stats(0).conns_closed + stats(1).conns_closed, 0);
 	world_down(true);
 }
+
+static void tiny_backlog(uint32_t rank, struct tw_agent_opts *o)
+{
+	(void)rank;
+	o->reply_backlog_max = 4;
+}
+
+/* Calls waiting for the executor pin their frames: they count in the
+ * connection's backlog too. */
+Test(serve, calls_queued_for_the_executor_count_in_the_backlog)
+{
+	world_up(3, tiny_backlog);
+	memset(&bp, 0, sizeof(bp));
+	tw_transport *t = W.ag[1]->loops[0].t;
+	bp.real = t->ops;
+	bp.ops = *t->ops;
+	bp.ops.send = bp_send; /* bp.stuck false: sends go through */
+	bp.ops.pause = bp_pause;
+	t->ops = &bp.ops;
+	atomic_store(&block_gate, 0);
+	atomic_store(&block_runs, 0);
+
+	enum { N = 20 };
+	tw_future *fs[N];
+	for (int i = 0; i < N; i++) {
+		fs[i] = call(0, "B", "t::block", i, 0);
+		settle();
+	}
+	POLL_UNTIL(atomic_load(&block_runs) == 1);
+	/* One runs, four wait; the fifth passed the bound: B stopped
+	 * reading A, whose other calls wait in the net. */
+	cr_assert_eq(bp.pauses, 1);
+	cr_assert_eq(W.ag[1]->loops[0].stats.rx_pauses, 1);
+	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), N - 5);
+	/* C is served meanwhile (by the loop: t::inc). */
+	tw_future *g = call(2, "B", "t::inc", 1, 1000);
+	settle();
+	cr_assert_eq(result_int(g), 2);
+	tw_future_release(g);
+
+	atomic_store(&block_gate, 1);
+	for (int i = 0; i < N; i++) {
+		POLL_UNTIL(tw_future_done(fs[i]));
+		cr_assert_eq(result_int(fs[i]), i);
+		tw_future_release(fs[i]);
+	}
+	cr_assert_geq(bp.resumes, 1);
+	settle();
+	cr_assert_eq(bp.resumes, bp.pauses, "left paused");
+	cr_assert_eq(atomic_load(&block_runs), N);
+	world_down(true);
+}
