@@ -383,7 +383,7 @@ struct tw_agent_stats {
 	uint64_t offloaded;      /* builtin calls moved from a run loop to
 				  * the executor (loop_work_max) */
 	uint64_t rx_pauses;      /* times reading a connection paused for
-				  * its reply backlog */
+				  * its backlog (reply_backlog_max) */
 	uint64_t oversize;       /* calls refused and results turned into
 				  * errors for passing max_frame */
 };
