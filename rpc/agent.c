@@ -47,6 +47,13 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.max_unauth_per_host = 8;
 	d.max_unauth = 64;
 	d.auth_timeout_ms = 10000;
+	d.max_tensor_elems = UINT64_C(1) << 28;
+	d.max_tensor_bytes = UINT64_C(1) << 30;
+	d.max_op_work = UINT64_C(1) << 32;
+	d.loop_work_max = UINT64_C(1) << 16;
+	d.reply_backlog_max = 1024;
+	d.reply_backlog_bytes = UINT64_C(64) << 20;
+	d.max_frame = (UINT64_C(1) << 30) + (UINT64_C(64) << 10);
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
@@ -524,6 +531,10 @@ static void loop_init_fn(struct sync_msg *s)
 	}
 	if (l->fault.fail_type || l->fault.drop_type || l->fault.delay_type)
 		l->t->fault = &l->fault;
+	/* The frames we accept are the frames we may send (max_frame). */
+	if (l->t->limits.max_total == 0 ||
+	    l->t->limits.max_total > a->o.max_frame)
+		l->t->limits.max_total = a->o.max_frame;
 	s->st = l->t->ops->listen(l->t, url, l->addr, sizeof(l->addr));
 	if (s->st != TW_OK) {
 		l->t->ops->destroy(l->t);
@@ -756,6 +767,16 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 			       "auth_timeout_ms (%lld) must be positive",
 			       o->max_unauth, o->max_unauth_per_host,
 			       (long long)o->auth_timeout_ms);
+	if (o->executor_nice < 0 || o->executor_nice > 19)
+		return tw_fail(TW_EINVAL,
+			       "executor_nice must be 0 .. 19, got %d",
+			       o->executor_nice);
+	if (o->max_frame < (UINT64_C(64) << 10) ||
+	    o->max_frame > TW_FRAME_MAX_TOTAL)
+		return tw_fail(
+			TW_EINVAL,
+			"max_frame must be 64 KiB .. 2^40 bytes, got %llu",
+			(unsigned long long)o->max_frame);
 	return TW_OK;
 }
 
@@ -900,6 +921,7 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	if (a == NULL)
 		return tw_fail(TW_ENOMEM, "no memory for the agent");
 	a->o = o;
+	serve_setup(a);
 	/* Ours to keep: the caller's strings are not. */
 	a->o.secret = a->o.secret_file = NULL;
 	st = auth_key_load(o.secret, o.secret_file, &a->key);
@@ -976,6 +998,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	char en[32];
 	snprintf(en, sizeof(en), "tw%u-exec", a->rank);
 	st = executor_create(o.executor_threads, EXEC_QUEUE, en, &a->exec);
+	if (st == TW_OK && o.executor_nice != 0)
+		st = executor_set_nice(a->exec, o.executor_nice);
 	if (st != TW_OK)
 		goto fail; /* it said why */
 
@@ -1438,8 +1462,12 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(auth_timeouts);
 		ADD(auth_refused);
 		ADD(spoofed_frames);
+		ADD(offloaded);
+		ADD(rx_pauses);
 #undef ADD
 	}
+	s->limit_refusals = atomic_load(&a->limit_refusals);
+	s->oversize = atomic_load(&a->oversize);
 }
 
 /* ---- given members (tests' hooks: agent_init_hooked) ------------------------ */

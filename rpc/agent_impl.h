@@ -21,6 +21,7 @@
 #include "dataplane/util.h"
 #include "rpc/auth.h"
 #include "rpc/executor.h"
+#include "rpc/ops/ops.h"
 #include "rpc/registry.h"
 #include "rpc/rendezvous.h"
 
@@ -104,6 +105,13 @@ struct conn_state {
 	tw_status fail_kind;          /* with fail_msg: why calls on it fail */
 	char *fail_msg;               /* NULL: "unreachable" */
 	struct call_list calls;       /* pending calls sent on it */
+	/* What this connection's peer has this worker hold (serve.c): its
+	 * calls queued for or running on the executor (their frames pinned)
+	 * and the replies to it handed to conn_send and not yet done. Past
+	 * the agent's bound reading stops (rx_paused) until it drains. */
+	uint32_t backlog_calls;
+	bool rx_paused;
+	uint64_t backlog_bytes;
 	STAILQ_HEAD(, tx) backlog;    /* sends waiting for queue room */
 	STAILQ_HEAD(, tx) held;       /* sends waiting for the handshake */
 	TAILQ_ENTRY(conn_state) link; /* in its loop's connections */
@@ -122,6 +130,7 @@ struct loop_stats {
 	stat_t conns_opened, conns_closed, timeouts, exec_jobs, exec_expired;
 	stat_t auth_ok, auth_failed, auth_timeouts, auth_refused;
 	stat_t spoofed_frames;
+	stat_t offloaded, rx_pauses; /* loop thread */
 };
 
 /* Where the answer to a served call goes. */
@@ -144,8 +153,9 @@ struct reply {
 	uint64_t req_id;
 	bool local;
 	bool encoded;
-	tw_status st; /* local */
-	tw_value val; /* local: owned result or error value */
+	struct conn_state *cs; /* sent on it (counted in its backlog) */
+	tw_status st;          /* local */
+	tw_value val;          /* local: owned result or error value */
 	STAILQ_ENTRY(reply)
 	retry_link; /* waiting to be posted (target
 		     * ring full) */
@@ -227,6 +237,9 @@ struct tw_agent {
 	pthread_mutex_t auth_mu;
 	uint64_t *unauth_hosts;
 	uint32_t nunauth;
+	/* Builtins' bounds on a run loop and on the executor (serve.c). */
+	tw_ops_limits lim_loop, lim_exec;
+	_Atomic uint64_t limit_refusals, oversize; /* any thread */
 };
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */
@@ -269,6 +282,8 @@ void call_cache_drain(tw_agent *a);
  * take it back (flags cleared) and free it. */
 void call_value_lend(tw_value *v);
 void call_value_reclaim(tw_value *v);
+/* Take back a lent tree without freeing it (owned again). */
+void call_value_unlend(tw_value *v);
 int pend_init(struct pend_table *p, uint32_t cap);
 void pend_fini(struct pend_table *p);
 
@@ -286,6 +301,8 @@ int serve_flush_retries(struct agent_loop *l);
 void serve_drop_retries(struct agent_loop *l);
 /* Free the agent's cached reply records (agent teardown). */
 void reply_cache_drain(tw_agent *a);
+/* Derive the serving bounds from a->o (agent init, before serving). */
+void serve_setup(tw_agent *a);
 
 /* ---- test hooks (agent.c) ----
  *

@@ -143,8 +143,8 @@ static tw_status ret_tensor(tw_value *result, tw_tensor *out)
 	if (out->buf == NULL) {
 		tw_tensor c;
 		st = tw_op_clone(out, &c);
-		if (st != TW_OK)
-			return fail(result, st, "cannot copy the result");
+		if (st != TW_OK) /* a copy over the bounds says which */
+			return fail(result, st, tw_errmsg(st));
 		*out = c;
 	}
 	tw_value v;

@@ -444,6 +444,11 @@ void call_value_reclaim(tw_value *v)
 	tw_value_destroy(v);
 }
 
+void call_value_unlend(tw_value *v)
+{
+	mark_borrowed(v, false, 0);
+}
+
 static const tw_value empty_items[1];
 
 static tw_status prepare_self(struct call *c, const char *fn,
@@ -870,6 +875,23 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 	if (st != TW_OK) {
 		call_put(c);
 		st = refuse_args(st, fn, args, kwargs);
+		goto out;
+	}
+	if (__builtin_expect(c->has_msg && c->tx.msg.total_len > a->o.max_frame,
+			     0)) {
+		/* The callee would refuse it and close the connection under
+		 * every other call on it: refuse it here, sending nothing. */
+		uint64_t len = c->tx.msg.total_len;
+		call_put(c);
+		atomic_fetch_add_explicit(&a->oversize, 1,
+					  memory_order_relaxed);
+		st = tw_fail(TW_EOVERFLOW,
+			     "call to '%s' on worker '%s' is a frame of %llu "
+			     "bytes, over the limit of %llu bytes "
+			     "(tw_agent_opts.max_frame)",
+			     fn, agent_worker_name(a, dst),
+			     (unsigned long long)len,
+			     (unsigned long long)a->o.max_frame);
 		goto out;
 	}
 	tw_future *f;

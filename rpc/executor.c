@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dataplane/err.h"
 #include "dataplane/ring.h"
@@ -23,6 +26,7 @@ struct executor {
 	_Atomic int stopping;
 	_Atomic uint32_t submitting; /* submits between check and enqueue */
 	int stopped;                 /* under lock: stop ran to completion */
+	_Atomic int nice;            /* executor_set_nice */
 	char name[16];
 };
 
@@ -45,9 +49,20 @@ static void *exec_main(void *arg)
 {
 	struct executor *e = arg;
 	tls_exec = e;
+	int nice = 0; /* this thread's, as created */
 	for (;;) {
 		struct exec_job *j = take(e);
 		if (j != NULL) {
+			int want = atomic_load_explicit(&e->nice,
+							memory_order_relaxed);
+			if (__builtin_expect(want != nice, 0)) {
+				/* Per thread on Linux (the tid): raising it
+				 * needs no privilege. */
+				(void)setpriority(PRIO_PROCESS,
+						  (id_t)syscall(SYS_gettid),
+						  want);
+				nice = want;
+			}
 			j->run(j);
 			continue;
 		}
@@ -123,6 +138,17 @@ tw_status executor_create(uint32_t nthreads, uint32_t qsize, const char *name,
 		pthread_setname_np(e->threads[i], tname);
 	}
 	*out = e;
+	return TW_OK;
+}
+
+tw_status executor_set_nice(struct executor *e, int nice)
+{
+	if (nice < 0 || nice > 19)
+		return tw_fail(TW_EINVAL,
+			       "executor nice must be 0 .. 19 (lower "
+			       "priority only), got %d",
+			       nice);
+	atomic_store(&e->nice, nice);
 	return TW_OK;
 }
 

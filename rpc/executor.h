@@ -22,6 +22,12 @@ struct executor;
 tw_status executor_create(uint32_t nthreads, uint32_t qsize, const char *name,
 			  struct executor **out);
 
+/* Run e's threads at this nice value (0 .. 19: lower priority only, so
+ * no privilege is needed; TW_EINVAL otherwise, with a reason): each
+ * thread takes it before its next job. Where executor threads and run
+ * loops share cores, a positive value lets the loops win the CPU. */
+tw_status executor_set_nice(struct executor *e, int nice);
+
 /* Queue j from any thread. TW_ENOSPC when the queue is full (j is still
  * the caller's), TW_ESHUTDOWN after executor_stop began; with a reason
  * (tw_fail_static: no formatting on this path). */

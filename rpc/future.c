@@ -77,6 +77,7 @@ struct tw_future {
 	tw_value own;        /* owned value or error value */
 	tw_error err_inline; /* failure whose message could not be stored */
 	bool has_msg;
+	bool err_relayed; /* the error came from another worker's EXCEPTION */
 
 	/* tw_future_chain: the map function this future is the result of. */
 	tw_future_map_fn chain_fn;
@@ -308,18 +309,24 @@ static bool error_kind_valid(tw_status k)
 }
 
 /* Store a failure held in an ERROR value the future now owns. */
-static tw_status fail_owned(tw_future *f, tw_value *err)
+static tw_status fail_owned_as(tw_future *f, tw_value *err, bool relayed)
 {
 	tw_future_retain(f);
 	if (!claim(f)) {
 		tw_future_release(f);
 		return already_completed();
 	}
+	f->err_relayed = relayed;
 	f->own = *err;
 	*err = tw_value_none();
 	f->err = f->own.u.err;
 	f->status = f->err->kind;
 	return finish(f);
+}
+
+static tw_status fail_owned(tw_future *f, tw_value *err)
+{
+	return fail_owned_as(f, err, false);
 }
 
 /* Store a failure without a message (error value could not be built). */
@@ -476,6 +483,7 @@ static tw_status finish_msg(tw_future *f)
 	} else if (p->kind == TW_KIND_ERROR && p->u.err != NULL &&
 		   error_kind_valid(p->u.err->kind) &&
 		   (p->u.err->msg != NULL || p->u.err->msg_len == 0)) {
+		f->err_relayed = true;
 		f->err = p->u.err;
 		f->status = f->err->kind;
 	} else {
@@ -734,7 +742,8 @@ static void chain_cb(tw_future *src, void *arg)
 		ev.u.err = (tw_error *)e;
 		tw_value copy;
 		if (e != NULL && tw_value_clone(&copy, &ev) == TW_OK) {
-			if (tw_future_fail_value(dst, &copy) != TW_OK)
+			if (fail_owned_as(dst, &copy, src->err_relayed) !=
+			    TW_OK)
 				tw_value_destroy(&copy);
 		} else {
 			(void)fail_bare(dst, st, e != NULL ? e->origin : 0);
@@ -1058,4 +1067,9 @@ tw_status tw_future_collect_all(tw_future *const *futs, size_t n,
 	*out = g->out;
 	ca_finish(g); /* the set-up guard: completes out if all were done */
 	return TW_OK;
+}
+
+bool future_error_relayed(const tw_future *f)
+{
+	return f->err_relayed;
 }

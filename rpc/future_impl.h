@@ -4,6 +4,7 @@
 #ifndef TW_RPC_FUTURE_IMPL_H
 #define TW_RPC_FUTURE_IMPL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,11 @@ tw_in_msg *future_msg_begin(tw_future *f);
 void future_msg_end(tw_future *f);
 void future_msg_fail(tw_future *f, tw_status kind, uint32_t origin,
 		     const char *msg);
+
+/* After failure: whether the error came from another worker (an
+ * EXCEPTION frame, or a chain from such a future) rather than being
+ * raised on this one (tw_future_fail, or the agent failing a call). */
+bool future_error_relayed(const tw_future *f);
 
 /*
  * tw_future_wait_all with the wait for the group's own future given:

@@ -10,6 +10,7 @@
 
 #include "dataplane/err.h"
 #include "rpc/agent_impl.h"
+#include "rpc/future_impl.h"
 
 struct tw_call_ctx {
 	struct reply_path p;
@@ -39,6 +40,18 @@ void tw_call_defer(tw_call_ctx *ctx, tw_future *f)
 static const char *fn_name(const struct reply_path *p)
 {
 	return p->fn != NULL ? p->fn->name : "?";
+}
+
+void serve_setup(tw_agent *a)
+{
+	tw_ops_limits l = {.max_elems = a->o.max_tensor_elems,
+			   .max_bytes = a->o.max_tensor_bytes,
+			   .max_work = a->o.max_op_work,
+			   .offload_work = 0,
+			   .refused = &a->limit_refusals};
+	a->lim_exec = l;
+	l.offload_work = a->o.loop_work_max;
+	a->lim_loop = l;
 }
 
 /* ---- reply records ------------------------------------------------------ */
@@ -140,10 +153,52 @@ static void deliver(struct reply *r)
 		post_reply(r->l, r);
 }
 
+/* ---- the backlog a peer makes this worker hold ---------------------------- */
+
+static inline bool backlog_over(const tw_agent *a, const struct conn_state *cs)
+{
+	return (a->o.reply_backlog_max != 0 &&
+		cs->backlog_calls > a->o.reply_backlog_max) ||
+	       (a->o.reply_backlog_bytes != 0 &&
+		cs->backlog_bytes > a->o.reply_backlog_bytes);
+}
+
+/* cs's backlog grew by (1, bytes): past the bound, stop reading the peer's
+ * calls (TCP flow control stops it) until the backlog drains. */
+static inline void backlog_add(struct agent_loop *l, struct conn_state *cs,
+			       uint64_t bytes)
+{
+	cs->backlog_calls++;
+	cs->backlog_bytes += bytes;
+	if (__builtin_expect(backlog_over(l->a, cs), 0) && !cs->rx_paused) {
+		cs->rx_paused = true;
+		stat_inc(&l->stats.rx_pauses);
+		tw_transport_pause(l->t, cs->c, true);
+	}
+}
+
+/* cs's backlog shrank by (1, bytes): read again once under half of both
+ * bounds, unless the connection is ending (alive false). */
+static inline void backlog_sub(struct agent_loop *l, struct conn_state *cs,
+			       uint64_t bytes, bool alive)
+{
+	cs->backlog_calls--;
+	cs->backlog_bytes -= bytes;
+	if (__builtin_expect(cs->rx_paused, 0) && alive && !cs->closing) {
+		const tw_agent *a = l->a;
+		if (cs->backlog_calls <= a->o.reply_backlog_max / 2 &&
+		    cs->backlog_bytes <= a->o.reply_backlog_bytes / 2) {
+			cs->rx_paused = false;
+			tw_transport_pause(l->t, cs->c, false);
+		}
+	}
+}
+
 static void reply_tx_done(struct tx *tx, tw_status st)
 {
-	(void)st;
 	struct reply *r = container_of(tx, struct reply, tx);
+	/* r->cs is alive: a connection's sends are done before it goes. */
+	backlog_sub(tx->l, r->cs, tx->msg.total_len, st == TW_OK);
 	tw_out_msg_release(&tx->msg);
 	r->encoded = false;
 	reply_put(tx->l->a, r);
@@ -168,6 +223,9 @@ static void serve_deliver(struct agent_loop *l, struct reply *r)
 	}
 	r->tx.l = l;
 	r->tx.done = reply_tx_done;
+	r->cs = cs;
+	/* Counted before the send: done may run inside it. */
+	backlog_add(l, cs, r->tx.msg.total_len);
 	conn_send(cs, &r->tx);
 }
 
@@ -245,6 +303,26 @@ static void reply_send(const struct reply_path *p, tw_status st,
 		type = TW_MSG_EXCEPTION;
 		est = encode_reply(a, p, type, &errv, &r->tx.msg);
 	}
+	if (__builtin_expect(
+		    est == TW_OK && r->tx.msg.total_len > a->o.max_frame, 0)) {
+		/* The caller would refuse it and close the connection: tell
+		 * it what happened instead. */
+		char m[512];
+		snprintf(m, sizeof(m),
+			 "result of function '%s' on worker '%s' is a frame of "
+			 "%llu bytes, over the limit of %llu bytes "
+			 "(tw_agent_opts.max_frame)",
+			 fn_name(p), a->name,
+			 (unsigned long long)r->tx.msg.total_len,
+			 (unsigned long long)a->o.max_frame);
+		tw_out_msg_release(&r->tx.msg);
+		atomic_fetch_add_explicit(&a->oversize, 1,
+					  memory_order_relaxed);
+		tw_value_destroy(&errv);
+		tw_value_error(&errv, TW_EOVERFLOW, a->rank, m);
+		type = TW_MSG_EXCEPTION;
+		est = encode_reply(a, p, type, &errv, &r->tx.msg);
+	}
 	tw_value_destroy(&errv);
 	if (est != TW_OK) {
 		reply_put(a, r);
@@ -296,10 +374,16 @@ static void defer_cb(tw_future *f, void *arg)
 			reply_send(&d->p, TW_OK, tw_future_value(f), 0, NULL);
 		} else {
 			const tw_error *e = tw_future_error(f);
-			/* The error keeps the origin it came with: a nested
-			 * call's failure names the worker that raised it. */
+			/* An error that came from another worker (a nested
+			 * call's EXCEPTION) keeps its origin; one raised
+			 * here (the handler failed its future, or this
+			 * worker failed its nested call) names this worker,
+			 * as a handler's direct error does. */
 			if (e != NULL)
-				reply_send(&d->p, e->kind, NULL, e->origin,
+				reply_send(&d->p, e->kind, NULL,
+					   future_error_relayed(f)
+						   ? e->origin
+						   : d->p.a->rank,
 					   e->msg);
 			else
 				reply_errorf(
@@ -340,8 +424,12 @@ static void defer_start(tw_call_ctx *ctx)
 
 /* ---- running handlers ----------------------------------------------------- */
 
-static void run_handler(const struct reply_path *p, const tw_value *args,
-			const tw_value *kwargs)
+/* Run the handler of the call at p with lim as the builtins' bounds.
+ * Returns true, having answered nothing, when a builtin found its work
+ * over lim's offload_work (loop_work_max): the caller moves the call to
+ * the executor. */
+static bool run_handler(const struct reply_path *p, const tw_value *args,
+			const tw_value *kwargs, const tw_ops_limits *lim)
 {
 	tw_call_ctx ctx = {.p = *p, .deferred = NULL};
 	tw_value result = tw_value_none();
@@ -350,11 +438,20 @@ static void run_handler(const struct reply_path *p, const tw_value *args,
 	 * which kind it found); forget this thread's last reason first, so a
 	 * handler that records none cannot pass on an older one. */
 	tw_err_forget();
+	tw_ops_limits_set(lim);
 	tw_status st = p->fn->fn(&ctx, args, kwargs, &result, p->fn->arg);
+	bool offload = tw_ops_offload_take();
+	tw_ops_limits_set(NULL);
+	if (__builtin_expect(offload, 0)) {
+		tw_value_destroy(&result);
+		if (ctx.deferred != NULL)
+			tw_future_release(ctx.deferred);
+		return true;
+	}
 	if (ctx.deferred != NULL) {
 		tw_value_destroy(&result);
 		defer_start(&ctx);
-		return;
+		return false;
 	}
 	if (st == TW_OK) {
 		reply_send(p, TW_OK, &result, 0, NULL);
@@ -374,6 +471,7 @@ static void run_handler(const struct reply_path *p, const tw_value *args,
 		}
 	}
 	tw_value_destroy(&result);
+	return false;
 }
 
 /* A blocking call waiting for, or running on, an executor thread. */
@@ -386,14 +484,41 @@ struct srv_job {
 	size_t off, len;
 	tw_frame_hdr hdr;      /* network: its header, from the transport */
 	tw_value args, kwargs; /* local: owned */
+	bool counted; /* network: in its connection's backlog (len bytes) */
+	struct tw_loop_msg lmsg; /* its end, told to its loop */
 };
+
+/* On the job's loop: take a counted job out of its connection's backlog
+ * (if the connection is still there) and free it. */
+static void job_end_msg(struct tw_loop_msg *m)
+{
+	struct srv_job *j = container_of(m, struct srv_job, lmsg);
+	struct agent_loop *l = j->p.l;
+	struct conn_state *cs = conn_find_id(l, j->p.conn_id);
+	if (cs != NULL)
+		backlog_sub(l, cs, j->len, true);
+	free(j);
+}
 
 static void job_free(struct srv_job *j)
 {
 	tw_buf_release(j->buf);
+	j->buf = NULL;
 	call_value_reclaim(&j->args);
 	call_value_reclaim(&j->kwargs);
-	free(j);
+	if (!j->counted) {
+		free(j);
+		return;
+	}
+	if (agent_tls_loop == j->p.l) {
+		job_end_msg(&j->lmsg);
+		return;
+	}
+	/* Executor threads (and a stop dropping jobs) may wait for room:
+	 * replies do the same (post_reply). */
+	j->lmsg.fn = job_end_msg;
+	while (tw_loop_post(j->p.l->loop, &j->lmsg) != TW_OK)
+		sched_yield();
 }
 
 static void job_run(struct exec_job *ej)
@@ -417,7 +542,8 @@ static void job_run(struct exec_job *ej)
 	if (j->local) {
 		call_value_lend(&j->args);
 		call_value_lend(&j->kwargs);
-		run_handler(&j->p, &j->args, &j->kwargs);
+		(void)run_handler(&j->p, &j->args, &j->kwargs,
+				  &j->p.a->lim_exec);
 	} else {
 		tw_in_msg m;
 		tw_status st = tw_msg_decode(j->buf, j->off, j->len, &j->hdr,
@@ -426,8 +552,9 @@ static void job_run(struct exec_job *ej)
 			reply_errorf(&j->p, TW_EPROTO, "malformed CALL: %s",
 				     tw_errmsg(st));
 		} else {
-			run_handler(&j->p, &m.payload.u.items[1],
-				    &m.payload.u.items[2]);
+			(void)run_handler(&j->p, &m.payload.u.items[1],
+					  &m.payload.u.items[2],
+					  &j->p.a->lim_exec);
 			tw_in_msg_release(&m);
 		}
 	}
@@ -529,7 +656,13 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			     "unknown function '%.*s' on worker '%s'",
 			     (int)(fnv->len > 200 ? 200 : fnv->len), fnv->u.str,
 			     a->name);
-	} else if (p.fn->flags & TW_FN_BLOCKING) {
+	} else if ((p.fn->flags & TW_FN_BLOCKING) ||
+		   run_handler(&p, &m.payload.u.items[1], &m.payload.u.items[2],
+			       &a->lim_loop)) {
+		/* Blocking, or a builtin too big for the loop: the executor
+		 * decodes the frame again and runs it. */
+		if (!(p.fn->flags & TW_FN_BLOCKING))
+			stat_inc(&l->stats.offloaded);
 		struct srv_job *j = calloc(1, sizeof(*j));
 		if (j == NULL) {
 			reply_errorf(&p, TW_ENOMEM,
@@ -541,10 +674,12 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			j->off = off;
 			j->len = len;
 			j->hdr = *h;
+			/* Its frame stays pinned until the job ends: part of
+			 * what this peer has us hold. */
+			j->counted = true;
+			backlog_add(l, cs, len);
 			submit_job(j);
 		}
-	} else {
-		run_handler(&p, &m.payload.u.items[1], &m.payload.u.items[2]);
 	}
 	tw_in_msg_release(&m);
 }
@@ -572,26 +707,33 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 	tw_value args = c->self_args, kwargs = c->self_kwargs;
 	c->self_args = tw_value_none();
 	c->self_kwargs = tw_value_none();
-	if (c->fn->flags & TW_FN_BLOCKING) {
-		struct srv_job *j = calloc(1, sizeof(*j));
-		if (j == NULL) {
-			tw_value_destroy(&args);
-			tw_value_destroy(&kwargs);
-			reply_errorf(&p, TW_ENOMEM,
-				     "out of memory on worker '%s'", a->name);
+	/* Read before the handler runs: its reply may recycle c. */
+	uint64_t deadline = c->deadline_ns;
+	if (!(c->fn->flags & TW_FN_BLOCKING)) {
+		call_value_lend(&args);
+		call_value_lend(&kwargs);
+		if (!run_handler(&p, &args, &kwargs, &a->lim_loop)) {
+			call_value_reclaim(&args);
+			call_value_reclaim(&kwargs);
 			return;
 		}
-		j->p = p;
-		j->local = true;
-		j->deadline_ns = c->deadline_ns;
-		j->args = args;
-		j->kwargs = kwargs;
-		submit_job(j);
+		/* A builtin too big for the loop: nothing answered yet. */
+		call_value_unlend(&args);
+		call_value_unlend(&kwargs);
+		stat_inc(&l->stats.offloaded);
+	}
+	struct srv_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		tw_value_destroy(&args);
+		tw_value_destroy(&kwargs);
+		reply_errorf(&p, TW_ENOMEM, "out of memory on worker '%s'",
+			     a->name);
 		return;
 	}
-	call_value_lend(&args);
-	call_value_lend(&kwargs);
-	run_handler(&p, &args, &kwargs);
-	call_value_reclaim(&args);
-	call_value_reclaim(&kwargs);
+	j->p = p;
+	j->local = true;
+	j->deadline_ns = deadline;
+	j->args = args;
+	j->kwargs = kwargs;
+	submit_job(j);
 }

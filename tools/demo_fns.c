@@ -1,7 +1,7 @@
 /* Functions the demo and tw-worker serve: small, one of each behaviour. */
 #include <inttypes.h>
 #include <stdio.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "demo_fns.h"
 
@@ -16,7 +16,19 @@ static tw_status fn_add(tw_call_ctx *ctx, const tw_value *args,
 		return TW_ETYPE;
 	}
 	if (x->kind == TW_KIND_INT && y->kind == TW_KIND_INT) {
-		*result = tw_value_int(x->u.i + y->u.i);
+		/* Python ints do not overflow; ours are 64-bit: say so
+		 * rather than wrap (or invoke undefined behaviour). */
+		int64_t sum;
+		if (__builtin_add_overflow(x->u.i, y->u.i, &sum)) {
+			char msg[160];
+			snprintf(msg, sizeof(msg),
+				 "demo::add: %" PRId64 " + %" PRId64
+				 " overflows a 64-bit integer",
+				 x->u.i, y->u.i);
+			tw_value_error(result, TW_EVALUE, 0, msg);
+			return TW_EVALUE;
+		}
+		*result = tw_value_int(sum);
 		return TW_OK;
 	}
 	double a, b;
@@ -59,7 +71,9 @@ static tw_status fn_check(tw_call_ctx *ctx, const tw_value *args,
 	return TW_OK;
 }
 
-/* demo::slow(ms): a blocking handler (runs on the executor pool). */
+/* demo::slow(ms): a blocking handler (runs on the executor pool), ms in
+ * 0 .. DEMO_SLOW_MAX_MS: a stranger's argument must not hold an executor
+ * thread (and shutdown, which waits for it) for long. */
 static tw_status fn_slow(tw_call_ctx *ctx, const tw_value *args,
 			 const tw_value *kwargs, tw_value *result, void *arg)
 {
@@ -67,7 +81,18 @@ static tw_status fn_slow(tw_call_ctx *ctx, const tw_value *args,
 	int64_t ms = 0;
 	if (tw_value_get_item(args, 0, &x) || tw_value_get_int(x, &ms))
 		return TW_ETYPE;
-	usleep((useconds_t)ms * 1000);
+	if (ms < 0 || ms > DEMO_SLOW_MAX_MS) {
+		char msg[128];
+		snprintf(msg, sizeof(msg),
+			 "demo::slow: ms must be 0 .. %d, got %" PRId64,
+			 DEMO_SLOW_MAX_MS, ms);
+		tw_value_error(result, TW_EVALUE, 0, msg);
+		return TW_EVALUE;
+	}
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+			      .tv_nsec = (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		; /* EINTR: sleep the rest */
 	*result = tw_value_none();
 	return TW_OK;
 }

@@ -4,8 +4,14 @@
 
 #include <tensorwire/agent.h>
 
-/* Registers demo::add(a, b), demo::echo(x), demo::check_positive(x) (value
- * error for x <= 0) and demo::slow(ms) (blocking, on the executor). */
+/* The longest demo::slow sleeps, in ms; more (or less than 0) is a
+ * TW_EVALUE. */
+#define DEMO_SLOW_MAX_MS 60000
+
+/* Registers demo::add(a, b) (ints: TW_EVALUE when the sum overflows
+ * int64), demo::echo(x), demo::check_positive(x) (value error for x <= 0)
+ * and demo::slow(ms) (blocking, on the executor; ms in 0 ..
+ * DEMO_SLOW_MAX_MS, TW_EVALUE otherwise). */
 tw_status demo_register(tw_agent *a);
 
 /* The same, in the shape of tw_agent_opts.setup. */

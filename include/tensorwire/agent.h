@@ -115,6 +115,55 @@ struct tw_agent_opts {
 	uint32_t max_unauth_per_host;
 	uint32_t max_unauth;
 	int64_t auth_timeout_ms;
+	/*
+	 * Bounds on what peers' calls make this worker allocate and do
+	 * (docs/wire.md 2). Each breach is a clear error to the caller,
+	 * counted in tw_agent_stats; 0 turns a bound off.
+	 *
+	 * Every tensor an aten:: builtin creates (results, broadcasts,
+	 * converted or contiguous copies of inputs) is checked before it is
+	 * allocated: at most max_tensor_elems elements (default 2^28) and
+	 * max_tensor_bytes bytes (default 1 GiB). A builtin's work is the
+	 * logical element count it touches (a broadcast, stride-0 input
+	 * counts every element it stands for; a matrix product its
+	 * multiply-adds): at most max_op_work (default 2^32). A breach is
+	 * TW_ERUNTIME naming the limit and this option
+	 * ("sum(): work of 17179869184 elements is over this worker's limit
+	 * of 4294967296 elements (tw_agent_opts.max_op_work)").
+	 */
+	uint64_t max_tensor_elems;
+	uint64_t max_tensor_bytes;
+	uint64_t max_op_work;
+	/* A builtin whose work passes loop_work_max elements (default 2^16)
+	 * runs on the executor (executor_threads), never on a run loop, so
+	 * other calls keep their latency; 0 = every builtin on the loop. */
+	uint64_t loop_work_max;
+	/* Backpressure per connection: what a peer has this worker hold
+	 * for it — replies waiting to be sent on its connection (the peer
+	 * does not read them) and its calls queued for or running on the
+	 * executor (their frames stay in memory) — at most
+	 * reply_backlog_max (default 1024) calls and reply_backlog_bytes
+	 * (default 64 MiB) frame bytes: past either this worker stops
+	 * reading calls from that connection (TCP flow control stops the
+	 * peer) and reads again once the backlog is under half of both.
+	 * Counted in tw_agent_stats.rx_pauses. 0 = no bound. */
+	uint32_t reply_backlog_max;
+	uint64_t reply_backlog_bytes;
+	/* Largest frame (header, tensors and all) this worker sends or
+	 * accepts, default 1 GiB + 64 KiB, at most 2^40; at least 64 KiB. A
+	 * call whose encoded frame is larger fails in tw_rpc_async with
+	 * TW_EOVERFLOW naming both sizes, and nothing is sent; a result
+	 * that is larger comes back as an EXCEPTION(TW_EOVERFLOW). Give
+	 * every worker of a group the same value: a receiver with a lower
+	 * one closes the connection on a larger frame. */
+	uint64_t max_frame;
+	/* The nice value of the executor threads, 0 .. 19 (0, the default,
+	 * leaves them as created). Where they share cores with the run loops
+	 * (few cores, loops not pinned apart), a positive value lets the
+	 * loops win the CPU from builtins moved off them and from CPU-bound
+	 * blocking handlers, at those's expense (perf/RESULTS.md,
+	 * bench-offload). */
+	int executor_nice;
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
@@ -252,6 +301,10 @@ uint32_t tw_call_caller(const tw_call_ctx *ctx);
  *                 carries
  *   TW_ENOSPC     the loop's queue is full: backpressure, retry once
  *                 calls complete
+ *   TW_EOVERFLOW  the encoded call is larger than the agent's max_frame
+ *                 ("call to 'demo::echo' on worker 'w1' is a frame of
+ *                 1073807424 bytes, over the limit of 1073807360 bytes
+ *                 (tw_agent_opts.max_frame)"); nothing was sent
  *   TW_ESHUTDOWN  shutdown has begun
  *   TW_ENOMEM
  * A call to self is not encoded but copied: the nesting limit is the
@@ -334,8 +387,8 @@ struct tw_agent_stats {
 				  * not carry (the connection is closed) */
 	uint64_t timeouts;       /* calls failed by their deadline */
 	uint64_t conns_opened, conns_closed;
-	uint64_t exec_jobs;    /* blocking calls run on the executor */
-	uint64_t exec_expired; /* calls skipped: their deadline passed while
+	uint64_t exec_jobs;      /* blocking calls run on the executor */
+	uint64_t exec_expired;   /* calls skipped: their deadline passed while
 				* they waited (executor queue, or on their
 				* way in: received past their budget) */
 	/* Data connections' handshakes (docs/wire.md 5.1), both sides. */
@@ -350,6 +403,14 @@ struct tw_agent_stats {
 				  * naming another source (or another
 				  * destination): refused, a CALL answered
 				  * with TW_EAUTH */
+	uint64_t limit_refusals; /* builtin calls refused by max_tensor_elems,
+				  * max_tensor_bytes or max_op_work */
+	uint64_t offloaded;      /* builtin calls moved from a run loop to
+				  * the executor (loop_work_max) */
+	uint64_t rx_pauses;      /* times reading a connection paused for
+				  * its backlog (reply_backlog_max) */
+	uint64_t oversize;       /* calls refused and results turned into
+				  * errors for passing max_frame */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 

@@ -455,8 +455,9 @@ static tw_status side_operand(struct operand *op, const struct side *x,
 }
 
 /* Run fn over out = f(a, b) with broadcasting; allocates out. */
-static tw_status run_binary(const tw_tensor *a, const tw_tensor *b, tw_dtype ct,
-			    tw_ops_row_fn fn, void *ctx, tw_tensor *out)
+static tw_status run_binary(const char *name, const tw_tensor *a,
+			    const tw_tensor *b, tw_dtype ct, tw_ops_row_fn fn,
+			    void *ctx, tw_tensor *out)
 {
 	unsigned nd;
 	int64_t shape[TW_TENSOR_MAX_DIMS];
@@ -465,9 +466,9 @@ static tw_status run_binary(const tw_tensor *a, const tw_tensor *b, tw_dtype ct,
 	if (st != TW_OK)
 		return st;
 	tw_tensor o;
-	st = tw_tensor_alloc(&o, ct, nd, shape);
+	st = tw_ops_alloc(name, &o, ct, nd, shape, false);
 	if (st != TW_OK)
-		return tw_fail_static(st, "cannot allocate the result");
+		return st;
 
 	int64_t strides[3][TW_TENSOR_MAX_DIMS];
 	tw_ops_bcast_strides(&o, nd, shape, strides[0]);
@@ -483,13 +484,13 @@ static tw_status run_binary(const tw_tensor *a, const tw_tensor *b, tw_dtype ct,
 }
 
 /* Run a unary row kernel over a (of dtype ct); allocates out. */
-static tw_status run_unary(const tw_tensor *a, tw_dtype ct, tw_ops_row_fn fn,
-			   void *ctx, tw_tensor *out)
+static tw_status run_unary(const char *name, const tw_tensor *a, tw_dtype ct,
+			   tw_ops_row_fn fn, void *ctx, tw_tensor *out)
 {
 	tw_tensor o;
-	tw_status st = tw_tensor_alloc(&o, ct, a->ndim, a->shape);
+	tw_status st = tw_ops_alloc(name, &o, ct, a->ndim, a->shape, false);
 	if (st != TW_OK)
-		return tw_fail_static(st, "cannot allocate the result");
+		return st;
 	int64_t strides[2][TW_TENSOR_MAX_DIMS];
 	tw_ops_bcast_strides(&o, a->ndim, a->shape, strides[0]);
 	tw_ops_bcast_strides(a, a->ndim, a->shape, strides[1]);
@@ -656,7 +657,7 @@ static tw_status binary(const struct binreq *rq, struct side a, struct side b,
 		return st;
 	}
 	tw_tensor o;
-	st = run_binary(&oa.t, &ob.t, ct, fn, &ctx, &o);
+	st = run_binary(rq->name, &oa.t, &ob.t, ct, fn, &ctx, &o);
 	operand_release(&oa);
 	operand_release(&ob);
 	if (st != TW_OK)
@@ -792,14 +793,14 @@ tw_status tw_op_minimum(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 /* ---- unary entry points ---------------------------------------------- */
 
 /* Apply unary op u to a, computing in ct (a is cast first when needed). */
-static tw_status unary_in(const tw_tensor *a, enum unop u, tw_dtype ct,
-			  const struct un_ctx *ctx, tw_tensor *out)
+static tw_status unary_in(const char *name, const tw_tensor *a, enum unop u,
+			  tw_dtype ct, const struct un_ctx *ctx, tw_tensor *out)
 {
 	struct operand oa;
 	tw_status st = operand_tensor(&oa, a, ct);
 	if (st != TW_OK)
 		return st;
-	st = run_unary(&oa.t, ct, un_table[u][dix(ct)], (void *)ctx, out);
+	st = run_unary(name, &oa.t, ct, un_table[u][dix(ct)], (void *)ctx, out);
 	operand_release(&oa);
 	return st;
 }
@@ -818,7 +819,7 @@ static tw_status unary_keep(const char *name, const tw_tensor *a, enum unop u,
 		return tw_fail_static(u == U_ABS ? TW_ETYPE : TW_ERUNTIME,
 				      bool_msg);
 	struct un_ctx ctx = {{0}};
-	return unary_in(a, u, (tw_dtype)a->dtype, &ctx, out);
+	return unary_in(name, a, u, (tw_dtype)a->dtype, &ctx, out);
 }
 
 /* Float ops: bool and integer inputs compute in the default float32. */
@@ -832,7 +833,7 @@ static tw_status unary_float(const char *name, const tw_tensor *a, enum unop u,
 		return tw_fail(TW_EINVAL, "%s(): NULL out", name);
 	tw_dtype ct = a->dtype == TW_FLOAT64 ? TW_FLOAT64 : TW_FLOAT32;
 	struct un_ctx ctx = {{0}};
-	return unary_in(a, u, ct, &ctx, out);
+	return unary_in(name, a, u, ct, &ctx, out);
 }
 
 tw_status tw_op_neg(const tw_tensor *a, tw_tensor *out)
@@ -925,7 +926,7 @@ tw_status tw_op_pow_scalar(const tw_tensor *a, const tw_scalar *e,
 		u = U_RSQUARE;
 	else
 		tw_ops_scalar_store(e, ct, &ctx.e);
-	return unary_in(a, u, ct, &ctx, out);
+	return unary_in("pow", a, u, ct, &ctx, out);
 }
 
 /* ---- casts --------------------------------------------------------- */
@@ -941,9 +942,9 @@ tw_status tw_op_cast(const tw_tensor *a, tw_dtype dt, tw_tensor *out)
 		return tw_fail(TW_ETYPE, "\"to\" not implemented for '%s'",
 			       tw_ops_torch_dtype_name(dt));
 	tw_tensor o;
-	st = tw_tensor_alloc(&o, dt, a->ndim, a->shape);
+	st = tw_ops_alloc("to", &o, dt, a->ndim, a->shape, false);
 	if (st != TW_OK)
-		return tw_fail_static(st, "cannot allocate the result");
+		return st;
 	tw_ops_copy_into(&o, a);
 	*out = o;
 	return TW_OK;

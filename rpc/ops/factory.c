@@ -36,6 +36,9 @@ static tw_status new_tensor(const char *name, tw_dtype dt, unsigned ndim,
 		return st;
 	if (tw_dtype_size(dt) == 0)
 		return tw_fail(TW_EINVAL, "%s(): bad dtype", name);
+	st = tw_ops_limit_new(name, dt, ndim, shape);
+	if (st != TW_OK)
+		return st;
 	st = zero ? tw_tensor_zeros(out, dt, ndim, shape)
 		  : tw_tensor_alloc(out, dt, ndim, shape);
 	if (st != TW_OK)

@@ -356,10 +356,20 @@ static tw_status batched(const tw_tensor *a, const tw_tensor *b, tw_tensor *out)
 		oshape[ond++] = n;
 	if (ond > TW_TENSOR_MAX_DIMS)
 		return tw_fail_static(TW_EINVAL, "too many dims");
-	tw_tensor o;
-	st = tw_tensor_zeros(&o, (tw_dtype)a->dtype, ond, oshape);
+	/* The work is the multiply-adds (saturating), before the result. */
+	uint64_t work = 1;
+	const int64_t dims[4] = {batch, m, k, n};
+	for (int i = 0; i < 4; i++)
+		if (__builtin_mul_overflow(work, (uint64_t)dims[i], &work))
+			work = UINT64_MAX;
+	st = tw_ops_limit_work(a->ndim >= 2 && b->ndim >= 2 ? "matmul" : "dot",
+			       work);
 	if (st != TW_OK)
-		return tw_fail_static(st, "cannot allocate the result");
+		return st;
+	tw_tensor o;
+	st = tw_ops_alloc("matmul", &o, (tw_dtype)a->dtype, ond, oshape, true);
+	if (st != TW_OK)
+		return st;
 	if (batch == 0 || m == 0 || n == 0 || k == 0) {
 		*out = o;
 		return TW_OK;

@@ -2,6 +2,7 @@
 #ifndef TW_RPC_OPS_H
 #define TW_RPC_OPS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -404,6 +405,54 @@ tw_status tw_op_randn(unsigned ndim, const int64_t *shape, uint64_t seed,
 
 /* The generator behind rand/randn: 64 random bits for counter i. */
 uint64_t tw_ops_random_u64(uint64_t seed, uint64_t i);
+
+/* ------------------------------------------------------------------------
+ * Bounds (promote.c): what the calling thread's kernels may create and do.
+ *
+ * A serving agent sets them around each handler (rpc/serve.c); with none
+ * set (NULL, as in tools and tests that call kernels directly) nothing is
+ * bounded. Every tensor a kernel allocates (results, dtype-converted or
+ * contiguous copies of inputs) is checked before its allocation:
+ * max_elems elements and max_bytes bytes, then its element count as work;
+ * kernels whose work is not their output's (reductions: the input's
+ * logical element count, a stride-0 input counting every element it
+ * stands for; matrix products: m * k * n multiply-adds per batch) check
+ * that first. Work over max_work is refused; work over offload_work asks
+ * the caller to run the kernel elsewhere (the agent's executor): the
+ * kernel fails with TW_EBUSY before allocating anything, and
+ * tw_ops_offload_take() returns true once. A refusal is TW_ERUNTIME with
+ * a message naming the limit and its option (opt_prefix + name, e.g.
+ * "tw_agent_opts.max_tensor_elems") and increments *refused. 0 = no
+ * bound for each field.
+ */
+typedef struct tw_ops_limits {
+	uint64_t max_elems;
+	uint64_t max_bytes;
+	uint64_t max_work;
+	uint64_t offload_work;
+	_Atomic uint64_t *refused; /* NULL = not counted */
+} tw_ops_limits;
+
+/* The calling thread's bounds (NULL = none); l must outlive its use. */
+void tw_ops_limits_set(const tw_ops_limits *l);
+const tw_ops_limits *tw_ops_limits_get(void);
+
+/* Whether a kernel asked to run elsewhere since the last call (and
+ * forget it). */
+bool tw_ops_offload_take(void);
+
+/* Check work (logical elements touched) against the thread's bounds. */
+tw_status tw_ops_limit_work(const char *op, uint64_t work);
+
+/* Check a new tensor of (dt, ndim, shape) against the thread's bounds:
+ * element count, bytes, and its element count as work. */
+tw_status tw_ops_limit_new(const char *op, tw_dtype dt, unsigned ndim,
+			   const int64_t *shape);
+
+/* tw_ops_limit_new, then tw_tensor_alloc (zero: tw_tensor_zeros). An
+ * allocation failure is recorded as "cannot allocate the result". */
+tw_status tw_ops_alloc(const char *op, tw_tensor *out, tw_dtype dt,
+		       unsigned ndim, const int64_t *shape, bool zero);
 
 /* ------------------------------------------------------------------------
  * Helpers the ops files share (not for the glue).

@@ -605,3 +605,96 @@ void tw_ops_copy_into(const tw_tensor *dst, const tw_tensor *src)
 				  [conv_index((tw_dtype)src->dtype)],
 			NULL);
 }
+
+/* ---- bounds ------------------------------------------------------------ */
+
+static _Thread_local const tw_ops_limits *ops_lim;
+static _Thread_local bool ops_offload;
+
+void tw_ops_limits_set(const tw_ops_limits *l)
+{
+	ops_lim = l;
+	ops_offload = false;
+}
+
+const tw_ops_limits *tw_ops_limits_get(void)
+{
+	return ops_lim;
+}
+
+bool tw_ops_offload_take(void)
+{
+	bool r = ops_offload;
+	ops_offload = false;
+	return r;
+}
+
+/* "sum(): work of 17179869184 elements is over this worker's limit of
+ * 4294967296 elements (tw_agent_opts.max_op_work)". */
+static tw_status refuse(const tw_ops_limits *l, const char *op,
+			const char *what, uint64_t n, const char *unit,
+			uint64_t max, const char *opt)
+{
+	if (l->refused != NULL)
+		atomic_fetch_add_explicit(l->refused, 1, memory_order_relaxed);
+	return tw_fail(
+		TW_ERUNTIME,
+		"%s(): %s %llu %s is over this worker's limit of %llu %s (tw_agent_opts.%s)",
+		op, what, (unsigned long long)n, unit, (unsigned long long)max,
+		unit, opt);
+}
+
+tw_status tw_ops_limit_work(const char *op, uint64_t work)
+{
+	const tw_ops_limits *l = ops_lim;
+	if (l == NULL)
+		return TW_OK;
+	if (l->max_work != 0 && work > l->max_work)
+		return refuse(l, op, "work of", work, "elements", l->max_work,
+			      "max_op_work");
+	if (l->offload_work != 0 && work > l->offload_work) {
+		ops_offload = true;
+		return tw_fail_static(TW_EBUSY,
+				      "work over loop_work_max: to be run on "
+				      "the executor");
+	}
+	return TW_OK;
+}
+
+tw_status tw_ops_limit_new(const char *op, tw_dtype dt, unsigned ndim,
+			   const int64_t *shape)
+{
+	const tw_ops_limits *l = ops_lim;
+	if (l == NULL)
+		return TW_OK;
+	/* Saturating: a shape whose product overflows is over any bound. */
+	uint64_t n = 1;
+	for (unsigned d = 0; d < ndim; d++) {
+		uint64_t s = shape[d] < 0 ? 0 : (uint64_t)shape[d];
+		if (__builtin_mul_overflow(n, s, &n))
+			n = UINT64_MAX;
+	}
+	if (l->max_elems != 0 && n > l->max_elems)
+		return refuse(l, op, "a tensor of", n, "elements", l->max_elems,
+			      "max_tensor_elems");
+	uint64_t bytes;
+	if (__builtin_mul_overflow(n, (uint64_t)tw_dtype_size(dt), &bytes))
+		bytes = UINT64_MAX;
+	if (l->max_bytes != 0 && bytes > l->max_bytes)
+		return refuse(l, op, "a tensor of", bytes, "bytes",
+			      l->max_bytes, "max_tensor_bytes");
+	return tw_ops_limit_work(op, n);
+}
+
+tw_status tw_ops_alloc(const char *op, tw_tensor *out, tw_dtype dt,
+		       unsigned ndim, const int64_t *shape, bool zero)
+{
+	tw_status st = tw_ops_limit_new(op, dt, ndim, shape);
+	if (st != TW_OK)
+		return st;
+	st = zero ? tw_tensor_zeros(out, dt, ndim, shape)
+		  : tw_tensor_alloc(out, dt, ndim, shape);
+	if (st != TW_OK)
+		return tw_fail_static(st, "cannot allocate the result");
+	return TW_OK;
+}

@@ -150,6 +150,8 @@ static tw_status sum_mean(const char *name, bool mean, const tw_tensor *a,
 {
 	int64_t numel;
 	tw_status st = tw_ops_check(name, a, true, &numel);
+	if (st == TW_OK) /* the input's logical elements: stride 0 counts */
+		st = tw_ops_limit_work(name, (uint64_t)numel);
 	if (st != TW_OK)
 		return st;
 	if (out == NULL || (ndims > 0 && dims == NULL))
@@ -181,9 +183,9 @@ static tw_status sum_mean(const char *name, bool mean, const tw_tensor *a,
 	int64_t oshape[TW_TENSOR_MAX_DIMS];
 	unsigned ond = reduced_shape(a, mask, keepdim, oshape);
 	tw_tensor o;
-	st = tw_tensor_alloc(&o, odt, ond, oshape);
+	st = tw_ops_alloc(name, &o, odt, ond, oshape, false);
 	if (st != TW_OK)
-		return tw_fail_static(st, "cannot allocate the result");
+		return st;
 	int64_t onumel;
 	tw_tensor_numel(&o, &onumel);
 
@@ -339,15 +341,19 @@ static ext_fn ext_kernel(tw_dtype dt, bool is_max)
 }
 
 /* a itself when contiguous (borrowed), else a contiguous copy in *tmp. */
-static tw_status contiguous_of(const tw_tensor *a, tw_tensor *tmp,
-			       const tw_tensor **c)
+static tw_status contiguous_of(const char *name, const tw_tensor *a,
+			       tw_tensor *tmp, const tw_tensor **c)
 {
 	memset(tmp, 0, sizeof(*tmp));
 	if (tw_tensor_is_contiguous(a)) {
 		*c = a;
 		return TW_OK;
 	}
-	tw_status st = tw_tensor_contiguous(tmp, a);
+	tw_status st = tw_ops_limit_new(name, (tw_dtype)a->dtype, a->ndim,
+					a->shape);
+	if (st != TW_OK)
+		return st;
+	st = tw_tensor_contiguous(tmp, a);
 	if (st != TW_OK)
 		return tw_fail_static(st, "cannot copy the input");
 	*c = tmp;
@@ -371,6 +377,8 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 {
 	int64_t numel;
 	tw_status st = tw_ops_check(rq->name, a, true, &numel);
+	if (st == TW_OK)
+		st = tw_ops_limit_work(rq->name, (uint64_t)numel);
 	if (st != TW_OK)
 		return st;
 	if ((rq->want_values && values == NULL) ||
@@ -429,14 +437,12 @@ static tw_status extreme(const struct ext_req *rq, const tw_tensor *a,
 	tw_tensor v, ix, tmp;
 	memset(&v, 0, sizeof(v));
 	memset(&ix, 0, sizeof(ix));
-	st = tw_tensor_alloc(&v, (tw_dtype)a->dtype, ond, oshape);
+	st = tw_ops_alloc(rq->name, &v, (tw_dtype)a->dtype, ond, oshape, false);
 	if (st == TW_OK)
-		st = tw_tensor_alloc(&ix, TW_INT64, ond, oshape);
+		st = tw_ops_alloc(rq->name, &ix, TW_INT64, ond, oshape, false);
 	const tw_tensor *c = NULL;
 	if (st == TW_OK)
-		st = contiguous_of(a, &tmp, &c);
-	else
-		st = tw_fail_static(st, "cannot allocate the result");
+		st = contiguous_of(rq->name, a, &tmp, &c);
 	if (st != TW_OK) {
 		tw_tensor_release(&v);
 		tw_tensor_release(&ix);

@@ -184,6 +184,9 @@ static tw_status view_or_reshape(const char *name, bool copy_ok,
 			TW_ERUNTIME,
 			"view size is not compatible with input tensor's size and stride (at least one dimension spans across two contiguous subspaces). Use .reshape(...) instead.");
 	tw_tensor c;
+	st = tw_ops_limit_new("reshape", (tw_dtype)a->dtype, a->ndim, a->shape);
+	if (st != TW_OK)
+		return st;
 	st = tw_tensor_contiguous(&c, a);
 	if (st != TW_OK)
 		return tw_fail_static(st, "cannot copy the input");
@@ -212,6 +215,9 @@ tw_status tw_op_clone(const tw_tensor *a, tw_tensor *out)
 		return st;
 	if (out == NULL || out == a)
 		return tw_fail_static(TW_EINVAL, "clone(): bad out");
+	st = tw_ops_limit_new("clone", (tw_dtype)a->dtype, a->ndim, a->shape);
+	if (st != TW_OK)
+		return st;
 	st = tw_tensor_contiguous(out, a);
 	if (st != TW_OK)
 		return tw_fail_static(st, "cannot copy the input");
@@ -273,10 +279,7 @@ tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim, tw_tensor *out)
 	}
 	if (ref == NULL) {
 		int64_t zero = 0;
-		st = tw_tensor_alloc(out, dt, 1, &zero);
-		if (st != TW_OK)
-			return tw_fail_static(st, "cannot allocate the result");
-		return TW_OK;
+		return tw_ops_alloc("cat", out, dt, 1, &zero, false);
 	}
 	unsigned d;
 	st = tw_ops_wrap_dim(dim, ref->ndim, &d);
@@ -307,9 +310,9 @@ tw_status tw_op_cat(const tw_tensor *ts, size_t n, int64_t dim, tw_tensor *out)
 	memcpy(oshape, ref->shape, sizeof(oshape));
 	oshape[d] = total;
 	tw_tensor o;
-	st = tw_tensor_alloc(&o, dt, ref->ndim, oshape);
+	st = tw_ops_alloc("cat", &o, dt, ref->ndim, oshape, false);
 	if (st != TW_OK)
-		return tw_fail_static(st, "cannot allocate the result");
+		return st;
 	int64_t at = 0;
 	for (size_t i = 0; i < n; i++) {
 		const tw_tensor *t = &ts[i];
@@ -366,9 +369,9 @@ tw_status tw_op_stack(const tw_tensor *ts, size_t n, int64_t dim,
 	for (unsigned k = 0, j = 0; k < ond; k++)
 		oshape[k] = k == d ? (int64_t)n : ref->shape[j++];
 	tw_tensor o;
-	st = tw_tensor_alloc(&o, dt, ond, oshape);
+	st = tw_ops_alloc("stack", &o, dt, ond, oshape, false);
 	if (st != TW_OK)
-		return tw_fail_static(st, "cannot allocate the result");
+		return st;
 	int64_t onumel = 0;
 	tw_tensor_numel(&o, &onumel);
 	for (size_t i = 0; i < n && onumel > 0; i++) {

@@ -364,6 +364,106 @@ static int w_builtins(struct h_worker *w)
 	return 0;
 }
 
+/* Bounds between processes: a call over max_frame fails at its caller
+ * (TW_EOVERFLOW) while another call is in flight on the same connection,
+ * which goes on working; a builtin over max_tensor_elems is refused by
+ * its callee; one over loop_work_max runs on the callee's executor and
+ * gives the right result. */
+static int w_bounds(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.setup = setup_builtins;
+	o.max_frame = 1 << 20;
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	const char *peer = h_names[(w->rank + 1) % w->world];
+	tw_value r, e;
+
+	/* An ordinary call in flight, then an oversized one on the same
+	 * connection. */
+	static const double v3[] = {1, 2, 3};
+	static const int64_t s3[] = {3};
+	tw_value small[1] = {mk(TW_FLOAT32, 1, s3, v3)};
+	tw_value sargs = H_TUPLE(small);
+	tw_future *f = NULL;
+	st = tw_rpc_async(a, peer, "echo", &sargs, NULL, 10000, &f);
+	W_ASSERT(w, st == TW_OK, "small call: %s", tw_status_name(st));
+	int64_t big_n = (1 << 20) / 4 + 1; /* 1 MiB + 4 bytes of tensor */
+	tw_tensor bt;
+	W_ASSERT(w, tw_tensor_zeros(&bt, TW_FLOAT32, 1, &big_n) == TW_OK,
+		 "alloc");
+	tw_value big[1];
+	tw_value_tensor(&big[0], &bt);
+	tw_tensor_release(&bt);
+	tw_value bargs = H_TUPLE(big);
+	tw_future *g = NULL;
+	st = tw_rpc_async(a, peer, "echo", &bargs, NULL, 10000, &g);
+	W_ASSERT(w, st == TW_EOVERFLOW && g == NULL, "big call: %s",
+		 tw_status_name(st));
+	W_ASSERT(w, strstr(tw_errmsg(st), "(tw_agent_opts.max_frame)") != NULL,
+		 "%s", tw_errmsg(st));
+	st = tw_rpc_sync(a, peer, "echo", &bargs, NULL, 10000, &r, &e);
+	W_ASSERT(w, st == TW_EOVERFLOW, "big sync call: %s",
+		 tw_status_name(st));
+	tw_value_destroy(&e);
+	destroy_all(big, 1);
+	st = tw_agent_wait(a, f, -1);
+	W_ASSERT(w, st == TW_OK, "the call in flight: %s", tw_errmsg(st));
+	tw_future_release(f);
+	st = tw_rpc_sync(a, peer, "echo", &sargs, NULL, 10000, &r, &e);
+	W_ASSERT(w, st == TW_OK && at(&r, 2) == 3.0, "after: %s",
+		 tw_errmsg(st));
+	tw_value_destroy(&r);
+	destroy_all(small, 1);
+
+	/* A factory over the callee's bounds. */
+	{
+		static const int64_t huge[] = {1 << 20, 1 << 20};
+		tw_value av[1] = {ilist(2, huge)};
+		tw_value args = H_TUPLE(av);
+		st = tw_rpc_sync(a, peer, "aten::ones", &args, NULL, 10000, &r,
+				 &e);
+		W_ASSERT(w, st == TW_ERUNTIME, "ones: %s", tw_status_name(st));
+		W_ASSERT(w,
+			 e.kind == TW_KIND_ERROR &&
+				 strstr(e.u.err->msg,
+					"tw_agent_opts.max_tensor_elems") !=
+					 NULL,
+			 "ones: %s", tw_errmsg(st));
+		tw_value_destroy(&e);
+		destroy_all(av, 1);
+	}
+	/* Over loop_work_max (2^16): on the callee's executor. */
+	{
+		int64_t n = 100000; /* 400 KB: within max_frame */
+		tw_tensor t;
+		W_ASSERT(w, tw_tensor_alloc(&t, TW_FLOAT32, 1, &n) == TW_OK,
+			 "alloc");
+		for (int64_t i = 0; i < n; i++)
+			((float *)t.data)[i] = 0.5f;
+		tw_value av[1];
+		tw_value_tensor(&av[0], &t);
+		tw_tensor_release(&t);
+		tw_value args = H_TUPLE(av);
+		st = tw_rpc_sync(a, peer, "aten::sum", &args, NULL, 10000, &r,
+				 &e);
+		W_ASSERT(w, st == TW_OK && at(&r, 0) == 50000.0, "sum: %s",
+			 tw_errmsg(st));
+		tw_value_destroy(&r);
+		destroy_all(av, 1);
+	}
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(builtins, bounds_between_2_workers, .timeout = 60)
+{
+	h_run_group(2, w_bounds, NULL, NULL, 0);
+}
+
 Test(builtins, between_2_workers, .timeout = 60)
 {
 	h_run_group(2, w_builtins, NULL, NULL, 0);

@@ -847,3 +847,155 @@ Test(aten, list_functions)
 	cr_assert_eq(r.kind, TW_KIND_LIST);
 	tw_value_destroy(&r);
 }
+
+/* ---- bounds (tw_ops_limits: the agent's max_tensor_*, max_op_work,
+ * loop_work_max) ---- */
+
+static _Atomic uint64_t refused;
+static const tw_ops_limits small_lim = {.max_elems = 1000,
+					.max_bytes = 4000,
+					.max_work = 100000,
+					.offload_work = 0,
+					.refused = &refused};
+
+/* A float32 tensor value of shape (ndim, shape) filled with v. */
+static tw_value filled(unsigned ndim, const int64_t *shape, float v)
+{
+	tw_tensor t;
+	cr_assert_eq(tw_tensor_alloc(&t, TW_FLOAT32, ndim, shape), TW_OK);
+	int64_t n;
+	tw_tensor_numel(&t, &n);
+	for (int64_t i = 0; i < n; i++)
+		((float *)t.data)[i] = v;
+	tw_value tv_;
+	cr_assert_eq(tw_value_tensor(&tv_, &t), TW_OK);
+	tw_tensor_release(&t);
+	return tv_;
+}
+
+/* One float standing for n elements (stride 0), borrowed. */
+static float one_elem = 1.0f;
+static tw_value expanded(unsigned ndim, const int64_t *shape)
+{
+	int64_t strides[TW_TENSOR_MAX_DIMS] = {0};
+	tw_tensor t;
+	cr_assert_eq(tw_tensor_init(&t, TW_FLOAT32, ndim, shape, strides,
+				    &one_elem, NULL),
+		     TW_OK);
+	tw_value v;
+	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
+	return v;
+}
+
+static void expect_refused(tw_status st, tw_value *r, const char *option)
+{
+	cr_assert_eq(st, TW_ERUNTIME, "got %s", tw_status_name(st));
+	cr_assert(strstr(errmsg(r), option) != NULL, "%s", errmsg(r));
+	cr_assert(strstr(errmsg(r), "over this worker's limit") != NULL, "%s",
+		  errmsg(r));
+	tw_value_destroy(r);
+}
+
+Test(aten, bounds_refuse_before_allocating_and_are_counted)
+{
+	atomic_store(&refused, 0);
+	tw_ops_limits_set(&small_lim);
+	tw_value r;
+	int64_t big[] = {1 << 20, 1 << 20}; /* 2^40 elements: 4 TiB */
+	expect_refused(CALL("aten::ones", &r, ints(2, big)), &r,
+		       "tw_agent_opts.max_tensor_elems");
+	expect_refused(CALL("aten::rand", &r, ints(2, big)), &r,
+		       "tw_agent_opts.max_tensor_elems");
+	expect_refused(CALL("aten::full", &r, ints(2, big), tw_value_int(7)),
+		       &r, "tw_agent_opts.max_tensor_elems");
+	expect_refused(CALL("aten::arange", &r, tw_value_int(1000000000)), &r,
+		       "tw_agent_opts.max_tensor_elems");
+	/* 1000 float64 elements: within the count, 8000 bytes over 4000 */
+	int64_t k1000[] = {1000};
+	tw_value av[1] = {ints(1, k1000)};
+	const char *k[1] = {"dtype"};
+	tw_value kv[1] = {tw_value_int(7)};
+	expect_refused(call("aten::zeros", 1, av, 1, k, kv, &r), &r,
+		       "tw_agent_opts.max_tensor_bytes");
+
+	/* Broadcasting: two 1000-element operands make 10^6. */
+	int64_t col[] = {1000, 1}, row[] = {1, 1000};
+	expect_refused(CALL("aten::add", &r, filled(2, col, 1),
+			    filled(2, row, 2)),
+		       &r, "tw_agent_opts.max_tensor_elems");
+	/* A stride-0 input: 4 bytes standing for 2^60 elements. Its sum
+	 * touches them all (work), its negation would create them. */
+	int64_t huge[] = {INT64_C(1) << 30, INT64_C(1) << 30};
+	expect_refused(CALL("aten::sum", &r, expanded(2, huge)), &r,
+		       "tw_agent_opts.max_op_work");
+	expect_refused(CALL("aten::max", &r, expanded(2, huge)), &r,
+		       "tw_agent_opts.max_op_work");
+	expect_refused(CALL("aten::neg", &r, expanded(2, huge)), &r,
+		       "tw_agent_opts.max_tensor_elems");
+	/* A copy of it: reshape, clone, cat, a borrowed view's result. */
+	int64_t flat[] = {-1};
+	expect_refused(CALL("aten::reshape", &r, expanded(2, huge),
+			    ints(1, flat)),
+		       &r, "tw_agent_opts.max_tensor_elems");
+	expect_refused(CALL("aten::clone", &r, expanded(2, huge)), &r,
+		       "tw_agent_opts.max_tensor_elems");
+	expect_refused(CALL("aten::t", &r, expanded(2, huge)), &r,
+		       "tw_agent_opts.max_tensor_elems");
+	/* Matrix products: 10x1000 @ 1000x10 is 100 results from 10^5
+	 * multiply-adds; x100 of them are over max_work. */
+	int64_t a1[] = {10, 10000}, b1[] = {10000, 10};
+	expect_refused(CALL("aten::mm", &r, expanded(2, a1), expanded(2, b1)),
+		       &r, "tw_agent_opts.max_op_work");
+	expect_refused(CALL("aten::matmul", &r, expanded(2, a1),
+			    expanded(2, b1)),
+		       &r, "tw_agent_opts.max_op_work");
+	tw_value lst;
+	cr_assert_eq(tw_value_list(&lst, 2), TW_OK);
+	int64_t half[] = {600};
+	tw_value_set_item(&lst, 0, filled(1, half, 1));
+	tw_value_set_item(&lst, 1, filled(1, half, 1));
+	expect_refused(CALL("aten::cat", &r, lst), &r,
+		       "tw_agent_opts.max_tensor_elems");
+	cr_assert_eq(atomic_load(&refused), 15);
+
+	/* Within the bounds, as before. */
+	int64_t sh[] = {10, 10};
+	cr_assert_eq(CALL("aten::ones", &r, ints(2, sh)), TW_OK);
+	tw_value_destroy(&r);
+	int64_t a2[] = {10, 100}, b2[] = {100, 10};
+	cr_assert_eq(CALL("aten::mm", &r, expanded(2, a2), expanded(2, b2)),
+		     TW_OK);
+	cr_assert_eq(((float *)r.u.tensor->data)[0], 100.0f);
+	tw_value_destroy(&r);
+	int64_t e1000[] = {100000};
+	cr_assert_eq(CALL("aten::sum", &r, expanded(1, e1000)), TW_OK);
+	cr_assert_eq(((float *)r.u.tensor->data)[0], 100000.0f);
+	tw_value_destroy(&r);
+	cr_assert_eq(atomic_load(&refused), 15);
+	tw_ops_limits_set(NULL);
+}
+
+Test(aten, work_over_offload_asks_to_move_and_does_nothing)
+{
+	tw_ops_limits lim = {.offload_work = 100};
+	tw_ops_limits_set(&lim);
+	tw_value r;
+	int64_t n200[] = {200}, n50[] = {50};
+	cr_assert_eq(CALL("aten::neg", &r, filled(1, n200, 1)), TW_EBUSY);
+	cr_assert(tw_ops_offload_take());
+	cr_assert_not(tw_ops_offload_take(), "taken once");
+	tw_value_destroy(&r);
+	cr_assert_eq(CALL("aten::sum", &r, expanded(1, n200)), TW_EBUSY);
+	cr_assert(tw_ops_offload_take());
+	tw_value_destroy(&r);
+	/* Small work stays. */
+	cr_assert_eq(CALL("aten::neg", &r, filled(1, n50, 1)), TW_OK);
+	cr_assert_not(tw_ops_offload_take());
+	tw_value_destroy(&r);
+	/* Without an offload bound (the executor's), it runs. */
+	lim.offload_work = 0;
+	cr_assert_eq(CALL("aten::neg", &r, filled(1, n200, 1)), TW_OK);
+	cr_assert_eq(((float *)r.u.tensor->data)[199], -1.0f);
+	tw_value_destroy(&r);
+	tw_ops_limits_set(NULL);
+}

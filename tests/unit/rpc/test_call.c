@@ -704,3 +704,100 @@ Test(call, embedded_wait_all_polls_the_loop)
 	tw_value_destroy(&noargs);
 	world_down(true);
 }
+
+/* ---- the frame limit: the caller fails first ------------------------------ */
+
+static void small_frames(uint32_t rank, struct tw_agent_opts *o)
+{
+	(void)rank;
+	o->max_frame = 64 * 1024;
+}
+
+/* args: one float32 tensor of n elements (owned). */
+static tw_value tensor_args(int64_t n)
+{
+	tw_tensor t;
+	cr_assert_eq(tw_tensor_zeros(&t, TW_FLOAT32, 1, &n), TW_OK);
+	tw_value args, v;
+	cr_assert_eq(tw_value_tensor(&v, &t), TW_OK);
+	tw_tensor_release(&t);
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	tw_value_set_item(&args, 0, v);
+	return args;
+}
+
+Test(call, call_over_max_frame_fails_at_the_caller_and_sends_nothing)
+{
+	world_up(2, small_frames);
+	tw_future *ok = call(0, "B", "t::echo", 1, 1000);
+	settle();
+	cr_assert_eq(result_int(ok), 1);
+	tw_future_release(ok);
+	uint64_t sent = net_stats().sent;
+
+	tw_value args = tensor_args(20000); /* 80 KB of tensor */
+	tw_future *f = NULL;
+	tw_status st = tw_rpc_async(W.ag[0], "B", "t::echo", &args, NULL, 1000,
+				    &f);
+	tw_value_destroy(&args);
+	cr_assert_eq(st, TW_EOVERFLOW);
+	cr_assert_null(f);
+	const char *why = tw_errmsg(st);
+	cr_assert(strstr(why,
+			 "call to 't::echo' on worker 'B' is a frame of") !=
+			  NULL,
+		  "%s", why);
+	cr_assert(strstr(why, "over the limit of 65536 bytes "
+			      "(tw_agent_opts.max_frame)") != NULL,
+		  "%s", why);
+	cr_assert_eq(net_stats().sent, sent, "nothing was sent");
+	cr_assert_eq(stats(0).oversize, 1);
+	cr_assert_eq(tw_agent_outstanding(W.ag[0]), 0);
+
+	/* The connection goes on serving. */
+	args = tensor_args(1000);
+	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "t::echo", &args, NULL, 1000,
+				  &f),
+		     TW_OK);
+	tw_value_destroy(&args);
+	ok = call(0, "B", "t::echo", 2, 1000);
+	settle();
+	cr_assert_eq(tw_future_status(f), TW_OK);
+	cr_assert_eq(result_int(ok), 2);
+	cr_assert_eq(stats(0).conns_closed + stats(1).conns_closed, 0);
+	tw_future_release(f);
+	tw_future_release(ok);
+	world_down(true);
+}
+
+Test(call, result_over_max_frame_comes_back_as_an_overflow_error)
+{
+	world_up(2, small_frames);
+	/* aten::zeros([20000]) on B: an 80 KB result, over B's 64 KiB. */
+	tw_value args, sz;
+	cr_assert_eq(tw_value_list(&sz, 1), TW_OK);
+	tw_value_set_item(&sz, 0, tw_value_int(20000));
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	tw_value_set_item(&args, 0, sz);
+	tw_future *f = NULL;
+	cr_assert_eq(tw_rpc_async(W.ag[0], "B", "aten::zeros", &args, NULL,
+				  1000, &f),
+		     TW_OK);
+	tw_value_destroy(&args);
+	POLL_UNTIL(tw_future_done(f));
+	const tw_error *e = failure(f, TW_EOVERFLOW);
+	cr_assert_eq(e->origin, 1);
+	cr_assert(strstr(e->msg, "result of function 'aten::zeros' on worker "
+				 "'B' is a frame of") != NULL,
+		  "%s", e->msg);
+	cr_assert(strstr(e->msg, "(tw_agent_opts.max_frame)") != NULL, "%s",
+		  e->msg);
+	cr_assert_eq(stats(1).oversize, 1);
+	tw_future_release(f);
+	tw_future *ok = call(0, "B", "t::echo", 3, 1000);
+	settle();
+	cr_assert_eq(result_int(ok), 3);
+	cr_assert_eq(stats(0).conns_closed + stats(1).conns_closed, 0);
+	tw_future_release(ok);
+	world_down(true);
+}

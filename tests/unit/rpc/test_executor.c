@@ -3,6 +3,7 @@
 
 #include "dataplane/util.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -249,5 +250,52 @@ Test(executor, destroy_idle)
 	cr_assert_eq(executor_create(4, 8, NULL, &e), TW_OK);
 	struct timespec ts = {0, 20 * 1000 * 1000};
 	nanosleep(&ts, NULL); /* let them go to sleep */
+	executor_destroy(e);
+}
+
+/* ---- nice ---- */
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct nice_job {
+	struct exec_job base;
+	_Atomic int nice; /* the running thread's, -100 until it ran */
+};
+
+static void nice_run(struct exec_job *j)
+{
+	struct nice_job *x = container_of(j, struct nice_job, base);
+	errno = 0;
+	int n = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	atomic_store(&x->nice, errno == 0 ? n : -99);
+}
+
+static void nice_drop(struct exec_job *j)
+{
+	(void)j;
+}
+
+Test(executor, set_nice_lowers_the_threads_priority)
+{
+	struct executor *e;
+	cr_assert_eq(executor_create(1, 8, "nice", &e), TW_OK);
+	cr_assert_eq(executor_set_nice(e, -1), TW_EINVAL);
+	cr_assert_eq(executor_set_nice(e, 20), TW_EINVAL);
+	errno = 0;
+	int base = getpriority(PRIO_PROCESS, 0);
+	cr_assert_eq(errno, 0);
+	int want = base + 5 > 19 ? 19 : base + 5;
+	cr_assert_eq(executor_set_nice(e, want), TW_OK);
+	struct nice_job j = {.base = {.run = nice_run, .drop = nice_drop},
+			     .nice = -100};
+	cr_assert_eq(executor_submit(e, &j.base), TW_OK);
+	uint64_t t0 = now_ns();
+	while (atomic_load(&j.nice) == -100 && now_ns() - t0 < WAIT_NS)
+		sched_yield();
+	cr_assert_eq(atomic_load(&j.nice), want);
+	/* The submitting thread keeps its own. */
+	cr_assert_eq(getpriority(PRIO_PROCESS, 0), base);
 	executor_destroy(e);
 }

@@ -236,3 +236,38 @@ Test(factory, reasons)
 	tw_tensor_release(&t);
 	expect_reason_kept(TW_ETYPE, randi);
 }
+
+/* The serving thread's bounds: checked before anything is allocated, a
+ * shape whose product overflows included; without bounds, none apply. */
+Test(factory, bounds)
+{
+	static _Atomic uint64_t refused;
+	const tw_ops_limits lim = {.max_elems = 1 << 20,
+				   .max_bytes = 1 << 20,
+				   .refused = &refused};
+	tw_tensor t;
+	int64_t ovf[] = {INT64_C(1) << 62, 8}; /* product overflows int64 */
+	int64_t big[] = {1 << 11, 1 << 10};    /* 2^21 elements */
+	int64_t mid[] = {1 << 19};             /* 2^19 floats: 2 MiB */
+	tw_ops_limits_set(&lim);
+	cr_assert_eq(tw_op_zeros(2, ovf, NULL, &t), TW_ERUNTIME);
+	cr_assert(strstr(tw_errmsg(TW_ERUNTIME),
+			 "zeros(): a tensor of 18446744073709551615 elements "
+			 "is over this worker's limit of 1048576 elements "
+			 "(tw_agent_opts.max_tensor_elems)") != NULL,
+		  "%s", tw_errmsg(TW_ERUNTIME));
+	cr_assert_eq(tw_op_ones(2, big, NULL, &t), TW_ERUNTIME);
+	cr_assert_eq(tw_op_rand(1, mid, 1, NULL, &t), TW_ERUNTIME);
+	cr_assert(strstr(tw_errmsg(TW_ERUNTIME),
+			 "rand(): a tensor of 2097152 bytes is over this "
+			 "worker's limit of 1048576 bytes "
+			 "(tw_agent_opts.max_tensor_bytes)") != NULL,
+		  "%s", tw_errmsg(TW_ERUNTIME));
+	tw_dtype u8 = TW_BOOL;
+	cr_assert_eq(tw_op_zeros(1, mid, &u8, &t), TW_OK, "2^19 bools fit");
+	tw_tensor_release(&t);
+	cr_assert_eq(atomic_load(&refused), 3);
+	tw_ops_limits_set(NULL);
+	cr_assert_eq(tw_op_ones(1, mid, NULL, &t), TW_OK, "no bounds");
+	tw_tensor_release(&t);
+}
