@@ -471,6 +471,30 @@ class Conn:
         return True
 
 
+def count_closed(conns, timeout):
+    """How many of conns the peer closes within timeout (all watched at
+    once; what they send meanwhile is read and dropped)."""
+    deadline = time.monotonic() + timeout
+    live = {c.s.fileno(): c for c in conns if not c.eof}
+    while live:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        r, _, _ = select.select(list(live)[:1000], [], [], min(left, 0.2))
+        for fd in r:
+            c = live[fd]
+            try:
+                d = c.s.recv(1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError:
+                d = b""
+            if not d:
+                c.eof = True
+                del live[fd]
+    return sum(1 for c in conns if c.eof)
+
+
 _auth_cache = {}
 
 
@@ -742,8 +766,11 @@ class Group:
                                  "--target", "w0", "--init-timeout-ms",
                                  str(init_timeout_ms)], env, stdin=True)
 
-    def wait_ready(self, timeout=60.0):
-        line = self.m1.readline(timeout)
+    def wait_ready(self, timeout=60.0, line=None):
+        """m1 joined (its "ready" line: read here unless given), w0 serves;
+        learns w0's data port and makes m1's first call."""
+        if line is None:
+            line = self.m1.readline(timeout)
         if line is None or not line.startswith("ready"):
             raise SystemExit("FAIL: member m1 did not join: %r\n%s" %
                              (line, self.m1.log_text()))
@@ -798,7 +825,10 @@ class Checks:
         return ok
 
     def run(self, name, fn):
-        """fn() runs a case and calls check(); an exception is a failure."""
+        """fn() runs a case and calls check(); an exception is a failure.
+        Arguments on the command line pick cases by name."""
+        if len(sys.argv) > 1 and name not in sys.argv[1:]:
+            return
         log("== %s" % name)
         try:
             fn()
