@@ -476,15 +476,19 @@ def count_closed(conns, timeout):
     once; what they send meanwhile is read and dropped)."""
     deadline = time.monotonic() + timeout
     live = {c.s.fileno(): c for c in conns if not c.eof}
+    p = select.poll()
+    for fd in live:
+        p.register(fd, select.POLLIN)
     while live:
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        r, _, _ = select.select(list(live)[:1000], [], [], min(left, 0.2))
-        for fd in r:
-            c = live[fd]
+        for fd, _ in p.poll(min(left, 0.2) * 1000):
+            c = live.get(fd)
+            if c is None:
+                continue
             try:
-                d = c.s.recv(1 << 16)
+                d = c.s.recv(1 << 16, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 continue
             except OSError:
@@ -492,6 +496,7 @@ def count_closed(conns, timeout):
             if not d:
                 c.eof = True
                 del live[fd]
+                p.unregister(fd)
     return sum(1 for c in conns if c.eof)
 
 
@@ -504,15 +509,17 @@ def auth_supported(port, self_id, server_id, key):
     mode = os.environ.get("TW_SEC_AUTH", "auto")
     if mode in ("on", "off"):
         return mode == "on"
-    if port not in _auth_cache:
+    # One probe per binary: every worker of a run is the same build.
+    if TW_WORKER not in _auth_cache:
         c = Conn(port)
         try:
-            _auth_cache[port] = c.handshake(self_id, server_id, key)
+            _auth_cache[TW_WORKER] = c.handshake(self_id, server_id, key)
         except AuthFailed:
-            _auth_cache[port] = True
+            _auth_cache[TW_WORKER] = True
         finally:
             c.close()
-    return _auth_cache[port]
+        log("worker speaks the AUTH handshake: %s" % _auth_cache[TW_WORKER])
+    return _auth_cache[TW_WORKER]
 
 
 def member_conn(port, self_id, server_id, key, src_host=ATTACKER_HOST):
