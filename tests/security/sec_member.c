@@ -123,8 +123,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (o.name == NULL || o.rendezvous == NULL || o.world_size == 0) {
-		fprintf(stderr, "usage: sec_member --name N --rank R "
-				"--world-size W --rendezvous URL [--target T]\n");
+		fprintf(stderr,
+			"usage: sec_member --name N --rank R "
+			"--world-size W --rendezvous URL [--target T]\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);

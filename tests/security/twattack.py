@@ -617,6 +617,8 @@ class Proc:
         env = dict(os.environ)
         for k in ("TW_SECRET", "TW_SECRET_FILE"):
             env.pop(k, None)
+        if ASAN:
+            env.update(ASAN_ENV)
         env.update(env_extra or {})
         self.name = name
         self.logf = tempfile.NamedTemporaryFile(prefix="twsec-%s-" % name,
@@ -704,7 +706,9 @@ class RssWatch:
     """Samples a process's VmRSS every 20 ms on a thread; kills it past a
     hard cap so a failing test cannot take the machine down with it."""
 
-    def __init__(self, pid, hard_cap_mb=1536):
+    def __init__(self, pid, hard_cap_mb=None):
+        if hard_cap_mb is None:
+            hard_cap_mb = 3072 if ASAN else 1536
         self.pid, self.cap = pid, hard_cap_mb * 1024
         self.max_kb = rss_kb(pid) or 0
         self.base_kb = self.max_kb
@@ -735,7 +739,25 @@ class RssWatch:
         return (self.max_kb - self.base_kb) / 1024.0
 
 
-RSS_BOUND_MB = float(os.environ.get("TW_SEC_RSS_MB", "256"))
+def _is_asan(path):
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# Under AddressSanitizer: a small quarantine (freed memory would count as
+# RSS), huge requests fail instead of aborting, leaks are not our subject
+# here (workers are killed); bounds twice as wide for the shadow memory.
+ASAN = _is_asan(TW_WORKER)
+ASAN_ENV = {"ASAN_OPTIONS": "quarantine_size_mb=16:detect_leaks=0:"
+            "allocator_may_return_null=1:abort_on_error=0",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+RSS_BOUND_MB = float(os.environ.get("TW_SEC_RSS_MB", "256")) * (2 if ASAN else 1)
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "ERROR: ThreadSanitizer")
+SANITIZER_REPORTS = []
 
 
 class Group:
@@ -805,6 +827,12 @@ class Group:
             p.kill()
         keep = os.environ.get("TW_SEC_KEEP")
         for p in self.procs:
+            t = p.log_text()
+            if any(m in t for m in SANITIZER_MARKS):
+                # print it whole: scripts/test.sh reads the test log
+                log("sanitizer report from %s (pid %d):\n%s" %
+                    (p.name, p.pid, t))
+                SANITIZER_REPORTS.append(p.name)
             if keep:
                 log("log of %s: %s" % (p.name, p.logf.name))
             else:
@@ -864,6 +892,9 @@ class Checks:
         self.check(name + ": member's call works", r == "ok 42", repr(r))
 
     def finish(self):
+        if SANITIZER_REPORTS:
+            self.check("no sanitizer reports from any worker", False,
+                       ", ".join(SANITIZER_REPORTS))
         log("%d passed, %d failed%s" % (len(self.passed), len(self.failed),
                                         (": " + ", ".join(self.failed))
                                         if self.failed else ""))
