@@ -208,6 +208,37 @@ def big_frames(g):
     C.survived(g, w, "big_frames", bound_mb=64)
 
 
+def emfile(g):
+    """w0 may hold 48 files; 100 strangers on the rendezvous exhaust them
+    before m1 comes. accept() failing with EMFILE must back off, not spin
+    (the issue measured ~92% of a core); once the strangers are gone (the
+    handshake deadline, or they leave) m1 joins."""
+    conns = []
+    for _ in range(100):
+        try:
+            conns.append(T.Conn(g.rdv_port, timeout=2.0))
+        except OSError:
+            break
+    time.sleep(1.0)
+    c0 = T.cpu_seconds(g.w0.pid)
+    time.sleep(3.0)
+    c1 = T.cpu_seconds(g.w0.pid)
+    used = (c1 - c0) / 3.0 if c0 is not None and c1 is not None else -1
+    T.log("w0 used %.0f%% of a core while its files were exhausted" %
+          (used * 100))
+    C.check("emfile: the rendezvous does not spin on EMFILE",
+            0 <= used < 0.5, "%.0f%% of a core" % (used * 100))
+    for c in conns:
+        c.close()
+    m1, line = member_joins(g, "m1", 1)
+    C.check("emfile: m1 joins once the strangers are gone",
+            line is not None and line.startswith("ready"), repr(line))
+    if line is not None and line.startswith("ready"):
+        g.m1 = m1
+        g.wait_ready(line=line)
+        C.survived(g, None, "emfile")
+
+
 case("stranger_first_no_handshake", stranger_first(None))
 case("stranger_first_wrong_secret", stranger_first(b"wrong"))
 case("wrong_secret_worker", bad_worker(b"wrong"))
@@ -215,4 +246,5 @@ case("no_secret_worker", bad_worker(None))
 case("closed_join", closed_join)
 case("strangers_then_join", strangers_then_join)
 case("big_frames", big_frames)
+case("emfile", emfile, w0_nofile=48)
 C.finish()

@@ -577,6 +577,16 @@ def free_port():
     return p
 
 
+def cpu_seconds(pid):
+    """user + system CPU time of a process so far."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def rss_kb(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -613,9 +623,11 @@ def _help_has(flag):
 class Proc:
     """A child process whose output goes to a log file; stdin a pipe."""
 
-    def __init__(self, name, argv, env_extra=None, stdin=False):
+    def __init__(self, name, argv, env_extra=None, stdin=False, nofile=None):
         env = dict(os.environ)
-        for k in ("TW_SECRET", "TW_SECRET_FILE"):
+        # MALLOC_PERTURB_ (meson sets it) would touch what a worker mallocs
+        # and so change its RSS.
+        for k in ("TW_SECRET", "TW_SECRET_FILE", "MALLOC_PERTURB_"):
             env.pop(k, None)
         if ASAN:
             env.update(ASAN_ENV)
@@ -625,7 +637,10 @@ class Proc:
                                                 suffix=".log", delete=False)
         self.p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE if stdin else self.logf,
                                   stderr=self.logf,
-                                  stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
+                                  stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                  preexec_fn=(lambda: resource.setrlimit(
+                                      resource.RLIMIT_NOFILE, (nofile, nofile)))
+                                  if nofile else None)
         self.pid = self.p.pid
         self._out = b""
 
@@ -764,7 +779,8 @@ class Group:
     """w0 (a real tw-worker, the target, rank 0, hosting the rendezvous) and
     m1 (sec_member, rank 1, an honest member that calls w0 on command)."""
 
-    def __init__(self, secret=SECRET, world=2, start_member=True):
+    def __init__(self, secret=SECRET, world=2, start_member=True,
+                 w0_nofile=None):
         raise_fd_limit()
         self.secret = secret
         self.key = secret or b""
@@ -773,15 +789,15 @@ class Group:
         self.world = world
         env, extra = secret_env(secret)
         self.w0 = self.spawn("w0", worker_argv("w0", 0, world, self.rdv_port,
-                                               extra), env)
+                                               extra), env, nofile=w0_nofile)
         self.m1 = None
         self.port = None
         if start_member:
             self.m1 = self.start_member("m1", 1)
             self.wait_ready()
 
-    def spawn(self, name, argv, env, stdin=False):
-        p = Proc(name, argv, env, stdin)
+    def spawn(self, name, argv, env, stdin=False, nofile=None):
+        p = Proc(name, argv, env, stdin, nofile)
         self.procs.append(p)
         return p
 
