@@ -12,6 +12,9 @@
  *   stats               "stats <conns_opened> <conns_closed> <bad_frames>"
  *   quit                immediate shutdown, exit 0
  *
+ * sec_member --auth-vector SECRET CTX prints one handshake's nonces and
+ * MACs from rpc/auth.c instead (see auth_vector).
+ *
  * Failures read "err <status number> <status name> <reason>". */
 #include <getopt.h>
 #include <stdio.h>
@@ -20,7 +23,40 @@
 
 #include <tensorwire/tensorwire.h>
 
+#include "rpc/auth.h"
 #include "tools/demo_fns.h"
+
+static void hex(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		printf("%02x", p[i]);
+	printf(" ");
+}
+
+/* --auth-vector SECRET CTX: one handshake between rpc/auth.c's client (id 1)
+ * and server (id 0 for data, the rendezvous' id for ctx 2), printed as
+ * "nc ns mac_s mac_c", so the Python attacker's MAC can be checked
+ * against the library's. */
+static int auth_vector(const char *secret, int ctx)
+{
+	struct auth_key k;
+	if (auth_key_load(secret, NULL, &k) != TW_OK)
+		return 1;
+	uint32_t sid = ctx == AUTH_CTX_RDV ? AUTH_ID_RDV : 0;
+	struct auth_hs c, s;
+	struct auth_msg hello, ch, pr;
+	auth_client_start(&c, &k, (uint8_t)ctx, 1, sid, &hello);
+	if (auth_server_hello(&s, &k, (uint8_t)ctx, sid, &hello, &ch) ||
+	    auth_client_challenge(&c, &ch, &pr) || auth_server_proof(&s, &pr))
+		return 1;
+	hex(hello.nonce, AUTH_NONCE);
+	hex(ch.nonce, AUTH_NONCE);
+	hex(ch.mac, AUTH_MAC);
+	hex(pr.mac, AUTH_MAC);
+	printf("\n");
+	auth_key_free(&k);
+	return 0;
+}
 
 static void say_err(tw_status s, const tw_value *err)
 {
@@ -95,6 +131,8 @@ int main(int argc, char **argv)
 		{"init-timeout-ms", required_argument, NULL, 'i'},
 		{NULL, 0, NULL, 0},
 	};
+	if (argc == 4 && strcmp(argv[1], "--auth-vector") == 0)
+		return auth_vector(argv[2], atoi(argv[3]));
 	int c;
 	while ((c = getopt_long(argc, argv, "n:r:w:R:t:i:", longopts, NULL)) !=
 	       -1) {

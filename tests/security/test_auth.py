@@ -161,6 +161,26 @@ def silent(g):
             (closed, len(conns)))
 
 
+def auth_vector():
+    """twattack computes MAC("S") and MAC("C") as rpc/auth.c does (so its
+    'legitimate member' really is one once workers demand the handshake)."""
+    import subprocess
+    for key, ctx in ((T.SECRET, T.CTX_DATA), (T.SECRET, T.CTX_RDV),
+                     (b"", T.CTX_DATA)):
+        out = subprocess.run([T.TW_SEC_MEMBER, "--auth-vector", key.decode(),
+                              str(ctx)], capture_output=True, timeout=30)
+        f = out.stdout.decode().split()
+        ok = out.returncode == 0 and len(f) == 4
+        if ok:
+            nc, ns, mac_s, mac_c = (bytes.fromhex(x) for x in f)
+            sid = T.ID_RDV if ctx == T.CTX_RDV else 0
+            ok = (T.auth_mac(key, b"S", ctx, 1, sid, nc, ns) == mac_s and
+                  T.auth_mac(key, b"C", ctx, 1, sid, nc, ns) == mac_c)
+        C.check("auth_vector: MACs agree with rpc/auth.c (key %r, ctx %d)" %
+                (key, ctx), ok, "" if ok else "%r %r" % (out.stdout, out.stderr))
+
+
+C.run("auth_vector", auth_vector)
 case("stranger_call", stranger_call)
 case("wrong_secret", bad_key(b"not-the-group-secret"))
 case("no_secret", bad_key(b""))

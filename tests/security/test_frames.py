@@ -189,6 +189,37 @@ def garbage(g, w):
         c.close()
 
 
+def wire_example():
+    """The attacker speaks the documented format: it builds docs/wire.md's
+    worked example (section 7) byte for byte, read from the document."""
+    import re
+    import struct
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "../../docs/wire.md")
+    text = open(doc, encoding="utf-8").read()
+    block = text.split("## 7. Worked example", 1)[1].split("```", 2)[1]
+    want = bytearray()
+    for line in block.splitlines():
+        m = re.match(r"^([0-9a-f]{4})    (.*)$", line)
+        if not m:
+            continue
+        cols = m.group(2)[:49].split()
+        if len(cols) >= 3 and cols[1] == "\u00d7":
+            want += bytes.fromhex(cols[0]) * int(cols[2])
+            continue
+        for c in cols:
+            if re.fullmatch(r"[0-9a-f]{2}", c):
+                want.append(int(c, 16))
+    t = T.Tensor(T.DT_INT32, [2], data=struct.pack("<ii", 1, -1))
+    got = T.frame(T.CALL, ("add", (5, t), {}), req_id=7, src=1, dst=2)
+    C.check("wire_example: docs/wire.md section 7 built byte for byte",
+            bytes(want) == got and len(got) == 136,
+            "doc %d bytes %s\nours %d bytes %s" %
+            (len(want), bytes(want).hex(), len(got), got.hex())
+            if bytes(want) != got else "")
+
+
+C.run("wire_example", wire_example)
 case("giant_headers", giant_headers, bound_mb=64)
 case("partial_frames", partial_frames, bound_mb=128)
 case("version2", version2)
