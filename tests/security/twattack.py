@@ -587,6 +587,14 @@ def cpu_seconds(pid):
         return None
 
 
+def fd_count(pid):
+    """Files a process holds open (its connections among them)."""
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return None
+
+
 def rss_kb(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
