@@ -4,8 +4,8 @@
 #   1. a -Werror build and `meson test` (unit, integration, corpus replay),
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
 #   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 60), on
-#      the schema parser and on the DPDK packet parser for half that each:
-#      they must find nothing.
+#      the schema parser and on the DPDK packet parser for half that each,
+#      on the connection handshake for a quarter: they must find nothing.
 # Prints one "N passed, N failed" line at the end; exits non-zero on failure.
 set -eu
 cd "$(dirname "$0")/.."
@@ -61,13 +61,16 @@ fuzz_failed=0
 CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
 # target:seconds — the frame decoder faces the network, so it gets the most.
 for spec in fuzz_decode:$FUZZ_SECONDS fuzz_schema:$((FUZZ_SECONDS / 2)) \
-	fuzz_dpdk_pkt:$((FUZZ_SECONDS / 2)); do
+	fuzz_dpdk_pkt:$((FUZZ_SECONDS / 2)) fuzz_auth:$((FUZZ_SECONDS / 4)); do
 	target=${spec%%:*}
 	secs=${spec#*:}
 	# A packet input is a control byte and up to the largest Ethernet
 	# frame IPv4 allows (14 + 65535 bytes).
+	# A handshake input is a control byte and at most 16 steps of an op
+	# byte, 80 bytes, an 80-byte mask and a spoofed id byte.
 	case $target in
 	fuzz_dpdk_pkt) max_len=65550 ;;
+	fuzz_auth) max_len=2600 ;;
 	*) max_len=65536 ;;
 	esac
 	echo "== fuzz: $target, ${secs}s"
