@@ -118,6 +118,7 @@ struct reply_path {
 	uint64_t req_id;
 	uint32_t caller;
 	const struct reg_entry *fn;
+	bool counted; /* in serve_active until its reply is sent or dropped */
 };
 
 /* A reply travelling to its loop: an encoded frame for a connection, or a
@@ -201,6 +202,10 @@ struct tw_agent {
 	_Atomic uint32_t api_inflight; /* threads inside tw_rpc_async */
 	_Atomic uint64_t next_req;
 	_Atomic uint64_t outstanding;
+	/* Incoming calls accepted and not yet answered (any handler kind),
+	 * and accepted ever: graceful shutdown's count (serve.c). */
+	_Atomic uint64_t serve_active;
+	_Atomic uint64_t serve_accepted;
 	_Atomic uint32_t rr_next;
 	stat_t api_calls;
 	struct agent_hooks *hooks; /* our copy; NULL but in tests */

@@ -197,6 +197,8 @@ static void reply_send(const struct reply_path *p, tw_status st,
 		       const tw_value *result, uint32_t origin, const char *msg)
 {
 	tw_agent *a = p->a;
+	if (p->counted) /* answered (or dropped below): no longer active */
+		atomic_fetch_sub(&a->serve_active, 1);
 	struct reply *r = reply_get(a);
 	if (r == NULL)
 		return; /* no memory: the caller's timeout will answer */
@@ -457,6 +459,14 @@ static bool submit_job(struct srv_job *j)
 	return false;
 }
 
+/* A call accepted: active until reply_send answers it (graceful shutdown
+ * counts these, agent.c). */
+static void serve_count(tw_agent *a)
+{
+	atomic_fetch_add(&a->serve_accepted, 1);
+	atomic_fetch_add(&a->serve_active, 1);
+}
+
 /* ---- CALL frames ------------------------------------------------------------ */
 
 void serve_reject(struct agent_loop *l, struct conn_state *cs,
@@ -522,7 +532,9 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			       .l = l,
 			       .conn_id = cs->id,
 			       .req_id = h->req_id,
-			       .caller = h->src};
+			       .caller = h->src,
+			       .counted = true};
+	serve_count(a);
 	p.fn = registry_find(&a->reg, fnv->u.str, fnv->len);
 	if (p.fn == NULL) {
 		reply_errorf(&p, TW_ENOFUNC,
@@ -559,7 +571,9 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 			       .conn_id = 0,
 			       .req_id = c->req_id,
 			       .caller = a->rank,
-			       .fn = c->fn};
+			       .fn = c->fn,
+			       .counted = true};
+	serve_count(a);
 	stat_inc(&l->stats.calls_served);
 	if (c->fn == NULL) {
 		reply_errorf(&p, TW_ENOFUNC,

@@ -104,6 +104,13 @@ struct tw_agent_opts {
 	 * progress when the owner polls. first_cpu does not apply: the
 	 * owner pins its own thread if it wants. */
 	bool embedded;
+	/* Graceful shutdown's deadline (tw_agent_shutdown), in ms, over its
+	 * whole length: waiting for this worker's calls and every round of
+	 * the barrier. Default 60000, torch's default RPC timeout (torch's
+	 * own shutdown timeout, DEFAULT_SHUTDOWN_TIMEOUT, is 0: no deadline,
+	 * so one silent worker holds every other's shutdown forever). 0 = no
+	 * deadline, as in torch; negative is refused. */
+	int64_t shutdown_timeout_ms;
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
@@ -113,33 +120,50 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
  * rendezvous. Returns once every worker's info is known. Errors, all within
  * init_timeout_ms, each with its reason (tw_errmsg): TW_EINVAL (bad
  * options, an unknown transport, duplicate name, rank already taken,
- * world size disagreeing with rank 0's), TW_ETIMEDOUT (rendezvous
- * unreachable or a worker missing), TW_EIO, TW_ENOTSUP (the DPDK
- * transport in a build without DPDK, or its EAL or port cannot be brought
- * up).
+ * world size disagreeing with rank 0's), TW_EAUTH ("authentication
+ * failed: ... secret": this worker and rank 0 do not share a secret, or
+ * one of them has none), TW_ETIMEDOUT (rendezvous unreachable or a worker
+ * missing), TW_EIO, TW_ENOTSUP (the DPDK transport in a build without
+ * DPDK, or its EAL or port cannot be brought up).
  */
 tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
 
 /*
- * Leave. graceful: wait until this worker's calls have completed (their
- * timeouts bound that; a call without one may wait forever, as in torch),
- * then until every worker in the group has called shutdown (a barrier
- * through rank 0; a worker whose control connection closed counts as
- * gone), serving calls meanwhile; then stop. Not graceful: stop at once;
- * pending futures fail with TW_ESHUTDOWN ("RPC agent is shutting down").
- * Frees the agent either way. Returns TW_OK, or TW_EUNREACHABLE when rank
- * 0 vanished during the barrier (the agent is freed all the same), or
- * TW_EBUSY, changing nothing, when called from one of the agent's own
- * threads (a handler). Embedded, only the owner thread may call it
- * (TW_EINVAL otherwise, changing nothing); it polls the loop throughout,
- * so peers' calls are served while it waits for them. Each failure says
- * which case it is (tw_errmsg).
+ * Leave. graceful, as torch's agent join(): repeat rounds of (wait until
+ * this worker's own calls have completed; a barrier through rank 0 carrying
+ * this worker's count of active calls: outgoing calls in flight plus
+ * incoming calls not yet answered, deferred and blocking handlers
+ * included) until the group-wide count is 0 in two rounds in a row with
+ * nothing started or accepted anywhere between them. Calls are served and
+ * may be made throughout, so calls that handlers issue meanwhile (nested
+ * calls, chains of fire-and-forget calls, follow-ups from callbacks)
+ * complete, and handlers still running are not cut off. The whole of it is
+ * bounded by opts.shutdown_timeout_ms (tw_agent_shutdown_timeout: by
+ * timeout_ms). A worker whose control connection closed counts as gone.
+ * Not graceful: stop at once; pending futures fail with TW_ESHUTDOWN ("RPC
+ * agent is shutting down").
+ *
+ * Frees the agent in every case but TW_EBUSY and TW_EINVAL. Returns
+ * TW_OK; TW_ETIMEDOUT when the deadline passed first, naming the workers
+ * rank 0 had not heard from (name and id), or this worker's own calls
+ * still pending, or rank 0 not answering; TW_EUNREACHABLE when rank 0
+ * vanished during the barrier; TW_EBUSY, changing nothing, when called
+ * from one of the agent's own threads (a handler). Embedded, only the
+ * owner thread may call it (TW_EINVAL otherwise, changing nothing); it
+ * polls the loop throughout, so peers' calls are served while it waits
+ * for them. Each failure says which case it is (tw_errmsg).
  *
  * Values and futures that hold received tensors or messages point into
  * the transport's receive buffers: release them before shutdown, or the
  * transport keeps (leaks) its receive pool for them.
  */
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful);
+
+/* tw_agent_shutdown with its own deadline, as torch's
+ * shutdown(graceful, timeout): timeout_ms > 0 bounds a graceful shutdown,
+ * 0 = no deadline, negative = the agent's shutdown_timeout_ms. */
+tw_status tw_agent_shutdown_timeout(tw_agent *a, bool graceful,
+				    int64_t timeout_ms);
 
 /* Worker info by name, by id, or of this worker (torch's get_worker_info).
  * TW_ENOENT if unknown ("no worker named 'w9' (world size 2)", "no worker
