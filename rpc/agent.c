@@ -551,6 +551,12 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 	    strlen(o->name) >= TW_WORKER_NAME_MAX)
 		return tw_fail(TW_EINVAL, "worker name must be 1..%d bytes",
 			       TW_WORKER_NAME_MAX - 1);
+	if (!rdv_name_valid(o->name, strlen(o->name)))
+		return tw_fail(TW_EINVAL,
+			       "worker name '%s' is not allowed: use letters, "
+			       "digits, '-', '_' and ':' only (torch's rule, "
+			       "e.g. 'trainer:0' or 'ps_1')",
+			       o->name);
 	if (o->world_size == 0 || o->rank >= o->world_size)
 		return tw_fail(TW_EINVAL,
 			       "rank %u is out of range for world size %u",

@@ -43,7 +43,9 @@ typedef struct tw_worker_info {
  */
 struct tw_agent_opts {
 	size_t opts_size; /* sizeof(struct tw_agent_opts) */
-	const char *name; /* worker name, unique in the group */
+	const char *name; /* worker name, unique in the group: 1 to
+			   * TW_WORKER_NAME_MAX - 1 letters, digits, '-',
+			   * '_' and ':' (torch's rule) */
 	uint32_t rank;    /* 0 .. world_size-1; rank 0 hosts rendezvous */
 	uint32_t world_size;
 	const char *rendezvous; /* "tcp://host:port", as torch's TCPStore */
@@ -119,8 +121,9 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
  * Join the group: start the loops, serve, and meet every other worker at the
  * rendezvous. Returns once every worker's info is known. Errors, all within
  * init_timeout_ms, each with its reason (tw_errmsg): TW_EINVAL (bad
- * options, an unknown transport, duplicate name, rank already taken,
- * world size disagreeing with rank 0's), TW_EAUTH ("authentication
+ * options, a worker name outside torch's rule, an unknown transport,
+ * duplicate name, rank already taken, world size disagreeing with rank
+ * 0's), TW_EAUTH ("authentication
  * failed: ... secret": this worker and rank 0 do not share a secret, or
  * one of them has none), TW_ETIMEDOUT (rendezvous unreachable or a worker
  * missing), TW_EIO, TW_ENOTSUP (the DPDK transport in a build without
