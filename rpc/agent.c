@@ -538,6 +538,7 @@ static void agent_free(tw_agent *a)
 	free(a->workers);
 	free(a->name_idx);
 	free(a->loops);
+	free((void *)a->serve_active);
 	free(a->hooks);
 	hub_release(a->hub);
 	free(a->rendezvous);
@@ -752,7 +753,9 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	atomic_init(&a->state, AGENT_STARTING);
 	a->hub = calloc(1, sizeof(*a->hub));
 	a->loops = calloc(a->nloops, sizeof(*a->loops));
-	if (a->rendezvous == NULL || a->hub == NULL || a->loops == NULL) {
+	a->serve_active = calloc(a->world, sizeof(*a->serve_active));
+	if (a->rendezvous == NULL || a->hub == NULL || a->loops == NULL ||
+	    a->serve_active == NULL) {
 		st = tw_fail(TW_ENOMEM, "no memory for the agent");
 		goto fail;
 	}
@@ -901,7 +904,10 @@ static struct rdv_count agent_count(tw_agent *a)
 {
 	struct rdv_count c;
 	c.events = atomic_load(&a->next_req) + atomic_load(&a->serve_accepted);
-	c.active = atomic_load(&a->outstanding) + atomic_load(&a->serve_active);
+	c.active = atomic_load(&a->outstanding);
+	for (uint32_t r = 0; r < a->world; r++)
+		if (!rdv_member_gone(a->rdv, r))
+			c.active += atomic_load(&a->serve_active[r]);
 	return c;
 }
 

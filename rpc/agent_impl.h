@@ -118,7 +118,8 @@ struct reply_path {
 	uint64_t req_id;
 	uint32_t caller;
 	const struct reg_entry *fn;
-	bool counted; /* in serve_active until its reply is sent or dropped */
+	bool counted; /* in serve_active[caller] until its reply is sent or
+		       * dropped */
 };
 
 /* A reply travelling to its loop: an encoded frame for a connection, or a
@@ -202,9 +203,13 @@ struct tw_agent {
 	_Atomic uint32_t api_inflight; /* threads inside tw_rpc_async */
 	_Atomic uint64_t next_req;
 	_Atomic uint64_t outstanding;
-	/* Incoming calls accepted and not yet answered (any handler kind),
-	 * and accepted ever: graceful shutdown's count (serve.c). */
-	_Atomic uint64_t serve_active;
+	/* Graceful shutdown's count (serve.c, agent.c agent_count): incoming
+	 * calls without a deadline accepted and not yet answered (any handler
+	 * kind), by caller (world entries), and calls accepted ever. A call
+	 * with a deadline is counted by its caller for exactly as long as the
+	 * caller waits (outstanding); one without, by both, so that it still
+	 * counts if its caller's count were lost, until the caller leaves. */
+	_Atomic uint64_t *serve_active;
 	_Atomic uint64_t serve_accepted;
 	_Atomic uint32_t rr_next;
 	stat_t api_calls;

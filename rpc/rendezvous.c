@@ -498,11 +498,14 @@ static int64_t clamp64(uint64_t v)
 }
 
 /* A worker's round: tuple(int round, int active, int events, int left_ms);
- * rank 0's answer: tuple(int round, int active, int events). */
+ * rank 0's answer: tuple(int round, int active, int events, bytes gone),
+ * gone a bitmap of (world + 7) / 8 bytes, bit r (byte r / 8, bit r % 8)
+ * set once rank r's control connection has closed. */
 static tw_status round_value(tw_value *out, uint32_t round, struct rdv_count c,
-			     const int64_t *left_ms)
+			     const int64_t *left_ms, const uint8_t *gone,
+			     uint32_t world)
 {
-	tw_status st = tw_value_tuple(out, left_ms ? 4 : 3);
+	tw_status st = tw_value_tuple(out, 4);
 	if (st == TW_OK)
 		st = tw_value_set_item(out, 0, tw_value_int(round));
 	if (st == TW_OK)
@@ -511,19 +514,25 @@ static tw_status round_value(tw_value *out, uint32_t round, struct rdv_count c,
 		st = tw_value_set_item(out, 2, tw_value_int(clamp64(c.events)));
 	if (st == TW_OK && left_ms)
 		st = tw_value_set_item(out, 3, tw_value_int(*left_ms));
+	if (st == TW_OK && !left_ms) {
+		tw_value b;
+		st = tw_value_bytes(&b, gone, (world + 7) / 8);
+		if (st == TW_OK)
+			st = tw_value_set_item(out, 3, b);
+	}
 	if (st != TW_OK)
 		tw_value_destroy(out);
 	return st;
 }
 
-tw_status rdv_parse_round(const tw_value *p, bool from_worker, uint32_t *round,
-			  struct rdv_count *c, int64_t *left_ms)
+tw_status rdv_parse_round(const tw_value *p, uint32_t world, uint32_t *round,
+			  struct rdv_count *c, int64_t *left_ms, uint8_t *gone)
 {
-	uint32_t n = from_worker ? 4 : 3;
-	if (p->kind != TW_KIND_TUPLE || p->len != n)
-		return tw_fail(TW_EPROTO,
-			       "malformed SHUTDOWN: want %u integers", n);
-	for (uint32_t i = 0; i < n; i++)
+	bool from_worker = gone == NULL;
+	if (p->kind != TW_KIND_TUPLE || p->len != 4)
+		return tw_fail_static(TW_EPROTO,
+				      "malformed SHUTDOWN: want 4 items");
+	for (uint32_t i = 0; i < (from_worker ? 4u : 3u); i++)
 		if (p->u.items[i].kind != TW_KIND_INT ||
 		    p->u.items[i].u.i < (i == 3 ? -1 : 0))
 			return tw_fail(TW_EPROTO,
@@ -533,11 +542,19 @@ tw_status rdv_parse_round(const tw_value *p, bool from_worker, uint32_t *round,
 	if (p->u.items[0].u.i > UINT32_MAX)
 		return tw_fail_static(TW_EPROTO,
 				      "malformed SHUTDOWN: round out of range");
+	if (!from_worker && (p->u.items[3].kind != TW_KIND_BYTES ||
+			     p->u.items[3].len != (world + 7) / 8))
+		return tw_fail(TW_EPROTO,
+			       "malformed SHUTDOWN: want a bitmap of %u "
+			       "workers",
+			       world);
 	*round = (uint32_t)p->u.items[0].u.i;
 	c->active = (uint64_t)p->u.items[1].u.i;
 	c->events = (uint64_t)p->u.items[2].u.i;
 	if (from_worker)
 		*left_ms = p->u.items[3].u.i;
+	else
+		memcpy(gone, p->u.items[3].u.str, (world + 7) / 8);
 	return TW_OK;
 }
 
@@ -588,6 +605,7 @@ struct rdv_server {
 	uint32_t round;             /* the barrier's current round, from 1 */
 	uint64_t accept_resume;     /* accept(2) failed: listen again then */
 	struct rdv_member *members; /* world entries; addrs NULL = free slot */
+	uint8_t *gone; /* bitmap: members whose connection closed, formed */
 	struct sconn *conns;
 	size_t nconns, capconns;
 	_Atomic uint64_t st_auth_failed, st_refused, st_oversize, st_timed_out,
@@ -603,7 +621,9 @@ static void sconn_close(struct rdv_server *s, size_t i)
 	reader_reset(&c->rd);
 	if (PENDING(c))
 		s->npending--;
-	else if (!s->formed) {
+	else if (s->formed)
+		s->gone[c->id / 8] |= (uint8_t)(1u << (c->id % 8));
+	else {
 		/* Left before the group formed: the rank is free again (a
 		 * restarted worker may take it). */
 		free(s->members[c->id].addrs);
@@ -801,7 +821,8 @@ static void handle_round(struct rdv_server *s, size_t i, const tw_value *p)
 	uint32_t round;
 	int64_t left;
 	char msg[256];
-	tw_status st = rdv_parse_round(p, true, &round, &c->cnt, &left);
+	tw_status st = rdv_parse_round(p, s->world, &round, &c->cnt, &left,
+				       NULL);
 	if (st == TW_OK && round != s->round) {
 		snprintf(msg, sizeof(msg),
 			 "SHUTDOWN for round %u during round %u", round,
@@ -843,7 +864,7 @@ static void round_check(struct rdv_server *s)
 	if (waiting == 0)
 		return;
 	tw_value v;
-	if (round_value(&v, s->round, sum, NULL) != TW_OK)
+	if (round_value(&v, s->round, sum, NULL, s->gone, s->world) != TW_OK)
 		return;
 	for (size_t i = s->nconns; i-- > 0;) {
 		struct sconn *c = &s->conns[i];
@@ -1105,7 +1126,10 @@ tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
 		return tw_fail_static(TW_ENOMEM, "out of memory for the "
 						 "rendezvous server");
 	s->members = calloc(world, sizeof(*s->members));
-	if (s->members == NULL) {
+	s->gone = calloc((world + 7) / 8, 1);
+	if (s->members == NULL || s->gone == NULL) {
+		free(s->members);
+		free(s->gone);
 		free(s);
 		return tw_fail(TW_ENOMEM,
 			       "out of memory for the rendezvous "
@@ -1148,6 +1172,7 @@ tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
 		if (s->stopfd >= 0)
 			close(s->stopfd);
 		free(s->members);
+		free(s->gone);
 		free(s);
 		return TW_EIO;
 	}
@@ -1156,6 +1181,7 @@ tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
 		close(s->lfd);
 		close(s->stopfd);
 		free(s->members);
+		free(s->gone);
 		free(s);
 		return tw_fail(TW_ENOMEM,
 			       "cannot start the rendezvous thread: "
@@ -1181,6 +1207,7 @@ void rdv_server_stop(struct rdv_server *s)
 		sconn_close(s, s->nconns - 1);
 	}
 	free(s->conns);
+	free(s->gone);
 	rdv_members_free(s->members, s->world);
 	close(s->lfd);
 	close(s->stopfd);
@@ -1204,6 +1231,8 @@ void rdv_server_stats(struct rdv_server *s, struct rdv_server_stats *out)
 
 struct rdv_client {
 	int fd;
+	uint32_t world;
+	uint8_t *gone;  /* rank 0's last word on who has left: a bitmap */
 	uint32_t round; /* the barrier's last round sent */
 	struct reader rd;
 };
@@ -1349,6 +1378,15 @@ tw_status rdv_join(const char *url, const struct auth_key *key,
 					      "the rendezvous");
 		}
 		c->fd = fd;
+		c->world = world;
+		c->gone = calloc((world + 7) / 8, 1);
+		if (c->gone == NULL) {
+			rdv_client_close(c);
+			tw_value_destroy(&jv);
+			return tw_fail_static(TW_ENOMEM,
+					      "out of memory joining "
+					      "the rendezvous");
+		}
 		st = join_once(c, key, self, &jv, world, deadline, &m);
 		if (st == TW_OK)
 			break;
@@ -1418,14 +1456,14 @@ tw_status rdv_barrier_round(struct rdv_client *c, struct rdv_count mine,
 	}
 	uint32_t round = ++c->round;
 	tw_value v;
-	tw_status st = round_value(&v, round, mine, &left);
+	tw_status st = round_value(&v, round, mine, &left, NULL, c->world);
 	if (st != TW_OK)
 		return tw_fail_static(st, "shutdown barrier: out of memory");
 	st = send_frame(c->fd, TW_MSG_SHUTDOWN, &v, deadline_ns);
 	tw_value_destroy(&v);
 	if (st == TW_OK) {
 		tw_in_msg m;
-		c->rd.max = RDV_FRAME_SMALL;
+		c->rd.max = RDV_FRAME_SMALL + (c->world + 7) / 8;
 		st = recv_frame(c->fd, &c->rd, deadline_ns, &m, idle, arg);
 		if (st != TW_OK && st != TW_ETIMEDOUT &&
 		    st != TW_EUNREACHABLE) {
@@ -1447,8 +1485,8 @@ tw_status rdv_barrier_round(struct rdv_client *c, struct rdv_count mine,
 					     tw_msg_type_name(m.hdr.type));
 			} else {
 				uint32_t r;
-				st = rdv_parse_round(&m.payload, false, &r,
-						     total, NULL);
+				st = rdv_parse_round(&m.payload, c->world, &r,
+						     total, NULL, c->gone);
 				if (st == TW_OK && r != round)
 					st = tw_fail(TW_EPROTO,
 						     "shutdown barrier: answer "
@@ -1482,5 +1520,11 @@ void rdv_client_close(struct rdv_client *c)
 		return;
 	close(c->fd);
 	reader_reset(&c->rd);
+	free(c->gone);
 	free(c);
+}
+
+bool rdv_member_gone(const struct rdv_client *c, uint32_t rank)
+{
+	return rank < c->world && (c->gone[rank / 8] >> (rank % 8)) & 1;
 }

@@ -130,6 +130,10 @@ tw_status rdv_barrier_round(struct rdv_client *c, struct rdv_count mine,
  * round (timeout_ms < 0: no limit), else as rdv_barrier_round. */
 tw_status rdv_barrier(struct rdv_client *c, int64_t timeout_ms);
 
+/* Whether rank 0's last barrier answer said that rank has left (its
+ * control connection closed after the group formed). */
+bool rdv_member_gone(const struct rdv_client *c, uint32_t rank);
+
 /* Close the control connection (rank 0 counts us as gone) and free. */
 void rdv_client_close(struct rdv_client *c);
 
@@ -145,16 +149,17 @@ bool rdv_name_valid(const char *name, size_t len);
  * The control plane's payload parsers (fuzzed: tests/fuzz/fuzz_rdv.c).
  * A JOIN into *m (m->addrs owned: free it), the rank and world size it
  * claims;
- * a member list of world entries (rdv_members_free); a SHUTDOWN round
- * (a worker's: round, counts, the ms it has left, -1 none; rank 0's
- * answer: round and sums, *left_ms untouched). TW_EPROTO with a reason
- * unless well formed, TW_ENOMEM.
+ * a member list of world entries (rdv_members_free); a SHUTDOWN round:
+ * gone NULL, a worker's (round, counts, the ms it has left, -1 none),
+ * else rank 0's answer (round, sums, and into gone (world + 7) / 8 bytes:
+ * bit r set once rank r's control connection has closed). TW_EPROTO with
+ * a reason unless well formed, TW_ENOMEM.
  */
 tw_status rdv_parse_join(const tw_value *p, struct rdv_member *m, int64_t *rank,
 			 int64_t *world);
 tw_status rdv_parse_members(const tw_value *p, uint32_t world,
 			    struct rdv_member **out);
-tw_status rdv_parse_round(const tw_value *p, bool from_worker, uint32_t *round,
-			  struct rdv_count *c, int64_t *left_ms);
+tw_status rdv_parse_round(const tw_value *p, uint32_t world, uint32_t *round,
+			  struct rdv_count *c, int64_t *left_ms, uint8_t *gone);
 
 #endif

@@ -198,7 +198,7 @@ static void reply_send(const struct reply_path *p, tw_status st,
 {
 	tw_agent *a = p->a;
 	if (p->counted) /* answered (or dropped below): no longer active */
-		atomic_fetch_sub(&a->serve_active, 1);
+		atomic_fetch_sub(&a->serve_active[p->caller], 1);
 	struct reply *r = reply_get(a);
 	if (r == NULL)
 		return; /* no memory: the caller's timeout will answer */
@@ -459,12 +459,14 @@ static bool submit_job(struct srv_job *j)
 	return false;
 }
 
-/* A call accepted: active until reply_send answers it (graceful shutdown
- * counts these, agent.c). */
-static void serve_count(tw_agent *a)
+/* A call accepted, for graceful shutdown's count (agent_impl.h): one
+ * without a deadline stays active until reply_send answers it. */
+static void serve_count(struct reply_path *p, bool deadline)
 {
-	atomic_fetch_add(&a->serve_accepted, 1);
-	atomic_fetch_add(&a->serve_active, 1);
+	atomic_fetch_add(&p->a->serve_accepted, 1);
+	p->counted = !deadline;
+	if (p->counted)
+		atomic_fetch_add(&p->a->serve_active[p->caller], 1);
 }
 
 /* ---- CALL frames ------------------------------------------------------------ */
@@ -532,9 +534,8 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			       .l = l,
 			       .conn_id = cs->id,
 			       .req_id = h->req_id,
-			       .caller = h->src,
-			       .counted = true};
-	serve_count(a);
+			       .caller = h->src};
+	serve_count(&p, deadline != 0);
 	p.fn = registry_find(&a->reg, fnv->u.str, fnv->len);
 	if (p.fn == NULL) {
 		reply_errorf(&p, TW_ENOFUNC,
@@ -571,9 +572,8 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 			       .conn_id = 0,
 			       .req_id = c->req_id,
 			       .caller = a->rank,
-			       .fn = c->fn,
-			       .counted = true};
-	serve_count(a);
+			       .fn = c->fn};
+	serve_count(&p, c->deadline_ns != 0);
 	stat_inc(&l->stats.calls_served);
 	if (c->fn == NULL) {
 		reply_errorf(&p, TW_ENOFUNC,

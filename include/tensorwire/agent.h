@@ -136,8 +136,10 @@ tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
  * this worker's own calls have completed; a barrier through rank 0 carrying
  * this worker's count of active calls: outgoing calls in flight plus
  * incoming calls not yet answered, deferred and blocking handlers
- * included) until the group-wide count is 0 in two rounds in a row with
- * nothing started or accepted anywhere between them. Calls are served and
+ * included, while their caller waits for them) until the group-wide count
+ * is 0 in two rounds in a row with nothing started or accepted anywhere
+ * between them. (An incoming call whose caller gave up at its timeout, or
+ * left the group, no longer counts: as in torch, nobody waits for it.) Calls are served and
  * may be made throughout, so calls that handlers issue meanwhile (nested
  * calls, chains of fire-and-forget calls, follow-ups from callbacks)
  * complete, and handlers still running are not cut off. The whole of it is

@@ -1129,7 +1129,17 @@ Test(rendezvous, barrier_rounds_sum_counts, .timeout = 60)
 			cr_assert_eq(r[k].total.active, 3 * round);
 			cr_assert_eq(r[k].total.events, 100 * round + 1);
 		}
+		cr_assert_not(rdv_member_gone(j[0].c, 1));
 	}
+	/* Rank 1 leaves: rank 0's next round is its own, and says so. */
+	rdv_client_close(j[1].c);
+	j[1].c = NULL;
+	struct rounder last = {.c = j[0].c, .mine = {0, 7}};
+	round_main(&last);
+	cr_assert_eq(last.st, TW_OK, "%s", tw_errmsg(last.st));
+	cr_assert_eq(last.total.events, 7);
+	cr_assert(rdv_member_gone(j[0].c, 1));
+	cr_assert_not(rdv_member_gone(j[0].c, 0));
 	joiner_fini(&j[0]);
 	joiner_fini(&j[1]);
 	rdv_server_stop(v.s);
@@ -1173,10 +1183,13 @@ Test(rendezvous, names_and_parsers)
 		cr_assert_eq(tw_value_set_item(&t, i,
 					       tw_value_int(i == 3 ? -1 : 5)),
 			     TW_OK);
-	cr_assert_eq(rdv_parse_round(&t, true, &round, &c, &left), TW_OK);
+	uint8_t gone[1];
+	cr_assert_eq(rdv_parse_round(&t, 4, &round, &c, &left, NULL), TW_OK);
 	cr_assert_eq(left, -1);
-	cr_assert_eq(rdv_parse_round(&t, false, &round, &c, &left), TW_EPROTO);
+	cr_assert_eq(rdv_parse_round(&t, 4, &round, &c, &left, gone),
+		     TW_EPROTO);
 	cr_assert_eq(tw_value_set_item(&t, 1, tw_value_int(-2)), TW_OK);
-	cr_assert_eq(rdv_parse_round(&t, true, &round, &c, &left), TW_EPROTO);
+	cr_assert_eq(rdv_parse_round(&t, 4, &round, &c, &left, NULL),
+		     TW_EPROTO);
 	tw_value_destroy(&t);
 }
