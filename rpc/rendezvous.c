@@ -880,14 +880,17 @@ static void round_check(struct rdv_server *s)
 	s->round++;
 }
 
-/* Member i waited for the barrier until its deadline: tell it whom it
- * waited for, and let it go. */
-static void round_expire(struct rdv_server *s, size_t i)
+/* Member i waited for the barrier until its deadline (or rank 0 is
+ * leaving: stopping): tell it whom it waited for, and let it go. */
+static void round_expire(struct rdv_server *s, size_t i, bool stopping)
 {
 	char msg[TW_ERRMSG_MAX];
 	int n = snprintf(msg, sizeof(msg),
-			 "shutdown barrier timed out in round %u: no word "
-			 "from",
+			 stopping ? "shutdown barrier ended in round %u: the "
+				    "rendezvous host (rank 0) left; no word "
+				    "from"
+				  : "shutdown barrier timed out in round %u: "
+				    "no word from",
 			 s->round);
 	uint32_t silent = 0;
 	for (size_t k = 0; k < s->nconns && n > 0 && (size_t)n < sizeof(msg);
@@ -941,7 +944,7 @@ static void expire(struct rdv_server *s, uint64_t now)
 			COUNT(s, timed_out);
 			reject(s, i, TW_ETIMEDOUT, msg);
 		} else if (c->state == SC_WAIT) {
-			round_expire(s, i);
+			round_expire(s, i, false);
 		}
 	}
 }
@@ -1201,6 +1204,11 @@ void rdv_server_stop(struct rdv_server *s)
 	ssize_t rc = write(s->stopfd, &one, sizeof(one));
 	(void)rc;
 	pthread_join(s->thread, NULL);
+	/* Members waiting at the barrier hear whom they waited for (rank 0
+	 * is leaving because its own deadline passed), not just a close. */
+	for (size_t i = s->nconns; s->formed && i-- > 0;)
+		if (s->conns[i].state == SC_WAIT)
+			round_expire(s, i, true);
 	while (s->nconns > 0) {
 		/* Closing after the group formed frees nothing in members. */
 		s->formed = true;
