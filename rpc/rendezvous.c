@@ -400,8 +400,10 @@ static tw_status parse_addrs(const tw_value *v, struct rdv_member *m)
 	m->nloops = v->len;
 	for (uint32_t i = 0; i < v->len; i++) {
 		const tw_value *s = &v->u.items[i];
+		/* (a NUL inside would cut the address short) */
 		if (s->kind != TW_KIND_STRING || s->len == 0 ||
-		    s->len >= TW_ADDR_MAX)
+		    s->len >= TW_ADDR_MAX ||
+		    memchr(s->u.str, '\0', s->len) != NULL)
 			return tw_fail(TW_EPROTO,
 				       "malformed JOIN addresses: address %u "
 				       "is not a string of 1 to %u bytes",
