@@ -1,8 +1,10 @@
-/* Graceful shutdown that always ends and loses nothing (issue 12):
- * fire-and-forget chains and nested calls made by handlers while their
- * workers are already in the shutdown barrier complete; a stopped member
- * makes the others' shutdown end at its deadline, naming it; a dead rank 0
- * ends it as unreachable. */
+/* The control plane with real workers (issue 12). Graceful shutdown that
+ * always ends and loses nothing: fire-and-forget chains and nested calls
+ * made by handlers while their workers are already in the shutdown barrier
+ * complete; a stopped member makes the others' shutdown end at its
+ * deadline, naming it; a stopped rank 0 too; a dead rank 0 ends it as
+ * unreachable. And the rendezvous refuses a worker without the group's
+ * secret at tw_agent_init, saying so. */
 #include "harness.h"
 
 #include <signal.h>
@@ -255,4 +257,86 @@ Test(shutdown, a_dead_rank_0_ends_the_barrier_unreachable, .timeout = 120)
 		cr_assert(strstr(sh->msg[r], "rank 0") != NULL, "rank %d: %s",
 			  r, sh->msg[r]);
 	munmap(sh, sizeof(*sh));
+}
+
+/* ---- a stopped rank 0 ---- */
+
+static int w_rank0_stopped(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	opts(&o, w);
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_errmsg(st));
+	if (w->rank == 0) {
+		w->sh->status[0] = getpid();
+		atomic_store(&w->sh->flag[0], 1);
+		raise(SIGSTOP);
+		return 0;
+	}
+	uint64_t until = h_now_ms() + 20000;
+	while (!atomic_load(&w->sh->flag[0]) && h_now_ms() < until)
+		h_sleep_ms(2);
+	W_ASSERT(w, atomic_load(&w->sh->flag[0]), "w0 never stopped");
+	st = tw_agent_shutdown_timeout(a, true, 1500);
+	snprintf(w->sh->msg[w->rank], sizeof(w->sh->msg[0]), "%s",
+		 tw_errmsg(st));
+	W_ASSERT(w, st == TW_ETIMEDOUT, "shutdown: %s: %s", tw_status_name(st),
+		 tw_errmsg(st));
+	if (atomic_fetch_add(&w->sh->counter, 1) == 1)
+		kill(w->sh->status[0], SIGKILL); /* the last one out */
+	return 0;
+}
+
+Test(shutdown, a_stopped_rank_0_ends_at_the_deadline, .timeout = 120)
+{
+	struct h_shared *sh = h_shared_new();
+	h_run_group(3, w_rank0_stopped, NULL, sh, 1u << 0);
+	for (int r = 1; r < 3; r++)
+		cr_assert(strstr(sh->msg[r], "no answer from the rendezvous "
+					     "host (rank 0)") != NULL &&
+				  strstr(sh->msg[r], "1500 ms") != NULL,
+			  "rank %d: %s", r, sh->msg[r]);
+	munmap(sh, sizeof(*sh));
+}
+
+/* ---- the group's secret at the rendezvous ---- */
+
+struct secrets {
+	const char *s[2];
+};
+
+static int w_secret(struct h_worker *w)
+{
+	const struct secrets *c = w->arg;
+	struct tw_agent_opts o;
+	opts(&o, w);
+	o.secret = c->s[w->rank];
+	o.init_timeout_ms = 3000;
+	tw_agent *a = NULL;
+	tw_status st = h_init_err(w->sh->msg[w->rank],
+				  sizeof(w->sh->msg[w->rank]), &o, &a);
+	w->sh->status[w->rank] = st;
+	if (st == TW_OK)
+		tw_agent_shutdown(a, false);
+	return 0;
+}
+
+Test(rendezvous, another_secret_or_none_refused_at_init, .timeout = 60)
+{
+	static const struct secrets cases[] = {
+		{{"alpha", "beta"}}, {{"alpha", NULL}}, {{NULL, "beta"}}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct h_shared *sh = h_shared_new();
+		h_run_group(2, w_secret, (void *)&cases[i], sh, 0);
+		cr_assert_eq(sh->status[1], TW_EAUTH, "case %zu: %s: %s", i,
+			     tw_status_name(sh->status[1]), sh->msg[1]);
+		cr_assert(strstr(sh->msg[1], "authentication failed") &&
+				  strstr(sh->msg[1], "secret"),
+			  "case %zu: %s", i, sh->msg[1]);
+		/* Rank 0 waited for a rank 1 that never joined. */
+		cr_assert_eq(sh->status[0], TW_ETIMEDOUT, "case %zu: %s", i,
+			     sh->msg[0]);
+		munmap(sh, sizeof(*sh));
+	}
 }
