@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1061,7 +1062,7 @@ Test(rendezvous, accept_emfile_backs_off, .timeout = 60)
 	lim.rlim_cur = 256;
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
 	for (;;) {
-		int d = dup(0);
+		int d = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (d < 0)
 			break;
 		cr_assert_lt(n, 4096);
