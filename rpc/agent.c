@@ -898,12 +898,15 @@ static void barrier_idle(void *arg)
 }
 
 /* This worker's part of the barrier's count (agent.h, tw_agent_shutdown):
- * calls ever started or accepted first, then the active ones, so that a
- * call starting in between shows in one of the two. */
+ * calls ever started (request ids) or accepted (the loops' calls_served)
+ * first, then the active ones, so that a call starting in between shows in
+ * one of the two. */
 static struct rdv_count agent_count(tw_agent *a)
 {
 	struct rdv_count c;
-	c.events = atomic_load(&a->next_req) + atomic_load(&a->serve_accepted);
+	c.events = atomic_load(&a->next_req);
+	for (uint32_t i = 0; i < a->nloops; i++)
+		c.events += atomic_load(&a->loops[i].stats.calls_served);
 	c.active = atomic_load(&a->outstanding);
 	for (uint32_t r = 0; r < a->world; r++)
 		if (!rdv_member_gone(a->rdv, r))

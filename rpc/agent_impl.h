@@ -205,12 +205,11 @@ struct tw_agent {
 	_Atomic uint64_t outstanding;
 	/* Graceful shutdown's count (serve.c, agent.c agent_count): incoming
 	 * calls without a deadline accepted and not yet answered (any handler
-	 * kind), by caller (world entries), and calls accepted ever. A call
+	 * kind), by caller (world entries). A call
 	 * with a deadline is counted by its caller for exactly as long as the
 	 * caller waits (outstanding); one without, by both, so that it still
 	 * counts if its caller's count were lost, until the caller leaves. */
 	_Atomic uint64_t *serve_active;
-	_Atomic uint64_t serve_accepted;
 	_Atomic uint32_t rr_next;
 	stat_t api_calls;
 	struct agent_hooks *hooks; /* our copy; NULL but in tests */

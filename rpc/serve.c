@@ -460,10 +460,10 @@ static bool submit_job(struct srv_job *j)
 }
 
 /* A call accepted, for graceful shutdown's count (agent_impl.h): one
- * without a deadline stays active until reply_send answers it. */
+ * without a deadline stays active until reply_send answers it. (Calls
+ * accepted ever are the loops' calls_served.) */
 static void serve_count(struct reply_path *p, bool deadline)
 {
-	atomic_fetch_add(&p->a->serve_accepted, 1);
 	p->counted = !deadline;
 	if (p->counted)
 		atomic_fetch_add(&p->a->serve_active[p->caller], 1);
