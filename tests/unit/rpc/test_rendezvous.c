@@ -1194,3 +1194,53 @@ Test(rendezvous, names_and_parsers)
 		     TW_EPROTO);
 	tw_value_destroy(&t);
 }
+
+/* A stranger posing as rank 0 (listening on the rendezvous address) gets
+ * the HELLO and nothing more: the member checks the CHALLENGE's MAC before
+ * it sends its PROOF or JOIN, and fails with TW_EAUTH. */
+Test(rendezvous, a_fake_rank_0_learns_nothing, .timeout = 60)
+{
+	struct auth_key k = key_of("s3cret");
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(lfd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+	struct srv v = {.port = ntohs(sa.sin_port), .world = 2};
+	snprintf(v.url, sizeof(v.url), "tcp://127.0.0.1:%u", v.port);
+	struct joiner j;
+	joiner_init(&j, &v, 1, "b", 1, 2);
+	j.key = &k;
+	join_start(&j);
+	int fd = accept(lfd, NULL, NULL);
+	cr_assert(fd >= 0);
+	tw_in_msg m;
+	cr_assert_eq(raw_recv(fd, &m), 1);
+	cr_assert_eq(m.hdr.type, TW_MSG_AUTH, "first a HELLO, got %s",
+		     tw_msg_type_name(m.hdr.type));
+	struct auth_msg hello;
+	cr_assert_eq(auth_msg_decode(m.payload.u.str, m.payload.len, &hello),
+		     TW_OK);
+	tw_in_msg_release(&m);
+	cr_assert_eq(hello.step, AUTH_HELLO);
+	cr_assert_eq(hello.from, 1);
+	struct auth_msg ch = {.step = AUTH_CHALLENGE,
+			      .ctx = AUTH_CTX_RDV,
+			      .from = AUTH_ID_RDV,
+			      .to = 1};
+	memset(ch.nonce, 0x11, AUTH_NONCE);
+	memset(ch.mac, 0x33, AUTH_MAC);
+	raw_send_auth(fd, &ch);
+	expect_closed(fd); /* no PROOF, no JOIN: nothing but the close */
+	join_wait(&j);
+	cr_assert_eq(j.st, TW_EAUTH, "%s", j.err);
+	cr_assert(strstr(j.err, "authentication failed") &&
+			  strstr(j.err, "secret"),
+		  "reason: %s", j.err);
+	close(fd);
+	close(lfd);
+	auth_key_free(&k);
+}
