@@ -1,5 +1,6 @@
 /* The agent: options, run loops and their transports, connections,
  * rendezvous and membership, worker info, registration and shutdown. */
+#include <inttypes.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dataplane/clock.h"
 #include "dataplane/err.h"
 #include "rpc/agent_impl.h"
 #include "rpc/future_impl.h"
@@ -54,6 +56,7 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.reply_backlog_max = 1024;
 	d.reply_backlog_bytes = UINT64_C(64) << 20;
 	d.max_frame = (UINT64_C(1) << 30) + (UINT64_C(64) << 10);
+	d.shutdown_timeout_ms = 60000;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
@@ -723,6 +726,7 @@ static void agent_free(tw_agent *a)
 	free(a->workers);
 	free(a->name_idx);
 	free(a->loops);
+	free((void *)a->serve_active);
 	free(a->hooks);
 	hub_release(a->hub);
 	free(a->rendezvous);
@@ -737,6 +741,12 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 	    strlen(o->name) >= TW_WORKER_NAME_MAX)
 		return tw_fail(TW_EINVAL, "worker name must be 1..%d bytes",
 			       TW_WORKER_NAME_MAX - 1);
+	if (!rdv_name_valid(o->name, strlen(o->name)))
+		return tw_fail(TW_EINVAL,
+			       "worker name '%s' is not allowed: use letters, "
+			       "digits, '-', '_' and ':' only (torch's rule, "
+			       "e.g. 'trainer:0' or 'ps_1')",
+			       o->name);
 	if (o->world_size == 0 || o->rank >= o->world_size)
 		return tw_fail(TW_EINVAL,
 			       "rank %u is out of range for world size %u",
@@ -777,6 +787,10 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 			TW_EINVAL,
 			"max_frame must be 64 KiB .. 2^40 bytes, got %llu",
 			(unsigned long long)o->max_frame);
+	if (o->shutdown_timeout_ms < 0)
+		return tw_fail(TW_EINVAL,
+			       "shutdown_timeout_ms must not be negative "
+			       "(0 = no deadline)");
 	return TW_OK;
 }
 
@@ -952,7 +966,9 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	atomic_init(&a->state, AGENT_STARTING);
 	a->hub = calloc(1, sizeof(*a->hub));
 	a->loops = calloc(a->nloops, sizeof(*a->loops));
-	if (a->rendezvous == NULL || a->hub == NULL || a->loops == NULL) {
+	a->serve_active = calloc(a->world, sizeof(*a->serve_active));
+	if (a->rendezvous == NULL || a->hub == NULL || a->loops == NULL ||
+	    a->serve_active == NULL) {
 		st = tw_fail(TW_ENOMEM, "no memory for the agent");
 		goto fail;
 	}
@@ -1009,7 +1025,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 			goto fail; /* it said why */
 		/* Up first, so the others stop retrying as soon as possible. */
 		st = rdv_server_start(a->rendezvous, a->world,
-				      o.init_timeout_ms, &a->rdv_srv);
+				      o.init_timeout_ms, &a->key, NULL,
+				      &a->rdv_srv);
 		if (st != TW_OK)
 			goto fail; /* it said why */
 	}
@@ -1060,8 +1077,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	for (uint32_t i = 0; i < a->nloops; i++)
 		snprintf(self.addrs[i], TW_ADDR_MAX, "%s", a->loops[i].addr);
 	atomic_store(&a->joining, 1);
-	st = rdv_join(a->rendezvous, &self, a->world, o.init_timeout_ms,
-		      &a->rdv, &a->members);
+	st = rdv_join(a->rendezvous, &a->key, &self, a->world,
+		      o.init_timeout_ms, &a->rdv, &a->members);
 	free(self.addrs);
 	if (st != TW_OK)
 		goto fail; /* it said why */
@@ -1108,7 +1125,103 @@ static void barrier_idle(void *arg)
 	(void)tw_loop_poll_wait(l->loop, 1000000);
 }
 
+/* This worker's part of the barrier's count (agent.h, tw_agent_shutdown):
+ * calls ever started (request ids) or accepted (the loops' calls_served)
+ * first, then the active ones, so that a call starting in between shows in
+ * one of the two. */
+static struct rdv_count agent_count(tw_agent *a)
+{
+	struct rdv_count c;
+	c.events = atomic_load(&a->next_req);
+	for (uint32_t i = 0; i < a->nloops; i++)
+		c.events += atomic_load(&a->loops[i].stats.calls_served);
+	c.active = atomic_load(&a->outstanding);
+	for (uint32_t r = 0; r < a->world; r++)
+		if (!rdv_member_gone(a->rdv, r))
+			c.active += atomic_load(&a->serve_active[r]);
+	return c;
+}
+
+/* Wait for this worker's own calls until deadline (tw_now_ns clock,
+ * UINT64_MAX = none), serving meanwhile when embedded. */
+static bool wait_own_calls(tw_agent *a, struct agent_loop *own,
+			   uint64_t deadline)
+{
+	if (own != NULL) {
+		uint64_t now = tw_now_ns();
+		uint64_t ns = deadline == UINT64_MAX ? UINT64_MAX
+			      : deadline > now       ? deadline - now
+						     : 0;
+		return tw_loop_poll_until(own->loop, no_outstanding, a, ns,
+					  1000000);
+	}
+	while (atomic_load(&a->outstanding) != 0) {
+		if (tw_now_ns() >= deadline)
+			return false;
+		sleep_us(1000);
+	}
+	return true;
+}
+
+/* Between rounds while calls are still active somewhere: a pause growing
+ * from 1 to 32 ms, serving meanwhile when embedded. */
+static void round_pause(struct agent_loop *own, uint32_t round)
+{
+	uint64_t ms = round < 6 ? UINT64_C(1) << (round - 1) : 32;
+	if (own == NULL) {
+		sleep_us((unsigned)(ms * 1000));
+		return;
+	}
+	uint64_t until = tw_now_ns() + ms * 1000000u;
+	while (tw_now_ns() < until)
+		(void)tw_loop_poll_wait(own->loop, until - tw_now_ns());
+}
+
+/*
+ * Graceful shutdown's rounds, as torch's TensorPipeAgent::join: our own
+ * calls, then a barrier through rank 0 summing every worker's count of
+ * active calls, until the group-wide count is 0. A count of 0 alone could
+ * be a snapshot taken while a chain of calls moved between workers that
+ * reported at different times; it ends the rounds only when the round
+ * before also counted 0 and no call was started or accepted anywhere in
+ * between (the sums of calls ever started and accepted are equal).
+ */
+static tw_status graceful_rounds(tw_agent *a, struct agent_loop *own,
+				 int64_t timeout_ms)
+{
+	uint64_t deadline =
+		timeout_ms > 0 ? tw_now_ns() + (uint64_t)timeout_ms * 1000000u
+			       : UINT64_MAX;
+	struct rdv_count prev = {UINT64_MAX, UINT64_MAX};
+	for (uint32_t round = 1;; round++) {
+		if (!wait_own_calls(a, own, deadline))
+			return tw_fail(TW_ETIMEDOUT,
+				       "%" PRIu64 " calls of this worker were "
+				       "still pending",
+				       atomic_load(&a->outstanding));
+		struct rdv_count total;
+		tw_status st = rdv_barrier_round(a->rdv, agent_count(a),
+						 deadline,
+						 own ? barrier_idle : NULL, own,
+						 &total);
+		if (st != TW_OK)
+			return st; /* it said why */
+		if (total.active == 0 && prev.active == 0 &&
+		    total.events == prev.events)
+			return TW_OK;
+		prev = total;
+		if (total.active != 0)
+			round_pause(own, round);
+	}
+}
+
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
+{
+	return tw_agent_shutdown_timeout(a, graceful, -1);
+}
+
+tw_status tw_agent_shutdown_timeout(tw_agent *a, bool graceful,
+				    int64_t timeout_ms)
 {
 	if (a == NULL)
 		return tw_fail_static(TW_EINVAL, "tw_agent_shutdown: agent is "
@@ -1140,35 +1253,36 @@ tw_status tw_agent_shutdown(tw_agent *a, bool graceful)
 				      "tw_agent_shutdown called from a "
 				      "blocking handler: it would wait for "
 				      "itself");
+	if (timeout_ms < 0)
+		timeout_ms = a->o.shutdown_timeout_ms;
 	tw_status st = TW_OK;
+	char why[TW_ERRMSG_MAX] = "";
 	if (graceful && atomic_load(&a->state) == AGENT_RUNNING) {
-		/* Our calls first (their timeouts bound this), then the
-		 * barrier: every worker has stopped calling. Embedded, we
-		 * keep polling throughout: our calls complete on our loop,
-		 * and peers still calling us must be served. */
-		if (a->hooks != NULL) {
+		/* Calls are made and served throughout (the agent stays
+		 * running); embedded, we keep polling: our calls complete on
+		 * our loop, and peers still calling us must be served. */
+		if (a->hooks != NULL)
 			hooked_drain(a, own); /* and no barrier */
-		} else if (own != NULL) {
-			(void)tw_loop_poll_until(own->loop, no_outstanding, a,
-						 UINT64_MAX, 1000000);
-			st = rdv_barrier_idle(a->rdv, -1, barrier_idle, own);
-		} else {
-			while (atomic_load(&a->outstanding) != 0)
-				sleep_us(1000);
-			st = rdv_barrier(a->rdv, -1);
-		}
+		else
+			st = graceful_rounds(a, own, timeout_ms);
+		if (st != TW_OK)
+			snprintf(why, sizeof(why), "%s", tw_errmsg(st));
 	}
 	atomic_store(&a->state, AGENT_STOPPING);
 	while (atomic_load(&a->api_inflight) != 0)
 		sched_yield();
+	char name[TW_WORKER_NAME_MAX];
+	snprintf(name, sizeof(name), "%s", a->name);
 	agent_free(a);
-	if (st != TW_OK)
+	if (st == TW_ETIMEDOUT)
 		/* After the teardown, which may record reasons of its own. */
 		return tw_fail(st,
-			       "shutdown barrier: the rendezvous host "
-			       "(rank 0) went away before every worker had "
-			       "shut down (%s)",
-			       tw_strerror(st));
+			       "graceful shutdown of worker '%s' did not "
+			       "complete within %" PRId64 " ms: %s",
+			       name, timeout_ms, why);
+	if (st != TW_OK)
+		return tw_fail(st, "graceful shutdown of worker '%s': %s", name,
+			       why);
 	return TW_OK;
 }
 

@@ -101,10 +101,10 @@ struct conn_state {
 	bool authed;      /* handshake done: frames flow */
 	bool auth_failed; /* handshake failed: closing soon, sends refused */
 	bool doomed;      /* to be closed by the loop's poller */
-	struct peer_auth *pa;         /* the handshake, until done */
-	tw_status fail_kind;          /* with fail_msg: why calls on it fail */
-	char *fail_msg;               /* NULL: "unreachable" */
-	struct call_list calls;       /* pending calls sent on it */
+	struct peer_auth *pa;   /* the handshake, until done */
+	tw_status fail_kind;    /* with fail_msg: why calls on it fail */
+	char *fail_msg;         /* NULL: "unreachable" */
+	struct call_list calls; /* pending calls sent on it */
 	/* What this connection's peer has this worker hold (serve.c): its
 	 * calls queued for or running on the executor (their frames pinned)
 	 * and the replies to it handed to conn_send and not yet done. Past
@@ -141,6 +141,8 @@ struct reply_path {
 	uint64_t req_id;
 	uint32_t caller;
 	const struct reg_entry *fn;
+	bool counted; /* in serve_active[caller] until its reply is sent or
+		       * dropped */
 };
 
 /* A reply travelling to its loop: an encoded frame for a connection, or a
@@ -228,6 +230,13 @@ struct tw_agent {
 	_Atomic uint32_t api_inflight; /* threads inside tw_rpc_async */
 	_Atomic uint64_t next_req;
 	_Atomic uint64_t outstanding;
+	/* Graceful shutdown's count (serve.c, agent.c agent_count): incoming
+	 * calls without a deadline accepted and not yet answered (any handler
+	 * kind), by caller (world entries). A call
+	 * with a deadline is counted by its caller for exactly as long as the
+	 * caller waits (outstanding); one without, by both, so that it still
+	 * counts if its caller's count were lost, until the caller leaves. */
+	_Atomic uint64_t *serve_active;
 	_Atomic uint32_t rr_next;
 	stat_t api_calls;
 	struct agent_hooks *hooks; /* our copy; NULL but in tests */

@@ -1,6 +1,8 @@
 /* Rendezvous and shutdown barrier: rank 0's control server thread and every
  * rank's control connection to it. Control plane only: plain sockets,
- * poll() deadlines, tensorwire frames (JOIN, SHUTDOWN, EXCEPTION). */
+ * poll() deadlines, tensorwire frames (AUTH, JOIN, SHUTDOWN, EXCEPTION).
+ * Every connection authenticates before it may JOIN (rpc/auth.h), and
+ * everything a peer sends is bounded before it is read (rendezvous.h). */
 #include "rpc/rendezvous.h"
 
 #include <errno.h>
@@ -11,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +27,8 @@
 
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
+#include "rpc/auth.h"
 
-/* Control frames are small; anything bigger is a confused peer. */
-#define RDV_MAX_FRAME (UINT64_C(4) << 20)
 /* Pause between connection attempts while rank 0 is not up yet. */
 #define RDV_RETRY_MS 50
 
@@ -117,14 +119,18 @@ static tw_status resolve(const char *url, struct sockaddr_storage *ss,
 
 /* ---- framing over a non-blocking socket ----------------------------- */
 
-/* Reads one frame in pieces as bytes arrive. */
+/* Reads one frame in pieces as bytes arrive. Nothing beyond the header is
+ * allocated before the header passed max. */
 struct reader {
 	unsigned char hdr[TW_FRAME_HDR_SIZE];
 	size_t got;
 	uint64_t total;
+	uint64_t max; /* the largest frame accepted next (0: RDV_FRAME_SMALL) */
 	tw_buf *buf;
 	tw_frame_hdr h; /* hdr decoded: valid while buf is set */
 };
+
+enum { RD_MORE = 0, RD_FRAME = 1, RD_EOF = -1, RD_BIG = -2 };
 
 static void reader_reset(struct reader *r)
 {
@@ -134,8 +140,15 @@ static void reader_reset(struct reader *r)
 	r->total = 0;
 }
 
-/* Read what is there. 1: a whole frame in r->buf; 0: need more; -1: EOF,
- * error or a bad header (the connection is done). */
+static uint64_t reader_max(const struct reader *r)
+{
+	return r->max ? r->max : RDV_FRAME_SMALL;
+}
+
+/* Read what is there. RD_FRAME: a whole frame in r->buf; RD_MORE: need
+ * more; RD_EOF: EOF, error or a bad header; RD_BIG: a header announcing
+ * more than r->max (r->h says how much). The connection is done after
+ * RD_EOF and RD_BIG. */
 static int reader_feed(struct reader *r, int fd)
 {
 	for (;;) {
@@ -148,28 +161,30 @@ static int reader_feed(struct reader *r, int fd)
 				 (size_t)(r->total - r->got), 0);
 		}
 		if (n == 0)
-			return -1;
+			return RD_EOF;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			return -1;
+				return RD_MORE;
+			return RD_EOF;
 		}
 		r->got += (size_t)n;
 		if (r->buf == NULL && r->got == TW_FRAME_HDR_SIZE) {
-			tw_frame_limits lim = {.max_total = RDV_MAX_FRAME,
+			tw_frame_limits lim = {.max_total = TW_FRAME_MAX_TOTAL,
 					       .max_segs = 16,
-					       .max_payload = RDV_MAX_FRAME};
+					       .max_payload = UINT32_MAX};
 			if (tw_frame_hdr_decode(r->hdr, &lim, &r->h) != TW_OK)
-				return -1;
+				return RD_EOF;
+			if (r->h.total_len > reader_max(r))
+				return RD_BIG;
 			if (tw_buf_alloc(r->h.total_len, &r->buf) != TW_OK)
-				return -1;
+				return RD_EOF;
 			memcpy(r->buf->data, r->hdr, TW_FRAME_HDR_SIZE);
 			r->total = r->h.total_len;
 		}
 		if (r->buf != NULL && r->got == r->total)
-			return 1;
+			return RD_FRAME;
 	}
 }
 
@@ -183,19 +198,39 @@ static tw_status reader_decode(struct reader *r, tw_in_msg *m)
 	return st;
 }
 
-/* Wait for a whole frame until deadline. TW_ETIMEDOUT, TW_EUNREACHABLE on
- * EOF or error, TW_EPROTO on a bad frame. stopfd (-1 = none) aborts with
- * TW_ESHUTDOWN. */
+static tw_status too_big(const struct reader *r)
+{
+	return tw_fail(TW_EPROTO,
+		       "control frame of %" PRIu64
+		       " bytes is over the limit of %" PRIu64 " bytes here",
+		       r->h.total_len, reader_max(r));
+}
+
+/* Wait for a whole frame until deadline; idle (NULL: block in poll) is
+ * called between looks instead of poll for a thread that must keep
+ * working. TW_ETIMEDOUT, TW_EUNREACHABLE on EOF or error, TW_EPROTO on a
+ * bad or oversized frame (with a reason). */
 static tw_status recv_frame(int fd, struct reader *r, uint64_t deadline,
-			    tw_in_msg *m)
+			    tw_in_msg *m, void (*idle)(void *arg), void *arg)
 {
 	for (;;) {
 		int rc = reader_feed(r, fd);
-		if (rc == 1)
+		if (rc == RD_FRAME)
 			return reader_decode(r, m);
+		if (rc == RD_BIG) {
+			tw_status st = too_big(r);
+			reader_reset(r);
+			return st;
+		}
 		if (rc < 0) {
 			reader_reset(r);
 			return TW_EUNREACHABLE;
+		}
+		if (idle != NULL) {
+			if (deadline != UINT64_MAX && tw_now_ns() >= deadline)
+				return TW_ETIMEDOUT;
+			idle(arg);
+			continue;
 		}
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int t = poll_ms(deadline);
@@ -206,6 +241,8 @@ static tw_status recv_frame(int fd, struct reader *r, uint64_t deadline,
 	}
 }
 
+/* Send a frame; a full socket is waited for until deadline (now: not at
+ * all). */
 static tw_status send_frame(int fd, unsigned type, const tw_value *payload,
 			    uint64_t deadline)
 {
@@ -271,6 +308,24 @@ static tw_status send_error(int fd, tw_status kind, const char *msg,
 	return st;
 }
 
+static tw_status send_auth(int fd, const struct auth_msg *am, uint64_t deadline)
+{
+	uint8_t b[AUTH_MSG_SIZE];
+	auth_msg_encode(am, b);
+	tw_value v = tw_value_bytes_borrow(b, sizeof(b));
+	return send_frame(fd, TW_MSG_AUTH, &v, deadline);
+}
+
+/* An AUTH frame's step; TW_EPROTO with a reason otherwise. */
+static tw_status auth_of(const tw_in_msg *m, struct auth_msg *am)
+{
+	if (m->hdr.type != TW_MSG_AUTH || m->payload.kind != TW_KIND_BYTES)
+		return tw_fail(TW_EPROTO,
+			       "expected an AUTH handshake step, got %s",
+			       tw_msg_type_name(m->hdr.type));
+	return auth_msg_decode(m->payload.u.str, m->payload.len, am);
+}
+
 static void tune_socket(int fd)
 {
 	int one = 1;
@@ -278,6 +333,20 @@ static void tune_socket(int fd)
 }
 
 /* ---- payloads -------------------------------------------------------- */
+
+bool rdv_name_valid(const char *name, size_t len)
+{
+	if (name == NULL || len == 0 || len >= TW_WORKER_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		      c == ':'))
+			return false;
+	}
+	return true;
+}
 
 static tw_status addrs_value(tw_value *out, const struct rdv_member *m)
 {
@@ -317,20 +386,28 @@ static tw_status join_value(tw_value *out, const struct rdv_member *self,
 	return st;
 }
 
-/* Read list[str] into m->addrs. */
+/* Read list[str] into m->addrs (set even on failure: the caller frees). */
 static tw_status parse_addrs(const tw_value *v, struct rdv_member *m)
 {
 	if (v->kind != TW_KIND_LIST || v->len == 0 || v->len > RDV_MAX_LOOPS)
-		return TW_EPROTO;
+		return tw_fail(TW_EPROTO,
+			       "malformed JOIN addresses: want a list of 1 to "
+			       "%u strings",
+			       RDV_MAX_LOOPS);
 	m->addrs = calloc(v->len, sizeof(*m->addrs));
 	if (m->addrs == NULL)
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM, "out of memory for addresses");
 	m->nloops = v->len;
 	for (uint32_t i = 0; i < v->len; i++) {
 		const tw_value *s = &v->u.items[i];
+		/* (a NUL inside would cut the address short) */
 		if (s->kind != TW_KIND_STRING || s->len == 0 ||
-		    s->len >= TW_ADDR_MAX)
-			return TW_EPROTO;
+		    s->len >= TW_ADDR_MAX ||
+		    memchr(s->u.str, '\0', s->len) != NULL)
+			return tw_fail(TW_EPROTO,
+				       "malformed JOIN addresses: address %u "
+				       "is not a string of 1 to %u bytes",
+				       i, TW_ADDR_MAX - 1);
 		memcpy(m->addrs[i], s->u.str, s->len);
 		m->addrs[i][s->len] = '\0';
 	}
@@ -339,11 +416,147 @@ static tw_status parse_addrs(const tw_value *v, struct rdv_member *m)
 
 static tw_status parse_name(const tw_value *v, char *name)
 {
-	if (v->kind != TW_KIND_STRING || v->len == 0 ||
-	    v->len >= TW_WORKER_NAME_MAX)
-		return TW_EPROTO;
+	if (v->kind != TW_KIND_STRING || !rdv_name_valid(v->u.str, v->len))
+		return tw_fail(TW_EPROTO,
+			       "malformed JOIN: the worker name is not 1 to %u "
+			       "letters, digits, '-', '_' or ':'",
+			       TW_WORKER_NAME_MAX - 1);
 	memcpy(name, v->u.str, v->len);
 	name[v->len] = '\0';
+	return TW_OK;
+}
+
+tw_status rdv_parse_join(const tw_value *p, struct rdv_member *m, int64_t *rank,
+			 int64_t *world)
+{
+	memset(m, 0, sizeof(*m));
+	if (p->kind != TW_KIND_TUPLE || p->len != 4 ||
+	    p->u.items[1].kind != TW_KIND_INT ||
+	    p->u.items[2].kind != TW_KIND_INT)
+		return tw_fail_static(TW_EPROTO,
+				      "malformed JOIN: want (name, rank, "
+				      "world_size, addresses)");
+	tw_status st = parse_name(&p->u.items[0], m->name);
+	if (st != TW_OK)
+		return st;
+	*rank = p->u.items[1].u.i;
+	*world = p->u.items[2].u.i;
+	st = parse_addrs(&p->u.items[3], m);
+	if (st != TW_OK) {
+		free(m->addrs);
+		m->addrs = NULL;
+		m->nloops = 0;
+	}
+	return st;
+}
+
+tw_status rdv_parse_members(const tw_value *p, uint32_t world,
+			    struct rdv_member **out)
+{
+	*out = NULL;
+	if (p->kind != TW_KIND_LIST || p->len != world)
+		return tw_fail(TW_EPROTO,
+			       "malformed member list: want a list of %u "
+			       "workers",
+			       world);
+	struct rdv_member *ms = calloc(world, sizeof(*ms));
+	if (ms == NULL)
+		return tw_fail_static(TW_ENOMEM,
+				      "out of memory for the member list");
+	tw_status st = TW_OK;
+	for (uint32_t r = 0; st == TW_OK && r < world; r++) {
+		const tw_value *t = &p->u.items[r];
+		if (t->kind != TW_KIND_TUPLE || t->len != 3 ||
+		    t->u.items[0].kind != TW_KIND_INT ||
+		    t->u.items[0].u.i != (int64_t)r) {
+			st = tw_fail(TW_EPROTO,
+				     "malformed member list: entry %u is not "
+				     "(%u, name, addresses)",
+				     r, r);
+			break;
+		}
+		ms[r].rank = r;
+		st = parse_name(&t->u.items[1], ms[r].name);
+		if (st == TW_OK)
+			st = parse_addrs(&t->u.items[2], &ms[r]);
+		for (uint32_t q = 0; st == TW_OK && q < r; q++)
+			if (strcmp(ms[q].name, ms[r].name) == 0)
+				st = tw_fail(TW_EPROTO,
+					     "malformed member list: ranks %u "
+					     "and %u are both '%s'",
+					     q, r, ms[r].name);
+	}
+	if (st != TW_OK) {
+		rdv_members_free(ms, world);
+		return st;
+	}
+	*out = ms;
+	return TW_OK;
+}
+
+static int64_t clamp64(uint64_t v)
+{
+	return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+/* A worker's round: tuple(int round, int active, int events, int left_ms);
+ * rank 0's answer: tuple(int round, int active, int events, bytes gone),
+ * gone a bitmap of (world + 7) / 8 bytes, bit r (byte r / 8, bit r % 8)
+ * set once rank r's control connection has closed. */
+static tw_status round_value(tw_value *out, uint32_t round, struct rdv_count c,
+			     const int64_t *left_ms, const uint8_t *gone,
+			     uint32_t world)
+{
+	tw_status st = tw_value_tuple(out, 4);
+	if (st == TW_OK)
+		st = tw_value_set_item(out, 0, tw_value_int(round));
+	if (st == TW_OK)
+		st = tw_value_set_item(out, 1, tw_value_int(clamp64(c.active)));
+	if (st == TW_OK)
+		st = tw_value_set_item(out, 2, tw_value_int(clamp64(c.events)));
+	if (st == TW_OK && left_ms)
+		st = tw_value_set_item(out, 3, tw_value_int(*left_ms));
+	if (st == TW_OK && !left_ms) {
+		tw_value b;
+		st = tw_value_bytes(&b, gone, (world + 7) / 8);
+		if (st == TW_OK)
+			st = tw_value_set_item(out, 3, b);
+	}
+	if (st != TW_OK)
+		tw_value_destroy(out);
+	return st;
+}
+
+tw_status rdv_parse_round(const tw_value *p, uint32_t world, uint32_t *round,
+			  struct rdv_count *c, int64_t *left_ms, uint8_t *gone)
+{
+	bool from_worker = gone == NULL;
+	if (p->kind != TW_KIND_TUPLE || p->len != 4)
+		return tw_fail_static(TW_EPROTO,
+				      "malformed SHUTDOWN: want 4 items");
+	for (uint32_t i = 0; i < (from_worker ? 4u : 3u); i++)
+		if (p->u.items[i].kind != TW_KIND_INT ||
+		    p->u.items[i].u.i < (i == 3 ? -1 : 0))
+			return tw_fail(TW_EPROTO,
+				       "malformed SHUTDOWN: item %u is not a "
+				       "count",
+				       i);
+	if (p->u.items[0].u.i > UINT32_MAX)
+		return tw_fail_static(TW_EPROTO,
+				      "malformed SHUTDOWN: round out of range");
+	if (!from_worker && (p->u.items[3].kind != TW_KIND_BYTES ||
+			     p->u.items[3].len != (world + 7) / 8))
+		return tw_fail(TW_EPROTO,
+			       "malformed SHUTDOWN: want a bitmap of %u "
+			       "workers",
+			       world);
+	*round = (uint32_t)p->u.items[0].u.i;
+	c->active = (uint64_t)p->u.items[1].u.i;
+	c->events = (uint64_t)p->u.items[2].u.i;
+	if (from_worker)
+		*left_ms = p->u.items[3].u.i;
+	else
+		memcpy(gone, p->u.items[3].u.str, (world + 7) / 8);
 	return TW_OK;
 }
 
@@ -359,15 +572,23 @@ void rdv_members_free(struct rdv_member *m, uint32_t n)
 /* ---- rank 0's server ------------------------------------------------- */
 
 enum sconn_state {
-	SC_NEW,    /* connected, no JOIN yet */
-	SC_JOINED, /* holds a rank */
-	SC_DONE,   /* sent SHUTDOWN, waits for the barrier */
+	SC_HELLO,  /* connected: waits for the handshake's HELLO */
+	SC_PROOF,  /* challenged: waits for the client's PROOF */
+	SC_AUTHED, /* proved it is worker id: waits for its JOIN */
+	SC_JOINED, /* holds rank id; after the list: working */
+	SC_WAIT,   /* sent this round's SHUTDOWN, waits for the others */
 };
+
+/* Connections before SC_JOINED are pending: bounded in number and time. */
+#define PENDING(c) ((c)->state < SC_JOINED)
 
 struct sconn {
 	int fd;
 	enum sconn_state state;
-	uint32_t rank;
+	uint32_t id;          /* the authenticated worker id (= rank) */
+	uint64_t deadline;    /* pending: JOIN due; SC_WAIT: the barrier's; 0 */
+	struct rdv_count cnt; /* SC_WAIT: this round's counts */
+	struct auth_hs hs;
 	struct reader rd;
 };
 
@@ -378,23 +599,37 @@ struct rdv_server {
 	uint32_t world;
 	int64_t timeout_ms;
 	uint64_t deadline; /* for the group to form */
+	const struct auth_key *key;
+	struct rdv_limits lim;
 	bool formed;
 	uint32_t joined;
+	uint32_t npending;
+	uint32_t round;             /* the barrier's current round, from 1 */
+	uint64_t accept_resume;     /* accept(2) failed: listen again then */
 	struct rdv_member *members; /* world entries; addrs NULL = free slot */
+	uint8_t *gone; /* bitmap: members whose connection closed, formed */
 	struct sconn *conns;
 	size_t nconns, capconns;
+	_Atomic uint64_t st_auth_failed, st_refused, st_oversize, st_timed_out,
+		st_over_cap, st_accept_errors, st_gone;
 };
+
+#define COUNT(s, what) atomic_fetch_add(&(s)->st_##what, 1)
 
 static void sconn_close(struct rdv_server *s, size_t i)
 {
 	struct sconn *c = &s->conns[i];
 	close(c->fd);
 	reader_reset(&c->rd);
-	if (c->state != SC_NEW && !s->formed) {
+	if (PENDING(c))
+		s->npending--;
+	else if (s->formed)
+		s->gone[c->id / 8] |= (uint8_t)(1u << (c->id % 8));
+	else {
 		/* Left before the group formed: the rank is free again (a
 		 * restarted worker may take it). */
-		free(s->members[c->rank].addrs);
-		s->members[c->rank].addrs = NULL;
+		free(s->members[c->id].addrs);
+		s->members[c->id].addrs = NULL;
 		s->joined--;
 	}
 	s->conns[i] = s->conns[--s->nconns];
@@ -428,78 +663,140 @@ static tw_status members_value(const struct rdv_server *s, tw_value *out)
 	return st;
 }
 
-/* Refuse conn i with a message and close it. */
+/* Refuse conn i with a message and close it. The answer is tiny and the
+ * socket's buffer has room for it unless the peer stopped reading: it is
+ * not waited for (a stranger cannot stall the server). */
 static void reject(struct rdv_server *s, size_t i, tw_status kind,
 		   const char *msg)
 {
-	send_error(s->conns[i].fd, kind, msg, deadline_after(1000));
+	send_error(s->conns[i].fd, kind, msg, deadline_after(0));
 	sconn_close(s, i);
 }
 
-/* Returns true when conn i was closed. */
-static bool handle_join(struct rdv_server *s, size_t i, const tw_value *p)
+/* The frame conn i sent in state SC_HELLO or SC_PROOF. */
+static void handle_auth(struct rdv_server *s, size_t i, const tw_in_msg *m)
 {
-	char msg[512];
-	struct rdv_member m = {0};
-	if (p->kind != TW_KIND_TUPLE || p->len != 4 ||
-	    parse_name(&p->u.items[0], m.name) != TW_OK ||
-	    p->u.items[1].kind != TW_KIND_INT ||
-	    p->u.items[2].kind != TW_KIND_INT) {
-		reject(s, i, TW_EPROTO, "malformed JOIN");
-		return true;
+	struct sconn *c = &s->conns[i];
+	struct auth_msg am, ch;
+	char msg[TW_ERRMSG_MAX];
+	tw_status st = auth_of(m, &am);
+	if (st == TW_OK && c->state == SC_HELLO && am.step == AUTH_HELLO &&
+	    am.from >= s->world) {
+		snprintf(msg, sizeof(msg),
+			 "rank %" PRIu32 " is out of range for world size %u",
+			 am.from, s->world);
+		COUNT(s, refused);
+		reject(s, i, TW_EINVAL, msg);
+		return;
 	}
-	int64_t rank = p->u.items[1].u.i, world = p->u.items[2].u.i;
+	if (st == TW_OK)
+		st = c->state == SC_HELLO
+			     ? auth_server_hello(&c->hs, s->key, AUTH_CTX_RDV,
+						 AUTH_ID_RDV, &am, &ch)
+			     : auth_server_proof(&c->hs, &am);
+	if (st != TW_OK) {
+		snprintf(msg, sizeof(msg), "rendezvous: %s", tw_errmsg(st));
+		COUNT(s, auth_failed);
+		reject(s, i, st, msg);
+		return;
+	}
+	if (c->state == SC_HELLO) {
+		if (send_auth(c->fd, &ch, deadline_after(0)) != TW_OK) {
+			sconn_close(s, i);
+			return;
+		}
+		c->state = SC_PROOF;
+		return;
+	}
+	c->state = SC_AUTHED;
+	c->id = c->hs.client_id;
+	c->rd.max = RDV_JOIN_MAX; /* the JOIN, next */
+}
+
+static void handle_join(struct rdv_server *s, size_t i, const tw_value *p)
+{
+	struct sconn *c = &s->conns[i];
+	char msg[512];
+	struct rdv_member m;
+	int64_t rank, world;
+	tw_status st = rdv_parse_join(p, &m, &rank, &world);
+	if (st != TW_OK) {
+		snprintf(msg, sizeof(msg), "%s", tw_errmsg(st));
+		COUNT(s, refused);
+		reject(s, i, TW_EPROTO, msg);
+		return;
+	}
 	if (world != (int64_t)s->world) {
 		snprintf(msg, sizeof(msg),
 			 "world size %" PRId64
 			 " does not match rank 0's world size %u",
 			 world, s->world);
-		reject(s, i, TW_EINVAL, msg);
-		return true;
-	}
-	if (rank < 0 || rank >= (int64_t)s->world) {
+		st = TW_EINVAL;
+	} else if (rank < 0 || rank >= (int64_t)s->world) {
 		snprintf(msg, sizeof(msg),
 			 "rank %" PRId64 " is out of range for world size %u",
 			 rank, s->world);
-		reject(s, i, TW_EINVAL, msg);
-		return true;
-	}
-	if (s->formed) {
+		st = TW_EINVAL;
+	} else if (rank != (int64_t)c->id) {
+		snprintf(msg, sizeof(msg),
+			 "JOIN as rank %" PRId64
+			 " on a connection authenticated as worker id %u",
+			 rank, c->id);
+		st = TW_EAUTH;
+	} else if (s->formed) {
 		snprintf(msg, sizeof(msg),
 			 "the group is already complete (world size %u)",
 			 s->world);
-		reject(s, i, TW_EINVAL, msg);
-		return true;
-	}
-	if (s->members[rank].addrs != NULL) {
+		st = TW_EINVAL;
+	} else if (s->members[rank].addrs != NULL) {
 		snprintf(msg, sizeof(msg),
 			 "rank %" PRId64 " is already taken by worker '%s'",
 			 rank, s->members[rank].name);
-		reject(s, i, TW_EINVAL, msg);
-		return true;
+		st = TW_EINVAL;
 	}
-	for (uint32_t r = 0; r < s->world; r++) {
+	for (uint32_t r = 0; st == TW_OK && r < s->world; r++) {
 		if (s->members[r].addrs != NULL &&
 		    strcmp(s->members[r].name, m.name) == 0) {
 			snprintf(msg, sizeof(msg),
 				 "worker name '%s' is already taken by rank %u",
 				 m.name, r);
-			reject(s, i, TW_EINVAL, msg);
-			return true;
+			st = TW_EINVAL;
 		}
 	}
-	tw_status st = parse_addrs(&p->u.items[3], &m);
 	if (st != TW_OK) {
 		free(m.addrs);
-		reject(s, i, TW_EPROTO, "malformed JOIN addresses");
-		return true;
+		COUNT(s, refused);
+		reject(s, i, st, msg);
+		return;
 	}
 	m.rank = (uint32_t)rank;
 	s->members[rank] = m;
 	s->joined++;
-	s->conns[i].state = SC_JOINED;
-	s->conns[i].rank = (uint32_t)rank;
-	return false;
+	s->npending--;
+	c->state = SC_JOINED;
+	c->deadline = 0;
+	c->rd.max = RDV_FRAME_SMALL;
+}
+
+/* Members whose connection has closed (or is closing) before the list
+ * goes out are not members: close them, freeing their ranks. True when
+ * every joined member is still there. */
+static bool joined_alive(struct rdv_server *s)
+{
+	bool all = true;
+	for (size_t i = s->nconns; i-- > 0;) {
+		struct sconn *c = &s->conns[i];
+		if (c->state != SC_JOINED)
+			continue;
+		struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+		if (poll(&p, 1, 0) > 0 &&
+		    (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			COUNT(s, gone);
+			sconn_close(s, i);
+			all = false;
+		}
+	}
+	return all;
 }
 
 /* Everyone is here: send the list. */
@@ -509,34 +806,109 @@ static void announce(struct rdv_server *s)
 	if (members_value(s, &list) != TW_OK)
 		return;
 	s->formed = true;
-	for (size_t i = 0; i < s->nconns;) {
+	s->round = 1;
+	for (size_t i = s->nconns; i-- > 0;) {
 		if (s->conns[i].state == SC_JOINED &&
 		    send_frame(s->conns[i].fd, TW_MSG_JOIN, &list,
-			       deadline_after(s->timeout_ms)) != TW_OK) {
+			       deadline_after(s->timeout_ms)) != TW_OK)
 			sconn_close(s, i);
-			continue;
-		}
-		i++;
 	}
 	tw_value_destroy(&list);
 }
 
-/* Barrier complete when no member is still working (gone ones closed). */
-static bool barrier_done(const struct rdv_server *s)
+/* A member's SHUTDOWN round. */
+static void handle_round(struct rdv_server *s, size_t i, const tw_value *p)
 {
-	for (size_t i = 0; i < s->nconns; i++)
-		if (s->conns[i].state == SC_JOINED)
-			return false;
-	return true;
+	struct sconn *c = &s->conns[i];
+	uint32_t round;
+	int64_t left;
+	char msg[256];
+	tw_status st = rdv_parse_round(p, s->world, &round, &c->cnt, &left,
+				       NULL);
+	if (st == TW_OK && round != s->round) {
+		snprintf(msg, sizeof(msg),
+			 "SHUTDOWN for round %u during round %u", round,
+			 s->round);
+		reject(s, i, TW_EPROTO, msg);
+		return;
+	}
+	if (st != TW_OK) {
+		snprintf(msg, sizeof(msg), "%s", tw_errmsg(st));
+		reject(s, i, st, msg);
+		return;
+	}
+	c->state = SC_WAIT;
+	c->deadline = 0;
+	if (left >= 0) {
+		/* A little before the worker gives up, so that it hears who
+		 * kept it waiting rather than time out on its own. */
+		int64_t margin = left / 10 < 200 ? left / 10 : 200;
+		c->deadline = deadline_after(left - margin);
+	}
 }
 
-static void release_barrier(struct rdv_server *s)
+/* The round is complete when no live member is still working (gone ones
+ * closed): send everyone waiting the sums. */
+static void round_check(struct rdv_server *s)
 {
-	tw_value none = tw_value_none();
-	for (size_t i = 0; i < s->nconns; i++)
-		if (s->conns[i].state == SC_DONE)
-			send_frame(s->conns[i].fd, TW_MSG_SHUTDOWN, &none,
-				   deadline_after(1000));
+	struct rdv_count sum = {0, 0};
+	size_t waiting = 0;
+	for (size_t i = 0; i < s->nconns; i++) {
+		const struct sconn *c = &s->conns[i];
+		if (c->state == SC_JOINED)
+			return;
+		if (c->state == SC_WAIT) {
+			waiting++;
+			sum.active += c->cnt.active;
+			sum.events += c->cnt.events;
+		}
+	}
+	if (waiting == 0)
+		return;
+	tw_value v;
+	if (round_value(&v, s->round, sum, NULL, s->gone, s->world) != TW_OK)
+		return;
+	for (size_t i = s->nconns; i-- > 0;) {
+		struct sconn *c = &s->conns[i];
+		if (c->state != SC_WAIT)
+			continue;
+		c->state = SC_JOINED;
+		c->deadline = 0;
+		if (send_frame(c->fd, TW_MSG_SHUTDOWN, &v,
+			       deadline_after(1000)) != TW_OK)
+			sconn_close(s, i);
+	}
+	tw_value_destroy(&v);
+	s->round++;
+}
+
+/* Member i waited for the barrier until its deadline (or rank 0 is
+ * leaving: stopping): tell it whom it waited for, and let it go. */
+static void round_expire(struct rdv_server *s, size_t i, bool stopping)
+{
+	char msg[TW_ERRMSG_MAX];
+	int n = snprintf(msg, sizeof(msg),
+			 stopping ? "shutdown barrier ended in round %u: the "
+				    "rendezvous host (rank 0) left; no word "
+				    "from"
+				  : "shutdown barrier timed out in round %u: "
+				    "no word from",
+			 s->round);
+	uint32_t silent = 0;
+	for (size_t k = 0; k < s->nconns && n > 0 && (size_t)n < sizeof(msg);
+	     k++) {
+		const struct sconn *c = &s->conns[k];
+		if (c->state != SC_JOINED)
+			continue;
+		n += snprintf(msg + n, sizeof(msg) - (size_t)n,
+			      "%s worker '%s' (id %u)", silent ? "," : "",
+			      s->members[c->id].name, c->id);
+		silent++;
+	}
+	if (silent == 0 && n > 0 && (size_t)n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - (size_t)n, " nobody (?)");
+	send_error(s->conns[i].fd, TW_ETIMEDOUT, msg, deadline_after(0));
+	sconn_close(s, i);
 }
 
 static void time_out(struct rdv_server *s)
@@ -557,18 +929,130 @@ static void time_out(struct rdv_server *s)
 				   deadline_after(1000));
 }
 
+/* Connections past their deadline: pending ones are closed, a member
+ * waiting at the barrier hears who kept it. */
+static void expire(struct rdv_server *s, uint64_t now)
+{
+	char msg[128];
+	for (size_t i = s->nconns; i-- > 0;) {
+		struct sconn *c = &s->conns[i];
+		if (c->deadline == 0 || now < c->deadline)
+			continue;
+		if (PENDING(c)) {
+			snprintf(msg, sizeof(msg),
+				 "no JOIN within %" PRId64
+				 " ms of connecting to the rendezvous",
+				 s->lim.handshake_ms);
+			COUNT(s, timed_out);
+			reject(s, i, TW_ETIMEDOUT, msg);
+		} else if (c->state == SC_WAIT) {
+			round_expire(s, i, false);
+		}
+	}
+}
+
+/* The next deadline the loop must wake for (UINT64_MAX: none). */
+static uint64_t next_wake(const struct rdv_server *s)
+{
+	uint64_t t = s->formed ? UINT64_MAX : s->deadline;
+	for (size_t i = 0; i < s->nconns; i++)
+		if (s->conns[i].deadline != 0 && s->conns[i].deadline < t)
+			t = s->conns[i].deadline;
+	if (s->accept_resume != 0 && s->accept_resume < t)
+		t = s->accept_resume;
+	return t;
+}
+
+/* Accept what is queued. Over the pending cap a connection is closed at
+ * once (a member retries); when accept fails for want of descriptors or
+ * memory, listening pauses (no spinning on a listening socket that stays
+ * readable) and resumes once the backoff passed. */
+static void accept_some(struct rdv_server *s)
+{
+	for (int k = 0; k < 64; k++) {
+		int fd = accept4(s->lfd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				COUNT(s, accept_errors);
+				s->accept_resume = deadline_after(
+					s->lim.accept_backoff_ms);
+			}
+			return; /* EAGAIN, or a connection gone meanwhile */
+		}
+		if (s->npending >= s->lim.max_pending) {
+			COUNT(s, over_cap);
+			close(fd);
+			continue;
+		}
+		if (s->nconns == s->capconns) {
+			size_t nc = s->capconns ? s->capconns * 2 : 8;
+			struct sconn *n2 = realloc(s->conns, nc * sizeof(*n2));
+			if (n2 == NULL) {
+				close(fd);
+				return;
+			}
+			s->conns = n2;
+			s->capconns = nc;
+		}
+		tune_socket(fd);
+		s->conns[s->nconns++] = (struct sconn){
+			.fd = fd,
+			.state = SC_HELLO,
+			.deadline = deadline_after(s->lim.handshake_ms)};
+		s->npending++;
+	}
+}
+
+/* One frame came on conn i. */
+static void serve_frame(struct rdv_server *s, size_t i)
+{
+	struct sconn *c = &s->conns[i];
+	tw_in_msg m;
+	if (reader_decode(&c->rd, &m) != TW_OK) {
+		reject(s, i, TW_EPROTO, "bad control frame");
+		return;
+	}
+	switch (c->state) {
+	case SC_HELLO:
+	case SC_PROOF:
+		handle_auth(s, i, &m);
+		break;
+	case SC_AUTHED:
+		if (m.hdr.type == TW_MSG_JOIN)
+			handle_join(s, i, &m.payload);
+		else
+			reject(s, i, TW_EPROTO,
+			       "unexpected control message: want JOIN");
+		break;
+	case SC_JOINED:
+		if (m.hdr.type == TW_MSG_SHUTDOWN && s->formed)
+			handle_round(s, i, &m.payload);
+		else
+			reject(s, i, TW_EPROTO, "unexpected control message");
+		break;
+	case SC_WAIT:
+		reject(s, i, TW_EPROTO, "unexpected control message");
+		break;
+	}
+	tw_in_msg_release(&m);
+}
+
 static void *server_main(void *arg)
 {
 	struct rdv_server *s = arg;
 	struct pollfd *pfd = NULL;
 	size_t pcap = 0;
 	for (;;) {
-		if (!s->formed && s->joined == s->world)
+		uint64_t now = tw_now_ns();
+		expire(s, now);
+		if (s->accept_resume != 0 && now >= s->accept_resume)
+			s->accept_resume = 0;
+		if (!s->formed && s->joined == s->world && joined_alive(s))
 			announce(s);
-		if (s->formed && barrier_done(s)) {
-			release_barrier(s);
-			break;
-		}
+		if (s->formed)
+			round_check(s);
 		if (pcap < s->nconns + 2) {
 			pcap = (s->nconns + 2) * 2;
 			struct pollfd *np = realloc(pfd, pcap * sizeof(*pfd));
@@ -577,17 +1061,19 @@ static void *server_main(void *arg)
 			pfd = np;
 		}
 		pfd[0] = (struct pollfd){.fd = s->stopfd, .events = POLLIN};
-		pfd[1] = (struct pollfd){.fd = s->lfd, .events = POLLIN};
+		/* While accepting is paused the listening socket is not
+		 * watched: poll would report it readable at once. */
+		pfd[1] = (struct pollfd){.fd = s->accept_resume ? -1 : s->lfd,
+					 .events = POLLIN};
 		for (size_t i = 0; i < s->nconns; i++)
 			pfd[i + 2] = (struct pollfd){.fd = s->conns[i].fd,
 						     .events = POLLIN};
 		size_t np = s->nconns + 2;
-		int t = s->formed ? -1 : poll_ms(s->deadline);
-		if (!s->formed && t == 0) {
+		if (!s->formed && now >= s->deadline) {
 			time_out(s);
 			break;
 		}
-		int rc = poll(pfd, np, t);
+		int rc = poll(pfd, np, poll_ms(next_wake(s)));
 		if (rc < 0 && errno != EINTR)
 			break;
 		if (rc <= 0)
@@ -602,59 +1088,39 @@ static void *server_main(void *arg)
 				continue;
 			struct sconn *c = &s->conns[i];
 			int fr = reader_feed(&c->rd, c->fd);
+			if (fr == RD_BIG) {
+				char msg[160];
+				snprintf(msg, sizeof(msg),
+					 "control frame of %" PRIu64
+					 " bytes is over the limit of %" PRIu64
+					 " bytes here",
+					 c->rd.h.total_len, reader_max(&c->rd));
+				COUNT(s, oversize);
+				reject(s, i, TW_EPROTO, msg);
+				continue;
+			}
 			if (fr < 0) {
 				sconn_close(s, i);
 				continue;
 			}
-			if (fr == 0)
-				continue;
-			tw_in_msg m;
-			if (reader_decode(&c->rd, &m) != TW_OK) {
-				reject(s, i, TW_EPROTO, "bad control frame");
-				continue;
-			}
-			if (m.hdr.type == TW_MSG_JOIN && c->state == SC_NEW) {
-				handle_join(s, i, &m.payload);
-			} else if (m.hdr.type == TW_MSG_SHUTDOWN &&
-				   c->state == SC_JOINED && s->formed) {
-				c->state = SC_DONE;
-			} else {
-				reject(s, i, TW_EPROTO,
-				       "unexpected control message");
-			}
-			tw_in_msg_release(&m);
+			if (fr == RD_FRAME)
+				serve_frame(s, i);
 		}
-		if (pfd[1].revents & POLLIN) {
-			int fd = accept4(s->lfd, NULL, NULL,
-					 SOCK_NONBLOCK | SOCK_CLOEXEC);
-			if (fd >= 0) {
-				if (s->nconns == s->capconns) {
-					size_t nc = s->capconns
-							    ? s->capconns * 2
-							    : 8;
-					struct sconn *n2 = realloc(
-						s->conns, nc * sizeof(*n2));
-					if (n2 == NULL) {
-						close(fd);
-						continue;
-					}
-					s->conns = n2;
-					s->capconns = nc;
-				}
-				tune_socket(fd);
-				s->conns[s->nconns++] = (struct sconn){
-					.fd = fd, .state = SC_NEW};
-			}
-		}
+		if (pfd[1].revents & POLLIN)
+			accept_some(s);
 	}
 	free(pfd);
 	return NULL;
 }
 
 tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
+			   const struct auth_key *key,
+			   const struct rdv_limits *lim,
 			   struct rdv_server **out)
 {
 	*out = NULL;
+	if (world == 0 || world >= AUTH_ID_RDV)
+		return tw_fail(TW_EINVAL, "rendezvous: world size %u", world);
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	tw_status st = resolve(url, &ss, &sslen);
@@ -665,12 +1131,29 @@ tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
 		return tw_fail_static(TW_ENOMEM, "out of memory for the "
 						 "rendezvous server");
 	s->members = calloc(world, sizeof(*s->members));
-	if (s->members == NULL) {
+	s->gone = calloc((world + 7) / 8, 1);
+	if (s->members == NULL || s->gone == NULL) {
+		free(s->members);
+		free(s->gone);
 		free(s);
 		return tw_fail(TW_ENOMEM,
 			       "out of memory for the rendezvous "
 			       "of %u workers",
 			       world);
+	}
+	static const struct auth_key none = {NULL, 0};
+	s->key = key != NULL ? key : &none;
+	s->lim =
+		(struct rdv_limits){.max_pending = RDV_MAX_PENDING,
+				    .handshake_ms = RDV_HANDSHAKE_MS,
+				    .accept_backoff_ms = RDV_ACCEPT_BACKOFF_MS};
+	if (lim != NULL) {
+		if (lim->max_pending > 0)
+			s->lim.max_pending = lim->max_pending;
+		if (lim->handshake_ms > 0)
+			s->lim.handshake_ms = lim->handshake_ms;
+		if (lim->accept_backoff_ms > 0)
+			s->lim.accept_backoff_ms = lim->accept_backoff_ms;
 	}
 	s->world = world;
 	s->timeout_ms = timeout_ms;
@@ -694,6 +1177,7 @@ tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
 		if (s->stopfd >= 0)
 			close(s->stopfd);
 		free(s->members);
+		free(s->gone);
 		free(s);
 		return TW_EIO;
 	}
@@ -702,6 +1186,7 @@ tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
 		close(s->lfd);
 		close(s->stopfd);
 		free(s->members);
+		free(s->gone);
 		free(s);
 		return tw_fail(TW_ENOMEM,
 			       "cannot start the rendezvous thread: "
@@ -721,22 +1206,44 @@ void rdv_server_stop(struct rdv_server *s)
 	ssize_t rc = write(s->stopfd, &one, sizeof(one));
 	(void)rc;
 	pthread_join(s->thread, NULL);
+	/* Members waiting at the barrier hear whom they waited for (rank 0
+	 * is leaving because its own deadline passed), not just a close. */
+	for (size_t i = s->nconns; s->formed && i-- > 0;)
+		if (s->conns[i].state == SC_WAIT)
+			round_expire(s, i, true);
 	while (s->nconns > 0) {
 		/* Closing after the group formed frees nothing in members. */
 		s->formed = true;
 		sconn_close(s, s->nconns - 1);
 	}
 	free(s->conns);
+	free(s->gone);
 	rdv_members_free(s->members, s->world);
 	close(s->lfd);
 	close(s->stopfd);
 	free(s);
 }
 
+void rdv_server_stats(struct rdv_server *s, struct rdv_server_stats *out)
+{
+	*out = (struct rdv_server_stats){
+		.auth_failed = atomic_load(&s->st_auth_failed),
+		.refused = atomic_load(&s->st_refused),
+		.oversize = atomic_load(&s->st_oversize),
+		.timed_out = atomic_load(&s->st_timed_out),
+		.over_cap = atomic_load(&s->st_over_cap),
+		.accept_errors = atomic_load(&s->st_accept_errors),
+		.gone = atomic_load(&s->st_gone),
+	};
+}
+
 /* ---- every rank's client --------------------------------------------- */
 
 struct rdv_client {
 	int fd;
+	uint32_t world;
+	uint8_t *gone;  /* rank 0's last word on who has left: a bitmap */
+	uint32_t round; /* the barrier's last round sent */
 	struct reader rd;
 };
 
@@ -777,36 +1284,6 @@ static int try_connect(const struct sockaddr_storage *ss, socklen_t sslen,
 	return fd;
 }
 
-static tw_status parse_members(const tw_value *p, uint32_t world,
-			       struct rdv_member **out)
-{
-	if (p->kind != TW_KIND_LIST || p->len != world)
-		return TW_EPROTO;
-	struct rdv_member *ms = calloc(world, sizeof(*ms));
-	if (ms == NULL)
-		return TW_ENOMEM;
-	tw_status st = TW_OK;
-	for (uint32_t r = 0; st == TW_OK && r < world; r++) {
-		const tw_value *t = &p->u.items[r];
-		if (t->kind != TW_KIND_TUPLE || t->len != 3 ||
-		    t->u.items[0].kind != TW_KIND_INT ||
-		    t->u.items[0].u.i != (int64_t)r) {
-			st = TW_EPROTO;
-			break;
-		}
-		ms[r].rank = r;
-		st = parse_name(&t->u.items[1], ms[r].name);
-		if (st == TW_OK)
-			st = parse_addrs(&t->u.items[2], &ms[r]);
-	}
-	if (st != TW_OK) {
-		rdv_members_free(ms, world);
-		return st;
-	}
-	*out = ms;
-	return TW_OK;
-}
-
 /* Sleep RDV_RETRY_MS, or until the deadline if sooner. */
 static void retry_nap(uint64_t deadline)
 {
@@ -819,12 +1296,55 @@ static void retry_nap(uint64_t deadline)
 	nanosleep(&ts, NULL);
 }
 
-tw_status rdv_join(const char *url, const struct rdv_member *self,
-		   uint32_t world, int64_t timeout_ms, struct rdv_client **out,
+/*
+ * One attempt on a connected c: authenticate, JOIN, read the answer into
+ * *m (the member list, or rank 0's EXCEPTION at any step). TW_OK with *m
+ * set; TW_EUNREACHABLE (the connection broke: try again), TW_ETIMEDOUT,
+ * TW_EAUTH or TW_EPROTO with a reason.
+ */
+static tw_status join_once(struct rdv_client *c, const struct auth_key *key,
+			   const struct rdv_member *self, const tw_value *jv,
+			   uint32_t world, uint64_t deadline, tw_in_msg *m)
+{
+	struct auth_hs hs;
+	struct auth_msg hello, ch, proof;
+	auth_client_start(&hs, key, AUTH_CTX_RDV, self->rank, AUTH_ID_RDV,
+			  &hello);
+	c->rd.max = RDV_FRAME_SMALL; /* until the server proved itself */
+	tw_status st = send_auth(c->fd, &hello, deadline);
+	if (st == TW_OK)
+		st = recv_frame(c->fd, &c->rd, deadline, m, NULL, NULL);
+	if (st != TW_OK)
+		return st;
+	if (m->hdr.type == TW_MSG_EXCEPTION)
+		return TW_OK; /* refused at once: the caller says why */
+	st = auth_of(m, &ch);
+	tw_in_msg_release(m);
+	if (st == TW_OK)
+		st = auth_client_challenge(&hs, &ch, &proof);
+	if (st != TW_OK)
+		return st; /* nothing else was sent: it said why */
+	st = send_auth(c->fd, &proof, deadline);
+	if (st == TW_OK)
+		st = send_frame(c->fd, TW_MSG_JOIN, jv, deadline);
+	if (st != TW_OK)
+		return st;
+	c->rd.max = RDV_LIST_MAX(world);
+	st = recv_frame(c->fd, &c->rd, deadline, m, NULL, NULL);
+	c->rd.max = RDV_FRAME_SMALL;
+	return st;
+}
+
+tw_status rdv_join(const char *url, const struct auth_key *key,
+		   const struct rdv_member *self, uint32_t world,
+		   int64_t timeout_ms, struct rdv_client **out,
 		   struct rdv_member **members)
 {
 	*out = NULL;
 	*members = NULL;
+	static const struct auth_key none = {NULL, 0};
+	if (key == NULL)
+		key = &none;
 	uint64_t deadline = deadline_after(timeout_ms);
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -840,7 +1360,8 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 				    url);
 
 	/* Until the member list arrives, a lost connection is retried like a
-	 * refused one: rank 0 may start late, fail and restart. */
+	 * refused one: rank 0 may start late, fail and restart, or close us
+	 * while it has too many connections not yet joined. */
 	struct rdv_client *c = NULL;
 	tw_in_msg m;
 	int cerr = ECONNREFUSED;
@@ -867,9 +1388,16 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 					      "the rendezvous");
 		}
 		c->fd = fd;
-		st = send_frame(fd, TW_MSG_JOIN, &jv, deadline);
-		if (st == TW_OK)
-			st = recv_frame(fd, &c->rd, deadline, &m);
+		c->world = world;
+		c->gone = calloc((world + 7) / 8, 1);
+		if (c->gone == NULL) {
+			rdv_client_close(c);
+			tw_value_destroy(&jv);
+			return tw_fail_static(TW_ENOMEM,
+					      "out of memory joining "
+					      "the rendezvous");
+		}
+		st = join_once(c, key, self, &jv, world, deadline, &m);
 		if (st == TW_OK)
 			break;
 		rdv_client_close(c);
@@ -881,10 +1409,15 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 				       "joined within %" PRId64 " ms",
 				       url, timeout_ms);
 		}
+		if (st == TW_EAUTH || st == TW_EPROTO) {
+			char why[TW_ERRMSG_MAX];
+			snprintf(why, sizeof(why), "%s", tw_errmsg(st));
+			tw_value_destroy(&jv);
+			return tw_fail(st, "rendezvous at %s: %s", url, why);
+		}
 		if (st != TW_EUNREACHABLE) {
 			tw_value_destroy(&jv);
-			return tw_fail(st == TW_EPROTO ? st : TW_EIO,
-				       "rendezvous at %s: %s", url,
+			return tw_fail(TW_EIO, "rendezvous at %s: %s", url,
 				       tw_strerror(st));
 		}
 		cerr = ECONNRESET;
@@ -894,17 +1427,20 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 
 	if (m.hdr.type == TW_MSG_EXCEPTION && m.payload.kind == TW_KIND_ERROR) {
 		/* Rank 0's refusal says why (a taken name or rank, a world
-		 * size that disagrees, missing workers): that is ours. */
+		 * size that disagrees, missing workers, a secret it does not
+		 * share): that is ours. */
 		const tw_error *e = m.payload.u.err;
-		st = tw_fail(e->kind == TW_ETIMEDOUT ? TW_ETIMEDOUT : TW_EINVAL,
-			     "%.*s", (int)e->msg_len, e->msg);
+		tw_status k = e->kind == TW_ETIMEDOUT || e->kind == TW_EAUTH
+				      ? e->kind
+				      : TW_EINVAL;
+		st = tw_fail(k, "%.*s", (int)e->msg_len, e->msg);
 	} else if (m.hdr.type == TW_MSG_JOIN) {
-		st = parse_members(&m.payload, world, members);
-		if (st != TW_OK)
-			tw_fail(st,
-				"rendezvous at %s sent a malformed member "
-				"list",
-				url);
+		st = rdv_parse_members(&m.payload, world, members);
+		if (st != TW_OK) {
+			char why[TW_ERRMSG_MAX];
+			snprintf(why, sizeof(why), "%s", tw_errmsg(st));
+			tw_fail(st, "rendezvous at %s: %s", url, why);
+		}
 	} else {
 		st = tw_fail(TW_EPROTO, "rendezvous at %s: unexpected %s", url,
 			     tw_msg_type_name(m.hdr.type));
@@ -918,48 +1454,74 @@ tw_status rdv_join(const char *url, const struct rdv_member *self,
 	return TW_OK;
 }
 
-/* recv_frame for a caller that must keep working while it waits: no
- * blocking poll, idle(arg) between looks (it bounds its own time). */
-static tw_status recv_frame_idle(int fd, struct reader *r, uint64_t deadline,
-				 tw_in_msg *m, void (*idle)(void *arg),
-				 void *arg)
+tw_status rdv_barrier_round(struct rdv_client *c, struct rdv_count mine,
+			    uint64_t deadline_ns, void (*idle)(void *arg),
+			    void *arg, struct rdv_count *total)
 {
-	for (;;) {
-		int rc = reader_feed(r, fd);
-		if (rc == 1)
-			return reader_decode(r, m);
-		if (rc < 0) {
-			reader_reset(r);
-			return TW_EUNREACHABLE;
-		}
-		if (deadline != UINT64_MAX && tw_now_ns() >= deadline)
-			return TW_ETIMEDOUT;
-		idle(arg);
+	int64_t left = -1;
+	if (deadline_ns != UINT64_MAX) {
+		uint64_t n = tw_now_ns();
+		left = deadline_ns > n ? (int64_t)((deadline_ns - n) / 1000000u)
+				       : 0;
 	}
+	uint32_t round = ++c->round;
+	tw_value v;
+	tw_status st = round_value(&v, round, mine, &left, NULL, c->world);
+	if (st != TW_OK)
+		return tw_fail_static(st, "shutdown barrier: out of memory");
+	st = send_frame(c->fd, TW_MSG_SHUTDOWN, &v, deadline_ns);
+	tw_value_destroy(&v);
+	if (st == TW_OK) {
+		tw_in_msg m;
+		c->rd.max = RDV_FRAME_SMALL + (c->world + 7) / 8;
+		st = recv_frame(c->fd, &c->rd, deadline_ns, &m, idle, arg);
+		if (st != TW_OK && st != TW_ETIMEDOUT &&
+		    st != TW_EUNREACHABLE) {
+			char why[TW_ERRMSG_MAX];
+			snprintf(why, sizeof(why), "%s", tw_errmsg(st));
+			return tw_fail(st, "shutdown barrier: %s", why);
+		}
+		if (st == TW_OK) {
+			if (m.hdr.type == TW_MSG_EXCEPTION &&
+			    m.payload.kind == TW_KIND_ERROR) {
+				const tw_error *e = m.payload.u.err;
+				st = tw_fail(e->kind == TW_ETIMEDOUT
+						     ? TW_ETIMEDOUT
+						     : TW_EPROTO,
+					     "%.*s", (int)e->msg_len, e->msg);
+			} else if (m.hdr.type != TW_MSG_SHUTDOWN) {
+				st = tw_fail(TW_EPROTO,
+					     "shutdown barrier: unexpected %s",
+					     tw_msg_type_name(m.hdr.type));
+			} else {
+				uint32_t r;
+				st = rdv_parse_round(&m.payload, c->world, &r,
+						     total, NULL, c->gone);
+				if (st == TW_OK && r != round)
+					st = tw_fail(TW_EPROTO,
+						     "shutdown barrier: answer "
+						     "for round %u in round %u",
+						     r, round);
+			}
+			tw_in_msg_release(&m);
+			return st;
+		}
+	}
+	if (st == TW_ETIMEDOUT)
+		return tw_fail(st,
+			       "shutdown barrier timed out in round %u: no "
+			       "answer from the rendezvous host (rank 0)",
+			       round);
+	return tw_fail(TW_EUNREACHABLE,
+		       "shutdown barrier: the rendezvous host (rank 0) went "
+		       "away before every worker had shut down");
 }
 
 tw_status rdv_barrier(struct rdv_client *c, int64_t timeout_ms)
 {
-	return rdv_barrier_idle(c, timeout_ms, NULL, NULL);
-}
-
-tw_status rdv_barrier_idle(struct rdv_client *c, int64_t timeout_ms,
-			   void (*idle)(void *arg), void *arg)
-{
-	uint64_t deadline = deadline_after(timeout_ms);
-	tw_value none = tw_value_none();
-	tw_status st = send_frame(c->fd, TW_MSG_SHUTDOWN, &none, deadline);
-	if (st != TW_OK)
-		return st == TW_ETIMEDOUT ? st : TW_EUNREACHABLE;
-	tw_in_msg m;
-	st = idle != NULL
-		     ? recv_frame_idle(c->fd, &c->rd, deadline, &m, idle, arg)
-		     : recv_frame(c->fd, &c->rd, deadline, &m);
-	if (st != TW_OK)
-		return st == TW_ETIMEDOUT ? st : TW_EUNREACHABLE;
-	st = m.hdr.type == TW_MSG_SHUTDOWN ? TW_OK : TW_EPROTO;
-	tw_in_msg_release(&m);
-	return st;
+	struct rdv_count mine = {0, 0}, total;
+	return rdv_barrier_round(c, mine, deadline_after(timeout_ms), NULL,
+				 NULL, &total);
 }
 
 void rdv_client_close(struct rdv_client *c)
@@ -968,5 +1530,11 @@ void rdv_client_close(struct rdv_client *c)
 		return;
 	close(c->fd);
 	reader_reset(&c->rd);
+	free(c->gone);
 	free(c);
+}
+
+bool rdv_member_gone(const struct rdv_client *c, uint32_t rank)
+{
+	return rank < c->world && (c->gone[rank / 8] >> (rank % 8)) & 1;
 }

@@ -255,6 +255,8 @@ static void reply_send(const struct reply_path *p, tw_status st,
 		       const tw_value *result, uint32_t origin, const char *msg)
 {
 	tw_agent *a = p->a;
+	if (p->counted) /* answered (or dropped below): no longer active */
+		atomic_fetch_sub(&a->serve_active[p->caller], 1);
 	struct reply *r = reply_get(a);
 	if (r == NULL)
 		return; /* no memory: the caller's timeout will answer */
@@ -584,6 +586,16 @@ static bool submit_job(struct srv_job *j)
 	return false;
 }
 
+/* A call accepted, for graceful shutdown's count (agent_impl.h): one
+ * without a deadline stays active until reply_send answers it. (Calls
+ * accepted ever are the loops' calls_served.) */
+static void serve_count(struct reply_path *p, bool deadline)
+{
+	p->counted = !deadline;
+	if (p->counted)
+		atomic_fetch_add(&p->a->serve_active[p->caller], 1);
+}
+
 /* ---- CALL frames ------------------------------------------------------------ */
 
 void serve_reject(struct agent_loop *l, struct conn_state *cs,
@@ -650,6 +662,7 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			       .conn_id = cs->id,
 			       .req_id = h->req_id,
 			       .caller = h->src};
+	serve_count(&p, deadline != 0);
 	p.fn = registry_find(&a->reg, fnv->u.str, fnv->len);
 	if (p.fn == NULL) {
 		reply_errorf(&p, TW_ENOFUNC,
@@ -695,6 +708,7 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 			       .req_id = c->req_id,
 			       .caller = a->rank,
 			       .fn = c->fn};
+	serve_count(&p, c->deadline_ns != 0);
 	stat_inc(&l->stats.calls_served);
 	if (c->fn == NULL) {
 		reply_errorf(&p, TW_ENOFUNC,

@@ -60,8 +60,10 @@ fuzz_passed=0
 fuzz_failed=0
 CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
 # target:seconds — the frame decoder faces the network, so it gets the most.
+# The rendezvous parsers sit behind authentication: a short run.
 for spec in fuzz_decode:$FUZZ_SECONDS fuzz_schema:$((FUZZ_SECONDS / 2)) \
-	fuzz_dpdk_pkt:$((FUZZ_SECONDS / 2)) fuzz_auth:$((FUZZ_SECONDS / 4)); do
+	fuzz_dpdk_pkt:$((FUZZ_SECONDS / 2)) fuzz_auth:$((FUZZ_SECONDS / 4)) \
+	fuzz_rdv:$((FUZZ_SECONDS / 4)); do
 	target=${spec%%:*}
 	secs=${spec#*:}
 	# A packet input is a control byte and up to the largest Ethernet

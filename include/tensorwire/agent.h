@@ -43,7 +43,9 @@ typedef struct tw_worker_info {
  */
 struct tw_agent_opts {
 	size_t opts_size; /* sizeof(struct tw_agent_opts) */
-	const char *name; /* worker name, unique in the group */
+	const char *name; /* worker name, unique in the group: 1 to
+			   * TW_WORKER_NAME_MAX - 1 letters, digits, '-',
+			   * '_' and ':' (torch's rule) */
 	uint32_t rank;    /* 0 .. world_size-1; rank 0 hosts rendezvous */
 	uint32_t world_size;
 	const char *rendezvous; /* "tcp://host:port", as torch's TCPStore */
@@ -164,6 +166,13 @@ struct tw_agent_opts {
 	 * blocking handlers, at those's expense (perf/RESULTS.md,
 	 * bench-offload). */
 	int executor_nice;
+	/* Graceful shutdown's deadline (tw_agent_shutdown), in ms, over its
+	 * whole length: waiting for this worker's calls and every round of
+	 * the barrier. Default 60000, torch's default RPC timeout (torch's
+	 * own shutdown timeout, DEFAULT_SHUTDOWN_TIMEOUT, is 0: no deadline,
+	 * so one silent worker holds every other's shutdown forever). 0 = no
+	 * deadline, as in torch; negative is refused. */
+	int64_t shutdown_timeout_ms;
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
@@ -172,34 +181,54 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
  * Join the group: start the loops, serve, and meet every other worker at the
  * rendezvous. Returns once every worker's info is known. Errors, all within
  * init_timeout_ms, each with its reason (tw_errmsg): TW_EINVAL (bad
- * options, an unknown transport, duplicate name, rank already taken,
- * world size disagreeing with rank 0's), TW_ETIMEDOUT (rendezvous
- * unreachable or a worker missing), TW_EIO, TW_ENOTSUP (the DPDK
- * transport in a build without DPDK, or its EAL or port cannot be brought
- * up).
+ * options, a worker name outside torch's rule, an unknown transport,
+ * duplicate name, rank already taken, world size disagreeing with rank
+ * 0's), TW_EAUTH ("authentication
+ * failed: ... secret": this worker and rank 0 do not share a secret, or
+ * one of them has none), TW_ETIMEDOUT (rendezvous unreachable or a worker
+ * missing), TW_EIO, TW_ENOTSUP (the DPDK transport in a build without
+ * DPDK, or its EAL or port cannot be brought up).
  */
 tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
 
 /*
- * Leave. graceful: wait until this worker's calls have completed (their
- * timeouts bound that; a call without one may wait forever, as in torch),
- * then until every worker in the group has called shutdown (a barrier
- * through rank 0; a worker whose control connection closed counts as
- * gone), serving calls meanwhile; then stop. Not graceful: stop at once;
- * pending futures fail with TW_ESHUTDOWN ("RPC agent is shutting down").
- * Frees the agent either way. Returns TW_OK, or TW_EUNREACHABLE when rank
- * 0 vanished during the barrier (the agent is freed all the same), or
- * TW_EBUSY, changing nothing, when called from one of the agent's own
- * threads (a handler). Embedded, only the owner thread may call it
- * (TW_EINVAL otherwise, changing nothing); it polls the loop throughout,
- * so peers' calls are served while it waits for them. Each failure says
- * which case it is (tw_errmsg).
+ * Leave. graceful, as torch's agent join(): repeat rounds of (wait until
+ * this worker's own calls have completed; a barrier through rank 0 carrying
+ * this worker's count of active calls: outgoing calls in flight plus
+ * incoming calls not yet answered, deferred and blocking handlers
+ * included, while their caller waits for them) until the group-wide count
+ * is 0 in two rounds in a row with nothing started or accepted anywhere
+ * between them. (An incoming call whose caller gave up at its timeout, or
+ * left the group, no longer counts: as in torch, nobody waits for it.) Calls are served and
+ * may be made throughout, so calls that handlers issue meanwhile (nested
+ * calls, chains of fire-and-forget calls, follow-ups from callbacks)
+ * complete, and handlers still running are not cut off. The whole of it is
+ * bounded by opts.shutdown_timeout_ms (tw_agent_shutdown_timeout: by
+ * timeout_ms). A worker whose control connection closed counts as gone.
+ * Not graceful: stop at once; pending futures fail with TW_ESHUTDOWN ("RPC
+ * agent is shutting down").
+ *
+ * Frees the agent in every case but TW_EBUSY and TW_EINVAL. Returns
+ * TW_OK; TW_ETIMEDOUT when the deadline passed first, naming the workers
+ * rank 0 had not heard from (name and id), or this worker's own calls
+ * still pending, or rank 0 not answering; TW_EUNREACHABLE when rank 0
+ * vanished during the barrier; TW_EBUSY, changing nothing, when called
+ * from one of the agent's own threads (a handler). Embedded, only the
+ * owner thread may call it (TW_EINVAL otherwise, changing nothing); it
+ * polls the loop throughout, so peers' calls are served while it waits
+ * for them. Each failure says which case it is (tw_errmsg).
  *
  * Values and futures that hold received tensors or messages point into
  * the transport's receive buffers: release them before shutdown, or the
  * transport keeps (leaks) its receive pool for them.
  */
 tw_status tw_agent_shutdown(tw_agent *a, bool graceful);
+
+/* tw_agent_shutdown with its own deadline, as torch's
+ * shutdown(graceful, timeout): timeout_ms > 0 bounds a graceful shutdown,
+ * 0 = no deadline, negative = the agent's shutdown_timeout_ms. */
+tw_status tw_agent_shutdown_timeout(tw_agent *a, bool graceful,
+				    int64_t timeout_ms);
 
 /* Worker info by name, by id, or of this worker (torch's get_worker_info).
  * TW_ENOENT if unknown ("no worker named 'w9' (world size 2)", "no worker
@@ -387,8 +416,8 @@ struct tw_agent_stats {
 				  * not carry (the connection is closed) */
 	uint64_t timeouts;       /* calls failed by their deadline */
 	uint64_t conns_opened, conns_closed;
-	uint64_t exec_jobs;      /* blocking calls run on the executor */
-	uint64_t exec_expired;   /* calls skipped: their deadline passed while
+	uint64_t exec_jobs;    /* blocking calls run on the executor */
+	uint64_t exec_expired; /* calls skipped: their deadline passed while
 				* they waited (executor queue, or on their
 				* way in: received past their budget) */
 	/* Data connections' handshakes (docs/wire.md 5.1), both sides. */

@@ -206,3 +206,32 @@ Test(agent, call_over_the_limit_is_answered_and_the_connection_kept)
 	tw_future_release(g);
 	world_down(true);
 }
+
+/* Worker names follow torch's rule: letters, digits, '-', '_', ':';
+ * anything else is refused before anything starts, saying so; so are a
+ * negative shutdown deadline. */
+Test(agent, init_checks_names_and_shutdown_timeout)
+{
+	struct tw_agent_opts o;
+	tw_agent_opts_init(&o, sizeof(o));
+	cr_assert_eq(o.shutdown_timeout_ms, 60000);
+	o.rank = 0;
+	o.world_size = 1;
+	o.rendezvous = "tcp://127.0.0.1:1";
+	const char *bad[] = {"a b", "w.1", "w/1", "caf\xc3\xa9", "tab\t"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		tw_agent *a = NULL;
+		o.name = bad[i];
+		cr_assert_eq(tw_agent_init(&o, &a), TW_EINVAL, "'%s'", bad[i]);
+		cr_assert_null(a);
+		cr_assert(strstr(tw_errmsg(TW_EINVAL), "is not allowed") &&
+				  strstr(tw_errmsg(TW_EINVAL), "':'"),
+			  "%s", tw_errmsg(TW_EINVAL));
+	}
+	tw_agent *a = NULL;
+	o.name = "trainer:0_a-b";
+	o.shutdown_timeout_ms = -1;
+	cr_assert_eq(tw_agent_init(&o, &a), TW_EINVAL);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "shutdown_timeout_ms"), "%s",
+		  tw_errmsg(TW_EINVAL));
+}

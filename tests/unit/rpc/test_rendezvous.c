@@ -14,12 +14,16 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +32,8 @@
 #include <tensorwire/message.h>
 #include <tensorwire/value.h>
 
+#include "dataplane/clock.h"
+#include "rpc/auth.h"
 #include "rpc/rendezvous.h"
 
 /* Every wait: only a stuck rendezvous reaches it. */
@@ -56,7 +62,18 @@ struct srv {
 	uint32_t world;
 };
 
-static void srv_up(struct srv *v, uint32_t world, int64_t timeout_ms)
+/* The group's secrets in these tests (nokey: none). */
+static struct auth_key nokey;
+
+static struct auth_key key_of(const char *secret)
+{
+	struct auth_key k;
+	cr_assert_eq(auth_key_load(secret, NULL, &k), TW_OK);
+	return k;
+}
+
+static void srv_up_ex(struct srv *v, uint32_t world, int64_t timeout_ms,
+		      const struct auth_key *key, const struct rdv_limits *lim)
 {
 	char err[256] = "";
 	v->world = world;
@@ -64,8 +81,8 @@ static void srv_up(struct srv *v, uint32_t world, int64_t timeout_ms)
 	for (int tries = 0; tries < 20; tries++) {
 		v->port = free_port();
 		snprintf(v->url, sizeof(v->url), "tcp://127.0.0.1:%u", v->port);
-		tw_status st = rdv_server_start(v->url, world, timeout_ms,
-						&v->s);
+		tw_status st = rdv_server_start(v->url, world, timeout_ms, key,
+						lim, &v->s);
 		if (st == TW_OK)
 			return;
 		snprintf(err, sizeof(err), "%s", tw_errmsg(st));
@@ -74,11 +91,17 @@ static void srv_up(struct srv *v, uint32_t world, int64_t timeout_ms)
 	cr_assert(false, "no port to serve on: %s", err);
 }
 
+static void srv_up(struct srv *v, uint32_t world, int64_t timeout_ms)
+{
+	srv_up_ex(v, world, timeout_ms, &nokey, NULL);
+}
+
 /* ------------------------------------------------------------------ */
 /* Members on threads                                                   */
 
 struct joiner {
 	const char *url;
+	const struct auth_key *key; /* NULL: none */
 	struct rdv_member self;
 	char addrs[4][TW_ADDR_MAX];
 	uint32_t world;
@@ -114,8 +137,8 @@ static void joiner_init(struct joiner *j, const struct srv *v, uint32_t rank,
 static void *join_main(void *arg)
 {
 	struct joiner *j = arg;
-	j->st = rdv_join(j->url, &j->self, j->world, j->timeout_ms, &j->c,
-			 &j->members);
+	j->st = rdv_join(j->url, j->key, &j->self, j->world, j->timeout_ms,
+			 &j->c, &j->members);
 	/* The reason is the joining thread's: keep it for the test's. */
 	snprintf(j->err, sizeof(j->err), "%s",
 		 j->st == TW_OK ? "" : tw_errmsg(j->st));
@@ -193,6 +216,10 @@ static int raw_connect(const struct srv *v)
 				.sin_port = htons(v->port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	/* Frames written one after the other leave at once (no Nagle wait
+	 * for the server's delayed ACK): the ordering above holds. */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
 }
 
@@ -220,6 +247,53 @@ static void raw_send(int fd, unsigned type, tw_value payload)
 	free(b);
 	tw_out_msg_release(&m);
 	tw_value_destroy(&payload);
+}
+
+static void raw_send_auth(int fd, const struct auth_msg *am)
+{
+	uint8_t b[AUTH_MSG_SIZE];
+	auth_msg_encode(am, b);
+	tw_value v;
+	cr_assert_eq(tw_value_bytes(&v, b, sizeof(b)), TW_OK);
+	raw_send(fd, TW_MSG_AUTH, v);
+}
+
+static int raw_recv(int fd, tw_in_msg *m);
+
+/* The client's side of the handshake on fd, as rank, with k (NULL: none):
+ * TW_OK once the server proved itself and our PROOF is written, else
+ * what auth_client_challenge said. hello_out / proof_out (may be NULL)
+ * get the bytes sent, for replays. */
+static tw_status raw_auth_rec(int fd, const struct auth_key *k, uint32_t rank,
+			      uint8_t *hello_out, uint8_t *proof_out)
+{
+	struct auth_hs hs;
+	struct auth_msg hello, ch, pr;
+	auth_client_start(&hs, k ? k : &nokey, AUTH_CTX_RDV, rank, AUTH_ID_RDV,
+			  &hello);
+	if (hello_out != NULL)
+		auth_msg_encode(&hello, hello_out);
+	raw_send_auth(fd, &hello);
+	tw_in_msg m;
+	cr_assert_eq(raw_recv(fd, &m), 1, "no challenge");
+	cr_assert_eq(m.hdr.type, TW_MSG_AUTH, "got %s",
+		     tw_msg_type_name(m.hdr.type));
+	cr_assert_eq(auth_msg_decode(m.payload.u.str, m.payload.len, &ch),
+		     TW_OK);
+	tw_in_msg_release(&m);
+	tw_status st = auth_client_challenge(&hs, &ch, &pr);
+	if (st == TW_OK) {
+		if (proof_out != NULL)
+			auth_msg_encode(&pr, proof_out);
+		raw_send_auth(fd, &pr);
+	}
+	return st;
+}
+
+static void raw_auth(int fd, const struct auth_key *k, uint32_t rank)
+{
+	cr_assert_eq(raw_auth_rec(fd, k, rank, NULL, NULL), TW_OK, "%s",
+		     tw_errmsg(TW_EAUTH));
 }
 
 static tw_value join_payload(const char *name, int64_t rank, int64_t world,
@@ -392,6 +466,7 @@ Test(rendezvous, duplicate_name_refused, .timeout = 60)
 	struct srv v;
 	srv_up(&v, 2, WAIT_MS);
 	int fd = raw_connect(&v);
+	raw_auth(fd, NULL, 0);
 	raw_send(fd, TW_MSG_JOIN, join_payload("alice", 0, 2, 1));
 	sync_server(&v);
 	struct joiner d;
@@ -423,6 +498,7 @@ Test(rendezvous, duplicate_rank_refused, .timeout = 60)
 	struct srv v;
 	srv_up(&v, 2, WAIT_MS);
 	int fd = raw_connect(&v);
+	raw_auth(fd, NULL, 0);
 	raw_send(fd, TW_MSG_JOIN, join_payload("alice", 0, 2, 1));
 	sync_server(&v);
 	struct joiner d;
@@ -493,8 +569,10 @@ Test(rendezvous, strangers_do_not_harm_the_group, .timeout = 60)
 	write_all(huge, hdr, sizeof(hdr));
 
 	int notjoin = raw_connect(&v);
+	raw_auth(notjoin, NULL, 1);
 	raw_send(notjoin, TW_MSG_JOIN, tw_value_int(7));
 	int noaddr = raw_connect(&v);
+	raw_auth(noaddr, NULL, 1);
 	raw_send(noaddr, TW_MSG_JOIN, join_payload("eve", 1, 2, 0));
 	int other = raw_connect(&v);
 	raw_send(other, TW_MSG_ACK, tw_value_none());
@@ -503,10 +581,10 @@ Test(rendezvous, strangers_do_not_harm_the_group, .timeout = 60)
 	int silent = raw_connect(&v);
 
 	expect_closed(garbage);
-	expect_closed(huge);
+	expect_refusal(huge, "over the limit of 4096 bytes");
 	expect_refusal(notjoin, "malformed JOIN");
 	expect_refusal(noaddr, "malformed JOIN addresses");
-	expect_refusal(other, "unexpected");
+	expect_refusal(other, "expected an AUTH handshake step, got ACK");
 
 	struct joiner j[2], *all[2] = {&j[0], &j[1]};
 	joiner_init(&j[0], &v, 0, "a", 2, 2);
@@ -538,6 +616,7 @@ Test(rendezvous, a_rank_left_before_the_group_formed_is_free, .timeout = 60)
 	struct srv v;
 	srv_up(&v, 2, WAIT_MS);
 	int fd = raw_connect(&v);
+	raw_auth(fd, NULL, 1);
 	raw_send(fd, TW_MSG_JOIN, join_payload("old", 1, 2, 1));
 	shutdown(fd, SHUT_WR);
 	expect_closed(fd); /* the server saw it go */
@@ -606,6 +685,10 @@ Test(rendezvous, barrier_timeout_and_rank_0_gone, .timeout = 60)
 	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
 	cr_assert_eq(rdv_barrier(j[0].c, 200), TW_ETIMEDOUT,
 		     "passed without rank 1");
+	/* Rank 0 says whom it waited for. */
+	char why[TW_ERRMSG_MAX];
+	snprintf(why, sizeof(why), "%s", tw_errmsg(TW_ETIMEDOUT));
+	cr_assert(strstr(why, "'b' (id 1)") != NULL, "reason: %s", why);
 	rdv_server_stop(v.s);
 	cr_assert_eq(rdv_barrier(j[1].c, WAIT_MS), TW_EUNREACHABLE);
 	joiner_fini(&j[0]);
@@ -616,20 +699,22 @@ Test(rendezvous, server_start_refusals)
 {
 	struct rdv_server *s = (struct rdv_server *)1;
 	char err[256] = "";
-	cr_assert_eq(rdv_server_start("udp://127.0.0.1:1", 2, 100, &s),
+	cr_assert_eq(rdv_server_start("udp://127.0.0.1:1", 2, 100, NULL, NULL,
+				      &s),
 		     TW_EINVAL);
 	snprintf(err, sizeof(err), "%s", tw_errmsg(TW_EINVAL));
 	cr_assert_null(s);
 	cr_assert(strstr(err, "udp://127.0.0.1:1") != NULL, "reason: %s", err);
 	/* TEST-NET-1: no interface of ours has it. */
-	cr_assert_eq(rdv_server_start("tcp://192.0.2.1:4000", 2, 100, &s),
+	cr_assert_eq(rdv_server_start("tcp://192.0.2.1:4000", 2, 100, NULL,
+				      NULL, &s),
 		     TW_EIO);
 	snprintf(err, sizeof(err), "%s", tw_errmsg(TW_EIO));
 	cr_assert(strstr(err, "192.0.2.1") != NULL, "reason: %s", err);
 	/* The port is taken. */
 	struct srv v;
 	srv_up(&v, 2, WAIT_MS);
-	cr_assert_eq(rdv_server_start(v.url, 2, 100, &s), TW_EIO);
+	cr_assert_eq(rdv_server_start(v.url, 2, 100, NULL, NULL, &s), TW_EIO);
 	snprintf(err, sizeof(err), "%s", tw_errmsg(TW_EIO));
 	cr_assert(strstr(err, v.url) != NULL, "reason: %s", err);
 	rdv_server_stop(v.s);
@@ -670,4 +755,492 @@ Test(rendezvous, parse_url)
 	cr_assert_eq(rdv_parse_url("tcp://abcdefgh:1", host, 8, &port),
 		     TW_EINVAL);
 	cr_assert_eq(rdv_parse_url("tcp://abcdefg:1", host, 8, &port), TW_OK);
+}
+
+/* ------------------------------------------------------------------ */
+/* Authentication and bounds                                            */
+
+/* Two members with the group's secret form it; one with another secret,
+ * or none, is refused before it sends anything but its HELLO, and says
+ * why. */
+Test(rendezvous, wrong_or_missing_secret_refused, .timeout = 60)
+{
+	struct auth_key k = key_of("s3cret"), other = key_of("other");
+	struct srv v;
+	srv_up_ex(&v, 2, WAIT_MS, &k, NULL);
+	struct joiner w;
+	joiner_init(&w, &v, 1, "b", 1, 2);
+	w.key = &other;
+	cr_assert_eq(join_now(&w), TW_EAUTH, "%s", w.err);
+	cr_assert(strstr(w.err, "authentication failed") &&
+			  strstr(w.err, "secret"),
+		  "reason: %s", w.err);
+	joiner_init(&w, &v, 1, "b", 1, 2); /* no secret */
+	cr_assert_eq(join_now(&w), TW_EAUTH, "%s", w.err);
+	cr_assert(strstr(w.err, "authentication failed") &&
+			  strstr(w.err, "secret"),
+		  "reason: %s", w.err);
+
+	struct joiner j[2], *all[2] = {&j[0], &j[1]};
+	joiner_init(&j[0], &v, 0, "a", 1, 2);
+	joiner_init(&j[1], &v, 1, "b", 1, 2);
+	j[0].key = j[1].key = &k;
+	join_start(&j[0]);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	check_members(&j[1], all, 2);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	rdv_server_stop(v.s);
+
+	/* A server without a secret cannot prove one to a member with. */
+	srv_up(&v, 2, WAIT_MS);
+	joiner_init(&w, &v, 1, "b", 1, 2);
+	w.key = &k;
+	cr_assert_eq(join_now(&w), TW_EAUTH, "%s", w.err);
+	cr_assert(strstr(w.err, "authentication failed"), "reason: %s", w.err);
+	rdv_server_stop(v.s);
+	auth_key_free(&k);
+	auth_key_free(&other);
+}
+
+/* A stranger who comes first, without the secret: it cannot prove
+ * itself, is refused and counted, never holds a rank; a JOIN without a
+ * handshake is refused too. The real members then form the group. */
+Test(rendezvous, stranger_first_cannot_take_a_rank, .timeout = 60)
+{
+	struct auth_key k = key_of("s3cret"), guess = key_of("guess");
+	struct srv v;
+	srv_up_ex(&v, 2, WAIT_MS, &k, NULL);
+
+	int bare = raw_connect(&v);
+	raw_send(bare, TW_MSG_JOIN, join_payload("eve", 1, 2, 1));
+	expect_refusal(bare, "expected an AUTH");
+
+	/* The stranger gets the server's challenge (it cannot check it) and
+	 * answers with a PROOF made with its guess. */
+	int eve = raw_connect(&v);
+	struct auth_hs hs;
+	struct auth_msg hello, ch, pr;
+	auth_client_start(&hs, &guess, AUTH_CTX_RDV, 1, AUTH_ID_RDV, &hello);
+	raw_send_auth(eve, &hello);
+	tw_in_msg m;
+	cr_assert_eq(raw_recv(eve, &m), 1);
+	cr_assert_eq(auth_msg_decode(m.payload.u.str, m.payload.len, &ch),
+		     TW_OK);
+	tw_in_msg_release(&m);
+	cr_assert_eq(auth_client_challenge(&hs, &ch, &pr), TW_EAUTH);
+	/* It cannot make the PROOF: it sends one anyway. */
+	pr = (struct auth_msg){.step = AUTH_PROOF,
+			       .ctx = AUTH_CTX_RDV,
+			       .from = 1,
+			       .to = AUTH_ID_RDV};
+	memset(pr.mac, 0x5a, AUTH_MAC);
+	raw_send_auth(eve, &pr);
+	raw_send(eve, TW_MSG_JOIN, join_payload("eve", 1, 2, 1));
+	expect_refusal(eve, "authentication failed");
+
+	struct joiner j[2], *all[2] = {&j[0], &j[1]};
+	joiner_init(&j[0], &v, 0, "a", 1, 2);
+	joiner_init(&j[1], &v, 1, "b", 1, 2);
+	j[0].key = j[1].key = &k;
+	join_start(&j[0]);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	check_members(&j[0], all, 2);
+	check_members(&j[1], all, 2);
+	struct rdv_server_stats ss;
+	rdv_server_stats(v.s, &ss);
+	cr_assert_eq(ss.auth_failed, 2, "auth_failed %" PRIu64, ss.auth_failed);
+	close(bare);
+	close(eve);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	rdv_server_stop(v.s);
+	auth_key_free(&k);
+	auth_key_free(&guess);
+}
+
+/* A recorded handshake replayed on a new connection proves nothing: the
+ * server's fresh nonce makes the old PROOF wrong. */
+Test(rendezvous, replayed_handshake_refused, .timeout = 60)
+{
+	struct auth_key k = key_of("s3cret");
+	struct srv v;
+	srv_up_ex(&v, 2, WAIT_MS, &k, NULL);
+	uint8_t hello[AUTH_MSG_SIZE], proof[AUTH_MSG_SIZE];
+	int fd = raw_connect(&v);
+	cr_assert_eq(raw_auth_rec(fd, &k, 1, hello, proof), TW_OK);
+	raw_send(fd, TW_MSG_JOIN, join_payload("b", 1, 2, 1));
+
+	int r = raw_connect(&v);
+	tw_value hv, pv;
+	cr_assert_eq(tw_value_bytes(&hv, hello, sizeof(hello)), TW_OK);
+	raw_send(r, TW_MSG_AUTH, hv);
+	tw_in_msg m;
+	cr_assert_eq(raw_recv(r, &m), 1);
+	cr_assert_eq(m.hdr.type, TW_MSG_AUTH);
+	tw_in_msg_release(&m);
+	cr_assert_eq(tw_value_bytes(&pv, proof, sizeof(proof)), TW_OK);
+	raw_send(r, TW_MSG_AUTH, pv);
+	expect_refusal(r, "authentication failed");
+	close(r);
+	close(fd);
+	rdv_server_stop(v.s);
+	auth_key_free(&k);
+}
+
+/* A connection authenticated as one worker cannot JOIN as another. */
+Test(rendezvous, join_for_another_rank_refused, .timeout = 60)
+{
+	struct auth_key k = key_of("s3cret");
+	struct srv v;
+	srv_up_ex(&v, 2, WAIT_MS, &k, NULL);
+	int fd = raw_connect(&v);
+	raw_auth(fd, &k, 1);
+	raw_send(fd, TW_MSG_JOIN, join_payload("b", 0, 2, 1));
+	expect_refusal(fd, "authenticated as worker id 1");
+	close(fd);
+	/* Rank 0 is still free. */
+	struct joiner j[2];
+	joiner_init(&j[0], &v, 0, "a", 1, 2);
+	joiner_init(&j[1], &v, 1, "b", 1, 2);
+	j[0].key = j[1].key = &k;
+	join_start(&j[0]);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	rdv_server_stop(v.s);
+	auth_key_free(&k);
+}
+
+static void send_header(int fd, unsigned type, uint32_t payload)
+{
+	uint8_t hdr[TW_FRAME_HDR_SIZE];
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION,
+			  .type = (uint8_t)type,
+			  .payload_len = payload,
+			  .total_len = TW_FRAME_HDR_SIZE + payload};
+	tw_frame_hdr_encode(hdr, &h);
+	write_all(fd, hdr, sizeof(hdr));
+}
+
+/* The largest JOIN a worker can send fits the authenticated bound; a
+ * frame over it, or over the small bound before authentication, is
+ * refused from its header alone (nothing else is read). */
+Test(rendezvous, frames_are_bounded, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 1, WAIT_MS);
+	int pre = raw_connect(&v);
+	send_header(pre, TW_MSG_AUTH, RDV_FRAME_SMALL);
+	expect_refusal(pre, "over the limit of 4096 bytes");
+	int big = raw_connect(&v);
+	raw_auth(big, NULL, 0);
+	send_header(big, TW_MSG_JOIN, RDV_JOIN_MAX);
+	expect_refusal(big, "over the limit of 65536 bytes");
+
+	/* The largest JOIN: a name of TW_WORKER_NAME_MAX - 1 bytes and
+	 * RDV_MAX_LOOPS addresses of TW_ADDR_MAX - 1. */
+	char name[TW_WORKER_NAME_MAX];
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	tw_value t, s, l;
+	cr_assert_eq(tw_value_tuple(&t, 4), TW_OK);
+	cr_assert_eq(tw_value_cstring(&s, name), TW_OK);
+	cr_assert_eq(tw_value_set_item(&t, 0, s), TW_OK);
+	cr_assert_eq(tw_value_set_item(&t, 1, tw_value_int(0)), TW_OK);
+	cr_assert_eq(tw_value_set_item(&t, 2, tw_value_int(1)), TW_OK);
+	cr_assert_eq(tw_value_list(&l, RDV_MAX_LOOPS), TW_OK);
+	char addr[TW_ADDR_MAX];
+	memset(addr, 'a', sizeof(addr) - 1);
+	addr[sizeof(addr) - 1] = '\0';
+	for (uint32_t i = 0; i < RDV_MAX_LOOPS; i++) {
+		cr_assert_eq(tw_value_cstring(&s, addr), TW_OK);
+		cr_assert_eq(tw_value_set_item(&l, i, s), TW_OK);
+	}
+	cr_assert_eq(tw_value_set_item(&t, 3, l), TW_OK);
+	tw_frame_hdr h = {.version = TW_FRAME_VERSION, .type = TW_MSG_JOIN};
+	tw_out_msg om;
+	cr_assert_eq(tw_msg_encode(NULL, &h, &t, &om), TW_OK);
+	cr_assert_leq(om.total_len, RDV_JOIN_MAX, "the largest JOIN: %" PRIu64,
+		      (uint64_t)om.total_len);
+	tw_out_msg_release(&om);
+	int fd = raw_connect(&v);
+	raw_auth(fd, NULL, 0);
+	raw_send(fd, TW_MSG_JOIN, t);
+	tw_in_msg m;
+	cr_assert_eq(raw_recv(fd, &m), 1);
+	cr_assert_eq(m.hdr.type, TW_MSG_JOIN, "%s",
+		     m.hdr.type == TW_MSG_EXCEPTION ? m.payload.u.err->msg
+						    : "?");
+	struct rdv_member *ms;
+	cr_assert_eq(rdv_parse_members(&m.payload, 1, &ms), TW_OK);
+	cr_assert_str_eq(ms[0].name, name);
+	cr_assert_eq(ms[0].nloops, RDV_MAX_LOOPS);
+	rdv_members_free(ms, 1);
+	tw_in_msg_release(&m);
+	struct rdv_server_stats ss;
+	rdv_server_stats(v.s, &ss);
+	cr_assert_eq(ss.oversize, 2);
+	close(pre);
+	close(big);
+	close(fd);
+	rdv_server_stop(v.s);
+}
+
+/* Connections that never authenticate: past the cap a new one is closed
+ * at once; each is closed at the handshake deadline, saying so; then a
+ * member joins (it retried meanwhile). */
+Test(rendezvous, idle_strangers_capped_and_timed_out, .timeout = 60)
+{
+	struct rdv_limits lim = {.max_pending = 4, .handshake_ms = 300};
+	struct srv v;
+	srv_up_ex(&v, 1, WAIT_MS, &nokey, &lim);
+	int idle[4];
+	for (int i = 0; i < 4; i++)
+		idle[i] = raw_connect(&v);
+	int over = raw_connect(&v);
+	expect_closed(over); /* no word: closed at once */
+	for (int i = 0; i < 4; i++)
+		expect_refusal(idle[i], "no JOIN within 300 ms");
+	struct rdv_server_stats ss;
+	rdv_server_stats(v.s, &ss);
+	cr_assert_geq(ss.over_cap, 1);
+	cr_assert_eq(ss.timed_out, 4);
+	struct joiner j;
+	joiner_init(&j, &v, 0, "a", 1, 1);
+	cr_assert_eq(join_now(&j), TW_OK, "%s", j.err);
+	joiner_fini(&j);
+	for (int i = 0; i < 4; i++)
+		close(idle[i]);
+	close(over);
+	rdv_server_stop(v.s);
+}
+
+/* A member that sent its JOIN and closed at once, before the group was
+ * complete, is not counted: the rank is free for the real one. */
+Test(rendezvous, join_then_close_not_counted, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	int fd = raw_connect(&v);
+	raw_auth(fd, NULL, 1);
+	raw_send(fd, TW_MSG_JOIN, join_payload("gone", 1, 2, 1));
+	close(fd);
+	struct joiner j[2], *all[2] = {&j[0], &j[1]};
+	joiner_init(&j[0], &v, 0, "a", 1, 2);
+	joiner_init(&j[1], &v, 1, "real", 1, 2);
+	cr_assert_eq(pthread_create(&j[0].th, NULL, join_main, &j[0]), 0);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	check_members(&j[0], all, 2);
+	check_members(&j[1], all, 2);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	rdv_server_stop(v.s);
+}
+
+/* accept(2) failing with EMFILE pauses listening (no spin: a handful of
+ * failures in half a second, not hundreds of thousands), and a member
+ * joins once descriptors are free again. */
+Test(rendezvous, accept_emfile_backs_off, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 1, WAIT_MS);
+	struct rlimit old, lim;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	/* Fill every descriptor but one, then connect with that one: the
+	 * server cannot accept. */
+	int fds[4096], n = 0;
+	lim = old;
+	lim.rlim_cur = 256;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	for (;;) {
+		int d = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (d < 0)
+			break;
+		cr_assert_lt(n, 4096);
+		fds[n++] = d;
+	}
+	cr_assert_gt(n, 1);
+	close(fds[--n]);
+	int c = raw_connect(&v);
+	struct timespec ts = {0, 500 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	struct rdv_server_stats ss;
+	rdv_server_stats(v.s, &ss);
+	cr_assert_geq(ss.accept_errors, 1);
+	cr_assert_leq(ss.accept_errors, 50, "accept failed %" PRIu64 " times",
+		      ss.accept_errors);
+	while (n > 0)
+		close(fds[--n]);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	struct joiner j;
+	joiner_init(&j, &v, 0, "a", 1, 1);
+	cr_assert_eq(join_now(&j), TW_OK, "%s", j.err);
+	joiner_fini(&j);
+	close(c);
+	rdv_server_stop(v.s);
+}
+
+/* The barrier's rounds carry counts: rank 0 sums them for everyone. */
+struct rounder {
+	struct rdv_client *c;
+	struct rdv_count mine, total;
+	tw_status st;
+};
+
+static void *round_main(void *arg)
+{
+	struct rounder *r = arg;
+	r->st = rdv_barrier_round(r->c, r->mine,
+				  tw_now_ns() + (uint64_t)WAIT_MS * 1000000u,
+				  NULL, NULL, &r->total);
+	return NULL;
+}
+
+Test(rendezvous, barrier_rounds_sum_counts, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	struct joiner j[2];
+	joiner_init(&j[0], &v, 0, "a", 1, 2);
+	joiner_init(&j[1], &v, 1, "b", 1, 2);
+	join_start(&j[0]);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	for (uint64_t round = 1; round <= 3; round++) {
+		struct rounder r[2] = {
+			{.c = j[0].c, .mine = {round, 100 * round}},
+			{.c = j[1].c, .mine = {2 * round, 1}},
+		};
+		pthread_t th;
+		cr_assert_eq(pthread_create(&th, NULL, round_main, &r[0]), 0);
+		round_main(&r[1]);
+		pthread_join(th, NULL);
+		for (int k = 0; k < 2; k++) {
+			cr_assert_eq(r[k].st, TW_OK, "%s", tw_errmsg(r[k].st));
+			cr_assert_eq(r[k].total.active, 3 * round);
+			cr_assert_eq(r[k].total.events, 100 * round + 1);
+		}
+		cr_assert_not(rdv_member_gone(j[0].c, 1));
+	}
+	/* Rank 1 leaves: rank 0's next round is its own, and says so. */
+	rdv_client_close(j[1].c);
+	j[1].c = NULL;
+	struct rounder last = {.c = j[0].c, .mine = {0, 7}};
+	round_main(&last);
+	cr_assert_eq(last.st, TW_OK, "%s", tw_errmsg(last.st));
+	cr_assert_eq(last.total.events, 7);
+	cr_assert(rdv_member_gone(j[0].c, 1));
+	cr_assert_not(rdv_member_gone(j[0].c, 0));
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	rdv_server_stop(v.s);
+}
+
+/* torch's rule for worker names, and the parsers on what rdv_join never
+ * sends. */
+Test(rendezvous, names_and_parsers)
+{
+	cr_assert(rdv_name_valid("trainer:0", 9));
+	cr_assert(rdv_name_valid("ps_1-a", 6));
+	cr_assert_not(rdv_name_valid("a b", 3));
+	cr_assert_not(rdv_name_valid("a.b", 3));
+	cr_assert_not(rdv_name_valid("w\xc3\xa9", 3));
+	cr_assert_not(rdv_name_valid("", 0));
+	char longname[TW_WORKER_NAME_MAX + 1];
+	memset(longname, 'x', sizeof(longname));
+	cr_assert(rdv_name_valid(longname, TW_WORKER_NAME_MAX - 1));
+	cr_assert_not(rdv_name_valid(longname, TW_WORKER_NAME_MAX));
+
+	struct rdv_member m;
+	int64_t rank, world;
+	tw_value p = join_payload("bad name", 0, 1, 1);
+	cr_assert_eq(rdv_parse_join(&p, &m, &rank, &world), TW_EPROTO);
+	cr_assert(strstr(tw_errmsg(TW_EPROTO), "worker name"));
+	tw_value_destroy(&p);
+	p = join_payload("ok", 3, 7, 2);
+	cr_assert_eq(rdv_parse_join(&p, &m, &rank, &world), TW_OK);
+	cr_assert_eq(rank, 3);
+	cr_assert_eq(world, 7);
+	cr_assert_eq(m.nloops, 2);
+	free(m.addrs);
+	tw_value_destroy(&p);
+
+	uint32_t round;
+	struct rdv_count c;
+	int64_t left;
+	tw_value t;
+	cr_assert_eq(tw_value_tuple(&t, 4), TW_OK);
+	for (uint32_t i = 0; i < 4; i++)
+		cr_assert_eq(tw_value_set_item(&t, i,
+					       tw_value_int(i == 3 ? -1 : 5)),
+			     TW_OK);
+	uint8_t gone[1];
+	cr_assert_eq(rdv_parse_round(&t, 4, &round, &c, &left, NULL), TW_OK);
+	cr_assert_eq(left, -1);
+	cr_assert_eq(rdv_parse_round(&t, 4, &round, &c, &left, gone),
+		     TW_EPROTO);
+	cr_assert_eq(tw_value_set_item(&t, 1, tw_value_int(-2)), TW_OK);
+	cr_assert_eq(rdv_parse_round(&t, 4, &round, &c, &left, NULL),
+		     TW_EPROTO);
+	tw_value_destroy(&t);
+}
+
+/* A stranger posing as rank 0 (listening on the rendezvous address) gets
+ * the HELLO and nothing more: the member checks the CHALLENGE's MAC before
+ * it sends its PROOF or JOIN, and fails with TW_EAUTH. */
+Test(rendezvous, a_fake_rank_0_learns_nothing, .timeout = 60)
+{
+	struct auth_key k = key_of("s3cret");
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(lfd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+	struct srv v = {.port = ntohs(sa.sin_port), .world = 2};
+	snprintf(v.url, sizeof(v.url), "tcp://127.0.0.1:%u", v.port);
+	struct joiner j;
+	joiner_init(&j, &v, 1, "b", 1, 2);
+	j.key = &k;
+	join_start(&j);
+	int fd = accept(lfd, NULL, NULL);
+	cr_assert(fd >= 0);
+	tw_in_msg m;
+	cr_assert_eq(raw_recv(fd, &m), 1);
+	cr_assert_eq(m.hdr.type, TW_MSG_AUTH, "first a HELLO, got %s",
+		     tw_msg_type_name(m.hdr.type));
+	struct auth_msg hello;
+	cr_assert_eq(auth_msg_decode(m.payload.u.str, m.payload.len, &hello),
+		     TW_OK);
+	tw_in_msg_release(&m);
+	cr_assert_eq(hello.step, AUTH_HELLO);
+	cr_assert_eq(hello.from, 1);
+	struct auth_msg ch = {.step = AUTH_CHALLENGE,
+			      .ctx = AUTH_CTX_RDV,
+			      .from = AUTH_ID_RDV,
+			      .to = 1};
+	memset(ch.nonce, 0x11, AUTH_NONCE);
+	memset(ch.mac, 0x33, AUTH_MAC);
+	raw_send_auth(fd, &ch);
+	expect_closed(fd); /* no PROOF, no JOIN: nothing but the close */
+	join_wait(&j);
+	cr_assert_eq(j.st, TW_EAUTH, "%s", j.err);
+	cr_assert(strstr(j.err, "authentication failed") &&
+			  strstr(j.err, "secret"),
+		  "reason: %s", j.err);
+	close(fd);
+	close(lfd);
+	auth_key_free(&k);
 }
