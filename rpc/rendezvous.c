@@ -603,6 +603,8 @@ struct rdv_server {
 	struct rdv_limits lim;
 	bool formed;
 	uint32_t joined;
+	uint64_t full_at; /* when the last rank joined: the list goes out
+			   * RDV_ANNOUNCE_GRACE_MS later (0: not full) */
 	uint32_t npending;
 	uint32_t round;             /* the barrier's current round, from 1 */
 	uint64_t accept_resume;     /* accept(2) failed: listen again then */
@@ -960,6 +962,8 @@ static uint64_t next_wake(const struct rdv_server *s)
 			t = s->conns[i].deadline;
 	if (s->accept_resume != 0 && s->accept_resume < t)
 		t = s->accept_resume;
+	if (s->full_at != 0 && s->full_at < t)
+		t = s->full_at;
 	return t;
 }
 
@@ -1049,8 +1053,22 @@ static void *server_main(void *arg)
 		expire(s, now);
 		if (s->accept_resume != 0 && now >= s->accept_resume)
 			s->accept_resume = 0;
-		if (!s->formed && s->joined == s->world && joined_alive(s))
-			announce(s);
+		if (!s->formed && s->joined == s->world) {
+			/* A JOIN that arrives with its connection's close (a
+			 * worker that sent it and gave up) must not form the
+			 * group: the close may land just after the JOIN, so
+			 * the list waits a moment and checks again. */
+			if (s->full_at == 0)
+				s->full_at =
+					deadline_after(RDV_ANNOUNCE_GRACE_MS);
+			if (now >= s->full_at) {
+				if (joined_alive(s))
+					announce(s);
+				s->full_at = 0;
+			}
+		} else {
+			s->full_at = 0;
+		}
 		if (s->formed)
 			round_check(s);
 		if (pcap < s->nconns + 2) {

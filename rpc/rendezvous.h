@@ -54,6 +54,9 @@ struct rdv_limits {
 #define RDV_MAX_PENDING 64u
 #define RDV_HANDSHAKE_MS 5000
 #define RDV_ACCEPT_BACKOFF_MS 100
+/* Once every rank has joined, the member list waits this long and checks
+ * again that no member's connection closed meanwhile. */
+#define RDV_ANNOUNCE_GRACE_MS 20
 
 /* What rank 0's server refused or dropped, by cause (any thread). */
 struct rdv_server_stats {
