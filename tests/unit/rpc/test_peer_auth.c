@@ -584,40 +584,91 @@ Test(peer_auth, silent_connection_closes_at_the_deadline)
 	world_down(true);
 }
 
+/* Stranger k's connections to B, opened one after the other (B hears of
+ * each before the next: arrival order is connect order). */
+static void s_connect_n(int k, int n)
+{
+	for (int i = 0; i < n; i++) {
+		(void)s_connect(k, B_ADDR);
+		s_settle();
+	}
+}
+
+/* A valid HELLO (from A, to B: no secret needed to send one) on sc. */
+static void s_hello(int k, struct stranger_conn *sc)
+{
+	struct auth_key none = {0};
+	struct auth_hs hs;
+	struct auth_msg hello;
+	unsigned char frame[512];
+	auth_client_start(&hs, &none, AUTH_CTX_DATA, 0, 1, &hello);
+	s_send(k, sc, frame, auth_frame(frame, sizeof(frame), &hello));
+	s_settle();
+	cr_assert_eq(sc->nframes, 1);
+	cr_assert_eq(sc->type[0], TW_MSG_AUTH, "B answered its CHALLENGE");
+}
+
 Test(peer_auth, unauthenticated_connections_are_bounded)
 {
 	world_up_lazy(2, small_bounds);
 	stranger_up(0, S_ADDR);
 	stranger_up(1, S2_ADDR);
-	/* Two from one host are kept; a third is closed at once (which
-	 * one B hears of last is the net's order). */
-	for (int i = 0; i < 3; i++)
-		(void)s_connect(0, B_ADDR);
-	s_settle();
-	int closed = 0;
-	for (int i = 0; i < 3; i++)
-		closed += S[0].conns[i].closed;
-	cr_assert_eq(closed, 1);
-	cr_assert_eq(stats(1).auth_refused, 1);
-	/* Another host: one more fits the total of 3, then no more. */
-	for (int i = 0; i < 2; i++)
-		(void)s_connect(1, B_ADDR);
-	s_settle();
-	cr_assert_eq(S[1].conns[0].closed + S[1].conns[1].closed, 1);
-	cr_assert_eq(stats(1).auth_refused, 2);
+	/* Two from one host are kept; a third takes the place of the one
+	 * silent longest. */
+	s_connect_n(0, 3);
+	cr_assert(S[0].conns[0].closed, "the oldest made room");
+	cr_assert_not(S[0].conns[1].closed || S[0].conns[2].closed);
+	cr_assert_eq(stats(1).auth_evicted, 1);
+	cr_assert_eq(stats(1).auth_refused, 0);
+	/* Another host: one more fits the total of 3; the next takes the
+	 * place of the oldest of any host. */
+	s_connect_n(1, 2);
+	cr_assert(S[0].conns[1].closed);
+	cr_assert_not(S[0].conns[2].closed);
+	cr_assert_not(S[1].conns[0].closed || S[1].conns[1].closed);
+	cr_assert_eq(stats(1).auth_evicted, 2);
+	cr_assert_eq(stats(1).auth_refused, 0);
+	cr_assert_eq(stats(1).auth_timeouts, 0);
 
 	/* The deadline frees the slots: a member gets in again. */
 	s_advance(10001 * MS);
-	for (int i = 0; i < 3; i++)
-		cr_assert(S[0].conns[i].closed);
+	cr_assert(S[0].conns[2].closed);
 	cr_assert(S[1].conns[0].closed && S[1].conns[1].closed);
 	cr_assert_eq(stats(1).auth_timeouts, 3);
 	tw_future *f = call(0, "B", "t::echo", 1, 1000);
 	s_settle();
 	cr_assert_eq(result_int(f), 1);
+	cr_assert_eq(stats(1).auth_evicted, 2);
 	tw_future_release(f);
 	stranger_down(0);
 	stranger_down(1);
+	world_down(true);
+}
+
+Test(peer_auth, young_handshakes_are_kept_and_the_newcomer_refused)
+{
+	world_up_lazy(2, small_bounds);
+	stranger_up(0, S_ADDR);
+	/* Two that sent their HELLO just now fill the host's bound. */
+	s_connect_n(0, 2);
+	s_hello(0, &S[0].conns[0]);
+	s_hello(0, &S[0].conns[1]);
+	/* Both mid-handshake and young: a third is refused on arrival. */
+	s_connect_n(0, 1);
+	cr_assert(S[0].conns[2].closed);
+	cr_assert_not(S[0].conns[0].closed || S[0].conns[1].closed);
+	cr_assert_eq(stats(1).auth_refused, 1);
+	cr_assert_eq(stats(1).auth_evicted, 0);
+	/* A PROOF is one round trip away: past the grace they are stalled,
+	 * and the next takes the place of the oldest HELLO. */
+	s_advance((PAUTH_HELLO_GRACE_MS + 1) * MS);
+	cr_assert_eq(stats(1).auth_timeouts, 0);
+	s_connect_n(0, 1);
+	cr_assert(S[0].conns[0].closed);
+	cr_assert_not(S[0].conns[1].closed || S[0].conns[3].closed);
+	cr_assert_eq(stats(1).auth_evicted, 1);
+	cr_assert_eq(stats(1).auth_refused, 1);
+	stranger_down(0);
 	world_down(true);
 }
 
