@@ -52,7 +52,8 @@ void pauth_fini(tw_agent *a)
 
 /* Whether slot x makes a better victim than y (NULL): a silent one
  * before one mid-handshake, then the older (arrival, or HELLO). */
-static bool worse(const struct unauth_slot *x, const struct unauth_slot *y)
+static bool better_victim(const struct unauth_slot *x,
+			  const struct unauth_slot *y)
 {
 	if (y == NULL || x->hello != y->hello)
 		return y == NULL || !x->hello;
@@ -74,7 +75,7 @@ static struct unauth_slot *slot_victim(tw_agent *a, const struct agent_loop *l,
 			continue;
 		if (x->hello && (now < x->since || now - x->since < grace))
 			continue;
-		if (worse(x, v))
+		if (better_victim(x, v))
 			v = x;
 	}
 	return v;
