@@ -1575,6 +1575,7 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(auth_failed);
 		ADD(auth_timeouts);
 		ADD(auth_refused);
+		ADD(auth_evicted);
 		ADD(spoofed_frames);
 		ADD(offloaded);
 		ADD(rx_pauses);

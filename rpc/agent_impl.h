@@ -87,6 +87,17 @@ struct call {
 
 struct peer_auth;
 
+/* An unauthenticated inbound connection's place in the agent's bound
+ * (peer_auth.c, under auth_mu). cs is dereferenced by its own loop only. */
+struct unauth_slot {
+	struct conn_state *cs;
+	uint64_t host;  /* the peer's host (0: unknown) */
+	uint64_t since; /* loop clock: arrival, or its HELLO once hello */
+	uint64_t seq;   /* a->unauth_seq then: arrival order, or HELLO order */
+	uint32_t loop;  /* the loop owning cs */
+	bool hello;     /* a valid HELLO came: mid-handshake */
+};
+
 /* A connection as the agent sees it (tw_conn.ctx). It carries nothing but
  * AUTH frames until its handshake is done (peer_auth.c, docs/wire.md 5.1);
  * from then on every frame's src must be peer and its dst this worker. */
@@ -128,7 +139,7 @@ struct pend_table {
 struct loop_stats {
 	stat_t calls_sent, calls_served, late_responses, bad_frames;
 	stat_t conns_opened, conns_closed, timeouts, exec_jobs, exec_expired;
-	stat_t auth_ok, auth_failed, auth_timeouts, auth_refused;
+	stat_t auth_ok, auth_failed, auth_timeouts, auth_refused, auth_evicted;
 	stat_t spoofed_frames;
 	stat_t offloaded, rx_pauses; /* loop thread */
 };
@@ -242,10 +253,11 @@ struct tw_agent {
 	struct agent_hooks *hooks; /* our copy; NULL but in tests */
 	struct auth_key key;       /* the group's secret (len 0: none) */
 	/* Unauthenticated inbound connections, all loops (peer_auth.c):
-	 * their peer hosts, nunauth of max_unauth slots, under auth_mu. */
+	 * nunauth of max_unauth slots, under auth_mu. */
 	pthread_mutex_t auth_mu;
-	uint64_t *unauth_hosts;
+	struct unauth_slot *unauth;
 	uint32_t nunauth;
+	uint64_t unauth_seq; /* orders the slots' arrivals and HELLOs */
 	/* Builtins' bounds on a run loop and on the executor (serve.c). */
 	tw_ops_limits lim_loop, lim_exec;
 	_Atomic uint64_t limit_refusals, oversize; /* any thread */
@@ -364,11 +376,21 @@ void conn_close_later(struct conn_state *cs);
  * EXCEPTION explaining a refusal) are accepted: anything else fails it.
  * Inbound connections still unauthenticated are bounded per peer host and
  * in all (tw_agent_opts.max_unauth_per_host, max_unauth) and closed at
- * auth_timeout_ms. A failed handshake is answered with EXCEPTION(TW_EAUTH
- * or TW_EPROTO, reason) and the connection closed once it left; the calls
- * held on an outbound one fail with that kind and reason.
+ * auth_timeout_ms. A new connection that finds a bound full evicts one of
+ * them, as SYN-flood defences do: the one silent longest (no first frame
+ * yet), else the oldest mid-handshake one whose HELLO came at least
+ * PAUTH_HELLO_GRACE_MS ago; from its host (the per-host bound) or any
+ * (the total), and on the accepting loop only: a loop closes only its own
+ * connections, so when every candidate is on another loop (or young and
+ * mid-handshake) the new connection is refused instead. A failed
+ * handshake is answered with EXCEPTION(TW_EAUTH or TW_EPROTO, reason) and
+ * the connection closed once it left; the calls held on an outbound one
+ * fail with that kind and reason.
  */
 #define PAUTH_RX_MAX 1024u /* AUTH frames and an EXCEPTION with a reason */
+/* A member's PROOF follows its HELLO by one round trip: a connection whose
+ * HELLO came more recently than this is not evicted. */
+#define PAUTH_HELLO_GRACE_MS 1000u
 
 /* Agent init: the unauthenticated-connection table. TW_ENOMEM. */
 tw_status pauth_init(tw_agent *a);

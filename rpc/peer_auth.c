@@ -17,7 +17,7 @@ struct peer_auth {
 	struct auth_hs hs;
 	struct tw_timer timer; /* the deadline */
 	uint64_t host;         /* the peer's host (inbound) */
-	bool counted;          /* holds a slot in a->unauth_hosts */
+	bool counted;          /* holds a slot in a->unauth */
 	bool failed;           /* refused: waiting to close */
 };
 
@@ -34,8 +34,8 @@ struct pa_tx {
 
 tw_status pauth_init(tw_agent *a)
 {
-	a->unauth_hosts = calloc(a->o.max_unauth, sizeof(*a->unauth_hosts));
-	if (a->unauth_hosts == NULL)
+	a->unauth = calloc(a->o.max_unauth, sizeof(*a->unauth));
+	if (a->unauth == NULL)
 		return tw_fail(TW_ENOMEM,
 			       "no memory for max_unauth (%u) connection slots",
 			       a->o.max_unauth);
@@ -45,36 +45,98 @@ tw_status pauth_init(tw_agent *a)
 
 void pauth_fini(tw_agent *a)
 {
-	free(a->unauth_hosts);
-	a->unauth_hosts = NULL;
+	free(a->unauth);
+	a->unauth = NULL;
 	pthread_mutex_destroy(&a->auth_mu);
 }
 
-/* A slot for one more unauthenticated connection from host (0: unknown,
- * bound by the total only); false when over a bound. */
-static bool slot_take(tw_agent *a, uint64_t host)
+/* Whether slot x makes a better victim than y (NULL): a silent one
+ * before one mid-handshake, then the older (arrival, or HELLO). */
+static bool better_victim(const struct unauth_slot *x,
+			  const struct unauth_slot *y)
 {
-	bool ok = false;
+	if (y == NULL || x->hello != y->hello)
+		return y == NULL || !x->hello;
+	return x->seq < y->seq;
+}
+
+/* The connection to close to make room for one more on loop l from host
+ * (full: its host's bound; else the total's), or NULL: only l's own, and
+ * a mid-handshake one only once its HELLO is PAUTH_HELLO_GRACE_MS old. */
+static struct unauth_slot *slot_victim(tw_agent *a, const struct agent_loop *l,
+				       uint64_t host, bool host_full,
+				       uint64_t now)
+{
+	const uint64_t grace = (uint64_t)PAUTH_HELLO_GRACE_MS * 1000000u;
+	struct unauth_slot *v = NULL;
+	for (uint32_t i = 0; i < a->nunauth; i++) {
+		struct unauth_slot *x = &a->unauth[i];
+		if (x->loop != l->idx || (host_full && x->host != host))
+			continue;
+		if (x->hello && (now < x->since || now - x->since < grace))
+			continue;
+		if (better_victim(x, v))
+			v = x;
+	}
+	return v;
+}
+
+/* A slot for cs, a new unauthenticated connection on l from host (0:
+ * unknown, bound by the total only). Over a bound, the slot of the
+ * connection slot_victim picks is handed to cs and that connection
+ * returned in *evict (its pa no longer counted: l closes it). false when
+ * over a bound with nothing to evict. */
+static bool slot_take(struct agent_loop *l, struct conn_state *cs,
+		      uint64_t host, struct conn_state **evict)
+{
+	tw_agent *a = l->a;
+	uint64_t now = tw_loop_now(l->loop);
+	struct unauth_slot *s = NULL;
+	*evict = NULL;
 	pthread_mutex_lock(&a->auth_mu);
-	if (a->nunauth < a->o.max_unauth) {
-		uint32_t same = 0;
-		for (uint32_t i = 0; host != 0 && i < a->nunauth; i++)
-			same += a->unauth_hosts[i] == host;
-		if (same < a->o.max_unauth_per_host) {
-			a->unauth_hosts[a->nunauth++] = host;
-			ok = true;
+	uint32_t same = 0;
+	for (uint32_t i = 0; host != 0 && i < a->nunauth; i++)
+		same += a->unauth[i].host == host;
+	bool host_full = host != 0 && same >= a->o.max_unauth_per_host;
+	if (!host_full && a->nunauth < a->o.max_unauth) {
+		s = &a->unauth[a->nunauth++];
+	} else if ((s = slot_victim(a, l, host, host_full, now)) != NULL) {
+		*evict = s->cs;
+		s->cs->pa->counted = false;
+	}
+	if (s != NULL) {
+		*s = (struct unauth_slot){.cs = cs,
+					  .host = host,
+					  .since = now,
+					  .seq = a->unauth_seq++,
+					  .loop = l->idx};
+	}
+	pthread_mutex_unlock(&a->auth_mu);
+	return s != NULL;
+}
+
+/* cs's HELLO came: mid-handshake from now. */
+static void slot_hello(struct agent_loop *l, struct conn_state *cs)
+{
+	tw_agent *a = l->a;
+	pthread_mutex_lock(&a->auth_mu);
+	for (uint32_t i = 0; i < a->nunauth; i++) {
+		if (a->unauth[i].cs == cs) {
+			a->unauth[i].hello = true;
+			a->unauth[i].since = tw_loop_now(l->loop);
+			a->unauth[i].seq = a->unauth_seq++;
+			break;
 		}
 	}
 	pthread_mutex_unlock(&a->auth_mu);
-	return ok;
 }
 
-static void slot_give(tw_agent *a, uint64_t host)
+static void slot_give(tw_agent *a, struct conn_state *cs)
 {
 	pthread_mutex_lock(&a->auth_mu);
 	for (uint32_t i = 0; i < a->nunauth; i++) {
-		if (a->unauth_hosts[i] == host) {
-			a->unauth_hosts[i] = a->unauth_hosts[--a->nunauth];
+		if (a->unauth[i].cs == cs) {
+			a->unauth[i] = a->unauth[--a->nunauth];
 			break;
 		}
 	}
@@ -221,7 +283,7 @@ static void pa_free(struct agent_loop *l, struct conn_state *cs)
 		return;
 	tw_timer_cancel(tw_loop_timers(l->loop), &pa->timer);
 	if (pa->counted)
-		slot_give(l->a, pa->host);
+		slot_give(l->a, cs);
 	cs->pa = NULL;
 	free(pa);
 }
@@ -293,6 +355,25 @@ static void pa_arm(struct agent_loop *l, struct conn_state *cs)
 			     (uint64_t)l->a->o.auth_timeout_ms * 1000000u);
 }
 
+/* cs, unauthenticated and on l, gave its slot to a newer connection:
+ * closed, unanswered (a stranger learns nothing; a member that was slow
+ * connects anew on its next call). One already failing is not counted. */
+static void pa_evict(struct agent_loop *l, struct conn_state *cs)
+{
+	if (!cs->pa->failed && !cs->doomed && !cs->closing)
+		stat_inc(&l->stats.auth_evicted);
+	cs->auth_failed = true;
+	cs->pa->failed = true;
+	if (cs->fail_msg == NULL) {
+		cs->fail_kind = TW_EUNREACHABLE;
+		cs->fail_msg = strdup("closed before its authentication "
+				      "handshake completed, to make room for "
+				      "a newer connection (max_unauth, "
+				      "max_unauth_per_host)");
+	}
+	conn_close_later(cs);
+}
+
 void pauth_accepted(struct agent_loop *l, struct conn_state *cs)
 {
 	if (pa_start(l, cs) != TW_OK) {
@@ -300,7 +381,8 @@ void pauth_accepted(struct agent_loop *l, struct conn_state *cs)
 		conn_close_later(cs);
 		return;
 	}
-	if (!slot_take(l->a, cs->pa->host)) {
+	struct conn_state *victim;
+	if (!slot_take(l, cs, cs->pa->host, &victim)) {
 		stat_inc(&l->stats.auth_refused);
 		cs->auth_failed = true;
 		cs->pa->failed = true;
@@ -309,6 +391,8 @@ void pauth_accepted(struct agent_loop *l, struct conn_state *cs)
 	}
 	cs->pa->counted = true;
 	pa_arm(l, cs);
+	if (victim != NULL)
+		pa_evict(l, victim);
 }
 
 void pauth_connected(struct agent_loop *l, struct conn_state *cs)
@@ -410,6 +494,8 @@ static void server_step(struct agent_loop *l, struct conn_state *cs,
 				       m, &ch);
 		if (st == TW_OK)
 			st = send_step(cs, &ch, m->from);
+		if (st == TW_OK && pa->counted)
+			slot_hello(l, cs);
 		if (st != TW_OK) {
 			snprintf(msg, sizeof(msg), "worker '%s' refused: %s",
 				 a->name, tw_errmsg(st));

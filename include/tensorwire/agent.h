@@ -109,11 +109,23 @@ struct tw_agent_opts {
 	/* Connections a peer opened to this worker that have not completed
 	 * the handshake yet (anyone who can reach the port can open them):
 	 * at most max_unauth_per_host from one peer host (IPv4 address) and
-	 * max_unauth in all, across the loops; a connection over either is
-	 * closed at once. Each is closed when auth_timeout_ms passes before
-	 * its handshake completes (an outbound one too: its calls then fail
-	 * with TW_EUNREACHABLE). Defaults 8, 64 and 10000; 0 is refused.
-	 * Counted in tw_agent_stats (auth_refused, auth_timeouts). */
+	 * max_unauth in all, across the loops. A new connection that finds
+	 * a bound full evicts, on its own run loop, the connection of that
+	 * host (for the total: of any host) that has been silent longest,
+	 * else the oldest whose HELLO came over a second ago; one that just
+	 * sent its HELLO is mid-handshake and kept (members send theirs at
+	 * once, and finish in 1.5 round trips). With none to evict (all
+	 * young, or on other run loops: a loop closes only its own) the new
+	 * connection is closed at once. So a stranger holding the bound
+	 * with silent connections (on loopback every local process shares
+	 * the host 127.0.0.1) cannot keep members out. Each is closed when
+	 * auth_timeout_ms passes before its handshake completes (an
+	 * outbound one too: its calls then fail with TW_EUNREACHABLE); there
+	 * is no shorter deadline for the first frame: eviction already takes
+	 * the silent ones first, and a shorter one would cut off members on
+	 * a loaded host for nothing. Defaults 8, 64 and 10000; 0 is refused.
+	 * Counted in tw_agent_stats (auth_refused, auth_evicted,
+	 * auth_timeouts). */
 	uint32_t max_unauth_per_host;
 	uint32_t max_unauth;
 	int64_t auth_timeout_ms;
@@ -440,6 +452,9 @@ struct tw_agent_stats {
 				  * its backlog (reply_backlog_max) */
 	uint64_t oversize;       /* calls refused and results turned into
 				  * errors for passing max_frame */
+	uint64_t auth_evicted;   /* unauthenticated connections closed to
+				  * make room for a new one (max_unauth,
+				  * max_unauth_per_host) */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 

@@ -63,6 +63,7 @@ struct ft {
 	tw_fake_net *net;
 	struct tw_poller poller;
 	int node; /* listening node or NODE_NONE */
+	int host; /* the host its peers see: node, or another node's */
 	bool down;
 	TAILQ_HEAD(, fc) conns; /* newest first */
 	TAILQ_ENTRY(ft) link;   /* in the net's transports */
@@ -291,18 +292,19 @@ static tw_status f_listen(tw_transport *tt, const char *addr, char *bound,
 	if (t->node != NODE_NONE || node_find(t->net, node) != NULL)
 		return TW_EBUSY;
 	t->node = node;
+	t->host = node;
 	if (bound != NULL && bound_len > 0)
 		snprintf(bound, bound_len, "fake://%d", node);
 	return TW_OK;
 }
 
-/* Who is at the other end: its node is its host (a transport that does
- * not listen has none: 0, unknown). */
-static void fake_peer(tw_conn *c, int node)
+/* Who is at the other end: node, on host (its node unless the test
+ * moved it; a transport that does not listen has none: 0, unknown). */
+static void fake_peer(tw_conn *c, int node, int host)
 {
 	if (node < 0)
 		return;
-	c->peer_host = (uint64_t)(uint32_t)node | (UINT64_C(0xfa) << 32);
+	c->peer_host = (uint64_t)(uint32_t)host | (UINT64_C(0xfa) << 32);
 	snprintf(c->peer, sizeof(c->peer), "fake://%d", node);
 }
 
@@ -326,8 +328,8 @@ static tw_status f_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	}
 	c->peer = s;
 	s->peer = c;
-	fake_peer(&c->base, node);
-	fake_peer(&s->base, t->node);
+	fake_peer(&c->base, node, lt->host);
+	fake_peer(&s->base, t->node, t->host);
 	t->net->st.conns++;
 	*out = &c->base;
 	return TW_OK;
@@ -600,6 +602,7 @@ tw_status tw_fake_transport_create(tw_fake_net *n, tw_loop *l,
 	t->base.cbs = *cbs;
 	t->net = n;
 	t->node = NODE_NONE;
+	t->host = NODE_NONE;
 	TAILQ_INIT(&t->conns);
 	t->poller.fn = f_poll;
 	t->poller.arg = t;
@@ -841,6 +844,21 @@ tw_status tw_fake_net_set_down(tw_fake_net *n, const char *addr, bool down)
 	t->down = down;
 	if (down)
 		(void)tw_fake_net_break(n, addr, NULL);
+	return TW_OK;
+}
+
+tw_status tw_fake_net_set_host(tw_fake_net *n, const char *addr,
+			       const char *host)
+{
+	if (n == NULL)
+		return TW_EINVAL;
+	int node = parse_node(addr), h = parse_node(host);
+	if (node < 0 || h < 0)
+		return TW_EINVAL;
+	struct ft *t = node_find(n, node);
+	if (t == NULL)
+		return TW_ENOENT;
+	t->host = h;
 	return TW_OK;
 }
 

@@ -24,7 +24,8 @@ extern "C" {
  * caller its end and the listener an accepted end; each learns of it with
  * on_conn(c, TW_OK) on its loop's next poll, before any frame on it. A
  * node is a host: each end's peer_host is the other end's node (0 when it
- * does not listen), peer its address.
+ * does not listen; tw_fake_net_set_host puts nodes on one host), peer its
+ * address.
  *
  * send() copies the frame (r->iov, r->len bytes) into one buffer inside
  * the net and returns; r->done(r, TW_OK) runs on the sending loop's next
@@ -131,6 +132,12 @@ size_t tw_fake_net_break(tw_fake_net *n, const char *a, const char *b);
 /* Take node addr down (its connections break, connects to and from it
  * fail) or bring it back. TW_ENOENT when nobody listens there. */
 tw_status tw_fake_net_set_down(tw_fake_net *n, const char *addr, bool down);
+
+/* Put node addr on host's host: the connections it makes or accepts from
+ * now on show their peers host's node as peer_host (processes sharing a
+ * machine, as on loopback). TW_ENOENT when nobody listens at addr. */
+tw_status tw_fake_net_set_host(tw_fake_net *n, const char *addr,
+			       const char *host);
 
 /* Put len raw bytes on the wire from -> to, behind what is queued, on the
  * oldest open connection carrying that direction, as if the sender had

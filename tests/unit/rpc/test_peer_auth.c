@@ -2,8 +2,10 @@
  * handshake before the first call, with the call held meanwhile; same,
  * wrong and missing secrets; a spoofed source on an authenticated
  * connection; what a stranger's unauthenticated connection may not do (a
- * CALL, a big header, silence past the deadline, too many of them); a
- * frame type a data connection does not carry. */
+ * CALL, a big header, silence past the deadline, too many of them), and
+ * that holding the bounds does not keep members out (the stalest
+ * unauthenticated connection is evicted); a frame type a data connection
+ * does not carry. */
 #include "tests/unit/rpc/fake_world.h"
 
 #define S_ADDR "fake://9" /* the stranger's node */
@@ -584,37 +586,165 @@ Test(peer_auth, silent_connection_closes_at_the_deadline)
 	world_down(true);
 }
 
+/* Stranger k's connections to B, opened one after the other (B hears of
+ * each before the next: arrival order is connect order). */
+static void s_connect_n(int k, int n)
+{
+	for (int i = 0; i < n; i++) {
+		(void)s_connect(k, B_ADDR);
+		s_settle();
+	}
+}
+
+/* A valid HELLO (from A, to B: no secret needed to send one) on sc. */
+static void s_hello(int k, struct stranger_conn *sc)
+{
+	struct auth_key none = {0};
+	struct auth_hs hs;
+	struct auth_msg hello;
+	unsigned char frame[512];
+	auth_client_start(&hs, &none, AUTH_CTX_DATA, 0, 1, &hello);
+	s_send(k, sc, frame, auth_frame(frame, sizeof(frame), &hello));
+	s_settle();
+	cr_assert_eq(sc->nframes, 1);
+	cr_assert_eq(sc->type[0], TW_MSG_AUTH, "B answered its CHALLENGE");
+}
+
 Test(peer_auth, unauthenticated_connections_are_bounded)
 {
 	world_up_lazy(2, small_bounds);
 	stranger_up(0, S_ADDR);
 	stranger_up(1, S2_ADDR);
-	/* Two from one host are kept; a third is closed at once (which
-	 * one B hears of last is the net's order). */
-	for (int i = 0; i < 3; i++)
-		(void)s_connect(0, B_ADDR);
-	s_settle();
-	int closed = 0;
-	for (int i = 0; i < 3; i++)
-		closed += S[0].conns[i].closed;
-	cr_assert_eq(closed, 1);
-	cr_assert_eq(stats(1).auth_refused, 1);
-	/* Another host: one more fits the total of 3, then no more. */
-	for (int i = 0; i < 2; i++)
-		(void)s_connect(1, B_ADDR);
-	s_settle();
-	cr_assert_eq(S[1].conns[0].closed + S[1].conns[1].closed, 1);
-	cr_assert_eq(stats(1).auth_refused, 2);
+	/* Two from one host are kept; a third takes the place of the one
+	 * silent longest. */
+	s_connect_n(0, 3);
+	cr_assert(S[0].conns[0].closed, "the oldest made room");
+	cr_assert_not(S[0].conns[1].closed || S[0].conns[2].closed);
+	cr_assert_eq(stats(1).auth_evicted, 1);
+	cr_assert_eq(stats(1).auth_refused, 0);
+	/* Another host: one more fits the total of 3; the next takes the
+	 * place of the oldest of any host. */
+	s_connect_n(1, 2);
+	cr_assert(S[0].conns[1].closed);
+	cr_assert_not(S[0].conns[2].closed);
+	cr_assert_not(S[1].conns[0].closed || S[1].conns[1].closed);
+	cr_assert_eq(stats(1).auth_evicted, 2);
+	cr_assert_eq(stats(1).auth_refused, 0);
+	cr_assert_eq(stats(1).auth_timeouts, 0);
 
 	/* The deadline frees the slots: a member gets in again. */
 	s_advance(10001 * MS);
-	for (int i = 0; i < 3; i++)
-		cr_assert(S[0].conns[i].closed);
+	cr_assert(S[0].conns[2].closed);
 	cr_assert(S[1].conns[0].closed && S[1].conns[1].closed);
 	cr_assert_eq(stats(1).auth_timeouts, 3);
 	tw_future *f = call(0, "B", "t::echo", 1, 1000);
 	s_settle();
 	cr_assert_eq(result_int(f), 1);
+	cr_assert_eq(stats(1).auth_evicted, 2);
+	tw_future_release(f);
+	stranger_down(0);
+	stranger_down(1);
+	world_down(true);
+}
+
+Test(peer_auth, young_handshakes_are_kept_and_the_newcomer_refused)
+{
+	world_up_lazy(2, small_bounds);
+	stranger_up(0, S_ADDR);
+	/* Two that sent their HELLO just now fill the host's bound. */
+	s_connect_n(0, 2);
+	s_hello(0, &S[0].conns[0]);
+	s_hello(0, &S[0].conns[1]);
+	/* Both mid-handshake and young: a third is refused on arrival. */
+	s_connect_n(0, 1);
+	cr_assert(S[0].conns[2].closed);
+	cr_assert_not(S[0].conns[0].closed || S[0].conns[1].closed);
+	cr_assert_eq(stats(1).auth_refused, 1);
+	cr_assert_eq(stats(1).auth_evicted, 0);
+	/* A PROOF is one round trip away: past the grace they are stalled,
+	 * and the next takes the place of the oldest HELLO. */
+	s_advance((PAUTH_HELLO_GRACE_MS + 1) * MS);
+	cr_assert_eq(stats(1).auth_timeouts, 0);
+	s_connect_n(0, 1);
+	cr_assert(S[0].conns[0].closed);
+	cr_assert_not(S[0].conns[1].closed || S[0].conns[3].closed);
+	cr_assert_eq(stats(1).auth_evicted, 1);
+	cr_assert_eq(stats(1).auth_refused, 1);
+	stranger_down(0);
+	world_down(true);
+}
+
+/* The denial of service eviction ends: on A's host (loopback: one host
+ * for every local process), a stranger holds all 8 of the host's slots
+ * with silent connections. A's new connection takes the place of the
+ * oldest, and its call goes through. */
+Test(peer_auth, stranger_on_the_members_host_cannot_keep_it_out)
+{
+	world_up_lazy(2, NULL);
+	stranger_up(0, S_ADDR);
+	cr_assert_eq(tw_fake_net_set_host(W.net, S_ADDR, A_ADDR), TW_OK);
+	s_connect_n(0, 8);
+	for (int i = 0; i < 8; i++)
+		cr_assert(S[0].conns[i].up && !S[0].conns[i].closed);
+	cr_assert_eq(stats(1).auth_evicted, 0);
+	tw_future *f = call(0, "B", "t::echo", 7, 1000);
+	s_settle();
+	cr_assert_eq(result_int(f), 7);
+	cr_assert(S[0].conns[0].closed, "the stranger's oldest made room");
+	for (int i = 1; i < 8; i++)
+		cr_assert_not(S[0].conns[i].closed);
+	struct tw_agent_stats sb = stats(1);
+	cr_assert_eq(sb.auth_evicted, 1);
+	cr_assert_eq(sb.auth_refused, 0);
+	cr_assert_eq(sb.auth_ok, 1);
+	/* A's is authenticated: 7 of the host's 8 are held again, and the
+	 * bound holds (one more from the stranger evicts, not adds). */
+	cr_assert_eq(W.ag[1]->nunauth, 7);
+	tw_future_release(f);
+	stranger_down(0);
+	world_down(true);
+}
+
+/* A member's HELLO came a moment ago: it is not evicted in favour of a
+ * newer connection while a silent one can go instead. */
+Test(peer_auth, silent_connection_goes_before_a_young_handshake)
+{
+	world_up_lazy(2, small_bounds);
+	stranger_up(0, S_ADDR);
+	cr_assert_eq(tw_fake_net_set_host(W.net, S_ADDR, A_ADDR), TW_OK);
+	/* The older is mid-handshake, the newer silent. */
+	s_connect_n(0, 2);
+	s_hello(0, &S[0].conns[0]);
+	tw_future *f = call(0, "B", "t::echo", 8, 1000);
+	s_settle();
+	cr_assert_eq(result_int(f), 8);
+	cr_assert(S[0].conns[1].closed, "the silent one made room");
+	cr_assert_not(S[0].conns[0].closed, "the handshake in progress stays");
+	cr_assert_eq(stats(1).auth_evicted, 1);
+	cr_assert_eq(stats(1).auth_refused, 0);
+	tw_future_release(f);
+	stranger_down(0);
+	world_down(true);
+}
+
+/* The total bound likewise: strangers of other hosts fill it; a member's
+ * new connection takes the place of the oldest. */
+Test(peer_auth, strangers_filling_the_total_cannot_keep_a_member_out)
+{
+	world_up_lazy(2, small_bounds);
+	stranger_up(0, S_ADDR);
+	stranger_up(1, S2_ADDR);
+	s_connect_n(0, 2);
+	s_connect_n(1, 1);
+	cr_assert_eq(W.ag[1]->nunauth, 3);
+	tw_future *f = call(0, "B", "t::echo", 9, 1000);
+	s_settle();
+	cr_assert_eq(result_int(f), 9);
+	cr_assert(S[0].conns[0].closed, "the oldest of any host made room");
+	cr_assert_not(S[0].conns[1].closed || S[1].conns[0].closed);
+	cr_assert_eq(stats(1).auth_evicted, 1);
+	cr_assert_eq(stats(1).auth_refused, 0);
+	cr_assert_eq(W.ag[1]->nunauth, 2);
 	tw_future_release(f);
 	stranger_down(0);
 	stranger_down(1);
