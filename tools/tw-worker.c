@@ -17,6 +17,7 @@ static void usage(FILE *f)
 		"                 [--transport uring|dpdk] [--yield] [--nongraceful]\n"
 		"                 [--list] [--list-remote WORKER]\n"
 		"                 [--secret-file FILE | --secret S] [--insecure]\n"
+		"                 [--stall-timeout-ms MS] [--shutdown-timeout-ms MS]\n"
 		"                 [--listen-host HOST] [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
 		"                 [--dpdk-eal ARGS [--dpdk-port PORT] [--dpdk-ip IP]\n"
 		"                  [--dpdk-udp-port P] [--dpdk-credits N]]\n"
@@ -33,6 +34,9 @@ static void usage(FILE *f)
 		"worker of a group needs the same one; every connection then proves it.\n"
 		"Without a secret a worker serves on loopback (127.0.0.0/8) only, unless\n"
 		"--insecure: then anyone who reaches its ports can join and call.\n"
+		"--stall-timeout-ms: a connection whose partial frame makes no progress\n"
+		"this long is closed (default 30000; 0 = never); --shutdown-timeout-ms:\n"
+		"graceful shutdown's deadline (default 60000; 0 = none).\n"
 		"--transport picks the transport (default uring: TCP over io_uring).\n"
 		"--listen-host: the IPv4 address io_uring serves on (default 127.0.0.1).\n"
 		"--dpdk-eal selects the DPDK transport with these EAL arguments (e.g.\n"
@@ -106,13 +110,16 @@ int main(int argc, char **argv)
 		{"secret", required_argument, NULL, 's'},
 		{"secret-file", required_argument, NULL, 'S'},
 		{"insecure", no_argument, NULL, 'X'},
+		{"stall-timeout-ms", required_argument, NULL, 'Z'},
+		{"shutdown-timeout-ms", required_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv,
-				"n:r:w:R:l:c:t:i:H:T:yGLM:E:P:I:U:C:k:K:s:S:Xh",
-				longopts, NULL)) != -1) {
+	while ((c = getopt_long(
+			argc, argv,
+			"n:r:w:R:l:c:t:i:H:T:yGLM:E:P:I:U:C:k:K:s:S:XZ:D:h",
+			longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			o.name = optarg;
@@ -193,6 +200,14 @@ int main(int argc, char **argv)
 			break;
 		case 'X':
 			o.insecure = true;
+			break;
+		case 'Z':
+			uo.stall_timeout_ms = (uint32_t)parse_num(
+				"--stall-timeout-ms", optarg);
+			break;
+		case 'D':
+			o.shutdown_timeout_ms =
+				parse_num("--shutdown-timeout-ms", optarg);
 			break;
 		case 'h':
 			usage(stdout);

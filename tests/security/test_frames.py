@@ -21,9 +21,14 @@ GIB = 1 << 30
 DEADLINE_S = float(os.environ.get("TW_SEC_DEADLINE_S", "30"))
 
 
+# w0's stall timeout for partial frames: shorter than its default (30 s) so
+# that the member's stalled frame is closed well within DEADLINE_S.
+STALL_MS = 5000
+
+
 def case(name, attack, bound_mb=None):
     def run():
-        g = T.Group()
+        g = T.Group(w0_args=("--stall-timeout-ms", str(STALL_MS)))
         try:
             w = g.watch()
             attack(g, w)

@@ -788,7 +788,7 @@ class Group:
     m1 (sec_member, rank 1, an honest member that calls w0 on command)."""
 
     def __init__(self, secret=SECRET, world=2, start_member=True,
-                 w0_nofile=None):
+                 w0_nofile=None, w0_args=()):
         raise_fd_limit()
         self.secret = secret
         self.key = secret or b""
@@ -797,7 +797,8 @@ class Group:
         self.world = world
         env, extra = secret_env(secret)
         self.w0 = self.spawn("w0", worker_argv("w0", 0, world, self.rdv_port,
-                                               extra), env, nofile=w0_nofile)
+                                               list(extra) + list(w0_args)),
+                             env, nofile=w0_nofile)
         self.m1 = None
         self.port = None
         if start_member:
