@@ -269,11 +269,19 @@ static int w_rank0_stopped(struct h_worker *w)
 	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_errmsg(st));
 	if (w->rank == 0) {
+		/* The rendezvous thread stops with us: not before every
+		 * worker has its member list. */
+		uint64_t t = h_now_ms() + 20000;
+		while ((!atomic_load(&w->sh->flag[1]) ||
+			!atomic_load(&w->sh->flag[2])) &&
+		       h_now_ms() < t)
+			h_sleep_ms(2);
 		w->sh->status[0] = getpid();
 		atomic_store(&w->sh->flag[0], 1);
 		raise(SIGSTOP);
 		return 0;
 	}
+	atomic_store(&w->sh->flag[w->rank], 1);
 	uint64_t until = h_now_ms() + 20000;
 	while (!atomic_load(&w->sh->flag[0]) && h_now_ms() < until)
 		h_sleep_ms(2);
