@@ -12,6 +12,8 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
+#include <sodium.h>
+
 #include "dataplane/buf_impl.h"
 #include "dataplane/clock.h"
 #include "dataplane/dpdk_impl.h"
@@ -70,6 +72,10 @@ struct dsess {
 	struct dt *t;
 	uint32_t id, peer_id;
 	struct twp_ep peer;
+	/* Setup (dpdk_pkt.h): our nonce and first packet number, and the
+	 * CONNECT's nonce (an acceptor's, to say its ACCEPT again). */
+	uint8_t nonce[TWP_NONCE_LEN], peer_nonce[TWP_NONCE_LEN];
+	uint32_t isn;
 	uint8_t state;
 	tw_status close_st;
 	uint32_t mss;
@@ -150,8 +156,16 @@ struct dt {
 
 	tw_buf_pool *pool;
 	struct tw_timer idle;
-	uint64_t rng;
 	struct tw_dpdk_stats st;
+
+	/* Who may open a session (tw_dpdk_transport_secure): the secret
+	 * that keys the setup block's mac, and, with admit_only, the
+	 * endpoints ops->admit gave (none before its first call). */
+	uint8_t *secret;
+	size_t secret_len;
+	bool admit_only;
+	struct twp_ep *admit;
+	uint32_t nadmit;
 };
 
 static const struct tw_transport_ops dpdk_ops;
@@ -176,15 +190,25 @@ static inline uint64_t now_ns(struct dt *t)
 	return tw_loop_now(t->base.loop);
 }
 
-static uint64_t rnd(struct dt *t)
+static uint32_t rnd32(void)
 {
-	/* xorshift64*: session generations only. */
-	uint64_t x = t->rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	t->rng = x;
-	return x * 0x2545F4914F6CDD1Dull;
+	uint32_t v;
+	randombytes_buf(&v, sizeof(v));
+	return v;
+}
+
+/* Whether ep may open a session with us. */
+static bool admitted(const struct dt *t, const struct twp_ep *ep)
+{
+	if (!t->admit_only)
+		return true;
+	for (uint32_t i = 0; i < t->nadmit; i++) {
+		const struct twp_ep *a = &t->admit[i];
+		if (a->ip == ep->ip && a->port == ep->port &&
+		    memcmp(a->mac, ep->mac, 6) == 0)
+			return true;
+	}
+	return false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -306,9 +330,10 @@ static uint32_t put_headers(struct dt *t, struct rte_mbuf *m, uint8_t *p,
 	return twp_csum_add(0, p + TWP_L2L4_LEN, TWP_HDR_LEN, false);
 }
 
-/* A header-only packet (ACK, CONNECT, ACCEPT, RESET). */
-static bool send_ctl(struct dt *t, const struct twp_ep *dst,
-		     const struct twp_hdr *h)
+/* A control packet (ACK, CONNECT, ACCEPT, RESET): the header, then
+ * h->len bytes of body (the setup block), if any. */
+static bool send_ctl_body(struct dt *t, const struct twp_ep *dst,
+			  const struct twp_hdr *h, const uint8_t *body)
 {
 	if (!txb_room(t, 0))
 		return false;
@@ -317,12 +342,41 @@ static bool send_ctl(struct dt *t, const struct twp_ep *dst,
 		t->st.tx_nombuf++;
 		return false;
 	}
-	uint8_t *p = (uint8_t *)rte_pktmbuf_append(m, TWP_HEADERS);
+	uint8_t *p = (uint8_t *)rte_pktmbuf_append(m, TWP_HEADERS + h->len);
 	uint32_t sum = put_headers(t, m, p, dst, h);
+	if (h->len != 0) {
+		memcpy(p + TWP_HEADERS, body, h->len);
+		/* After the 46-byte header: an even offset. */
+		sum = twp_csum_add(sum, body, h->len, false);
+	}
 	if (!t->env->tx_udp_csum && t->sw_udp_csum)
 		twp_udp_csum_set(p, sum);
 	txb_push(t, m);
 	return true;
+}
+
+static bool send_ctl(struct dt *t, const struct twp_ep *dst,
+		     const struct twp_hdr *h)
+{
+	return send_ctl_body(t, dst, h, NULL);
+}
+
+/* s's CONNECT or ACCEPT (h without len), with its setup block. */
+static bool send_setup(struct dt *t, struct dsess *s, struct twp_hdr *h)
+{
+	struct twp_setup b;
+	memcpy(b.nonce, s->nonce, TWP_NONCE_LEN);
+	b.isn = s->isn;
+	h->len = TWP_SETUP_LEN;
+	if (t->secret_len != 0)
+		twp_setup_mac(t->secret, t->secret_len, h, &t->self, &s->peer,
+			      &b, h->type == TWP_ACCEPT ? s->peer_nonce : NULL,
+			      b.mac);
+	else
+		memset(b.mac, 0, sizeof(b.mac));
+	uint8_t body[TWP_SETUP_LEN];
+	twp_setup_encode(body, &b);
+	return send_ctl_body(t, &s->peer, h, body);
 }
 
 static void send_reset(struct dt *t, const struct twp_ep *dst,
@@ -541,7 +595,7 @@ static void tx_ctl(struct dt *t)
 			struct twp_hdr h = {.type = TWP_CONNECT,
 					    .src_sess = s->id,
 					    .frame_len = t->env->mss};
-			if (send_ctl(t, &s->peer, &h))
+			if (send_setup(t, s, &h))
 				s->connect_due = false;
 			else
 				keep = true;
@@ -551,7 +605,7 @@ static void tx_ctl(struct dt *t)
 					    .dst_sess = s->peer_id,
 					    .src_sess = s->id,
 					    .frame_len = t->env->mss};
-			if (send_ctl(t, &s->peer, &h))
+			if (send_setup(t, s, &h))
 				s->accept_due = false;
 			else
 				keep = true;
@@ -634,9 +688,15 @@ static struct dsess *sess_new(struct dt *t)
 			return NULL;
 		}
 	}
-	if (++t->gen[idx] == 0)
-		t->gen[idx] = 1;
-	s->id = (uint32_t)t->gen[idx] << 16 | idx;
+	/* A random generation, never 0 nor the slot's last one: session
+	 * numbers are not guessable from outside, and a late packet of the
+	 * slot's previous session does not reach this one. */
+	uint16_t g;
+	do
+		g = (uint16_t)rnd32();
+	while (g == 0 || g == t->gen[idx]);
+	t->gen[idx] = g;
+	s->id = (uint32_t)g << 16 | idx;
 	t->slots[idx] = s;
 	t->slot_hint = idx + 1 == t->o.max_sessions ? 0 : idx + 1;
 	t->nsess++;
@@ -648,6 +708,9 @@ static struct dsess *sess_new(struct dt *t)
 	tw_timer_init(&s->rto, rto_fire, s);
 	tw_timer_init(&s->ka, ka_fire, s);
 	STAILQ_INIT(&s->txq);
+	randombytes_buf(s->nonce, sizeof(s->nonce));
+	s->isn = rnd32();
+	s->una = s->snd_nxt = s->snd_max = s->isn;
 	TAILQ_INSERT_HEAD(&t->sessions, s, link);
 	tw_loop_timer_after(t->base.loop, &s->ka, t->ka_ns);
 	return s;
@@ -1149,17 +1212,50 @@ static struct dsess *sess_by_peer(struct dt *t, const struct twp_ep *ep,
 	return NULL;
 }
 
+/* The setup block of the CONNECT or ACCEPT pk into *b (without one: isn
+ * 0), and whether it may set up a session: with a secret, only with a
+ * block whose mac verifies (peer_nonce: an ACCEPT's, our CONNECT's). A
+ * refusal is counted and gets no answer. */
+static bool setup_check(struct dt *t, const struct twp_pkt *pk,
+			const uint8_t *peer_nonce, struct twp_setup *b)
+{
+	if (pk->h.len == TWP_SETUP_LEN)
+		twp_setup_decode(pk->payload, b);
+	else
+		memset(b, 0, sizeof(*b));
+	if (t->secret_len == 0)
+		return true;
+	if (pk->h.len == TWP_SETUP_LEN &&
+	    twp_setup_verify(t->secret, t->secret_len, &pk->h, &pk->src,
+			     &t->self, b, peer_nonce))
+		return true;
+	t->st.auth_drops++;
+	return false;
+}
+
 static void on_connect(struct dt *t, const struct twp_pkt *pk)
 {
+	/* A stranger hears nothing, not even a RESET: an answer would tell
+	 * it that we are here, and what we think of its packet. */
+	if (!admitted(t, &pk->src)) {
+		t->st.admit_drops++;
+		return;
+	}
+	struct twp_setup b;
+	if (!setup_check(t, pk, NULL, &b))
+		return;
 	if (!t->listening || t->destroying) {
 		send_reset(t, &pk->src, pk->h.src_sess, 0);
 		return;
 	}
 	struct dsess *s = sess_by_peer(t, &pk->src, pk->h.src_sess);
 	if (s != NULL) {
-		/* Our ACCEPT was lost: say it again. */
-		s->accept_due = true;
-		ctl_add(s);
+		/* Our ACCEPT was lost: say it again (to the same CONNECT:
+		 * an ACCEPT answers one nonce). */
+		if (memcmp(s->peer_nonce, b.nonce, TWP_NONCE_LEN) == 0) {
+			s->accept_due = true;
+			ctl_add(s);
+		}
 		return;
 	}
 	s = sess_new(t);
@@ -1169,6 +1265,8 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	}
 	s->peer = pk->src;
 	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
+	memcpy(s->peer_nonce, b.nonce, TWP_NONCE_LEN);
+	s->rcv_next = b.isn;
 	s->peer_id = pk->h.src_sess;
 	if (pk->h.frame_len < s->mss)
 		s->mss = (uint32_t)pk->h.frame_len;
@@ -1195,7 +1293,7 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		t->st.foreign_pkts++;
 		/* A session we do not know: tell the sender, so that its
 		 * side ends now rather than at its dead timeout. */
-		if (s == NULL && h->type != TWP_RESET)
+		if (s == NULL && h->type != TWP_RESET && admitted(t, &pk->src))
 			send_reset(t, &pk->src, h->src_sess, h->dst_sess);
 		rte_pktmbuf_free(m);
 		return;
@@ -1209,8 +1307,11 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		return;
 	}
 	if (h->type == TWP_ACCEPT) {
-		if (s->state == S_CONNECTING) {
+		struct twp_setup b;
+		if (s->state == S_CONNECTING &&
+		    setup_check(t, pk, s->nonce, &b)) {
 			s->peer_id = h->src_sess;
+			s->rcv_next = b.isn;
 			if (h->frame_len < s->mss)
 				s->mss = (uint32_t)h->frame_len;
 			s->state = S_OPEN;
@@ -1456,8 +1557,59 @@ static void d_close_after_send(tw_transport *tt, tw_conn *cc, tw_status st)
 		sess_fail(s, st, true);
 }
 
+static tw_status d_admit(tw_transport *tt, const char *const *addrs, uint32_t n)
+{
+	struct dt *t = DT(tt);
+	if (n != 0 && addrs == NULL)
+		return TW_EINVAL;
+	struct twp_ep *v = NULL;
+	uint32_t k = 0;
+	if (n != 0) {
+		v = calloc(n, sizeof(*v));
+		if (v == NULL)
+			return TW_ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (addrs[i] != NULL &&
+		    twp_addr_parse(addrs[i], &v[k], true, NULL) == 0)
+			k++; /* others are no DPDK endpoint: none admitted */
+	free(t->admit);
+	t->admit = v;
+	t->nadmit = k;
+	t->admit_only = true;
+	return TW_OK;
+}
+
+tw_status tw_dpdk_transport_secure(tw_transport *tt, const void *secret,
+				   size_t len, bool admit_only)
+{
+	struct dt *t = DT(tt);
+	if (t == NULL || (len != 0 && secret == NULL))
+		return TW_EINVAL;
+	uint8_t *k = NULL;
+	if (len != 0) {
+		k = malloc(len);
+		if (k == NULL)
+			return TW_ENOMEM;
+		memcpy(k, secret, len);
+	}
+	if (t->secret != NULL) {
+		sodium_memzero(t->secret, t->secret_len);
+		free(t->secret);
+	}
+	t->secret = k;
+	t->secret_len = len;
+	t->admit_only = admit_only;
+	return TW_OK;
+}
+
 static void free_all(struct dt *t)
 {
+	if (t->secret != NULL) {
+		sodium_memzero(t->secret, t->secret_len);
+		free(t->secret);
+	}
+	free(t->admit);
 	struct txm *x;
 	while ((x = SLIST_FIRST(&t->txm_free)) != NULL) {
 		SLIST_REMOVE_HEAD(&t->txm_free, free_link);
@@ -1584,9 +1736,8 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	t->local.mss = env->mss;
 	t->zc = env->multi_seg && env->iova_va && o.zc_threshold != UINT64_MAX;
 	t->sw_udp_csum = !o.sw_udp_csum_off;
-	t->rng = tw_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)t;
-	if (t->rng == 0)
-		t->rng = 1;
+	if (sodium_init() < 0)
+		goto fail; /* no randomness: TW_ENOMEM, as libsodium's own */
 	t->slots = calloc(o.max_sessions, sizeof(*t->slots));
 	t->gen = calloc(o.max_sessions, sizeof(*t->gen));
 	t->txb = calloc(TXB_CAP, sizeof(*t->txb));
@@ -1594,10 +1745,8 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	if (t->slots == NULL || t->gen == NULL || t->txb == NULL ||
 	    t->rxb == NULL)
 		goto fail;
-	/* Random generations: a restarted process does not reuse the
-	 * session numbers its previous life handed out. */
-	for (uint32_t i = 0; i < o.max_sessions; i++)
-		t->gen[i] = (uint16_t)rnd(t);
+	/* Each session takes a random generation (sess_new): a restarted
+	 * process does not reuse its previous life's session numbers. */
 
 	struct tw_buf_pool_opts po;
 	tw_buf_pool_opts_init(&po, sizeof(po));
@@ -1650,5 +1799,6 @@ static const struct tw_transport_ops dpdk_ops = {
 	.close = d_close,
 	.pause = d_pause,
 	.close_after_send = d_close_after_send,
+	.admit = d_admit,
 	.destroy = d_destroy,
 };

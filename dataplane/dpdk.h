@@ -47,7 +47,13 @@ extern "C" {
  * Reliability, after eRPC, at the frame level (this layer knows no RPC
  * meaning):
  * - A session is set up by a CONNECT / ACCEPT exchange that carries both
- *   session numbers and each side's mss (the smaller one is used).
+ *   session numbers (random), each side's mss (the smaller one is used)
+ *   and a setup block: each side's random first packet number and nonce,
+ *   and a mac keyed with the group's secret over both endpoints, both
+ *   session numbers and the nonces (dpdk_pkt.h). With a secret, a setup
+ *   that does not verify is dropped; with admission (the agent's: the
+ *   members' endpoints from the rendezvous, ops->admit), so is a CONNECT
+ *   from anyone else. Neither gets an answer.
  * - Each direction of a session numbers its packets (u32, serial
  *   arithmetic) and its frames. A frame larger than mss is split into
  *   ceil(len / mss) packets, each carrying its frame number, offset and
@@ -189,6 +195,23 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 				   const struct tw_transport_cbs *cbs,
 				   tw_transport **out);
 
+/*
+ * Who may open a session with t (the provider calls it after create, with
+ * the agent's group's secret): secret (len bytes, copied; 0 = none) keys
+ * the mac of the setup block in CONNECT and ACCEPT (dpdk_pkt.h). With a
+ * secret, a CONNECT or ACCEPT without a verified block is dropped
+ * silently (counted: auth_drops). admit_only: a CONNECT is taken only
+ * from an endpoint (MAC, IP and UDP port all matching) that ops->admit
+ * gave, none before its first call; any other is dropped silently
+ * (admit_drops), and packets from such endpoints for sessions we do not
+ * know get no RESET either. A CONNECT dropped while the list is not
+ * installed yet is sent again by the peer's session timer (rto_ns,
+ * backing off to 8x) until its dead_ns. Without this call: no secret,
+ * every CONNECT taken (until ops->admit is called). Loop thread.
+ */
+tw_status tw_dpdk_transport_secure(tw_transport *t, const void *secret,
+				   size_t len, bool admit_only);
+
 /* Bad-packet reasons (dpdk_pkt.h's twp_err), counted separately. */
 #define TW_DPDK_BAD_REASONS 32
 
@@ -218,6 +241,9 @@ struct tw_dpdk_stats {
 	uint64_t sessions_closed;
 	uint64_t pauses;       /* pause(s, true) on a session not paused */
 	uint64_t paused_drops; /* data dropped unacked while paused */
+	uint64_t admit_drops;  /* CONNECTs from endpoints not admitted */
+	uint64_t auth_drops;   /* CONNECT/ACCEPTs whose setup block did
+				* not verify (or had none) */
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #define ETH_TYPE_IPV4 0x0800u
 #define IP_PROTO_UDP 17u
 #define IP_DF 0x4000u
@@ -256,6 +258,73 @@ void twp_l2l4_build(uint8_t *d, const struct twp_ep *src,
 }
 
 /* ------------------------------------------------------------------ */
+/* The setup block                                                     */
+
+void twp_setup_encode(uint8_t *d, const struct twp_setup *s)
+{
+	memcpy(d, s->nonce, TWP_NONCE_LEN);
+	wr_le32(d + TWP_NONCE_LEN, s->isn);
+	memcpy(d + TWP_NONCE_LEN + 4, s->mac, TWP_SETUP_MAC_LEN);
+}
+
+void twp_setup_decode(const uint8_t *src, struct twp_setup *s)
+{
+	memcpy(s->nonce, src, TWP_NONCE_LEN);
+	s->isn = rd_le32(src + TWP_NONCE_LEN);
+	memcpy(s->mac, src + TWP_NONCE_LEN + 4, TWP_SETUP_MAC_LEN);
+}
+
+static const char setup_label[] = "tensorwire dpdk setup 1";
+
+static size_t put_ep(uint8_t *d, const struct twp_ep *ep)
+{
+	memcpy(d, ep->mac, 6);
+	memcpy(d + 6, &ep->ip, 4);
+	memcpy(d + 10, &ep->port, 2);
+	return 12;
+}
+
+void twp_setup_mac(const void *key, size_t key_len, const struct twp_hdr *h,
+		   const struct twp_ep *src, const struct twp_ep *dst,
+		   const struct twp_setup *s, const uint8_t *peer_nonce,
+		   uint8_t out[TWP_SETUP_MAC_LEN])
+{
+	uint8_t m[sizeof(setup_label) - 1 + 1 + 12 + 12 + 4 + 4 + 8 + 4 +
+		  2 * TWP_NONCE_LEN];
+	size_t n = sizeof(setup_label) - 1;
+	memcpy(m, setup_label, n);
+	m[n++] = h->type;
+	n += put_ep(m + n, src);
+	n += put_ep(m + n, dst);
+	wr_le32(m + n, h->src_sess);
+	wr_le32(m + n + 4, h->dst_sess);
+	wr_le64(m + n + 8, h->frame_len);
+	wr_le32(m + n + 16, s->isn);
+	n += 20;
+	memcpy(m + n, s->nonce, TWP_NONCE_LEN);
+	n += TWP_NONCE_LEN;
+	if (peer_nonce != NULL)
+		memcpy(m + n, peer_nonce, TWP_NONCE_LEN);
+	else
+		memset(m + n, 0, TWP_NONCE_LEN);
+	n += TWP_NONCE_LEN;
+	crypto_auth_hmacsha256_state st;
+	crypto_auth_hmacsha256_init(&st, key, key_len);
+	crypto_auth_hmacsha256_update(&st, m, n);
+	crypto_auth_hmacsha256_final(&st, out);
+	sodium_memzero(&st, sizeof(st));
+}
+
+bool twp_setup_verify(const void *key, size_t key_len, const struct twp_hdr *h,
+		      const struct twp_ep *src, const struct twp_ep *dst,
+		      const struct twp_setup *s, const uint8_t *peer_nonce)
+{
+	uint8_t want[TWP_SETUP_MAC_LEN];
+	twp_setup_mac(key, key_len, h, src, dst, s, peer_nonce, want);
+	return crypto_verify_32(want, s->mac) == 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* Validation                                                          */
 
 static enum twp_err check_hdr(const struct twp_hdr *h)
@@ -286,7 +355,7 @@ static enum twp_err check_hdr(const struct twp_hdr *h)
 	case TWP_ACCEPT:
 		if (h->flags != 0)
 			return TWP_E_FLAGS;
-		if (h->len != 0)
+		if (h->len != 0 && h->len != TWP_SETUP_LEN)
 			return TWP_E_LEN;
 		if ((h->type == TWP_CONNECT) != (h->dst_sess == 0) ||
 		    h->src_sess == 0 || h->seq != 0 || h->ack != 0 ||

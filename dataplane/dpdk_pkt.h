@@ -32,7 +32,26 @@ extern "C" {
  *      30 u64 frame_off   DATA: where they go in the frame
  *      38 u64 frame_len   DATA: the frame's length; CONNECT/ACCEPT: the
  *                         sender's mss (largest len it accepts)
- *  88  len bytes of the frame
+ *  88  len bytes of the frame; in CONNECT and ACCEPT, the setup block
+ *
+ * CONNECT and ACCEPT carry len 0 (a sender without the setup block: no
+ * secret to prove, first packet number 0) or the 52-byte setup block
+ * (every sender of this version):
+ *
+ *   0 u8[16] nonce  fresh for each session the sender opens or accepts
+ *  16 u32    isn    the sender's first DATA packet number (random)
+ *  20 u8[32] mac    HMAC-SHA256, keyed with the group's secret, of
+ *                   twp_setup_mac's message: the label
+ *                   "tensorwire dpdk setup 1", type, the sender's then
+ *                   the receiver's endpoint (MAC, IPv4, UDP port as on
+ *                   the wire), src_sess, dst_sess, mss (frame_len), isn,
+ *                   this nonce and, in an ACCEPT, the CONNECT's nonce (16
+ *                   zero bytes in a CONNECT); all zero without a secret.
+ *
+ * A receiver with a secret drops (silently, counted) a CONNECT or ACCEPT
+ * without the block or whose mac does not verify: a session exists only
+ * between holders of the secret, and the ACCEPT, bound to the CONNECT's
+ * nonce, cannot be replayed from an earlier session.
  *
  * The 40-byte mbuf private area makes the frame bytes 64-byte aligned in
  * a received mbuf: struct rte_mbuf (128) + private area (40) + headroom
@@ -48,7 +67,7 @@ extern "C" {
 #define TWP_OVERHEAD_L3 (TWP_IP_LEN + TWP_UDP_LEN + TWP_HDR_LEN) /* 74 */
 #define TWP_MAGIC 0x5754u
 #define TWP_VERSION 1u
-#define TWP_MIN_MSS 64u
+#define TWP_MIN_MSS 64u /* holds the setup block */
 #define TWP_MAX_MSS 65535u
 
 enum twp_type {
@@ -106,6 +125,33 @@ enum twp_err {
 	TWP_ERR_COUNT_
 };
 
+/* The setup block of CONNECT and ACCEPT (above). */
+#define TWP_NONCE_LEN 16u
+#define TWP_SETUP_MAC_LEN 32u
+#define TWP_SETUP_LEN (TWP_NONCE_LEN + 4u + TWP_SETUP_MAC_LEN) /* 52 */
+
+struct twp_setup {
+	uint8_t nonce[TWP_NONCE_LEN];
+	uint32_t isn;
+	uint8_t mac[TWP_SETUP_MAC_LEN];
+};
+
+void twp_setup_encode(uint8_t *dst, const struct twp_setup *s);
+void twp_setup_decode(const uint8_t *src, struct twp_setup *s);
+
+/* The mac of a CONNECT or ACCEPT h sent from src to dst carrying s (its
+ * mac field is not read), keyed with key (key_len bytes, > 0).
+ * peer_nonce: the CONNECT's nonce for an ACCEPT, NULL for a CONNECT. */
+void twp_setup_mac(const void *key, size_t key_len, const struct twp_hdr *h,
+		   const struct twp_ep *src, const struct twp_ep *dst,
+		   const struct twp_setup *s, const uint8_t *peer_nonce,
+		   uint8_t out[TWP_SETUP_MAC_LEN]);
+
+/* Whether s->mac is that mac (compared in constant time). */
+bool twp_setup_verify(const void *key, size_t key_len, const struct twp_hdr *h,
+		      const struct twp_ep *src, const struct twp_ep *dst,
+		      const struct twp_setup *s, const uint8_t *peer_nonce);
+
 /* Name of a twp_err, for logs and test messages. */
 const char *twp_err_name(enum twp_err e);
 
@@ -134,7 +180,9 @@ struct twp_pkt {
  * our address, a sane source, header checksum unless ip_csum_ok), UDP
  * (length, one of our ports, checksum unless l4_csum_ok or 0), and the
  * tensorwire header (magic, version, type, flags, reserved, per-type
- * fields, len == UDP payload - header, len <= mss, frame bounds).
+ * fields, len == UDP payload - header, len <= mss, frame bounds; CONNECT
+ * and ACCEPT: len 0 or TWP_SETUP_LEN). The setup block's mac is the
+ * transport's to verify (it holds the secret).
  */
 enum twp_err twp_parse(const uint8_t *p, size_t len,
 		       const struct twp_local *local, bool ip_csum_ok,

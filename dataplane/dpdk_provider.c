@@ -10,11 +10,25 @@
 #include "dataplane/dpdk.h"
 #include "dataplane/err.h"
 
+#include <sodium.h>
+
 struct dpdk_env {
 	tw_dpdk_env *env;
 	struct tw_dpdk_opts o; /* every loop's transport options */
 	char ip[16];           /* our copy of local_ip */
+	uint8_t *secret;       /* the group's (g->secret), copied */
+	size_t secret_len;
+	bool admit_only;
 };
+
+static void env_free(struct dpdk_env *d)
+{
+	if (d->secret != NULL) {
+		sodium_memzero(d->secret, d->secret_len);
+		free(d->secret);
+	}
+	free(d);
+}
 
 static tw_status d_check(const void *opts, uint32_t nloops)
 {
@@ -33,6 +47,21 @@ static tw_status d_start(const void *opts, const struct tw_transport_group *g,
 		return tw_fail(TW_ENOMEM,
 			       "DPDK: no memory for the port's state");
 	tw_dpdk_opts_get(opts, &d->o);
+	d->admit_only = g->admit_only;
+	if (g->secret_len != 0 && g->secret == NULL) {
+		env_free(d);
+		return tw_fail(TW_EINVAL, "DPDK: a secret length without one");
+	}
+	if (g->secret_len != 0) {
+		d->secret = malloc(g->secret_len);
+		if (d->secret == NULL) {
+			env_free(d);
+			return tw_fail(TW_ENOMEM,
+				       "DPDK: no memory for the port's state");
+		}
+		memcpy(d->secret, g->secret, g->secret_len);
+		d->secret_len = g->secret_len;
+	}
 	if (d->o.local_ip != NULL) {
 		snprintf(d->ip, sizeof(d->ip), "%s", d->o.local_ip);
 	} else {
@@ -60,7 +89,7 @@ static tw_status d_start(const void *opts, const struct tw_transport_group *g,
 								  : "(first)";
 		tw_fail_wrap(st, st, "DPDK port %.64s (ip %s, %u queues): %s",
 			     port, d->ip, g->nloops, tw_strerror(st));
-		free(d);
+		env_free(d);
 		return st;
 	}
 	*out = d;
@@ -72,8 +101,17 @@ static tw_status d_create(void *env, uint32_t idx, tw_loop *loop,
 			  tw_transport **out)
 {
 	struct dpdk_env *d = env;
-	return tw_dpdk_transport_create(loop, d->env, (uint16_t)idx, &d->o, cbs,
-					out);
+	tw_status st = tw_dpdk_transport_create(loop, d->env, (uint16_t)idx,
+						&d->o, cbs, out);
+	if (st == TW_OK && (d->secret_len != 0 || d->admit_only)) {
+		st = tw_dpdk_transport_secure(*out, d->secret, d->secret_len,
+					      d->admit_only);
+		if (st != TW_OK) {
+			(*out)->ops->destroy(*out);
+			*out = NULL;
+		}
+	}
+	return st;
 }
 
 static tw_status d_listen_addr(void *env, uint32_t idx, char *url, size_t len)
@@ -93,7 +131,7 @@ static void d_stop(void *env)
 	struct dpdk_env *d = env;
 	if (d->env != NULL)
 		(void)tw_dpdk_env_destroy(d->env);
-	free(d);
+	env_free(d);
 }
 
 const struct tw_transport_provider tw_dpdk_provider = {

@@ -132,6 +132,17 @@ struct tw_transport_ops {
 	 * before (an EXCEPTION) leaves before the connection ends. NULL =
 	 * not supported (tw_transport_close_after_send closes at once). */
 	void (*close_after_send)(tw_transport *t, tw_conn *c, tw_status st);
+	/* Admission: the n addresses (as the peers' listen returned them:
+	 * every member's, every loop's, from the authenticated rendezvous)
+	 * whose connections t may accept from now on, replacing any earlier
+	 * list; the transport copies what it keeps. Addresses it cannot
+	 * parse admit nobody. Connections already up stay. A transport whose
+	 * provider was started with g->admit_only accepts nothing before the
+	 * first call; refused connects are dropped without an answer and
+	 * counted. NULL = not supported (tw_transport_admit is a no-op: the
+	 * transport's own authentication, above it, decides). */
+	tw_status (*admit)(tw_transport *t, const char *const *addrs,
+			   uint32_t n);
 	/* Free everything (connections closed first). */
 	void (*destroy)(tw_transport *t);
 };
@@ -185,6 +196,8 @@ struct tw_transport {
  *                the calls below.
  *   create       Make loop idx's transport, on that loop's thread, with the
  *                agent's upcalls. idx < nloops.
+ *                A provider given g->secret or g->admit_only hands them
+ *                to each transport it creates (ops->admit).
  *   listen_addr  The address loop idx's transport listens on (passed to
  *                ops->listen, whose bound address the other workers learn
  *                at the rendezvous): "tcp://127.0.0.1:0", "udp://10.0.0.2:0".
@@ -226,6 +239,15 @@ struct tw_transport_group {
 	uint32_t nloops; /* run loops, one transport each */
 	uint32_t rank;   /* this worker (DPDK derives its default IP) */
 	uint32_t world_size;
+	/* The group's shared secret (secret_len bytes; 0 = none), for a
+	 * transport that proves membership in its own setup (DPDK: a mac in
+	 * CONNECT and ACCEPT). Valid during start only: a provider copies
+	 * it, and wipes its copy when it stops. */
+	const void *secret;
+	size_t secret_len;
+	/* The agent calls ops->admit once the members are known: accept no
+	 * connection before (ops->admit). */
+	bool admit_only;
 };
 
 struct tw_transport_provider {
@@ -296,6 +318,16 @@ static inline void tw_transport_close_after_send(tw_transport *t, tw_conn *c,
 		t->ops->close_after_send(t, c, st);
 	else
 		t->ops->close(t, c);
+}
+
+/* Admit addrs (ops->admit); TW_OK and nothing else where the transport
+ * has no admission. */
+static inline tw_status tw_transport_admit(tw_transport *t,
+					   const char *const *addrs, uint32_t n)
+{
+	if (t->ops->admit == NULL)
+		return TW_OK;
+	return t->ops->admit(t, addrs, n);
 }
 
 /* How long close_after_send waits for a peer to take what is queued. */

@@ -906,6 +906,25 @@ static tw_status start_loops(tw_agent *a)
 	return TW_OK;
 }
 
+/* Admission (transport.h, ops->admit): every member's every address. */
+static void loop_admit_fn(struct sync_msg *s)
+{
+	tw_agent *a = s->l->a;
+	uint32_t n = 0, k = 0;
+	for (uint32_t r = 0; r < a->world; r++)
+		n += a->members[r].nloops;
+	const char **v = calloc(n ? n : 1, sizeof(*v));
+	if (v == NULL) {
+		s->st = TW_ENOMEM;
+		return;
+	}
+	for (uint32_t r = 0; r < a->world; r++)
+		for (uint32_t i = 0; i < a->members[r].nloops; i++)
+			v[k++] = a->members[r].addrs[i];
+	s->st = tw_transport_admit(s->l->t, v, n);
+	free(v);
+}
+
 static tw_status given_members(tw_agent *a);
 static void hooked_drain(tw_agent *a, struct agent_loop *own);
 
@@ -1030,8 +1049,12 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		if (st != TW_OK)
 			goto fail; /* it said why */
 	}
-	struct tw_transport_group g = {
-		.nloops = a->nloops, .rank = a->rank, .world_size = a->world};
+	struct tw_transport_group g = {.nloops = a->nloops,
+				       .rank = a->rank,
+				       .world_size = a->world,
+				       .secret = a->key.secret,
+				       .secret_len = a->key.len,
+				       .admit_only = true};
 	st = tp->start(o.transport_opts, &g, &a->tenv);
 	if (st != TW_OK) {
 		a->tenv = NULL;
@@ -1084,6 +1107,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		goto fail; /* it said why */
 joined:
 	st = build_membership(a);
+	for (uint32_t i = 0; st == TW_OK && i < a->nloops; i++)
+		st = run_on_loop(&a->loops[i], loop_admit_fn, NULL);
 	if (st != TW_OK)
 		goto fail_plain;
 	/* Release: loops read members after seeing a call posted later. */

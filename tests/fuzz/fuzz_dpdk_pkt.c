@@ -95,7 +95,9 @@ static void check_hdr(const struct twp_hdr *h)
 		break;
 	case TWP_CONNECT:
 	case TWP_ACCEPT:
-		CHECK(h->flags == 0 && h->len == 0);
+		/* nothing, or the setup block */
+		CHECK(h->flags == 0);
+		CHECK(h->len == 0 || h->len == TWP_SETUP_LEN);
 		CHECK((h->dst_sess == 0) == (h->type == TWP_CONNECT));
 		CHECK(h->src_sess != 0);
 		CHECK(h->seq == 0 && h->ack == 0 && h->msg == 0);

@@ -148,6 +148,19 @@ static void valid(void)
 		  .src_sess = 3,
 		  .frame_len = 65535},
 		 C_DEFAULT},
+		{"ok-connect-setup",
+		 {.type = TWP_CONNECT,
+		  .src_sess = 9,
+		  .len = TWP_SETUP_LEN,
+		  .frame_len = 1426},
+		 C_DEFAULT},
+		{"ok-accept-setup-mss-64",
+		 {.type = TWP_ACCEPT,
+		  .dst_sess = 9,
+		  .src_sess = 3,
+		  .len = TWP_SETUP_LEN,
+		  .frame_len = 64},
+		 C_PORTS(2) | C_MSS_64},
 		{"ok-reset",
 		 {.type = TWP_RESET, .dst_sess = 3, .src_sess = 4},
 		 C_DEFAULT},
@@ -242,6 +255,11 @@ static void invalid(void)
 	c = (struct twp_hdr){
 		.type = TWP_CONNECT, .src_sess = 9, .frame_len = 63};
 	save("bad-connect-mss", C_DEFAULT, pkt, build(pkt, &c, false));
+	c = (struct twp_hdr){.type = TWP_CONNECT,
+			     .src_sess = 9,
+			     .len = TWP_SETUP_LEN - 1,
+			     .frame_len = 1426};
+	save("bad-connect-setup-len", C_DEFAULT, pkt, build(pkt, &c, false));
 	c = (struct twp_hdr){.type = TWP_RESET, .dst_sess = 3, .len = 4};
 	save("bad-reset-len", C_DEFAULT, pkt, build(pkt, &c, false));
 }

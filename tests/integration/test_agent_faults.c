@@ -3,6 +3,7 @@
  * injection on the send path. */
 #include "harness.h"
 #include "rpc/auth.h"
+#include "rpc/rendezvous.h"
 
 #define TIMEOUT_MSG_100                                                        \
 	"RPC ran for more than set timeout (100 ms) and will now be marked with an error"
@@ -653,7 +654,8 @@ struct raw_ch {
 	struct twp_ep self, peer;
 	struct twp_local local;
 	uint32_t sess, peer_sess, snd_nxt, rcv_next, msg;
-	uint8_t last[2048]; /* our last DATA packet, sent again if no
+	uint8_t nonce[TWP_NONCE_LEN]; /* our CONNECT's */
+	uint8_t last[2048];           /* our last DATA packet, sent again if no
 			     * answer comes */
 	size_t last_len;
 	uint8_t *rx; /* the frame being received */
@@ -694,6 +696,9 @@ static bool raw_full(int fd, void *p, size_t n, bool rd)
 #if TW_HAVE_DPDK
 #define RAWD_MSS 1426u
 #define RAWD_MAC "02:00:00:00:0b:02" /* harness: worker 1's end */
+/* The raw client's endpoint: it joins the rendezvous with it, as a member
+ * must for a worker to take its CONNECT. */
+#define RAWD_ADDR "udp://10.0.0.99:40000/" RAWD_MAC
 
 static size_t rawd_build(struct raw_ch *ch, uint8_t *p, const struct twp_hdr *h,
 			 const void *payload)
@@ -709,7 +714,7 @@ static size_t rawd_build(struct raw_ch *ch, uint8_t *p, const struct twp_hdr *h,
 
 static bool rawd_ctl(struct raw_ch *ch, uint8_t type, uint8_t flags)
 {
-	uint8_t p[TWP_HEADERS];
+	uint8_t p[TWP_HEADERS + TWP_SETUP_LEN], body[TWP_SETUP_LEN];
 	struct twp_hdr h = {.type = type,
 			    .flags = flags,
 			    .dst_sess = ch->peer_sess,
@@ -719,10 +724,18 @@ static bool rawd_ctl(struct raw_ch *ch, uint8_t type, uint8_t flags)
 		h.dst_sess = 0;
 		h.ack = 0;
 		h.frame_len = RAWD_MSS;
+		/* the setup block, signed with the group's secret
+		 * (dataplane/dpdk_pkt.h): first packet number 0 */
+		struct twp_setup b = {.isn = 0};
+		memcpy(b.nonce, ch->nonce, TWP_NONCE_LEN);
+		h.len = TWP_SETUP_LEN;
+		twp_setup_mac(H_SECRET, strlen(H_SECRET), &h, &ch->self,
+			      &ch->peer, &b, NULL, b.mac);
+		twp_setup_encode(body, &b);
 	}
 	if (type == TWP_RESET)
 		h.ack = 0;
-	size_t n = rawd_build(ch, p, &h, NULL);
+	size_t n = rawd_build(ch, p, &h, body);
 	return send(ch->fd, p, n, 0) == (ssize_t)n;
 }
 
@@ -769,6 +782,8 @@ static int rawd_connect(struct raw_ch *ch, const char *dev, const char *addr)
 	ch->local.nports = 1;
 	ch->local.mss = RAWD_MSS;
 	ch->sess = 0x00010001u;
+	for (unsigned i = 0; i < TWP_NONCE_LEN; i++)
+		ch->nonce[i] = (uint8_t)(h_now_ms() >> (i % 8) ^ i);
 	uint8_t buf[2048];
 	struct twp_pkt pk;
 	for (int i = 0; i < 50; i++) {
@@ -776,7 +791,18 @@ static int rawd_connect(struct raw_ch *ch, const char *dev, const char *addr)
 			return -1;
 		if (rawd_recv(ch, buf, sizeof(buf), &pk, 200) &&
 		    pk.h.type == TWP_ACCEPT && pk.h.dst_sess == ch->sess) {
+			/* the worker proves the secret too, bound to our
+			 * nonce; its first packet number is its own */
+			struct twp_setup b;
+			if (pk.h.len != TWP_SETUP_LEN)
+				return -1;
+			twp_setup_decode(pk.payload, &b);
+			if (!twp_setup_verify(H_SECRET, strlen(H_SECRET), &pk.h,
+					      &pk.src, &ch->self, &b,
+					      ch->nonce))
+				return -1;
 			ch->peer_sess = pk.h.src_sess;
+			ch->rcv_next = b.isn;
 			return 0;
 		}
 	}
@@ -984,19 +1010,19 @@ static int raw_auth(struct h_worker *w, struct raw_ch *ch, uint32_t self,
 }
 
 /* The frames, sent and answered on ch. */
-static int raw_frames(struct h_worker *w, struct raw_ch *ch)
+static int raw_frames(struct h_worker *w, struct raw_ch *ch, uint32_t self)
 {
 	tw_in_msg m;
 
 	/* the handshake first: the worker accepts nothing else before it */
-	if (raw_auth(w, ch, 0, 0) != 0)
+	if (raw_auth(w, ch, self, 0) != 0)
 		return 1;
 
 	/* garbage payload: EXCEPTION TW_EPROTO with the decoder's reason */
 	unsigned char junk[16];
 	memset(junk, 0xff, sizeof(junk));
 	W_ASSERT(w,
-		 raw_send_hdr_payload(ch, TW_MSG_CALL, 0, 0, 77, junk,
+		 raw_send_hdr_payload(ch, TW_MSG_CALL, self, 0, 77, junk,
 				      sizeof(junk)) == 0,
 		 "send");
 	W_ASSERT(w, raw_read(ch, &m) == TW_OK, "read");
@@ -1021,6 +1047,7 @@ static int raw_frames(struct h_worker *w, struct raw_ch *ch)
 	/* a request type this agent does not serve */
 	tw_frame_hdr h = {.version = TW_FRAME_VERSION,
 			  .type = TW_MSG_RREF_FETCH_CALL,
+			  .src = self,
 			  .req_id = 79};
 	tw_value rr;
 	tw_rref_id id = {.owner = 0};
@@ -1044,8 +1071,10 @@ static int raw_frames(struct h_worker *w, struct raw_ch *ch)
 	items[1] = H_TUPLE(args);
 	tw_value_dict(&items[2], 0);
 	tw_value call = H_TUPLE(items);
-	h = (tw_frame_hdr){
-		.version = TW_FRAME_VERSION, .type = TW_MSG_CALL, .req_id = 80};
+	h = (tw_frame_hdr){.version = TW_FRAME_VERSION,
+			   .type = TW_MSG_CALL,
+			   .src = self,
+			   .req_id = 80};
 	W_ASSERT(w, tw_msg_encode(NULL, &h, &call, &om) == TW_OK,
 		 "encode call");
 	tw_out_msg_copy(&om, buf);
@@ -1062,11 +1091,24 @@ static int raw_frames(struct h_worker *w, struct raw_ch *ch)
 }
 
 /* Worker 0 serves (a group of one); over DPDK, worker 1 is the hand-made
- * client, with no agent. */
+ * client, with no agent: it joins the rendezvous with its raw endpoint,
+ * since a worker takes sessions from announced members only. */
 static int w_raw(struct h_worker *w)
 {
 	if (w->rank == 1) {
 #if TW_HAVE_DPDK
+		struct tw_agent_opts o;
+		h_opts(&o, w);
+		struct rdv_member self = {.rank = 1, .nloops = 1}, *mem = NULL;
+		char addr[1][TW_ADDR_MAX] = {RAWD_ADDR};
+		snprintf(self.name, sizeof(self.name), "%s", o.name);
+		self.addrs = addr;
+		struct rdv_client *rdv = NULL;
+		W_ASSERT(w,
+			 rdv_join(o.rendezvous, &self, 2, 30000, &rdv, &mem) ==
+				 TW_OK,
+			 "join");
+		rdv_members_free(mem, 2);
 		W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 30000),
 			 "w0 never served");
 		struct raw_ch ch;
@@ -1074,9 +1116,14 @@ static int w_raw(struct h_worker *w)
 			 rawd_connect(&ch, h_net_cur->wend[1], w->sh->msg[0]) ==
 				 0,
 			 "no session with %s", w->sh->msg[0]);
-		int rc = raw_frames(w, &ch);
+		int rc = raw_frames(w, &ch, 1);
 		raw_close(&ch);
 		atomic_store(&w->sh->flag[1], 1);
+		/* w0's graceful shutdown waits for every member */
+		if (rc == 0)
+			W_ASSERT(w, rdv_barrier(rdv, 30000) == TW_OK,
+				 "barrier");
+		rdv_client_close(rdv);
 		return rc;
 #else
 		return 1;
@@ -1084,7 +1131,7 @@ static int w_raw(struct h_worker *w)
 	}
 	struct tw_agent_opts o;
 	h_opts(&o, w);
-	o.world_size = 1;
+	o.world_size = w->world; /* over DPDK, the raw client is w1 */
 	tw_agent *a;
 	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
@@ -1095,7 +1142,7 @@ static int w_raw(struct h_worker *w)
 		struct raw_ch ch;
 		W_ASSERT(w, raw_connect(&ch, me.addr) == 0, "connect %s",
 			 me.addr);
-		rc = raw_frames(w, &ch);
+		rc = raw_frames(w, &ch, 0);
 		raw_close(&ch);
 	} else {
 		snprintf(w->sh->msg[0], sizeof(w->sh->msg[0]), "%s", me.addr);

@@ -1823,3 +1823,191 @@ Test(dpdk, memif_two_queues_steering, .timeout = 90)
 		  status);
 	munmap(sh, sizeof(*sh));
 }
+
+/* ================================================================== */
+/* Who may open a session (tw_dpdk_transport_secure, ops->admit): a
+ * CONNECT from an endpoint not admitted, or whose setup block does not
+ * verify, creates nothing and hears nothing; the sender's session timer
+ * sends it again, so a peer admitted late, or given the right secret,
+ * gets its session from the same connect. Waits are on counters. */
+
+/* Every packet b received, valid or not. */
+static uint64_t heard(const struct tw_dpdk_stats *s)
+{
+	return s->pkts_rx + s->bad_pkts;
+}
+
+static void admit_main(struct shm *sh, const char *prefix, const char *sock)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	struct result *res = &sh->r[SRV];
+	res->ran = 1;
+	char eal[512];
+	snprintf(eal, sizeof(eal),
+		 "-l 0 " EAL_COMMON "--file-prefix=%s "
+		 "--vdev=net_memif0,role=server,socket=%s,mac=" SRV_MAC " "
+		 "--vdev=net_memif1,role=client,socket=%s,mac=" CLI_MAC,
+		 prefix, sock, sock);
+	tw_dpdk_env *ea = NULL, *eb = NULL;
+	struct end a, b;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	uint8_t *mem = calloc(16, 4096);
+	struct ssend *q = calloc(16, sizeof(*q));
+	tw_conn *c = NULL, *c2 = NULL;
+	char bound[96];
+	struct tw_dpdk_stats sa, sb;
+	uint64_t drops;
+
+	if (solo_env(eal, "net_memif0", SRV_IP, 1, &ea) != TW_OK) {
+		wfail(res, "env: %s", eal_why);
+		goto out;
+	}
+	SCHECK(res, solo_env(NULL, "net_memif1", CLI_IP, 1, &eb) == TW_OK, "");
+	struct tw_dpdk_opts o;
+	tw_dpdk_opts_init(&o, sizeof(o));
+	o.dead_ns = 2000000000; /* longer than this test's waits */
+	o.rto_ns = 2000000;
+	o.idle_wake_ns = 0;
+	SCHECK(res, end_make(&a, ea, 0, &o) == 0, "");
+	SCHECK(res, end_make(&b, eb, 0, &o) == 0, "");
+	SCHECK(res,
+	       a.t->ops->listen(a.t, "udp://" SRV_IP ":31850", bound,
+				sizeof(bound)) == TW_OK,
+	       "");
+
+	/* admission on, nobody admitted yet (an agent between listen and
+	 * the member list): b's CONNECT is dropped, again and again */
+	SCHECK(res, tw_dpdk_transport_secure(a.t, NULL, 0, true) == TW_OK, "");
+	SCHECK(res, b.t->ops->connect(b.t, bound, &c) == TW_OK, "");
+	ssend_init(&q[0], &b, mem, 0, 100);
+	SCHECK(res, tw_transport_send(b.t, c, &q[0].r) == TW_OK, "");
+	tw_dpdk_get_stats(a.t, &sa);
+	SCHECK(res,
+	       SPUMP((tw_dpdk_get_stats(a.t, &sa), sa.admit_drops >= 3), 5000),
+	       "admit_drops %lu", (unsigned long)sa.admit_drops);
+	tw_dpdk_get_stats(b.t, &sb);
+	SCHECK(res, a.oks == 0 && sa.sessions_accepted == 0, "a session");
+	SCHECK(res, sa.resets_tx == 0 && heard(&sb) == 0,
+	       "an answer: resets_tx %lu, b heard %lu",
+	       (unsigned long)sa.resets_tx, (unsigned long)heard(&sb));
+	SCHECK(res, b.closes == 0 && b.oks == 0, "");
+
+	/* a list of near misses: MAC, UDP port or IP wrong, another
+	 * transport's address, a broken one: still nobody */
+	const char *near[] = {
+		"udp://" CLI_IP ":31850/02:00:00:00:01:09",
+		"udp://" CLI_IP ":31851/" CLI_MAC,
+		"udp://10.77.0.9:31850/" CLI_MAC,
+		"udp://" CLI_IP ":31850", /* no MAC */
+		"tcp://" CLI_IP ":31850",
+		"garbage",
+	};
+	SCHECK(res, tw_transport_admit(a.t, near, 6) == TW_OK, "");
+	drops = sa.admit_drops;
+	SCHECK(res,
+	       SPUMP((tw_dpdk_get_stats(a.t, &sa), sa.admit_drops >= drops + 3),
+		     5000),
+	       "");
+	tw_dpdk_get_stats(b.t, &sb);
+	SCHECK(res, a.oks == 0 && sa.resets_tx == 0 && heard(&sb) == 0, "");
+
+	/* admitted (late, as a member whose CONNECT beat our list): the
+	 * same connect's next CONNECT opens the session */
+	const char *ok[] = {"udp://10.77.0.9:31850/" CLI_MAC,
+			    "udp://" CLI_IP ":31850/" CLI_MAC};
+	SCHECK(res, tw_transport_admit(a.t, ok, 2) == TW_OK, "");
+	SCHECK(res, SPUMP(a.oks == 1 && b.oks == 1 && a.frames == 1, 5000),
+	       "oks %d %d frames %lu", a.oks, b.oks, (unsigned long)a.frames);
+	SCHECK(res, q[0].ndone == 1 || SPUMP(q[0].ndone == 1, 5000), "");
+	SCHECK(res, a.bad == 0 && q[0].st == TW_OK, "");
+	/* frames both ways over random initial packet numbers */
+	for (int i = 1; i < 4; i++) {
+		ssend_init(&q[i], &b, mem + 4096 * (size_t)i, (uint64_t)i,
+			   (uint32_t)(i * 1000));
+		SCHECK(res, tw_transport_send(b.t, c, &q[i].r) == TW_OK, "");
+	}
+	ssend_init(&q[4], &a, mem + 4096 * 4, 0, 3000);
+	SCHECK(res, tw_transport_send(a.t, a.last_ok, &q[4].r) == TW_OK, "");
+	SCHECK(res,
+	       SPUMP(a.frames == 4 && b.frames == 1 && q[4].ndone == 1, 5000),
+	       "");
+	SCHECK(res, a.bad == 0 && b.bad == 0, "");
+
+	/* secrets: a holds "alpha", b "bravo": b's CONNECT does not verify
+	 * and is dropped, unanswered */
+	static const char alpha[] = "alpha-secret", bravo[] = "bravo-secret";
+	SCHECK(res,
+	       tw_dpdk_transport_secure(a.t, alpha, sizeof(alpha) - 1, true) ==
+		       TW_OK,
+	       "");
+	SCHECK(res,
+	       tw_dpdk_transport_secure(b.t, bravo, sizeof(bravo) - 1, false) ==
+		       TW_OK,
+	       "");
+	tw_dpdk_get_stats(a.t, &sa);
+	uint64_t resets0 = sa.resets_tx;
+	SCHECK(res, b.t->ops->connect(b.t, bound, &c2) == TW_OK, "");
+	SCHECK(res,
+	       SPUMP((tw_dpdk_get_stats(a.t, &sa), sa.auth_drops >= 3), 5000),
+	       "auth_drops %lu", (unsigned long)sa.auth_drops);
+	/* the open session keeps working; the new one got nothing: b heard
+	 * only what the first session says (acks, keepalives) */
+	tw_dpdk_get_stats(b.t, &sb);
+	SCHECK(res, a.oks == 1 && b.oks == 1 && sa.resets_tx == resets0, "");
+	SCHECK(res, sb.foreign_pkts == 0 && sb.resets_rx == 0, "");
+
+	/* b learns the group's secret: the same connect's next CONNECT
+	 * verifies, and so does a's ACCEPT */
+	SCHECK(res,
+	       tw_dpdk_transport_secure(b.t, alpha, sizeof(alpha) - 1, false) ==
+		       TW_OK,
+	       "");
+	SCHECK(res, SPUMP(a.oks == 2 && b.oks == 2, 5000), "");
+	ssend_init(&q[5], &b, mem + 4096 * 5, 0, 500);
+	SCHECK(res, tw_transport_send(b.t, c2, &q[5].r) == TW_OK, "");
+	SCHECK(res, SPUMP(q[5].ndone == 1 && a.frames == 5, 5000), "");
+	SCHECK(res, q[5].st == TW_OK && a.bad == 0, "");
+
+	/* an ACCEPT that does not verify: a without a secret takes b's
+	 * CONNECT (its block unchecked), b drops the unsigned ACCEPT and
+	 * stays connecting */
+	SCHECK(res, tw_dpdk_transport_secure(a.t, NULL, 0, true) == TW_OK, "");
+	tw_dpdk_get_stats(b.t, &sb);
+	drops = sb.auth_drops;
+	tw_conn *c3 = NULL;
+	SCHECK(res, b.t->ops->connect(b.t, bound, &c3) == TW_OK, "");
+	SCHECK(res,
+	       SPUMP((tw_dpdk_get_stats(b.t, &sb), sb.auth_drops >= drops + 2),
+		     5000),
+	       "");
+	SCHECK(res, a.oks == 3 && b.oks == 2, "oks %d %d", a.oks, b.oks);
+out:
+	end_free(&b);
+	end_free(&a);
+	if (eb != NULL && tw_dpdk_env_destroy(eb) != TW_OK)
+		wfail(res, "env b destroy");
+	if (ea != NULL && tw_dpdk_env_destroy(ea) != TW_OK)
+		wfail(res, "env a destroy");
+	tw_dpdk_eal_cleanup();
+	free(mem);
+	free(q);
+	if (leaks_found())
+		wfail(res, "leaks (see the LeakSanitizer report)");
+	_exit(res->failed ? 1 : 0);
+}
+
+Test(dpdk, admission_and_setup_token, .timeout = 90)
+{
+	NEED_ROOT();
+	struct shm *sh = shm_new();
+	char prefix[64];
+	int status = 0;
+	run_solo(admit_main, sh, prefix, sizeof(prefix), &status);
+	skip_without_eal(sh);
+	cr_assert(sh->r[SRV].ran);
+	cr_assert_eq(sh->r[SRV].failed, 0, "%s", sh->r[SRV].msg);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d",
+		  status);
+	munmap(sh, sizeof(*sh));
+}

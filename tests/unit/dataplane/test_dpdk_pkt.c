@@ -895,6 +895,9 @@ static const struct hcase hcases[] = {
 	{"connect mss 64", TWP_CONNECT, H_FLEN, 64, TWP_OK},
 	{"connect mss 65535", TWP_CONNECT, H_FLEN, 65535, TWP_OK},
 	{"connect mss 65536", TWP_CONNECT, H_FLEN, 65536, TWP_E_FIELDS},
+	{"connect setup block", TWP_CONNECT, H_LEN, TWP_SETUP_LEN, TWP_OK},
+	{"connect len 51", TWP_CONNECT, H_LEN, TWP_SETUP_LEN - 1, TWP_E_LEN},
+	{"connect len 53", TWP_CONNECT, H_LEN, TWP_SETUP_LEN + 1, TWP_E_LEN},
 
 	{"accept", TWP_ACCEPT, H_NONE, 0, TWP_OK},
 	{"accept flags", TWP_ACCEPT, H_FLAGS, 2, TWP_E_FLAGS},
@@ -907,6 +910,8 @@ static const struct hcase hcases[] = {
 	{"accept frame_off", TWP_ACCEPT, H_OFF, 1, TWP_E_FIELDS},
 	{"accept mss 63", TWP_ACCEPT, H_FLEN, 63, TWP_E_FIELDS},
 	{"accept mss 65536", TWP_ACCEPT, H_FLEN, 65536, TWP_E_FIELDS},
+	{"accept setup block", TWP_ACCEPT, H_LEN, TWP_SETUP_LEN, TWP_OK},
+	{"accept len 51", TWP_ACCEPT, H_LEN, TWP_SETUP_LEN - 1, TWP_E_LEN},
 
 	{"reset", TWP_RESET, H_NONE, 0, TWP_OK},
 	{"reset src 0", TWP_RESET, H_SRC, 0, TWP_OK},
@@ -988,7 +993,7 @@ static struct twp_hdr hcase_hdr(const struct hcase *c)
 
 Test(dpdk_pkt, per_type_fields)
 {
-	uint8_t p[256], pl[4] = {1, 2, 3, 4};
+	uint8_t p[256], pl[TWP_SETUP_LEN + 1] = {1, 2, 3, 4};
 	struct twp_local l = local_b();
 	for (size_t i = 0; i < sizeof(hcases) / sizeof(hcases[0]); i++) {
 		struct twp_hdr h = hcase_hdr(&hcases[i]);
@@ -1150,4 +1155,125 @@ Test(dpdk_pkt, addresses)
 			      bad[i]);
 	cr_assert_neq(twp_addr_parse(NULL, &ep, false, NULL), 0);
 	cr_assert_neq(twp_addr_parse("udp://10.1.2.3:5", NULL, false, NULL), 0);
+}
+
+/* The setup block of CONNECT and ACCEPT: its bytes where dpdk_pkt.h puts
+ * them, through a parsed packet. */
+Test(dpdk_pkt, setup_block_layout)
+{
+	struct twp_setup s, back;
+	for (unsigned i = 0; i < TWP_NONCE_LEN; i++)
+		s.nonce[i] = (uint8_t)(0x10 + i);
+	s.isn = 0xa1b2c3d4u;
+	for (unsigned i = 0; i < TWP_SETUP_MAC_LEN; i++)
+		s.mac[i] = (uint8_t)(0x80 + i);
+	uint8_t b[TWP_SETUP_LEN];
+	twp_setup_encode(b, &s);
+	cr_assert_eq(TWP_SETUP_LEN, 52);
+	cr_assert_eq(memcmp(b, s.nonce, 16), 0);
+	cr_assert_eq(b[16], 0xd4);
+	cr_assert_eq(b[19], 0xa1);
+	cr_assert_eq(memcmp(b + 20, s.mac, 32), 0);
+	twp_setup_decode(b, &back);
+	cr_assert_eq(memcmp(back.nonce, s.nonce, 16), 0);
+	cr_assert_eq(back.isn, s.isn);
+	cr_assert_eq(memcmp(back.mac, s.mac, 32), 0);
+
+	/* in a CONNECT, as the receiver parses it; the smallest mss holds it */
+	struct twp_hdr h = {.type = TWP_CONNECT,
+			    .src_sess = 9,
+			    .len = TWP_SETUP_LEN,
+			    .frame_len = 1426};
+	uint8_t p[256];
+	size_t n = mkpkt(p, &h, b);
+	struct twp_local l = local_b();
+	l.mss = TWP_MIN_MSS;
+	struct twp_pkt pk;
+	ASSERT_ERR(twp_parse(p, n, &l, false, false, &pk), TWP_OK);
+	cr_assert_eq(pk.h.len, TWP_SETUP_LEN);
+	twp_setup_decode(pk.payload, &back);
+	cr_assert_eq(back.isn, s.isn);
+}
+
+/* The mac covers every field dpdk_pkt.h lists: a change to any one of
+ * them, or another key, and it no longer verifies. */
+Test(dpdk_pkt, setup_mac_covers_every_field)
+{
+	static const char key[] = "the group's secret";
+	static const char other[] = "the group's secreT";
+	/* Not the NUL: HMAC pads a key with zeros, so "k" and "k\0" are
+	 * the same key (crypto_auth_hmacsha256 as RFC 2104). */
+	const size_t KEYLEN = sizeof(key) - 1;
+	struct twp_ep a, b;
+	eps(&a, &b);
+	struct twp_hdr h = {.type = TWP_ACCEPT,
+			    .dst_sess = 0x1234abcd,
+			    .src_sess = 0x5678ef01,
+			    .len = TWP_SETUP_LEN,
+			    .frame_len = 1426};
+	struct twp_setup s = {.isn = 77};
+	uint8_t pn[TWP_NONCE_LEN];
+	for (unsigned i = 0; i < TWP_NONCE_LEN; i++) {
+		s.nonce[i] = (uint8_t)i;
+		pn[i] = (uint8_t)(0xf0 ^ i);
+	}
+	twp_setup_mac(key, KEYLEN, &h, &a, &b, &s, pn, s.mac);
+	cr_assert(twp_setup_verify(key, KEYLEN, &h, &a, &b, &s, pn));
+	/* deterministic: the same inputs, the same mac */
+	uint8_t m2[TWP_SETUP_MAC_LEN];
+	twp_setup_mac(key, KEYLEN, &h, &a, &b, &s, pn, m2);
+	cr_assert_eq(memcmp(m2, s.mac, sizeof(m2)), 0);
+
+	cr_assert(!twp_setup_verify(other, KEYLEN, &h, &a, &b, &s, pn));
+	cr_assert(!twp_setup_verify(key, KEYLEN - 1, &h, &a, &b, &s, pn));
+	/* the CONNECT's nonce (an ACCEPT answers one CONNECT) */
+	cr_assert(!twp_setup_verify(key, KEYLEN, &h, &a, &b, &s, NULL));
+	uint8_t pn2[TWP_NONCE_LEN];
+	memcpy(pn2, pn, sizeof(pn2));
+	pn2[15] ^= 1;
+	cr_assert(!twp_setup_verify(key, KEYLEN, &h, &a, &b, &s, pn2));
+	/* the endpoints, both ways round */
+	cr_assert(!twp_setup_verify(key, KEYLEN, &h, &b, &a, &s, pn));
+	for (int f = 0; f < 3; f++) {
+		struct twp_ep x = a, y = b;
+		if (f == 0)
+			x.mac[5] ^= 1, y.mac[5] ^= 1;
+		else if (f == 1)
+			x.ip ^= htonl(1), y.ip ^= htonl(1);
+		else
+			x.port ^= htons(1), y.port ^= htons(1);
+		cr_assert(!twp_setup_verify(key, KEYLEN, &h, &x, &b, &s, pn),
+			  "src field %d", f);
+		cr_assert(!twp_setup_verify(key, KEYLEN, &h, &a, &y, &s, pn),
+			  "dst field %d", f);
+	}
+	/* the header's fields it names */
+	for (int f = 0; f < 4; f++) {
+		struct twp_hdr g = h;
+		if (f == 0)
+			g.type = TWP_CONNECT;
+		else if (f == 1)
+			g.src_sess ^= 1;
+		else if (f == 2)
+			g.dst_sess ^= 1;
+		else
+			g.frame_len = 1425;
+		cr_assert(!twp_setup_verify(key, KEYLEN, &g, &a, &b, &s, pn),
+			  "header field %d", f);
+	}
+	/* the block's: isn, nonce, the mac itself */
+	struct twp_setup t = s;
+	t.isn++;
+	cr_assert(!twp_setup_verify(key, KEYLEN, &h, &a, &b, &t, pn));
+	t = s;
+	t.nonce[0] ^= 0x80;
+	cr_assert(!twp_setup_verify(key, KEYLEN, &h, &a, &b, &t, pn));
+	t = s;
+	t.mac[31] ^= 1;
+	cr_assert(!twp_setup_verify(key, KEYLEN, &h, &a, &b, &t, pn));
+	/* fields the mac leaves out (they are zero by the parser's rules)
+	 * do not matter: seq, ack, msg, flags */
+	struct twp_hdr g = h;
+	g.seq = g.ack = g.msg = 5;
+	cr_assert(twp_setup_verify(key, KEYLEN, &g, &a, &b, &s, pn));
 }
