@@ -1104,9 +1104,13 @@ static int w_raw(struct h_worker *w)
 		snprintf(self.name, sizeof(self.name), "%s", o.name);
 		self.addrs = addr;
 		struct rdv_client *rdv = NULL;
+		struct auth_key key;
 		W_ASSERT(w,
-			 rdv_join(o.rendezvous, &self, 2, 30000, &rdv, &mem) ==
-				 TW_OK,
+			 auth_key_load(o.secret, o.secret_file, &key) == TW_OK,
+			 "secret");
+		W_ASSERT(w,
+			 rdv_join(o.rendezvous, &key, &self, 2, 30000, &rdv,
+				  &mem) == TW_OK,
 			 "join");
 		rdv_members_free(mem, 2);
 		W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 30000),
@@ -1124,6 +1128,7 @@ static int w_raw(struct h_worker *w)
 			W_ASSERT(w, rdv_barrier(rdv, 30000) == TW_OK,
 				 "barrier");
 		rdv_client_close(rdv);
+		auth_key_free(&key);
 		return rc;
 #else
 		return 1;
