@@ -326,10 +326,21 @@ static tw_status auth_of(const tw_in_msg *m, struct auth_msg *am)
 	return auth_msg_decode(m->payload.u.str, m->payload.len, am);
 }
 
+/* Control connections stay open, idle, for the agent's life: keepalive
+ * and TCP_USER_TIMEOUT let each end learn within RDV_VANISH_MS that a
+ * host vanished without a FIN (rank 0 then counts the member gone for the
+ * barrier; a worker's barrier fails instead of waiting its deadline). */
 static void tune_socket(int fd)
 {
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	int idle = RDV_VANISH_MS / 2000, intvl = RDV_VANISH_MS / 6000, cnt = 3;
+	unsigned ut = RDV_VANISH_MS;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
 }
 
 /* ---- payloads -------------------------------------------------------- */

@@ -57,6 +57,8 @@ struct rdv_limits {
 /* Once every rank has joined, the member list waits this long and checks
  * again that no member's connection closed meanwhile. */
 #define RDV_ANNOUNCE_GRACE_MS 20
+/* A control connection whose peer's host vanished fails within this. */
+#define RDV_VANISH_MS 30000
 
 /* What rank 0's server refused or dropped, by cause (any thread). */
 struct rdv_server_stats {

@@ -1244,3 +1244,43 @@ Test(rendezvous, a_fake_rank_0_learns_nothing, .timeout = 60)
 	close(lfd);
 	auth_key_free(&k);
 }
+
+/* Control connections idle for the agent's life: both ends have keepalive
+ * and TCP_USER_TIMEOUT, so a vanished host is noticed within
+ * RDV_VANISH_MS. Every TCP socket of this process on the rendezvous port
+ * (the server's accepted one and the member's) is checked. */
+Test(rendezvous, control_connections_keep_alive, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 1, WAIT_MS);
+	struct joiner j;
+	joiner_init(&j, &v, 0, "w0", 1, 1);
+	cr_assert_eq(join_now(&j), TW_OK, "%s", j.err);
+	int seen = 0;
+	for (int fd = 0; fd < 1024; fd++) {
+		struct sockaddr_in me, peer;
+		socklen_t ml = sizeof(me), pl = sizeof(peer);
+		if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
+		    me.sin_family != AF_INET ||
+		    getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
+			continue;
+		if (ntohs(me.sin_port) != v.port &&
+		    ntohs(peer.sin_port) != v.port)
+			continue;
+		int ka = 0;
+		unsigned ut = 0;
+		socklen_t l = sizeof(ka);
+		cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &ka, &l),
+			     0);
+		l = sizeof(ut);
+		cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut,
+					&l),
+			     0);
+		cr_assert_eq(ka, 1, "fd %d", fd);
+		cr_assert_eq(ut, RDV_VANISH_MS, "fd %d", fd);
+		seen++;
+	}
+	cr_assert_eq(seen, 2, "the member's end and rank 0's");
+	joiner_fini(&j);
+	rdv_server_stop(v.s);
+}
