@@ -74,7 +74,9 @@ struct call {
 	uint64_t deadline_ns; /* 0 = none */
 	int64_t timeout_ms;   /* effective, for the message */
 	uint32_t dst;
-	uint8_t live; /* CALL_* (loop thread only) */
+	uint8_t live;  /* CALL_* (loop thread only) */
+	uint8_t mtype; /* frame type sent: CALL, or an RRef request */
+	uint8_t rtype; /* its answer's type (or EXCEPTION) */
 	bool self;
 	bool has_msg;            /* tx.msg holds an encoded frame */
 	struct conn_state *conn; /* connection the call went out on */
@@ -305,6 +307,14 @@ void call_value_lend(tw_value *v);
 void call_value_reclaim(tw_value *v);
 /* Take back a lent tree without freeing it (owned again). */
 void call_value_unlend(tw_value *v);
+/* rref.c's requests: a frame of type mtype carrying payload (read now,
+ * not kept) to worker dst (not this one), answered by a frame of type
+ * rtype or an EXCEPTION, as a call: the same pending table, timeout and
+ * failures (TW_EUNREACHABLE, TW_ETIMEDOUT, TW_ESHUTDOWN) through *out.
+ * Immediate failures as tw_rpc_async's. Any thread. */
+tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
+			 uint8_t rtype, const tw_value *payload,
+			 int64_t timeout_ms, tw_future **out);
 int pend_init(struct pend_table *p, uint32_t cap);
 void pend_fini(struct pend_table *p);
 
@@ -314,6 +324,11 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 /* Reject a request type we do not serve. */
 void serve_reject(struct agent_loop *l, struct conn_state *cs,
 		  const tw_frame_hdr *h, tw_status kind, const char *msg);
+/* Answer the request at p from any thread: a frame of type ok_type with
+ * *result (read, not taken) when st is TW_OK, else EXCEPTION(st, origin,
+ * msg). rref.c's answers (REMOTE_RET, RREF_FETCH_RET, ACK). */
+void serve_reply(const struct reply_path *p, unsigned ok_type, tw_status st,
+		 const tw_value *result, uint32_t origin, const char *msg);
 /* Run a call to self on l (the call is pending on l). */
 void serve_local_call(struct agent_loop *l, struct call *c);
 /* Replies parked on l (their loop's ring was full): post what fits now

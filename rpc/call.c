@@ -260,7 +260,7 @@ static void call_start_msg(struct tw_loop_msg *m)
 	c->live |= CALL_SENDING;
 	c->tx.done = call_tx_done;
 	c->tx.l = l;
-	c->tx.req.type = TW_MSG_CALL;
+	c->tx.req.type = c->mtype;
 	stat_inc(&l->stats.calls_sent);
 	conn_send(cs, &c->tx);
 }
@@ -277,7 +277,8 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 		stat_inc(&l->stats.late_responses);
 		return;
 	}
-	if (c->conn != cs || h->src != c->dst || h->dst != l->a->rank) {
+	if (c->conn != cs || h->src != c->dst || h->dst != l->a->rank ||
+	    (h->type != c->rtype && h->type != TW_MSG_EXCEPTION)) {
 		stat_inc(&l->stats.bad_frames);
 		return;
 	}
@@ -481,10 +482,11 @@ static tw_status prepare_self(struct call *c, const char *fn,
 	return st;
 }
 
+static tw_status encode_payload(struct call *c, const tw_value *payload);
+
 static tw_status encode_call(struct call *c, const char *fn,
 			     const tw_value *args, const tw_value *kwargs)
 {
-	tw_agent *a = c->a;
 	/* tuple(str fn, tuple args, dict kwargs) made of borrowed views of
 	 * the caller's values: the encoder reads them before we return. */
 	tw_value items[3];
@@ -510,18 +512,25 @@ static tw_status encode_call(struct call *c, const char *fn,
 			    .flags = TW_VALUE_BORROWED,
 			    .len = 3,
 			    .u.items = items};
+	return encode_payload(c, &payload);
+}
+
+/* c's frame (type c->mtype) with payload, into c->tx.msg. */
+static tw_status encode_payload(struct call *c, const tw_value *payload)
+{
+	tw_agent *a = c->a;
 	tw_frame_hdr h = {0};
 	h.version = TW_FRAME_VERSION;
-	h.type = TW_MSG_CALL;
+	h.type = c->mtype;
 	h.req_id = c->req_id;
 	h.src = a->rank;
 	h.dst = c->dst;
 	h.timeout_ms = c->timeout_ms > (int64_t)UINT32_MAX
 			       ? UINT32_MAX
 			       : (uint32_t)c->timeout_ms;
-	tw_status st = tw_msg_encode(a->txpool, &h, &payload, &c->tx.msg);
+	tw_status st = tw_msg_encode(a->txpool, &h, payload, &c->tx.msg);
 	if (st == TW_ENOSPC) /* pool empty: the heap takes over */
-		st = tw_msg_encode(NULL, &h, &payload, &c->tx.msg);
+		st = tw_msg_encode(NULL, &h, payload, &c->tx.msg);
 	return st;
 }
 
@@ -860,6 +869,8 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 		eff = 0;
 	c->timeout_ms = eff;
 	c->dst = dst;
+	c->mtype = TW_MSG_CALL;
+	c->rtype = TW_MSG_RET;
 	c->self = dst == a->rank;
 	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
 					      memory_order_relaxed);
@@ -1025,6 +1036,80 @@ tw_status tw_rpc_sync_id(tw_agent *a, uint32_t to, const char *fn,
 	}
 	return call_sync(a, (struct dest){.id = to}, fn, args, kwargs,
 			 timeout_ms, result, err);
+}
+
+tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
+			 uint8_t rtype, const tw_value *payload,
+			 int64_t timeout_ms, tw_future **out)
+{
+	*out = NULL;
+	if (dst >= a->world || dst == a->rank)
+		return tw_fail(TW_EINVAL,
+			       "RRef request to worker %u: not a peer", dst);
+	atomic_fetch_add(&a->api_inflight, 1);
+	tw_status st;
+	if (atomic_load(&a->state) != AGENT_RUNNING) {
+		st = tw_fail_static(TW_ESHUTDOWN, "the agent is not running: "
+						  "no new RRef requests");
+		goto out;
+	}
+	struct call *c = call_get(a);
+	if (c == NULL) {
+		st = tw_fail_static(TW_ENOMEM,
+				    "out of memory for a call record");
+		goto out;
+	}
+	int64_t eff = timeout_ms < 0
+			      ? atomic_load_explicit(&a->default_timeout_ms,
+						     memory_order_relaxed)
+			      : timeout_ms;
+	if (eff < 0)
+		eff = 0;
+	c->timeout_ms = eff;
+	c->dst = dst;
+	c->mtype = mtype;
+	c->rtype = rtype;
+	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
+					      memory_order_relaxed);
+	struct agent_loop *l = pick_loop(a);
+	if (eff > 0 && eff < (int64_t)3153600000000)
+		c->deadline_ns = tw_loop_clock(l->loop) +
+				 (uint64_t)eff * 1000000u;
+	st = encode_payload(c, payload);
+	c->has_msg = st == TW_OK;
+	if (st == TW_OK && c->tx.msg.total_len > a->o.max_frame)
+		st = tw_fail(
+			TW_EOVERFLOW,
+			"%s to worker '%s' is a frame of %llu bytes, over "
+			"the limit of %llu bytes (tw_agent_opts.max_frame)",
+			tw_msg_type_name(mtype), agent_worker_name(a, dst),
+			(unsigned long long)c->tx.msg.total_len,
+			(unsigned long long)a->o.max_frame);
+	tw_future *f = NULL;
+	if (st == TW_OK)
+		st = tw_future_create(&f);
+	if (st != TW_OK) {
+		call_put(c);
+		goto out;
+	}
+	c->fut = tw_future_retain(f);
+	c->l = l;
+	c->lmsg.fn = call_start_msg;
+	atomic_fetch_add(&a->outstanding, 1);
+	st = l == agent_tls_loop ? tw_loop_post_own(l->loop, &c->lmsg)
+				 : tw_loop_post(l->loop, &c->lmsg);
+	if (st != TW_OK) {
+		atomic_fetch_sub(&a->outstanding, 1);
+		call_put(c);
+		tw_future_release(f);
+		st = tw_fail_static(TW_ENOSPC, "the run loop's queue is full: "
+					       "backpressure");
+		goto out;
+	}
+	*out = f;
+out:
+	atomic_fetch_sub(&a->api_inflight, 1);
+	return st;
 }
 
 uint64_t tw_agent_outstanding(const tw_agent *a)

@@ -251,8 +251,8 @@ static tw_status encode_reply(tw_agent *a, const struct reply_path *p,
  * agent must be alive (loop, executor before stop, or a deferred callback
  * inside the hub's active count).
  */
-static void reply_send(const struct reply_path *p, tw_status st,
-		       const tw_value *result, uint32_t origin, const char *msg)
+void serve_reply(const struct reply_path *p, unsigned ok_type, tw_status st,
+		 const tw_value *result, uint32_t origin, const char *msg)
 {
 	tw_agent *a = p->a;
 	if (p->counted) /* answered (or dropped below): no longer active */
@@ -290,11 +290,11 @@ static void reply_send(const struct reply_path *p, tw_status st,
 	}
 
 	tw_value none = tw_value_none();
-	unsigned type = st == TW_OK ? TW_MSG_RET : TW_MSG_EXCEPTION;
+	unsigned type = st == TW_OK ? ok_type : TW_MSG_EXCEPTION;
 	tw_status est = encode_reply(
 		a, p, type, st == TW_OK ? (result ? result : &none) : &errv,
 		&r->tx.msg);
-	if (est != TW_OK && type == TW_MSG_RET) {
+	if (est != TW_OK && type != TW_MSG_EXCEPTION) {
 		/* The result cannot travel: say so instead. */
 		char m[256];
 		snprintf(
@@ -333,6 +333,12 @@ static void reply_send(const struct reply_path *p, tw_status st,
 	r->tx.req.type = type;
 	r->encoded = true;
 	deliver(r);
+}
+
+static void reply_send(const struct reply_path *p, tw_status st,
+		       const tw_value *result, uint32_t origin, const char *msg)
+{
+	serve_reply(p, TW_MSG_RET, st, result, origin, msg);
 }
 
 static void reply_errorf(const struct reply_path *p, tw_status kind,
