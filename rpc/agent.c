@@ -13,6 +13,7 @@
 #include "rpc/agent_impl.h"
 #include "rpc/future_impl.h"
 #include "rpc/invoke.h"
+#include "rpc/rref.h"
 
 _Thread_local struct agent_loop *agent_tls_loop;
 
@@ -336,18 +337,14 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 	case TW_MSG_RREF_FETCH_CALL:
 	case TW_MSG_RREF_USER_DELETE:
 	case TW_MSG_RREF_FORK_REQUEST:
-	case TW_MSG_RREF_CHILD_ACCEPT: {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "%s is not supported by worker '%s'",
-			 tw_msg_type_name(h->type), l->a->name);
-		serve_reject(l, cs, h, TW_ENOTSUP, msg);
+	case TW_MSG_RREF_CHILD_ACCEPT:
+		rref_on_frame(l, cs, h, buf, off, len);
 		break;
-	}
 	case TW_MSG_REMOTE_RET:
 	case TW_MSG_RREF_FETCH_RET:
 	case TW_MSG_ACK:
-		/* Answers to requests this agent never makes. */
-		stat_inc(&l->stats.late_responses);
+		/* Answers to rref.c's requests, pending as calls. */
+		call_on_response(l, cs, h, buf, off, len);
 		break;
 	default:
 		/* Unknown, or not a data connection's (JOIN, SHUTDOWN, AUTH
@@ -731,6 +728,7 @@ static void agent_free(tw_agent *a)
 	hub_release(a->hub);
 	free(a->rendezvous);
 	auth_key_free(&a->key);
+	rref_ctx_fini(a);
 	pauth_fini(a);
 	free(a);
 }
@@ -963,6 +961,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		return st; /* it said why */
 	}
 	st = pauth_init(a);
+	if (st == TW_OK && (st = rref_ctx_init(a)) != TW_OK)
+		pauth_fini(a);
 	if (st != TW_OK) {
 		auth_key_free(&a->key);
 		free(a);

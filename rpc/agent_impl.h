@@ -263,6 +263,7 @@ struct tw_agent {
 	/* Builtins' bounds on a run loop and on the executor (serve.c). */
 	tw_ops_limits lim_loop, lim_exec;
 	_Atomic uint64_t limit_refusals, oversize; /* any thread */
+	struct rref_ctx *rref; /* rref.c: owner and user tables */
 };
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */

@@ -11,6 +11,7 @@
 #include <tensorwire/message.h>
 #include <tensorwire/future.h>
 #include <tensorwire/agent.h>
+#include <tensorwire/rref.h>
 #include <tensorwire/schema.h>
 #include <tensorwire/uring.h>
 #include <tensorwire/dpdk.h>

@@ -1044,7 +1044,7 @@ static int raw_frames(struct h_worker *w, struct raw_ch *ch, uint32_t self)
 		 "src: kind %d", m.payload.u.err->kind);
 	tw_in_msg_release(&m);
 
-	/* a request type this agent does not serve */
+	/* an RRef fetch naming an RRef this worker does not own: refused */
 	tw_frame_hdr h = {.version = TW_FRAME_VERSION,
 			  .type = TW_MSG_RREF_FETCH_CALL,
 			  .src = self,
@@ -1061,8 +1061,11 @@ static int raw_frames(struct h_worker *w, struct raw_ch *ch, uint32_t self)
 	tw_out_msg_release(&om);
 	tw_value_destroy(&rr);
 	W_ASSERT(w, raw_read(ch, &m) == TW_OK, "read");
-	W_ASSERT(w, m.hdr.req_id == 79 && m.payload.u.err->kind == TW_ENOTSUP,
-		 "notsup");
+	W_ASSERT(w, m.hdr.req_id == 79 && m.payload.u.err->kind == TW_EINVAL,
+		 "unknown rref: kind %d: %s", m.payload.u.err->kind,
+		 m.payload.u.err->msg);
+	W_ASSERT(w, strstr(m.payload.u.err->msg, "not its user") != NULL, "%s",
+		 m.payload.u.err->msg);
 	tw_in_msg_release(&m);
 
 	/* a well-formed CALL from a hand-made client still works */

@@ -1,0 +1,105 @@
+/* tensorwire remote references: tw_remote and RRefs, as torch's
+ * rpc.remote() and RRef (docs/rref.md has the protocol). */
+#ifndef TENSORWIRE_RREF_H
+#define TENSORWIRE_RREF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <tensorwire/agent.h>
+#include <tensorwire/future.h>
+#include <tensorwire/status.h>
+#include <tensorwire/value.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A handle on a remote (or local) value: a user RRef, or on its owner an
+ * owner RRef. Reference counted; any thread. */
+typedef struct tw_rref tw_rref;
+
+/*
+ * Run fn (a plain handler, a function by schema or an aten:: builtin) on
+ * worker to, keep its result there, and return at once with *out, a
+ * handle holding one reference (tw_rref_release it). When to is this
+ * worker, the owner RRef is created here and the function runs as a call
+ * to self, with no network (torch's pyRemoteBuiltin). Otherwise *out is a
+ * user RRef, pending until the owner confirms it (REMOTE_RET):
+ * timeout_ms bounds that creation (negative = the agent's default, 0 =
+ * none). args and kwargs as tw_rpc_async, copied before return.
+ * Immediate failures as tw_rpc_async (TW_ENOENT, TW_EINVAL, TW_ENOSPC,
+ * TW_ESHUTDOWN, TW_ENOMEM), each with a reason; errors of the function
+ * and of the creation come out of tw_rref_to_here.
+ */
+tw_status tw_remote(tw_agent *a, const char *to, const char *fn,
+		    const tw_value *args, const tw_value *kwargs,
+		    int64_t timeout_ms, tw_rref **out);
+/* tw_remote addressed by worker id. */
+tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
+		       const tw_value *args, const tw_value *kwargs,
+		       int64_t timeout_ms, tw_rref **out);
+
+/*
+ * The value, copied to the caller: *out gets it (owned). On the owner,
+ * once the function returned (waits for it); on a user, fetched from the
+ * owner (RREF_FETCH_CALL). timeout_ms as tw_rpc_sync's. Errors: the
+ * function's own (kind, message and origin worker, in err if not NULL,
+ * as tw_rpc_sync); a creation that timed out: TW_ETIMEDOUT with torch's
+ * message (TW_RREF_CREATION_TIMEOUT_MSG); the owner gone:
+ * TW_EUNREACHABLE; TW_ETIMEDOUT when this wait passes timeout_ms. Not
+ * from a handler on a run loop (TW_EINVAL): use tw_rref_to_here_async.
+ * An embedded owner thread polls its loop while it waits.
+ */
+tw_status tw_rref_to_here(tw_rref *r, int64_t timeout_ms, tw_value *out,
+			  tw_value *err);
+/* The same as a future (its value, or its error); any thread, handlers
+ * too. */
+tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms,
+				tw_future **out);
+
+/* torch's RRef creation timeout message, reported by to_here. */
+#define TW_RREF_CREATION_TIMEOUT_MSG                                           \
+	"RRef creation via rpc.remote() timed out, and it is possible that "   \
+	"the RRef on the owner node does not exist."
+
+/*
+ * Owner only: the value itself, borrowed while r is held (*out points into
+ * the owner's entry). TW_EINVAL on a user ("RRef ... is not owned by
+ * worker 'A': call to_here"); TW_EBUSY while the function still runs;
+ * the function's error kind (and reason) if it failed.
+ */
+tw_status tw_rref_local_value(tw_rref *r, const tw_value **out);
+
+/* The owner's worker info, its name (valid while the agent lives). */
+tw_status tw_rref_owner(const tw_rref *r, tw_worker_info *out);
+const char *tw_rref_owner_name(const tw_rref *r);
+/* Whether this handle is the owner's. */
+bool tw_rref_is_owner(const tw_rref *r);
+/* Whether the owner knows this user (always true on the owner). */
+bool tw_rref_confirmed_by_owner(const tw_rref *r);
+/* The ids as on the wire (owner, RRef id, this handle's fork id). */
+tw_rref_id tw_rref_get_id(const tw_rref *r);
+
+/* References: retain returns r. The last release of a user sends the
+ * owner a user delete (once confirmed); of an owner handle, drops its
+ * self fork. The owner frees the value when no user and no fork in flight
+ * remains. NULL is accepted by release. */
+tw_rref *tw_rref_retain(tw_rref *r);
+void tw_rref_release(tw_rref *r);
+
+/* RRef counters of the agent (snapshot; any thread). */
+struct tw_rref_stats {
+	uint64_t owned;         /* values this worker owns */
+	uint64_t owner_users;   /* user forks recorded over all owned values */
+	uint64_t forks_pending; /* forks in flight to owned values */
+	uint64_t users;         /* user handles live on this worker */
+	uint64_t pending_users; /* of them, not confirmed yet */
+	uint64_t deletes_sent, deletes_received;
+	uint64_t refused; /* RRef frames with unknown or foreign ids */
+};
+void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,958 @@
+/* Remote references: tw_remote, the owner and user tables, to_here and
+ * user deletes (docs/rref.md). Forks come next. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tensorwire/rref.h>
+
+#include "dataplane/err.h"
+#include "rpc/agent_impl.h"
+#include "rpc/rref.h"
+
+/* ---- tables ----------------------------------------------------------- */
+
+/* A user of an owned value: its fork id and the worker holding it. */
+struct ent_user {
+	tw_guid fork;
+	uint32_t holder;
+};
+
+/* A value this worker owns (under ctx->mu). Freed when nothing keeps it:
+ * no user fork, no self fork, no fork in flight, the function done. */
+struct owner_ent {
+	struct owner_ent *next; /* bucket chain */
+	tw_agent *a;
+	tw_guid id;
+	uint32_t creator;
+	tw_future *val; /* the function's future: its value or error */
+	bool running;   /* the function has not completed: kept */
+	bool self_fork; /* the owner's own handle is alive */
+	uint32_t nusers, capusers;
+	struct ent_user *users; /* user forks recorded */
+	uint32_t forks_pending;
+	uint32_t nwait, capwait;
+	struct reply_path *waits; /* fetches parked until the value */
+};
+
+struct rref_ctx {
+	pthread_mutex_t mu;
+	struct owner_ent *buckets[RREF_BUCKETS];
+	uint32_t *per_peer; /* owned entries by creator (world entries) */
+	uint32_t world;
+	struct tw_rref_stats st;
+	_Atomic uint64_t next_id;
+};
+
+enum { USER_PENDING = 0, USER_CONFIRMED = 1, USER_FAILED = 2 };
+
+struct tw_rref {
+	_Atomic uint32_t refs;
+	tw_agent *a;
+	tw_rref_id id;
+	bool owner;
+	_Atomic int state; /* USER_*: a user's creation */
+	tw_future *cf;     /* user: the REMOTE_CALL's future */
+};
+
+static inline bool guid_eq(tw_guid x, tw_guid y)
+{
+	return x.created_on == y.created_on && x.local_id == y.local_id;
+}
+
+static inline uint32_t guid_bucket(tw_guid g)
+{
+	uint64_t h = (g.local_id ^ ((uint64_t)g.created_on << 40)) *
+		     UINT64_C(0x9E3779B97F4A7C15);
+	return (uint32_t)(h >> 40) & (RREF_BUCKETS - 1);
+}
+
+static struct owner_ent *ent_find(struct rref_ctx *x, tw_guid id)
+{
+	struct owner_ent *e = x->buckets[guid_bucket(id)];
+	while (e != NULL && !guid_eq(e->id, id))
+		e = e->next;
+	return e;
+}
+
+static void ent_unlink(struct rref_ctx *x, struct owner_ent *e)
+{
+	struct owner_ent **pp = &x->buckets[guid_bucket(e->id)];
+	while (*pp != e)
+		pp = &(*pp)->next;
+	*pp = e->next;
+	x->st.owned--;
+	x->st.owner_users -= e->nusers;
+	x->st.forks_pending -= e->forks_pending;
+	x->per_peer[e->creator]--;
+}
+
+static void ent_free(struct owner_ent *e)
+{
+	if (e->val != NULL)
+		tw_future_release(e->val);
+	free(e->users);
+	free(e->waits);
+	free(e);
+}
+
+static bool ent_dead(const struct owner_ent *e)
+{
+	return !e->running && !e->self_fork && e->nusers == 0 &&
+	       e->forks_pending == 0;
+}
+
+/* The index of user fork `fork` of e, or -1. */
+static int64_t ent_user(const struct owner_ent *e, tw_guid fork)
+{
+	for (uint32_t i = 0; i < e->nusers; i++)
+		if (guid_eq(e->users[i].fork, fork))
+			return i;
+	return -1;
+}
+
+/* The index of fork `fork` held by worker `holder`, or -1. */
+static int64_t ent_user_of(const struct owner_ent *e, tw_guid fork,
+			   uint32_t holder)
+{
+	int64_t i = ent_user(e, fork);
+	return i >= 0 && e->users[i].holder == holder ? i : -1;
+}
+
+tw_status rref_ctx_init(tw_agent *a)
+{
+	struct rref_ctx *x = calloc(1, sizeof(*x));
+	uint32_t world = a->o.world_size ? a->o.world_size : 1;
+	if (x == NULL ||
+	    (x->per_peer = calloc(world, sizeof(uint32_t))) == NULL) {
+		free(x);
+		return tw_fail_static(TW_ENOMEM,
+				      "no memory for the RRef tables");
+	}
+	x->world = world;
+	atomic_init(&x->next_id, 1);
+	pthread_mutex_init(&x->mu, NULL);
+	a->rref = x;
+	return TW_OK;
+}
+
+void rref_ctx_fini(tw_agent *a)
+{
+	struct rref_ctx *x = a->rref;
+	if (x == NULL)
+		return;
+	for (uint32_t b = 0; b < RREF_BUCKETS; b++) {
+		struct owner_ent *e = x->buckets[b];
+		while (e != NULL) {
+			struct owner_ent *n = e->next;
+			ent_free(e);
+			e = n;
+		}
+	}
+	pthread_mutex_destroy(&x->mu);
+	free(x->per_peer);
+	free(x);
+	a->rref = NULL;
+}
+
+void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out)
+{
+	struct rref_ctx *x = a->rref;
+	pthread_mutex_lock(&x->mu);
+	*out = x->st;
+	pthread_mutex_unlock(&x->mu);
+}
+
+/* ---- the owner: values and their answers -------------------------------- */
+
+static tw_value rref_value_of(tw_rref_id *id)
+{
+	return (tw_value){
+		.kind = TW_KIND_RREF, .flags = TW_VALUE_BORROWED, .u.rref = id};
+}
+
+/* Answer a fetch with the value (or error) of done future f. */
+static void answer_fetch(const struct reply_path *p, tw_future *f)
+{
+	if (tw_future_status(f) == TW_OK) {
+		serve_reply(p, TW_MSG_RREF_FETCH_RET, TW_OK, tw_future_value(f),
+			    0, NULL);
+		return;
+	}
+	const tw_error *e = tw_future_error(f);
+	serve_reply(p, TW_MSG_RREF_FETCH_RET, e ? e->kind : TW_ERUNTIME, NULL,
+		    e ? e->origin : p->a->rank,
+		    e ? e->msg : "the RRef's function failed");
+}
+
+/* The function that creates an owned value completed (any thread): answer
+ * the parked fetches, and free the entry if nothing keeps it. */
+static void owner_value_cb(tw_future *f, void *arg)
+{
+	struct owner_ent *e = arg;
+	struct rref_ctx *x = e->a->rref;
+	pthread_mutex_lock(&x->mu);
+	e->running = false;
+	struct reply_path *waits = e->waits;
+	uint32_t nwait = e->nwait;
+	e->waits = NULL;
+	e->nwait = e->capwait = 0;
+	bool dead = ent_dead(e);
+	if (dead)
+		ent_unlink(x, e);
+	pthread_mutex_unlock(&x->mu);
+	for (uint32_t i = 0; i < nwait; i++)
+		answer_fetch(&waits[i], f);
+	free(waits);
+	if (dead)
+		ent_free(e);
+}
+
+/* A new entry for id created by creator, with user fork `user` (or none:
+ * the owner's own handle), counted against the bounds. Under x->mu. NULL
+ * with a reason recorded: TW_EBUSY past a bound, TW_ENOMEM. */
+static struct owner_ent *ent_new(tw_agent *a, tw_guid id, uint32_t creator,
+				 const struct ent_user *user, tw_status *st)
+{
+	struct rref_ctx *x = a->rref;
+	if (x->st.owned >= RREF_MAX_OWNED) {
+		*st = tw_fail(TW_EBUSY,
+			      "worker '%s' owns %u RRefs, its limit "
+			      "(RREF_MAX_OWNED)",
+			      a->name, RREF_MAX_OWNED);
+		return NULL;
+	}
+	if (x->per_peer[creator] >= RREF_MAX_PER_PEER) {
+		*st = tw_fail(TW_EBUSY,
+			      "worker '%s' owns %u RRefs created by worker "
+			      "'%s', the limit per worker (RREF_MAX_PER_PEER)",
+			      a->name, RREF_MAX_PER_PEER,
+			      agent_worker_name(a, creator));
+		return NULL;
+	}
+	struct owner_ent *e = calloc(1, sizeof(*e));
+	if (e != NULL && user != NULL) {
+		e->users = malloc(4 * sizeof(*e->users));
+		if (e->users == NULL) {
+			free(e);
+			e = NULL;
+		} else {
+			e->capusers = 4;
+			e->users[e->nusers++] = *user;
+		}
+	}
+	if (e == NULL) {
+		*st = tw_fail_static(TW_ENOMEM, "no memory for an owned RRef");
+		return NULL;
+	}
+	e->a = a;
+	e->id = id;
+	e->creator = creator;
+	e->running = true;
+	uint32_t b = guid_bucket(id);
+	e->next = x->buckets[b];
+	x->buckets[b] = e;
+	x->st.owned++;
+	x->st.owner_users += e->nusers;
+	x->per_peer[creator]++;
+	*st = TW_OK;
+	return e;
+}
+
+/* Run fn(args, kwargs) as a call to self and make its future e's value.
+ * e is in the table, running; not under x->mu. */
+static void ent_start(struct owner_ent *e, const char *fn, const tw_value *args,
+		      const tw_value *kwargs)
+{
+	tw_agent *a = e->a;
+	tw_future *f = NULL;
+	tw_status st = tw_rpc_async_id(a, a->rank, fn, args, kwargs, 0, &f);
+	if (st != TW_OK) {
+		/* Refused at once: the value is that failure. */
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", tw_errmsg(st));
+		if (tw_future_create(&f) != TW_OK)
+			abort(); /* no memory for 100 bytes: nothing to do */
+		tw_future_fail(f, st, a->rank, msg);
+	}
+	e->val = f; /* read under mu only once running is false */
+	if (tw_future_then(f, owner_value_cb, e) != TW_OK)
+		abort(); /* the first callback needs no allocation */
+}
+
+/* ---- frames at the owner ------------------------------------------------- */
+
+static struct reply_path path_of(struct agent_loop *l, struct conn_state *cs,
+				 const tw_frame_hdr *h)
+{
+	return (struct reply_path){.a = l->a,
+				   .l = l,
+				   .conn_id = cs->id,
+				   .req_id = h->req_id,
+				   .caller = h->src};
+}
+
+static void refuse(const struct reply_path *p, tw_status kind, const char *fmt,
+		   ...) __attribute__((format(printf, 3, 4)));
+static void refuse(const struct reply_path *p, tw_status kind, const char *fmt,
+		   ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	serve_reply(p, TW_MSG_ACK, kind, NULL, p->a->rank, msg);
+}
+
+#define ID_FMT "RRef (%u, %llu) fork (%u, %llu) of owner %u"
+#define ID_ARGS(id)                                                            \
+	(id).rref.created_on, (unsigned long long)(id).rref.local_id,          \
+		(id).fork.created_on, (unsigned long long)(id).fork.local_id,  \
+		(id).owner
+
+static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
+			   const tw_frame_hdr *h, const tw_value *pl)
+{
+	tw_agent *a = l->a;
+	struct rref_ctx *x = a->rref;
+	tw_rref_id id = *pl->u.items[3].u.rref;
+	if (id.owner != a->rank || id.rref.created_on != h->src ||
+	    !guid_eq(id.fork, id.rref)) {
+		pthread_mutex_lock(&x->mu);
+		x->st.refused++;
+		pthread_mutex_unlock(&x->mu);
+		refuse(p, TW_EINVAL,
+		       "REMOTE_CALL from worker '%s' to worker '%s' names " ID_FMT
+		       ": a new RRef is owned by its callee and created by "
+		       "its caller, with fork id == RRef id",
+		       agent_worker_name(a, h->src), a->name, ID_ARGS(id));
+		return;
+	}
+	tw_value ret = rref_value_of(&id);
+	pthread_mutex_lock(&x->mu);
+	struct owner_ent *e = ent_find(x, id.rref);
+	if (e != NULL) {
+		bool dup = ent_user_of(e, id.fork, h->src) >= 0;
+		if (!dup)
+			x->st.refused++;
+		pthread_mutex_unlock(&x->mu);
+		/* A duplicate: confirmed again, nothing run twice. */
+		if (dup)
+			serve_reply(p, TW_MSG_REMOTE_RET, TW_OK, &ret, 0, NULL);
+		else
+			refuse(p, TW_EINVAL,
+			       "REMOTE_CALL names " ID_FMT
+			       ", which worker '%s' already owns",
+			       ID_ARGS(id), a->name);
+		return;
+	}
+	tw_status st;
+	struct ent_user u = {.fork = id.fork, .holder = h->src};
+	e = ent_new(a, id.rref, h->src, &u, &st);
+	pthread_mutex_unlock(&x->mu);
+	if (e == NULL) {
+		refuse(p, st, "%s", tw_errmsg(st));
+		return;
+	}
+	/* Confirmed before the function runs: the owner knows its user (G1)
+	 * and fetches wait for the value. */
+	serve_reply(p, TW_MSG_REMOTE_RET, TW_OK, &ret, 0, NULL);
+	ent_start(e, pl->u.items[0].u.str, &pl->u.items[1], &pl->u.items[2]);
+}
+
+static void on_fetch(struct agent_loop *l, const struct reply_path *p,
+		     const tw_value *pl)
+{
+	tw_agent *a = l->a;
+	struct rref_ctx *x = a->rref;
+	tw_rref_id id = *pl->u.rref;
+	pthread_mutex_lock(&x->mu);
+	struct owner_ent *e = id.owner == a->rank ? ent_find(x, id.rref) : NULL;
+	if (e == NULL || ent_user_of(e, id.fork, p->caller) < 0) {
+		x->st.refused++;
+		pthread_mutex_unlock(&x->mu);
+		refuse(p, TW_EINVAL,
+		       "RREF_FETCH_CALL from worker '%s' names " ID_FMT
+		       ", which is not its user of an RRef worker '%s' owns",
+		       agent_worker_name(a, p->caller), ID_ARGS(id), a->name);
+		return;
+	}
+	if (!e->running) {
+		tw_future *f = tw_future_retain(e->val);
+		pthread_mutex_unlock(&x->mu);
+		answer_fetch(p, f);
+		tw_future_release(f);
+		return;
+	}
+	if (e->nwait == e->capwait) {
+		uint32_t cap = e->capwait ? e->capwait * 2 : 2;
+		struct reply_path *w = NULL;
+		if (cap <= RREF_MAX_FETCH_WAIT)
+			w = realloc(e->waits, cap * sizeof(*w));
+		if (w == NULL) {
+			pthread_mutex_unlock(&x->mu);
+			refuse(p, TW_EBUSY,
+			       "%u fetches of " ID_FMT
+			       " already wait on worker '%s' (RREF_MAX_FETCH_WAIT)",
+			       e->nwait, ID_ARGS(id), a->name);
+			return;
+		}
+		e->waits = w;
+		e->capwait = cap;
+	}
+	e->waits[e->nwait++] = *p;
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void on_user_delete(struct agent_loop *l, const struct reply_path *p,
+			   const tw_value *pl)
+{
+	tw_agent *a = l->a;
+	struct rref_ctx *x = a->rref;
+	tw_rref_id id = *pl->u.rref;
+	if (id.owner != a->rank) {
+		pthread_mutex_lock(&x->mu);
+		x->st.refused++;
+		pthread_mutex_unlock(&x->mu);
+		refuse(p, TW_EINVAL,
+		       "RREF_USER_DELETE from worker '%s' names " ID_FMT
+		       ", not owned by worker '%s'",
+		       agent_worker_name(a, p->caller), ID_ARGS(id), a->name);
+		return;
+	}
+	pthread_mutex_lock(&x->mu);
+	struct owner_ent *e = ent_find(x, id.rref);
+	int64_t i = e != NULL ? ent_user(e, id.fork) : -1;
+	bool dead = false;
+	if (i >= 0 && e->users[i].holder != p->caller) {
+		x->st.refused++;
+		pthread_mutex_unlock(&x->mu);
+		refuse(p, TW_EINVAL,
+		       "RREF_USER_DELETE from worker '%s' names " ID_FMT
+		       ", which worker '%s' holds",
+		       agent_worker_name(a, p->caller), ID_ARGS(id),
+		       agent_worker_name(a, e->users[i].holder));
+		return;
+	}
+	if (i < 0) {
+		/* Already deleted (a retry) or never ours: nothing to do,
+		 * acknowledged so the sender stops. */
+		x->st.refused++;
+	} else {
+		e->users[i] = e->users[--e->nusers];
+		x->st.owner_users--;
+		x->st.deletes_received++;
+		if ((dead = ent_dead(e)))
+			ent_unlink(x, e);
+	}
+	pthread_mutex_unlock(&x->mu);
+	if (dead)
+		ent_free(e);
+	tw_value none = tw_value_none();
+	serve_reply(p, TW_MSG_ACK, TW_OK, &none, 0, NULL);
+}
+
+void rref_on_frame(struct agent_loop *l, struct conn_state *cs,
+		   const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len)
+{
+	tw_agent *a = l->a;
+	struct reply_path p = path_of(l, cs, h);
+	if (l->closing) {
+		refuse(&p, TW_ESHUTDOWN, AGENT_SHUTDOWN_MSG);
+		return;
+	}
+	if (h->src >= a->world) {
+		stat_inc(&l->stats.bad_frames);
+		refuse(&p, TW_EPROTO, "%s from worker %u reached worker %u",
+		       tw_msg_type_name(h->type), h->src, a->rank);
+		return;
+	}
+	if (h->type == TW_MSG_RREF_FORK_REQUEST ||
+	    h->type == TW_MSG_RREF_CHILD_ACCEPT) {
+		refuse(&p, TW_ENOTSUP,
+		       "%s is not supported by worker '%s' yet: RRefs cannot "
+		       "be passed in values",
+		       tw_msg_type_name(h->type), a->name);
+		return;
+	}
+	tw_in_msg m;
+	tw_status st = tw_msg_decode(buf, off, len, h, NULL, &m);
+	if (st != TW_OK) {
+		stat_inc(&l->stats.bad_frames);
+		refuse(&p, st == TW_EVERSION ? st : TW_EPROTO,
+		       "malformed %s from worker '%s': %s",
+		       tw_msg_type_name(h->type), agent_worker_name(a, h->src),
+		       tw_errmsg(st));
+		return;
+	}
+	switch (h->type) {
+	case TW_MSG_REMOTE_CALL:
+		stat_inc(&l->stats.calls_served);
+		on_remote_call(l, &p, h, &m.payload);
+		break;
+	case TW_MSG_RREF_FETCH_CALL:
+		on_fetch(l, &p, &m.payload);
+		break;
+	case TW_MSG_RREF_USER_DELETE:
+		on_user_delete(l, &p, &m.payload);
+		break;
+	}
+	tw_in_msg_release(&m);
+}
+
+/* ---- handles: the user side -------------------------------------------- */
+
+/* What the settled REMOTE_CALL future f says of r: confirmed when the
+ * owner answered REMOTE_RET naming r. */
+static int creation_state(const tw_rref *r, tw_future *f)
+{
+	if (tw_future_status(f) != TW_OK)
+		return USER_FAILED;
+	const tw_value *v = tw_future_value(f);
+	if (v->kind == TW_KIND_RREF && v->u.rref->owner == r->id.owner &&
+	    guid_eq(v->u.rref->rref, r->id.rref) &&
+	    guid_eq(v->u.rref->fork, r->id.fork))
+		return USER_CONFIRMED;
+	return USER_FAILED;
+}
+
+/* The REMOTE_CALL was answered (or failed): the user is confirmed. */
+static void created_cb(tw_future *f, void *arg)
+{
+	tw_rref *r = arg;
+	struct rref_ctx *x = r->a->rref;
+	int state = creation_state(r, f);
+	pthread_mutex_lock(&x->mu);
+	x->st.pending_users--;
+	pthread_mutex_unlock(&x->mu);
+	atomic_store(&r->state, state);
+	tw_rref_release(r); /* the creation's reference */
+}
+
+struct del_op {
+	tw_agent *a;
+	tw_rref_id id;
+	uint32_t tries;
+};
+
+static void del_send(struct del_op *d);
+
+static void del_cb(tw_future *f, void *arg)
+{
+	struct del_op *d = arg;
+	/* No answer in time: the owner may not have it yet, or the answer
+	 * was lost; a delete is idempotent, so send it again. Anything else
+	 * (ACK, a refusal, the owner gone, shutdown) ends it. */
+	if (tw_future_status(f) == TW_ETIMEDOUT && ++d->tries < 64) {
+		del_send(d);
+		return;
+	}
+	free(d);
+}
+
+static void del_send(struct del_op *d)
+{
+	tw_value v = rref_value_of(&d->id);
+	tw_future *f = NULL;
+	if (call_ctl_async(d->a, d->id.owner, TW_MSG_RREF_USER_DELETE,
+			   TW_MSG_ACK, &v, RREF_CTL_TIMEOUT_MS, &f) != TW_OK) {
+		free(d); /* shutting down, or out of memory */
+		return;
+	}
+	if (tw_future_then(f, del_cb, d) != TW_OK)
+		free(d);
+	tw_future_release(f);
+}
+
+tw_rref *tw_rref_retain(tw_rref *r)
+{
+	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+	return r;
+}
+
+void tw_rref_release(tw_rref *r)
+{
+	if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1)
+		return;
+	tw_agent *a = r->a;
+	struct rref_ctx *x = a->rref;
+	if (r->owner) {
+		pthread_mutex_lock(&x->mu);
+		struct owner_ent *e = ent_find(x, r->id.rref);
+		bool dead = false;
+		if (e != NULL) {
+			e->self_fork = false;
+			if ((dead = ent_dead(e)))
+				ent_unlink(x, e);
+		}
+		pthread_mutex_unlock(&x->mu);
+		if (dead)
+			ent_free(e);
+		free(r);
+		return;
+	}
+	/* The creation callback held a reference: its outcome is known. */
+	int state = atomic_load(&r->state);
+	const tw_error *ce = r->cf != NULL ? tw_future_error(r->cf) : NULL;
+	/* Confirmed: the owner has us (G1), tell it we are gone. A creation
+	 * that timed out may still have reached it: tell it too (a delete of
+	 * an unknown fork is acknowledged and changes nothing). */
+	bool tell = state == USER_CONFIRMED ||
+		    (ce != NULL && ce->kind == TW_ETIMEDOUT);
+	pthread_mutex_lock(&x->mu);
+	x->st.users--;
+	if (tell)
+		x->st.deletes_sent++;
+	pthread_mutex_unlock(&x->mu);
+	if (tell) {
+		struct del_op *d = calloc(1, sizeof(*d));
+		if (d != NULL) {
+			d->a = a;
+			d->id = r->id;
+			del_send(d);
+		}
+	}
+	if (r->cf != NULL)
+		tw_future_release(r->cf);
+	free(r);
+}
+
+static const tw_value no_items[1];
+
+tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
+		       const tw_value *args, const tw_value *kwargs,
+		       int64_t timeout_ms, tw_rref **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (a == NULL || fn == NULL || *fn == '\0' || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_remote: NULL agent, out "
+						 "or function name");
+	if (args != NULL && args->kind != TW_KIND_TUPLE &&
+	    args->kind != TW_KIND_LIST)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_remote: args must be a tuple or list "
+				      "(or NULL for none)");
+	if (kwargs != NULL && kwargs->kind != TW_KIND_DICT)
+		return tw_fail_static(TW_EINVAL, "tw_remote: kwargs must be a "
+						 "dict (or NULL for none)");
+	if (to >= a->world)
+		return agent_no_worker_id(a, to);
+	if (atomic_load(&a->state) != AGENT_RUNNING)
+		return tw_fail_static(TW_ESHUTDOWN, "tw_remote: the agent is "
+						    "not running");
+	struct rref_ctx *x = a->rref;
+	tw_rref *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return tw_fail_static(TW_ENOMEM, "no memory for an RRef");
+	r->a = a;
+	r->id.owner = to;
+	r->id.rref.created_on = a->rank;
+	r->id.rref.local_id = atomic_fetch_add(&x->next_id, 1);
+	r->id.fork = r->id.rref;
+	tw_status st;
+	if (to == a->rank) {
+		/* torch's pyRemoteBuiltin: owned here, its handle the self
+		 * fork; the function runs as a call to self. */
+		r->owner = true;
+		atomic_init(&r->refs, 1);
+		atomic_init(&r->state, USER_CONFIRMED);
+		pthread_mutex_lock(&x->mu);
+		struct owner_ent *e = ent_new(a, r->id.rref, a->rank, NULL,
+					      &st);
+		if (e != NULL)
+			e->self_fork = true;
+		pthread_mutex_unlock(&x->mu);
+		if (e == NULL) {
+			free(r);
+			return st;
+		}
+		ent_start(e, fn, args, kwargs);
+		*out = r;
+		return TW_OK;
+	}
+	/* A user, pending until REMOTE_RET: one reference for the caller,
+	 * one for the creation's callback. */
+	atomic_init(&r->refs, 2);
+	atomic_init(&r->state, USER_PENDING);
+	tw_value items[4];
+	items[0] = tw_value_string_borrow(fn, strlen(fn));
+	if (args != NULL) {
+		items[1] = *args;
+		items[1].kind = TW_KIND_TUPLE;
+		items[1].flags |= TW_VALUE_BORROWED;
+	} else {
+		items[1] = (tw_value){.kind = TW_KIND_TUPLE,
+				      .flags = TW_VALUE_BORROWED,
+				      .u.items = (tw_value *)no_items};
+	}
+	if (kwargs != NULL) {
+		items[2] = *kwargs;
+		items[2].flags |= TW_VALUE_BORROWED;
+	} else {
+		items[2] = (tw_value){.kind = TW_KIND_DICT,
+				      .flags = TW_VALUE_BORROWED};
+	}
+	items[3] = rref_value_of(&r->id);
+	tw_value payload = {.kind = TW_KIND_TUPLE,
+			    .flags = TW_VALUE_BORROWED,
+			    .len = 4,
+			    .u.items = items};
+	pthread_mutex_lock(&x->mu);
+	x->st.users++;
+	x->st.pending_users++;
+	pthread_mutex_unlock(&x->mu);
+	st = call_ctl_async(a, to, TW_MSG_REMOTE_CALL, TW_MSG_REMOTE_RET,
+			    &payload, timeout_ms, &r->cf);
+	if (st != TW_OK) {
+		pthread_mutex_lock(&x->mu);
+		x->st.users--;
+		x->st.pending_users--;
+		pthread_mutex_unlock(&x->mu);
+		free(r);
+		return st;
+	}
+	if (tw_future_then(r->cf, created_cb, r) != TW_OK)
+		abort(); /* the first callback needs no allocation */
+	*out = r;
+	return TW_OK;
+}
+
+tw_status tw_remote(tw_agent *a, const char *to, const char *fn,
+		    const tw_value *args, const tw_value *kwargs,
+		    int64_t timeout_ms, tw_rref **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (a == NULL || to == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_remote: NULL agent or "
+						 "destination");
+	uint32_t id;
+	if (agent_find_worker(a, to, &id) != TW_OK)
+		return agent_no_worker(a, to);
+	return tw_remote_id(a, id, fn, args, kwargs, timeout_ms, out);
+}
+
+/* ---- to_here --------------------------------------------------------------- */
+
+static tw_status clone_map(tw_future *src, void *arg, tw_value *out)
+{
+	(void)arg;
+	return tw_value_clone(out, tw_future_value(src));
+}
+
+struct fetch_op {
+	tw_rref *r;
+	int64_t timeout_ms;
+	tw_future *out;
+};
+
+static void fetch_end(struct fetch_op *op)
+{
+	tw_rref_release(op->r);
+	tw_future_release(op->out);
+	free(op);
+}
+
+static void fetched_cb(tw_future *f, void *arg)
+{
+	struct fetch_op *op = arg;
+	if (tw_future_status(f) == TW_OK) {
+		tw_value v;
+		if (tw_future_take_value(f, &v) == TW_OK)
+			tw_future_complete(op->out, &v);
+		else
+			tw_future_fail(op->out, TW_ENOMEM, op->r->a->rank,
+				       "no memory for the RRef's value");
+	} else {
+		const tw_error *e = tw_future_error(f);
+		tw_future_fail(op->out, e->kind, e->origin, e->msg);
+	}
+	fetch_end(op);
+}
+
+/* The user's creation is settled: fail with its error, or fetch. */
+static void fetch_start(tw_future *cf, void *arg)
+{
+	struct fetch_op *op = arg;
+	tw_rref *r = op->r;
+	tw_agent *a = r->a;
+	if (creation_state(r, cf) != USER_CONFIRMED) {
+		const tw_error *e = tw_future_error(cf);
+		if (e == NULL)
+			tw_future_fail(op->out, TW_EPROTO, a->rank,
+				       "the owner confirmed another RRef");
+		else if (e->kind == TW_ETIMEDOUT)
+			tw_future_fail(op->out, TW_ETIMEDOUT, a->rank,
+				       TW_RREF_CREATION_TIMEOUT_MSG);
+		else
+			tw_future_fail(op->out, e->kind, e->origin, e->msg);
+		fetch_end(op);
+		return;
+	}
+	tw_value v = rref_value_of(&r->id);
+	tw_future *f = NULL;
+	tw_status st = call_ctl_async(a, r->id.owner, TW_MSG_RREF_FETCH_CALL,
+				      TW_MSG_RREF_FETCH_RET, &v, op->timeout_ms,
+				      &f);
+	if (st != TW_OK) {
+		tw_future_fail(op->out, st, a->rank, tw_errmsg(st));
+		fetch_end(op);
+		return;
+	}
+	if (tw_future_then(f, fetched_cb, op) != TW_OK)
+		abort(); /* the first callback needs no allocation */
+	tw_future_release(f);
+}
+
+/* A creation still pending when the fetch is asked waits for it. */
+tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms, tw_future **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (r == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_rref_to_here_async: NULL "
+						 "RRef or out");
+	struct rref_ctx *x = r->a->rref;
+	if (r->owner) {
+		pthread_mutex_lock(&x->mu);
+		struct owner_ent *e = ent_find(x, r->id.rref);
+		tw_future *f = e != NULL ? tw_future_retain(e->val) : NULL;
+		pthread_mutex_unlock(&x->mu);
+		if (f == NULL)
+			return tw_fail_static(TW_EINVAL,
+					      "the owned RRef is gone");
+		tw_status st = tw_future_chain(f, clone_map, NULL, out);
+		tw_future_release(f);
+		return st;
+	}
+	struct fetch_op *op = calloc(1, sizeof(*op));
+	tw_status st = op != NULL ? tw_future_create(&op->out) : TW_ENOMEM;
+	if (st != TW_OK) {
+		free(op);
+		return tw_fail_static(TW_ENOMEM, "no memory for a fetch");
+	}
+	op->r = tw_rref_retain(r);
+	op->timeout_ms = timeout_ms;
+	*out = tw_future_retain(op->out);
+	if (tw_future_then(r->cf, fetch_start, op) != TW_OK) {
+		tw_future_fail(op->out, TW_ENOMEM, r->a->rank,
+			       "no memory for a fetch");
+		fetch_end(op);
+	}
+	return TW_OK;
+}
+
+tw_status tw_rref_to_here(tw_rref *r, int64_t timeout_ms, tw_value *out,
+			  tw_value *err)
+{
+	if (out != NULL)
+		*out = tw_value_none();
+	if (err != NULL)
+		*err = tw_value_none();
+	if (r == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_rref_to_here: NULL RRef "
+						 "or out");
+	tw_agent *a = r->a;
+	struct agent_loop *own = NULL;
+	if (agent_tls_loop != NULL && agent_tls_loop->a == a)
+		own = agent_tls_loop;
+	if (own != NULL && (!a->o.embedded || tw_loop_in_poll(own->loop)))
+		return tw_fail_static(TW_EINVAL,
+				      "tw_rref_to_here called on a run loop: "
+				      "use tw_rref_to_here_async");
+	tw_future *f;
+	tw_status st = tw_rref_to_here_async(r, timeout_ms, &f);
+	if (st != TW_OK)
+		return st;
+	/* A user's fetch is bounded by its own deadline; the owner's wait
+	 * for its function by timeout_ms here. */
+	int64_t wait = r->owner ? timeout_ms : -1;
+	st = own != NULL ? agent_wait_own(own, f, wait)
+			 : tw_future_wait(f, wait);
+	if (st == TW_OK) {
+		st = tw_future_take_value(f, out);
+	} else if (!tw_future_done(f)) {
+		st = tw_fail(TW_ETIMEDOUT, AGENT_TIMEOUT_FMT,
+			     (long long)timeout_ms);
+		if (err != NULL)
+			tw_value_error(err, st, a->rank, tw_errmsg(st));
+	} else {
+		const tw_error *e = tw_future_error(f);
+		if (err != NULL && e != NULL)
+			tw_value_error(err, e->kind, e->origin, e->msg);
+		if (e != NULL)
+			agent_explain_error(a, st, e, "%s", "");
+	}
+	tw_future_release(f);
+	return st;
+}
+
+/* ---- introspection --------------------------------------------------------- */
+
+tw_status tw_rref_local_value(tw_rref *r, const tw_value **out)
+{
+	if (r == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_rref_local_value: NULL "
+						 "RRef or out");
+	*out = NULL;
+	tw_agent *a = r->a;
+	if (!r->owner)
+		return tw_fail(
+			TW_EINVAL,
+			"RRef (%u, %llu) is owned by worker '%s', not by "
+			"worker '%s': call tw_rref_to_here",
+			r->id.rref.created_on,
+			(unsigned long long)r->id.rref.local_id,
+			agent_worker_name(a, r->id.owner), a->name);
+	struct rref_ctx *x = a->rref;
+	pthread_mutex_lock(&x->mu);
+	struct owner_ent *e = ent_find(x, r->id.rref);
+	bool running = e == NULL || e->running;
+	tw_future *f = running ? NULL : e->val;
+	pthread_mutex_unlock(&x->mu);
+	if (running)
+		return tw_fail_static(TW_EBUSY, "the RRef's function is still "
+						"running");
+	/* The entry, hence f, lives while r holds its self fork. */
+	tw_status st = tw_future_status(f);
+	if (st != TW_OK) {
+		const tw_error *e2 = tw_future_error(f);
+		return tw_fail(st, "the RRef's function failed: %s",
+			       e2 != NULL ? e2->msg : tw_strerror(st));
+	}
+	*out = tw_future_value(f);
+	return TW_OK;
+}
+
+tw_status tw_rref_owner(const tw_rref *r, tw_worker_info *out)
+{
+	if (r == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_rref_owner: NULL argument");
+	return tw_agent_worker_info_by_id(r->a, r->id.owner, out);
+}
+
+const char *tw_rref_owner_name(const tw_rref *r)
+{
+	return r != NULL ? agent_worker_name(r->a, r->id.owner) : NULL;
+}
+
+bool tw_rref_is_owner(const tw_rref *r)
+{
+	return r != NULL && r->owner;
+}
+
+bool tw_rref_confirmed_by_owner(const tw_rref *r)
+{
+	return r != NULL && atomic_load(&r->state) == USER_CONFIRMED;
+}
+
+tw_rref_id tw_rref_get_id(const tw_rref *r)
+{
+	return r != NULL ? r->id : (tw_rref_id){0};
+}

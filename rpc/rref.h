@@ -1,0 +1,28 @@
+/* Internal: the RRef protocol's per-agent tables (rref.c; docs/rref.md). */
+#ifndef TW_RPC_RREF_H
+#define TW_RPC_RREF_H
+
+#include <stddef.h>
+
+#include <tensorwire/rref.h>
+
+#include "rpc/agent_impl.h"
+
+/* Bounds on what peers make an owner hold (docs/limits.md). */
+#define RREF_MAX_OWNED 65536u     /* owned values per agent */
+#define RREF_MAX_PER_PEER 16384u  /* of them created by one peer */
+#define RREF_MAX_USERS 4096u      /* user forks recorded per value */
+#define RREF_MAX_FETCH_WAIT 1024u /* fetches parked per value */
+#define RREF_BUCKETS 4096u        /* owner table buckets (power of two) */
+#define RREF_CTL_TIMEOUT_MS 10000 /* each try of a control message */
+
+/* Agent init (a->o known) and teardown (loops stopped). */
+tw_status rref_ctx_init(tw_agent *a);
+void rref_ctx_fini(tw_agent *a);
+
+/* A REMOTE_CALL, RREF_FETCH_CALL, RREF_USER_DELETE, RREF_FORK_REQUEST or
+ * RREF_CHILD_ACCEPT on an authenticated connection (loop thread). */
+void rref_on_frame(struct agent_loop *l, struct conn_state *cs,
+		   const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
+
+#endif

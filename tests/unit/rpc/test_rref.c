@@ -1,0 +1,496 @@
+/* Remote references (rpc/rref.c) on the fake net: tw_remote to a peer and
+ * to self, to_here, creation errors and timeouts, release and the user
+ * delete, the owner freeing its value, and control messages held,
+ * reordered, duplicated and dropped (docs/rref.md: G1, G2). */
+#include "rpc/rref.h"
+#include "tests/unit/rpc/fake_world.h"
+
+static struct tw_rref_stats rstats(uint32_t i)
+{
+	struct tw_rref_stats s;
+	tw_agent_rref_stats(W.ag[i], &s);
+	return s;
+}
+
+static tw_rref *remote_int(uint32_t from, const char *to, const char *fn,
+			   int64_t v, int64_t timeout_ms)
+{
+	tw_value args = int_args(v);
+	tw_rref *r = NULL;
+	tw_agent_fake_enter(W.ag[from]);
+	tw_status st = tw_remote(W.ag[from], to, fn, &args, NULL, timeout_ms,
+				 &r);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+	tw_value_destroy(&args);
+	return r;
+}
+
+static tw_future *fetch(tw_rref *r, int64_t timeout_ms)
+{
+	tw_future *f = NULL;
+	tw_status st = tw_rref_to_here_async(r, timeout_ms, &f);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+	return f;
+}
+
+/* Every table of every agent empty: nothing owned, used or pending. */
+static void assert_clean(void)
+{
+	for (uint32_t i = 0; i < W.n; i++) {
+		struct tw_rref_stats s = rstats(i);
+		cr_assert_eq(s.owned, 0, "%s owns %llu", names[i],
+			     (unsigned long long)s.owned);
+		cr_assert_eq(s.owner_users, 0, "%s", names[i]);
+		cr_assert_eq(s.forks_pending, 0, "%s", names[i]);
+		cr_assert_eq(s.users, 0, "%s", names[i]);
+		cr_assert_eq(s.pending_users, 0, "%s", names[i]);
+	}
+}
+
+Test(rref, remote_to_peer_then_to_here_then_release)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 41, 1000);
+	cr_assert_not(tw_rref_is_owner(r));
+	cr_assert_not(tw_rref_confirmed_by_owner(r));
+	cr_assert_str_eq(tw_rref_owner_name(r), "B");
+	tw_worker_info wi;
+	cr_assert_eq(tw_rref_owner(r, &wi), TW_OK);
+	cr_assert_eq(wi.id, 1);
+	tw_rref_id id = tw_rref_get_id(r);
+	cr_assert_eq(id.owner, 1);
+	cr_assert_eq(id.rref.created_on, 0);
+	cr_assert(id.fork.created_on == id.rref.created_on &&
+		  id.fork.local_id == id.rref.local_id);
+	cr_assert_eq(rstats(0).users, 1);
+	cr_assert_eq(rstats(0).pending_users, 1);
+
+	settle();
+	cr_assert(tw_rref_confirmed_by_owner(r));
+	cr_assert_eq(W.k[1].inc, 1, "the function ran once, on B");
+	struct tw_rref_stats sa = rstats(0), sb = rstats(1);
+	cr_assert_eq(sa.pending_users, 0);
+	cr_assert_eq(sb.owned, 1);
+	cr_assert_eq(sb.owner_users, 1);
+
+	/* A user cannot read the value in place. */
+	const tw_value *lv = (const tw_value *)1;
+	cr_assert_eq(tw_rref_local_value(r, &lv), TW_EINVAL);
+	cr_assert_null(lv);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "owned by worker 'B'"));
+
+	tw_future *f = fetch(r, 1000);
+	settle();
+	cr_assert_eq(result_int(f), 42);
+	tw_future_release(f);
+	/* Fetched twice: the value stays on the owner until released. */
+	f = fetch(r, 1000);
+	settle();
+	cr_assert_eq(result_int(f), 42);
+	tw_future_release(f);
+	cr_assert_eq(W.k[1].inc, 1);
+
+	tw_rref_release(r);
+	settle();
+	sa = rstats(0);
+	sb = rstats(1);
+	cr_assert_eq(sa.deletes_sent, 1);
+	cr_assert_eq(sb.deletes_received, 1);
+	cr_assert_eq(sb.refused, 0);
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, remote_to_self_takes_no_network)
+{
+	world_up(2, NULL);
+	struct tw_fake_net_stats n0 = net_stats();
+	tw_rref *r = remote_int(0, "A", "t::inc", 1, 1000);
+	cr_assert(tw_rref_is_owner(r));
+	cr_assert(tw_rref_confirmed_by_owner(r));
+	cr_assert_eq(rstats(0).owned, 1);
+	cr_assert_eq(rstats(0).users, 0, "the owner's handle is no user");
+	const tw_value *lv;
+	/* The function runs on A's loop: not yet. */
+	cr_assert_eq(tw_rref_local_value(r, &lv), TW_EBUSY);
+	/* to_here on the owner's thread polls its loop until the value. */
+	tw_value v, err;
+	tw_agent_fake_enter(W.ag[0]);
+	tw_status st = tw_rref_to_here(r, 1000, &v, &err);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+	int64_t n = 0;
+	cr_assert_eq(tw_value_get_int(&v, &n), TW_OK);
+	cr_assert_eq(n, 2);
+	tw_value_destroy(&v);
+	cr_assert_eq(tw_rref_local_value(r, &lv), TW_OK);
+	cr_assert_eq(tw_value_get_int(lv, &n), TW_OK);
+	cr_assert_eq(n, 2);
+	settle();
+	cr_assert_eq(net_stats().sent, n0.sent, "no frame for a self remote");
+
+	/* Retained twice: only the last release frees the value. */
+	tw_rref_retain(r);
+	tw_rref_release(r);
+	cr_assert_eq(rstats(0).owned, 1);
+	tw_rref_release(r);
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, self_remote_released_before_the_function_ran)
+{
+	world_up(1, NULL);
+	tw_rref *r = remote_int(0, "A", "t::inc", 1, 1000);
+	tw_rref_release(r);
+	cr_assert_eq(rstats(0).owned, 1, "kept while its function runs");
+	settle();
+	cr_assert_eq(W.k[0].inc, 1);
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, creation_error_comes_out_of_to_here)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::nope", 1, 1000);
+	tw_rref *r2 = remote_int(0, "B", "t::bare", 1, 1000);
+	settle();
+	/* Created (the owner holds the error as its value), so confirmed. */
+	cr_assert(tw_rref_confirmed_by_owner(r));
+	tw_future *f = fetch(r, 1000), *f2 = fetch(r2, 1000);
+	settle();
+	const tw_error *e = failure(f, TW_ENOFUNC);
+	cr_assert_eq(e->origin, 1);
+	cr_assert(strstr(e->msg, "unknown function 't::nope' on worker 'B'"),
+		  "%s", e->msg);
+	e = failure(f2, TW_EVALUE);
+	cr_assert_eq(e->origin, 1);
+	tw_future_release(f);
+	tw_future_release(f2);
+
+	tw_rref_release(r);
+	tw_rref_release(r2);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, self_creation_error_from_local_value_and_to_here)
+{
+	world_up(1, NULL);
+	tw_rref *r = remote_int(0, "A", "t::nope", 1, 1000);
+	settle();
+	const tw_value *lv;
+	cr_assert_eq(tw_rref_local_value(r, &lv), TW_ENOFUNC);
+	tw_value v, err;
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_rref_to_here(r, 1000, &v, &err), TW_ENOFUNC);
+	cr_assert_eq(err.kind, TW_KIND_ERROR);
+	cr_assert_eq(err.u.err->kind, TW_ENOFUNC);
+	tw_value_destroy(&err);
+	tw_rref_release(r);
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, fetch_waits_for_a_function_still_running)
+{
+	world_up(2, NULL);
+	atomic_store(&block_gate, 0);
+	atomic_store(&block_runs, 0);
+	tw_rref *r = remote_int(0, "B", "t::block", 7, 0);
+	POLL_UNTIL(atomic_load(&block_runs) == 1);
+	tw_future *f = fetch(r, 0);
+	settle();
+	cr_assert_not(tw_future_done(f), "parked on the owner");
+	atomic_store(&block_gate, 1);
+	POLL_UNTIL(tw_future_done(f));
+	cr_assert_eq(result_int(f), 7);
+	tw_future_release(f);
+	tw_rref_release(r);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, creation_timeout_reads_as_torch_says)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, true), TW_OK);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 100);
+	tw_future *f = fetch(r, 1000);
+	settle();
+	cr_assert_not(tw_future_done(f), "waits for the creation");
+	advance(100 * MS);
+	const tw_error *e = failure(f, TW_ETIMEDOUT);
+	cr_assert_str_eq(e->msg, TW_RREF_CREATION_TIMEOUT_MSG);
+	cr_assert_not(tw_rref_confirmed_by_owner(r));
+	cr_assert_eq(rstats(0).pending_users, 0);
+	tw_future_release(f);
+	/* The creation may still reach the owner: its release tells it. */
+	tw_rref_release(r);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, false), TW_OK);
+	settle();
+	cr_assert_eq(W.k[1].inc, 1, "the REMOTE_CALL arrived late and ran");
+	cr_assert_eq(rstats(1).deletes_received, 1,
+		     "the delete after it freed the value");
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, owner_unreachable_fails_to_here)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 1000);
+	settle();
+	cr_assert_eq(tw_fake_net_set_down(W.net, B_ADDR, true), TW_OK);
+	tw_future *f = fetch(r, 1000);
+	settle();
+	failure(f, TW_EUNREACHABLE);
+	tw_future_release(f);
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(rstats(0).users, 0);
+	cr_assert_eq(tw_fake_net_set_down(W.net, B_ADDR, false), TW_OK);
+	world_down(false);
+}
+
+/* G1: a user released before the owner confirmed it sends its delete only
+ * after the confirmation, so the owner never sees a delete of a user it
+ * does not know. */
+Test(rref, release_before_confirmation_deletes_after_it)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_fake_net_hold(W.net, B_ADDR, A_ADDR, true), TW_OK);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	settle();
+	cr_assert_eq(rstats(1).owned, 1);
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(rstats(0).users, 1, "kept until confirmed");
+	cr_assert_eq(rstats(0).deletes_sent, 0);
+	cr_assert_eq(rstats(1).owned, 1);
+	cr_assert_eq(tw_fake_net_hold(W.net, B_ADDR, A_ADDR, false), TW_OK);
+	settle();
+	cr_assert_eq(rstats(0).deletes_sent, 1);
+	cr_assert_eq(rstats(1).refused, 0);
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, duplicated_delete_is_acked_and_changes_nothing)
+{
+	world_up(2, NULL);
+	tw_rref *r1 = remote_int(0, "B", "t::inc", 1, 0);
+	tw_rref *r2 = remote_int(0, "B", "t::inc", 2, 0);
+	settle();
+	cr_assert_eq(rstats(1).owned, 2);
+	cr_assert_eq(tw_fake_net_dup_next(W.net, A_ADDR, B_ADDR,
+					  TW_MSG_RREF_USER_DELETE),
+		     TW_OK);
+	tw_rref_release(r1);
+	settle();
+	struct tw_rref_stats sb = rstats(1);
+	cr_assert_eq(net_stats().duplicated, 1);
+	cr_assert_eq(sb.deletes_received, 1);
+	cr_assert_eq(sb.refused, 1, "the copy names a fork already gone");
+	cr_assert_eq(sb.owned, 1, "the other value is untouched");
+	tw_future *f = fetch(r2, 0);
+	settle();
+	cr_assert_eq(result_int(f), 3);
+	tw_future_release(f);
+	tw_rref_release(r2);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, lost_delete_is_sent_again)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	settle();
+	cr_assert_eq(tw_fake_net_drop_next(W.net, A_ADDR, B_ADDR,
+					   TW_MSG_RREF_USER_DELETE),
+		     TW_OK);
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(rstats(1).owned, 1, "the delete was lost");
+	advance(RREF_CTL_TIMEOUT_MS * MS);
+	cr_assert_eq(rstats(1).owned, 0, "its retry freed the value");
+	cr_assert_eq(rstats(1).deletes_received, 1);
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, lost_ack_makes_a_harmless_second_delete)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	settle();
+	cr_assert_eq(tw_fake_net_drop_next(W.net, B_ADDR, A_ADDR, TW_MSG_ACK),
+		     TW_OK);
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(rstats(1).owned, 0);
+	advance(RREF_CTL_TIMEOUT_MS * MS);
+	cr_assert_eq(rstats(1).deletes_received, 1);
+	cr_assert_eq(rstats(1).refused, 1, "the retry found nothing to do");
+	cr_assert_eq(tw_agent_outstanding(W.ag[0]), 0, "and was acked");
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, duplicated_remote_call_runs_once)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_fake_net_dup_next(W.net, A_ADDR, B_ADDR,
+					  TW_MSG_REMOTE_CALL),
+		     TW_OK);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	settle();
+	cr_assert_eq(W.k[1].inc, 1);
+	cr_assert_eq(rstats(1).owned, 1);
+	cr_assert_eq(rstats(1).owner_users, 1);
+	cr_assert_geq(stats(0).late_responses, 1, "the second REMOTE_RET");
+	tw_rref_release(r);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, many_users_of_many_values_leave_nothing)
+{
+	world_up(3, NULL);
+	tw_rref *r[64];
+	for (int i = 0; i < 64; i++)
+		r[i] = remote_int((uint32_t)i % 3, names[(i / 3) % 3], "t::inc",
+				  i, 0);
+	settle();
+	for (int i = 0; i < 64; i++) {
+		tw_future *f = fetch(r[i], 0);
+		settle();
+		cr_assert_eq(result_int(f), i + 1);
+		tw_future_release(f);
+	}
+	for (int i = 63; i >= 0; i--)
+		tw_rref_release(r[i]);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+/* ---- what a peer may not do ------------------------------------------------ */
+
+static tw_future *ctl(uint32_t from, uint32_t to, uint8_t type, uint8_t rtype,
+		      tw_rref_id id)
+{
+	tw_value v = {.kind = TW_KIND_RREF, .u.rref = &id};
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[from]);
+	tw_status st = call_ctl_async(W.ag[from], to, type, rtype, &v, 1000,
+				      &f);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+	return f;
+}
+
+Test(rref, foreign_and_unknown_ids_are_refused)
+{
+	world_up(3, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	settle();
+	tw_rref_id id = tw_rref_get_id(r);
+
+	/* C fetches A's user of B's value: C is not that user. */
+	tw_future *f = ctl(2, 1, TW_MSG_RREF_FETCH_CALL, TW_MSG_RREF_FETCH_RET,
+			   id);
+	settle();
+	const tw_error *e = failure(f, TW_EINVAL);
+	cr_assert(strstr(e->msg, "not its user"), "%s", e->msg);
+	tw_future_release(f);
+	/* Nor may C delete it. */
+	f = ctl(2, 1, TW_MSG_RREF_USER_DELETE, TW_MSG_ACK, id);
+	settle();
+	e = failure(f, TW_EINVAL);
+	cr_assert(strstr(e->msg, "which worker 'A' holds"), "%s", e->msg);
+	tw_future_release(f);
+	/* A value B does not own. */
+	tw_rref_id other = id;
+	other.owner = 2;
+	f = ctl(0, 1, TW_MSG_RREF_USER_DELETE, TW_MSG_ACK, other);
+	settle();
+	e = failure(f, TW_EINVAL);
+	cr_assert(strstr(e->msg, "not owned by worker 'B'"), "%s", e->msg);
+	tw_future_release(f);
+	/* An unknown RRef: a delete is acked, a fetch refused. */
+	tw_rref_id unk = id;
+	unk.rref.local_id += 1000;
+	unk.fork = unk.rref;
+	f = ctl(0, 1, TW_MSG_RREF_USER_DELETE, TW_MSG_ACK, unk);
+	settle();
+	cr_assert_eq(tw_future_status(f), TW_OK);
+	tw_future_release(f);
+	f = ctl(0, 1, TW_MSG_RREF_FETCH_CALL, TW_MSG_RREF_FETCH_RET, unk);
+	settle();
+	failure(f, TW_EINVAL);
+	tw_future_release(f);
+	/* Forks are not served yet: said so. */
+	f = ctl(0, 1, TW_MSG_RREF_CHILD_ACCEPT, TW_MSG_ACK, id);
+	settle();
+	failure(f, TW_ENOTSUP);
+	tw_future_release(f);
+	cr_assert_eq(rstats(1).refused, 5);
+	cr_assert_eq(rstats(1).owned, 1, "the real value is untouched");
+
+	f = fetch(r, 0);
+	settle();
+	cr_assert_eq(result_int(f), 2);
+	tw_future_release(f);
+	tw_rref_release(r);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, remote_call_naming_another_creator_is_refused)
+{
+	world_up(3, NULL);
+	/* A REMOTE_CALL from A claiming C created the RRef. */
+	tw_rref_id id = {.owner = 1,
+			 .rref = {.created_on = 2, .local_id = 5},
+			 .fork = {.created_on = 2, .local_id = 5}};
+	tw_value items[4] = {tw_value_string_borrow("t::inc", 6),
+			     {.kind = TW_KIND_TUPLE},
+			     {.kind = TW_KIND_DICT},
+			     {.kind = TW_KIND_RREF, .u.rref = &id}};
+	tw_value pl = {.kind = TW_KIND_TUPLE, .len = 4, .u.items = items};
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(call_ctl_async(W.ag[0], 1, TW_MSG_REMOTE_CALL,
+				    TW_MSG_REMOTE_RET, &pl, 1000, &f),
+		     TW_OK);
+	settle();
+	const tw_error *e = failure(f, TW_EINVAL);
+	cr_assert(strstr(e->msg, "created by its caller"), "%s", e->msg);
+	tw_future_release(f);
+	cr_assert_eq(W.k[1].inc, 0);
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, immediate_refusals)
+{
+	world_up(2, NULL);
+	tw_rref *r = (tw_rref *)1;
+	cr_assert_eq(tw_remote(W.ag[0], "C", "t::inc", NULL, NULL, 0, &r),
+		     TW_ENOENT);
+	cr_assert_null(r);
+	cr_assert_eq(tw_remote(W.ag[0], "B", "", NULL, NULL, 0, &r), TW_EINVAL);
+	tw_value s = tw_value_int(1);
+	cr_assert_eq(tw_remote(W.ag[0], "B", "t::inc", &s, NULL, 0, &r),
+		     TW_EINVAL);
+	cr_assert_eq(tw_remote_id(W.ag[0], 9, "t::inc", NULL, NULL, 0, &r),
+		     TW_ENOENT);
+	assert_clean();
+	world_down(true);
+}
