@@ -1007,6 +1007,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		goto fail; /* it said why */
 	a->reg_ok = true;
 	st = reg_register_builtins(&a->reg); /* aten::*, tw::list_functions */
+	if (st == TW_OK)
+		st = rref_register(a); /* tw::rref_call */
 	if (st != TW_OK) {
 		tw_fail_wrap(st, st, "cannot register the builtin functions");
 		goto fail;

@@ -264,12 +264,28 @@ static struct owner_ent *ent_new(tw_agent *a, tw_guid id, uint32_t creator,
 
 /* Run fn(args, kwargs) as a call to self and make its future e's value.
  * e is in the table, running; not under x->mu. */
+static tw_future *resolve(tw_agent *a, const tw_value *cargs, uint32_t caller,
+			  tw_status *st);
+static void prun_start(tw_agent *a, tw_future *val, const tw_value *cargs,
+		       tw_future *out);
+
 static void ent_start(struct owner_ent *e, const char *fn, const tw_value *args,
-		      const tw_value *kwargs)
+		      const tw_value *kwargs, uint32_t caller)
 {
 	tw_agent *a = e->a;
 	tw_future *f = NULL;
-	tw_status st = tw_rpc_async_id(a, a->rank, fn, args, kwargs, 0, &f);
+	tw_status st;
+	if (strcmp(fn, TW_RREF_CALL_FN) == 0) {
+		/* A proxy's remote(): the RRef it names is read now, while
+		 * its holder still holds it (it waits for our REMOTE_RET). */
+		tw_future *val = resolve(a, args, caller, &st);
+		if (val != NULL && (st = tw_future_create(&f)) == TW_OK)
+			prun_start(a, val, args, f);
+		else if (val != NULL)
+			tw_future_release(val);
+	} else {
+		st = tw_rpc_async_id(a, a->rank, fn, args, kwargs, 0, &f);
+	}
 	if (st != TW_OK) {
 		/* Refused at once: the value is that failure. */
 		char msg[512];
@@ -358,10 +374,11 @@ static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 		refuse(p, st, "%s", tw_errmsg(st));
 		return;
 	}
-	/* Confirmed before the function runs: the owner knows its user (G1)
-	 * and fetches wait for the value. */
+	/* Started (a proxy's RRef read) before the confirmation leaves; the
+	 * owner knows its user (G1) and fetches wait for the value. */
+	ent_start(e, pl->u.items[0].u.str, &pl->u.items[1], &pl->u.items[2],
+		  h->src);
 	serve_reply(p, TW_MSG_REMOTE_RET, TW_OK, &ret, 0, NULL);
-	ent_start(e, pl->u.items[0].u.str, &pl->u.items[1], &pl->u.items[2]);
 }
 
 static void on_fetch(struct agent_loop *l, const struct reply_path *p,
@@ -671,7 +688,7 @@ tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 			free(r);
 			return st;
 		}
-		ent_start(e, fn, args, kwargs);
+		ent_start(e, fn, args, kwargs, a->rank);
 		*out = r;
 		return TW_OK;
 	}
@@ -955,4 +972,412 @@ bool tw_rref_confirmed_by_owner(const tw_rref *r)
 tw_rref_id tw_rref_get_id(const tw_rref *r)
 {
 	return r != NULL ? r->id : (tw_rref_id){0};
+}
+
+/* ---- proxies: fn(value, *args, **kwargs) on the owner ------------------------ */
+
+/* Complete to with done future from's value (moved out of a copy) or
+ * error. */
+static void relay(tw_future *from, tw_future *to, uint32_t self)
+{
+	if (tw_future_status(from) == TW_OK) {
+		tw_value v;
+		if (tw_future_take_value(from, &v) == TW_OK)
+			tw_future_complete(to, &v);
+		else
+			tw_future_fail(to, TW_ENOMEM, self,
+				       "no memory for a copy of the result");
+		return;
+	}
+	const tw_error *e = tw_future_error(from);
+	tw_future_fail(to, e->kind, e->origin, e->msg);
+}
+
+/* The RRef named by cargs[0] (a proxy's arguments: RRef, fn, args,
+ * kwargs), owned here and held by caller: its value's future, retained.
+ * NULL with a reason (TW_EINVAL). */
+static tw_future *resolve(tw_agent *a, const tw_value *cargs, uint32_t caller,
+			  tw_status *st)
+{
+	if (cargs->kind != TW_KIND_TUPLE || cargs->len != 4 ||
+	    cargs->u.items[0].kind != TW_KIND_RREF ||
+	    cargs->u.items[1].kind != TW_KIND_STRING ||
+	    cargs->u.items[2].kind != TW_KIND_TUPLE ||
+	    cargs->u.items[3].kind != TW_KIND_DICT) {
+		*st = tw_fail_static(TW_EINVAL, TW_RREF_CALL_FN
+				     " takes (RRef, str fn, "
+				     "tuple args, dict kwargs)");
+		return NULL;
+	}
+	tw_rref_id id = *cargs->u.items[0].u.rref;
+	struct rref_ctx *x = a->rref;
+	pthread_mutex_lock(&x->mu);
+	struct owner_ent *e = id.owner == a->rank ? ent_find(x, id.rref) : NULL;
+	bool ok = e != NULL && (ent_user_of(e, id.fork, caller) >= 0 ||
+				(caller == a->rank && e->self_fork &&
+				 guid_eq(id.fork, id.rref)));
+	tw_future *f = NULL;
+	if (ok)
+		f = tw_future_retain(e->val);
+	else
+		x->st.refused++;
+	pthread_mutex_unlock(&x->mu);
+	if (f == NULL)
+		*st = tw_fail(TW_EINVAL,
+			      TW_RREF_CALL_FN " from worker '%s' names " ID_FMT
+					      ", which is not its RRef on "
+					      "worker '%s'",
+			      agent_worker_name(a, caller), ID_ARGS(id),
+			      a->name);
+	return f;
+}
+
+struct prun {
+	tw_agent *a;
+	tw_future *val, *out;
+	tw_value fn, args, kwargs; /* owned copies */
+};
+
+static void prun_free(struct prun *pr)
+{
+	tw_future_release(pr->val);
+	tw_future_release(pr->out);
+	tw_value_destroy(&pr->fn);
+	tw_value_destroy(&pr->args);
+	tw_value_destroy(&pr->kwargs);
+	free(pr);
+}
+
+static void prun_done(tw_future *g, void *arg)
+{
+	struct prun *pr = arg;
+	relay(g, pr->out, pr->a->rank);
+	prun_free(pr);
+}
+
+/* The value is there (or failed): call fn(value, *args) on self. */
+static void prun_go(tw_future *val, void *arg)
+{
+	struct prun *pr = arg;
+	tw_agent *a = pr->a;
+	if (tw_future_status(val) != TW_OK) {
+		relay(val, pr->out, a->rank);
+		prun_free(pr);
+		return;
+	}
+	tw_value cargs;
+	uint32_t n = pr->args.len;
+	tw_status st = tw_value_tuple(&cargs, n + 1);
+	tw_value first = tw_value_none();
+	if (st == TW_OK)
+		st = tw_value_clone(&first, tw_future_value(val));
+	if (st == TW_OK) {
+		tw_value_set_item(&cargs, 0, first);
+		for (uint32_t i = 0; i < n; i++) {
+			tw_value_set_item(&cargs, i + 1, pr->args.u.items[i]);
+			pr->args.u.items[i] = tw_value_none();
+		}
+	}
+	tw_future *g = NULL;
+	if (st == TW_OK)
+		st = tw_rpc_async_id(a, a->rank, pr->fn.u.str, &cargs,
+				     &pr->kwargs, 0, &g);
+	if (st == TW_OK || cargs.kind == TW_KIND_TUPLE)
+		tw_value_destroy(&cargs);
+	if (st != TW_OK) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", tw_errmsg(st));
+		tw_future_fail(pr->out, st, a->rank, msg);
+		prun_free(pr);
+		return;
+	}
+	if (tw_future_then(g, prun_done, pr) != TW_OK)
+		abort(); /* the first callback needs no allocation */
+	tw_future_release(g);
+}
+
+/* Complete out with fn(value of val, *args, **kwargs) run here, once val
+ * is done. Takes val's reference. args, kwargs and fn (cargs[1..3]) are
+ * copied. */
+static void prun_start(tw_agent *a, tw_future *val, const tw_value *cargs,
+		       tw_future *out)
+{
+	struct prun *pr = calloc(1, sizeof(*pr));
+	tw_status st = pr != NULL ? TW_OK : TW_ENOMEM;
+	if (st == TW_OK) {
+		pr->a = a;
+		pr->val = val;
+		pr->out = tw_future_retain(out);
+		st = tw_value_clone(&pr->fn, &cargs->u.items[1]);
+	}
+	if (st == TW_OK)
+		st = tw_value_clone(&pr->args, &cargs->u.items[2]);
+	if (st == TW_OK)
+		st = tw_value_clone(&pr->kwargs, &cargs->u.items[3]);
+	if (st != TW_OK) {
+		tw_future_fail(out, TW_ENOMEM, a->rank,
+			       "no memory for a call on an RRef");
+		if (pr != NULL)
+			prun_free(pr);
+		else
+			tw_future_release(val);
+		return;
+	}
+	if (tw_future_then(val, prun_go, pr) != TW_OK) {
+		tw_future_fail(out, TW_ENOMEM, a->rank,
+			       "no memory for a call on an RRef");
+		prun_free(pr);
+	}
+}
+
+/* TW_RREF_CALL_FN: args (RRef, fn, args, kwargs), from the RRef's holder
+ * (or the owner itself for its own handle). */
+static tw_status rref_call_handler(tw_call_ctx *ctx, const tw_value *args,
+				   const tw_value *kwargs, tw_value *result,
+				   void *arg)
+{
+	(void)kwargs;
+	(void)result;
+	tw_agent *a = arg;
+	tw_status st;
+	tw_future *val = resolve(a, args, tw_call_caller(ctx), &st);
+	if (val == NULL)
+		return st;
+	tw_future *out;
+	if ((st = tw_future_create(&out)) != TW_OK) {
+		tw_future_release(val);
+		return st;
+	}
+	prun_start(a, val, args, out);
+	tw_call_defer(ctx, out);
+	tw_future_release(out);
+	return TW_OK;
+}
+
+tw_status rref_register(tw_agent *a)
+{
+	return tw_agent_register(a, TW_RREF_CALL_FN, rref_call_handler, a, 0);
+}
+
+/* The proxy's arguments: (RRef r, fn, args, kwargs), borrowing the
+ * caller's values (items has 4 entries). */
+static tw_value proxy_args(tw_value *items, tw_rref_id *id, const char *fn,
+			   const tw_value *args, const tw_value *kwargs)
+{
+	items[0] = rref_value_of(id);
+	items[1] = tw_value_string_borrow(fn, strlen(fn));
+	if (args != NULL) {
+		items[2] = *args;
+		items[2].kind = TW_KIND_TUPLE;
+		items[2].flags |= TW_VALUE_BORROWED;
+	} else {
+		items[2] = (tw_value){.kind = TW_KIND_TUPLE,
+				      .flags = TW_VALUE_BORROWED,
+				      .u.items = (tw_value *)no_items};
+	}
+	if (kwargs != NULL) {
+		items[3] = *kwargs;
+		items[3].flags |= TW_VALUE_BORROWED;
+	} else {
+		items[3] = (tw_value){.kind = TW_KIND_DICT,
+				      .flags = TW_VALUE_BORROWED};
+	}
+	return (tw_value){.kind = TW_KIND_TUPLE,
+			  .flags = TW_VALUE_BORROWED,
+			  .len = 4,
+			  .u.items = items};
+}
+
+static tw_status proxy_check(const tw_rref *r, const char *fn,
+			     const tw_value *args, const tw_value *kwargs)
+{
+	if (r == NULL || fn == NULL || *fn == '\0')
+		return tw_fail_static(TW_EINVAL, "NULL RRef or function name");
+	if (args != NULL && args->kind != TW_KIND_TUPLE &&
+	    args->kind != TW_KIND_LIST)
+		return tw_fail_static(TW_EINVAL, "args must be a tuple or list "
+						 "(or NULL for none)");
+	if (kwargs != NULL && kwargs->kind != TW_KIND_DICT)
+		return tw_fail_static(TW_EINVAL, "kwargs must be a dict (or "
+						 "NULL for none)");
+	return TW_OK;
+}
+
+struct proxy_op {
+	tw_rref *r;
+	tw_value cargs; /* owned: the proxy's arguments */
+	int64_t timeout_ms;
+	tw_future *out;
+};
+
+static void proxy_end(struct proxy_op *op)
+{
+	tw_rref_release(op->r);
+	tw_value_destroy(&op->cargs);
+	tw_future_release(op->out);
+	free(op);
+}
+
+static void proxy_done(tw_future *f, void *arg)
+{
+	struct proxy_op *op = arg;
+	relay(f, op->out, op->r->a->rank);
+	proxy_end(op);
+}
+
+/* Fail out with r's creation error, as to_here reports it. */
+static void fail_creation(tw_rref *r, tw_future *cf, tw_future *out)
+{
+	const tw_error *e = tw_future_error(cf);
+	if (e == NULL)
+		tw_future_fail(out, TW_EPROTO, r->a->rank,
+			       "the owner confirmed another RRef");
+	else if (e->kind == TW_ETIMEDOUT)
+		tw_future_fail(out, TW_ETIMEDOUT, r->a->rank,
+			       TW_RREF_CREATION_TIMEOUT_MSG);
+	else
+		tw_future_fail(out, e->kind, e->origin, e->msg);
+}
+
+/* r's creation is settled (cf NULL: an owner handle): send the call. */
+static void proxy_send(tw_future *cf, void *arg)
+{
+	struct proxy_op *op = arg;
+	tw_rref *r = op->r;
+	if (cf != NULL && creation_state(r, cf) != USER_CONFIRMED) {
+		fail_creation(r, cf, op->out);
+		proxy_end(op);
+		return;
+	}
+	tw_future *f = NULL;
+	tw_status st = tw_rpc_async_id(r->a, r->id.owner, TW_RREF_CALL_FN,
+				       &op->cargs, NULL, op->timeout_ms, &f);
+	if (st != TW_OK) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", tw_errmsg(st));
+		tw_future_fail(op->out, st, r->a->rank, msg);
+		proxy_end(op);
+		return;
+	}
+	if (tw_future_then(f, proxy_done, op) != TW_OK)
+		abort(); /* the first callback needs no allocation */
+	tw_future_release(f);
+}
+
+tw_status tw_rref_rpc_async(tw_rref *r, const char *fn, const tw_value *args,
+			    const tw_value *kwargs, int64_t timeout_ms,
+			    tw_future **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	tw_status st = proxy_check(r, fn, args, kwargs);
+	if (st == TW_OK && out == NULL)
+		st = tw_fail_static(TW_EINVAL, "NULL out");
+	if (st != TW_OK)
+		return st;
+	struct proxy_op *op = calloc(1, sizeof(*op));
+	if (op == NULL)
+		return tw_fail_static(TW_ENOMEM, "no memory for an RRef call");
+	tw_value items[4];
+	tw_value cargs = proxy_args(items, &r->id, fn, args, kwargs);
+	st = tw_value_clone(&op->cargs, &cargs);
+	if (st == TW_OK)
+		st = tw_future_create(&op->out);
+	if (st != TW_OK) {
+		tw_value_destroy(&op->cargs);
+		free(op);
+		return tw_fail_static(TW_ENOMEM, "no memory for an RRef call");
+	}
+	op->r = tw_rref_retain(r);
+	op->timeout_ms = timeout_ms;
+	*out = tw_future_retain(op->out);
+	if (r->owner)
+		proxy_send(NULL, op);
+	else if (tw_future_then(r->cf, proxy_send, op) != TW_OK) {
+		tw_future_fail(op->out, TW_ENOMEM, r->a->rank,
+			       "no memory for an RRef call");
+		proxy_end(op);
+	}
+	return TW_OK;
+}
+
+/* Wait for f as tw_rpc_sync waits for its call (embedded owners poll). */
+static tw_status wait_sync(tw_agent *a, tw_future *f, tw_value *result,
+			   tw_value *err)
+{
+	struct agent_loop *own = NULL;
+	if (agent_tls_loop != NULL && agent_tls_loop->a == a)
+		own = agent_tls_loop;
+	tw_status st = own != NULL ? agent_wait_own(own, f, -1)
+				   : tw_future_wait(f, -1);
+	if (st == TW_OK) {
+		if (result != NULL)
+			st = tw_future_take_value(f, result);
+	} else {
+		const tw_error *e = tw_future_error(f);
+		if (err != NULL && e != NULL)
+			tw_value_error(err, e->kind, e->origin, e->msg);
+		if (e != NULL)
+			agent_explain_error(a, st, e, "%s", "");
+	}
+	return st;
+}
+
+static bool on_own_loop(tw_agent *a)
+{
+	struct agent_loop *own = agent_tls_loop;
+	return own != NULL && own->a == a &&
+	       (!a->o.embedded || tw_loop_in_poll(own->loop));
+}
+
+tw_status tw_rref_rpc_sync(tw_rref *r, const char *fn, const tw_value *args,
+			   const tw_value *kwargs, int64_t timeout_ms,
+			   tw_value *result, tw_value *err)
+{
+	if (result != NULL)
+		*result = tw_value_none();
+	if (err != NULL)
+		*err = tw_value_none();
+	if (r != NULL && on_own_loop(r->a))
+		return tw_fail_static(TW_EINVAL,
+				      "tw_rref_rpc_sync called on a run loop: "
+				      "use tw_rref_rpc_async");
+	tw_future *f;
+	tw_status st = tw_rref_rpc_async(r, fn, args, kwargs, timeout_ms, &f);
+	if (st != TW_OK)
+		return st;
+	/* The call's own deadline bounds the wait (a pending creation's
+	 * too: it fails at its own). */
+	st = wait_sync(r->a, f, result, err);
+	tw_future_release(f);
+	return st;
+}
+
+static void release_cb(tw_future *f, void *arg)
+{
+	(void)f;
+	tw_rref_release(arg);
+}
+
+tw_status tw_rref_remote(tw_rref *r, const char *fn, const tw_value *args,
+			 const tw_value *kwargs, int64_t timeout_ms,
+			 tw_rref **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	tw_status st = proxy_check(r, fn, args, kwargs);
+	if (st != TW_OK)
+		return st;
+	tw_value items[4];
+	tw_value cargs = proxy_args(items, &r->id, fn, args, kwargs);
+	st = tw_remote_id(r->a, r->id.owner, TW_RREF_CALL_FN, &cargs, NULL,
+			  timeout_ms, out);
+	if (st != TW_OK || (*out)->owner)
+		return st; /* a remote to self read r's value already */
+	/* r stays held until the owner confirmed the new RRef: by then it
+	 * has read r's value (on_remote_call), whatever r's user does. */
+	tw_rref_retain(r);
+	if (tw_future_then((*out)->cf, release_cb, r) != TW_OK)
+		tw_rref_release(r);
+	return TW_OK;
 }

@@ -18,6 +18,8 @@
 
 /* Agent init (a->o known) and teardown (loops stopped). */
 tw_status rref_ctx_init(tw_agent *a);
+/* Register TW_RREF_CALL_FN in a's registry (agent init). */
+tw_status rref_register(tw_agent *a);
 void rref_ctx_fini(tw_agent *a);
 
 /* A REMOTE_CALL, RREF_FETCH_CALL, RREF_USER_DELETE, RREF_FORK_REQUEST or

@@ -87,6 +87,36 @@ tw_rref_id tw_rref_get_id(const tw_rref *r);
 tw_rref *tw_rref_retain(tw_rref *r);
 void tw_rref_release(tw_rref *r);
 
+/*
+ * Proxies, as torch's rref.rpc_sync().f(...), rref.rpc_async().f(...) and
+ * rref.remote().f(...): run fn on the RRef's owner with the RRef's value
+ * as its first positional argument, then args (a tuple or list; NULL =
+ * none) and kwargs (a dict; NULL = none). The owner waits for the value
+ * first; an error of the RRef's creation is the call's error, the
+ * function's errors come back as from tw_rpc_async. They go through the
+ * function "tw::rref_call" every agent serves, which answers only the
+ * holder of the RRef (TW_EINVAL otherwise). r is held until the call is
+ * answered (tw_rref_remote: until the new RRef is confirmed), so a
+ * release right after the call cannot free the value before the owner
+ * read it. A user not yet confirmed waits for its confirmation before
+ * the call leaves. Immediate failures as tw_rpc_async's.
+ */
+tw_status tw_rref_rpc_async(tw_rref *r, const char *fn, const tw_value *args,
+			    const tw_value *kwargs, int64_t timeout_ms,
+			    tw_future **out);
+/* tw_rref_rpc_async then wait, as tw_rpc_sync (the same result, err and
+ * explanation; not from a handler on a run loop). */
+tw_status tw_rref_rpc_sync(tw_rref *r, const char *fn, const tw_value *args,
+			   const tw_value *kwargs, int64_t timeout_ms,
+			   tw_value *result, tw_value *err);
+/* A new RRef, owned by r's owner, of fn(value of r, *args, **kwargs). */
+tw_status tw_rref_remote(tw_rref *r, const char *fn, const tw_value *args,
+			 const tw_value *kwargs, int64_t timeout_ms,
+			 tw_rref **out);
+
+/* The function behind the proxies (args: RRef, fn, args, kwargs). */
+#define TW_RREF_CALL_FN "tw::rref_call"
+
 /* RRef counters of the agent (snapshot; any thread). */
 struct tw_rref_stats {
 	uint64_t owned;         /* values this worker owns */

@@ -494,3 +494,129 @@ Test(rref, immediate_refusals)
 	assert_clean();
 	world_down(true);
 }
+
+/* ---- proxies: fn(value, ...) on the owner ------------------------------------ */
+
+static tw_future *proxy(tw_rref *r, const char *fn)
+{
+	tw_future *f = NULL;
+	tw_status st = tw_rref_rpc_async(r, fn, NULL, NULL, 1000, &f);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+	return f;
+}
+
+Test(rref, rpc_async_proxy_runs_on_the_owner_with_the_value_first)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	/* Asked before the confirmation: it waits for it. */
+	tw_future *f = proxy(r, "t::inc");
+	/* Released at once: the call holds it until answered. */
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(result_int(f), 3);
+	cr_assert_eq(W.k[1].inc, 2, "both ran on B");
+	cr_assert_eq(W.k[0].inc, 0);
+	tw_future_release(f);
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, proxies_of_an_owner_handle_stay_local)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "A", "t::inc", 1, 0);
+	struct tw_fake_net_stats n0 = net_stats();
+	tw_future *f = proxy(r, "t::inc");
+	tw_rref *r2 = NULL;
+	cr_assert_eq(tw_rref_remote(r, "t::inc", NULL, NULL, 0, &r2), TW_OK);
+	cr_assert(tw_rref_is_owner(r2));
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(result_int(f), 3);
+	tw_future_release(f);
+	f = fetch(r2, 0);
+	settle();
+	cr_assert_eq(result_int(f), 3);
+	tw_future_release(f);
+	cr_assert_eq(net_stats().sent, n0.sent);
+	tw_rref_release(r2);
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, remote_proxy_makes_a_new_rref_on_the_owner)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	tw_rref *r2 = NULL;
+	cr_assert_eq(tw_rref_remote(r, "t::inc", NULL, NULL, 0, &r2), TW_OK);
+	cr_assert_str_eq(tw_rref_owner_name(r2), "B");
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(rstats(1).owned, 1, "r freed, its successor kept");
+	tw_future *f = fetch(r2, 0);
+	settle();
+	cr_assert_eq(result_int(f), 3);
+	tw_future_release(f);
+	tw_rref_release(r2);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+Test(rref, proxy_errors)
+{
+	world_up(3, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	tw_rref *bad = remote_int(0, "B", "t::bare", 1, 0);
+	tw_future *f1 = proxy(r, "t::nope"), *f2 = proxy(bad, "t::inc");
+	settle();
+	const tw_error *e = failure(f1, TW_ENOFUNC);
+	cr_assert_eq(e->origin, 1);
+	failure(f2, TW_EVALUE);
+	tw_future_release(f1);
+	tw_future_release(f2);
+
+	/* C is not r's holder: B refuses to read it for C. */
+	tw_rref_id id = tw_rref_get_id(r);
+	tw_value items[4] = {{.kind = TW_KIND_RREF, .u.rref = &id},
+			     tw_value_string_borrow("t::echo", 7),
+			     {.kind = TW_KIND_TUPLE},
+			     {.kind = TW_KIND_DICT}};
+	tw_value a4 = {.kind = TW_KIND_TUPLE, .len = 4, .u.items = items};
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[2]);
+	cr_assert_eq(tw_rpc_async(W.ag[2], "B", TW_RREF_CALL_FN, &a4, NULL,
+				  1000, &f),
+		     TW_OK);
+	tw_rref *r3 = NULL;
+	cr_assert_eq(tw_remote(W.ag[2], "B", TW_RREF_CALL_FN, &a4, NULL, 1000,
+			       &r3),
+		     TW_OK);
+	settle();
+	e = failure(f, TW_EINVAL);
+	cr_assert(strstr(e->msg, "not its RRef"), "%s", e->msg);
+	tw_future_release(f);
+	f = fetch(r3, 0);
+	settle();
+	failure(f, TW_EINVAL);
+	tw_future_release(f);
+	tw_rref_release(r3);
+	/* A creation that timed out fails the proxy as to_here. */
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, C_ADDR, true), TW_OK);
+	tw_rref *lost = remote_int(0, "C", "t::inc", 1, 100);
+	f = proxy(lost, "t::inc");
+	advance(100 * MS);
+	e = failure(f, TW_ETIMEDOUT);
+	cr_assert_str_eq(e->msg, TW_RREF_CREATION_TIMEOUT_MSG);
+	tw_future_release(f);
+	tw_rref_release(lost);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, C_ADDR, false), TW_OK);
+
+	tw_rref_release(r);
+	tw_rref_release(bad);
+	settle();
+	assert_clean();
+	world_down(true);
+}
