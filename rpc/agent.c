@@ -1284,7 +1284,13 @@ tw_status tw_agent_shutdown_timeout(tw_agent *a, bool graceful,
 		timeout_ms = a->o.shutdown_timeout_ms;
 	tw_status st = TW_OK;
 	char why[TW_ERRMSG_MAX] = "";
+	char leak[512] = "";
+	uint64_t leaks = 0;
+	bool ignore_leaks = a->o.ignore_rref_leak;
 	if (graceful && atomic_load(&a->state) == AGENT_RUNNING) {
+		/* As torch before its barrier: the user RRefs still held are
+		 * deleted, and their deletes waited for with our calls. */
+		leaks = rref_shutdown(a, leak, sizeof(leak));
 		/* Calls are made and served throughout (the agent stays
 		 * running); embedded, we keep polling: our calls complete on
 		 * our loop, and peers still calling us must be served. */
@@ -1310,6 +1316,13 @@ tw_status tw_agent_shutdown_timeout(tw_agent *a, bool graceful,
 	if (st != TW_OK)
 		return tw_fail(st, "graceful shutdown of worker '%s': %s", name,
 			       why);
+	if (leaks != 0 && !ignore_leaks)
+		return tw_fail(TW_ERUNTIME,
+			       "worker '%s' shut down holding %" PRIu64
+			       " user RRef%s: %s%s (deleted at shutdown; "
+			       "tw_agent_opts.ignore_rref_leak silences this)",
+			       name, leaks, leaks > 1 ? "s" : "", leak,
+			       leaks > 8 ? ", ..." : "");
 	return TW_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <tensorwire/rref.h>
 
 #include "dataplane/err.h"
+#include "dataplane/list.h"
 #include "rpc/agent_impl.h"
 #include "rpc/rref.h"
 
@@ -38,8 +39,17 @@ struct owner_ent {
 	struct reply_path *waits; /* fetches parked until the value */
 };
 
+struct tw_rref;
+TAILQ_HEAD(rref_list, tw_rref);
+
+/* Outlives its agent while handles hold it (refs): a handle released after
+ * tw_agent_shutdown only frees itself. */
 struct rref_ctx {
 	pthread_mutex_t mu;
+	_Atomic uint32_t refs; /* the agent's, and one per handle */
+	bool dead;             /* the agent is gone (under mu) */
+	bool closing;          /* graceful shutdown began (under mu) */
+	struct rref_list live; /* user handles not yet released */
 	struct owner_ent *buckets[RREF_BUCKETS];
 	uint32_t *per_peer; /* owned entries by creator (world entries) */
 	uint32_t world;
@@ -51,7 +61,10 @@ enum { USER_PENDING = 0, USER_CONFIRMED = 1, USER_FAILED = 2 };
 
 struct tw_rref {
 	_Atomic uint32_t refs;
-	tw_agent *a;
+	tw_agent *a; /* valid while x->dead is false */
+	struct rref_ctx *x;
+	TAILQ_ENTRY(tw_rref) link; /* users: in x->live (under mu) */
+	bool deleted;              /* its delete was sent (under mu) */
 	tw_rref_id id;
 	bool owner;
 	_Atomic int state; /* USER_*: a user's creation */
@@ -134,9 +147,20 @@ tw_status rref_ctx_init(tw_agent *a)
 	}
 	x->world = world;
 	atomic_init(&x->next_id, 1);
+	atomic_init(&x->refs, 1);
+	TAILQ_INIT(&x->live);
 	pthread_mutex_init(&x->mu, NULL);
 	a->rref = x;
 	return TW_OK;
+}
+
+static void ctx_unref(struct rref_ctx *x)
+{
+	if (atomic_fetch_sub(&x->refs, 1) != 1)
+		return;
+	pthread_mutex_destroy(&x->mu);
+	free(x->per_peer);
+	free(x);
 }
 
 void rref_ctx_fini(tw_agent *a)
@@ -144,6 +168,9 @@ void rref_ctx_fini(tw_agent *a)
 	struct rref_ctx *x = a->rref;
 	if (x == NULL)
 		return;
+	pthread_mutex_lock(&x->mu);
+	x->dead = true;
+	pthread_mutex_unlock(&x->mu);
 	for (uint32_t b = 0; b < RREF_BUCKETS; b++) {
 		struct owner_ent *e = x->buckets[b];
 		while (e != NULL) {
@@ -151,11 +178,10 @@ void rref_ctx_fini(tw_agent *a)
 			ent_free(e);
 			e = n;
 		}
+		x->buckets[b] = NULL;
 	}
-	pthread_mutex_destroy(&x->mu);
-	free(x->per_peer);
-	free(x);
 	a->rref = NULL;
+	ctx_unref(x);
 }
 
 void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out)
@@ -537,16 +563,28 @@ static int creation_state(const tw_rref *r, tw_future *f)
 	return USER_FAILED;
 }
 
+static void user_delete(tw_agent *a, tw_rref_id id);
+
 /* The REMOTE_CALL was answered (or failed): the user is confirmed. */
 static void created_cb(tw_future *f, void *arg)
 {
 	tw_rref *r = arg;
-	struct rref_ctx *x = r->a->rref;
+	struct rref_ctx *x = r->x;
 	int state = creation_state(r, f);
+	atomic_store(&r->state, state);
 	pthread_mutex_lock(&x->mu);
 	x->st.pending_users--;
+	/* Confirmed during graceful shutdown, still held: told now, as the
+	 * users shutdown found confirmed. */
+	bool tell = x->closing && state == USER_CONFIRMED && !r->deleted &&
+		    atomic_load(&r->refs) > 1;
+	if (tell) {
+		r->deleted = true;
+		x->st.deletes_sent++;
+	}
 	pthread_mutex_unlock(&x->mu);
-	atomic_store(&r->state, state);
+	if (tell)
+		user_delete(r->a, r->id);
 	tw_rref_release(r); /* the creation's reference */
 }
 
@@ -591,14 +629,29 @@ tw_rref *tw_rref_retain(tw_rref *r)
 	return r;
 }
 
+/* Tell id's owner that this user is gone (retried until acknowledged). */
+static void user_delete(tw_agent *a, tw_rref_id id)
+{
+	struct del_op *d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return; /* the owner keeps the value: a leak, not a fault */
+	d->a = a;
+	d->id = id;
+	del_send(d);
+}
+
 void tw_rref_release(tw_rref *r)
 {
 	if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1)
 		return;
-	tw_agent *a = r->a;
-	struct rref_ctx *x = a->rref;
-	if (r->owner) {
-		pthread_mutex_lock(&x->mu);
+	struct rref_ctx *x = r->x;
+	pthread_mutex_lock(&x->mu);
+	if (!r->owner)
+		TAILQ_REMOVE(&x->live, r, link);
+	if (x->dead) {
+		/* After tw_agent_shutdown: nothing left to tell. */
+		pthread_mutex_unlock(&x->mu);
+	} else if (r->owner) {
 		struct owner_ent *e = ent_find(x, r->id.rref);
 		bool dead = false;
 		if (e != NULL) {
@@ -609,33 +662,67 @@ void tw_rref_release(tw_rref *r)
 		pthread_mutex_unlock(&x->mu);
 		if (dead)
 			ent_free(e);
-		free(r);
-		return;
-	}
-	/* The creation callback held a reference: its outcome is known. */
-	int state = atomic_load(&r->state);
-	const tw_error *ce = r->cf != NULL ? tw_future_error(r->cf) : NULL;
-	/* Confirmed: the owner has us (G1), tell it we are gone. A creation
-	 * that timed out may still have reached it: tell it too (a delete of
-	 * an unknown fork is acknowledged and changes nothing). */
-	bool tell = state == USER_CONFIRMED ||
-		    (ce != NULL && ce->kind == TW_ETIMEDOUT);
-	pthread_mutex_lock(&x->mu);
-	x->st.users--;
-	if (tell)
-		x->st.deletes_sent++;
-	pthread_mutex_unlock(&x->mu);
-	if (tell) {
-		struct del_op *d = calloc(1, sizeof(*d));
-		if (d != NULL) {
-			d->a = a;
-			d->id = r->id;
-			del_send(d);
-		}
+	} else {
+		/* The creation callback held a reference: its outcome is
+		 * known. Confirmed: the owner has us (G1), tell it we are
+		 * gone. A creation that timed out may still have reached it:
+		 * tell it too (a delete of an unknown fork is acknowledged
+		 * and changes nothing). Once: shutdown may have told it. */
+		int state = atomic_load(&r->state);
+		const tw_error *ce = r->cf != NULL ? tw_future_error(r->cf)
+						   : NULL;
+		bool tell = !r->deleted &&
+			    (state == USER_CONFIRMED ||
+			     (ce != NULL && ce->kind == TW_ETIMEDOUT));
+		x->st.users--;
+		if (tell)
+			x->st.deletes_sent++;
+		pthread_mutex_unlock(&x->mu);
+		if (tell)
+			user_delete(r->a, r->id);
 	}
 	if (r->cf != NULL)
 		tw_future_release(r->cf);
 	free(r);
+	ctx_unref(x);
+}
+
+uint64_t rref_shutdown(tw_agent *a, char *report, size_t cap)
+{
+	struct rref_ctx *x = a->rref;
+	report[0] = '\0';
+	pthread_mutex_lock(&x->mu);
+	x->closing = true;
+	uint64_t held = 0, n = 0;
+	tw_rref *r;
+	TAILQ_FOREACH(r, &x->live, link)
+	n++;
+	tw_rref_id *todo = n ? malloc(n * sizeof(*todo)) : NULL;
+	size_t ntodo = 0, len = 0;
+	TAILQ_FOREACH(r, &x->live, link)
+	{
+		int state = atomic_load(&r->state);
+		uint32_t refs = atomic_load(&r->refs);
+		/* A pending creation holds one reference of its own. */
+		if (refs <= (state == USER_PENDING ? 1u : 0u))
+			continue;
+		if (held++ < 8 && len < cap)
+			len += (size_t)snprintf(
+				report + len, cap - len, "%s(%u, %llu) on '%s'",
+				held > 1 ? ", " : "", r->id.rref.created_on,
+				(unsigned long long)r->id.rref.local_id,
+				agent_worker_name(a, r->id.owner));
+		if (state == USER_CONFIRMED && !r->deleted && todo != NULL) {
+			r->deleted = true;
+			x->st.deletes_sent++;
+			todo[ntodo++] = r->id;
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
+	for (size_t i = 0; i < ntodo; i++)
+		user_delete(a, todo[i]);
+	free(todo);
+	return held;
 }
 
 static const tw_value no_items[1];
@@ -667,6 +754,7 @@ tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 	if (r == NULL)
 		return tw_fail_static(TW_ENOMEM, "no memory for an RRef");
 	r->a = a;
+	r->x = x;
 	r->id.owner = to;
 	r->id.rref.created_on = a->rank;
 	r->id.rref.local_id = atomic_fetch_add(&x->next_id, 1);
@@ -688,6 +776,7 @@ tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 			free(r);
 			return st;
 		}
+		atomic_fetch_add(&x->refs, 1);
 		ent_start(e, fn, args, kwargs, a->rank);
 		*out = r;
 		return TW_OK;
@@ -719,20 +808,18 @@ tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 			    .flags = TW_VALUE_BORROWED,
 			    .len = 4,
 			    .u.items = items};
-	pthread_mutex_lock(&x->mu);
-	x->st.users++;
-	x->st.pending_users++;
-	pthread_mutex_unlock(&x->mu);
 	st = call_ctl_async(a, to, TW_MSG_REMOTE_CALL, TW_MSG_REMOTE_RET,
 			    &payload, timeout_ms, &r->cf);
 	if (st != TW_OK) {
-		pthread_mutex_lock(&x->mu);
-		x->st.users--;
-		x->st.pending_users--;
-		pthread_mutex_unlock(&x->mu);
 		free(r);
 		return st;
 	}
+	atomic_fetch_add(&x->refs, 1);
+	pthread_mutex_lock(&x->mu);
+	x->st.users++;
+	x->st.pending_users++;
+	TAILQ_INSERT_TAIL(&x->live, r, link);
+	pthread_mutex_unlock(&x->mu);
 	if (tw_future_then(r->cf, created_cb, r) != TW_OK)
 		abort(); /* the first callback needs no allocation */
 	*out = r;
@@ -762,34 +849,70 @@ static tw_status clone_map(tw_future *src, void *arg, tw_value *out)
 	return tw_value_clone(out, tw_future_value(src));
 }
 
+/* Complete to with done future from's value (moved out of a copy) or
+ * error. */
+static void relay(tw_future *from, tw_future *to, uint32_t self)
+{
+	if (tw_future_status(from) == TW_OK) {
+		tw_value v;
+		if (tw_future_take_value(from, &v) == TW_OK)
+			tw_future_complete(to, &v);
+		else
+			tw_future_fail(to, TW_ENOMEM, self,
+				       "no memory for a copy of the result");
+		return;
+	}
+	const tw_error *e = tw_future_error(from);
+	tw_future_fail(to, e->kind, e->origin, e->msg);
+}
+
+/*
+ * How a fetch or proxy ends: its reference on r is dropped first, then out
+ * completed, from done future `from` or with (kind, origin, msg). So
+ * whoever out wakes finds r's references as the operation left them: a
+ * release then shutdown's count of held handles cannot see the op's.
+ * msg must outlive r's release (a done future's error, a local copy).
+ */
+static void op_settle(tw_rref *r, tw_future *out, tw_future *from,
+		      tw_status kind, uint32_t origin, const char *msg)
+{
+	uint32_t self = r->a->rank;
+	tw_rref_release(r);
+	if (from != NULL)
+		relay(from, out, self);
+	else
+		tw_future_fail(out, kind, origin, msg);
+	tw_future_release(out);
+}
+
+/* r's creation failed (cf done): settle as to_here reports it. */
+static void settle_creation(tw_rref *r, tw_future *cf, tw_future *out)
+{
+	const tw_error *e = tw_future_error(cf);
+	uint32_t self = r->a->rank;
+	if (e == NULL)
+		op_settle(r, out, NULL, TW_EPROTO, self,
+			  "the owner confirmed another RRef");
+	else if (e->kind == TW_ETIMEDOUT)
+		op_settle(r, out, NULL, TW_ETIMEDOUT, self,
+			  TW_RREF_CREATION_TIMEOUT_MSG);
+	else
+		op_settle(r, out, NULL, e->kind, e->origin, e->msg);
+}
+
 struct fetch_op {
 	tw_rref *r;
 	int64_t timeout_ms;
 	tw_future *out;
 };
 
-static void fetch_end(struct fetch_op *op)
-{
-	tw_rref_release(op->r);
-	tw_future_release(op->out);
-	free(op);
-}
-
 static void fetched_cb(tw_future *f, void *arg)
 {
 	struct fetch_op *op = arg;
-	if (tw_future_status(f) == TW_OK) {
-		tw_value v;
-		if (tw_future_take_value(f, &v) == TW_OK)
-			tw_future_complete(op->out, &v);
-		else
-			tw_future_fail(op->out, TW_ENOMEM, op->r->a->rank,
-				       "no memory for the RRef's value");
-	} else {
-		const tw_error *e = tw_future_error(f);
-		tw_future_fail(op->out, e->kind, e->origin, e->msg);
-	}
-	fetch_end(op);
+	tw_rref *r = op->r;
+	tw_future *out = op->out;
+	free(op);
+	op_settle(r, out, f, TW_OK, 0, NULL);
 }
 
 /* The user's creation is settled: fail with its error, or fetch. */
@@ -797,18 +920,11 @@ static void fetch_start(tw_future *cf, void *arg)
 {
 	struct fetch_op *op = arg;
 	tw_rref *r = op->r;
+	tw_future *out = op->out;
 	tw_agent *a = r->a;
 	if (creation_state(r, cf) != USER_CONFIRMED) {
-		const tw_error *e = tw_future_error(cf);
-		if (e == NULL)
-			tw_future_fail(op->out, TW_EPROTO, a->rank,
-				       "the owner confirmed another RRef");
-		else if (e->kind == TW_ETIMEDOUT)
-			tw_future_fail(op->out, TW_ETIMEDOUT, a->rank,
-				       TW_RREF_CREATION_TIMEOUT_MSG);
-		else
-			tw_future_fail(op->out, e->kind, e->origin, e->msg);
-		fetch_end(op);
+		free(op);
+		settle_creation(r, cf, out);
 		return;
 	}
 	tw_value v = rref_value_of(&r->id);
@@ -817,8 +933,10 @@ static void fetch_start(tw_future *cf, void *arg)
 				      TW_MSG_RREF_FETCH_RET, &v, op->timeout_ms,
 				      &f);
 	if (st != TW_OK) {
-		tw_future_fail(op->out, st, a->rank, tw_errmsg(st));
-		fetch_end(op);
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", tw_errmsg(st));
+		free(op);
+		op_settle(r, out, NULL, st, a->rank, msg);
 		return;
 	}
 	if (tw_future_then(f, fetched_cb, op) != TW_OK)
@@ -857,9 +975,10 @@ tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms, tw_future **out)
 	op->timeout_ms = timeout_ms;
 	*out = tw_future_retain(op->out);
 	if (tw_future_then(r->cf, fetch_start, op) != TW_OK) {
-		tw_future_fail(op->out, TW_ENOMEM, r->a->rank,
-			       "no memory for a fetch");
-		fetch_end(op);
+		tw_future *o = op->out;
+		free(op);
+		op_settle(r, o, NULL, TW_ENOMEM, r->a->rank,
+			  "no memory for a fetch");
 	}
 	return TW_OK;
 }
@@ -975,23 +1094,6 @@ tw_rref_id tw_rref_get_id(const tw_rref *r)
 }
 
 /* ---- proxies: fn(value, *args, **kwargs) on the owner ------------------------ */
-
-/* Complete to with done future from's value (moved out of a copy) or
- * error. */
-static void relay(tw_future *from, tw_future *to, uint32_t self)
-{
-	if (tw_future_status(from) == TW_OK) {
-		tw_value v;
-		if (tw_future_take_value(from, &v) == TW_OK)
-			tw_future_complete(to, &v);
-		else
-			tw_future_fail(to, TW_ENOMEM, self,
-				       "no memory for a copy of the result");
-		return;
-	}
-	const tw_error *e = tw_future_error(from);
-	tw_future_fail(to, e->kind, e->origin, e->msg);
-}
 
 /* The RRef named by cargs[0] (a proxy's arguments: RRef, fn, args,
  * kwargs), owned here and held by caller: its value's future, retained.
@@ -1210,33 +1312,20 @@ struct proxy_op {
 	tw_future *out;
 };
 
-static void proxy_end(struct proxy_op *op)
+/* Free op, then settle its call as op_settle does. */
+static void proxy_end(struct proxy_op *op, tw_future *from, tw_status kind,
+		      uint32_t origin, const char *msg)
 {
-	tw_rref_release(op->r);
+	tw_rref *r = op->r;
+	tw_future *out = op->out;
 	tw_value_destroy(&op->cargs);
-	tw_future_release(op->out);
 	free(op);
+	op_settle(r, out, from, kind, origin, msg);
 }
 
 static void proxy_done(tw_future *f, void *arg)
 {
-	struct proxy_op *op = arg;
-	relay(f, op->out, op->r->a->rank);
-	proxy_end(op);
-}
-
-/* Fail out with r's creation error, as to_here reports it. */
-static void fail_creation(tw_rref *r, tw_future *cf, tw_future *out)
-{
-	const tw_error *e = tw_future_error(cf);
-	if (e == NULL)
-		tw_future_fail(out, TW_EPROTO, r->a->rank,
-			       "the owner confirmed another RRef");
-	else if (e->kind == TW_ETIMEDOUT)
-		tw_future_fail(out, TW_ETIMEDOUT, r->a->rank,
-			       TW_RREF_CREATION_TIMEOUT_MSG);
-	else
-		tw_future_fail(out, e->kind, e->origin, e->msg);
+	proxy_end(arg, f, TW_OK, 0, NULL);
 }
 
 /* r's creation is settled (cf NULL: an owner handle): send the call. */
@@ -1245,8 +1334,10 @@ static void proxy_send(tw_future *cf, void *arg)
 	struct proxy_op *op = arg;
 	tw_rref *r = op->r;
 	if (cf != NULL && creation_state(r, cf) != USER_CONFIRMED) {
-		fail_creation(r, cf, op->out);
-		proxy_end(op);
+		tw_future *out = op->out;
+		tw_value_destroy(&op->cargs);
+		free(op);
+		settle_creation(r, cf, out);
 		return;
 	}
 	tw_future *f = NULL;
@@ -1255,8 +1346,7 @@ static void proxy_send(tw_future *cf, void *arg)
 	if (st != TW_OK) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%s", tw_errmsg(st));
-		tw_future_fail(op->out, st, r->a->rank, msg);
-		proxy_end(op);
+		proxy_end(op, NULL, st, r->a->rank, msg);
 		return;
 	}
 	if (tw_future_then(f, proxy_done, op) != TW_OK)
@@ -1293,11 +1383,9 @@ tw_status tw_rref_rpc_async(tw_rref *r, const char *fn, const tw_value *args,
 	*out = tw_future_retain(op->out);
 	if (r->owner)
 		proxy_send(NULL, op);
-	else if (tw_future_then(r->cf, proxy_send, op) != TW_OK) {
-		tw_future_fail(op->out, TW_ENOMEM, r->a->rank,
-			       "no memory for an RRef call");
-		proxy_end(op);
-	}
+	else if (tw_future_then(r->cf, proxy_send, op) != TW_OK)
+		proxy_end(op, NULL, TW_ENOMEM, r->a->rank,
+			  "no memory for an RRef call");
 	return TW_OK;
 }
 

@@ -22,6 +22,13 @@ tw_status rref_ctx_init(tw_agent *a);
 tw_status rref_register(tw_agent *a);
 void rref_ctx_fini(tw_agent *a);
 
+/* Graceful shutdown begins (before waiting for this worker's calls): the
+ * user handles still held are told to their owners now (their deletes are
+ * calls the shutdown waits for; a later release sends nothing) and
+ * returned as a count, the first few named in report ("(0, 5) on 'w1',
+ * ..."). A user confirmed later during the shutdown is told then. */
+uint64_t rref_shutdown(tw_agent *a, char *report, size_t cap);
+
 /* A REMOTE_CALL, RREF_FETCH_CALL, RREF_USER_DELETE, RREF_FORK_REQUEST or
  * RREF_CHILD_ACCEPT on an authenticated connection (loop thread). */
 void rref_on_frame(struct agent_loop *l, struct conn_state *cs,

@@ -185,6 +185,13 @@ struct tw_agent_opts {
 	 * so one silent worker holds every other's shutdown forever). 0 = no
 	 * deadline, as in torch; negative is refused. */
 	int64_t shutdown_timeout_ms;
+	/* Graceful shutdown tells the owners of the user RRefs this worker
+	 * still holds (<tensorwire/rref.h>) that they are gone, waits for
+	 * that, and then reports them: tw_agent_shutdown returns TW_ERUNTIME
+	 * naming how many and the first ones, the agent shut down all the
+	 * same. Set this to shut down quietly, as torch's _ignore_rref_leak.
+	 * Handles still held stay valid to tw_rref_release (only). */
+	bool ignore_rref_leak;
 };
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
@@ -224,7 +231,9 @@ tw_status tw_agent_init(const struct tw_agent_opts *o, tw_agent **out);
  * TW_OK; TW_ETIMEDOUT when the deadline passed first, naming the workers
  * rank 0 had not heard from (name and id), or this worker's own calls
  * still pending, or rank 0 not answering; TW_EUNREACHABLE when rank 0
- * vanished during the barrier; TW_EBUSY, changing nothing, when called
+ * vanished during the barrier; TW_ERUNTIME, after a shutdown otherwise
+ * complete, when graceful and user RRefs were still held (their count and
+ * first ids; opts.ignore_rref_leak); TW_EBUSY, changing nothing, when called
  * from one of the agent's own threads (a handler). Embedded, only the
  * owner thread may call it (TW_EINVAL otherwise, changing nothing); it
  * polls the loop throughout, so peers' calls are served while it waits

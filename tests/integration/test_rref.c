@@ -199,7 +199,8 @@ static int w_basics(struct h_worker *w)
 			 (unsigned long long)s.deletes_received);
 	}
 	st = tw_agent_shutdown(a, true);
-	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	W_ASSERT(w, st == TW_OK, "shutdown: %s: %s", tw_status_name(st),
+		 tw_errmsg(st));
 	return 0;
 }
 
@@ -255,7 +256,8 @@ static int w_owner_killed(struct h_worker *w)
 		tw_rref_release(r);
 		tw_rref_release(r2);
 		st = tw_agent_shutdown(a, true);
-		W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+		W_ASSERT(w, st == TW_OK, "shutdown: %s: %s", tw_status_name(st),
+			 tw_errmsg(st));
 		return 0;
 	}
 	for (;;)

@@ -620,3 +620,86 @@ Test(rref, proxy_errors)
 	assert_clean();
 	world_down(true);
 }
+
+/* ---- shutdown ---------------------------------------------------------------- */
+
+Test(rref, graceful_shutdown_deletes_held_users_and_reports_them)
+{
+	world_up(2, NULL);
+	tw_rref *r1 = remote_int(0, "B", "t::inc", 1, 0);
+	tw_rref *r2 = remote_int(0, "B", "t::inc", 2, 0);
+	tw_rref *mine = remote_int(0, "A", "t::inc", 3, 0);
+	tw_rref *gone = remote_int(0, "B", "t::inc", 4, 0);
+	tw_rref_release(gone);
+	settle();
+	cr_assert_eq(rstats(1).owned, 2);
+	tw_agent_fake_enter(W.ag[0]);
+	tw_status st = tw_agent_shutdown(W.ag[0], true);
+	cr_assert_eq(st, TW_ERUNTIME);
+	const char *why = tw_errmsg(st);
+	cr_assert(strstr(why, "holding 2 user RRefs") != NULL, "%s", why);
+	cr_assert(strstr(why, "on 'B'") != NULL, "%s", why);
+	W.ag[0] = NULL;
+	settle();
+	cr_assert_eq(rstats(1).owned, 0, "deleted at A's shutdown");
+	cr_assert_eq(rstats(1).deletes_received, 3);
+	/* Still releasable, and they tell nobody again. */
+	tw_rref_release(r1);
+	tw_rref_release(r2);
+	tw_rref_release(mine);
+	settle();
+	cr_assert_eq(rstats(1).refused, 0);
+	world_down(true);
+}
+
+static void quiet(uint32_t rank, struct tw_agent_opts *o)
+{
+	(void)rank;
+	o->ignore_rref_leak = true;
+}
+
+Test(rref, ignore_rref_leak_shuts_down_quietly)
+{
+	world_up(2, quiet);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	settle();
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_agent_shutdown(W.ag[0], true), TW_OK);
+	W.ag[0] = NULL;
+	settle();
+	cr_assert_eq(rstats(1).owned, 0);
+	tw_rref_release(r);
+	world_down(true);
+}
+
+Test(rref, user_confirmed_during_shutdown_is_deleted_then)
+{
+	world_up(2, NULL);
+	W.drive_step = MS;
+	cr_assert_eq(tw_fake_net_hold(W.net, B_ADDR, A_ADDR, true), TW_OK);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	settle();
+	cr_assert_eq(rstats(1).owned, 1);
+	cr_assert_eq(tw_fake_net_hold(W.net, B_ADDR, A_ADDR, false), TW_OK);
+	/* The REMOTE_RET arrives while A shuts down. */
+	tw_agent_fake_enter(W.ag[0]);
+	tw_status st = tw_agent_shutdown(W.ag[0], true);
+	cr_assert_eq(st, TW_ERUNTIME, "%s", tw_errmsg(st));
+	W.ag[0] = NULL;
+	settle();
+	cr_assert_eq(rstats(1).owned, 0);
+	tw_rref_release(r);
+	world_down(true);
+}
+
+Test(rref, abrupt_shutdown_leaves_handles_releasable)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	tw_rref *s = remote_int(0, "A", "t::inc", 1, 0);
+	settle();
+	agent_down(0, false);
+	tw_rref_release(r);
+	tw_rref_release(s);
+	world_down(true);
+}
