@@ -547,6 +547,50 @@ static void bench_sync(tw_agent *a, const struct opts *o)
 	free(smp);
 }
 
+/* 1b. tw_remote(bench::noop) + to_here + release, one at a time, beside
+ * rpc_sync of bench::noop measured just before in the same run
+ * (issue 13's target: at most 2.5x). The deletes leave asynchronously. */
+static void bench_rref(tw_agent *a, const struct opts *o)
+{
+	long n = o->n;
+	uint64_t *smp = malloc((size_t)n * sizeof(*smp));
+	if (smp == NULL)
+		die("malloc", TW_ENOMEM);
+	tw_value res, err;
+	for (long i = 0; i < n; i++) {
+		uint64_t c0 = tsc();
+		tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL,
+					  -1, &res, &err);
+		smp[i] = tsc() - c0;
+		if (s != TW_OK)
+			die_err("rpc_sync", s, &err);
+		tw_value_destroy(&res);
+	}
+	struct lat ls = lat_stats(smp, (size_t)n);
+	for (int pass = 0; pass < 2; pass++) { /* warm-up, then measured */
+		for (long i = 0; i < n; i++) {
+			uint64_t c0 = tsc();
+			tw_rref *r;
+			tw_status s = tw_remote(a, SERVER, "bench::noop", NULL,
+						NULL, -1, &r);
+			if (s != TW_OK)
+				die("remote", s);
+			s = tw_rref_to_here(r, -1, &res, &err);
+			if (s != TW_OK)
+				die_err("to_here", s, &err);
+			tw_rref_release(r);
+			smp[i] = tsc() - c0;
+			tw_value_destroy(&res);
+		}
+	}
+	struct lat l = lat_stats(smp, (size_t)n);
+	char extra[96];
+	snprintf(extra, sizeof(extra), "sync_p50_ns=%.0f ratio_p50=%.2f",
+		 ls.p50, l.p50 / ls.p50);
+	print_lat("tw_remote_to_here_noop", &l, extra);
+	free(smp);
+}
+
 /* 2. W calls in flight: wait on the oldest, refill its slot. */
 static long pipe_run(tw_agent *a, tw_future **ring, int W, double secs,
 		     double *elapsed)
@@ -739,7 +783,7 @@ static void usage(FILE *f)
 		"usage: bench-rpc [--quick] [--threaded] [-n N] [-T secs] [-W w,w] [-S sizes] [-E secs]\n"
 		"                 [-c client_cpu] [-C server_cpu] [--spin-ms MS]\n"
 		"                 [--client-loop-cpu CPU] [--server-yield]\n"
-		"                 [--only sync,pipe,echo,lat,lat1k,lat1m]\n"
+		"                 [--only sync,rref,pipe,echo,lat,lat1k,lat1m]\n"
 		"                 [--transport uring|memif|af_packet [--ifaces SRV,CLI]\n"
 		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB]]\n"
 		"                 [--cc NAME]\n"
@@ -991,6 +1035,8 @@ int main(int argc, char **argv)
 
 	if (want(&o, "sync"))
 		bench_sync(a, &o);
+	if (o.only != NULL && want(&o, "rref"))
+		bench_rref(a, &o);
 	if (want(&o, "pipe"))
 		for (int i = 0; o.windows[i] > 0; i++)
 			bench_pipe(a, &o, o.windows[i]);
