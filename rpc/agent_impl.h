@@ -312,7 +312,9 @@ void call_value_unlend(tw_value *v);
  * not kept) to worker dst (not this one), answered by a frame of type
  * rtype or an EXCEPTION, as a call: the same pending table, timeout and
  * failures (TW_EUNREACHABLE, TW_ETIMEDOUT, TW_ESHUTDOWN) through *out.
- * Immediate failures as tw_rpc_async's. Any thread. */
+ * Immediate failures as tw_rpc_async's. Any thread. Requests to one dst
+ * all go through loop dst % nloops, so they leave (and arrive) in the
+ * order they were made. */
 tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 			 uint8_t rtype, const tw_value *payload,
 			 int64_t timeout_ms, tw_future **out);

@@ -1071,7 +1071,10 @@ tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 	c->rtype = rtype;
 	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
 					      memory_order_relaxed);
-	struct agent_loop *l = pick_loop(a);
+	/* Every request to one owner through one loop, hence one
+	 * connection: they reach it in the order they were made (a fetch
+	 * behind its REMOTE_CALL). */
+	struct agent_loop *l = &a->loops[dst % a->nloops];
 	if (eff > 0 && eff < (int64_t)3153600000000)
 		c->deadline_ns = tw_loop_clock(l->loop) +
 				 (uint64_t)eff * 1000000u;

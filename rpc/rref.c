@@ -900,51 +900,83 @@ static void settle_creation(tw_rref *r, tw_future *cf, tw_future *out)
 		op_settle(r, out, NULL, e->kind, e->origin, e->msg);
 }
 
+/*
+ * A fetch from a user. It leaves at once, also while the creation is
+ * pending: RRef requests to one owner all go through one run loop
+ * (call_ctl_async), hence one connection, so the owner reads it after the
+ * REMOTE_CALL (one round trip for remote + to_here). Two callbacks may
+ * settle it: the fetch's answer, and the creation failing first (a
+ * timed-out creation reports at its own deadline, not the fetch's).
+ */
 struct fetch_op {
-	tw_rref *r;
-	int64_t timeout_ms;
+	tw_rref *r; /* the settler's to release */
 	tw_future *out;
+	_Atomic int refs;           /* callbacks still to run */
+	_Atomic int settled;        /* claimed by one of them */
+	tw_future *_Atomic refused; /* the fetch failed, the creation was
+				     * still pending: wait for it */
 };
+
+static void fop_put(struct fetch_op *op)
+{
+	if (atomic_fetch_sub(&op->refs, 1) != 1)
+		return;
+	tw_future *f = atomic_load(&op->refused);
+	if (f != NULL)
+		tw_future_release(f);
+	tw_future_release(op->out);
+	free(op);
+}
+
+static bool fop_claim(struct fetch_op *op)
+{
+	return atomic_exchange(&op->settled, 1) == 0;
+}
+
+/* The creation is settled (cf done) and so is the fetch, or it failed
+ * (refused, NULL: still out): settle with the creation's error if it
+ * failed, else with the failed fetch. */
+static void fop_settle_after(struct fetch_op *op, tw_future *cf,
+			     tw_future *refused)
+{
+	if (creation_state(op->r, cf) != USER_CONFIRMED) {
+		if (fop_claim(op))
+			settle_creation(op->r, cf, tw_future_retain(op->out));
+	} else if (refused != NULL && fop_claim(op)) {
+		op_settle(op->r, tw_future_retain(op->out), refused, TW_OK, 0,
+			  NULL);
+	}
+}
+
+static void fetch_created_cb(tw_future *cf, void *arg)
+{
+	struct fetch_op *op = arg;
+	fop_settle_after(op, cf, atomic_load(&op->refused));
+	fop_put(op);
+}
 
 static void fetched_cb(tw_future *f, void *arg)
 {
 	struct fetch_op *op = arg;
 	tw_rref *r = op->r;
-	tw_future *out = op->out;
-	free(op);
-	op_settle(r, out, f, TW_OK, 0, NULL);
+	if (tw_future_status(f) == TW_OK ||
+	    (tw_future_done(r->cf) &&
+	     creation_state(r, r->cf) == USER_CONFIRMED)) {
+		if (fop_claim(op))
+			op_settle(r, tw_future_retain(op->out), f, TW_OK, 0,
+				  NULL);
+	} else {
+		/* Failed while the creation may still be pending (the owner
+		 * has no RRef yet: a lost or refused REMOTE_CALL): the
+		 * creation's outcome says why. Published, then the creation
+		 * looked at again: one of the two callbacks settles. */
+		atomic_store(&op->refused, tw_future_retain(f));
+		if (tw_future_done(r->cf))
+			fop_settle_after(op, r->cf, f);
+	}
+	fop_put(op);
 }
 
-/* The user's creation is settled: fail with its error, or fetch. */
-static void fetch_start(tw_future *cf, void *arg)
-{
-	struct fetch_op *op = arg;
-	tw_rref *r = op->r;
-	tw_future *out = op->out;
-	tw_agent *a = r->a;
-	if (creation_state(r, cf) != USER_CONFIRMED) {
-		free(op);
-		settle_creation(r, cf, out);
-		return;
-	}
-	tw_value v = rref_value_of(&r->id);
-	tw_future *f = NULL;
-	tw_status st = call_ctl_async(a, r->id.owner, TW_MSG_RREF_FETCH_CALL,
-				      TW_MSG_RREF_FETCH_RET, &v, op->timeout_ms,
-				      &f);
-	if (st != TW_OK) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", tw_errmsg(st));
-		free(op);
-		op_settle(r, out, NULL, st, a->rank, msg);
-		return;
-	}
-	if (tw_future_then(f, fetched_cb, op) != TW_OK)
-		abort(); /* the first callback needs no allocation */
-	tw_future_release(f);
-}
-
-/* A creation still pending when the fetch is asked waits for it. */
 tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms, tw_future **out)
 {
 	if (out != NULL)
@@ -972,14 +1004,27 @@ tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms, tw_future **out)
 		return tw_fail_static(TW_ENOMEM, "no memory for a fetch");
 	}
 	op->r = tw_rref_retain(r);
-	op->timeout_ms = timeout_ms;
+	atomic_init(&op->refs, 2);
 	*out = tw_future_retain(op->out);
-	if (tw_future_then(r->cf, fetch_start, op) != TW_OK) {
-		tw_future *o = op->out;
-		free(op);
-		op_settle(r, o, NULL, TW_ENOMEM, r->a->rank,
-			  "no memory for a fetch");
+	tw_value v = rref_value_of(&r->id);
+	tw_future *f = NULL;
+	st = call_ctl_async(r->a, r->id.owner, TW_MSG_RREF_FETCH_CALL,
+			    TW_MSG_RREF_FETCH_RET, &v, timeout_ms, &f);
+	if (st != TW_OK) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", tw_errmsg(st));
+		fop_claim(op);
+		op_settle(r, tw_future_retain(op->out), NULL, st, r->a->rank,
+			  msg);
+		fop_put(op);
+	} else {
+		if (tw_future_then(f, fetched_cb, op) != TW_OK)
+			abort(); /* the first callback needs no allocation */
+		tw_future_release(f);
 	}
+	/* Registered second: a creation answered already is seen here. */
+	if (tw_future_then(r->cf, fetch_created_cb, op) != TW_OK)
+		fop_put(op); /* the fetch settles it alone */
 	return TW_OK;
 }
 

@@ -703,3 +703,50 @@ Test(rref, abrupt_shutdown_leaves_handles_releasable)
 	tw_rref_release(s);
 	world_down(true);
 }
+
+/* remote + to_here is one round trip: the fetch leaves right behind the
+ * REMOTE_CALL, on the same connection, and the owner reads it after. */
+Test(rref, fetch_follows_the_remote_call_without_waiting)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	tw_future *f = fetch(r, 0);
+	poll_one(0);
+	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), 2,
+		     "REMOTE_CALL and RREF_FETCH_CALL both on the wire");
+	cr_assert_not(tw_rref_confirmed_by_owner(r));
+	/* B: creates, confirms, parks the fetch; its call to self then
+	 * answers it. */
+	settle();
+	cr_assert_eq(result_int(f), 2);
+	cr_assert(tw_rref_confirmed_by_owner(r));
+	tw_future_release(f);
+	tw_rref_release(r);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+/* The REMOTE_CALL lost: the fetch behind it finds no RRef on the owner
+ * and waits for the creation's outcome, which says why. */
+Test(rref, lost_remote_call_reports_the_creation_timeout)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_fake_net_drop_next(W.net, A_ADDR, B_ADDR,
+					   TW_MSG_REMOTE_CALL),
+		     TW_OK);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 100);
+	tw_future *f = fetch(r, 0);
+	settle();
+	cr_assert_eq(rstats(1).refused, 1, "the fetch found nothing");
+	cr_assert_not(tw_future_done(f), "and waits for the creation");
+	advance(100 * MS);
+	const tw_error *e = failure(f, TW_ETIMEDOUT);
+	cr_assert_str_eq(e->msg, TW_RREF_CREATION_TIMEOUT_MSG);
+	tw_future_release(f);
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(rstats(1).refused, 2, "then the delete, acknowledged");
+	assert_clean();
+	world_down(true);
+}
