@@ -915,7 +915,11 @@ struct fetch_op {
 	_Atomic int settled;        /* claimed by one of them */
 	tw_future *_Atomic refused; /* the fetch failed, the creation was
 				     * still pending: wait for it */
+	_Atomic int resent;         /* the fetch was sent again */
+	int64_t timeout_ms;
 };
+
+static void fetched_cb(tw_future *f, void *arg);
 
 static void fop_put(struct fetch_op *op)
 {
@@ -942,9 +946,33 @@ static void fop_settle_after(struct fetch_op *op, tw_future *cf,
 	if (creation_state(op->r, cf) != USER_CONFIRMED) {
 		if (fop_claim(op))
 			settle_creation(op->r, cf, tw_future_retain(op->out));
-	} else if (refused != NULL && fop_claim(op)) {
-		op_settle(op->r, tw_future_retain(op->out), refused, TW_OK, 0,
-			  NULL);
+	} else if (refused != NULL) {
+		const tw_error *e = tw_future_error(refused);
+		if (e != NULL && e->kind == TW_EINVAL &&
+		    e->origin != op->r->a->rank &&
+		    atomic_exchange(&op->resent, 1) == 0) {
+			/* The owner had no RRef yet, and has one now: the
+			 * fetch overtook its REMOTE_CALL (reordered, or sent
+			 * on a new connection). Once more, behind it. */
+			tw_rref *r = op->r;
+			tw_value v = rref_value_of(&r->id);
+			tw_future *f = NULL;
+			atomic_fetch_add(&op->refs, 1);
+			tw_status st = call_ctl_async(r->a, r->id.owner,
+						      TW_MSG_RREF_FETCH_CALL,
+						      TW_MSG_RREF_FETCH_RET, &v,
+						      op->timeout_ms, &f);
+			if (st == TW_OK) {
+				if (tw_future_then(f, fetched_cb, op) != TW_OK)
+					abort(); /* first callback: no alloc */
+				tw_future_release(f);
+				return;
+			}
+			fop_put(op);
+		}
+		if (fop_claim(op))
+			op_settle(op->r, tw_future_retain(op->out), refused,
+				  TW_OK, 0, NULL);
 	}
 }
 
@@ -1004,6 +1032,7 @@ tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms, tw_future **out)
 		return tw_fail_static(TW_ENOMEM, "no memory for a fetch");
 	}
 	op->r = tw_rref_retain(r);
+	op->timeout_ms = timeout_ms;
 	atomic_init(&op->refs, 2);
 	*out = tw_future_retain(op->out);
 	tw_value v = rref_value_of(&r->id);

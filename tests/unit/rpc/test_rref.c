@@ -750,3 +750,65 @@ Test(rref, lost_remote_call_reports_the_creation_timeout)
 	assert_clean();
 	world_down(true);
 }
+
+/* Reordered: the fetch reaches the owner before its REMOTE_CALL. The owner
+ * refuses it (no such RRef yet), the user sends it again once confirmed:
+ * to_here still gets the value. */
+Test(rref, fetch_overtaking_its_remote_call_is_sent_again)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, true), TW_OK);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	tw_future *f = fetch(r, 0);
+	settle();
+	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), 2);
+	cr_assert_eq(tw_fake_net_reverse(W.net, A_ADDR, B_ADDR), 2);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, false), TW_OK);
+	settle();
+	cr_assert_eq(rstats(1).refused, 1, "the first fetch");
+	cr_assert_eq(result_int(f), 2);
+	tw_future_release(f);
+	tw_rref_release(r);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+/* Every control message of a remote, a fetch and a delete duplicated:
+ * nothing runs twice, nothing is freed early, nothing leaks (G1, G2). */
+Test(rref, duplicated_control_messages_change_nothing)
+{
+	world_up(2, NULL);
+	const uint8_t types[] = {TW_MSG_REMOTE_CALL, TW_MSG_RREF_FETCH_CALL,
+				 TW_MSG_RREF_USER_DELETE};
+	for (size_t i = 0; i < sizeof(types); i++)
+		cr_assert_eq(tw_fake_net_dup_next(W.net, A_ADDR, B_ADDR,
+						  types[i]),
+			     TW_OK);
+	const uint8_t answers[] = {TW_MSG_REMOTE_RET, TW_MSG_RREF_FETCH_RET,
+				   TW_MSG_ACK};
+	for (size_t i = 0; i < sizeof(answers); i++)
+		cr_assert_eq(tw_fake_net_dup_next(W.net, B_ADDR, A_ADDR,
+						  answers[i]),
+			     TW_OK);
+	tw_rref *keep = remote_int(0, "B", "t::inc", 10, 0);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	tw_future *f = fetch(r, 0);
+	settle();
+	cr_assert_eq(result_int(f), 2);
+	tw_future_release(f);
+	cr_assert_eq(W.k[1].inc, 2, "each function ran once");
+	tw_rref_release(r);
+	settle();
+	struct tw_rref_stats sb = rstats(1);
+	cr_assert_eq(sb.owned, 1, "only the released value went");
+	cr_assert_eq(sb.deletes_received, 1);
+	f = fetch(keep, 0);
+	settle();
+	cr_assert_eq(result_int(f), 11, "the other value intact");
+	tw_future_release(f);
+	tw_rref_release(keep);
+	settle();
+	assert_clean();
+	world_down(true);
+}
