@@ -192,6 +192,30 @@ void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out)
 	pthread_mutex_unlock(&x->mu);
 }
 
+tw_status tw_agent_rref_value_users(const tw_agent *a, tw_guid rref,
+				    uint32_t *users, uint32_t *forks_pending,
+				    bool *self_fork)
+{
+	if (a == NULL || users == NULL || forks_pending == NULL ||
+	    self_fork == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_agent_rref_value_users: "
+						 "NULL argument");
+	struct rref_ctx *x = a->rref;
+	pthread_mutex_lock(&x->mu);
+	const struct owner_ent *e = ent_find(x, rref);
+	if (e != NULL) {
+		*users = e->nusers;
+		*forks_pending = e->forks_pending;
+		*self_fork = e->self_fork;
+	}
+	pthread_mutex_unlock(&x->mu);
+	if (e == NULL)
+		return tw_fail(TW_ENOENT, "worker '%s' owns no RRef (%u, %llu)",
+			       a->name, rref.created_on,
+			       (unsigned long long)rref.local_id);
+	return TW_OK;
+}
+
 /* ---- the owner: values and their answers -------------------------------- */
 
 static tw_value rref_value_of(tw_rref_id *id)

@@ -128,6 +128,13 @@ struct tw_rref_stats {
 	uint64_t refused; /* RRef frames with unknown or foreign ids */
 };
 void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out);
+/* Owner side, one value: its user forks recorded, its forks in flight, and
+ * whether the owner's own handle is alive. TW_ENOENT (with a reason) when
+ * this worker owns no RRef rref (never, or freed); TW_EINVAL for NULL
+ * arguments. Any thread. */
+tw_status tw_agent_rref_value_users(const tw_agent *a, tw_guid rref,
+				    uint32_t *users, uint32_t *forks_pending,
+				    bool *self_fork);
 
 #ifdef __cplusplus
 }

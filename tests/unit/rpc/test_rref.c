@@ -68,6 +68,13 @@ Test(rref, remote_to_peer_then_to_here_then_release)
 	settle();
 	cr_assert(tw_rref_confirmed_by_owner(r));
 	cr_assert_eq(W.k[1].inc, 1, "the function ran once, on B");
+	uint32_t nu = 0, nf = 9;
+	bool sf = true;
+	cr_assert_eq(tw_agent_rref_value_users(W.ag[1], id.rref, &nu, &nf, &sf),
+		     TW_OK);
+	cr_assert(nu == 1 && nf == 0 && !sf);
+	cr_assert_eq(tw_agent_rref_value_users(W.ag[0], id.rref, &nu, &nf, &sf),
+		     TW_ENOENT, "A owns nothing");
 	struct tw_rref_stats sa = rstats(0), sb = rstats(1);
 	cr_assert_eq(sa.pending_users, 0);
 	cr_assert_eq(sb.owned, 1);
@@ -92,6 +99,8 @@ Test(rref, remote_to_peer_then_to_here_then_release)
 
 	tw_rref_release(r);
 	settle();
+	cr_assert_eq(tw_agent_rref_value_users(W.ag[1], id.rref, &nu, &nf, &sf),
+		     TW_ENOENT, "freed");
 	sa = rstats(0);
 	sb = rstats(1);
 	cr_assert_eq(sa.deletes_sent, 1);
