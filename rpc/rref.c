@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include <tensorwire/rref.h>
 
 #include "dataplane/err.h"
@@ -50,6 +52,9 @@ struct rref_ctx {
 	bool dead;             /* the agent is gone (under mu) */
 	bool closing;          /* graceful shutdown began (under mu) */
 	struct rref_list live; /* user handles not yet released */
+	/* Keyed (SipHash, a random key per agent): a peer chooses the ids
+	 * of the RRefs it creates, and must not pile them into one bucket. */
+	unsigned char hkey[crypto_shorthash_KEYBYTES];
 	struct owner_ent *buckets[RREF_BUCKETS];
 	uint32_t *per_peer; /* owned entries by creator (world entries) */
 	uint32_t world;
@@ -76,16 +81,20 @@ static inline bool guid_eq(tw_guid x, tw_guid y)
 	return x.created_on == y.created_on && x.local_id == y.local_id;
 }
 
-static inline uint32_t guid_bucket(tw_guid g)
+static uint32_t guid_bucket(const struct rref_ctx *x, tw_guid g)
 {
-	uint64_t h = (g.local_id ^ ((uint64_t)g.created_on << 40)) *
-		     UINT64_C(0x9E3779B97F4A7C15);
-	return (uint32_t)(h >> 40) & (RREF_BUCKETS - 1);
+	unsigned char in[12], h[crypto_shorthash_BYTES];
+	memcpy(in, &g.created_on, 4);
+	memcpy(in + 4, &g.local_id, 8);
+	crypto_shorthash(h, in, sizeof(in), x->hkey);
+	uint32_t b;
+	memcpy(&b, h, sizeof(b));
+	return b & (RREF_BUCKETS - 1);
 }
 
 static struct owner_ent *ent_find(struct rref_ctx *x, tw_guid id)
 {
-	struct owner_ent *e = x->buckets[guid_bucket(id)];
+	struct owner_ent *e = x->buckets[guid_bucket(x, id)];
 	while (e != NULL && !guid_eq(e->id, id))
 		e = e->next;
 	return e;
@@ -93,7 +102,7 @@ static struct owner_ent *ent_find(struct rref_ctx *x, tw_guid id)
 
 static void ent_unlink(struct rref_ctx *x, struct owner_ent *e)
 {
-	struct owner_ent **pp = &x->buckets[guid_bucket(e->id)];
+	struct owner_ent **pp = &x->buckets[guid_bucket(x, e->id)];
 	while (*pp != e)
 		pp = &(*pp)->next;
 	*pp = e->next;
@@ -146,6 +155,12 @@ tw_status rref_ctx_init(tw_agent *a)
 				      "no memory for the RRef tables");
 	}
 	x->world = world;
+	if (sodium_init() < 0) {
+		free(x->per_peer);
+		free(x);
+		return tw_fail_static(TW_EIO, "libsodium cannot start");
+	}
+	randombytes_buf(x->hkey, sizeof(x->hkey));
 	atomic_init(&x->next_id, 1);
 	atomic_init(&x->refs, 1);
 	TAILQ_INIT(&x->live);
@@ -302,7 +317,7 @@ static struct owner_ent *ent_new(tw_agent *a, tw_guid id, uint32_t creator,
 	e->id = id;
 	e->creator = creator;
 	e->running = true;
-	uint32_t b = guid_bucket(id);
+	uint32_t b = guid_bucket(x, id);
 	e->next = x->buckets[b];
 	x->buckets[b] = e;
 	x->st.owned++;
@@ -344,7 +359,11 @@ static void ent_start(struct owner_ent *e, const char *fn, const tw_value *args,
 			abort(); /* no memory for 100 bytes: nothing to do */
 		tw_future_fail(f, st, a->rank, msg);
 	}
-	e->val = f; /* read under mu only once running is false */
+	/* Under mu: a peer's request may look it up on another loop. */
+	struct rref_ctx *x = a->rref;
+	pthread_mutex_lock(&x->mu);
+	e->val = f;
+	pthread_mutex_unlock(&x->mu);
 	if (tw_future_then(f, owner_value_cb, e) != TW_OK)
 		abort(); /* the first callback needs no allocation */
 }
@@ -1040,7 +1059,9 @@ tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms, tw_future **out)
 	if (r->owner) {
 		pthread_mutex_lock(&x->mu);
 		struct owner_ent *e = ent_find(x, r->id.rref);
-		tw_future *f = e != NULL ? tw_future_retain(e->val) : NULL;
+		tw_future *f = e != NULL && e->val != NULL
+				       ? tw_future_retain(e->val)
+				       : NULL;
 		pthread_mutex_unlock(&x->mu);
 		if (f == NULL)
 			return tw_fail_static(TW_EINVAL,
@@ -1217,12 +1238,19 @@ static tw_future *resolve(tw_agent *a, const tw_value *cargs, uint32_t caller,
 				(caller == a->rank && e->self_fork &&
 				 guid_eq(id.fork, id.rref)));
 	tw_future *f = NULL;
-	if (ok)
+	bool starting = ok && e->val == NULL;
+	if (ok && !starting)
 		f = tw_future_retain(e->val);
 	else
 		x->st.refused++;
 	pthread_mutex_unlock(&x->mu);
-	if (f == NULL)
+	if (starting)
+		/* Only a holder that did not wait for its confirmation. */
+		*st = tw_fail(TW_EBUSY,
+			      TW_RREF_CALL_FN " from worker '%s': " ID_FMT
+					      " is still being created",
+			      agent_worker_name(a, caller), ID_ARGS(id));
+	else if (f == NULL)
 		*st = tw_fail(TW_EINVAL,
 			      TW_RREF_CALL_FN " from worker '%s' names " ID_FMT
 					      ", which is not its RRef on "
