@@ -669,6 +669,10 @@ static void agent_free(tw_agent *a)
 	for (uint32_t i = 0; a->loops != NULL && i < a->nloops; i++)
 		if (a->loops[i].ready)
 			run_on_loop(&a->loops[i], loop_teardown_begin, NULL);
+	/* Every call has failed, so every owned RRef's function is done:
+	 * free the values now, while the transports whose receive buffers
+	 * they may hold are still there. */
+	rref_ctx_fini(a);
 	rdv_client_close(a->rdv);
 	a->rdv = NULL;
 	rdv_server_stop(a->rdv_srv);
@@ -728,7 +732,7 @@ static void agent_free(tw_agent *a)
 	hub_release(a->hub);
 	free(a->rendezvous);
 	auth_key_free(&a->key);
-	rref_ctx_fini(a);
+	rref_ctx_fini(a); /* init failed before the loops: not done above */
 	pauth_fini(a);
 	free(a);
 }
