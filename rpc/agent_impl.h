@@ -318,6 +318,12 @@ void call_value_unlend(tw_value *v);
 tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 			 uint8_t rtype, const tw_value *payload,
 			 int64_t timeout_ms, tw_future **out);
+/* The agent's own call to self (rref.c: an RRef's function), from any
+ * thread, no deadline; unlike tw_rpc_async it does not wait on a loop
+ * thread for init to finish installing the members (a peer's REMOTE_CALL
+ * can arrive then, and the loop must keep running for init to end). */
+tw_status call_self_async(tw_agent *a, const char *fn, const tw_value *args,
+			  const tw_value *kwargs, tw_future **out);
 int pend_init(struct pend_table *p, uint32_t cap);
 void pend_fini(struct pend_table *p);
 

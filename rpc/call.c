@@ -807,9 +807,10 @@ struct dest {
 	uint32_t id;
 };
 
-static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
-			    const tw_value *args, const tw_value *kwargs,
-			    int64_t timeout_ms, tw_future **out)
+static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
+			       const tw_value *args, const tw_value *kwargs,
+			       int64_t timeout_ms, tw_future **out,
+			       bool internal)
 {
 	if (out != NULL)
 		*out = NULL;
@@ -824,7 +825,13 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 	 * check and the post. */
 	atomic_fetch_add(&a->api_inflight, 1);
 	int state = atomic_load(&a->state);
-	if (state == AGENT_STARTING && atomic_load(&a->joining)) {
+	if (internal && state == AGENT_STARTING && atomic_load(&a->joining)) {
+		/* The agent's own call to self from its loop (an RRef's
+		 * function, call_self_async) while init installs the
+		 * members: waiting here would stop the loop init waits for;
+		 * a call to self needs no member. */
+		state = AGENT_RUNNING;
+	} else if (state == AGENT_STARTING && atomic_load(&a->joining)) {
 		/* The group has formed and a peer already calls us (a nested
 		 * call from a handler) while our own init is still reading
 		 * the member list: that takes moments, wait for it. */
@@ -939,6 +946,20 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 out:
 	atomic_fetch_sub(&a->api_inflight, 1);
 	return st;
+}
+
+static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
+			    const tw_value *args, const tw_value *kwargs,
+			    int64_t timeout_ms, tw_future **out)
+{
+	return call_async_in(a, to, fn, args, kwargs, timeout_ms, out, false);
+}
+
+tw_status call_self_async(tw_agent *a, const char *fn, const tw_value *args,
+			  const tw_value *kwargs, tw_future **out)
+{
+	return call_async_in(a, (struct dest){.id = a->rank}, fn, args, kwargs,
+			     0, out, true);
 }
 
 tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,

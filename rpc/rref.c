@@ -349,7 +349,7 @@ static void ent_start(struct owner_ent *e, const char *fn, const tw_value *args,
 		else if (val != NULL)
 			tw_future_release(val);
 	} else {
-		st = tw_rpc_async_id(a, a->rank, fn, args, kwargs, 0, &f);
+		st = call_self_async(a, fn, args, kwargs, &f);
 	}
 	if (st != TW_OK) {
 		/* Refused at once: the value is that failure. */
@@ -1030,9 +1030,22 @@ static void fetched_cb(tw_future *f, void *arg)
 {
 	struct fetch_op *op = arg;
 	tw_rref *r = op->r;
-	if (tw_future_status(f) == TW_OK ||
-	    (tw_future_done(r->cf) &&
-	     creation_state(r, r->cf) == USER_CONFIRMED)) {
+	const tw_error *fe = tw_future_error(f);
+	/* Only the owner's refusal (it has no such RRef yet) may be the
+	 * creation's fault; a fetch that timed out or found the owner gone
+	 * says so at once, as to_here's own deadline. */
+	bool refusal = fe != NULL && fe->kind == TW_EINVAL &&
+		       fe->origin == r->id.owner;
+	if (tw_future_done(r->cf) &&
+	    creation_state(r, r->cf) != USER_CONFIRMED) {
+		if (fop_claim(op)) {
+			/* The REMOTE_CALL failed first: say why. */
+			tw_future *cf = tw_future_retain(r->cf);
+			settle_creation(r, cf, tw_future_retain(op->out));
+			tw_future_release(cf);
+		}
+	} else if (!refusal || (tw_future_done(r->cf) &&
+				creation_state(r, r->cf) == USER_CONFIRMED)) {
 		if (fop_claim(op))
 			op_settle(r, tw_future_retain(op->out), f, TW_OK, 0,
 				  NULL);
@@ -1308,8 +1321,7 @@ static void prun_go(tw_future *val, void *arg)
 	}
 	tw_future *g = NULL;
 	if (st == TW_OK)
-		st = tw_rpc_async_id(a, a->rank, pr->fn.u.str, &cargs,
-				     &pr->kwargs, 0, &g);
+		st = call_self_async(a, pr->fn.u.str, &cargs, &pr->kwargs, &g);
 	if (st == TW_OK || cargs.kind == TW_KIND_TUPLE)
 		tw_value_destroy(&cargs);
 	if (st != TW_OK) {

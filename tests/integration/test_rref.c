@@ -7,6 +7,29 @@
 
 #include <tensorwire/rref.h>
 
+/* Where a worker is, told by SIGALRM shortly before the harness's group
+ * limit kills a stuck group without a word. */
+static const char *volatile phase = "start";
+static char phase_buf[96];
+static int phase_rank;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	char buf[160];
+	int n = snprintf(buf, sizeof(buf), "[rank %d] still in: %s\n",
+			 phase_rank, phase);
+	if (n > 0)
+		(void)!write(2, buf, (size_t)n);
+}
+
+static void watch(struct h_worker *w)
+{
+	phase_rank = w->rank;
+	signal(SIGALRM, on_alarm);
+	alarm(H_GROUP_LIMIT_S - 5);
+}
+
 static tw_value h_ints(tw_value *items, int64_t x, int64_t y)
 {
 	items[0] = tw_value_int(x);
@@ -33,6 +56,9 @@ static int to_here_int(struct h_worker *w, tw_rref *r, int64_t *v)
 static int tensor_round_trip(struct h_worker *w, tw_agent *a, const char *to,
 			     int64_t n)
 {
+	snprintf(phase_buf, sizeof(phase_buf), "tensor of %lld bytes to %s",
+		 (long long)n, to);
+	phase = phase_buf;
 	tw_tensor t;
 	W_ASSERT(w, tw_tensor_alloc(&t, TW_UINT8, 1, &n) == TW_OK, "alloc");
 	uint8_t *p = t.data;
@@ -71,8 +97,10 @@ static int w_basics(struct h_worker *w)
 	struct tw_agent_opts o;
 	h_opts(&o, w);
 	o.num_loops = 2;
+	watch(w);
 	tw_agent *a;
 	tw_status st = h_agent_init(&o, &a);
+	phase = "after init";
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
 		tw_value it[2];
@@ -89,6 +117,7 @@ static int w_basics(struct h_worker *w)
 			return 1;
 		W_ASSERT(w, v == 42, "value %lld", (long long)v);
 		W_ASSERT(w, tw_rref_confirmed_by_owner(r), "confirmed");
+		phase = "proxies";
 		/* a proxy: add(value, 8) on the owner */
 		tw_value pit[1] = {tw_value_int(8)};
 		tw_value pargs = H_TUPLE(pit);
@@ -107,6 +136,7 @@ static int w_basics(struct h_worker *w)
 		W_ASSERT(w, v == 50, "remote proxy value %lld", (long long)v);
 		tw_rref_release(r2);
 
+		phase = "to self";
 		/* to self */
 		W_ASSERT(w,
 			 tw_remote(a, "w0", "add", &args, NULL, -1, &r) ==
@@ -121,6 +151,7 @@ static int w_basics(struct h_worker *w)
 			 "local value");
 		tw_rref_release(r);
 
+		phase = "creation error";
 		/* a creation error: kind, message, origin */
 		tw_value eit[2] = {tw_value_int(TW_EVALUE),
 				   tw_value_string_borrow("boom", 4)};
@@ -140,6 +171,7 @@ static int w_basics(struct h_worker *w)
 		tw_value_destroy(&err);
 		tw_rref_release(r);
 
+		phase = "tensors";
 		/* tensors byte-exact, to a peer and to self */
 		const int64_t sizes[] = {0, 1, 4097, 1 << 20, 64 << 20};
 		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -148,8 +180,12 @@ static int w_basics(struct h_worker *w)
 				return 1;
 		}
 
+		phase = "many short-lived";
 		/* many short-lived RRefs, some fetched, all released */
 		for (int i = 0; i < 2000; i++) {
+			snprintf(phase_buf, sizeof(phase_buf),
+				 "short-lived RRef %d", i);
+			phase = phase_buf;
 			tw_value ai[2];
 			tw_value aa = h_ints(ai, i, 1);
 			W_ASSERT(w,
@@ -163,6 +199,7 @@ static int w_basics(struct h_worker *w)
 			}
 			tw_rref_release(r);
 		}
+		phase = "draining";
 		/* Released handles go once their confirmations came; our
 		 * own values, and our deletes, once the loops ran them. */
 		struct tw_rref_stats s;
@@ -180,6 +217,7 @@ static int w_basics(struct h_worker *w)
 		W_ASSERT(w, s.pending_users == 0, "pending");
 		atomic_store(&w->sh->flag[0], 1);
 	} else {
+		phase = "owner: waiting for w0";
 		/* The owner: everything it held goes once w0 is done. */
 		W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 40000), "w0 done");
 		struct tw_rref_stats s;
@@ -198,6 +236,7 @@ static int w_basics(struct h_worker *w)
 		W_ASSERT(w, s.deletes_received >= 1333, "deletes %llu",
 			 (unsigned long long)s.deletes_received);
 	}
+	phase = "shutdown";
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s: %s", tw_status_name(st),
 		 tw_errmsg(st));
