@@ -821,3 +821,56 @@ Test(rref, duplicated_control_messages_change_nothing)
 	assert_clean();
 	world_down(true);
 }
+
+/* The confirmation lost: the creation times out at the user, which still
+ * tells the owner on release (it may have the RRef, and does): no leak. */
+Test(rref, lost_confirmation_still_frees_the_value)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_fake_net_drop_next(W.net, B_ADDR, A_ADDR,
+					   TW_MSG_REMOTE_RET),
+		     TW_OK);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 100);
+	settle();
+	cr_assert_eq(rstats(1).owned, 1);
+	cr_assert_not(tw_rref_confirmed_by_owner(r));
+	advance(100 * MS);
+	tw_future *f = fetch(r, 0);
+	settle();
+	const tw_error *e = failure(f, TW_ETIMEDOUT);
+	cr_assert_str_eq(e->msg, TW_RREF_CREATION_TIMEOUT_MSG);
+	tw_future_release(f);
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(rstats(1).deletes_received, 1);
+	assert_clean();
+	world_down(true);
+}
+
+/* A fetch's answer lost: that to_here times out, the value stays, the
+ * next to_here gets it. */
+Test(rref, lost_fetch_answer_times_out_and_a_retry_works)
+{
+	world_up(2, NULL);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 0);
+	settle();
+	cr_assert_eq(tw_fake_net_drop_next(W.net, B_ADDR, A_ADDR,
+					   TW_MSG_RREF_FETCH_RET),
+		     TW_OK);
+	tw_future *f = fetch(r, 50);
+	settle();
+	cr_assert_not(tw_future_done(f));
+	advance(50 * MS);
+	const tw_error *e = failure(f, TW_ETIMEDOUT);
+	cr_assert(strstr(e->msg, "50 ms") != NULL, "%s", e->msg);
+	tw_future_release(f);
+	cr_assert_eq(rstats(1).owned, 1);
+	f = fetch(r, 50);
+	settle();
+	cr_assert_eq(result_int(f), 2);
+	tw_future_release(f);
+	tw_rref_release(r);
+	settle();
+	assert_clean();
+	world_down(true);
+}
