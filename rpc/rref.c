@@ -789,9 +789,16 @@ tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 						 "dict (or NULL for none)");
 	if (to >= a->world)
 		return agent_no_worker_id(a, to);
-	if (atomic_load(&a->state) != AGENT_RUNNING)
+	int state = atomic_load(&a->state);
+	if (state == AGENT_STARTING)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_remote: the agent has not joined its "
+				      "group yet: calls start once "
+				      "tw_agent_init has returned (not from "
+				      "its setup callback)");
+	if (state != AGENT_RUNNING)
 		return tw_fail_static(TW_ESHUTDOWN, "tw_remote: the agent is "
-						    "not running");
+						    "shutting down");
 	struct rref_ctx *x = a->rref;
 	tw_rref *r = calloc(1, sizeof(*r));
 	if (r == NULL)

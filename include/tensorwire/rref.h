@@ -15,7 +15,9 @@ extern "C" {
 #endif
 
 /* A handle on a remote (or local) value: a user RRef, or on its owner an
- * owner RRef. Reference counted; any thread. */
+ * owner RRef. Reference counted; any thread. After tw_agent_shutdown only
+ * tw_rref_release may be called on it (it then frees the handle and tells
+ * nobody). */
 typedef struct tw_rref tw_rref;
 
 /*
@@ -27,9 +29,10 @@ typedef struct tw_rref tw_rref;
  * user RRef, pending until the owner confirms it (REMOTE_RET):
  * timeout_ms bounds that creation (negative = the agent's default, 0 =
  * none). args and kwargs as tw_rpc_async, copied before return.
- * Immediate failures as tw_rpc_async (TW_ENOENT, TW_EINVAL, TW_ENOSPC,
- * TW_ESHUTDOWN, TW_ENOMEM), each with a reason; errors of the function
- * and of the creation come out of tw_rref_to_here.
+ * Immediate failures as tw_rpc_async (TW_ENOENT, TW_EINVAL also before
+ * tw_agent_init returned, TW_ENOSPC, TW_ESHUTDOWN, TW_ENOMEM; TW_EBUSY
+ * when this worker owns RREF_MAX_OWNED values), each with a reason; errors
+ * of the function and of the creation come out of tw_rref_to_here.
  */
 tw_status tw_remote(tw_agent *a, const char *to, const char *fn,
 		    const tw_value *args, const tw_value *kwargs,
@@ -42,7 +45,12 @@ tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 /*
  * The value, copied to the caller: *out gets it (owned). On the owner,
  * once the function returned (waits for it); on a user, fetched from the
- * owner (RREF_FETCH_CALL). timeout_ms as tw_rpc_sync's. Errors: the
+ * owner (RREF_FETCH_CALL), sent at once, also while the creation is
+ * pending (it reaches the owner after the REMOTE_CALL). timeout_ms as
+ * tw_rpc_sync's: the fetch's deadline, or on the owner this wait's. A
+ * fetch the owner refuses as unknown while the creation is pending waits
+ * for the creation's outcome (and is sent once more if it is confirmed:
+ * it overtook its REMOTE_CALL). Errors: the
  * function's own (kind, message and origin worker, in err if not NULL,
  * as tw_rpc_sync); a creation that timed out: TW_ETIMEDOUT with torch's
  * message (TW_RREF_CREATION_TIMEOUT_MSG); the owner gone:
@@ -53,7 +61,8 @@ tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 tw_status tw_rref_to_here(tw_rref *r, int64_t timeout_ms, tw_value *out,
 			  tw_value *err);
 /* The same as a future (its value, or its error); any thread, handlers
- * too. */
+ * too. On the owner timeout_ms does not apply (the future completes when
+ * the function returns). */
 tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms,
 				tw_future **out);
 
