@@ -547,20 +547,22 @@ static void bench_sync(tw_agent *a, const struct opts *o)
 	free(smp);
 }
 
-/* 1b. tw_remote(bench::noop) + to_here + release, one at a time, beside
- * rpc_sync of bench::noop measured just before in the same run
- * (issue 13's target: at most 2.5x). The deletes leave asynchronously. */
-static void bench_rref(tw_agent *a, const struct opts *o)
+static void make_tensor_args(size_t bytes, tw_tensor *t, tw_value *args);
+
+/* 1b. tw_remote(fn, args) + to_here + release, one at a time, beside
+ * rpc_sync(fn, args) measured just before in the same run (issue 13's
+ * target for bench::noop: at most 2.5x). The deletes leave off the clock. */
+static void rref_pair(tw_agent *a, long n, const char *fn, const tw_value *args,
+		      const char *name)
 {
-	long n = o->n;
 	uint64_t *smp = malloc((size_t)n * sizeof(*smp));
 	if (smp == NULL)
 		die("malloc", TW_ENOMEM);
 	tw_value res, err;
 	for (long i = 0; i < n; i++) {
 		uint64_t c0 = tsc();
-		tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL,
-					  -1, &res, &err);
+		tw_status s = tw_rpc_sync(a, SERVER, fn, args, NULL, -1, &res,
+					  &err);
 		smp[i] = tsc() - c0;
 		if (s != TW_OK)
 			die_err("rpc_sync", s, &err);
@@ -571,8 +573,8 @@ static void bench_rref(tw_agent *a, const struct opts *o)
 		for (long i = 0; i < n; i++) {
 			uint64_t c0 = tsc();
 			tw_rref *r;
-			tw_status s = tw_remote(a, SERVER, "bench::noop", NULL,
-						NULL, -1, &r);
+			tw_status s = tw_remote(a, SERVER, fn, args, NULL, -1,
+						&r);
 			if (s != TW_OK)
 				die("remote", s);
 			s = tw_rref_to_here(r, -1, &res, &err);
@@ -587,8 +589,20 @@ static void bench_rref(tw_agent *a, const struct opts *o)
 	char extra[96];
 	snprintf(extra, sizeof(extra), "sync_p50_ns=%.0f ratio_p50=%.2f",
 		 ls.p50, l.p50 / ls.p50);
-	print_lat("tw_remote_to_here_noop", &l, extra);
+	print_lat(name, &l, extra);
 	free(smp);
+}
+
+static void bench_rref(tw_agent *a, const struct opts *o)
+{
+	rref_pair(a, o->n, "bench::noop", NULL, "tw_remote_to_here_noop");
+	tw_tensor t;
+	tw_value args;
+	make_tensor_args(1u << 20, &t, &args);
+	rref_pair(a, o->n / 20 > 100 ? o->n / 20 : 100, "bench::echo", &args,
+		  "tw_remote_to_here_1MiB");
+	tw_value_destroy(&args);
+	tw_tensor_release(&t);
 }
 
 /* 2. W calls in flight: wait on the oldest, refill its slot. */

@@ -165,6 +165,8 @@ echo "# log: $LOG"
 # changes every 10-30 s) and is short, so a disturbed one is cheap to redo.
 item pp64 600 "$L/uring_pingpong" $UF -n "$N" -w "$W"
 item tw_sync 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only sync
+# remote + to_here beside rpc_sync in the same process (issue 13)
+item tw_rref 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only rref
 item pipe64 600 "$L/uring_pipeline" -x batch $UF -W 64 -n "$PIPE_N"
 item pipe256 600 "$L/uring_pipeline" -x batch $UF -W 256 -n "$PIPE_N"
 item tw_pipe 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only pipe
