@@ -57,6 +57,12 @@ struct rref_ctx {
 	unsigned char hkey[crypto_shorthash_KEYBYTES];
 	struct owner_ent *buckets[RREF_BUCKETS];
 	uint32_t *per_peer; /* owned entries by creator (world entries) */
+	/* Per creator, the last RREF_TOMBSTONES RRefs it deleted before
+	 * this owner had them (a creation that timed out): a REMOTE_CALL
+	 * arriving after its delete must not create what nobody will
+	 * delete. world * RREF_TOMBSTONES entries, rings. */
+	uint64_t *tombs;
+	uint32_t *tomb_next;
 	uint32_t world;
 	struct tw_rref_stats st;
 	_Atomic uint64_t next_id;
@@ -144,6 +150,24 @@ static int64_t ent_user_of(const struct owner_ent *e, tw_guid fork,
 	return i >= 0 && e->users[i].holder == holder ? i : -1;
 }
 
+/* Tombstones: local ids of RRefs created by `creator` whose creator's
+ * fork was deleted here before the RRef existed. Under mu. (Local ids
+ * start at 1: 0 is an empty slot.) */
+static void tomb_add(struct rref_ctx *x, tw_guid id)
+{
+	uint64_t *t = &x->tombs[(size_t)id.created_on * RREF_TOMBSTONES];
+	t[x->tomb_next[id.created_on]++ % RREF_TOMBSTONES] = id.local_id;
+}
+
+static bool tomb_has(const struct rref_ctx *x, tw_guid id)
+{
+	const uint64_t *t = &x->tombs[(size_t)id.created_on * RREF_TOMBSTONES];
+	for (uint32_t i = 0; i < RREF_TOMBSTONES; i++)
+		if (t[i] == id.local_id && id.local_id != 0)
+			return true;
+	return false;
+}
+
 tw_status rref_ctx_init(tw_agent *a)
 {
 	struct rref_ctx *x = calloc(1, sizeof(*x));
@@ -155,10 +179,16 @@ tw_status rref_ctx_init(tw_agent *a)
 				      "no memory for the RRef tables");
 	}
 	x->world = world;
-	if (sodium_init() < 0) {
+	x->tombs = calloc((size_t)world * RREF_TOMBSTONES, sizeof(uint64_t));
+	x->tomb_next = calloc(world, sizeof(uint32_t));
+	if (x->tombs == NULL || x->tomb_next == NULL || sodium_init() < 0) {
+		free(x->tombs);
+		free(x->tomb_next);
 		free(x->per_peer);
 		free(x);
-		return tw_fail_static(TW_EIO, "libsodium cannot start");
+		return tw_fail_static(TW_ENOMEM, "no memory for the RRef "
+						 "tables (or libsodium cannot "
+						 "start)");
 	}
 	randombytes_buf(x->hkey, sizeof(x->hkey));
 	atomic_init(&x->next_id, 1);
@@ -174,6 +204,8 @@ static void ctx_unref(struct rref_ctx *x)
 	if (atomic_fetch_sub(&x->refs, 1) != 1)
 		return;
 	pthread_mutex_destroy(&x->mu);
+	free(x->tombs);
+	free(x->tomb_next);
 	free(x->per_peer);
 	free(x);
 }
@@ -435,6 +467,16 @@ static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 			       ID_ARGS(id), a->name);
 		return;
 	}
+	if (tomb_has(x, id.rref)) {
+		x->st.refused++;
+		pthread_mutex_unlock(&x->mu);
+		refuse(p, TW_EINVAL,
+		       "REMOTE_CALL names " ID_FMT
+		       ", which its creator deleted before it reached worker "
+		       "'%s' (its creation timed out)",
+		       ID_ARGS(id), a->name);
+		return;
+	}
 	tw_status st;
 	struct ent_user u = {.fork = id.fork, .holder = h->src};
 	e = ent_new(a, id.rref, h->src, &u, &st);
@@ -526,8 +568,14 @@ static void on_user_delete(struct agent_loop *l, const struct reply_path *p,
 	}
 	if (i < 0) {
 		/* Already deleted (a retry) or never ours: nothing to do,
-		 * acknowledged so the sender stops. */
+		 * acknowledged so the sender stops. The creator's own fork of
+		 * an RRef we do not have: its REMOTE_CALL may still come (the
+		 * creation timed out at the creator); remember not to create
+		 * it. */
 		x->st.refused++;
+		if (e == NULL && guid_eq(id.fork, id.rref) &&
+		    id.rref.created_on == p->caller)
+			tomb_add(x, id.rref);
 	} else {
 		e->users[i] = e->users[--e->nusers];
 		x->st.owner_users--;

@@ -15,6 +15,7 @@
 #define RREF_MAX_FETCH_WAIT 1024u /* fetches parked per value */
 #define RREF_BUCKETS 4096u        /* owner table buckets (power of two) */
 #define RREF_CTL_TIMEOUT_MS 10000 /* each try of a control message */
+#define RREF_TOMBSTONES 256u      /* deletes remembered per creator */
 
 /* Agent init (a->o known) and teardown (loops stopped). */
 tw_status rref_ctx_init(tw_agent *a);

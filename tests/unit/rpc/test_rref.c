@@ -874,3 +874,26 @@ Test(rref, lost_fetch_answer_times_out_and_a_retry_works)
 	assert_clean();
 	world_down(true);
 }
+
+/* The creation timed out at the user, whose delete then overtook the
+ * REMOTE_CALL: the owner remembers the delete and does not create what
+ * nobody would delete. */
+Test(rref, delete_overtaking_its_remote_call_prevents_the_leak)
+{
+	world_up(2, NULL);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, true), TW_OK);
+	tw_rref *r = remote_int(0, "B", "t::inc", 1, 100);
+	settle();
+	advance(100 * MS);
+	cr_assert_not(tw_rref_confirmed_by_owner(r));
+	tw_rref_release(r);
+	settle();
+	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), 2);
+	cr_assert_eq(tw_fake_net_reverse(W.net, A_ADDR, B_ADDR), 2);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, false), TW_OK);
+	settle();
+	cr_assert_eq(W.k[1].inc, 0, "never run");
+	cr_assert_eq(rstats(1).refused, 2, "the delete, then the REMOTE_CALL");
+	assert_clean();
+	world_down(true);
+}
