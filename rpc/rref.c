@@ -642,14 +642,14 @@ void rref_on_frame(struct agent_loop *l, struct conn_state *cs,
 
 /* What the settled REMOTE_CALL future f says of r: confirmed when the
  * owner answered REMOTE_RET naming r. */
-static int creation_state(const tw_rref *r, tw_future *f)
+static int creation_state(const tw_rref_id *id, tw_future *f)
 {
 	if (tw_future_status(f) != TW_OK)
 		return USER_FAILED;
 	const tw_value *v = tw_future_value(f);
-	if (v->kind == TW_KIND_RREF && v->u.rref->owner == r->id.owner &&
-	    guid_eq(v->u.rref->rref, r->id.rref) &&
-	    guid_eq(v->u.rref->fork, r->id.fork))
+	if (v->kind == TW_KIND_RREF && v->u.rref->owner == id->owner &&
+	    guid_eq(v->u.rref->rref, id->rref) &&
+	    guid_eq(v->u.rref->fork, id->fork))
 		return USER_CONFIRMED;
 	return USER_FAILED;
 }
@@ -661,7 +661,7 @@ static void created_cb(tw_future *f, void *arg)
 {
 	tw_rref *r = arg;
 	struct rref_ctx *x = r->x;
-	int state = creation_state(r, f);
+	int state = creation_state(&r->id, f);
 	atomic_store(&r->state, state);
 	pthread_mutex_lock(&x->mu);
 	x->st.pending_users--;
@@ -1007,7 +1007,11 @@ static void settle_creation(tw_rref *r, tw_future *cf, tw_future *out)
  * timed-out creation reports at its own deadline, not the fetch's).
  */
 struct fetch_op {
-	tw_rref *r; /* the settler's to release */
+	tw_rref *r; /* the settler's to release: once claimed, the other
+		     * callback must not touch it (what it needs is below) */
+	tw_agent *a;
+	tw_rref_id id;
+	tw_future *cf; /* the creation's future (a reference) */
 	tw_future *out;
 	_Atomic int refs;           /* callbacks still to run */
 	_Atomic int settled;        /* claimed by one of them */
@@ -1026,6 +1030,7 @@ static void fop_put(struct fetch_op *op)
 	tw_future *f = atomic_load(&op->refused);
 	if (f != NULL)
 		tw_future_release(f);
+	tw_future_release(op->cf);
 	tw_future_release(op->out);
 	free(op);
 }
@@ -1041,22 +1046,21 @@ static bool fop_claim(struct fetch_op *op)
 static void fop_settle_after(struct fetch_op *op, tw_future *cf,
 			     tw_future *refused)
 {
-	if (creation_state(op->r, cf) != USER_CONFIRMED) {
+	if (creation_state(&op->id, cf) != USER_CONFIRMED) {
 		if (fop_claim(op))
 			settle_creation(op->r, cf, tw_future_retain(op->out));
 	} else if (refused != NULL) {
 		const tw_error *e = tw_future_error(refused);
 		if (e != NULL && e->kind == TW_EINVAL &&
-		    e->origin != op->r->a->rank &&
+		    e->origin == op->id.owner &&
 		    atomic_exchange(&op->resent, 1) == 0) {
 			/* The owner had no RRef yet, and has one now: the
 			 * fetch overtook its REMOTE_CALL (reordered, or sent
 			 * on a new connection). Once more, behind it. */
-			tw_rref *r = op->r;
-			tw_value v = rref_value_of(&r->id);
+			tw_value v = rref_value_of(&op->id);
 			tw_future *f = NULL;
 			atomic_fetch_add(&op->refs, 1);
-			tw_status st = call_ctl_async(r->a, r->id.owner,
+			tw_status st = call_ctl_async(op->a, op->id.owner,
 						      TW_MSG_RREF_FETCH_CALL,
 						      TW_MSG_RREF_FETCH_RET, &v,
 						      op->timeout_ms, &f);
@@ -1084,25 +1088,22 @@ static void fetch_created_cb(tw_future *cf, void *arg)
 static void fetched_cb(tw_future *f, void *arg)
 {
 	struct fetch_op *op = arg;
-	tw_rref *r = op->r;
+	tw_future *cf = op->cf;
 	const tw_error *fe = tw_future_error(f);
 	/* Only the owner's refusal (it has no such RRef yet) may be the
 	 * creation's fault; a fetch that timed out or found the owner gone
 	 * says so at once, as to_here's own deadline. */
 	bool refusal = fe != NULL && fe->kind == TW_EINVAL &&
-		       fe->origin == r->id.owner;
-	if (tw_future_done(r->cf) &&
-	    creation_state(r, r->cf) != USER_CONFIRMED) {
-		if (fop_claim(op)) {
-			/* The REMOTE_CALL failed first: say why. */
-			tw_future *cf = tw_future_retain(r->cf);
-			settle_creation(r, cf, tw_future_retain(op->out));
-			tw_future_release(cf);
-		}
-	} else if (!refusal || (tw_future_done(r->cf) &&
-				creation_state(r, r->cf) == USER_CONFIRMED)) {
+		       fe->origin == op->id.owner;
+	bool created = tw_future_done(cf);
+	int state = created ? creation_state(&op->id, cf) : USER_PENDING;
+	if (created && state != USER_CONFIRMED) {
+		/* The REMOTE_CALL failed first: say why. */
 		if (fop_claim(op))
-			op_settle(r, tw_future_retain(op->out), f, TW_OK, 0,
+			settle_creation(op->r, cf, tw_future_retain(op->out));
+	} else if (!refusal || state == USER_CONFIRMED) {
+		if (fop_claim(op))
+			op_settle(op->r, tw_future_retain(op->out), f, TW_OK, 0,
 				  NULL);
 	} else {
 		/* Failed while the creation may still be pending (the owner
@@ -1110,8 +1111,8 @@ static void fetched_cb(tw_future *f, void *arg)
 		 * creation's outcome says why. Published, then the creation
 		 * looked at again: one of the two callbacks settles. */
 		atomic_store(&op->refused, tw_future_retain(f));
-		if (tw_future_done(r->cf))
-			fop_settle_after(op, r->cf, f);
+		if (tw_future_done(cf))
+			fop_settle_after(op, cf, f);
 	}
 	fop_put(op);
 }
@@ -1145,6 +1146,9 @@ tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms, tw_future **out)
 		return tw_fail_static(TW_ENOMEM, "no memory for a fetch");
 	}
 	op->r = tw_rref_retain(r);
+	op->a = r->a;
+	op->id = r->id;
+	op->cf = tw_future_retain(r->cf);
 	op->timeout_ms = timeout_ms;
 	atomic_init(&op->refs, 2);
 	*out = tw_future_retain(op->out);
@@ -1165,7 +1169,7 @@ tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms, tw_future **out)
 		tw_future_release(f);
 	}
 	/* Registered second: a creation answered already is seen here. */
-	if (tw_future_then(r->cf, fetch_created_cb, op) != TW_OK)
+	if (tw_future_then(op->cf, fetch_created_cb, op) != TW_OK)
 		fop_put(op); /* the fetch settles it alone */
 	return TW_OK;
 }
@@ -1526,7 +1530,7 @@ static void proxy_send(tw_future *cf, void *arg)
 {
 	struct proxy_op *op = arg;
 	tw_rref *r = op->r;
-	if (cf != NULL && creation_state(r, cf) != USER_CONFIRMED) {
+	if (cf != NULL && creation_state(&r->id, cf) != USER_CONFIRMED) {
 		tw_future *out = op->out;
 		tw_value_destroy(&op->cargs);
 		free(op);

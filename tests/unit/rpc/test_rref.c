@@ -897,3 +897,153 @@ Test(rref, delete_overtaking_its_remote_call_prevents_the_leak)
 	assert_clean();
 	world_down(true);
 }
+
+/* ---- random schedules ---------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state % n);
+}
+
+/* Seeded schedules of remotes, fetches and releases among three workers
+ * while control messages and their answers are dropped, duplicated, held
+ * and reordered at random. Whatever happens: a fetch that succeeds gets
+ * the right value; every confirmed user's value still exists on its owner
+ * (G1, and nothing freed early); once everything is released and the
+ * retries have run, nothing is owned, used or pending anywhere. */
+Test(rref, random_fault_schedules_keep_g1_and_leave_nothing)
+{
+	static const uint8_t types[] = {
+		TW_MSG_REMOTE_CALL,      TW_MSG_REMOTE_RET,
+		TW_MSG_RREF_FETCH_CALL,  TW_MSG_RREF_FETCH_RET,
+		TW_MSG_RREF_USER_DELETE, TW_MSG_ACK};
+	for (uint64_t seed = 1; seed <= 24; seed++) {
+		rng_state = seed * UINT64_C(0x9E3779B97F4A7C15);
+		world_up(3, NULL);
+		W.drive_step = MS; /* shutdown's drain moves the clock */
+		struct {
+			tw_rref *r;
+			int64_t v;
+		} live[24];
+		struct {
+			tw_future *f;
+			int64_t v;
+		} fs[96];
+		int nlive = 0, nf = 0, ok = 0;
+		bool held[3][3] = {{false}};
+		for (int step = 0; step < 250; step++) {
+			uint32_t x = rnd(3), y = rnd(3);
+			switch (rnd(9)) {
+			case 0:
+			case 1:
+				if (nlive < 24) {
+					live[nlive].v = step;
+					live[nlive].r = remote_int(x, names[y],
+								   "t::inc",
+								   step, 200);
+					nlive++;
+				}
+				break;
+			case 2:
+				if (nlive > 0 && nf < 96) {
+					int i = (int)rnd((uint32_t)nlive);
+					fs[nf].f = fetch(live[i].r, 200);
+					fs[nf++].v = live[i].v + 1;
+				}
+				break;
+			case 3:
+				if (nlive > 0) {
+					int i = (int)rnd((uint32_t)nlive);
+					tw_rref_release(live[i].r);
+					live[i] = live[--nlive];
+				}
+				break;
+			case 4:
+				if (x != y) {
+					uint8_t t = types[rnd(sizeof(types))];
+					if (rnd(2))
+						(void)tw_fake_net_dup_next(
+							W.net, addrs[x],
+							addrs[y], t);
+					else
+						(void)tw_fake_net_drop_next(
+							W.net, addrs[x],
+							addrs[y], t);
+				}
+				break;
+			case 5:
+				if (x != y) {
+					held[x][y] = !held[x][y];
+					if (!held[x][y] && rnd(2))
+						tw_fake_net_reverse(W.net,
+								    addrs[x],
+								    addrs[y]);
+					cr_assert_eq(tw_fake_net_hold(
+							     W.net, addrs[x],
+							     addrs[y],
+							     held[x][y]),
+						     TW_OK);
+				}
+				break;
+			case 6:
+				advance(rnd(3) * 20 * MS);
+				break;
+			default:
+				poll_all();
+				break;
+			}
+		}
+		for (uint32_t a = 0; a < 3; a++)
+			for (uint32_t b = 0; b < 3; b++)
+				if (held[a][b])
+					cr_assert_eq(tw_fake_net_hold(
+							     W.net, addrs[a],
+							     addrs[b], false),
+						     TW_OK);
+		/* Every creation and fetch settles: a fetch sent again once
+		 * its creation was confirmed has its own deadline. */
+		for (int i = 0; i < 3; i++)
+			advance(300 * MS);
+		for (int i = 0; i < nf; i++) {
+			cr_assert(tw_future_done(fs[i].f), "seed %llu fetch %d",
+				  (unsigned long long)seed, i);
+			if (tw_future_status(fs[i].f) == TW_OK) {
+				cr_assert_eq(result_int(fs[i].f), fs[i].v,
+					     "seed %llu",
+					     (unsigned long long)seed);
+				ok++;
+			}
+			tw_future_release(fs[i].f);
+		}
+		for (int i = 0; i < nlive; i++) {
+			if (!tw_rref_confirmed_by_owner(live[i].r))
+				continue;
+			tw_rref_id id = tw_rref_get_id(live[i].r);
+			uint32_t nu, nfp;
+			bool sf;
+			tw_status st = tw_agent_rref_value_users(
+				W.ag[id.owner], id.rref, &nu, &nfp, &sf);
+			cr_assert_eq(st, TW_OK,
+				     "seed %llu: a confirmed user's value is "
+				     "gone from its owner",
+				     (unsigned long long)seed);
+			cr_assert(nu >= 1 || sf);
+			tw_rref_release(live[i].r);
+			live[i].r = NULL;
+		}
+		for (int i = 0; i < nlive; i++)
+			tw_rref_release(live[i].r);
+		/* Lost deletes and acks are sent again, 10 s apart. */
+		for (int i = 0; i < 4; i++)
+			advance(RREF_CTL_TIMEOUT_MS * MS);
+		assert_clean();
+		cr_assert_gt(ok, 0, "seed %llu: some fetch succeeded",
+			     (unsigned long long)seed);
+		world_down(true);
+	}
+}
