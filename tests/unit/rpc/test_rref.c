@@ -918,10 +918,14 @@ static uint32_t rnd(uint32_t n)
  * retries have run, nothing is owned, used or pending anywhere. */
 Test(rref, random_fault_schedules_keep_g1_and_leave_nothing)
 {
-	static const uint8_t types[] = {
-		TW_MSG_REMOTE_CALL,      TW_MSG_REMOTE_RET,
-		TW_MSG_RREF_FETCH_CALL,  TW_MSG_RREF_FETCH_RET,
-		TW_MSG_RREF_USER_DELETE, TW_MSG_ACK};
+	static const uint8_t types[] = {TW_MSG_REMOTE_CALL,
+					TW_MSG_REMOTE_RET,
+					TW_MSG_RREF_FETCH_CALL,
+					TW_MSG_RREF_FETCH_RET,
+					TW_MSG_RREF_USER_DELETE,
+					TW_MSG_ACK,
+					TW_MSG_CALL,
+					TW_MSG_RET};
 	for (uint64_t seed = 1; seed <= 24; seed++) {
 		rng_state = seed * UINT64_C(0x9E3779B97F4A7C15);
 		world_up(3, NULL);
@@ -938,7 +942,7 @@ Test(rref, random_fault_schedules_keep_g1_and_leave_nothing)
 		bool held[3][3] = {{false}};
 		for (int step = 0; step < 250; step++) {
 			uint32_t x = rnd(3), y = rnd(3);
-			switch (rnd(9)) {
+			switch (rnd(10)) {
 			case 0:
 			case 1:
 				if (nlive < 24) {
@@ -992,6 +996,16 @@ Test(rref, random_fault_schedules_keep_g1_and_leave_nothing)
 				break;
 			case 6:
 				advance(rnd(3) * 20 * MS);
+				break;
+			case 7: /* a proxy: t::inc(value) on the owner */
+				if (nlive > 0 && nf < 96) {
+					int i = (int)rnd((uint32_t)nlive);
+					tw_status st = tw_rref_rpc_async(
+						live[i].r, "t::inc", NULL, NULL,
+						200, &fs[nf].f);
+					cr_assert_eq(st, TW_OK);
+					fs[nf++].v = live[i].v + 2;
+				}
 				break;
 			default:
 				poll_all();
