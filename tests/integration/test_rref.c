@@ -5,6 +5,8 @@
  * answers of one RRef travel on different connections. */
 #include "harness.h"
 
+#include <pthread.h>
+
 #include <tensorwire/rref.h>
 
 /* Where a worker is, told by SIGALRM shortly before the harness's group
@@ -246,6 +248,115 @@ static int w_basics(struct h_worker *w)
 Test(rref, remote_to_here_proxies_tensors_no_leak, .timeout = 300)
 {
 	h_run_group(2, w_basics, NULL, NULL, 0);
+}
+
+/* ---- threads: many application threads on two loops ---- */
+
+struct thr_arg {
+	tw_agent *a;
+	int idx;
+	_Atomic int bad;
+};
+
+static void *thr_main(void *p)
+{
+	struct thr_arg *t = p;
+	for (int i = 0; i < 300; i++) {
+		tw_value it[2];
+		tw_value args = h_ints(it, i, t->idx);
+		tw_rref *r;
+		const char *to = (i + t->idx) % 3 ? "w1" : "w0";
+		if (tw_remote(t->a, to, "add", &args, NULL, -1, &r) != TW_OK) {
+			atomic_store(&t->bad, 1);
+			return NULL;
+		}
+		if (i % 2 == 0) {
+			tw_value out, err;
+			tw_status st = tw_rref_to_here(r, 30000, &out, &err);
+			if (st != TW_OK || out.kind != TW_KIND_INT ||
+			    out.u.i != i + t->idx)
+				atomic_store(&t->bad, 1);
+			tw_value_destroy(&out);
+			tw_value_destroy(&err);
+		}
+		if (i % 5 == 0) {
+			tw_value pit[1] = {tw_value_int(1)};
+			tw_value pargs = H_TUPLE(pit);
+			tw_value out, err;
+			tw_status st = tw_rref_rpc_sync(r, "add", &pargs, NULL,
+							30000, &out, &err);
+			if (st != TW_OK || out.u.i != i + t->idx + 1)
+				atomic_store(&t->bad, 1);
+			tw_value_destroy(&out);
+			tw_value_destroy(&err);
+		}
+		tw_rref_release(r);
+	}
+	return NULL;
+}
+
+static int w_threads(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.num_loops = 2;
+	watch(w);
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	phase = "threads";
+	if (w->rank == 0) {
+		pthread_t th[4];
+		struct thr_arg ta[4];
+		for (int i = 0; i < 4; i++) {
+			ta[i].a = a;
+			ta[i].idx = i;
+			atomic_init(&ta[i].bad, 0);
+			W_ASSERT(w,
+				 pthread_create(&th[i], NULL, thr_main,
+						&ta[i]) == 0,
+				 "thread");
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(th[i], NULL);
+			W_ASSERT(w, !atomic_load(&ta[i].bad), "thread %d", i);
+		}
+		struct tw_rref_stats s;
+		uint64_t until = h_now_ms() + 20000;
+		do {
+			h_sleep_ms(2);
+			tw_agent_rref_stats(a, &s);
+		} while ((s.owned != 0 || s.users != 0 ||
+			  tw_agent_outstanding(a) != 0) &&
+			 h_now_ms() < until);
+		W_ASSERT(w, s.owned == 0 && s.users == 0,
+			 "owned %llu users %llu", (unsigned long long)s.owned,
+			 (unsigned long long)s.users);
+		atomic_store(&w->sh->flag[0], 1);
+	} else {
+		W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 40000), "w0 done");
+		struct tw_rref_stats s;
+		uint64_t until = h_now_ms() + 5000;
+		do {
+			tw_agent_rref_stats(a, &s);
+			if (s.owned == 0)
+				break;
+			h_sleep_ms(2);
+		} while (h_now_ms() < until);
+		W_ASSERT(w, s.owned == 0 && s.refused == 0,
+			 "owned %llu refused %llu", (unsigned long long)s.owned,
+			 (unsigned long long)s.refused);
+	}
+	phase = "shutdown";
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s: %s", tw_status_name(st),
+		 tw_errmsg(st));
+	return 0;
+}
+
+Test(rref, four_threads_two_loops, .timeout = 120)
+{
+	h_run_group(2, w_threads, NULL, NULL, 0);
 }
 
 /* ---- the owner killed under its users ---- */
