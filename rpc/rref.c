@@ -65,6 +65,7 @@ struct rref_ctx {
 	uint32_t *tomb_next;
 	uint32_t world;
 	struct tw_rref_stats st;
+	uint32_t nwaits; /* fetches parked over all values */
 	_Atomic uint64_t next_id;
 };
 
@@ -295,6 +296,7 @@ static void owner_value_cb(tw_future *f, void *arg)
 	e->running = false;
 	struct reply_path *waits = e->waits;
 	uint32_t nwait = e->nwait;
+	x->nwaits -= nwait;
 	e->waits = NULL;
 	e->nwait = e->capwait = 0;
 	bool dead = ent_dead(e);
@@ -516,6 +518,15 @@ static void on_fetch(struct agent_loop *l, const struct reply_path *p,
 		tw_future_release(f);
 		return;
 	}
+	if (x->nwaits >= RREF_MAX_FETCH_WAIT_ALL) {
+		uint32_t n = x->nwaits;
+		pthread_mutex_unlock(&x->mu);
+		refuse(p, TW_EBUSY,
+		       "%u fetches already wait on worker '%s' for values not "
+		       "computed yet (RREF_MAX_FETCH_WAIT_ALL)",
+		       n, a->name);
+		return;
+	}
 	if (e->nwait == e->capwait) {
 		uint32_t cap = e->capwait ? e->capwait * 2 : 2;
 		struct reply_path *w = NULL;
@@ -533,6 +544,7 @@ static void on_fetch(struct agent_loop *l, const struct reply_path *p,
 		e->capwait = cap;
 	}
 	e->waits[e->nwait++] = *p;
+	x->nwaits++;
 	pthread_mutex_unlock(&x->mu);
 }
 

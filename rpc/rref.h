@@ -9,13 +9,14 @@
 #include "rpc/agent_impl.h"
 
 /* Bounds on what peers make an owner hold (docs/limits.md). */
-#define RREF_MAX_OWNED 65536u     /* owned values per agent */
-#define RREF_MAX_PER_PEER 16384u  /* of them created by one peer */
-#define RREF_MAX_USERS 4096u      /* user forks recorded per value */
-#define RREF_MAX_FETCH_WAIT 1024u /* fetches parked per value */
-#define RREF_BUCKETS 4096u        /* owner table buckets (power of two) */
-#define RREF_CTL_TIMEOUT_MS 10000 /* each try of a control message */
-#define RREF_TOMBSTONES 256u      /* deletes remembered per creator */
+#define RREF_MAX_OWNED 65536u          /* owned values per agent */
+#define RREF_MAX_PER_PEER 16384u       /* of them created by one peer */
+#define RREF_MAX_USERS 4096u           /* user forks recorded per value */
+#define RREF_MAX_FETCH_WAIT 1024u      /* fetches parked per value */
+#define RREF_MAX_FETCH_WAIT_ALL 65536u /* ... over all values */
+#define RREF_BUCKETS 4096u             /* owner table buckets (power of two) */
+#define RREF_CTL_TIMEOUT_MS 10000      /* each try of a control message */
+#define RREF_TOMBSTONES 256u           /* deletes remembered per creator */
 
 /* Agent init (a->o known) and teardown (loops stopped). */
 tw_status rref_ctx_init(tw_agent *a);

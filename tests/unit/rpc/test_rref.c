@@ -1061,3 +1061,49 @@ Test(rref, random_fault_schedules_keep_g1_and_leave_nothing)
 		world_down(true);
 	}
 }
+
+/* Fetches parked on a value still being computed are bounded per value:
+ * the one past RREF_MAX_FETCH_WAIT is refused with TW_EBUSY, the others
+ * are answered once the value exists. */
+Test(rref, parked_fetches_are_bounded)
+{
+	world_up(2, NULL);
+	atomic_store(&block_gate, 0);
+	atomic_store(&block_runs, 0);
+	tw_rref *r = remote_int(0, "B", "t::block", 5, 0);
+	POLL_UNTIL(atomic_load(&block_runs) == 1);
+	enum { N = RREF_MAX_FETCH_WAIT + 1 };
+	static tw_future *f[N];
+	for (int i = 0; i < N; i++) {
+		f[i] = fetch(r, 0);
+		if (i % 64 == 63)
+			settle();
+	}
+	settle();
+	int busy = 0, pending = 0, refused = -1;
+	for (int i = 0; i < N; i++) {
+		if (!tw_future_done(f[i])) {
+			pending++;
+		} else {
+			cr_assert_not_null(failure(f[i], TW_EBUSY));
+			busy++;
+			refused = i;
+		}
+	}
+	cr_assert_eq(busy, 1);
+	cr_assert_eq(pending, RREF_MAX_FETCH_WAIT);
+	atomic_store(&block_gate, 1);
+	for (int i = 0; i < N; i++) {
+		if (i == refused) {
+			tw_future_release(f[i]);
+			continue;
+		}
+		POLL_UNTIL(tw_future_done(f[i]));
+		cr_assert_eq(result_int(f[i]), 5);
+		tw_future_release(f[i]);
+	}
+	tw_rref_release(r);
+	settle();
+	assert_clean();
+	world_down(true);
+}
