@@ -237,6 +237,7 @@ void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out)
 	struct rref_ctx *x = a->rref;
 	pthread_mutex_lock(&x->mu);
 	*out = x->st;
+	out->waiting = x->nwaits;
 	pthread_mutex_unlock(&x->mu);
 }
 
@@ -364,9 +365,10 @@ static struct owner_ent *ent_new(tw_agent *a, tw_guid id, uint32_t creator,
 /* Run fn(args, kwargs) as a call to self and make its future e's value.
  * e is in the table, running; not under x->mu. */
 static tw_future *resolve(tw_agent *a, const tw_value *cargs, uint32_t caller,
-			  tw_status *st);
-static void prun_start(tw_agent *a, tw_future *val, const tw_value *cargs,
-		       tw_future *out);
+			  tw_status *st, bool *counted);
+static void prun_start(tw_agent *a, tw_future *val, bool counted,
+		       const tw_value *cargs, tw_future *out);
+static void waits_put(tw_agent *a, bool counted);
 
 static void ent_start(struct owner_ent *e, const char *fn, const tw_value *args,
 		      const tw_value *kwargs, uint32_t caller)
@@ -377,11 +379,14 @@ static void ent_start(struct owner_ent *e, const char *fn, const tw_value *args,
 	if (strcmp(fn, TW_RREF_CALL_FN) == 0) {
 		/* A proxy's remote(): the RRef it names is read now, while
 		 * its holder still holds it (it waits for our REMOTE_RET). */
-		tw_future *val = resolve(a, args, caller, &st);
-		if (val != NULL && (st = tw_future_create(&f)) == TW_OK)
-			prun_start(a, val, args, f);
-		else if (val != NULL)
+		bool counted;
+		tw_future *val = resolve(a, args, caller, &st, &counted);
+		if (val != NULL && (st = tw_future_create(&f)) == TW_OK) {
+			prun_start(a, val, counted, args, f);
+		} else if (val != NULL) {
+			waits_put(a, counted);
 			tw_future_release(val);
+		}
 	} else {
 		st = call_self_async(a, fn, args, kwargs, &f);
 	}
@@ -1302,8 +1307,9 @@ tw_rref_id tw_rref_get_id(const tw_rref *r)
  * kwargs), owned here and held by caller: its value's future, retained.
  * NULL with a reason (TW_EINVAL). */
 static tw_future *resolve(tw_agent *a, const tw_value *cargs, uint32_t caller,
-			  tw_status *st)
+			  tw_status *st, bool *counted)
 {
+	*counted = false;
 	if (cargs->kind != TW_KIND_TUPLE || cargs->len != 4 ||
 	    cargs->u.items[0].kind != TW_KIND_RREF ||
 	    cargs->u.items[1].kind != TW_KIND_STRING ||
@@ -1323,12 +1329,25 @@ static tw_future *resolve(tw_agent *a, const tw_value *cargs, uint32_t caller,
 				 guid_eq(id.fork, id.rref)));
 	tw_future *f = NULL;
 	bool starting = ok && e->val == NULL;
-	if (ok && !starting)
+	/* A call that will wait for the value counts with the parked
+	 * fetches (prun_go uncounts it). */
+	bool full = ok && !starting && !tw_future_done(e->val) &&
+		    x->nwaits >= RREF_MAX_FETCH_WAIT_ALL;
+	if (ok && !starting && !full) {
 		f = tw_future_retain(e->val);
-	else
+		if (!tw_future_done(f))
+			x->nwaits++, *counted = true;
+	} else if (!full) {
 		x->st.refused++;
+	}
 	pthread_mutex_unlock(&x->mu);
-	if (starting)
+	if (full)
+		*st = tw_fail(TW_EBUSY,
+			      "%u calls and fetches already wait on worker "
+			      "'%s' for values not computed yet "
+			      "(RREF_MAX_FETCH_WAIT_ALL)",
+			      RREF_MAX_FETCH_WAIT_ALL, a->name);
+	else if (starting)
 		/* Only a holder that did not wait for its confirmation. */
 		*st = tw_fail(TW_EBUSY,
 			      TW_RREF_CALL_FN " from worker '%s': " ID_FMT
@@ -1346,12 +1365,14 @@ static tw_future *resolve(tw_agent *a, const tw_value *cargs, uint32_t caller,
 
 struct prun {
 	tw_agent *a;
+	bool counted; /* in the agent's waiting count until the value */
 	tw_future *val, *out;
 	tw_value fn, args, kwargs; /* owned copies */
 };
 
 static void prun_free(struct prun *pr)
 {
+	waits_put(pr->a, pr->counted);
 	tw_future_release(pr->val);
 	tw_future_release(pr->out);
 	tw_value_destroy(&pr->fn);
@@ -1372,6 +1393,8 @@ static void prun_go(tw_future *val, void *arg)
 {
 	struct prun *pr = arg;
 	tw_agent *a = pr->a;
+	waits_put(a, pr->counted); /* no longer waiting */
+	pr->counted = false;
 	if (tw_future_status(val) != TW_OK) {
 		relay(val, pr->out, a->rank);
 		prun_free(pr);
@@ -1410,13 +1433,25 @@ static void prun_go(tw_future *val, void *arg)
 /* Complete out with fn(value of val, *args, **kwargs) run here, once val
  * is done. Takes val's reference. args, kwargs and fn (cargs[1..3]) are
  * copied. */
-static void prun_start(tw_agent *a, tw_future *val, const tw_value *cargs,
-		       tw_future *out)
+/* Uncount a call that waited for a value (resolve counted it). */
+static void waits_put(tw_agent *a, bool counted)
+{
+	if (!counted)
+		return;
+	struct rref_ctx *x = a->rref;
+	pthread_mutex_lock(&x->mu);
+	x->nwaits--;
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void prun_start(tw_agent *a, tw_future *val, bool counted,
+		       const tw_value *cargs, tw_future *out)
 {
 	struct prun *pr = calloc(1, sizeof(*pr));
 	tw_status st = pr != NULL ? TW_OK : TW_ENOMEM;
 	if (st == TW_OK) {
 		pr->a = a;
+		pr->counted = counted;
 		pr->val = val;
 		pr->out = tw_future_retain(out);
 		st = tw_value_clone(&pr->fn, &cargs->u.items[1]);
@@ -1428,10 +1463,12 @@ static void prun_start(tw_agent *a, tw_future *val, const tw_value *cargs,
 	if (st != TW_OK) {
 		tw_future_fail(out, TW_ENOMEM, a->rank,
 			       "no memory for a call on an RRef");
-		if (pr != NULL)
+		if (pr != NULL) {
 			prun_free(pr);
-		else
+		} else {
+			waits_put(a, counted);
 			tw_future_release(val);
+		}
 		return;
 	}
 	if (tw_future_then(val, prun_go, pr) != TW_OK) {
@@ -1451,15 +1488,17 @@ static tw_status rref_call_handler(tw_call_ctx *ctx, const tw_value *args,
 	(void)result;
 	tw_agent *a = arg;
 	tw_status st;
-	tw_future *val = resolve(a, args, tw_call_caller(ctx), &st);
+	bool counted;
+	tw_future *val = resolve(a, args, tw_call_caller(ctx), &st, &counted);
 	if (val == NULL)
 		return st;
 	tw_future *out;
 	if ((st = tw_future_create(&out)) != TW_OK) {
+		waits_put(a, counted);
 		tw_future_release(val);
 		return st;
 	}
-	prun_start(a, val, args, out);
+	prun_start(a, val, counted, args, out);
 	tw_call_defer(ctx, out);
 	tw_future_release(out);
 	return TW_OK;

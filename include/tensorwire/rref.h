@@ -135,6 +135,8 @@ struct tw_rref_stats {
 	uint64_t pending_users; /* of them, not confirmed yet */
 	uint64_t deletes_sent, deletes_received;
 	uint64_t refused; /* RRef frames with unknown or foreign ids */
+	uint64_t waiting; /* fetches and proxy calls waiting, on this
+			   * owner, for values not computed yet */
 };
 void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out);
 /* Owner side, one value: its user forks recorded, its forks in flight, and

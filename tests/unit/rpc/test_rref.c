@@ -44,6 +44,7 @@ static void assert_clean(void)
 		cr_assert_eq(s.forks_pending, 0, "%s", names[i]);
 		cr_assert_eq(s.users, 0, "%s", names[i]);
 		cr_assert_eq(s.pending_users, 0, "%s", names[i]);
+		cr_assert_eq(s.waiting, 0, "%s", names[i]);
 	}
 }
 
@@ -210,12 +211,18 @@ Test(rref, fetch_waits_for_a_function_still_running)
 	tw_rref *r = remote_int(0, "B", "t::block", 7, 0);
 	POLL_UNTIL(atomic_load(&block_runs) == 1);
 	tw_future *f = fetch(r, 0);
+	tw_future *pf = NULL;
+	cr_assert_eq(tw_rref_rpc_async(r, "t::inc", NULL, NULL, 0, &pf), TW_OK);
 	settle();
 	cr_assert_not(tw_future_done(f), "parked on the owner");
+	cr_assert_eq(rstats(1).waiting, 2, "the fetch and the proxy call");
 	atomic_store(&block_gate, 1);
 	POLL_UNTIL(tw_future_done(f));
 	cr_assert_eq(result_int(f), 7);
+	POLL_UNTIL(tw_future_done(pf));
+	cr_assert_eq(result_int(pf), 8);
 	tw_future_release(f);
+	tw_future_release(pf);
 	tw_rref_release(r);
 	settle();
 	assert_clean();
@@ -1092,6 +1099,7 @@ Test(rref, parked_fetches_are_bounded)
 	}
 	cr_assert_eq(busy, 1);
 	cr_assert_eq(pending, RREF_MAX_FETCH_WAIT);
+	cr_assert_eq(rstats(1).waiting, RREF_MAX_FETCH_WAIT);
 	atomic_store(&block_gate, 1);
 	for (int i = 0; i < N; i++) {
 		if (i == refused) {
