@@ -234,6 +234,11 @@ void rref_ctx_fini(tw_agent *a)
 
 void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out)
 {
+	if (out == NULL)
+		return;
+	memset(out, 0, sizeof(*out));
+	if (a == NULL || a->rref == NULL)
+		return;
 	struct rref_ctx *x = a->rref;
 	pthread_mutex_lock(&x->mu);
 	*out = x->st;

@@ -138,6 +138,7 @@ struct tw_rref_stats {
 	uint64_t waiting; /* fetches and proxy calls waiting, on this
 			   * owner, for values not computed yet */
 };
+/* All zero for a NULL agent. */
 void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out);
 /* Owner side, one value: its user forks recorded, its forks in flight, and
  * whether the owner's own handle is alive. TW_ENOENT (with a reason) when
