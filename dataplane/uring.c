@@ -52,8 +52,8 @@ void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size)
 		.asm_worker_bytes = 4 * URING_FRAME_DEFAULT_MAX,
 		.asm_host_bytes = 2 * URING_FRAME_DEFAULT_MAX,
 		.stall_timeout_ms = 30000,
-		.max_conns_per_host = 64,
-		.max_conns = 1024,
+		.max_conns_per_host = 512,
+		.max_conns = 2048,
 		.user_timeout_ms = 30000,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));

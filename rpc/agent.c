@@ -46,8 +46,8 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.executor_threads = 2;
 	d.transport = NULL; /* "uring", or what transport_opts names */
 	d.transport_opts = NULL;
-	d.max_unauth_per_host = 8;
-	d.max_unauth = 64;
+	d.max_unauth_per_host = 64;
+	d.max_unauth = 256;
 	d.auth_timeout_ms = 10000;
 	d.max_tensor_elems = UINT64_C(1) << 28;
 	d.max_tensor_bytes = UINT64_C(1) << 30;
@@ -385,13 +385,15 @@ static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 	if (cs == NULL && (cs = conn_new(l, c, false, -1)) == NULL)
 		return false;
 	if (st == TW_EVERSION) {
-		if (h->type != TW_MSG_EXCEPTION) {
-			snprintf(msg, sizeof(msg),
-				 "wire version %u not supported; worker '%s' "
-				 "speaks %u",
-				 h->version, l->a->name, TW_FRAME_VERSION);
+		snprintf(msg, sizeof(msg),
+			 "wire version %u not supported; worker '%s' speaks %u",
+			 h->version, l->a->name, TW_FRAME_VERSION);
+		if (!cs->authed)
+			/* A newer peer's first frame is its HELLO: it hears
+			 * why, outside the handshake. */
+			pauth_refuse(l, cs, h, TW_EVERSION, msg);
+		else if (h->type != TW_MSG_EXCEPTION)
 			serve_reject(l, cs, h, TW_EVERSION, msg);
-		}
 		return false;
 	}
 	/* Before the handshake only AUTH frames fit (peer_auth.c): a

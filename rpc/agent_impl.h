@@ -390,7 +390,7 @@ void conn_close_later(struct conn_state *cs);
 #define PAUTH_RX_MAX 1024u /* AUTH frames and an EXCEPTION with a reason */
 /* A member's PROOF follows its HELLO by one round trip: a connection whose
  * HELLO came more recently than this is not evicted. */
-#define PAUTH_HELLO_GRACE_MS 1000u
+#define PAUTH_HELLO_GRACE_MS 250u
 
 /* Agent init: the unauthenticated-connection table. TW_ENOMEM. */
 tw_status pauth_init(tw_agent *a);
@@ -406,6 +406,11 @@ void pauth_connected(struct agent_loop *l, struct conn_state *cs);
 /* A frame on a connection not yet authenticated (or failed). */
 void pauth_on_frame(struct agent_loop *l, struct conn_state *cs,
 		    const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
+/* A frame refused on a connection not yet authenticated (a newer wire
+ * version): answered EXCEPTION(kind, msg) to its src and req_id unless it
+ * was an EXCEPTION, the handshake failed, cs closed once that left. */
+void pauth_refuse(struct agent_loop *l, struct conn_state *cs,
+		  const tw_frame_hdr *h, tw_status kind, const char *msg);
 /* cs is going: free its handshake state (conn_remove). */
 void pauth_conn_gone(struct agent_loop *l, struct conn_state *cs);
 /* An authenticated connection's frame whose src or dst is not the bound

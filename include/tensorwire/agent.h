@@ -80,7 +80,11 @@ struct tw_agent_opts {
 	 * same one. Without any, connections still bind to a worker id but
 	 * anyone who can reach the ports can join and call: tw_agent_init
 	 * then refuses to serve on anything but a loopback address unless
-	 * insecure is set. Read during tw_agent_init only.
+	 * insecure is set. An empty secret, given any of these ways, is
+	 * refused (unset it to run without one). Make it long and random
+	 * (32 random bytes, e.g. `head -c 32 /dev/urandom | base64`): one
+	 * handshake, which anyone who reaches a port can get, lets an
+	 * attacker test guesses offline. Read during tw_agent_init only.
 	 */
 	const char *secret;
 	const char *secret_file;
@@ -112,7 +116,7 @@ struct tw_agent_opts {
 	 * max_unauth in all, across the loops. A new connection that finds
 	 * a bound full evicts, on its own run loop, the connection of that
 	 * host (for the total: of any host) that has been silent longest,
-	 * else the oldest whose HELLO came over a second ago; one that just
+	 * else the oldest whose HELLO came over 250 ms ago; one that just
 	 * sent its HELLO is mid-handshake and kept (members send theirs at
 	 * once, and finish in 1.5 round trips). With none to evict (all
 	 * young, or on other run loops: a loop closes only its own) the new
@@ -123,7 +127,11 @@ struct tw_agent_opts {
 	 * outbound one too: its calls then fail with TW_EUNREACHABLE); there
 	 * is no shorter deadline for the first frame: eviction already takes
 	 * the silent ones first, and a shorter one would cut off members on
-	 * a loaded host for nothing. Defaults 8, 64 and 10000; 0 is refused.
+	 * a loaded host for nothing. A stranger who keeps sending fresh
+	 * HELLOs (no secret needed for that) at more than the bound every
+	 * 250 ms can still crowd members out of their first connection.
+	 * Defaults 64, 256 and 10000 (a same-host group of 64 workers
+	 * connecting at once fits); 0 is refused.
 	 * Counted in tw_agent_stats (auth_refused, auth_evicted,
 	 * auth_timeouts). */
 	uint32_t max_unauth_per_host;

@@ -97,9 +97,11 @@ struct tw_uring_opts {
 				    * (default 30000; 0 = never) */
 	uint32_t max_conns_per_host; /* accepted connections from one
 				      * peer host; more are closed at once
-				      * (default 64) */
+				      * (default 512: on loopback every
+				      * worker of a same-host group is one
+				      * host) */
 	uint32_t max_conns;          /* ... from all hosts, all loops
-				      * together (default 1024) */
+				      * together (default 2048) */
 	uint32_t user_timeout_ms;    /* TCP_USER_TIMEOUT and keepalive
 				      * (idle half of it, then 3 probes):
 				      * a vanished peer host fails the
