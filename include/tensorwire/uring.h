@@ -91,8 +91,9 @@ struct tw_uring_opts {
 				    * big frames. */
 	uint64_t asm_host_bytes;     /* ... of them from one peer host
 				    * (default 2 GiB + 128 KiB) */
-	uint32_t stall_timeout_ms;   /* a partial frame that makes no
-				    * progress this long closes its
+	uint32_t stall_timeout_ms;   /* a partial frame that moves less
+				    * than 64 KiB in this long (a byte now
+				    * and then is no progress) closes its
 				    * connection with TW_ETIMEDOUT
 				    * (default 30000; 0 = never) */
 	uint32_t max_conns_per_host; /* accepted connections from one
