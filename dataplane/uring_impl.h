@@ -28,6 +28,8 @@
 #define BATCH_BYTES_MAX (1ull << 30) /* cqe->res is an int */
 #define RECV_CHUNK_MAX (1u << 30)
 #define HOT_MAX 16u /* busy-polled connections, at most */
+/* Keepalive probing is derived from user_timeout_ms, capped at this. */
+#define KEEPALIVE_MAX_MS 30000u
 /* A partial frame that moves fewer bytes than this in stall_timeout_ms is
  * stalled (urx_sweep): 2 KiB/s at the default, far below any real link. */
 #define STALL_MIN_BYTES (64u << 10)

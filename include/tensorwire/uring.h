@@ -103,11 +103,16 @@ struct tw_uring_opts {
 				      * host) */
 	uint32_t max_conns;          /* ... from all hosts, all loops
 				      * together (default 2048) */
-	uint32_t user_timeout_ms;    /* TCP_USER_TIMEOUT and keepalive
-				      * (idle half of it, then 3 probes):
-				      * a vanished peer host fails the
-				      * connection within about this long
-				      * (default 30000; 0 = the system's) */
+	uint32_t user_timeout_ms;    /* TCP_USER_TIMEOUT: a vanished peer
+				      * host fails a connection with data
+				      * in flight within this long, an idle
+				      * one by keepalive within about
+				      * min(this, 30 s). Linux applies it to
+				      * a zero window too: a connection the
+				      * peer pauses (backpressure) longer
+				      * than this fails, so keep it above
+				      * the longest pause you accept
+				      * (default 300000; 0 = the system's) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

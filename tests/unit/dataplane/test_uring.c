@@ -1425,7 +1425,7 @@ Test(uring, hardening_opts_checked)
 	cr_assert_eq(o.stall_timeout_ms, 30000);
 	cr_assert_eq(o.max_conns_per_host, 512);
 	cr_assert_eq(o.max_conns, 2048);
-	cr_assert_eq(o.user_timeout_ms, 30000);
+	cr_assert_eq(o.user_timeout_ms, 300000);
 	cr_assert_eq(tw_uring_opts_check(&o), TW_OK);
 	for (int i = 0; i < 6; i++) {
 		o = default_opts();
