@@ -55,6 +55,7 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.loop_work_max = UINT64_C(1) << 16;
 	d.reply_backlog_max = 1024;
 	d.reply_backlog_bytes = UINT64_C(64) << 20;
+	d.exec_per_peer_max = TW_EXEC_PER_PEER_AUTO;
 	d.max_frame = (UINT64_C(1) << 30) + (UINT64_C(64) << 10);
 	d.shutdown_timeout_ms = 60000;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
@@ -700,6 +701,7 @@ static void agent_free(tw_agent *a)
 		if (l->loop != NULL)
 			tw_loop_destroy(l->loop);
 		free(l->out);
+		free(l->peers);
 		pend_fini(&l->pend);
 	}
 	/* An embedded owner whose init failed before teardown_final ran. */
@@ -866,7 +868,11 @@ static tw_status start_loops(tw_agent *a)
 		l->fault.delay_type = a->o.fault_delay_type;
 		l->fault.delay_ns = a->o.fault_delay_ms * 1000000u;
 		l->out = calloc(a->world, sizeof(*l->out));
-		if (l->out == NULL || pend_init(&l->pend, 1024) != 0)
+		l->peers = calloc(a->world, sizeof(*l->peers));
+		for (uint32_t w = 0; l->peers != NULL && w < a->world; w++)
+			STAILQ_INIT(&l->peers[w].wait);
+		if (l->out == NULL || l->peers == NULL ||
+		    pend_init(&l->pend, 1024) != 0)
 			return tw_fail(TW_ENOMEM,
 				       "out of memory for run loop "
 				       "%u's tables",
@@ -947,6 +953,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	tw_status st = check_opts(&o);
 	if (st != TW_OK)
 		return st;
+	if (o.exec_per_peer_max == TW_EXEC_PER_PEER_AUTO)
+		o.exec_per_peer_max = 2 * o.executor_threads;
 	const struct tw_transport_provider *tp = NULL;
 	st = pick_transport(&o, &tp);
 	if (st != TW_OK)

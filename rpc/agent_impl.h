@@ -116,13 +116,9 @@ struct conn_state {
 	tw_status fail_kind;    /* with fail_msg: why calls on it fail */
 	char *fail_msg;         /* NULL: "unreachable" */
 	struct call_list calls; /* pending calls sent on it */
-	/* What this connection's peer has this worker hold (serve.c): its
-	 * calls queued for or running on the executor (their frames pinned)
-	 * and the replies to it handed to conn_send and not yet done. Past
-	 * the agent's bound reading stops (rx_paused) until it drains. */
-	uint32_t backlog_calls;
+	/* Reading stopped: its peer's backlog on this loop is over the
+	 * bound (serve.c, struct peer_load). */
 	bool rx_paused;
-	uint64_t backlog_bytes;
 	STAILQ_HEAD(, tx) backlog;    /* sends waiting for queue room */
 	STAILQ_HEAD(, tx) held;       /* sends waiting for the handshake */
 	TAILQ_ENTRY(conn_state) link; /* in its loop's connections */
@@ -166,12 +162,32 @@ struct reply {
 	uint64_t req_id;
 	bool local;
 	bool encoded;
-	struct conn_state *cs; /* sent on it (counted in its backlog) */
+	struct conn_state *cs; /* sent on it */
+	int64_t peer;          /* counted in l->peers[peer]; -1: not */
 	tw_status st;          /* local */
 	tw_value val;          /* local: owned result or error value */
 	STAILQ_ENTRY(reply)
 	retry_link; /* waiting to be posted (target
 		     * ring full) */
+};
+
+/* What one peer (worker id) has this worker hold on one loop (serve.c),
+ * over all its connections on the loop: its calls waiting for, queued for
+ * or running on the executor (their frames pinned) and the replies to it
+ * handed to conn_send and not yet done. Past the agent's bound every one
+ * of the peer's connections on the loop stops reading (rx_paused) until
+ * it drains. exec: its calls admitted to the executor, at most
+ * exec_per_peer_max, and only while what it holds besides wait is within
+ * reply_backlog_bytes; the rest wait in wait, in order. */
+struct srv_job;
+struct peer_load {
+	uint64_t bytes;
+	uint64_t wait_bytes; /* of bytes, the frames in wait */
+	uint32_t calls;
+	uint32_t exec;
+	bool paused;
+	bool admitting; /* inside admit_waiting */
+	STAILQ_HEAD(, srv_job) wait;
 };
 
 struct agent_loop {
@@ -185,6 +201,7 @@ struct agent_loop {
 	char addr[TW_ADDR_MAX];
 	/* Loop thread only from here. */
 	struct conn_state **out; /* world entries: our connection per worker */
+	struct peer_load *peers; /* world entries: backlog per worker */
 	TAILQ_HEAD(, conn_state) conns; /* every live connection */
 	uint32_t nconns;
 	uint32_t nbacklog; /* connections with a backlog */

@@ -160,15 +160,20 @@ struct tw_agent_opts {
 	 * runs on the executor (executor_threads), never on a run loop, so
 	 * other calls keep their latency; 0 = every builtin on the loop. */
 	uint64_t loop_work_max;
-	/* Backpressure per connection: what a peer has this worker hold
-	 * for it — replies waiting to be sent on its connection (the peer
-	 * does not read them) and its calls queued for or running on the
-	 * executor (their frames stay in memory) — at most
-	 * reply_backlog_max (default 1024) calls and reply_backlog_bytes
-	 * (default 64 MiB) frame bytes: past either this worker stops
-	 * reading calls from that connection (TCP flow control stops the
-	 * peer) and reads again once the backlog is under half of both.
-	 * Counted in tw_agent_stats.rx_pauses. 0 = no bound. */
+	/* Backpressure per peer (worker) and run loop: what a peer has
+	 * this worker hold for it over all its connections on one loop —
+	 * replies waiting to be sent to it (the peer does not read them;
+	 * a reply's whole frame counts from when it is queued) and its
+	 * calls waiting for, queued for or running on the executor (their
+	 * frames stay in memory) — at most reply_backlog_max (default
+	 * 1024) calls and reply_backlog_bytes (default 64 MiB) frame
+	 * bytes: past either this worker stops reading calls from every
+	 * connection of that peer on that loop (TCP flow control stops
+	 * the peer) and reads again once the backlog is under half of
+	 * both. A peer's connections spread over num_loops loops, so its
+	 * bound is num_loops times these. Counted in
+	 * tw_agent_stats.rx_pauses (once per connection paused). 0 = no
+	 * bound. */
 	uint32_t reply_backlog_max;
 	uint64_t reply_backlog_bytes;
 	/* Largest frame (header, tensors and all) this worker sends or
@@ -193,7 +198,22 @@ struct tw_agent_opts {
 	 * so one silent worker holds every other's shutdown forever). 0 = no
 	 * deadline, as in torch; negative is refused. */
 	int64_t shutdown_timeout_ms;
+	/* Calls of one peer (worker) admitted to the executor at once, per
+	 * run loop: blocking handlers and builtins offloaded past
+	 * loop_work_max. Each may make a result of up to max_tensor_bytes
+	 * before its reply counts in the backlog above, so past this many
+	 * the peer's further calls wait (still counted in its backlog) and
+	 * this worker stops reading that peer on that loop until one
+	 * finishes. What one peer can make this worker hold on one loop is
+	 * then about (exec_per_peer_max + 1) * max_tensor_bytes +
+	 * reply_backlog_bytes (results being made, the reply that crosses
+	 * the bound, the backlog), times num_loops for the worker. Default
+	 * TW_EXEC_PER_PEER_AUTO: 2 * executor_threads; 0 = no cap. */
+	uint32_t exec_per_peer_max;
 };
+
+/* tw_agent_opts.exec_per_peer_max's default: 2 * executor_threads. */
+#define TW_EXEC_PER_PEER_AUTO UINT32_MAX
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
 
