@@ -52,9 +52,9 @@ void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size)
 		.asm_worker_bytes = 4 * URING_FRAME_DEFAULT_MAX,
 		.asm_host_bytes = 2 * URING_FRAME_DEFAULT_MAX,
 		.stall_timeout_ms = 30000,
-		.max_conns_per_host = 64,
-		.max_conns = 1024,
-		.user_timeout_ms = 30000,
+		.max_conns_per_host = 512,
+		.max_conns = 2048,
+		.user_timeout_ms = 300000,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
@@ -171,10 +171,14 @@ static void sock_setup(struct ut *t, int fd)
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	if (t->o.user_timeout_ms != 0) {
 		/* A vanished host: unacked data fails the connection after
-		 * user_timeout_ms, and an idle one is probed from half of it
-		 * (3 probes a sixth apart) to fail about as soon. */
+		 * user_timeout_ms; an idle one is probed from half of it, or
+		 * of 30 s if less (3 probes a sixth apart), to fail sooner.
+		 * Linux applies the user timeout to a zero window too: a
+		 * connection its peer pauses (backpressure) longer than this
+		 * fails, hence a default well above any sane pause. */
 		unsigned ut = t->o.user_timeout_ms;
-		int idle = (int)(ut / 2000), intvl = (int)(ut / 6000), cnt = 3;
+		unsigned ka = ut < KEEPALIVE_MAX_MS ? ut : KEEPALIVE_MAX_MS;
+		int idle = (int)(ka / 2000), intvl = (int)(ka / 6000), cnt = 3;
 		if (idle < 1)
 			idle = 1;
 		if (intvl < 1)

@@ -28,6 +28,11 @@
 #define BATCH_BYTES_MAX (1ull << 30) /* cqe->res is an int */
 #define RECV_CHUNK_MAX (1u << 30)
 #define HOT_MAX 16u /* busy-polled connections, at most */
+/* Keepalive probing is derived from user_timeout_ms, capped at this. */
+#define KEEPALIVE_MAX_MS 30000u
+/* A partial frame that moves fewer bytes than this in stall_timeout_ms is
+ * stalled (urx_sweep): 2 KiB/s at the default, far below any real link. */
+#define STALL_MIN_BYTES (64u << 10)
 /* Batches up to this size go out as one contiguous copy (see tx_pick). */
 #define GATHER_COPY_MAX 4096u
 /* Contiguous sends up to this size try a direct send first. */
@@ -147,6 +152,7 @@ struct uconn {
 	TAILQ_ENTRY(uconn) wait_link; /* in t->waiters while HOLD_ROOM */
 	/* Stall check: bytes received, and at the last sweep. */
 	uint64_t rx_n, stall_mark, stall_since;
+	bool stall_watched; /* urx_sweep: a stall window is open */
 	struct tw_timer linger_tm;
 	/* Busy polling (uring_rx.c). */
 	bool hot;             /* in t->hot: busy-polled while active */

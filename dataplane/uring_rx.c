@@ -583,9 +583,16 @@ void urx_sweep(struct tw_timer *tm, void *arg)
 	struct uconn *c;
 	TAILQ_FOREACH(c, &t->conns, link)
 	{
+		/* A partial frame must move STALL_MIN_BYTES per window (or
+		 * end): a byte now and then (slowloris) would otherwise hold
+		 * its reserved assembly bytes for ever. */
 		bool partial = c->rx.hdr_have != 0 || c->rx.skip != 0;
-		if (!partial || c->closing || c->rx_hold != 0 ||
-		    c->rx_n != c->stall_mark) {
+		bool watch = partial && !c->closing && c->rx_hold == 0;
+		if (!watch || !c->stall_watched ||
+		    c->rx_n - c->stall_mark >= STALL_MIN_BYTES) {
+			/* A window starts: at the first sweep that sees the
+			 * frame partial, and after each STALL_MIN_BYTES. */
+			c->stall_watched = watch;
 			c->stall_mark = c->rx_n;
 			c->stall_since = now;
 			continue;

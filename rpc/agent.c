@@ -47,8 +47,8 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.executor_threads = 2;
 	d.transport = NULL; /* "uring", or what transport_opts names */
 	d.transport_opts = NULL;
-	d.max_unauth_per_host = 8;
-	d.max_unauth = 64;
+	d.max_unauth_per_host = 64;
+	d.max_unauth = 256;
 	d.auth_timeout_ms = 10000;
 	d.max_tensor_elems = UINT64_C(1) << 28;
 	d.max_tensor_bytes = UINT64_C(1) << 30;
@@ -56,6 +56,7 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.loop_work_max = UINT64_C(1) << 16;
 	d.reply_backlog_max = 1024;
 	d.reply_backlog_bytes = UINT64_C(64) << 20;
+	d.exec_per_peer_max = TW_EXEC_PER_PEER_AUTO;
 	d.max_frame = (UINT64_C(1) << 30) + (UINT64_C(64) << 10);
 	d.shutdown_timeout_ms = 60000;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
@@ -382,13 +383,15 @@ static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 	if (cs == NULL && (cs = conn_new(l, c, false, -1)) == NULL)
 		return false;
 	if (st == TW_EVERSION) {
-		if (h->type != TW_MSG_EXCEPTION) {
-			snprintf(msg, sizeof(msg),
-				 "wire version %u not supported; worker '%s' "
-				 "speaks %u",
-				 h->version, l->a->name, TW_FRAME_VERSION);
+		snprintf(msg, sizeof(msg),
+			 "wire version %u not supported; worker '%s' speaks %u",
+			 h->version, l->a->name, TW_FRAME_VERSION);
+		if (!cs->authed)
+			/* A newer peer's first frame is its HELLO: it hears
+			 * why, outside the handshake. */
+			pauth_refuse(l, cs, h, TW_EVERSION, msg);
+		else if (h->type != TW_MSG_EXCEPTION)
 			serve_reject(l, cs, h, TW_EVERSION, msg);
-		}
 		return false;
 	}
 	/* Before the handshake only AUTH frames fit (peer_auth.c): a
@@ -699,6 +702,7 @@ static void agent_free(tw_agent *a)
 		if (l->loop != NULL)
 			tw_loop_destroy(l->loop);
 		free(l->out);
+		free(l->peers);
 		pend_fini(&l->pend);
 	}
 	/* An embedded owner whose init failed before teardown_final ran. */
@@ -866,7 +870,11 @@ static tw_status start_loops(tw_agent *a)
 		l->fault.delay_type = a->o.fault_delay_type;
 		l->fault.delay_ns = a->o.fault_delay_ms * 1000000u;
 		l->out = calloc(a->world, sizeof(*l->out));
-		if (l->out == NULL || pend_init(&l->pend, 1024) != 0)
+		l->peers = calloc(a->world, sizeof(*l->peers));
+		for (uint32_t w = 0; l->peers != NULL && w < a->world; w++)
+			STAILQ_INIT(&l->peers[w].wait);
+		if (l->out == NULL || l->peers == NULL ||
+		    pend_init(&l->pend, 1024) != 0)
 			return tw_fail(TW_ENOMEM,
 				       "out of memory for run loop "
 				       "%u's tables",
@@ -947,6 +955,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	tw_status st = check_opts(&o);
 	if (st != TW_OK)
 		return st;
+	if (o.exec_per_peer_max == TW_EXEC_PER_PEER_AUTO)
+		o.exec_per_peer_max = 2 * o.executor_threads;
 	const struct tw_transport_provider *tp = NULL;
 	st = pick_transport(&o, &tp);
 	if (st != TW_OK)

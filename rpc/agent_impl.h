@@ -118,13 +118,9 @@ struct conn_state {
 	tw_status fail_kind;    /* with fail_msg: why calls on it fail */
 	char *fail_msg;         /* NULL: "unreachable" */
 	struct call_list calls; /* pending calls sent on it */
-	/* What this connection's peer has this worker hold (serve.c): its
-	 * calls queued for or running on the executor (their frames pinned)
-	 * and the replies to it handed to conn_send and not yet done. Past
-	 * the agent's bound reading stops (rx_paused) until it drains. */
-	uint32_t backlog_calls;
+	/* Reading stopped: its peer's backlog on this loop is over the
+	 * bound (serve.c, struct peer_load). */
 	bool rx_paused;
-	uint64_t backlog_bytes;
 	STAILQ_HEAD(, tx) backlog;    /* sends waiting for queue room */
 	STAILQ_HEAD(, tx) held;       /* sends waiting for the handshake */
 	TAILQ_ENTRY(conn_state) link; /* in its loop's connections */
@@ -168,12 +164,32 @@ struct reply {
 	uint64_t req_id;
 	bool local;
 	bool encoded;
-	struct conn_state *cs; /* sent on it (counted in its backlog) */
+	struct conn_state *cs; /* sent on it */
+	int64_t peer;          /* counted in l->peers[peer]; -1: not */
 	tw_status st;          /* local */
 	tw_value val;          /* local: owned result or error value */
 	STAILQ_ENTRY(reply)
 	retry_link; /* waiting to be posted (target
 		     * ring full) */
+};
+
+/* What one peer (worker id) has this worker hold on one loop (serve.c),
+ * over all its connections on the loop: its calls waiting for, queued for
+ * or running on the executor (their frames pinned) and the replies to it
+ * handed to conn_send and not yet done. Past the agent's bound every one
+ * of the peer's connections on the loop stops reading (rx_paused) until
+ * it drains. exec: its calls admitted to the executor, at most
+ * exec_per_peer_max, and only while what it holds besides wait is within
+ * reply_backlog_bytes; the rest wait in wait, in order. */
+struct srv_job;
+struct peer_load {
+	uint64_t bytes;
+	uint64_t wait_bytes; /* of bytes, the frames in wait */
+	uint32_t calls;
+	uint32_t exec;
+	bool paused;
+	bool admitting; /* inside admit_waiting */
+	STAILQ_HEAD(, srv_job) wait;
 };
 
 struct agent_loop {
@@ -187,6 +203,7 @@ struct agent_loop {
 	char addr[TW_ADDR_MAX];
 	/* Loop thread only from here. */
 	struct conn_state **out; /* world entries: our connection per worker */
+	struct peer_load *peers; /* world entries: backlog per worker */
 	TAILQ_HEAD(, conn_state) conns; /* every live connection */
 	uint32_t nconns;
 	uint32_t nbacklog; /* connections with a backlog */
@@ -414,7 +431,7 @@ void conn_close_later(struct conn_state *cs);
 #define PAUTH_RX_MAX 1024u /* AUTH frames and an EXCEPTION with a reason */
 /* A member's PROOF follows its HELLO by one round trip: a connection whose
  * HELLO came more recently than this is not evicted. */
-#define PAUTH_HELLO_GRACE_MS 1000u
+#define PAUTH_HELLO_GRACE_MS 250u
 
 /* Agent init: the unauthenticated-connection table. TW_ENOMEM. */
 tw_status pauth_init(tw_agent *a);
@@ -430,6 +447,11 @@ void pauth_connected(struct agent_loop *l, struct conn_state *cs);
 /* A frame on a connection not yet authenticated (or failed). */
 void pauth_on_frame(struct agent_loop *l, struct conn_state *cs,
 		    const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
+/* A frame refused on a connection not yet authenticated (a newer wire
+ * version): answered EXCEPTION(kind, msg) to its src and req_id unless it
+ * was an EXCEPTION, the handshake failed, cs closed once that left. */
+void pauth_refuse(struct agent_loop *l, struct conn_state *cs,
+		  const tw_frame_hdr *h, tw_status kind, const char *msg);
 /* cs is going: free its handshake state (conn_remove). */
 void pauth_conn_gone(struct agent_loop *l, struct conn_state *cs);
 /* An authenticated connection's frame whose src or dst is not the bound

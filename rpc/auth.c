@@ -72,6 +72,11 @@ static tw_status key_from_file(const char *path, struct auth_key *k)
 	close(fd);
 	if (n > 0 && buf[n - 1] == '\n')
 		n--;
+	if (n == 0)
+		return tw_fail(TW_EINVAL,
+			       "secret file '%s' is empty (an empty secret is "
+			       "no secret)",
+			       path);
 	if (n > AUTH_SECRET_MAX) {
 		sodium_memzero(buf, sizeof(buf));
 		return tw_fail(TW_EINVAL, "secret file '%s': over %u bytes",
@@ -93,14 +98,18 @@ tw_status auth_key_load(const char *secret, const char *secret_file,
 		return tw_fail_static(TW_EIO, "libsodium failed to start");
 	const char *env;
 	if (secret == NULL && secret_file == NULL) {
-		if ((env = getenv("TW_SECRET")) != NULL && *env != '\0')
+		if ((env = getenv("TW_SECRET")) != NULL)
 			secret = env;
-		else if ((env = getenv("TW_SECRET_FILE")) != NULL &&
-			 *env != '\0')
+		else if ((env = getenv("TW_SECRET_FILE")) != NULL)
 			secret_file = env;
 	}
 	if (secret != NULL) {
 		size_t n = strlen(secret);
+		if (n == 0)
+			return tw_fail_static(
+				TW_EINVAL,
+				"secret: empty (an empty secret is no secret: "
+				"unset it to run without one)");
 		if (n > AUTH_SECRET_MAX)
 			return tw_fail(TW_EINVAL, "secret: over %u bytes",
 				       AUTH_SECRET_MAX);

@@ -50,8 +50,9 @@ struct auth_key {
  * Load the secret: secret if not NULL, else the file secret_file names,
  * else the environment (TW_SECRET, then TW_SECRET_FILE). A file's one
  * trailing newline is dropped; a file others can read or write (mode & 077)
- * is refused as ssh refuses a key, so is one over AUTH_SECRET_MAX bytes.
- * An empty result is "no secret" (k->len == 0). TW_EINVAL / TW_EIO with a
+ * is refused as ssh refuses a key, so is one over AUTH_SECRET_MAX bytes,
+ * and an empty one given any of these ways (set but empty is a mistake,
+ * not "none"). Nothing given at all is "no secret" (k->len == 0). TW_EINVAL / TW_EIO with a
  * reason, TW_ENOMEM.
  */
 tw_status auth_key_load(const char *secret, const char *secret_file,

@@ -288,6 +288,13 @@ static void pa_free(struct agent_loop *l, struct conn_state *cs)
 	free(pa);
 }
 
+void pauth_refuse(struct agent_loop *l, struct conn_state *cs,
+		  const tw_frame_hdr *h, tw_status kind, const char *msg)
+{
+	pa_fail(l, cs, kind, msg, h->type != TW_MSG_EXCEPTION, h->req_id,
+		h->src);
+}
+
 void pauth_conn_gone(struct agent_loop *l, struct conn_state *cs)
 {
 	pa_free(l, cs);
@@ -478,6 +485,15 @@ static void server_step(struct agent_loop *l, struct conn_state *cs,
 			pa_fail(l, cs, TW_EPROTO,
 				"authentication: a connection opens with a "
 				"HELLO",
+				true, 0, h->src);
+			return;
+		}
+		if (m->from == a->rank) {
+			/* Calls to self never take the network: a HELLO
+			 * claiming our own id is someone posing as us. */
+			pa_fail(l, cs, TW_EAUTH,
+				"authentication failed: a connection claims "
+				"to come from this worker's own id",
 				true, 0, h->src);
 			return;
 		}

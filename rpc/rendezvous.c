@@ -919,7 +919,23 @@ static void round_expire(struct rdv_server *s, size_t i, bool stopping)
 		silent++;
 	}
 	if (silent == 0 && n > 0 && (size_t)n < sizeof(msg))
-		snprintf(msg + n, sizeof(msg) - (size_t)n, " nobody (?)");
+		n += snprintf(msg + n, sizeof(msg) - (size_t)n,
+			      " nobody: every worker answered each round");
+	/* Rounds end only when nothing is in flight anywhere: name who kept
+	 * reporting calls (their counts as of their last round). */
+	uint32_t busy = 0;
+	for (size_t k = 0; k < s->nconns && n > 0 && (size_t)n < sizeof(msg);
+	     k++) {
+		const struct sconn *c = &s->conns[k];
+		if ((c->state != SC_JOINED && c->state != SC_WAIT) ||
+		    c->cnt.active == 0)
+			continue;
+		n += snprintf(msg + n, sizeof(msg) - (size_t)n,
+			      "%s worker '%s' (id %u): %" PRIu64,
+			      busy ? "," : "; calls still in flight at",
+			      s->members[c->id].name, c->id, c->cnt.active);
+		busy++;
+	}
 	send_error(s->conns[i].fd, TW_ETIMEDOUT, msg, deadline_after(0));
 	sconn_close(s, i);
 }

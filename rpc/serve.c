@@ -133,8 +133,11 @@ int serve_flush_retries(struct agent_loop *l)
 	return work;
 }
 
+static void drop_waiting(struct agent_loop *l);
+
 void serve_drop_retries(struct agent_loop *l)
 {
+	drop_waiting(l);
 	struct reply *r;
 	while ((r = STAILQ_FIRST(&l->retry)) != NULL) {
 		STAILQ_REMOVE_HEAD(&l->retry, retry_link);
@@ -155,50 +158,137 @@ static void deliver(struct reply *r)
 
 /* ---- the backlog a peer makes this worker hold ---------------------------- */
 
-static inline bool backlog_over(const tw_agent *a, const struct conn_state *cs)
+/* The peer's load on l, or NULL for an id outside the group (never
+ * counted). */
+static inline struct peer_load *peer_load(struct agent_loop *l, int64_t peer)
+{
+	if (peer < 0 || (uint64_t)peer >= l->a->world)
+		return NULL;
+	return &l->peers[peer];
+}
+
+static inline bool backlog_over(const tw_agent *a, const struct peer_load *p)
 {
 	return (a->o.reply_backlog_max != 0 &&
-		cs->backlog_calls > a->o.reply_backlog_max) ||
+		p->calls > a->o.reply_backlog_max) ||
 	       (a->o.reply_backlog_bytes != 0 &&
-		cs->backlog_bytes > a->o.reply_backlog_bytes);
+		p->bytes > a->o.reply_backlog_bytes) ||
+	       (a->o.exec_per_peer_max != 0 &&
+		p->exec >= a->o.exec_per_peer_max);
 }
 
-/* cs's backlog grew by (1, bytes): past the bound, stop reading the peer's
- * calls (TCP flow control stops it) until the backlog drains. */
-static inline void backlog_add(struct agent_loop *l, struct conn_state *cs,
-			       uint64_t bytes)
+static inline bool backlog_low(const tw_agent *a, const struct peer_load *p)
 {
-	cs->backlog_calls++;
-	cs->backlog_bytes += bytes;
-	if (__builtin_expect(backlog_over(l->a, cs), 0) && !cs->rx_paused) {
-		cs->rx_paused = true;
-		stat_inc(&l->stats.rx_pauses);
-		tw_transport_pause(l->t, cs->c, true);
-	}
+	return p->calls <= a->o.reply_backlog_max / 2 &&
+	       p->bytes <= a->o.reply_backlog_bytes / 2 &&
+	       (a->o.exec_per_peer_max == 0 ||
+		p->exec < a->o.exec_per_peer_max) &&
+	       STAILQ_EMPTY(&p->wait);
 }
 
-/* cs's backlog shrank by (1, bytes): read again once under half of both
- * bounds, unless the connection is ending (alive false). */
-static inline void backlog_sub(struct agent_loop *l, struct conn_state *cs,
-			       uint64_t bytes, bool alive)
+static void conn_rx_pause(struct agent_loop *l, struct conn_state *cs)
 {
-	cs->backlog_calls--;
-	cs->backlog_bytes -= bytes;
-	if (__builtin_expect(cs->rx_paused, 0) && alive && !cs->closing) {
-		const tw_agent *a = l->a;
-		if (cs->backlog_calls <= a->o.reply_backlog_max / 2 &&
-		    cs->backlog_bytes <= a->o.reply_backlog_bytes / 2) {
-			cs->rx_paused = false;
-			tw_transport_pause(l->t, cs->c, false);
+	cs->rx_paused = true;
+	stat_inc(&l->stats.rx_pauses);
+	tw_transport_pause(l->t, cs->c, true);
+}
+
+/* Over the bound: stop reading every connection of the peer on l (its
+ * calls come on the ones it opened to us, and on cs), so that more
+ * connections buy it nothing. Ours to it stay read: they carry the
+ * answers to our calls, and two workers pausing each other's would wait
+ * on each other forever. */
+static void backlog_check(struct agent_loop *l, struct conn_state *cs,
+			  struct peer_load *p, int64_t peer)
+{
+	if (__builtin_expect(!backlog_over(l->a, p), 1))
+		return;
+	if (!p->paused) {
+		p->paused = true;
+		struct conn_state *o;
+		TAILQ_FOREACH(o, &l->conns, link)
+		{
+			if (o->peer == peer && o->authed && !o->outbound &&
+			    !o->rx_paused && !o->closing)
+				conn_rx_pause(l, o);
 		}
 	}
+	/* A connection bound to it since. */
+	if (cs != NULL && !cs->rx_paused && !cs->closing)
+		conn_rx_pause(l, cs);
+}
+
+/* cs's peer's backlog grew by (1, bytes): past the bound, stop reading
+ * the peer's calls (TCP flow control stops it) until the backlog drains.
+ * Returns the peer counted (-1: none). */
+static inline int64_t backlog_add(struct agent_loop *l, struct conn_state *cs,
+				  uint64_t bytes)
+{
+	struct peer_load *p = peer_load(l, cs->peer);
+	if (p == NULL)
+		return -1;
+	p->calls++;
+	p->bytes += bytes;
+	backlog_check(l, cs, p, cs->peer);
+	return cs->peer;
+}
+
+/* The peer's load shrank: once under half of every bound, read all its
+ * connections on l again but dying (ending, not to be read). */
+static void backlog_resume(struct agent_loop *l, int64_t peer,
+			   const struct conn_state *dying)
+{
+	struct peer_load *p = &l->peers[peer];
+	if (__builtin_expect(!p->paused, 1) || !backlog_low(l->a, p))
+		return;
+	p->paused = false;
+	struct conn_state *o;
+	TAILQ_FOREACH(o, &l->conns, link)
+	{
+		if (o->peer == peer && o->rx_paused && !o->closing &&
+		    o != dying) {
+			o->rx_paused = false;
+			tw_transport_pause(l->t, o->c, false);
+		}
+	}
+}
+
+static void admit_waiting(struct agent_loop *l, struct peer_load *p);
+
+/* A call of p's may go to the executor now: under the cap, and what p has
+ * us hold (but the waiting frames) within reply_backlog_bytes: calls
+ * admitted while its replies pile up would each add a result of up to
+ * max_tensor_bytes. */
+static inline bool exec_room(const tw_agent *a, const struct peer_load *p)
+{
+	uint32_t cap = a->o.exec_per_peer_max;
+	return cap == 0 ||
+	       (p->exec < cap &&
+		(a->o.reply_backlog_bytes == 0 ||
+		 p->bytes - p->wait_bytes <= a->o.reply_backlog_bytes));
+}
+
+/* peer's backlog shrank by (1, bytes); dying: a connection ending (not
+ * to be read again), or NULL. */
+static inline void backlog_sub(struct agent_loop *l, int64_t peer,
+			       uint64_t bytes, const struct conn_state *dying)
+{
+	if (peer < 0)
+		return;
+	struct peer_load *p = &l->peers[peer];
+	p->calls--;
+	p->bytes -= bytes;
+	if (__builtin_expect(!STAILQ_EMPTY(&p->wait), 0) && !p->admitting)
+		admit_waiting(l, p);
+	backlog_resume(l, peer, dying);
 }
 
 static void reply_tx_done(struct tx *tx, tw_status st)
 {
 	struct reply *r = container_of(tx, struct reply, tx);
 	/* r->cs is alive: a connection's sends are done before it goes. */
-	backlog_sub(tx->l, r->cs, tx->msg.total_len, st == TW_OK);
+	backlog_sub(tx->l, r->peer, tx->msg.total_len,
+		    st == TW_OK ? NULL : r->cs);
 	tw_out_msg_release(&tx->msg);
 	r->encoded = false;
 	reply_put(tx->l->a, r);
@@ -224,8 +314,9 @@ static void serve_deliver(struct agent_loop *l, struct reply *r)
 	r->tx.l = l;
 	r->tx.done = reply_tx_done;
 	r->cs = cs;
-	/* Counted before the send: done may run inside it. */
-	backlog_add(l, cs, r->tx.msg.total_len);
+	/* The whole reply frame (a result up to max_tensor_bytes) counts,
+	 * before the send: done may run inside it. */
+	r->peer = backlog_add(l, cs, r->tx.msg.total_len);
 	conn_send(cs, &r->tx);
 }
 
@@ -492,20 +583,63 @@ struct srv_job {
 	size_t off, len;
 	tw_frame_hdr hdr;      /* network: its header, from the transport */
 	tw_value args, kwargs; /* local: owned */
-	bool counted; /* network: in its connection's backlog (len bytes) */
-	struct tw_loop_msg lmsg; /* its end, told to its loop */
+	bool counted;          /* network: ends on its loop (job_end_msg) */
+	bool admitted; /* network: given to the executor, in peers[peer].exec */
+	int64_t peer;  /* network: in l->peers[peer] (len bytes); -1: not */
+	STAILQ_ENTRY(srv_job) wait_link; /* in peers[peer].wait */
+	struct tw_loop_msg lmsg;         /* its end, told to its loop */
 };
 
-/* On the job's loop: take a counted job out of its connection's backlog
- * (if the connection is still there) and free it. */
+static bool submit_job(struct srv_job *j);
+
+/* Give p's waiting calls to the executor while there is room. */
+static void admit_waiting(struct agent_loop *l, struct peer_load *p)
+{
+	struct srv_job *j;
+	while ((j = STAILQ_FIRST(&p->wait)) != NULL && exec_room(l->a, p)) {
+		STAILQ_REMOVE_HEAD(&p->wait, wait_link);
+		p->wait_bytes -= j->len;
+		j->admitted = true;
+		p->exec++;
+		/* A refusal ends j at once (job_end_msg): p->exec is back
+		 * down and this loop tries the next (admitting: no deeper). */
+		p->admitting = true;
+		submit_job(j);
+		p->admitting = false;
+	}
+}
+
+/* On the job's loop: take a counted job out of its peer's backlog, let
+ * the peer's next waiting call in, and free it. */
 static void job_end_msg(struct tw_loop_msg *m)
 {
 	struct srv_job *j = container_of(m, struct srv_job, lmsg);
 	struct agent_loop *l = j->p.l;
-	struct conn_state *cs = conn_find_id(l, j->p.conn_id);
-	if (cs != NULL)
-		backlog_sub(l, cs, j->len, true);
+	int64_t peer = j->peer;
+	bool admitted = j->admitted;
+	uint64_t len = j->len;
 	free(j);
+	if (peer < 0)
+		return;
+	struct peer_load *p = &l->peers[peer];
+	if (admitted)
+		p->exec--;
+	backlog_sub(l, peer, len, NULL); /* admits the next waiting */
+}
+
+/* Teardown: answer the calls that never reached the executor. */
+static void drop_waiting(struct agent_loop *l)
+{
+	for (uint32_t w = 0; l->peers != NULL && w < l->a->world; w++) {
+		struct peer_load *p = &l->peers[w];
+		struct srv_job *j;
+		while ((j = STAILQ_FIRST(&p->wait)) != NULL) {
+			STAILQ_REMOVE_HEAD(&p->wait, wait_link);
+			reply_errorf(&j->p, TW_ESHUTDOWN, AGENT_SHUTDOWN_MSG);
+			tw_buf_release(j->buf);
+			free(j);
+		}
+	}
 }
 
 static void job_free(struct srv_job *j)
@@ -694,10 +828,24 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			j->len = len;
 			j->hdr = *h;
 			/* Its frame stays pinned until the job ends: part of
-			 * what this peer has us hold. */
+			 * what this peer has us hold. Past the peer's cap of
+			 * calls on the executor (each may make a result of
+			 * max_tensor_bytes), or while its replies are over
+			 * reply_backlog_bytes, it waits its turn, and the peer
+			 * is not read meanwhile (backlog_over). */
+			struct peer_load *pl = peer_load(l, cs->peer);
 			j->counted = true;
-			backlog_add(l, cs, len);
-			submit_job(j);
+			j->admitted = pl == NULL || (STAILQ_EMPTY(&pl->wait) &&
+						     exec_room(a, pl));
+			if (j->admitted && pl != NULL)
+				pl->exec++;
+			if (!j->admitted) {
+				STAILQ_INSERT_TAIL(&pl->wait, j, wait_link);
+				pl->wait_bytes += len;
+			}
+			j->peer = backlog_add(l, cs, len);
+			if (j->admitted)
+				submit_job(j);
 		}
 	}
 	tw_in_msg_release(&m);

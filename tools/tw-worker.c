@@ -36,7 +36,8 @@ static void usage(FILE *f)
 		"--insecure: then anyone who reaches its ports can join and call.\n"
 		"--stall-timeout-ms: a connection whose partial frame makes no progress\n"
 		"this long is closed (default 30000; 0 = never); --shutdown-timeout-ms:\n"
-		"graceful shutdown's deadline (default 60000; 0 = none).\n"
+		"graceful shutdown's deadline (default 0: none, since this worker\n"
+		"serves until every other has called shutdown).\n"
 		"--transport picks the transport (default uring: TCP over io_uring).\n"
 		"--listen-host: the IPv4 address io_uring serves on (default 127.0.0.1).\n"
 		"--dpdk-eal selects the DPDK transport with these EAL arguments (e.g.\n"
@@ -78,6 +79,9 @@ int main(int argc, char **argv)
 {
 	struct tw_agent_opts o;
 	tw_agent_opts_init(&o, sizeof(o));
+	/* A worker serves until every worker has called shutdown: its
+	 * barrier is how it waits, so by default it has no deadline. */
+	o.shutdown_timeout_ms = 0;
 	struct tw_uring_opts uo;
 	tw_uring_opts_init(&uo, sizeof(uo));
 	struct tw_dpdk_opts dop;

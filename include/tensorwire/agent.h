@@ -80,7 +80,11 @@ struct tw_agent_opts {
 	 * same one. Without any, connections still bind to a worker id but
 	 * anyone who can reach the ports can join and call: tw_agent_init
 	 * then refuses to serve on anything but a loopback address unless
-	 * insecure is set. Read during tw_agent_init only.
+	 * insecure is set. An empty secret, given any of these ways, is
+	 * refused (unset it to run without one). Make it long and random
+	 * (32 random bytes, e.g. `head -c 32 /dev/urandom | base64`): one
+	 * handshake, which anyone who reaches a port can get, lets an
+	 * attacker test guesses offline. Read during tw_agent_init only.
 	 */
 	const char *secret;
 	const char *secret_file;
@@ -112,7 +116,7 @@ struct tw_agent_opts {
 	 * max_unauth in all, across the loops. A new connection that finds
 	 * a bound full evicts, on its own run loop, the connection of that
 	 * host (for the total: of any host) that has been silent longest,
-	 * else the oldest whose HELLO came over a second ago; one that just
+	 * else the oldest whose HELLO came over 250 ms ago; one that just
 	 * sent its HELLO is mid-handshake and kept (members send theirs at
 	 * once, and finish in 1.5 round trips). With none to evict (all
 	 * young, or on other run loops: a loop closes only its own) the new
@@ -123,7 +127,11 @@ struct tw_agent_opts {
 	 * outbound one too: its calls then fail with TW_EUNREACHABLE); there
 	 * is no shorter deadline for the first frame: eviction already takes
 	 * the silent ones first, and a shorter one would cut off members on
-	 * a loaded host for nothing. Defaults 8, 64 and 10000; 0 is refused.
+	 * a loaded host for nothing. A stranger who keeps sending fresh
+	 * HELLOs (no secret needed for that) at more than the bound every
+	 * 250 ms can still crowd members out of their first connection.
+	 * Defaults 64, 256 and 10000 (a same-host group of 64 workers
+	 * connecting at once fits); 0 is refused.
 	 * Counted in tw_agent_stats (auth_refused, auth_evicted,
 	 * auth_timeouts). */
 	uint32_t max_unauth_per_host;
@@ -152,15 +160,20 @@ struct tw_agent_opts {
 	 * runs on the executor (executor_threads), never on a run loop, so
 	 * other calls keep their latency; 0 = every builtin on the loop. */
 	uint64_t loop_work_max;
-	/* Backpressure per connection: what a peer has this worker hold
-	 * for it — replies waiting to be sent on its connection (the peer
-	 * does not read them) and its calls queued for or running on the
-	 * executor (their frames stay in memory) — at most
-	 * reply_backlog_max (default 1024) calls and reply_backlog_bytes
-	 * (default 64 MiB) frame bytes: past either this worker stops
-	 * reading calls from that connection (TCP flow control stops the
-	 * peer) and reads again once the backlog is under half of both.
-	 * Counted in tw_agent_stats.rx_pauses. 0 = no bound. */
+	/* Backpressure per peer (worker) and run loop: what a peer has
+	 * this worker hold for it over all its connections on one loop —
+	 * replies waiting to be sent to it (the peer does not read them;
+	 * a reply's whole frame counts from when it is queued) and its
+	 * calls waiting for, queued for or running on the executor (their
+	 * frames stay in memory) — at most reply_backlog_max (default
+	 * 1024) calls and reply_backlog_bytes (default 64 MiB) frame
+	 * bytes: past either this worker stops reading calls from every
+	 * connection of that peer on that loop (TCP flow control stops
+	 * the peer) and reads again once the backlog is under half of
+	 * both. A peer's connections spread over num_loops loops, so its
+	 * bound is num_loops times these. Counted in
+	 * tw_agent_stats.rx_pauses (once per connection paused). 0 = no
+	 * bound. */
 	uint32_t reply_backlog_max;
 	uint64_t reply_backlog_bytes;
 	/* Largest frame (header, tensors and all) this worker sends or
@@ -185,6 +198,18 @@ struct tw_agent_opts {
 	 * so one silent worker holds every other's shutdown forever). 0 = no
 	 * deadline, as in torch; negative is refused. */
 	int64_t shutdown_timeout_ms;
+	/* Calls of one peer (worker) admitted to the executor at once, per
+	 * run loop: blocking handlers and builtins offloaded past
+	 * loop_work_max. Each may make a result of up to max_tensor_bytes
+	 * before its reply counts in the backlog above, so past this many
+	 * the peer's further calls wait (still counted in its backlog) and
+	 * this worker stops reading that peer on that loop until one
+	 * finishes. What one peer can make this worker hold on one loop is
+	 * then about (exec_per_peer_max + 1) * max_tensor_bytes +
+	 * reply_backlog_bytes (results being made, the reply that crosses
+	 * the bound, the backlog), times num_loops for the worker. Default
+	 * TW_EXEC_PER_PEER_AUTO: 2 * executor_threads; 0 = no cap. */
+	uint32_t exec_per_peer_max;
 	/* Graceful shutdown tells the owners of the user RRefs this worker
 	 * still holds (<tensorwire/rref.h>) that they are gone, waits for
 	 * that, and then reports them: tw_agent_shutdown returns TW_ERUNTIME
@@ -193,6 +218,9 @@ struct tw_agent_opts {
 	 * Handles still held stay valid to tw_rref_release (only). */
 	bool ignore_rref_leak;
 };
+
+/* tw_agent_opts.exec_per_peer_max's default: 2 * executor_threads. */
+#define TW_EXEC_PER_PEER_AUTO UINT32_MAX
 
 void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size);
 

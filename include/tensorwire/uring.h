@@ -91,20 +91,28 @@ struct tw_uring_opts {
 				    * big frames. */
 	uint64_t asm_host_bytes;     /* ... of them from one peer host
 				    * (default 2 GiB + 128 KiB) */
-	uint32_t stall_timeout_ms;   /* a partial frame that makes no
-				    * progress this long closes its
+	uint32_t stall_timeout_ms;   /* a partial frame that moves less
+				    * than 64 KiB in this long (a byte now
+				    * and then is no progress) closes its
 				    * connection with TW_ETIMEDOUT
 				    * (default 30000; 0 = never) */
 	uint32_t max_conns_per_host; /* accepted connections from one
 				      * peer host; more are closed at once
-				      * (default 64) */
+				      * (default 512: on loopback every
+				      * worker of a same-host group is one
+				      * host) */
 	uint32_t max_conns;          /* ... from all hosts, all loops
-				      * together (default 1024) */
-	uint32_t user_timeout_ms;    /* TCP_USER_TIMEOUT and keepalive
-				      * (idle half of it, then 3 probes):
-				      * a vanished peer host fails the
-				      * connection within about this long
-				      * (default 30000; 0 = the system's) */
+				      * together (default 2048) */
+	uint32_t user_timeout_ms;    /* TCP_USER_TIMEOUT: a vanished peer
+				      * host fails a connection with data
+				      * in flight within this long, an idle
+				      * one by keepalive within about
+				      * min(this, 30 s). Linux applies it to
+				      * a zero window too: a connection the
+				      * peer pauses (backpressure) longer
+				      * than this fails, so keep it above
+				      * the longest pause you accept
+				      * (default 300000; 0 = the system's) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

@@ -2,7 +2,10 @@
 
 Replies to it must not pile up without bound in w0: past a bounded reply
 backlog w0 stops reading that peer (TCP flow control does the rest), so
-its RSS stays bounded, and the member m1, another peer, keeps calling."""
+its RSS stays bounded, and the member m1, another peer, keeps calling.
+
+The bound is per peer (worker id): every connection of the peer is paused,
+so the attacker speaks as worker 2 (m2's id, m2 idle), not as m1."""
 
 import os
 import sys
@@ -17,10 +20,10 @@ CALLS = 8000  # 512 MiB of tensors echoed back to a peer that never reads
 
 
 def no_reader(g, w):
-    c = g.conn(1)
+    c = g.conn(2)
     c.s.setsockopt(T.socket.SOL_SOCKET, T.socket.SO_RCVBUF, 64 << 10)
     t = T.Tensor(T.DT_UINT8, [TENSOR_BYTES])
-    one = T.call_frame("demo::echo", (t,), req_id=0, src=1, dst=0)
+    one = T.call_frame("demo::echo", (t,), req_id=0, src=2, dst=0)
     c.s.setblocking(False)
     sent_calls, buf, off = 0, b"", 0
     deadline = time.monotonic() + 20
@@ -52,7 +55,10 @@ def no_reader(g, w):
 
 
 def run():
-    g = T.Group()
+    g = T.Group(world=3, start_member=False)
+    g.start_member("m2", 2)
+    g.m1 = g.start_member("m1", 1)
+    g.wait_ready()
     try:
         w = g.watch()
         no_reader(g, w)

@@ -158,6 +158,19 @@ def version2(g, w):
                 "2" in f.value.msg and "1" in f.value.msg, f.value.msg)
     C.check("version2: then closed", c.eof or c.closed_within(3.0))
     c.close()
+    # A newer peer's first frame, before any handshake (its HELLO would
+    # be version 2 too): it still hears why.
+    c = T.Conn(g.port)
+    c.send(T.call_frame("demo::add", (1, 2), req_id=78, src=1, dst=0,
+                        version=2))
+    f = c.recv_frame(3.0)
+    C.check("version2: answered before the handshake too",
+            f is not None and f.type == T.EXCEPTION and f.req_id == 78 and
+            isinstance(f.value, T.Error) and f.value.kind == T.EVERSION,
+            repr(f))
+    C.check("version2: then closed (before the handshake)",
+            c.eof or c.closed_within(3.0))
+    c.close()
 
 
 def unknown_types(g, w):

@@ -1423,9 +1423,9 @@ Test(uring, hardening_opts_checked)
 	cr_assert_eq(o.asm_worker_bytes, 4 * URING_FRAME_DEFAULT_MAX);
 	cr_assert_eq(o.asm_host_bytes, 2 * URING_FRAME_DEFAULT_MAX);
 	cr_assert_eq(o.stall_timeout_ms, 30000);
-	cr_assert_eq(o.max_conns_per_host, 64);
-	cr_assert_eq(o.max_conns, 1024);
-	cr_assert_eq(o.user_timeout_ms, 30000);
+	cr_assert_eq(o.max_conns_per_host, 512);
+	cr_assert_eq(o.max_conns, 2048);
+	cr_assert_eq(o.user_timeout_ms, 300000);
 	cr_assert_eq(tw_uring_opts_check(&o), TW_OK);
 	for (int i = 0; i < 6; i++) {
 		o = default_opts();
@@ -1927,4 +1927,37 @@ Test(uring, assembly_bounded_across_loops, .timeout = 60)
 	}
 	tw_uring_shared_destroy(sh);
 	free(f);
+}
+
+/* A byte now and then is no progress (slowloris): a frame whose body
+ * trickles in at far below STALL_MIN_BYTES per window is closed as
+ * stalled all the same. */
+Test(uring, trickled_frame_times_out, .timeout = 60)
+{
+	struct tw_uring_opts o = default_opts();
+	o.stall_timeout_ms = 200;
+	struct env e;
+	env_init(&e, false, &o, NULL, false);
+	int fd = raw_connect(e.bound);
+	cr_assert(PUMP(&e, e.srv.conns_ok == 1, 5000));
+	uint8_t *f = malloc(frame_len(100000));
+	frame_build(f, 0, 100000);
+	cr_assert_eq(write(fd, f, TW_FRAME_HDR_SIZE),
+		     (ssize_t)TW_FRAME_HDR_SIZE);
+	size_t off = TW_FRAME_HDR_SIZE;
+	uint64_t dl = now_ns() + 5000ull * 1000 * 1000;
+	while (e.srv.conns_closed == 0 && now_ns() < dl) {
+		uint64_t next = now_ns() + 20ull * 1000 * 1000;
+		while (now_ns() < next)
+			poll_both(&e);
+		if (write(fd, f + off, 1) == 1)
+			off++;
+	}
+	cr_assert_eq(e.srv.conns_closed, 1, "the trickle was closed");
+	cr_assert_eq(e.srv.last_close_st, TW_ETIMEDOUT);
+	cr_assert_eq(stats(&e.srv).stalls, 1);
+	cr_assert_gt(off, TW_FRAME_HDR_SIZE + 10, "bytes kept coming");
+	close(fd);
+	free(f);
+	env_fini(&e);
 }

@@ -161,6 +161,7 @@ static tw_status h_relay(tw_call_ctx *ctx, const tw_value *args,
 
 /* Blocking (executor thread): waits for the test's gate, then echoes. */
 static atomic_int block_gate, block_runs;
+static atomic_int block_now, block_max; /* running at once, and the most */
 
 static tw_status h_block(tw_call_ctx *ctx, const tw_value *args,
 			 const tw_value *kwargs, tw_value *result, void *arg)
@@ -169,8 +170,14 @@ static tw_status h_block(tw_call_ctx *ctx, const tw_value *args,
 	(void)kwargs;
 	(void)arg;
 	atomic_fetch_add(&block_runs, 1);
+	int now = atomic_fetch_add(&block_now, 1) + 1;
+	int max = atomic_load(&block_max);
+	while (now > max &&
+	       !atomic_compare_exchange_weak(&block_max, &max, now))
+		;
 	while (!atomic_load(&block_gate))
 		sched_yield();
+	atomic_fetch_sub(&block_now, 1);
 	const tw_value *x;
 	if (tw_value_get_item(args, 0, &x) != TW_OK)
 		return TW_EINVAL;

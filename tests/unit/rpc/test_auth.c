@@ -206,3 +206,22 @@ Test(auth, secret_sources)
 	big[sizeof(big) - 1] = 0;
 	cr_assert_eq(auth_key_load(big, NULL, &k), TW_EINVAL);
 }
+
+/* Set but empty is a mistake, not "no secret": refused every way. */
+Test(auth, an_empty_secret_is_refused)
+{
+	struct auth_key k;
+	cr_assert_eq(auth_key_load("", NULL, &k), TW_EINVAL);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "empty") != NULL);
+	setenv("TW_SECRET", "", 1);
+	cr_assert_eq(auth_key_load(NULL, NULL, &k), TW_EINVAL);
+	unsetenv("TW_SECRET");
+	char path[] = "/tmp/tw-auth-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, "\n", 1), 1);
+	close(fd);
+	chmod(path, 0600);
+	cr_assert_eq(auth_key_load(NULL, path, &k), TW_EINVAL);
+	unlink(path);
+}

@@ -13,7 +13,7 @@
 
 /* ---- a stranger: a bare transport on a loop of its own ------------------ */
 
-#define S_MAX 8
+#define S_MAX 80
 
 struct stranger_conn {
 	tw_conn *c;
@@ -674,8 +674,11 @@ Test(peer_auth, young_handshakes_are_kept_and_the_newcomer_refused)
 	world_down(true);
 }
 
+/* The default bound of unauthenticated connections per host. */
+#define PER_HOST 64
+
 /* The denial of service eviction ends: on A's host (loopback: one host
- * for every local process), a stranger holds all 8 of the host's slots
+ * for every local process), a stranger holds all of the host's slots
  * with silent connections. A's new connection takes the place of the
  * oldest, and its call goes through. */
 Test(peer_auth, stranger_on_the_members_host_cannot_keep_it_out)
@@ -683,15 +686,15 @@ Test(peer_auth, stranger_on_the_members_host_cannot_keep_it_out)
 	world_up_lazy(2, NULL);
 	stranger_up(0, S_ADDR);
 	cr_assert_eq(tw_fake_net_set_host(W.net, S_ADDR, A_ADDR), TW_OK);
-	s_connect_n(0, 8);
-	for (int i = 0; i < 8; i++)
+	s_connect_n(0, PER_HOST);
+	for (int i = 0; i < PER_HOST; i++)
 		cr_assert(S[0].conns[i].up && !S[0].conns[i].closed);
 	cr_assert_eq(stats(1).auth_evicted, 0);
 	tw_future *f = call(0, "B", "t::echo", 7, 1000);
 	s_settle();
 	cr_assert_eq(result_int(f), 7);
 	cr_assert(S[0].conns[0].closed, "the stranger's oldest made room");
-	for (int i = 1; i < 8; i++)
+	for (int i = 1; i < PER_HOST; i++)
 		cr_assert_not(S[0].conns[i].closed);
 	struct tw_agent_stats sb = stats(1);
 	cr_assert_eq(sb.auth_evicted, 1);
@@ -699,7 +702,7 @@ Test(peer_auth, stranger_on_the_members_host_cannot_keep_it_out)
 	cr_assert_eq(sb.auth_ok, 1);
 	/* A's is authenticated: 7 of the host's 8 are held again, and the
 	 * bound holds (one more from the stranger evicts, not adds). */
-	cr_assert_eq(W.ag[1]->nunauth, 7);
+	cr_assert_eq(W.ag[1]->nunauth, PER_HOST - 1);
 	tw_future_release(f);
 	stranger_down(0);
 	world_down(true);
@@ -779,8 +782,8 @@ Test(peer_auth, bounds_and_deadline_must_be_positive)
 	cr_assert_eq(tw_fake_net_create(&net), TW_OK);
 	struct tw_agent_opts o;
 	tw_agent_opts_init(&o, sizeof(o));
-	cr_assert_eq(o.max_unauth_per_host, 8);
-	cr_assert_eq(o.max_unauth, 64);
+	cr_assert_eq(o.max_unauth_per_host, PER_HOST);
+	cr_assert_eq(o.max_unauth, 256);
 	cr_assert_eq(o.auth_timeout_ms, 10000);
 	o.name = "A";
 	o.world_size = 1;
@@ -791,4 +794,28 @@ Test(peer_auth, bounds_and_deadline_must_be_positive)
 	cr_assert_eq(tw_agent_init_fake(&o, &h, &a), TW_EINVAL);
 	cr_assert(strstr(tw_errmsg(TW_EINVAL), "auth_timeout_ms") != NULL);
 	cr_assert_eq(tw_fake_net_destroy(net), TW_OK);
+}
+
+/* A HELLO claiming the receiver's own id is refused: calls to self never
+ * take the network, so it can only be someone posing as the worker. */
+Test(peer_auth, hello_from_the_receivers_own_id_is_refused)
+{
+	world_up_lazy(2, NULL);
+	stranger_up(0, S_ADDR);
+	struct stranger_conn *sc = s_connect(0, B_ADDR);
+	s_settle();
+	struct auth_key none = {0};
+	struct auth_hs hs;
+	struct auth_msg hello;
+	unsigned char frame[512];
+	auth_client_start(&hs, &none, AUTH_CTX_DATA, 1, 1, &hello);
+	s_send(0, sc, frame, auth_frame(frame, sizeof(frame), &hello));
+	s_settle();
+	cr_assert_eq(sc->nframes, 1);
+	cr_assert_eq(sc->type[0], TW_MSG_EXCEPTION, "refused, not challenged");
+	cr_assert(sc->closed);
+	cr_assert_eq(stats(1).auth_failed, 1);
+	cr_assert_eq(stats(1).auth_ok, 0);
+	stranger_down(0);
+	world_down(true);
 }

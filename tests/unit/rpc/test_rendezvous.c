@@ -1284,3 +1284,59 @@ Test(rendezvous, control_connections_keep_alive, .timeout = 60)
 	joiner_fini(&j);
 	rdv_server_stop(v.s);
 }
+
+/* A worker that answers every round but always has a call in flight keeps
+ * the barrier going until the deadline; the error then names it with its
+ * count rather than blaming a silent worker. */
+struct busy_rounds {
+	struct rdv_client *c;
+	uint64_t deadline;
+	char msg[TW_ERRMSG_MAX];
+};
+
+static void *busy_main(void *arg)
+{
+	struct busy_rounds *b = arg;
+	struct rdv_count mine = {1, 1}, tot;
+	tw_status st;
+	while ((st = rdv_barrier_round(b->c, mine, b->deadline, NULL, NULL,
+				       &tot)) == TW_OK)
+		mine.events++;
+	snprintf(b->msg, sizeof(b->msg), "%s", tw_errmsg(st));
+	return NULL;
+}
+
+Test(rendezvous, barrier_deadline_names_the_busy_worker, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	struct joiner j[2];
+	joiner_init(&j[0], &v, 0, "a", 1, 2);
+	joiner_init(&j[1], &v, 1, "b", 1, 2);
+	join_start(&j[0]);
+	cr_assert_eq(join_now(&j[1]), TW_OK, "%s", j[1].err);
+	join_wait(&j[0]);
+	cr_assert_eq(j[0].st, TW_OK, "%s", j[0].err);
+	struct busy_rounds b = {.c = j[1].c,
+				.deadline = tw_now_ns() + 3000000000u};
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, busy_main, &b), 0);
+	uint64_t deadline = tw_now_ns() + 1000000000u;
+	struct rdv_count mine = {0, 0}, tot;
+	tw_status st;
+	while ((st = rdv_barrier_round(j[0].c, mine, deadline, NULL, NULL,
+				       &tot)) == TW_OK &&
+	       tot.active != 0)
+		;
+	cr_assert_eq(st, TW_ETIMEDOUT, "%s", tw_errmsg(st));
+	cr_assert(strstr(tw_errmsg(st),
+			 "calls still in flight at worker 'b' (id 1): 1") !=
+			  NULL,
+		  "%s", tw_errmsg(st));
+	rdv_client_close(j[0].c);
+	j[0].c = NULL;
+	pthread_join(th, NULL);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+	rdv_server_stop(v.s);
+}

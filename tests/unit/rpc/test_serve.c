@@ -465,6 +465,7 @@ static void tiny_backlog(uint32_t rank, struct tw_agent_opts *o)
 {
 	(void)rank;
 	o->reply_backlog_max = 4;
+	o->exec_per_peer_max = 0; /* the calls' bound alone */
 }
 
 /* Calls waiting for the executor pin their frames: they count in the
@@ -510,5 +511,219 @@ Test(serve, calls_queued_for_the_executor_count_in_the_backlog)
 	settle();
 	cr_assert_eq(bp.resumes, bp.pauses, "left paused");
 	cr_assert_eq(atomic_load(&block_runs), N);
+	world_down(true);
+}
+
+/* B's pause, counted, then done for real (per connection: the fake net
+ * holds only the paused one's frames). */
+static void bp_pause_real(tw_transport *t, tw_conn *c, bool paused)
+{
+	if (paused)
+		bp.pauses++;
+	else
+		bp.resumes++;
+	bp.real->pause(t, c, paused);
+}
+
+static void bp_wrap(bool real_pause)
+{
+	memset(&bp, 0, sizeof(bp));
+	tw_transport *t = W.ag[1]->loops[0].t;
+	bp.real = t->ops;
+	bp.ops = *t->ops;
+	bp.ops.send = bp_send;
+	bp.ops.pause = real_pause ? bp_pause_real : bp_pause;
+	t->ops = &bp.ops;
+}
+
+/* Another authenticated connection from A to B; A's calls to B go on it
+ * from now on. */
+static struct conn_state *a_to_b_again(void)
+{
+	struct agent_loop *la = &W.ag[0]->loops[0];
+	tw_agent_fake_enter(W.ag[0]);
+	la->out[1] = NULL;
+	tw_status st = TW_OK;
+	struct conn_state *cs = conn_get(la, 1, &st);
+	cr_assert_not_null(cs, "%s", tw_strerror(st));
+	settle();
+	cr_assert(cs->authed);
+	return cs;
+}
+
+/* The bound is the peer's, not its connection's: A opening more
+ * connections to B buys it nothing. */
+Test(serve, a_peer_with_several_connections_is_bounded_as_one)
+{
+	world_up(3, small_backlog);
+	struct agent_loop *la = &W.ag[0]->loops[0];
+	enum { K = 3, N = 300 };
+	struct conn_state *cs[K];
+	cs[0] = la->out[1];
+	for (int k = 1; k < K; k++)
+		cs[k] = a_to_b_again();
+	bp_wrap(true);
+	bp.stuck = true;
+
+	/* A sends N calls on each connection in turn, reading no answer. */
+	static tw_future *fs[K * N];
+	for (int k = 0; k < K; k++) {
+		la->out[1] = cs[k];
+		for (int i = 0; i < N; i++)
+			fs[k * N + i] = call(0, "B", "t::inc", k * N + i, 0);
+		settle();
+	}
+	/* The first batch passed the bound: B stopped reading all three of
+	 * A's connections, and read nothing of the later batches. */
+	const struct peer_load *pa = &W.ag[1]->loops[0].peers[0];
+	cr_assert(pa->paused);
+	cr_assert_eq(bp.pauses, K);
+	cr_assert_eq(stats(1).rx_pauses, K);
+	cr_assert_gt(bp.max_n, 64);
+	cr_assert_leq(bp.max_n, 64 + 64, "%u answers queued", bp.max_n);
+	cr_assert_eq(W.k[1].inc, (int)bp.max_n);
+	cr_assert_eq(pa->calls, bp.max_n);
+	settle();
+	cr_assert_eq(W.k[1].inc, (int)bp.max_n);
+
+	/* C is served meanwhile. */
+	bp.stuck = false;
+	tw_future *g = call(2, "B", "t::inc", 7, 1000);
+	settle();
+	cr_assert_eq(result_int(g), 8);
+	tw_future_release(g);
+	cr_assert_eq(bp.resumes, 0, "A's backlog has not drained");
+
+	/* A reads again: every connection is read again, all done. */
+	for (uint32_t i = 0; i < bp.n; i++)
+		cr_assert_eq(bp.real->send(bp.q[i].t, bp.q[i].c, bp.q[i].r),
+			     TW_OK);
+	bp.n = 0;
+	settle();
+	cr_assert_eq(bp.resumes, bp.pauses, "left paused");
+	for (int i = 0; i < K * N; i++) {
+		cr_assert_eq(result_int(fs[i]), i + 1);
+		tw_future_release(fs[i]);
+	}
+	cr_assert_eq(pa->calls, 0);
+	cr_assert_eq(pa->bytes, 0);
+	cr_assert_eq(stats(0).conns_closed + stats(1).conns_closed, 0);
+	world_down(true);
+}
+
+static void exec_cap(uint32_t rank, struct tw_agent_opts *o)
+{
+	(void)rank;
+	o->executor_threads = 4;
+	o->exec_per_peer_max = 2;
+}
+
+/* Each call on the executor may make a result of max_tensor_bytes before
+ * its reply counts: a peer has at most exec_per_peer_max there; the rest
+ * wait (and the peer is not read) until one finishes. */
+Test(serve, calls_on_the_executor_are_capped_per_peer)
+{
+	world_up(3, exec_cap);
+	cr_assert_eq(W.ag[1]->o.exec_per_peer_max, 2);
+	bp_wrap(true);
+	atomic_store(&block_gate, 0);
+	atomic_store(&block_runs, 0);
+	atomic_store(&block_max, 0);
+
+	/* One poll hands B all of them: two run, the rest wait. */
+	enum { N = 20 };
+	tw_future *fs[N];
+	for (int i = 0; i < N; i++)
+		fs[i] = call(0, "B", "t::block", i, 0);
+	settle();
+	POLL_UNTIL(atomic_load(&block_runs) == 2);
+	struct peer_load *pa = &W.ag[1]->loops[0].peers[0];
+	cr_assert_eq(pa->exec, 2);
+	cr_assert(pa->paused);
+	cr_assert_eq(bp.pauses, 1);
+	/* All N held (their frames), N - 2 of them waiting their turn. */
+	cr_assert_eq(pa->calls, N);
+	cr_assert(!STAILQ_EMPTY(&pa->wait));
+	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), 0);
+
+	/* C's blocking call runs meanwhile: another peer, a free thread. */
+	tw_future *g = call(2, "B", "t::block", 7, 0);
+	settle();
+	POLL_UNTIL(atomic_load(&block_runs) == 3);
+	for (int i = 0; i < 1000; i++) {
+		poll_all();
+		sched_yield();
+	}
+	cr_assert_eq(atomic_load(&block_runs), 3);
+	cr_assert_eq(atomic_load(&block_max), 3);
+
+	atomic_store(&block_gate, 1);
+	POLL_UNTIL(tw_future_done(g));
+	cr_assert_eq(result_int(g), 7);
+	tw_future_release(g);
+	for (int i = 0; i < N; i++) {
+		POLL_UNTIL(tw_future_done(fs[i]));
+		cr_assert_eq(result_int(fs[i]), i);
+		tw_future_release(fs[i]);
+	}
+	cr_assert_leq(atomic_load(&block_max), 3, "over the cap");
+	cr_assert_eq(atomic_load(&block_runs), N + 1);
+	settle();
+	cr_assert_eq(bp.resumes, bp.pauses, "left paused");
+	cr_assert_eq(pa->exec, 0);
+	cr_assert_eq(pa->calls, 0);
+	cr_assert(STAILQ_EMPTY(&pa->wait));
+	world_down(true);
+}
+
+static void exec_cap_tiny_bytes(uint32_t rank, struct tw_agent_opts *o)
+{
+	exec_cap(rank, o);
+	o->reply_backlog_bytes = 1;
+}
+
+/* Nor does a call reach the executor while the peer's replies wait past
+ * reply_backlog_bytes: each would add its result to them. */
+Test(serve, calls_wait_for_the_executor_while_replies_pile_up)
+{
+	world_up(3, exec_cap_tiny_bytes);
+	bp_wrap(true);
+	bp.stuck = true;
+	atomic_store(&block_gate, 1);
+	atomic_store(&block_runs, 0);
+
+	enum { N = 20 };
+	tw_future *fs[N];
+	for (int i = 0; i < N; i++)
+		fs[i] = call(0, "B", "t::block", i, 0);
+	settle();
+	POLL_UNTIL(bp.n == 1);
+	for (int i = 0; i < 1000; i++) {
+		poll_all();
+		sched_yield();
+	}
+	/* One ran (what A had us hold was within the bound then); its
+	 * answer waits unsent, so the others wait too. */
+	cr_assert_eq(atomic_load(&block_runs), 1);
+	cr_assert_eq(bp.n, 1);
+	const struct peer_load *pa = &W.ag[1]->loops[0].peers[0];
+	cr_assert(pa->paused);
+	cr_assert_eq(pa->exec, 0);
+
+	bp.stuck = false;
+	for (uint32_t i = 0; i < bp.n; i++)
+		cr_assert_eq(bp.real->send(bp.q[i].t, bp.q[i].c, bp.q[i].r),
+			     TW_OK);
+	bp.n = 0;
+	for (int i = 0; i < N; i++) {
+		POLL_UNTIL(tw_future_done(fs[i]));
+		cr_assert_eq(result_int(fs[i]), i);
+		tw_future_release(fs[i]);
+	}
+	cr_assert_eq(atomic_load(&block_runs), N);
+	settle();
+	cr_assert_eq(bp.resumes, bp.pauses, "left paused");
+	cr_assert_eq(pa->calls, 0);
+	cr_assert_eq(pa->bytes, 0);
 	world_down(true);
 }
