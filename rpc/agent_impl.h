@@ -332,6 +332,11 @@ void call_value_unlend(tw_value *v);
  * Immediate failures as tw_rpc_async's. Any thread. Requests to one dst
  * all go through loop dst % nloops, so they leave (and arrive) in the
  * order they were made. */
+/* items[0..2] = (fn, args, kwargs) as borrowed views of the caller's
+ * values (NULL args / kwargs: empty), for a CALL-shaped payload the
+ * encoder reads before the caller's values go. */
+void call_items_borrow(tw_value items[3], const char *fn, const tw_value *args,
+		       const tw_value *kwargs);
 tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 			 uint8_t rtype, const tw_value *payload,
 			 int64_t timeout_ms, tw_future **out);

@@ -452,6 +452,28 @@ void call_value_unlend(tw_value *v)
 
 static const tw_value empty_items[1];
 
+void call_items_borrow(tw_value items[3], const char *fn, const tw_value *args,
+		       const tw_value *kwargs)
+{
+	items[0] = tw_value_string_borrow(fn, strlen(fn));
+	if (args != NULL) {
+		items[1] = *args;
+		items[1].kind = TW_KIND_TUPLE;
+		items[1].flags |= TW_VALUE_BORROWED;
+	} else {
+		items[1] = (tw_value){.kind = TW_KIND_TUPLE,
+				      .flags = TW_VALUE_BORROWED,
+				      .u.items = (tw_value *)empty_items};
+	}
+	if (kwargs != NULL) {
+		items[2] = *kwargs;
+		items[2].flags |= TW_VALUE_BORROWED;
+	} else {
+		items[2] = (tw_value){.kind = TW_KIND_DICT,
+				      .flags = TW_VALUE_BORROWED};
+	}
+}
+
 static tw_status prepare_self(struct call *c, const char *fn,
 			      const tw_value *args, const tw_value *kwargs)
 {
@@ -490,24 +512,7 @@ static tw_status encode_call(struct call *c, const char *fn,
 	/* tuple(str fn, tuple args, dict kwargs) made of borrowed views of
 	 * the caller's values: the encoder reads them before we return. */
 	tw_value items[3];
-	items[0] = tw_value_string_borrow(fn, strlen(fn));
-	if (args != NULL) {
-		items[1] = *args;
-		items[1].kind = TW_KIND_TUPLE;
-		items[1].flags |= TW_VALUE_BORROWED;
-	} else {
-		items[1] = (tw_value){.kind = TW_KIND_TUPLE,
-				      .flags = TW_VALUE_BORROWED,
-				      .u.items = (tw_value *)empty_items};
-	}
-	if (kwargs != NULL) {
-		items[2] = *kwargs;
-		items[2].flags |= TW_VALUE_BORROWED;
-	} else {
-		items[2] = (tw_value){.kind = TW_KIND_DICT,
-				      .flags = TW_VALUE_BORROWED,
-				      .u.entries = NULL};
-	}
+	call_items_borrow(items, fn, args, kwargs);
 	tw_value payload = {.kind = TW_KIND_TUPLE,
 			    .flags = TW_VALUE_BORROWED,
 			    .len = 3,

@@ -838,8 +838,6 @@ uint64_t rref_shutdown(tw_agent *a, char *report, size_t cap)
 	return held;
 }
 
-static const tw_value no_items[1];
-
 tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 		       const tw_value *args, const tw_value *kwargs,
 		       int64_t timeout_ms, tw_rref **out)
@@ -906,23 +904,7 @@ tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 	atomic_init(&r->refs, 2);
 	atomic_init(&r->state, USER_PENDING);
 	tw_value items[4];
-	items[0] = tw_value_string_borrow(fn, strlen(fn));
-	if (args != NULL) {
-		items[1] = *args;
-		items[1].kind = TW_KIND_TUPLE;
-		items[1].flags |= TW_VALUE_BORROWED;
-	} else {
-		items[1] = (tw_value){.kind = TW_KIND_TUPLE,
-				      .flags = TW_VALUE_BORROWED,
-				      .u.items = (tw_value *)no_items};
-	}
-	if (kwargs != NULL) {
-		items[2] = *kwargs;
-		items[2].flags |= TW_VALUE_BORROWED;
-	} else {
-		items[2] = (tw_value){.kind = TW_KIND_DICT,
-				      .flags = TW_VALUE_BORROWED};
-	}
+	call_items_borrow(items, fn, args, kwargs);
 	items[3] = rref_value_of(&r->id);
 	tw_value payload = {.kind = TW_KIND_TUPLE,
 			    .flags = TW_VALUE_BORROWED,
@@ -1520,23 +1502,7 @@ static tw_value proxy_args(tw_value *items, tw_rref_id *id, const char *fn,
 			   const tw_value *args, const tw_value *kwargs)
 {
 	items[0] = rref_value_of(id);
-	items[1] = tw_value_string_borrow(fn, strlen(fn));
-	if (args != NULL) {
-		items[2] = *args;
-		items[2].kind = TW_KIND_TUPLE;
-		items[2].flags |= TW_VALUE_BORROWED;
-	} else {
-		items[2] = (tw_value){.kind = TW_KIND_TUPLE,
-				      .flags = TW_VALUE_BORROWED,
-				      .u.items = (tw_value *)no_items};
-	}
-	if (kwargs != NULL) {
-		items[3] = *kwargs;
-		items[3].flags |= TW_VALUE_BORROWED;
-	} else {
-		items[3] = (tw_value){.kind = TW_KIND_DICT,
-				      .flags = TW_VALUE_BORROWED};
-	}
+	call_items_borrow(items + 1, fn, args, kwargs);
 	return (tw_value){.kind = TW_KIND_TUPLE,
 			  .flags = TW_VALUE_BORROWED,
 			  .len = 4,
