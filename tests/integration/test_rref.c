@@ -182,7 +182,14 @@ static int w_basics(struct h_worker *w)
 		tw_rref_release(r);
 
 		phase = "tensors";
-		/* tensors byte-exact, to a peer and to self */
+		uint64_t t_tensors = h_now_ms();
+		/* Tensors byte-exact, to a peer and to self. Up to 64 MiB over
+		 * DPDK too, as agent_load_dpdk echoes on the same vdev
+		 * (net_af_packet on veth): the whole series takes about 1.8 s
+		 * there (2.8 s under ASan) on 2 cores, well inside the group's
+		 * limit. (agent_loss stops at 4 MiB, but only because 10% loss
+		 * makes large tensors slow; agent_dpdk skips 64 MiB only where
+		 * 1 MiB took over 150 ms.) */
 		const int64_t sizes[] = {0, 1, 4097, 1 << 20, 64 << 20};
 		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 			if (tensor_round_trip(w, a, "w1", sizes[i]) != 0 ||
@@ -190,6 +197,8 @@ static int w_basics(struct h_worker *w)
 				return 1;
 		}
 
+		fprintf(stderr, "[rank 0] tensors, 0 B to 64 MiB: %llu ms\n",
+			(unsigned long long)(h_now_ms() - t_tensors));
 		phase = "many short-lived";
 		uint64_t t_short = h_now_ms();
 		/* many short-lived RRefs, some fetched, all released */
