@@ -496,7 +496,7 @@ static tw_status h_fail(tw_value *result, tw_status kind, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static tw_status h_fail(tw_value *result, tw_status kind, const char *fmt, ...)
 {
-	char msg[256];
+	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -783,7 +783,7 @@ static tw_status fn_check(tw_call_ctx *ctx, const tw_value *args,
 	tw_rref *r2 = NULL;
 	tw_status st = tw_rref_to_here(r, 30000, &out, &err);
 	tw_status bad = TW_OK;
-	char why[200] = "";
+	char why[400] = "";
 #define CHECK_FAIL(...)                                                        \
 	do {                                                                   \
 		if (bad == TW_OK) {                                            \
@@ -1455,4 +1455,102 @@ static int w_three(struct h_worker *w)
 Test(rref, three_workers_pass_return_nest_100_users, .timeout = 300)
 {
 	h_run_group(3, w_three, NULL, NULL, 0);
+}
+
+/* ---- known library bugs: rref_bug_procs, expected to fail ----
+ *
+ * Each test below shows a bug in rpc/rref.c and fails until it is fixed
+ * (meson: should_fail; when it passes, move it to the rref suite).
+ *
+ * 1. An RRef sent before its REMOTE_CALL reached the owner is lost. The
+ *    REMOTE_CALL goes through loop (owner % nloops) (call_ctl_async), the
+ *    call carrying the RRef through the caller's loop, so with several
+ *    loops it may arrive first (here forced: w0 delays its REMOTE_CALLs by
+ *    fault injection, one loop each).
+ *    - Sent to the owner: adopt_node's owner_handle_new finds no entry,
+ *      the node stays a bare id (tw_rref_from_value: TW_EINVAL, "a bare
+ *      id"), and the owner sends CHILD_ACCEPT all the same, so the
+ *      sender's fork ends. Passed on from there, the bare id reaches a
+ *      third worker as a fork "from the owner", confirmed though the owner
+ *      never recorded it: its fetches are refused (TW_EINVAL, "not its
+ *      user").
+ *    - Sent to a third worker: its FORK_REQUEST reaches the owner first,
+ *      on_fork_request refuses it ("which this worker does not own"), and
+ *      the refusal ends the request: the receiver's RRef fails.
+ *    torch's owner creates the OwnerRRef on the first message naming it
+ *    (getOrCreateOwnerRRef), whichever comes first.
+ *
+ * 2. (No test here: the window cannot be forced from outside.) A worker
+ *    whose tw_agent_init has not returned (state AGENT_STARTING, between
+ *    rdv_join and AGENT_RUNNING) already serves calls, but call_ctl_async
+ *    refuses every RRef request with TW_ESHUTDOWN ("the agent is not
+ *    running: no new RRef requests"), and ctl_send drops the control
+ *    message for good: an RRef it receives then never sends its
+ *    CHILD_ACCEPT (the sender's fork or child stays: the value leaks) or
+ *    its FORK_REQUEST (the RRef fails), and to_here and the proxies fail.
+ *    Seen with w_three without its ready barrier (1 run in 24, three
+ *    groups at once on 2 cores): "to_here: TW_ESHUTDOWN (the agent is not
+ *    running: no new RRef requests)" at w2 for an RRef w1 passed it.
+ */
+
+static int bug_early(struct h_worker *w, tw_agent *a, const char *to)
+{
+	phase = "sent before its REMOTE_CALL";
+	tw_value it[2];
+	tw_value aa = h_ints(it, 1, 1);
+	tw_rref *r;
+	W_ASSERT(w, tw_remote(a, "w1", "add", &aa, NULL, -1, &r) == TW_OK,
+		 "remote");
+	int64_t slot;
+	int rc = keep_on(w, a, to, r, &slot);
+	if (rc == 0) {
+		tw_value res;
+		rc = slot_call(w, a, to, "r::check", slot, 2, 0, &res);
+		if (rc == 0)
+			tw_value_destroy(&res);
+		if (rc == 0)
+			rc = slot_call(w, a, to, "r::drop", slot, 0, 0, NULL);
+	}
+	tw_rref_release(r);
+	return rc != 0 ? rc : all_clean(w, a);
+}
+
+static int w_bug(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.setup = rr_setup;
+	if (w->rank == 0) {
+		o.fault_delay_type = TW_MSG_REMOTE_CALL;
+		o.fault_delay_ms = 300;
+	}
+	watch(w);
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	atomic_store(&w->sh->ready[w->rank], 1);
+	W_ASSERT(w, h_wait_all(w->sh->ready, w->world, -1, 20000), "ready");
+	if (w->rank == 0) {
+		int rc = bug_early(w, a, w->arg);
+		atomic_store(&w->sh->flag[0], 1);
+		if (rc != 0)
+			return 1;
+	} else {
+		phase = "serving w0";
+		W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 45000), "w0 done");
+	}
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s: %s", tw_status_name(st),
+		 tw_errmsg(st));
+	return 0;
+}
+
+Test(rref_bug, sent_to_its_owner_before_its_remote_call, .timeout = 120)
+{
+	h_run_group(3, w_bug, "w1", NULL, 0);
+}
+
+Test(rref_bug, sent_to_a_third_worker_before_its_remote_call, .timeout = 120)
+{
+	h_run_group(3, w_bug, "w2", NULL, 0);
 }
