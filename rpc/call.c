@@ -275,8 +275,11 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 {
 	struct call *c = pend_find(&l->pend, h->req_id);
 	if (c == NULL || c->self) {
-		/* Late (after a timeout or a failed send) or never ours. */
+		/* Late (after a timeout or a failed send) or never ours. A
+		 * result's RRefs still end their senders' forks. */
 		stat_inc(&l->stats.late_responses);
+		if (h->type == TW_MSG_RET || h->type == TW_MSG_RREF_FETCH_RET)
+			rref_drain(l, h, buf, off, len);
 		return;
 	}
 	if (c->conn != cs || h->src != c->dst || h->dst != l->a->rank ||

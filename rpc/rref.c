@@ -50,6 +50,11 @@ struct owner_ent {
 struct tw_rref;
 TAILQ_HEAD(rref_list, tw_rref);
 
+struct fork_wait {
+	tw_guid rref, fork;
+	struct reply_path p;
+};
+
 /* A fork this worker sent of one of its user handles, until its receiver
  * accepts it (RREF_CHILD_ACCEPT). It holds a reference on the handle:
  * the handle's own fork, hence the owner's value, outlives it (G2). */
@@ -84,6 +89,11 @@ struct rref_ctx {
 	uint32_t world;
 	struct tw_rref_stats st;
 	uint32_t nwaits; /* fetches parked over all values */
+	/* FORK_REQUESTs for RRefs not created here yet: a pending user
+	 * passed its RRef on, and the receiver's request overtook the
+	 * creator's REMOTE_CALL. Answered when it comes (or is refused). */
+	uint32_t nfwait, capfwait;
+	struct fork_wait *fwaits;
 	_Atomic uint64_t next_id;
 };
 
@@ -319,6 +329,7 @@ static void ctx_unref(struct rref_ctx *x)
 	if (atomic_fetch_sub(&x->refs, 1) != 1)
 		return;
 	pthread_mutex_destroy(&x->mu);
+	free(x->fwaits);
 	free(x->tombs);
 	free(x->tomb_next);
 	free(x->per_peer);
@@ -563,6 +574,66 @@ static void refuse(const struct reply_path *p, tw_status kind, const char *fmt,
 		(id).fork.created_on, (unsigned long long)(id).fork.local_id,  \
 		(id).owner
 
+/* Take the fork requests parked for RRef rref (under mu): *n of them, in
+ * a new array (NULL when none). With e, each is recorded as a user of e
+ * first (ok[i]: recorded, or why not). */
+static struct fork_wait *fwait_take(struct rref_ctx *x, tw_guid rref,
+				    struct owner_ent *e, uint32_t *n,
+				    tw_status **ok)
+{
+	*n = 0;
+	*ok = NULL;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < x->nfwait; i++)
+		k += guid_eq(x->fwaits[i].rref, rref);
+	if (k == 0)
+		return NULL;
+	struct fork_wait *out = malloc(k * sizeof(*out));
+	tw_status *st = malloc(k * sizeof(*st));
+	if (out == NULL || st == NULL) {
+		free(out);
+		free(st);
+		return NULL; /* they time out at their senders and retry */
+	}
+	for (uint32_t i = 0; i < x->nfwait;) {
+		if (!guid_eq(x->fwaits[i].rref, rref)) {
+			i++;
+			continue;
+		}
+		out[*n] = x->fwaits[i];
+		st[*n] = e == NULL ? TW_EINVAL
+			 : ent_user(e, out[*n].fork) >= 0
+				 ? TW_OK
+				 : ent_user_add(x, e, out[*n].fork,
+						out[*n].p.caller, false);
+		(*n)++;
+		x->fwaits[i] = x->fwaits[--x->nfwait];
+	}
+	*ok = st;
+	return out;
+}
+
+/* Answer fork requests taken by fwait_take (not under mu). */
+static void fwait_answer(tw_agent *a, tw_guid rref, struct fork_wait *w,
+			 uint32_t n, tw_status *ok)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (ok[i] == TW_OK)
+			serve_reply(&w[i].p, TW_MSG_ACK, TW_OK, &(tw_value){0},
+				    0, NULL);
+		else
+			refuse(&w[i].p, ok[i],
+			       "RREF_FORK_REQUEST for RRef (%u, %llu): its "
+			       "creation on worker '%s' %s",
+			       rref.created_on,
+			       (unsigned long long)rref.local_id, a->name,
+			       ok[i] == TW_EINVAL ? "was refused or deleted"
+						  : "has all the users it may");
+	}
+	free(w);
+	free(ok);
+}
+
 static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 			   const tw_frame_hdr *h, const tw_value *pl)
 {
@@ -599,9 +670,14 @@ static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 			       ID_ARGS(id), a->name);
 		return;
 	}
+	uint32_t nw;
+	tw_status *wok;
+	struct fork_wait *w;
 	if (tomb_has(x, id.rref)) {
 		x->st.refused++;
+		w = fwait_take(x, id.rref, NULL, &nw, &wok);
 		pthread_mutex_unlock(&x->mu);
+		fwait_answer(a, id.rref, w, nw, wok);
 		refuse(p, TW_EINVAL,
 		       "REMOTE_CALL names " ID_FMT
 		       ", which its creator deleted before it reached worker "
@@ -612,7 +688,10 @@ static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 	tw_status st;
 	struct ent_user u = {.fork = id.fork, .holder = h->src};
 	e = ent_new(a, id.rref, h->src, &u, &st);
+	/* Forks of it whose requests overtook it: recorded now. */
+	w = fwait_take(x, id.rref, e, &nw, &wok);
 	pthread_mutex_unlock(&x->mu);
+	fwait_answer(a, id.rref, w, nw, wok);
 	if (e == NULL) {
 		refuse(p, st, "%s", tw_errmsg(st));
 		return;
@@ -716,8 +795,16 @@ static void on_user_delete(struct agent_loop *l, const struct reply_path *p,
 		 * it. */
 		x->st.refused++;
 		if (e == NULL && guid_eq(id.fork, id.rref) &&
-		    id.rref.created_on == p->caller)
+		    id.rref.created_on == p->caller) {
 			tomb_add(x, id.rref);
+			uint32_t nw;
+			tw_status *wok;
+			struct fork_wait *w = fwait_take(x, id.rref, NULL, &nw,
+							 &wok);
+			pthread_mutex_unlock(&x->mu);
+			fwait_answer(a, id.rref, w, nw, wok);
+			pthread_mutex_lock(&x->mu);
+		}
 	} else {
 		ent_user_del(x, e, (uint32_t)i);
 		x->st.deletes_received++;
@@ -747,12 +834,46 @@ static void on_fork_request(struct agent_loop *l, const struct reply_path *p,
 	pthread_mutex_lock(&x->mu);
 	struct owner_ent *e = id.owner == a->rank ? ent_find(x, id.rref) : NULL;
 	int64_t i = e != NULL ? ent_user(e, id.fork) : -1;
+	bool sane = parent != p->caller && parent < a->world &&
+		    id.fork.created_on == parent;
+	if (e == NULL && id.owner == a->rank && sane &&
+	    id.rref.created_on < a->world && id.rref.created_on != a->rank &&
+	    !tomb_has(x, id.rref) && x->nfwait < RREF_MAX_FORK_WAIT) {
+		/* Not created yet, maybe: the creator passed its pending
+		 * RRef on and this request overtook its REMOTE_CALL. Parked
+		 * until it comes (or is refused); the sender's retry finds
+		 * it then if this answer is lost meanwhile. */
+		for (uint32_t k = 0; k < x->nfwait; k++) {
+			struct fork_wait *fw = &x->fwaits[k];
+			if (guid_eq(fw->rref, id.rref) &&
+			    guid_eq(fw->fork, id.fork) &&
+			    fw->p.caller == p->caller) {
+				fw->p = *p; /* a retry: answer this one */
+				pthread_mutex_unlock(&x->mu);
+				return;
+			}
+		}
+		if (x->nfwait == x->capfwait) {
+			uint32_t cap = x->capfwait ? x->capfwait * 2 : 8;
+			struct fork_wait *nw = realloc(x->fwaits,
+						       cap * sizeof(*nw));
+			if (nw != NULL) {
+				x->fwaits = nw;
+				x->capfwait = cap;
+			}
+		}
+		if (x->nfwait < x->capfwait) {
+			x->fwaits[x->nfwait++] = (struct fork_wait){
+				.rref = id.rref, .fork = id.fork, .p = *p};
+			pthread_mutex_unlock(&x->mu);
+			return;
+		}
+	}
 	if (e == NULL)
 		why = "which this worker does not own (freed, or never)";
 	else if (i >= 0 && e->users[i].holder != p->caller)
 		why = "a fork another worker holds";
-	else if (i < 0 && (parent == p->caller || parent >= a->world ||
-			   id.fork.created_on != parent))
+	else if (i < 0 && !sane)
 		why = "a fork its parent did not make";
 	else if (i < 0)
 		st = ent_user_add(x, e, id.fork, p->caller, false);
@@ -1486,6 +1607,17 @@ void rref_adopt(struct agent_loop *l, uint32_t src, tw_in_msg *m)
 	m->hold_ = &hd->h;
 }
 
+void rref_drain(struct agent_loop *l, const tw_frame_hdr *h, tw_buf *buf,
+		size_t off, size_t len)
+{
+	tw_in_msg m;
+	if (tw_msg_decode(buf, off, len, h, NULL, &m) != TW_OK)
+		return;
+	if (m.nrref_ > 0)
+		rref_adopt(l, h->src, &m);
+	tw_in_msg_release(&m);
+}
+
 struct tw_msg_hold *rref_hold_take(tw_in_msg *m)
 {
 	struct tw_msg_hold *h = m->hold_;
@@ -1934,9 +2066,11 @@ tw_status tw_rref_to_here(tw_rref *r, int64_t timeout_ms, tw_value *out,
 	tw_status st = tw_rref_to_here_async(r, timeout_ms, &f);
 	if (st != TW_OK)
 		return st;
-	/* A user's fetch is bounded by its own deadline; the owner's wait
-	 * for its function by timeout_ms here. */
-	int64_t wait = r->owner ? timeout_ms : -1;
+	/* Bounded by timeout_ms here: the owner's wait for its function, and
+	 * a user's fetch that waits for its fork's confirmation (a fetch
+	 * refused while the owner had not recorded the fork yet) as much as
+	 * the fetch itself. */
+	int64_t wait = timeout_ms;
 	st = own != NULL ? agent_wait_own(own, f, wait)
 			 : tw_future_wait(f, wait);
 	if (st == TW_OK) {

@@ -793,6 +793,7 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			/* Executor threads count here too: not stat_inc. */
 			atomic_fetch_add_explicit(&l->stats.exec_expired, 1,
 						  memory_order_relaxed);
+			rref_drain(l, h, buf, off, len);
 			return;
 		}
 	}

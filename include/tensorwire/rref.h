@@ -151,8 +151,10 @@ tw_status tw_rref_from_value(const tw_value *v, tw_rref **out);
 /* RRef counters of the agent (snapshot; any thread). */
 struct tw_rref_stats {
 	uint64_t owned;         /* values this worker owns */
-	uint64_t owner_users;   /* user forks recorded over all owned values */
-	uint64_t forks_pending; /* forks in flight to owned values */
+	uint64_t owner_users;   /* user forks recorded over all owned values
+			       * (not those in flight) */
+	uint64_t forks_pending; /* forks this worker sent (RRefs in values)
+				 * whose receivers have not accepted yet */
 	uint64_t users;         /* user handles live on this worker */
 	uint64_t pending_users; /* of them, not confirmed yet */
 	uint64_t deletes_sent, deletes_received;
@@ -162,8 +164,9 @@ struct tw_rref_stats {
 };
 /* All zero for a NULL agent. */
 void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out);
-/* Owner side, one value: its user forks recorded, its forks in flight, and
- * whether the owner's own handle is alive. TW_ENOENT (with a reason) when
+/* Owner side, one value: its user forks recorded, the forks the owner sent
+ * of it still in flight (users too, kept apart until their receivers
+ * accept), and whether an owner handle is alive. TW_ENOENT (with a reason) when
  * this worker owns no RRef rref (never, or freed); TW_EINVAL for NULL
  * arguments. Any thread. */
 tw_status tw_agent_rref_value_users(const tw_agent *a, tw_guid rref,

@@ -958,7 +958,10 @@ Test(rref, random_fault_schedules_keep_g1_and_leave_nothing)
 					TW_MSG_ACK,
 					TW_MSG_CALL,
 					TW_MSG_RET};
-	for (uint64_t seed = 1; seed <= 24; seed++) {
+	for (uint64_t seed = 1;
+	     seed <=
+	     (getenv("TW_SEEDS") ? strtoull(getenv("TW_SEEDS"), NULL, 10) : 24);
+	     seed++) {
 		rng_state = seed * UINT64_C(0x9E3779B97F4A7C15);
 		world_up(3, NULL);
 		W.drive_step = MS; /* shutdown's drain moves the clock */

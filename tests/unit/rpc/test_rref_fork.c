@@ -9,6 +9,11 @@
 #include "tests/unit/rpc/fake_world.h"
 
 #define KEEP 160
+#define ID_FMT "RRef (%u, %llu) fork (%u, %llu) of owner %u"
+#define ID_ARGS(id)                                                            \
+	(id).rref.created_on, (unsigned long long)(id).rref.local_id,          \
+		(id).fork.created_on, (unsigned long long)(id).fork.local_id,  \
+		(id).owner
 
 /* What each worker's f::keep kept, by worker. */
 static tw_rref *kept[3][KEEP];
@@ -188,6 +193,21 @@ static tw_rref *remote_int(uint32_t from, uint32_t to, int64_t v)
 	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
 	tw_value_destroy(&args);
 	return r;
+}
+
+/* from calls fn(r) on to (r passed as an RRef); NULL if refused (*st). */
+static tw_future *pass_try(uint32_t from, uint32_t to, const char *fn,
+			   tw_rref *r, tw_status *st)
+{
+	tw_value args, rv;
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	cr_assert_eq(tw_rref_value(r, &rv), TW_OK);
+	cr_assert_eq(tw_value_set_item(&args, 0, rv), TW_OK);
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[from]);
+	*st = tw_rpc_async_id(W.ag[from], to, fn, &args, NULL, 1000, &f);
+	tw_value_destroy(&args);
+	return f;
 }
 
 /* from calls fn(r) on to (r passed as an RRef). */
@@ -676,4 +696,243 @@ Test(rref_fork, refusals)
 		advance(RREF_CTL_TIMEOUT_MS * MS);
 	assert_clean();
 	world_down(true);
+}
+
+/* ---- random schedules ---------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state % n);
+}
+
+#define NLIVE 48
+
+struct held {
+	uint32_t w; /* the worker holding it */
+	tw_rref *r;
+	int64_t v; /* its value */
+};
+
+/* f::keep's catch, as the test's own handles (their values: by RRef id). */
+static void harvest(struct held *live, int *nlive, const struct held *all,
+		    int nall)
+{
+	for (uint32_t w = 0; w < 3; w++) {
+		for (int i = 0; i < nkept[w]; i++) {
+			tw_rref_id id = tw_rref_get_id(kept[w][i]);
+			int64_t v = -1;
+			for (int k = 0; k < nall; k++) {
+				tw_rref_id o = tw_rref_get_id(all[k].r);
+				if (o.owner == id.owner &&
+				    o.rref.created_on == id.rref.created_on &&
+				    o.rref.local_id == id.rref.local_id)
+					v = all[k].v;
+			}
+			if (*nlive < NLIVE && v >= 0) {
+				live[(*nlive)++] = (struct held){
+					.w = w, .r = kept[w][i], .v = v};
+			} else {
+				tw_rref_release(kept[w][i]);
+			}
+		}
+		nkept[w] = 0;
+	}
+}
+
+/* Seeded schedules of remotes, passes (owner -> user, user -> user, user
+ * -> owner), fetches and releases among three workers while the RRef
+ * control messages and their answers are dropped, duplicated, held and
+ * reordered. Whatever happens: a fetch that succeeds gets its value; a
+ * confirmed handle's value exists on its owner (G1, G2); at the end,
+ * nothing is owned, used or pending anywhere. Calls themselves are held
+ * and reordered, never lost or doubled (a transport delivers each frame
+ * once): a lost call's fork would wait for its receiver forever, as in
+ * torch, until the receiver is declared dead. */
+Test(rref_fork, random_fault_schedules_keep_g1_g2_and_leave_nothing)
+{
+	static const uint8_t types[] = {TW_MSG_REMOTE_RET,
+					TW_MSG_RREF_FETCH_CALL,
+					TW_MSG_RREF_FETCH_RET,
+					TW_MSG_RREF_USER_DELETE,
+					TW_MSG_ACK,
+					TW_MSG_RREF_FORK_REQUEST,
+					TW_MSG_RREF_CHILD_ACCEPT};
+	for (uint64_t seed = 1;
+	     seed <=
+	     (getenv("TW_SEEDS") ? strtoull(getenv("TW_SEEDS"), NULL, 10) : 16);
+	     seed++) {
+		rng_state = seed * UINT64_C(0x9E3779B97F4A7C15);
+		up(3);
+		W.drive_step = MS;
+		struct held live[NLIVE], made[256];
+		int nlive = 0, nmade = 0, nf = 0, ok = 0;
+		struct {
+			tw_future *f;
+			int64_t v;
+			tw_rref_id id;
+			uint32_t w;
+			int step;
+		} fs[96];
+		tw_future *calls[128];
+		int ncalls = 0;
+		bool held[3][3] = {{false}};
+		for (int step = 0; step < 250; step++) {
+			uint32_t x = rnd(3), y = rnd(3);
+			switch (rnd(11)) {
+			case 0:
+			case 1:
+				if (nlive < NLIVE && nmade < 256) {
+					tw_rref *r = remote_int(x, y, step);
+					live[nlive++] = (struct held){
+						.w = x, .r = r, .v = step + 1};
+					made[nmade++] = live[nlive - 1];
+					tw_rref_retain(r);
+				}
+				break;
+			case 2:
+			case 3: /* pass a handle on, and maybe let go of it */
+				if (nlive > 0 && ncalls < 128) {
+					int i = (int)rnd((uint32_t)nlive);
+					uint32_t to = rnd(3);
+					if (to == live[i].w)
+						break;
+					tw_status st;
+					tw_future *f = pass_try(live[i].w, to,
+								"f::keep",
+								live[i].r, &st);
+					cr_assert(st == TW_OK ||
+							  st == TW_EINVAL,
+						  "%s", tw_errmsg(st));
+					if (f != NULL)
+						calls[ncalls++] = f;
+					if (rnd(2)) {
+						tw_rref_release(live[i].r);
+						live[i] = live[--nlive];
+					}
+				}
+				break;
+			case 4:
+				if (nlive > 0 && nf < 96) {
+					int i = (int)rnd((uint32_t)nlive);
+					cr_assert_eq(tw_rref_to_here_async(
+							     live[i].r, 200,
+							     &fs[nf].f),
+						     TW_OK);
+					fs[nf].id = tw_rref_get_id(live[i].r);
+					fs[nf].w = live[i].w;
+					fs[nf].step = step;
+					fs[nf++].v = live[i].v;
+				}
+				break;
+			case 5:
+				if (nlive > 0) {
+					int i = (int)rnd((uint32_t)nlive);
+					tw_rref_release(live[i].r);
+					live[i] = live[--nlive];
+				}
+				break;
+			case 6:
+				if (x != y) {
+					uint8_t t = types[rnd(sizeof(types))];
+					if (rnd(2))
+						(void)tw_fake_net_dup_next(
+							W.net, addrs[x],
+							addrs[y], t);
+					else
+						(void)tw_fake_net_drop_next(
+							W.net, addrs[x],
+							addrs[y], t);
+				}
+				break;
+			case 7:
+				if (x != y) {
+					held[x][y] = !held[x][y];
+					if (!held[x][y] && rnd(2))
+						tw_fake_net_reverse(W.net,
+								    addrs[x],
+								    addrs[y]);
+					cr_assert_eq(tw_fake_net_hold(
+							     W.net, addrs[x],
+							     addrs[y],
+							     held[x][y]),
+						     TW_OK);
+				}
+				break;
+			case 8:
+				advance(rnd(3) * 20 * MS);
+				harvest(live, &nlive, made, nmade);
+				break;
+			default:
+				poll_all();
+				break;
+			}
+			/* G1, G2: what a confirmed handle names exists. */
+			for (int i = 0; i < nlive; i++)
+				if (tw_rref_confirmed_by_owner(live[i].r))
+					cr_assert_geq(
+						value_users(live[i].r).users, 0,
+						"seed %llu step %d: a confirmed "
+						"RRef's value is gone",
+						(unsigned long long)seed, step);
+		}
+		for (uint32_t a = 0; a < 3; a++)
+			for (uint32_t b = 0; b < 3; b++)
+				if (held[a][b])
+					cr_assert_eq(tw_fake_net_hold(
+							     W.net, addrs[a],
+							     addrs[b], false),
+						     TW_OK);
+		/* A fetch refused while its fork was not yet recorded waits
+		 * for the fork's confirmation: retried 10 s apart. */
+		for (int i = 0; i < 5; i++)
+			advance(RREF_CTL_TIMEOUT_MS * MS);
+		harvest(live, &nlive, made, nmade);
+		for (int i = 0; i < nf; i++) {
+			cr_assert(
+				tw_future_done(fs[i].f),
+				"seed %llu fetch %d (step %d) by %s of " ID_FMT,
+				(unsigned long long)seed, i, fs[i].step,
+				names[fs[i].w], ID_ARGS(fs[i].id));
+			if (tw_future_status(fs[i].f) == TW_OK) {
+				cr_assert_eq(result_int(fs[i].f), fs[i].v,
+					     "seed %llu",
+					     (unsigned long long)seed);
+				ok++;
+			}
+			tw_future_release(fs[i].f);
+		}
+		for (int i = 0; i < ncalls; i++)
+			tw_future_release(calls[i]);
+		for (int i = 0; i < nmade; i++)
+			tw_rref_release(made[i].r);
+		for (int i = 0; i < nlive; i++)
+			tw_rref_release(live[i].r);
+		for (int i = 0; i < 6; i++) {
+			advance(RREF_CTL_TIMEOUT_MS * MS);
+			harvest(live, &nlive, made, 0);
+		}
+		for (uint32_t w = 0; w < 3; w++) {
+			struct tw_rref_stats st = rstats(w);
+			if (st.owned || st.users || st.forks_pending ||
+			    st.owner_users)
+				fprintf(stderr,
+					"seed %llu %s: owned %llu users %llu "
+					"forks %llu ousers %llu refused %llu\n",
+					(unsigned long long)seed, names[w],
+					(unsigned long long)st.owned,
+					(unsigned long long)st.users,
+					(unsigned long long)st.forks_pending,
+					(unsigned long long)st.owner_users,
+					(unsigned long long)st.refused);
+		}
+		assert_clean();
+		cr_assert_gt(ok, 0, "seed %llu: some fetch succeeded",
+			     (unsigned long long)seed);
+		world_down(true);
+	}
 }
