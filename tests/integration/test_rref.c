@@ -507,12 +507,13 @@ static tw_status h_fail(tw_value *result, tw_status kind, const char *fmt, ...)
 
 /*
  * Wait until r's owner has confirmed it (never long: one round trip).
- * Workaround for a library bug (see rref_bug below): an RRef sent to its
- * owner, or to a third worker, before its REMOTE_CALL reached the owner is
- * lost (the owner leaves it a bare id; a third worker's FORK_REQUEST is
- * refused). The REMOTE_CALL and the call carrying the RRef may travel on
- * different connections (two run loops), so that happens. Until it is
- * fixed, these tests pass on only RRefs their owner knows.
+ * Workaround for a library bug (rref_bug below): an RRef sent to its
+ * owner before its REMOTE_CALL reached the owner is lost (the owner leaves
+ * it a bare id). The REMOTE_CALL and the call carrying the RRef may travel
+ * on different connections (two run loops), so that happens. Until it is
+ * fixed, these tests send an RRef to its owner only once the owner knows
+ * it. (Sent to a third worker, it may be pending: the owner parks the
+ * FORK_REQUEST until the REMOTE_CALL comes.)
  */
 static bool wait_confirmed(tw_rref *r)
 {
@@ -678,8 +679,8 @@ static tw_status fn_drop(tw_call_ctx *ctx, const tw_value *args,
 	return TW_OK;
 }
 
-/* r::make(to, x) (blocking: it waits for the confirmation, see
- * wait_confirmed): tw_remote(to, add(x, 1)), returned as an RRef. */
+/* r::make(to, x): tw_remote(to, add(x, 1)), returned as an RRef (blocking:
+ * when `to` is the caller it waits for the confirmation, wait_confirmed). */
 static tw_status fn_make(tw_call_ctx *ctx, const tw_value *args,
 			 const tw_value *kwargs, tw_value *result, void *arg)
 {
@@ -694,7 +695,8 @@ static tw_status fn_make(tw_call_ctx *ctx, const tw_value *args,
 				 &r);
 	if (st != TW_OK)
 		return h_fail(result, st, "make: %s", tw_errmsg(st));
-	if (!wait_confirmed(r)) {
+	if (tw_rref_get_id(r).owner == tw_call_caller(ctx) &&
+	    !wait_confirmed(r)) {
 		tw_rref_release(r);
 		return h_fail(result, TW_ETIMEDOUT, "make: not confirmed");
 	}
@@ -716,7 +718,8 @@ static tw_status nest_item(tw_agent *a, int k, int64_t x, tw_value *out)
 	tw_status st = tw_remote(a, nest_owner[k], "add", &aa, NULL, -1, &r);
 	if (st != TW_OK)
 		return st;
-	if (!wait_confirmed(r)) {
+	/* fetched by w0: its own (wait_confirmed) */
+	if (strcmp(nest_owner[k], "w0") == 0 && !wait_confirmed(r)) {
 		tw_rref_release(r);
 		return TW_ETIMEDOUT;
 	}
@@ -725,8 +728,8 @@ static tw_status nest_item(tw_agent *a, int k, int64_t x, tw_value *out)
 	return st;
 }
 
-/* r::make_list(x) (blocking, as r::make): the nested RRefs above (run
- * by tw_remote: its value is a value holding RRefs). */
+/* r::make_list(x) (blocking, as r::make: its caller is w0): the nested
+ * RRefs above (run by tw_remote: its value is a value holding RRefs). */
 static tw_status fn_make_list(tw_call_ctx *ctx, const tw_value *args,
 			      const tw_value *kwargs, tw_value *result,
 			      void *arg)
@@ -1034,6 +1037,7 @@ static int pass_abc(struct h_worker *w, tw_agent *a, const char *owner,
 	tw_status st = tw_remote(a, owner, raise ? "raise" : "add",
 				 raise ? &ea : &aa, NULL, -1, &r);
 	W_ASSERT(w, st == TW_OK, "remote: %s", tw_errmsg(st));
+	/* w1 or w2 may be its owner, on the way: wait_confirmed */
 	W_ASSERT(w, wait_confirmed(r), "not confirmed");
 	tw_value pit[2] = {H_STR("w2"), tw_value_none()};
 	W_ASSERT(w, tw_rref_value(r, &pit[1]) == TW_OK, "value");
@@ -1351,7 +1355,8 @@ static int w0_hundred(struct h_worker *w, tw_agent *a)
 	W_ASSERT(w, tw_remote(a, "w2", "add", &aa, NULL, -1, &r) == TW_OK,
 		 "remote");
 	tw_guid id = tw_rref_get_id(r).rref;
-	W_ASSERT(w, wait_confirmed(r), "not confirmed");
+	/* passed on at once, pending: w1's first FORK_REQUESTs may reach w2
+	 * before w0's REMOTE_CALL (another connection) */
 	for (int k = 0; k < 50; k++)
 		if (keep_on(w, a, "w1", r, &slots[k]) != 0)
 			return 1;
@@ -1457,28 +1462,26 @@ Test(rref, three_workers_pass_return_nest_100_users, .timeout = 300)
 	h_run_group(3, w_three, NULL, NULL, 0);
 }
 
-/* ---- known library bugs: rref_bug_procs, expected to fail ----
+/* ---- an RRef passed on before its REMOTE_CALL reached the owner ----
  *
- * Each test below shows a bug in rpc/rref.c and fails until it is fixed
- * (meson: should_fail; when it passes, move it to the rref suite).
+ * The REMOTE_CALL goes through loop (owner % nloops) (call_ctl_async), the
+ * call carrying the RRef through the caller's loop, so with several loops
+ * the RRef may arrive first; here forced: w0 delays its REMOTE_CALLs by
+ * fault injection (one loop each). Sent to a third worker, its
+ * FORK_REQUEST waits at the owner for the REMOTE_CALL (main 24be691).
  *
- * 1. An RRef sent before its REMOTE_CALL reached the owner is lost. The
- *    REMOTE_CALL goes through loop (owner % nloops) (call_ctl_async), the
- *    call carrying the RRef through the caller's loop, so with several
- *    loops it may arrive first (here forced: w0 delays its REMOTE_CALLs by
- *    fault injection, one loop each).
- *    - Sent to the owner: adopt_node's owner_handle_new finds no entry,
- *      the node stays a bare id (tw_rref_from_value: TW_EINVAL, "a bare
- *      id"), and the owner sends CHILD_ACCEPT all the same, so the
- *      sender's fork ends. Passed on from there, the bare id reaches a
- *      third worker as a fork "from the owner", confirmed though the owner
- *      never recorded it: its fetches are refused (TW_EINVAL, "not its
- *      user").
- *    - Sent to a third worker: its FORK_REQUEST reaches the owner first,
- *      on_fork_request refuses it ("which this worker does not own"), and
- *      the refusal ends the request: the receiver's RRef fails.
- *    torch's owner creates the OwnerRRef on the first message naming it
- *    (getOrCreateOwnerRRef), whichever comes first.
+ * Known library bugs: rref_bug_procs, expected to fail. Each test in the
+ * rref_bug suite shows a bug in rpc/rref.c and fails until it is fixed
+ * (meson: should_fail; once it passes, move it to the rref suite).
+ *
+ * 1. An RRef sent to its owner before its REMOTE_CALL reached the owner is
+ *    lost: adopt_node's owner_handle_new finds no entry, the node stays a
+ *    bare id (tw_rref_from_value: TW_EINVAL, "a bare id"), and the owner
+ *    sends CHILD_ACCEPT all the same, so the sender's fork ends. Passed on
+ *    from there, the bare id reaches a third worker as a fork "from the
+ *    owner", confirmed though the owner never recorded it: its fetches are
+ *    refused (TW_EINVAL, "not its user"). torch's owner creates the
+ *    OwnerRRef on the first message naming it (getOrCreateOwnerRRef).
  *
  * 2. (No test here: the window cannot be forced from outside.) A worker
  *    whose tw_agent_init has not returned (state AGENT_STARTING, between
@@ -1493,7 +1496,7 @@ Test(rref, three_workers_pass_return_nest_100_users, .timeout = 300)
  *    running: no new RRef requests)" at w2 for an RRef w1 passed it.
  */
 
-static int bug_early(struct h_worker *w, tw_agent *a, const char *to)
+static int pass_early(struct h_worker *w, tw_agent *a, const char *to)
 {
 	phase = "sent before its REMOTE_CALL";
 	tw_value it[2];
@@ -1515,7 +1518,7 @@ static int bug_early(struct h_worker *w, tw_agent *a, const char *to)
 	return rc != 0 ? rc : all_clean(w, a);
 }
 
-static int w_bug(struct h_worker *w)
+static int w_early(struct h_worker *w)
 {
 	struct tw_agent_opts o;
 	h_opts(&o, w);
@@ -1531,7 +1534,7 @@ static int w_bug(struct h_worker *w)
 	atomic_store(&w->sh->ready[w->rank], 1);
 	W_ASSERT(w, h_wait_all(w->sh->ready, w->world, -1, 20000), "ready");
 	if (w->rank == 0) {
-		int rc = bug_early(w, a, w->arg);
+		int rc = pass_early(w, a, w->arg);
 		atomic_store(&w->sh->flag[0], 1);
 		if (rc != 0)
 			return 1;
@@ -1545,12 +1548,13 @@ static int w_bug(struct h_worker *w)
 	return 0;
 }
 
-Test(rref_bug, sent_to_its_owner_before_its_remote_call, .timeout = 120)
+Test(rref, sent_to_a_third_worker_before_its_remote_call, .timeout = 120)
 {
-	h_run_group(3, w_bug, "w1", NULL, 0);
+	h_run_group(3, w_early, "w2", NULL, 0);
 }
 
-Test(rref_bug, sent_to_a_third_worker_before_its_remote_call, .timeout = 120)
+/* bug 1 */
+Test(rref_bug, sent_to_its_owner_before_its_remote_call, .timeout = 120)
 {
-	h_run_group(3, w_bug, "w2", NULL, 0);
+	h_run_group(3, w_early, "w1", NULL, 0);
 }
