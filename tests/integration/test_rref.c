@@ -507,13 +507,9 @@ static tw_status h_fail(tw_value *result, tw_status kind, const char *fmt, ...)
 
 /*
  * Wait until r's owner has confirmed it (never long: one round trip).
- * Workaround for a library bug (rref_bug below): an RRef sent to its
- * owner before its REMOTE_CALL reached the owner is lost (the owner leaves
- * it a bare id). The REMOTE_CALL and the call carrying the RRef may travel
- * on different connections (two run loops), so that happens. Until it is
- * fixed, these tests send an RRef to its owner only once the owner knows
- * it. (Sent to a third worker, it may be pending: the owner parks the
- * FORK_REQUEST until the REMOTE_CALL comes.)
+ * Some tests wait for it before an RRef reaches its owner, to check the
+ * counters at known points; sent_to_its_owner_before_its_remote_call
+ * checks the other order.
  */
 static bool wait_confirmed(tw_rref *r)
 {
@@ -1423,11 +1419,8 @@ static int w_three(struct h_worker *w)
 	tw_status st = h_agent_init(&o, &a);
 	phase = "after init";
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
-	/* Every worker's init returned before the first RRef moves: a
-	 * worker still in tw_agent_init serves calls, but refuses to send
-	 * RRef control messages (call_ctl_async: TW_ESHUTDOWN, "the agent
-	 * is not running"), so an RRef it receives then is lost (reported
-	 * as a library bug with this test). */
+	/* Every worker's init returned before the first RRef moves, so the
+	 * counters the test checks start from known points. */
 	atomic_store(&w->sh->ready[w->rank], 1);
 	W_ASSERT(w, h_wait_all(w->sh->ready, w->world, -1, 20000), "ready");
 	if (w->rank == 0) {
@@ -1470,30 +1463,13 @@ Test(rref, three_workers_pass_return_nest_100_users, .timeout = 300)
  * fault injection (one loop each). Sent to a third worker, its
  * FORK_REQUEST waits at the owner for the REMOTE_CALL (main 24be691).
  *
- * Known library bugs: rref_bug_procs, expected to fail. Each test in the
- * rref_bug suite shows a bug in rpc/rref.c and fails until it is fixed
- * (meson: should_fail; once it passes, move it to the rref suite).
- *
- * 1. An RRef sent to its owner before its REMOTE_CALL reached the owner is
- *    lost: adopt_node's owner_handle_new finds no entry, the node stays a
- *    bare id (tw_rref_from_value: TW_EINVAL, "a bare id"), and the owner
- *    sends CHILD_ACCEPT all the same, so the sender's fork ends. Passed on
- *    from there, the bare id reaches a third worker as a fork "from the
- *    owner", confirmed though the owner never recorded it: its fetches are
- *    refused (TW_EINVAL, "not its user"). torch's owner creates the
- *    OwnerRRef on the first message naming it (getOrCreateOwnerRRef).
- *
- * 2. (No test here: the window cannot be forced from outside.) A worker
- *    whose tw_agent_init has not returned (state AGENT_STARTING, between
- *    rdv_join and AGENT_RUNNING) already serves calls, but call_ctl_async
- *    refuses every RRef request with TW_ESHUTDOWN ("the agent is not
- *    running: no new RRef requests"), and ctl_send drops the control
- *    message for good: an RRef it receives then never sends its
- *    CHILD_ACCEPT (the sender's fork or child stays: the value leaks) or
- *    its FORK_REQUEST (the RRef fails), and to_here and the proxies fail.
- *    Seen with w_three without its ready barrier (1 run in 24, three
- *    groups at once on 2 cores): "to_here: TW_ESHUTDOWN (the agent is not
- *    running: no new RRef requests)" at w2 for an RRef w1 passed it.
+ * Found by these tests and fixed in rpc/rref.c (docs/rref.md): an RRef
+ * sent to its owner before its REMOTE_CALL reached the owner (the owner
+ * now makes its entry on the first of the two, as torch's
+ * getOrCreateOwnerRRef: sent_to_its_owner_before_its_remote_call), and
+ * RRef control messages of a worker still inside tw_agent_init (now held
+ * until init returns; the window cannot be forced from outside, so no
+ * test of its own).
  */
 
 static int pass_early(struct h_worker *w, tw_agent *a, const char *to)
@@ -1554,7 +1530,7 @@ Test(rref, sent_to_a_third_worker_before_its_remote_call, .timeout = 120)
 }
 
 /* bug 1 */
-Test(rref_bug, sent_to_its_owner_before_its_remote_call, .timeout = 120)
+Test(rref, sent_to_its_owner_before_its_remote_call, .timeout = 120)
 {
 	h_run_group(3, w_early, "w1", NULL, 0);
 }
