@@ -779,7 +779,8 @@ static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 		pthread_mutex_unlock(&x->mu);
 		placeholder_fail(a, drop);
 		if (st != TW_OK) {
-			refuse(p, st, "no room for the creator's user of " ID_FMT,
+			refuse(p, st,
+			       "no room for the creator's user of " ID_FMT,
 			       ID_ARGS(id));
 			return;
 		}
