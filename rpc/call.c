@@ -246,6 +246,14 @@ static void call_start_msg(struct tw_loop_msg *m)
 		serve_local_call(l, c);
 		return;
 	}
+	if (__builtin_expect(agent_peer_dead(a, c->dst), 0)) {
+		/* Posted before the death was known, started after this loop
+		 * failed its calls to the dead worker. */
+		char msg[256];
+		agent_dead_reason(a, c->dst, msg, sizeof(msg));
+		call_fail(l, c, TW_EUNREACHABLE, msg);
+		return;
+	}
 	tw_status st;
 	struct conn_state *cs = conn_get(l, c->dst, &st);
 	if (cs == NULL) {
@@ -866,6 +874,10 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 		st = agent_no_worker_id(a, dst);
 		goto out;
 	}
+	if (__builtin_expect(agent_peer_dead(a, dst), 0)) {
+		st = agent_dead_fail(a, dst);
+		goto out;
+	}
 
 	struct call *c = call_get(a);
 	if (c == NULL) {
@@ -1077,6 +1089,10 @@ tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 	if (atomic_load(&a->state) != AGENT_RUNNING) {
 		st = tw_fail_static(TW_ESHUTDOWN, "the agent is not running: "
 						  "no new RRef requests");
+		goto out;
+	}
+	if (agent_peer_dead(a, dst)) {
+		st = agent_dead_fail(a, dst);
 		goto out;
 	}
 	struct call *c = call_get(a);

@@ -1688,3 +1688,51 @@ tw_status tw_rref_remote(tw_rref *r, const char *fn, const tw_value *args,
 		tw_rref_release(r);
 	return TW_OK;
 }
+
+/* ---- members that die ---- */
+
+void rref_member_dead(tw_agent *a, uint32_t rank)
+{
+	struct rref_ctx *x = a->rref;
+	if (x == NULL)
+		return;
+	/* Unlinked under the mutex, chained through their bucket link and
+	 * freed after it (a value's last reference may run callbacks), as
+	 * on_user_delete does. */
+	struct owner_ent *freed = NULL;
+	pthread_mutex_lock(&x->mu);
+	if (x->dead) {
+		pthread_mutex_unlock(&x->mu);
+		return;
+	}
+	for (uint32_t b = 0; b < RREF_BUCKETS; b++) {
+		struct owner_ent *e = x->buckets[b], *next;
+		for (; e != NULL; e = next) {
+			next = e->next;
+			uint32_t dropped = 0;
+			for (uint32_t i = 0; i < e->nusers;) {
+				if (e->users[i].holder == rank) {
+					e->users[i] = e->users[--e->nusers];
+					dropped++;
+				} else {
+					i++;
+				}
+			}
+			if (dropped == 0)
+				continue;
+			x->st.owner_users -= dropped;
+			x->st.dead_users_dropped += dropped;
+			if (ent_dead(e)) {
+				ent_unlink(x, e);
+				e->next = freed;
+				freed = e;
+			}
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
+	while (freed != NULL) {
+		struct owner_ent *e = freed;
+		freed = e->next;
+		ent_free(e);
+	}
+}
