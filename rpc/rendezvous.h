@@ -1,7 +1,8 @@
 /* Internal: rendezvous and shutdown barrier (the control plane), after
  * torch's TCPStore: rank 0 hosts a small server thread, every rank joins
  * over plain blocking TCP with poll() deadlines, tensorwire frames on the
- * wire. The control connection stays open until shutdown. */
+ * wire. The control connection stays open until shutdown: rank 0 tells
+ * the members over it who is gone (rdv_watch). */
 #ifndef TW_RPC_RENDEZVOUS_H
 #define TW_RPC_RENDEZVOUS_H
 
