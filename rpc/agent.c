@@ -339,6 +339,12 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 	case TW_MSG_RREF_USER_DELETE:
 	case TW_MSG_RREF_FORK_REQUEST:
 	case TW_MSG_RREF_CHILD_ACCEPT:
+		/* From a member declared dead (frames read after the
+		 * declaration, or one cut off from rank 0 only): nothing it
+		 * creates or holds here may outlive the forks dropped. */
+		if (__builtin_expect(agent_peer_dead(l->a, (uint32_t)h->src),
+				     0))
+			break;
 		rref_on_frame(l, cs, h, buf, off, len);
 		break;
 	case TW_MSG_REMOTE_RET:

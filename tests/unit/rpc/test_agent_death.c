@@ -215,3 +215,29 @@ Test(agent_death, a_call_queued_before_the_death_fails_when_it_starts)
 	agent_down(1, false);
 	world_down(true);
 }
+
+/* A member declared dead that still speaks (cut off from rank 0 only, or
+ * frames read after the declaration): its RRef requests are dropped, so
+ * no fork of it outlives the ones dropped. */
+Test(agent_death, a_dead_members_rref_requests_are_dropped)
+{
+	world_up(2, NULL);
+	declare_dead(0, 1);
+	settle();
+	tw_value args = int_args(1);
+	tw_rref *r = NULL;
+	tw_agent_fake_enter(W.ag[1]);
+	cr_assert_eq(tw_remote(W.ag[1], "A", "t::inc", &args, NULL, 100, &r),
+		     TW_OK);
+	tw_value_destroy(&args);
+	settle();
+	struct tw_rref_stats s = rstats(0);
+	cr_assert_eq(s.owned, 0);
+	cr_assert_eq(s.owner_users, 0);
+	cr_assert_eq(W.k[0].inc, 0, "the function never ran");
+	advance(200 * MS);
+	cr_assert_not(tw_rref_confirmed_by_owner(r));
+	agent_down(1, false);
+	tw_rref_release(r);
+	world_down(true);
+}
