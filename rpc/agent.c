@@ -1078,6 +1078,11 @@ static void loop_admit_fn(struct sync_msg *s)
 			v[k++] = a->members[r].addrs[i];
 	s->st = tw_transport_admit(s->l->t, v, n);
 	free(v);
+	/* From now on a member that dies is told (rank 0's notices). Here,
+	 * not in a later run_on_loop: once admitted, a peer's call may run a
+	 * handler that waits on this loop for init to end (call.c). */
+	if (s->st == TW_OK && s->l->idx == 0 && a->rdv != NULL)
+		watch_start_fn(s);
 }
 
 static tw_status given_members(tw_agent *a);
@@ -1275,9 +1280,6 @@ joined:
 		st = run_on_loop(&a->loops[i], loop_admit_fn, NULL);
 	if (st != TW_OK)
 		goto fail_plain;
-	/* From now on a member that dies is told (rank 0's notices). */
-	if (a->rdv != NULL)
-		run_on_loop(&a->loops[0], watch_start_fn, NULL);
 	/* Release: loops read members after seeing a call posted later. */
 	atomic_store(&a->state, AGENT_RUNNING);
 	*out = a;
