@@ -1276,6 +1276,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		goto fail; /* it said why */
 joined:
 	st = build_membership(a);
+	if (st == TW_OK)
+		atomic_store(&a->members_known, 1);
 	for (uint32_t i = 0; st == TW_OK && i < a->nloops; i++)
 		st = run_on_loop(&a->loops[i], loop_admit_fn, NULL);
 	if (st != TW_OK)

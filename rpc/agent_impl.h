@@ -265,6 +265,8 @@ struct tw_agent {
 	struct defer_hub *hub;
 	_Atomic int state;
 	_Atomic int joining;           /* rendezvous under way: calls wait */
+	_Atomic int members_known;     /* membership built (init, before the
+					* loops admit the members) */
 	_Atomic uint32_t api_inflight; /* threads inside tw_rpc_async */
 	_Atomic uint64_t next_req;
 	_Atomic uint64_t outstanding;

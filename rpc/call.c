@@ -847,9 +847,19 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 	} else if (state == AGENT_STARTING && atomic_load(&a->joining)) {
 		/* The group has formed and a peer already calls us (a nested
 		 * call from a handler) while our own init is still reading
-		 * the member list: that takes moments, wait for it. */
-		while ((state = atomic_load(&a->state)) == AGENT_STARTING)
+		 * the member list: that takes moments, wait for it. On one of
+		 * our loops, only until the members are known: init's last
+		 * steps (admission) run on the loops, and would wait for this
+		 * handler; the call is posted behind them, so it starts once
+		 * the loop admitted the members. */
+		bool own = agent_tls_loop != NULL && agent_tls_loop->a == a;
+		while ((state = atomic_load(&a->state)) == AGENT_STARTING) {
+			if (own && atomic_load(&a->members_known)) {
+				state = AGENT_RUNNING;
+				break;
+			}
 			sched_yield();
+		}
 	}
 	if (state != AGENT_RUNNING) {
 		if (state == AGENT_STARTING)
