@@ -241,3 +241,68 @@ Test(agent_death, a_dead_members_rref_requests_are_dropped)
 	tw_rref_release(r);
 	world_down(true);
 }
+
+/* A call to B carrying RRef r (a fork of it on the way to B). */
+static tw_future *call_with_rref(uint32_t from, const char *to, tw_rref *r)
+{
+	tw_value args, rv;
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	cr_assert_eq(tw_rref_value(r, &rv), TW_OK);
+	cr_assert_eq(tw_value_set_item(&args, 0, rv), TW_OK);
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[from]);
+	tw_status st = tw_rpc_async(W.ag[from], to, "t::echo", &args, NULL, 0,
+				    &f);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+	tw_value_destroy(&args);
+	return f;
+}
+
+/* Forks on their way to a member that dies are never accepted: the owner
+ * drops the ones it recorded for it (in flight), and a user drops the
+ * children it sent it, releasing their handles. */
+Test(agent_death, forks_in_flight_to_a_dead_member_are_dropped)
+{
+	world_up(3, NULL);
+	tw_rref *ra = remote_int(0, "A", 1); /* A's own */
+	tw_rref *rc = remote_int(2, "A", 2); /* C uses it */
+	settle();
+	cr_assert(tw_rref_confirmed_by_owner(rc));
+	/* B never answers: what is sent to it stays in flight. */
+	cr_assert_eq(tw_fake_net_hold(W.net, B_ADDR, NULL, true), TW_OK);
+	tw_future *fa = call_with_rref(0, "B", ra);
+	tw_future *fc = call_with_rref(2, "B", rc);
+	settle();
+	tw_agent_fake_enter(W.ag[0]);
+	tw_rref_release(ra);
+	tw_agent_fake_enter(W.ag[2]);
+	tw_rref_release(rc);
+	settle();
+	struct tw_rref_stats sa = rstats(0), sc = rstats(2);
+	cr_assert_eq(sa.forks_pending, 1, "A's fork to B in flight");
+	cr_assert_eq(sa.owned, 2, "both values kept by forks in flight");
+	cr_assert_eq(sc.forks_pending, 1, "C's child sent to B");
+
+	cr_assert_eq(tw_fake_net_set_down(W.net, B_ADDR, true), TW_OK);
+	declare_dead(0, 1);
+	declare_dead(2, 1);
+	settle();
+	sa = rstats(0);
+	sc = rstats(2);
+	cr_assert_eq(sa.forks_pending, 0);
+	cr_assert_eq(sa.owner_users, 0);
+	cr_assert_eq(sa.owned, 0, "nothing keeps either value now");
+	/* A's fork of its own handle, recorded for B; C's child was never
+	 * seen by A (B asks the owner, and B never spoke): dropping it
+	 * released C's handle, whose delete freed the value. */
+	cr_assert_eq(sa.dead_users_dropped, 1, "dropped %llu",
+		     (unsigned long long)sa.dead_users_dropped);
+	cr_assert_eq(sc.forks_pending, 0);
+	cr_assert_eq(sc.users, 0, "C's handle went with its child");
+	failure(fa, TW_EUNREACHABLE);
+	failure(fc, TW_EUNREACHABLE);
+	tw_future_release(fa);
+	tw_future_release(fc);
+	agent_down(1, false);
+	world_down(true);
+}
