@@ -1611,7 +1611,14 @@ static tw_status barrier_round_locked(struct rdv_client *c,
 	tw_value_destroy(&v);
 	if (st == TW_OK) {
 		tw_in_msg m;
-		st = recv_answer(c, deadline_ns, &m, idle, arg);
+		/* Rank 0 answers by a little before our deadline (told in
+		 * left), naming whoever kept the round going: listen a little
+		 * past it for that answer, or a loaded host's scheduling
+		 * decides whether we hear why or time out on our own. */
+		uint64_t until = deadline_ns == UINT64_MAX
+					 ? deadline_ns
+					 : deadline_ns + RDV_ANSWER_GRACE_NS;
+		st = recv_answer(c, until, &m, idle, arg);
 		if (st != TW_OK && st != TW_ETIMEDOUT &&
 		    st != TW_EUNREACHABLE) {
 			char why[TW_ERRMSG_MAX];

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* How long past its own deadline a member listens for rank 0's answer to
+ * a barrier round (rank 0 answers before it, naming the busy workers). */
+#define RDV_ANSWER_GRACE_NS (200u * 1000000u)
+
 #include <tensorwire/agent.h>
 #include <tensorwire/status.h>
 #include <tensorwire/value.h>
