@@ -59,7 +59,8 @@ struct ctl_op {
 	uint32_t to;
 	tw_rref_id id;
 	uint32_t parent; /* FORK_REQUEST: who sent the fork */
-	tw_rref *r;      /* FORK_REQUEST: the receiver's handle (a ref) */
+	tw_rref *r;      /* FORK_REQUEST: the receiver's handle, kept alive by
+		     * its confirmation's reference until fork_settled */
 	uint32_t tries;
 };
 
@@ -375,8 +376,9 @@ void rref_ctx_fini(tw_agent *a)
 	/* Control messages held for an init that failed. */
 	for (struct ctl_op *op = x->held, *n; op != NULL; op = n) {
 		n = op->next;
-		if (op->r != NULL)
-			tw_rref_release(op->r);
+		if (op->r != NULL) /* its handle waits for this answer */
+			tw_future_fail(op->r->cf, TW_ESHUTDOWN, a->rank,
+				       AGENT_SHUTDOWN_MSG);
 		free(op);
 	}
 	x->held = NULL;
@@ -1362,7 +1364,11 @@ uint64_t rref_shutdown(tw_agent *a, char *report, size_t cap)
 		int state = atomic_load(&r->state);
 		uint32_t refs = atomic_load(&r->refs);
 		/* A pending creation holds one reference of its own. */
-		if (refs <= (state == USER_PENDING ? 1u : 0u))
+		/* Its creation's reference while pending, and one per fork
+		 * in flight, are not the application's: a handle held only
+		 * by those is told when they go. */
+		if (refs <= (state == USER_PENDING ? 1u : 0u) +
+				    atomic_load(&r->nchildren))
 			continue;
 		if (held++ < 8 && len < cap)
 			len += (size_t)snprintf(
@@ -1619,8 +1625,9 @@ static void fork_settled(struct ctl_op *op, tw_future *f)
 			e != NULL ? e->msg
 				  : "no memory for an RRef's fork request");
 	}
+	/* r may be gone now (its confirmation's reference was its last):
+	 * only op from here. */
 	ctl_start(op->a, TW_MSG_RREF_CHILD_ACCEPT, op->parent, op->id, 0, NULL);
-	tw_rref_release(r);
 }
 
 /* ---- receiving: a message's RREF nodes become handles ---------------- */
@@ -1690,7 +1697,7 @@ static void adopt_node(struct adopt *ad, tw_value *v)
 			r = user_new_forked(a, id);
 			if (r != NULL)
 				ctl_start(a, TW_MSG_RREF_FORK_REQUEST, id.owner,
-					  id, src, tw_rref_retain(r));
+					  id, src, r);
 			else
 				ctl_start(a, TW_MSG_RREF_CHILD_ACCEPT, src, id,
 					  0, NULL);

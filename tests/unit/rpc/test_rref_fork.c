@@ -1008,3 +1008,31 @@ Test(rref_fork, rref_home_whose_creation_never_comes)
 	assert_clean();
 	world_down(true);
 }
+
+/* A handle the application let go of, kept only by a fork in flight, is
+ * no leak at shutdown: it is told to its owner once the fork is
+ * accepted. */
+Test(rref_fork, shutdown_with_a_fork_in_flight_reports_no_leak)
+{
+	up(3);
+	tw_rref *r = remote_int(0, 1, 1);
+	settle();
+	tw_future *f = pass(0, 2, "f::keep", r);
+	tw_rref_release(r);
+	cr_assert_eq(rstats(0).forks_pending, 1);
+	tw_future_release(f);
+	W.drive_step = MS;
+	tw_agent_fake_enter(W.ag[0]);
+	tw_status st = tw_agent_shutdown(W.ag[0], true);
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+	W.ag[0] = NULL;
+	drop_kept(2);
+	for (uint32_t i = 2; i >= 1; i--) {
+		tw_agent_fake_enter(W.ag[i]);
+		st = tw_agent_shutdown(W.ag[i], true);
+		cr_assert_eq(st, TW_OK, "%s: %s", names[i], tw_errmsg(st));
+		W.ag[i] = NULL;
+	}
+	cr_assert_eq(tw_fake_net_destroy(W.net), TW_OK);
+	W.net = NULL;
+}
