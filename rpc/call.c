@@ -12,8 +12,10 @@
 #include "dataplane/err.h"
 #include "rpc/agent_impl.h"
 #include "rpc/future_impl.h"
+#include "rpc/rref.h"
 #include "rpc/utf8.h"
 #include "rpc/value_impl.h"
+#include "rpc/value_wire.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -273,8 +275,11 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 {
 	struct call *c = pend_find(&l->pend, h->req_id);
 	if (c == NULL || c->self) {
-		/* Late (after a timeout or a failed send) or never ours. */
+		/* Late (after a timeout or a failed send) or never ours. A
+		 * result's RRefs still end their senders' forks. */
 		stat_inc(&l->stats.late_responses);
+		if (h->type == TW_MSG_RET || h->type == TW_MSG_RREF_FETCH_RET)
+			rref_drain(l, h, buf, off, len);
 		return;
 	}
 	if (c->conn != cs || h->src != c->dst || h->dst != l->a->rank ||
@@ -289,6 +294,8 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 	tw_in_msg *m = future_msg_begin(c->fut);
 	if (m != NULL) {
 		tw_status st = tw_msg_decode(buf, off, len, h, NULL, m);
+		if (st == TW_OK && m->nrref_ > 0)
+			rref_adopt(l, h->src, m);
 		if (st == TW_OK) {
 			future_msg_end(c->fut);
 		} else {
@@ -536,6 +543,8 @@ static tw_status encode_payload(struct call *c, const tw_value *payload)
 	tw_status st = tw_msg_encode(a->txpool, &h, payload, &c->tx.msg);
 	if (st == TW_ENOSPC) /* pool empty: the heap takes over */
 		st = tw_msg_encode(NULL, &h, payload, &c->tx.msg);
+	if (st == TW_WIRE_FORK_NEEDED) /* RRefs in it: fork them for dst */
+		st = rref_encode_forked(a, c->dst, &h, payload, &c->tx.msg);
 	return st;
 }
 
@@ -550,6 +559,7 @@ static tw_status encode_payload(struct call *c, const tw_value *payload)
  */
 
 struct diag {
+	const tw_agent *a;
 	char path[1024];
 	size_t len;        /* of path */
 	uint32_t nseg;     /* tensors so far */
@@ -713,12 +723,17 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 		}
 		return false;
 	}
-	case TW_KIND_RREF:
-		if (v->u.rref != NULL)
-			return false;
-		tw_fail(TW_EINVAL, "%s is an rref value without its id",
-			d->path);
-		return true;
+	case TW_KIND_RREF: {
+		if (v->u.rref == NULL) {
+			tw_fail(TW_EINVAL, "%s is an rref value without its id",
+				d->path);
+			return true;
+		}
+		const char *why = rref_value_problem(d->a, v);
+		if (why != NULL)
+			tw_fail(TW_EINVAL, "%s is %s", d->path, why);
+		return why != NULL;
+	}
 	case TW_KIND_ERROR: {
 		const tw_error *e = v->u.err;
 		if (e != NULL && e->kind != TW_OK &&
@@ -741,12 +756,14 @@ static bool diag_value(struct diag *d, const tw_value *v, unsigned depth)
 /* The arguments of a call that could not be encoded (or cloned, for a
  * call to self): record why, as TW_EINVAL, or pass on what the encoder
  * said when the arguments are not at fault. */
-static tw_status refuse_args(tw_status st, const char *fn, const tw_value *args,
-			     const tw_value *kwargs)
+static tw_status refuse_args(const tw_agent *a, tw_status st, const char *fn,
+			     const tw_value *args, const tw_value *kwargs)
 {
 	if (st == TW_ENOMEM)
 		return tw_fail_wrap(st, st, "cannot build the call to '%.64s'",
 				    fn);
+	if (st == TW_EBUSY) /* an RRef at its limit of users: said why */
+		return st;
 	if (text_bad(fn, (uint32_t)strnlen(fn, UINT32_MAX), false))
 		return tw_fail_static(TW_EINVAL, "the function name is not "
 						 "valid UTF-8");
@@ -754,6 +771,7 @@ static tw_status refuse_args(tw_status st, const char *fn, const tw_value *args,
 	if (d == NULL)
 		return tw_fail_static(TW_EINVAL, "the call's arguments cannot "
 						 "be sent");
+	d->a = a;
 	bool found = false;
 	if (args != NULL) {
 		d->len = (size_t)snprintf(d->path, sizeof(d->path), "args");
@@ -897,7 +915,7 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 	c->has_msg = !c->self && st == TW_OK;
 	if (st != TW_OK) {
 		call_put(c);
-		st = refuse_args(st, fn, args, kwargs);
+		st = refuse_args(a, st, fn, args, kwargs);
 		goto out;
 	}
 	if (__builtin_expect(c->has_msg && c->tx.msg.total_len > a->o.max_frame,

@@ -379,6 +379,8 @@ static void in_clear(tw_in_msg *m)
 	m->buf = NULL;
 	m->arena_ = NULL;
 	m->arena_size_ = 0;
+	m->nrref_ = 0;
+	m->hold_ = NULL;
 }
 
 /* Segments whose offsets the decoder keeps on its stack for pass 2 (more
@@ -485,6 +487,7 @@ tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
 	out->buf = tw_buf_retain(buf);
 	out->arena_ = arena;
 	out->arena_size_ = lay.arena_size;
+	out->nrref_ = lay.nrref;
 	return TW_OK;
 }
 
@@ -492,6 +495,8 @@ void tw_in_msg_release(tw_in_msg *m)
 {
 	if (m == NULL)
 		return;
+	if (m->hold_ != NULL)
+		m->hold_->release(m->hold_);
 	if (m->arena_ != NULL && m->arena_ != (void *)m->arena_inline_)
 		free(m->arena_);
 	tw_buf_release(m->buf);

@@ -1,6 +1,7 @@
-/* Remote references: tw_remote, the owner and user tables, to_here and
- * user deletes (docs/rref.md). Forks come next. */
+/* Remote references: tw_remote, the owner and user tables, to_here, user
+ * deletes, and forks: RRefs passed in values (docs/rref.md). */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,13 +16,18 @@
 #include "dataplane/list.h"
 #include "rpc/agent_impl.h"
 #include "rpc/rref.h"
+#include "rpc/value_wire.h"
 
 /* ---- tables ----------------------------------------------------------- */
 
-/* A user of an owned value: its fork id and the worker holding it. */
+/* A user of an owned value: its fork id and the worker holding it.
+ * inflight: a fork this owner sent (torch's early fork registration),
+ * until its receiver's RREF_CHILD_ACCEPT; it keeps the value all the
+ * same. */
 struct ent_user {
 	tw_guid fork;
 	uint32_t holder;
+	bool inflight;
 };
 
 /* A value this worker owns (under ctx->mu). Freed when nothing keeps it:
@@ -31,18 +37,34 @@ struct owner_ent {
 	tw_agent *a;
 	tw_guid id;
 	uint32_t creator;
-	tw_future *val; /* the function's future: its value or error */
-	bool running;   /* the function has not completed: kept */
-	bool self_fork; /* the owner's own handle is alive */
+	tw_future *val;     /* the function's future: its value or error */
+	bool running;       /* the function has not completed: kept */
+	uint32_t self_refs; /* the owner's own handles alive */
 	uint32_t nusers, capusers;
-	struct ent_user *users; /* user forks recorded */
-	uint32_t forks_pending;
+	struct ent_user *users; /* user forks recorded, in flight too */
+	uint32_t forks_pending; /* of them, in flight */
 	uint32_t nwait, capwait;
 	struct reply_path *waits; /* fetches parked until the value */
 };
 
 struct tw_rref;
 TAILQ_HEAD(rref_list, tw_rref);
+
+struct fork_wait {
+	tw_guid rref, fork;
+	struct reply_path p;
+};
+
+/* A fork this worker sent of one of its user handles, until its receiver
+ * accepts it (RREF_CHILD_ACCEPT). It holds a reference on the handle:
+ * the handle's own fork, hence the owner's value, outlives it (G2). */
+struct child {
+	struct child *next; /* bucket chain */
+	tw_guid fork;
+	uint32_t dst;
+	tw_rref *r;
+};
+#define CHILD_BUCKETS 1024u
 
 /* Outlives its agent while handles hold it (refs): a handle released after
  * tw_agent_shutdown only frees itself. */
@@ -56,6 +78,7 @@ struct rref_ctx {
 	 * of the RRefs it creates, and must not pile them into one bucket. */
 	unsigned char hkey[crypto_shorthash_KEYBYTES];
 	struct owner_ent *buckets[RREF_BUCKETS];
+	struct child *children[CHILD_BUCKETS];
 	uint32_t *per_peer; /* owned entries by creator (world entries) */
 	/* Per creator, the last RREF_TOMBSTONES RRefs it deleted before
 	 * this owner had them (a creation that timed out): a REMOTE_CALL
@@ -66,22 +89,36 @@ struct rref_ctx {
 	uint32_t world;
 	struct tw_rref_stats st;
 	uint32_t nwaits; /* fetches parked over all values */
+	/* FORK_REQUESTs for RRefs not created here yet: a pending user
+	 * passed its RRef on, and the receiver's request overtook the
+	 * creator's REMOTE_CALL. Answered when it comes (or is refused). */
+	uint32_t nfwait, capfwait;
+	struct fork_wait *fwaits;
 	_Atomic uint64_t next_id;
 };
 
 enum { USER_PENDING = 0, USER_CONFIRMED = 1, USER_FAILED = 2 };
 
 struct tw_rref {
+	tw_rref_id id; /* what RREF values holding r point at */
 	_Atomic uint32_t refs;
 	tw_agent *a; /* valid while x->dead is false */
 	struct rref_ctx *x;
 	TAILQ_ENTRY(tw_rref) link; /* users: in x->live (under mu) */
 	bool deleted;              /* its delete was sent (under mu) */
-	tw_rref_id id;
 	bool owner;
 	_Atomic int state; /* USER_*: a user's creation */
-	tw_future *cf;     /* user: the REMOTE_CALL's future */
+	/* user: the REMOTE_CALL's future, or for a fork this worker
+	 * received, its confirmation's (the owner's ACK) */
+	tw_future *cf;
+	_Atomic uint32_t nchildren; /* of refs, forks sent not accepted */
 };
+
+static tw_rref *rref_of(const tw_rref_id *id)
+{
+	return (tw_rref *)(void *)((char *)(uintptr_t)id -
+				   offsetof(struct tw_rref, id));
+}
 
 static inline bool guid_eq(tw_guid x, tw_guid y)
 {
@@ -114,7 +151,7 @@ static void ent_unlink(struct rref_ctx *x, struct owner_ent *e)
 		pp = &(*pp)->next;
 	*pp = e->next;
 	x->st.owned--;
-	x->st.owner_users -= e->nusers;
+	x->st.owner_users -= e->nusers - e->forks_pending;
 	x->st.forks_pending -= e->forks_pending;
 	x->per_peer[e->creator]--;
 }
@@ -130,8 +167,56 @@ static void ent_free(struct owner_ent *e)
 
 static bool ent_dead(const struct owner_ent *e)
 {
-	return !e->running && !e->self_fork && e->nusers == 0 &&
-	       e->forks_pending == 0;
+	return !e->running && e->self_refs == 0 && e->nusers == 0;
+}
+
+/* Record user fork `fork` held by `holder` (in flight: sent by this
+ * owner, not yet accepted). Under mu. TW_EBUSY past RREF_MAX_USERS,
+ * TW_ENOMEM; nothing recorded for the reason. */
+static tw_status ent_user_add(struct rref_ctx *x, struct owner_ent *e,
+			      tw_guid fork, uint32_t holder, bool inflight)
+{
+	if (e->nusers >= RREF_MAX_USERS)
+		return TW_EBUSY;
+	if (e->nusers == e->capusers) {
+		uint32_t cap = e->capusers ? e->capusers * 2 : 4;
+		struct ent_user *u = realloc(e->users, cap * sizeof(*u));
+		if (u == NULL)
+			return TW_ENOMEM;
+		e->users = u;
+		e->capusers = cap;
+	}
+	e->users[e->nusers++] = (struct ent_user){
+		.fork = fork, .holder = holder, .inflight = inflight};
+	if (inflight) {
+		e->forks_pending++;
+		x->st.forks_pending++;
+	} else {
+		x->st.owner_users++;
+	}
+	return TW_OK;
+}
+
+static void ent_user_del(struct rref_ctx *x, struct owner_ent *e, uint32_t i)
+{
+	if (e->users[i].inflight) {
+		e->forks_pending--;
+		x->st.forks_pending--;
+	} else {
+		x->st.owner_users--;
+	}
+	e->users[i] = e->users[--e->nusers];
+}
+
+/* A fork in flight reached its receiver: an ordinary user now. */
+static void ent_user_settle(struct rref_ctx *x, struct owner_ent *e, uint32_t i)
+{
+	if (!e->users[i].inflight)
+		return;
+	e->users[i].inflight = false;
+	e->forks_pending--;
+	x->st.forks_pending--;
+	x->st.owner_users++;
 }
 
 /* The index of user fork `fork` of e, or -1. */
@@ -167,6 +252,45 @@ static bool tomb_has(const struct rref_ctx *x, tw_guid id)
 		if (t[i] == id.local_id && id.local_id != 0)
 			return true;
 	return false;
+}
+
+/* Children: forks this worker sent of its user handles, by fork id. Under
+ * mu. */
+static struct child **child_slot(struct rref_ctx *x, tw_guid fork)
+{
+	struct child **pp =
+		&x->children[guid_bucket(x, fork) & (CHILD_BUCKETS - 1)];
+	while (*pp != NULL && !guid_eq((*pp)->fork, fork))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void child_add(struct rref_ctx *x, struct child *c)
+{
+	struct child **pp =
+		&x->children[guid_bucket(x, c->fork) & (CHILD_BUCKETS - 1)];
+	c->next = *pp;
+	*pp = c;
+	x->st.forks_pending++;
+}
+
+/* Unlink and return child `fork`, or NULL. */
+static struct child *child_take(struct rref_ctx *x, tw_guid fork)
+{
+	struct child **pp = child_slot(x, fork);
+	struct child *c = *pp;
+	if (c != NULL) {
+		*pp = c->next;
+		x->st.forks_pending--;
+	}
+	return c;
+}
+
+/* A new fork id, minted by this worker. */
+static tw_guid fork_mint(tw_agent *a)
+{
+	return (tw_guid){.created_on = a->rank,
+			 .local_id = atomic_fetch_add(&a->rref->next_id, 1)};
 }
 
 tw_status rref_ctx_init(tw_agent *a)
@@ -205,6 +329,7 @@ static void ctx_unref(struct rref_ctx *x)
 	if (atomic_fetch_sub(&x->refs, 1) != 1)
 		return;
 	pthread_mutex_destroy(&x->mu);
+	free(x->fwaits);
 	free(x->tombs);
 	free(x->tomb_next);
 	free(x->per_peer);
@@ -227,6 +352,18 @@ void rref_ctx_fini(tw_agent *a)
 			e = n;
 		}
 		x->buckets[b] = NULL;
+	}
+	/* Forks never accepted: their handles go with them (x->dead: a
+	 * release now frees and tells nobody). */
+	for (uint32_t b = 0; b < CHILD_BUCKETS; b++) {
+		struct child *c = x->children[b];
+		x->children[b] = NULL;
+		while (c != NULL) {
+			struct child *n = c->next;
+			tw_rref_release(c->r);
+			free(c);
+			c = n;
+		}
 	}
 	a->rref = NULL;
 	ctx_unref(x);
@@ -258,9 +395,9 @@ tw_status tw_agent_rref_value_users(const tw_agent *a, tw_guid rref,
 	pthread_mutex_lock(&x->mu);
 	const struct owner_ent *e = ent_find(x, rref);
 	if (e != NULL) {
-		*users = e->nusers;
+		*users = e->nusers - e->forks_pending;
 		*forks_pending = e->forks_pending;
-		*self_fork = e->self_fork;
+		*self_fork = e->self_refs > 0;
 	}
 	pthread_mutex_unlock(&x->mu);
 	if (e == NULL)
@@ -339,15 +476,10 @@ static struct owner_ent *ent_new(tw_agent *a, tw_guid id, uint32_t creator,
 		return NULL;
 	}
 	struct owner_ent *e = calloc(1, sizeof(*e));
-	if (e != NULL && user != NULL) {
-		e->users = malloc(4 * sizeof(*e->users));
-		if (e->users == NULL) {
-			free(e);
-			e = NULL;
-		} else {
-			e->capusers = 4;
-			e->users[e->nusers++] = *user;
-		}
+	if (e != NULL && user != NULL &&
+	    ent_user_add(x, e, user->fork, user->holder, false) != TW_OK) {
+		free(e);
+		e = NULL;
 	}
 	if (e == NULL) {
 		*st = tw_fail_static(TW_ENOMEM, "no memory for an owned RRef");
@@ -361,7 +493,6 @@ static struct owner_ent *ent_new(tw_agent *a, tw_guid id, uint32_t creator,
 	e->next = x->buckets[b];
 	x->buckets[b] = e;
 	x->st.owned++;
-	x->st.owner_users += e->nusers;
 	x->per_peer[creator]++;
 	*st = TW_OK;
 	return e;
@@ -443,6 +574,66 @@ static void refuse(const struct reply_path *p, tw_status kind, const char *fmt,
 		(id).fork.created_on, (unsigned long long)(id).fork.local_id,  \
 		(id).owner
 
+/* Take the fork requests parked for RRef rref (under mu): *n of them, in
+ * a new array (NULL when none). With e, each is recorded as a user of e
+ * first (ok[i]: recorded, or why not). */
+static struct fork_wait *fwait_take(struct rref_ctx *x, tw_guid rref,
+				    struct owner_ent *e, uint32_t *n,
+				    tw_status **ok)
+{
+	*n = 0;
+	*ok = NULL;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < x->nfwait; i++)
+		k += guid_eq(x->fwaits[i].rref, rref);
+	if (k == 0)
+		return NULL;
+	struct fork_wait *out = malloc(k * sizeof(*out));
+	tw_status *st = malloc(k * sizeof(*st));
+	if (out == NULL || st == NULL) {
+		free(out);
+		free(st);
+		return NULL; /* they time out at their senders and retry */
+	}
+	for (uint32_t i = 0; i < x->nfwait;) {
+		if (!guid_eq(x->fwaits[i].rref, rref)) {
+			i++;
+			continue;
+		}
+		out[*n] = x->fwaits[i];
+		st[*n] = e == NULL ? TW_EINVAL
+			 : ent_user(e, out[*n].fork) >= 0
+				 ? TW_OK
+				 : ent_user_add(x, e, out[*n].fork,
+						out[*n].p.caller, false);
+		(*n)++;
+		x->fwaits[i] = x->fwaits[--x->nfwait];
+	}
+	*ok = st;
+	return out;
+}
+
+/* Answer fork requests taken by fwait_take (not under mu). */
+static void fwait_answer(tw_agent *a, tw_guid rref, struct fork_wait *w,
+			 uint32_t n, tw_status *ok)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (ok[i] == TW_OK)
+			serve_reply(&w[i].p, TW_MSG_ACK, TW_OK, &(tw_value){0},
+				    0, NULL);
+		else
+			refuse(&w[i].p, ok[i],
+			       "RREF_FORK_REQUEST for RRef (%u, %llu): its "
+			       "creation on worker '%s' %s",
+			       rref.created_on,
+			       (unsigned long long)rref.local_id, a->name,
+			       ok[i] == TW_EINVAL ? "was refused or deleted"
+						  : "has all the users it may");
+	}
+	free(w);
+	free(ok);
+}
+
 static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 			   const tw_frame_hdr *h, const tw_value *pl)
 {
@@ -479,9 +670,14 @@ static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 			       ID_ARGS(id), a->name);
 		return;
 	}
+	uint32_t nw;
+	tw_status *wok;
+	struct fork_wait *w;
 	if (tomb_has(x, id.rref)) {
 		x->st.refused++;
+		w = fwait_take(x, id.rref, NULL, &nw, &wok);
 		pthread_mutex_unlock(&x->mu);
+		fwait_answer(a, id.rref, w, nw, wok);
 		refuse(p, TW_EINVAL,
 		       "REMOTE_CALL names " ID_FMT
 		       ", which its creator deleted before it reached worker "
@@ -492,7 +688,10 @@ static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 	tw_status st;
 	struct ent_user u = {.fork = id.fork, .holder = h->src};
 	e = ent_new(a, id.rref, h->src, &u, &st);
+	/* Forks of it whose requests overtook it: recorded now. */
+	w = fwait_take(x, id.rref, e, &nw, &wok);
 	pthread_mutex_unlock(&x->mu);
+	fwait_answer(a, id.rref, w, nw, wok);
 	if (e == NULL) {
 		refuse(p, st, "%s", tw_errmsg(st));
 		return;
@@ -596,11 +795,18 @@ static void on_user_delete(struct agent_loop *l, const struct reply_path *p,
 		 * it. */
 		x->st.refused++;
 		if (e == NULL && guid_eq(id.fork, id.rref) &&
-		    id.rref.created_on == p->caller)
+		    id.rref.created_on == p->caller) {
 			tomb_add(x, id.rref);
+			uint32_t nw;
+			tw_status *wok;
+			struct fork_wait *w = fwait_take(x, id.rref, NULL, &nw,
+							 &wok);
+			pthread_mutex_unlock(&x->mu);
+			fwait_answer(a, id.rref, w, nw, wok);
+			pthread_mutex_lock(&x->mu);
+		}
 	} else {
-		e->users[i] = e->users[--e->nusers];
-		x->st.owner_users--;
+		ent_user_del(x, e, (uint32_t)i);
 		x->st.deletes_received++;
 		if ((dead = ent_dead(e)))
 			ent_unlink(x, e);
@@ -610,6 +816,132 @@ static void on_user_delete(struct agent_loop *l, const struct reply_path *p,
 		ent_free(e);
 	tw_value none = tw_value_none();
 	serve_reply(p, TW_MSG_ACK, TW_OK, &none, 0, NULL);
+}
+
+/* RREF_FORK_REQUEST((owner, R, F), parent) from F's receiver: record it
+ * as a user held by the sender. The parent still holds its own user, so
+ * R exists unless a peer errs (G2). Idempotent: a known F of the same
+ * holder is acknowledged again. */
+static void on_fork_request(struct agent_loop *l, const struct reply_path *p,
+			    const tw_value *pl)
+{
+	tw_agent *a = l->a;
+	struct rref_ctx *x = a->rref;
+	tw_rref_id id = *pl->u.items[0].u.rref;
+	int64_t parent = pl->u.items[1].u.i;
+	const char *why = NULL;
+	tw_status st = TW_OK;
+	pthread_mutex_lock(&x->mu);
+	struct owner_ent *e = id.owner == a->rank ? ent_find(x, id.rref) : NULL;
+	int64_t i = e != NULL ? ent_user(e, id.fork) : -1;
+	bool sane = parent != p->caller && parent < a->world &&
+		    id.fork.created_on == parent;
+	if (e == NULL && id.owner == a->rank && sane &&
+	    id.rref.created_on < a->world && id.rref.created_on != a->rank &&
+	    !tomb_has(x, id.rref) && x->nfwait < RREF_MAX_FORK_WAIT) {
+		/* Not created yet, maybe: the creator passed its pending
+		 * RRef on and this request overtook its REMOTE_CALL. Parked
+		 * until it comes (or is refused); the sender's retry finds
+		 * it then if this answer is lost meanwhile. */
+		for (uint32_t k = 0; k < x->nfwait; k++) {
+			struct fork_wait *fw = &x->fwaits[k];
+			if (guid_eq(fw->rref, id.rref) &&
+			    guid_eq(fw->fork, id.fork) &&
+			    fw->p.caller == p->caller) {
+				fw->p = *p; /* a retry: answer this one */
+				pthread_mutex_unlock(&x->mu);
+				return;
+			}
+		}
+		if (x->nfwait == x->capfwait) {
+			uint32_t cap = x->capfwait ? x->capfwait * 2 : 8;
+			struct fork_wait *nw = realloc(x->fwaits,
+						       cap * sizeof(*nw));
+			if (nw != NULL) {
+				x->fwaits = nw;
+				x->capfwait = cap;
+			}
+		}
+		if (x->nfwait < x->capfwait) {
+			x->fwaits[x->nfwait++] = (struct fork_wait){
+				.rref = id.rref, .fork = id.fork, .p = *p};
+			pthread_mutex_unlock(&x->mu);
+			return;
+		}
+	}
+	if (e == NULL)
+		why = "which this worker does not own (freed, or never)";
+	else if (i >= 0 && e->users[i].holder != p->caller)
+		why = "a fork another worker holds";
+	else if (i < 0 && !sane)
+		why = "a fork its parent did not make";
+	else if (i < 0)
+		st = ent_user_add(x, e, id.fork, p->caller, false);
+	if (why != NULL || st != TW_OK)
+		x->st.refused++;
+	uint32_t n = e != NULL ? e->nusers : 0;
+	pthread_mutex_unlock(&x->mu);
+	if (why != NULL)
+		refuse(p, TW_EINVAL,
+		       "RREF_FORK_REQUEST from worker '%s' (parent %lld) names " ID_FMT
+		       ", %s",
+		       agent_worker_name(a, p->caller), (long long)parent,
+		       ID_ARGS(id), why);
+	else if (st != TW_OK)
+		refuse(p, st == TW_EBUSY ? TW_EBUSY : TW_ENOMEM,
+		       "RRef (%u, %llu) on worker '%s' has %u users%s",
+		       id.rref.created_on, (unsigned long long)id.rref.local_id,
+		       a->name, n,
+		       st == TW_EBUSY ? ", its limit (RREF_MAX_USERS)"
+				      : ": no memory for one more");
+	else
+		serve_reply(p, TW_MSG_ACK, TW_OK, &(tw_value){0}, 0, NULL);
+}
+
+/* RREF_CHILD_ACCEPT((owner, R, F)) from the receiver of fork F: on the
+ * owner, F (sent by the owner) is no longer in flight; on a user, the
+ * child F ends and with it its hold on the parent handle (which may then
+ * send its own delete). Idempotent: an unknown F is acknowledged. */
+static void on_child_accept(struct agent_loop *l, const struct reply_path *p,
+			    const tw_value *pl)
+{
+	tw_agent *a = l->a;
+	struct rref_ctx *x = a->rref;
+	tw_rref_id id = *pl->u.rref;
+	bool wrong = false;
+	struct child *c = NULL;
+	pthread_mutex_lock(&x->mu);
+	if (id.owner == a->rank) {
+		struct owner_ent *e = ent_find(x, id.rref);
+		int64_t i = e != NULL ? ent_user(e, id.fork) : -1;
+		if (i >= 0 && e->users[i].holder != p->caller)
+			wrong = true;
+		else if (i >= 0)
+			ent_user_settle(x, e, (uint32_t)i);
+	} else {
+		struct child **pp = child_slot(x, id.fork);
+		if (*pp != NULL && ((*pp)->dst != p->caller ||
+				    !guid_eq((*pp)->r->id.rref, id.rref)))
+			wrong = true;
+		else if (*pp != NULL)
+			c = child_take(x, id.fork);
+	}
+	if (wrong)
+		x->st.refused++;
+	pthread_mutex_unlock(&x->mu);
+	if (wrong) {
+		refuse(p, TW_EINVAL,
+		       "RREF_CHILD_ACCEPT from worker '%s' names " ID_FMT
+		       ", a fork worker '%s' did not send it",
+		       agent_worker_name(a, p->caller), ID_ARGS(id), a->name);
+		return;
+	}
+	if (c != NULL) {
+		atomic_fetch_sub(&c->r->nchildren, 1);
+		tw_rref_release(c->r);
+		free(c);
+	}
+	serve_reply(p, TW_MSG_ACK, TW_OK, &(tw_value){0}, 0, NULL);
 }
 
 void rref_on_frame(struct agent_loop *l, struct conn_state *cs,
@@ -627,14 +959,6 @@ void rref_on_frame(struct agent_loop *l, struct conn_state *cs,
 		       tw_msg_type_name(h->type), h->src, a->rank);
 		return;
 	}
-	if (h->type == TW_MSG_RREF_FORK_REQUEST ||
-	    h->type == TW_MSG_RREF_CHILD_ACCEPT) {
-		refuse(&p, TW_ENOTSUP,
-		       "%s is not supported by worker '%s' yet: RRefs cannot "
-		       "be passed in values",
-		       tw_msg_type_name(h->type), a->name);
-		return;
-	}
 	tw_in_msg m;
 	tw_status st = tw_msg_decode(buf, off, len, h, NULL, &m);
 	if (st != TW_OK) {
@@ -648,6 +972,8 @@ void rref_on_frame(struct agent_loop *l, struct conn_state *cs,
 	switch (h->type) {
 	case TW_MSG_REMOTE_CALL:
 		stat_inc(&l->stats.calls_served);
+		if (m.nrref_ > 0)
+			rref_adopt(l, h->src, &m);
 		on_remote_call(l, &p, h, &m.payload);
 		break;
 	case TW_MSG_RREF_FETCH_CALL:
@@ -655,6 +981,12 @@ void rref_on_frame(struct agent_loop *l, struct conn_state *cs,
 		break;
 	case TW_MSG_RREF_USER_DELETE:
 		on_user_delete(l, &p, &m.payload);
+		break;
+	case TW_MSG_RREF_FORK_REQUEST:
+		on_fork_request(l, &p, &m.payload);
+		break;
+	case TW_MSG_RREF_CHILD_ACCEPT:
+		on_child_accept(l, &p, &m.payload);
 		break;
 	}
 	tw_in_msg_release(&m);
@@ -701,39 +1033,96 @@ static void created_cb(tw_future *f, void *arg)
 	tw_rref_release(r); /* the creation's reference */
 }
 
-struct del_op {
+/*
+ * A control message (USER_DELETE to the owner, FORK_REQUEST to the owner,
+ * CHILD_ACCEPT to the fork's parent), retried until acknowledged: every
+ * handler is idempotent by (RRef id, fork id). A try that is not answered
+ * in time is sent again (the peer may not have the RRef yet, or the
+ * answer was lost); an ACK, a refusal, the peer gone or shutdown end it.
+ */
+struct ctl_op {
 	tw_agent *a;
+	uint8_t type;
+	uint32_t to;
 	tw_rref_id id;
+	uint32_t parent; /* FORK_REQUEST: who sent the fork */
+	tw_rref *r;      /* FORK_REQUEST: the receiver's handle (a ref) */
 	uint32_t tries;
 };
 
-static void del_send(struct del_op *d);
+static void ctl_send(struct ctl_op *op);
+static void fork_settled(struct ctl_op *op, tw_future *f);
 
-static void del_cb(tw_future *f, void *arg)
+static void ctl_end(struct ctl_op *op, tw_future *f)
 {
-	struct del_op *d = arg;
-	/* No answer in time: the owner may not have it yet, or the answer
-	 * was lost; a delete is idempotent, so send it again. Anything else
-	 * (ACK, a refusal, the owner gone, shutdown) ends it. */
-	if (tw_future_status(f) == TW_ETIMEDOUT && ++d->tries < 64) {
-		del_send(d);
-		return;
-	}
-	free(d);
+	if (op->type == TW_MSG_RREF_FORK_REQUEST)
+		fork_settled(op, f);
+	free(op);
 }
 
-static void del_send(struct del_op *d)
+static void ctl_cb(tw_future *f, void *arg)
 {
-	tw_value v = rref_value_of(&d->id);
-	tw_future *f = NULL;
-	if (call_ctl_async(d->a, d->id.owner, TW_MSG_RREF_USER_DELETE,
-			   TW_MSG_ACK, &v, RREF_CTL_TIMEOUT_MS, &f) != TW_OK) {
-		free(d); /* shutting down, or out of memory */
+	struct ctl_op *op = arg;
+	if (tw_future_status(f) == TW_ETIMEDOUT && ++op->tries < 64) {
+		ctl_send(op);
 		return;
 	}
-	if (tw_future_then(f, del_cb, d) != TW_OK)
-		free(d);
+	ctl_end(op, f);
+}
+
+static void ctl_send(struct ctl_op *op)
+{
+	tw_value items[2] = {rref_value_of(&op->id), tw_value_int(op->parent)};
+	tw_value v = items[0];
+	if (op->type == TW_MSG_RREF_FORK_REQUEST)
+		v = (tw_value){.kind = TW_KIND_TUPLE,
+			       .flags = TW_VALUE_BORROWED,
+			       .len = 2,
+			       .u.items = items};
+	tw_future *f = NULL;
+	tw_status st = call_ctl_async(op->a, op->to, op->type, TW_MSG_ACK, &v,
+				      RREF_CTL_TIMEOUT_MS, &f);
+	if (st != TW_OK) {
+		/* Shutting down, or out of memory: a FORK_REQUEST's handle
+		 * learns it from a failed future. */
+		tw_future *g = NULL;
+		if (tw_future_create(&g) == TW_OK)
+			tw_future_fail(g, st, op->a->rank, tw_errmsg(st));
+		ctl_end(op, g);
+		if (g != NULL)
+			tw_future_release(g);
+		return;
+	}
+	if (tw_future_then(f, ctl_cb, op) != TW_OK)
+		abort(); /* the first callback needs no allocation */
 	tw_future_release(f);
+}
+
+static void ctl_start(tw_agent *a, uint8_t type, uint32_t to, tw_rref_id id,
+		      uint32_t parent, tw_rref *r)
+{
+	struct ctl_op *op = calloc(1, sizeof(*op));
+	if (op == NULL) {
+		/* The peer keeps what it had: a leak, not a fault. A fork's
+		 * handle must still settle. */
+		if (r != NULL) {
+			struct ctl_op tmp = {.a = a,
+					     .type = type,
+					     .to = to,
+					     .id = id,
+					     .parent = parent,
+					     .r = r};
+			fork_settled(&tmp, NULL);
+		}
+		return;
+	}
+	*op = (struct ctl_op){.a = a,
+			      .type = type,
+			      .to = to,
+			      .id = id,
+			      .parent = parent,
+			      .r = r};
+	ctl_send(op);
 }
 
 tw_rref *tw_rref_retain(tw_rref *r)
@@ -745,12 +1134,7 @@ tw_rref *tw_rref_retain(tw_rref *r)
 /* Tell id's owner that this user is gone (retried until acknowledged). */
 static void user_delete(tw_agent *a, tw_rref_id id)
 {
-	struct del_op *d = calloc(1, sizeof(*d));
-	if (d == NULL)
-		return; /* the owner keeps the value: a leak, not a fault */
-	d->a = a;
-	d->id = id;
-	del_send(d);
+	ctl_start(a, TW_MSG_RREF_USER_DELETE, id.owner, id, 0, NULL);
 }
 
 void tw_rref_release(tw_rref *r)
@@ -768,7 +1152,7 @@ void tw_rref_release(tw_rref *r)
 		struct owner_ent *e = ent_find(x, r->id.rref);
 		bool dead = false;
 		if (e != NULL) {
-			e->self_fork = false;
+			e->self_refs--;
 			if ((dead = ent_dead(e)))
 				ent_unlink(x, e);
 		}
@@ -888,7 +1272,7 @@ tw_status tw_remote_id(tw_agent *a, uint32_t to, const char *fn,
 		struct owner_ent *e = ent_new(a, r->id.rref, a->rank, NULL,
 					      &st);
 		if (e != NULL)
-			e->self_fork = true;
+			e->self_refs = 1;
 		pthread_mutex_unlock(&x->mu);
 		if (e == NULL) {
 			free(r);
@@ -941,6 +1325,488 @@ tw_status tw_remote(tw_agent *a, const char *to, const char *fn,
 	if (agent_find_worker(a, to, &id) != TW_OK)
 		return agent_no_worker(a, to);
 	return tw_remote_id(a, id, fn, args, kwargs, timeout_ms, out);
+}
+
+/* ---- forks: RRefs inside values ----------------------------------------- */
+
+void rref_id_retain(const tw_rref_id *id)
+{
+	tw_rref_retain(rref_of(id));
+}
+
+void rref_id_release(const tw_rref_id *id)
+{
+	tw_rref_release(rref_of(id));
+}
+
+tw_status tw_rref_value(tw_rref *r, tw_value *out)
+{
+	if (out != NULL)
+		*out = tw_value_none();
+	if (r == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_rref_value: NULL RRef or "
+						 "out");
+	tw_rref_retain(r);
+	*out = (tw_value){.kind = TW_KIND_RREF,
+			  .flags = TW_VALUE_RREF_HANDLE_,
+			  .u.rref = &r->id};
+	return TW_OK;
+}
+
+tw_status tw_rref_from_value(const tw_value *v, tw_rref **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (v == NULL || out == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_rref_from_value: NULL "
+						 "value or out");
+	if (v->kind != TW_KIND_RREF || v->u.rref == NULL)
+		return tw_fail_static(TW_EINVAL, "tw_rref_from_value: the "
+						 "value is not an RRef");
+	if (!(v->flags & TW_VALUE_RREF_HANDLE_))
+		return tw_fail(TW_EINVAL,
+			       "tw_rref_from_value: " ID_FMT
+			       " is a bare id, not an RRef this worker holds "
+			       "(its owner refused the fork, or the value was "
+			       "built by tw_value_rref)",
+			       ID_ARGS(*v->u.rref));
+	*out = tw_rref_retain(rref_of(v->u.rref));
+	return TW_OK;
+}
+
+/* A new owner handle on owned value `rref` (one reference), counted in
+ * its entry; NULL when this worker does not own it (or no memory). Not
+ * under mu. */
+static tw_rref *owner_handle_new(tw_agent *a, tw_guid rref)
+{
+	struct rref_ctx *x = a->rref;
+	tw_rref *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	pthread_mutex_lock(&x->mu);
+	struct owner_ent *e = ent_find(x, rref);
+	if (e != NULL)
+		e->self_refs++;
+	else
+		x->st.refused++;
+	pthread_mutex_unlock(&x->mu);
+	if (e == NULL) {
+		free(r);
+		return NULL;
+	}
+	r->a = a;
+	r->x = x;
+	r->id = (tw_rref_id){.owner = a->rank, .rref = rref, .fork = rref};
+	r->owner = true;
+	atomic_init(&r->refs, 1);
+	atomic_init(&r->state, USER_CONFIRMED);
+	atomic_fetch_add(&x->refs, 1);
+	return r;
+}
+
+/* A user handle for fork id, received: pending until confirm() or a
+ * failed r->cf. Two references: the caller's, and the confirmation
+ * callback's (created_cb). */
+static tw_rref *user_new_forked(tw_agent *a, tw_rref_id id)
+{
+	struct rref_ctx *x = a->rref;
+	tw_rref *r = calloc(1, sizeof(*r));
+	if (r == NULL || tw_future_create(&r->cf) != TW_OK) {
+		free(r);
+		return NULL;
+	}
+	r->a = a;
+	r->x = x;
+	r->id = id;
+	atomic_init(&r->refs, 2);
+	atomic_init(&r->state, USER_PENDING);
+	atomic_fetch_add(&x->refs, 1);
+	pthread_mutex_lock(&x->mu);
+	x->st.users++;
+	x->st.pending_users++;
+	TAILQ_INSERT_TAIL(&x->live, r, link);
+	pthread_mutex_unlock(&x->mu);
+	if (tw_future_then(r->cf, created_cb, r) != TW_OK)
+		abort(); /* the first callback needs no allocation */
+	return r;
+}
+
+/* The owner knows r's fork: confirmed (created_cb runs). */
+static void confirm(tw_rref *r)
+{
+	tw_value v;
+	if (tw_value_rref(&v, &r->id) == TW_OK)
+		tw_future_complete(r->cf, &v);
+	else
+		tw_future_fail(r->cf, TW_ENOMEM, r->a->rank,
+			       "no memory to confirm an RRef");
+}
+
+/* The FORK_REQUEST for op->r ended (f: its answer; NULL: never sent):
+ * the handle is confirmed or failed, and the parent is told it may let
+ * its child go either way. */
+static void fork_settled(struct ctl_op *op, tw_future *f)
+{
+	tw_rref *r = op->r;
+	if (f != NULL && tw_future_status(f) == TW_OK) {
+		confirm(r);
+	} else {
+		const tw_error *e = f != NULL ? tw_future_error(f) : NULL;
+		tw_future_fail(
+			r->cf, e != NULL ? e->kind : TW_ENOMEM,
+			e != NULL ? e->origin : op->a->rank,
+			e != NULL ? e->msg
+				  : "no memory for an RRef's fork request");
+	}
+	ctl_start(op->a, TW_MSG_RREF_CHILD_ACCEPT, op->parent, op->id, 0, NULL);
+	tw_rref_release(r);
+}
+
+/* ---- receiving: a message's RREF nodes become handles ---------------- */
+
+/* The handles a received message's RREF nodes point at, in walk order
+ * (NULL: a node left as a bare id); released with the message. */
+struct rref_hold {
+	struct tw_msg_hold h;
+	uint32_t n, cap;
+	tw_rref *r[];
+};
+
+static void hold_release(struct tw_msg_hold *h)
+{
+	struct rref_hold *hd = (struct rref_hold *)h;
+	for (uint32_t i = 0; i < hd->n; i++)
+		tw_rref_release(hd->r[i]);
+	free(hd);
+}
+
+struct adopt {
+	struct agent_loop *l;
+	uint32_t src;
+	struct rref_hold *hd;
+	bool repatch; /* hd is filled: point the nodes at its handles */
+	uint32_t next;
+};
+
+/* RREF node v (bare, from the wire) sent by ad->src: its handle. */
+static void adopt_node(struct adopt *ad, tw_value *v)
+{
+	tw_agent *a = ad->l->a;
+	struct rref_ctx *x = a->rref;
+	tw_rref *r = NULL;
+	if (ad->repatch) {
+		r = ad->next < ad->hd->n ? ad->hd->r[ad->next++] : NULL;
+	} else if (ad->hd->n < ad->hd->cap) {
+		tw_rref_id id = *v->u.rref;
+		uint32_t src = ad->src;
+		if (id.owner >= a->world || id.rref.created_on >= a->world ||
+		    id.fork.created_on >= a->world) {
+			pthread_mutex_lock(&x->mu);
+			x->st.refused++;
+			pthread_mutex_unlock(&x->mu);
+		} else if (id.owner == a->rank) {
+			/* Sent to its owner: the owner's own handle; the
+			 * sender's child ends. */
+			r = owner_handle_new(a, id.rref);
+			ctl_start(a, TW_MSG_RREF_CHILD_ACCEPT, src, id, 0,
+				  NULL);
+		} else if (src == id.owner) {
+			/* From the owner, which recorded the fork before
+			 * sending it (early registration): confirmed. */
+			r = user_new_forked(a, id);
+			if (r != NULL) {
+				confirm(r);
+				ctl_start(a, TW_MSG_RREF_CHILD_ACCEPT, src, id,
+					  0, NULL);
+			} else {
+				user_delete(a, id);
+			}
+		} else {
+			/* From another user: the owner learns of us first,
+			 * then the parent lets its child go (G1, G2). */
+			r = user_new_forked(a, id);
+			if (r != NULL)
+				ctl_start(a, TW_MSG_RREF_FORK_REQUEST, id.owner,
+					  id, src, tw_rref_retain(r));
+			else
+				ctl_start(a, TW_MSG_RREF_CHILD_ACCEPT, src, id,
+					  0, NULL);
+		}
+		ad->hd->r[ad->hd->n++] = r;
+	}
+	if (r != NULL) {
+		v->u.rref = &r->id;
+		v->flags |= TW_VALUE_RREF_HANDLE_;
+	}
+}
+
+static void adopt_walk(struct adopt *ad, tw_value *v, unsigned depth)
+{
+	switch (v->kind) {
+	case TW_KIND_LIST:
+	case TW_KIND_TUPLE:
+		for (uint32_t i = 0; i < v->len && depth < TW_VALUE_MAX_DEPTH;
+		     i++)
+			adopt_walk(ad, &v->u.items[i], depth + 1);
+		break;
+	case TW_KIND_DICT:
+		for (uint32_t i = 0; i < v->len && depth < TW_VALUE_MAX_DEPTH;
+		     i++)
+			adopt_walk(ad, &v->u.entries[i].val, depth + 1);
+		break;
+	case TW_KIND_RREF:
+		if (v->u.rref != NULL &&
+		    (ad->repatch || !(v->flags & TW_VALUE_RREF_HANDLE_)))
+			adopt_node(ad, v);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The parts of m's payload that carry values: a call's args and kwargs
+ * (not the first argument of TW_RREF_CALL_FN, the caller's own RRef,
+ * which is not forked), a result. */
+static void adopt_msg(struct adopt *ad, tw_in_msg *m)
+{
+	tw_value *p = &m->payload;
+	switch (m->hdr.type) {
+	case TW_MSG_CALL:
+	case TW_MSG_REMOTE_CALL: {
+		tw_value *args = &p->u.items[1];
+		uint32_t first = 0;
+		if (p->u.items[0].len == sizeof(TW_RREF_CALL_FN) - 1 &&
+		    memcmp(p->u.items[0].u.str, TW_RREF_CALL_FN,
+			   sizeof(TW_RREF_CALL_FN) - 1) == 0)
+			first = 1;
+		for (uint32_t i = first; i < args->len; i++)
+			adopt_walk(ad, &args->u.items[i], 2);
+		adopt_walk(ad, &p->u.items[2], 1);
+		break;
+	}
+	case TW_MSG_RET:
+	case TW_MSG_RREF_FETCH_RET:
+		adopt_walk(ad, p, 0);
+		break;
+	default:
+		break;
+	}
+}
+
+void rref_adopt(struct agent_loop *l, uint32_t src, tw_in_msg *m)
+{
+	uint32_t cap = m->nrref_;
+	struct rref_hold *hd = malloc(sizeof(*hd) + cap * sizeof(tw_rref *));
+	if (hd == NULL)
+		return; /* the nodes stay bare ids: tw_rref_from_value says so */
+	hd->h.release = hold_release;
+	hd->n = 0;
+	hd->cap = cap;
+	struct adopt ad = {.l = l, .src = src, .hd = hd};
+	adopt_msg(&ad, m);
+	m->hold_ = &hd->h;
+}
+
+void rref_drain(struct agent_loop *l, const tw_frame_hdr *h, tw_buf *buf,
+		size_t off, size_t len)
+{
+	tw_in_msg m;
+	if (tw_msg_decode(buf, off, len, h, NULL, &m) != TW_OK)
+		return;
+	if (m.nrref_ > 0)
+		rref_adopt(l, h->src, &m);
+	tw_in_msg_release(&m);
+}
+
+struct tw_msg_hold *rref_hold_take(tw_in_msg *m)
+{
+	struct tw_msg_hold *h = m->hold_;
+	m->hold_ = NULL;
+	return h;
+}
+
+void rref_hold_give(struct agent_loop *l, tw_in_msg *m, struct tw_msg_hold *h)
+{
+	struct adopt ad = {
+		.l = l, .hd = (struct rref_hold *)h, .repatch = true};
+	adopt_msg(&ad, m);
+	m->hold_ = h;
+}
+
+/* ---- sending: each handle in a value is forked for the receiver --------- */
+
+struct fork_rec {
+	tw_guid rref, fork;
+	bool owner; /* recorded in the owner's entry, else a child */
+};
+
+struct fork_out {
+	tw_agent *a;
+	uint32_t dst;
+	uint32_t n, cap;
+	struct fork_rec *recs;
+};
+
+/* Undo the forks of a message that was not sent. */
+static void forks_undo(struct fork_out *fo)
+{
+	struct rref_ctx *x = fo->a->rref;
+	for (uint32_t k = fo->n; k-- > 0;) {
+		const struct fork_rec *fr = &fo->recs[k];
+		struct owner_ent *dead = NULL;
+		struct child *c = NULL;
+		pthread_mutex_lock(&x->mu);
+		if (fr->owner) {
+			struct owner_ent *e = ent_find(x, fr->rref);
+			int64_t i = e != NULL ? ent_user(e, fr->fork) : -1;
+			if (i >= 0) {
+				ent_user_del(x, e, (uint32_t)i);
+				if (ent_dead(e)) {
+					ent_unlink(x, e);
+					dead = e;
+				}
+			}
+		} else {
+			c = child_take(x, fr->fork);
+		}
+		pthread_mutex_unlock(&x->mu);
+		if (dead != NULL)
+			ent_free(dead);
+		if (c != NULL) {
+			atomic_fetch_sub(&c->r->nchildren, 1);
+			tw_rref_release(c->r);
+			free(c);
+		}
+	}
+	fo->n = 0;
+}
+
+/* v: an owned RREF node holding a handle (a clone's): fork it for fo->dst
+ * and make v a bare id naming the fork. The node's reference goes to the
+ * child (or, on the owner, is dropped: the recorded fork keeps the value). */
+static tw_status fork_node(struct fork_out *fo, tw_value *v)
+{
+	tw_agent *a = fo->a;
+	struct rref_ctx *x = a->rref;
+	tw_rref *r = rref_of(v->u.rref);
+	if (r->x != x)
+		return tw_fail_static(TW_EINVAL, "an RRef of another agent "
+						 "cannot be sent by this one");
+	if (atomic_load(&r->state) == USER_FAILED)
+		return tw_fail(TW_EINVAL,
+			       "RRef (%u, %llu) cannot be passed on: its "
+			       "creation failed",
+			       r->id.rref.created_on,
+			       (unsigned long long)r->id.rref.local_id);
+	if (fo->n == fo->cap) {
+		uint32_t cap = fo->cap ? fo->cap * 2 : 4;
+		struct fork_rec *nr = realloc(fo->recs, cap * sizeof(*nr));
+		if (nr == NULL)
+			return tw_fail_static(TW_ENOMEM, "no memory to fork an "
+							 "RRef");
+		fo->recs = nr;
+		fo->cap = cap;
+	}
+	tw_rref_id *nid = malloc(sizeof(*nid));
+	struct child *c = r->owner ? NULL : malloc(sizeof(*c));
+	if (nid == NULL || (!r->owner && c == NULL)) {
+		free(nid);
+		free(c);
+		return tw_fail_static(TW_ENOMEM, "no memory to fork an RRef");
+	}
+	*nid = r->id;
+	nid->fork = fork_mint(a);
+	if (r->owner) {
+		pthread_mutex_lock(&x->mu);
+		struct owner_ent *e = ent_find(x, r->id.rref);
+		tw_status st = e != NULL ? ent_user_add(x, e, nid->fork,
+							fo->dst, true)
+					 : TW_EINVAL;
+		uint32_t n = e != NULL ? e->nusers : 0;
+		pthread_mutex_unlock(&x->mu);
+		if (st != TW_OK) {
+			free(nid);
+			return st == TW_EBUSY
+				       ? tw_fail(TW_EBUSY,
+						 "RRef (%u, %llu) has %u users, "
+						 "its limit (RREF_MAX_USERS)",
+						 r->id.rref.created_on,
+						 (unsigned long long)
+							 r->id.rref.local_id,
+						 n)
+				       : tw_fail_static(st, "no memory to fork "
+							    "an RRef");
+		}
+		tw_rref_release(r);
+	} else {
+		*c = (struct child){.fork = nid->fork, .dst = fo->dst, .r = r};
+		atomic_fetch_add(&r->nchildren, 1);
+		pthread_mutex_lock(&x->mu);
+		child_add(x, c);
+		pthread_mutex_unlock(&x->mu);
+	}
+	fo->recs[fo->n++] = (struct fork_rec){
+		.rref = nid->rref, .fork = nid->fork, .owner = r->owner};
+	*v = (tw_value){.kind = TW_KIND_RREF, .u.rref = nid};
+	return TW_OK;
+}
+
+static tw_status fork_walk(struct fork_out *fo, tw_value *v, unsigned depth)
+{
+	tw_status st = TW_OK;
+	if (depth > TW_VALUE_MAX_DEPTH)
+		return TW_OK; /* the encoder refuses it */
+	switch (v->kind) {
+	case TW_KIND_LIST:
+	case TW_KIND_TUPLE:
+		for (uint32_t i = 0; i < v->len && st == TW_OK; i++)
+			st = fork_walk(fo, &v->u.items[i], depth + 1);
+		break;
+	case TW_KIND_DICT:
+		for (uint32_t i = 0; i < v->len && st == TW_OK; i++)
+			st = fork_walk(fo, &v->u.entries[i].val, depth + 1);
+		break;
+	case TW_KIND_RREF:
+		if (v->flags & TW_VALUE_RREF_HANDLE_)
+			st = fork_node(fo, v);
+		break;
+	default:
+		break;
+	}
+	return st;
+}
+
+tw_status rref_encode_forked(tw_agent *a, uint32_t dst, const tw_frame_hdr *h,
+			     const tw_value *payload, tw_out_msg *out)
+{
+	tw_value copy;
+	tw_status st = tw_value_clone(&copy, payload);
+	if (st != TW_OK)
+		return st;
+	struct fork_out fo = {.a = a, .dst = dst};
+	st = fork_walk(&fo, &copy, 0);
+	if (st == TW_OK) {
+		st = tw_msg_encode(a->txpool, h, &copy, out);
+		if (st == TW_ENOSPC)
+			st = tw_msg_encode(NULL, h, &copy, out);
+	}
+	if (st != TW_OK)
+		forks_undo(&fo);
+	free(fo.recs);
+	tw_value_destroy(&copy);
+	return st;
+}
+
+const char *rref_value_problem(const tw_agent *a, const tw_value *v)
+{
+	if (!(v->flags & TW_VALUE_RREF_HANDLE_))
+		return NULL;
+	const tw_rref *r = rref_of(v->u.rref);
+	if (r->x != a->rref)
+		return "an RRef of another agent";
+	if (atomic_load(&r->state) == USER_FAILED)
+		return "an RRef whose creation failed (it cannot be passed on)";
+	return NULL;
 }
 
 /* ---- to_here --------------------------------------------------------------- */
@@ -1200,9 +2066,11 @@ tw_status tw_rref_to_here(tw_rref *r, int64_t timeout_ms, tw_value *out,
 	tw_status st = tw_rref_to_here_async(r, timeout_ms, &f);
 	if (st != TW_OK)
 		return st;
-	/* A user's fetch is bounded by its own deadline; the owner's wait
-	 * for its function by timeout_ms here. */
-	int64_t wait = r->owner ? timeout_ms : -1;
+	/* Bounded by timeout_ms here: the owner's wait for its function, and
+	 * a user's fetch that waits for its fork's confirmation (a fetch
+	 * refused while the owner had not recorded the fork yet) as much as
+	 * the fetch itself. */
+	int64_t wait = timeout_ms;
 	st = own != NULL ? agent_wait_own(own, f, wait)
 			 : tw_future_wait(f, wait);
 	if (st == TW_OK) {
@@ -1312,7 +2180,7 @@ static tw_future *resolve(tw_agent *a, const tw_value *cargs, uint32_t caller,
 	pthread_mutex_lock(&x->mu);
 	struct owner_ent *e = id.owner == a->rank ? ent_find(x, id.rref) : NULL;
 	bool ok = e != NULL && (ent_user_of(e, id.fork, caller) >= 0 ||
-				(caller == a->rank && e->self_fork &&
+				(caller == a->rank && e->self_refs > 0 &&
 				 guid_eq(id.fork, id.rref)));
 	tw_future *f = NULL;
 	bool starting = ok && e->val == NULL;

@@ -17,6 +17,9 @@
 #define RREF_BUCKETS 4096u             /* owner table buckets (power of two) */
 #define RREF_CTL_TIMEOUT_MS 10000      /* each try of a control message */
 #define RREF_TOMBSTONES 256u           /* deletes remembered per creator */
+#define RREF_MAX_FORK_WAIT                                                     \
+	1024u /* fork requests parked for RRefs
+					* not created yet */
 
 /* Agent init (a->o known) and teardown (loops stopped). */
 tw_status rref_ctx_init(tw_agent *a);
@@ -35,5 +38,32 @@ uint64_t rref_shutdown(tw_agent *a, char *report, size_t cap);
  * RREF_CHILD_ACCEPT on an authenticated connection (loop thread). */
 void rref_on_frame(struct agent_loop *l, struct conn_state *cs,
 		   const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
+
+/* A received message (CALL, REMOTE_CALL, RET, RREF_FETCH_RET from worker
+ * src, decoded, m->nrref_ > 0): each RREF node in its values becomes a
+ * handle of this worker (a user, or the owner's own), held by the message
+ * until tw_in_msg_release, the node pointing at it; the fork protocol's
+ * messages leave (FORK_REQUEST, CHILD_ACCEPT). Loop thread. */
+void rref_adopt(struct agent_loop *l, uint32_t src, tw_in_msg *m);
+/* A CALL, RET or RREF_FETCH_RET nobody will read (expired, late): its
+ * RRefs are adopted and let go at once, so their senders' forks end (the
+ * receiver's user, confirmed, is deleted again) instead of waiting for
+ * an accept that would never come. Rare path: decodes the frame. */
+void rref_drain(struct agent_loop *l, const tw_frame_hdr *h, tw_buf *buf,
+		size_t off, size_t len);
+/* The executor decodes a CALL again: take the handles from the loop's
+ * message, and give them to the new decoding of the same frame. */
+struct tw_msg_hold *rref_hold_take(tw_in_msg *m);
+void rref_hold_give(struct agent_loop *l, tw_in_msg *m, struct tw_msg_hold *h);
+
+/* tw_msg_encode said TW_WIRE_FORK_NEEDED: payload holds RRef handles.
+ * Encode a copy in which each is forked for dst (a child of the handle,
+ * or on the owner a fork recorded in flight). The forks are undone if
+ * the encoding fails. TW_EINVAL with a reason for a handle that cannot
+ * be passed on. */
+tw_status rref_encode_forked(tw_agent *a, uint32_t dst, const tw_frame_hdr *h,
+			     const tw_value *payload, tw_out_msg *out);
+/* Why RREF value v cannot be sent by a, or NULL. */
+const char *rref_value_problem(const tw_agent *a, const tw_value *v);
 
 #endif

@@ -10,6 +10,8 @@
 
 #include "dataplane/err.h"
 #include "rpc/agent_impl.h"
+#include "rpc/rref.h"
+#include "rpc/value_wire.h"
 #include "rpc/future_impl.h"
 
 struct tw_call_ctx {
@@ -333,6 +335,8 @@ static tw_status encode_reply(tw_agent *a, const struct reply_path *p,
 	tw_status st = tw_msg_encode(a->txpool, &h, payload, out);
 	if (st == TW_ENOSPC)
 		st = tw_msg_encode(NULL, &h, payload, out);
+	if (st == TW_WIRE_FORK_NEEDED) /* RRefs in it: fork them for dst */
+		st = rref_encode_forked(a, p->caller, &h, payload, out);
 	return st;
 }
 
@@ -581,9 +585,10 @@ struct srv_job {
 	bool local;
 	tw_buf *buf; /* network: the frame, decoded on the executor */
 	size_t off, len;
-	tw_frame_hdr hdr;      /* network: its header, from the transport */
-	tw_value args, kwargs; /* local: owned */
-	bool counted;          /* network: ends on its loop (job_end_msg) */
+	tw_frame_hdr hdr;         /* network: its header, from the transport */
+	struct tw_msg_hold *hold; /* network: the RRefs the loop adopted */
+	tw_value args, kwargs;    /* local: owned */
+	bool counted;             /* network: ends on its loop (job_end_msg) */
 	bool admitted; /* network: given to the executor, in peers[peer].exec */
 	int64_t peer;  /* network: in l->peers[peer] (len bytes); -1: not */
 	STAILQ_ENTRY(srv_job) wait_link; /* in peers[peer].wait */
@@ -644,6 +649,9 @@ static void drop_waiting(struct agent_loop *l)
 
 static void job_free(struct srv_job *j)
 {
+	if (j->hold != NULL)
+		j->hold->release(j->hold);
+	j->hold = NULL;
 	tw_buf_release(j->buf);
 	j->buf = NULL;
 	call_value_reclaim(&j->args);
@@ -694,6 +702,9 @@ static void job_run(struct exec_job *ej)
 			reply_errorf(&j->p, TW_EPROTO, "malformed CALL: %s",
 				     tw_errmsg(st));
 		} else {
+			if (j->hold != NULL)
+				rref_hold_give(j->p.l, &m, j->hold);
+			j->hold = NULL;
 			(void)run_handler(&j->p, &m.payload.u.items[1],
 					  &m.payload.u.items[2],
 					  &j->p.a->lim_exec);
@@ -782,6 +793,7 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			/* Executor threads count here too: not stat_inc. */
 			atomic_fetch_add_explicit(&l->stats.exec_expired, 1,
 						  memory_order_relaxed);
+			rref_drain(l, h, buf, off, len);
 			return;
 		}
 	}
@@ -796,6 +808,8 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 		serve_reject(l, cs, h, st == TW_EVERSION ? st : TW_EPROTO, msg);
 		return;
 	}
+	if (m.nrref_ > 0)
+		rref_adopt(l, h->src, &m);
 	const tw_value *fnv = &m.payload.u.items[0];
 	struct reply_path p = {.a = a,
 			       .l = l,
@@ -827,6 +841,7 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			j->off = off;
 			j->len = len;
 			j->hdr = *h;
+			j->hold = rref_hold_take(&m);
 			/* Its frame stays pinned until the job ends: part of
 			 * what this peer has us hold. Past the peer's cap of
 			 * calls on the executor (each may make a result of

@@ -423,7 +423,10 @@ void tw_value_destroy(tw_value *v)
 		free(v->u.entries);
 		break;
 	case TW_KIND_RREF:
-		free(v->u.rref);
+		if (v->flags & TW_VALUE_RREF_HANDLE_)
+			rref_id_release(v->u.rref);
+		else
+			free(v->u.rref);
 		break;
 	case TW_KIND_ERROR:
 		free(v->u.err);
@@ -550,6 +553,14 @@ static tw_status clone_rec(tw_value *dst, const tw_value *src, unsigned depth)
 			return tw_fail_static(TW_EINVAL,
 					      "tw_value_clone: an rref "
 					      "value without its id");
+		if (src->flags & TW_VALUE_RREF_HANDLE_) {
+			/* The same handle, one more reference. */
+			rref_id_retain(src->u.rref);
+			*dst = (tw_value){.kind = TW_KIND_RREF,
+					  .flags = TW_VALUE_RREF_HANDLE_,
+					  .u.rref = src->u.rref};
+			return TW_OK;
+		}
 		return tw_value_rref(dst, src->u.rref);
 	case TW_KIND_ERROR:
 		if (src->u.err == NULL ||

@@ -280,6 +280,10 @@ static tw_status plan(struct plan_ctx *c, const tw_value *v, unsigned depth)
 			return tw_fail_static(
 				TW_EINVAL,
 				"encode: an rref value without its id");
+		if (v->flags & TW_VALUE_RREF_HANDLE_)
+			return tw_fail_static(TW_WIRE_FORK_NEEDED,
+					      "encode: an RRef handle must be "
+					      "forked before it is sent");
 		c->len += uvarint_len(r->owner) +
 			  uvarint_len(r->rref.created_on) +
 			  uvarint_len(r->rref.local_id) +
@@ -565,6 +569,10 @@ static bool write_value(struct wr *w, const tw_value *v, unsigned depth)
 		if (r == NULL)
 			return wr_bad(w, TW_EINVAL,
 				      "encode: an rref value without its id");
+		if (v->flags & TW_VALUE_RREF_HANDLE_)
+			return wr_bad(w, TW_WIRE_FORK_NEEDED,
+				      "encode: an RRef handle must be forked "
+				      "before it is sent");
 		return put_uvarint(w, r->owner) &&
 		       put_uvarint(w, r->rref.created_on) &&
 		       put_uvarint(w, r->rref.local_id) &&
@@ -848,6 +856,7 @@ struct walk {
 			      * counted in W_BUILD) */
 	uint32_t max_depth;
 	uint32_t ntensors;
+	uint32_t nrref; /* RREF nodes (the receiver adopts them) */
 	/* W_MEASURE */
 	uint64_t need;     /* node bytes */
 	uint32_t max_dict; /* largest dict that needs sort scratch */
@@ -911,6 +920,7 @@ static inline void walk_start(struct walk *w, const tw_wire_in *in)
 	w->nodes_left = in->max_nodes;
 	w->max_depth = in->max_depth;
 	w->ntensors = 0;
+	w->nrref = 0;
 	w->need = 0;
 	w->max_dict = 0;
 	w->own_check = false;
@@ -1119,6 +1129,8 @@ walk_value(struct walk *w, tw_value *v, unsigned depth, enum walk_mode m)
 		tw_rref_id scratch;
 		tw_rref_id *id = node_alloc(w, sizeof(*id), &scratch, m);
 
+		w->nrref++;
+
 		if (id == NULL)
 			return false;
 		memset(id, 0, sizeof(*id));
@@ -1230,6 +1242,7 @@ tw_status tw_wire_check(const tw_wire_in *in, tw_wire_layout *lay)
 			"value: decoded tree too large for this host");
 	lay->nodes_off = (size_t)front;
 	lay->arena_size = (size_t)(front + w.need);
+	lay->nrref = w.nrref;
 	return TW_OK;
 }
 
@@ -1311,5 +1324,6 @@ tw_status tw_wire_decode_small(const tw_wire_in *in, void *arena, size_t size,
 	}
 	lay->nodes_off = soff;
 	lay->arena_size = (size_t)(w.next - (uint8_t *)arena);
+	lay->nrref = w.nrref;
 	return TW_OK;
 }

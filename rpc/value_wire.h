@@ -93,6 +93,30 @@ tw_status tw_wire_write_checked(const tw_value *v, uint8_t *dst, size_t room,
  */
 #define TW_VALUE_WIRE_CHECKED_ 0x80u
 
+/*
+ * Internal tw_value flag on RREF nodes: u.rref points at the id inside a
+ * live RRef handle (rpc/rref.c), not at a bare id. Without
+ * TW_VALUE_BORROWED the node owns one reference on the handle
+ * (tw_rref_value, a clone): tw_value_destroy releases it, tw_value_clone
+ * takes another. With it, someone else holds the handle (a received
+ * message's RRefs, held by the message). The encoders refuse such a node
+ * with TW_WIRE_FORK_NEEDED: a handle is never sent as it is, the sender
+ * forks it for the receiver first (rref_fork_payload).
+ */
+#define TW_VALUE_RREF_HANDLE_ 0x40u
+#define TW_WIRE_FORK_NEEDED TW_EBUSY
+
+/* What a received message keeps alive until tw_in_msg_release (the RRef
+ * handles its RREF nodes point at: rref.c); release frees it. */
+struct tw_msg_hold {
+	void (*release)(struct tw_msg_hold *h);
+};
+
+/* The handle an RREF node with TW_VALUE_RREF_HANDLE_ points into: take or
+ * drop one reference (rref.c). */
+void rref_id_retain(const tw_rref_id *id);
+void rref_id_release(const tw_rref_id *id);
+
 /* One received frame's payload, as the decoder sees it. */
 typedef struct tw_wire_in {
 	const uint8_t *frame;    /* frame start (8-byte aligned) */
@@ -110,6 +134,7 @@ typedef struct tw_wire_layout {
 	size_t arena_size; /* bytes pass 2 needs (0: scalar payload) */
 	size_t nodes_off;  /* internal: segment offsets, segment bitmap and
 			    * dict scratch come first, value nodes after */
+	uint32_t nrref;    /* RREF nodes in the tree */
 } tw_wire_layout;
 
 /*

@@ -101,12 +101,16 @@ void tw_out_msg_release(tw_out_msg *m);
  * buffer, which the message keeps alive. Use tw_value_clone to keep a value
  * longer, or tw_tensor_ref to keep one tensor.
  */
+struct tw_msg_hold; /* internal */
+
 typedef struct tw_in_msg {
 	tw_frame_hdr hdr;
 	tw_value payload;
 	tw_buf *buf;  /* reference on the receive buffer */
 	void *arena_; /* internal */
 	size_t arena_size_;
+	uint32_t nrref_;           /* internal: RREF nodes in payload */
+	struct tw_msg_hold *hold_; /* internal: what the message keeps */
 	_Alignas(16) unsigned char arena_inline_[TW_IN_MSG_INLINE_ARENA];
 } tw_in_msg;
 

@@ -123,14 +123,38 @@ tw_status tw_rref_remote(tw_rref *r, const char *fn, const tw_value *args,
 			 const tw_value *kwargs, int64_t timeout_ms,
 			 tw_rref **out);
 
+/*
+ * RRefs are values (torch: an RRef passed as an argument or returned).
+ * tw_rref_value makes *out an RREF value holding a new reference on r:
+ * put it anywhere in args, kwargs or a handler's result (containers own
+ * it; tw_value_destroy releases it, tw_value_clone takes another). Each
+ * send forks r for the receiver, who gets a user RRef of its own (or, on
+ * the owner, its own handle); r's value is not freed while a fork is in
+ * flight (G2). TW_EINVAL for NULL.
+ */
+tw_status tw_rref_value(tw_rref *r, tw_value *out);
+/*
+ * The RRef an RREF value names, as a new reference (release it): in a
+ * handler, from its arguments (valid while the handler runs: take the
+ * reference to keep it); from a call's result or a fetched value; from
+ * tw_rref_value. A received RRef is pending until its owner confirms the
+ * fork (tw_rref_confirmed_by_owner); to_here and the proxies wait for it.
+ * TW_EINVAL when v is not an RREF value, or names no handle of this
+ * worker: a bare id (tw_value_rref), or a fork the receiver could not
+ * take (an RRef its owner no longer has).
+ */
+tw_status tw_rref_from_value(const tw_value *v, tw_rref **out);
+
 /* The function behind the proxies (args: RRef, fn, args, kwargs). */
 #define TW_RREF_CALL_FN "tw::rref_call"
 
 /* RRef counters of the agent (snapshot; any thread). */
 struct tw_rref_stats {
 	uint64_t owned;         /* values this worker owns */
-	uint64_t owner_users;   /* user forks recorded over all owned values */
-	uint64_t forks_pending; /* forks in flight to owned values */
+	uint64_t owner_users;   /* user forks recorded over all owned values
+			       * (not those in flight) */
+	uint64_t forks_pending; /* forks this worker sent (RRefs in values)
+				 * whose receivers have not accepted yet */
 	uint64_t users;         /* user handles live on this worker */
 	uint64_t pending_users; /* of them, not confirmed yet */
 	uint64_t deletes_sent, deletes_received;
@@ -140,8 +164,9 @@ struct tw_rref_stats {
 };
 /* All zero for a NULL agent. */
 void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out);
-/* Owner side, one value: its user forks recorded, its forks in flight, and
- * whether the owner's own handle is alive. TW_ENOENT (with a reason) when
+/* Owner side, one value: its user forks recorded, the forks the owner sent
+ * of it still in flight (users too, kept apart until their receivers
+ * accept), and whether an owner handle is alive. TW_ENOENT (with a reason) when
  * this worker owns no RRef rref (never, or freed); TW_EINVAL for NULL
  * arguments. Any thread. */
 tw_status tw_agent_rref_value_users(const tw_agent *a, tw_guid rref,

@@ -450,12 +450,37 @@ Test(rref, foreign_and_unknown_ids_are_refused)
 	settle();
 	failure(f, TW_EINVAL);
 	tw_future_release(f);
-	/* Forks are not served yet: said so. */
-	f = ctl(0, 1, TW_MSG_RREF_CHILD_ACCEPT, TW_MSG_ACK, id);
+	/* C accepts a fork it was not sent (A's own). */
+	f = ctl(2, 1, TW_MSG_RREF_CHILD_ACCEPT, TW_MSG_ACK, id);
 	settle();
-	failure(f, TW_ENOTSUP);
+	e = failure(f, TW_EINVAL);
+	cr_assert(strstr(e->msg, "did not send it"), "%s", e->msg);
 	tw_future_release(f);
-	cr_assert_eq(rstats(1).refused, 5);
+	/* A fork request for an RRef B does not own, and one whose fork
+	 * its named parent did not make. */
+	tw_value items[2] = {{.kind = TW_KIND_RREF, .u.rref = &unk},
+			     tw_value_int(0)};
+	tw_value fr = {.kind = TW_KIND_TUPLE, .len = 2, .u.items = items};
+	tw_agent_fake_enter(W.ag[2]);
+	cr_assert_eq(call_ctl_async(W.ag[2], 1, TW_MSG_RREF_FORK_REQUEST,
+				    TW_MSG_ACK, &fr, 1000, &f),
+		     TW_OK);
+	settle();
+	e = failure(f, TW_EINVAL);
+	cr_assert(strstr(e->msg, "does not own"), "%s", e->msg);
+	tw_future_release(f);
+	tw_rref_id forged = id;
+	forged.fork.local_id += 77;
+	items[0].u.rref = &forged;
+	items[1] = tw_value_int(1);
+	cr_assert_eq(call_ctl_async(W.ag[2], 1, TW_MSG_RREF_FORK_REQUEST,
+				    TW_MSG_ACK, &fr, 1000, &f),
+		     TW_OK);
+	settle();
+	e = failure(f, TW_EINVAL);
+	cr_assert(strstr(e->msg, "its parent did not make"), "%s", e->msg);
+	tw_future_release(f);
+	cr_assert_eq(rstats(1).refused, 8);
 	cr_assert_eq(rstats(1).owned, 1, "the real value is untouched");
 
 	f = fetch(r, 0);
@@ -933,7 +958,10 @@ Test(rref, random_fault_schedules_keep_g1_and_leave_nothing)
 					TW_MSG_ACK,
 					TW_MSG_CALL,
 					TW_MSG_RET};
-	for (uint64_t seed = 1; seed <= 24; seed++) {
+	for (uint64_t seed = 1;
+	     seed <=
+	     (getenv("TW_SEEDS") ? strtoull(getenv("TW_SEEDS"), NULL, 10) : 24);
+	     seed++) {
 		rng_state = seed * UINT64_C(0x9E3779B97F4A7C15);
 		world_up(3, NULL);
 		W.drive_step = MS; /* shutdown's drain moves the clock */
