@@ -486,8 +486,12 @@ static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 			tw_dpdk_eal_cleanup();
 		_exit(1);
 	}
-	/* Serve until the client shuts down too. */
-	s = tw_agent_shutdown(a, true);
+	/* Serve until the client shuts down too, however long its parts
+	 * take: with the default deadline (shutdown_timeout_ms, 60 s) a
+	 * part still running after 60 s (--only rref on a loaded machine)
+	 * saw this server stop ("the agent is shutting down"). It dies with
+	 * the client all the same (PR_SET_PDEATHSIG). */
+	s = tw_agent_shutdown_timeout(a, true, 0);
 	if (dpdk_mode(o))
 		tw_dpdk_eal_cleanup();
 	_exit(s == TW_OK ? 0 : 1);
