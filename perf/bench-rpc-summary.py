@@ -104,6 +104,31 @@ def pairs(items):
     return out
 
 
+# Issue 13's rows: (label, tensorwire's RESULT, torch-rref.py's workload,
+# the baseline's label). tensorwire's RESULT carries its baseline's p50
+# (sync_p50_ns, measured just before in the same processes), torch's too
+# (base_p50_ns).
+RREF_ROWS = (
+    ("remote + to_here, small value (None)", "tw_remote_to_here_noop", "remote_noop",
+     "no-op rpc_sync"),
+    ("remote + to_here, 1 MiB float32 tensor", "tw_remote_to_here_1MiB", "remote_echo_1MiB",
+     "rpc_sync echo 1 MiB"),
+    ("RRef through a third worker: A rpc_sync(C, use_rref, (rref owned by B,))",
+     "tw_rref_third_worker", "third_worker", "no-op rpc_sync A → C"),
+)
+
+
+def torch_rref_best(it, workload):
+    """torch-rref.py's figures for one workload: the config with the lowest p50
+    (the hardest comparison, as torch_best), as (config, kv)."""
+    best = None
+    for name, kv in (it or {}).get("results", {}).items():
+        wl, _, cfg = name.partition(".")
+        if wl == f"torch_{workload}" and "p50" in kv and (best is None or kv["p50"] < best[1]["p50"]):
+            best = (cfg, kv)
+    return best
+
+
 def median(v):
     v = sorted(v)
     if not v:
@@ -165,6 +190,12 @@ def main():
         if h.startswith(("bench-rpc.sh", "model name", "loadavg", "tcp_congestion")):
             p(f"`{h}`  ")
     p("")
+    # The main tables and targets, unless this run left out all of their
+    # items (--only rref): computed all the same, not printed.
+    has_main = tb is not None or any(k in items for k in (
+        "pp64", "tw_sync", "pipe64", "pipe256", "tw_pipe", "stream64m", "memcpy", "tw_echo",
+        "pp1k", "pp1m", "tw_lat")) or bool(pairs(items))
+    p = out.append if has_main else [].append
     p("Latency in µs (p50 unless noted), throughput in calls/s; GB = 1e9 B. Ratios are "
       "tensorwire ÷ anchor; the torch column is the best of torch's configs in this run.")
     p("")
@@ -279,6 +310,51 @@ def main():
             p(f"| {x['round']} | {fmt(x['stream_gbps'], '{:.2f}')} | {fmt(x['echo64_gbps'], '{:.2f}')} | {mk('echo64')} | "
               f"{mk('echo1k')} | {mk('echo1m')} | {probes} |")
         p("")
+    p = out.append
+    if not has_main:
+        targets.clear()
+
+    # Issue 13: remote + to_here and an RRef through a third worker, each
+    # beside rpc_sync in the same processes and beside torch's.
+    trr = items.get("torch_rref")
+    rref_rows = []
+    if any(tw.get(k) for _, k, _, _ in RREF_ROWS):
+        p("remote + to_here (issue 13): `bench-rpc --only rref` (tensorwire) and `perf/torch-rref.py` "
+          "(torch, right after it, on bench.py's configs; the torch columns are the config with the "
+          "lowest p50 for that row). Each ratio to rpc_sync is to the baseline measured just before "
+          "in the same processes: tensorwire's and torch's own. µs.")
+        p("")
+        p("| measurement | tw p50 | tw p99 | tw baseline p50 | tw ÷ baseline | torch p50 | torch p99 "
+          "| torch ÷ its baseline | torch ÷ tw |")
+        p("|---|---|---|---|---|---|---|---|---|")
+        for label, key, wl, base in RREF_ROWS:
+            kv = tw.get(key)
+            tb_ = torch_rref_best(trr, wl)
+            tkv = tb_ and tb_[1]
+            twp50, tp50 = us(kv, "p50"), us(tkv, "p50")
+            p(f"| {label} (baseline: {base}) | {fmt(twp50)} | {fmt(us(kv, 'p99'))} | "
+              f"{fmt(us(kv, 'sync_p50_ns'))} | {fmt(kv and kv.get('ratio_p50'), '{:.2f}x')} | "
+              f"{fmt(tp50)}{f' ({tb_[0]})' if tb_ else ''} | {fmt(us(tkv, 'p99'))} | "
+              f"{fmt(tkv and tkv.get('ratio_p50'), '{:.2f}x')} | {ratio(tp50, twp50, '{:.1f}x')} |")
+            rref_rows.append({"measurement": label, "baseline": base, "tw_result": key,
+                              "tw_p50_us": twp50, "tw_p99_us": us(kv, "p99"),
+                              "tw_baseline_p50_us": us(kv, "sync_p50_ns"),
+                              "tw_over_baseline": kv and kv.get("ratio_p50"),
+                              "torch_config": tb_ and tb_[0], "torch_p50_us": tp50, "torch_p99_us": us(tkv, "p99"),
+                              "torch_baseline_p50_us": us(tkv, "base_p50_ns"),
+                              "torch_over_its_baseline": tkv and tkv.get("ratio_p50"),
+                              "torch_over_tw": None if not (tp50 and twp50) else tp50 / twp50})
+        p("")
+        p("| target (issue 13) | measured | needed | |")
+        p("|---|---|---|---|")
+        small = tw.get("tw_remote_to_here_noop")
+        r = small and small.get("ratio_p50")
+        target("remote + to_here small p50 ÷ no-op rpc_sync p50 (same processes)", r, "≤", 2.5, "x",
+               None if r is None else r <= 2.5)
+        tsm = torch_rref_best(trr, "remote_noop")
+        r = None if not (small and tsm) else tsm[1]["p50"] / small["p50"]
+        target("torch remote + to_here small p50 ÷ tensorwire's", r, "≥", 10, "x", None if r is None else r >= 10)
+        p("")
 
     # Conditions per item: placement probe and foreign load.
     p("Conditions per item (shm ping-pong placement probe before/after, in ns: ~150 usual, ~630 far, "
@@ -293,8 +369,14 @@ def main():
     if tb is not None:
         p(f"\ntorch: configs {', '.join(tb['configs'])}{' (--quick)' if tb['quick'] else ''}; "
           f"max foreign load during a config {tb['foreign_cores_max']:.2f} cores.")
-    else:
+    elif has_main:
         p("\ntorch: not run (skipped or not installed): its targets are n/a.")
+    if trr:
+        fc = [kv.get("foreign_cores", 0) for kv in trr["results"].values()]
+        p(f"\ntorch_rref: {', '.join(n[len('torch-rref: '):] for n in trr['notes'] if n.startswith('torch-rref: '))}; "
+          f"max foreign load during a measurement {max(fc, default=0):.2f} cores.")
+    elif rref_rows:
+        p("\ntorch_rref: not run (--no-torch, or torch not installed): its columns and target are n/a.")
     probes = [x for it in items.values() for x in (it["probe_before_ns"], it["probe_after_ns"]) if x]
     if probes and max(probes) > 2.5 * min(probes):
         p(f"\nWARNING: the vCPU placement changed during the run (probe {min(probes):.0f}..{max(probes):.0f} ns): "
@@ -308,6 +390,7 @@ def main():
         doc = {"date_utc": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
                "command": a.cmd, "log": os.path.abspath(a.log), "header": head, "tensorwire_mode": tw_mode,
                "items": items, "torch_best": tb, "rows": rows, "echo": echo_rows, "targets": targets,
+               "rref": rref_rows,
                "pairs": pr}
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:

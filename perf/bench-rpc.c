@@ -13,6 +13,10 @@
  *      reps, GB/s = 2 * bytes / median; byte-exact once per size
  *   4. 1 KiB and 1 MiB tensor echo latency percentiles (against the raw
  *      io_uring ping-pong of the same sizes)
+ * and, with --only rref (issue 13), tw_remote + to_here of bench::noop and
+ * of a 1 MiB echo beside rpc_sync of the same, then, in a second group of
+ * three processes, an RRef passed through a third worker (rref3 alone:
+ * only that; see bench_third).
  * Each prints one "RESULT tw_<what> key=value ..." line; latencies are in
  * ns from rdtscp calibrated against CLOCK_MONOTONIC, like the anchors.
  *
@@ -49,8 +53,10 @@
 
 #define SERVER "bench-server"
 #define CLIENT "bench-client"
+#define THIRD "bench-third" /* rank 2 of the rref3 group */
 
 static pid_t server_pid = -1;
+static pid_t third_pid = -1;
 
 static void kill_server(void)
 {
@@ -58,6 +64,11 @@ static void kill_server(void)
 		kill(server_pid, SIGKILL);
 		waitpid(server_pid, NULL, 0);
 		server_pid = -1;
+	}
+	if (third_pid > 0) {
+		kill(third_pid, SIGKILL);
+		waitpid(third_pid, NULL, 0);
+		third_pid = -1;
 	}
 }
 
@@ -184,6 +195,41 @@ static tw_status fn_echo(tw_call_ctx *ctx, const tw_value *args,
 	return tw_value_clone(result, x);
 }
 
+static void use_rref_done(tw_future *f, void *arg)
+{
+	tw_rref_release(arg);
+}
+
+/* bench::use_rref(rref) -> its value, as torch's
+ * def use_rref(r): return r.to_here(): the third worker fetches the value
+ * from its owner. A handler on a run loop must not block, so the call is
+ * answered by the fetch's future (tw_call_defer); the RRef is held until
+ * the value is here. */
+static tw_status fn_use_rref(tw_call_ctx *ctx, const tw_value *args,
+			     const tw_value *kwargs, tw_value *result,
+			     void *arg)
+{
+	const tw_value *v;
+	tw_rref *r;
+	tw_future *f;
+	if (tw_value_get_item(args, 0, &v) != TW_OK)
+		return TW_EBADARGS;
+	tw_status s = tw_rref_from_value(v, &r);
+	if (s != TW_OK)
+		return s;
+	s = tw_rref_to_here_async(r, -1, &f);
+	if (s != TW_OK) {
+		tw_rref_release(r);
+		return s;
+	}
+	tw_call_defer(ctx, f);
+	if (tw_future_then(f, use_rref_done, r) != TW_OK)
+		tw_rref_release(r); /* the fetch is out; the value stays
+				     * with the caller's own user */
+	tw_future_release(f);
+	return TW_OK;
+}
+
 /* DPDK mode: the server tells the client its port is up (MAP_SHARED). */
 static _Atomic int *srv_port_up;
 
@@ -192,6 +238,9 @@ static tw_status server_setup(tw_agent *a, void *arg)
 	tw_status s = tw_agent_register(a, "bench::noop", fn_noop, NULL, 0);
 	if (s == TW_OK)
 		s = tw_agent_register(a, "bench::echo", fn_echo, NULL, 0);
+	if (s == TW_OK)
+		s = tw_agent_register(a, "bench::use_rref", fn_use_rref, NULL,
+				      0);
 	if (srv_port_up != NULL)
 		atomic_store(srv_port_up, s == TW_OK ? 1 : -1);
 	return s;
@@ -211,8 +260,9 @@ struct opts {
 	uint64_t spin_ns; /* both loops' idle spin */
 	bool threaded;
 	bool quick;
-	const char *only; /* comma list of sync,pipe,echo,lat (= lat1k and
-			   * lat1m); NULL = all */
+	const char *only; /* comma list of sync,rref,rref3,pipe,echo,lat
+			   * (= lat1k and lat1m); NULL = all but rref and
+			   * rref3 */
 	int windows[8];   /* pipelined windows, 0-terminated */
 	size_t sizes[16]; /* echo sizes in bytes, 0-terminated */
 	/* DPDK mode (transport != NULL: "memif" or "af_packet") */
@@ -396,7 +446,13 @@ static bool want(const struct opts *o, const char *what)
 
 /* ---- server process ----------------------------------------------------------- */
 
-static int server_main(const struct opts *o, const char *rdv)
+/* rank 1 (SERVER) of a group of world workers, or rank 2 (THIRD) of the
+ * rref3 group. In the group of three, both servers share --server-cpu
+ * (the machine has 2 cores, the client keeps the other): their loops
+ * yield while they spin, so the one with work to do runs (as
+ * bench-offload's). */
+static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
+		       uint32_t world)
 {
 	/* No stray worker: die with the client. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -407,14 +463,14 @@ static int server_main(const struct opts *o, const char *rdv)
 	pin_self(o->server_cpu);
 	struct tw_agent_opts ao;
 	tw_agent_opts_init(&ao, sizeof(ao));
-	ao.name = SERVER;
-	ao.rank = 1;
-	ao.world_size = 2;
+	ao.name = rank == 1 ? SERVER : THIRD;
+	ao.rank = rank;
+	ao.world_size = world;
 	ao.rendezvous = rdv;
 	ao.num_loops = 1;
 	ao.first_cpu = o->server_cpu;
 	ao.spin_ns = o->spin_ns;
-	ao.yield = o->server_yield;
+	ao.yield = o->server_yield || world > 2;
 	ao.executor_threads = 1;
 	ao.setup = server_setup;
 	struct transport_opts to;
@@ -430,8 +486,12 @@ static int server_main(const struct opts *o, const char *rdv)
 			tw_dpdk_eal_cleanup();
 		_exit(1);
 	}
-	/* Serve until the client shuts down too. */
-	s = tw_agent_shutdown(a, true);
+	/* Serve until the client shuts down too, however long its parts
+	 * take: with the default deadline (shutdown_timeout_ms, 60 s) a
+	 * part still running after 60 s (--only rref on a loaded machine)
+	 * saw this server stop ("the agent is shutting down"). It dies with
+	 * the client all the same (PR_SET_PDEATHSIG). */
+	s = tw_agent_shutdown_timeout(a, true, 0);
 	if (dpdk_mode(o))
 		tw_dpdk_eal_cleanup();
 	_exit(s == TW_OK ? 0 : 1);
@@ -448,7 +508,8 @@ static tw_status wait_future(tw_agent *a, tw_future *f)
 	return tw_future_wait(f, -1);
 }
 
-static tw_agent *client_init(const struct opts *o, const char *rdv)
+static tw_agent *client_init(const struct opts *o, const char *rdv,
+			     uint32_t world)
 {
 	pin_self(o->client_cpu);
 	embedded = !o->threaded;
@@ -476,7 +537,7 @@ static tw_agent *client_init(const struct opts *o, const char *rdv)
 		tw_agent_opts_init(&ao, sizeof(ao));
 		ao.name = CLIENT;
 		ao.rank = 0;
-		ao.world_size = 2;
+		ao.world_size = world;
 		ao.rendezvous = rdv;
 		ao.num_loops = 1;
 		ao.executor_threads = 1;
@@ -559,14 +620,19 @@ static void rref_pair(tw_agent *a, long n, const char *fn, const tw_value *args,
 	if (smp == NULL)
 		die("malloc", TW_ENOMEM);
 	tw_value res, err;
-	for (long i = 0; i < n; i++) {
-		uint64_t c0 = tsc();
-		tw_status s = tw_rpc_sync(a, SERVER, fn, args, NULL, -1, &res,
-					  &err);
-		smp[i] = tsc() - c0;
-		if (s != TW_OK)
-			die_err("rpc_sync", s, &err);
-		tw_value_destroy(&res);
+	/* Warm-up, then measured, as the remotes below: an unwarmed
+	 * baseline (fresh receive buffers for 1 MiB) would flatter the
+	 * ratio. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (long i = 0; i < n; i++) {
+			uint64_t c0 = tsc();
+			tw_status s = tw_rpc_sync(a, SERVER, fn, args, NULL, -1,
+						  &res, &err);
+			smp[i] = tsc() - c0;
+			if (s != TW_OK)
+				die_err("rpc_sync", s, &err);
+			tw_value_destroy(&res);
+		}
 	}
 	struct lat ls = lat_stats(smp, (size_t)n);
 	for (int pass = 0; pass < 2; pass++) { /* warm-up, then measured */
@@ -603,6 +669,96 @@ static void bench_rref(tw_agent *a, const struct opts *o)
 		  "tw_remote_to_here_1MiB");
 	tw_value_destroy(&args);
 	tw_tensor_release(&t);
+}
+
+/* 1c. An RRef passed through a third worker (rref3): this client (A)
+ * makes an RRef owned by SERVER (B) with tw_remote of bench::noop, waits
+ * until B confirmed it, then times rpc_sync(THIRD, "bench::use_rref",
+ * (rref,)): the call forks the RRef to C, whose handler fetches the value
+ * from B and answers with it (torch: rpc_sync(C, use_rref, args=(rref,))).
+ * Beside it, rpc_sync(THIRD, "bench::noop") in the same processes, just
+ * before. Runs in a group of its own (bench_third). */
+static void third_measure(tw_agent *a, long n)
+{
+	long warm = n / 10 > 1000 ? n / 10 : 1000;
+	uint64_t *smp = malloc((size_t)n * sizeof(*smp));
+	if (smp == NULL)
+		die("malloc", TW_ENOMEM);
+	tw_value res, err;
+	for (long i = 0; i < warm + n; i++) {
+		uint64_t c0 = tsc();
+		tw_status s = tw_rpc_sync(a, THIRD, "bench::noop", NULL, NULL,
+					  -1, &res, &err);
+		if (i >= warm)
+			smp[i - warm] = tsc() - c0;
+		if (s != TW_OK)
+			die_err("rpc_sync to the third worker", s, &err);
+		tw_value_destroy(&res);
+	}
+	struct lat ls = lat_stats(smp, (size_t)n);
+	print_lat("tw_third_sync_noop", &ls, NULL);
+
+	tw_rref *r;
+	tw_status s = tw_remote(a, SERVER, "bench::noop", NULL, NULL, -1, &r);
+	if (s != TW_OK)
+		die("remote", s);
+	s = tw_rref_to_here(r, -1, &res, &err);
+	if (s != TW_OK)
+		die_err("to_here", s, &err);
+	tw_value_destroy(&res);
+	/* The confirmation (REMOTE_RET) came before the value on the same
+	 * connection; poll until it is seen, whatever the mode. */
+	for (int i = 0; !tw_rref_confirmed_by_owner(r); i++) {
+		if (i > 200000)
+			die("waiting for the owner's confirmation",
+			    TW_ETIMEDOUT);
+		if (embedded)
+			tw_agent_poll(a);
+		else
+			usleep(10);
+	}
+	tw_value rv, args;
+	if ((s = tw_rref_value(r, &rv)) != TW_OK)
+		die("rref value", s);
+	if ((s = tw_value_tuple(&args, 1)) != TW_OK ||
+	    (s = tw_value_set_item(&args, 0, rv)) != TW_OK)
+		die("args", s);
+	for (long i = 0; i < warm + n; i++) {
+		uint64_t c0 = tsc();
+		s = tw_rpc_sync(a, THIRD, "bench::use_rref", &args, NULL, -1,
+				&res, &err);
+		if (i >= warm)
+			smp[i - warm] = tsc() - c0;
+		if (s != TW_OK)
+			die_err("rpc_sync use_rref", s, &err);
+		if (res.kind != TW_KIND_NONE) {
+			fprintf(stderr,
+				"bench-rpc: use_rref answered a value that is not None\n");
+			kill_server();
+			exit(1);
+		}
+		tw_value_destroy(&res);
+	}
+	tw_value_destroy(&args); /* the value's reference to r */
+	tw_rref_release(r);
+	/* The last call's fork keeps r until C's CHILD_ACCEPT arrives, which
+	 * may follow C's answer; a graceful shutdown now would report r as
+	 * held (TW_ERUNTIME). Off the clock: poll until it is gone. */
+	struct tw_rref_stats rs;
+	uint64_t until = mono_ns() + 5000000000u;
+	for (tw_agent_rref_stats(a, &rs); rs.users > 0 && mono_ns() < until;
+	     tw_agent_rref_stats(a, &rs)) {
+		if (embedded)
+			tw_agent_poll(a);
+		else
+			usleep(100);
+	}
+	struct lat l = lat_stats(smp, (size_t)n);
+	char extra[96];
+	snprintf(extra, sizeof(extra), "sync_p50_ns=%.0f ratio_p50=%.2f",
+		 ls.p50, l.p50 / ls.p50);
+	print_lat("tw_rref_third_worker", &l, extra);
+	free(smp);
 }
 
 /* 2. W calls in flight: wait on the oldest, refill its slot. */
@@ -791,13 +947,172 @@ static int free_port(void)
 	return ntohs(sa.sin_port);
 }
 
+/* Wait for a server that leaves after the shutdown barrier, but not
+ * forever; *pp is cleared. False when it did not exit with 0. */
+static bool reap_server(pid_t *pp, const char *who)
+{
+	int wst = 0;
+	pid_t sp = *pp;
+	*pp = -1;
+	for (int i = 0; i < 500; i++) {
+		pid_t r = waitpid(sp, &wst, WNOHANG);
+		if (r == sp)
+			break;
+		if (i == 499) {
+			fprintf(stderr,
+				"bench-rpc: %s did not exit; killing it\n",
+				who);
+			kill(sp, SIGKILL);
+			waitpid(sp, &wst, 0);
+		}
+		usleep(10000);
+	}
+	if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
+		fprintf(stderr, "bench-rpc: %s exited with status %d\n", who,
+			WIFEXITED(wst) ? WEXITSTATUS(wst)
+				       : 128 + WTERMSIG(wst));
+		return false;
+	}
+	return true;
+}
+
+static const char *cc_name(const struct opts *o)
+{
+	return o->cc == NULL ? "library default"
+	       : o->cc[0]    ? o->cc
+			     : "system's";
+}
+
+/* Whether a part of the two-process group is wanted (all but rref3). */
+static bool pair_wanted(const struct opts *o)
+{
+	static const char *const parts[] = {"sync", "rref",  "pipe", "echo",
+					    "lat",  "lat1k", "lat1m"};
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		if (want(o, parts[i]))
+			return true;
+	return false;
+}
+
+/* The client and one server: every part but the third-worker case. */
+static int run_pair(const struct opts *o)
+{
+	char rdv[64];
+	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d", free_port());
+	for (;;) {
+		fflush(stdout);
+		fflush(stderr);
+		server_pid = fork();
+		if (server_pid < 0) {
+			perror("bench-rpc: fork");
+			return 1;
+		}
+		if (server_pid == 0) {
+			dpdk_o = NULL; /* the parent cleans up */
+			return server_main(o, rdv, 1, 2);
+		}
+		if (!dpdk_mode(o) || !fanout_collides(getpid(), server_pid))
+			break;
+		waitpid(server_pid, NULL, 0); /* it left with EXIT_RETRY */
+	}
+
+	pin_self(o->client_cpu);
+	tsc_calibrate();
+	tw_agent *a = client_init(o, rdv, 2);
+	printf("# bench-rpc client=%s cpu%d, server threaded 1 loop cpu%d spin %.0f ms, "
+	       "%s, tsc %.3f GHz, tcp cc %s\n",
+	       embedded ? "embedded" : "threaded", o->client_cpu, o->server_cpu,
+	       (double)o->spin_ns / 1e6, o->quick ? "quick" : "full",
+	       tsc_per_ns, cc_name(o));
+	if (dpdk_mode(o))
+		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
+		       " (0 = default)\n# client EAL: %s\n# server EAL: %s\n",
+		       o->transport, o->credits, o->mbufs, o->zc_threshold,
+		       o->eal[0], o->eal[1]);
+	fflush(stdout);
+
+	if (want(o, "sync"))
+		bench_sync(a, o);
+	if (o->only != NULL && want(o, "rref"))
+		bench_rref(a, o);
+	if (want(o, "pipe"))
+		for (int i = 0; o->windows[i] > 0; i++)
+			bench_pipe(a, o, o->windows[i]);
+	if (want(o, "echo"))
+		for (int i = 0; o->sizes[i] > 0; i++)
+			bench_echo(a, o, o->sizes[i]);
+	/* lat1k and lat1m alone let a paired round run each right after
+	 * its anchor (perf/bench-rpc.sh). */
+	if (want(o, "lat") || want(o, "lat1k"))
+		bench_echo_lat(a, o->lat_small_n, 1024);
+	if (want(o, "lat") || want(o, "lat1m"))
+		bench_echo_lat(a, o->lat_big_n, 1u << 20);
+
+	struct tw_agent_stats st;
+	tw_agent_get_stats(a, &st);
+	printf("# client stats: calls_started=%" PRIu64 " calls_sent=%" PRIu64
+	       " timeouts=%" PRIu64 " conns_opened=%" PRIu64 "\n",
+	       st.calls_started, st.calls_sent, st.timeouts, st.conns_opened);
+	tw_status s = tw_agent_shutdown(a, true);
+	if (s != TW_OK)
+		fprintf(stderr, "bench-rpc: shutdown: %s\n", tw_strerror(s));
+	reap_server(&server_pid, "server");
+	return s == TW_OK ? 0 : 1;
+}
+
+/* 1c's group: the client (A, rank 0, cpu -c), SERVER (B, rank 1, the
+ * RRef's owner) and THIRD (C, rank 2), both on cpu -C with yielding loops
+ * (server_main). A group of its own, after the pair's: the two-process
+ * parts keep their own placement. io_uring only. */
+static int bench_third(const struct opts *o)
+{
+	if (dpdk_mode(o)) {
+		printf("# rref3: skipped (three processes over DPDK: not "
+		       "set up here)\n");
+		return 0;
+	}
+	char rdv[64];
+	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d", free_port());
+	for (uint32_t rank = 1; rank <= 2; rank++) {
+		fflush(stdout);
+		fflush(stderr);
+		pid_t p = fork();
+		if (p < 0) {
+			perror("bench-rpc: fork");
+			kill_server();
+			return 1;
+		}
+		if (p == 0)
+			return server_main(o, rdv, rank, 3);
+		*(rank == 1 ? &server_pid : &third_pid) = p;
+	}
+	pin_self(o->client_cpu);
+	if (tsc_per_ns == 0)
+		tsc_calibrate();
+	tw_agent *a = client_init(o, rdv, 3);
+	printf("# bench-rpc rref3: client=%s cpu%d, owner and third worker "
+	       "threaded 1 loop each, both on cpu%d, yielding, spin %.0f ms, "
+	       "tcp cc %s\n",
+	       embedded ? "embedded" : "threaded", o->client_cpu, o->server_cpu,
+	       (double)o->spin_ns / 1e6, cc_name(o));
+	fflush(stdout);
+	third_measure(a, o->n);
+	tw_status s = tw_agent_shutdown(a, true);
+	if (s != TW_OK)
+		fprintf(stderr, "bench-rpc: rref3 shutdown: %s (%s)\n",
+			tw_strerror(s), tw_errmsg(s));
+	bool ok = reap_server(&server_pid, "owner");
+	ok = reap_server(&third_pid, "third worker") && ok;
+	return s == TW_OK && ok ? 0 : 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: bench-rpc [--quick] [--threaded] [-n N] [-T secs] [-W w,w] [-S sizes] [-E secs]\n"
 		"                 [-c client_cpu] [-C server_cpu] [--spin-ms MS]\n"
 		"                 [--client-loop-cpu CPU] [--server-yield]\n"
-		"                 [--only sync,rref,pipe,echo,lat,lat1k,lat1m]\n"
+		"                 [--only sync,rref,rref3,pipe,echo,lat,lat1k,lat1m]\n"
 		"                 [--transport uring|memif|af_packet [--ifaces SRV,CLI]\n"
 		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB]]\n"
 		"                 [--cc NAME]\n"
@@ -815,7 +1130,9 @@ static void usage(FILE *f)
 		"  --server-yield         server loop yields while it spins\n"
 		"  --spin-ms MS           loops' idle spin before sleeping (default 1000)\n"
 		"  --only LIST            run only these parts (lat = lat1k,lat1m: the\n"
-		"                         1 KiB and 1 MiB echo latency runs)\n"
+		"                         1 KiB and 1 MiB echo latency runs; rref =\n"
+		"                         remote+to_here, then rref3: an RRef through a\n"
+		"                         third worker, in a group of three processes)\n"
 		"  --transport T          uring (default: io_uring TCP on 127.0.0.1), or DPDK\n"
 		"                         over memif or af_packet (root; own EAL per process)\n"
 		"  --ifaces SRV,CLI       af_packet: the two ends of a veth pair (made by\n"
@@ -1011,88 +1328,13 @@ int main(int argc, char **argv)
 		dpdk_prepare(&o);
 		atexit(rm_run_dirs);
 	}
-	char rdv[64];
-	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d", free_port());
-	for (;;) {
-		fflush(stdout);
-		fflush(stderr);
-		server_pid = fork();
-		if (server_pid < 0) {
-			perror("bench-rpc: fork");
-			return 1;
-		}
-		if (server_pid == 0) {
-			dpdk_o = NULL; /* the parent cleans up */
-			return server_main(&o, rdv);
-		}
-		if (!dpdk_mode(&o) || !fanout_collides(getpid(), server_pid))
-			break;
-		waitpid(server_pid, NULL, 0); /* it left with EXIT_RETRY */
-	}
-
-	pin_self(o.client_cpu);
-	tsc_calibrate();
-	tw_agent *a = client_init(&o, rdv);
-	printf("# bench-rpc client=%s cpu%d, server threaded 1 loop cpu%d spin %.0f ms, "
-	       "%s, tsc %.3f GHz, tcp cc %s\n",
-	       embedded ? "embedded" : "threaded", o.client_cpu, o.server_cpu,
-	       (double)o.spin_ns / 1e6, o.quick ? "quick" : "full", tsc_per_ns,
-	       o.cc == NULL ? "library default"
-	       : o.cc[0]    ? o.cc
-			    : "system's");
-	if (dpdk_mode(&o))
-		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
-		       " (0 = default)\n# client EAL: %s\n# server EAL: %s\n",
-		       o.transport, o.credits, o.mbufs, o.zc_threshold,
-		       o.eal[0], o.eal[1]);
-	fflush(stdout);
-
-	if (want(&o, "sync"))
-		bench_sync(a, &o);
-	if (o.only != NULL && want(&o, "rref"))
-		bench_rref(a, &o);
-	if (want(&o, "pipe"))
-		for (int i = 0; o.windows[i] > 0; i++)
-			bench_pipe(a, &o, o.windows[i]);
-	if (want(&o, "echo"))
-		for (int i = 0; o.sizes[i] > 0; i++)
-			bench_echo(a, &o, o.sizes[i]);
-	/* lat1k and lat1m alone let a paired round run each right after
-	 * its anchor (perf/bench-rpc.sh). */
-	if (want(&o, "lat") || want(&o, "lat1k"))
-		bench_echo_lat(a, o.lat_small_n, 1024);
-	if (want(&o, "lat") || want(&o, "lat1m"))
-		bench_echo_lat(a, o.lat_big_n, 1u << 20);
-
-	struct tw_agent_stats st;
-	tw_agent_get_stats(a, &st);
-	printf("# client stats: calls_started=%" PRIu64 " calls_sent=%" PRIu64
-	       " timeouts=%" PRIu64 " conns_opened=%" PRIu64 "\n",
-	       st.calls_started, st.calls_sent, st.timeouts, st.conns_opened);
-	tw_status s = tw_agent_shutdown(a, true);
-	if (s != TW_OK)
-		fprintf(stderr, "bench-rpc: shutdown: %s\n", tw_strerror(s));
-	int wst = 0;
-	pid_t sp = server_pid;
-	server_pid = -1;
-	/* The server leaves after the shutdown barrier; don't wait forever. */
-	for (int i = 0; i < 500; i++) {
-		pid_t r = waitpid(sp, &wst, WNOHANG);
-		if (r == sp)
-			break;
-		if (i == 499) {
-			fprintf(stderr,
-				"bench-rpc: server did not exit; killing it\n");
-			kill(sp, SIGKILL);
-			waitpid(sp, &wst, 0);
-		}
-		usleep(10000);
-	}
-	if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0)
-		fprintf(stderr, "bench-rpc: server exited with status %d\n",
-			WIFEXITED(wst) ? WEXITSTATUS(wst)
-				       : 128 + WTERMSIG(wst));
+	int rc = 0;
+	if (pair_wanted(&o))
+		rc = run_pair(&o);
+	if (rc == 0 && o.only != NULL &&
+	    (want(&o, "rref") || want(&o, "rref3")))
+		rc = bench_third(&o);
 	if (dpdk_mode(&o))
 		tw_dpdk_eal_cleanup(); /* then atexit removes the run dirs */
-	return s == TW_OK ? 0 : 1;
+	return rc;
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench-rpc.sh: tensorwire's RPC benchmark beside its anchors, all in one run.
 #
-#   sh perf/bench-rpc.sh [--quick | --full] [--no-torch] [--build DIR] [--cc NAME]
+#   sh perf/bench-rpc.sh [--quick | --full] [--no-torch] [--only LIST]
+#                        [--build DIR] [--cc NAME]
 #
 # Builds tensorwire (DIR, default ./build-bench, set up as a release build with
 # LTO: bench-lib.sh, bench_build) and the physical-limit anchors (in a
@@ -15,6 +16,10 @@
 #   pairs for the 64 MiB, 1 KiB and 1 MiB targets (anchor first in odd
 #   rounds, tensorwire first in even ones); torch.distributed.rpc's
 #   bench.py
+# with, right after tensorwire's remote + to_here (item tw_rref: bench-rpc
+# --only rref, the RRef through a third worker included), torch's own
+# (item torch_rref: perf/torch-rref.py, the same workloads on bench.py's
+# configs and process policy),
 # and summarizes: perf/bench-rpc-summary.py prints the table (each tensorwire
 # figure beside its anchor, the ratio, the targets met or missed) and writes
 # perf/results/latest.json. Logs: perf/results/bench-rpc-<timestamp>.log.
@@ -28,6 +33,10 @@
 # not like for like.
 # Modes: default = full tensorwire and anchor runs, torch --quick;
 # --quick = everything short (a few minutes); --full = torch's full run too.
+# --only LIST: only these groups of items (comma-separated; default all):
+#   sync (pp64, tw_sync), rref (tw_rref, torch_rref), pipe, echo (stream,
+#   memcpy, tw_echo), lat (pp1k, pp1m, tw_lat), pairs (the paired rounds),
+#   torch (bench.py). --no-torch leaves out torch_rref and bench.py.
 # An item run while other processes used >= 0.15 cores is redone (up to
 # RETRIES=2 times) and the least disturbed attempt is kept.
 # Env: QUIET_MAX (s to wait for a quiet machine per item, default 120),
@@ -47,6 +56,7 @@ ARGS="$*"
 ORIG=$(pwd)
 MODE=default
 TORCH=1
+ONLY=
 BUILD=
 CC=reno
 while [ $# -gt 0 ]; do
@@ -54,6 +64,8 @@ while [ $# -gt 0 ]; do
 	--quick) MODE=quick ;;
 	--full) MODE=full ;;
 	--no-torch) TORCH=0 ;;
+	--only) ONLY=$2; shift ;;
+	--only=*) ONLY=${1#--only=} ;;
 	--build|-B) BUILD=$2; shift ;;
 	--build=*) BUILD=${1#--build=} ;;
 	--cc) CC=$2; shift ;;
@@ -108,6 +120,22 @@ trap 'echo "bench-rpc.sh: interrupted" >&2; exit 130' INT TERM
 
 log() { echo "$*" | tee -a "$LOG"; }
 
+# want GROUP: whether --only names it (or --only was not given)
+want() {
+	[ -z "$ONLY" ] && return 0
+	case ",$ONLY," in *",$1,"*) return 0 ;; esac
+	return 1
+}
+for g in $(echo "$ONLY" | tr ',' ' '); do
+	case $g in
+	sync|rref|pipe|echo|lat|pairs|torch) ;;
+	*) echo "bench-rpc.sh: unknown group '$g' in --only" >&2; usage >&2; exit 2 ;;
+	esac
+done
+torch_ok() {
+	"$PYTHON_TORCH" -c 'import torch' >/dev/null 2>&1 && [ -f "$SCRATCH/torch_rpc/bench.py" ]
+}
+
 # ---- build ------------------------------------------------------------------
 # shellcheck source=bench-lib.sh
 . "$ROOT/perf/bench-lib.sh"
@@ -144,7 +172,7 @@ UF="-m peek -f defer,fixed,ringfd"
 
 # ---- running items ----------------------------------------------------------
 
-log "# bench-rpc.sh $TS mode=$MODE torch=$TORCH host=$(hostname) kernel=$(uname -r) cpus=$(nproc)"
+log "# bench-rpc.sh $TS mode=$MODE torch=$TORCH only=${ONLY:-all} host=$(hostname) kernel=$(uname -r) cpus=$(nproc)"
 log "# $(grep -m1 'model name' /proc/cpuinfo)"
 log "# git $(git -C "$ROOT" describe --always --dirty 2>/dev/null) build $BUILD_DESC"
 log "# loadavg_start $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -163,23 +191,45 @@ echo "# log: $LOG"
 
 # Each tensorwire part runs right after its anchors (the vCPU placement
 # changes every 10-30 s) and is short, so a disturbed one is cheap to redo.
-item pp64 600 "$L/uring_pingpong" $UF -n "$N" -w "$W"
-item tw_sync 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only sync
-# remote + to_here beside rpc_sync in the same process (issue 13)
-item tw_rref 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only rref
-item pipe64 600 "$L/uring_pipeline" -x batch $UF -W 64 -n "$PIPE_N"
-item pipe256 600 "$L/uring_pipeline" -x batch $UF -W 256 -n "$PIPE_N"
-item tw_pipe 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only pipe
-if [ "$STREAM_N" -gt 0 ]; then
-	item stream64m 600 "$L/uring_stream" -x send -R uring -M 67108864 -n "$STREAM_N"
-else
-	item stream64m 600 "$L/uring_stream" -x send -R uring -M 67108864
+if want sync; then
+	item pp64 600 "$L/uring_pingpong" $UF -n "$N" -w "$W"
+	item tw_sync 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only sync
 fi
-item memcpy 600 "$L/memcpy_bw" -t 7 -T "$MEMCPY_T" 1048576 67108864
-item tw_echo 900 "$BENCH" --cc "$CC" $BENCH_ARGS --only echo
-item pp1k 600 "$L/uring_pingpong" $UF -s 1024 -n "$N" -w "$W"
-item pp1m 600 "$L/uring_pingpong" $UF -s 1048576 -n "$N1M" -w $((N1M / 10))
-item tw_lat 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only lat
+if want rref; then
+	# remote + to_here beside rpc_sync in the same processes, then an
+	# RRef through a third worker (issue 13); torch's right after.
+	item tw_rref 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only rref
+	if [ "$TORCH" = 1 ]; then
+		if torch_ok; then
+			# torch-rref.py does its own quiet waits and redoes
+			# disturbed items, as bench.py.
+			ITEM_RETRIES=0 item torch_rref 1200 sh -c "cd '$SCRATCH/torch_rpc' && exec '$PYTHON_TORCH' '$ROOT/perf/torch-rref.py' $TORCH_ARGS --anchor '$SCRATCH/torch_rpc' --out '$OUT/torch-rref-$TS.json'"
+		else
+			log "# torch_rref: SKIPPED: '$PYTHON_TORCH -c \"import torch\"' fails (apt-get install python3-torch) or bench.py missing"
+		fi
+	else
+		log "# torch_rref: SKIPPED (--no-torch)"
+	fi
+fi
+if want pipe; then
+	item pipe64 600 "$L/uring_pipeline" -x batch $UF -W 64 -n "$PIPE_N"
+	item pipe256 600 "$L/uring_pipeline" -x batch $UF -W 256 -n "$PIPE_N"
+	item tw_pipe 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only pipe
+fi
+if want echo; then
+	if [ "$STREAM_N" -gt 0 ]; then
+		item stream64m 600 "$L/uring_stream" -x send -R uring -M 67108864 -n "$STREAM_N"
+	else
+		item stream64m 600 "$L/uring_stream" -x send -R uring -M 67108864
+	fi
+	item memcpy 600 "$L/memcpy_bw" -t 7 -T "$MEMCPY_T" 1048576 67108864
+	item tw_echo 900 "$BENCH" --cc "$CC" $BENCH_ARGS --only echo
+fi
+if want lat; then
+	item pp1k 600 "$L/uring_pingpong" $UF -s 1024 -n "$N" -w "$W"
+	item pp1m 600 "$L/uring_pingpong" $UF -s 1048576 -n "$N1M" -w $((N1M / 10))
+	item tw_lat 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only lat
+fi
 # Paired rounds for the three targets whose margin is small (64 MiB echo
 # against the stream; 1 KiB and 1 MiB echo against the ping-pong): the vCPU
 # placement flips every 10-30 s and moves each of these by more than the
@@ -198,6 +248,7 @@ pair() {
 		eval "$2"
 	fi
 }
+want pairs || PAIRS=0
 for r in $(seq 1 "$PAIRS"); do
 	pair "$r" 'item "pair${r}_stream" 300 "$L/uring_stream" -x send -R uring -M 67108864 -n 24' \
 		'item "pair${r}_echo64" 300 "$BENCH" --cc "$CC" --only echo -S 64M -E 1'
@@ -209,8 +260,10 @@ for r in $(seq 1 "$PAIRS"); do
 	pair "$r" 'item "pair${r}_pp1m" 300 "$L/uring_pingpong" $UF -s 1048576 -n 500 -w 50' \
 		'item "pair${r}_lat1m" 300 "$BENCH" --cc "$CC" --quick --only lat1m'
 done
-if [ "$TORCH" = 1 ]; then
-	if "$PYTHON_TORCH" -c 'import torch' >/dev/null 2>&1 && [ -f "$SCRATCH/torch_rpc/bench.py" ]; then
+if ! want torch; then
+	:
+elif [ "$TORCH" = 1 ]; then
+	if torch_ok; then
 		# bench.py does its own quiet waits and redoes disturbed items.
 		ITEM_RETRIES=0 item torch 1800 sh -c "cd '$SCRATCH/torch_rpc' && exec '$PYTHON_TORCH' bench.py $TORCH_ARGS --out '$SCRATCH/torch_results.json'"
 		[ -f "$SCRATCH/torch_results.json" ] && cp "$SCRATCH/torch_results.json" "$OUT/torch-$TS.json"
