@@ -22,8 +22,9 @@ The same object met twice is lifted once, and comes back as one object
 twice (identity kept).  Two *different* tensors that share storage (views)
 travel as two segments and come back unshared, as in torch's RPC.
 
-Persistent ids are ``("torch", i)``, ``("numpy", i)`` and ``("rref", i)``;
-``loads`` refuses any other (the pickle comes from a peer).
+Persistent ids are ``("torch", i)``, ``("numpy", i)``, ``("rref", i)`` and,
+for a torch.Tensor subclass, ``("torch", i, cls, state)``; ``loads``
+refuses any other (the pickle comes from a peer).
 
 What is lifted, what is refused, and why
 ----------------------------------------
@@ -49,12 +50,17 @@ copy into the pickle):
 - numpy arrays in big-endian byte order: the wire is little-endian.
 - more than 8 dims.
 
-Subclasses are not lifted as such: they pickle through their own
-``__reduce_ex__``.  ``torch.nn.Parameter`` does that with a plain tensor
-inside (which is lifted), so Parameters and modules travel zero-copy too;
-numpy subclasses (np.matrix, masked arrays) would be copied into the
-pickle by numpy's reducer, so ``dumps`` refuses them instead (view them
-as ``np.ndarray`` first).
+Subclasses.  A torch.Tensor subclass with its own ``__reduce_ex__``
+(``torch.nn.Parameter``) pickles through it; Parameter's puts a plain
+tensor inside, which is lifted, so Parameters and modules travel
+zero-copy too.  Any other torch.Tensor subclass is lifted as a plain
+tensor viewing the same memory (``as_subclass(torch.Tensor)``), its class
+and instance ``__dict__`` recorded in the persistent id
+(``("torch", i, cls, state)``) and put back by ``loads``
+(``as_subclass(cls)``); torch's own reducer would have copied its storage
+into the pickle.  numpy subclasses (np.matrix, masked arrays) carry state
+numpy's reducer copies with the bytes, so ``dumps`` refuses them (view
+them as ``np.ndarray`` first).
 
 Functions
 ---------
@@ -253,6 +259,7 @@ class _Pickler(pickle.Pickler):
         super().__init__(file, protocol=PROTOCOL)
         self._items = items
         self._slots = {}  # id(obj) -> persistent id; items keeps obj alive
+        self._keep = []  # subclass tensors, whose items are views of them
 
     def _lift(self, obj, kind):
         pid = self._slots.get(id(obj))
@@ -265,6 +272,16 @@ class _Pickler(pickle.Pickler):
             self._slots[id(obj)] = pid
         return pid
 
+    def _lift_subclass(self, obj):
+        pid = self._slots.get(id(obj))
+        if pid is None:
+            self._keep.append(obj)  # its id must stay its own until done
+            state = getattr(obj, "__dict__", None) or None
+            pid = (_KIND_TORCH, len(self._items), type(obj), state)
+            self._items.append(obj.as_subclass(_Tensor))
+            self._slots[id(obj)] = pid
+        return pid
+
     def persistent_id(self, obj):
         t = type(obj)
         if t is _Tensor:
@@ -273,6 +290,11 @@ class _Pickler(pickle.Pickler):
         if t is _ndarray:
             _check_numpy(obj)
             return self._lift(obj, _KIND_NUMPY)
+        if _Tensor is not None and isinstance(obj, _Tensor):
+            if t.__reduce_ex__ is not _Tensor.__reduce_ex__:
+                return None  # Parameter: its reducer holds a plain tensor
+            _check_torch(obj)
+            return self._lift_subclass(obj)
         if _rref_types and isinstance(obj, _rref_types):
             return self._lift(obj, _KIND_RREF)
         if _ndarray is not None and isinstance(obj, _ndarray):
@@ -338,16 +360,24 @@ class _Unpickler(pickle.Unpickler):
         self._restored = {}
 
     def persistent_load(self, pid):
+        subclass = (
+            type(pid) is tuple
+            and len(pid) == 4
+            and pid[0] == _KIND_TORCH
+            and isinstance(pid[2], type)
+            and issubclass(pid[2], _Tensor)
+            and (pid[3] is None or type(pid[3]) is dict)
+        )
         if (
             type(pid) is not tuple
-            or len(pid) != 2
+            or (len(pid) != 2 and not subclass)
             or pid[0] not in (_KIND_TORCH, _KIND_NUMPY, _KIND_RREF)
             or type(pid[1]) is not int
         ):
             raise pickle.UnpicklingError(
                 f"tensorwire: unknown persistent id {pid!r}"
             )
-        kind, i = pid
+        kind, i = pid[0], pid[1]
         if not 0 <= i < len(self._items):
             raise pickle.UnpicklingError(
                 f"tensorwire: persistent id names item {i} of "
@@ -360,6 +390,10 @@ class _Unpickler(pickle.Unpickler):
                 obj = _rref_receiver(item) if _rref_receiver else item
             else:
                 obj = _as_kind(item, kind, i)
+                if subclass:
+                    obj = obj.as_subclass(pid[2])
+                    if pid[3]:
+                        obj.__dict__.update(pid[3])
             self._restored[i] = obj
         return obj
 

@@ -18,6 +18,10 @@ class Holder:
         self.__dict__.update(kw)
 
 
+class MyTensor(torch.Tensor):
+    pass
+
+
 class FakeRRef:
     def __init__(self, n):
         self.n = n
@@ -232,3 +236,26 @@ def test_nested_dumps_are_independent():
     t = torch.zeros(2)
     data, items = dumps([t, Inner(), t])
     assert len(items) == 1 and items[0] is t
+
+
+def test_tensor_subclass_lifted_and_restored():
+    base = torch.arange(8, dtype=torch.float32)
+    m = base.as_subclass(MyTensor)
+    m.tag = "kept"
+    back, data, items = roundtrip({"m": m, "again": m})
+    assert len(items) == 1 and type(items[0]) is torch.Tensor
+    assert items[0].data_ptr() == base.data_ptr()      # a view, no copy
+    assert len(data) < 1000
+    r = back["m"]
+    assert type(r) is MyTensor and r.tag == "kept"
+    assert r.data_ptr() == base.data_ptr()
+    assert back["again"] is r
+
+
+def test_subclass_pid_validated():
+    data, items = dumps(torch.zeros(1).as_subclass(MyTensor))
+    assert b"MyTensor" in data
+    # a pid naming a class that is not a tensor subclass is refused
+    bad = data.replace(b"MyTensor", b"FakeRRef")
+    with pytest.raises(pickle.UnpicklingError, match="unknown persistent id"):
+        loads(bad, items)
