@@ -126,10 +126,23 @@ def type_name(tp):
     return f"{mod}.{qual}"
 
 
+def _safe(fn, exc, what):
+    # A user's exception may break its own __repr__/__str__; the caller
+    # still deserves the type, the worker and the traceback.
+    try:
+        return fn(exc)
+    except Exception as e:  # noqa: BLE001
+        return f"<{what} of {type(exc).__name__} failed: {type(e).__name__}>"
+
+
 def format_remote(exc, worker_name, worker_id):
     """torch's text for exc raised on a worker: header, repr, traceback."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return f"On {worker_info(worker_name, worker_id)}:\n{exc!r}\n{tb}"
+    tb = _safe(
+        lambda e: "".join(
+            traceback.format_exception(type(e), e, e.__traceback__)),
+        exc, "traceback")
+    rep = _safe(repr, exc, "repr")
+    return f"On {worker_info(worker_name, worker_id)}:\n{rep}\n{tb}"
 
 
 def _kind_of(exc):

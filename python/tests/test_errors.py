@@ -153,3 +153,25 @@ def test_kinds_match_status_h():
     assert found, "no codes parsed"
     for name, value in found.items():
         assert getattr(E, name) == int(value), name
+
+
+class BadRepr(Exception):
+    def __repr__(self):
+        raise ValueError("no repr")
+
+    def __str__(self):
+        raise ValueError("no str")
+
+
+def test_broken_repr_still_names_type_worker_and_traceback():
+    try:
+        boom(BadRepr())
+    except BadRepr as e:
+        k, msg = E.to_wire(e, "w3", 3)
+    assert k == E.TW_ERUNTIME
+    back = E.from_wire(k, msg)
+    assert type(back) is RuntimeError
+    text = str(back)
+    assert text.startswith(f"{__name__}.BadRepr: On WorkerInfo(id=3, name=w3):\n")
+    assert "<repr of BadRepr failed: ValueError>" in text
+    assert "in boom" in text
