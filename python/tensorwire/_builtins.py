@@ -30,8 +30,9 @@ tw_schema_match walks), and returns:
 Defaults are left to the callee.  Values are converted to what the wire
 carries: torch.dtype to torch's ScalarType code (torch.float32 -> 6),
 torch.layout and torch.memory_format to their codes, torch.device to its
-string ("cpu"), a bool given for an int to 0/1 (torch accepts it; the
-callee's binder does not), a single int for ``int[N]`` to a list of N,
+string ("cpu"), a bool given for an int to 0/1 and an int given for a
+bool to False/True (torch accepts both; the callee's binder neither), a
+single int for ``int[N]`` to a list of N,
 numpy scalars to Python numbers, tuples for lists to lists.  Tensors
 (torch or numpy) pass through untouched.
 
@@ -495,9 +496,10 @@ def _convert(t, v):
     if w in ("int", "SymInt", "ScalarType", "Layout", "MemoryFormat"):
         return _as_int(v)
     if w == "bool":
-        if isinstance(v, bool):
-            return v
-        if _np is not None and isinstance(v, _np.bool_):
+        # torch (pybind's bool caster) takes an int too: keepdim=1
+        if isinstance(v, (bool, int)):
+            return bool(v)
+        if _np is not None and isinstance(v, (_np.bool_, _np.integer)):
             return bool(v)
         raise _NoFit(_PYBIND_CAST)
     if w == "str":

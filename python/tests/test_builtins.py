@@ -216,6 +216,10 @@ def test_wire_forms():
     assert match(torch.sum, (x, 0))[1][1] == [0]
     assert match(torch.max, (x, True))[1][1] == 1
     assert type(match(torch.max, (x, True))[1][1]) is int
+    # torch.ops binds keepdim=1 too (torch's Python signature does not)
+    assert match(torch.max, (x, 0, 1))[1][2] is True
+    assert torch.equal(torch.ops.aten.max.dim(x, 0, 1)[0],
+                       torch.ops.aten.max.dim(x, 0, True)[0])
     assert match(torch.add, (x, np.float32(2.5)))[1][1] == 2.5
     assert type(match(torch.add, (x, np.int64(2)))[1][1]) is int
     # keyword-only stay keywords, positional ones after a gap too
