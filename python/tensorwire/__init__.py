@@ -13,6 +13,6 @@ only. Never give the secret to anyone you would not let run code on every
 worker.
 """
 
-from tensorwire import _C  # noqa: F401
+
 
 __all__ = ["rpc"]

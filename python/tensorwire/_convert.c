@@ -340,10 +340,60 @@ static PyTypeObject dlholder_type = {
 	.tp_methods = dlholder_methods,
 };
 
-static PyObject *tensor_from_value(const tw_tensor *t, int mode)
+/* Is t's memory a slot of a receive pool (a small frame's)? */
+static bool in_pool(const tw_tensor *t)
+{
+	const tw_buf *b = t->buf;
+	while (b != NULL && b->kind == TW_BUF_SLICE)
+		b = b->owner.parent;
+	return b != NULL && b->kind == TW_BUF_POOL;
+}
+
+/* A tensor of a small frame is copied out of its receive slot: Python may
+ * keep it for as long as it likes (past shutdown too), and a pool slot
+ * held that long would be one less for receiving. A frame too large for
+ * a slot (its own buffer) is shared: no copy. Strides are kept. */
+static tw_status own_copy(const tw_tensor *t, tw_tensor *out)
+{
+	size_t span;
+	tw_status st = tw_tensor_span(t, &span);
+	tw_buf *b = NULL;
+	if (st == TW_OK)
+		st = tw_buf_alloc(span, &b);
+	if (st != TW_OK)
+		return st;
+	memcpy(b->data, t->data, span);
+	*out = *t;
+	out->buf = b;
+	out->data = b->data;
+	return TW_OK;
+}
+
+static PyObject *tensor_from_dlpack(const tw_tensor *t, int mode);
+
+static PyObject *tensor_from_value(const tw_tensor *t0, int mode)
 {
 	if (twpy_convert_init() < 0)
 		return NULL;
+	tw_tensor copy = {0};
+	const tw_tensor *t = t0;
+	if (in_pool(t0)) {
+		tw_status st = own_copy(t0, &copy);
+		if (st != TW_OK) {
+			PyErr_Format(PyExc_MemoryError, "tensor: %s",
+				     tw_errmsg(st));
+			return NULL;
+		}
+		t = &copy;
+	}
+	PyObject *r = tensor_from_dlpack(t, mode);
+	if (copy.buf != NULL)
+		tw_tensor_release(&copy); /* the DLPack export holds its own */
+	return r;
+}
+
+static PyObject *tensor_from_dlpack(const tw_tensor *t, int mode)
+{
 	bool numpy = mode == TWPY_NUMPY || torch_from_dlpack == NULL;
 	if (numpy && np_from_dlpack == NULL) {
 		PyErr_SetString(PyExc_RuntimeError,

@@ -323,11 +323,14 @@ static PyObject *py_rref_stats(PyObject *self, PyObject *args)
 	struct tw_rref_stats s;
 	tw_agent_rref_stats(twpy_agent, &s);
 	return Py_BuildValue(
-		"{sKsKsKsKsK}", "owned", (unsigned long long)s.owned,
+		"{sKsKsKsKsKsKsKsKsK}", "waiting", (unsigned long long)s.waiting, "owned", (unsigned long long)s.owned,
 		"owner_users", (unsigned long long)s.owner_users,
 		"forks_pending", (unsigned long long)s.forks_pending, "users",
 		(unsigned long long)s.users, "pending_users",
-		(unsigned long long)s.pending_users);
+		(unsigned long long)s.pending_users, "deletes_sent",
+		(unsigned long long)s.deletes_sent, "deletes_received",
+		(unsigned long long)s.deletes_received, "refused",
+		(unsigned long long)s.refused);
 }
 
 static PyObject *py_status_names(PyObject *self, PyObject *args)

@@ -2,4 +2,5 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Appended: a build tree on PYTHONPATH (with tensorwire._C) comes first.
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -17,61 +17,44 @@ from tensorwire.rpc.api import (  # noqa: F401
     WorkerInfo, get_rpc_timeout, get_worker_info, init_rpc, register,
     remote, rpc_async, rpc_sync, shutdown, _set_rpc_timeout)
 from tensorwire.rpc import functions  # noqa: F401
+from tensorwire import _pickle
+
+# RRefs inside pickled values travel as RRefs (forked for the receiver),
+# beside the pickle like tensors.
+_pickle.set_rref_hooks((RRef,))
 
 PICKLE_TAG = "tw::pickle"
 
-_KIND = _C.status_names()
-_NAME = {v: k for k, v in _KIND.items()}
-
-# Python exception types that keep their type across workers, with the
-# tensorwire kind that carries them (the others travel as their name in
-# the message, and come back as RuntimeError naming it).
-_KEEP = {ValueError: "TW_EVALUE", TypeError: "TW_ETYPE",
-         RuntimeError: "TW_ERUNTIME"}
-_BY_NAME = {"KeyError": KeyError, "IndexError": IndexError,
-            "AttributeError": AttributeError,
-            "StopIteration": StopIteration}
-
-
 def _errors_to_wire(exc, me):
-    """(kind, message) for exception exc raised on this worker: the
-    message says which worker raised it and carries its traceback, as
-    torch's RemoteException does."""
-    import traceback
-    tb = "".join(traceback.format_exception(type(exc), exc,
-                                            exc.__traceback__))
-    kind = _KIND["TW_ERUNTIME"]
-    for t, k in _KEEP.items():
-        if type(exc) is t:
-            kind = _KIND[k]
-    return kind, "On %s:\n%s: %s\n%s" % (me, type(exc).__name__, exc, tb)
+    """(kind, message) for exception exc raised on this worker (me, a
+    WorkerInfo): the type, the worker and the traceback (_errors)."""
+    from tensorwire import _errors
+    return _errors.to_wire(exc, me.name if me else "?", me.id if me else 0)
 
 
 def _raise_remote(err):
-    """Raise the exception a failed call's (kind, message, origin) names."""
+    """Raise the exception a failed call's (kind, message, origin) stands
+    for: the remote type where Python has it (_errors)."""
+    from tensorwire import _errors
     kind, msg, origin = err
-    name = _NAME.get(kind, "TW_ERUNTIME")
-    if name == "TW_ETIMEDOUT" or name == "TW_EUNREACHABLE" or \
-       name == "TW_ESHUTDOWN":
-        raise RuntimeError(msg)
-    if name == "TW_EVALUE":
-        raise ValueError(msg)
-    if name == "TW_ETYPE":
-        raise TypeError(msg)
-    head = msg.split(":\n", 1)
-    if len(head) == 2:
-        t = head[1].split(":", 1)[0]
-        if t in _BY_NAME:
-            raise _BY_NAME[t](msg)
-    raise RuntimeError(msg)
+    name = None
+    try:
+        name = _C.worker_info(origin)[1]
+    except Exception:
+        pass
+    raise _errors.from_wire(kind, msg, name, origin)
 
 
 def _match_builtin(func, args, kwargs):
-    """(aten qualified name, args, kwargs) for a torch builtin, else
-    None."""
+    """(aten qualified name, args, kwargs) for a torch builtin tensorwire
+    serves, else None (it travels as a pickled Python function)."""
+    if not callable(func) or isinstance(func, type):
+        return None
     try:
         from tensorwire import _builtins
-    except ImportError:
+    except ImportError:  # no torch: no torch builtins either
+        return None
+    if _builtins.find_builtin(func) is None:
         return None
     return _builtins.match(func, args, kwargs)
 

@@ -134,13 +134,20 @@ def _worker_loop():
         job = _C._next_job()
         if job is None:
             return
-        if job.kind == "callback":
-            try:
-                job.fn(*job.args)
-            except Exception:
-                traceback.print_exc()
-            continue
-        _run_job(job)
+        _handle(job)
+        # Dropped before waiting again: a job keeps its future (and the
+        # message it came in) alive.
+        del job
+
+
+def _handle(job):
+    if job.kind == "callback":
+        try:
+            job.fn(*job.args)
+        except Exception:
+            traceback.print_exc()
+        return
+    _run_job(job)
 
 
 def _run_job(job):
@@ -212,7 +219,7 @@ def shutdown(graceful=True, timeout=0):
             _C.shutdown(bool(graceful), _ms(timeout) if timeout else 0)
         except _C.RemoteError as e:
             from tensorwire.rpc import _raise_remote
-            _raise_remote(e.args[0])
+            _raise_remote(e.args)
         finally:
             _self = None
             for t in _workers:
@@ -226,7 +233,7 @@ def get_worker_info(worker_name=None):
         wid, wname = _C.worker_info(worker_name)
     except _C.RemoteError as e:
         from tensorwire.rpc import _raise_remote
-        _raise_remote(e.args[0])
+        _raise_remote(e.args)
     return WorkerInfo(wid, wname)
 
 
@@ -272,7 +279,7 @@ def _call(to, func, args, kwargs, timeout):
         cf = _C.rpc_async(_to_id(to), qual, a, k, _ms(timeout))
     except _C.RemoteError as e:
         from tensorwire.rpc import _raise_remote
-        _raise_remote(e.args[0])
+        _raise_remote(e.args)
     return Future(_cf=cf, _map=mapper)
 
 
@@ -290,14 +297,18 @@ class RRef(_C.CRRef):
     """A reference to a value kept on its owner, as torch's RRef."""
 
     def to_here(self, timeout=UNSET_RPC_TIMEOUT):
-        return Future(_cf=self._to_here_async(_ms(timeout))).wait()
+        """The value, fetched from the owner (on the owner: its own)."""
+        from tensorwire.rpc import _unwrap_result
+        return Future(_cf=self._to_here_async(_ms(timeout)),
+                      _map=_unwrap_result).wait()
 
     def local_value(self):
+        """On the owner only: the value itself."""
+        from tensorwire.rpc import _raise_remote, _unwrap
         try:
-            return self._local_value()
+            return _unwrap(self._local_value())
         except _C.RemoteError as e:
-            from tensorwire.rpc import _raise_remote
-            _raise_remote(e.args[0])
+            _raise_remote(e.args)
 
     def owner(self):
         return WorkerInfo(*self._owner())
@@ -363,7 +374,5 @@ def remote(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
         rref = _C.remote(_to_id(to), qual, a, k, _ms(timeout))
     except _C.RemoteError as e:
         from tensorwire.rpc import _raise_remote
-        _raise_remote(e.args[0])
-    if mapper is not None:
-        rref._map = mapper
+        _raise_remote(e.args)
     return rref
