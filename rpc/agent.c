@@ -1129,6 +1129,7 @@ joined:
 		goto fail_plain;
 	/* Release: loops read members after seeing a call posted later. */
 	atomic_store(&a->state, AGENT_RUNNING);
+	rref_agent_running(a); /* control messages held while joining */
 	*out = a;
 	return TW_OK;
 fail_plain:
@@ -1227,8 +1228,15 @@ static void round_pause(struct agent_loop *own, uint32_t round)
  * before also counted 0 and no call was started or accepted anywhere in
  * between (the sums of calls ever started and accepted are equal).
  */
+/* The barrier's rounds until no worker has calls in flight. After the
+ * first round every worker has entered its shutdown, so no application
+ * call is still being made: then, as torch after its barrier
+ * (_delete_all_user_and_unforked_owner_rrefs), the user RRefs this worker
+ * still holds are deleted (rref_shutdown: *leaks of them reported in
+ * leak), and the later rounds wait for those deletes like any call. */
 static tw_status graceful_rounds(tw_agent *a, struct agent_loop *own,
-				 int64_t timeout_ms)
+				 int64_t timeout_ms, uint64_t *leaks,
+				 char *leak, size_t cap)
 {
 	uint64_t deadline =
 		timeout_ms > 0 ? tw_now_ns() + (uint64_t)timeout_ms * 1000000u
@@ -1247,6 +1255,11 @@ static tw_status graceful_rounds(tw_agent *a, struct agent_loop *own,
 						 &total);
 		if (st != TW_OK)
 			return st; /* it said why */
+		if (round == 1) {
+			*leaks = rref_shutdown(a, leak, cap);
+			prev = (struct rdv_count){UINT64_MAX, UINT64_MAX};
+			continue; /* at least one round for the deletes */
+		}
 		if (total.active == 0 && prev.active == 0 &&
 		    total.events == prev.events)
 			return TW_OK;
@@ -1302,16 +1315,18 @@ tw_status tw_agent_shutdown_timeout(tw_agent *a, bool graceful,
 	uint64_t leaks = 0;
 	bool ignore_leaks = a->o.ignore_rref_leak;
 	if (graceful && atomic_load(&a->state) == AGENT_RUNNING) {
-		/* As torch before its barrier: the user RRefs still held are
-		 * deleted, and their deletes waited for with our calls. */
-		leaks = rref_shutdown(a, leak, sizeof(leak));
 		/* Calls are made and served throughout (the agent stays
 		 * running); embedded, we keep polling: our calls complete on
 		 * our loop, and peers still calling us must be served. */
-		if (a->hooks != NULL)
-			hooked_drain(a, own); /* and no barrier */
-		else
-			st = graceful_rounds(a, own, timeout_ms);
+		if (a->hooks != NULL) {
+			/* A test's world: no barrier, every agent driven by
+			 * the test. The RRefs go first. */
+			leaks = rref_shutdown(a, leak, sizeof(leak));
+			hooked_drain(a, own);
+		} else {
+			st = graceful_rounds(a, own, timeout_ms, &leaks, leak,
+					     sizeof(leak));
+		}
 		if (st != TW_OK)
 			snprintf(why, sizeof(why), "%s", tw_errmsg(st));
 	}

@@ -39,6 +39,8 @@ struct owner_ent {
 	uint32_t creator;
 	tw_future *val;     /* the function's future: its value or error */
 	bool running;       /* the function has not completed: kept */
+	bool placeholder;   /* known from an RRef sent home before its
+			     * REMOTE_CALL: val waits for it */
 	uint32_t self_refs; /* the owner's own handles alive */
 	uint32_t nusers, capusers;
 	struct ent_user *users; /* user forks recorded, in flight too */
@@ -49,6 +51,17 @@ struct owner_ent {
 
 struct tw_rref;
 TAILQ_HEAD(rref_list, tw_rref);
+
+struct ctl_op {
+	struct ctl_op *next; /* in rref_ctx.held */
+	tw_agent *a;
+	uint8_t type;
+	uint32_t to;
+	tw_rref_id id;
+	uint32_t parent; /* FORK_REQUEST: who sent the fork */
+	tw_rref *r;      /* FORK_REQUEST: the receiver's handle (a ref) */
+	uint32_t tries;
+};
 
 struct fork_wait {
 	tw_guid rref, fork;
@@ -94,6 +107,10 @@ struct rref_ctx {
 	 * creator's REMOTE_CALL. Answered when it comes (or is refused). */
 	uint32_t nfwait, capfwait;
 	struct fork_wait *fwaits;
+	/* Control messages made before tw_agent_init returned (the agent
+	 * cannot send yet), sent once it did (rref_agent_running). */
+	_Atomic bool started;
+	struct ctl_op *held, **held_tail;
 	_Atomic uint64_t next_id;
 };
 
@@ -317,6 +334,8 @@ tw_status rref_ctx_init(tw_agent *a)
 	}
 	randombytes_buf(x->hkey, sizeof(x->hkey));
 	atomic_init(&x->next_id, 1);
+	atomic_init(&x->started, false);
+	x->held_tail = &x->held;
 	atomic_init(&x->refs, 1);
 	TAILQ_INIT(&x->live);
 	pthread_mutex_init(&x->mu, NULL);
@@ -353,6 +372,14 @@ void rref_ctx_fini(tw_agent *a)
 		}
 		x->buckets[b] = NULL;
 	}
+	/* Control messages held for an init that failed. */
+	for (struct ctl_op *op = x->held, *n; op != NULL; op = n) {
+		n = op->next;
+		if (op->r != NULL)
+			tw_rref_release(op->r);
+		free(op);
+	}
+	x->held = NULL;
 	/* Forks never accepted: their handles go with them (x->dead: a
 	 * release now frees and tells nobody). */
 	for (uint32_t b = 0; b < CHILD_BUCKETS; b++) {
@@ -506,6 +533,35 @@ static void prun_start(tw_agent *a, tw_future *val, bool counted,
 		       const tw_value *cargs, tw_future *out);
 static void waits_put(tw_agent *a, bool counted);
 
+static void relay(tw_future *from, tw_future *to, uint32_t self);
+
+/* A placeholder's value (arg, a reference) from its function's. */
+static void fill_cb(tw_future *f, void *arg)
+{
+	tw_future *to = arg;
+	relay(f, to, 0);
+	tw_future_release(to);
+}
+
+/* A placeholder whose REMOTE_CALL will not come (refused, deleted by its
+ * creator): its value fails as a creation that timed out. Under mu;
+ * returns the future to fail after unlocking (a reference), or NULL. */
+static tw_future *placeholder_drop(struct owner_ent *e)
+{
+	if (e == NULL || !e->placeholder)
+		return NULL;
+	e->placeholder = false;
+	return tw_future_retain(e->val);
+}
+
+static void placeholder_fail(tw_agent *a, tw_future *f)
+{
+	if (f == NULL)
+		return;
+	tw_future_fail(f, TW_ETIMEDOUT, a->rank, TW_RREF_CREATION_TIMEOUT_MSG);
+	tw_future_release(f);
+}
+
 static void ent_start(struct owner_ent *e, const char *fn, const tw_value *args,
 		      const tw_value *kwargs, uint32_t caller)
 {
@@ -537,10 +593,69 @@ static void ent_start(struct owner_ent *e, const char *fn, const tw_value *args,
 	/* Under mu: a peer's request may look it up on another loop. */
 	struct rref_ctx *x = a->rref;
 	pthread_mutex_lock(&x->mu);
-	e->val = f;
+	tw_future *held = e->val; /* a placeholder's, waiting already */
+	if (held == NULL)
+		e->val = f;
 	pthread_mutex_unlock(&x->mu);
+	if (held != NULL) {
+		/* Its value is the function's: relayed into it. */
+		if (tw_future_then(f, fill_cb, tw_future_retain(held)) != TW_OK)
+			abort(); /* the first callback needs no allocation */
+		tw_future_release(f);
+		return;
+	}
 	if (tw_future_then(f, owner_value_cb, e) != TW_OK)
 		abort(); /* the first callback needs no allocation */
+}
+
+/* An owner handle for RRef rref created by another worker whose
+ * REMOTE_CALL has not arrived (the RRef came home first, on another
+ * connection): the entry is made now, its value a future the REMOTE_CALL
+ * fills (torch creates the OwnerRRef on whichever message comes first).
+ * NULL when that cannot be (tombstoned, a bound, no memory). Not under
+ * mu. */
+static tw_rref *owner_placeholder(tw_agent *a, tw_guid rref)
+{
+	struct rref_ctx *x = a->rref;
+	tw_rref *r = calloc(1, sizeof(*r));
+	tw_future *val = NULL;
+	if (r == NULL || tw_future_create(&val) != TW_OK) {
+		free(r);
+		return NULL;
+	}
+	pthread_mutex_lock(&x->mu);
+	struct owner_ent *e = ent_find(x, rref);
+	tw_status st = TW_OK;
+	bool made = false;
+	if (e == NULL && !tomb_has(x, rref)) {
+		e = ent_new(a, rref, rref.created_on, NULL, &st);
+		if (e != NULL) {
+			e->placeholder = true;
+			e->val = val;
+			made = true;
+		}
+	}
+	if (e != NULL)
+		e->self_refs++;
+	pthread_mutex_unlock(&x->mu);
+	if (made) {
+		if (tw_future_then(val, owner_value_cb, e) != TW_OK)
+			abort(); /* the first callback needs no allocation */
+	} else {
+		tw_future_release(val);
+	}
+	if (e == NULL) {
+		free(r);
+		return NULL;
+	}
+	r->a = a;
+	r->x = x;
+	r->id = (tw_rref_id){.owner = a->rank, .rref = rref, .fork = rref};
+	r->owner = true;
+	atomic_init(&r->refs, 1);
+	atomic_init(&r->state, USER_CONFIRMED);
+	atomic_fetch_add(&x->refs, 1);
+	return r;
 }
 
 /* ---- frames at the owner ------------------------------------------------- */
@@ -655,7 +770,26 @@ static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 	tw_value ret = rref_value_of(&id);
 	pthread_mutex_lock(&x->mu);
 	struct owner_ent *e = ent_find(x, id.rref);
-	if (e != NULL) {
+	if (e != NULL && e->placeholder && !tomb_has(x, id.rref)) {
+		/* Known already from its RRef sent home first: filled now. */
+		tw_status st = ent_user_add(x, e, id.fork, h->src, false);
+		if (st == TW_OK)
+			e->placeholder = false;
+		tw_future *drop = st != TW_OK ? placeholder_drop(e) : NULL;
+		pthread_mutex_unlock(&x->mu);
+		placeholder_fail(a, drop);
+		if (st != TW_OK) {
+			refuse(p, st,
+			       "no room for the creator's user of " ID_FMT,
+			       ID_ARGS(id));
+			return;
+		}
+		ent_start(e, pl->u.items[0].u.str, &pl->u.items[1],
+			  &pl->u.items[2], h->src);
+		serve_reply(p, TW_MSG_REMOTE_RET, TW_OK, &ret, 0, NULL);
+		return;
+	}
+	if (e != NULL && !e->placeholder) {
 		bool dup = ent_user_of(e, id.fork, h->src) >= 0;
 		if (!dup)
 			x->st.refused++;
@@ -676,7 +810,9 @@ static void on_remote_call(struct agent_loop *l, const struct reply_path *p,
 	if (tomb_has(x, id.rref)) {
 		x->st.refused++;
 		w = fwait_take(x, id.rref, NULL, &nw, &wok);
+		tw_future *drop = placeholder_drop(e);
 		pthread_mutex_unlock(&x->mu);
+		placeholder_fail(a, drop);
 		fwait_answer(a, id.rref, w, nw, wok);
 		refuse(p, TW_EINVAL,
 		       "REMOTE_CALL names " ID_FMT
@@ -794,9 +930,14 @@ static void on_user_delete(struct agent_loop *l, const struct reply_path *p,
 		 * creation timed out at the creator); remember not to create
 		 * it. */
 		x->st.refused++;
-		if (e == NULL && guid_eq(id.fork, id.rref) &&
+		if ((e == NULL || e->placeholder) &&
+		    guid_eq(id.fork, id.rref) &&
 		    id.rref.created_on == p->caller) {
 			tomb_add(x, id.rref);
+			tw_future *drop = placeholder_drop(e);
+			pthread_mutex_unlock(&x->mu);
+			placeholder_fail(a, drop);
+			pthread_mutex_lock(&x->mu);
 			uint32_t nw;
 			tw_status *wok;
 			struct fork_wait *w = fwait_take(x, id.rref, NULL, &nw,
@@ -1040,15 +1181,6 @@ static void created_cb(tw_future *f, void *arg)
  * in time is sent again (the peer may not have the RRef yet, or the
  * answer was lost); an ACK, a refusal, the peer gone or shutdown end it.
  */
-struct ctl_op {
-	tw_agent *a;
-	uint8_t type;
-	uint32_t to;
-	tw_rref_id id;
-	uint32_t parent; /* FORK_REQUEST: who sent the fork */
-	tw_rref *r;      /* FORK_REQUEST: the receiver's handle (a ref) */
-	uint32_t tries;
-};
 
 static void ctl_send(struct ctl_op *op);
 static void fork_settled(struct ctl_op *op, tw_future *f);
@@ -1072,6 +1204,19 @@ static void ctl_cb(tw_future *f, void *arg)
 
 static void ctl_send(struct ctl_op *op)
 {
+	struct rref_ctx *x = op->a->rref;
+	if (!atomic_load(&x->started)) {
+		pthread_mutex_lock(&x->mu);
+		bool hold = !atomic_load(&x->started);
+		if (hold) {
+			op->next = NULL;
+			*x->held_tail = op;
+			x->held_tail = &op->next;
+		}
+		pthread_mutex_unlock(&x->mu);
+		if (hold)
+			return;
+	}
 	tw_value items[2] = {rref_value_of(&op->id), tw_value_int(op->parent)};
 	tw_value v = items[0];
 	if (op->type == TW_MSG_RREF_FORK_REQUEST)
@@ -1129,6 +1274,22 @@ tw_rref *tw_rref_retain(tw_rref *r)
 {
 	atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
 	return r;
+}
+
+void rref_agent_running(tw_agent *a)
+{
+	struct rref_ctx *x = a->rref;
+	pthread_mutex_lock(&x->mu);
+	atomic_store(&x->started, true);
+	struct ctl_op *op = x->held;
+	x->held = NULL;
+	x->held_tail = &x->held;
+	pthread_mutex_unlock(&x->mu);
+	while (op != NULL) {
+		struct ctl_op *n = op->next;
+		ctl_send(op);
+		op = n;
+	}
 }
 
 /* Tell id's owner that this user is gone (retried until acknowledged). */
@@ -1508,6 +1669,8 @@ static void adopt_node(struct adopt *ad, tw_value *v)
 			/* Sent to its owner: the owner's own handle; the
 			 * sender's child ends. */
 			r = owner_handle_new(a, id.rref);
+			if (r == NULL && id.rref.created_on != a->rank)
+				r = owner_placeholder(a, id.rref);
 			ctl_start(a, TW_MSG_RREF_CHILD_ACCEPT, src, id, 0,
 				  NULL);
 		} else if (src == id.owner) {

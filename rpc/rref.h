@@ -26,6 +26,10 @@ tw_status rref_ctx_init(tw_agent *a);
 /* Register TW_RREF_CALL_FN in a's registry (agent init). */
 tw_status rref_register(tw_agent *a);
 void rref_ctx_fini(tw_agent *a);
+/* tw_agent_init is done (state RUNNING): the RRef control messages made
+ * while this worker was still joining (a peer passed it an RRef before
+ * its init returned) leave now. */
+void rref_agent_running(tw_agent *a);
 
 /* Graceful shutdown begins (before waiting for this worker's calls): the
  * user handles still held are told to their owners now (their deletes are

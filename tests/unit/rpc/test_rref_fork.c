@@ -936,3 +936,75 @@ Test(rref_fork, random_fault_schedules_keep_g1_g2_and_leave_nothing)
 		world_down(true);
 	}
 }
+
+/* An RRef sent to its owner before its REMOTE_CALL got there (another
+ * connection in real life; reordered here): the owner makes its entry on
+ * the first of the two, the REMOTE_CALL fills it. */
+Test(rref_fork, rref_home_before_its_remote_call)
+{
+	up(2);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, true), TW_OK);
+	tw_rref *r = remote_int(0, 1, 5);
+	tw_future *f = pass(0, 1, "f::keep", r);
+	settle();
+	cr_assert_eq(tw_fake_net_queued(W.net, A_ADDR, B_ADDR), 2);
+	cr_assert_eq(tw_fake_net_reverse(W.net, A_ADDR, B_ADDR), 2);
+	cr_assert_eq(tw_fake_net_hold(W.net, A_ADDR, B_ADDR, false), TW_OK);
+	settle();
+	cr_assert_eq(result_int(f), 1);
+	tw_future_release(f);
+	tw_rref *ro = kept[1][0];
+	cr_assert(tw_rref_is_owner(ro));
+	const tw_value *lv;
+	int64_t n;
+	cr_assert_eq(tw_rref_local_value(ro, &lv), TW_OK);
+	cr_assert_eq(tw_value_get_int(lv, &n), TW_OK);
+	cr_assert_eq(n, 6);
+	cr_assert(tw_rref_confirmed_by_owner(r));
+	cr_assert_eq(fetch_int(r), 6);
+	struct vu u = value_users(r);
+	cr_assert(u.users == 1 && u.self && u.forks == 0);
+	cr_assert_eq(W.k[1].inc, 1, "run once");
+	tw_rref_release(r);
+	drop_kept(1);
+	settle();
+	assert_clean();
+	world_down(true);
+}
+
+/* The same with the REMOTE_CALL lost: the creation times out at its
+ * creator, whose delete reaches the owner: the owner's handle reads the
+ * creation timeout, and nothing is left. */
+Test(rref_fork, rref_home_whose_creation_never_comes)
+{
+	up(2);
+	cr_assert_eq(tw_fake_net_drop_next(W.net, A_ADDR, B_ADDR,
+					   TW_MSG_REMOTE_CALL),
+		     TW_OK);
+	tw_value args = int_args(5);
+	tw_rref *r = NULL;
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_remote_id(W.ag[0], 1, "t::inc", &args, NULL, 100, &r),
+		     TW_OK);
+	tw_value_destroy(&args);
+	tw_future *f = pass(0, 1, "f::keep", r);
+	settle();
+	cr_assert_eq(result_int(f), 1);
+	tw_future_release(f);
+	cr_assert(tw_rref_is_owner(kept[1][0]));
+	advance(100 * MS);  /* the creation times out at A */
+	tw_rref_release(r); /* its delete goes to B */
+	settle();
+	tw_future *g = NULL;
+	cr_assert_eq(tw_rref_to_here_async(kept[1][0], 1000, &g), TW_OK);
+	settle();
+	const tw_error *e = failure(g, TW_ETIMEDOUT);
+	cr_assert_str_eq(e->msg, TW_RREF_CREATION_TIMEOUT_MSG);
+	tw_future_release(g);
+	cr_assert_eq(W.k[1].inc, 0, "never run");
+	drop_kept(1);
+	for (int i = 0; i < 3; i++)
+		advance(RREF_CTL_TIMEOUT_MS * MS);
+	assert_clean();
+	world_down(true);
+}
