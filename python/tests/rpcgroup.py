@@ -44,6 +44,8 @@ def worker_main(rank, world, port, body, args, threads, q, extra,
         q.put((rank, "ok", pickle.dumps(result)))
     except BaseException:
         q.put((rank, "error", traceback.format_exc()))
+        q.close()
+        q.join_thread()  # the report must leave before the process goes
         os._exit(1)
 
 
@@ -58,18 +60,19 @@ def tw_worker(rank, world, port):
 
 
 def run(body, world=2, args=(), threads=4, timeout=120, extra=None,
-        c_ranks=(), dead=(), graceful=True):
+        c_ranks=(), dead=(), nongraceful=()):
     """Run rpcfuncs.<body>(rank, world, *args) on rank 0 (on every rank for
     bodies named all_*) in a group of `world` workers; returns rank 0's
     result, raising with the workers' tracebacks if any failed. c_ranks
-    are C workers (tw-worker); dead ranks may die without a word."""
+    are C workers (tw-worker); dead ranks may die without a word;
+    nongraceful ranks shut down at once (graceful=False)."""
     ctx = mp.get_context("spawn")
     ctx.set_executable("/usr/bin/python3")
     q = ctx.Queue()
     port = free_port()
     procs = [ctx.Process(target=worker_main,
                          args=(r, world, port, body, args, threads, q,
-                               extra or {}, graceful))
+                               extra or {}, r not in nongraceful))
              for r in range(world) if r not in c_ranks]
     for p in procs:
         p.start()

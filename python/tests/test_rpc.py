@@ -105,5 +105,6 @@ def test_python_and_c_workers_call_each_other():
 
 
 def test_worker_killed_mid_call_fails_the_call():
-    msg = rpcgroup.run("body_killed", dead=(1,), graceful=False)
-    assert msg is not None
+    msg = rpcgroup.run("body_killed", dead=(1,), nongraceful=(0,))
+    assert msg is not None and "worker1" in msg and "unreachable" in msg, \
+        msg

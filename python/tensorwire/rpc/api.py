@@ -303,9 +303,12 @@ class RRef(_C.CRRef):
                       _map=_unwrap_result).wait()
 
     def local_value(self):
-        """On the owner only: the value itself."""
+        """On the owner only: the value itself, once its function has
+        returned (waits for it, as torch's OwnerRRef)."""
         from tensorwire.rpc import _raise_remote, _unwrap
         try:
+            if self.is_owner():
+                self._to_here_async(-1).wait(-1)
             return _unwrap(self._local_value())
         except _C.RemoteError as e:
             _raise_remote(e.args)
