@@ -116,6 +116,17 @@ static int tensor_to_value(PyObject *o, bool is_torch, tw_value *out)
 		}
 	}
 	cap = PyObject_CallMethod(src, "__dlpack__", NULL);
+	if (cap == NULL && !is_torch &&
+	    PyErr_ExceptionMatches(PyExc_BufferError)) {
+		/* numpy exports no read-only array by DLPack: sent from a
+		 * copy (the one case that copies on the way out). */
+		PyErr_Clear();
+		PyObject *c = PyObject_CallMethod(src, "copy", NULL);
+		Py_DECREF(src);
+		if ((src = c) == NULL)
+			return -1;
+		cap = PyObject_CallMethod(src, "__dlpack__", NULL);
+	}
 	if (cap == NULL)
 		goto fail;
 	DLManagedTensor *mt = PyCapsule_GetPointer(cap, "dltensor");
