@@ -104,7 +104,28 @@ def owner_values(rank):
     return _C.rref_stats()["owned"]
 
 
+@torch.jit.script
+def script_mul(x: torch.Tensor, k: int = 2) -> torch.Tensor:
+    return x * k
+
+
 # ---- bodies run on rank 0 ---------------------------------------------------
+
+def body_script(rank, world):
+    out = {}
+    t = torch.arange(3.0)
+    out["pos"] = rpc.rpc_sync("worker1", script_mul, args=(t, 3))
+    out["kw"] = rpc.rpc_async("worker1", script_mul, args=(t,),
+                              kwargs={"k": 4}).wait()
+    out["default"] = rpc.remote("worker1", script_mul, args=(t,)).to_here()
+    try:
+        rpc.rpc_sync("worker1", script_mul, args=(t, "x"))
+        out["bad"] = None
+    except RuntimeError as e:
+        out["bad"] = str(e)
+    return out
+
+
 
 def body_basics(rank, world):
     out = {}

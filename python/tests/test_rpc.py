@@ -108,3 +108,12 @@ def test_worker_killed_mid_call_fails_the_call():
     msg = rpcgroup.run("body_killed", dead=(1,), nongraceful=(0,))
     assert msg is not None and "worker1" in msg and "unreachable" in msg, \
         msg
+
+
+def test_torchscript_functions_by_qualified_name():
+    out = rpcgroup.run("body_script")
+    t = torch.arange(3.0)
+    assert torch.equal(out["pos"], t * 3)
+    assert torch.equal(out["kw"], t * 4)
+    assert torch.equal(out["default"], t * 2)
+    assert "Expected a value of type 'int' for argument 'k'" in out["bad"]

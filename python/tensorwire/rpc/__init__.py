@@ -59,6 +59,40 @@ def _match_builtin(func, args, kwargs):
     return _builtins.match(func, args, kwargs)
 
 
+SCRIPT_FN = "tw::py_script"  # runs a TorchScript function by name
+
+
+def _script_call(func, args, kwargs):
+    """A TorchScript function: called by its qualified name, as torch's
+    pyRpcTorchscript; the callee runs its own compilation of the same
+    function (it imports the same module) and binds the arguments to its
+    schema (torch's binding errors come back as RuntimeError)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not isinstance(func, torch.jit.ScriptFunction):
+        return None
+    from tensorwire import _pickle
+    data, lifted = _pickle.dumps((func.qualified_name, args, kwargs))
+    return SCRIPT_FN, (data, list(lifted)), {}, _unwrap_result
+
+
+def _script_serve(data, lifted):
+    """On the callee: the TorchScript function named, run."""
+    import torch
+    from tensorwire import _pickle
+    name, args, kwargs = _pickle.loads(data, lifted)
+    fn = torch.jit._state._python_cu.find_function(name)
+    if fn is None:
+        raise RuntimeError(
+            "Unknown TorchScript function %s on worker %s: the callee must "
+            "define it too (import the module that scripts it)"
+            % (name, get_worker_info().name))
+    d, l2 = _pickle.dumps(fn(*args, **kwargs))
+    return (PICKLE_TAG, d, list(l2))
+
+
 def _udf_call(func, args, kwargs):
     """A Python function: pickled with its arguments, tensors beside."""
     from tensorwire import _pickle

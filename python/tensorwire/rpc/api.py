@@ -185,9 +185,10 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
         world_size = int(os.environ.get("WORLD_SIZE", "0"))
     if rank < 0 or world_size <= 0:
         raise ValueError("init_rpc needs rank and world_size")
-    from tensorwire.rpc import _udf_serve
+    from tensorwire.rpc import SCRIPT_FN, _script_serve, _udf_serve
     serve = dict(_served)
     serve[UDF_FN] = _udf_serve
+    serve[SCRIPT_FN] = _script_serve
     timeout_ms = _ms(o.rpc_timeout)
     with _lock:
         if _self is not None:
@@ -263,10 +264,13 @@ def _plan(func, args, kwargs):
     kwargs = dict(kwargs) if kwargs is not None else {}
     if isinstance(func, str):
         return func, args, kwargs, None
-    from tensorwire.rpc import _match_builtin, _udf_call
+    from tensorwire.rpc import _match_builtin, _script_call, _udf_call
     m = _match_builtin(func, args, kwargs)
     if m is not None:
         return m[0], m[1], m[2], None
+    m = _script_call(func, args, kwargs)
+    if m is not None:
+        return m
     if not callable(func):
         raise TypeError("func must be callable or a qualified name, got %s"
                         % type(func).__name__)
