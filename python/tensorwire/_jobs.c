@@ -107,6 +107,32 @@ static tw_status py_handler(tw_call_ctx *ctx, const tw_value *args,
 	return TW_OK;
 }
 
+/* A function served in Python under a schema: the agent bound the
+ * arguments (defaults filled, in the schema's order); fn gets them as
+ * positional arguments. */
+static tw_status py_schema_handler(tw_call_ctx *ctx, const tw_value *bound,
+				   uint32_t nbound, tw_value *result, void *arg)
+{
+	tw_value args, kwargs;
+	tw_status st = tw_value_tuple(&args, nbound);
+	for (uint32_t i = 0; st == TW_OK && i < nbound; i++) {
+		tw_value c;
+		st = tw_value_clone(&c, &bound[i]);
+		if (st == TW_OK)
+			tw_value_set_item(&args, i, c);
+	}
+	if (st == TW_OK)
+		st = tw_value_dict(&kwargs, 0);
+	else
+		tw_value_destroy(&args);
+	if (st != TW_OK)
+		return st;
+	st = py_handler(ctx, &args, &kwargs, result, arg);
+	tw_value_destroy(&args);
+	tw_value_destroy(&kwargs);
+	return st;
+}
+
 tw_status twpy_serve(tw_agent *a, const char *name, PyObject *fn)
 {
 	size_t n = strlen(name);
@@ -115,7 +141,14 @@ tw_status twpy_serve(tw_agent *a, const char *name, PyObject *fn)
 		return TW_ENOMEM;
 	p->fn = fn;
 	memcpy(p->name, name, n + 1);
-	tw_status st = tw_agent_register(a, p->name, py_handler, p, 0);
+	/* "ns::f(Tensor x, int n=2) -> Tensor": checked and bound by the
+	 * agent before Python sees the call. */
+	tw_status st = strchr(p->name, '(') != NULL
+			       ? tw_agent_register_schema(a, p->name,
+							  py_schema_handler, p,
+							  0)
+			       : tw_agent_register(a, p->name, py_handler, p,
+						   0);
 	if (st != TW_OK)
 		free(p); /* fn stays referenced: the caller's to drop */
 	return st;

@@ -13,6 +13,8 @@ from tensorwire import _C
 
 def setup(rank):
     rpc.register("py::double", lambda x: x * 2)
+    rpc.register("py::scaled(Tensor x, int k=3) -> Tensor",
+                 lambda x, k: x * k)
 
 
 # ---- functions called remotely ---------------------------------------------
@@ -135,6 +137,15 @@ def body_basics(rank, world):
     out["info"] = rpc.rpc_sync(rpc.get_worker_info("worker1"), where_am_i)
     out["self"] = rpc.rpc_sync("worker0", where_am_i)
     out["qual"] = rpc.rpc_sync("worker1", "py::double", args=(21,))
+    t = torch.ones(2)
+    out["schema"] = rpc.rpc_sync("worker1", "py::scaled", args=(t,))
+    out["schema_kw"] = rpc.rpc_sync("worker1", "py::scaled", args=(t,),
+                                    kwargs={"k": 5})
+    try:
+        rpc.rpc_sync("worker1", "py::scaled", args=(t, "no"))
+        out["schema_bad"] = None
+    except TypeError as e:
+        out["schema_bad"] = str(e)
     out["nested"] = rpc.rpc_sync("worker1", nested, args=("worker0", 5))
     out["remote"] = rpc.remote("worker1", add, args=(4, 4)).to_here()
     out["remote_self"] = rpc.remote("worker0", add, args=(4, 5)).to_here()

@@ -19,6 +19,9 @@ def test_basics():
     assert out["info"] == "worker1"
     assert out["self"] == "worker0"
     assert out["qual"] == 42
+    assert torch.equal(out["schema"], torch.full((2,), 3.0))
+    assert torch.equal(out["schema_kw"], torch.full((2,), 5.0))
+    assert "argument 'k'" in out["schema_bad"], out["schema_bad"]
     assert out["nested"] == 7
     assert out["remote"] == 8
     assert out["remote_self"] == 9

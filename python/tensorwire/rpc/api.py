@@ -112,9 +112,11 @@ def _ms(seconds):
 
 
 def register(name, fn):
-    """Serve Python function fn under qualified name `name` (or a schema
-    "ns::f(Tensor x) -> Tensor", whose name part is used), so any worker,
-    C or Python, calls it by name. Before init_rpc."""
+    """Serve Python function fn under qualified name `name` ("ns::f"), or
+    under a schema ("ns::f(Tensor x, int n=2) -> Tensor"): then the agent
+    checks and binds every call's arguments against it (torch's binding
+    errors, defaults filled) and fn gets them positionally. Any worker, C
+    or Python, calls it by name. Before init_rpc."""
     qual = name.split("(", 1)[0].strip()
     if "::" not in qual:
         raise ValueError("a qualified name is namespace::name, got %r"
@@ -122,7 +124,7 @@ def register(name, fn):
     with _lock:
         if _C_agent_running():
             raise RuntimeError("register functions before init_rpc")
-        _served[qual] = fn
+        _served[name.strip()] = fn
 
 
 def _C_agent_running():
