@@ -217,8 +217,7 @@ static int dict_to_value(PyObject *o, tw_value *out, struct twpy_conv *cv,
 	return 0;
 }
 
-static int to_value(PyObject *o, tw_value *out, struct twpy_conv *cv,
-		    int depth)
+static int to_value(PyObject *o, tw_value *out, struct twpy_conv *cv, int depth)
 {
 	if (depth >= TW_VALUE_MAX_DEPTH) {
 		PyErr_SetString(PyExc_ValueError,
@@ -308,8 +307,7 @@ typedef struct {
 	PyObject_HEAD PyObject *cap;
 } dlholder;
 
-static PyObject *dlholder_dlpack(PyObject *self, PyObject *args,
-				 PyObject *kw)
+static PyObject *dlholder_dlpack(PyObject *self, PyObject *args, PyObject *kw)
 {
 	(void)args;
 	(void)kw;

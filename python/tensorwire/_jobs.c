@@ -78,8 +78,7 @@ static void job_free_nogil(struct job *j)
 
 /* A call of a function served in Python: on the run loop, no GIL. */
 static tw_status py_handler(tw_call_ctx *ctx, const tw_value *args,
-			    const tw_value *kwargs, tw_value *result,
-			    void *arg)
+			    const tw_value *kwargs, tw_value *result, void *arg)
 {
 	(void)result;
 	struct job *j = calloc(1, sizeof(*j));
@@ -99,7 +98,8 @@ static tw_status py_handler(tw_call_ctx *ctx, const tw_value *args,
 	}
 	tw_call_defer(ctx, j->out);
 	if (!push(j, true)) {
-		tw_future_fail(j->out, TW_EBUSY, twpy_self_id(tw_call_agent(ctx)),
+		tw_future_fail(j->out, TW_EBUSY,
+			       twpy_self_id(tw_call_agent(ctx)),
 			       "the Python workers of this worker are "
 			       "65536 calls behind, or shutting down");
 		job_free_nogil(j);
@@ -143,12 +143,11 @@ tw_status twpy_serve(tw_agent *a, const char *name, PyObject *fn)
 	memcpy(p->name, name, n + 1);
 	/* "ns::f(Tensor x, int n=2) -> Tensor": checked and bound by the
 	 * agent before Python sees the call. */
-	tw_status st = strchr(p->name, '(') != NULL
-			       ? tw_agent_register_schema(a, p->name,
-							  py_schema_handler, p,
-							  0)
-			       : tw_agent_register(a, p->name, py_handler, p,
-						   0);
+	tw_status st =
+		strchr(p->name, '(') != NULL
+			? tw_agent_register_schema(a, p->name,
+						   py_schema_handler, p, 0)
+			: tw_agent_register(a, p->name, py_handler, p, 0);
 	if (st != TW_OK)
 		free(p); /* fn stays referenced: the caller's to drop */
 	return st;
@@ -273,8 +272,7 @@ static PyObject *pyjob_fail(PyObject *self, PyObject *args)
 	}
 	if (kind <= 0 || kind >= TW_STATUS_COUNT_)
 		kind = TW_ERUNTIME;
-	tw_future_fail(j->out, (tw_status)kind, twpy_self_id(twpy_agent),
-		       msg);
+	tw_future_fail(j->out, (tw_status)kind, twpy_self_id(twpy_agent), msg);
 	((pyjob *)self)->j = NULL;
 	job_free_nogil(j);
 	Py_RETURN_NONE;

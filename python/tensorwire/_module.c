@@ -66,11 +66,13 @@ static tw_status setup_cb(tw_agent *a, void *arg)
 static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 {
 	(void)self;
-	static char *kws[] = {"name",	 "rank",     "world_size",
-			      "rendezvous", "timeout_ms", "init_timeout_ms",
+	static char *kws[] = {"name",       "rank",
+			      "world_size", "rendezvous",
+			      "timeout_ms", "init_timeout_ms",
 			      "num_loops",  "executor_threads",
-			      "transport",  "secret",     "insecure",
-			      "serve",	    NULL};
+			      "transport",  "secret",
+			      "insecure",   "serve",
+			      NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
 	long long timeout_ms = 60000, init_ms = 60000;
@@ -269,8 +271,8 @@ static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 	const char *fn;
 	PyObject *pa, *pk;
 	long long ms;
-	if (!PyArg_ParseTuple(args, "IsO!OL", &to, &fn, &PyTuple_Type, &pa,
-			      &pk, &ms))
+	if (!PyArg_ParseTuple(args, "IsO!OL", &to, &fn, &PyTuple_Type, &pa, &pk,
+			      &ms))
 		return NULL;
 	tw_agent *a = agent_or_raise();
 	if (a == NULL)
@@ -296,8 +298,8 @@ static PyObject *py_remote(PyObject *self, PyObject *args)
 	const char *fn;
 	PyObject *pa, *pk;
 	long long ms;
-	if (!PyArg_ParseTuple(args, "IsO!OL", &to, &fn, &PyTuple_Type, &pa,
-			      &pk, &ms))
+	if (!PyArg_ParseTuple(args, "IsO!OL", &to, &fn, &PyTuple_Type, &pa, &pk,
+			      &ms))
 		return NULL;
 	tw_agent *a = agent_or_raise();
 	if (a == NULL)
@@ -322,15 +324,17 @@ static PyObject *py_rref_stats(PyObject *self, PyObject *args)
 	(void)args;
 	struct tw_rref_stats s;
 	tw_agent_rref_stats(twpy_agent, &s);
-	return Py_BuildValue(
-		"{sKsKsKsKsKsKsKsKsK}", "waiting", (unsigned long long)s.waiting, "owned", (unsigned long long)s.owned,
-		"owner_users", (unsigned long long)s.owner_users,
-		"forks_pending", (unsigned long long)s.forks_pending, "users",
-		(unsigned long long)s.users, "pending_users",
-		(unsigned long long)s.pending_users, "deletes_sent",
-		(unsigned long long)s.deletes_sent, "deletes_received",
-		(unsigned long long)s.deletes_received, "refused",
-		(unsigned long long)s.refused);
+	return Py_BuildValue("{sKsKsKsKsKsKsKsKsK}", "waiting",
+			     (unsigned long long)s.waiting, "owned",
+			     (unsigned long long)s.owned, "owner_users",
+			     (unsigned long long)s.owner_users, "forks_pending",
+			     (unsigned long long)s.forks_pending, "users",
+			     (unsigned long long)s.users, "pending_users",
+			     (unsigned long long)s.pending_users,
+			     "deletes_sent", (unsigned long long)s.deletes_sent,
+			     "deletes_received",
+			     (unsigned long long)s.deletes_received, "refused",
+			     (unsigned long long)s.refused);
 }
 
 static PyObject *py_status_names(PyObject *self, PyObject *args)
@@ -377,9 +381,15 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-	PyModuleDef_HEAD_INIT, "tensorwire._C",
-	"tensorwire's C core: see tensorwire.rpc for the API.", -1, methods,
-	NULL, NULL, NULL, NULL,
+	PyModuleDef_HEAD_INIT,
+	"tensorwire._C",
+	"tensorwire's C core: see tensorwire.rpc for the API.",
+	-1,
+	methods,
+	NULL,
+	NULL,
+	NULL,
+	NULL,
 };
 
 PyMODINIT_FUNC PyInit__C(void);
@@ -392,8 +402,8 @@ PyMODINIT_FUNC PyInit__C(void)
 	PyObject *m = PyModule_Create(&module);
 	if (m == NULL)
 		return NULL;
-	twpy_error_type = PyErr_NewException("tensorwire._C.RemoteError",
-					     NULL, NULL);
+	twpy_error_type = PyErr_NewException("tensorwire._C.RemoteError", NULL,
+					     NULL);
 	Py_INCREF(&twpy_future_type);
 	Py_INCREF(&twpy_rref_type);
 	if (twpy_error_type == NULL ||

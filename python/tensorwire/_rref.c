@@ -36,8 +36,7 @@ PyObject *twpy_rref_new(tw_rref *r)
 
 tw_rref *twpy_rref_handle(PyObject *o)
 {
-	return PyObject_TypeCheck(o, &twpy_rref_type) ? ((pyrref *)o)->r
-						       : NULL;
+	return PyObject_TypeCheck(o, &twpy_rref_type) ? ((pyrref *)o)->r : NULL;
 }
 
 static void pyrref_dealloc(PyObject *self)
@@ -104,8 +103,8 @@ static PyObject *pyrref_id(PyObject *self, PyObject *args)
 /* Proxies: rpc_async(fn, args, kwargs, timeout_ms) -> CFuture and
  * remote(fn, args, kwargs, timeout_ms) -> RRef, on the owner with the
  * value first. */
-static int proxy_args(PyObject *args, const char **fn, tw_value *a,
-		      tw_value *k, long long *ms, struct twpy_conv *cv)
+static int proxy_args(PyObject *args, const char **fn, tw_value *a, tw_value *k,
+		      long long *ms, struct twpy_conv *cv)
 {
 	PyObject *pa, *pk;
 	if (!PyArg_ParseTuple(args, "sO!O!L", fn, &PyTuple_Type, &pa,
@@ -135,8 +134,8 @@ static PyObject *pyrref_rpc_async(PyObject *self, PyObject *args)
 	tw_value_destroy(&k);
 	if (st != TW_OK)
 		return twpy_raise_status(st);
-	return twpy_future_new(f, cv.seen == TWPY_NUMPY ? TWPY_NUMPY
-							: TWPY_TORCH);
+	return twpy_future_new(f,
+			       cv.seen == TWPY_NUMPY ? TWPY_NUMPY : TWPY_TORCH);
 }
 
 static PyObject *pyrref_remote(PyObject *self, PyObject *args)

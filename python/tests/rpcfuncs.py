@@ -340,6 +340,11 @@ def body_c_worker(rank, world):
     return out
 
 
+def body_wait(rank, world):
+    """Serve until the others are done (graceful shutdown waits)."""
+    return True
+
+
 def body_killed(rank, world):
     """worker1 dies in the middle of a call: the caller gets an error, not
     a hang."""

@@ -49,18 +49,23 @@ def worker_main(rank, world, port, body, args, threads, q, extra,
         os._exit(1)
 
 
-def tw_worker(rank, world, port):
-    """A C worker (tools/tw-worker) as rank `rank`."""
+def tw_worker(rank, world, port, kind="tw-worker"):
+    """A C worker as rank `rank`: tools/tw-worker (serves the demo
+    functions), or python/c_caller (calls functions served in Python)."""
     import subprocess
-    exe = os.path.join(os.environ.get("TW_BUILD_DIR", "build"), "tools",
-                       "tw-worker")
-    return subprocess.Popen([exe, "--name", "worker%d" % rank, "--rank",
+    build = os.environ.get("TW_BUILD_DIR", "build")
+    addr = "tcp://127.0.0.1:%d" % port
+    if kind == "c_caller":
+        return subprocess.Popen([os.path.join(build, "python", "c_caller"),
+                                 str(rank), str(world), addr])
+    return subprocess.Popen([os.path.join(build, "tools", "tw-worker"),
+                             "--name", "worker%d" % rank, "--rank",
                              str(rank), "--world-size", str(world),
-                             "--rendezvous", "tcp://127.0.0.1:%d" % port])
+                             "--rendezvous", addr])
 
 
 def run(body, world=2, args=(), threads=4, timeout=120, extra=None,
-        c_ranks=(), dead=(), nongraceful=()):
+        c_ranks=(), dead=(), nongraceful=(), c_kind="tw-worker"):
     """Run rpcfuncs.<body>(rank, world, *args) on rank 0 (on every rank for
     bodies named all_*) in a group of `world` workers; returns rank 0's
     result, raising with the workers' tracebacks if any failed. c_ranks
@@ -76,7 +81,7 @@ def run(body, world=2, args=(), threads=4, timeout=120, extra=None,
              for r in range(world) if r not in c_ranks]
     for p in procs:
         p.start()
-    cprocs = [tw_worker(r, world, port) for r in c_ranks]
+    cprocs = [tw_worker(r, world, port, c_kind) for r in c_ranks]
     results, errors = {}, []
     try:
         for _ in range(len(procs) - len(dead)):

@@ -107,6 +107,12 @@ def test_python_and_c_workers_call_each_other():
     assert out["err"] is not None
 
 
+def test_c_worker_calls_python_functions():
+    """python/tests/c_caller.c calls py::double and the schema-bound
+    py::scaled served in Python on worker0, and checks the answers."""
+    assert rpcgroup.run("body_wait", c_ranks=(1,), c_kind="c_caller")
+
+
 def test_worker_killed_mid_call_fails_the_call():
     msg = rpcgroup.run("body_killed", dead=(1,), nongraceful=(0,))
     assert msg is not None and "worker1" in msg and "unreachable" in msg, \
