@@ -339,6 +339,12 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 	case TW_MSG_RREF_USER_DELETE:
 	case TW_MSG_RREF_FORK_REQUEST:
 	case TW_MSG_RREF_CHILD_ACCEPT:
+		/* From a member declared dead (frames read after the
+		 * declaration, or one cut off from rank 0 only): nothing it
+		 * creates or holds here may outlive the forks dropped. */
+		if (__builtin_expect(agent_peer_dead(l->a, (uint32_t)h->src),
+				     0))
+			break;
 		rref_on_frame(l, cs, h, buf, off, len);
 		break;
 	case TW_MSG_REMOTE_RET:
@@ -453,6 +459,121 @@ static int loop_poller(void *arg)
 	return work;
 }
 
+/* ---- members that die (docs/architecture.md) ------------------------------------ */
+
+void agent_dead_reason(const tw_agent *a, uint32_t r, char *buf, size_t size)
+{
+	if (r == 0)
+		snprintf(buf, size,
+			 "worker '%s' (id 0) is dead: it hosted the rendezvous "
+			 "and worker '%s''s control connection to it closed",
+			 agent_worker_name(a, 0), a->name);
+	else
+		snprintf(buf, size,
+			 "worker '%s' (id %u) is dead: its control connection "
+			 "to the rendezvous host (rank 0) closed",
+			 agent_worker_name(a, r), r);
+}
+
+tw_status agent_dead_fail(const tw_agent *a, uint32_t r)
+{
+	char msg[TW_ERRMSG_MAX];
+	agent_dead_reason(a, r, msg, sizeof(msg));
+	return tw_fail(TW_EUNREACHABLE, "%s", msg);
+}
+
+/* On l's thread: its pending calls to dead worker r fail, naming it, and
+ * its connections to and from r close. */
+static void loop_member_dead(struct agent_loop *l, uint32_t r)
+{
+	char msg[TW_ERRMSG_MAX];
+	agent_dead_reason(l->a, r, msg, sizeof(msg));
+	struct conn_state *cs, *next;
+	for (cs = TAILQ_FIRST(&l->conns); cs != NULL; cs = next) {
+		next = TAILQ_NEXT(cs, link);
+		if (cs->peer != (int64_t)r)
+			continue;
+		if (cs->fail_msg == NULL) {
+			cs->fail_kind = TW_EUNREACHABLE;
+			cs->fail_msg = strdup(msg);
+		}
+		/* Every pending call to r went out on one of them. */
+		call_conn_closed(l, cs, TW_EUNREACHABLE);
+		conn_close_later(cs);
+	}
+}
+
+static void dead_msg_fn(struct tw_loop_msg *m)
+{
+	struct agent_loop *l = container_of(m, struct agent_loop, dead_msg);
+	tw_agent *a = l->a;
+	atomic_store(&l->dead_posted, 0);
+	uint32_t n = atomic_load(&a->ndead);
+	for (uint32_t r = 0; r < a->world; r++) {
+		if (l->dead_done[r] || !agent_peer_dead(a, r))
+			continue;
+		l->dead_done[r] = 1;
+		loop_member_dead(l, r);
+	}
+	atomic_store(&l->dead_seen, n);
+}
+
+/* Have l look at the dead (once queued is enough). A full ring is tried
+ * again by the watch's next tick (dead_seen stays behind). */
+static void dead_post(struct agent_loop *l)
+{
+	if (atomic_exchange(&l->dead_posted, 1) != 0)
+		return;
+	l->dead_msg.fn = dead_msg_fn;
+	tw_status st = tw_loop_on_thread(l->loop)
+			       ? tw_loop_post_own(l->loop, &l->dead_msg)
+			       : tw_loop_post(l->loop, &l->dead_msg);
+	if (st != TW_OK)
+		atomic_store(&l->dead_posted, 0);
+}
+
+void agent_member_dead(tw_agent *a, uint32_t rank)
+{
+	if (rank >= a->world || rank == a->rank ||
+	    atomic_exchange(&a->dead[rank], 1) != 0)
+		return;
+	atomic_fetch_add(&a->ndead, 1);
+	rref_member_dead(a, rank);
+	for (uint32_t i = 0; i < a->nloops; i++)
+		if (a->loops[i].ready)
+			dead_post(&a->loops[i]);
+}
+
+/* Loop 0, every AGENT_WATCH_MS: what rank 0 said of members gone. Rank 0
+ * leaving (our control connection closed) is its death; after it, or a
+ * control stream that went bad, there is nobody left to tell us more. */
+static void watch_tick(struct tw_timer *t, void *arg)
+{
+	(void)t;
+	tw_agent *a = arg;
+	struct agent_loop *l0 = &a->loops[0];
+	if (!a->watching || l0->closing)
+		return;
+	tw_status st = rdv_watch(a->rdv, a->watch_gone);
+	if (st != TW_EBUSY) {
+		for (uint32_t r = 0; r < a->world; r++)
+			if ((a->watch_gone[r / 8] >> (r % 8)) & 1)
+				agent_member_dead(a, r);
+		if (st == TW_EUNREACHABLE)
+			agent_member_dead(a, 0);
+		if (st != TW_OK)
+			a->watching = false;
+	}
+	uint32_t n = atomic_load(&a->ndead);
+	for (uint32_t i = 0; i < a->nloops; i++)
+		if (a->loops[i].ready &&
+		    atomic_load(&a->loops[i].dead_seen) != n)
+			dead_post(&a->loops[i]);
+	if (a->watching)
+		tw_loop_timer_after(l0->loop, &a->watch,
+				    (uint64_t)AGENT_WATCH_MS * 1000000u);
+}
+
 /* ---- running things on a loop, synchronously ---------------------------------- */
 
 struct sync_msg {
@@ -513,6 +634,25 @@ static tw_status run_on_loop(struct agent_loop *l,
 	return s.st;
 }
 
+static void watch_start_fn(struct sync_msg *s)
+{
+	tw_agent *a = s->l->a;
+	a->watching = true;
+	tw_timer_init(&a->watch, watch_tick, a);
+	tw_loop_timer_after(s->l->loop, &a->watch,
+			    (uint64_t)AGENT_WATCH_MS * 1000000u);
+}
+
+/* Loop 0's thread: no more ticks (before the control connection goes). */
+static void watch_stop(struct agent_loop *l)
+{
+	tw_agent *a = l->a;
+	if (l->idx != 0 || !a->watching)
+		return;
+	a->watching = false;
+	tw_timer_cancel(tw_loop_timers(l->loop), &a->watch);
+}
+
 static void loop_init_fn(struct sync_msg *s)
 {
 	struct agent_loop *l = s->l;
@@ -554,6 +694,7 @@ static void loop_teardown_begin(struct sync_msg *s)
 {
 	struct agent_loop *l = s->l;
 	l->closing = true;
+	watch_stop(l);
 	call_fail_all(l, TW_ESHUTDOWN, AGENT_SHUTDOWN_MSG);
 }
 
@@ -703,6 +844,7 @@ static void agent_free(tw_agent *a)
 			tw_loop_destroy(l->loop);
 		free(l->out);
 		free(l->peers);
+		free(l->dead_done);
 		pend_fini(&l->pend);
 	}
 	/* An embedded owner whose init failed before teardown_final ran. */
@@ -732,6 +874,8 @@ static void agent_free(tw_agent *a)
 	free(a->name_idx);
 	free(a->loops);
 	free((void *)a->serve_active);
+	free((void *)a->dead);
+	free(a->watch_gone);
 	free(a->hooks);
 	hub_release(a->hub);
 	free(a->rendezvous);
@@ -871,10 +1015,11 @@ static tw_status start_loops(tw_agent *a)
 		l->fault.delay_ns = a->o.fault_delay_ms * 1000000u;
 		l->out = calloc(a->world, sizeof(*l->out));
 		l->peers = calloc(a->world, sizeof(*l->peers));
+		l->dead_done = calloc(a->world, 1);
 		for (uint32_t w = 0; l->peers != NULL && w < a->world; w++)
 			STAILQ_INIT(&l->peers[w].wait);
 		if (l->out == NULL || l->peers == NULL ||
-		    pend_init(&l->pend, 1024) != 0)
+		    l->dead_done == NULL || pend_init(&l->pend, 1024) != 0)
 			return tw_fail(TW_ENOMEM,
 				       "out of memory for run loop "
 				       "%u's tables",
@@ -933,6 +1078,11 @@ static void loop_admit_fn(struct sync_msg *s)
 			v[k++] = a->members[r].addrs[i];
 	s->st = tw_transport_admit(s->l->t, v, n);
 	free(v);
+	/* From now on a member that dies is told (rank 0's notices). Here,
+	 * not in a later run_on_loop: once admitted, a peer's call may run a
+	 * handler that waits on this loop for init to end (call.c). */
+	if (s->st == TW_OK && s->l->idx == 0 && a->rdv != NULL)
+		watch_start_fn(s);
 }
 
 static tw_status given_members(tw_agent *a);
@@ -1000,8 +1150,11 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	a->hub = calloc(1, sizeof(*a->hub));
 	a->loops = calloc(a->nloops, sizeof(*a->loops));
 	a->serve_active = calloc(a->world, sizeof(*a->serve_active));
+	a->dead = calloc(a->world, sizeof(*a->dead));
+	a->watch_gone = calloc((a->world + 7) / 8, 1);
 	if (a->rendezvous == NULL || a->hub == NULL || a->loops == NULL ||
-	    a->serve_active == NULL) {
+	    a->serve_active == NULL || a->dead == NULL ||
+	    a->watch_gone == NULL) {
 		st = tw_fail(TW_ENOMEM, "no memory for the agent");
 		goto fail;
 	}
@@ -1123,6 +1276,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		goto fail; /* it said why */
 joined:
 	st = build_membership(a);
+	if (st == TW_OK)
+		atomic_store(&a->members_known, 1);
 	for (uint32_t i = 0; st == TW_OK && i < a->nloops; i++)
 		st = run_on_loop(&a->loops[i], loop_admit_fn, NULL);
 	if (st != TW_OK)
@@ -1592,6 +1747,11 @@ void tw_agent_self(const tw_agent *a, tw_worker_info *out)
 uint32_t tw_agent_world_size(const tw_agent *a)
 {
 	return a == NULL ? 0 : a->world;
+}
+
+bool tw_agent_worker_alive(const tw_agent *a, uint32_t id)
+{
+	return a != NULL && id < a->world && !agent_peer_dead(a, id);
 }
 
 tw_status tw_agent_register(tw_agent *a, const char *name, tw_handler_fn fn,

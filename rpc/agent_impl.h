@@ -215,6 +215,14 @@ struct agent_loop {
 	bool closing;
 	int64_t tx_inflight; /* tx records the transport holds */
 	struct loop_stats stats;
+	/* Members that die (agent_member_dead): dead_msg is posted here once
+	 * per batch of deaths (dead_posted), and fails this loop's calls to
+	 * them; dead_done: ranks handled here (world entries, loop thread);
+	 * dead_seen: a->ndead when this loop last looked (any thread). */
+	struct tw_loop_msg dead_msg;
+	_Atomic int dead_posted;
+	_Atomic uint32_t dead_seen;
+	uint8_t *dead_done;
 };
 
 /* Lets deferred replies, which complete on arbitrary threads, possibly
@@ -257,6 +265,8 @@ struct tw_agent {
 	struct defer_hub *hub;
 	_Atomic int state;
 	_Atomic int joining;           /* rendezvous under way: calls wait */
+	_Atomic int members_known;     /* membership built (init, before the
+					* loops admit the members) */
 	_Atomic uint32_t api_inflight; /* threads inside tw_rpc_async */
 	_Atomic uint64_t next_req;
 	_Atomic uint64_t outstanding;
@@ -281,7 +291,25 @@ struct tw_agent {
 	tw_ops_limits lim_loop, lim_exec;
 	_Atomic uint64_t limit_refusals, oversize; /* any thread */
 	struct rref_ctx *rref; /* rref.c: owner and user tables */
+	/* Members that die (docs/architecture.md): dead[r] set once, by
+	 * agent_member_dead; ndead counts them. The watch is loop 0's timer
+	 * reading rank 0's notices (rdv_watch) every AGENT_WATCH_MS;
+	 * watching and watch_gone are loop 0's. */
+	_Atomic uint8_t *dead;
+	_Atomic uint32_t ndead;
+	struct tw_timer watch;
+	bool watching;
+	uint8_t *watch_gone;
 };
+
+/* How often loop 0 reads rank 0's notices of members gone. */
+#define AGENT_WATCH_MS 100
+
+/* Whether this agent declared worker r (< world) dead. Any thread. */
+static inline bool agent_peer_dead(const tw_agent *a, uint32_t r)
+{
+	return atomic_load_explicit(&a->dead[r], memory_order_relaxed) != 0;
+}
 
 /* The loop whose thread is running, or NULL (set once per loop thread). */
 extern _Thread_local struct agent_loop *agent_tls_loop;
@@ -303,6 +331,23 @@ tw_status agent_no_worker_id(const tw_agent *a, uint32_t id);
 void agent_explain_error(const tw_agent *a, tw_status kind, const tw_error *e,
 			 const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/*
+ * Worker rank is dead (docs/architecture.md, "Members that die"): rank 0
+ * said its control connection closed, or, for rank 0, ours to it did.
+ * Acts once per rank (later calls return at once; ranks out of range and
+ * this worker's own are ignored): marks it dead, so that new calls to it
+ * fail at once with TW_EUNREACHABLE naming it; drops the RRef user forks
+ * it held here (rref_member_dead, on this thread); and has every loop
+ * fail its pending calls to it and close its connections (on the loops'
+ * threads, soon after). Called on loop 0's thread (an embedded agent's
+ * owner thread), from the watch's timer; tests call it on the owner
+ * thread of a fake agent, outside an iteration.
+ */
+void agent_member_dead(tw_agent *a, uint32_t rank);
+/* Record (tw_errmsg) why calls to dead worker r fail; returns
+ * TW_EUNREACHABLE. The same reason, written into buf. */
+tw_status agent_dead_fail(const tw_agent *a, uint32_t r);
+void agent_dead_reason(const tw_agent *a, uint32_t r, char *buf, size_t size);
 /* Embedded owner thread (l is agent_tls_loop): poll until f completes or
  * timeout_ms (< 0: none) passes. TW_EINVAL from inside an iteration. */
 tw_status agent_wait_own(struct agent_loop *l, tw_future *f,

@@ -248,6 +248,14 @@ static void call_start_msg(struct tw_loop_msg *m)
 		serve_local_call(l, c);
 		return;
 	}
+	if (__builtin_expect(agent_peer_dead(a, c->dst), 0)) {
+		/* Posted before the death was known, started after this loop
+		 * failed its calls to the dead worker. */
+		char msg[256];
+		agent_dead_reason(a, c->dst, msg, sizeof(msg));
+		call_fail(l, c, TW_EUNREACHABLE, msg);
+		return;
+	}
 	tw_status st;
 	struct conn_state *cs = conn_get(l, c->dst, &st);
 	if (cs == NULL) {
@@ -857,9 +865,19 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 	} else if (state == AGENT_STARTING && atomic_load(&a->joining)) {
 		/* The group has formed and a peer already calls us (a nested
 		 * call from a handler) while our own init is still reading
-		 * the member list: that takes moments, wait for it. */
-		while ((state = atomic_load(&a->state)) == AGENT_STARTING)
+		 * the member list: that takes moments, wait for it. On one of
+		 * our loops, only until the members are known: init's last
+		 * steps (admission) run on the loops, and would wait for this
+		 * handler; the call is posted behind them, so it starts once
+		 * the loop admitted the members. */
+		bool own = agent_tls_loop != NULL && agent_tls_loop->a == a;
+		while ((state = atomic_load(&a->state)) == AGENT_STARTING) {
+			if (own && atomic_load(&a->members_known)) {
+				state = AGENT_RUNNING;
+				break;
+			}
 			sched_yield();
+		}
 	}
 	if (state != AGENT_RUNNING) {
 		if (state == AGENT_STARTING)
@@ -882,6 +900,10 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 		}
 	} else if (dst >= a->world) {
 		st = agent_no_worker_id(a, dst);
+		goto out;
+	}
+	if (__builtin_expect(agent_peer_dead(a, dst), 0)) {
+		st = agent_dead_fail(a, dst);
 		goto out;
 	}
 
@@ -1095,6 +1117,10 @@ tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 	if (atomic_load(&a->state) != AGENT_RUNNING) {
 		st = tw_fail_static(TW_ESHUTDOWN, "the agent is not running: "
 						  "no new RRef requests");
+		goto out;
+	}
+	if (agent_peer_dead(a, dst)) {
+		st = agent_dead_fail(a, dst);
 		goto out;
 	}
 	struct call *c = call_get(a);

@@ -571,6 +571,17 @@ tw_status rdv_parse_round(const tw_value *p, uint32_t world, uint32_t *round,
 	return TW_OK;
 }
 
+tw_status rdv_parse_gone(const tw_value *p, uint32_t world, uint8_t *gone)
+{
+	if (p->kind != TW_KIND_BYTES || p->len != (world + 7) / 8)
+		return tw_fail(TW_EPROTO,
+			       "malformed member notice: want a bitmap of %u "
+			       "workers",
+			       world);
+	memcpy(gone, p->u.str, (world + 7) / 8);
+	return TW_OK;
+}
+
 void rdv_members_free(struct rdv_member *m, uint32_t n)
 {
 	if (m == NULL)
@@ -620,7 +631,8 @@ struct rdv_server {
 	uint32_t round;             /* the barrier's current round, from 1 */
 	uint64_t accept_resume;     /* accept(2) failed: listen again then */
 	struct rdv_member *members; /* world entries; addrs NULL = free slot */
-	uint8_t *gone; /* bitmap: members whose connection closed, formed */
+	uint8_t *gone;  /* bitmap: members whose connection closed, formed */
+	bool gone_news; /* gone grew since the members were last told */
 	struct sconn *conns;
 	size_t nconns, capconns;
 	_Atomic uint64_t st_auth_failed, st_refused, st_oversize, st_timed_out,
@@ -636,9 +648,10 @@ static void sconn_close(struct rdv_server *s, size_t i)
 	reader_reset(&c->rd);
 	if (PENDING(c))
 		s->npending--;
-	else if (s->formed)
+	else if (s->formed) {
 		s->gone[c->id / 8] |= (uint8_t)(1u << (c->id % 8));
-	else {
+		s->gone_news = true;
+	} else {
 		/* Left before the group formed: the rank is free again (a
 		 * restarted worker may take it). */
 		free(s->members[c->id].addrs);
@@ -857,6 +870,29 @@ static void handle_round(struct rdv_server *s, size_t i, const tw_value *p)
 		 * kept it waiting rather than time out on its own. */
 		int64_t margin = left / 10 < 200 ? left / 10 : 200;
 		c->deadline = deadline_after(left - margin);
+	}
+}
+
+/* Members gone since the last word: tell every member still connected
+ * (JOIN carrying the whole gone bitmap: idempotent, so a later notice
+ * repeats an earlier one). A member that cannot take it within 1 s is
+ * closed, as for a round's answer: gone too, told next time. */
+static void tell_gone(struct rdv_server *s)
+{
+	while (s->gone_news) {
+		s->gone_news = false;
+		tw_value v;
+		if (tw_value_bytes(&v, s->gone, (s->world + 7) / 8) != TW_OK)
+			return; /* told with the next one */
+		for (size_t i = s->nconns; i-- > 0;) {
+			struct sconn *c = &s->conns[i];
+			if (c->state != SC_JOINED && c->state != SC_WAIT)
+				continue;
+			if (send_frame(c->fd, TW_MSG_JOIN, &v,
+				       deadline_after(1000)) != TW_OK)
+				sconn_close(s, i);
+		}
+		tw_value_destroy(&v);
 	}
 }
 
@@ -1096,8 +1132,10 @@ static void *server_main(void *arg)
 		} else {
 			s->full_at = 0;
 		}
-		if (s->formed)
+		if (s->formed) {
+			tell_gone(s);
 			round_check(s);
+		}
 		if (pcap < s->nconns + 2) {
 			pcap = (s->nconns + 2) * 2;
 			struct pollfd *np = realloc(pfd, pcap * sizeof(*pfd));
@@ -1287,10 +1325,27 @@ void rdv_server_stats(struct rdv_server *s, struct rdv_server_stats *out)
 struct rdv_client {
 	int fd;
 	uint32_t world;
+	/* The connection after the member list: one reader at a time (the
+	 * barrier's rounds, rdv_watch), and what they learn (gone, closed). */
+	pthread_mutex_t mu;
 	uint8_t *gone;  /* rank 0's last word on who has left: a bitmap */
+	bool closed;    /* EOF, an error or a bad frame seen: nothing more */
 	uint32_t round; /* the barrier's last round sent */
 	struct reader rd;
 };
+
+/* A notice of members gone (JOIN(gone) after the member list): ORed into
+ * c->gone (rank 0's bitmap only grows; a notice racing a round's answer
+ * cannot take a bit back). Under c->mu. */
+static tw_status apply_gone(struct rdv_client *c, const tw_in_msg *m)
+{
+	const tw_value *p = &m->payload;
+	if (p->kind != TW_KIND_BYTES || p->len != (c->world + 7) / 8)
+		return rdv_parse_gone(p, c->world, NULL); /* says why */
+	for (uint32_t i = 0; i < p->len; i++)
+		c->gone[i] |= (uint8_t)p->u.str[i];
+	return TW_OK;
+}
 
 /* One connection attempt, bounded by deadline. */
 static int try_connect(const struct sockaddr_storage *ss, socklen_t sslen,
@@ -1434,6 +1489,7 @@ tw_status rdv_join(const char *url, const struct auth_key *key,
 		}
 		c->fd = fd;
 		c->world = world;
+		pthread_mutex_init(&c->mu, NULL);
 		c->gone = calloc((world + 7) / 8, 1);
 		if (c->gone == NULL) {
 			rdv_client_close(c);
@@ -1499,6 +1555,12 @@ tw_status rdv_join(const char *url, const struct auth_key *key,
 	return TW_OK;
 }
 
+static tw_status barrier_round_locked(struct rdv_client *c,
+				      struct rdv_count mine, int64_t left,
+				      uint64_t deadline_ns,
+				      void (*idle)(void *arg), void *arg,
+				      struct rdv_count *total);
+
 tw_status rdv_barrier_round(struct rdv_client *c, struct rdv_count mine,
 			    uint64_t deadline_ns, void (*idle)(void *arg),
 			    void *arg, struct rdv_count *total)
@@ -1509,6 +1571,37 @@ tw_status rdv_barrier_round(struct rdv_client *c, struct rdv_count mine,
 		left = deadline_ns > n ? (int64_t)((deadline_ns - n) / 1000000u)
 				       : 0;
 	}
+	pthread_mutex_lock(&c->mu);
+	tw_status st = barrier_round_locked(c, mine, left, deadline_ns, idle,
+					    arg, total);
+	pthread_mutex_unlock(&c->mu);
+	return st;
+}
+
+/* Wait for the next frame that is not a notice of members gone (those
+ * are applied on the way). */
+static tw_status recv_answer(struct rdv_client *c, uint64_t deadline_ns,
+			     tw_in_msg *m, void (*idle)(void *arg), void *arg)
+{
+	for (;;) {
+		c->rd.max = RDV_FRAME_SMALL + (c->world + 7) / 8;
+		tw_status st = recv_frame(c->fd, &c->rd, deadline_ns, m, idle,
+					  arg);
+		if (st != TW_OK || m->hdr.type != TW_MSG_JOIN)
+			return st;
+		st = apply_gone(c, m);
+		tw_in_msg_release(m);
+		if (st != TW_OK)
+			return st;
+	}
+}
+
+static tw_status barrier_round_locked(struct rdv_client *c,
+				      struct rdv_count mine, int64_t left,
+				      uint64_t deadline_ns,
+				      void (*idle)(void *arg), void *arg,
+				      struct rdv_count *total)
+{
 	uint32_t round = ++c->round;
 	tw_value v;
 	tw_status st = round_value(&v, round, mine, &left, NULL, c->world);
@@ -1518,8 +1611,14 @@ tw_status rdv_barrier_round(struct rdv_client *c, struct rdv_count mine,
 	tw_value_destroy(&v);
 	if (st == TW_OK) {
 		tw_in_msg m;
-		c->rd.max = RDV_FRAME_SMALL + (c->world + 7) / 8;
-		st = recv_frame(c->fd, &c->rd, deadline_ns, &m, idle, arg);
+		/* Rank 0 answers by a little before our deadline (told in
+		 * left), naming whoever kept the round going: listen a little
+		 * past it for that answer, or a loaded host's scheduling
+		 * decides whether we hear why or time out on our own. */
+		uint64_t until = deadline_ns == UINT64_MAX
+					 ? deadline_ns
+					 : deadline_ns + RDV_ANSWER_GRACE_NS;
+		st = recv_answer(c, until, &m, idle, arg);
 		if (st != TW_OK && st != TW_ETIMEDOUT &&
 		    st != TW_EUNREACHABLE) {
 			char why[TW_ERRMSG_MAX];
@@ -1575,11 +1674,60 @@ void rdv_client_close(struct rdv_client *c)
 		return;
 	close(c->fd);
 	reader_reset(&c->rd);
+	pthread_mutex_destroy(&c->mu);
 	free(c->gone);
 	free(c);
 }
 
 bool rdv_member_gone(const struct rdv_client *c, uint32_t rank)
 {
-	return rank < c->world && (c->gone[rank / 8] >> (rank % 8)) & 1;
+	struct rdv_client *w = (struct rdv_client *)c; /* its lock only */
+	pthread_mutex_lock(&w->mu);
+	bool gone = rank < c->world && (c->gone[rank / 8] >> (rank % 8)) & 1;
+	pthread_mutex_unlock(&w->mu);
+	return gone;
+}
+
+tw_status rdv_watch(struct rdv_client *c, uint8_t *gone)
+{
+	if (pthread_mutex_trylock(&c->mu) != 0)
+		return TW_EBUSY;
+	tw_status st = TW_OK;
+	c->rd.max = RDV_FRAME_SMALL + (c->world + 7) / 8;
+	while (!c->closed) {
+		int rc = reader_feed(&c->rd, c->fd);
+		if (rc == RD_MORE)
+			break;
+		if (rc != RD_FRAME) {
+			/* EOF or error: rank 0 left, or its host vanished
+			 * (RDV_VANISH_MS); a bad or oversized frame ends the
+			 * stream as well (it cannot be resynchronised). */
+			if (rc == RD_BIG)
+				st = too_big(&c->rd);
+			reader_reset(&c->rd);
+			c->closed = true;
+			break;
+		}
+		tw_in_msg m;
+		st = reader_decode(&c->rd, &m);
+		if (st == TW_OK) {
+			st = m.hdr.type == TW_MSG_JOIN
+				     ? apply_gone(c, &m)
+				     : tw_fail(TW_EPROTO,
+					       "unexpected %s from the "
+					       "rendezvous host outside the "
+					       "shutdown barrier",
+					       tw_msg_type_name(m.hdr.type));
+			tw_in_msg_release(&m);
+		}
+		if (st != TW_OK) {
+			c->closed = true;
+			break;
+		}
+	}
+	if (st == TW_OK && c->closed)
+		st = TW_EUNREACHABLE;
+	memcpy(gone, c->gone, (c->world + 7) / 8);
+	pthread_mutex_unlock(&c->mu);
+	return st;
 }

@@ -1,13 +1,18 @@
 /* Internal: rendezvous and shutdown barrier (the control plane), after
  * torch's TCPStore: rank 0 hosts a small server thread, every rank joins
  * over plain blocking TCP with poll() deadlines, tensorwire frames on the
- * wire. The control connection stays open until shutdown. */
+ * wire. The control connection stays open until shutdown: rank 0 tells
+ * the members over it who is gone (rdv_watch). */
 #ifndef TW_RPC_RENDEZVOUS_H
 #define TW_RPC_RENDEZVOUS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* How long past its own deadline a member listens for rank 0's answer to
+ * a barrier round (rank 0 answers before it, naming the busy workers). */
+#define RDV_ANSWER_GRACE_NS (200u * 1000000u)
 
 #include <tensorwire/agent.h>
 #include <tensorwire/status.h>
@@ -139,6 +144,22 @@ tw_status rdv_barrier(struct rdv_client *c, int64_t timeout_ms);
  * control connection closed after the group formed). */
 bool rdv_member_gone(const struct rdv_client *c, uint32_t rank);
 
+/*
+ * Members that die (docs/architecture.md, "Members that die"): once the
+ * group formed, rank 0 tells every member still connected whenever a
+ * member's control connection closes (a JOIN carrying the gone bitmap,
+ * docs/wire.md). rdv_watch reads what rank 0 sent so far without
+ * blocking and copies into gone ((world + 7) / 8 bytes, bit r of byte
+ * r / 8) every rank rank 0 has said is gone. TW_OK; TW_EBUSY when the
+ * shutdown barrier is reading the connection (gone untouched: look again
+ * later); TW_EUNREACHABLE once the connection closed (rank 0 left, or its
+ * host vanished: RDV_VANISH_MS); TW_EPROTO (with a reason) for a frame
+ * that is not such a notice, after which nothing more is read. gone is
+ * filled but for TW_EBUSY. One thread at a time with the barrier's rounds
+ * (a lock, which rdv_watch only tries).
+ */
+tw_status rdv_watch(struct rdv_client *c, uint8_t *gone);
+
 /* Close the control connection (rank 0 counts us as gone) and free. */
 void rdv_client_close(struct rdv_client *c);
 
@@ -166,5 +187,8 @@ tw_status rdv_parse_members(const tw_value *p, uint32_t world,
 			    struct rdv_member **out);
 tw_status rdv_parse_round(const tw_value *p, uint32_t world, uint32_t *round,
 			  struct rdv_count *c, int64_t *left_ms, uint8_t *gone);
+/* Rank 0's notice of members gone: a bitmap of (world + 7) / 8 bytes
+ * into gone. TW_EPROTO with a reason unless well formed. */
+tw_status rdv_parse_gone(const tw_value *p, uint32_t world, uint8_t *gone);
 
 #endif

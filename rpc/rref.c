@@ -2719,3 +2719,76 @@ tw_status tw_rref_remote(tw_rref *r, const char *fn, const tw_value *args,
 		tw_rref_release(r);
 	return TW_OK;
 }
+
+/* ---- members that die ---- */
+
+void rref_member_dead(tw_agent *a, uint32_t rank)
+{
+	struct rref_ctx *x = a->rref;
+	if (x == NULL)
+		return;
+	/* Unlinked under the mutex and freed after it (a value's or a
+	 * handle's last reference may run callbacks), as on_user_delete and
+	 * on_child_accept do: values chained through their bucket link,
+	 * children through theirs. */
+	struct owner_ent *freed = NULL;
+	struct child *gone = NULL;
+	pthread_mutex_lock(&x->mu);
+	if (x->dead) {
+		pthread_mutex_unlock(&x->mu);
+		return;
+	}
+	/* Its user forks, accepted or in flight to it, on every owned
+	 * value. */
+	for (uint32_t b = 0; b < RREF_BUCKETS; b++) {
+		struct owner_ent *e = x->buckets[b], *next;
+		for (; e != NULL; e = next) {
+			next = e->next;
+			uint32_t dropped = 0;
+			for (uint32_t i = 0; i < e->nusers;) {
+				if (e->users[i].holder == rank) {
+					ent_user_del(x, e, i);
+					dropped++;
+				} else {
+					i++;
+				}
+			}
+			if (dropped == 0)
+				continue;
+			x->st.dead_users_dropped += dropped;
+			if (ent_dead(e)) {
+				ent_unlink(x, e);
+				e->next = freed;
+				freed = e;
+			}
+		}
+	}
+	/* Forks of our handles sent to it: never accepted now. */
+	for (uint32_t b = 0; b < CHILD_BUCKETS; b++) {
+		struct child **pp = &x->children[b];
+		while (*pp != NULL) {
+			struct child *c = *pp;
+			if (c->dst != rank) {
+				pp = &c->next;
+				continue;
+			}
+			*pp = c->next;
+			x->st.forks_pending--;
+			c->next = gone;
+			gone = c;
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
+	while (freed != NULL) {
+		struct owner_ent *e = freed;
+		freed = e->next;
+		ent_free(e);
+	}
+	while (gone != NULL) {
+		struct child *c = gone;
+		gone = c->next;
+		atomic_fetch_sub(&c->r->nchildren, 1);
+		tw_rref_release(c->r);
+		free(c);
+	}
+}

@@ -38,6 +38,12 @@ void rref_agent_running(tw_agent *a);
  * ..."). A user confirmed later during the shutdown is told then. */
 uint64_t rref_shutdown(tw_agent *a, char *report, size_t cap);
 
+/* Worker rank died (agent.c agent_member_dead, once per rank): drop,
+ * from every value this worker owns, the user forks rank held, freeing
+ * the values nothing else keeps (tw_rref_stats.dead_users_dropped counts
+ * the forks). Any thread; takes the context's mutex. */
+void rref_member_dead(tw_agent *a, uint32_t rank);
+
 /* A REMOTE_CALL, RREF_FETCH_CALL, RREF_USER_DELETE, RREF_FORK_REQUEST or
  * RREF_CHILD_ACCEPT on an authenticated connection (loop thread). */
 void rref_on_frame(struct agent_loop *l, struct conn_state *cs,

@@ -290,6 +290,15 @@ tw_status tw_agent_worker_info_by_id(const tw_agent *a, uint32_t id,
 void tw_agent_self(const tw_agent *a, tw_worker_info *out);
 uint32_t tw_agent_world_size(const tw_agent *a);
 
+/* Whether worker id is alive as far as this worker knows: false once
+ * this worker declared it dead (docs/architecture.md, "Members that
+ * die": rank 0 saw its control connection close and said so, or, for
+ * rank 0, this worker's connection to it closed), never true again;
+ * then calls to it fail at once with TW_EUNREACHABLE naming it. Also
+ * false for a NULL agent or an id out of range; true for this worker
+ * itself. Any thread. */
+bool tw_agent_worker_alive(const tw_agent *a, uint32_t id);
+
 /*
  * Every worker's info, in rank order (out[i].id == i), as torch's
  * get_worker_infos: into out[0 .. cap). *n is set to the world size in

@@ -161,6 +161,8 @@ struct tw_rref_stats {
 	uint64_t refused; /* RRef frames with unknown or foreign ids */
 	uint64_t waiting; /* fetches and proxy calls waiting, on this
 			   * owner, for values not computed yet */
+	uint64_t dead_users_dropped; /* user forks dropped from owned values
+				      * because their holder died */
 };
 /* All zero for a NULL agent. */
 void tw_agent_rref_stats(const tw_agent *a, struct tw_rref_stats *out);

@@ -1,5 +1,6 @@
 /* libFuzzer target for the control plane's payload parsers
- * (rpc/rendezvous.c: rdv_parse_join, rdv_parse_members, rdv_parse_round):
+ * (rpc/rendezvous.c: rdv_parse_join, rdv_parse_members, rdv_parse_round,
+ * rdv_parse_gone):
  * what rank 0 reads from a joining worker and a worker from rank 0, past
  * the frame decoder. Input: one byte choosing the world size (1 + b % 8),
  * then a frame. Anything must be refused with a reason or parse into what
@@ -91,6 +92,10 @@ static void parse_all(const tw_value *p, uint32_t world)
 	}
 	tw_fail_static(TW_OK, NULL);
 	st = rdv_parse_round(p, world, &round, &c, &left, gone);
+	if (st != TW_OK)
+		refused(st);
+	tw_fail_static(TW_OK, NULL);
+	st = rdv_parse_gone(p, world, gone);
 	if (st != TW_OK)
 		refused(st);
 }

@@ -177,6 +177,98 @@ Test(faults, peer_killed_mid_call, .timeout = 120)
 	h_run_group(2, w_kill, NULL, NULL, 1u << 1);
 }
 
+/* ---- a killed member is declared dead, whatever the transport ---- */
+
+#define DIES_RREFS 8
+
+/* w1 holds RRefs w0 owns and a call of w0's runs on it when it is
+ * SIGKILLed: w0 declares it dead (rank 0's notice: on DPDK no FIN tells
+ * a dead peer from a slow one), drops its forks, fails the call and
+ * refuses new ones at once, naming it. Deadlines are generous; the time
+ * taken is printed. */
+static int w_member_dies(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 1) {
+		tw_rref *r[DIES_RREFS];
+		for (int i = 0; i < DIES_RREFS; i++) {
+			tw_value it[2] = {tw_value_int(i), tw_value_int(1)};
+			tw_value args = H_TUPLE(it);
+			W_ASSERT(w,
+				 tw_remote(a, "w0", "add", &args, NULL, -1,
+					   &r[i]) == TW_OK,
+				 "remote %d", i);
+			tw_value out, err;
+			st = tw_rref_to_here(r[i], 30000, &out, &err);
+			W_ASSERT(w, st == TW_OK && out.u.i == i + 1,
+				 "to_here %d: %s", i, tw_errmsg(st));
+		}
+		atomic_store(&w->sh->flag[1], 1);
+		W_ASSERT(w, h_wait_all(w->sh->flag, 1, -1, 30000), "w0");
+		kill(getpid(), SIGKILL); /* holding every handle */
+		for (;;)
+			h_sleep_ms(1000);
+	}
+	W_ASSERT(w, h_wait_all(&w->sh->flag[1], 1, -1, 30000), "w1's RRefs");
+	struct tw_rref_stats s;
+	tw_agent_rref_stats(a, &s);
+	W_ASSERT(w, s.owned == DIES_RREFS && s.owner_users == DIES_RREFS,
+		 "owned %llu users %llu", (unsigned long long)s.owned,
+		 (unsigned long long)s.owner_users);
+	W_ASSERT(w, tw_agent_worker_alive(a, 1), "alive before");
+	tw_future *pend;
+	W_ASSERT(w,
+		 tw_rpc_async(a, "w1", "never", NULL, NULL, 0, &pend) == TW_OK,
+		 "never");
+	uint64_t t0 = h_now_ms();
+	atomic_store(&w->sh->flag[0], 1);
+	uint64_t until = t0 + 30000;
+	while (tw_agent_worker_alive(a, 1) && h_now_ms() < until)
+		h_sleep_ms(1);
+	uint64_t t_dead = h_now_ms();
+	W_ASSERT(w, !tw_agent_worker_alive(a, 1), "never declared dead");
+	do {
+		tw_agent_rref_stats(a, &s);
+		if (s.owned == 0 && s.owner_users == 0)
+			break;
+		h_sleep_ms(1);
+	} while (h_now_ms() < until);
+	W_ASSERT(w, s.owned == 0 && s.owner_users == 0, "owned %llu users %llu",
+		 (unsigned long long)s.owned,
+		 (unsigned long long)s.owner_users);
+	W_ASSERT(w, s.dead_users_dropped == DIES_RREFS, "dropped %llu",
+		 (unsigned long long)s.dead_users_dropped);
+	st = tw_future_wait(pend, 30000);
+	W_ASSERT(w, st == TW_EUNREACHABLE, "pending call: %s",
+		 tw_status_name(st));
+	W_ASSERT(w, strstr(tw_future_error(pend)->msg, "'w1'") != NULL, "%s",
+		 tw_future_error(pend)->msg);
+	tw_future_release(pend);
+	fprintf(stderr,
+		"[%s] w1 declared dead %llu ms after it was told to die, its "
+		"forks dropped, its pending call failed\n",
+		h_dpdk() ? "dpdk" : "uring", (unsigned long long)(t_dead - t0));
+	tw_future *f = NULL;
+	st = tw_rpc_async(a, "w1", "add", NULL, NULL, -1, &f);
+	W_ASSERT(w, st == TW_EUNREACHABLE && f == NULL, "new call: %s",
+		 tw_status_name(st));
+	W_ASSERT(w, strstr(tw_errmsg(st), "worker 'w1' (id 1) is dead") != NULL,
+		 "%s", tw_errmsg(st));
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s: %s", tw_status_name(st),
+		 tw_errmsg(st));
+	return 0;
+}
+
+Test(faults, a_killed_member_is_declared_dead, .timeout = 120)
+{
+	h_run_group(2, w_member_dies, NULL, NULL, 1u << 1);
+}
+
 /* ---- shutdown with calls in flight ---- */
 
 struct rec {

@@ -1524,6 +1524,136 @@ static int w_early(struct h_worker *w)
 	return 0;
 }
 
+/* ---- a user killed: its owners drop its forks (members that die) ---- */
+
+#define DEAD_RREFS 50
+
+/* Shared with the workers (MAP_SHARED before they fork). */
+struct death {
+	_Atomic uint64_t killed_ms; /* h_now_ms() just before the kill */
+	int victim;                 /* the rank that kills itself */
+};
+
+static struct death *death_new(int victim)
+{
+	struct death *d = mmap(NULL, sizeof(*d), PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert(d != MAP_FAILED);
+	memset(d, 0, sizeof(*d));
+	d->victim = victim;
+	return d;
+}
+
+/* The victim: RRefs on every other worker (DEAD_RREFS in all, round
+ * robin), all confirmed, held when it is SIGKILLed. The others: each owns
+ * its share with one user fork each until the victim dies, then none,
+ * within a generous deadline (the time taken is printed, not asserted);
+ * the victim is dead to them and calls to it fail at once, naming it. */
+static int w_user_killed(struct h_worker *w)
+{
+	struct death *d = w->arg;
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.num_loops = 2;
+	watch(w);
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	int v = d->victim;
+	uint64_t share[H_MAX_WORKERS] = {0};
+	for (int i = 0; i < DEAD_RREFS; i++) {
+		int owner = i % (w->world - 1);
+		share[owner >= v ? owner + 1 : owner]++;
+	}
+	if (w->rank == v) {
+		phase = "victim: creating";
+		tw_rref *r[DEAD_RREFS];
+		for (int i = 0; i < DEAD_RREFS; i++) {
+			int owner = i % (w->world - 1);
+			char to[8];
+			snprintf(to, sizeof(to), "w%d",
+				 owner >= v ? owner + 1 : owner);
+			tw_value it[2];
+			tw_value args = h_ints(it, i, 1);
+			W_ASSERT(w,
+				 tw_remote(a, to, "add", &args, NULL, -1,
+					   &r[i]) == TW_OK,
+				 "remote %d: %s", i, tw_errmsg(TW_EINVAL));
+		}
+		for (int i = 0; i < DEAD_RREFS; i++) {
+			int64_t x;
+			if (to_here_int(w, r[i], &x) != 0)
+				return 1;
+			W_ASSERT(w, x == i + 1, "value %d", i);
+			W_ASSERT(w, tw_rref_confirmed_by_owner(r[i]), "conf");
+		}
+		atomic_store(&w->sh->flag[v], 1);
+		phase = "victim: waiting for the owners to count";
+		W_ASSERT(w, h_wait_all(w->sh->flag, w->world, v, 40000),
+			 "the owners never counted");
+		atomic_store(&d->killed_ms, h_now_ms());
+		kill(getpid(), SIGKILL); /* holding every handle */
+		for (;;)
+			h_sleep_ms(1000);
+	}
+	phase = "owner: waiting for the victim's users";
+	W_ASSERT(w, h_wait_all(&w->sh->flag[v], 1, -1, 40000),
+		 "the victim never made its users");
+	struct tw_rref_stats s;
+	tw_agent_rref_stats(a, &s);
+	uint64_t mine = share[w->rank];
+	W_ASSERT(w, s.owned == mine && s.owner_users == mine,
+		 "owned %llu users %llu, want %llu",
+		 (unsigned long long)s.owned, (unsigned long long)s.owner_users,
+		 (unsigned long long)mine);
+	W_ASSERT(w, tw_agent_worker_alive(a, (uint32_t)v), "alive before");
+	atomic_store(&w->sh->flag[w->rank], 1);
+
+	phase = "owner: waiting for the victim's forks to go";
+	uint64_t until = h_now_ms() + 30000;
+	do {
+		h_sleep_ms(1);
+		tw_agent_rref_stats(a, &s);
+	} while ((s.owned != 0 || s.owner_users != 0) && h_now_ms() < until);
+	uint64_t now = h_now_ms(), killed = atomic_load(&d->killed_ms);
+	W_ASSERT(w, s.owned == 0 && s.owner_users == 0,
+		 "after 30 s: owned %llu users %llu",
+		 (unsigned long long)s.owned,
+		 (unsigned long long)s.owner_users);
+	W_ASSERT(w, s.dead_users_dropped == mine, "dropped %llu, want %llu",
+		 (unsigned long long)s.dead_users_dropped,
+		 (unsigned long long)mine);
+	W_ASSERT(w, s.refused == 0, "refused %llu",
+		 (unsigned long long)s.refused);
+	fprintf(stderr,
+		"[rank %d] worker %d's %llu forks dropped %llu ms after its "
+		"SIGKILL\n",
+		w->rank, v, (unsigned long long)mine,
+		(unsigned long long)(killed != 0 && now > killed ? now - killed
+								 : 0));
+	W_ASSERT(w, !tw_agent_worker_alive(a, (uint32_t)v), "dead after");
+	char to[8];
+	snprintf(to, sizeof(to), "w%d", v);
+	tw_future *f = NULL;
+	st = tw_rpc_async(a, to, "add", NULL, NULL, -1, &f);
+	W_ASSERT(w, st == TW_EUNREACHABLE && f == NULL, "call: %s",
+		 tw_status_name(st));
+	char want[64];
+	snprintf(want, sizeof(want), "worker '%s' (id %d) is dead", to, v);
+	W_ASSERT(w, strstr(tw_errmsg(st), want) != NULL, "%s", tw_errmsg(st));
+
+	phase = "shutdown";
+	if (v == 0) {
+		/* No rendezvous host, no barrier. */
+		st = tw_agent_shutdown(a, false);
+	} else {
+		st = tw_agent_shutdown(a, true);
+	}
+	W_ASSERT(w, st == TW_OK, "shutdown: %s: %s", tw_status_name(st),
+		 tw_errmsg(st));
+	return 0;
+}
+
 Test(rref, sent_to_a_third_worker_before_its_remote_call, .timeout = 120)
 {
 	h_run_group(3, w_early, "w2", NULL, 0);
@@ -1533,4 +1663,20 @@ Test(rref, sent_to_a_third_worker_before_its_remote_call, .timeout = 120)
 Test(rref, sent_to_its_owner_before_its_remote_call, .timeout = 120)
 {
 	h_run_group(3, w_early, "w1", NULL, 0);
+}
+
+Test(rref, killed_user_forks_dropped_by_owners, .timeout = 120)
+{
+	struct death *d = death_new(2);
+	h_run_group(3, w_user_killed, d, NULL, 1u << 2);
+	munmap(d, sizeof(*d));
+}
+
+/* The user killed is rank 0, the rendezvous host: its owner learns it
+ * from its own control connection closing. */
+Test(rref, killed_rank_0_forks_dropped_by_owner, .timeout = 120)
+{
+	struct death *d = death_new(0);
+	h_run_group(2, w_user_killed, d, NULL, 1u << 0);
+	munmap(d, sizeof(*d));
 }

@@ -20,6 +20,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1339,4 +1340,93 @@ Test(rendezvous, barrier_deadline_names_the_busy_worker, .timeout = 60)
 	joiner_fini(&j[0]);
 	joiner_fini(&j[1]);
 	rdv_server_stop(v.s);
+}
+
+/* Watch rank 0's notices on c until rank's bit is set or deadline_ms of
+ * real time passes (a liveness bound, not a speed one). */
+static tw_status watch_until_gone(struct rdv_client *c, uint32_t rank,
+				  uint8_t *gone, int64_t deadline_ms)
+{
+	uint64_t until = tw_now_ns() + (uint64_t)deadline_ms * 1000000u;
+	tw_status st;
+	do {
+		st = rdv_watch(c, gone);
+		if (st != TW_OK || (gone[rank / 8] >> (rank % 8)) & 1)
+			return st;
+		struct timespec ts = {0, 2000000};
+		nanosleep(&ts, NULL);
+	} while (tw_now_ns() < until);
+	return TW_ETIMEDOUT;
+}
+
+/* Members that die: once the group formed, a member whose control
+ * connection closes is announced to every other member, which learns it
+ * without blocking (rdv_watch); the notice is only ever added to, the
+ * barrier still works with notices in the stream, and rank 0 leaving
+ * shows as TW_EUNREACHABLE. */
+Test(rendezvous, members_hear_who_is_gone, .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 4, WAIT_MS);
+	struct joiner j[4];
+	const char *nm[4] = {"a", "b", "c", "d"};
+	for (uint32_t r = 0; r < 4; r++) {
+		joiner_init(&j[r], &v, r, nm[r], 1, 4);
+		join_start(&j[r]);
+	}
+	for (uint32_t r = 0; r < 4; r++) {
+		join_wait(&j[r]);
+		cr_assert_eq(j[r].st, TW_OK, "%s", j[r].err);
+	}
+	uint8_t gone[1] = {0xff};
+	cr_assert_eq(rdv_watch(j[0].c, gone), TW_OK);
+	cr_assert_eq(gone[0], 0, "nobody gone yet");
+	joiner_fini(&j[3]); /* as a SIGKILL would: the kernel closes it */
+	for (uint32_t r = 0; r < 3; r++) {
+		cr_assert_eq(watch_until_gone(j[r].c, 3, gone, WAIT_MS), TW_OK,
+			     "rank %u never heard", r);
+		cr_assert_eq(gone[0], 1u << 3, "rank %u: %#x", r, gone[0]);
+	}
+	joiner_fini(&j[2]);
+	cr_assert_eq(watch_until_gone(j[0].c, 2, gone, WAIT_MS), TW_OK);
+	cr_assert_eq(gone[0], (1u << 3) | (1u << 2), "%#x", gone[0]);
+	/* j[1] has two notices waiting: its round's answer comes after
+	 * them, and the bitmap it carries agrees. */
+	pthread_t bt;
+	j[0].btimeout_ms = WAIT_MS;
+	cr_assert_eq(pthread_create(&bt, NULL, barrier_main, &j[0]), 0);
+	cr_assert_eq(rdv_barrier(j[1].c, WAIT_MS), TW_OK);
+	pthread_join(bt, NULL);
+	cr_assert_eq(j[0].bst, TW_OK);
+	cr_assert(rdv_member_gone(j[1].c, 2) && rdv_member_gone(j[1].c, 3));
+	cr_assert_not(rdv_member_gone(j[1].c, 0));
+	cr_assert_eq(rdv_watch(j[1].c, gone), TW_OK);
+	cr_assert_eq(gone[0], (1u << 3) | (1u << 2), "%#x", gone[0]);
+	/* Rank 0's server leaves: the members' watch says so, and keeps
+	 * what it knew. */
+	rdv_server_stop(v.s);
+	tw_status st;
+	uint64_t until = tw_now_ns() + (uint64_t)WAIT_MS * 1000000u;
+	while ((st = rdv_watch(j[1].c, gone)) == TW_OK && tw_now_ns() < until)
+		sched_yield();
+	cr_assert_eq(st, TW_EUNREACHABLE, "%s", tw_strerror(st));
+	cr_assert_eq(gone[0], (1u << 3) | (1u << 2), "%#x", gone[0]);
+	cr_assert_eq(rdv_watch(j[1].c, gone), TW_EUNREACHABLE);
+	joiner_fini(&j[0]);
+	joiner_fini(&j[1]);
+}
+
+/* The notice's parser: a bitmap of exactly (world + 7) / 8 bytes. */
+Test(rendezvous, parse_gone)
+{
+	uint8_t g[2] = {0, 0};
+	unsigned char b[2] = {0x05, 0x01};
+	tw_value ok = tw_value_bytes_borrow(b, 2);
+	cr_assert_eq(rdv_parse_gone(&ok, 9, g), TW_OK);
+	cr_assert(g[0] == 0x05 && g[1] == 0x01);
+	cr_assert_eq(rdv_parse_gone(&ok, 8, g), TW_EPROTO);
+	cr_assert_str_eq(tw_errmsg(TW_EPROTO),
+			 "malformed member notice: want a bitmap of 8 workers");
+	tw_value i = tw_value_int(1);
+	cr_assert_eq(rdv_parse_gone(&i, 9, g), TW_EPROTO);
 }
