@@ -11,7 +11,8 @@ pkgs="build-essential pkg-config meson ninja-build
       liburing-dev libcriterion-dev libsodium-dev
       libdpdk-dev dpdk
       clang libclang-rt-14-dev clang-format-14
-      python3 python3-numpy
+      python3 python3-numpy python3-dev python3-pytest python3-torch
+      python3-mesonpy
       iproute2"
 missing=""
 for p in $pkgs; do

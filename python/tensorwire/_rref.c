@@ -1,0 +1,175 @@
+/* The RRef object: a tw_rref handle seen from Python. Blocking calls
+ * release the GIL; dropping the object releases the handle (the last
+ * release of a user tells its owner). */
+#include "_tw.h"
+
+typedef struct {
+	PyObject_HEAD tw_rref *r;
+} pyrref;
+
+/* The class RRefs are made as: tensorwire.rpc's RRef, a subclass. */
+static PyTypeObject *rref_cls = &twpy_rref_type;
+
+PyObject *twpy_set_rref_class(PyObject *self, PyObject *cls)
+{
+	(void)self;
+	if (!PyType_Check(cls) ||
+	    !PyType_IsSubtype((PyTypeObject *)cls, &twpy_rref_type)) {
+		PyErr_SetString(PyExc_TypeError, "not a CRRef subclass");
+		return NULL;
+	}
+	Py_INCREF(cls);
+	rref_cls = (PyTypeObject *)cls;
+	Py_RETURN_NONE;
+}
+
+PyObject *twpy_rref_new(tw_rref *r)
+{
+	pyrref *o = (pyrref *)rref_cls->tp_alloc(rref_cls, 0);
+	if (o == NULL) {
+		tw_rref_release(r);
+		return NULL;
+	}
+	o->r = r;
+	return (PyObject *)o;
+}
+
+tw_rref *twpy_rref_handle(PyObject *o)
+{
+	return PyObject_TypeCheck(o, &twpy_rref_type) ? ((pyrref *)o)->r : NULL;
+}
+
+static void pyrref_dealloc(PyObject *self)
+{
+	tw_rref_release(((pyrref *)self)->r);
+	/* A Python subclass's instance: subtype_dealloc drops its type. */
+	Py_TYPE(self)->tp_free(self);
+}
+
+/* to_here_async(timeout_ms, mode) -> CFuture */
+static PyObject *pyrref_to_here(PyObject *self, PyObject *args)
+{
+	long long ms = -1;
+	int mode = TWPY_TORCH;
+	if (!PyArg_ParseTuple(args, "|Li", &ms, &mode))
+		return NULL;
+	tw_future *f;
+	tw_status st = tw_rref_to_here_async(((pyrref *)self)->r, ms, &f);
+	if (st != TW_OK)
+		return twpy_raise_status(st);
+	return twpy_future_new(f, mode);
+}
+
+/* local_value() -> the owner's value (a copy of its tensors' handles) */
+static PyObject *pyrref_local_value(PyObject *self, PyObject *args)
+{
+	(void)args;
+	const tw_value *v;
+	tw_status st = tw_rref_local_value(((pyrref *)self)->r, &v);
+	if (st != TW_OK)
+		return twpy_raise_status(st);
+	return twpy_from_value(v, TWPY_TORCH);
+}
+
+static PyObject *pyrref_owner(PyObject *self, PyObject *args)
+{
+	(void)args;
+	tw_worker_info wi;
+	tw_status st = tw_rref_owner(((pyrref *)self)->r, &wi);
+	if (st != TW_OK)
+		return twpy_raise_status(st);
+	return Py_BuildValue("(Is)", wi.id, wi.name);
+}
+
+static PyObject *pyrref_flags(PyObject *self, PyObject *args)
+{
+	(void)args;
+	tw_rref *r = ((pyrref *)self)->r;
+	return Py_BuildValue("(OO)", tw_rref_is_owner(r) ? Py_True : Py_False,
+			     tw_rref_confirmed_by_owner(r) ? Py_True
+							   : Py_False);
+}
+
+static PyObject *pyrref_id(PyObject *self, PyObject *args)
+{
+	(void)args;
+	tw_rref_id id = tw_rref_get_id(((pyrref *)self)->r);
+	return Py_BuildValue("(I(IK)(IK))", id.owner, id.rref.created_on,
+			     (unsigned long long)id.rref.local_id,
+			     id.fork.created_on,
+			     (unsigned long long)id.fork.local_id);
+}
+
+/* Proxies: rpc_async(fn, args, kwargs, timeout_ms) -> CFuture and
+ * remote(fn, args, kwargs, timeout_ms) -> RRef, on the owner with the
+ * value first. */
+static int proxy_args(PyObject *args, const char **fn, tw_value *a, tw_value *k,
+		      long long *ms, struct twpy_conv *cv)
+{
+	PyObject *pa, *pk;
+	if (!PyArg_ParseTuple(args, "sO!O!L", fn, &PyTuple_Type, &pa,
+			      &PyDict_Type, &pk, ms))
+		return -1;
+	if (twpy_to_value(pa, a, cv) < 0)
+		return -1;
+	if (twpy_to_value(pk, k, cv) < 0) {
+		tw_value_destroy(a);
+		return -1;
+	}
+	return 0;
+}
+
+static PyObject *pyrref_rpc_async(PyObject *self, PyObject *args)
+{
+	const char *fn;
+	tw_value a, k;
+	long long ms;
+	struct twpy_conv cv = {0};
+	if (proxy_args(args, &fn, &a, &k, &ms, &cv) < 0)
+		return NULL;
+	tw_future *f;
+	tw_status st = tw_rref_rpc_async(((pyrref *)self)->r, fn, &a, &k, ms,
+					 &f);
+	tw_value_destroy(&a);
+	tw_value_destroy(&k);
+	if (st != TW_OK)
+		return twpy_raise_status(st);
+	return twpy_future_new(f,
+			       cv.seen == TWPY_NUMPY ? TWPY_NUMPY : TWPY_TORCH);
+}
+
+static PyObject *pyrref_remote(PyObject *self, PyObject *args)
+{
+	const char *fn;
+	tw_value a, k;
+	long long ms;
+	struct twpy_conv cv = {0};
+	if (proxy_args(args, &fn, &a, &k, &ms, &cv) < 0)
+		return NULL;
+	tw_rref *r;
+	tw_status st = tw_rref_remote(((pyrref *)self)->r, fn, &a, &k, ms, &r);
+	tw_value_destroy(&a);
+	tw_value_destroy(&k);
+	if (st != TW_OK)
+		return twpy_raise_status(st);
+	return twpy_rref_new(r);
+}
+
+static PyMethodDef pyrref_methods[] = {
+	{"_to_here_async", pyrref_to_here, METH_VARARGS, NULL},
+	{"_local_value", pyrref_local_value, METH_NOARGS, NULL},
+	{"_owner", pyrref_owner, METH_NOARGS, NULL},
+	{"_flags", pyrref_flags, METH_NOARGS, NULL},
+	{"_id", pyrref_id, METH_NOARGS, NULL},
+	{"_rpc_async", pyrref_rpc_async, METH_VARARGS, NULL},
+	{"_remote", pyrref_remote, METH_VARARGS, NULL},
+	{NULL, NULL, 0, NULL},
+};
+
+PyTypeObject twpy_rref_type = {
+	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tensorwire._C.CRRef",
+	.tp_basicsize = sizeof(pyrref),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+	.tp_dealloc = pyrref_dealloc,
+	.tp_methods = pyrref_methods,
+};

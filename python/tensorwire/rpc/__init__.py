@@ -1,0 +1,139 @@
+"""torch.distributed.rpc over tensorwire: ``import tensorwire.rpc as rpc``.
+
+The same functions, classes and semantics as torch.distributed.rpc
+(init_rpc, shutdown, get_worker_info, rpc_sync, rpc_async, remote, RRef,
+WorkerInfo, TensorPipeRpcBackendOptions, get_rpc_timeout,
+functions.async_execution), with tensorwire's agent underneath.
+
+Trust: Python functions and their arguments arrive pickled, and
+unpickling runs code. They are accepted only on connections that proved
+the group's shared secret (RpcBackendOptions.secret or TW_SECRET); a
+worker without one serves on loopback addresses only.
+"""
+
+from tensorwire import _C
+from tensorwire.rpc.api import (  # noqa: F401
+    UNSET_RPC_TIMEOUT, RpcBackendOptions, RRef, TensorPipeRpcBackendOptions,
+    WorkerInfo, get_rpc_timeout, get_worker_info, init_rpc, register,
+    remote, rpc_async, rpc_sync, shutdown, _set_rpc_timeout)
+from tensorwire.rpc import functions  # noqa: F401
+from tensorwire import _pickle
+
+# RRefs inside pickled values travel as RRefs (forked for the receiver),
+# beside the pickle like tensors.
+_pickle.set_rref_hooks((RRef,))
+
+PICKLE_TAG = "tw::pickle"
+
+def _errors_to_wire(exc, me):
+    """(kind, message) for exception exc raised on this worker (me, a
+    WorkerInfo): the type, the worker and the traceback (_errors)."""
+    from tensorwire import _errors
+    return _errors.to_wire(exc, me.name if me else "?", me.id if me else 0)
+
+
+def _raise_remote(err):
+    """Raise the exception a failed call's (kind, message, origin) stands
+    for: the remote type where Python has it (_errors)."""
+    from tensorwire import _errors
+    kind, msg, origin = err
+    name = None
+    try:
+        name = _C.worker_info(origin)[1]
+    except Exception:
+        pass
+    raise _errors.from_wire(kind, msg, name, origin)
+
+
+def _match_builtin(func, args, kwargs):
+    """(aten qualified name, args, kwargs) for a torch builtin tensorwire
+    serves, else None (it travels as a pickled Python function)."""
+    if not callable(func) or isinstance(func, type):
+        return None
+    try:
+        from tensorwire import _builtins
+    except ImportError:  # no torch: no torch builtins either
+        return None
+    if _builtins.find_builtin(func) is None:
+        return None
+    return _builtins.match(func, args, kwargs)
+
+
+SCRIPT_FN = "tw::py_script"  # runs a TorchScript function by name
+
+
+def _script_call(func, args, kwargs):
+    """A TorchScript function: called by its qualified name, as torch's
+    pyRpcTorchscript; the callee runs its own compilation of the same
+    function (it imports the same module) and binds the arguments to its
+    schema (torch's binding errors come back as RuntimeError)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not isinstance(func, torch.jit.ScriptFunction):
+        return None
+    from tensorwire import _pickle
+    data, lifted = _pickle.dumps((func.qualified_name, args, kwargs))
+    return SCRIPT_FN, (data, list(lifted)), {}, _unwrap_result
+
+
+def _script_serve(data, lifted):
+    """On the callee: the TorchScript function named, run."""
+    import torch
+    from tensorwire import _pickle
+    name, args, kwargs = _pickle.loads(data, lifted)
+    fn = torch.jit._state._python_cu.find_function(name)
+    if fn is None:
+        raise RuntimeError(
+            "Unknown TorchScript function %s on worker %s: the callee must "
+            "define it too (import the module that scripts it)"
+            % (name, get_worker_info().name))
+    d, l2 = _pickle.dumps(fn(*args, **kwargs))
+    return (PICKLE_TAG, d, list(l2))
+
+
+def _udf_call(func, args, kwargs):
+    """A Python function: pickled with its arguments, tensors beside."""
+    from tensorwire import _pickle
+    data, lifted = _pickle.dumps((func, args, kwargs))
+    return "tw::py_udf", (data, list(lifted)), {}, _unwrap_result
+
+
+def _unwrap(value):
+    if isinstance(value, tuple) and len(value) == 3 and \
+       value[0] == PICKLE_TAG:
+        from tensorwire import _pickle
+        return _pickle.loads(value[1], value[2])
+    return value
+
+
+def _unwrap_result(ok, out):
+    if not ok:
+        _raise_remote(out)
+    return _unwrap(out)
+
+
+def _udf_serve(data, lifted):
+    """On the callee: run a pickled Python function; its result pickled
+    back the same way."""
+    from tensorwire import _pickle
+    func, args, kwargs = _pickle.loads(data, lifted)
+    result = func(*args, **kwargs)
+    from tensorwire.futures import Future
+    if isinstance(result, Future) and getattr(func, "_tw_async", False):
+        out = Future()
+
+        def done(f):
+            try:
+                d, l2 = _pickle.dumps(f.wait())
+                out.set_result((PICKLE_TAG, d, list(l2)))
+            except BaseException as e:
+                out.set_exception(e)
+        result.add_done_callback(done)
+        return out
+    d, l2 = _pickle.dumps(result)
+    return (PICKLE_TAG, d, list(l2))
+
+
+_udf_serve._tw_async = True

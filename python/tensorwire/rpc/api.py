@@ -1,0 +1,387 @@
+"""torch.distributed.rpc's API over tensorwire's C agent (tensorwire._C).
+
+What ``func`` may be, and how each travels:
+
+- a qualified-name string ("demo::add", "aten::add"): a function the callee
+  serves, registered in C or in Python (``tensorwire.rpc.register``); its
+  arguments travel as tensorwire values (tensors by DLPack, no copy);
+- a torch builtin (``torch.add``): matched to the ``aten::`` operator the
+  callee runs in C, without entering Python;
+- any other Python callable: pickled by reference with its arguments, the
+  tensors lifted out of the pickle and sent beside it, and run on the
+  callee by a Python worker thread (``num_worker_threads`` of them).
+"""
+
+import os
+import threading
+import traceback
+
+from tensorwire import _C
+from tensorwire.futures import Future
+
+__all__ = [
+    "WorkerInfo", "RpcBackendOptions", "TensorPipeRpcBackendOptions",
+    "init_rpc", "shutdown", "get_worker_info", "rpc_sync", "rpc_async",
+    "remote", "RRef", "get_rpc_timeout", "register", "UNSET_RPC_TIMEOUT",
+]
+
+UNSET_RPC_TIMEOUT = -1.0
+DEFAULT_RPC_TIMEOUT_SEC = 60.0
+DEFAULT_INIT_METHOD = "env://"
+UDF_FN = "tw::py_udf"  # runs a pickled Python function
+
+_STATUS = _C.status_names()
+_lock = threading.Lock()
+_workers = []          # the Python worker threads
+_served = {}           # qualified name -> Python function (before init)
+_self = None           # this worker's WorkerInfo
+
+
+class WorkerInfo:
+    """A worker of the group: its id (rank) and name, as torch's."""
+
+    __slots__ = ("id", "name")
+
+    def __init__(self, id, name):
+        self.id = id
+        self.name = name
+
+    def __eq__(self, other):
+        return (isinstance(other, WorkerInfo) and self.id == other.id
+                and self.name == other.name)
+
+    def __hash__(self):
+        return hash((self.id, self.name))
+
+    def __repr__(self):
+        return "WorkerInfo(id=%d, name=%s)" % (self.id, self.name)
+
+    def __reduce__(self):
+        return (WorkerInfo, (self.id, self.name))
+
+
+class RpcBackendOptions:
+    """torch's TensorPipeRpcBackendOptions, for tensorwire.
+
+    init_method: "tcp://host:port" (rank 0 serves the rendezvous there) or
+    "env://" (MASTER_ADDR, MASTER_PORT). rpc_timeout: the default call
+    timeout in seconds (0: none). num_worker_threads: Python threads that
+    run Python functions and callbacks. transport: "uring" (default) or
+    "dpdk"; secret: the group's shared secret (or TW_SECRET); insecure:
+    serve without one on non-loopback addresses (don't). num_loops: run
+    loop threads of the agent."""
+
+    def __init__(self, *, num_worker_threads=16,
+                 rpc_timeout=DEFAULT_RPC_TIMEOUT_SEC,
+                 init_method=DEFAULT_INIT_METHOD, transport=None,
+                 secret=None, insecure=False, num_loops=1,
+                 init_timeout=60.0, **_ignored):
+        self.num_worker_threads = num_worker_threads
+        self.rpc_timeout = rpc_timeout
+        self.init_method = init_method
+        self.transport = transport
+        self.secret = secret
+        self.insecure = insecure
+        self.num_loops = num_loops
+        self.init_timeout = init_timeout
+
+
+TensorPipeRpcBackendOptions = RpcBackendOptions
+
+
+def _rendezvous(init_method):
+    if init_method.startswith("tcp://"):
+        return init_method
+    if init_method.startswith("env://"):
+        addr = os.environ.get("MASTER_ADDR")
+        port = os.environ.get("MASTER_PORT")
+        if not addr or not port:
+            raise ValueError("init_method env:// needs MASTER_ADDR and "
+                             "MASTER_PORT in the environment")
+        return "tcp://%s:%s" % (addr, port)
+    raise ValueError("init_method must be tcp://host:port or env://, got %r"
+                     % (init_method,))
+
+
+def _ms(seconds):
+    """torch's timeout in seconds -> the agent's in ms (negative: the
+    default, 0: none)."""
+    if seconds is None or seconds < 0:
+        return -1
+    return int(round(seconds * 1000))
+
+
+def register(name, fn):
+    """Serve Python function fn under qualified name `name` ("ns::f"), or
+    under a schema ("ns::f(Tensor x, int n=2) -> Tensor"): then the agent
+    checks and binds every call's arguments against it (torch's binding
+    errors, defaults filled) and fn gets them positionally. Any worker, C
+    or Python, calls it by name. Before init_rpc."""
+    qual = name.split("(", 1)[0].strip()
+    if "::" not in qual:
+        raise ValueError("a qualified name is namespace::name, got %r"
+                         % (name,))
+    with _lock:
+        if _C_agent_running():
+            raise RuntimeError("register functions before init_rpc")
+        _served[name.strip()] = fn
+
+
+def _C_agent_running():
+    return _self is not None
+
+
+def _worker_loop():
+    while True:
+        job = _C._next_job()
+        if job is None:
+            return
+        _handle(job)
+        # Dropped before waiting again: a job keeps its future (and the
+        # message it came in) alive.
+        del job
+
+
+def _handle(job):
+    if job.kind == "callback":
+        try:
+            job.fn(*job.args)
+        except Exception:
+            traceback.print_exc()
+        return
+    _run_job(job)
+
+
+def _run_job(job):
+    from tensorwire.rpc import _errors_to_wire
+    try:
+        result = job.fn(*job.args, **job.kwargs)
+    except BaseException as e:  # the caller gets it, with its type
+        kind, msg = _errors_to_wire(e, _self)
+        job.fail(kind, msg)
+        return
+    if isinstance(result, Future) and getattr(job.fn, "_tw_async", False):
+        def finish(fut, job=job):
+            try:
+                job.complete(fut.wait())
+            except BaseException as e:
+                kind, msg = _errors_to_wire(e, _self)
+                job.fail(kind, msg)
+        result.add_done_callback(finish)
+        return
+    try:
+        job.complete(result)
+    except BaseException as e:
+        kind, msg = _errors_to_wire(e, _self)
+        job.fail(kind, msg)
+
+
+def init_rpc(name, backend=None, rank=-1, world_size=None,
+             rpc_backend_options=None):
+    """Join the group as worker `name` (rank, world_size), as torch's."""
+    global _self
+    o = rpc_backend_options or RpcBackendOptions()
+    if rank is None or rank < 0:
+        rank = int(os.environ.get("RANK", "-1"))
+    if world_size is None:
+        world_size = int(os.environ.get("WORLD_SIZE", "0"))
+    if rank < 0 or world_size <= 0:
+        raise ValueError("init_rpc needs rank and world_size")
+    from tensorwire.rpc import SCRIPT_FN, _script_serve, _udf_serve
+    serve = dict(_served)
+    serve[UDF_FN] = _udf_serve
+    serve[SCRIPT_FN] = _script_serve
+    timeout_ms = _ms(o.rpc_timeout)
+    with _lock:
+        if _self is not None:
+            raise RuntimeError("RPC is already initialized")
+        _C.init(name, rank, world_size, _rendezvous(o.init_method),
+                timeout_ms=0 if timeout_ms < 0 else timeout_ms,
+                init_timeout_ms=_ms(o.init_timeout),
+                num_loops=o.num_loops, transport=o.transport,
+                secret=o.secret, insecure=o.insecure, serve=serve)
+        wid, wname = _C.worker_info(None)
+        _self = WorkerInfo(wid, wname)
+        for _ in range(max(1, o.num_worker_threads)):
+            t = threading.Thread(target=_worker_loop, daemon=True,
+                                 name="tensorwire-py-worker")
+            t.start()
+            _workers.append(t)
+
+
+def shutdown(graceful=True, timeout=0):
+    """Leave the group: with graceful, wait for every worker's calls (and
+    this worker's RRefs) first, at most timeout seconds (0: no limit), as
+    torch's."""
+    global _self
+    with _lock:
+        if _self is None:
+            raise RuntimeError("RPC has not been initialized. Call "
+                               "torch.distributed.rpc.init_rpc first.")
+        try:
+            _C.shutdown(bool(graceful), _ms(timeout) if timeout else 0)
+        except _C.RemoteError as e:
+            from tensorwire.rpc import _raise_remote
+            _raise_remote(e.args)
+        finally:
+            _self = None
+            for t in _workers:
+                t.join()
+            _workers.clear()
+
+
+def get_worker_info(worker_name=None):
+    """WorkerInfo of worker_name, or of this worker."""
+    try:
+        wid, wname = _C.worker_info(worker_name)
+    except _C.RemoteError as e:
+        from tensorwire.rpc import _raise_remote
+        _raise_remote(e.args)
+    return WorkerInfo(wid, wname)
+
+
+def get_rpc_timeout():
+    """The default call timeout, in seconds (0: none)."""
+    return _C.default_timeout() / 1000.0
+
+
+def _set_rpc_timeout(rpc_timeout):
+    _C.default_timeout(_ms(rpc_timeout) if rpc_timeout >= 0 else 0)
+
+
+def _to_id(to):
+    if isinstance(to, WorkerInfo):
+        return to.id
+    if isinstance(to, int):
+        return to
+    if isinstance(to, str):
+        return get_worker_info(to).id
+    raise TypeError("to must be a worker name, a WorkerInfo or a rank, "
+                    "got %s" % type(to).__name__)
+
+
+def _plan(func, args, kwargs):
+    """(qualified name, args, kwargs, map of the result) for func."""
+    args = tuple(args) if args is not None else ()
+    kwargs = dict(kwargs) if kwargs is not None else {}
+    if isinstance(func, str):
+        return func, args, kwargs, None
+    from tensorwire.rpc import _match_builtin, _script_call, _udf_call
+    m = _match_builtin(func, args, kwargs)
+    if m is not None:
+        return m[0], m[1], m[2], None
+    m = _script_call(func, args, kwargs)
+    if m is not None:
+        return m
+    if not callable(func):
+        raise TypeError("func must be callable or a qualified name, got %s"
+                        % type(func).__name__)
+    return _udf_call(func, args, kwargs)
+
+
+def _call(to, func, args, kwargs, timeout):
+    qual, a, k, mapper = _plan(func, args, kwargs)
+    try:
+        cf = _C.rpc_async(_to_id(to), qual, a, k, _ms(timeout))
+    except _C.RemoteError as e:
+        from tensorwire.rpc import _raise_remote
+        _raise_remote(e.args)
+    return Future(_cf=cf, _map=mapper)
+
+
+def rpc_async(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
+    """Call func on worker `to`; a Future of its result."""
+    return _call(to, func, args, kwargs, timeout)
+
+
+def rpc_sync(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
+    """Call func on worker `to` and wait for its result."""
+    return _call(to, func, args, kwargs, timeout).wait()
+
+
+class RRef(_C.CRRef):
+    """A reference to a value kept on its owner, as torch's RRef."""
+
+    def to_here(self, timeout=UNSET_RPC_TIMEOUT):
+        """The value, fetched from the owner (on the owner: its own)."""
+        from tensorwire.rpc import _unwrap_result
+        return Future(_cf=self._to_here_async(_ms(timeout)),
+                      _map=_unwrap_result).wait()
+
+    def local_value(self):
+        """On the owner only: the value itself, once its function has
+        returned (waits for it, as torch's OwnerRRef)."""
+        from tensorwire.rpc import _raise_remote, _unwrap
+        try:
+            if self.is_owner():
+                self._to_here_async(-1).wait(-1)
+            return _unwrap(self._local_value())
+        except _C.RemoteError as e:
+            _raise_remote(e.args)
+
+    def owner(self):
+        return WorkerInfo(*self._owner())
+
+    def owner_name(self):
+        return self._owner()[1]
+
+    def is_owner(self):
+        return self._flags()[0]
+
+    def confirmed_by_owner(self):
+        return self._flags()[1]
+
+    def rpc_sync(self, timeout=UNSET_RPC_TIMEOUT):
+        return _Proxy(self, "sync", timeout)
+
+    def rpc_async(self, timeout=UNSET_RPC_TIMEOUT):
+        return _Proxy(self, "async", timeout)
+
+    def remote(self, timeout=UNSET_RPC_TIMEOUT):
+        return _Proxy(self, "remote", timeout)
+
+    def __repr__(self):
+        owner, rref, fork = self._id()
+        kind = "OwnerRRef" if self.is_owner() else "UserRRef"
+        return "%s(RRefId = GloballyUniqueId(created_on=%d, local_id=%d), " \
+               "ForkId = GloballyUniqueId(created_on=%d, local_id=%d))" % (
+                   kind, rref[0], rref[1], fork[0], fork[1])
+
+
+def _invoke_on_value(rref, name, args, kwargs):
+    """On the owner: the proxies' call, name(value, *args, **kwargs) for a
+    method of the value's type, as torch's proxies do."""
+    value = rref.local_value()
+    return getattr(type(value), name)(value, *args, **kwargs)
+
+
+class _Proxy:
+    def __init__(self, rref, how, timeout):
+        self._rref, self._how, self._timeout = rref, how, timeout
+
+    def __getattr__(self, name):
+        rref, how, timeout = self._rref, self._how, self._timeout
+
+        def call(*args, **kwargs):
+            to = rref.owner().id
+            if how == "remote":
+                return remote(to, _invoke_on_value,
+                              (rref, name, args, kwargs), timeout=timeout)
+            f = rpc_async(to, _invoke_on_value, (rref, name, args, kwargs),
+                          timeout=timeout)
+            return f.wait() if how == "sync" else f
+        return call
+
+
+_C._set_rref_class(RRef)
+
+
+def remote(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
+    """Run func on worker `to`, keep its result there; an RRef to it."""
+    qual, a, k, mapper = _plan(func, args, kwargs)
+    try:
+        rref = _C.remote(_to_id(to), qual, a, k, _ms(timeout))
+    except _C.RemoteError as e:
+        from tensorwire.rpc import _raise_remote
+        _raise_remote(e.args)
+    return rref

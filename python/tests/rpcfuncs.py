@@ -1,0 +1,355 @@
+"""Functions the test workers call on each other, and the bodies rank 0
+runs (rpcgroup.run). Importable by the same name on every worker."""
+
+import os
+import time
+
+import numpy as np
+import torch
+
+import tensorwire.rpc as rpc
+from tensorwire import _C
+
+
+def setup(rank):
+    rpc.register("py::double", lambda x: x * 2)
+    rpc.register("py::scaled(Tensor x, int k=3) -> Tensor",
+                 lambda x, k: x * k)
+
+
+# ---- functions called remotely ---------------------------------------------
+
+def add(a, b=0):
+    return a + b
+
+
+def ident(x):
+    return x
+
+
+def where_am_i():
+    return rpc.get_worker_info().name
+
+
+def raise_(kind, text):
+    if kind == "Custom":
+        raise CustomError(text)
+    raise {"ValueError": ValueError, "TypeError": TypeError,
+           "KeyError": KeyError, "IndexError": IndexError,
+           "AttributeError": AttributeError, "StopIteration": StopIteration,
+           "RuntimeError": RuntimeError, "OSError": OSError}[kind](text)
+
+
+class CustomError(Exception):
+    pass
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def nested(to, x):
+    """A call from inside a Python function (on a worker thread)."""
+    return rpc.rpc_sync(to, add, args=(x, 1)) + 1
+
+
+def rref_stats():
+    return _C.rref_stats()
+
+
+def use_rref(rref):
+    """A user RRef passed in: fetch it here."""
+    return rref.to_here()
+
+
+def pass_on(rref, to):
+    """Pass an RRef on to another worker, who fetches it."""
+    return rpc.rpc_sync(to, use_rref, args=(rref,))
+
+
+def make_rref(to, x):
+    """An RRef made here, owned by `to`, returned to the caller."""
+    return rpc.remote(to, add, args=(x, 1))
+
+
+def crash():
+    os._exit(3)
+
+
+@rpc.functions.async_execution
+def async_add(to, x):
+    return rpc.rpc_async(to, add, args=(x, 1)).then(
+        lambda fut: fut.wait() * 10)
+
+
+@rpc.functions.async_execution
+def async_chain(to, x):
+    f1 = rpc.rpc_async(to, add, args=(x, 1))
+    return f1.then(lambda f: rpc.rpc_sync(to, add, args=(f.wait(), 100)))
+
+
+class Box:
+    def __init__(self, v):
+        self.v = v
+
+    def get(self, k=1):
+        return self.v * k
+
+
+def make_box(v):
+    return Box(v)
+
+
+def owner_values(rank):
+    """RRef counters (owned values) on this worker."""
+    return _C.rref_stats()["owned"]
+
+
+@torch.jit.script
+def script_mul(x: torch.Tensor, k: int = 2) -> torch.Tensor:
+    return x * k
+
+
+# ---- bodies run on rank 0 ---------------------------------------------------
+
+def body_script(rank, world):
+    out = {}
+    t = torch.arange(3.0)
+    out["pos"] = rpc.rpc_sync("worker1", script_mul, args=(t, 3))
+    out["kw"] = rpc.rpc_async("worker1", script_mul, args=(t,),
+                              kwargs={"k": 4}).wait()
+    out["default"] = rpc.remote("worker1", script_mul, args=(t,)).to_here()
+    try:
+        rpc.rpc_sync("worker1", script_mul, args=(t, "x"))
+        out["bad"] = None
+    except RuntimeError as e:
+        out["bad"] = str(e)
+    return out
+
+
+
+def body_basics(rank, world):
+    out = {}
+    out["sync"] = rpc.rpc_sync("worker1", add, args=(1, 2))
+    out["kw"] = rpc.rpc_sync("worker1", add, args=(1,), kwargs={"b": 5})
+    out["async"] = rpc.rpc_async(1, add, args=(2, 3)).wait()
+    out["info"] = rpc.rpc_sync(rpc.get_worker_info("worker1"), where_am_i)
+    out["self"] = rpc.rpc_sync("worker0", where_am_i)
+    out["qual"] = rpc.rpc_sync("worker1", "py::double", args=(21,))
+    t = torch.ones(2)
+    out["schema"] = rpc.rpc_sync("worker1", "py::scaled", args=(t,))
+    out["schema_kw"] = rpc.rpc_sync("worker1", "py::scaled", args=(t,),
+                                    kwargs={"k": 5})
+    try:
+        rpc.rpc_sync("worker1", "py::scaled", args=(t, "no"))
+        out["schema_bad"] = None
+    except TypeError as e:
+        out["schema_bad"] = str(e)
+    out["nested"] = rpc.rpc_sync("worker1", nested, args=("worker0", 5))
+    out["remote"] = rpc.remote("worker1", add, args=(4, 4)).to_here()
+    out["remote_self"] = rpc.remote("worker0", add, args=(4, 5)).to_here()
+    out["me"] = (rpc.get_worker_info().id, rpc.get_worker_info().name)
+    out["timeout"] = rpc.get_rpc_timeout()
+    return out
+
+
+def body_errors(rank, world):
+    seen = {}
+    for kind in ["ValueError", "TypeError", "KeyError", "IndexError",
+                 "AttributeError", "StopIteration", "RuntimeError",
+                 "OSError", "Custom"]:
+        try:
+            rpc.rpc_sync("worker1", raise_, args=(kind, "text-" + kind))
+            seen[kind] = None
+        except BaseException as e:
+            seen[kind] = (type(e).__name__, str(e))
+    try:
+        rpc.rpc_async("worker1", raise_, args=("ValueError", "a")).wait()
+    except ValueError as e:
+        seen["async"] = str(e)
+    return seen
+
+
+def body_timeouts(rank, world):
+    out = {}
+    t0 = time.monotonic()
+    try:
+        rpc.rpc_sync("worker1", sleep, args=(2,), timeout=0.2)
+        out["per_call"] = None
+    except RuntimeError as e:
+        out["per_call"] = str(e)
+    out["per_call_s"] = time.monotonic() - t0
+    out["none"] = rpc.rpc_sync("worker1", sleep, args=(0.3,), timeout=0)
+    rpc.api._set_rpc_timeout(0.2)
+    out["default"] = rpc.get_rpc_timeout()
+    try:
+        rpc.rpc_async("worker1", sleep, args=(2,)).wait()
+        out["default_err"] = None
+    except RuntimeError as e:
+        out["default_err"] = str(e)
+    rpc.api._set_rpc_timeout(60)
+    time.sleep(2)  # let the sleeping calls finish before shutdown
+    return out
+
+
+def body_builtins(rank, world):
+    a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    b = torch.tensor([1.0, 2.0, 3.0])
+    out = {}
+    out["add"] = rpc.rpc_sync("worker1", torch.add, args=(a, b),
+                              kwargs={"alpha": 2})
+    out["mul"] = rpc.rpc_sync("worker1", torch.mul, args=(a, 3))
+    out["matmul"] = rpc.rpc_sync("worker1", torch.matmul,
+                                 args=(a, a.t()))
+    out["sum"] = rpc.rpc_sync("worker1", torch.sum, args=(a,))
+    out["want"] = (torch.add(a, b, alpha=2), a * 3, a @ a.t(), a.sum())
+    try:
+        rpc.rpc_sync("worker1", torch.add, args=("x", "y"))
+        out["bad"] = None
+    except RuntimeError as e:
+        out["bad"] = str(e)
+    return out
+
+
+DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
+          torch.int64, torch.float16, torch.bfloat16, torch.float32,
+          torch.float64]
+
+
+def body_tensors(rank, world):
+    bad = []
+    g = torch.Generator().manual_seed(7)
+    for dt in DTYPES:
+        for n in [0, 1, 1000, 1 << 20]:
+            if dt == torch.bool:
+                t = torch.randint(0, 2, (n,), generator=g).bool()
+            elif dt.is_floating_point:
+                t = torch.randn(n, generator=g).to(dt)
+            else:
+                t = torch.randint(0, 100, (n,), generator=g).to(dt)
+            r = rpc.rpc_sync("worker1", ident, args=(t,))
+            if r.dtype != dt or not torch.equal(r, t):
+                bad.append(("pickled", dt, n))
+            r = rpc.rpc_sync("worker1", "py::double", args=(t,)) \
+                if dt not in (torch.bool,) else t * 2
+            if dt != torch.bool and not torch.equal(r, t * 2):
+                bad.append(("value", dt, n))
+    big = torch.randint(0, 255, (64 << 20,), dtype=torch.uint8,
+                        generator=g)
+    if not torch.equal(rpc.rpc_sync("worker1", ident, args=(big,)), big):
+        bad.append(("64MiB", "uint8", 64 << 20))
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    view = base[:, 1::2]
+    r = rpc.rpc_sync("worker1", ident, args=(view,))
+    if not torch.equal(r, view) or r.stride() != view.stride():
+        bad.append(("strided", r.stride(), view.stride()))
+    arr = np.arange(12, dtype=np.float64).reshape(3, 4)
+    r = rpc.rpc_sync("worker1", ident, args=(arr,))
+    if not isinstance(r, np.ndarray) or not np.array_equal(r, arr):
+        bad.append(("numpy", type(r).__name__))
+    r = rpc.rpc_sync("worker1", "py::double", args=(arr,))
+    if not isinstance(r, np.ndarray) or not np.array_equal(r, arr * 2):
+        bad.append(("numpy value", type(r).__name__))
+    return bad
+
+
+def body_rrefs(rank, world):
+    out = {}
+    r = rpc.remote("worker1", add, args=(torch.ones(3), 1))
+    out["owner"] = (r.owner().name, r.owner_name(), r.is_owner())
+    out["to_here"] = r.to_here()
+    out["confirmed"] = r.confirmed_by_owner()
+    out["passed"] = rpc.rpc_sync("worker2", pass_on, args=(r, "worker0"))
+    out["via_third"] = rpc.rpc_sync("worker2", use_rref, args=(r,))
+    ret = rpc.rpc_sync("worker2", make_rref, args=("worker1", 10))
+    out["returned"] = ret.to_here()
+    box = rpc.remote("worker1", make_box, args=(7,))
+    out["proxy_sync"] = box.rpc_sync().get(3)
+    out["proxy_async"] = box.rpc_async().get(2).wait()
+    out["proxy_remote"] = box.remote().get(5).to_here()
+    mine = rpc.remote("worker0", make_box, args=(2,))
+    out["local_value"] = mine.local_value().v
+    try:
+        r.local_value()
+        out["not_owner"] = None
+    except RuntimeError as e:
+        out["not_owner"] = str(e)
+    del r, ret, box, mine
+    time.sleep(0.5)
+    out["owned_after"] = [rpc.rpc_sync(w, owner_values, args=(0,))
+                          for w in ("worker0", "worker1", "worker2")]
+    return out
+
+
+def body_async(rank, world):
+    out = {}
+    out["async_exec"] = rpc.rpc_sync("worker1", async_add, args=("worker0",
+                                                                   1))
+    out["chain"] = rpc.rpc_sync("worker1", async_chain,
+                                args=("worker0", 1))
+    f = rpc.rpc_async("worker1", add, args=(1, 1))
+    out["then"] = f.then(lambda x: x.wait() + 1).then(
+        lambda x: x.wait() * 2).wait()
+    seen = []
+    f2 = rpc.rpc_async("worker1", add, args=(2, 2))
+    f2.add_done_callback(lambda x: seen.append(x.value()))
+    f2.wait()
+    time.sleep(0.2)
+    out["callback"] = seen
+    from tensorwire.futures import Future, collect_all, wait_all
+    fut = Future()
+    fut.set_result(5)
+    out["set_result"] = fut.wait()
+    fut = Future()
+    fut.set_exception(ValueError("v"))
+    try:
+        fut.wait()
+    except ValueError:
+        out["set_exception"] = True
+    out["wait_all"] = wait_all([rpc.rpc_async("worker1", add, args=(i, 1))
+                                for i in range(5)])
+    t0 = time.monotonic()
+    try:
+        wait_all([rpc.rpc_async("worker1", sleep, args=(3,)),
+                  rpc.rpc_async("worker1", raise_, args=("ValueError",
+                                                         "fast"))])
+        out["wait_all_fail"] = None
+    except ValueError as e:
+        out["wait_all_fail"] = (str(e), time.monotonic() - t0)
+    fs = collect_all([rpc.rpc_async("worker1", add, args=(1, i))
+                      for i in range(3)]).wait()
+    out["collect_all"] = [x.wait() for x in fs]
+    time.sleep(3)
+    return out
+
+
+def body_c_worker(rank, world):
+    """rank 1 is tw-worker (C): Python calls its C functions, and its
+    builtins."""
+    out = {}
+    out["add"] = rpc.rpc_sync("worker1", "demo::add", args=(2, 3))
+    t = torch.arange(4.0)
+    out["echo"] = rpc.rpc_sync("worker1", "demo::echo", args=(t,))
+    out["aten"] = rpc.rpc_sync("worker1", torch.add, args=(t, t))
+    try:
+        rpc.rpc_sync("worker1", "demo::check_positive", args=(-1,))
+        out["err"] = None
+    except ValueError as e:
+        out["err"] = str(e)
+    return out
+
+
+def body_wait(rank, world):
+    """Serve until the others are done (graceful shutdown waits)."""
+    return True
+
+
+def body_killed(rank, world):
+    """worker1 dies in the middle of a call: the caller gets an error, not
+    a hang."""
+    try:
+        rpc.rpc_sync("worker1", crash, timeout=20)
+        return None
+    except RuntimeError as e:
+        return str(e)

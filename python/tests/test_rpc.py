@@ -1,0 +1,128 @@
+"""tensorwire.rpc against torch.distributed.rpc's documented behaviour, with
+real worker processes on 127.0.0.1 (rpcgroup): self calls, nested calls,
+exceptions, timeouts, builtins, tensors, RRefs across three workers,
+async execution, futures, a C worker, a killed worker."""
+
+import pytest
+import torch
+
+pytest.importorskip("tensorwire._C")
+
+import rpcgroup  # noqa: E402
+
+
+def test_basics():
+    out = rpcgroup.run("body_basics")
+    assert out["sync"] == 3
+    assert out["kw"] == 6
+    assert out["async"] == 5
+    assert out["info"] == "worker1"
+    assert out["self"] == "worker0"
+    assert out["qual"] == 42
+    assert torch.equal(out["schema"], torch.full((2,), 3.0))
+    assert torch.equal(out["schema_kw"], torch.full((2,), 5.0))
+    assert "argument 'k'" in out["schema_bad"], out["schema_bad"]
+    assert out["nested"] == 7
+    assert out["remote"] == 8
+    assert out["remote_self"] == 9
+    assert out["me"] == (0, "worker0")
+    assert out["timeout"] == 60.0
+
+
+def test_errors_keep_their_type_worker_and_traceback():
+    seen = rpcgroup.run("body_errors")
+    for kind in ["ValueError", "TypeError", "KeyError", "IndexError",
+                 "AttributeError", "StopIteration", "RuntimeError"]:
+        t, msg = seen[kind]
+        assert t == kind, (kind, t, msg)
+        assert "On WorkerInfo(id=1, name=worker1)" in msg, msg
+        assert "text-" + kind in msg
+        assert "Traceback (most recent call last)" in msg
+    for kind, name in [("OSError", "OSError"), ("Custom", "CustomError")]:
+        t, msg = seen[kind]
+        assert t == "RuntimeError"
+        assert name in msg and "On WorkerInfo(id=1, name=worker1)" in msg
+    assert "On WorkerInfo" in seen["async"]
+
+
+def test_timeouts_per_call_default_and_none():
+    out = rpcgroup.run("body_timeouts")
+    assert out["per_call"] is not None and "timed out" in out["per_call"] \
+        or "timeout" in out["per_call"], out["per_call"]
+    assert out["per_call_s"] < 1.5
+    assert out["none"] == 0.3
+    assert out["default"] == pytest.approx(0.2)
+    assert out["default_err"] is not None
+
+
+def test_builtins_with_kwargs_and_broadcasting():
+    out = rpcgroup.run("body_builtins")
+    add, mul, mm, s = out["want"]
+    assert torch.equal(out["add"], add)
+    assert torch.equal(out["mul"], mul)
+    assert torch.equal(out["matmul"], mm)
+    assert torch.equal(out["sum"], s)
+    assert out["bad"] is not None
+
+
+def test_tensors_every_dtype_views_and_numpy_byte_exact():
+    assert rpcgroup.run("body_tensors", timeout=300) == []
+
+
+def test_rrefs_across_three_workers_and_freed():
+    out = rpcgroup.run("body_rrefs", world=3)
+    assert out["owner"] == ("worker1", "worker1", False)
+    assert torch.equal(out["to_here"], torch.full((3,), 2.0))
+    assert out["confirmed"] is True
+    assert torch.equal(out["passed"], torch.full((3,), 2.0))
+    assert torch.equal(out["via_third"], torch.full((3,), 2.0))
+    assert out["returned"] == 11
+    assert out["proxy_sync"] == 21
+    assert out["proxy_async"] == 14
+    assert out["proxy_remote"] == 35
+    assert out["local_value"] == 2
+    assert out["not_owner"] is not None
+    assert out["owned_after"] == [0, 0, 0]
+
+
+def test_async_execution_futures_wait_all_collect_all():
+    out = rpcgroup.run("body_async")
+    assert out["async_exec"] == 20
+    assert out["chain"] == 102
+    assert out["then"] == 6
+    assert out["callback"] == [4]
+    assert out["set_result"] == 5
+    assert out["set_exception"] is True
+    assert out["wait_all"] == [1, 2, 3, 4, 5]
+    msg, took = out["wait_all_fail"]
+    assert "fast" in msg and took < 2.5
+    assert out["collect_all"] == [1, 2, 3]
+
+
+def test_python_and_c_workers_call_each_other():
+    out = rpcgroup.run("body_c_worker", c_ranks=(1,))
+    assert out["add"] == 5
+    assert torch.equal(out["echo"], torch.arange(4.0))
+    assert torch.equal(out["aten"], torch.arange(4.0) * 2)
+    assert out["err"] is not None
+
+
+def test_c_worker_calls_python_functions():
+    """python/tests/c_caller.c calls py::double and the schema-bound
+    py::scaled served in Python on worker0, and checks the answers."""
+    assert rpcgroup.run("body_wait", c_ranks=(1,), c_kind="c_caller")
+
+
+def test_worker_killed_mid_call_fails_the_call():
+    msg = rpcgroup.run("body_killed", dead=(1,), nongraceful=(0,))
+    assert msg is not None and "worker1" in msg and "unreachable" in msg, \
+        msg
+
+
+def test_torchscript_functions_by_qualified_name():
+    out = rpcgroup.run("body_script")
+    t = torch.arange(3.0)
+    assert torch.equal(out["pos"], t * 3)
+    assert torch.equal(out["kw"], t * 4)
+    assert torch.equal(out["default"], t * 2)
+    assert "Expected a value of type 'int' for argument 'k'" in out["bad"]
