@@ -278,6 +278,21 @@ static PyObject *pyjob_fail(PyObject *self, PyObject *args)
 	Py_RETURN_NONE;
 }
 
+/* job.release(): a callback job drops its callback and future once run,
+ * so that an exception kept by the future (whose traceback reaches the
+ * worker's frame holding this job) forms no cycle through the job, which
+ * the collector does not see. */
+static PyObject *pyjob_release(PyObject *self, PyObject *args)
+{
+	(void)args;
+	struct job *j = ((pyjob *)self)->j;
+	if (j != NULL && j->kind == JOB_CB) {
+		Py_CLEAR(j->cb);
+		Py_CLEAR(j->fut);
+	}
+	Py_RETURN_NONE;
+}
+
 static PyGetSetDef pyjob_getset[] = {
 	{"kind", pyjob_get, NULL, NULL, "kind"},
 	{"fn", pyjob_get, NULL, NULL, "fn"},
@@ -292,6 +307,8 @@ static PyMethodDef pyjob_methods[] = {
 	{"complete", pyjob_complete, METH_O, "Answer the call with a value."},
 	{"fail", pyjob_fail, METH_VARARGS,
 	 "Answer the call with an error (kind, message)."},
+	{"release", pyjob_release, METH_NOARGS,
+	 "A callback job drops its callback and future (after it ran)."},
 	{NULL, NULL, 0, NULL},
 };
 

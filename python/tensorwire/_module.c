@@ -66,23 +66,23 @@ static tw_status setup_cb(tw_agent *a, void *arg)
 static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 {
 	(void)self;
-	static char *kws[] = {"name",       "rank",
-			      "world_size", "rendezvous",
-			      "timeout_ms", "init_timeout_ms",
-			      "num_loops",  "executor_threads",
-			      "transport",  "secret",
-			      "insecure",   "serve",
-			      NULL};
+	static char *kws[] = {"name",        "rank",
+			      "world_size",  "rendezvous",
+			      "timeout_ms",  "init_timeout_ms",
+			      "num_loops",   "executor_threads",
+			      "transport",   "secret",
+			      "insecure",    "serve",
+			      "yield_loops", NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
 	long long timeout_ms = 60000, init_ms = 60000;
 	unsigned loops = 1, exec = 2;
-	int insecure = 0;
+	int insecure = 0, yield_loops = 1;
 	PyObject *serve = NULL;
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kw, "sIIs|LLIIzzpO!", kws, &name, &rank, &world, &rdv,
-		    &timeout_ms, &init_ms, &loops, &exec, &transport, &secret,
-		    &insecure, &PyDict_Type, &serve))
+		    args, kw, "sIIs|LLIIzzpO!p", kws, &name, &rank, &world,
+		    &rdv, &timeout_ms, &init_ms, &loops, &exec, &transport,
+		    &secret, &insecure, &PyDict_Type, &serve, &yield_loops))
 		return NULL;
 	if (twpy_agent != NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
@@ -132,6 +132,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	o.transport = transport;
 	o.secret = secret;
 	o.insecure = insecure != 0;
+	o.yield = yield_loops != 0;
 	o.setup = setup_cb;
 	o.setup_arg = &s;
 	tw_agent *a = NULL;
