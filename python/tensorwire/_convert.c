@@ -3,7 +3,49 @@
  * Python drops it. */
 #include "_tw.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+/*
+ * A producer's DLManagedTensor (numpy's, torch's), wrapped. tensorwire
+ * calls the deleter of what it imports from whichever thread drops the
+ * last reference, a run loop as often as not, and the producer's deleter
+ * may take the GIL (numpy's does; torch's can): a run loop never does.
+ * Ours only queues the producer's for a Python thread (twpy_drain).
+ */
+struct wrapped {
+	DLManagedTensor mt; /* what tensorwire sees */
+	DLManagedTensor *inner;
+	struct wrapped *next;
+};
+
+static pthread_mutex_t rel_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct wrapped *rel_head;
+
+static void wrapped_deleter(DLManagedTensor *self)
+{
+	struct wrapped *w = (struct wrapped *)self;
+	pthread_mutex_lock(&rel_mu);
+	w->next = rel_head;
+	rel_head = w;
+	pthread_mutex_unlock(&rel_mu);
+}
+
+void twpy_drain(void)
+{
+	pthread_mutex_lock(&rel_mu);
+	struct wrapped *w = rel_head;
+	rel_head = NULL;
+	pthread_mutex_unlock(&rel_mu);
+	while (w != NULL) {
+		struct wrapped *n = w->next;
+		if (w->inner->deleter != NULL)
+			w->inner->deleter(w->inner);
+		free(w);
+		w = n;
+	}
+}
 
 static PyObject *torch_tensor_type, *torch_from_dlpack, *torch_bool,
 	*torch_uint8;
@@ -132,9 +174,19 @@ static int tensor_to_value(PyObject *o, bool is_torch, tw_value *out)
 	DLManagedTensor *mt = PyCapsule_GetPointer(cap, "dltensor");
 	if (mt == NULL)
 		goto fail;
+	struct wrapped *w = malloc(sizeof(*w));
+	if (w == NULL) {
+		PyErr_NoMemory();
+		goto fail;
+	}
+	w->mt = *mt;
+	w->mt.manager_ctx = NULL;
+	w->mt.deleter = wrapped_deleter;
+	w->inner = mt;
 	tw_tensor t;
-	tw_status st = tw_tensor_from_dlpack(mt, &t);
+	tw_status st = tw_tensor_from_dlpack(&w->mt, &t);
 	if (st != TW_OK) {
+		free(w); /* mt is still the capsule's */
 		/* Negative strides (a flipped numpy view) and the like:
 		 * tensorwire does not carry them. */
 		PyErr_Format(PyExc_ValueError, "cannot send this %s: %s",
@@ -269,6 +321,8 @@ static int to_value(PyObject *o, tw_value *out, struct twpy_conv *cv, int depth)
 		cv->seen |= TWPY_NUMPY;
 		return tensor_to_value(o, false, out);
 	} else if (twpy_rref_handle(o) != NULL) {
+		if (twpy_rref_live(o) == NULL)
+			return -1;
 		st = tw_rref_value(twpy_rref_handle(o), out);
 		if (st != TW_OK)
 			return fail_status(st, "RRef");

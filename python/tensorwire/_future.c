@@ -89,7 +89,9 @@ static PyObject *cfuture_then(PyObject *self, PyObject *cb)
 PyObject *twpy_wait_all(PyObject *self, PyObject *list)
 {
 	(void)self;
-	PyObject *seq = PySequence_Fast(list, "wait_all takes a list");
+	/* A tuple of our own: nobody can take a future out of it while
+	 * the GIL is released below. */
+	PyObject *seq = PySequence_Tuple(list);
 	if (seq == NULL)
 		return NULL;
 	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);

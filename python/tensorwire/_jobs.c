@@ -328,6 +328,7 @@ PyObject *twpy_next_job(PyObject *self, PyObject *args)
 	(void)self;
 	(void)args;
 	struct job *j;
+	twpy_drain();
 	Py_BEGIN_ALLOW_THREADS;
 	pthread_mutex_lock(&qmu);
 	while (qhead == NULL && qopen)
@@ -341,6 +342,7 @@ PyObject *twpy_next_job(PyObject *self, PyObject *args)
 	}
 	pthread_mutex_unlock(&qmu);
 	Py_END_ALLOW_THREADS;
+	twpy_drain();
 	if (j == NULL)
 		Py_RETURN_NONE;
 	pyjob *o = PyObject_New(pyjob, &twpy_job_type);

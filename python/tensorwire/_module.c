@@ -7,6 +7,7 @@
 #include <string.h>
 
 tw_agent *twpy_agent;
+uint64_t twpy_gen;
 PyObject *twpy_error_type;
 
 uint32_t twpy_self_id(tw_agent *a)
@@ -170,7 +171,9 @@ static PyObject *py_shutdown(PyObject *self, PyObject *args)
 		     : tw_agent_shutdown(a, graceful != 0);
 	Py_END_ALLOW_THREADS;
 	twpy_agent = NULL;
+	twpy_gen++;
 	twpy_jobs_close();
+	twpy_drain();
 	if (st != TW_OK)
 		return twpy_raise(st, tw_errmsg(st), 0);
 	Py_RETURN_NONE;
@@ -193,8 +196,9 @@ static PyObject *py_worker_info(PyObject *self, PyObject *arg)
 		long id = PyLong_AsLong(arg);
 		if (id < 0 && PyErr_Occurred())
 			return NULL;
-		st = id < 0 ? TW_ENOENT
-			    : tw_agent_worker_info_by_id(a, (uint32_t)id, &wi);
+		st = id < 0 || id > (long)UINT32_MAX
+			     ? TW_ENOENT
+			     : tw_agent_worker_info_by_id(a, (uint32_t)id, &wi);
 	} else if (PyUnicode_Check(arg)) {
 		st = tw_agent_worker_info(a, PyUnicode_AsUTF8(arg), &wi);
 	} else {
@@ -268,22 +272,26 @@ static int call_args(PyObject *pa, PyObject *pk, tw_value *a, tw_value *k,
 static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 {
 	(void)self;
-	unsigned to;
+	long long to;
 	const char *fn;
 	PyObject *pa, *pk;
 	long long ms;
-	if (!PyArg_ParseTuple(args, "IsO!OL", &to, &fn, &PyTuple_Type, &pa, &pk,
+	if (!PyArg_ParseTuple(args, "LsO!OL", &to, &fn, &PyTuple_Type, &pa, &pk,
 			      &ms))
 		return NULL;
+	if (to < 0 || to > UINT32_MAX)
+		return twpy_raise(TW_ENOENT, "no worker with that id",
+				  twpy_self_id(twpy_agent));
 	tw_agent *a = agent_or_raise();
 	if (a == NULL)
 		return NULL;
+	twpy_drain();
 	tw_value va, vk;
 	int mode;
 	if (call_args(pa, pk, &va, &vk, &mode) < 0)
 		return NULL;
 	tw_future *f;
-	tw_status st = tw_rpc_async_id(a, to, fn, &va, &vk, ms, &f);
+	tw_status st = tw_rpc_async_id(a, (uint32_t)to, fn, &va, &vk, ms, &f);
 	tw_value_destroy(&va);
 	tw_value_destroy(&vk);
 	if (st != TW_OK)
@@ -295,13 +303,16 @@ static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 static PyObject *py_remote(PyObject *self, PyObject *args)
 {
 	(void)self;
-	unsigned to;
+	long long to;
 	const char *fn;
 	PyObject *pa, *pk;
 	long long ms;
-	if (!PyArg_ParseTuple(args, "IsO!OL", &to, &fn, &PyTuple_Type, &pa, &pk,
+	if (!PyArg_ParseTuple(args, "LsO!OL", &to, &fn, &PyTuple_Type, &pa, &pk,
 			      &ms))
 		return NULL;
+	if (to < 0 || to > UINT32_MAX)
+		return twpy_raise(TW_ENOENT, "no worker with that id",
+				  twpy_self_id(twpy_agent));
 	tw_agent *a = agent_or_raise();
 	if (a == NULL)
 		return NULL;
@@ -310,7 +321,7 @@ static PyObject *py_remote(PyObject *self, PyObject *args)
 	if (call_args(pa, pk, &va, &vk, &mode) < 0)
 		return NULL;
 	tw_rref *r;
-	tw_status st = tw_remote_id(a, to, fn, &va, &vk, ms, &r);
+	tw_status st = tw_remote_id(a, (uint32_t)to, fn, &va, &vk, ms, &r);
 	tw_value_destroy(&va);
 	tw_value_destroy(&vk);
 	if (st != TW_OK)

@@ -5,7 +5,23 @@
 
 typedef struct {
 	PyObject_HEAD tw_rref *r;
+	uint64_t gen; /* the agent's (twpy_gen) it was made under */
 } pyrref;
+
+/* The handle of o if its agent is still the running one; else NULL with
+ * RuntimeError set (after shutdown only release is allowed on a handle:
+ * rref.h). */
+static tw_rref *live(PyObject *o)
+{
+	pyrref *p = (pyrref *)o;
+	if (twpy_agent == NULL || p->gen != twpy_gen) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"this RRef belongs to an RPC agent that has "
+				"shut down");
+		return NULL;
+	}
+	return p->r;
+}
 
 /* The class RRefs are made as: tensorwire.rpc's RRef, a subclass. */
 static PyTypeObject *rref_cls = &twpy_rref_type;
@@ -31,7 +47,13 @@ PyObject *twpy_rref_new(tw_rref *r)
 		return NULL;
 	}
 	o->r = r;
+	o->gen = twpy_gen;
 	return (PyObject *)o;
+}
+
+tw_rref *twpy_rref_live(PyObject *o)
+{
+	return live(o);
 }
 
 tw_rref *twpy_rref_handle(PyObject *o)
@@ -49,12 +71,15 @@ static void pyrref_dealloc(PyObject *self)
 /* to_here_async(timeout_ms, mode) -> CFuture */
 static PyObject *pyrref_to_here(PyObject *self, PyObject *args)
 {
+	tw_rref *live_r = live(self);
+	if (live_r == NULL)
+		return NULL;
 	long long ms = -1;
 	int mode = TWPY_TORCH;
 	if (!PyArg_ParseTuple(args, "|Li", &ms, &mode))
 		return NULL;
 	tw_future *f;
-	tw_status st = tw_rref_to_here_async(((pyrref *)self)->r, ms, &f);
+	tw_status st = tw_rref_to_here_async(live_r, ms, &f);
 	if (st != TW_OK)
 		return twpy_raise_status(st);
 	return twpy_future_new(f, mode);
@@ -63,9 +88,12 @@ static PyObject *pyrref_to_here(PyObject *self, PyObject *args)
 /* local_value() -> the owner's value (a copy of its tensors' handles) */
 static PyObject *pyrref_local_value(PyObject *self, PyObject *args)
 {
+	tw_rref *live_r = live(self);
+	if (live_r == NULL)
+		return NULL;
 	(void)args;
 	const tw_value *v;
-	tw_status st = tw_rref_local_value(((pyrref *)self)->r, &v);
+	tw_status st = tw_rref_local_value(live_r, &v);
 	if (st != TW_OK)
 		return twpy_raise_status(st);
 	return twpy_from_value(v, TWPY_TORCH);
@@ -73,9 +101,12 @@ static PyObject *pyrref_local_value(PyObject *self, PyObject *args)
 
 static PyObject *pyrref_owner(PyObject *self, PyObject *args)
 {
+	tw_rref *live_r = live(self);
+	if (live_r == NULL)
+		return NULL;
 	(void)args;
 	tw_worker_info wi;
-	tw_status st = tw_rref_owner(((pyrref *)self)->r, &wi);
+	tw_status st = tw_rref_owner(live_r, &wi);
 	if (st != TW_OK)
 		return twpy_raise_status(st);
 	return Py_BuildValue("(Is)", wi.id, wi.name);
@@ -83,8 +114,11 @@ static PyObject *pyrref_owner(PyObject *self, PyObject *args)
 
 static PyObject *pyrref_flags(PyObject *self, PyObject *args)
 {
+	tw_rref *live_r = live(self);
+	if (live_r == NULL)
+		return NULL;
 	(void)args;
-	tw_rref *r = ((pyrref *)self)->r;
+	tw_rref *r = live_r;
 	return Py_BuildValue("(OO)", tw_rref_is_owner(r) ? Py_True : Py_False,
 			     tw_rref_confirmed_by_owner(r) ? Py_True
 							   : Py_False);
@@ -92,8 +126,11 @@ static PyObject *pyrref_flags(PyObject *self, PyObject *args)
 
 static PyObject *pyrref_id(PyObject *self, PyObject *args)
 {
+	tw_rref *live_r = live(self);
+	if (live_r == NULL)
+		return NULL;
 	(void)args;
-	tw_rref_id id = tw_rref_get_id(((pyrref *)self)->r);
+	tw_rref_id id = tw_rref_get_id(live_r);
 	return Py_BuildValue("(I(IK)(IK))", id.owner, id.rref.created_on,
 			     (unsigned long long)id.rref.local_id,
 			     id.fork.created_on,
@@ -121,6 +158,9 @@ static int proxy_args(PyObject *args, const char **fn, tw_value *a, tw_value *k,
 
 static PyObject *pyrref_rpc_async(PyObject *self, PyObject *args)
 {
+	tw_rref *live_r = live(self);
+	if (live_r == NULL)
+		return NULL;
 	const char *fn;
 	tw_value a, k;
 	long long ms;
@@ -128,8 +168,7 @@ static PyObject *pyrref_rpc_async(PyObject *self, PyObject *args)
 	if (proxy_args(args, &fn, &a, &k, &ms, &cv) < 0)
 		return NULL;
 	tw_future *f;
-	tw_status st = tw_rref_rpc_async(((pyrref *)self)->r, fn, &a, &k, ms,
-					 &f);
+	tw_status st = tw_rref_rpc_async(live_r, fn, &a, &k, ms, &f);
 	tw_value_destroy(&a);
 	tw_value_destroy(&k);
 	if (st != TW_OK)
@@ -140,6 +179,9 @@ static PyObject *pyrref_rpc_async(PyObject *self, PyObject *args)
 
 static PyObject *pyrref_remote(PyObject *self, PyObject *args)
 {
+	tw_rref *live_r = live(self);
+	if (live_r == NULL)
+		return NULL;
 	const char *fn;
 	tw_value a, k;
 	long long ms;
@@ -147,7 +189,7 @@ static PyObject *pyrref_remote(PyObject *self, PyObject *args)
 	if (proxy_args(args, &fn, &a, &k, &ms, &cv) < 0)
 		return NULL;
 	tw_rref *r;
-	tw_status st = tw_rref_remote(((pyrref *)self)->r, fn, &a, &k, ms, &r);
+	tw_status st = tw_rref_remote(live_r, fn, &a, &k, ms, &r);
 	tw_value_destroy(&a);
 	tw_value_destroy(&k);
 	if (st != TW_OK)

@@ -16,6 +16,8 @@
 
 /* The one agent of this process (torch's rpc has one per process too). */
 extern tw_agent *twpy_agent;
+/* Bumped by each shutdown: objects made under an earlier agent refuse. */
+extern uint64_t twpy_gen;
 /* This worker's id (0 without an agent). */
 uint32_t twpy_self_id(tw_agent *a);
 
@@ -34,6 +36,9 @@ int twpy_to_value(PyObject *o, tw_value *out, struct twpy_conv *cv);
 /* tw_value -> new Python object (tensors as torch, or numpy when mode is
  * TWPY_NUMPY), sharing tensor bytes (DLPack). NULL with an exception. */
 PyObject *twpy_from_value(const tw_value *v, int mode);
+/* Run the deleters of the tensors tensorwire let go of (queued by
+ * whichever thread dropped them, a run loop perhaps): under the GIL. */
+void twpy_drain(void);
 /* Import torch / numpy hooks; -1 with an exception. */
 int twpy_convert_init(void);
 
@@ -51,6 +56,9 @@ extern PyTypeObject twpy_rref_type;
 PyObject *twpy_rref_new(tw_rref *r);
 /* The handle of an RRef object (borrowed), or NULL if o is not one. */
 tw_rref *twpy_rref_handle(PyObject *o);
+/* The handle of RRef object o if its agent still runs, else NULL with
+ * RuntimeError set. */
+tw_rref *twpy_rref_live(PyObject *o);
 /* _C._set_rref_class(cls): RRefs are made as cls (a CRRef subclass). */
 PyObject *twpy_set_rref_class(PyObject *self, PyObject *cls);
 

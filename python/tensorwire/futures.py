@@ -20,6 +20,7 @@ class Future:
         self._callbacks = []
         self._cf = _cf
         self._map = _map
+        self._srcs = ()  # futures this one waits for (then, collect_all)
         if _cf is not None:
             _cf.add_done_callback(lambda cf: self._settle_from_c())
 
@@ -28,9 +29,9 @@ class Future:
         with self._cond:
             if self._done:
                 return
-        ok, out = self._cf.outcome()
         value = exc = None
         try:
+            ok, out = self._cf.outcome()
             if self._map is not None:
                 value = self._map(ok, out)
             elif ok:
@@ -83,6 +84,13 @@ class Future:
             # waiting must not need a free Python worker.
             self._cf.wait(-1)
             self._settle_from_c()
+        for src in self._srcs:
+            # A then()/collect_all future: its sources settled here run
+            # its callbacks in this thread, so waiting needs no worker.
+            try:
+                src.wait()
+            except BaseException:
+                pass
         with self._cond:
             while not self._done:
                 self._cond.wait()
@@ -104,6 +112,7 @@ class Future:
 
     def then(self, callback):
         out = Future()
+        out._srcs = (self,)
 
         def chain(fut):
             try:
@@ -139,6 +148,7 @@ def collect_all(futures):
     them (failed ones included), as torch's collect_all."""
     futures = list(futures)
     out = Future()
+    out._srcs = tuple(futures)
     if not futures:
         out.set_result([])
         return out

@@ -141,7 +141,10 @@ def _worker_loop():
         job = _C._next_job()
         if job is None:
             return
-        _handle(job)
+        try:
+            _handle(job)
+        except BaseException:  # a worker thread never dies of a job
+            traceback.print_exc()
         # Dropped before waiting again: a job keeps its future (and the
         # message it came in) alive.
         del job
