@@ -96,6 +96,11 @@ class Box:
     def get(self, k=1):
         return self.v * k
 
+    @rpc.functions.async_execution
+    def get_later(self, k=1):
+        f = rpc.rpc_async(rpc.get_worker_info(), add, args=(self.v, k))
+        return f
+
 
 def make_box(v):
     return Box(v)
@@ -268,6 +273,7 @@ def body_rrefs(rank, world):
     out["proxy_sync"] = box.rpc_sync().get(3)
     out["proxy_async"] = box.rpc_async().get(2).wait()
     out["proxy_remote"] = box.remote().get(5).to_here()
+    out["proxy_async_exec"] = box.rpc_sync().get_later(3)
     mine = rpc.remote("worker0", make_box, args=(2,))
     out["local_value"] = mine.local_value().v
     try:

@@ -80,6 +80,7 @@ def test_rrefs_across_three_workers_and_freed():
     assert out["proxy_sync"] == 21
     assert out["proxy_async"] == 14
     assert out["proxy_remote"] == 35
+    assert out["proxy_async_exec"] == 10
     assert out["local_value"] == 2
     assert out["not_owner"] is not None
     assert out["owned_after"] == [0, 0, 0]

@@ -361,9 +361,19 @@ class RRef(_C.CRRef):
 
 def _invoke_on_value(rref, name, args, kwargs):
     """On the owner: the proxies' call, name(value, *args, **kwargs) for a
-    method of the value's type, as torch's proxies do."""
+    method of the value's type, as torch's proxies do; an
+    @async_execution method answers when its Future completes."""
     value = rref.local_value()
-    return getattr(type(value), name)(value, *args, **kwargs)
+    fn = getattr(type(value), name)
+    out = fn(value, *args, **kwargs)
+    if getattr(fn, "_tw_async", False):
+        return out
+    done = Future()
+    done.set_result(out)
+    return done
+
+
+_invoke_on_value._tw_async = True
 
 
 class _Proxy:
