@@ -832,6 +832,38 @@ static tw_status check_call(tw_agent *a, const char *fn, const tw_value *args,
 	return TW_OK;
 }
 
+/* A call record for dst (frames of type mtype, answered by rtype) posted
+ * to loop l: its effective timeout (negative: the agent's default, read
+ * now), request id and deadline on l's clock (a test's fake clock too;
+ * beyond ~100 years, none). NULL, the reason recorded, when out of
+ * memory. */
+static inline struct call *call_record_new(tw_agent *a, struct agent_loop *l,
+					   uint32_t dst, uint8_t mtype,
+					   uint8_t rtype, int64_t timeout_ms)
+{
+	struct call *c = call_get(a);
+	if (c == NULL) {
+		tw_fail_static(TW_ENOMEM, "out of memory for a call record");
+		return NULL;
+	}
+	int64_t eff = timeout_ms < 0
+			      ? atomic_load_explicit(&a->default_timeout_ms,
+						     memory_order_relaxed)
+			      : timeout_ms;
+	if (eff < 0)
+		eff = 0;
+	c->timeout_ms = eff;
+	c->dst = dst;
+	c->mtype = mtype;
+	c->rtype = rtype;
+	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
+					      memory_order_relaxed);
+	if (eff > 0 && eff < (int64_t)3153600000000)
+		c->deadline_ns = tw_loop_clock(l->loop) +
+				 (uint64_t)eff * 1000000u;
+	return c;
+}
+
 /* Whom a call goes to: a name to look up (name != NULL) or an id. */
 struct dest {
 	const char *name;
@@ -907,31 +939,14 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 		goto out;
 	}
 
-	struct call *c = call_get(a);
+	struct agent_loop *l = pick_loop(a);
+	struct call *c = call_record_new(a, l, dst, TW_MSG_CALL, TW_MSG_RET,
+					 timeout_ms);
 	if (c == NULL) {
-		st = tw_fail_static(TW_ENOMEM,
-				    "out of memory for a call record");
+		st = TW_ENOMEM;
 		goto out;
 	}
-	int64_t eff = timeout_ms < 0
-			      ? atomic_load_explicit(&a->default_timeout_ms,
-						     memory_order_relaxed)
-			      : timeout_ms;
-	if (eff < 0)
-		eff = 0;
-	c->timeout_ms = eff;
-	c->dst = dst;
-	c->mtype = TW_MSG_CALL;
-	c->rtype = TW_MSG_RET;
 	c->self = dst == a->rank;
-	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
-					      memory_order_relaxed);
-	struct agent_loop *l = pick_loop(a);
-	/* Deadlines beyond ~100 years are no deadline. On the loop's clock,
-	 * which arms the timer (a test's fake clock too). */
-	if (eff > 0 && eff < (int64_t)3153600000000)
-		c->deadline_ns = tw_loop_clock(l->loop) +
-				 (uint64_t)eff * 1000000u;
 	st = c->self ? prepare_self(c, fn, args, kwargs)
 		     : encode_call(c, fn, args, kwargs);
 	c->has_msg = !c->self && st == TW_OK;
@@ -1123,31 +1138,15 @@ tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 		st = agent_dead_fail(a, dst);
 		goto out;
 	}
-	struct call *c = call_get(a);
-	if (c == NULL) {
-		st = tw_fail_static(TW_ENOMEM,
-				    "out of memory for a call record");
-		goto out;
-	}
-	int64_t eff = timeout_ms < 0
-			      ? atomic_load_explicit(&a->default_timeout_ms,
-						     memory_order_relaxed)
-			      : timeout_ms;
-	if (eff < 0)
-		eff = 0;
-	c->timeout_ms = eff;
-	c->dst = dst;
-	c->mtype = mtype;
-	c->rtype = rtype;
-	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
-					      memory_order_relaxed);
 	/* Every request to one owner through one loop, hence one
 	 * connection: they reach it in the order they were made (a fetch
 	 * behind its REMOTE_CALL). */
 	struct agent_loop *l = &a->loops[dst % a->nloops];
-	if (eff > 0 && eff < (int64_t)3153600000000)
-		c->deadline_ns = tw_loop_clock(l->loop) +
-				 (uint64_t)eff * 1000000u;
+	struct call *c = call_record_new(a, l, dst, mtype, rtype, timeout_ms);
+	if (c == NULL) {
+		st = TW_ENOMEM;
+		goto out;
+	}
 	st = encode_payload(c, payload);
 	c->has_msg = st == TW_OK;
 	if (st == TW_OK && c->tx.msg.total_len > a->o.max_frame)

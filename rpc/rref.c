@@ -610,18 +610,19 @@ static void ent_start(struct owner_ent *e, const char *fn, const tw_value *args,
 		abort(); /* the first callback needs no allocation */
 }
 
-/* An owner handle for RRef rref created by another worker whose
- * REMOTE_CALL has not arrived (the RRef came home first, on another
- * connection): the entry is made now, its value a future the REMOTE_CALL
- * fills (torch creates the OwnerRRef on whichever message comes first).
- * NULL when that cannot be (tombstoned, a bound, no memory). Not under
- * mu. */
-static tw_rref *owner_placeholder(tw_agent *a, tw_guid rref)
+/* A new owner handle on value `rref` this worker owns (one reference),
+ * counted in its entry. When the entry does not exist and may_create
+ * (an RRef created by another worker, sent home before its REMOTE_CALL
+ * arrived on another connection), it is made now, a placeholder whose
+ * value is a future the REMOTE_CALL fills: torch creates the OwnerRRef on
+ * whichever message comes first. NULL when there is none (freed, never,
+ * tombstoned, a bound, no memory). Not under mu. */
+static tw_rref *owner_handle_new(tw_agent *a, tw_guid rref, bool may_create)
 {
 	struct rref_ctx *x = a->rref;
 	tw_rref *r = calloc(1, sizeof(*r));
 	tw_future *val = NULL;
-	if (r == NULL || tw_future_create(&val) != TW_OK) {
+	if (r == NULL || (may_create && tw_future_create(&val) != TW_OK)) {
 		free(r);
 		return NULL;
 	}
@@ -629,7 +630,7 @@ static tw_rref *owner_placeholder(tw_agent *a, tw_guid rref)
 	struct owner_ent *e = ent_find(x, rref);
 	tw_status st = TW_OK;
 	bool made = false;
-	if (e == NULL && !tomb_has(x, rref)) {
+	if (e == NULL && may_create && !tomb_has(x, rref)) {
 		e = ent_new(a, rref, rref.created_on, NULL, &st);
 		if (e != NULL) {
 			e->placeholder = true;
@@ -639,11 +640,13 @@ static tw_rref *owner_placeholder(tw_agent *a, tw_guid rref)
 	}
 	if (e != NULL)
 		e->self_refs++;
+	else
+		x->st.refused++;
 	pthread_mutex_unlock(&x->mu);
 	if (made) {
 		if (tw_future_then(val, owner_value_cb, e) != TW_OK)
 			abort(); /* the first callback needs no allocation */
-	} else {
+	} else if (val != NULL) {
 		tw_future_release(val);
 	}
 	if (e == NULL) {
@@ -1541,36 +1544,6 @@ tw_status tw_rref_from_value(const tw_value *v, tw_rref **out)
 	return TW_OK;
 }
 
-/* A new owner handle on owned value `rref` (one reference), counted in
- * its entry; NULL when this worker does not own it (or no memory). Not
- * under mu. */
-static tw_rref *owner_handle_new(tw_agent *a, tw_guid rref)
-{
-	struct rref_ctx *x = a->rref;
-	tw_rref *r = calloc(1, sizeof(*r));
-	if (r == NULL)
-		return NULL;
-	pthread_mutex_lock(&x->mu);
-	struct owner_ent *e = ent_find(x, rref);
-	if (e != NULL)
-		e->self_refs++;
-	else
-		x->st.refused++;
-	pthread_mutex_unlock(&x->mu);
-	if (e == NULL) {
-		free(r);
-		return NULL;
-	}
-	r->a = a;
-	r->x = x;
-	r->id = (tw_rref_id){.owner = a->rank, .rref = rref, .fork = rref};
-	r->owner = true;
-	atomic_init(&r->refs, 1);
-	atomic_init(&r->state, USER_CONFIRMED);
-	atomic_fetch_add(&x->refs, 1);
-	return r;
-}
-
 /* A user handle for fork id, received: pending until confirm() or a
  * failed r->cf. Two references: the caller's, and the confirmation
  * callback's (created_cb). */
@@ -1675,9 +1648,8 @@ static void adopt_node(struct adopt *ad, tw_value *v)
 		} else if (id.owner == a->rank) {
 			/* Sent to its owner: the owner's own handle; the
 			 * sender's child ends. */
-			r = owner_handle_new(a, id.rref);
-			if (r == NULL && id.rref.created_on != a->rank)
-				r = owner_placeholder(a, id.rref);
+			r = owner_handle_new(a, id.rref,
+					     id.rref.created_on != a->rank);
 			ctl_start(a, TW_MSG_RREF_CHILD_ACCEPT, src, id, 0,
 				  NULL);
 		} else if (src == id.owner) {

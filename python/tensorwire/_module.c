@@ -267,63 +267,72 @@ static int call_args(PyObject *pa, PyObject *pk, tw_value *a, tw_value *k,
 	return 0;
 }
 
+/* A call's parts from Python: (to_id, fn, args_tuple, kwargs_dict_or_None,
+ * timeout_ms), the arguments as values (destroy them) and how its result's
+ * tensors come back. NULL with an exception set. */
+struct pycall {
+	uint32_t to;
+	const char *fn;
+	int64_t ms;
+	tw_value args, kwargs;
+	int mode;
+};
+
+static tw_agent *parse_call(PyObject *args, struct pycall *c)
+{
+	long long to, ms;
+	PyObject *pa, *pk;
+	if (!PyArg_ParseTuple(args, "LsO!OL", &to, &c->fn, &PyTuple_Type, &pa,
+			      &pk, &ms))
+		return NULL;
+	if (to < 0 || to > UINT32_MAX) {
+		twpy_raise(TW_ENOENT, "no worker with that id",
+			   twpy_self_id(twpy_agent));
+		return NULL;
+	}
+	tw_agent *a = agent_or_raise();
+	if (a == NULL)
+		return NULL;
+	twpy_drain();
+	c->to = (uint32_t)to;
+	c->ms = ms;
+	if (call_args(pa, pk, &c->args, &c->kwargs, &c->mode) < 0)
+		return NULL;
+	return a;
+}
+
 /* rpc_async(to_id, fn, args_tuple, kwargs_dict_or_None, timeout_ms)
  * -> CFuture */
 static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 {
 	(void)self;
-	long long to;
-	const char *fn;
-	PyObject *pa, *pk;
-	long long ms;
-	if (!PyArg_ParseTuple(args, "LsO!OL", &to, &fn, &PyTuple_Type, &pa, &pk,
-			      &ms))
-		return NULL;
-	if (to < 0 || to > UINT32_MAX)
-		return twpy_raise(TW_ENOENT, "no worker with that id",
-				  twpy_self_id(twpy_agent));
-	tw_agent *a = agent_or_raise();
+	struct pycall c;
+	tw_agent *a = parse_call(args, &c);
 	if (a == NULL)
 		return NULL;
-	twpy_drain();
-	tw_value va, vk;
-	int mode;
-	if (call_args(pa, pk, &va, &vk, &mode) < 0)
-		return NULL;
 	tw_future *f;
-	tw_status st = tw_rpc_async_id(a, (uint32_t)to, fn, &va, &vk, ms, &f);
-	tw_value_destroy(&va);
-	tw_value_destroy(&vk);
+	tw_status st = tw_rpc_async_id(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
+				       &f);
+	tw_value_destroy(&c.args);
+	tw_value_destroy(&c.kwargs);
 	if (st != TW_OK)
 		return twpy_raise_status(st);
-	return twpy_future_new(f, mode);
+	return twpy_future_new(f, c.mode);
 }
 
 /* remote(to_id, fn, args_tuple, kwargs_dict_or_None, timeout_ms) -> RRef */
 static PyObject *py_remote(PyObject *self, PyObject *args)
 {
 	(void)self;
-	long long to;
-	const char *fn;
-	PyObject *pa, *pk;
-	long long ms;
-	if (!PyArg_ParseTuple(args, "LsO!OL", &to, &fn, &PyTuple_Type, &pa, &pk,
-			      &ms))
-		return NULL;
-	if (to < 0 || to > UINT32_MAX)
-		return twpy_raise(TW_ENOENT, "no worker with that id",
-				  twpy_self_id(twpy_agent));
-	tw_agent *a = agent_or_raise();
+	struct pycall c;
+	tw_agent *a = parse_call(args, &c);
 	if (a == NULL)
 		return NULL;
-	tw_value va, vk;
-	int mode;
-	if (call_args(pa, pk, &va, &vk, &mode) < 0)
-		return NULL;
 	tw_rref *r;
-	tw_status st = tw_remote_id(a, (uint32_t)to, fn, &va, &vk, ms, &r);
-	tw_value_destroy(&va);
-	tw_value_destroy(&vk);
+	tw_status st = tw_remote_id(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
+				    &r);
+	tw_value_destroy(&c.args);
+	tw_value_destroy(&c.kwargs);
 	if (st != TW_OK)
 		return twpy_raise_status(st);
 	return twpy_rref_new(r);

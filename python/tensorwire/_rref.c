@@ -137,74 +137,12 @@ static PyObject *pyrref_id(PyObject *self, PyObject *args)
 			     (unsigned long long)id.fork.local_id);
 }
 
-/* Proxies: rpc_async(fn, args, kwargs, timeout_ms) -> CFuture and
- * remote(fn, args, kwargs, timeout_ms) -> RRef, on the owner with the
- * value first. */
-static int proxy_args(PyObject *args, const char **fn, tw_value *a, tw_value *k,
-		      long long *ms, struct twpy_conv *cv)
-{
-	PyObject *pa, *pk;
-	if (!PyArg_ParseTuple(args, "sO!O!L", fn, &PyTuple_Type, &pa,
-			      &PyDict_Type, &pk, ms))
-		return -1;
-	if (twpy_to_value(pa, a, cv) < 0)
-		return -1;
-	if (twpy_to_value(pk, k, cv) < 0) {
-		tw_value_destroy(a);
-		return -1;
-	}
-	return 0;
-}
-
-static PyObject *pyrref_rpc_async(PyObject *self, PyObject *args)
-{
-	tw_rref *live_r = live(self);
-	if (live_r == NULL)
-		return NULL;
-	const char *fn;
-	tw_value a, k;
-	long long ms;
-	struct twpy_conv cv = {0};
-	if (proxy_args(args, &fn, &a, &k, &ms, &cv) < 0)
-		return NULL;
-	tw_future *f;
-	tw_status st = tw_rref_rpc_async(live_r, fn, &a, &k, ms, &f);
-	tw_value_destroy(&a);
-	tw_value_destroy(&k);
-	if (st != TW_OK)
-		return twpy_raise_status(st);
-	return twpy_future_new(f,
-			       cv.seen == TWPY_NUMPY ? TWPY_NUMPY : TWPY_TORCH);
-}
-
-static PyObject *pyrref_remote(PyObject *self, PyObject *args)
-{
-	tw_rref *live_r = live(self);
-	if (live_r == NULL)
-		return NULL;
-	const char *fn;
-	tw_value a, k;
-	long long ms;
-	struct twpy_conv cv = {0};
-	if (proxy_args(args, &fn, &a, &k, &ms, &cv) < 0)
-		return NULL;
-	tw_rref *r;
-	tw_status st = tw_rref_remote(live_r, fn, &a, &k, ms, &r);
-	tw_value_destroy(&a);
-	tw_value_destroy(&k);
-	if (st != TW_OK)
-		return twpy_raise_status(st);
-	return twpy_rref_new(r);
-}
-
 static PyMethodDef pyrref_methods[] = {
 	{"_to_here_async", pyrref_to_here, METH_VARARGS, NULL},
 	{"_local_value", pyrref_local_value, METH_NOARGS, NULL},
 	{"_owner", pyrref_owner, METH_NOARGS, NULL},
 	{"_flags", pyrref_flags, METH_NOARGS, NULL},
 	{"_id", pyrref_id, METH_NOARGS, NULL},
-	{"_rpc_async", pyrref_rpc_async, METH_VARARGS, NULL},
-	{"_remote", pyrref_remote, METH_VARARGS, NULL},
 	{NULL, NULL, 0, NULL},
 };
 
