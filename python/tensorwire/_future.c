@@ -40,9 +40,13 @@ static PyObject *cfuture_wait(PyObject *self, PyObject *args)
 	if (!PyArg_ParseTuple(args, "|L", &ms))
 		return NULL;
 	tw_future *f = ((cfuture *)self)->f;
+	if (tw_future_done(f))
+		Py_RETURN_TRUE;
 	tw_status st;
 	Py_BEGIN_ALLOW_THREADS;
+	twpy_block_begin();
 	st = tw_future_wait(f, ms);
+	twpy_block_end();
 	Py_END_ALLOW_THREADS;
 	(void)st;
 	return PyBool_FromLong(tw_future_done(f));
@@ -112,7 +116,9 @@ PyObject *twpy_wait_all(PyObject *self, PyObject *list)
 	}
 	tw_status st;
 	Py_BEGIN_ALLOW_THREADS;
+	twpy_block_begin();
 	st = tw_future_wait_all(fs, (size_t)n, -1);
+	twpy_block_end();
 	Py_END_ALLOW_THREADS;
 	PyMem_Free(fs);
 	Py_DECREF(seq);

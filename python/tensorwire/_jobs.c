@@ -6,10 +6,38 @@
 #include "_tw.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TWPY_MAX_JOBS 65536u
+
+/*
+ * After its last job, one worker at a time polls the queue this long,
+ * yielding the CPU between looks, before it sleeps: a call that comes
+ * within it costs the loop no futex wake and the worker no wake-up (on
+ * these VMs tens of us when it needs a context switch), and the loop and
+ * the worker take turns on one CPU instead of spinning against each other.
+ */
+#define TWPY_SPIN_NS 100000
+
+/*
+ * Workers run one at a time where they can (they share one GIL; waking
+ * more for a queue one of them drains only makes them fight for it): a
+ * sleeper is woken only when no worker is free to take a job. A worker
+ * that blocks in a tensorwire wait (a nested call) lets another take the
+ * queue at once; one that blocks anywhere else (time.sleep, a lock) holds
+ * the queue up at most TWPY_STALL_NS: a monitor thread (no GIL) wakes a
+ * sleeper when jobs wait and none was taken for that long. It looks every
+ * TWPY_STALL_NS while jobs came in the last TWPY_IDLE_NS, else sleeps.
+ */
+#define TWPY_STALL_NS 1000000
+/* Jobs that waited this long get another worker even while the running
+ * ones use the CPU (a long UDF computing with the GIL released). */
+#define TWPY_BUSY_NS 5000000
+#define TWPY_IDLE_NS 20000000
 
 enum { JOB_CALL = 1, JOB_CB = 2 };
 
@@ -35,20 +63,124 @@ static pthread_cond_t qcv = PTHREAD_COND_INITIALIZER;
 static struct job *qhead, **qtail = &qhead;
 static uint32_t qlen;
 static bool qopen;
+static uint32_t nsleep;        /* workers in pthread_cond_wait */
+static _Atomic uint32_t nrun;  /* workers running a job, not blocked in
+				    * a tensorwire wait (under qmu; read
+				    * without it by the spinner) */
+static uint32_t permits;       /* more may run: the monitor's, for a stall */
+static uint32_t nawake;        /* workers neither asleep nor blocked
+				    * in a tensorwire wait */
+static uint64_t last_take;     /* when a worker last took a job */
+static uint64_t last_push;     /* when a job last came */
+static pthread_cond_t mcv;     /* the monitor sleeps on it */
+static bool mon_up, mon_armed; /* it runs; it looks every STALL_NS */
+static pthread_t mon;
+static _Thread_local bool tls_running, tls_blocked;
+
+/* A worker thread, as the monitor sees it (under qmu). Kept for the
+ * process's life: at most num_worker_threads per init_rpc. */
+struct worker {
+	struct worker *next;
+	clockid_t clk;     /* its CPU-time clock */
+	uint64_t gen;      /* the init it belongs to */
+	bool running;      /* running a job, not blocked in a tensorwire wait */
+	uint64_t cpu_seen; /* its CPU time at the monitor's last look */
+};
+static struct worker *workers;
+static uint64_t jobs_gen;
+static _Thread_local struct worker *tls_worker;
+static _Atomic uint32_t qpeek; /* qlen, for the spinner's lock-free looks */
+static _Atomic bool spinner;   /* a worker polls the queue */
+static _Atomic bool qopenflag; /* qopen, for the spinner */
+
+static uint64_t mono_ns(void);
+
+static void deadline_in(struct timespec *ts, uint64_t ns)
+{
+	uint64_t t = mono_ns() + ns;
+	ts->tv_sec = (time_t)(t / 1000000000u);
+	ts->tv_nsec = (long)(t % 1000000000u);
+}
+
+/* Wakes a worker when queued jobs stall (see TWPY_STALL_NS). */
+static void *monitor_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&qmu);
+	while (qopen) {
+		uint64_t now = mono_ns();
+		if (qhead == NULL && now - last_push >= TWPY_IDLE_NS) {
+			mon_armed = false;
+			pthread_cond_wait(&mcv, &qmu);
+			continue;
+		}
+		mon_armed = true;
+		/* Stalled: jobs wait, none was taken for STALL_NS, and no
+		 * running worker used the CPU meanwhile (blocked, not
+		 * merely preempted: waking another would not help then). */
+		bool ran = false;
+		for (struct worker *w = workers; w != NULL; w = w->next) {
+			if (w->gen != jobs_gen || !w->running)
+				continue;
+			struct timespec ts;
+			if (clock_gettime(w->clk, &ts) != 0)
+				continue;
+			uint64_t cpu = (uint64_t)ts.tv_sec * 1000000000u +
+				       (uint64_t)ts.tv_nsec;
+			if (cpu - w->cpu_seen >= TWPY_STALL_NS / 10)
+				ran = true;
+			w->cpu_seen = cpu;
+		}
+		if (qhead != NULL && nsleep > 0 && permits == 0 &&
+		    ((now - last_take >= TWPY_STALL_NS && !ran) ||
+		     now - last_take >= TWPY_BUSY_NS)) {
+			permits = 1;
+			pthread_cond_signal(&qcv);
+		}
+		struct timespec ts;
+		deadline_in(&ts, TWPY_STALL_NS);
+		pthread_cond_clockwait(&mcv, &qmu, CLOCK_MONOTONIC, &ts);
+	}
+	pthread_mutex_unlock(&qmu);
+	return NULL;
+}
 
 void twpy_jobs_open(void)
 {
 	pthread_mutex_lock(&qmu);
+	jobs_gen++;
+	nawake = 0; /* the last init's workers have all gone */
+	nrun = 0;
+	permits = 0;
 	qopen = true;
+	atomic_store(&qopenflag, true);
 	pthread_mutex_unlock(&qmu);
+	if (!mon_up) {
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&mcv, &ca);
+		pthread_condattr_destroy(&ca);
+		/* Without it a stalled queue waits for its worker: slower,
+		 * not wrong. */
+		mon_up = pthread_create(&mon, NULL, monitor_main, NULL) == 0;
+	}
 }
 
 void twpy_jobs_close(void)
 {
 	pthread_mutex_lock(&qmu);
 	qopen = false;
+	atomic_store(&qopenflag, false);
 	pthread_cond_broadcast(&qcv);
+	if (mon_up)
+		pthread_cond_signal(&mcv);
 	pthread_mutex_unlock(&qmu);
+	if (mon_up) {
+		pthread_join(mon, NULL);
+		pthread_cond_destroy(&mcv);
+		mon_up = false;
+	}
 }
 
 /* false when closed or full: the job is still the caller's. */
@@ -61,7 +193,14 @@ static bool push(struct job *j, bool bounded)
 		*qtail = j;
 		qtail = &j->next;
 		qlen++;
-		pthread_cond_signal(&qcv);
+		atomic_store_explicit(&qpeek, qlen, memory_order_release);
+		last_push = mono_ns();
+		/* An awake worker (spinning, or when done with its job) takes
+		 * it; with none, a sleeper. */
+		if (nsleep > 0 && nawake == 0)
+			pthread_cond_signal(&qcv);
+		if (mon_up && !mon_armed)
+			pthread_cond_signal(&mcv);
 	}
 	pthread_mutex_unlock(&qmu);
 	return ok;
@@ -321,6 +460,104 @@ PyTypeObject twpy_job_type = {
 	.tp_methods = pyjob_methods,
 };
 
+/* Around a blocking tensorwire wait (GIL released): a worker blocked in
+ * one lets another take the queue at once (a nested call into this very
+ * worker must not wait for it). */
+void twpy_block_begin(void)
+{
+	if (!tls_running)
+		return;
+	pthread_mutex_lock(&qmu);
+	nawake--;
+	nrun--;
+	if (tls_worker != NULL)
+		tls_worker->running = false;
+	if (qhead != NULL && nsleep > 0 && nawake == 0)
+		pthread_cond_signal(&qcv);
+	pthread_mutex_unlock(&qmu);
+	tls_running = false;
+	tls_blocked = true;
+}
+
+void twpy_block_end(void)
+{
+	if (!tls_blocked)
+		return;
+	pthread_mutex_lock(&qmu);
+	nawake++;
+	nrun++;
+	if (tls_worker != NULL)
+		tls_worker->running = true;
+	pthread_mutex_unlock(&qmu);
+	tls_blocked = false;
+	tls_running = true;
+}
+
+/* _C._worker_blocked(flag): a Python-side wait (a hand-made Future) of a
+ * worker, as twpy_block_begin/end. */
+PyObject *twpy_worker_blocked(PyObject *self, PyObject *flag)
+{
+	(void)self;
+	int on = PyObject_IsTrue(flag);
+	if (on < 0)
+		return NULL;
+	if (on)
+		twpy_block_begin();
+	else
+		twpy_block_end();
+	Py_RETURN_NONE;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Without the GIL: if no other worker does, poll the queue for up to
+ * TWPY_SPIN_NS, yielding between looks. */
+static void spin_for_job(void)
+{
+	bool no = false;
+	if (!atomic_compare_exchange_strong(&spinner, &no, true))
+		return;
+	uint64_t end = mono_ns() + TWPY_SPIN_NS;
+	while ((atomic_load_explicit(&qpeek, memory_order_acquire) == 0 ||
+		atomic_load_explicit(&nrun, memory_order_relaxed) > 0) &&
+	       atomic_load_explicit(&qopenflag, memory_order_relaxed)) {
+		sched_yield();
+		if (mono_ns() >= end)
+			break;
+	}
+	atomic_store_explicit(&spinner, false, memory_order_release);
+}
+
+/* This thread, known to the monitor (a stale entry of an earlier init is
+ * reused: its thread has exited). */
+static void worker_register(void)
+{
+	pthread_mutex_lock(&qmu);
+	struct worker *w = NULL;
+	for (struct worker *x = workers; x != NULL && w == NULL; x = x->next)
+		if (x->gen != jobs_gen)
+			w = x;
+	if (w == NULL && (w = calloc(1, sizeof(*w))) != NULL) {
+		w->next = workers;
+		workers = w;
+	}
+	nawake++; /* until it first sleeps */
+	if (w != NULL) {
+		w->gen = jobs_gen;
+		w->running = false;
+		w->cpu_seen = 0;
+		if (pthread_getcpuclockid(pthread_self(), &w->clk) != 0)
+			w->gen = 0; /* not watched: slower when it blocks */
+	}
+	pthread_mutex_unlock(&qmu);
+	tls_worker = w;
+}
+
 /* _C._next_job(): the next job, waiting for one with the GIL released;
  * None once the queue is closed and empty. */
 PyObject *twpy_next_job(PyObject *self, PyObject *args)
@@ -329,16 +566,48 @@ PyObject *twpy_next_job(PyObject *self, PyObject *args)
 	(void)args;
 	struct job *j;
 	twpy_drain();
+	if (tls_worker == NULL || tls_worker->gen != jobs_gen)
+		worker_register();
 	Py_BEGIN_ALLOW_THREADS;
+	if (tls_running) {
+		pthread_mutex_lock(&qmu);
+		nrun--;
+		if (tls_worker != NULL)
+			tls_worker->running = false;
+		pthread_mutex_unlock(&qmu);
+		tls_running = false;
+	}
+	if (atomic_load_explicit(&qpeek, memory_order_acquire) == 0)
+		spin_for_job();
 	pthread_mutex_lock(&qmu);
-	while (qhead == NULL && qopen)
+	/* One runs at a time (the GIL); more only with a permit (a stall). */
+	j = NULL;
+	for (;;) {
+		if (qhead != NULL && (nrun == 0 || permits > 0)) {
+			if (permits > 0)
+				permits--;
+			j = qhead;
+			break;
+		}
+		if (!qopen)
+			break;
+		nsleep++;
+		nawake--;
 		pthread_cond_wait(&qcv, &qmu);
-	j = qhead;
+		nawake++;
+		nsleep--;
+	}
 	if (j != NULL) {
+		nrun++;
 		qhead = j->next;
 		if (qhead == NULL)
 			qtail = &qhead;
 		qlen--;
+		atomic_store_explicit(&qpeek, qlen, memory_order_relaxed);
+		tls_running = true;
+		if (tls_worker != NULL)
+			tls_worker->running = true;
+		last_take = mono_ns();
 	}
 	pthread_mutex_unlock(&qmu);
 	Py_END_ALLOW_THREADS;

@@ -3,8 +3,11 @@
  * torch-compatible API over it. Every wait releases the GIL. */
 #include "_tw.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 tw_agent *twpy_agent;
 uint64_t twpy_gen;
@@ -301,6 +304,39 @@ static tw_agent *parse_call(PyObject *args, struct pycall *c)
 	return a;
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The run loop's queue is full (TW_ENOSPC): a Python caller that issues
+ * calls faster than they leave waits for room, as torch's rpc_async
+ * never refuses a call for that, up to the call's timeout (0: as long as
+ * it takes). -1 with a Python error (a signal's). */
+static int await_room(tw_agent *a, struct pycall *c, tw_future **f,
+		      tw_status *st)
+{
+	int64_t ms = c->ms < 0 ? tw_agent_default_timeout(a) : c->ms;
+	uint64_t end = ms > 0 ? now_ms() + (uint64_t)ms : UINT64_MAX;
+	for (unsigned n = 0; *st == TW_ENOSPC; n++) {
+		if (now_ms() >= end)
+			return 0; /* the queue-full error, said */
+		if (n % 64 == 63 && PyErr_CheckSignals() < 0)
+			return -1;
+		Py_BEGIN_ALLOW_THREADS;
+		if (n < 16)
+			sched_yield();
+		else
+			usleep(n < 64 ? 20 : 200);
+		Py_END_ALLOW_THREADS;
+		*st = tw_rpc_async_id(a, c->to, c->fn, &c->args, &c->kwargs,
+				      c->ms, f);
+	}
+	return 0;
+}
+
 /* rpc_async(to_id, fn, args_tuple, kwargs_dict_or_None, timeout_ms)
  * -> CFuture */
 static PyObject *py_rpc_async(PyObject *self, PyObject *args)
@@ -313,6 +349,11 @@ static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 	tw_future *f;
 	tw_status st = tw_rpc_async_id(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
 				       &f);
+	if (st == TW_ENOSPC && await_room(a, &c, &f, &st) < 0) {
+		tw_value_destroy(&c.args);
+		tw_value_destroy(&c.kwargs);
+		return NULL;
+	}
 	tw_value_destroy(&c.args);
 	tw_value_destroy(&c.kwargs);
 	if (st != TW_OK)
@@ -394,6 +435,9 @@ static PyMethodDef methods[] = {
 	 "tw_status names -> numbers."},
 	{"wait_all", twpy_wait_all, METH_O,
 	 "Wait for CFutures (GIL released); False at the first failure."},
+	{"_worker_blocked", twpy_worker_blocked, METH_O,
+	 "A Python worker blocks (True) or goes on (False): others may take "
+	 "the queue meanwhile."},
 	{"_next_job", twpy_next_job, METH_NOARGS,
 	 "The next job for a Python worker (None: shut down)."},
 	{"_set_rref_class", twpy_set_rref_class, METH_O,

@@ -77,6 +77,9 @@ int twpy_when_done(tw_future *f, PyObject *cb, PyObject *fut_obj);
 void twpy_jobs_open(void);
 void twpy_jobs_close(void);
 PyObject *twpy_next_job(PyObject *self, PyObject *args);
+void twpy_block_begin(void);
+PyObject *twpy_worker_blocked(PyObject *self, PyObject *flag);
+void twpy_block_end(void);
 
 /* Raise a Python exception for a failed tw call: the module's
  * RemoteError(kind, message, origin) for the Python layer to map. */

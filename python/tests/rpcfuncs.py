@@ -359,3 +359,63 @@ def body_killed(rank, world):
         return None
     except RuntimeError as e:
         return str(e)
+
+
+# ---- the Python workers' scheduling (one runs at a time, others on a stall)
+
+_gate = None
+
+
+def noop():
+    return None
+
+
+def gate_wait():
+    """Blocks its worker on a hand-made Future that a later call sets."""
+    global _gate
+    from tensorwire.futures import Future
+    _gate = Future()
+    return _gate.wait() + 1
+
+
+def gate_open(v):
+    while _gate is None:
+        time.sleep(0.001)
+    _gate.set_result(v)
+    return True
+
+
+def body_sched(rank, world):
+    out = {}
+    # A function sleeping (GIL released, outside tensorwire) on worker1
+    # does not hold up the calls queued behind it there.
+    slow = rpc.rpc_async("worker1", sleep, args=(2,))
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    out["beside_sleep"] = [rpc.rpc_sync("worker1", add, args=(i, 1))
+                           for i in range(3)]
+    out["beside_sleep_s"] = time.monotonic() - t0
+    slow.wait()
+    # A worker blocked on a Python Future that a later call completes.
+    g = rpc.rpc_async("worker1", gate_wait)
+    time.sleep(0.1)
+    out["gate_open"] = rpc.rpc_sync("worker1", gate_open, args=(41,))
+    out["gate"] = g.wait()
+    # More calls in flight than the run loop's queue holds: the caller
+    # waits for room instead of failing any.
+    n = 40000
+    futs = [rpc.rpc_async("worker1", noop) for _ in range(n)]
+    out["flood"] = sum(1 for f in futs if f.wait() is None)
+    out["flood_n"] = n
+    # Futures of calls: callbacks added before and after completion run.
+    seen = []
+    f = rpc.rpc_async("worker1", add, args=(1, 2))
+    f.add_done_callback(lambda x: seen.append(("before", x.value())))
+    f.wait()
+    f.add_done_callback(lambda x: seen.append(("after", x.value())))
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    out["callbacks"] = sorted(seen)
+    out["done"] = f.done()
+    return out

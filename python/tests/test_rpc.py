@@ -127,3 +127,15 @@ def test_torchscript_functions_by_qualified_name():
     assert torch.equal(out["kw"], t * 4)
     assert torch.equal(out["default"], t * 2)
     assert "Expected a value of type 'int' for argument 'k'" in out["bad"]
+
+
+def test_python_workers_share_the_queue_without_holding_it_up():
+    out = rpcgroup.run("body_sched")
+    assert out["beside_sleep"] == [1, 2, 3]
+    # Behind a 2 s sleep: served by another worker within its stall bound
+    # (milliseconds), not after the sleep.
+    assert out["beside_sleep_s"] < 1.0, out["beside_sleep_s"]
+    assert out["gate_open"] is True and out["gate"] == 42
+    assert out["flood"] == out["flood_n"]
+    assert out["callbacks"] == [("after", 3), ("before", 3)]
+    assert out["done"] is True
