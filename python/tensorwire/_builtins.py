@@ -456,6 +456,8 @@ def _as_int(v):
 
 def _convert(t, v):
     """v converted for the wire if it fits type t, else raise _NoFit."""
+    if type(v) is torch.Tensor and t.elem is None and t.word == "Tensor":
+        return v  # the common case, first
     if t.optional and v is None:
         return None
     if t.elem is not None:

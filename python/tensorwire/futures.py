@@ -8,27 +8,38 @@ thread that completes it, as torch's does."""
 
 import threading
 
+from tensorwire import _C
+
 __all__ = ["Future", "wait_all", "collect_all"]
 
 
+# Guards every future's completion state; held only for a few loads and
+# stores, never while a callback runs or a thread waits.
+_state = threading.Lock()
+
+
 class Future:
+    # A call's future costs the caller no hand-off: only when a callback is
+    # added is the call's completion hooked (a job for a Python worker);
+    # wait() and done() settle it in the calling thread otherwise.
+    __slots__ = ("_done", "_value", "_exc", "_callbacks", "_cf", "_map",
+                 "_srcs", "_cond", "_hooked", "__weakref__")
+
     def __init__(self, *, _cf=None, _map=None):
-        self._cond = threading.Condition()
         self._done = False
         self._value = None
         self._exc = None
-        self._callbacks = []
+        self._callbacks = None
         self._cf = _cf
         self._map = _map
         self._srcs = ()  # futures this one waits for (then, collect_all)
-        if _cf is not None:
-            _cf.add_done_callback(lambda cf: self._settle_from_c())
+        self._cond = None  # made by the first thread that blocks on it
+        self._hooked = False
 
     # -- completion --------------------------------------------------------
     def _settle_from_c(self):
-        with self._cond:
-            if self._done:
-                return
+        if self._done:
+            return
         value = exc = None
         try:
             ok, out = self._cf.outcome()
@@ -44,14 +55,18 @@ class Future:
         self._finish(value, exc)
 
     def _finish(self, value, exc):
-        with self._cond:
+        with _state:
             if self._done:
                 return False
             self._value, self._exc, self._done = value, exc, True
-            callbacks, self._callbacks = self._callbacks, []
-            self._cond.notify_all()
-        for cb in callbacks:
-            self._run(cb)
+            callbacks, self._callbacks = self._callbacks, None
+            cond = self._cond
+        if cond is not None:
+            with cond:
+                cond.notify_all()
+        if callbacks:
+            for cb in callbacks:
+                self._run(cb)
         return True
 
     def _run(self, cb):
@@ -73,30 +88,48 @@ class Future:
 
     # -- reading -----------------------------------------------------------
     def done(self):
-        with self._cond:
-            if self._done:
-                return True
+        if self._done:
+            return True
         return self._cf is not None and self._cf.done()
 
     def wait(self):
-        if self._cf is not None:
-            # Wait on the call itself (GIL released), and settle here:
-            # waiting must not need a free Python worker.
-            self._cf.wait(-1)
-            self._settle_from_c()
-        for src in self._srcs:
-            # A then()/collect_all future: its sources settled here run
-            # its callbacks in this thread, so waiting needs no worker.
-            try:
-                src.wait()
-            except BaseException:
-                pass
-        with self._cond:
-            while not self._done:
-                self._cond.wait()
+        if not self._done:
+            cf = self._cf
+            if cf is not None:
+                # Wait on the call itself (GIL released), and settle here:
+                # waiting must not need a free Python worker.
+                cf.wait(-1)
+                self._settle_from_c()
+            for src in self._srcs:
+                # A then()/collect_all future: its sources settled here
+                # run its callbacks in this thread, so waiting needs no
+                # worker.
+                try:
+                    src.wait()
+                except BaseException:
+                    pass
+            if not self._done:
+                self._block()
         if self._exc is not None:
             raise self._exc
         return self._value
+
+    def _block(self):
+        with _state:
+            if self._done:
+                return
+            if self._cond is None:
+                self._cond = threading.Condition(threading.Lock())
+            cond = self._cond
+        # A Python worker waiting here lets the others take the queue
+        # (what completes this may be a job queued behind it).
+        _C._worker_blocked(True)
+        try:
+            with cond:
+                while not self._done:
+                    cond.wait()
+        finally:
+            _C._worker_blocked(False)
 
     def value(self):
         if not self.done():
@@ -104,11 +137,23 @@ class Future:
         return self.wait()
 
     def add_done_callback(self, callback):
-        with self._cond:
+        hook = False
+        with _state:
             if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(callback)
-                return
-        self._run(callback)
+                hook = self._cf is not None and not self._hooked
+                self._hooked = self._hooked or hook
+                run = False
+            else:
+                run = True
+        if hook:
+            # Settled on a Python worker when the call completes (at once
+            # if it already has).
+            self._cf.add_done_callback(_settler(self))
+        if run:
+            self._run(callback)
 
     def then(self, callback):
         out = Future()
@@ -127,11 +172,14 @@ class Future:
         return "tensorwire.futures.Future(done=%s)" % self.done()
 
 
+def _settler(fut):
+    return lambda cf: fut._settle_from_c()
+
+
 def wait_all(futures):
     """Wait for every future and return their values; the first failure
     (the first to fail, in time) raises at once without waiting for the
     rest, as torch's wait_all. Call futures wait with the GIL released."""
-    from tensorwire import _C
     futures = list(futures)
     cfs = [f._cf for f in futures if f._cf is not None]
     if len(cfs) == len(futures) and not _C.wait_all(cfs):

@@ -11,12 +11,14 @@ the group's shared secret (RpcBackendOptions.secret or TW_SECRET); a
 worker without one serves on loopback addresses only.
 """
 
+from types import FunctionType as _FunctionType
+
 from tensorwire import _C
 from tensorwire.rpc.api import (  # noqa: F401
     UNSET_RPC_TIMEOUT, RpcBackendOptions, RRef, TensorPipeRpcBackendOptions,
     WorkerInfo, get_rpc_timeout, get_worker_info, init_rpc, register,
-    remote, rpc_async, rpc_sync, shutdown, _set_rpc_timeout)
-from tensorwire.rpc import functions  # noqa: F401
+    remote, rpc_async, rpc_sync, shutdown, _set_rpc_timeout, UDF_FN)
+from tensorwire.rpc import api, functions  # noqa: F401
 from tensorwire import _pickle
 
 # RRefs inside pickled values travel as RRefs (forked for the receiver),
@@ -43,6 +45,25 @@ def _raise_remote(err):
     except Exception:
         pass
     raise _errors.from_wire(kind, msg, name, origin)
+
+
+def _is_builtin(func):
+    """func is a torch builtin tensorwire serves as an aten:: operator."""
+    if not callable(func) or isinstance(func, type):
+        return False
+    try:
+        from tensorwire import _builtins
+    except ImportError:  # no torch: no torch builtins either
+        return False
+    return _builtins.find_builtin(func) is not None
+
+
+def _is_script(func):
+    try:
+        import torch
+    except ImportError:
+        return False
+    return isinstance(func, torch.jit.ScriptFunction)
 
 
 def _match_builtin(func, args, kwargs):
@@ -97,7 +118,7 @@ def _udf_call(func, args, kwargs):
     """A Python function: pickled with its arguments, tensors beside."""
     from tensorwire import _pickle
     data, lifted = _pickle.dumps((func, args, kwargs))
-    return "tw::py_udf", (data, list(lifted)), {}, _unwrap_result
+    return UDF_FN, (data, list(lifted)), {}, _unwrap_result
 
 
 def _unwrap(value):
@@ -114,12 +135,30 @@ def _unwrap_result(ok, out):
     return _unwrap(out)
 
 
+# On the callee: the function of a call without arguments, by its pickle
+# (the same bytes always resolve to the same module-level function).
+_noarg_fns = {}
+
+
+api._unwrap_result = _unwrap_result
+
+
 def _udf_serve(data, lifted):
     """On the callee: run a pickled Python function; its result pickled
-    back the same way."""
-    from tensorwire import _pickle
-    func, args, kwargs = _pickle.loads(data, lifted)
+    back the same way (None travels as None)."""
+    func = _noarg_fns.get(data) if not lifted else None
+    if func is not None:
+        args, kwargs = (), {}
+    else:
+        from tensorwire import _pickle
+        func, args, kwargs = _pickle.loads(data, lifted)
+        if not lifted and not args and not kwargs and \
+                type(func) is _FunctionType and len(_noarg_fns) < 4096:
+            _noarg_fns[data] = func
     result = func(*args, **kwargs)
+    if result is None:
+        return None
+    from tensorwire import _pickle
     from tensorwire.futures import Future
     if isinstance(result, Future) and getattr(func, "_tw_async", False):
         out = Future()

@@ -15,6 +15,7 @@ What ``func`` may be, and how each travels:
 import os
 import threading
 import traceback
+import types
 
 from tensorwire import _C
 from tensorwire.futures import Future
@@ -35,6 +36,16 @@ _lock = threading.Lock()
 _workers = []          # the Python worker threads
 _served = {}           # qualified name -> Python function (before init)
 _self = None           # this worker's WorkerInfo
+_ids = {}              # worker name -> id, for the group joined
+# How each func travels, decided once per function: "builtin", "script"
+# or "udf"; and the pickle of a plain function's call without arguments,
+# which never changes (a function pickles by reference). Bounded.
+_kinds = {}
+_noarg = {}
+_CACHE_MAX = 4096
+# A pickled call's result, unpickled (set by tensorwire.rpc, which owns
+# the pickling of calls).
+_unwrap_result = None
 
 
 class WorkerInfo:
@@ -111,7 +122,7 @@ def _rendezvous(init_method):
 def _ms(seconds):
     """torch's timeout in seconds -> the agent's in ms (negative: the
     default, 0: none)."""
-    if seconds is None or seconds < 0:
+    if seconds is UNSET_RPC_TIMEOUT or seconds is None or seconds < 0:
         return -1
     return int(round(seconds * 1000))
 
@@ -136,6 +147,9 @@ def _C_agent_running():
     return _self is not None
 
 
+_CALLBACK = "callback"
+
+
 def _worker_loop():
     while True:
         job = _C._next_job()
@@ -151,7 +165,7 @@ def _worker_loop():
 
 
 def _handle(job):
-    if job.kind == "callback":
+    if job.kind == _CALLBACK:
         try:
             job.fn(*job.args)
         except Exception:
@@ -163,14 +177,16 @@ def _handle(job):
 
 
 def _run_job(job):
-    from tensorwire.rpc import _errors_to_wire
     try:
         result = job.fn(*job.args, **job.kwargs)
     except BaseException as e:  # the caller gets it, with its type
+        from tensorwire.rpc import _errors_to_wire
         kind, msg = _errors_to_wire(e, _self)
         job.fail(kind, msg)
         return
     if isinstance(result, Future) and getattr(job.fn, "_tw_async", False):
+        from tensorwire.rpc import _errors_to_wire
+
         def finish(fut, job=job):
             try:
                 job.complete(fut.wait())
@@ -182,6 +198,7 @@ def _run_job(job):
     try:
         job.complete(result)
     except BaseException as e:
+        from tensorwire.rpc import _errors_to_wire
         kind, msg = _errors_to_wire(e, _self)
         job.fail(kind, msg)
 
@@ -213,6 +230,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                 yield_loops=bool(getattr(o, "yield_loops", True)))
         wid, wname = _C.worker_info(None)
         _self = WorkerInfo(wid, wname)
+        _ids.clear()
         for _ in range(max(1, o.num_worker_threads)):
             t = threading.Thread(target=_worker_loop, daemon=True,
                                  name="tensorwire-py-worker")
@@ -236,6 +254,7 @@ def shutdown(graceful=True, timeout=0):
             _raise_remote(e.args)
         finally:
             _self = None
+            _ids.clear()
             for t in _workers:
                 t.join()
             _workers.clear()
@@ -266,9 +285,40 @@ def _to_id(to):
     if isinstance(to, int):
         return to
     if isinstance(to, str):
-        return get_worker_info(to).id
+        wid = _ids.get(to)
+        if wid is None:
+            wid = get_worker_info(to).id
+            if len(_ids) < _CACHE_MAX:
+                _ids[to] = wid
+        return wid
     raise TypeError("to must be a worker name, a WorkerInfo or a rank, "
                     "got %s" % type(to).__name__)
+
+
+def _kind(func):
+    """How func travels: "builtin", "script" or "udf" (None: not
+    callable)."""
+    try:
+        kind = _kinds.get(func)
+    except TypeError:  # unhashable callable: decide each time
+        kind = None
+        cache = False
+    else:
+        cache = True
+    if kind is not None:
+        return kind
+    from tensorwire.rpc import _is_builtin, _is_script
+    if _is_builtin(func):
+        kind = "builtin"
+    elif _is_script(func):
+        kind = "script"
+    elif callable(func):
+        kind = "udf"
+    else:
+        return None
+    if cache and len(_kinds) < _CACHE_MAX:
+        _kinds[func] = kind
+    return kind
 
 
 def _plan(func, args, kwargs):
@@ -277,37 +327,70 @@ def _plan(func, args, kwargs):
     kwargs = dict(kwargs) if kwargs is not None else {}
     if isinstance(func, str):
         return func, args, kwargs, None
-    from tensorwire.rpc import _match_builtin, _script_call, _udf_call
-    m = _match_builtin(func, args, kwargs)
-    if m is not None:
-        return m[0], m[1], m[2], None
-    m = _script_call(func, args, kwargs)
-    if m is not None:
-        return m
-    if not callable(func):
+    from tensorwire.rpc import _script_call, _udf_call
+    kind = _kind(func)
+    if kind == "udf" and not args and not kwargs and \
+            type(func) is types.FunctionType:
+        data = _noarg.get(func)
+        if data is None:
+            data = _udf_call(func, args, kwargs)[1][0]
+            if len(_noarg) < _CACHE_MAX:
+                _noarg[func] = data
+        return UDF_FN, (data, []), {}, _unwrap_result
+    if kind == "builtin":
+        from tensorwire import _builtins
+        m = _builtins.match(func, args, kwargs)
+        if m is not None:
+            return m[0], m[1], m[2], None
+    elif kind == "script":
+        return _script_call(func, args, kwargs)
+    if kind is None:
         raise TypeError("func must be callable or a qualified name, got %s"
                         % type(func).__name__)
     return _udf_call(func, args, kwargs)
 
 
-def _call(to, func, args, kwargs, timeout):
+def _start(to, func, args, kwargs, timeout):
+    """Send the call: (its C future, map of its outcome or None)."""
+    # The common case first, without _plan: a plain function called
+    # without arguments, whose pickle is cached.
+    if not args and not kwargs and type(func) is types.FunctionType:
+        data = _noarg.get(func)
+        if data is not None:
+            wid = _ids.get(to) if type(to) is str else None
+            try:
+                cf = _C.rpc_async(_to_id(to) if wid is None else wid,
+                                  UDF_FN, (data, []), None, _ms(timeout))
+            except _C.RemoteError as e:
+                from tensorwire.rpc import _raise_remote
+                _raise_remote(e.args)
+            return cf, _unwrap_result
     qual, a, k, mapper = _plan(func, args, kwargs)
     try:
         cf = _C.rpc_async(_to_id(to), qual, a, k, _ms(timeout))
     except _C.RemoteError as e:
         from tensorwire.rpc import _raise_remote
         _raise_remote(e.args)
-    return Future(_cf=cf, _map=mapper)
+    return cf, mapper
 
 
 def rpc_async(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
     """Call func on worker `to`; a Future of its result."""
-    return _call(to, func, args, kwargs, timeout)
+    cf, mapper = _start(to, func, args, kwargs, timeout)
+    return Future(_cf=cf, _map=mapper)
 
 
 def rpc_sync(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
     """Call func on worker `to` and wait for its result."""
-    return _call(to, func, args, kwargs, timeout).wait()
+    cf, mapper = _start(to, func, args, kwargs, timeout)
+    cf.wait(-1)
+    ok, out = cf.outcome()
+    if mapper is not None:
+        return mapper(ok, out)
+    if not ok:
+        from tensorwire.rpc import _raise_remote
+        _raise_remote(out)
+    return out
 
 
 class RRef(_C.CRRef):
