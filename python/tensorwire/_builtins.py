@@ -633,5 +633,28 @@ def match(func, args=(), kwargs=None):
     overload binds, BuiltinNotServed when func is not a served builtin
     (find_builtin(func) is None).
     """
+    if not kwargs and args and _all_tensors(args):
+        name = _tensor_calls.get((func, len(args)))
+        if name is not None:
+            return name, tuple(args), {}
     s, a, k = match_schema(func, args, kwargs)
+    if not kwargs and args and not k and len(a) == len(args) and \
+            _all_tensors(args) and all(x is y for x, y in zip(a, args)):
+        try:
+            if len(_tensor_calls) < 4096:
+                _tensor_calls[(func, len(args))] = s.name
+        except TypeError:  # an unhashable callable
+            pass
     return s.name, a, k
+
+
+# A call of func with n tensors (exactly torch.Tensor) and nothing else
+# binds the same overload, unchanged, every time: (func, n) -> its name.
+_tensor_calls = {}
+
+
+def _all_tensors(args):
+    for v in args:
+        if type(v) is not torch.Tensor:
+            return False
+    return True

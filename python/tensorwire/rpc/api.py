@@ -327,27 +327,35 @@ def _plan(func, args, kwargs):
     kwargs = dict(kwargs) if kwargs is not None else {}
     if isinstance(func, str):
         return func, args, kwargs, None
-    from tensorwire.rpc import _script_call, _udf_call
     kind = _kind(func)
     if kind == "udf" and not args and not kwargs and \
             type(func) is types.FunctionType:
         data = _noarg.get(func)
         if data is None:
+            from tensorwire.rpc import _udf_call
             data = _udf_call(func, args, kwargs)[1][0]
             if len(_noarg) < _CACHE_MAX:
                 _noarg[func] = data
         return UDF_FN, (data, []), {}, _unwrap_result
     if kind == "builtin":
-        from tensorwire import _builtins
-        m = _builtins.match(func, args, kwargs)
+        m = _builtins_match(func, args, kwargs)
         if m is not None:
             return m[0], m[1], m[2], None
     elif kind == "script":
+        from tensorwire.rpc import _script_call
         return _script_call(func, args, kwargs)
     if kind is None:
         raise TypeError("func must be callable or a qualified name, got %s"
                         % type(func).__name__)
+    from tensorwire.rpc import _udf_call
     return _udf_call(func, args, kwargs)
+
+
+def _builtins_match(func, args, kwargs):
+    global _builtins_match
+    from tensorwire import _builtins
+    _builtins_match = _builtins.match  # torch is imported by now
+    return _builtins_match(func, args, kwargs)
 
 
 def _start(to, func, args, kwargs, timeout):
