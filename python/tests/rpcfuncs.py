@@ -419,3 +419,25 @@ def body_sched(rank, world):
     out["callbacks"] = sorted(seen)
     out["done"] = f.done()
     return out
+
+
+# ---- transport options (test_options, test_dpdk) ---------------------------
+
+def _listening(ip):
+    """Whether a TCP socket listens on ip (IPv4, this network namespace)."""
+    want = "%08X" % int.from_bytes(bytes(map(int, ip.split("."))), "little")
+    with open("/proc/net/tcp") as f:
+        next(f)
+        return any(c[1].split(":")[0] == want and c[3] == "0A"
+                   for c in (line.split() for line in f))
+
+
+def body_options(rank, world):
+    """io_uring's options reached the transport: each worker serves on
+    the listen_host it was given, and calls cross."""
+    t = torch.arange(1 << 16, dtype=torch.float32)
+    return {"listen0": _listening("127.0.0.2"),
+            "listen1": _listening("127.0.0.3"),
+            "add": rpc.rpc_sync("worker1", add, args=(1, 2)),
+            "echo": torch.equal(rpc.rpc_sync("worker1", ident, args=(t,)),
+                                t)}
