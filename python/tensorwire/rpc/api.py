@@ -99,7 +99,8 @@ class RpcBackendOptions:
     DPDK (a build with DPDK; root for the EAL) takes the EAL arguments of
     this process, its port, and tuning, e.g. two workers on one host
     joined by a memif vdev pair, each process with its own --file-prefix
-    (rank 0 the memif server, started first; rank 1 the client)::
+    and main lcore (rank 0 the memif server; rank 1 the client, whose port
+    must start after the server's: docs/python.md)::
 
         eal = ("-l {cpu} --no-huge -m 256 --no-pci --no-telemetry "
                "--file-prefix=tw-w{rank} --vdev=net_memif0,role={role},"
@@ -115,8 +116,10 @@ class RpcBackendOptions:
         rpc.init_rpc("w%d" % rank, rank=rank, world_size=2,
                      rpc_backend_options=opts)
 
-    The EAL starts once per process (the first DPDK agent's eal_args) and
-    is released at exit (tensorwire._C.dpdk_eal_cleanup)."""
+    A group on a non-loopback address (DPDK's) needs the secret. The EAL
+    starts once per process (the first DPDK agent's eal_args) and is
+    released at exit (tensorwire._C.dpdk_eal_cleanup); a tensor received
+    over DPDK may share the port's buffers: drop it before shutdown."""
 
     def __init__(self, *, num_worker_threads=16,
                  rpc_timeout=DEFAULT_RPC_TIMEOUT_SEC,
