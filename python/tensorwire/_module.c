@@ -76,25 +76,33 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			      "num_loops",   "executor_threads",
 			      "transport",   "secret",
 			      "insecure",    "serve",
-			      "yield_loops", NULL};
+			      "yield_loops", "transport_options",
+			      NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
 	long long timeout_ms = 60000, init_ms = 60000;
 	unsigned loops = 1, exec = 2;
 	int insecure = 0, yield_loops = 1;
-	PyObject *serve = NULL;
+	PyObject *serve = NULL, *topts_dict = NULL;
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kw, "sIIs|LLIIzzpO!p", kws, &name, &rank, &world,
+		    args, kw, "sIIs|LLIIzzpO!pO", kws, &name, &rank, &world,
 		    &rdv, &timeout_ms, &init_ms, &loops, &exec, &transport,
-		    &secret, &insecure, &PyDict_Type, &serve, &yield_loops))
+		    &secret, &insecure, &PyDict_Type, &serve, &yield_loops,
+		    &topts_dict))
 		return NULL;
 	if (twpy_agent != NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
 				"RPC is already initialized");
 		return NULL;
 	}
-	if (twpy_convert_init() < 0)
+	/* Checked before anything starts: a bad key fails here. */
+	struct twpy_topts topts;
+	if (twpy_topts_fill(transport, topts_dict, &topts) < 0)
 		return NULL;
+	if (twpy_convert_init() < 0) {
+		twpy_topts_release(&topts);
+		return NULL;
+	}
 	struct setup_ctx s = {0};
 	if (serve != NULL && (s.n = PyDict_GET_SIZE(serve)) > 0) {
 		s.names = calloc((size_t)s.n, sizeof(*s.names));
@@ -102,6 +110,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 		if (s.names == NULL || s.fns == NULL) {
 			free(s.names);
 			free(s.fns);
+			twpy_topts_release(&topts);
 			return PyErr_NoMemory();
 		}
 		Py_ssize_t pos = 0, i = 0;
@@ -111,6 +120,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			if (s.names[i] == NULL || !PyCallable_Check(v)) {
 				free(s.names);
 				free(s.fns);
+				twpy_topts_release(&topts);
 				if (!PyErr_Occurred())
 					PyErr_SetString(PyExc_TypeError,
 							"serve: name -> "
@@ -134,6 +144,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	o.num_loops = loops;
 	o.executor_threads = exec;
 	o.transport = transport;
+	o.transport_opts = topts.ptr;
 	o.secret = secret;
 	o.insecure = insecure != 0;
 	o.yield = yield_loops != 0;
@@ -147,11 +158,39 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	Py_END_ALLOW_THREADS;
 	free(s.names);
 	free(s.fns);
+	/* Read by tw_agent_init only. */
+	twpy_topts_release(&topts);
 	if (st != TW_OK) {
 		twpy_jobs_close();
 		return twpy_raise(st, tw_errmsg(st), rank);
 	}
 	twpy_agent = a;
+	Py_RETURN_NONE;
+}
+
+/* _check_transport_options(transport, options): what init does with them,
+ * without starting anything. */
+static PyObject *py_check_topts(PyObject *self, PyObject *args)
+{
+	(void)self;
+	const char *transport = NULL;
+	PyObject *d = NULL;
+	if (!PyArg_ParseTuple(args, "zO", &transport, &d))
+		return NULL;
+	struct twpy_topts t;
+	if (twpy_topts_fill(transport, d, &t) < 0)
+		return NULL;
+	twpy_topts_release(&t);
+	Py_RETURN_NONE;
+}
+
+static PyObject *py_dpdk_eal_cleanup(PyObject *self, PyObject *args)
+{
+	(void)self;
+	(void)args;
+	Py_BEGIN_ALLOW_THREADS;
+	tw_dpdk_eal_cleanup();
+	Py_END_ALLOW_THREADS;
 	Py_RETURN_NONE;
 }
 
@@ -422,6 +461,12 @@ static PyMethodDef methods[] = {
 	{"init", (PyCFunction)(void (*)(void))py_init,
 	 METH_VARARGS | METH_KEYWORDS,
 	 "Start this process's agent and join the group (GIL released)."},
+	{"_check_transport_options", py_check_topts, METH_VARARGS,
+	 "_check_transport_options(transport, options): raise as init would "
+	 "for a bad transport_options dict; starts nothing."},
+	{"dpdk_eal_cleanup", py_dpdk_eal_cleanup, METH_NOARGS,
+	 "Release the DPDK EAL once every DPDK agent of the process has shut "
+	 "down (tw_dpdk_eal_cleanup; no DPDK agent can start afterwards)."},
 	{"shutdown", py_shutdown, METH_VARARGS,
 	 "shutdown(graceful=True, timeout_ms=-1)."},
 	{"worker_info", py_worker_info, METH_O, "(id, name) of a worker."},
@@ -480,5 +525,9 @@ PyMODINIT_FUNC PyInit__C(void)
 		return NULL;
 	}
 	Py_INCREF(twpy_error_type);
+	if (twpy_topts_add_constants(m) < 0) {
+		Py_DECREF(m);
+		return NULL;
+	}
 	return m;
 }

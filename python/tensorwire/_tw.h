@@ -81,6 +81,30 @@ void twpy_block_begin(void);
 PyObject *twpy_worker_blocked(PyObject *self, PyObject *flag);
 void twpy_block_end(void);
 
+/* ---- transport options (_topts.c) ---- */
+
+/* RpcBackendOptions.transport_options: a dict keyed by the field names of
+ * the transport's options struct, converted into it. */
+struct twpy_topts {
+	union {
+		struct tw_uring_opts u;
+		struct tw_dpdk_opts d;
+	};
+	const void *ptr; /* for tw_agent_opts.transport_opts; NULL: none */
+	PyObject *keep;  /* the str values ptr's strings point into */
+};
+/* Fill *t from dict (NULL or None: none, t->ptr NULL) for transport (NULL:
+ * the struct the keys are fields of, io_uring's when they all are). -1
+ * with ValueError (an unknown key, naming the valid ones; an integer out
+ * of its field's range) or TypeError (a value of the wrong type), each
+ * naming the key. On success the strings stay valid until
+ * twpy_topts_release. */
+int twpy_topts_fill(const char *transport, PyObject *dict,
+		    struct twpy_topts *t);
+void twpy_topts_release(struct twpy_topts *t);
+/* _C.HAVE_DPDK: whether this build has the DPDK transport. */
+int twpy_topts_add_constants(PyObject *m);
+
 /* Raise a Python exception for a failed tw call: the module's
  * RemoteError(kind, message, origin) for the Python layer to map. */
 PyObject *twpy_raise(tw_status kind, const char *msg, uint32_t origin);

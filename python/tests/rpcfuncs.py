@@ -419,3 +419,72 @@ def body_sched(rank, world):
     out["callbacks"] = sorted(seen)
     out["done"] = f.done()
     return out
+
+
+# ---- transport options (test_options, test_dpdk) ---------------------------
+
+def _listening(ip):
+    """Whether a TCP socket listens on ip (IPv4, this network namespace)."""
+    want = "%08X" % int.from_bytes(bytes(map(int, ip.split("."))), "little")
+    with open("/proc/net/tcp") as f:
+        next(f)
+        return any(c[1].split(":")[0] == want and c[3] == "0A"
+                   for c in (line.split() for line in f))
+
+
+def body_options(rank, world):
+    """io_uring's options reached the transport: each worker serves on
+    the listen_host it was given, and calls cross."""
+    t = torch.arange(1 << 16, dtype=torch.float32)
+    return {"listen0": _listening("127.0.0.2"),
+            "listen1": _listening("127.0.0.3"),
+            "add": rpc.rpc_sync("worker1", add, args=(1, 2)),
+            "echo": torch.equal(rpc.rpc_sync("worker1", ident, args=(t,)),
+                                t)}
+
+
+def dpdk_before_init(rank, world, rundir):
+    """The memif client (rank 1) starts its port after the server's (rank
+    0) is up, as the C DPDK tests do: rank 0 says its pid, rank 1 waits
+    for rank 0's first run loop thread, which starts once the port is."""
+    pidfile = os.path.join(rundir, "rank0.pid")
+    if rank == 0:
+        with open(pidfile + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(pidfile + ".tmp", pidfile)
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with open(pidfile) as f:
+                pid = int(f.read())
+            task = "/proc/%d/task" % pid
+            for tid in os.listdir(task):
+                with open(os.path.join(task, tid, "comm")) as f:
+                    if f.read().strip() == "tw0-loop0":
+                        return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    raise RuntimeError("rank 0's DPDK port never came up")
+
+
+def body_dpdk(rank, world):
+    """Compared here, not returned: a tensor received over DPDK may share
+    the port's receive buffers, and one held past shutdown keeps the port
+    (and the EAL) up until exit."""
+    out = {}
+    out["add"] = rpc.rpc_sync("worker1", add, args=(1, 2))
+    out["where"] = rpc.rpc_sync("worker1", where_am_i)
+    a = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    got = rpc.rpc_sync("worker1", torch.add, args=(a, a),
+                       kwargs={"alpha": 2})
+    out["torch_add"] = torch.equal(got, a + 2 * a)
+    del got
+    g = torch.Generator().manual_seed(14)
+    mib = torch.randint(0, 256, (1 << 20,), dtype=torch.uint8, generator=g)
+    back = rpc.rpc_sync("worker1", ident, args=(mib,))
+    out["mib"] = (back.dtype == mib.dtype and back.shape == mib.shape
+                  and torch.equal(back, mib))
+    del back
+    return out

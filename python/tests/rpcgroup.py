@@ -24,12 +24,14 @@ def free_port():
 
 
 def worker_main(rank, world, port, body, args, threads, q, extra,
-                graceful=True):
+                graceful=True, before=None):
     sys.path.insert(0, HERE)
     try:
         import tensorwire.rpc as rpc
         funcs = importlib.import_module("rpcfuncs")
         funcs.setup(rank)
+        if before is not None:
+            getattr(funcs, before[0])(rank, world, *before[1])
         opts = rpc.TensorPipeRpcBackendOptions(
             init_method="tcp://127.0.0.1:%d" % port,
             num_worker_threads=threads, **extra)
@@ -65,19 +67,27 @@ def tw_worker(rank, world, port, kind="tw-worker"):
 
 
 def run(body, world=2, args=(), threads=4, timeout=120, extra=None,
-        c_ranks=(), dead=(), nongraceful=(), c_kind="tw-worker"):
+        c_ranks=(), dead=(), nongraceful=(), c_kind="tw-worker",
+        rank_extra=None, before=None):
     """Run rpcfuncs.<body>(rank, world, *args) on rank 0 (on every rank for
     bodies named all_*) in a group of `world` workers; returns rank 0's
     result, raising with the workers' tracebacks if any failed. c_ranks
     are C workers (tw-worker); dead ranks may die without a word;
-    nongraceful ranks shut down at once (graceful=False)."""
+    nongraceful ranks shut down at once (graceful=False). extra: options
+    of every rank, rank_extra: {rank: options} over them; before: (name,
+    args), rpcfuncs.<name>(rank, world, *args) runs on each rank before
+    init_rpc."""
     ctx = mp.get_context("spawn")
     ctx.set_executable("/usr/bin/python3")
     q = ctx.Queue()
     port = free_port()
+    def opts(r):
+        o = dict(extra or {})
+        o.update((rank_extra or {}).get(r, {}))
+        return o
     procs = [ctx.Process(target=worker_main,
                          args=(r, world, port, body, args, threads, q,
-                               extra or {}, r not in nongraceful))
+                               opts(r), r not in nongraceful, before))
              for r in range(world) if r not in c_ranks]
     for p in procs:
         p.start()

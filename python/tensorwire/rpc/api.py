@@ -81,17 +81,59 @@ class RpcBackendOptions:
     "dpdk"; secret: the group's shared secret (or TW_SECRET); insecure:
     serve without one on non-loopback addresses (don't). num_loops: run
     loop threads of the agent; yield_loops: they yield the CPU while they
-    spin (default: a Python worker has more threads than cores)."""
+    spin (default: a Python worker has more threads than cores).
+
+    transport_options: the transport's options, a dict keyed by the field
+    names of its C options struct (include/tensorwire/uring.h, struct
+    tw_uring_opts; include/tensorwire/dpdk.h, struct tw_dpdk_opts; every
+    field is documented there); fields not given keep their defaults.
+    Values: str (or None: the field's NULL) for strings, bool for flags,
+    int for numbers, within the field's C type. An unknown key raises
+    ValueError listing the valid ones, a value of the wrong type TypeError,
+    an integer out of range ValueError, all naming the key, here and again
+    in init_rpc, before anything starts. Without transport, the dict is
+    io_uring's when all its keys are io_uring fields, else DPDK's when all
+    are DPDK fields. For instance io_uring: {"listen_host": "127.0.0.1",
+    "zc_threshold": 65536, "cc_local": "cubic"}.
+
+    DPDK (a build with DPDK; root for the EAL) takes the EAL arguments of
+    this process, its port, and tuning, e.g. two workers on one host
+    joined by a memif vdev pair, each process with its own --file-prefix
+    and main lcore (rank 0 the memif server; rank 1 the client, whose port
+    must start after the server's: docs/python.md)::
+
+        eal = ("-l {cpu} --no-huge -m 256 --no-pci --no-telemetry "
+               "--file-prefix=tw-w{rank} --vdev=net_memif0,role={role},"
+               "socket=/tw-memif-demo,socket-abstract=yes")
+        opts = rpc.RpcBackendOptions(
+            init_method="tcp://127.0.0.1:29500", secret="a group secret",
+            transport="dpdk", transport_options={
+                "eal_args": eal.format(cpu=rank, rank=rank,
+                                       role="server" if rank == 0
+                                       else "client"),
+                "port": "net_memif0", "credits": 128,
+                "rto_ns": 5000000})
+        rpc.init_rpc("w%d" % rank, rank=rank, world_size=2,
+                     rpc_backend_options=opts)
+
+    A group on a non-loopback address (DPDK's) needs the secret. The EAL
+    starts once per process (the first DPDK agent's eal_args) and is
+    released at exit (tensorwire._C.dpdk_eal_cleanup); a tensor received
+    over DPDK may share the port's buffers: drop it before shutdown."""
 
     def __init__(self, *, num_worker_threads=16,
                  rpc_timeout=DEFAULT_RPC_TIMEOUT_SEC,
                  init_method=DEFAULT_INIT_METHOD, transport=None,
                  secret=None, insecure=False, num_loops=1,
-                 init_timeout=60.0, yield_loops=True, **_ignored):
+                 init_timeout=60.0, yield_loops=True,
+                 transport_options=None, **_ignored):
+        if transport_options is not None:
+            _C._check_transport_options(transport, transport_options)
         self.num_worker_threads = num_worker_threads
         self.rpc_timeout = rpc_timeout
         self.init_method = init_method
         self.transport = transport
+        self.transport_options = transport_options
         self.secret = secret
         self.insecure = insecure
         self.num_loops = num_loops
@@ -227,7 +269,9 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                 init_timeout_ms=_ms(o.init_timeout),
                 num_loops=o.num_loops, transport=o.transport,
                 secret=o.secret, insecure=o.insecure, serve=serve,
-                yield_loops=bool(getattr(o, "yield_loops", True)))
+                yield_loops=bool(getattr(o, "yield_loops", True)),
+                transport_options=getattr(o, "transport_options", None))
+        _cleanup_at_exit()
         wid, wname = _C.worker_info(None)
         _self = WorkerInfo(wid, wname)
         _ids.clear()
@@ -236,6 +280,20 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                                  name="tensorwire-py-worker")
             t.start()
             _workers.append(t)
+
+
+_eal_atexit = False
+
+
+def _cleanup_at_exit():
+    """Release the DPDK EAL at exit (a no-op unless a DPDK agent started
+    it; it must outlive every DPDK agent of the process, so it cannot go at
+    shutdown: the EAL does not start twice)."""
+    global _eal_atexit
+    if not _eal_atexit:
+        import atexit
+        atexit.register(_C.dpdk_eal_cleanup)
+        _eal_atexit = True
 
 
 def shutdown(graceful=True, timeout=0):

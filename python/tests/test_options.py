@@ -1,0 +1,157 @@
+"""RpcBackendOptions.transport_options: the dict of a transport's C options
+struct fields. Bad keys, types and ranges raise, naming the key, before
+anything starts; a good io_uring dict reaches the transport of a real
+two-worker group on 127.0.0.1."""
+
+import select
+import socket
+
+import pytest
+
+pytest.importorskip("tensorwire._C")
+
+import rpcgroup  # noqa: E402
+import tensorwire.rpc as rpc  # noqa: E402
+from tensorwire import _C  # noqa: E402
+
+URING_KEYS = ["listen_host", "recv_buf_size", "recv_buf_count", "max_queued",
+              "zc_threshold", "large_frame", "sockbuf", "rx_pool_buf_size",
+              "rx_pool_count", "large_cache_bytes", "zc_same_host",
+              "busy_poll_conns", "busy_poll_ns", "cc_local", "cc_remote",
+              "asm_worker_bytes", "asm_host_bytes", "stall_timeout_ms",
+              "max_conns_per_host", "max_conns", "user_timeout_ms"]
+DPDK_KEYS = ["eal_args", "port", "local_ip", "udp_base_port", "mtu",
+             "rx_desc", "tx_desc", "mbufs", "mbuf_cache", "ext_mbufs",
+             "steer_ring", "no_offload", "no_flow", "credits", "rx_window",
+             "rto_ns", "dead_ns", "idle_wake_ns", "max_sessions",
+             "max_queued", "zc_threshold", "rx_pool_buf_size",
+             "rx_pool_count", "burst", "sw_udp_csum_off"]
+
+# (transport, options, exception, words its message holds)
+BAD = [
+    ("uring", {"bogus": 1}, ValueError, ["'bogus'", "'uring'"] + URING_KEYS),
+    ("dpdk", {"credits": 64, "eal_arg": "-l 0"}, ValueError,
+     ["'eal_arg'", "'dpdk'"] + DPDK_KEYS),
+    ("uring", {"credits": 64}, ValueError, ["'credits'", "listen_host"]),
+    ("dpdk", {"opts_size": 8}, ValueError, ["'opts_size'"]),
+    ("dpdk", {"transport": "uring"}, ValueError, ["'transport'"]),
+    (None, {"eal_args": "-l 0", "listen_host": "127.0.0.1"}, ValueError,
+     ["'eal_args'", "transport='dpdk'"]),
+    ("dpdk", {1: 2}, ValueError, ["1", "eal_args"]),
+    ("dpdk", {"credits": "128"}, TypeError, ["'credits'", "int", "str"]),
+    ("dpdk", {"credits": 128.0}, TypeError, ["'credits'", "float"]),
+    ("dpdk", {"credits": True}, TypeError, ["'credits'", "bool"]),
+    ("dpdk", {"no_flow": 1}, TypeError, ["'no_flow'", "bool"]),
+    ("dpdk", {"eal_args": ["-l", "0"]}, TypeError, ["'eal_args'", "list"]),
+    ("uring", {"listen_host": b"127.0.0.1"}, TypeError,
+     ["'listen_host'", "bytes"]),
+    ("uring", {"zc_same_host": "yes"}, TypeError, ["'zc_same_host'"]),
+    ("dpdk", {"port": "net_\0memif0"}, ValueError, ["'port'", "NUL"]),
+    ("dpdk", {"udp_base_port": 65536}, ValueError,
+     ["'udp_base_port'", "65536", "65535"]),
+    ("dpdk", {"credits": -1}, ValueError, ["'credits'", "-1"]),
+    ("dpdk", {"credits": 1 << 32}, ValueError, ["'credits'", "4294967295"]),
+    ("dpdk", {"rto_ns": 1 << 64}, ValueError, ["'rto_ns'"]),
+    ("uring", {"asm_worker_bytes": -5}, ValueError, ["'asm_worker_bytes'"]),
+    ("uring", {"sockbuf": 1 << 31}, ValueError, ["'sockbuf'"]),
+    ("uring", {"sockbuf": -(1 << 31) - 1}, ValueError, ["'sockbuf'"]),
+    ("uring", [("listen_host", "127.0.0.1")], TypeError, ["dict", "list"]),
+    ("tcp", {"listen_host": "127.0.0.1"}, ValueError,
+     ["'tcp'", "'uring'", "'dpdk'"]),
+]
+
+
+def _ids(case):
+    return "%s-%s" % (case[0], case[2].__name__)
+
+
+@pytest.mark.parametrize("transport,options,exc,words", BAD,
+                         ids=[_ids(c) + "-%d" % i for i, c in enumerate(BAD)])
+def test_bad_options_raise_before_any_network(transport, options, exc, words):
+    # At construction...
+    with pytest.raises(exc) as e:
+        rpc.RpcBackendOptions(transport=transport, transport_options=options)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+    # ... and in init_rpc (options changed afterwards), before it reaches
+    # the rendezvous: a listener there sees no connection. Rank 0 would
+    # have failed to serve on the listener's port instead (RemoteError).
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(8)
+        port = ls.getsockname()[1]
+        for rank in (0, 1):
+            o = rpc.RpcBackendOptions(
+                init_method="tcp://127.0.0.1:%d" % port, init_timeout=2,
+                transport=transport)
+            o.transport_options = options
+            with pytest.raises(exc) as e:
+                rpc.init_rpc("worker%d" % rank, rank=rank, world_size=2,
+                             rpc_backend_options=o)
+            for w in words:
+                assert w in str(e.value), (w, str(e.value))
+        ready, _, _ = select.select([ls], [], [], 0.3)
+        assert not ready, "init_rpc reached the rendezvous"
+    with pytest.raises(RuntimeError, match="not been initialized"):
+        rpc.shutdown()
+
+
+def test_good_values_at_the_edges_are_accepted():
+    ok = [
+        ("dpdk", {"eal_args": "-l 0 --no-huge", "port": "net_memif0",
+                  "credits": 128, "rto_ns": 5000000}),
+        ("dpdk", {"udp_base_port": 0, "mtu": 65535, "credits": 0,
+                  "rx_window": (1 << 32) - 1, "zc_threshold": (1 << 64) - 1,
+                  "no_offload": True, "no_flow": False,
+                  "sw_udp_csum_off": True, "eal_args": None,
+                  "local_ip": None}),
+        ("uring", {"sockbuf": -1, "large_cache_bytes": (1 << 64) - 1,
+                   "cc_remote": None, "cc_local": "",
+                   "zc_same_host": True}),
+        ("uring", {}),
+        # Without transport: the struct whose fields the keys are.
+        (None, {"listen_host": "127.0.0.1", "max_queued": 8}),
+        (None, {"eal_args": "-l 0", "credits": 32}),
+        (None, None),
+    ]
+    for transport, options in ok:
+        _C._check_transport_options(transport, options)
+        o = rpc.RpcBackendOptions(transport=transport,
+                                  transport_options=options)
+        assert o.transport_options is options
+
+
+def test_a_value_the_transport_refuses_fails_init_with_its_reason():
+    # The dict is well-formed; the transport checks the value itself.
+    o = rpc.RpcBackendOptions(
+        init_method="tcp://127.0.0.1:%d" % rpcgroup.free_port(),
+        init_timeout=5, transport="uring",
+        transport_options={"recv_buf_count": 3})
+    with pytest.raises(_C.RemoteError) as e:
+        rpc.init_rpc("worker0", rank=0, world_size=1, rpc_backend_options=o)
+    assert "recv_buf_count 3" in str(e.value), e.value
+    assert "power of 2" in str(e.value), e.value
+    with pytest.raises(RuntimeError, match="not been initialized"):
+        rpc.shutdown()
+
+
+def test_uring_options_reach_a_real_group():
+    opts = {"zc_threshold": 4096, "zc_same_host": True,
+            "recv_buf_count": 128, "busy_poll_conns": 2,
+            "stall_timeout_ms": 20000, "cc_local": "reno"}
+    out = rpcgroup.run(
+        "body_options", extra={"transport": "uring"},
+        rank_extra={0: {"transport_options":
+                        dict(opts, listen_host="127.0.0.2")},
+                    1: {"transport_options":
+                        dict(opts, listen_host="127.0.0.3")}})
+    assert out == {"listen0": True, "listen1": True, "add": 3,
+                   "echo": True}, out
+
+
+def test_transport_implied_by_uring_options():
+    out = rpcgroup.run(
+        "body_options",
+        rank_extra={0: {"transport_options": {"listen_host": "127.0.0.2"}},
+                    1: {"transport_options": {"listen_host": "127.0.0.3"}}})
+    assert out["add"] == 3 and out["listen0"] and out["listen1"], out
