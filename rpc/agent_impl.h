@@ -347,8 +347,8 @@ void agent_explain_error(const tw_agent *a, tw_status kind, const tw_error *e,
  * it held here (rref_member_dead, on this thread); and has every loop
  * fail its pending calls to it and close its connections (on the loops'
  * threads, soon after). Called on loop 0's thread (an embedded agent's
- * owner thread), from the watch's timer; tests call it on the owner
- * thread of a fake agent, outside an iteration.
+ * owner thread), from the watch (its poll or its timer); tests call it
+ * on the owner thread of a fake agent, outside an iteration.
  */
 void agent_member_dead(tw_agent *a, uint32_t rank);
 /* Record (tw_errmsg) why calls to dead worker r fail; returns
