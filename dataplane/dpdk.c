@@ -1553,8 +1553,13 @@ static void d_close_after_send(tw_transport *tt, tw_conn *cc, tw_status st)
 	s->linger = true;
 	s->linger_st = st;
 	s->linger_at = now_ns(t) + TW_CLOSE_AFTER_SEND_NS;
-	if (s->held == 0 && s->state == S_OPEN)
+	if (s->held == 0 && s->state == S_OPEN) {
 		sess_fail(s, st, true);
+		return;
+	}
+	/* ka_fire cuts the linger: at its deadline, not a keepalive
+	 * period (dead_ns / 4, seconds) later. */
+	tw_loop_timer_after(t->base.loop, &s->ka, TW_CLOSE_AFTER_SEND_NS);
 }
 
 static tw_status d_admit(tw_transport *tt, const char *const *addrs, uint32_t n)

@@ -35,7 +35,12 @@ void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size)
 			64, /* perf/RESULTS.md, bench-dpdk: 2x 32 on large tensors */
 		.rx_window = 0,
 		.rto_ns = 5000000,
-		.dead_ns = 1000000000,
+		/* Well above a paused peer's 10 s (SIGSTOP, swapping, a
+		 * debugger): a process that dies is learned from the
+		 * control plane within milliseconds (agent.c, members that
+		 * die); silence alone only ends a session to a host that
+		 * vanished. */
+		.dead_ns = 30000000000ull,
 		.idle_wake_ns = 1000000,
 		.max_sessions = 1024,
 		.max_queued = 4096,

@@ -404,8 +404,15 @@ enum twp_err twp_parse(const uint8_t *p, size_t len,
 	if (tot < TWP_OVERHEAD_L3 || (size_t)tot > len - TWP_ETH_LEN)
 		return TWP_E_IP_LEN;
 	/* Reserved bit, MF or an offset: we never fragment, so any
-	 * fragment is not ours (and would be a reassembly attack surface). */
-	if ((rd_be16(ip + 6) & ~IP_DF) != 0)
+	 * fragment is not ours (and would be a reassembly attack surface).
+	 * Neither is a datagram the kernel reassembled before the PMD saw
+	 * it (net_af_packet's fanout asks for PACKET_FANOUT_FLAG_DEFRAG
+	 * and DPDK 22.11 cannot turn it off): its header has no fragment
+	 * bits left, but it lacks DF unless its largest fragment had it
+	 * (which no stack that fragments sets), or it is longer than one
+	 * of our packets can be at this MTU (mss + headers). */
+	uint16_t frag = rd_be16(ip + 6);
+	if (frag != IP_DF || tot > (uint32_t)local->mss + TWP_OVERHEAD_L3)
 		return TWP_E_IP_FRAG;
 	if (ip[8] == 0)
 		return TWP_E_IP_TTL;

@@ -104,7 +104,8 @@ enum twp_err {
 	TWP_E_IP_VERSION,
 	TWP_E_IP_IHL,   /* options (IHL != 5) */
 	TWP_E_IP_LEN,   /* total length vs the frame */
-	TWP_E_IP_FRAG,  /* MF set or fragment offset != 0 */
+	TWP_E_IP_FRAG,  /* MF set, fragment offset != 0, DF clear, or
+			 * longer than mss allows (kernel-reassembled) */
 	TWP_E_IP_PROTO, /* not UDP */
 	TWP_E_IP_TTL,
 	TWP_E_IP_CSUM,
@@ -176,7 +177,8 @@ struct twp_pkt {
 /*
  * Check every field of the len bytes at p against local: Ethernet (our
  * MAC, IPv4 type, unicast source), IPv4 (version, IHL 5, total length
- * within the frame (Ethernet padding may follow), no fragments, UDP, TTL,
+ * within the frame (Ethernet padding may follow), no fragments (DF set,
+ * no MF, offset 0, total length at most mss + TWP_OVERHEAD_L3), UDP, TTL,
  * our address, a sane source, header checksum unless ip_csum_ok), UDP
  * (length, one of our ports, checksum unless l4_csum_ok or 0), and the
  * tensorwire header (magic, version, type, flags, reserved, per-type

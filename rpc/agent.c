@@ -1,6 +1,8 @@
 /* The agent: options, run loops and their transports, connections,
  * rendezvous and membership, worker info, registration and shutdown. */
 #include <inttypes.h>
+#include <liburing.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -544,16 +546,12 @@ void agent_member_dead(tw_agent *a, uint32_t rank)
 			dead_post(&a->loops[i]);
 }
 
-/* Loop 0, every AGENT_WATCH_MS: what rank 0 said of members gone. Rank 0
- * leaving (our control connection closed) is its death; after it, or a
- * control stream that went bad, there is nobody left to tell us more. */
-static void watch_tick(struct tw_timer *t, void *arg)
+/* Loop 0: what rank 0 said of members gone. Rank 0 leaving (our control
+ * connection closed) is its death; after it, or a control stream that
+ * went bad, there is nobody left to tell us more. TW_EBUSY when the
+ * shutdown barrier holds the connection (it applies the notices). */
+static tw_status watch_read(tw_agent *a)
 {
-	(void)t;
-	tw_agent *a = arg;
-	struct agent_loop *l0 = &a->loops[0];
-	if (!a->watching || l0->closing)
-		return;
 	tw_status st = rdv_watch(a->rdv, a->watch_gone);
 	if (st != TW_EBUSY) {
 		for (uint32_t r = 0; r < a->world; r++)
@@ -569,6 +567,52 @@ static void watch_tick(struct tw_timer *t, void *arg)
 		if (a->loops[i].ready &&
 		    atomic_load(&a->loops[i].dead_seen) != n)
 			dead_post(&a->loops[i]);
+	return st;
+}
+
+/* Wake loop 0 when the control connection turns readable (a notice, or
+ * its close: a SIGKILLed member's kernel closes its socket, rank 0's
+ * server sees it at once and tells us), so that a death is acted on in
+ * milliseconds rather than on the next tick, at no cost while nothing
+ * happens. One-shot: re-armed after each read. Without an SQE the tick
+ * tries again. */
+static void watch_poll_arm(tw_agent *a)
+{
+	struct agent_loop *l0 = &a->loops[0];
+	if (!a->watching || a->watch_polling || l0->closing)
+		return;
+	struct io_uring_sqe *sqe = tw_loop_sqe(l0->loop);
+	if (sqe == NULL)
+		return;
+	io_uring_prep_poll_add(sqe, rdv_client_fd(a->rdv),
+			       POLLIN | POLLRDHUP | POLLERR | POLLHUP);
+	io_uring_sqe_set_data(sqe, &a->watch_req);
+	a->watch_polling = true;
+}
+
+static void watch_poll_done(struct tw_uring_req *r, struct io_uring_cqe *cqe)
+{
+	(void)cqe;
+	tw_agent *a = container_of(r, tw_agent, watch_req);
+	a->watch_polling = false;
+	if (!a->watching || a->loops[0].closing)
+		return; /* cancelled by watch_stop, or a late completion */
+	/* While the barrier holds the connection, re-arming would complete
+	 * at once again (it stays readable): the tick re-arms. */
+	if (watch_read(a) != TW_EBUSY)
+		watch_poll_arm(a);
+}
+
+/* Loop 0, every AGENT_WATCH_MS: what the poll did not catch. */
+static void watch_tick(struct tw_timer *t, void *arg)
+{
+	(void)t;
+	tw_agent *a = arg;
+	struct agent_loop *l0 = &a->loops[0];
+	if (!a->watching || l0->closing)
+		return;
+	if (watch_read(a) != TW_EBUSY)
+		watch_poll_arm(a);
 	if (a->watching)
 		tw_loop_timer_after(l0->loop, &a->watch,
 				    (uint64_t)AGENT_WATCH_MS * 1000000u);
@@ -641,9 +685,13 @@ static void watch_start_fn(struct sync_msg *s)
 	tw_timer_init(&a->watch, watch_tick, a);
 	tw_loop_timer_after(s->l->loop, &a->watch,
 			    (uint64_t)AGENT_WATCH_MS * 1000000u);
+	a->watch_req.fn = watch_poll_done;
+	watch_poll_arm(a);
 }
 
-/* Loop 0's thread: no more ticks (before the control connection goes). */
+/* Loop 0's thread: no more ticks nor polls (before the control connection
+ * goes: an armed poll holds its socket open, so rank 0 would not see us
+ * leave until the poll ends). */
 static void watch_stop(struct agent_loop *l)
 {
 	tw_agent *a = l->a;
@@ -651,6 +699,14 @@ static void watch_stop(struct agent_loop *l)
 		return;
 	a->watching = false;
 	tw_timer_cancel(tw_loop_timers(l->loop), &a->watch);
+	if (a->watch_polling) {
+		struct io_uring_sqe *sqe = tw_loop_sqe(l->loop);
+		if (sqe != NULL) {
+			io_uring_prep_poll_remove(
+				sqe, (__u64)(uintptr_t)&a->watch_req);
+			io_uring_sqe_set_data(sqe, NULL);
+		}
+	}
 }
 
 static void loop_init_fn(struct sync_msg *s)

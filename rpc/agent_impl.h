@@ -292,17 +292,24 @@ struct tw_agent {
 	_Atomic uint64_t limit_refusals, oversize; /* any thread */
 	struct rref_ctx *rref; /* rref.c: owner and user tables */
 	/* Members that die (docs/architecture.md): dead[r] set once, by
-	 * agent_member_dead; ndead counts them. The watch is loop 0's timer
-	 * reading rank 0's notices (rdv_watch) every AGENT_WATCH_MS;
-	 * watching and watch_gone are loop 0's. */
+	 * agent_member_dead; ndead counts them. The watch is loop 0's:
+	 * rank 0's notices (rdv_watch) are read as soon as the control
+	 * connection turns readable (a poll on loop 0's io_uring,
+	 * watch_req, armed while watch_polling), and every AGENT_WATCH_MS
+	 * by a timer that re-arms what the poll could not do; watching and
+	 * watch_gone are loop 0's. */
 	_Atomic uint8_t *dead;
 	_Atomic uint32_t ndead;
 	struct tw_timer watch;
-	bool watching;
+	struct tw_uring_req watch_req;
+	bool watching, watch_polling;
 	uint8_t *watch_gone;
 };
 
-/* How often loop 0 reads rank 0's notices of members gone. */
+/* How often loop 0's timer looks at rank 0's notices besides the poll
+ * (the poll acts at once: this only catches up after the shutdown
+ * barrier held the connection, a full ring or a poll that could not be
+ * armed). */
 #define AGENT_WATCH_MS 100
 
 /* Whether this agent declared worker r (< world) dead. Any thread. */
@@ -340,8 +347,8 @@ void agent_explain_error(const tw_agent *a, tw_status kind, const tw_error *e,
  * it held here (rref_member_dead, on this thread); and has every loop
  * fail its pending calls to it and close its connections (on the loops'
  * threads, soon after). Called on loop 0's thread (an embedded agent's
- * owner thread), from the watch's timer; tests call it on the owner
- * thread of a fake agent, outside an iteration.
+ * owner thread), from the watch (its poll or its timer); tests call it
+ * on the owner thread of a fake agent, outside an iteration.
  */
 void agent_member_dead(tw_agent *a, uint32_t rank);
 /* Record (tw_errmsg) why calls to dead worker r fail; returns

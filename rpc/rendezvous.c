@@ -1679,6 +1679,11 @@ void rdv_client_close(struct rdv_client *c)
 	free(c);
 }
 
+int rdv_client_fd(const struct rdv_client *c)
+{
+	return c->fd;
+}
+
 bool rdv_member_gone(const struct rdv_client *c, uint32_t rank)
 {
 	struct rdv_client *w = (struct rdv_client *)c; /* its lock only */

@@ -160,6 +160,11 @@ bool rdv_member_gone(const struct rdv_client *c, uint32_t rank);
  */
 tw_status rdv_watch(struct rdv_client *c, uint8_t *gone);
 
+/* The control connection's socket, for a caller that waits until it is
+ * readable (a notice arrived, or it closed) before calling rdv_watch.
+ * Read it only through rdv_watch. */
+int rdv_client_fd(const struct rdv_client *c);
+
 /* Close the control connection (rank 0 counts us as gone) and free. */
 void rdv_client_close(struct rdv_client *c);
 

@@ -76,9 +76,13 @@ struct tw_dpdk_opts {
 	uint32_t rx_window;        /* out-of-order packets held per session
 				    * (0 = credits, at most 1024) */
 	uint64_t rto_ns;           /* retransmission timeout (default 5 ms) */
-	uint64_t dead_ns;          /* a peer silent this long is dead and its
-				    * calls fail with TW_EUNREACHABLE
-				    * (default 1 s, at least 4 rto_ns) */
+	uint64_t dead_ns;          /* a session silent this long ends and
+				    * its calls fail with TW_EUNREACHABLE
+				    * (default 30 s, at least 4 rto_ns;
+				    * keepalives every dead_ns / 4). A
+				    * member that dies is learned from the
+				    * rendezvous at once, not from this; a
+				    * paused one resumes within it intact */
 	uint64_t idle_wake_ns;     /* a sleeping loop polls the port at least
 				    * this often (default 1 ms; 0 = never:
 				    * loops must spin) */

@@ -3,7 +3,10 @@
  * server, rank 1 the client, on a unique abstract socket); the rendezvous
  * stays TCP on 127.0.0.1. Calls, many async calls, remote errors, tensors
  * byte-exact, a timeout and a graceful shutdown, on one and on two loops
- * (queue pairs). Needs root (the EAL); skips when the EAL cannot start. */
+ * (queue pairs). Then members that pause and die (issue 18): a peer
+ * SIGSTOPped for 10 s loses no call, a SIGKILLed one's calls fail within
+ * 100 ms (rank 0's notice, not data-plane silence) and later ones at
+ * once. Needs root (the EAL); skips when the EAL cannot start. */
 #include "harness.h"
 
 #include <ftw.h>
@@ -13,8 +16,13 @@
 	"--no-huge -m 256 --no-pci --no-telemetry --log-level=warning "
 
 /* Shared with the workers (MAP_SHARED). */
+enum run_mode { RUN_CALLS, RUN_PAUSED, RUN_KILLED, RUN_KILLED0 };
+
 struct dpdk_run {
 	int loops;
+	enum run_mode mode;
+	_Atomic int pid[2]; /* for the other rank to stop or kill */
+	_Atomic uint64_t fail_ms, resume_ms;
 	char eal[2][512];
 	char prefix[2][64];
 	_Atomic int srv_up; /* rank 0's port is up (or it gave up) */
@@ -232,6 +240,174 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	return 0;
 }
 
+/* SIGSTOP pid and wait until it has stopped (kill returns before every
+ * thread has): /proc says 'T'. */
+static bool stop_now(pid_t pid)
+{
+	if (pid <= 0 || kill(pid, SIGSTOP) != 0)
+		return false;
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (int i = 0; i < 5000; i++) {
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			return false;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = 0;
+		const char *e = strrchr(buf, ')');
+		if (e != NULL && e[1] == ' ' && e[2] == 'T')
+			return true;
+		h_sleep_ms(1);
+	}
+	return false;
+}
+
+/* A call to to's add(i, 1000), retried while the session's queue is
+ * full. */
+static tw_status add_async(tw_agent *a, const char *to, int i,
+			   int64_t timeout_ms, tw_future **f)
+{
+	tw_value xa[2] = {tw_value_int(i), tw_value_int(1000)};
+	tw_value xt = H_TUPLE(xa);
+	tw_status st;
+	while ((st = tw_rpc_async(a, to, "add", &xt, NULL, timeout_ms, f)) ==
+	       TW_ENOSPC)
+		h_sleep_ms(1);
+	return st;
+}
+
+/* Paused is not dead: w1 is SIGSTOPped for 10 s with 1000 calls (60 s
+ * deadlines) queued to it; it stays a member, every call completes once
+ * it resumes, and calls with short deadlines still fail by them. */
+static int w_paused(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
+{
+	enum { N = 1000, SHORT = 4 };
+	static tw_future *fs[N];
+	tw_future *sf[SHORT];
+	pid_t p1 = (pid_t)atomic_load(&run->pid[1]);
+	int64_t v;
+	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
+	tw_value at = H_TUPLE(aa);
+	tw_status st = h_call_int(a, "w1", "add", &at, &v);
+	W_ASSERT(w, st == TW_OK && v == 42, "add: %s", tw_status_name(st));
+	W_ASSERT(w, stop_now(p1), "SIGSTOP %d", (int)p1);
+	uint64_t t0 = h_now_ms();
+	for (int i = 0; i < N; i++) {
+		st = add_async(a, "w1", i, 60000, &fs[i]);
+		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+	}
+	for (int i = 0; i < SHORT; i++) {
+		st = add_async(a, "w1", i, 2000, &sf[i]);
+		W_ASSERT(w, st == TW_OK, "short %d: %s", i, tw_status_name(st));
+	}
+	for (int i = 0; i < SHORT; i++) {
+		st = tw_future_wait(sf[i], 30000);
+		W_ASSERT(w, st == TW_ETIMEDOUT, "short call %d: %s", i,
+			 tw_status_name(st));
+		tw_future_release(sf[i]);
+	}
+	uint64_t took = h_now_ms() - t0;
+	W_ASSERT(w, took >= 1900 && took < 9000,
+		 "short calls failed after %" PRIu64 " ms", took);
+	while (h_now_ms() < t0 + 10000)
+		h_sleep_ms(50);
+	int done = 0;
+	for (int i = 0; i < N; i++)
+		done += tw_future_done(fs[i]);
+	W_ASSERT(w, done == 0, "%d calls ended while w1 was stopped", done);
+	W_ASSERT(w, tw_agent_worker_alive(a, 1), "w1 declared dead");
+	W_ASSERT(w, kill(p1, SIGCONT) == 0, "SIGCONT");
+	uint64_t t1 = h_now_ms();
+	for (int i = 0; i < N; i++) {
+		st = tw_future_wait(fs[i], 30000);
+		W_ASSERT(w, st == TW_OK, "call %d after the pause: %s (%s)", i,
+			 tw_status_name(st),
+			 st != TW_OK && tw_future_error(fs[i])
+				 ? tw_future_error(fs[i])->msg
+				 : "");
+		const tw_value *rv = tw_future_value(fs[i]);
+		W_ASSERT(w,
+			 rv && rv->kind == TW_KIND_INT && rv->u.i == i + 1000,
+			 "value %d", i);
+		tw_future_release(fs[i]);
+	}
+	atomic_store(&run->resume_ms, h_now_ms() - t1 + 1);
+	st = h_call_int(a, "w1", "add", &at, &v);
+	W_ASSERT(w, st == TW_OK && v == 42, "add after: %s",
+		 tw_status_name(st));
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
+	return 0;
+}
+
+/* Killed is dead: the victim holds 100 calls it will never answer and,
+ * once SIGSTOPped, 100 more it has not read; SIGKILLed, every one fails
+ * within 100 ms naming it (rank 0 saw its control connection close and
+ * told us; or, rank 0 killed, ours to it closed), and later calls fail
+ * at once without opening a session. */
+static int w_killed(struct h_worker *w, tw_agent *a, struct dpdk_run *run,
+		    int victim)
+{
+	enum { N = 200 };
+	static tw_future *fs[N];
+	const char *vn = h_names[victim];
+	char dead[64];
+	snprintf(dead, sizeof(dead), "worker '%s' (id %d) is dead", vn, victim);
+	pid_t p1 = (pid_t)atomic_load(&run->pid[victim]);
+	int64_t v;
+	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
+	tw_value at = H_TUPLE(aa);
+	tw_status st = h_call_int(a, vn, "add", &at, &v);
+	W_ASSERT(w, st == TW_OK && v == 42, "add: %s", tw_status_name(st));
+	for (int i = 0; i < N / 2; i++) {
+		st = tw_rpc_async(a, vn, "never", NULL, NULL, 60000, &fs[i]);
+		W_ASSERT(w, st == TW_OK, "never %d: %s", i, tw_status_name(st));
+	}
+	/* They reach the victim (an add behind them returns) before it stops. */
+	st = h_call_int(a, vn, "add", &at, &v);
+	W_ASSERT(w, st == TW_OK && v == 42, "add: %s", tw_status_name(st));
+	W_ASSERT(w, stop_now(p1), "SIGSTOP %d", (int)p1);
+	for (int i = N / 2; i < N; i++) {
+		st = add_async(a, vn, i, 60000, &fs[i]);
+		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+	}
+	h_sleep_ms(100);
+	uint64_t t0 = h_now_ms();
+	W_ASSERT(w, kill(p1, SIGKILL) == 0, "SIGKILL");
+	for (int i = 0; i < N; i++) {
+		st = tw_future_wait(fs[i], 30000);
+		W_ASSERT(w, st == TW_EUNREACHABLE, "call %d: %s", i,
+			 tw_status_name(st));
+		W_ASSERT(w, strstr(tw_future_error(fs[i])->msg, dead) != NULL,
+			 "call %d: %s", i, tw_future_error(fs[i])->msg);
+		tw_future_release(fs[i]);
+	}
+	uint64_t took = h_now_ms() - t0;
+	atomic_store(&run->fail_ms, took + 1);
+	W_ASSERT(w, took < 100, "calls failed %" PRIu64 " ms after SIGKILL",
+		 took);
+	W_ASSERT(w, !tw_agent_worker_alive(a, (uint32_t)victim), "%s alive",
+		 vn);
+	for (int k = 0; k < 3; k++) {
+		uint64_t t1 = h_now_ms();
+		tw_future *f = NULL;
+		st = tw_rpc_async(a, vn, "add", &at, NULL, 60000, &f);
+		W_ASSERT(w, st == TW_EUNREACHABLE && f == NULL, "new call: %s",
+			 tw_status_name(st));
+		W_ASSERT(w, strstr(tw_errmsg(st), dead) != NULL, "%s",
+			 tw_errmsg(st));
+		tw_value r, e;
+		st = tw_rpc_sync(a, vn, "add", &at, NULL, 60000, &r, &e);
+		W_ASSERT(w, st == TW_EUNREACHABLE, "sync: %s",
+			 tw_status_name(st));
+		tw_value_destroy(&e);
+		W_ASSERT(w, h_now_ms() - t1 < 50,
+			 "new calls took %" PRIu64 " ms", h_now_ms() - t1);
+	}
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
+	return 0;
+}
+
 static int w_dpdk(struct h_worker *w)
 {
 	struct dpdk_run *run = w->arg;
@@ -244,6 +420,7 @@ static int w_dpdk(struct h_worker *w)
 			return 0;
 		W_ASSERT(w, atomic_load(&run->srv_up), "rank 0 never came up");
 	}
+	atomic_store(&run->pid[w->rank], (int)getpid());
 	struct tw_agent_opts o;
 	h_opts(&o, w);
 	struct tw_dpdk_opts d;
@@ -274,8 +451,25 @@ static int w_dpdk(struct h_worker *w)
 		atomic_store(&run->srv_up, 1);
 	W_ASSERT(w, st == TW_OK, "init: %s (%s)", tw_status_name(st), err);
 	int rc = 0;
-	if (w->rank == 0)
-		rc = w_calls(w, a, run);
+	int victim = run->mode == RUN_KILLED    ? 1
+		     : run->mode == RUN_KILLED0 ? 0
+						: -1;
+	if (w->rank == victim)
+		for (;;) /* until the other kills us */
+			h_sleep_ms(1000);
+	if (victim >= 0 && w->rank == 1 - victim)
+		rc = w_killed(w, a, run, victim);
+	else if (w->rank == 0)
+		rc = run->mode == RUN_PAUSED ? w_paused(w, a, run)
+					     : w_calls(w, a, run);
+	if (victim == 0 && rc == 0) {
+		/* Rank 0 gone, the barrier cannot run (agent.h). */
+		st = tw_agent_shutdown(a, true);
+		tw_dpdk_eal_cleanup();
+		W_ASSERT(w, st == TW_EUNREACHABLE, "shutdown: %s",
+			 tw_status_name(st));
+		return 0;
+	}
 	if (rc != 0) {
 		tw_agent_shutdown(a, false);
 		tw_dpdk_eal_cleanup();
@@ -294,18 +488,39 @@ static void need_root(void)
 		cr_skip_test("the DPDK agent tests need root (the EAL)");
 }
 
-static void run_group(int loops)
+static void run_group(int loops, enum run_mode mode)
 {
 	need_root();
 	struct dpdk_run *run = run_new(loops);
+	run->mode = mode;
 	uint64_t t0 = h_now_ms();
-	h_run_group(2, w_dpdk, run, NULL, 0);
+	h_run_group(2, w_dpdk, run, NULL,
+		    mode == RUN_KILLED    ? 1u << 1
+		    : mode == RUN_KILLED0 ? 1u << 0
+					  : 0);
 	run_done(run);
 	if (atomic_load(&run->skip)) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", run->why);
 		munmap(run, sizeof(*run));
 		cr_skip_test("the EAL cannot start here: %s", why);
+	}
+	if (mode == RUN_PAUSED)
+		fprintf(stderr,
+			"[agent_dpdk] w1 stopped 10 s: 1000 calls done %" PRIu64
+			" ms after SIGCONT (%" PRIu64 " ms in all)\n",
+			(uint64_t)atomic_load(&run->resume_ms) - 1,
+			h_now_ms() - t0);
+	if (mode == RUN_KILLED || mode == RUN_KILLED0)
+		fprintf(stderr,
+			"[agent_dpdk] w%d SIGKILLed: its 200 calls failed in "
+			"%" PRIu64 " ms (%" PRIu64 " ms in all)\n",
+			mode == RUN_KILLED ? 1 : 0,
+			(uint64_t)atomic_load(&run->fail_ms) - 1,
+			h_now_ms() - t0);
+	if (mode != RUN_CALLS) {
+		munmap(run, sizeof(*run));
+		return;
 	}
 	fprintf(stderr,
 		"[agent_dpdk] %d loop(s): %" PRIu64 " ms; 1 MiB echo %" PRIu64
@@ -318,10 +533,25 @@ static void run_group(int loops)
 
 Test(agent_dpdk, calls_errors_tensors_timeout_1_loop, .timeout = 120)
 {
-	run_group(1);
+	run_group(1, RUN_CALLS);
 }
 
 Test(agent_dpdk, calls_errors_tensors_timeout_2_loops, .timeout = 120)
 {
-	run_group(2);
+	run_group(2, RUN_CALLS);
+}
+
+Test(agent_dpdk, a_peer_paused_10s_loses_no_call, .timeout = 120)
+{
+	run_group(1, RUN_PAUSED);
+}
+
+Test(agent_dpdk, a_killed_peer_fails_its_calls_within_100ms, .timeout = 120)
+{
+	run_group(1, RUN_KILLED);
+}
+
+Test(agent_dpdk, a_killed_rank_0_fails_its_calls_within_100ms, .timeout = 120)
+{
+	run_group(1, RUN_KILLED0);
 }

@@ -42,7 +42,9 @@ Test(dpdk_opts, defaults)
 	cr_assert_eq(o.credits, 64);
 	cr_assert_eq(o.rx_window, 0);
 	cr_assert_eq(o.rto_ns, 5000000);
-	cr_assert_eq(o.dead_ns, 1000000000);
+	/* A peer paused 10 s (SIGSTOP) must not be taken for dead. */
+	cr_assert_eq(o.dead_ns, 30000000000ull);
+	cr_assert_gt(o.dead_ns, 10 * 1000000000ull);
 	cr_assert_eq(o.max_queued, 4096);
 	cr_assert_eq(o.steer_ring, 4096);
 	cr_assert_eq(tw_dpdk_opts_check(&o, 1), TW_OK);
@@ -108,6 +110,8 @@ SPOIL(s_rx_window, o->rx_window = TW_DPDK_MAX_RX_WINDOW + 1)
 SPOIL(s_rto_zero, o->rto_ns = 0)
 SPOIL(s_rto_huge, o->rto_ns = UINT64_MAX / 2)
 SPOIL(s_dead_short, o->dead_ns = 4 * o->rto_ns - 1)
+SPOIL(s_dead_zero, o->dead_ns = 0)
+SPOIL(s_dead_rto_up, o->rto_ns = o->dead_ns / 4 + 1)
 SPOIL(s_sessions_zero, o->max_sessions = 0)
 SPOIL(s_sessions_high, o->max_sessions = 65536)
 SPOIL(s_queued, o->max_queued = 0)
@@ -138,6 +142,8 @@ static const struct refusal refusals[] = {
 	{{"rto_ns"}, s_rto_zero, 0},
 	{{"rto_ns"}, s_rto_huge, 0},
 	{{"dead_ns", "19999999"}, s_dead_short, 0},
+	{{"dead_ns (0)", "rto_ns 5000000"}, s_dead_zero, 0},
+	{{"dead_ns (30000000000)", "rto_ns 7500000001"}, s_dead_rto_up, 0},
 	{{"max_sessions", "0"}, s_sessions_zero, 0},
 	{{"max_sessions", "65536"}, s_sessions_high, 0},
 	{{"max_queued"}, s_queued, 0},

@@ -537,6 +537,9 @@ MUT(m_ip_mf, p[20] |= 0x20)
 MUT(m_ip_off, p[21] = 1)
 MUT(m_ip_off_high, p[20] |= 0x1f)
 MUT(m_ip_evil, p[20] |= 0x80)
+MUT(m_ip_no_df, p[20] &= (uint8_t)~0x40)
+MUT(m_ip_mf_no_df, p[20] = 0x20)
+MUT(m_ip_last_frag, p[20] = 0; p[21] = 0xb9) /* offset 1480, MF clear */
 MUT(m_ip_ttl0, p[22] = 0)
 MUT(m_ip_tcp, p[23] = 6)
 MUT(m_ip_icmp, p[23] = 1)
@@ -608,6 +611,9 @@ static const struct mut muts[] = {
 	{"fragment offset", TWP_E_IP_FRAG, FIX, m_ip_off},
 	{"fragment offset high bits", TWP_E_IP_FRAG, FIX, m_ip_off_high},
 	{"reserved flag", TWP_E_IP_FRAG, FIX, m_ip_evil},
+	{"DF clear (reassembled)", TWP_E_IP_FRAG, FIX, m_ip_no_df},
+	{"fragment MF without DF", TWP_E_IP_FRAG, FIX, m_ip_mf_no_df},
+	{"last fragment", TWP_E_IP_FRAG, FIX, m_ip_last_frag},
 	{"ttl 0", TWP_E_IP_TTL, FIX, m_ip_ttl0},
 	{"tcp", TWP_E_IP_PROTO, FIX, m_ip_tcp},
 	{"icmp", TWP_E_IP_PROTO, FIX, m_ip_icmp},
@@ -717,6 +723,76 @@ Test(dpdk_pkt, every_short_length)
 	}
 }
 
+/* IPv4 fragments, and what the kernel makes of them: net_af_packet's
+ * fanout reassembles (PACKET_FANOUT_FLAG_DEFRAG, which DPDK 22.11 cannot
+ * turn off) and hands the PMD one datagram with no fragment bits left.
+ * Its header keeps DF only when the largest fragment had it (Linux
+ * ip_frag_reasm), which a stack that fragments never sets; and a
+ * datagram longer than a packet at our MTU can only be a reassembly.
+ * Both are refused as fragments, as the fragments themselves are. */
+Test(dpdk_pkt, fragments_and_reassembled_datagrams)
+{
+	static uint8_t pl[3000], p[TWP_HEADERS + 3000], q[TWP_HEADERS + 3000];
+	for (size_t i = 0; i < sizeof(pl); i++)
+		pl[i] = (uint8_t)(i * 7 + 1);
+	struct twp_local l = local_b(); /* mss 1426: MTU 1500 */
+	uint8_t *ip = p + TWP_ETH_LEN;
+
+	/* The largest packet at this MTU, DF set: ours. */
+	struct twp_hdr h = data_hdr(l.mss);
+	size_t n = mkpkt(p, &h, pl);
+	cr_assert_eq(be16(ip + 2), 1500);
+	ASSERT_ERR(parse(p, n, &l), TWP_OK);
+
+	/* A sender's stack fragmented a 1000-byte datagram (no DF) and the
+	 * kernel put it together again: offset 0, MF clear, DF clear. */
+	h = data_hdr(1000);
+	n = mkpkt(p, &h, pl);
+	ASSERT_ERR(parse(p, n, &l), TWP_OK);
+	memcpy(q, p, n);
+	q[TWP_ETH_LEN + 6] = 0;
+	fix_csums(q, n);
+	ASSERT_ERR(parse(q, n, &l), TWP_E_IP_FRAG);
+	/* Its fragments as they travel: the first (MF), the second
+	 * (offset 520 bytes = 65 units, MF clear), with or without DF. */
+	for (int df = 0; df < 2; df++) {
+		memcpy(q, p, TWP_ETH_LEN + 20 + 520);
+		uint8_t *qi = q + TWP_ETH_LEN;
+		qi[2] = (uint8_t)((20 + 520) >> 8);
+		qi[3] = (uint8_t)(20 + 520);
+		qi[6] = (uint8_t)(0x20 | (df ? 0x40 : 0));
+		qi[7] = 0;
+		fix_csums(q, TWP_ETH_LEN + 20 + 520);
+		ASSERT_ERR(parse(q, TWP_ETH_LEN + 20 + 520, &l), TWP_E_IP_FRAG);
+		size_t rest = n - TWP_ETH_LEN - 20 - 520;
+		memcpy(qi + 20, ip + 20 + 520, rest);
+		qi[2] = (uint8_t)((20 + rest) >> 8);
+		qi[3] = (uint8_t)(20 + rest);
+		qi[6] = (uint8_t)(df ? 0x40 : 0);
+		qi[7] = 65;
+		fix_csums(q, TWP_ETH_LEN + 20 + rest);
+		enum twp_err e = parse(q, TWP_ETH_LEN + 20 + rest, &l);
+		/* refused before its bytes are read as a header */
+		ASSERT_ERR(e, TWP_E_IP_FRAG);
+	}
+
+	/* Reassembled from fragments that all carried DF (crafted): DF
+	 * kept, but longer than a packet at our MTU can be. */
+	h = data_hdr(l.mss + 1);
+	h.frame_len = h.frame_off + l.mss + 1;
+	n = mkpkt(p, &h, pl);
+	cr_assert_eq(be16(ip + 2), 1501);
+	cr_assert_eq(be16(ip + 6), 0x4000);
+	ASSERT_ERR(parse(p, n, &l), TWP_E_IP_FRAG);
+	h = data_hdr(2900);
+	n = mkpkt(p, &h, pl);
+	ASSERT_ERR(parse(p, n, &l), TWP_E_IP_FRAG);
+	/* ... even when the NIC says the checksums are good */
+	ASSERT_ERR(twp_parse(p, n, &l, true, true, NULL), TWP_E_IP_FRAG);
+	/* A reassembly no longer than our packets, from DF fragments, is
+	 * indistinguishable from one (docs/limits.md). */
+}
+
 /* Length boundaries: len up to mss, the largest packet IPv4 can carry,
  * the smallest one (a control packet, 88 bytes). */
 Test(dpdk_pkt, length_boundaries)
@@ -734,14 +810,17 @@ Test(dpdk_pkt, length_boundaries)
 			    .frame_len = l.mss + 1};
 	size_t n = mkpkt(p, &h, pl);
 	ASSERT_ERR(parse(p, n, &l), TWP_OK);
+	/* Longer than a packet can be at our MTU: what the kernel
+	 * reassembled (af_packet's fanout defragments), refused as a
+	 * fragment before its checksum is summed. */
 	h.len = l.mss + 1;
 	n = mkpkt(p, &h, pl);
-	ASSERT_ERR(parse(p, n, &l), TWP_E_LEN);
+	ASSERT_ERR(parse(p, n, &l), TWP_E_IP_FRAG);
 	h.frame_len = l.mss + 1;
 	l.mss = 0;
 	h.len = 1;
 	n = mkpkt(p, &h, pl);
-	ASSERT_ERR(parse(p, n, &l), TWP_E_LEN);
+	ASSERT_ERR(parse(p, n, &l), TWP_E_IP_FRAG);
 
 	/* The largest: IP total length 65535. */
 	l.mss = TWP_MAX_MSS;
