@@ -118,6 +118,8 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 		while (PyDict_Next(serve, &pos, &k, &v)) {
 			s.names[i] = PyUnicode_AsUTF8(k);
 			if (s.names[i] == NULL || !PyCallable_Check(v)) {
+				for (Py_ssize_t j = 0; j < i; j++)
+					Py_DECREF(s.fns[j]);
 				free(s.names);
 				free(s.fns);
 				twpy_topts_release(&topts);
@@ -156,14 +158,20 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	Py_BEGIN_ALLOW_THREADS;
 	st = tw_agent_init(&o, &a);
 	Py_END_ALLOW_THREADS;
-	free(s.names);
-	free(s.fns);
 	/* Read by tw_agent_init only. */
 	twpy_topts_release(&topts);
 	if (st != TW_OK) {
+		/* The agent is gone with whatever it registered: the served
+		 * functions' references are ours to drop again. */
+		for (Py_ssize_t j = 0; j < s.n; j++)
+			Py_XDECREF(s.fns[j]);
+		free(s.names);
+		free(s.fns);
 		twpy_jobs_close();
 		return twpy_raise(st, tw_errmsg(st), rank);
 	}
+	free(s.names);
+	free(s.fns);
 	twpy_agent = a;
 	Py_RETURN_NONE;
 }

@@ -264,13 +264,18 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
     with _lock:
         if _self is not None:
             raise RuntimeError("RPC is already initialized")
-        _C.init(name, rank, world_size, _rendezvous(o.init_method),
-                timeout_ms=0 if timeout_ms < 0 else timeout_ms,
-                init_timeout_ms=_ms(o.init_timeout),
-                num_loops=o.num_loops, transport=o.transport,
-                secret=o.secret, insecure=o.insecure, serve=serve,
-                yield_loops=bool(getattr(o, "yield_loops", True)),
-                transport_options=getattr(o, "transport_options", None))
+        try:
+            _C.init(name, rank, world_size, _rendezvous(o.init_method),
+                    timeout_ms=0 if timeout_ms < 0 else timeout_ms,
+                    init_timeout_ms=_ms(o.init_timeout),
+                    num_loops=o.num_loops, transport=o.transport,
+                    secret=o.secret, insecure=o.insecure, serve=serve,
+                    yield_loops=bool(getattr(o, "yield_loops", True)),
+                    transport_options=getattr(o, "transport_options",
+                                              None))
+        except _C.RemoteError as e:  # as torch: a RuntimeError, said why
+            from tensorwire.rpc import _raise_remote
+            _raise_remote(e.args)
         _cleanup_at_exit()
         wid, wname = _C.worker_info(None)
         _self = WorkerInfo(wid, wname)
