@@ -197,15 +197,19 @@ static uint32_t rnd32(void)
 	return v;
 }
 
+static inline bool same_ep(const struct twp_ep *a, const struct twp_ep *b)
+{
+	return a->ip == b->ip && a->port == b->port &&
+	       memcmp(a->mac, b->mac, 6) == 0;
+}
+
 /* Whether ep may open a session with us. */
 static bool admitted(const struct dt *t, const struct twp_ep *ep)
 {
 	if (!t->admit_only)
 		return true;
 	for (uint32_t i = 0; i < t->nadmit; i++) {
-		const struct twp_ep *a = &t->admit[i];
-		if (a->ip == ep->ip && a->port == ep->port &&
-		    memcmp(a->mac, ep->mac, 6) == 0)
+		if (same_ep(&t->admit[i], ep))
 			return true;
 	}
 	return false;
@@ -1206,8 +1210,8 @@ static struct dsess *sess_by_peer(struct dt *t, const struct twp_ep *ep,
 {
 	struct dsess *s;
 	TAILQ_FOREACH(s, &t->sessions, link)
-	if (s->peer_id == peer_id && s->peer.ip == ep->ip &&
-	    s->peer.port == ep->port && s->state != S_CLOSED)
+	if (s->peer_id == peer_id && same_ep(&s->peer, ep) &&
+	    s->state != S_CLOSED)
 		return s;
 	return NULL;
 }
@@ -1288,21 +1292,36 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		return;
 	}
 	struct dsess *s = sess_lookup(t, h->dst_sess);
-	if (s == NULL || s->state == S_CLOSED || s->peer.ip != pk->src.ip ||
-	    s->peer.port != pk->src.port) {
+	if (s == NULL || s->state == S_CLOSED) {
 		t->st.foreign_pkts++;
-		/* A session we do not know: tell the sender, so that its
-		 * side ends now rather than at its dead timeout. */
-		if (s == NULL && h->type != TWP_RESET && admitted(t, &pk->src))
+		/* A session we do not know: without a secret, tell the
+		 * sender, so that its side ends now rather than at its dead
+		 * timeout. With one, say nothing: anyone can write the
+		 * source of a packet, and a RESET that answers guesses is
+		 * an oracle for session numbers (issue 18). */
+		if (s == NULL && h->type != TWP_RESET && t->secret_len == 0 &&
+		    admitted(t, &pk->src))
 			send_reset(t, &pk->src, h->src_sess, h->dst_sess);
 		rte_pktmbuf_free(m);
 		return;
 	}
+	if (!same_ep(&s->peer, &pk->src)) {
+		/* The peer's session number from another MAC, IP or port:
+		 * somebody else's packet, dropped before it touches s. */
+		t->st.addr_drops++;
+		rte_pktmbuf_free(m);
+		return;
+	}
 	if (h->type == TWP_RESET) {
-		if (s->state == S_CONNECTING || h->src_sess == s->peer_id) {
+		/* While connecting, only the acceptor's refusal names no
+		 * session of its own; with a secret it proves nothing and
+		 * is not taken: the session ends at its dead timeout. */
+		if ((s->state == S_CONNECTING && t->secret_len == 0) ||
+		    (s->state == S_OPEN && h->src_sess == s->peer_id)) {
 			t->st.resets_rx++;
 			sess_fail(s, TW_EUNREACHABLE, false);
-		}
+		} else
+			t->st.addr_drops++;
 		rte_pktmbuf_free(m);
 		return;
 	}

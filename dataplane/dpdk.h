@@ -83,8 +83,12 @@ extern "C" {
  *   dead_ns / 4; a session that has heard nothing valid from its peer for
  *   dead_ns is declared dead: pending sends get done(TW_EUNREACHABLE), then
  *   on_conn(c, TW_EUNREACHABLE). A RESET from the peer (sent on close, on
- *   a protocol error, or in answer to a packet for a session it does not
- *   know: a restarted peer) ends the session the same way.
+ *   a protocol error, or, without a secret, in answer to a packet for a
+ *   session it does not know: a restarted peer) ends the session the
+ *   same way. With a secret nothing is ever sent in answer to a packet
+ *   for an unknown session (it would be an oracle for session numbers).
+ * - A session's packets are taken only from its peer's MAC, IP and UDP
+ *   port (addr_drops otherwise).
  *
  * How this maps to eRPC's request/response scheme: eRPC keeps a response in
  * its session slot until the client's next request on that slot
@@ -244,6 +248,9 @@ struct tw_dpdk_stats {
 	uint64_t admit_drops;  /* CONNECTs from endpoints not admitted */
 	uint64_t auth_drops;   /* CONNECT/ACCEPTs whose setup block did
 				* not verify (or had none) */
+	uint64_t addr_drops;   /* a session's packets from another source
+				* MAC, IP or UDP port than its peer's, and,
+				* with a secret, RESETs not proven */
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 
