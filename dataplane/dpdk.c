@@ -70,8 +70,14 @@ struct ooo_slot {
 struct dsess {
 	tw_conn base; /* first */
 	struct dt *t;
-	uint32_t id, peer_id;
+	uint64_t id, peer_id;
 	struct twp_ep peer;
+	/* A tagged session (dpdk_pkt.h): each direction's key, the number
+	 * of the next packet we send, and the receiver's replay window (the
+	 * highest packet number taken and a bit for each of the 63 below). */
+	bool tagged, pn_any;
+	uint8_t ktx[TWP_KEY_LEN], krx[TWP_KEY_LEN];
+	uint64_t pn_tx, pn_max, pn_bits;
 	/* Setup (dpdk_pkt.h): our nonce and first packet number, and the
 	 * CONNECT's nonce (an acceptor's, to say its ACCEPT again). */
 	uint8_t nonce[TWP_NONCE_LEN], peer_nonce[TWP_NONCE_LEN];
@@ -137,7 +143,7 @@ struct dt {
 	bool sw_udp_csum;
 
 	struct dsess **slots; /* max_sessions */
-	uint16_t *gen;
+	uint64_t *gen;
 	uint32_t slot_hint;
 	TAILQ_HEAD(, dsess) sessions; /* newest first */
 	uint32_t nsess;
@@ -164,6 +170,10 @@ struct dt {
 	uint8_t *secret;
 	size_t secret_len;
 	bool admit_only;
+	bool want_tag; /* a secret, and tags not turned off */
+	/* A data packet's tagged bytes laid end to end when the packet is
+	 * a chain (external segments): TWP_HDR_LEN + mss. */
+	uint8_t *scratch;
 	struct twp_ep *admit;
 	uint32_t nadmit;
 };
@@ -197,15 +207,19 @@ static uint32_t rnd32(void)
 	return v;
 }
 
+static inline bool same_ep(const struct twp_ep *a, const struct twp_ep *b)
+{
+	return a->ip == b->ip && a->port == b->port &&
+	       memcmp(a->mac, b->mac, 6) == 0;
+}
+
 /* Whether ep may open a session with us. */
 static bool admitted(const struct dt *t, const struct twp_ep *ep)
 {
 	if (!t->admit_only)
 		return true;
 	for (uint32_t i = 0; i < t->nadmit; i++) {
-		const struct twp_ep *a = &t->admit[i];
-		if (a->ip == ep->ip && a->port == ep->port &&
-		    memcmp(a->mac, ep->mac, 6) == 0)
+		if (same_ep(&t->admit[i], ep))
 			return true;
 	}
 	return false;
@@ -307,11 +321,11 @@ static inline void txb_push(struct dt *t, struct rte_mbuf *m)
 	t->txb[t->txn++] = m;
 }
 
-/* Headers for a packet of payload_len frame bytes, at p (88 bytes), and
- * the mbuf's offload flags. Returns the sum of the tensorwire header for
- * a software UDP checksum. */
-static uint32_t put_headers(struct dt *t, struct rte_mbuf *m, uint8_t *p,
-			    const struct twp_ep *dst, const struct twp_hdr *h)
+/* Headers for a packet of h->len frame bytes, at p (TWP_HEADERS bytes),
+ * and the mbuf's offload flags. The tag, if any, and a software UDP
+ * checksum come once the frame bytes are in. */
+static void put_headers(struct dt *t, struct rte_mbuf *m, uint8_t *p,
+			const struct twp_ep *dst, const struct twp_hdr *h)
 {
 	tw_dpdk_env *e = t->env;
 	twp_l2l4_build(p, &t->self, dst, TWP_HDR_LEN + h->len, e->tx_ip_csum);
@@ -327,13 +341,22 @@ static uint32_t put_headers(struct dt *t, struct rte_mbuf *m, uint8_t *p,
 			twp_udp_phdr_set(p);
 		}
 	}
-	return twp_csum_add(0, p + TWP_L2L4_LEN, TWP_HDR_LEN, false);
+}
+
+/* The next packet of s gets a number; tagged sessions count every packet
+ * they send for the receiver's replay window. */
+static inline void pn_next(struct dsess *s, struct twp_hdr *h)
+{
+	h->pn = s != NULL ? s->pn_tx++ : 0;
 }
 
 /* A control packet (ACK, CONNECT, ACCEPT, RESET): the header, then
- * h->len bytes of body (the setup block), if any. */
-static bool send_ctl_body(struct dt *t, const struct twp_ep *dst,
-			  const struct twp_hdr *h, const uint8_t *body)
+ * h->len bytes of body (the setup block), if any. s: the session it
+ * belongs to (NULL: none, as a RESET answering an unknown session); a
+ * tagged session's packets carry its tag. */
+static bool send_ctl_body(struct dt *t, struct dsess *s,
+			  const struct twp_ep *dst, struct twp_hdr *h,
+			  const uint8_t *body)
 {
 	if (!txb_room(t, 0))
 		return false;
@@ -342,23 +365,26 @@ static bool send_ctl_body(struct dt *t, const struct twp_ep *dst,
 		t->st.tx_nombuf++;
 		return false;
 	}
+	if (h->type != TWP_CONNECT && h->type != TWP_ACCEPT)
+		pn_next(s, h);
 	uint8_t *p = (uint8_t *)rte_pktmbuf_append(m, TWP_HEADERS + h->len);
-	uint32_t sum = put_headers(t, m, p, dst, h);
-	if (h->len != 0) {
+	put_headers(t, m, p, dst, h);
+	if (h->len != 0)
 		memcpy(p + TWP_HEADERS, body, h->len);
-		/* After the 46-byte header: an even offset. */
-		sum = twp_csum_add(sum, body, h->len, false);
-	}
+	if (s != NULL && s->tagged && h->type != TWP_CONNECT &&
+	    h->type != TWP_ACCEPT)
+		twp_tag_set(s->ktx, p + TWP_L2L4_LEN, TWP_HDR_LEN + h->len);
 	if (!t->env->tx_udp_csum && t->sw_udp_csum)
-		twp_udp_csum_set(p, sum);
+		twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN,
+						 TWP_HDR_LEN + h->len, false));
 	txb_push(t, m);
 	return true;
 }
 
-static bool send_ctl(struct dt *t, const struct twp_ep *dst,
-		     const struct twp_hdr *h)
+static bool send_ctl(struct dt *t, struct dsess *s, const struct twp_ep *dst,
+		     struct twp_hdr *h)
 {
-	return send_ctl_body(t, dst, h, NULL);
+	return send_ctl_body(t, s, dst, h, NULL);
 }
 
 /* s's CONNECT or ACCEPT (h without len), with its setup block. */
@@ -368,6 +394,10 @@ static bool send_setup(struct dt *t, struct dsess *s, struct twp_hdr *h)
 	memcpy(b.nonce, s->nonce, TWP_NONCE_LEN);
 	b.isn = s->isn;
 	h->len = TWP_SETUP_LEN;
+	/* CONNECT: we will tag if the acceptor does too; ACCEPT: what
+	 * both sides asked for (on_connect). */
+	if (h->type == TWP_CONNECT ? t->want_tag : s->tagged)
+		h->flags |= TWP_F_TAG;
 	if (t->secret_len != 0)
 		twp_setup_mac(t->secret, t->secret_len, h, &t->self, &s->peer,
 			      &b, h->type == TWP_ACCEPT ? s->peer_nonce : NULL,
@@ -376,15 +406,17 @@ static bool send_setup(struct dt *t, struct dsess *s, struct twp_hdr *h)
 		memset(b.mac, 0, sizeof(b.mac));
 	uint8_t body[TWP_SETUP_LEN];
 	twp_setup_encode(body, &b);
-	return send_ctl_body(t, &s->peer, h, body);
+	return send_ctl_body(t, s, &s->peer, h, body);
 }
 
-static void send_reset(struct dt *t, const struct twp_ep *dst,
-		       uint32_t dst_sess, uint32_t src_sess)
+/* A RESET of session s (its tag, if tagged), or, s NULL, one answering a
+ * packet for no session of ours. */
+static void send_reset(struct dt *t, struct dsess *s, const struct twp_ep *dst,
+		       uint64_t dst_sess, uint64_t src_sess)
 {
 	struct twp_hdr h = {
 		.type = TWP_RESET, .dst_sess = dst_sess, .src_sess = src_sess};
-	if (send_ctl(t, dst, &h))
+	if (send_ctl(t, s, dst, &h))
 		t->st.resets_tx++;
 }
 
@@ -439,7 +471,9 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 		.frame_len = x->len,
 	};
 	bool sw_csum = !t->env->tx_udp_csum && t->sw_udp_csum;
-	uint32_t sum = put_headers(t, head, p, &s->peer, &h);
+	pn_next(s, &h);
+	put_headers(t, head, p, &s->peer, &h);
+	uint32_t sum = 0; /* of the frame bytes, for a software checksum */
 
 	txm_seek(x, off);
 	const struct iovec *iov = x->r->iov;
@@ -509,8 +543,25 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 		x->cur_off += n;
 	}
 	head->pkt_len = TWP_HEADERS + plen;
+	if (s->tagged) {
+		uint8_t *th = p + TWP_L2L4_LEN;
+		if (head->nb_segs == 1) {
+			twp_tag_set(s->ktx, th, TWP_HDR_LEN + plen);
+		} else {
+			/* External segments: the tagged bytes end to end in
+			 * scratch (a read of what the NIC will read, as the
+			 * software checksum is). */
+			const uint8_t *c = rte_pktmbuf_read(head, TWP_L2L4_LEN,
+							    TWP_HDR_LEN + plen,
+							    t->scratch);
+			uint64_t tag = twp_tag(s->ktx, c, TWP_HDR_LEN + plen);
+			for (unsigned i = 0; i < 8; i++)
+				th[TWP_TAG_OFF + i] = (uint8_t)(tag >> (8 * i));
+		}
+	}
 	if (sw_csum)
-		twp_udp_csum_set(p, sum);
+		twp_udp_csum_set(p, twp_csum_add(sum, p + TWP_L2L4_LEN,
+						 TWP_HDR_LEN, false));
 
 	if (seq_lt(seq, s->snd_max))
 		t->st.retransmits++;
@@ -622,7 +673,7 @@ static void tx_ctl(struct dt *t)
 				.src_sess = s->id,
 				.ack = s->rcv_next,
 			};
-			if (send_ctl(t, &s->peer, &h)) {
+			if (send_ctl(t, s, &s->peer, &h)) {
 				t->st.acks_tx++;
 				if (s->nak_due)
 					t->st.naks_tx++;
@@ -662,7 +713,7 @@ static int tx_flush(struct dt *t)
 static void rto_fire(struct tw_timer *tm, void *arg);
 static void ka_fire(struct tw_timer *tm, void *arg);
 
-static struct dsess *sess_lookup(struct dt *t, uint32_t id)
+static struct dsess *sess_lookup(struct dt *t, uint64_t id)
 {
 	uint32_t idx = id & 0xffffu;
 	if (idx >= t->o.max_sessions)
@@ -688,15 +739,16 @@ static struct dsess *sess_new(struct dt *t)
 			return NULL;
 		}
 	}
-	/* A random generation, never 0 nor the slot's last one: session
-	 * numbers are not guessable from outside, and a late packet of the
-	 * slot's previous session does not reach this one. */
-	uint16_t g;
-	do
-		g = (uint16_t)rnd32();
-	while (g == 0 || g == t->gen[idx]);
+	/* A random 48-bit generation, never 0 nor the slot's last one:
+	 * session numbers are not guessable from outside, and a late packet
+	 * of the slot's previous session does not reach this one. */
+	uint64_t g;
+	do {
+		randombytes_buf(&g, sizeof(g));
+		g &= (UINT64_C(1) << 48) - 1;
+	} while (g == 0 || g == t->gen[idx]);
 	t->gen[idx] = g;
-	s->id = (uint32_t)g << 16 | idx;
+	s->id = g << 16 | idx;
 	t->slots[idx] = s;
 	t->slot_hint = idx + 1 == t->o.max_sessions ? 0 : idx + 1;
 	t->nsess++;
@@ -738,7 +790,7 @@ static void sess_fail(struct dsess *s, tw_status st, bool reset)
 	if (s->state == S_CLOSED)
 		return;
 	if (reset && s->peer_id != 0)
-		send_reset(t, &s->peer, s->peer_id, s->id);
+		send_reset(t, s, &s->peer, s->peer_id, s->id);
 	s->state = S_CLOSED;
 	s->close_st = st;
 	struct tw_timer_wheel *w = tw_loop_timers(t->base.loop);
@@ -779,6 +831,8 @@ static void sess_free(struct dt *t, struct dsess *s)
 	t->slots[s->id & 0xffffu] = NULL;
 	t->nsess--;
 	free(s->ooo);
+	sodium_memzero(s->ktx, sizeof(s->ktx));
+	sodium_memzero(s->krx, sizeof(s->krx));
 	free(s);
 }
 
@@ -1201,13 +1255,33 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 	}
 }
 
+/* Whether packet number pn of a tagged session (its tag verified) is new:
+ * above the highest taken, or within the 64 below it and not taken yet.
+ * Marks it taken. Retransmissions carry new numbers, so only a replay or
+ * a packet delayed past 64 later ones is refused. */
+static bool pn_take(struct dsess *s, uint64_t pn)
+{
+	if (!s->pn_any || pn > s->pn_max) {
+		uint64_t d = s->pn_any ? pn - s->pn_max : 64;
+		s->pn_bits = d >= 64 ? 1 : (s->pn_bits << d) | 1;
+		s->pn_max = pn;
+		s->pn_any = true;
+		return true;
+	}
+	uint64_t d = s->pn_max - pn;
+	if (d >= 64 || (s->pn_bits >> d & 1))
+		return false;
+	s->pn_bits |= UINT64_C(1) << d;
+	return true;
+}
+
 static struct dsess *sess_by_peer(struct dt *t, const struct twp_ep *ep,
-				  uint32_t peer_id)
+				  uint64_t peer_id)
 {
 	struct dsess *s;
 	TAILQ_FOREACH(s, &t->sessions, link)
-	if (s->peer_id == peer_id && s->peer.ip == ep->ip &&
-	    s->peer.port == ep->port && s->state != S_CLOSED)
+	if (s->peer_id == peer_id && same_ep(&s->peer, ep) &&
+	    s->state != S_CLOSED)
 		return s;
 	return NULL;
 }
@@ -1245,7 +1319,7 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	if (!setup_check(t, pk, NULL, &b))
 		return;
 	if (!t->listening || t->destroying) {
-		send_reset(t, &pk->src, pk->h.src_sess, 0);
+		send_reset(t, NULL, &pk->src, pk->h.src_sess, 0);
 		return;
 	}
 	struct dsess *s = sess_by_peer(t, &pk->src, pk->h.src_sess);
@@ -1260,7 +1334,7 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	}
 	s = sess_new(t);
 	if (s == NULL) {
-		send_reset(t, &pk->src, pk->h.src_sess, 0);
+		send_reset(t, NULL, &pk->src, pk->h.src_sess, 0);
 		return;
 	}
 	s->peer = pk->src;
@@ -1268,6 +1342,12 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	memcpy(s->peer_nonce, b.nonce, TWP_NONCE_LEN);
 	s->rcv_next = b.isn;
 	s->peer_id = pk->h.src_sess;
+	/* Tagged when both ask (dpdk_pkt.h); the keys from both nonces. */
+	if (t->want_tag && (pk->h.flags & TWP_F_TAG)) {
+		s->tagged = true;
+		twp_session_keys(t->secret, t->secret_len, s->peer_id, s->id,
+				 s->peer_nonce, s->nonce, s->krx, s->ktx);
+	}
 	if (pk->h.frame_len < s->mss)
 		s->mss = (uint32_t)pk->h.frame_len;
 	s->state = S_OPEN;
@@ -1288,28 +1368,72 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		return;
 	}
 	struct dsess *s = sess_lookup(t, h->dst_sess);
-	if (s == NULL || s->state == S_CLOSED || s->peer.ip != pk->src.ip ||
-	    s->peer.port != pk->src.port) {
+	if (s == NULL || s->state == S_CLOSED) {
 		t->st.foreign_pkts++;
-		/* A session we do not know: tell the sender, so that its
-		 * side ends now rather than at its dead timeout. */
-		if (s == NULL && h->type != TWP_RESET && admitted(t, &pk->src))
-			send_reset(t, &pk->src, h->src_sess, h->dst_sess);
+		/* A session we do not know: without a secret, tell the
+		 * sender, so that its side ends now rather than at its dead
+		 * timeout. With one, say nothing: anyone can write the
+		 * source of a packet, and a RESET that answers guesses is
+		 * an oracle for session numbers (issue 18). */
+		if (s == NULL && h->type != TWP_RESET && t->secret_len == 0 &&
+		    admitted(t, &pk->src))
+			send_reset(t, NULL, &pk->src, h->src_sess, h->dst_sess);
 		rte_pktmbuf_free(m);
 		return;
 	}
+	if (!same_ep(&s->peer, &pk->src)) {
+		/* The peer's session number from another MAC, IP or port:
+		 * somebody else's packet, dropped before it touches s. */
+		t->st.addr_drops++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (s->tagged && h->type != TWP_ACCEPT) {
+		/* Before anything about s changes: the tag, then the
+		 * packet number (a replay carries a good tag). */
+		const uint8_t *th = pk->payload - TWP_HDR_LEN;
+		if (!twp_tag_ok(s->krx, th, TWP_HDR_LEN + h->len)) {
+			t->st.tag_drops++;
+			rte_pktmbuf_free(m);
+			return;
+		}
+		if (!pn_take(s, h->pn)) {
+			t->st.replay_drops++;
+			rte_pktmbuf_free(m);
+			return;
+		}
+	}
 	if (h->type == TWP_RESET) {
-		if (s->state == S_CONNECTING || h->src_sess == s->peer_id) {
+		/* While connecting, only the acceptor's refusal names no
+		 * session of its own; with a secret it proves nothing and
+		 * is not taken: the session ends at its dead timeout. */
+		if ((s->state == S_CONNECTING && t->secret_len == 0) ||
+		    (s->state == S_OPEN && h->src_sess == s->peer_id)) {
 			t->st.resets_rx++;
 			sess_fail(s, TW_EUNREACHABLE, false);
-		}
+		} else
+			t->st.addr_drops++;
 		rte_pktmbuf_free(m);
 		return;
 	}
 	if (h->type == TWP_ACCEPT) {
 		struct twp_setup b;
+		bool tag = (h->flags & TWP_F_TAG) != 0;
 		if (s->state == S_CONNECTING &&
 		    setup_check(t, pk, s->nonce, &b)) {
+			if (tag && !t->want_tag) {
+				/* We did not offer to tag: not a true
+				 * answer to our CONNECT. */
+				t->st.auth_drops++;
+				rte_pktmbuf_free(m);
+				return;
+			}
+			if (tag) {
+				s->tagged = true;
+				twp_session_keys(t->secret, t->secret_len,
+						 s->id, h->src_sess, s->nonce,
+						 b.nonce, s->ktx, s->krx);
+			}
 			s->peer_id = h->src_sess;
 			s->rcv_next = b.isn;
 			if (h->frame_len < s->mss)
@@ -1605,6 +1729,7 @@ tw_status tw_dpdk_transport_secure(tw_transport *tt, const void *secret,
 	t->secret = k;
 	t->secret_len = len;
 	t->admit_only = admit_only;
+	t->want_tag = len != 0 && !t->o.no_pkt_tag;
 	return TW_OK;
 }
 
@@ -1615,6 +1740,7 @@ static void free_all(struct dt *t)
 		free(t->secret);
 	}
 	free(t->admit);
+	free(t->scratch);
 	struct txm *x;
 	while ((x = SLIST_FIRST(&t->txm_free)) != NULL) {
 		SLIST_REMOVE_HEAD(&t->txm_free, free_link);
@@ -1747,8 +1873,9 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	t->gen = calloc(o.max_sessions, sizeof(*t->gen));
 	t->txb = calloc(TXB_CAP, sizeof(*t->txb));
 	t->rxb = calloc(MAX_BURST, sizeof(*t->rxb));
+	t->scratch = malloc(TWP_HDR_LEN + env->mss);
 	if (t->slots == NULL || t->gen == NULL || t->txb == NULL ||
-	    t->rxb == NULL)
+	    t->rxb == NULL || t->scratch == NULL)
 		goto fail;
 	/* Each session takes a random generation (sess_new): a restarted
 	 * process does not reuse its previous life's session numbers. */
@@ -1779,6 +1906,7 @@ fail:
 		free(t->gen);
 		free(t->txb);
 		free(t->rxb);
+		free(t->scratch);
 		free(t);
 	}
 	atomic_store(&env->q[queue].owner, NULL);

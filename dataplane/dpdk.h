@@ -38,8 +38,8 @@ extern "C" {
  * then steering is done by the NIC.
  *
  * Packets (dataplane/dpdk_pkt.h has the byte layout): Ethernet, IPv4
- * (IHL 5, DF, never fragmented), UDP, then a 46-byte tensorwire packet
- * header and up to mss bytes of one frame. mss = mtu - 20 - 8 - 46 (1426
+ * (IHL 5, DF, never fragmented), UDP, then a 70-byte tensorwire packet
+ * header and up to mss bytes of one frame. mss = mtu - 20 - 8 - 70 (1402
  * for the default 1500). IPv4 and UDP checksums are offloaded when the
  * port offers it and computed in software otherwise; on receive, every
  * field is checked (dpdk_pkt.c) and a bad packet is dropped and counted.
@@ -83,8 +83,20 @@ extern "C" {
  *   dead_ns / 4; a session that has heard nothing valid from its peer for
  *   dead_ns is declared dead: pending sends get done(TW_EUNREACHABLE), then
  *   on_conn(c, TW_EUNREACHABLE). A RESET from the peer (sent on close, on
- *   a protocol error, or in answer to a packet for a session it does not
- *   know: a restarted peer) ends the session the same way.
+ *   a protocol error, or, without a secret, in answer to a packet for a
+ *   session it does not know: a restarted peer) ends the session the
+ *   same way. With a secret nothing is ever sent in answer to a packet
+ *   for an unknown session (it would be an oracle for session numbers).
+ * - A session's packets are taken only from its peer's MAC, IP and UDP
+ *   port (addr_drops otherwise).
+ * - Per-packet tags (issue 18): with a secret, unless no_pkt_tag, a
+ *   session is tagged (both ends must ask, in CONNECT and ACCEPT). Every
+ *   packet after the set-up carries a SipHash-2-4 tag under a key of the
+ *   session and direction (from the secret and both nonces) and a packet
+ *   number; a packet whose tag does not verify (tag_drops) or whose
+ *   number was seen (replay_drops) is dropped unanswered before it
+ *   touches the session: a stranger can neither inject, end, nor keep
+ *   alive a session, even seeing all of its traffic.
  *
  * How this maps to eRPC's request/response scheme: eRPC keeps a response in
  * its session slot until the client's next request on that slot
@@ -244,6 +256,13 @@ struct tw_dpdk_stats {
 	uint64_t admit_drops;  /* CONNECTs from endpoints not admitted */
 	uint64_t auth_drops;   /* CONNECT/ACCEPTs whose setup block did
 				* not verify (or had none) */
+	uint64_t addr_drops;   /* a session's packets from another source
+				* MAC, IP or UDP port than its peer's, and,
+				* with a secret, RESETs not proven */
+	uint64_t tag_drops;    /* a tagged session's packets whose tag did
+				* not verify */
+	uint64_t replay_drops; /* ... whose tag did, but whose packet
+				* number was taken already (or is 64 behind) */
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 

@@ -18,7 +18,7 @@ struct rte_device;
 
 /* Bytes in front of the packet in every mbuf of our pools: makes the
  * frame bytes of a received packet 64-byte aligned (dpdk_pkt.h). */
-#define TW_DPDK_MBUF_PRIV 40u
+#define TW_DPDK_MBUF_PRIV 16u
 
 #define TW_DPDK_MAX_XSK 64
 

@@ -198,31 +198,35 @@ void twp_hdr_encode(uint8_t *d, const struct twp_hdr *h)
 	d[0] = (uint8_t)(TWP_MAGIC & 0xff);
 	d[1] = (uint8_t)(TWP_MAGIC >> 8);
 	d[2] = TWP_VERSION;
-	d[3] = h->type;
-	d[4] = h->flags;
-	d[5] = 0;
-	wr_le32(d + 6, h->dst_sess);
-	wr_le32(d + 10, h->src_sess);
-	wr_le32(d + 14, h->seq);
-	wr_le32(d + 18, h->ack);
-	wr_le32(d + 22, h->msg);
-	wr_le32(d + 26, h->len);
-	wr_le64(d + 30, h->frame_off);
-	wr_le64(d + 38, h->frame_len);
+	d[3] = 0;
+	wr_le64(d + TWP_TAG_OFF, h->tag);
+	d[12] = h->type;
+	d[13] = h->flags;
+	wr_le64(d + 14, h->dst_sess);
+	wr_le64(d + 22, h->src_sess);
+	wr_le64(d + 30, h->pn);
+	wr_le32(d + 38, h->seq);
+	wr_le32(d + 42, h->ack);
+	wr_le32(d + 46, h->msg);
+	wr_le32(d + 50, h->len);
+	wr_le64(d + 54, h->frame_off);
+	wr_le64(d + 62, h->frame_len);
 }
 
 void twp_hdr_decode(const uint8_t *s, struct twp_hdr *h)
 {
-	h->type = s[3];
-	h->flags = s[4];
-	h->dst_sess = rd_le32(s + 6);
-	h->src_sess = rd_le32(s + 10);
-	h->seq = rd_le32(s + 14);
-	h->ack = rd_le32(s + 18);
-	h->msg = rd_le32(s + 22);
-	h->len = rd_le32(s + 26);
-	h->frame_off = rd_le64(s + 30);
-	h->frame_len = rd_le64(s + 38);
+	h->tag = rd_le64(s + TWP_TAG_OFF);
+	h->type = s[12];
+	h->flags = s[13];
+	h->dst_sess = rd_le64(s + 14);
+	h->src_sess = rd_le64(s + 22);
+	h->pn = rd_le64(s + 30);
+	h->seq = rd_le32(s + 38);
+	h->ack = rd_le32(s + 42);
+	h->msg = rd_le32(s + 46);
+	h->len = rd_le32(s + 50);
+	h->frame_off = rd_le64(s + 54);
+	h->frame_len = rd_le64(s + 62);
 }
 
 void twp_l2l4_build(uint8_t *d, const struct twp_ep *src,
@@ -274,7 +278,7 @@ void twp_setup_decode(const uint8_t *src, struct twp_setup *s)
 	memcpy(s->mac, src + TWP_NONCE_LEN + 4, TWP_SETUP_MAC_LEN);
 }
 
-static const char setup_label[] = "tensorwire dpdk setup 1";
+static const char setup_label[] = "tensorwire dpdk setup 2";
 
 static size_t put_ep(uint8_t *d, const struct twp_ep *ep)
 {
@@ -289,18 +293,19 @@ void twp_setup_mac(const void *key, size_t key_len, const struct twp_hdr *h,
 		   const struct twp_setup *s, const uint8_t *peer_nonce,
 		   uint8_t out[TWP_SETUP_MAC_LEN])
 {
-	uint8_t m[sizeof(setup_label) - 1 + 1 + 12 + 12 + 4 + 4 + 8 + 4 +
+	uint8_t m[sizeof(setup_label) - 1 + 2 + 12 + 12 + 8 + 8 + 8 + 4 +
 		  2 * TWP_NONCE_LEN];
 	size_t n = sizeof(setup_label) - 1;
 	memcpy(m, setup_label, n);
 	m[n++] = h->type;
+	m[n++] = h->flags;
 	n += put_ep(m + n, src);
 	n += put_ep(m + n, dst);
-	wr_le32(m + n, h->src_sess);
-	wr_le32(m + n + 4, h->dst_sess);
-	wr_le64(m + n + 8, h->frame_len);
-	wr_le32(m + n + 16, s->isn);
-	n += 20;
+	wr_le64(m + n, h->src_sess);
+	wr_le64(m + n + 8, h->dst_sess);
+	wr_le64(m + n + 16, h->frame_len);
+	wr_le32(m + n + 24, s->isn);
+	n += 28;
 	memcpy(m + n, s->nonce, TWP_NONCE_LEN);
 	n += TWP_NONCE_LEN;
 	if (peer_nonce != NULL)
@@ -322,6 +327,65 @@ bool twp_setup_verify(const void *key, size_t key_len, const struct twp_hdr *h,
 	uint8_t want[TWP_SETUP_MAC_LEN];
 	twp_setup_mac(key, key_len, h, src, dst, s, peer_nonce, want);
 	return crypto_verify_32(want, s->mac) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Per-packet tags                                                     */
+
+static const char key_label[] = "tensorwire dpdk tag keys 2";
+
+void twp_session_keys(const void *secret, size_t secret_len, uint64_t conn_sess,
+		      uint64_t acc_sess,
+		      const uint8_t conn_nonce[TWP_NONCE_LEN],
+		      const uint8_t acc_nonce[TWP_NONCE_LEN],
+		      uint8_t k_conn[TWP_KEY_LEN], uint8_t k_acc[TWP_KEY_LEN])
+{
+	/* The secret, of any length, into a BLAKE2b key; then the
+	 * session's: both numbers and both fresh nonces, so that no two
+	 * sessions (nor a session replayed from an old CONNECT) share a
+	 * key. */
+	uint8_t master[crypto_generichash_KEYBYTES];
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, sizeof(master));
+	crypto_generichash_update(&st, (const uint8_t *)key_label,
+				  sizeof(key_label));
+	crypto_generichash_update(&st, secret, secret_len);
+	crypto_generichash_final(&st, master, sizeof(master));
+	uint8_t m[16 + 2 * TWP_NONCE_LEN], out[2 * TWP_KEY_LEN];
+	wr_le64(m, conn_sess);
+	wr_le64(m + 8, acc_sess);
+	memcpy(m + 16, conn_nonce, TWP_NONCE_LEN);
+	memcpy(m + 16 + TWP_NONCE_LEN, acc_nonce, TWP_NONCE_LEN);
+	crypto_generichash(out, sizeof(out), m, sizeof(m), master,
+			   sizeof(master));
+	memcpy(k_conn, out, TWP_KEY_LEN);
+	memcpy(k_acc, out + TWP_KEY_LEN, TWP_KEY_LEN);
+	sodium_memzero(master, sizeof(master));
+	sodium_memzero(out, sizeof(out));
+	sodium_memzero(&st, sizeof(st));
+}
+
+_Static_assert(crypto_shorthash_KEYBYTES == TWP_KEY_LEN, "SipHash key");
+_Static_assert(crypto_shorthash_BYTES == 8, "SipHash tag");
+
+uint64_t twp_tag(const uint8_t key[TWP_KEY_LEN], const uint8_t *th, size_t n)
+{
+	uint8_t out[8];
+	crypto_shorthash(out, th + TWP_TAGGED_OFF, n - TWP_TAGGED_OFF, key);
+	return rd_le64(out);
+}
+
+void twp_tag_set(const uint8_t key[TWP_KEY_LEN], uint8_t *th, size_t n)
+{
+	wr_le64(th + TWP_TAG_OFF, twp_tag(key, th, n));
+}
+
+bool twp_tag_ok(const uint8_t key[TWP_KEY_LEN], const uint8_t *th, size_t n)
+{
+	/* One comparison of the whole word: no early exit on the first
+	 * byte that differs. */
+	volatile uint64_t d = twp_tag(key, th, n) ^ rd_le64(th + TWP_TAG_OFF);
+	return d == 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -353,14 +417,15 @@ static enum twp_err check_hdr(const struct twp_hdr *h)
 		return TWP_OK;
 	case TWP_CONNECT:
 	case TWP_ACCEPT:
-		if (h->flags != 0)
+		if (h->flags & ~TWP_F_TAG)
 			return TWP_E_FLAGS;
-		if (h->len != 0 && h->len != TWP_SETUP_LEN)
+		if (h->len != TWP_SETUP_LEN)
 			return TWP_E_LEN;
 		if ((h->type == TWP_CONNECT) != (h->dst_sess == 0) ||
-		    h->src_sess == 0 || h->seq != 0 || h->ack != 0 ||
-		    h->msg != 0 || h->frame_off != 0 ||
-		    h->frame_len < TWP_MIN_MSS || h->frame_len > TWP_MAX_MSS)
+		    h->src_sess == 0 || h->pn != 0 || h->tag != 0 ||
+		    h->seq != 0 || h->ack != 0 || h->msg != 0 ||
+		    h->frame_off != 0 || h->frame_len < TWP_MIN_MSS ||
+		    h->frame_len > TWP_MAX_MSS)
 			return TWP_E_FIELDS;
 		return TWP_OK;
 	case TWP_RESET:
@@ -453,7 +518,7 @@ enum twp_err twp_parse(const uint8_t *p, size_t len,
 		return TWP_E_MAGIC;
 	if (th[2] != TWP_VERSION)
 		return TWP_E_VERSION;
-	if (th[5] != 0)
+	if (th[3] != 0)
 		return TWP_E_RESERVED;
 	struct twp_hdr h;
 	twp_hdr_decode(th, &h);

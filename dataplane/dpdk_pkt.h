@@ -19,55 +19,78 @@ extern "C" {
  *      fragment offset 0, TTL 64, protocol 17, header checksum,
  *      src, dst                                                 20 bytes
  *  34  UDP: src port, dst port, length, checksum (0 = none)      8 bytes
- *  42  tensorwire packet header                                 46 bytes
- *       0 u16 magic 0x5754 ("TW")   2 u8 version 1   3 u8 type
- *       4 u8 flags                  5 u8 reserved 0
- *       6 u32 dst_sess    receiver's session number (0 in CONNECT)
- *      10 u32 src_sess    sender's session number (0 in a RESET that
+ *  42  tensorwire packet header                                 70 bytes
+ *       0 u16 magic 0x5754 ("TW")   2 u8 version 2   3 u8 reserved 0
+ *       4 u64 tag         keyed tag of bytes 12 .. the end of the UDP
+ *                         payload (the rest of this header and the frame
+ *                         bytes): SipHash-2-4 (libsodium crypto_shorthash)
+ *                         with the sending direction's key of a tagged
+ *                         session (twp_session_keys); 0 in CONNECT and
+ *                         ACCEPT and in untagged sessions
+ *      12 u8 type         13 u8 flags
+ *      14 u64 dst_sess    receiver's session number (0 in CONNECT)
+ *      22 u64 src_sess    sender's session number (0 in a RESET that
  *                         answers a packet for an unknown session)
- *      14 u32 seq         DATA: packet number in this direction
- *      18 u32 ack         next packet number the sender expects
- *      22 u32 msg         DATA: frame number in this direction
- *      26 u32 len         frame bytes that follow
- *      30 u64 frame_off   DATA: where they go in the frame
- *      38 u64 frame_len   DATA: the frame's length; CONNECT/ACCEPT: the
+ *      30 u64 pn          packet number: counts every packet the sender
+ *                         sends on the session (retransmits anew), for
+ *                         the receiver's replay window; 0 in CONNECT and
+ *                         ACCEPT
+ *      38 u32 seq         DATA: packet number in this direction
+ *      42 u32 ack         next packet number the sender expects
+ *      46 u32 msg         DATA: frame number in this direction
+ *      50 u32 len         frame bytes that follow
+ *      54 u64 frame_off   DATA: where they go in the frame
+ *      62 u64 frame_len   DATA: the frame's length; CONNECT/ACCEPT: the
  *                         sender's mss (largest len it accepts)
- *  88  len bytes of the frame; in CONNECT and ACCEPT, the setup block
+ * 112  len bytes of the frame; in CONNECT and ACCEPT, the setup block
  *
- * CONNECT and ACCEPT carry len 0 (a sender without the setup block: no
- * secret to prove, first packet number 0) or the 52-byte setup block
- * (every sender of this version):
+ * CONNECT and ACCEPT carry the 52-byte setup block (len 52), and may set
+ * flag TAG: the sender will tag this session's packets. A session is
+ * tagged when the CONNECT and the ACCEPT both set it (each side: a group
+ * secret and tags not turned off, tw_dpdk_opts.no_pkt_tag):
  *
  *   0 u8[16] nonce  fresh for each session the sender opens or accepts
  *  16 u32    isn    the sender's first DATA packet number (random)
  *  20 u8[32] mac    HMAC-SHA256, keyed with the group's secret, of
  *                   twp_setup_mac's message: the label
- *                   "tensorwire dpdk setup 1", type, the sender's then
- *                   the receiver's endpoint (MAC, IPv4, UDP port as on
- *                   the wire), src_sess, dst_sess, mss (frame_len), isn,
- *                   this nonce and, in an ACCEPT, the CONNECT's nonce (16
- *                   zero bytes in a CONNECT); all zero without a secret.
+ *                   "tensorwire dpdk setup 2", type, flags, the sender's
+ *                   then the receiver's endpoint (MAC, IPv4, UDP port as
+ *                   on the wire), src_sess, dst_sess (u64 each), mss
+ *                   (frame_len), isn, this nonce and, in an ACCEPT, the
+ *                   CONNECT's nonce (16 zero bytes in a CONNECT); all
+ *                   zero without a secret.
  *
  * A receiver with a secret drops (silently, counted) a CONNECT or ACCEPT
- * without the block or whose mac does not verify: a session exists only
- * between holders of the secret, and the ACCEPT, bound to the CONNECT's
- * nonce, cannot be replayed from an earlier session.
+ * whose mac does not verify: a session exists only between holders of
+ * the secret, and the ACCEPT, bound to the CONNECT's nonce, cannot be
+ * replayed from an earlier session.
  *
- * The 40-byte mbuf private area makes the frame bytes 64-byte aligned in
- * a received mbuf: struct rte_mbuf (128) + private area (40) + headroom
- * (128) + headers (88) = 384 bytes from the 64-byte aligned mbuf, so a
+ * A tagged session's keys (twp_session_keys): BLAKE2b (crypto_generichash)
+ * keyed with a hash of the group's secret, over a label, both session
+ * numbers and both nonces, gives 32 bytes: the connector's sending key,
+ * then the acceptor's (16 bytes each). Every other packet of the session
+ * must carry the right tag and a packet number not seen yet (a window of
+ * 64 below the highest), or it is dropped, counted and unanswered, before
+ * it changes anything.
+ *
+ * The 16-byte mbuf private area makes the frame bytes 64-byte aligned in
+ * a received mbuf: struct rte_mbuf (128) + private area (16) + headroom
+ * (128) + headers (112) = 384 bytes from the 64-byte aligned mbuf, so a
  * frame that fits in one packet goes up without a copy.
  */
 #define TWP_ETH_LEN 14u
 #define TWP_IP_LEN 20u
 #define TWP_UDP_LEN 8u
 #define TWP_L2L4_LEN 42u
-#define TWP_HDR_LEN 46u
-#define TWP_HEADERS (TWP_L2L4_LEN + TWP_HDR_LEN)                 /* 88 */
-#define TWP_OVERHEAD_L3 (TWP_IP_LEN + TWP_UDP_LEN + TWP_HDR_LEN) /* 74 */
+#define TWP_HDR_LEN 70u
+#define TWP_HEADERS (TWP_L2L4_LEN + TWP_HDR_LEN)                 /* 112 */
+#define TWP_OVERHEAD_L3 (TWP_IP_LEN + TWP_UDP_LEN + TWP_HDR_LEN) /* 98 */
 #define TWP_MAGIC 0x5754u
-#define TWP_VERSION 1u
-#define TWP_MIN_MSS 64u /* holds the setup block */
+#define TWP_VERSION 2u
+#define TWP_TAG_OFF 4u     /* the tag, in the tensorwire header */
+#define TWP_TAGGED_OFF 12u /* where the bytes it covers start */
+#define TWP_KEY_LEN 16u    /* a direction's tag key (crypto_shorthash) */
+#define TWP_MIN_MSS 64u    /* holds the setup block */
 #define TWP_MAX_MSS 65535u
 
 enum twp_type {
@@ -80,12 +103,15 @@ enum twp_type {
 
 #define TWP_F_ACK_REQ 0x01u
 #define TWP_F_NAK 0x02u
+#define TWP_F_TAG 0x04u /* CONNECT/ACCEPT: the sender tags this session */
 
 struct twp_hdr {
 	uint8_t type, flags;
-	uint32_t dst_sess, src_sess;
+	uint64_t dst_sess, src_sess;
+	uint64_t pn;
 	uint32_t seq, ack, msg, len;
 	uint64_t frame_off, frame_len;
+	uint64_t tag; /* as on the wire; 0 until twp_tag_set */
 };
 
 /* One end of a flow: MAC, IPv4 and UDP port in network byte order. */
@@ -153,6 +179,21 @@ bool twp_setup_verify(const void *key, size_t key_len, const struct twp_hdr *h,
 		      const struct twp_ep *src, const struct twp_ep *dst,
 		      const struct twp_setup *s, const uint8_t *peer_nonce);
 
+/* The keys of a tagged session (above): k_conn tags what the connector
+ * sends, k_acc what the acceptor sends. secret: the group's (len > 0). */
+void twp_session_keys(const void *secret, size_t secret_len, uint64_t conn_sess,
+		      uint64_t acc_sess,
+		      const uint8_t conn_nonce[TWP_NONCE_LEN],
+		      const uint8_t acc_nonce[TWP_NONCE_LEN],
+		      uint8_t k_conn[TWP_KEY_LEN], uint8_t k_acc[TWP_KEY_LEN]);
+
+/* The tag of the n bytes at th (a tensorwire header and its frame bytes,
+ * n >= TWP_HDR_LEN), under key; twp_tag_set writes it into the header,
+ * twp_tag_ok says whether the header carries it (constant time). */
+uint64_t twp_tag(const uint8_t key[TWP_KEY_LEN], const uint8_t *th, size_t n);
+void twp_tag_set(const uint8_t key[TWP_KEY_LEN], uint8_t *th, size_t n);
+bool twp_tag_ok(const uint8_t key[TWP_KEY_LEN], const uint8_t *th, size_t n);
+
 /* Name of a twp_err, for logs and test messages. */
 const char *twp_err_name(enum twp_err e);
 
@@ -183,14 +224,15 @@ struct twp_pkt {
  * (length, one of our ports, checksum unless l4_csum_ok or 0), and the
  * tensorwire header (magic, version, type, flags, reserved, per-type
  * fields, len == UDP payload - header, len <= mss, frame bounds; CONNECT
- * and ACCEPT: len 0 or TWP_SETUP_LEN). The setup block's mac is the
- * transport's to verify (it holds the secret).
+ * and ACCEPT: len TWP_SETUP_LEN). The setup block's mac and the tag are
+ * the transport's to verify (it holds the keys).
  */
 enum twp_err twp_parse(const uint8_t *p, size_t len,
 		       const struct twp_local *local, bool ip_csum_ok,
 		       bool l4_csum_ok, struct twp_pkt *out);
 
-/* Encode / decode the 46-byte tensorwire header (decode checks nothing). */
+/* Encode / decode the 70-byte tensorwire header (decode checks nothing;
+ * a tagged packet's tag comes from twp_tag_set, once its bytes are in). */
 void twp_hdr_encode(uint8_t *dst, const struct twp_hdr *h);
 void twp_hdr_decode(const uint8_t *src, struct twp_hdr *h);
 

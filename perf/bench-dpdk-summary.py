@@ -166,6 +166,49 @@ def main():
                                       "failed": fails}
         out["credits"]["raw_GBps"] = raw_gbs
         print()
+    tags = {}
+    for k, it in items.items():
+        m = re.match(r"memif_tag(on|off)_(sync|pipe)_r(\d+)$", k)
+        if m:
+            tags.setdefault((m.group(1), m.group(2)), []).append(it)
+    if tags:
+        def med(v):
+            v = sorted(x for x in v if x is not None)
+            if not v:
+                return None
+            return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+        def vals(state, part, prefix, field):
+            out_ = []
+            for it in tags.get((state, part), []):
+                for name, kv in it["results"].items():
+                    if name.startswith(prefix):
+                        out_.append(kv.get(field))
+            return out_
+
+        print("## Per-packet tags (memif): on vs off, rounds interleaved\n")
+        print("Each round runs tags on then off right after it; the vCPU placement (probe) "
+              "moves between items, so the last column, the median over rounds of that "
+              "round's on ÷ off, is the steadier figure.\n")
+        print("| measure | tags on (each round) | median | tags off (each round) | median | on ÷ off | median of rounds' on ÷ off |")
+        print("|---|---|---|---|---|---|---|")
+        out["tags"] = {}
+        rows_ = [("rpc_sync p50 µs", "sync", "tw_sync_noop", "p50", "us"),
+                 ("rpc_sync p99 µs", "sync", "tw_sync_noop", "p99", "us"),
+                 ("pipelined calls/s W=64", "pipe", "tw_pipe_noop_W64", "calls/s", "int"),
+                 ("pipelined calls/s W=256", "pipe", "tw_pipe_noop_W256", "calls/s", "int")]
+        for label, part, prefix, field, unit in rows_:
+            on = vals("on", part, prefix, field)
+            off = vals("off", part, prefix, field)
+            mon, moff = med(on), med(off)
+            pairs = [ratio(x, y) for x, y in zip(on, off)]
+            print(f"| {label} | {', '.join(fnum(x, unit) for x in on)} | {fnum(mon, unit)} | "
+                  f"{', '.join(fnum(x, unit) for x in off)} | {fnum(moff, unit)} | "
+                  f"{fratio(ratio(mon, moff))} | {fratio(med(pairs))} |")
+            out["tags"][label] = {"on": on, "off": off, "on_median": mon,
+                                  "off_median": moff, "round_ratios": pairs,
+                                  "round_ratio_median": med(pairs)}
+        print()
     bad = [k for k, it in items.items() if it["rc"] != 0]
     if bad:
         print("FAILED items (rc != 0): " + ", ".join(bad))

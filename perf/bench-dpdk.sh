@@ -2,8 +2,8 @@
 # bench-dpdk.sh: tensorwire's RPC benchmark over the DPDK transport, beside
 # the raw DPDK ping-pong on the same vdev, all in one run.
 #
-#   sh perf/bench-dpdk.sh [--quick] [--no-credits] [--only memif|af_packet]
-#                         [--build DIR]
+#   sh perf/bench-dpdk.sh [--quick] [--no-credits] [--no-tags]
+#                         [--only memif|af_packet] [--build DIR]
 #
 # Needs root (the EAL; the veth pair). Builds tensorwire (DIR, default
 # ./build-bench, a release build with LTO: bench-lib.sh) and
@@ -18,7 +18,10 @@
 #   no-op rpc_sync latency, pipelined no-op calls/s (W=64, 256), tensor
 #   echo GB/s (4 KiB .. 64 MiB, byte-exact checked)
 # and over memif, the large-tensor echo (1 MiB, 64 MiB) with dpdk_credits
-# 32, 64, 128 and 256 (--no-credits skips it). perf/bench-dpdk-summary.py
+# 32, 64, 128 and 256 (--no-credits skips it), and the cost of per-packet
+# tags (issue 18): rpc_sync latency and pipelined calls/s with tags on
+# (the default with a secret) and off (--no-pkt-tag), alternating, TAG_REPS
+# rounds (--no-tags skips it). perf/bench-dpdk-summary.py
 # prints the table (tw ÷ raw for latency, tw / raw for throughput) and
 # writes perf/results/dpdk-latest.json. Logs:
 # perf/results/bench-dpdk-<timestamp>.log.
@@ -29,7 +32,7 @@
 # RETRIES=2 times) and the least disturbed attempt is kept.
 # Env: QUIET_MAX (s to wait for a quiet machine per item, default 120),
 #      RETRIES, CREDITS (default "32 64 128 256"), CRED_REPS (rounds over
-#      CREDITS, default 2).
+#      CREDITS, default 2), TAG_REPS (rounds of tags on/off, default 3).
 
 # The quiet-machine helper (anchors' tools/quiet.sh) is bash.
 if [ -z "${BASH_VERSION:-}" ]; then
@@ -80,12 +83,14 @@ ARGS="$*"
 ORIG=$(pwd)
 MODE=default
 DO_CREDITS=1
+DO_TAGS=1
 ONLY="memif af_packet"
 BUILD=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) MODE=quick ;;
 	--no-credits) DO_CREDITS=0 ;;
+	--no-tags) DO_TAGS=0 ;;
 	--only) ONLY=$2; shift ;;
 	--build|-B) BUILD=$2; shift ;;
 	--build=*) BUILD=${1#--build=} ;;
@@ -110,6 +115,7 @@ QUIET_MAX=${QUIET_MAX:-120}
 RETRIES=${RETRIES:-2}
 CREDITS=${CREDITS:-32 64 128 256}
 CRED_REPS=${CRED_REPS:-2} # rounds over CREDITS, interleaved
+TAG_REPS=${TAG_REPS:-3}   # rounds of tags on / off, interleaved
 FOREIGN_MAX=0.15 # cores used by other processes during an item
 VA=twdA # veth: client end (cpu0)
 VB=twdB # veth: server end (cpu1)
@@ -228,6 +234,17 @@ memif)
 	MS=net_memif0,role=server,socket=/twd$$-memif
 	MC=net_memif0,role=client,socket=/twd$$-memif
 	section memif "$MS" "$MC"
+	if [ "$DO_TAGS" = 1 ]; then
+		# Per-packet tags on and off, alternating so that both see the
+		# same machine; the summary compares medians of the rounds.
+		log "## memif tags"
+		for r in $(seq 1 "$TAG_REPS"); do
+			item "memif_tagon_sync_r$r" 600 "$BENCH" --transport memif $BENCH_ARGS --only sync
+			item "memif_tagoff_sync_r$r" 600 "$BENCH" --transport memif --no-pkt-tag $BENCH_ARGS --only sync
+			item "memif_tagon_pipe_r$r" 600 "$BENCH" --transport memif $BENCH_ARGS --only pipe
+			item "memif_tagoff_pipe_r$r" 600 "$BENCH" --transport memif --no-pkt-tag $BENCH_ARGS --only pipe
+		done
+	fi
 	if [ "$DO_CREDITS" = 1 ]; then
 		log "## memif credits"
 		raw memif_stream2 "$MS" "$MC" "-r rx -T $RAW_T" "-r tx -T $RAW_T -b 32 -s 1514"

@@ -270,6 +270,7 @@ struct opts {
 	const char *ifaces; /* af_packet: "SRV_IFACE,CLI_IFACE" */
 	int eal_mem_mb;     /* EAL -m (default 512) */
 	uint32_t credits, mbufs;
+	bool no_pkt_tag; /* DPDK: tw_dpdk_opts.no_pkt_tag */
 	uint64_t zc_threshold;
 	const char *cc;   /* tcp_congestion_local; NULL = the library's */
 	char eal[2][512]; /* [0] client, [1] server */
@@ -428,6 +429,7 @@ static void agent_transport(const struct opts *o, int r,
 		t->d.mbufs = o->mbufs;
 	if (o->zc_threshold != 0)
 		t->d.zc_threshold = o->zc_threshold;
+	t->d.no_pkt_tag = o->no_pkt_tag;
 	ao->transport = TW_TRANSPORT_DPDK;
 	ao->transport_opts = &t->d;
 }
@@ -1026,9 +1028,9 @@ static int run_pair(const struct opts *o)
 	       tsc_per_ns, cc_name(o));
 	if (dpdk_mode(o))
 		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
-		       " (0 = default)\n# client EAL: %s\n# server EAL: %s\n",
+		       " (0 = default) pkt_tag=%s\n# client EAL: %s\n# server EAL: %s\n",
 		       o->transport, o->credits, o->mbufs, o->zc_threshold,
-		       o->eal[0], o->eal[1]);
+		       o->no_pkt_tag ? "off" : "on", o->eal[0], o->eal[1]);
 	fflush(stdout);
 
 	if (want(o, "sync"))
@@ -1114,7 +1116,7 @@ static void usage(FILE *f)
 		"                 [--client-loop-cpu CPU] [--server-yield]\n"
 		"                 [--only sync,rref,rref3,pipe,echo,lat,lat1k,lat1m]\n"
 		"                 [--transport uring|memif|af_packet [--ifaces SRV,CLI]\n"
-		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB]]\n"
+		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB] [--no-pkt-tag]]\n"
 		"                 [--cc NAME]\n"
 		"  --quick      10k small calls, shorter windows and echo budgets\n"
 		"  --threaded   client with a loop thread (default: embedded mode when\n"
@@ -1138,6 +1140,7 @@ static void usage(FILE *f)
 		"  --ifaces SRV,CLI       af_packet: the two ends of a veth pair (made by\n"
 		"                         the caller, e.g. perf/bench-dpdk.sh)\n"
 		"  --credits N            DPDK packets in flight per session (0 = default)\n"
+		"  --no-pkt-tag           DPDK: no per-packet tags (tw_dpdk_opts.no_pkt_tag)\n"
 		"  --mbufs N              DPDK mbufs per queue pool (0 = default)\n"
 		"  --zc-threshold B       zero-copy segments from B bytes (0 = default)\n"
 		"  --eal-mem MB           EAL -m with --no-huge (default 512)\n"
@@ -1174,7 +1177,8 @@ int main(int argc, char **argv)
 		O_MBUFS,
 		O_ZC,
 		O_EALMEM,
-		O_CC
+		O_CC,
+		O_NOTAG
 	};
 	static const struct option lopts[] = {
 		{"quick", no_argument, NULL, O_QUICK},
@@ -1190,6 +1194,7 @@ int main(int argc, char **argv)
 		{"zc-threshold", required_argument, NULL, O_ZC},
 		{"eal-mem", required_argument, NULL, O_EALMEM},
 		{"cc", required_argument, NULL, O_CC},
+		{"no-pkt-tag", no_argument, NULL, O_NOTAG},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -1244,6 +1249,9 @@ int main(int argc, char **argv)
 			break;
 		case O_CC:
 			o.cc = optarg;
+			break;
+		case O_NOTAG:
+			o.no_pkt_tag = true;
 			break;
 		case 'n':
 			n_set = atol(optarg);

@@ -98,6 +98,16 @@ struct tw_dpdk_opts {
 	bool sw_udp_csum_off;      /* send UDP checksum 0 when not offloaded
 				    * (saves a pass over the data; the
 				    * receiver still checks nonzero ones) */
+	bool no_pkt_tag;           /* with a group secret, every packet of a
+				    * session carries a keyed tag (SipHash)
+				    * checked before it is taken: a host on
+				    * the segment cannot inject, replay or
+				    * end a session. true = no tags, for
+				    * fabrics the operator trusts: the
+				    * session's set-up is still proven, its
+				    * packets no longer are (README, "Trust
+				    * model"); a session is tagged only if
+				    * both ends want it */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

@@ -95,9 +95,10 @@ static void check_hdr(const struct twp_hdr *h)
 		break;
 	case TWP_CONNECT:
 	case TWP_ACCEPT:
-		/* nothing, or the setup block */
-		CHECK(h->flags == 0);
-		CHECK(h->len == 0 || h->len == TWP_SETUP_LEN);
+		/* the setup block; the tag flag; no tag, no packet number */
+		CHECK((h->flags & ~TWP_F_TAG) == 0);
+		CHECK(h->len == TWP_SETUP_LEN);
+		CHECK(h->pn == 0 && h->tag == 0);
 		CHECK((h->dst_sess == 0) == (h->type == TWP_CONNECT));
 		CHECK(h->src_sess != 0);
 		CHECK(h->seq == 0 && h->ack == 0 && h->msg == 0);
@@ -125,9 +126,9 @@ static bool same_pkt(const struct twp_pkt *a, const struct twp_pkt *b)
 	       a->dst_port == b->dst_port && a->queue == b->queue &&
 	       x->type == y->type && x->flags == y->flags &&
 	       x->dst_sess == y->dst_sess && x->src_sess == y->src_sess &&
-	       x->seq == y->seq && x->ack == y->ack && x->msg == y->msg &&
-	       x->len == y->len && x->frame_off == y->frame_off &&
-	       x->frame_len == y->frame_len;
+	       x->pn == y->pn && x->tag == y->tag && x->seq == y->seq &&
+	       x->ack == y->ack && x->msg == y->msg && x->len == y->len &&
+	       x->frame_off == y->frame_off && x->frame_len == y->frame_len;
 }
 
 /* p (n bytes) was accepted as pk: bounds, then build it again. */

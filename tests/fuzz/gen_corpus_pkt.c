@@ -136,17 +136,29 @@ static void valid(void)
 		  .src_sess = 6,
 		  .ack = 1},
 		 C_DEFAULT | C_IP_OK},
-		{"ok-connect",
-		 {.type = TWP_CONNECT, .src_sess = 9, .frame_len = 1426},
+		{"ok-connect-tag",
+		 {.type = TWP_CONNECT,
+		  .flags = TWP_F_TAG,
+		  .src_sess = UINT64_C(0x8000123456780001),
+		  .len = TWP_SETUP_LEN,
+		  .frame_len = 1426},
 		 C_DEFAULT},
-		{"ok-connect-mss-64",
-		 {.type = TWP_CONNECT, .src_sess = 9, .frame_len = 64},
-		 C_PORTS(3)},
-		{"ok-accept",
+		{"ok-accept-tag",
 		 {.type = TWP_ACCEPT,
-		  .dst_sess = 9,
+		  .flags = TWP_F_TAG,
+		  .dst_sess = UINT64_C(0x8000123456780001),
 		  .src_sess = 3,
+		  .len = TWP_SETUP_LEN,
 		  .frame_len = 65535},
+		 C_DEFAULT},
+		{"ok-data-tagged",
+		 {.type = TWP_DATA,
+		  .dst_sess = UINT64_MAX,
+		  .src_sess = UINT64_C(1) << 48,
+		  .pn = 77,
+		  .tag = UINT64_C(0x0123456789abcdef),
+		  .len = 100,
+		  .frame_len = 100},
 		 C_DEFAULT},
 		{"ok-connect-setup",
 		 {.type = TWP_CONNECT,
@@ -227,20 +239,20 @@ static void invalid(void)
 		{"bad-udp-port", 37, 0x07, 0, true}, /* 31852 */
 		{"bad-udp-csum", 40, 0xff, 0, false},
 		{"bad-magic", 42, 'T' ^ 'X', 0, true},
-		{"bad-version", 44, 0x03, 0, true},
-		{"bad-type", 45, 0x07, 0, true},
-		{"bad-flags", 46, 0x01, 0, true},
-		{"bad-reserved", 47, 0x01, 0, true},
-		{"bad-len", 42 + 26, 0x01, 0, true},
+		{"bad-version", 44, 0x01, 0, true},
+		{"bad-type", 42 + 12, 0x07, 0, true},
+		{"bad-flags", 42 + 13, 0x01, 0, true},
+		{"bad-reserved", 45, 0x01, 0, true},
+		{"bad-len", 42 + 50, 0x01, 0, true},
 		{"bad-fields", SIZE_MAX, 0, 0, true},  /* dst_sess 0 */
-		{"bad-frame", 42 + 45, 0x01, 0, true}, /* > 2^40 */
+		{"bad-frame", 42 + 69, 0x01, 0, true}, /* > 2^40 */
 	};
 	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
 		memcpy(pkt, base, n0);
 		if (b[i].off != SIZE_MAX)
 			pkt[b[i].off] ^= b[i].bits;
 		if (strcmp(b[i].name, "bad-fields") == 0)
-			memset(pkt + 42 + 6, 0, 4);
+			memset(pkt + 42 + 14, 0, 8);
 		if (b[i].fix)
 			fix(pkt);
 		save(b[i].name, C_DEFAULT, pkt, b[i].len ? b[i].len : n0);
@@ -252,8 +264,10 @@ static void invalid(void)
 	struct twp_hdr c = {
 		.type = TWP_ACK, .dst_sess = 5, .src_sess = 6, .seq = 1};
 	save("bad-ack-seq", C_DEFAULT, pkt, build(pkt, &c, false));
-	c = (struct twp_hdr){
-		.type = TWP_CONNECT, .src_sess = 9, .frame_len = 63};
+	c = (struct twp_hdr){.type = TWP_CONNECT,
+			     .src_sess = 9,
+			     .len = TWP_SETUP_LEN,
+			     .frame_len = 63};
 	save("bad-connect-mss", C_DEFAULT, pkt, build(pkt, &c, false));
 	c = (struct twp_hdr){.type = TWP_CONNECT,
 			     .src_sess = 9,

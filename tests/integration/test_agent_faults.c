@@ -745,7 +745,8 @@ struct raw_ch {
 #if TW_HAVE_DPDK
 	struct twp_ep self, peer;
 	struct twp_local local;
-	uint32_t sess, peer_sess, snd_nxt, rcv_next, msg;
+	uint64_t sess, peer_sess;
+	uint32_t snd_nxt, rcv_next, msg;
 	uint8_t nonce[TWP_NONCE_LEN]; /* our CONNECT's */
 	uint8_t last[2048];           /* our last DATA packet, sent again if no
 			     * answer comes */
@@ -786,7 +787,7 @@ static bool raw_full(int fd, void *p, size_t n, bool rd)
 }
 
 #if TW_HAVE_DPDK
-#define RAWD_MSS 1426u
+#define RAWD_MSS 1402u
 #define RAWD_MAC "02:00:00:00:0b:02" /* harness: worker 1's end */
 /* The raw client's endpoint: it joins the rendezvous with it, as a member
  * must for a worker to take its CONNECT. */

@@ -143,7 +143,7 @@ static int w_loss(struct h_worker *w)
 	if (w->rank == 0) {
 		if (small_calls(w, a, "w1", 0, N_SMALL_0) != 0)
 			return 1;
-		/* around one packet's frame bytes (1426 at MTU 1500, the
+		/* around one packet's frame bytes (1402 at MTU 1500, the
 		 * frame header and segment layout take some), a few packets,
 		 * then thousands */
 		static const size_t one[] = {0,    1,    1300, 1400,

@@ -1080,7 +1080,7 @@ Test(dpdk, memif_exchange, .timeout = 120)
 	cr_assert_eq(sh->r[SRV].st.bad_pkts, 0);
 	cr_assert_eq(sh->r[CLI].st.bad_pkts, 0);
 	cr_assert_str_eq(sh->r[SRV].info.driver, "net_memif");
-	cr_assert_eq(sh->r[SRV].info.mss, 1426);
+	cr_assert_eq(sh->r[SRV].info.mss, 1402);
 	munmap(sh, sizeof(*sh));
 }
 
@@ -1113,7 +1113,7 @@ Test(dpdk, afpacket_exchange, .timeout = 150)
 
 /* Sizes around the packet boundaries, then some that span many packets. */
 static const uint32_t LOSS_SIZES[] = {
-	0, 1, 700, 1426 - 48, 1426 - 47, 2 * 1426 - 48, 4096, 30000, 200000};
+	0, 1, 700, 1402 - 48, 1402 - 47, 2 * 1402 - 48, 4096, 30000, 200000};
 
 static void loss_test(const char *name, uint32_t loss_ppm, bool heavy,
 		      uint32_t repeat)
@@ -1442,7 +1442,7 @@ static void solo_main(struct shm *sh, const char *prefix, const char *sock)
 	tw_dpdk_env_info(ea, &ia);
 	static const uint8_t srv_mac[6] = {2, 0, 0, 0, 1, 1};
 	SCHECK(res, memcmp(ia.mac, srv_mac, 6) == 0, "mac");
-	SCHECK(res, ia.mss == 1426 && ia.nqueues == 1, "mss %u", ia.mss);
+	SCHECK(res, ia.mss == 1402 && ia.nqueues == 1, "mss %u", ia.mss);
 	SCHECK(res, strcmp(ia.driver, "net_memif") == 0, "%s", ia.driver);
 	/* one port by a name that is not there */
 	tw_dpdk_env *ex = NULL;
@@ -2178,6 +2178,412 @@ Test(dpdk, admission_and_setup_token, .timeout = 90)
 	char prefix[64];
 	int status = 0;
 	run_solo(admit_main, sh, prefix, sizeof(prefix), &status);
+	skip_without_eal(sh);
+	cr_assert(sh->r[SRV].ran);
+	cr_assert_eq(sh->r[SRV].failed, 0, "%s", sh->r[SRV].msg);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d",
+		  status);
+	munmap(sh, sizeof(*sh));
+}
+
+/* ================================================================== */
+/* Strangers on the segment (issue 18): a raw peer on memif1, driven by
+ * hand with rte_eth_rx/tx_burst (no transport there), opens a session
+ * with transport a as a member would, then forges, replays and spoofs. */
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <sodium.h>
+
+static const char TAG_SECRET[] = "issue-18 group secret";
+
+struct rawp {
+	uint16_t port;
+	struct rte_mempool *mp;
+	struct twp_ep self, peer; /* peer: a's endpoint */
+	struct twp_local local;
+	uint64_t sess, peer_sess, pn;
+	uint32_t seq, ack, msg;
+	uint8_t nonce[TWP_NONCE_LEN], peer_nonce[TWP_NONCE_LEN];
+	uint8_t ktx[TWP_KEY_LEN], krx[TWP_KEY_LEN];
+	bool tagged;
+	uint64_t heard; /* packets a sent us */
+	uint64_t heard_resets;
+};
+
+static bool rawp_tx(struct rawp *r, const uint8_t *p, size_t n)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(r->mp);
+	if (m == NULL)
+		return false;
+	uint8_t *d = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)n);
+	memcpy(d, p, n);
+	for (int i = 0; i < 1000; i++)
+		if (rte_eth_tx_burst(r->port, 0, &m, 1) == 1)
+			return true;
+	rte_pktmbuf_free(m);
+	return false;
+}
+
+/* A packet from src (NULL: r's own endpoint) to a, tagged with r's key
+ * when r's session is tagged and tag is true. Returns its length. */
+static size_t rawp_build(struct rawp *r, uint8_t *p, struct twp_hdr *h,
+			 const void *body, const struct twp_ep *src, bool tag)
+{
+	twp_l2l4_build(p, src ? src : &r->self, &r->peer, TWP_HDR_LEN + h->len,
+		       false);
+	twp_hdr_encode(p + TWP_L2L4_LEN, h);
+	if (h->len)
+		memcpy(p + TWP_HEADERS, body, h->len);
+	if (tag && r->tagged)
+		twp_tag_set(r->ktx, p + TWP_L2L4_LEN, TWP_HDR_LEN + h->len);
+	twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN,
+					 TWP_HDR_LEN + h->len, false));
+	return TWP_HEADERS + h->len;
+}
+
+/* Poll a and our port for ms; count what a sends us. ACCEPT: returns it
+ * in *acc (if acc) and stops. */
+static bool rawp_pump(struct rawp *r, struct end *a, unsigned ms,
+		      struct twp_pkt *acc, uint8_t *accbuf)
+{
+	uint64_t until = now_ns() + (uint64_t)ms * 1000000ull;
+	while (now_ns() < until) {
+		tw_loop_poll_once(a->l);
+		struct rte_mbuf *m[32];
+		uint16_t n = rte_eth_rx_burst(r->port, 0, m, 32);
+		bool got = false;
+		for (uint16_t i = 0; i < n; i++) {
+			struct twp_pkt pk;
+			const uint8_t *d = rte_pktmbuf_mtod(m[i], uint8_t *);
+			if (twp_parse(d, m[i]->data_len, &r->local, false,
+				      false, &pk) == TWP_OK) {
+				r->heard++;
+				if (pk.h.type == TWP_RESET)
+					r->heard_resets++;
+				if (pk.h.type == TWP_ACCEPT && acc != NULL &&
+				    !got) {
+					memcpy(accbuf, d, m[i]->data_len);
+					(void)twp_parse(accbuf, m[i]->data_len,
+							&r->local, false, false,
+							acc);
+					got = true;
+				}
+				if (pk.h.type == TWP_DATA ||
+				    pk.h.type == TWP_ACK) {
+					if (r->tagged &&
+					    !twp_tag_ok(r->krx,
+							pk.payload -
+								TWP_HDR_LEN,
+							TWP_HDR_LEN + pk.h.len))
+						r->heard += 1000000; /* bad */
+					if (pk.h.type == TWP_DATA)
+						r->ack = pk.h.seq + 1;
+				}
+			}
+			rte_pktmbuf_free(m[i]);
+		}
+		if (got)
+			return true;
+		sched_yield();
+	}
+	return false;
+}
+
+/* CONNECT (asking for tags if ask_tag) until a's ACCEPT; keys. */
+static bool rawp_open(struct rawp *r, struct end *a, bool ask_tag)
+{
+	r->sess = ((uint64_t)now_ns() << 16) | 0x77;
+	randombytes_buf(r->nonce, sizeof(r->nonce));
+	r->pn = 0;
+	r->tagged = false;
+	struct twp_setup b = {.isn = 1000};
+	memcpy(b.nonce, r->nonce, TWP_NONCE_LEN);
+	struct twp_hdr h = {.type = TWP_CONNECT,
+			    .flags = ask_tag ? TWP_F_TAG : 0,
+			    .src_sess = r->sess,
+			    .len = TWP_SETUP_LEN,
+			    .frame_len = 1402};
+	twp_setup_mac(TAG_SECRET, sizeof(TAG_SECRET) - 1, &h, &r->self,
+		      &r->peer, &b, NULL, b.mac);
+	uint8_t body[TWP_SETUP_LEN], p[256], accbuf[2048];
+	twp_setup_encode(body, &b);
+	size_t n = rawp_build(r, p, &h, body, NULL, false);
+	struct twp_pkt acc;
+	for (int i = 0; i < 20; i++) {
+		if (!rawp_tx(r, p, n))
+			return false;
+		if (rawp_pump(r, a, 100, &acc, accbuf) &&
+		    acc.h.dst_sess == r->sess)
+			break;
+		if (i == 19)
+			return false;
+	}
+	struct twp_setup ab;
+	twp_setup_decode(acc.payload, &ab);
+	if (!twp_setup_verify(TAG_SECRET, sizeof(TAG_SECRET) - 1, &acc.h,
+			      &acc.src, &r->self, &ab, r->nonce))
+		return false;
+	r->peer_sess = acc.h.src_sess;
+	r->ack = ab.isn;
+	r->seq = 1000;
+	r->msg = 0;
+	memcpy(r->peer_nonce, ab.nonce, TWP_NONCE_LEN);
+	r->tagged = (acc.h.flags & TWP_F_TAG) != 0;
+	if (r->tagged)
+		twp_session_keys(TAG_SECRET, sizeof(TAG_SECRET) - 1, r->sess,
+				 r->peer_sess, r->nonce, ab.nonce, r->ktx,
+				 r->krx);
+	return true;
+}
+
+/* One frame (id, payload bytes) as a DATA packet of r's session. */
+static size_t rawp_data(struct rawp *r, uint8_t *p, uint64_t id,
+			uint32_t payload)
+{
+	uint8_t f[1024];
+	frame_fill(f, id, payload);
+	uint32_t len = TW_FRAME_HDR_SIZE + payload;
+	struct twp_hdr h = {.type = TWP_DATA,
+			    .dst_sess = r->peer_sess,
+			    .src_sess = r->sess,
+			    .pn = r->pn++,
+			    .seq = r->seq++,
+			    .ack = r->ack,
+			    .msg = r->msg++,
+			    .len = len,
+			    .frame_len = len};
+	return rawp_build(r, p, &h, f, NULL, true);
+}
+
+static void tag_main(struct shm *sh, const char *prefix, const char *sock)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	struct result *res = &sh->r[SRV];
+	res->ran = 1;
+	char eal[512];
+	snprintf(eal, sizeof(eal),
+		 "-l 0 " EAL_COMMON "--file-prefix=%s "
+		 "--vdev=net_memif0,role=server,socket=%s,mac=" SRV_MAC " "
+		 "--vdev=net_memif1,role=client,socket=%s,mac=" CLI_MAC,
+		 prefix, sock, sock);
+	tw_dpdk_env *ea = NULL, *eb = NULL;
+	struct end a;
+	memset(&a, 0, sizeof(a));
+	struct rawp r;
+	memset(&r, 0, sizeof(r));
+	char bound[96];
+	struct tw_dpdk_stats s0, s1;
+	uint8_t p[2048], keep[2048];
+	size_t n, nkeep;
+
+	if (solo_env(eal, "net_memif0", SRV_IP, 1, &ea) != TW_OK) {
+		wfail(res, "env: %s", eal_why);
+		goto out;
+	}
+	SCHECK(res, solo_env(NULL, "net_memif1", CLI_IP, 1, &eb) == TW_OK, "");
+	struct tw_dpdk_port_info ib;
+	tw_dpdk_env_info(eb, &ib);
+	r.port = ib.port_id;
+	r.mp = rte_pktmbuf_pool_create("tw-rawp", 1023, 0, 0, 2048 + 128,
+				       SOCKET_ID_ANY);
+	SCHECK(res, r.mp != NULL, "pool");
+	SCHECK(res,
+	       twp_addr_parse("udp://" CLI_IP ":31850/" CLI_MAC, &r.self, true,
+			      NULL) == 0 &&
+		       twp_addr_parse("udp://" SRV_IP ":31850/" SRV_MAC,
+				      &r.peer, true, NULL) == 0,
+	       "");
+	memcpy(r.local.mac, r.self.mac, 6);
+	r.local.ip = r.self.ip;
+	r.local.base_port = 31850;
+	r.local.nports = 1;
+	r.local.mss = 1402;
+
+	struct tw_dpdk_opts o;
+	tw_dpdk_opts_init(&o, sizeof(o));
+	o.dead_ns = 60ull * 1000000000; /* no keepalive during the test */
+	o.rto_ns = 2000000;
+	o.idle_wake_ns = 0;
+	SCHECK(res, end_make(&a, ea, 0, &o) == 0, "");
+	SCHECK(res,
+	       a.t->ops->listen(a.t, "udp://" SRV_IP ":31850", bound,
+				sizeof(bound)) == TW_OK,
+	       "");
+	SCHECK(res,
+	       tw_dpdk_transport_secure(a.t, TAG_SECRET, sizeof(TAG_SECRET) - 1,
+					true) == TW_OK,
+	       "");
+	const char *members[] = {"udp://" CLI_IP ":31850/" CLI_MAC};
+	SCHECK(res, tw_transport_admit(a.t, members, 1) == TW_OK, "");
+
+	/* a member's session: tagged, both ways */
+	SCHECK(res, rawp_open(&r, &a, true), "no ACCEPT");
+	SCHECK(res, r.tagged && a.oks == 1, "tagged %d oks %d", r.tagged,
+	       a.oks);
+	nkeep = rawp_data(&r, keep, 0, 100);
+	SCHECK(res, rawp_tx(&r, keep, nkeep), "");
+	SCHECK(res, SPUMP(a.frames == 1, 2000), "frames %lu",
+	       (unsigned long)a.frames);
+	rawp_pump(&r, &a, 50, NULL, NULL);
+	SCHECK(res, r.heard >= 1 && r.heard < 1000000,
+	       "a's ack: heard %lu (>= 1e6: a bad tag)",
+	       (unsigned long)r.heard);
+	SCHECK(res, a.bad == 0, "");
+
+	/* Each forgery: dropped, counted, unanswered, and nothing changes. */
+	tw_dpdk_get_stats(a.t, &s0);
+	uint64_t heard0 = r.heard;
+#define FORGED(what, counter)                                                  \
+	do {                                                                   \
+		SCHECK(res, rawp_tx(&r, p, n), "%s", what);                    \
+		SCHECK(res,                                                    \
+		       SPUMP((tw_dpdk_get_stats(a.t, &s1),                     \
+			      s1.counter == s0.counter + 1),                   \
+			     2000),                                            \
+		       "%s: " #counter " %lu", what,                           \
+		       (unsigned long)s1.counter);                             \
+		rawp_pump(&r, &a, 30, NULL, NULL);                             \
+		tw_dpdk_get_stats(a.t, &s1);                                   \
+		SCHECK(res,                                                    \
+		       r.heard == heard0 && s1.pkts_tx == s0.pkts_tx &&        \
+			       s1.resets_tx == s0.resets_tx,                   \
+		       "%s: an answer (heard %lu, pkts_tx %lu -> %lu)", what,  \
+		       (unsigned long)(r.heard - heard0),                      \
+		       (unsigned long)s0.pkts_tx, (unsigned long)s1.pkts_tx);  \
+		SCHECK(res, a.frames == 1 && a.closes == 0, "%s: state",       \
+		       what);                                                  \
+		s0 = s1;                                                       \
+	} while (0)
+
+	/* a DATA with a wrong tag (everything else right) */
+	n = rawp_data(&r, p, 1, 100);
+	r.seq--, r.msg--; /* not taken: the next one reuses them */
+	p[TWP_L2L4_LEN + TWP_TAG_OFF] ^= 0x01;
+	twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN, n - TWP_L2L4_LEN,
+					 false));
+	FORGED("wrong tag", tag_drops);
+	/* the right tag over other bytes (one frame byte changed) */
+	n = rawp_data(&r, p, 1, 100);
+	r.seq--, r.msg--;
+	p[n - 1] ^= 0x40;
+	twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN, n - TWP_L2L4_LEN,
+					 false));
+	FORGED("changed frame", tag_drops);
+	/* an untagged RESET and an untagged keepalive (the attacks of
+	 * issue 18: one ended every call, the other hid a death) */
+	struct twp_hdr h = {.type = TWP_RESET,
+			    .dst_sess = r.peer_sess,
+			    .src_sess = r.sess,
+			    .pn = r.pn + 100};
+	n = rawp_build(&r, p, &h, NULL, NULL, false);
+	FORGED("untagged reset", tag_drops);
+	h = (struct twp_hdr){.type = TWP_ACK,
+			     .flags = TWP_F_ACK_REQ,
+			     .dst_sess = r.peer_sess,
+			     .src_sess = r.sess,
+			     .pn = r.pn + 101,
+			     .ack = r.ack};
+	n = rawp_build(&r, p, &h, NULL, NULL, false);
+	FORGED("untagged keepalive", tag_drops);
+	/* a member's packet, tagged, from another MAC; from another IP */
+	struct twp_ep other = r.self;
+	other.mac[5] ^= 0x10;
+	n = rawp_data(&r, p, 1, 100);
+	r.seq--, r.msg--;
+	memcpy(p + 6, other.mac, 6);
+	FORGED("another source MAC", addr_drops);
+	{
+		size_t m = rawp_data(&r, p, 1, 100);
+		r.seq--, r.msg--;
+		other = r.self;
+		other.ip ^= htonl(0x10);
+		uint8_t hdr[TWP_HEADERS];
+		twp_l2l4_build(hdr, &other, &r.peer,
+			       (uint32_t)(m - TWP_L2L4_LEN), false);
+		memcpy(p, hdr, TWP_L2L4_LEN);
+		twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN,
+						 m - TWP_L2L4_LEN, false));
+		n = m;
+	}
+	FORGED("another source IP", addr_drops);
+	/* a guess at a session: no RESET tells whether it is live */
+	h = (struct twp_hdr){.type = TWP_ACK,
+			     .dst_sess = r.peer_sess ^ (UINT64_C(1) << 40),
+			     .src_sess = r.sess,
+			     .pn = 1,
+			     .ack = r.ack};
+	n = rawp_build(&r, p, &h, NULL, NULL, true);
+	FORGED("unknown session", foreign_pkts);
+	/* the member's first DATA again, byte for byte */
+	memcpy(p, keep, nkeep);
+	n = nkeep;
+	FORGED("replayed data", replay_drops);
+#undef FORGED
+
+	/* the member's session still works: its next frame, then its RESET */
+	n = rawp_data(&r, p, 1, 200);
+	SCHECK(res, rawp_tx(&r, p, n), "");
+	SCHECK(res, SPUMP(a.frames == 2, 2000), "");
+	SCHECK(res, a.bad == 0 && a.closes == 0, "");
+	h = (struct twp_hdr){.type = TWP_RESET,
+			     .dst_sess = r.peer_sess,
+			     .src_sess = r.sess,
+			     .pn = r.pn++};
+	n = rawp_build(&r, p, &h, NULL, NULL, true);
+	SCHECK(res, rawp_tx(&r, p, n), "");
+	SCHECK(res, SPUMP(a.closes == 1, 2000), "a member's RESET");
+	tw_dpdk_get_stats(a.t, &s1);
+	SCHECK(res, s1.resets_rx == 1, "");
+
+	/* tags off: a connector that does not ask gets an untagged session
+	 * (the ACCEPT says so), and its untagged frames are taken */
+	SCHECK(res, rawp_open(&r, &a, false), "no ACCEPT");
+	SCHECK(res, !r.tagged && a.oks == 2, "");
+	n = rawp_data(&r, p, 0, 300);
+	SCHECK(res, rawp_tx(&r, p, n), "");
+	SCHECK(res, SPUMP(a.frames == 3, 2000), "untagged frame");
+	SCHECK(res, a.bad == 0, "");
+	/* ... and so does one asking, of a transport with no_pkt_tag */
+	end_free(&a);
+	g_nends = 0;
+	o.no_pkt_tag = true;
+	SCHECK(res, end_make(&a, ea, 0, &o) == 0, "");
+	SCHECK(res,
+	       a.t->ops->listen(a.t, "udp://" SRV_IP ":31850", bound,
+				sizeof(bound)) == TW_OK &&
+		       tw_dpdk_transport_secure(a.t, TAG_SECRET,
+						sizeof(TAG_SECRET) - 1,
+						true) == TW_OK &&
+		       tw_transport_admit(a.t, members, 1) == TW_OK,
+	       "");
+	SCHECK(res, rawp_open(&r, &a, true), "no ACCEPT");
+	SCHECK(res, !r.tagged && a.oks == 1, "tagged %d", r.tagged);
+	n = rawp_data(&r, p, 0, 300);
+	SCHECK(res, rawp_tx(&r, p, n), "");
+	SCHECK(res, SPUMP(a.frames == 1, 2000), "untagged frame");
+	SCHECK(res, a.bad == 0, "");
+out:
+	end_free(&a);
+	if (eb != NULL && tw_dpdk_env_destroy(eb) != TW_OK)
+		wfail(res, "env b destroy");
+	if (ea != NULL && tw_dpdk_env_destroy(ea) != TW_OK)
+		wfail(res, "env a destroy");
+	if (r.mp != NULL)
+		rte_mempool_free(r.mp);
+	tw_dpdk_eal_cleanup();
+	if (leaks_found())
+		wfail(res, "leaks (see the LeakSanitizer report)");
+	_exit(res->failed ? 1 : 0);
+}
+
+Test(dpdk, strangers_forge_replay_spoof, .timeout = 90)
+{
+	NEED_ROOT();
+	struct shm *sh = shm_new();
+	char prefix[64];
+	int status = 0;
+	run_solo(tag_main, sh, prefix, sizeof(prefix), &status);
 	skip_without_eal(sh);
 	cr_assert(sh->r[SRV].ran);
 	cr_assert_eq(sh->r[SRV].failed, 0, "%s", sh->r[SRV].msg);

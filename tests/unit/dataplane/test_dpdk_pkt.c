@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "dataplane/dpdk_pkt.h"
 
 static const uint8_t MAC_A[6] = {0x02, 0, 0, 0, 0x01, 0x01};
@@ -59,6 +61,7 @@ static struct twp_hdr data_hdr(uint32_t len)
 	struct twp_hdr h = {.type = TWP_DATA,
 			    .dst_sess = 0x10005,
 			    .src_sess = 0x20007,
+			    .pn = 0xf00d,
 			    .seq = 41,
 			    .ack = 17,
 			    .msg = 3,
@@ -152,6 +155,7 @@ static void expect_fields(const struct twp_pkt *pk, const struct twp_hdr *h)
 	cr_assert_eq(pk->h.flags, h->flags);
 	cr_assert_eq(pk->h.dst_sess, h->dst_sess);
 	cr_assert_eq(pk->h.src_sess, h->src_sess);
+	cr_assert_eq(pk->h.pn, h->pn);
 	cr_assert_eq(pk->h.seq, h->seq);
 	cr_assert_eq(pk->h.ack, h->ack);
 	cr_assert_eq(pk->h.msg, h->msg);
@@ -182,8 +186,9 @@ Test(dpdk_pkt, roundtrip_every_type)
 		 .frame_off = 0,
 		 .frame_len = 5000},
 		{.type = TWP_DATA,
-		 .dst_sess = 1,
-		 .src_sess = 2,
+		 .dst_sess = UINT64_MAX,
+		 .src_sess = UINT64_C(1) << 63,
+		 .pn = UINT64_MAX,
 		 .seq = UINT32_MAX,
 		 .ack = UINT32_MAX,
 		 .msg = UINT32_MAX,
@@ -208,14 +213,26 @@ Test(dpdk_pkt, roundtrip_every_type)
 		 .dst_sess = 5,
 		 .src_sess = 6,
 		 .ack = 1},
-		{.type = TWP_CONNECT, .src_sess = 9, .frame_len = 1426},
-		{.type = TWP_CONNECT, .src_sess = 9, .frame_len = TWP_MIN_MSS},
-		{.type = TWP_CONNECT, .src_sess = 9, .frame_len = TWP_MAX_MSS},
+		{.type = TWP_CONNECT,
+		 .src_sess = 9,
+		 .len = TWP_SETUP_LEN,
+		 .frame_len = 1426},
+		{.type = TWP_CONNECT,
+		 .flags = TWP_F_TAG,
+		 .src_sess = UINT64_MAX,
+		 .len = TWP_SETUP_LEN,
+		 .frame_len = TWP_MIN_MSS},
+		{.type = TWP_CONNECT,
+		 .src_sess = 9,
+		 .len = TWP_SETUP_LEN,
+		 .frame_len = TWP_MAX_MSS},
 		{.type = TWP_ACCEPT,
+		 .flags = TWP_F_TAG,
 		 .dst_sess = 9,
-		 .src_sess = 3,
+		 .src_sess = UINT64_C(0xfedcba9876543210),
+		 .len = TWP_SETUP_LEN,
 		 .frame_len = 1000},
-		{.type = TWP_RESET, .dst_sess = 3, .src_sess = 4},
+		{.type = TWP_RESET, .dst_sess = 3, .src_sess = 4, .pn = 12},
 		/* a RESET answering a packet for a session we do not know */
 		{.type = TWP_RESET, .dst_sess = 3, .src_sess = 0},
 	};
@@ -248,7 +265,7 @@ Test(dpdk_pkt, wire_layout)
 		pl[i] = (uint8_t)(i * 7 + 1);
 	struct twp_hdr h = data_hdr(sizeof(pl));
 	size_t n = mkpkt(p, &h, pl);
-	cr_assert_eq(n, 88 + sizeof(pl));
+	cr_assert_eq(n, 112 + sizeof(pl));
 	/* Ethernet */
 	cr_assert_eq(memcmp(p, MAC_B, 6), 0);
 	cr_assert_eq(memcmp(p + 6, MAC_A, 6), 0);
@@ -257,7 +274,7 @@ Test(dpdk_pkt, wire_layout)
 	const uint8_t *ip = p + 14;
 	cr_assert_eq(ip[0], 0x45);
 	cr_assert_eq(ip[1], 0);
-	cr_assert_eq(be16(ip + 2), 20 + 8 + 46 + sizeof(pl));
+	cr_assert_eq(be16(ip + 2), 20 + 8 + 70 + sizeof(pl));
 	cr_assert_eq(be16(ip + 4), 0);
 	cr_assert_eq(be16(ip + 6), 0x4000, "DF, offset 0");
 	cr_assert_eq(ip[8], 64);
@@ -270,19 +287,22 @@ Test(dpdk_pkt, wire_layout)
 	const uint8_t *udp = p + 34;
 	cr_assert_eq(be16(udp), 31850);
 	cr_assert_eq(be16(udp + 2), 31851);
-	cr_assert_eq(be16(udp + 4), 8 + 46 + sizeof(pl));
+	cr_assert_eq(be16(udp + 4), 8 + 70 + sizeof(pl));
 	cr_assert_eq(be16(udp + 6), ref_udp_csum(ip));
 	/* ours: little-endian at fixed offsets */
 	const uint8_t *th = p + 42;
 	cr_assert_eq(th[0], 'T');
 	cr_assert_eq(th[1], 'W');
-	cr_assert_eq(th[2], 1);
-	cr_assert_eq(th[3], TWP_DATA);
-	cr_assert_eq(th[4], 0);
-	cr_assert_eq(th[5], 0);
-	const uint8_t want[40] = {
-		0x05, 0x00, 0x01, 0x00,             /* dst_sess 0x10005 */
-		0x07, 0x00, 0x02, 0x00,             /* src_sess 0x20007 */
+	cr_assert_eq(th[2], 2);
+	cr_assert_eq(th[3], 0);
+	for (int i = 4; i < 12; i++)
+		cr_assert_eq(th[i], 0, "no tag from the encoder");
+	cr_assert_eq(th[12], TWP_DATA);
+	cr_assert_eq(th[13], 0);
+	const uint8_t want[56] = {
+		0x05, 0x00, 0x01, 0x00, 0, 0, 0, 0, /* dst_sess 0x10005 */
+		0x07, 0x00, 0x02, 0x00, 0, 0, 0, 0, /* src_sess 0x20007 */
+		0x0d, 0xf0, 0,    0,    0, 0, 0, 0, /* pn 0xf00d */
 		41,   0,    0,    0,                /* seq */
 		17,   0,    0,    0,                /* ack */
 		3,    0,    0,    0,                /* msg */
@@ -290,8 +310,8 @@ Test(dpdk_pkt, wire_layout)
 		0x92, 0x05, 0,    0,    0, 0, 0, 0, /* frame_off 1426 */
 		0xc8, 0x06, 0,    0,    0, 0, 0, 0, /* frame_len 1736 */
 	};
-	cr_assert_eq(memcmp(th + 6, want, sizeof(want)), 0);
-	cr_assert_eq(memcmp(p + 88, pl, sizeof(pl)), 0);
+	cr_assert_eq(memcmp(th + 14, want, sizeof(want)), 0);
+	cr_assert_eq(memcmp(p + 112, pl, sizeof(pl)), 0);
 	/* a known IPv4 header's checksum (RFC 1071 style example) */
 	uint8_t kip[20] = {0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40,
 			   0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
@@ -461,7 +481,8 @@ Test(dpdk_pkt, checksum_offload)
 	twp_udp_phdr_set(hw);
 	/* The NIC: ones' complement sum of the datagram from the UDP
 	 * header on, the pseudo-header sum already in the checksum field. */
-	uint16_t c = (uint16_t)~ref_sum(0, hw + 34, TWP_UDP_LEN + 46 + h.len);
+	uint16_t c = (uint16_t)~ref_sum(0, hw + 34,
+					TWP_UDP_LEN + TWP_HDR_LEN + h.len);
 	if (c == 0)
 		c = 0xffff;
 	cr_assert_eq(c, be16(sw + 40));
@@ -494,12 +515,6 @@ static void put_be16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8);
 	p[1] = (uint8_t)v;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static void put_le64(uint8_t *p, uint64_t v)
@@ -563,25 +578,25 @@ MUT(m_src_port_flip, p[34] ^= 0x01)
 MUT(m_magic, p[42] = 'X')
 MUT(m_magic_swapped, p[42] = 'W'; p[43] = 'T')
 MUT(m_version0, p[44] = 0)
-MUT(m_version, p[44] = 2)
-MUT(m_type0, p[45] = 0)
-MUT(m_type6, p[45] = 6)
-MUT(m_type255, p[45] = 255)
-MUT(m_flags, p[46] = 1)
-MUT(m_flags_high, p[46] = 0x80)
-MUT(m_reserved, p[47] = 1)
-MUT(m_len_field, p[42 + 26] += 1)
-MUT(m_len_field_small, p[42 + 26] -= 1)
-MUT(m_len_field_huge, p[42 + 29] = 0x80)
-MUT(m_frame_over, put_le64(p + 42 + 38, 5))
-MUT(m_frame_one_short, put_le64(p + 42 + 38, 1426 + 100 - 1))
-MUT(m_frame_huge, p[42 + 45] = 0x01)
-MUT(m_frame_2p40_1, put_le64(p + 42 + 38, (UINT64_C(1) << 40) + 1))
-MUT(m_frame_max, put_le64(p + 42 + 38, UINT64_MAX))
-MUT(m_off_past, put_le64(p + 42 + 30, UINT64_C(0xffffff)))
-MUT(m_off_wrap, put_le64(p + 42 + 30, UINT64_MAX - 50))
-MUT(m_dst0, put_le32(p + 42 + 6, 0))
-MUT(m_src0, put_le32(p + 42 + 10, 0))
+MUT(m_version, p[44] = 3)
+MUT(m_type0, p[42 + 12] = 0)
+MUT(m_type6, p[42 + 12] = 6)
+MUT(m_type255, p[42 + 12] = 255)
+MUT(m_flags, p[42 + 13] = 1)
+MUT(m_flags_high, p[42 + 13] = 0x80)
+MUT(m_reserved, p[45] = 1)
+MUT(m_len_field, p[42 + 50] += 1)
+MUT(m_len_field_small, p[42 + 50] -= 1)
+MUT(m_len_field_huge, p[42 + 53] = 0x80)
+MUT(m_frame_over, put_le64(p + 42 + 62, 5))
+MUT(m_frame_one_short, put_le64(p + 42 + 62, 1426 + 100 - 1))
+MUT(m_frame_huge, p[42 + 69] = 0x01)
+MUT(m_frame_2p40_1, put_le64(p + 42 + 62, (UINT64_C(1) << 40) + 1))
+MUT(m_frame_max, put_le64(p + 42 + 62, UINT64_MAX))
+MUT(m_off_past, put_le64(p + 42 + 54, UINT64_C(0xffffff)))
+MUT(m_off_wrap, put_le64(p + 42 + 54, UINT64_MAX - 50))
+MUT(m_dst0, put_le64(p + 42 + 14, 0))
+MUT(m_src0, put_le64(p + 42 + 22, 0))
 
 static const struct mut muts[] = {
 	{"empty", TWP_E_SHORT, NOFIX, m_empty},
@@ -637,7 +652,7 @@ static const struct mut muts[] = {
 	{"magic", TWP_E_MAGIC, FIX, m_magic},
 	{"magic big-endian", TWP_E_MAGIC, FIX, m_magic_swapped},
 	{"version 0", TWP_E_VERSION, FIX, m_version0},
-	{"version 2", TWP_E_VERSION, FIX, m_version},
+	{"version 3", TWP_E_VERSION, FIX, m_version},
 	{"type 0", TWP_E_TYPE, FIX, m_type0},
 	{"type 6", TWP_E_TYPE, FIX, m_type6},
 	{"type 255", TWP_E_TYPE, FIX, m_type255},
@@ -935,7 +950,8 @@ enum hfield {
 	H_MSG,
 	H_LEN,
 	H_OFF,
-	H_FLEN
+	H_FLEN,
+	H_PN
 };
 
 struct hcase {
@@ -961,7 +977,10 @@ static const struct hcase hcases[] = {
 	{"ack frame_len", TWP_ACK, H_FLEN, 1, TWP_E_FIELDS},
 
 	{"connect", TWP_CONNECT, H_NONE, 0, TWP_OK},
+	{"connect tag flag", TWP_CONNECT, H_FLAGS, TWP_F_TAG, TWP_OK},
 	{"connect flags", TWP_CONNECT, H_FLAGS, 1, TWP_E_FLAGS},
+	{"connect pn", TWP_CONNECT, H_PN, 1, TWP_E_FIELDS},
+	{"connect len 0", TWP_CONNECT, H_LEN, 0, TWP_E_LEN},
 	{"connect len", TWP_CONNECT, H_LEN, 4, TWP_E_LEN},
 	{"connect dst", TWP_CONNECT, H_DST, 1, TWP_E_FIELDS},
 	{"connect src 0", TWP_CONNECT, H_SRC, 0, TWP_E_FIELDS},
@@ -979,7 +998,9 @@ static const struct hcase hcases[] = {
 	{"connect len 53", TWP_CONNECT, H_LEN, TWP_SETUP_LEN + 1, TWP_E_LEN},
 
 	{"accept", TWP_ACCEPT, H_NONE, 0, TWP_OK},
+	{"accept tag flag", TWP_ACCEPT, H_FLAGS, TWP_F_TAG, TWP_OK},
 	{"accept flags", TWP_ACCEPT, H_FLAGS, 2, TWP_E_FLAGS},
+	{"accept pn", TWP_ACCEPT, H_PN, 1, TWP_E_FIELDS},
 	{"accept len", TWP_ACCEPT, H_LEN, 1, TWP_E_LEN},
 	{"accept dst 0", TWP_ACCEPT, H_DST, 0, TWP_E_FIELDS},
 	{"accept src 0", TWP_ACCEPT, H_SRC, 0, TWP_E_FIELDS},
@@ -1009,6 +1030,11 @@ static const struct hcase hcases[] = {
 	{"data src 0", TWP_DATA, H_SRC, 0, TWP_E_FIELDS},
 	{"data any seq", TWP_DATA, H_SEQ, UINT32_MAX, TWP_OK},
 	{"data any msg", TWP_DATA, H_MSG, UINT32_MAX, TWP_OK},
+	{"data any pn", TWP_DATA, H_PN, UINT64_MAX, TWP_OK},
+	{"data tag flag", TWP_DATA, H_FLAGS, TWP_F_TAG, TWP_E_FLAGS},
+	{"ack tag flag", TWP_ACK, H_FLAGS, TWP_F_TAG, TWP_E_FLAGS},
+	{"data 64-bit sessions", TWP_DATA, H_DST, UINT64_MAX, TWP_OK},
+	{"ack 64-bit sessions", TWP_ACK, H_SRC, UINT64_C(1) << 48, TWP_OK},
 };
 
 /* A valid header of type t, then c's change. */
@@ -1021,9 +1047,11 @@ static struct twp_hdr hcase_hdr(const struct hcase *c)
 		break;
 	case TWP_CONNECT:
 		h.dst_sess = 0;
+		h.len = TWP_SETUP_LEN;
 		h.frame_len = 1426;
 		break;
 	case TWP_ACCEPT:
+		h.len = TWP_SETUP_LEN;
 		h.frame_len = 1426;
 		break;
 	case TWP_DATA:
@@ -1041,10 +1069,10 @@ static struct twp_hdr hcase_hdr(const struct hcase *c)
 		h.flags = (uint8_t)c->value;
 		break;
 	case H_DST:
-		h.dst_sess = (uint32_t)c->value;
+		h.dst_sess = c->value;
 		break;
 	case H_SRC:
-		h.src_sess = (uint32_t)c->value;
+		h.src_sess = c->value;
 		break;
 	case H_SEQ:
 		h.seq = (uint32_t)c->value;
@@ -1063,6 +1091,9 @@ static struct twp_hdr hcase_hdr(const struct hcase *c)
 		break;
 	case H_FLEN:
 		h.frame_len = c->value;
+		break;
+	case H_PN:
+		h.pn = c->value;
 		break;
 	case H_NONE:
 		break;
@@ -1327,7 +1358,7 @@ Test(dpdk_pkt, setup_mac_covers_every_field)
 			  "dst field %d", f);
 	}
 	/* the header's fields it names */
-	for (int f = 0; f < 4; f++) {
+	for (int f = 0; f < 7; f++) {
 		struct twp_hdr g = h;
 		if (f == 0)
 			g.type = TWP_CONNECT;
@@ -1335,6 +1366,12 @@ Test(dpdk_pkt, setup_mac_covers_every_field)
 			g.src_sess ^= 1;
 		else if (f == 2)
 			g.dst_sess ^= 1;
+		else if (f == 3)
+			g.src_sess ^= UINT64_C(1) << 63;
+		else if (f == 4)
+			g.dst_sess ^= UINT64_C(1) << 40;
+		else if (f == 5)
+			g.flags ^= TWP_F_TAG; /* no downgrade of tags */
 		else
 			g.frame_len = 1425;
 		cr_assert(!twp_setup_verify(key, KEYLEN, &g, &a, &b, &s, pn),
@@ -1351,8 +1388,89 @@ Test(dpdk_pkt, setup_mac_covers_every_field)
 	t.mac[31] ^= 1;
 	cr_assert(!twp_setup_verify(key, KEYLEN, &h, &a, &b, &t, pn));
 	/* fields the mac leaves out (they are zero by the parser's rules)
-	 * do not matter: seq, ack, msg, flags */
+	 * do not matter: seq, ack, msg */
 	struct twp_hdr g = h;
 	g.seq = g.ack = g.msg = 5;
 	cr_assert(twp_setup_verify(key, KEYLEN, &g, &a, &b, &s, pn));
+}
+
+/* The per-packet tag (dpdk_pkt.h): per session and direction keys, and a
+ * tag over every byte after it, header and frame. */
+Test(dpdk_pkt, tag_keys_and_coverage)
+{
+	static const char key[] = "the group's secret";
+	uint8_t nc[TWP_NONCE_LEN], na[TWP_NONCE_LEN];
+	for (unsigned i = 0; i < TWP_NONCE_LEN; i++) {
+		nc[i] = (uint8_t)i;
+		na[i] = (uint8_t)(0x40 + i);
+	}
+	uint8_t kc[TWP_KEY_LEN], ka[TWP_KEY_LEN], x[TWP_KEY_LEN],
+		y[TWP_KEY_LEN];
+	const uint64_t sc = UINT64_C(0x123456789abc0001),
+		       sa = UINT64_C(0x0fedcba987650002);
+	twp_session_keys(key, sizeof(key) - 1, sc, sa, nc, na, kc, ka);
+	cr_assert(memcmp(kc, ka, TWP_KEY_LEN) != 0, "one key per direction");
+	twp_session_keys(key, sizeof(key) - 1, sc, sa, nc, na, x, y);
+	cr_assert(memcmp(kc, x, TWP_KEY_LEN) == 0 &&
+		  memcmp(ka, y, TWP_KEY_LEN) == 0);
+	/* anything else, and the keys are others */
+	for (int f = 0; f < 5; f++) {
+		uint8_t n2[TWP_NONCE_LEN];
+		memcpy(n2, f == 3 ? na : nc, TWP_NONCE_LEN);
+		n2[7] ^= 1;
+		if (f == 0)
+			twp_session_keys("another secret", 14, sc, sa, nc, na,
+					 x, y);
+		else if (f == 1)
+			twp_session_keys(key, sizeof(key) - 1, sc ^ 1, sa, nc,
+					 na, x, y);
+		else if (f == 2)
+			twp_session_keys(key, sizeof(key) - 1, sc, sa ^ 1, nc,
+					 na, x, y);
+		else if (f == 3)
+			twp_session_keys(key, sizeof(key) - 1, sc, sa, nc, n2,
+					 x, y);
+		else
+			twp_session_keys(key, sizeof(key) - 1, sc, sa, n2, na,
+					 x, y);
+		cr_assert(memcmp(kc, x, TWP_KEY_LEN) != 0 &&
+				  memcmp(ka, y, TWP_KEY_LEN) != 0,
+			  "input %d", f);
+	}
+
+	uint8_t pl[200], p[512];
+	for (size_t i = 0; i < sizeof(pl); i++)
+		pl[i] = (uint8_t)(i * 3);
+	struct twp_hdr h = data_hdr(sizeof(pl));
+	size_t n = mkpkt(p, &h, pl);
+	uint8_t *th = p + TWP_L2L4_LEN;
+	size_t tn = n - TWP_L2L4_LEN;
+	cr_assert(!twp_tag_ok(kc, th, tn), "an untagged packet");
+	twp_tag_set(kc, th, tn);
+	cr_assert(twp_tag_ok(kc, th, tn));
+	cr_assert(!twp_tag_ok(ka, th, tn), "the other direction's key");
+	/* the tag is what crypto_shorthash gives (SipHash-2-4) */
+	uint8_t ref[8];
+	crypto_shorthash(ref, th + TWP_TAGGED_OFF, tn - TWP_TAGGED_OFF, kc);
+	cr_assert_eq(memcmp(ref, th + TWP_TAG_OFF, 8), 0);
+	/* every covered byte counts; so does the tag's own */
+	for (size_t i = 0; i < tn; i++) {
+		if (i < TWP_TAG_OFF)
+			continue; /* magic, version, reserved: the parser's */
+		th[i] ^= 0x20;
+		cr_assert(!twp_tag_ok(kc, th, tn), "byte %zu", i);
+		th[i] ^= 0x20;
+	}
+	/* and a shorter packet (the same bytes cut) does not verify */
+	cr_assert(!twp_tag_ok(kc, th, tn - 1));
+	/* still a valid packet for the parser, which leaves the tag alone */
+	struct twp_local l = local_b();
+	twp_udp_csum_set(p, twp_csum_add(0, th, tn, false));
+	struct twp_pkt pk;
+	ASSERT_ERR(twp_parse(p, n, &l, false, false, &pk), TWP_OK);
+	cr_assert_eq(pk.h.tag,
+		     (uint64_t)ref[0] | (uint64_t)ref[1] << 8 |
+			     (uint64_t)ref[2] << 16 | (uint64_t)ref[3] << 24 |
+			     (uint64_t)ref[4] << 32 | (uint64_t)ref[5] << 40 |
+			     (uint64_t)ref[6] << 48 | (uint64_t)ref[7] << 56);
 }
