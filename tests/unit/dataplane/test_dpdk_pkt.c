@@ -750,13 +750,13 @@ Test(dpdk_pkt, fragments_and_reassembled_datagrams)
 	static uint8_t pl[3000], p[TWP_HEADERS + 3000], q[TWP_HEADERS + 3000];
 	for (size_t i = 0; i < sizeof(pl); i++)
 		pl[i] = (uint8_t)(i * 7 + 1);
-	struct twp_local l = local_b(); /* mss 1426: MTU 1500 */
+	struct twp_local l = local_b();
 	uint8_t *ip = p + TWP_ETH_LEN;
 
 	/* The largest packet at this MTU, DF set: ours. */
 	struct twp_hdr h = data_hdr(l.mss);
 	size_t n = mkpkt(p, &h, pl);
-	cr_assert_eq(be16(ip + 2), 1500);
+	cr_assert_eq(be16(ip + 2), l.mss + TWP_OVERHEAD_L3);
 	ASSERT_ERR(parse(p, n, &l), TWP_OK);
 
 	/* A sender's stack fragmented a 1000-byte datagram (no DF) and the
@@ -796,7 +796,7 @@ Test(dpdk_pkt, fragments_and_reassembled_datagrams)
 	h = data_hdr(l.mss + 1);
 	h.frame_len = h.frame_off + l.mss + 1;
 	n = mkpkt(p, &h, pl);
-	cr_assert_eq(be16(ip + 2), 1501);
+	cr_assert_eq(be16(ip + 2), l.mss + TWP_OVERHEAD_L3 + 1);
 	cr_assert_eq(be16(ip + 6), 0x4000);
 	ASSERT_ERR(parse(p, n, &l), TWP_E_IP_FRAG);
 	h = data_hdr(2900);
