@@ -488,3 +488,42 @@ def body_dpdk(rank, world):
                   and torch.equal(back, mib))
     del back
     return out
+
+
+# ---- the caller's per-function caches keep nothing alive --------------------
+
+class Holder:
+    def __init__(self):
+        self.t = torch.zeros(1 << 16)
+
+    def get(self):
+        return 1
+
+    def __call__(self):
+        return 2
+
+
+def body_cache_keeps_nothing(rank, world):
+    """Bound methods, callable objects and partials passed as func are
+    not kept by the caller once the call is done (nor their tensors)."""
+    import functools
+    import gc
+    import weakref
+    refs = {"bound": [], "callable": [], "partial": []}
+    for _ in range(20):
+        h = Holder()
+        refs["bound"].append(weakref.ref(h))
+        assert rpc.rpc_sync("worker1", h.get) == 1
+        h = Holder()
+        refs["callable"].append(weakref.ref(h))
+        assert rpc.rpc_sync("worker1", h) == 2
+        t = torch.ones(1 << 16)
+        refs["partial"].append(weakref.ref(t))
+        p = functools.partial(add, t)
+        assert rpc.rpc_sync("worker1", p, args=(1,)).sum() == 2 << 16
+        del h, t, p
+    # A sent tensor is let go of at the next call into tensorwire (the
+    # run loop cannot take the GIL): one more call.
+    rpc.rpc_sync("worker1", add, args=(1, 1))
+    gc.collect()
+    return {k: sum(r() is not None for r in v) for k, v in refs.items()}

@@ -379,9 +379,26 @@ def _kind(func):
         kind = "udf"
     else:
         return None
-    if cache and len(_kinds) < _CACHE_MAX:
+    if cache and len(_kinds) < _CACHE_MAX and (kind == "script" or
+                                                _lasting(func)):
         _kinds[func] = kind
     return kind
+
+
+def _lasting(func):
+    """func lives as long as its module anyway (a top-level function, an
+    unbound builtin): keeping it in a cache keeps nothing else alive. A
+    bound method keeps its object, a partial its arguments, a callable
+    object itself, a closure its cells: cached, each would stay alive for
+    the process's life (and fill the cache for good)."""
+    t = type(func)
+    if t is types.FunctionType:
+        return func.__closure__ is None and "<" not in func.__qualname__
+    if t is types.BuiltinFunctionType:
+        owner = func.__self__
+        return owner is None or isinstance(owner, (types.ModuleType, type))
+    return t is types.MethodDescriptorType or \
+        t is types.WrapperDescriptorType
 
 
 def _plan(func, args, kwargs):
