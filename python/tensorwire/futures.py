@@ -137,6 +137,11 @@ class Future:
         return self.wait()
 
     def add_done_callback(self, callback):
+        if not self._done and self._cf is not None and self._cf.done():
+            # The call is over: settled here, the callback runs inline
+            # as torch's does for a completed future (a worker's job
+            # would run it later, and never after shutdown).
+            self._settle_from_c()
         hook = False
         with _state:
             if not self._done:

@@ -527,3 +527,24 @@ def body_cache_keeps_nothing(rank, world):
     rpc.rpc_sync("worker1", add, args=(1, 1))
     gc.collect()
     return {k: sum(r() is not None for r in v) for k, v in refs.items()}
+
+
+def body_callbacks_inline(rank, world):
+    """A call's future that is complete (done() says so) but was never
+    waited on runs a callback added now inline, and then() of it is done
+    at once, as torch's."""
+    out = {}
+    f = rpc.rpc_async("worker1", add, args=(2, 2))
+    deadline = time.monotonic() + 10
+    while not f.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen = []
+    f.add_done_callback(lambda x: seen.append(x.value()))
+    out["inline"] = list(seen)
+    g = rpc.rpc_async("worker1", add, args=(3, 3))
+    while not g.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    h = g.then(lambda x: x.value() + 1)
+    out["then_done"] = h.done()
+    out["then"] = h.wait()
+    return out

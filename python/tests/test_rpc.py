@@ -146,3 +146,10 @@ def test_caller_caches_keep_no_callable_alive():
     # partial's arguments (tensors) lived for the process's life.
     alive = rpcgroup.run("body_cache_keeps_nothing")
     assert alive == {"bound": 0, "callable": 0, "partial": 0}, alive
+
+
+def test_callback_on_a_completed_call_runs_inline():
+    # It was left to a worker's job: not inline as torch documents, and
+    # never run when added after shutdown (no worker left).
+    out = rpcgroup.run("body_callbacks_inline")
+    assert out == {"inline": [4], "then_done": True, "then": 7}, out
