@@ -548,3 +548,29 @@ def body_callbacks_inline(rank, world):
     out["then_done"] = h.done()
     out["then"] = h.wait()
     return out
+
+
+# ---- the callee resolves a function by name on every call -------------------
+
+def rebound(x=None):
+    return "first"
+
+
+def _rebound_second(x=None):
+    return "second"
+
+
+def rebind():
+    """Binds rpcfuncs.rebound to another function, here (the callee)."""
+    globals()["rebound"] = _rebound_second
+    return True
+
+
+def body_rebound(rank, world):
+    """A module-level name rebound on the callee (a patch, a reload) runs
+    the new function, with arguments or without, as torch's unpickling by
+    name does on every call."""
+    first = rpc.rpc_sync("worker1", rebound)
+    rpc.rpc_sync("worker1", rebind)
+    return (first, rpc.rpc_sync("worker1", rebound),
+            rpc.rpc_sync("worker1", rebound, args=(1,)))

@@ -153,3 +153,11 @@ def test_callback_on_a_completed_call_runs_inline():
     # never run when added after shutdown (no worker left).
     out = rpcgroup.run("body_callbacks_inline")
     assert out == {"inline": [4], "then_done": True, "then": 7}, out
+
+
+def test_callee_runs_the_function_its_name_is_bound_to_now():
+    # The callee's cache of argument-less calls kept the function the
+    # name was bound to at the first call: a patched name ran the old
+    # function without arguments, the new one with.
+    out = rpcgroup.run("body_rebound")
+    assert out == ("first", "second", "second"), out
