@@ -574,3 +574,17 @@ def body_rebound(rank, world):
     rpc.rpc_sync("worker1", rebind)
     return (first, rpc.rpc_sync("worker1", rebound),
             rpc.rpc_sync("worker1", rebound, args=(1,)))
+
+
+def body_beside_blocked(rank, world):
+    """Calls beside a function blocked outside tensorwire (a sleep) on
+    worker1 run at the usual pace, not one per monitor period (1 ms)."""
+    slow = rpc.rpc_async("worker1", sleep, args=(3,))
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    n = 500
+    ok = sum(rpc.rpc_sync("worker1", add, args=(i, 1)) == i + 1
+             for i in range(n))
+    took = time.monotonic() - t0
+    slow.wait()
+    return ok, n, took
