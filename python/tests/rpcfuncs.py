@@ -588,3 +588,20 @@ def body_beside_blocked(rank, world):
     took = time.monotonic() - t0
     slow.wait()
     return ok, n, took
+
+
+def body_to_here_failed_frees(rank, world):
+    """A to_here that fails (its timeout) keeps no reference to its RRef
+    once the exception is gone, without the cyclic collector."""
+    import gc
+    gc.disable()
+    try:
+        try:
+            rpc.remote("worker1", sleep, args=(0.5,)).to_here(timeout=0.1)
+            err = None
+        except RuntimeError as e:
+            err = str(e)
+        time.sleep(0.6)
+        return err, _C.rref_stats()["users"]
+    finally:
+        gc.enable()

@@ -170,3 +170,12 @@ def test_calls_beside_a_blocked_function_keep_their_pace():
     ok, n, took = rpcgroup.run("body_beside_blocked")
     assert ok == n
     assert took < 0.4, took
+
+
+def test_failed_to_here_keeps_no_rref_alive():
+    # It waited through a Future holding the exception, a cycle with the
+    # traceback's frames (the RRef's): the RRef lived until a collection,
+    # and a graceful shutdown before it raised "holding 1 user RRef".
+    err, users = rpcgroup.run("body_to_here_failed_frees")
+    assert err is not None and "timeout" in err, err
+    assert users == 0

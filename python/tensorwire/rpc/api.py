@@ -487,8 +487,13 @@ class RRef(_C.CRRef):
     def to_here(self, timeout=UNSET_RPC_TIMEOUT):
         """The value, fetched from the owner (on the owner: its own)."""
         from tensorwire.rpc import _unwrap_result
-        return Future(_cf=self._to_here_async(_ms(timeout)),
-                      _map=_unwrap_result).wait()
+        # As rpc_sync, without a Future: a failed fetch's exception kept
+        # by a Future forms a cycle (its traceback holds the Future's and
+        # this frame) that kept this RRef alive until the collector ran.
+        cf = self._to_here_async(_ms(timeout))
+        cf.wait(-1)
+        ok, out = cf.outcome()
+        return _unwrap_result(ok, out)
 
     def local_value(self):
         """On the owner only: the value itself, once its function has
