@@ -30,8 +30,10 @@
  * that blocks in a tensorwire wait (a nested call) lets another take the
  * queue at once; one that blocks anywhere else (time.sleep, a lock) holds
  * the queue up at most TWPY_STALL_NS: a monitor thread (no GIL) wakes a
- * sleeper when jobs wait and none was taken for that long. It looks every
- * TWPY_STALL_NS while jobs came in the last TWPY_IDLE_NS, else sleeps.
+ * sleeper when jobs wait and none was taken for that long, and a worker
+ * that used no CPU for that long gives up its turn (stalled) until it runs
+ * again, so the jobs behind it do not each wait for the monitor. It looks
+ * every TWPY_STALL_NS while jobs came in the last TWPY_IDLE_NS, else sleeps.
  */
 #define TWPY_STALL_NS 1000000
 /* Jobs that waited this long get another worker even while the running
@@ -84,7 +86,11 @@ struct worker {
 	clockid_t clk;     /* its CPU-time clock */
 	uint64_t gen;      /* the init it belongs to */
 	bool running;      /* running a job, not blocked in a tensorwire wait */
+	bool stalled;      /* running, but blocked elsewhere (no CPU used): not
+			    * counted in nrun and nawake (the monitor's) */
+	uint64_t since;    /* when it last became running */
 	uint64_t cpu_seen; /* its CPU time at the monitor's last look */
+	uint64_t seen_at;  /* when that look was */
 };
 static struct worker *workers;
 static uint64_t jobs_gen;
@@ -118,7 +124,7 @@ static void *monitor_main(void *arg)
 		/* Stalled: jobs wait, none was taken for STALL_NS, and no
 		 * running worker used the CPU meanwhile (blocked, not
 		 * merely preempted: waking another would not help then). */
-		bool ran = false;
+		bool ran = false, demoted = false;
 		for (struct worker *w = workers; w != NULL; w = w->next) {
 			if (w->gen != jobs_gen || !w->running)
 				continue;
@@ -127,10 +133,29 @@ static void *monitor_main(void *arg)
 				continue;
 			uint64_t cpu = (uint64_t)ts.tv_sec * 1000000000u +
 				       (uint64_t)ts.tv_nsec;
-			if (cpu - w->cpu_seen >= TWPY_STALL_NS / 10)
+			if (cpu - w->cpu_seen >= TWPY_STALL_NS / 10) {
 				ran = true;
+				if (w->stalled) { /* it runs again */
+					w->stalled = false;
+					nrun++;
+					nawake++;
+				}
+			} else if (!w->stalled && w->seen_at >= w->since &&
+				   now - w->since >= TWPY_STALL_NS) {
+				/* Blocked outside tensorwire (a sleep, a
+				 * lock, I/O) since the last look: it holds
+				 * no turn until it runs again, or every job
+				 * behind it would wait for a permit. */
+				w->stalled = true;
+				nrun--;
+				nawake--;
+				demoted = true;
+			}
 			w->cpu_seen = cpu;
+			w->seen_at = now;
 		}
+		if (demoted && qhead != NULL && nsleep > 0 && nawake == 0)
+			pthread_cond_signal(&qcv);
 		if (qhead != NULL && nsleep > 0 && permits == 0 &&
 		    ((now - last_take >= TWPY_STALL_NS && !ran) ||
 		     now - last_take >= TWPY_BUSY_NS)) {
@@ -468,8 +493,12 @@ void twpy_block_begin(void)
 	if (!tls_running)
 		return;
 	pthread_mutex_lock(&qmu);
-	nawake--;
-	nrun--;
+	if (tls_worker != NULL && tls_worker->stalled) {
+		tls_worker->stalled = false; /* not counted already */
+	} else {
+		nawake--;
+		nrun--;
+	}
 	if (tls_worker != NULL)
 		tls_worker->running = false;
 	if (qhead != NULL && nsleep > 0 && nawake == 0)
@@ -486,8 +515,10 @@ void twpy_block_end(void)
 	pthread_mutex_lock(&qmu);
 	nawake++;
 	nrun++;
-	if (tls_worker != NULL)
+	if (tls_worker != NULL) {
 		tls_worker->running = true;
+		tls_worker->since = mono_ns();
+	}
 	pthread_mutex_unlock(&qmu);
 	tls_blocked = false;
 	tls_running = true;
@@ -550,6 +581,7 @@ static void worker_register(void)
 	if (w != NULL) {
 		w->gen = jobs_gen;
 		w->running = false;
+		w->stalled = false;
 		w->cpu_seen = 0;
 		if (pthread_getcpuclockid(pthread_self(), &w->clk) != 0)
 			w->gen = 0; /* not watched: slower when it blocks */
@@ -571,7 +603,12 @@ PyObject *twpy_next_job(PyObject *self, PyObject *args)
 	Py_BEGIN_ALLOW_THREADS;
 	if (tls_running) {
 		pthread_mutex_lock(&qmu);
-		nrun--;
+		if (tls_worker != NULL && tls_worker->stalled) {
+			tls_worker->stalled = false; /* awake again */
+			nawake++;
+		} else {
+			nrun--;
+		}
 		if (tls_worker != NULL)
 			tls_worker->running = false;
 		pthread_mutex_unlock(&qmu);
@@ -605,9 +642,11 @@ PyObject *twpy_next_job(PyObject *self, PyObject *args)
 		qlen--;
 		atomic_store_explicit(&qpeek, qlen, memory_order_relaxed);
 		tls_running = true;
-		if (tls_worker != NULL)
-			tls_worker->running = true;
 		last_take = mono_ns();
+		if (tls_worker != NULL) {
+			tls_worker->running = true;
+			tls_worker->since = last_take;
+		}
 	}
 	pthread_mutex_unlock(&qmu);
 	Py_END_ALLOW_THREADS;

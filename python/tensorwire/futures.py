@@ -115,11 +115,17 @@ class Future:
         return self._value
 
     def _block(self):
+        # Made before taking _state: no Python code may run under it (a
+        # signal handler or a finalizer run there that completes a future
+        # would wait for _state, held by its own thread, for ever).
+        new = None
+        if self._cond is None:
+            new = threading.Condition(threading.Lock())
         with _state:
             if self._done:
                 return
             if self._cond is None:
-                self._cond = threading.Condition(threading.Lock())
+                self._cond = new
             cond = self._cond
         # A Python worker waiting here lets the others take the queue
         # (what completes this may be a job queued behind it).
@@ -137,11 +143,17 @@ class Future:
         return self.wait()
 
     def add_done_callback(self, callback):
+        if not self._done and self._cf is not None and self._cf.done():
+            # The call is over: settled here, the callback runs inline
+            # as torch's does for a completed future (a worker's job
+            # would run it later, and never after shutdown).
+            self._settle_from_c()
         hook = False
+        fresh = [] if self._callbacks is None else None  # see _block
         with _state:
             if not self._done:
                 if self._callbacks is None:
-                    self._callbacks = []
+                    self._callbacks = fresh if fresh is not None else []
                 self._callbacks.append(callback)
                 hook = self._cf is not None and not self._hooked
                 self._hooked = self._hooked or hook

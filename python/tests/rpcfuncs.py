@@ -488,3 +488,120 @@ def body_dpdk(rank, world):
                   and torch.equal(back, mib))
     del back
     return out
+
+
+# ---- the caller's per-function caches keep nothing alive --------------------
+
+class Holder:
+    def __init__(self):
+        self.t = torch.zeros(1 << 16)
+
+    def get(self):
+        return 1
+
+    def __call__(self):
+        return 2
+
+
+def body_cache_keeps_nothing(rank, world):
+    """Bound methods, callable objects and partials passed as func are
+    not kept by the caller once the call is done (nor their tensors)."""
+    import functools
+    import gc
+    import weakref
+    refs = {"bound": [], "callable": [], "partial": []}
+    for _ in range(20):
+        h = Holder()
+        refs["bound"].append(weakref.ref(h))
+        assert rpc.rpc_sync("worker1", h.get) == 1
+        h = Holder()
+        refs["callable"].append(weakref.ref(h))
+        assert rpc.rpc_sync("worker1", h) == 2
+        t = torch.ones(1 << 16)
+        refs["partial"].append(weakref.ref(t))
+        p = functools.partial(add, t)
+        assert rpc.rpc_sync("worker1", p, args=(1,)).sum() == 2 << 16
+        del h, t, p
+    # A sent tensor is let go of at the next call into tensorwire (the
+    # run loop cannot take the GIL): one more call.
+    rpc.rpc_sync("worker1", add, args=(1, 1))
+    gc.collect()
+    return {k: sum(r() is not None for r in v) for k, v in refs.items()}
+
+
+def body_callbacks_inline(rank, world):
+    """A call's future that is complete (done() says so) but was never
+    waited on runs a callback added now inline, and then() of it is done
+    at once, as torch's."""
+    out = {}
+    f = rpc.rpc_async("worker1", add, args=(2, 2))
+    deadline = time.monotonic() + 10
+    while not f.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen = []
+    f.add_done_callback(lambda x: seen.append(x.value()))
+    out["inline"] = list(seen)
+    g = rpc.rpc_async("worker1", add, args=(3, 3))
+    while not g.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    h = g.then(lambda x: x.value() + 1)
+    out["then_done"] = h.done()
+    out["then"] = h.wait()
+    return out
+
+
+# ---- the callee resolves a function by name on every call -------------------
+
+def rebound(x=None):
+    return "first"
+
+
+def _rebound_second(x=None):
+    return "second"
+
+
+def rebind():
+    """Binds rpcfuncs.rebound to another function, here (the callee)."""
+    globals()["rebound"] = _rebound_second
+    return True
+
+
+def body_rebound(rank, world):
+    """A module-level name rebound on the callee (a patch, a reload) runs
+    the new function, with arguments or without, as torch's unpickling by
+    name does on every call."""
+    first = rpc.rpc_sync("worker1", rebound)
+    rpc.rpc_sync("worker1", rebind)
+    return (first, rpc.rpc_sync("worker1", rebound),
+            rpc.rpc_sync("worker1", rebound, args=(1,)))
+
+
+def body_beside_blocked(rank, world):
+    """Calls beside a function blocked outside tensorwire (a sleep) on
+    worker1 run at the usual pace, not one per monitor period (1 ms)."""
+    slow = rpc.rpc_async("worker1", sleep, args=(3,))
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    n = 500
+    ok = sum(rpc.rpc_sync("worker1", add, args=(i, 1)) == i + 1
+             for i in range(n))
+    took = time.monotonic() - t0
+    slow.wait()
+    return ok, n, took
+
+
+def body_to_here_failed_frees(rank, world):
+    """A to_here that fails (its timeout) keeps no reference to its RRef
+    once the exception is gone, without the cyclic collector."""
+    import gc
+    gc.disable()
+    try:
+        try:
+            rpc.remote("worker1", sleep, args=(0.5,)).to_here(timeout=0.1)
+            err = None
+        except RuntimeError as e:
+            err = str(e)
+        time.sleep(0.6)
+        return err, _C.rref_stats()["users"]
+    finally:
+        gc.enable()

@@ -139,3 +139,43 @@ def test_python_workers_share_the_queue_without_holding_it_up():
     assert out["flood"] == out["flood_n"]
     assert out["callbacks"] == [("after", 3), ("before", 3)]
     assert out["done"] is True
+
+
+def test_caller_caches_keep_no_callable_alive():
+    # api._kinds kept every callable it met: a bound method's object, a
+    # partial's arguments (tensors) lived for the process's life.
+    alive = rpcgroup.run("body_cache_keeps_nothing")
+    assert alive == {"bound": 0, "callable": 0, "partial": 0}, alive
+
+
+def test_callback_on_a_completed_call_runs_inline():
+    # It was left to a worker's job: not inline as torch documents, and
+    # never run when added after shutdown (no worker left).
+    out = rpcgroup.run("body_callbacks_inline")
+    assert out == {"inline": [4], "then_done": True, "then": 7}, out
+
+
+def test_callee_runs_the_function_its_name_is_bound_to_now():
+    # The callee's cache of argument-less calls kept the function the
+    # name was bound to at the first call: a patched name ran the old
+    # function without arguments, the new one with.
+    out = rpcgroup.run("body_rebound")
+    assert out == ("first", "second", "second"), out
+
+
+def test_calls_beside_a_blocked_function_keep_their_pace():
+    # The blocked worker kept its turn: every call behind it waited for
+    # the monitor's permit, >= 1 ms each (500 calls >= 0.5 s; ~30 ms
+    # unloaded now).
+    ok, n, took = rpcgroup.run("body_beside_blocked")
+    assert ok == n
+    assert took < 0.4, took
+
+
+def test_failed_to_here_keeps_no_rref_alive():
+    # It waited through a Future holding the exception, a cycle with the
+    # traceback's frames (the RRef's): the RRef lived until a collection,
+    # and a graceful shutdown before it raised "holding 1 user RRef".
+    err, users = rpcgroup.run("body_to_here_failed_frees")
+    assert err is not None and "timeout" in err, err
+    assert users == 0

@@ -11,6 +11,7 @@ the group's shared secret (RpcBackendOptions.secret or TW_SECRET); a
 worker without one serves on loopback addresses only.
 """
 
+import sys as _sys
 from types import FunctionType as _FunctionType
 
 from tensorwire import _C
@@ -135,8 +136,10 @@ def _unwrap_result(ok, out):
     return _unwrap(out)
 
 
-# On the callee: the function of a call without arguments, by its pickle
-# (the same bytes always resolve to the same module-level function).
+# On the callee: the function of a call without arguments, by its pickle:
+# (module name, name, function). The same bytes name the same module-level
+# name, which may be bound to another function since (a reload, a patch):
+# an entry is used only while the name still resolves to its function.
 _noarg_fns = {}
 
 
@@ -146,15 +149,21 @@ api._unwrap_result = _unwrap_result
 def _udf_serve(data, lifted):
     """On the callee: run a pickled Python function; its result pickled
     back the same way (None travels as None)."""
-    func = _noarg_fns.get(data) if not lifted else None
+    ent = _noarg_fns.get(data) if not lifted else None
+    func = None
+    if ent is not None and \
+            getattr(_sys.modules.get(ent[0]), ent[1], None) is ent[2]:
+        func = ent[2]
     if func is not None:
         args, kwargs = (), {}
     else:
         from tensorwire import _pickle
         func, args, kwargs = _pickle.loads(data, lifted)
         if not lifted and not args and not kwargs and \
-                type(func) is _FunctionType and len(_noarg_fns) < 4096:
-            _noarg_fns[data] = func
+                type(func) is _FunctionType and "." not in \
+                func.__qualname__ and (data in _noarg_fns or
+                                       len(_noarg_fns) < 4096):
+            _noarg_fns[data] = (func.__module__, func.__qualname__, func)
     result = func(*args, **kwargs)
     if result is None:
         return None

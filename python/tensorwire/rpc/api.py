@@ -379,9 +379,26 @@ def _kind(func):
         kind = "udf"
     else:
         return None
-    if cache and len(_kinds) < _CACHE_MAX:
+    if cache and len(_kinds) < _CACHE_MAX and (kind == "script" or
+                                                _lasting(func)):
         _kinds[func] = kind
     return kind
+
+
+def _lasting(func):
+    """func lives as long as its module anyway (a top-level function, an
+    unbound builtin): keeping it in a cache keeps nothing else alive. A
+    bound method keeps its object, a partial its arguments, a callable
+    object itself, a closure its cells: cached, each would stay alive for
+    the process's life (and fill the cache for good)."""
+    t = type(func)
+    if t is types.FunctionType:
+        return func.__closure__ is None and "<" not in func.__qualname__
+    if t is types.BuiltinFunctionType:
+        owner = func.__self__
+        return owner is None or isinstance(owner, (types.ModuleType, type))
+    return t is types.MethodDescriptorType or \
+        t is types.WrapperDescriptorType
 
 
 def _plan(func, args, kwargs):
@@ -470,8 +487,13 @@ class RRef(_C.CRRef):
     def to_here(self, timeout=UNSET_RPC_TIMEOUT):
         """The value, fetched from the owner (on the owner: its own)."""
         from tensorwire.rpc import _unwrap_result
-        return Future(_cf=self._to_here_async(_ms(timeout)),
-                      _map=_unwrap_result).wait()
+        # As rpc_sync, without a Future: a failed fetch's exception kept
+        # by a Future forms a cycle (its traceback holds the Future's and
+        # this frame) that kept this RRef alive until the collector ran.
+        cf = self._to_here_async(_ms(timeout))
+        cf.wait(-1)
+        ok, out = cf.outcome()
+        return _unwrap_result(ok, out)
 
     def local_value(self):
         """On the owner only: the value itself, once its function has
