@@ -4,6 +4,7 @@
 #include "_tw.h"
 
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -360,16 +361,32 @@ static uint64_t now_ms(void)
 
 /* The run loop's queue is full (TW_ENOSPC): a Python caller that issues
  * calls faster than they leave waits for room, as torch's rpc_async
- * never refuses a call for that, up to the call's timeout (0: as long as
- * it takes). -1 with a Python error (a signal's). */
+ * never refuses a call for that. The wait counts against the call's
+ * timeout (0: none): the call gets what is left, and a wait that uses it
+ * all fails as a timeout. -1 with a Python error (a signal's, or the
+ * timeout's). */
 static int await_room(tw_agent *a, struct pycall *c, tw_future **f,
 		      tw_status *st)
 {
 	int64_t ms = c->ms < 0 ? tw_agent_default_timeout(a) : c->ms;
-	uint64_t end = ms > 0 ? now_ms() + (uint64_t)ms : UINT64_MAX;
+	uint64_t start = now_ms();
 	for (unsigned n = 0; *st == TW_ENOSPC; n++) {
-		if (now_ms() >= end)
-			return 0; /* the queue-full error, said */
+		int64_t left = 0; /* none */
+		if (ms > 0) {
+			left = ms - (int64_t)(now_ms() - start);
+			if (left <= 0) {
+				char msg[256];
+				snprintf(msg, sizeof(msg),
+					 "RPC ran for more than set timeout "
+					 "(%lld ms) and will now be marked "
+					 "with an error: it waited that long "
+					 "for room in the run loop's queue "
+					 "(too many calls in flight)",
+					 (long long)ms);
+				twpy_raise(TW_ETIMEDOUT, msg, twpy_self_id(a));
+				return -1;
+			}
+		}
 		if (n % 64 == 63 && PyErr_CheckSignals() < 0)
 			return -1;
 		Py_BEGIN_ALLOW_THREADS;
@@ -379,7 +396,7 @@ static int await_room(tw_agent *a, struct pycall *c, tw_future **f,
 			usleep(n < 64 ? 20 : 200);
 		Py_END_ALLOW_THREADS;
 		*st = tw_rpc_async_id(a, c->to, c->fn, &c->args, &c->kwargs,
-				      c->ms, f);
+				      left, f);
 	}
 	return 0;
 }
