@@ -750,7 +750,8 @@ Test(dpdk_pkt, fragments_and_reassembled_datagrams)
 	static uint8_t pl[3000], p[TWP_HEADERS + 3000], q[TWP_HEADERS + 3000];
 	for (size_t i = 0; i < sizeof(pl); i++)
 		pl[i] = (uint8_t)(i * 7 + 1);
-	struct twp_local l = local_b(); /* mss 1426: MTU 1500 */
+	struct twp_local l = local_b();
+	l.mss = 1500 - TWP_IP_LEN - 8 - TWP_HDR_LEN; /* MTU 1500 */
 	uint8_t *ip = p + TWP_ETH_LEN;
 
 	/* The largest packet at this MTU, DF set: ours. */
