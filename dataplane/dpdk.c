@@ -108,6 +108,9 @@ struct dsess {
 	uint32_t nak_for;
 	bool nak_sent;
 	bool rx_skip; /* the frame being received is refused: dropped */
+	/* A frame in assembly: the bytes reserved for it (its length,
+	 * counted in t->st.asm_reserved), and when it last took a packet. */
+	uint64_t rx_resv, rx_progress;
 	/* Receive backpressure: data is neither taken nor acked while
 	 * paused (the sender's credits run out). linger: closing once every
 	 * send is acked (close_after_send), or at linger_at. */
@@ -136,6 +139,8 @@ struct dt {
 	uint32_t burst, win;
 	int64_t lend_max; /* received mbufs lent up at most */
 	uint64_t ka_ns;
+	uint64_t tick_ns; /* each session's timer: keepalive, stall, dead */
+	uint32_t ooo_max, rexmit_max;
 	struct twp_ep self;
 	struct twp_local local;
 	struct tw_poller poller;
@@ -764,7 +769,7 @@ static struct dsess *sess_new(struct dt *t)
 	s->isn = rnd32();
 	s->una = s->snd_nxt = s->snd_max = s->isn;
 	TAILQ_INSERT_HEAD(&t->sessions, s, link);
-	tw_loop_timer_after(t->base.loop, &s->ka, t->ka_ns);
+	tw_loop_timer_after(t->base.loop, &s->ka, t->tick_ns);
 	return s;
 }
 
@@ -775,7 +780,10 @@ static void rx_reset_state(struct dsess *s)
 			rte_pktmbuf_free(s->ooo[i].m);
 			s->ooo[i].m = NULL;
 		}
+	s->t->st.ooo_held -= s->ooo_count;
 	s->ooo_count = 0;
+	s->t->st.asm_reserved -= s->rx_resv;
+	s->rx_resv = 0;
 	tw_buf_release(s->rx_buf);
 	s->rx_buf = NULL;
 	s->rx_active = false;
@@ -893,6 +901,14 @@ static void rto_fire(struct tw_timer *tm, void *arg)
 		return;
 	t->st.rto_fires++;
 	s->rto_count++;
+	if (s->rto_count > t->rexmit_max) {
+		/* The peer hears us (keepalives may even come back) but
+		 * acknowledges nothing: what we hold for it is not kept
+		 * and sent again for ever. */
+		t->st.sessions_unacked++;
+		sess_fail(s, TW_EUNREACHABLE, true);
+		return;
+	}
 	s->fast_done = false;
 	rewind_to_una(s);
 	shift = s->rto_count < RTO_BACKOFF_MAX ? s->rto_count : RTO_BACKOFF_MAX;
@@ -915,11 +931,19 @@ static void ka_fire(struct tw_timer *tm, void *arg)
 		sess_fail(s, TW_EUNREACHABLE, true);
 		return;
 	}
+	if (s->rx_resv != 0 && now - s->rx_progress >= t->o.asm_stall_ns) {
+		/* A frame announced and not sent: its bytes go back to the
+		 * loop. The stream cannot skip what never comes, so the
+		 * session ends (as io_uring's stall_timeout_ms). */
+		t->st.asm_stalls++;
+		sess_fail(s, TW_ETIMEDOUT, true);
+		return;
+	}
 	if (s->state == S_OPEN && quiet >= t->ka_ns) {
 		s->ping_due = true;
 		ctl_add(s);
 	}
-	tw_loop_timer_after(t->base.loop, &s->ka, t->ka_ns);
+	tw_loop_timer_after(t->base.loop, &s->ka, t->tick_ns);
 }
 
 /* The peer has everything before ack. */
@@ -1124,6 +1148,15 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			deliver(t, s, &fh, b, h->len);
 			return true;
 		}
+		if (h->frame_len > t->o.asm_bytes - t->st.asm_reserved) {
+			/* No room: not taken, not acked; it comes again
+			 * once frames in assembly complete or stall. */
+			t->st.asm_waits++;
+			rte_pktmbuf_free(m);
+			return false;
+		}
+		/* Reserved whole, committed as its bytes arrive (rx_alloc:
+		 * pages are touched only by the copies below). */
 		tw_buf *b = rx_alloc(t, h->frame_len);
 		if (b == NULL) {
 			rte_pktmbuf_free(m);
@@ -1131,6 +1164,9 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		}
 		memcpy(b->data, payload, h->len);
 		rte_pktmbuf_free(m);
+		s->rx_resv = h->frame_len;
+		t->st.asm_reserved += s->rx_resv;
+		s->rx_progress = now_ns(t);
 		s->rx_buf = b;
 		s->rx_len = h->frame_len;
 		s->rx_have = h->len;
@@ -1158,10 +1194,13 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 	memcpy((uint8_t *)s->rx_buf->data + s->rx_have, payload, h->len);
 	rte_pktmbuf_free(m);
 	s->rx_have += h->len;
+	s->rx_progress = now_ns(t);
 	if (s->rx_have == s->rx_len) {
 		tw_buf *b = s->rx_buf;
 		s->rx_buf = NULL;
 		s->rx_active = false;
+		t->st.asm_reserved -= s->rx_resv;
+		s->rx_resv = 0;
 		t->st.rx_copied++;
 		deliver(t, s, &s->rx_hdr, b, s->rx_len);
 	}
@@ -1198,17 +1237,26 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			if (sl->m != NULL && sl->h.seq == seq) {
 				t->st.dup_pkts++;
 				rte_pktmbuf_free(m);
+			} else if (sl->m == NULL &&
+				   t->st.ooo_held >= t->ooo_max) {
+				/* Sessions together hold ooo_max: this one
+				 * comes again, and the receive pool keeps
+				 * buffers for everyone's next packets. */
+				t->st.ooo_cap_drops++;
+				rte_pktmbuf_free(m);
 			} else {
 				if (sl->m != NULL) {
 					/* Cannot happen (slots are cleared as
 					 * rcv_next passes them); be sure. */
 					rte_pktmbuf_free(sl->m);
 					s->ooo_count--;
+					t->st.ooo_held--;
 				}
 				sl->m = m;
 				sl->h = *h;
 				sl->payload = payload;
 				s->ooo_count++;
+				t->st.ooo_held++;
 				t->st.ooo_pkts++;
 			}
 		}
@@ -1228,6 +1276,7 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			rte_pktmbuf_free(sl->m);
 			sl->m = NULL;
 			s->ooo_count--;
+			t->st.ooo_held--;
 		}
 	}
 	if (!take_pkt(t, s, m, h, payload))
@@ -1240,6 +1289,7 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		struct ooo_slot c = *sl;
 		sl->m = NULL;
 		s->ooo_count--;
+		t->st.ooo_held--;
 		if (!take_pkt(t, s, c.m, &c.h, c.payload))
 			break;
 		s->rcv_next++;
@@ -1858,6 +1908,23 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	t->win = o.rx_window;
 	t->lend_max = (int64_t)(env->o.mbufs / 2);
 	t->ka_ns = o.dead_ns / 4;
+	/* Often enough to see a stall within a quarter of its timeout. */
+	t->tick_ns = o.asm_stall_ns / 4 < t->ka_ns ? o.asm_stall_ns / 4
+						   : t->ka_ns;
+	if (t->tick_ns == 0)
+		t->tick_ns = 1;
+	t->ooo_max = o.ooo_max != 0 ? o.ooo_max : env->o.mbufs / 4;
+	if (t->ooo_max == 0)
+		t->ooo_max = 1;
+	t->rexmit_max = o.rexmit_max;
+	if (t->rexmit_max == 0) {
+		/* Twice dead_ns at the longest backoff: a silent peer ends
+		 * by dead_ns first (sessions_dead); this catches one that
+		 * talks (keepalives) but acknowledges nothing. */
+		uint64_t n = o.dead_ns / (o.rto_ns << (RTO_BACKOFF_MAX - 1)) +
+			     RTO_BACKOFF_MAX;
+		t->rexmit_max = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+	}
 	t->self = env->ep;
 	t->self.port = htons((uint16_t)(env->base_port + queue));
 	memcpy(t->local.mac, env->ep.mac, 6);
