@@ -86,6 +86,13 @@ struct dsess {
 	tw_status close_st;
 	uint32_t mss;
 	uint64_t last_rx;
+	/* Whether the peer has shown it holds the session's key: for an
+	 * acceptor, a packet after the CONNECT (a CONNECT replayed from the
+	 * wire proves nothing); until then ACCEPTs go again, up to
+	 * prove_by. ack_accept_at: when we last answered a repeated
+	 * ACCEPT (a connector). */
+	bool proven;
+	uint64_t prove_by, ack_accept_at;
 
 	/* Sending. txq: frames not finished, in order; snd_cur is the frame
 	 * holding packet snd_nxt (or the first one without numbers). */
@@ -897,6 +904,18 @@ static void rto_fire(struct tw_timer *tm, void *arg)
 				    t->o.rto_ns << shift);
 		return;
 	}
+	if (s->state == S_OPEN && !s->proven) {
+		if (now_ns(t) >= s->prove_by) {
+			/* Nothing from the peer since its CONNECT: a replay,
+			 * or a peer gone; the slot is not held for dead_ns. */
+			t->st.accept_timeouts++;
+			sess_fail(s, TW_EUNREACHABLE, true);
+			return;
+		}
+		s->accept_due = true;
+		ctl_add(s);
+		tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns << 2);
+	}
 	if (s->state != S_OPEN || s->una == s->snd_max)
 		return;
 	t->st.rto_fires++;
@@ -1403,6 +1422,8 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	s->state = S_OPEN;
 	s->accept_due = true;
 	ctl_add(s);
+	s->prove_by = now_ns(t) + t->o.accept_timeout_ns;
+	tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns << 2);
 	t->st.sessions_accepted++;
 	t->base.cbs.on_conn(t->base.cbs.ctx, &s->base, TW_OK);
 }
@@ -1489,11 +1510,24 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 			if (h->frame_len < s->mss)
 				s->mss = (uint32_t)h->frame_len;
 			s->state = S_OPEN;
+			s->proven = true; /* its ACCEPT answers our nonce */
 			s->last_rx = now_ns(t);
 			s->rto_count = 0;
 			tw_timer_cancel(tw_loop_timers(t->base.loop), &s->rto);
+			/* Our first packet proves the session to the
+			 * acceptor (it frees one that stays unproven). */
+			s->ack_due = true;
+			ctl_add(s);
 			t->base.cbs.on_conn(t->base.cbs.ctx, &s->base, TW_OK);
 			ready_add(s);
+		} else if (s->state == S_OPEN && h->src_sess == s->peer_id &&
+			   now_ns(t) - s->ack_accept_at >= t->o.rto_ns &&
+			   setup_check(t, pk, s->nonce, &b)) {
+			/* The acceptor has not heard us yet (our ACK was
+			 * lost): once per rto at most, say so again. */
+			s->ack_accept_at = now_ns(t);
+			s->ack_due = true;
+			ctl_add(s);
 		}
 		rte_pktmbuf_free(m);
 		return;
@@ -1504,6 +1538,7 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		return;
 	}
 	s->last_rx = now_ns(t);
+	s->proven = true;
 	on_ack(t, s, h->ack, h->type == TWP_ACK && (h->flags & TWP_F_NAK));
 	if (h->type == TWP_ACK) {
 		if (h->flags & TWP_F_ACK_REQ) {

@@ -274,6 +274,9 @@ struct tw_dpdk_stats {
 	uint64_t ooo_held;         /* gauge: out-of-order packets held now */
 	uint64_t sessions_unacked; /* ended: rexmit_max timeouts in a row
 				    * with nothing acknowledged */
+	uint64_t accept_timeouts;  /* accepted sessions ended: no packet
+				    * from the peer after its CONNECT within
+				    * accept_timeout_ns (a replayed CONNECT) */
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 

@@ -54,6 +54,7 @@ void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size)
 		.asm_stall_ns = 30000000000ull,
 		.ooo_max = 0,
 		.rexmit_max = 0,
+		.accept_timeout_ns = 3000000000ull,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
@@ -135,6 +136,11 @@ tw_status tw_dpdk_opts_check(const struct tw_dpdk_opts *in, uint32_t nqueues)
 	if (o.asm_bytes == 0 || o.asm_stall_ns == 0)
 		return tw_fail(TW_EINVAL,
 			       "DPDK: asm_bytes and asm_stall_ns must be > 0");
+	if (o.accept_timeout_ns < o.rto_ns)
+		return tw_fail(TW_EINVAL,
+			       "DPDK: accept_timeout_ns (%" PRIu64 ") must be "
+			       "at least rto_ns (%" PRIu64 ")",
+			       o.accept_timeout_ns, o.rto_ns);
 	if (o.ooo_max >= o.mbufs)
 		return tw_fail(TW_EINVAL,
 			       "DPDK: ooo_max %u must be below mbufs (%u), or "

@@ -102,6 +102,7 @@ Test(dpdk_opts, options)
 	cr_assert_eq(o.asm_stall_ns, 30000000000ull);
 	cr_assert_eq(o.ooo_max, 0);
 	cr_assert_eq(o.rexmit_max, 0);
+	cr_assert_eq(o.accept_timeout_ns, 3000000000ull);
 	o.ooo_max = o.mbufs;
 	cr_assert_eq(tw_dpdk_env_init(&o, 1, &env), TW_EINVAL);
 	cr_assert(strstr(tw_errmsg(TW_EINVAL), "ooo_max") != NULL, "%s",
@@ -2692,6 +2693,7 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	o.asm_stall_ns = 300000000;
 	o.ooo_max = 8;
 	o.rexmit_max = 5;
+	o.accept_timeout_ns = 200000000;
 	SCHECK(res, end_make(&a, ea, 0, &o) == 0, "");
 	SCHECK(res,
 	       a.t->ops->listen(a.t, "udp://" SRV_IP ":31850", bound,
@@ -2793,6 +2795,25 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	       (unsigned long)s1.sessions_unacked);
 	SCHECK(res, s1.rto_fires >= 5, "rto_fires %lu",
 	       (unsigned long)s1.rto_fires);
+
+	/* A member's CONNECT replayed from the wire: the replayer has no
+	 * key and says nothing more. a repeats its ACCEPT, then frees the
+	 * slot after accept_timeout_ns (200 ms), not dead_ns (60 s). */
+	SCHECK(res, rawp_open(&r, &a, true), "no ACCEPT");
+	SCHECK(res, a.oks == 3, "oks %d", a.oks);
+	uint64_t heard0 = r.heard;
+	t0 = now_ns();
+	while (a.closes == 2 && now_ns() - t0 < 2000000000ull)
+		rawp_pump(&r, &a, 10, NULL, NULL);
+	took = now_ns() - t0;
+	tw_dpdk_get_stats(a.t, &s1);
+	SCHECK(res, a.closes == 3 && s1.accept_timeouts == 1,
+	       "closes %d accept_timeouts %lu", a.closes,
+	       (unsigned long)s1.accept_timeouts);
+	SCHECK(res, took >= 100000000ull && took < 1500000000ull,
+	       "ended after %lu ms", (unsigned long)(took / 1000000));
+	SCHECK(res, r.heard - heard0 >= 3, "ACCEPTs repeated: %lu",
+	       (unsigned long)(r.heard - heard0));
 out:
 	end_free(&a);
 	if (eb != NULL && tw_dpdk_env_destroy(eb) != TW_OK)
