@@ -2760,13 +2760,35 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	       (unsigned long)s1.ooo_cap_drops);
 	SCHECK(res, s1.ooo_held == 8 && s1.ooo_cap_drops == 12, "held %lu",
 	       (unsigned long)s1.ooo_held);
+	/* Another session (a second CONNECT of the member) meanwhile: its
+	 * in-order frame is taken, receive buffers remain. */
+	tw_conn *cb = a.last_ok;
+	{
+		struct rawp r2 = r;
+		SCHECK(res, rawp_open(&r2, &a, true), "no ACCEPT");
+		SCHECK(res, a.oks == 3, "oks %d", a.oks);
+		n = rawp_data(&r2, p, 0, 100);
+		SCHECK(res, rawp_tx(&r2, p, n), "");
+		SCHECK(res, SPUMP(a.frames == 1, 2000), "frames %lu",
+		       (unsigned long)a.frames);
+		struct twp_hdr h = {.type = TWP_RESET,
+				    .dst_sess = r2.peer_sess,
+				    .src_sess = r2.sess,
+				    .pn = r2.pn++};
+		n = rawp_build(&r2, p, &h, NULL, NULL, true);
+		SCHECK(res, rawp_tx(&r2, p, n), "");
+		SCHECK(res, SPUMP(a.closes == 2, 2000), "r2's RESET");
+		tw_dpdk_get_stats(a.t, &s1);
+		SCHECK(res, s1.ooo_held == 8, "held %lu",
+		       (unsigned long)s1.ooo_held);
+	}
 	r.seq = seq0, r.msg = msg0;
 	n = rawp_data(&r, p, 0, 100);
 	SCHECK(res, rawp_tx(&r, p, n), "");
-	SCHECK(res, SPUMP(a.frames == 9, 2000), "frames %lu",
+	SCHECK(res, SPUMP(a.frames == 10, 2000), "frames %lu",
 	       (unsigned long)a.frames);
 	tw_dpdk_get_stats(a.t, &s1);
-	SCHECK(res, s1.ooo_held == 0 && a.bad == 0 && a.closes == 1, "");
+	SCHECK(res, s1.ooo_held == 0 && a.bad == 0 && a.closes == 2, "");
 
 	/* A peer that keeps the session alive (keepalives) but acknowledges
 	 * none of a's data: after rexmit_max timeouts the session ends, its
@@ -2774,9 +2796,9 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	struct ssend q;
 	ssend_init(&q, &a, mem, 0, 100);
 	uint32_t ack0 = r.ack;
-	SCHECK(res, a.t->ops->send(a.t, a.last_ok, &q.r) == TW_OK, "");
+	SCHECK(res, a.t->ops->send(a.t, cb, &q.r) == TW_OK, "");
 	t0 = now_ns();
-	while (a.closes == 1 && now_ns() - t0 < 3000000000ull) {
+	while (a.closes == 2 && now_ns() - t0 < 3000000000ull) {
 		struct twp_hdr h = {.type = TWP_ACK,
 				    .dst_sess = r.peer_sess,
 				    .src_sess = r.sess,
@@ -2788,7 +2810,7 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	}
 	SCHECK(res, SPUMP(q.ndone == 1, 2000), "");
 	tw_dpdk_get_stats(a.t, &s1);
-	SCHECK(res, a.closes == 2 && a.close_st == TW_EUNREACHABLE,
+	SCHECK(res, a.closes == 3 && a.close_st == TW_EUNREACHABLE,
 	       "closes %d st %d", a.closes, (int)a.close_st);
 	SCHECK(res, q.st == TW_EUNREACHABLE && s1.sessions_unacked == 1,
 	       "st %d unacked %lu", (int)q.st,
@@ -2800,14 +2822,14 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	 * key and says nothing more. a repeats its ACCEPT, then frees the
 	 * slot after accept_timeout_ns (200 ms), not dead_ns (60 s). */
 	SCHECK(res, rawp_open(&r, &a, true), "no ACCEPT");
-	SCHECK(res, a.oks == 3, "oks %d", a.oks);
+	SCHECK(res, a.oks == 4, "oks %d", a.oks);
 	uint64_t heard0 = r.heard;
 	t0 = now_ns();
-	while (a.closes == 2 && now_ns() - t0 < 2000000000ull)
+	while (a.closes == 3 && now_ns() - t0 < 2000000000ull)
 		rawp_pump(&r, &a, 10, NULL, NULL);
 	took = now_ns() - t0;
 	tw_dpdk_get_stats(a.t, &s1);
-	SCHECK(res, a.closes == 3 && s1.accept_timeouts == 1,
+	SCHECK(res, a.closes == 4 && s1.accept_timeouts == 1,
 	       "closes %d accept_timeouts %lu", a.closes,
 	       (unsigned long)s1.accept_timeouts);
 	SCHECK(res, took >= 100000000ull && took < 1500000000ull,
