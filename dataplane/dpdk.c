@@ -86,6 +86,13 @@ struct dsess {
 	tw_status close_st;
 	uint32_t mss;
 	uint64_t last_rx;
+	/* Whether the peer has shown it holds the session's key: for an
+	 * acceptor, a packet after the CONNECT (a CONNECT replayed from the
+	 * wire proves nothing); until then ACCEPTs go again, up to
+	 * prove_by. ack_accept_at: when we last answered a repeated
+	 * ACCEPT (a connector). */
+	bool proven;
+	uint64_t prove_by, ack_accept_at;
 
 	/* Sending. txq: frames not finished, in order; snd_cur is the frame
 	 * holding packet snd_nxt (or the first one without numbers). */
@@ -108,6 +115,9 @@ struct dsess {
 	uint32_t nak_for;
 	bool nak_sent;
 	bool rx_skip; /* the frame being received is refused: dropped */
+	/* A frame in assembly: the bytes reserved for it (its length,
+	 * counted in t->st.asm_reserved), and when it last took a packet. */
+	uint64_t rx_resv, rx_progress;
 	/* Receive backpressure: data is neither taken nor acked while
 	 * paused (the sender's credits run out). linger: closing once every
 	 * send is acked (close_after_send), or at linger_at. */
@@ -136,6 +146,8 @@ struct dt {
 	uint32_t burst, win;
 	int64_t lend_max; /* received mbufs lent up at most */
 	uint64_t ka_ns;
+	uint64_t tick_ns; /* each session's timer: keepalive, stall, dead */
+	uint32_t ooo_max, rexmit_max;
 	struct twp_ep self;
 	struct twp_local local;
 	struct tw_poller poller;
@@ -764,7 +776,7 @@ static struct dsess *sess_new(struct dt *t)
 	s->isn = rnd32();
 	s->una = s->snd_nxt = s->snd_max = s->isn;
 	TAILQ_INSERT_HEAD(&t->sessions, s, link);
-	tw_loop_timer_after(t->base.loop, &s->ka, t->ka_ns);
+	tw_loop_timer_after(t->base.loop, &s->ka, t->tick_ns);
 	return s;
 }
 
@@ -775,7 +787,10 @@ static void rx_reset_state(struct dsess *s)
 			rte_pktmbuf_free(s->ooo[i].m);
 			s->ooo[i].m = NULL;
 		}
+	s->t->st.ooo_held -= s->ooo_count;
 	s->ooo_count = 0;
+	s->t->st.asm_reserved -= s->rx_resv;
+	s->rx_resv = 0;
 	tw_buf_release(s->rx_buf);
 	s->rx_buf = NULL;
 	s->rx_active = false;
@@ -889,10 +904,30 @@ static void rto_fire(struct tw_timer *tm, void *arg)
 				    t->o.rto_ns << shift);
 		return;
 	}
+	if (s->state == S_OPEN && !s->proven) {
+		if (now_ns(t) >= s->prove_by) {
+			/* Nothing from the peer since its CONNECT: a replay,
+			 * or a peer gone; the slot is not held for dead_ns. */
+			t->st.accept_timeouts++;
+			sess_fail(s, TW_EUNREACHABLE, true);
+			return;
+		}
+		s->accept_due = true;
+		ctl_add(s);
+		tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns << 2);
+	}
 	if (s->state != S_OPEN || s->una == s->snd_max)
 		return;
 	t->st.rto_fires++;
 	s->rto_count++;
+	if (s->rto_count > t->rexmit_max) {
+		/* The peer hears us (keepalives may even come back) but
+		 * acknowledges nothing: what we hold for it is not kept
+		 * and sent again for ever. */
+		t->st.sessions_unacked++;
+		sess_fail(s, TW_EUNREACHABLE, true);
+		return;
+	}
 	s->fast_done = false;
 	rewind_to_una(s);
 	shift = s->rto_count < RTO_BACKOFF_MAX ? s->rto_count : RTO_BACKOFF_MAX;
@@ -915,11 +950,19 @@ static void ka_fire(struct tw_timer *tm, void *arg)
 		sess_fail(s, TW_EUNREACHABLE, true);
 		return;
 	}
+	if (s->rx_resv != 0 && now - s->rx_progress >= t->o.asm_stall_ns) {
+		/* A frame announced and not sent: its bytes go back to the
+		 * loop. The stream cannot skip what never comes, so the
+		 * session ends (as io_uring's stall_timeout_ms). */
+		t->st.asm_stalls++;
+		sess_fail(s, TW_ETIMEDOUT, true);
+		return;
+	}
 	if (s->state == S_OPEN && quiet >= t->ka_ns) {
 		s->ping_due = true;
 		ctl_add(s);
 	}
-	tw_loop_timer_after(t->base.loop, &s->ka, t->ka_ns);
+	tw_loop_timer_after(t->base.loop, &s->ka, t->tick_ns);
 }
 
 /* The peer has everything before ack. */
@@ -1124,6 +1167,15 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			deliver(t, s, &fh, b, h->len);
 			return true;
 		}
+		if (h->frame_len > t->o.asm_bytes - t->st.asm_reserved) {
+			/* No room: not taken, not acked; it comes again
+			 * once frames in assembly complete or stall. */
+			t->st.asm_waits++;
+			rte_pktmbuf_free(m);
+			return false;
+		}
+		/* Reserved whole, committed as its bytes arrive (rx_alloc:
+		 * pages are touched only by the copies below). */
 		tw_buf *b = rx_alloc(t, h->frame_len);
 		if (b == NULL) {
 			rte_pktmbuf_free(m);
@@ -1131,6 +1183,9 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		}
 		memcpy(b->data, payload, h->len);
 		rte_pktmbuf_free(m);
+		s->rx_resv = h->frame_len;
+		t->st.asm_reserved += s->rx_resv;
+		s->rx_progress = now_ns(t);
 		s->rx_buf = b;
 		s->rx_len = h->frame_len;
 		s->rx_have = h->len;
@@ -1158,10 +1213,13 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 	memcpy((uint8_t *)s->rx_buf->data + s->rx_have, payload, h->len);
 	rte_pktmbuf_free(m);
 	s->rx_have += h->len;
+	s->rx_progress = now_ns(t);
 	if (s->rx_have == s->rx_len) {
 		tw_buf *b = s->rx_buf;
 		s->rx_buf = NULL;
 		s->rx_active = false;
+		t->st.asm_reserved -= s->rx_resv;
+		s->rx_resv = 0;
 		t->st.rx_copied++;
 		deliver(t, s, &s->rx_hdr, b, s->rx_len);
 	}
@@ -1198,17 +1256,26 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			if (sl->m != NULL && sl->h.seq == seq) {
 				t->st.dup_pkts++;
 				rte_pktmbuf_free(m);
+			} else if (sl->m == NULL &&
+				   t->st.ooo_held >= t->ooo_max) {
+				/* Sessions together hold ooo_max: this one
+				 * comes again, and the receive pool keeps
+				 * buffers for everyone's next packets. */
+				t->st.ooo_cap_drops++;
+				rte_pktmbuf_free(m);
 			} else {
 				if (sl->m != NULL) {
 					/* Cannot happen (slots are cleared as
 					 * rcv_next passes them); be sure. */
 					rte_pktmbuf_free(sl->m);
 					s->ooo_count--;
+					t->st.ooo_held--;
 				}
 				sl->m = m;
 				sl->h = *h;
 				sl->payload = payload;
 				s->ooo_count++;
+				t->st.ooo_held++;
 				t->st.ooo_pkts++;
 			}
 		}
@@ -1228,6 +1295,7 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			rte_pktmbuf_free(sl->m);
 			sl->m = NULL;
 			s->ooo_count--;
+			t->st.ooo_held--;
 		}
 	}
 	if (!take_pkt(t, s, m, h, payload))
@@ -1240,6 +1308,7 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		struct ooo_slot c = *sl;
 		sl->m = NULL;
 		s->ooo_count--;
+		t->st.ooo_held--;
 		if (!take_pkt(t, s, c.m, &c.h, c.payload))
 			break;
 		s->rcv_next++;
@@ -1353,6 +1422,8 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	s->state = S_OPEN;
 	s->accept_due = true;
 	ctl_add(s);
+	s->prove_by = now_ns(t) + t->o.accept_timeout_ns;
+	tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns << 2);
 	t->st.sessions_accepted++;
 	t->base.cbs.on_conn(t->base.cbs.ctx, &s->base, TW_OK);
 }
@@ -1439,11 +1510,24 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 			if (h->frame_len < s->mss)
 				s->mss = (uint32_t)h->frame_len;
 			s->state = S_OPEN;
+			s->proven = true; /* its ACCEPT answers our nonce */
 			s->last_rx = now_ns(t);
 			s->rto_count = 0;
 			tw_timer_cancel(tw_loop_timers(t->base.loop), &s->rto);
+			/* Our first packet proves the session to the
+			 * acceptor (it frees one that stays unproven). */
+			s->ack_due = true;
+			ctl_add(s);
 			t->base.cbs.on_conn(t->base.cbs.ctx, &s->base, TW_OK);
 			ready_add(s);
+		} else if (s->state == S_OPEN && h->src_sess == s->peer_id &&
+			   now_ns(t) - s->ack_accept_at >= t->o.rto_ns &&
+			   setup_check(t, pk, s->nonce, &b)) {
+			/* The acceptor has not heard us yet (our ACK was
+			 * lost): once per rto at most, say so again. */
+			s->ack_accept_at = now_ns(t);
+			s->ack_due = true;
+			ctl_add(s);
 		}
 		rte_pktmbuf_free(m);
 		return;
@@ -1454,6 +1538,7 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		return;
 	}
 	s->last_rx = now_ns(t);
+	s->proven = true;
 	on_ack(t, s, h->ack, h->type == TWP_ACK && (h->flags & TWP_F_NAK));
 	if (h->type == TWP_ACK) {
 		if (h->flags & TWP_F_ACK_REQ) {
@@ -1858,6 +1943,23 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	t->win = o.rx_window;
 	t->lend_max = (int64_t)(env->o.mbufs / 2);
 	t->ka_ns = o.dead_ns / 4;
+	/* Often enough to see a stall within a quarter of its timeout. */
+	t->tick_ns = o.asm_stall_ns / 4 < t->ka_ns ? o.asm_stall_ns / 4
+						   : t->ka_ns;
+	if (t->tick_ns == 0)
+		t->tick_ns = 1;
+	t->ooo_max = o.ooo_max != 0 ? o.ooo_max : env->o.mbufs / 4;
+	if (t->ooo_max == 0)
+		t->ooo_max = 1;
+	t->rexmit_max = o.rexmit_max;
+	if (t->rexmit_max == 0) {
+		/* Twice dead_ns at the longest backoff: a silent peer ends
+		 * by dead_ns first (sessions_dead); this catches one that
+		 * talks (keepalives) but acknowledges nothing. */
+		uint64_t n = o.dead_ns / (o.rto_ns << (RTO_BACKOFF_MAX - 1)) +
+			     RTO_BACKOFF_MAX;
+		t->rexmit_max = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+	}
 	t->self = env->ep;
 	t->self.port = htons((uint16_t)(env->base_port + queue));
 	memcpy(t->local.mac, env->ep.mac, 6);

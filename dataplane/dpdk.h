@@ -251,18 +251,32 @@ struct tw_dpdk_stats {
 	uint64_t rx_copied;         /* frames reassembled by copy */
 	uint64_t sessions_opened, sessions_accepted, sessions_dead;
 	uint64_t sessions_closed;
-	uint64_t pauses;       /* pause(s, true) on a session not paused */
-	uint64_t paused_drops; /* data dropped unacked while paused */
-	uint64_t admit_drops;  /* CONNECTs from endpoints not admitted */
-	uint64_t auth_drops;   /* CONNECT/ACCEPTs whose setup block did
+	uint64_t pauses;           /* pause(s, true) on a session not paused */
+	uint64_t paused_drops;     /* data dropped unacked while paused */
+	uint64_t admit_drops;      /* CONNECTs from endpoints not admitted */
+	uint64_t auth_drops;       /* CONNECT/ACCEPTs whose setup block did
 				* not verify (or had none) */
-	uint64_t addr_drops;   /* a session's packets from another source
+	uint64_t addr_drops;       /* a session's packets from another source
 				* MAC, IP or UDP port than its peer's, and,
 				* with a secret, RESETs not proven */
-	uint64_t tag_drops;    /* a tagged session's packets whose tag did
+	uint64_t tag_drops;        /* a tagged session's packets whose tag did
 				* not verify */
-	uint64_t replay_drops; /* ... whose tag did, but whose packet
+	uint64_t replay_drops;     /* ... whose tag did, but whose packet
 				* number was taken already (or is 64 behind) */
+	uint64_t asm_waits;        /* first packets of frames not taken: no
+				* room under asm_bytes (they come again) */
+	uint64_t asm_stalls;       /* sessions ended by a frame in assembly
+				* taking nothing for asm_stall_ns */
+	uint64_t asm_reserved;     /* gauge: bytes reserved for frames in
+				* assembly now */
+	uint64_t ooo_cap_drops;    /* out-of-order packets dropped: ooo_max
+				 * held over all sessions */
+	uint64_t ooo_held;         /* gauge: out-of-order packets held now */
+	uint64_t sessions_unacked; /* ended: rexmit_max timeouts in a row
+				    * with nothing acknowledged */
+	uint64_t accept_timeouts;  /* accepted sessions ended: no packet
+				    * from the peer after its CONNECT within
+				    * accept_timeout_ns (a replayed CONNECT) */
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 

@@ -48,6 +48,13 @@ void tw_dpdk_opts_init(struct tw_dpdk_opts *o, size_t opts_size)
 		.rx_pool_buf_size = 64u << 10,
 		.rx_pool_count = 64,
 		.burst = 32,
+		/* Two frames of the agent's largest (max_frame's default)
+		 * in assembly at once, as tw_uring_opts.asm_host_bytes. */
+		.asm_bytes = 2 * ((UINT64_C(1) << 30) + (UINT64_C(64) << 10)),
+		.asm_stall_ns = 30000000000ull,
+		.ooo_max = 0,
+		.rexmit_max = 0,
+		.accept_timeout_ns = 3000000000ull,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
@@ -126,6 +133,20 @@ tw_status tw_dpdk_opts_check(const struct tw_dpdk_opts *in, uint32_t nqueues)
 			       "DPDK: rx_pool_buf_size must be at least "
 			       "%u and rx_pool_count > 0",
 			       TW_FRAME_HDR_SIZE);
+	if (o.asm_bytes == 0 || o.asm_stall_ns == 0)
+		return tw_fail(TW_EINVAL,
+			       "DPDK: asm_bytes and asm_stall_ns must be > 0");
+	if (o.accept_timeout_ns < o.rto_ns)
+		return tw_fail(TW_EINVAL,
+			       "DPDK: accept_timeout_ns (%" PRIu64 ") must be "
+			       "at least rto_ns (%" PRIu64 ")",
+			       o.accept_timeout_ns, o.rto_ns);
+	if (o.ooo_max >= o.mbufs)
+		return tw_fail(TW_EINVAL,
+			       "DPDK: ooo_max %u must be below mbufs (%u), or "
+			       "out-of-order packets can take every receive "
+			       "buffer",
+			       o.ooo_max, o.mbufs);
 	if (o.burst == 0 || o.burst > TW_DPDK_MAX_BURST)
 		return tw_fail(TW_EINVAL, "DPDK: burst %u is outside 1..%u",
 			       o.burst, TW_DPDK_MAX_BURST);

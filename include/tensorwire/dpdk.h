@@ -108,6 +108,41 @@ struct tw_dpdk_opts {
 				    * packets no longer are (README, "Trust
 				    * model"); a session is tagged only if
 				    * both ends want it */
+
+	/* Bounds on what a peer's sessions can make a loop hold
+	 * (docs/limits.md, "DPDK sessions"). */
+	uint64_t asm_bytes;         /* bytes reserved, per loop, for frames
+				    * being assembled from several packets
+				    * (default 2 x (1 GiB + 64 KiB)); a frame
+				    * that does not fit waits, unacked (its
+				    * sender retransmits), until room frees.
+				    * Memory behind a reservation is
+				    * committed only as its bytes arrive */
+	uint64_t asm_stall_ns;      /* a frame in assembly that takes no new
+				    * packet for this long ends its session
+				    * with TW_ETIMEDOUT, freeing its bytes
+				    * (default 30 s) */
+	uint32_t ooo_max;           /* out-of-order packets held, over all
+				    * sessions of a loop (0 = a quarter of
+				    * mbufs; below mbufs): past it they are
+				    * dropped and come again, so sessions
+				    * together leave receive buffers free */
+	uint32_t rexmit_max;        /* retransmission timeouts in a row
+				    * without the peer acknowledging
+				    * anything before the session ends with
+				    * TW_EUNREACHABLE and its sends fail
+				    * (0 = twice dead_ns at the longest
+				    * backoff: dead_ns / (4 rto_ns) + 3, so
+				    * that a silent peer ends by dead_ns
+				    * first; this catches one that sends
+				    * keepalives but acks nothing) */
+	uint64_t accept_timeout_ns; /* a session we accepted whose peer sends
+				     * nothing after its CONNECT (a CONNECT
+				     * replayed from the wire: the replayer
+				     * has no key) ends after this long,
+				     * ACCEPTs repeated meanwhile, instead of
+				     * holding its slot for dead_ns (default
+				     * 3 s, at least rto_ns) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

@@ -98,6 +98,19 @@ Test(dpdk_opts, options)
 	cr_assert(strstr(tw_errmsg(TW_EINVAL), "mtu 100") != NULL, "%s",
 		  tw_errmsg(TW_EINVAL));
 	tw_dpdk_opts_init(&o, sizeof(o));
+	cr_assert_eq(o.asm_bytes, 2 * ((UINT64_C(1) << 30) + (64u << 10)));
+	cr_assert_eq(o.asm_stall_ns, 30000000000ull);
+	cr_assert_eq(o.ooo_max, 0);
+	cr_assert_eq(o.rexmit_max, 0);
+	cr_assert_eq(o.accept_timeout_ns, 3000000000ull);
+	o.ooo_max = o.mbufs;
+	cr_assert_eq(tw_dpdk_env_init(&o, 1, &env), TW_EINVAL);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "ooo_max") != NULL, "%s",
+		  tw_errmsg(TW_EINVAL));
+	tw_dpdk_opts_init(&o, sizeof(o));
+	o.asm_stall_ns = 0;
+	cr_assert_eq(tw_dpdk_env_init(&o, 1, &env), TW_EINVAL);
+	tw_dpdk_opts_init(&o, sizeof(o));
 	cr_assert_eq(tw_dpdk_env_init(&o, 0, &env), TW_EINVAL);
 	cr_assert_null(env);
 }
@@ -2584,6 +2597,266 @@ Test(dpdk, strangers_forge_replay_spoof, .timeout = 90)
 	char prefix[64];
 	int status = 0;
 	run_solo(tag_main, sh, prefix, sizeof(prefix), &status);
+	skip_without_eal(sh);
+	cr_assert(sh->r[SRV].ran);
+	cr_assert_eq(sh->r[SRV].failed, 0, "%s", sh->r[SRV].msg);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d",
+		  status);
+	munmap(sh, sizeof(*sh));
+}
+
+/* Issue 18, bounded state: a member (driven by hand, as above) that
+ * announces a frame bigger than the loop's room for assembly, one that
+ * fits and stalls, out-of-order packets past the loop's cap, and a peer
+ * that hears a's data and keepalives but acknowledges nothing. */
+
+/* Packet off..off+len of a frame of total bytes (its header first), as a
+ * DATA packet of r's session at r's current seq and msg (not advanced). */
+static size_t rawp_part(struct rawp *r, uint8_t *p, uint64_t total,
+			uint64_t off, uint32_t len)
+{
+	uint8_t f[1024];
+	memset(f, 0, sizeof(f));
+	if (off == 0) {
+		tw_frame_hdr fh = {.version = TW_FRAME_VERSION,
+				   .type = 1,
+				   .src = 1,
+				   .dst = 2,
+				   .payload_len = total - TW_FRAME_HDR_SIZE,
+				   .total_len = total};
+		tw_frame_hdr_encode(f, &fh);
+	}
+	struct twp_hdr h = {.type = TWP_DATA,
+			    .dst_sess = r->peer_sess,
+			    .src_sess = r->sess,
+			    .pn = r->pn++,
+			    .seq = r->seq,
+			    .ack = r->ack,
+			    .msg = r->msg,
+			    .len = len,
+			    .frame_off = off,
+			    .frame_len = total};
+	return rawp_build(r, p, &h, f, NULL, true);
+}
+
+static void bound_main(struct shm *sh, const char *prefix, const char *sock)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	struct result *res = &sh->r[SRV];
+	res->ran = 1;
+	char eal[512];
+	snprintf(eal, sizeof(eal),
+		 "-l 0 " EAL_COMMON "--file-prefix=%s "
+		 "--vdev=net_memif0,role=server,socket=%s,mac=" SRV_MAC " "
+		 "--vdev=net_memif1,role=client,socket=%s,mac=" CLI_MAC,
+		 prefix, sock, sock);
+	tw_dpdk_env *ea = NULL, *eb = NULL;
+	struct end a;
+	memset(&a, 0, sizeof(a));
+	struct rawp r;
+	memset(&r, 0, sizeof(r));
+	char bound[96];
+	struct tw_dpdk_stats s1;
+	uint8_t p[2048];
+	static uint8_t mem[4096];
+	size_t n;
+
+	if (solo_env(eal, "net_memif0", SRV_IP, 1, &ea) != TW_OK) {
+		wfail(res, "env: %s", eal_why);
+		goto out;
+	}
+	SCHECK(res, solo_env(NULL, "net_memif1", CLI_IP, 1, &eb) == TW_OK, "");
+	struct tw_dpdk_port_info ib;
+	tw_dpdk_env_info(eb, &ib);
+	r.port = ib.port_id;
+	r.mp = rte_pktmbuf_pool_create("tw-rawp", 1023, 0, 0, 2048 + 128,
+				       SOCKET_ID_ANY);
+	SCHECK(res, r.mp != NULL, "pool");
+	SCHECK(res,
+	       twp_addr_parse("udp://" CLI_IP ":31850/" CLI_MAC, &r.self, true,
+			      NULL) == 0 &&
+		       twp_addr_parse("udp://" SRV_IP ":31850/" SRV_MAC,
+				      &r.peer, true, NULL) == 0,
+	       "");
+	memcpy(r.local.mac, r.self.mac, 6);
+	r.local.ip = r.self.ip;
+	r.local.base_port = 31850;
+	r.local.nports = 1;
+	r.local.mss = 1402;
+
+	struct tw_dpdk_opts o;
+	tw_dpdk_opts_init(&o, sizeof(o));
+	o.dead_ns = 60ull * 1000000000; /* no keepalive during the test */
+	o.rto_ns = 2000000;
+	o.idle_wake_ns = 0;
+	o.asm_bytes = 1u << 20;
+	o.asm_stall_ns = 300000000;
+	o.ooo_max = 8;
+	o.rexmit_max = 5;
+	o.accept_timeout_ns = 200000000;
+	SCHECK(res, end_make(&a, ea, 0, &o) == 0, "");
+	SCHECK(res,
+	       a.t->ops->listen(a.t, "udp://" SRV_IP ":31850", bound,
+				sizeof(bound)) == TW_OK,
+	       "");
+	SCHECK(res,
+	       tw_dpdk_transport_secure(a.t, TAG_SECRET, sizeof(TAG_SECRET) - 1,
+					true) == TW_OK,
+	       "");
+	const char *members[] = {"udp://" CLI_IP ":31850/" CLI_MAC};
+	SCHECK(res, tw_transport_admit(a.t, members, 1) == TW_OK, "");
+
+	/* Reassembly. A frame announced bigger than the room (1 MiB) is
+	 * not taken: nothing reserved, nothing acked, the session goes on. */
+	SCHECK(res, rawp_open(&r, &a, true), "no ACCEPT");
+	n = rawp_part(&r, p, 64u << 20, 0, 1024);
+	SCHECK(res, rawp_tx(&r, p, n), "");
+	SCHECK(res,
+	       SPUMP((tw_dpdk_get_stats(a.t, &s1), s1.asm_waits == 1), 2000),
+	       "asm_waits %lu", (unsigned long)s1.asm_waits);
+	SCHECK(res, s1.asm_reserved == 0 && a.closes == 0 && a.frames == 0,
+	       "reserved %lu", (unsigned long)s1.asm_reserved);
+	/* One that fits, at the same place (nothing was taken): reserved,
+	 * filled by what arrives, then given up after asm_stall_ns. */
+	uint64_t total = 512u << 10;
+	for (uint64_t off = 0; off < 4096; off += 1024) {
+		n = rawp_part(&r, p, total, off, 1024);
+		r.seq++;
+		SCHECK(res, rawp_tx(&r, p, n), "");
+	}
+	rawp_pump(&r, &a, 50, NULL, NULL);
+	tw_dpdk_get_stats(a.t, &s1);
+	SCHECK(res, s1.asm_reserved == total && a.frames == 0 && a.closes == 0,
+	       "reserved %lu", (unsigned long)s1.asm_reserved);
+	uint64_t t0 = now_ns();
+	while (a.closes == 0 && now_ns() - t0 < 2000000000ull)
+		rawp_pump(&r, &a, 10, NULL, NULL);
+	uint64_t took = now_ns() - t0;
+	tw_dpdk_get_stats(a.t, &s1);
+	SCHECK(res, a.closes == 1 && a.close_st == TW_ETIMEDOUT,
+	       "closes %d st %d", a.closes, (int)a.close_st);
+	SCHECK(res, s1.asm_stalls == 1 && s1.asm_reserved == 0,
+	       "stalls %lu reserved %lu", (unsigned long)s1.asm_stalls,
+	       (unsigned long)s1.asm_reserved);
+	SCHECK(res, took >= 200000000ull, "ended after %lu ms",
+	       (unsigned long)(took / 1000000));
+
+	/* Out of order: 20 packets past a hole, of which the loop holds 8
+	 * (ooo_max) and drops the rest, counted; the hole filled, the 9
+	 * frames go up and nothing stays held. */
+	SCHECK(res, rawp_open(&r, &a, true), "no ACCEPT");
+	SCHECK(res, a.oks == 2, "");
+	uint32_t seq0 = r.seq, msg0 = r.msg;
+	r.seq++, r.msg++;
+	for (int i = 1; i <= 20; i++) {
+		n = rawp_data(&r, p, (uint64_t)i, 100);
+		SCHECK(res, rawp_tx(&r, p, n), "");
+	}
+	SCHECK(res,
+	       SPUMP((tw_dpdk_get_stats(a.t, &s1),
+		      s1.ooo_held + s1.ooo_cap_drops == 20),
+		     2000),
+	       "held %lu dropped %lu", (unsigned long)s1.ooo_held,
+	       (unsigned long)s1.ooo_cap_drops);
+	SCHECK(res, s1.ooo_held == 8 && s1.ooo_cap_drops == 12, "held %lu",
+	       (unsigned long)s1.ooo_held);
+	/* Another session (a second CONNECT of the member) meanwhile: its
+	 * in-order frame is taken, receive buffers remain. */
+	tw_conn *cb = a.last_ok;
+	{
+		struct rawp r2 = r;
+		SCHECK(res, rawp_open(&r2, &a, true), "no ACCEPT");
+		SCHECK(res, a.oks == 3, "oks %d", a.oks);
+		n = rawp_data(&r2, p, 0, 100);
+		SCHECK(res, rawp_tx(&r2, p, n), "");
+		SCHECK(res, SPUMP(a.frames == 1, 2000), "frames %lu",
+		       (unsigned long)a.frames);
+		struct twp_hdr h = {.type = TWP_RESET,
+				    .dst_sess = r2.peer_sess,
+				    .src_sess = r2.sess,
+				    .pn = r2.pn++};
+		n = rawp_build(&r2, p, &h, NULL, NULL, true);
+		SCHECK(res, rawp_tx(&r2, p, n), "");
+		SCHECK(res, SPUMP(a.closes == 2, 2000), "r2's RESET");
+		tw_dpdk_get_stats(a.t, &s1);
+		SCHECK(res, s1.ooo_held == 8, "held %lu",
+		       (unsigned long)s1.ooo_held);
+	}
+	r.seq = seq0, r.msg = msg0;
+	n = rawp_data(&r, p, 0, 100);
+	SCHECK(res, rawp_tx(&r, p, n), "");
+	SCHECK(res, SPUMP(a.frames == 10, 2000), "frames %lu",
+	       (unsigned long)a.frames);
+	tw_dpdk_get_stats(a.t, &s1);
+	SCHECK(res, s1.ooo_held == 0 && a.bad == 0 && a.closes == 2, "");
+
+	/* A peer that keeps the session alive (keepalives) but acknowledges
+	 * none of a's data: after rexmit_max timeouts the session ends, its
+	 * send fails TW_EUNREACHABLE, counted. */
+	struct ssend q;
+	ssend_init(&q, &a, mem, 0, 100);
+	uint32_t ack0 = r.ack;
+	SCHECK(res, a.t->ops->send(a.t, cb, &q.r) == TW_OK, "");
+	t0 = now_ns();
+	while (a.closes == 2 && now_ns() - t0 < 3000000000ull) {
+		struct twp_hdr h = {.type = TWP_ACK,
+				    .dst_sess = r.peer_sess,
+				    .src_sess = r.sess,
+				    .pn = r.pn++,
+				    .ack = ack0};
+		n = rawp_build(&r, p, &h, NULL, NULL, true);
+		SCHECK(res, rawp_tx(&r, p, n), "");
+		rawp_pump(&r, &a, 5, NULL, NULL);
+	}
+	SCHECK(res, SPUMP(q.ndone == 1, 2000), "");
+	tw_dpdk_get_stats(a.t, &s1);
+	SCHECK(res, a.closes == 3 && a.close_st == TW_EUNREACHABLE,
+	       "closes %d st %d", a.closes, (int)a.close_st);
+	SCHECK(res, q.st == TW_EUNREACHABLE && s1.sessions_unacked == 1,
+	       "st %d unacked %lu", (int)q.st,
+	       (unsigned long)s1.sessions_unacked);
+	SCHECK(res, s1.rto_fires >= 5, "rto_fires %lu",
+	       (unsigned long)s1.rto_fires);
+
+	/* A member's CONNECT replayed from the wire: the replayer has no
+	 * key and says nothing more. a repeats its ACCEPT, then frees the
+	 * slot after accept_timeout_ns (200 ms), not dead_ns (60 s). */
+	SCHECK(res, rawp_open(&r, &a, true), "no ACCEPT");
+	SCHECK(res, a.oks == 4, "oks %d", a.oks);
+	uint64_t heard0 = r.heard;
+	t0 = now_ns();
+	while (a.closes == 3 && now_ns() - t0 < 2000000000ull)
+		rawp_pump(&r, &a, 10, NULL, NULL);
+	took = now_ns() - t0;
+	tw_dpdk_get_stats(a.t, &s1);
+	SCHECK(res, a.closes == 4 && s1.accept_timeouts == 1,
+	       "closes %d accept_timeouts %lu", a.closes,
+	       (unsigned long)s1.accept_timeouts);
+	SCHECK(res, took >= 100000000ull && took < 1500000000ull,
+	       "ended after %lu ms", (unsigned long)(took / 1000000));
+	SCHECK(res, r.heard - heard0 >= 3, "ACCEPTs repeated: %lu",
+	       (unsigned long)(r.heard - heard0));
+out:
+	end_free(&a);
+	if (eb != NULL && tw_dpdk_env_destroy(eb) != TW_OK)
+		wfail(res, "env b destroy");
+	if (ea != NULL && tw_dpdk_env_destroy(ea) != TW_OK)
+		wfail(res, "env a destroy");
+	if (r.mp != NULL)
+		rte_mempool_free(r.mp);
+	tw_dpdk_eal_cleanup();
+	if (leaks_found())
+		wfail(res, "leaks (see the LeakSanitizer report)");
+	_exit(res->failed ? 1 : 0);
+}
+
+Test(dpdk, member_bounded_state, .timeout = 90)
+{
+	NEED_ROOT();
+	struct shm *sh = shm_new();
+	char prefix[64];
+	int status = 0;
+	run_solo(bound_main, sh, prefix, sizeof(prefix), &status);
 	skip_without_eal(sh);
 	cr_assert(sh->r[SRV].ran);
 	cr_assert_eq(sh->r[SRV].failed, 0, "%s", sh->r[SRV].msg);

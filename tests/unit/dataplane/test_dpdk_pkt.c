@@ -751,6 +751,7 @@ Test(dpdk_pkt, fragments_and_reassembled_datagrams)
 	for (size_t i = 0; i < sizeof(pl); i++)
 		pl[i] = (uint8_t)(i * 7 + 1);
 	struct twp_local l = local_b();
+	l.mss = 1500 - TWP_IP_LEN - 8 - TWP_HDR_LEN; /* MTU 1500 */
 	uint8_t *ip = p + TWP_ETH_LEN;
 
 	/* The largest packet at this MTU, DF set: ours. */
