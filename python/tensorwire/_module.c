@@ -413,13 +413,11 @@ static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 	tw_future *f;
 	tw_status st = tw_rpc_async_id(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
 				       &f);
-	if (st == TW_ENOSPC && await_room(a, &c, &f, &st) < 0) {
-		tw_value_destroy(&c.args);
-		tw_value_destroy(&c.kwargs);
-		return NULL;
-	}
+	int waited = st == TW_ENOSPC ? await_room(a, &c, &f, &st) : 0;
 	tw_value_destroy(&c.args);
 	tw_value_destroy(&c.kwargs);
+	if (waited < 0)
+		return NULL;
 	if (st != TW_OK)
 		return twpy_raise_status(st);
 	return twpy_future_new(f, c.mode);

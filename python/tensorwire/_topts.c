@@ -136,17 +136,21 @@ static PyObject *field_list(const struct topt *t)
 	return out;
 }
 
+/* TypeError: v is not what field f of transport tname takes. */
+static int wrong_type(const struct topt *f, PyObject *v, const char *tname)
+{
+	PyErr_Format(PyExc_TypeError,
+		     "transport_options['%s'] of transport '%s' must be %s, "
+		     "got %s",
+		     f->name, tname, kind_names[f->kind], Py_TYPE(v)->tp_name);
+	return -1;
+}
+
 static int set_int(const struct topt *f, PyObject *v, void *base,
 		   const char *tname)
 {
-	if (!PyLong_Check(v) || PyBool_Check(v)) {
-		PyErr_Format(PyExc_TypeError,
-			     "transport_options['%s'] of transport '%s' must "
-			     "be %s, got %s",
-			     f->name, tname, kind_names[f->kind],
-			     Py_TYPE(v)->tp_name);
-		return -1;
-	}
+	if (!PyLong_Check(v) || PyBool_Check(v))
+		return wrong_type(f, v, tname);
 	char *p = (char *)base + f->off;
 	if (f->kind == K_INT) {
 		int over = 0;
@@ -222,16 +226,8 @@ static int set_field(struct twpy_topts *t, const struct topt *f, PyObject *v,
 	case K_STR: {
 		const char *s = NULL;
 		if (v != Py_None) {
-			if (!PyUnicode_Check(v)) {
-				PyErr_Format(PyExc_TypeError,
-					     "transport_options['%s'] of "
-					     "transport '%s' must be %s, got "
-					     "%s",
-					     f->name, tname,
-					     kind_names[f->kind],
-					     Py_TYPE(v)->tp_name);
-				return -1;
-			}
+			if (!PyUnicode_Check(v))
+				return wrong_type(f, v, tname);
 			Py_ssize_t n;
 			s = PyUnicode_AsUTF8AndSize(v, &n);
 			if (s == NULL)
@@ -253,14 +249,8 @@ static int set_field(struct twpy_topts *t, const struct topt *f, PyObject *v,
 		return 0;
 	}
 	case K_BOOL: {
-		if (!PyBool_Check(v)) {
-			PyErr_Format(PyExc_TypeError,
-				     "transport_options['%s'] of transport "
-				     "'%s' must be %s, got %s",
-				     f->name, tname, kind_names[f->kind],
-				     Py_TYPE(v)->tp_name);
-			return -1;
-		}
+		if (!PyBool_Check(v))
+			return wrong_type(f, v, tname);
 		bool b = v == Py_True;
 		memcpy(p, &b, sizeof(b));
 		return 0;
