@@ -980,6 +980,7 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 	}
 	c->fut = tw_future_retain(f);
 	c->l = l;
+	agent_lend_future(l, f);
 	c->lmsg.fn = call_start_msg;
 	atomic_fetch_add(&a->outstanding, 1);
 	stat_inc(&a->api_calls);
@@ -988,7 +989,7 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 	 * fifth of the calls/s with 256 in flight: perf/RESULTS.md). From
 	 * the loop's own thread the loop is awake: no wake-up fence. */
 	st = l == agent_tls_loop ? tw_loop_post_own(l->loop, &c->lmsg)
-				 : tw_loop_post(l->loop, &c->lmsg);
+				 : tw_loop_post_lazy(l->loop, &c->lmsg);
 	if (st != TW_OK) {
 		/* Backpressure: the loop's ring is full. */
 		atomic_fetch_sub(&a->outstanding, 1);
@@ -1166,10 +1167,11 @@ tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 	}
 	c->fut = tw_future_retain(f);
 	c->l = l;
+	agent_lend_future(l, f);
 	c->lmsg.fn = call_start_msg;
 	atomic_fetch_add(&a->outstanding, 1);
 	st = l == agent_tls_loop ? tw_loop_post_own(l->loop, &c->lmsg)
-				 : tw_loop_post(l->loop, &c->lmsg);
+				 : tw_loop_post_lazy(l->loop, &c->lmsg);
 	if (st != TW_OK) {
 		atomic_fetch_sub(&a->outstanding, 1);
 		call_put(c);

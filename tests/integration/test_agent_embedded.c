@@ -1,7 +1,9 @@
 /* Embedded mode across processes: the thread that calls tw_agent_init
  * drives the agent's loop (tw_agent_poll, tw_agent_wait, tw_rpc_sync,
  * shutdown) against threaded and embedded peers; timeouts, blocking and
- * nested handlers, graceful shutdown, other threads calling in. */
+ * nested handlers, graceful shutdown, other threads calling in. And a
+ * threaded worker's loop lent to the threads waiting on it
+ * (tw_agent_opts.no_lend). */
 #include "harness.h"
 
 /* Options for an embedded test worker: as h_opts (loops yield and sleep
@@ -667,4 +669,136 @@ static int w_alone(struct h_worker *w)
 Test(embedded, single_worker_options_and_misuse, .timeout = 60)
 {
 	h_run_group(1, w_alone, NULL, NULL, 0);
+}
+
+/* ---- lending (tw_agent_opts.no_lend): a threaded worker's waiting
+ * threads run its loop while they wait ---- */
+
+/* A handler that tries to wait: refused as on the loop's own thread,
+ * whether the loop's thread or a waiting caller runs it. Answers 1 when
+ * refused with the loop's reason. */
+static tw_status fn_try_sync(tw_call_ctx *ctx, const tw_value *args,
+			     const tw_value *kwargs, tw_value *result,
+			     void *arg)
+{
+	tw_value r, e;
+	tw_status st = tw_rpc_sync(tw_call_agent(ctx), "w1", "add", NULL, NULL,
+				   -1, &r, &e);
+	tw_value_destroy(&e);
+	*result = tw_value_int(st == TW_EINVAL &&
+			       strcmp(tw_errmsg(st),
+				      "tw_rpc_sync called on a run loop: "
+				      "use tw_rpc_async and tw_call_defer") ==
+				       0);
+	return TW_OK;
+}
+
+static tw_status lend_setup(tw_agent *a, void *arg)
+{
+	tw_status st = h_register_all(a, arg);
+	return st != TW_OK
+		       ? st
+		       : tw_agent_register(a, "try_sync", fn_try_sync, NULL, 0);
+}
+
+struct lend_th {
+	struct h_worker *w;
+	tw_agent *a;
+	const char *to;
+	int rc;
+};
+
+/* Synchronous calls from one thread: each waits, and so may run w0's
+ * loop meanwhile (against the others doing the same). */
+static void *lend_th_main(void *p)
+{
+	struct lend_th *t = p;
+	struct h_worker *w = t->w;
+	t->rc = 1;
+	for (int i = 0; i < 300; i++) {
+		int64_t v;
+		tw_value aa[2] = {tw_value_int(i), tw_value_int(5)};
+		tw_value ta = H_TUPLE(aa);
+		tw_status st = h_call_int(t->a, t->to, "add", &ta, &v);
+		if (st != TW_OK || v != i + 5) {
+			fprintf(stderr, "[%s] add %d on %s: %s %" PRId64 "\n",
+				h_names[w->rank], i, t->to, tw_status_name(st),
+				v);
+			return NULL;
+		}
+	}
+	t->rc = 0;
+	return NULL;
+}
+
+static int w_lend(struct h_worker *w)
+{
+	bool no_lend = *(const int *)w->arg != 0;
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.setup = lend_setup;
+	o.no_lend = no_lend && w->rank == 0;
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		/* Every kind of wait, from the thread that made the agent. */
+		if (e_calls(w, a, "w1") != 0 || e_calls(w, a, "w0") != 0)
+			return 1;
+		/* Four threads waiting at once, while w1 and w2 call in. */
+		struct lend_th th[4];
+		pthread_t tid[4];
+		for (int i = 0; i < 4; i++) {
+			th[i] = (struct lend_th){
+				.w = w, .a = a, .to = i & 1 ? "w2" : "w1"};
+			pthread_create(&tid[i], NULL, lend_th_main, &th[i]);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(tid[i], NULL);
+			W_ASSERT(w, th[i].rc == 0, "thread %d failed", i);
+		}
+		struct tw_agent_stats s;
+		tw_agent_get_stats(a, &s);
+		/* DPDK's queues belong to the loop's lcore: never lent. */
+		if (no_lend || h_dpdk())
+			W_ASSERT(w, s.lent_waits == 0, "not lent, yet %" PRIu64,
+				 s.lent_waits);
+		else
+			W_ASSERT(w, s.lent_waits > 0, "no wait ran the loop");
+		W_ASSERT(w, h_wait_all(w->sh->flag, 3, 0, 30000),
+			 "w1 or w2 never finished");
+		atomic_store(&w->sh->flag[0], 1);
+	} else {
+		/* Calls into w0 while its threads run its loop: answered,
+		 * and a handler that would wait is refused there too. */
+		for (int i = 0; i < 400; i++) {
+			int64_t v;
+			tw_value aa[2] = {tw_value_int(i), tw_value_int(1)};
+			tw_value ta = H_TUPLE(aa);
+			st = h_call_int(a, "w0", i % 8 ? "add" : "try_sync",
+					&ta, &v);
+			W_ASSERT(w, st == TW_OK && v == (i % 8 ? i + 1 : 1),
+				 "call %d into w0: %s %" PRId64, i,
+				 tw_status_name(st), v);
+		}
+		atomic_store(&w->sh->flag[w->rank], 1);
+		W_ASSERT(w, h_wait_all(w->sh->flag, 1, 1, 30000),
+			 "w0 never finished");
+	}
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(lend, waiting_threads_run_the_loop, .timeout = 120)
+{
+	int no_lend = 0;
+	h_run_group(3, w_lend, &no_lend, NULL, 0);
+}
+
+Test(lend, no_lend_keeps_the_loop_on_its_thread, .timeout = 120)
+{
+	int no_lend = 1;
+	h_run_group(3, w_lend, &no_lend, NULL, 0);
 }
