@@ -856,8 +856,15 @@ static bool lend_drive(tw_future *f, void *ctx, uint64_t deadline_ns)
 	return done;
 }
 
+static void lend_get(void *ctx)
+{
+	struct agent_lend *d = ctx;
+	atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+}
+
 static const struct future_driver lend_driver = {
 	.drive = lend_drive,
+	.retain = lend_get,
 	.release = lend_put,
 };
 
@@ -866,7 +873,7 @@ void agent_lend_future(struct agent_loop *l, tw_future *f)
 	struct agent_lend *d = l->lend;
 	if (d == NULL)
 		return;
-	atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+	lend_get(d);
 	future_set_driver(f, &lend_driver, d);
 }
 

@@ -210,6 +210,14 @@ void future_set_driver(tw_future *f, const struct future_driver *d, void *ctx)
 	f->drv_ctx = ctx;
 }
 
+void future_share_driver(tw_future *dst, const tw_future *src)
+{
+	if (src == NULL || src->drv == NULL || dst->drv != NULL)
+		return;
+	src->drv->retain(src->drv_ctx);
+	future_set_driver(dst, src->drv, src->drv_ctx);
+}
+
 tw_future *tw_future_retain(tw_future *f)
 {
 	/* Relaxed: a new reference comes from one the caller holds, which

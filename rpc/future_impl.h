@@ -50,8 +50,13 @@ tw_status future_wait_all_with(tw_future *const *futs, size_t n,
  */
 struct future_driver {
 	bool (*drive)(tw_future *f, void *ctx, uint64_t deadline_ns);
+	void (*retain)(void *ctx);
 	void (*release)(void *ctx);
 };
 void future_set_driver(tw_future *f, const struct future_driver *d, void *ctx);
+
+/* dst, completed from src's completion (a callback of src), gets src's
+ * driver: its waiters poll what completes src. Before dst is shared. */
+void future_share_driver(tw_future *dst, const tw_future *src);
 
 #endif
