@@ -81,7 +81,10 @@ class RpcBackendOptions:
     "dpdk"; secret: the group's shared secret (or TW_SECRET); insecure:
     serve without one on non-loopback addresses (don't). num_loops: run
     loop threads of the agent; yield_loops: they yield the CPU while they
-    spin (default: a Python worker has more threads than cores).
+    spin (default: a Python worker has more threads than cores);
+    lend_loops: a thread waiting for a call's answer runs the run loop
+    itself meanwhile, so the call needs no hand-off between threads
+    (default; tensorwire's tw_agent_opts.no_lend, docs/python.md).
 
     transport_options: the transport's options, a dict keyed by the field
     names of its C options struct (include/tensorwire/uring.h, struct
@@ -125,7 +128,7 @@ class RpcBackendOptions:
                  rpc_timeout=DEFAULT_RPC_TIMEOUT_SEC,
                  init_method=DEFAULT_INIT_METHOD, transport=None,
                  secret=None, insecure=False, num_loops=1,
-                 init_timeout=60.0, yield_loops=True,
+                 init_timeout=60.0, yield_loops=True, lend_loops=True,
                  transport_options=None, **_ignored):
         if transport_options is not None:
             _C._check_transport_options(transport, transport_options)
@@ -142,6 +145,7 @@ class RpcBackendOptions:
         # worker threads besides them, more threads than cores (and the
         # benchmark measured no-op calls ~1.5x faster with it).
         self.yield_loops = yield_loops
+        self.lend_loops = lend_loops
 
 
 TensorPipeRpcBackendOptions = RpcBackendOptions
@@ -271,6 +275,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                     num_loops=o.num_loops, transport=o.transport,
                     secret=o.secret, insecure=o.insecure, serve=serve,
                     yield_loops=bool(getattr(o, "yield_loops", True)),
+                    lend_loops=bool(getattr(o, "lend_loops", True)),
                     transport_options=getattr(o, "transport_options",
                                               None))
         except _C.RemoteError as e:  # as torch: a RuntimeError, said why
