@@ -157,7 +157,13 @@ struct tw_loop {
 	/* After a borrower leaves, the loop's thread stays parked until
 	 * this (tw_now_ns), unless kicked (see LINGER_NS). */
 	_Atomic uint64_t linger_until;
+	/* The last borrower's thread (the address of its tls_me). */
+	_Atomic uintptr_t borrower;
 };
+
+/* A thread's identity for tw_loop_lent_to_me: the address of its own
+ * copy of this (no syscall, unlike gettid). */
+static _Thread_local char tls_me;
 
 static inline void count(_Atomic uint64_t *c, uint64_t n)
 {
@@ -975,6 +981,10 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 	if (!atomic_load_explicit(&l->threaded, memory_order_acquire))
 		return false;
 	atomic_fetch_add_explicit(&l->want, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&l->borrower, memory_order_relaxed) !=
+	    (uintptr_t)&tls_me)
+		atomic_store_explicit(&l->borrower, (uintptr_t)&tls_me,
+				      memory_order_relaxed);
 	bool got = false;
 	uint64_t t0 = tw_now_ns();
 	for (unsigned i = 1;; i++) {
@@ -1046,6 +1056,12 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 	if (kick || !tw_ring_empty(l->ring))
 		loop_kick(l);
 	return done(arg);
+}
+
+bool tw_loop_lent_to_me(const tw_loop *l)
+{
+	return atomic_load_explicit(&l->borrower, memory_order_relaxed) ==
+	       (uintptr_t)&tls_me;
 }
 
 static void *loop_main(void *arg)

@@ -141,6 +141,11 @@ bool tw_loop_poll_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			  uint64_t deadline_ns);
 
+/* Whether the calling thread is the last that borrowed l: most likely
+ * the next to wait on it, as a caller that pipelines calls is (a post of
+ * its may then be tw_loop_post_lazy). */
+bool tw_loop_lent_to_me(const tw_loop *l);
+
 /* True while an iteration runs (loop thread only): a caller reached from
  * a message, poller, completion or timer callback. */
 bool tw_loop_in_poll(const tw_loop *l);

@@ -434,6 +434,22 @@ tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
 			  const tw_value *args, const tw_value *kwargs,
 			  int64_t timeout_ms, tw_future **out);
 
+/* Flags of tw_rpc_async_ex. */
+enum {
+	/* The caller waits for the future next (tw_future_wait,
+	 * tw_agent_wait), as tw_rpc_sync does. On a loop lent to its
+	 * waiters (tw_agent_opts.no_lend) that wait then sends the call,
+	 * and the loop's thread, parked after an earlier wait, is not woken
+	 * for it. A call so flagged that nobody waits for still leaves, once
+	 * that thread's linger ends (under 1 ms). */
+	TW_CALL_WAITED = 1u << 0,
+};
+
+/* tw_rpc_async_id with flags (TW_CALL_*; others: TW_EINVAL). */
+tw_status tw_rpc_async_ex(tw_agent *a, uint32_t to, const char *fn,
+			  const tw_value *args, const tw_value *kwargs,
+			  int64_t timeout_ms, unsigned flags, tw_future **out);
+
 /*
  * tw_rpc_async then wait; *result gets an owned copy of the value. On
  * failure returns its kind, records its reason (tw_errmsg) and, if err is

@@ -328,15 +328,18 @@ struct pycall {
 	int64_t ms;
 	tw_value args, kwargs;
 	int mode;
+	unsigned flags; /* TW_CALL_* */
 };
 
 static tw_agent *parse_call(PyObject *args, struct pycall *c)
 {
 	long long to, ms;
 	PyObject *pa, *pk;
-	if (!PyArg_ParseTuple(args, "LsO!OL", &to, &c->fn, &PyTuple_Type, &pa,
-			      &pk, &ms))
+	int waited = 0;
+	if (!PyArg_ParseTuple(args, "LsO!OL|p", &to, &c->fn, &PyTuple_Type, &pa,
+			      &pk, &ms, &waited))
 		return NULL;
+	c->flags = waited ? TW_CALL_WAITED : 0;
 	if (to < 0 || to > UINT32_MAX) {
 		twpy_raise(TW_ENOENT, "no worker with that id",
 			   twpy_self_id(twpy_agent));
@@ -396,14 +399,15 @@ static int await_room(tw_agent *a, struct pycall *c, tw_future **f,
 		else
 			usleep(n < 64 ? 20 : 200);
 		Py_END_ALLOW_THREADS;
-		*st = tw_rpc_async_id(a, c->to, c->fn, &c->args, &c->kwargs,
-				      left, f);
+		*st = tw_rpc_async_ex(a, c->to, c->fn, &c->args, &c->kwargs,
+				      left, c->flags, f);
 	}
 	return 0;
 }
 
-/* rpc_async(to_id, fn, args_tuple, kwargs_dict_or_None, timeout_ms)
- * -> CFuture */
+/* rpc_async(to_id, fn, args_tuple, kwargs_dict_or_None, timeout_ms,
+ *           waited=False) -> CFuture; waited: the caller waits for it
+ * next (rpc_sync: TW_CALL_WAITED) */
 static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 {
 	(void)self;
@@ -412,8 +416,8 @@ static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 	if (a == NULL)
 		return NULL;
 	tw_future *f;
-	tw_status st = tw_rpc_async_id(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
-				       &f);
+	tw_status st = tw_rpc_async_ex(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
+				       c.flags, &f);
 	int waited = st == TW_ENOSPC ? await_room(a, &c, &f, &st) : 0;
 	tw_value_destroy(&c.args);
 	tw_value_destroy(&c.kwargs);

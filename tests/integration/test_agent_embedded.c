@@ -727,6 +727,25 @@ static void *lend_th_main(void *p)
 			return NULL;
 		}
 	}
+	/* The same, announced as waited for (the wait sends each call). */
+	tw_worker_info to;
+	tw_agent_worker_info(t->a, t->to, &to);
+	for (int i = 0; i < 300; i++) {
+		tw_value aa[2] = {tw_value_int(i), tw_value_int(6)};
+		tw_value ta = H_TUPLE(aa);
+		tw_future *f;
+		tw_status st = tw_rpc_async_ex(t->a, to.id, "add", &ta, NULL,
+					       -1, TW_CALL_WAITED, &f);
+		if (st == TW_OK)
+			st = tw_future_wait(f, 10000);
+		const tw_value *v = st == TW_OK ? tw_future_value(f) : NULL;
+		if (v == NULL || v->u.i != i + 6) {
+			fprintf(stderr, "[%s] waited add %d on %s: %s\n",
+				h_names[w->rank], i, t->to, tw_status_name(st));
+			return NULL;
+		}
+		tw_future_release(f);
+	}
 	t->rc = 0;
 	return NULL;
 }
@@ -742,6 +761,12 @@ static int w_lend(struct h_worker *w)
 	tw_status st = h_agent_init(&o, &a);
 	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
 	if (w->rank == 0) {
+		tw_future *bad = NULL;
+		st = tw_rpc_async_ex(a, 1, "add", NULL, NULL, -1, 0x80, &bad);
+		W_ASSERT(w,
+			 st == TW_EINVAL && bad == NULL &&
+				 strstr(tw_errmsg(st), "0x80") != NULL,
+			 "unknown flag: %s", tw_status_name(st));
 		/* Every kind of wait, from the thread that made the agent. */
 		if (e_calls(w, a, "w1") != 0 || e_calls(w, a, "w0") != 0)
 			return 1;

@@ -443,8 +443,9 @@ def _builtins_match(func, args, kwargs):
     return _builtins_match(func, args, kwargs)
 
 
-def _start(to, func, args, kwargs, timeout):
-    """Send the call: (its C future, map of its outcome or None)."""
+def _start(to, func, args, kwargs, timeout, waited=False):
+    """Send the call: (its C future, map of its outcome or None). waited:
+    the caller waits for it next (rpc_sync), and that wait sends it."""
     # The common case first, without _plan: a plain function called
     # without arguments, whose pickle is cached.
     if not args and not kwargs and type(func) is types.FunctionType:
@@ -453,14 +454,15 @@ def _start(to, func, args, kwargs, timeout):
             wid = _ids.get(to) if type(to) is str else None
             try:
                 cf = _C.rpc_async(_to_id(to) if wid is None else wid,
-                                  UDF_FN, (data, []), None, _ms(timeout))
+                                  UDF_FN, (data, []), None, _ms(timeout),
+                                  waited)
             except _C.RemoteError as e:
                 from tensorwire.rpc import _raise_remote
                 _raise_remote(e.args)
             return cf, _unwrap_result
     qual, a, k, mapper = _plan(func, args, kwargs)
     try:
-        cf = _C.rpc_async(_to_id(to), qual, a, k, _ms(timeout))
+        cf = _C.rpc_async(_to_id(to), qual, a, k, _ms(timeout), waited)
     except _C.RemoteError as e:
         from tensorwire.rpc import _raise_remote
         _raise_remote(e.args)
@@ -475,7 +477,7 @@ def rpc_async(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
 
 def rpc_sync(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
     """Call func on worker `to` and wait for its result."""
-    cf, mapper = _start(to, func, args, kwargs, timeout)
+    cf, mapper = _start(to, func, args, kwargs, timeout, True)
     cf.wait(-1)
     ok, out = cf.outcome()
     if mapper is not None:
