@@ -157,8 +157,12 @@ struct tw_loop {
 	/* After a borrower leaves, the loop's thread stays parked until
 	 * this (tw_now_ns), unless kicked (see LINGER_NS). */
 	_Atomic uint64_t linger_until;
-	/* The last borrower's thread (the address of its tls_me). */
+	/* The last borrower's thread (the address of its tls_me), and the
+	 * one polling the loop now (0: none). */
 	_Atomic uintptr_t borrower;
+	_Atomic uintptr_t borrowing;
+	/* tw_loop_reclaim: no more lending; borrowers leave. */
+	_Atomic bool reclaimed;
 };
 
 /* A thread's identity for tw_loop_lent_to_me: the address of its own
@@ -845,6 +849,11 @@ static void drive_take(tw_loop *l)
 				&l->park_seq, memory_order_seq_cst);
 			atomic_store_explicit(&l->parked, 1,
 					      memory_order_seq_cst);
+			/* want again, after parked: a borrower that left
+			 * since (lingering, no kick) and a poster that saw us
+			 * not parked yet leave their message to this look. */
+			w = atomic_load_explicit(&l->want,
+						 memory_order_seq_cst);
 			if (atomic_load_explicit(&l->kicked,
 						 memory_order_seq_cst) != 0 ||
 			    (w == 0 && !tw_ring_empty(l->ring))) {
@@ -969,16 +978,58 @@ static uint64_t wheel_deadline(const tw_loop *l)
 	return sat_add(l->now, tw_timer_wheel_next(&l->wheel, l->now));
 }
 
+static bool loop_closing(const tw_loop *l)
+{
+	return atomic_load_explicit(&l->stop, memory_order_relaxed) ||
+	       atomic_load_explicit(&l->reclaimed, memory_order_relaxed);
+}
+
+/* How long a borrower gives the loop's thread to leave its ring, and
+ * after how long it yields the CPU while it waits. */
+#define OUT_OF_RING_NS 200000u
+#define BORROW_TAKE_HOT_NS 2000u
+
+/*
+ * Under drive: the loop's thread must not be asleep in its ring while we
+ * poll. There (DEFER_TASKRUN) the kernel runs the ring's deferred work,
+ * a multishot recv's reads among it, concurrently with our direct reads
+ * of the same socket: bytes came out of order (a reviewer's stress test,
+ * TW_EPROTO in 5 runs of 8). It cannot go back to sleep while we hold
+ * drive (the sleep is prepared under it), so once it is out it stays
+ * out. Wake it (it then parks, as we hold drive) and wait for that; false
+ * if it takes too long.
+ */
+static bool owner_out_of_ring(tw_loop *l)
+{
+	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst) == 0)
+		return true;
+	wake(l);
+	uint64_t t0 = tw_now_ns();
+	for (unsigned i = 1;
+	     atomic_load_explicit(&l->sleeping, memory_order_seq_cst) != 0;
+	     i++) {
+		cpu_relax();
+		if ((i & 31) == 0) {
+			uint64_t t = tw_now_ns() - t0;
+			if (t >= OUT_OF_RING_NS)
+				return false;
+			if (t >= BORROW_TAKE_HOT_NS)
+				sched_yield(); /* it may need our CPU */
+		}
+	}
+	return true;
+}
+
 /* How long a borrower waits for the loop's thread to let drive go. */
 #define BORROW_TAKE_NS 20000u
-#define BORROW_TAKE_HOT_NS 2000u
 
 bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			  uint64_t deadline_ns)
 {
 	if (done(arg))
 		return true;
-	if (!atomic_load_explicit(&l->threaded, memory_order_acquire))
+	if (!atomic_load_explicit(&l->threaded, memory_order_acquire) ||
+	    atomic_load_explicit(&l->reclaimed, memory_order_acquire))
 		return false;
 	atomic_fetch_add_explicit(&l->want, 1, memory_order_seq_cst);
 	if (atomic_load_explicit(&l->borrower, memory_order_relaxed) !=
@@ -1014,15 +1065,18 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 		 * TASKRUN_FLAG we could not tell when the kernel holds
 		 * completions for the loop's thread: no lending. */
 		if (l->uring_state != URING_NONE && !l->get_events_always &&
-		    !atomic_load_explicit(&l->stop, memory_order_relaxed) &&
+		    !loop_closing(l) && owner_out_of_ring(l) &&
 		    !owner_work(l)) {
 			uint64_t next0 = wheel_deadline(l);
 			l->lent = true;
+			atomic_store_explicit(&l->borrowing, (uintptr_t)&tls_me,
+					      memory_order_relaxed);
 			count(&l->lends, 1);
 			uint64_t idle_since = tw_now_ns();
 			while (!done(arg)) {
 				int work = tw_loop_poll_once(l);
-				if (owner_work(l) || done(arg))
+				if (owner_work(l) || done(arg) ||
+				    loop_closing(l))
 					break;
 				uint64_t now = tw_now_ns();
 				if (now >= deadline_ns)
@@ -1034,6 +1088,8 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 				else if (l->yield)
 					sched_yield();
 			}
+			atomic_store_explicit(&l->borrowing, 0,
+					      memory_order_relaxed);
 			l->lent = false;
 			/* A timer due before the sleep the loop's thread may
 			 * be in was computed for: it must look again now. */
@@ -1056,6 +1112,15 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 	if (kick || !tw_ring_empty(l->ring))
 		loop_kick(l);
 	return done(arg);
+}
+
+void tw_loop_reclaim(tw_loop *l)
+{
+	atomic_store_explicit(&l->reclaimed, true, memory_order_seq_cst);
+	/* Borrowers see it after their current iteration; one waiting for
+	 * drive gives up within BORROW_TAKE_NS. */
+	while (atomic_load_explicit(&l->want, memory_order_seq_cst) != 0)
+		sched_yield();
 }
 
 bool tw_loop_lent_to_me(const tw_loop *l)
@@ -1109,8 +1174,10 @@ tw_status tw_loop_stop(tw_loop *l)
 {
 	if (!l->started)
 		return TW_OK;
-	if (pthread_equal(l->thread, pthread_self()))
-		return TW_EINVAL; /* would join itself */
+	if (pthread_equal(l->thread, pthread_self()) ||
+	    atomic_load_explicit(&l->borrowing, memory_order_relaxed) ==
+		    (uintptr_t)&tls_me)
+		return TW_EINVAL; /* would join itself, or wait for itself */
 	atomic_store_explicit(&l->threaded, false, memory_order_release);
 	atomic_store_explicit(&l->stop, true, memory_order_seq_cst);
 	/* Unconditional: stop is rare, and the eventfd counter makes the

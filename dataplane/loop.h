@@ -90,7 +90,8 @@ tw_status tw_loop_create(const struct tw_loop_opts *o, tw_loop **out);
  * polled in embedded mode): the ring is bound to one thread for life. */
 tw_status tw_loop_start(tw_loop *l);
 
-/* Ask the loop thread to stop and join it. From any other thread. */
+/* Ask the loop thread to stop and join it. From any other thread (from
+ * the loop's thread, or a borrower inside it: TW_EINVAL). */
 tw_status tw_loop_stop(tw_loop *l);
 
 /* Free the loop. Its thread must be stopped; pollers must be removed. */
@@ -140,6 +141,12 @@ bool tw_loop_poll_until(tw_loop *l, bool (*done)(void *arg), void *arg,
  */
 bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			  uint64_t deadline_ns);
+
+/* No more lending of l: new borrows return false at once, borrowers in
+ * it leave after their current iteration; returns once none is left.
+ * Not from a borrower of l. For an owner about to run work only its own
+ * thread may do (a transport's destroy enters the ring). */
+void tw_loop_reclaim(tw_loop *l);
 
 /* Whether the calling thread is the last that borrowed l: most likely
  * the next to wait on it, as a caller that pipelines calls is (a post of

@@ -889,14 +889,15 @@ static tw_status lend_open(struct agent_loop *l)
 	return TW_OK;
 }
 
-/* No waiter polls l from now on: wait for those inside to leave (their
- * futures are done by now, or they give up within spin_ns). */
+/* No waiter polls l from now on: those inside leave after their current
+ * iteration (tw_loop_reclaim), whether their futures are done or not. */
 static void lend_close(struct agent_loop *l)
 {
 	struct agent_lend *d = l->lend;
 	if (d == NULL)
 		return;
 	atomic_store_explicit(&d->closed, true, memory_order_seq_cst);
+	tw_loop_reclaim(l->loop);
 	while (atomic_load_explicit(&d->users, memory_order_seq_cst) != 0)
 		sched_yield();
 	l->lend = NULL;
@@ -933,6 +934,12 @@ static void stop_executor(tw_agent *a)
 
 static void agent_free(tw_agent *a)
 {
+	/* The loops are their threads' alone from here: the teardown below
+	 * runs on them, and a transport's destroy enters the ring, which a
+	 * waiter running the loop must not (lend_close, tw_loop_reclaim). A
+	 * waiter still waiting then waits as on an unlent loop. */
+	for (uint32_t i = 0; a->loops != NULL && i < a->nloops; i++)
+		lend_close(&a->loops[i]);
 	/* No more blocking handlers: the queued ones run to their end first
 	 * (executor_stop), a late one is dropped and answered. */
 	stop_executor(a);
@@ -978,7 +985,6 @@ static void agent_free(tw_agent *a)
 	}
 	for (uint32_t i = 0; a->loops != NULL && i < a->nloops; i++) {
 		struct agent_loop *l = &a->loops[i];
-		lend_close(l);
 		if (l->started)
 			tw_loop_stop(l->loop);
 		if (l->loop != NULL)

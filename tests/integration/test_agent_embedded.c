@@ -827,3 +827,129 @@ Test(lend, no_lend_keeps_the_loop_on_its_thread, .timeout = 120)
 	int no_lend = 1;
 	h_run_group(3, w_lend, &no_lend, NULL, 0);
 }
+
+/* Pipelined echoes of mixed sizes from four threads of w0, each batch's
+ * last call flagged TW_CALL_WAITED, while w1 and w2 call into w0, every
+ * byte checked. With spin_ns 0 every loop sleeps in its ring at once:
+ * a waiter that ran the loop beside its sleeping thread read a socket
+ * while that thread's ring read it too, and bytes came out of order
+ * (a reviewer's stress test: TW_EPROTO in 5 of 8 runs). */
+struct order_th {
+	tw_agent *a;
+	uint32_t to;
+	int seed;
+	int rc;
+};
+
+static void *order_th_main(void *p)
+{
+	struct order_th *t = p;
+	t->rc = 1;
+	unsigned s = (unsigned)t->seed * 2654435761u + 1;
+	char *b = malloc(70000);
+	if (b == NULL)
+		return NULL;
+	uint64_t end = h_now_ms() + 4000;
+	for (int n = 0; h_now_ms() < end; n++) {
+		tw_future *f[8];
+		size_t len[8];
+		uint8_t tag[8];
+		int k = 1 + (int)((s >> 7) % 8);
+		for (int j = 0; j < k; j++) {
+			s = s * 1103515245u + 12345u;
+			len[j] = 1 + (s >> 8) % ((s & 1) ? 60000 : 300);
+			tag[j] = (uint8_t)(s >> 3);
+			memset(b, tag[j], len[j]);
+			tw_value aa[1] = {tw_value_bytes_borrow(b, len[j])};
+			tw_value ta = H_TUPLE(aa);
+			tw_status st = tw_rpc_async_ex(
+				t->a, t->to, "echo", &ta, NULL, 10000,
+				j == k - 1 ? TW_CALL_WAITED : 0, &f[j]);
+			if (st != TW_OK) {
+				fprintf(stderr, "async: %s\n", tw_errmsg(st));
+				free(b);
+				return NULL;
+			}
+		}
+		for (int j = k - 1; j >= 0; j--) {
+			tw_status st = tw_future_wait(f[j], 10000);
+			const tw_value *v = st == TW_OK ? tw_future_value(f[j])
+							: NULL;
+			bool ok = v != NULL && v->kind == TW_KIND_BYTES &&
+				  v->len == len[j];
+			for (size_t i = 0; ok && i < len[j]; i++)
+				ok = (uint8_t)v->u.str[i] == tag[j];
+			if (!ok) {
+				fprintf(stderr,
+					"echo %d/%d (%zu bytes): %s %s\n", n, j,
+					len[j], tw_status_name(st),
+					st != TW_OK ? tw_errmsg(st)
+						    : "bad bytes");
+				free(b);
+				return NULL;
+			}
+			tw_future_release(f[j]);
+		}
+	}
+	free(b);
+	t->rc = 0;
+	return NULL;
+}
+
+static int w_order(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.spin_ns = (uint64_t)(intptr_t)w->arg;
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		struct order_th th[4];
+		pthread_t tid[4];
+		for (int i = 0; i < 4; i++) {
+			th[i] = (struct order_th){
+				.a = a, .to = 1 + (uint32_t)(i & 1), .seed = i};
+			pthread_create(&tid[i], NULL, order_th_main, &th[i]);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(tid[i], NULL);
+			W_ASSERT(w, th[i].rc == 0, "thread %d failed", i);
+		}
+		atomic_store(&w->sh->flag[0], 1);
+	} else {
+		char *b = malloc(40000);
+		W_ASSERT(w, b != NULL, "malloc");
+		for (int i = 0; !atomic_load(&w->sh->flag[0]); i++) {
+			size_t len = 1 + (size_t)(i * 7919) % 40000;
+			memset(b, (uint8_t)i, len);
+			tw_value aa[1] = {tw_value_bytes_borrow(b, len)};
+			tw_value ta = H_TUPLE(aa);
+			tw_value r, e;
+			st = tw_rpc_sync(a, "w0", "echo", &ta, NULL, 10000, &r,
+					 &e);
+			bool ok = st == TW_OK && r.kind == TW_KIND_BYTES &&
+				  r.len == len;
+			for (size_t j = 0; ok && j < len; j++)
+				ok = (uint8_t)r.u.str[j] == (uint8_t)i;
+			tw_value_destroy(&r);
+			tw_value_destroy(&e);
+			W_ASSERT(w, ok, "call %d into w0: %s", i,
+				 tw_status_name(st));
+		}
+		free(b);
+	}
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(lend, bytes_stay_in_order_with_sleeping_loops, .timeout = 120)
+{
+	h_run_group(3, w_order, (void *)(intptr_t)0, NULL, 0);
+}
+
+Test(lend, bytes_stay_in_order_with_spinning_loops, .timeout = 120)
+{
+	h_run_group(3, w_order, (void *)(intptr_t)20000, NULL, 0);
+}

@@ -1119,6 +1119,98 @@ Test(loop_lend, many_borrowers_one_holder)
 	tw_loop_destroy(l);
 }
 
+/* A callback that stops its loop: refused on the loop's thread, and on a
+ * borrower too (it would join a thread parked for it: a reviewer's
+ * reproducer deadlocked here). */
+struct stop_msg {
+	struct tw_loop_msg m;
+	tw_loop *l;
+	pthread_t ran_on;
+	_Atomic int done;
+	tw_status st;
+};
+
+static void stop_run(struct tw_loop_msg *m)
+{
+	struct stop_msg *s = container_of(m, struct stop_msg, m);
+	s->ran_on = pthread_self();
+	s->st = tw_loop_stop(s->l);
+	atomic_store(&s->done, 1);
+}
+
+Test(loop_lend, stop_from_a_borrower_is_refused)
+{
+	struct tw_loop_opts o;
+	tw_loop_opts_init(&o, sizeof(o));
+	o.spin_ns = UINT64_MAX;
+	tw_loop *l = make_loop(&o);
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	struct flag_msg first;
+	flag_init(&first, l);
+	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
+	cr_assert(wait_flag(&first.done, 2 * SEC));
+	int on_borrower = 0, on_loop = 0;
+	for (int i = 0; i < 200 && on_borrower < 3; i++) {
+		struct stop_msg sm = {.m = {.fn = stop_run}, .l = l};
+		cr_assert_eq(tw_loop_post_lazy(l, &sm.m), TW_OK);
+		(void)tw_loop_borrow_until(l, flag_done, &sm.done,
+					   mono_ns() + 2 * SEC);
+		cr_assert(wait_flag(&sm.done, 2 * SEC), "round %d: stuck", i);
+		cr_assert_eq(sm.st, TW_EINVAL, "round %d: %s", i,
+			     tw_status_name(sm.st));
+		if (pthread_equal(sm.ran_on, pthread_self()))
+			on_borrower++;
+		else
+			on_loop++;
+	}
+	cr_assert_geq(on_borrower, 1,
+		      "never ran on the borrower (%d on the "
+		      "loop)",
+		      on_loop);
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	tw_loop_destroy(l);
+}
+
+/* tw_loop_reclaim sends a borrower whose wait is far from over back to
+ * waiting without the loop (spin_ns: never idle out), and refuses new
+ * ones; the loop's thread runs the loop again. */
+static void *reclaim_later(void *arg)
+{
+	usleep(50000);
+	tw_loop_reclaim(arg);
+	return NULL;
+}
+
+Test(loop_lend, reclaim_sends_borrowers_away)
+{
+	struct tw_loop_opts o;
+	tw_loop_opts_init(&o, sizeof(o));
+	o.spin_ns = UINT64_MAX;
+	tw_loop *l = make_loop(&o);
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	struct flag_msg first;
+	flag_init(&first, l);
+	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
+	cr_assert(wait_flag(&first.done, 2 * SEC));
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, reclaim_later, l), 0);
+	_Atomic int never = 0;
+	uint64_t t = mono_ns();
+	cr_assert(!tw_loop_borrow_until(l, flag_done, &never, t + 60 * SEC));
+	cr_assert_lt(mono_ns() - t, 10 * SEC, "left when reclaimed");
+	pthread_join(th, NULL);
+	cr_assert(!tw_loop_borrow_until(l, flag_done, &never,
+					mono_ns() + 60 * SEC),
+		  "refused at once after");
+	struct flag_msg f;
+	flag_init(&f, l);
+	cr_assert_eq(tw_loop_post(l, &f.m), TW_OK);
+	cr_assert(wait_flag(&f.done, 2 * SEC));
+	cr_assert(f.on_thread);
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	tw_loop_destroy(l);
+}
+
 /* --------------------------------------------------------- embedded mode */
 
 struct delayed_post {
