@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,6 +120,14 @@ struct tw_loop {
 	/* The thread of tw_loop_start; touched by the controlling thread. */
 	pthread_t thread;
 	bool started;
+	_Atomic bool threaded; /* started: borrowers may come (read by them) */
+
+	/* Holder of drive only (tw_loop_borrow_until): the holder is a
+	 * borrower, which must not enter the ring (its thread is not the
+	 * one the ring is bound to); need_owner: it left the loop's thread
+	 * work only that thread can do (SQEs to submit). */
+	bool lent;
+	bool need_owner;
 	char name[NAME_LEN];
 
 	/* Read by every poster: on its own line so that the loop's hot
@@ -127,7 +137,37 @@ struct tw_loop {
 	_Atomic bool stop;
 	int efd;
 	_Atomic uint64_t wakeups_posted;
+
+	/*
+	 * Lending (threaded loops). Whoever runs iterations holds drive: the
+	 * loop's thread, or a borrower, a thread waiting for something only
+	 * this loop can complete that polls the loop itself meanwhile
+	 * (tw_loop_borrow_until). want counts borrowers that wait for drive
+	 * or hold it; the loop's thread, seeing it non-zero between two
+	 * iterations, lets drive go and parks (drive_take) until they are
+	 * gone and a short linger has passed. It holds no drive while
+	 * asleep in the kernel either.
+	 */
+	_Atomic uint32_t want;
+	_Atomic uint32_t drive;    /* 0 free, 1 held */
+	_Atomic uint32_t parked;   /* the loop's thread waits in park() */
+	_Atomic uint32_t kicked;   /* it must look at the loop now */
+	_Atomic uint32_t park_seq; /* futex word of park(): kicks bump it */
+	_Atomic uint64_t lends;    /* borrows that polled (statistics) */
+	/* After a borrower leaves, the loop's thread stays parked until
+	 * this (tw_now_ns), unless kicked (see LINGER_NS). */
+	_Atomic uint64_t linger_until;
+	/* The last borrower's thread (the address of its tls_me), and the
+	 * one polling the loop now (0: none). */
+	_Atomic uintptr_t borrower;
+	_Atomic uintptr_t borrowing;
+	/* tw_loop_reclaim: no more lending; borrowers leave. */
+	_Atomic bool reclaimed;
 };
+
+/* A thread's identity for tw_loop_lent_to_me: the address of its own
+ * copy of this (no syscall, unlike gettid). */
+static _Thread_local char tls_me;
 
 static inline void count(_Atomic uint64_t *c, uint64_t n)
 {
@@ -140,6 +180,15 @@ static inline void count(_Atomic uint64_t *c, uint64_t n)
 static inline uint64_t sat_add(uint64_t a, uint64_t b)
 {
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
 }
 
 uint64_t tw_clock_monotonic(void *ctx)
@@ -342,6 +391,13 @@ struct io_uring_sqe *tw_loop_sqe(tw_loop *l)
 	struct io_uring *r = tw_loop_uring(l);
 	if (r == NULL)
 		return NULL;
+	if (__builtin_expect(l->lent, 0)) {
+		/* A borrower may fill SQEs but not submit them: the loop's
+		 * thread will, once the borrower sees need_owner and gives
+		 * the loop back. Full: NULL, as a refused ring. */
+		l->need_owner = true;
+		return io_uring_get_sqe(r);
+	}
 	struct io_uring_sqe *sqe = io_uring_get_sqe(r);
 	if (__builtin_expect(sqe == NULL, 0)) {
 		/* Full: hand what is queued to the kernel to make room. */
@@ -370,8 +426,11 @@ static int reap(tw_loop *l)
 	 * TASKRUN_FLAG (DEFER or COOP) the kernel tells us through sq flags
 	 * whether there is any, and an overflowed CQ must be flushed too. */
 	unsigned kflags = IO_URING_READ_ONCE(*ring->sq.kflags);
-	if (l->get_events_always ||
-	    (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+	/* A borrower may take what the CQ holds (plain memory), but not
+	 * enter the ring: owner_work sends it away when there is more. */
+	if (!l->lent &&
+	    (l->get_events_always ||
+	     (kflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))))
 		io_uring_get_events(ring);
 
 	int work = 0;
@@ -438,10 +497,18 @@ int tw_loop_poll_once(tw_loop *l)
 
 	int reaped = 0;
 	if (l->uring_state == URING_READY) {
-		/* SQEs prepared by messages and pollers leave together. */
-		if (io_uring_sq_ready(&l->uring) != 0)
+		/* SQEs prepared by messages and pollers leave together (a
+		 * borrower's wait for the loop's thread: owner_work). */
+		if (!l->lent && io_uring_sq_ready(&l->uring) != 0)
 			io_uring_submit(&l->uring);
-		reaped = reap(l);
+		/* Not under the loop's thread asleep in the ring: it waits
+		 * for the CQ to hold a completion, and one a borrower took
+		 * (the eventfd read's, say) would leave it waiting for a
+		 * wake nothing can deliver any more. It leaves the ring once
+		 * it sees the completion, and parks: reaped then. */
+		if (!l->lent || atomic_load_explicit(&l->sleeping,
+						     memory_order_seq_cst) == 0)
+			reaped = reap(l);
 		work += reaped;
 	}
 
@@ -460,7 +527,7 @@ int tw_loop_poll_once(tw_loop *l)
 	 */
 	if ((reaped | (int)fired) != 0) {
 		work += run_pollers(l);
-		if (l->uring_state == URING_READY &&
+		if (l->uring_state == URING_READY && !l->lent &&
 		    io_uring_sq_ready(&l->uring) != 0)
 			io_uring_submit(&l->uring);
 	}
@@ -495,7 +562,9 @@ tw_status tw_loop_post_own(tw_loop *l, struct tw_loop_msg *m)
 	return TW_OK;
 }
 
-tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m)
+static void loop_kick(tw_loop *l);
+
+static tw_status post(tw_loop *l, struct tw_loop_msg *m, bool lazy)
 {
 	if (tw_loop_post_own(l, m) != TW_OK)
 		return TW_ENOSPC;
@@ -512,7 +581,24 @@ tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m)
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst))
 		wake(l);
+	/* Parked after a borrower left (lingering), with no borrower back:
+	 * our message would wait out the linger. The same fence orders our
+	 * enqueue before these loads (the borrower's side: its leave). */
+	else if (!lazy &&
+		 atomic_load_explicit(&l->parked, memory_order_seq_cst) != 0 &&
+		 atomic_load_explicit(&l->want, memory_order_seq_cst) == 0)
+		loop_kick(l);
 	return TW_OK;
+}
+
+tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m)
+{
+	return post(l, m, false);
+}
+
+tw_status tw_loop_post_lazy(tw_loop *l, struct tw_loop_msg *m)
+{
+	return post(l, m, true);
 }
 
 /* Sleep with no io_uring: ppoll on the eventfd, then drain it. */
@@ -534,7 +620,10 @@ static void sleep_ppoll(tw_loop *l, uint64_t ns)
 /* Sleep until a post, a completion, the next timer or max_ns (real time,
  * UINT64_MAX = no limit), whichever comes first. Returns at once when work
  * is already waiting. */
-static void sleep_once(tw_loop *l, uint64_t max_ns)
+static void drive_take(tw_loop *l);
+static void drive_give(tw_loop *l);
+
+static void sleep_once(tw_loop *l, uint64_t max_ns, bool drop)
 {
 	uint64_t ns = tw_timer_wheel_next(&l->wheel, l->now);
 	if (max_ns < ns)
@@ -566,6 +655,8 @@ static void sleep_once(tw_loop *l, uint64_t max_ns)
 		p->idle(p->arg);
 	count(&l->st.sleeps, 1);
 	if (l->uring_state != URING_READY) {
+		if (drop)
+			drive_give(l);
 		sleep_ppoll(l, ns);
 	} else {
 		if (!l->efd_armed) {
@@ -587,15 +678,32 @@ static void sleep_once(tw_loop *l, uint64_t max_ns)
 			.tv_nsec = (long long)(ns % 1000000000u),
 		};
 		struct io_uring_cqe *cqe;
-		/* Submits whatever callbacks prepared since the last submit,
-		 * then waits for one CQE: -ETIME and -EINTR are just wakes. */
-		(void)io_uring_submit_and_wait_timeout(
-			&l->uring, &cqe, 1, ns == UINT64_MAX ? NULL : &ts,
-			NULL);
+		if (drop && (l->uring.features & IORING_FEAT_EXT_ARG)) {
+			/* A threaded loop sleeps without drive, so that a
+			 * borrower need not wake it to poll. What the SQ holds
+			 * goes first; the wait then touches only the CQ side,
+			 * which a borrower only reads (with EXT_ARG the timeout
+			 * is an argument, not an SQE). */
+			if (io_uring_sq_ready(&l->uring) != 0)
+				(void)io_uring_submit(&l->uring);
+			drive_give(l);
+			(void)io_uring_wait_cqe_timeout(
+				&l->uring, &cqe, ns == UINT64_MAX ? NULL : &ts);
+		} else {
+			drop = false;
+			/* Submits whatever callbacks prepared since the last
+			 * submit, then waits for one CQE: -ETIME and -EINTR
+			 * are just wakes. */
+			(void)io_uring_submit_and_wait_timeout(
+				&l->uring, &cqe, 1,
+				ns == UINT64_MAX ? NULL : &ts, NULL);
+		}
 	}
 	/* Relaxed: a poster that still sees 1 only spends a spare eventfd
 	 * write; one that sees 0 relies on our next poll, which follows. */
 	atomic_store_explicit(&l->sleeping, 0, memory_order_relaxed);
+	if (drop)
+		drive_take(l);
 }
 
 /* Real time for the idle policy: a fake loop clock must not stretch or
@@ -606,10 +714,9 @@ static inline uint64_t real_now(const tw_loop *l)
 					      : tw_clock_monotonic(NULL);
 }
 
-/* Poll until work (returns it), timeout_ns of real time passes, or (when
- * check_stop) a stop is requested; spin spin_ns after the last work, then
- * sleep. */
-static int wait_for_work(tw_loop *l, uint64_t timeout_ns, bool check_stop)
+/* Poll until work (returns it) or timeout_ns of real time passes; spin
+ * spin_ns after the last work, then sleep. */
+static int wait_for_work(tw_loop *l, uint64_t timeout_ns)
 {
 	uint64_t start = 0, deadline = UINT64_MAX;
 	bool first = true;
@@ -617,9 +724,6 @@ static int wait_for_work(tw_loop *l, uint64_t timeout_ns, bool check_stop)
 		int work = tw_loop_poll_once(l);
 		if (work > 0)
 			return work;
-		if (check_stop &&
-		    atomic_load_explicit(&l->stop, memory_order_relaxed))
-			return 0;
 		uint64_t now = real_now(l);
 		if (first) {
 			start = now;
@@ -635,14 +739,15 @@ static int wait_for_work(tw_loop *l, uint64_t timeout_ns, bool check_stop)
 				sched_yield();
 			continue;
 		}
-		sleep_once(l, deadline == UINT64_MAX ? UINT64_MAX
-						     : deadline - now);
+		sleep_once(l,
+			   deadline == UINT64_MAX ? UINT64_MAX : deadline - now,
+			   false);
 	}
 }
 
 int tw_loop_poll_wait(tw_loop *l, uint64_t timeout_ns)
 {
-	return wait_for_work(l, timeout_ns, false);
+	return wait_for_work(l, timeout_ns);
 }
 
 bool tw_loop_in_poll(const tw_loop *l)
@@ -681,8 +786,347 @@ bool tw_loop_poll_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			continue;
 		}
 		uint64_t ns = deadline - now;
-		sleep_once(l, ns < max_sleep_ns ? ns : max_sleep_ns);
+		sleep_once(l, ns < max_sleep_ns ? ns : max_sleep_ns, false);
 	}
+}
+
+/* ---- lending ------------------------------------------------------------ */
+
+/*
+ * How long the loop's thread stays parked after a borrower leaves, unless
+ * kicked (a post, work left for it). A caller making call after call
+ * borrows again within microseconds: waking the loop's thread at every
+ * leave, only to have it park again at the next borrow, cost two context
+ * switches a call (a threaded no-op call went from 17 to 27 us). The price
+ * is that what only a poll notices (bytes on a busy-polled connection,
+ * completions) waits up to this long after a borrow.
+ */
+#define LINGER_NS 50000u
+#define LINGER_MAX_NS 200000u
+
+/* Sleep on park_seq while it is seq, at most ns. */
+static void park(tw_loop *l, uint32_t seq, uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+			      .tv_nsec = (long)(ns % 1000000000u)};
+	(void)syscall(SYS_futex, (uint32_t *)&l->park_seq,
+		      FUTEX_WAIT | FUTEX_PRIVATE_FLAG, seq, &ts, NULL, 0);
+}
+
+/*
+ * The loop's thread takes drive (back). It parks while a borrower polls,
+ * and for LINGER_NS after one leaves, unless kicked: a borrower never
+ * wakes it on its way out (that wake, and the park at the next borrow,
+ * were two context switches a call: a threaded no-op call went from 17
+ * to 27 us), so a caller making call after call finds it still parked.
+ * Nothing wakes it at the linger's end either: arming a timer for that
+ * (timerfd_settime) costs ~9 us on these VMs (the guest programs its
+ * timer through the hypervisor), more than the call. So it parks with a
+ * timeout of its own, doubling from LINGER_NS to LINGER_MAX_NS while
+ * borrowers keep it parked: each such wake costs it ~10 us, and what only
+ * its polls notice (bytes on busy-polled connections, completions, timers)
+ * waits at most LINGER_MAX_NS past the last borrower's linger.
+ */
+static void drive_take(tw_loop *l)
+{
+	uint64_t park_ns = LINGER_NS;
+	for (;;) {
+		if (atomic_exchange_explicit(&l->kicked, 0,
+					     memory_order_seq_cst) != 0)
+			atomic_store_explicit(&l->linger_until, 0,
+					      memory_order_relaxed);
+		uint32_t w = atomic_load_explicit(&l->want,
+						  memory_order_seq_cst);
+		uint64_t until = atomic_load_explicit(&l->linger_until,
+						      memory_order_relaxed);
+		if (w != 0 || (until != 0 && tw_now_ns() < until)) {
+			/* Dekker with loop_kick (it raises kicked, bumps
+			 * park_seq, then reads parked) and with posters (they
+			 * enqueue, then read parked): we raise parked, then
+			 * look at both; a kick after that bumps park_seq, and
+			 * the futex returns at once. */
+			uint32_t seq = atomic_load_explicit(
+				&l->park_seq, memory_order_seq_cst);
+			atomic_store_explicit(&l->parked, 1,
+					      memory_order_seq_cst);
+			/* want again, after parked: a borrower that left
+			 * since (lingering, no kick) and a poster that saw us
+			 * not parked yet leave their message to this look. */
+			w = atomic_load_explicit(&l->want,
+						 memory_order_seq_cst);
+			if (atomic_load_explicit(&l->kicked,
+						 memory_order_seq_cst) != 0 ||
+			    (w == 0 && !tw_ring_empty(l->ring))) {
+				atomic_store_explicit(&l->parked, 0,
+						      memory_order_relaxed);
+				atomic_store_explicit(&l->linger_until, 0,
+						      memory_order_relaxed);
+				continue;
+			}
+			park(l, seq, park_ns);
+			atomic_store_explicit(&l->parked, 0,
+					      memory_order_relaxed);
+			if (park_ns < LINGER_MAX_NS)
+				park_ns *= 2;
+			continue;
+		}
+		uint32_t z = 0;
+		/* Acquire: what the last borrower did to the loop is ours. */
+		if (atomic_compare_exchange_weak_explicit(
+			    &l->drive, &z, 1, memory_order_acquire,
+			    memory_order_relaxed)) {
+			atomic_store_explicit(&l->linger_until, 0,
+					      memory_order_relaxed);
+			return;
+		}
+		cpu_relax();
+	}
+}
+
+/* Release: our iterations' writes are visible to the next holder. */
+static void drive_give(tw_loop *l)
+{
+	atomic_store_explicit(&l->drive, 0, memory_order_release);
+}
+
+/* The loop thread's life: iterations under drive; between two, drive goes
+ * to borrowers that want it; spin spin_ns after the last work, then sleep
+ * (without drive). */
+static void thread_run(tw_loop *l)
+{
+	uint64_t idle_since = 0;
+	bool idle = false;
+	drive_take(l);
+	/* Acquire: pairs with the seq_cst store in tw_loop_stop (whatever the
+	 * stopper did before is visible to our last iteration). */
+	while (!atomic_load_explicit(&l->stop, memory_order_acquire)) {
+		if (__builtin_expect(
+			    atomic_load_explicit(&l->want,
+						 memory_order_relaxed) != 0,
+			    0)) {
+			drive_give(l);
+			drive_take(l);
+			idle = false;
+			continue;
+		}
+		if (tw_loop_poll_once(l) > 0) {
+			idle = false;
+			continue;
+		}
+		uint64_t now = real_now(l);
+		if (!idle) {
+			idle = true;
+			idle_since = now;
+		}
+		if (now - idle_since < l->spin_ns) {
+			/* Another poller on this core (pitfall 9) gets the
+			 * CPU now rather than at the next scheduler tick. */
+			if (l->yield)
+				sched_yield();
+			continue;
+		}
+		sleep_once(l, UINT64_MAX, true);
+	}
+	drive_give(l);
+}
+
+/* Work a borrower must leave to the loop's thread: SQEs it prepared, and
+ * completions only that thread can have the kernel post (deferred task
+ * work, an overflowed CQ). What the CQ holds the borrower reaps. */
+static bool owner_work(tw_loop *l)
+{
+	if (l->need_owner)
+		return true;
+	if (l->uring_state != URING_READY)
+		return false;
+	if (io_uring_sq_ready(&l->uring) != 0)
+		return true;
+	/* Asleep in the ring, the loop's thread is woken by that work and
+	 * posts it before it comes for the loop (and parks, as we hold it):
+	 * keep polling meanwhile. */
+	return (IO_URING_READ_ONCE(*l->uring.sq.kflags) &
+		(IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0 &&
+	       atomic_load_explicit(&l->sleeping, memory_order_relaxed) == 0;
+}
+
+/* Wake the loop's thread wherever it waits: parked on want, or asleep on
+ * its ring. */
+static void loop_kick(tw_loop *l)
+{
+	atomic_store_explicit(&l->kicked, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&l->parked, memory_order_seq_cst) != 0) {
+		atomic_fetch_add_explicit(&l->park_seq, 1,
+					  memory_order_seq_cst);
+		(void)syscall(SYS_futex, (uint32_t *)&l->park_seq,
+			      FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL,
+			      0);
+	}
+	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst) != 0)
+		wake(l);
+}
+
+/* A borrower leaves without a kick: the loop's thread lingers parked. */
+static void linger(tw_loop *l)
+{
+	atomic_store_explicit(&l->linger_until, tw_now_ns() + LINGER_NS,
+			      memory_order_relaxed);
+}
+
+/* The earliest armed timer's deadline (loop clock), UINT64_MAX if none. */
+static uint64_t wheel_deadline(const tw_loop *l)
+{
+	return sat_add(l->now, tw_timer_wheel_next(&l->wheel, l->now));
+}
+
+static bool loop_closing(const tw_loop *l)
+{
+	return atomic_load_explicit(&l->stop, memory_order_relaxed) ||
+	       atomic_load_explicit(&l->reclaimed, memory_order_relaxed);
+}
+
+/* How long a borrower gives the loop's thread to leave its ring, and
+ * after how long it yields the CPU while it waits. */
+#define OUT_OF_RING_NS 200000u
+#define BORROW_TAKE_HOT_NS 2000u
+
+/*
+ * Under drive: the loop's thread must not be asleep in its ring while we
+ * poll. There (DEFER_TASKRUN) the kernel runs the ring's deferred work,
+ * a multishot recv's reads among it, concurrently with our direct reads
+ * of the same socket: bytes came out of order (a reviewer's stress test,
+ * TW_EPROTO in 5 runs of 8). It cannot go back to sleep while we hold
+ * drive (the sleep is prepared under it), so once it is out it stays
+ * out. Wake it (it then parks, as we hold drive) and wait for that; false
+ * if it takes too long.
+ */
+static bool owner_out_of_ring(tw_loop *l)
+{
+	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst) == 0)
+		return true;
+	wake(l);
+	uint64_t t0 = tw_now_ns();
+	for (unsigned i = 1;
+	     atomic_load_explicit(&l->sleeping, memory_order_seq_cst) != 0;
+	     i++) {
+		cpu_relax();
+		if ((i & 31) == 0) {
+			uint64_t t = tw_now_ns() - t0;
+			if (t >= OUT_OF_RING_NS)
+				return false;
+			if (t >= BORROW_TAKE_HOT_NS)
+				sched_yield(); /* it may need our CPU */
+		}
+	}
+	return true;
+}
+
+/* How long a borrower waits for the loop's thread to let drive go. */
+#define BORROW_TAKE_NS 20000u
+
+bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
+			  uint64_t deadline_ns)
+{
+	if (done(arg))
+		return true;
+	if (!atomic_load_explicit(&l->threaded, memory_order_acquire) ||
+	    atomic_load_explicit(&l->reclaimed, memory_order_acquire))
+		return false;
+	atomic_fetch_add_explicit(&l->want, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&l->borrower, memory_order_relaxed) !=
+	    (uintptr_t)&tls_me)
+		atomic_store_explicit(&l->borrower, (uintptr_t)&tls_me,
+				      memory_order_relaxed);
+	bool got = false;
+	uint64_t t0 = tw_now_ns();
+	for (unsigned i = 1;; i++) {
+		uint32_t z = 0;
+		if (atomic_compare_exchange_weak_explicit(
+			    &l->drive, &z, 1, memory_order_acquire,
+			    memory_order_relaxed)) {
+			got = true;
+			break;
+		}
+		if (done(arg))
+			break;
+		cpu_relax();
+		if ((i & 31) == 0) {
+			uint64_t t = tw_now_ns();
+			if (t - t0 >= BORROW_TAKE_NS || t >= deadline_ns)
+				break;
+			/* The holder may be waiting for our CPU. */
+			if (t - t0 >= BORROW_TAKE_HOT_NS)
+				sched_yield();
+		}
+	}
+	bool kick = !got; /* the loop's thread may be parked for us */
+	if (got) {
+		/* Under drive: the loop's thread has made its ring (it does
+		 * so at its first iteration), and is not stopping. Without
+		 * TASKRUN_FLAG we could not tell when the kernel holds
+		 * completions for the loop's thread: no lending. */
+		if (l->uring_state != URING_NONE && !l->get_events_always &&
+		    !loop_closing(l) && owner_out_of_ring(l) &&
+		    !owner_work(l)) {
+			uint64_t next0 = wheel_deadline(l);
+			l->lent = true;
+			atomic_store_explicit(&l->borrowing, (uintptr_t)&tls_me,
+					      memory_order_relaxed);
+			count(&l->lends, 1);
+			uint64_t idle_since = tw_now_ns();
+			while (!done(arg)) {
+				int work = tw_loop_poll_once(l);
+				if (owner_work(l) || done(arg) ||
+				    loop_closing(l))
+					break;
+				uint64_t now = tw_now_ns();
+				if (now >= deadline_ns)
+					break;
+				if (work > 0)
+					idle_since = now;
+				else if (now - idle_since >= l->spin_ns)
+					break;
+				else if (l->yield)
+					sched_yield();
+			}
+			atomic_store_explicit(&l->borrowing, 0,
+					      memory_order_relaxed);
+			l->lent = false;
+			/* A timer due before the sleep the loop's thread may
+			 * be in was computed for: it must look again now. */
+			kick = wheel_deadline(l) < next0;
+		} else {
+			kick = true; /* not ours to run: the thread's */
+		}
+		/* Work left for the loop's thread: it must come now. */
+		kick = kick || owner_work(l);
+		l->need_owner = false;
+		if (!kick)
+			linger(l);
+		drive_give(l);
+	}
+	/* Dekker with posters (tw_loop_post): we lower want, then look at
+	 * the ring; a poster enqueues, then reads want. Either we see its
+	 * message (and kick), or it sees us gone and kicks the lingering
+	 * loop itself. */
+	atomic_fetch_sub_explicit(&l->want, 1, memory_order_seq_cst);
+	if (kick || !tw_ring_empty(l->ring))
+		loop_kick(l);
+	return done(arg);
+}
+
+void tw_loop_reclaim(tw_loop *l)
+{
+	atomic_store_explicit(&l->reclaimed, true, memory_order_seq_cst);
+	/* Borrowers see it after their current iteration; one waiting for
+	 * drive gives up within BORROW_TAKE_NS. */
+	while (atomic_load_explicit(&l->want, memory_order_seq_cst) != 0)
+		sched_yield();
+}
+
+bool tw_loop_lent_to_me(const tw_loop *l)
+{
+	return atomic_load_explicit(&l->borrower, memory_order_relaxed) ==
+	       (uintptr_t)&tls_me;
 }
 
 static void *loop_main(void *arg)
@@ -702,10 +1146,7 @@ static void *loop_main(void *arg)
 				count(&l->st.pin_failures, 1);
 		}
 	}
-	/* Acquire: pairs with the seq_cst store in tw_loop_stop (whatever the
-	 * stopper did before is visible to our last iteration). */
-	while (!atomic_load_explicit(&l->stop, memory_order_acquire))
-		(void)wait_for_work(l, UINT64_MAX, true);
+	thread_run(l);
 	/* The registration lives in this task's io_uring context and can
 	 * only be undone from here; destroy runs on another thread. */
 	if (l->uring_state == URING_READY)
@@ -725,6 +1166,7 @@ tw_status tw_loop_start(tw_loop *l)
 	/* Best effort: the name only helps top and gdb. */
 	(void)pthread_setname_np(l->thread, l->name);
 	l->started = true;
+	atomic_store_explicit(&l->threaded, true, memory_order_release);
 	return TW_OK;
 }
 
@@ -732,12 +1174,16 @@ tw_status tw_loop_stop(tw_loop *l)
 {
 	if (!l->started)
 		return TW_OK;
-	if (pthread_equal(l->thread, pthread_self()))
-		return TW_EINVAL; /* would join itself */
+	if (pthread_equal(l->thread, pthread_self()) ||
+	    atomic_load_explicit(&l->borrowing, memory_order_relaxed) ==
+		    (uintptr_t)&tls_me)
+		return TW_EINVAL; /* would join itself, or wait for itself */
+	atomic_store_explicit(&l->threaded, false, memory_order_release);
 	atomic_store_explicit(&l->stop, true, memory_order_seq_cst);
 	/* Unconditional: stop is rare, and the eventfd counter makes the
 	 * write count whatever the loop is doing (see wake). */
 	wake(l);
+	loop_kick(l); /* parked (lending) */
 	pthread_join(l->thread, NULL);
 	l->started = false;
 	return TW_OK;
@@ -815,5 +1261,6 @@ void tw_loop_get_stats(const tw_loop *l, struct tw_loop_stats *s)
 	s->timers_fired = LD(l->st.timers_fired);
 	s->cqes = LD(l->st.cqes);
 	s->pin_failures = LD(l->st.pin_failures);
+	s->lends = LD(l->lends);
 #undef LD
 }

@@ -90,7 +90,8 @@ tw_status tw_loop_create(const struct tw_loop_opts *o, tw_loop **out);
  * polled in embedded mode): the ring is bound to one thread for life. */
 tw_status tw_loop_start(tw_loop *l);
 
-/* Ask the loop thread to stop and join it. From any other thread. */
+/* Ask the loop thread to stop and join it. From any other thread (from
+ * the loop's thread, or a borrower inside it: TW_EINVAL). */
 tw_status tw_loop_stop(tw_loop *l);
 
 /* Free the loop. Its thread must be stopped; pollers must be removed. */
@@ -117,6 +118,41 @@ int tw_loop_poll_wait(tw_loop *l, uint64_t timeout_ns);
 bool tw_loop_poll_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			uint64_t timeout_ns, uint64_t max_sleep_ns);
 
+/*
+ * Lending, for threaded loops (tw_loop_start): a thread waiting for
+ * something only this loop can complete (a caller waiting for its answer)
+ * polls the loop itself meanwhile, as an embedded owner does, instead of
+ * leaving it to the loop's thread and waiting to be woken: on few cores
+ * the caller, its loop's thread and the peer are more runnable threads
+ * than CPUs, and every hand-off between the first two is a context
+ * switch. The loop's thread lets the loop go between two iterations (or
+ * while it sleeps) and parks until the borrower is done.
+ *
+ * Polls until done(arg) (checked before each iteration and after), the
+ * absolute deadline (tw_now_ns clock) passes, the loop has been idle for
+ * its spin_ns, or the borrower meets work only the loop's thread may do
+ * (the ring is bound to it: SQEs to submit, completions to reap); then
+ * gives the loop back. Returns done(arg). Returns false at once on a loop
+ * not (or no longer) run by its own thread, or when the loop's thread
+ * would not let go within ~20 us. The caller must keep l alive (the
+ * agent does: tw_loop_stop and destroy come after every borrower left),
+ * and must not be polling l already. Callbacks of the iterations run on
+ * the borrower's thread, one holder at a time, as on the loop's.
+ */
+bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
+			  uint64_t deadline_ns);
+
+/* No more lending of l: new borrows return false at once, borrowers in
+ * it leave after their current iteration; returns once none is left.
+ * Not from a borrower of l. For an owner about to run work only its own
+ * thread may do (a transport's destroy enters the ring). */
+void tw_loop_reclaim(tw_loop *l);
+
+/* Whether the calling thread is the last that borrowed l: most likely
+ * the next to wait on it, as a caller that pipelines calls is (a post of
+ * its may then be tw_loop_post_lazy). */
+bool tw_loop_lent_to_me(const tw_loop *l);
+
 /* True while an iteration runs (loop thread only): a caller reached from
  * a message, poller, completion or timer callback. */
 bool tw_loop_in_poll(const tw_loop *l);
@@ -125,6 +161,12 @@ bool tw_loop_in_poll(const tw_loop *l);
  * it sleeps. TW_ENOSPC when the ring is full: the caller keeps m and
  * decides (backpressure). */
 tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m);
+
+/* tw_loop_post for a poster about to wait for what m starts, and so to
+ * borrow l (tw_loop_borrow_until): a loop lingering after a borrow is not
+ * woken for m, which waits for the poster's borrow (or the end of the
+ * linger, ~50 us, if the poster does not come). */
+tw_status tw_loop_post_lazy(tw_loop *l, struct tw_loop_msg *m);
 
 /* tw_loop_post from the thread that polls l (an embedded owner between
  * iterations, or a callback inside one): l cannot be asleep then, so the
@@ -166,6 +208,7 @@ struct tw_loop_stats {
 	uint64_t iterations, busy_iterations, sleeps, wakeups_posted;
 	uint64_t msgs, timers_fired, cqes;
 	uint64_t pin_failures; /* opts.cpu given but the pinning failed */
+	uint64_t lends; /* waits a borrower polled (tw_loop_borrow_until) */
 };
 void tw_loop_get_stats(const tw_loop *l, struct tw_loop_stats *s);
 

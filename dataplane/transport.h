@@ -261,6 +261,12 @@ struct tw_transport_provider {
 	tw_status (*listen_addr)(void *env, uint32_t idx, char *url,
 				 size_t len);
 	void (*stop)(void *env);
+	/* A thread other than the loop's may run the loop's iterations while
+	 * it holds it (tw_loop_borrow_until), touching the loop's io_uring
+	 * only through tw_loop_sqe: the transport keeps no thread identity
+	 * (an EAL lcore, a per-thread cache) that another thread would break.
+	 * The agent lends its loops only over such a transport. */
+	bool lendable;
 };
 
 /* Every public options struct starts with these two fields; a provider

@@ -133,5 +133,8 @@ const struct tw_transport_provider tw_uring_provider = {
 	.start = u_start,
 	.create = u_create,
 	.listen_addr = u_listen_addr,
+	/* Its hot path is plain send(2), poll(2) and recv(2) on the socket;
+	 * what needs the ring goes through tw_loop_sqe. */
+	.lendable = true,
 	.stop = u_stop,
 };

@@ -819,6 +819,91 @@ static bool exec_stopped(void *arg)
 	return atomic_load(&s->done) != 0;
 }
 
+/* ---- lending (tw_agent_opts.no_lend) ------------------------------------------ */
+
+static void lend_put(void *ctx)
+{
+	struct agent_lend *d = ctx;
+	if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) == 1)
+		free(d);
+}
+
+static bool lend_done(void *arg)
+{
+	return tw_future_done(arg);
+}
+
+static bool lend_drive(tw_future *f, void *ctx, uint64_t deadline_ns)
+{
+	struct agent_lend *d = ctx;
+	/* A loop's own thread, or a waiter already polling one: no nesting
+	 * (a handler waits on no future; one that tries is refused). */
+	if (agent_tls_loop != NULL)
+		return false;
+	bool done = false;
+	/* seq_cst, with the closer's store of closed then load of users:
+	 * either it sees us inside, or we see it closed. */
+	atomic_fetch_add_explicit(&d->users, 1, memory_order_seq_cst);
+	if (!atomic_load_explicit(&d->closed, memory_order_seq_cst)) {
+		/* Handlers that run meanwhile are on this loop, as on its
+		 * thread (they post to it directly, and may not block). */
+		agent_tls_loop = d->l;
+		done = tw_loop_borrow_until(d->l->loop, lend_done, f,
+					    deadline_ns);
+		agent_tls_loop = NULL;
+	}
+	atomic_fetch_sub_explicit(&d->users, 1, memory_order_release);
+	return done;
+}
+
+static void lend_get(void *ctx)
+{
+	struct agent_lend *d = ctx;
+	atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+}
+
+static const struct future_driver lend_driver = {
+	.drive = lend_drive,
+	.retain = lend_get,
+	.release = lend_put,
+};
+
+void agent_lend_future(struct agent_loop *l, tw_future *f)
+{
+	struct agent_lend *d = l->lend;
+	if (d == NULL)
+		return;
+	lend_get(d);
+	future_set_driver(f, &lend_driver, d);
+}
+
+static tw_status lend_open(struct agent_loop *l)
+{
+	struct agent_lend *d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return tw_fail(TW_ENOMEM, "out of memory for run loop %u",
+			       l->idx);
+	atomic_init(&d->refs, 1);
+	d->l = l;
+	l->lend = d;
+	return TW_OK;
+}
+
+/* No waiter polls l from now on: those inside leave after their current
+ * iteration (tw_loop_reclaim), whether their futures are done or not. */
+static void lend_close(struct agent_loop *l)
+{
+	struct agent_lend *d = l->lend;
+	if (d == NULL)
+		return;
+	atomic_store_explicit(&d->closed, true, memory_order_seq_cst);
+	tw_loop_reclaim(l->loop);
+	while (atomic_load_explicit(&d->users, memory_order_seq_cst) != 0)
+		sched_yield();
+	l->lend = NULL;
+	lend_put(d);
+}
+
 /* The embedded owner's loop, when it can still be polled, else NULL. */
 static struct agent_loop *owner_loop(tw_agent *a)
 {
@@ -849,6 +934,12 @@ static void stop_executor(tw_agent *a)
 
 static void agent_free(tw_agent *a)
 {
+	/* The loops are their threads' alone from here: the teardown below
+	 * runs on them, and a transport's destroy enters the ring, which a
+	 * waiter running the loop must not (lend_close, tw_loop_reclaim). A
+	 * waiter still waiting then waits as on an unlent loop. */
+	for (uint32_t i = 0; a->loops != NULL && i < a->nloops; i++)
+		lend_close(&a->loops[i]);
 	/* No more blocking handlers: the queued ones run to their end first
 	 * (executor_stop), a late one is dropped and answered. */
 	stop_executor(a);
@@ -1108,6 +1199,9 @@ static tw_status start_loops(tw_agent *a)
 					       "thread: %s",
 					       i, tw_strerror(st));
 			l->started = true;
+			if (!a->o.no_lend && a->tp->lendable &&
+			    (st = lend_open(l)) != TW_OK)
+				return st;
 		}
 		/* The transport's create and listen say why they fail. */
 		st = run_on_loop(l, loop_init_fn, NULL);
@@ -1865,6 +1959,11 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(offloaded);
 		ADD(rx_pauses);
 #undef ADD
+		if (a->loops[i].loop != NULL) {
+			struct tw_loop_stats st;
+			tw_loop_get_stats(a->loops[i].loop, &st);
+			s->lent_waits += st.lends;
+		}
 	}
 	s->limit_refusals = atomic_load(&a->limit_refusals);
 	s->oversize = atomic_load(&a->oversize);

@@ -198,6 +198,7 @@ struct agent_loop {
 	tw_loop *loop;
 	tw_transport *t;
 	bool started, ready;
+	struct agent_lend *lend; /* NULL: waiters never poll this loop */
 	struct tw_fault_opts fault;
 	struct tw_poller poller;
 	char addr[TW_ADDR_MAX];
@@ -224,6 +225,23 @@ struct agent_loop {
 	_Atomic uint32_t dead_seen;
 	uint8_t *dead_done;
 };
+
+/*
+ * A loop lent to the waiters of its calls' futures (tw_agent_opts.no_lend,
+ * tw_loop_borrow_until). Each such future holds a reference, as does the
+ * agent until it frees its loops; users counts waiters inside the loop,
+ * and the agent stops its loops only after closing this and seeing users
+ * at zero, so a waiter never polls a freed loop.
+ */
+struct agent_lend {
+	_Atomic uint32_t refs;
+	_Atomic uint32_t users;
+	_Atomic bool closed;
+	struct agent_loop *l;
+};
+
+/* Let f's waiters poll l while they wait (a no-op when l is not lent). */
+void agent_lend_future(struct agent_loop *l, tw_future *f);
 
 /* Lets deferred replies, which complete on arbitrary threads, possibly
  * after the agent is gone, find out whether it still exists. Reference

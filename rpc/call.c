@@ -873,7 +873,7 @@ struct dest {
 static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 			       const tw_value *args, const tw_value *kwargs,
 			       int64_t timeout_ms, tw_future **out,
-			       bool internal)
+			       bool internal, bool waited)
 {
 	if (out != NULL)
 		*out = NULL;
@@ -980,6 +980,7 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 	}
 	c->fut = tw_future_retain(f);
 	c->l = l;
+	agent_lend_future(l, f);
 	c->lmsg.fn = call_start_msg;
 	atomic_fetch_add(&a->outstanding, 1);
 	stat_inc(&a->api_calls);
@@ -987,8 +988,17 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 	 * (starting those directly saved no measurable latency and cost a
 	 * fifth of the calls/s with 256 in flight: perf/RESULTS.md). From
 	 * the loop's own thread the loop is awake: no wake-up fence. */
-	st = l == agent_tls_loop ? tw_loop_post_own(l->loop, &c->lmsg)
-				 : tw_loop_post(l->loop, &c->lmsg);
+	if (l == agent_tls_loop)
+		st = tw_loop_post_own(l->loop, &c->lmsg);
+	else if (waited || tw_loop_lent_to_me(l->loop))
+		/* The caller's wait will run the loop: it says so, or it is
+		 * the thread that ran it last (one pipelining calls, whose
+		 * waits then send them in batches, as an embedded owner's:
+		 * waking the loop's thread for each cost pipelined calls a
+		 * third of their rate). */
+		st = tw_loop_post_lazy(l->loop, &c->lmsg);
+	else
+		st = tw_loop_post(l->loop, &c->lmsg);
 	if (st != TW_OK) {
 		/* Backpressure: the loop's ring is full. */
 		atomic_fetch_sub(&a->outstanding, 1);
@@ -1010,16 +1020,17 @@ out:
 
 static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 			    const tw_value *args, const tw_value *kwargs,
-			    int64_t timeout_ms, tw_future **out)
+			    int64_t timeout_ms, tw_future **out, bool waited)
 {
-	return call_async_in(a, to, fn, args, kwargs, timeout_ms, out, false);
+	return call_async_in(a, to, fn, args, kwargs, timeout_ms, out, false,
+			     waited);
 }
 
 tw_status call_self_async(tw_agent *a, const char *fn, const tw_value *args,
 			  const tw_value *kwargs, tw_future **out)
 {
 	return call_async_in(a, (struct dest){.id = a->rank}, fn, args, kwargs,
-			     0, out, true);
+			     0, out, true, false);
 }
 
 tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
@@ -1027,7 +1038,7 @@ tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
 		       int64_t timeout_ms, tw_future **out)
 {
 	return call_async(a, (struct dest){.name = to, .id = UINT32_MAX}, fn,
-			  args, kwargs, timeout_ms, out);
+			  args, kwargs, timeout_ms, out, false);
 }
 
 tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
@@ -1042,7 +1053,26 @@ tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
 		return agent_no_worker_id(a, to);
 	}
 	return call_async(a, (struct dest){.id = to}, fn, args, kwargs,
-			  timeout_ms, out);
+			  timeout_ms, out, false);
+}
+
+tw_status tw_rpc_async_ex(tw_agent *a, uint32_t to, const char *fn,
+			  const tw_value *args, const tw_value *kwargs,
+			  int64_t timeout_ms, unsigned flags, tw_future **out)
+{
+	if (flags & ~(unsigned)TW_CALL_WAITED) {
+		if (out != NULL)
+			*out = NULL;
+		return tw_fail(TW_EINVAL, "tw_rpc_async_ex: unknown flags 0x%x",
+			       flags & ~(unsigned)TW_CALL_WAITED);
+	}
+	if (to == UINT32_MAX && a != NULL) {
+		if (out != NULL)
+			*out = NULL;
+		return agent_no_worker_id(a, to);
+	}
+	return call_async(a, (struct dest){.id = to}, fn, args, kwargs,
+			  timeout_ms, out, (flags & TW_CALL_WAITED) != 0);
 }
 
 static tw_status call_sync(tw_agent *a, struct dest to, const char *fn,
@@ -1068,7 +1098,8 @@ static tw_status call_sync(tw_agent *a, struct dest to, const char *fn,
 		return tw_fail_static(TW_EINVAL, why);
 	}
 	tw_future *f;
-	tw_status st = call_async(a, to, fn, args, kwargs, timeout_ms, &f);
+	tw_status st = call_async(a, to, fn, args, kwargs, timeout_ms, &f,
+				  true);
 	if (st != TW_OK) {
 		/* The reason tw_rpc_async recorded stays the thread's; the
 		 * error value carries it too (tw_value_error copies it before
@@ -1166,6 +1197,7 @@ tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 	}
 	c->fut = tw_future_retain(f);
 	c->l = l;
+	agent_lend_future(l, f);
 	c->lmsg.fn = call_start_msg;
 	atomic_fetch_add(&a->outstanding, 1);
 	st = l == agent_tls_loop ? tw_loop_post_own(l->loop, &c->lmsg)

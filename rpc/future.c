@@ -95,6 +95,10 @@ struct tw_future {
 	tw_future_map_fn chain_fn;
 	void *chain_arg;
 
+	/* What a waiter may poll while it waits (future_set_driver). */
+	const struct future_driver *drv;
+	void *drv_ctx;
+
 	tw_in_msg msg; /* completed from a message: kept until the last release */
 };
 
@@ -194,8 +198,24 @@ tw_status tw_future_create(tw_future **out)
 	f->has_msg = false;
 	f->chain_fn = NULL;
 	f->chain_arg = NULL;
+	f->drv = NULL;
+	f->drv_ctx = NULL;
 	*out = f;
 	return TW_OK;
+}
+
+void future_set_driver(tw_future *f, const struct future_driver *d, void *ctx)
+{
+	f->drv = d;
+	f->drv_ctx = ctx;
+}
+
+void future_share_driver(tw_future *dst, const tw_future *src)
+{
+	if (src == NULL || src->drv == NULL || dst->drv != NULL)
+		return;
+	src->drv->retain(src->drv_ctx);
+	future_set_driver(dst, src->drv, src->drv_ctx);
 }
 
 tw_future *tw_future_retain(tw_future *f)
@@ -222,6 +242,8 @@ void tw_future_release(tw_future *f)
 	tw_value_destroy(&f->own);
 	if (f->has_msg)
 		tw_in_msg_release(&f->msg);
+	if (f->drv != NULL)
+		f->drv->release(f->drv_ctx);
 	tcache_put(&fcache, &fcache_tls, f);
 }
 
@@ -643,6 +665,16 @@ tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 	int64_t deadline = INT64_MAX; /* forever */
 	if (timeout_ms > 0 && timeout_ms < (INT64_MAX - now) / 1000000)
 		deadline = now + timeout_ms * 1000000;
+
+	/* Poll what completes f ourselves, when it lets us: the answer then
+	 * needs no hand-off between threads (future_set_driver). */
+	if (f->drv != NULL) {
+		if (f->drv->drive(f, f->drv_ctx, (uint64_t)deadline))
+			return done_status(f);
+		now = (int64_t)tw_now_ns();
+		if (now >= deadline)
+			return wait_timed_out(timeout_ms);
+	}
 
 	/* Spin: a result due within the spin budget arrives sooner than a
 	 * sleeping thread could be woken. */

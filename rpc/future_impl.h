@@ -41,4 +41,22 @@ tw_status future_wait_all_with(tw_future *const *futs, size_t n,
 			       int64_t timeout_ms, future_wait_fn wait,
 			       void *ctx, size_t *failed);
 
+/*
+ * What a waiter of f may poll to complete it itself (the agent: the run
+ * loop its answer arrives on, lent to the waiter: tw_loop_borrow_until).
+ * drive returns whether f is done; it may give up early (the waiter then
+ * waits as usual). f owns one reference to ctx, dropped by release when f
+ * is freed. Set once, before f is shared.
+ */
+struct future_driver {
+	bool (*drive)(tw_future *f, void *ctx, uint64_t deadline_ns);
+	void (*retain)(void *ctx);
+	void (*release)(void *ctx);
+};
+void future_set_driver(tw_future *f, const struct future_driver *d, void *ctx);
+
+/* dst, completed from src's completion (a callback of src), gets src's
+ * driver: its waiters poll what completes src. Before dst is shared. */
+void future_share_driver(tw_future *dst, const tw_future *src);
+
 #endif

@@ -16,6 +16,7 @@
 #include "dataplane/list.h"
 #include "rpc/agent_impl.h"
 #include "rpc/rref.h"
+#include "rpc/future_impl.h"
 #include "rpc/value_wire.h"
 
 /* ---- tables ----------------------------------------------------------- */
@@ -2176,6 +2177,9 @@ tw_status tw_rref_to_here_async(tw_rref *r, int64_t timeout_ms, tw_future **out)
 			  msg);
 		fop_put(op);
 	} else {
+		/* The fetch's answer completes op->out on its loop: a waiter
+		 * of op->out may run that loop meanwhile. */
+		future_share_driver(op->out, f);
 		if (tw_future_then(f, fetched_cb, op) != TW_OK)
 			abort(); /* the first callback needs no allocation */
 		tw_future_release(f);

@@ -217,6 +217,23 @@ struct tw_agent_opts {
 	 * same. Set this to shut down quietly, as torch's _ignore_rref_leak.
 	 * Handles still held stay valid to tw_rref_release (only). */
 	bool ignore_rref_leak;
+	/*
+	 * A thread that waits for a call's answer (tw_rpc_sync,
+	 * tw_future_wait on a call's future, tw_rref_to_here, ...) runs the
+	 * run loop the answer arrives on itself while it waits, as an
+	 * embedded owner does, when that loop's thread can let it go: the
+	 * loop's thread parks meanwhile and takes over again when the
+	 * waiter is done, gives up (after spin_ns without work), or needs
+	 * what only the loop's thread may do. On few cores this saves the
+	 * two hand-offs between the caller's thread and the loop's that
+	 * every call otherwise pays (bench-rpc --threaded: perf/RESULTS.md).
+	 * Only over a transport that allows it (io_uring: yes; DPDK: no,
+	 * its queues belong to the loop's lcore). Handlers then run on the
+	 * waiting thread too, still one at a time per loop, and still "on
+	 * the loop" (a handler's tw_rpc_sync is refused as before). Set
+	 * no_lend to keep every iteration on the loop's own thread.
+	 */
+	bool no_lend;
 };
 
 /* tw_agent_opts.exec_per_peer_max's default: 2 * executor_threads. */
@@ -417,6 +434,22 @@ tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
 			  const tw_value *args, const tw_value *kwargs,
 			  int64_t timeout_ms, tw_future **out);
 
+/* Flags of tw_rpc_async_ex. */
+enum {
+	/* The caller waits for the future next (tw_future_wait,
+	 * tw_agent_wait), as tw_rpc_sync does. On a loop lent to its
+	 * waiters (tw_agent_opts.no_lend) that wait then sends the call,
+	 * and the loop's thread, parked after an earlier wait, is not woken
+	 * for it. A call so flagged that nobody waits for still leaves, once
+	 * that thread's linger ends (under 1 ms). */
+	TW_CALL_WAITED = 1u << 0,
+};
+
+/* tw_rpc_async_id with flags (TW_CALL_*; others: TW_EINVAL). */
+tw_status tw_rpc_async_ex(tw_agent *a, uint32_t to, const char *fn,
+			  const tw_value *args, const tw_value *kwargs,
+			  int64_t timeout_ms, unsigned flags, tw_future **out);
+
 /*
  * tw_rpc_async then wait; *result gets an owned copy of the value. On
  * failure returns its kind, records its reason (tw_errmsg) and, if err is
@@ -501,6 +534,8 @@ struct tw_agent_stats {
 	uint64_t auth_evicted;   /* unauthenticated connections closed to
 				  * make room for a new one (max_unauth,
 				  * max_unauth_per_host) */
+	uint64_t lent_waits;     /* waits for an answer that ran the run
+				  * loop on the waiting thread (no_lend) */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 

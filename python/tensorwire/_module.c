@@ -78,18 +78,18 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			      "transport",   "secret",
 			      "insecure",    "serve",
 			      "yield_loops", "transport_options",
-			      NULL};
+			      "lend_loops",  NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
 	long long timeout_ms = 60000, init_ms = 60000;
 	unsigned loops = 1, exec = 2;
-	int insecure = 0, yield_loops = 1;
+	int insecure = 0, yield_loops = 1, lend_loops = 1;
 	PyObject *serve = NULL, *topts_dict = NULL;
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kw, "sIIs|LLIIzzpO!pO", kws, &name, &rank, &world,
+		    args, kw, "sIIs|LLIIzzpO!pOp", kws, &name, &rank, &world,
 		    &rdv, &timeout_ms, &init_ms, &loops, &exec, &transport,
 		    &secret, &insecure, &PyDict_Type, &serve, &yield_loops,
-		    &topts_dict))
+		    &topts_dict, &lend_loops))
 		return NULL;
 	if (twpy_agent != NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
@@ -151,6 +151,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	o.secret = secret;
 	o.insecure = insecure != 0;
 	o.yield = yield_loops != 0;
+	o.no_lend = lend_loops == 0;
 	o.setup = setup_cb;
 	o.setup_arg = &s;
 	tw_agent *a = NULL;
@@ -327,15 +328,18 @@ struct pycall {
 	int64_t ms;
 	tw_value args, kwargs;
 	int mode;
+	unsigned flags; /* TW_CALL_* */
 };
 
 static tw_agent *parse_call(PyObject *args, struct pycall *c)
 {
 	long long to, ms;
 	PyObject *pa, *pk;
-	if (!PyArg_ParseTuple(args, "LsO!OL", &to, &c->fn, &PyTuple_Type, &pa,
-			      &pk, &ms))
+	int waited = 0;
+	if (!PyArg_ParseTuple(args, "LsO!OL|p", &to, &c->fn, &PyTuple_Type, &pa,
+			      &pk, &ms, &waited))
 		return NULL;
+	c->flags = waited ? TW_CALL_WAITED : 0;
 	if (to < 0 || to > UINT32_MAX) {
 		twpy_raise(TW_ENOENT, "no worker with that id",
 			   twpy_self_id(twpy_agent));
@@ -395,14 +399,15 @@ static int await_room(tw_agent *a, struct pycall *c, tw_future **f,
 		else
 			usleep(n < 64 ? 20 : 200);
 		Py_END_ALLOW_THREADS;
-		*st = tw_rpc_async_id(a, c->to, c->fn, &c->args, &c->kwargs,
-				      left, f);
+		*st = tw_rpc_async_ex(a, c->to, c->fn, &c->args, &c->kwargs,
+				      left, c->flags, f);
 	}
 	return 0;
 }
 
-/* rpc_async(to_id, fn, args_tuple, kwargs_dict_or_None, timeout_ms)
- * -> CFuture */
+/* rpc_async(to_id, fn, args_tuple, kwargs_dict_or_None, timeout_ms,
+ *           waited=False) -> CFuture; waited: the caller waits for it
+ * next (rpc_sync: TW_CALL_WAITED) */
 static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 {
 	(void)self;
@@ -411,8 +416,8 @@ static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 	if (a == NULL)
 		return NULL;
 	tw_future *f;
-	tw_status st = tw_rpc_async_id(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
-				       &f);
+	tw_status st = tw_rpc_async_ex(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
+				       c.flags, &f);
 	int waited = st == TW_ENOSPC ? await_room(a, &c, &f, &st) : 0;
 	tw_value_destroy(&c.args);
 	tw_value_destroy(&c.kwargs);
@@ -461,6 +466,26 @@ static PyObject *py_rref_stats(PyObject *self, PyObject *args)
 			     (unsigned long long)s.refused);
 }
 
+/* agent_stats() -> dict of tw_agent_stats */
+static PyObject *py_agent_stats(PyObject *self, PyObject *args)
+{
+	(void)self;
+	(void)args;
+	tw_agent *a = agent_or_raise();
+	if (a == NULL)
+		return NULL;
+	struct tw_agent_stats s;
+	tw_agent_get_stats(a, &s);
+	return Py_BuildValue("{sKsKsKsKsKsKsK}", "calls_started",
+			     (unsigned long long)s.calls_started, "calls_sent",
+			     (unsigned long long)s.calls_sent, "calls_served",
+			     (unsigned long long)s.calls_served, "timeouts",
+			     (unsigned long long)s.timeouts, "bad_frames",
+			     (unsigned long long)s.bad_frames, "exec_jobs",
+			     (unsigned long long)s.exec_jobs, "lent_waits",
+			     (unsigned long long)s.lent_waits);
+}
+
 static PyObject *py_status_names(PyObject *self, PyObject *args)
 {
 	(void)self;
@@ -499,6 +524,8 @@ static PyMethodDef methods[] = {
 	{"rpc_async", py_rpc_async, METH_VARARGS, "Call fn on a worker."},
 	{"remote", py_remote, METH_VARARGS, "Run fn on a worker, keep it."},
 	{"rref_stats", py_rref_stats, METH_NOARGS, "RRef counters."},
+	{"agent_stats", py_agent_stats, METH_NOARGS,
+	 "Some of the agent's counters (tw_agent_stats)."},
 	{"status_names", py_status_names, METH_NOARGS,
 	 "tw_status names -> numbers."},
 	{"wait_all", twpy_wait_all, METH_O,

@@ -605,3 +605,30 @@ def body_to_here_failed_frees(rank, world):
         return err, _C.rref_stats()["users"]
     finally:
         gc.enable()
+
+
+def call_back_add(a, b):
+    """On worker1: a nested call back to worker0."""
+    return rpc.rpc_sync("worker0", add, args=(a, b))
+
+
+def body_lend(rank, world):
+    """Calls whose waits run the run loop (lend_loops): sync, builtin,
+    async, to_here, and a nested call back into this worker while it
+    waits; all correct, and the counter says whether waits ran the
+    loop."""
+    from tensorwire import _C
+    if rank != 0:
+        return None
+    ok = True
+    x, y = torch.ones(3), torch.arange(3.0)
+    for i in range(100):
+        ok &= rpc.rpc_sync("worker1", add, args=(i, 1)) == i + 1
+        ok &= torch.equal(rpc.rpc_sync("worker1", torch.add, args=(x, y)),
+                          x + y)
+        ok &= rpc.rpc_sync("worker1", call_back_add, args=(i, 2)) == i + 2
+    futs = [rpc.rpc_async("worker1", add, args=(i, 3)) for i in range(300)]
+    ok &= [f.wait() for f in futs] == [i + 3 for i in range(300)]
+    r = rpc.remote("worker1", add, args=(4, 5))
+    ok &= r.to_here() == 9
+    return {"ok": bool(ok), "lent": _C.agent_stats()["lent_waits"]}

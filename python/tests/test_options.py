@@ -155,3 +155,15 @@ def test_transport_implied_by_uring_options():
         rank_extra={0: {"transport_options": {"listen_host": "127.0.0.2"}},
                     1: {"transport_options": {"listen_host": "127.0.0.3"}}})
     assert out["add"] == 3 and out["listen0"] and out["listen1"], out
+
+
+@pytest.mark.parametrize("lend", [True, False])
+def test_lend_loops(lend):
+    """lend_loops (default on): a waiting thread runs the run loop, and
+    every kind of call is right either way; off, no wait runs it."""
+    out = rpcgroup.run("body_lend", extra={"lend_loops": lend})
+    assert out["ok"], out
+    if lend:
+        assert out["lent"] > 0, out
+    else:
+        assert out["lent"] == 0, out

@@ -1,7 +1,9 @@
 /* Embedded mode across processes: the thread that calls tw_agent_init
  * drives the agent's loop (tw_agent_poll, tw_agent_wait, tw_rpc_sync,
  * shutdown) against threaded and embedded peers; timeouts, blocking and
- * nested handlers, graceful shutdown, other threads calling in. */
+ * nested handlers, graceful shutdown, other threads calling in. And a
+ * threaded worker's loop lent to the threads waiting on it
+ * (tw_agent_opts.no_lend). */
 #include "harness.h"
 
 /* Options for an embedded test worker: as h_opts (loops yield and sleep
@@ -667,4 +669,287 @@ static int w_alone(struct h_worker *w)
 Test(embedded, single_worker_options_and_misuse, .timeout = 60)
 {
 	h_run_group(1, w_alone, NULL, NULL, 0);
+}
+
+/* ---- lending (tw_agent_opts.no_lend): a threaded worker's waiting
+ * threads run its loop while they wait ---- */
+
+/* A handler that tries to wait: refused as on the loop's own thread,
+ * whether the loop's thread or a waiting caller runs it. Answers 1 when
+ * refused with the loop's reason. */
+static tw_status fn_try_sync(tw_call_ctx *ctx, const tw_value *args,
+			     const tw_value *kwargs, tw_value *result,
+			     void *arg)
+{
+	tw_value r, e;
+	tw_status st = tw_rpc_sync(tw_call_agent(ctx), "w1", "add", NULL, NULL,
+				   -1, &r, &e);
+	tw_value_destroy(&e);
+	*result = tw_value_int(st == TW_EINVAL &&
+			       strcmp(tw_errmsg(st),
+				      "tw_rpc_sync called on a run loop: "
+				      "use tw_rpc_async and tw_call_defer") ==
+				       0);
+	return TW_OK;
+}
+
+static tw_status lend_setup(tw_agent *a, void *arg)
+{
+	tw_status st = h_register_all(a, arg);
+	return st != TW_OK
+		       ? st
+		       : tw_agent_register(a, "try_sync", fn_try_sync, NULL, 0);
+}
+
+struct lend_th {
+	struct h_worker *w;
+	tw_agent *a;
+	const char *to;
+	int rc;
+};
+
+/* Synchronous calls from one thread: each waits, and so may run w0's
+ * loop meanwhile (against the others doing the same). */
+static void *lend_th_main(void *p)
+{
+	struct lend_th *t = p;
+	struct h_worker *w = t->w;
+	t->rc = 1;
+	for (int i = 0; i < 300; i++) {
+		int64_t v;
+		tw_value aa[2] = {tw_value_int(i), tw_value_int(5)};
+		tw_value ta = H_TUPLE(aa);
+		tw_status st = h_call_int(t->a, t->to, "add", &ta, &v);
+		if (st != TW_OK || v != i + 5) {
+			fprintf(stderr, "[%s] add %d on %s: %s %" PRId64 "\n",
+				h_names[w->rank], i, t->to, tw_status_name(st),
+				v);
+			return NULL;
+		}
+	}
+	/* The same, announced as waited for (the wait sends each call). */
+	tw_worker_info to;
+	tw_agent_worker_info(t->a, t->to, &to);
+	for (int i = 0; i < 300; i++) {
+		tw_value aa[2] = {tw_value_int(i), tw_value_int(6)};
+		tw_value ta = H_TUPLE(aa);
+		tw_future *f;
+		tw_status st = tw_rpc_async_ex(t->a, to.id, "add", &ta, NULL,
+					       -1, TW_CALL_WAITED, &f);
+		if (st == TW_OK)
+			st = tw_future_wait(f, 10000);
+		const tw_value *v = st == TW_OK ? tw_future_value(f) : NULL;
+		if (v == NULL || v->u.i != i + 6) {
+			fprintf(stderr, "[%s] waited add %d on %s: %s\n",
+				h_names[w->rank], i, t->to, tw_status_name(st));
+			return NULL;
+		}
+		tw_future_release(f);
+	}
+	t->rc = 0;
+	return NULL;
+}
+
+static int w_lend(struct h_worker *w)
+{
+	bool no_lend = *(const int *)w->arg != 0;
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.setup = lend_setup;
+	o.no_lend = no_lend && w->rank == 0;
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		tw_future *bad = NULL;
+		st = tw_rpc_async_ex(a, 1, "add", NULL, NULL, -1, 0x80, &bad);
+		W_ASSERT(w,
+			 st == TW_EINVAL && bad == NULL &&
+				 strstr(tw_errmsg(st), "0x80") != NULL,
+			 "unknown flag: %s", tw_status_name(st));
+		/* Every kind of wait, from the thread that made the agent. */
+		if (e_calls(w, a, "w1") != 0 || e_calls(w, a, "w0") != 0)
+			return 1;
+		/* Four threads waiting at once, while w1 and w2 call in. */
+		struct lend_th th[4];
+		pthread_t tid[4];
+		for (int i = 0; i < 4; i++) {
+			th[i] = (struct lend_th){
+				.w = w, .a = a, .to = i & 1 ? "w2" : "w1"};
+			pthread_create(&tid[i], NULL, lend_th_main, &th[i]);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(tid[i], NULL);
+			W_ASSERT(w, th[i].rc == 0, "thread %d failed", i);
+		}
+		struct tw_agent_stats s;
+		tw_agent_get_stats(a, &s);
+		/* DPDK's queues belong to the loop's lcore: never lent. */
+		if (no_lend || h_dpdk())
+			W_ASSERT(w, s.lent_waits == 0, "not lent, yet %" PRIu64,
+				 s.lent_waits);
+		else
+			W_ASSERT(w, s.lent_waits > 0, "no wait ran the loop");
+		W_ASSERT(w, h_wait_all(w->sh->flag, 3, 0, 30000),
+			 "w1 or w2 never finished");
+		atomic_store(&w->sh->flag[0], 1);
+	} else {
+		/* Calls into w0 while its threads run its loop: answered,
+		 * and a handler that would wait is refused there too. */
+		for (int i = 0; i < 400; i++) {
+			int64_t v;
+			tw_value aa[2] = {tw_value_int(i), tw_value_int(1)};
+			tw_value ta = H_TUPLE(aa);
+			st = h_call_int(a, "w0", i % 8 ? "add" : "try_sync",
+					&ta, &v);
+			W_ASSERT(w, st == TW_OK && v == (i % 8 ? i + 1 : 1),
+				 "call %d into w0: %s %" PRId64, i,
+				 tw_status_name(st), v);
+		}
+		atomic_store(&w->sh->flag[w->rank], 1);
+		W_ASSERT(w, h_wait_all(w->sh->flag, 1, 1, 30000),
+			 "w0 never finished");
+	}
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(lend, waiting_threads_run_the_loop, .timeout = 120)
+{
+	int no_lend = 0;
+	h_run_group(3, w_lend, &no_lend, NULL, 0);
+}
+
+Test(lend, no_lend_keeps_the_loop_on_its_thread, .timeout = 120)
+{
+	int no_lend = 1;
+	h_run_group(3, w_lend, &no_lend, NULL, 0);
+}
+
+/* Pipelined echoes of mixed sizes from four threads of w0, each batch's
+ * last call flagged TW_CALL_WAITED, while w1 and w2 call into w0, every
+ * byte checked. With spin_ns 0 every loop sleeps in its ring at once:
+ * a waiter that ran the loop beside its sleeping thread read a socket
+ * while that thread's ring read it too, and bytes came out of order
+ * (a reviewer's stress test: TW_EPROTO in 5 of 8 runs). */
+struct order_th {
+	tw_agent *a;
+	uint32_t to;
+	int seed;
+	int rc;
+};
+
+static void *order_th_main(void *p)
+{
+	struct order_th *t = p;
+	t->rc = 1;
+	unsigned s = (unsigned)t->seed * 2654435761u + 1;
+	char *b = malloc(70000);
+	if (b == NULL)
+		return NULL;
+	uint64_t end = h_now_ms() + 4000;
+	for (int n = 0; h_now_ms() < end; n++) {
+		tw_future *f[8];
+		size_t len[8];
+		uint8_t tag[8];
+		int k = 1 + (int)((s >> 7) % 8);
+		for (int j = 0; j < k; j++) {
+			s = s * 1103515245u + 12345u;
+			len[j] = 1 + (s >> 8) % ((s & 1) ? 60000 : 300);
+			tag[j] = (uint8_t)(s >> 3);
+			memset(b, tag[j], len[j]);
+			tw_value aa[1] = {tw_value_bytes_borrow(b, len[j])};
+			tw_value ta = H_TUPLE(aa);
+			tw_status st = tw_rpc_async_ex(
+				t->a, t->to, "echo", &ta, NULL, 10000,
+				j == k - 1 ? TW_CALL_WAITED : 0, &f[j]);
+			if (st != TW_OK) {
+				fprintf(stderr, "async: %s\n", tw_errmsg(st));
+				free(b);
+				return NULL;
+			}
+		}
+		for (int j = k - 1; j >= 0; j--) {
+			tw_status st = tw_future_wait(f[j], 10000);
+			const tw_value *v = st == TW_OK ? tw_future_value(f[j])
+							: NULL;
+			bool ok = v != NULL && v->kind == TW_KIND_BYTES &&
+				  v->len == len[j];
+			for (size_t i = 0; ok && i < len[j]; i++)
+				ok = (uint8_t)v->u.str[i] == tag[j];
+			if (!ok) {
+				fprintf(stderr,
+					"echo %d/%d (%zu bytes): %s %s\n", n, j,
+					len[j], tw_status_name(st),
+					st != TW_OK ? tw_errmsg(st)
+						    : "bad bytes");
+				free(b);
+				return NULL;
+			}
+			tw_future_release(f[j]);
+		}
+	}
+	free(b);
+	t->rc = 0;
+	return NULL;
+}
+
+static int w_order(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.spin_ns = (uint64_t)(intptr_t)w->arg;
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		struct order_th th[4];
+		pthread_t tid[4];
+		for (int i = 0; i < 4; i++) {
+			th[i] = (struct order_th){
+				.a = a, .to = 1 + (uint32_t)(i & 1), .seed = i};
+			pthread_create(&tid[i], NULL, order_th_main, &th[i]);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(tid[i], NULL);
+			W_ASSERT(w, th[i].rc == 0, "thread %d failed", i);
+		}
+		atomic_store(&w->sh->flag[0], 1);
+	} else {
+		char *b = malloc(40000);
+		W_ASSERT(w, b != NULL, "malloc");
+		for (int i = 0; !atomic_load(&w->sh->flag[0]); i++) {
+			size_t len = 1 + (size_t)(i * 7919) % 40000;
+			memset(b, (uint8_t)i, len);
+			tw_value aa[1] = {tw_value_bytes_borrow(b, len)};
+			tw_value ta = H_TUPLE(aa);
+			tw_value r, e;
+			st = tw_rpc_sync(a, "w0", "echo", &ta, NULL, 10000, &r,
+					 &e);
+			bool ok = st == TW_OK && r.kind == TW_KIND_BYTES &&
+				  r.len == len;
+			for (size_t j = 0; ok && j < len; j++)
+				ok = (uint8_t)r.u.str[j] == (uint8_t)i;
+			tw_value_destroy(&r);
+			tw_value_destroy(&e);
+			W_ASSERT(w, ok, "call %d into w0: %s", i,
+				 tw_status_name(st));
+		}
+		free(b);
+	}
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(lend, bytes_stay_in_order_with_sleeping_loops, .timeout = 120)
+{
+	h_run_group(3, w_order, (void *)(intptr_t)0, NULL, 0);
+}
+
+Test(lend, bytes_stay_in_order_with_spinning_loops, .timeout = 120)
+{
+	h_run_group(3, w_order, (void *)(intptr_t)20000, NULL, 0);
 }

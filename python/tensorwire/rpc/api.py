@@ -81,7 +81,10 @@ class RpcBackendOptions:
     "dpdk"; secret: the group's shared secret (or TW_SECRET); insecure:
     serve without one on non-loopback addresses (don't). num_loops: run
     loop threads of the agent; yield_loops: they yield the CPU while they
-    spin (default: a Python worker has more threads than cores).
+    spin (default: a Python worker has more threads than cores);
+    lend_loops: a thread waiting for a call's answer runs the run loop
+    itself meanwhile, so the call needs no hand-off between threads
+    (default; tensorwire's tw_agent_opts.no_lend, docs/python.md).
 
     transport_options: the transport's options, a dict keyed by the field
     names of its C options struct (include/tensorwire/uring.h, struct
@@ -125,7 +128,7 @@ class RpcBackendOptions:
                  rpc_timeout=DEFAULT_RPC_TIMEOUT_SEC,
                  init_method=DEFAULT_INIT_METHOD, transport=None,
                  secret=None, insecure=False, num_loops=1,
-                 init_timeout=60.0, yield_loops=True,
+                 init_timeout=60.0, yield_loops=True, lend_loops=True,
                  transport_options=None, **_ignored):
         if transport_options is not None:
             _C._check_transport_options(transport, transport_options)
@@ -142,6 +145,7 @@ class RpcBackendOptions:
         # worker threads besides them, more threads than cores (and the
         # benchmark measured no-op calls ~1.5x faster with it).
         self.yield_loops = yield_loops
+        self.lend_loops = lend_loops
 
 
 TensorPipeRpcBackendOptions = RpcBackendOptions
@@ -271,6 +275,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                     num_loops=o.num_loops, transport=o.transport,
                     secret=o.secret, insecure=o.insecure, serve=serve,
                     yield_loops=bool(getattr(o, "yield_loops", True)),
+                    lend_loops=bool(getattr(o, "lend_loops", True)),
                     transport_options=getattr(o, "transport_options",
                                               None))
         except _C.RemoteError as e:  # as torch: a RuntimeError, said why
@@ -438,8 +443,9 @@ def _builtins_match(func, args, kwargs):
     return _builtins_match(func, args, kwargs)
 
 
-def _start(to, func, args, kwargs, timeout):
-    """Send the call: (its C future, map of its outcome or None)."""
+def _start(to, func, args, kwargs, timeout, waited=False):
+    """Send the call: (its C future, map of its outcome or None). waited:
+    the caller waits for it next (rpc_sync), and that wait sends it."""
     # The common case first, without _plan: a plain function called
     # without arguments, whose pickle is cached.
     if not args and not kwargs and type(func) is types.FunctionType:
@@ -448,14 +454,15 @@ def _start(to, func, args, kwargs, timeout):
             wid = _ids.get(to) if type(to) is str else None
             try:
                 cf = _C.rpc_async(_to_id(to) if wid is None else wid,
-                                  UDF_FN, (data, []), None, _ms(timeout))
+                                  UDF_FN, (data, []), None, _ms(timeout),
+                                  waited)
             except _C.RemoteError as e:
                 from tensorwire.rpc import _raise_remote
                 _raise_remote(e.args)
             return cf, _unwrap_result
     qual, a, k, mapper = _plan(func, args, kwargs)
     try:
-        cf = _C.rpc_async(_to_id(to), qual, a, k, _ms(timeout))
+        cf = _C.rpc_async(_to_id(to), qual, a, k, _ms(timeout), waited)
     except _C.RemoteError as e:
         from tensorwire.rpc import _raise_remote
         _raise_remote(e.args)
@@ -470,7 +477,7 @@ def rpc_async(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
 
 def rpc_sync(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
     """Call func on worker `to` and wait for its result."""
-    cf, mapper = _start(to, func, args, kwargs, timeout)
+    cf, mapper = _start(to, func, args, kwargs, timeout, True)
     cf.wait(-1)
     ok, out = cf.outcome()
     if mapper is not None:

@@ -892,6 +892,325 @@ Test(loop_uring, nop_from_message_on_thread)
 	tw_loop_destroy(l);
 }
 
+/* --------------------------------------------------------------- lending */
+
+/* A message that records which thread ran it. */
+struct who_msg {
+	struct tw_loop_msg m;
+	_Atomic int done;
+	pthread_t ran_on;
+	bool on_loop_thread;
+	tw_loop *l;
+};
+
+static void who_run(struct tw_loop_msg *m)
+{
+	struct who_msg *w = container_of(m, struct who_msg, m);
+	w->ran_on = pthread_self();
+	w->on_loop_thread = tw_loop_on_thread(w->l);
+	atomic_store(&w->done, 1);
+}
+
+static bool flag_done(void *arg)
+{
+	return atomic_load((_Atomic int *)arg) != 0;
+}
+
+static uint64_t lends(tw_loop *l)
+{
+	struct tw_loop_stats s;
+	tw_loop_get_stats(l, &s);
+	return s.lends;
+}
+
+/* A thread waiting for what a message does polls the loop itself: the
+ * message runs on the waiter's thread, and the loop's thread takes over
+ * again afterwards (a later post runs there). Over and over, with the
+ * loop's thread spinning (the borrower must get the loop from it) and
+ * with it asleep (the borrower gets it without waking it). */
+Test(loop_lend, waiter_runs_the_loop)
+{
+	for (int sleepy = 0; sleepy < 2; sleepy++) {
+		struct tw_loop_opts o;
+		tw_loop_opts_init(&o, sizeof(o));
+		o.spin_ns = sleepy ? 0 : UINT64_MAX;
+		tw_loop *l = make_loop(&o);
+		cr_assert_eq(tw_loop_start(l), TW_OK);
+		/* Its first iteration makes its ring. */
+		struct flag_msg first;
+		flag_init(&first, l);
+		cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
+		cr_assert(wait_flag(&first.done, 2 * SEC));
+		int mine = 0;
+		for (int i = 0; i < 200; i++) {
+			struct who_msg w = {.m = {.fn = who_run}, .l = l};
+			cr_assert_eq(tw_loop_post_lazy(l, &w.m), TW_OK);
+			bool done = tw_loop_borrow_until(l, flag_done, &w.done,
+							 mono_ns() + 2 * SEC);
+			if (!done) /* gave up: the loop's thread runs it */
+				cr_assert(wait_flag(&w.done, 2 * SEC));
+			if (pthread_equal(w.ran_on, pthread_self())) {
+				mine++;
+				cr_assert(!w.on_loop_thread);
+			}
+		}
+		cr_assert_geq(mine, 150, "sleepy %d: only %d of 200 ran here",
+			      sleepy, mine);
+		cr_assert_geq(lends(l), (uint64_t)mine);
+		/* Back to its own thread: a plain post is run there. */
+		struct flag_msg f;
+		flag_init(&f, l);
+		cr_assert_eq(tw_loop_post(l, &f.m), TW_OK);
+		cr_assert(wait_flag(&f.done, 2 * SEC));
+		cr_assert(f.on_thread);
+		cr_assert_eq(tw_loop_stop(l), TW_OK);
+		tw_loop_destroy(l);
+	}
+}
+
+/* Only a loop run by its own thread is lent. */
+Test(loop_lend, not_before_start_nor_after_stop)
+{
+	tw_loop *l = make_loop(NULL);
+	_Atomic int never = 0;
+	cr_assert(!tw_loop_borrow_until(l, flag_done, &never,
+					mono_ns() + 10 * MS));
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	cr_assert(!tw_loop_borrow_until(l, flag_done, &never,
+					mono_ns() + 10 * MS));
+	cr_assert_eq(lends(l), 0);
+	_Atomic int yes = 1;
+	cr_assert(tw_loop_borrow_until(l, flag_done, &yes, 0),
+		  "done before anything: true at once");
+	tw_loop_destroy(l);
+}
+
+/* What needs the ring goes back to the loop's thread: a message that
+ * prepares an SQE under a borrower ends the borrow, and the loop's thread
+ * submits it and routes its completion (on itself). */
+Test(loop_lend, ring_work_goes_back)
+{
+	struct tw_loop_opts o;
+	tw_loop_opts_init(&o, sizeof(o));
+	o.spin_ns = UINT64_MAX;
+	tw_loop *l = make_loop(&o);
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	struct flag_msg first;
+	flag_init(&first, l);
+	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
+	cr_assert(wait_flag(&first.done, 2 * SEC));
+	for (int i = 0; i < 50; i++) {
+		struct treq req = {.r = {.fn = treq_fn}, .res = -1, .l = l};
+		struct nop_msg nm = {.m = {.fn = nop_msg_run}, .req = &req};
+		cr_assert_eq(tw_loop_post_lazy(l, &nm.m), TW_OK);
+		(void)tw_loop_borrow_until(l, flag_done, &req.done,
+					   mono_ns() + 2 * SEC);
+		cr_assert(wait_flag(&req.done, 2 * SEC), "round %d", i);
+		cr_assert_eq(req.res, 0);
+		cr_assert_eq(req.count, 1);
+		cr_assert(req.on_thread, "completions are the loop thread's");
+	}
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	tw_loop_destroy(l);
+}
+
+/* A borrower gives the loop back after spin_ns without work, and a post
+ * after it left (another thread's, not lazy) is run at once by the
+ * lingering loop's thread, not after the linger. */
+Test(loop_lend, idle_borrower_leaves_and_posts_kick)
+{
+	struct tw_loop_opts o;
+	tw_loop_opts_init(&o, sizeof(o));
+	o.spin_ns = 2 * MS;
+	tw_loop *l = make_loop(&o);
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	struct flag_msg first;
+	flag_init(&first, l);
+	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
+	cr_assert(wait_flag(&first.done, 2 * SEC));
+	for (int i = 0; i < 20; i++) {
+		_Atomic int never = 0;
+		uint64_t t = mono_ns();
+		cr_assert(!tw_loop_borrow_until(l, flag_done, &never,
+						t + 10 * SEC));
+		cr_assert_lt(mono_ns() - t, 5 * SEC, "gave up after idling");
+		struct flag_msg f;
+		flag_init(&f, l);
+		cr_assert_eq(tw_loop_post(l, &f.m), TW_OK);
+		cr_assert(wait_flag(&f.done, 2 * SEC), "round %d", i);
+		cr_assert(f.on_thread);
+	}
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	tw_loop_destroy(l);
+}
+
+/* Borrowers on four threads at once, each waiting for its own messages,
+ * posted by a fifth thread too: every message runs exactly once, one
+ * holder at a time (a counter only the holder touches stays exact). */
+struct lend_ctx {
+	tw_loop *l;
+	_Atomic int stop;
+	uint64_t unlocked; /* touched by messages only: the holder's */
+	_Atomic uint32_t ran;
+};
+
+struct count_msg {
+	struct tw_loop_msg m;
+	struct lend_ctx *c;
+	_Atomic int done;
+};
+
+static void count_run(struct tw_loop_msg *m)
+{
+	struct count_msg *cm = container_of(m, struct count_msg, m);
+	cm->c->unlocked++;
+	atomic_fetch_add(&cm->c->ran, 1);
+	atomic_store(&cm->done, 1);
+}
+
+static void *lend_worker(void *arg)
+{
+	struct lend_ctx *c = arg;
+	for (int i = 0; i < 2000; i++) {
+		struct count_msg cm = {.m = {.fn = count_run}, .c = c};
+		while (tw_loop_post_lazy(c->l, &cm.m) == TW_ENOSPC)
+			sched_yield();
+		if (!tw_loop_borrow_until(c->l, flag_done, &cm.done,
+					  mono_ns() + 5 * SEC))
+			while (!atomic_load(&cm.done))
+				sched_yield();
+	}
+	return NULL;
+}
+
+static void *post_worker(void *arg)
+{
+	struct lend_ctx *c = arg;
+	for (int i = 0; i < 2000; i++) {
+		struct count_msg cm = {.m = {.fn = count_run}, .c = c};
+		while (tw_loop_post(c->l, &cm.m) == TW_ENOSPC)
+			sched_yield();
+		while (!atomic_load(&cm.done))
+			sched_yield();
+	}
+	return NULL;
+}
+
+Test(loop_lend, many_borrowers_one_holder)
+{
+	struct tw_loop_opts o;
+	tw_loop_opts_init(&o, sizeof(o));
+	o.yield = true;
+	tw_loop *l = make_loop(&o);
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	struct lend_ctx c = {.l = l};
+	pthread_t th[5];
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, lend_worker, &c), 0);
+	cr_assert_eq(pthread_create(&th[4], NULL, post_worker, &c), 0);
+	for (int i = 0; i < 5; i++)
+		pthread_join(th[i], NULL);
+	cr_assert_eq(atomic_load(&c.ran), 10000);
+	/* The last message's writes are visible once we see it done; the
+	 * loop's thread touches unlocked no more. */
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	cr_assert_eq(c.unlocked, 10000);
+	tw_loop_destroy(l);
+}
+
+/* A callback that stops its loop: refused on the loop's thread, and on a
+ * borrower too (it would join a thread parked for it: a reviewer's
+ * reproducer deadlocked here). */
+struct stop_msg {
+	struct tw_loop_msg m;
+	tw_loop *l;
+	pthread_t ran_on;
+	_Atomic int done;
+	tw_status st;
+};
+
+static void stop_run(struct tw_loop_msg *m)
+{
+	struct stop_msg *s = container_of(m, struct stop_msg, m);
+	s->ran_on = pthread_self();
+	s->st = tw_loop_stop(s->l);
+	atomic_store(&s->done, 1);
+}
+
+Test(loop_lend, stop_from_a_borrower_is_refused)
+{
+	struct tw_loop_opts o;
+	tw_loop_opts_init(&o, sizeof(o));
+	o.spin_ns = UINT64_MAX;
+	tw_loop *l = make_loop(&o);
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	struct flag_msg first;
+	flag_init(&first, l);
+	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
+	cr_assert(wait_flag(&first.done, 2 * SEC));
+	int on_borrower = 0, on_loop = 0;
+	for (int i = 0; i < 200 && on_borrower < 3; i++) {
+		struct stop_msg sm = {.m = {.fn = stop_run}, .l = l};
+		cr_assert_eq(tw_loop_post_lazy(l, &sm.m), TW_OK);
+		(void)tw_loop_borrow_until(l, flag_done, &sm.done,
+					   mono_ns() + 2 * SEC);
+		cr_assert(wait_flag(&sm.done, 2 * SEC), "round %d: stuck", i);
+		cr_assert_eq(sm.st, TW_EINVAL, "round %d: %s", i,
+			     tw_status_name(sm.st));
+		if (pthread_equal(sm.ran_on, pthread_self()))
+			on_borrower++;
+		else
+			on_loop++;
+	}
+	cr_assert_geq(on_borrower, 1,
+		      "never ran on the borrower (%d on the "
+		      "loop)",
+		      on_loop);
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	tw_loop_destroy(l);
+}
+
+/* tw_loop_reclaim sends a borrower whose wait is far from over back to
+ * waiting without the loop (spin_ns: never idle out), and refuses new
+ * ones; the loop's thread runs the loop again. */
+static void *reclaim_later(void *arg)
+{
+	usleep(50000);
+	tw_loop_reclaim(arg);
+	return NULL;
+}
+
+Test(loop_lend, reclaim_sends_borrowers_away)
+{
+	struct tw_loop_opts o;
+	tw_loop_opts_init(&o, sizeof(o));
+	o.spin_ns = UINT64_MAX;
+	tw_loop *l = make_loop(&o);
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	struct flag_msg first;
+	flag_init(&first, l);
+	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
+	cr_assert(wait_flag(&first.done, 2 * SEC));
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, reclaim_later, l), 0);
+	_Atomic int never = 0;
+	uint64_t t = mono_ns();
+	cr_assert(!tw_loop_borrow_until(l, flag_done, &never, t + 60 * SEC));
+	cr_assert_lt(mono_ns() - t, 10 * SEC, "left when reclaimed");
+	pthread_join(th, NULL);
+	cr_assert(!tw_loop_borrow_until(l, flag_done, &never,
+					mono_ns() + 60 * SEC),
+		  "refused at once after");
+	struct flag_msg f;
+	flag_init(&f, l);
+	cr_assert_eq(tw_loop_post(l, &f.m), TW_OK);
+	cr_assert(wait_flag(&f.done, 2 * SEC));
+	cr_assert(f.on_thread);
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	tw_loop_destroy(l);
+}
+
 /* --------------------------------------------------------- embedded mode */
 
 struct delayed_post {
