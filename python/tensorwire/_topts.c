@@ -56,6 +56,12 @@ static const struct topt dpdk_fields[] = {
 	D(rx_pool_count, K_U32),
 	D(burst, K_U32),
 	D(sw_udp_csum_off, K_BOOL),
+	D(no_pkt_tag, K_BOOL),
+	D(asm_bytes, K_U64),
+	D(asm_stall_ns, K_U64),
+	D(ooo_max, K_U32),
+	D(rexmit_max, K_U32),
+	D(accept_timeout_ns, K_U64),
 	{NULL, 0, K_STR},
 };
 #undef D

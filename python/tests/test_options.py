@@ -25,7 +25,9 @@ DPDK_KEYS = ["eal_args", "port", "local_ip", "udp_base_port", "mtu",
              "steer_ring", "no_offload", "no_flow", "credits", "rx_window",
              "rto_ns", "dead_ns", "idle_wake_ns", "max_sessions",
              "max_queued", "zc_threshold", "rx_pool_buf_size",
-             "rx_pool_count", "burst", "sw_udp_csum_off"]
+             "rx_pool_count", "burst", "sw_udp_csum_off", "no_pkt_tag",
+             "asm_bytes", "asm_stall_ns", "ooo_max", "rexmit_max",
+             "accept_timeout_ns"]
 
 # (transport, options, exception, words its message holds)
 BAD = [
@@ -167,3 +169,36 @@ def test_lend_loops(lend):
         assert out["lent"] > 0, out
     else:
         assert out["lent"] == 0, out
+
+
+def _header_fields(header, struct):
+    """The field names of a C options struct, read from its header."""
+    import os
+    import re
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                        "..", "include", "tensorwire")
+    with open(os.path.join(root, header)) as f:
+        text = f.read()
+    body = text[text.index("struct %s {" % struct):]
+    body = re.sub(r"/\*.*?\*/", "", body[:body.index("\n};")], flags=re.S)
+    names = []
+    for m in re.finditer(r"^\s*(?:const\s+)?\w+\s+\*?\s*([\w, *]+);", body,
+                         re.M):
+        names += [n.strip().lstrip("*") for n in m.group(1).split(",")]
+    return [n for n in names if n not in ("opts_size", "transport")]
+
+
+@pytest.mark.parametrize("transport,header,struct,listed", [
+    ("uring", "uring.h", "tw_uring_opts", URING_KEYS),
+    ("dpdk", "dpdk.h", "tw_dpdk_opts", DPDK_KEYS)])
+def test_every_field_of_the_header_is_an_option(transport, header, struct,
+                                                 listed):
+    """transport_options carries every field of the C struct: the keys the
+    error lists are the header's fields (a field added to the header and
+    not to _topts.c fails here)."""
+    fields = _header_fields(header, struct)
+    assert fields == listed, (fields, listed)
+    with pytest.raises(ValueError) as e:
+        _C._check_transport_options(transport, {"bogus": 1})
+    named = str(e.value).split("valid keys: ", 1)[1].split(", ")
+    assert named == fields, (named, str(e.value))
