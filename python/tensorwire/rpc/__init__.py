@@ -167,6 +167,12 @@ def _udf_serve(data, lifted):
     result = func(*args, **kwargs)
     if result is None:
         return None
+    return _udf_result(func, result)
+
+
+def _udf_result(func, result):
+    """A served function's result as it travels (pickled; an
+    @async_execution function's Future: a Future of that)."""
     from tensorwire import _pickle
     from tensorwire.futures import Future
     if isinstance(result, Future) and getattr(func, "_tw_async", False):

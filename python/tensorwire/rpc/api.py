@@ -13,6 +13,7 @@ What ``func`` may be, and how each travels:
 """
 
 import os
+import sys
 import threading
 import traceback
 import types
@@ -197,17 +198,46 @@ _CALLBACK = "callback"
 
 
 def _worker_loop():
+    from tensorwire.rpc import _noarg_fns, _udf_serve
+    next_job = _C._next_job
     while True:
-        job = _C._next_job()
+        job = next_job()
         if job is None:
             return
         try:
-            _handle(job)
+            if job.kind == _CALLBACK or job.fn is not _udf_serve or \
+                    not _served_inline(job, _noarg_fns):
+                _handle(job)
         except BaseException:  # a worker thread never dies of a job
             traceback.print_exc()
         # Dropped before waiting again: a job keeps its future (and the
         # message it came in) alive.
         del job
+
+
+def _served_inline(job, noarg_fns):
+    """The common call without _handle/_run_job/_udf_serve: a module-level
+    function this worker has served before (_noarg_fns), called without
+    arguments. False (nothing done) for any other. Its locals go with its
+    frame: a job's arguments (RRefs among them) must not outlive it."""
+    data, lifted = job.args
+    ent = None if lifted else noarg_fns.get(data)
+    if ent is None or \
+            getattr(sys.modules.get(ent[0]), ent[1], None) is not ent[2]:
+        return False
+    try:
+        result = ent[2]()
+    except BaseException as e:
+        from tensorwire.rpc import _errors_to_wire
+        kind, msg = _errors_to_wire(e, _self)
+        job.fail(kind, msg)
+        return True
+    if result is None:
+        job.complete(None)
+    else:
+        from tensorwire.rpc import _udf_result
+        _finish_job(job, _udf_result(ent[2], result))
+    return True
 
 
 def _handle(job):
@@ -230,6 +260,10 @@ def _run_job(job):
         kind, msg = _errors_to_wire(e, _self)
         job.fail(kind, msg)
         return
+    _finish_job(job, result)
+
+
+def _finish_job(job, result):
     if isinstance(result, Future) and getattr(job.fn, "_tw_async", False):
         from tensorwire.rpc import _errors_to_wire
 
