@@ -15,13 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dataplane/clock.h"
 #include "dataplane/ring.h"
+#include "dataplane/wait.h"
 
 #define CACHE_LINE 64u
 
@@ -76,11 +75,13 @@ enum uring_state {
 	URING_FAILED, /* the kernel refused every setup: sleep with ppoll */
 };
 
-/* Counters: written by the loop thread only (a relaxed load and store, no
- * locked instruction), read by anyone through tw_loop_get_stats. */
+/* Counters: written only by whoever runs the loop's iterations (its thread,
+ * or a borrower holding drive: one at a time), with a relaxed load and
+ * store, no locked instruction; read by anyone through tw_loop_get_stats. */
 struct loop_counters {
 	_Atomic uint64_t iterations, busy_iterations, sleeps;
 	_Atomic uint64_t msgs, timers_fired, cqes, pin_failures;
+	_Atomic uint64_t lends; /* borrows that polled (by the holder) */
 };
 
 struct tw_loop {
@@ -153,7 +154,6 @@ struct tw_loop {
 	_Atomic uint32_t parked;   /* the loop's thread waits in park() */
 	_Atomic uint32_t kicked;   /* it must look at the loop now */
 	_Atomic uint32_t park_seq; /* futex word of park(): kicks bump it */
-	_Atomic uint64_t lends;    /* borrows that polled (statistics) */
 	/* After a borrower leaves, the loop's thread stays parked until
 	 * this (tw_now_ns), unless kicked (see LINGER_NS). */
 	_Atomic uint64_t linger_until;
@@ -180,15 +180,6 @@ static inline void count(_Atomic uint64_t *c, uint64_t n)
 static inline uint64_t sat_add(uint64_t a, uint64_t b)
 {
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
 }
 
 uint64_t tw_clock_monotonic(void *ctx)
@@ -807,10 +798,10 @@ bool tw_loop_poll_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 /* Sleep on park_seq while it is seq, at most ns. */
 static void park(tw_loop *l, uint32_t seq, uint64_t ns)
 {
-	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
-			      .tv_nsec = (long)(ns % 1000000000u)};
-	(void)syscall(SYS_futex, (uint32_t *)&l->park_seq,
-		      FUTEX_WAIT | FUTEX_PRIVATE_FLAG, seq, &ts, NULL, 0);
+	uint64_t until = tw_now_ns() + ns;
+	struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+			      .tv_nsec = (long)(until % 1000000000u)};
+	(void)tw_futex_wait_until(&l->park_seq, seq, &ts);
 }
 
 /*
@@ -879,7 +870,7 @@ static void drive_take(tw_loop *l)
 					      memory_order_relaxed);
 			return;
 		}
-		cpu_relax();
+		tw_cpu_pause();
 	}
 }
 
@@ -957,9 +948,7 @@ static void loop_kick(tw_loop *l)
 	if (atomic_load_explicit(&l->parked, memory_order_seq_cst) != 0) {
 		atomic_fetch_add_explicit(&l->park_seq, 1,
 					  memory_order_seq_cst);
-		(void)syscall(SYS_futex, (uint32_t *)&l->park_seq,
-			      FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL,
-			      0);
+		tw_futex_wake(&l->park_seq, 1);
 	}
 	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst) != 0)
 		wake(l);
@@ -984,10 +973,38 @@ static bool loop_closing(const tw_loop *l)
 	       atomic_load_explicit(&l->reclaimed, memory_order_relaxed);
 }
 
-/* How long a borrower gives the loop's thread to leave its ring, and
- * after how long it yields the CPU while it waits. */
+/* How long a borrower waits for the loop's thread to let drive go, and to
+ * leave its ring; after how long it yields the CPU while it waits. */
+#define BORROW_TAKE_NS 20000u
 #define OUT_OF_RING_NS 200000u
 #define BORROW_TAKE_HOT_NS 2000u
+
+/* A borrower's bounded spin: spin_on pauses and, every 32 steps, looks at
+ * the clock: false once limit_ns have passed since spin_start (or the
+ * deadline has); past BORROW_TAKE_HOT_NS it yields the CPU, which the
+ * thread it waits for may need. */
+struct spin {
+	uint64_t t0;
+	unsigned i;
+};
+
+static struct spin spin_start(void)
+{
+	return (struct spin){.t0 = tw_now_ns()};
+}
+
+static bool spin_on(struct spin *s, uint64_t limit_ns, uint64_t deadline_ns)
+{
+	tw_cpu_pause();
+	if ((++s->i & 31) != 0)
+		return true;
+	uint64_t t = tw_now_ns();
+	if (t - s->t0 >= limit_ns || t >= deadline_ns)
+		return false;
+	if (t - s->t0 >= BORROW_TAKE_HOT_NS)
+		sched_yield();
+	return true;
+}
 
 /*
  * Under drive: the loop's thread must not be asleep in its ring while we
@@ -1004,24 +1021,12 @@ static bool owner_out_of_ring(tw_loop *l)
 	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst) == 0)
 		return true;
 	wake(l);
-	uint64_t t0 = tw_now_ns();
-	for (unsigned i = 1;
-	     atomic_load_explicit(&l->sleeping, memory_order_seq_cst) != 0;
-	     i++) {
-		cpu_relax();
-		if ((i & 31) == 0) {
-			uint64_t t = tw_now_ns() - t0;
-			if (t >= OUT_OF_RING_NS)
-				return false;
-			if (t >= BORROW_TAKE_HOT_NS)
-				sched_yield(); /* it may need our CPU */
-		}
-	}
+	struct spin sp = spin_start();
+	while (atomic_load_explicit(&l->sleeping, memory_order_seq_cst) != 0)
+		if (!spin_on(&sp, OUT_OF_RING_NS, UINT64_MAX))
+			return false;
 	return true;
 }
-
-/* How long a borrower waits for the loop's thread to let drive go. */
-#define BORROW_TAKE_NS 20000u
 
 bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			  uint64_t deadline_ns)
@@ -1037,8 +1042,8 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 		atomic_store_explicit(&l->borrower, (uintptr_t)&tls_me,
 				      memory_order_relaxed);
 	bool got = false;
-	uint64_t t0 = tw_now_ns();
-	for (unsigned i = 1;; i++) {
+	struct spin sp = spin_start();
+	for (;;) {
 		uint32_t z = 0;
 		if (atomic_compare_exchange_weak_explicit(
 			    &l->drive, &z, 1, memory_order_acquire,
@@ -1046,17 +1051,8 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			got = true;
 			break;
 		}
-		if (done(arg))
+		if (done(arg) || !spin_on(&sp, BORROW_TAKE_NS, deadline_ns))
 			break;
-		cpu_relax();
-		if ((i & 31) == 0) {
-			uint64_t t = tw_now_ns();
-			if (t - t0 >= BORROW_TAKE_NS || t >= deadline_ns)
-				break;
-			/* The holder may be waiting for our CPU. */
-			if (t - t0 >= BORROW_TAKE_HOT_NS)
-				sched_yield();
-		}
 	}
 	bool kick = !got; /* the loop's thread may be parked for us */
 	if (got) {
@@ -1071,7 +1067,7 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			l->lent = true;
 			atomic_store_explicit(&l->borrowing, (uintptr_t)&tls_me,
 					      memory_order_relaxed);
-			count(&l->lends, 1);
+			count(&l->st.lends, 1);
 			uint64_t idle_since = tw_now_ns();
 			while (!done(arg)) {
 				int work = tw_loop_poll_once(l);
@@ -1261,6 +1257,6 @@ void tw_loop_get_stats(const tw_loop *l, struct tw_loop_stats *s)
 	s->timers_fired = LD(l->st.timers_fired);
 	s->cqes = LD(l->st.cqes);
 	s->pin_failures = LD(l->st.pin_failures);
-	s->lends = LD(l->lends);
+	s->lends = LD(l->st.lends);
 #undef LD
 }

@@ -1045,15 +1045,7 @@ tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
 			  const tw_value *args, const tw_value *kwargs,
 			  int64_t timeout_ms, tw_future **out)
 {
-	/* UINT32_MAX means "no destination" inside; as an id it is merely
-	 * unknown, and says so. */
-	if (to == UINT32_MAX && a != NULL) {
-		if (out != NULL)
-			*out = NULL;
-		return agent_no_worker_id(a, to);
-	}
-	return call_async(a, (struct dest){.id = to}, fn, args, kwargs,
-			  timeout_ms, out, false);
+	return tw_rpc_async_ex(a, to, fn, args, kwargs, timeout_ms, 0, out);
 }
 
 tw_status tw_rpc_async_ex(tw_agent *a, uint32_t to, const char *fn,
@@ -1066,6 +1058,8 @@ tw_status tw_rpc_async_ex(tw_agent *a, uint32_t to, const char *fn,
 		return tw_fail(TW_EINVAL, "tw_rpc_async_ex: unknown flags 0x%x",
 			       flags & ~(unsigned)TW_CALL_WAITED);
 	}
+	/* UINT32_MAX means "no destination" inside; as an id it is merely
+	 * unknown, and says so. */
 	if (to == UINT32_MAX && a != NULL) {
 		if (out != NULL)
 			*out = NULL;

@@ -4,14 +4,12 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
-#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +17,7 @@
 
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
+#include "dataplane/wait.h"
 #include "rpc/future_impl.h"
 #include "rpc/tcache.h"
 
@@ -103,34 +102,6 @@ struct tw_future {
 };
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static inline void cpu_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
-/* Sleep while *word == val, until woken or the absolute CLOCK_MONOTONIC
- * deadline (NULL: none). The kernel checks the value atomically with
- * queueing us, so a wake between our check and the sleep is not lost.
- * Returns 0 or an errno (EAGAIN, EINTR, ETIMEDOUT). */
-static int futex_wait_until(_Atomic uint32_t *word, uint32_t val,
-			    const struct timespec *deadline)
-{
-	long r = syscall(SYS_futex, (uint32_t *)word,
-			 FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val, deadline,
-			 NULL, FUTEX_BITSET_MATCH_ANY);
-	return r == 0 ? 0 : errno;
-}
-
-static void futex_wake_all(_Atomic uint32_t *word)
-{
-	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG,
-		INT_MAX, NULL, NULL, 0);
-}
 
 static inline uint32_t load_state(const tw_future *f)
 {
@@ -277,7 +248,7 @@ static void publish(tw_future *f)
 	uint32_t old = atomic_exchange_explicit(&f->state, ST_DONE,
 						memory_order_release);
 	if (old & ST_WAITERS)
-		futex_wake_all(&f->state);
+		tw_futex_wake(&f->state, INT_MAX);
 
 	/* Acquire: pairs with the release CAS in tw_future_then that pushed
 	 * each node, so cb and arg are visible here. Release: pairs with the
@@ -684,7 +655,7 @@ tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 		spin_end = deadline;
 	for (;;) {
 		for (int i = 0; i < SPIN_CLOCK_EVERY; i++) {
-			cpu_pause();
+			tw_cpu_pause();
 			if (is_done(load_state(f)))
 				return done_status(f);
 		}
@@ -711,7 +682,7 @@ tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 						      memory_order_acquire);
 		if (is_done(s))
 			return done_status(f);
-		int e = futex_wait_until(&f->state, s | ST_WAITERS, tsp);
+		int e = tw_futex_wait_until(&f->state, s | ST_WAITERS, tsp);
 		if (e == ETIMEDOUT) {
 			/* Completed just as we timed out: report it. */
 			if (is_done(load_state(f)))

@@ -418,10 +418,10 @@ static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 	tw_future *f;
 	tw_status st = tw_rpc_async_ex(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
 				       c.flags, &f);
-	int waited = st == TW_ENOSPC ? await_room(a, &c, &f, &st) : 0;
+	int room = st == TW_ENOSPC ? await_room(a, &c, &f, &st) : 0;
 	tw_value_destroy(&c.args);
 	tw_value_destroy(&c.kwargs);
-	if (waited < 0)
+	if (room < 0)
 		return NULL;
 	if (st != TW_OK)
 		return twpy_raise_status(st);

@@ -146,14 +146,20 @@ _noarg_fns = {}
 api._unwrap_result = _unwrap_result
 
 
+def _noarg_fn(data, lifted):
+    """The function of a call without arguments seen before (its pickle,
+    no tensors), while its name still resolves to it; else None."""
+    ent = None if lifted else _noarg_fns.get(data)
+    if ent is not None and \
+            getattr(_sys.modules.get(ent[0]), ent[1], None) is ent[2]:
+        return ent[2]
+    return None
+
+
 def _udf_serve(data, lifted):
     """On the callee: run a pickled Python function; its result pickled
     back the same way (None travels as None)."""
-    ent = _noarg_fns.get(data) if not lifted else None
-    func = None
-    if ent is not None and \
-            getattr(_sys.modules.get(ent[0]), ent[1], None) is ent[2]:
-        func = ent[2]
+    func = _noarg_fn(data, lifted)
     if func is not None:
         args, kwargs = (), {}
     else:

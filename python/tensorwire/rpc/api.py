@@ -13,7 +13,6 @@ What ``func`` may be, and how each travels:
 """
 
 import os
-import sys
 import threading
 import traceback
 import types
@@ -198,7 +197,7 @@ _CALLBACK = "callback"
 
 
 def _worker_loop():
-    from tensorwire.rpc import _noarg_fns, _udf_serve
+    from tensorwire.rpc import _noarg_fn, _udf_serve
     next_job = _C._next_job
     while True:
         job = next_job()
@@ -206,7 +205,7 @@ def _worker_loop():
             return
         try:
             if job.kind == _CALLBACK or job.fn is not _udf_serve or \
-                    not _served_inline(job, _noarg_fns):
+                    not _served_inline(job, _noarg_fn):
                 _handle(job)
         except BaseException:  # a worker thread never dies of a job
             traceback.print_exc()
@@ -215,28 +214,24 @@ def _worker_loop():
         del job
 
 
-def _served_inline(job, noarg_fns):
-    """The common call without _handle/_run_job/_udf_serve: a module-level
-    function this worker has served before (_noarg_fns), called without
-    arguments. False (nothing done) for any other. Its locals go with its
-    frame: a job's arguments (RRefs among them) must not outlive it."""
-    data, lifted = job.args
-    ent = None if lifted else noarg_fns.get(data)
-    if ent is None or \
-            getattr(sys.modules.get(ent[0]), ent[1], None) is not ent[2]:
+def _served_inline(job, noarg_fn):
+    """The common call without _handle/_run_job/_udf_serve: a function
+    this worker has served before, called without arguments. False
+    (nothing done) for any other. Its locals go with its frame: a job's
+    arguments (RRefs among them) must not outlive it."""
+    func = noarg_fn(*job.args)
+    if func is None:
         return False
     try:
-        result = ent[2]()
+        result = func()
     except BaseException as e:
-        from tensorwire.rpc import _errors_to_wire
-        kind, msg = _errors_to_wire(e, _self)
-        job.fail(kind, msg)
+        _fail_job(job, e)
         return True
     if result is None:
         job.complete(None)
     else:
         from tensorwire.rpc import _udf_result
-        _finish_job(job, _udf_result(ent[2], result))
+        _finish_job(job, _udf_result(func, result))
     return True
 
 
@@ -252,35 +247,35 @@ def _handle(job):
     _run_job(job)
 
 
+def _fail_job(job, e):
+    """The caller gets e, with its type."""
+    from tensorwire.rpc import _errors_to_wire
+    kind, msg = _errors_to_wire(e, _self)
+    job.fail(kind, msg)
+
+
 def _run_job(job):
     try:
         result = job.fn(*job.args, **job.kwargs)
-    except BaseException as e:  # the caller gets it, with its type
-        from tensorwire.rpc import _errors_to_wire
-        kind, msg = _errors_to_wire(e, _self)
-        job.fail(kind, msg)
+    except BaseException as e:
+        _fail_job(job, e)
         return
     _finish_job(job, result)
 
 
 def _finish_job(job, result):
     if isinstance(result, Future) and getattr(job.fn, "_tw_async", False):
-        from tensorwire.rpc import _errors_to_wire
-
         def finish(fut, job=job):
             try:
                 job.complete(fut.wait())
             except BaseException as e:
-                kind, msg = _errors_to_wire(e, _self)
-                job.fail(kind, msg)
+                _fail_job(job, e)
         result.add_done_callback(finish)
         return
     try:
         job.complete(result)
     except BaseException as e:
-        from tensorwire.rpc import _errors_to_wire
-        kind, msg = _errors_to_wire(e, _self)
-        job.fail(kind, msg)
+        _fail_job(job, e)
 
 
 def init_rpc(name, backend=None, rank=-1, world_size=None,

@@ -923,6 +923,23 @@ static uint64_t lends(tw_loop *l)
 	return s.lends;
 }
 
+/* A started loop, past its first iteration (which makes its ring: until
+ * then nobody may borrow it), with this idle spin. */
+static tw_loop *lent_loop(uint64_t spin_ns, bool yield)
+{
+	struct tw_loop_opts o;
+	tw_loop_opts_init(&o, sizeof(o));
+	o.spin_ns = spin_ns;
+	o.yield = yield;
+	tw_loop *l = make_loop(&o);
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	struct flag_msg first;
+	flag_init(&first, l);
+	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
+	cr_assert(wait_flag(&first.done, 2 * SEC));
+	return l;
+}
+
 /* A thread waiting for what a message does polls the loop itself: the
  * message runs on the waiter's thread, and the loop's thread takes over
  * again afterwards (a later post runs there). Over and over, with the
@@ -931,16 +948,7 @@ static uint64_t lends(tw_loop *l)
 Test(loop_lend, waiter_runs_the_loop)
 {
 	for (int sleepy = 0; sleepy < 2; sleepy++) {
-		struct tw_loop_opts o;
-		tw_loop_opts_init(&o, sizeof(o));
-		o.spin_ns = sleepy ? 0 : UINT64_MAX;
-		tw_loop *l = make_loop(&o);
-		cr_assert_eq(tw_loop_start(l), TW_OK);
-		/* Its first iteration makes its ring. */
-		struct flag_msg first;
-		flag_init(&first, l);
-		cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
-		cr_assert(wait_flag(&first.done, 2 * SEC));
+		tw_loop *l = lent_loop(sleepy ? 0 : UINT64_MAX, false);
 		int mine = 0;
 		for (int i = 0; i < 200; i++) {
 			struct who_msg w = {.m = {.fn = who_run}, .l = l};
@@ -991,15 +999,7 @@ Test(loop_lend, not_before_start_nor_after_stop)
  * submits it and routes its completion (on itself). */
 Test(loop_lend, ring_work_goes_back)
 {
-	struct tw_loop_opts o;
-	tw_loop_opts_init(&o, sizeof(o));
-	o.spin_ns = UINT64_MAX;
-	tw_loop *l = make_loop(&o);
-	cr_assert_eq(tw_loop_start(l), TW_OK);
-	struct flag_msg first;
-	flag_init(&first, l);
-	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
-	cr_assert(wait_flag(&first.done, 2 * SEC));
+	tw_loop *l = lent_loop(UINT64_MAX, false);
 	for (int i = 0; i < 50; i++) {
 		struct treq req = {.r = {.fn = treq_fn}, .res = -1, .l = l};
 		struct nop_msg nm = {.m = {.fn = nop_msg_run}, .req = &req};
@@ -1020,15 +1020,7 @@ Test(loop_lend, ring_work_goes_back)
  * lingering loop's thread, not after the linger. */
 Test(loop_lend, idle_borrower_leaves_and_posts_kick)
 {
-	struct tw_loop_opts o;
-	tw_loop_opts_init(&o, sizeof(o));
-	o.spin_ns = 2 * MS;
-	tw_loop *l = make_loop(&o);
-	cr_assert_eq(tw_loop_start(l), TW_OK);
-	struct flag_msg first;
-	flag_init(&first, l);
-	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
-	cr_assert(wait_flag(&first.done, 2 * SEC));
+	tw_loop *l = lent_loop(2 * MS, false);
 	for (int i = 0; i < 20; i++) {
 		_Atomic int never = 0;
 		uint64_t t = mono_ns();
@@ -1099,11 +1091,7 @@ static void *post_worker(void *arg)
 
 Test(loop_lend, many_borrowers_one_holder)
 {
-	struct tw_loop_opts o;
-	tw_loop_opts_init(&o, sizeof(o));
-	o.yield = true;
-	tw_loop *l = make_loop(&o);
-	cr_assert_eq(tw_loop_start(l), TW_OK);
+	tw_loop *l = lent_loop(200 * US, true);
 	struct lend_ctx c = {.l = l};
 	pthread_t th[5];
 	for (int i = 0; i < 4; i++)
@@ -1140,15 +1128,7 @@ static void stop_run(struct tw_loop_msg *m)
 
 Test(loop_lend, stop_from_a_borrower_is_refused)
 {
-	struct tw_loop_opts o;
-	tw_loop_opts_init(&o, sizeof(o));
-	o.spin_ns = UINT64_MAX;
-	tw_loop *l = make_loop(&o);
-	cr_assert_eq(tw_loop_start(l), TW_OK);
-	struct flag_msg first;
-	flag_init(&first, l);
-	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
-	cr_assert(wait_flag(&first.done, 2 * SEC));
+	tw_loop *l = lent_loop(UINT64_MAX, false);
 	int on_borrower = 0, on_loop = 0;
 	for (int i = 0; i < 200 && on_borrower < 3; i++) {
 		struct stop_msg sm = {.m = {.fn = stop_run}, .l = l};
@@ -1183,15 +1163,7 @@ static void *reclaim_later(void *arg)
 
 Test(loop_lend, reclaim_sends_borrowers_away)
 {
-	struct tw_loop_opts o;
-	tw_loop_opts_init(&o, sizeof(o));
-	o.spin_ns = UINT64_MAX;
-	tw_loop *l = make_loop(&o);
-	cr_assert_eq(tw_loop_start(l), TW_OK);
-	struct flag_msg first;
-	flag_init(&first, l);
-	cr_assert_eq(tw_loop_post(l, &first.m), TW_OK);
-	cr_assert(wait_flag(&first.done, 2 * SEC));
+	tw_loop *l = lent_loop(UINT64_MAX, false);
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, reclaim_later, l), 0);
 	_Atomic int never = 0;
