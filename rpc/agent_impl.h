@@ -22,6 +22,7 @@
 #include "rpc/auth.h"
 #include "rpc/executor.h"
 #include "rpc/ops/ops.h"
+#include "rpc/pend.h"
 #include "rpc/registry.h"
 #include "rpc/rendezvous.h"
 
@@ -128,12 +129,6 @@ struct conn_state {
 
 /* Pending calls by req_id: open addressing, linear probing, backward-shift
  * deletion; grows, never allocates per call. */
-struct pend_table {
-	struct call **slots;
-	uint32_t mask;
-	uint32_t count;
-};
-
 struct loop_stats {
 	stat_t calls_sent, calls_served, late_responses, bad_frames;
 	stat_t conns_opened, conns_closed, timeouts, exec_jobs, exec_expired;
@@ -416,8 +411,6 @@ tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
  * can arrive then, and the loop must keep running for init to end). */
 tw_status call_self_async(tw_agent *a, const char *fn, const tw_value *args,
 			  const tw_value *kwargs, tw_future **out);
-int pend_init(struct pend_table *p, uint32_t cap);
-void pend_fini(struct pend_table *p);
 
 /* ---- serve.c (server side) ---- */
 void serve_on_call(struct agent_loop *l, struct conn_state *cs,

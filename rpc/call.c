@@ -20,94 +20,6 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-/* ---- pending table (loop thread only) -------------------------------- */
-
-int pend_init(struct pend_table *p, uint32_t cap)
-{
-	p->slots = calloc(cap, sizeof(p->slots[0]));
-	if (p->slots == NULL)
-		return -1;
-	p->mask = cap - 1;
-	p->count = 0;
-	return 0;
-}
-
-void pend_fini(struct pend_table *p)
-{
-	free(p->slots);
-	p->slots = NULL;
-}
-
-/* Request ids come from one counter, so consecutive ids already spread
- * over consecutive slots: the id itself is the hash. */
-static inline uint32_t pend_home(const struct pend_table *p, uint64_t id)
-{
-	return (uint32_t)id & p->mask;
-}
-
-static void pend_place(struct pend_table *p, struct call *c)
-{
-	uint32_t i = pend_home(p, c->req_id);
-	while (p->slots[i] != NULL)
-		i = (i + 1) & p->mask;
-	p->slots[i] = c;
-	p->count++;
-}
-
-/* Keeps the table at most half full; grows by doubling (amortised, never
- * per call in steady state). */
-static int pend_insert(struct pend_table *p, struct call *c)
-{
-	if ((p->count + 1) * 2 > p->mask + 1) {
-		struct pend_table n;
-		if (pend_init(&n, (p->mask + 1) * 2) != 0)
-			return -1;
-		for (uint32_t i = 0; i <= p->mask; i++)
-			if (p->slots[i] != NULL)
-				pend_place(&n, p->slots[i]);
-		free(p->slots);
-		*p = n;
-	}
-	pend_place(p, c);
-	return 0;
-}
-
-static struct call *pend_find(const struct pend_table *p, uint64_t id)
-{
-	for (uint32_t i = pend_home(p, id);; i = (i + 1) & p->mask) {
-		struct call *c = p->slots[i];
-		if (c == NULL || c->req_id == id)
-			return c;
-	}
-}
-
-/* Backward-shift deletion: later entries of the probe run move up so
- * lookups never need tombstones. */
-static void pend_remove(struct pend_table *p, uint64_t id)
-{
-	uint32_t i = pend_home(p, id);
-	while (p->slots[i] != NULL && p->slots[i]->req_id != id)
-		i = (i + 1) & p->mask;
-	if (p->slots[i] == NULL)
-		return;
-	p->count--;
-	for (uint32_t j = i;;) {
-		j = (j + 1) & p->mask;
-		struct call *c = p->slots[j];
-		if (c == NULL)
-			break;
-		uint32_t k = pend_home(p, c->req_id);
-		/* c may fill the hole at i unless its home lies cyclically
-		 * in (i, j]. */
-		bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-		if (!stays) {
-			p->slots[i] = c;
-			i = j;
-		}
-	}
-	p->slots[i] = NULL;
-}
-
 /* ---- call records ---------------------------------------------------- */
 
 static void call_timeout(struct tw_timer *t, void *arg);
@@ -155,7 +67,7 @@ void call_cache_drain(tw_agent *a)
 /* Take c out of the pending table, its timer and its connection's list. */
 static void call_detach(struct agent_loop *l, struct call *c)
 {
-	pend_remove(&l->pend, c->req_id);
+	(void)pend_remove(&l->pend, c->req_id);
 	tw_timer_cancel(tw_loop_timers(l->loop), &c->timer);
 	struct conn_state *cs = c->conn;
 	if (cs != NULL) {
@@ -233,7 +145,7 @@ static void call_start_msg(struct tw_loop_msg *m)
 		call_settled(c);
 		return;
 	}
-	if (pend_insert(&l->pend, c) != 0) {
+	if (pend_insert(&l->pend, c->req_id, c) != 0) {
 		atomic_fetch_sub(&a->outstanding, 1);
 		tw_future_fail(c->fut, TW_ENOMEM, a->rank,
 			       "out of memory for the pending-call table");
@@ -365,7 +277,7 @@ void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
 	struct call *c;
 	TAILQ_FOREACH(c, &list, clink)
 	{
-		pend_remove(&l->pend, c->req_id);
+		(void)pend_remove(&l->pend, c->req_id);
 		tw_timer_cancel(tw_loop_timers(l->loop), &c->timer);
 		c->conn = NULL;
 		c->live &= (uint8_t)~CALL_PENDING;
@@ -386,14 +298,14 @@ void call_fail_all(struct agent_loop *l, tw_status kind, const char *msg)
 		return;
 	struct call **v = malloc(n * sizeof(*v));
 	for (uint32_t i = 0; i <= l->pend.mask && v != NULL; i++)
-		if (l->pend.slots[i] != NULL)
-			v[k++] = l->pend.slots[i];
+		if (l->pend.slots[i].v != NULL)
+			v[k++] = l->pend.slots[i].v;
 	if (v == NULL) {
 		/* No memory for the list: fail them one by one. */
 		while (l->pend.count > 0)
 			for (uint32_t i = 0; i <= l->pend.mask; i++)
-				if (l->pend.slots[i] != NULL) {
-					call_fail(l, l->pend.slots[i], kind,
+				if (l->pend.slots[i].v != NULL) {
+					call_fail(l, l->pend.slots[i].v, kind,
 						  msg);
 					break;
 				}
