@@ -554,6 +554,14 @@ tw_status tw_loop_post_own(tw_loop *l, struct tw_loop_msg *m)
 }
 
 static void loop_kick(tw_loop *l);
+static void linger(tw_loop *l);
+
+/* Lazy posts a lingering loop holds before its thread is woken for them:
+ * a pipelining caller's waits send them in batches (tw_loop_batch_waiting
+ * from LAZY_BATCH on), but one that posts and does not wait must not fill
+ * the ring. */
+#define LAZY_BATCH 16u
+#define LAZY_MAX 64u
 
 static tw_status post(tw_loop *l, struct tw_loop_msg *m, bool lazy)
 {
@@ -570,14 +578,23 @@ static tw_status post(tw_loop *l, struct tw_loop_msg *m, bool lazy)
 	 * loop costs us this fence and one shared load, never a syscall.
 	 */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst))
+	if (atomic_load_explicit(&l->sleeping, memory_order_seq_cst)) {
 		wake(l);
-	/* Parked after a borrower left (lingering), with no borrower back:
-	 * our message would wait out the linger. The same fence orders our
-	 * enqueue before these loads (the borrower's side: its leave). */
-	else if (!lazy &&
-		 atomic_load_explicit(&l->parked, memory_order_seq_cst) != 0 &&
-		 atomic_load_explicit(&l->want, memory_order_seq_cst) == 0)
+		return TW_OK;
+	}
+	if (atomic_load_explicit(&l->want, memory_order_seq_cst) != 0)
+		return TW_OK; /* a borrower polls, or is about to */
+	/* Lingering after a borrower left: the loop's thread parks on
+	 * even with messages in its ring. Ours would wait out the linger,
+	 * unless it is lazy: its poster borrows next. The same fence orders
+	 * our enqueue before these loads (the borrower's side: its leave,
+	 * which stores linger_until before it lowers want). */
+	if (atomic_load_explicit(&l->linger_until, memory_order_relaxed) == 0 &&
+	    atomic_load_explicit(&l->parked, memory_order_seq_cst) == 0)
+		return TW_OK; /* awake: it polls */
+	if (lazy && tw_ring_count(l->ring) < LAZY_MAX)
+		linger(l); /* its poster comes back: keep lingering */
+	else
 		loop_kick(l);
 	return TW_OK;
 }
@@ -845,9 +862,15 @@ static void drive_take(tw_loop *l)
 			 * not parked yet leave their message to this look. */
 			w = atomic_load_explicit(&l->want,
 						 memory_order_seq_cst);
+			/* Messages in the ring end the park unless they are
+			 * lazy posts of a linger's borrower (it comes back for
+			 * them): other posters kick a lingering loop. */
+			until = atomic_load_explicit(&l->linger_until,
+						     memory_order_relaxed);
 			if (atomic_load_explicit(&l->kicked,
 						 memory_order_seq_cst) != 0 ||
-			    (w == 0 && !tw_ring_empty(l->ring))) {
+			    (w == 0 && !tw_ring_empty(l->ring) &&
+			     (until == 0 || tw_now_ns() >= until))) {
 				atomic_store_explicit(&l->parked, 0,
 						      memory_order_relaxed);
 				atomic_store_explicit(&l->linger_until, 0,
@@ -1028,11 +1051,10 @@ static bool owner_out_of_ring(tw_loop *l)
 	return true;
 }
 
-bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
-			  uint64_t deadline_ns)
+/* tw_loop_borrow_until; once: one iteration, whatever done says. */
+static bool borrow(tw_loop *l, bool (*done)(void *arg), void *arg,
+		   uint64_t deadline_ns, bool once)
 {
-	if (done(arg))
-		return true;
 	if (!atomic_load_explicit(&l->threaded, memory_order_acquire) ||
 	    atomic_load_explicit(&l->reclaimed, memory_order_acquire))
 		return false;
@@ -1071,7 +1093,7 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			uint64_t idle_since = tw_now_ns();
 			while (!done(arg)) {
 				int work = tw_loop_poll_once(l);
-				if (owner_work(l) || done(arg) ||
+				if (once || owner_work(l) || done(arg) ||
 				    loop_closing(l))
 					break;
 				uint64_t now = tw_now_ns();
@@ -1108,6 +1130,32 @@ bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 	if (kick || !tw_ring_empty(l->ring))
 		loop_kick(l);
 	return done(arg);
+}
+
+bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
+			  uint64_t deadline_ns)
+{
+	return done(arg) || borrow(l, done, arg, deadline_ns, false);
+}
+
+static bool never(void *arg)
+{
+	(void)arg;
+	return false;
+}
+
+bool tw_loop_batch_waiting(const tw_loop *l)
+{
+	return tw_loop_lent_to_me(l) &&
+	       atomic_load_explicit(&l->linger_until, memory_order_relaxed) !=
+		       0 &&
+	       tw_ring_count(l->ring) >= LAZY_BATCH &&
+	       atomic_load_explicit(&l->want, memory_order_relaxed) == 0;
+}
+
+void tw_loop_borrow_once(tw_loop *l)
+{
+	(void)borrow(l, never, NULL, tw_now_ns() + BORROW_TAKE_HOT_NS, true);
 }
 
 void tw_loop_reclaim(tw_loop *l)

@@ -153,6 +153,17 @@ void tw_loop_reclaim(tw_loop *l);
  * its may then be tw_loop_post_lazy). */
 bool tw_loop_lent_to_me(const tw_loop *l);
 
+/* Whether l lingers for the calling thread (its last borrower) with a
+ * batch of lazy posts waiting: a caller whose waits keep finding their
+ * answers there should send them (tw_loop_borrow_once) rather than leave
+ * them to the loop's thread, which would have to be woken for them. */
+bool tw_loop_batch_waiting(const tw_loop *l);
+
+/* One iteration of l on the calling thread, as tw_loop_borrow_until's,
+ * if the loop's thread lets it go at once; else the loop's thread is
+ * woken for what waits. Not from within an iteration of l. */
+void tw_loop_borrow_once(tw_loop *l);
+
 /* True while an iteration runs (loop thread only): a caller reached from
  * a message, poller, completion or timer callback. */
 bool tw_loop_in_poll(const tw_loop *l);
@@ -164,8 +175,9 @@ tw_status tw_loop_post(tw_loop *l, struct tw_loop_msg *m);
 
 /* tw_loop_post for a poster about to wait for what m starts, and so to
  * borrow l (tw_loop_borrow_until): a loop lingering after a borrow is not
- * woken for m, which waits for the poster's borrow (or the end of the
- * linger, ~50 us, if the poster does not come). */
+ * woken for m, and lingers on (~50 us from this post), unless 64 messages
+ * wait: m waits for the poster's borrow, or for the loop's thread at the
+ * end of the linger if the poster does not come. */
 tw_status tw_loop_post_lazy(tw_loop *l, struct tw_loop_msg *m);
 
 /* tw_loop_post from the thread that polls l (an embedded owner between

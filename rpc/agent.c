@@ -833,9 +833,11 @@ static bool lend_done(void *arg)
 	return tw_future_done(arg);
 }
 
-static bool lend_drive(tw_future *f, void *ctx, uint64_t deadline_ns)
+/* Runs the lent loop of d on this thread: until f is done (or the borrow
+ * gives up), or (f NULL) for one iteration if a batch of this thread's
+ * posts waits there (tw_loop_batch_waiting). */
+static bool lend_run(struct agent_lend *d, tw_future *f, uint64_t deadline_ns)
 {
-	struct agent_lend *d = ctx;
 	/* A loop's own thread, or a waiter already polling one: no nesting
 	 * (a handler waits on no future; one that tries is refused). */
 	if (agent_tls_loop != NULL)
@@ -848,12 +850,30 @@ static bool lend_drive(tw_future *f, void *ctx, uint64_t deadline_ns)
 		/* Handlers that run meanwhile are on this loop, as on its
 		 * thread (they post to it directly, and may not block). */
 		agent_tls_loop = d->l;
-		done = tw_loop_borrow_until(d->l->loop, lend_done, f,
-					    deadline_ns);
+		if (f != NULL)
+			done = tw_loop_borrow_until(d->l->loop, lend_done, f,
+						    deadline_ns);
+		else if (tw_loop_batch_waiting(d->l->loop))
+			tw_loop_borrow_once(d->l->loop);
 		agent_tls_loop = NULL;
 	}
 	atomic_fetch_sub_explicit(&d->users, 1, memory_order_release);
 	return done;
+}
+
+static bool lend_drive(tw_future *f, void *ctx, uint64_t deadline_ns)
+{
+	return lend_run(ctx, f, deadline_ns);
+}
+
+/* A caller pipelining calls whose waits find their answers already there
+ * would leave the calls it posts since to the loop's thread, woken for
+ * them once they are a batch: it sends them itself (the loop's thread
+ * sleeps on, and the caller's thread does all the loop's work, as it does
+ * in its waits). */
+static void lend_done_wait(void *ctx)
+{
+	(void)lend_run(ctx, NULL, 0);
 }
 
 static void lend_get(void *ctx)
@@ -864,6 +884,7 @@ static void lend_get(void *ctx)
 
 static const struct future_driver lend_driver = {
 	.drive = lend_drive,
+	.done_wait = lend_done_wait,
 	.retain = lend_get,
 	.release = lend_put,
 };

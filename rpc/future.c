@@ -627,8 +627,11 @@ tw_status tw_future_wait(tw_future *f, int64_t timeout_ms)
 	if (f == NULL)
 		return tw_fail_static(TW_EINVAL,
 				      "tw_future_wait: future is NULL");
-	if (is_done(load_state(f)))
+	if (is_done(load_state(f))) {
+		if (f->drv != NULL && f->drv->done_wait != NULL)
+			f->drv->done_wait(f->drv_ctx);
 		return done_status(f);
+	}
 	if (timeout_ms == 0)
 		return wait_timed_out(timeout_ms);
 

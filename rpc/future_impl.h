@@ -50,6 +50,9 @@ tw_status future_wait_all_with(tw_future *const *futs, size_t n,
  */
 struct future_driver {
 	bool (*drive)(tw_future *f, void *ctx, uint64_t deadline_ns);
+	/* A wait found f done (NULL: nothing): the waiter may still do a
+	 * little of what its driver has waiting (send calls it posted). */
+	void (*done_wait)(void *ctx);
 	void (*retain)(void *ctx);
 	void (*release)(void *ctx);
 };

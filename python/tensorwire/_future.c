@@ -40,8 +40,15 @@ static PyObject *cfuture_wait(PyObject *self, PyObject *args)
 	if (!PyArg_ParseTuple(args, "|L", &ms))
 		return NULL;
 	tw_future *f = ((cfuture *)self)->f;
-	if (tw_future_done(f))
+	if (tw_future_done(f)) {
+		/* Done already, but the wait may still send calls this
+		 * thread posted since (a pipelining caller's batch), as a
+		 * wait that is not done would have. */
+		Py_BEGIN_ALLOW_THREADS;
+		(void)tw_future_wait(f, 0);
+		Py_END_ALLOW_THREADS;
 		Py_RETURN_TRUE;
+	}
 	tw_status st;
 	Py_BEGIN_ALLOW_THREADS;
 	twpy_block_begin();

@@ -1107,6 +1107,98 @@ Test(loop_lend, many_borrowers_one_holder)
 	tw_loop_destroy(l);
 }
 
+/* Become l's last borrower: wait for one lazy post of ours, polling l. */
+static void borrow_one(tw_loop *l)
+{
+	struct who_msg w = {.m = {.fn = who_run}, .l = l};
+	cr_assert_eq(tw_loop_post_lazy(l, &w.m), TW_OK);
+	if (!tw_loop_borrow_until(l, flag_done, &w.done, mono_ns() + 2 * SEC))
+		cr_assert(wait_flag(&w.done, 2 * SEC));
+}
+
+/* A caller pipelining lazy posts while the loop lingers for it: once a
+ * batch (16) waits, tw_loop_batch_waiting says so (to it alone) and
+ * tw_loop_borrow_once runs them on the caller's thread; the loop's thread
+ * is not woken for them. Timing decides each round (a linger is ~50 us):
+ * most rounds, not all, must go so. */
+Test(loop_lend, lazy_batch_is_sent_by_its_poster)
+{
+	tw_loop *l = lent_loop(0, false);
+	enum { ROUNDS = 50, BATCH = 16 };
+	int batched = 0, here = 0;
+	for (int r = 0; r < ROUNDS; r++) {
+		borrow_one(l);
+		cr_assert(tw_loop_lent_to_me(l));
+		struct who_msg w[BATCH];
+		for (int i = 0; i < BATCH; i++) {
+			w[i] = (struct who_msg){.m = {.fn = who_run}, .l = l};
+			cr_assert_eq(tw_loop_post_lazy(l, &w[i].m), TW_OK);
+		}
+		if (tw_loop_batch_waiting(l)) {
+			batched++;
+			tw_loop_borrow_once(l);
+		}
+		for (int i = 0; i < BATCH; i++) {
+			cr_assert(wait_flag(&w[i].done, 2 * SEC), "round %d",
+				  r);
+			here += pthread_equal(w[i].ran_on, pthread_self());
+		}
+		cr_assert(!tw_loop_batch_waiting(l), "nothing waits now");
+	}
+	cr_assert_geq(batched, ROUNDS / 2, "batch seen in %d of %d", batched,
+		      ROUNDS);
+	cr_assert_geq(here, batched * BATCH / 2, "%d of %d ran here", here,
+		      batched * BATCH);
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	tw_loop_destroy(l);
+}
+
+static void *batch_waiting_elsewhere(void *arg)
+{
+	return (void *)(uintptr_t)tw_loop_batch_waiting(arg);
+}
+
+/* Lazy posts nobody comes back for still run (on the loop's thread, at
+ * the end of the linger; many at once: at once), and so do plain posts
+ * and another thread's, which end the linger. No other thread is told a
+ * batch waits for it. */
+Test(loop_lend, lazy_posts_nobody_waits_for_still_run)
+{
+	tw_loop *l = lent_loop(0, false);
+	for (int r = 0; r < 20; r++) {
+		borrow_one(l);
+		enum { N = 100 };
+		struct who_msg w[N];
+		int n = 1 + (r % 4 == 0 ? N - 1 : r % 20);
+		for (int i = 0; i < n; i++) {
+			w[i] = (struct who_msg){.m = {.fn = who_run}, .l = l};
+			cr_assert_eq(tw_loop_post_lazy(l, &w[i].m), TW_OK);
+		}
+		pthread_t th;
+		void *other;
+		cr_assert_eq(pthread_create(&th, NULL, batch_waiting_elsewhere,
+					    l),
+			     0);
+		pthread_join(th, &other);
+		cr_assert(!other, "not lent to that thread");
+		struct flag_msg f;
+		flag_init(&f, l);
+		if (r % 2)
+			cr_assert_eq(tw_loop_post(l, &f.m), TW_OK);
+		for (int i = 0; i < n; i++) {
+			cr_assert(wait_flag(&w[i].done, 2 * SEC), "round %d",
+				  r);
+			cr_assert(w[i].on_loop_thread, "round %d", r);
+		}
+		if (r % 2) {
+			cr_assert(wait_flag(&f.done, 2 * SEC));
+			cr_assert(f.on_thread);
+		}
+	}
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	tw_loop_destroy(l);
+}
+
 /* A callback that stops its loop: refused on the loop's thread, and on a
  * borrower too (it would join a thread parked for it: a reviewer's
  * reproducer deadlocked here). */

@@ -43,8 +43,8 @@ static void check(const struct pend_table *p, const struct model *m)
 {
 	cr_assert_eq(p->count, m->n);
 	for (uint32_t i = 0; i < m->n; i++)
-		cr_assert_eq(pend_find(p, m->id[i]), val(m->id[i]),
-			     "lost %llu", (unsigned long long)m->id[i]);
+		cr_assert_eq(pend_find(p, m->id[i]), val(m->id[i]), "lost %llu",
+			     (unsigned long long)m->id[i]);
 	uint32_t used = 0, displaced = 0;
 	for (uint32_t i = 0; i <= p->mask; i++)
 		if (p->slots[i].v != NULL) {
