@@ -78,18 +78,19 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			      "transport",   "secret",
 			      "insecure",    "serve",
 			      "yield_loops", "transport_options",
-			      "lend_loops",  NULL};
+			      "lend_loops",  "ignore_rref_leak",
+			      NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
 	long long timeout_ms = 60000, init_ms = 60000;
 	unsigned loops = 1, exec = 2;
-	int insecure = 0, yield_loops = 1, lend_loops = 1;
+	int insecure = 0, yield_loops = 1, lend_loops = 1, ignore_leak = 0;
 	PyObject *serve = NULL, *topts_dict = NULL;
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kw, "sIIs|LLIIzzpO!pOp", kws, &name, &rank, &world,
+		    args, kw, "sIIs|LLIIzzpO!pOpp", kws, &name, &rank, &world,
 		    &rdv, &timeout_ms, &init_ms, &loops, &exec, &transport,
 		    &secret, &insecure, &PyDict_Type, &serve, &yield_loops,
-		    &topts_dict, &lend_loops))
+		    &topts_dict, &lend_loops, &ignore_leak))
 		return NULL;
 	if (twpy_agent != NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
@@ -152,6 +153,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	o.insecure = insecure != 0;
 	o.yield = yield_loops != 0;
 	o.no_lend = lend_loops == 0;
+	o.ignore_rref_leak = ignore_leak != 0;
 	o.setup = setup_cb;
 	o.setup_arg = &s;
 	tw_agent *a = NULL;

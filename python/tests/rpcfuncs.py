@@ -632,3 +632,18 @@ def body_lend(rank, world):
     r = rpc.remote("worker1", add, args=(4, 5))
     ok &= r.to_here() == 9
     return {"ok": bool(ok), "lent": _C.agent_stats()["lent_waits"]}
+
+
+_kept = []
+
+
+def body_keep_rref(rank, world):
+    """Holds a user RRef past shutdown (a global keeps it)."""
+    _kept.append(rpc.remote("worker1", add, args=(1, 2)))
+    return _kept[0].to_here()
+
+
+def check_rref_leaks(rank, world):
+    """Before init_rpc: shutdown reports user RRefs still held."""
+    from tensorwire.rpc import api
+    api._ignore_rref_leak = False

@@ -179,3 +179,12 @@ def test_failed_to_here_keeps_no_rref_alive():
     err, users = rpcgroup.run("body_to_here_failed_frees")
     assert err is not None and "timeout" in err, err
     assert users == 0
+
+
+def test_rrefs_held_at_shutdown_go_quietly_as_torch():
+    # torch deletes them at a graceful shutdown and says nothing, unless
+    # rpc.api._ignore_rref_leak is False.
+    assert rpcgroup.run("body_keep_rref") == 3
+    with pytest.raises(AssertionError) as e:
+        rpcgroup.run("body_keep_rref", before=("check_rref_leaks", ()))
+    assert "holding 1 user RRef" in str(e.value), str(e.value)

@@ -30,6 +30,10 @@ UNSET_RPC_TIMEOUT = -1.0
 DEFAULT_RPC_TIMEOUT_SEC = 60.0
 DEFAULT_INIT_METHOD = "env://"
 UDF_FN = "tw::py_udf"  # runs a pickled Python function
+# As torch's: user RRefs still held at a graceful shutdown are deleted
+# quietly; set False (before init_rpc: tensorwire reads it there, torch
+# at shutdown) to have shutdown() raise a RuntimeError naming them.
+_ignore_rref_leak = True
 
 _STATUS = _C.status_names()
 _lock = threading.Lock()
@@ -305,6 +309,7 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                     secret=o.secret, insecure=o.insecure, serve=serve,
                     yield_loops=bool(getattr(o, "yield_loops", True)),
                     lend_loops=bool(getattr(o, "lend_loops", True)),
+                    ignore_rref_leak=bool(_ignore_rref_leak),
                     transport_options=getattr(o, "transport_options",
                                               None))
         except _C.RemoteError as e:  # as torch: a RuntimeError, said why
