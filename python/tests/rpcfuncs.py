@@ -647,3 +647,127 @@ def check_rref_leaks(rank, world):
     """Before init_rpc: shutdown reports user RRefs still held."""
     from tensorwire.rpc import api
     api._ignore_rref_leak = False
+
+
+class Counter:
+    """A stateful object kept in an RRef (a parameter server's kind)."""
+
+    def __init__(self):
+        self.n = 0
+        self.log = []
+
+    def incr(self, by=1):
+        self.n += by
+        self.log.append(by)
+        return self.n
+
+    @rpc.functions.async_execution
+    def incr_later(self, by=1):
+        f = rpc.rpc_async(rpc.get_worker_info(), add, args=(0, by))
+        return f.then(lambda x: self.incr(x.wait()))
+
+
+def live_objects(rank):
+    """Python objects this worker keeps for RRefs."""
+    from tensorwire import rpc as r
+    return len(r._live)
+
+
+def incr_via(rref, by):
+    """On another worker: a method of the owner's object, by proxy."""
+    return rref.rpc_sync().incr(by)
+
+
+def incr_local(rref, by):
+    """On the owner: the object itself, through local_value()."""
+    return rref.local_value().incr(by)
+
+
+@rpc.functions.async_execution
+def counter_later():
+    f = rpc.rpc_async(rpc.get_worker_info(), add, args=(1, 2))
+    return f.then(lambda x: Counter())
+
+
+def body_rref_keeps_its_object(rank, world):
+    """torch's owner keeps the object remote() returned: methods called
+    through the proxies or local_value() change it, to_here() sees it as
+    it is, on any worker; once every user is gone the owner drops it."""
+    out = {}
+    c = rpc.remote("worker1", Counter)
+    out["proxy"] = [c.rpc_sync().incr() for _ in range(3)]
+    out["async_proxy"] = c.rpc_async().incr(10).wait()
+    out["remote_proxy"] = c.remote().incr(100).to_here()
+    out["async_exec"] = c.rpc_sync().incr_later(1000)
+    out["local"] = rpc.rpc_sync("worker1", incr_local, args=(c, 5))
+    out["third"] = rpc.rpc_sync("worker2", incr_via, args=(c, 7))
+    here = c.to_here()
+    out["to_here"] = (here.n, here.log)
+    out["live_on_owner"] = rpc.rpc_sync("worker1", live_objects, args=(1,))
+    later = rpc.remote("worker2", counter_later)
+    out["async_made"] = later.rpc_sync().incr(2)
+    mine = rpc.remote("worker0", Counter)
+    mine.local_value().incr(4)
+    out["self"] = (mine.local_value() is mine.local_value(),
+                   mine.to_here() is mine.local_value(),
+                   mine.to_here().n)
+    del c, here, later, mine
+    import gc
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while True:
+        left = [rpc.rpc_sync(w, live_objects, args=(0,))
+                for w in ("worker0", "worker1", "worker2")]
+        owned = [rpc.rpc_sync(w, owner_values, args=(0,))
+                 for w in ("worker0", "worker1", "worker2")]
+        if left == [0, 0, 0] and owned == [0, 0, 0] or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    out["left"], out["owned"] = left, owned
+    return out
+
+
+def body_rref_of_a_local_value(rank, world):
+    """rpc.RRef(value), as torch's: owned here, holding value itself;
+    another worker fetches it and changes it through the proxies; freed
+    once dropped."""
+    out = {}
+    obj = Counter()
+    r = rpc.RRef(obj)
+    out["owner"] = (r.is_owner(), r.owner_name(), r.confirmed_by_owner())
+    out["same"] = (r.local_value() is obj, r.to_here() is obj)
+    out["remote_incr"] = rpc.rpc_sync("worker1", incr_via, args=(r, 3))
+    out["seen_here"] = obj.n
+    out["fetched"] = rpc.rpc_sync("worker1", fetch_n, args=(r,))
+    t = torch.zeros(2)
+    rt = rpc.RRef(t)
+    rpc.rpc_sync("worker1", add_in_place_via, args=(rt,))
+    out["tensor"] = t.tolist()
+    out["plain"] = rpc.RRef(35).to_here()
+    del r, rt
+    import gc
+    gc.collect()
+    # Freed by the next Python thread through the package (a call here).
+    deadline = time.monotonic() + 10
+    while True:
+        left = (rpc.rpc_sync("worker0", live_objects, args=(0,)),
+                owner_values(0))
+        if left == (0, 0) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    out["left"] = left
+    return out
+
+
+def fetch_n(rref):
+    return rref.to_here().n
+
+
+def add_in_place_via(rref):
+    """On a user: an in-place add on the owner's tensor."""
+    return rpc.rpc_sync(rref.owner(), add_in_place, args=(rref,))
+
+
+def add_in_place(rref):
+    rref.local_value().add_(1)

@@ -188,3 +188,31 @@ def test_rrefs_held_at_shutdown_go_quietly_as_torch():
     with pytest.raises(AssertionError) as e:
         rpcgroup.run("body_keep_rref", before=("check_rref_leaks", ()))
     assert "holding 1 user RRef" in str(e.value), str(e.value)
+
+
+def test_rref_keeps_its_object_as_torch():
+    out = rpcgroup.run("body_rref_keeps_its_object", world=3)
+    assert out["proxy"] == [1, 2, 3]
+    assert out["async_proxy"] == 13
+    assert out["remote_proxy"] == 113
+    assert out["async_exec"] == 1113
+    assert out["local"] == 1118
+    assert out["third"] == 1125
+    assert out["to_here"] == (1125, [1, 1, 1, 10, 100, 1000, 5, 7])
+    assert out["live_on_owner"] == 1
+    assert out["async_made"] == 2
+    assert out["self"] == (True, True, 4)
+    assert out["left"] == [0, 0, 0], out
+    assert out["owned"] == [0, 0, 0], out
+
+
+def test_rref_of_a_local_value_as_torch():
+    out = rpcgroup.run("body_rref_of_a_local_value")
+    assert out["owner"] == (True, "worker0", True)
+    assert out["same"] == (True, True)
+    assert out["remote_incr"] == 3
+    assert out["seen_here"] == 3
+    assert out["fetched"] == 3
+    assert out["tensor"] == [1.0, 1.0]
+    assert out["plain"] == 35
+    assert out["left"] == (0, 0), out

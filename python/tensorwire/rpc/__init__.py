@@ -27,6 +27,7 @@ from tensorwire import _pickle
 _pickle.set_rref_hooks((RRef,))
 
 PICKLE_TAG = "tw::pickle"
+LIVE_TAG = "tw::live"
 
 def _errors_to_wire(exc, me):
     """(kind, message) for exception exc raised on this worker (me, a
@@ -156,9 +157,8 @@ def _noarg_fn(data, lifted):
     return None
 
 
-def _udf_serve(data, lifted):
-    """On the callee: run a pickled Python function; its result pickled
-    back the same way (None travels as None)."""
+def _udf_run(data, lifted):
+    """On the callee: run a pickled Python function; (func, its result)."""
     func = _noarg_fn(data, lifted)
     if func is not None:
         args, kwargs = (), {}
@@ -170,30 +170,121 @@ def _udf_serve(data, lifted):
                 func.__qualname__ and (data in _noarg_fns or
                                        len(_noarg_fns) < 4096):
             _noarg_fns[data] = (func.__module__, func.__qualname__, func)
-    result = func(*args, **kwargs)
+    return func, func(*args, **kwargs)
+
+
+def _udf_serve(data, lifted):
+    """On the callee: run a pickled Python function; its result pickled
+    back the same way (None travels as None)."""
+    func, result = _udf_run(data, lifted)
     if result is None:
         return None
     return _udf_result(func, result)
 
 
-def _udf_result(func, result):
-    """A served function's result as it travels (pickled; an
-    @async_execution function's Future: a Future of that)."""
-    from tensorwire import _pickle
+def _udf_result(func, result, encode=None):
+    """A served function's result as it travels (pickled, or as encode
+    makes it; an @async_execution function's Future: a Future of that)."""
     from tensorwire.futures import Future
+    if encode is None:
+        encode = _pickled
     if isinstance(result, Future) and getattr(func, "_tw_async", False):
         out = Future()
 
         def done(f):
             try:
-                d, l2 = _pickle.dumps(f.wait())
-                out.set_result((PICKLE_TAG, d, list(l2)))
+                out.set_result(encode(f.wait()))
             except BaseException as e:
                 out.set_exception(e)
         result.add_done_callback(done)
         return out
-    d, l2 = _pickle.dumps(result)
+    return encode(result)
+
+
+def _pickled(obj):
+    from tensorwire import _pickle
+    d, l2 = _pickle.dumps(obj)
     return (PICKLE_TAG, d, list(l2))
 
 
 _udf_serve._tw_async = True
+
+
+# ---- values kept in RRefs ---------------------------------------------------
+#
+# torch's owner keeps the object a remote() call returned: local_value()
+# is that object, the proxies' methods change it, and to_here() pickles it
+# as it is then. tensorwire's owner keeps values in C, where a Python
+# object could only be its pickle (a new copy at each local_value()). So
+# the owner keeps such objects here, and C keeps a marker: (LIVE_TAG, key,
+# keeper), keeper a one-byte numpy array that C holds by DLPack. C frees it
+# when the RRef's value goes (its users all gone), and then the object
+# goes too (a finalizer on the keeper, run by a Python thread). Values
+# pickling cannot change (None, numbers, strings, bytes) and tensors (kept
+# in C as tensors, whose in-place changes stay) are kept as before.
+
+_live = {}
+_live_next = iter(range(1, 1 << 62))
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _keep(obj):
+    """A remote() result as C keeps it: a marker for a live object."""
+    try:
+        import numpy
+    except ImportError:  # no keeper to be had: kept as its pickle
+        numpy = None
+    if numpy is None or type(obj) in _IMMUTABLE or _is_tensor(obj):
+        return _pickled(obj)
+    import weakref
+    key = next(_live_next)
+    keeper = numpy.zeros(1, numpy.uint8)
+    _live[key] = obj
+    weakref.finalize(keeper, _live.pop, key, None)
+    return (LIVE_TAG, key, keeper)
+
+
+# RRef(value): objects on their way into the RRef made for them.
+_live_pending = {}
+
+
+def _adopt(key):
+    """On this worker, for RRef(value): the value itself, kept (_keep)."""
+    return _live_pending.pop(key)
+
+
+def _is_tensor(obj):
+    t = _sys.modules.get("torch")
+    return t is not None and isinstance(obj, t.Tensor)
+
+
+def _is_live(value):
+    return isinstance(value, tuple) and len(value) == 3 and \
+        value[0] == LIVE_TAG
+
+
+def _live_object(value):
+    """On the owner: the object a marker stands for."""
+    try:
+        return _live[value[1]]
+    except KeyError:
+        raise RuntimeError("the RRef's value is gone from its owner "
+                           "(all its users deleted it)") from None
+
+
+def _live_value(rref):
+    """On the owner, for a user's to_here(): the kept object (pickled
+    back as it is now)."""
+    return rref.local_value()
+
+
+def _remote_serve(data, lifted):
+    """On the owner: a pickled Python function run for remote(); its
+    result kept (_keep)."""
+    func, result = _udf_run(data, lifted)
+    if result is None:
+        return None
+    return _udf_result(func, result, _keep)
+
+
+_remote_serve._tw_async = True

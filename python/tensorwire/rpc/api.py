@@ -30,6 +30,7 @@ UNSET_RPC_TIMEOUT = -1.0
 DEFAULT_RPC_TIMEOUT_SEC = 60.0
 DEFAULT_INIT_METHOD = "env://"
 UDF_FN = "tw::py_udf"  # runs a pickled Python function
+REMOTE_FN = "tw::py_remote"  # the same for remote(): its result kept
 # As torch's: user RRefs still held at a graceful shutdown are deleted
 # quietly; set False (before init_rpc: tensorwire reads it there, torch
 # at shutdown) to have shutdown() raise a RuntimeError naming them.
@@ -293,9 +294,11 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
         world_size = int(os.environ.get("WORLD_SIZE", "0"))
     if rank < 0 or world_size <= 0:
         raise ValueError("init_rpc needs rank and world_size")
-    from tensorwire.rpc import SCRIPT_FN, _script_serve, _udf_serve
+    from tensorwire.rpc import SCRIPT_FN, _remote_serve, _script_serve, \
+        _udf_serve
     serve = dict(_served)
     serve[UDF_FN] = _udf_serve
+    serve[REMOTE_FN] = _remote_serve
     serve[SCRIPT_FN] = _script_serve
     timeout_ms = _ms(o.rpc_timeout)
     with _lock:
@@ -523,29 +526,61 @@ def rpc_sync(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
 
 
 class RRef(_C.CRRef):
-    """A reference to a value kept on its owner, as torch's RRef."""
+    """A reference to a value kept on its owner, as torch's RRef.
+
+    RRef(value) makes one owned by this worker, holding value itself (as
+    torch's: local_value() is value; users on other workers fetch it or
+    call its methods through the proxies). type_hint is accepted and
+    unused. RRefs that calls return are made by tensorwire."""
+
+    def __new__(cls, value=None, type_hint=None):
+        from tensorwire.rpc import _adopt, _live_pending, _live_next
+        if _self is None:
+            raise RuntimeError("RPC has not been initialized. Call "
+                               "torch.distributed.rpc.init_rpc first.")
+        key = next(_live_next)
+        _live_pending[key] = value
+        try:
+            # A call to self, with no network: the owner's RRef, whose
+            # value is the object itself (rpc._keep).
+            return remote(_self.id, _adopt, (key,))
+        except BaseException:
+            _live_pending.pop(key, None)
+            raise
+
+    def __init__(self, value=None, type_hint=None):
+        pass
 
     def to_here(self, timeout=UNSET_RPC_TIMEOUT):
         """The value, fetched from the owner (on the owner: its own)."""
-        from tensorwire.rpc import _unwrap_result
+        from tensorwire.rpc import _is_live, _live_object, _live_value, \
+            _unwrap_result
         # As rpc_sync, without a Future: a failed fetch's exception kept
         # by a Future forms a cycle (its traceback holds the Future's and
         # this frame) that kept this RRef alive until the collector ran.
         cf = self._to_here_async(_ms(timeout))
         cf.wait(-1)
         ok, out = cf.outcome()
+        if ok and _is_live(out):
+            # A Python object the owner keeps (rpc._keep): as it is now.
+            if self.is_owner():
+                return _live_object(out)
+            return rpc_sync(self.owner().id, _live_value, (self,),
+                            timeout=timeout)
         return _unwrap_result(ok, out)
 
     def local_value(self):
         """On the owner only: the value itself, once its function has
         returned (waits for it, as torch's OwnerRRef)."""
-        from tensorwire.rpc import _raise_remote, _unwrap
+        from tensorwire.rpc import _is_live, _live_object, _raise_remote, \
+            _unwrap
         try:
             if self.is_owner():
                 self._to_here_async(-1).wait(-1)
-            return _unwrap(self._local_value())
+            v = self._local_value()
         except _C.RemoteError as e:
             _raise_remote(e.args)
+        return _live_object(v) if _is_live(v) else _unwrap(v)
 
     def owner(self):
         return WorkerInfo(*self._owner())
@@ -617,6 +652,8 @@ _C._set_rref_class(RRef)
 def remote(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
     """Run func on worker `to`, keep its result there; an RRef to it."""
     qual, a, k, mapper = _plan(func, args, kwargs)
+    if qual == UDF_FN:
+        qual = REMOTE_FN  # the owner keeps the object itself
     try:
         rref = _C.remote(_to_id(to), qual, a, k, _ms(timeout))
     except _C.RemoteError as e:
