@@ -157,6 +157,7 @@ struct tw_loop {
 	/* After a borrower leaves, the loop's thread stays parked until
 	 * this (tw_now_ns), unless kicked (see LINGER_NS). */
 	_Atomic uint64_t linger_until;
+	_Atomic uint64_t linger_left; /* when that borrower left */
 	/* The last borrower's thread (the address of its tls_me), and the
 	 * one polling the loop now (0: none). */
 	_Atomic uintptr_t borrower;
@@ -554,14 +555,15 @@ tw_status tw_loop_post_own(tw_loop *l, struct tw_loop_msg *m)
 }
 
 static void loop_kick(tw_loop *l);
-static void linger(tw_loop *l);
+static void linger_more(tw_loop *l);
 
 /* Lazy posts a lingering loop holds before its thread is woken for them:
  * a pipelining caller's waits send them in batches (tw_loop_batch_waiting
  * from LAZY_BATCH on), but one that posts and does not wait must not fill
- * the ring. */
+ * the ring (LAZY_MAX) nor wait long (LAZY_LINGER_NS past the borrow). */
 #define LAZY_BATCH 16u
 #define LAZY_MAX 64u
+#define LAZY_LINGER_NS 200000u
 
 static tw_status post(tw_loop *l, struct tw_loop_msg *m, bool lazy)
 {
@@ -593,7 +595,7 @@ static tw_status post(tw_loop *l, struct tw_loop_msg *m, bool lazy)
 	    atomic_load_explicit(&l->parked, memory_order_seq_cst) == 0)
 		return TW_OK; /* awake: it polls */
 	if (lazy && tw_ring_count(l->ring) < LAZY_MAX)
-		linger(l); /* its poster comes back: keep lingering */
+		linger_more(l); /* its poster comes back: keep lingering */
 	else
 		loop_kick(l);
 	return TW_OK;
@@ -980,8 +982,32 @@ static void loop_kick(tw_loop *l)
 /* A borrower leaves without a kick: the loop's thread lingers parked. */
 static void linger(tw_loop *l)
 {
-	atomic_store_explicit(&l->linger_until, tw_now_ns() + LINGER_NS,
+	uint64_t now = tw_now_ns();
+	atomic_store_explicit(&l->linger_left, now, memory_order_relaxed);
+	atomic_store_explicit(&l->linger_until, now + LINGER_NS,
 			      memory_order_relaxed);
+}
+
+/* A lazy post keeps a linger going, up to LAZY_LINGER_NS past the borrow
+ * it follows; never one the loop's thread ended (it took drive and
+ * cleared linger_until: a linger set again then would hold up the posts
+ * of others at its next park). */
+static void linger_more(tw_loop *l)
+{
+	uint64_t u = atomic_load_explicit(&l->linger_until,
+					  memory_order_relaxed);
+	if (u == 0)
+		return;
+	uint64_t want = tw_now_ns() + LINGER_NS;
+	uint64_t cap = atomic_load_explicit(&l->linger_left,
+					    memory_order_relaxed) +
+		       LAZY_LINGER_NS;
+	if (want > cap)
+		want = cap;
+	if (want > u)
+		(void)atomic_compare_exchange_strong_explicit(
+			&l->linger_until, &u, want, memory_order_relaxed,
+			memory_order_relaxed);
 }
 
 /* The earliest armed timer's deadline (loop clock), UINT64_MAX if none. */

@@ -60,6 +60,9 @@ struct setup_ctx {
 static tw_status setup_cb(tw_agent *a, void *arg)
 {
 	struct setup_ctx *s = arg;
+	tw_status kst = twpy_register_keep(a);
+	if (kst != TW_OK)
+		return kst;
 	for (Py_ssize_t i = 0; i < s->n; i++) {
 		tw_status st = twpy_serve(a, s->names[i], s->fns[i]);
 		if (st != TW_OK)

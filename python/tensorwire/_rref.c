@@ -153,3 +153,30 @@ PyTypeObject twpy_rref_type = {
 	.tp_dealloc = pyrref_dealloc,
 	.tp_methods = pyrref_methods,
 };
+
+/* tw::py_keep(v), for calls to self only: v itself. rpc.RRef(value) makes
+ * its owner RRef by a remote() of this to self, so the value (a marker of
+ * the object the package keeps, or its pickle) is kept with no Python
+ * worker: one may be calling RRef(value) while every other is busy. */
+static tw_status keep_handler(tw_call_ctx *ctx, const tw_value *args,
+			      const tw_value *kwargs, tw_value *result,
+			      void *arg)
+{
+	(void)kwargs;
+	(void)arg;
+	tw_agent *a = tw_call_agent(ctx);
+	if (tw_call_caller(ctx) != twpy_self_id(a)) {
+		/* An error value: the handler's error, as it says. */
+		(void)tw_value_error(result, TW_EINVAL, twpy_self_id(a),
+				     "tw::py_keep is for calls to self");
+		return TW_EINVAL;
+	}
+	const tw_value *v;
+	tw_status st = tw_value_get_item(args, 0, &v);
+	return st == TW_OK ? tw_value_clone(result, v) : st;
+}
+
+tw_status twpy_register_keep(tw_agent *a)
+{
+	return tw_agent_register(a, TWPY_KEEP_FN, keep_handler, NULL, 0);
+}

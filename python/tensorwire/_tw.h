@@ -61,6 +61,9 @@ tw_rref *twpy_rref_handle(PyObject *o);
 tw_rref *twpy_rref_live(PyObject *o);
 /* _C._set_rref_class(cls): RRefs are made as cls (a CRRef subclass). */
 PyObject *twpy_set_rref_class(PyObject *self, PyObject *cls);
+/* The function rpc.RRef(value) calls on its own worker. */
+#define TWPY_KEEP_FN "tw::py_keep"
+tw_status twpy_register_keep(tw_agent *a);
 
 /* ---- jobs for Python threads (_jobs.c) ---- */
 

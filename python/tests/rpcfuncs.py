@@ -771,3 +771,15 @@ def add_in_place_via(rref):
 
 def add_in_place(rref):
     rref.local_value().add_(1)
+
+
+def rref_of_value_here(n):
+    """Served by a worker whose only Python thread runs it: RRef(value)
+    needs no other."""
+    return rpc.RRef([n]).local_value()[0]
+
+
+def body_rref_of_value_in_a_udf(rank, world):
+    t0 = time.monotonic()
+    v = rpc.rpc_sync("worker1", rref_of_value_here, args=(7,), timeout=10)
+    return v, time.monotonic() - t0

@@ -216,3 +216,9 @@ def test_rref_of_a_local_value_as_torch():
     assert out["tensor"] == [1.0, 1.0]
     assert out["plain"] == 35
     assert out["left"] == (0, 0), out
+
+
+def test_rref_of_a_value_needs_no_other_python_thread():
+    v, took = rpcgroup.run("body_rref_of_value_in_a_udf", threads=1)
+    assert v == 7
+    assert took < 5, took

@@ -244,15 +244,6 @@ def _keep(obj):
     return (LIVE_TAG, key, keeper)
 
 
-# RRef(value): objects on their way into the RRef made for them.
-_live_pending = {}
-
-
-def _adopt(key):
-    """On this worker, for RRef(value): the value itself, kept (_keep)."""
-    return _live_pending.pop(key)
-
-
 def _is_tensor(obj):
     t = _sys.modules.get("torch")
     return t is not None and isinstance(obj, t.Tensor)

@@ -14,6 +14,7 @@ What ``func`` may be, and how each travels:
 
 import os
 import threading
+import time
 import traceback
 import types
 
@@ -31,6 +32,7 @@ DEFAULT_RPC_TIMEOUT_SEC = 60.0
 DEFAULT_INIT_METHOD = "env://"
 UDF_FN = "tw::py_udf"  # runs a pickled Python function
 REMOTE_FN = "tw::py_remote"  # the same for remote(): its result kept
+KEEP_FN = "tw::py_keep"  # returns its argument (RRef(value), to self)
 # As torch's: user RRefs still held at a graceful shutdown are deleted
 # quietly; set False (before init_rpc: tensorwire reads it there, torch
 # at shutdown) to have shutdown() raise a RuntimeError naming them.
@@ -534,19 +536,14 @@ class RRef(_C.CRRef):
     unused. RRefs that calls return are made by tensorwire."""
 
     def __new__(cls, value=None, type_hint=None):
-        from tensorwire.rpc import _adopt, _live_pending, _live_next
+        from tensorwire.rpc import _keep
         if _self is None:
             raise RuntimeError("RPC has not been initialized. Call "
                                "torch.distributed.rpc.init_rpc first.")
-        key = next(_live_next)
-        _live_pending[key] = value
-        try:
-            # A call to self, with no network: the owner's RRef, whose
-            # value is the object itself (rpc._keep).
-            return remote(_self.id, _adopt, (key,))
-        except BaseException:
-            _live_pending.pop(key, None)
-            raise
+        # A call to self, with no network, of a C function that returns
+        # its argument (no Python worker needed): the owner's RRef, whose
+        # value is the object itself (rpc._keep). Done once this returns.
+        return remote(_self.id, KEEP_FN, (_keep(value),))
 
     def __init__(self, value=None, type_hint=None):
         pass
@@ -558,13 +555,19 @@ class RRef(_C.CRRef):
         # As rpc_sync, without a Future: a failed fetch's exception kept
         # by a Future forms a cycle (its traceback holds the Future's and
         # this frame) that kept this RRef alive until the collector ran.
+        t0 = time.monotonic()
         cf = self._to_here_async(_ms(timeout))
         cf.wait(-1)
         ok, out = cf.outcome()
         if ok and _is_live(out):
-            # A Python object the owner keeps (rpc._keep): as it is now.
+            # A Python object the owner keeps (rpc._keep): as it is now,
+            # from the owner's Python workers (as torch's fetch), within
+            # what is left of the timeout.
             if self.is_owner():
                 return _live_object(out)
+            if timeout is not UNSET_RPC_TIMEOUT and timeout is not None \
+                    and timeout > 0:
+                timeout = max(timeout - (time.monotonic() - t0), 1e-3)
             return rpc_sync(self.owner().id, _live_value, (self,),
                             timeout=timeout)
         return _unwrap_result(ok, out)
