@@ -1107,13 +1107,21 @@ Test(loop_lend, many_borrowers_one_holder)
 	tw_loop_destroy(l);
 }
 
-/* Become l's last borrower: wait for one lazy post of ours, polling l. */
+/* Become l's last borrower, lingering: wait for a lazy post of ours,
+ * polling l, until it ran here (a sleeping loop's thread is woken by the
+ * post, and may run it before we borrow). */
 static void borrow_one(tw_loop *l)
 {
-	struct who_msg w = {.m = {.fn = who_run}, .l = l};
-	cr_assert_eq(tw_loop_post_lazy(l, &w.m), TW_OK);
-	if (!tw_loop_borrow_until(l, flag_done, &w.done, mono_ns() + 2 * SEC))
-		cr_assert(wait_flag(&w.done, 2 * SEC));
+	for (int i = 0; i < 1000; i++) {
+		struct who_msg w = {.m = {.fn = who_run}, .l = l};
+		cr_assert_eq(tw_loop_post_lazy(l, &w.m), TW_OK);
+		if (!tw_loop_borrow_until(l, flag_done, &w.done,
+					  mono_ns() + 2 * SEC))
+			cr_assert(wait_flag(&w.done, 2 * SEC));
+		if (pthread_equal(w.ran_on, pthread_self()))
+			return;
+	}
+	cr_assert_fail("never ran the loop in 1000 tries");
 }
 
 /* A caller pipelining lazy posts while the loop lingers for it: once a
