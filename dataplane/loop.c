@@ -1077,9 +1077,15 @@ static bool owner_out_of_ring(tw_loop *l)
 	return true;
 }
 
-/* tw_loop_borrow_until; once: one iteration, whatever done says. */
+/* How a borrow runs (borrow()). */
+enum {
+	BORROW_ONCE = 1u << 0,   /* one iteration, whatever done says */
+	BORROW_MODEST = 1u << 1, /* leave when another borrower wants it */
+};
+
+/* tw_loop_borrow_until, as flags say. */
 static bool borrow(tw_loop *l, bool (*done)(void *arg), void *arg,
-		   uint64_t deadline_ns, bool once)
+		   uint64_t deadline_ns, unsigned flags)
 {
 	if (!atomic_load_explicit(&l->threaded, memory_order_acquire) ||
 	    atomic_load_explicit(&l->reclaimed, memory_order_acquire))
@@ -1119,8 +1125,12 @@ static bool borrow(tw_loop *l, bool (*done)(void *arg), void *arg,
 			uint64_t idle_since = tw_now_ns();
 			while (!done(arg)) {
 				int work = tw_loop_poll_once(l);
-				if (once || owner_work(l) || done(arg) ||
-				    loop_closing(l))
+				if ((flags & BORROW_ONCE) || owner_work(l) ||
+				    done(arg) || loop_closing(l))
+					break;
+				if ((flags & BORROW_MODEST) &&
+				    atomic_load_explicit(
+					    &l->want, memory_order_relaxed) > 1)
 					break;
 				uint64_t now = tw_now_ns();
 				if (now >= deadline_ns)
@@ -1161,7 +1171,13 @@ static bool borrow(tw_loop *l, bool (*done)(void *arg), void *arg,
 bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			  uint64_t deadline_ns)
 {
-	return done(arg) || borrow(l, done, arg, deadline_ns, false);
+	return done(arg) || borrow(l, done, arg, deadline_ns, 0);
+}
+
+bool tw_loop_serve_until(tw_loop *l, bool (*done)(void *arg), void *arg,
+			 uint64_t deadline_ns)
+{
+	return done(arg) || borrow(l, done, arg, deadline_ns, BORROW_MODEST);
 }
 
 static bool never(void *arg)
@@ -1170,18 +1186,19 @@ static bool never(void *arg)
 	return false;
 }
 
-bool tw_loop_batch_waiting(const tw_loop *l)
+bool tw_loop_batch_waiting(const tw_loop *l, uint32_t min)
 {
 	return tw_loop_lent_to_me(l) &&
 	       atomic_load_explicit(&l->linger_until, memory_order_relaxed) !=
 		       0 &&
-	       tw_ring_count(l->ring) >= LAZY_BATCH &&
+	       tw_ring_count(l->ring) >= (min != 0 ? min : LAZY_BATCH) &&
 	       atomic_load_explicit(&l->want, memory_order_relaxed) == 0;
 }
 
 void tw_loop_borrow_once(tw_loop *l)
 {
-	(void)borrow(l, never, NULL, tw_now_ns() + BORROW_TAKE_HOT_NS, true);
+	(void)borrow(l, never, NULL, tw_now_ns() + BORROW_TAKE_HOT_NS,
+		     BORROW_ONCE);
 }
 
 void tw_loop_reclaim(tw_loop *l)

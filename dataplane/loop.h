@@ -142,6 +142,12 @@ bool tw_loop_poll_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 bool tw_loop_borrow_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 			  uint64_t deadline_ns);
 
+/* tw_loop_borrow_until for a thread that waits for work the loop makes
+ * (a queue its messages fill, served by this thread): it leaves as soon
+ * as another borrower wants the loop, which waits for a call's answer. */
+bool tw_loop_serve_until(tw_loop *l, bool (*done)(void *arg), void *arg,
+			 uint64_t deadline_ns);
+
 /* No more lending of l: new borrows return false at once, borrowers in
  * it leave after their current iteration; returns once none is left.
  * Not from a borrower of l. For an owner about to run work only its own
@@ -153,11 +159,12 @@ void tw_loop_reclaim(tw_loop *l);
  * its may then be tw_loop_post_lazy). */
 bool tw_loop_lent_to_me(const tw_loop *l);
 
-/* Whether l lingers for the calling thread (its last borrower) with a
- * batch of lazy posts waiting: a caller whose waits keep finding their
- * answers there should send them (tw_loop_borrow_once) rather than leave
- * them to the loop's thread, which would have to be woken for them. */
-bool tw_loop_batch_waiting(const tw_loop *l);
+/* Whether l lingers for the calling thread (its last borrower) with at
+ * least min (0: a batch, 16) lazy posts waiting: a caller whose waits keep
+ * finding their answers there should send them (tw_loop_borrow_once)
+ * rather than leave them to the loop's thread, which would have to be
+ * woken for them. */
+bool tw_loop_batch_waiting(const tw_loop *l, uint32_t min);
 
 /* One iteration of l on the calling thread, as tw_loop_borrow_until's,
  * if the loop's thread lets it go at once; else the loop's thread is

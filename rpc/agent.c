@@ -833,16 +833,23 @@ static bool lend_done(void *arg)
 	return tw_future_done(arg);
 }
 
-/* Runs the lent loop of d on this thread: until f is done (or the borrow
- * gives up), or (f NULL) for one iteration if a batch of this thread's
- * posts waits there (tw_loop_batch_waiting). */
-static bool lend_run(struct agent_lend *d, tw_future *f, uint64_t deadline_ns)
+/* How lend_run runs a lent loop on the calling thread. */
+enum lend_how {
+	LEND_WAIT,  /* until done, as tw_loop_borrow_until */
+	LEND_SERVE, /* until done, yielding it to waiters: tw_loop_serve_until */
+	LEND_BATCH, /* one iteration if a batch of our posts waits there */
+	LEND_FLUSH, /* the same, for a lender (tw_lender_flush) */
+};
+
+/* Runs the lent loop of d on this thread, as how says; done(arg) after. */
+static bool lend_run(struct agent_lend *d, enum lend_how how,
+		     bool (*done)(void *arg), void *arg, uint64_t deadline_ns)
 {
 	/* A loop's own thread, or a waiter already polling one: no nesting
 	 * (a handler waits on no future; one that tries is refused). */
 	if (agent_tls_loop != NULL)
 		return false;
-	bool done = false;
+	bool r = false;
 	/* seq_cst, with the closer's store of closed then load of users:
 	 * either it sees us inside, or we see it closed. */
 	atomic_fetch_add_explicit(&d->users, 1, memory_order_seq_cst);
@@ -850,20 +857,29 @@ static bool lend_run(struct agent_lend *d, tw_future *f, uint64_t deadline_ns)
 		/* Handlers that run meanwhile are on this loop, as on its
 		 * thread (they post to it directly, and may not block). */
 		agent_tls_loop = d->l;
-		if (f != NULL)
-			done = tw_loop_borrow_until(d->l->loop, lend_done, f,
-						    deadline_ns);
-		else if (tw_loop_batch_waiting(d->l->loop))
-			tw_loop_borrow_once(d->l->loop);
+		tw_loop *lp = d->l->loop;
+		switch (how) {
+		case LEND_WAIT:
+			r = tw_loop_borrow_until(lp, done, arg, deadline_ns);
+			break;
+		case LEND_SERVE:
+			r = tw_loop_serve_until(lp, done, arg, deadline_ns);
+			break;
+		case LEND_BATCH:
+		case LEND_FLUSH:
+			if (tw_loop_batch_waiting(lp, 0))
+				tw_loop_borrow_once(lp);
+			break;
+		}
 		agent_tls_loop = NULL;
 	}
 	atomic_fetch_sub_explicit(&d->users, 1, memory_order_release);
-	return done;
+	return r;
 }
 
 static bool lend_drive(tw_future *f, void *ctx, uint64_t deadline_ns)
 {
-	return lend_run(ctx, f, deadline_ns);
+	return lend_run(ctx, LEND_WAIT, lend_done, f, deadline_ns);
 }
 
 /* A caller pipelining calls whose waits find their answers already there
@@ -873,7 +889,7 @@ static bool lend_drive(tw_future *f, void *ctx, uint64_t deadline_ns)
  * in its waits). */
 static void lend_done_wait(void *ctx)
 {
-	(void)lend_run(ctx, NULL, 0);
+	(void)lend_run(ctx, LEND_BATCH, NULL, NULL, 0);
 }
 
 static void lend_get(void *ctx)
@@ -896,6 +912,42 @@ void agent_lend_future(struct agent_loop *l, tw_future *f)
 		return;
 	lend_get(d);
 	future_set_driver(f, &lend_driver, d);
+}
+
+/* ---- lenders (agent.h) ---- */
+
+struct tw_lender {
+	struct agent_lend d;
+};
+
+tw_lender *tw_agent_lender(tw_agent *a)
+{
+	if (a == NULL || a->o.embedded || a->loops == NULL ||
+	    a->loops[0].lend == NULL)
+		return NULL;
+	struct agent_lend *d = a->loops[0].lend;
+	lend_get(d);
+	return (tw_lender *)d;
+}
+
+bool tw_lender_serve_until(tw_lender *h, bool (*done)(void *arg), void *arg,
+			   uint64_t deadline_ns)
+{
+	if (done(arg))
+		return true;
+	return h != NULL && lend_run(&h->d, LEND_SERVE, done, arg, deadline_ns);
+}
+
+void tw_lender_flush(tw_lender *h)
+{
+	if (h != NULL)
+		(void)lend_run(&h->d, LEND_FLUSH, NULL, NULL, 0);
+}
+
+void tw_lender_release(tw_lender *h)
+{
+	if (h != NULL)
+		lend_put(&h->d);
 }
 
 static tw_status lend_open(struct agent_loop *l)

@@ -102,8 +102,13 @@ static void reply_msg(struct tw_loop_msg *m)
 static void post_reply(struct agent_loop *l, struct reply *r)
 {
 	r->lmsg.fn = reply_msg;
+	/* From the thread that ran the loop last (a lender's, which served
+	 * the call): its next poll sends it (tw_lender_flush), not the
+	 * loop's thread, woken for it. */
+	bool lazy = tw_loop_lent_to_me(l->loop);
 	for (;;) {
-		if (tw_loop_post(l->loop, &r->lmsg) == TW_OK)
+		if ((lazy ? tw_loop_post_lazy(l->loop, &r->lmsg)
+			  : tw_loop_post(l->loop, &r->lmsg)) == TW_OK)
 			return;
 		/* A loop must never wait for another loop (two full rings
 		 * would wait for each other): park it and retry from the

@@ -434,6 +434,35 @@ tw_status tw_rpc_async_id(tw_agent *a, uint32_t to, const char *fn,
 			  const tw_value *args, const tw_value *kwargs,
 			  int64_t timeout_ms, tw_future **out);
 
+/*
+ * Lenders: a thread that waits for work the agent's handlers make (a
+ * queue they fill, as the Python package's workers wait for the calls
+ * they run) runs the agent's run loop itself while it waits, as a thread
+ * waiting for a call's answer does (tw_agent_opts.no_lend): the loop's
+ * thread parks meanwhile, and a call then needs no hand-off between
+ * threads on its way in or out. A lender is a handle on the agent's first
+ * loop for that, taken after tw_agent_init returned and released by its
+ * holder (it outlives the agent: after tw_agent_shutdown it lends
+ * nothing). NULL when that loop is not lent (no_lend, a transport whose
+ * loops may not be, embedded mode).
+ */
+typedef struct tw_lender tw_lender;
+tw_lender *tw_agent_lender(tw_agent *a);
+/*
+ * Poll the loop on this thread until done(arg) or deadline_ns
+ * (CLOCK_MONOTONIC), as long as no thread waiting for a call's answer
+ * wants it; returns done(arg) (false at once from a handler or a loop's
+ * thread, when the loop's thread cannot let it go, after shutdown).
+ * Handlers run meanwhile on this thread, "on the loop" as always.
+ */
+bool tw_lender_serve_until(tw_lender *h, bool (*done)(void *arg), void *arg,
+			   uint64_t deadline_ns);
+/* Replies this thread gave since it last polled the loop (a deferred
+ * handler's future it completed) wait for its next poll, or at most the
+ * loop's linger (~250 us): send them now. Before a long job. */
+void tw_lender_flush(tw_lender *h);
+void tw_lender_release(tw_lender *h);
+
 /* Flags of tw_rpc_async_ex. */
 enum {
 	/* The caller waits for the future next (tw_future_wait,
@@ -534,8 +563,9 @@ struct tw_agent_stats {
 	uint64_t auth_evicted;   /* unauthenticated connections closed to
 				  * make room for a new one (max_unauth,
 				  * max_unauth_per_host) */
-	uint64_t lent_waits;     /* waits for an answer that ran the run
-				  * loop on the waiting thread (no_lend) */
+	uint64_t lent_waits;     /* waits that ran the run loop on the
+				  * waiting thread: for an answer (no_lend)
+				  * or a lender's (tw_agent_lender) */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 

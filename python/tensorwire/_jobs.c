@@ -170,8 +170,25 @@ static void *monitor_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The agent's loop, lent to the worker that waits for the next job (the
+ * spinner): it receives the calls itself, and the replies of the jobs it
+ * ran leave with its next poll (tw_lender_flush before a job, or its
+ * next wait), so that a call served in Python needs no hand-off between
+ * threads. Set by twpy_jobs_lend once the agent runs; released by the
+ * next twpy_jobs_open, when the workers that used it have gone.
+ */
+static tw_lender *lender;
+
+void twpy_jobs_lend(tw_lender *h)
+{
+	lender = h;
+}
+
 void twpy_jobs_open(void)
 {
+	tw_lender_release(lender);
+	lender = NULL;
 	pthread_mutex_lock(&qmu);
 	jobs_gen++;
 	nawake = 0; /* the last init's workers have all gone */
@@ -546,14 +563,25 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Without the GIL: if no other worker does, poll the queue for up to
- * TWPY_SPIN_NS, yielding between looks. */
+static bool job_ready(void *arg)
+{
+	(void)arg;
+	return (atomic_load_explicit(&qpeek, memory_order_acquire) != 0 &&
+		atomic_load_explicit(&nrun, memory_order_relaxed) == 0) ||
+	       !atomic_load_explicit(&qopenflag, memory_order_relaxed);
+}
+
+/* Without the GIL: if no other worker does, wait for a job for up to
+ * TWPY_SPIN_NS, running the agent's loop meanwhile when it is lent to us,
+ * else polling the queue, yielding between looks. */
 static void spin_for_job(void)
 {
 	bool no = false;
 	if (!atomic_compare_exchange_strong(&spinner, &no, true))
 		return;
 	uint64_t end = mono_ns() + TWPY_SPIN_NS;
+	if (lender != NULL)
+		(void)tw_lender_serve_until(lender, job_ready, NULL, end);
 	while ((atomic_load_explicit(&qpeek, memory_order_acquire) == 0 ||
 		atomic_load_explicit(&nrun, memory_order_relaxed) > 0) &&
 	       atomic_load_explicit(&qopenflag, memory_order_relaxed)) {
@@ -649,6 +677,10 @@ PyObject *twpy_next_job(PyObject *self, PyObject *args)
 		}
 	}
 	pthread_mutex_unlock(&qmu);
+	/* Replies of our last jobs, waiting for our next poll: they must not
+	 * wait for this job too. */
+	if (j != NULL && lender != NULL)
+		tw_lender_flush(lender);
 	Py_END_ALLOW_THREADS;
 	twpy_drain();
 	if (j == NULL)

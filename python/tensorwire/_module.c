@@ -180,6 +180,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	free(s.names);
 	free(s.fns);
 	twpy_agent = a;
+	twpy_jobs_lend(tw_agent_lender(a));
 	Py_RETURN_NONE;
 }
 

@@ -78,6 +78,7 @@ int twpy_when_done(tw_future *f, PyObject *cb, PyObject *fut_obj);
 /* The queue opens at init and closes at shutdown (workers then get
  * None). */
 void twpy_jobs_open(void);
+void twpy_jobs_lend(tw_lender *h);
 void twpy_jobs_close(void);
 PyObject *twpy_next_job(PyObject *self, PyObject *args);
 void twpy_block_begin(void);

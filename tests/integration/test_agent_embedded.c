@@ -953,3 +953,208 @@ Test(lend, bytes_stay_in_order_with_spinning_loops, .timeout = 120)
 {
 	h_run_group(3, w_order, (void *)(intptr_t)20000, NULL, 0);
 }
+
+/* ---- lenders (tw_agent_lender): threads that wait for the work handlers
+ * queue run the loop themselves ---- */
+
+#define LQ_MAX 4096
+
+/* Calls of "queued_add" wait here for a consumer thread. */
+struct lq {
+	pthread_mutex_t mu;
+	tw_future *f[LQ_MAX];
+	int64_t v[LQ_MAX];
+	unsigned head, tail;
+	_Atomic unsigned n;
+	_Atomic int stop;
+	tw_lender *h;
+	_Atomic uint64_t served;
+};
+
+static struct lq lq = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The lender's clock: CLOCK_MONOTONIC, in ns. */
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static tw_status fn_queued_add(tw_call_ctx *ctx, const tw_value *args,
+			       const tw_value *kwargs, tw_value *result,
+			       void *arg)
+{
+	(void)kwargs;
+	(void)result;
+	(void)arg;
+	const tw_value *x, *y;
+	int64_t a = 0, b = 0;
+	tw_status st = tw_value_get_item(args, 0, &x);
+	if (st == TW_OK)
+		st = tw_value_get_item(args, 1, &y);
+	if (st == TW_OK)
+		st = tw_value_get_int(x, &a);
+	if (st == TW_OK)
+		st = tw_value_get_int(y, &b);
+	tw_future *f;
+	if (st == TW_OK)
+		st = tw_future_create(&f);
+	if (st != TW_OK)
+		return st;
+	tw_call_defer(ctx, f);
+	pthread_mutex_lock(&lq.mu);
+	if (lq.tail - lq.head == LQ_MAX) {
+		pthread_mutex_unlock(&lq.mu);
+		tw_future_fail(f, TW_EBUSY, 0, "queue full");
+		tw_future_release(f);
+		return TW_OK;
+	}
+	lq.f[lq.tail % LQ_MAX] = f;
+	lq.v[lq.tail % LQ_MAX] = a + b;
+	lq.tail++;
+	atomic_fetch_add(&lq.n, 1);
+	pthread_mutex_unlock(&lq.mu);
+	return TW_OK;
+}
+
+static bool lq_ready(void *arg)
+{
+	(void)arg;
+	return atomic_load(&lq.n) != 0 || atomic_load(&lq.stop) != 0;
+}
+
+/* A consumer: waits for calls by running the loop (the lender), or
+ * polling when it cannot; answers them. */
+static void *lq_consumer(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&lq.stop)) {
+		if (!lq_ready(NULL) &&
+		    !tw_lender_serve_until(lq.h, lq_ready, NULL,
+					   mono_ns() + 1000000))
+			sched_yield();
+		pthread_mutex_lock(&lq.mu);
+		tw_future *f = NULL;
+		int64_t v = 0;
+		if (lq.head != lq.tail) {
+			f = lq.f[lq.head % LQ_MAX];
+			v = lq.v[lq.head % LQ_MAX];
+			lq.head++;
+			atomic_fetch_sub(&lq.n, 1);
+		}
+		pthread_mutex_unlock(&lq.mu);
+		if (f == NULL)
+			continue;
+		tw_lender_flush(lq.h);
+		tw_value r = tw_value_int(v);
+		tw_future_complete(f, &r);
+		tw_future_release(f);
+		atomic_fetch_add(&lq.served, 1);
+	}
+	return NULL;
+}
+
+static tw_status lq_setup(tw_agent *a, void *arg)
+{
+	tw_status st = h_register_all(a, arg);
+	return st != TW_OK ? st
+			   : tw_agent_register(a, "queued_add", fn_queued_add,
+					       NULL, 0);
+}
+
+static int w_lender(struct h_worker *w)
+{
+	struct tw_agent_opts o;
+	h_opts(&o, w);
+	o.setup = lq_setup;
+	tw_agent *a;
+	tw_status st = h_agent_init(&o, &a);
+	W_ASSERT(w, st == TW_OK, "init: %s", tw_status_name(st));
+	if (w->rank == 0) {
+		lq.h = tw_agent_lender(a);
+		/* DPDK's queues belong to the loop's lcore: no lender. */
+		W_ASSERT(w, (lq.h == NULL) == h_dpdk(), "lender %p",
+			 (void *)lq.h);
+		pthread_t c[2];
+		for (int i = 0; i < 2; i++)
+			pthread_create(&c[i], NULL, lq_consumer, NULL);
+		/* Calls of our own meanwhile: their waits want the loop the
+		 * consumers run, and get it. */
+		for (int i = 0; i < 300; i++) {
+			int64_t v;
+			tw_value aa[2] = {tw_value_int(i), tw_value_int(2)};
+			tw_value ta = H_TUPLE(aa);
+			st = h_call_int(a, "w1", "add", &ta, &v);
+			W_ASSERT(w, st == TW_OK && v == i + 2, "add %d: %s", i,
+				 tw_status_name(st));
+		}
+		/* Then w1's calls alone: only the consumers run the loop. */
+		struct tw_agent_stats s0, s;
+		tw_agent_get_stats(a, &s0);
+		atomic_store(&w->sh->flag[0], 1);
+		W_ASSERT(w, h_wait_all(w->sh->flag, 2, 0, 60000),
+			 "w1 never finished");
+		atomic_store(&lq.stop, 1);
+		for (int i = 0; i < 2; i++)
+			pthread_join(c[i], NULL);
+		tw_agent_get_stats(a, &s);
+		if (!h_dpdk())
+			W_ASSERT(w, s.lent_waits > s0.lent_waits,
+				 "no consumer ran the loop");
+		W_ASSERT(w, atomic_load(&lq.served) == 1300, "served %" PRIu64,
+			 atomic_load(&lq.served));
+		W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
+		st = tw_agent_shutdown(a, true);
+		W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+		/* It outlives the agent, and lends nothing any more. */
+		atomic_store(&lq.stop, 0);
+		W_ASSERT(w,
+			 !tw_lender_serve_until(lq.h, lq_ready, NULL,
+						mono_ns() + 1000000),
+			 "served after shutdown");
+		tw_lender_flush(lq.h);
+		tw_lender_release(lq.h);
+		return 0;
+	}
+	W_ASSERT(w, h_wait_all(w->sh->flag, 1, 1, 60000), "w0 not ready");
+	/* One call at a time, then 80 in flight at once (their answers
+	 * leave in batches from the consumers' polls). */
+	for (int i = 0; i < 500; i++) {
+		int64_t v;
+		tw_value aa[2] = {tw_value_int(i), tw_value_int(3)};
+		tw_value ta = H_TUPLE(aa);
+		st = h_call_int(a, "w0", "queued_add", &ta, &v);
+		W_ASSERT(w, st == TW_OK && v == i + 3, "queued_add %d: %s", i,
+			 tw_status_name(st));
+	}
+	for (int round = 0; round < 10; round++) {
+		tw_future *f[80];
+		for (int i = 0; i < 80; i++) {
+			tw_value aa[2] = {tw_value_int(i), tw_value_int(round)};
+			tw_value ta = H_TUPLE(aa);
+			st = tw_rpc_async(a, "w0", "queued_add", &ta, NULL, -1,
+					  &f[i]);
+			W_ASSERT(w, st == TW_OK, "async %d: %s", i,
+				 tw_status_name(st));
+		}
+		for (int i = 0; i < 80; i++) {
+			st = tw_future_wait(f[i], 20000);
+			const tw_value *v = st == TW_OK ? tw_future_value(f[i])
+							: NULL;
+			W_ASSERT(w, v != NULL && v->u.i == i + round,
+				 "async %d of round %d: %s", i, round,
+				 tw_status_name(st));
+			tw_future_release(f[i]);
+		}
+	}
+	atomic_store(&w->sh->flag[1], 1);
+	st = tw_agent_shutdown(a, true);
+	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
+	return 0;
+}
+
+Test(lend, lenders_serve_queued_calls, .timeout = 120)
+{
+	h_run_group(2, w_lender, NULL, NULL, 0);
+}
