@@ -1186,12 +1186,12 @@ static bool never(void *arg)
 	return false;
 }
 
-bool tw_loop_batch_waiting(const tw_loop *l, uint32_t min)
+bool tw_loop_batch_waiting(const tw_loop *l)
 {
 	return tw_loop_lent_to_me(l) &&
 	       atomic_load_explicit(&l->linger_until, memory_order_relaxed) !=
 		       0 &&
-	       tw_ring_count(l->ring) >= (min != 0 ? min : LAZY_BATCH) &&
+	       tw_ring_count(l->ring) >= LAZY_BATCH &&
 	       atomic_load_explicit(&l->want, memory_order_relaxed) == 0;
 }
 

@@ -159,12 +159,12 @@ void tw_loop_reclaim(tw_loop *l);
  * its may then be tw_loop_post_lazy). */
 bool tw_loop_lent_to_me(const tw_loop *l);
 
-/* Whether l lingers for the calling thread (its last borrower) with at
- * least min (0: a batch, 16) lazy posts waiting: a caller whose waits keep
- * finding their answers there should send them (tw_loop_borrow_once)
- * rather than leave them to the loop's thread, which would have to be
- * woken for them. */
-bool tw_loop_batch_waiting(const tw_loop *l, uint32_t min);
+/* Whether l lingers for the calling thread (its last borrower) with a
+ * batch (16) of lazy posts waiting: a caller whose waits keep finding
+ * their answers there should send them (tw_loop_borrow_once) rather than
+ * leave them to the loop's thread, which would have to be woken for
+ * them. */
+bool tw_loop_batch_waiting(const tw_loop *l);
 
 /* One iteration of l on the calling thread, as tw_loop_borrow_until's,
  * if the loop's thread lets it go at once; else the loop's thread is

@@ -838,7 +838,6 @@ enum lend_how {
 	LEND_WAIT,  /* until done, as tw_loop_borrow_until */
 	LEND_SERVE, /* until done, yielding it to waiters: tw_loop_serve_until */
 	LEND_BATCH, /* one iteration if a batch of our posts waits there */
-	LEND_FLUSH, /* the same, for a lender (tw_lender_flush) */
 };
 
 /* Runs the lent loop of d on this thread, as how says; done(arg) after. */
@@ -866,8 +865,7 @@ static bool lend_run(struct agent_lend *d, enum lend_how how,
 			r = tw_loop_serve_until(lp, done, arg, deadline_ns);
 			break;
 		case LEND_BATCH:
-		case LEND_FLUSH:
-			if (tw_loop_batch_waiting(lp, 0))
+			if (tw_loop_batch_waiting(lp))
 				tw_loop_borrow_once(lp);
 			break;
 		}
@@ -941,7 +939,7 @@ bool tw_lender_serve_until(tw_lender *h, bool (*done)(void *arg), void *arg,
 void tw_lender_flush(tw_lender *h)
 {
 	if (h != NULL)
-		(void)lend_run(&h->d, LEND_FLUSH, NULL, NULL, 0);
+		(void)lend_run(&h->d, LEND_BATCH, NULL, NULL, 0);
 }
 
 void tw_lender_release(tw_lender *h)

@@ -708,6 +708,21 @@ struct lend_th {
 	int rc;
 };
 
+/* n calls of fn (an add) on worker to, one at a time: i + k each. */
+static int add_calls(struct h_worker *w, tw_agent *a, const char *to,
+		     const char *fn, int k, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int64_t v;
+		tw_value aa[2] = {tw_value_int(i), tw_value_int(k)};
+		tw_value ta = H_TUPLE(aa);
+		tw_status st = h_call_int(a, to, fn, &ta, &v);
+		W_ASSERT(w, st == TW_OK && v == i + k, "%s %d on %s: %s", fn, i,
+			 to, tw_status_name(st));
+	}
+	return 0;
+}
+
 /* Synchronous calls from one thread: each waits, and so may run w0's
  * loop meanwhile (against the others doing the same). */
 static void *lend_th_main(void *p)
@@ -715,18 +730,8 @@ static void *lend_th_main(void *p)
 	struct lend_th *t = p;
 	struct h_worker *w = t->w;
 	t->rc = 1;
-	for (int i = 0; i < 300; i++) {
-		int64_t v;
-		tw_value aa[2] = {tw_value_int(i), tw_value_int(5)};
-		tw_value ta = H_TUPLE(aa);
-		tw_status st = h_call_int(t->a, t->to, "add", &ta, &v);
-		if (st != TW_OK || v != i + 5) {
-			fprintf(stderr, "[%s] add %d on %s: %s %" PRId64 "\n",
-				h_names[w->rank], i, t->to, tw_status_name(st),
-				v);
-			return NULL;
-		}
-	}
+	if (add_calls(w, t->a, t->to, "add", 5, 300) != 0)
+		return NULL;
 	/* The same, announced as waited for (the wait sends each call). */
 	tw_worker_info to;
 	tw_agent_worker_info(t->a, t->to, &to);
@@ -973,33 +978,26 @@ struct lq {
 
 static struct lq lq = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-/* The lender's clock: CLOCK_MONOTONIC, in ns. */
-static uint64_t mono_ns(void)
+/* A lender's deadline (CLOCK_MONOTONIC ns), ms from now. */
+static uint64_t lq_deadline(uint64_t ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return (h_now_ms() + ms) * 1000000u;
 }
 
+/* fn_add's sum, answered by a consumer thread. */
 static tw_status fn_queued_add(tw_call_ctx *ctx, const tw_value *args,
 			       const tw_value *kwargs, tw_value *result,
 			       void *arg)
 {
-	(void)kwargs;
-	(void)result;
 	(void)arg;
-	const tw_value *x, *y;
-	int64_t a = 0, b = 0;
-	tw_status st = tw_value_get_item(args, 0, &x);
-	if (st == TW_OK)
-		st = tw_value_get_item(args, 1, &y);
-	if (st == TW_OK)
-		st = tw_value_get_int(x, &a);
-	if (st == TW_OK)
-		st = tw_value_get_int(y, &b);
+	tw_value sum;
+	tw_status st = fn_add(ctx, args, kwargs, &sum, NULL);
+	if (st != TW_OK) {
+		*result = sum; /* its error value */
+		return st;
+	}
 	tw_future *f;
-	if (st == TW_OK)
-		st = tw_future_create(&f);
+	st = tw_future_create(&f);
 	if (st != TW_OK)
 		return st;
 	tw_call_defer(ctx, f);
@@ -1011,7 +1009,7 @@ static tw_status fn_queued_add(tw_call_ctx *ctx, const tw_value *args,
 		return TW_OK;
 	}
 	lq.f[lq.tail % LQ_MAX] = f;
-	lq.v[lq.tail % LQ_MAX] = a + b;
+	lq.v[lq.tail % LQ_MAX] = sum.u.i;
 	lq.tail++;
 	atomic_fetch_add(&lq.n, 1);
 	pthread_mutex_unlock(&lq.mu);
@@ -1032,7 +1030,7 @@ static void *lq_consumer(void *arg)
 	while (!atomic_load(&lq.stop)) {
 		if (!lq_ready(NULL) &&
 		    !tw_lender_serve_until(lq.h, lq_ready, NULL,
-					   mono_ns() + 1000000))
+					   lq_deadline(1)))
 			sched_yield();
 		pthread_mutex_lock(&lq.mu);
 		tw_future *f = NULL;
@@ -1081,14 +1079,8 @@ static int w_lender(struct h_worker *w)
 			pthread_create(&c[i], NULL, lq_consumer, NULL);
 		/* Calls of our own meanwhile: their waits want the loop the
 		 * consumers run, and get it. */
-		for (int i = 0; i < 300; i++) {
-			int64_t v;
-			tw_value aa[2] = {tw_value_int(i), tw_value_int(2)};
-			tw_value ta = H_TUPLE(aa);
-			st = h_call_int(a, "w1", "add", &ta, &v);
-			W_ASSERT(w, st == TW_OK && v == i + 2, "add %d: %s", i,
-				 tw_status_name(st));
-		}
+		if (add_calls(w, a, "w1", "add", 2, 300) != 0)
+			return 1;
 		/* Then w1's calls alone: only the consumers run the loop. */
 		struct tw_agent_stats s0, s;
 		tw_agent_get_stats(a, &s0);
@@ -1111,7 +1103,7 @@ static int w_lender(struct h_worker *w)
 		atomic_store(&lq.stop, 0);
 		W_ASSERT(w,
 			 !tw_lender_serve_until(lq.h, lq_ready, NULL,
-						mono_ns() + 1000000),
+						lq_deadline(1)),
 			 "served after shutdown");
 		tw_lender_flush(lq.h);
 		tw_lender_release(lq.h);
@@ -1120,14 +1112,8 @@ static int w_lender(struct h_worker *w)
 	W_ASSERT(w, h_wait_all(w->sh->flag, 1, 1, 60000), "w0 not ready");
 	/* One call at a time, then 80 in flight at once (their answers
 	 * leave in batches from the consumers' polls). */
-	for (int i = 0; i < 500; i++) {
-		int64_t v;
-		tw_value aa[2] = {tw_value_int(i), tw_value_int(3)};
-		tw_value ta = H_TUPLE(aa);
-		st = h_call_int(a, "w0", "queued_add", &ta, &v);
-		W_ASSERT(w, st == TW_OK && v == i + 3, "queued_add %d: %s", i,
-			 tw_status_name(st));
-	}
+	if (add_calls(w, a, "w0", "queued_add", 3, 500) != 0)
+		return 1;
 	for (int round = 0; round < 10; round++) {
 		tw_future *f[80];
 		for (int i = 0; i < 80; i++) {

@@ -1142,7 +1142,7 @@ Test(loop_lend, lazy_batch_is_sent_by_its_poster)
 			w[i] = (struct who_msg){.m = {.fn = who_run}, .l = l};
 			cr_assert_eq(tw_loop_post_lazy(l, &w[i].m), TW_OK);
 		}
-		if (tw_loop_batch_waiting(l, 0)) {
+		if (tw_loop_batch_waiting(l)) {
 			batched++;
 			tw_loop_borrow_once(l);
 		}
@@ -1151,7 +1151,7 @@ Test(loop_lend, lazy_batch_is_sent_by_its_poster)
 				  r);
 			here += pthread_equal(w[i].ran_on, pthread_self());
 		}
-		cr_assert(!tw_loop_batch_waiting(l, 0), "nothing waits now");
+		cr_assert(!tw_loop_batch_waiting(l), "nothing waits now");
 	}
 	cr_assert_geq(batched, ROUNDS / 2, "batch seen in %d of %d", batched,
 		      ROUNDS);
@@ -1163,7 +1163,7 @@ Test(loop_lend, lazy_batch_is_sent_by_its_poster)
 
 static void *batch_waiting_elsewhere(void *arg)
 {
-	return (void *)(uintptr_t)tw_loop_batch_waiting(arg, 0);
+	return (void *)(uintptr_t)tw_loop_batch_waiting(arg);
 }
 
 /* Lazy posts nobody comes back for still run (on the loop's thread, at
