@@ -116,8 +116,10 @@ struct dsess {
 	bool nak_sent;
 	bool rx_skip; /* the frame being received is refused: dropped */
 	/* A frame in assembly: the bytes reserved for it (its length,
-	 * counted in t->st.asm_reserved), and when it last took a packet. */
-	uint64_t rx_resv, rx_progress;
+	 * counted in the worker's env->asm_reserved and the loop's
+	 * t->st.asm_reserved), and when it last moved ASM_PROGRESS bytes
+	 * (rx_mark: rx_have then). */
+	uint64_t rx_resv, rx_progress, rx_mark;
 	/* Receive backpressure: data is neither taken nor acked while
 	 * paused (the sender's credits run out). linger: closing once every
 	 * send is acked (close_after_send), or at linger_at. */
@@ -780,6 +782,36 @@ static struct dsess *sess_new(struct dt *t)
 	return s;
 }
 
+/* A frame in assembly must move this much every asm_stall_ns (or end):
+ * a packet now and then is no progress (as io_uring's stall). */
+#define ASM_PROGRESS (64u << 10)
+
+/* Reserve need bytes for s's frame against the worker's asm_bytes
+ * (every queue's frames together). */
+static bool asm_take(struct dsess *s, uint64_t need)
+{
+	struct dt *t = s->t;
+	uint64_t w = atomic_fetch_add_explicit(&t->env->asm_reserved, need,
+					       memory_order_relaxed);
+	if (w + need > t->o.asm_bytes) {
+		atomic_fetch_sub_explicit(&t->env->asm_reserved, need,
+					  memory_order_relaxed);
+		return false;
+	}
+	s->rx_resv = need;
+	t->st.asm_reserved += need;
+	return true;
+}
+
+static void asm_free(struct dsess *s)
+{
+	struct dt *t = s->t;
+	atomic_fetch_sub_explicit(&t->env->asm_reserved, s->rx_resv,
+				  memory_order_relaxed);
+	t->st.asm_reserved -= s->rx_resv;
+	s->rx_resv = 0;
+}
+
 static void rx_reset_state(struct dsess *s)
 {
 	for (uint32_t i = 0; s->ooo != NULL && i < s->t->win; i++)
@@ -789,8 +821,8 @@ static void rx_reset_state(struct dsess *s)
 		}
 	s->t->st.ooo_held -= s->ooo_count;
 	s->ooo_count = 0;
-	s->t->st.asm_reserved -= s->rx_resv;
-	s->rx_resv = 0;
+	if (s->rx_resv != 0)
+		asm_free(s);
 	tw_buf_release(s->rx_buf);
 	s->rx_buf = NULL;
 	s->rx_active = false;
@@ -951,8 +983,8 @@ static void ka_fire(struct tw_timer *tm, void *arg)
 		return;
 	}
 	if (s->rx_resv != 0 && now - s->rx_progress >= t->o.asm_stall_ns) {
-		/* A frame announced and not sent: its bytes go back to the
-		 * loop. The stream cannot skip what never comes, so the
+		/* A frame announced and not sent, or sent a packet now and
+		 * then: its bytes go back to the worker. The stream cannot skip what never comes, so the
 		 * session ends (as io_uring's stall_timeout_ms). */
 		t->st.asm_stalls++;
 		sess_fail(s, TW_ETIMEDOUT, true);
@@ -1167,7 +1199,7 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			deliver(t, s, &fh, b, h->len);
 			return true;
 		}
-		if (h->frame_len > t->o.asm_bytes - t->st.asm_reserved) {
+		if (!asm_take(s, h->frame_len)) {
 			/* No room: not taken, not acked; it comes again
 			 * once frames in assembly complete or stall. */
 			t->st.asm_waits++;
@@ -1178,14 +1210,14 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		 * pages are touched only by the copies below). */
 		tw_buf *b = rx_alloc(t, h->frame_len);
 		if (b == NULL) {
+			asm_free(s);
 			rte_pktmbuf_free(m);
 			return false;
 		}
 		memcpy(b->data, payload, h->len);
 		rte_pktmbuf_free(m);
-		s->rx_resv = h->frame_len;
-		t->st.asm_reserved += s->rx_resv;
 		s->rx_progress = now_ns(t);
+		s->rx_mark = h->len;
 		s->rx_buf = b;
 		s->rx_len = h->frame_len;
 		s->rx_have = h->len;
@@ -1213,13 +1245,15 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 	memcpy((uint8_t *)s->rx_buf->data + s->rx_have, payload, h->len);
 	rte_pktmbuf_free(m);
 	s->rx_have += h->len;
-	s->rx_progress = now_ns(t);
+	if (s->rx_have - s->rx_mark >= ASM_PROGRESS) {
+		s->rx_progress = now_ns(t);
+		s->rx_mark = s->rx_have;
+	}
 	if (s->rx_have == s->rx_len) {
 		tw_buf *b = s->rx_buf;
 		s->rx_buf = NULL;
 		s->rx_active = false;
-		t->st.asm_reserved -= s->rx_resv;
-		s->rx_resv = 0;
+		asm_free(s);
 		t->st.rx_copied++;
 		deliver(t, s, &s->rx_hdr, b, s->rx_len);
 	}

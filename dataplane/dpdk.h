@@ -266,9 +266,10 @@ struct tw_dpdk_stats {
 	uint64_t asm_waits;        /* first packets of frames not taken: no
 				* room under asm_bytes (they come again) */
 	uint64_t asm_stalls;       /* sessions ended by a frame in assembly
-				* taking nothing for asm_stall_ns */
+				* moving less than 64 KiB in asm_stall_ns */
 	uint64_t asm_reserved;     /* gauge: bytes reserved for frames in
-				* assembly now */
+				* assembly on this loop now (asm_bytes
+				* bounds the worker's loops together) */
 	uint64_t ooo_cap_drops;    /* out-of-order packets dropped: ooo_max
 				 * held over all sessions */
 	uint64_t ooo_held;         /* gauge: out-of-order packets held now */

@@ -59,6 +59,9 @@ struct tw_dpdk_env {
 	char driver[32];
 	struct rte_flow **flows; /* nq, when flow_steering */
 	struct tw_dpdk_queue *q; /* nq */
+	/* Bytes announced by frames in assembly on all queues together,
+	 * against o.asm_bytes (a worker's bound, not a loop's). */
+	_Atomic uint64_t asm_reserved;
 	/* net_af_xdp: XDP sockets its queue setup opened (dpdk_port.c) */
 	struct {
 		int fd;

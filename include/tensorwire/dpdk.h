@@ -111,15 +111,17 @@ struct tw_dpdk_opts {
 
 	/* Bounds on what a peer's sessions can make a loop hold
 	 * (docs/limits.md, "DPDK sessions"). */
-	uint64_t asm_bytes;         /* bytes reserved, per loop, for frames
+	uint64_t asm_bytes;         /* bytes reserved, per worker (its loops
+				    * together; per env), for frames
 				    * being assembled from several packets
 				    * (default 2 x (1 GiB + 64 KiB)); a frame
 				    * that does not fit waits, unacked (its
 				    * sender retransmits), until room frees.
 				    * Memory behind a reservation is
 				    * committed only as its bytes arrive */
-	uint64_t asm_stall_ns;      /* a frame in assembly that takes no new
-				    * packet for this long ends its session
+	uint64_t asm_stall_ns;      /* a frame in assembly that moves less
+				    * than 64 KiB in this long (a packet now
+				    * and then is no progress) ends its session
 				    * with TW_ETIMEDOUT, freeing its bytes
 				    * (default 30 s) */
 	uint32_t ooo_max;           /* out-of-order packets held, over all

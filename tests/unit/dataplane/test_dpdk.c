@@ -2836,6 +2836,31 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	       "ended after %lu ms", (unsigned long)(took / 1000000));
 	SCHECK(res, r.heard - heard0 >= 3, "ACCEPTs repeated: %lu",
 	       (unsigned long)(r.heard - heard0));
+
+	/* A trickle is no progress: a frame fed 1 KiB every 50 ms (less
+	 * than 64 KiB per asm_stall_ns) ends its session after asm_stall_ns
+	 * as one fed nothing does, though its packets keep coming. */
+	SCHECK(res, rawp_open(&r, &a, true), "no ACCEPT");
+	rawp_pump(&r, &a, 20, NULL, NULL);
+	uint64_t off = 0;
+	t0 = now_ns();
+	while (a.closes == 4 && now_ns() - t0 < 3000000000ull) {
+		n = rawp_part(&r, p, total, off, 1024);
+		off += 1024;
+		r.seq++;
+		SCHECK(res, rawp_tx(&r, p, n), "");
+		rawp_pump(&r, &a, 50, NULL, NULL);
+	}
+	took = now_ns() - t0;
+	tw_dpdk_get_stats(a.t, &s1);
+	SCHECK(res, a.closes == 5 && a.close_st == TW_ETIMEDOUT,
+	       "closes %d st %d", a.closes, (int)a.close_st);
+	SCHECK(res, s1.asm_stalls == 2 && s1.asm_reserved == 0,
+	       "stalls %lu reserved %lu", (unsigned long)s1.asm_stalls,
+	       (unsigned long)s1.asm_reserved);
+	SCHECK(res, took >= 250000000ull && took < 1500000000ull,
+	       "a trickle ended after %lu ms (%lu KiB taken)",
+	       (unsigned long)(took / 1000000), (unsigned long)(off >> 10));
 out:
 	end_free(&a);
 	if (eb != NULL && tw_dpdk_env_destroy(eb) != TW_OK)
