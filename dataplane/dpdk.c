@@ -941,6 +941,8 @@ static void rto_fire(struct tw_timer *tm, void *arg)
 			/* Nothing from the peer since its CONNECT: a replay,
 			 * or a peer gone; the slot is not held for dead_ns. */
 			t->st.accept_timeouts++;
+			s->base.why = "the connector never proved its key "
+				      "after our ACCEPT (accept_timeout_ns)";
 			sess_fail(s, TW_EUNREACHABLE, true);
 			return;
 		}
@@ -957,6 +959,8 @@ static void rto_fire(struct tw_timer *tm, void *arg)
 		 * acknowledges nothing: what we hold for it is not kept
 		 * and sent again for ever. */
 		t->st.sessions_unacked++;
+		s->base.why = "the peer acknowledged nothing for rexmit_max "
+			      "retransmission timeouts in a row";
 		sess_fail(s, TW_EUNREACHABLE, true);
 		return;
 	}
@@ -974,19 +978,26 @@ static void ka_fire(struct tw_timer *tm, void *arg)
 	uint64_t now = now_ns(t);
 	uint64_t quiet = now > s->last_rx ? now - s->last_rx : 0;
 	if (s->linger && now >= s->linger_at) {
-		sess_fail(s, s->linger_st, true); /* the peer took too long */
+		/* the peer took too long */
+		s->base.why = "what was sent before the close was not "
+			      "acknowledged in time";
+		sess_fail(s, s->linger_st, true);
 		return;
 	}
 	if (quiet >= t->o.dead_ns) {
 		t->st.sessions_dead++;
+		s->base.why = "nothing heard from the peer for dead_ns";
 		sess_fail(s, TW_EUNREACHABLE, true);
 		return;
 	}
 	if (s->rx_resv != 0 && now - s->rx_progress >= t->o.asm_stall_ns) {
 		/* A frame announced and not sent, or sent a packet now and
-		 * then: its bytes go back to the worker. The stream cannot skip what never comes, so the
-		 * session ends (as io_uring's stall_timeout_ms). */
+		 * then: its bytes go back to the worker. The stream cannot
+		 * skip what never comes, so the session ends (as io_uring's
+		 * stall_timeout_ms). */
 		t->st.asm_stalls++;
+		s->base.why = "a frame in assembly moved less than 64 KiB "
+			      "in asm_stall_ns";
 		sess_fail(s, TW_ETIMEDOUT, true);
 		return;
 	}
@@ -1229,6 +1240,7 @@ static bool take_pkt(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 	    h->frame_off != s->rx_have || h->frame_len != s->rx_len) {
 		rte_pktmbuf_free(m);
 		t->st.bad_frames++;
+		s->base.why = "a packet out of its frame's place";
 		sess_fail(s, TW_EPROTO, true);
 		return true;
 	}
@@ -1515,6 +1527,7 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		if ((s->state == S_CONNECTING && t->secret_len == 0) ||
 		    (s->state == S_OPEN && h->src_sess == s->peer_id)) {
 			t->st.resets_rx++;
+			s->base.why = "the peer reset the session";
 			sess_fail(s, TW_EUNREACHABLE, false);
 		} else
 			t->st.addr_drops++;

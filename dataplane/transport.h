@@ -43,6 +43,9 @@ typedef struct tw_conn {
 	 * known) for per-host limits, and "ip:port" for messages. */
 	uint64_t peer_host;
 	char peer[32];
+	/* Why the connection ended, when the status alone does not say (a
+	 * static string the transport sets before on_close), or NULL. */
+	const char *why;
 } tw_conn;
 
 /*

@@ -406,6 +406,7 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (cqe->res < 0) {
+		c->base.why = strerrordesc_np(-cqe->res);
 		uconn_fail(c, TW_EUNREACHABLE);
 		return;
 	}

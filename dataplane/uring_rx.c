@@ -498,6 +498,8 @@ static void on_recv(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	if (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED &&
 			 res != -EINTR && res != -EAGAIN)) {
 		/* EOF, reset or any other socket error. */
+		c->base.why = res == 0 ? "the peer closed it"
+				       : strerrordesc_np(-res);
 		uconn_fail(c, TW_EUNREACHABLE);
 		return;
 	}
@@ -531,6 +533,8 @@ static void on_inplace(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 		if (c->rx.have == c->rx.need)
 			rx_deliver(c);
 	} else if (res != -EINTR && res != -EAGAIN) {
+		c->base.why = res == 0 ? "the peer closed it"
+				       : strerrordesc_np(-res);
 		uconn_fail(c, TW_EUNREACHABLE);
 		return;
 	}
@@ -599,6 +603,8 @@ void urx_sweep(struct tw_timer *tm, void *arg)
 		}
 		if (now - c->stall_since >= limit) {
 			t->st.stalls++;
+			c->base.why = "a frame moved less than 64 KiB in "
+				      "stall_timeout_ms";
 			uconn_fail(c, TW_ETIMEDOUT);
 		}
 	}
@@ -722,12 +728,15 @@ int urx_busy_poll(struct ut *t)
 		ssize_t r = recv(c->fd, dst, len, MSG_DONTWAIT);
 		if (r < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != EINTR)
+			    errno != EINTR) {
+				c->base.why = strerrordesc_np(errno);
 				uconn_fail(c, TW_EUNREACHABLE);
+			}
 			continue;
 		}
 		work++;
 		if (r == 0) { /* EOF */
+			c->base.why = "the peer closed it";
 			uconn_fail(c, TW_EUNREACHABLE);
 			continue;
 		}

@@ -234,6 +234,7 @@ static void tx_complete(struct uconn *c, int res, struct zc_op *op)
 	if (c->closing) /* by a done callback */
 		return;
 	if (res < 0 && !send_retryable(res)) {
+		c->base.why = strerrordesc_np(-res);
 		uconn_fail(c, TW_EUNREACHABLE);
 		return;
 	}
@@ -372,6 +373,7 @@ int utx_flush(struct uconn *c)
 			return 1;
 		}
 		if (r < 0 && errno != EWOULDBLOCK && !send_retryable(-errno)) {
+			c->base.why = strerrordesc_np(errno);
 			uconn_fail(c, TW_EUNREACHABLE);
 			return 1;
 		}

@@ -265,10 +265,13 @@ void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
 		kind = cs->fail_kind;
 		snprintf(msg, sizeof(msg), "%s", cs->fail_msg);
 	} else {
+		const char *reason = cs->c != NULL ? cs->c->why : NULL;
 		snprintf(msg, sizeof(msg),
-			 "worker '%s' is unreachable: connection closed (%s)",
+			 "worker '%s' is unreachable: connection closed "
+			 "(%s%s%s)",
 			 agent_worker_name(l->a, TAILQ_FIRST(&cs->calls)->dst),
-			 tw_strerror(why));
+			 tw_strerror(why), reason != NULL ? ": " : "",
+			 reason != NULL ? reason : "");
 	}
 	/* Detach every call first: completing a future runs callbacks, and
 	 * they must find the tables consistent. */

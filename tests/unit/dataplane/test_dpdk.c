@@ -1277,6 +1277,7 @@ struct end {
 	tw_conn *last_ok, *last_closed;
 	int oks, closes;
 	tw_status close_st;
+	const char *close_why;
 	uint64_t dones_at_close;
 	uint64_t dones, frames, bad;
 	uint64_t next[8];
@@ -1318,6 +1319,7 @@ static void s_on_conn(void *ctx, tw_conn *c, tw_status st)
 		e->closes++;
 		e->last_closed = c;
 		e->close_st = st;
+		e->close_why = c->why;
 		e->dones_at_close = e->dones;
 	}
 }
@@ -2738,6 +2740,8 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	SCHECK(res, s1.asm_stalls == 1 && s1.asm_reserved == 0,
 	       "stalls %lu reserved %lu", (unsigned long)s1.asm_stalls,
 	       (unsigned long)s1.asm_reserved);
+	SCHECK(res, a.close_why != NULL && strstr(a.close_why, "asm_stall_ns"),
+	       "why: %s", a.close_why ? a.close_why : "(none)");
 	SCHECK(res, took >= 200000000ull, "ended after %lu ms",
 	       (unsigned long)(took / 1000000));
 
@@ -2812,6 +2816,10 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	tw_dpdk_get_stats(a.t, &s1);
 	SCHECK(res, a.closes == 3 && a.close_st == TW_EUNREACHABLE,
 	       "closes %d st %d", a.closes, (int)a.close_st);
+	SCHECK(res,
+	       a.close_why != NULL &&
+		       strstr(a.close_why, "acknowledged nothing"),
+	       "why: %s", a.close_why ? a.close_why : "(none)");
 	SCHECK(res, q.st == TW_EUNREACHABLE && s1.sessions_unacked == 1,
 	       "st %d unacked %lu", (int)q.st,
 	       (unsigned long)s1.sessions_unacked);
@@ -2829,6 +2837,8 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		rawp_pump(&r, &a, 10, NULL, NULL);
 	took = now_ns() - t0;
 	tw_dpdk_get_stats(a.t, &s1);
+	SCHECK(res, a.close_why != NULL && strstr(a.close_why, "never proved"),
+	       "why: %s", a.close_why ? a.close_why : "(none)");
 	SCHECK(res, a.closes == 4 && s1.accept_timeouts == 1,
 	       "closes %d accept_timeouts %lu", a.closes,
 	       (unsigned long)s1.accept_timeouts);

@@ -81,6 +81,7 @@ struct side {
 	tw_conn *last_ok;
 	tw_conn *last_closed;
 	tw_status last_close_st;
+	const char *last_close_why;
 	int close_rx_mode;       /* the closed connection's, at the upcall */
 	uint64_t dones_at_close; /* dones seen when the close upcall came */
 	/* frames, checked as they come: ids count up per connection */
@@ -137,6 +138,7 @@ static void on_conn(void *ctx, tw_conn *c, tw_status st)
 		s->conns_closed++;
 		s->last_closed = c;
 		s->last_close_st = st;
+		s->last_close_why = c->why;
 		s->close_rx_mode = ((struct uconn *)(void *)c)->rx_mode;
 		s->dones_at_close = s->dones;
 	}
@@ -792,6 +794,7 @@ Test(uring, split_across_reads)
 	close(fd);
 	cr_assert(PUMP(&e, e.srv.conns_closed == 1, 5000));
 	cr_assert_eq(e.srv.last_close_st, TW_EUNREACHABLE);
+	cr_assert_str_eq(e.srv.last_close_why, "the peer closed it");
 	env_fini(&e);
 	for (int i = 0; i < N; i++)
 		free(mem[i]);
@@ -1564,6 +1567,8 @@ Test(uring, stalled_frame_times_out, .timeout = 60)
 	cr_assert_geq(now_ns() - t0, 150ull * 1000 * 1000,
 		      "closed before the stall timeout");
 	cr_assert_eq(e.srv.last_close_st, TW_ETIMEDOUT);
+	cr_assert(strstr(e.srv.last_close_why, "stall_timeout_ms") != NULL,
+		  "%s", e.srv.last_close_why);
 	cr_assert_eq(stats(&e.srv).stalls, 2);
 	/* The idle one is still up a while later. */
 	uint64_t dl = now_ns() + 400ull * 1000 * 1000;

@@ -34,11 +34,12 @@ static struct stranger {
 	int n;
 } S[2];
 
+/* A closed connection's memory may be a new one's: only open ones match. */
 static struct stranger_conn *sconn(tw_conn *c)
 {
 	for (int k = 0; k < 2; k++)
 		for (int i = 0; i < S[k].n; i++)
-			if (S[k].conns[i].c == c)
+			if (S[k].conns[i].c == c && !S[k].conns[i].closed)
 				return &S[k].conns[i];
 	return NULL;
 }
