@@ -92,6 +92,7 @@ struct dsess {
 	 * prove_by. ack_accept_at: when we last answered a repeated
 	 * ACCEPT (a connector). */
 	bool proven;
+	bool unproven; /* an acceptor's, counted in t->unproven */
 	uint64_t prove_by, ack_accept_at;
 
 	/* Sending. txq: frames not finished, in order; snd_cur is the frame
@@ -161,6 +162,7 @@ struct dt {
 	uint32_t slot_hint;
 	TAILQ_HEAD(, dsess) sessions; /* newest first */
 	uint32_t nsess;
+	uint32_t unproven; /* accepted sessions not proven yet */
 	uint64_t next_conn_id;
 	STAILQ_HEAD(, dsess) ready; /* data to send, round robin */
 	STAILQ_HEAD(, dsess) ctl;   /* control packets to send */
@@ -237,6 +239,16 @@ static bool admitted(const struct dt *t, const struct twp_ep *ep)
 			return true;
 	}
 	return false;
+}
+
+/* An accepted session is proven: its peer holds the session's key. */
+static inline void sess_proven(struct dsess *s)
+{
+	s->proven = true;
+	if (__builtin_expect(s->unproven, 0)) {
+		s->unproven = false;
+		s->t->unproven--;
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -836,6 +848,10 @@ static void sess_fail(struct dsess *s, tw_status st, bool reset)
 	struct dt *t = s->t;
 	if (s->state == S_CLOSED)
 		return;
+	if (s->unproven) {
+		s->unproven = false;
+		t->unproven--;
+	}
 	if (reset && s->peer_id != 0)
 		send_reset(t, s, &s->peer, s->peer_id, s->id);
 	s->state = S_CLOSED;
@@ -1422,6 +1438,34 @@ static bool setup_check(struct dt *t, const struct twp_pkt *pk,
 	return false;
 }
 
+/*
+ * Sessions accepted from one endpoint that have not proven their key yet:
+ * a CONNECT captured from the wire and replayed opens one each time (its
+ * replayer has no key, so it never proves it, and it ends at
+ * accept_timeout_ns). A real connector proves its session one round trip
+ * after our ACCEPT, so an endpoint rarely has more than its loops'
+ * worth. Past UNPROVEN_PER_EP, a new CONNECT ends the endpoint's oldest
+ * unproven session: replays hold at most that many slots per member.
+ */
+#define UNPROVEN_PER_EP 8u
+
+static void unproven_bound(struct dt *t, const struct twp_ep *ep)
+{
+	struct dsess *x, *oldest = NULL;
+	uint32_t n = 0;
+	TAILQ_FOREACH(x, &t->sessions, link) /* newest first */
+	if (x->unproven && same_ep(&x->peer, ep)) {
+		n++;
+		oldest = x;
+	}
+	if (n < UNPROVEN_PER_EP)
+		return;
+	t->st.unproven_evicted++;
+	oldest->base.why = "more CONNECTs from its endpoint came before it "
+			   "proved its key (replayed, or a connector retrying)";
+	sess_fail(oldest, TW_EUNREACHABLE, false);
+}
+
 static void on_connect(struct dt *t, const struct twp_pkt *pk)
 {
 	/* A stranger hears nothing, not even a RESET: an answer would tell
@@ -1447,11 +1491,15 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 		}
 		return;
 	}
+	if (t->unproven >= UNPROVEN_PER_EP)
+		unproven_bound(t, &pk->src);
 	s = sess_new(t);
 	if (s == NULL) {
 		send_reset(t, NULL, &pk->src, pk->h.src_sess, 0);
 		return;
 	}
+	s->unproven = true;
+	t->unproven++;
 	s->peer = pk->src;
 	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
 	memcpy(s->peer_nonce, b.nonce, TWP_NONCE_LEN);
@@ -1585,7 +1633,7 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		return;
 	}
 	s->last_rx = now_ns(t);
-	s->proven = true;
+	sess_proven(s);
 	on_ack(t, s, h->ack, h->type == TWP_ACK && (h->flags & TWP_F_NAK));
 	if (h->type == TWP_ACK) {
 		if (h->flags & TWP_F_ACK_REQ) {

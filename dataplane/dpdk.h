@@ -278,6 +278,9 @@ struct tw_dpdk_stats {
 	uint64_t accept_timeouts;  /* accepted sessions ended: no packet
 				    * from the peer after its CONNECT within
 				    * accept_timeout_ns (a replayed CONNECT) */
+	uint64_t unproven_evicted; /* ... ended early: 8 unproven sessions
+				    * of its endpoint were there when another
+				    * CONNECT of it came */
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 

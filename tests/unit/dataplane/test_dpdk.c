@@ -2847,6 +2847,29 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	SCHECK(res, r.heard - heard0 >= 3, "ACCEPTs repeated: %lu",
 	       (unsigned long)(r.heard - heard0));
 
+	/* Twelve distinct CONNECTs of the member (as captured ones,
+	 * replayed), none followed by anything: at most 8 (per endpoint)
+	 * hold a slot, each newer one ends the oldest. */
+	{
+		struct rawp rr = r;
+		for (int i = 0; i < 12; i++)
+			SCHECK(res, rawp_open(&rr, &a, true), "no ACCEPT %d",
+			       i);
+		tw_dpdk_get_stats(a.t, &s1);
+		SCHECK(res, a.oks == 16 && a.closes == 8, "oks %d closes %d",
+		       a.oks, a.closes);
+		SCHECK(res, s1.unproven_evicted == 4, "evicted %lu",
+		       (unsigned long)s1.unproven_evicted);
+		SCHECK(res,
+		       a.close_why != NULL &&
+			       strstr(a.close_why, "proved its key") != NULL,
+		       "why: %s", a.close_why ? a.close_why : "(none)");
+		SCHECK(res, SPUMP(a.closes == 16, 2000), "closes %d", a.closes);
+		tw_dpdk_get_stats(a.t, &s1);
+		SCHECK(res, s1.accept_timeouts == 9, "accept_timeouts %lu",
+		       (unsigned long)s1.accept_timeouts);
+	}
+
 	/* A trickle is no progress: a frame fed 1 KiB every 50 ms (less
 	 * than 64 KiB per asm_stall_ns) ends its session after asm_stall_ns
 	 * as one fed nothing does, though its packets keep coming. */
@@ -2854,7 +2877,7 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	rawp_pump(&r, &a, 20, NULL, NULL);
 	uint64_t off = 0;
 	t0 = now_ns();
-	while (a.closes == 4 && now_ns() - t0 < 3000000000ull) {
+	while (a.closes == 16 && now_ns() - t0 < 3000000000ull) {
 		n = rawp_part(&r, p, total, off, 1024);
 		off += 1024;
 		r.seq++;
@@ -2863,7 +2886,7 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	}
 	took = now_ns() - t0;
 	tw_dpdk_get_stats(a.t, &s1);
-	SCHECK(res, a.closes == 5 && a.close_st == TW_ETIMEDOUT,
+	SCHECK(res, a.closes == 17 && a.close_st == TW_ETIMEDOUT,
 	       "closes %d st %d", a.closes, (int)a.close_st);
 	SCHECK(res, s1.asm_stalls == 2 && s1.asm_reserved == 0,
 	       "stalls %lu reserved %lu", (unsigned long)s1.asm_stalls,
