@@ -76,7 +76,7 @@ struct dsess {
 	 * of the next packet we send, and the receiver's replay window (the
 	 * highest packet number taken and a bit for each of the 63 below). */
 	bool tagged, pn_any;
-	uint8_t ktx[TWP_KEY_LEN], krx[TWP_KEY_LEN];
+	struct twp_mac *mtx, *mrx; /* tagged: one allocation, both */
 	uint64_t pn_tx, pn_max, pn_bits;
 	/* Setup (dpdk_pkt.h): our nonce and first packet number, and the
 	 * CONNECT's nonce (an acceptor's, to say its ACCEPT again). */
@@ -241,6 +241,25 @@ static bool admitted(const struct dt *t, const struct twp_ep *ep)
 	return false;
 }
 
+/* s's tag state, in m (two, malloc'ed; s owns them now), from its keys
+ * (dpdk_pkt.h): the connector's sending key and the acceptor's. */
+static void sess_keys(struct dsess *s, struct twp_mac *m, bool connector,
+		      uint64_t conn_sess, uint64_t acc_sess,
+		      const uint8_t *conn_nonce, const uint8_t *acc_nonce)
+{
+	struct dt *t = s->t;
+	uint8_t kc[TWP_KEY_LEN], ka[TWP_KEY_LEN];
+	twp_session_keys(t->secret, t->secret_len, conn_sess, acc_sess,
+			 conn_nonce, acc_nonce, kc, ka);
+	s->mtx = m;
+	s->mrx = m + 1;
+	twp_mac_init(s->mtx, connector ? kc : ka);
+	twp_mac_init(s->mrx, connector ? ka : kc);
+	sodium_memzero(kc, sizeof(kc));
+	sodium_memzero(ka, sizeof(ka));
+	s->tagged = true;
+}
+
 /* An accepted session is proven: its peer holds the session's key. */
 static inline void sess_proven(struct dsess *s)
 {
@@ -399,7 +418,7 @@ static bool send_ctl_body(struct dt *t, struct dsess *s,
 		memcpy(p + TWP_HEADERS, body, h->len);
 	if (s != NULL && s->tagged && h->type != TWP_CONNECT &&
 	    h->type != TWP_ACCEPT)
-		twp_tag_set(s->ktx, p + TWP_L2L4_LEN, TWP_HDR_LEN + h->len);
+		twp_tag_set(s->mtx, p + TWP_L2L4_LEN, TWP_HDR_LEN + h->len);
 	if (!t->env->tx_udp_csum && t->sw_udp_csum)
 		twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN,
 						 TWP_HDR_LEN + h->len, false));
@@ -572,7 +591,7 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 	if (s->tagged) {
 		uint8_t *th = p + TWP_L2L4_LEN;
 		if (head->nb_segs == 1) {
-			twp_tag_set(s->ktx, th, TWP_HDR_LEN + plen);
+			twp_tag_set(s->mtx, th, TWP_HDR_LEN + plen);
 		} else {
 			/* External segments: the tagged bytes end to end in
 			 * scratch (a read of what the NIC will read, as the
@@ -580,7 +599,7 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 			const uint8_t *c = rte_pktmbuf_read(head, TWP_L2L4_LEN,
 							    TWP_HDR_LEN + plen,
 							    t->scratch);
-			uint64_t tag = twp_tag(s->ktx, c, TWP_HDR_LEN + plen);
+			uint64_t tag = twp_tag(s->mtx, c, TWP_HDR_LEN + plen);
 			for (unsigned i = 0; i < 8; i++)
 				th[TWP_TAG_OFF + i] = (uint8_t)(tag >> (8 * i));
 		}
@@ -894,8 +913,10 @@ static void sess_free(struct dt *t, struct dsess *s)
 	t->slots[s->id & 0xffffu] = NULL;
 	t->nsess--;
 	free(s->ooo);
-	sodium_memzero(s->ktx, sizeof(s->ktx));
-	sodium_memzero(s->krx, sizeof(s->krx));
+	if (s->mtx != NULL) {
+		sodium_memzero(s->mtx, 2 * sizeof(*s->mtx));
+		free(s->mtx);
+	}
 	free(s);
 }
 
@@ -1493,8 +1514,13 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	}
 	if (t->unproven >= UNPROVEN_PER_EP)
 		unproven_bound(t, &pk->src);
-	s = sess_new(t);
+	/* Tagged when both ask (dpdk_pkt.h): its tag state first, so that
+	 * a session is either whole or not made. */
+	bool tag = t->want_tag && (pk->h.flags & TWP_F_TAG);
+	struct twp_mac *macs = tag ? malloc(2 * sizeof(*macs)) : NULL;
+	s = tag && macs == NULL ? NULL : sess_new(t);
 	if (s == NULL) {
+		free(macs);
 		send_reset(t, NULL, &pk->src, pk->h.src_sess, 0);
 		return;
 	}
@@ -1505,12 +1531,10 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	memcpy(s->peer_nonce, b.nonce, TWP_NONCE_LEN);
 	s->rcv_next = b.isn;
 	s->peer_id = pk->h.src_sess;
-	/* Tagged when both ask (dpdk_pkt.h); the keys from both nonces. */
-	if (t->want_tag && (pk->h.flags & TWP_F_TAG)) {
-		s->tagged = true;
-		twp_session_keys(t->secret, t->secret_len, s->peer_id, s->id,
-				 s->peer_nonce, s->nonce, s->krx, s->ktx);
-	}
+	/* The keys from both nonces. */
+	if (tag)
+		sess_keys(s, macs, false, s->peer_id, s->id, s->peer_nonce,
+			  s->nonce);
 	if (pk->h.frame_len < s->mss)
 		s->mss = (uint32_t)pk->h.frame_len;
 	s->state = S_OPEN;
@@ -1557,7 +1581,7 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		/* Before anything about s changes: the tag, then the
 		 * packet number (a replay carries a good tag). */
 		const uint8_t *th = pk->payload - TWP_HDR_LEN;
-		if (!twp_tag_ok(s->krx, th, TWP_HDR_LEN + h->len)) {
+		if (!twp_tag_ok(s->mrx, th, TWP_HDR_LEN + h->len)) {
 			t->st.tag_drops++;
 			rte_pktmbuf_free(m);
 			return;
@@ -1595,10 +1619,15 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 				return;
 			}
 			if (tag) {
-				s->tagged = true;
-				twp_session_keys(t->secret, t->secret_len,
-						 s->id, h->src_sess, s->nonce,
-						 b.nonce, s->ktx, s->krx);
+				struct twp_mac *macs =
+					malloc(2 * sizeof(*macs));
+				if (macs == NULL) {
+					sess_fail(s, TW_ENOMEM, false);
+					rte_pktmbuf_free(m);
+					return;
+				}
+				sess_keys(s, macs, true, s->id, h->src_sess,
+					  s->nonce, b.nonce);
 			}
 			s->peer_id = h->src_sess;
 			s->rcv_next = b.isn;

@@ -91,9 +91,9 @@ extern "C" {
  *   port (addr_drops otherwise).
  * - Per-packet tags (issue 18): with a secret, unless no_pkt_tag, a
  *   session is tagged (both ends must ask, in CONNECT and ACCEPT). Every
- *   packet after the set-up carries a SipHash-2-4 tag under a key of the
+ *   packet after the set-up carries a UMAC-64 tag under a key of the
  *   session and direction (from the secret and both nonces) and a packet
- *   number; a packet whose tag does not verify (tag_drops) or whose
+ *   number (the tag's nonce); a packet whose tag does not verify (tag_drops) or whose
  *   number was seen (replay_drops) is dropped unanswered before it
  *   touches the session: a stranger can neither inject, end, nor keep
  *   alive a session, even seeing all of its traffic.

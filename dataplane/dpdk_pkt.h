@@ -3,6 +3,7 @@
 #ifndef TW_DATAPLANE_DPDK_PKT_H
 #define TW_DATAPLANE_DPDK_PKT_H
 
+#include <nettle/umac.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,13 +21,14 @@ extern "C" {
  *      src, dst                                                 20 bytes
  *  34  UDP: src port, dst port, length, checksum (0 = none)      8 bytes
  *  42  tensorwire packet header                                 70 bytes
- *       0 u16 magic 0x5754 ("TW")   2 u8 version 2   3 u8 reserved 0
+ *       0 u16 magic 0x5754 ("TW")   2 u8 version 3   3 u8 reserved 0
  *       4 u64 tag         keyed tag of bytes 12 .. the end of the UDP
  *                         payload (the rest of this header and the frame
- *                         bytes): SipHash-2-4 (libsodium crypto_shorthash)
+ *                         bytes): UMAC-64 (RFC 4418; GNU Nettle's umac64)
  *                         with the sending direction's key of a tagged
- *                         session (twp_session_keys); 0 in CONNECT and
- *                         ACCEPT and in untagged sessions
+ *                         session (twp_session_keys) and the packet's pn
+ *                         (8 bytes as on the wire) as its nonce; 0 in
+ *                         CONNECT and ACCEPT and in untagged sessions
  *      12 u8 type         13 u8 flags
  *      14 u64 dst_sess    receiver's session number (0 in CONNECT)
  *      22 u64 src_sess    sender's session number (0 in a RESET that
@@ -86,10 +88,10 @@ extern "C" {
 #define TWP_HEADERS (TWP_L2L4_LEN + TWP_HDR_LEN)                 /* 112 */
 #define TWP_OVERHEAD_L3 (TWP_IP_LEN + TWP_UDP_LEN + TWP_HDR_LEN) /* 98 */
 #define TWP_MAGIC 0x5754u
-#define TWP_VERSION 2u
+#define TWP_VERSION 3u
 #define TWP_TAG_OFF 4u     /* the tag, in the tensorwire header */
 #define TWP_TAGGED_OFF 12u /* where the bytes it covers start */
-#define TWP_KEY_LEN 16u    /* a direction's tag key (crypto_shorthash) */
+#define TWP_KEY_LEN 16u    /* a direction's tag key (UMAC's AES-128 key) */
 #define TWP_MIN_MSS 64u    /* holds the setup block */
 #define TWP_MAX_MSS 65535u
 
@@ -187,12 +189,21 @@ void twp_session_keys(const void *secret, size_t secret_len, uint64_t conn_sess,
 		      const uint8_t acc_nonce[TWP_NONCE_LEN],
 		      uint8_t k_conn[TWP_KEY_LEN], uint8_t k_acc[TWP_KEY_LEN]);
 
+/* A direction's tag state: UMAC-64 keyed once per session (its subkeys
+ * come from the key by AES, a few microseconds), 2.5 KB. */
+struct twp_mac {
+	struct umac64_ctx u;
+};
+void twp_mac_init(struct twp_mac *m, const uint8_t key[TWP_KEY_LEN]);
+
 /* The tag of the n bytes at th (a tensorwire header and its frame bytes,
- * n >= TWP_HDR_LEN), under key; twp_tag_set writes it into the header,
- * twp_tag_ok says whether the header carries it (constant time). */
-uint64_t twp_tag(const uint8_t key[TWP_KEY_LEN], const uint8_t *th, size_t n);
-void twp_tag_set(const uint8_t key[TWP_KEY_LEN], uint8_t *th, size_t n);
-bool twp_tag_ok(const uint8_t key[TWP_KEY_LEN], const uint8_t *th, size_t n);
+ * n >= TWP_HDR_LEN), under m, with the header's pn as the nonce: a sender
+ * never tags two packets with one pn. twp_tag_set writes it into the
+ * header, twp_tag_ok says whether the header carries it (constant
+ * time). */
+uint64_t twp_tag(struct twp_mac *m, const uint8_t *th, size_t n);
+void twp_tag_set(struct twp_mac *m, uint8_t *th, size_t n);
+bool twp_tag_ok(struct twp_mac *m, const uint8_t *th, size_t n);
 
 /* Name of a twp_err, for logs and test messages. */
 const char *twp_err_name(enum twp_err e);

@@ -8,7 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 pkgs="build-essential pkg-config meson ninja-build
-      liburing-dev libcriterion-dev libsodium-dev
+      liburing-dev libcriterion-dev libsodium-dev nettle-dev
       libdpdk-dev dpdk
       clang libclang-rt-14-dev clang-format-14
       python3 python3-numpy python3-dev python3-pytest python3-torch

@@ -2220,7 +2220,7 @@ struct rawp {
 	uint64_t sess, peer_sess, pn;
 	uint32_t seq, ack, msg;
 	uint8_t nonce[TWP_NONCE_LEN], peer_nonce[TWP_NONCE_LEN];
-	uint8_t ktx[TWP_KEY_LEN], krx[TWP_KEY_LEN];
+	struct twp_mac mtx, mrx;
 	bool tagged;
 	uint64_t heard; /* packets a sent us */
 	uint64_t heard_resets;
@@ -2251,7 +2251,7 @@ static size_t rawp_build(struct rawp *r, uint8_t *p, struct twp_hdr *h,
 	if (h->len)
 		memcpy(p + TWP_HEADERS, body, h->len);
 	if (tag && r->tagged)
-		twp_tag_set(r->ktx, p + TWP_L2L4_LEN, TWP_HDR_LEN + h->len);
+		twp_tag_set(&r->mtx, p + TWP_L2L4_LEN, TWP_HDR_LEN + h->len);
 	twp_udp_csum_set(p, twp_csum_add(0, p + TWP_L2L4_LEN,
 					 TWP_HDR_LEN + h->len, false));
 	return TWP_HEADERS + h->len;
@@ -2287,7 +2287,7 @@ static bool rawp_pump(struct rawp *r, struct end *a, unsigned ms,
 				if (pk.h.type == TWP_DATA ||
 				    pk.h.type == TWP_ACK) {
 					if (r->tagged &&
-					    !twp_tag_ok(r->krx,
+					    !twp_tag_ok(&r->mrx,
 							pk.payload -
 								TWP_HDR_LEN,
 							TWP_HDR_LEN + pk.h.len))
@@ -2345,10 +2345,13 @@ static bool rawp_open(struct rawp *r, struct end *a, bool ask_tag)
 	r->msg = 0;
 	memcpy(r->peer_nonce, ab.nonce, TWP_NONCE_LEN);
 	r->tagged = (acc.h.flags & TWP_F_TAG) != 0;
-	if (r->tagged)
+	if (r->tagged) {
+		uint8_t kc[TWP_KEY_LEN], ka[TWP_KEY_LEN];
 		twp_session_keys(TAG_SECRET, sizeof(TAG_SECRET) - 1, r->sess,
-				 r->peer_sess, r->nonce, ab.nonce, r->ktx,
-				 r->krx);
+				 r->peer_sess, r->nonce, ab.nonce, kc, ka);
+		twp_mac_init(&r->mtx, kc);
+		twp_mac_init(&r->mrx, ka);
+	}
 	return true;
 }
 

@@ -293,7 +293,7 @@ Test(dpdk_pkt, wire_layout)
 	const uint8_t *th = p + 42;
 	cr_assert_eq(th[0], 'T');
 	cr_assert_eq(th[1], 'W');
-	cr_assert_eq(th[2], 2);
+	cr_assert_eq(th[2], 3);
 	cr_assert_eq(th[3], 0);
 	for (int i = 4; i < 12; i++)
 		cr_assert_eq(th[i], 0, "no tag from the encoder");
@@ -578,7 +578,7 @@ MUT(m_src_port_flip, p[34] ^= 0x01)
 MUT(m_magic, p[42] = 'X')
 MUT(m_magic_swapped, p[42] = 'W'; p[43] = 'T')
 MUT(m_version0, p[44] = 0)
-MUT(m_version, p[44] = 3)
+MUT(m_version, p[44] = 4)
 MUT(m_type0, p[42 + 12] = 0)
 MUT(m_type6, p[42 + 12] = 6)
 MUT(m_type255, p[42 + 12] = 255)
@@ -652,7 +652,7 @@ static const struct mut muts[] = {
 	{"magic", TWP_E_MAGIC, FIX, m_magic},
 	{"magic big-endian", TWP_E_MAGIC, FIX, m_magic_swapped},
 	{"version 0", TWP_E_VERSION, FIX, m_version0},
-	{"version 3", TWP_E_VERSION, FIX, m_version},
+	{"version 4", TWP_E_VERSION, FIX, m_version},
 	{"type 0", TWP_E_TYPE, FIX, m_type0},
 	{"type 6", TWP_E_TYPE, FIX, m_type6},
 	{"type 255", TWP_E_TYPE, FIX, m_type255},
@@ -1446,24 +1446,38 @@ Test(dpdk_pkt, tag_keys_and_coverage)
 	size_t n = mkpkt(p, &h, pl);
 	uint8_t *th = p + TWP_L2L4_LEN;
 	size_t tn = n - TWP_L2L4_LEN;
-	cr_assert(!twp_tag_ok(kc, th, tn), "an untagged packet");
-	twp_tag_set(kc, th, tn);
-	cr_assert(twp_tag_ok(kc, th, tn));
-	cr_assert(!twp_tag_ok(ka, th, tn), "the other direction's key");
-	/* the tag is what crypto_shorthash gives (SipHash-2-4) */
+	struct twp_mac mc, ma;
+	twp_mac_init(&mc, kc);
+	twp_mac_init(&ma, ka);
+	cr_assert(!twp_tag_ok(&mc, th, tn), "an untagged packet");
+	twp_tag_set(&mc, th, tn);
+	cr_assert(twp_tag_ok(&mc, th, tn));
+	cr_assert(!twp_tag_ok(&ma, th, tn), "the other direction's key");
+	/* the tag is Nettle's UMAC-64 of the covered bytes, the packet
+	 * number (8 bytes as on the wire, at 30) its nonce */
+	struct umac64_ctx u;
 	uint8_t ref[8];
-	crypto_shorthash(ref, th + TWP_TAGGED_OFF, tn - TWP_TAGGED_OFF, kc);
+	umac64_set_key(&u, kc);
+	umac64_set_nonce(&u, 8, th + 30);
+	umac64_update(&u, tn - TWP_TAGGED_OFF, th + TWP_TAGGED_OFF);
+	umac64_digest(&u, sizeof(ref), ref);
 	cr_assert_eq(memcmp(ref, th + TWP_TAG_OFF, 8), 0);
+	/* the same bytes under another packet number: another tag */
+	uint64_t tag1 = twp_tag(&mc, th, tn);
+	th[30] ^= 1;
+	cr_assert_neq(twp_tag(&mc, th, tn), tag1);
+	th[30] ^= 1;
+	cr_assert_eq(twp_tag(&mc, th, tn), tag1, "the state carries over");
 	/* every covered byte counts; so does the tag's own */
 	for (size_t i = 0; i < tn; i++) {
 		if (i < TWP_TAG_OFF)
 			continue; /* magic, version, reserved: the parser's */
 		th[i] ^= 0x20;
-		cr_assert(!twp_tag_ok(kc, th, tn), "byte %zu", i);
+		cr_assert(!twp_tag_ok(&mc, th, tn), "byte %zu", i);
 		th[i] ^= 0x20;
 	}
 	/* and a shorter packet (the same bytes cut) does not verify */
-	cr_assert(!twp_tag_ok(kc, th, tn - 1));
+	cr_assert(!twp_tag_ok(&mc, th, tn - 1));
 	/* still a valid packet for the parser, which leaves the tag alone */
 	struct twp_local l = local_b();
 	twp_udp_csum_set(p, twp_csum_add(0, th, tn, false));
