@@ -91,7 +91,8 @@ extern "C" {
  *   port (addr_drops otherwise).
  * - Per-packet tags (issue 18): with a secret, unless no_pkt_tag, a
  *   session is tagged (both ends must ask, in CONNECT and ACCEPT). Every
- *   packet after the set-up carries a UMAC-64 tag under a key of the
+ *   packet after the set-up carries a tag (SipHash-2-4 up to 256 bytes,
+ *   UMAC-64 above) under a key of the
  *   session and direction (from the secret and both nonces) and a packet
  *   number (the tag's nonce); a packet whose tag does not verify (tag_drops) or whose
  *   number was seen (replay_drops) is dropped unanswered before it

@@ -24,11 +24,14 @@ extern "C" {
  *       0 u16 magic 0x5754 ("TW")   2 u8 version 3   3 u8 reserved 0
  *       4 u64 tag         keyed tag of bytes 12 .. the end of the UDP
  *                         payload (the rest of this header and the frame
- *                         bytes): UMAC-64 (RFC 4418; GNU Nettle's umac64)
- *                         with the sending direction's key of a tagged
- *                         session (twp_session_keys) and the packet's pn
- *                         (8 bytes as on the wire) as its nonce; 0 in
- *                         CONNECT and ACCEPT and in untagged sessions
+ *                         bytes), n of them: up to TWP_TAG_SIP_MAX,
+ *                         SipHash-2-4 (libsodium crypto_shorthash) under
+ *                         the first 16 bytes of the sending direction's
+ *                         key of a tagged session (twp_session_keys);
+ *                         longer, UMAC-64 (RFC 4418; GNU Nettle's umac64)
+ *                         under its last 16, the packet's pn (8 bytes as
+ *                         on the wire) the nonce; 0 in CONNECT and ACCEPT
+ *                         and in untagged sessions
  *      12 u8 type         13 u8 flags
  *      14 u64 dst_sess    receiver's session number (0 in CONNECT)
  *      22 u64 src_sess    sender's session number (0 in a RESET that
@@ -91,8 +94,12 @@ extern "C" {
 #define TWP_VERSION 3u
 #define TWP_TAG_OFF 4u     /* the tag, in the tensorwire header */
 #define TWP_TAGGED_OFF 12u /* where the bytes it covers start */
-#define TWP_KEY_LEN 16u    /* a direction's tag key (UMAC's AES-128 key) */
-#define TWP_MIN_MSS 64u    /* holds the setup block */
+#define TWP_KEY_LEN 32u    /* a direction's tag keys: SipHash's, UMAC's */
+/* Tagged bytes up to which SipHash tags a packet: faster than UMAC over
+ * short packets with a cold cache (UMAC's state is 2.5 KB), 4x slower
+ * over full ones (perf/RESULTS.md). */
+#define TWP_TAG_SIP_MAX 256u
+#define TWP_MIN_MSS 64u /* holds the setup block */
 #define TWP_MAX_MSS 65535u
 
 enum twp_type {
@@ -189,9 +196,11 @@ void twp_session_keys(const void *secret, size_t secret_len, uint64_t conn_sess,
 		      const uint8_t acc_nonce[TWP_NONCE_LEN],
 		      uint8_t k_conn[TWP_KEY_LEN], uint8_t k_acc[TWP_KEY_LEN]);
 
-/* A direction's tag state: UMAC-64 keyed once per session (its subkeys
- * come from the key by AES, a few microseconds), 2.5 KB. */
+/* A direction's tag state: SipHash's key, and UMAC-64 keyed once per
+ * session (its subkeys come from the key by AES, a few microseconds),
+ * 2.5 KB. */
 struct twp_mac {
+	uint8_t sip[16];
 	struct umac64_ctx u;
 };
 void twp_mac_init(struct twp_mac *m, const uint8_t key[TWP_KEY_LEN]);

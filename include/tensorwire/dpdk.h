@@ -99,7 +99,8 @@ struct tw_dpdk_opts {
 				    * (saves a pass over the data; the
 				    * receiver still checks nonzero ones) */
 	bool no_pkt_tag;           /* with a group secret, every packet of a
-				    * session carries a keyed tag (UMAC-64)
+				    * session carries a keyed tag (SipHash,
+				    * UMAC-64 over long packets)
 				    * checked before it is taken: a host on
 				    * the segment cannot inject, replay or
 				    * end a session. true = no tags, for

@@ -1453,11 +1453,17 @@ Test(dpdk_pkt, tag_keys_and_coverage)
 	twp_tag_set(&mc, th, tn);
 	cr_assert(twp_tag_ok(&mc, th, tn));
 	cr_assert(!twp_tag_ok(&ma, th, tn), "the other direction's key");
-	/* the tag is Nettle's UMAC-64 of the covered bytes, the packet
-	 * number (8 bytes as on the wire, at 30) its nonce */
-	struct umac64_ctx u;
+	/* up to 256 tagged bytes (these are 258), the tag is SipHash-2-4
+	 * under the key's first 16 bytes */
 	uint8_t ref[8];
-	umac64_set_key(&u, kc);
+	crypto_shorthash(ref, th + TWP_TAGGED_OFF, 256, kc);
+	cr_assert_neq(memcmp(ref, th + TWP_TAG_OFF, 8), 0);
+	uint64_t t256 = twp_tag(&mc, th, TWP_TAGGED_OFF + 256);
+	cr_assert_eq(memcmp(ref, &t256, 8), 0);
+	/* longer, Nettle's UMAC-64 under its last 16, the packet number
+	 * (8 bytes as on the wire, at 30) the nonce */
+	struct umac64_ctx u;
+	umac64_set_key(&u, kc + 16);
 	umac64_set_nonce(&u, 8, th + 30);
 	umac64_update(&u, tn - TWP_TAGGED_OFF, th + TWP_TAGGED_OFF);
 	umac64_digest(&u, sizeof(ref), ref);
