@@ -53,6 +53,10 @@ def test_timeouts_per_call_default_and_none():
     assert out["none"] == 0.3
     assert out["default"] == pytest.approx(0.2)
     assert out["default_err"] is not None
+    # torch's text, not headed "On WorkerInfo": the caller's own agent
+    # said it, no callee raised it
+    for m in (out["per_call"], out["default_err"]):
+        assert m.startswith("RPC ran for more than set timeout ("), m
 
 
 def test_builtins_with_kwargs_and_broadcasting():

@@ -21,6 +21,7 @@ from tensorwire.rpc.api import (  # noqa: F401
     remote, rpc_async, rpc_sync, shutdown, _set_rpc_timeout, UDF_FN)
 from tensorwire.rpc import api, functions  # noqa: F401
 from tensorwire import _pickle
+from tensorwire import _errors as _errors_mod
 
 # RRefs inside pickled values travel as RRefs (forked for the receiver),
 # beside the pickle like tensors.
@@ -36,16 +37,25 @@ def _errors_to_wire(exc, me):
     return _errors.to_wire(exc, me.name if me else "?", me.id if me else 0)
 
 
+_LOCAL_KINDS = frozenset((_errors_mod.TW_ETIMEDOUT, _errors_mod.TW_EUNREACHABLE,
+                          _errors_mod.TW_ESHUTDOWN, _errors_mod.TW_ENOSPC))
+
+
 def _raise_remote(err):
     """Raise the exception a failed call's (kind, message, origin) stands
     for: the remote type where Python has it (_errors)."""
     from tensorwire import _errors
+    from tensorwire.rpc import api
     kind, msg, origin = err
     name = None
-    try:
-        name = _C.worker_info(origin)[1]
-    except Exception:
-        pass
+    # What this worker's own agent says of a call (its timeout, a peer
+    # unreachable, its shutdown, a full queue) is not headed "On
+    # WorkerInfo(...)", as torch heads only what a callee raised.
+    if not (origin == api._self_id and kind in _LOCAL_KINDS):
+        try:
+            name = _C.worker_info(origin)[1]
+        except Exception:
+            pass
     raise _errors.from_wire(kind, msg, name, origin)
 
 

@@ -43,6 +43,7 @@ _lock = threading.Lock()
 _workers = []          # the Python worker threads
 _served = {}           # qualified name -> Python function (before init)
 _self = None           # this worker's WorkerInfo
+_self_id = None        # its id, kept after shutdown (for errors)
 _ids = {}              # worker name -> id, for the group joined
 # How each func travels, decided once per function: "builtin", "script"
 # or "udf"; and the pickle of a plain function's call without arguments,
@@ -323,6 +324,8 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
         _cleanup_at_exit()
         wid, wname = _C.worker_info(None)
         _self = WorkerInfo(wid, wname)
+        global _self_id
+        _self_id = wid
         _ids.clear()
         for _ in range(max(1, o.num_worker_threads)):
             t = threading.Thread(target=_worker_loop, daemon=True,
