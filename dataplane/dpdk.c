@@ -1027,7 +1027,10 @@ static void ka_fire(struct tw_timer *tm, void *arg)
 		sess_fail(s, TW_EUNREACHABLE, true);
 		return;
 	}
-	if (s->rx_resv != 0 && now - s->rx_progress >= t->o.asm_stall_ns) {
+	/* Not while we pause the session ourselves (the agent's backpressure):
+	 * its frame cannot move then (as io_uring's stall watch). */
+	if (s->rx_resv != 0 && !s->paused &&
+	    now - s->rx_progress >= t->o.asm_stall_ns) {
 		/* A frame announced and not sent, or sent a packet now and
 		 * then: its bytes go back to the worker. The stream cannot
 		 * skip what never comes, so the session ends (as io_uring's
@@ -1484,7 +1487,9 @@ static void unproven_bound(struct dt *t, const struct twp_ep *ep)
 	t->st.unproven_evicted++;
 	oldest->base.why = "more CONNECTs from its endpoint came before it "
 			   "proved its key (replayed, or a connector retrying)";
-	sess_fail(oldest, TW_EUNREACHABLE, false);
+	/* With a RESET: a real connector (tagged, it takes it) connects
+	 * again at once rather than wait for its dead timeout. */
+	sess_fail(oldest, TW_EUNREACHABLE, true);
 }
 
 static void on_connect(struct dt *t, const struct twp_pkt *pk)
@@ -1868,6 +1873,9 @@ static void d_pause(tw_transport *tt, tw_conn *cc, bool paused)
 		t->st.pauses++;
 		return;
 	}
+	/* A frame in assembly gets a whole asm_stall_ns from now. */
+	s->rx_progress = now_ns(t);
+	s->rx_mark = s->rx_have;
 	/* Ask for what we dropped meanwhile now, not at the sender's
 	 * (backed off) retransmission timeout. */
 	s->nak_sent = true;

@@ -2873,6 +2873,37 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		       (unsigned long)s1.accept_timeouts);
 	}
 
+	/* Paused by the layer above longer than asm_stall_ns with a frame
+	 * in assembly: not a stall (nothing can move then), and the frame
+	 * gets a whole asm_stall_ns after the pause before it must move. */
+	{
+		SCHECK(res, rawp_open(&r, &a, true), "no ACCEPT");
+		tw_conn *pc = a.last_ok;
+		uint64_t ptotal = 8u << 10, frames0 = a.frames;
+		n = rawp_part(&r, p, ptotal, 0, 1024);
+		r.seq++;
+		SCHECK(res, rawp_tx(&r, p, n), "");
+		rawp_pump(&r, &a, 20, NULL, NULL);
+		a.t->ops->pause(a.t, pc, true);
+		rawp_pump(&r, &a, 450, NULL, NULL);
+		tw_dpdk_get_stats(a.t, &s1);
+		SCHECK(res, a.closes == 16 && s1.asm_stalls == 1,
+		       "paused: closes %d stalls %lu", a.closes,
+		       (unsigned long)s1.asm_stalls);
+		a.t->ops->pause(a.t, pc, false);
+		rawp_pump(&r, &a, 150, NULL, NULL);
+		SCHECK(res, a.closes == 16, "ended after the pause");
+		for (uint64_t po = 1024; po < ptotal; po += 1024) {
+			n = rawp_part(&r, p, ptotal, po, 1024);
+			r.seq++;
+			SCHECK(res, rawp_tx(&r, p, n), "");
+		}
+		SCHECK(res, SPUMP(a.frames == frames0 + 1, 2000),
+		       "frame after the pause: %lu",
+		       (unsigned long)(a.frames - frames0));
+		SCHECK(res, a.closes == 16, "closes %d", a.closes);
+	}
+
 	/* A trickle is no progress: a frame fed 1 KiB every 50 ms (less
 	 * than 64 KiB per asm_stall_ns) ends its session after asm_stall_ns
 	 * as one fed nothing does, though its packets keep coming. */
