@@ -55,6 +55,7 @@ void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size)
 		.max_conns_per_host = 512,
 		.max_conns = 2048,
 		.user_timeout_ms = 300000,
+		.connect_timeout_ms = 10000,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
@@ -283,6 +284,7 @@ void uconn_fail(struct uconn *c, tw_status st)
 	c->close_st = st;
 	c->want_connect = false;
 	tw_timer_cancel(tw_loop_timers(c->t->base.loop), &c->linger_tm);
+	tw_timer_cancel(tw_loop_timers(c->t->base.loop), &c->connect_tm);
 	if (c->fd >= 0)
 		(void)shutdown(c->fd, SHUT_RDWR);
 	urx_close(c);
@@ -342,6 +344,20 @@ struct uring_host *uring_host_of(struct tw_uring_shared *sh, uint64_t host)
 
 static void linger_fire(struct tw_timer *tm, void *arg);
 
+/* A connect unanswered for connect_timeout_ms (a SYN dropped on the way:
+ * the kernel alone would retry for about two minutes) fails. */
+static void connect_fire(struct tw_timer *tm, void *arg)
+{
+	(void)tm;
+	struct uconn *c = arg;
+	if (c->state != C_CONNECTING || c->closing)
+		return;
+	c->t->st.connect_timeouts++;
+	c->base.why = "no answer to the connection request within "
+		      "connect_timeout_ms";
+	uconn_fail(c, TW_EUNREACHABLE);
+}
+
 static struct uconn *conn_new(struct ut *t, int fd, uint8_t state)
 {
 	struct uconn *c = calloc(1, sizeof(*c));
@@ -358,6 +374,7 @@ static struct uconn *conn_new(struct ut *t, int fd, uint8_t state)
 	c->cancel_req.fn = on_cancel;
 	c->hs = &t->sh->other;
 	tw_timer_init(&c->linger_tm, linger_fire, c);
+	tw_timer_init(&c->connect_tm, connect_fire, c);
 	TAILQ_INSERT_HEAD(&t->conns, c, link);
 	t->nconns++;
 	return c;
@@ -411,6 +428,7 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 		return;
 	}
 	c->state = C_OPEN;
+	tw_timer_cancel(tw_loop_timers(t->base.loop), &c->connect_tm);
 	t->st.conns_connected++;
 	/* Now that it is bound, our own non-loopback address counts too. */
 	cc_setup(t, c->fd, same_host(c->fd, &c->peer));
@@ -448,6 +466,10 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	c->hs = uring_host_of(t->sh, c->base.peer_host);
 	c->copying = !t->o.zc_same_host && same_host(fd, &sa);
 	arm_connect(c);
+	if (t->o.connect_timeout_ms != 0)
+		tw_loop_timer_after(t->base.loop, &c->connect_tm,
+				    (uint64_t)t->o.connect_timeout_ms *
+					    1000000u);
 	*out = &c->base;
 	return TW_OK;
 }

@@ -199,12 +199,13 @@ struct tw_uring_stats {
 	uint64_t large_recvs;      /* plain recv operations for them */
 	uint64_t large_cache_hits; /* of their buffers, reused from the cache */
 	uint64_t conns_accepted, conns_connected;
-	uint64_t busy_recvs;   /* direct recvs that returned bytes */
-	uint64_t busy_frames;  /* frames completed by them */
-	uint64_t direct_sends; /* of sendmsg_calls, plain send()s at once */
-	uint64_t busy_starts;  /* multishot recvs stopped for busy polling */
-	uint64_t cc_set;       /* connections given cc_local / cc_remote */
-	uint64_t cc_failed;    /* ... that the kernel refused */
+	uint64_t connect_timeouts; /* connects failed at connect_timeout_ms */
+	uint64_t busy_recvs;       /* direct recvs that returned bytes */
+	uint64_t busy_frames;      /* frames completed by them */
+	uint64_t direct_sends;     /* of sendmsg_calls, plain send()s at once */
+	uint64_t busy_starts; /* multishot recvs stopped for busy polling */
+	uint64_t cc_set;      /* connections given cc_local / cc_remote */
+	uint64_t cc_failed;   /* ... that the kernel refused */
 	/* Hardening (uring.h, "Limits"). */
 	uint64_t pauses;         /* pause(c, true) on a connection not paused */
 	uint64_t asm_waits;      /* headers that waited for room to assemble */

@@ -154,6 +154,7 @@ struct uconn {
 	uint64_t rx_n, stall_mark, stall_since;
 	bool stall_watched; /* urx_sweep: a stall window is open */
 	struct tw_timer linger_tm;
+	struct tw_timer connect_tm; /* connect_timeout_ms */
 	/* Busy polling (uring_rx.c). */
 	bool hot;             /* in t->hot: busy-polled while active */
 	short hot_rev;        /* poll(2) revents this pass */

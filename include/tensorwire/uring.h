@@ -113,6 +113,12 @@ struct tw_uring_opts {
 				      * than this fails, so keep it above
 				      * the longest pause you accept
 				      * (default 300000; 0 = the system's) */
+	uint32_t connect_timeout_ms; /* a connection request unanswered
+				      * this long fails (a SYN dropped on
+				      * the way; the kernel alone retries
+				      * for about 2 minutes), its calls
+				      * with TW_EUNREACHABLE saying so
+				      * (default 10000; 0 = the system's) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

@@ -91,6 +91,7 @@ static const struct topt uring_fields[] = {
 	U(max_conns_per_host, K_U32),
 	U(max_conns, K_U32),
 	U(user_timeout_ms, K_U32),
+	U(connect_timeout_ms, K_U32),
 	{NULL, 0, K_STR},
 };
 #undef U

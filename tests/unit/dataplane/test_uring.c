@@ -1966,3 +1966,53 @@ Test(uring, trickled_frame_times_out, .timeout = 60)
 	free(f);
 	env_fini(&e);
 }
+
+/* A connection request nobody answers (the listener's accept queue is
+ * full: Linux drops the SYN, and would retry it for two minutes) fails at
+ * connect_timeout_ms, saying so. */
+Test(uring, connect_timeout_fails_an_unanswered_connect)
+{
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(ls, 0), 0);
+	cr_assert_eq(getsockname(ls, (struct sockaddr *)&a, &al), 0);
+	/* Fill the accept queue (backlog 0 holds one): never accepted. */
+	int filler[2];
+	for (int i = 0; i < 2; i++) {
+		filler[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		(void)connect(filler[i], (struct sockaddr *)&a, sizeof(a));
+	}
+	usleep(50000);
+
+	struct tw_uring_opts o = default_opts();
+	cr_assert_eq(o.connect_timeout_ms, 10000);
+	o.connect_timeout_ms = 300;
+	tw_loop *l = loop_new();
+	struct side s;
+	side_init(&s, l, true, &o);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%u",
+		 (unsigned)ntohs(a.sin_port));
+	tw_conn *c = NULL;
+	uint64_t t0 = now_ns();
+	cr_assert_eq(s.t->ops->connect(s.t, addr, &c), TW_OK);
+	uint64_t dl = t0 + 5000000000ull;
+	while (s.conns_ok + s.conns_closed == 0 && now_ns() < dl)
+		tw_loop_poll_once(l);
+	uint64_t took = now_ns() - t0;
+	cr_assert_eq(s.conns_ok, 0, "the connect was answered");
+	cr_assert_eq(s.conns_closed, 1);
+	cr_assert_eq(s.last_close_st, TW_EUNREACHABLE);
+	cr_assert(s.last_close_why != NULL &&
+		  strstr(s.last_close_why, "connect_timeout_ms") != NULL);
+	cr_assert_eq(stats(&s).connect_timeouts, 1);
+	cr_assert(took >= 250000000ull && took < 2000000000ull,
+		  "failed after %llu ms", (unsigned long long)(took / 1000000));
+	side_fini(&s);
+	for (int i = 0; i < 2; i++)
+		close(filler[i]);
+	close(ls);
+}
