@@ -575,6 +575,15 @@ tw_status tw_dpdk_env_destroy(tw_dpdk_env *e)
 		free(e->flows);
 	}
 	(void)rte_eth_dev_stop(e->port_id);
+	if (strcmp(e->driver, "net_memif") == 0) {
+		/* DPDK 22.11's memif: stopping tells the peer, whose control
+		 * thread then tears its side down. When that peer is in this
+		 * process and is destroyed next, its close could free what
+		 * that thread still used (SIGSEGV in the EAL interrupt
+		 * thread, seen under load in CI and in bench teardowns).
+		 * Give the thread a moment first. */
+		usleep(20000);
+	}
 	(void)rte_eth_dev_close(e->port_id);
 	if (e->probed && e->dev != NULL)
 		(void)rte_dev_remove(e->dev);
