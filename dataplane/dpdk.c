@@ -130,10 +130,18 @@ struct dsess {
 
 	/* What the next control pass must send. */
 	bool ack_due, nak_due, ping_due, connect_due, accept_due;
-	/* Whether s is on t->ctl, t->ready, t->reap: set and cleared with
-	 * the insert and the removal (in_reap stays: s leaves to be freed). */
-	bool in_ctl, in_ready, in_reap;
+	/* Delayed acknowledgement: ack_sent is the ack (rcv_next) our last
+	 * packet carried; a lone packet that ends a frame is acked at
+	 * dack_at (ack_delay_ns on) unless a packet of ours carries the ack
+	 * first: the reply to a call, or the caller's next call. */
+	uint32_t ack_sent;
+	uint64_t dack_at;
+	/* Whether s is on t->ctl, t->ready, t->reap, t->dack: set and
+	 * cleared with the insert and the removal (in_reap stays: s leaves
+	 * to be freed). */
+	bool in_ctl, in_ready, in_reap, in_dack;
 	STAILQ_ENTRY(dsess) ctl_link, ready_link;
+	TAILQ_ENTRY(dsess) dack_link;
 	SLIST_ENTRY(dsess) reap_link;
 	TAILQ_ENTRY(dsess) link; /* in t->sessions */
 
@@ -167,6 +175,10 @@ struct dt {
 	STAILQ_HEAD(, dsess) ready; /* data to send, round robin */
 	STAILQ_HEAD(, dsess) ctl;   /* control packets to send */
 	SLIST_HEAD(, dsess) reap;   /* closed, newest first */
+	/* Acks held back, by dack_at (a constant delay: oldest first); the
+	 * timer wakes a sleeping loop for the first. */
+	TAILQ_HEAD(, dsess) dack;
+	struct tw_timer dack_tm;
 
 	SLIST_HEAD(, txm) txm_free;
 	STAILQ_HEAD(, txm) done; /* finished frames whose done is due */
@@ -289,6 +301,52 @@ static void ctl_add(struct dsess *s)
 		return;
 	s->in_ctl = true;
 	STAILQ_INSERT_TAIL(&t->ctl, s, ctl_link);
+}
+
+/* Hold s's ack back for ack_delay_ns. */
+static void dack_add(struct dt *t, struct dsess *s)
+{
+	if (s->in_dack)
+		return;
+	s->in_dack = true;
+	s->dack_at = now_ns(t) + t->o.ack_delay_ns;
+	TAILQ_INSERT_TAIL(&t->dack, s, dack_link);
+	if (!tw_timer_armed(&t->dack_tm))
+		tw_loop_timer_after(t->base.loop, &t->dack_tm,
+				    t->o.ack_delay_ns);
+}
+
+static void dack_del(struct dt *t, struct dsess *s)
+{
+	if (!s->in_dack)
+		return;
+	s->in_dack = false;
+	TAILQ_REMOVE(&t->dack, s, dack_link);
+}
+
+/* Acks held back whose time has come, unless a packet carried them. */
+static void dack_run(struct dt *t)
+{
+	struct dsess *s;
+	uint64_t now = now_ns(t);
+	while ((s = TAILQ_FIRST(&t->dack)) != NULL && s->dack_at <= now) {
+		dack_del(t, s);
+		if (s->state == S_OPEN && s->ack_sent != s->rcv_next) {
+			s->ack_due = true;
+			ctl_add(s);
+		}
+	}
+}
+
+static void dack_fire(struct tw_timer *tm, void *arg)
+{
+	struct dt *t = arg;
+	dack_run(t);
+	struct dsess *s = TAILQ_FIRST(&t->dack);
+	if (s != NULL)
+		tw_loop_timer_after(
+			t->base.loop, tm,
+			s->dack_at > now_ns(t) ? s->dack_at - now_ns(t) : 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -614,6 +672,7 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 		s->snd_max = seq + 1;
 	/* The packet carries rcv_next: a separate ACK is not needed. */
 	s->ack_due = false;
+	s->ack_sent = s->rcv_next;
 	if (!tw_timer_armed(&s->rto))
 		tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns);
 	t->st.data_pkts_tx++;
@@ -720,6 +779,7 @@ static void tx_ctl(struct dt *t)
 			};
 			if (send_ctl(t, s, &s->peer, &h)) {
 				t->st.acks_tx++;
+				s->ack_sent = h.ack;
 				if (s->nak_due)
 					t->st.naks_tx++;
 				if (s->ping_due)
@@ -878,6 +938,7 @@ static void sess_fail(struct dsess *s, tw_status st, bool reset)
 	struct tw_timer_wheel *w = tw_loop_timers(t->base.loop);
 	tw_timer_cancel(w, &s->rto);
 	tw_timer_cancel(w, &s->ka);
+	dack_del(t, s);
 	rx_reset_state(s);
 	/* Detached first: txm_finish moves each frame to the done list. */
 	struct txm *x = STAILQ_FIRST(&s->txq);
@@ -1373,7 +1434,15 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		s->ack_due = true;
 		return;
 	}
-	s->ack_due = true;
+	/* A lone packet that ends a frame (a call, a reply), all before it
+	 * acked: its ack waits for our next packet (the reply, the next
+	 * call), ack_delay_ns at most. One ACK fewer per call each way, and,
+	 * tagged, two tags fewer. */
+	bool defer = t->o.ack_delay_ns != 0 && s->ooo_count == 0 &&
+		     s->ack_sent == seq &&
+		     h->frame_off + h->len == h->frame_len;
+	if (!defer)
+		s->ack_due = true;
 	if (s->ooo_count != 0) {
 		/* A copy of this packet may be held already. */
 		struct ooo_slot *sl = &s->ooo[seq % t->win];
@@ -1384,9 +1453,15 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 			t->st.ooo_held--;
 		}
 	}
-	if (!take_pkt(t, s, m, h, payload))
+	if (!take_pkt(t, s, m, h, payload)) {
+		s->ack_due = true;
 		return;
+	}
 	s->rcv_next++;
+	if (defer && s->state == S_OPEN) {
+		dack_add(t, s);
+		return;
+	}
 	while (s->state == S_OPEN && s->ooo_count != 0) {
 		struct ooo_slot *sl = &s->ooo[s->rcv_next % t->win];
 		if (sl->m == NULL || sl->h.seq != s->rcv_next)
@@ -1534,7 +1609,7 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	s->peer = pk->src;
 	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
 	memcpy(s->peer_nonce, b.nonce, TWP_NONCE_LEN);
-	s->rcv_next = b.isn;
+	s->rcv_next = s->ack_sent = b.isn;
 	s->peer_id = pk->h.src_sess;
 	/* The keys from both nonces. */
 	if (tag)
@@ -1635,7 +1710,7 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 					  s->nonce, b.nonce);
 			}
 			s->peer_id = h->src_sess;
-			s->rcv_next = b.isn;
+			s->rcv_next = s->ack_sent = b.isn;
 			if (h->frame_len < s->mss)
 				s->mss = (uint32_t)h->frame_len;
 			s->state = S_OPEN;
@@ -1742,6 +1817,8 @@ static int d_poll(void *arg)
 	work += (int)ns;
 
 	work += run_done(t);
+	if (!TAILQ_EMPTY(&t->dack))
+		dack_run(t);
 	work += tx_sessions(t);
 	tx_ctl(t);
 	work += tx_flush(t);
@@ -2010,6 +2087,7 @@ static void d_destroy(tw_transport *tt)
 	if (t->poller_on)
 		tw_loop_remove_poller(t->base.loop, &t->poller);
 	tw_timer_cancel(tw_loop_timers(t->base.loop), &t->idle);
+	tw_timer_cancel(tw_loop_timers(t->base.loop), &t->dack_tm);
 	void *m;
 	while (rte_ring_dequeue(t->dq->steer, &m) == 0)
 		rte_pktmbuf_free(m);
@@ -2066,6 +2144,7 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	TAILQ_INIT(&t->sessions);
 	STAILQ_INIT(&t->ready);
 	STAILQ_INIT(&t->ctl);
+	TAILQ_INIT(&t->dack);
 	STAILQ_INIT(&t->done);
 	t->env = env;
 	t->dq = &env->q[queue];
@@ -2129,6 +2208,7 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	tw_loop_add_poller(l, &t->poller);
 	t->poller_on = true;
 	tw_timer_init(&t->idle, idle_fire, t);
+	tw_timer_init(&t->dack_tm, dack_fire, t);
 	if (o.idle_wake_ns != 0)
 		tw_loop_timer_after(l, &t->idle, o.idle_wake_ns);
 	atomic_store(&env->q[queue].owner, t);

@@ -62,7 +62,11 @@ extern "C" {
  * - Every packet carries a cumulative ack (the next packet number the
  *   sender of the ack expects): data going the other way acknowledges
  *   for free; otherwise one ACK packet per session per loop iteration in
- *   which data arrived.
+ *   which data arrived. Except for a lone packet that ends a frame with
+ *   everything before it acked (a call, a reply): its ack waits up to
+ *   ack_delay_ns (100 us) for a packet of ours to carry it (the reply,
+ *   the caller's next call), so a call and its reply cost two packets,
+ *   not four (and, tagged, two tags to make and two to check fewer).
  * - The receiver accepts packets strictly in order; a packet up to the
  *   receive window ahead is held (no copy) until the gap fills, and the
  *   first one past a gap makes it send a NAK (an ACK with the NAK flag)

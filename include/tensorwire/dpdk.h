@@ -146,6 +146,15 @@ struct tw_dpdk_opts {
 				     * ACCEPTs repeated meanwhile, instead of
 				     * holding its slot for dead_ns (default
 				     * 3 s, at least rto_ns) */
+
+	/* Acknowledgements. */
+	uint64_t ack_delay_ns; /* a lone packet that ends a frame (a call, a
+				* reply) is acknowledged by our next packet
+				* (the reply, the next call) or after this
+				* long, whichever comes first: one ACK packet
+				* fewer per call each way (default 100 us;
+				* 0 = acknowledge every packet at once; below
+				* rto_ns / 2) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

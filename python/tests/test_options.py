@@ -28,7 +28,7 @@ DPDK_KEYS = ["eal_args", "port", "local_ip", "udp_base_port", "mtu",
              "max_queued", "zc_threshold", "rx_pool_buf_size",
              "rx_pool_count", "burst", "sw_udp_csum_off", "no_pkt_tag",
              "asm_bytes", "asm_stall_ns", "ooo_max", "rexmit_max",
-             "accept_timeout_ns"]
+             "accept_timeout_ns", "ack_delay_ns"]
 
 # (transport, options, exception, words its message holds)
 BAD = [
