@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_errno.h>
@@ -148,6 +149,15 @@ struct dsess {
 	struct tw_timer rto, ka;
 };
 
+/* A member endpoint that may connect, and the window of the CONNECT
+ * counters taken from it (as pn_take's): a CONNECT captured from the wire
+ * and replayed is refused before it takes a slot. */
+struct admit_ep {
+	struct twp_ep ep;
+	uint64_t cmax;  /* the highest counter taken */
+	uint64_t cseen; /* bit i: counter cmax - i taken */
+};
+
 struct dt {
 	tw_transport base; /* first */
 	struct tw_dpdk_opts o;
@@ -202,8 +212,11 @@ struct dt {
 	/* A data packet's tagged bytes laid end to end when the packet is
 	 * a chain (external segments): TWP_HDR_LEN + mss. */
 	uint8_t *scratch;
-	struct twp_ep *admit;
+	struct admit_ep *admit;
 	uint32_t nadmit;
+	/* Our CONNECTs' counter (the first 8 bytes of their nonce): from
+	 * the clock at creation, one up per CONNECT. */
+	uint64_t connect_ctr;
 };
 
 static const struct tw_transport_ops dpdk_ops;
@@ -228,6 +241,20 @@ static inline uint64_t now_ns(struct dt *t)
 	return tw_loop_now(t->base.loop);
 }
 
+static uint64_t le64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void le64_put(uint8_t *p, uint64_t v)
+{
+	for (unsigned i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
 static uint32_t rnd32(void)
 {
 	uint32_t v;
@@ -242,15 +269,40 @@ static inline bool same_ep(const struct twp_ep *a, const struct twp_ep *b)
 }
 
 /* Whether ep may open a session with us. */
-static bool admitted(const struct dt *t, const struct twp_ep *ep)
+/* Whether ep may open a session; *a its entry (NULL when anyone may). */
+static bool admitted(const struct dt *t, const struct twp_ep *ep,
+		     struct admit_ep **a)
 {
+	*a = NULL;
 	if (!t->admit_only)
 		return true;
 	for (uint32_t i = 0; i < t->nadmit; i++) {
-		if (same_ep(&t->admit[i], ep))
+		if (same_ep(&t->admit[i].ep, ep)) {
+			*a = &t->admit[i];
 			return true;
+		}
 	}
 	return false;
+}
+
+/* Whether CONNECT counter c of a's endpoint is new: above the highest
+ * taken, or within the 64 below it and not taken. Marks it taken. A
+ * connector's counters only grow (the clock at start, then one up per
+ * CONNECT), so only a replay, or a CONNECT overtaken by 64 later ones
+ * of the same endpoint to us, is refused. */
+static bool connect_take(struct admit_ep *a, uint64_t c)
+{
+	if (c > a->cmax) {
+		uint64_t d = c - a->cmax;
+		a->cseen = d >= 64 ? 1 : (a->cseen << d) | 1;
+		a->cmax = c;
+		return true;
+	}
+	uint64_t d = a->cmax - c;
+	if (d >= 64 || ((a->cseen >> d) & 1) != 0)
+		return false;
+	a->cseen |= UINT64_C(1) << d;
+	return true;
 }
 
 /* s's tag state, in m (two, malloc'ed; s owns them now), from its keys
@@ -1571,7 +1623,8 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 {
 	/* A stranger hears nothing, not even a RESET: an answer would tell
 	 * it that we are here, and what we think of its packet. */
-	if (!admitted(t, &pk->src)) {
+	struct admit_ep *a;
+	if (!admitted(t, &pk->src, &a)) {
 		t->st.admit_drops++;
 		return;
 	}
@@ -1590,6 +1643,13 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 			s->accept_due = true;
 			ctl_add(s);
 		}
+		return;
+	}
+	/* A CONNECT of a member seen before (its mac covers the counter):
+	 * captured and replayed. No slot, no answer. */
+	if (a != NULL && t->secret_len != 0 &&
+	    !connect_take(a, le64_get(b.nonce))) {
+		t->st.connect_replays++;
 		return;
 	}
 	if (t->unproven >= UNPROVEN_PER_EP)
@@ -1644,8 +1704,9 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		 * timeout. With one, say nothing: anyone can write the
 		 * source of a packet, and a RESET that answers guesses is
 		 * an oracle for session numbers (issue 18). */
+		struct admit_ep *a;
 		if (s == NULL && h->type != TWP_RESET && t->secret_len == 0 &&
-		    admitted(t, &pk->src))
+		    admitted(t, &pk->src, &a))
 			send_reset(t, NULL, &pk->src, h->src_sess, h->dst_sess);
 		rte_pktmbuf_free(m);
 		return;
@@ -1881,6 +1942,9 @@ static tw_status d_connect(tw_transport *tt, const char *addr, tw_conn **out)
 		return t->nsess >= t->o.max_sessions ? TW_ENOSPC : TW_ENOMEM;
 	s->peer = ep;
 	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
+	/* The nonce's first 8 bytes: our CONNECT counter (the acceptor's
+	 * replay window); the other 8 stay random. */
+	le64_put(s->nonce, ++t->connect_ctr);
 	s->state = S_CONNECTING;
 	s->connect_due = true;
 	ctl_add(s);
@@ -1985,17 +2049,26 @@ static tw_status d_admit(tw_transport *tt, const char *const *addrs, uint32_t n)
 	struct dt *t = DT(tt);
 	if (n != 0 && addrs == NULL)
 		return TW_EINVAL;
-	struct twp_ep *v = NULL;
+	struct admit_ep *v = NULL;
 	uint32_t k = 0;
 	if (n != 0) {
 		v = calloc(n, sizeof(*v));
 		if (v == NULL)
 			return TW_ENOMEM;
 	}
-	for (uint32_t i = 0; i < n; i++)
-		if (addrs[i] != NULL &&
-		    twp_addr_parse(addrs[i], &v[k], true, NULL) == 0)
-			k++; /* others are no DPDK endpoint: none admitted */
+	for (uint32_t i = 0; i < n; i++) {
+		if (addrs[i] == NULL ||
+		    twp_addr_parse(addrs[i], &v[k].ep, true, NULL) != 0)
+			continue; /* no DPDK endpoint: none admitted */
+		/* A member admitted again keeps its CONNECT window, or its
+		 * old CONNECTs could be replayed once more. */
+		for (uint32_t j = 0; j < t->nadmit; j++)
+			if (same_ep(&t->admit[j].ep, &v[k].ep)) {
+				v[k].cmax = t->admit[j].cmax;
+				v[k].cseen = t->admit[j].cseen;
+			}
+		k++;
+	}
 	free(t->admit);
 	t->admit = v;
 	t->nadmit = k;
@@ -2154,6 +2227,12 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	t->win = o.rx_window;
 	t->lend_max = (int64_t)(env->o.mbufs / 2);
 	t->ka_ns = o.dead_ns / 4;
+	/* Above any counter a process before us on this endpoint used
+	 * (unless the clock went back). */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t->connect_ctr = (uint64_t)ts.tv_sec * 1000000000u +
+			 (uint64_t)ts.tv_nsec;
 	/* Often enough to see a stall within a quarter of its timeout. */
 	t->tick_ns = o.asm_stall_ns / 4 < t->ka_ns ? o.asm_stall_ns / 4
 						   : t->ka_ns;

@@ -286,6 +286,9 @@ struct tw_dpdk_stats {
 	uint64_t unproven_evicted; /* ... ended early: 8 unproven sessions
 				    * of its endpoint were there when another
 				    * CONNECT of it came */
+	uint64_t connect_replays;  /* CONNECTs refused, unanswered: a
+				    * member's that verified, with a counter
+				    * taken before (a replay) */
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 

@@ -91,7 +91,7 @@ extern "C" {
 #define TWP_HEADERS (TWP_L2L4_LEN + TWP_HDR_LEN)                 /* 112 */
 #define TWP_OVERHEAD_L3 (TWP_IP_LEN + TWP_UDP_LEN + TWP_HDR_LEN) /* 98 */
 #define TWP_MAGIC 0x5754u
-#define TWP_VERSION 3u
+#define TWP_VERSION 4u
 #define TWP_TAG_OFF 4u     /* the tag, in the tensorwire header */
 #define TWP_TAGGED_OFF 12u /* where the bytes it covers start */
 #define TWP_KEY_LEN 32u    /* a direction's tag keys: SipHash's, UMAC's */

@@ -2224,6 +2224,8 @@ struct rawp {
 	bool tagged;
 	uint64_t heard; /* packets a sent us */
 	uint64_t heard_resets;
+	uint8_t connect[256]; /* the last CONNECT sent, as on the wire */
+	size_t connect_len;
 };
 
 static bool rawp_tx(struct rawp *r, const uint8_t *p, size_t n)
@@ -2310,6 +2312,13 @@ static bool rawp_open(struct rawp *r, struct end *a, bool ask_tag)
 {
 	r->sess = ((uint64_t)now_ns() << 16) | 0x77;
 	randombytes_buf(r->nonce, sizeof(r->nonce));
+	/* The CONNECT counter (the nonce's first 8 bytes) grows, as a
+	 * transport's: the wall clock, above any transport's start. */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ctr = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	for (unsigned i = 0; i < 8; i++)
+		r->nonce[i] = (uint8_t)(ctr >> (8 * i));
 	r->pn = 0;
 	r->tagged = false;
 	struct twp_setup b = {.isn = 1000};
@@ -2324,6 +2333,8 @@ static bool rawp_open(struct rawp *r, struct end *a, bool ask_tag)
 	uint8_t body[TWP_SETUP_LEN], p[256], accbuf[2048];
 	twp_setup_encode(body, &b);
 	size_t n = rawp_build(r, p, &h, body, NULL, false);
+	memcpy(r->connect, p, n);
+	r->connect_len = n;
 	struct twp_pkt acc;
 	for (int i = 0; i < 20; i++) {
 		if (!rawp_tx(r, p, n))
@@ -2850,9 +2861,10 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	SCHECK(res, r.heard - heard0 >= 3, "ACCEPTs repeated: %lu",
 	       (unsigned long)(r.heard - heard0));
 
-	/* Twelve distinct CONNECTs of the member (as captured ones,
-	 * replayed), none followed by anything: at most 8 (per endpoint)
-	 * hold a slot, each newer one ends the oldest. */
+	/* Twelve distinct CONNECTs of the member (a connector that retries,
+	 * each time with a new counter), none followed by anything: at
+	 * most 8 (per endpoint) hold a slot, each newer one ends the
+	 * oldest. */
 	{
 		struct rawp rr = r;
 		for (int i = 0; i < 12; i++)
@@ -2928,6 +2940,42 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 	SCHECK(res, took >= 250000000ull && took < 1500000000ull,
 	       "a trickle ended after %lu ms (%lu KiB taken)",
 	       (unsigned long)(took / 1000000), (unsigned long)(off >> 10));
+
+	/* A member's CONNECT captured and replayed byte for byte once its
+	 * session has ended: its counter was taken, so it gets no slot and
+	 * no answer, however often it comes. */
+	{
+		struct rawp rr = r;
+		SCHECK(res, rawp_open(&rr, &a, true), "no ACCEPT");
+		int oks0 = a.oks, closes0 = a.closes;
+		struct twp_hdr h = {.type = TWP_RESET,
+				    .dst_sess = rr.peer_sess,
+				    .src_sess = rr.sess,
+				    .pn = rr.pn++};
+		n = rawp_build(&rr, p, &h, NULL, NULL, true);
+		SCHECK(res, rawp_tx(&rr, p, n), "");
+		SCHECK(res, SPUMP(a.closes == closes0 + 1, 2000), "RESET");
+		rawp_pump(&rr, &a, 20, NULL, NULL);
+		tw_dpdk_get_stats(a.t, &s1);
+		uint64_t rep0 = s1.connect_replays, heard1 = rr.heard;
+		SCHECK(res, rep0 == 0, "replays before: %lu",
+		       (unsigned long)rep0);
+		for (int i = 0; i < 20; i++)
+			SCHECK(res, rawp_tx(&rr, rr.connect, rr.connect_len),
+			       "");
+		SCHECK(res,
+		       SPUMP((tw_dpdk_get_stats(a.t, &s1),
+			      s1.connect_replays == rep0 + 20),
+			     2000),
+		       "replays %lu", (unsigned long)s1.connect_replays);
+		rawp_pump(&rr, &a, 50, NULL, NULL);
+		SCHECK(res, a.oks == oks0 && rr.heard == heard1,
+		       "a replayed CONNECT opened %d, drew %lu packets",
+		       a.oks - oks0, (unsigned long)(rr.heard - heard1));
+		/* The member's next CONNECT (a higher counter) still opens. */
+		SCHECK(res, rawp_open(&rr, &a, true), "no ACCEPT after");
+		SCHECK(res, a.oks == oks0 + 1, "oks %d", a.oks);
+	}
 out:
 	end_free(&a);
 	if (eb != NULL && tw_dpdk_env_destroy(eb) != TW_OK)

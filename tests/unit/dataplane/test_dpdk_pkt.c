@@ -293,7 +293,7 @@ Test(dpdk_pkt, wire_layout)
 	const uint8_t *th = p + 42;
 	cr_assert_eq(th[0], 'T');
 	cr_assert_eq(th[1], 'W');
-	cr_assert_eq(th[2], 3);
+	cr_assert_eq(th[2], 4);
 	cr_assert_eq(th[3], 0);
 	for (int i = 4; i < 12; i++)
 		cr_assert_eq(th[i], 0, "no tag from the encoder");
@@ -578,7 +578,7 @@ MUT(m_src_port_flip, p[34] ^= 0x01)
 MUT(m_magic, p[42] = 'X')
 MUT(m_magic_swapped, p[42] = 'W'; p[43] = 'T')
 MUT(m_version0, p[44] = 0)
-MUT(m_version, p[44] = 4)
+MUT(m_version, p[44] = 3) /* the last version */
 MUT(m_type0, p[42 + 12] = 0)
 MUT(m_type6, p[42 + 12] = 6)
 MUT(m_type255, p[42 + 12] = 255)
@@ -652,7 +652,7 @@ static const struct mut muts[] = {
 	{"magic", TWP_E_MAGIC, FIX, m_magic},
 	{"magic big-endian", TWP_E_MAGIC, FIX, m_magic_swapped},
 	{"version 0", TWP_E_VERSION, FIX, m_version0},
-	{"version 4", TWP_E_VERSION, FIX, m_version},
+	{"version 3", TWP_E_VERSION, FIX, m_version},
 	{"type 0", TWP_E_TYPE, FIX, m_type0},
 	{"type 6", TWP_E_TYPE, FIX, m_type6},
 	{"type 255", TWP_E_TYPE, FIX, m_type255},
