@@ -409,19 +409,33 @@ class World:
 W = World()
 
 
+def describe(f):
+    d = "%s > %s type %s" % (f[6:12].hex(":"), f[0:6].hex(":"), f[12:14].hex())
+    if f[12:14] == b"\x08\x00" and len(f) >= 34:
+        d += " %s > %s proto %d" % (socket.inet_ntoa(f[26:30]),
+                                    socket.inet_ntoa(f[30:34]), f[23])
+    return d + " (%d bytes)" % len(f)
+
+
 def replies_to_attacker():
-    """Frames addressed to the attacker's or the victim's MAC or IP that
-    reached their ports (any sent by the members), and their bytes."""
+    """Frames that reached the attacker's or the victim's port from a
+    member (its MAC or IP as the source, or a packet of ours), and their
+    bytes. Other frames there (the kernel's own, if any) are logged, not
+    counted: they are not the worker's answers."""
+    members = [e.mac for e in W.ep]
+    member_ips = [e.ip for e in W.ep]
     n = b = 0
-    for sn, mac, ip in ((W.att_rx, W.att_ep.mac, W.att_ep.ip),
-                        (W.vic_rx, W.vic_ep.mac, W.vic_ep.ip)):
+    for sn in (W.att_rx, W.vic_rx):
         for ptype, f in sn.take():
             if ptype == PACKET_OUTGOING:
                 continue
-            if f[0:6] == mac or (len(f) >= 34 and f[30:34] == ip) or \
-                    f[0] & 1:
+            if f[6:12] in members or (len(f) >= 34 and f[26:30] in member_ips) \
+                    or tw_of(f) is not None or f[42:44] == b"TW":
                 n += 1
                 b += len(f)
+                T.log("reply: %s" % describe(f))
+            else:
+                T.log("(not from a member, not counted: %s)" % describe(f))
     return n, b
 
 
