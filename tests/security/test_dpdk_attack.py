@@ -1120,6 +1120,9 @@ def run():
         T.log("total %.1f s" % (time.monotonic() - t_start))
 
 
+# meson's timeout (SIGTERM) unwinds through run()'s finally: the links and
+# the members go too.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 try:
     run()
 except SystemExit as e:
