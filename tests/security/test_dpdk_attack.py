@@ -1122,11 +1122,22 @@ def run():
 
 # meson's timeout (SIGTERM) unwinds through run()'s finally: the links and
 # the members go too.
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+# (not a SystemExit nor an Exception, which a check would catch and go on)
+class Terminated(BaseException):
+    pass
+
+
+def on_term(*_):
+    raise Terminated()
+
+
+signal.signal(signal.SIGTERM, on_term)
 try:
     run()
 except SystemExit as e:
     if e.code == SKIP:
         raise
     C.check("run", False, str(e))
+except Terminated:
+    C.check("run", False, "terminated (SIGTERM)")
 C.finish()
