@@ -44,6 +44,7 @@ rng = random.Random(int(os.environ.get("TW_SEC_SEED", "18")))
 
 # ---- docs/wire.md 8 -----------------------------------------------------------
 HDR = struct.Struct("<HBBQBBQQQIIIIQQ")  # 70 bytes
+VERSION = 4  # dataplane/dpdk_pkt.h TWP_VERSION
 assert HDR.size == 70
 DATA, ACKT, CONNECT, ACCEPT, RESET = 1, 2, 3, 4, 5
 F_ACK_REQ, F_NAK, F_TAG = 1, 2, 4
@@ -95,7 +96,7 @@ def hdr(type_, flags=0, dst=0, src=0, pn=0, seq=0, ack=0, msg=0, ln=0,
         off=0, flen=0, tag=None):
     if tag is None:
         tag = rng.getrandbits(64)
-    return HDR.pack(0x5754, 3, 0, tag, type_, flags, dst, src, pn, seq, ack,
+    return HDR.pack(0x5754, VERSION, 0, tag, type_, flags, dst, src, pn, seq, ack,
                     msg, ln, off, flen)
 
 
