@@ -168,6 +168,7 @@ struct dt {
 	int64_t lend_max; /* received mbufs lent up at most */
 	uint64_t ka_ns;
 	uint64_t tick_ns; /* each session's timer: keepalive, stall, dead */
+	uint64_t ack_delay_ns; /* o.ack_delay_ns, at most rto_ns / 4 */
 	uint32_t ooo_max, rexmit_max;
 	struct twp_ep self;
 	struct twp_local local;
@@ -286,23 +287,46 @@ static bool admitted(const struct dt *t, const struct twp_ep *ep,
 }
 
 /* Whether CONNECT counter c of a's endpoint is new: above the highest
- * taken, or within the 64 below it and not taken. Marks it taken. A
- * connector's counters only grow (the clock at start, then one up per
- * CONNECT), so only a replay, or a CONNECT overtaken by 64 later ones
- * of the same endpoint to us, is refused. */
-static bool connect_take(struct admit_ep *a, uint64_t c)
+ * taken, or one of the 63 below it not taken. A connector's counters
+ * only grow (the clock at its start, then one up per CONNECT), so only a
+ * replay, or a CONNECT overtaken by 63 later ones of the same endpoint to
+ * us, is refused. */
+static bool connect_new(const struct admit_ep *a, uint64_t c)
+{
+	if (c > a->cmax)
+		return true;
+	uint64_t d = a->cmax - c;
+	return d < 64 && ((a->cseen >> d) & 1) == 0;
+}
+
+/* Mark c taken (connect_new said so): its session is made. */
+static void connect_take(struct admit_ep *a, uint64_t c)
 {
 	if (c > a->cmax) {
 		uint64_t d = c - a->cmax;
 		a->cseen = d >= 64 ? 1 : (a->cseen << d) | 1;
 		a->cmax = c;
-		return true;
+	} else {
+		a->cseen |= UINT64_C(1) << (a->cmax - c);
 	}
-	uint64_t d = a->cmax - c;
-	if (d >= 64 || ((a->cseen >> d) & 1) != 0)
-		return false;
-	a->cseen |= UINT64_C(1) << d;
-	return true;
+}
+
+/* An accepted session that ends before its peer proved it (its ACCEPT
+ * lost for accept_timeout_ns, or evicted by more CONNECTs): the real
+ * connector may still be sending that CONNECT, so its counter is free
+ * again. Such a CONNECT, replayed, can hold a slot again: as before
+ * counters, at most UNPROVEN_PER_EP per endpoint, accept_timeout_ns. */
+static void connect_untake(struct dt *t, const struct dsess *s)
+{
+	uint64_t c = le64_get(s->peer_nonce);
+	for (uint32_t i = 0; i < t->nadmit; i++) {
+		struct admit_ep *a = &t->admit[i];
+		if (!same_ep(&a->ep, &s->peer))
+			continue;
+		if (c <= a->cmax && a->cmax - c < 64)
+			a->cseen &= ~(UINT64_C(1) << (a->cmax - c));
+		return;
+	}
 }
 
 /* s's tag state, in m (two, malloc'ed; s owns them now), from its keys
@@ -361,11 +385,10 @@ static void dack_add(struct dt *t, struct dsess *s)
 	if (s->in_dack)
 		return;
 	s->in_dack = true;
-	s->dack_at = now_ns(t) + t->o.ack_delay_ns;
+	s->dack_at = now_ns(t) + t->ack_delay_ns;
 	TAILQ_INSERT_TAIL(&t->dack, s, dack_link);
 	if (!tw_timer_armed(&t->dack_tm))
-		tw_loop_timer_after(t->base.loop, &t->dack_tm,
-				    t->o.ack_delay_ns);
+		tw_loop_timer_after(t->base.loop, &t->dack_tm, t->ack_delay_ns);
 }
 
 static void dack_del(struct dt *t, struct dsess *s)
@@ -982,6 +1005,8 @@ static void sess_fail(struct dsess *s, tw_status st, bool reset)
 	if (s->unproven) {
 		s->unproven = false;
 		t->unproven--;
+		if (t->admit_only && t->secret_len != 0)
+			connect_untake(t, s);
 	}
 	if (reset && s->peer_id != 0)
 		send_reset(t, s, &s->peer, s->peer_id, s->id);
@@ -1490,7 +1515,7 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 	 * acked: its ack waits for our next packet (the reply, the next
 	 * call), ack_delay_ns at most. One ACK fewer per call each way, and,
 	 * tagged, two tags fewer. */
-	bool defer = t->o.ack_delay_ns != 0 && s->ooo_count == 0 &&
+	bool defer = t->ack_delay_ns != 0 && s->ooo_count == 0 &&
 		     s->ack_sent == seq &&
 		     h->frame_off + h->len == h->frame_len;
 	if (!defer)
@@ -1647,8 +1672,8 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	}
 	/* A CONNECT of a member seen before (its mac covers the counter):
 	 * captured and replayed. No slot, no answer. */
-	if (a != NULL && t->secret_len != 0 &&
-	    !connect_take(a, le64_get(b.nonce))) {
+	uint64_t ctr = le64_get(b.nonce);
+	if (a != NULL && t->secret_len != 0 && !connect_new(a, ctr)) {
 		t->st.connect_replays++;
 		return;
 	}
@@ -1666,6 +1691,8 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	}
 	s->unproven = true;
 	t->unproven++;
+	if (a != NULL && t->secret_len != 0)
+		connect_take(a, ctr);
 	s->peer = pk->src;
 	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
 	memcpy(s->peer_nonce, b.nonce, TWP_NONCE_LEN);
@@ -2066,6 +2093,7 @@ static tw_status d_admit(tw_transport *tt, const char *const *addrs, uint32_t n)
 			if (same_ep(&t->admit[j].ep, &v[k].ep)) {
 				v[k].cmax = t->admit[j].cmax;
 				v[k].cseen = t->admit[j].cseen;
+				break;
 			}
 		k++;
 	}
@@ -2227,6 +2255,8 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	t->win = o.rx_window;
 	t->lend_max = (int64_t)(env->o.mbufs / 2);
 	t->ka_ns = o.dead_ns / 4;
+	t->ack_delay_ns = o.ack_delay_ns < o.rto_ns / 4 ? o.ack_delay_ns
+							: o.rto_ns / 4;
 	/* Above any counter a process before us on this endpoint used
 	 * (unless the clock went back). */
 	struct timespec ts;

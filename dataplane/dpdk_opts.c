@@ -144,12 +144,6 @@ tw_status tw_dpdk_opts_check(const struct tw_dpdk_opts *in, uint32_t nqueues)
 			       "DPDK: accept_timeout_ns (%" PRIu64 ") must be "
 			       "at least rto_ns (%" PRIu64 ")",
 			       o.accept_timeout_ns, o.rto_ns);
-	if (o.ack_delay_ns >= o.rto_ns / 2)
-		return tw_fail(TW_EINVAL,
-			       "DPDK: ack_delay_ns (%" PRIu64 ") must be below "
-			       "half of rto_ns (%" PRIu64 "), or held acks "
-			       "would bring retransmissions",
-			       o.ack_delay_ns, o.rto_ns);
 	if (o.ooo_max >= o.mbufs)
 		return tw_fail(TW_EINVAL,
 			       "DPDK: ooo_max %u must be below mbufs (%u), or "

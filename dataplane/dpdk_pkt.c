@@ -278,7 +278,7 @@ void twp_setup_decode(const uint8_t *src, struct twp_setup *s)
 	memcpy(s->mac, src + TWP_NONCE_LEN + 4, TWP_SETUP_MAC_LEN);
 }
 
-static const char setup_label[] = "tensorwire dpdk setup 2";
+static const char setup_label[] = "tensorwire dpdk setup 4";
 
 static size_t put_ep(uint8_t *d, const struct twp_ep *ep)
 {

@@ -58,7 +58,7 @@ extern "C" {
  *  16 u32    isn    the sender's first DATA packet number (random)
  *  20 u8[32] mac    HMAC-SHA256, keyed with the group's secret, of
  *                   twp_setup_mac's message: the label
- *                   "tensorwire dpdk setup 2", type, flags, the sender's
+ *                   "tensorwire dpdk setup 4", type, flags, the sender's
  *                   then the receiver's endpoint (MAC, IPv4, UDP port as
  *                   on the wire), src_sess, dst_sess (u64 each), mss
  *                   (frame_len), isn, this nonce and, in an ACCEPT, the

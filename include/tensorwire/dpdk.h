@@ -153,8 +153,11 @@ struct tw_dpdk_opts {
 				* (the reply, the next call) or after this
 				* long, whichever comes first: one ACK packet
 				* fewer per call each way (default 100 us;
-				* 0 = acknowledge every packet at once; below
-				* rto_ns / 2) */
+				* 0 = acknowledge every packet at once; used
+				* up to rto_ns / 4; a loop that sleeps may add
+				* a timer tick, 1 ms). A sender of one-packet
+				* frames with credits 1 waits this long
+				* between frames: set 0 for that */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

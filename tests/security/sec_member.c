@@ -273,6 +273,7 @@ static void dstats(const tw_agent *a, bool dpdk)
 		DS(sessions_unacked);
 		DS(accept_timeouts);
 		DS(unproven_evicted);
+		DS(connect_replays);
 #undef DS
 		for (int r = 0; r < TW_DPDK_BAD_REASONS; r++)
 			if (sum.bad_by_reason[r] != 0)

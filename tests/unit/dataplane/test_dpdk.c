@@ -2224,6 +2224,7 @@ struct rawp {
 	bool tagged;
 	uint64_t heard; /* packets a sent us */
 	uint64_t heard_resets;
+	uint32_t acked;       /* the last ACK packet's ack */
 	uint8_t connect[256]; /* the last CONNECT sent, as on the wire */
 	size_t connect_len;
 };
@@ -2296,6 +2297,8 @@ static bool rawp_pump(struct rawp *r, struct end *a, unsigned ms,
 						r->heard += 1000000; /* bad */
 					if (pk.h.type == TWP_DATA)
 						r->ack = pk.h.seq + 1;
+					else
+						r->acked = pk.h.ack;
 				}
 			}
 			rte_pktmbuf_free(m[i]);
@@ -2948,6 +2951,15 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		struct rawp rr = r;
 		SCHECK(res, rawp_open(&rr, &a, true), "no ACCEPT");
 		int oks0 = a.oks, closes0 = a.closes;
+		/* Proven (an ACK under its key), then ended. */
+		struct twp_hdr hp = {.type = TWP_ACK,
+				     .dst_sess = rr.peer_sess,
+				     .src_sess = rr.sess,
+				     .pn = rr.pn++,
+				     .ack = rr.ack};
+		n = rawp_build(&rr, p, &hp, NULL, NULL, true);
+		SCHECK(res, rawp_tx(&rr, p, n), "");
+		rawp_pump(&rr, &a, 20, NULL, NULL);
 		struct twp_hdr h = {.type = TWP_RESET,
 				    .dst_sess = rr.peer_sess,
 				    .src_sess = rr.sess,
@@ -2975,6 +2987,42 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		/* The member's next CONNECT (a higher counter) still opens. */
 		SCHECK(res, rawp_open(&rr, &a, true), "no ACCEPT after");
 		SCHECK(res, a.oks == oks0 + 1, "oks %d", a.oks);
+		/* Never proved, it ends at accept_timeout_ns and frees its
+		 * counter: the same CONNECT, sent again (a connector whose
+		 * ACCEPTs were all lost), opens a session again. */
+		closes0 = a.closes;
+		SCHECK(res, SPUMP(a.closes == closes0 + 1, 2000),
+		       "accept timeout");
+		SCHECK(res, rawp_tx(&rr, rr.connect, rr.connect_len), "");
+		SCHECK(res, SPUMP(a.oks == oks0 + 2, 2000),
+		       "the CONNECT of a session that ended unproven: oks %d",
+		       a.oks);
+
+		/* A held ack: a one-packet frame that nothing answers is
+		 * acked by an ACK packet after ack_delay_ns, not never. */
+		SCHECK(res, rawp_open(&rr, &a, true), "no ACCEPT");
+		struct twp_hdr h2 = {.type = TWP_ACK,
+				     .dst_sess = rr.peer_sess,
+				     .src_sess = rr.sess,
+				     .pn = rr.pn++,
+				     .ack = rr.ack};
+		n = rawp_build(&rr, p, &h2, NULL, NULL, true); /* proves it */
+		SCHECK(res, rawp_tx(&rr, p, n), "");
+		uint64_t frames0 = a.frames;
+		tw_dpdk_get_stats(a.t, &s1);
+		uint64_t acks0 = s1.acks_tx;
+		n = rawp_data(&rr, p, 7, 100);
+		SCHECK(res, rawp_tx(&rr, p, n), "");
+		t0 = now_ns();
+		while ((a.frames == frames0 || rr.acked != rr.seq) &&
+		       now_ns() - t0 < 2000000000ull)
+			rawp_pump(&rr, &a, 5, NULL, NULL);
+		SCHECK(res, a.frames == frames0 + 1 && rr.acked == rr.seq,
+		       "held ack: frames %lu acked %u seq %u",
+		       (unsigned long)(a.frames - frames0), rr.acked, rr.seq);
+		tw_dpdk_get_stats(a.t, &s1);
+		SCHECK(res, s1.acks_tx > acks0, "acks_tx %lu",
+		       (unsigned long)(s1.acks_tx - acks0));
 	}
 out:
 	end_free(&a);
