@@ -103,19 +103,78 @@ struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id)
 	return NULL;
 }
 
+/* An attempt to connect to dst failed (st; why: its cause, or NULL). */
+static void redial_failed(struct agent_loop *l, uint32_t dst, tw_status st,
+			  tw_status kind, const char *why)
+{
+	struct redial *r = &l->redial[dst];
+	uint64_t now = tw_loop_now(l->loop);
+	uint64_t wait_ms = r->fails >= 7 ? REDIAL_MAX_MS
+					 : (uint64_t)REDIAL_MIN_MS << r->fails;
+	if (wait_ms > REDIAL_MAX_MS)
+		wait_ms = REDIAL_MAX_MS;
+	r->fails++;
+	r->fail_ns = now;
+	r->at_ns = now + wait_ms * 1000000u;
+	r->kind = kind;
+	snprintf(r->why, sizeof(r->why), "%s",
+		 why != NULL ? why : tw_strerror(st));
+	stat_inc(&l->stats.connect_failures);
+}
+
+void redial_ok(struct agent_loop *l, uint32_t dst)
+{
+	l->redial[dst].fails = 0;
+	l->redial[dst].at_ns = 0;
+}
+
+/* Why a call to dst could not go (conn_get gave NULL and st), and the
+ * kind of error to fail it with. */
+tw_status conn_why(struct agent_loop *l, uint32_t dst, tw_status st, char *buf,
+		   size_t size)
+{
+	const struct redial *r = &l->redial[dst];
+	const char *name = agent_worker_name(l->a, dst);
+	uint64_t now = tw_loop_now(l->loop);
+	if (r->fails == 0) {
+		snprintf(buf, size, "cannot connect to worker '%s': %s", name,
+			 tw_strerror(st));
+		return TW_EUNREACHABLE;
+	}
+	snprintf(buf, size,
+		 "worker '%s' is unreachable: connecting to it failed %u "
+		 "time%s in a row, the last %llu ms ago (%s); the next attempt "
+		 "is in %llu ms",
+		 name, r->fails, r->fails == 1 ? "" : "s",
+		 (unsigned long long)((now - r->fail_ns) / 1000000u), r->why,
+		 (unsigned long long)(r->at_ns > now
+					      ? (r->at_ns - now + 999999u) /
+							1000000u
+					      : 0));
+	return r->kind;
+}
+
 struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 {
 	struct conn_state *cs = l->out[dst];
 	if (cs != NULL && !cs->closing && !cs->doomed && !cs->auth_failed)
 		return cs;
+	if (l->redial[dst].fails != 0 &&
+	    tw_loop_now(l->loop) < l->redial[dst].at_ns) {
+		stat_inc(&l->stats.redial_waits);
+		*st = TW_EUNREACHABLE;
+		return NULL;
+	}
 	const struct rdv_member *m = &l->a->members[dst];
 	const char *addr = m->addrs[l->idx % m->nloops];
 	tw_conn *c = NULL;
 	l->connecting = true;
 	*st = l->t->ops->connect(l->t, addr, &c);
 	l->connecting = false;
-	if (*st != TW_OK)
+	if (*st != TW_OK) {
+		redial_failed(l, dst, *st, TW_EUNREACHABLE, NULL);
 		return NULL;
+	}
 	if (c->ctx != NULL) {
 		/* The transport reported it already (on_conn knew it is
 		 * ours: l->connecting). */
@@ -283,6 +342,16 @@ static int flush_backlogs(struct agent_loop *l)
 static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 			tw_status why)
 {
+	/* Ours, ended before its handshake did, not by us: the next
+	 * attempt waits (struct redial). */
+	if (cs->outbound && !cs->authed && why != TW_ESHUTDOWN &&
+	    cs->peer >= 0 && (uint64_t)cs->peer < l->a->world)
+		redial_failed(l, (uint32_t)cs->peer, why,
+			      cs->fail_msg != NULL ? cs->fail_kind
+						   : TW_EUNREACHABLE,
+			      cs->fail_msg != NULL ? cs->fail_msg
+			      : cs->c->why != NULL ? cs->c->why
+						   : NULL);
 	call_conn_closed(l, cs, why);
 	struct tx *tx;
 	while ((tx = backlog_pop(cs)) != NULL)
@@ -1062,6 +1131,7 @@ static void agent_free(tw_agent *a)
 			tw_loop_destroy(l->loop);
 		free(l->out);
 		free(l->peers);
+		free(l->redial);
 		free(l->dead_done);
 		pend_fini(&l->pend);
 	}
@@ -1233,10 +1303,11 @@ static tw_status start_loops(tw_agent *a)
 		l->fault.delay_ns = a->o.fault_delay_ms * 1000000u;
 		l->out = calloc(a->world, sizeof(*l->out));
 		l->peers = calloc(a->world, sizeof(*l->peers));
+		l->redial = calloc(a->world, sizeof(*l->redial));
 		l->dead_done = calloc(a->world, 1);
 		for (uint32_t w = 0; l->peers != NULL && w < a->world; w++)
 			STAILQ_INIT(&l->peers[w].wait);
-		if (l->out == NULL || l->peers == NULL ||
+		if (l->out == NULL || l->peers == NULL || l->redial == NULL ||
 		    l->dead_done == NULL || pend_init(&l->pend, 1024) != 0)
 			return tw_fail(TW_ENOMEM,
 				       "out of memory for run loop "
@@ -2029,6 +2100,8 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(spoofed_frames);
 		ADD(offloaded);
 		ADD(rx_pauses);
+		ADD(connect_failures);
+		ADD(redial_waits);
 #undef ADD
 		if (a->loops[i].loop != NULL) {
 			struct tw_loop_stats st;

@@ -135,6 +135,7 @@ struct loop_stats {
 	stat_t auth_ok, auth_failed, auth_timeouts, auth_refused, auth_evicted;
 	stat_t spoofed_frames;
 	stat_t offloaded, rx_pauses; /* loop thread */
+	stat_t connect_failures, redial_waits;
 };
 
 /* Where the answer to a served call goes. */
@@ -187,6 +188,22 @@ struct peer_load {
 	STAILQ_HEAD(, srv_job) wait;
 };
 
+/* Connecting to a worker again (loop thread). A connection to it that
+ * failed before its handshake ended (refused, unreachable, timed out,
+ * authentication) makes the next attempt wait: REDIAL_MIN_MS, doubling
+ * per failure in a row up to REDIAL_MAX_MS; calls meanwhile fail at once
+ * with the last failure's cause, as gRPC's fail-fast calls in its
+ * connection backoff. A handshake that completes ends it. */
+#define REDIAL_MIN_MS 10u
+#define REDIAL_MAX_MS 1000u
+struct redial {
+	uint64_t at_ns;   /* no attempt before this (loop clock) */
+	uint64_t fail_ns; /* when the last one failed */
+	uint32_t fails;   /* attempts failed in a row */
+	tw_status kind;   /* the last failure's, for calls failed meanwhile */
+	char why[160];
+};
+
 struct agent_loop {
 	tw_agent *a;
 	uint32_t idx;
@@ -200,6 +217,7 @@ struct agent_loop {
 	/* Loop thread only from here. */
 	struct conn_state **out; /* world entries: our connection per worker */
 	struct peer_load *peers; /* world entries: backlog per worker */
+	struct redial *redial;   /* world entries */
 	TAILQ_HEAD(, conn_state) conns; /* every live connection */
 	uint32_t nconns;
 	uint32_t nbacklog; /* connections with a backlog */
@@ -463,7 +481,14 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 
 /* ---- connection helpers (agent.c, loop thread) ---- */
 struct conn_state *conn_find_id(struct agent_loop *l, uint64_t id);
+/* Our connection to dst, made if needed; NULL with *st when it cannot be
+ * (conn_why says why, for the call's error), or while the reconnection
+ * backoff (struct redial) runs. */
 struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st);
+tw_status conn_why(struct agent_loop *l, uint32_t dst, tw_status st, char *buf,
+		   size_t size);
+/* dst's handshake on our connection completed: no backoff. */
+void redial_ok(struct agent_loop *l, uint32_t dst);
 /* Send tx on cs, or queue it; tx->done runs exactly once (maybe now).
  * Until cs's handshake is done the frame is held, and leaves after it in
  * order; on a connection that is closing or failed its handshake, done

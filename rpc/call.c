@@ -171,10 +171,9 @@ static void call_start_msg(struct tw_loop_msg *m)
 	tw_status st;
 	struct conn_state *cs = conn_get(l, c->dst, &st);
 	if (cs == NULL) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "cannot connect to worker '%s': %s",
-			 agent_worker_name(a, c->dst), tw_strerror(st));
-		call_fail(l, c, TW_EUNREACHABLE, msg);
+		char msg[384];
+		tw_status kind = conn_why(l, c->dst, st, msg, sizeof(msg));
+		call_fail(l, c, kind, msg);
 		return;
 	}
 	c->conn = cs;

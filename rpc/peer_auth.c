@@ -306,6 +306,8 @@ static void pa_bind(struct agent_loop *l, struct conn_state *cs, uint32_t peer)
 	cs->peer = peer;
 	cs->authed = true;
 	cs->c->rx_max = 0;
+	if (cs->outbound)
+		redial_ok(l, peer);
 	stat_inc(&l->stats.auth_ok);
 	pa_free(l, cs);
 }

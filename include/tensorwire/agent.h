@@ -567,6 +567,13 @@ struct tw_agent_stats {
 	uint64_t lent_waits;     /* waits that ran the run loop on the
 				  * waiting thread: for an answer (no_lend)
 				  * or a lender's (tw_agent_lender) */
+	uint64_t connect_failures; /* connections of ours that failed before
+				    * their handshake ended (refused,
+				    * unreachable, timed out, wrong secret) */
+	uint64_t redial_waits;     /* calls failed at once: their worker's
+				    * next connection attempt was not due
+				    * (backoff 10 ms doubling to 1 s after
+				    * failures in a row) */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 

@@ -198,14 +198,66 @@ Test(call, peer_death_fails_pending_calls)
 	tw_future *g = call(0, "B", "t::echo", 7, 0);
 	settle();
 	failure(g, TW_EUNREACHABLE);
-	/* Back again: the agent connects anew. */
+	/* Back again: after the backoff (10 ms) the agent connects anew. */
 	cr_assert_eq(tw_fake_net_set_down(W.net, B_ADDR, false), TW_OK);
+	advance(10 * MS);
 	tw_future *h = call(0, "B", "t::echo", 8, 0);
 	settle();
 	cr_assert_eq(result_int(h), 8);
 	cr_assert_eq(net_stats().conns, 1);
 	tw_future_release(g);
 	tw_future_release(h);
+	world_down(true);
+}
+
+/* Reconnecting backs off: after a failed connection attempt the next
+ * waits 10 ms, doubling per failure in a row up to 1 s; calls meanwhile
+ * fail at once, naming the cause and the wait; a connection that
+ * completes its handshake ends the backoff. */
+Test(call, reconnecting_backs_off_and_says_why)
+{
+	world_up_lazy(2, NULL);
+	cr_assert_eq(tw_fake_net_set_down(W.net, B_ADDR, true), TW_OK);
+	uint64_t waits[] = {10, 20, 40, 80, 160, 320, 640, 1000, 1000};
+	for (unsigned i = 0; i < sizeof(waits) / sizeof(waits[0]); i++) {
+		tw_future *f = call(0, "B", "t::echo", 1, 0);
+		settle();
+		failure(f, TW_EUNREACHABLE);
+		tw_future_release(f);
+		cr_assert_eq(stats(0).connect_failures, i + 1);
+		/* Within the wait: no attempt, the call fails at once. */
+		advance(waits[i] * MS - 1);
+		f = call(0, "B", "t::echo", 2, 0);
+		settle();
+		const tw_error *e = failure(f, TW_EUNREACHABLE);
+		char want[96];
+		snprintf(want, sizeof(want), "failed %u time%s in a row", i + 1,
+			 i == 0 ? "" : "s");
+		cr_assert(strstr(e->msg, want) != NULL &&
+				  strstr(e->msg, "next attempt is in 1 ms") !=
+					  NULL &&
+				  strstr(e->msg, "worker 'B'") != NULL,
+			  "wait %u: %s", i, e->msg);
+		tw_future_release(f);
+		cr_assert_eq(stats(0).connect_failures, i + 1, "no attempt");
+		cr_assert_eq(stats(0).redial_waits, i + 1);
+		advance(1);
+	}
+	/* Up again: the next attempt connects, and ends the backoff. */
+	cr_assert_eq(tw_fake_net_set_down(W.net, B_ADDR, false), TW_OK);
+	tw_future *f = call(0, "B", "t::echo", 3, 0);
+	settle();
+	cr_assert_eq(result_int(f), 3);
+	tw_future_release(f);
+	cr_assert_eq(tw_fake_net_break(W.net, A_ADDR, B_ADDR), 1);
+	settle();
+	/* A connection lost after its handshake: the next call reconnects
+	 * at once. */
+	f = call(0, "B", "t::echo", 4, 0);
+	settle();
+	cr_assert_eq(result_int(f), 4);
+	tw_future_release(f);
+	cr_assert_eq(stats(0).connect_failures, 9);
 	world_down(true);
 }
 

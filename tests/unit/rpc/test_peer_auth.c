@@ -319,8 +319,20 @@ static void check_refused(const char *want)
 	cr_assert_eq(stats(1).conns_closed, 1);
 	cr_assert_eq(tw_agent_outstanding(W.ag[0]), 0);
 
-	/* A later call tries again, on a new connection, and fails alike. */
+	/* A call right after fails alike without trying (the reconnection
+	 * backoff, 10 ms), naming the same cause; a later call tries again,
+	 * on a new connection, and fails alike. */
 	tw_future *g = call(0, "B", "t::echo", 6, 0);
+	settle();
+	e = failure(g, TW_EAUTH);
+	cr_assert(strstr(e->msg, want) != NULL &&
+			  strstr(e->msg, "next attempt") != NULL,
+		  "%s", e->msg);
+	cr_assert_eq(net_stats().conns, 1);
+	cr_assert_eq(stats(0).redial_waits, 1);
+	tw_future_release(g);
+	advance(10 * MS);
+	g = call(0, "B", "t::echo", 7, 0);
 	settle();
 	failure(g, TW_EAUTH);
 	cr_assert_eq(net_stats().conns, 2);
