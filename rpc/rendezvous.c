@@ -5,6 +5,7 @@
  * everything a peer sends is bounded before it is read (rendezvous.h). */
 #include "rpc/rendezvous.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -631,6 +632,9 @@ struct rdv_server {
 	uint32_t round;             /* the barrier's current round, from 1 */
 	uint64_t accept_resume;     /* accept(2) failed: listen again then */
 	struct rdv_member *members; /* world entries; addrs NULL = free slot */
+	/* world entries: where a member joined from when that is another
+	 * host (its IP), else "" */
+	char (*away)[INET6_ADDRSTRLEN];
 	uint8_t *gone;  /* bitmap: members whose connection closed, formed */
 	bool gone_news; /* gone grew since the members were last told */
 	struct sconn *conns;
@@ -656,6 +660,7 @@ static void sconn_close(struct rdv_server *s, size_t i)
 		 * restarted worker may take it). */
 		free(s->members[c->id].addrs);
 		s->members[c->id].addrs = NULL;
+		s->away[c->id][0] = '\0';
 		s->joined--;
 	}
 	s->conns[i] = s->conns[--s->nconns];
@@ -739,10 +744,105 @@ static void handle_auth(struct rdv_server *s, size_t i, const tw_in_msg *m)
 	c->rd.max = RDV_JOIN_MAX; /* the JOIN, next */
 }
 
+/* Whether connection fd comes from another host (or network namespace):
+ * its peer is neither a loopback address nor the address it reached (a
+ * connection from this host to one of its own addresses has that address
+ * at both ends). The peer's address in ip. */
+static bool from_elsewhere(int fd, char *ip, size_t iplen)
+{
+	struct sockaddr_storage p, l;
+	socklen_t pl = sizeof(p), ll = sizeof(l);
+	if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&l, &ll) != 0 ||
+	    p.ss_family != l.ss_family)
+		return false;
+	if (p.ss_family == AF_INET) {
+		const struct sockaddr_in *pi = (const void *)&p;
+		const struct sockaddr_in *li = (const void *)&l;
+		if ((ntohl(pi->sin_addr.s_addr) >> 24) == 127 ||
+		    pi->sin_addr.s_addr == li->sin_addr.s_addr)
+			return false;
+		return inet_ntop(AF_INET, &pi->sin_addr, ip, iplen) != NULL;
+	}
+	if (p.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *pi = (const void *)&p;
+		const struct sockaddr_in6 *li = (const void *)&l;
+		if (IN6_IS_ADDR_LOOPBACK(&pi->sin6_addr) ||
+		    IN6_IS_ADDR_V4MAPPED(&pi->sin6_addr) ||
+		    memcmp(&pi->sin6_addr, &li->sin6_addr, 16) == 0)
+			return false;
+		return inet_ntop(AF_INET6, &pi->sin6_addr, ip, iplen) != NULL;
+	}
+	return false;
+}
+
+/* The first of m's addresses only its own host can reach, or NULL. */
+static const char *loopback_addr(const struct rdv_member *m)
+{
+	for (uint32_t i = 0; m->addrs != NULL && i < m->nloops; i++) {
+		const char *a = m->addrs[i];
+		if (strncmp(a, "tcp://127.", 10) == 0 ||
+		    strncmp(a, "tcp://localhost:", 16) == 0 ||
+		    strncmp(a, "tcp://[::1]:", 12) == 0)
+			return a;
+	}
+	return NULL;
+}
+
+#define LOOPBACK_HINT                                                          \
+	"give its transport an address of its host (io_uring: "                \
+	"listen_host, or 0.0.0.0 to announce the one that reaches the "        \
+	"rendezvous)"
+
+/* A group across hosts with a member only its own host can reach would
+ * form, then fail every call to it: refused at the JOIN instead, naming
+ * the address. */
+static tw_status check_reachable(const struct rdv_server *s,
+				 const struct rdv_member *m, const char *away,
+				 char *msg, size_t size)
+{
+	const char *lo = loopback_addr(m);
+	if (away[0] != '\0' && lo != NULL) {
+		snprintf(
+			msg, size,
+			"worker '%.64s' announces %.80s, a loopback address, "
+			"but joins from %.46s, another host, whose workers cannot "
+			"connect to it: " LOOPBACK_HINT,
+			m->name, lo, away);
+		return TW_EINVAL;
+	}
+	for (uint32_t r = 0; r < s->world; r++) {
+		const struct rdv_member *o = &s->members[r];
+		const char *olo = loopback_addr(o);
+		if (o->addrs == NULL)
+			continue;
+		if (away[0] != '\0' && olo != NULL) {
+			snprintf(
+				msg, size,
+				"worker '%.64s' (rank %u) announced %.80s, a "
+				"loopback address, which worker '%.64s', joining "
+				"from %.46s (another host), cannot connect to: "
+				"on worker '%.64s', " LOOPBACK_HINT,
+				o->name, r, olo, m->name, away, o->name);
+			return TW_EINVAL;
+		}
+		if (lo != NULL && s->away[r][0] != '\0') {
+			snprintf(
+				msg, size,
+				"worker '%.64s' announces %.80s, a loopback address, "
+				"but worker '%.64s' (rank %u) joined from %.46s, "
+				"another host, and cannot connect to it: " LOOPBACK_HINT,
+				m->name, lo, o->name, r, s->away[r]);
+			return TW_EINVAL;
+		}
+	}
+	return TW_OK;
+}
+
 static void handle_join(struct rdv_server *s, size_t i, const tw_value *p)
 {
 	struct sconn *c = &s->conns[i];
-	char msg[512];
+	char msg[1024];
 	struct rdv_member m;
 	int64_t rank, world;
 	tw_status st = rdv_parse_join(p, &m, &rank, &world);
@@ -789,6 +889,12 @@ static void handle_join(struct rdv_server *s, size_t i, const tw_value *p)
 			st = TW_EINVAL;
 		}
 	}
+	char away[INET6_ADDRSTRLEN] = "";
+	if (st == TW_OK) {
+		if (!from_elsewhere(c->fd, away, sizeof(away)))
+			away[0] = '\0';
+		st = check_reachable(s, &m, away, msg, sizeof(msg));
+	}
 	if (st != TW_OK) {
 		free(m.addrs);
 		COUNT(s, refused);
@@ -797,6 +903,7 @@ static void handle_join(struct rdv_server *s, size_t i, const tw_value *p)
 	}
 	m.rank = (uint32_t)rank;
 	s->members[rank] = m;
+	snprintf(s->away[rank], sizeof(s->away[rank]), "%s", away);
 	s->joined++;
 	s->npending--;
 	c->state = SC_JOINED;
@@ -1215,9 +1322,11 @@ tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
 						 "rendezvous server");
 	s->members = calloc(world, sizeof(*s->members));
 	s->gone = calloc((world + 7) / 8, 1);
-	if (s->members == NULL || s->gone == NULL) {
+	s->away = calloc(world, sizeof(*s->away));
+	if (s->members == NULL || s->gone == NULL || s->away == NULL) {
 		free(s->members);
 		free(s->gone);
+		free(s->away);
 		free(s);
 		return tw_fail(TW_ENOMEM,
 			       "out of memory for the rendezvous "
@@ -1301,6 +1410,7 @@ void rdv_server_stop(struct rdv_server *s)
 	}
 	free(s->conns);
 	free(s->gone);
+	free(s->away);
 	rdv_members_free(s->members, s->world);
 	close(s->lfd);
 	close(s->stopfd);
@@ -1435,6 +1545,39 @@ static tw_status join_once(struct rdv_client *c, const struct auth_key *key,
 	return st;
 }
 
+/* A data address on a wildcard (tcp://0.0.0.0:PORT: a transport listening
+ * on every interface) is no address another worker can use: fd's local
+ * address is, the one this host reaches the rendezvous from (so rank 0 and
+ * every member on its side of the route can reach it too). Rewrites self's
+ * addresses into own[] (self->addrs then points there) when any is a
+ * wildcard; false when none is. */
+static bool advertise_routable(int fd, struct rdv_member *self,
+			       char (*own)[TW_ADDR_MAX])
+{
+	static const char wild[] = "tcp://0.0.0.0:";
+	bool any = false;
+	for (uint32_t i = 0; i < self->nloops; i++)
+		any |= strncmp(self->addrs[i], wild, sizeof(wild) - 1) == 0;
+	if (!any)
+		return false;
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	char ip[INET_ADDRSTRLEN];
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0 ||
+	    sa.sin_family != AF_INET ||
+	    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip)) == NULL)
+		return false;
+	for (uint32_t i = 0; i < self->nloops; i++) {
+		if (strncmp(self->addrs[i], wild, sizeof(wild) - 1) == 0)
+			snprintf(own[i], TW_ADDR_MAX, "tcp://%s:%s", ip,
+				 self->addrs[i] + sizeof(wild) - 1);
+		else
+			snprintf(own[i], TW_ADDR_MAX, "%s", self->addrs[i]);
+	}
+	self->addrs = own;
+	return true;
+}
+
 tw_status rdv_join(const char *url, const struct auth_key *key,
 		   const struct rdv_member *self, uint32_t world,
 		   int64_t timeout_ms, struct rdv_client **out,
@@ -1490,6 +1633,17 @@ tw_status rdv_join(const char *url, const struct auth_key *key,
 		c->fd = fd;
 		c->world = world;
 		pthread_mutex_init(&c->mu, NULL);
+		struct rdv_member routable = *self;
+		char(*own)[TW_ADDR_MAX] =
+			calloc(self->nloops ? self->nloops : 1, TW_ADDR_MAX);
+		if (own != NULL && advertise_routable(fd, &routable, own)) {
+			tw_value nv;
+			if (join_value(&nv, &routable, world) == TW_OK) {
+				tw_value_destroy(&jv);
+				jv = nv;
+			}
+		}
+		free(own);
 		c->gone = calloc((world + 7) / 8, 1);
 		if (c->gone == NULL) {
 			rdv_client_close(c);

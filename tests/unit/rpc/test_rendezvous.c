@@ -103,6 +103,7 @@ static void srv_up(struct srv *v, uint32_t world, int64_t timeout_ms)
 struct joiner {
 	const char *url;
 	const struct auth_key *key; /* NULL: none */
+	const char *netns;          /* join from this network namespace */
 	struct rdv_member self;
 	char addrs[4][TW_ADDR_MAX];
 	uint32_t world;
@@ -138,6 +139,21 @@ static void joiner_init(struct joiner *j, const struct srv *v, uint32_t rank,
 static void *join_main(void *arg)
 {
 	struct joiner *j = arg;
+	if (j->netns != NULL) {
+		/* This thread's sockets are the namespace's: another host. */
+		char path[96];
+		snprintf(path, sizeof(path), "/var/run/netns/%s", j->netns);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+			j->st = TW_EIO;
+			snprintf(j->err, sizeof(j->err), "setns %s: %s", path,
+				 strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return NULL;
+		}
+		close(fd);
+	}
 	j->st = rdv_join(j->url, j->key, &j->self, j->world, j->timeout_ms,
 			 &j->c, &j->members);
 	/* The reason is the joining thread's: keep it for the test's. */
@@ -1429,4 +1445,181 @@ Test(rendezvous, parse_gone)
 			 "malformed member notice: want a bitmap of 8 workers");
 	tw_value i = tw_value_int(1);
 	cr_assert_eq(rdv_parse_gone(&i, 9, g), TW_EPROTO);
+}
+
+/* A worker listening on every interface (tcp://0.0.0.0:PORT) announces the
+ * address it reaches the rendezvous from instead, which the others can
+ * use: here 127.0.0.1. Other addresses go as they are. */
+Test(rendezvous, a_wildcard_address_is_announced_as_the_routable_one,
+     .timeout = 60)
+{
+	struct srv v;
+	srv_up(&v, 2, WAIT_MS);
+	struct joiner j[2];
+	joiner_init(&j[0], &v, 0, "w0", 1, 2);
+	joiner_init(&j[1], &v, 1, "w1", 2, 2);
+	snprintf(j[1].addrs[0], TW_ADDR_MAX, "tcp://0.0.0.0:20019");
+	join_start(&j[0]);
+	join_start(&j[1]);
+	for (int r = 0; r < 2; r++) {
+		join_wait(&j[r]);
+		cr_assert_eq(j[r].st, TW_OK, "rank %d: %s", r, j[r].err);
+		const struct rdv_member *m = &j[r].members[1];
+		cr_assert_str_eq(m->addrs[0], "tcp://127.0.0.1:20019");
+		cr_assert_str_eq(m->addrs[1], "tcp://127.0.0.1:20011");
+		cr_assert_str_eq(j[r].members[0].addrs[0],
+				 "tcp://127.0.0.1:20000");
+	}
+	cr_assert_str_eq(j[1].addrs[0], "tcp://0.0.0.0:20019",
+			 "the caller's own list is left alone");
+	for (int r = 0; r < 2; r++)
+		joiner_fini(&j[r]);
+	rdv_server_stop(v.s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Across hosts: a network namespace on a veth pair the test makes (and
+ * removes) stands in for another host; root only.                      */
+
+struct nsnet {
+	char ns[32], a[16], b[16], ip_a[20], ip_b[20];
+};
+
+static int sh(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static void nsnet_down(struct nsnet *n)
+{
+	sh("ip netns del %s 2>/dev/null; ip link del %s 2>/dev/null", n->ns,
+	   n->a);
+}
+
+static bool nsnet_up(struct nsnet *n)
+{
+	if (geteuid() != 0)
+		return false;
+	unsigned id = (unsigned)getpid();
+	snprintf(n->ns, sizeof(n->ns), "twrdv%u", id);
+	snprintf(n->a, sizeof(n->a), "twra%u", id % 10000000u);
+	snprintf(n->b, sizeof(n->b), "twrb%u", id % 10000000u);
+	snprintf(n->ip_a, sizeof(n->ip_a), "10.213.%u.1", id % 250u);
+	snprintf(n->ip_b, sizeof(n->ip_b), "10.213.%u.2", id % 250u);
+	nsnet_down(n);
+	if (sh("ip netns add %s && ip link add %s type veth peer name %s && "
+	       "ip link set %s netns %s && ip addr add %s/24 dev %s && "
+	       "ip link set %s up && ip -n %s addr add %s/24 dev %s && "
+	       "ip -n %s link set %s up && ip -n %s link set lo up",
+	       n->ns, n->a, n->b, n->b, n->ns, n->ip_a, n->a, n->a, n->ns,
+	       n->ip_b, n->b, n->ns, n->b, n->ns) != 0) {
+		nsnet_down(n);
+		return false;
+	}
+	return true;
+}
+
+static void srv_up_at(struct srv *v, const char *host, uint32_t world,
+		      const struct auth_key *key)
+{
+	v->world = world;
+	tw_status st = TW_EIO;
+	for (int tries = 0; tries < 20 && st != TW_OK; tries++) {
+		v->port = free_port();
+		snprintf(v->url, sizeof(v->url), "tcp://%s:%u", host, v->port);
+		st = rdv_server_start(v->url, world, WAIT_MS, key, NULL, &v->s);
+	}
+	cr_assert_eq(st, TW_OK, "%s", tw_errmsg(st));
+}
+
+/* A worker on another host announcing a loopback data address would join
+ * a group whose calls to it all fail: refused at its JOIN, naming the
+ * address; one listening on every interface announces the address it
+ * reaches the rendezvous from, which the others can use; a loopback
+ * address announced on rank 0's host refuses the remote joiner, naming
+ * the worker to fix. */
+static struct nsnet the_net;
+
+/* Removed even when a check failed (a test's .fini runs then too). */
+static void the_net_down(void)
+{
+	if (the_net.ns[0] != '\0')
+		nsnet_down(&the_net);
+}
+
+Test(rendezvous, loopback_addresses_refused_across_hosts, .timeout = 60,
+     .fini = the_net_down)
+{
+	struct nsnet n;
+	if (!nsnet_up(&n))
+		cr_skip_test("needs root and veth/netns (ip)");
+	the_net = n;
+	struct auth_key k = key_of("s3cret");
+	struct srv v;
+	srv_up_at(&v, n.ip_a, 2, &k);
+	struct joiner j0, j1, bad;
+	joiner_init(&j0, &v, 0, "w0", 1, 2);
+	snprintf(j0.addrs[0], TW_ADDR_MAX, "tcp://%s:20000", n.ip_a);
+	j0.key = &k;
+	joiner_init(&bad, &v, 1, "w1", 1, 2);
+	bad.key = &k;
+	bad.netns = n.ns;
+	join_start(&bad); /* a thread of its own: setns is per thread */
+	join_wait(&bad);
+	cr_assert_eq(bad.st, TW_EINVAL, "%s", bad.err);
+	cr_assert(strstr(bad.err, "tcp://127.0.0.1:20010") != NULL &&
+			  strstr(bad.err, "loopback") != NULL &&
+			  strstr(bad.err, n.ip_b) != NULL,
+		  "%s", bad.err);
+	joiner_init(&j1, &v, 1, "w1", 1, 2);
+	snprintf(j1.addrs[0], TW_ADDR_MAX, "tcp://0.0.0.0:20010");
+	j1.key = &k;
+	j1.netns = n.ns;
+	join_start(&j0);
+	join_start(&j1);
+	join_wait(&j0);
+	join_wait(&j1);
+	cr_assert_eq(j0.st, TW_OK, "%s", j0.err);
+	cr_assert_eq(j1.st, TW_OK, "%s", j1.err);
+	char want[64];
+	snprintf(want, sizeof(want), "tcp://%s:20010", n.ip_b);
+	cr_assert_str_eq(j0.members[1].addrs[0], want);
+	joiner_fini(&j0);
+	joiner_fini(&j1);
+	rdv_server_stop(v.s);
+
+	/* Rank 0 on loopback, a member from elsewhere: whichever joins
+	 * second is refused, naming w0's address; the other is left to
+	 * time out (3 s). */
+	srv_up_at(&v, n.ip_a, 2, &k);
+	joiner_init(&j0, &v, 0, "w0", 1, 2);
+	j0.key = &k;
+	j0.timeout_ms = 3000;
+	joiner_init(&j1, &v, 1, "w1", 1, 2);
+	snprintf(j1.addrs[0], TW_ADDR_MAX, "tcp://%s:20010", n.ip_b);
+	j1.key = &k;
+	j1.netns = n.ns;
+	j1.timeout_ms = 3000;
+	join_start(&j0);
+	join_start(&j1);
+	join_wait(&j0);
+	join_wait(&j1);
+	struct joiner *no = j0.st == TW_EINVAL ? &j0 : &j1;
+	struct joiner *other = no == &j0 ? &j1 : &j0;
+	cr_assert_eq(no->st, TW_EINVAL, "w0: %s; w1: %s", j0.err, j1.err);
+	cr_assert_eq(other->st, TW_ETIMEDOUT, "%s", other->err);
+	cr_assert(strstr(no->err, "tcp://127.0.0.1:20000") != NULL &&
+			  strstr(no->err, "loopback") != NULL &&
+			  strstr(no->err, n.ip_b) != NULL,
+		  "%s", no->err);
+	joiner_fini(&j0);
+	joiner_fini(&j1);
+	rdv_server_stop(v.s);
+	auth_key_free(&k);
+	nsnet_down(&n);
 }
