@@ -686,9 +686,15 @@ static tw_status u_listen(tw_transport *tt, const char *addr, char *bound,
 	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
 		int e = errno;
 		close(fd);
-		return e == EADDRINUSE || e == EADDRNOTAVAIL || e == EACCES
-			       ? TW_EINVAL
-			       : TW_EIO;
+		return tw_fail(e == EADDRINUSE || e == EADDRNOTAVAIL ||
+					       e == EACCES
+				       ? TW_EINVAL
+				       : TW_EIO,
+			       "io_uring: cannot listen on %.128s: %s%s", addr,
+			       strerror(e),
+			       e == EADDRNOTAVAIL ? " (not an address of this "
+						    "host)"
+						  : "");
 	}
 	struct ulis *l = calloc(1, sizeof(*l));
 	if (l == NULL) {

@@ -789,8 +789,11 @@ static void loop_init_fn(struct sync_msg *s)
 				       .on_refused = on_refused};
 	char url[TW_ADDR_MAX + 16];
 	s->st = a->tp->create(a->tenv, l->idx, l->loop, &cbs, &l->t);
-	if (s->st != TW_OK)
+	if (s->st != TW_OK) {
+		snprintf(l->init_why, sizeof(l->init_why), "%s",
+			 tw_errmsg(s->st));
 		return;
+	}
 	s->st = a->tp->listen_addr(a->tenv, l->idx, url, sizeof(url));
 	if (s->st != TW_OK) {
 		l->t->ops->destroy(l->t);
@@ -805,6 +808,8 @@ static void loop_init_fn(struct sync_msg *s)
 		l->t->limits.max_total = a->o.max_frame;
 	s->st = l->t->ops->listen(l->t, url, l->addr, sizeof(l->addr));
 	if (s->st != TW_OK) {
+		snprintf(l->init_why, sizeof(l->init_why), "%s",
+			 tw_errmsg(s->st));
 		l->t->ops->destroy(l->t);
 		l->t = NULL;
 		return;
@@ -1348,7 +1353,10 @@ static tw_status start_loops(tw_agent *a)
 		/* The transport's create and listen say why they fail. */
 		st = run_on_loop(l, loop_init_fn, NULL);
 		if (st != TW_OK)
-			return tw_fail_wrap(st, st, "run loop %u", i);
+			return tw_fail(st, "run loop %u: %s", i,
+				       l->init_why[0] != '\0'
+					       ? l->init_why
+					       : tw_strerror(st));
 	}
 	return TW_OK;
 }

@@ -214,6 +214,9 @@ struct agent_loop {
 	struct tw_fault_opts fault;
 	struct tw_poller poller;
 	char addr[TW_ADDR_MAX];
+	/* Why the transport's create or listen failed: said on the loop's
+	 * thread, whose error message is its own. */
+	char init_why[TW_ERRMSG_MAX];
 	/* Loop thread only from here. */
 	struct conn_state **out; /* world entries: our connection per worker */
 	struct peer_load *peers; /* world entries: backlog per worker */
