@@ -50,7 +50,6 @@ static tw_status check_cc(const char *what, const char *cc)
 
 static tw_status u_check(const void *opts, uint32_t nloops)
 {
-	(void)nloops;
 	const struct tw_uring_opts *in = opts;
 	tw_status st = tw_uring_opts_check(in);
 	if (st != TW_OK)
@@ -65,6 +64,13 @@ static tw_status u_check(const void *opts, uint32_t nloops)
 			       "io_uring: listen_host '%.64s' is not an "
 			       "IPv4 address",
 			       o.listen_host ? o.listen_host : "(null)");
+	if (o.listen_port != 0 && (uint32_t)o.listen_port + nloops > 65536u)
+		return tw_fail(TW_EINVAL,
+			       "io_uring: listen_port %u with %u run loops "
+			       "needs ports %u..%u, past 65535",
+			       (unsigned)o.listen_port, nloops,
+			       (unsigned)o.listen_port,
+			       (unsigned)o.listen_port + nloops - 1);
 	st = check_cc("tcp_congestion_local (cc_local)", o.cc_local);
 	if (st == TW_OK)
 		st = check_cc("tcp_congestion (cc_remote)", o.cc_remote);
@@ -113,9 +119,9 @@ static tw_status u_create(void *env, uint32_t idx, tw_loop *loop,
 
 static tw_status u_listen_addr(void *env, uint32_t idx, char *url, size_t len)
 {
-	(void)idx;
 	struct uring_env *e = env;
-	snprintf(url, len, "tcp://%s:0", e->host);
+	snprintf(url, len, "tcp://%s:%u", e->host,
+		 e->o.listen_port != 0 ? e->o.listen_port + idx : 0u);
 	return TW_OK;
 }
 

@@ -18,7 +18,8 @@ static void usage(FILE *f)
 		"                 [--list] [--list-remote WORKER]\n"
 		"                 [--secret-file FILE | --secret S] [--insecure]\n"
 		"                 [--stall-timeout-ms MS] [--shutdown-timeout-ms MS]\n"
-		"                 [--listen-host HOST] [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
+		"                 [--listen-host HOST] [--listen-port P]\n"
+		"                 [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
 		"                 [--dpdk-eal ARGS [--dpdk-port PORT] [--dpdk-ip IP]\n"
 		"                  [--dpdk-udp-port P] [--dpdk-credits N]]\n"
 		"Joins the group (rank 0 hosts the rendezvous), serves demo::add, demo::echo,\n"
@@ -39,7 +40,10 @@ static void usage(FILE *f)
 		"graceful shutdown's deadline (default 0: none, since this worker\n"
 		"serves until every other has called shutdown).\n"
 		"--transport picks the transport (default uring: TCP over io_uring).\n"
-		"--listen-host: the IPv4 address io_uring serves on (default 127.0.0.1).\n"
+		"--listen-host: the IPv4 address io_uring serves on (default 127.0.0.1;\n"
+		"0.0.0.0: every interface, announcing the one that reaches the\n"
+		"rendezvous). --listen-port: run loop i serves TCP port P + i (default:\n"
+		"ports the kernel picks).\n"
 		"--dpdk-eal selects the DPDK transport with these EAL arguments (e.g.\n"
 		"\"-l 1 --no-huge -m 256 --no-pci --file-prefix=w1\n"
 		" --vdev=net_af_xdp0,iface=veth1\"); --dpdk-port names the port (PCI\n"
@@ -99,6 +103,7 @@ int main(int argc, char **argv)
 		{"timeout-ms", required_argument, NULL, 't'},
 		{"init-timeout-ms", required_argument, NULL, 'i'},
 		{"listen-host", required_argument, NULL, 'H'},
+		{"listen-port", required_argument, NULL, 'p'},
 		{"transport", required_argument, NULL, 'T'},
 		{"yield", no_argument, NULL, 'y'},
 		{"nongraceful", no_argument, NULL, 'G'},
@@ -122,7 +127,7 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(
 			argc, argv,
-			"n:r:w:R:l:c:t:i:H:T:yGLM:E:P:I:U:C:k:K:s:S:XZ:D:h",
+			"n:r:w:R:l:c:t:i:H:p:T:yGLM:E:P:I:U:C:k:K:s:S:XZ:D:h",
 			longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
@@ -157,6 +162,18 @@ int main(int argc, char **argv)
 		case 'H':
 			uo.listen_host = optarg;
 			break;
+		case 'p': {
+			long v = parse_num("--listen-port", optarg);
+			if (v < 0 || v > 65535) {
+				fprintf(stderr,
+					"tw-worker: --listen-port %ld is not a "
+					"TCP port\n",
+					v);
+				return 2;
+			}
+			uo.listen_port = (uint16_t)v;
+			break;
+		}
 		case 'T':
 			o.transport = optarg;
 			break;

@@ -119,6 +119,10 @@ struct tw_uring_opts {
 				      * for about 2 minutes), its calls
 				      * with TW_EUNREACHABLE saying so
 				      * (default 10000; 0 = the system's) */
+	uint16_t listen_port;        /* run loop i serves TCP port listen_port +
+			       * i, so that a firewall can open a known
+			       * range (default 0: ports the kernel picks;
+			       * the range must fit below 65536) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

@@ -93,6 +93,7 @@ static const struct topt uring_fields[] = {
 	U(max_conns, K_U32),
 	U(user_timeout_ms, K_U32),
 	U(connect_timeout_ms, K_U32),
+	U(listen_port, K_U16),
 	{NULL, 0, K_STR},
 };
 #undef U

@@ -1,9 +1,13 @@
 /* Unit tests for dataplane/uring_provider.c: its option checks, start copies */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <tensorwire/dpdk.h>
 #include <tensorwire/uring.h>
@@ -213,6 +217,62 @@ Test(uring_provider, start_keeps_copies)
 	cr_assert_eq(sscanf(bound, "tcp://127.0.0.1:%u", &port), 1, "%s",
 		     bound);
 	cr_assert_neq(port, 0);
+	t->ops->destroy(t);
+	tw_loop_destroy(l);
+	p->stop(env);
+}
+
+/* listen_port: loop i serves listen_port + i; a range past 65535 is
+ * refused naming it; the transport listens there. */
+Test(uring_provider, listen_port)
+{
+	const struct tw_transport_provider *p = prov();
+	struct tw_uring_opts o = defaults();
+	o.listen_port = 65535;
+	cr_assert_eq(p->check(&o, 1), TW_OK);
+	tw_status st = p->check(&o, 2);
+	cr_assert_eq(st, TW_EINVAL);
+	ASSERT_REASON(st, "listen_port 65535");
+	ASSERT_REASON(st, "65535..65536");
+	/* A port free now, and the one after it for loop 1. */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+	close(fd);
+	o.listen_port = ntohs(a.sin_port);
+	struct tw_transport_group g = {.nloops = 2, .rank = 0, .world_size = 1};
+	void *env = NULL;
+	cr_assert_eq(p->start(&o, &g, &env), TW_OK);
+	char url[64], want[64];
+	for (uint32_t i = 0; i < 2; i++) {
+		cr_assert_eq(p->listen_addr(env, i, url, sizeof(url)), TW_OK);
+		snprintf(want, sizeof(want), "tcp://127.0.0.1:%u",
+			 (unsigned)o.listen_port + i);
+		cr_assert_str_eq(url, want, "loop %u", i);
+	}
+	cr_assert_eq(p->listen_addr(env, 0, url, sizeof(url)), TW_OK);
+	struct tw_loop_opts lo;
+	tw_loop_opts_init(&lo, sizeof(lo));
+	tw_loop *l = NULL;
+	cr_assert_eq(tw_loop_create(&lo, &l), TW_OK);
+	struct tw_transport_cbs cbs = {.on_frame = on_frame,
+				       .on_conn = on_conn};
+	tw_transport *t = NULL;
+	cr_assert_eq(p->create(env, 0, l, &cbs, &t), TW_OK);
+	char bound[64];
+	cr_assert_eq(t->ops->listen(t, url, bound, sizeof(bound)), TW_OK);
+	cr_assert_str_eq(bound, url);
+	/* Taken: refused, naming the address and the reason. */
+	tw_transport *t2 = NULL;
+	cr_assert_eq(p->create(env, 0, l, &cbs, &t2), TW_OK);
+	st = t2->ops->listen(t2, url, bound, sizeof(bound));
+	cr_assert_eq(st, TW_EINVAL);
+	ASSERT_REASON(st, url);
+	ASSERT_REASON(st, "in use");
+	t2->ops->destroy(t2);
 	t->ops->destroy(t);
 	tw_loop_destroy(l);
 	p->stop(env);
