@@ -68,6 +68,41 @@ struct ooo_slot {
 	const uint8_t *payload;
 };
 
+/* A replay window over numbers that only grow: the highest taken and a
+ * bit for each of the 63 below it (as IPsec's). Zeroed: nothing taken. */
+struct win64 {
+	uint64_t max, bits;
+};
+
+/* Whether x is new: above the highest taken, or one of the 63 below it
+ * not taken yet. */
+static inline bool win64_new(const struct win64 *w, uint64_t x)
+{
+	if (x > w->max)
+		return true;
+	uint64_t d = w->max - x;
+	return d < 64 && ((w->bits >> d) & 1) == 0;
+}
+
+/* Mark x taken (win64_new said so). */
+static inline void win64_take(struct win64 *w, uint64_t x)
+{
+	if (x > w->max) {
+		uint64_t d = x - w->max;
+		w->bits = d >= 64 ? 1 : (w->bits << d) | 1;
+		w->max = x;
+	} else {
+		w->bits |= UINT64_C(1) << (w->max - x);
+	}
+}
+
+/* Make x untaken again, if the window still covers it. */
+static inline void win64_untake(struct win64 *w, uint64_t x)
+{
+	if (x <= w->max && w->max - x < 64)
+		w->bits &= ~(UINT64_C(1) << (w->max - x));
+}
+
 struct dsess {
 	tw_conn base; /* first */
 	struct dt *t;
@@ -76,9 +111,10 @@ struct dsess {
 	/* A tagged session (dpdk_pkt.h): each direction's key, the number
 	 * of the next packet we send, and the receiver's replay window (the
 	 * highest packet number taken and a bit for each of the 63 below). */
-	bool tagged, pn_any;
+	bool tagged;
 	struct twp_mac *mtx, *mrx; /* tagged: one allocation, both */
-	uint64_t pn_tx, pn_max, pn_bits;
+	uint64_t pn_tx;
+	struct win64 pn_rx;
 	/* Setup (dpdk_pkt.h): our nonce and first packet number, and the
 	 * CONNECT's nonce (an acceptor's, to say its ACCEPT again). */
 	uint8_t nonce[TWP_NONCE_LEN], peer_nonce[TWP_NONCE_LEN];
@@ -154,8 +190,7 @@ struct dsess {
  * and replayed is refused before it takes a slot. */
 struct admit_ep {
 	struct twp_ep ep;
-	uint64_t cmax;  /* the highest counter taken */
-	uint64_t cseen; /* bit i: counter cmax - i taken */
+	struct win64 connects; /* counters of the sessions we made */
 };
 
 struct dt {
@@ -242,20 +277,6 @@ static inline uint64_t now_ns(struct dt *t)
 	return tw_loop_now(t->base.loop);
 }
 
-static uint64_t le64_get(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (unsigned i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
-static void le64_put(uint8_t *p, uint64_t v)
-{
-	for (unsigned i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static uint32_t rnd32(void)
 {
 	uint32_t v;
@@ -286,31 +307,6 @@ static bool admitted(const struct dt *t, const struct twp_ep *ep,
 	return false;
 }
 
-/* Whether CONNECT counter c of a's endpoint is new: above the highest
- * taken, or one of the 63 below it not taken. A connector's counters
- * only grow (the clock at its start, then one up per CONNECT), so only a
- * replay, or a CONNECT overtaken by 63 later ones of the same endpoint to
- * us, is refused. */
-static bool connect_new(const struct admit_ep *a, uint64_t c)
-{
-	if (c > a->cmax)
-		return true;
-	uint64_t d = a->cmax - c;
-	return d < 64 && ((a->cseen >> d) & 1) == 0;
-}
-
-/* Mark c taken (connect_new said so): its session is made. */
-static void connect_take(struct admit_ep *a, uint64_t c)
-{
-	if (c > a->cmax) {
-		uint64_t d = c - a->cmax;
-		a->cseen = d >= 64 ? 1 : (a->cseen << d) | 1;
-		a->cmax = c;
-	} else {
-		a->cseen |= UINT64_C(1) << (a->cmax - c);
-	}
-}
-
 /* An accepted session that ends before its peer proved it (its ACCEPT
  * lost for accept_timeout_ns, or evicted by more CONNECTs): the real
  * connector may still be sending that CONNECT, so its counter is free
@@ -318,14 +314,12 @@ static void connect_take(struct admit_ep *a, uint64_t c)
  * counters, at most UNPROVEN_PER_EP per endpoint, accept_timeout_ns. */
 static void connect_untake(struct dt *t, const struct dsess *s)
 {
-	uint64_t c = le64_get(s->peer_nonce);
 	for (uint32_t i = 0; i < t->nadmit; i++) {
-		struct admit_ep *a = &t->admit[i];
-		if (!same_ep(&a->ep, &s->peer))
-			continue;
-		if (c <= a->cmax && a->cmax - c < 64)
-			a->cseen &= ~(UINT64_C(1) << (a->cmax - c));
-		return;
+		if (same_ep(&t->admit[i].ep, &s->peer)) {
+			win64_untake(&t->admit[i].connects,
+				     twp_nonce_counter(s->peer_nonce));
+			return;
+		}
 	}
 }
 
@@ -1568,17 +1562,9 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
  * a packet delayed past 64 later ones is refused. */
 static bool pn_take(struct dsess *s, uint64_t pn)
 {
-	if (!s->pn_any || pn > s->pn_max) {
-		uint64_t d = s->pn_any ? pn - s->pn_max : 64;
-		s->pn_bits = d >= 64 ? 1 : (s->pn_bits << d) | 1;
-		s->pn_max = pn;
-		s->pn_any = true;
-		return true;
-	}
-	uint64_t d = s->pn_max - pn;
-	if (d >= 64 || (s->pn_bits >> d & 1))
+	if (!win64_new(&s->pn_rx, pn))
 		return false;
-	s->pn_bits |= UINT64_C(1) << d;
+	win64_take(&s->pn_rx, pn);
 	return true;
 }
 
@@ -1672,8 +1658,8 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	}
 	/* A CONNECT of a member seen before (its mac covers the counter):
 	 * captured and replayed. No slot, no answer. */
-	uint64_t ctr = le64_get(b.nonce);
-	if (a != NULL && t->secret_len != 0 && !connect_new(a, ctr)) {
+	uint64_t ctr = twp_nonce_counter(b.nonce);
+	if (a != NULL && t->secret_len != 0 && !win64_new(&a->connects, ctr)) {
 		t->st.connect_replays++;
 		return;
 	}
@@ -1692,7 +1678,7 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	s->unproven = true;
 	t->unproven++;
 	if (a != NULL && t->secret_len != 0)
-		connect_take(a, ctr);
+		win64_take(&a->connects, ctr);
 	s->peer = pk->src;
 	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
 	memcpy(s->peer_nonce, b.nonce, TWP_NONCE_LEN);
@@ -1971,7 +1957,7 @@ static tw_status d_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
 	/* The nonce's first 8 bytes: our CONNECT counter (the acceptor's
 	 * replay window); the other 8 stay random. */
-	le64_put(s->nonce, ++t->connect_ctr);
+	twp_nonce_set_counter(s->nonce, ++t->connect_ctr);
 	s->state = S_CONNECTING;
 	s->connect_due = true;
 	ctl_add(s);
@@ -2091,8 +2077,7 @@ static tw_status d_admit(tw_transport *tt, const char *const *addrs, uint32_t n)
 		 * old CONNECTs could be replayed once more. */
 		for (uint32_t j = 0; j < t->nadmit; j++)
 			if (same_ep(&t->admit[j].ep, &v[k].ep)) {
-				v[k].cmax = t->admit[j].cmax;
-				v[k].cseen = t->admit[j].cseen;
+				v[k].connects = t->admit[j].connects;
 				break;
 			}
 		k++;

@@ -89,6 +89,16 @@ static inline void wr_le64(uint8_t *p, uint64_t v)
 	wr_le32(p + 4, (uint32_t)(v >> 32));
 }
 
+uint64_t twp_nonce_counter(const uint8_t nonce[TWP_NONCE_LEN])
+{
+	return rd_le64(nonce);
+}
+
+void twp_nonce_set_counter(uint8_t nonce[TWP_NONCE_LEN], uint64_t c)
+{
+	wr_le64(nonce, c);
+}
+
 /* ------------------------------------------------------------------ */
 /* Checksums                                                           */
 

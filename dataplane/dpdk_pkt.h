@@ -165,6 +165,10 @@ enum twp_err {
 #define TWP_NONCE_LEN 16u
 #define TWP_SETUP_MAC_LEN 32u
 #define TWP_SETUP_LEN (TWP_NONCE_LEN + 4u + TWP_SETUP_MAC_LEN) /* 52 */
+/* A CONNECT nonce's first 8 bytes: the connector's CONNECT counter
+ * (docs/wire.md 8), little-endian. */
+uint64_t twp_nonce_counter(const uint8_t nonce[TWP_NONCE_LEN]);
+void twp_nonce_set_counter(uint8_t nonce[TWP_NONCE_LEN], uint64_t c);
 
 struct twp_setup {
 	uint8_t nonce[TWP_NONCE_LEN];

@@ -2319,9 +2319,8 @@ static bool rawp_open(struct rawp *r, struct end *a, bool ask_tag)
 	 * transport's: the wall clock, above any transport's start. */
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	uint64_t ctr = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-	for (unsigned i = 0; i < 8; i++)
-		r->nonce[i] = (uint8_t)(ctr >> (8 * i));
+	twp_nonce_set_counter(r->nonce, (uint64_t)ts.tv_sec * 1000000000u +
+						(uint64_t)ts.tv_nsec);
 	r->pn = 0;
 	r->tagged = false;
 	struct twp_setup b = {.isn = 1000};
