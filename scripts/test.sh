@@ -96,6 +96,7 @@ done
 python3 - "$fuzz_passed" "$((fuzz_failed + sanitizer_failures + format_failed))" $summary <<'PY'
 import json, sys
 passed = int(sys.argv[1]); failed = int(sys.argv[2]); skipped = 0
+bad = []
 for path in sys.argv[3:]:
     for line in open(path):
         r = json.loads(line)
@@ -106,6 +107,15 @@ for path in sys.argv[3:]:
             skipped += 1
         else:
             failed += 1
+            bad.append((path.split("/")[0], r))
+# Repeat each failure last: only the end of a CI log may be kept.
+for build, r in bad:
+    out = (r.get("stdout") or "") + (r.get("stderr") or "")
+    tail = "\n".join(out.rstrip().splitlines()[-40:])
+    print(f"== FAILED {build}: {r.get('name')} ({r.get('result')}, "
+          f"{r.get('duration', 0):.1f}s); its last lines:\n{tail}")
+for build, r in bad:
+    print(f"FAILED {build}: {r.get('name')}")
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 PY
 exit $status
