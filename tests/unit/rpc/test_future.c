@@ -266,7 +266,9 @@ Test(future, wait_times_out_quickly)
 	int64_t t0 = now_ns();
 	cr_assert_eq(tw_future_wait(f, 0), TW_ETIMEDOUT);
 	int64_t dt = now_ns() - t0;
-	cr_assert_lt(dt, 5 * 1000000, "timeout 0 polls (took %lld ns)",
+	/* It polls: no wait at all, but on a loaded CI machine a thread can
+	 * be descheduled for tens of ms; only a wait that blocks fails. */
+	cr_assert_lt(dt, 1000 * 1000000LL, "timeout 0 polls (took %lld ns)",
 		     (long long)dt);
 
 	t0 = now_ns();
