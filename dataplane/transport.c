@@ -98,3 +98,40 @@ void tw_conn_set_peer_ip4(tw_conn *c, uint32_t addr, uint16_t port)
 	snprintf(c->peer, sizeof(c->peer), "%u.%u.%u.%u:%u", b[0], b[1], b[2],
 		 b[3], (unsigned)ntohs(port));
 }
+
+void tw_conn_set_peer_sa(tw_conn *c, const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *si = (const void *)sa;
+		tw_conn_set_peer_ip4(c, si->sin_addr.s_addr, si->sin_port);
+		return;
+	}
+	if (sa->sa_family != AF_INET6)
+		return;
+	const struct sockaddr_in6 *si = (const void *)sa;
+	const uint8_t *b = si->sin6_addr.s6_addr;
+	if (IN6_IS_ADDR_V4MAPPED(&si->sin6_addr)) {
+		uint32_t v4;
+		memcpy(&v4, b + 12, 4);
+		tw_conn_set_peer_ip4(c, v4, si->sin6_port);
+		return;
+	}
+	/* One host is one /64: a peer has the whole prefix to pick addresses
+	 * from, so per-host limits count the prefix. Its 64 bits, mixed
+	 * (splitmix64's finalizer) and with the top bit set: never an IPv4
+	 * key (those stay below 2^35) nor 0. */
+	uint64_t k = 0;
+	for (int i = 0; i < 8; i++)
+		k = k << 8 | b[i];
+	k ^= k >> 30;
+	k *= UINT64_C(0xbf58476d1ce4e5b9);
+	k ^= k >> 27;
+	k *= UINT64_C(0x94d049bb133111eb);
+	k ^= k >> 31;
+	c->peer_host = k | (UINT64_C(1) << 63);
+	char ip[INET6_ADDRSTRLEN];
+	if (inet_ntop(AF_INET6, &si->sin6_addr, ip, sizeof(ip)) == NULL)
+		ip[0] = '\0';
+	snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip,
+		 (unsigned)ntohs(si->sin6_port));
+}

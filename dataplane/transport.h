@@ -39,10 +39,11 @@ typedef struct tw_conn {
 	 * on_conn(c, TW_OK), or after connect returns, on. */
 	uint64_t rx_max;
 	/* Who is at the other end, as the transport sees it: the peer's
-	 * host as an opaque key (IPv4 address for TCP and UDP; 0 = not
-	 * known) for per-host limits, and "ip:port" for messages. */
+	 * host as an opaque key (IPv4 address for TCP and UDP, an IPv6
+	 * peer's /64; 0 = not known) for per-host limits, and "ip:port" or
+	 * "[ipv6]:port" for messages. */
 	uint64_t peer_host;
-	char peer[32];
+	char peer[48];
 	/* Why the connection ended, when the status alone does not say (a
 	 * static string the transport sets before on_close), or NULL. */
 	const char *why;
@@ -146,6 +147,14 @@ struct tw_transport_ops {
 	 * transport's own authentication, above it, decides). */
 	tw_status (*admit)(tw_transport *t, const char *const *addrs,
 			   uint32_t n);
+	/* The layer above learned where c's peer runs: on this host's kernel
+	 * (local: another network namespace or container counts, whatever
+	 * its address) or elsewhere. The transport gives c the same-host
+	 * treatment it gives loopback (a stream transport: its congestion
+	 * control, no zero-copy attempts). From connect's return or
+	 * on_conn(c, TW_OK) on. NULL = nothing differs (tw_transport_set_local
+	 * is a no-op). */
+	void (*set_local)(tw_transport *t, tw_conn *c, bool local);
 	/* Free everything (connections closed first). */
 	void (*destroy)(tw_transport *t);
 };
@@ -263,6 +272,11 @@ struct tw_transport_provider {
 			    tw_transport **out);
 	tw_status (*listen_addr)(void *env, uint32_t idx, char *url,
 				 size_t len);
+	/* The address loop idx announces to the group, given the one its
+	 * transport's listen bound: where the options name another (a NAT's
+	 * outside). NULL = bound itself. */
+	tw_status (*public_addr)(void *env, uint32_t idx, const char *bound,
+				 char *out, size_t len);
 	void (*stop)(void *env);
 	/* A thread other than the loop's may run the loop's iterations while
 	 * it holds it (tw_loop_borrow_until), touching the loop's io_uring
@@ -313,6 +327,19 @@ static inline bool tw_conn_frame_fits(const tw_conn *c, const tw_frame_hdr *h)
 /* Fill c->peer_host and c->peer from an IPv4 address and port, both in
  * network byte order (transport.c). */
 void tw_conn_set_peer_ip4(tw_conn *c, uint32_t addr, uint16_t port);
+
+/* The same from a socket address: AF_INET, or AF_INET6 (a v4-mapped one
+ * as its IPv4 address; else the key is the /64, one host's share); other
+ * families leave c unchanged. */
+struct sockaddr;
+void tw_conn_set_peer_sa(tw_conn *c, const struct sockaddr *sa);
+
+static inline void tw_transport_set_local(tw_transport *t, tw_conn *c,
+					  bool local)
+{
+	if (t->ops->set_local != NULL)
+		t->ops->set_local(t, c, local);
+}
 
 static inline void tw_transport_pause(tw_transport *t, tw_conn *c, bool paused)
 {

@@ -18,6 +18,7 @@
 
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
+#include "dataplane/netaddr.h"
 #include "dataplane/uring_impl.h"
 
 /* How long destroy waits for the kernel to finish our operations. */
@@ -129,42 +130,6 @@ tw_status tw_uring_opts_check(const struct tw_uring_opts *in)
 /* ------------------------------------------------------------------ */
 /* Addresses and sockets                                               */
 
-static tw_status parse_addr(const char *addr, struct sockaddr_in *sa)
-{
-	static const char pfx[] = "tcp://";
-	if (addr == NULL || strncmp(addr, pfx, sizeof(pfx) - 1) != 0)
-		return TW_EINVAL;
-	const char *h = addr + sizeof(pfx) - 1;
-	const char *colon = strrchr(h, ':');
-	if (colon == NULL || colon == h)
-		return TW_EINVAL;
-	size_t hl = (size_t)(colon - h);
-	char host[64];
-	if (hl >= sizeof(host))
-		return TW_EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	const char *p = colon + 1;
-	if (*p == '\0')
-		return TW_EINVAL;
-	unsigned long port = 0;
-	for (; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return TW_EINVAL;
-		port = port * 10 + (unsigned long)(*p - '0');
-		if (port > 65535)
-			return TW_EINVAL;
-	}
-	memset(sa, 0, sizeof(*sa));
-	sa->sin_family = AF_INET;
-	sa->sin_port = htons((uint16_t)port);
-	if (strcmp(host, "localhost") == 0)
-		sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	else if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-		return TW_EINVAL;
-	return TW_OK;
-}
-
 static void sock_setup(struct ut *t, int fd)
 {
 	int one = 1;
@@ -217,22 +182,22 @@ static void cc_setup(struct ut *t, int fd, bool local)
 
 /* Whether fd's peer is on this host (loopback, or our own address):
  * then the kernel always copies zero-copy sends (limits README, pitfall
- * 5), so trying SEND_ZC first only costs the first big send its speed. */
-static bool same_host(int fd, const struct sockaddr_in *peer)
+ * 5), so trying SEND_ZC first only costs the first big send its speed.
+ * A peer in another network namespace or container of this kernel has
+ * addresses of its own: the layer above says so (u_set_local). */
+static bool same_host(int fd, const struct sockaddr *peer)
 {
-	struct sockaddr_in p, me;
+	struct sockaddr_storage p, me;
 	socklen_t pl = sizeof(p), ml = sizeof(me);
 	if (peer == NULL) {
-		if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0 ||
-		    p.sin_family != AF_INET)
+		if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0)
 			return false;
-		peer = &p;
+		peer = (const struct sockaddr *)&p;
 	}
-	if ((ntohl(peer->sin_addr.s_addr) >> 24) == 127)
+	if (tw_netaddr_is_loopback(peer))
 		return true;
 	return getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
-	       me.sin_family == AF_INET &&
-	       me.sin_addr.s_addr == peer->sin_addr.s_addr;
+	       tw_netaddr_same_ip((const struct sockaddr *)&me, peer);
 }
 
 /* ------------------------------------------------------------------ */
@@ -406,7 +371,7 @@ static void arm_connect(struct uconn *c)
 	}
 	c->want_connect = false;
 	io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&c->peer,
-			      sizeof(c->peer));
+			      c->peer_len);
 	io_uring_sqe_set_data(sqe, &c->connect_req);
 	c->connect_armed = true;
 	c->ops++;
@@ -431,7 +396,8 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	tw_timer_cancel(tw_loop_timers(t->base.loop), &c->connect_tm);
 	t->st.conns_connected++;
 	/* Now that it is bound, our own non-loopback address counts too. */
-	cc_setup(t, c->fd, same_host(c->fd, &c->peer));
+	cc_setup(t, c->fd,
+		 c->local || same_host(c->fd, (struct sockaddr *)&c->peer));
 	t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
 	if (c->closing)
 		return;
@@ -443,16 +409,20 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 {
 	struct ut *t = UT(tt);
-	struct sockaddr_in sa;
+	struct sockaddr_storage sa;
+	socklen_t sl;
 	if (out == NULL)
 		return TW_EINVAL;
 	*out = NULL;
 	if (t->destroying)
 		return TW_ESHUTDOWN;
-	tw_status st = parse_addr(addr, &sa);
-	if (st != TW_OK)
-		return st;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (tw_netaddr_parse(addr, &sa, &sl) != TW_OK)
+		return tw_fail(TW_EINVAL,
+			       "io_uring: cannot connect to '%.80s': not "
+			       "tcp://IPv4:port, tcp://[IPv6]:port or "
+			       "tcp://localhost:port",
+			       addr ? addr : "(null)");
+	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return errno == ENOMEM || errno == ENOBUFS ? TW_ENOMEM : TW_EIO;
 	sock_setup(t, fd);
@@ -462,9 +432,11 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 		return TW_ENOMEM;
 	}
 	c->peer = sa;
-	tw_conn_set_peer_ip4(&c->base, sa.sin_addr.s_addr, sa.sin_port);
+	c->peer_len = sl;
+	tw_conn_set_peer_sa(&c->base, (struct sockaddr *)&sa);
 	c->hs = uring_host_of(t->sh, c->base.peer_host);
-	c->copying = !t->o.zc_same_host && same_host(fd, &sa);
+	c->copying = !t->o.zc_same_host &&
+		     same_host(fd, (struct sockaddr *)&sa);
 	arm_connect(c);
 	if (t->o.connect_timeout_ms != 0)
 		tw_loop_timer_after(t->base.loop, &c->connect_tm,
@@ -472,6 +444,24 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 					    1000000u);
 	*out = &c->base;
 	return TW_OK;
+}
+
+/* The layer above learned that c's peer runs on this kernel (another
+ * network namespace, a container): the same-host congestion control and
+ * no zero-copy attempts, as for loopback. Before the connection is up
+ * this only marks it; on_connect applies it. */
+static void u_set_local(tw_transport *tt, tw_conn *cc, bool local)
+{
+	struct ut *t = UT(tt);
+	struct uconn *c = (struct uconn *)(void *)cc;
+	if (c == NULL || c->closing || c->local == local)
+		return;
+	c->local = local;
+	if (!local)
+		return; /* an address of this host stays one */
+	c->copying = !t->o.zc_same_host;
+	if (c->state == C_OPEN)
+		cc_setup(t, c->fd, true);
 }
 
 static void u_close(tw_transport *tt, tw_conn *cc)
@@ -559,13 +549,13 @@ static void arm_accept(struct ulis *l)
 
 static void conn_accepted(struct ut *t, int fd)
 {
-	struct sockaddr_in pa;
+	struct sockaddr_storage pa;
 	socklen_t pl = sizeof(pa);
 	bool known = getpeername(fd, (struct sockaddr *)&pa, &pl) == 0 &&
-		     pa.sin_family == AF_INET;
+		     (pa.ss_family == AF_INET || pa.ss_family == AF_INET6);
 	tw_conn probe = {0};
 	if (known)
-		tw_conn_set_peer_ip4(&probe, pa.sin_addr.s_addr, pa.sin_port);
+		tw_conn_set_peer_sa(&probe, (struct sockaddr *)&pa);
 	/* Connections per peer host and in all (uring.h, "Limits"): the
 	 * excess is closed before anyone sees it. */
 	struct uring_host *hs = uring_host_of(t->sh, probe.peer_host);
@@ -596,10 +586,11 @@ static void conn_accepted(struct ut *t, int fd)
 	c->hs = hs;
 	if (known) {
 		c->peer = pa;
+		c->peer_len = pl;
 		c->base.peer_host = probe.peer_host;
 		memcpy(c->base.peer, probe.peer, sizeof(c->base.peer));
 	}
-	bool local = known && same_host(fd, &pa);
+	bool local = known && same_host(fd, (struct sockaddr *)&pa);
 	c->copying = !t->o.zc_same_host && local;
 	cc_setup(t, fd, local);
 	t->st.conns_accepted++;
@@ -668,22 +659,32 @@ static tw_status u_listen(tw_transport *tt, const char *addr, char *bound,
 			  size_t bound_len)
 {
 	struct ut *t = UT(tt);
-	struct sockaddr_in sa;
+	struct sockaddr_storage sa;
+	socklen_t sl;
 	if (t->destroying)
 		return TW_ESHUTDOWN;
-	tw_status st = parse_addr(addr, &sa);
-	if (st != TW_OK)
-		return st;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (tw_netaddr_parse(addr, &sa, &sl) != TW_OK)
+		return tw_fail(TW_EINVAL,
+			       "io_uring: cannot listen on '%.80s': not "
+			       "tcp://IPv4:port, tcp://[IPv6]:port or "
+			       "tcp://localhost:port",
+			       addr ? addr : "(null)");
+	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return TW_EIO;
-	int one = 1;
+		return tw_fail(TW_EIO, "io_uring: cannot listen on %.80s: %s",
+			       addr, strerror(errno));
+	int one = 1, zero = 0;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* [::] serves IPv4 peers too, whatever net.ipv6.bindv6only says. */
+	if (sa.ss_family == AF_INET6 &&
+	    tw_netaddr_is_wildcard((struct sockaddr *)&sa))
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero,
+				 sizeof(zero));
 	sock_setup(t, fd); /* accepted sockets inherit buffer sizes */
-	socklen_t sl = sizeof(sa);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	if (bind(fd, (struct sockaddr *)&sa, sl) != 0 ||
 	    listen(fd, 1024) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+	    (sl = sizeof(sa),
+	     getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)) {
 		int e = errno;
 		close(fd);
 		return tw_fail(e == EADDRINUSE || e == EADDRNOTAVAIL ||
@@ -708,14 +709,9 @@ static tw_status u_listen(tw_transport *tt, const char *addr, char *bound,
 	tw_timer_init(&l->backoff_tm, backoff_fire, l);
 	SLIST_INSERT_HEAD(&t->lis, l, link);
 	arm_accept(l);
-	if (bound != NULL && bound_len > 0) {
-		char ip[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
-		int n = snprintf(bound, bound_len, "tcp://%s:%u", ip,
-				 (unsigned)ntohs(sa.sin_port));
-		if (n < 0 || (size_t)n >= bound_len)
-			return TW_EOVERFLOW; /* listening all the same */
-	}
+	if (bound != NULL && bound_len > 0 &&
+	    !tw_netaddr_url((struct sockaddr *)&sa, bound, bound_len))
+		return TW_EOVERFLOW; /* listening all the same */
 	return TW_OK;
 }
 
@@ -875,6 +871,7 @@ tw_status tw_uring_transport_create_in(tw_loop *l,
 		 o.cc_remote ? o.cc_remote : "");
 	/* the caller's */
 	t->o.cc_local = t->o.cc_remote = t->o.listen_host = NULL;
+	t->o.advertise_host = NULL;
 
 	if (t->o.busy_poll_conns > HOT_MAX)
 		t->o.busy_poll_conns = HOT_MAX;
@@ -1009,5 +1006,6 @@ static const struct tw_transport_ops uring_ops = {
 	.close = u_close,
 	.pause = u_pause,
 	.close_after_send = u_close_after_send,
+	.set_local = u_set_local,
 	.destroy = u_destroy,
 };

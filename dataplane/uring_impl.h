@@ -181,7 +181,12 @@ struct uconn {
 
 	struct tw_uring_req recv_req, lrecv_req, send_req, connect_req,
 		cancel_req;
-	struct sockaddr_in peer;
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	/* The layer above knows the peer runs on this host's kernel
+	 * (tw_transport_set_local): same-host treatment whatever its
+	 * address. */
+	bool local;
 
 	/* Reassembly. cur is the current frame's buffer once its header is
 	 * complete; pool_buf is the pool buffer small frames share. */

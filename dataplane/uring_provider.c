@@ -1,6 +1,7 @@
 /* The io_uring transport's provider: its options checked (congestion
- * control names tried on a socket), one transport per loop, each
- * listening on an ephemeral port of listen_host. */
+ * control names tried on a socket, hosts resolved), one transport per
+ * loop, each listening on a port of listen_host (listen_port + its index,
+ * or one the kernel picks), announced as advertise_host when set. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -12,11 +13,13 @@
 #include <unistd.h>
 
 #include "dataplane/err.h"
+#include "dataplane/netaddr.h"
 #include "dataplane/uring.h"
 
 struct uring_env {
-	struct tw_uring_opts o; /* strings below are our copies */
-	char host[INET_ADDRSTRLEN];
+	struct tw_uring_opts o;         /* strings below are our copies */
+	char host[TW_NETADDR_HOST_MAX]; /* listen_host, numeric */
+	char adv[TW_NETADDR_HOST_MAX];  /* advertise_host, numeric, or "" */
 	char cc_local[TW_URING_CC_NAME_MAX], cc_remote[TW_URING_CC_NAME_MAX];
 	/* The worker's limits, counted across its loops. */
 	struct tw_uring_shared *sh;
@@ -48,6 +51,11 @@ static tw_status check_cc(const char *what, const char *cc)
 	return TW_OK;
 }
 
+static bool advertised_wildcard(const char *host)
+{
+	return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0;
+}
+
 static tw_status u_check(const void *opts, uint32_t nloops)
 {
 	const struct tw_uring_opts *in = opts;
@@ -56,14 +64,23 @@ static tw_status u_check(const void *opts, uint32_t nloops)
 		return st;
 	struct tw_uring_opts o;
 	tw_uring_opts_get(in, &o);
-	struct in_addr ia;
-	if (o.listen_host == NULL ||
-	    (strcmp(o.listen_host, "localhost") != 0 &&
-	     inet_pton(AF_INET, o.listen_host, &ia) != 1))
-		return tw_fail(TW_EINVAL,
-			       "io_uring: listen_host '%.64s' is not an "
-			       "IPv4 address",
-			       o.listen_host ? o.listen_host : "(null)");
+	char host[TW_NETADDR_HOST_MAX];
+	st = tw_netaddr_resolve("io_uring: listen_host", o.listen_host, host,
+				sizeof(host));
+	if (st != TW_OK)
+		return st;
+	if (o.advertise_host != NULL) {
+		st = tw_netaddr_resolve("io_uring: advertise_host",
+					o.advertise_host, host, sizeof(host));
+		if (st != TW_OK)
+			return st;
+		if (advertised_wildcard(host))
+			return tw_fail(TW_EINVAL,
+				       "io_uring: advertise_host '%.64s' is "
+				       "every interface, no address a peer "
+				       "can connect to",
+				       o.advertise_host);
+	}
 	if (o.listen_port != 0 && (uint32_t)o.listen_port + nloops > 65536u)
 		return tw_fail(TW_EINVAL,
 			       "io_uring: listen_port %u with %u run loops "
@@ -93,7 +110,24 @@ static tw_status u_start(const void *opts, const struct tw_transport_group *g,
 			       "io_uring: no memory for its shared limits");
 	}
 	tw_uring_opts_get(in, &e->o);
-	snprintf(e->host, sizeof(e->host), "%s", e->o.listen_host);
+	/* Resolved again: u_check's answer is not kept (a name may resolve
+	 * differently by now; it is checked again all the same). */
+	tw_status st = tw_netaddr_resolve("io_uring: listen_host",
+					  e->o.listen_host, e->host,
+					  sizeof(e->host));
+	if (st == TW_OK && e->o.advertise_host != NULL)
+		st = tw_netaddr_resolve("io_uring: advertise_host",
+					e->o.advertise_host, e->adv,
+					sizeof(e->adv));
+	if (st == TW_OK && advertised_wildcard(e->adv))
+		st = tw_fail(TW_EINVAL,
+			     "io_uring: advertise_host is every interface");
+	if (st != TW_OK) {
+		tw_uring_shared_destroy(e->sh);
+		free(e);
+		return st;
+	}
+	e->o.advertise_host = NULL;
 	if (e->o.cc_local != NULL) {
 		snprintf(e->cc_local, sizeof(e->cc_local), "%s", e->o.cc_local);
 		e->o.cc_local = e->cc_local;
@@ -125,6 +159,23 @@ static tw_status u_listen_addr(void *env, uint32_t idx, char *url, size_t len)
 	return TW_OK;
 }
 
+/* The address the others connect to: bound's port on advertise_host. */
+static tw_status u_public_addr(void *env, uint32_t idx, const char *bound,
+			       char *out, size_t len)
+{
+	(void)idx;
+	struct uring_env *e = env;
+	if (e->adv[0] == '\0') {
+		int n = snprintf(out, len, "%s", bound);
+		return n >= 0 && (size_t)n < len ? TW_OK : TW_EOVERFLOW;
+	}
+	const char *colon = strrchr(bound, ':');
+	if (colon == NULL)
+		return TW_EINVAL;
+	int n = snprintf(out, len, "tcp://%s%s", e->adv, colon);
+	return n >= 0 && (size_t)n < len ? TW_OK : TW_EOVERFLOW;
+}
+
 static void u_stop(void *env)
 {
 	struct uring_env *e = env;
@@ -139,6 +190,7 @@ const struct tw_transport_provider tw_uring_provider = {
 	.start = u_start,
 	.create = u_create,
 	.listen_addr = u_listen_addr,
+	.public_addr = u_public_addr,
 	/* Its hot path is plain send(2), poll(2) and recv(2) on the socket;
 	 * what needs the ring goes through tw_loop_sqe. */
 	.lendable = true,

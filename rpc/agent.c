@@ -154,6 +154,13 @@ tw_status conn_why(struct agent_loop *l, uint32_t dst, tw_status st, char *buf,
 	return r->kind;
 }
 
+bool agent_peer_local(const tw_agent *a, uint32_t r)
+{
+	return atomic_load(&a->members_known) && r < a->world &&
+	       memcmp(a->members[r].host, a->members[a->rank].host,
+		      RDV_HOST_ID_LEN) == 0;
+}
+
 struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 {
 	struct conn_state *cs = l->out[dst];
@@ -190,6 +197,8 @@ struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 		}
 	}
 	l->out[dst] = cs;
+	if (agent_peer_local(l->a, dst))
+		tw_transport_set_local(l->t, c, true);
 	/* The HELLO first; every other frame waits for the handshake. */
 	pauth_connected(l, cs);
 	return cs;
@@ -807,6 +816,17 @@ static void loop_init_fn(struct sync_msg *s)
 	    l->t->limits.max_total > a->o.max_frame)
 		l->t->limits.max_total = a->o.max_frame;
 	s->st = l->t->ops->listen(l->t, url, l->addr, sizeof(l->addr));
+	if (s->st == TW_OK && a->tp->public_addr != NULL) {
+		char bound[sizeof(l->addr)];
+		snprintf(bound, sizeof(bound), "%s", l->addr);
+		s->st = a->tp->public_addr(a->tenv, l->idx, bound, l->addr,
+					   sizeof(l->addr));
+		if (s->st != TW_OK)
+			tw_fail(s->st,
+				"cannot announce %.64s: the address to "
+				"advertise does not fit",
+				bound);
+	}
 	if (s->st != TW_OK) {
 		snprintf(l->init_why, sizeof(l->init_why), "%s",
 			 tw_errmsg(s->st));
@@ -1561,6 +1581,7 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	}
 	struct rdv_member self = {.rank = a->rank, .nloops = a->nloops};
 	snprintf(self.name, sizeof(self.name), "%s", a->name);
+	rdv_host_id(self.host);
 	self.addrs = calloc(a->nloops, sizeof(*self.addrs));
 	if (self.addrs == NULL) {
 		st = TW_ENOMEM;
@@ -2110,6 +2131,7 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(rx_pauses);
 		ADD(connect_failures);
 		ADD(redial_waits);
+		ADD(conns_same_host);
 #undef ADD
 		if (a->loops[i].loop != NULL) {
 			struct tw_loop_stats st;

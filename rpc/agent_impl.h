@@ -135,7 +135,7 @@ struct loop_stats {
 	stat_t auth_ok, auth_failed, auth_timeouts, auth_refused, auth_evicted;
 	stat_t spoofed_frames;
 	stat_t offloaded, rx_pauses; /* loop thread */
-	stat_t connect_failures, redial_waits;
+	stat_t connect_failures, redial_waits, conns_same_host;
 };
 
 /* Where the answer to a served call goes. */
@@ -492,6 +492,9 @@ tw_status conn_why(struct agent_loop *l, uint32_t dst, tw_status st, char *buf,
 		   size_t size);
 /* dst's handshake on our connection completed: no backoff. */
 void redial_ok(struct agent_loop *l, uint32_t dst);
+/* Whether worker r runs on this host's kernel (its host identifier at the
+ * rendezvous is ours); false while the membership is not known. */
+bool agent_peer_local(const tw_agent *a, uint32_t r);
 /* Send tx on cs, or queue it; tx->done runs exactly once (maybe now).
  * Until cs's handshake is done the frame is held, and leaves after it in
  * order; on a connection that is closing or failed its handshake, done

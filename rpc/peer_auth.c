@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dataplane/err.h"
+#include "dataplane/netaddr.h"
 #include "rpc/agent_impl.h"
 
 /* A connection's handshake, from its first frame until it is bound. */
@@ -154,6 +155,11 @@ tw_status pauth_check_listen(const tw_agent *a, const char *url,
 	/* Only network schemes reach beyond the process (fake:// does not). */
 	if (p == NULL ||
 	    (strncmp(url, "tcp://", 6) != 0 && strncmp(url, "udp://", 6) != 0))
+		return TW_OK;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	if (tw_netaddr_parse(url, &ss, &sl) == TW_OK &&
+	    tw_netaddr_is_loopback((struct sockaddr *)&ss))
 		return TW_OK;
 	char host[64];
 	size_t n = strcspn(p + 3, ":/");
@@ -308,6 +314,12 @@ static void pa_bind(struct agent_loop *l, struct conn_state *cs, uint32_t peer)
 	cs->c->rx_max = 0;
 	if (cs->outbound)
 		redial_ok(l, peer);
+	if (agent_peer_local(l->a, peer)) {
+		/* (set at connect already for our own) */
+		if (!cs->outbound)
+			tw_transport_set_local(l->t, cs->c, true);
+		stat_inc(&l->stats.conns_same_host);
+	}
 	stat_inc(&l->stats.auth_ok);
 	pa_free(l, cs);
 }

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
+#include "dataplane/netaddr.h"
 #include "rpc/auth.h"
 
 /* Pause between connection attempts while rank 0 is not up yet. */
@@ -360,6 +362,51 @@ bool rdv_name_valid(const char *name, size_t len)
 	return true;
 }
 
+static pthread_once_t host_once = PTHREAD_ONCE_INIT;
+static uint8_t host_id[RDV_HOST_ID_LEN];
+
+static int hexval(int c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
+}
+
+static void host_id_read(void)
+{
+	/* "becd2285-9df3-472d-b21b-db5bfa2940b2\n": 32 hex digits. */
+	char txt[64];
+	size_t n = 0, got = 0;
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	if (f != NULL) {
+		n = fread(txt, 1, sizeof(txt) - 1, f);
+		fclose(f);
+	}
+	for (size_t i = 0; i < n && got < 2 * RDV_HOST_ID_LEN; i++) {
+		int v = hexval((unsigned char)txt[i]);
+		if (v < 0)
+			continue;
+		host_id[got / 2] = (uint8_t)(got % 2 ? host_id[got / 2] | v
+						     : v << 4);
+		got++;
+	}
+	if (got == 2 * RDV_HOST_ID_LEN)
+		return;
+	/* Unknown: a host of our own, so nobody gets same-host treatment
+	 * that may be wrong. */
+	if (getrandom(host_id, sizeof(host_id), 0) != (ssize_t)sizeof(host_id))
+		for (size_t i = 0; i < sizeof(host_id); i++)
+			host_id[i] = (uint8_t)(tw_now_ns() >> (i % 8 * 8)) ^
+				     (uint8_t)getpid();
+}
+
+void rdv_host_id(uint8_t out[RDV_HOST_ID_LEN])
+{
+	pthread_once(&host_once, host_id_read);
+	memcpy(out, host_id, RDV_HOST_ID_LEN);
+}
+
 static tw_status addrs_value(tw_value *out, const struct rdv_member *m)
 {
 	tw_status st = tw_value_list(out, m->nloops);
@@ -374,12 +421,13 @@ static tw_status addrs_value(tw_value *out, const struct rdv_member *m)
 	return st;
 }
 
-/* JOIN: tuple(str name, int rank, int world_size, list[str] addrs). */
+/* JOIN: tuple(str name, int rank, int world_size, list[str] addrs,
+ * bytes host). */
 static tw_status join_value(tw_value *out, const struct rdv_member *self,
 			    uint32_t world)
 {
-	tw_value name, addrs;
-	tw_status st = tw_value_tuple(out, 4);
+	tw_value name, addrs, host;
+	tw_status st = tw_value_tuple(out, 5);
 	if (st != TW_OK)
 		return st;
 	st = tw_value_cstring(&name, self->name);
@@ -393,9 +441,25 @@ static tw_status join_value(tw_value *out, const struct rdv_member *self,
 		st = addrs_value(&addrs, self);
 	if (st == TW_OK)
 		st = tw_value_set_item(out, 3, addrs);
+	if (st == TW_OK)
+		st = tw_value_bytes(&host, self->host, RDV_HOST_ID_LEN);
+	if (st == TW_OK)
+		st = tw_value_set_item(out, 4, host);
 	if (st != TW_OK)
 		tw_value_destroy(out);
 	return st;
+}
+
+static tw_status parse_host(const tw_value *v, struct rdv_member *m,
+			    const char *what)
+{
+	if (v->kind != TW_KIND_BYTES || v->len != RDV_HOST_ID_LEN)
+		return tw_fail(TW_EPROTO,
+			       "malformed %s: the host identifier is not %u "
+			       "bytes",
+			       what, RDV_HOST_ID_LEN);
+	memcpy(m->host, v->u.str, RDV_HOST_ID_LEN);
+	return TW_OK;
 }
 
 /* Read list[str] into m->addrs (set even on failure: the caller frees). */
@@ -442,13 +506,15 @@ tw_status rdv_parse_join(const tw_value *p, struct rdv_member *m, int64_t *rank,
 			 int64_t *world)
 {
 	memset(m, 0, sizeof(*m));
-	if (p->kind != TW_KIND_TUPLE || p->len != 4 ||
+	if (p->kind != TW_KIND_TUPLE || p->len != 5 ||
 	    p->u.items[1].kind != TW_KIND_INT ||
 	    p->u.items[2].kind != TW_KIND_INT)
 		return tw_fail_static(TW_EPROTO,
 				      "malformed JOIN: want (name, rank, "
-				      "world_size, addresses)");
+				      "world_size, addresses, host)");
 	tw_status st = parse_name(&p->u.items[0], m->name);
+	if (st == TW_OK)
+		st = parse_host(&p->u.items[4], m, "JOIN");
 	if (st != TW_OK)
 		return st;
 	*rank = p->u.items[1].u.i;
@@ -478,17 +544,19 @@ tw_status rdv_parse_members(const tw_value *p, uint32_t world,
 	tw_status st = TW_OK;
 	for (uint32_t r = 0; st == TW_OK && r < world; r++) {
 		const tw_value *t = &p->u.items[r];
-		if (t->kind != TW_KIND_TUPLE || t->len != 3 ||
+		if (t->kind != TW_KIND_TUPLE || t->len != 4 ||
 		    t->u.items[0].kind != TW_KIND_INT ||
 		    t->u.items[0].u.i != (int64_t)r) {
 			st = tw_fail(TW_EPROTO,
 				     "malformed member list: entry %u is not "
-				     "(%u, name, addresses)",
+				     "(%u, name, addresses, host)",
 				     r, r);
 			break;
 		}
 		ms[r].rank = r;
 		st = parse_name(&t->u.items[1], ms[r].name);
+		if (st == TW_OK)
+			st = parse_host(&t->u.items[3], &ms[r], "member list");
 		if (st == TW_OK)
 			st = parse_addrs(&t->u.items[2], &ms[r]);
 		for (uint32_t q = 0; st == TW_OK && q < r; q++)
@@ -666,13 +734,14 @@ static void sconn_close(struct rdv_server *s, size_t i)
 	s->conns[i] = s->conns[--s->nconns];
 }
 
-/* The member list: list of tuple(int rank, str name, list[str] addrs). */
+/* The member list: list of tuple(int rank, str name, list[str] addrs,
+ * bytes host). */
 static tw_status members_value(const struct rdv_server *s, tw_value *out)
 {
 	tw_status st = tw_value_list(out, s->world);
 	for (uint32_t r = 0; st == TW_OK && r < s->world; r++) {
-		tw_value t, name, addrs;
-		st = tw_value_tuple(&t, 3);
+		tw_value t, name, addrs, host;
+		st = tw_value_tuple(&t, 4);
 		if (st != TW_OK)
 			break;
 		st = tw_value_set_item(&t, 0, tw_value_int(r));
@@ -684,6 +753,11 @@ static tw_status members_value(const struct rdv_server *s, tw_value *out)
 			st = addrs_value(&addrs, &s->members[r]);
 		if (st == TW_OK)
 			st = tw_value_set_item(&t, 2, addrs);
+		if (st == TW_OK)
+			st = tw_value_bytes(&host, s->members[r].host,
+					    RDV_HOST_ID_LEN);
+		if (st == TW_OK)
+			st = tw_value_set_item(&t, 3, host);
 		if (st == TW_OK)
 			st = tw_value_set_item(out, r, t);
 		else
@@ -776,14 +850,17 @@ static bool from_elsewhere(int fd, char *ip, size_t iplen)
 	return false;
 }
 
-/* The first of m's addresses only its own host can reach, or NULL. */
+/* The first of m's addresses only its own host can reach (loopback, or
+ * a wildcard left as announced), or NULL. */
 static const char *loopback_addr(const struct rdv_member *m)
 {
 	for (uint32_t i = 0; m->addrs != NULL && i < m->nloops; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
 		const char *a = m->addrs[i];
-		if (strncmp(a, "tcp://127.", 10) == 0 ||
-		    strncmp(a, "tcp://localhost:", 16) == 0 ||
-		    strncmp(a, "tcp://[::1]:", 12) == 0)
+		if (tw_netaddr_parse(a, &ss, &sl) == TW_OK &&
+		    (tw_netaddr_is_loopback((struct sockaddr *)&ss) ||
+		     tw_netaddr_is_wildcard((struct sockaddr *)&ss)))
 			return a;
 	}
 	return NULL;
@@ -791,8 +868,8 @@ static const char *loopback_addr(const struct rdv_member *m)
 
 #define LOOPBACK_HINT                                                          \
 	"give its transport an address of its host (io_uring: "                \
-	"listen_host, or 0.0.0.0 to announce the one that reaches the "        \
-	"rendezvous)"
+	"listen_host or advertise_host, or 0.0.0.0 or :: to announce the "     \
+	"one that reaches the rendezvous)"
 
 /* A group across hosts with a member only its own host can reach would
  * form, then fail every call to it: refused at the JOIN instead, naming
@@ -805,7 +882,8 @@ static tw_status check_reachable(const struct rdv_server *s,
 	if (away[0] != '\0' && lo != NULL) {
 		snprintf(
 			msg, size,
-			"worker '%.64s' announces %.80s, a loopback address, "
+			"worker '%.64s' announces %.80s, which only its own "
+			"host can reach (loopback or wildcard), "
 			"but joins from %.46s, another host, whose workers cannot "
 			"connect to it: " LOOPBACK_HINT,
 			m->name, lo, away);
@@ -819,9 +897,10 @@ static tw_status check_reachable(const struct rdv_server *s,
 		if (away[0] != '\0' && olo != NULL) {
 			snprintf(
 				msg, size,
-				"worker '%.64s' (rank %u) announced %.80s, a "
-				"loopback address, which worker '%.64s', joining "
-				"from %.46s (another host), cannot connect to: "
+				"worker '%.64s' (rank %u) announced %.80s, which "
+				"only its own host can reach (loopback or "
+				"wildcard), and worker '%.64s', joining "
+				"from %.46s (another host), cannot: "
 				"on worker '%.64s', " LOOPBACK_HINT,
 				o->name, r, olo, m->name, away, o->name);
 			return TW_EINVAL;
@@ -829,7 +908,8 @@ static tw_status check_reachable(const struct rdv_server *s,
 		if (lo != NULL && s->away[r][0] != '\0') {
 			snprintf(
 				msg, size,
-				"worker '%.64s' announces %.80s, a loopback address, "
+				"worker '%.64s' announces %.80s, which only its own "
+				"host can reach (loopback or wildcard), "
 				"but worker '%.64s' (rank %u) joined from %.46s, "
 				"another host, and cannot connect to it: " LOOPBACK_HINT,
 				m->name, lo, o->name, r, s->away[r]);
@@ -1545,37 +1625,56 @@ static tw_status join_once(struct rdv_client *c, const struct auth_key *key,
 	return st;
 }
 
-/* A data address on a wildcard (tcp://0.0.0.0:PORT: a transport listening
- * on every interface) is no address another worker can use: fd's local
- * address is, the one this host reaches the rendezvous from (so rank 0 and
- * every member on its side of the route can reach it too). Rewrites self's
- * addresses into own[] (self->addrs then points there) when any is a
- * wildcard; false when none is. */
+/* A data address on a wildcard (tcp://0.0.0.0:PORT or tcp://[::]:PORT: a
+ * transport listening on every interface) is no address another worker
+ * can use: fd's local address is, the one this host reaches the
+ * rendezvous from (so rank 0 and every member on its side of the route
+ * can reach it too). Rewrites self's addresses into own[] (self->addrs
+ * then points there) when any is a wildcard; false when none is, or when
+ * the rendezvous is reached over IPv6 but the wildcard is IPv4's (left
+ * as it is: rank 0 refuses it across hosts, saying why). */
 static bool advertise_routable(int fd, struct rdv_member *self,
 			       char (*own)[TW_ADDR_MAX])
 {
-	static const char wild[] = "tcp://0.0.0.0:";
-	bool any = false;
-	for (uint32_t i = 0; i < self->nloops; i++)
-		any |= strncmp(self->addrs[i], wild, sizeof(wild) - 1) == 0;
-	if (!any)
+	struct sockaddr_storage me;
+	socklen_t len = sizeof(me);
+	char host[TW_NETADDR_HOST_MAX];
+	if (getsockname(fd, (struct sockaddr *)&me, &len) != 0)
 		return false;
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	char ip[INET_ADDRSTRLEN];
-	if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0 ||
-	    sa.sin_family != AF_INET ||
-	    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip)) == NULL)
-		return false;
-	for (uint32_t i = 0; i < self->nloops; i++) {
-		if (strncmp(self->addrs[i], wild, sizeof(wild) - 1) == 0)
-			snprintf(own[i], TW_ADDR_MAX, "tcp://%s:%s", ip,
-				 self->addrs[i] + sizeof(wild) - 1);
-		else
-			snprintf(own[i], TW_ADDR_MAX, "%s", self->addrs[i]);
+	if (me.ss_family == AF_INET6) {
+		/* An IPv4 peer on a dual-stack socket: announce IPv4. */
+		const struct sockaddr_in6 *m6 = (const void *)&me;
+		if (IN6_IS_ADDR_V4MAPPED(&m6->sin6_addr)) {
+			struct sockaddr_in v4 = {.sin_family = AF_INET};
+			memcpy(&v4.sin_addr, &m6->sin6_addr.s6_addr[12], 4);
+			memcpy(&me, &v4, sizeof(v4));
+		}
 	}
-	self->addrs = own;
-	return true;
+	if (!tw_netaddr_host((struct sockaddr *)&me, host, sizeof(host)))
+		return false;
+	bool any = false;
+	for (uint32_t i = 0; i < self->nloops; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		const char *a = self->addrs[i];
+		const char *port = strrchr(a, ':');
+		bool wild = tw_netaddr_parse(a, &ss, &sl) == TW_OK &&
+			    tw_netaddr_is_wildcard((struct sockaddr *)&ss) &&
+			    /* [::] serves IPv4 too; 0.0.0.0 no IPv6 */
+			    (ss.ss_family == AF_INET6 ||
+			     me.ss_family == AF_INET);
+		if (wild) {
+			int n = snprintf(own[i], TW_ADDR_MAX, "tcp://%s%s",
+					 host, port);
+			wild = n > 0 && n < TW_ADDR_MAX;
+		}
+		if (!wild)
+			snprintf(own[i], TW_ADDR_MAX, "%s", a);
+		any |= wild;
+	}
+	if (any)
+		self->addrs = own;
+	return any;
 }
 
 tw_status rdv_join(const char *url, const struct auth_key *key,

@@ -21,13 +21,26 @@
 /* Most loops a worker may announce. */
 #define RDV_MAX_LOOPS 256u
 
+/* Bytes of a host identifier. */
+#define RDV_HOST_ID_LEN 16
+
 /* What a worker announces and learns about every other one. */
 struct rdv_member {
 	uint32_t rank;
 	uint32_t nloops;
 	char name[TW_WORKER_NAME_MAX];
 	char (*addrs)[TW_ADDR_MAX]; /* nloops entries, owned */
+	/* The kernel it runs on (rdv_host_id): equal for workers in other
+	 * network namespaces and containers of one machine, whatever their
+	 * addresses. */
+	uint8_t host[RDV_HOST_ID_LEN];
 };
+
+/* This host's identifier: the kernel's boot id
+ * (/proc/sys/kernel/random/boot_id), the same in every network namespace
+ * and container it runs; random bytes (this worker alone on its "host")
+ * when it cannot be read. The same for the process's life. */
+void rdv_host_id(uint8_t out[RDV_HOST_ID_LEN]);
 
 struct rdv_server;
 struct rdv_client;

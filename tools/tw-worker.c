@@ -18,7 +18,7 @@ static void usage(FILE *f)
 		"                 [--list] [--list-remote WORKER]\n"
 		"                 [--secret-file FILE | --secret S] [--insecure]\n"
 		"                 [--stall-timeout-ms MS] [--shutdown-timeout-ms MS]\n"
-		"                 [--listen-host HOST] [--listen-port P]\n"
+		"                 [--listen-host HOST] [--listen-port P] [--advertise-host HOST]\n"
 		"                 [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
 		"                 [--dpdk-eal ARGS [--dpdk-port PORT] [--dpdk-ip IP]\n"
 		"                  [--dpdk-udp-port P] [--dpdk-credits N]]\n"
@@ -40,10 +40,12 @@ static void usage(FILE *f)
 		"graceful shutdown's deadline (default 0: none, since this worker\n"
 		"serves until every other has called shutdown).\n"
 		"--transport picks the transport (default uring: TCP over io_uring).\n"
-		"--listen-host: the IPv4 address io_uring serves on (default 127.0.0.1;\n"
-		"0.0.0.0: every interface, announcing the one that reaches the\n"
-		"rendezvous). --listen-port: run loop i serves TCP port P + i (default:\n"
-		"ports the kernel picks).\n"
+		"--listen-host: where io_uring serves (default 127.0.0.1): an IPv4 or IPv6\n"
+		"address, 0.0.0.0 or :: for every interface (announcing the address that\n"
+		"reaches the rendezvous), an interface name (eth1) or a host name.\n"
+		"--listen-port: run loop i serves TCP port P + i (default: ports the\n"
+		"kernel picks). --advertise-host: the address the other workers are told\n"
+		"to connect to, when not the one served on (NAT); the ports stay.\n"
 		"--dpdk-eal selects the DPDK transport with these EAL arguments (e.g.\n"
 		"\"-l 1 --no-huge -m 256 --no-pci --file-prefix=w1\n"
 		" --vdev=net_af_xdp0,iface=veth1\"); --dpdk-port names the port (PCI\n"
@@ -104,6 +106,7 @@ int main(int argc, char **argv)
 		{"init-timeout-ms", required_argument, NULL, 'i'},
 		{"listen-host", required_argument, NULL, 'H'},
 		{"listen-port", required_argument, NULL, 'p'},
+		{"advertise-host", required_argument, NULL, 'A'},
 		{"transport", required_argument, NULL, 'T'},
 		{"yield", no_argument, NULL, 'y'},
 		{"nongraceful", no_argument, NULL, 'G'},
@@ -161,6 +164,9 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			uo.listen_host = optarg;
+			break;
+		case 'A':
+			uo.advertise_host = optarg;
 			break;
 		case 'p': {
 			long v = parse_num("--listen-port", optarg);

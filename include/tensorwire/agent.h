@@ -574,6 +574,12 @@ struct tw_agent_stats {
 				    * next connection attempt was not due
 				    * (backoff 10 ms doubling to 1 s after
 				    * failures in a row) */
+	uint64_t conns_same_host;  /* authenticated connections to workers
+				    * on this host's kernel (same host
+				    * identifier at the rendezvous: other
+				    * network namespaces and containers
+				    * count), given the transport's
+				    * same-host treatment */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 

@@ -41,9 +41,17 @@ extern "C" {
 struct tw_uring_opts {
 	size_t opts_size;          /* sizeof(struct tw_uring_opts) */
 	const char *transport;     /* TW_TRANSPORT_URING (set by init) */
-	const char *listen_host;   /* IPv4 address to serve on, which the
-				    * other workers connect to (default
-				    * "127.0.0.1") */
+	const char *listen_host;   /* where to serve, which the other
+				    * workers connect to: an IPv4 or IPv6
+				    * address ("10.0.0.2", "fd00::2" or
+				    * "[fd00::2]"), "0.0.0.0" / "::" for
+				    * every interface (then the address
+				    * announced is the one that reaches
+				    * the rendezvous), an interface name
+				    * ("eth1": its first IPv4 address,
+				    * else its first global IPv6 one), or
+				    * a host name, resolved once by
+				    * tw_agent_init (default "127.0.0.1") */
 	uint32_t recv_buf_size;    /* provided-buffer size (default 64 KiB) */
 	uint32_t recv_buf_count;   /* provided buffers per loop (default 64,
 				    * power of 2, at most 32768) */
@@ -123,6 +131,13 @@ struct tw_uring_opts {
 			       * i, so that a firewall can open a known
 			       * range (default 0: ports the kernel picks;
 			       * the range must fit below 65536) */
+	const char *advertise_host;  /* the address the other workers are
+				      * told to connect to, when not the
+				      * one served on (NAT, a wildcard on
+				      * a host with several routes): as
+				      * listen_host, but not a wildcard;
+				      * the ports stay those served
+				      * (default NULL: the served one) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

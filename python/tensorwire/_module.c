@@ -239,34 +239,55 @@ static PyObject *py_shutdown(PyObject *self, PyObject *args)
 
 /* ---- workers and timeouts --------------------------------------------- */
 
-/* worker_info(None | name | id) -> (id, name) */
-static PyObject *py_worker_info(PyObject *self, PyObject *arg)
+/* The worker arg names (None = this one) into *wi; NULL with the
+ * exception set, else wi. */
+static tw_worker_info *worker_lookup(PyObject *arg, tw_worker_info *wi)
 {
-	(void)self;
 	tw_agent *a = agent_or_raise();
 	if (a == NULL)
 		return NULL;
-	tw_worker_info wi;
 	tw_status st = TW_OK;
 	if (arg == Py_None) {
-		tw_agent_self(a, &wi);
+		tw_agent_self(a, wi);
 	} else if (PyLong_Check(arg)) {
 		long id = PyLong_AsLong(arg);
 		if (id < 0 && PyErr_Occurred())
 			return NULL;
 		st = id < 0 || id > (long)UINT32_MAX
 			     ? TW_ENOENT
-			     : tw_agent_worker_info_by_id(a, (uint32_t)id, &wi);
+			     : tw_agent_worker_info_by_id(a, (uint32_t)id, wi);
 	} else if (PyUnicode_Check(arg)) {
-		st = tw_agent_worker_info(a, PyUnicode_AsUTF8(arg), &wi);
+		st = tw_agent_worker_info(a, PyUnicode_AsUTF8(arg), wi);
 	} else {
 		PyErr_SetString(PyExc_TypeError,
 				"a worker is a name, an id or None");
 		return NULL;
 	}
-	if (st != TW_OK)
-		return twpy_raise_status(st);
+	if (st != TW_OK) {
+		twpy_raise_status(st);
+		return NULL;
+	}
+	return wi;
+}
+
+/* worker_info(None | name | id) -> (id, name) */
+static PyObject *py_worker_info(PyObject *self, PyObject *arg)
+{
+	(void)self;
+	tw_worker_info wi;
+	if (worker_lookup(arg, &wi) == NULL)
+		return NULL;
 	return Py_BuildValue("(Is)", wi.id, wi.name);
+}
+
+/* worker_addr(None | name | id) -> the address it announced ("tcp://...") */
+static PyObject *py_worker_addr(PyObject *self, PyObject *arg)
+{
+	(void)self;
+	tw_worker_info wi;
+	if (worker_lookup(arg, &wi) == NULL)
+		return NULL;
+	return PyUnicode_FromString(wi.addr);
 }
 
 static PyObject *py_worker_infos(PyObject *self, PyObject *args)
@@ -472,7 +493,7 @@ static PyObject *py_rref_stats(PyObject *self, PyObject *args)
 			     (unsigned long long)s.refused);
 }
 
-/* agent_stats() -> dict of tw_agent_stats */
+/* agent_stats() -> dict of tw_agent_stats, every counter */
 static PyObject *py_agent_stats(PyObject *self, PyObject *args)
 {
 	(void)self;
@@ -482,14 +503,39 @@ static PyObject *py_agent_stats(PyObject *self, PyObject *args)
 		return NULL;
 	struct tw_agent_stats s;
 	tw_agent_get_stats(a, &s);
-	return Py_BuildValue("{sKsKsKsKsKsKsK}", "calls_started",
-			     (unsigned long long)s.calls_started, "calls_sent",
-			     (unsigned long long)s.calls_sent, "calls_served",
-			     (unsigned long long)s.calls_served, "timeouts",
-			     (unsigned long long)s.timeouts, "bad_frames",
-			     (unsigned long long)s.bad_frames, "exec_jobs",
-			     (unsigned long long)s.exec_jobs, "lent_waits",
-			     (unsigned long long)s.lent_waits);
+	PyObject *d = PyDict_New();
+	PyObject *v;
+#define X(f)                                                                   \
+	if (d != NULL) {                                                       \
+		v = PyLong_FromUnsignedLongLong((unsigned long long)s.f);      \
+		if (v == NULL || PyDict_SetItemString(d, #f, v) < 0)           \
+			Py_CLEAR(d);                                           \
+		Py_XDECREF(v);                                                 \
+	}
+	X(calls_started)
+	X(calls_sent)
+	X(calls_served)
+	X(late_responses)
+	X(bad_frames)
+	X(timeouts)
+	X(exec_jobs)
+	X(exec_expired)
+	X(auth_ok)
+	X(auth_failed)
+	X(auth_timeouts)
+	X(auth_refused)
+	X(spoofed_frames)
+	X(limit_refusals)
+	X(offloaded)
+	X(rx_pauses)
+	X(oversize)
+	X(auth_evicted)
+	X(lent_waits)
+	X(connect_failures)
+	X(redial_waits)
+	X(conns_same_host)
+#undef X
+	return d;
 }
 
 static PyObject *py_status_names(PyObject *self, PyObject *args)
@@ -524,6 +570,9 @@ static PyMethodDef methods[] = {
 	{"shutdown", py_shutdown, METH_VARARGS,
 	 "shutdown(graceful=True, timeout_ms=-1)."},
 	{"worker_info", py_worker_info, METH_O, "(id, name) of a worker."},
+	{"worker_addr", py_worker_addr, METH_O,
+	 "The address a worker announced to the group (its first run "
+	 "loop's)."},
 	{"worker_infos", py_worker_infos, METH_NOARGS, "Every worker."},
 	{"default_timeout", py_timeout, METH_VARARGS,
 	 "The default call timeout in ms; sets it when given one."},

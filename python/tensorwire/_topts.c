@@ -94,6 +94,7 @@ static const struct topt uring_fields[] = {
 	U(user_timeout_ms, K_U32),
 	U(connect_timeout_ms, K_U32),
 	U(listen_port, K_U16),
+	U(advertise_host, K_STR),
 	{NULL, 0, K_STR},
 };
 #undef U

@@ -443,6 +443,21 @@ def body_options(rank, world):
                                 t)}
 
 
+def body_addresses(rank, world):
+    """Calls cross whatever address each worker serves on and announces;
+    returns the announced addresses and how many connections were given
+    same-host treatment (every worker here runs on this kernel)."""
+    from tensorwire import _C
+    t = torch.arange(1 << 16, dtype=torch.float32)
+    out = {"add": rpc.rpc_sync("worker1", add, args=(1, 2)),
+           "echo": torch.equal(rpc.rpc_sync("worker1", ident, args=(t,)), t),
+           "back": rpc.rpc_sync("worker1", torch.add,
+                                args=(torch.ones(2), 1)).tolist()}
+    out.update({"addr%d" % r: _C.worker_addr(r) for r in range(world)})
+    out["same_host"] = _C.agent_stats()["conns_same_host"]
+    return out
+
+
 def dpdk_before_init(rank, world, rundir):
     """The memif client (rank 1) starts its port after the server's (rank
     0) is up, as the C DPDK tests do: rank 0 says its pid, rank 1 waits

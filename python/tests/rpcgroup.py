@@ -32,9 +32,10 @@ def worker_main(rank, world, port, body, args, threads, q, extra,
         funcs.setup(rank)
         if before is not None:
             getattr(funcs, before[0])(rank, world, *before[1])
+        extra = dict(extra)
+        init = extra.pop("init_method", "tcp://127.0.0.1:%d")
         opts = rpc.TensorPipeRpcBackendOptions(
-            init_method="tcp://127.0.0.1:%d" % port,
-            num_worker_threads=threads, **extra)
+            init_method=init % port, num_worker_threads=threads, **extra)
         rpc.init_rpc("worker%d" % rank, rank=rank, world_size=world,
                      rpc_backend_options=opts)
         result = None

@@ -2,6 +2,7 @@
  * lists, SHUTDOWN rounds both ways, a few refused ones), each after the
  * byte that picks the world size. Usage: gen_corpus_rdv DIR (the
  * checked-in copy is tests/fuzz/corpus/fuzz_rdv). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,14 +64,26 @@ static tw_value addrs(unsigned n)
 	return l;
 }
 
+/* A host identifier (16 bytes), distinct per seed. */
+static tw_value host(unsigned seed)
+{
+	uint8_t h[16];
+	for (unsigned i = 0; i < sizeof(h); i++)
+		h[i] = (uint8_t)(seed * 37 + i);
+	tw_value v;
+	check(tw_value_bytes(&v, h, sizeof(h)), "host");
+	return v;
+}
+
 static tw_value join(const char *name, int64_t rank, int64_t world, unsigned n)
 {
 	tw_value t;
-	check(tw_value_tuple(&t, 4), "tuple");
+	check(tw_value_tuple(&t, 5), "tuple");
 	check(tw_value_set_item(&t, 0, str(name)), "name");
 	check(tw_value_set_item(&t, 1, tw_value_int(rank)), "rank");
 	check(tw_value_set_item(&t, 2, tw_value_int(world)), "world");
 	check(tw_value_set_item(&t, 3, addrs(n)), "addrs");
+	check(tw_value_set_item(&t, 4, host((unsigned)rank)), "host");
 	return t;
 }
 
@@ -82,11 +95,12 @@ static tw_value members(unsigned world, const char *dup)
 		tw_value t;
 		char name[16];
 		snprintf(name, sizeof(name), "w%u", r);
-		check(tw_value_tuple(&t, 3), "tuple");
+		check(tw_value_tuple(&t, 4), "tuple");
 		check(tw_value_set_item(&t, 0, tw_value_int(r)), "rank");
 		check(tw_value_set_item(&t, 1, str(dup && r ? dup : name)),
 		      "name");
 		check(tw_value_set_item(&t, 2, addrs(1 + r % 3)), "addrs");
+		check(tw_value_set_item(&t, 3, host(r % 2)), "host");
 		check(tw_value_set_item(&l, r, t), "item");
 	}
 	return l;
@@ -114,6 +128,25 @@ int main(int argc, char **argv)
 	save("join-1", 2, TW_MSG_JOIN, join("w1", 1, 2, 1));
 	save("join-3-loops", 4, TW_MSG_JOIN, join("trainer:3", 3, 4, 3));
 	save("join-bad-name", 2, TW_MSG_JOIN, join("a b", 1, 2, 1));
+	{ /* an address with a NUL inside: refused, not cut short */
+		tw_value j = join("w1", 1, 2, 1), a;
+		static const char nul[] = "tcp://127.0.0.1:1\0tcp://evil:2";
+		check(tw_value_string(&a, nul, sizeof(nul) - 1), "string");
+		check(tw_value_set_item(&j.u.items[3], 0, a), "item");
+		save("addr-with-nul", 2, TW_MSG_JOIN, j);
+	}
+	{ /* a host identifier one byte short */
+		tw_value j = join("w1", 1, 2, 1), h;
+		check(tw_value_bytes(&h, "0123456789abcde", 15), "host");
+		check(tw_value_set_item(&j, 4, h), "item");
+		save("join-short-host", 2, TW_MSG_JOIN, j);
+	}
+	{ /* the host identifier as a string */
+		tw_value j = join("w1", 1, 2, 1);
+		check(tw_value_set_item(&j, 4, str("0123456789abcdef")),
+		      "item");
+		save("join-host-str", 2, TW_MSG_JOIN, j);
+	}
 	save("join-no-addrs", 2, TW_MSG_JOIN, join("w1", 1, 2, 0));
 	save("join-not-tuple", 2, TW_MSG_JOIN, tw_value_int(7));
 	save("members-2", 2, TW_MSG_JOIN, members(2, NULL));

@@ -130,6 +130,9 @@ static void joiner_init(struct joiner *j, const struct srv *v, uint32_t rank,
 	j->self.rank = rank;
 	j->self.nloops = nloops;
 	snprintf(j->self.name, sizeof(j->self.name), "%s", name);
+	/* A host of its own, so that the list shows whose is whose. */
+	memset(j->self.host, 0xa0, sizeof(j->self.host));
+	j->self.host[0] = (uint8_t)rank;
 	for (uint32_t i = 0; i < nloops; i++)
 		snprintf(j->addrs[i], sizeof(j->addrs[i]), "tcp://127.0.0.1:%u",
 			 20000 + rank * 10 + i);
@@ -207,6 +210,8 @@ static void check_members(const struct joiner *j, struct joiner *const *all,
 		cr_assert_eq(m->rank, r);
 		cr_assert_str_eq(m->name, want->name, "rank %u's name", r);
 		cr_assert_eq(m->nloops, want->nloops, "rank %u's loops", r);
+		cr_assert_arr_eq(m->host, want->host, sizeof(m->host),
+				 "rank %u's host identifier", r);
 		for (uint32_t i = 0; i < m->nloops; i++)
 			cr_assert_str_eq(m->addrs[i], want->addrs[i],
 					 "rank %u loop %u", r, i);
@@ -316,11 +321,15 @@ static void raw_auth(int fd, const struct auth_key *k, uint32_t rank)
 static tw_value join_payload(const char *name, int64_t rank, int64_t world,
 			     uint32_t naddrs)
 {
-	tw_value t, s, l;
-	cr_assert_eq(tw_value_tuple(&t, 4), TW_OK);
+	tw_value t, s, l, h;
+	cr_assert_eq(tw_value_tuple(&t, 5), TW_OK);
 	cr_assert_eq(tw_value_cstring(&s, name), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 0, s), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 1, tw_value_int(rank)), TW_OK);
+	uint8_t host[RDV_HOST_ID_LEN];
+	rdv_host_id(host);
+	cr_assert_eq(tw_value_bytes(&h, host, sizeof(host)), TW_OK);
+	cr_assert_eq(tw_value_set_item(&t, 4, h), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 2, tw_value_int(world)), TW_OK);
 	cr_assert_eq(tw_value_list(&l, naddrs), TW_OK);
 	for (uint32_t i = 0; i < naddrs; i++) {
@@ -966,11 +975,14 @@ Test(rendezvous, frames_are_bounded, .timeout = 60)
 	char name[TW_WORKER_NAME_MAX];
 	memset(name, 'n', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
-	tw_value t, s, l;
-	cr_assert_eq(tw_value_tuple(&t, 4), TW_OK);
+	tw_value t, s, l, hv;
+	cr_assert_eq(tw_value_tuple(&t, 5), TW_OK);
 	cr_assert_eq(tw_value_cstring(&s, name), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 0, s), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 1, tw_value_int(0)), TW_OK);
+	uint8_t host[RDV_HOST_ID_LEN] = {0};
+	cr_assert_eq(tw_value_bytes(&hv, host, sizeof(host)), TW_OK);
+	cr_assert_eq(tw_value_set_item(&t, 4, hv), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 2, tw_value_int(1)), TW_OK);
 	cr_assert_eq(tw_value_list(&l, RDV_MAX_LOOPS), TW_OK);
 	char addr[TW_ADDR_MAX];
@@ -1622,4 +1634,28 @@ Test(rendezvous, loopback_addresses_refused_across_hosts, .timeout = 60,
 	rdv_server_stop(v.s);
 	auth_key_free(&k);
 	nsnet_down(&n);
+}
+
+/* The host identifier is the kernel's boot id: the same on every call,
+ * and as /proc shows it. */
+Test(rendezvous, host_id_is_the_boot_id)
+{
+	uint8_t a[RDV_HOST_ID_LEN], b[RDV_HOST_ID_LEN];
+	rdv_host_id(a);
+	rdv_host_id(b);
+	cr_assert_arr_eq(a, b, sizeof(a));
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	if (f == NULL)
+		return; /* then it is random: nothing more to compare */
+	char txt[64] = "", hex[40] = "";
+	cr_assert_not_null(fgets(txt, sizeof(txt), f));
+	fclose(f);
+	size_t n = 0;
+	for (const char *p = txt; *p && n < 32; p++)
+		if (*p != '-' && *p != '\n')
+			hex[n++] = *p;
+	char got[40];
+	for (size_t i = 0; i < RDV_HOST_ID_LEN; i++)
+		snprintf(got + 2 * i, 3, "%02x", a[i]);
+	cr_assert_str_eq(got, hex);
 }
