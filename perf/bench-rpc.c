@@ -30,6 +30,7 @@
  * that the caller made. The rendezvous stays TCP on 127.0.0.1. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -272,7 +273,11 @@ struct opts {
 	uint32_t credits, mbufs;
 	bool no_pkt_tag; /* DPDK: tw_dpdk_opts.no_pkt_tag */
 	uint64_t zc_threshold;
-	const char *cc;   /* tcp_congestion_local; NULL = the library's */
+	const char *cc; /* tcp_congestion_local; NULL = the library's */
+	/* io_uring across network namespaces (perf/bench-hosts.sh): [0] the
+	 * client's, [1] the server's namespace and address; NULL = this
+	 * namespace, 127.0.0.1 */
+	char *netns[2], *host[2];
 	char eal[2][512]; /* [0] client, [1] server */
 	char prefix[2][64];
 };
@@ -282,6 +287,24 @@ struct opts {
 #define EXIT_RETRY 75
 
 static struct opts *dpdk_o; /* for the exit-time cleanup */
+
+/* Move this (single-threaded) process into network namespace name, as
+ * `ip netns exec` does; exits on failure. */
+static void enter_netns(const char *name)
+{
+	if (name == NULL)
+		return;
+	char path[128];
+	snprintf(path, sizeof(path), "/var/run/netns/%s", name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+		fprintf(stderr,
+			"bench-rpc: entering network namespace %s: %s\n", name,
+			strerror(errno));
+		exit(1);
+	}
+	close(fd);
+}
 
 static bool dpdk_mode(const struct opts *o)
 {
@@ -412,7 +435,9 @@ static void agent_transport(const struct opts *o, int r,
 	if (!dpdk_mode(o)) {
 		tw_uring_opts_init(&t->u, sizeof(t->u));
 		if (o->cc != NULL)
-			t->u.cc_local = o->cc;
+			t->u.cc_local = t->u.cc_remote = o->cc;
+		if (o->host[r] != NULL)
+			t->u.listen_host = o->host[r];
 		ao->transport = TW_TRANSPORT_URING;
 		ao->transport_opts = &t->u;
 		return;
@@ -462,6 +487,7 @@ static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 		_exit(1);
 	if (dpdk_mode(o) && fanout_collides(getppid(), getpid()))
 		_exit(EXIT_RETRY);
+	enter_netns(o->netns[1]);
 	pin_self(o->server_cpu);
 	struct tw_agent_opts ao;
 	tw_agent_opts_init(&ao, sizeof(ao));
@@ -1000,7 +1026,9 @@ static bool pair_wanted(const struct opts *o)
 static int run_pair(const struct opts *o)
 {
 	char rdv[64];
-	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d", free_port());
+	enter_netns(o->netns[0]);
+	snprintf(rdv, sizeof(rdv), "tcp://%s:%d",
+		 o->host[0] != NULL ? o->host[0] : "127.0.0.1", free_port());
 	for (;;) {
 		fflush(stdout);
 		fflush(stderr);
@@ -1026,6 +1054,11 @@ static int run_pair(const struct opts *o)
 	       embedded ? "embedded" : "threaded", o->client_cpu, o->server_cpu,
 	       (double)o->spin_ns / 1e6, o->quick ? "quick" : "full",
 	       tsc_per_ns, cc_name(o));
+	if (o->netns[0] != NULL)
+		printf("# across network namespaces: server %s on %s, client "
+		       "%s on %s\n",
+		       o->netns[1], o->host[1] ? o->host[1] : "127.0.0.1",
+		       o->netns[0], o->host[0] ? o->host[0] : "127.0.0.1");
 	if (dpdk_mode(o))
 		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
 		       " (0 = default) pkt_tag=%s\n# client EAL: %s\n# server EAL: %s\n",
@@ -1144,8 +1177,11 @@ static void usage(FILE *f)
 		"  --mbufs N              DPDK mbufs per queue pool (0 = default)\n"
 		"  --zc-threshold B       zero-copy segments from B bytes (0 = default)\n"
 		"  --eal-mem MB           EAL -m with --no-huge (default 512)\n"
-		"  --cc NAME              TCP congestion control of the loopback connections\n"
-		"                         (default: the library's, reno; \"\" = the system's)\n");
+		"  --cc NAME              TCP congestion control of the connections\n"
+		"                         (default: the library's, reno; \"\" = the system's)\n"
+		"  --netns SRV,CLI        io_uring: server and client each in this network\n"
+		"                         namespace (made by the caller, perf/bench-hosts.sh)\n"
+		"  --hosts SRV,CLI        ... serving on these addresses (default 127.0.0.1)\n");
 }
 
 int main(int argc, char **argv)
@@ -1178,7 +1214,9 @@ int main(int argc, char **argv)
 		O_ZC,
 		O_EALMEM,
 		O_CC,
-		O_NOTAG
+		O_NOTAG,
+		O_NETNS,
+		O_HOSTS
 	};
 	static const struct option lopts[] = {
 		{"quick", no_argument, NULL, O_QUICK},
@@ -1195,6 +1233,8 @@ int main(int argc, char **argv)
 		{"eal-mem", required_argument, NULL, O_EALMEM},
 		{"cc", required_argument, NULL, O_CC},
 		{"no-pkt-tag", no_argument, NULL, O_NOTAG},
+		{"netns", required_argument, NULL, O_NETNS},
+		{"hosts", required_argument, NULL, O_HOSTS},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -1253,6 +1293,22 @@ int main(int argc, char **argv)
 		case O_NOTAG:
 			o.no_pkt_tag = true;
 			break;
+		case O_NETNS:
+		case O_HOSTS: {
+			/* "SRV,CLI": [1] server, [0] client */
+			char **two = c == O_NETNS ? o.netns : o.host;
+			char *comma = strchr(optarg, ',');
+			if (comma == NULL) {
+				fprintf(stderr,
+					"bench-rpc: --netns / --hosts want "
+					"SRV,CLI\n");
+				return 2;
+			}
+			*comma = '\0';
+			two[1] = optarg;
+			two[0] = comma + 1;
+			break;
+		}
 		case 'n':
 			n_set = atol(optarg);
 			break;
