@@ -424,12 +424,16 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 			       addr ? addr : "(null)");
 	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return errno == ENOMEM || errno == ENOBUFS ? TW_ENOMEM : TW_EIO;
+		return tw_fail(errno == ENOMEM || errno == ENOBUFS ? TW_ENOMEM
+								   : TW_EIO,
+			       "io_uring: no socket to connect to %.80s: %s",
+			       addr, strerror(errno));
 	sock_setup(t, fd);
 	struct uconn *c = conn_new(t, fd, C_CONNECTING);
 	if (c == NULL) {
 		close(fd);
-		return TW_ENOMEM;
+		return tw_fail_static(TW_ENOMEM,
+				      "io_uring: no memory for a connection");
 	}
 	c->peer = sa;
 	c->peer_len = sl;

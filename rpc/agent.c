@@ -176,10 +176,13 @@ struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 	const char *addr = m->addrs[l->idx % m->nloops];
 	tw_conn *c = NULL;
 	l->connecting = true;
+	tw_err_forget(); /* a transport may fail without saying why */
 	*st = l->t->ops->connect(l->t, addr, &c);
 	l->connecting = false;
 	if (*st != TW_OK) {
-		redial_failed(l, dst, *st, TW_EUNREACHABLE, NULL);
+		/* Right after the failing call: its reason is the
+		 * transport's (an address it cannot use, no socket). */
+		redial_failed(l, dst, *st, TW_EUNREACHABLE, tw_errmsg(*st));
 		return NULL;
 	}
 	if (c->ctx != NULL) {

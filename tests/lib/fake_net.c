@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane/err.h"
 #include "dataplane/list.h"
 #include "tests/lib/fake_net.h"
 
@@ -316,7 +317,8 @@ static tw_status f_connect(tw_transport *tt, const char *addr, tw_conn **out)
 		return TW_EINVAL;
 	struct ft *lt = node_find(t->net, node);
 	if (lt == NULL || lt->down || t->down)
-		return TW_EUNREACHABLE;
+		return tw_fail(TW_EUNREACHABLE, "fake net: node %d is %s", node,
+			       lt == NULL ? "not there" : "down");
 	struct fc *c = end_new(t, t->node, node);
 	if (c == NULL)
 		return TW_ENOMEM;

@@ -236,7 +236,8 @@ Test(call, reconnecting_backs_off_and_says_why)
 		cr_assert(strstr(e->msg, want) != NULL &&
 				  strstr(e->msg, "next attempt is in 1 ms") !=
 					  NULL &&
-				  strstr(e->msg, "worker 'B'") != NULL,
+				  strstr(e->msg, "worker 'B'") != NULL &&
+				  strstr(e->msg, "is down") != NULL,
 			  "wait %u: %s", i, e->msg);
 		tw_future_release(f);
 		cr_assert_eq(stats(0).connect_failures, i + 1, "no attempt");
