@@ -19,6 +19,7 @@
 #include "dataplane/clock.h"
 #include "dataplane/dpdk_impl.h"
 #include "dataplane/list.h"
+#include "dataplane/log.h"
 
 #define MAX_BURST TW_DPDK_MAX_BURST
 #define TXB_CAP 512u    /* packets built, not yet taken by the PMD */
@@ -1004,6 +1005,13 @@ static void sess_fail(struct dsess *s, tw_status st, bool reset)
 	}
 	if (reset && s->peer_id != 0)
 		send_reset(t, s, &s->peer, s->peer_id, s->id);
+	if (st != TW_ESHUTDOWN) {
+		char q[160];
+		TW_LOG(TW_LOG_WARN, "session_failed",
+		       "transport=dpdk peer=%s status=%s reason=%s",
+		       s->base.peer[0] ? s->base.peer : "-", tw_status_name(st),
+		       tw_log_q(q, sizeof(q), s->base.why));
+	}
 	s->state = S_CLOSED;
 	s->close_st = st;
 	struct tw_timer_wheel *w = tw_loop_timers(t->base.loop);
@@ -1737,6 +1745,11 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 		const uint8_t *th = pk->payload - TWP_HDR_LEN;
 		if (!twp_tag_ok(s->mrx, th, TWP_HDR_LEN + h->len)) {
 			t->st.tag_drops++;
+			TW_LOG(TW_LOG_WARN, "packet_dropped",
+			       "transport=dpdk peer=%s reason=\"bad tag (forged "
+			       "or corrupted)\" tag_drops=%llu",
+			       s->base.peer[0] ? s->base.peer : "-",
+			       (unsigned long long)t->st.tag_drops);
 			rte_pktmbuf_free(m);
 			return;
 		}

@@ -18,6 +18,7 @@
 
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
+#include "dataplane/log.h"
 #include "dataplane/netaddr.h"
 #include "dataplane/uring_impl.h"
 
@@ -572,6 +573,13 @@ static void conn_accepted(struct ut *t, int fd)
 		atomic_fetch_sub_explicit(&t->sh->conns, 1,
 					  memory_order_relaxed);
 		t->st.conns_refused++;
+		TW_LOG(TW_LOG_WARN, "conn_refused",
+		       "transport=uring peer=%s reason=\"%s (%u)\"",
+		       probe.peer[0] ? probe.peer : "-",
+		       nh >= t->o.max_conns_per_host ? "max_conns_per_host"
+						     : "max_conns",
+		       nh >= t->o.max_conns_per_host ? t->o.max_conns_per_host
+						     : t->o.max_conns);
 		struct linger lg = {.l_onoff = 1, .l_linger = 0};
 		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		close(fd);

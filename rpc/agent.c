@@ -12,6 +12,7 @@
 
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
+#include "dataplane/log.h"
 #include "rpc/agent_impl.h"
 #include "rpc/future_impl.h"
 #include "rpc/invoke.h"
@@ -61,6 +62,7 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.exec_per_peer_max = TW_EXEC_PER_PEER_AUTO;
 	d.max_frame = (UINT64_C(1) << 30) + (UINT64_C(64) << 10);
 	d.shutdown_timeout_ms = 60000;
+	d.log_level = -1;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
@@ -469,6 +471,11 @@ static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 	struct conn_state *cs = c->ctx;
 	char msg[256];
 	stat_inc(&l->stats.bad_frames);
+	TW_LOG(TW_LOG_WARN, "frame_refused",
+	       "peer=%s type=%u total_len=%llu status=%s authenticated=%d",
+	       c->peer[0] ? c->peer : "-", (unsigned)h->type,
+	       (unsigned long long)h->total_len, tw_status_name(st),
+	       cs != NULL && cs->authed ? 1 : 0);
 	if (cs == NULL && (cs = conn_new(l, c, false, -1)) == NULL)
 		return false;
 	if (st == TW_EVERSION) {
@@ -621,6 +628,10 @@ void agent_member_dead(tw_agent *a, uint32_t rank)
 	    atomic_exchange(&a->dead[rank], 1) != 0)
 		return;
 	atomic_fetch_add(&a->ndead, 1);
+	TW_LOG(TW_LOG_WARN, "peer_dead", "worker=%s rank=%u reason=%s",
+	       agent_worker_name(a, rank), rank,
+	       rank == 0 ? "\"our control connection to rank 0 closed\""
+			 : "\"rank 0 saw its control connection close\"");
 	rref_member_dead(a, rank);
 	for (uint32_t i = 0; i < a->nloops; i++)
 		if (a->loops[i].ready)
@@ -1213,6 +1224,11 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 			       "digits, '-', '_' and ':' only (torch's rule, "
 			       "e.g. 'trainer:0' or 'ps_1')",
 			       o->name);
+	if (o->log_level < -1 || o->log_level > TW_LOG_DEBUG)
+		return tw_fail(TW_EINVAL,
+			       "log_level %d: -1 (leave it) or 0 (off) .. 4 "
+			       "(debug)",
+			       o->log_level);
 	if (o->world_size == 0 || o->rank >= o->world_size)
 		return tw_fail(TW_EINVAL,
 			       "rank %u is out of range for world size %u",
@@ -1428,6 +1444,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	tw_status st = check_opts(&o);
 	if (st != TW_OK)
 		return st;
+	if (o.log_level >= 0)
+		tw_log_set_level((enum tw_log_level)o.log_level);
 	if (o.exec_per_peer_max == TW_EXEC_PER_PEER_AUTO)
 		o.exec_per_peer_max = 2 * o.executor_threads;
 	const struct tw_transport_provider *tp = NULL;
@@ -1793,6 +1811,10 @@ tw_status tw_agent_shutdown_timeout(tw_agent *a, bool graceful,
 	char leak[512] = "";
 	uint64_t leaks = 0;
 	bool ignore_leaks = a->o.ignore_rref_leak;
+	TW_LOG(TW_LOG_INFO, "shutdown",
+	       "worker=%s step=begin graceful=%d "
+	       "timeout_ms=%" PRId64,
+	       a->name, graceful ? 1 : 0, timeout_ms);
 	if (graceful && atomic_load(&a->state) == AGENT_RUNNING) {
 		/* Calls are made and served throughout (the agent stays
 		 * running); embedded, we keep polling: our calls complete on
@@ -1806,8 +1828,17 @@ tw_status tw_agent_shutdown_timeout(tw_agent *a, bool graceful,
 			st = graceful_rounds(a, own, timeout_ms, &leaks, leak,
 					     sizeof(leak));
 		}
-		if (st != TW_OK)
+		if (st != TW_OK) {
 			snprintf(why, sizeof(why), "%s", tw_errmsg(st));
+			char q[256];
+			TW_LOG(TW_LOG_WARN, "shutdown",
+			       "worker=%s step=barrier status=%s reason=%s",
+			       a->name, tw_status_name(st),
+			       tw_log_q(q, sizeof(q), why));
+		} else {
+			TW_LOG(TW_LOG_INFO, "shutdown",
+			       "worker=%s step=barrier status=TW_OK", a->name);
+		}
 	}
 	atomic_store(&a->state, AGENT_STOPPING);
 	while (atomic_load(&a->api_inflight) != 0)
@@ -1815,6 +1846,7 @@ tw_status tw_agent_shutdown_timeout(tw_agent *a, bool graceful,
 	char name[TW_WORKER_NAME_MAX];
 	snprintf(name, sizeof(name), "%s", a->name);
 	agent_free(a);
+	TW_LOG(TW_LOG_INFO, "shutdown", "worker=%s step=done", name);
 	if (st == TW_ETIMEDOUT)
 		/* After the teardown, which may record reasons of its own. */
 		return tw_fail(st,

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dataplane/err.h"
+#include "dataplane/log.h"
 #include "dataplane/netaddr.h"
 #include "rpc/agent_impl.h"
 
@@ -263,6 +264,10 @@ static void pa_fail(struct agent_loop *l, struct conn_state *cs, tw_status kind,
 		    const char *msg, bool answer, uint64_t req_id, uint32_t dst)
 {
 	stat_inc(&l->stats.auth_failed);
+	char q[256];
+	TW_LOG(TW_LOG_WARN, "auth_failed", "peer=%s direction=%s reason=%s",
+	       cs->c->peer[0] ? cs->c->peer : "-", cs->outbound ? "out" : "in",
+	       tw_log_q(q, sizeof(q), msg));
 	cs->auth_failed = true;
 	if (cs->pa != NULL)
 		cs->pa->failed = true;
@@ -381,8 +386,13 @@ static void pa_arm(struct agent_loop *l, struct conn_state *cs)
  * connects anew on its next call). One already failing is not counted. */
 static void pa_evict(struct agent_loop *l, struct conn_state *cs)
 {
-	if (!cs->pa->failed && !cs->doomed && !cs->closing)
+	if (!cs->pa->failed && !cs->doomed && !cs->closing) {
 		stat_inc(&l->stats.auth_evicted);
+		TW_LOG(TW_LOG_WARN, "conn_evicted",
+		       "peer=%s reason=\"unauthenticated, closed for a newer "
+		       "connection (max_unauth, max_unauth_per_host)\"",
+		       cs->c->peer[0] ? cs->c->peer : "-");
+	}
 	cs->auth_failed = true;
 	cs->pa->failed = true;
 	if (cs->fail_msg == NULL) {
@@ -405,6 +415,10 @@ void pauth_accepted(struct agent_loop *l, struct conn_state *cs)
 	struct conn_state *victim;
 	if (!slot_take(l, cs, cs->pa->host, &victim)) {
 		stat_inc(&l->stats.auth_refused);
+		TW_LOG(TW_LOG_WARN, "conn_refused",
+		       "peer=%s reason=\"too many unauthenticated connections "
+		       "(max_unauth, max_unauth_per_host)\"",
+		       cs->c->peer[0] ? cs->c->peer : "-");
 		cs->auth_failed = true;
 		cs->pa->failed = true;
 		conn_close_later(cs);

@@ -29,6 +29,7 @@
 
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
+#include "dataplane/log.h"
 #include "dataplane/netaddr.h"
 #include "rpc/auth.h"
 
@@ -774,6 +775,9 @@ static tw_status members_value(const struct rdv_server *s, tw_value *out)
 static void reject(struct rdv_server *s, size_t i, tw_status kind,
 		   const char *msg)
 {
+	char q[384];
+	TW_LOG(TW_LOG_WARN, "join_refused", "status=%s reason=%s",
+	       tw_status_name(kind), tw_log_q(q, sizeof(q), msg));
 	send_error(s->conns[i].fd, kind, msg, deadline_after(0));
 	sconn_close(s, i);
 }
@@ -1020,6 +1024,7 @@ static void announce(struct rdv_server *s)
 		return;
 	s->formed = true;
 	s->round = 1;
+	TW_LOG(TW_LOG_INFO, "group_formed", "world_size=%u", s->world);
 	for (size_t i = s->nconns; i-- > 0;) {
 		if (s->conns[i].state == SC_JOINED &&
 		    send_frame(s->conns[i].fd, TW_MSG_JOIN, &list,

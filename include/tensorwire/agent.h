@@ -234,6 +234,10 @@ struct tw_agent_opts {
 	 * no_lend to keep every iteration on the loop's own thread.
 	 */
 	bool no_lend;
+	/* The process's log level (<tensorwire/log.h>), set by tw_agent_init:
+	 * an enum tw_log_level, or -1 (the default) to leave it as it is
+	 * (TW_LOG_LEVEL from the environment, else warn). */
+	int log_level;
 };
 
 /* tw_agent_opts.exec_per_peer_max's default: 2 * executor_threads. */

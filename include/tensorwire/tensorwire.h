@@ -15,6 +15,7 @@
 #include <tensorwire/schema.h>
 #include <tensorwire/uring.h>
 #include <tensorwire/dpdk.h>
+#include <tensorwire/log.h>
 
 #define TW_VERSION_MAJOR 0
 #define TW_VERSION_MINOR 1

@@ -5,6 +5,7 @@
  * refuses new ones at once, naming it. The signal's source (rank 0's
  * notices, rdv_watch) is tested in test_rendezvous.c and, end to end with
  * real processes, in tests/integration/test_rref.c. */
+#include "dataplane/log.h"
 #include "rpc/rref.h"
 #include "tests/unit/rpc/fake_world.h"
 
@@ -140,8 +141,22 @@ Test(agent_death, a_running_value_goes_when_its_function_returns)
 /* Calls: pending ones to the dead member fail, naming it; new ones fail
  * at once (tw_rpc_async itself, and RRef requests), by name and by id;
  * calls to the living and to self go on. */
+/* Lines logged, for the checks that an event was logged once. */
+static char logged[16][TW_LOG_LINE_MAX];
+static int nlogged;
+
+static void log_grab(void *arg, enum tw_log_level level, const char *event,
+		     const char *line)
+{
+	(void)arg, (void)level, (void)event;
+	if (nlogged < 16)
+		snprintf(logged[nlogged++], sizeof(logged[0]), "%s", line);
+}
+
 Test(agent_death, calls_to_a_dead_member_fail_naming_it)
 {
+	nlogged = 0;
+	tw_log_set_handler(log_grab, NULL);
 	world_up(3, NULL);
 	/* B's answers held: the call is pending on A when B dies. */
 	cr_assert_eq(tw_fake_net_hold(W.net, B_ADDR, A_ADDR, true), TW_OK);
@@ -154,6 +169,13 @@ Test(agent_death, calls_to_a_dead_member_fail_naming_it)
 
 	declare_dead(0, 1);
 	settle();
+	/* Logged once, with who and why. */
+	int seen = 0;
+	for (int i = 0; i < nlogged; i++)
+		seen += strstr(logged[i], "level=warn event=peer_dead "
+					  "worker=B rank=1 reason=") != NULL;
+	cr_assert_eq(seen, 1, "%d peer_dead lines of %d", seen, nlogged);
+	tw_log_set_handler(NULL, NULL);
 	const tw_error *e = failure(pend, TW_EUNREACHABLE);
 	cr_assert(strstr(e->msg, "worker 'B' (id 1) is dead") != NULL, "%s",
 		  e->msg);
