@@ -20,6 +20,7 @@
 #include "dataplane/dpdk_impl.h"
 #include "dataplane/list.h"
 #include "dataplane/log.h"
+#include "dataplane/probe.h"
 
 #define MAX_BURST TW_DPDK_MAX_BURST
 #define TXB_CAP 512u    /* packets built, not yet taken by the PMD */
@@ -736,9 +737,10 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 		twp_udp_csum_set(p, twp_csum_add(sum, p + TWP_L2L4_LEN,
 						 TWP_HDR_LEN, false));
 
-	if (seq_lt(seq, s->snd_max))
+	if (seq_lt(seq, s->snd_max)) {
 		t->st.retransmits++;
-	else
+		TW_PROBE3(dpdk_rexmit, s->id, seq, t->st.retransmits);
+	} else
 		s->snd_max = seq + 1;
 	/* The packet carries rcv_next: a separate ACK is not needed. */
 	s->ack_due = false;

@@ -13,6 +13,7 @@
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
 #include "dataplane/log.h"
+#include "dataplane/probe.h"
 #include "rpc/agent_impl.h"
 #include "rpc/future_impl.h"
 #include "rpc/invoke.h"
@@ -93,6 +94,7 @@ static struct conn_state *conn_new(struct agent_loop *l, tw_conn *c,
 	TAILQ_INSERT_HEAD(&l->conns, cs, link);
 	l->nconns++;
 	stat_inc(&l->stats.conns_opened);
+	TW_PROBE2(conn_up, cs->id, c->peer);
 	return cs;
 }
 
@@ -356,6 +358,7 @@ static int flush_backlogs(struct agent_loop *l)
 static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 			tw_status why)
 {
+	TW_PROBE3(conn_down, cs->id, cs->c->peer, (int)why);
 	/* Ours, ended before its handshake did, not by us: the next
 	 * attempt waits (struct redial). */
 	if (cs->outbound && !cs->authed && why != TW_ESHUTDOWN &&
@@ -395,6 +398,8 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 {
 	struct agent_loop *l = ctx;
 	struct conn_state *cs = c->ctx;
+	TW_PROBE4(frame_recv, h->src, h->req_id, (unsigned)h->type,
+		  h->total_len);
 	if (cs == NULL) {
 		/* A transport that did not announce it: accepted. */
 		if ((cs = conn_new(l, c, false, -1)) == NULL)

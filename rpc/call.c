@@ -10,6 +10,7 @@
 #include <tensorwire/schema.h>
 
 #include "dataplane/err.h"
+#include "dataplane/probe.h"
 #include "rpc/agent_impl.h"
 #include "rpc/future_impl.h"
 #include "rpc/rref.h"
@@ -91,6 +92,7 @@ static void call_settled(struct call *c)
 static void call_fail(struct agent_loop *l, struct call *c, tw_status kind,
 		      const char *msg)
 {
+	TW_PROBE3(call_done, c->req_id, c->dst, (int)kind);
 	call_detach(l, c);
 	tw_future_fail(c->fut, kind, c->a->rank, msg);
 	call_settled(c);
@@ -103,6 +105,7 @@ static void call_timeout(struct tw_timer *t, void *arg)
 	char msg[160];
 	snprintf(msg, sizeof(msg), AGENT_TIMEOUT_FMT, (long long)c->timeout_ms);
 	stat_inc(&c->l->stats.timeouts);
+	TW_PROBE3(call_timeout, c->req_id, c->dst, (long long)c->timeout_ms);
 	call_fail(c->l, c, TW_ETIMEDOUT, msg);
 }
 
@@ -183,6 +186,7 @@ static void call_start_msg(struct tw_loop_msg *m)
 	c->tx.l = l;
 	c->tx.req.type = c->mtype;
 	stat_inc(&l->stats.calls_sent);
+	TW_PROBE3(call_send, c->req_id, c->dst, (unsigned)c->mtype);
 	conn_send(cs, &c->tx);
 }
 
@@ -206,6 +210,9 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 		stat_inc(&l->stats.bad_frames);
 		return;
 	}
+	/* 0: a result; -1: a remote error (its kind is in the message) */
+	TW_PROBE3(call_done, c->req_id, c->dst,
+		  h->type == TW_MSG_EXCEPTION ? -1 : 0);
 	call_detach(l, c);
 	/* Decoded straight into the future's message slot (a tw_in_msg must
 	 * not move after decoding): no copy of the decoded tree. NULL when

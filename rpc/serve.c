@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dataplane/err.h"
+#include "dataplane/probe.h"
 #include "rpc/agent_impl.h"
 #include "rpc/rref.h"
 #include "rpc/value_wire.h"
@@ -324,6 +325,7 @@ static void serve_deliver(struct agent_loop *l, struct reply *r)
 	/* The whole reply frame (a result up to max_tensor_bytes) counts,
 	 * before the send: done may run inside it. */
 	r->peer = backlog_add(l, cs, r->tx.msg.total_len);
+	TW_PROBE3(response_send, cs->peer, r->req_id, (unsigned)r->tx.req.type);
 	conn_send(cs, &r->tx);
 }
 
@@ -547,7 +549,9 @@ static bool run_handler(const struct reply_path *p, const tw_value *args,
 	 * handler that records none cannot pass on an older one. */
 	tw_err_forget();
 	tw_ops_limits_set(lim);
+	TW_PROBE3(handler_start, p->caller, p->req_id, p->fn->name);
 	tw_status st = p->fn->fn(&ctx, args, kwargs, &result, p->fn->arg);
+	TW_PROBE3(handler_end, p->caller, p->req_id, (int)st);
 	bool offload = tw_ops_offload_take();
 	tw_ops_limits_set(NULL);
 	if (__builtin_expect(offload, 0)) {
