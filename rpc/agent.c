@@ -76,15 +76,16 @@ const char *agent_worker_name(const tw_agent *a, uint32_t id)
 
 /* ---- connections (loop thread) -------------------------------------------- */
 
-static struct conn_state *conn_new(struct agent_loop *l, tw_conn *c,
-				   bool outbound, int64_t peer)
+static struct conn_state *conn_new(struct agent_loop *l, tw_transport *t,
+				   tw_conn *c, bool outbound, int64_t peer)
 {
 	struct conn_state *cs = calloc(1, sizeof(*cs));
 	if (cs == NULL)
 		return NULL;
 	cs->c = c;
+	cs->t = t;
 	cs->l = l;
-	cs->id = c->id;
+	cs->id = ++l->next_conn_id; /* (ids of transports may collide) */
 	cs->peer = peer;
 	cs->outbound = outbound;
 	c->ctx = cs;
@@ -196,7 +197,7 @@ struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 		cs->outbound = true;
 		cs->peer = dst;
 	} else {
-		cs = conn_new(l, c, true, dst);
+		cs = conn_new(l, l->t, c, true, dst);
 		if (cs == NULL) {
 			l->t->ops->close(l->t, c);
 			*st = TW_ENOMEM;
@@ -205,7 +206,7 @@ struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 	}
 	l->out[dst] = cs;
 	if (agent_peer_local(l->a, dst))
-		tw_transport_set_local(l->t, c, true);
+		tw_transport_set_local(cs->t, c, true);
 	/* The HELLO first; every other frame waits for the handshake. */
 	pauth_connected(l, cs);
 	return cs;
@@ -245,7 +246,7 @@ static bool try_send(struct conn_state *cs, struct tx *tx)
 	struct agent_loop *l = cs->l;
 	/* Counted before: done may run inside send. */
 	l->tx_inflight++;
-	tw_status st = tw_transport_send(l->t, cs->c, &tx->req);
+	tw_status st = tw_transport_send(cs->t, cs->c, &tx->req);
 	if (st == TW_OK)
 		return true;
 	l->tx_inflight--;
@@ -328,7 +329,7 @@ static int close_doomed(struct agent_loop *l)
 		l->ndoomed--;
 		if (!cs->closing) {
 			cs->closing = true;
-			l->t->ops->close(l->t, cs->c);
+			cs->t->ops->close(cs->t, cs->c);
 		}
 		work++;
 	}
@@ -396,13 +397,14 @@ static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 		     size_t off, size_t len)
 {
-	struct agent_loop *l = ctx;
+	struct tport *tp = ctx;
+	struct agent_loop *l = tp->l;
 	struct conn_state *cs = c->ctx;
 	TW_PROBE4(frame_recv, h->src, h->req_id, (unsigned)h->type,
 		  h->total_len);
 	if (cs == NULL) {
 		/* A transport that did not announce it: accepted. */
-		if ((cs = conn_new(l, c, false, -1)) == NULL)
+		if ((cs = conn_new(l, tp->t, c, false, -1)) == NULL)
 			return;
 		pauth_accepted(l, cs);
 	}
@@ -472,7 +474,8 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 		       tw_status st)
 {
-	struct agent_loop *l = ctx;
+	struct tport *tp = ctx;
+	struct agent_loop *l = tp->l;
 	struct conn_state *cs = c->ctx;
 	char msg[256];
 	stat_inc(&l->stats.bad_frames);
@@ -481,7 +484,7 @@ static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 	       c->peer[0] ? c->peer : "-", (unsigned)h->type,
 	       (unsigned long long)h->total_len, tw_status_name(st),
 	       cs != NULL && cs->authed ? 1 : 0);
-	if (cs == NULL && (cs = conn_new(l, c, false, -1)) == NULL)
+	if (cs == NULL && (cs = conn_new(l, tp->t, c, false, -1)) == NULL)
 		return false;
 	if (st == TW_EVERSION) {
 		snprintf(msg, sizeof(msg),
@@ -503,7 +506,7 @@ static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 	if (h->type == TW_MSG_CALL || h->type == TW_MSG_REMOTE_CALL ||
 	    h->type == TW_MSG_RREF_FETCH_CALL ||
 	    h->type == TW_MSG_RREF_FORK_REQUEST) {
-		uint64_t lim = l->t->limits.max_total;
+		uint64_t lim = tp->t->limits.max_total;
 		if (lim == 0) /* frame.h's default */
 			lim = (UINT64_C(1) << 30) + (UINT64_C(64) << 10);
 		if (c->rx_max != 0 && c->rx_max < lim)
@@ -520,19 +523,20 @@ static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 
 static void on_conn(void *ctx, tw_conn *c, tw_status st)
 {
-	struct agent_loop *l = ctx;
+	struct tport *tp = ctx;
+	struct agent_loop *l = tp->l;
 	struct conn_state *cs = c->ctx;
 	if (st == TW_OK) {
 		if (cs != NULL)
 			return;
 		if (l->connecting) {
 			/* Ours, reported inside connect(): conn_get goes on. */
-			(void)conn_new(l, c, true, -1);
+			(void)conn_new(l, tp->t, c, true, -1);
 			return;
 		}
-		cs = conn_new(l, c, false, -1);
+		cs = conn_new(l, tp->t, c, false, -1);
 		if (cs == NULL)
-			l->t->ops->close(l->t, c);
+			tp->t->ops->close(tp->t, c);
 		else
 			pauth_accepted(l, cs);
 		return;
@@ -811,12 +815,14 @@ static void loop_init_fn(struct sync_msg *s)
 	struct agent_loop *l = s->l;
 	tw_agent *a = l->a;
 	agent_tls_loop = l;
-	struct tw_transport_cbs cbs = {.ctx = l,
+	l->cb_main.l = l;
+	struct tw_transport_cbs cbs = {.ctx = &l->cb_main,
 				       .on_frame = on_frame,
 				       .on_conn = on_conn,
 				       .on_refused = on_refused};
 	char url[TW_ADDR_MAX + 16];
 	s->st = a->tp->create(a->tenv, l->idx, l->loop, &cbs, &l->t);
+	l->cb_main.t = l->t;
 	if (s->st != TW_OK) {
 		snprintf(l->init_why, sizeof(l->init_why), "%s",
 			 tw_errmsg(s->st));
@@ -878,7 +884,7 @@ static void loop_teardown_check(struct sync_msg *s)
 	{
 		if (!cs->closing) {
 			cs->closing = true;
-			l->t->ops->close(l->t, cs->c);
+			cs->t->ops->close(cs->t, cs->c);
 		}
 	}
 	(void)close_doomed(l); /* (all closing now: only the counts) */

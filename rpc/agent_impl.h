@@ -106,6 +106,8 @@ struct unauth_slot {
  * from then on every frame's src must be peer and its dst this worker. */
 struct conn_state {
 	tw_conn *c;
+	tw_transport *t; /* c's: the loop's main transport, or its same-host
+			  * one */
 	struct agent_loop *l;
 	uint64_t id;
 	int64_t peer; /* worker id: outbound, the one we called; inbound,
@@ -204,11 +206,19 @@ struct redial {
 	char why[160];
 };
 
+/* A transport of a loop, as its upcalls' ctx: which one reported. */
+struct tport {
+	struct agent_loop *l;
+	tw_transport *t;
+};
+
 struct agent_loop {
 	tw_agent *a;
 	uint32_t idx;
 	tw_loop *loop;
-	tw_transport *t;
+	tw_transport *t;      /* the main transport (tw_agent_opts.transport) */
+	struct tport cb_main; /* its upcalls' ctx */
+	uint64_t next_conn_id; /* conn_state ids, unique on the loop */
 	bool started, ready;
 	struct agent_lend *lend; /* NULL: waiters never poll this loop */
 	struct tw_fault_opts fault;

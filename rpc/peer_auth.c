@@ -322,7 +322,7 @@ static void pa_bind(struct agent_loop *l, struct conn_state *cs, uint32_t peer)
 	if (agent_peer_local(l->a, peer)) {
 		/* (set at connect already for our own) */
 		if (!cs->outbound)
-			tw_transport_set_local(l->t, cs->c, true);
+			tw_transport_set_local(cs->t, cs->c, true);
 		stat_inc(&l->stats.conns_same_host);
 	}
 	stat_inc(&l->stats.auth_ok);

@@ -198,7 +198,7 @@ static void conn_rx_pause(struct agent_loop *l, struct conn_state *cs)
 {
 	cs->rx_paused = true;
 	stat_inc(&l->stats.rx_pauses);
-	tw_transport_pause(l->t, cs->c, true);
+	tw_transport_pause(cs->t, cs->c, true);
 }
 
 /* Over the bound: stop reading every connection of the peer on l (its
@@ -256,7 +256,7 @@ static void backlog_resume(struct agent_loop *l, int64_t peer,
 		if (o->peer == peer && o->rx_paused && !o->closing &&
 		    o != dying) {
 			o->rx_paused = false;
-			tw_transport_pause(l->t, o->c, false);
+			tw_transport_pause(o->t, o->c, false);
 		}
 	}
 }
@@ -795,8 +795,8 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	 * does not run and no answer goes back to be dropped as late. */
 	uint64_t deadline = 0;
 	if (h->timeout_ms != 0) {
-		uint64_t rx = l->t->rx_ns != 0 ? l->t->rx_ns
-					       : tw_loop_now(l->loop);
+		uint64_t rx = cs->t->rx_ns != 0 ? cs->t->rx_ns
+						: tw_loop_now(l->loop);
 		deadline = rx + (uint64_t)h->timeout_ms * 1000000u;
 		if (tw_loop_now(l->loop) >= deadline) {
 			/* Executor threads count here too: not stat_inc. */
