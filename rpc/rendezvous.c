@@ -408,12 +408,17 @@ void rdv_host_id(uint8_t out[RDV_HOST_ID_LEN])
 	memcpy(out, host_id, RDV_HOST_ID_LEN);
 }
 
-static tw_status addrs_value(tw_value *out, const struct rdv_member *m)
+/* m's main addresses (local false), or its same-host ones (an empty list
+ * when it has none). */
+static tw_status addrs_value(tw_value *out, const struct rdv_member *m,
+			     bool local)
 {
-	tw_status st = tw_value_list(out, m->nloops);
-	for (uint32_t i = 0; st == TW_OK && i < m->nloops; i++) {
+	uint32_t n = local && !m->local_addrs ? 0 : m->nloops;
+	uint32_t base = local ? m->nloops : 0;
+	tw_status st = tw_value_list(out, n);
+	for (uint32_t i = 0; st == TW_OK && i < n; i++) {
 		tw_value s;
-		st = tw_value_cstring(&s, m->addrs[i]);
+		st = tw_value_cstring(&s, m->addrs[base + i]);
 		if (st == TW_OK)
 			st = tw_value_set_item(out, i, s);
 	}
@@ -423,12 +428,12 @@ static tw_status addrs_value(tw_value *out, const struct rdv_member *m)
 }
 
 /* JOIN: tuple(str name, int rank, int world_size, list[str] addrs,
- * bytes host). */
+ * bytes host, list[str] local_addrs). */
 static tw_status join_value(tw_value *out, const struct rdv_member *self,
 			    uint32_t world)
 {
-	tw_value name, addrs, host;
-	tw_status st = tw_value_tuple(out, 5);
+	tw_value name, addrs, host, laddrs;
+	tw_status st = tw_value_tuple(out, 6);
 	if (st != TW_OK)
 		return st;
 	st = tw_value_cstring(&name, self->name);
@@ -439,13 +444,17 @@ static tw_status join_value(tw_value *out, const struct rdv_member *self,
 	if (st == TW_OK)
 		st = tw_value_set_item(out, 2, tw_value_int(world));
 	if (st == TW_OK)
-		st = addrs_value(&addrs, self);
+		st = addrs_value(&addrs, self, false);
 	if (st == TW_OK)
 		st = tw_value_set_item(out, 3, addrs);
 	if (st == TW_OK)
 		st = tw_value_bytes(&host, self->host, RDV_HOST_ID_LEN);
 	if (st == TW_OK)
 		st = tw_value_set_item(out, 4, host);
+	if (st == TW_OK)
+		st = addrs_value(&laddrs, self, true);
+	if (st == TW_OK)
+		st = tw_value_set_item(out, 5, laddrs);
 	if (st != TW_OK)
 		tw_value_destroy(out);
 	return st;
@@ -463,18 +472,48 @@ static tw_status parse_host(const tw_value *v, struct rdv_member *m,
 	return TW_OK;
 }
 
-/* Read list[str] into m->addrs (set even on failure: the caller frees). */
-static tw_status parse_addrs(const tw_value *v, struct rdv_member *m)
+/* One address string of a list into dst. */
+static tw_status parse_addr(const tw_value *s, uint32_t i, char *dst)
+{
+	/* (a NUL inside would cut the address short) */
+	if (s->kind != TW_KIND_STRING || s->len == 0 || s->len >= TW_ADDR_MAX ||
+	    memchr(s->u.str, '\0', s->len) != NULL)
+		return tw_fail(TW_EPROTO,
+			       "malformed JOIN addresses: address %u "
+			       "is not a string of 1 to %u bytes",
+			       i, TW_ADDR_MAX - 1);
+	memcpy(dst, s->u.str, s->len);
+	dst[s->len] = '\0';
+	return TW_OK;
+}
+
+/* Read list[str] v (main addresses) and l (same-host ones: empty, or one
+ * per loop) into m->addrs (set even on failure: the caller frees). */
+static tw_status parse_addrs(const tw_value *v, const tw_value *l,
+			     struct rdv_member *m)
 {
 	if (v->kind != TW_KIND_LIST || v->len == 0 || v->len > RDV_MAX_LOOPS)
 		return tw_fail(TW_EPROTO,
 			       "malformed JOIN addresses: want a list of 1 to "
 			       "%u strings",
 			       RDV_MAX_LOOPS);
-	m->addrs = calloc(v->len, sizeof(*m->addrs));
+	if (l->kind != TW_KIND_LIST || (l->len != 0 && l->len != v->len))
+		return tw_fail(TW_EPROTO,
+			       "malformed JOIN same-host addresses: want an "
+			       "empty list or one per loop (%u)",
+			       v->len);
+	m->local_addrs = l->len != 0;
+	m->addrs = calloc((size_t)v->len * (m->local_addrs ? 2 : 1),
+			  sizeof(*m->addrs));
 	if (m->addrs == NULL)
 		return tw_fail_static(TW_ENOMEM, "out of memory for addresses");
 	m->nloops = v->len;
+	for (uint32_t i = 0; i < l->len; i++) {
+		tw_status st = parse_addr(&l->u.items[i], i,
+					  m->addrs[v->len + i]);
+		if (st != TW_OK)
+			return st;
+	}
 	for (uint32_t i = 0; i < v->len; i++) {
 		const tw_value *s = &v->u.items[i];
 		/* (a NUL inside would cut the address short) */
@@ -507,12 +546,13 @@ tw_status rdv_parse_join(const tw_value *p, struct rdv_member *m, int64_t *rank,
 			 int64_t *world)
 {
 	memset(m, 0, sizeof(*m));
-	if (p->kind != TW_KIND_TUPLE || p->len != 5 ||
+	if (p->kind != TW_KIND_TUPLE || p->len != 6 ||
 	    p->u.items[1].kind != TW_KIND_INT ||
 	    p->u.items[2].kind != TW_KIND_INT)
 		return tw_fail_static(TW_EPROTO,
 				      "malformed JOIN: want (name, rank, "
-				      "world_size, addresses, host)");
+				      "world_size, addresses, host, "
+				      "same-host addresses)");
 	tw_status st = parse_name(&p->u.items[0], m->name);
 	if (st == TW_OK)
 		st = parse_host(&p->u.items[4], m, "JOIN");
@@ -520,11 +560,12 @@ tw_status rdv_parse_join(const tw_value *p, struct rdv_member *m, int64_t *rank,
 		return st;
 	*rank = p->u.items[1].u.i;
 	*world = p->u.items[2].u.i;
-	st = parse_addrs(&p->u.items[3], m);
+	st = parse_addrs(&p->u.items[3], &p->u.items[5], m);
 	if (st != TW_OK) {
 		free(m->addrs);
 		m->addrs = NULL;
 		m->nloops = 0;
+		m->local_addrs = false;
 	}
 	return st;
 }
@@ -545,12 +586,13 @@ tw_status rdv_parse_members(const tw_value *p, uint32_t world,
 	tw_status st = TW_OK;
 	for (uint32_t r = 0; st == TW_OK && r < world; r++) {
 		const tw_value *t = &p->u.items[r];
-		if (t->kind != TW_KIND_TUPLE || t->len != 4 ||
+		if (t->kind != TW_KIND_TUPLE || t->len != 5 ||
 		    t->u.items[0].kind != TW_KIND_INT ||
 		    t->u.items[0].u.i != (int64_t)r) {
 			st = tw_fail(TW_EPROTO,
 				     "malformed member list: entry %u is not "
-				     "(%u, name, addresses, host)",
+				     "(%u, name, addresses, host, same-host "
+				     "addresses)",
 				     r, r);
 			break;
 		}
@@ -559,7 +601,8 @@ tw_status rdv_parse_members(const tw_value *p, uint32_t world,
 		if (st == TW_OK)
 			st = parse_host(&t->u.items[3], &ms[r], "member list");
 		if (st == TW_OK)
-			st = parse_addrs(&t->u.items[2], &ms[r]);
+			st = parse_addrs(&t->u.items[2], &t->u.items[4],
+					 &ms[r]);
 		for (uint32_t q = 0; st == TW_OK && q < r; q++)
 			if (strcmp(ms[q].name, ms[r].name) == 0)
 				st = tw_fail(TW_EPROTO,
@@ -736,13 +779,13 @@ static void sconn_close(struct rdv_server *s, size_t i)
 }
 
 /* The member list: list of tuple(int rank, str name, list[str] addrs,
- * bytes host). */
+ * bytes host, list[str] local_addrs). */
 static tw_status members_value(const struct rdv_server *s, tw_value *out)
 {
 	tw_status st = tw_value_list(out, s->world);
 	for (uint32_t r = 0; st == TW_OK && r < s->world; r++) {
-		tw_value t, name, addrs, host;
-		st = tw_value_tuple(&t, 4);
+		tw_value t, name, addrs, host, laddrs;
+		st = tw_value_tuple(&t, 5);
 		if (st != TW_OK)
 			break;
 		st = tw_value_set_item(&t, 0, tw_value_int(r));
@@ -751,7 +794,7 @@ static tw_status members_value(const struct rdv_server *s, tw_value *out)
 		if (st == TW_OK)
 			st = tw_value_set_item(&t, 1, name);
 		if (st == TW_OK)
-			st = addrs_value(&addrs, &s->members[r]);
+			st = addrs_value(&addrs, &s->members[r], false);
 		if (st == TW_OK)
 			st = tw_value_set_item(&t, 2, addrs);
 		if (st == TW_OK)
@@ -759,6 +802,10 @@ static tw_status members_value(const struct rdv_server *s, tw_value *out)
 					    RDV_HOST_ID_LEN);
 		if (st == TW_OK)
 			st = tw_value_set_item(&t, 3, host);
+		if (st == TW_OK)
+			st = addrs_value(&laddrs, &s->members[r], true);
+		if (st == TW_OK)
+			st = tw_value_set_item(&t, 4, laddrs);
 		if (st == TW_OK)
 			st = tw_value_set_item(out, r, t);
 		else
@@ -1677,6 +1724,10 @@ static bool advertise_routable(int fd, struct rdv_member *self,
 			snprintf(own[i], TW_ADDR_MAX, "%s", a);
 		any |= wild;
 	}
+	/* The same-host addresses follow as they are. */
+	for (uint32_t i = 0; self->local_addrs && i < self->nloops; i++)
+		snprintf(own[self->nloops + i], TW_ADDR_MAX, "%s",
+			 self->addrs[self->nloops + i]);
 	if (any)
 		self->addrs = own;
 	return any;
@@ -1738,8 +1789,8 @@ tw_status rdv_join(const char *url, const struct auth_key *key,
 		c->world = world;
 		pthread_mutex_init(&c->mu, NULL);
 		struct rdv_member routable = *self;
-		char(*own)[TW_ADDR_MAX] =
-			calloc(self->nloops ? self->nloops : 1, TW_ADDR_MAX);
+		char(*own)[TW_ADDR_MAX] = calloc(
+			self->nloops ? 2 * self->nloops : 1, TW_ADDR_MAX);
 		if (own != NULL && advertise_routable(fd, &routable, own)) {
 			tw_value nv;
 			if (join_value(&nv, &routable, world) == TW_OK) {

@@ -29,7 +29,12 @@ struct rdv_member {
 	uint32_t rank;
 	uint32_t nloops;
 	char name[TW_WORKER_NAME_MAX];
-	char (*addrs)[TW_ADDR_MAX]; /* nloops entries, owned */
+	char (*addrs)[TW_ADDR_MAX]; /* nloops entries, owned; with
+				     * local_addrs 2 * nloops: then
+				     * addrs[nloops + i] is loop i's address
+				     * for workers on its host (the same-host
+				     * transport's) */
+	bool local_addrs;
 	/* The kernel it runs on (rdv_host_id): equal for workers in other
 	 * network namespaces and containers of one machine, whatever their
 	 * addresses. */
@@ -41,6 +46,14 @@ struct rdv_member {
  * and container it runs; random bytes (this worker alone on its "host")
  * when it cannot be read. The same for the process's life. */
 void rdv_host_id(uint8_t out[RDV_HOST_ID_LEN]);
+
+/* Loop i's same-host address, or NULL when m announced none. */
+static inline const char *rdv_local_addr(const struct rdv_member *m, uint32_t i)
+{
+	return m->local_addrs && m->addrs != NULL && i < m->nloops
+		       ? m->addrs[m->nloops + i]
+		       : NULL;
+}
 
 struct rdv_server;
 struct rdv_client;

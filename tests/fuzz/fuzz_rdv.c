@@ -37,7 +37,7 @@ static void check_member(const struct rdv_member *m)
 		fail();
 	if (m->nloops == 0 || m->nloops > RDV_MAX_LOOPS || m->addrs == NULL)
 		fail();
-	for (uint32_t i = 0; i < m->nloops; i++) {
+	for (uint32_t i = 0; i < m->nloops * (m->local_addrs ? 2u : 1u); i++) {
 		size_t k = strnlen(m->addrs[i], TW_ADDR_MAX);
 		if (k == 0 || k == TW_ADDR_MAX)
 			fail();

@@ -78,12 +78,14 @@ static tw_value host(unsigned seed)
 static tw_value join(const char *name, int64_t rank, int64_t world, unsigned n)
 {
 	tw_value t;
-	check(tw_value_tuple(&t, 5), "tuple");
+	check(tw_value_tuple(&t, 6), "tuple");
 	check(tw_value_set_item(&t, 0, str(name)), "name");
 	check(tw_value_set_item(&t, 1, tw_value_int(rank)), "rank");
 	check(tw_value_set_item(&t, 2, tw_value_int(world)), "world");
 	check(tw_value_set_item(&t, 3, addrs(n)), "addrs");
 	check(tw_value_set_item(&t, 4, host((unsigned)rank)), "host");
+	/* odd ranks: same-host addresses too */
+	check(tw_value_set_item(&t, 5, addrs(rank % 2 ? n : 0)), "laddrs");
 	return t;
 }
 
@@ -95,12 +97,14 @@ static tw_value members(unsigned world, const char *dup)
 		tw_value t;
 		char name[16];
 		snprintf(name, sizeof(name), "w%u", r);
-		check(tw_value_tuple(&t, 4), "tuple");
+		check(tw_value_tuple(&t, 5), "tuple");
 		check(tw_value_set_item(&t, 0, tw_value_int(r)), "rank");
 		check(tw_value_set_item(&t, 1, str(dup && r ? dup : name)),
 		      "name");
 		check(tw_value_set_item(&t, 2, addrs(1 + r % 3)), "addrs");
 		check(tw_value_set_item(&t, 3, host(r % 2)), "host");
+		check(tw_value_set_item(&t, 4, addrs(r % 2 ? 1 + r % 3 : 0)),
+		      "laddrs");
 		check(tw_value_set_item(&l, r, t), "item");
 	}
 	return l;

@@ -105,7 +105,8 @@ struct joiner {
 	const struct auth_key *key; /* NULL: none */
 	const char *netns;          /* join from this network namespace */
 	struct rdv_member self;
-	char addrs[4][TW_ADDR_MAX];
+	char addrs[8][TW_ADDR_MAX]; /* up to 4 loops, and their same-host
+				     * addresses */
 	uint32_t world;
 	int64_t timeout_ms;
 	pthread_t th;
@@ -136,6 +137,11 @@ static void joiner_init(struct joiner *j, const struct srv *v, uint32_t rank,
 	for (uint32_t i = 0; i < nloops; i++)
 		snprintf(j->addrs[i], sizeof(j->addrs[i]), "tcp://127.0.0.1:%u",
 			 20000 + rank * 10 + i);
+	/* Odd ranks announce same-host addresses too. */
+	j->self.local_addrs = rank % 2 == 1;
+	for (uint32_t i = 0; j->self.local_addrs && i < nloops; i++)
+		snprintf(j->addrs[nloops + i], sizeof(j->addrs[0]),
+			 "shm:///tmp/tw-test-%u-%u", rank, i);
 	j->self.addrs = j->addrs;
 }
 
@@ -212,6 +218,17 @@ static void check_members(const struct joiner *j, struct joiner *const *all,
 		cr_assert_eq(m->nloops, want->nloops, "rank %u's loops", r);
 		cr_assert_arr_eq(m->host, want->host, sizeof(m->host),
 				 "rank %u's host identifier", r);
+		cr_assert_eq(m->local_addrs, want->local_addrs);
+		for (uint32_t i = 0; i < m->nloops; i++) {
+			const char *got = rdv_local_addr(m, i);
+			if (!want->local_addrs) {
+				cr_assert_null(got);
+				continue;
+			}
+			cr_assert_str_eq(got, rdv_local_addr(want, i),
+					 "rank %u loop %u's same-host address",
+					 r, i);
+		}
 		for (uint32_t i = 0; i < m->nloops; i++)
 			cr_assert_str_eq(m->addrs[i], want->addrs[i],
 					 "rank %u loop %u", r, i);
@@ -321,8 +338,10 @@ static void raw_auth(int fd, const struct auth_key *k, uint32_t rank)
 static tw_value join_payload(const char *name, int64_t rank, int64_t world,
 			     uint32_t naddrs)
 {
-	tw_value t, s, l, h;
-	cr_assert_eq(tw_value_tuple(&t, 5), TW_OK);
+	tw_value t, s, l, h, none;
+	cr_assert_eq(tw_value_tuple(&t, 6), TW_OK);
+	cr_assert_eq(tw_value_list(&none, 0), TW_OK);
+	cr_assert_eq(tw_value_set_item(&t, 5, none), TW_OK);
 	cr_assert_eq(tw_value_cstring(&s, name), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 0, s), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 1, tw_value_int(rank)), TW_OK);
@@ -975,8 +994,8 @@ Test(rendezvous, frames_are_bounded, .timeout = 60)
 	char name[TW_WORKER_NAME_MAX];
 	memset(name, 'n', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
-	tw_value t, s, l, hv;
-	cr_assert_eq(tw_value_tuple(&t, 5), TW_OK);
+	tw_value t, s, l, hv, ll;
+	cr_assert_eq(tw_value_tuple(&t, 6), TW_OK);
 	cr_assert_eq(tw_value_cstring(&s, name), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 0, s), TW_OK);
 	cr_assert_eq(tw_value_set_item(&t, 1, tw_value_int(0)), TW_OK);
@@ -993,6 +1012,13 @@ Test(rendezvous, frames_are_bounded, .timeout = 60)
 		cr_assert_eq(tw_value_set_item(&l, i, s), TW_OK);
 	}
 	cr_assert_eq(tw_value_set_item(&t, 3, l), TW_OK);
+	/* ... and as many same-host addresses */
+	cr_assert_eq(tw_value_list(&ll, RDV_MAX_LOOPS), TW_OK);
+	for (uint32_t i = 0; i < RDV_MAX_LOOPS; i++) {
+		cr_assert_eq(tw_value_cstring(&s, addr), TW_OK);
+		cr_assert_eq(tw_value_set_item(&ll, i, s), TW_OK);
+	}
+	cr_assert_eq(tw_value_set_item(&t, 5, ll), TW_OK);
 	tw_frame_hdr h = {.version = TW_FRAME_VERSION, .type = TW_MSG_JOIN};
 	tw_out_msg om;
 	cr_assert_eq(tw_msg_encode(NULL, &h, &t, &om), TW_OK);
@@ -1201,6 +1227,27 @@ Test(rendezvous, names_and_parsers)
 	cr_assert_eq(rank, 3);
 	cr_assert_eq(world, 7);
 	cr_assert_eq(m.nloops, 2);
+	cr_assert_not(m.local_addrs);
+	cr_assert_null(rdv_local_addr(&m, 0));
+	free(m.addrs);
+	/* Same-host addresses: none, or one per loop. */
+	tw_value one, a;
+	cr_assert_eq(tw_value_list(&one, 1), TW_OK);
+	cr_assert_eq(tw_value_cstring(&a, "shm:///x"), TW_OK);
+	cr_assert_eq(tw_value_set_item(&one, 0, a), TW_OK);
+	cr_assert_eq(tw_value_set_item(&p, 5, one), TW_OK);
+	cr_assert_eq(rdv_parse_join(&p, &m, &rank, &world), TW_EPROTO);
+	cr_assert(strstr(tw_errmsg(TW_EPROTO), "same-host") != NULL);
+	cr_assert_null(m.addrs);
+	tw_value_destroy(&p);
+	p = join_payload("ok", 3, 7, 1);
+	cr_assert_eq(tw_value_list(&one, 1), TW_OK);
+	cr_assert_eq(tw_value_cstring(&a, "shm:///x"), TW_OK);
+	cr_assert_eq(tw_value_set_item(&one, 0, a), TW_OK);
+	cr_assert_eq(tw_value_set_item(&p, 5, one), TW_OK);
+	cr_assert_eq(rdv_parse_join(&p, &m, &rank, &world), TW_OK);
+	cr_assert_str_eq(rdv_local_addr(&m, 0), "shm:///x");
+	cr_assert_null(rdv_local_addr(&m, 1));
 	free(m.addrs);
 	tw_value_destroy(&p);
 
