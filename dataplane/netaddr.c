@@ -248,6 +248,26 @@ static bool name_valid(const char *h)
 	return label > 0;
 }
 
+/* ss as a URL's host into out; a link-local IPv6 address is refused: its
+ * zone (an interface index) means nothing on another host. */
+static tw_status host_of(const char *what, const char *host,
+			 const struct sockaddr_storage *ss, char *out,
+			 size_t outlen)
+{
+	const struct sockaddr_in6 *s6 = (const void *)ss;
+	if (ss->ss_family == AF_INET6 &&
+	    (IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr) || s6->sin6_scope_id != 0))
+		return tw_fail(TW_EINVAL,
+			       "%s '%s': a link-local IPv6 address, which "
+			       "peers on other hosts cannot use (its zone is "
+			       "this host's interface): give a global or "
+			       "unique-local one",
+			       what, host);
+	if (!tw_netaddr_host((const struct sockaddr *)ss, out, outlen))
+		return tw_fail(TW_EINVAL, "%s '%s': too long", what, host);
+	return TW_OK;
+}
+
 tw_status tw_netaddr_resolve(const char *what, const char *host, char *out,
 			     size_t outlen)
 {
@@ -266,12 +286,14 @@ tw_status tw_netaddr_resolve(const char *what, const char *host, char *out,
 		snprintf(url, sizeof(url), "%s%s:0", scheme, host);
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	if (tw_netaddr_parse(url, &ss, &sl) == TW_OK) {
-		if (!tw_netaddr_host((struct sockaddr *)&ss, out, outlen))
-			return tw_fail(TW_EINVAL, "%s '%s': too long", what,
-				       host);
-		return TW_OK;
-	}
+	if (tw_netaddr_parse(url, &ss, &sl) == TW_OK)
+		return host_of(what, host, &ss, out, outlen);
+	const char *zone = strchr(host, '%');
+	if (zone != NULL && strchr(host, ':') != NULL)
+		return tw_fail(TW_EINVAL,
+			       "%s '%s': no interface '%.*s' on this host",
+			       what, host, (int)strcspn(zone + 1, "]"),
+			       zone + 1);
 	if (strchr(host, ':') != NULL || bracketed)
 		return tw_fail(TW_EINVAL,
 			       "%s '%s': not an IPv6 address (nor an IPv4 "
@@ -288,11 +310,14 @@ tw_status tw_netaddr_resolve(const char *what, const char *host, char *out,
 			       "or host name (letters, digits, '-', '_' and "
 			       "'.', labels of 1 to 63)",
 			       what, host);
-	if (from_interface(host, &ss)) {
-		if (!tw_netaddr_host((struct sockaddr *)&ss, out, outlen))
-			return tw_fail(TW_EINVAL, "%s '%s': too long", what,
-				       host);
-		return TW_OK;
+	if (if_nametoindex(host) != 0) {
+		/* An interface: never a name to ask a resolver about. */
+		if (!from_interface(host, &ss))
+			return tw_fail(TW_EINVAL,
+				       "%s '%s': this interface has no IPv4 "
+				       "address and no global IPv6 one",
+				       what, host);
+		return host_of(what, host, &ss, out, outlen);
 	}
 	struct addrinfo hints = {0}, *ai = NULL;
 	hints.ai_family = AF_UNSPEC;
@@ -317,11 +342,12 @@ tw_status tw_netaddr_resolve(const char *what, const char *host, char *out,
 			pick = i;
 			break;
 		}
-	bool ok = (pick->ai_family == AF_INET || pick->ai_family == AF_INET6) &&
-		  tw_netaddr_host(pick->ai_addr, out, outlen);
+	bool ok = pick->ai_family == AF_INET || pick->ai_family == AF_INET6;
+	if (ok)
+		memcpy(&ss, pick->ai_addr, pick->ai_addrlen);
 	freeaddrinfo(ai);
 	if (!ok)
 		return tw_fail(TW_EINVAL, "%s '%s': resolves to no IP address",
 			       what, host);
-	return TW_OK;
+	return host_of(what, host, &ss, out, outlen);
 }

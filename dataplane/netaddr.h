@@ -45,9 +45,10 @@ bool tw_netaddr_same_ip(const struct sockaddr *a, const struct sockaddr *b);
  * carries (out, TW_NETADDR_HOST_MAX bytes): an IPv4 or IPv6 address
  * (brackets optional), "localhost", the name of one of this host's
  * interfaces (its first IPv4 address, else its first global IPv6 one),
- * or a host name (its first address, by getaddrinfo: may block). what
- * names the option in the message of a refusal (TW_EINVAL), which also
- * names host.
+ * or a host name (its first address, by getaddrinfo: may block; never
+ * asked about an interface's name). A link-local IPv6 address is
+ * refused: its zone is this host's. what names the option in the
+ * message of a refusal (TW_EINVAL), which also names host.
  */
 tw_status tw_netaddr_resolve(const char *what, const char *host, char *out,
 			     size_t outlen);

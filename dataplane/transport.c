@@ -116,18 +116,26 @@ void tw_conn_set_peer_sa(tw_conn *c, const struct sockaddr *sa)
 		tw_conn_set_peer_ip4(c, v4, si->sin6_port);
 		return;
 	}
-	/* One host is one /64: a peer has the whole prefix to pick addresses
-	 * from, so per-host limits count the prefix. Its 64 bits, mixed
-	 * (splitmix64's finalizer) and with the top bit set: never an IPv4
+	/* The whole address, as for IPv4: a /64 is a subnet (a cloud VPC's,
+	 * a link's fe80::/64), not a host, and keying by it would make its
+	 * hosts share one budget. A peer with many addresses gets a key per
+	 * address, as an IPv4 peer with many addresses does; the totals
+	 * (max_conns, asm_worker_bytes) bound them all. Its 128 bits mixed
+	 * (splitmix64's finalizer per half), the top bit set: never an IPv4
 	 * key (those stay below 2^35) nor 0. */
 	uint64_t k = 0;
-	for (int i = 0; i < 8; i++)
-		k = k << 8 | b[i];
-	k ^= k >> 30;
-	k *= UINT64_C(0xbf58476d1ce4e5b9);
-	k ^= k >> 27;
-	k *= UINT64_C(0x94d049bb133111eb);
-	k ^= k >> 31;
+	for (int half = 0; half < 2; half++) {
+		uint64_t x = 0;
+		for (int i = 0; i < 8; i++)
+			x = x << 8 | b[8 * half + i];
+		x ^= k;
+		x ^= x >> 30;
+		x *= UINT64_C(0xbf58476d1ce4e5b9);
+		x ^= x >> 27;
+		x *= UINT64_C(0x94d049bb133111eb);
+		x ^= x >> 31;
+		k = x + UINT64_C(0x9e3779b97f4a7c15);
+	}
 	c->peer_host = k | (UINT64_C(1) << 63);
 	char ip[INET6_ADDRSTRLEN];
 	if (inet_ntop(AF_INET6, &si->sin6_addr, ip, sizeof(ip)) == NULL)

@@ -39,9 +39,9 @@ typedef struct tw_conn {
 	 * on_conn(c, TW_OK), or after connect returns, on. */
 	uint64_t rx_max;
 	/* Who is at the other end, as the transport sees it: the peer's
-	 * host as an opaque key (IPv4 address for TCP and UDP, an IPv6
-	 * peer's /64; 0 = not known) for per-host limits, and "ip:port" or
-	 * "[ipv6]:port" for messages. */
+	 * host as an opaque key (its IPv4 or IPv6 address; 0 = not known)
+	 * for per-host limits, and "ip:port" or "[ipv6]:port" for
+	 * messages. */
 	uint64_t peer_host;
 	char peer[48];
 	/* Why the connection ended, when the status alone does not say (a
@@ -329,8 +329,7 @@ static inline bool tw_conn_frame_fits(const tw_conn *c, const tw_frame_hdr *h)
 void tw_conn_set_peer_ip4(tw_conn *c, uint32_t addr, uint16_t port);
 
 /* The same from a socket address: AF_INET, or AF_INET6 (a v4-mapped one
- * as its IPv4 address; else the key is the /64, one host's share); other
- * families leave c unchanged. */
+ * as its IPv4 address); other families leave c unchanged. */
 struct sockaddr;
 void tw_conn_set_peer_sa(tw_conn *c, const struct sockaddr *sa);
 

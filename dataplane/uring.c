@@ -464,7 +464,11 @@ static void u_set_local(tw_transport *tt, tw_conn *cc, bool local)
 	c->local = local;
 	if (!local)
 		return; /* an address of this host stays one */
-	c->copying = !t->o.zc_same_host;
+	/* Over veth or loopback the kernel copies zero-copy sends; a peer
+	 * reached through its own NIC (an SR-IOV VF) would not: then set
+	 * zc_same_host. Never clears a copy fallback already taken. */
+	if (!t->o.zc_same_host)
+		c->copying = true;
 	if (c->state == C_OPEN)
 		cc_setup(t, c->fd, true);
 }

@@ -51,9 +51,16 @@ static tw_status check_cc(const char *what, const char *cc)
 	return TW_OK;
 }
 
+/* Whether host (numeric, as tw_netaddr_resolve gives it) is every
+ * interface: 0.0.0.0, [::], or 0.0.0.0 mapped into IPv6. */
 static bool advertised_wildcard(const char *host)
 {
-	return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0;
+	char url[TW_NETADDR_HOST_MAX + 16];
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	snprintf(url, sizeof(url), "tcp://%s:0", host);
+	return tw_netaddr_parse(url, &ss, &sl) == TW_OK &&
+	       tw_netaddr_is_wildcard((struct sockaddr *)&ss);
 }
 
 static tw_status u_check(const void *opts, uint32_t nloops)
@@ -110,8 +117,8 @@ static tw_status u_start(const void *opts, const struct tw_transport_group *g,
 			       "io_uring: no memory for its shared limits");
 	}
 	tw_uring_opts_get(in, &e->o);
-	/* Resolved again: u_check's answer is not kept (a name may resolve
-	 * differently by now; it is checked again all the same). */
+	/* The names u_check resolved, resolved for use (its answer is not
+	 * kept; both run in tw_agent_init, before anything serves). */
 	tw_status st = tw_netaddr_resolve("io_uring: listen_host",
 					  e->o.listen_host, e->host,
 					  sizeof(e->host));
@@ -119,9 +126,11 @@ static tw_status u_start(const void *opts, const struct tw_transport_group *g,
 		st = tw_netaddr_resolve("io_uring: advertise_host",
 					e->o.advertise_host, e->adv,
 					sizeof(e->adv));
-	if (st == TW_OK && advertised_wildcard(e->adv))
+	if (st == TW_OK && e->adv[0] != '\0' && advertised_wildcard(e->adv))
 		st = tw_fail(TW_EINVAL,
-			     "io_uring: advertise_host is every interface");
+			     "io_uring: advertise_host '%.64s' is every "
+			     "interface, no address a peer can connect to",
+			     e->o.advertise_host);
 	if (st != TW_OK) {
 		tw_uring_shared_destroy(e->sh);
 		free(e);
@@ -171,7 +180,10 @@ static tw_status u_public_addr(void *env, uint32_t idx, const char *bound,
 	}
 	const char *colon = strrchr(bound, ':');
 	if (colon == NULL)
-		return TW_EINVAL;
+		return tw_fail(TW_EINVAL,
+			       "io_uring: bound address '%.80s' has "
+			       "no port",
+			       bound);
 	int n = snprintf(out, len, "tcp://%s%s", e->adv, colon);
 	return n >= 0 && (size_t)n < len ? TW_OK : TW_EOVERFLOW;
 }

@@ -27,7 +27,8 @@
  * process is the memif server (as the anchor's pong), on an abstract socket
  * named after the client's pid; the client starts its EAL once the server's
  * port is up. af_packet: --ifaces SRV,CLI names the two ends of a veth pair
- * that the caller made. The rendezvous stays TCP on 127.0.0.1. */
+ * that the caller made. The rendezvous stays TCP: on 127.0.0.1, or with
+ * --netns/--hosts on the client's address in its namespace. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -162,8 +162,21 @@ tw_status conn_why(struct agent_loop *l, uint32_t dst, tw_status st, char *buf,
 bool agent_peer_local(const tw_agent *a, uint32_t r)
 {
 	return atomic_load(&a->members_known) && r < a->world &&
+	       a->members[r].host_known && a->members[a->rank].host_known &&
 	       memcmp(a->members[r].host, a->members[a->rank].host,
 		      RDV_HOST_ID_LEN) == 0;
+}
+
+void conn_mark_local(struct agent_loop *l, struct conn_state *cs)
+{
+	if (cs->local_done || !cs->authed || cs->peer < 0 ||
+	    !agent_peer_local(l->a, (uint32_t)cs->peer))
+		return;
+	cs->local_done = true;
+	/* (idempotent: our own were marked at connect already, before any
+	 * byte left, when the membership was known then) */
+	tw_transport_set_local(cs->t, cs->c, true);
+	stat_inc(&l->stats.conns_same_host);
 }
 
 struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
@@ -846,7 +859,7 @@ static void loop_init_fn(struct sync_msg *s)
 		snprintf(bound, sizeof(bound), "%s", l->addr);
 		s->st = a->tp->public_addr(a->tenv, l->idx, bound, l->addr,
 					   sizeof(l->addr));
-		if (s->st != TW_OK)
+		if (s->st == TW_EOVERFLOW)
 			tw_fail(s->st,
 				"cannot announce %.64s: the address to "
 				"advertise does not fit",
@@ -1428,6 +1441,11 @@ static void loop_admit_fn(struct sync_msg *s)
 			v[k++] = a->members[r].addrs[i];
 	s->st = tw_transport_admit(s->l->t, v, n);
 	free(v);
+	/* Connections a peer opened and proved while this worker was still
+	 * joining: only now is it known where their peers run. */
+	struct conn_state *cs;
+	TAILQ_FOREACH(cs, &s->l->conns, link)
+	conn_mark_local(s->l, cs);
 	/* From now on a member that dies is told (rank 0's notices). Here,
 	 * not in a later run_on_loop: once admitted, a peer's call may run a
 	 * handler that waits on this loop for init to end (call.c). */
@@ -1613,7 +1631,8 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	}
 	struct rdv_member self = {.rank = a->rank, .nloops = a->nloops};
 	snprintf(self.name, sizeof(self.name), "%s", a->name);
-	rdv_host_id(self.host);
+	rdv_host_id_for(&a->key, self.host);
+	self.host_known = true;
 	self.addrs = calloc(a->nloops, sizeof(*self.addrs));
 	if (self.addrs == NULL) {
 		st = TW_ENOMEM;

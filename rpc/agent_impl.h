@@ -115,6 +115,7 @@ struct conn_state {
 	bool outbound;
 	bool closing;     /* close requested */
 	bool authed;      /* handshake done: frames flow */
+	bool local_done;  /* same-host treatment given (conn_mark_local) */
 	bool auth_failed; /* handshake failed: closing soon, sends refused */
 	bool doomed;      /* to be closed by the loop's poller */
 	struct peer_auth *pa;   /* the handshake, until done */
@@ -505,6 +506,10 @@ void redial_ok(struct agent_loop *l, uint32_t dst);
 /* Whether worker r runs on this host's kernel (its host identifier at the
  * rendezvous is ours); false while the membership is not known. */
 bool agent_peer_local(const tw_agent *a, uint32_t r);
+/* Give cs (authenticated, its peer known) the same-host treatment if its
+ * peer runs on this kernel, once; a no-op while the membership is not
+ * known (loop_admit_fn comes back to it). */
+void conn_mark_local(struct agent_loop *l, struct conn_state *cs);
 /* Send tx on cs, or queue it; tx->done runs exactly once (maybe now).
  * Until cs's handshake is done the frame is held, and leaves after it in
  * order; on a connection that is closing or failed its handshake, done

@@ -319,12 +319,7 @@ static void pa_bind(struct agent_loop *l, struct conn_state *cs, uint32_t peer)
 	cs->c->rx_max = 0;
 	if (cs->outbound)
 		redial_ok(l, peer);
-	if (agent_peer_local(l->a, peer)) {
-		/* (set at connect already for our own) */
-		if (!cs->outbound)
-			tw_transport_set_local(cs->t, cs->c, true);
-		stat_inc(&l->stats.conns_same_host);
-	}
+	conn_mark_local(l, cs);
 	stat_inc(&l->stats.auth_ok);
 	pa_free(l, cs);
 }

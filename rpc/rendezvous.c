@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sodium.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -408,6 +409,24 @@ void rdv_host_id(uint8_t out[RDV_HOST_ID_LEN])
 	memcpy(out, host_id, RDV_HOST_ID_LEN);
 }
 
+void rdv_host_id_for(const struct auth_key *k, uint8_t out[RDV_HOST_ID_LEN])
+{
+	uint8_t boot[RDV_HOST_ID_LEN];
+	rdv_host_id(boot);
+	if (k == NULL || k->len == 0) {
+		memcpy(out, boot, RDV_HOST_ID_LEN);
+		return;
+	}
+	static const char label[] = "tensorwire host id 1";
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, RDV_HOST_ID_LEN);
+	crypto_generichash_update(&st, (const uint8_t *)label, sizeof(label));
+	crypto_generichash_update(&st, k->secret, k->len);
+	crypto_generichash_update(&st, boot, sizeof(boot));
+	crypto_generichash_final(&st, out, RDV_HOST_ID_LEN);
+	sodium_memzero(&st, sizeof(st));
+}
+
 /* m's main addresses (local false), or its same-host ones (an empty list
  * when it has none). */
 static tw_status addrs_value(tw_value *out, const struct rdv_member *m,
@@ -469,6 +488,7 @@ static tw_status parse_host(const tw_value *v, struct rdv_member *m,
 			       "bytes",
 			       what, RDV_HOST_ID_LEN);
 	memcpy(m->host, v->u.str, RDV_HOST_ID_LEN);
+	m->host_known = true;
 	return TW_OK;
 }
 
@@ -546,7 +566,10 @@ tw_status rdv_parse_join(const tw_value *p, struct rdv_member *m, int64_t *rank,
 			 int64_t *world)
 {
 	memset(m, 0, sizeof(*m));
-	if (p->kind != TW_KIND_TUPLE || p->len != 6 ||
+	/* The tuple grows by appending (docs/wire.md, "The control
+	 * plane"): the host and same-host addresses may be missing (an
+	 * older worker), items after them are a newer one's. */
+	if (p->kind != TW_KIND_TUPLE || p->len < 4 ||
 	    p->u.items[1].kind != TW_KIND_INT ||
 	    p->u.items[2].kind != TW_KIND_INT)
 		return tw_fail_static(TW_EPROTO,
@@ -554,13 +577,15 @@ tw_status rdv_parse_join(const tw_value *p, struct rdv_member *m, int64_t *rank,
 				      "world_size, addresses, host, "
 				      "same-host addresses)");
 	tw_status st = parse_name(&p->u.items[0], m->name);
-	if (st == TW_OK)
+	if (st == TW_OK && p->len > 4)
 		st = parse_host(&p->u.items[4], m, "JOIN");
 	if (st != TW_OK)
 		return st;
 	*rank = p->u.items[1].u.i;
 	*world = p->u.items[2].u.i;
-	st = parse_addrs(&p->u.items[3], &p->u.items[5], m);
+	const tw_value none = {.kind = TW_KIND_LIST};
+	st = parse_addrs(&p->u.items[3], p->len > 5 ? &p->u.items[5] : &none,
+			 m);
 	if (st != TW_OK) {
 		free(m->addrs);
 		m->addrs = NULL;
@@ -586,7 +611,7 @@ tw_status rdv_parse_members(const tw_value *p, uint32_t world,
 	tw_status st = TW_OK;
 	for (uint32_t r = 0; st == TW_OK && r < world; r++) {
 		const tw_value *t = &p->u.items[r];
-		if (t->kind != TW_KIND_TUPLE || t->len != 5 ||
+		if (t->kind != TW_KIND_TUPLE || t->len < 3 ||
 		    t->u.items[0].kind != TW_KIND_INT ||
 		    t->u.items[0].u.i != (int64_t)r) {
 			st = tw_fail(TW_EPROTO,
@@ -598,10 +623,12 @@ tw_status rdv_parse_members(const tw_value *p, uint32_t world,
 		}
 		ms[r].rank = r;
 		st = parse_name(&t->u.items[1], ms[r].name);
-		if (st == TW_OK)
+		if (st == TW_OK && t->len > 3)
 			st = parse_host(&t->u.items[3], &ms[r], "member list");
+		const tw_value none = {.kind = TW_KIND_LIST};
 		if (st == TW_OK)
-			st = parse_addrs(&t->u.items[2], &t->u.items[4],
+			st = parse_addrs(&t->u.items[2],
+					 t->len > 4 ? &t->u.items[4] : &none,
 					 &ms[r]);
 		for (uint32_t q = 0; st == TW_OK && q < r; q++)
 			if (strcmp(ms[q].name, ms[r].name) == 0)
@@ -746,7 +773,7 @@ struct rdv_server {
 	struct rdv_member *members; /* world entries; addrs NULL = free slot */
 	/* world entries: where a member joined from when that is another
 	 * host (its IP), else "" */
-	char (*away)[INET6_ADDRSTRLEN];
+	char (*away)[TW_NETADDR_HOST_MAX];
 	uint8_t *gone;  /* bitmap: members whose connection closed, formed */
 	bool gone_news; /* gone grew since the members were last told */
 	struct sconn *conns;
@@ -878,27 +905,18 @@ static bool from_elsewhere(int fd, char *ip, size_t iplen)
 	struct sockaddr_storage p, l;
 	socklen_t pl = sizeof(p), ll = sizeof(l);
 	if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&l, &ll) != 0 ||
-	    p.ss_family != l.ss_family)
+	    getsockname(fd, (struct sockaddr *)&l, &ll) != 0)
 		return false;
-	if (p.ss_family == AF_INET) {
-		const struct sockaddr_in *pi = (const void *)&p;
-		const struct sockaddr_in *li = (const void *)&l;
-		if ((ntohl(pi->sin_addr.s_addr) >> 24) == 127 ||
-		    pi->sin_addr.s_addr == li->sin_addr.s_addr)
-			return false;
-		return inet_ntop(AF_INET, &pi->sin_addr, ip, iplen) != NULL;
-	}
-	if (p.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *pi = (const void *)&p;
-		const struct sockaddr_in6 *li = (const void *)&l;
-		if (IN6_IS_ADDR_LOOPBACK(&pi->sin6_addr) ||
-		    IN6_IS_ADDR_V4MAPPED(&pi->sin6_addr) ||
-		    memcmp(&pi->sin6_addr, &li->sin6_addr, 16) == 0)
-			return false;
-		return inet_ntop(AF_INET6, &pi->sin6_addr, ip, iplen) != NULL;
-	}
-	return false;
+	/* (an IPv4 peer of a rendezvous on [::] comes v4-mapped: compared
+	 * as the IPv4 address it is) */
+	if (tw_netaddr_is_loopback((struct sockaddr *)&p) ||
+	    tw_netaddr_same_ip((struct sockaddr *)&p, (struct sockaddr *)&l))
+		return false;
+	char host[TW_NETADDR_HOST_MAX];
+	if (!tw_netaddr_host((struct sockaddr *)&p, host, sizeof(host)))
+		return false;
+	snprintf(ip, iplen, "%s", host);
+	return true;
 }
 
 /* The first of m's addresses only its own host can reach (loopback, or
@@ -1020,7 +1038,7 @@ static void handle_join(struct rdv_server *s, size_t i, const tw_value *p)
 			st = TW_EINVAL;
 		}
 	}
-	char away[INET6_ADDRSTRLEN] = "";
+	char away[TW_NETADDR_HOST_MAX] = "";
 	if (st == TW_OK) {
 		if (!from_elsewhere(c->fd, away, sizeof(away)))
 			away[0] = '\0';

@@ -39,6 +39,7 @@ struct rdv_member {
 	 * network namespaces and containers of one machine, whatever their
 	 * addresses. */
 	uint8_t host[RDV_HOST_ID_LEN];
+	bool host_known; /* false: announced none (an older worker) */
 };
 
 /* This host's identifier: the kernel's boot id
@@ -46,6 +47,15 @@ struct rdv_member {
  * and container it runs; random bytes (this worker alone on its "host")
  * when it cannot be read. The same for the process's life. */
 void rdv_host_id(uint8_t out[RDV_HOST_ID_LEN]);
+
+/* What a worker announces as its host: BLAKE2b-128 over the group's
+ * secret and the boot id, so members learn which of them share a kernel,
+ * and nothing else (not the boot id, which would tell an onlooker of the
+ * JOIN more); the boot id itself without a secret. Never decides
+ * anything about trust: only congestion control and which transport to
+ * try first. */
+struct auth_key;
+void rdv_host_id_for(const struct auth_key *k, uint8_t out[RDV_HOST_ID_LEN]);
 
 /* Loop i's same-host address, or NULL when m announced none. */
 static inline const char *rdv_local_addr(const struct rdv_member *m, uint32_t i)

@@ -50,8 +50,11 @@ struct tw_uring_opts {
 				    * the rendezvous), an interface name
 				    * ("eth1": its first IPv4 address,
 				    * else its first global IPv6 one), or
-				    * a host name, resolved once by
-				    * tw_agent_init (default "127.0.0.1") */
+				    * a host name, resolved by
+				    * tw_agent_init, never on a run loop
+				    * (a link-local IPv6 address is refused:
+				    * its zone is this host's; default
+				    * "127.0.0.1") */
 	uint32_t recv_buf_size;    /* provided-buffer size (default 64 KiB) */
 	uint32_t recv_buf_count;   /* provided buffers per loop (default 64,
 				    * power of 2, at most 32768) */
@@ -69,9 +72,14 @@ struct tw_uring_opts {
 				   * this many bytes (default 128 MiB; 0 =
 				   * always a fresh mapping) */
 	bool zc_same_host;        /* try SEND_ZC on connections within this
-				   * host too (default false: the kernel
-				   * always copies there, so it only costs;
-				   * tests set it to exercise the path) */
+				   * host too: loopback, and peers on this
+				   * kernel in other network namespaces or
+				   * containers (default false: over
+				   * loopback and veth the kernel always
+				   * copies, so it only costs; set it when
+				   * such peers are reached through NICs of
+				   * their own, e.g. SR-IOV VFs; tests set
+				   * it to exercise the path) */
 	uint32_t busy_poll_conns; /* connections read with a direct recv on
 				   * every poll while active (default 4, at
 				   * most 16; 0 = off) */

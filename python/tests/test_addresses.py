@@ -11,6 +11,19 @@ import tensorwire.rpc as rpc
 SECRET = {"secret": "addresses test secret, 32 bytes or so"}
 
 
+def _has_ipv6():
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+ipv6 = pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback here")
+
+
 def _run(listen, init=None, secret=False, rank_extra=None):
     extra = {"transport": "uring"}
     if secret:
@@ -27,17 +40,20 @@ def _run(listen, init=None, secret=False, rank_extra=None):
     return out
 
 
+@ipv6
 def test_ipv6_loopback_group():
     out = _run("::1", init="tcp://[::1]:%d")
     for r in (0, 1):
         assert out["addr%d" % r].startswith("tcp://[::1]:"), out
 
 
+@ipv6
 def test_ipv6_brackets_accepted():
     out = _run("[::1]", init="tcp://[::1]:%d")
     assert out["addr1"].startswith("tcp://[::1]:"), out
 
 
+@ipv6
 @pytest.mark.parametrize("init,want", [
     ("tcp://[::1]:%d", "tcp://[::1]:"),
     ("tcp://127.0.0.1:%d", "tcp://127.0.0.1:")])

@@ -170,10 +170,24 @@ Test(netaddr, bad_hosts_refused_naming_them)
 	char out[TW_NETADDR_HOST_MAX];
 	cr_assert_eq(tw_netaddr_resolve("x", NULL, out, sizeof(out)),
 		     TW_EINVAL);
+	/* Link-local: its zone means nothing to another host. */
+	static const char *const ll[] = {"fe80::1", "[fe80::1%lo]",
+					 "fe80::1%1"};
+	for (size_t i = 0; i < sizeof(ll) / sizeof(ll[0]); i++) {
+		tw_status st = tw_netaddr_resolve("listen_host", ll[i], out,
+						  sizeof(out));
+		cr_assert_eq(st, TW_EINVAL, "'%s'", ll[i]);
+		cr_assert(strstr(tw_errmsg(st), "link-local") != NULL, "%s",
+			  tw_errmsg(st));
+	}
+	tw_status st = tw_netaddr_resolve("listen_host", "fe80::1%tw-nope0",
+					  out, sizeof(out));
+	cr_assert(strstr(tw_errmsg(st), "no interface 'tw-nope0'") != NULL,
+		  "%s", tw_errmsg(st));
 }
 
-/* Per-host limits count an IPv6 peer's /64, an IPv4-mapped one as its
- * IPv4 address. */
+/* Per-host limits count an IPv6 peer by its address (a /64 is a subnet
+ * of many hosts), an IPv4-mapped one as its IPv4 address. */
 Test(netaddr, peer_keys)
 {
 	tw_conn a = {0}, b = {0}, c = {0}, d = {0}, e = {0};
@@ -190,8 +204,11 @@ Test(netaddr, peer_keys)
 	cr_assert_eq(a.peer_host, b.peer_host);
 	cr_assert_str_eq(a.peer, "10.0.0.1:5");
 	cr_assert_str_eq(b.peer, "10.0.0.1:6");
-	cr_assert_eq(c.peer_host, d.peer_host);
+	cr_assert_neq(c.peer_host, d.peer_host); /* same /64, two hosts */
 	cr_assert_neq(c.peer_host, e.peer_host);
+	tw_conn c2 = {0};
+	tw_conn_set_peer_sa(&c2, SA(&x1));
+	cr_assert_eq(c.peer_host, c2.peer_host);
 	cr_assert_neq(c.peer_host, a.peer_host);
 	cr_assert(c.peer_host >> 63);
 	cr_assert_str_eq(c.peer, "[2001:db8:1:2::1]:7");

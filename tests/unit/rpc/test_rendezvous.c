@@ -1706,3 +1706,24 @@ Test(rendezvous, host_id_is_the_boot_id)
 		snprintf(got + 2 * i, 3, "%02x", a[i]);
 	cr_assert_str_eq(got, hex);
 }
+
+/* With a secret, the announced host id is a keyed hash of the boot id:
+ * the same for every worker of the group on this kernel, unlike the boot
+ * id, and another for another secret. */
+Test(rendezvous, host_id_is_keyed_by_the_secret)
+{
+	struct auth_key k1 = key_of("one secret"), k2 = key_of("another");
+	uint8_t boot[RDV_HOST_ID_LEN], a[RDV_HOST_ID_LEN], b[RDV_HOST_ID_LEN],
+		c[RDV_HOST_ID_LEN], none[RDV_HOST_ID_LEN];
+	rdv_host_id(boot);
+	rdv_host_id_for(&k1, a);
+	rdv_host_id_for(&k1, b);
+	rdv_host_id_for(&k2, c);
+	rdv_host_id_for(NULL, none);
+	cr_assert_arr_eq(a, b, sizeof(a));
+	cr_assert_arr_neq(a, c, sizeof(a));
+	cr_assert_arr_neq(a, boot, sizeof(a));
+	cr_assert_arr_eq(none, boot, sizeof(a));
+	auth_key_free(&k1);
+	auth_key_free(&k2);
+}
