@@ -1,7 +1,7 @@
 """Issue 19 part 5: four hosts, each a network namespace, on a Linux bridge.
 
 Every group here is four workers (tests/hosts/host_worker, one per
-namespace), rank 0
+namespace; the Python phase runs tensorwire.rpc workers instead), rank 0
 hosting the rendezvous in its namespace, every worker serving on the
 wildcard 0.0.0.0 (io_uring; it must announce its namespace's routable
 address by itself) with the group's shared secret (required off
@@ -39,6 +39,10 @@ workers' own).
      whose control plane is TCP whatever the transport). Under the DPDK
      lock (/tmp/tw-dpdk.lock, unless a parent process holds it already:
      meson runs this test alone, in the dpdk suite).
+  D. Python (builds with the Python package, not sanitizer builds): four
+     tensorwire.rpc workers, all-to-all with torch builtins and pickled
+     Python functions (small and 4 MiB tensors), rpc_async in flight,
+     remote().to_here(), an RRef passed to another host.
 
 Bounds checked are the library's own (a call's timeout, user_timeout_ms,
 the shutdown deadline) with generous slack; every measured figure is
@@ -50,7 +54,8 @@ SIGTERM too; what a killed earlier run left (names carry its pid) is
 removed first.
 
 Environment: TW_HOST_WORKER (host_worker), TW_HOSTS_DPDK=1 (a build with
-DPDK), TW_HOSTS_PARTS (e.g. "A,C": run only those groups),
+DPDK), TW_HOSTS_PYTHONPATH (the build's python/ dir when the Python
+package was built), TW_HOSTS_PARTS (e.g. "A,C": run only those groups),
 TW_HOSTS_DOWN_S (hold item 3's link down at least this long; by default
 as long as its calls take, ~4.5 s).
 """
@@ -73,8 +78,9 @@ RDV_PORT = 29500
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.environ.get("TW_HOST_WORKER", "")
 HAVE_DPDK = os.environ.get("TW_HOSTS_DPDK") == "1"
+PYPATH = os.environ.get("TW_HOSTS_PYTHONPATH", "")
 PARTS = set(p.strip() for p in
-            os.environ.get("TW_HOSTS_PARTS", "A,B,C").split(","))
+            os.environ.get("TW_HOSTS_PARTS", "A,B,C,D").split(","))
 DPDK_LOCK = "/tmp/tw-dpdk.lock"
 
 # Slack over a bound the library promises: this machine is small and
@@ -860,6 +866,60 @@ def group_c(secret):
             lockf.close()
 
 
+def group_d(secret):
+    """Python workers: pickled Python functions and torch builtins."""
+    label = "D python"
+    if not PYPATH:
+        log("SKIP %s: no Python package in this build (sanitizer builds "
+            "have none); Python functions across hosts not run" % label)
+        return
+    r = subprocess.run(["/usr/bin/python3", "-c",
+                        "import torch, tensorwire.rpc"],
+                       env=dict(os.environ, PYTHONPATH=PYPATH),
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        log("SKIP %s: tensorwire.rpc or torch not importable: %s" % (
+            label, r.stderr.strip()[-300:]))
+        return
+    net = Net("d", 4)
+    procs = []
+    try:
+        net.up()
+        env = dict(os.environ, PYTHONPATH=PYPATH + ":" + HERE)
+        for rk in range(4):
+            procs.append(subprocess.Popen(
+                net.exec_args(rk) + [
+                    "/usr/bin/python3", os.path.join(HERE, "py_worker.py"),
+                    str(rk), "4", "tcp://%s:%d" % (Net.ip(0), RDV_PORT),
+                    secret], env=env, stdout=subprocess.PIPE))
+        end = time.monotonic() + 120
+        for rk, p in enumerate(procs):
+            try:
+                out, _ = p.communicate(timeout=max(1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+                C.check("%s: w%d finished" % (label, rk), False,
+                        "no result within 120 s")
+                continue
+            line = [x for x in out.decode(errors="replace").splitlines()
+                    if x.startswith("result ")]
+            d = json.loads(line[-1][7:]) if line else {}
+            C.check("%s: w%d's calls all correct" % (label, rk),
+                    p.returncode == 0 and d.get("ok") is True,
+                    "exit %s, %s" % (p.returncode, json.dumps(d)[:1500]))
+            if d.get("ok"):
+                C.figure("%s: w%d" % (label, rk), "%d calls, %.1f MiB, "
+                         "%.0f ms" % (d["calls"], d["bytes"] / 1048576.0,
+                                      d["ms"]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        net.down()
+
+
 def main():
     if os.geteuid() != 0:
         print("SKIP: needs root (network namespaces, veth, bridge)")
@@ -883,7 +943,8 @@ def main():
     os.write(fd, os.urandom(32).hex().encode())
     os.close(fd)
     try:
-        for part, fn in (("A", group_a), ("B", group_b), ("C", group_c)):
+        for part, fn in (("A", group_a), ("B", group_b), ("C", group_c),
+                         ("D", group_d)):
             if part not in PARTS:
                 continue
             log("== group %s" % part)
