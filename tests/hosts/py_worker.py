@@ -5,8 +5,11 @@ Joins on the wildcard address with the group's secret, then calls every
 other worker: a torch builtin (run as the C aten:: operator there),
 pickled Python functions with small and 4 MiB tensors, 200 rpc_async calls
 in flight, remote().to_here(), and an RRef of its own passed to the peer,
-which fetches it back across the namespaces. Prints one line, "result
-JSON", and leaves with a graceful shutdown."""
+which fetches it back across the namespaces. Answers as host_worker does:
+"ok JSON" (or "err JSON") with its calls' tally; then waits for a line
+"shutdown SECONDS", runs rpc.shutdown(graceful=True, timeout=SECONDS)
+and answers "ok {"ms", "type", "msg"}" (the exception it raised, if
+any)."""
 
 import json
 import sys
@@ -79,8 +82,19 @@ def main():
             out["ok"] = False
             out["fail"].append("%s: %s: %s" % (peer, type(e).__name__, e))
     out["ms"] = (time.monotonic() - t0) * 1000
-    rpc.shutdown()
-    print("result " + json.dumps(out), flush=True)
+    print("%s %s" % ("ok" if out["ok"] else "err", json.dumps(out)),
+          flush=True)
+    line = sys.stdin.readline().split()
+    timeout = float(line[1]) if len(line) == 2 and line[0] == "shutdown" \
+        else 0
+    res = {"type": None, "msg": ""}
+    t0 = time.monotonic()
+    try:
+        rpc.shutdown(graceful=True, timeout=timeout)
+    except Exception as e:  # noqa: BLE001
+        res = {"type": type(e).__name__, "msg": str(e)}
+    res["ms"] = (time.monotonic() - t0) * 1000
+    print("ok " + json.dumps(res), flush=True)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,11 @@ workers' own).
         running): calls to it end within their bound (their timeout; with
         none, user_timeout_ms), and the others' graceful shutdown ends
         within its deadline with an error naming it.
-  B. io_uring, a new group with the library's default options: item 3
-     again (recovery as users get it), then item 5: rank 0's host
-     vanishes: the others' calls to it end within their timeout, and their
-     graceful shutdown within its deadline with an error naming rank 0.
+  B. io_uring with the library's default options: item 3 again (the
+     recovery users get), then a clean graceful shutdown of all four; and
+     a new group for item 5: rank 0's host vanishes: the others' calls to
+     it end within their timeout, and their graceful shutdown within its
+     deadline with an error naming rank 0.
   C. DPDK net_af_packet on each namespace's veth (builds with DPDK):
      items 1, 2 (the rate limit toward the member only: its port bypasses
      its own qdiscs), 3, and 4 (dead_ns 5000 bounds a call without
@@ -42,7 +43,9 @@ workers' own).
   D. Python (builds with the Python package, not sanitizer builds): four
      tensorwire.rpc workers, all-to-all with torch builtins and pickled
      Python functions (small and 4 MiB tensors), rpc_async in flight,
-     remote().to_here(), an RRef passed to another host.
+     remote().to_here(), an RRef passed to another host; then item 4
+     through the Python API: a member's host vanishes, and the others'
+     rpc.shutdown(graceful=True, timeout=6) raises within it, naming it.
 
 Bounds checked are the library's own (a call's timeout, user_timeout_ms,
 the shutdown deadline) with generous slack; every measured figure is
@@ -346,12 +349,15 @@ class Net:
 class Worker:
     """host_worker in namespace i: one command line in, one answer out."""
 
-    def __init__(self, net, rank, world, extra, secret_file, env=None):
+    def __init__(self, net, rank, world, extra, secret_file, env=None,
+                 argv=None):
+        """argv: another program than host_worker that speaks the same
+        way (py_worker.py)."""
         self.rank, self.name = rank, "w%d" % rank
-        args = net.exec_args(rank) + [
+        args = net.exec_args(rank) + (argv or [
             WORKER, "--rank", str(rank), "--world", str(world),
             "--rendezvous", "tcp://%s:%d" % (Net.ip(0), RDV_PORT),
-            "--secret-file", secret_file] + extra
+            "--secret-file", secret_file] + extra)
         self.p = subprocess.Popen(args, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, env=env)
         self.buf = b""
@@ -731,33 +737,47 @@ def vanish_member(g, label, victim, silent_ms, then_shutdown=True):
                  names="'%s'" % peer)
 
 
-def group_b(secret):
-    """io_uring with the library's default options (user_timeout_ms,
-    connect_timeout_ms): item 3 again, then item 5, rank 0's host
-    vanishes."""
-    label = "B uring (defaults)"
-    net = Net("b", 4)
+def run_group(tag, label, secret, extra, body, ready_s=40):
+    """A group of four host_workers on a network of its own: body(g)
+    once all joined; the workers and the network go in every case."""
+    net = Net(tag, 4)
     g = None
     try:
         net.up()
-        g = Group(net, secret, lambda r: [], label)
-        infos = g.ready()
-        if infos is None:
-            return
-        mesh(g, label + " 1. all-to-all", 64 << 10, 200)
-        link_down_up(g, label + " 3.", 2)
-        mesh(g, label + " 3. after link-up, all-to-all", 0, 100)
-        net.vanish(0)
-        log("%s 5. rank 0's host vanished (veth deleted, process left "
-            "running)" % label)
-        calls_fail_in_time(g, label + " 5.", [1, 2, 3], "w0",
-                           CALL_TIMEOUT_MS)
-        shutdown_all(g, label + " 5.", [1, 2, 3], SHUTDOWN_MS,
-                     expect_ok=False, names=r"rank 0|'w0'")
+        g = Group(net, secret, extra, label)
+        if g.ready(ready_s) is not None:
+            body(g)
     finally:
         if g is not None:
             g.kill()
         net.down()
+
+
+def group_b(secret):
+    """io_uring with the library's default options (user_timeout_ms,
+    connect_timeout_ms): item 3 again (the recovery users get), a clean
+    graceful shutdown; then a new group for item 5, rank 0's host
+    vanishes."""
+    label = "B uring (defaults)"
+
+    def b(g):
+        mesh(g, label + " 1. all-to-all", 64 << 10, 200)
+        link_down_up(g, label + " 3.", 2)
+        mesh(g, label + " 3. after link-up, all-to-all", 0, 100)
+        shutdown_all(g, label, [0, 1, 2, 3], 30000, expect_ok=True)
+    run_group("b", label, secret, lambda r: [], b)
+
+    label5 = label + " 5."
+
+    def b5(g):
+        mesh(g, label5 + " before", 0, 100)
+        g.net.vanish(0)
+        log("%s rank 0's host vanished (veth deleted, process left "
+            "running)" % label5)
+        calls_fail_in_time(g, label5, [1, 2, 3], "w0", CALL_TIMEOUT_MS)
+        shutdown_all(g, label5, [1, 2, 3], SHUTDOWN_MS, expect_ok=False,
+                     names=r"rank 0|'w0'")
+    run_group("r", label5, secret, lambda r: [], b5)
 
 
 def lock_held_by_ancestor():
@@ -867,7 +887,9 @@ def group_c(secret):
 
 
 def group_d(secret):
-    """Python workers: pickled Python functions and torch builtins."""
+    """Python workers: pickled Python functions and torch builtins; then a
+    member's host vanishes and the others' rpc.shutdown(timeout=...)
+    must end within it, naming the member."""
     label = "D python"
     if not PYPATH:
         log("SKIP %s: no Python package in this build (sanitizer builds "
@@ -882,41 +904,56 @@ def group_d(secret):
             label, r.stderr.strip()[-300:]))
         return
     net = Net("d", 4)
-    procs = []
+    ws = []
     try:
         net.up()
         env = dict(os.environ, PYTHONPATH=PYPATH + ":" + HERE)
         for rk in range(4):
-            procs.append(subprocess.Popen(
-                net.exec_args(rk) + [
-                    "/usr/bin/python3", os.path.join(HERE, "py_worker.py"),
-                    str(rk), "4", "tcp://%s:%d" % (Net.ip(0), RDV_PORT),
-                    secret], env=env, stdout=subprocess.PIPE))
-        end = time.monotonic() + 120
-        for rk, p in enumerate(procs):
-            try:
-                out, _ = p.communicate(timeout=max(1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                out, _ = p.communicate()
-                C.check("%s: w%d finished" % (label, rk), False,
-                        "no result within 120 s")
-                continue
-            line = [x for x in out.decode(errors="replace").splitlines()
-                    if x.startswith("result ")]
-            d = json.loads(line[-1][7:]) if line else {}
-            C.check("%s: w%d's calls all correct" % (label, rk),
-                    p.returncode == 0 and d.get("ok") is True,
-                    "exit %s, %s" % (p.returncode, json.dumps(d)[:1500]))
-            if d.get("ok"):
-                C.figure("%s: w%d" % (label, rk), "%d calls, %.1f MiB, "
+            ws.append(Worker(net, rk, 4, None, None, env=env, argv=[
+                "/usr/bin/python3", os.path.join(HERE, "py_worker.py"),
+                str(rk), "4", "tcp://%s:%d" % (Net.ip(0), RDV_PORT),
+                secret]))
+        t = time.monotonic()
+        for w in ws:
+            ok, d = w.answer(max(1, 120 - (time.monotonic() - t)), "calls")
+            C.check("%s: %s's calls all correct" % (label, w.name),
+                    ok and d.get("ok") is True, json.dumps(d)[:1500])
+            if ok:
+                C.figure("%s: %s" % (label, w.name), "%d calls, %.1f MiB, "
                          "%.0f ms" % (d["calls"], d["bytes"] / 1048576.0,
                                       d["ms"]))
+        # 4. through the Python API: w3's host vanishes, the others'
+        # rpc.shutdown(graceful=True, timeout=...) ends within it.
+        net.vanish(3)
+        log("%s: host of w3 vanished (veth deleted, process left running)"
+            % label)
+        for w in ws[:3]:
+            w.send("shutdown %g" % (SHUTDOWN_MS / 1000.0))
+        t = time.monotonic()
+        for w in ws[:3]:
+            ok, d = w.answer(max(1, (SHUTDOWN_MS + SLACK_MS) / 1000.0 + 60 -
+                                 (time.monotonic() - t)), "shutdown")
+            ms = d.get("ms", -1)
+            C.figure("%s 4.: %s's rpc.shutdown(timeout=%g) took" % (
+                label, w.name, SHUTDOWN_MS / 1000.0),
+                "%.0f ms (%s)" % (ms, d.get("type")))
+            C.check("%s 4.: %s's rpc.shutdown ends within its timeout "
+                    "(%d ms) + slack" % (label, w.name, SHUTDOWN_MS),
+                    ok and 0 <= ms <= SHUTDOWN_MS + SLACK_MS,
+                    "%s after %.0f ms: %s" % (d.get("type"), ms,
+                                              d.get("msg")))
+            C.check("%s 4.: %s's rpc.shutdown raises a clear error naming "
+                    "w3" % (label, w.name),
+                    ok and d.get("type") == "RuntimeError" and
+                    "'w3'" in d.get("msg", ""),
+                    "%s: %s" % (d.get("type"), d.get("msg")))
+        for w in ws[:3]:
+            rc = w.wait_exit(30)
+            C.check("%s: %s exits cleanly after shutdown" % (label, w.name),
+                    rc == 0, "exit status %s" % rc)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        for w in ws:
+            w.kill()
         net.down()
 
 
