@@ -60,7 +60,11 @@ Environment: TW_HOST_WORKER (host_worker), TW_HOSTS_DPDK=1 (a build with
 DPDK), TW_HOSTS_PYTHONPATH (the build's python/ dir when the Python
 package was built), TW_HOSTS_PARTS (e.g. "A,C": run only those groups),
 TW_HOSTS_DOWN_S (hold item 3's link down at least this long; by default
-as long as its calls take, ~4.5 s).
+as long as its calls take, ~4.5 s). With the default options (group B)
+the recovery grows with the outage (TCP's retransmission backoff on the
+connection that had calls in flight): ~2.2 s after 4.5 s, 3.3 s after
+10 s, up to 6.8 s after 20 s, which fails RECOVER_MS
+(TW_HOSTS_PARTS=B TW_HOSTS_DOWN_S=20 shows it).
 """
 
 import json
@@ -89,8 +93,8 @@ DPDK_LOCK = "/tmp/tw-dpdk.lock"
 # Slack over a bound the library promises: this machine is small and
 # shared (two vCPUs, four workers, and under ASan everything is slower).
 SLACK_MS = 2500
-# Link back up: calls flow again within this (the library aims at about
-# a second: its reconnect backoff tops out at 1 s).
+# Link back up: calls flow again within this ("a few seconds"; issue 19
+# aims at about a second, and the reconnect backoff tops out at 1 s).
 RECOVER_MS = 5000
 USER_TIMEOUT_MS = 5000    # the io_uring groups' tw_uring_opts.user_timeout_ms
 CONNECT_TIMEOUT_MS = 3000  # ... and connect_timeout_ms
@@ -169,21 +173,24 @@ def netns_del(ns):
 
 
 def clean_stale():
-    """What a killed earlier run of this test left: namespaces and DPDK run
-    directories named after its pid, now gone."""
+    """What a killed earlier run of this test left: namespaces, DPDK run
+    directories and its secret's directory, named after its pid, now
+    gone."""
     for ns in netns_list():
         m = re.match(TAG + r"(\d+)[a-z]", ns)
         if m and int(m.group(1)) != PID and not pid_alive(int(m.group(1))):
             log("removing namespace %s, left by a run that is gone" % ns)
             netns_del(ns)
-    try:
-        dirs = os.listdir("/var/run/dpdk")
-    except OSError:
-        dirs = []
-    for d in dirs:
-        m = re.match(TAG + r"(\d+)", d)
-        if m and int(m.group(1)) != PID and not pid_alive(int(m.group(1))):
-            run(["rm", "-rf", "/var/run/dpdk/" + d], check=False)
+    for top in ("/var/run/dpdk", tempfile.gettempdir()):
+        try:
+            dirs = os.listdir(top)
+        except OSError:
+            dirs = []
+        for d in dirs:  # DPDK run directories; our secret's directory
+            m = re.match(TAG + r"(\d+)", d)
+            if m and int(m.group(1)) != PID and \
+                    not pid_alive(int(m.group(1))):
+                run(["rm", "-rf", os.path.join(top, d)], check=False)
 
 
 # ---- the network ----------------------------------------------------------------
