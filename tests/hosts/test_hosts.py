@@ -914,7 +914,8 @@ def group_d(secret):
     ws = []
     try:
         net.up()
-        env = dict(os.environ, PYTHONPATH=PYPATH + ":" + HERE)
+        env = dict(os.environ, PYTHONPATH=PYPATH + ":" + HERE,
+                   PYTHONDONTWRITEBYTECODE="1")  # nothing in the sources
         for rk in range(4):
             ws.append(Worker(net, rk, 4, None, None, env=env, argv=[
                 "/usr/bin/python3", os.path.join(HERE, "py_worker.py"),
