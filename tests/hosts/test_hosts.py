@@ -862,7 +862,7 @@ def group_c(secret):
     """DPDK net_af_packet on each namespace's veth: items 1 to 4."""
     label = "C dpdk"
     if not HAVE_DPDK:
-        log("SKIP %s: this build has no DPDK (items 1 and 3 over DPDK not "
+        log("SKIP %s: this build has no DPDK (items 1 to 4 over DPDK not "
             "run)" % label)
         return
     lockf = None
