@@ -58,6 +58,7 @@ void tw_uring_opts_init(struct tw_uring_opts *o, size_t opts_size)
 		.max_conns = 2048,
 		.user_timeout_ms = 300000,
 		.connect_timeout_ms = 10000,
+		.rto_max_ms = 1000,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
@@ -114,6 +115,11 @@ tw_status tw_uring_opts_check(const struct tw_uring_opts *in)
 			       "io_uring: user_timeout_ms %u: 0 (the "
 			       "system's) or at least 1000",
 			       o.user_timeout_ms);
+	if (o.rto_max_ms != 0 && (o.rto_max_ms < 1000 || o.rto_max_ms > 120000))
+		return tw_fail(TW_EINVAL,
+			       "io_uring: rto_max_ms %u: 0 (the system's) or "
+			       "1000 to 120000 (the kernel's range)",
+			       o.rto_max_ms);
 	if (o.stall_timeout_ms != 0 && o.stall_timeout_ms < 4)
 		return tw_fail(TW_EINVAL,
 			       "io_uring: stall_timeout_ms %u: 0 (never) or "
@@ -158,6 +164,12 @@ static void sock_setup(struct ut *t, int fd)
 				 sizeof(intvl));
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt,
 				 sizeof(cnt));
+	}
+	if (t->o.rto_max_ms != 0) {
+		int v = (int)t->o.rto_max_ms;
+		if (setsockopt(fd, IPPROTO_TCP, TW_TCP_RTO_MAX_MS, &v,
+			       sizeof(v)) != 0)
+			t->st.rto_max_unset++;
 	}
 	if (t->o.sockbuf > 0) {
 		int b = t->o.sockbuf;

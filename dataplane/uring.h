@@ -203,9 +203,11 @@ struct tw_uring_stats {
 	uint64_t busy_recvs;       /* direct recvs that returned bytes */
 	uint64_t busy_frames;      /* frames completed by them */
 	uint64_t direct_sends;     /* of sendmsg_calls, plain send()s at once */
-	uint64_t busy_starts; /* multishot recvs stopped for busy polling */
-	uint64_t cc_set;      /* connections given cc_local / cc_remote */
-	uint64_t cc_failed;   /* ... that the kernel refused */
+	uint64_t busy_starts;   /* multishot recvs stopped for busy polling */
+	uint64_t cc_set;        /* connections given cc_local / cc_remote */
+	uint64_t cc_failed;     /* ... that the kernel refused */
+	uint64_t rto_max_unset; /* sockets whose rto_max_ms the kernel
+				 * refused (before Linux 6.15) */
 	/* Hardening (uring.h, "Limits"). */
 	uint64_t pauses;         /* pause(c, true) on a connection not paused */
 	uint64_t asm_waits;      /* headers that waited for room to assemble */

@@ -30,6 +30,13 @@
 #define HOT_MAX 16u /* busy-polled connections, at most */
 /* Keepalive probing is derived from user_timeout_ms, capped at this. */
 #define KEEPALIVE_MAX_MS 30000u
+
+/* <linux/tcp.h> of Linux 6.15; Debian 12's headers predate it. */
+#ifndef TCP_RTO_MAX_MS
+#define TW_TCP_RTO_MAX_MS 44
+#else
+#define TW_TCP_RTO_MAX_MS TCP_RTO_MAX_MS
+#endif
 /* A partial frame that moves fewer bytes than this in stall_timeout_ms is
  * stalled (urx_sweep): 2 KiB/s at the default, far below any real link. */
 #define STALL_MIN_BYTES (64u << 10)

@@ -179,6 +179,21 @@ void conn_mark_local(struct agent_loop *l, struct conn_state *cs)
 	stat_inc(&l->stats.conns_same_host);
 }
 
+/* dst's same-host connection could not be set up (why): reach it over
+ * the main transport from now on. */
+static void local_failed(struct agent_loop *l, uint32_t dst, const char *why)
+{
+	if (l->local_failed[dst])
+		return;
+	l->local_failed[dst] = 1;
+	stat_inc(&l->stats.same_host_fallbacks);
+	char q[256];
+	TW_LOG(TW_LOG_WARN, "same_host_fallback",
+	       "worker=%s rank=%u loop=%u reason=%s",
+	       agent_worker_name(l->a, dst), dst, l->idx,
+	       tw_log_q(q, sizeof(q), why));
+}
+
 struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 {
 	struct conn_state *cs = l->out[dst];
@@ -192,10 +207,24 @@ struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 	}
 	const struct rdv_member *m = &l->a->members[dst];
 	const char *addr = m->addrs[l->idx % m->nloops];
+	const char *laddr = rdv_local_addr(m, l->idx % m->nloops);
 	tw_conn *c = NULL;
+	tw_transport *t = l->t;
+	if (l->tl != NULL && laddr != NULL && !l->local_failed[dst] &&
+	    agent_peer_local(l->a, dst)) {
+		l->connecting = true;
+		tw_err_forget();
+		*st = l->tl->ops->connect(l->tl, laddr, &c);
+		l->connecting = false;
+		if (*st == TW_OK)
+			t = l->tl;
+		else
+			local_failed(l, dst, tw_errmsg(*st));
+	}
 	l->connecting = true;
 	tw_err_forget(); /* a transport may fail without saying why */
-	*st = l->t->ops->connect(l->t, addr, &c);
+	if (t == l->t)
+		*st = l->t->ops->connect(l->t, addr, &c);
 	l->connecting = false;
 	if (*st != TW_OK) {
 		/* Right after the failing call: its reason is the
@@ -210,9 +239,9 @@ struct conn_state *conn_get(struct agent_loop *l, uint32_t dst, tw_status *st)
 		cs->outbound = true;
 		cs->peer = dst;
 	} else {
-		cs = conn_new(l, l->t, c, true, dst);
+		cs = conn_new(l, t, c, true, dst);
 		if (cs == NULL) {
-			l->t->ops->close(l->t, c);
+			t->ops->close(t, c);
 			*st = TW_ENOMEM;
 			return NULL;
 		}
@@ -369,14 +398,49 @@ static int flush_backlogs(struct agent_loop *l)
 	return work;
 }
 
+/* cs, a same-host connection to its worker that failed before its
+ * handshake: its calls and the frames held for the handshake go over a
+ * new connection on the main transport (left on cs, they fail with it,
+ * when that cannot be had). */
+static void local_move(struct agent_loop *l, struct conn_state *cs)
+{
+	uint32_t dst = (uint32_t)cs->peer;
+	if (l->out[dst] == cs)
+		l->out[dst] = NULL;
+	tw_status st;
+	struct conn_state *n = conn_get(l, dst, &st);
+	if (n == NULL || n == cs)
+		return;
+	struct call *c;
+	while ((c = TAILQ_FIRST(&cs->calls)) != NULL) {
+		TAILQ_REMOVE(&cs->calls, c, clink);
+		c->conn = n;
+		TAILQ_INSERT_TAIL(&n->calls, c, clink);
+	}
+	struct tx *tx;
+	while ((tx = STAILQ_FIRST(&cs->held)) != NULL) {
+		STAILQ_REMOVE_HEAD(&cs->held, link);
+		conn_send(n, tx);
+	}
+}
+
 static void conn_remove(struct agent_loop *l, struct conn_state *cs,
 			tw_status why)
 {
 	TW_PROBE3(conn_down, cs->id, cs->c->peer, (int)why);
-	/* Ours, ended before its handshake did, not by us: the next
-	 * attempt waits (struct redial). */
-	if (cs->outbound && !cs->authed && why != TW_ESHUTDOWN &&
-	    cs->peer >= 0 && (uint64_t)cs->peer < l->a->world)
+	/* Ours over the same-host transport, ended before its handshake
+	 * did: its worker is reached over the main transport, and what
+	 * waited for this one moves there (no redial wait: another way). */
+	if (cs->t == l->tl && cs->outbound && !cs->authed &&
+	    why != TW_ESHUTDOWN && !l->closing && cs->peer >= 0 &&
+	    (uint64_t)cs->peer < l->a->world) {
+		local_failed(l, (uint32_t)cs->peer,
+			     cs->fail_msg != NULL ? cs->fail_msg
+			     : cs->c->why != NULL ? cs->c->why
+						  : tw_strerror(why));
+		local_move(l, cs);
+	} else if (cs->outbound && !cs->authed && why != TW_ESHUTDOWN &&
+		   cs->peer >= 0 && (uint64_t)cs->peer < l->a->world)
 		redial_failed(l, (uint32_t)cs->peer, why,
 			      cs->fail_msg != NULL ? cs->fail_kind
 						   : TW_EUNREACHABLE,
@@ -823,6 +887,43 @@ static void watch_stop(struct agent_loop *l)
 	}
 }
 
+/* The loop's same-host transport (tw_agent_opts.same_host), listening:
+ * on failure the loop goes on without it (its peers reach it over the
+ * main transport), saying why. */
+static void local_init(struct agent_loop *l,
+		       const struct tw_transport_cbs *main_cbs)
+{
+	tw_agent *a = l->a;
+	char url[TW_ADDR_MAX + 16];
+	if (a->tpl == NULL)
+		return;
+	l->cb_local.l = l;
+	struct tw_transport_cbs cbs = *main_cbs;
+	cbs.ctx = &l->cb_local;
+	tw_status st = a->tpl->create(a->tenvl, l->idx, l->loop, &cbs, &l->tl);
+	l->cb_local.t = l->tl;
+	if (st == TW_OK)
+		st = a->tpl->listen_addr(a->tenvl, l->idx, url, sizeof(url));
+	if (st == TW_OK) {
+		if (l->fault.fail_type || l->fault.drop_type ||
+		    l->fault.delay_type)
+			l->tl->fault = &l->fault;
+		if (l->tl->limits.max_total == 0 ||
+		    l->tl->limits.max_total > a->o.max_frame)
+			l->tl->limits.max_total = a->o.max_frame;
+		st = l->tl->ops->listen(l->tl, url, l->laddr, sizeof(l->laddr));
+	}
+	if (st == TW_OK)
+		return;
+	char q[256];
+	TW_LOG(TW_LOG_WARN, "same_host_off", "worker=%s loop=%u reason=%s",
+	       a->name, l->idx, tw_log_q(q, sizeof(q), tw_errmsg(st)));
+	if (l->tl != NULL)
+		l->tl->ops->destroy(l->tl);
+	l->tl = NULL;
+	l->laddr[0] = '\0';
+}
+
 static void loop_init_fn(struct sync_msg *s)
 {
 	struct agent_loop *l = s->l;
@@ -872,6 +973,7 @@ static void loop_init_fn(struct sync_msg *s)
 		l->t = NULL;
 		return;
 	}
+	local_init(l, &cbs);
 	l->poller.fn = loop_poller;
 	l->poller.arg = l;
 	tw_loop_add_poller(l->loop, &l->poller);
@@ -910,6 +1012,9 @@ static void loop_teardown_final(struct sync_msg *s)
 	tw_loop_remove_poller(l->loop, &l->poller);
 	l->t->ops->destroy(l->t);
 	l->t = NULL;
+	if (l->tl != NULL)
+		l->tl->ops->destroy(l->tl);
+	l->tl = NULL;
 	/* Anything the transport did not report as closed is gone now. */
 	while (!TAILQ_EMPTY(&l->conns))
 		conn_remove(l, TAILQ_FIRST(&l->conns), TW_ESHUTDOWN);
@@ -1195,6 +1300,7 @@ static void agent_free(tw_agent *a)
 		free(l->out);
 		free(l->peers);
 		free(l->redial);
+		free(l->local_failed);
 		free(l->dead_done);
 		pend_fini(&l->pend);
 	}
@@ -1218,6 +1324,9 @@ static void agent_free(tw_agent *a)
 	if (a->tenv != NULL)
 		a->tp->stop(a->tenv);
 	a->tenv = NULL;
+	if (a->tenvl != NULL)
+		a->tpl->stop(a->tenvl);
+	a->tenvl = NULL;
 	if (a->reg_ok)
 		registry_fini(&a->reg);
 	rdv_members_free(a->members, a->world);
@@ -1372,11 +1481,13 @@ static tw_status start_loops(tw_agent *a)
 		l->out = calloc(a->world, sizeof(*l->out));
 		l->peers = calloc(a->world, sizeof(*l->peers));
 		l->redial = calloc(a->world, sizeof(*l->redial));
+		l->local_failed = calloc(a->world, 1);
 		l->dead_done = calloc(a->world, 1);
 		for (uint32_t w = 0; l->peers != NULL && w < a->world; w++)
 			STAILQ_INIT(&l->peers[w].wait);
 		if (l->out == NULL || l->peers == NULL || l->redial == NULL ||
-		    l->dead_done == NULL || pend_init(&l->pend, 1024) != 0)
+		    l->local_failed == NULL || l->dead_done == NULL ||
+		    pend_init(&l->pend, 1024) != 0)
 			return tw_fail(TW_ENOMEM,
 				       "out of memory for run loop "
 				       "%u's tables",
@@ -1410,6 +1521,7 @@ static tw_status start_loops(tw_agent *a)
 					       i, tw_strerror(st));
 			l->started = true;
 			if (!a->o.no_lend && a->tp->lendable &&
+			    (a->tpl == NULL || a->tpl->lendable) &&
 			    (st = lend_open(l)) != TW_OK)
 				return st;
 		}
@@ -1451,6 +1563,41 @@ static void loop_admit_fn(struct sync_msg *s)
 	 * handler that waits on this loop for init to end (call.c). */
 	if (s->st == TW_OK && s->l->idx == 0 && a->rdv != NULL)
 		watch_start_fn(s);
+}
+
+/* The same-host transport's provider (tw_agent_opts.same_host), started
+ * beside the main one. Options it refuses fail the init; a build or host
+ * without it only leaves it off, saying why. */
+static tw_status same_host_start(tw_agent *a, const struct tw_agent_opts *o,
+				 const struct tw_transport_group *g)
+{
+	if (!o->same_host)
+		return TW_OK;
+	const struct tw_transport_provider *p =
+		tw_transport_provider_find("shm");
+	if (p == NULL || p == a->tp) {
+		if (p == NULL)
+			TW_LOG(TW_LOG_WARN, "same_host_off",
+			       "worker=%s reason=\"no same-host transport in "
+			       "this build\"",
+			       a->name);
+		return TW_OK;
+	}
+	tw_status st = p->check(o->same_host_opts, a->nloops);
+	if (st != TW_OK)
+		return tw_fail_wrap(st, st, "same_host_opts");
+	struct tw_transport_group lg = *g;
+	lg.admit_only = false; /* it has no admission: the handshake decides */
+	st = p->start(o->same_host_opts, &lg, &a->tenvl);
+	if (st != TW_OK) {
+		a->tenvl = NULL;
+		char q[256];
+		TW_LOG(TW_LOG_WARN, "same_host_off", "worker=%s reason=%s",
+		       a->name, tw_log_q(q, sizeof(q), tw_errmsg(st)));
+		return TW_OK;
+	}
+	a->tpl = p;
+	return TW_OK;
 }
 
 static tw_status given_members(tw_agent *a);
@@ -1599,6 +1746,9 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		a->tenv = NULL;
 		goto fail; /* the provider said why */
 	}
+	st = same_host_start(a, &o, &g);
+	if (st != TW_OK)
+		goto fail; /* it said why */
 	/* Without a secret anyone who reaches a port is a member: checked
 	 * here, on this thread, so the reason reaches the caller. */
 	for (uint32_t i = 0; i < a->nloops; i++) {
@@ -1633,13 +1783,22 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	snprintf(self.name, sizeof(self.name), "%s", a->name);
 	rdv_host_id_for(&a->key, self.host);
 	self.host_known = true;
-	self.addrs = calloc(a->nloops, sizeof(*self.addrs));
+	/* Same-host addresses when every loop serves one. */
+	self.local_addrs = a->tpl != NULL;
+	for (uint32_t i = 0; i < a->nloops; i++)
+		self.local_addrs &= a->loops[i].laddr[0] != '\0';
+	self.addrs = calloc((size_t)a->nloops * (self.local_addrs ? 2 : 1),
+			    sizeof(*self.addrs));
 	if (self.addrs == NULL) {
 		st = TW_ENOMEM;
 		goto fail_plain;
 	}
-	for (uint32_t i = 0; i < a->nloops; i++)
+	for (uint32_t i = 0; i < a->nloops; i++) {
 		snprintf(self.addrs[i], TW_ADDR_MAX, "%s", a->loops[i].addr);
+		if (self.local_addrs)
+			snprintf(self.addrs[a->nloops + i], TW_ADDR_MAX, "%s",
+				 a->loops[i].laddr);
+	}
 	atomic_store(&a->joining, 1);
 	st = rdv_join(a->rendezvous, &a->key, &self, a->world,
 		      o.init_timeout_ms, &a->rdv, &a->members);
@@ -2197,6 +2356,7 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(connect_failures);
 		ADD(redial_waits);
 		ADD(conns_same_host);
+		ADD(same_host_fallbacks);
 #undef ADD
 		if (a->loops[i].loop != NULL) {
 			struct tw_loop_stats st;

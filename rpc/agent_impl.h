@@ -139,6 +139,7 @@ struct loop_stats {
 	stat_t spoofed_frames;
 	stat_t offloaded, rx_pauses; /* loop thread */
 	stat_t connect_failures, redial_waits, conns_same_host;
+	stat_t same_host_fallbacks;
 };
 
 /* Where the answer to a served call goes. */
@@ -219,7 +220,11 @@ struct agent_loop {
 	tw_loop *loop;
 	tw_transport *t;      /* the main transport (tw_agent_opts.transport) */
 	struct tport cb_main; /* its upcalls' ctx */
-	uint64_t next_conn_id; /* conn_state ids, unique on the loop */
+	tw_transport *tl;     /* the same-host transport, or NULL */
+	struct tport cb_local;
+	char laddr[TW_ADDR_MAX]; /* tl's address ("" without tl) */
+	uint8_t *local_failed;   /* world entries: reach them over t */
+	uint64_t next_conn_id;   /* conn_state ids, unique on the loop */
 	bool started, ready;
 	struct agent_lend *lend; /* NULL: waiters never poll this loop */
 	struct tw_fault_opts fault;
@@ -291,7 +296,10 @@ struct tw_agent {
 	char name[TW_WORKER_NAME_MAX];
 	char *rendezvous;
 	const struct tw_transport_provider *tp;
-	void *tenv;                         /* tp's, from its start */
+	void *tenv; /* tp's, from its start */
+	/* The same-host transport's provider and its env, or NULL. */
+	const struct tw_transport_provider *tpl;
+	void *tenvl;
 	_Atomic int64_t default_timeout_ms; /* tw_agent_set_default_timeout */
 	uint32_t rank, world, nloops;
 	uint64_t gen; /* distinguishes agents in thread-locals */

@@ -238,6 +238,21 @@ struct tw_agent_opts {
 	 * an enum tw_log_level, or -1 (the default) to leave it as it is
 	 * (TW_LOG_LEVEL from the environment, else warn). */
 	int log_level;
+	/*
+	 * Workers on this host's kernel (the same host id at the rendezvous:
+	 * other processes, network namespaces and containers of this
+	 * machine) are reached over the same-host transport ("shm",
+	 * <tensorwire/shm.h>: rings in shared memory) when same_host is set
+	 * and both ends serve it; everyone else over the main transport. A
+	 * same-host connection that cannot be set up (no shared directory,
+	 * a peer without it, a refusal) falls back to the main transport for
+	 * that worker, its calls moved over, saying why (a warn line,
+	 * tw_agent_stats.same_host_fallbacks). same_host_opts: a struct
+	 * tw_shm_opts (NULL = its defaults); options that are refused fail
+	 * tw_agent_init. Default off in this version.
+	 */
+	bool same_host;
+	const void *same_host_opts;
 };
 
 /* tw_agent_opts.exec_per_peer_max's default: 2 * executor_threads. */
@@ -571,14 +586,17 @@ struct tw_agent_stats {
 	uint64_t lent_waits;     /* waits that ran the run loop on the
 				  * waiting thread: for an answer (no_lend)
 				  * or a lender's (tw_agent_lender) */
-	uint64_t connect_failures; /* connections of ours that failed before
+	uint64_t connect_failures;    /* connections of ours that failed before
 				    * their handshake ended (refused,
 				    * unreachable, timed out, wrong secret) */
-	uint64_t redial_waits;     /* calls failed at once: their worker's
+	uint64_t redial_waits;        /* calls failed at once: their worker's
 				    * next connection attempt was not due
 				    * (backoff 10 ms doubling to 1 s after
 				    * failures in a row) */
-	uint64_t conns_same_host;  /* authenticated connections to workers
+	uint64_t same_host_fallbacks; /* workers reached over the main
+				       * transport because their same-host
+				       * connection could not be set up */
+	uint64_t conns_same_host;     /* authenticated connections to workers
 				    * on this host's kernel (same host
 				    * identifier at the rendezvous: other
 				    * network namespaces and containers

@@ -146,6 +146,15 @@ struct tw_uring_opts {
 				      * listen_host, but not a wildcard;
 				      * the ports stay those served
 				      * (default NULL: the served one) */
+	uint32_t rto_max_ms;         /* TCP's retransmission backoff capped
+				      * at this (TCP_RTO_MAX_MS, Linux 6.15
+				      * and later; older kernels keep their
+				      * 120 s, counted in rto_max_unset): a
+				      * link that comes back carries the
+				      * queued calls within about this long,
+				      * however long it was down (default
+				      * 1000, the kernel's least; 0 = the
+				      * system's) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

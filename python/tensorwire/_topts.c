@@ -95,6 +95,7 @@ static const struct topt uring_fields[] = {
 	U(connect_timeout_ms, K_U32),
 	U(listen_port, K_U16),
 	U(advertise_host, K_STR),
+	U(rto_max_ms, K_U32),
 	{NULL, 0, K_STR},
 };
 #undef U

@@ -20,7 +20,8 @@ URING_KEYS = ["listen_host", "recv_buf_size", "recv_buf_count", "max_queued",
               "busy_poll_conns", "busy_poll_ns", "cc_local", "cc_remote",
               "asm_worker_bytes", "asm_host_bytes", "stall_timeout_ms",
               "max_conns_per_host", "max_conns", "user_timeout_ms",
-              "connect_timeout_ms", "listen_port", "advertise_host"]
+              "connect_timeout_ms", "listen_port", "advertise_host",
+              "rto_max_ms"]
 DPDK_KEYS = ["eal_args", "port", "local_ip", "udp_base_port", "mtu",
              "rx_desc", "tx_desc", "mbufs", "mbuf_cache", "ext_mbufs",
              "steer_ring", "no_offload", "no_flow", "credits", "rx_window",

@@ -1506,6 +1506,36 @@ Test(uring, keepalive_and_user_timeout)
 	env_fini(&e);
 }
 
+/* TCP's retransmission backoff is capped at rto_max_ms where the kernel
+ * has TCP_RTO_MAX_MS (Linux 6.15); elsewhere the refusal is counted. */
+Test(uring, rto_max_capped)
+{
+	struct tw_uring_opts o = default_opts();
+	o.rto_max_ms = 2000;
+	struct env e;
+	env_init(&e, false, &o, &o, true);
+	env_connected(&e);
+	int fds[2] = {((struct uconn *)(void *)e.cc)->fd,
+		      ((struct uconn *)(void *)e.srv.last_ok)->fd};
+	int v = -1;
+	socklen_t l = sizeof(v);
+	bool has = getsockopt(fds[0], IPPROTO_TCP, TW_TCP_RTO_MAX_MS, &v, &l) ==
+		   0;
+	for (int i = 0; i < 2; i++) {
+		if (has)
+			cr_assert_eq(sockopt_int(fds[i], IPPROTO_TCP,
+						 TW_TCP_RTO_MAX_MS),
+				     2000);
+	}
+	struct tw_uring_stats cs = stats(&e.cli);
+	cr_assert(has ? cs.rto_max_unset == 0 : cs.rto_max_unset >= 1, "%llu",
+		  (unsigned long long)cs.rto_max_unset);
+	env_fini(&e);
+	o.rto_max_ms = 999;
+	cr_assert_eq(tw_uring_opts_check(&o), TW_EINVAL);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "rto_max_ms 999") != NULL);
+}
+
 /* Accepted connections beyond max_conns_per_host from one host are closed
  * at once, before the layer above sees them; one that goes frees its
  * place. */
