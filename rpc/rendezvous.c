@@ -1931,21 +1931,23 @@ static tw_status barrier_round_locked(struct rdv_client *c,
 {
 	uint32_t round = ++c->round;
 	tw_value v;
-	tw_status st = round_value(&v, round, mine, &left, NULL, c->world);
+	/* Rank 0 is told less than we have, so that its answer (naming
+	 * whoever kept the round going) arrives before our own deadline,
+	 * which bounds the whole shutdown, even on a loaded host. */
+	int64_t told = left;
+	if (told > 0)
+		told = told > (int64_t)(RDV_ANSWER_GRACE_NS / 1000000u)
+			       ? told - (int64_t)(RDV_ANSWER_GRACE_NS /
+						  1000000u)
+			       : 0;
+	tw_status st = round_value(&v, round, mine, &told, NULL, c->world);
 	if (st != TW_OK)
 		return tw_fail_static(st, "shutdown barrier: out of memory");
 	st = send_frame(c->fd, TW_MSG_SHUTDOWN, &v, deadline_ns);
 	tw_value_destroy(&v);
 	if (st == TW_OK) {
 		tw_in_msg m;
-		/* Rank 0 answers by a little before our deadline (told in
-		 * left), naming whoever kept the round going: listen a little
-		 * past it for that answer, or a loaded host's scheduling
-		 * decides whether we hear why or time out on our own. */
-		uint64_t until = deadline_ns == UINT64_MAX
-					 ? deadline_ns
-					 : deadline_ns + RDV_ANSWER_GRACE_NS;
-		st = recv_answer(c, until, &m, idle, arg);
+		st = recv_answer(c, deadline_ns, &m, idle, arg);
 		if (st != TW_OK && st != TW_ETIMEDOUT &&
 		    st != TW_EUNREACHABLE) {
 			char why[TW_ERRMSG_MAX];

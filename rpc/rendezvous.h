@@ -10,8 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* How long past its own deadline a member listens for rank 0's answer to
- * a barrier round (rank 0 answers before it, naming the busy workers). */
+/* How much sooner than its own deadline a member asks rank 0 to answer a
+ * barrier round (naming the busy workers), so the answer arrives within
+ * the member's deadline on a loaded host. */
 #define RDV_ANSWER_GRACE_NS (200u * 1000000u)
 
 #include <tensorwire/agent.h>
