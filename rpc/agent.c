@@ -64,6 +64,7 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.max_frame = (UINT64_C(1) << 30) + (UINT64_C(64) << 10);
 	d.shutdown_timeout_ms = 60000;
 	d.log_level = -1;
+	d.control_timeout_ms = RDV_VANISH_MS;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
@@ -1357,6 +1358,10 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 			       "digits, '-', '_' and ':' only (torch's rule, "
 			       "e.g. 'trainer:0' or 'ps_1')",
 			       o->name);
+	if (o->control_timeout_ms < 1000)
+		return tw_fail(TW_EINVAL,
+			       "control_timeout_ms %u: at least 1000",
+			       o->control_timeout_ms);
 	if (o->log_level < -1 || o->log_level > TW_LOG_DEBUG)
 		return tw_fail(TW_EINVAL,
 			       "log_level %d: -1 (leave it) or 0 (off) .. 4 "
@@ -1729,8 +1734,9 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		if (st != TW_OK)
 			goto fail; /* it said why */
 		/* Up first, so the others stop retrying as soon as possible. */
+		struct rdv_limits lim = {.vanish_ms = o.control_timeout_ms};
 		st = rdv_server_start(a->rendezvous, a->world,
-				      o.init_timeout_ms, &a->key, NULL,
+				      o.init_timeout_ms, &a->key, &lim,
 				      &a->rdv_srv);
 		if (st != TW_OK)
 			goto fail; /* it said why */
@@ -1805,6 +1811,7 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	free(self.addrs);
 	if (st != TW_OK)
 		goto fail; /* it said why */
+	rdv_client_set_vanish(a->rdv, o.control_timeout_ms);
 joined:
 	st = build_membership(a);
 	if (st == TW_OK)

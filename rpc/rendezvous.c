@@ -335,17 +335,27 @@ static tw_status auth_of(const tw_in_msg *m, struct auth_msg *am)
  * and TCP_USER_TIMEOUT let each end learn within RDV_VANISH_MS that a
  * host vanished without a FIN (rank 0 then counts the member gone for the
  * barrier; a worker's barrier fails instead of waiting its deadline). */
-static void tune_socket(int fd)
+static void tune_socket_ms(int fd, uint32_t vanish_ms)
 {
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	int idle = RDV_VANISH_MS / 2000, intvl = RDV_VANISH_MS / 6000, cnt = 3;
-	unsigned ut = RDV_VANISH_MS;
+	int idle = (int)(vanish_ms / 2000), intvl = (int)(vanish_ms / 6000);
+	int cnt = 3;
+	if (idle < 1)
+		idle = 1;
+	if (intvl < 1)
+		intvl = 1;
+	unsigned ut = vanish_ms;
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+}
+
+static void tune_socket(int fd)
+{
+	tune_socket_ms(fd, RDV_VANISH_MS);
 }
 
 /* ---- payloads -------------------------------------------------------- */
@@ -1320,7 +1330,7 @@ static void accept_some(struct rdv_server *s)
 			s->conns = n2;
 			s->capconns = nc;
 		}
-		tune_socket(fd);
+		tune_socket_ms(fd, s->lim.vanish_ms);
 		s->conns[s->nconns++] = (struct sconn){
 			.fd = fd,
 			.state = SC_HELLO,
@@ -1485,10 +1495,10 @@ tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
 	}
 	static const struct auth_key none = {NULL, 0};
 	s->key = key != NULL ? key : &none;
-	s->lim =
-		(struct rdv_limits){.max_pending = RDV_MAX_PENDING,
-				    .handshake_ms = RDV_HANDSHAKE_MS,
-				    .accept_backoff_ms = RDV_ACCEPT_BACKOFF_MS};
+	s->lim = (struct rdv_limits){.max_pending = RDV_MAX_PENDING,
+				     .handshake_ms = RDV_HANDSHAKE_MS,
+				     .accept_backoff_ms = RDV_ACCEPT_BACKOFF_MS,
+				     .vanish_ms = RDV_VANISH_MS};
 	if (lim != NULL) {
 		if (lim->max_pending > 0)
 			s->lim.max_pending = lim->max_pending;
@@ -1496,6 +1506,8 @@ tw_status rdv_server_start(const char *url, uint32_t world, int64_t timeout_ms,
 			s->lim.handshake_ms = lim->handshake_ms;
 		if (lim->accept_backoff_ms > 0)
 			s->lim.accept_backoff_ms = lim->accept_backoff_ms;
+		if (lim->vanish_ms >= 1000)
+			s->lim.vanish_ms = lim->vanish_ms;
 	}
 	s->world = world;
 	s->timeout_ms = timeout_ms;
@@ -1593,6 +1605,12 @@ struct rdv_client {
 	uint32_t round; /* the barrier's last round sent */
 	struct reader rd;
 };
+
+void rdv_client_set_vanish(struct rdv_client *c, uint32_t ms)
+{
+	if (c != NULL && c->fd >= 0 && ms >= 1000)
+		tune_socket_ms(c->fd, ms);
+}
 
 /* A notice of members gone (JOIN(gone) after the member list): ORed into
  * c->gone (rank 0's bitmap only grows; a notice racing a round's answer

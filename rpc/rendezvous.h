@@ -92,6 +92,7 @@ struct rdv_limits {
 	uint32_t max_pending;      /* default 64 */
 	int64_t handshake_ms;      /* default 5000 */
 	int64_t accept_backoff_ms; /* default 100 */
+	uint32_t vanish_ms;        /* RDV_VANISH_MS (tune_socket) */
 };
 #define RDV_MAX_PENDING 64u
 #define RDV_HANDSHAKE_MS 5000
@@ -99,8 +100,14 @@ struct rdv_limits {
 /* Once every rank has joined, the member list waits this long and checks
  * again that no member's connection closed meanwhile. */
 #define RDV_ANNOUNCE_GRACE_MS 20
-/* A control connection whose peer's host vanished fails within this. */
+/* A control connection whose peer's host vanished fails within this
+ * (tw_agent_opts.control_timeout_ms's default). */
 #define RDV_VANISH_MS 30000
+
+struct rdv_client;
+/* Liveness of c's control connection: its peer's host vanishing fails it
+ * within ms (keepalive and TCP_USER_TIMEOUT; at least 1000). */
+void rdv_client_set_vanish(struct rdv_client *c, uint32_t ms);
 
 /* What rank 0's server refused or dropped, by cause (any thread). */
 struct rdv_server_stats {

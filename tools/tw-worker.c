@@ -18,6 +18,8 @@ static void usage(FILE *f)
 		"                 [--list] [--list-remote WORKER]\n"
 		"                 [--secret-file FILE | --secret S] [--insecure]\n"
 		"                 [--stall-timeout-ms MS] [--shutdown-timeout-ms MS]\n"
+		"                 [--user-timeout-ms MS] [--connect-timeout-ms MS]\n"
+		"                 [--control-timeout-ms MS] [--log-level LEVEL]\n"
 		"                 [--listen-host HOST] [--listen-port P] [--advertise-host HOST]\n"
 		"                 [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
 		"                 [--dpdk-eal ARGS [--dpdk-port PORT] [--dpdk-ip IP]\n"
@@ -39,6 +41,11 @@ static void usage(FILE *f)
 		"this long is closed (default 30000; 0 = never); --shutdown-timeout-ms:\n"
 		"graceful shutdown's deadline (default 0: none, since this worker\n"
 		"serves until every other has called shutdown).\n"
+		"--user-timeout-ms / --connect-timeout-ms: io_uring's TCP_USER_TIMEOUT\n"
+		"(default 300000) and connect deadline (default 10000) on data\n"
+		"connections; --control-timeout-ms: the control connection's liveness\n"
+		"(default 30000). --log-level off|error|warn|info|debug (default warn, or\n"
+		"TW_LOG_LEVEL).\n"
 		"--transport picks the transport (default uring: TCP over io_uring).\n"
 		"--listen-host: where io_uring serves (default 127.0.0.1): an IPv4 or IPv6\n"
 		"address, 0.0.0.0 or :: for every interface (announcing the address that\n"
@@ -123,6 +130,10 @@ int main(int argc, char **argv)
 		{"secret-file", required_argument, NULL, 'S'},
 		{"insecure", no_argument, NULL, 'X'},
 		{"stall-timeout-ms", required_argument, NULL, 'Z'},
+		{"user-timeout-ms", required_argument, NULL, 1001},
+		{"connect-timeout-ms", required_argument, NULL, 1002},
+		{"control-timeout-ms", required_argument, NULL, 1003},
+		{"log-level", required_argument, NULL, 1004},
 		{"shutdown-timeout-ms", required_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -235,6 +246,28 @@ int main(int argc, char **argv)
 		case 'D':
 			o.shutdown_timeout_ms =
 				parse_num("--shutdown-timeout-ms", optarg);
+			break;
+		case 1001:
+			uo.user_timeout_ms = (uint32_t)parse_num(
+				"--user-timeout-ms", optarg);
+			break;
+		case 1002:
+			uo.connect_timeout_ms = (uint32_t)parse_num(
+				"--connect-timeout-ms", optarg);
+			break;
+		case 1003:
+			o.control_timeout_ms = (uint32_t)parse_num(
+				"--control-timeout-ms", optarg);
+			break;
+		case 1004:
+			o.log_level = tw_log_level_parse(optarg);
+			if (o.log_level < 0) {
+				fprintf(stderr,
+					"tw-worker: --log-level '%s': off, "
+					"error, warn, info or debug\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);

@@ -253,6 +253,12 @@ struct tw_agent_opts {
 	 */
 	bool same_host;
 	const void *same_host_opts;
+	/* Liveness of the control connections (each worker's to rank 0):
+	 * keepalive and TCP_USER_TIMEOUT fail one whose peer's host vanished
+	 * (no FIN, no RST) within this; rank 0 then declares that member
+	 * dead to the others, a member whose rank 0 vanished declares it
+	 * dead. At least 1000 (default 30000). */
+	uint32_t control_timeout_ms;
 };
 
 /* tw_agent_opts.exec_per_peer_max's default: 2 * executor_threads. */

@@ -1361,6 +1361,48 @@ Test(rendezvous, control_connections_keep_alive, .timeout = 60)
 	rdv_server_stop(v.s);
 }
 
+/* control_timeout_ms: the server's accepted control connections get the
+ * limit it was started with, a member's its own once it has joined. */
+Test(rendezvous, control_liveness_is_an_option, .timeout = 60)
+{
+	struct srv v;
+	struct rdv_limits lim = {.vanish_ms = 6000};
+	srv_up_ex(&v, 1, WAIT_MS, &nokey, &lim);
+	struct joiner j;
+	joiner_init(&j, &v, 0, "w0", 1, 1);
+	cr_assert_eq(join_now(&j), TW_OK, "%s", j.err);
+	rdv_client_set_vanish(j.c, 9000);
+	unsigned want_srv = 6000, want_cli = 9000;
+	int seen = 0;
+	for (int fd = 0; fd < 1024; fd++) {
+		struct sockaddr_in me, peer;
+		socklen_t ml = sizeof(me), pl = sizeof(peer);
+		if (getsockname(fd, (struct sockaddr *)&me, &ml) != 0 ||
+		    me.sin_family != AF_INET ||
+		    getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
+			continue;
+		bool srv_end = ntohs(me.sin_port) == v.port;
+		if (!srv_end && ntohs(peer.sin_port) != v.port)
+			continue;
+		unsigned ut = 0;
+		int idle = 0;
+		socklen_t l = sizeof(ut);
+		cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut,
+					&l),
+			     0);
+		l = sizeof(idle);
+		cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle,
+					&l),
+			     0);
+		cr_assert_eq(ut, srv_end ? want_srv : want_cli, "fd %d", fd);
+		cr_assert_eq(idle, (int)(srv_end ? want_srv : want_cli) / 2000);
+		seen++;
+	}
+	cr_assert_eq(seen, 2);
+	joiner_fini(&j);
+	rdv_server_stop(v.s);
+}
+
 /* A worker that answers every round but always has a call in flight keeps
  * the barrier going until the deadline; the error then names it with its
  * count rather than blaming a silent worker. */
