@@ -157,6 +157,15 @@ struct tw_transport_ops {
 	void (*set_local)(tw_transport *t, tw_conn *c, bool local);
 	/* Free everything (connections closed first). */
 	void (*destroy)(tw_transport *t);
+	/* The layer above proved who c's peer is (its handshake passed):
+	 * a transport that keeps a path from strangers may open it now
+	 * (shm: the shared rings, set up over the socket the connection
+	 * started on, frames keeping their order across the switch). At
+	 * most once per connection, from on_conn(c, TW_OK) or connect's
+	 * return on. Nothing else changes: the contract holds before and
+	 * after. NULL = nothing to open (tw_transport_trusted is a
+	 * no-op). */
+	void (*trusted)(tw_transport *t, tw_conn *c);
 };
 
 /* Fault injection, as torch's faulty agent: costs one branch when off. */
@@ -338,6 +347,12 @@ static inline void tw_transport_set_local(tw_transport *t, tw_conn *c,
 {
 	if (t->ops->set_local != NULL)
 		t->ops->set_local(t, c, local);
+}
+
+static inline void tw_transport_trusted(tw_transport *t, tw_conn *c)
+{
+	if (t->ops->trusted != NULL)
+		t->ops->trusted(t, c);
 }
 
 static inline void tw_transport_pause(tw_transport *t, tw_conn *c, bool paused)
