@@ -319,6 +319,9 @@ static void pa_bind(struct agent_loop *l, struct conn_state *cs, uint32_t peer)
 	cs->c->rx_max = 0;
 	if (cs->outbound)
 		redial_ok(l, peer);
+	/* A transport with a faster path for proved peers opens it now
+	 * (the same-host one's shared rings). */
+	tw_transport_trusted(cs->t, cs->c);
 	conn_mark_local(l, cs);
 	stat_inc(&l->stats.auth_ok);
 	pa_free(l, cs);
