@@ -366,8 +366,13 @@ class World:
                     print("SKIP: no DPDK here: %s" % t[-500:])
                     self.down()
                     sys.exit(SKIP)
+                # Every member's last words: the one missing is often
+                # another than the one that waited.
+                logs = "\n".join("--- %s:\n%s" % (q.name,
+                                                    q.log_text()[-2000:])
+                                  for q in self.m)
                 raise SystemExit("FAIL: %s did not join: %r\n%s" %
-                                 (p.name, line, t[-3000:]))
+                                 (p.name, line, logs))
             T.log("%s pid %d: %s" % (p.name, p.pid, line))
 
     def down(self):
