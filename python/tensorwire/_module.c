@@ -74,26 +74,39 @@ static tw_status setup_cb(tw_agent *a, void *arg)
 static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 {
 	(void)self;
-	static char *kws[] = {"name",        "rank",
-			      "world_size",  "rendezvous",
-			      "timeout_ms",  "init_timeout_ms",
-			      "num_loops",   "executor_threads",
-			      "transport",   "secret",
-			      "insecure",    "serve",
-			      "yield_loops", "transport_options",
-			      "lend_loops",  "ignore_rref_leak",
+	static char *kws[] = {"name",
+			      "rank",
+			      "world_size",
+			      "rendezvous",
+			      "timeout_ms",
+			      "init_timeout_ms",
+			      "num_loops",
+			      "executor_threads",
+			      "transport",
+			      "secret",
+			      "insecure",
+			      "serve",
+			      "yield_loops",
+			      "transport_options",
+			      "lend_loops",
+			      "ignore_rref_leak",
+			      "control_timeout_ms",
+			      "log_level",
 			      NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
 	long long timeout_ms = 60000, init_ms = 60000;
 	unsigned loops = 1, exec = 2;
 	int insecure = 0, yield_loops = 1, lend_loops = 1, ignore_leak = 0;
+	unsigned control_ms = 30000;
+	int log_level = -1;
 	PyObject *serve = NULL, *topts_dict = NULL;
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kw, "sIIs|LLIIzzpO!pOpp", kws, &name, &rank, &world,
+		    args, kw, "sIIs|LLIIzzpO!pOppIi", kws, &name, &rank, &world,
 		    &rdv, &timeout_ms, &init_ms, &loops, &exec, &transport,
 		    &secret, &insecure, &PyDict_Type, &serve, &yield_loops,
-		    &topts_dict, &lend_loops, &ignore_leak))
+		    &topts_dict, &lend_loops, &ignore_leak, &control_ms,
+		    &log_level))
 		return NULL;
 	if (twpy_agent != NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
@@ -157,6 +170,8 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	o.yield = yield_loops != 0;
 	o.no_lend = lend_loops == 0;
 	o.ignore_rref_leak = ignore_leak != 0;
+	o.control_timeout_ms = control_ms;
+	o.log_level = log_level;
 	o.setup = setup_cb;
 	o.setup_arg = &s;
 	tw_agent *a = NULL;

@@ -204,3 +204,26 @@ def test_every_field_of_the_header_is_an_option(transport, header, struct,
         _C._check_transport_options(transport, {"bogus": 1})
     named = str(e.value).split("valid keys: ", 1)[1].split(", ")
     assert named == fields, (named, str(e.value))
+
+
+def test_control_timeout_and_log_level_are_checked():
+    with pytest.raises(ValueError, match="log_level 'loud'"):
+        rpc.init_rpc("worker0", rank=0, world_size=1,
+                     rpc_backend_options=rpc.RpcBackendOptions(
+                         init_method="tcp://127.0.0.1:%d"
+                         % rpcgroup.free_port(), log_level="loud"))
+    o = rpc.RpcBackendOptions(
+        init_method="tcp://127.0.0.1:%d" % rpcgroup.free_port(),
+        init_timeout=5, control_timeout=0.5)
+    with pytest.raises(RuntimeError, match="control_timeout_ms 500"):
+        rpc.init_rpc("worker0", rank=0, world_size=1, rpc_backend_options=o)
+    with pytest.raises(RuntimeError, match="not been initialized"):
+        rpc.shutdown()
+
+
+def test_control_timeout_and_log_level_reach_a_group():
+    out = rpcgroup.run("body_options", extra={
+        "control_timeout": 5.0, "log_level": "error"},
+        rank_extra={0: {"transport_options": {"listen_host": "127.0.0.2"}},
+                    1: {"transport_options": {"listen_host": "127.0.0.3"}}})
+    assert out["add"] == 3, out

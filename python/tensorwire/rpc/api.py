@@ -93,6 +93,10 @@ class RpcBackendOptions:
     lend_loops: a thread waiting for a call's answer runs the run loop
     itself meanwhile, so the call needs no hand-off between threads
     (default; tensorwire's tw_agent_opts.no_lend, docs/python.md).
+    control_timeout: seconds within which a vanished host's control
+    connection to rank 0 fails (default 30, at least 1). log_level: the
+    library's log lines on stderr, "off", "error", "warn" (default, or
+    TW_LOG_LEVEL), "info" or "debug".
 
     transport_options: the transport's options, a dict keyed by the field
     names of its C options struct (include/tensorwire/uring.h, struct
@@ -137,7 +141,8 @@ class RpcBackendOptions:
                  init_method=DEFAULT_INIT_METHOD, transport=None,
                  secret=None, insecure=False, num_loops=1,
                  init_timeout=60.0, yield_loops=True, lend_loops=True,
-                 transport_options=None, **_ignored):
+                 transport_options=None, control_timeout=30.0,
+                 log_level=None, **_ignored):
         if transport_options is not None:
             _C._check_transport_options(transport, transport_options)
         self.num_worker_threads = num_worker_threads
@@ -154,6 +159,11 @@ class RpcBackendOptions:
         # benchmark measured no-op calls ~1.5x faster with it).
         self.yield_loops = yield_loops
         self.lend_loops = lend_loops
+        # How soon a vanished host's control connection fails (s), and
+        # the library's log level ("off" .. "debug"; None: TW_LOG_LEVEL,
+        # else "warn").
+        self.control_timeout = control_timeout
+        self.log_level = log_level
 
 
 TensorPipeRpcBackendOptions = RpcBackendOptions
@@ -171,6 +181,24 @@ def _rendezvous(init_method):
         return "tcp://%s:%s" % (addr, port)
     raise ValueError("init_method must be tcp://host:port or env://, got %r"
                      % (init_method,))
+
+
+def _control_ms(o):
+    """control_timeout (s) -> ms; None: the default, 30 s."""
+    t = getattr(o, "control_timeout", None)
+    return 30000 if t is None else max(0, int(round(t * 1000)))
+
+
+def _log_level(name):
+    """The C level for a log_level option: None leaves it (-1)."""
+    if name is None:
+        return -1
+    levels = {"off": 0, "error": 1, "warn": 2, "warning": 2, "info": 3,
+              "debug": 4}
+    if isinstance(name, str) and name.lower() in levels:
+        return levels[name.lower()]
+    raise ValueError("log_level %r: one of off, error, warn, info, debug"
+                     % (name,))
 
 
 def _ms(seconds):
@@ -317,7 +345,9 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                     lend_loops=bool(getattr(o, "lend_loops", True)),
                     ignore_rref_leak=bool(_ignore_rref_leak),
                     transport_options=getattr(o, "transport_options",
-                                              None))
+                                              None),
+                    control_timeout_ms=_control_ms(o),
+                    log_level=_log_level(getattr(o, "log_level", None)))
         except _C.RemoteError as e:  # as torch: a RuntimeError, said why
             from tensorwire.rpc import _raise_remote
             _raise_remote(e.args)
