@@ -419,6 +419,15 @@ static void on_connect(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 		uconn_dirty(c);
 }
 
+/* A URL this transport cannot use, said so. */
+static tw_status bad_addr(const char *verb, const char *addr)
+{
+	return tw_fail(TW_EINVAL,
+		       "io_uring: cannot %s '%.80s': not tcp://IPv4:port, "
+		       "tcp://[IPv6]:port or tcp://localhost:port",
+		       verb, addr ? addr : "(null)");
+}
+
 static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 {
 	struct ut *t = UT(tt);
@@ -430,11 +439,7 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	if (t->destroying)
 		return TW_ESHUTDOWN;
 	if (tw_netaddr_parse(addr, &sa, &sl) != TW_OK)
-		return tw_fail(TW_EINVAL,
-			       "io_uring: cannot connect to '%.80s': not "
-			       "tcp://IPv4:port, tcp://[IPv6]:port or "
-			       "tcp://localhost:port",
-			       addr ? addr : "(null)");
+		return bad_addr("connect to", addr);
 	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return tw_fail(errno == ENOMEM || errno == ENOBUFS ? TW_ENOMEM
@@ -692,11 +697,7 @@ static tw_status u_listen(tw_transport *tt, const char *addr, char *bound,
 	if (t->destroying)
 		return TW_ESHUTDOWN;
 	if (tw_netaddr_parse(addr, &sa, &sl) != TW_OK)
-		return tw_fail(TW_EINVAL,
-			       "io_uring: cannot listen on '%.80s': not "
-			       "tcp://IPv4:port, tcp://[IPv6]:port or "
-			       "tcp://localhost:port",
-			       addr ? addr : "(null)");
+		return bad_addr("listen on", addr);
 	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return tw_fail(TW_EIO, "io_uring: cannot listen on %.80s: %s",
