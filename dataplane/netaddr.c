@@ -322,7 +322,6 @@ tw_status tw_netaddr_resolve(const char *what, const char *host, char *out,
 	struct addrinfo hints = {0}, *ai = NULL;
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
 	int rc = getaddrinfo(host, NULL, &hints, &ai);
 	if (rc != 0 || ai == NULL) {
 		if (ai != NULL)

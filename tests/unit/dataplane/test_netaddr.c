@@ -4,7 +4,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "dataplane/netaddr.h"
 #include "dataplane/transport.h"
@@ -218,4 +223,51 @@ Test(netaddr, peer_keys)
 	tw_conn_set_peer_sa(&f, SA(&big));
 	cr_assert_str_eq(f.peer,
 			 "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+}
+
+/* A host name resolves (getaddrinfo) without asking DNS: in a private
+ * mount namespace (root only) /etc/hosts is replaced by one naming
+ * tw-test-host, as `ip netns exec` replaces it, and nsswitch's "files"
+ * answers first. */
+Test(netaddr, a_host_name_resolves_from_the_hosts_file)
+{
+	if (geteuid() != 0) {
+		cr_skip_test("needs root (a mount namespace)");
+		return;
+	}
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		char path[] = "/tmp/tw-hosts-XXXXXX";
+		int fd = mkstemp(path);
+		static const char hosts[] = "127.0.0.1 localhost\n"
+					    "10.231.9.7 tw-test-host\n"
+					    "fd00::97 tw-test-host6\n";
+		if (fd < 0 || write(fd, hosts, sizeof(hosts) - 1) < 0 ||
+		    unshare(CLONE_NEWNS) != 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount(path, "/etc/hosts", NULL, MS_BIND, NULL) != 0) {
+			unlink(path);
+			_exit(77); /* no mount namespace here */
+		}
+		unlink(path);
+		char out[TW_NETADDR_HOST_MAX];
+		if (tw_netaddr_resolve("listen_host", "tw-test-host", out,
+				       sizeof(out)) != TW_OK ||
+		    strcmp(out, "10.231.9.7") != 0)
+			_exit(1);
+		if (tw_netaddr_resolve("listen_host", "tw-test-host6", out,
+				       sizeof(out)) != TW_OK ||
+		    strcmp(out, "[fd00::97]") != 0)
+			_exit(2);
+		_exit(0);
+	}
+	int ws = 0;
+	cr_assert_eq(waitpid(pid, &ws, 0), pid);
+	cr_assert(WIFEXITED(ws));
+	if (WEXITSTATUS(ws) == 77) {
+		cr_skip_test("no mount namespace here");
+		return;
+	}
+	cr_assert_eq(WEXITSTATUS(ws), 0, "step %d failed", WEXITSTATUS(ws));
 }
