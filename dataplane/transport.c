@@ -9,13 +9,16 @@
 #include "dataplane/transport.h"
 
 /* Each transport's file defines its provider (uring_provider.c,
- * dpdk_provider.c or, in builds without DPDK, dpdk_absent.c). */
+ * shm_provider.c, dpdk_provider.c or, in builds without DPDK,
+ * dpdk_absent.c). */
 extern const struct tw_transport_provider tw_uring_provider;
 extern const struct tw_transport_provider tw_dpdk_provider;
+extern const struct tw_transport_provider tw_shm_provider;
 
 static const struct tw_transport_provider *const builtin[] = {
 	&tw_uring_provider,
 	&tw_dpdk_provider,
+	&tw_shm_provider,
 };
 
 #define MAX_REGISTERED 8

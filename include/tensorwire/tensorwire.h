@@ -14,6 +14,7 @@
 #include <tensorwire/rref.h>
 #include <tensorwire/schema.h>
 #include <tensorwire/uring.h>
+#include <tensorwire/shm.h>
 #include <tensorwire/dpdk.h>
 #include <tensorwire/log.h>
 
