@@ -38,6 +38,7 @@
 #include <tensorwire/buf.h>
 #include <tensorwire/dpdk.h>
 #include <tensorwire/frame.h>
+#include <tensorwire/shm.h>
 #include <tensorwire/uring.h>
 
 #include "dataplane/loop.h"
@@ -230,6 +231,11 @@ struct provider {
 	/* Pause between the two nodes' stop(), for what the first one's
 	 * stop sets off in the background to finish first. */
 	unsigned stop_gap_ms;
+	/* Call tw_transport_trusted on every connection once it is up, as
+	 * the RPC layer does after its handshake (shm: then the rings). */
+	bool trust;
+	/* The entry's name in messages (NULL: name). */
+	const char *label;
 };
 
 struct pair {
@@ -241,6 +247,7 @@ struct pair {
 	union {
 		struct tw_fake_opts fake;
 		struct tw_uring_opts uring;
+		struct tw_shm_opts shm;
 		struct tw_dpdk_opts dpdk;
 	} o[2];
 	char str[2][3][512];  /* the options' strings, node by node */
@@ -250,8 +257,9 @@ struct pair {
 	size_t nreqs, capreqs;
 };
 
+#define PLABEL(p) ((p)->pv->label ? (p)->pv->label : (p)->pv->name)
 #define PCHECK(p, cond, fmt, ...)                                              \
-	cr_assert(cond, "[%s] " fmt, (p)->pv->name, ##__VA_ARGS__)
+	cr_assert(cond, "[%s] " fmt, PLABEL(p), ##__VA_ARGS__)
 
 /* -- the fake net (test library) -- */
 
@@ -295,6 +303,20 @@ static const void *uring_opts(struct pair *p, uint32_t i)
 	snprintf(p->str[i][0], sizeof(p->str[i][0]), "127.0.0.1");
 	o->listen_host = p->str[i][0];
 	o->rx_pool_count = 32; /* 2 MiB per transport is plenty here */
+	if (p->k.max_queued)
+		o->max_queued = p->k.max_queued;
+	return o;
+}
+
+/* -- shared memory: sockets in the default directory; rings of the
+ * smallest size, so that most frames of the size tests span them -- */
+
+static const void *shm_opts(struct pair *p, uint32_t i)
+{
+	struct tw_shm_opts *o = &p->o[i].shm;
+	tw_shm_opts_init(o, sizeof(*o));
+	o->ring_size = 64u << 10;
+	o->rx_pool_count = 32;
 	if (p->k.max_queued)
 		o->max_queued = p->k.max_queued;
 	return o;
@@ -360,14 +382,19 @@ static void dpdk_fini(struct pair *p)
 }
 
 static const struct provider providers[] = {
-	{TW_TRANSPORT_FAKE, fake_prepare, fake_opts, fake_fini, NULL, 0},
-	{TW_TRANSPORT_URING, NULL, uring_opts, NULL, NULL, 0},
+	{TW_TRANSPORT_FAKE, fake_prepare, fake_opts, fake_fini, NULL, 0, false,
+	 NULL},
+	{TW_TRANSPORT_URING, NULL, uring_opts, NULL, NULL, 0, false, NULL},
+	/* Before the layer above trusts a connection, frames travel on its
+	 * socket; after, through the rings. */
+	{TW_TRANSPORT_SHM, NULL, shm_opts, NULL, NULL, 0, false, "shm-socket"},
+	{TW_TRANSPORT_SHM, NULL, shm_opts, NULL, NULL, 0, true, "shm-rings"},
 	/* memif (DPDK 22.11) handles the peer's disconnect on its control
 	 * thread, unsynchronised with a close of the same port on ours:
 	 * stopping the second node at once raced it (a double rte_free in
 	 * memif's disconnect, about one ASan run in three). */
 	{TW_TRANSPORT_DPDK, dpdk_prepare, dpdk_opts, dpdk_fini,
-	 "rte_eal_init failed", 100},
+	 "rte_eal_init failed", 100, false, NULL},
 };
 #define NPROV (sizeof(providers) / sizeof(providers[0]))
 
@@ -517,6 +544,11 @@ static void on_conn(void *ctx, tw_conn *c, tw_status st)
 	if (st == TW_OK) {
 		if (cs->ups++ > 0)
 			bad(e, "on_conn(TW_OK) twice for one connection");
+		if (e->p->pv->trust) {
+			e->in_op = "trusted";
+			tw_transport_trusted(e->t, c);
+			e->in_op = NULL;
+		}
 		return;
 	}
 	cs->closes++;
@@ -589,7 +621,7 @@ static struct pair *pair_up(int ix, const struct knobs *k, layout_fn layout)
 	p->layout = layout ? layout : layout_small;
 	const char *why = p->pv->prepare ? p->pv->prepare() : NULL;
 	if (why != NULL)
-		cr_skip_test("[%s] cannot run here: %s", p->pv->name, why);
+		cr_skip_test("[%s] cannot run here: %s", PLABEL(p), why);
 	p->tp = tw_transport_provider_find(p->pv->name);
 	PCHECK(p, p->tp != NULL, "no provider by that name");
 	for (uint32_t i = 0; i < 2; i++) {
@@ -605,7 +637,7 @@ static struct pair *pair_up(int ix, const struct knobs *k, layout_fn layout)
 		const char *msg = tw_errmsg(st);
 		if (st != TW_OK && p->pv->start_skip != NULL &&
 		    strstr(msg, p->pv->start_skip) != NULL)
-			cr_skip_test("[%s] cannot start here: %s", p->pv->name,
+			cr_skip_test("[%s] cannot start here: %s", PLABEL(p),
 				     msg);
 		PCHECK(p, st == TW_OK, "start node %u: %s", i, msg);
 		/* start keeps neither the caller's struct nor its strings. */
@@ -875,7 +907,7 @@ static void pair_down(struct pair *p)
 /* The contract                                                        */
 
 #define PEXPECT(p, cond, fmt, ...)                                             \
-	cr_expect(cond, "[%s] " fmt, (p)->pv->name, ##__VA_ARGS__)
+	cr_expect(cond, "[%s] " fmt, PLABEL(p), ##__VA_ARGS__)
 
 /* Mixed sizes: bare headers, small payloads, one or two 64-byte aligned
  * segments (tensors), around 4 KiB and 64 KiB. */
