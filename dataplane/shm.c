@@ -675,10 +675,15 @@ static void s_idle(void *arg)
 		uint64_t n;
 		if (c->slept_rx && (!shm_ring_avail(&c->rxr, &n) || n != 0))
 			kick = true;
+		/* Room as ring_flush would use it (a record ends at a
+		 * multiple of 8; a small one only if all that is queued
+		 * fits). */
 		if (c->slept_tx &&
 		    (!shm_ring_room(&c->txr, &n) ||
-		     n > sizeof(struct shm_rec) + RING_MIN_RECORD ||
-		     n > sizeof(struct shm_rec) + c->q_bytes))
+		     (n & ~(uint64_t)7) >= sizeof(struct shm_rec) +
+						   (c->q_bytes < RING_MIN_RECORD
+							    ? c->q_bytes
+							    : RING_MIN_RECORD)))
 			kick = true;
 	}
 	if (!kick || t->kick_armed)

@@ -278,6 +278,10 @@ static int ring_flush(struct sconn *c)
 			       "or more than the ring behind it");
 		return 1;
 	}
+	/* Records end at multiples of 8; the consumer's head need not (it
+	 * hands room back byte by byte inside a record): a partial 8 bytes
+	 * of room waits until it passes them. */
+	room &= ~(uint64_t)7;
 	struct tw_send_queue d = STAILQ_HEAD_INITIALIZER(d);
 	uint64_t start = r->pos;
 	struct iovec iov[SOCK_IOV];
