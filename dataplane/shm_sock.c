@@ -638,6 +638,7 @@ static int read_one(struct sconn *c)
 int shm_sock_read(struct sconn *c)
 {
 	int work = 0;
+	bool was_ring = c->rx_ring;
 	/* Bytes of a DATA message the reassembler left (c was held) go
 	 * first; the next message only once they are taken. */
 	for (unsigned i = 0; i < SOCK_PASS_MSGS && !c->closing; i++) {
@@ -659,6 +660,12 @@ int shm_sock_read(struct sconn *c)
 			return work;
 		}
 		work++;
+		if (c->rx_ring && !was_ring) {
+			/* The peer's SWITCH: its ring comes before anything
+			 * after it on the socket (a hang up included). */
+			sconn_dirty(c);
+			return work;
+		}
 	}
 	if (c->sock_rd && !c->closing)
 		sconn_dirty(c); /* more to read: at the next service */
