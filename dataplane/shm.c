@@ -48,6 +48,7 @@ void tw_shm_opts_init(struct tw_shm_opts *o, size_t opts_size)
 		.max_conns = 2048,
 		.connect_timeout_ms = 10000,
 		.no_rings = false,
+		.cma_threshold = 256u << 10,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
@@ -228,6 +229,7 @@ struct sconn *sconn_new(struct st *t, int fd, uint8_t state, bool accepted)
 	for (unsigned i = 0; i < SETUP_NFDS; i++)
 		c->setup_fds[i] = -1;
 	STAILQ_INIT(&c->sq);
+	STAILQ_INIT(&c->wq);
 	c->cancel_req.fn = on_cancel;
 	tw_timer_init(&c->linger_tm, linger_fire, c);
 	tw_timer_init(&c->connect_tm, connect_fire, c);
@@ -403,6 +405,23 @@ static void s_trusted(tw_transport *tt, tw_conn *cc)
 		trust_start(c);
 }
 
+/* The peer's SWITCH named its address of the mapping: if we can read its
+ * memory there (shm_cma_probe), tell its producer it may send CMA
+ * records. A peer that cannot be read gets the ring, and the count. */
+static void cma_start(struct sconn *c, uint64_t peer_addr)
+{
+	struct st *t = c->t;
+	if (t->o.cma_threshold == UINT64_MAX)
+		return;
+	if (!shm_cma_probe(c, peer_addr)) {
+		t->st.cma_denied++;
+		return;
+	}
+	c->cma_rx = true;
+	t->st.cma_conns++;
+	atomic_store_explicit(&c->rxr.ctl->cma_ok, 1, memory_order_relaxed);
+}
+
 static bool pow2_ring(uint64_t r)
 {
 	return r >= SHM_RING_MIN && r <= SHM_RING_MAX && (r & (r - 1)) == 0;
@@ -470,13 +489,16 @@ void shm_on_ctl(struct sconn *c, const struct shm_msg *m, const void *body,
 		sconn_dirty(c);
 		return;
 	}
-	case SM_SWITCH:
-		if (m->len != 0 || !c->mapped || c->rx_ring ||
+	case SM_SWITCH: {
+		struct shm_switch sw;
+		if (m->len != sizeof(sw) || !c->mapped || c->rx_ring ||
 		    (c->accepted && !c->tx_ring))
 			break;
+		memcpy(&sw, body, sizeof(sw));
 		/* Every byte after this message is in the ring. */
 		c->rx_ring = true;
 		rconns_add(c);
+		cma_start(c, sw.map_addr);
 		if (!c->accepted) {
 			bell_arm(c);
 			c->ctl_due |= CTL_SWITCH;
@@ -485,6 +507,7 @@ void shm_on_ctl(struct sconn *c, const struct shm_msg *m, const void *body,
 		}
 		sconn_dirty(c);
 		return;
+	}
 	case SM_NORING: {
 		if (c->accepted || !c->mapped || c->rx_ring ||
 		    m->len != sizeof(struct shm_noring))
@@ -625,7 +648,8 @@ static int s_poll(void *arg)
 			continue;
 		if (c->rx_ring)
 			work += srx_ring(c);
-		if (c->tx_ring && !STAILQ_EMPTY(&c->sq) && !c->closing)
+		if (c->tx_ring && !c->closing &&
+		    (!STAILQ_EMPTY(&c->sq) || !STAILQ_EMPTY(&c->wq)))
 			work += stx_flush(c);
 	}
 	/* Sends the frames just delivered made. */
@@ -658,7 +682,9 @@ static void s_idle(void *arg)
 					      memory_order_seq_cst);
 			c->slept_rx = any = true;
 		}
-		if (c->tx_ring && c->tx_blocked) {
+		/* Waiting for room, or for the peer to read what it reads
+		 * from our memory (CMA): its head's moves matter. */
+		if (c->tx_ring && (c->tx_blocked || !STAILQ_EMPTY(&c->wq))) {
 			atomic_store_explicit(&c->txr.ctl->prod_waiting, 1,
 					      memory_order_seq_cst);
 			c->slept_tx = any = true;
@@ -675,15 +701,7 @@ static void s_idle(void *arg)
 		uint64_t n;
 		if (c->slept_rx && (!shm_ring_avail(&c->rxr, &n) || n != 0))
 			kick = true;
-		/* Room as ring_flush would use it (a record ends at a
-		 * multiple of 8; a small one only if all that is queued
-		 * fits). */
-		if (c->slept_tx &&
-		    (!shm_ring_room(&c->txr, &n) ||
-		     (n & ~(uint64_t)7) >= sizeof(struct shm_rec) +
-						   (c->q_bytes < RING_MIN_RECORD
-							    ? c->q_bytes
-							    : RING_MIN_RECORD)))
+		if (c->slept_tx && stx_could_move(c))
 			kick = true;
 	}
 	if (!kick || t->kick_armed)

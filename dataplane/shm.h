@@ -175,6 +175,12 @@ struct tw_shm_stats {
 	uint64_t pauses;      /* pause(c, true) on a connection not paused */
 	uint64_t lingers_cut; /* close_after_send ended by its deadline */
 	uint64_t peer_gone;   /* connections whose socket hung up */
+	/* Cross-memory attach (tw_shm_opts.cma_threshold). */
+	uint64_t cma_conns;  /* connections we read the peer's memory on */
+	uint64_t cma_denied; /* ... where the probe could not: the ring */
+	uint64_t cma_sends;  /* CMA records we wrote */
+	uint64_t cma_reads;  /* process_vm_readv calls that read bytes */
+	uint64_t cma_bytes;  /* bytes received that way */
 };
 void tw_shm_get_stats(const tw_transport *t, struct tw_shm_stats *s);
 

@@ -55,6 +55,10 @@ struct shm_setup {
 };
 /* The descriptors of a SETUP, in this order. */
 enum { SETUP_MEMFD, SETUP_BELL_ACCEPTOR, SETUP_BELL_CONNECTOR, SETUP_NFDS };
+/* SWITCH: where the sender has the mapping, for the peer's CMA probe. */
+struct shm_switch {
+	uint64_t map_addr;
+};
 struct shm_noring {
 	uint32_t why; /* enum shm_noring_why */
 	uint32_t pad;
@@ -103,6 +107,11 @@ enum { SC_CONNECTING, SC_OPEN };
 /* A record is not started in less room than this, unless what is
  * queued fits: no trickle of tiny records into a nearly full ring. */
 #define RING_MIN_RECORD 4096u
+/* One process_vm_readv reads at most this much: a pass of the loop
+ * holds it for about that copy's time. */
+#define CMA_CHUNK (1u << 20)
+/* tw_send_req.flags_: some of its bytes went by CMA. */
+#define REQ_CMA 1u
 /* Waiting for room to assemble: retried this often. */
 #define ASM_RETRY_NS (1000ull * 1000)
 #define ACCEPT_BACKOFF_NS (10ull * 1000 * 1000)
@@ -167,6 +176,9 @@ struct sconn {
 	void *map;
 	size_t map_len;
 	struct shm_ring txr, rxr;
+	bool cma_rx;           /* we read the peer's memory: we set cma_ok */
+	uint64_t last_cma_pos; /* the ring position after our last CMA
+				* record */
 	int my_bell, peer_bell;
 	bool bell_armed;   /* multishot poll on my_bell */
 	bool ring_busy;    /* a write to peer_bell in flight */
@@ -181,6 +193,11 @@ struct sconn {
 	/* Sending: requests with bytes left, in order; only the head can be
 	 * partly sent (iov_idx_ + head_off). */
 	struct tw_send_queue sq;
+	/* Requests sent whole, waiting for the consumer's head to pass
+	 * the position in their sent_ (the end of their last CMA record)
+	 * before done: the peer may still read their memory. In order;
+	 * requests behind one of them wait too (sent_ 0). */
+	struct tw_send_queue wq;
 	uint32_t held; /* requests whose done has not run */
 	size_t head_off;
 	uint64_t q_bytes; /* bytes queued, not yet sent */
@@ -323,6 +340,9 @@ tw_status shm_map_accept(struct sconn *c, uint64_t ring_size,
 void shm_map_free(struct sconn *c);
 /* Learn what an eventfd looks like (t->efd_dev, efd_ino). */
 tw_status shm_map_probe(struct st *t);
+/* Whether c's peer lets us read its memory (CMA): its mapping, at
+ * peer_addr in its address space, reads as ours does. */
+bool shm_cma_probe(struct sconn *c, uint64_t peer_addr);
 
 /* shm_rx.c */
 void srx_hold(struct sconn *c, uint8_t bit, bool on);
@@ -344,6 +364,10 @@ tw_status stx_send(tw_transport *tt, tw_conn *cc, struct tw_send_req *r);
 int stx_flush(struct sconn *c);
 /* End every queued request with done(st). */
 void stx_fail_all(struct sconn *c, tw_status st);
+/* Whether a flush of c's outbound ring would move now: room for what
+ * is queued, the peer's head past a waiting request, or a head that
+ * breaks the protocol (the flush ends c). For the idle hook. */
+bool stx_could_move(struct sconn *c);
 /* Ring the peer's doorbell (through io_uring). */
 void stx_ring_bell(struct sconn *c);
 /* Ring the peer's doorbell if flag (a sleep flag in the peer's line)

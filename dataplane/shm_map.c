@@ -9,10 +9,13 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "dataplane/clock.h"
 #include "dataplane/err.h"
 #include "dataplane/shm_impl.h"
 
@@ -87,6 +90,16 @@ tw_status shm_map_create(struct sconn *c, uint64_t ring_size,
 	if (base == MAP_FAILED)
 		goto fail;
 	rings_init(c, base, len, ring_size);
+	/* What a CMA probe compares (shm_cma_probe): unguessable, so that
+	 * matching bytes mean the peer's very mapping. */
+	struct shm_ring_ctl *c0 = base;
+	if (getrandom(c0->probe, sizeof(c0->probe), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(c0->probe)) {
+		uint64_t x = tw_now_ns() ^ (uint64_t)(uintptr_t)base;
+		for (size_t i = 0; i < sizeof(c0->probe); i++, x >>= 2)
+			c0->probe[i] = (uint8_t)(x * 0x9e3779b97f4a7c15ull >>
+						 56);
+	}
 	c->my_bell = dup(fds[SETUP_BELL_CONNECTOR]);
 	c->peer_bell = dup(fds[SETUP_BELL_ACCEPTOR]);
 	if (c->my_bell < 0 || c->peer_bell < 0) {
@@ -196,6 +209,24 @@ tw_status shm_map_accept(struct sconn *c, uint64_t ring_size,
 out:
 	close_fds(fds, SETUP_NFDS);
 	return st;
+}
+
+bool shm_cma_probe(struct sconn *c, uint64_t peer_addr)
+{
+	if (c->map == NULL || c->peer_pid <= 0 ||
+	    peer_addr + SHM_CTL_SIZE < peer_addr)
+		return false;
+	const struct shm_ring_ctl *c0 = c->map;
+	uint8_t got[sizeof(c0->probe)];
+	size_t off = offsetof(struct shm_ring_ctl, probe);
+	struct iovec l = {got, sizeof(got)};
+	struct iovec r = {(void *)(uintptr_t)(peer_addr + off), sizeof(got)};
+	/* Permission (same user, or CAP_SYS_PTRACE, and no Yama or LSM in
+	 * the way) and the right process: the peer's address of the
+	 * mapping shows the bytes ours does. */
+	return process_vm_readv(c->peer_pid, &l, 1, &r, 1, 0) ==
+		       (ssize_t)sizeof(got) &&
+	       memcmp(got, c0->probe, sizeof(got)) == 0;
 }
 
 void shm_map_free(struct sconn *c)

@@ -64,6 +64,13 @@ struct shm_ring_ctl {
 	alignas(SHM_LINE) _Atomic uint64_t head; /* bytes consumed */
 	_Atomic uint32_t cons_sleeping; /* the consumer's loop sleeps: ring
 					 * it when tail moves */
+	_Atomic uint32_t cma_ok;        /* the consumer can read the
+					 * producer's memory (CMA): it takes
+					 * SHM_REC_CMA records */
+	/* Bytes the connecting side writes once, at creation, in ring 0's
+	 * block: a process that reads them at the peer's address of the
+	 * mapping (process_vm_readv) is reading the peer (shm_map.c). */
+	alignas(SHM_LINE) uint8_t probe[32];
 };
 _Static_assert(sizeof(struct shm_ring_ctl) <= SHM_CTL_SIZE,
 	       "a control block fits its page");
@@ -91,6 +98,23 @@ struct shm_rec {
 _Static_assert(sizeof(struct shm_rec) == 8, "record header");
 #define SHM_REC_MAGIC 0x5754u /* "TW" */
 #define SHM_REC_DATA 1u
+#define SHM_REC_CMA 2u
+
+/*
+ *   SHM_REC_CMA   a struct shm_cma: the next len bytes of the frame
+ *                 stream are at addr in the producer's address space, to
+ *                 be read with process_vm_readv straight into the frame
+ *                 being assembled (one copy instead of two). Only into a
+ *                 frame whose header has arrived, and only as far as it
+ *                 goes; only to a consumer that set cma_ok. The consumer
+ *                 moves head past the record once it has read the bytes:
+ *                 until then the producer keeps the memory (its send
+ *                 requests are not done).
+ */
+struct shm_cma {
+	uint64_t addr;
+	uint64_t len;
+};
 
 static inline uint64_t shm_align8(uint64_t n)
 {
@@ -109,7 +133,9 @@ struct shm_ring {
 	 * pad after them. */
 	uint64_t rec_left;
 	uint32_t rec_pad;
+	uint16_t rec_type;
 	bool in_rec;
+	uint64_t cma_addr; /* a CMA record's next byte in the producer */
 };
 
 /* r over the ring idx (0 or 1) of a mapping of ring size size at base. */
@@ -217,33 +243,65 @@ enum shm_ring_err {
 			      * was published */
 	SHM_RING_SHORT_HDR, /* fewer than 8 bytes published at a record
 			      * boundary */
+	SHM_RING_BAD_CMA,   /* a CMA record the consumer did not ask for,
+			      * of another length, or wrapping addresses */
 };
 
 /*
  * Consumer: at a record boundary with avail bytes published, read and
- * check the next record's header. Sets r->rec_left, rec_pad, in_rec and
- * moves pos past the header; *type gets its type. The record must be
- * published whole (header, payload, pad), and no longer than the ring can
- * hold.
+ * check the next record's header. Sets r->rec_type, rec_left, rec_pad,
+ * in_rec; *type gets the type. The record must be published whole
+ * (header, payload, pad), and no longer than the ring can hold. A DATA
+ * record's header is passed (pos moves 8 on); a CMA record stays where
+ * it is until its bytes are read (shm_ring_cma_took), and only a
+ * consumer that announced cma_ok takes one.
  */
-static inline enum shm_ring_err
-shm_ring_next_rec(struct shm_ring *r, uint64_t avail, uint32_t *type)
+static inline enum shm_ring_err shm_ring_next_rec(struct shm_ring *r,
+						  uint64_t avail, bool cma_ok,
+						  uint32_t *type)
 {
 	if (avail < sizeof(struct shm_rec))
 		return SHM_RING_SHORT_HDR;
 	struct shm_rec h;
 	shm_ring_copy_out(r, r->pos, &h, sizeof(h));
-	if (h.magic != SHM_REC_MAGIC || h.type != SHM_REC_DATA)
+	if (h.magic != SHM_REC_MAGIC ||
+	    (h.type != SHM_REC_DATA && h.type != SHM_REC_CMA))
 		return SHM_RING_BAD_REC;
 	uint64_t whole = sizeof(h) + shm_align8(h.len);
 	if (whole > r->size || whole > avail)
 		return SHM_RING_BAD_LEN;
+	r->rec_type = h.type;
+	*type = h.type;
+	if (h.type == SHM_REC_CMA) {
+		struct shm_cma d;
+		if (!cma_ok || h.len != sizeof(d))
+			return SHM_RING_BAD_CMA;
+		shm_ring_copy_out(r, r->pos + sizeof(h), &d, sizeof(d));
+		if (d.len == 0 || d.addr + d.len < d.addr)
+			return SHM_RING_BAD_CMA;
+		r->cma_addr = d.addr;
+		r->rec_left = d.len;
+		r->rec_pad = 0;
+		r->in_rec = true;
+		return SHM_RING_OK;
+	}
 	r->pos += sizeof(h);
 	r->rec_left = h.len;
 	r->rec_pad = (uint32_t)(shm_align8(h.len) - h.len);
 	r->in_rec = h.len != 0; /* an empty record ends here */
-	*type = h.type;
 	return SHM_RING_OK;
+}
+
+/* Consumer: n of a CMA record's bytes were read; after the last, the
+ * record is passed. */
+static inline void shm_ring_cma_took(struct shm_ring *r, uint64_t n)
+{
+	r->cma_addr += n;
+	r->rec_left -= n;
+	if (r->rec_left == 0) {
+		r->pos += sizeof(struct shm_rec) + sizeof(struct shm_cma);
+		r->in_rec = false;
+	}
 }
 
 /* Consumer: n payload bytes of the current record were taken. */

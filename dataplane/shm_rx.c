@@ -2,10 +2,12 @@
  * (from a socket DATA message or a ring record: one stream, so the switch
  * between them may fall inside a frame), the inbound ring's pass, the
  * receive buffers and what a frame may reserve. */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "dataplane/err.h"
 #include "dataplane/shm_impl.h"
@@ -278,10 +280,66 @@ static const char *ring_why(enum shm_ring_err e)
 	case SHM_RING_SHORT_HDR:
 		return "shm: less than a record header published at a record "
 		       "boundary";
+	case SHM_RING_BAD_CMA:
+		return "shm: a CMA record we did not ask for, of a bad length "
+		       "or wrapping addresses";
 	case SHM_RING_OK:
 		break;
 	}
 	return "shm: ring";
+}
+
+/* One chunk of a CMA record (r->rec_left bytes at r->cma_addr in the
+ * peer) straight into the frame being assembled. Returns the bytes
+ * taken: 0 when c is held or ended. */
+static uint64_t rx_cma(struct sconn *c, struct shm_ring *r)
+{
+	struct st *t = c->t;
+	if (c->rx.cur == NULL) {
+		/* A refused frame's body being skipped: nothing to read. */
+		if (c->rx.hdr_have == 0 && c->rx.skip >= r->rec_left) {
+			uint64_t k = r->rec_left;
+			c->rx.skip -= k;
+			c->rx_n += k;
+			return k;
+		}
+		sconn_proto(c, "shm: a CMA record outside a frame's body");
+		return 0;
+	}
+	if (r->rec_left > c->rx.need - c->rx.have) {
+		sconn_proto(c, "shm: a CMA record past its frame's end");
+		return 0;
+	}
+	uint64_t n = r->rec_left < CMA_CHUNK ? r->rec_left : CMA_CHUNK;
+	struct iovec l = {(unsigned char *)c->rx.cur->data + c->rx.off +
+				  c->rx.have,
+			  (size_t)n};
+	struct iovec rm = {(void *)(uintptr_t)r->cma_addr, (size_t)n};
+	ssize_t got = process_vm_readv(c->peer_pid, &l, 1, &rm, 1, 0);
+	if (got != (ssize_t)n) {
+		/* Memory the peer does not have is its lie; a peer that
+		 * cannot be read any more is gone (or changed its mind). */
+		if (got >= 0 || errno == EFAULT) {
+			sconn_proto(c, "shm: a CMA record names memory the "
+				       "peer does not have");
+		} else if (errno == ESRCH) {
+			t->st.peer_gone++;
+			sconn_fail(c, TW_EUNREACHABLE,
+				   "the peer's process ended");
+		} else {
+			sconn_fail(c, TW_EUNREACHABLE,
+				   "shm: the peer's memory could not be read "
+				   "(CMA) any more");
+		}
+		return 0;
+	}
+	t->st.cma_reads++;
+	t->st.cma_bytes += n;
+	c->rx.have += n;
+	c->rx_n += n;
+	if (c->rx.have == c->rx.need)
+		rx_deliver(c);
+	return n;
 }
 
 int srx_ring(struct sconn *c)
@@ -313,34 +371,43 @@ int srx_ring(struct sconn *c)
 				break;
 			uint32_t type;
 			uint64_t at = r->pos;
-			enum shm_ring_err e = shm_ring_next_rec(r, avail,
-								&type);
+			enum shm_ring_err e =
+				shm_ring_next_rec(r, avail, c->cma_rx, &type);
 			if (e != SHM_RING_OK) {
 				sconn_proto(c, ring_why(e));
 				return 1;
 			}
 			recs++;
 			avail -= r->pos - at;
-			if (!r->in_rec) { /* empty: only its header */
-				avail -= r->rec_pad;
-				r->pos += r->rec_pad;
+			if (!r->in_rec) /* empty: only its header */
 				continue;
-			}
+		}
+		uint64_t before = r->pos;
+		if (r->rec_type == SHM_REC_CMA) {
+			uint64_t k = rx_cma(c, r);
+			if (k == 0)
+				break; /* held, or ended */
+			shm_ring_cma_took(r, k);
+			avail -= r->pos - before;
+			bytes += k;
+			continue;
 		}
 		uint64_t span = shm_ring_span(r);
 		size_t k = srx_feed(c, shm_ring_at(r), (size_t)span);
-		uint64_t before = r->pos;
 		shm_ring_took(r, k);
 		avail -= r->pos - before;
 		bytes += k;
 		if (k < span)
 			break; /* held, or closing */
 	}
-	if (r->pos == start || c->closing)
-		return r->pos != start;
+	if (c->closing)
+		return 1;
+	if (r->pos == start)
+		return bytes != 0; /* a CMA record under way */
 	shm_ring_release(r);
-	/* The producer may wait for this room. What is left waits for the
-	 * next pass, after the other connections'. */
+	/* The producer may wait for this room (or for us to have read its
+	 * memory). What is left waits for the next pass, after the other
+	 * connections'. */
 	stx_wake_peer(c, &r->ctl->prod_waiting);
 	return 1;
 }

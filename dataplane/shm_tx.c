@@ -32,10 +32,16 @@ static void done_list(struct sconn *c, struct tw_send_req *r, tw_status st)
 
 void stx_fail_all(struct sconn *c, tw_status st)
 {
+	/* Those waiting for the peer to read them first: they are older.
+	 * (A peer still reading their memory reads ours, not theirs to
+	 * keep; nothing of ours depends on it.) */
+	struct tw_send_req *w = STAILQ_FIRST(&c->wq);
 	struct tw_send_req *r = STAILQ_FIRST(&c->sq);
+	STAILQ_INIT(&c->wq);
 	STAILQ_INIT(&c->sq);
 	c->head_off = 0;
 	c->q_bytes = 0;
+	done_list(c, w, st);
 	done_list(c, r, st);
 }
 
@@ -176,6 +182,7 @@ static int ctl_flush(struct sconn *c)
 			struct shm_ready ready;
 			struct shm_setup setup;
 			struct shm_noring noring;
+			struct shm_switch sw;
 		} body;
 		memset(&body, 0, sizeof(body));
 		if (c->ctl_due & CTL_READY) {
@@ -199,6 +206,8 @@ static int ctl_flush(struct sconn *c)
 		} else {
 			bit = CTL_SWITCH;
 			h.type = SM_SWITCH;
+			body.sw.map_addr = (uint64_t)(uintptr_t)c->map;
+			h.len = sizeof(body.sw);
 		}
 		if (h.len != 0)
 			iov[n++] = (struct iovec){&body, h.len};
@@ -261,6 +270,127 @@ static int sock_flush(struct sconn *c)
 /* ------------------------------------------------------------------ */
 /* The queue to the ring                                               */
 
+/* Whether pieces of len bytes may go by CMA to this peer. */
+static inline bool cma_on(const struct sconn *c)
+{
+	/* Relaxed: the peer's word, read anew each flush; a peer that
+	 * lies only gets records it cannot read. */
+	return c->t->o.cma_threshold != UINT64_MAX &&
+	       atomic_load_explicit(&c->txr.ctl->cma_ok,
+				    memory_order_relaxed) != 0;
+}
+
+/*
+ * sq_gather for the ring: the queue's next bytes for a DATA record (at
+ * most max, in at most cap pieces), stopping before a piece that goes
+ * by CMA: then *cma names it (else its len is 0). A piece goes by CMA
+ * when it is cma_threshold bytes or more of a frame's body: a request
+ * is one frame, and its first TW_FRAME_HDR_SIZE bytes (the header the
+ * receiver must read itself) always travel in the ring.
+ */
+static uint64_t ring_gather(struct sconn *c, struct iovec *iov, unsigned cap,
+			    uint64_t max, unsigned *niov, struct shm_cma *cma)
+{
+	uint64_t thr = c->t->o.cma_threshold, total = 0;
+	bool cma_ok = cma_on(c);
+	unsigned n = 0;
+	cma->len = 0;
+	struct tw_send_req *head = STAILQ_FIRST(&c->sq), *r;
+	STAILQ_FOREACH(r, &c->sq, link_)
+	{
+		uint32_t i = r == head ? r->iov_idx_ : 0;
+		size_t off = r == head ? c->head_off : 0;
+		uint64_t roff = r == head ? r->sent_ : 0; /* in the frame */
+		for (; i < r->niov; i++, off = 0) {
+			size_t l = r->iov[i].iov_len - off;
+			char *p = (char *)r->iov[i].iov_base + off;
+			if (l == 0)
+				continue;
+			bool stop = false;
+			if (cma_ok && l >= thr) {
+				uint64_t hdr = roff < TW_FRAME_HDR_SIZE
+						       ? TW_FRAME_HDR_SIZE -
+								 roff
+						       : 0;
+				if (hdr == 0) {
+					if (total == 0) {
+						cma->addr =
+							(uint64_t)(uintptr_t)p;
+						cma->len = l;
+					}
+					goto full;
+				}
+				if (l - hdr >= thr) {
+					l = (size_t)
+						hdr; /* the header, then CMA */
+					stop = true;
+				}
+			}
+			if (n == cap || total == max)
+				goto full;
+			if (l > max - total)
+				l = (size_t)(max - total);
+			iov[n++] = (struct iovec){p, l};
+			total += l;
+			roff += l;
+			if (stop)
+				goto full;
+		}
+	}
+full:
+	*niov = n;
+	return total;
+}
+
+/* Requests the last record finished: done now, or (some of their bytes
+ * are the peer's to read from our memory, or one ahead of them is)
+ * once the peer's head passes the end of their last CMA record. */
+static void ring_sent(struct sconn *c, struct tw_send_queue *fin,
+		      struct tw_send_queue *d)
+{
+	struct tw_send_req *r;
+	while ((r = STAILQ_FIRST(fin)) != NULL) {
+		STAILQ_REMOVE_HEAD(fin, link_);
+		if (r->flags_ & REQ_CMA) {
+			r->sent_ = c->last_cma_pos;
+			STAILQ_INSERT_TAIL(&c->wq, r, link_);
+		} else if (!STAILQ_EMPTY(&c->wq)) {
+			r->sent_ = 0; /* as soon as those ahead */
+			STAILQ_INSERT_TAIL(&c->wq, r, link_);
+		} else {
+			STAILQ_INSERT_TAIL(d, r, link_);
+		}
+	}
+}
+
+/* Waiting requests the peer's head has passed: to d. */
+static void wq_release(struct sconn *c, uint64_t head, struct tw_send_queue *d)
+{
+	struct tw_send_req *r;
+	while ((r = STAILQ_FIRST(&c->wq)) != NULL && r->sent_ <= head) {
+		STAILQ_REMOVE_HEAD(&c->wq, link_);
+		STAILQ_INSERT_TAIL(d, r, link_);
+	}
+}
+
+bool stx_could_move(struct sconn *c)
+{
+	uint64_t room;
+	if (!shm_ring_room(&c->txr, &room))
+		return true;
+	uint64_t head = c->txr.pos + room - c->txr.size;
+	struct tw_send_req *w = STAILQ_FIRST(&c->wq);
+	if (w != NULL && w->sent_ <= head)
+		return true;
+	if (!c->tx_blocked)
+		return false;
+	/* Room as ring_flush uses it: whole multiples of 8, and a small
+	 * record only for all that is queued. */
+	uint64_t need = c->q_bytes < RING_MIN_RECORD ? c->q_bytes
+						     : RING_MIN_RECORD;
+	return (room & ~(uint64_t)7) >= sizeof(struct shm_rec) + need;
+}
+
 static int ring_flush(struct sconn *c)
 {
 	struct st *t = c->t;
@@ -270,7 +400,7 @@ static int ring_flush(struct sconn *c)
 				      memory_order_relaxed);
 		c->slept_tx = false;
 	}
-	if (STAILQ_EMPTY(&c->sq))
+	if (STAILQ_EMPTY(&c->sq) && STAILQ_EMPTY(&c->wq))
 		return 0;
 	uint64_t room;
 	if (!shm_ring_room(r, &room)) {
@@ -278,34 +408,63 @@ static int ring_flush(struct sconn *c)
 			       "or more than the ring behind it");
 		return 1;
 	}
+	struct tw_send_queue d = STAILQ_HEAD_INITIALIZER(d);
+	wq_release(c, r->pos + room - r->size, &d);
 	/* Records end at multiples of 8; the consumer's head need not (it
 	 * hands room back byte by byte inside a record): a partial 8 bytes
 	 * of room waits until it passes them. */
 	room &= ~(uint64_t)7;
-	struct tw_send_queue d = STAILQ_HEAD_INITIALIZER(d);
 	uint64_t start = r->pos;
 	struct iovec iov[SOCK_IOV];
 	while (!STAILQ_EMPTY(&c->sq) && room > sizeof(struct shm_rec)) {
 		uint64_t cap = room - sizeof(struct shm_rec);
-		/* No trickle of small records into a nearly full ring:
-		 * unless what is queued fits, wait for a page of room. */
-		if (c->q_bytes > cap && cap < RING_MIN_RECORD)
-			break;
+		struct tw_send_queue fin = STAILQ_HEAD_INITIALIZER(fin);
+		struct shm_cma cma;
 		unsigned n;
-		uint64_t k = sq_gather(c, iov, SOCK_IOV, cap, &n);
-		uint64_t at = r->pos + sizeof(struct shm_rec);
-		for (unsigned i = 0; i < n; i++) {
-			shm_ring_copy_in(r, at, iov[i].iov_base,
-					 iov[i].iov_len);
-			at += iov[i].iov_len;
+		uint64_t k = ring_gather(c, iov, SOCK_IOV, cap, &n, &cma);
+		if (k != 0) {
+			/* No trickle of small records into a nearly full
+			 * ring: unless what goes in it fits, wait for a page
+			 * of room. */
+			if (k == cap && cap < RING_MIN_RECORD)
+				break;
+			uint64_t at = r->pos + sizeof(struct shm_rec);
+			for (unsigned i = 0; i < n; i++) {
+				shm_ring_copy_in(r, at, iov[i].iov_base,
+						 iov[i].iov_len);
+				at += iov[i].iov_len;
+			}
+			shm_ring_put_hdr(r, SHM_REC_DATA, (uint32_t)k);
+			uint64_t whole = sizeof(struct shm_rec) + shm_align8(k);
+			r->pos += whole;
+			room -= whole;
+			t->st.ring_records++;
+			t->st.bytes_tx += k;
+			sq_advance(c, k, &fin);
+			ring_sent(c, &fin, &d);
+			continue;
 		}
-		shm_ring_put_hdr(r, SHM_REC_DATA, (uint32_t)k);
-		uint64_t whole = sizeof(struct shm_rec) + shm_align8(k);
-		r->pos += whole;
-		room -= whole;
-		t->st.ring_records++;
-		t->st.bytes_tx += k;
-		sq_advance(c, k, &d);
+		if (cma.len != 0) {
+			/* The peer reads these bytes from our memory; the
+			 * request waits for its head to pass the record. */
+			if (room < sizeof(struct shm_rec) + sizeof(cma))
+				break;
+			shm_ring_copy_in(r, r->pos + sizeof(struct shm_rec),
+					 &cma, sizeof(cma));
+			shm_ring_put_hdr(r, SHM_REC_CMA, sizeof(cma));
+			r->pos += sizeof(struct shm_rec) + sizeof(cma);
+			room -= sizeof(struct shm_rec) + sizeof(cma);
+			c->last_cma_pos = r->pos;
+			STAILQ_FIRST(&c->sq)->flags_ |= REQ_CMA;
+			t->st.cma_sends++;
+			t->st.bytes_tx += cma.len;
+			sq_advance(c, cma.len, &fin);
+			ring_sent(c, &fin, &d);
+			continue;
+		}
+		/* Only requests without bytes at the head: sent. */
+		sq_advance(c, 0, &fin);
+		ring_sent(c, &fin, &d);
 	}
 	bool full = !STAILQ_EMPTY(&c->sq);
 	if (full && !c->tx_blocked)
@@ -315,8 +474,9 @@ static int ring_flush(struct sconn *c)
 		shm_ring_publish(r);
 		stx_wake_peer(c, &r->ctl->cons_sleeping);
 	}
+	bool done = !STAILQ_EMPTY(&d);
 	done_list(c, STAILQ_FIRST(&d), TW_OK);
-	return r->pos != start || !STAILQ_EMPTY(&d);
+	return r->pos != start || done;
 }
 
 int stx_flush(struct sconn *c)

@@ -82,6 +82,18 @@ struct tw_shm_opts {
 				      * (default 10000) */
 	bool no_rings; /* never set up the rings: every frame stays on the
 			* socket (default false; for tests and diagnosis) */
+	uint64_t cma_threshold; /* send segments of a frame's body of this
+				 * many bytes or more by cross-memory attach:
+				 * the receiver copies them straight from the
+				 * sender's memory into its buffer with
+				 * process_vm_readv, one copy instead of two
+				 * through the ring. Used only where the
+				 * receiver may read the sender (same user, or
+				 * CAP_SYS_PTRACE; Yama's ptrace_scope >= 1 and
+				 * other restrictions stop it), which each
+				 * side checks once per connection, falling
+				 * back to the ring (default 256 KiB;
+				 * UINT64_MAX: never, neither way) */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program
