@@ -67,6 +67,24 @@ static void frame_build(uint8_t *dst, uint64_t id, uint32_t payload)
 		dst[TW_FRAME_HDR_SIZE + i] = pat(id, i);
 }
 
+/* The first 64 bytes of frame id of payload bytes (the header and 16 of
+ * the payload). */
+static void frame_head(uint8_t *dst, uint64_t id, uint32_t payload)
+{
+	tw_frame_hdr h = {
+		.version = TW_FRAME_VERSION,
+		.type = (uint8_t)(1 + id % 13),
+		.req_id = id,
+		.src = 1,
+		.dst = 2,
+		.payload_len = payload,
+		.total_len = TW_FRAME_HDR_SIZE + (uint64_t)payload,
+	};
+	tw_frame_hdr_encode(dst, &h);
+	for (size_t i = 0; i < 16; i++)
+		dst[TW_FRAME_HDR_SIZE + i] = pat(id, i);
+}
+
 /* ------------------------------------------------------------------ */
 /* One side: a loop, a transport, what its upcalls saw                  */
 
@@ -349,6 +367,8 @@ static struct tw_shm_opts opts(uint32_t ring)
 	return o;
 }
 
+static uint64_t cma_threshold = 256u << 10; /* the next env_up's */
+
 /* A server listening in the default directory and a client connected to
  * it, both trusting every connection (the rings) or neither. */
 struct env {
@@ -361,6 +381,7 @@ static void env_up(struct env *e, uint32_t ring, bool trust)
 {
 	memset(e, 0, sizeof(*e));
 	struct tw_shm_opts o = opts(ring);
+	o.cma_threshold = cma_threshold;
 	e->srv.trust = e->cli.trust = trust;
 	char dir[160];
 	snprintf(dir, sizeof(dir), "shm://%s/", tw_shm_default_dir());
@@ -529,6 +550,15 @@ static void round_trips(uint32_t ring, bool trust, const uint32_t *sizes,
 		cr_assert_eq(ss.sock_frames_rx, 0);
 		cr_assert_eq(cs.sock_frames_rx, 0);
 		cr_assert_gt(ss.ring_records, 0);
+		/* Bodies of cma_threshold and more: read from the
+		 * sender's memory (here, this process's own). */
+		bool big = false;
+		for (size_t i = 0; i < n; i++)
+			big |= sizes[i] >= cma_threshold;
+		if (cma_threshold == UINT64_MAX || !big)
+			cr_assert_eq(ss.cma_bytes + cs.cma_bytes, 0);
+		else
+			cr_assert_gt(ss.cma_bytes, 0);
 	} else {
 		cr_assert_eq(ss.rings_up, 0);
 		cr_assert_eq(ss.sock_frames_rx, sent);
@@ -553,6 +583,24 @@ Test(shm, frames_larger_than_the_ring_stream_through_it)
 					 (16u << 20) - 48, 7};
 	round_trips(64u << 10, true, sizes, sizeof(sizes) / sizeof(sizes[0]),
 		    2);
+}
+
+Test(shm, without_cma_large_frames_take_the_ring)
+{
+	static const uint32_t sizes[] = {1u << 20, 300, 5000000};
+	cma_threshold = UINT64_MAX;
+	round_trips(64u << 10, true, sizes, sizeof(sizes) / sizeof(sizes[0]),
+		    2);
+}
+
+Test(shm, cma_from_the_smallest_threshold)
+{
+	/* Every body segment of 1 byte and more by CMA (the header stays
+	 * in the ring). */
+	static const uint32_t sizes[] = {0, 1, 100, 1u << 20, 17};
+	cma_threshold = 1;
+	round_trips(64u << 10, true, sizes, sizeof(sizes) / sizeof(sizes[0]),
+		    3);
 }
 
 Test(shm, frames_of_every_size_on_the_socket_before_trust)
@@ -890,6 +938,42 @@ Test(shm, a_sleeping_loop_is_woken_by_its_doorbell_and_idles_for_free,
 	unlink(addr + strlen("shm://"));
 }
 
+/* Large frames to a child that echoes them: the child reads ours and we
+ * read its (CMA across processes), each byte exact. */
+Test(shm, large_frames_cross_processes_by_cma, .timeout = 60)
+{
+	char addr[160];
+	snprintf(addr, sizeof(addr), "shm://%s/tw-test-cma-%d.sock",
+		 tw_shm_default_dir(), (int)getpid());
+	pid_t pid = spawn(addr, true);
+	struct side s;
+	memset(&s, 0, sizeof(s));
+	s.trust = true;
+	struct tw_shm_opts o = opts(256u << 10);
+	side_up(&s, &o, NULL);
+	struct cst *c = connect_to(&s, addr);
+	cr_assert(PUMP2(&s, (struct side *)NULL, stats(&s).rings_up == 1));
+	enum { N = 12 };
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(send_next(c, (uint32_t)(i % 3 == 0 ? 100
+								: 3000000 + i)),
+			     TW_OK);
+	cr_assert(PUMP2(&s, (struct side *)NULL, c->frames == N),
+		  "%lu echoes of %d", (unsigned long)c->frames, N);
+	struct tw_shm_stats st = stats(&s);
+	cr_assert_eq(st.cma_conns, 1, "we may read the child");
+	cr_assert_gt(st.cma_sends, 0, "the child reads us");
+	cr_assert_gt(st.cma_bytes, 8u * 3000000u, "we read the child");
+	cr_assert_eq(s.errors, 0, "%s", s.why);
+	cr_log_info("cma: %lu records sent, %lu reads of %lu bytes",
+		    (unsigned long)st.cma_sends, (unsigned long)st.cma_reads,
+		    (unsigned long)st.cma_bytes);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	side_down(&s);
+	unlink(addr + strlen("shm://"));
+}
+
 /* A peer process killed with frames queued to it: the survivor's
  * on_conn comes within a bound, after every queued send failed, and
  * later sends are refused. On rings and on the bare socket. */
@@ -1114,7 +1198,8 @@ static void evil_switched(struct arena *a, struct evil *v)
 	struct shm_msg h;
 	cr_assert(evil_recv(a, v, &h, NULL, 0), "no SWITCH");
 	cr_assert_eq(h.type, SM_SWITCH);
-	evil_send(v, SM_SWITCH, NULL, 0, NULL, 0);
+	struct shm_switch sw = {.map_addr = (uint64_t)(uintptr_t)v->map};
+	evil_send(v, SM_SWITCH, &sw, sizeof(sw), NULL, 0);
 }
 
 static void evil_close(struct evil *v)
@@ -1380,5 +1465,111 @@ Test(shm, a_tail_that_never_moves_ends_by_the_stall_timeout, .timeout = 60)
 	cr_assert_eq(c->close_st, TW_ETIMEDOUT);
 	cr_assert_eq(stats(&a.srv).stalls, 1);
 	evil_close(&v);
+	arena_down(&a);
+}
+
+/* CMA records from a peer: where we cannot read it (the probe failed),
+ * outside a frame's body, past its end, at memory it does not have;
+ * and one done right. */
+Test(shm, cma_records_are_checked, .timeout = 60)
+{
+	struct arena a;
+	arena_up(&a, 0);
+	struct evil v;
+	/* This process is the peer: its memory is readable. */
+	static uint8_t body[300000];
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = pat(0, 16 + i);
+	uint8_t hdr[64];
+	frame_head(hdr, 0, 16 + sizeof(body));
+	struct shm_cma d = {(uint64_t)(uintptr_t)body, sizeof(body)};
+
+	/* Done right: the header and 16 bytes in the ring, the rest read
+	 * from our memory; the server echoes it whole. */
+	evil_switched(&a, &v);
+	uint64_t cma0 = stats(&a.srv).cma_bytes;
+	evil_put(&v, hdr, 64);
+	shm_ring_copy_in(&v.tx, v.tx.pos + 8, &d, sizeof(d));
+	shm_ring_put_hdr(&v.tx, SHM_REC_CMA, sizeof(d));
+	v.tx.pos += 8 + sizeof(d);
+	shm_ring_publish(&v.tx);
+	struct cst *c = evil_conn(&a);
+	cr_assert(PUMP2(&a.srv, &a.cli, c->frames == 1));
+	cr_assert_eq(c->bytes, 64 + sizeof(body));
+	cr_assert_eq(stats(&a.srv).cma_bytes - cma0, sizeof(body));
+	/* The head passed the record once the bytes were read. */
+	cr_assert_eq(atomic_load(&v.tx.ctl->head), v.tx.pos);
+	evil_close(&v);
+	cr_assert(PUMP2(&a.srv, &a.cli, c->closes == 1));
+
+	static const struct {
+		const char *what;
+		bool header; /* a frame header first */
+		uint64_t addr, len;
+	} cases[] = {
+		{"outside a frame", false, 0, 100},
+		{"past the frame's end", true, 0, sizeof(body) + 64},
+		{"at memory the peer does not have", true, 4096, 1000},
+		{"of no bytes", true, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		evil_switched(&a, &v);
+		if (cases[i].header)
+			evil_put(&v, hdr, 64);
+		struct shm_cma x = {cases[i].addr ? cases[i].addr
+						  : (uint64_t)(uintptr_t)body,
+				    cases[i].len};
+		shm_ring_copy_in(&v.tx, v.tx.pos + 8, &x, sizeof(x));
+		shm_ring_put_hdr(&v.tx, SHM_REC_CMA, sizeof(x));
+		v.tx.pos += 8 + sizeof(x);
+		shm_ring_publish(&v.tx);
+		evil_refused(&a, &v, TW_EPROTO, cases[i].what);
+		cr_assert(strstr(evil_conn(&a)->why, "CMA") != NULL, "%s: %s",
+			  cases[i].what, evil_conn(&a)->why);
+	}
+	arena_down(&a);
+}
+
+/* A SWITCH naming an address that is not the peer's mapping: the probe
+ * fails, the server takes no CMA record (the ring only). */
+Test(shm, no_cma_without_a_probe_that_passes, .timeout = 60)
+{
+	struct arena a;
+	arena_up(&a, 0);
+	struct evil v;
+	memset(&v, 0, sizeof(v));
+	uint64_t ring = 64u << 10;
+	int mfd = evil_memfd(shm_map_size(ring), SEALS);
+	v.len = (size_t)shm_map_size(ring);
+	v.map = mmap(NULL, v.len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	/* The probe bytes an honest peer writes: nothing else in this
+	 * process reads the same. */
+	memset(((struct shm_ring_ctl *)v.map)->probe, 0x5a, 32);
+	shm_ring_init(&v.tx, v.map, ring, 0);
+	shm_ring_init(&v.rx, v.map, ring, 1);
+	v.bells[0] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	v.bells[1] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	evil_setup(&a, &v, ring, mfd, v.bells[0], v.bells[1]);
+	close(mfd);
+	struct shm_msg h;
+	cr_assert(evil_recv(&a, &v, &h, NULL, 0));
+	cr_assert_eq(h.type, SM_SWITCH);
+	uint64_t denied = stats(&a.srv).cma_denied;
+	static uint8_t elsewhere[8192];
+	struct shm_switch sw = {(uint64_t)(uintptr_t)elsewhere};
+	evil_send(&v, SM_SWITCH, &sw, sizeof(sw), NULL, 0);
+	cr_assert(
+		PUMP2(&a.srv, &a.cli, stats(&a.srv).cma_denied == denied + 1));
+	cr_assert_eq(atomic_load(&v.rx.ctl->cma_ok), 0);
+	uint8_t hdr[64];
+	frame_head(hdr, 0, 1016);
+	evil_put(&v, hdr, 64);
+	struct shm_cma d = {(uint64_t)(uintptr_t)elsewhere, 1000};
+	shm_ring_copy_in(&v.tx, v.tx.pos + 8, &d, sizeof(d));
+	shm_ring_put_hdr(&v.tx, SHM_REC_CMA, sizeof(d));
+	v.tx.pos += 8 + sizeof(d);
+	shm_ring_publish(&v.tx);
+	evil_refused(&a, &v, TW_EPROTO, "CMA without leave");
+	cr_assert(strstr(evil_conn(&a)->why, "CMA") != NULL);
 	arena_down(&a);
 }
