@@ -65,8 +65,8 @@ const char *tw_shm_default_dir(void)
 	return x != NULL && x[0] == '/' ? x : "/dev/shm";
 }
 
-/* Room left in a path for "/tw-<pid>-<n>.sock". */
-#define SOCK_NAME_MAX 32u
+/* Room left in a path for "/tw-<pid>-<n>-<8 hex>.sock". */
+#define SOCK_NAME_MAX 44u
 
 tw_status tw_shm_opts_check(const struct tw_shm_opts *in)
 {
@@ -555,14 +555,18 @@ static int conn_service(struct sconn *c)
 		work++;
 	}
 	if (!c->announced) {
+		/* Trusted before this (right after connect returned): the
+		 * set-up starts now. Trusted from inside on_conn: it started
+		 * there. */
+		bool trusted = c->trusted;
 		c->announced = true;
 		c->known = true;
+		if (!c->accepted)
+			t->st.conns_connected++;
 		t->base.cbs.on_conn(t->base.cbs.ctx, &c->base, TW_OK);
 		if (c->closing)
 			return 1;
-		if (!c->accepted)
-			t->st.conns_connected++;
-		if (c->trusted)
+		if (trusted)
 			trust_start(c);
 		work++;
 	}

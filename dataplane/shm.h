@@ -19,7 +19,9 @@ extern "C" {
  * Addresses are "shm://" and an absolute path of a unix socket
  * (SOCK_SEQPACKET). listen() on a path ending in '/' (a directory: what
  * the provider's listen_addr gives, from tw_shm_opts.dir) makes a socket
- * of its own in it, "tw-<pid>-<n>.sock", and bound gets its address; on
+ * of its own in it, "tw-<pid>-<n>-<random>.sock" (unguessable, and apart
+ * from processes of other pid namespaces sharing the directory), and
+ * bound gets its address; on
  * any other path it listens there, replacing a stale socket file that
  * nobody listens on. The file is bound, given socket_mode, and only then
  * listened on, so nobody connects through looser permissions; destroy()

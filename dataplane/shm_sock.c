@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dataplane/clock.h"
 #include "dataplane/err.h"
 #include "dataplane/shm_impl.h"
 
@@ -34,6 +36,15 @@ tw_status shm_addr_parse(const char *addr, char *path, size_t len)
 			       addr, SHM_PATH_MAX - 1);
 	memcpy(path, addr + k, n + 1);
 	return TW_OK;
+}
+
+/* Room for a few of the largest messages (a DATA of SM_DATA_MAX), even
+ * where the system's default send buffer is small (best effort: capped
+ * by net.core.wmem_max). */
+static void sock_setup(int fd)
+{
+	int b = 8 * (int)SM_BUF_SIZE;
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b, sizeof(b));
 }
 
 static void sun_of(struct sockaddr_un *sa, const char *path)
@@ -121,8 +132,15 @@ static tw_status lis_path(const char *path, char *out, size_t len)
 		snprintf(out, len, "%s", path);
 		return TW_OK;
 	}
-	int k = snprintf(out, len, "%stw-%d-%u.sock", path, (int)getpid(),
-			 atomic_fetch_add(&seq, 1));
+	/* The pid and a count make it ours in this pid namespace; the
+	 * random part keeps processes of other namespaces sharing the
+	 * directory (same pids) apart, and others from guessing the name
+	 * to take it first. */
+	uint32_t rnd;
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint32_t)tw_now_ns() * 2654435761u;
+	int k = snprintf(out, len, "%stw-%d-%u-%08x.sock", path, (int)getpid(),
+			 atomic_fetch_add(&seq, 1), rnd);
 	if (k < 0 || (size_t)k >= len)
 		return tw_fail(TW_EINVAL,
 			       "shm: a socket in '%.80s' would be longer than "
@@ -216,6 +234,7 @@ static void accepted(struct st *t, int fd)
 		close(fd);
 		return;
 	}
+	sock_setup(fd);
 	c->counted = true;
 	peer_of(c);
 	t->st.conns_accepted++;
@@ -355,6 +374,7 @@ tw_status shm_connect(struct st *t, const char *addr, tw_conn **out)
 								   : TW_EIO,
 			       "shm: no socket to connect to %.80s: %s", addr,
 			       strerror(errno));
+	sock_setup(fd);
 	/* Nobody there (no such file, nobody listening): refused at once,
 	 * with the kernel's reason. */
 	int r = try_connect(fd, path);
