@@ -18,12 +18,12 @@ extern "C" {
 /*
  * Every run loop listens on a unix socket (SOCK_SEQPACKET) in dir; its
  * address is "shm://" and the socket's absolute path
- * ("shm:///run/user/1000/tw-4242-0-5f3a9c01.sock"). A path is used, not an abstract
- * name, because abstract unix sockets belong to one network namespace and
- * same-host peers may live in others: a peer must see the same directory
- * (for containers, mount one into each). The socket file is made with
- * socket_mode before anyone can connect and removed when the transport is
- * destroyed.
+ * ("shm:///run/user/1000/tw-4242-0-5f3a9c01.sock"). A path is used, not
+ * an abstract name, because abstract unix sockets belong to one network
+ * namespace and same-host peers may live in others: a peer must see the
+ * same directory (for containers, mount one into each). The socket file
+ * is made with socket_mode before anyone can connect and removed when the
+ * transport is destroyed.
  *
  * A connection starts on the socket itself: small frames, while the layer
  * above authenticates the peer. Once it has (tw_transport_trusted), the
