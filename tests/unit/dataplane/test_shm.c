@@ -1592,3 +1592,40 @@ Test(shm, no_cma_without_a_probe_that_passes, .timeout = 60)
 	cr_assert(strstr(evil_conn(&a)->why, "CMA") != NULL);
 	arena_down(&a);
 }
+
+/* The peer shares the eventfd we ring: it clears O_NONBLOCK and fills
+ * the counter, so that a write(2) would block. Our doorbell goes through
+ * io_uring: the loop goes on serving, and closing that connection ends
+ * the stuck write. */
+Test(shm, a_doorbell_the_peer_blocks_does_not_block_the_loop, .timeout = 60)
+{
+	struct arena a;
+	arena_up(&a, 0);
+	struct evil v;
+	evil_switched(&a, &v);
+	struct cst *c = evil_conn(&a);
+	/* bells[1] wakes the connecting side: the server writes to it. */
+	cr_assert_eq(fcntl(v.bells[1], F_SETFL, 0), 0);
+	uint64_t full = UINT64_C(0xfffffffffffffffe);
+	cr_assert_eq(write(v.bells[1], &full, 8), 8);
+	/* We sleep (as far as the server can tell): its echo rings us. */
+	atomic_store(&v.rx.ctl->cons_sleeping, 1);
+	uint64_t rang = stats(&a.srv).doorbells;
+	uint8_t f[64];
+	frame_head(f, 0, 16);
+	evil_put(&v, f, 64);
+	cr_assert(PUMP2(&a.srv, &a.cli, stats(&a.srv).doorbells == rang + 1));
+	for (int i = 0; i < 20; i++)
+		honest_ok(&a, "a blocked doorbell");
+	/* Still in flight, stuck in the kernel (a write(2) would be too,
+	 * and the loop with it). */
+	cr_assert(((struct sconn *)(void *)c->c)->ring_busy);
+	uint64_t t0 = now_ns();
+	evil_close(&v);
+	cr_assert(PUMP2(&a.srv, &a.cli, c->closes == 1),
+		  "the connection with the stuck write never ended");
+	cr_log_info("closed %lu us after the peer went, its doorbell stuck",
+		    (unsigned long)((now_ns() - t0) / 1000));
+	honest_ok(&a, "the end of a blocked doorbell");
+	arena_down(&a);
+}
