@@ -214,11 +214,6 @@ struct sconn *sconn_new(struct st *t, int fd, uint8_t state, bool accepted)
 	struct sconn *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return NULL;
-	c->sbuf = malloc(SM_BUF_SIZE);
-	if (c->sbuf == NULL) {
-		free(c);
-		return NULL;
-	}
 	c->base.t = &t->base;
 	c->base.id = ++t->next_id;
 	c->t = t;
@@ -255,7 +250,7 @@ static void sconn_free(struct sconn *c)
 		TAILQ_REMOVE(&t->rconns, c, rlink);
 	TAILQ_REMOVE(&t->conns, c, link);
 	t->nconns--;
-	free(c->sbuf);
+	free(c->stash);
 	free(c);
 }
 
@@ -583,7 +578,7 @@ static int conn_service(struct sconn *c)
 	}
 	if (c->rx_ring && c->sock_hup)
 		hup_drain(c);
-	if (c->sock_rd || c->sbuf_len != 0)
+	if (c->sock_rd || c->stash_len != 0)
 		work += shm_sock_read(c);
 	if (c->closing)
 		return 1;
@@ -783,9 +778,12 @@ tw_status tw_shm_transport_create(tw_loop *l, const struct tw_shm_opts *in,
 		return TW_ENOMEM;
 	}
 	st = shm_map_probe(t);
+	if (st == TW_OK && (t->rbuf = malloc(SM_BUF_SIZE)) == NULL)
+		st = tw_fail_static(TW_ENOMEM, "shm: out of memory");
 	if (st == TW_OK)
 		st = srx_setup(t);
 	if (st != TW_OK) {
+		free(t->rbuf);
 		if (t->own_sh)
 			tw_shm_shared_destroy(t->sh);
 		free(t);
@@ -858,6 +856,8 @@ static void s_destroy(tw_transport *tt)
 		tw_loop_remove_poller(t->base.loop, &t->poller);
 	clean &= shm_lis_free_all(t, false);
 	srx_teardown(t);
+	free(t->rbuf);
+	t->rbuf = NULL;
 	/* Without a clean drain the kernel may still post to memory of
 	 * ours: leak it rather than free it from under an operation. */
 	if (clean) {

@@ -155,9 +155,11 @@ struct sconn {
 	bool out_wait;     /* a send found it full: wait for POLLOUT */
 	uint8_t cancelled; /* closing: which ops a cancel was sent for */
 	struct tw_uring_req sock_req, out_req, cancel_req;
-	unsigned char *sbuf;         /* the message being read (SM_BUF_SIZE) */
-	uint32_t sbuf_off, sbuf_len; /* its DATA bytes not yet taken */
-	struct shm_msg shdr;         /* header of the DATA being sent */
+	/* The rest of a DATA message the reassembler could not take (c
+	 * was held): read before the next message. NULL almost always. */
+	unsigned char *stash;
+	uint32_t stash_off, stash_len;
+	struct shm_msg shdr; /* header of the DATA being sent */
 	struct iovec siov[SOCK_IOV];
 
 	/* Trust and the switch (shm.h, "Set-up"). */
@@ -246,6 +248,9 @@ struct st {
 	STAILQ_HEAD(, sconn) reap;
 	SLIST_HEAD(, slis) lis;
 	bool lis_ready; /* a listener is readable */
+	/* Where socket messages land (SM_BUF_SIZE): one for all
+	 * connections, which take what they can at once. */
+	unsigned char *rbuf;
 	TAILQ_HEAD(, sconn) waiters;
 	uint32_t nwaiters;
 	bool asm_freed;

@@ -576,12 +576,30 @@ static unsigned take_fds(struct msghdr *m, int *fds, unsigned max)
 	return n;
 }
 
-/* One message into c->sbuf. 1 taken (DATA left in sbuf, control
+/* Feed a DATA message's bytes; what c cannot take now (it is held) is
+ * kept for later, in order. */
+static void take_data(struct sconn *c, const unsigned char *p, uint32_t n)
+{
+	size_t k = srx_feed(c, p, n);
+	if (k == n || c->closing)
+		return;
+	c->stash = malloc(n - k);
+	if (c->stash == NULL) {
+		sconn_fail(c, TW_ENOMEM, "no memory for a held message");
+		return;
+	}
+	memcpy(c->stash, p + k, n - k);
+	c->stash_off = 0;
+	c->stash_len = (uint32_t)(n - k);
+}
+
+/* One message, into the transport's buffer. 1 taken (DATA fed, control
  * handled), 0 nothing more to read, -1 c is closing. */
 static int read_one(struct sconn *c)
 {
 	struct st *t = c->t;
-	struct iovec iov = {c->sbuf, SM_BUF_SIZE};
+	unsigned char *buf = t->rbuf;
+	struct iovec iov = {buf, SM_BUF_SIZE};
 	union {
 		char b[CMSG_SPACE(sizeof(int) * SETUP_NFDS)];
 		struct cmsghdr align;
@@ -625,7 +643,7 @@ static int read_one(struct sconn *c)
 	else if ((size_t)r < sizeof(h))
 		bad = "shm: a socket message shorter than its header";
 	if (bad == NULL) {
-		memcpy(&h, c->sbuf, sizeof(h));
+		memcpy(&h, buf, sizeof(h));
 		if (h.len != (size_t)r - sizeof(h))
 			bad = "shm: a socket message whose length is not its "
 			      "header's";
@@ -641,9 +659,8 @@ static int read_one(struct sconn *c)
 		return -1;
 	}
 	if (h.type == SM_DATA) {
-		c->sbuf_off = sizeof(h);
-		c->sbuf_len = h.len;
-		return 1;
+		take_data(c, buf + sizeof(h), h.len);
+		return c->closing ? -1 : 1;
 	}
 	if (nfds > SETUP_NFDS) {
 		for (unsigned i = 0; i < SETUP_NFDS; i++)
@@ -651,7 +668,7 @@ static int read_one(struct sconn *c)
 		sconn_proto(c, "shm: more descriptors than a SETUP carries");
 		return -1;
 	}
-	shm_on_ctl(c, &h, c->sbuf + sizeof(h), fds, nfds);
+	shm_on_ctl(c, &h, buf + sizeof(h), fds, nfds);
 	return c->closing ? -1 : 1;
 }
 
@@ -659,17 +676,19 @@ int shm_sock_read(struct sconn *c)
 {
 	int work = 0;
 	bool was_ring = c->rx_ring;
-	/* Bytes of a DATA message the reassembler left (c was held) go
-	 * first; the next message only once they are taken. */
 	for (unsigned i = 0; i < SOCK_PASS_MSGS && !c->closing; i++) {
-		if (c->sbuf_len != 0) {
-			size_t k = srx_feed(c, c->sbuf + c->sbuf_off,
-					    c->sbuf_len);
-			c->sbuf_off += (uint32_t)k;
-			c->sbuf_len -= (uint32_t)k;
+		/* What a held c left of a message goes first; the next
+		 * message only once it is taken. */
+		if (c->stash_len != 0) {
+			size_t k = srx_feed(c, c->stash + c->stash_off,
+					    c->stash_len);
+			c->stash_off += (uint32_t)k;
+			c->stash_len -= (uint32_t)k;
 			work += k != 0;
-			if (c->sbuf_len != 0)
+			if (c->stash_len != 0)
 				return work; /* held: read on when resumed */
+			free(c->stash);
+			c->stash = NULL;
 		}
 		if (c->rx_hold != 0 || !c->sock_rd)
 			return work;

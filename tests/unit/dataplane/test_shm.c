@@ -664,11 +664,11 @@ Test(shm, backpressure_when_the_peer_pauses_and_all_after_the_resume)
 /* Paused from inside on_frame, in the middle of a record, over and
  * over: the consumer hands room back at any byte, and the producer still
  * writes whole records where they fit. */
-Test(shm, pauses_inside_on_frame_keep_every_frame)
+static void pauses_inside_on_frame(bool trust)
 {
 	enum { N = 3000 };
 	struct env e;
-	env_up(&e, 64u << 10, true);
+	env_up(&e, 64u << 10, trust);
 	e.srv.pause_every = 7;
 	uint64_t n = 0;
 	uint64_t dl = now_ns() + LIVE_MS * MS;
@@ -685,6 +685,20 @@ Test(shm, pauses_inside_on_frame_keep_every_frame)
 	cr_assert_eq(stats(&e.cli).proto_errors, 0);
 	cr_assert_gt(stats(&e.srv).pauses, N / 8);
 	env_down(&e);
+}
+
+/* Paused from inside on_frame, in the middle of a record, over and
+ * over: the consumer hands room back at any byte, and the producer still
+ * writes whole records where they fit. */
+Test(shm, pauses_inside_on_frame_keep_every_frame)
+{
+	pauses_inside_on_frame(true);
+}
+
+/* The same on the socket: the rest of a message waits for the resume. */
+Test(shm, pauses_inside_on_frame_keep_every_frame_on_the_socket)
+{
+	pauses_inside_on_frame(false);
 }
 
 /* ------------------------------------------------------------------ */
