@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -795,6 +796,35 @@ Test(shm, the_ring_is_the_smaller_of_both_sizes)
 	e.s = &e.srv.cs[0];
 	cr_assert_eq(send_next(e.c, 1u << 20), TW_OK);
 	cr_assert(PUMP2(&e.srv, &e.cli, e.s->frames == 1));
+	env_down(&e);
+}
+
+/* The connecting side cannot make the rings (out of descriptors): the
+ * connection carries on over its socket. */
+Test(shm, no_descriptors_for_the_rings_keeps_the_socket)
+{
+	struct env e;
+	env_up(&e, 64u << 10, false);
+	struct rlimit was;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
+	int lowest = dup(0);
+	cr_assert_geq(lowest, 0);
+	close(lowest);
+	struct rlimit now = {(rlim_t)lowest, was.rlim_max};
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &now), 0);
+	tw_transport_trusted(e.srv.t, e.s->c);
+	tw_transport_trusted(e.cli.t, e.c->c);
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(send_next(e.c, 1000), TW_OK);
+		cr_assert_eq(send_next(e.s, 1000), TW_OK);
+	}
+	cr_assert(PUMP2(&e.srv, &e.cli,
+			e.s->frames == 20 && e.c->frames == 20 &&
+				stats(&e.cli).ring_refusals == 1));
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &was), 0);
+	cr_assert_eq(stats(&e.cli).rings_up, 0);
+	cr_assert_eq(stats(&e.srv).rings_up, 0);
+	cr_assert_eq(e.s->closes + e.c->closes, 0);
 	env_down(&e);
 }
 
