@@ -828,6 +828,45 @@ Test(shm, no_descriptors_for_the_rings_keeps_the_socket)
 	env_down(&e);
 }
 
+/* The accepting side cannot map the rings (out of address space): it
+ * answers NORING and both sides stay on the socket. */
+Test(shm, a_mapping_refused_by_the_kernel_keeps_the_socket)
+{
+	struct env e;
+	env_up(&e, 64u << 10, false);
+	tw_transport_trusted(e.srv.t, e.s->c);
+	tw_transport_trusted(e.cli.t, e.c->c);
+	/* The server says READY; the client maps, then sends SETUP. */
+	struct sconn *cc = (struct sconn *)(void *)e.c->c;
+	struct sconn *sc = (struct sconn *)(void *)e.s->c;
+	cr_assert(PUMP2(&e.srv, (struct side *)NULL,
+			sc->announced && sc->ctl_due == 0));
+	cr_assert(PUMP2(&e.cli, (struct side *)NULL,
+			cc->mapped && cc->ctl_due == 0));
+	struct rlimit was, none;
+	cr_assert_eq(getrlimit(RLIMIT_AS, &was), 0);
+	none = was;
+	none.rlim_cur = 0; /* every new mapping fails */
+	cr_assert_eq(setrlimit(RLIMIT_AS, &none), 0);
+	uint64_t dl = now_ns() + LIVE_MS * MS;
+	while (stats(&e.srv).ring_refusals == 0 && now_ns() < dl)
+		tw_loop_poll_once(e.srv.l);
+	cr_assert_eq(setrlimit(RLIMIT_AS, &was), 0);
+	cr_assert_eq(stats(&e.srv).ring_refusals, 1);
+	cr_assert(PUMP2(&e.srv, &e.cli, stats(&e.cli).ring_refusals == 1));
+	cr_assert(!cc->mapped);
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(send_next(e.c, 1000), TW_OK);
+		cr_assert_eq(send_next(e.s, 1000), TW_OK);
+	}
+	cr_assert(
+		PUMP2(&e.srv, &e.cli, e.s->frames == 20 && e.c->frames == 20));
+	cr_assert_eq(stats(&e.srv).rings_up + stats(&e.cli).rings_up, 0);
+	cr_assert_eq(stats(&e.srv).proto_errors + stats(&e.cli).proto_errors,
+		     0);
+	env_down(&e);
+}
+
 /* no_rings on either side: the connection stays on its socket. */
 Test(shm, no_rings_keeps_the_socket)
 {
