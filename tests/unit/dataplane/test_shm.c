@@ -1712,3 +1712,125 @@ Test(shm, a_doorbell_the_peer_blocks_does_not_block_the_loop, .timeout = 60)
 	honest_ok(&a, "the end of a blocked doorbell");
 	arena_down(&a);
 }
+
+/* ------------------------------------------------------------------ */
+/* Threaded loops                                                       */
+
+/* Work for a loop's own thread, posted as a message. */
+struct job {
+	struct tw_loop_msg m;
+	void (*fn)(struct job *j);
+	struct side *s;
+	const char *addr;
+	uint32_t payload;
+	_Atomic int done;
+};
+
+static void job_run(struct tw_loop_msg *m)
+{
+	struct job *j = container_of(m, struct job, m);
+	j->fn(j);
+	atomic_store(&j->done, 1);
+}
+
+static void on_loop(struct side *s, struct job *j)
+{
+	j->s = s;
+	j->m.fn = job_run;
+	atomic_store(&j->done, 0);
+	cr_assert_eq(tw_loop_post(s->l, &j->m), TW_OK);
+	uint64_t dl = now_ns() + LIVE_MS * MS;
+	while (!atomic_load(&j->done) && now_ns() < dl)
+		usleep(100);
+	cr_assert(atomic_load(&j->done), "the loop did not run the job");
+}
+
+static void job_create(struct job *j)
+{
+	struct side *s = j->s;
+	struct tw_shm_opts o = opts(256u << 10);
+	struct tw_transport_cbs cbs = {
+		.ctx = s, .on_frame = on_frame, .on_conn = on_conn};
+	cr_assert_eq(tw_shm_transport_create(s->l, &o, &cbs, NULL, &s->t),
+		     TW_OK);
+	if (j->addr != NULL)
+		cr_assert_eq(s->t->ops->listen(s->t, j->addr, s->bound,
+					       sizeof(s->bound)),
+			     TW_OK);
+}
+
+static void job_connect(struct job *j)
+{
+	connect_to(j->s, j->addr);
+}
+
+static void job_send(struct job *j)
+{
+	cr_assert_eq(send_next(&j->s->cs[0], j->payload), TW_OK);
+}
+
+static void job_destroy(struct job *j)
+{
+	j->s->t->ops->destroy(j->s->t);
+	j->s->t = NULL;
+}
+
+/* Two loops on their own threads, asleep between frames (a short spin):
+ * every frame wakes the other loop through its doorbell, and the echo
+ * wakes the first. */
+Test(shm, threaded_loops_sleep_and_wake_each_other, .timeout = 60)
+{
+	struct side srv, cli;
+	memset(&srv, 0, sizeof(srv));
+	memset(&cli, 0, sizeof(cli));
+	srv.trust = cli.trust = true;
+	srv.echo = true;
+	struct tw_loop_opts lo;
+	tw_loop_opts_init(&lo, sizeof(lo));
+	lo.spin_ns = 20000;
+	lo.yield = true;
+	cr_assert_eq(tw_loop_create(&lo, &srv.l), TW_OK);
+	cr_assert_eq(tw_loop_create(&lo, &cli.l), TW_OK);
+	cr_assert_eq(tw_loop_start(srv.l), TW_OK);
+	cr_assert_eq(tw_loop_start(cli.l), TW_OK);
+	char dir[160];
+	snprintf(dir, sizeof(dir), "shm://%s/", tw_shm_default_dir());
+	struct job j = {.fn = job_create, .addr = dir};
+	on_loop(&srv, &j);
+	j = (struct job){.fn = job_create};
+	on_loop(&cli, &j);
+	j = (struct job){.fn = job_connect, .addr = srv.bound};
+	on_loop(&cli, &j);
+	uint64_t dl = now_ns() + LIVE_MS * MS;
+	while (now_ns() < dl &&
+	       (stats(&cli).rings_up == 0 || stats(&srv).rings_up == 0))
+		usleep(1000);
+	cr_assert_eq(stats(&cli).rings_up, 1);
+	enum { N = 30 };
+	for (uint32_t i = 0; i < N; i++) {
+		usleep(10000); /* both loops asleep by now */
+		j = (struct job){.fn = job_send, .payload = i * 997};
+		on_loop(&cli, &j);
+		dl = now_ns() + LIVE_MS * MS;
+		while (cli.cs[0].frames < i + 1 && now_ns() < dl)
+			usleep(50);
+		cr_assert_eq(cli.cs[0].frames, i + 1, "echo %u", i);
+	}
+	struct tw_shm_stats cs = stats(&cli), ss = stats(&srv);
+	cr_log_info("threaded: client rang %lu, woken %lu; server rang %lu, "
+		    "woken %lu; kicks %lu/%lu",
+		    (unsigned long)cs.doorbells, (unsigned long)cs.wakeups,
+		    (unsigned long)ss.doorbells, (unsigned long)ss.wakeups,
+		    (unsigned long)cs.kicks, (unsigned long)ss.kicks);
+	cr_assert_geq(cs.doorbells, N / 2);
+	cr_assert_geq(ss.wakeups, N / 2);
+	j = (struct job){.fn = job_destroy};
+	on_loop(&cli, &j);
+	j = (struct job){.fn = job_destroy};
+	on_loop(&srv, &j);
+	cr_assert_eq(tw_loop_stop(cli.l), TW_OK);
+	cr_assert_eq(tw_loop_stop(srv.l), TW_OK);
+	tw_loop_destroy(cli.l);
+	tw_loop_destroy(srv.l);
+	cr_assert_eq(cli.errors + srv.errors, 0, "%s%s", cli.why, srv.why);
+}
