@@ -21,9 +21,8 @@ extern "C" {
  * the provider's listen_addr gives, from tw_shm_opts.dir) makes a socket
  * of its own in it, "tw-<pid>-<n>-<random>.sock" (unguessable, and apart
  * from processes of other pid namespaces sharing the directory), and
- * bound gets its address; on
- * any other path it listens there, replacing a stale socket file that
- * nobody listens on. The file is bound, given socket_mode, and only then
+ * bound gets its address; on any other path it listens there, replacing
+ * a stale socket file that nobody listens on. The file is bound, given socket_mode, and only then
  * listened on, so nobody connects through looser permissions; destroy()
  * removes it (if it is still ours). Paths are at most 107 bytes.
  *
@@ -62,7 +61,8 @@ extern "C" {
  *                  not a frame, and continues where it stopped, so
  *                  frames queued meanwhile keep their order, even one
  *                  half sent on the socket. Anything on the socket
- *                  after a SWITCH is a protocol error.
+ *                  after a SWITCH is a protocol error. SWITCH carries
+ *                  the sender's address of the mapping, for CMA below.
  *
  * Rings (shm_ring.h has the layout): per connection one mapping, two
  * single-producer single-consumer byte rings (ring_size each), head and
@@ -76,6 +76,22 @@ extern "C" {
  * above a pool buffer is reserved (asm_worker_bytes) when its header is
  * read, as io_uring does; a header that does not fit waits, the ring
  * unread.
+ *
+ * Large tensors (CMA): a segment of a frame's body of cma_threshold
+ * bytes or more is not copied into the ring: a CMA record names its
+ * address and length, and the receiver reads it with process_vm_readv
+ * straight into the frame it assembles (1 MiB per call, one call per
+ * pass), then moves its head past the record; the sender's request is
+ * done only then (it waits in sconn.wq, in order with those behind it).
+ * A receiver announces it takes CMA records (cma_ok in its consumer
+ * line) only after reading the peer's mapping at the address its SWITCH
+ * named and finding the random bytes the connecting side wrote there:
+ * permission (same user or CAP_SYS_PTRACE, no Yama or LSM refusal) and
+ * the right process (SO_PEERCRED's pid, seen from our pid namespace).
+ * Otherwise the ring carries everything (cma_denied). A frame's header
+ * always travels in the ring (the receiver reads it before it places
+ * the frame); a CMA record outside a frame's body, past its end or at
+ * memory the peer lacks ends the connection (TW_EPROTO).
  *
  * Hostile peers: the consumer reads the producer's tail once per pass,
  * and refuses a tail behind its head, more than ring_size ahead, or not
@@ -108,9 +124,10 @@ extern "C" {
  *
  * Liveness: the socket stays open, watched by a multishot poll: its hang
  * up (the peer closed, or its process died) ends the connection at once,
- * after the bytes already in the ring are delivered: every request not
- * done gets done(TW_EUNREACHABLE), then on_conn(c, TW_EUNREACHABLE) with
- * a why.
+ * after the bytes already in the ring are delivered (unless c is paused:
+ * then at once): every request not done gets done(TW_EUNREACHABLE), then
+ * on_conn(c, TW_EUNREACHABLE) with a why. A CMA read that finds the
+ * peer's process gone does the same.
  *
  * Backpressure and the rest of the seam: send() only queues; at most
  * max_queued requests wait per connection (TW_ENOSPC beyond). pause()
@@ -120,7 +137,9 @@ extern "C" {
  * every request with done(st) before on_conn(c, st), which comes from
  * the poller, never from inside close(); destroy() runs the loop's ring
  * until the kernel has finished with every operation of the transport.
- * set_local changes nothing: every peer is local.
+ * set_local changes nothing: every peer is local. Socket messages land
+ * in one buffer of the transport's; a connection keeps only what it
+ * could not take while held.
  */
 
 /* Options: struct tw_shm_opts and tw_shm_opts_init, in the public
