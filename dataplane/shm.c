@@ -48,7 +48,7 @@ void tw_shm_opts_init(struct tw_shm_opts *o, size_t opts_size)
 		.max_conns = 2048,
 		.connect_timeout_ms = 10000,
 		.no_rings = false,
-		.cma_threshold = 256u << 10,
+		.cma_threshold = UINT64_MAX,
 	};
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }

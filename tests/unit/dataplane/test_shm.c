@@ -371,6 +371,7 @@ static struct tw_shm_opts opts(uint32_t ring)
 	tw_shm_opts_init(&o, sizeof(o));
 	o.ring_size = ring;
 	o.rx_pool_count = 32;
+	o.cma_threshold = 256u << 10; /* off by default: tested here */
 	return o;
 }
 
