@@ -322,6 +322,15 @@ static const void *shm_opts(struct pair *p, uint32_t i)
 	return o;
 }
 
+/* ... with every body segment of 1 KiB or more read from the sender's
+ * memory (CMA), not copied through the ring. */
+static const void *shm_cma_opts(struct pair *p, uint32_t i)
+{
+	struct tw_shm_opts *o = (struct tw_shm_opts *)shm_opts(p, i);
+	o->cma_threshold = 1024;
+	return o;
+}
+
 /* -- DPDK: two memif vdevs of this process's EAL, wired to each other -- */
 
 static const char *dpdk_prepare(void)
@@ -389,6 +398,7 @@ static const struct provider providers[] = {
 	 * socket; after, through the rings. */
 	{TW_TRANSPORT_SHM, NULL, shm_opts, NULL, NULL, 0, false, "shm-socket"},
 	{TW_TRANSPORT_SHM, NULL, shm_opts, NULL, NULL, 0, true, "shm-rings"},
+	{TW_TRANSPORT_SHM, NULL, shm_cma_opts, NULL, NULL, 0, true, "shm-cma"},
 	/* memif (DPDK 22.11) handles the peer's disconnect on its control
 	 * thread, unsynchronised with a close of the same port on ours:
 	 * stopping the second node at once raced it (a double rte_free in
