@@ -22,9 +22,10 @@ extern "C" {
  * of its own in it, "tw-<pid>-<n>-<random>.sock" (unguessable, and apart
  * from processes of other pid namespaces sharing the directory), and
  * bound gets its address; on any other path it listens there, replacing
- * a stale socket file that nobody listens on. The file is bound, given socket_mode, and only then
- * listened on, so nobody connects through looser permissions; destroy()
- * removes it (if it is still ours). Paths are at most 107 bytes.
+ * a stale socket file that nobody listens on. The file is bound, given
+ * socket_mode, and only then listened on, so nobody connects through
+ * looser permissions; destroy() removes it (if it is still ours). Paths
+ * are at most 107 bytes.
  *
  * Set-up (shm_sock.c for the socket, shm_map.c for the mapping):
  *
@@ -77,8 +78,9 @@ extern "C" {
  * read, as io_uring does; a header that does not fit waits, the ring
  * unread.
  *
- * Large tensors (CMA): a segment of a frame's body of cma_threshold
- * bytes or more is not copied into the ring: a CMA record names its
+ * Large tensors (CMA, off by default: tw_shm_opts.cma_threshold says
+ * when it pays): a segment of a frame's body of cma_threshold bytes or
+ * more is not copied into the ring: a CMA record names its
  * address and length, and the receiver reads it with process_vm_readv
  * straight into the frame it assembles (1 MiB per call, one call per
  * pass), then moves its head past the record; the sender's request is
