@@ -99,6 +99,8 @@ enum { SC_CONNECTING, SC_OPEN };
 /* What one poll takes from one ring at most: a connection cannot hold
  * the loop. */
 #define RX_PASS_BYTES (256u << 10)
+/* What one flush copies into a ring at most, for the same reason. */
+#define TX_PASS_BYTES (256u << 10)
 #define RX_PASS_RECORDS 256u
 /* Socket messages one service reads at most. */
 #define SOCK_PASS_MSGS 16u
