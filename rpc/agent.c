@@ -715,10 +715,22 @@ void agent_member_dead(tw_agent *a, uint32_t rank)
 	    atomic_exchange(&a->dead[rank], 1) != 0)
 		return;
 	atomic_fetch_add(&a->ndead, 1);
-	TW_LOG(TW_LOG_WARN, "peer_dead", "worker=%s rank=%u reason=%s",
-	       agent_worker_name(a, rank), rank,
-	       rank == 0 ? "\"our control connection to rank 0 closed\""
-			 : "\"rank 0 saw its control connection close\"");
+	/* Past the shutdown barrier every control connection closes: no
+	 * news then, only a debug line. */
+	bool news = atomic_load(&a->state) == AGENT_RUNNING ||
+		    atomic_load(&a->state) == AGENT_STARTING;
+	if (news)
+		TW_LOG(TW_LOG_WARN, "peer_dead", "worker=%s rank=%u reason=%s",
+		       agent_worker_name(a, rank), rank,
+		       rank == 0
+			       ? "\"our control connection to rank 0 closed\""
+			       : "\"rank 0 saw its control connection close\"");
+	else
+		TW_LOG(TW_LOG_DEBUG, "peer_dead", "worker=%s rank=%u reason=%s",
+		       agent_worker_name(a, rank), rank,
+		       rank == 0
+			       ? "\"our control connection to rank 0 closed\""
+			       : "\"rank 0 saw its control connection close\"");
 	rref_member_dead(a, rank);
 	for (uint32_t i = 0; i < a->nloops; i++)
 		if (a->loops[i].ready)
