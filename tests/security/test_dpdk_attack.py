@@ -358,6 +358,23 @@ class World:
             p = T.Proc("w%d" % i, member_argv(n, i, rdv, ncpu), env, stdin=True)
             self.procs.append(p)
             self.m.append(p)
+        # af_packet names a port's PACKET_FANOUT group (pid ^ ifindex) &
+        # 0xffff, per network namespace: a member whose group collides
+        # with another's cannot open its port (EINVAL) and exits. Another
+        # process is another pid: start it again (the rendezvous waits).
+        until, restarts = time.time() + 5, 0
+        while time.time() < until and restarts < 8:
+            for i, p in enumerate(self.m):
+                if p.alive() or "PACKET_FANOUT" not in p.log_text():
+                    continue
+                T.log("%s: fanout group collided, starting it again" % p.name)
+                q = T.Proc("w%d" % i, member_argv(n, i, rdv, ncpu), env,
+                           stdin=True)
+                self.procs.append(q)
+                self.m[i] = q
+                restarts += 1
+                until = time.time() + 5
+            time.sleep(0.1)
         for p in self.m:
             line = p.readline(90)
             if line is None or not line.startswith("ready"):
