@@ -290,34 +290,60 @@ static void on_cancel(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 
 struct tw_uring_shared *tw_uring_shared_create(void)
 {
-	return calloc(1, sizeof(struct tw_uring_shared));
+	struct tw_uring_shared *sh = calloc(1, sizeof(*sh));
+	if (sh != NULL && pthread_mutex_init(&sh->lock, NULL) != 0) {
+		free(sh);
+		return NULL;
+	}
+	return sh;
 }
 
 void tw_uring_shared_destroy(struct tw_uring_shared *sh)
 {
+	if (sh == NULL)
+		return;
+	pthread_mutex_destroy(&sh->lock);
 	free(sh);
 }
 
-struct uring_host *uring_host_of(struct tw_uring_shared *sh, uint64_t host)
+/* Entries are claimed and freed under sh->lock (a connection made or
+ * gone, never per frame), so a lookup scans the whole probe sequence
+ * and a freed slot breaks no chain. The counters in an entry stay
+ * atomics: the loops holding it add and take without the lock. */
+struct uring_host *uring_host_get(struct tw_uring_shared *sh, uint64_t host)
 {
 	if (host == 0)
 		return &sh->other;
-	uint32_t i = (uint32_t)((host * 0x9e3779b97f4a7c15ull) >> 56);
+	uint32_t i = (uint32_t)((host * 0x9e3779b97f4a7c15ull) >> 53);
+	struct uring_host *hs = NULL;
+	pthread_mutex_lock(&sh->lock);
 	for (uint32_t k = 0; k < URING_HOSTS; k++) {
 		struct uring_host *e = &sh->hosts[(i + k) % URING_HOSTS];
 		uint64_t h = atomic_load_explicit(&e->host,
-						  memory_order_acquire);
-		if (h == host)
-			return e;
-		if (h == 0) {
-			uint64_t z = 0;
-			if (atomic_compare_exchange_strong(&e->host, &z,
-							   host) ||
-			    z == host)
-				return e;
+						  memory_order_relaxed);
+		if (h == host) {
+			hs = e;
+			break;
 		}
+		if (h == 0 && hs == NULL)
+			hs = e; /* the first free slot, if host has none */
 	}
-	return &sh->other; /* a full table: the rest share one entry */
+	if (hs != NULL) {
+		atomic_store_explicit(&hs->host, host, memory_order_relaxed);
+		hs->refs++;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return hs != NULL ? hs : &sh->other; /* a full table: they share */
+}
+
+void uring_host_put(struct tw_uring_shared *sh, struct uring_host *hs)
+{
+	if (hs == &sh->other)
+		return;
+	pthread_mutex_lock(&sh->lock);
+	if (--hs->refs == 0)
+		atomic_store_explicit(&hs->host, 0, memory_order_relaxed);
+	pthread_mutex_unlock(&sh->lock);
 }
 
 static void linger_fire(struct tw_timer *tm, void *arg);
@@ -368,6 +394,7 @@ static void conn_free(struct uconn *c)
 		atomic_fetch_sub_explicit(&t->sh->conns, 1,
 					  memory_order_relaxed);
 	}
+	uring_host_put(t->sh, c->hs);
 	TAILQ_REMOVE(&t->conns, c, link);
 	t->nconns--;
 	utx_conn_free(c);
@@ -456,7 +483,7 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	c->peer = sa;
 	c->peer_len = sl;
 	tw_conn_set_peer_sa(&c->base, (struct sockaddr *)&sa);
-	c->hs = uring_host_of(t->sh, c->base.peer_host);
+	c->hs = uring_host_get(t->sh, c->base.peer_host);
 	c->copying = !t->o.zc_same_host &&
 		     same_host(fd, (struct sockaddr *)&sa);
 	arm_connect(c);
@@ -584,7 +611,7 @@ static void conn_accepted(struct ut *t, int fd)
 		tw_conn_set_peer_sa(&probe, (struct sockaddr *)&pa);
 	/* Connections per peer host and in all (uring.h, "Limits"): the
 	 * excess is closed before anyone sees it. */
-	struct uring_host *hs = uring_host_of(t->sh, probe.peer_host);
+	struct uring_host *hs = uring_host_get(t->sh, probe.peer_host);
 	uint32_t nh = atomic_fetch_add_explicit(&hs->conns, 1,
 						memory_order_relaxed);
 	uint32_t na = atomic_fetch_add_explicit(&t->sh->conns, 1,
@@ -593,6 +620,7 @@ static void conn_accepted(struct ut *t, int fd)
 		atomic_fetch_sub_explicit(&hs->conns, 1, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&t->sh->conns, 1,
 					  memory_order_relaxed);
+		uring_host_put(t->sh, hs);
 		t->st.conns_refused++;
 		TW_LOG(TW_LOG_WARN, "conn_refused",
 		       "transport=uring peer=%s reason=\"%s (%u)\"",
@@ -612,6 +640,7 @@ static void conn_accepted(struct ut *t, int fd)
 		atomic_fetch_sub_explicit(&hs->conns, 1, memory_order_relaxed);
 		atomic_fetch_sub_explicit(&t->sh->conns, 1,
 					  memory_order_relaxed);
+		uring_host_put(t->sh, hs);
 		close(fd);
 		return;
 	}

@@ -174,8 +174,9 @@ tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *o,
 
 /* What the transports of one worker (the provider's loops) share: the
  * counters behind asm_worker_bytes, asm_host_bytes, max_conns and
- * max_conns_per_host (atomics; a table of 256 peer hosts, the rest
- * sharing one entry). Destroy it after every transport using it. */
+ * max_conns_per_host (atomics; a table of 2048 peer hosts with
+ * connections open, an entry freed with its host's last connection;
+ * past that the rest share one entry). Destroy it after every transport using it. */
 struct tw_uring_shared;
 struct tw_uring_shared *tw_uring_shared_create(void);
 void tw_uring_shared_destroy(struct tw_uring_shared *sh);

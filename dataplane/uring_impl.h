@@ -6,6 +6,7 @@
 
 #include <liburing.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -54,16 +55,25 @@ struct ut;
 #define ACCEPT_BACKOFF_MAX_NS (1000ull * 1000 * 1000)
 /* A connection waiting for room to assemble tries again this often. */
 #define ASM_RETRY_NS (1000ull * 1000)
-#define URING_HOSTS 256u
+/* Peer hosts with connections at once that get an entry of their own:
+ * at least the default max_conns, so that a table full of one attacker's
+ * addresses needs more connections than a worker admits. */
+#define URING_HOSTS 2048u
 
-/* One peer host's share of a worker's limits. host 0: a free entry. */
+/* One peer host's share of a worker's limits. host 0: a free entry.
+ * refs (under tw_uring_shared.lock): connections pointing at it; the
+ * entry is free again when the last one goes. */
 struct uring_host {
 	_Atomic uint64_t host;
 	_Atomic uint64_t asm_bytes;
 	_Atomic uint32_t conns;
+	uint32_t refs;
 };
 
 struct tw_uring_shared {
+	/* Taken only to find, claim or free a host entry (a connection
+	 * made, accepted or freed), never per frame. */
+	pthread_mutex_t lock;
 	_Atomic uint64_t asm_bytes;
 	_Atomic uint32_t conns;
 	struct uring_host other; /* hosts not known, or past the table */
@@ -312,8 +322,11 @@ void uconn_finalize(struct uconn *c);
  * still comes; the cancel's own is counted in c->ops). */
 void uconn_cancel(struct uconn *c, void *user_data);
 
-/* The share of host (tw_conn.peer_host) in sh's table. */
-struct uring_host *uring_host_of(struct tw_uring_shared *sh, uint64_t host);
+/* The share of host (tw_conn.peer_host) in sh's table, held until
+ * uring_host_put: the entry a host already has, else a free one, else
+ * (host unknown, or the table full) the shared `other`. */
+struct uring_host *uring_host_get(struct tw_uring_shared *sh, uint64_t host);
+void uring_host_put(struct tw_uring_shared *sh, struct uring_host *hs);
 
 /* uring_rx.c */
 /* Stop or resume reading c for reason bit (HOLD_*). */

@@ -320,6 +320,25 @@ static int raw_connect(const char *bound)
 	return fd;
 }
 
+/* raw_connect from the loopback address 127.0.0.0/8 + src (host
+ * order): another peer host as the per-host limits see it. */
+static int raw_connect_from(const char *bound, uint32_t src)
+{
+	unsigned port = 0;
+	cr_assert_eq(sscanf(bound, "tcp://127.0.0.1:%u", &port), 1);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert(fd >= 0);
+	struct sockaddr_in s = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(0x7f000000u | src)};
+	cr_assert_eq(bind(fd, (struct sockaddr *)&s, sizeof(s)), 0, "%s",
+		     strerror(errno));
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
 /* ------------------------------------------------------------------ */
 /* Tests                                                               */
 
@@ -1570,6 +1589,45 @@ Test(uring, connections_per_host_bounded)
 	cr_assert(PUMP(&e, e.srv.conns_ok == 3, 5000));
 	cr_assert_eq(stats(&e.srv).conns_refused, 2);
 	close(fd[0]);
+	env_fini(&e);
+}
+
+/* A host's entry in the per-host table is freed with its last
+ * connection: after more hosts than the table holds have come and gone,
+ * two new hosts still get a limit each, rather than sharing the one
+ * entry the overflow shares. */
+Test(uring, host_entries_freed, .timeout = 120)
+{
+	struct tw_uring_opts o = default_opts();
+	o.max_conns_per_host = 2;
+	struct env e;
+	env_init(&e, false, &o, NULL, false);
+	enum { HOSTS = 2048 + 64, BATCH = 64 };
+	for (uint32_t h = 0; h < HOSTS; h += BATCH) {
+		int fd[BATCH];
+		for (uint32_t i = 0; i < BATCH; i++)
+			fd[i] = raw_connect_from(e.bound, 0x10000u + h + i);
+		int want = e.srv.conns_ok + BATCH;
+		cr_assert(PUMP(&e, e.srv.conns_ok == want, 5000), "ok %d",
+			  e.srv.conns_ok);
+		for (uint32_t i = 0; i < BATCH; i++)
+			close(fd[i]);
+		cr_assert(PUMP(&e, e.srv.conns_closed == want, 5000));
+	}
+	cr_assert_eq(stats(&e.srv).conns_refused, 0);
+	int ok = e.srv.conns_ok;
+	int a[3], b[2];
+	for (int i = 0; i < 3; i++)
+		a[i] = raw_connect_from(e.bound, 0x20001u);
+	for (int i = 0; i < 2; i++)
+		b[i] = raw_connect_from(e.bound, 0x20002u);
+	cr_assert(PUMP(&e, e.srv.conns_ok == ok + 4, 5000), "ok %d",
+		  e.srv.conns_ok - ok);
+	cr_assert(PUMP(&e, stats(&e.srv).conns_refused == 1, 5000));
+	for (int i = 0; i < 3; i++)
+		close(a[i]);
+	for (int i = 0; i < 2; i++)
+		close(b[i]);
 	env_fini(&e);
 }
 
