@@ -99,6 +99,7 @@ int main(int argc, char **argv)
 	tw_uring_opts_init(&uo, sizeof(uo));
 	struct tw_dpdk_opts dop;
 	tw_dpdk_opts_init(&dop, sizeof(dop));
+	const char *uring_only = NULL; /* an io_uring flag given */
 	bool graceful = true, have_rank = false, have_world = false;
 	bool list = false;
 	const char *list_remote = NULL;
@@ -175,9 +176,11 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			uo.listen_host = optarg;
+			uring_only = "--listen-host";
 			break;
 		case 'A':
 			uo.advertise_host = optarg;
+			uring_only = "--advertise-host";
 			break;
 		case 'p': {
 			long v = parse_num("--listen-port", optarg);
@@ -189,6 +192,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			uo.listen_port = (uint16_t)v;
+			uring_only = "--listen-port";
 			break;
 		}
 		case 'T':
@@ -226,9 +230,11 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			uo.cc_local = optarg;
+			uring_only = "--tcp-congestion-local";
 			break;
 		case 'K':
 			uo.cc_remote = optarg;
+			uring_only = "--tcp-congestion";
 			break;
 		case 's':
 			o.secret = optarg;
@@ -242,6 +248,7 @@ int main(int argc, char **argv)
 		case 'Z':
 			uo.stall_timeout_ms = (uint32_t)parse_num(
 				"--stall-timeout-ms", optarg);
+			uring_only = "--stall-timeout-ms";
 			break;
 		case 'D':
 			o.shutdown_timeout_ms =
@@ -250,10 +257,12 @@ int main(int argc, char **argv)
 		case 1001:
 			uo.user_timeout_ms = (uint32_t)parse_num(
 				"--user-timeout-ms", optarg);
+			uring_only = "--user-timeout-ms";
 			break;
 		case 1002:
 			uo.connect_timeout_ms = (uint32_t)parse_num(
 				"--connect-timeout-ms", optarg);
+			uring_only = "--connect-timeout-ms";
 			break;
 		case 1003:
 			o.control_timeout_ms = (uint32_t)parse_num(
@@ -285,6 +294,15 @@ int main(int argc, char **argv)
 	bool dpdk = o.transport != NULL &&
 		    strcmp(o.transport, TW_TRANSPORT_DPDK) == 0;
 	o.transport_opts = dpdk ? (const void *)&dop : (const void *)&uo;
+	if (dpdk && uring_only != NULL) {
+		/* Said rather than ignored: the DPDK transport has its own
+		 * address (--dpdk-ip) and no TCP to tune. */
+		fprintf(stderr,
+			"tw-worker: %s applies to the io_uring transport, not "
+			"to DPDK (its address is --dpdk-ip)\n",
+			uring_only);
+		return 2;
+	}
 	if (o.transport != NULL && !dpdk &&
 	    strcmp(o.transport, TW_TRANSPORT_URING) != 0)
 		o.transport_opts = NULL; /* a transport we have no flags for */
