@@ -158,7 +158,7 @@ tw_status tw_frame_hdr_decode(const void *src, const tw_frame_limits *lim,
 
 	if (h.type == 0)
 		return hdr_fail(out, &h, "header: message type 0");
-	if (h.flags != 0)
+	if (h.flags & ~TW_FRAME_F_KNOWN)
 		return hdr_fail(out, &h, "header: unknown flags");
 	if (ld32(p + OFF_RESERVED) != 0)
 		return hdr_fail(out, &h, "header: reserved bytes not zero");

@@ -35,6 +35,8 @@ static const char *const type_names[TW_MSG_TYPE_COUNT_] = {
 	[TW_MSG_JOIN] = "JOIN",
 	[TW_MSG_SHUTDOWN] = "SHUTDOWN",
 	[TW_MSG_AUTH] = "AUTH",
+	[TW_MSG_AG_BACKWARD] = "AG_BACKWARD",
+	[TW_MSG_AG_CLEANUP] = "AG_CLEANUP",
 };
 
 const char *tw_msg_type_name(unsigned type)
@@ -58,6 +60,85 @@ static bool is_tuple_of(const tw_value *v, unsigned n, const tw_kind *kinds)
 		if (!is_kind(&v->u.items[i], kinds[i]))
 			return false;
 	return true;
+}
+
+/* AG_BACKWARD: (int ctx >= 0, int msg >= 0, list of tensor|None, bool). */
+static bool ag_backward_ok(const tw_value *p)
+{
+	static const tw_kind k[] = {TW_KIND_INT, TW_KIND_INT, TW_KIND_LIST,
+				    TW_KIND_BOOL};
+	if (!is_tuple_of(p, 4, k) || p->u.items[0].u.i < 0 ||
+	    p->u.items[1].u.i < 0)
+		return false;
+	const tw_value *g = &p->u.items[2];
+	for (uint32_t i = 0; i < g->len; i++)
+		if (g->u.items[i].kind != TW_KIND_TENSOR &&
+		    g->u.items[i].kind != TW_KIND_NONE)
+			return false;
+	return true;
+}
+
+int tw_msg_ag_type(unsigned type)
+{
+	switch (type) {
+	case TW_MSG_CALL:
+	case TW_MSG_REMOTE_CALL:
+	case TW_MSG_RREF_FETCH_CALL:
+	case TW_MSG_RET:
+	case TW_MSG_REMOTE_RET:
+	case TW_MSG_RREF_FETCH_RET:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+tw_value tw_msg_ag_wrap(const tw_ag_meta *m, const tw_value *inner,
+			tw_value items[4])
+{
+	items[0] = tw_value_int(m->context_id);
+	items[1] = tw_value_int(m->message_id);
+	items[2] = tw_value_bytes_borrow(m->grad_mask, m->mask_len);
+	items[3] = *inner;
+	items[3].flags |= TW_VALUE_BORROWED;
+	return (tw_value){.kind = TW_KIND_TUPLE,
+			  .flags = TW_VALUE_BORROWED,
+			  .len = 4,
+			  .u.items = items};
+}
+
+/* The envelope's mask against the number of tensors in the frame. */
+static bool ag_mask_ok(const tw_value *env, uint32_t nseg)
+{
+	const tw_value *m = &env->u.items[2];
+	if (m->len != (nseg + 7u) / 8u)
+		return false;
+	if (nseg % 8u == 0 || m->len == 0)
+		return true;
+	return (((const uint8_t *)m->u.str)[m->len - 1] >> (nseg % 8u)) == 0;
+}
+
+tw_status tw_msg_check_frame_shape(unsigned type, unsigned flags,
+				   const tw_value *p)
+{
+	static const tw_kind env[] = {TW_KIND_INT, TW_KIND_INT, TW_KIND_BYTES};
+	if (!(flags & TW_FRAME_F_AUTOGRAD))
+		return tw_msg_check_shape(type, p);
+	if (!tw_msg_ag_type(type))
+		return tw_fail(TW_EINVAL,
+			       "message: a %s does not carry autograd "
+			       "metadata",
+			       tw_msg_type_name(type));
+	if (p == NULL || !is_kind(p, TW_KIND_TUPLE) || p->len != 4 ||
+	    p->u.items == NULL || !is_kind(&p->u.items[0], env[0]) ||
+	    !is_kind(&p->u.items[1], env[1]) ||
+	    !is_kind(&p->u.items[2], env[2]) || p->u.items[0].u.i < 0 ||
+	    p->u.items[1].u.i < 0)
+		return tw_fail_static(TW_EINVAL,
+				      "message: an autograd envelope must be "
+				      "(int context_id >= 0, int message_id "
+				      ">= 0, bytes grad_mask, payload)");
+	return tw_msg_check_shape(type, &p->u.items[3]);
 }
 
 tw_status tw_msg_check_shape(unsigned type, const tw_value *p)
@@ -96,6 +177,12 @@ tw_status tw_msg_check_shape(unsigned type, const tw_value *p)
 	case TW_MSG_AUTH:
 		ok = is_kind(p, TW_KIND_BYTES);
 		break;
+	case TW_MSG_AG_BACKWARD:
+		ok = ag_backward_ok(p);
+		break;
+	case TW_MSG_AG_CLEANUP:
+		ok = is_kind(p, TW_KIND_INT) && p->u.i >= 0;
+		break;
 	case TW_MSG_RET:
 	case TW_MSG_RREF_FETCH_RET:
 	case TW_MSG_JOIN:
@@ -118,6 +205,11 @@ tw_status tw_msg_check_shape(unsigned type, const tw_value *p)
 				    ? "(rref, int worker id)"
 			    : type == TW_MSG_ACK  ? "None"
 			    : type == TW_MSG_AUTH ? "bytes"
+			    : type == TW_MSG_AG_BACKWARD
+				    ? "(int context_id >= 0, int message_id "
+				      ">= 0, list of tensor or None, bool)"
+			    : type == TW_MSG_AG_CLEANUP
+				    ? "an int context_id >= 0"
 			    : type < TW_MSG_TYPE_COUNT_
 				    ? "an rref"
 				    : "of a known message type");
@@ -253,6 +345,21 @@ static tw_status encode_one_pass(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 	return TW_OK;
 }
 
+/* An encoded autograd envelope whose mask does not fit its tensors is
+ * the caller's mistake: nothing is sent. */
+static tw_status ag_encoded(const tw_frame_hdr *hdr, const tw_value *payload,
+			    tw_out_msg *out, tw_status st)
+{
+	if (st != TW_OK || !(hdr->flags & TW_FRAME_F_AUTOGRAD) ||
+	    ag_mask_ok(payload, out->nseg))
+		return st;
+	tw_out_msg_release(out);
+	return tw_fail(TW_EINVAL,
+		       "encode: grad_mask of %u bytes for %u tensors (must be "
+		       "ceil(tensors / 8) bytes, unused bits 0)",
+		       payload->u.items[2].len, out->nseg);
+}
+
 tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 			const tw_value *payload, tw_out_msg *out)
 {
@@ -269,18 +376,18 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 		return tw_fail_static(TW_EINVAL,
 				      "encode: no header or payload");
 	if (hdr->type == 0 || hdr->type >= TW_MSG_TYPE_COUNT_ ||
-	    hdr->flags != 0)
+	    (hdr->flags & ~TW_FRAME_F_KNOWN))
 		return tw_fail(TW_EINVAL,
 			       "encode: header type %u or flags %#x "
 			       "not valid",
 			       (unsigned)hdr->type, (unsigned)hdr->flags);
-	st = tw_msg_check_shape(hdr->type, payload);
+	st = tw_msg_check_frame_shape(hdr->type, hdr->flags, payload);
 	if (st != TW_OK)
 		return st;
 	if (pool != NULL) {
 		st = encode_one_pass(pool, hdr, payload, out);
 		if (st != TW_ENOSPC)
-			return st;
+			return ag_encoded(hdr, payload, out, st);
 	}
 
 	/* Larger, or with many tensors: measure, then write. */
@@ -347,7 +454,7 @@ tw_status tw_msg_encode(tw_buf_pool *pool, const tw_frame_hdr *hdr,
 		return st;
 	}
 	head_finish(out, f, hdr, &plan, head_len);
-	return TW_OK;
+	return ag_encoded(hdr, payload, out, TW_OK);
 }
 
 void tw_out_msg_copy(const tw_out_msg *m, void *dst)
@@ -376,6 +483,7 @@ void tw_out_msg_release(tw_out_msg *m)
 static void in_clear(tw_in_msg *m)
 {
 	m->payload = tw_value_none();
+	memset(&m->ag, 0, sizeof(m->ag));
 	m->buf = NULL;
 	m->arena_ = NULL;
 	m->arena_size_ = 0;
@@ -474,10 +582,24 @@ tw_status tw_msg_decode(tw_buf *buf, size_t offset, size_t len,
 		}
 		st = tw_wire_build(&in, &lay, arena, &v);
 	}
-	if (st == TW_OK && tw_msg_check_shape(out->hdr.type, &v) != TW_OK)
+	if (st == TW_OK && tw_msg_check_frame_shape(
+				   out->hdr.type, out->hdr.flags, &v) != TW_OK)
 		st = tw_fail_static(
 			TW_EPROTO,
 			"payload: shape does not match the message type");
+	else if (st == TW_OK && (out->hdr.flags & TW_FRAME_F_AUTOGRAD)) {
+		if (!ag_mask_ok(&v, out->hdr.seg_count)) {
+			st = tw_fail_static(TW_EPROTO,
+					    "payload: autograd grad_mask does "
+					    "not fit the tensors");
+		} else {
+			out->ag.context_id = v.u.items[0].u.i;
+			out->ag.message_id = v.u.items[1].u.i;
+			out->ag.grad_mask = (const uint8_t *)v.u.items[2].u.str;
+			out->ag.mask_len = v.u.items[2].len;
+			v = v.u.items[3];
+		}
+	}
 	if (st != TW_OK) {
 		if (arena != out->arena_inline_)
 			free(arena);

@@ -30,11 +30,16 @@ extern "C" {
 #define TW_FRAME_MAX_SEGS 65535u
 #define TW_FRAME_MAX_TOTAL (UINT64_C(1) << 40)
 
+/* Header flags (docs/wire.md §1.1). AUTOGRAD: the payload is an autograd
+ * envelope around the type's own payload (§5.2, message.h). */
+#define TW_FRAME_F_AUTOGRAD 0x0001u
+#define TW_FRAME_F_KNOWN (TW_FRAME_F_AUTOGRAD)
+
 /* Host-order view of the header. */
 typedef struct tw_frame_hdr {
 	uint8_t version;
 	uint8_t type;   /* message type, meaning owned by rpc/ */
-	uint16_t flags; /* none defined in version 1: must be 0 */
+	uint16_t flags; /* TW_FRAME_F_*; others must be 0 */
 	uint64_t req_id;
 	uint32_t src;        /* sending worker id */
 	uint32_t dst;        /* destination worker id */

@@ -32,14 +32,60 @@ typedef enum tw_msg_type {
 	TW_MSG_JOIN = 12,              /* any value (agent-defined) */
 	TW_MSG_SHUTDOWN = 13,          /* any value (agent-defined) */
 	TW_MSG_AUTH = 14,              /* bytes: a handshake step (wire.md) */
-	TW_MSG_TYPE_COUNT_             /* not a type */
+	/* Distributed autograd (wire.md §5.2): gradients for the send
+	 * function a forward message recorded, answered RET(None) or
+	 * EXCEPTION: tuple(int context_id, int message_id, list grads
+	 * (tensor or None each), bool retain_graph). */
+	TW_MSG_AG_BACKWARD = 15,
+	TW_MSG_AG_CLEANUP = 16, /* int context_id; answered ACK */
+	TW_MSG_TYPE_COUNT_      /* not a type */
 } tw_msg_type;
+
+/*
+ * Autograd metadata of a forward message (a frame flagged
+ * TW_FRAME_F_AUTOGRAD: CALL, REMOTE_CALL, RREF_FETCH_CALL and their
+ * answers RET, REMOTE_RET, RREF_FETCH_RET). On the wire the payload is
+ * tuple(int context_id, int message_id, bytes grad_mask, <the type's
+ * payload>); decoded, tw_in_msg.payload is the inner value and .ag these.
+ * context_id carries its creator's worker id in bits 48..63 (as torch's);
+ * both ids are >= 0. grad_mask has one bit per tensor of the inner value
+ * (bit i % 8 of byte i / 8, tensors numbered depth first): set when that
+ * tensor requires grad; exactly ceil(tensors / 8) bytes, unused bits 0.
+ */
+typedef struct tw_ag_meta {
+	int64_t context_id;
+	int64_t message_id;
+	const uint8_t *grad_mask; /* borrowed: the message's, or the caller's */
+	uint32_t mask_len;
+} tw_ag_meta;
+
+/* The creator worker of a context id (bits 48..63). */
+static inline uint32_t tw_ag_context_worker(int64_t context_id)
+{
+	return (uint32_t)((uint64_t)context_id >> 48);
+}
+
+/* Whether type may carry TW_FRAME_F_AUTOGRAD. */
+int tw_msg_ag_type(unsigned type);
+
+/*
+ * The envelope of m around inner, for tw_msg_encode with hdr->flags |=
+ * TW_FRAME_F_AUTOGRAD: a borrowed tuple over items[4] (caller storage,
+ * alive until the encode returns), nothing allocated.
+ */
+tw_value tw_msg_ag_wrap(const tw_ag_meta *m, const tw_value *inner,
+			tw_value items[4]);
 
 /* "CALL", ..., or "?" */
 const char *tw_msg_type_name(unsigned type);
 
 /* Check that payload has the shape its type requires (table above). */
 tw_status tw_msg_check_shape(unsigned type, const tw_value *payload);
+/* The same for a frame with header flags (an autograd envelope checked
+ * around the type's shape; its mask against the tensors at encode and
+ * decode). */
+tw_status tw_msg_check_frame_shape(unsigned type, unsigned flags,
+				   const tw_value *payload);
 
 /* Limits a decoder applies; {0} fields take defaults. */
 typedef struct tw_decode_limits {
@@ -105,9 +151,10 @@ struct tw_msg_hold; /* internal */
 
 typedef struct tw_in_msg {
 	tw_frame_hdr hdr;
-	tw_value payload;
-	tw_buf *buf;  /* reference on the receive buffer */
-	void *arena_; /* internal */
+	tw_value payload; /* inside an autograd envelope: the inner value */
+	tw_ag_meta ag;    /* hdr.flags & TW_FRAME_F_AUTOGRAD, else zeros */
+	tw_buf *buf;      /* reference on the receive buffer */
+	void *arena_;     /* internal */
 	size_t arena_size_;
 	uint32_t nrref_;           /* internal: RREF nodes in payload */
 	struct tw_msg_hold *hold_; /* internal: what the message keeps */

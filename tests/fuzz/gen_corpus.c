@@ -38,10 +38,14 @@ static void save(const char *name, const void *p, size_t n)
 }
 
 /* Encode and return the linear frame (caller frees); *len its size. */
-static uint8_t *frame(unsigned type, const tw_value *v, size_t *len)
+static uint8_t *frame_flags(unsigned type, unsigned flags, const tw_value *v,
+			    size_t *len)
 {
-	tw_frame_hdr h = {
-		.type = (uint8_t)type, .req_id = 1, .src = 1, .dst = 2};
+	tw_frame_hdr h = {.type = (uint8_t)type,
+			  .flags = (uint16_t)flags,
+			  .req_id = 1,
+			  .src = 1,
+			  .dst = 2};
 	tw_out_msg m;
 	uint8_t *p;
 
@@ -53,6 +57,11 @@ static uint8_t *frame(unsigned type, const tw_value *v, size_t *len)
 	*len = (size_t)m.total_len;
 	tw_out_msg_release(&m);
 	return p;
+}
+
+static uint8_t *frame(unsigned type, const tw_value *v, size_t *len)
+{
+	return frame_flags(type, 0, v, len);
 }
 
 static void save_frame(const char *name, unsigned type, tw_value v)
@@ -98,6 +107,16 @@ static tw_value tuple(unsigned n, const tw_value *items)
 	check(tw_value_tuple(&v, n), "tuple");
 	for (unsigned i = 0; i < n; i++)
 		check(tw_value_set_item(&v, i, items[i]), "set item");
+	return v;
+}
+
+static tw_value list2(tw_value a, tw_value b)
+{
+	tw_value v;
+
+	check(tw_value_list(&v, 2), "list");
+	check(tw_value_set_item(&v, 0, a), "set item");
+	check(tw_value_set_item(&v, 1, b), "set item");
 	return v;
 }
 
@@ -154,6 +173,35 @@ int main(int argc, char **argv)
 					      tensor(TW_INT8, 2, s32, st),
 					      tw_value_int(2)}),
 			dict1("alpha", tensor(TW_INT16, 0, NULL, NULL))));
+	{
+		/* Distributed autograd: a CALL in an envelope (the second
+		 * tensor requires grad), a backward, a cleanup. */
+		uint8_t mask = 0x2;
+		tw_ag_meta meta = {.context_id = (INT64_C(1) << 48) | 5,
+				   .message_id = (INT64_C(1) << 48) | 6,
+				   .grad_mask = &mask,
+				   .mask_len = 1};
+		tw_value c = call(
+			"tw::py",
+			tuple(2, (tw_value[]){tensor(TW_FLOAT32, 1, s4, NULL),
+					      tensor(TW_FLOAT64, 1, s4, NULL)}),
+			empty_dict());
+		tw_value items[4];
+		tw_value env = tw_msg_ag_wrap(&meta, &c, items);
+		p = frame_flags(TW_MSG_CALL, TW_FRAME_F_AUTOGRAD, &env, &n);
+		save("ok-ag-call", p, n);
+		free(p);
+		tw_value_destroy(&c);
+		save_frame("ok-ag-backward", TW_MSG_AG_BACKWARD,
+			   tuple(4, (tw_value[]){tw_value_int(meta.context_id),
+						 tw_value_int(meta.message_id),
+						 list2(tensor(TW_FLOAT32, 1, s4,
+							      NULL),
+						       tw_value_none()),
+						 tw_value_bool(false)}));
+		save_frame("ok-ag-cleanup", TW_MSG_AG_CLEANUP,
+			   tw_value_int(meta.context_id));
+	}
 	save_frame("ok-ret-every-dtype", TW_MSG_RET,
 		   tuple(10, (tw_value[]){tensor(TW_BOOL, 2, s23, NULL),
 					  tensor(TW_UINT8, 2, s23, NULL),

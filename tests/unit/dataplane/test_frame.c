@@ -113,7 +113,7 @@ Test(frame, rejects_each_bad_field)
 	expect_proto(b, NULL, "header: message type 0");
 
 	tw_frame_hdr_encode(b, &h);
-	b[6] = 1; /* flags */
+	b[6] = 2; /* flags: bit 0 (AUTOGRAD) is known, bit 1 is not */
 	expect_proto(b, NULL, "header: unknown flags");
 	tw_frame_hdr_encode(b, &h);
 	b[7] = 0x80;
@@ -145,7 +145,7 @@ Test(frame, req_id_readable_on_proto_error)
 	uint8_t b[48];
 
 	tw_frame_hdr_encode(b, &h);
-	b[6] = 1;
+	b[6] = 2; /* an unknown flag */
 	cr_assert_eq(tw_frame_hdr_decode(b, NULL, &g), TW_EPROTO);
 	cr_assert_eq(g.req_id, h.req_id);
 	cr_assert_eq(g.src, h.src);

@@ -883,6 +883,198 @@ Test(wire, every_message_type)
 	tw_value_destroy(&err);
 }
 
+/* ---- distributed autograd (wire.md §5.2) ---- */
+
+/* A CALL with two tensors in an autograd envelope: decoded, the payload is
+ * the inner call and .ag the metadata, the mask pointing into the frame;
+ * both encoders write the same bytes. */
+Test(wire, autograd_envelope_round_trip)
+{
+	int64_t shape[1] = {4};
+	tw_value args;
+	cr_assert_eq(tw_value_tuple(&args, 2), TW_OK);
+	tw_value_set_item(&args, 0, tensor_val(TW_FLOAT32, 1, shape, NULL));
+	tw_value_set_item(&args, 1, tensor_val(TW_FLOAT64, 1, shape, NULL));
+	tw_value call = call_payload("mod.fn", args, empty(TW_KIND_DICT));
+	uint8_t mask = 0x2; /* the second tensor requires grad */
+	tw_ag_meta meta = {.context_id = (INT64_C(3) << 48) | 7,
+			   .message_id = (INT64_C(1) << 48) | 99,
+			   .grad_mask = &mask,
+			   .mask_len = 1};
+	tw_value items[4];
+	tw_value env = tw_msg_ag_wrap(&meta, &call, items);
+	tw_frame_hdr h = hdr_of(TW_MSG_CALL);
+	h.flags = TW_FRAME_F_AUTOGRAD;
+	tw_out_msg m;
+	cr_assert_eq(tw_msg_encode(NULL, &h, &env, &m), TW_OK, "%s",
+		     tw_errmsg(TW_EINVAL));
+	cr_assert_eq(m.nseg, 2);
+	same_with_pool(&h, &env, &m);
+	tw_buf *rb = linearise(&m);
+	tw_in_msg in;
+	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, NULL, NULL, &in),
+		     TW_OK, "%s", tw_errmsg(TW_EPROTO));
+	cr_assert_eq(in.hdr.flags, TW_FRAME_F_AUTOGRAD);
+	cr_assert(tw_value_equal(&call, &in.payload));
+	cr_assert_eq(in.ag.context_id, meta.context_id);
+	cr_assert_eq(in.ag.message_id, meta.message_id);
+	cr_assert_eq(in.ag.mask_len, 1);
+	cr_assert_eq(in.ag.grad_mask[0], 0x2);
+	cr_assert((const uint8_t *)in.ag.grad_mask >
+			  (const uint8_t *)rb->data &&
+		  (const uint8_t *)in.ag.grad_mask <
+			  (const uint8_t *)rb->data + m.total_len);
+	cr_assert_eq(tw_ag_context_worker(in.ag.context_id), 3);
+	tw_in_msg_release(&in);
+	cr_assert_eq(in.ag.context_id, 0);
+	/* The same frame without the flag is a CALL whose payload is not a
+	 * call: refused. */
+	((uint8_t *)rb->data)[6] = 0;
+	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, NULL, NULL, &in),
+		     TW_EPROTO);
+	tw_buf_release(rb);
+	tw_out_msg_release(&m);
+
+	/* Every forward type carries one; a message without tensors has an
+	 * empty mask. */
+	tw_rref_id id = {.owner = 1, .rref = {2, 3}, .fork = {4, 5}};
+	tw_value r;
+	cr_assert_eq(tw_value_rref(&r, &id), TW_OK);
+	const unsigned fwd[] = {TW_MSG_REMOTE_RET, TW_MSG_RREF_FETCH_CALL,
+				TW_MSG_RET, TW_MSG_RREF_FETCH_RET};
+	meta.mask_len = 0;
+	for (unsigned k = 0; k < 4; k++) {
+		env = tw_msg_ag_wrap(&meta, &r, items);
+		h = hdr_of(fwd[k]);
+		h.flags = TW_FRAME_F_AUTOGRAD;
+		cr_assert_eq(tw_msg_encode(NULL, &h, &env, &m), TW_OK, "%s",
+			     tw_msg_type_name(fwd[k]));
+		rb = linearise(&m);
+		cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, NULL,
+					   NULL, &in),
+			     TW_OK);
+		cr_assert(tw_value_equal(&r, &in.payload));
+		cr_assert_eq(in.ag.mask_len, 0);
+		tw_in_msg_release(&in);
+		tw_buf_release(rb);
+		tw_out_msg_release(&m);
+	}
+	tw_value_destroy(&r);
+	tw_value_destroy(&call);
+}
+
+/* What the encoder refuses in an envelope, and the decoder refuses from a
+ * peer: the flag on a type that has no forward role, a mask that does not
+ * fit the tensors, negative ids, a malformed envelope. */
+Test(wire, autograd_envelope_refused)
+{
+	int64_t shape[1] = {3};
+	tw_value t = tensor_val(TW_FLOAT32, 1, shape, NULL);
+	uint8_t mask[2] = {0x1, 0};
+	tw_ag_meta meta = {.context_id = 1,
+			   .message_id = 2,
+			   .grad_mask = mask,
+			   .mask_len = 1};
+	tw_value items[4];
+	tw_frame_hdr h = hdr_of(TW_MSG_RET);
+	h.flags = TW_FRAME_F_AUTOGRAD;
+	tw_out_msg m;
+	tw_buf_pool *pool = mkpool(64u << 10, 2);
+	for (int p = 0; p < 2; p++) {
+		tw_buf_pool *pl = p ? pool : NULL;
+		tw_value env = tw_msg_ag_wrap(&meta, &t, items);
+		cr_assert_eq(tw_msg_encode(pl, &h, &env, &m), TW_OK);
+		tw_out_msg_release(&m);
+		/* mask too long, too short, a bit past the tensors */
+		meta.mask_len = 2;
+		env = tw_msg_ag_wrap(&meta, &t, items);
+		cr_assert_eq(tw_msg_encode(pl, &h, &env, &m), TW_EINVAL);
+		cr_assert(strstr(tw_errmsg(TW_EINVAL), "grad_mask") != NULL);
+		meta.mask_len = 0;
+		env = tw_msg_ag_wrap(&meta, &t, items);
+		cr_assert_eq(tw_msg_encode(pl, &h, &env, &m), TW_EINVAL);
+		meta.mask_len = 1;
+		mask[0] = 0x3;
+		env = tw_msg_ag_wrap(&meta, &t, items);
+		cr_assert_eq(tw_msg_encode(pl, &h, &env, &m), TW_EINVAL);
+		mask[0] = 0x1;
+		meta.context_id = -1;
+		env = tw_msg_ag_wrap(&meta, &t, items);
+		cr_assert_eq(tw_msg_encode(pl, &h, &env, &m), TW_EINVAL);
+		meta.context_id = 1;
+		/* not a forward type */
+		h.type = TW_MSG_EXCEPTION;
+		env = tw_msg_ag_wrap(&meta, &t, items);
+		cr_assert_eq(tw_msg_encode(pl, &h, &env, &m), TW_EINVAL);
+		cr_assert(strstr(tw_errmsg(TW_EINVAL), "EXCEPTION") != NULL);
+		h.type = TW_MSG_RET;
+		cr_assert_eq(tw_buf_pool_in_use(pool), 0);
+	}
+	cr_assert_eq(tw_buf_pool_destroy(pool), TW_OK);
+
+	/* From a peer: a RET whose (unflagged) payload looks like an
+	 * envelope with a mask of the wrong size, then flagged by hand. */
+	tw_value bad[4] = {tw_value_int(1), tw_value_int(2),
+			   tw_value_bytes_borrow(mask, 2), t};
+	bad[3].flags |= TW_VALUE_BORROWED;
+	tw_value env = {.kind = TW_KIND_TUPLE,
+			.flags = TW_VALUE_BORROWED,
+			.len = 4,
+			.u.items = bad};
+	h.flags = 0;
+	cr_assert_eq(tw_msg_encode(NULL, &h, &env, &m), TW_OK);
+	tw_buf *rb = linearise(&m);
+	tw_in_msg in;
+	((uint8_t *)rb->data)[6] = TW_FRAME_F_AUTOGRAD;
+	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, NULL, NULL, &in),
+		     TW_EPROTO);
+	cr_assert(strstr(tw_errmsg(TW_EPROTO), "grad_mask") != NULL, "%s",
+		  tw_errmsg(TW_EPROTO));
+	/* ... and on a frame type that has no forward role. */
+	((uint8_t *)rb->data)[5] = TW_MSG_JOIN;
+	cr_assert_eq(tw_msg_decode(rb, 0, (size_t)m.total_len, NULL, NULL, &in),
+		     TW_EPROTO);
+	tw_buf_release(rb);
+	tw_out_msg_release(&m);
+	tw_value_destroy(&t);
+}
+
+/* AG_BACKWARD and AG_CLEANUP: their shapes, both ways. */
+Test(wire, autograd_messages)
+{
+	int64_t shape[2] = {2, 2};
+	tw_value bw, grads;
+	cr_assert_eq(tw_value_list(&grads, 2), TW_OK);
+	tw_value_set_item(&grads, 0, tensor_val(TW_FLOAT32, 2, shape, NULL));
+	cr_assert_eq(tw_value_tuple(&bw, 4), TW_OK);
+	tw_value_set_item(&bw, 0, tw_value_int(INT64_C(1) << 48));
+	tw_value_set_item(&bw, 1, tw_value_int(5));
+	tw_value_set_item(&bw, 2, grads);
+	tw_value_set_item(&bw, 3, tw_value_bool(true));
+	round_trip(TW_MSG_AG_BACKWARD, &bw);
+	tw_value c = tw_value_int(INT64_C(2) << 48 | 1);
+	round_trip(TW_MSG_AG_CLEANUP, &c);
+	cr_assert_str_eq(tw_msg_type_name(TW_MSG_AG_BACKWARD), "AG_BACKWARD");
+	cr_assert_str_eq(tw_msg_type_name(TW_MSG_AG_CLEANUP), "AG_CLEANUP");
+
+	tw_frame_hdr h = hdr_of(TW_MSG_AG_BACKWARD);
+	tw_out_msg m;
+	/* a gradient that is neither a tensor nor None */
+	tw_value_set_item(&bw.u.items[2], 1, tw_value_int(3));
+	cr_assert_eq(tw_msg_encode(NULL, &h, &bw, &m), TW_EINVAL);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "AG_BACKWARD") != NULL);
+	tw_value_set_item(&bw.u.items[2], 1, tw_value_none());
+	tw_value_set_item(&bw, 1, tw_value_int(-5));
+	cr_assert_eq(tw_msg_encode(NULL, &h, &bw, &m), TW_EINVAL);
+	tw_value_set_item(&bw, 1, tw_value_int(5));
+	tw_value_set_item(&bw, 3, tw_value_int(1)); /* retain_graph not bool */
+	cr_assert_eq(tw_msg_encode(NULL, &h, &bw, &m), TW_EINVAL);
+	h.type = TW_MSG_AG_CLEANUP;
+	c = tw_value_int(-1);
+	cr_assert_eq(tw_msg_encode(NULL, &h, &c, &m), TW_EINVAL);
+	tw_value_destroy(&bw);
+}
+
 Test(wire, shapes_checked_on_encode)
 {
 	tw_frame_hdr h = hdr_of(TW_MSG_CALL);
@@ -912,7 +1104,9 @@ Test(wire, shapes_checked_on_encode)
 	h.type = TW_MSG_TYPE_COUNT_;
 	cr_assert_eq(tw_msg_encode(NULL, &h, &i, &m), TW_EINVAL);
 	h.type = TW_MSG_RET;
-	h.flags = 1;
+	h.flags = 1; /* AUTOGRAD around a bare int: no envelope */
+	cr_assert_eq(tw_msg_encode(NULL, &h, &i, &m), TW_EINVAL);
+	h.flags = 2; /* unknown */
 	cr_assert_eq(tw_msg_encode(NULL, &h, &i, &m), TW_EINVAL);
 
 	cr_assert_str_eq(tw_msg_type_name(TW_MSG_CALL), "CALL");
