@@ -517,10 +517,18 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 			break;
 		rref_on_frame(l, cs, h, buf, off, len);
 		break;
+	case TW_MSG_AG_BACKWARD:
+	case TW_MSG_AG_CLEANUP:
+		if (__builtin_expect(agent_peer_dead(l->a, (uint32_t)h->src),
+				     0))
+			break;
+		ag_on_frame(l, cs, h, buf, off, len);
+		break;
 	case TW_MSG_REMOTE_RET:
 	case TW_MSG_RREF_FETCH_RET:
 	case TW_MSG_ACK:
-		/* Answers to rref.c's requests, pending as calls. */
+		/* Answers to rref.c's (and autograd.c's) requests, pending
+		 * as calls. */
 		call_on_response(l, cs, h, buf, off, len);
 		break;
 	default:
@@ -732,6 +740,7 @@ void agent_member_dead(tw_agent *a, uint32_t rank)
 			       ? "\"our control connection to rank 0 closed\""
 			       : "\"rank 0 saw its control connection close\"");
 	rref_member_dead(a, rank);
+	ag_member_dead(a, rank);
 	for (uint32_t i = 0; i < a->nloops; i++)
 		if (a->loops[i].ready)
 			dead_post(&a->loops[i]);
@@ -1354,6 +1363,7 @@ static void agent_free(tw_agent *a)
 	free(a->rendezvous);
 	auth_key_free(&a->key);
 	rref_ctx_fini(a); /* init failed before the loops: not done above */
+	ag_fini(a);
 	pauth_fini(a);
 	free(a);
 }
@@ -1661,6 +1671,10 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	st = pauth_init(a);
 	if (st == TW_OK && (st = rref_ctx_init(a)) != TW_OK)
 		pauth_fini(a);
+	if (st == TW_OK && (st = ag_init(a)) != TW_OK) {
+		rref_ctx_fini(a);
+		pauth_fini(a);
+	}
 	if (st != TW_OK) {
 		auth_key_free(&a->key);
 		free(a);

@@ -344,6 +344,7 @@ struct tw_agent {
 	tw_ops_limits lim_loop, lim_exec;
 	_Atomic uint64_t limit_refusals, oversize; /* any thread */
 	struct rref_ctx *rref; /* rref.c: owner and user tables */
+	struct ag_table *ag;   /* autograd.c: contexts held here */
 	/* Members that die (docs/architecture.md): dead[r] set once, by
 	 * agent_member_dead; ndead counts them. The watch is loop 0's:
 	 * rank 0's notices (rdv_watch) are read as soon as the control
@@ -451,6 +452,15 @@ tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
  * can arrive then, and the loop must keep running for init to end). */
 tw_status call_self_async(tw_agent *a, const char *fn, const tw_value *args,
 			  const tw_value *kwargs, tw_future **out);
+
+/* ---- autograd.c ---- */
+tw_status ag_init(tw_agent *a);
+void ag_fini(tw_agent *a);
+/* AG_BACKWARD and AG_CLEANUP from a member (loop thread). */
+void ag_on_frame(struct agent_loop *l, struct conn_state *cs,
+		 const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
+/* End the contexts rank created (agent_member_dead). */
+void ag_member_dead(tw_agent *a, uint32_t rank);
 
 /* ---- serve.c (server side) ---- */
 void serve_on_call(struct agent_loop *l, struct conn_state *cs,

@@ -12,6 +12,7 @@
 #include <tensorwire/future.h>
 #include <tensorwire/agent.h>
 #include <tensorwire/rref.h>
+#include <tensorwire/autograd.h>
 #include <tensorwire/schema.h>
 #include <tensorwire/uring.h>
 #include <tensorwire/shm.h>

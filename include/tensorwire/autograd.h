@@ -1,0 +1,74 @@
+/* Distributed autograd, the part that crosses workers (docs/autograd.md):
+ * contexts, the workers each reached, and their cleanup everywhere. The
+ * graph and the gradients are the Python package's (torch's autograd). */
+#ifndef TENSORWIRE_AUTOGRAD_H
+#define TENSORWIRE_AUTOGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tensorwire/agent.h>
+#include <tensorwire/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Contexts a worker holds at once, its own and those its peers' calls
+ * brought: past it a new one is refused (TW_EBUSY), never grown. */
+#define TW_AG_MAX_CONTEXTS 65536u
+
+/*
+ * A new context of this worker: *id = (rank << 48) | n, n counting from 0,
+ * as torch's DistAutogradContainer. TW_ENOTSUP for a rank past 65535 (the
+ * id has 16 bits for it), TW_EOVERFLOW once 2^48 ids are used, TW_EBUSY at
+ * TW_AG_MAX_CONTEXTS, TW_ESHUTDOWN once shutdown began. Any thread.
+ */
+tw_status tw_ag_context_new(tw_agent *a, int64_t *id);
+
+/*
+ * End context id here and, by AG_CLEANUP, on every worker it reached,
+ * each of which passes it on to the workers it reached (docs/wire.md
+ * §5.2). The cleanups are sent, not waited for: a worker that is gone or
+ * slow does not hold the caller. TW_EINVAL for an unknown id, with torch's
+ * message "Could not find autograd context with id: <id>". Any thread.
+ */
+tw_status tw_ag_context_release(tw_agent *a, int64_t id);
+
+/* Whether context id is held here. */
+bool tw_ag_context_valid(const tw_agent *a, int64_t id);
+
+/*
+ * Record that context id reached worker w (a forward message went to it
+ * or came from it); creates the context here if it is not held yet (a
+ * peer's). TW_EINVAL for a negative id or w past the world,
+ * TW_EBUSY at TW_AG_MAX_CONTEXTS. The agent records this itself for the
+ * messages it carries in an autograd envelope.
+ */
+tw_status tw_ag_context_reach(tw_agent *a, int64_t id, uint32_t w);
+
+/* The workers context id reached, in rank order: the first cap into out;
+ * returns how many there are (0 for an unknown id). */
+size_t tw_ag_context_workers(const tw_agent *a, int64_t id, uint32_t *out,
+			     size_t cap);
+
+/* Contexts held here now. */
+uint32_t tw_ag_context_count(const tw_agent *a);
+
+/* A new autograd message id of this worker, (rank << 48) | n. */
+int64_t tw_ag_message_id(tw_agent *a);
+
+/*
+ * fn(a, id, arg) runs whenever a context ends here: released by
+ * tw_ag_context_release, by a peer's AG_CLEANUP, or because the worker
+ * that created it died. It may run on a run loop: it must not block nor
+ * call back into the agent. NULL removes it.
+ */
+typedef void (*tw_ag_release_fn)(tw_agent *a, int64_t id, void *arg);
+void tw_ag_set_release_hook(tw_agent *a, tw_ag_release_fn fn, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
