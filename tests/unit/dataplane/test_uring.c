@@ -2028,7 +2028,7 @@ Test(uring, assembly_bounded_across_loops, .timeout = 60)
 Test(uring, trickled_frame_times_out, .timeout = 60)
 {
 	struct tw_uring_opts o = default_opts();
-	o.stall_timeout_ms = 200;
+	o.stall_timeout_ms = 600;
 	struct env e;
 	env_init(&e, false, &o, NULL, false);
 	int fd = raw_connect(e.bound);
@@ -2040,7 +2040,7 @@ Test(uring, trickled_frame_times_out, .timeout = 60)
 	size_t off = TW_FRAME_HDR_SIZE;
 	uint64_t dl = now_ns() + 5000ull * 1000 * 1000;
 	while (e.srv.conns_closed == 0 && now_ns() < dl) {
-		uint64_t next = now_ns() + 20ull * 1000 * 1000;
+		uint64_t next = now_ns() + 10ull * 1000 * 1000;
 		while (now_ns() < next)
 			poll_both(&e);
 		/* (once the server closed, a write would raise SIGPIPE) */
@@ -2050,7 +2050,9 @@ Test(uring, trickled_frame_times_out, .timeout = 60)
 	cr_assert_eq(e.srv.conns_closed, 1, "the trickle was closed");
 	cr_assert_eq(e.srv.last_close_st, TW_ETIMEDOUT);
 	cr_assert_eq(stats(&e.srv).stalls, 1);
-	cr_assert_gt(off, TW_FRAME_HDR_SIZE + 10, "bytes kept coming");
+	/* Some bytes moved during the window (a loaded machine may run
+	 * this loop rarely: a few suffice to make it a trickle). */
+	cr_assert_gt(off, TW_FRAME_HDR_SIZE + 3, "bytes kept coming");
 	close(fd);
 	free(f);
 	env_fini(&e);
