@@ -85,7 +85,9 @@ struct call {
 	/* Calls to self: no frame, owned clones and the function. */
 	const struct reg_entry *fn;
 	tw_value self_args, self_kwargs;
-	char self_fn[64]; /* name for messages (truncated) */
+	struct ag_own *self_ag; /* a call to self's autograd metadata */
+	uint16_t hflags;        /* the frame's header flags */
+	char self_fn[64];       /* name for messages (truncated) */
 };
 
 struct peer_auth;
@@ -143,6 +145,7 @@ struct loop_stats {
 };
 
 /* Where the answer to a served call goes. */
+struct ag_own;
 struct reply_path {
 	tw_agent *a;
 	struct agent_loop *l; /* loop owning the connection / pending call */
@@ -150,6 +153,11 @@ struct reply_path {
 	uint64_t req_id;
 	uint32_t caller;
 	const struct reg_entry *fn;
+	/* Autograd (docs/wire.md §5.2): the call's metadata, borrowed while
+	 * its handler runs; the answer's, owned by whoever holds the path
+	 * last (freed after the answer is encoded). NULL: none. */
+	const tw_ag_meta *agin;
+	struct ag_own *agout;
 	bool counted; /* in serve_active[caller] until its reply is sent or
 		       * dropped */
 };
@@ -168,6 +176,7 @@ struct reply {
 	int64_t peer;          /* counted in l->peers[peer]; -1: not */
 	tw_status st;          /* local */
 	tw_value val;          /* local: owned result or error value */
+	struct ag_own *ag;     /* local: the answer's autograd metadata */
 	STAILQ_ENTRY(reply)
 	retry_link; /* waiting to be posted (target
 		     * ring full) */
@@ -418,9 +427,10 @@ tw_status agent_wait_own(struct agent_loop *l, tw_future *f,
 void call_on_response(struct agent_loop *l, struct conn_state *cs,
 		      const tw_frame_hdr *h, tw_buf *buf, size_t off,
 		      size_t len);
-/* Answer for a call to self, by req_id; v (owned) is consumed. */
+/* Answer for a call to self, by req_id; v (owned) and ag (owned, the
+ * answer's autograd metadata or NULL) are consumed. */
 void call_local_done(struct agent_loop *l, uint64_t req_id, tw_status st,
-		     tw_value *v);
+		     tw_value *v, struct ag_own *ag);
 void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
 		      tw_status why);
 void call_fail_all(struct agent_loop *l, tw_status kind, const char *msg);

@@ -9,6 +9,8 @@
 
 #include <tensorwire/schema.h>
 
+#include <tensorwire/autograd.h>
+
 #include "dataplane/err.h"
 #include "dataplane/probe.h"
 #include "rpc/agent_impl.h"
@@ -50,6 +52,8 @@ static void call_put(struct call *c)
 	c->fut = NULL;
 	tw_value_destroy(&c->self_args);
 	tw_value_destroy(&c->self_kwargs);
+	free(c->self_ag);
+	c->self_ag = NULL;
 	if (c->has_msg)
 		tw_out_msg_release(&c->tx.msg);
 	c->has_msg = false;
@@ -238,15 +242,18 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 }
 
 void call_local_done(struct agent_loop *l, uint64_t req_id, tw_status st,
-		     tw_value *v)
+		     tw_value *v, struct ag_own *ag)
 {
 	struct call *c = pend_find(&l->pend, req_id);
 	if (c == NULL || !c->self) {
 		stat_inc(&l->stats.late_responses);
 		tw_value_destroy(v);
+		free(ag);
 		return;
 	}
 	call_detach(l, c);
+	if (ag != NULL)
+		future_ag_give(c->fut, ag); /* before completion publishes */
 	if (st == TW_OK)
 		tw_future_complete(c->fut, v);
 	else if (tw_future_fail_value(c->fut, v) != TW_OK)
@@ -443,7 +450,8 @@ static tw_status prepare_self(struct call *c, const char *fn,
 static tw_status encode_payload(struct call *c, const tw_value *payload);
 
 static tw_status encode_call(struct call *c, const char *fn,
-			     const tw_value *args, const tw_value *kwargs)
+			     const tw_value *args, const tw_value *kwargs,
+			     const tw_ag_meta *ag)
 {
 	/* tuple(str fn, tuple args, dict kwargs) made of borrowed views of
 	 * the caller's values: the encoder reads them before we return. */
@@ -453,6 +461,13 @@ static tw_status encode_call(struct call *c, const char *fn,
 			    .flags = TW_VALUE_BORROWED,
 			    .len = 3,
 			    .u.items = items};
+	if (__builtin_expect(ag != NULL, 0)) {
+		/* In an autograd envelope (docs/wire.md §5.2). */
+		tw_value env_items[4];
+		tw_value env = tw_msg_ag_wrap(ag, &payload, env_items);
+		c->hflags = TW_FRAME_F_AUTOGRAD;
+		return encode_payload(c, &env);
+	}
 	return encode_payload(c, &payload);
 }
 
@@ -463,6 +478,7 @@ static tw_status encode_payload(struct call *c, const tw_value *payload)
 	tw_frame_hdr h = {0};
 	h.version = TW_FRAME_VERSION;
 	h.type = c->mtype;
+	h.flags = c->hflags;
 	h.req_id = c->req_id;
 	h.src = a->rank;
 	h.dst = c->dst;
@@ -794,7 +810,7 @@ struct dest {
 static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 			       const tw_value *args, const tw_value *kwargs,
 			       int64_t timeout_ms, tw_future **out,
-			       bool internal, bool waited)
+			       bool internal, bool waited, const tw_ag_meta *ag)
 {
 	if (out != NULL)
 		*out = NULL;
@@ -859,6 +875,9 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 		st = agent_dead_fail(a, dst);
 		goto out;
 	}
+	if (__builtin_expect(ag != NULL, 0) &&
+	    (st = tw_ag_context_reach(a, ag->context_id, dst)) != TW_OK)
+		goto out;
 
 	struct agent_loop *l = pick_loop(a);
 	struct call *c = call_record_new(a, l, dst, TW_MSG_CALL, TW_MSG_RET,
@@ -869,11 +888,19 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 	}
 	c->self = dst == a->rank;
 	st = c->self ? prepare_self(c, fn, args, kwargs)
-		     : encode_call(c, fn, args, kwargs);
+		     : encode_call(c, fn, args, kwargs, ag);
+	if (st == TW_OK && c->self && ag != NULL &&
+	    (c->self_ag = ag_own_new(ag)) == NULL)
+		st = tw_fail_static(TW_ENOMEM,
+				    "out of memory for autograd metadata");
 	c->has_msg = !c->self && st == TW_OK;
 	if (st != TW_OK) {
 		call_put(c);
-		st = refuse_args(a, st, fn, args, kwargs);
+		/* A mask that does not fit the tensors: the encoder said so
+		 * (the arguments themselves are fine). */
+		if (!(ag != NULL && st == TW_EINVAL &&
+		      strstr(tw_errmsg(st), "grad_mask") != NULL))
+			st = refuse_args(a, st, fn, args, kwargs);
 		goto out;
 	}
 	if (__builtin_expect(c->has_msg && c->tx.msg.total_len > a->o.max_frame,
@@ -944,14 +971,14 @@ static tw_status call_async(tw_agent *a, struct dest to, const char *fn,
 			    int64_t timeout_ms, tw_future **out, bool waited)
 {
 	return call_async_in(a, to, fn, args, kwargs, timeout_ms, out, false,
-			     waited);
+			     waited, NULL);
 }
 
 tw_status call_self_async(tw_agent *a, const char *fn, const tw_value *args,
 			  const tw_value *kwargs, tw_future **out)
 {
 	return call_async_in(a, (struct dest){.id = a->rank}, fn, args, kwargs,
-			     0, out, true, false);
+			     0, out, true, false, NULL);
 }
 
 tw_status tw_rpc_async(tw_agent *a, const char *to, const char *fn,
@@ -988,6 +1015,28 @@ tw_status tw_rpc_async_ex(tw_agent *a, uint32_t to, const char *fn,
 	}
 	return call_async(a, (struct dest){.id = to}, fn, args, kwargs,
 			  timeout_ms, out, (flags & TW_CALL_WAITED) != 0);
+}
+
+tw_status tw_rpc_async_ag(tw_agent *a, uint32_t to, const char *fn,
+			  const tw_value *args, const tw_value *kwargs,
+			  int64_t timeout_ms, unsigned flags,
+			  const tw_ag_meta *m, tw_future **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (flags & ~(unsigned)TW_CALL_WAITED)
+		return tw_fail(TW_EINVAL, "tw_rpc_async_ag: unknown flags 0x%x",
+			       flags & ~(unsigned)TW_CALL_WAITED);
+	if (m == NULL || m->context_id < 0 || m->message_id < 0 ||
+	    (m->mask_len > 0 && m->grad_mask == NULL))
+		return tw_fail_static(TW_EINVAL,
+				      "tw_rpc_async_ag: no metadata, a "
+				      "negative id, or a mask without bytes");
+	if (to == UINT32_MAX && a != NULL)
+		return agent_no_worker_id(a, to);
+	return call_async_in(a, (struct dest){.id = to}, fn, args, kwargs,
+			     timeout_ms, out, false,
+			     (flags & TW_CALL_WAITED) != 0, m);
 }
 
 static tw_status call_sync(tw_agent *a, struct dest to, const char *fn,

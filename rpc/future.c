@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <tensorwire/future.h>
+#include <tensorwire/autograd.h>
 
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
@@ -98,6 +99,10 @@ struct tw_future {
 	const struct future_driver *drv;
 	void *drv_ctx;
 
+	/* Autograd metadata given by the completer (tw_future_set_ag, a
+	 * call to self's answer); a message's own is in msg.ag. */
+	struct ag_own *ag;
+
 	tw_in_msg msg; /* completed from a message: kept until the last release */
 };
 
@@ -167,6 +172,7 @@ tw_status tw_future_create(tw_future **out)
 	f->own = tw_value_none();
 	f->err_inline = (tw_error){0};
 	f->has_msg = false;
+	f->ag = NULL;
 	f->chain_fn = NULL;
 	f->chain_arg = NULL;
 	f->drv = NULL;
@@ -211,11 +217,69 @@ void tw_future_release(tw_future *f)
 	/* No callback node can remain: each registration holds a reference
 	 * until its callback has run and its node is freed. */
 	tw_value_destroy(&f->own);
+	free(f->ag);
 	if (f->has_msg)
 		tw_in_msg_release(&f->msg);
 	if (f->drv != NULL)
 		f->drv->release(f->drv_ctx);
 	tcache_put(&fcache, &fcache_tls, f);
+}
+
+/* ---- autograd metadata ------------------------------------------------ */
+
+struct ag_own *ag_own_new(const tw_ag_meta *m)
+{
+	if (m == NULL || (m->mask_len > 0 && m->grad_mask == NULL))
+		return NULL;
+	struct ag_own *o = malloc(sizeof(*o) + m->mask_len);
+	if (o == NULL)
+		return NULL;
+	o->context_id = m->context_id;
+	o->message_id = m->message_id;
+	o->mask_len = m->mask_len;
+	if (m->mask_len > 0)
+		memcpy(o->mask, m->grad_mask, m->mask_len);
+	return o;
+}
+
+void future_ag_give(tw_future *f, struct ag_own *o)
+{
+	free(f->ag);
+	f->ag = o;
+}
+
+tw_status tw_future_set_ag(tw_future *f, const tw_ag_meta *m)
+{
+	if (f == NULL || m == NULL || m->context_id < 0 || m->message_id < 0)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_set_ag: no future, no "
+				      "metadata, or a negative id");
+	if (is_done(load_state(f)))
+		return tw_fail_static(TW_EINVAL,
+				      "tw_future_set_ag: the future is "
+				      "already complete");
+	struct ag_own *o = ag_own_new(m);
+	if (o == NULL)
+		return tw_fail_static(TW_ENOMEM,
+				      "out of memory for autograd metadata");
+	future_ag_give(f, o);
+	return TW_OK;
+}
+
+bool tw_future_ag(const tw_future *f, tw_ag_meta *out)
+{
+	if (f == NULL || !is_done(load_state(f)))
+		return false;
+	if (f->has_msg && (f->msg.hdr.flags & TW_FRAME_F_AUTOGRAD)) {
+		if (out != NULL)
+			*out = f->msg.ag;
+		return true;
+	}
+	if (f->ag == NULL)
+		return false;
+	if (out != NULL)
+		*out = ag_own_meta(f->ag);
+	return true;
 }
 
 /* ---- completion ------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <tensorwire/future.h>
+#include <tensorwire/message.h>
 
 /*
  * Claim f for completion and lend its message slot: decode the response
@@ -21,6 +22,25 @@ tw_in_msg *future_msg_begin(tw_future *f);
 void future_msg_end(tw_future *f);
 void future_msg_fail(tw_future *f, tw_status kind, uint32_t origin,
 		     const char *msg);
+
+/* Autograd metadata owned by a future or a reply (autograd.h): the ids
+ * and a copy of the mask. */
+struct ag_own {
+	int64_t context_id, message_id;
+	uint32_t mask_len;
+	uint8_t mask[];
+};
+/* A copy of m (NULL without memory, or for m NULL). */
+struct ag_own *ag_own_new(const tw_ag_meta *m);
+static inline tw_ag_meta ag_own_meta(const struct ag_own *o)
+{
+	return (tw_ag_meta){.context_id = o->context_id,
+			    .message_id = o->message_id,
+			    .grad_mask = o->mask,
+			    .mask_len = o->mask_len};
+}
+/* Give f owned metadata o (replacing any), before f completes. */
+void future_ag_give(tw_future *f, struct ag_own *o);
 
 /* After failure: whether the error came from another worker (an
  * EXCEPTION frame, or a chain from such a future) rather than being

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <tensorwire/autograd.h>
+
 #include "dataplane/err.h"
 #include "dataplane/probe.h"
 #include "rpc/agent_impl.h"
@@ -28,6 +30,26 @@ tw_agent *tw_call_agent(const tw_call_ctx *ctx)
 uint32_t tw_call_caller(const tw_call_ctx *ctx)
 {
 	return ctx == NULL ? 0 : ctx->p.caller;
+}
+
+const tw_ag_meta *tw_call_ag(const tw_call_ctx *ctx)
+{
+	return ctx == NULL ? NULL : ctx->p.agin;
+}
+
+tw_status tw_call_set_ag(tw_call_ctx *ctx, const tw_ag_meta *m)
+{
+	if (ctx == NULL || m == NULL || m->context_id < 0 || m->message_id < 0)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_call_set_ag: no call, no metadata, "
+				      "or a negative id");
+	struct ag_own *o = ag_own_new(m);
+	if (o == NULL)
+		return tw_fail_static(TW_ENOMEM,
+				      "out of memory for autograd metadata");
+	free(ctx->p.agout);
+	ctx->p.agout = o;
+	return TW_OK;
 }
 
 void tw_call_defer(tw_call_ctx *ctx, tw_future *f)
@@ -79,6 +101,8 @@ static void reply_put(tw_agent *a, struct reply *r)
 	if (r->encoded)
 		tw_out_msg_release(&r->tx.msg);
 	r->encoded = false;
+	free(r->ag);
+	r->ag = NULL;
 	tw_value_destroy(&r->val);
 	void *p = r;
 	if (tw_ring_mp_enqueue_bulk(a->reply_cache, &p, 1, NULL) != 1)
@@ -307,7 +331,8 @@ static void serve_deliver(struct agent_loop *l, struct reply *r)
 {
 	tw_agent *a = l->a;
 	if (r->local) {
-		call_local_done(l, r->req_id, r->st, &r->val);
+		call_local_done(l, r->req_id, r->st, &r->val, r->ag);
+		r->ag = NULL;
 		reply_put(a, r);
 		return;
 	}
@@ -331,9 +356,16 @@ static void serve_deliver(struct agent_loop *l, struct reply *r)
 
 static tw_status encode_reply(tw_agent *a, const struct reply_path *p,
 			      unsigned type, const tw_value *payload,
-			      tw_out_msg *out)
+			      const tw_ag_meta *ag, tw_out_msg *out)
 {
 	tw_frame_hdr h = {0};
+	tw_value items[4], env;
+	if (ag != NULL && tw_msg_ag_type(type)) {
+		/* The answer in its autograd envelope (wire.md §5.2). */
+		env = tw_msg_ag_wrap(ag, payload, items);
+		payload = &env;
+		h.flags = TW_FRAME_F_AUTOGRAD;
+	}
 	h.version = TW_FRAME_VERSION;
 	h.type = (uint8_t)type;
 	h.req_id = p->req_id;
@@ -353,8 +385,27 @@ static tw_status encode_reply(tw_agent *a, const struct reply_path *p,
  * agent must be alive (loop, executor before stop, or a deferred callback
  * inside the hub's active count).
  */
+static void serve_reply_ag(const struct reply_path *p, unsigned ok_type,
+			   tw_status st, const tw_value *result,
+			   uint32_t origin, const char *msg,
+			   const tw_ag_meta *ag);
+
 void serve_reply(const struct reply_path *p, unsigned ok_type, tw_status st,
 		 const tw_value *result, uint32_t origin, const char *msg)
+{
+	tw_ag_meta m;
+	if (p->agout != NULL)
+		m = ag_own_meta(p->agout);
+	serve_reply_ag(p, ok_type, st, result, origin, msg,
+		       p->agout != NULL ? &m : NULL);
+}
+
+/* serve_reply with the answer's autograd metadata (NULL: none; only a
+ * successful answer carries it). */
+static void serve_reply_ag(const struct reply_path *p, unsigned ok_type,
+			   tw_status st, const tw_value *result,
+			   uint32_t origin, const char *msg,
+			   const tw_ag_meta *ag)
 {
 	tw_agent *a = p->a;
 	if (p->counted) /* answered (or dropped below): no longer active */
@@ -382,6 +433,8 @@ void serve_reply(const struct reply_path *p, unsigned ok_type, tw_status st,
 				tw_value_error(
 					&r->val, cst, a->rank,
 					"cannot copy the result of a call to self");
+			} else if (ag != NULL) {
+				r->ag = ag_own_new(ag);
 			}
 		} else {
 			r->val = errv;
@@ -394,7 +447,7 @@ void serve_reply(const struct reply_path *p, unsigned ok_type, tw_status st,
 	tw_value none = tw_value_none();
 	unsigned type = st == TW_OK ? ok_type : TW_MSG_EXCEPTION;
 	tw_status est = encode_reply(
-		a, p, type, st == TW_OK ? (result ? result : &none) : &errv,
+		a, p, type, st == TW_OK ? (result ? result : &none) : &errv, ag,
 		&r->tx.msg);
 	if (est != TW_OK && type != TW_MSG_EXCEPTION) {
 		/* The result cannot travel: say so instead. */
@@ -405,7 +458,7 @@ void serve_reply(const struct reply_path *p, unsigned ok_type, tw_status st,
 			fn_name(p), a->name, tw_strerror(est));
 		tw_value_error(&errv, est, a->rank, m);
 		type = TW_MSG_EXCEPTION;
-		est = encode_reply(a, p, type, &errv, &r->tx.msg);
+		est = encode_reply(a, p, type, &errv, NULL, &r->tx.msg);
 	}
 	if (__builtin_expect(
 		    est == TW_OK && r->tx.msg.total_len > a->o.max_frame, 0)) {
@@ -425,7 +478,7 @@ void serve_reply(const struct reply_path *p, unsigned ok_type, tw_status st,
 		tw_value_destroy(&errv);
 		tw_value_error(&errv, TW_EOVERFLOW, a->rank, m);
 		type = TW_MSG_EXCEPTION;
-		est = encode_reply(a, p, type, &errv, &r->tx.msg);
+		est = encode_reply(a, p, type, &errv, NULL, &r->tx.msg);
 	}
 	tw_value_destroy(&errv);
 	if (est != TW_OK) {
@@ -480,7 +533,12 @@ static void defer_cb(tw_future *f, void *arg)
 	atomic_fetch_add(&hub->active, 1);
 	if (!atomic_load(&hub->dead)) {
 		tw_status st = tw_future_status(f);
-		if (st == TW_OK) {
+		tw_ag_meta fm;
+		if (st == TW_OK && tw_future_ag(f, &fm)) {
+			/* The future's metadata (tw_future_set_ag) */
+			serve_reply_ag(&d->p, TW_MSG_RET, TW_OK,
+				       tw_future_value(f), 0, NULL, &fm);
+		} else if (st == TW_OK) {
 			reply_send(&d->p, TW_OK, tw_future_value(f), 0, NULL);
 		} else {
 			const tw_error *e = tw_future_error(f);
@@ -505,6 +563,7 @@ static void defer_cb(tw_future *f, void *arg)
 	atomic_fetch_sub(&hub->active, 1);
 	tw_future_release(d->f);
 	hub_release(hub);
+	free(d->p.agout);
 	free(d);
 }
 
@@ -516,6 +575,7 @@ static void defer_start(tw_call_ctx *ctx)
 		tw_future_release(ctx->deferred);
 		reply_errorf(&ctx->p, TW_ENOMEM, "out of memory on worker '%s'",
 			     a->name);
+		free(ctx->p.agout);
 		return;
 	}
 	d->p = ctx->p;
@@ -528,6 +588,7 @@ static void defer_start(tw_call_ctx *ctx)
 			     a->name);
 		tw_future_release(d->f);
 		hub_release(d->hub);
+		free(d->p.agout);
 		free(d);
 	}
 }
@@ -558,15 +619,16 @@ static bool run_handler(const struct reply_path *p, const tw_value *args,
 		tw_value_destroy(&result);
 		if (ctx.deferred != NULL)
 			tw_future_release(ctx.deferred);
+		free(ctx.p.agout);
 		return true;
 	}
 	if (ctx.deferred != NULL) {
 		tw_value_destroy(&result);
-		defer_start(&ctx);
+		defer_start(&ctx); /* takes ctx.p.agout */
 		return false;
 	}
 	if (st == TW_OK) {
-		reply_send(p, TW_OK, &result, 0, NULL);
+		reply_send(&ctx.p, TW_OK, &result, 0, NULL);
 	} else {
 		const tw_error *e = result.kind == TW_KIND_ERROR ? result.u.err
 								 : NULL;
@@ -582,6 +644,7 @@ static bool run_handler(const struct reply_path *p, const tw_value *args,
 				     fn_name(p), p->a->name, tw_errmsg(st));
 		}
 	}
+	free(ctx.p.agout);
 	tw_value_destroy(&result);
 	return false;
 }
@@ -597,6 +660,7 @@ struct srv_job {
 	tw_frame_hdr hdr;         /* network: its header, from the transport */
 	struct tw_msg_hold *hold; /* network: the RRefs the loop adopted */
 	tw_value args, kwargs;    /* local: owned */
+	struct ag_own *ag;        /* local: the call's autograd metadata */
 	bool counted;             /* network: ends on its loop (job_end_msg) */
 	bool admitted; /* network: given to the executor, in peers[peer].exec */
 	int64_t peer;  /* network: in l->peers[peer] (len bytes); -1: not */
@@ -665,6 +729,8 @@ static void job_free(struct srv_job *j)
 	j->buf = NULL;
 	call_value_reclaim(&j->args);
 	call_value_reclaim(&j->kwargs);
+	free(j->ag);
+	j->ag = NULL;
 	if (!j->counted) {
 		free(j);
 		return;
@@ -699,10 +765,16 @@ static void job_run(struct exec_job *ej)
 		return;
 	}
 	if (j->local) {
+		tw_ag_meta am;
+		if (j->ag != NULL) {
+			am = ag_own_meta(j->ag);
+			j->p.agin = &am;
+		}
 		call_value_lend(&j->args);
 		call_value_lend(&j->kwargs);
 		(void)run_handler(&j->p, &j->args, &j->kwargs,
 				  &j->p.a->lim_exec);
+		j->p.agin = NULL;
 	} else {
 		tw_in_msg m;
 		tw_status st = tw_msg_decode(j->buf, j->off, j->len, &j->hdr,
@@ -714,9 +786,12 @@ static void job_run(struct exec_job *ej)
 			if (j->hold != NULL)
 				rref_hold_give(j->p.l, &m, j->hold);
 			j->hold = NULL;
+			j->p.agin = (m.hdr.flags & TW_FRAME_F_AUTOGRAD) ? &m.ag
+									: NULL;
 			(void)run_handler(&j->p, &m.payload.u.items[1],
 					  &m.payload.u.items[2],
 					  &j->p.a->lim_exec);
+			j->p.agin = NULL;
 			tw_in_msg_release(&m);
 		}
 	}
@@ -827,7 +902,15 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			       .caller = h->src};
 	serve_count(&p, deadline != 0);
 	p.fn = registry_find(&a->reg, fnv->u.str, fnv->len);
-	if (p.fn == NULL) {
+	tw_status ast = TW_OK;
+	if (__builtin_expect(h->flags & TW_FRAME_F_AUTOGRAD, 0)) {
+		/* The caller's context reached us (docs/autograd.md). */
+		p.agin = &m.ag;
+		ast = tw_ag_context_reach(a, m.ag.context_id, h->src);
+	}
+	if (ast != TW_OK) {
+		reply_errorf(&p, ast, "%s", tw_errmsg(ast));
+	} else if (p.fn == NULL) {
 		reply_errorf(&p, TW_ENOFUNC,
 			     "unknown function '%.*s' on worker '%s'",
 			     (int)(fnv->len > 200 ? 200 : fnv->len), fnv->u.str,
@@ -845,6 +928,7 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 				     "out of memory on worker '%s'", a->name);
 		} else {
 			j->p = p;
+			j->p.agin = NULL; /* m's: set again on the executor */
 			j->deadline_ns = deadline;
 			j->buf = tw_buf_retain(buf);
 			j->off = off;
@@ -899,6 +983,13 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 	tw_value args = c->self_args, kwargs = c->self_kwargs;
 	c->self_args = tw_value_none();
 	c->self_kwargs = tw_value_none();
+	struct ag_own *ag = c->self_ag;
+	c->self_ag = NULL;
+	tw_ag_meta am;
+	if (ag != NULL) {
+		am = ag_own_meta(ag);
+		p.agin = &am;
+	}
 	/* Read before the handler runs: its reply may recycle c. */
 	uint64_t deadline = c->deadline_ns;
 	if (!(c->fn->flags & TW_FN_BLOCKING)) {
@@ -907,6 +998,7 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 		if (!run_handler(&p, &args, &kwargs, &a->lim_loop)) {
 			call_value_reclaim(&args);
 			call_value_reclaim(&kwargs);
+			free(ag);
 			return;
 		}
 		/* A builtin too big for the loop: nothing answered yet. */
@@ -918,11 +1010,14 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 	if (j == NULL) {
 		tw_value_destroy(&args);
 		tw_value_destroy(&kwargs);
+		free(ag);
 		reply_errorf(&p, TW_ENOMEM, "out of memory on worker '%s'",
 			     a->name);
 		return;
 	}
 	j->p = p;
+	j->p.agin = NULL; /* from j->ag on the executor */
+	j->ag = ag;
 	j->local = true;
 	j->deadline_ns = deadline;
 	j->args = args;

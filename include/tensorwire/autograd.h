@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #include <tensorwire/agent.h>
+#include <tensorwire/future.h>
+#include <tensorwire/message.h>
 #include <tensorwire/status.h>
 
 #ifdef __cplusplus
@@ -67,6 +69,42 @@ int64_t tw_ag_message_id(tw_agent *a);
  */
 typedef void (*tw_ag_release_fn)(tw_agent *a, int64_t id, void *arg);
 void tw_ag_set_release_hook(tw_agent *a, tw_ag_release_fn fn, void *arg);
+
+/* ---- forward messages (docs/wire.md §5.2) ---- */
+
+/*
+ * tw_rpc_async_ex with autograd metadata m (tw_ag_meta, message.h): the
+ * CALL travels in an autograd envelope, and m->context_id is recorded as
+ * having reached `to` (created here if it was not held). m's mask must
+ * have one bit per tensor in args and kwargs (the encoder refuses
+ * another, TW_EINVAL, sending nothing). A call to self carries m in
+ * process. The answer's metadata: tw_future_ag. Errors as
+ * tw_rpc_async_ex's, and tw_ag_context_reach's.
+ */
+tw_status tw_rpc_async_ag(tw_agent *a, uint32_t to, const char *fn,
+			  const tw_value *args, const tw_value *kwargs,
+			  int64_t timeout_ms, unsigned flags,
+			  const tw_ag_meta *m, tw_future **out);
+
+/* The autograd metadata of a completed future's answer (a RET in an
+ * envelope, or what its completer set): true and *out filled, the mask
+ * borrowed from f (valid while f is held); false when it has none. */
+bool tw_future_ag(const tw_future *f, tw_ag_meta *out);
+
+/* Give the answer f will be (a deferred handler's future) metadata m,
+ * copied: the reply then travels in an envelope. Before completing f;
+ * TW_EINVAL after. */
+tw_status tw_future_set_ag(tw_future *f, const tw_ag_meta *m);
+
+/* The metadata of the call a handler serves, or NULL when it came without
+ * (borrowed: valid while the handler runs; copy what a deferred answer
+ * needs). The agent has recorded the context as reaching the caller. */
+const tw_ag_meta *tw_call_ag(const tw_call_ctx *ctx);
+
+/* Answer the call being served in an envelope carrying m (copied), for a
+ * handler that answers by returning; a deferred one sets it on its future
+ * (tw_future_set_ag). An error answer carries none. */
+tw_status tw_call_set_ag(tw_call_ctx *ctx, const tw_ag_meta *m);
 
 #ifdef __cplusplus
 }

@@ -229,3 +229,249 @@ Test(autograd, contexts_bounded)
 	cr_assert_eq(tw_ag_context_new(W.ag[1], &id), TW_OK);
 	world_down(true);
 }
+
+/* ---- forward messages ---- */
+
+static struct seen {
+	int calls;
+	bool had;
+	int64_t ctx, msg;
+	uint8_t mask;
+	uint32_t mask_len;
+} seen;
+
+static int64_t answer_msg;
+static uint32_t answer_mask_len = 1;
+static tw_future *parked; /* the deferred handler's answer */
+
+/* Records what came, answers args[0] back in an envelope of its own. */
+static tw_status h_ag(tw_call_ctx *ctx, const tw_value *args,
+		      const tw_value *kwargs, tw_value *result, void *arg)
+{
+	(void)kwargs;
+	const tw_ag_meta *m = tw_call_ag(ctx);
+	seen.calls++;
+	seen.had = m != NULL;
+	if (m != NULL) {
+		seen.ctx = m->context_id;
+		seen.msg = m->message_id;
+		seen.mask_len = m->mask_len;
+		seen.mask = m->mask_len ? m->grad_mask[0] : 0;
+		static uint8_t one[2] = {1, 0};
+		answer_msg = tw_ag_message_id(tw_call_agent(ctx));
+		tw_ag_meta out = {.context_id = m->context_id,
+				  .message_id = answer_msg,
+				  .grad_mask = one,
+				  .mask_len = answer_mask_len};
+		if (arg != NULL) { /* deferred: on the future */
+			cr_assert_eq(tw_future_create(&parked), TW_OK);
+			cr_assert_eq(tw_future_set_ag(parked, &out), TW_OK);
+			tw_call_defer(ctx, parked);
+			return TW_OK;
+		}
+		cr_assert_eq(tw_call_set_ag(ctx, &out), TW_OK);
+	}
+	return tw_value_clone(result, &args->u.items[0]);
+}
+
+static tw_value tensor_args(void)
+{
+	int64_t shape[1] = {2};
+	tw_tensor t;
+	cr_assert_eq(tw_tensor_alloc(&t, TW_FLOAT32, 1, shape), TW_OK);
+	((float *)t.data)[0] = 1.5f;
+	((float *)t.data)[1] = -2.0f;
+	tw_value args, tv;
+	cr_assert_eq(tw_value_tensor(&tv, &t), TW_OK);
+	tw_tensor_release(&t);
+	cr_assert_eq(tw_value_tuple(&args, 1), TW_OK);
+	cr_assert_eq(tw_value_set_item(&args, 0, tv), TW_OK);
+	return args;
+}
+
+static void register_ag(unsigned flags)
+{
+	for (uint32_t i = 0; i < W.n; i++) {
+		cr_assert_eq(tw_agent_register(W.ag[i], "t::ag", h_ag, NULL,
+					       flags),
+			     TW_OK);
+		cr_assert_eq(tw_agent_register(W.ag[i], "t::ag_defer", h_ag,
+					       (void *)1, 0),
+			     TW_OK);
+	}
+	memset(&seen, 0, sizeof(seen));
+	answer_mask_len = 1;
+}
+
+/* One call in a context from A to `to`: the callee saw the ids and mask,
+ * the answer's metadata is on the future, both sides hold the context
+ * and know they reached each other. */
+static void forward_round_trip(uint32_t to, const char *fn)
+{
+	int64_t id;
+	cr_assert_eq(tw_ag_context_new(W.ag[0], &id), TW_OK);
+	uint8_t mask = 0x1;
+	tw_ag_meta m = {.context_id = id,
+			.message_id = tw_ag_message_id(W.ag[0]),
+			.grad_mask = &mask,
+			.mask_len = 1};
+	tw_value args = tensor_args();
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_rpc_async_ag(W.ag[0], to, fn, &args, NULL, 5000, 0, &m,
+				     &f),
+		     TW_OK, "%s", tw_errmsg(TW_EINVAL));
+	tw_value_destroy(&args);
+	settle();
+	if (parked != NULL) {
+		tw_value r = tensor_args();
+		cr_assert_eq(tw_future_complete(parked, &r.u.items[0]), TW_OK);
+		tw_value_destroy(&r);
+		tw_future_release(parked);
+		parked = NULL;
+		settle();
+	}
+	cr_assert(tw_future_done(f));
+	cr_assert_eq(tw_future_status(f), TW_OK, "%s",
+		     tw_future_error(f) ? tw_future_error(f)->msg : "");
+	cr_assert_eq(tw_future_value(f)->kind, TW_KIND_TENSOR);
+	cr_assert(seen.had);
+	cr_assert_eq(seen.ctx, id);
+	cr_assert_eq(seen.msg, m.message_id);
+	cr_assert_eq(seen.mask_len, 1);
+	cr_assert_eq(seen.mask, 0x1);
+	tw_ag_meta back;
+	cr_assert(tw_future_ag(f, &back));
+	cr_assert_eq(back.context_id, id);
+	cr_assert_eq(back.message_id, answer_msg);
+	cr_assert_eq(tw_ag_context_worker(back.message_id), to);
+	cr_assert_eq(back.mask_len, 1);
+	cr_assert_eq(back.grad_mask[0], 1);
+	tw_future_release(f);
+	cr_assert(tw_ag_context_valid(W.ag[to], id));
+	uint32_t w[2];
+	if (to != 0) {
+		cr_assert_eq(tw_ag_context_workers(W.ag[0], id, w, 2), 1);
+		cr_assert_eq(w[0], to);
+		cr_assert_eq(tw_ag_context_workers(W.ag[to], id, w, 2), 1);
+		cr_assert_eq(w[0], 0);
+	}
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_ag_context_release(W.ag[0], id), TW_OK);
+	settle();
+	cr_assert_eq(count(0), 0);
+	cr_assert_eq(count(to), 0);
+}
+
+Test(autograd, forward_metadata_both_ways)
+{
+	world_up(2, NULL);
+	register_ag(0);
+	forward_round_trip(1, "t::ag");       /* on B's loop */
+	forward_round_trip(1, "t::ag_defer"); /* a deferred answer */
+	forward_round_trip(0, "t::ag");       /* a call to self */
+	forward_round_trip(0, "t::ag_defer");
+	world_down(true);
+}
+
+Test(autograd, forward_metadata_on_the_executor)
+{
+	world_up(2, NULL);
+	register_ag(TW_FN_BLOCKING);
+	forward_round_trip(1, "t::ag");
+	forward_round_trip(0, "t::ag");
+	world_down(true);
+}
+
+/* A call without metadata carries none either way; a mask that does not
+ * fit the tensors is refused at the caller (nothing sent), and an answer
+ * whose mask does not fit comes back as an error saying so. */
+Test(autograd, forward_metadata_refused)
+{
+	world_up(2, NULL);
+	register_ag(0);
+	tw_value args = tensor_args();
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_rpc_async_id(W.ag[0], 1, "t::ag", &args, NULL, 5000,
+				     &f),
+		     TW_OK);
+	settle();
+	cr_assert_eq(tw_future_status(f), TW_OK);
+	cr_assert(!seen.had);
+	cr_assert(!tw_future_ag(f, NULL));
+	tw_future_release(f);
+
+	int64_t id;
+	cr_assert_eq(tw_ag_context_new(W.ag[0], &id), TW_OK);
+	uint8_t mask[2] = {1, 0};
+	tw_ag_meta m = {.context_id = id,
+			.message_id = 1,
+			.grad_mask = mask,
+			.mask_len = 2};
+	cr_assert_eq(tw_rpc_async_ag(W.ag[0], 1, "t::ag", &args, NULL, 5000, 0,
+				     &m, &f),
+		     TW_EINVAL);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "grad_mask") != NULL, "%s",
+		  tw_errmsg(TW_EINVAL));
+	cr_assert_null(f);
+	m.context_id = -3;
+	cr_assert_eq(tw_rpc_async_ag(W.ag[0], 1, "t::ag", &args, NULL, 5000, 0,
+				     &m, &f),
+		     TW_EINVAL);
+
+	m.context_id = id;
+	m.mask_len = 1;
+	answer_mask_len = 2; /* the handler's answer will not fit */
+	cr_assert_eq(tw_rpc_async_ag(W.ag[0], 1, "t::ag", &args, NULL, 5000, 0,
+				     &m, &f),
+		     TW_OK);
+	settle();
+	const tw_error *e = failure(f, TW_EINVAL);
+	cr_assert(strstr(e->msg, "cannot be sent") != NULL, "%s", e->msg);
+	tw_future_release(f);
+	tw_value_destroy(&args);
+	world_down(true);
+}
+
+/* A callee at its bound of contexts refuses a call that would bring a new
+ * one, saying why; calls in contexts it holds still pass. */
+Test(autograd, forward_into_a_full_table)
+{
+	world_up(2, NULL);
+	register_ag(0);
+	int64_t held;
+	cr_assert_eq(tw_ag_context_new(W.ag[0], &held), TW_OK);
+	cr_assert_eq(tw_ag_context_reach(W.ag[1], held, 0), TW_OK);
+	for (uint32_t i = 1; i < TW_AG_MAX_CONTEXTS; i++)
+		cr_assert_eq(tw_ag_context_reach(W.ag[1],
+						 (INT64_C(1) << 48) | i, 0),
+			     TW_OK);
+	int64_t fresh;
+	cr_assert_eq(tw_ag_context_new(W.ag[0], &fresh), TW_OK);
+	uint8_t mask = 1;
+	tw_ag_meta m = {.context_id = fresh,
+			.message_id = 9,
+			.grad_mask = &mask,
+			.mask_len = 1};
+	tw_value args = tensor_args();
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_rpc_async_ag(W.ag[0], 1, "t::ag", &args, NULL, 5000, 0,
+				     &m, &f),
+		     TW_OK);
+	settle();
+	const tw_error *e = failure(f, TW_EBUSY);
+	cr_assert(strstr(e->msg, "TW_AG_MAX_CONTEXTS") != NULL, "%s", e->msg);
+	cr_assert_eq(seen.calls, 0);
+	tw_future_release(f);
+	m.context_id = held;
+	cr_assert_eq(tw_rpc_async_ag(W.ag[0], 1, "t::ag", &args, NULL, 5000, 0,
+				     &m, &f),
+		     TW_OK);
+	settle();
+	cr_assert_eq(tw_future_status(f), TW_OK);
+	tw_future_release(f);
+	tw_value_destroy(&args);
+	world_down(true);
+}
