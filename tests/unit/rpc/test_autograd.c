@@ -322,6 +322,8 @@ static void forward_round_trip(uint32_t to, const char *fn)
 				     &f),
 		     TW_OK, "%s", tw_errmsg(TW_EINVAL));
 	tw_value_destroy(&args);
+	/* A blocking handler runs on an executor thread: wait for it. */
+	POLL_UNTIL(tw_future_done(f) || parked != NULL);
 	settle();
 	if (parked != NULL) {
 		tw_value r = tensor_args();
