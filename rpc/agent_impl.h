@@ -471,6 +471,8 @@ void ag_on_frame(struct agent_loop *l, struct conn_state *cs,
 		 const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
 /* End the contexts rank created (agent_member_dead). */
 void ag_member_dead(tw_agent *a, uint32_t rank);
+/* The AG_BACKWARD handler as a function entry, or NULL. */
+const struct reg_entry *ag_backward_entry(const tw_agent *a);
 
 /* ---- serve.c (server side) ---- */
 void serve_on_call(struct agent_loop *l, struct conn_state *cs,

@@ -14,6 +14,7 @@
 #include "dataplane/err.h"
 #include "dataplane/log.h"
 #include "rpc/agent_impl.h"
+#include "rpc/registry.h"
 
 #define AG_BUCKETS 1024u
 #define AG_ID_BITS 48
@@ -33,6 +34,7 @@ struct ag_table {
 	int64_t next_ctx, next_msg;
 	tw_ag_release_fn hook;
 	void *hook_arg;
+	_Atomic(struct reg_entry *) backward; /* set once */
 };
 
 static uint32_t bucket(int64_t id)
@@ -64,6 +66,7 @@ void ag_fini(tw_agent *a)
 			t->b[i] = c->next;
 			free(c);
 		}
+	free(atomic_load(&t->backward));
 	pthread_mutex_destroy(&t->mu);
 	free(t);
 	a->ag = NULL;
@@ -321,6 +324,59 @@ static void answer(const struct reply_path *p, unsigned ok_type, tw_status kind,
 	serve_reply(p, ok_type, kind, NULL, p->a->rank, msg);
 }
 
+tw_status tw_ag_set_backward_handler(tw_agent *a, tw_handler_fn fn, void *arg,
+				     unsigned flags)
+{
+	if (a == NULL || fn == NULL || (flags & ~(unsigned)TW_FN_BLOCKING))
+		return tw_fail_static(TW_EINVAL,
+				      "tw_ag_set_backward_handler: no agent, "
+				      "no handler, or unknown flags");
+	struct reg_entry *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return tw_fail_static(TW_ENOMEM, "out of memory");
+	e->name = "tw::ag_backward";
+	e->name_len = (uint32_t)strlen(e->name);
+	e->fn = fn;
+	e->arg = arg;
+	e->flags = flags;
+	struct reg_entry *none = NULL;
+	if (!atomic_compare_exchange_strong(&a->ag->backward, &none, e)) {
+		free(e);
+		return tw_fail_static(TW_EBUSY, "this worker's autograd "
+						"backward handler is set "
+						"already");
+	}
+	return TW_OK;
+}
+
+const struct reg_entry *ag_backward_entry(const tw_agent *a)
+{
+	return a->ag != NULL ? atomic_load(&a->ag->backward) : NULL;
+}
+
+tw_status tw_ag_backward_async(tw_agent *a, uint32_t to, int64_t context_id,
+			       int64_t message_id, const tw_value *grads,
+			       bool retain_graph, int64_t timeout_ms,
+			       tw_future **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	if (a == NULL || out == NULL || grads == NULL ||
+	    grads->kind != TW_KIND_LIST)
+		return tw_fail_static(TW_EINVAL,
+				      "tw_ag_backward_async: no agent, no "
+				      "future, or grads not a list");
+	tw_value items[4] = {tw_value_int(context_id), tw_value_int(message_id),
+			     *grads, tw_value_bool(retain_graph)};
+	items[2].flags |= TW_VALUE_BORROWED;
+	tw_value v = {.kind = TW_KIND_TUPLE,
+		      .flags = TW_VALUE_BORROWED,
+		      .len = 4,
+		      .u.items = items};
+	return call_ctl_async(a, to, TW_MSG_AG_BACKWARD, TW_MSG_RET, &v,
+			      timeout_ms, out);
+}
+
 void ag_on_frame(struct agent_loop *l, struct conn_state *cs,
 		 const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len)
 {
@@ -352,17 +408,25 @@ void ag_on_frame(struct agent_loop *l, struct conn_state *cs,
 		serve_reply(&p, TW_MSG_ACK, TW_OK, &none, 0, NULL);
 	} else {
 		int64_t id = m.payload.u.items[0].u.i;
-		if (!tw_ag_context_valid(a, id))
+		if (!tw_ag_context_valid(a, id)) {
 			answer(&p, ok, TW_EINVAL,
 			       "Could not find autograd context with id: "
 			       "%" PRId64,
 			       id);
-		else
+		} else if (ag_backward_entry(a) == NULL) {
 			answer(&p, ok, TW_ENOTSUP,
 			       "worker '%s' records no autograd graph: the "
 			       "distributed backward pass is served by the "
 			       "Python package's workers",
 			       a->name);
+		} else {
+			/* Served as a call of the backward handler: on the
+			 * loop, the executor or deferred, with the callee's
+			 * bounds and deadline (serve.c). */
+			tw_in_msg_release(&m);
+			serve_on_call(l, cs, h, buf, off, len);
+			return;
+		}
 	}
 	tw_in_msg_release(&m);
 }

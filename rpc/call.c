@@ -1120,8 +1120,8 @@ tw_status call_ctl_async(tw_agent *a, uint32_t dst, uint8_t mtype,
 {
 	*out = NULL;
 	if (dst >= a->world || dst == a->rank)
-		return tw_fail(TW_EINVAL,
-			       "RRef request to worker %u: not a peer", dst);
+		return tw_fail(TW_EINVAL, "%s to worker %u: not a peer",
+			       tw_msg_type_name(mtype), dst);
 	atomic_fetch_add(&a->api_inflight, 1);
 	tw_status st;
 	if (atomic_load(&a->state) != AGENT_RUNNING) {

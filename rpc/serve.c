@@ -649,6 +649,24 @@ static bool run_handler(const struct reply_path *p, const tw_value *args,
 	return false;
 }
 
+/* The handler's arguments in a decoded request: a CALL's (args, kwargs);
+ * an AG_BACKWARD's whole payload as the args of the backward handler
+ * (autograd.h), with no kwargs. */
+static const tw_value no_kwargs = {.kind = TW_KIND_DICT,
+				   .flags = TW_VALUE_BORROWED};
+
+static void request_args(const tw_in_msg *m, const tw_value **args,
+			 const tw_value **kwargs)
+{
+	if (m->hdr.type == TW_MSG_AG_BACKWARD) {
+		*args = &m->payload;
+		*kwargs = &no_kwargs;
+	} else {
+		*args = &m->payload.u.items[1];
+		*kwargs = &m->payload.u.items[2];
+	}
+}
+
 /* A blocking call waiting for, or running on, an executor thread. */
 struct srv_job {
 	struct exec_job ej;
@@ -788,8 +806,9 @@ static void job_run(struct exec_job *ej)
 			j->hold = NULL;
 			j->p.agin = (m.hdr.flags & TW_FRAME_F_AUTOGRAD) ? &m.ag
 									: NULL;
-			(void)run_handler(&j->p, &m.payload.u.items[1],
-					  &m.payload.u.items[2],
+			const tw_value *args, *kwargs;
+			request_args(&m, &args, &kwargs);
+			(void)run_handler(&j->p, args, kwargs,
 					  &j->p.a->lim_exec);
 			j->p.agin = NULL;
 			tw_in_msg_release(&m);
@@ -894,14 +913,20 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	}
 	if (m.nrref_ > 0)
 		rref_adopt(l, h->src, &m);
-	const tw_value *fnv = &m.payload.u.items[0];
 	struct reply_path p = {.a = a,
 			       .l = l,
 			       .conn_id = cs->id,
 			       .req_id = h->req_id,
 			       .caller = h->src};
 	serve_count(&p, deadline != 0);
-	p.fn = registry_find(&a->reg, fnv->u.str, fnv->len);
+	const tw_value *fnv = NULL, *args, *kwargs;
+	request_args(&m, &args, &kwargs);
+	if (h->type == TW_MSG_AG_BACKWARD) {
+		p.fn = ag_backward_entry(a); /* autograd.c checked it is set */
+	} else {
+		fnv = &m.payload.u.items[0];
+		p.fn = registry_find(&a->reg, fnv->u.str, fnv->len);
+	}
 	tw_status ast = TW_OK;
 	if (__builtin_expect(h->flags & TW_FRAME_F_AUTOGRAD, 0)) {
 		/* The caller's context reached us (docs/autograd.md). */
@@ -910,14 +935,17 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	}
 	if (ast != TW_OK) {
 		reply_errorf(&p, ast, "%s", tw_errmsg(ast));
+	} else if (p.fn == NULL && fnv == NULL) {
+		reply_errorf(&p, TW_ENOTSUP,
+			     "worker '%s' serves no autograd backward pass",
+			     a->name);
 	} else if (p.fn == NULL) {
 		reply_errorf(&p, TW_ENOFUNC,
 			     "unknown function '%.*s' on worker '%s'",
 			     (int)(fnv->len > 200 ? 200 : fnv->len), fnv->u.str,
 			     a->name);
 	} else if ((p.fn->flags & TW_FN_BLOCKING) ||
-		   run_handler(&p, &m.payload.u.items[1], &m.payload.u.items[2],
-			       &a->lim_loop)) {
+		   run_handler(&p, args, kwargs, &a->lim_loop)) {
 		/* Blocking, or a builtin too big for the loop: the executor
 		 * decodes the frame again and runs it. */
 		if (!(p.fn->flags & TW_FN_BLOCKING))

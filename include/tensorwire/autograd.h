@@ -70,6 +70,36 @@ int64_t tw_ag_message_id(tw_agent *a);
 typedef void (*tw_ag_release_fn)(tw_agent *a, int64_t id, void *arg);
 void tw_ag_set_release_hook(tw_agent *a, tw_ag_release_fn fn, void *arg);
 
+/* ---- the backward pass across workers (docs/wire.md §5.2) ---- */
+
+/*
+ * Serve AG_BACKWARD with fn, a handler (agent.h) called with four
+ * positional arguments (int context_id, int message_id, list grads of
+ * tensors or None, bool retain_graph) and no keyword arguments; it
+ * answers None once this worker's part of the backward pass is done (it
+ * may defer), or fails with the error, which reaches the worker that sent
+ * the gradients. flags: TW_FN_BLOCKING runs it on the executor. The agent
+ * answers for it an unknown context (torch's message, TW_EINVAL), and
+ * without a handler TW_ENOTSUP. Set once (TW_EBUSY after), before the
+ * group's first backward pass.
+ */
+tw_status tw_ag_set_backward_handler(tw_agent *a, tw_handler_fn fn, void *arg,
+				     unsigned flags);
+
+/*
+ * Send the gradients for the send function message_id of context_id to
+ * worker `to` (AG_BACKWARD), which runs its part of the backward pass: the
+ * future completes with None when that part is done, or fails with its
+ * error (or TW_ETIMEDOUT, TW_EUNREACHABLE as any call). grads: a list of
+ * tensors or None (borrowed, read before return). timeout_ms as
+ * tw_rpc_async's. TW_EINVAL for a worker that is not a peer (this one
+ * included: a worker's own part runs in process).
+ */
+tw_status tw_ag_backward_async(tw_agent *a, uint32_t to, int64_t context_id,
+			       int64_t message_id, const tw_value *grads,
+			       bool retain_graph, int64_t timeout_ms,
+			       tw_future **out);
+
 /* ---- forward messages (docs/wire.md §5.2) ---- */
 
 /*

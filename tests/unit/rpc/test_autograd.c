@@ -477,3 +477,152 @@ Test(autograd, forward_into_a_full_table)
 	tw_value_destroy(&args);
 	world_down(true);
 }
+
+/* ---- the backward pass's messages ---- */
+
+static struct bw_seen {
+	int calls;
+	int64_t ctx, msg;
+	uint32_t ngrads;
+	bool first_is_tensor, second_is_none, retain;
+	float g0;
+} bw;
+static tw_status bw_fail = TW_OK;
+static tw_future *bw_parked;
+
+static tw_status h_backward(tw_call_ctx *ctx, const tw_value *args,
+			    const tw_value *kwargs, tw_value *result, void *arg)
+{
+	bw.calls++;
+	cr_assert_eq(args->len, 4);
+	cr_assert_eq(kwargs->len, 0);
+	bw.ctx = args->u.items[0].u.i;
+	bw.msg = args->u.items[1].u.i;
+	const tw_value *g = &args->u.items[2];
+	bw.ngrads = g->len;
+	bw.first_is_tensor = g->len > 0 && g->u.items[0].kind == TW_KIND_TENSOR;
+	bw.second_is_none = g->len > 1 && g->u.items[1].kind == TW_KIND_NONE;
+	if (bw.first_is_tensor)
+		bw.g0 = ((const float *)g->u.items[0].u.tensor->data)[0];
+	bw.retain = args->u.items[3].u.b;
+	if (arg != NULL) {
+		cr_assert_eq(tw_future_create(&bw_parked), TW_OK);
+		tw_call_defer(ctx, bw_parked);
+		return TW_OK;
+	}
+	if (bw_fail != TW_OK)
+		return tw_value_error(result, bw_fail, 1,
+				      "gradient shape mismatch") == TW_OK
+			       ? bw_fail
+			       : TW_ENOMEM;
+	*result = tw_value_none();
+	return TW_OK;
+}
+
+static tw_future *send_grads(int64_t id, bool retain)
+{
+	tw_value grads = tensor_args(); /* (tensor,) */
+	grads.kind = TW_KIND_LIST;
+	tw_value l;
+	cr_assert_eq(tw_value_list(&l, 2), TW_OK);
+	tw_value t;
+	cr_assert_eq(tw_value_clone(&t, &grads.u.items[0]), TW_OK);
+	tw_value_set_item(&l, 0, t);
+	tw_value_destroy(&grads);
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_ag_backward_async(W.ag[0], 1, id, 77, &l, retain, 5000,
+					  &f),
+		     TW_OK, "%s", tw_errmsg(TW_EINVAL));
+	tw_value_destroy(&l);
+	return f;
+}
+
+static void backward_served(unsigned flags, void *arg)
+{
+	world_up(2, NULL);
+	memset(&bw, 0, sizeof(bw));
+	bw_fail = TW_OK;
+	cr_assert_eq(tw_ag_set_backward_handler(W.ag[1], h_backward, arg,
+						flags),
+		     TW_OK);
+	cr_assert_eq(tw_ag_set_backward_handler(W.ag[1], h_backward, arg,
+						flags),
+		     TW_EBUSY);
+	int64_t id;
+	cr_assert_eq(tw_ag_context_new(W.ag[0], &id), TW_OK);
+	cr_assert_eq(tw_ag_context_reach(W.ag[1], id, 0), TW_OK);
+	tw_future *f = send_grads(id, true);
+	POLL_UNTIL(tw_future_done(f) || bw_parked != NULL);
+	if (bw_parked != NULL) {
+		settle();
+		cr_assert(!tw_future_done(f)); /* the part is not done yet */
+		tw_value none = tw_value_none();
+		cr_assert_eq(tw_future_complete(bw_parked, &none), TW_OK);
+		tw_future_release(bw_parked);
+		bw_parked = NULL;
+	}
+	POLL_UNTIL(tw_future_done(f));
+	cr_assert_eq(tw_future_status(f), TW_OK, "%s",
+		     tw_future_error(f) ? tw_future_error(f)->msg : "");
+	cr_assert_eq(tw_future_value(f)->kind, TW_KIND_NONE);
+	cr_assert_eq(bw.calls, 1);
+	cr_assert_eq(bw.ctx, id);
+	cr_assert_eq(bw.msg, 77);
+	cr_assert_eq(bw.ngrads, 2);
+	cr_assert(bw.first_is_tensor && bw.second_is_none && bw.retain);
+	cr_assert_eq(bw.g0, 1.5f);
+	tw_future_release(f);
+
+	/* An error in this worker's part reaches the sender, with its kind,
+	 * message and origin. */
+	if (arg == NULL) {
+		bw_fail = TW_EVALUE;
+		f = send_grads(id, false);
+		POLL_UNTIL(tw_future_done(f));
+		const tw_error *e = failure(f, TW_EVALUE);
+		cr_assert_str_eq(e->msg, "gradient shape mismatch");
+		cr_assert_eq(e->origin, 1);
+		tw_future_release(f);
+	}
+	world_down(true);
+}
+
+Test(autograd, backward_on_the_loop)
+{
+	backward_served(0, NULL);
+}
+
+Test(autograd, backward_on_the_executor)
+{
+	backward_served(TW_FN_BLOCKING, NULL);
+}
+
+Test(autograd, backward_deferred)
+{
+	backward_served(0, (void *)1);
+}
+
+/* What tw_ag_backward_async refuses before sending. */
+Test(autograd, backward_refused_at_the_sender)
+{
+	world_up(2, NULL);
+	tw_value l;
+	cr_assert_eq(tw_value_list(&l, 1), TW_OK);
+	tw_future *f = NULL;
+	tw_agent_fake_enter(W.ag[0]);
+	/* its own part runs in process */
+	cr_assert_eq(tw_ag_backward_async(W.ag[0], 0, 0, 1, &l, false, 100, &f),
+		     TW_EINVAL);
+	cr_assert(strstr(tw_errmsg(TW_EINVAL), "AG_BACKWARD") != NULL);
+	/* a gradient that is not a tensor or None */
+	tw_value_set_item(&l, 0, tw_value_int(3));
+	cr_assert_eq(tw_ag_backward_async(W.ag[0], 1, 0, 1, &l, false, 100, &f),
+		     TW_EINVAL);
+	tw_value i = tw_value_int(1);
+	cr_assert_eq(tw_ag_backward_async(W.ag[0], 1, 0, 1, &i, false, 100, &f),
+		     TW_EINVAL);
+	cr_assert_null(f);
+	tw_value_destroy(&l);
+	world_down(true);
+}
