@@ -929,6 +929,7 @@ static struct dsess *sess_new(struct dt *t)
 	t->slots[idx] = s;
 	t->slot_hint = idx + 1 == t->o.max_sessions ? 0 : idx + 1;
 	t->nsess++;
+	t->st.sessions_live = t->nsess;
 	s->t = t;
 	s->base.t = &t->base;
 	s->base.id = ++t->next_conn_id;
@@ -1054,6 +1055,7 @@ static void sess_free(struct dt *t, struct dsess *s)
 	TAILQ_REMOVE(&t->sessions, s, link);
 	t->slots[s->id & 0xffffu] = NULL;
 	t->nsess--;
+	t->st.sessions_live = t->nsess;
 	free(s->ooo);
 	if (s->mtx != NULL) {
 		sodium_memzero(s->mtx, 2 * sizeof(*s->mtx));
@@ -1681,6 +1683,8 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	struct twp_mac *macs = tag ? malloc(2 * sizeof(*macs)) : NULL;
 	s = tag && macs == NULL ? NULL : sess_new(t);
 	if (s == NULL) {
+		/* A member refused: the table is full (or memory is). */
+		t->st.sessions_full++;
 		free(macs);
 		send_reset(t, NULL, &pk->src, pk->h.src_sess, 0);
 		return;
@@ -1966,8 +1970,10 @@ static tw_status d_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	    ep.port == 0 || (ep.mac[0] & 1))
 		return TW_EINVAL;
 	struct dsess *s = sess_new(t);
-	if (s == NULL)
+	if (s == NULL) {
+		t->st.sessions_full++;
 		return t->nsess >= t->o.max_sessions ? TW_ENOSPC : TW_ENOMEM;
+	}
 	s->peer = ep;
 	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
 	/* The nonce's first 8 bytes: our CONNECT counter (the acceptor's
