@@ -2881,6 +2881,8 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		       a.close_why != NULL &&
 			       strstr(a.close_why, "proved its key") != NULL,
 		       "why: %s", a.close_why ? a.close_why : "(none)");
+		SCHECK(res, s1.sessions_live == 8, "live %lu",
+		       (unsigned long)s1.sessions_live);
 		SCHECK(res, SPUMP(a.closes == 16, 2000), "closes %d", a.closes);
 		tw_dpdk_get_stats(a.t, &s1);
 		SCHECK(res, s1.accept_timeouts == 9, "accept_timeouts %lu",
@@ -3022,6 +3024,66 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		tw_dpdk_get_stats(a.t, &s1);
 		SCHECK(res, s1.acks_tx > acks0, "acks_tx %lu",
 		       (unsigned long)(s1.acks_tx - acks0));
+	}
+
+	/* The table full: the member's sessions, each proven, take every
+	 * slot of max_sessions (1024, the gauge counts them); its next
+	 * CONNECT is refused with a RESET and counted (sessions_full), and
+	 * no session held is touched. */
+	{
+		struct rawp rf = r;
+		tw_dpdk_get_stats(a.t, &s1);
+		uint64_t live = s1.sessions_live;
+		int oks0 = a.oks;
+		int closes0 = a.closes;
+		for (uint64_t i = live; i < 1024; i++) {
+			SCHECK(res, rawp_open(&rf, &a, true), "no ACCEPT %lu",
+			       (unsigned long)i);
+			struct twp_hdr hp = {.type = TWP_ACK,
+					     .dst_sess = rf.peer_sess,
+					     .src_sess = rf.sess,
+					     .pn = rf.pn++,
+					     .ack = rf.ack};
+			n = rawp_build(&rf, p, &hp, NULL, NULL, true);
+			SCHECK(res, rawp_tx(&rf, p, n), "");
+		}
+		rawp_pump(&rf, &a, 20, NULL, NULL);
+		tw_dpdk_get_stats(a.t, &s1);
+		SCHECK(res, s1.sessions_live == 1024 && s1.sessions_full == 0,
+		       "live %lu full %lu", (unsigned long)s1.sessions_live,
+		       (unsigned long)s1.sessions_full);
+		uint64_t resets0 = rf.heard_resets;
+		/* A CONNECT with a new counter and session number. */
+		struct rawp rx = rf;
+		rx.sess = ((uint64_t)now_ns() << 16) | 0x78;
+		twp_nonce_set_counter(rx.nonce,
+				      twp_nonce_counter(rf.nonce) + 1);
+		struct twp_setup b = {.isn = 1000};
+		memcpy(b.nonce, rx.nonce, TWP_NONCE_LEN);
+		struct twp_hdr h = {.type = TWP_CONNECT,
+				    .flags = TWP_F_TAG,
+				    .src_sess = rx.sess,
+				    .len = TWP_SETUP_LEN,
+				    .frame_len = 1402};
+		twp_setup_mac(TAG_SECRET, sizeof(TAG_SECRET) - 1, &h, &rx.self,
+			      &rx.peer, &b, NULL, b.mac);
+		uint8_t body[TWP_SETUP_LEN];
+		twp_setup_encode(body, &b);
+		n = rawp_build(&rx, p, &h, body, NULL, false);
+		SCHECK(res, rawp_tx(&rx, p, n), "");
+		SCHECK(res,
+		       SPUMP((tw_dpdk_get_stats(a.t, &s1),
+			      s1.sessions_full == 1),
+			     2000),
+		       "full %lu", (unsigned long)s1.sessions_full);
+		rawp_pump(&rx, &a, 20, NULL, NULL);
+		SCHECK(res, rx.heard_resets == resets0 + 1, "RESETs %lu",
+		       (unsigned long)(rx.heard_resets - resets0));
+		SCHECK(res,
+		       a.oks == oks0 + (int)(1024 - live) &&
+			       a.closes == closes0 && s1.sessions_live == 1024,
+		       "oks %d closes %d live %lu", a.oks - oks0,
+		       a.closes - closes0, (unsigned long)s1.sessions_live);
 	}
 out:
 	end_free(&a);
