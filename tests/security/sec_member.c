@@ -353,6 +353,9 @@ static void dstats(const tw_agent *a, bool dpdk)
 		DS(connect_replays);
 		DS(sessions_full);
 		DS(sessions_live);
+		DS(cookies_tx);
+		DS(cookie_stale);
+		DS(cookies_rx);
 #undef DS
 		for (int r = 0; r < TW_DPDK_BAD_REASONS; r++)
 			if (sum.bad_by_reason[r] != 0)
