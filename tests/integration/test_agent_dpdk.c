@@ -280,6 +280,24 @@ static tw_status add_async(tw_agent *a, const char *to, int i,
 	return st;
 }
 
+/* w1 answers an add (our session to it is up), is SIGSTOPped, and gets
+ * n adds with 60 s deadlines queued to it, fs[i] adding i and 1000. */
+static int stop_and_queue(struct h_worker *w, tw_agent *a, pid_t p1,
+			  tw_future **fs, int n)
+{
+	int64_t v;
+	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
+	tw_value at = H_TUPLE(aa);
+	tw_status st = h_call_int(a, "w1", "add", &at, &v);
+	W_ASSERT(w, st == TW_OK && v == 42, "add: %s", tw_status_name(st));
+	W_ASSERT(w, stop_now(p1), "SIGSTOP %d", (int)p1);
+	for (int i = 0; i < n; i++) {
+		st = add_async(a, "w1", i, 60000, &fs[i]);
+		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+	}
+	return 0;
+}
+
 /* Paused is not dead: w1 is SIGSTOPped for 10 s with 1000 calls (60 s
  * deadlines) queued to it; it stays a member, every call completes once
  * it resumes, and calls with short deadlines still fail by them. */
@@ -292,14 +310,10 @@ static int w_paused(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	int64_t v;
 	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
 	tw_value at = H_TUPLE(aa);
-	tw_status st = h_call_int(a, "w1", "add", &at, &v);
-	W_ASSERT(w, st == TW_OK && v == 42, "add: %s", tw_status_name(st));
-	W_ASSERT(w, stop_now(p1), "SIGSTOP %d", (int)p1);
 	uint64_t t0 = h_now_ms();
-	for (int i = 0; i < N; i++) {
-		st = add_async(a, "w1", i, 60000, &fs[i]);
-		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
-	}
+	if (stop_and_queue(w, a, p1, fs, N) != 0)
+		return 1;
+	tw_status st;
 	for (int i = 0; i < SHORT; i++) {
 		st = add_async(a, "w1", i, 2000, &sf[i]);
 		W_ASSERT(w, st == TW_OK, "short %d: %s", i, tw_status_name(st));
@@ -360,19 +374,12 @@ static int w_noack(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	const char *why = "acknowledged nothing for rexmit_max retransmission "
 			  "timeouts";
 	pid_t p1 = (pid_t)atomic_load(&run->pid[1]);
-	int64_t v;
-	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
-	tw_value at = H_TUPLE(aa);
-	tw_status st = h_call_int(a, "w1", "add", &at, &v);
-	W_ASSERT(w, st == TW_OK && v == 42, "add: %s", tw_status_name(st));
 	struct tw_agent_stats s0, s1;
 	tw_agent_get_stats(a, &s0);
-	W_ASSERT(w, stop_now(p1), "SIGSTOP %d", (int)p1);
 	uint64_t t0 = h_now_ms();
-	for (int i = 0; i < N; i++) {
-		st = add_async(a, "w1", i, 60000, &fs[i]);
-		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
-	}
+	if (stop_and_queue(w, a, p1, fs, N) != 0)
+		return 1;
+	tw_status st;
 	/* Every call's end is read before w1 resumes, and checked after:
 	 * a failed check must not leave w1 stopped. */
 	int bad = -1;
@@ -401,6 +408,9 @@ static int w_noack(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	W_ASSERT(w, alive, "w1 declared dead");
 	/* A new session: the first tries may still meet the old one's end
 	 * (the peer's RESET, a redial backoff); each fails at once. */
+	int64_t v;
+	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
+	tw_value at = H_TUPLE(aa);
 	uint64_t until = h_now_ms() + 20000;
 	do {
 		st = h_call_int(a, "w1", "add", &at, &v);

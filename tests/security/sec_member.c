@@ -99,16 +99,25 @@ static void say_err(tw_status s, const tw_value *err)
 	printf("err %d %s %s\n", (int)s, tw_strerror(s), why);
 }
 
+/* demo::add(20, 22)'s arguments into *args; false, said, when out of
+ * memory. */
+static bool add_args(tw_value *args)
+{
+	if (tw_value_tuple(args, 2) != TW_OK) {
+		printf("err %d %s out of memory\n", TW_ENOMEM,
+		       tw_strerror(TW_ENOMEM));
+		return false;
+	}
+	tw_value_set_item(args, 0, tw_value_int(20));
+	tw_value_set_item(args, 1, tw_value_int(22));
+	return true;
+}
+
 static void ping(tw_agent *a, const char *target, int64_t timeout_ms)
 {
 	tw_value args, res = tw_value_none(), err = tw_value_none();
-	if (tw_value_tuple(&args, 2) != TW_OK) {
-		printf("err %d %s out of memory\n", TW_ENOMEM,
-		       tw_strerror(TW_ENOMEM));
+	if (!add_args(&args))
 		return;
-	}
-	tw_value_set_item(&args, 0, tw_value_int(20));
-	tw_value_set_item(&args, 1, tw_value_int(22));
 	tw_status s = tw_rpc_sync(a, target, "demo::add", &args, NULL,
 				  timeout_ms, &res, &err);
 	if (s == TW_OK && res.kind == TW_KIND_INT)
@@ -242,13 +251,8 @@ static void reopen(tw_agent *a, const char *target, int n, int64_t tmo)
 		return;
 	}
 	tw_value args;
-	if (tw_value_tuple(&args, 2) != TW_OK) {
-		printf("err %d %s out of memory\n", TW_ENOMEM,
-		       tw_strerror(TW_ENOMEM));
+	if (!add_args(&args))
 		return;
-	}
-	tw_value_set_item(&args, 0, tw_value_int(20));
-	tw_value_set_item(&args, 1, tw_value_int(22));
 	for (int i = 0; i < n; i++) {
 		for (uint32_t k = 0; k < a->nloops; k++) {
 			struct reopen_msg r = {.m.fn = reopen_fn,

@@ -2399,6 +2399,20 @@ static bool rawp_open(struct rawp *r, struct end *a, bool ask_tag)
 	return true;
 }
 
+/* An ACK of r's session under its key, sent: it proves the session to
+ * the acceptor. */
+static bool rawp_prove(struct rawp *r)
+{
+	uint8_t p[256];
+	struct twp_hdr h = {.type = TWP_ACK,
+			    .dst_sess = r->peer_sess,
+			    .src_sess = r->sess,
+			    .pn = r->pn++,
+			    .ack = r->ack};
+	size_t n = rawp_build(r, p, &h, NULL, NULL, true);
+	return rawp_tx(r, p, n);
+}
+
 /* One frame (id, payload bytes) as a DATA packet of r's session. */
 static size_t rawp_data(struct rawp *r, uint8_t *p, uint64_t id,
 			uint32_t payload)
@@ -2984,13 +2998,7 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		SCHECK(res, rawp_open(&rr, &a, true), "no ACCEPT");
 		int oks0 = a.oks, closes0 = a.closes;
 		/* Proven (an ACK under its key), then ended. */
-		struct twp_hdr hp = {.type = TWP_ACK,
-				     .dst_sess = rr.peer_sess,
-				     .src_sess = rr.sess,
-				     .pn = rr.pn++,
-				     .ack = rr.ack};
-		n = rawp_build(&rr, p, &hp, NULL, NULL, true);
-		SCHECK(res, rawp_tx(&rr, p, n), "");
+		SCHECK(res, rawp_prove(&rr), "");
 		rawp_pump(&rr, &a, 20, NULL, NULL);
 		struct twp_hdr h = {.type = TWP_RESET,
 				    .dst_sess = rr.peer_sess,
@@ -3033,13 +3041,7 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		/* A held ack: a one-packet frame that nothing answers is
 		 * acked by an ACK packet after ack_delay_ns, not never. */
 		SCHECK(res, rawp_open(&rr, &a, true), "no ACCEPT");
-		struct twp_hdr h2 = {.type = TWP_ACK,
-				     .dst_sess = rr.peer_sess,
-				     .src_sess = rr.sess,
-				     .pn = rr.pn++,
-				     .ack = rr.ack};
-		n = rawp_build(&rr, p, &h2, NULL, NULL, true); /* proves it */
-		SCHECK(res, rawp_tx(&rr, p, n), "");
+		SCHECK(res, rawp_prove(&rr), "");
 		uint64_t frames0 = a.frames;
 		tw_dpdk_get_stats(a.t, &s1);
 		uint64_t acks0 = s1.acks_tx;
@@ -3114,13 +3116,7 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		ck0 = rc.cookies;
 		for (int i = 0; i < CAPS; i++)
 			SCHECK(res, rawp_tx(&rc, caps[i], caps_len[i]), "");
-		struct twp_hdr hp = {.type = TWP_ACK,
-				     .dst_sess = rn.peer_sess,
-				     .src_sess = rn.sess,
-				     .pn = rn.pn++,
-				     .ack = rn.ack};
-		n = rawp_build(&rn, p, &hp, NULL, NULL, true);
-		SCHECK(res, rawp_tx(&rn, p, n), "");
+		SCHECK(res, rawp_prove(&rn), "");
 		for (int k = 0; k < 100 && rc.cookies < ck0 + CAPS; k++)
 			rawp_pump(&rc, &a, 20, NULL, NULL);
 		tw_dpdk_get_stats(a.t, &s1);
@@ -3161,13 +3157,7 @@ static void bound_main(struct shm *sh, const char *prefix, const char *sock)
 		for (uint64_t i = live; i < 1024; i++) {
 			SCHECK(res, rawp_open(&rf, &a, true), "no ACCEPT %lu",
 			       (unsigned long)i);
-			struct twp_hdr hp = {.type = TWP_ACK,
-					     .dst_sess = rf.peer_sess,
-					     .src_sess = rf.sess,
-					     .pn = rf.pn++,
-					     .ack = rf.ack};
-			n = rawp_build(&rf, p, &hp, NULL, NULL, true);
-			SCHECK(res, rawp_tx(&rf, p, n), "");
+			SCHECK(res, rawp_prove(&rf), "");
 		}
 		rawp_pump(&rf, &a, 20, NULL, NULL);
 		tw_dpdk_get_stats(a.t, &s1);
