@@ -120,10 +120,18 @@ static void call_tx_done(struct tx *tx, tw_status st)
 	tw_out_msg_release(&tx->msg);
 	c->has_msg = false;
 	if (st != TW_OK && (c->live & CALL_PENDING)) {
+		/* A connection ending fails its unfinished sends before its
+		 * close upcall: its reason (the session acknowledged nothing,
+		 * a stalled frame...) is read here, while c is still valid. */
+		const char *why = c->conn != NULL && c->conn->c != NULL
+					  ? c->conn->c->why
+					  : NULL;
 		char msg[256];
 		snprintf(msg, sizeof(msg),
-			 "failed to send call to worker '%s': %s",
-			 agent_worker_name(c->a, c->dst), tw_strerror(st));
+			 "failed to send call to worker '%s': %s%s%s%s",
+			 agent_worker_name(c->a, c->dst), tw_strerror(st),
+			 why != NULL ? " (" : "", why != NULL ? why : "",
+			 why != NULL ? ")" : "");
 		/* A closed connection means the peer is unreachable, whatever
 		 * the transport called it; other kinds (fault injection) keep
 		 * their own. */

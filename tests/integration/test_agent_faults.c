@@ -747,8 +747,10 @@ struct raw_ch {
 	struct twp_local local;
 	uint64_t sess, peer_sess;
 	uint32_t snd_nxt, rcv_next, msg;
-	uint8_t nonce[TWP_NONCE_LEN]; /* our CONNECT's */
-	uint8_t last[2048];           /* our last DATA packet, sent again if no
+	uint8_t nonce[TWP_NONCE_LEN];   /* our CONNECT's */
+	uint8_t cookie[TWP_COOKIE_LEN]; /* the worker's, once it sent one */
+	bool has_cookie;
+	uint8_t last[2048]; /* our last DATA packet, sent again if no
 			     * answer comes */
 	size_t last_len;
 	uint8_t *rx; /* the frame being received */
@@ -807,7 +809,8 @@ static size_t rawd_build(struct raw_ch *ch, uint8_t *p, const struct twp_hdr *h,
 
 static bool rawd_ctl(struct raw_ch *ch, uint8_t type, uint8_t flags)
 {
-	uint8_t p[TWP_HEADERS + TWP_SETUP_LEN], body[TWP_SETUP_LEN];
+	uint8_t p[TWP_HEADERS + TWP_SETUP_LEN + TWP_COOKIE_LEN];
+	uint8_t body[TWP_SETUP_LEN + TWP_COOKIE_LEN];
 	struct twp_hdr h = {.type = type,
 			    .flags = flags,
 			    .dst_sess = ch->peer_sess,
@@ -821,10 +824,13 @@ static bool rawd_ctl(struct raw_ch *ch, uint8_t type, uint8_t flags)
 		 * (dataplane/dpdk_pkt.h): first packet number 0 */
 		struct twp_setup b = {.isn = 0};
 		memcpy(b.nonce, ch->nonce, TWP_NONCE_LEN);
-		h.len = TWP_SETUP_LEN;
+		h.len = TWP_SETUP_LEN + (ch->has_cookie ? TWP_COOKIE_LEN : 0);
+		const uint8_t *ck = ch->has_cookie ? ch->cookie : NULL;
 		twp_setup_mac(H_SECRET, strlen(H_SECRET), &h, &ch->self,
-			      &ch->peer, &b, NULL, b.mac);
+			      &ch->peer, &b, ck, b.mac);
 		twp_setup_encode(body, &b);
+		if (ck != NULL)
+			memcpy(body + TWP_SETUP_LEN, ck, TWP_COOKIE_LEN);
 	}
 	if (type == TWP_RESET)
 		h.ack = 0;
@@ -882,8 +888,23 @@ static int rawd_connect(struct raw_ch *ch, const char *dev, const char *addr)
 	for (int i = 0; i < 50; i++) {
 		if (!rawd_ctl(ch, TWP_CONNECT, 0))
 			return -1;
-		if (rawd_recv(ch, buf, sizeof(buf), &pk, 200) &&
-		    pk.h.type == TWP_ACCEPT && pk.h.dst_sess == ch->sess) {
+		if (!rawd_recv(ch, buf, sizeof(buf), &pk, 200))
+			continue;
+		if (pk.h.type == TWP_COOKIE && pk.h.dst_sess == ch->sess &&
+		    pk.h.len == TWP_SETUP_LEN) {
+			/* No session before we send its cookie back
+			 * (docs/wire.md 8): the same CONNECT, with it. */
+			struct twp_setup b;
+			twp_setup_decode(pk.payload, &b);
+			if (!twp_setup_verify(H_SECRET, strlen(H_SECRET), &pk.h,
+					      &pk.src, &ch->self, &b,
+					      ch->nonce))
+				return -1;
+			memcpy(ch->cookie, b.nonce, TWP_COOKIE_LEN);
+			ch->has_cookie = true;
+			continue;
+		}
+		if (pk.h.type == TWP_ACCEPT && pk.h.dst_sess == ch->sess) {
 			/* the worker proves the secret too, bound to our
 			 * nonce; its first packet number is its own */
 			struct twp_setup b;
