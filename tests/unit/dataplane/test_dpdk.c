@@ -1253,8 +1253,10 @@ Test(dpdk, memif_peer_killed, .timeout = 60)
 	cr_assert_eq(sh->r[CLI].st.sessions_dead, 1);
 	/* Silence counts from the last packet heard, at most a keepalive
 	 * period (dead_ns / 4) before the kill; the check runs every
-	 * keepalive period. Slack for a loaded CI machine on top. */
-	cr_assert_gt(sh->r[CLI].detect_ns, 300000000ull, "%lu",
+	 * keepalive period. Slack for a loaded CI machine on top, and below:
+	 * the kill's time is read after the signal is sent, a moment after
+	 * the last packet the bound counts from (299.7 ms was seen). */
+	cr_assert_gt(sh->r[CLI].detect_ns, 250000000ull, "%lu",
 		     (unsigned long)sh->r[CLI].detect_ns);
 	cr_assert_lt(sh->r[CLI].detect_ns,
 		     400000000ull + 100000000ull + 250000000ull, "%lu",
