@@ -608,6 +608,8 @@ struct tw_agent_stats {
 				    * network namespaces and containers
 				    * count), given the transport's
 				    * same-host treatment */
+	uint64_t conns_shm;           /* of those, connections over the
+				    * same-host transport (same_host) */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 

@@ -549,6 +549,8 @@ static PyObject *py_agent_stats(PyObject *self, PyObject *args)
 	X(connect_failures)
 	X(redial_waits)
 	X(conns_same_host)
+	X(conns_shm)
+	X(same_host_fallbacks)
 #undef X
 	return d;
 }
