@@ -65,6 +65,7 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.shutdown_timeout_ms = 60000;
 	d.log_level = -1;
 	d.control_timeout_ms = RDV_VANISH_MS;
+	d.same_host = true;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
