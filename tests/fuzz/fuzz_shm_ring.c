@@ -214,8 +214,8 @@ static bool peer_up(struct peer *p, bool cma)
 	p->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	CHECK(p->fd >= 0);
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s",
-		 bound + strlen("shm://"));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.*s",
+		 (int)sizeof(sa.sun_path) - 1, bound + strlen("shm://"));
 	CHECK(connect(p->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	if (!recv_msg(p->fd, SM_READY))
 		return false;
