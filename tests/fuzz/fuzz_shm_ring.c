@@ -53,6 +53,7 @@
 #include "dataplane/shm_impl.h"
 #include "dataplane/shm_ring.h"
 #include "dataplane/transport.h"
+#include "tests/lib/shm_msg_send.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -181,21 +182,8 @@ static bool recv_msg(int fd, uint32_t want)
 static void send_msg(int fd, uint32_t type, const void *body, uint32_t len,
 		     const int *fds, unsigned nfds)
 {
-	struct shm_msg h = {.type = type, .len = len};
-	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)body, len}};
-	struct msghdr m = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-	char cb[CMSG_SPACE(sizeof(int) * 3)];
-	if (nfds > 0) {
-		memset(cb, 0, sizeof(cb));
-		m.msg_control = cb;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	CHECK(sendmsg(fd, &m, MSG_NOSIGNAL) == (ssize_t)(sizeof(h) + len));
+	CHECK(shm_msg_send(fd, type, body, len, fds, nfds) ==
+	      (ssize_t)(sizeof(struct shm_msg) + len));
 }
 
 /* The peer: its socket, its mapping, its rings. */
