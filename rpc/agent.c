@@ -65,6 +65,7 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.shutdown_timeout_ms = 60000;
 	d.log_level = -1;
 	d.control_timeout_ms = RDV_VANISH_MS;
+	d.same_host = true;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
@@ -1610,7 +1611,12 @@ static tw_status same_host_start(tw_agent *a, const struct tw_agent_opts *o,
 			       a->name);
 		return TW_OK;
 	}
-	tw_status st = p->check(o->same_host_opts, a->nloops);
+	/* Options the caller gave and the provider refuses fail the init;
+	 * with none given, what this host lacks (the default directory) is
+	 * found by start below and only leaves it off. */
+	tw_status st = o->same_host_opts != NULL
+			       ? p->check(o->same_host_opts, a->nloops)
+			       : TW_OK;
 	if (st != TW_OK)
 		return tw_fail_wrap(st, st, "same_host_opts");
 	struct tw_transport_group lg = *g;
@@ -2390,6 +2396,7 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(redial_waits);
 		ADD(conns_same_host);
 		ADD(same_host_fallbacks);
+		ADD(conns_shm);
 #undef ADD
 		if (a->loops[i].loop != NULL) {
 			struct tw_loop_stats st;

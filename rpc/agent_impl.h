@@ -141,7 +141,7 @@ struct loop_stats {
 	stat_t spoofed_frames;
 	stat_t offloaded, rx_pauses; /* loop thread */
 	stat_t connect_failures, redial_waits, conns_same_host;
-	stat_t same_host_fallbacks;
+	stat_t same_host_fallbacks, conns_shm;
 };
 
 /* Where the answer to a served call goes. */

@@ -92,6 +92,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			      "ignore_rref_leak",
 			      "control_timeout_ms",
 			      "log_level",
+			      "same_host",
 			      NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
@@ -99,14 +100,14 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	unsigned loops = 1, exec = 2;
 	int insecure = 0, yield_loops = 1, lend_loops = 1, ignore_leak = 0;
 	unsigned control_ms = 30000;
-	int log_level = -1;
+	int log_level = -1, same_host = 1;
 	PyObject *serve = NULL, *topts_dict = NULL;
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kw, "sIIs|LLIIzzpO!pOppIi", kws, &name, &rank, &world,
-		    &rdv, &timeout_ms, &init_ms, &loops, &exec, &transport,
-		    &secret, &insecure, &PyDict_Type, &serve, &yield_loops,
-		    &topts_dict, &lend_loops, &ignore_leak, &control_ms,
-		    &log_level))
+		    args, kw, "sIIs|LLIIzzpO!pOppIip", kws, &name, &rank,
+		    &world, &rdv, &timeout_ms, &init_ms, &loops, &exec,
+		    &transport, &secret, &insecure, &PyDict_Type, &serve,
+		    &yield_loops, &topts_dict, &lend_loops, &ignore_leak,
+		    &control_ms, &log_level, &same_host))
 		return NULL;
 	if (twpy_agent != NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
@@ -172,6 +173,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	o.ignore_rref_leak = ignore_leak != 0;
 	o.control_timeout_ms = control_ms;
 	o.log_level = log_level;
+	o.same_host = same_host != 0;
 	o.setup = setup_cb;
 	o.setup_arg = &s;
 	tw_agent *a = NULL;
@@ -549,6 +551,8 @@ static PyObject *py_agent_stats(PyObject *self, PyObject *args)
 	X(connect_failures)
 	X(redial_waits)
 	X(conns_same_host)
+	X(conns_shm)
+	X(same_host_fallbacks)
 #undef X
 	return d;
 }

@@ -454,7 +454,10 @@ def body_addresses(rank, world):
            "back": rpc.rpc_sync("worker1", torch.add,
                                 args=(torch.ones(2), 1)).tolist()}
     out.update({"addr%d" % r: _C.worker_addr(r) for r in range(world)})
-    out["same_host"] = _C.agent_stats()["conns_same_host"]
+    s = _C.agent_stats()
+    out["same_host"] = s["conns_same_host"]
+    out["shm"] = s["conns_shm"]
+    out["fallbacks"] = s["same_host_fallbacks"]
     return out
 
 

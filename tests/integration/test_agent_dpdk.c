@@ -516,6 +516,7 @@ static int w_dpdk(struct h_worker *w)
 		d.rexmit_max = NOACK_REXMIT;
 	o.transport = TW_TRANSPORT_DPDK;
 	o.transport_opts = &d;
+	o.same_host = false; /* both on this host: memif is under test */
 	o.num_loops = (uint32_t)run->loops;
 	if (w->rank == 0) {
 		o.setup = srv_up_setup;

@@ -142,6 +142,7 @@ static int w_kill(struct h_worker *w)
 		W_ASSERT(w,
 			 h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3,
 			 "ping");
+		uint64_t t0 = h_now_ms();
 		W_ASSERT(w,
 			 tw_rpc_async(a, "w1", "die", NULL, NULL, 0, &fs[10]) ==
 				 TW_OK,
@@ -155,6 +156,11 @@ static int w_kill(struct h_worker *w)
 				 "msg names w1: %s", e->msg);
 			tw_future_release(fs[i]);
 		}
+		/* No deadline on the calls: only w1's death ended them. */
+		fprintf(stderr,
+			"[%s] w1 SIGKILLed inside a call: its 11 calls failed "
+			"%llu ms after that call was sent\n",
+			h_mode(&o), (unsigned long long)(h_now_ms() - t0));
 		W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 		/* later calls fail too (the reconnect is refused), never hang */
 		tw_value r, e;
@@ -251,7 +257,7 @@ static int w_member_dies(struct h_worker *w)
 	fprintf(stderr,
 		"[%s] w1 declared dead %llu ms after it was told to die, its "
 		"forks dropped, its pending call failed\n",
-		h_dpdk() ? "dpdk" : "uring", (unsigned long long)(t_dead - t0));
+		h_mode(&o), (unsigned long long)(t_dead - t0));
 	tw_future *f = NULL;
 	st = tw_rpc_async(a, "w1", "add", NULL, NULL, -1, &f);
 	W_ASSERT(w, st == TW_EUNREACHABLE && f == NULL, "new call: %s",

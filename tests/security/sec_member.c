@@ -454,6 +454,9 @@ int main(int argc, char **argv)
 	if (dpdk) {
 		o.transport = TW_TRANSPORT_DPDK;
 		o.transport_opts = &dop;
+		/* The members share this host; the DPDK path between them is
+		 * what the attacks aim at. */
+		o.same_host = false;
 	}
 	tw_agent *a;
 	tw_status s = tw_agent_init(&o, &a);

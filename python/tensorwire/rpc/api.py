@@ -96,7 +96,10 @@ class RpcBackendOptions:
     control_timeout: seconds within which a vanished host's control
     connection to rank 0 fails (default 30, at least 1). log_level: the
     library's log lines on stderr, "off", "error", "warn" (default, or
-    TW_LOG_LEVEL), "info" or "debug".
+    TW_LOG_LEVEL), "info" or "debug". same_host: workers on this host
+    (this kernel) are reached through shared memory, the same-host
+    transport, whatever the transport (default True; tensorwire's
+    tw_agent_opts.same_host); False reaches them over the transport too.
 
     transport_options: the transport's options, a dict keyed by the field
     names of its C options struct (include/tensorwire/uring.h, struct
@@ -142,7 +145,7 @@ class RpcBackendOptions:
                  secret=None, insecure=False, num_loops=1,
                  init_timeout=60.0, yield_loops=True, lend_loops=True,
                  transport_options=None, control_timeout=30.0,
-                 log_level=None, **_ignored):
+                 log_level=None, same_host=True, **_ignored):
         if transport_options is not None:
             _C._check_transport_options(transport, transport_options)
         self.num_worker_threads = num_worker_threads
@@ -164,6 +167,7 @@ class RpcBackendOptions:
         # else "warn").
         self.control_timeout = control_timeout
         self.log_level = log_level
+        self.same_host = same_host
 
 
 TensorPipeRpcBackendOptions = RpcBackendOptions
@@ -347,7 +351,8 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                     transport_options=getattr(o, "transport_options",
                                               None),
                     control_timeout_ms=_control_ms(o),
-                    log_level=_log_level(getattr(o, "log_level", None)))
+                    log_level=_log_level(getattr(o, "log_level", None)),
+                    same_host=bool(getattr(o, "same_host", True)))
         except _C.RemoteError as e:  # as torch: a RuntimeError, said why
             from tensorwire.rpc import _raise_remote
             _raise_remote(e.args)
