@@ -93,6 +93,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			      "control_timeout_ms",
 			      "log_level",
 			      "same_host",
+			      "same_host_options",
 			      NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
@@ -101,13 +102,13 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	int insecure = 0, yield_loops = 1, lend_loops = 1, ignore_leak = 0;
 	unsigned control_ms = 30000;
 	int log_level = -1, same_host = 1;
-	PyObject *serve = NULL, *topts_dict = NULL;
+	PyObject *serve = NULL, *topts_dict = NULL, *sopts_dict = NULL;
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kw, "sIIs|LLIIzzpO!pOppIip", kws, &name, &rank,
+		    args, kw, "sIIs|LLIIzzpO!pOppIipO", kws, &name, &rank,
 		    &world, &rdv, &timeout_ms, &init_ms, &loops, &exec,
 		    &transport, &secret, &insecure, &PyDict_Type, &serve,
 		    &yield_loops, &topts_dict, &lend_loops, &ignore_leak,
-		    &control_ms, &log_level, &same_host))
+		    &control_ms, &log_level, &same_host, &sopts_dict))
 		return NULL;
 	if (twpy_agent != NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
@@ -118,8 +119,14 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	struct twpy_topts topts;
 	if (twpy_topts_fill(transport, topts_dict, &topts) < 0)
 		return NULL;
+	struct twpy_topts sopts;
+	if (twpy_topts_fill(TW_TRANSPORT_SHM, sopts_dict, &sopts) < 0) {
+		twpy_topts_release(&topts);
+		return NULL;
+	}
 	if (twpy_convert_init() < 0) {
 		twpy_topts_release(&topts);
+		twpy_topts_release(&sopts);
 		return NULL;
 	}
 	struct setup_ctx s = {0};
@@ -130,6 +137,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			free(s.names);
 			free(s.fns);
 			twpy_topts_release(&topts);
+			twpy_topts_release(&sopts);
 			return PyErr_NoMemory();
 		}
 		Py_ssize_t pos = 0, i = 0;
@@ -174,6 +182,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	o.control_timeout_ms = control_ms;
 	o.log_level = log_level;
 	o.same_host = same_host != 0;
+	o.same_host_opts = sopts.ptr;
 	o.setup = setup_cb;
 	o.setup_arg = &s;
 	tw_agent *a = NULL;
@@ -184,6 +193,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	Py_END_ALLOW_THREADS;
 	/* Read by tw_agent_init only. */
 	twpy_topts_release(&topts);
+	twpy_topts_release(&sopts);
 	if (st != TW_OK) {
 		/* The agent is gone with whatever it registered: the served
 		 * functions' references are ours to drop again. */

@@ -652,6 +652,24 @@ def body_lend(rank, world):
     return {"ok": bool(ok), "lent": _C.agent_stats()["lent_waits"]}
 
 
+def _shm_rings_mapped():
+    """Whether this process maps a same-host transport's rings (the sealed
+    memfd dataplane/shm_map.c creates)."""
+    with open("/proc/self/maps") as f:
+        return "memfd:tensorwire-shm" in f.read()
+
+
+def body_same_host(rank, world):
+    """Calls (a 4 MiB tensor among them) to worker1 on this host; says
+    whether they went over the same-host transport's rings."""
+    from tensorwire import _C
+    t = torch.arange(1 << 20, dtype=torch.float32)
+    ok = rpc.rpc_sync("worker1", add, args=(1, 2)) == 3
+    ok &= torch.equal(rpc.rpc_sync("worker1", ident, args=(t,)), t)
+    return {"ok": bool(ok), "rings": _shm_rings_mapped(),
+            "fallbacks": _C.agent_stats()["same_host_fallbacks"]}
+
+
 _kept = []
 
 
