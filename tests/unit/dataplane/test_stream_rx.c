@@ -407,7 +407,8 @@ Test(stream_rx, garbage_header_fails)
 	struct tconn c;
 	conn_init(&c, false);
 	unsigned char s[TW_FRAME_HDR_SIZE + 10];
-	make_frame(s, 100, 1);
+	memset(s, 0x5a, sizeof(s));
+	make_hdr(s, 100, 1, TW_FRAME_VERSION);
 	s[0] ^= 0xff; /* the magic */
 	cr_assert_eq(rxs_feed(&c.rx, s, sizeof(s)), TW_FRAME_HDR_SIZE);
 	cr_assert_eq(c.fails, 1);
