@@ -2,7 +2,8 @@
  * of one another. shm.c: the transport, connections' lifecycle, the trust
  * switch, the poller; shm_sock.c: the unix socket (addresses, listening,
  * connecting, messages); shm_map.c: the shared mapping and doorbells;
- * shm_rx.c: receiving (reassembly from the socket and the ring);
+ * shm_rx.c: receiving (from the socket and the ring into the reassembler,
+ * stream_rx.c);
  * shm_tx.c: sending (the queue, to the socket or the ring, doorbells). */
 #ifndef TW_DATAPLANE_SHM_IMPL_H
 #define TW_DATAPLANE_SHM_IMPL_H
