@@ -14,6 +14,7 @@
 #include "dataplane/loop.h"
 #include "dataplane/stream_rx.h"
 #include "dataplane/util.h"
+#include "tests/lib/stream_rx_harness.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -22,13 +23,6 @@ static void fail(void)
 {
 	abort();
 }
-
-struct fconn {
-	tw_conn base;
-	struct rxs rx;
-	bool closing;
-	uint8_t hold;
-};
 
 static struct {
 	tw_loop *l;
@@ -51,19 +45,12 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *b,
 				&again) != TW_OK ||
 	    again.total_len != h->total_len || again.req_id != h->req_id)
 		fail();
-	struct fconn *fc = container_of(c, struct fconn, base);
+	struct hconn *fc = hconn_of(c);
 	/* What the frame reserved is given back before it goes up. */
 	if (fc->rx.asm_res != 0)
 		fail();
 	if (F.pause)
 		fc->hold |= HOLD_PAUSE;
-}
-
-static void on_conn(void *ctx, tw_conn *c, tw_status st)
-{
-	(void)ctx;
-	(void)c;
-	(void)st;
 }
 
 static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
@@ -78,41 +65,6 @@ static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 	return F.skip;
 }
 
-static void close_after_send(tw_transport *t, tw_conn *c, tw_status st)
-{
-	(void)t;
-	(void)st;
-	container_of(c, struct fconn, base)->hold |= HOLD_LINGER;
-}
-
-static const struct tw_transport_ops fops = {
-	.name = "fuzz",
-	.close_after_send = close_after_send,
-};
-
-static void f_fail(struct rxs *s, tw_status st, enum rxs_why why)
-{
-	(void)st;
-	(void)why;
-	container_of(s, struct fconn, rx)->closing = true;
-}
-
-static void f_room_wait(struct rxs *s)
-{
-	container_of(s, struct fconn, rx)->hold |= HOLD_ROOM;
-}
-
-static void f_room_found(struct rxs *s)
-{
-	(void)s;
-}
-
-static const struct rxs_ops ops = {
-	.fail = f_fail,
-	.room_wait = f_room_wait,
-	.room_found = f_room_found,
-};
-
 static void setup_once(void)
 {
 	if (F.l != NULL)
@@ -121,12 +73,12 @@ static void setup_once(void)
 	tw_loop_opts_init(&lo, sizeof(lo));
 	if (tw_loop_create(&lo, &F.l) != TW_OK)
 		fail();
-	F.tr.ops = &fops;
+	F.tr.ops = &h_transport_ops;
 	F.tr.loop = F.l;
 	F.tr.cbs.on_frame = on_frame;
-	F.tr.cbs.on_conn = on_conn;
+	F.tr.cbs.on_conn = h_on_conn;
 	F.tr.limits.max_total = 64u << 10;
-	if (rxs_env_init(&F.e, &F.tr, &ops, "fuzz", "fuzz-rx", 2048, 4,
+	if (rxs_env_init(&F.e, &F.tr, &h_rxs_ops, "fuzz", "fuzz-rx", 2048, 4,
 			 4u << 20) != TW_OK)
 		fail();
 	F.e.large_frame = 8192;
@@ -137,7 +89,7 @@ static void setup_once(void)
 
 /* Feed p[0, n) to c: in place while a large frame lands (in_place), else
  * through rxs_feed. What a held or closed c does not take is dropped. */
-static void feed(struct fconn *c, const uint8_t *p, size_t n, bool in_place)
+static void feed(struct hconn *c, const uint8_t *p, size_t n, bool in_place)
 {
 	while (n > 0 && !c->closing) {
 		size_t k;
@@ -173,14 +125,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	F.e.stop_holds = (flags & 8) ? (HOLD_ROOM | HOLD_LINGER) : 0xff;
 	bool in_place = (flags & 16) != 0;
 
-	struct fconn a, b;
-	memset(&a, 0, sizeof(a));
-	memset(&b, 0, sizeof(b));
-	a.base.t = b.base.t = &F.tr;
+	struct hconn a, b;
+	hconn_attach(&a, &F.e, &F.tr, &F.host);
+	hconn_attach(&b, &F.e, &F.tr, &F.host);
 	b.base.rx_max = (flags & 32) ? 4096 : 0;
-	rxs_attach(&F.e, &a.rx, &a.base, &a.closing, &a.hold);
-	rxs_attach(&F.e, &b.rx, &b.base, &b.closing, &b.hold);
-	a.rx.host_bytes = b.rx.host_bytes = &F.host;
 
 	/* The same stream to both, cut differently, turn by turn. */
 	size_t ia = 0, ib = 0;

@@ -12,6 +12,7 @@
 #include "dataplane/loop.h"
 #include "dataplane/stream_rx.h"
 #include "dataplane/util.h"
+#include "tests/lib/stream_rx_harness.h"
 
 #define MS UINT64_C(1000000)
 #define POOL_BUF 4096u
@@ -26,23 +27,9 @@ static uint64_t fake_clock(void *ctx)
 	return atomic_load(&fake_ns);
 }
 
-/* A connection as the module sees it, and what happened to it. */
-struct tconn {
-	tw_conn base;
-	struct rxs rx;
-	bool closing;
-	uint8_t hold;
-	tw_status fail_st;
-	int fails;
-	enum rxs_why fail_why;
-	int room_waits, room_founds;
-	tw_status cas_st; /* close_after_send's */
-	int cas;
-};
-
 /* What was delivered, in order. */
 struct got {
-	struct tconn *c;
+	struct hconn *c;
 	tw_frame_hdr h;
 	size_t len;
 	unsigned char *bytes; /* a copy */
@@ -68,7 +55,7 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *b,
 	(void)ctx;
 	cr_assert_lt(T.ngot, MAXF);
 	struct got *g = &T.got[T.ngot++];
-	g->c = container_of(c, struct tconn, base);
+	g->c = hconn_of(c);
 	g->h = *h;
 	g->len = len;
 	g->bytes = malloc(len);
@@ -77,13 +64,6 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *b,
 	T.misaligned |= off % TW_FRAME_SEG_ALIGN != 0;
 	if (T.pause_on_frame)
 		g->c->hold |= HOLD_PAUSE;
-}
-
-static void on_conn(void *ctx, tw_conn *c, tw_status st)
-{
-	(void)ctx;
-	(void)c;
-	(void)st;
 }
 
 static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
@@ -97,49 +77,6 @@ static bool on_refused(void *ctx, tw_conn *c, const tw_frame_hdr *h,
 	return T.skip;
 }
 
-static void cas(tw_transport *t, tw_conn *c, tw_status st)
-{
-	(void)t;
-	struct tconn *tc = container_of(c, struct tconn, base);
-	tc->cas++;
-	tc->cas_st = st;
-	tc->hold |= HOLD_LINGER;
-}
-
-static const struct tw_transport_ops tops = {
-	.name = "test",
-	.close_after_send = cas,
-};
-
-static void t_fail(struct rxs *s, tw_status st, enum rxs_why why)
-{
-	struct tconn *c = container_of(s, struct tconn, rx);
-	if (c->closing)
-		return;
-	c->closing = true;
-	c->fails++;
-	c->fail_st = st;
-	c->fail_why = why;
-}
-
-static void t_room_wait(struct rxs *s)
-{
-	struct tconn *c = container_of(s, struct tconn, rx);
-	c->hold |= HOLD_ROOM;
-	c->room_waits++;
-}
-
-static void t_room_found(struct rxs *s)
-{
-	container_of(s, struct tconn, rx)->room_founds++;
-}
-
-static const struct rxs_ops ops = {
-	.fail = t_fail,
-	.room_wait = t_room_wait,
-	.room_found = t_room_found,
-};
-
 /* A fresh module: worker bound w, host bound h (0: no host bound). */
 static void setup_env(uint64_t w, uint64_t h, uint64_t stall_ns)
 {
@@ -150,13 +87,13 @@ static void setup_env(uint64_t w, uint64_t h, uint64_t stall_ns)
 	lo.clock = fake_clock;
 	lo.tick_ns = MS;
 	cr_assert_eq(tw_loop_create(&lo, &T.l), TW_OK);
-	T.tr.ops = &tops;
+	T.tr.ops = &h_transport_ops;
 	T.tr.loop = T.l;
 	T.tr.cbs.on_frame = on_frame;
-	T.tr.cbs.on_conn = on_conn;
+	T.tr.cbs.on_conn = h_on_conn;
 	T.tr.cbs.on_refused = on_refused;
 	T.tr.limits.max_total = 4u << 20;
-	cr_assert_eq(rxs_env_init(&T.e, &T.tr, &ops, "test", "test-rx",
+	cr_assert_eq(rxs_env_init(&T.e, &T.tr, &h_rxs_ops, "test", "test-rx",
 				  POOL_BUF, 4, 16u << 20),
 		     TW_OK);
 	T.e.large_frame = LARGE;
@@ -167,16 +104,12 @@ static void setup_env(uint64_t w, uint64_t h, uint64_t stall_ns)
 	rxs_env_start(&T.e);
 }
 
-static void conn_init(struct tconn *c, bool host)
+static void conn_init(struct hconn *c, bool host)
 {
-	memset(c, 0, sizeof(*c));
-	c->base.t = &T.tr;
-	rxs_attach(&T.e, &c->rx, &c->base, &c->closing, &c->hold);
-	if (host)
-		c->rx.host_bytes = &T.host;
+	hconn_attach(c, &T.e, &T.tr, host ? &T.host : NULL);
 }
 
-static void teardown_env(struct tconn **cs, unsigned n)
+static void teardown_env(struct hconn **cs, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
 		rxs_detach(&cs[i]->rx);
@@ -212,7 +145,7 @@ static void make_frame(unsigned char *p, uint64_t total, uint64_t id)
 		p[i] = (unsigned char)(id * 31 + i);
 }
 
-static void check_got(unsigned i, struct tconn *c, uint64_t total, uint64_t id)
+static void check_got(unsigned i, struct hconn *c, uint64_t total, uint64_t id)
 {
 	cr_assert_lt(i, T.ngot, "frame %u delivered", i);
 	struct got *g = &T.got[i];
@@ -226,9 +159,24 @@ static void check_got(unsigned i, struct tconn *c, uint64_t total, uint64_t id)
 	free(want);
 }
 
+/* The fixture of the tests on one connection, C, with room to spare. */
+static struct hconn C;
+
+static void one_conn(void)
+{
+	setup_env(64u << 20, 0, 0);
+	conn_init(&C, false);
+}
+
+static void one_conn_done(void)
+{
+	struct hconn *cs[] = {&C};
+	teardown_env(cs, 1);
+}
+
 /* Feed all n bytes in pieces of at most step (0: one byte at a time,
  * then growing), each taken whole. */
-static void feed_all(struct tconn *c, const unsigned char *p, size_t n,
+static void feed_all(struct hconn *c, const unsigned char *p, size_t n,
 		     size_t step)
 {
 	size_t at = 0, k = 1;
@@ -241,11 +189,8 @@ static void feed_all(struct tconn *c, const unsigned char *p, size_t n,
 	}
 }
 
-Test(stream_rx, headers_split_anywhere)
+Test(stream_rx, headers_split_anywhere, .init = one_conn, .fini = one_conn_done)
 {
-	setup_env(64u << 20, 0, 0);
-	struct tconn c;
-	conn_init(&c, false);
 	/* A bare header, a small frame, one over the pool buffer, a large
 	 * one (a mapping from the cache, from 2 MiB on): back to back. */
 	const uint64_t sz[] = {TW_FRAME_HDR_SIZE, 100, POOL_BUF + 1,
@@ -264,163 +209,148 @@ Test(stream_rx, headers_split_anywhere)
 	const size_t steps[] = {1, 0, 7, 47, 49, 4096, 1 << 20};
 	for (unsigned r = 0; r < 7; r++) {
 		unsigned base = T.ngot;
-		feed_all(&c, s, n, steps[r]);
+		feed_all(&C, s, n, steps[r]);
 		cr_assert_eq(T.ngot, base + 5, "round %u", r);
 		for (unsigned i = 0; i < 5; i++)
-			check_got(base + i, &c, sz[i], 10 + i);
+			check_got(base + i, &C, sz[i], 10 + i);
 	}
 	cr_assert_not(T.misaligned);
-	cr_assert_eq(c.rx.rx_n, 7 * n, "every byte counted for stalls");
+	cr_assert_eq(C.rx.rx_n, 7 * n, "every byte counted for stalls");
 	cr_assert_eq(T.e.cnt.frames_rx, 35);
 	cr_assert_eq(T.e.cnt.bytes_rx, 7 * n);
 	cr_assert_eq(T.e.cnt.large_frames, 7);
 	cr_assert_eq(T.e.cnt.large_cache_hits, 6, "the large buffer reused");
-	cr_assert_eq(c.fails + c.cas + T.refused, 0);
+	cr_assert_eq(C.fails + C.cas + T.refused, 0);
 	cr_assert_eq(atomic_load(&T.worker), 0, "reservations let go");
 	free(s);
-	struct tconn *cs[] = {&c};
-	teardown_env(cs, 1);
 }
 
-Test(stream_rx, large_frame_lands_in_place)
+Test(stream_rx, large_frame_lands_in_place, .init = one_conn,
+     .fini = one_conn_done)
 {
-	setup_env(64u << 20, 0, 0);
-	struct tconn c;
-	conn_init(&c, false);
 	const uint64_t total = 3 * LARGE;
 	unsigned char *f = malloc(total);
 	make_frame(f, total, 5);
 	/* The header and a little: the rest is the transport's to land. */
-	cr_assert_eq(rxs_feed(&c.rx, f, 100), 100);
-	cr_assert(rxs_large(&c.rx));
-	cr_assert_eq(rxs_left(&c.rx), total - 100);
+	cr_assert_eq(rxs_feed(&C.rx, f, 100), 100);
+	cr_assert(rxs_large(&C.rx));
+	cr_assert_eq(rxs_left(&C.rx), total - 100);
 	cr_assert_eq(atomic_load(&T.worker), total, "reserved whole");
 	uint64_t at = 100;
 	while (at < total) {
-		uint64_t k = rxs_left(&c.rx) < 10000 ? rxs_left(&c.rx) : 10000;
-		memcpy(rxs_dst(&c.rx), f + at, k);
-		rxs_landed(&c.rx, k);
+		uint64_t k = rxs_left(&C.rx) < 10000 ? rxs_left(&C.rx) : 10000;
+		memcpy(rxs_dst(&C.rx), f + at, k);
+		rxs_landed(&C.rx, k);
 		at += k;
 	}
 	cr_assert_eq(T.ngot, 1);
-	check_got(0, &c, total, 5);
-	cr_assert_not(rxs_large(&c.rx));
-	cr_assert_eq(c.rx.rx_n, total);
+	check_got(0, &C, total, 5);
+	cr_assert_not(rxs_large(&C.rx));
+	cr_assert_eq(C.rx.rx_n, total);
 	cr_assert_eq(atomic_load(&T.worker), 0);
 	cr_assert(T.e.asm_freed);
 	free(f);
-	struct tconn *cs[] = {&c};
-	teardown_env(cs, 1);
 }
 
-Test(stream_rx, oversize_refused_and_skipped)
+Test(stream_rx, oversize_refused_and_skipped, .init = one_conn,
+     .fini = one_conn_done)
 {
-	setup_env(64u << 20, 0, 0);
 	T.skip = true;
-	struct tconn c;
-	conn_init(&c, false);
 	/* Over t->limits (4 MiB), then over the connection's own rx_max. */
 	const uint64_t big = (4u << 20) + 64;
 	const uint64_t mid = 3000;
-	c.base.rx_max = 2048;
+	C.base.rx_max = 2048;
 	size_t n = big + 100 + mid + 100;
 	unsigned char *s = malloc(n);
 	make_frame(s, big, 1);
 	make_frame(s + big, 100, 2);
 	make_frame(s + big + 100, mid, 3);
 	make_frame(s + big + 100 + mid, 100, 4);
-	feed_all(&c, s, n, 65536 + 13);
+	feed_all(&C, s, n, 65536 + 13);
 	cr_assert_eq(T.refused, 2);
 	cr_assert_eq(T.refused_st, TW_EOVERFLOW);
 	cr_assert_eq(T.ngot, 2, "the frames after each refused one");
-	check_got(0, &c, 100, 2);
-	check_got(1, &c, 100, 4);
+	check_got(0, &C, 100, 2);
+	check_got(1, &C, 100, 4);
 	cr_assert_eq(T.e.cnt.frames_refused, 2);
 	cr_assert_eq(T.e.cnt.frames_skipped, 2);
 	cr_assert_eq(T.e.cnt.bad_frames, 0);
 	cr_assert_eq(atomic_load(&T.worker), 0, "nothing reserved to skip");
-	cr_assert_eq(c.rx.rx_n, n);
-	cr_assert_eq(c.fails + c.cas, 0);
+	cr_assert_eq(C.rx.rx_n, n);
+	cr_assert_eq(C.fails + C.cas, 0);
 	free(s);
-	struct tconn *cs[] = {&c};
-	teardown_env(cs, 1);
 }
 
-Test(stream_rx, oversize_not_skipped_ends_after_send)
+Test(stream_rx, oversize_not_skipped_ends_after_send, .init = one_conn,
+     .fini = one_conn_done)
 {
-	setup_env(64u << 20, 0, 0);
 	T.skip = false;
-	struct tconn c;
-	conn_init(&c, false);
 	unsigned char s[2 * TW_FRAME_HDR_SIZE + 100];
 	make_hdr(s, (4u << 20) + 64, 1, TW_FRAME_VERSION); /* its header */
 	make_frame(s + TW_FRAME_HDR_SIZE, 100, 2);
-	size_t took = rxs_feed(&c.rx, s, TW_FRAME_HDR_SIZE + 100);
-	cr_assert_eq(c.cas, 1);
-	cr_assert_eq(c.cas_st, TW_EPROTO);
+	size_t took = rxs_feed(&C.rx, s, TW_FRAME_HDR_SIZE + 100);
+	cr_assert_eq(C.cas, 1);
+	cr_assert_eq(C.cas_st, TW_EPROTO);
 	cr_assert_eq(took, TW_FRAME_HDR_SIZE, "nothing past the refused one");
-	cr_assert_eq(rxs_feed(&c.rx, s + took, 100), 0, "lingering: no more");
+	cr_assert_eq(rxs_feed(&C.rx, s + took, 100), 0, "lingering: no more");
 	cr_assert_eq(T.ngot, 0);
 	cr_assert_eq(T.e.cnt.bad_frames, 1);
-	cr_assert_eq(c.fails, 0);
-	struct tconn *cs[] = {&c};
-	teardown_env(cs, 1);
+	cr_assert_eq(C.fails, 0);
 }
 
-Test(stream_rx, newer_version_ends_after_send)
+Test(stream_rx, newer_version_ends_after_send, .init = one_conn,
+     .fini = one_conn_done)
 {
-	setup_env(64u << 20, 0, 0);
 	T.skip = true; /* no skipping a version we do not speak */
-	struct tconn c;
-	conn_init(&c, false);
 	unsigned char s[100];
 	make_hdr(s, 100, 1, TW_FRAME_VERSION + 1);
-	cr_assert_eq(rxs_feed(&c.rx, s, 100), TW_FRAME_HDR_SIZE);
+	cr_assert_eq(rxs_feed(&C.rx, s, 100), TW_FRAME_HDR_SIZE);
 	cr_assert_eq(T.refused_st, TW_EVERSION);
-	cr_assert_eq(c.cas, 1);
-	cr_assert_eq(c.cas_st, TW_EVERSION);
+	cr_assert_eq(C.cas, 1);
+	cr_assert_eq(C.cas_st, TW_EVERSION);
 	cr_assert_eq(T.e.cnt.frames_skipped, 0);
-	struct tconn *cs[] = {&c};
-	teardown_env(cs, 1);
 }
 
-Test(stream_rx, refused_without_on_refused_fails)
+Test(stream_rx, refused_without_on_refused_fails, .init = one_conn,
+     .fini = one_conn_done)
 {
-	setup_env(64u << 20, 0, 0);
 	T.tr.cbs.on_refused = NULL;
-	struct tconn c;
-	conn_init(&c, false);
 	unsigned char s[TW_FRAME_HDR_SIZE];
 	make_hdr(s, (4u << 20) + 64, 1, TW_FRAME_VERSION);
-	cr_assert_eq(rxs_feed(&c.rx, s, sizeof(s)), sizeof(s));
-	cr_assert_eq(c.fails, 1);
-	cr_assert_eq(c.fail_st, TW_EPROTO);
-	cr_assert_eq(c.fail_why, RXS_REFUSED);
-	cr_assert_eq(c.cas, 0);
-	struct tconn *cs[] = {&c};
-	teardown_env(cs, 1);
+	cr_assert_eq(rxs_feed(&C.rx, s, sizeof(s)), sizeof(s));
+	cr_assert_eq(C.fails, 1);
+	cr_assert_eq(C.fail_st, TW_EPROTO);
+	cr_assert_eq(C.fail_why, RXS_REFUSED);
+	cr_assert_eq(C.cas, 0);
 }
 
-Test(stream_rx, garbage_header_fails)
+Test(stream_rx, garbage_header_fails, .init = one_conn, .fini = one_conn_done)
 {
-	setup_env(64u << 20, 0, 0);
-	struct tconn c;
-	conn_init(&c, false);
 	unsigned char s[TW_FRAME_HDR_SIZE + 10];
 	memset(s, 0x5a, sizeof(s));
 	make_hdr(s, 100, 1, TW_FRAME_VERSION);
 	s[0] ^= 0xff; /* the magic */
-	cr_assert_eq(rxs_feed(&c.rx, s, sizeof(s)), TW_FRAME_HDR_SIZE);
-	cr_assert_eq(c.fails, 1);
-	cr_assert_eq(c.fail_st, TW_EPROTO);
-	cr_assert_eq(c.fail_why, RXS_BAD_HDR);
+	cr_assert_eq(rxs_feed(&C.rx, s, sizeof(s)), TW_FRAME_HDR_SIZE);
+	cr_assert_eq(C.fails, 1);
+	cr_assert_eq(C.fail_st, TW_EPROTO);
+	cr_assert_eq(C.fail_why, RXS_BAD_HDR);
 	cr_assert_eq(T.refused, 0, "not intact: not the layer above's call");
 	cr_assert_eq(T.e.cnt.bad_frames, 1);
-	cr_assert_eq(rxs_feed(&c.rx, s, 10), 0, "closed: nothing taken");
+	cr_assert_eq(rxs_feed(&C.rx, s, 10), 0, "closed: nothing taken");
 	cr_assert_str_eq(rxs_why_str(RXS_BAD_HDR),
 			 "a frame header does not decode");
-	struct tconn *cs[] = {&c};
-	teardown_env(cs, 1);
+}
+
+/* A module whose worker bound is worker, connections a and b on it, and
+ * a frame of fsz bytes for each (fa: id 1, fb: id 2). */
+static void two_conns(uint64_t worker, struct hconn *a, struct hconn *b,
+		      unsigned char *fa, unsigned char *fb, uint64_t fsz)
+{
+	setup_env(worker, 0, 0);
+	conn_init(a, false);
+	conn_init(b, false);
+	make_frame(fa, fsz, 1);
+	make_frame(fb, fsz, 2);
 }
 
 /* Two frames over the pool buffer where the worker's bound holds one:
@@ -429,13 +359,9 @@ Test(stream_rx, garbage_header_fails)
 Test(stream_rx, worker_budget_exhausted_waits)
 {
 	const uint64_t fsz = 3 * POOL_BUF;
-	setup_env(fsz + fsz / 2, 0, 0);
-	struct tconn a, b;
-	conn_init(&a, false);
-	conn_init(&b, false);
+	struct hconn a, b;
 	unsigned char fa[3 * POOL_BUF], fb[3 * POOL_BUF];
-	make_frame(fa, fsz, 1);
-	make_frame(fb, fsz, 2);
+	two_conns(fsz + fsz / 2, &a, &b, fa, fb, fsz);
 	cr_assert_eq(rxs_feed(&a.rx, fa, 1000), 1000);
 	cr_assert_eq(atomic_load(&T.worker), fsz);
 	size_t took = rxs_feed(&b.rx, fb, 1000);
@@ -463,7 +389,7 @@ Test(stream_rx, worker_budget_exhausted_waits)
 	cr_assert_eq(T.ngot, 2);
 	check_got(0, &a, fsz, 1);
 	check_got(1, &b, fsz, 2);
-	struct tconn *cs[] = {&a, &b};
+	struct hconn *cs[] = {&a, &b};
 	teardown_env(cs, 2);
 }
 
@@ -471,13 +397,9 @@ Test(stream_rx, worker_budget_exhausted_waits)
 Test(stream_rx, waiter_retried_by_timer)
 {
 	const uint64_t fsz = 2 * POOL_BUF;
-	setup_env(fsz, 0, 0);
-	struct tconn a, b;
-	conn_init(&a, false);
-	conn_init(&b, false);
+	struct hconn a, b;
 	unsigned char fa[2 * POOL_BUF], fb[2 * POOL_BUF];
-	make_frame(fa, fsz, 1);
-	make_frame(fb, fsz, 2);
+	two_conns(fsz, &a, &b, fa, fb, fsz);
 	cr_assert_eq(rxs_feed(&a.rx, fa, 100), 100);
 	cr_assert_eq(rxs_feed(&b.rx, fb, 100), TW_FRAME_HDR_SIZE);
 	feed_all(&a, fa + 100, fsz - 100, 0);
@@ -488,7 +410,7 @@ Test(stream_rx, waiter_retried_by_timer)
 	cr_assert_eq(b.room_founds, 1, "the retry timer placed b's frame");
 	feed_all(&b, fb + TW_FRAME_HDR_SIZE, fsz - TW_FRAME_HDR_SIZE, 0);
 	check_got(1, &b, fsz, 2);
-	struct tconn *cs[] = {&a, &b};
+	struct hconn *cs[] = {&a, &b};
 	teardown_env(cs, 2);
 }
 
@@ -498,7 +420,7 @@ Test(stream_rx, host_budget)
 {
 	const uint64_t fsz = 4 * POOL_BUF;
 	setup_env(fsz / 2 + 3 * fsz, fsz / 2, 0);
-	struct tconn a, b, other;
+	struct hconn a, b, other;
 	conn_init(&a, true);
 	conn_init(&b, true);
 	conn_init(&other, false); /* no host bound */
@@ -517,32 +439,28 @@ Test(stream_rx, host_budget)
 	rxs_release(&b.rx);
 	cr_assert_eq(T.e.nwaiters, 0);
 	cr_assert_not(b.hold & HOLD_ROOM);
-	struct tconn *cs[] = {&a, &b, &other};
+	struct hconn *cs[] = {&a, &b, &other};
 	teardown_env(cs, 3);
 }
 
 /* A hold in stop_holds stops at the next frame boundary, not inside a
  * frame: bytes in hand finish the frame they belong to. */
-Test(stream_rx, hold_stops_at_a_boundary)
+Test(stream_rx, hold_stops_at_a_boundary, .init = one_conn,
+     .fini = one_conn_done)
 {
-	setup_env(64u << 20, 0, 0);
-	struct tconn c;
-	conn_init(&c, false);
 	unsigned char s[300];
 	make_frame(s, 100, 1);
 	make_frame(s + 100, 200, 2);
 	T.pause_on_frame = true;
-	cr_assert_eq(rxs_feed(&c.rx, s, 300), 100, "paused by on_frame");
+	cr_assert_eq(rxs_feed(&C.rx, s, 300), 100, "paused by on_frame");
 	cr_assert_eq(T.ngot, 1);
-	cr_assert_eq(rxs_feed(&c.rx, s + 100, 200), 0);
+	cr_assert_eq(rxs_feed(&C.rx, s + 100, 200), 0);
 	/* A transport whose read bytes have nowhere else to go (io_uring)
 	 * reads on while paused. */
 	T.pause_on_frame = false;
 	T.e.stop_holds = HOLD_ROOM | HOLD_LINGER;
-	cr_assert_eq(rxs_feed(&c.rx, s + 100, 200), 200);
-	check_got(1, &c, 200, 2);
-	struct tconn *cs[] = {&c};
-	teardown_env(cs, 1);
+	cr_assert_eq(rxs_feed(&C.rx, s + 100, 200), 200);
+	check_got(1, &C, 200, 2);
 }
 
 /* A partial frame must move RXS_STALL_MIN_BYTES per window of stall_ns;
@@ -552,7 +470,7 @@ Test(stream_rx, stall_on_fake_clock)
 {
 	const uint64_t stall = 40 * MS;
 	setup_env(64u << 20, 0, stall);
-	struct tconn slow, fast, held, idle;
+	struct hconn slow, fast, held, idle;
 	conn_init(&slow, false);
 	conn_init(&fast, false);
 	conn_init(&held, false);
@@ -586,6 +504,6 @@ Test(stream_rx, stall_on_fake_clock)
 	cr_assert_eq(fast.fails + held.fails + idle.fails, 0);
 	cr_assert_eq(T.e.cnt.stalls, 1);
 	free(f);
-	struct tconn *cs[] = {&slow, &fast, &held, &idle};
+	struct hconn *cs[] = {&slow, &fast, &held, &idle};
 	teardown_env(cs, 4);
 }
