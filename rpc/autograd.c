@@ -293,21 +293,33 @@ void ag_member_dead(tw_agent *a, uint32_t rank)
 	struct ag_table *t = a->ag;
 	if (t == NULL)
 		return;
-	/* Collect under the lock, release outside it (the hook runs). */
-	for (;;) {
-		int64_t id = -1;
-		pthread_mutex_lock(&t->mu);
-		for (uint32_t i = 0; i < AG_BUCKETS && id < 0; i++)
-			for (struct ag_ctx *c = t->b[i]; c != NULL; c = c->next)
-				if (tw_ag_context_worker(c->id) == rank) {
-					id = c->id;
-					break;
-				}
-		pthread_mutex_unlock(&t->mu);
-		if (id < 0)
-			return;
-		/* Every survivor learns of the death itself: no fan-out. */
-		release(a, id, UINT32_MAX, false);
+	/* One pass under the lock takes them out (a peer may have made all
+	 * TW_AG_MAX_CONTEXTS, and loop 0 runs this); the hook runs outside
+	 * it. Every survivor learns of the death itself: no fan-out. */
+	struct ag_ctx *gone = NULL;
+	pthread_mutex_lock(&t->mu);
+	for (uint32_t i = 0; i < AG_BUCKETS; i++)
+		for (struct ag_ctx **pp = &t->b[i]; *pp != NULL;) {
+			struct ag_ctx *c = *pp;
+			if (tw_ag_context_worker(c->id) != rank) {
+				pp = &c->next;
+				continue;
+			}
+			*pp = c->next;
+			c->next = gone;
+			gone = c;
+			t->count--;
+		}
+	tw_ag_release_fn hook = t->hook;
+	void *hook_arg = t->hook_arg;
+	pthread_mutex_unlock(&t->mu);
+	while (gone != NULL) {
+		struct ag_ctx *c = gone;
+		gone = c->next;
+		int64_t id = c->id;
+		free(c);
+		if (hook != NULL)
+			hook(a, id, hook_arg);
 	}
 }
 
