@@ -519,6 +519,13 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 		rref_on_frame(l, cs, h, buf, off, len);
 		break;
 	case TW_MSG_AG_BACKWARD:
+		/* A call of the backward handler (autograd.h), served as
+		 * one. */
+		if (__builtin_expect(agent_peer_dead(l->a, (uint32_t)h->src),
+				     0))
+			break;
+		serve_on_call(l, cs, h, buf, off, len);
+		break;
 	case TW_MSG_AG_CLEANUP:
 		if (__builtin_expect(agent_peer_dead(l->a, (uint32_t)h->src),
 				     0))

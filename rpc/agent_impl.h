@@ -466,7 +466,8 @@ tw_status call_self_async(tw_agent *a, const char *fn, const tw_value *args,
 /* ---- autograd.c ---- */
 tw_status ag_init(tw_agent *a);
 void ag_fini(tw_agent *a);
-/* AG_BACKWARD and AG_CLEANUP from a member (loop thread). */
+/* AG_CLEANUP from a member (loop thread); AG_BACKWARD is served as a
+ * call of the backward handler (serve.c). */
 void ag_on_frame(struct agent_loop *l, struct conn_state *cs,
 		 const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
 /* End the contexts rank created (agent_member_dead). */

@@ -398,47 +398,23 @@ void ag_on_frame(struct agent_loop *l, struct conn_state *cs,
 			       .conn_id = cs->id,
 			       .req_id = h->req_id,
 			       .caller = h->src};
-	unsigned ok = h->type == TW_MSG_AG_CLEANUP ? TW_MSG_ACK : TW_MSG_RET;
 	if (l->closing) {
-		answer(&p, ok, TW_ESHUTDOWN, "%s", AGENT_SHUTDOWN_MSG);
+		answer(&p, TW_MSG_ACK, TW_ESHUTDOWN, "%s", AGENT_SHUTDOWN_MSG);
 		return;
 	}
 	tw_in_msg m;
 	tw_status st = tw_msg_decode(buf, off, len, h, NULL, &m);
 	if (st != TW_OK) {
 		stat_inc(&l->stats.bad_frames);
-		answer(&p, ok, st == TW_EVERSION ? st : TW_EPROTO,
+		answer(&p, TW_MSG_ACK, st == TW_EVERSION ? st : TW_EPROTO,
 		       "malformed %s from worker '%s': %s",
 		       tw_msg_type_name(h->type), agent_worker_name(a, h->src),
 		       tw_errmsg(st));
 		return;
 	}
-	if (h->type == TW_MSG_AG_CLEANUP) {
-		/* Unknown: ended already, or never here (a cycle). */
-		release(a, m.payload.u.i, h->src, true);
-		tw_value none = tw_value_none();
-		serve_reply(&p, TW_MSG_ACK, TW_OK, &none, 0, NULL);
-	} else {
-		int64_t id = m.payload.u.items[0].u.i;
-		if (!tw_ag_context_valid(a, id)) {
-			answer(&p, ok, TW_EINVAL,
-			       "Could not find autograd context with id: "
-			       "%" PRId64,
-			       id);
-		} else if (ag_backward_entry(a) == NULL) {
-			answer(&p, ok, TW_ENOTSUP,
-			       "worker '%s' records no autograd graph: the "
-			       "distributed backward pass is served by the "
-			       "Python package's workers",
-			       a->name);
-		} else {
-			/* Served as a call of the backward handler: on the
-			 * loop, the executor or deferred, with the callee's
-			 * bounds and deadline (serve.c). */
-			tw_in_msg_release(&m);
-			serve_on_call(l, cs, h, buf, off, len);
-			return;
-		}
-	}
+	/* Unknown: ended already, or never here (a cycle). */
+	release(a, m.payload.u.i, h->src, true);
 	tw_in_msg_release(&m);
+	tw_value none = tw_value_none();
+	serve_reply(&p, TW_MSG_ACK, TW_OK, &none, 0, NULL);
 }
