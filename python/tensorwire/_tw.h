@@ -85,6 +85,22 @@ void twpy_block_begin(void);
 PyObject *twpy_worker_blocked(PyObject *self, PyObject *flag);
 void twpy_block_end(void);
 
+/* The backward handler of distributed autograd (tw_ag_set_backward_handler):
+ * fn(context_id, message_id, grads, retain_graph) run as a served
+ * function is, by the Python workers. Not under the GIL; fn kept. */
+tw_status twpy_serve_ag_backward(tw_agent *a, PyObject *fn);
+
+/* ---- distributed autograd (_autograd.c) ---- */
+
+/* (context_id, message_id, grad_mask bytes) -> *m, the mask borrowed from
+ * o (valid while o is). -1 with TypeError/ValueError. */
+int twpy_ag_meta(PyObject *o, tw_ag_meta *m);
+/* The release hook (counts contexts ended here) and the backward handler
+ * fn (None: none): from init's setup, before the rendezvous. */
+tw_status twpy_ag_setup(tw_agent *a, PyObject *fn);
+/* _C.ag_* functions, for tensorwire.distributed.autograd. */
+extern PyMethodDef twpy_ag_methods[];
+
 /* ---- transport options (_topts.c) ---- */
 
 /* RpcBackendOptions.transport_options: a dict keyed by the field names of
