@@ -54,6 +54,9 @@ _CACHE_MAX = 4096
 # A pickled call's result, unpickled (set by tensorwire.rpc, which owns
 # the pickling of calls).
 _unwrap_result = None
+# A call made in a distributed autograd context: set by
+# tensorwire.distributed.autograd when imported (its _ag_rpc.start).
+_ag_start = None
 
 
 class WorkerInfo:
@@ -260,7 +263,7 @@ def _worker_loop():
             return
         try:
             if job.kind == _CALLBACK or job.fn is not _udf_serve or \
-                    not _served_inline(job, _noarg_fn):
+                    job.ag is not None or not _served_inline(job, _noarg_fn):
                 _handle(job)
         except BaseException:  # a worker thread never dies of a job
             traceback.print_exc()
@@ -310,6 +313,11 @@ def _fail_job(job, e):
 
 
 def _run_job(job):
+    if job.ag is not None:  # a call in a distributed autograd context
+        from tensorwire.distributed import autograd  # noqa: F401 (hooks)
+        from tensorwire.distributed import _ag_rpc
+        _ag_rpc.serve(job)
+        return
     try:
         result = job.fn(*job.args, **job.kwargs)
     except BaseException as e:
@@ -331,6 +339,14 @@ def _finish_job(job, result):
         job.complete(result)
     except BaseException as e:
         _fail_job(job, e)
+
+
+def _ag_backward(context_id, message_id, grads, retain_graph):
+    """AG_BACKWARD: this worker's part of a distributed backward pass
+    (tensorwire.distributed.autograd)."""
+    from tensorwire.distributed import autograd  # noqa: F401 (hooks)
+    from tensorwire.distributed import _ag_rpc
+    _ag_rpc.backward_part(context_id, message_id, grads, retain_graph)
 
 
 def init_rpc(name, backend=None, rank=-1, world_size=None,
@@ -368,7 +384,8 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                     control_timeout_ms=_control_ms(o),
                     log_level=_log_level(getattr(o, "log_level", None)),
                     same_host=bool(getattr(o, "same_host", True)),
-                    same_host_options=getattr(o, "same_host_options", None))
+                    same_host_options=getattr(o, "same_host_options", None),
+                    ag_backward=_ag_backward)
         except _C.RemoteError as e:  # as torch: a RuntimeError, said why
             from tensorwire.rpc import _raise_remote
             _raise_remote(e.args)
@@ -539,6 +556,10 @@ def _builtins_match(func, args, kwargs):
 def _start(to, func, args, kwargs, timeout, waited=False):
     """Send the call: (its C future, map of its outcome or None). waited:
     the caller waits for it next (rpc_sync), and that wait sends it."""
+    if _ag_start is not None:  # in a distributed autograd context?
+        started = _ag_start(to, func, args, kwargs, timeout, waited)
+        if started is not None:
+            return started
     # The common case first, without _plan: a plain function called
     # without arguments, whose pickle is cached.
     if not args and not kwargs and type(func) is types.FunctionType:
