@@ -105,6 +105,25 @@ static PyObject *py_context_valid(PyObject *self, PyObject *arg)
 			       tw_ag_context_valid(twpy_agent, id));
 }
 
+/* ag_context_reach(context_id, worker): the context reached worker (made
+ * here if it was not held): for what travels outside an envelope (a
+ * remote() in a context, tensorwire.distributed.autograd). */
+static PyObject *py_context_reach(PyObject *self, PyObject *args)
+{
+	(void)self;
+	long long id;
+	unsigned w;
+	if (!PyArg_ParseTuple(args, "LI", &id, &w))
+		return NULL;
+	tw_agent *a = agent_or_raise();
+	if (a == NULL)
+		return NULL;
+	tw_status st = tw_ag_context_reach(a, id, w);
+	if (st != TW_OK)
+		return twpy_raise_status(st);
+	Py_RETURN_NONE;
+}
+
 static PyObject *py_context_count(PyObject *self, PyObject *args)
 {
 	(void)self;
@@ -195,6 +214,8 @@ PyMethodDef twpy_ag_methods[] = {
 	 "End a context here and on every worker it reached."},
 	{"ag_context_valid", py_context_valid, METH_O,
 	 "Whether the context is held here."},
+	{"ag_context_reach", py_context_reach, METH_VARARGS,
+	 "Record that a context reached a worker (made here if new)."},
 	{"ag_context_count", py_context_count, METH_NOARGS,
 	 "Contexts held here now."},
 	{"ag_context_workers", py_context_workers, METH_O,

@@ -18,13 +18,17 @@ that worker), never in ``.grad``. Leaving the context ends it on every
 worker it reached. A function named by a string ("aten::add",
 "demo::f") is served without a graph and records nothing.
 
-Not yet: remote() and RRef.to_here() in a context record nothing.
+remote() in a context runs the function on the owner with autograd on
+and keeps its result with its graph; to_here() in a context fetches the
+value recording send and recv functions, so a backward pass reaches the
+owner's graph (and its parameters' gradients stay in the owner's
+context).
 """
 
 import torch
 
 from tensorwire import _C
-from tensorwire.distributed import _ag_rpc
+from tensorwire.distributed import _ag_rpc, _ag_rref
 from tensorwire.distributed import _ag_state as _state
 from tensorwire.rpc import api as _api
 
@@ -117,3 +121,5 @@ def get_gradients(context_id):
 # A call in a context goes through _ag_rpc.start; a Python worker serves
 # one that came in an envelope with _ag_rpc.serve (api._run_job).
 _api._ag_start = _ag_rpc.start
+_api._ag_remote = _ag_rref.remote
+_api._ag_to_here = _ag_rref.to_here

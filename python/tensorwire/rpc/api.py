@@ -57,6 +57,8 @@ _unwrap_result = None
 # A call made in a distributed autograd context: set by
 # tensorwire.distributed.autograd when imported (its _ag_rpc.start).
 _ag_start = None
+_ag_remote = None   # its remote()
+_ag_to_here = None  # its RRef.to_here()
 
 
 class WorkerInfo:
@@ -625,6 +627,10 @@ class RRef(_C.CRRef):
 
     def to_here(self, timeout=UNSET_RPC_TIMEOUT):
         """The value, fetched from the owner (on the owner: its own)."""
+        if _ag_to_here is not None:  # in a distributed autograd context?
+            got = _ag_to_here(self, timeout)
+            if got is not None:
+                return got[0]
         from tensorwire.rpc import _is_live, _live_object, _live_value, \
             _unwrap_result
         # As rpc_sync, without a Future: a failed fetch's exception kept
@@ -729,6 +735,14 @@ _C._set_rref_class(RRef)
 
 def remote(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
     """Run func on worker `to`, keep its result there; an RRef to it."""
+    if _ag_remote is not None:  # in a distributed autograd context?
+        rref = _ag_remote(to, func, args, kwargs, timeout)
+        if rref is not None:
+            return rref
+    return _remote_plain(to, func, args, kwargs, timeout)
+
+
+def _remote_plain(to, func, args, kwargs, timeout):
     qual, a, k, mapper = _plan(func, args, kwargs)
     if qual == UDF_FN:
         qual = REMOTE_FN  # the owner keeps the object itself
