@@ -288,3 +288,84 @@ def _dead_body():
     out["w1_after"] = c1
     out["w0_after"] = counts()
     return out
+
+
+# ---- RRefs to remote parameters, DistributedOptimizer ------------------------
+
+def make_param(name, dtname):
+    """A fresh parameter, kept by the owner of the RRef remote() makes."""
+    return _init(name, getattr(torch, dtname)).requires_grad_()
+
+
+def layer_of(rref, x):
+    """On the parameter's owner: the layer over its local value."""
+    return torch.tanh(x @ rref.local_value())
+
+
+def _step_x(step, dtype):
+    g = torch.Generator().manual_seed(100 + step)
+    return torch.randn(3, 4, generator=g, dtype=torch.float64).to(dtype)
+
+
+def _model(x, a_fn, c_fn):
+    y = torch.tanh(a_fn(x) @ c_fn())
+    return (y * y).sum()
+
+
+def body_rref_grads(rank, world, dtname):
+    """Gradients through remote() and to_here() in a context, of
+    parameters held by RRefs on worker1 and worker2."""
+    dtype = getattr(torch, dtname)
+    ra = rpc.remote("worker1", make_param, args=("A", dtname))
+    rc = rpc.remote("worker2", make_param, args=("C", dtname))
+    x = _x(dtype).requires_grad_()
+    with dist_autograd.context() as cid:
+        loss = _model(
+            x, lambda h: rpc.remote("worker1", layer_of,
+                                    args=(ra, h)).to_here(),
+            rc.to_here)
+        dist_autograd.backward(cid, [loss])
+        dist = {"x": dist_autograd.get_gradients(cid).get(x),
+                "A": rpc.rpc_sync("worker1", _owned_grad, args=(cid, ra)),
+                "C": rpc.rpc_sync("worker2", _owned_grad, args=(cid, rc))}
+    a = _init("A", dtype).requires_grad_()
+    c = _init("C", dtype).requires_grad_()
+    xl = _x(dtype).requires_grad_()
+    _model(xl, lambda h: torch.tanh(h @ a), lambda: c).backward()
+    return {"dist": dist, "local": {"x": xl.grad, "A": a.grad,
+                                     "C": c.grad},
+            "x_grad": x.grad, "counts": wait_contexts_gone(world)}
+
+
+def _owned_grad(cid, rref):
+    return dist_autograd.get_gradients(cid).get(rref.local_value())
+
+
+def body_optim(rank, world, optname, dtname, steps=10):
+    """A DistributedOptimizer training loop over parameters on worker1
+    and worker2, and the same loop run locally: both sets of weights."""
+    from tensorwire.distributed.optim import DistributedOptimizer
+    dtype = getattr(torch, dtname)
+    cls = getattr(torch.optim, optname)
+    ra = rpc.remote("worker1", make_param, args=("A", dtname))
+    rc = rpc.remote("worker2", make_param, args=("C", dtname))
+    opt = DistributedOptimizer(cls, [ra, rc], lr=0.05)
+    for step in range(steps):
+        x = _step_x(step, dtype)
+        with dist_autograd.context() as cid:
+            loss = _model(
+                x, lambda h: rpc.rpc_sync("worker1", layer_of,
+                                          args=(ra, h)), rc.to_here)
+            dist_autograd.backward(cid, [loss])
+            opt.step(cid)
+    dist = {"A": ra.to_here().detach(), "C": rc.to_here().detach()}
+    a = _init("A", dtype).requires_grad_()
+    c = _init("C", dtype).requires_grad_()
+    lopt = cls([a, c], lr=0.05)
+    for step in range(steps):
+        lopt.zero_grad()
+        _model(_step_x(step, dtype), lambda h: torch.tanh(h @ a),
+               lambda: c).backward()
+        lopt.step()
+    return {"dist": dist, "local": {"A": a.detach(), "C": c.detach()},
+            "init": _init("A", dtype), "counts": wait_contexts_gone(world)}

@@ -88,3 +88,20 @@ def test_dead_worker_on_the_path():
     # Its own context on worker1 ended with it; worker0's ended too.
     assert out["w1_after"] == (0, 0), out
     assert out["w0_after"] == (0, 0), out
+
+
+@pytest.mark.parametrize("dtname", ["float32", "float64"])
+def test_rrefs_to_remote_parameters(dtname):
+    out = rpcgroup.run("agfuncs:body_rref_grads", world=3, args=(dtname,))
+    _check(out, dtname)
+
+
+@pytest.mark.parametrize("optname", ["SGD", "Adam"])
+def test_distributed_optimizer_matches_local(optname):
+    out = rpcgroup.run("agfuncs:body_optim", world=3,
+                       args=(optname, "float64"))
+    for name, w in out["local"].items():
+        _close(out["dist"][name], w, TOL["float64"])
+    # It trained: the weights moved.
+    assert not torch.equal(out["dist"]["A"], out["init"])
+    assert all(c == (0, 0) for c in out["counts"]), out["counts"]
