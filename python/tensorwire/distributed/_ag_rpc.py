@@ -13,14 +13,15 @@ pass (torch's FAST mode) that follows them.
 - run(): a backward pass from some tensors of this worker's graph:
   torch.autograd.grad over the leaves they reach; a plain leaf's gradient
   is added to the context, a recv leaf's goes to its sender's send
-  function (AG_BACKWARD), whose worker runs its part the same way;
-  done when every part it caused is done, failing with the first error.
+  function (AG_BACKWARD), whose worker runs its part the same way and
+  answers when every part it caused is done, with the first error.
 """
 
 import torch
 
 from tensorwire import _C
 from tensorwire.distributed import _ag_state as state
+from tensorwire.futures import Future, collect_all
 from tensorwire.rpc import api
 
 try:
@@ -206,12 +207,21 @@ def _leaves(outputs):
 
 def run(ctx, outputs, grad_outputs, retain_graph):
     """This worker's part of a backward pass from outputs (with
-    grad_outputs), and every part it causes on other workers."""
+    grad_outputs): the futures of the parts it caused on other workers
+    (tensorwire Futures of None, failing with their error)."""
     leaves = _leaves(outputs)
     if not leaves:
-        return
+        return []
+    # The graph is kept whatever retain_graph says: in FAST mode a node
+    # between two entry points (a send function and the roots, or two
+    # send functions: a nested call's arguments computed from what came
+    # in) runs once from each, and the second would find its buffers
+    # freed. It goes with the context (its send and recv functions) and
+    # the caller's tensors. (torch instead runs one graph task per worker
+    # over all of a context's send functions, which waits for every one
+    # of them: a send function that gets no gradient hangs it.)
     grads = torch.autograd.grad(outputs, leaves, grad_outputs,
-                                retain_graph=retain_graph, allow_unused=True)
+                                retain_graph=True, allow_unused=True)
     onward = {}
     for leaf, g in zip(leaves, grads):
         if g is None:
@@ -225,35 +235,44 @@ def run(ctx, outputs, grad_outputs, retain_graph):
         if gl is None:
             gl = onward[rec] = [None] * rec.n
         gl[i] = g if gl[i] is None else gl[i] + g
-    if not onward:
-        return
+    pending = []
     me = api._self_id
-    pending, local = [], []
     for rec, gl in onward.items():
-        if rec.peer == me:
-            local.append((rec.msg, gl))
+        if rec.peer == me:  # a call to self: its part runs here
+            pending.append(backward_part(ctx.id, rec.msg, gl, retain_graph))
             continue
         try:
-            pending.append(_C.ag_backward_async(rec.peer, ctx.id, rec.msg,
-                                               gl, retain_graph, -1))
+            cf = _C.ag_backward_async(rec.peer, ctx.id, rec.msg, gl,
+                                      retain_graph, -1)
         except _C.RemoteError as e:
             from tensorwire.rpc import _raise_remote
             _raise_remote(e.args)
-    for msg, gl in local:  # a call to self: its part runs here
-        backward_part(ctx.id, msg, gl, retain_graph)
-    if pending and not _C.wait_all(pending):
-        for cf in pending:
-            if cf.done():
-                ok, out = cf.outcome()
-                if not ok:
-                    from tensorwire.rpc import _raise_remote
-                    _raise_remote(out)
+        pending.append(Future(_cf=cf))
+    return pending
+
+
+def _all(pending):
+    """A Future done when every one of pending is, failing with the first
+    error among them."""
+    if len(pending) == 1:
+        return pending[0]
+    done = Future()
+    if not pending:
+        done.set_result(None)
+        return done
+
+    def check(fut):
+        for f in fut.wait():
+            f.wait()  # raises its error
+    return collect_all(pending).then(check)
 
 
 def backward_part(context_id, message_id, grads, retain_graph):
     """AG_BACKWARD's handler (tw_ag_set_backward_handler): the gradients
     for send function message_id of context_id, run back through this
-    worker's graph and on."""
+    worker's graph and on; a Future done when every part it caused is
+    (the handler answers then, holding no Python worker meanwhile: the
+    parts of one pass may come back here many times over)."""
     ctx = state.get(context_id)
     sent = ctx.sends.get(message_id)
     if sent is None:
@@ -265,5 +284,4 @@ def backward_part(context_id, message_id, grads, retain_graph):
         if t is not None and g is not None:
             outs.append(t)
             gouts.append(g)
-    if outs:
-        run(ctx, outs, gouts, retain_graph)
+    return _all(run(ctx, outs, gouts, retain_graph) if outs else [])

@@ -348,7 +348,10 @@ def _ag_backward(context_id, message_id, grads, retain_graph):
     (tensorwire.distributed.autograd)."""
     from tensorwire.distributed import autograd  # noqa: F401 (hooks)
     from tensorwire.distributed import _ag_rpc
-    _ag_rpc.backward_part(context_id, message_id, grads, retain_graph)
+    return _ag_rpc.backward_part(context_id, message_id, grads, retain_graph)
+
+
+_ag_backward._tw_async = True  # answers when its Future completes
 
 
 def init_rpc(name, backend=None, rank=-1, world_size=None,
