@@ -21,6 +21,11 @@ PyObject *twpy_future_new(tw_future *f, int mode)
 	return (PyObject *)o;
 }
 
+tw_future *twpy_future_handle(PyObject *o)
+{
+	return Py_IS_TYPE(o, &twpy_future_type) ? ((cfuture *)o)->f : NULL;
+}
+
 static void cfuture_dealloc(PyObject *self)
 {
 	tw_future_release(((cfuture *)self)->f);

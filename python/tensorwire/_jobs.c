@@ -494,6 +494,97 @@ static PyObject *pyjob_complete(PyObject *self, PyObject *args)
 	Py_RETURN_NONE;
 }
 
+/* The answer of a job waiting for C futures (job.complete_when): its
+ * last one to complete answers, None or the first failure's error. */
+struct after {
+	tw_future *out;
+	_Atomic uint32_t left;
+	_Atomic bool failed;
+};
+
+/* One of w's counts done: the last answers (None unless one failed). */
+static void after_put(struct after *w)
+{
+	if (atomic_fetch_sub(&w->left, 1) != 1)
+		return;
+	if (!atomic_load(&w->failed)) {
+		tw_value none = tw_value_none();
+		tw_future_complete(w->out, &none);
+	}
+	tw_future_release(w->out);
+	free(w);
+}
+
+static void after_fail(struct after *w, tw_status kind, uint32_t origin,
+		       const char *msg)
+{
+	if (!atomic_exchange(&w->failed, true))
+		tw_future_fail(w->out, kind, origin, msg);
+}
+
+static void after_one(tw_future *f, void *arg)
+{
+	struct after *w = arg;
+	if (tw_future_status(f) != TW_OK) {
+		const tw_error *e = tw_future_error(f);
+		after_fail(w, e != NULL ? e->kind : TW_ERUNTIME,
+			   e != NULL ? e->origin : 0,
+			   e != NULL && e->msg != NULL ? e->msg : "");
+	}
+	after_put(w);
+}
+
+/* job.complete_when([CFuture, ...]): answer the call, with None, once
+ * every one of them has completed, or with the first one's error: from
+ * whichever thread completes the last, with no Python worker on the way
+ * (distributed autograd's backward parts: docs/autograd.md). */
+static PyObject *pyjob_complete_when(PyObject *self, PyObject *list)
+{
+	struct job *j = ((pyjob *)self)->j;
+	if (j == NULL || j->kind != JOB_CALL) {
+		PyErr_SetString(PyExc_RuntimeError, "not an open call");
+		return NULL;
+	}
+	PyObject *seq = PySequence_Fast(list, "a list of CFutures");
+	if (seq == NULL)
+		return NULL;
+	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+	for (Py_ssize_t i = 0; i < n; i++) {
+		if (twpy_future_handle(PySequence_Fast_GET_ITEM(seq, i)) ==
+		    NULL) {
+			Py_DECREF(seq);
+			PyErr_SetString(PyExc_TypeError, "not a CFuture");
+			return NULL;
+		}
+	}
+	struct after *w = malloc(sizeof(*w));
+	if (w == NULL) {
+		Py_DECREF(seq);
+		return PyErr_NoMemory();
+	}
+	w->out = tw_future_retain(j->out);
+	atomic_init(&w->failed, false);
+	/* One more than the futures: the last after_one is ours, below, so
+	 * none completes the answer while the callbacks are being added. */
+	atomic_init(&w->left, (uint32_t)n + 1);
+	for (Py_ssize_t i = 0; i < n; i++) {
+		tw_future *f =
+			twpy_future_handle(PySequence_Fast_GET_ITEM(seq, i));
+		if (tw_future_then(f, after_one, w) != TW_OK) {
+			/* Not watched (no memory): failed now, and counted
+			 * as done. */
+			after_fail(w, TW_ENOMEM, twpy_self_id(twpy_agent),
+				   "out of memory watching a backward part");
+			after_put(w);
+		}
+	}
+	Py_DECREF(seq);
+	((pyjob *)self)->j = NULL;
+	job_free_nogil(j);
+	after_put(w);
+	Py_RETURN_NONE;
+}
+
 /* job.fail(kind, message): the call's error. */
 static PyObject *pyjob_fail(PyObject *self, PyObject *args)
 {
@@ -545,6 +636,9 @@ static PyMethodDef pyjob_methods[] = {
 	 "complete(value, ag=None): answer the call with a value, in an "
 	 "autograd envelope (context_id, message_id, grad_mask) when ag is "
 	 "given."},
+	{"complete_when", pyjob_complete_when, METH_O,
+	 "Answer the call with None once every CFuture of a list has "
+	 "completed, or with the first one's error."},
 	{"fail", pyjob_fail, METH_VARARGS,
 	 "Answer the call with an error (kind, message)."},
 	{"release", pyjob_release, METH_NOARGS,

@@ -48,6 +48,8 @@ extern PyTypeObject twpy_future_type;
 /* A new CFuture owning f's reference; mode: how to convert its value. */
 PyObject *twpy_future_new(tw_future *f, int mode);
 PyObject *twpy_wait_all(PyObject *self, PyObject *list);
+/* The tw_future of CFuture o (borrowed), or NULL if o is not one. */
+tw_future *twpy_future_handle(PyObject *o);
 
 /* ---- RRefs (_rref.c) ---- */
 

@@ -207,8 +207,9 @@ def _leaves(outputs):
 
 def run(ctx, outputs, grad_outputs, retain_graph):
     """This worker's part of a backward pass from outputs (with
-    grad_outputs): the futures of the parts it caused on other workers
-    (tensorwire Futures of None, failing with their error)."""
+    grad_outputs): the futures of the parts it caused, of None or failing
+    with their error: CFutures for other workers' (AG_BACKWARD), Futures
+    for this worker's own (a call to self)."""
     leaves = _leaves(outputs)
     if not leaves:
         return []
@@ -239,7 +240,11 @@ def run(ctx, outputs, grad_outputs, retain_graph):
     me = api._self_id
     for rec, gl in onward.items():
         if rec.peer == me:  # a call to self: its part runs here
-            pending.append(backward_part(ctx.id, rec.msg, gl, retain_graph))
+            part = backward_part(ctx.id, rec.msg, gl, retain_graph)
+            if type(part) is api.After:
+                pending.extend(part)
+            else:
+                pending.append(part)
             continue
         try:
             cf = _C.ag_backward_async(rec.peer, ctx.id, rec.msg, gl,
@@ -247,19 +252,36 @@ def run(ctx, outputs, grad_outputs, retain_graph):
         except _C.RemoteError as e:
             from tensorwire.rpc import _raise_remote
             _raise_remote(e.args)
-        pending.append(Future(_cf=cf))
+        pending.append(cf)
     return pending
 
 
+def wait(pending):
+    """Wait for the parts run() caused; the first error raises."""
+    cfs = [p for p in pending if not isinstance(p, Future)]
+    if cfs and not _C.wait_all(cfs):
+        for cf in cfs:
+            if cf.done():
+                ok, out = cf.outcome()
+                if not ok:
+                    from tensorwire.rpc import _raise_remote
+                    _raise_remote(out)
+    for p in pending:
+        if isinstance(p, Future):
+            p.wait()
+
+
 def _all(pending):
-    """A Future done when every one of pending is, failing with the first
-    error among them."""
+    """What the backward handler answers with: api.After(the CFutures)
+    when every part it waits for is another worker's (the agent answers
+    when they are done, no Python on the way), else a Future done when
+    every one of pending is, failing with the first error among them."""
+    if all(not isinstance(p, Future) for p in pending):
+        return api.After(pending)
+    pending = [p if isinstance(p, Future) else Future(_cf=p)
+               for p in pending]
     if len(pending) == 1:
         return pending[0]
-    done = Future()
-    if not pending:
-        done.set_result(None)
-        return done
 
     def check(fut):
         for f in fut.wait():
@@ -270,9 +292,9 @@ def _all(pending):
 def backward_part(context_id, message_id, grads, retain_graph):
     """AG_BACKWARD's handler (tw_ag_set_backward_handler): the gradients
     for send function message_id of context_id, run back through this
-    worker's graph and on; a Future done when every part it caused is
-    (the handler answers then, holding no Python worker meanwhile: the
-    parts of one pass may come back here many times over)."""
+    worker's graph and on; answered when every part it caused is done
+    (_all), holding no Python worker meanwhile: the parts of one pass may
+    come back here many times over."""
     ctx = state.get(context_id)
     sent = ctx.sends.get(message_id)
     if sent is None:

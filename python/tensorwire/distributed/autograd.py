@@ -30,7 +30,6 @@ import torch
 from tensorwire import _C
 from tensorwire.distributed import _ag_rpc, _ag_rref
 from tensorwire.distributed import _ag_state as _state
-from tensorwire.futures import wait_all
 from tensorwire.rpc import api as _api
 
 __all__ = ["context", "backward", "get_gradients"]
@@ -109,8 +108,7 @@ def backward(context_id, roots, retain_graph=False):
             raise RuntimeError(" does not have a valid gradient function.")
     pending = _ag_rpc.run(ctx, roots, [torch.ones_like(r) for r in roots],
                           retain_graph)
-    if pending:
-        wait_all(pending)  # the first error of any worker raises
+    _ag_rpc.wait(pending)  # the first error of any worker raises
 
 
 def get_gradients(context_id):

@@ -328,7 +328,18 @@ def _run_job(job):
     _finish_job(job, result)
 
 
+class After(tuple):
+    """A served function's result meaning: answer None once every one of
+    these CFutures has completed, or the first one's error (the agent
+    does it, Job.complete_when: no Python worker waits)."""
+
+    __slots__ = ()
+
+
 def _finish_job(job, result):
+    if type(result) is After:
+        job.complete_when(result)
+        return
     if isinstance(result, Future) and getattr(job.fn, "_tw_async", False):
         def finish(fut, job=job):
             try:
