@@ -46,15 +46,6 @@ int twpy_ag_meta(PyObject *o, tw_ag_meta *m)
 	return 0;
 }
 
-static tw_agent *agent_or_raise(void)
-{
-	if (twpy_agent == NULL)
-		PyErr_SetString(PyExc_RuntimeError,
-				"RPC has not been initialized. Call "
-				"torch.distributed.rpc.init_rpc first.");
-	return twpy_agent;
-}
-
 /* torch raises RuntimeError for a context it does not know, not its
  * RemoteError: so do these (the message is the agent's, torch's). */
 static PyObject *raise_local(tw_status st)
@@ -66,11 +57,20 @@ static PyObject *raise_local(tw_status st)
 	return twpy_raise_status(st);
 }
 
+/* A context id argument, and the agent: NULL with an exception. */
+static tw_agent *id_and_agent(PyObject *arg, long long *id)
+{
+	*id = PyLong_AsLongLong(arg);
+	if (*id == -1 && PyErr_Occurred())
+		return NULL;
+	return twpy_agent_or_raise();
+}
+
 static PyObject *py_context_new(PyObject *self, PyObject *args)
 {
 	(void)self;
 	(void)args;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	int64_t id;
@@ -83,10 +83,8 @@ static PyObject *py_context_new(PyObject *self, PyObject *args)
 static PyObject *py_context_release(PyObject *self, PyObject *arg)
 {
 	(void)self;
-	long long id = PyLong_AsLongLong(arg);
-	if (id == -1 && PyErr_Occurred())
-		return NULL;
-	tw_agent *a = agent_or_raise();
+	long long id;
+	tw_agent *a = id_and_agent(arg, &id);
 	if (a == NULL)
 		return NULL;
 	tw_status st = tw_ag_context_release(a, id);
@@ -115,7 +113,7 @@ static PyObject *py_context_reach(PyObject *self, PyObject *args)
 	unsigned w;
 	if (!PyArg_ParseTuple(args, "LI", &id, &w))
 		return NULL;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	tw_status st = tw_ag_context_reach(a, id, w);
@@ -124,23 +122,35 @@ static PyObject *py_context_reach(PyObject *self, PyObject *args)
 	Py_RETURN_NONE;
 }
 
+static long long count_of(tw_agent *a)
+{
+	return tw_ag_context_count(a);
+}
+
+static long long message_id_of(tw_agent *a)
+{
+	return tw_ag_message_id(a);
+}
+
+/* fn(agent) as a Python int. */
+static PyObject *of_agent(long long (*fn)(tw_agent *))
+{
+	tw_agent *a = twpy_agent_or_raise();
+	return a == NULL ? NULL : PyLong_FromLongLong(fn(a));
+}
+
 static PyObject *py_context_count(PyObject *self, PyObject *args)
 {
 	(void)self;
 	(void)args;
-	tw_agent *a = agent_or_raise();
-	if (a == NULL)
-		return NULL;
-	return PyLong_FromUnsignedLong(tw_ag_context_count(a));
+	return of_agent(count_of);
 }
 
 static PyObject *py_context_workers(PyObject *self, PyObject *arg)
 {
 	(void)self;
-	long long id = PyLong_AsLongLong(arg);
-	if (id == -1 && PyErr_Occurred())
-		return NULL;
-	tw_agent *a = agent_or_raise();
+	long long id;
+	tw_agent *a = id_and_agent(arg, &id);
 	if (a == NULL)
 		return NULL;
 	uint32_t ids[64];
@@ -165,10 +175,7 @@ static PyObject *py_message_id(PyObject *self, PyObject *args)
 {
 	(void)self;
 	(void)args;
-	tw_agent *a = agent_or_raise();
-	if (a == NULL)
-		return NULL;
-	return PyLong_FromLongLong(tw_ag_message_id(a));
+	return of_agent(message_id_of);
 }
 
 static PyObject *py_releases(PyObject *self, PyObject *args)
@@ -191,7 +198,7 @@ static PyObject *py_backward_async(PyObject *self, PyObject *args)
 	if (!PyArg_ParseTuple(args, "ILLO!pL", &to, &ctx, &msg, &PyList_Type,
 			      &grads, &retain, &ms))
 		return NULL;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	struct twpy_conv cv = {0};

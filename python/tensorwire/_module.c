@@ -38,7 +38,7 @@ PyObject *twpy_raise_status(tw_status st)
 	return twpy_raise(st, tw_errmsg(st), twpy_self_id(twpy_agent));
 }
 
-static tw_agent *agent_or_raise(void)
+tw_agent *twpy_agent_or_raise(void)
 {
 	if (twpy_agent == NULL)
 		PyErr_SetString(PyExc_RuntimeError,
@@ -262,7 +262,7 @@ static PyObject *py_shutdown(PyObject *self, PyObject *args)
 	long long timeout_ms = -1;
 	if (!PyArg_ParseTuple(args, "|pL", &graceful, &timeout_ms))
 		return NULL;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	/* The agent serves (and Python functions run) until its graceful
@@ -288,7 +288,7 @@ static PyObject *py_shutdown(PyObject *self, PyObject *args)
  * exception set, else wi. */
 static tw_worker_info *worker_lookup(PyObject *arg, tw_worker_info *wi)
 {
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	tw_status st = TW_OK;
@@ -339,7 +339,7 @@ static PyObject *py_worker_infos(PyObject *self, PyObject *args)
 {
 	(void)self;
 	(void)args;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	uint32_t n = tw_agent_world_size(a);
@@ -361,7 +361,7 @@ static PyObject *py_timeout(PyObject *self, PyObject *args)
 	long long ms = -2;
 	if (!PyArg_ParseTuple(args, "|L", &ms))
 		return NULL;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	if (ms != -2) {
@@ -435,7 +435,7 @@ static tw_agent *parse_call(PyObject *args, struct pycall *c)
 			   twpy_self_id(twpy_agent));
 		return NULL;
 	}
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	twpy_drain();
@@ -560,7 +560,7 @@ static PyObject *py_agent_stats(PyObject *self, PyObject *args)
 {
 	(void)self;
 	(void)args;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	struct tw_agent_stats s;

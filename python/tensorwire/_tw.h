@@ -18,6 +18,9 @@
 extern tw_agent *twpy_agent;
 /* Bumped by each shutdown: objects made under an earlier agent refuse. */
 extern uint64_t twpy_gen;
+/* The agent, or NULL with torch's RuntimeError when RPC is not
+ * initialized. */
+tw_agent *twpy_agent_or_raise(void);
 /* This worker's id (0 without an agent). */
 uint32_t twpy_self_id(tw_agent *a);
 
