@@ -369,3 +369,49 @@ def body_optim(rank, world, optname, dtname, steps=10):
         lopt.step()
     return {"dist": dist, "local": {"A": a.detach(), "C": c.detach()},
             "init": _init("A", dtype), "counts": wait_contexts_gone(world)}
+
+
+class _DieInBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 1
+
+    @staticmethod
+    def backward(ctx, g):
+        os._exit(3)
+
+
+def dying_layer(x):
+    """A layer whose worker dies in the middle of its backward part."""
+    return _DieInBackward.apply(x)
+
+
+def chain_to_dying(x, to):
+    return rpc.rpc_sync(to, dying_layer, args=(layer("B", x),))
+
+
+def all_die_in_backward(rank, world):
+    """worker2 dies in the middle of its part of a backward pass that
+    worker1 started for worker0: worker0's backward fails, naming it,
+    within the call timeout; the context ends everywhere left."""
+    if rank != 0:
+        _done.wait(120)
+        return None
+    try:
+        out = {}
+        x = _x(torch.float64).requires_grad_()
+        with dist_autograd.context() as cid:
+            y = rpc.rpc_sync("worker1", chain_to_dying, args=(x, "worker2"))
+            t0 = time.monotonic()
+            out["error"] = _msg(dist_autograd.backward, cid, [y.sum()])
+            out["seconds"] = time.monotonic() - t0
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            out["w1_after"] = rpc.rpc_sync("worker1", counts)
+            if out["w1_after"] == (0, 0):
+                break
+            time.sleep(0.05)
+        out["w0_after"] = counts()
+        return out
+    finally:
+        rpc.rpc_sync("worker1", _finish)

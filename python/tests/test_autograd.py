@@ -105,3 +105,12 @@ def test_distributed_optimizer_matches_local(optname):
     # It trained: the weights moved.
     assert not torch.equal(out["dist"]["A"], out["init"])
     assert all(c == (0, 0) for c in out["counts"]), out["counts"]
+
+
+def test_worker_dying_in_its_backward_part():
+    out = rpcgroup.run("agfuncs:all_die_in_backward", world=3, dead=(2,),
+                       nongraceful=(0, 1), extra={"rpc_timeout": 10})
+    assert out["error"] is not None and "worker2" in out["error"], out
+    assert out["seconds"] < 10, out  # within the timeout, not a hang
+    assert out["w1_after"] == (0, 0), out
+    assert out["w0_after"] == (0, 0), out
