@@ -175,18 +175,24 @@ def body_grads(rank, world, case, dtname, passes=1):
 
 # ---- errors ------------------------------------------------------------------
 
-class _Boom(torch.autograd.Function):
+class _BadBackward(torch.autograd.Function):
+    """x * 2 whose backward raises ValueError, or ends the process when
+    die is set."""
+
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, die):
+        ctx.die = die
         return x * 2
 
     @staticmethod
     def backward(ctx, g):
+        if ctx.die:
+            os._exit(3)
         raise ValueError("boom in backward")
 
 
 def bad_layer(x):
-    return _Boom.apply(x)
+    return _BadBackward.apply(x, False)
 
 
 def _msg(fn, *args):
@@ -371,19 +377,9 @@ def body_optim(rank, world, optname, dtname, steps=10):
             "init": _init("A", dtype), "counts": wait_contexts_gone(world)}
 
 
-class _DieInBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x * 1
-
-    @staticmethod
-    def backward(ctx, g):
-        os._exit(3)
-
-
 def dying_layer(x):
     """A layer whose worker dies in the middle of its backward part."""
-    return _DieInBackward.apply(x)
+    return _BadBackward.apply(x, True)
 
 
 def chain_to_dying(x, to):
