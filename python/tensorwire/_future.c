@@ -21,6 +21,11 @@ PyObject *twpy_future_new(tw_future *f, int mode)
 	return (PyObject *)o;
 }
 
+tw_future *twpy_future_handle(PyObject *o)
+{
+	return Py_IS_TYPE(o, &twpy_future_type) ? ((cfuture *)o)->f : NULL;
+}
+
 static void cfuture_dealloc(PyObject *self)
 {
 	tw_future_release(((cfuture *)self)->f);
@@ -83,6 +88,20 @@ static PyObject *cfuture_outcome(PyObject *self, PyObject *args)
 			     e != NULL ? e->origin : 0u);
 }
 
+/* ag(): the answer's autograd envelope, (context_id, message_id,
+ * grad_mask bytes), or None (not done, or answered without one). */
+static PyObject *cfuture_ag(PyObject *self, PyObject *args)
+{
+	(void)args;
+	tw_future *f = ((cfuture *)self)->f;
+	tw_ag_meta m;
+	if (!tw_future_done(f) || !tw_future_ag(f, &m))
+		Py_RETURN_NONE;
+	return Py_BuildValue("(LLy#)", (long long)m.context_id,
+			     (long long)m.message_id, (const char *)m.grad_mask,
+			     (Py_ssize_t)m.mask_len);
+}
+
 /* add_done_callback(cb): cb(self) on a Python worker once done. */
 static PyObject *cfuture_then(PyObject *self, PyObject *cb)
 {
@@ -138,6 +157,9 @@ static PyMethodDef cfuture_methods[] = {
 	 "Wait (GIL released), at most timeout_ms (-1: no limit)."},
 	{"outcome", cfuture_outcome, METH_NOARGS,
 	 "(True, value) or (False, (kind, message, origin))."},
+	{"ag", cfuture_ag, METH_NOARGS,
+	 "The answer's autograd envelope (context_id, message_id, grad_mask) "
+	 "or None."},
 	{"add_done_callback", cfuture_then, METH_O,
 	 "Call cb(future) on a Python worker once complete."},
 	{NULL, NULL, 0, NULL},

@@ -58,6 +58,12 @@ struct job {
 	uint32_t caller;
 	/* JOB_CB: cb(fut) */
 	PyObject *cb, *fut;
+	/* JOB_CALL in an autograd envelope (docs/autograd.md): its
+	 * metadata, the mask copied into mask[] */
+	bool has_ag;
+	int64_t ag_ctx, ag_msg;
+	uint32_t mask_len;
+	uint8_t mask[];
 };
 
 static pthread_mutex_t qmu = PTHREAD_MUTEX_INITIALIZER;
@@ -262,10 +268,22 @@ static tw_status py_handler(tw_call_ctx *ctx, const tw_value *args,
 			    const tw_value *kwargs, tw_value *result, void *arg)
 {
 	(void)result;
-	struct job *j = calloc(1, sizeof(*j));
+	/* The envelope is the handler's only while it runs: its mask is
+	 * copied into the job, in the same allocation. */
+	const tw_ag_meta *m = tw_call_ag(ctx);
+	uint32_t mlen = m != NULL ? m->mask_len : 0;
+	struct job *j = calloc(1, sizeof(*j) + mlen);
 	if (j == NULL)
 		return TW_ENOMEM;
 	j->kind = JOB_CALL;
+	if (m != NULL) {
+		j->has_ag = true;
+		j->ag_ctx = m->context_id;
+		j->ag_msg = m->message_id;
+		j->mask_len = mlen;
+		if (mlen > 0)
+			memcpy(j->mask, m->grad_mask, mlen);
+	}
 	j->fn = arg;
 	j->caller = tw_call_caller(ctx);
 	tw_status st = tw_value_clone(&j->args, args);
@@ -331,6 +349,20 @@ tw_status twpy_serve(tw_agent *a, const char *name, PyObject *fn)
 			: tw_agent_register(a, p->name, py_handler, p, 0);
 	if (st != TW_OK)
 		free(p); /* fn stays referenced: the caller's to drop */
+	return st;
+}
+
+tw_status twpy_serve_ag_backward(tw_agent *a, PyObject *fn)
+{
+	static const char name[] = "tw::ag_backward";
+	struct pyfn *p = malloc(sizeof(*p) + sizeof(name));
+	if (p == NULL)
+		return TW_ENOMEM;
+	p->fn = fn;
+	memcpy(p->name, name, sizeof(name));
+	tw_status st = tw_ag_set_backward_handler(a, py_handler, p, 0);
+	if (st != TW_OK)
+		free(p);
 	return st;
 }
 
@@ -407,6 +439,14 @@ static PyObject *pyjob_get(PyObject *self, void *which)
 					   : (Py_INCREF(Py_None), Py_None);
 	if (strcmp(w, "caller") == 0)
 		return PyLong_FromUnsignedLong(j->caller);
+	if (strcmp(w, "ag") == 0) {
+		if (!j->has_ag)
+			Py_RETURN_NONE;
+		return Py_BuildValue("(LLy#)", (long long)j->ag_ctx,
+				     (long long)j->ag_msg,
+				     (const char *)j->mask,
+				     (Py_ssize_t)j->mask_len);
+	}
 	if (strcmp(w, "args") == 0) {
 		if (j->kind == JOB_CB)
 			return PyTuple_Pack(1, j->fut);
@@ -421,21 +461,127 @@ static PyObject *pyjob_get(PyObject *self, void *which)
 	return NULL;
 }
 
-/* job.complete(value): the call's result. */
-static PyObject *pyjob_complete(PyObject *self, PyObject *v)
+/* job.complete(value, ag=None): the call's result; ag (context_id,
+ * message_id, grad_mask bytes): the answer's autograd envelope. */
+static PyObject *pyjob_complete(PyObject *self, PyObject *args)
+{
+	PyObject *v, *ag = Py_None;
+	if (!PyArg_ParseTuple(args, "O|O", &v, &ag))
+		return NULL;
+	struct job *j = ((pyjob *)self)->j;
+	if (j == NULL || j->kind != JOB_CALL) {
+		PyErr_SetString(PyExc_RuntimeError, "not an open call");
+		return NULL;
+	}
+	tw_ag_meta m;
+	if (ag != Py_None && twpy_ag_meta(ag, &m) < 0)
+		return NULL;
+	struct twpy_conv cv = {0};
+	tw_value r;
+	if (twpy_to_value(v, &r, &cv) < 0)
+		return NULL;
+	if (ag != Py_None) {
+		/* m's mask is borrowed from ag, read (copied) here. */
+		tw_status st = tw_future_set_ag(j->out, &m);
+		if (st != TW_OK) {
+			tw_value_destroy(&r);
+			return twpy_raise_status(st);
+		}
+	}
+	tw_future_complete(j->out, &r);
+	((pyjob *)self)->j = NULL;
+	job_free_nogil(j);
+	Py_RETURN_NONE;
+}
+
+/* The answer of a job waiting for C futures (job.complete_when): its
+ * last one to complete answers, None or the first failure's error. */
+struct after {
+	tw_future *out;
+	_Atomic uint32_t left;
+	_Atomic bool failed;
+};
+
+/* One of w's counts done: the last answers (None unless one failed). */
+static void after_put(struct after *w)
+{
+	if (atomic_fetch_sub(&w->left, 1) != 1)
+		return;
+	if (!atomic_load(&w->failed)) {
+		tw_value none = tw_value_none();
+		tw_future_complete(w->out, &none);
+	}
+	tw_future_release(w->out);
+	free(w);
+}
+
+static void after_fail(struct after *w, tw_status kind, uint32_t origin,
+		       const char *msg)
+{
+	if (!atomic_exchange(&w->failed, true))
+		tw_future_fail(w->out, kind, origin, msg);
+}
+
+static void after_one(tw_future *f, void *arg)
+{
+	struct after *w = arg;
+	if (tw_future_status(f) != TW_OK) {
+		const tw_error *e = tw_future_error(f);
+		after_fail(w, e != NULL ? e->kind : TW_ERUNTIME,
+			   e != NULL ? e->origin : 0,
+			   e != NULL && e->msg != NULL ? e->msg : "");
+	}
+	after_put(w);
+}
+
+/* job.complete_when([CFuture, ...]): answer the call, with None, once
+ * every one of them has completed, or with the first one's error: from
+ * whichever thread completes the last, with no Python worker on the way
+ * (distributed autograd's backward parts: docs/autograd.md). */
+static PyObject *pyjob_complete_when(PyObject *self, PyObject *list)
 {
 	struct job *j = ((pyjob *)self)->j;
 	if (j == NULL || j->kind != JOB_CALL) {
 		PyErr_SetString(PyExc_RuntimeError, "not an open call");
 		return NULL;
 	}
-	struct twpy_conv cv = {0};
-	tw_value r;
-	if (twpy_to_value(v, &r, &cv) < 0)
+	PyObject *seq = PySequence_Fast(list, "a list of CFutures");
+	if (seq == NULL)
 		return NULL;
-	tw_future_complete(j->out, &r);
+	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+	for (Py_ssize_t i = 0; i < n; i++) {
+		if (twpy_future_handle(PySequence_Fast_GET_ITEM(seq, i)) ==
+		    NULL) {
+			Py_DECREF(seq);
+			PyErr_SetString(PyExc_TypeError, "not a CFuture");
+			return NULL;
+		}
+	}
+	struct after *w = malloc(sizeof(*w));
+	if (w == NULL) {
+		Py_DECREF(seq);
+		return PyErr_NoMemory();
+	}
+	w->out = tw_future_retain(j->out);
+	atomic_init(&w->failed, false);
+	/* One more than the futures: the last after_one is ours, below, so
+	 * none completes the answer while the callbacks are being added. */
+	atomic_init(&w->left, (uint32_t)n + 1);
+	for (Py_ssize_t i = 0; i < n; i++) {
+		tw_future *f =
+			twpy_future_handle(PySequence_Fast_GET_ITEM(seq, i));
+		if (tw_future_then(f, after_one, w) != TW_OK) {
+			/* Not watched (no memory): failed now, and counted
+			 * as done. */
+			after_fail(w, TW_ENOMEM, twpy_self_id(twpy_agent),
+				   "out of memory watching a backward part");
+			after_put(w);
+		}
+	}
+	Py_DECREF(seq);
 	((pyjob *)self)->j = NULL;
 	job_free_nogil(j);
+	after_put(w);
 	Py_RETURN_NONE;
 }
 
@@ -479,13 +625,20 @@ static PyGetSetDef pyjob_getset[] = {
 	{"fn", pyjob_get, NULL, NULL, "fn"},
 	{"name", pyjob_get, NULL, NULL, "name"},
 	{"caller", pyjob_get, NULL, NULL, "caller"},
+	{"ag", pyjob_get, NULL, NULL, "ag"},
 	{"args", pyjob_get, NULL, NULL, "args"},
 	{"kwargs", pyjob_get, NULL, NULL, "kwargs"},
 	{NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyMethodDef pyjob_methods[] = {
-	{"complete", pyjob_complete, METH_O, "Answer the call with a value."},
+	{"complete", pyjob_complete, METH_VARARGS,
+	 "complete(value, ag=None): answer the call with a value, in an "
+	 "autograd envelope (context_id, message_id, grad_mask) when ag is "
+	 "given."},
+	{"complete_when", pyjob_complete_when, METH_O,
+	 "Answer the call with None once every CFuture of a list has "
+	 "completed, or with the first one's error."},
 	{"fail", pyjob_fail, METH_VARARGS,
 	 "Answer the call with an error (kind, message)."},
 	{"release", pyjob_release, METH_NOARGS,

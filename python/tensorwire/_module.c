@@ -38,7 +38,7 @@ PyObject *twpy_raise_status(tw_status st)
 	return twpy_raise(st, tw_errmsg(st), twpy_self_id(twpy_agent));
 }
 
-static tw_agent *agent_or_raise(void)
+tw_agent *twpy_agent_or_raise(void)
 {
 	if (twpy_agent == NULL)
 		PyErr_SetString(PyExc_RuntimeError,
@@ -55,12 +55,15 @@ struct setup_ctx {
 	Py_ssize_t n;
 	const char **names;
 	PyObject **fns;
+	PyObject *ag_backward; /* the backward handler, or NULL */
 };
 
 static tw_status setup_cb(tw_agent *a, void *arg)
 {
 	struct setup_ctx *s = arg;
 	tw_status kst = twpy_register_keep(a);
+	if (kst == TW_OK)
+		kst = twpy_ag_setup(a, s->ag_backward);
 	if (kst != TW_OK)
 		return kst;
 	for (Py_ssize_t i = 0; i < s->n; i++) {
@@ -94,6 +97,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			      "log_level",
 			      "same_host",
 			      "same_host_options",
+			      "ag_backward",
 			      NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
@@ -103,13 +107,21 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	unsigned control_ms = 30000;
 	int log_level = -1, same_host = 1;
 	PyObject *serve = NULL, *topts_dict = NULL, *sopts_dict = NULL;
+	PyObject *ag_backward = NULL;
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kw, "sIIs|LLIIzzpO!pOppIipO", kws, &name, &rank,
+		    args, kw, "sIIs|LLIIzzpO!pOppIipOO", kws, &name, &rank,
 		    &world, &rdv, &timeout_ms, &init_ms, &loops, &exec,
 		    &transport, &secret, &insecure, &PyDict_Type, &serve,
 		    &yield_loops, &topts_dict, &lend_loops, &ignore_leak,
-		    &control_ms, &log_level, &same_host, &sopts_dict))
+		    &control_ms, &log_level, &same_host, &sopts_dict,
+		    &ag_backward))
 		return NULL;
+	if (ag_backward == Py_None)
+		ag_backward = NULL;
+	if (ag_backward != NULL && !PyCallable_Check(ag_backward)) {
+		PyErr_SetString(PyExc_TypeError, "ag_backward: a callable");
+		return NULL;
+	}
 	if (twpy_agent != NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
 				"RPC is already initialized");
@@ -130,12 +142,16 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 		return NULL;
 	}
 	struct setup_ctx s = {0};
+	/* Kept for the process's life, as the served functions. */
+	Py_XINCREF(ag_backward);
+	s.ag_backward = ag_backward;
 	if (serve != NULL && (s.n = PyDict_GET_SIZE(serve)) > 0) {
 		s.names = calloc((size_t)s.n, sizeof(*s.names));
 		s.fns = calloc((size_t)s.n, sizeof(*s.fns));
 		if (s.names == NULL || s.fns == NULL) {
 			free(s.names);
 			free(s.fns);
+			Py_XDECREF(s.ag_backward);
 			twpy_topts_release(&topts);
 			twpy_topts_release(&sopts);
 			return PyErr_NoMemory();
@@ -147,6 +163,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			if (s.names[i] == NULL || !PyCallable_Check(v)) {
 				for (Py_ssize_t j = 0; j < i; j++)
 					Py_DECREF(s.fns[j]);
+				Py_XDECREF(s.ag_backward);
 				free(s.names);
 				free(s.fns);
 				twpy_topts_release(&topts);
@@ -199,6 +216,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 		 * functions' references are ours to drop again. */
 		for (Py_ssize_t j = 0; j < s.n; j++)
 			Py_XDECREF(s.fns[j]);
+		Py_XDECREF(s.ag_backward);
 		free(s.names);
 		free(s.fns);
 		twpy_jobs_close();
@@ -244,7 +262,7 @@ static PyObject *py_shutdown(PyObject *self, PyObject *args)
 	long long timeout_ms = -1;
 	if (!PyArg_ParseTuple(args, "|pL", &graceful, &timeout_ms))
 		return NULL;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	/* The agent serves (and Python functions run) until its graceful
@@ -270,7 +288,7 @@ static PyObject *py_shutdown(PyObject *self, PyObject *args)
  * exception set, else wi. */
 static tw_worker_info *worker_lookup(PyObject *arg, tw_worker_info *wi)
 {
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	tw_status st = TW_OK;
@@ -321,7 +339,7 @@ static PyObject *py_worker_infos(PyObject *self, PyObject *args)
 {
 	(void)self;
 	(void)args;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	uint32_t n = tw_agent_world_size(a);
@@ -343,7 +361,7 @@ static PyObject *py_timeout(PyObject *self, PyObject *args)
 	long long ms = -2;
 	if (!PyArg_ParseTuple(args, "|L", &ms))
 		return NULL;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	if (ms != -2) {
@@ -382,16 +400,34 @@ struct pycall {
 	int64_t ms;
 	tw_value args, kwargs;
 	int mode;
-	unsigned flags; /* TW_CALL_* */
+	unsigned flags;  /* TW_CALL_* */
+	PyObject *ag;    /* (context_id, message_id, mask) or NULL */
+	tw_ag_meta meta; /* from ag, its mask borrowed from it */
 };
+
+/* The call sent, in an autograd envelope when it has one. */
+static tw_status send_call(tw_agent *a, struct pycall *c, int64_t ms,
+			   tw_future **f)
+{
+	if (c->ag != NULL)
+		return tw_rpc_async_ag(a, c->to, c->fn, &c->args, &c->kwargs,
+				       ms, c->flags, &c->meta, f);
+	return tw_rpc_async_ex(a, c->to, c->fn, &c->args, &c->kwargs, ms,
+			       c->flags, f);
+}
 
 static tw_agent *parse_call(PyObject *args, struct pycall *c)
 {
 	long long to, ms;
 	PyObject *pa, *pk;
 	int waited = 0;
-	if (!PyArg_ParseTuple(args, "LsO!OL|p", &to, &c->fn, &PyTuple_Type, &pa,
-			      &pk, &ms, &waited))
+	c->ag = NULL;
+	if (!PyArg_ParseTuple(args, "LsO!OL|pO", &to, &c->fn, &PyTuple_Type,
+			      &pa, &pk, &ms, &waited, &c->ag))
+		return NULL;
+	if (c->ag == Py_None)
+		c->ag = NULL;
+	if (c->ag != NULL && twpy_ag_meta(c->ag, &c->meta) < 0)
 		return NULL;
 	c->flags = waited ? TW_CALL_WAITED : 0;
 	if (to < 0 || to > UINT32_MAX) {
@@ -399,7 +435,7 @@ static tw_agent *parse_call(PyObject *args, struct pycall *c)
 			   twpy_self_id(twpy_agent));
 		return NULL;
 	}
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	twpy_drain();
@@ -453,15 +489,15 @@ static int await_room(tw_agent *a, struct pycall *c, tw_future **f,
 		else
 			usleep(n < 64 ? 20 : 200);
 		Py_END_ALLOW_THREADS;
-		*st = tw_rpc_async_ex(a, c->to, c->fn, &c->args, &c->kwargs,
-				      left, c->flags, f);
+		*st = send_call(a, c, left, f);
 	}
 	return 0;
 }
 
 /* rpc_async(to_id, fn, args_tuple, kwargs_dict_or_None, timeout_ms,
- *           waited=False) -> CFuture; waited: the caller waits for it
- * next (rpc_sync: TW_CALL_WAITED) */
+ *           waited=False, ag=None) -> CFuture; waited: the caller waits
+ * for it next (rpc_sync: TW_CALL_WAITED); ag: (context_id, message_id,
+ * grad_mask), the call's autograd envelope (tw_rpc_async_ag) */
 static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 {
 	(void)self;
@@ -470,8 +506,7 @@ static PyObject *py_rpc_async(PyObject *self, PyObject *args)
 	if (a == NULL)
 		return NULL;
 	tw_future *f;
-	tw_status st = tw_rpc_async_ex(a, c.to, c.fn, &c.args, &c.kwargs, c.ms,
-				       c.flags, &f);
+	tw_status st = send_call(a, &c, c.ms, &f);
 	int room = st == TW_ENOSPC ? await_room(a, &c, &f, &st) : 0;
 	tw_value_destroy(&c.args);
 	tw_value_destroy(&c.kwargs);
@@ -525,7 +560,7 @@ static PyObject *py_agent_stats(PyObject *self, PyObject *args)
 {
 	(void)self;
 	(void)args;
-	tw_agent *a = agent_or_raise();
+	tw_agent *a = twpy_agent_or_raise();
 	if (a == NULL)
 		return NULL;
 	struct tw_agent_stats s;
@@ -659,7 +694,8 @@ PyMODINIT_FUNC PyInit__C(void)
 		return NULL;
 	}
 	Py_INCREF(twpy_error_type);
-	if (twpy_topts_add_constants(m) < 0) {
+	if (PyModule_AddFunctions(m, twpy_ag_methods) < 0 ||
+	    twpy_topts_add_constants(m) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}

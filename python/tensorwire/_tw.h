@@ -18,6 +18,9 @@
 extern tw_agent *twpy_agent;
 /* Bumped by each shutdown: objects made under an earlier agent refuse. */
 extern uint64_t twpy_gen;
+/* The agent, or NULL with torch's RuntimeError when RPC is not
+ * initialized. */
+tw_agent *twpy_agent_or_raise(void);
 /* This worker's id (0 without an agent). */
 uint32_t twpy_self_id(tw_agent *a);
 
@@ -48,6 +51,8 @@ extern PyTypeObject twpy_future_type;
 /* A new CFuture owning f's reference; mode: how to convert its value. */
 PyObject *twpy_future_new(tw_future *f, int mode);
 PyObject *twpy_wait_all(PyObject *self, PyObject *list);
+/* The tw_future of CFuture o (borrowed), or NULL if o is not one. */
+tw_future *twpy_future_handle(PyObject *o);
 
 /* ---- RRefs (_rref.c) ---- */
 
@@ -84,6 +89,22 @@ PyObject *twpy_next_job(PyObject *self, PyObject *args);
 void twpy_block_begin(void);
 PyObject *twpy_worker_blocked(PyObject *self, PyObject *flag);
 void twpy_block_end(void);
+
+/* The backward handler of distributed autograd (tw_ag_set_backward_handler):
+ * fn(context_id, message_id, grads, retain_graph) run as a served
+ * function is, by the Python workers. Not under the GIL; fn kept. */
+tw_status twpy_serve_ag_backward(tw_agent *a, PyObject *fn);
+
+/* ---- distributed autograd (_autograd.c) ---- */
+
+/* (context_id, message_id, grad_mask bytes) -> *m, the mask borrowed from
+ * o (valid while o is). -1 with TypeError/ValueError. */
+int twpy_ag_meta(PyObject *o, tw_ag_meta *m);
+/* The release hook (counts contexts ended here) and the backward handler
+ * fn (None: none): from init's setup, before the rendezvous. */
+tw_status twpy_ag_setup(tw_agent *a, PyObject *fn);
+/* _C.ag_* functions, for tensorwire.distributed.autograd. */
+extern PyMethodDef twpy_ag_methods[];
 
 /* ---- transport options (_topts.c) ---- */
 

@@ -41,8 +41,12 @@ def worker_main(rank, world, port, body, args, threads, q, extra,
         rpc.init_rpc("worker%d" % rank, rank=rank, world_size=world,
                      rpc_backend_options=opts)
         result = None
-        if rank == 0 or body.startswith("all_"):
-            result = getattr(funcs, body)(rank, world, *args)
+        # "module:name": a body of another module of python/tests.
+        mod, _, name = body.rpartition(":")
+        if mod:
+            funcs = importlib.import_module(mod)
+        if rank == 0 or name.startswith("all_"):
+            result = getattr(funcs, name)(rank, world, *args)
         rpc.shutdown(graceful=graceful)
         # Plain pickle: multiprocessing's own would share tensors through
         # file descriptors, gone once this process exits.
@@ -75,7 +79,7 @@ def run(body, world=2, args=(), threads=4, timeout=120, extra=None,
         c_ranks=(), dead=(), nongraceful=(), c_kind="tw-worker",
         rank_extra=None, before=None):
     """Run rpcfuncs.<body>(rank, world, *args) on rank 0 (on every rank for
-    bodies named all_*) in a group of `world` workers; returns rank 0's
+    bodies named all_*; "module:body" for another module's) in a group of `world` workers; returns rank 0's
     result, raising with the workers' tracebacks if any failed. c_ranks
     are C workers (tw-worker); dead ranks may die without a word;
     nongraceful ranks shut down at once (graceful=False). extra: options

@@ -230,8 +230,9 @@ _udf_serve._tw_async = True
 # keeper), keeper a one-byte numpy array that C holds by DLPack. C frees it
 # when the RRef's value goes (its users all gone), and then the object
 # goes too (a finalizer on the keeper, run by a Python thread). Values
-# pickling cannot change (None, numbers, strings, bytes) and tensors (kept
-# in C as tensors, whose in-place changes stay) are kept as before.
+# pickling cannot change (None, numbers, strings, bytes) and tensors that
+# do not require grad (kept in C as tensors, whose in-place changes stay)
+# are kept as before.
 
 _live = {}
 _live_next = iter(range(1, 1 << 62))
@@ -244,7 +245,11 @@ def _keep(obj):
         import numpy
     except ImportError:  # no keeper to be had: kept as its pickle
         numpy = None
-    if numpy is None or type(obj) in _IMMUTABLE or _is_tensor(obj):
+    # A tensor that requires grad is kept as the object itself: its
+    # graph and its identity (the key of its gradient in a distributed
+    # autograd context) are the owner's, as in torch.
+    if numpy is None or type(obj) in _IMMUTABLE or (
+            _is_tensor(obj) and not obj.requires_grad):
         return _pickled(obj)
     import weakref
     key = next(_live_next)

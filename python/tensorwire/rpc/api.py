@@ -54,6 +54,11 @@ _CACHE_MAX = 4096
 # A pickled call's result, unpickled (set by tensorwire.rpc, which owns
 # the pickling of calls).
 _unwrap_result = None
+# A call made in a distributed autograd context: set by
+# tensorwire.distributed.autograd when imported (its _ag_rpc.start).
+_ag_start = None
+_ag_remote = None   # its remote()
+_ag_to_here = None  # its RRef.to_here()
 
 
 class WorkerInfo:
@@ -260,7 +265,7 @@ def _worker_loop():
             return
         try:
             if job.kind == _CALLBACK or job.fn is not _udf_serve or \
-                    not _served_inline(job, _noarg_fn):
+                    job.ag is not None or not _served_inline(job, _noarg_fn):
                 _handle(job)
         except BaseException:  # a worker thread never dies of a job
             traceback.print_exc()
@@ -310,6 +315,11 @@ def _fail_job(job, e):
 
 
 def _run_job(job):
+    if job.ag is not None:  # a call in a distributed autograd context
+        from tensorwire.distributed import autograd  # noqa: F401 (hooks)
+        from tensorwire.distributed import _ag_rpc
+        _ag_rpc.serve(job)
+        return
     try:
         result = job.fn(*job.args, **job.kwargs)
     except BaseException as e:
@@ -318,7 +328,18 @@ def _run_job(job):
     _finish_job(job, result)
 
 
+class After(tuple):
+    """A served function's result meaning: answer None once every one of
+    these CFutures has completed, or the first one's error (the agent
+    does it, Job.complete_when: no Python worker waits)."""
+
+    __slots__ = ()
+
+
 def _finish_job(job, result):
+    if type(result) is After:
+        job.complete_when(result)
+        return
     if isinstance(result, Future) and getattr(job.fn, "_tw_async", False):
         def finish(fut, job=job):
             try:
@@ -331,6 +352,17 @@ def _finish_job(job, result):
         job.complete(result)
     except BaseException as e:
         _fail_job(job, e)
+
+
+def _ag_backward(context_id, message_id, grads, retain_graph):
+    """AG_BACKWARD: this worker's part of a distributed backward pass
+    (tensorwire.distributed.autograd)."""
+    from tensorwire.distributed import autograd  # noqa: F401 (hooks)
+    from tensorwire.distributed import _ag_rpc
+    return _ag_rpc.backward_part(context_id, message_id, grads, retain_graph)
+
+
+_ag_backward._tw_async = True  # answers when its Future completes
 
 
 def init_rpc(name, backend=None, rank=-1, world_size=None,
@@ -368,7 +400,8 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                     control_timeout_ms=_control_ms(o),
                     log_level=_log_level(getattr(o, "log_level", None)),
                     same_host=bool(getattr(o, "same_host", True)),
-                    same_host_options=getattr(o, "same_host_options", None))
+                    same_host_options=getattr(o, "same_host_options", None),
+                    ag_backward=_ag_backward)
         except _C.RemoteError as e:  # as torch: a RuntimeError, said why
             from tensorwire.rpc import _raise_remote
             _raise_remote(e.args)
@@ -539,6 +572,10 @@ def _builtins_match(func, args, kwargs):
 def _start(to, func, args, kwargs, timeout, waited=False):
     """Send the call: (its C future, map of its outcome or None). waited:
     the caller waits for it next (rpc_sync), and that wait sends it."""
+    if _ag_start is not None:  # in a distributed autograd context?
+        started = _ag_start(to, func, args, kwargs, timeout, waited)
+        if started is not None:
+            return started
     # The common case first, without _plan: a plain function called
     # without arguments, whose pickle is cached.
     if not args and not kwargs and type(func) is types.FunctionType:
@@ -604,6 +641,10 @@ class RRef(_C.CRRef):
 
     def to_here(self, timeout=UNSET_RPC_TIMEOUT):
         """The value, fetched from the owner (on the owner: its own)."""
+        if _ag_to_here is not None:  # in a distributed autograd context?
+            got = _ag_to_here(self, timeout)
+            if got is not None:
+                return got[0]
         from tensorwire.rpc import _is_live, _live_object, _live_value, \
             _unwrap_result
         # As rpc_sync, without a Future: a failed fetch's exception kept
@@ -708,6 +749,14 @@ _C._set_rref_class(RRef)
 
 def remote(to, func, args=None, kwargs=None, timeout=UNSET_RPC_TIMEOUT):
     """Run func on worker `to`, keep its result there; an RRef to it."""
+    if _ag_remote is not None:  # in a distributed autograd context?
+        rref = _ag_remote(to, func, args, kwargs, timeout)
+        if rref is not None:
+            return rref
+    return _remote_plain(to, func, args, kwargs, timeout)
+
+
+def _remote_plain(to, func, args, kwargs, timeout):
     qual, a, k, mapper = _plan(func, args, kwargs)
     if qual == UDF_FN:
         qual = REMOTE_FN  # the owner keeps the object itself
