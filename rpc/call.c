@@ -93,10 +93,28 @@ static void call_settled(struct call *c)
 		call_put(c);
 }
 
+/* Count c's end: an answer (its round trip into the histograms of its
+ * function and peer) of kind, or a failure of kind without one. */
+static inline void call_count(struct agent_loop *l, const struct call *c,
+			      tw_status kind, bool answered)
+{
+	if (kind == TW_OK)
+		stat_inc(&l->stats.calls_ok);
+	else
+		stat_inc(
+			&l->stats.calls_failed[(unsigned)kind < TW_STATUS_COUNT_
+						       ? kind
+						       : TW_ERUNTIME]);
+	if (answered)
+		stats_rtt(&l->obs, c->fslot, c->dst,
+			  tw_loop_clock(l->loop) - c->t0_ns);
+}
+
 static void call_fail(struct agent_loop *l, struct call *c, tw_status kind,
 		      const char *msg)
 {
 	TW_PROBE3(call_done, c->req_id, c->dst, (int)kind);
+	call_count(l, c, kind, false);
 	call_detach(l, c);
 	tw_future_fail(c->fut, kind, c->a->rank, msg);
 	call_settled(c);
@@ -147,6 +165,7 @@ static void call_start_msg(struct tw_loop_msg *m)
 
 	if (l->closing) {
 		atomic_fetch_sub(&a->outstanding, 1);
+		call_count(l, c, TW_ESHUTDOWN, false);
 		tw_future_fail(c->fut, TW_ESHUTDOWN, a->rank,
 			       AGENT_SHUTDOWN_MSG);
 		call_settled(c);
@@ -154,12 +173,14 @@ static void call_start_msg(struct tw_loop_msg *m)
 	}
 	if (pend_insert(&l->pend, c->req_id, c) != 0) {
 		atomic_fetch_sub(&a->outstanding, 1);
+		call_count(l, c, TW_ENOMEM, false);
 		tw_future_fail(c->fut, TW_ENOMEM, a->rank,
 			       "out of memory for the pending-call table");
 		call_settled(c);
 		return;
 	}
 	c->live = CALL_PENDING;
+	stat_max(&l->stats.pending_hwm, l->pend.count);
 	if (c->deadline_ns != 0)
 		tw_timer_arm(tw_loop_timers(l->loop), &c->timer,
 			     c->deadline_ns);
@@ -222,13 +243,20 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 	 * not move after decoding): no copy of the decoded tree. NULL when
 	 * the user completed the future by hand: nothing to deliver. */
 	tw_in_msg *m = future_msg_begin(c->fut);
+	tw_status kind = h->type == TW_MSG_EXCEPTION ? TW_ERUNTIME : TW_OK;
 	if (m != NULL) {
 		tw_status st = tw_msg_decode(buf, off, len, h, NULL, m);
 		if (st == TW_OK && m->nrref_ > 0)
 			rref_adopt(l, h->src, m);
 		if (st == TW_OK) {
 			future_msg_end(c->fut);
+			const tw_error *e = kind != TW_OK
+						    ? tw_future_error(c->fut)
+						    : NULL;
+			if (e != NULL && e->kind != TW_OK)
+				kind = e->kind;
 		} else {
+			kind = TW_EPROTO;
 			char msg[256];
 			snprintf(msg, sizeof(msg),
 				 "malformed response from worker '%s': %s",
@@ -238,6 +266,7 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 			future_msg_fail(c->fut, TW_EPROTO, l->a->rank, msg);
 		}
 	}
+	call_count(l, c, kind, true);
 	call_settled(c);
 }
 
@@ -252,6 +281,7 @@ void call_local_done(struct agent_loop *l, uint64_t req_id, tw_status st,
 		return;
 	}
 	call_detach(l, c);
+	call_count(l, c, st, true);
 	if (ag != NULL)
 		future_ag_give(c->fut, ag); /* before completion publishes */
 	if (st == TW_OK)
@@ -301,6 +331,7 @@ void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
 	}
 	while ((c = TAILQ_FIRST(&list)) != NULL) {
 		TAILQ_REMOVE(&list, c, clink);
+		call_count(l, c, kind, false);
 		tw_future_fail(c->fut, kind, l->a->rank, msg);
 		call_settled(c);
 	}
@@ -330,6 +361,7 @@ void call_fail_all(struct agent_loop *l, tw_status kind, const char *msg)
 	for (uint32_t i = 0; i < k; i++)
 		call_detach(l, v[i]);
 	for (uint32_t i = 0; i < k; i++) {
+		call_count(l, v[i], kind, false);
 		tw_future_fail(v[i]->fut, kind, l->a->rank, msg);
 		call_settled(v[i]);
 	}
@@ -795,9 +827,10 @@ static inline struct call *call_record_new(tw_agent *a, struct agent_loop *l,
 	c->rtype = rtype;
 	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
 					      memory_order_relaxed);
+	c->fslot = STATS_NO_FN;
+	c->t0_ns = tw_loop_clock(l->loop);
 	if (eff > 0 && eff < (int64_t)3153600000000)
-		c->deadline_ns = tw_loop_clock(l->loop) +
-				 (uint64_t)eff * 1000000u;
+		c->deadline_ns = c->t0_ns + (uint64_t)eff * 1000000u;
 	return c;
 }
 
@@ -887,6 +920,8 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 		goto out;
 	}
 	c->self = dst == a->rank;
+	size_t fnlen = strlen(fn);
+	c->fslot = stats_fn_slot(&a->fns, fn, fnlen, registry_hash(fn, fnlen));
 	st = c->self ? prepare_self(c, fn, args, kwargs)
 		     : encode_call(c, fn, args, kwargs, ag);
 	if (st == TW_OK && c->self && ag != NULL &&

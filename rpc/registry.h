@@ -99,4 +99,8 @@ uint32_t registry_count(const struct registry *r);
 
 #define REGISTRY_NAME_MAX 1024u
 
+/* The hash the table keys names by (reg_entry.hash): the statistics'
+ * function table (rpc/stats.h) keys by it too. */
+uint32_t registry_hash(const char *name, size_t len);
+
 #endif

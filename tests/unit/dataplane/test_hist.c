@@ -66,7 +66,8 @@ Test(hist, buckets_tile_the_range_without_gaps)
 {
 	uint64_t next = 0;
 	for (uint32_t i = 0; i < TW_HIST_BUCKETS; i++) {
-		uint64_t lo = tw_hist_bucket_low(i), hi = tw_hist_bucket_high(i);
+		uint64_t lo = tw_hist_bucket_low(i),
+			 hi = tw_hist_bucket_high(i);
 		cr_assert_eq(lo, next, "bucket %u starts at %llu", i,
 			     (unsigned long long)lo);
 		cr_assert_geq(hi, lo);
