@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "dataplane/clock.h"
+#include "rpc/stat_server.h"
 #include "dataplane/err.h"
 #include "dataplane/log.h"
 #include "dataplane/probe.h"
@@ -67,6 +68,7 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.control_timeout_ms = RDV_VANISH_MS;
 	d.stats_functions = 64;
 	d.stats_peers = 64;
+	d.stat_socket = NULL;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
@@ -1273,6 +1275,9 @@ static void stop_executor(tw_agent *a)
 
 static void agent_free(tw_agent *a)
 {
+	/* First: its thread reads everything below. */
+	stat_server_stop(a->stat_srv);
+	a->stat_srv = NULL;
 	/* The loops are their threads' alone from here: the teardown below
 	 * runs on them, and a transport's destroy enters the ring, which a
 	 * waiter running the loop must not (lend_close, tw_loop_reclaim). A
@@ -1834,6 +1839,16 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 			goto fail;
 		}
 	}
+	/* Before the rendezvous: a path that cannot be served fails this
+	 * worker alone, not a group already formed. */
+	const char *sock = o.stat_socket != NULL ? o.stat_socket
+						 : getenv("TW_STAT_SOCKET");
+	if (sock != NULL && sock[0] != '\0') {
+		st = stat_server_start(a, sock, &a->stat_srv);
+		if (st != TW_OK)
+			goto fail; /* it said why */
+	}
+	a->o.stat_socket = NULL; /* the caller's string */
 
 	if (a->hooks != NULL) {
 		/* The members are given: no rendezvous. */

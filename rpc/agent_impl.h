@@ -370,8 +370,9 @@ struct tw_agent {
 	stat_t api_calls;
 	struct stats_fns fns; /* function names' histogram slots */
 	bool fns_ok;
-	struct agent_hooks *hooks; /* our copy; NULL but in tests */
-	struct auth_key key;       /* the group's secret (len 0: none) */
+	struct stat_server *stat_srv; /* tw-stat's socket, or NULL */
+	struct agent_hooks *hooks;    /* our copy; NULL but in tests */
+	struct auth_key key;          /* the group's secret (len 0: none) */
 	/* Unauthenticated inbound connections, all loops (peer_auth.c):
 	 * nunauth of max_unauth slots, under auth_mu. */
 	pthread_mutex_t auth_mu;

@@ -269,6 +269,17 @@ struct tw_agent_opts {
 	 */
 	uint32_t stats_functions;
 	uint32_t stats_peers;
+	/*
+	 * Serve the statistics on a unix socket at this path, for
+	 * tools/tw-stat (NULL, the default: TW_STAT_SOCKET from the
+	 * environment, else none). The socket's directory is made 0700 if
+	 * missing and must otherwise be this user's and closed to others;
+	 * the socket is 0600 and answers only this user and root
+	 * (SO_PEERCRED). A thread of its own answers, one client at a time,
+	 * never a run loop. Failing to set it up fails tw_agent_init with a
+	 * reason.
+	 */
+	const char *stat_socket;
 };
 
 /* Largest tw_agent_opts.stats_functions and stats_peers. */
