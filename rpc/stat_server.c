@@ -143,7 +143,14 @@ static int read_req(int fd, char *req, uint64_t deadline)
 static void serve_client(struct stat_server *s, int fd)
 {
 	uint64_t deadline = tw_now_ns() + STAT_IO_MS * UINT64_C(1000000);
-	struct ucred cr;
+	char req[STAT_REQ_MAX + 1] = {0};
+	int n = read_req(fd, req, deadline);
+	if (n < 0)
+		return;
+	/* Checked once the request is read (at most STAT_REQ_MAX bytes):
+	 * closing with it unread would reset the connection, and the
+	 * refusal would be lost. */
+	struct ucred cr = {.uid = (uid_t)-1};
 	socklen_t crl = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) != 0 ||
 	    (cr.uid != geteuid() && cr.uid != 0)) {
@@ -154,10 +161,6 @@ static void serve_client(struct stat_server *s, int fd)
 		send_all(fd, no, sizeof(no) - 1, deadline);
 		return;
 	}
-	char req[STAT_REQ_MAX + 1] = {0};
-	int n = read_req(fd, req, deadline);
-	if (n < 0)
-		return;
 	bool json = strcmp(req, "json") == 0;
 	if (!json && n != 0 && strcmp(req, "text") != 0) {
 		static const char bad[] =

@@ -54,7 +54,7 @@ static void ask_as(uid_t uid, char *out, size_t size)
 			(void)!write(pfd[1], buf, (size_t)n);
 			_exit(0);
 		}
-		(void)!send(fd, "json\n", 5, 0);
+		(void)!send(fd, "json\n", 5, MSG_NOSIGNAL);
 		ssize_t n;
 		while ((n = read(fd, buf, sizeof(buf))) > 0)
 			(void)!write(pfd[1], buf, (size_t)n);
@@ -131,6 +131,11 @@ static int w_stat(struct h_worker *w)
 		     p++)
 			n++;
 		W_ASSERT(w, n == 3, "three reports, got %d: %s", n, out);
+		/* The last report, for the log. */
+		const char *last = strstr(strstr(strstr(out, "worker w0") + 1,
+						 "worker w0") + 1,
+					  "worker w0");
+		fprintf(stderr, "%s", last);
 		W_ASSERT(w, strstr(out, "rtt   echo") != NULL, "%s", out);
 
 		if (geteuid() == 0) {
