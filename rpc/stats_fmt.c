@@ -131,6 +131,8 @@ static size_t counters(const struct tw_stats_counters *c, struct counter *o)
 	C(agent.offloaded, "offloaded");
 	C(txpool_in_use, "txpool_in_use");
 	C(txpool_size, "txpool_size");
+	C(retransmits, "retransmits");
+	C(duplicates, "duplicates");
 	C(agent.lent_waits, "lent_waits");
 	C(agent.auth_ok, "auth_ok");
 	C(agent.auth_failed, "auth_failed");

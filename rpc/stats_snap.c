@@ -47,6 +47,15 @@ static void sum_counters(const tw_agent *a, struct tw_stats_counters *c)
 		int64_t inflight = GAUGE(l->tx_inflight);
 		c->tx_inflight += inflight > 0 ? (uint64_t)inflight : 0;
 		c->backlog_conns += GAUGE(l->nbacklog);
+		/* Set once by the loop at its start; destroyed only after the
+		 * stat socket stopped. */
+		tw_transport *t = GAUGE(l->t);
+		if (t != NULL) {
+			struct tw_transport_counters tc = {0};
+			tw_transport_counters(t, &tc);
+			c->retransmits += tc.retransmits;
+			c->duplicates += tc.duplicates;
+		}
 	}
 	c->exec_queued = executor_queued(a->exec);
 	if (a->txpool != NULL) {

@@ -71,6 +71,10 @@ struct tw_stats_counters {
 				    * executor thread */
 	uint64_t txpool_in_use;   /* send buffers of the agent's pool */
 	uint64_t txpool_size;
+	/* The DPDK transport's reliability (0 over io_uring, where the
+	 * kernel's TCP does it): data packets sent again, and received
+	 * twice and dropped. */
+	uint64_t retransmits, duplicates;
 	/* Recorded under "other" (both directions): the function table was
 	 * full, or the name was 128 bytes or longer. */
 	uint64_t untracked_fn_calls;
