@@ -132,9 +132,9 @@ static int w_stat(struct h_worker *w)
 			n++;
 		W_ASSERT(w, n == 3, "three reports, got %d: %s", n, out);
 		/* The last report, for the log. */
-		const char *last = strstr(strstr(strstr(out, "worker w0") + 1,
-						 "worker w0") + 1,
-					  "worker w0");
+		const char *last = strstr(
+			strstr(strstr(out, "worker w0") + 1, "worker w0") + 1,
+			"worker w0");
 		fprintf(stderr, "%s", last);
 		W_ASSERT(w, strstr(out, "rtt   echo") != NULL, "%s", out);
 
