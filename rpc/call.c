@@ -243,20 +243,26 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 	 * not move after decoding): no copy of the decoded tree. NULL when
 	 * the user completed the future by hand: nothing to deliver. */
 	tw_in_msg *m = future_msg_begin(c->fut);
-	tw_status kind = h->type == TW_MSG_EXCEPTION ? TW_ERUNTIME : TW_OK;
-	if (m != NULL) {
+	/* Counted before the future completes: its waiter, once woken, finds
+	 * the call in the counters. */
+	tw_status kind = h->type == TW_MSG_EXCEPTION ? TW_EPROTO : TW_OK;
+	if (m == NULL) {
+		call_count(l, c, kind, true);
+	} else {
 		tw_status st = tw_msg_decode(buf, off, len, h, NULL, m);
 		if (st == TW_OK && m->nrref_ > 0)
 			rref_adopt(l, h->src, m);
 		if (st == TW_OK) {
+			/* A remote error's kind, as the future will read it. */
+			const tw_value *p = &m->payload;
+			if (kind != TW_OK && p->kind == TW_KIND_ERROR &&
+			    p->u.err != NULL && p->u.err->kind > TW_OK &&
+			    p->u.err->kind < TW_STATUS_COUNT_)
+				kind = p->u.err->kind;
+			call_count(l, c, kind, true);
 			future_msg_end(c->fut);
-			const tw_error *e = kind != TW_OK
-						    ? tw_future_error(c->fut)
-						    : NULL;
-			if (e != NULL && e->kind != TW_OK)
-				kind = e->kind;
 		} else {
-			kind = TW_EPROTO;
+			call_count(l, c, TW_EPROTO, true);
 			char msg[256];
 			snprintf(msg, sizeof(msg),
 				 "malformed response from worker '%s': %s",
@@ -266,7 +272,6 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 			future_msg_fail(c->fut, TW_EPROTO, l->a->rank, msg);
 		}
 	}
-	call_count(l, c, kind, true);
 	call_settled(c);
 }
 
