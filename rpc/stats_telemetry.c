@@ -66,14 +66,9 @@ static int tel_workers(const char *cmd, const char *params,
 	return 0;
 }
 
-static int tel_stats(const char *cmd, const char *params,
-		     struct rte_tel_data *d)
+/* /tensorwire/stats: s's counters. */
+static void tel_counters(struct rte_tel_data *d, const tw_stats *s)
 {
-	(void)cmd;
-	const char *why;
-	tw_stats *s = tel_take(params, &why);
-	if (s == NULL)
-		return tel_error(d, why);
 	rte_tel_data_start_dict(d);
 	rte_tel_data_add_dict_string(d, "worker", s->worker);
 	rte_tel_data_add_dict_u64(d, "rank", s->rank);
@@ -96,8 +91,6 @@ static int tel_stats(const char *cmd, const char *params,
 						  s->c.served_failed[k]);
 		}
 	}
-	tw_stats_free(s);
-	return 0;
 }
 
 /* name in DPDK's key alphabet: letters, digits, '_' and '/'. */
@@ -135,8 +128,8 @@ static bool tel_hist(struct rte_tel_data *d, const char *key,
 }
 
 /* The totals (with_totals) and entries e[0..n) in both directions. */
-static int tel_hists(struct rte_tel_data *d, const tw_stats *s,
-		     bool with_totals, const struct stats_entry *e, uint32_t n)
+static void tel_hists(struct rte_tel_data *d, const tw_stats *s,
+		      bool with_totals, const struct stats_entry *e, uint32_t n)
 {
 	static const char *const dir[2] = {"rtt", "serve"};
 	rte_tel_data_start_dict(d);
@@ -172,33 +165,25 @@ static int tel_hists(struct rte_tel_data *d, const tw_stats *s,
 		}
 	}
 	rte_tel_data_add_dict_u64(d, "omitted", omitted);
+}
+
+/* /tensorwire/stats, /hist and /hist_peers: a snapshot of the worker
+ * params names, rendered as cmd asks. */
+static int tel_answer(const char *cmd, const char *params,
+		      struct rte_tel_data *d)
+{
+	const char *why;
+	tw_stats *s = tel_take(params, &why);
+	if (s == NULL)
+		return tel_error(d, why);
+	if (strcmp(cmd, "/tensorwire/stats") == 0)
+		tel_counters(d, s);
+	else if (strcmp(cmd, "/tensorwire/hist") == 0)
+		tel_hists(d, s, true, s->fn, s->nfn);
+	else
+		tel_hists(d, s, false, s->peer, s->npeer);
+	tw_stats_free(s);
 	return 0;
-}
-
-static int tel_hist_fns(const char *cmd, const char *params,
-			struct rte_tel_data *d)
-{
-	(void)cmd;
-	const char *why;
-	tw_stats *s = tel_take(params, &why);
-	if (s == NULL)
-		return tel_error(d, why);
-	int r = tel_hists(d, s, true, s->fn, s->nfn);
-	tw_stats_free(s);
-	return r;
-}
-
-static int tel_hist_peers(const char *cmd, const char *params,
-			  struct rte_tel_data *d)
-{
-	(void)cmd;
-	const char *why;
-	tw_stats *s = tel_take(params, &why);
-	if (s == NULL)
-		return tel_error(d, why);
-	int r = tel_hists(d, s, false, s->peer, s->npeer);
-	tw_stats_free(s);
-	return r;
 }
 
 static void tel_register(void)
@@ -210,13 +195,13 @@ static void tel_register(void)
 	} cmds[] = {
 		{"/tensorwire/workers", tel_workers,
 		 "tensorwire workers of this process. Takes no parameters"},
-		{"/tensorwire/stats", tel_stats,
+		{"/tensorwire/stats", tel_answer,
 		 "A tensorwire worker's counters. Parameter: worker name "
 		 "(default: the first)"},
-		{"/tensorwire/hist", tel_hist_fns,
+		{"/tensorwire/hist", tel_answer,
 		 "A tensorwire worker's latency histograms, in total and per "
 		 "function (ns). Parameter: worker name"},
-		{"/tensorwire/hist_peers", tel_hist_peers,
+		{"/tensorwire/hist_peers", tel_answer,
 		 "A tensorwire worker's latency histograms per peer (ns). "
 		 "Parameter: worker name"},
 	};
