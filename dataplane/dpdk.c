@@ -242,6 +242,9 @@ struct dt {
 
 	tw_buf_pool *pool;
 	struct tw_timer idle;
+	uint64_t idle_cur;    /* the idle timer's period now */
+	uint64_t quiet_since; /* the first idle tick that saw no work */
+	bool worked;          /* d_poll did something since the last tick */
 	struct tw_dpdk_stats st;
 
 	/* Who may open a session (tw_dpdk_transport_secure): the secret
@@ -2017,14 +2020,34 @@ static int d_poll(void *arg)
 		(void)rte_eth_tx_done_cleanup(t->port_id, t->q, 0);
 	work += run_done(t);
 	work += reap(t);
+	if (work != 0)
+		t->worked = true;
 	return work;
 }
+
+/* Past this much silence the idle wake backs off (idle_wake_max_ns). */
+#define IDLE_BACKOFF_AFTER_NS 100000000u
 
 static void idle_fire(struct tw_timer *tm, void *arg)
 {
 	struct dt *t = arg;
-	/* Nothing to do: being due is what wakes a sleeping loop. */
-	tw_loop_timer_after(t->base.loop, tm, t->o.idle_wake_ns);
+	/* Being due is what wakes a sleeping loop to poll the port. A port
+	 * quiet for IDLE_BACKOFF_AFTER_NS is polled ever less often, up to
+	 * idle_wake_max_ns apart: an idle worker's wakes are its CPU. */
+	uint64_t now = now_ns(t);
+	if (t->worked) {
+		t->worked = false;
+		t->quiet_since = 0;
+		t->idle_cur = t->o.idle_wake_ns;
+	} else if (t->quiet_since == 0) {
+		t->quiet_since = now;
+	} else if (now - t->quiet_since >= IDLE_BACKOFF_AFTER_NS &&
+		   t->idle_cur < t->o.idle_wake_max_ns) {
+		t->idle_cur = t->idle_cur * 2 < t->o.idle_wake_max_ns
+				      ? t->idle_cur * 2
+				      : t->o.idle_wake_max_ns;
+	}
+	tw_loop_timer_after(t->base.loop, tm, t->idle_cur);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2421,6 +2444,7 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	t->poller_on = true;
 	tw_timer_init(&t->idle, idle_fire, t);
 	tw_timer_init(&t->dack_tm, dack_fire, t);
+	t->idle_cur = o.idle_wake_ns;
 	if (o.idle_wake_ns != 0)
 		tw_loop_timer_after(l, &t->idle, o.idle_wake_ns);
 	atomic_store(&env->q[queue].owner, t);

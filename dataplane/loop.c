@@ -93,6 +93,12 @@ struct tw_loop {
 	void **msgs; /* batch slots for one dequeue */
 	uint32_t batch;
 	bool in_poll; /* guards against a nested poll */
+	/* The last iteration's only work was timers firing (nothing
+	 * arrived, nothing was posted, the pollers found nothing after
+	 * them): no reason to spin on. A periodic timer (the DPDK port's
+	 * idle wake, the agent's watch) would otherwise restart the idle
+	 * spin at every tick and keep an idle loop busy. */
+	bool timers_only;
 	bool yield;
 	int cpu;
 	uint64_t spin_ns;
@@ -527,6 +533,7 @@ int tw_loop_poll_once(tw_loop *l)
 	count(&l->st.iterations, 1);
 	if (work != 0)
 		count(&l->st.busy_iterations, 1);
+	l->timers_only = fired != 0 && work == (int)fired;
 	l->in_poll = false;
 	return work;
 }
@@ -786,7 +793,7 @@ bool tw_loop_poll_until(tw_loop *l, bool (*done)(void *arg), void *arg,
 		}
 		if (now >= deadline)
 			return false;
-		if (work > 0) {
+		if (work > 0 && !l->timers_only) {
 			idle_since = now;
 			continue;
 		}
@@ -925,7 +932,7 @@ static void thread_run(tw_loop *l)
 			idle = false;
 			continue;
 		}
-		if (tw_loop_poll_once(l) > 0) {
+		if (tw_loop_poll_once(l) > 0 && !l->timers_only) {
 			idle = false;
 			continue;
 		}
@@ -1135,7 +1142,7 @@ static bool borrow(tw_loop *l, bool (*done)(void *arg), void *arg,
 				uint64_t now = tw_now_ns();
 				if (now >= deadline_ns)
 					break;
-				if (work > 0)
+				if (work > 0 && !l->timers_only)
 					idle_since = now;
 				else if (now - idle_since >= l->spin_ns)
 					break;

@@ -112,6 +112,14 @@ def main():
                                      "p50_ns": kv.get("p50"), "raw": raw_gbs,
                                      "ratio": ratio(t, raw_gbs)}
         vj["raw_stream_pps"] = rx.get("rx_pps") if rx else None
+        idle = res(items, f"{v}_tw_idle", "tw_idle")
+        if idle:
+            for side in ("server", "client"):
+                c = idle.get(f"{side}_cores")
+                rows.append((f"idle CPU, {side} process, cores (target: under 0.01)",
+                             f"{c:.4f}" if c is not None else "-", "-",
+                             "met" if c is not None and c < 0.01 else "missed", ""))
+                vj[f"idle_{side}_cores"] = c
         out["vdevs"][v] = vj
         print(f"## {v}\n")
         print("| measure | tensorwire | raw DPDK | ratio | |")
@@ -208,6 +216,36 @@ def main():
             out["tags"][label] = {"on": on, "off": off, "on_median": mon,
                                   "off_median": moff, "round_ratios": pairs,
                                   "round_ratio_median": med(pairs)}
+        print()
+        # The placement moves a call by 2x: compare items that ran where
+        # the probe read the same before and after, on against off of
+        # that placement only (near: both probes < 400 ns; far: > 600).
+        def place(it):
+            a, b = it.get("probe_before_ns"), it.get("probe_after_ns")
+            if a is None or b is None:
+                return None
+            if a < 400 and b < 400:
+                return "near"
+            if a > 600 and b > 600:
+                return "far"
+            return None
+
+        print("### By placement: items whose probe read the same placement before and after\n")
+        print("| measure | placement | tags on (n) | median | tags off (n) | median | on ÷ off |")
+        print("|---|---|---|---|---|---|---|")
+        out["tags_by_placement"] = {}
+        for label, part, prefix, field, unit in rows_:
+            for pl in ("near", "far"):
+                got = {}
+                for state in ("on", "off"):
+                    got[state] = [kv.get(field)
+                                  for it in tags.get((state, part), []) if place(it) == pl
+                                  for name, kv in it["results"].items() if name.startswith(prefix)]
+                mon, moff = med(got["on"]), med(got["off"])
+                print(f"| {label} | {pl} | {len(got['on'])} | {fnum(mon, unit)} | "
+                      f"{len(got['off'])} | {fnum(moff, unit)} | {fratio(ratio(mon, moff))} |")
+                out["tags_by_placement"][f"{label} {pl}"] = {
+                    "on": got["on"], "off": got["off"], "ratio": ratio(mon, moff)}
         print()
     bad = [k for k, it in items.items() if it["rc"] != 0]
     if bad:

@@ -32,7 +32,8 @@
 # RETRIES=2 times) and the least disturbed attempt is kept.
 # Env: QUIET_MAX (s to wait for a quiet machine per item, default 120),
 #      RETRIES, CREDITS (default "32 64 128 256"), CRED_REPS (rounds over
-#      CREDITS, default 2), TAG_REPS (rounds of tags on/off, default 3).
+#      CREDITS, default 2), TAG_REPS (rounds of tags on/off, default 3),
+#      TAG_PARTS (bench-rpc parts each round runs, default "sync pipe").
 
 # The quiet-machine helper (anchors' tools/quiet.sh) is bash.
 if [ -z "${BASH_VERSION:-}" ]; then
@@ -116,6 +117,7 @@ RETRIES=${RETRIES:-2}
 CREDITS=${CREDITS:-32 64 128 256}
 CRED_REPS=${CRED_REPS:-2} # rounds over CREDITS, interleaved
 TAG_REPS=${TAG_REPS:-3}   # rounds of tags on / off, interleaved
+TAG_PARTS=${TAG_PARTS:-sync pipe} # which bench-rpc parts those rounds run
 FOREIGN_MAX=0.15 # cores used by other processes during an item
 VA=twdA # veth: client end (cpu0)
 VB=twdB # veth: server end (cpu1)
@@ -226,6 +228,10 @@ section() {
 	item "${v}_tw_pipe" 600 "$BENCH" --transport "$v" "$@" $BENCH_ARGS --only pipe
 	raw "${v}_stream" "$sv" "$cv" "-r rx -T $RAW_T" "-r tx -T $RAW_T -b 32 -s 1514"
 	item "${v}_tw_echo" 900 "$BENCH" --transport "$v" "$@" $BENCH_ARGS --only echo
+	# Idle CPU with the library's idle policy (spin 200 us, its default;
+	# a threaded client, whose loop sleeps as the server's does).
+	item "${v}_tw_idle" 120 "$BENCH" --transport "$v" "$@" --quick --threaded \
+		--spin-ms 0.2 --only idle
 }
 
 for v in $ONLY; do
@@ -239,10 +245,10 @@ memif)
 		# same machine; the summary compares medians of the rounds.
 		log "## memif tags"
 		for r in $(seq 1 "$TAG_REPS"); do
-			item "memif_tagon_sync_r$r" 600 "$BENCH" --transport memif $BENCH_ARGS --only sync
-			item "memif_tagoff_sync_r$r" 600 "$BENCH" --transport memif --no-pkt-tag $BENCH_ARGS --only sync
-			item "memif_tagon_pipe_r$r" 600 "$BENCH" --transport memif $BENCH_ARGS --only pipe
-			item "memif_tagoff_pipe_r$r" 600 "$BENCH" --transport memif --no-pkt-tag $BENCH_ARGS --only pipe
+			for part in $TAG_PARTS; do
+				item "memif_tagon_${part}_r$r" 600 "$BENCH" --transport memif $BENCH_ARGS --only "$part"
+				item "memif_tagoff_${part}_r$r" 600 "$BENCH" --transport memif --no-pkt-tag $BENCH_ARGS --only "$part"
+			done
 		done
 	fi
 	if [ "$DO_CREDITS" = 1 ]; then

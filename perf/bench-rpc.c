@@ -13,7 +13,10 @@
  *      reps, GB/s = 2 * bytes / median; byte-exact once per size
  *   4. 1 KiB and 1 MiB tensor echo latency percentiles (against the raw
  *      io_uring ping-pong of the same sizes)
- * and, with --only rref (issue 13), tw_remote + to_here of bench::noop and
+ * and, with --only idle (issue 15), the CPU both processes use while
+ * connected and idle (no call for a few seconds after their loops' spin
+ * has run out), and
+ * with --only rref (issue 13), tw_remote + to_here of bench::noop and
  * of a 1 MiB echo beside rpc_sync of the same, then, in a second group of
  * three processes, an RRef passed through a third worker (rref3 alone:
  * only that; see bench_third).
@@ -30,6 +33,7 @@
  * that the caller made. The rendezvous stays TCP: on 127.0.0.1, or with
  * --netns/--hosts on the client's address in its namespace. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1021,12 +1025,78 @@ static const char *cc_name(const struct opts *o)
 /* Whether a part of the two-process group is wanted (all but rref3). */
 static bool pair_wanted(const struct opts *o)
 {
-	static const char *const parts[] = {"sync", "rref",  "pipe", "echo",
-					    "lat",  "lat1k", "lat1m"};
+	static const char *const parts[] = {"sync", "rref",  "pipe",  "echo",
+					    "lat",  "lat1k", "lat1m", "idle"};
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
 		if (want(o, parts[i]))
 			return true;
 	return false;
+}
+
+/* CPU time in ns that process pid (0: this one) has used so far, all its
+ * threads: the sum of /proc/PID/task/TID/schedstat's first field. */
+static uint64_t proc_cpu_ns(pid_t pid)
+{
+	char dir[64], path[384];
+	if (pid == 0)
+		snprintf(dir, sizeof(dir), "/proc/self/task");
+	else
+		snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return 0;
+	uint64_t sum = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/schedstat", dir, e->d_name);
+		FILE *f = fopen(path, "r");
+		unsigned long long ns = 0;
+		if (f != NULL) {
+			if (fscanf(f, "%llu", &ns) != 1)
+				ns = 0;
+			fclose(f);
+		}
+		sum += ns;
+	}
+	closedir(d);
+	return sum;
+}
+
+/* An idle pair: connected, one call made, then nothing. After the loops'
+ * spin (--spin-ms) and a second more, both processes' CPU over a window
+ * (issue 15: an idle worker under 1% of a core on every transport). A
+ * call after the window shows the pair still works. */
+static void bench_idle(tw_agent *a, const struct opts *o)
+{
+	tw_value res, err;
+	tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL, -1,
+				  &res, &err);
+	if (s != TW_OK)
+		die_err("idle: first call", s, &err);
+	tw_value_destroy(&res);
+	double settle = (double)o->spin_ns / 1e9 + 1.0;
+	double window = o->quick ? 3.0 : 10.0;
+	struct timespec ts = {(time_t)settle,
+			      (long)((settle - (double)(time_t)settle) * 1e9)};
+	nanosleep(&ts, NULL);
+	uint64_t s0 = proc_cpu_ns(server_pid), c0 = proc_cpu_ns(0);
+	uint64_t t0 = mono_ns();
+	ts.tv_sec = (time_t)window;
+	ts.tv_nsec = 0;
+	nanosleep(&ts, NULL);
+	uint64_t s1 = proc_cpu_ns(server_pid), c1 = proc_cpu_ns(0);
+	double wall = (double)(mono_ns() - t0);
+	s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL, -1, &res, &err);
+	if (s != TW_OK)
+		die_err("idle: call after the window", s, &err);
+	tw_value_destroy(&res);
+	printf("RESULT tw_idle                 server_cores=%.4f client_cores=%.4f "
+	       "window_s=%.1f settle_s=%.1f client=%s\n",
+	       (double)(s1 - s0) / wall, (double)(c1 - c0) / wall, wall / 1e9,
+	       settle, embedded ? "embedded" : "threaded");
+	fflush(stdout);
 }
 
 /* The client and one server: every part but the third-worker case. */
@@ -1091,6 +1161,8 @@ static int run_pair(const struct opts *o)
 		bench_echo_lat(a, o->lat_small_n, 1024);
 	if (want(o, "lat") || want(o, "lat1m"))
 		bench_echo_lat(a, o->lat_big_n, 1u << 20);
+	if (o->only != NULL && want(o, "idle"))
+		bench_idle(a, o);
 
 	struct tw_agent_stats st;
 	tw_agent_get_stats(a, &st);
@@ -1156,7 +1228,7 @@ static void usage(FILE *f)
 		"usage: bench-rpc [--quick] [--threaded] [-n N] [-T secs] [-W w,w] [-S sizes] [-E secs]\n"
 		"                 [-c client_cpu] [-C server_cpu] [--spin-ms MS]\n"
 		"                 [--client-loop-cpu CPU] [--server-yield]\n"
-		"                 [--only sync,rref,rref3,pipe,echo,lat,lat1k,lat1m]\n"
+		"                 [--only sync,rref,rref3,pipe,echo,lat,lat1k,lat1m,idle]\n"
 		"                 [--transport uring|shm|memif|af_packet [--ifaces SRV,CLI]\n"
 		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB] [--no-pkt-tag]]\n"
 		"                 [--cc NAME]\n"
@@ -1176,7 +1248,9 @@ static void usage(FILE *f)
 		"  --only LIST            run only these parts (lat = lat1k,lat1m: the\n"
 		"                         1 KiB and 1 MiB echo latency runs; rref =\n"
 		"                         remote+to_here, then rref3: an RRef through a\n"
-		"                         third worker, in a group of three processes)\n"
+		"                         third worker, in a group of three processes;\n"
+		"                         idle: both processes' CPU while connected\n"
+		"                         and idle, only when named)\n"
 		"  --transport T          uring (default: io_uring TCP on 127.0.0.1), shm (the\n"
 		"                         same-host transport: shared memory), or DPDK\n"
 		"                         over memif or af_packet (root; own EAL per process)\n"

@@ -85,7 +85,7 @@ struct tw_dpdk_opts {
 				    * paused one resumes within it intact */
 	uint64_t idle_wake_ns;     /* a sleeping loop polls the port at least
 				    * this often (default 1 ms; 0 = never:
-				    * loops must spin) */
+				    * loops must spin); see idle_wake_max_ns */
 	uint32_t max_sessions;     /* per loop (default 1024, < 65536) */
 	uint32_t max_queued;       /* sends held per session before
 				    * TW_ENOSPC (default 4096) */
@@ -158,6 +158,18 @@ struct tw_dpdk_opts {
 				* a timer tick, 1 ms). A sender of one-packet
 				* frames with credits 1 waits this long
 				* between frames: set 0 for that */
+
+	/* Idle. */
+	uint64_t idle_wake_max_ns; /* a loop whose port has seen nothing for
+				    * 100 ms polls it ever less often while
+				    * it sleeps, idle_wake_ns doubling up to
+				    * this (default 4 ms): an idle worker
+				    * stays well under 1% of a core. A call
+				    * that reaches a loop asleep that long
+				    * waits up to this for it; spin
+				    * (tw_loop_opts.spin_ns) or set this to
+				    * idle_wake_ns (no backoff) where that
+				    * matters */
 };
 
 /* Defaults into *o; opts_size is the caller's sizeof, so that a program

@@ -64,6 +64,7 @@ static const struct topt dpdk_fields[] = {
 	D(rexmit_max, K_U32),
 	D(accept_timeout_ns, K_U64),
 	D(ack_delay_ns, K_U64),
+	D(idle_wake_max_ns, K_U64),
 	{NULL, 0, K_STR},
 };
 #undef D

@@ -29,7 +29,7 @@ DPDK_KEYS = ["eal_args", "port", "local_ip", "udp_base_port", "mtu",
              "max_queued", "zc_threshold", "rx_pool_buf_size",
              "rx_pool_count", "burst", "sw_udp_csum_off", "no_pkt_tag",
              "asm_bytes", "asm_stall_ns", "ooo_max", "rexmit_max",
-             "accept_timeout_ns", "ack_delay_ns"]
+             "accept_timeout_ns", "ack_delay_ns", "idle_wake_max_ns"]
 SHM_KEYS = ["dir", "socket_mode", "ring_size", "max_queued",
             "rx_pool_buf_size", "rx_pool_count", "large_frame",
             "large_cache_bytes", "asm_worker_bytes", "stall_timeout_ms",

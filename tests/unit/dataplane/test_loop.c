@@ -644,6 +644,74 @@ Test(loop_thread, idle_loop_sleeps)
 	tw_loop_destroy(l);
 }
 
+/* A timer that re-arms itself every 10 ms. */
+struct tick {
+	struct tw_timer t;
+	tw_loop *l;
+	_Atomic int fired;
+};
+
+static void tick_fn(struct tw_timer *t, void *arg)
+{
+	struct tick *k = arg;
+	atomic_fetch_add(&k->fired, 1);
+	tw_loop_timer_after(k->l, t, 10 * MS);
+}
+
+struct tick_msg {
+	struct tw_loop_msg m;
+	struct tick *k;
+};
+
+static void tick_start(struct tw_loop_msg *m)
+{
+	struct tick_msg *a = container_of(m, struct tick_msg, m);
+	tw_loop_timer_after(a->k->l, &a->k->t, 10 * MS);
+}
+
+/* Timers that fire and find nothing else to do (a periodic wake: the DPDK
+ * port's idle poll, the agent's watch) do not restart the idle spin: with
+ * a 50 ms spin and a 10 ms tick, the loop sleeps between ticks rather
+ * than spinning from one to the next for good. Measured as the loop
+ * thread's own CPU time over 500 ms, as idle_loop_sleeps. */
+Test(loop_thread, timer_ticks_do_not_keep_it_spinning)
+{
+	struct tw_loop_opts o;
+	tw_loop_opts_init(&o, sizeof(o));
+	o.spin_ns = 50 * MS;
+	tw_loop *l = make_loop(&o);
+	cr_assert_eq(tw_loop_start(l), TW_OK);
+	struct tick k = {.l = l};
+	tw_timer_init(&k.t, tick_fn, &k);
+	struct tick_msg tm = {.m = {.fn = tick_start}, .k = &k};
+	struct flag_msg a, b;
+	flag_init(&a, l);
+	flag_init(&b, l);
+	cr_assert_eq(tw_loop_post(l, &tm.m), TW_OK);
+	cr_assert_eq(tw_loop_post(l, &a.m), TW_OK);
+	cr_assert(wait_flag(&a.done, 2 * SEC));
+	usleep(500000);
+	cr_assert_eq(tw_loop_post(l, &b.m), TW_OK);
+	cr_assert(wait_flag(&b.done, 2 * SEC));
+	int64_t cpu = (int64_t)(b.cpu.tv_sec - a.cpu.tv_sec) * (int64_t)SEC +
+		      (b.cpu.tv_nsec - a.cpu.tv_nsec);
+	struct tw_loop_stats s;
+	tw_loop_get_stats(l, &s);
+	cr_log_info("ticks %d, sleeps %llu, loop CPU %lld ns in 500 ms",
+		    atomic_load(&k.fired), (unsigned long long)s.sleeps,
+		    (long long)cpu);
+	cr_assert_geq(atomic_load(&k.fired), 20);
+	/* Spinning from tick to tick would be ~500 ms of CPU and no sleep;
+	 * one 50 ms spin after the message, then a wake per tick. */
+	cr_assert_lt(cpu, (int64_t)(200 * MS),
+		     "the ticks kept the loop spinning: %lld ns of CPU",
+		     (long long)cpu);
+	cr_assert_geq(s.sleeps, 20);
+	cr_assert_eq(tw_loop_stop(l), TW_OK);
+	tw_timer_cancel(tw_loop_timers(l), &k.t);
+	tw_loop_destroy(l);
+}
+
 /* Ping-pong against a loop that sleeps whenever idle (spin_ns = 0): each
  * producer posts one message and waits for it to run before the next, so
  * nearly every post races with the loop going to sleep. A lost wakeup
