@@ -216,6 +216,8 @@ Test(stats, json_and_text_carry_the_figures)
 	cr_assert_eq(tw_stats_text(s, &t), TW_OK);
 	cr_assert_not_null(strstr(j, "\"worker\":\"A\""));
 	cr_assert_not_null(strstr(j, "\"calls_ok\":3,"));
+	/* The list's last counter: none left out for want of room. */
+	cr_assert_not_null(strstr(j, "\"untracked_fn_calls\":0}"));
 	cr_assert_not_null(strstr(j, "\"calls_failed\":{\"TW_EVALUE\":1}"));
 	cr_assert_not_null(strstr(j, "{\"name\":\"t::echo\",\"id\":0,"
 				     "\"rtt\":{\"count\":3,"));
