@@ -2474,8 +2474,16 @@ void tw_dpdk_get_stats(const tw_transport *tt, struct tw_dpdk_stats *s)
 	*s = ((const struct dt *)(const void *)tt)->st;
 }
 
+static void d_counters(const tw_transport *tt, struct tw_transport_counters *c)
+{
+	const struct dt *t = (const struct dt *)(const void *)tt;
+	c->retransmits += __atomic_load_n(&t->st.retransmits, __ATOMIC_RELAXED);
+	c->duplicates += __atomic_load_n(&t->st.dup_pkts, __ATOMIC_RELAXED);
+}
+
 static const struct tw_transport_ops dpdk_ops = {
 	.name = "dpdk",
+	.counters = d_counters,
 	.listen = d_listen,
 	.connect = d_connect,
 	.send = d_send,

@@ -108,6 +108,12 @@ struct tw_transport_cbs {
 			   tw_status st);
 };
 
+/* A datagram transport's reliability at work (ops->counters). */
+struct tw_transport_counters {
+	uint64_t retransmits; /* data packets sent again */
+	uint64_t duplicates;  /* data packets received twice: dropped */
+};
+
 struct tw_transport_ops {
 	const char *name;
 	/* Listen on addr ("tcp://127.0.0.1:0"); bound gets the real address. */
@@ -166,6 +172,11 @@ struct tw_transport_ops {
 	 * after. NULL = nothing to open (tw_transport_trusted is a
 	 * no-op). */
 	void (*trusted)(tw_transport *t, tw_conn *c);
+	/* Add what t's own reliability did to c (statistics: any thread,
+	 * relaxed reads of counters t's loop writes). NULL = nothing to add
+	 * (a stream transport: the kernel retransmits). */
+	void (*counters)(const tw_transport *t,
+			 struct tw_transport_counters *c);
 };
 
 /* Fault injection, as torch's faulty agent: costs one branch when off. */
@@ -347,6 +358,13 @@ static inline void tw_transport_set_local(tw_transport *t, tw_conn *c,
 {
 	if (t->ops->set_local != NULL)
 		t->ops->set_local(t, c, local);
+}
+
+static inline void tw_transport_counters(const tw_transport *t,
+					 struct tw_transport_counters *c)
+{
+	if (t->ops->counters != NULL)
+		t->ops->counters(t, c);
 }
 
 static inline void tw_transport_trusted(tw_transport *t, tw_conn *c)

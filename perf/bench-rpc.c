@@ -277,6 +277,7 @@ struct opts {
 	int eal_mem_mb;     /* EAL -m (default 512) */
 	uint32_t credits, mbufs;
 	bool no_pkt_tag; /* DPDK: tw_dpdk_opts.no_pkt_tag */
+	bool same_host;  /* --transport shm: the same-host transport */
 	uint64_t zc_threshold;
 	const char *cc; /* tcp_congestion_local; NULL = the library's */
 	/* io_uring across network namespaces (perf/bench-hosts.sh): [0] the
@@ -506,8 +507,9 @@ static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 	ao.yield = o->server_yield || world > 2;
 	ao.executor_threads = 1;
 	/* The transport under measurement carries the calls, not the
-	 * same-host one (both processes share this host). */
-	ao.same_host = false;
+	 * same-host one (both processes share this host), unless that is
+	 * the one measured (--transport shm). */
+	ao.same_host = o->same_host;
 	ao.setup = server_setup;
 	struct transport_opts to;
 	agent_transport(o, 1, &ao, &to);
@@ -577,7 +579,7 @@ static tw_agent *client_init(const struct opts *o, const char *rdv,
 		ao.rendezvous = rdv;
 		ao.num_loops = 1;
 		ao.executor_threads = 1;
-		ao.same_host = false; /* as the server's */
+		ao.same_host = o->same_host; /* as the server's */
 		/* Spin, don't sleep, while a big echo is on its way: a wake-up
 		 * costs ~25 us here (limits README pitfall 2). */
 		ao.spin_ns = o->spin_ns;
@@ -1134,6 +1136,8 @@ static int run_pair(const struct opts *o)
 		       "%s on %s\n",
 		       o->netns[1], o->host[1] ? o->host[1] : "127.0.0.1",
 		       o->netns[0], o->host[0] ? o->host[0] : "127.0.0.1");
+	if (o->same_host)
+		printf("# transport=shm (same host)\n");
 	if (dpdk_mode(o))
 		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
 		       " (0 = default) pkt_tag=%s\n# client EAL: %s\n# server EAL: %s\n",
@@ -1225,7 +1229,7 @@ static void usage(FILE *f)
 		"                 [-c client_cpu] [-C server_cpu] [--spin-ms MS]\n"
 		"                 [--client-loop-cpu CPU] [--server-yield]\n"
 		"                 [--only sync,rref,rref3,pipe,echo,lat,lat1k,lat1m,idle]\n"
-		"                 [--transport uring|memif|af_packet [--ifaces SRV,CLI]\n"
+		"                 [--transport uring|shm|memif|af_packet [--ifaces SRV,CLI]\n"
 		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB] [--no-pkt-tag]]\n"
 		"                 [--cc NAME]\n"
 		"  --quick      10k small calls, shorter windows and echo budgets\n"
@@ -1247,7 +1251,8 @@ static void usage(FILE *f)
 		"                         third worker, in a group of three processes;\n"
 		"                         idle: both processes' CPU while connected\n"
 		"                         and idle, only when named)\n"
-		"  --transport T          uring (default: io_uring TCP on 127.0.0.1), or DPDK\n"
+		"  --transport T          uring (default: io_uring TCP on 127.0.0.1), shm (the\n"
+		"                         same-host transport: shared memory), or DPDK\n"
 		"                         over memif or af_packet (root; own EAL per process)\n"
 		"  --ifaces SRV,CLI       af_packet: the two ends of a veth pair (made by\n"
 		"                         the caller, e.g. perf/bench-dpdk.sh)\n"
@@ -1348,8 +1353,11 @@ int main(int argc, char **argv)
 			o.server_yield = true;
 			break;
 		case O_TRANSPORT:
-			o.transport = strcmp(optarg, "uring") == 0 ? NULL
-								   : optarg;
+			o.same_host = strcmp(optarg, "shm") == 0;
+			o.transport = strcmp(optarg, "uring") == 0 ||
+						      o.same_host
+					      ? NULL
+					      : optarg;
 			break;
 		case O_IFACES:
 			o.ifaces = optarg;

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <tensorwire/dpdk.h>
+
 #include "dataplane/clock.h"
 #include "dataplane/err.h"
 #include "dataplane/log.h"
@@ -18,6 +20,8 @@
 #include "rpc/future_impl.h"
 #include "rpc/invoke.h"
 #include "rpc/rref.h"
+#include "rpc/stat_server.h"
+#include "rpc/stats_telemetry.h"
 
 _Thread_local struct agent_loop *agent_tls_loop;
 
@@ -65,6 +69,9 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.shutdown_timeout_ms = 60000;
 	d.log_level = -1;
 	d.control_timeout_ms = RDV_VANISH_MS;
+	d.stats_functions = 64;
+	d.stats_peers = 64;
+	d.stat_socket = NULL;
 	d.same_host = true;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
@@ -290,9 +297,14 @@ static bool try_send(struct conn_state *cs, struct tx *tx)
 	struct agent_loop *l = cs->l;
 	/* Counted before: done may run inside send. */
 	l->tx_inflight++;
+	stat_max(&l->stats.tx_inflight_hwm, (uint64_t)l->tx_inflight);
+	uint64_t len = tx->req.len; /* tx may be done and gone after */
 	tw_status st = tw_transport_send(cs->t, cs->c, &tx->req);
-	if (st == TW_OK)
+	if (st == TW_OK) {
+		stat_inc(&l->stats.frames_out);
+		stat_add(&l->stats.bytes_out, len);
 		return true;
+	}
 	l->tx_inflight--;
 	if (st == TW_ENOSPC)
 		return false;
@@ -481,6 +493,8 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 	struct conn_state *cs = c->ctx;
 	TW_PROBE4(frame_recv, h->src, h->req_id, (unsigned)h->type,
 		  h->total_len);
+	stat_inc(&l->stats.frames_in);
+	stat_add(&l->stats.bytes_in, h->total_len);
 	if (cs == NULL) {
 		/* A transport that did not announce it: accepted. */
 		if ((cs = conn_new(l, tp->t, c, false, -1)) == NULL)
@@ -1272,6 +1286,10 @@ static void stop_executor(tw_agent *a)
 
 static void agent_free(tw_agent *a)
 {
+	/* First: their threads read everything below. */
+	stat_server_stop(a->stat_srv);
+	a->stat_srv = NULL;
+	stats_telemetry_remove(a);
 	/* The loops are their threads' alone from here: the teardown below
 	 * runs on them, and a transport's destroy enters the ring, which a
 	 * waiter running the loop must not (lend_close, tw_loop_reclaim). A
@@ -1332,6 +1350,7 @@ static void agent_free(tw_agent *a)
 		free(l->redial);
 		free(l->local_failed);
 		free(l->dead_done);
+		stats_loop_fini(&l->obs);
 		pend_fini(&l->pend);
 	}
 	/* An embedded owner whose init failed before teardown_final ran. */
@@ -1363,6 +1382,8 @@ static void agent_free(tw_agent *a)
 	free(a->workers);
 	free(a->name_idx);
 	free(a->loops);
+	if (a->fns_ok)
+		stats_fns_fini(&a->fns);
 	free((void *)a->serve_active);
 	free((void *)a->dead);
 	free(a->watch_gone);
@@ -1397,6 +1418,13 @@ static tw_status check_opts(const struct tw_agent_opts *o)
 			       "log_level %d: -1 (leave it) or 0 (off) .. 4 "
 			       "(debug)",
 			       o->log_level);
+	if (o->stats_functions > TW_STATS_MAX_TRACKED ||
+	    o->stats_peers > TW_STATS_MAX_TRACKED)
+		return tw_fail(TW_EINVAL,
+			       "stats_functions %u, stats_peers %u: at most %u "
+			       "each",
+			       o->stats_functions, o->stats_peers,
+			       TW_STATS_MAX_TRACKED);
 	if (o->world_size == 0 || o->rank >= o->world_size)
 		return tw_fail(TW_EINVAL,
 			       "rank %u is out of range for world size %u",
@@ -1522,6 +1550,10 @@ static tw_status start_loops(tw_agent *a)
 			STAILQ_INIT(&l->peers[w].wait);
 		if (l->out == NULL || l->peers == NULL || l->redial == NULL ||
 		    l->local_failed == NULL || l->dead_done == NULL ||
+		    stats_loop_init(&l->obs, a->fns.max,
+				    a->world < a->o.stats_peers
+					    ? a->world
+					    : a->o.stats_peers) != TW_OK ||
 		    pend_init(&l->pend, 1024) != 0)
 			return tw_fail(TW_ENOMEM,
 				       "out of memory for run loop "
@@ -1709,7 +1741,11 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 	atomic_init(&a->next_req, 1);
 	atomic_init(&a->state, AGENT_STARTING);
 	a->hub = calloc(1, sizeof(*a->hub));
-	a->loops = calloc(a->nloops, sizeof(*a->loops));
+	/* Cache-line aligned: each loop's counters are its own lines. */
+	size_t lsz = ((size_t)a->nloops * sizeof(*a->loops) + 63) & ~(size_t)63;
+	a->loops = aligned_alloc(64, lsz);
+	if (a->loops != NULL)
+		memset(a->loops, 0, lsz);
 	a->serve_active = calloc(a->world, sizeof(*a->serve_active));
 	a->dead = calloc(a->world, sizeof(*a->dead));
 	a->watch_gone = calloc((a->world + 7) / 8, 1);
@@ -1730,6 +1766,10 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 		*a->hooks = *hooks;
 	}
 
+	st = stats_fns_init(&a->fns, o.stats_functions);
+	if (st != TW_OK)
+		goto fail; /* it said why */
+	a->fns_ok = true;
 	st = registry_init(&a->reg);
 	if (st != TW_OK)
 		goto fail; /* it said why */
@@ -1816,6 +1856,19 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 			goto fail;
 		}
 	}
+	/* Before the rendezvous: a path that cannot be served fails this
+	 * worker alone, not a group already formed. */
+	const char *sock = o.stat_socket != NULL ? o.stat_socket
+						 : getenv("TW_STAT_SOCKET");
+	if (sock != NULL && sock[0] != '\0') {
+		st = stat_server_start(a, sock, &a->stat_srv);
+		if (st != TW_OK)
+			goto fail; /* it said why */
+	}
+	a->o.stat_socket = NULL; /* the caller's string */
+	/* With DPDK, DPDK's telemetry shows the same figures. */
+	if (strcmp(a->o.transport, TW_TRANSPORT_DPDK) == 0)
+		stats_telemetry_add(a);
 
 	if (a->hooks != NULL) {
 		/* The members are given: no rendezvous. */

@@ -25,6 +25,7 @@
 #include "rpc/pend.h"
 #include "rpc/registry.h"
 #include "rpc/rendezvous.h"
+#include "rpc/stats.h"
 
 /* Messages a run loop's ring holds (calls, replies, control). A full
  * ring refuses tw_rpc_async (TW_ENOSPC): backpressure. */
@@ -37,11 +38,21 @@
 
 /* Relaxed statistics counter: one writer (its loop), any reader. */
 typedef _Atomic uint64_t stat_t;
-static inline void stat_inc(stat_t *s)
+static inline void stat_add(stat_t *s, uint64_t n)
 {
 	atomic_store_explicit(s,
-			      atomic_load_explicit(s, memory_order_relaxed) + 1,
+			      atomic_load_explicit(s, memory_order_relaxed) + n,
 			      memory_order_relaxed);
+}
+static inline void stat_inc(stat_t *s)
+{
+	stat_add(s, 1);
+}
+/* A high-water mark: raised to v. */
+static inline void stat_max(stat_t *s, uint64_t v)
+{
+	if (v > atomic_load_explicit(s, memory_order_relaxed))
+		atomic_store_explicit(s, v, memory_order_relaxed);
 }
 
 struct agent_loop;
@@ -75,9 +86,11 @@ struct call {
 	uint64_t deadline_ns; /* 0 = none */
 	int64_t timeout_ms;   /* effective, for the message */
 	uint32_t dst;
-	uint8_t live;  /* CALL_* (loop thread only) */
-	uint8_t mtype; /* frame type sent: CALL, or an RRef request */
-	uint8_t rtype; /* its answer's type (or EXCEPTION) */
+	uint64_t t0_ns; /* started (loop clock): its round trip's start */
+	uint32_t fslot; /* its function's histograms (rpc/stats.h) */
+	uint8_t live;   /* CALL_* (loop thread only) */
+	uint8_t mtype;  /* frame type sent: CALL, or an RRef request */
+	uint8_t rtype;  /* its answer's type (or EXCEPTION) */
 	bool self;
 	bool has_msg;            /* tx.msg holds an encoded frame */
 	struct conn_state *conn; /* connection the call went out on */
@@ -132,8 +145,10 @@ struct conn_state {
 	TAILQ_ENTRY(conn_state) link; /* in its loop's connections */
 };
 
-/* Pending calls by req_id: open addressing, linear probing, backward-shift
- * deletion; grows, never allocates per call. */
+/* A loop's counters (tw_agent_stats, <tensorwire/stats.h>): written by
+ * its thread alone (stat_inc: a relaxed load and store, no
+ * read-modify-write), read by any with relaxed loads, on cache lines of
+ * their own. The few that other threads write say so. */
 struct loop_stats {
 	stat_t calls_sent, calls_served, late_responses, bad_frames;
 	stat_t conns_opened, conns_closed, timeouts, exec_jobs, exec_expired;
@@ -142,7 +157,13 @@ struct loop_stats {
 	stat_t offloaded, rx_pauses; /* loop thread */
 	stat_t connect_failures, redial_waits, conns_same_host;
 	stat_t same_host_fallbacks, conns_shm;
-};
+	/* Calls made, by outcome: answered with a result, or failed by
+	 * kind ([TW_OK] unused); calls served, by the answer's kind. */
+	stat_t calls_ok, calls_failed[TW_STATUS_COUNT_];
+	stat_t served_ok, served_failed[TW_STATUS_COUNT_];
+	stat_t frames_in, bytes_in, frames_out, bytes_out;
+	stat_t pending_hwm, tx_inflight_hwm;
+} __attribute__((aligned(64)));
 
 /* Where the answer to a served call goes. */
 struct ag_own;
@@ -158,7 +179,8 @@ struct reply_path {
 	 * last (freed after the answer is encoded). NULL: none. */
 	const tw_ag_meta *agin;
 	struct ag_own *agout;
-	bool counted; /* in serve_active[caller] until its reply is sent or
+	uint64_t t0_ns; /* arrival (loop clock); 0: not timed */
+	bool counted;   /* in serve_active[caller] until its reply is sent or
 		       * dropped */
 };
 
@@ -172,11 +194,15 @@ struct reply {
 	uint64_t req_id;
 	bool local;
 	bool encoded;
-	struct conn_state *cs; /* sent on it */
-	int64_t peer;          /* counted in l->peers[peer]; -1: not */
-	tw_status st;          /* local */
-	tw_value val;          /* local: owned result or error value */
-	struct ag_own *ag;     /* local: the answer's autograd metadata */
+	struct conn_state *cs;      /* sent on it */
+	int64_t peer;               /* counted in l->peers[peer]; -1: not */
+	uint64_t t0_ns;             /* the call's arrival (0: not timed) */
+	const struct reg_entry *fn; /* its function (NULL: none) */
+	uint32_t caller;
+	tw_status kind;    /* the answer's */
+	tw_status st;      /* local */
+	tw_value val;      /* local: owned result or error value */
+	struct ag_own *ag; /* local: the answer's autograd metadata */
 	STAILQ_ENTRY(reply)
 	retry_link; /* waiting to be posted (target
 		     * ring full) */
@@ -257,6 +283,7 @@ struct agent_loop {
 	bool closing;
 	int64_t tx_inflight; /* tx records the transport holds */
 	struct loop_stats stats;
+	struct stats_loop obs; /* histograms (rpc/stats.h) */
 	/* Members that die (agent_member_dead): dead_msg is posted here once
 	 * per batch of deaths (dead_posted), and fails this loop's calls to
 	 * them; dead_done: ranks handled here (world entries, loop thread);
@@ -341,8 +368,11 @@ struct tw_agent {
 	_Atomic uint64_t *serve_active;
 	_Atomic uint32_t rr_next;
 	stat_t api_calls;
-	struct agent_hooks *hooks; /* our copy; NULL but in tests */
-	struct auth_key key;       /* the group's secret (len 0: none) */
+	struct stats_fns fns; /* function names' histogram slots */
+	bool fns_ok;
+	struct stat_server *stat_srv; /* tw-stat's socket, or NULL */
+	struct agent_hooks *hooks;    /* our copy; NULL but in tests */
+	struct auth_key key;          /* the group's secret (len 0: none) */
 	/* Unauthenticated inbound connections, all loops (peer_auth.c):
 	 * nunauth of max_unauth slots, under auth_mu. */
 	pthread_mutex_t auth_mu;

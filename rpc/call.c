@@ -93,10 +93,29 @@ static void call_settled(struct call *c)
 		call_put(c);
 }
 
+/* Count c's end: a failure of kind, or, when answered_ns is not 0, an
+ * answer of kind that reached this worker then (its round trip into the
+ * histograms of its function and peer). */
+static inline void call_count(struct agent_loop *l, const struct call *c,
+			      tw_status kind, uint64_t answered_ns)
+{
+	if (kind == TW_OK)
+		stat_inc(&l->stats.calls_ok);
+	else
+		stat_inc(
+			&l->stats.calls_failed[(unsigned)kind < TW_STATUS_COUNT_
+						       ? kind
+						       : TW_ERUNTIME]);
+	if (answered_ns != 0)
+		stats_rtt(&l->obs, c->fslot, c->dst,
+			  answered_ns > c->t0_ns ? answered_ns - c->t0_ns : 0);
+}
+
 static void call_fail(struct agent_loop *l, struct call *c, tw_status kind,
 		      const char *msg)
 {
 	TW_PROBE3(call_done, c->req_id, c->dst, (int)kind);
+	call_count(l, c, kind, 0);
 	call_detach(l, c);
 	tw_future_fail(c->fut, kind, c->a->rank, msg);
 	call_settled(c);
@@ -155,6 +174,7 @@ static void call_start_msg(struct tw_loop_msg *m)
 
 	if (l->closing) {
 		atomic_fetch_sub(&a->outstanding, 1);
+		call_count(l, c, TW_ESHUTDOWN, 0);
 		tw_future_fail(c->fut, TW_ESHUTDOWN, a->rank,
 			       AGENT_SHUTDOWN_MSG);
 		call_settled(c);
@@ -162,12 +182,14 @@ static void call_start_msg(struct tw_loop_msg *m)
 	}
 	if (pend_insert(&l->pend, c->req_id, c) != 0) {
 		atomic_fetch_sub(&a->outstanding, 1);
+		call_count(l, c, TW_ENOMEM, 0);
 		tw_future_fail(c->fut, TW_ENOMEM, a->rank,
 			       "out of memory for the pending-call table");
 		call_settled(c);
 		return;
 	}
 	c->live = CALL_PENDING;
+	stat_max(&l->stats.pending_hwm, l->pend.count);
 	if (c->deadline_ns != 0)
 		tw_timer_arm(tw_loop_timers(l->loop), &c->timer,
 			     c->deadline_ns);
@@ -230,13 +252,30 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 	 * not move after decoding): no copy of the decoded tree. NULL when
 	 * the user completed the future by hand: nothing to deliver. */
 	tw_in_msg *m = future_msg_begin(c->fut);
-	if (m != NULL) {
+	/* Counted before the future completes: its waiter, once woken, finds
+	 * the call in the counters. */
+	tw_status kind = h->type == TW_MSG_EXCEPTION ? TW_EPROTO : TW_OK;
+	/* The round trip ends when the answer is handed up: on this
+	 * iteration's clock (read already: the answer came in during the
+	 * iteration, at most an iteration ago), not a clock read per call. */
+	uint64_t rx = tw_loop_now(l->loop);
+	if (m == NULL) {
+		call_count(l, c, kind, rx);
+	} else {
 		tw_status st = tw_msg_decode(buf, off, len, h, NULL, m);
 		if (st == TW_OK && m->nrref_ > 0)
 			rref_adopt(l, h->src, m);
 		if (st == TW_OK) {
+			/* A remote error's kind, as the future will read it. */
+			const tw_value *p = &m->payload;
+			if (kind != TW_OK && p->kind == TW_KIND_ERROR &&
+			    p->u.err != NULL && p->u.err->kind > TW_OK &&
+			    p->u.err->kind < TW_STATUS_COUNT_)
+				kind = p->u.err->kind;
+			call_count(l, c, kind, rx);
 			future_msg_end(c->fut);
 		} else {
+			call_count(l, c, TW_EPROTO, rx);
 			char msg[256];
 			snprintf(msg, sizeof(msg),
 				 "malformed response from worker '%s': %s",
@@ -260,6 +299,9 @@ void call_local_done(struct agent_loop *l, uint64_t req_id, tw_status st,
 		return;
 	}
 	call_detach(l, c);
+	/* A call to this worker: its answer may come in the iteration that
+	 * made it, after the iteration's clock; read the clock. */
+	call_count(l, c, st, tw_loop_clock(l->loop));
 	if (ag != NULL)
 		future_ag_give(c->fut, ag); /* before completion publishes */
 	if (st == TW_OK)
@@ -309,6 +351,7 @@ void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
 	}
 	while ((c = TAILQ_FIRST(&list)) != NULL) {
 		TAILQ_REMOVE(&list, c, clink);
+		call_count(l, c, kind, 0);
 		tw_future_fail(c->fut, kind, l->a->rank, msg);
 		call_settled(c);
 	}
@@ -338,6 +381,7 @@ void call_fail_all(struct agent_loop *l, tw_status kind, const char *msg)
 	for (uint32_t i = 0; i < k; i++)
 		call_detach(l, v[i]);
 	for (uint32_t i = 0; i < k; i++) {
+		call_count(l, v[i], kind, 0);
 		tw_future_fail(v[i]->fut, kind, l->a->rank, msg);
 		call_settled(v[i]);
 	}
@@ -807,9 +851,10 @@ static inline struct call *call_record_new(tw_agent *a, struct agent_loop *l,
 	c->rtype = rtype;
 	c->req_id = atomic_fetch_add_explicit(&a->next_req, 1,
 					      memory_order_relaxed);
+	c->fslot = STATS_NO_FN;
+	c->t0_ns = tw_loop_clock(l->loop);
 	if (eff > 0 && eff < (int64_t)3153600000000)
-		c->deadline_ns = tw_loop_clock(l->loop) +
-				 (uint64_t)eff * 1000000u;
+		c->deadline_ns = c->t0_ns + (uint64_t)eff * 1000000u;
 	return c;
 }
 
@@ -899,6 +944,8 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 		goto out;
 	}
 	c->self = dst == a->rank;
+	size_t fnlen = strlen(fn);
+	c->fslot = stats_fn_slot(&a->fns, fn, fnlen, registry_hash(fn, fnlen));
 	st = c->self ? prepare_self(c, fn, args, kwargs)
 		     : encode_call(c, fn, args, kwargs, ag);
 	if (st == TW_OK && c->self && ag != NULL &&

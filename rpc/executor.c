@@ -212,3 +212,8 @@ void executor_destroy(struct executor *e)
 	tw_ring_free(e->q);
 	free(e);
 }
+
+uint32_t executor_queued(const struct executor *e)
+{
+	return e == NULL ? 0 : tw_ring_count(e->q);
+}

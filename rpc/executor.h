@@ -42,6 +42,9 @@ void executor_stop(struct executor *e);
 /* Stop (if not yet) and free. NULL is ignored. */
 void executor_destroy(struct executor *e);
 
+/* Jobs queued and not yet taken by a thread (snapshot; any thread). */
+uint32_t executor_queued(const struct executor *e);
+
 /* True on one of e's threads. */
 int executor_on_thread(const struct executor *e);
 

@@ -37,6 +37,11 @@ static uint32_t name_hash(const char *s, size_t len)
 	return (uint32_t)hash_mix(h, w);
 }
 
+uint32_t registry_hash(const char *name, size_t len)
+{
+	return name_hash(name, len);
+}
+
 static struct reg_table *table_new(uint32_t nslots)
 {
 	struct reg_table *t =

@@ -35,6 +35,9 @@ struct reg_entry {
 	 * lock with a release store; readers walk it lock-free. */
 	_Atomic(struct reg_entry *) next_overload;
 	struct reg_entry *all_next; /* every entry ever made, for fini */
+	/* Its statistics slot + 1 (rpc/stats.h), 0 until a served call
+	 * looked it up: a name's slot never changes. Any loop, relaxed. */
+	_Atomic uint32_t stats_slot;
 };
 
 /* A published table: open addressing, linear probing, power-of-two slots,
@@ -98,5 +101,9 @@ tw_status registry_snapshot(struct registry *r, const struct reg_entry ***out,
 uint32_t registry_count(const struct registry *r);
 
 #define REGISTRY_NAME_MAX 1024u
+
+/* The hash the table keys names by (reg_entry.hash): the statistics'
+ * function table (rpc/stats.h) keys by it too. */
+uint32_t registry_hash(const char *name, size_t len);
 
 #endif

@@ -326,10 +326,40 @@ static void reply_tx_done(struct tx *tx, tw_status st)
 	reply_put(tx->l->a, r);
 }
 
+/* Count r's answer on its loop: by kind, and a timed call's time from
+ * its arrival to now into its function's and its caller's histograms. */
+static inline void reply_count(struct agent_loop *l, const struct reply *r)
+{
+	if (r->kind == TW_OK)
+		stat_inc(&l->stats.served_ok);
+	else
+		stat_inc(&l->stats.served_failed[r->kind]);
+	if (r->t0_ns == 0)
+		return;
+	/* By name only for functions found here (an unknown one, which the
+	 * peer chose, by peer only). */
+	struct reg_entry *fn = (struct reg_entry *)r->fn;
+	uint32_t slot = STATS_NO_FN;
+	if (fn != NULL) {
+		slot = atomic_load_explicit(&fn->stats_slot,
+					    memory_order_relaxed);
+		if (__builtin_expect(slot-- == 0, 0)) {
+			slot = stats_fn_slot(&l->a->fns, fn->name, fn->name_len,
+					     fn->hash);
+			atomic_store_explicit(&fn->stats_slot, slot + 1,
+					      memory_order_relaxed);
+		}
+	}
+	uint64_t now = tw_loop_clock(l->loop);
+	stats_srv(&l->obs, slot, r->caller,
+		  now > r->t0_ns ? now - r->t0_ns : 0);
+}
+
 /* Deliver a reply record on its loop's thread. */
 static void serve_deliver(struct agent_loop *l, struct reply *r)
 {
 	tw_agent *a = l->a;
+	reply_count(l, r);
 	if (r->local) {
 		call_local_done(l, r->req_id, r->st, &r->val, r->ag);
 		r->ag = NULL;
@@ -416,6 +446,10 @@ static void serve_reply_ag(const struct reply_path *p, unsigned ok_type,
 	r->l = p->l;
 	r->conn_id = p->conn_id;
 	r->req_id = p->req_id;
+	r->t0_ns = p->t0_ns;
+	r->fn = p->fn;
+	r->caller = p->caller;
+	r->kind = (unsigned)st < TW_STATUS_COUNT_ ? st : TW_ERUNTIME;
 	tw_value errv = tw_value_none();
 	if (st != TW_OK && tw_value_error(&errv, st, origin, msg) != TW_OK)
 		tw_value_error(&errv, TW_ERUNTIME, origin, msg);
@@ -457,6 +491,7 @@ static void serve_reply_ag(const struct reply_path *p, unsigned ok_type,
 			"result of function '%s' on worker '%s' cannot be sent: %s",
 			fn_name(p), a->name, tw_strerror(est));
 		tw_value_error(&errv, est, a->rank, m);
+		r->kind = est;
 		type = TW_MSG_EXCEPTION;
 		est = encode_reply(a, p, type, &errv, NULL, &r->tx.msg);
 	}
@@ -477,6 +512,7 @@ static void serve_reply_ag(const struct reply_path *p, unsigned ok_type,
 					  memory_order_relaxed);
 		tw_value_destroy(&errv);
 		tw_value_error(&errv, TW_EOVERFLOW, a->rank, m);
+		r->kind = TW_EOVERFLOW;
 		type = TW_MSG_EXCEPTION;
 		est = encode_reply(a, p, type, &errv, NULL, &r->tx.msg);
 	}
@@ -888,9 +924,8 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	 * past it has been failed by the caller's own timer: the handler
 	 * does not run and no answer goes back to be dropped as late. */
 	uint64_t deadline = 0;
+	uint64_t rx = cs->t->rx_ns != 0 ? cs->t->rx_ns : tw_loop_now(l->loop);
 	if (h->timeout_ms != 0) {
-		uint64_t rx = cs->t->rx_ns != 0 ? cs->t->rx_ns
-						: tw_loop_now(l->loop);
 		deadline = rx + (uint64_t)h->timeout_ms * 1000000u;
 		if (tw_loop_now(l->loop) >= deadline) {
 			/* Executor threads count here too: not stat_inc. */
@@ -917,7 +952,8 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 			       .l = l,
 			       .conn_id = cs->id,
 			       .req_id = h->req_id,
-			       .caller = h->src};
+			       .caller = h->src,
+			       .t0_ns = rx};
 	serve_count(&p, deadline != 0);
 	const tw_value *fnv = NULL, *args, *kwargs;
 	request_args(&m, &args, &kwargs);
@@ -1006,7 +1042,8 @@ void serve_local_call(struct agent_loop *l, struct call *c)
 			       .conn_id = 0,
 			       .req_id = c->req_id,
 			       .caller = a->rank,
-			       .fn = c->fn};
+			       .fn = c->fn,
+			       .t0_ns = tw_loop_now(l->loop)};
 	serve_count(&p, c->deadline_ns != 0);
 	stat_inc(&l->stats.calls_served);
 	if (c->fn == NULL) {

@@ -20,6 +20,7 @@ static void usage(FILE *f)
 		"                 [--stall-timeout-ms MS] [--shutdown-timeout-ms MS]\n"
 		"                 [--user-timeout-ms MS] [--connect-timeout-ms MS]\n"
 		"                 [--control-timeout-ms MS] [--log-level LEVEL] [--no-same-host]\n"
+		"                 [--stat-socket PATH]\n"
 		"                 [--listen-host HOST] [--listen-port P] [--advertise-host HOST]\n"
 		"                 [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
 		"                 [--dpdk-eal ARGS [--dpdk-port PORT] [--dpdk-ip IP]\n"
@@ -46,6 +47,8 @@ static void usage(FILE *f)
 		"connections; --control-timeout-ms: the control connection's liveness\n"
 		"(default 30000). --log-level off|error|warn|info|debug (default warn, or\n"
 		"TW_LOG_LEVEL).\n"
+		"--stat-socket PATH: serve statistics there for tw-stat (default\n"
+		"TW_STAT_SOCKET, else none): a 0600 unix socket in a 0700 directory.\n"
 		"--transport picks the transport (default uring: TCP over io_uring).\n"
 		"Workers on this host are reached through shared memory (the same-host\n"
 		"transport) whatever the transport; --no-same-host reaches them over\n"
@@ -139,6 +142,7 @@ int main(int argc, char **argv)
 		{"control-timeout-ms", required_argument, NULL, 1003},
 		{"log-level", required_argument, NULL, 1004},
 		{"no-same-host", no_argument, NULL, 1005},
+		{"stat-socket", required_argument, NULL, 1006},
 		{"shutdown-timeout-ms", required_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -284,6 +288,9 @@ int main(int argc, char **argv)
 			break;
 		case 1005:
 			o.same_host = false;
+			break;
+		case 1006:
+			o.stat_socket = optarg;
 			break;
 		case 'h':
 			usage(stdout);

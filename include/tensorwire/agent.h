@@ -264,7 +264,31 @@ struct tw_agent_opts {
 	 * dead to the others, a member whose rank 0 vanished declares it
 	 * dead. At least 1000 (default 30000). */
 	uint32_t control_timeout_ms;
+	/*
+	 * Statistics (<tensorwire/stats.h>): latency histograms are kept per
+	 * function for the first stats_functions function names this worker
+	 * calls or serves (default 64), and per peer for the workers of
+	 * rank below stats_peers (default 64); the others share an "other"
+	 * entry. The tables are sized here and never grow, whatever peers
+	 * call. At most TW_STATS_MAX_TRACKED each; 0 = all under "other".
+	 */
+	uint32_t stats_functions;
+	uint32_t stats_peers;
+	/*
+	 * Serve the statistics on a unix socket at this path, for
+	 * tools/tw-stat (NULL, the default: TW_STAT_SOCKET from the
+	 * environment, else none). The socket's directory is made 0700 if
+	 * missing and must otherwise be this user's and closed to others;
+	 * the socket is 0600 and answers only this user and root
+	 * (SO_PEERCRED). A thread of its own answers, one client at a time,
+	 * never a run loop. Failing to set it up fails tw_agent_init with a
+	 * reason.
+	 */
+	const char *stat_socket;
 };
+
+/* Largest tw_agent_opts.stats_functions and stats_peers. */
+#define TW_STATS_MAX_TRACKED 4096u
 
 /* tw_agent_opts.exec_per_peer_max's default: 2 * executor_threads. */
 #define TW_EXEC_PER_PEER_AUTO UINT32_MAX

@@ -18,6 +18,8 @@
 #include <tensorwire/shm.h>
 #include <tensorwire/dpdk.h>
 #include <tensorwire/log.h>
+#include <tensorwire/hist.h>
+#include <tensorwire/stats.h>
 
 #define TW_VERSION_MAJOR 0
 #define TW_VERSION_MINOR 1

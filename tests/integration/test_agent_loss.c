@@ -178,6 +178,24 @@ static int w_loss(struct h_worker *w)
 		 s.timeouts == 0 && s.bad_frames == 0 && s.late_responses == 0,
 		 "timeouts %" PRIu64 ", bad frames %" PRIu64 ", late %" PRIu64,
 		 s.timeouts, s.bad_frames, s.late_responses);
+	/* The loss shows in the stats (issue 16): packets sent again. */
+	tw_stats *ss;
+	W_ASSERT(w, tw_stats_take(a, &ss) == TW_OK, "stats");
+	const struct tw_stats_counters *c = tw_stats_counters(ss);
+	fprintf(stderr,
+		"[agent_loss w%d] retransmits %" PRIu64 ", duplicates %" PRIu64
+		", calls_ok %" PRIu64 "\n",
+		w->rank, c->retransmits, c->duplicates, c->calls_ok);
+	W_ASSERT(w, c->retransmits > 0, "no retransmits under %u%% loss",
+		 h_loss());
+	/* netem duplicates packets too, and a packet sent again whose ack
+	 * was lost arrives twice: the receiver drops and counts them. */
+	W_ASSERT(w, c->duplicates > 0,
+		 "no duplicates under %u%% loss and duplication", h_loss());
+	W_ASSERT(w, c->calls_ok == atomic_load(&L->made[w->rank]),
+		 "calls_ok %" PRIu64 " of %u", c->calls_ok,
+		 atomic_load(&L->made[w->rank]));
+	tw_stats_free(ss);
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;
