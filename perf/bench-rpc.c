@@ -53,6 +53,7 @@
 
 #include <tensorwire/tensorwire.h>
 
+#include "../tools/perf_fns.h"
 #include "../tools/perf_net.h"
 
 #define SERVER "bench-server"
@@ -162,24 +163,6 @@ static void print_lat(const char *name, const struct lat *l, const char *extra)
 
 /* ---- the server's functions ----------------------------------------------- */
 
-static tw_status fn_noop(tw_call_ctx *ctx, const tw_value *args,
-			 const tw_value *kwargs, tw_value *result, void *arg)
-{
-	*result = tw_value_none();
-	return TW_OK;
-}
-
-/* bench::echo(x) -> x: the clone shares the tensor's bytes, so the answer
- * goes out of the receive buffer the call arrived in. */
-static tw_status fn_echo(tw_call_ctx *ctx, const tw_value *args,
-			 const tw_value *kwargs, tw_value *result, void *arg)
-{
-	const tw_value *x;
-	if (tw_value_get_item(args, 0, &x) != TW_OK)
-		return TW_EBADARGS;
-	return tw_value_clone(result, x);
-}
-
 static void use_rref_done(tw_future *f, void *arg)
 {
 	tw_rref_release(arg);
@@ -217,9 +200,9 @@ static tw_status fn_use_rref(tw_call_ctx *ctx, const tw_value *args,
 
 static tw_status server_setup(tw_agent *a, void *arg)
 {
-	tw_status s = tw_agent_register(a, "bench::noop", fn_noop, NULL, 0);
+	tw_status s = tw_agent_register(a, "bench::noop", pf_noop, NULL, 0);
 	if (s == TW_OK)
-		s = tw_agent_register(a, "bench::echo", fn_echo, NULL, 0);
+		s = tw_agent_register(a, "bench::echo", pf_echo, NULL, 0);
 	if (s == TW_OK)
 		s = tw_agent_register(a, "bench::use_rref", fn_use_rref, NULL,
 				      0);

@@ -31,6 +31,16 @@ def colour(transport):
     return COLOURS.get(transport, "tab:gray")
 
 
+def axes(axis, xlabel, ylabel, title, ylog=True):
+    axis.set_xscale("log")
+    if ylog:
+        axis.set_yscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(True, which="both", alpha=0.3)
+
+
 def read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -67,17 +77,10 @@ def plot_cdf(runs, hist_rows, anchors, out, title):
             for axis in (ax, tail):
                 axis.axvline(float(a["p50_ns"]) / 1e3, color=colour(a["transport"]),
                              ls=(0, (2, 2)), lw=0.9, alpha=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("latency (µs, log)")
-    ax.set_ylabel("fraction of calls at or below")
-    ax.set_title("latency CDF (dashed verticals: raw anchors' p50)")
-    ax.grid(True, which="both", alpha=0.3)
-    tail.set_xscale("log")
-    tail.set_yscale("log")
-    tail.set_xlabel("latency (µs, log)")
-    tail.set_ylabel("fraction of calls above (1 - CDF)")
-    tail.set_title("tail")
-    tail.grid(True, which="both", alpha=0.3)
+    axes(ax, "latency (µs, log)", "fraction of calls at or below",
+         "latency CDF (dashed verticals: raw anchors' p50)", ylog=False)
+    axes(tail, "latency (µs, log)", "fraction of calls above (1 - CDF)",
+         "tail")
     tail.legend(fontsize=7, loc="lower left")
     fig.suptitle(title)
     fig.tight_layout()
@@ -118,19 +121,11 @@ def plot_load(runs, anchors, out, title):
     if top:
         ax.plot([0, top], [0, top], color="black", lw=0.6, alpha=0.5,
                 label="achieved = offered")
-    ax.set_xlabel("offered load (calls/s)")
-    ax.set_ylabel("achieved (calls/s, log)")
-    ax.set_yscale("log")
-    ax.set_xscale("log")
-    ax.set_title("throughput against offered load (open loop)")
-    ax.grid(True, which="both", alpha=0.3)
+    axes(ax, "offered load (calls/s, log)", "achieved (calls/s, log)",
+         "throughput against offered load (open loop)")
     ax.legend(fontsize=7)
-    lat.set_xscale("log")
-    lat.set_yscale("log")
-    lat.set_xlabel("offered load (calls/s)")
-    lat.set_ylabel("latency from scheduled send (µs, log)")
-    lat.set_title("latency against offered load")
-    lat.grid(True, which="both", alpha=0.3)
+    axes(lat, "offered load (calls/s, log)",
+         "latency from scheduled send (µs, log)", "latency against offered load")
     lat.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()

@@ -82,17 +82,8 @@ mkdir -p "$OUT" "$PLOTS" || exit 1
 LOG=$OUT/sweep.log
 SCRATCH=$(mktemp -d /tmp/tw-perf-sweep.XXXXXX) || exit 1
 CUR=
-cleanup() {
-	if [ -n "$CUR" ]; then
-		kill -TERM -- "-$CUR" 2>/dev/null
-		sleep 0.5
-		kill -KILL -- "-$CUR" 2>/dev/null
-		wait "$CUR" 2>/dev/null
-		CUR=
-	fi
-	rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
+# An interrupted item's session (bench-lib.sh's item keeps it in CUR).
+trap '[ -n "$CUR" ] && kill -KILL -- "-$CUR" 2>/dev/null; rm -rf "$SCRATCH"' EXIT
 trap 'echo "tw-perf-sweep.sh: interrupted" >&2; exit 130' INT TERM
 log() { echo "$*" | tee -a "$LOG"; }
 

@@ -22,6 +22,7 @@
 
 #include <tensorwire/tensorwire.h>
 
+#include "perf_fns.h"
 #include "perf_load.h"
 #include "perf_net.h"
 
@@ -43,42 +44,13 @@ struct opts {
 
 static pid_t server_pid = -1;
 
-/* ---- the server's functions ---------------------------------------------- */
-
-static tw_status fn_noop(tw_call_ctx *ctx, const tw_value *args,
-			 const tw_value *kwargs, tw_value *result, void *arg)
-{
-	*result = tw_value_none();
-	return TW_OK;
-}
-
-/* perf::echo(x) -> x, sharing the tensor's bytes */
-static tw_status fn_echo(tw_call_ctx *ctx, const tw_value *args,
-			 const tw_value *kwargs, tw_value *result, void *arg)
-{
-	const tw_value *x;
-	if (tw_value_get_item(args, 0, &x) != TW_OK) {
-		*result = tw_value_none();
-		return TW_OK;
-	}
-	return tw_value_clone(result, x);
-}
-
-/* perf::fail(...): a ValueError, always (tw-perf --fail-every). */
-static tw_status fn_fail(tw_call_ctx *ctx, const tw_value *args,
-			 const tw_value *kwargs, tw_value *result, void *arg)
-{
-	tw_value_error(result, TW_EVALUE, 0, "perf::fail: injected");
-	return TW_EVALUE;
-}
-
 static tw_status server_setup(tw_agent *a, void *arg)
 {
-	tw_status s = tw_agent_register(a, "perf::noop", fn_noop, NULL, 0);
+	tw_status s = tw_agent_register(a, "perf::noop", pf_noop, NULL, 0);
 	if (s == TW_OK)
-		s = tw_agent_register(a, "perf::echo", fn_echo, NULL, 0);
+		s = tw_agent_register(a, "perf::echo", pf_echo, NULL, 0);
 	if (s == TW_OK)
-		s = tw_agent_register(a, "perf::fail", fn_fail, NULL, 0);
+		s = tw_agent_register(a, "perf::fail", pf_fail, NULL, 0);
 	/* Over DPDK, the port is up: the client may start its EAL. */
 	pn_server_port_up(s == TW_OK);
 	return s;
