@@ -256,14 +256,7 @@ static bool want(const struct opts *o, const char *what)
 static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 		       uint32_t world)
 {
-	/* No stray worker: die with the client. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
-	if (pn_fanout_collides(&o->net, getppid(), getpid()))
-		_exit(PN_EXIT_RETRY);
-	pn_enter_netns(o->net.netns[1], "bench-rpc");
-	pn_pin(o->net.cpu[1], "bench-rpc");
+	pn_server_child(&o->net, "bench-rpc");
 	struct tw_agent_opts ao;
 	tw_agent_opts_init(&ao, sizeof(ao));
 	ao.name = rank == 1 ? SERVER : THIRD;
@@ -276,27 +269,7 @@ static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 	ao.yield = o->server_yield || world > 2;
 	ao.executor_threads = 1;
 	ao.setup = server_setup;
-	struct pn_transport to;
-	pn_agent_transport(&o->net, 1, &ao, &to);
-	tw_agent *a;
-	tw_status s = tw_agent_init(&ao, &a);
-	if (s != TW_OK) {
-		fprintf(stderr, "bench-rpc server: init: %s (%s)\n",
-			tw_strerror(s), tw_errmsg(s));
-		pn_server_port_up(false);
-		if (pn_is_dpdk(&o->net))
-			tw_dpdk_eal_cleanup();
-		_exit(1);
-	}
-	/* Serve until the client shuts down too, however long its parts
-	 * take: with the default deadline (shutdown_timeout_ms, 60 s) a
-	 * part still running after 60 s (--only rref on a loaded machine)
-	 * saw this server stop ("the agent is shutting down"). It dies with
-	 * the client all the same (PR_SET_PDEATHSIG). */
-	s = tw_agent_shutdown_timeout(a, true, 0);
-	if (pn_is_dpdk(&o->net))
-		tw_dpdk_eal_cleanup();
-	_exit(s == TW_OK ? 0 : 1);
+	_exit(pn_serve(&o->net, &ao, "bench-rpc"));
 }
 
 /* ---- client ------------------------------------------------------------------- */

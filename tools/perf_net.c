@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -251,6 +252,35 @@ bool pn_wait_server_port(const struct pn_net *n, pid_t *server)
 		usleep(2000);
 	}
 	return up == 1;
+}
+
+void pn_server_child(const struct pn_net *n, const char *prog)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
+	if (pn_fanout_collides(n, getppid(), getpid()))
+		_exit(PN_EXIT_RETRY);
+	pn_enter_netns(n->netns[1], prog);
+	pn_pin(n->cpu[1], prog);
+}
+
+int pn_serve(const struct pn_net *n, struct tw_agent_opts *ao, const char *prog)
+{
+	struct pn_transport to;
+	pn_agent_transport(n, 1, ao, &to);
+	tw_agent *a;
+	tw_status s = tw_agent_init(ao, &a);
+	if (s != TW_OK) {
+		fprintf(stderr, "%s server: init: %s (%s)\n", prog,
+			tw_strerror(s), tw_errmsg(s));
+		pn_server_port_up(false);
+	} else {
+		s = tw_agent_shutdown_timeout(a, true, 0);
+	}
+	if (pn_is_dpdk(n))
+		tw_dpdk_eal_cleanup();
+	return s == TW_OK ? 0 : 1;
 }
 
 bool pn_reap(pid_t *pp, const char *who, const char *prog)

@@ -94,6 +94,19 @@ void pn_agent_transport(const struct pn_net *n, int r, struct tw_agent_opts *ao,
 void pn_server_port_up(bool ok);
 bool pn_wait_server_port(const struct pn_net *n, pid_t *server);
 
+/* In a forked server, first: die with the client (PR_SET_PDEATHSIG),
+ * leave with PN_EXIT_RETRY when af_packet's fanout groups collide, enter
+ * the server's network namespace, pin to the server's cpu. */
+void pn_server_child(const struct pn_net *n, const char *prog);
+
+/* Serve as rank 1's options ao say (its transport set here) until every
+ * worker has shut down, with no deadline: the client's parts may take
+ * longer than the default one, and a forked server dies with the client
+ * all the same. Tells the client when init fails (pn_server_port_up);
+ * the EAL cleaned up. An exit status: 0, or 1 after saying why. */
+int pn_serve(const struct pn_net *n, struct tw_agent_opts *ao,
+	     const char *prog);
+
 /* Wait (5 s at most, then SIGKILL) for a server that leaves after the
  * shutdown barrier; *pp = -1. False when it did not exit with 0. */
 bool pn_reap(pid_t *pp, const char *who, const char *prog);

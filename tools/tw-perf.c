@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,15 +58,10 @@ static tw_status server_setup(tw_agent *a, void *arg)
 /* Rank 1: serve until the client has shut down too. */
 static int server_main(const struct opts *o, bool forked)
 {
-	if (forked) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL); /* no stray server */
-		if (getppid() == 1)
-			_exit(1);
-		if (pn_fanout_collides(&o->net, getppid(), getpid()))
-			_exit(PN_EXIT_RETRY);
-	}
-	pn_enter_netns(o->net.netns[1], PROG);
-	pn_pin(o->net.cpu[1], PROG);
+	if (forked)
+		pn_server_child(&o->net, PROG);
+	else
+		pn_pin(o->net.cpu[1], PROG);
 	struct tw_agent_opts ao;
 	tw_agent_opts_init(&ao, sizeof(ao));
 	ao.name = "perf-server";
@@ -80,22 +74,10 @@ static int server_main(const struct opts *o, bool forked)
 	ao.yield = o->loops > 1;
 	ao.executor_threads = 1;
 	ao.setup = server_setup;
-	struct pn_transport to;
-	pn_agent_transport(&o->net, 1, &ao, &to);
-	tw_agent *a;
-	tw_status s = tw_agent_init(&ao, &a);
-	if (s != TW_OK) {
-		fprintf(stderr, PROG " server: init: %s (%s)\n", tw_strerror(s),
-			tw_errmsg(s));
-		pn_server_port_up(false);
-	} else {
-		s = tw_agent_shutdown_timeout(a, true, 0);
-	}
-	if (pn_is_dpdk(&o->net))
-		tw_dpdk_eal_cleanup();
+	int rc = pn_serve(&o->net, &ao, PROG);
 	if (forked)
-		_exit(s == TW_OK ? 0 : 1);
-	return s == TW_OK ? 0 : 1;
+		_exit(rc);
+	return rc;
 }
 
 /* ---- the client ------------------------------------------------------------ */
