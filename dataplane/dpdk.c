@@ -120,6 +120,10 @@ struct dsess {
 	/* Setup (dpdk_pkt.h): our nonce and first packet number, and the
 	 * CONNECT's nonce (an acceptor's, to say its ACCEPT again). */
 	uint8_t nonce[TWP_NONCE_LEN], peer_nonce[TWP_NONCE_LEN];
+	/* A connector's: the acceptor's cookie (its COOKIE), which our
+	 * CONNECTs carry from then on. */
+	uint8_t cookie[TWP_COOKIE_LEN];
+	bool has_cookie;
 	uint32_t isn;
 	uint8_t state;
 	tw_status close_st;
@@ -255,6 +259,8 @@ struct dt {
 	/* Our CONNECTs' counter (the first 8 bytes of their nonce): from
 	 * the clock at creation, one up per CONNECT. */
 	uint64_t connect_ctr;
+	/* Keys our cookies (on_connect): random, this transport's only. */
+	uint8_t cookie_key[crypto_generichash_KEYBYTES];
 };
 
 static const struct tw_transport_ops dpdk_ops;
@@ -561,25 +567,32 @@ static bool send_ctl(struct dt *t, struct dsess *s, const struct twp_ep *dst,
 	return send_ctl_body(t, s, dst, h, NULL);
 }
 
-/* s's CONNECT or ACCEPT (h without len), with its setup block. */
+/* s's CONNECT or ACCEPT (h without len), with its setup block; a
+ * CONNECT with the acceptor's cookie once it has one. */
 static bool send_setup(struct dt *t, struct dsess *s, struct twp_hdr *h)
 {
 	struct twp_setup b;
 	memcpy(b.nonce, s->nonce, TWP_NONCE_LEN);
 	b.isn = s->isn;
-	h->len = TWP_SETUP_LEN;
+	bool cookie = h->type == TWP_CONNECT && s->has_cookie;
+	h->len = TWP_SETUP_LEN + (cookie ? TWP_COOKIE_LEN : 0);
 	/* CONNECT: we will tag if the acceptor does too; ACCEPT: what
 	 * both sides asked for (on_connect). */
 	if (h->type == TWP_CONNECT ? t->want_tag : s->tagged)
 		h->flags |= TWP_F_TAG;
 	if (t->secret_len != 0)
 		twp_setup_mac(t->secret, t->secret_len, h, &t->self, &s->peer,
-			      &b, h->type == TWP_ACCEPT ? s->peer_nonce : NULL,
+			      &b,
+			      h->type == TWP_ACCEPT ? s->peer_nonce
+			      : cookie              ? s->cookie
+						    : NULL,
 			      b.mac);
 	else
 		memset(b.mac, 0, sizeof(b.mac));
-	uint8_t body[TWP_SETUP_LEN];
+	uint8_t body[TWP_SETUP_LEN + TWP_COOKIE_LEN];
 	twp_setup_encode(body, &b);
+	if (cookie)
+		memcpy(body + TWP_SETUP_LEN, s->cookie, TWP_COOKIE_LEN);
 	return send_ctl_body(t, s, &s->peer, h, body);
 }
 
@@ -929,6 +942,7 @@ static struct dsess *sess_new(struct dt *t)
 	t->slots[idx] = s;
 	t->slot_hint = idx + 1 == t->o.max_sessions ? 0 : idx + 1;
 	t->nsess++;
+	t->st.sessions_live = t->nsess;
 	s->t = t;
 	s->base.t = &t->base;
 	s->base.id = ++t->next_conn_id;
@@ -1054,6 +1068,7 @@ static void sess_free(struct dt *t, struct dsess *s)
 	TAILQ_REMOVE(&t->sessions, s, link);
 	t->slots[s->id & 0xffffu] = NULL;
 	t->nsess--;
+	t->st.sessions_live = t->nsess;
 	free(s->ooo);
 	if (s->mtx != NULL) {
 		sodium_memzero(s->mtx, 2 * sizeof(*s->mtx));
@@ -1596,13 +1611,13 @@ static struct dsess *sess_by_peer(struct dt *t, const struct twp_ep *ep,
 static bool setup_check(struct dt *t, const struct twp_pkt *pk,
 			const uint8_t *peer_nonce, struct twp_setup *b)
 {
-	if (pk->h.len == TWP_SETUP_LEN)
+	if (pk->h.len >= TWP_SETUP_LEN)
 		twp_setup_decode(pk->payload, b);
 	else
 		memset(b, 0, sizeof(*b));
 	if (t->secret_len == 0)
 		return true;
-	if (pk->h.len == TWP_SETUP_LEN &&
+	if (pk->h.len >= TWP_SETUP_LEN &&
 	    twp_setup_verify(t->secret, t->secret_len, &pk->h, &pk->src,
 			     &t->self, b, peer_nonce))
 		return true;
@@ -1640,6 +1655,61 @@ static void unproven_bound(struct dt *t, const struct twp_ep *ep)
 	sess_fail(oldest, TW_EUNREACHABLE, true);
 }
 
+/* Cookies (dpdk_pkt.h): BLAKE2b keyed with the transport's own key over
+ * a time step of COOKIE_STEP_NS, the connector's endpoint, its session
+ * number and its nonce. A cookie of this step or the one before holds:
+ * the connector answers within a round trip. */
+#define COOKIE_STEP_NS 1000000000ull
+
+static void cookie_make(const struct dt *t, uint64_t step,
+			const struct twp_ep *ep, uint64_t sess,
+			const uint8_t nonce[TWP_NONCE_LEN],
+			uint8_t out[TWP_COOKIE_LEN])
+{
+	uint8_t m[8 + 6 + 4 + 2 + 8 + TWP_NONCE_LEN];
+	memcpy(m, &step, 8);
+	memcpy(m + 8, ep->mac, 6);
+	memcpy(m + 14, &ep->ip, 4);
+	memcpy(m + 18, &ep->port, 2);
+	memcpy(m + 20, &sess, 8);
+	memcpy(m + 28, nonce, TWP_NONCE_LEN);
+	crypto_generichash(out, TWP_COOKIE_LEN, m, sizeof(m), t->cookie_key,
+			   sizeof(t->cookie_key));
+}
+
+static bool cookie_ok(struct dt *t, const struct twp_pkt *pk,
+		      const uint8_t nonce[TWP_NONCE_LEN], const uint8_t *cookie)
+{
+	uint64_t step = now_ns(t) / COOKIE_STEP_NS;
+	uint8_t want[TWP_COOKIE_LEN];
+	for (uint64_t k = 0; k < 2 && k <= step; k++) {
+		cookie_make(t, step - k, &pk->src, pk->h.src_sess, nonce, want);
+		if (crypto_verify_16(want, cookie) == 0)
+			return true;
+	}
+	t->st.cookie_stale++;
+	return false;
+}
+
+/* The COOKIE answering a member's CONNECT pk (its nonce): no state. */
+static void send_cookie(struct dt *t, const struct twp_pkt *pk,
+			const uint8_t nonce[TWP_NONCE_LEN])
+{
+	struct twp_hdr h = {.type = TWP_COOKIE,
+			    .dst_sess = pk->h.src_sess,
+			    .frame_len = t->env->mss,
+			    .len = TWP_SETUP_LEN};
+	struct twp_setup b = {.isn = 0};
+	cookie_make(t, now_ns(t) / COOKIE_STEP_NS, &pk->src, pk->h.src_sess,
+		    nonce, b.nonce);
+	twp_setup_mac(t->secret, t->secret_len, &h, &t->self, &pk->src, &b,
+		      nonce, b.mac);
+	uint8_t body[TWP_SETUP_LEN];
+	twp_setup_encode(body, &b);
+	if (send_ctl_body(t, NULL, &pk->src, &h, body))
+		t->st.cookies_tx++;
+}
+
 static void on_connect(struct dt *t, const struct twp_pkt *pk)
 {
 	/* A stranger hears nothing, not even a RESET: an answer would tell
@@ -1649,8 +1719,12 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 		t->st.admit_drops++;
 		return;
 	}
+	/* The cookie, if it carries one, is under its mac. */
+	const uint8_t *cookie = pk->h.len == TWP_SETUP_LEN + TWP_COOKIE_LEN
+					? pk->payload + TWP_SETUP_LEN
+					: NULL;
 	struct twp_setup b;
-	if (!setup_check(t, pk, NULL, &b))
+	if (!setup_check(t, pk, cookie, &b))
 		return;
 	if (!t->listening || t->destroying) {
 		send_reset(t, NULL, &pk->src, pk->h.src_sess, 0);
@@ -1664,6 +1738,15 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 			s->accept_due = true;
 			ctl_add(s);
 		}
+		return;
+	}
+	/* No slot before the connector shows it hears us at its address
+	 * now: a CONNECT without a fresh cookie of ours (a first one, or
+	 * one captured and replayed later) gets a COOKIE and costs nothing
+	 * more. */
+	if (t->secret_len != 0 &&
+	    (cookie == NULL || !cookie_ok(t, pk, b.nonce, cookie))) {
+		send_cookie(t, pk, b.nonce);
 		return;
 	}
 	/* A CONNECT of a member seen before (its mac covers the counter):
@@ -1681,6 +1764,8 @@ static void on_connect(struct dt *t, const struct twp_pkt *pk)
 	struct twp_mac *macs = tag ? malloc(2 * sizeof(*macs)) : NULL;
 	s = tag && macs == NULL ? NULL : sess_new(t);
 	if (s == NULL) {
+		/* A member refused: the table is full (or memory is). */
+		t->st.sessions_full++;
 		free(macs);
 		send_reset(t, NULL, &pk->src, pk->h.src_sess, 0);
 		return;
@@ -1772,6 +1857,21 @@ static void rx_pkt(struct dt *t, struct rte_mbuf *m, const struct twp_pkt *pk)
 			sess_fail(s, TW_EUNREACHABLE, false);
 		} else
 			t->st.addr_drops++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (h->type == TWP_COOKIE) {
+		/* The acceptor's cookie for our CONNECT (bound to its
+		 * nonce): say the CONNECT again with it, now. */
+		struct twp_setup b;
+		if (s->state == S_CONNECTING && t->secret_len != 0 &&
+		    setup_check(t, pk, s->nonce, &b)) {
+			memcpy(s->cookie, b.nonce, TWP_COOKIE_LEN);
+			s->has_cookie = true;
+			s->connect_due = true;
+			ctl_add(s);
+			t->st.cookies_rx++;
+		}
 		rte_pktmbuf_free(m);
 		return;
 	}
@@ -1966,8 +2066,10 @@ static tw_status d_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	    ep.port == 0 || (ep.mac[0] & 1))
 		return TW_EINVAL;
 	struct dsess *s = sess_new(t);
-	if (s == NULL)
+	if (s == NULL) {
+		t->st.sessions_full++;
 		return t->nsess >= t->o.max_sessions ? TW_ENOSPC : TW_ENOMEM;
+	}
 	s->peer = ep;
 	tw_conn_set_peer_ip4(&s->base, s->peer.ip, s->peer.port);
 	/* The nonce's first 8 bytes: our CONNECT counter (the acceptor's
@@ -2263,6 +2365,7 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	clock_gettime(CLOCK_REALTIME, &ts);
 	t->connect_ctr = (uint64_t)ts.tv_sec * 1000000000u +
 			 (uint64_t)ts.tv_nsec;
+	randombytes_buf(t->cookie_key, sizeof(t->cookie_key));
 	/* Often enough to see a stall within a quarter of its timeout. */
 	t->tick_ns = o.asm_stall_ns / 4 < t->ka_ns ? o.asm_stall_ns / 4
 						   : t->ka_ns;

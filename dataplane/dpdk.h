@@ -289,6 +289,19 @@ struct tw_dpdk_stats {
 	uint64_t connect_replays;  /* CONNECTs refused, unanswered: a
 				    * member's that verified, with a counter
 				    * taken before (a replay) */
+	uint64_t sessions_full;    /* sessions not made for want of a slot
+				    * of max_sessions (or memory): a
+				    * member's CONNECT that verified
+				    * (answered with a RESET), or our own
+				    * connect */
+	uint64_t sessions_live;    /* gauge: sessions in the table now */
+	uint64_t cookies_tx;       /* COOKIEs sent: a member's CONNECT that
+				    * verified without a fresh cookie of
+				    * ours (a first one, or a replay): no
+				    * slot taken */
+	uint64_t cookie_stale;     /* ... of which the cookie it carried was
+				    * not ours or had aged */
+	uint64_t cookies_rx;       /* COOKIEs taken by our connects */
 };
 void tw_dpdk_get_stats(const tw_transport *t, struct tw_dpdk_stats *s);
 

@@ -288,7 +288,7 @@ void twp_setup_decode(const uint8_t *src, struct twp_setup *s)
 	memcpy(s->mac, src + TWP_NONCE_LEN + 4, TWP_SETUP_MAC_LEN);
 }
 
-static const char setup_label[] = "tensorwire dpdk setup 4";
+static const char setup_label[] = "tensorwire dpdk setup 5";
 
 static size_t put_ep(uint8_t *d, const struct twp_ep *ep)
 {
@@ -450,11 +450,24 @@ static enum twp_err check_hdr(const struct twp_hdr *h)
 	case TWP_ACCEPT:
 		if (h->flags & ~TWP_F_TAG)
 			return TWP_E_FLAGS;
-		if (h->len != TWP_SETUP_LEN)
+		if (h->len != TWP_SETUP_LEN &&
+		    (h->type != TWP_CONNECT ||
+		     h->len != TWP_SETUP_LEN + TWP_COOKIE_LEN))
 			return TWP_E_LEN;
 		if ((h->type == TWP_CONNECT) != (h->dst_sess == 0) ||
 		    h->src_sess == 0 || h->pn != 0 || h->tag != 0 ||
 		    h->seq != 0 || h->ack != 0 || h->msg != 0 ||
+		    h->frame_off != 0 || h->frame_len < TWP_MIN_MSS ||
+		    h->frame_len > TWP_MAX_MSS)
+			return TWP_E_FIELDS;
+		return TWP_OK;
+	case TWP_COOKIE:
+		if (h->flags != 0)
+			return TWP_E_FLAGS;
+		if (h->len != TWP_SETUP_LEN)
+			return TWP_E_LEN;
+		if (h->dst_sess == 0 || h->src_sess != 0 || h->pn != 0 ||
+		    h->tag != 0 || h->seq != 0 || h->ack != 0 || h->msg != 0 ||
 		    h->frame_off != 0 || h->frame_len < TWP_MIN_MSS ||
 		    h->frame_len > TWP_MAX_MSS)
 			return TWP_E_FIELDS;

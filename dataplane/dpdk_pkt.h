@@ -21,7 +21,7 @@ extern "C" {
  *      src, dst                                                 20 bytes
  *  34  UDP: src port, dst port, length, checksum (0 = none)      8 bytes
  *  42  tensorwire packet header                                 70 bytes
- *       0 u16 magic 0x5754 ("TW")   2 u8 version 3   3 u8 reserved 0
+ *       0 u16 magic 0x5754 ("TW")   2 u8 version 5   3 u8 reserved 0
  *       4 u64 tag         keyed tag of bytes 12 .. the end of the UDP
  *                         payload (the rest of this header and the frame
  *                         bytes), n of them: up to TWP_TAG_SIP_MAX,
@@ -70,6 +70,20 @@ extern "C" {
  * the secret, and the ACCEPT, bound to the CONNECT's nonce, cannot be
  * replayed from an earlier session.
  *
+ * With a secret, an acceptor takes no slot for a CONNECT until it
+ * carries a cookie of the acceptor's, as SYN cookies or DTLS's
+ * HelloVerifyRequest: a CONNECT without one, or with one that is not the
+ * acceptor's for this CONNECT and not under a second old, is answered
+ * with a COOKIE, which keeps no state. COOKIE: dst_sess the CONNECT's
+ * src_sess, src_sess 0, flags 0, frame_len the acceptor's mss, and a
+ * setup block whose nonce is the cookie (TWP_COOKIE_LEN bytes), isn 0,
+ * and mac as above with the CONNECT's nonce as the peer nonce. The
+ * connector then sends its CONNECT again (same session, nonce and
+ * counter), len TWP_SETUP_LEN + TWP_COOKIE_LEN: the setup block, then
+ * the cookie, which its mac covers in the place of the peer nonce. A
+ * CONNECT captured from the wire and replayed after its cookie aged
+ * draws a COOKIE to the member it names, and takes nothing.
+ *
  * A tagged session's keys (twp_session_keys): BLAKE2b (crypto_generichash)
  * keyed with a hash of the group's secret, over a label, both session
  * numbers and both nonces, gives 32 bytes: the connector's sending key,
@@ -91,7 +105,7 @@ extern "C" {
 #define TWP_HEADERS (TWP_L2L4_LEN + TWP_HDR_LEN)                 /* 112 */
 #define TWP_OVERHEAD_L3 (TWP_IP_LEN + TWP_UDP_LEN + TWP_HDR_LEN) /* 98 */
 #define TWP_MAGIC 0x5754u
-#define TWP_VERSION 4u
+#define TWP_VERSION 5u
 #define TWP_TAG_OFF 4u     /* the tag, in the tensorwire header */
 #define TWP_TAGGED_OFF 12u /* where the bytes it covers start */
 #define TWP_KEY_LEN 32u    /* a direction's tag keys: SipHash's, UMAC's */
@@ -108,6 +122,8 @@ enum twp_type {
 	TWP_CONNECT = 3,
 	TWP_ACCEPT = 4,
 	TWP_RESET = 5,
+	TWP_COOKIE = 6, /* the acceptor's answer to a CONNECT without a
+			 * valid cookie: no session yet (below) */
 };
 
 #define TWP_F_ACK_REQ 0x01u
@@ -165,6 +181,7 @@ enum twp_err {
 #define TWP_NONCE_LEN 16u
 #define TWP_SETUP_MAC_LEN 32u
 #define TWP_SETUP_LEN (TWP_NONCE_LEN + 4u + TWP_SETUP_MAC_LEN) /* 52 */
+#define TWP_COOKIE_LEN 16u /* a COOKIE's nonce; after a CONNECT's block */
 /* A CONNECT nonce's first 8 bytes: the connector's CONNECT counter
  * (docs/wire.md 8), little-endian. */
 uint64_t twp_nonce_counter(const uint8_t nonce[TWP_NONCE_LEN]);
@@ -179,9 +196,10 @@ struct twp_setup {
 void twp_setup_encode(uint8_t *dst, const struct twp_setup *s);
 void twp_setup_decode(const uint8_t *src, struct twp_setup *s);
 
-/* The mac of a CONNECT or ACCEPT h sent from src to dst carrying s (its
- * mac field is not read), keyed with key (key_len bytes, > 0).
- * peer_nonce: the CONNECT's nonce for an ACCEPT, NULL for a CONNECT. */
+/* The mac of a CONNECT, ACCEPT or COOKIE h sent from src to dst carrying
+ * s (its mac field is not read), keyed with key (key_len bytes, > 0).
+ * peer_nonce: the CONNECT's nonce for an ACCEPT or a COOKIE, the cookie
+ * for a CONNECT that carries one, NULL for one that does not. */
 void twp_setup_mac(const void *key, size_t key_len, const struct twp_hdr *h,
 		   const struct twp_ep *src, const struct twp_ep *dst,
 		   const struct twp_setup *s, const uint8_t *peer_nonce,

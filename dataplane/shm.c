@@ -228,6 +228,7 @@ struct sconn *sconn_new(struct st *t, int fd, uint8_t state, bool accepted)
 	c->cancel_req.fn = on_cancel;
 	tw_timer_init(&c->linger_tm, linger_fire, c);
 	tw_timer_init(&c->connect_tm, connect_fire, c);
+	srx_conn_init(c);
 	TAILQ_INSERT_HEAD(&t->conns, c, link);
 	t->nconns++;
 	return c;
@@ -236,7 +237,7 @@ struct sconn *sconn_new(struct st *t, int fd, uint8_t state, bool accepted)
 static void sconn_free(struct sconn *c)
 {
 	struct st *t = c->t;
-	srx_release(c);
+	srx_conn_free(c);
 	shm_map_free(c);
 	for (unsigned i = 0; i < SETUP_NFDS; i++)
 		if (c->setup_fds[i] >= 0)
@@ -635,8 +636,8 @@ static int s_poll(void *arg)
 		work += shm_accept_ready(t);
 	if (!STAILQ_EMPTY(&t->dirty))
 		work += service_dirty(t);
-	if (t->asm_freed && t->nwaiters != 0)
-		work += srx_retry_waiters(t);
+	if (rxs_room_freed(&t->rxe))
+		work += rxs_retry_waiters(&t->rxe);
 	/* The rings: what came in, then what waits for room. A connection
 	 * closed meanwhile stays on the list (skipped) until reap frees
 	 * it, after this walk. */
@@ -719,14 +720,6 @@ static void s_idle(void *arg)
 /* ------------------------------------------------------------------ */
 /* Create and destroy                                                  */
 
-static void wait_fire(struct tw_timer *tm, void *arg)
-{
-	(void)tm;
-	struct st *t = arg;
-	if (t->nwaiters != 0)
-		(void)srx_retry_waiters(t);
-}
-
 struct tw_shm_shared *tw_shm_shared_create(void)
 {
 	return calloc(1, sizeof(struct tw_shm_shared));
@@ -766,7 +759,6 @@ tw_status tw_shm_transport_create(tw_loop *l, const struct tw_shm_opts *in,
 	TAILQ_INIT(&t->rconns);
 	STAILQ_INIT(&t->dirty);
 	STAILQ_INIT(&t->reap);
-	TAILQ_INIT(&t->waiters);
 	t->kick_req.fn = on_kick;
 	t->sh = sh;
 	if (sh == NULL) {
@@ -789,11 +781,7 @@ tw_status tw_shm_transport_create(tw_loop *l, const struct tw_shm_opts *in,
 		free(t);
 		return st;
 	}
-	tw_timer_init(&t->wait_tm, wait_fire, t);
-	tw_timer_init(&t->sweep_tm, srx_sweep, t);
-	if (t->o.stall_timeout_ms != 0)
-		tw_loop_timer_after(l, &t->sweep_tm,
-				    (uint64_t)t->o.stall_timeout_ms * 250000u);
+	rxs_env_start(&t->rxe);
 	t->poller.fn = s_poll;
 	t->poller.idle = s_idle;
 	t->poller.arg = t;
@@ -845,9 +833,7 @@ static void s_destroy(tw_transport *tt)
 		return;
 	t->destroying = true;
 	shm_lis_close_all(t);
-	struct tw_timer_wheel *w = tw_loop_timers(t->base.loop);
-	tw_timer_cancel(w, &t->sweep_tm);
-	tw_timer_cancel(w, &t->wait_tm);
+	rxs_env_stop(&t->rxe);
 	struct sconn *c;
 	TAILQ_FOREACH(c, &t->conns, link)
 	sconn_fail(c, TW_ESHUTDOWN, NULL);
@@ -895,7 +881,9 @@ void tw_shm_get_stats(const tw_transport *tt, struct tw_shm_stats *s)
 		memset(s, 0, sizeof(*s));
 		return;
 	}
-	*s = ((const struct st *)(const void *)tt)->st;
+	const struct st *t = (const struct st *)(const void *)tt;
+	*s = t->st;
+	RXS_COUNTS_ADD(s, &t->rxe.cnt);
 }
 
 static const struct tw_transport_ops shm_ops = {

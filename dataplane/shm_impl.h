@@ -2,7 +2,8 @@
  * of one another. shm.c: the transport, connections' lifecycle, the trust
  * switch, the poller; shm_sock.c: the unix socket (addresses, listening,
  * connecting, messages); shm_map.c: the shared mapping and doorbells;
- * shm_rx.c: receiving (reassembly from the socket and the ring);
+ * shm_rx.c: receiving (from the socket and the ring into the reassembler,
+ * stream_rx.c);
  * shm_tx.c: sending (the queue, to the socket or the ring, doorbells). */
 #ifndef TW_DATAPLANE_SHM_IMPL_H
 #define TW_DATAPLANE_SHM_IMPL_H
@@ -18,6 +19,7 @@
 #include "dataplane/list.h"
 #include "dataplane/shm.h"
 #include "dataplane/shm_ring.h"
+#include "dataplane/stream_rx.h"
 #include "dataplane/timer.h"
 #include "dataplane/util.h"
 
@@ -75,13 +77,6 @@ struct tw_shm_shared {
 	_Atomic uint32_t conns;
 };
 
-/* Why a connection is not read (sconn.rx_hold, bits). */
-enum {
-	HOLD_PAUSE = 1,  /* the layer above paused it */
-	HOLD_ROOM = 2,   /* its frame waits for room to assemble */
-	HOLD_LINGER = 4, /* closing after its sends (close_after_send) */
-};
-
 /* Control messages due on the socket (sconn.ctl_due, bits), sent in
  * this order before any DATA. */
 enum {
@@ -93,9 +88,6 @@ enum {
 
 enum { SC_CONNECTING, SC_OPEN };
 
-/* A partial frame that moves fewer bytes than this per stall window is
- * stalled (shm_rx_sweep). */
-#define STALL_MIN_BYTES (64u << 10)
 /* What one poll takes from one ring at most: a connection cannot hold
  * the loop. */
 #define RX_PASS_BYTES (256u << 10)
@@ -114,8 +106,6 @@ enum { SC_CONNECTING, SC_OPEN };
 #define CMA_CHUNK (1u << 20)
 /* tw_send_req.flags_: some of its bytes went by CMA. */
 #define REQ_CMA 1u
-/* Waiting for room to assemble: retried this often. */
-#define ASM_RETRY_NS (1000ull * 1000)
 #define ACCEPT_BACKOFF_NS (10ull * 1000 * 1000)
 #define CONNECT_RETRY_NS (1000ull * 1000)
 
@@ -133,7 +123,7 @@ struct sconn {
 	bool announced; /* on_conn(c, TW_OK) ran */
 	bool closing, reaped, dirty, counted;
 	bool in_rconns;  /* on t->rconns */
-	uint8_t rx_hold; /* HOLD_* */
+	uint8_t rx_hold; /* HOLD_* (stream_rx.h) */
 	tw_status close_st, linger_st;
 	/* io_uring operations in flight (prepared SQEs included): c is
 	 * freed, its fds closed and its mapping unmapped only at 0. */
@@ -142,7 +132,6 @@ struct sconn {
 	TAILQ_ENTRY(sconn) rlink;       /* in t->rconns */
 	STAILQ_ENTRY(sconn) dirty_link; /* in t->dirty */
 	STAILQ_ENTRY(sconn) reap_link;  /* in t->reap */
-	TAILQ_ENTRY(sconn) wait_link;   /* in t->waiters (HOLD_ROOM) */
 	pid_t peer_pid;
 	uid_t peer_uid;
 	uint64_t connect_deadline;
@@ -206,21 +195,8 @@ struct sconn {
 	size_t head_off;
 	uint64_t q_bytes; /* bytes queued, not yet sent */
 
-	/* Reassembly (shm_rx.c). */
-	struct {
-		uint8_t hdr[TW_FRAME_HDR_SIZE];
-		uint32_t hdr_have;
-		tw_frame_hdr h; /* hdr decoded, once complete */
-		tw_buf *cur;
-		size_t off;
-		uint64_t need, have;
-		uint64_t skip; /* bytes of a refused frame still to drop */
-		tw_buf *pool_buf;
-		size_t pool_off;
-	} rx;
-	uint64_t asm_res; /* bytes reserved for the frame assembling */
-	uint64_t rx_n, stall_mark, stall_since;
-	bool stall_watched;
+	/* Reassembly (stream_rx.h). */
+	struct rxs rx;
 };
 
 struct slis {
@@ -241,8 +217,9 @@ struct st {
 	struct tw_shm_opts o;
 	struct tw_poller poller;
 	bool poller_on, destroying;
-	tw_buf_pool *pool;
-	tw_bigbuf_cache *bc;
+	/* Reassembly's share: the receive pool, large frames' buffers, the
+	 * bound, waiting for room, stalls. */
+	struct rxs_env rxe;
 	TAILQ_HEAD(, sconn) conns;  /* every connection not yet freed */
 	TAILQ_HEAD(, sconn) rconns; /* ... with rings, not closing */
 	uint32_t nconns;
@@ -253,10 +230,6 @@ struct st {
 	/* Where socket messages land (SM_BUF_SIZE): one for all
 	 * connections, which take what they can at once. */
 	unsigned char *rbuf;
-	TAILQ_HEAD(, sconn) waiters;
-	uint32_t nwaiters;
-	bool asm_freed;
-	struct tw_timer wait_tm, sweep_tm;
 	struct tw_shm_shared *sh;
 	bool own_sh;
 	uint64_t next_id;
@@ -358,9 +331,12 @@ void srx_hold(struct sconn *c, uint8_t bit, bool on);
 size_t srx_feed(struct sconn *c, const unsigned char *p, size_t n);
 /* One pass over c's inbound ring. Returns work done. */
 int srx_ring(struct sconn *c);
-int srx_retry_waiters(struct st *t);
-void srx_sweep(struct tw_timer *tm, void *arg);
+/* c is new: its reassembly (attached to t->rxe). */
+void srx_conn_init(struct sconn *c);
+/* Let go of the frame being assembled (c closed). */
 void srx_release(struct sconn *c);
+/* c is being freed. */
+void srx_conn_free(struct sconn *c);
 tw_status srx_setup(struct st *t);
 void srx_teardown(struct st *t);
 

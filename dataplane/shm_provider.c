@@ -10,6 +10,7 @@
 #include "dataplane/err.h"
 #include "dataplane/shm.h"
 #include "dataplane/shm_impl.h"
+#include "dataplane/shm_sweep.h"
 
 struct shm_env {
 	struct tw_shm_opts o;
@@ -59,6 +60,8 @@ static tw_status s_start(const void *opts, const struct tw_transport_group *g,
 	tw_status st = k < 0 || (size_t)k >= sizeof(e->dir)
 			       ? tw_fail(TW_EINVAL, "shm: dir is too long")
 			       : dir_check(e->dir);
+	if (st == TW_OK) /* what killed workers left there */
+		(void)shm_sweep(e->dir, SHM_SWEEP_AGE_NS, SHM_SWEEP_MAX);
 	if (st == TW_OK && (e->sh = tw_shm_shared_create()) == NULL)
 		st = tw_fail_static(TW_ENOMEM,
 				    "shm: no memory for its shared limits");

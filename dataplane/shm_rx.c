@@ -1,7 +1,7 @@
-/* Same-host transport, receiving: the reassembler every byte goes through
- * (from a socket DATA message or a ring record: one stream, so the switch
- * between them may fall inside a frame), the inbound ring's pass, the
- * receive buffers and what a frame may reserve. */
+/* Same-host transport, receiving: how the stream's bytes reach the
+ * reassembler (stream_rx.c) from a socket DATA message or a ring record
+ * (one stream, so the switch between them may fall inside a frame), the
+ * inbound ring's pass, and CMA records read straight into place. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,11 +11,6 @@
 
 #include "dataplane/err.h"
 #include "dataplane/shm_impl.h"
-
-static inline size_t align64(size_t v)
-{
-	return (v + TW_FRAME_SEG_ALIGN - 1) & ~(size_t)(TW_FRAME_SEG_ALIGN - 1);
-}
 
 /* ------------------------------------------------------------------ */
 /* Holding                                                             */
@@ -33,232 +28,59 @@ void srx_hold(struct sconn *c, uint8_t bit, bool on)
 }
 
 /* ------------------------------------------------------------------ */
-/* What a frame reserves (shm.h, asm_worker_bytes)                     */
+/* Reassembly (stream_rx.h)                                            */
 
-static void asm_free(struct sconn *c)
+static void rx_fail(struct rxs *s, tw_status st, enum rxs_why why)
 {
-	struct st *t = c->t;
-	atomic_fetch_sub_explicit(&t->sh->asm_bytes, c->asm_res,
-				  memory_order_relaxed);
-	c->asm_res = 0;
-	t->asm_freed = true;
+	struct sconn *c = container_of(s, struct sconn, rx);
+	if (why == RXS_BAD_HDR)
+		sconn_proto(c, rxs_why_str(why));
+	else
+		sconn_fail(c, st, rxs_why_str(why));
 }
 
-/* Always granted when nothing is reserved. */
-static bool asm_take(struct sconn *c, uint64_t need)
+static void rx_room_wait(struct rxs *s)
 {
-	struct st *t = c->t;
-	uint64_t w = atomic_fetch_add_explicit(&t->sh->asm_bytes, need,
-					       memory_order_relaxed);
-	if (w != 0 && w + need > t->o.asm_worker_bytes) {
-		atomic_fetch_sub_explicit(&t->sh->asm_bytes, need,
-					  memory_order_relaxed);
-		return false;
-	}
-	c->asm_res = need;
-	return true;
+	container_of(s, struct sconn, rx)->rx_hold |= HOLD_ROOM;
 }
 
-static void wait_end(struct sconn *c)
+/* The rest of the frame is where it was (the socket's stash, the ring):
+ * read on. */
+static void rx_room_found(struct rxs *s)
 {
-	if (!(c->rx_hold & HOLD_ROOM))
-		return;
-	TAILQ_REMOVE(&c->t->waiters, c, wait_link);
-	c->t->nwaiters--;
-	c->rx_hold &= (uint8_t)~HOLD_ROOM;
+	struct sconn *c = container_of(s, struct sconn, rx);
+	if (c->rx_hold == 0)
+		sconn_dirty(c);
+}
+
+static const struct rxs_ops rx_ops = {
+	.fail = rx_fail,
+	.room_wait = rx_room_wait,
+	.room_found = rx_room_found,
+};
+
+void srx_conn_init(struct sconn *c)
+{
+	rxs_attach(&c->t->rxe, &c->rx, &c->base, &c->closing, &c->rx_hold);
 }
 
 void srx_release(struct sconn *c)
 {
-	wait_end(c);
-	if (c->asm_res != 0)
-		asm_free(c);
-	tw_buf_release(c->rx.cur);
-	c->rx.cur = NULL;
-	tw_buf_release(c->rx.pool_buf);
-	c->rx.pool_buf = NULL;
+	rxs_release(&c->rx);
 }
 
-/* ------------------------------------------------------------------ */
-/* Reassembly                                                          */
-
-enum rs { RS_GO, RS_SKIP, RS_STOP };
-
-/* An intact header refused (transport.h, on_refused). */
-static enum rs rx_refuse(struct sconn *c, const tw_frame_hdr *h, tw_status why)
+void srx_conn_free(struct sconn *c)
 {
-	struct st *t = c->t;
-	t->st.frames_refused++;
-	bool skip = false;
-	if (t->base.cbs.on_refused != NULL)
-		skip = t->base.cbs.on_refused(t->base.cbs.ctx, &c->base, h,
-					      why);
-	if (c->closing)
-		return RS_STOP;
-	if (why == TW_EOVERFLOW && skip) {
-		t->st.frames_skipped++;
-		c->rx.hdr_have = 0;
-		c->rx.skip = h->total_len - TW_FRAME_HDR_SIZE;
-		return RS_SKIP;
-	}
-	t->st.bad_frames++;
-	tw_status st = why == TW_EVERSION ? TW_EVERSION : TW_EPROTO;
-	if (t->base.cbs.on_refused != NULL)
-		t->base.ops->close_after_send(&t->base, &c->base, st);
-	else
-		sconn_fail(c, st, "a frame header was refused");
-	return RS_STOP;
-}
-
-/* Where c's frame (header in c->rx.h) lands. RS_STOP: closed, or it
- * waits for room (HOLD_ROOM). */
-static enum rs rx_place(struct sconn *c, bool first)
-{
-	struct st *t = c->t;
-	tw_status st = TW_OK;
-	uint64_t need = c->rx.h.total_len;
-	size_t psz = tw_buf_pool_buf_size(t->pool);
-	tw_buf *b = NULL;
-	size_t off = 0;
-	if (need > psz && !asm_take(c, need)) {
-		if (!(c->rx_hold & HOLD_ROOM)) {
-			t->st.asm_waits += first;
-			TAILQ_INSERT_TAIL(&t->waiters, c, wait_link);
-			t->nwaiters++;
-			c->rx_hold |= HOLD_ROOM;
-			if (!tw_timer_armed(&t->wait_tm))
-				tw_loop_timer_after(t->base.loop, &t->wait_tm,
-						    ASM_RETRY_NS);
-		}
-		return RS_STOP;
-	}
-	if (need > t->o.large_frame) {
-		st = tw_bigbuf_alloc(t->bc, (size_t)need, &b, NULL);
-	} else if (need <= psz) {
-		/* Frames carved from the shared pool buffer so far all let
-		 * go: start it over, where the cache is warm. Acquire: pairs
-		 * with the frames' last releases, whose reads come first. */
-		if (c->rx.pool_buf && c->rx.pool_off != 0 &&
-		    atomic_load_explicit(&c->rx.pool_buf->refcnt,
-					 memory_order_acquire) == 1)
-			c->rx.pool_off = 0;
-		if (c->rx.pool_buf &&
-		    align64(c->rx.pool_off) + need <= c->rx.pool_buf->size) {
-			b = c->rx.pool_buf;
-			off = align64(c->rx.pool_off);
-		} else {
-			tw_buf_release(c->rx.pool_buf);
-			c->rx.pool_off = 0;
-			c->rx.pool_buf = tw_buf_pool_get(t->pool);
-			b = c->rx.pool_buf;
-		}
-		if (b == NULL)
-			st = tw_buf_alloc((size_t)need, &b);
-		else
-			tw_buf_retain(b); /* cur's own reference */
-	} else {
-		st = tw_buf_alloc((size_t)need, &b);
-	}
-	if (st != TW_OK || b == NULL) {
-		sconn_fail(c, st == TW_OK ? TW_ENOMEM : st,
-			   "no memory for a frame");
-		return RS_STOP;
-	}
-	memcpy((unsigned char *)b->data + off, c->rx.hdr, TW_FRAME_HDR_SIZE);
-	c->rx.cur = b;
-	c->rx.off = off;
-	c->rx.need = need;
-	c->rx.have = TW_FRAME_HDR_SIZE;
-	return RS_GO;
-}
-
-/* The header is complete: check it, then place the frame. */
-static enum rs rx_start(struct sconn *c)
-{
-	struct st *t = c->t;
-	tw_frame_hdr h;
-	tw_status st = tw_frame_hdr_decode(c->rx.hdr, &t->base.limits, &h);
-	if (__builtin_expect(st != TW_OK || !tw_conn_frame_fits(&c->base, &h),
-			     0)) {
-		if (st == TW_EVERSION)
-			return rx_refuse(c, &h, TW_EVERSION);
-		if (st == TW_EPROTO) {
-			/* Intact but for its size? Then skipping it keeps
-			 * the stream in sync. */
-			tw_frame_limits wide = t->base.limits;
-			wide.max_total = TW_FRAME_MAX_TOTAL;
-			st = tw_frame_hdr_decode(c->rx.hdr, &wide, &h);
-		}
-		if (st == TW_OK)
-			return rx_refuse(c, &h, TW_EOVERFLOW);
-		t->st.bad_frames++;
-		sconn_proto(c, "a frame header does not decode");
-		return RS_STOP;
-	}
-	c->rx.h = h;
-	return rx_place(c, true);
-}
-
-static void rx_deliver(struct sconn *c)
-{
-	struct st *t = c->t;
-	tw_buf *b = c->rx.cur;
-	size_t off = c->rx.off, len = (size_t)c->rx.need;
-	c->rx.cur = NULL;
-	c->rx.hdr_have = 0;
-	if (b == c->rx.pool_buf)
-		c->rx.pool_off = off + len;
-	if (c->asm_res != 0)
-		asm_free(c);
-	t->st.frames_rx++;
-	t->st.bytes_rx += len;
-	if (!c->rx_ring)
-		t->st.sock_frames_rx++;
-	t->base.cbs.on_frame(t->base.cbs.ctx, &c->base, &c->rx.h, b, off, len);
-	tw_buf_release(b);
+	rxs_detach(&c->rx);
 }
 
 size_t srx_feed(struct sconn *c, const unsigned char *p, size_t n)
 {
-	size_t took = 0;
-	while (took < n && !c->closing && c->rx_hold == 0) {
-		size_t k;
-		if (c->rx.cur != NULL) {
-			uint64_t left = c->rx.need - c->rx.have;
-			k = left < n - took ? (size_t)left : n - took;
-			memcpy((unsigned char *)c->rx.cur->data + c->rx.off +
-				       c->rx.have,
-			       p + took, k);
-			c->rx.have += k;
-			took += k;
-			c->rx_n += k;
-			if (c->rx.have == c->rx.need)
-				rx_deliver(c);
-			continue;
-		}
-		if (__builtin_expect(c->rx.skip != 0, 0)) {
-			k = c->rx.skip < n - took ? (size_t)c->rx.skip
-						  : n - took;
-			c->rx.skip -= k;
-			took += k;
-			c->rx_n += k;
-			continue;
-		}
-		k = TW_FRAME_HDR_SIZE - c->rx.hdr_have;
-		if (k > n - took)
-			k = n - took;
-		memcpy(c->rx.hdr + c->rx.hdr_have, p + took, k);
-		c->rx.hdr_have += (uint32_t)k;
-		took += k;
-		c->rx_n += k;
-		if (c->rx.hdr_have < TW_FRAME_HDR_SIZE)
-			break;
-		enum rs r = rx_start(c);
-		if (r == RS_STOP)
-			break;
-		if (r == RS_GO && c->rx.have == c->rx.need)
-			rx_deliver(c); /* a bare header */
-	}
+	struct st *t = c->t;
+	uint64_t frames = t->rxe.cnt.frames_rx;
+	size_t took = rxs_feed(&c->rx, p, n);
+	if (!c->rx_ring)
+		t->st.sock_frames_rx += t->rxe.cnt.frames_rx - frames;
 	return took;
 }
 
@@ -299,21 +121,18 @@ static uint64_t rx_cma(struct sconn *c, struct shm_ring *r)
 		/* A refused frame's body being skipped: nothing to read. */
 		if (c->rx.hdr_have == 0 && c->rx.skip >= r->rec_left) {
 			uint64_t k = r->rec_left;
-			c->rx.skip -= k;
-			c->rx_n += k;
+			rxs_skipped(&c->rx, k);
 			return k;
 		}
 		sconn_proto(c, "shm: a CMA record outside a frame's body");
 		return 0;
 	}
-	if (r->rec_left > c->rx.need - c->rx.have) {
+	if (r->rec_left > rxs_left(&c->rx)) {
 		sconn_proto(c, "shm: a CMA record past its frame's end");
 		return 0;
 	}
 	uint64_t n = r->rec_left < CMA_CHUNK ? r->rec_left : CMA_CHUNK;
-	struct iovec l = {(unsigned char *)c->rx.cur->data + c->rx.off +
-				  c->rx.have,
-			  (size_t)n};
+	struct iovec l = {rxs_dst(&c->rx), (size_t)n};
 	struct iovec rm = {(void *)(uintptr_t)r->cma_addr, (size_t)n};
 	ssize_t got = process_vm_readv(c->peer_pid, &l, 1, &rm, 1, 0);
 	if (got != (ssize_t)n) {
@@ -335,10 +154,7 @@ static uint64_t rx_cma(struct sconn *c, struct shm_ring *r)
 	}
 	t->st.cma_reads++;
 	t->st.cma_bytes += n;
-	c->rx.have += n;
-	c->rx_n += n;
-	if (c->rx.have == c->rx.need)
-		rx_deliver(c);
+	rxs_landed(&c->rx, n);
 	return n;
 }
 
@@ -413,92 +229,26 @@ int srx_ring(struct sconn *c)
 }
 
 /* ------------------------------------------------------------------ */
-/* Waiting for room, stalls                                            */
-
-int srx_retry_waiters(struct st *t)
-{
-	t->asm_freed = false;
-	int work = 0;
-	for (uint32_t n = t->nwaiters; n > 0; n--) {
-		struct sconn *c = TAILQ_FIRST(&t->waiters);
-		wait_end(c);
-		if (c->closing)
-			continue;
-		if (rx_place(c, false) == RS_GO) {
-			work++;
-			if (c->rx.have == c->rx.need)
-				rx_deliver(c);
-			if (!c->closing && c->rx_hold == 0)
-				sconn_dirty(c); /* the rest of it */
-		}
-	}
-	if (t->nwaiters != 0 && !tw_timer_armed(&t->wait_tm))
-		tw_loop_timer_after(t->base.loop, &t->wait_tm, ASM_RETRY_NS);
-	return work;
-}
-
-void srx_sweep(struct tw_timer *tm, void *arg)
-{
-	(void)tm;
-	struct st *t = arg;
-	uint64_t now = tw_loop_now(t->base.loop);
-	uint64_t limit = (uint64_t)t->o.stall_timeout_ms * 1000000u;
-	struct sconn *c;
-	TAILQ_FOREACH(c, &t->conns, link)
-	{
-		/* A partial frame must move STALL_MIN_BYTES per window: a
-		 * peer publishing a byte now and then (or nothing) would
-		 * otherwise hold what its frame reserved for ever. */
-		bool partial = c->rx.hdr_have != 0 || c->rx.skip != 0;
-		bool watch = partial && !c->closing && c->rx_hold == 0;
-		if (!watch || !c->stall_watched ||
-		    c->rx_n - c->stall_mark >= STALL_MIN_BYTES) {
-			c->stall_watched = watch;
-			c->stall_mark = c->rx_n;
-			c->stall_since = now;
-			continue;
-		}
-		if (now - c->stall_since >= limit) {
-			t->st.stalls++;
-			sconn_fail(c, TW_ETIMEDOUT,
-				   "a frame moved less than 64 KiB in "
-				   "stall_timeout_ms");
-		}
-	}
-	tw_loop_timer_after(t->base.loop, &t->sweep_tm, limit / 4);
-}
-
-/* ------------------------------------------------------------------ */
 /* The receive side's memory                                           */
 
 tw_status srx_setup(struct st *t)
 {
-	struct tw_buf_pool_opts po;
-	tw_buf_pool_opts_init(&po, sizeof(po));
-	po.buf_size = t->o.rx_pool_buf_size;
-	po.count = t->o.rx_pool_count;
-	po.prefault = 1;
-	po.name = "shm-rx";
-	tw_status st = tw_buf_pool_create(&po, &t->pool);
+	struct rxs_env *e = &t->rxe;
+	tw_status st = rxs_env_init(e, &t->base, &rx_ops, "shm", "shm-rx",
+				    t->o.rx_pool_buf_size, t->o.rx_pool_count,
+				    t->o.large_cache_bytes);
 	if (st != TW_OK)
-		return tw_fail(st, "shm: receive pool of %u x %u bytes: %s",
-			       t->o.rx_pool_count, t->o.rx_pool_buf_size,
-			       tw_strerror(st));
-	st = tw_bigbuf_cache_create(t->o.large_cache_bytes, &t->bc);
-	if (st != TW_OK) {
-		(void)tw_buf_pool_destroy(t->pool);
-		t->pool = NULL;
-	}
-	return st;
+		return st;
+	e->large_frame = t->o.large_frame;
+	e->worker_bytes = &t->sh->asm_bytes;
+	e->worker_max = t->o.asm_worker_bytes;
+	e->stall_ns = (uint64_t)t->o.stall_timeout_ms * 1000000u;
+	/* Any hold stops it: what is not taken stays where it is. */
+	e->stop_holds = 0xff;
+	return TW_OK;
 }
 
 void srx_teardown(struct st *t)
 {
-	tw_bigbuf_cache_close(t->bc);
-	t->bc = NULL;
-	if (t->pool != NULL && tw_buf_pool_destroy(t->pool) != TW_OK)
-		fprintf(stderr, "tensorwire: shm transport destroyed while "
-				"receive buffers are still held; leaking the "
-				"pool\n");
-	t->pool = NULL;
+	rxs_env_fini(&t->rxe, false, "shm");
 }

@@ -376,7 +376,7 @@ static struct uconn *conn_new(struct ut *t, int fd, uint8_t state)
 	utx_conn_init(c);
 	c->connect_req.fn = on_connect;
 	c->cancel_req.fn = on_cancel;
-	c->hs = &t->sh->other;
+	uconn_set_host(c, &t->sh->other);
 	tw_timer_init(&c->linger_tm, linger_fire, c);
 	tw_timer_init(&c->connect_tm, connect_fire, c);
 	TAILQ_INSERT_HEAD(&t->conns, c, link);
@@ -483,7 +483,7 @@ static tw_status u_connect(tw_transport *tt, const char *addr, tw_conn **out)
 	c->peer = sa;
 	c->peer_len = sl;
 	tw_conn_set_peer_sa(&c->base, (struct sockaddr *)&sa);
-	c->hs = uring_host_get(t->sh, c->base.peer_host);
+	uconn_set_host(c, uring_host_get(t->sh, c->base.peer_host));
 	c->copying = !t->o.zc_same_host &&
 		     same_host(fd, (struct sockaddr *)&sa);
 	arm_connect(c);
@@ -645,7 +645,7 @@ static void conn_accepted(struct ut *t, int fd)
 		return;
 	}
 	c->counted = true;
-	c->hs = hs;
+	uconn_set_host(c, hs);
 	if (known) {
 		c->peer = pa;
 		c->peer_len = pl;
@@ -849,8 +849,8 @@ static int u_poll(void *arg)
 	 * reads), then the direct reads, then the answers they made. */
 	if (!STAILQ_EMPTY(&t->dirty))
 		work += service_dirty(t);
-	if (t->asm_freed && t->nwaiters != 0)
-		work += urx_retry_waiters(t);
+	if (rxs_room_freed(&t->rxe))
+		work += rxs_retry_waiters(&t->rxe);
 	if (t->nhot != 0) {
 		int b = urx_busy_poll(t);
 		if (b != 0 && !STAILQ_EMPTY(&t->dirty))
@@ -863,14 +863,6 @@ static int u_poll(void *arg)
 
 /* ------------------------------------------------------------------ */
 /* Create and destroy                                                  */
-
-static void wait_fire(struct tw_timer *tm, void *arg)
-{
-	(void)tm;
-	struct ut *t = arg;
-	if (t->nwaiters != 0)
-		(void)urx_retry_waiters(t);
-}
 
 tw_status tw_uring_transport_create(tw_loop *l, const struct tw_uring_opts *in,
 				    const struct tw_transport_cbs *cbs,
@@ -911,7 +903,6 @@ tw_status tw_uring_transport_create_in(tw_loop *l,
 	TAILQ_INIT(&t->conns);
 	STAILQ_INIT(&t->dirty);
 	STAILQ_INIT(&t->reap);
-	TAILQ_INIT(&t->waiters);
 	t->sh = sh;
 	if (sh == NULL) {
 		t->sh = tw_uring_shared_create();
@@ -921,8 +912,6 @@ tw_status tw_uring_transport_create_in(tw_loop *l,
 			return TW_ENOMEM;
 		}
 	}
-	tw_timer_init(&t->wait_tm, wait_fire, t);
-	tw_timer_init(&t->sweep_tm, urx_sweep, t);
 	snprintf(t->cc_local, sizeof(t->cc_local), "%s",
 		 o.cc_local ? o.cc_local : "");
 	snprintf(t->cc_remote, sizeof(t->cc_remote), "%s",
@@ -946,9 +935,7 @@ tw_status tw_uring_transport_create_in(tw_loop *l,
 		free(t);
 		return st;
 	}
-	if (t->o.stall_timeout_ms != 0)
-		tw_loop_timer_after(l, &t->sweep_tm,
-				    (uint64_t)t->o.stall_timeout_ms * 250000u);
+	rxs_env_start(&t->rxe);
 	t->poller.fn = u_poll;
 	t->poller.idle = urx_idle;
 	t->poller.arg = t;
@@ -1019,8 +1006,7 @@ static void u_destroy(tw_transport *tt)
 		}
 	}
 	struct tw_timer_wheel *w = tw_loop_timers(t->base.loop);
-	tw_timer_cancel(w, &t->sweep_tm);
-	tw_timer_cancel(w, &t->wait_tm);
+	rxs_env_stop(&t->rxe);
 	SLIST_FOREACH(l, &t->lis, link)
 	tw_timer_cancel(w, &l->backoff_tm);
 	struct uconn *c;
@@ -1053,7 +1039,11 @@ void tw_uring_get_stats(const tw_transport *tt, struct tw_uring_stats *s)
 		memset(s, 0, sizeof(*s));
 		return;
 	}
-	*s = ((const struct ut *)(const void *)tt)->st;
+	const struct ut *t = (const struct ut *)(const void *)tt;
+	*s = t->st;
+	RXS_COUNTS_ADD(s, &t->rxe.cnt);
+	s->large_frames += t->rxe.cnt.large_frames;
+	s->large_cache_hits += t->rxe.cnt.large_cache_hits;
 }
 
 static const struct tw_transport_ops uring_ops = {

@@ -14,6 +14,7 @@
 
 #include "dataplane/buf_impl.h"
 #include "dataplane/list.h"
+#include "dataplane/stream_rx.h"
 #include "dataplane/uring.h"
 #include "dataplane/util.h"
 
@@ -38,9 +39,6 @@
 #else
 #define TW_TCP_RTO_MAX_MS TCP_RTO_MAX_MS
 #endif
-/* A partial frame that moves fewer bytes than this in stall_timeout_ms is
- * stalled (urx_sweep): 2 KiB/s at the default, far below any real link. */
-#define STALL_MIN_BYTES (64u << 10)
 /* Batches up to this size go out as one contiguous copy (see tx_pick). */
 #define GATHER_COPY_MAX 4096u
 /* Contiguous sends up to this size try a direct send first. */
@@ -53,8 +51,6 @@ struct ut;
 /* Accepting again after it failed for want of fds or memory. */
 #define ACCEPT_BACKOFF_MIN_NS (10ull * 1000 * 1000)
 #define ACCEPT_BACKOFF_MAX_NS (1000ull * 1000 * 1000)
-/* A connection waiting for room to assemble tries again this often. */
-#define ASM_RETRY_NS (1000ull * 1000)
 /* Peer hosts with connections at once that get an entry of their own:
  * at least the default max_conns, so that a table full of one attacker's
  * addresses needs more connections than a worker admits. */
@@ -78,13 +74,6 @@ struct tw_uring_shared {
 	_Atomic uint32_t conns;
 	struct uring_host other; /* hosts not known, or past the table */
 	struct uring_host hosts[URING_HOSTS];
-};
-
-/* Why a connection's socket is not read (uconn.rx_hold, bits). */
-enum {
-	HOLD_PAUSE = 1,  /* the layer above paused it */
-	HOLD_ROOM = 2,   /* its frame waits for room to assemble */
-	HOLD_LINGER = 4, /* closing after its sends (close_after_send) */
 };
 
 /* One zero-copy send: its requests wait here for the notification. */
@@ -158,18 +147,14 @@ struct uconn {
 	bool want_connect;
 	bool connect_armed;
 	uint8_t tx_busy; /* enum tx_how of the send in flight */
-	uint8_t rx_hold; /* HOLD_* bits: no reader armed while any is set */
+	uint8_t rx_hold; /* HOLD_* bits (stream_rx.h): no reader armed while
+			  * any is set */
 	bool counted;    /* accepted: counted in the shared conns */
 	tw_status linger_st;
 	struct uring_host *hs; /* its peer host's share of the limits */
-	uint64_t asm_res;      /* bytes reserved for the frame assembling */
 	/* Bytes read past a header that waits for room (HOLD_ROOM). */
 	unsigned char *stash;
 	size_t stash_len, stash_cap;
-	TAILQ_ENTRY(uconn) wait_link; /* in t->waiters while HOLD_ROOM */
-	/* Stall check: bytes received, and at the last sweep. */
-	uint64_t rx_n, stall_mark, stall_since;
-	bool stall_watched; /* urx_sweep: a stall window is open */
 	struct tw_timer linger_tm;
 	struct tw_timer connect_tm; /* connect_timeout_ms */
 	/* Busy polling (uring_rx.c). */
@@ -205,20 +190,8 @@ struct uconn {
 	 * address. */
 	bool local;
 
-	/* Reassembly. cur is the current frame's buffer once its header is
-	 * complete; pool_buf is the pool buffer small frames share. */
-	struct {
-		uint8_t hdr[TW_FRAME_HDR_SIZE];
-		uint32_t hdr_have;
-		tw_frame_hdr h; /* hdr decoded, once it is complete */
-		tw_buf *cur;
-		size_t off;
-		uint64_t need, have;
-		uint64_t skip; /* bytes of a refused frame still to drop */
-		bool large;
-		tw_buf *pool_buf;
-		size_t pool_off;
-	} rx;
+	/* Reassembly (stream_rx.h). */
+	struct rxs rx;
 };
 
 struct ulis {
@@ -248,8 +221,9 @@ struct ut {
 	int bgid;
 	int br_mask;
 
-	tw_buf_pool *pool;
-	tw_bigbuf_cache *bc; /* large frames' buffers (large_cache_bytes) */
+	/* Reassembly's share: the receive pool, large frames' buffers
+	 * (large_cache_bytes), the bounds, waiting for room, stalls. */
+	struct rxs_env rxe;
 
 	TAILQ_HEAD(, uconn) conns; /* every connection not yet freed */
 	uint32_t nconns;
@@ -279,10 +253,6 @@ struct ut {
 	/* Limits shared by the worker's transports (own_sh when alone). */
 	struct tw_uring_shared *sh;
 	bool own_sh;
-	TAILQ_HEAD(, uconn) waiters;
-	uint32_t nwaiters; /* HOLD_ROOM, retried by wait_tm */
-	bool asm_freed;    /* room freed: retry waiters now */
-	struct tw_timer wait_tm, sweep_tm;
 
 	/* Congestion control by where the peer is ("" = the system's);
 	 * copies of the options' strings. */
@@ -328,21 +298,27 @@ void uconn_cancel(struct uconn *c, void *user_data);
 struct uring_host *uring_host_get(struct tw_uring_shared *sh, uint64_t host);
 void uring_host_put(struct tw_uring_shared *sh, struct uring_host *hs);
 
+/* c's peer host is hs: its share of the limits, the assembly bytes its
+ * frames reserve included. */
+static inline void uconn_set_host(struct uconn *c, struct uring_host *hs)
+{
+	c->hs = hs;
+	c->rx.host_bytes = &hs->asm_bytes;
+}
+
 /* uring_rx.c */
 /* Stop or resume reading c for reason bit (HOLD_*). */
 void urx_hold(struct uconn *c, uint8_t bit, bool on);
-/* Connections waiting for room: try them again (1 if any went on). */
-int urx_retry_waiters(struct ut *t);
-/* The stall check's timer (armed by create when stall_timeout_ms). */
-void urx_sweep(struct tw_timer *tm, void *arg);
-/* The receive side's memory: the pool small frames are copied into, the
- * cache of large frames' buffers, the provided-buffer ring, and the
- * scratch buffer of direct reads when busy polling is on. */
+/* The receive side's memory: the reassembly's (the pool small frames are
+ * copied into, the cache of large frames' buffers; t->rxe), the
+ * provided-buffer ring, and the scratch buffer of direct reads when busy
+ * polling is on. */
 tw_status urx_setup(struct ut *t);
 /* Free it. Unless clean (the kernel is done with every operation), the
  * provided buffers and the pool are leaked rather than freed from under
  * the kernel. */
 void urx_teardown(struct ut *t, bool clean);
+/* c is new: its reader and its reassembly (attached to t->rxe). */
 void urx_conn_init(struct uconn *c);
 /* c is open: start reading it. */
 void urx_open(struct uconn *c);

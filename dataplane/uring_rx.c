@@ -14,15 +14,10 @@
 #include "dataplane/err.h"
 #include "dataplane/uring_impl.h"
 
-static inline size_t align64(size_t v)
-{
-	return (v + TW_FRAME_SEG_ALIGN - 1) & ~(size_t)(TW_FRAME_SEG_ALIGN - 1);
-}
-
 /* A large frame is being reassembled: its rest lands in place. */
 static inline bool rx_large(const struct uconn *c)
 {
-	return c->rx.cur != NULL && c->rx.large;
+	return rxs_large(&c->rx);
 }
 
 /* ------------------------------------------------------------------ */
@@ -56,7 +51,7 @@ static void rx_to(struct uconn *c, enum rx_mode to)
 	case RX_INPLACE: {
 		if ((sqe = sqe_get(t)) == NULL)
 			goto no_sqe;
-		uint64_t left = c->rx.need - c->rx.have;
+		uint64_t left = rxs_left(&c->rx);
 		unsigned len = left > RECV_CHUNK_MAX ? RECV_CHUNK_MAX
 						     : (unsigned)left;
 		/* No MSG_WAITALL: a request the kernel has polled once and
@@ -65,9 +60,7 @@ static void rx_to(struct uconn *c, enum rx_mode to)
 		 * two spinning loops, it takes turns with one of them).
 		 * Without it every recv takes what has arrived and
 		 * completes; on_inplace asks for the rest. */
-		unsigned char *dst = (unsigned char *)c->rx.cur->data +
-				     c->rx.off + c->rx.have;
-		io_uring_prep_recv(sqe, c->fd, dst, len, 0);
+		io_uring_prep_recv(sqe, c->fd, rxs_dst(&c->rx), len, 0);
 		io_uring_sqe_set_data(sqe, &c->lrecv_req);
 		c->ops++;
 		t->st.large_recvs++;
@@ -174,213 +167,37 @@ void urx_hold(struct uconn *c, uint8_t bit, bool on)
 }
 
 /* ------------------------------------------------------------------ */
-/* Reassembly                                                          */
+/* Reassembly (stream_rx.h)                                            */
 
-/* Let go of the bytes reserved for c's frame. */
-static void asm_free(struct uconn *c)
+static void rx_fail(struct rxs *s, tw_status st, enum rxs_why why)
 {
-	struct ut *t = c->t;
-	uint64_t n = c->asm_res;
-	c->asm_res = 0;
-	atomic_fetch_sub_explicit(&t->sh->asm_bytes, n, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&c->hs->asm_bytes, n, memory_order_relaxed);
-	t->asm_freed = true;
+	struct uconn *c = container_of(s, struct uconn, rx);
+	if (why == RXS_STALL)
+		c->base.why = rxs_why_str(why);
+	uconn_fail(c, st);
 }
 
-/* Reserve need bytes for c's frame against the worker's and the peer
- * host's bounds; always granted when nothing is reserved there. */
-static bool asm_take(struct uconn *c, uint64_t need)
+static void rx_room_wait(struct rxs *s)
 {
-	struct ut *t = c->t;
-	uint64_t w = atomic_fetch_add_explicit(&t->sh->asm_bytes, need,
-					       memory_order_relaxed);
-	if (w != 0 && w + need > t->o.asm_worker_bytes) {
-		atomic_fetch_sub_explicit(&t->sh->asm_bytes, need,
-					  memory_order_relaxed);
-		return false;
-	}
-	uint64_t h = atomic_fetch_add_explicit(&c->hs->asm_bytes, need,
-					       memory_order_relaxed);
-	if (h != 0 && h + need > t->o.asm_host_bytes) {
-		atomic_fetch_sub_explicit(&c->hs->asm_bytes, need,
-					  memory_order_relaxed);
-		atomic_fetch_sub_explicit(&t->sh->asm_bytes, need,
-					  memory_order_relaxed);
-		return false;
-	}
-	c->asm_res = need;
-	return true;
+	urx_hold(container_of(s, struct uconn, rx), HOLD_ROOM, true);
 }
 
-static void wait_end(struct uconn *c)
-{
-	if (!(c->rx_hold & HOLD_ROOM))
-		return;
-	TAILQ_REMOVE(&c->t->waiters, c, wait_link);
-	c->t->nwaiters--;
-	c->rx_hold &= (uint8_t)~HOLD_ROOM;
-}
+/* The frame that waited has room: the bytes read past its header, then
+ * read on. */
+static void rx_room_found(struct rxs *s);
+
+static const struct rxs_ops rx_ops = {
+	.fail = rx_fail,
+	.room_wait = rx_room_wait,
+	.room_found = rx_room_found,
+};
 
 void urx_release(struct uconn *c)
 {
-	wait_end(c);
 	free(c->stash);
 	c->stash = NULL;
 	c->stash_len = c->stash_cap = 0;
-	if (c->asm_res != 0)
-		asm_free(c);
-	tw_buf_release(c->rx.cur);
-	c->rx.cur = NULL;
-	tw_buf_release(c->rx.pool_buf);
-	c->rx.pool_buf = NULL;
-}
-
-/* What rx_start did with a complete header. */
-enum rs { RS_GO, RS_SKIP, RS_STOP };
-
-/* An intact header refused (transport.h, on_refused): skip its frame or
- * end the connection once what is queued has left. */
-static enum rs rx_refuse(struct uconn *c, const tw_frame_hdr *h, tw_status why)
-{
-	struct ut *t = c->t;
-	t->st.frames_refused++;
-	bool skip = false;
-	if (t->base.cbs.on_refused != NULL)
-		skip = t->base.cbs.on_refused(t->base.cbs.ctx, &c->base, h,
-					      why);
-	if (c->closing)
-		return RS_STOP;
-	if (why == TW_EOVERFLOW && skip) {
-		t->st.frames_skipped++;
-		c->rx.hdr_have = 0;
-		c->rx.skip = h->total_len - TW_FRAME_HDR_SIZE;
-		return RS_SKIP;
-	}
-	t->st.bad_frames++;
-	tw_status st = why == TW_EVERSION ? TW_EVERSION : TW_EPROTO;
-	if (t->base.cbs.on_refused != NULL)
-		t->base.ops->close_after_send(&t->base, &c->base, st);
-	else
-		uconn_fail(c, st);
-	return RS_STOP;
-}
-
-/* Where c's frame (header in c->rx.h) lands. RS_STOP: closed, or it
- * waits for room (HOLD_ROOM; counted in asm_waits when first). */
-static enum rs rx_place(struct uconn *c, bool first);
-
-/* The header is complete: check it and pick where the frame lands. */
-static enum rs rx_start(struct uconn *c)
-{
-	struct ut *t = c->t;
-	tw_frame_hdr h;
-	tw_status st = tw_frame_hdr_decode(c->rx.hdr, &t->base.limits, &h);
-	if (__builtin_expect(st != TW_OK || !tw_conn_frame_fits(&c->base, &h),
-			     0)) {
-		if (st == TW_EVERSION)
-			return rx_refuse(c, &h, TW_EVERSION);
-		if (st == TW_EPROTO) {
-			/* Intact but for its size? Then the stream can be
-			 * kept in sync by skipping it. */
-			tw_frame_limits wide = t->base.limits;
-			wide.max_total = TW_FRAME_MAX_TOTAL;
-			st = tw_frame_hdr_decode(c->rx.hdr, &wide, &h);
-		}
-		if (st == TW_OK)
-			return rx_refuse(c, &h, TW_EOVERFLOW);
-		t->st.bad_frames++;
-		uconn_fail(c, TW_EPROTO);
-		return RS_STOP;
-	}
-	c->rx.h = h;
-	return rx_place(c, true);
-}
-
-static enum rs rx_place(struct uconn *c, bool first)
-{
-	struct ut *t = c->t;
-	tw_status st = TW_OK;
-	uint64_t need = c->rx.h.total_len;
-	tw_buf *b = NULL;
-	size_t off = 0;
-	bool large = need > t->o.large_frame;
-	if (need > tw_buf_pool_buf_size(t->pool) && !asm_take(c, need)) {
-		/* Wait for room, reading nothing meanwhile. */
-		if (!(c->rx_hold & HOLD_ROOM)) {
-			t->st.asm_waits += first;
-			TAILQ_INSERT_TAIL(&t->waiters, c, wait_link);
-			t->nwaiters++;
-			urx_hold(c, HOLD_ROOM, true);
-			if (!tw_timer_armed(&t->wait_tm))
-				tw_loop_timer_after(t->base.loop, &t->wait_tm,
-						    ASM_RETRY_NS);
-		}
-		return RS_STOP;
-	}
-	if (large) {
-		bool hit = false;
-		st = tw_bigbuf_alloc(t->bc, (size_t)need, &b, &hit);
-		t->st.large_cache_hits += hit;
-	} else if (need <= tw_buf_pool_buf_size(t->pool)) {
-		/* Every frame carved from the shared buffer so far has been
-		 * let go (ours is the only reference left): start it over,
-		 * where the cache is still warm, instead of marching the
-		 * copy through cold lines. Acquire: pairs with the releases
-		 * (acq_rel) of the frames' last users, whose reads of the
-		 * bytes must come before we overwrite them. A ping-pong
-		 * reuses the same 1-2 KiB every round trip this way. */
-		if (c->rx.pool_buf && c->rx.pool_off != 0 &&
-		    atomic_load_explicit(&c->rx.pool_buf->refcnt,
-					 memory_order_acquire) == 1)
-			c->rx.pool_off = 0;
-		if (c->rx.pool_buf &&
-		    align64(c->rx.pool_off) + need <= c->rx.pool_buf->size) {
-			b = c->rx.pool_buf;
-			off = align64(c->rx.pool_off);
-		} else {
-			tw_buf_release(c->rx.pool_buf);
-			c->rx.pool_off = 0;
-			c->rx.pool_buf = tw_buf_pool_get(t->pool);
-			b = c->rx.pool_buf;
-		}
-		if (b == NULL)
-			st = tw_buf_alloc((size_t)need, &b);
-		else
-			tw_buf_retain(b); /* cur's own reference */
-	} else {
-		st = tw_buf_alloc((size_t)need, &b);
-	}
-	if (st != TW_OK || b == NULL) {
-		uconn_fail(c, st == TW_OK ? TW_ENOMEM : st);
-		return RS_STOP;
-	}
-	memcpy((unsigned char *)b->data + off, c->rx.hdr, TW_FRAME_HDR_SIZE);
-	c->rx.cur = b;
-	c->rx.off = off;
-	c->rx.need = need;
-	c->rx.have = TW_FRAME_HDR_SIZE;
-	c->rx.large = large;
-	if (large)
-		t->st.large_frames++;
-	return RS_GO;
-}
-
-static void rx_deliver(struct uconn *c)
-{
-	struct ut *t = c->t;
-	tw_buf *b = c->rx.cur;
-	size_t off = c->rx.off, len = (size_t)c->rx.need;
-	c->rx.cur = NULL;
-	c->rx.hdr_have = 0;
-	c->rx.large = false;
-	if (b == c->rx.pool_buf)
-		c->rx.pool_off = off + len;
-	if (c->asm_res != 0)
-		asm_free(c);
-	t->st.frames_rx++;
-	t->st.bytes_rx += len;
-	t->base.cbs.on_frame(t->base.cbs.ctx, &c->base, &c->rx.h, b, off, len);
-	tw_buf_release(b);
+	rxs_release(&c->rx);
 }
 
 /* Keep n bytes read past a header that waits for room. */
@@ -402,59 +219,29 @@ static void rx_stash(struct uconn *c, const unsigned char *p, size_t n)
 	c->stash_len += n;
 }
 
-/* Feed n stream bytes through the reassembler. */
+/* Feed n stream bytes through the reassembler. What it does not take
+ * waits in the stash while a frame waits for room; when closing after
+ * the sends (HOLD_LINGER), it is dropped. */
 static void rx_bytes(struct uconn *c, const unsigned char *p, size_t n)
 {
-	c->rx_n += n;
-	while (n > 0 && !c->closing) {
-		if (c->rx.cur == NULL) {
-			if (__builtin_expect(c->rx.skip != 0 || (c->rx_hold &
-								 (HOLD_ROOM |
-								  HOLD_LINGER)),
-					     0)) {
-				if (c->rx_hold & HOLD_LINGER)
-					return; /* ending: nothing more */
-				if (c->rx_hold & HOLD_ROOM) {
-					rx_stash(c, p, n);
-					return;
-				}
-				size_t k = c->rx.skip < n ? (size_t)c->rx.skip
-							  : n;
-				c->rx.skip -= k;
-				p += k;
-				n -= k;
-				continue;
-			}
-			size_t k = TW_FRAME_HDR_SIZE - c->rx.hdr_have;
-			if (k > n)
-				k = n;
-			memcpy(c->rx.hdr + c->rx.hdr_have, p, k);
-			c->rx.hdr_have += (uint32_t)k;
-			p += k;
-			n -= k;
-			if (c->rx.hdr_have < TW_FRAME_HDR_SIZE)
-				return;
-			enum rs r = rx_start(c);
-			if (r == RS_SKIP)
-				continue;
-			if (r == RS_STOP) {
-				if ((c->rx_hold & HOLD_ROOM) && !c->closing)
-					rx_stash(c, p, n);
-				return;
-			}
-		} else {
-			uint64_t left = c->rx.need - c->rx.have;
-			size_t k = left < n ? (size_t)left : n;
-			memcpy((unsigned char *)c->rx.cur->data + c->rx.off +
-				       c->rx.have,
-			       p, k);
-			c->rx.have += k;
-			p += k;
-			n -= k;
-		}
-		if (c->rx.have == c->rx.need)
-			rx_deliver(c);
-	}
+	size_t k = rxs_feed(&c->rx, p, n);
+	if (__builtin_expect(k < n, 0) && !c->closing &&
+	    (c->rx_hold & (HOLD_ROOM | HOLD_LINGER)) == HOLD_ROOM)
+		rx_stash(c, p + k, n - k);
+}
+
+static void rx_room_found(struct rxs *s)
+{
+	struct uconn *c = container_of(s, struct uconn, rx);
+	unsigned char *p = c->stash;
+	size_t n = c->stash_len;
+	c->stash = NULL;
+	c->stash_len = c->stash_cap = 0;
+	if (n != 0)
+		rx_bytes(c, p, n);
+	free(p);
+	if (!(c->rx_hold & HOLD_ROOM)) /* not waiting again */
+		urx_hold(c, HOLD_ROOM, false);
 }
 
 /* ------------------------------------------------------------------ */
@@ -528,10 +315,7 @@ static void on_inplace(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	}
 	if (res > 0) {
 		urx_active(c);
-		c->rx_n += (uint64_t)res;
-		c->rx.have += (uint64_t)res;
-		if (c->rx.have == c->rx.need)
-			rx_deliver(c);
+		rxs_landed(&c->rx, (uint64_t)res);
 	} else if (res != -EINTR && res != -EAGAIN) {
 		c->base.why = res == 0 ? "the peer closed it"
 				       : strerrordesc_np(-res);
@@ -543,76 +327,9 @@ static void on_inplace(struct tw_uring_req *ur, struct io_uring_cqe *cqe)
 	rx_to(c, rx_next(c, true));
 }
 
-/* A waiting connection's frame found room: take it, then the bytes read
- * past its header, then read on. */
-static bool wait_retry(struct uconn *c)
-{
-	if (rx_place(c, false) != RS_GO)
-		return false; /* still waiting (back on the list) or closed */
-	unsigned char *p = c->stash;
-	size_t n = c->stash_len;
-	c->stash = NULL;
-	c->stash_len = c->stash_cap = 0;
-	if (n != 0)
-		rx_bytes(c, p, n);
-	free(p);
-	if (!(c->rx_hold & HOLD_ROOM)) /* not waiting again */
-		urx_hold(c, HOLD_ROOM, false);
-	return true;
-}
-
-int urx_retry_waiters(struct ut *t)
-{
-	t->asm_freed = false;
-	int work = 0;
-	/* Each once, oldest first; one still without room goes back at the
-	 * tail. */
-	for (uint32_t n = t->nwaiters; n > 0; n--) {
-		struct uconn *c = TAILQ_FIRST(&t->waiters);
-		wait_end(c);
-		if (!c->closing && wait_retry(c))
-			work++;
-	}
-	if (t->nwaiters != 0 && !tw_timer_armed(&t->wait_tm))
-		tw_loop_timer_after(t->base.loop, &t->wait_tm, ASM_RETRY_NS);
-	return work;
-}
-
-void urx_sweep(struct tw_timer *tm, void *arg)
-{
-	(void)tm;
-	struct ut *t = arg;
-	uint64_t now = tw_loop_now(t->base.loop);
-	uint64_t limit = (uint64_t)t->o.stall_timeout_ms * 1000000u;
-	struct uconn *c;
-	TAILQ_FOREACH(c, &t->conns, link)
-	{
-		/* A partial frame must move STALL_MIN_BYTES per window (or
-		 * end): a byte now and then (slowloris) would otherwise hold
-		 * its reserved assembly bytes for ever. */
-		bool partial = c->rx.hdr_have != 0 || c->rx.skip != 0;
-		bool watch = partial && !c->closing && c->rx_hold == 0;
-		if (!watch || !c->stall_watched ||
-		    c->rx_n - c->stall_mark >= STALL_MIN_BYTES) {
-			/* A window starts: at the first sweep that sees the
-			 * frame partial, and after each STALL_MIN_BYTES. */
-			c->stall_watched = watch;
-			c->stall_mark = c->rx_n;
-			c->stall_since = now;
-			continue;
-		}
-		if (now - c->stall_since >= limit) {
-			t->st.stalls++;
-			c->base.why = "a frame moved less than 64 KiB in "
-				      "stall_timeout_ms";
-			uconn_fail(c, TW_ETIMEDOUT);
-		}
-	}
-	tw_loop_timer_after(t->base.loop, &t->sweep_tm, limit / 4);
-}
-
 void urx_conn_init(struct uconn *c)
 {
+	rxs_attach(&c->t->rxe, &c->rx, &c->base, &c->closing, &c->rx_hold);
 	c->rx_mode = RX_IDLE;
 	c->recv_req.fn = on_recv;
 	c->lrecv_req.fn = on_inplace;
@@ -660,6 +377,7 @@ void urx_conn_free(struct uconn *c)
 		if (t->hot[i] == c)
 			hot_drop(t, i);
 	urx_release(c);
+	rxs_detach(&c->rx);
 }
 
 /* Read the busy-polled connections directly. Connections idle for
@@ -719,9 +437,8 @@ int urx_busy_poll(struct ut *t)
 		if (large) {
 			/* The rest of a large frame: straight into place,
 			 * as much as has arrived. */
-			uint64_t left = c->rx.need - c->rx.have;
-			dst = (unsigned char *)c->rx.cur->data + c->rx.off +
-			      c->rx.have;
+			uint64_t left = rxs_left(&c->rx);
+			dst = rxs_dst(&c->rx);
 			len = left > RECV_CHUNK_MAX ? RECV_CHUNK_MAX
 						    : (size_t)left;
 		}
@@ -743,17 +460,13 @@ int urx_busy_poll(struct ut *t)
 		t->st.busy_recvs++;
 		c->last_active = now;
 		if (large) {
-			c->rx_n += (uint64_t)r;
-			c->rx.have += (uint64_t)r;
-			if (c->rx.have == c->rx.need) {
-				rx_deliver(c);
-				t->st.busy_frames++;
-			}
+			t->st.busy_frames += rxs_left(&c->rx) == (uint64_t)r;
+			rxs_landed(&c->rx, (uint64_t)r);
 			continue;
 		}
-		uint64_t frames = t->st.frames_rx;
+		uint64_t frames = t->rxe.cnt.frames_rx;
 		rx_bytes(c, t->scratch, (size_t)r);
-		t->st.busy_frames += t->st.frames_rx - frames;
+		t->st.busy_frames += t->rxe.cnt.frames_rx - frames;
 		/* A large frame began: the next polls read its rest in
 		 * place (a multishot still winding down hands it to a
 		 * plain recv instead: on_recv). */
@@ -853,32 +566,27 @@ static void bufring_free(struct ut *t, bool unmap)
 
 tw_status urx_setup(struct ut *t)
 {
-	struct tw_buf_pool_opts po;
-	tw_buf_pool_opts_init(&po, sizeof(po));
-	po.buf_size = t->o.rx_pool_buf_size;
-	po.count = t->o.rx_pool_count;
-	po.prefault = 1;
-	po.name = "uring-rx";
-	tw_status st = tw_buf_pool_create(&po, &t->pool);
+	struct rxs_env *e = &t->rxe;
+	tw_status st = rxs_env_init(e, &t->base, &rx_ops, "io_uring",
+				    "uring-rx", t->o.rx_pool_buf_size,
+				    t->o.rx_pool_count, t->o.large_cache_bytes);
 	if (st != TW_OK)
-		return tw_fail(st,
-			       "io_uring: receive pool of %u x %u bytes: %s",
-			       t->o.rx_pool_count, t->o.rx_pool_buf_size,
-			       tw_strerror(st));
-	st = tw_bigbuf_cache_create(t->o.large_cache_bytes, &t->bc);
-	if (st == TW_OK)
-		st = bufring_setup(t);
+		return st;
+	e->large_frame = t->o.large_frame;
+	e->worker_bytes = &t->sh->asm_bytes;
+	e->worker_max = t->o.asm_worker_bytes;
+	e->host_max = t->o.asm_host_bytes;
+	e->stall_ns = (uint64_t)t->o.stall_timeout_ms * 1000000u;
+	/* Bytes read while paused have nowhere else to go. */
+	e->stop_holds = HOLD_ROOM | HOLD_LINGER;
+	st = bufring_setup(t);
 	if (st == TW_OK && t->o.busy_poll_conns != 0 &&
 	    (t->scratch = malloc(t->o.recv_buf_size)) == NULL) {
 		bufring_free(t, true);
 		st = tw_fail_static(TW_ENOMEM, "io_uring: out of memory");
 	}
-	if (st != TW_OK) {
-		tw_bigbuf_cache_close(t->bc);
-		t->bc = NULL;
-		(void)tw_buf_pool_destroy(t->pool);
-		t->pool = NULL;
-	}
+	if (st != TW_OK)
+		rxs_env_fini(e, false, "uring");
 	return st;
 }
 
@@ -888,11 +596,5 @@ void urx_teardown(struct ut *t, bool clean)
 	free(t->scratch);
 	t->scratch = NULL;
 	t->nhot = 0;
-	/* Buffers still lent unmap themselves when they come back. */
-	tw_bigbuf_cache_close(t->bc);
-	t->bc = NULL;
-	if (clean && tw_buf_pool_destroy(t->pool) != TW_OK)
-		fprintf(stderr, "tensorwire: uring transport destroyed while "
-				"receive buffers are still held; leaking the "
-				"pool\n");
+	rxs_env_fini(&t->rxe, !clean, "uring");
 }

@@ -69,6 +69,7 @@ void tw_agent_opts_init(struct tw_agent_opts *o, size_t opts_size)
 	d.stats_functions = 64;
 	d.stats_peers = 64;
 	d.stat_socket = NULL;
+	d.same_host = true;
 	memcpy(o, &d, opts_size < sizeof(d) ? opts_size : sizeof(d));
 }
 
@@ -529,6 +530,13 @@ static void on_frame(void *ctx, tw_conn *c, const tw_frame_hdr *h, tw_buf *buf,
 		rref_on_frame(l, cs, h, buf, off, len);
 		break;
 	case TW_MSG_AG_BACKWARD:
+		/* A call of the backward handler (autograd.h), served as
+		 * one. */
+		if (__builtin_expect(agent_peer_dead(l->a, (uint32_t)h->src),
+				     0))
+			break;
+		serve_on_call(l, cs, h, buf, off, len);
+		break;
 	case TW_MSG_AG_CLEANUP:
 		if (__builtin_expect(agent_peer_dead(l->a, (uint32_t)h->src),
 				     0))
@@ -1638,7 +1646,12 @@ static tw_status same_host_start(tw_agent *a, const struct tw_agent_opts *o,
 			       a->name);
 		return TW_OK;
 	}
-	tw_status st = p->check(o->same_host_opts, a->nloops);
+	/* Options the caller gave and the provider refuses fail the init;
+	 * with none given, what this host lacks (the default directory) is
+	 * found by start below and only leaves it off. */
+	tw_status st = o->same_host_opts != NULL
+			       ? p->check(o->same_host_opts, a->nloops)
+			       : TW_OK;
 	if (st != TW_OK)
 		return tw_fail_wrap(st, st, "same_host_opts");
 	struct tw_transport_group lg = *g;
@@ -2436,6 +2449,7 @@ void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s)
 		ADD(redial_waits);
 		ADD(conns_same_host);
 		ADD(same_host_fallbacks);
+		ADD(conns_shm);
 #undef ADD
 		if (a->loops[i].loop != NULL) {
 			struct tw_loop_stats st;

@@ -156,7 +156,7 @@ struct loop_stats {
 	stat_t spoofed_frames;
 	stat_t offloaded, rx_pauses; /* loop thread */
 	stat_t connect_failures, redial_waits, conns_same_host;
-	stat_t same_host_fallbacks;
+	stat_t same_host_fallbacks, conns_shm;
 	/* Calls made, by outcome: answered with a result, or failed by
 	 * kind ([TW_OK] unused); calls served, by the answer's kind. */
 	stat_t calls_ok, calls_failed[TW_STATUS_COUNT_];
@@ -496,7 +496,8 @@ tw_status call_self_async(tw_agent *a, const char *fn, const tw_value *args,
 /* ---- autograd.c ---- */
 tw_status ag_init(tw_agent *a);
 void ag_fini(tw_agent *a);
-/* AG_BACKWARD and AG_CLEANUP from a member (loop thread). */
+/* AG_CLEANUP from a member (loop thread); AG_BACKWARD is served as a
+ * call of the backward handler (serve.c). */
 void ag_on_frame(struct agent_loop *l, struct conn_state *cs,
 		 const tw_frame_hdr *h, tw_buf *buf, size_t off, size_t len);
 /* End the contexts rank created (agent_member_dead). */

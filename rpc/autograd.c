@@ -293,21 +293,33 @@ void ag_member_dead(tw_agent *a, uint32_t rank)
 	struct ag_table *t = a->ag;
 	if (t == NULL)
 		return;
-	/* Collect under the lock, release outside it (the hook runs). */
-	for (;;) {
-		int64_t id = -1;
-		pthread_mutex_lock(&t->mu);
-		for (uint32_t i = 0; i < AG_BUCKETS && id < 0; i++)
-			for (struct ag_ctx *c = t->b[i]; c != NULL; c = c->next)
-				if (tw_ag_context_worker(c->id) == rank) {
-					id = c->id;
-					break;
-				}
-		pthread_mutex_unlock(&t->mu);
-		if (id < 0)
-			return;
-		/* Every survivor learns of the death itself: no fan-out. */
-		release(a, id, UINT32_MAX, false);
+	/* One pass under the lock takes them out (a peer may have made all
+	 * TW_AG_MAX_CONTEXTS, and loop 0 runs this); the hook runs outside
+	 * it. Every survivor learns of the death itself: no fan-out. */
+	struct ag_ctx *gone = NULL;
+	pthread_mutex_lock(&t->mu);
+	for (uint32_t i = 0; i < AG_BUCKETS; i++)
+		for (struct ag_ctx **pp = &t->b[i]; *pp != NULL;) {
+			struct ag_ctx *c = *pp;
+			if (tw_ag_context_worker(c->id) != rank) {
+				pp = &c->next;
+				continue;
+			}
+			*pp = c->next;
+			c->next = gone;
+			gone = c;
+			t->count--;
+		}
+	tw_ag_release_fn hook = t->hook;
+	void *hook_arg = t->hook_arg;
+	pthread_mutex_unlock(&t->mu);
+	while (gone != NULL) {
+		struct ag_ctx *c = gone;
+		gone = c->next;
+		int64_t id = c->id;
+		free(c);
+		if (hook != NULL)
+			hook(a, id, hook_arg);
 	}
 }
 
@@ -386,47 +398,23 @@ void ag_on_frame(struct agent_loop *l, struct conn_state *cs,
 			       .conn_id = cs->id,
 			       .req_id = h->req_id,
 			       .caller = h->src};
-	unsigned ok = h->type == TW_MSG_AG_CLEANUP ? TW_MSG_ACK : TW_MSG_RET;
 	if (l->closing) {
-		answer(&p, ok, TW_ESHUTDOWN, "%s", AGENT_SHUTDOWN_MSG);
+		answer(&p, TW_MSG_ACK, TW_ESHUTDOWN, "%s", AGENT_SHUTDOWN_MSG);
 		return;
 	}
 	tw_in_msg m;
 	tw_status st = tw_msg_decode(buf, off, len, h, NULL, &m);
 	if (st != TW_OK) {
 		stat_inc(&l->stats.bad_frames);
-		answer(&p, ok, st == TW_EVERSION ? st : TW_EPROTO,
+		answer(&p, TW_MSG_ACK, st == TW_EVERSION ? st : TW_EPROTO,
 		       "malformed %s from worker '%s': %s",
 		       tw_msg_type_name(h->type), agent_worker_name(a, h->src),
 		       tw_errmsg(st));
 		return;
 	}
-	if (h->type == TW_MSG_AG_CLEANUP) {
-		/* Unknown: ended already, or never here (a cycle). */
-		release(a, m.payload.u.i, h->src, true);
-		tw_value none = tw_value_none();
-		serve_reply(&p, TW_MSG_ACK, TW_OK, &none, 0, NULL);
-	} else {
-		int64_t id = m.payload.u.items[0].u.i;
-		if (!tw_ag_context_valid(a, id)) {
-			answer(&p, ok, TW_EINVAL,
-			       "Could not find autograd context with id: "
-			       "%" PRId64,
-			       id);
-		} else if (ag_backward_entry(a) == NULL) {
-			answer(&p, ok, TW_ENOTSUP,
-			       "worker '%s' records no autograd graph: the "
-			       "distributed backward pass is served by the "
-			       "Python package's workers",
-			       a->name);
-		} else {
-			/* Served as a call of the backward handler: on the
-			 * loop, the executor or deferred, with the callee's
-			 * bounds and deadline (serve.c). */
-			tw_in_msg_release(&m);
-			serve_on_call(l, cs, h, buf, off, len);
-			return;
-		}
-	}
+	/* Unknown: ended already, or never here (a cycle). */
+	release(a, m.payload.u.i, h->src, true);
 	tw_in_msg_release(&m);
+	tw_value none = tw_value_none();
+	serve_reply(&p, TW_MSG_ACK, TW_OK, &none, 0, NULL);
 }

@@ -138,10 +138,18 @@ static void call_tx_done(struct tx *tx, tw_status st)
 	tw_out_msg_release(&tx->msg);
 	c->has_msg = false;
 	if (st != TW_OK && (c->live & CALL_PENDING)) {
+		/* A connection ending fails its unfinished sends before its
+		 * close upcall: its reason (the session acknowledged nothing,
+		 * a stalled frame...) is read here, while c is still valid. */
+		const char *why = c->conn != NULL && c->conn->c != NULL
+					  ? c->conn->c->why
+					  : NULL;
 		char msg[256];
 		snprintf(msg, sizeof(msg),
-			 "failed to send call to worker '%s': %s",
-			 agent_worker_name(c->a, c->dst), tw_strerror(st));
+			 "failed to send call to worker '%s': %s%s%s%s",
+			 agent_worker_name(c->a, c->dst), tw_strerror(st),
+			 why != NULL ? " (" : "", why != NULL ? why : "",
+			 why != NULL ? ")" : "");
 		/* A closed connection means the peer is unreachable, whatever
 		 * the transport called it; other kinds (fault injection) keep
 		 * their own. */
@@ -749,6 +757,10 @@ static tw_status refuse_args(const tw_agent *a, tw_status st, const char *fn,
 	if (text_bad(fn, (uint32_t)strnlen(fn, UINT32_MAX), false))
 		return tw_fail_static(TW_EINVAL, "the function name is not "
 						 "valid UTF-8");
+	/* The encoder's own reason, for when the arguments are fine (an
+	 * autograd mask that does not fit them, a frame over its limit). */
+	char why[256];
+	snprintf(why, sizeof(why), "%s", tw_errmsg(st));
 	struct diag *d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return tw_fail_static(TW_EINVAL, "the call's arguments cannot "
@@ -766,7 +778,7 @@ static tw_status refuse_args(const tw_agent *a, tw_status st, const char *fn,
 	free(d);
 	if (!found) /* not the arguments: the frame as a whole */
 		tw_fail(TW_EINVAL, "the call to '%.64s' cannot be encoded: %s",
-			fn, tw_strerror(st));
+			fn, why);
 	return TW_EINVAL;
 }
 
@@ -936,11 +948,7 @@ static tw_status call_async_in(tw_agent *a, struct dest to, const char *fn,
 	c->has_msg = !c->self && st == TW_OK;
 	if (st != TW_OK) {
 		call_put(c);
-		/* A mask that does not fit the tensors: the encoder said so
-		 * (the arguments themselves are fine). */
-		if (!(ag != NULL && st == TW_EINVAL &&
-		      strstr(tw_errmsg(st), "grad_mask") != NULL))
-			st = refuse_args(a, st, fn, args, kwargs);
+		st = refuse_args(a, st, fn, args, kwargs);
 		goto out;
 	}
 	if (__builtin_expect(c->has_msg && c->tx.msg.total_len > a->o.max_frame,

@@ -323,6 +323,8 @@ static void pa_bind(struct agent_loop *l, struct conn_state *cs, uint32_t peer)
 	 * (the same-host one's shared rings). */
 	tw_transport_trusted(cs->t, cs->c);
 	conn_mark_local(l, cs);
+	if (cs->t == l->tl)
+		stat_inc(&l->stats.conns_shm);
 	stat_inc(&l->stats.auth_ok);
 	pa_free(l, cs);
 }

@@ -932,8 +932,8 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	tw_status st = tw_msg_decode(buf, off, len, h, NULL, &m);
 	if (st != TW_OK) {
 		stat_inc(&l->stats.bad_frames);
-		snprintf(msg, sizeof(msg),
-			 "malformed CALL from worker '%s': %s",
+		snprintf(msg, sizeof(msg), "malformed %s from worker '%s': %s",
+			 tw_msg_type_name(h->type),
 			 agent_worker_name(a, h->src), tw_errmsg(st));
 		serve_reject(l, cs, h, st == TW_EVERSION ? st : TW_EPROTO, msg);
 		return;
@@ -950,7 +950,7 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	const tw_value *fnv = NULL, *args, *kwargs;
 	request_args(&m, &args, &kwargs);
 	if (h->type == TW_MSG_AG_BACKWARD) {
-		p.fn = ag_backward_entry(a); /* autograd.c checked it is set */
+		p.fn = ag_backward_entry(a);
 	} else {
 		fnv = &m.payload.u.items[0];
 		p.fn = registry_find(&a->reg, fnv->u.str, fnv->len);
@@ -963,9 +963,18 @@ void serve_on_call(struct agent_loop *l, struct conn_state *cs,
 	}
 	if (ast != TW_OK) {
 		reply_errorf(&p, ast, "%s", tw_errmsg(ast));
-	} else if (p.fn == NULL && fnv == NULL) {
+	} else if (fnv == NULL &&
+		   !tw_ag_context_valid(a, args->u.items[0].u.i)) {
+		/* AG_BACKWARD for a context not held here (torch's words) */
+		reply_errorf(
+			&p, TW_EINVAL,
+			"Could not find autograd context with id: %" PRId64,
+			args->u.items[0].u.i);
+	} else if (fnv == NULL && p.fn == NULL) {
 		reply_errorf(&p, TW_ENOTSUP,
-			     "worker '%s' serves no autograd backward pass",
+			     "worker '%s' records no autograd graph: the "
+			     "distributed backward pass is served by the "
+			     "Python package's workers",
 			     a->name);
 	} else if (p.fn == NULL) {
 		reply_errorf(&p, TW_ENOFUNC,

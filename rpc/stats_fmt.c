@@ -117,6 +117,7 @@ static size_t counters(const struct tw_stats_counters *c, struct counter *o)
 	C(agent.conns_opened, "conns_opened");
 	C(agent.conns_closed, "conns_closed");
 	C(agent.conns_same_host, "conns_same_host");
+	C(agent.conns_shm, "conns_shm");
 	C(agent.connect_failures, "connect_failures");
 	C(agent.redial_waits, "redial_waits");
 	C(pending, "pending");

@@ -5,7 +5,9 @@
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
 #   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 60), on
 #      the schema parser and on the DPDK packet parser for half that each,
-#      on the connection handshake for a quarter: they must find nothing.
+#      on the connection handshake and the stream reassembler for a
+#      quarter, on the same-host transport's ring consumer for 15 s: they
+#      must find nothing.
 # Prints one "N passed, N failed" line at the end; exits non-zero on failure.
 set -eu
 cd "$(dirname "$0")/.."
@@ -60,10 +62,13 @@ fuzz_passed=0
 fuzz_failed=0
 CC=clang setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
 # target:seconds — the frame decoder faces the network, so it gets the most.
-# The rendezvous parsers sit behind authentication: a short run.
+# The rendezvous parsers sit behind authentication: a short run. So do the
+# shared rings (only a proved peer of this user gets them), and each of
+# their inputs is a whole connection: 15 s, some 4,000-6,000 of them.
 for spec in fuzz_decode:$FUZZ_SECONDS fuzz_schema:$((FUZZ_SECONDS / 2)) \
 	fuzz_dpdk_pkt:$((FUZZ_SECONDS / 2)) fuzz_auth:$((FUZZ_SECONDS / 4)) \
-	fuzz_rdv:$((FUZZ_SECONDS / 4)); do
+	fuzz_rdv:$((FUZZ_SECONDS / 4)) fuzz_stream_rx:$((FUZZ_SECONDS / 4)) \
+	fuzz_shm_ring:15; do
 	target=${spec%%:*}
 	secs=${spec#*:}
 	# A packet input is a control byte and up to the largest Ethernet

@@ -108,6 +108,13 @@ static void run_caller(tw_agent *a)
 			  &err));
 	printf("rpc_sync  demo::add(40, 2) = %" PRId64 "\n", res.u.i);
 	tw_value_destroy(&res);
+	/* One host: the calls took the same-host transport, unless it was
+	 * turned off or could not be set up (a warn line says why). */
+	struct tw_agent_stats st;
+	tw_agent_get_stats(a, &st);
+	printf("path      %s\n",
+	       st.conns_shm != 0 ? "shared memory (same host, same_host on)"
+				 : "TCP over io_uring");
 
 	/* Latency: sequential small calls. */
 	enum { NLAT = 2000 };

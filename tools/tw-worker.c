@@ -19,7 +19,7 @@ static void usage(FILE *f)
 		"                 [--secret-file FILE | --secret S] [--insecure]\n"
 		"                 [--stall-timeout-ms MS] [--shutdown-timeout-ms MS]\n"
 		"                 [--user-timeout-ms MS] [--connect-timeout-ms MS]\n"
-		"                 [--control-timeout-ms MS] [--log-level LEVEL]\n"
+		"                 [--control-timeout-ms MS] [--log-level LEVEL] [--no-same-host]\n"
 		"                 [--stat-socket PATH]\n"
 		"                 [--listen-host HOST] [--listen-port P] [--advertise-host HOST]\n"
 		"                 [--tcp-congestion-local CC] [--tcp-congestion CC]\n"
@@ -50,6 +50,9 @@ static void usage(FILE *f)
 		"--stat-socket PATH: serve statistics there for tw-stat (default\n"
 		"TW_STAT_SOCKET, else none): a 0600 unix socket in a 0700 directory.\n"
 		"--transport picks the transport (default uring: TCP over io_uring).\n"
+		"Workers on this host are reached through shared memory (the same-host\n"
+		"transport) whatever the transport; --no-same-host reaches them over\n"
+		"the transport too.\n"
 		"--listen-host: where io_uring serves (default 127.0.0.1): an IPv4 or IPv6\n"
 		"address, 0.0.0.0 or :: for every interface (announcing the address that\n"
 		"reaches the rendezvous), an interface name (eth1) or a host name.\n"
@@ -138,7 +141,8 @@ int main(int argc, char **argv)
 		{"connect-timeout-ms", required_argument, NULL, 1002},
 		{"control-timeout-ms", required_argument, NULL, 1003},
 		{"log-level", required_argument, NULL, 1004},
-		{"stat-socket", required_argument, NULL, 1005},
+		{"no-same-host", no_argument, NULL, 1005},
+		{"stat-socket", required_argument, NULL, 1006},
 		{"shutdown-timeout-ms", required_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -283,6 +287,9 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 1005:
+			o.same_host = false;
+			break;
+		case 1006:
 			o.stat_socket = optarg;
 			break;
 		case 'h':

@@ -247,9 +247,14 @@ struct tw_agent_opts {
 	 * same-host connection that cannot be set up (no shared directory,
 	 * a peer without it, a refusal) falls back to the main transport for
 	 * that worker, its calls moved over, saying why (a warn line,
-	 * tw_agent_stats.same_host_fallbacks). same_host_opts: a struct
-	 * tw_shm_opts (NULL = its defaults); options that are refused fail
-	 * tw_agent_init. Default off in this version.
+	 * tw_agent_stats.same_host_fallbacks). Where this host cannot serve
+	 * it (no same-host transport in the build, its socket directory
+	 * missing or not writable) the worker serves the main transport
+	 * only, saying why (a warn line, same_host_off). same_host_opts: a
+	 * struct tw_shm_opts (NULL = its defaults); options given there
+	 * that are refused fail tw_agent_init. Default on: clear it to
+	 * reach every worker over the main transport (to measure or test
+	 * that transport between workers of one host, say).
 	 */
 	bool same_host;
 	const void *same_host_opts;
@@ -632,6 +637,8 @@ struct tw_agent_stats {
 				    * network namespaces and containers
 				    * count), given the transport's
 				    * same-host treatment */
+	uint64_t conns_shm;           /* of those, connections over the
+				    * same-host transport (same_host) */
 };
 void tw_agent_get_stats(const tw_agent *a, struct tw_agent_stats *s);
 

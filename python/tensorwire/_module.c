@@ -92,6 +92,8 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			      "ignore_rref_leak",
 			      "control_timeout_ms",
 			      "log_level",
+			      "same_host",
+			      "same_host_options",
 			      NULL};
 	const char *name, *rdv, *transport = NULL, *secret = NULL;
 	unsigned rank, world;
@@ -99,14 +101,14 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	unsigned loops = 1, exec = 2;
 	int insecure = 0, yield_loops = 1, lend_loops = 1, ignore_leak = 0;
 	unsigned control_ms = 30000;
-	int log_level = -1;
-	PyObject *serve = NULL, *topts_dict = NULL;
+	int log_level = -1, same_host = 1;
+	PyObject *serve = NULL, *topts_dict = NULL, *sopts_dict = NULL;
 	if (!PyArg_ParseTupleAndKeywords(
-		    args, kw, "sIIs|LLIIzzpO!pOppIi", kws, &name, &rank, &world,
-		    &rdv, &timeout_ms, &init_ms, &loops, &exec, &transport,
-		    &secret, &insecure, &PyDict_Type, &serve, &yield_loops,
-		    &topts_dict, &lend_loops, &ignore_leak, &control_ms,
-		    &log_level))
+		    args, kw, "sIIs|LLIIzzpO!pOppIipO", kws, &name, &rank,
+		    &world, &rdv, &timeout_ms, &init_ms, &loops, &exec,
+		    &transport, &secret, &insecure, &PyDict_Type, &serve,
+		    &yield_loops, &topts_dict, &lend_loops, &ignore_leak,
+		    &control_ms, &log_level, &same_host, &sopts_dict))
 		return NULL;
 	if (twpy_agent != NULL) {
 		PyErr_SetString(PyExc_RuntimeError,
@@ -117,8 +119,14 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	struct twpy_topts topts;
 	if (twpy_topts_fill(transport, topts_dict, &topts) < 0)
 		return NULL;
+	struct twpy_topts sopts;
+	if (twpy_topts_fill(TW_TRANSPORT_SHM, sopts_dict, &sopts) < 0) {
+		twpy_topts_release(&topts);
+		return NULL;
+	}
 	if (twpy_convert_init() < 0) {
 		twpy_topts_release(&topts);
+		twpy_topts_release(&sopts);
 		return NULL;
 	}
 	struct setup_ctx s = {0};
@@ -129,6 +137,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 			free(s.names);
 			free(s.fns);
 			twpy_topts_release(&topts);
+			twpy_topts_release(&sopts);
 			return PyErr_NoMemory();
 		}
 		Py_ssize_t pos = 0, i = 0;
@@ -172,6 +181,8 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	o.ignore_rref_leak = ignore_leak != 0;
 	o.control_timeout_ms = control_ms;
 	o.log_level = log_level;
+	o.same_host = same_host != 0;
+	o.same_host_opts = sopts.ptr;
 	o.setup = setup_cb;
 	o.setup_arg = &s;
 	tw_agent *a = NULL;
@@ -182,6 +193,7 @@ static PyObject *py_init(PyObject *self, PyObject *args, PyObject *kw)
 	Py_END_ALLOW_THREADS;
 	/* Read by tw_agent_init only. */
 	twpy_topts_release(&topts);
+	twpy_topts_release(&sopts);
 	if (st != TW_OK) {
 		/* The agent is gone with whatever it registered: the served
 		 * functions' references are ours to drop again. */
@@ -549,6 +561,8 @@ static PyObject *py_agent_stats(PyObject *self, PyObject *args)
 	X(connect_failures)
 	X(redial_waits)
 	X(conns_same_host)
+	X(conns_shm)
+	X(same_host_fallbacks)
 #undef X
 	return d;
 }

@@ -1,6 +1,7 @@
 /* tensorwire._C: RpcBackendOptions.transport_options, a dict keyed by the
  * field names of the transport's C options struct (struct tw_uring_opts,
- * struct tw_dpdk_opts), into that struct. Every key is checked against a
+ * struct tw_dpdk_opts; same_host_options: struct tw_shm_opts), into that
+ * struct. Every key is checked against a
  * table of the struct's fields before anything starts. */
 #include "_tw.h"
 
@@ -99,6 +100,28 @@ static const struct topt uring_fields[] = {
 	{NULL, 0, K_STR},
 };
 #undef U
+
+/* clang-format off */
+#define S(f, k) {#f, offsetof(struct tw_shm_opts, f), k}
+/* clang-format on */
+static const struct topt shm_fields[] = {
+	S(dir, K_STR),
+	S(socket_mode, K_U32),
+	S(ring_size, K_U32),
+	S(max_queued, K_U32),
+	S(rx_pool_buf_size, K_U32),
+	S(rx_pool_count, K_U32),
+	S(large_frame, K_U32),
+	S(large_cache_bytes, K_SIZE),
+	S(asm_worker_bytes, K_U64),
+	S(stall_timeout_ms, K_U32),
+	S(max_conns, K_U32),
+	S(connect_timeout_ms, K_U32),
+	S(no_rings, K_BOOL),
+	S(cma_threshold, K_U64),
+	{NULL, 0, K_STR},
+};
+#undef S
 
 static const struct topt *field_find(const struct topt *t, const char *name)
 {
@@ -306,6 +329,11 @@ int twpy_topts_fill(const char *transport, PyObject *dict, struct twpy_topts *t)
 		fields = dpdk_fields;
 		base = &t->d;
 		tname = TW_TRANSPORT_DPDK;
+	} else if (strcmp(transport, TW_TRANSPORT_SHM) == 0) {
+		tw_shm_opts_init(&t->s, sizeof(t->s));
+		fields = shm_fields;
+		base = &t->s;
+		tname = TW_TRANSPORT_SHM;
 	} else {
 		PyErr_Format(PyExc_ValueError,
 			     "transport_options given for unknown transport "

@@ -93,12 +93,14 @@ struct twpy_topts {
 	union {
 		struct tw_uring_opts u;
 		struct tw_dpdk_opts d;
+		struct tw_shm_opts s; /* same_host_options */
 	};
 	const void *ptr; /* for tw_agent_opts.transport_opts; NULL: none */
 	PyObject *keep;  /* the str values ptr's strings point into */
 };
 /* Fill *t from dict (NULL or None: none, t->ptr NULL) for transport (NULL:
- * the struct the keys are fields of, io_uring's when they all are). -1
+ * the struct the keys are fields of, io_uring's when they all are; "shm":
+ * the same-host transport's, same_host_options). -1
  * with ValueError (an unknown key, naming the valid ones; an integer out
  * of its field's range) or TypeError (a value of the wrong type), each
  * naming the key. On success the strings stay valid until

@@ -4,6 +4,7 @@
  * when both came back right. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <tensorwire/tensorwire.h>
 
@@ -21,6 +22,9 @@ int main(int argc, char **argv)
 	o.rank = (uint32_t)atoi(argv[1]);
 	o.world_size = (uint32_t)atoi(argv[2]);
 	o.rendezvous = argv[3];
+	const char *sh = getenv("TW_TEST_SAME_HOST");
+	if (sh != NULL && strcmp(sh, "0") == 0)
+		o.same_host = false;
 	tw_agent *a;
 	tw_status st = tw_agent_init(&o, &a);
 	if (st != TW_OK) {

@@ -454,7 +454,10 @@ def body_addresses(rank, world):
            "back": rpc.rpc_sync("worker1", torch.add,
                                 args=(torch.ones(2), 1)).tolist()}
     out.update({"addr%d" % r: _C.worker_addr(r) for r in range(world)})
-    out["same_host"] = _C.agent_stats()["conns_same_host"]
+    s = _C.agent_stats()
+    out["same_host"] = s["conns_same_host"]
+    out["shm"] = s["conns_shm"]
+    out["fallbacks"] = s["same_host_fallbacks"]
     return out
 
 
@@ -647,6 +650,24 @@ def body_lend(rank, world):
     r = rpc.remote("worker1", add, args=(4, 5))
     ok &= r.to_here() == 9
     return {"ok": bool(ok), "lent": _C.agent_stats()["lent_waits"]}
+
+
+def _shm_rings_mapped():
+    """Whether this process maps a same-host transport's rings (the sealed
+    memfd dataplane/shm_map.c creates)."""
+    with open("/proc/self/maps") as f:
+        return "memfd:tensorwire-shm" in f.read()
+
+
+def body_same_host(rank, world):
+    """Calls (a 4 MiB tensor among them) to worker1 on this host; says
+    whether they went over the same-host transport's rings."""
+    from tensorwire import _C
+    t = torch.arange(1 << 20, dtype=torch.float32)
+    ok = rpc.rpc_sync("worker1", add, args=(1, 2)) == 3
+    ok &= torch.equal(rpc.rpc_sync("worker1", ident, args=(t,)), t)
+    return {"ok": bool(ok), "rings": _shm_rings_mapped(),
+            "fallbacks": _C.agent_stats()["same_host_fallbacks"]}
 
 
 _kept = []

@@ -33,6 +33,8 @@ def worker_main(rank, world, port, body, args, threads, q, extra,
         if before is not None:
             getattr(funcs, before[0])(rank, world, *before[1])
         extra = dict(extra)
+        if os.environ.get("TW_TEST_SAME_HOST") == "0":
+            extra.setdefault("same_host", False)
         init = extra.pop("init_method", "tcp://127.0.0.1:%d")
         opts = rpc.TensorPipeRpcBackendOptions(
             init_method=init % port, num_worker_threads=threads, **extra)
@@ -61,10 +63,12 @@ def tw_worker(rank, world, port, kind="tw-worker"):
     if kind == "c_caller":
         return subprocess.Popen([os.path.join(build, "python", "c_caller"),
                                  str(rank), str(world), addr])
+    off = (["--no-same-host"] if os.environ.get("TW_TEST_SAME_HOST") == "0"
+           else [])
     return subprocess.Popen([os.path.join(build, "tools", "tw-worker"),
                              "--name", "worker%d" % rank, "--rank",
                              str(rank), "--world-size", str(world),
-                             "--rendezvous", addr])
+                             "--rendezvous", addr] + off)
 
 
 def run(body, world=2, args=(), threads=4, timeout=120, extra=None,

@@ -25,7 +25,9 @@ ipv6 = pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback here")
 
 
 def _run(listen, init=None, secret=False, rank_extra=None):
-    extra = {"transport": "uring"}
+    # same_host off: the calls must cross the io_uring addresses under test
+    # (with it, these same-host workers would meet in shared memory).
+    extra = {"transport": "uring", "same_host": False}
     if secret:
         extra.update(SECRET)
     if init:
@@ -37,7 +39,25 @@ def _run(listen, init=None, secret=False, rank_extra=None):
     assert out["back"] == [2.0, 2.0], out
     # One connection each way at least, both on this kernel.
     assert out["same_host"] >= 1, out
+    assert out["shm"] == 0, out
     return out
+
+
+@pytest.mark.parametrize("same_host", [None, True, False])
+def test_same_host_workers_meet_in_shared_memory_unless_turned_off(
+        same_host):
+    """By default (and with same_host=True) two workers of this host call
+    each other over the same-host transport, none falling back; with
+    same_host=False over io_uring only."""
+    extra = {} if same_host is None else {"same_host": same_host}
+    out = rpcgroup.run("body_addresses", extra=extra)
+    assert out["add"] == 3 and out["echo"], out
+    assert out["back"] == [2.0, 2.0], out
+    assert out["fallbacks"] == 0, out
+    if same_host is False:
+        assert out["shm"] == 0, out
+    else:
+        assert out["shm"] >= 1, out
 
 
 @ipv6

@@ -60,7 +60,9 @@ def test_rpc_over_memif(capfd):
     try:
         out = rpcgroup.run(
             "body_dpdk", timeout=180, rank_extra=rank_extra,
-            extra={"transport": "dpdk",
+            # same_host off: the two workers share this host, and the
+            # memif pair between them is what is tested here.
+            extra={"transport": "dpdk", "same_host": False,
                    "secret": "tensorwire-python-dpdk-test"},
             before=("dpdk_before_init", (rundir,)))
     finally:

@@ -30,6 +30,10 @@ DPDK_KEYS = ["eal_args", "port", "local_ip", "udp_base_port", "mtu",
              "rx_pool_count", "burst", "sw_udp_csum_off", "no_pkt_tag",
              "asm_bytes", "asm_stall_ns", "ooo_max", "rexmit_max",
              "accept_timeout_ns", "ack_delay_ns"]
+SHM_KEYS = ["dir", "socket_mode", "ring_size", "max_queued",
+            "rx_pool_buf_size", "rx_pool_count", "large_frame",
+            "large_cache_bytes", "asm_worker_bytes", "stall_timeout_ms",
+            "max_conns", "connect_timeout_ms", "no_rings", "cma_threshold"]
 
 # (transport, options, exception, words its message holds)
 BAD = [
@@ -173,6 +177,32 @@ def test_lend_loops(lend):
         assert out["lent"] == 0, out
 
 
+@pytest.mark.parametrize("extra,rings", [
+    ({}, True), ({"transport": "uring"}, True),
+    ({"same_host": False}, False), ({"same_host": True}, True)])
+def test_same_host_transport(extra, rings):
+    """Workers on one host take the same-host transport unless told not
+    to (same_host: default on)."""
+    out = rpcgroup.run("body_same_host", extra=extra)
+    assert out == {"ok": True, "rings": rings, "fallbacks": 0}, out
+
+
+def test_same_host_options_are_checked_and_reach_the_transport():
+    with pytest.raises(ValueError, match="'ring_sz'"):
+        rpc.TensorPipeRpcBackendOptions(same_host_options={"ring_sz": 1})
+    with pytest.raises(TypeError, match="'no_rings'"):
+        rpc.TensorPipeRpcBackendOptions(same_host_options={"no_rings": 1})
+    # no_rings: the same-host connections keep every frame on their
+    # socket, so no rings are mapped; a ring_size the transport refuses
+    # fails init with its reason.
+    out = rpcgroup.run("body_same_host",
+                       extra={"same_host_options": {"no_rings": True}})
+    assert out == {"ok": True, "rings": False, "fallbacks": 0}, out
+    with pytest.raises(AssertionError, match="ring_size"):
+        rpcgroup.run("body_same_host",
+                     extra={"same_host_options": {"ring_size": 12345}})
+
+
 def _header_fields(header, struct):
     """The field names of a C options struct, read from its header."""
     import os
@@ -192,7 +222,8 @@ def _header_fields(header, struct):
 
 @pytest.mark.parametrize("transport,header,struct,listed", [
     ("uring", "uring.h", "tw_uring_opts", URING_KEYS),
-    ("dpdk", "dpdk.h", "tw_dpdk_opts", DPDK_KEYS)])
+    ("dpdk", "dpdk.h", "tw_dpdk_opts", DPDK_KEYS),
+    ("shm", "shm.h", "tw_shm_opts", SHM_KEYS)])
 def test_every_field_of_the_header_is_an_option(transport, header, struct,
                                                  listed):
     """transport_options carries every field of the C struct: the keys the

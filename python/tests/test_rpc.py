@@ -120,8 +120,11 @@ def test_c_worker_calls_python_functions():
 
 def test_worker_killed_mid_call_fails_the_call():
     msg = rpcgroup.run("body_killed", dead=(1,), nongraceful=(0,))
-    assert msg is not None and "worker1" in msg and "unreachable" in msg, \
-        msg
+    # Whichever notices first fails the call: the connection to worker1
+    # (unreachable) or rank 0's control connection (declared dead); over
+    # the same-host transport the second often comes first.
+    assert msg is not None and "worker1" in msg and (
+        "unreachable" in msg or "is dead" in msg), msg
 
 
 def test_torchscript_functions_by_qualified_name():

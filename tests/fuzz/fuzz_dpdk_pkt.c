@@ -76,7 +76,7 @@ static void check_csum(const uint8_t *p, size_t n)
 /* What each type may say (dpdk_pkt.h), restated independently. */
 static void check_hdr(const struct twp_hdr *h)
 {
-	CHECK(h->type >= TWP_DATA && h->type <= TWP_RESET);
+	CHECK(h->type >= TWP_DATA && h->type <= TWP_COOKIE);
 	switch (h->type) {
 	case TWP_DATA:
 		CHECK(h->flags == 0);
@@ -97,10 +97,23 @@ static void check_hdr(const struct twp_hdr *h)
 	case TWP_ACCEPT:
 		/* the setup block; the tag flag; no tag, no packet number */
 		CHECK((h->flags & ~TWP_F_TAG) == 0);
-		CHECK(h->len == TWP_SETUP_LEN);
+		/* a CONNECT may carry the acceptor's cookie after it */
+		CHECK(h->len == TWP_SETUP_LEN ||
+		      (h->type == TWP_CONNECT &&
+		       h->len == TWP_SETUP_LEN + TWP_COOKIE_LEN));
 		CHECK(h->pn == 0 && h->tag == 0);
 		CHECK((h->dst_sess == 0) == (h->type == TWP_CONNECT));
 		CHECK(h->src_sess != 0);
+		CHECK(h->seq == 0 && h->ack == 0 && h->msg == 0);
+		CHECK(h->frame_off == 0);
+		CHECK(h->frame_len >= TWP_MIN_MSS &&
+		      h->frame_len <= TWP_MAX_MSS);
+		break;
+	case TWP_COOKIE:
+		/* the acceptor keeps no session: src_sess 0 */
+		CHECK(h->flags == 0 && h->len == TWP_SETUP_LEN);
+		CHECK(h->dst_sess != 0 && h->src_sess == 0);
+		CHECK(h->pn == 0 && h->tag == 0);
 		CHECK(h->seq == 0 && h->ack == 0 && h->msg == 0);
 		CHECK(h->frame_off == 0);
 		CHECK(h->frame_len >= TWP_MIN_MSS &&

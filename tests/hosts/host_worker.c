@@ -822,6 +822,9 @@ int main(int argc, char **argv)
 	o.executor_threads = 2;
 	o.init_timeout_ms = 30000;
 	o.setup = setup;
+	/* The namespaces stand for hosts: what is under test is the path
+	 * between them, not the shared memory their one kernel offers. */
+	o.same_host = false;
 	if (g_dpdk) {
 		o.transport = TW_TRANSPORT_DPDK;
 		o.transport_opts = &dop;

@@ -29,7 +29,7 @@ def main():
         secret = f.read().strip()
     opts = rpc.TensorPipeRpcBackendOptions(
         init_method=rdv, secret=secret, num_worker_threads=4,
-        rpc_timeout=60, init_timeout=60,
+        rpc_timeout=60, init_timeout=60, same_host=False,
         transport_options={"listen_host": "0.0.0.0"})
     rpc.init_rpc("w%d" % rank, rank=rank, world_size=world,
                  rpc_backend_options=opts)

@@ -4,7 +4,9 @@
  * and reports. Shared results live in a MAP_SHARED page. Functions every
  * worker serves are here too.
  *
- * Transport: io_uring TCP, or with TW_TEST_TRANSPORT=dpdk the DPDK
+ * Transport: the same-host one (shared memory, tw_agent_opts.same_host,
+ * the default; TW_TEST_SAME_HOST=0 turns it off, =1 on) beside io_uring
+ * TCP, or with TW_TEST_TRANSPORT=dpdk the DPDK
  * transport over net_af_packet: each group gets a Linux bridge and one
  * veth pair per worker (named after the test process, removed after the
  * group), each worker its own EAL on its end. The rendezvous stays TCP
@@ -196,6 +198,17 @@ static H_UNUSED bool h_dpdk(void)
 {
 	const char *e = getenv("TW_TEST_TRANSPORT");
 	return e != NULL && strcmp(e, "dpdk") == 0;
+}
+
+/* TW_TEST_SAME_HOST=1 or 0: tw_agent_opts.same_host on or off (unset:
+ * dflt, the library's default). Off in the DPDK mode, whose workers
+ * share this host but are there to test the DPDK transport. */
+static H_UNUSED bool h_same_host(bool dflt)
+{
+	const char *e = getenv("TW_TEST_SAME_HOST");
+	if (h_dpdk())
+		return false;
+	return e != NULL && e[0] != '\0' ? strcmp(e, "0") != 0 : dflt;
 }
 
 /* TW_TEST_VDEV=af_xdp: the workers' ports are net_af_xdp (XDP sockets)
@@ -924,6 +937,7 @@ static H_UNUSED void h_opts(struct tw_agent_opts *o, const struct h_worker *w)
 	 * (and the DPDK transport serves on routable addresses, which
 	 * needs one). */
 	o->secret = H_SECRET;
+	o->same_host = h_same_host(o->same_host);
 	if (h_net_cur != NULL && h_net_rank >= 0) {
 		tw_dpdk_opts_init(&h_dpdk_opts, sizeof(h_dpdk_opts));
 		h_dpdk_opts.eal_args = h_net_cur->eal[h_net_rank];
@@ -931,6 +945,14 @@ static H_UNUSED void h_opts(struct tw_agent_opts *o, const struct h_worker *w)
 		o->transport = TW_TRANSPORT_DPDK;
 		o->transport_opts = &h_dpdk_opts;
 	}
+}
+
+/* What carries a test worker's calls to the others, for printed figures. */
+static H_UNUSED const char *h_mode(const struct tw_agent_opts *o)
+{
+	if (h_dpdk())
+		return h_xdp() ? "af_xdp" : "dpdk";
+	return o->same_host ? "shm" : "uring";
 }
 
 /* A borrowed tuple view of n values (no allocation). */

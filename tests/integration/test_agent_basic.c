@@ -78,6 +78,21 @@ static int w_join(struct h_worker *w)
 			 "whoami result");
 		tw_value_destroy(&r_);
 	}
+	/* Which transport carried those calls: with same_host (the
+	 * default), the same-host one for every peer (all are on this
+	 * host), none fallen back to TCP; without it, TCP only. */
+	struct tw_agent_stats s;
+	tw_agent_get_stats(a, &s);
+	uint64_t peers = (uint64_t)w->world - 1;
+	if (o.same_host)
+		W_ASSERT(w, s.conns_shm >= peers && s.same_host_fallbacks == 0,
+			 "shm connections %" PRIu64 ", fallbacks %" PRIu64,
+			 s.conns_shm, s.same_host_fallbacks);
+	else
+		W_ASSERT(w, s.conns_shm == 0, "shm connections %" PRIu64,
+			 s.conns_shm);
+	W_ASSERT(w, s.conns_same_host >= peers || h_dpdk(),
+		 "same-host connections %" PRIu64, s.conns_same_host);
 	st = tw_agent_shutdown(a, true);
 	W_ASSERT(w, st == TW_OK, "shutdown: %s", tw_status_name(st));
 	return 0;

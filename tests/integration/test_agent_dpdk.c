@@ -6,7 +6,10 @@
  * (queue pairs). Then members that pause and die (issue 18): a peer
  * SIGSTOPped for 10 s loses no call, a SIGKILLed one's calls fail within
  * 100 ms (rank 0's notice, not data-plane silence) and later ones at
- * once. Needs root (the EAL); skips when the EAL cannot start. */
+ * once. A peer that acknowledges nothing (stopped, with a caller whose
+ * rexmit_max is small) ends its session, and its calls fail with the
+ * reason, though it stays a member. Needs root (the EAL); skips when the
+ * EAL cannot start. */
 #include "harness.h"
 
 #include <ftw.h>
@@ -16,7 +19,7 @@
 	"--no-huge -m 256 --no-pci --no-telemetry --log-level=warning "
 
 /* Shared with the workers (MAP_SHARED). */
-enum run_mode { RUN_CALLS, RUN_PAUSED, RUN_KILLED, RUN_KILLED0 };
+enum run_mode { RUN_CALLS, RUN_PAUSED, RUN_KILLED, RUN_KILLED0, RUN_NOACK };
 
 struct dpdk_run {
 	int loops;
@@ -277,6 +280,24 @@ static tw_status add_async(tw_agent *a, const char *to, int i,
 	return st;
 }
 
+/* w1 answers an add (our session to it is up), is SIGSTOPped, and gets
+ * n adds with 60 s deadlines queued to it, fs[i] adding i and 1000. */
+static int stop_and_queue(struct h_worker *w, tw_agent *a, pid_t p1,
+			  tw_future **fs, int n)
+{
+	int64_t v;
+	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
+	tw_value at = H_TUPLE(aa);
+	tw_status st = h_call_int(a, "w1", "add", &at, &v);
+	W_ASSERT(w, st == TW_OK && v == 42, "add: %s", tw_status_name(st));
+	W_ASSERT(w, stop_now(p1), "SIGSTOP %d", (int)p1);
+	for (int i = 0; i < n; i++) {
+		st = add_async(a, "w1", i, 60000, &fs[i]);
+		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
+	}
+	return 0;
+}
+
 /* Paused is not dead: w1 is SIGSTOPped for 10 s with 1000 calls (60 s
  * deadlines) queued to it; it stays a member, every call completes once
  * it resumes, and calls with short deadlines still fail by them. */
@@ -289,14 +310,10 @@ static int w_paused(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	int64_t v;
 	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
 	tw_value at = H_TUPLE(aa);
-	tw_status st = h_call_int(a, "w1", "add", &at, &v);
-	W_ASSERT(w, st == TW_OK && v == 42, "add: %s", tw_status_name(st));
-	W_ASSERT(w, stop_now(p1), "SIGSTOP %d", (int)p1);
 	uint64_t t0 = h_now_ms();
-	for (int i = 0; i < N; i++) {
-		st = add_async(a, "w1", i, 60000, &fs[i]);
-		W_ASSERT(w, st == TW_OK, "async %d: %s", i, tw_status_name(st));
-	}
+	if (stop_and_queue(w, a, p1, fs, N) != 0)
+		return 1;
+	tw_status st;
 	for (int i = 0; i < SHORT; i++) {
 		st = add_async(a, "w1", i, 2000, &sf[i]);
 		W_ASSERT(w, st == TW_OK, "short %d: %s", i, tw_status_name(st));
@@ -335,6 +352,72 @@ static int w_paused(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	atomic_store(&run->resume_ms, h_now_ms() - t1 + 1);
 	st = h_call_int(a, "w1", "add", &at, &v);
 	W_ASSERT(w, st == TW_OK && v == 42, "add after: %s",
+		 tw_status_name(st));
+	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
+	return 0;
+}
+
+/* A peer that acknowledges nothing ends its session (tw_dpdk_opts
+ * rexmit_max, NOACK_REXMIT here): w1 is SIGSTOPped, so our CALL packets
+ * go unacknowledged; after NOACK_REXMIT retransmission timeouts (rto
+ * 5 ms doubling to 40 ms: about 0.8 s) every call queued on the session
+ * fails with TW_EUNREACHABLE and the transport's reason, long before the
+ * calls' own 60 s deadlines and dead_ns (30 s). w1 is not declared dead
+ * (its process lives: the control plane says nothing), and once resumed
+ * it answers a new session's calls. */
+enum { NOACK_REXMIT = 20 };
+
+static int w_noack(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
+{
+	enum { N = 100 };
+	static tw_future *fs[N];
+	const char *why = "acknowledged nothing for rexmit_max retransmission "
+			  "timeouts";
+	pid_t p1 = (pid_t)atomic_load(&run->pid[1]);
+	struct tw_agent_stats s0, s1;
+	tw_agent_get_stats(a, &s0);
+	uint64_t t0 = h_now_ms();
+	if (stop_and_queue(w, a, p1, fs, N) != 0)
+		return 1;
+	tw_status st;
+	/* Every call's end is read before w1 resumes, and checked after:
+	 * a failed check must not leave w1 stopped. */
+	int bad = -1;
+	tw_status bad_st = TW_OK;
+	char bad_msg[256] = "";
+	for (int i = 0; i < N; i++) {
+		st = tw_future_wait(fs[i], 30000);
+		const tw_error *e = tw_future_error(fs[i]);
+		if (bad < 0 && (st != TW_EUNREACHABLE || e == NULL ||
+				strstr(e->msg, why) == NULL)) {
+			bad = i;
+			bad_st = st;
+			snprintf(bad_msg, sizeof(bad_msg), "%s",
+				 e != NULL ? e->msg : "(no error)");
+		}
+		tw_future_release(fs[i]);
+	}
+	atomic_store(&run->fail_ms, h_now_ms() - t0 + 1);
+	bool alive = tw_agent_worker_alive(a, 1);
+	W_ASSERT(w, kill(p1, SIGCONT) == 0, "SIGCONT");
+	W_ASSERT(w, bad < 0, "call %d: %s: %s", bad, tw_status_name(bad_st),
+		 bad_msg);
+	tw_agent_get_stats(a, &s1);
+	W_ASSERT(w, s1.timeouts == s0.timeouts, "%" PRIu64 " calls timed out",
+		 s1.timeouts - s0.timeouts);
+	W_ASSERT(w, alive, "w1 declared dead");
+	/* A new session: the first tries may still meet the old one's end
+	 * (the peer's RESET, a redial backoff); each fails at once. */
+	int64_t v;
+	tw_value aa[2] = {tw_value_int(40), tw_value_int(2)};
+	tw_value at = H_TUPLE(aa);
+	uint64_t until = h_now_ms() + 20000;
+	do {
+		st = h_call_int(a, "w1", "add", &at, &v);
+		if (st != TW_OK)
+			h_sleep_ms(50);
+	} while (st != TW_OK && h_now_ms() < until);
+	W_ASSERT(w, st == TW_OK && v == 42, "add after SIGCONT: %s",
 		 tw_status_name(st));
 	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 	return 0;
@@ -429,8 +512,11 @@ static int w_dpdk(struct h_worker *w)
 	d.port = "net_memif0";
 	d.local_ip = w->rank == 0 ? "10.88.0.1" : "10.88.0.2";
 	d.udp_base_port = 32000;
+	if (run->mode == RUN_NOACK && w->rank == 0)
+		d.rexmit_max = NOACK_REXMIT;
 	o.transport = TW_TRANSPORT_DPDK;
 	o.transport_opts = &d;
+	o.same_host = false; /* both on this host: memif is under test */
 	o.num_loops = (uint32_t)run->loops;
 	if (w->rank == 0) {
 		o.setup = srv_up_setup;
@@ -460,8 +546,9 @@ static int w_dpdk(struct h_worker *w)
 	if (victim >= 0 && w->rank == 1 - victim)
 		rc = w_killed(w, a, run, victim);
 	else if (w->rank == 0)
-		rc = run->mode == RUN_PAUSED ? w_paused(w, a, run)
-					     : w_calls(w, a, run);
+		rc = run->mode == RUN_PAUSED  ? w_paused(w, a, run)
+		     : run->mode == RUN_NOACK ? w_noack(w, a, run)
+					      : w_calls(w, a, run);
 	if (victim == 0 && rc == 0) {
 		/* Rank 0 gone, the barrier cannot run (agent.h). */
 		st = tw_agent_shutdown(a, true);
@@ -518,6 +605,11 @@ static void run_group(int loops, enum run_mode mode)
 			mode == RUN_KILLED ? 1 : 0,
 			(uint64_t)atomic_load(&run->fail_ms) - 1,
 			h_now_ms() - t0);
+	if (mode == RUN_NOACK)
+		fprintf(stderr,
+			"[agent_dpdk] w1 stopped, rexmit_max %d: its 100 calls "
+			"failed in %" PRIu64 " ms, with the reason\n",
+			NOACK_REXMIT, (uint64_t)atomic_load(&run->fail_ms) - 1);
 	if (mode != RUN_CALLS) {
 		munmap(run, sizeof(*run));
 		return;
@@ -554,4 +646,9 @@ Test(agent_dpdk, a_killed_peer_fails_its_calls_within_100ms, .timeout = 120)
 Test(agent_dpdk, a_killed_rank_0_fails_its_calls_within_100ms, .timeout = 120)
 {
 	run_group(1, RUN_KILLED0);
+}
+
+Test(agent_dpdk, a_peer_acking_nothing_ends_its_session, .timeout = 120)
+{
+	run_group(1, RUN_NOACK);
 }

@@ -142,6 +142,7 @@ static int w_kill(struct h_worker *w)
 		W_ASSERT(w,
 			 h_call_int(a, "w1", "add", &at, &v) == TW_OK && v == 3,
 			 "ping");
+		uint64_t t0 = h_now_ms();
 		W_ASSERT(w,
 			 tw_rpc_async(a, "w1", "die", NULL, NULL, 0, &fs[10]) ==
 				 TW_OK,
@@ -155,6 +156,11 @@ static int w_kill(struct h_worker *w)
 				 "msg names w1: %s", e->msg);
 			tw_future_release(fs[i]);
 		}
+		/* No deadline on the calls: only w1's death ended them. */
+		fprintf(stderr,
+			"[%s] w1 SIGKILLed inside a call: its 11 calls failed "
+			"%llu ms after that call was sent\n",
+			h_mode(&o), (unsigned long long)(h_now_ms() - t0));
 		W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
 		/* later calls fail too (the reconnect is refused), never hang */
 		tw_value r, e;
@@ -251,7 +257,7 @@ static int w_member_dies(struct h_worker *w)
 	fprintf(stderr,
 		"[%s] w1 declared dead %llu ms after it was told to die, its "
 		"forks dropped, its pending call failed\n",
-		h_dpdk() ? "dpdk" : "uring", (unsigned long long)(t_dead - t0));
+		h_mode(&o), (unsigned long long)(t_dead - t0));
 	tw_future *f = NULL;
 	st = tw_rpc_async(a, "w1", "add", NULL, NULL, -1, &f);
 	W_ASSERT(w, st == TW_EUNREACHABLE && f == NULL, "new call: %s",
@@ -747,8 +753,10 @@ struct raw_ch {
 	struct twp_local local;
 	uint64_t sess, peer_sess;
 	uint32_t snd_nxt, rcv_next, msg;
-	uint8_t nonce[TWP_NONCE_LEN]; /* our CONNECT's */
-	uint8_t last[2048];           /* our last DATA packet, sent again if no
+	uint8_t nonce[TWP_NONCE_LEN];   /* our CONNECT's */
+	uint8_t cookie[TWP_COOKIE_LEN]; /* the worker's, once it sent one */
+	bool has_cookie;
+	uint8_t last[2048]; /* our last DATA packet, sent again if no
 			     * answer comes */
 	size_t last_len;
 	uint8_t *rx; /* the frame being received */
@@ -807,7 +815,8 @@ static size_t rawd_build(struct raw_ch *ch, uint8_t *p, const struct twp_hdr *h,
 
 static bool rawd_ctl(struct raw_ch *ch, uint8_t type, uint8_t flags)
 {
-	uint8_t p[TWP_HEADERS + TWP_SETUP_LEN], body[TWP_SETUP_LEN];
+	uint8_t p[TWP_HEADERS + TWP_SETUP_LEN + TWP_COOKIE_LEN];
+	uint8_t body[TWP_SETUP_LEN + TWP_COOKIE_LEN];
 	struct twp_hdr h = {.type = type,
 			    .flags = flags,
 			    .dst_sess = ch->peer_sess,
@@ -821,10 +830,13 @@ static bool rawd_ctl(struct raw_ch *ch, uint8_t type, uint8_t flags)
 		 * (dataplane/dpdk_pkt.h): first packet number 0 */
 		struct twp_setup b = {.isn = 0};
 		memcpy(b.nonce, ch->nonce, TWP_NONCE_LEN);
-		h.len = TWP_SETUP_LEN;
+		h.len = TWP_SETUP_LEN + (ch->has_cookie ? TWP_COOKIE_LEN : 0);
+		const uint8_t *ck = ch->has_cookie ? ch->cookie : NULL;
 		twp_setup_mac(H_SECRET, strlen(H_SECRET), &h, &ch->self,
-			      &ch->peer, &b, NULL, b.mac);
+			      &ch->peer, &b, ck, b.mac);
 		twp_setup_encode(body, &b);
+		if (ck != NULL)
+			memcpy(body + TWP_SETUP_LEN, ck, TWP_COOKIE_LEN);
 	}
 	if (type == TWP_RESET)
 		h.ack = 0;
@@ -882,8 +894,23 @@ static int rawd_connect(struct raw_ch *ch, const char *dev, const char *addr)
 	for (int i = 0; i < 50; i++) {
 		if (!rawd_ctl(ch, TWP_CONNECT, 0))
 			return -1;
-		if (rawd_recv(ch, buf, sizeof(buf), &pk, 200) &&
-		    pk.h.type == TWP_ACCEPT && pk.h.dst_sess == ch->sess) {
+		if (!rawd_recv(ch, buf, sizeof(buf), &pk, 200))
+			continue;
+		if (pk.h.type == TWP_COOKIE && pk.h.dst_sess == ch->sess &&
+		    pk.h.len == TWP_SETUP_LEN) {
+			/* No session before we send its cookie back
+			 * (docs/wire.md 8): the same CONNECT, with it. */
+			struct twp_setup b;
+			twp_setup_decode(pk.payload, &b);
+			if (!twp_setup_verify(H_SECRET, strlen(H_SECRET), &pk.h,
+					      &pk.src, &ch->self, &b,
+					      ch->nonce))
+				return -1;
+			memcpy(ch->cookie, b.nonce, TWP_COOKIE_LEN);
+			ch->has_cookie = true;
+			continue;
+		}
+		if (pk.h.type == TWP_ACCEPT && pk.h.dst_sess == ch->sess) {
 			/* the worker proves the secret too, bound to our
 			 * nonce; its first packet number is its own */
 			struct twp_setup b;

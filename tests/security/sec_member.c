@@ -13,6 +13,11 @@
  *   astats              "astats calls_served=N calls_sent=N ..." (more of
  *                       tw_agent_stats, name=value)
  *   target NAME         later commands call NAME instead -> "ok NAME"
+ *   reopen N [T_MS]     N times: close our connection to the target (on
+ *                       every loop), then one demo::add on it, which
+ *                       opens a new session -> "ok N" when every call
+ *                       succeeded, else "err ..." naming the first that
+ *                       did not
  *   burst N MS [T_MS]   N calls of demo::slow(MS) and N of demo::add(i,
  *                       1000) on the target, all in flight at once, then
  *                       waits for all -> "ok N" when every one succeeded
@@ -35,9 +40,11 @@
  *
  * Failures read "err <status number> <status name> <reason>". */
 #include <getopt.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <tensorwire/tensorwire.h>
 
@@ -92,16 +99,25 @@ static void say_err(tw_status s, const tw_value *err)
 	printf("err %d %s %s\n", (int)s, tw_strerror(s), why);
 }
 
+/* demo::add(20, 22)'s arguments into *args; false, said, when out of
+ * memory. */
+static bool add_args(tw_value *args)
+{
+	if (tw_value_tuple(args, 2) != TW_OK) {
+		printf("err %d %s out of memory\n", TW_ENOMEM,
+		       tw_strerror(TW_ENOMEM));
+		return false;
+	}
+	tw_value_set_item(args, 0, tw_value_int(20));
+	tw_value_set_item(args, 1, tw_value_int(22));
+	return true;
+}
+
 static void ping(tw_agent *a, const char *target, int64_t timeout_ms)
 {
 	tw_value args, res = tw_value_none(), err = tw_value_none();
-	if (tw_value_tuple(&args, 2) != TW_OK) {
-		printf("err %d %s out of memory\n", TW_ENOMEM,
-		       tw_strerror(TW_ENOMEM));
+	if (!add_args(&args))
 		return;
-	}
-	tw_value_set_item(&args, 0, tw_value_int(20));
-	tw_value_set_item(&args, 1, tw_value_int(22));
 	tw_status s = tw_rpc_sync(a, target, "demo::add", &args, NULL,
 				  timeout_ms, &res, &err);
 	if (s == TW_OK && res.kind == TW_KIND_INT)
@@ -206,6 +222,71 @@ static void burst(tw_agent *a, const char *target, int n, int64_t ms,
 		       tw_strerror(s), bad, 2 * n);
 }
 
+/* Close l's connection to worker dst, on l's thread (the poller closes
+ * it): the next call to dst on l opens a new connection. */
+struct reopen_msg {
+	struct tw_loop_msg m; /* first: the message is the object */
+	struct agent_loop *l;
+	uint32_t dst;
+	_Atomic int done;
+};
+
+static void reopen_fn(struct tw_loop_msg *m)
+{
+	struct reopen_msg *r = (struct reopen_msg *)(void *)m;
+	struct conn_state *cs = r->l->out[r->dst];
+	if (cs != NULL)
+		conn_close_later(cs);
+	atomic_store(&r->done, 1);
+}
+
+static void reopen(tw_agent *a, const char *target, int n, int64_t tmo)
+{
+	tw_worker_info wi;
+	if (n < 1 || n > 100000 ||
+	    tw_agent_worker_info(a, target, &wi) != TW_OK ||
+	    wi.id >= a->world) {
+		printf("err %d %s reopen: N 1 .. 100000 and a member\n",
+		       TW_EINVAL, tw_strerror(TW_EINVAL));
+		return;
+	}
+	tw_value args;
+	if (!add_args(&args))
+		return;
+	for (int i = 0; i < n; i++) {
+		for (uint32_t k = 0; k < a->nloops; k++) {
+			struct reopen_msg r = {.m.fn = reopen_fn,
+					       .l = &a->loops[k],
+					       .dst = wi.id};
+			struct timespec ms1 = {0, 1000000};
+			while (tw_loop_post(a->loops[k].loop, &r.m) != TW_OK)
+				nanosleep(&ms1, NULL);
+			while (!atomic_load(&r.done))
+				nanosleep(&ms1, NULL);
+		}
+		tw_value res = tw_value_none(), err = tw_value_none();
+		tw_status s = tw_rpc_sync(a, target, "demo::add", &args, NULL,
+					  tmo, &res, &err);
+		bool ok = s == TW_OK && res.kind == TW_KIND_INT &&
+			  res.u.i == 42;
+		if (!ok) {
+			printf("err %d %s reopen %d of %d: %s\n", (int)s,
+			       tw_strerror(s), i, n,
+			       err.kind == TW_KIND_ERROR && err.u.err->msg
+				       ? err.u.err->msg
+				       : "wrong result");
+			tw_value_destroy(&res);
+			tw_value_destroy(&err);
+			tw_value_destroy(&args);
+			return;
+		}
+		tw_value_destroy(&res);
+		tw_value_destroy(&err);
+	}
+	tw_value_destroy(&args);
+	printf("ok %d\n", n);
+}
+
 static void astats(const tw_agent *a)
 {
 	struct tw_agent_stats st;
@@ -274,6 +355,11 @@ static void dstats(const tw_agent *a, bool dpdk)
 		DS(accept_timeouts);
 		DS(unproven_evicted);
 		DS(connect_replays);
+		DS(sessions_full);
+		DS(sessions_live);
+		DS(cookies_tx);
+		DS(cookie_stale);
+		DS(cookies_rx);
 #undef DS
 		for (int r = 0; r < TW_DPDK_BAD_REASONS; r++)
 			if (sum.bad_by_reason[r] != 0)
@@ -368,6 +454,9 @@ int main(int argc, char **argv)
 	if (dpdk) {
 		o.transport = TW_TRANSPORT_DPDK;
 		o.transport_opts = &dop;
+		/* The members share this host; the DPDK path between them is
+		 * what the attacks aim at. */
+		o.same_host = false;
 	}
 	tw_agent *a;
 	tw_status s = tw_agent_init(&o, &a);
@@ -409,6 +498,12 @@ int main(int argc, char **argv)
 			if (sscanf(line + 6, "%d %lld %lld", &n, &ms, &tmo) < 2)
 				n = -1;
 			burst(a, target, n, ms, tmo > 0 ? tmo : 30000);
+		} else if (strncmp(line, "reopen ", 7) == 0) {
+			int n = 0;
+			long long tmo = 0;
+			if (sscanf(line + 7, "%d %lld", &n, &tmo) < 1)
+				n = -1;
+			reopen(a, target, n, tmo > 0 ? tmo : 10000);
 		} else if (strncmp(line, "quit", 4) == 0) {
 			break;
 		} else {

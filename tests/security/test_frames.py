@@ -174,10 +174,11 @@ def version2(g, w):
 
 
 def unknown_types(g, w):
-    """Message types 0, 15 and 255 (and an AUTH frame after the handshake
-    is done, which a data connection never expects): the stream is
-    refused and closed, nothing answered as a result."""
-    for t in (0, 15, 255):
+    """Message types 0, 17 (the first unassigned) and 255 (and an AUTH
+    frame after the handshake is done, which a data connection never
+    expects): the stream is refused and closed, nothing answered as a
+    result."""
+    for t in (0, 17, 255):
         c = g.conn(1)
         payload, _ = T.encode_value(None)
         c.send(T.header(t, len(payload), 48 + len(payload), req_id=5, src=1,
@@ -188,6 +189,30 @@ def unknown_types(g, w):
         C.check("unknown_types: type %d closes the connection" % t,
                 c.eof or c.closed_within(3.0))
         c.close()
+
+
+def autograd_types(g, w):
+    """AG_BACKWARD (15) with a payload of the wrong shape is refused with
+    an EXCEPTION and the connection kept; AG_CLEANUP (16) of a context
+    this worker never held is acknowledged (docs/wire.md 5.2)."""
+    c = g.conn(1)
+    payload, _ = T.encode_value(None)
+    c.send(T.header(15, len(payload), 48 + len(payload), req_id=7, src=1,
+                    dst=0) + payload)
+    f = c.recv_frame(3.0)
+    C.check("autograd_types: a malformed AG_BACKWARD is refused",
+            f is not None and f.type == T.EXCEPTION and f.req_id == 7,
+            repr(f))
+    payload, _ = T.encode_value(12345)
+    c.send(T.header(16, len(payload), 48 + len(payload), req_id=8, src=1,
+                    dst=0) + payload)
+    f = c.recv_frame(3.0)
+    C.check("autograd_types: an unknown context's AG_CLEANUP is "
+            "acknowledged", f is not None and f.type == 11 and
+            f.req_id == 8, repr(f))
+    C.check("autograd_types: the connection stays", not c.eof and
+            not c.closed_within(0.3))
+    c.close()
 
 
 def bad_magic(g, w):
@@ -249,6 +274,7 @@ case("giant_headers", giant_headers, bound_mb=64)
 case("partial_frames", partial_frames, bound_mb=128)
 case("version2", version2)
 case("unknown_types", unknown_types)
+case("autograd_types", autograd_types)
 case("bad_magic", bad_magic)
 case("garbage", garbage)
 C.finish()

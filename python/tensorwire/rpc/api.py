@@ -98,6 +98,20 @@ class RpcBackendOptions:
     library's log lines on stderr, "off", "error", "warn" (default, or
     TW_LOG_LEVEL), "info" or "debug".
 
+    same_host: workers on this host (the same kernel: other processes,
+    namespaces, containers) are reached over tensorwire's same-host
+    transport, rings in shared memory between the two processes of a
+    user, instead of the main transport, whatever the transport (default
+    True, tensorwire's tw_agent_opts.same_host); False reaches them over
+    the main transport too. As torch's TensorPipe takes its shm transport
+    for a peer on the same machine: a large tensor crosses with two
+    memcpy and no kernel, about a third of the CPU loopback TCP takes,
+    whichever CPUs the two processes share (perf/RESULTS.md, issue 14,
+    fifth pass). A worker whose same-host connection cannot be set up
+    falls back to the main transport. same_host_options: that transport's
+    options, a dict keyed by the fields of struct tw_shm_opts
+    (include/tensorwire/shm.h), checked as transport_options are.
+
     transport_options: the transport's options, a dict keyed by the field
     names of its C options struct (include/tensorwire/uring.h, struct
     tw_uring_opts; include/tensorwire/dpdk.h, struct tw_dpdk_opts; every
@@ -142,9 +156,12 @@ class RpcBackendOptions:
                  secret=None, insecure=False, num_loops=1,
                  init_timeout=60.0, yield_loops=True, lend_loops=True,
                  transport_options=None, control_timeout=30.0,
-                 log_level=None, **_ignored):
+                 log_level=None, same_host=True, same_host_options=None,
+                 **_ignored):
         if transport_options is not None:
             _C._check_transport_options(transport, transport_options)
+        if same_host_options is not None:
+            _C._check_transport_options("shm", same_host_options)
         self.num_worker_threads = num_worker_threads
         self.rpc_timeout = rpc_timeout
         self.init_method = init_method
@@ -164,6 +181,8 @@ class RpcBackendOptions:
         # else "warn").
         self.control_timeout = control_timeout
         self.log_level = log_level
+        self.same_host = same_host
+        self.same_host_options = same_host_options
 
 
 TensorPipeRpcBackendOptions = RpcBackendOptions
@@ -347,7 +366,9 @@ def init_rpc(name, backend=None, rank=-1, world_size=None,
                     transport_options=getattr(o, "transport_options",
                                               None),
                     control_timeout_ms=_control_ms(o),
-                    log_level=_log_level(getattr(o, "log_level", None)))
+                    log_level=_log_level(getattr(o, "log_level", None)),
+                    same_host=bool(getattr(o, "same_host", True)),
+                    same_host_options=getattr(o, "same_host_options", None))
         except _C.RemoteError as e:  # as torch: a RuntimeError, said why
             from tensorwire.rpc import _raise_remote
             _raise_remote(e.args)

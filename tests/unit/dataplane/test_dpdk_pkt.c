@@ -293,7 +293,7 @@ Test(dpdk_pkt, wire_layout)
 	const uint8_t *th = p + 42;
 	cr_assert_eq(th[0], 'T');
 	cr_assert_eq(th[1], 'W');
-	cr_assert_eq(th[2], 4);
+	cr_assert_eq(th[2], 5);
 	cr_assert_eq(th[3], 0);
 	for (int i = 4; i < 12; i++)
 		cr_assert_eq(th[i], 0, "no tag from the encoder");
@@ -580,7 +580,7 @@ MUT(m_magic_swapped, p[42] = 'W'; p[43] = 'T')
 MUT(m_version0, p[44] = 0)
 MUT(m_version, p[44] = 3) /* the last version */
 MUT(m_type0, p[42 + 12] = 0)
-MUT(m_type6, p[42 + 12] = 6)
+MUT(m_type7, p[42 + 12] = 7)
 MUT(m_type255, p[42 + 12] = 255)
 MUT(m_flags, p[42 + 13] = 1)
 MUT(m_flags_high, p[42 + 13] = 0x80)
@@ -654,7 +654,7 @@ static const struct mut muts[] = {
 	{"version 0", TWP_E_VERSION, FIX, m_version0},
 	{"version 3", TWP_E_VERSION, FIX, m_version},
 	{"type 0", TWP_E_TYPE, FIX, m_type0},
-	{"type 6", TWP_E_TYPE, FIX, m_type6},
+	{"type 7", TWP_E_TYPE, FIX, m_type7},
 	{"type 255", TWP_E_TYPE, FIX, m_type255},
 	{"data flags", TWP_E_FLAGS, FIX, m_flags},
 	{"data flags high", TWP_E_FLAGS, FIX, m_flags_high},
@@ -997,6 +997,12 @@ static const struct hcase hcases[] = {
 	{"connect setup block", TWP_CONNECT, H_LEN, TWP_SETUP_LEN, TWP_OK},
 	{"connect len 51", TWP_CONNECT, H_LEN, TWP_SETUP_LEN - 1, TWP_E_LEN},
 	{"connect len 53", TWP_CONNECT, H_LEN, TWP_SETUP_LEN + 1, TWP_E_LEN},
+	{"connect with a cookie", TWP_CONNECT, H_LEN,
+	 TWP_SETUP_LEN + TWP_COOKIE_LEN, TWP_OK},
+	{"connect len 67", TWP_CONNECT, H_LEN,
+	 TWP_SETUP_LEN + TWP_COOKIE_LEN - 1, TWP_E_LEN},
+	{"connect len 69", TWP_CONNECT, H_LEN,
+	 TWP_SETUP_LEN + TWP_COOKIE_LEN + 1, TWP_E_LEN},
 
 	{"accept", TWP_ACCEPT, H_NONE, 0, TWP_OK},
 	{"accept tag flag", TWP_ACCEPT, H_FLAGS, TWP_F_TAG, TWP_OK},
@@ -1013,6 +1019,22 @@ static const struct hcase hcases[] = {
 	{"accept mss 65536", TWP_ACCEPT, H_FLEN, 65536, TWP_E_FIELDS},
 	{"accept setup block", TWP_ACCEPT, H_LEN, TWP_SETUP_LEN, TWP_OK},
 	{"accept len 51", TWP_ACCEPT, H_LEN, TWP_SETUP_LEN - 1, TWP_E_LEN},
+	{"accept with a cookie's len", TWP_ACCEPT, H_LEN,
+	 TWP_SETUP_LEN + TWP_COOKIE_LEN, TWP_E_LEN},
+
+	{"cookie", TWP_COOKIE, H_NONE, 0, TWP_OK},
+	{"cookie tag flag", TWP_COOKIE, H_FLAGS, TWP_F_TAG, TWP_E_FLAGS},
+	{"cookie len", TWP_COOKIE, H_LEN, TWP_SETUP_LEN + TWP_COOKIE_LEN,
+	 TWP_E_LEN},
+	{"cookie dst 0", TWP_COOKIE, H_DST, 0, TWP_E_FIELDS},
+	{"cookie src", TWP_COOKIE, H_SRC, 9, TWP_E_FIELDS},
+	{"cookie pn", TWP_COOKIE, H_PN, 1, TWP_E_FIELDS},
+	{"cookie seq", TWP_COOKIE, H_SEQ, 1, TWP_E_FIELDS},
+	{"cookie ack", TWP_COOKIE, H_ACK, 1, TWP_E_FIELDS},
+	{"cookie msg", TWP_COOKIE, H_MSG, 1, TWP_E_FIELDS},
+	{"cookie frame_off", TWP_COOKIE, H_OFF, 1, TWP_E_FIELDS},
+	{"cookie mss 63", TWP_COOKIE, H_FLEN, 63, TWP_E_FIELDS},
+	{"type 7", 7, H_NONE, 0, TWP_E_TYPE},
 
 	{"reset", TWP_RESET, H_NONE, 0, TWP_OK},
 	{"reset src 0", TWP_RESET, H_SRC, 0, TWP_OK},
@@ -1052,6 +1074,11 @@ static struct twp_hdr hcase_hdr(const struct hcase *c)
 		h.frame_len = 1426;
 		break;
 	case TWP_ACCEPT:
+		h.len = TWP_SETUP_LEN;
+		h.frame_len = 1426;
+		break;
+	case TWP_COOKIE:
+		h.src_sess = 0;
 		h.len = TWP_SETUP_LEN;
 		h.frame_len = 1426;
 		break;
@@ -1104,7 +1131,7 @@ static struct twp_hdr hcase_hdr(const struct hcase *c)
 
 Test(dpdk_pkt, per_type_fields)
 {
-	uint8_t p[256], pl[TWP_SETUP_LEN + 1] = {1, 2, 3, 4};
+	uint8_t p[256], pl[TWP_SETUP_LEN + TWP_COOKIE_LEN + 1] = {1, 2, 3, 4};
 	struct twp_local l = local_b();
 	for (size_t i = 0; i < sizeof(hcases) / sizeof(hcases[0]); i++) {
 		struct twp_hdr h = hcase_hdr(&hcases[i]);

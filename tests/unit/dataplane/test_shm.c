@@ -33,6 +33,7 @@
 #include "dataplane/shm_impl.h" /* the socket messages, for the hostile peer */
 #include "dataplane/shm_ring.h"
 #include "dataplane/transport.h"
+#include "tests/lib/shm_msg_send.h"
 
 #define MS UINT64_C(1000000)
 #define LIVE_MS 20000
@@ -1184,22 +1185,8 @@ static void arena_down(struct arena *a)
 static void evil_send(struct evil *v, uint32_t type, const void *body,
 		      uint32_t len, const int *fds, unsigned nfds)
 {
-	struct shm_msg h = {.type = type, .len = len};
-	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)body, len}};
-	struct msghdr m = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-	char cb[CMSG_SPACE(sizeof(int) * 4)];
-	if (nfds > 0) {
-		memset(cb, 0, sizeof(cb));
-		m.msg_control = cb;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	cr_assert_eq(sendmsg(v->fd, &m, MSG_NOSIGNAL),
-		     (ssize_t)(sizeof(h) + len), "sendmsg: %s",
+	cr_assert_eq(shm_msg_send(v->fd, type, body, len, fds, nfds),
+		     (ssize_t)(sizeof(struct shm_msg) + len), "sendmsg: %s",
 		     strerror(errno));
 }
 

@@ -141,13 +141,20 @@ Test(autograd, a_dead_creators_contexts_end)
 	cr_assert_eq(tw_ag_context_reach(W.ag[0], b_ctx, 1), TW_OK);
 	cr_assert_eq(tw_ag_context_new(W.ag[0], &a_ctx), TW_OK);
 	cr_assert_eq(tw_ag_context_reach(W.ag[0], a_ctx, 1), TW_OK);
-	cr_assert_eq(count(0), 2);
+	/* and 100 more of B's, several to a bucket */
+	for (int64_t i = 0; i < 100; i++)
+		cr_assert_eq(
+			tw_ag_context_reach(W.ag[0],
+					    (INT64_C(1) << 48) | (1000 + i), 1),
+			TW_OK);
+	cr_assert_eq(count(0), 102);
 	cr_assert_eq(tw_fake_net_set_down(W.net, B_ADDR, true), TW_OK);
 	tw_agent_fake_enter(W.ag[0]);
 	agent_member_dead(W.ag[0], 1);
 	cr_assert_eq(count(0), 1);
-	cr_assert_eq(rel[0].n, 1);
-	cr_assert_eq(rel[0].last, b_ctx);
+	cr_assert_eq(rel[0].n, 101);
+	cr_assert_eq(tw_ag_context_worker(rel[0].last), 1);
+	cr_assert(!tw_ag_context_valid(W.ag[0], b_ctx));
 	cr_assert(tw_ag_context_valid(W.ag[0], a_ctx));
 	/* Its release still ends: the cleanup to B fails quietly. */
 	cr_assert_eq(tw_ag_context_release(W.ag[0], a_ctx), TW_OK);
