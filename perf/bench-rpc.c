@@ -268,9 +268,6 @@ static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 	ao.spin_ns = o->spin_ns;
 	ao.yield = o->server_yield || world > 2;
 	ao.executor_threads = 1;
-	/* The transport under measurement carries the calls, not the
-	 * same-host one (both processes share this host). */
-	ao.same_host = false;
 	ao.setup = server_setup;
 	_exit(pn_serve(&o->net, &ao, "bench-rpc"));
 }
@@ -307,7 +304,6 @@ static tw_agent *client_init(const struct opts *o, const char *rdv,
 		ao.rendezvous = rdv;
 		ao.num_loops = 1;
 		ao.executor_threads = 1;
-		ao.same_host = false; /* as the server's */
 		/* Spin, don't sleep, while a big echo is on its way: a wake-up
 		 * costs ~25 us here (limits README pitfall 2). */
 		ao.spin_ns = o->spin_ns;
