@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define MAXCOL 32
-#define MAXROW 64
+#define MAXROW 8192 /* interval rows: one per 20 ms of a run */
 
 static char dir[40];
 
@@ -20,7 +20,7 @@ struct csv {
 	int ncols, nrows;
 	char *names[MAXCOL];
 	char *cell[MAXROW][MAXCOL];
-	char buf[1 << 16];
+	char buf[1 << 20];
 };
 
 /* Split one line in place; the number of cells. */
@@ -176,7 +176,7 @@ Test(tw_perf, open_loop_counts_exact)
 	path(ivp, sizeof(ivp), "iv.csv");
 	snprintf(args, sizeof(args),
 		 "-n 600 -r 20000 -W 16 -f perf::echo -s 256 --fail-every 7 "
-		 "--interval 0.005 --interval-csv '%s'",
+		 "--interval 0.02 --interval-csv '%s'",
 		 ivp);
 	tw_perf(args);
 	check_counts(c, 600, 600 - 600 / 7, "TW_EVALUE:85");
