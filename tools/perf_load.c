@@ -87,8 +87,13 @@ static tw_status issue(struct run *u, uint64_t sched)
 	u->nfree--;
 	s->f = f;
 	s->sched = sched;
-	/* A future's first callback takes no allocation. */
-	tw_future_then(f, on_done, s);
+	/* A future's first callback takes no allocation: this cannot fail
+	 * but for a future that has one already. Should it, the call is
+	 * waited for here, so that no slot is lost. */
+	if (tw_future_then(f, on_done, s) != TW_OK) {
+		tw_agent_wait(u->a, f, -1);
+		on_done(f, s);
+	}
 	return TW_OK;
 }
 
