@@ -747,6 +747,8 @@ static int run_pair(const struct opts *o)
 		       o->net.host[1] ? o->net.host[1] : "127.0.0.1",
 		       o->net.netns[0],
 		       o->net.host[0] ? o->net.host[0] : "127.0.0.1");
+	if (o->net.transport != NULL && strcmp(o->net.transport, "shm") == 0)
+		printf("# transport=shm (same host)\n");
 	if (pn_is_dpdk(&o->net))
 		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
 		       " (0 = default) pkt_tag=%s\n# client EAL: %s\n# server EAL: %s\n",
@@ -859,7 +861,7 @@ static void usage(FILE *f)
 		"                         remote+to_here, then rref3: an RRef through a\n"
 		"                         third worker, in a group of three processes)\n"
 		"  --transport T          uring (default: io_uring TCP on 127.0.0.1), shm (the\n"
-		"                         same-host transport), or DPDK\n"
+		"                         same-host transport: shared memory), or DPDK\n"
 		"                         over memif or af_packet (root; own EAL per process)\n"
 		"  --ifaces SRV,CLI       af_packet: the two ends of a veth pair (made by\n"
 		"                         the caller, e.g. perf/bench-dpdk.sh)\n"

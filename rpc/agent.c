@@ -10,8 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <tensorwire/dpdk.h>
+
 #include "dataplane/clock.h"
-#include "rpc/stat_server.h"
 #include "dataplane/err.h"
 #include "dataplane/log.h"
 #include "dataplane/probe.h"
@@ -19,6 +20,8 @@
 #include "rpc/future_impl.h"
 #include "rpc/invoke.h"
 #include "rpc/rref.h"
+#include "rpc/stat_server.h"
+#include "rpc/stats_telemetry.h"
 
 _Thread_local struct agent_loop *agent_tls_loop;
 
@@ -1283,9 +1286,10 @@ static void stop_executor(tw_agent *a)
 
 static void agent_free(tw_agent *a)
 {
-	/* First: its thread reads everything below. */
+	/* First: their threads read everything below. */
 	stat_server_stop(a->stat_srv);
 	a->stat_srv = NULL;
+	stats_telemetry_remove(a);
 	/* The loops are their threads' alone from here: the teardown below
 	 * runs on them, and a transport's destroy enters the ring, which a
 	 * waiter running the loop must not (lend_close, tw_loop_reclaim). A
@@ -1862,6 +1866,9 @@ tw_status agent_init_hooked(const struct tw_agent_opts *opts,
 			goto fail; /* it said why */
 	}
 	a->o.stat_socket = NULL; /* the caller's string */
+	/* With DPDK, DPDK's telemetry shows the same figures. */
+	if (strcmp(a->o.transport, TW_TRANSPORT_DPDK) == 0)
+		stats_telemetry_add(a);
 
 	if (a->hooks != NULL) {
 		/* The members are given: no rendezvous. */

@@ -93,10 +93,11 @@ static void call_settled(struct call *c)
 		call_put(c);
 }
 
-/* Count c's end: an answer (its round trip into the histograms of its
- * function and peer) of kind, or a failure of kind without one. */
+/* Count c's end: a failure of kind, or, when answered_ns is not 0, an
+ * answer of kind that reached this worker then (its round trip into the
+ * histograms of its function and peer). */
 static inline void call_count(struct agent_loop *l, const struct call *c,
-			      tw_status kind, bool answered)
+			      tw_status kind, uint64_t answered_ns)
 {
 	if (kind == TW_OK)
 		stat_inc(&l->stats.calls_ok);
@@ -105,16 +106,16 @@ static inline void call_count(struct agent_loop *l, const struct call *c,
 			&l->stats.calls_failed[(unsigned)kind < TW_STATUS_COUNT_
 						       ? kind
 						       : TW_ERUNTIME]);
-	if (answered)
+	if (answered_ns != 0)
 		stats_rtt(&l->obs, c->fslot, c->dst,
-			  tw_loop_clock(l->loop) - c->t0_ns);
+			  answered_ns > c->t0_ns ? answered_ns - c->t0_ns : 0);
 }
 
 static void call_fail(struct agent_loop *l, struct call *c, tw_status kind,
 		      const char *msg)
 {
 	TW_PROBE3(call_done, c->req_id, c->dst, (int)kind);
-	call_count(l, c, kind, false);
+	call_count(l, c, kind, 0);
 	call_detach(l, c);
 	tw_future_fail(c->fut, kind, c->a->rank, msg);
 	call_settled(c);
@@ -173,7 +174,7 @@ static void call_start_msg(struct tw_loop_msg *m)
 
 	if (l->closing) {
 		atomic_fetch_sub(&a->outstanding, 1);
-		call_count(l, c, TW_ESHUTDOWN, false);
+		call_count(l, c, TW_ESHUTDOWN, 0);
 		tw_future_fail(c->fut, TW_ESHUTDOWN, a->rank,
 			       AGENT_SHUTDOWN_MSG);
 		call_settled(c);
@@ -181,7 +182,7 @@ static void call_start_msg(struct tw_loop_msg *m)
 	}
 	if (pend_insert(&l->pend, c->req_id, c) != 0) {
 		atomic_fetch_sub(&a->outstanding, 1);
-		call_count(l, c, TW_ENOMEM, false);
+		call_count(l, c, TW_ENOMEM, 0);
 		tw_future_fail(c->fut, TW_ENOMEM, a->rank,
 			       "out of memory for the pending-call table");
 		call_settled(c);
@@ -254,8 +255,12 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 	/* Counted before the future completes: its waiter, once woken, finds
 	 * the call in the counters. */
 	tw_status kind = h->type == TW_MSG_EXCEPTION ? TW_EPROTO : TW_OK;
+	/* The round trip ends when the answer is handed up: on this
+	 * iteration's clock (read already: the answer came in during the
+	 * iteration, at most an iteration ago), not a clock read per call. */
+	uint64_t rx = tw_loop_now(l->loop);
 	if (m == NULL) {
-		call_count(l, c, kind, true);
+		call_count(l, c, kind, rx);
 	} else {
 		tw_status st = tw_msg_decode(buf, off, len, h, NULL, m);
 		if (st == TW_OK && m->nrref_ > 0)
@@ -267,10 +272,10 @@ void call_on_response(struct agent_loop *l, struct conn_state *cs,
 			    p->u.err != NULL && p->u.err->kind > TW_OK &&
 			    p->u.err->kind < TW_STATUS_COUNT_)
 				kind = p->u.err->kind;
-			call_count(l, c, kind, true);
+			call_count(l, c, kind, rx);
 			future_msg_end(c->fut);
 		} else {
-			call_count(l, c, TW_EPROTO, true);
+			call_count(l, c, TW_EPROTO, rx);
 			char msg[256];
 			snprintf(msg, sizeof(msg),
 				 "malformed response from worker '%s': %s",
@@ -294,7 +299,9 @@ void call_local_done(struct agent_loop *l, uint64_t req_id, tw_status st,
 		return;
 	}
 	call_detach(l, c);
-	call_count(l, c, st, true);
+	/* A call to this worker: its answer may come in the iteration that
+	 * made it, after the iteration's clock; read the clock. */
+	call_count(l, c, st, tw_loop_clock(l->loop));
 	if (ag != NULL)
 		future_ag_give(c->fut, ag); /* before completion publishes */
 	if (st == TW_OK)
@@ -344,7 +351,7 @@ void call_conn_closed(struct agent_loop *l, struct conn_state *cs,
 	}
 	while ((c = TAILQ_FIRST(&list)) != NULL) {
 		TAILQ_REMOVE(&list, c, clink);
-		call_count(l, c, kind, false);
+		call_count(l, c, kind, 0);
 		tw_future_fail(c->fut, kind, l->a->rank, msg);
 		call_settled(c);
 	}
@@ -374,7 +381,7 @@ void call_fail_all(struct agent_loop *l, tw_status kind, const char *msg)
 	for (uint32_t i = 0; i < k; i++)
 		call_detach(l, v[i]);
 	for (uint32_t i = 0; i < k; i++) {
-		call_count(l, v[i], kind, false);
+		call_count(l, v[i], kind, 0);
 		tw_future_fail(v[i]->fut, kind, l->a->rank, msg);
 		call_settled(v[i]);
 	}

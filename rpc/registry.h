@@ -35,6 +35,9 @@ struct reg_entry {
 	 * lock with a release store; readers walk it lock-free. */
 	_Atomic(struct reg_entry *) next_overload;
 	struct reg_entry *all_next; /* every entry ever made, for fini */
+	/* Its statistics slot + 1 (rpc/stats.h), 0 until a served call
+	 * looked it up: a name's slot never changes. Any loop, relaxed. */
+	_Atomic uint32_t stats_slot;
 };
 
 /* A published table: open addressing, linear probing, power-of-two slots,

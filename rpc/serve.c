@@ -338,10 +338,18 @@ static inline void reply_count(struct agent_loop *l, const struct reply *r)
 		return;
 	/* By name only for functions found here (an unknown one, which the
 	 * peer chose, by peer only). */
-	const struct reg_entry *fn = r->fn;
-	uint32_t slot = fn == NULL ? STATS_NO_FN
-				   : stats_fn_slot(&l->a->fns, fn->name,
-						   fn->name_len, fn->hash);
+	struct reg_entry *fn = (struct reg_entry *)r->fn;
+	uint32_t slot = STATS_NO_FN;
+	if (fn != NULL) {
+		slot = atomic_load_explicit(&fn->stats_slot,
+					    memory_order_relaxed);
+		if (__builtin_expect(slot-- == 0, 0)) {
+			slot = stats_fn_slot(&l->a->fns, fn->name, fn->name_len,
+					     fn->hash);
+			atomic_store_explicit(&fn->stats_slot, slot + 1,
+					      memory_order_relaxed);
+		}
+	}
 	uint64_t now = tw_loop_clock(l->loop);
 	stats_srv(&l->obs, slot, r->caller,
 		  now > r->t0_ns ? now - r->t0_ns : 0);

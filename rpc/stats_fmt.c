@@ -59,18 +59,18 @@ static void put_jstr(struct sb *b, const char *s)
 	put(b, "\"");
 }
 
-static const double qs[] = {0.5, 0.9, 0.99, 0.999, 0.9999};
-static const char *const qnames[] = {"p50", "p90", "p99", "p999", "p9999"};
-#define NQ (sizeof(qs) / sizeof(qs[0]))
+const double stats_qs[STATS_NQ] = {0.5, 0.9, 0.99, 0.999, 0.9999};
+const char *const stats_qnames[STATS_NQ] = {"p50", "p90", "p99", "p999",
+					    "p9999"};
 
 static void put_jhist(struct sb *b, const struct tw_hist *h)
 {
 	put(b, "{\"count\":%llu,\"mean\":%.0f,\"min\":%llu",
 	    (unsigned long long)h->count, tw_hist_mean(h),
 	    (unsigned long long)h->min);
-	for (size_t i = 0; i < NQ; i++)
-		put(b, ",\"%s\":%llu", qnames[i],
-		    (unsigned long long)tw_hist_quantile(h, qs[i]));
+	for (size_t i = 0; i < STATS_NQ; i++)
+		put(b, ",\"%s\":%llu", stats_qnames[i],
+		    (unsigned long long)tw_hist_quantile(h, stats_qs[i]));
 	put(b, ",\"max\":%llu,\"saturated\":%llu}", (unsigned long long)h->max,
 	    (unsigned long long)h->saturated);
 }
@@ -91,16 +91,11 @@ static void put_jentries(struct sb *b, const char *key,
 	put(b, "]");
 }
 
-/* Every counter, by name: JSON and text share the list. */
-struct counter {
-	const char *name;
-	uint64_t v;
-};
-
-static size_t counters(const struct tw_stats_counters *c, struct counter *o)
+size_t stats_counter_list(const struct tw_stats_counters *c,
+			  struct stats_counter *o)
 {
 	size_t n = 0;
-#define C(field, nm) o[n++] = (struct counter){nm, c->field}
+#define C(field, nm) o[n++] = (struct stats_counter){nm, c->field}
 	C(agent.calls_started, "calls_started");
 	C(agent.calls_sent, "calls_sent");
 	C(calls_ok, "calls_ok");
@@ -158,7 +153,6 @@ static size_t counters(const struct tw_stats_counters *c, struct counter *o)
 #undef C
 	return n;
 }
-#define MAX_COUNTERS 64
 
 static void put_jkinds(struct sb *b, const char *key, const uint64_t *v)
 {
@@ -194,8 +188,8 @@ tw_status tw_stats_json(const tw_stats *s, char **out)
 	put_jstr(&b, s->worker);
 	put(&b, ",\"rank\":%u,\"time_ns\":%llu,\"counters\":{", s->rank,
 	    (unsigned long long)s->time_ns);
-	struct counter c[MAX_COUNTERS];
-	size_t n = counters(&s->c, c);
+	struct stats_counter c[STATS_MAX_COUNTERS];
+	size_t n = stats_counter_list(&s->c, c);
 	for (size_t i = 0; i < n; i++)
 		put(&b, "%s\"%s\":%llu", i ? "," : "", c[i].name,
 		    (unsigned long long)c[i].v);
@@ -230,8 +224,8 @@ static void put_thist(struct sb *b, const char *what, const char *name,
 		return;
 	put(b, "%-5s %-28.28s %10llu", what, name,
 	    (unsigned long long)h->count);
-	for (size_t i = 0; i < NQ; i++)
-		put_ns(b, tw_hist_quantile(h, qs[i]));
+	for (size_t i = 0; i < STATS_NQ; i++)
+		put_ns(b, tw_hist_quantile(h, stats_qs[i]));
 	put_ns(b, h->max);
 	put(b, "\n");
 }
@@ -243,8 +237,8 @@ tw_status tw_stats_text(const tw_stats *s, char **out)
 	*out = NULL;
 	struct sb b = {0};
 	put(&b, "worker %s (rank %u)\n", s->worker, s->rank);
-	struct counter c[MAX_COUNTERS];
-	size_t n = counters(&s->c, c), col = 0;
+	struct stats_counter c[STATS_MAX_COUNTERS];
+	size_t n = stats_counter_list(&s->c, c), col = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].v == 0)
 			continue;

@@ -24,4 +24,20 @@ struct tw_stats {
 	struct stats_entry *fn, *peer;
 };
 
+/* Every counter by name, in one order: the JSON and text renderings
+ * (stats_fmt.c) and DPDK telemetry (stats_telemetry.c) share the list. */
+struct stats_counter {
+	const char *name;
+	uint64_t v;
+};
+#define STATS_MAX_COUNTERS 64
+/* c's counters into o (STATS_MAX_COUNTERS entries); returns how many. */
+size_t stats_counter_list(const struct tw_stats_counters *c,
+			  struct stats_counter *o);
+
+/* The quantiles every rendering reports, and their names. */
+#define STATS_NQ 5
+extern const double stats_qs[STATS_NQ];
+extern const char *const stats_qnames[STATS_NQ];
+
 #endif

@@ -8,18 +8,26 @@
  * 100 ms (rank 0's notice, not data-plane silence) and later ones at
  * once. A peer that acknowledges nothing (stopped, with a caller whose
  * rexmit_max is small) ends its session, and its calls fail with the
- * reason, though it stays a member. Needs root (the EAL); skips when the
- * EAL cannot start. */
+ * reason, though it stays a member. With its EAL's telemetry on, a
+ * worker's statistics read through DPDK telemetry (issue 16) are the
+ * calls it made. Needs root (the EAL); skips when the EAL cannot start. */
 #include "harness.h"
+#include "tel_client.h"
 
 #include <ftw.h>
 #include <sys/stat.h>
 
-#define EAL_COMMON                                                             \
-	"--no-huge -m 256 --no-pci --no-telemetry --log-level=warning "
+#define EAL_COMMON "--no-huge -m 256 --no-pci --log-level=warning "
 
 /* Shared with the workers (MAP_SHARED). */
-enum run_mode { RUN_CALLS, RUN_PAUSED, RUN_KILLED, RUN_KILLED0, RUN_NOACK };
+enum run_mode {
+	RUN_CALLS,
+	RUN_PAUSED,
+	RUN_KILLED,
+	RUN_KILLED0,
+	RUN_NOACK,
+	RUN_TELEMETRY
+};
 
 struct dpdk_run {
 	int loops;
@@ -56,13 +64,14 @@ static void rm_run_dir(const char *prefix)
 	cr_expect_neq(stat(d, &st), 0, "%s left behind", d);
 }
 
-static struct dpdk_run *run_new(int loops)
+static struct dpdk_run *run_new(int loops, enum run_mode mode)
 {
 	struct dpdk_run *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE,
 				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	cr_assert(r != MAP_FAILED);
 	memset(r, 0, sizeof(*r));
 	r->loops = loops;
+	r->mode = mode;
 	int n = ++run_seq;
 	int pid = (int)getpid();
 	char sock[64];
@@ -73,14 +82,16 @@ static struct dpdk_run *run_new(int loops)
 	/* Different main lcores: each EAL pins its init thread there. */
 	snprintf(r->eal[0], sizeof(r->eal[0]),
 		 "-l 1 " EAL_COMMON
-		 "--file-prefix=%s --vdev=net_memif0,role=server,"
+		 "%s--file-prefix=%s --vdev=net_memif0,role=server,"
 		 "socket=%s,socket-abstract=yes,mac=02:00:00:00:0a:01",
-		 r->prefix[0], sock);
-	snprintf(r->eal[1], sizeof(r->eal[1]),
-		 "-l 0 " EAL_COMMON
-		 "--file-prefix=%s --vdev=net_memif0,role=client,"
-		 "socket=%s,socket-abstract=yes,mac=02:00:00:00:0a:02",
-		 r->prefix[1], sock);
+		 mode == RUN_TELEMETRY ? "" : "--no-telemetry ", r->prefix[0],
+		 sock);
+	snprintf(
+		r->eal[1], sizeof(r->eal[1]),
+		"-l 0 " EAL_COMMON
+		"--no-telemetry --file-prefix=%s --vdev=net_memif0,role=client,"
+		"socket=%s,socket-abstract=yes,mac=02:00:00:00:0a:02",
+		r->prefix[1], sock);
 	return r;
 }
 
@@ -240,6 +251,81 @@ static int w_calls(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
 	tw_agent_get_stats(a, &ss);
 	W_ASSERT(w, ss.timeouts == 1, "timeouts %" PRIu64, ss.timeouts);
 	W_ASSERT(w, tw_agent_outstanding(a) == 0, "outstanding");
+	return 0;
+}
+
+/* Rank 0 makes TEL_CALLS calls of add and one of an unknown function,
+ * then reads its statistics through its EAL's telemetry socket, as
+ * dpdk-telemetry.py would: the counters and histograms are those calls,
+ * and agree with the in-process snapshot. */
+#define TEL_CALLS 20
+static int w_telemetry(struct h_worker *w, tw_agent *a, struct dpdk_run *run)
+{
+	tw_value aa[2] = {tw_value_int(1), tw_value_int(2)};
+	tw_value at = H_TUPLE(aa);
+	for (int i = 0; i < TEL_CALLS; i++) {
+		int64_t v;
+		tw_status st = h_call_int(a, "w1", "add", &at, &v);
+		W_ASSERT(w, st == TW_OK && v == 3, "add: %s",
+			 tw_status_name(st));
+	}
+	tw_value r, e;
+	tw_status st = tw_rpc_sync(a, "w1", "no::such_fn", NULL, NULL, -1, &r,
+				   &e);
+	W_ASSERT(w, st == TW_ENOFUNC, "nofunc: %s", tw_status_name(st));
+	tw_value_destroy(&e);
+	tw_stats *snap;
+	W_ASSERT(w, tw_stats_take(a, &snap) == TW_OK, "snapshot");
+	const struct tw_stats_counters *c = tw_stats_counters(snap);
+	uint64_t frames_out = c->frames_out, calls_sent = c->agent.calls_sent;
+	tw_stats_free(snap);
+
+	int fd = tel_connect(run->prefix[0]);
+	W_ASSERT(w, fd >= 0, "no telemetry socket for %s", run->prefix[0]);
+	static char buf[16384];
+	uint64_t v;
+	W_ASSERT(w, tel_ask(fd, "/", buf, sizeof(buf)) > 0, "list");
+	W_ASSERT(w,
+		 strstr(buf, "\"/tensorwire/stats\"") != NULL &&
+			 strstr(buf, "\"/tensorwire/hist\"") != NULL &&
+			 strstr(buf, "\"/tensorwire/hist_peers\"") != NULL &&
+			 strstr(buf, "\"/tensorwire/workers\"") != NULL,
+		 "commands: %s", buf);
+	W_ASSERT(w, tel_ask(fd, "/tensorwire/workers", buf, sizeof(buf)) > 0,
+		 "workers");
+	W_ASSERT(w, strstr(buf, "\"w0\"") != NULL, "workers: %s", buf);
+
+	/* No parameter: the process's one worker. */
+	W_ASSERT(w, tel_ask(fd, "/tensorwire/stats", buf, sizeof(buf)) > 0,
+		 "stats");
+	W_ASSERT(w, tel_u64(buf, "calls_ok", &v) && v == TEL_CALLS,
+		 "calls_ok: %s", buf);
+	W_ASSERT(w,
+		 tel_u64(buf, "calls_failed/TW_ENOFUNC", &v) && v == 1 &&
+			 tel_u64(buf, "calls_sent", &v) && v == calls_sent &&
+			 tel_u64(buf, "frames_out", &v) && v >= frames_out &&
+			 tel_u64(buf, "timeouts", &v) && v == 0,
+		 "stats: %s", buf);
+	W_ASSERT(w, tel_ask(fd, "/tensorwire/stats,w1", buf, sizeof(buf)) > 0,
+		 "stats of w1");
+	W_ASSERT(w, strstr(buf, "\"error\"") != NULL,
+		 "w1 is another process's: %s", buf);
+
+	/* The round trips: every answered call, in total, by function and
+	 * by peer (a histogram's first number is its count). */
+	W_ASSERT(w, tel_ask(fd, "/tensorwire/hist,w0", buf, sizeof(buf)) > 0,
+		 "hist");
+	W_ASSERT(w, tel_first(buf, "rtt", &v) && v == TEL_CALLS + 1, "rtt: %s",
+		 buf);
+	W_ASSERT(w, tel_first(buf, "rtt/add", &v) && v == TEL_CALLS,
+		 "rtt/add: %s", buf);
+	W_ASSERT(w, tel_first(buf, "serve", &v) && v == 0, "serve: %s", buf);
+	W_ASSERT(w, strstr(buf, "\"fields\"") != NULL, "fields: %s", buf);
+	W_ASSERT(w, tel_ask(fd, "/tensorwire/hist_peers", buf, sizeof(buf)) > 0,
+		 "hist_peers");
+	W_ASSERT(w, tel_first(buf, "rtt/w1", &v) && v == TEL_CALLS + 1,
+		 "rtt/w1: %s", buf);
+	close(fd);
 	return 0;
 }
 
@@ -546,9 +632,10 @@ static int w_dpdk(struct h_worker *w)
 	if (victim >= 0 && w->rank == 1 - victim)
 		rc = w_killed(w, a, run, victim);
 	else if (w->rank == 0)
-		rc = run->mode == RUN_PAUSED  ? w_paused(w, a, run)
-		     : run->mode == RUN_NOACK ? w_noack(w, a, run)
-					      : w_calls(w, a, run);
+		rc = run->mode == RUN_PAUSED      ? w_paused(w, a, run)
+		     : run->mode == RUN_NOACK     ? w_noack(w, a, run)
+		     : run->mode == RUN_TELEMETRY ? w_telemetry(w, a, run)
+						  : w_calls(w, a, run);
 	if (victim == 0 && rc == 0) {
 		/* Rank 0 gone, the barrier cannot run (agent.h). */
 		st = tw_agent_shutdown(a, true);
@@ -578,8 +665,7 @@ static void need_root(void)
 static void run_group(int loops, enum run_mode mode)
 {
 	need_root();
-	struct dpdk_run *run = run_new(loops);
-	run->mode = mode;
+	struct dpdk_run *run = run_new(loops, mode);
 	uint64_t t0 = h_now_ms();
 	h_run_group(2, w_dpdk, run, NULL,
 		    mode == RUN_KILLED    ? 1u << 1
@@ -610,6 +696,10 @@ static void run_group(int loops, enum run_mode mode)
 			"[agent_dpdk] w1 stopped, rexmit_max %d: its 100 calls "
 			"failed in %" PRIu64 " ms, with the reason\n",
 			NOACK_REXMIT, (uint64_t)atomic_load(&run->fail_ms) - 1);
+	if (mode == RUN_TELEMETRY)
+		fprintf(stderr,
+			"[agent_dpdk] w0's statistics read through DPDK "
+			"telemetry\n");
 	if (mode != RUN_CALLS) {
 		munmap(run, sizeof(*run));
 		return;
@@ -651,4 +741,9 @@ Test(agent_dpdk, a_killed_rank_0_fails_its_calls_within_100ms, .timeout = 120)
 Test(agent_dpdk, a_peer_acking_nothing_ends_its_session, .timeout = 120)
 {
 	run_group(1, RUN_NOACK);
+}
+
+Test(agent_dpdk, statistics_through_dpdk_telemetry, .timeout = 120)
+{
+	run_group(1, RUN_TELEMETRY);
 }

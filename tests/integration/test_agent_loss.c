@@ -188,6 +188,10 @@ static int w_loss(struct h_worker *w)
 		w->rank, c->retransmits, c->duplicates, c->calls_ok);
 	W_ASSERT(w, c->retransmits > 0, "no retransmits under %u%% loss",
 		 h_loss());
+	/* netem duplicates packets too, and a packet sent again whose ack
+	 * was lost arrives twice: the receiver drops and counts them. */
+	W_ASSERT(w, c->duplicates > 0,
+		 "no duplicates under %u%% loss and duplication", h_loss());
 	W_ASSERT(w, c->calls_ok == atomic_load(&L->made[w->rank]),
 		 "calls_ok %" PRIu64 " of %u", c->calls_ok,
 		 atomic_load(&L->made[w->rank]));
