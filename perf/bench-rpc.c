@@ -57,6 +57,9 @@
 
 #include <tensorwire/tensorwire.h>
 
+#include "../tools/perf_fns.h"
+#include "../tools/perf_net.h"
+
 #define SERVER "bench-server"
 #define CLIENT "bench-client"
 #define THIRD "bench-third" /* rank 2 of the rref3 group */
@@ -98,13 +101,6 @@ static void die_err(const char *what, tw_status s, tw_value *err)
 
 /* ---- time ----------------------------------------------------------------- */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static inline uint64_t tsc(void)
 {
 	unsigned aux;
@@ -115,10 +111,10 @@ static double tsc_per_ns;
 
 static void tsc_calibrate(void)
 {
-	uint64_t t0 = mono_ns(), c0 = tsc();
-	while (mono_ns() - t0 < 50000000u) /* 50 ms */
+	uint64_t t0 = pn_mono_ns(), c0 = tsc();
+	while (pn_mono_ns() - t0 < 50000000u) /* 50 ms */
 		;
-	uint64_t t1 = mono_ns(), c1 = tsc();
+	uint64_t t1 = pn_mono_ns(), c1 = tsc();
 	tsc_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
 }
 
@@ -169,37 +165,7 @@ static void print_lat(const char *name, const struct lat *l, const char *extra)
 	fflush(stdout);
 }
 
-static void pin_self(int cpu)
-{
-	if (cpu < 0)
-		return;
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) != 0)
-		fprintf(stderr, "bench-rpc: cannot pin to cpu %d: %s\n", cpu,
-			strerror(errno));
-}
-
 /* ---- the server's functions ----------------------------------------------- */
-
-static tw_status fn_noop(tw_call_ctx *ctx, const tw_value *args,
-			 const tw_value *kwargs, tw_value *result, void *arg)
-{
-	*result = tw_value_none();
-	return TW_OK;
-}
-
-/* bench::echo(x) -> x: the clone shares the tensor's bytes, so the answer
- * goes out of the receive buffer the call arrived in. */
-static tw_status fn_echo(tw_call_ctx *ctx, const tw_value *args,
-			 const tw_value *kwargs, tw_value *result, void *arg)
-{
-	const tw_value *x;
-	if (tw_value_get_item(args, 0, &x) != TW_OK)
-		return TW_EBADARGS;
-	return tw_value_clone(result, x);
-}
 
 static void use_rref_done(tw_future *f, void *arg)
 {
@@ -236,19 +202,16 @@ static tw_status fn_use_rref(tw_call_ctx *ctx, const tw_value *args,
 	return TW_OK;
 }
 
-/* DPDK mode: the server tells the client its port is up (MAP_SHARED). */
-static _Atomic int *srv_port_up;
-
 static tw_status server_setup(tw_agent *a, void *arg)
 {
-	tw_status s = tw_agent_register(a, "bench::noop", fn_noop, NULL, 0);
+	tw_status s = tw_agent_register(a, "bench::noop", pf_noop, NULL, 0);
 	if (s == TW_OK)
-		s = tw_agent_register(a, "bench::echo", fn_echo, NULL, 0);
+		s = tw_agent_register(a, "bench::echo", pf_echo, NULL, 0);
 	if (s == TW_OK)
 		s = tw_agent_register(a, "bench::use_rref", fn_use_rref, NULL,
 				      0);
-	if (srv_port_up != NULL)
-		atomic_store(srv_port_up, s == TW_OK ? 1 : -1);
+	/* Over DPDK, the port is up: the client may start its EAL. */
+	pn_server_port_up(s == TW_OK);
 	return s;
 }
 
@@ -260,7 +223,6 @@ struct opts {
 	double echo_secs; /* time budget per tensor size */
 	long echo_min, echo_max;
 	long lat_small_n, lat_big_n; /* 1 KiB and 1 MiB latency samples */
-	int client_cpu, server_cpu;
 	int client_loop_cpu; /* threaded client's loop; default client_cpu */
 	bool server_yield;
 	uint64_t spin_ns; /* both loops' idle spin */
@@ -271,199 +233,10 @@ struct opts {
 			   * rref3 */
 	int windows[8];   /* pipelined windows, 0-terminated */
 	size_t sizes[16]; /* echo sizes in bytes, 0-terminated */
-	/* DPDK mode (transport != NULL: "memif" or "af_packet") */
-	const char *transport;
-	const char *ifaces; /* af_packet: "SRV_IFACE,CLI_IFACE" */
-	int eal_mem_mb;     /* EAL -m (default 512) */
-	uint32_t credits, mbufs;
-	bool no_pkt_tag; /* DPDK: tw_dpdk_opts.no_pkt_tag */
-	bool same_host;  /* --transport shm: the same-host transport */
-	uint64_t zc_threshold;
-	const char *cc; /* tcp_congestion_local; NULL = the library's */
-	/* io_uring across network namespaces (perf/bench-hosts.sh): [0] the
-	 * client's, [1] the server's namespace and address; NULL = this
-	 * namespace, 127.0.0.1 */
-	char *netns[2], *host[2];
-	char eal[2][512]; /* [0] client, [1] server */
-	char prefix[2][64];
+	/* the transport, the cpus ([0] client, [1] server: -c, -C), DPDK
+	 * options, network namespaces */
+	struct pn_net net;
 };
-
-#define SRV_MAC "02:00:00:00:0b:01"
-#define CLI_MAC "02:00:00:00:0b:02"
-#define EXIT_RETRY 75
-
-static struct opts *dpdk_o; /* for the exit-time cleanup */
-
-/* Move this (single-threaded) process into network namespace name, as
- * `ip netns exec` does; exits on failure. */
-static void enter_netns(const char *name)
-{
-	if (name == NULL)
-		return;
-	char path[128];
-	snprintf(path, sizeof(path), "/var/run/netns/%s", name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
-		fprintf(stderr,
-			"bench-rpc: entering network namespace %s: %s\n", name,
-			strerror(errno));
-		exit(1);
-	}
-	close(fd);
-}
-
-static bool dpdk_mode(const struct opts *o)
-{
-	return o->transport != NULL;
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag,
-		    struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(p);
-	return 0;
-}
-
-/* The EAL's /var/run/dpdk/<prefix>, once its process is gone. */
-static void rm_run_dirs(void)
-{
-	if (dpdk_o == NULL)
-		return;
-	for (int i = 0; i < 2; i++) {
-		char d[128];
-		snprintf(d, sizeof(d), "/var/run/dpdk/%s", dpdk_o->prefix[i]);
-		nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	}
-}
-
-static int ifindex_of(const char *dev)
-{
-	char path[128], buf[32] = "";
-	snprintf(path, sizeof(path), "/sys/class/net/%s/ifindex", dev);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	if (fgets(buf, sizeof(buf), f) == NULL)
-		buf[0] = '\0';
-	fclose(f);
-	return atoi(buf);
-}
-
-static int ifidx[2]; /* af_packet: [0] client's, [1] server's interface */
-
-/* af_packet names its PACKET_FANOUT group (pid ^ ifindex) & 0xffff: the
- * two ends of one veth pair can collide (the second socket then fails). */
-static bool fanout_collides(pid_t client, pid_t server)
-{
-	return ifidx[0] > 0 &&
-	       ((client ^ ifidx[0]) & 0xffff) == ((server ^ ifidx[1]) & 0xffff);
-}
-
-/* EAL arguments of both processes (exits on bad options). */
-static void dpdk_prepare(struct opts *o)
-{
-	char srv_if[64] = "", cli_if[64] = "";
-	if (strcmp(o->transport, "af_packet") == 0) {
-		const char *c = o->ifaces ? strchr(o->ifaces, ',') : NULL;
-		if (c == NULL || c == o->ifaces || c[1] == '\0' ||
-		    (size_t)(c - o->ifaces) >= sizeof(srv_if)) {
-			fprintf(stderr,
-				"bench-rpc: af_packet needs --ifaces SRV,CLI "
-				"(the two ends of a veth pair)\n");
-			exit(2);
-		}
-		memcpy(srv_if, o->ifaces, (size_t)(c - o->ifaces));
-		snprintf(cli_if, sizeof(cli_if), "%s", c + 1);
-		ifidx[1] = ifindex_of(srv_if);
-		ifidx[0] = ifindex_of(cli_if);
-		if (ifidx[0] <= 0 || ifidx[1] <= 0) {
-			fprintf(stderr, "bench-rpc: no interface %s or %s\n",
-				srv_if, cli_if);
-			exit(2);
-		}
-	} else if (strcmp(o->transport, "memif") != 0) {
-		fprintf(stderr,
-			"bench-rpc: --transport uring|memif|af_packet\n");
-		exit(2);
-	}
-	int pid = (int)getpid();
-	snprintf(o->prefix[0], sizeof(o->prefix[0]), "twbench%dc", pid);
-	snprintf(o->prefix[1], sizeof(o->prefix[1]), "twbench%ds", pid);
-	int cpu[2] = {o->client_cpu, o->server_cpu};
-	for (int i = 0; i < 2; i++) {
-		char lcore[32] = "";
-		if (cpu[i] >= 0)
-			snprintf(lcore, sizeof(lcore), "-l %d ", cpu[i]);
-		char vdev[256];
-		if (srv_if[0] != '\0')
-			snprintf(vdev, sizeof(vdev), "net_af_packet0,iface=%s",
-				 i == 1 ? srv_if : cli_if);
-		else
-			snprintf(vdev, sizeof(vdev),
-				 "net_memif0,role=%s,socket=/twbench-memif-%d,"
-				 "socket-abstract=yes,mac=%s",
-				 i == 1 ? "server" : "client", pid,
-				 i == 1 ? SRV_MAC : CLI_MAC);
-		snprintf(o->eal[i], sizeof(o->eal[i]),
-			 "%s--no-huge -m %d --no-pci --no-telemetry "
-			 "--log-level=warning --file-prefix=%s --vdev=%s",
-			 lcore, o->eal_mem_mb, o->prefix[i], vdev);
-	}
-	srv_port_up = mmap(NULL, sizeof(*srv_port_up), PROT_READ | PROT_WRITE,
-			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (srv_port_up == MAP_FAILED) {
-		perror("bench-rpc: mmap");
-		exit(1);
-	}
-	atomic_store(srv_port_up, 0);
-	dpdk_o = o;
-}
-
-/* Rank r's transport (0 client, 1 server): its options in t, pointed to
- * by ao. */
-struct transport_opts {
-	struct tw_uring_opts u;
-	struct tw_dpdk_opts d;
-};
-
-/* The benchmark group's secret: every connection authenticates, as in a
- * deployment (the cost is the first call's; DPDK serves on routable
- * addresses, which needs one). */
-#define BENCH_SECRET "tensorwire-bench-secret"
-
-static void agent_transport(const struct opts *o, int r,
-			    struct tw_agent_opts *ao, struct transport_opts *t)
-{
-	ao->secret = BENCH_SECRET;
-	if (!dpdk_mode(o)) {
-		tw_uring_opts_init(&t->u, sizeof(t->u));
-		if (o->cc != NULL)
-			t->u.cc_local = t->u.cc_remote = o->cc;
-		if (o->host[r] != NULL)
-			t->u.listen_host = o->host[r];
-		ao->transport = TW_TRANSPORT_URING;
-		ao->transport_opts = &t->u;
-		return;
-	}
-	tw_dpdk_opts_init(&t->d, sizeof(t->d));
-	t->d.eal_args = o->eal[r];
-	t->d.port = strcmp(o->transport, "memif") == 0 ? "net_memif0"
-						       : "net_af_packet0";
-	t->d.local_ip = r == 0 ? "10.77.0.2" : "10.77.0.1";
-	t->d.udp_base_port = 32100;
-	if (o->credits != 0)
-		t->d.credits = o->credits;
-	if (o->mbufs != 0)
-		t->d.mbufs = o->mbufs;
-	if (o->zc_threshold != 0)
-		t->d.zc_threshold = o->zc_threshold;
-	t->d.no_pkt_tag = o->no_pkt_tag;
-	ao->transport = TW_TRANSPORT_DPDK;
-	ao->transport_opts = &t->d;
-}
 
 static bool want(const struct opts *o, const char *what)
 {
@@ -487,14 +260,7 @@ static bool want(const struct opts *o, const char *what)
 static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 		       uint32_t world)
 {
-	/* No stray worker: die with the client. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() == 1)
-		_exit(1);
-	if (dpdk_mode(o) && fanout_collides(getppid(), getpid()))
-		_exit(EXIT_RETRY);
-	enter_netns(o->netns[1]);
-	pin_self(o->server_cpu);
+	pn_server_child(&o->net, "bench-rpc");
 	struct tw_agent_opts ao;
 	tw_agent_opts_init(&ao, sizeof(ao));
 	ao.name = rank == 1 ? SERVER : THIRD;
@@ -502,37 +268,12 @@ static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 	ao.world_size = world;
 	ao.rendezvous = rdv;
 	ao.num_loops = 1;
-	ao.first_cpu = o->server_cpu;
+	ao.first_cpu = o->net.cpu[1];
 	ao.spin_ns = o->spin_ns;
 	ao.yield = o->server_yield || world > 2;
 	ao.executor_threads = 1;
-	/* The transport under measurement carries the calls, not the
-	 * same-host one (both processes share this host), unless that is
-	 * the one measured (--transport shm). */
-	ao.same_host = o->same_host;
 	ao.setup = server_setup;
-	struct transport_opts to;
-	agent_transport(o, 1, &ao, &to);
-	tw_agent *a;
-	tw_status s = tw_agent_init(&ao, &a);
-	if (s != TW_OK) {
-		fprintf(stderr, "bench-rpc server: init: %s (%s)\n",
-			tw_strerror(s), tw_errmsg(s));
-		if (srv_port_up != NULL)
-			atomic_store(srv_port_up, -1);
-		if (dpdk_mode(o))
-			tw_dpdk_eal_cleanup();
-		_exit(1);
-	}
-	/* Serve until the client shuts down too, however long its parts
-	 * take: with the default deadline (shutdown_timeout_ms, 60 s) a
-	 * part still running after 60 s (--only rref on a loaded machine)
-	 * saw this server stop ("the agent is shutting down"). It dies with
-	 * the client all the same (PR_SET_PDEATHSIG). */
-	s = tw_agent_shutdown_timeout(a, true, 0);
-	if (dpdk_mode(o))
-		tw_dpdk_eal_cleanup();
-	_exit(s == TW_OK ? 0 : 1);
+	_exit(pn_serve(&o->net, &ao, "bench-rpc"));
 }
 
 /* ---- client ------------------------------------------------------------------- */
@@ -549,26 +290,14 @@ static tw_status wait_future(tw_agent *a, tw_future *f)
 static tw_agent *client_init(const struct opts *o, const char *rdv,
 			     uint32_t world)
 {
-	pin_self(o->client_cpu);
+	pn_pin(o->net.cpu[0], "bench-rpc");
 	embedded = !o->threaded;
-	if (dpdk_mode(o)) {
-		/* The memif client after the server's port is up. */
-		uint64_t until = mono_ns() + 60000000000u;
-		int up;
-		while ((up = atomic_load(srv_port_up)) == 0 &&
-		       mono_ns() < until) {
-			if (waitpid(server_pid, NULL, WNOHANG) == server_pid) {
-				server_pid = -1;
-				break;
-			}
-			usleep(2000);
-		}
-		if (up != 1) {
-			fprintf(stderr,
-				"bench-rpc: the server's DPDK port did not come up\n");
-			kill_server();
-			exit(1);
-		}
+	/* The memif client after the server's port is up. */
+	if (!pn_wait_server_port(&o->net, &server_pid)) {
+		fprintf(stderr,
+			"bench-rpc: the server's DPDK port did not come up\n");
+		kill_server();
+		exit(1);
 	}
 	for (;;) {
 		struct tw_agent_opts ao;
@@ -579,12 +308,11 @@ static tw_agent *client_init(const struct opts *o, const char *rdv,
 		ao.rendezvous = rdv;
 		ao.num_loops = 1;
 		ao.executor_threads = 1;
-		ao.same_host = o->same_host; /* as the server's */
 		/* Spin, don't sleep, while a big echo is on its way: a wake-up
 		 * costs ~25 us here (limits README pitfall 2). */
 		ao.spin_ns = o->spin_ns;
-		struct transport_opts to;
-		agent_transport(o, 0, &ao, &to);
+		struct pn_transport to;
+		pn_agent_transport(&o->net, 0, &ao, &to);
 		if (embedded) {
 			ao.embedded = true;
 			ao.first_cpu = -1; /* this thread, already pinned */
@@ -599,7 +327,7 @@ static tw_agent *client_init(const struct opts *o, const char *rdv,
 		if (s == TW_OK)
 			return a;
 		/* The EAL starts once per process: no second try over DPDK. */
-		if (embedded && !dpdk_mode(o)) {
+		if (embedded && !pn_is_dpdk(&o->net)) {
 			fprintf(stderr,
 				"bench-rpc: embedded init failed (%s: %s); "
 				"falling back to threaded mode\n",
@@ -629,7 +357,7 @@ static void bench_sync(tw_agent *a, const struct opts *o)
 	uint64_t *smp = malloc((size_t)o->n * sizeof(*smp));
 	if (smp == NULL)
 		die("malloc", TW_ENOMEM);
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = pn_mono_ns();
 	for (long i = 0; i < o->n; i++) {
 		uint64_t c0 = tsc();
 		tw_status s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL,
@@ -639,7 +367,7 @@ static void bench_sync(tw_agent *a, const struct opts *o)
 			die_err("rpc_sync", s, &err);
 		tw_value_destroy(&res);
 	}
-	double secs = (double)(mono_ns() - t0) / 1e9;
+	double secs = (double)(pn_mono_ns() - t0) / 1e9;
 	struct lat l = lat_stats(smp, (size_t)o->n);
 	char extra[64];
 	snprintf(extra, sizeof(extra), "calls/s=%.0f", (double)o->n / secs);
@@ -784,8 +512,8 @@ static void third_measure(tw_agent *a, long n)
 	 * may follow C's answer; a graceful shutdown now would report r as
 	 * held (TW_ERUNTIME). Off the clock: poll until it is gone. */
 	struct tw_rref_stats rs;
-	uint64_t until = mono_ns() + 5000000000u;
-	for (tw_agent_rref_stats(a, &rs); rs.users > 0 && mono_ns() < until;
+	uint64_t until = pn_mono_ns() + 5000000000u;
+	for (tw_agent_rref_stats(a, &rs); rs.users > 0 && pn_mono_ns() < until;
 	     tw_agent_rref_stats(a, &rs)) {
 		if (embedded)
 			tw_agent_poll(a);
@@ -815,7 +543,7 @@ static long pipe_run(tw_agent *a, tw_future **ring, int W, double secs,
 			die("rpc_async", s);
 		issued++;
 	}
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = pn_mono_ns();
 	uint64_t end = t0 + (uint64_t)(secs * 1e9);
 	bool more = true;
 	long head = 0;
@@ -828,7 +556,7 @@ static long pipe_run(tw_agent *a, tw_future **ring, int W, double secs,
 		*slot = NULL;
 		done++;
 		head++;
-		if (more && (done & 63) == 0 && mono_ns() >= end)
+		if (more && (done & 63) == 0 && pn_mono_ns() >= end)
 			more = false;
 		if (more) {
 			while ((s = tw_rpc_async(a, SERVER, "bench::noop", NULL,
@@ -840,7 +568,7 @@ static long pipe_run(tw_agent *a, tw_future **ring, int W, double secs,
 			issued++;
 		}
 	}
-	*elapsed = (double)(mono_ns() - t0) / 1e9;
+	*elapsed = (double)(pn_mono_ns() - t0) / 1e9;
 	return done;
 }
 
@@ -926,9 +654,9 @@ static void bench_echo(tw_agent *a, const struct opts *o, size_t bytes)
 	if (smp == NULL)
 		die("malloc", TW_ENOMEM);
 	long n = 0;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = pn_mono_ns();
 	while (n < cap && (n < o->echo_min ||
-			   (double)(mono_ns() - t0) / 1e9 < o->echo_secs))
+			   (double)(pn_mono_ns() - t0) / 1e9 < o->echo_secs))
 		smp[n++] = echo_once(a, &args, &t, false);
 	struct lat l = lat_stats(smp, (size_t)n);
 	char name[48], lab[24], extra[160];
@@ -955,10 +683,10 @@ static void bench_echo_lat(tw_agent *a, long n, size_t bytes)
 	uint64_t *smp = malloc((size_t)n * sizeof(*smp));
 	if (smp == NULL)
 		die("malloc", TW_ENOMEM);
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = pn_mono_ns();
 	for (long i = 0; i < n; i++)
 		smp[i] = echo_once(a, &args, &t, false);
-	double secs = (double)(mono_ns() - t0) / 1e9;
+	double secs = (double)(pn_mono_ns() - t0) / 1e9;
 	struct lat l = lat_stats(smp, (size_t)n);
 	char name[48], lab[24], extra[96];
 	snprintf(name, sizeof(name), "tw_echolat_%s",
@@ -969,57 +697,6 @@ static void bench_echo_lat(tw_agent *a, long n, size_t bytes)
 	free(smp);
 	tw_value_destroy(&args);
 	tw_tensor_release(&t);
-}
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sa);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len)) {
-		perror("bench-rpc: finding a free port");
-		exit(1);
-	}
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
-/* Wait for a server that leaves after the shutdown barrier, but not
- * forever; *pp is cleared. False when it did not exit with 0. */
-static bool reap_server(pid_t *pp, const char *who)
-{
-	int wst = 0;
-	pid_t sp = *pp;
-	*pp = -1;
-	for (int i = 0; i < 500; i++) {
-		pid_t r = waitpid(sp, &wst, WNOHANG);
-		if (r == sp)
-			break;
-		if (i == 499) {
-			fprintf(stderr,
-				"bench-rpc: %s did not exit; killing it\n",
-				who);
-			kill(sp, SIGKILL);
-			waitpid(sp, &wst, 0);
-		}
-		usleep(10000);
-	}
-	if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
-		fprintf(stderr, "bench-rpc: %s exited with status %d\n", who,
-			WIFEXITED(wst) ? WEXITSTATUS(wst)
-				       : 128 + WTERMSIG(wst));
-		return false;
-	}
-	return true;
-}
-
-static const char *cc_name(const struct opts *o)
-{
-	return o->cc == NULL ? "library default"
-	       : o->cc[0]    ? o->cc
-			     : "system's";
 }
 
 /* Whether a part of the two-process group is wanted (all but rref3). */
@@ -1103,9 +780,10 @@ static void bench_idle(tw_agent *a, const struct opts *o)
 static int run_pair(const struct opts *o)
 {
 	char rdv[64];
-	enter_netns(o->netns[0]);
+	pn_enter_netns(o->net.netns[0], "bench-rpc");
 	snprintf(rdv, sizeof(rdv), "tcp://%s:%d",
-		 o->host[0] != NULL ? o->host[0] : "127.0.0.1", free_port());
+		 o->net.host[0] != NULL ? o->net.host[0] : "127.0.0.1",
+		 pn_free_port("bench-rpc"));
 	for (;;) {
 		fflush(stdout);
 		fflush(stderr);
@@ -1115,34 +793,38 @@ static int run_pair(const struct opts *o)
 			return 1;
 		}
 		if (server_pid == 0) {
-			dpdk_o = NULL; /* the parent cleans up */
+			pn_forget_run_dirs(); /* the parent cleans up */
 			return server_main(o, rdv, 1, 2);
 		}
-		if (!dpdk_mode(o) || !fanout_collides(getpid(), server_pid))
+		if (!pn_is_dpdk(&o->net) ||
+		    !pn_fanout_collides(&o->net, getpid(), server_pid))
 			break;
-		waitpid(server_pid, NULL, 0); /* it left with EXIT_RETRY */
+		waitpid(server_pid, NULL, 0); /* it left with PN_EXIT_RETRY */
 	}
 
-	pin_self(o->client_cpu);
+	pn_pin(o->net.cpu[0], "bench-rpc");
 	tsc_calibrate();
 	tw_agent *a = client_init(o, rdv, 2);
 	printf("# bench-rpc client=%s cpu%d, server threaded 1 loop cpu%d spin %.0f ms, "
 	       "%s, tsc %.3f GHz, tcp cc %s\n",
-	       embedded ? "embedded" : "threaded", o->client_cpu, o->server_cpu,
+	       embedded ? "embedded" : "threaded", o->net.cpu[0], o->net.cpu[1],
 	       (double)o->spin_ns / 1e6, o->quick ? "quick" : "full",
-	       tsc_per_ns, cc_name(o));
-	if (o->netns[0] != NULL)
+	       tsc_per_ns, pn_cc_name(&o->net));
+	if (o->net.netns[0] != NULL)
 		printf("# across network namespaces: server %s on %s, client "
 		       "%s on %s\n",
-		       o->netns[1], o->host[1] ? o->host[1] : "127.0.0.1",
-		       o->netns[0], o->host[0] ? o->host[0] : "127.0.0.1");
-	if (o->same_host)
+		       o->net.netns[1],
+		       o->net.host[1] ? o->net.host[1] : "127.0.0.1",
+		       o->net.netns[0],
+		       o->net.host[0] ? o->net.host[0] : "127.0.0.1");
+	if (o->net.transport != NULL && strcmp(o->net.transport, "shm") == 0)
 		printf("# transport=shm (same host)\n");
-	if (dpdk_mode(o))
+	if (pn_is_dpdk(&o->net))
 		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
 		       " (0 = default) pkt_tag=%s\n# client EAL: %s\n# server EAL: %s\n",
-		       o->transport, o->credits, o->mbufs, o->zc_threshold,
-		       o->no_pkt_tag ? "off" : "on", o->eal[0], o->eal[1]);
+		       o->net.transport, o->net.credits, o->net.mbufs,
+		       o->net.zc_threshold, o->net.no_pkt_tag ? "off" : "on",
+		       o->net.eal[0], o->net.eal[1]);
 	fflush(stdout);
 
 	if (want(o, "sync"))
@@ -1172,7 +854,7 @@ static int run_pair(const struct opts *o)
 	tw_status s = tw_agent_shutdown(a, true);
 	if (s != TW_OK)
 		fprintf(stderr, "bench-rpc: shutdown: %s\n", tw_strerror(s));
-	reap_server(&server_pid, "server");
+	pn_reap(&server_pid, "server", "bench-rpc");
 	return s == TW_OK ? 0 : 1;
 }
 
@@ -1182,13 +864,14 @@ static int run_pair(const struct opts *o)
  * parts keep their own placement. io_uring only. */
 static int bench_third(const struct opts *o)
 {
-	if (dpdk_mode(o)) {
+	if (pn_is_dpdk(&o->net)) {
 		printf("# rref3: skipped (three processes over DPDK: not "
 		       "set up here)\n");
 		return 0;
 	}
 	char rdv[64];
-	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d", free_port());
+	snprintf(rdv, sizeof(rdv), "tcp://127.0.0.1:%d",
+		 pn_free_port("bench-rpc"));
 	for (uint32_t rank = 1; rank <= 2; rank++) {
 		fflush(stdout);
 		fflush(stderr);
@@ -1202,23 +885,23 @@ static int bench_third(const struct opts *o)
 			return server_main(o, rdv, rank, 3);
 		*(rank == 1 ? &server_pid : &third_pid) = p;
 	}
-	pin_self(o->client_cpu);
+	pn_pin(o->net.cpu[0], "bench-rpc");
 	if (tsc_per_ns == 0)
 		tsc_calibrate();
 	tw_agent *a = client_init(o, rdv, 3);
 	printf("# bench-rpc rref3: client=%s cpu%d, owner and third worker "
 	       "threaded 1 loop each, both on cpu%d, yielding, spin %.0f ms, "
 	       "tcp cc %s\n",
-	       embedded ? "embedded" : "threaded", o->client_cpu, o->server_cpu,
-	       (double)o->spin_ns / 1e6, cc_name(o));
+	       embedded ? "embedded" : "threaded", o->net.cpu[0], o->net.cpu[1],
+	       (double)o->spin_ns / 1e6, pn_cc_name(&o->net));
 	fflush(stdout);
 	third_measure(a, o->n);
 	tw_status s = tw_agent_shutdown(a, true);
 	if (s != TW_OK)
 		fprintf(stderr, "bench-rpc: rref3 shutdown: %s (%s)\n",
 			tw_strerror(s), tw_errmsg(s));
-	bool ok = reap_server(&server_pid, "owner");
-	ok = reap_server(&third_pid, "third worker") && ok;
+	bool ok = pn_reap(&server_pid, "owner", "bench-rpc");
+	ok = pn_reap(&third_pid, "third worker", "bench-rpc") && ok;
 	return s == TW_OK && ok ? 0 : 1;
 }
 
@@ -1278,10 +961,8 @@ int main(int argc, char **argv)
 		.echo_max = 2000,
 		.lat_small_n = 20000,
 		.lat_big_n = 2000,
-		.client_cpu = 0,
-		.server_cpu = 1,
 		.spin_ns = 1000000000u, /* 1 s: it never sleeps mid-run */
-		.eal_mem_mb = 512,
+		.net = {.cpu = {0, 1}, .eal_mem_mb = 512},
 	};
 	enum {
 		O_QUICK = 256,
@@ -1353,37 +1034,34 @@ int main(int argc, char **argv)
 			o.server_yield = true;
 			break;
 		case O_TRANSPORT:
-			o.same_host = strcmp(optarg, "shm") == 0;
-			o.transport = strcmp(optarg, "uring") == 0 ||
-						      o.same_host
-					      ? NULL
-					      : optarg;
+			o.net.transport = strcmp(optarg, "uring") == 0 ? NULL
+								       : optarg;
 			break;
 		case O_IFACES:
-			o.ifaces = optarg;
+			o.net.ifaces = optarg;
 			break;
 		case O_CREDITS:
-			o.credits = (uint32_t)atol(optarg);
+			o.net.credits = (uint32_t)atol(optarg);
 			break;
 		case O_MBUFS:
-			o.mbufs = (uint32_t)atol(optarg);
+			o.net.mbufs = (uint32_t)atol(optarg);
 			break;
 		case O_ZC:
-			o.zc_threshold = strtoull(optarg, NULL, 0);
+			o.net.zc_threshold = strtoull(optarg, NULL, 0);
 			break;
 		case O_EALMEM:
-			o.eal_mem_mb = atoi(optarg);
+			o.net.eal_mem_mb = atoi(optarg);
 			break;
 		case O_CC:
-			o.cc = optarg;
+			o.net.cc = optarg;
 			break;
 		case O_NOTAG:
-			o.no_pkt_tag = true;
+			o.net.no_pkt_tag = true;
 			break;
 		case O_NETNS:
 		case O_HOSTS: {
 			/* "SRV,CLI": [1] server, [0] client */
-			char **two = c == O_NETNS ? o.netns : o.host;
+			char **two = c == O_NETNS ? o.net.netns : o.net.host;
 			char *comma = strchr(optarg, ',');
 			if (comma == NULL) {
 				fprintf(stderr,
@@ -1441,10 +1119,10 @@ int main(int argc, char **argv)
 			E_set = atof(optarg);
 			break;
 		case 'c':
-			o.client_cpu = atoi(optarg);
+			o.net.cpu[0] = atoi(optarg);
 			break;
 		case 'C':
-			o.server_cpu = atoi(optarg);
+			o.net.cpu[1] = atoi(optarg);
 			break;
 		case 'h':
 		case O_HELP:
@@ -1467,7 +1145,7 @@ int main(int argc, char **argv)
 		o.lat_small_n = 5000;
 		o.lat_big_n = 500;
 	}
-	o.client_loop_cpu = loop_cpu == -2 ? o.client_cpu : loop_cpu;
+	o.client_loop_cpu = loop_cpu == -2 ? o.net.cpu[0] : loop_cpu;
 	if (n_set > 0)
 		o.n = n_set;
 	if (T_set > 0)
@@ -1475,17 +1153,16 @@ int main(int argc, char **argv)
 	if (E_set > 0)
 		o.echo_secs = E_set;
 
-	if (dpdk_mode(&o)) {
-		dpdk_prepare(&o);
-		atexit(rm_run_dirs);
-	}
+	pn_prepare(&o.net, "bench-rpc");
+	if (pn_is_dpdk(&o.net))
+		atexit(pn_rm_run_dirs);
 	int rc = 0;
 	if (pair_wanted(&o))
 		rc = run_pair(&o);
 	if (rc == 0 && o.only != NULL &&
 	    (want(&o, "rref") || want(&o, "rref3")))
 		rc = bench_third(&o);
-	if (dpdk_mode(&o))
+	if (pn_is_dpdk(&o.net))
 		tw_dpdk_eal_cleanup(); /* then atexit removes the run dirs */
 	return rc;
 }

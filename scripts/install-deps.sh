@@ -12,7 +12,7 @@ pkgs="build-essential pkg-config meson ninja-build
       libdpdk-dev dpdk
       clang libclang-rt-14-dev clang-format-14
       python3 python3-numpy python3-dev python3-pytest python3-torch
-      python3-mesonpy
+      python3-mesonpy python3-matplotlib
       iproute2 systemtap-sdt-dev binutils"
 missing=""
 for p in $pkgs; do
