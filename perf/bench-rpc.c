@@ -269,9 +269,12 @@ struct opts {
 	size_t sizes[16]; /* echo sizes in bytes, 0-terminated */
 	/* DPDK mode (transport != NULL: "memif" or "af_packet") */
 	const char *transport;
+	bool shm; /* --transport shm: io_uring to meet, then the same-host
+		  * transport (tw_agent_opts.same_host) carries the calls */
 	const char *ifaces; /* af_packet: "SRV_IFACE,CLI_IFACE" */
 	int eal_mem_mb;     /* EAL -m (default 512) */
 	uint32_t credits, mbufs;
+	uint32_t mtu;    /* DPDK: tw_dpdk_opts.mtu (0 = default) */
 	bool no_pkt_tag; /* DPDK: tw_dpdk_opts.no_pkt_tag */
 	uint64_t zc_threshold;
 	const char *cc; /* tcp_congestion_local; NULL = the library's */
@@ -456,6 +459,8 @@ static void agent_transport(const struct opts *o, int r,
 	if (o->zc_threshold != 0)
 		t->d.zc_threshold = o->zc_threshold;
 	t->d.no_pkt_tag = o->no_pkt_tag;
+	if (o->mtu != 0)
+		t->d.mtu = (uint16_t)o->mtu;
 	ao->transport = TW_TRANSPORT_DPDK;
 	ao->transport_opts = &t->d;
 }
@@ -501,9 +506,10 @@ static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 	ao.spin_ns = o->spin_ns;
 	ao.yield = o->server_yield || world > 2;
 	ao.executor_threads = 1;
-	/* The transport under measurement carries the calls, not the
-	 * same-host one (both processes share this host). */
-	ao.same_host = false;
+	/* The transport under measurement carries the calls: the same-host
+	 * one only when it is the one measured (both processes share this
+	 * host, so it would otherwise take every call). */
+	ao.same_host = o->shm;
 	ao.setup = server_setup;
 	struct transport_opts to;
 	agent_transport(o, 1, &ao, &to);
@@ -573,7 +579,7 @@ static tw_agent *client_init(const struct opts *o, const char *rdv,
 		ao.rendezvous = rdv;
 		ao.num_loops = 1;
 		ao.executor_threads = 1;
-		ao.same_host = false; /* as the server's */
+		ao.same_host = o->shm; /* as the server's */
 		/* Spin, don't sleep, while a big echo is on its way: a wake-up
 		 * costs ~25 us here (limits README pitfall 2). */
 		ao.spin_ns = o->spin_ns;
@@ -1059,6 +1065,8 @@ static int run_pair(const struct opts *o)
 	       embedded ? "embedded" : "threaded", o->client_cpu, o->server_cpu,
 	       (double)o->spin_ns / 1e6, o->quick ? "quick" : "full",
 	       tsc_per_ns, cc_name(o));
+	if (o->shm)
+		printf("# transport=shm (same-host, met over io_uring)\n");
 	if (o->netns[0] != NULL)
 		printf("# across network namespaces: server %s on %s, client "
 		       "%s on %s\n",
@@ -1066,9 +1074,10 @@ static int run_pair(const struct opts *o)
 		       o->netns[0], o->host[0] ? o->host[0] : "127.0.0.1");
 	if (dpdk_mode(o))
 		printf("# transport=dpdk vdev=%s credits=%u mbufs=%u zc_threshold=%" PRIu64
-		       " (0 = default) pkt_tag=%s\n# client EAL: %s\n# server EAL: %s\n",
+		       " mtu=%u (0 = default) pkt_tag=%s\n# client EAL: %s\n# server EAL: %s\n",
 		       o->transport, o->credits, o->mbufs, o->zc_threshold,
-		       o->no_pkt_tag ? "off" : "on", o->eal[0], o->eal[1]);
+		       o->mtu, o->no_pkt_tag ? "off" : "on", o->eal[0],
+		       o->eal[1]);
 	fflush(stdout);
 
 	if (want(o, "sync"))
@@ -1093,6 +1102,15 @@ static int run_pair(const struct opts *o)
 	printf("# client stats: calls_started=%" PRIu64 " calls_sent=%" PRIu64
 	       " timeouts=%" PRIu64 " conns_opened=%" PRIu64 "\n",
 	       st.calls_started, st.calls_sent, st.timeouts, st.conns_opened);
+	printf("# client conns: same_host=%" PRIu64 " shm=%" PRIu64
+	       " same_host_fallbacks=%" PRIu64 "\n",
+	       st.conns_same_host, st.conns_shm, st.same_host_fallbacks);
+	if (o->shm && st.conns_shm == 0) {
+		/* The figures above are io_uring's: say so, and fail. */
+		fprintf(stderr, "bench-rpc: --transport shm, but no call went "
+				"over the same-host transport\n");
+		exit(1);
+	}
 	tw_status s = tw_agent_shutdown(a, true);
 	if (s != TW_OK)
 		fprintf(stderr, "bench-rpc: shutdown: %s\n", tw_strerror(s));
@@ -1153,8 +1171,9 @@ static void usage(FILE *f)
 		"                 [-c client_cpu] [-C server_cpu] [--spin-ms MS]\n"
 		"                 [--client-loop-cpu CPU] [--server-yield]\n"
 		"                 [--only sync,rref,rref3,pipe,echo,lat,lat1k,lat1m]\n"
-		"                 [--transport uring|memif|af_packet [--ifaces SRV,CLI]\n"
-		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB] [--no-pkt-tag]]\n"
+		"                 [--transport uring|shm|memif|af_packet [--ifaces SRV,CLI]\n"
+		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB] [--no-pkt-tag]\n"
+		"                  [--mtu N]]\n"
 		"                 [--cc NAME]\n"
 		"  --quick      10k small calls, shorter windows and echo budgets\n"
 		"  --threaded   client with a loop thread (default: embedded mode when\n"
@@ -1173,12 +1192,15 @@ static void usage(FILE *f)
 		"                         1 KiB and 1 MiB echo latency runs; rref =\n"
 		"                         remote+to_here, then rref3: an RRef through a\n"
 		"                         third worker, in a group of three processes)\n"
-		"  --transport T          uring (default: io_uring TCP on 127.0.0.1), or DPDK\n"
+		"  --transport T          uring (default: io_uring TCP on 127.0.0.1), shm (the\n"
+		"                         same-host transport, met over io_uring), or DPDK\n"
 		"                         over memif or af_packet (root; own EAL per process)\n"
 		"  --ifaces SRV,CLI       af_packet: the two ends of a veth pair (made by\n"
 		"                         the caller, e.g. perf/bench-dpdk.sh)\n"
 		"  --credits N            DPDK packets in flight per session (0 = default)\n"
 		"  --no-pkt-tag           DPDK: no per-packet tags (tw_dpdk_opts.no_pkt_tag)\n"
+		"  --mtu N                DPDK: the port's MTU (tw_dpdk_opts.mtu; 0 = 1500;\n"
+		"                         memif takes jumbo frames, 9000 at most)\n"
 		"  --mbufs N              DPDK mbufs per queue pool (0 = default)\n"
 		"  --zc-threshold B       zero-copy segments from B bytes (0 = default)\n"
 		"  --eal-mem MB           EAL -m with --no-huge (default 512)\n"
@@ -1220,6 +1242,7 @@ int main(int argc, char **argv)
 		O_EALMEM,
 		O_CC,
 		O_NOTAG,
+		O_MTU,
 		O_NETNS,
 		O_HOSTS
 	};
@@ -1238,6 +1261,7 @@ int main(int argc, char **argv)
 		{"eal-mem", required_argument, NULL, O_EALMEM},
 		{"cc", required_argument, NULL, O_CC},
 		{"no-pkt-tag", no_argument, NULL, O_NOTAG},
+		{"mtu", required_argument, NULL, O_MTU},
 		{"netns", required_argument, NULL, O_NETNS},
 		{"hosts", required_argument, NULL, O_HOSTS},
 		{"help", no_argument, NULL, O_HELP},
@@ -1274,8 +1298,10 @@ int main(int argc, char **argv)
 			o.server_yield = true;
 			break;
 		case O_TRANSPORT:
-			o.transport = strcmp(optarg, "uring") == 0 ? NULL
-								   : optarg;
+			o.shm = strcmp(optarg, "shm") == 0;
+			o.transport = strcmp(optarg, "uring") == 0 || o.shm
+					      ? NULL
+					      : optarg;
 			break;
 		case O_IFACES:
 			o.ifaces = optarg;
@@ -1297,6 +1323,9 @@ int main(int argc, char **argv)
 			break;
 		case O_NOTAG:
 			o.no_pkt_tag = true;
+			break;
+		case O_MTU:
+			o.mtu = (uint32_t)atol(optarg);
 			break;
 		case O_NETNS:
 		case O_HOSTS: {
