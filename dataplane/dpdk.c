@@ -29,6 +29,7 @@
 #define EXT_REF_MAX 60000u /* shinfo refcnt is 16 bits */
 #define DESTROY_NS (2ull * 1000 * 1000 * 1000)
 #define RTO_BACKOFF_MAX 3u /* rto doubles up to 8x without progress */
+#define DACK_PKTS 4u /* an ack held back covers this many packets at most */
 
 _Static_assert(TWP_ERR_COUNT_ <= TW_DPDK_BAD_REASONS,
 	       "every packet error has its counter");
@@ -179,6 +180,11 @@ struct dsess {
 	 * first: the reply to a call, or the caller's next call. */
 	uint32_t ack_sent;
 	uint64_t dack_at;
+	/* In-order packets of a frame not finished came: the control pass
+	 * acks them, unless the frame's last packet came in the same burst
+	 * and holds the ack back with it (a small multi-packet call or
+	 * reply: the answer, or the next call, carries it). */
+	bool ack_frame;
 	/* Whether s is on t->ctl, t->ready, t->reap, t->dack: set and
 	 * cleared with the insert and the removal (in_reap stays: s leaves
 	 * to be freed). */
@@ -210,6 +216,7 @@ struct dt {
 	uint64_t ka_ns;
 	uint64_t tick_ns; /* each session's timer: keepalive, stall, dead */
 	uint64_t ack_delay_ns; /* o.ack_delay_ns, at most rto_ns / 4 */
+	uint32_t dack_pkts;    /* unacked packets an ack is held back for */
 	uint32_t ooo_max, rexmit_max;
 	struct twp_ep self;
 	struct twp_local local;
@@ -759,7 +766,7 @@ static bool build_pkt(struct dt *t, struct dsess *s, struct txm *x,
 	} else
 		s->snd_max = seq + 1;
 	/* The packet carries rcv_next: a separate ACK is not needed. */
-	s->ack_due = false;
+	s->ack_due = s->ack_frame = false;
 	s->ack_sent = s->rcv_next;
 	if (!tw_timer_armed(&s->rto))
 		tw_loop_timer_after(t->base.loop, &s->rto, t->o.rto_ns);
@@ -834,6 +841,11 @@ static void tx_ctl(struct dt *t)
 		STAILQ_REMOVE_HEAD(&t->ctl, ctl_link);
 		s->in_ctl = false;
 		bool keep = false;
+		if (s->ack_frame) {
+			/* The burst ended inside a frame: ack what came. */
+			s->ack_frame = false;
+			s->ack_due = true;
+		}
 		if (s->state == S_CONNECTING && s->connect_due) {
 			struct twp_hdr h = {.type = TWP_CONNECT,
 					    .src_sess = s->id,
@@ -1533,14 +1545,21 @@ static void on_data(struct dt *t, struct dsess *s, struct rte_mbuf *m,
 		s->ack_due = true;
 		return;
 	}
-	/* A lone packet that ends a frame (a call, a reply), all before it
-	 * acked: its ack waits for our next packet (the reply, the next
-	 * call), ack_delay_ns at most. One ACK fewer per call each way, and,
-	 * tagged, two tags fewer. */
-	bool defer = t->ack_delay_ns != 0 && s->ooo_count == 0 &&
-		     s->ack_sent == seq &&
-		     h->frame_off + h->len == h->frame_len;
-	if (!defer)
+	/* A packet that ends a small frame (a call, a reply) with at most
+	 * dack_pkts packets unacked, this one and those of the frame that
+	 * came in the same burst included: their ack waits for our next
+	 * packet (the reply, the next call), ack_delay_ns at most. One ACK
+	 * fewer per call each way, and, tagged, two tags fewer. More
+	 * unacked (a stream, a large frame) is acked at once: the sender's
+	 * credits must not wait on the timer. */
+	bool ends = h->frame_off + h->len == h->frame_len;
+	bool defer = t->ack_delay_ns != 0 && s->ooo_count == 0 && ends &&
+		     seq + 1 - s->ack_sent <= t->dack_pkts;
+	if (defer)
+		s->ack_frame = false;
+	else if (!ends && s->ooo_count == 0)
+		s->ack_frame = true;
+	else
 		s->ack_due = true;
 	if (s->ooo_count != 0) {
 		/* A copy of this packet may be held already. */
@@ -2382,6 +2401,11 @@ tw_status tw_dpdk_transport_create(tw_loop *l, tw_dpdk_env *env, uint16_t queue,
 	t->ka_ns = o.dead_ns / 4;
 	t->ack_delay_ns = o.ack_delay_ns < o.rto_ns / 4 ? o.ack_delay_ns
 							: o.rto_ns / 4;
+	/* A 4 KiB tensor's call or reply (3 packets at MTU 1500), and never
+	 * more than a quarter of the credits (ours stand for the peer's). */
+	t->dack_pkts = o.credits / 4 < DACK_PKTS ? o.credits / 4 : DACK_PKTS;
+	if (t->dack_pkts == 0)
+		t->dack_pkts = 1;
 	/* Above any counter a process before us on this endpoint used
 	 * (unless the clock went back). */
 	struct timespec ts;

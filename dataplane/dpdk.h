@@ -62,8 +62,10 @@ extern "C" {
  * - Every packet carries a cumulative ack (the next packet number the
  *   sender of the ack expects): data going the other way acknowledges
  *   for free; otherwise one ACK packet per session per loop iteration in
- *   which data arrived. Except for a lone packet that ends a frame with
- *   everything before it acked (a call, a reply): its ack waits up to
+ *   which data arrived. Except for the packet that ends a small frame
+ *   (a call, a reply) with at most DACK_PKTS (4; a quarter of credits
+ *   if less) packets unacked, the frame's earlier packets in the same
+ *   burst included: its ack waits up to
  *   ack_delay_ns (100 us) for a packet of ours to carry it (the reply,
  *   the caller's next call), so a call and its reply cost two packets,
  *   not four (and, tagged, two tags to make and two to check fewer).

@@ -433,7 +433,19 @@ tw_status tw_dpdk_env_init(const struct tw_dpdk_opts *in, uint16_t nqueues,
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_UDP;
 	}
-	if (o.mtu >= di.min_mtu && o.mtu <= di.max_mtu)
+	/* Our packets are sized from o.mtu (e->mss): a port that cannot take
+	 * frames that long would drop every full one. ethdev's frame is the
+	 * MTU plus the Ethernet header and CRC; memif in DPDK 22.11 takes
+	 * 1518 bytes (MTU 1500) at most, though its rings could chain more. */
+	if (o.mtu > di.max_mtu ||
+	    (uint32_t)o.mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN >
+		    di.max_rx_pktlen) {
+		*why = "the port's largest frame (max_mtu, max_rx_pktlen) is "
+		       "below the mtu asked for: lower tw_dpdk_opts.mtu";
+		st = TW_EINVAL;
+		goto fail;
+	}
+	if (o.mtu >= di.min_mtu)
 		conf.rxmode.mtu = o.mtu;
 	int r = rte_eth_dev_configure(e->port_id, nqueues, nqueues, &conf);
 	if (r != 0) {

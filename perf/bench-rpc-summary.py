@@ -137,6 +137,65 @@ def median(v):
     return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
+def same_host(items, p, target):
+    """Issue 15's same-host rows: bench-rpc --transport shm (items sh_sync,
+    sh_pipe, sh_echo) beside UCX's ucx_perftest over shared memory (ucx_lat,
+    ucx_mr, ucx_bw1m, ucx_bw64m: perf/ucx-pair.sh), and the targets."""
+    sh = {}
+    for k in ("sh_sync", "sh_pipe", "sh_echo"):
+        sh.update((items.get(k) or {}).get("results", {}))
+    ucx = {k: first_result(items, k) for k in ("ucx_lat", "ucx_mr", "ucx_bw1m", "ucx_bw64m")}
+    if not sh and not any(ucx.values()):
+        return []
+    g = lambda kv, k: None if kv is None else kv.get(k)
+    sync = sh.get("tw_sync_noop")
+    p50 = g(sync, "p50") and sync["p50"] / 1e3
+    one_way = g(ucx["ucx_lat"], "p50_us")
+    rtt = one_way and 2 * one_way
+    rate = g(ucx["ucx_mr"], "msgs/s")
+    e1m, e64 = sh.get("tw_echo_1MiB"), sh.get("tw_echo_64MiB")
+    b1m, b64 = g(ucx["ucx_bw1m"], "GB/s"), g(ucx["ucx_bw64m"], "GB/s")
+    p("Same host (issue 15): tensorwire's same-host transport (`bench-rpc --transport shm`: rings in "
+      "shared memory, met over io_uring) beside UCX's `ucx_perftest` over shared memory "
+      "(`perf/ucx-pair.sh`, UCX_TLS=shm,self), both pinned cpu0/cpu1. UCX latency is its 64 B tag "
+      "ping-pong, one way (half the round trip, p50); its bandwidth is one way, a window in flight; "
+      "tensorwire's echo GB/s counts both directions (2 × bytes / median round trip). GB = 1e9 B.")
+    p("")
+    p("| measurement | tensorwire shm | UCX shm | tw ÷ UCX |")
+    p("|---|---|---|---|")
+    rows = []
+
+    def row(label, twv, uv, spec):
+        p(f"| {label} | {fmt(twv, spec)} | {fmt(uv, spec)} | {ratio(twv, uv)} |")
+        rows.append({"measurement": label, "tensorwire": twv, "ucx": uv,
+                     "tw_over_ucx": None if not (twv and uv) else twv / uv})
+
+    row("no-op call p50 µs (UCX: 64 B tag round trip, 2 × one way)", p50, rtt, "{:.2f}")
+    row("no-op call p99 µs", g(sync, "p99") and sync["p99"] / 1e3, None, "{:.2f}")
+    for w in (64, 256):
+        kv = sh.get(f"tw_pipe_noop_W{w}")
+        row(f"pipelined no-op calls/s, {w} in flight (UCX: 64 B tag msgs/s)", g(kv, "calls/s"), rate, "{:,.0f}")
+    row("1 MiB echo GB/s (UCX: 1 MiB tag bandwidth)", g(e1m, "GB/s"), b1m, "{:.2f}")
+    row("64 MiB echo GB/s (UCX: 64 MiB tag bandwidth)", g(e64, "GB/s"), b64, "{:.2f}")
+    p("")
+    p("| target (issue 15, same host) | measured | needed | |")
+    p("|---|---|---|---|")
+    r = None if not (p50 and rtt) else p50 / rtt
+    target("same-host no-op p50 ÷ UCX shm round trip (2 × one-way tag latency)", r, "≤", 1, "x",
+           None if r is None else r <= 1)
+    best = max((x for x in (g(sh.get(f"tw_pipe_noop_W{w}"), "calls/s") for w in (64, 256)) if x),
+               default=None)
+    r = best and best / 1e6
+    target("same-host pipelined calls/s (best of W=64, 256)", r, "≥", 4, " M/s", None if r is None else r >= 4)
+    r = g(e64, "GB/s")
+    target("same-host 64 MiB echo GB/s", r, "≥", 10, " GB/s", None if r is None else r >= 10)
+    r = None if not (r and b64) else r / b64
+    target("same-host 64 MiB echo GB/s ÷ UCX shm 64 MiB bandwidth", r, "≥", 2, "x",
+           None if r is None else r >= 2)
+    p("")
+    return rows
+
+
 def fmt(v, spec="{:.1f}", none="-"):
     return none if v is None else spec.format(v)
 
@@ -297,6 +356,13 @@ def main():
           None if not (e1k and pp1k) else e1k["p50"] / pp1k["p50"], "≤", 1.0)
     near1("echo1m", "1 MiB echo p50 ÷ raw 1 MiB ping-pong p50",
           None if not (e1m and pp1m) else e1m["p50"] / pp1m["p50"], "≤", 1.0)
+    # Issue 15's io_uring targets.
+    r = None if not (sync and pp64) else sync["p50"] / pp64["p50"]
+    target("io_uring single call p50 ÷ raw ping-pong p50 (issue 15)", r, "≤", 1.05, "x",
+           None if r is None else r <= 1.05)
+    kv = tw.get("tw_pipe_noop_W256")
+    r = kv and kv.get("calls/s") and kv["calls/s"] / 1e6
+    target("io_uring pipelined calls/s, W=256 (issue 15)", r, "≥", 3, " M/s", None if r is None else r >= 3)
     p("")
     if pr:
         p("Paired rounds (anchor and tensorwire back to back, the anchor first in odd rounds; ratios as in the targets; "
@@ -313,6 +379,7 @@ def main():
     p = out.append
     if not has_main:
         targets.clear()
+    same_rows = same_host(items, p, target)
 
     # Issue 13: remote + to_here and an RRef through a third worker, each
     # beside rpc_sync in the same processes and beside torch's.
@@ -390,7 +457,7 @@ def main():
         doc = {"date_utc": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
                "command": a.cmd, "log": os.path.abspath(a.log), "header": head, "tensorwire_mode": tw_mode,
                "items": items, "torch_best": tb, "rows": rows, "echo": echo_rows, "targets": targets,
-               "rref": rref_rows,
+               "rref": rref_rows, "same_host": same_rows,
                "pairs": pr}
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:

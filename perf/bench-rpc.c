@@ -851,6 +851,16 @@ static int run_pair(const struct opts *o)
 	printf("# client stats: calls_started=%" PRIu64 " calls_sent=%" PRIu64
 	       " timeouts=%" PRIu64 " conns_opened=%" PRIu64 "\n",
 	       st.calls_started, st.calls_sent, st.timeouts, st.conns_opened);
+	printf("# client conns: same_host=%" PRIu64 " shm=%" PRIu64
+	       " same_host_fallbacks=%" PRIu64 "\n",
+	       st.conns_same_host, st.conns_shm, st.same_host_fallbacks);
+	if (o->net.transport != NULL && strcmp(o->net.transport, "shm") == 0 &&
+	    st.conns_shm == 0) {
+		/* The figures above are io_uring's: say so, and fail. */
+		fprintf(stderr, "bench-rpc: --transport shm, but no call went "
+				"over the same-host transport\n");
+		exit(1);
+	}
 	tw_status s = tw_agent_shutdown(a, true);
 	if (s != TW_OK)
 		fprintf(stderr, "bench-rpc: shutdown: %s\n", tw_strerror(s));

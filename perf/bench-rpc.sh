@@ -12,7 +12,11 @@
 #   raw io_uring TCP ping-pong 64 B, 1 KiB, 1 MiB; io_uring pipelined 64 B
 #   echo W=64 and W=256; io_uring TCP stream of 64 MiB messages; memcpy 1 MiB
 #   and 64 MiB; tensorwire's perf/bench-rpc, each part right after its
-#   anchors; then PAIRS (21; --quick 3, --full 31) short anchor/tensorwire
+#   anchors; the same-host rows (issue 15): UCX's ucx_perftest over shared
+#   memory (perf/ucx-pair.sh, UCX_TLS=shm,self; ucx-utils): 64 B tag
+#   latency, 64 B message rate, bandwidth at 1 MiB and 64 MiB; each right
+#   before bench-rpc --transport shm (no-op rpc_sync, pipelined W=64/256,
+#   1 MiB and 64 MiB echo), same pinning; then PAIRS (21; --quick 3, --full 31) short anchor/tensorwire
 #   pairs for the 64 MiB, 1 KiB and 1 MiB targets (anchor first in odd
 #   rounds, tensorwire first in even ones); torch.distributed.rpc's
 #   bench.py
@@ -35,8 +39,9 @@
 # --quick = everything short (a few minutes); --full = torch's full run too.
 # --only LIST: only these groups of items (comma-separated; default all):
 #   sync (pp64, tw_sync), rref (tw_rref, torch_rref), pipe, echo (stream,
-#   memcpy, tw_echo), lat (pp1k, pp1m, tw_lat), pairs (the paired rounds),
-#   torch (bench.py). --no-torch leaves out torch_rref and bench.py.
+#   memcpy, tw_echo), lat (pp1k, pp1m, tw_lat), same (the same-host rows:
+#   ucx_*, sh_*), pairs (the paired rounds), torch (bench.py). --no-torch
+#   leaves out torch_rref and bench.py.
 # An item run while other processes used >= 0.15 cores is redone (up to
 # RETRIES=2 times) and the least disturbed attempt is kept.
 # Env: QUIET_MAX (s to wait for a quiet machine per item, default 120),
@@ -128,7 +133,7 @@ want() {
 }
 for g in $(echo "$ONLY" | tr ',' ' '); do
 	case $g in
-	sync|rref|pipe|echo|lat|pairs|torch) ;;
+	sync|rref|pipe|echo|lat|same|pairs|torch) ;;
 	*) echo "bench-rpc.sh: unknown group '$g' in --only" >&2; usage >&2; exit 2 ;;
 	esac
 done
@@ -167,6 +172,8 @@ full)
 	N=100000; N1M=2000; PIPE_N=5000000; STREAM_N=0; MEMCPY_T=300
 	PROBE_N=100000; BENCH_ARGS=; TORCH_ARGS=--quick; PAIRS=21 ;;
 esac
+# ucx_perftest iterations: 64 B latency, 64 B message rate, 1 MiB, 64 MiB
+UCX_N="$N $((PIPE_N * 2)) $((N1M * 10)) $((N1M / 10))"
 W=$((N / 10))
 UF="-m peek -f defer,fixed,ringfd"
 
@@ -229,6 +236,25 @@ if want lat; then
 	item pp1k 600 "$L/uring_pingpong" $UF -s 1024 -n "$N" -w "$W"
 	item pp1m 600 "$L/uring_pingpong" $UF -s 1048576 -n "$N1M" -w $((N1M / 10))
 	item tw_lat 600 "$BENCH" --cc "$CC" $BENCH_ARGS --only lat
+fi
+# The same-host rows (issue 15): the same-host transport (shared-memory
+# rings, met over io_uring: bench-rpc --transport shm), each part right
+# after its UCX anchor over shared memory, pinned as ours.
+if want same; then
+	if command -v ucx_perftest >/dev/null 2>&1; then
+		set -- $UCX_N
+		UP="sh $ROOT/perf/ucx-pair.sh"
+		item ucx_lat 300 $UP ucx_tag_lat_64B tag_lat 64 "$1"
+		item sh_sync 600 "$BENCH" --transport shm --cc "$CC" $BENCH_ARGS --only sync
+		item ucx_mr 300 $UP ucx_tag_mr_64B tag_bw 64 "$2"
+		item sh_pipe 600 "$BENCH" --transport shm --cc "$CC" $BENCH_ARGS --only pipe
+		item ucx_bw1m 300 $UP ucx_tag_bw_1MiB tag_bw 1048576 "$3"
+		item ucx_bw64m 300 $UP ucx_tag_bw_64MiB tag_bw 67108864 "$4"
+		item sh_echo 900 "$BENCH" --transport shm --cc "$CC" $BENCH_ARGS --only echo -S 1M,64M
+		set --
+	else
+		log "# same: SKIPPED: ucx_perftest not found (apt-get install ucx-utils; scripts/install-deps.sh)"
+	fi
 fi
 # Paired rounds for the three targets whose margin is small (64 MiB echo
 # against the stream; 1 KiB and 1 MiB echo against the ping-pong): the vCPU

@@ -13,7 +13,8 @@ pkgs="build-essential pkg-config meson ninja-build
       clang libclang-rt-14-dev clang-format-14
       python3 python3-numpy python3-dev python3-pytest python3-torch
       python3-mesonpy python3-matplotlib
-      iproute2 systemtap-sdt-dev binutils"
+      iproute2 systemtap-sdt-dev binutils
+      ucx-utils"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -148,11 +148,13 @@ struct tw_dpdk_opts {
 				     * 3 s, at least rto_ns) */
 
 	/* Acknowledgements. */
-	uint64_t ack_delay_ns; /* a lone packet that ends a frame (a call, a
-				* reply) is acknowledged by our next packet
-				* (the reply, the next call) or after this
-				* long, whichever comes first: one ACK packet
-				* fewer per call each way (default 100 us;
+	uint64_t ack_delay_ns; /* the packet that ends a small frame (a call,
+				* a reply of up to 4 packets, and at most a
+				* quarter of credits unacked) is acknowledged
+				* by our next packet (the reply, the next
+				* call) or after this long, whichever comes
+				* first: one ACK packet fewer per call each
+				* way (default 100 us;
 				* 0 = acknowledge every packet at once; used
 				* up to rto_ns / 4; a loop that sleeps may add
 				* a timer tick, 1 ms). A sender of one-packet

@@ -1452,6 +1452,20 @@ static void solo_main(struct shm *sh, const char *prefix, const char *sock)
 		wfail(res, "env: %s", eal_why);
 		goto out;
 	}
+	/* memif (DPDK 22.11) takes frames of 1518 bytes at most: a jumbo
+	 * mtu is refused, saying why, and the port stays free */
+	struct tw_dpdk_opts jo;
+	tw_dpdk_opts_init(&jo, sizeof(jo));
+	jo.port = "net_memif1";
+	jo.local_ip = CLI_IP;
+	jo.mtu = 9000;
+	jo.mbufs = 4095;
+	jo.ext_mbufs = 2047;
+	tw_dpdk_env *ej = NULL;
+	SCHECK(res, tw_dpdk_env_init(&jo, 1, &ej) == TW_EINVAL && ej == NULL,
+	       "");
+	SCHECK(res, strstr(tw_errmsg(TW_EINVAL), "largest frame") != NULL, "%s",
+	       tw_errmsg(TW_EINVAL));
 	/* the EAL is up: a second env takes its port and ignores eal_args */
 	SCHECK(res, solo_env("--bogus", "net_memif1", CLI_IP, 1, &eb) == TW_OK,
 	       "");
