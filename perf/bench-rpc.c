@@ -759,12 +759,12 @@ static void bench_idle(tw_agent *a, const struct opts *o)
 			      (long)((settle - (double)(time_t)settle) * 1e9)};
 	nanosleep(&ts, NULL);
 	uint64_t s0 = proc_cpu_ns(server_pid), c0 = proc_cpu_ns(0);
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = pn_mono_ns();
 	ts.tv_sec = (time_t)window;
 	ts.tv_nsec = 0;
 	nanosleep(&ts, NULL);
 	uint64_t s1 = proc_cpu_ns(server_pid), c1 = proc_cpu_ns(0);
-	double wall = (double)(mono_ns() - t0);
+	double wall = (double)(pn_mono_ns() - t0);
 	s = tw_rpc_sync(a, SERVER, "bench::noop", NULL, NULL, -1, &res, &err);
 	if (s != TW_OK)
 		die_err("idle: call after the window", s, &err);
