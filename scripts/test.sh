@@ -3,7 +3,7 @@
 #   0. the formatting check (scripts/check-format.sh, .clang-format),
 #   1. a -Werror build and `meson test` (unit, integration, corpus replay),
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
-#   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 60), on
+#   3. libFuzzer on the frame decoder for FUZZ_SECONDS (default 40), on
 #      the schema parser and on the DPDK packet parser for half that each,
 #      on the connection handshake and the stream reassembler for a
 #      quarter, on the same-host transport's ring consumer for 15 s: they
@@ -12,7 +12,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/install-deps.sh
-FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${FUZZ_SECONDS:-40}
 status=0
 summary=""
 sanitizer_failures=0
