@@ -275,6 +275,7 @@ struct opts {
 	bool no_pkt_tag; /* DPDK: tw_dpdk_opts.no_pkt_tag */
 	uint64_t zc_threshold;
 	const char *cc; /* tcp_congestion_local; NULL = the library's */
+	bool same_host; /* --same-host: the shared-memory transport */
 	/* io_uring across network namespaces (perf/bench-hosts.sh): [0] the
 	 * client's, [1] the server's namespace and address; NULL = this
 	 * namespace, 127.0.0.1 */
@@ -501,9 +502,9 @@ static int server_main(const struct opts *o, const char *rdv, uint32_t rank,
 	ao.spin_ns = o->spin_ns;
 	ao.yield = o->server_yield || world > 2;
 	ao.executor_threads = 1;
-	/* The transport under measurement carries the calls, not the
-	 * same-host one (both processes share this host). */
-	ao.same_host = false;
+	/* The transport under measurement carries the calls: the same-host
+	 * one only when asked for (both processes share this host). */
+	ao.same_host = o->same_host;
 	ao.setup = server_setup;
 	struct transport_opts to;
 	agent_transport(o, 1, &ao, &to);
@@ -573,7 +574,7 @@ static tw_agent *client_init(const struct opts *o, const char *rdv,
 		ao.rendezvous = rdv;
 		ao.num_loops = 1;
 		ao.executor_threads = 1;
-		ao.same_host = false; /* as the server's */
+		ao.same_host = o->same_host; /* as the server's */
 		/* Spin, don't sleep, while a big echo is on its way: a wake-up
 		 * costs ~25 us here (limits README pitfall 2). */
 		ao.spin_ns = o->spin_ns;
@@ -1155,7 +1156,7 @@ static void usage(FILE *f)
 		"                 [--only sync,rref,rref3,pipe,echo,lat,lat1k,lat1m]\n"
 		"                 [--transport uring|memif|af_packet [--ifaces SRV,CLI]\n"
 		"                  [--credits N] [--mbufs N] [--zc-threshold B] [--eal-mem MB] [--no-pkt-tag]]\n"
-		"                 [--cc NAME]\n"
+		"                 [--cc NAME] [--same-host]\n"
 		"  --quick      10k small calls, shorter windows and echo budgets\n"
 		"  --threaded   client with a loop thread (default: embedded mode when\n"
 		"               the library has it)\n"
@@ -1182,6 +1183,8 @@ static void usage(FILE *f)
 		"  --mbufs N              DPDK mbufs per queue pool (0 = default)\n"
 		"  --zc-threshold B       zero-copy segments from B bytes (0 = default)\n"
 		"  --eal-mem MB           EAL -m with --no-huge (default 512)\n"
+		"  --same-host            io_uring: the calls over the same-host (shared-memory)\n"
+		"                         transport, as same_host picks for peers on one host\n"
 		"  --cc NAME              TCP congestion control of the connections\n"
 		"                         (default: the library's, reno; \"\" = the system's)\n"
 		"  --netns SRV,CLI        io_uring: server and client each in this network\n"
@@ -1221,7 +1224,8 @@ int main(int argc, char **argv)
 		O_CC,
 		O_NOTAG,
 		O_NETNS,
-		O_HOSTS
+		O_HOSTS,
+		O_SAMEHOST
 	};
 	static const struct option lopts[] = {
 		{"quick", no_argument, NULL, O_QUICK},
@@ -1240,6 +1244,7 @@ int main(int argc, char **argv)
 		{"no-pkt-tag", no_argument, NULL, O_NOTAG},
 		{"netns", required_argument, NULL, O_NETNS},
 		{"hosts", required_argument, NULL, O_HOSTS},
+		{"same-host", no_argument, NULL, O_SAMEHOST},
 		{"help", no_argument, NULL, O_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -1297,6 +1302,9 @@ int main(int argc, char **argv)
 			break;
 		case O_NOTAG:
 			o.no_pkt_tag = true;
+			break;
+		case O_SAMEHOST:
+			o.same_host = true;
 			break;
 		case O_NETNS:
 		case O_HOSTS: {
