@@ -20,6 +20,9 @@
  * Each prints one "RESULT tw_<what> key=value ..." line; latencies are in
  * ns from rdtscp calibrated against CLOCK_MONOTONIC, like the anchors.
  *
+ * --same-host runs them over the same-host transport (shared-memory rings,
+ * tw_agent_opts.same_host), which the benchmark otherwise turns off.
+ *
  * --transport memif|af_packet runs the same parts over the DPDK transport
  * (perf/bench-dpdk.sh: beside ../shared/anchors' dpdk_pingpong on the same
  * vdev). Each process brings up its own EAL: -l <its cpu> --no-huge -m MB
