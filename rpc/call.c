@@ -33,7 +33,7 @@ static struct call *call_get(tw_agent *a)
 	struct call *c;
 	if (tw_ring_mc_dequeue_burst(a->call_cache, &p, 1, NULL) == 1) {
 		c = p;
-		memset(c, 0, sizeof(*c));
+		tx_record_reset(c, sizeof(*c), &c->tx);
 	} else {
 		c = calloc(1, sizeof(*c));
 		if (c == NULL)

@@ -89,7 +89,7 @@ static struct reply *reply_get(tw_agent *a)
 	struct reply *r;
 	if (tw_ring_mc_dequeue_burst(a->reply_cache, &p, 1, NULL) == 1) {
 		r = p;
-		memset(r, 0, sizeof(*r));
+		tx_record_reset(r, sizeof(*r), &r->tx);
 	} else {
 		r = calloc(1, sizeof(*r));
 	}
