@@ -17,6 +17,7 @@
 #include "rpc/registry.h"
 
 #define AG_BUCKETS 1024u
+#define AG_ENDED 1024u /* recently released ids remembered */
 #define AG_ID_BITS 48
 #define AG_COUNTER_MAX ((INT64_C(1) << AG_ID_BITS) - 1)
 
@@ -35,7 +36,23 @@ struct ag_table {
 	tw_ag_release_fn hook;
 	void *hook_arg;
 	_Atomic(struct reg_entry *) backward; /* set once */
+	/* The last AG_ENDED ids released here, held or not: a message of
+	 * such a context that comes late (a remote() whose owner runs it
+	 * after the creator left the context, an rpc_async not waited for)
+	 * must not make it again, for nothing would ever end it. Ids are
+	 * never reused, so a hit is never a new context. */
+	int64_t ended[AG_ENDED];
+	uint32_t ended_next;
 };
+
+/* Under mu. */
+static bool ended(const struct ag_table *t, int64_t id)
+{
+	for (uint32_t i = 0; i < AG_ENDED; i++)
+		if (t->ended[i] == id)
+			return true;
+	return false;
+}
 
 static uint32_t bucket(int64_t id)
 {
@@ -51,6 +68,9 @@ tw_status ag_init(tw_agent *a)
 		return tw_fail_static(TW_ENOMEM,
 				      "out of memory for the autograd table");
 	}
+	for (uint32_t i = 0; i < AG_ENDED; i++)
+		t->ended[i] =
+			-1; /* ids are >= 0: context 0 is rank 0's first */
 	a->ag = t;
 	return TW_OK;
 }
@@ -89,6 +109,13 @@ static struct ag_ctx *get_or_make(tw_agent *a, int64_t id, tw_status *st)
 	struct ag_ctx **pp = find(t, id);
 	if (*pp != NULL)
 		return *pp;
+	if (ended(t, id)) {
+		*st = tw_fail(
+			TW_EINVAL,
+			"Could not find autograd context with id: %" PRId64,
+			id);
+		return NULL;
+	}
 	if (t->count >= TW_AG_MAX_CONTEXTS) {
 		*st = tw_fail(TW_EBUSY,
 			      "worker '%s' holds %u autograd contexts, its "
@@ -245,6 +272,10 @@ static bool release(tw_agent *a, int64_t id, uint32_t except, bool fan_out)
 	if (c != NULL) {
 		*pp = c->next;
 		t->count--;
+	}
+	if (!ended(t, id)) {
+		t->ended[t->ended_next] = id;
+		t->ended_next = (t->ended_next + 1) % AG_ENDED;
 	}
 	tw_ag_release_fn hook = t->hook;
 	void *hook_arg = t->hook_arg;

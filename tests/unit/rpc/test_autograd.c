@@ -106,6 +106,43 @@ Test(autograd, cleanup_follows_the_chain)
 	world_down(true);
 }
 
+/* A message of a context that comes after its cleanup (a remote() the
+ * owner runs after the creator left the context, an rpc_async nobody
+ * waited for) does not make the context again on its receiver, whether
+ * the receiver held it when the cleanup came or not: nothing would ever
+ * end it. */
+Test(autograd, a_late_message_does_not_revive_an_ended_context)
+{
+	world_up(3, NULL);
+	hooks();
+	int64_t id;
+	cr_assert_eq(tw_ag_context_new(W.ag[0], &id), TW_OK);
+	cr_assert_eq(tw_ag_context_reach(W.ag[0], id, 1), TW_OK);
+	cr_assert_eq(tw_ag_context_reach(W.ag[0], id, 2), TW_OK);
+	cr_assert_eq(tw_ag_context_reach(W.ag[1], id, 0), TW_OK); /* held */
+	/* worker 2 has not seen the context yet when the cleanup comes */
+	tw_agent_fake_enter(W.ag[0]);
+	cr_assert_eq(tw_ag_context_release(W.ag[0], id), TW_OK);
+	settle();
+	for (uint32_t i = 1; i < 3; i++) {
+		cr_assert_eq(tw_ag_context_reach(W.ag[i], id, 0), TW_EINVAL,
+			     "worker %u made the ended context again", i);
+		char want[80];
+		snprintf(want, sizeof(want),
+			 "Could not find autograd context with id: %" PRId64,
+			 id);
+		cr_assert_str_eq(tw_errmsg(TW_EINVAL), want);
+		cr_assert_eq(count(i), 0, "worker %u holds %u", i, count(i));
+		cr_assert(!tw_ag_context_valid(W.ag[i], id));
+	}
+	/* New contexts are unaffected. */
+	int64_t id2;
+	cr_assert_eq(tw_ag_context_new(W.ag[0], &id2), TW_OK);
+	cr_assert_eq(tw_ag_context_reach(W.ag[2], id2, 0), TW_OK);
+	cr_assert_eq(count(2), 1);
+	world_down(true);
+}
+
 /* A cycle (A -> B -> C -> A): the cleanup comes back to A, which no longer
  * holds the context and acknowledges; nothing loops, nothing is left. */
 Test(autograd, cleanup_ends_on_a_cycle)
