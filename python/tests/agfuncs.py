@@ -355,6 +355,17 @@ def body_optim(rank, world, optname, dtname, steps=10):
     cls = getattr(torch.optim, optname)
     ra = rpc.remote("worker1", make_param, args=("A", dtname))
     rc = rpc.remote("worker2", make_param, args=("C", dtname))
+    # A bad argument raises from the constructor, as torch's (the
+    # owners' optimizers are made before it returns).
+    try:
+        DistributedOptimizer(cls, [ra, rc], lr=-1.0)
+        bad_lr = None
+    except Exception as e:
+        bad_lr = "%s: %s" % (type(e).__name__, e)
+    # A remote() in a context left at once: the owner runs it after the
+    # context ended there, and must not make the context again.
+    with dist_autograd.context():
+        late = rpc.remote("worker1", layer_of, args=(ra, _step_x(0, dtype)))
     opt = DistributedOptimizer(cls, [ra, rc], lr=0.05)
     for step in range(steps):
         x = _step_x(step, dtype)
@@ -373,8 +384,10 @@ def body_optim(rank, world, optname, dtname, steps=10):
         _model(_step_x(step, dtype), lambda h: torch.tanh(h @ a),
                lambda: c).backward()
         lopt.step()
+    del late
     return {"dist": dist, "local": {"A": a.detach(), "C": c.detach()},
-            "init": _init("A", dtype), "counts": wait_contexts_gone(world)}
+            "init": _init("A", dtype), "counts": wait_contexts_gone(world),
+            "bad_lr": bad_lr}
 
 
 def dying_layer(x):

@@ -105,6 +105,8 @@ def test_distributed_optimizer_matches_local(optname):
     # It trained: the weights moved.
     assert not torch.equal(out["dist"]["A"], out["init"])
     assert all(c == (0, 0) for c in out["counts"]), out["counts"]
+    assert out["bad_lr"] is not None and \
+        "Invalid learning rate" in out["bad_lr"], out["bad_lr"]
 
 
 def test_worker_dying_in_its_backward_part():

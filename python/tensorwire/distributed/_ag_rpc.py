@@ -250,6 +250,13 @@ def run(ctx, outputs, grad_outputs, retain_graph):
             cf = _C.ag_backward_async(rec.peer, ctx.id, rec.msg, gl,
                                       retain_graph, -1)
         except _C.RemoteError as e:
+            # The parts already started still add into the context: let
+            # them end before this raises, or get_gradients would see
+            # gradients still moving.
+            try:
+                wait(pending)
+            except Exception:
+                pass
             from tensorwire.rpc import _raise_remote
             _raise_remote(e.args)
         pending.append(cf)

@@ -8,9 +8,9 @@
         opt.step(context_id)
 
 Each parameter's owner keeps an optimizer over the parameters it owns
-(made with remote(), as torch's _LocalOptimizer); step(context_id) steps
-them all at once, each with the gradients the context holds on that
-owner."""
+(torch's _LocalOptimizer, made by an rpc_async the constructor waits
+for: a bad argument raises there); step(context_id) steps them all at
+once, each with the gradients the context holds on that owner."""
 
 import threading
 
@@ -40,11 +40,28 @@ class _LocalOptimizer:
 
 
 def _new_local_optimizer(optim_cls, local_params_rref, *args, **kwargs):
-    return _LocalOptimizer(optim_cls, local_params_rref, *args, **kwargs)
+    # An RRef the owner makes, answered by value: the caller waits for
+    # it, so a bad argument raises from the constructor, as torch's.
+    return rpc.RRef(
+        _LocalOptimizer(optim_cls, local_params_rref, *args, **kwargs))
 
 
 def _local_optimizer_step(local_optim_rref, autograd_ctx_id):
     local_optim_rref.local_value().step(autograd_ctx_id)
+
+
+def _wait_all(futs):
+    """Every future's value; after all of them are done, the first error
+    raises (torch's _wait_for_all)."""
+    values, errors = [], []
+    for f in futs:
+        try:
+            values.append(f.wait())
+        except Exception as e:  # wait for all, raise the first
+            errors.append(e)
+    if errors:
+        raise errors[0]
+    return values
 
 
 class DistributedOptimizer:
@@ -56,25 +73,17 @@ class DistributedOptimizer:
         per_owner = {}
         for r in params_rref:
             per_owner.setdefault(r.owner().id, []).append(r)
-        self.remote_optimizers = [
-            rpc.remote(owner, _new_local_optimizer,
-                       args=(optimizer_class, rrefs) + args,
-                       kwargs=kwargs)
-            for owner, rrefs in per_owner.items()]
+        futs = [rpc.rpc_async(owner, _new_local_optimizer,
+                              args=(optimizer_class, rrefs) + args,
+                              kwargs=kwargs)
+                for owner, rrefs in per_owner.items()]
+        self.remote_optimizers = _wait_all(futs)
 
     def step(self, context_id):
         """Step every owner's parameters with the gradients context
         context_id holds there; raises the first owner's error."""
         if not dist_autograd._is_valid_context(context_id):
             raise dist_autograd._state.no_context(context_id)
-        futs = [rpc.rpc_async(o.owner().id, _local_optimizer_step,
-                              args=(o, context_id))
-                for o in self.remote_optimizers]
-        errors = []
-        for f in futs:
-            try:
-                f.wait()
-            except Exception as e:  # wait for all, raise the first
-                errors.append(e)
-        if errors:
-            raise errors[0]
+        _wait_all([rpc.rpc_async(o.owner().id, _local_optimizer_step,
+                                 args=(o, context_id))
+                   for o in self.remote_optimizers])
